@@ -1,0 +1,108 @@
+# SPDX-License-Identifier: MIT
+"""Stage-against-stage checks: PyTorch eval model vs IR executor, bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from brevitas.nn import QuantConv2d, QuantLinear
+from torch import nn
+
+from ..ir import execute
+from ..ir.graph import Graph
+from ..nn.layers import BinaryActivation, BinaryConv2d, BinaryLinear, Int8Linear
+from ..train import as_float
+
+
+@dataclass
+class Agreement:
+    """How two stages agree on a data set."""
+
+    samples: int
+    bits_compared: int = 0
+    bits_differing: int = 0
+    int_logits_differing: int = 0
+    class_agreement: float = 0.0
+    max_logit_abs_diff: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        return self.bits_differing == 0 and self.int_logits_differing == 0 and self.class_agreement == 1.0
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "bits_compared": self.bits_compared,
+                "bits_differing": self.bits_differing, "int_logits_differing": self.int_logits_differing,
+                "class_agreement": self.class_agreement, "max_logit_abs_diff": self.max_logit_abs_diff,
+                "exact": self.exact, **self.details}
+
+
+@torch.no_grad()
+def torch_trace(model: nn.Module, x_u8: np.ndarray) -> dict:
+    """PyTorch eval-mode tensors by module name: sign outputs, pool outputs, head accumulator."""
+    model.eval()
+    names = {m: n for n, m in model.named_modules()}
+    out: dict = {}
+    hooks = []
+
+    def keep(mod, _inp, res):
+        out[names[mod]] = res.detach().numpy()
+
+    for m in model.modules():
+        if isinstance(m, (BinaryActivation, nn.MaxPool2d)):
+            hooks.append(m.register_forward_hook(keep))
+    head = model.head.layer
+
+    def head_acc(mod, inp):
+        x = inp[0]
+        if isinstance(mod, BinaryLinear):
+            acc = QuantLinear.forward(mod, x)
+        elif isinstance(mod, BinaryConv2d):
+            acc = QuantConv2d.forward(mod, x)
+        elif isinstance(mod, Int8Linear):
+            acc = F.linear(x, mod.int_weight()[0])
+        else:
+            return
+        out["__acc__"] = acc.numpy()
+
+    hooks.append(head.register_forward_pre_hook(head_acc))
+    try:
+        out["__logits__"] = model(as_float(x_u8)).numpy()
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def _to_channels_last(a: np.ndarray) -> np.ndarray:
+    return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
+
+
+def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreement:
+    """Every hidden bit, every integer logit, every predicted class: PyTorch vs IR."""
+    tt = torch_trace(model, x_u8)
+    tr = execute.run(graph, x_u8)
+    agr = Agreement(samples=len(x_u8))
+    per_layer = {}
+    for layer in graph.layers:
+        if layer.op in ("threshold", "maxpool") and layer.source in tt:
+            ref = _to_channels_last(tt[layer.source]).astype(np.int64)
+            got = tr.tensors[layer.name]
+            if ref.shape != got.shape:
+                raise AssertionError(f"{layer.name}: shape {got.shape} vs PyTorch {ref.shape}")
+            diff = int((ref != got).sum())
+            per_layer[layer.name] = diff
+            agr.bits_compared += ref.size
+            agr.bits_differing += diff
+    acc = tt.get("__acc__")
+    if acc is not None:
+        if not np.all(acc == np.round(acc)):
+            raise AssertionError("PyTorch head accumulator is not integral")
+        agr.int_logits_differing = int((acc.astype(np.int64) != tr.int_logits).sum())
+    agr.class_agreement = float((tt["__logits__"].argmax(1) == tr.logits.argmax(1)).mean())
+    agr.max_logit_abs_diff = float(np.abs(tt["__logits__"] - tr.logits).max())
+    agr.details["bits_differing_per_layer"] = per_layer
+    return agr

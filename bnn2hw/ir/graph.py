@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: MIT
+"""The bnn2hw integer IR: a flat list of integer ops, the single source of truth for the
+FPGA (ONNX/FINN) and MCU (C) back ends.
+
+Ops and their fields (arrays are numpy; ``in`` says what the op consumes):
+
+``dense``      ``weight`` (O, I) int8, ±1 if ``weight_kind == "binary"`` else int8 in
+               [-127, 127]; ``in`` is ``u8`` or ``bits``; produces ``acc``
+``conv2d``     ``weight`` (O, kh, kw, C) ±1 int8 (channels-last), ``stride``, ``pad`` (zero
+               padding: a padded tap contributes 0); ``in`` ``u8`` or ``bits``; produces ``acc``
+``threshold``  ``thr`` (C,) int64, ``direction`` (C,) int8 ±1: bit = acc >= thr (dir +1) or
+               acc <= thr (dir -1), i.e. ``sign`` after scale, BatchNorm and bias, with the tie
+               rule 0 -> +1; produces ``bits``
+``maxpool``    ``kernel``, ``stride`` on ``bits`` (max of ±1 = OR)
+``flatten``    (H, W, C) -> H*W*C in (y, x, c) order
+``affine``     ``scale`` (O,), ``bias`` (O,) float64: float logits = acc * scale + bias
+
+The graph's input is uint8, channels-last ``(H, W, C)`` for images or ``(F,)`` for vectors, with
+``input_raw_scale``: raw data ``r`` becomes ``clip(round(r * input_raw_scale), 0, 255)``
+(``255/16`` for digits' 0..16 pixels; 1 when the data is already 8-bit).
+The integer logits are the output of the last ``dense`` op; ``affine`` follows it.
+
+Stored as one ``.bnnir.npz``: ``graph.json`` (everything but the arrays, readable with any zip
+tool) plus one array per ``<layer index>.<field>``. Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Bnn2hwError
+
+IR_VERSION = 1
+OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine")
+
+
+@dataclass
+class Layer:
+    op: str
+    name: str  # IR name, e.g. "fc0"
+    source: str  # the PyTorch module it came from, e.g. "features.1"
+    attrs: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.attrs.items()]
+        parts += [f"{k}{list(v.shape)}:{v.dtype}" for k, v in self.arrays.items()]
+        return f"{self.name:<10} {self.op:<10} <- {self.source:<14} " + " ".join(parts)
+
+
+@dataclass
+class Graph:
+    input_shape: tuple[int, ...]  # (H, W, C) or (F,)
+    layers: list[Layer]
+    input_raw_scale: float = 1.0
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        last = [l for l in self.layers if l.op == "dense"][-1]
+        return int(last.arrays["weight"].shape[0])
+
+    def describe(self) -> str:
+        lines = [f"bnn2hw IR v{IR_VERSION}: input uint8 {list(self.input_shape)} "
+                 f"(raw * {self.input_raw_scale:g}), {len(self.layers)} ops"]
+        lines += ["  " + l.describe() for l in self.layers]
+        for k in ("model_hash", "surrogate", "w0", "source"):
+            if k in self.meta:
+                lines.append(f"  {k}: {self.meta[k]}")
+        return "\n".join(lines)
+
+
+def save_ir(graph: Graph, path: str | Path) -> None:
+    header = {"ir_version": IR_VERSION, "input_shape": list(graph.input_shape),
+              "input_raw_scale": graph.input_raw_scale, "meta": graph.meta,
+              "layers": [{"op": l.op, "name": l.name, "source": l.source, "attrs": l.attrs,
+                          "arrays": sorted(l.arrays)} for l in graph.layers]}
+    arrays = {f"{i}.{k}": v for i, l in enumerate(graph.layers) for k, v in l.arrays.items()}
+    arrays["graph.json"] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_ir(path: str | Path) -> Graph:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            header = json.loads(bytes(f["graph.json"]).decode())
+            layers = []
+            for i, spec in enumerate(header["layers"]):
+                if spec["op"] not in OPS:
+                    raise Bnn2hwError(f"{path}: layer {spec['name']} has unknown op {spec['op']!r}")
+                arrays = {k: f[f"{i}.{k}"] for k in spec["arrays"]}
+                layers.append(Layer(spec["op"], spec["name"], spec["source"], spec["attrs"], arrays))
+    except Bnn2hwError:
+        raise
+    except Exception as e:
+        raise Bnn2hwError(f"{path}: not a bnn2hw IR file ({e})") from None
+    if header.get("ir_version") != IR_VERSION:
+        raise Bnn2hwError(f"{path}: IR version {header.get('ir_version')} unsupported")
+    return Graph(tuple(header["input_shape"]), layers, header["input_raw_scale"], header["meta"])

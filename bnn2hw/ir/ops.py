@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: MIT
+"""Reference numpy semantics of every IR op: the oracle for the IR executor, the ONNX graphs
+and the C code alike.
+
+Value conventions (the bit convention is defined once, in :mod:`bnn2hw.ir.bits`):
+
+* ``u8``: uint8 pixels, held as int64 here;
+* ``bits``: ±1 values, held as int64 ``-1`` / ``+1`` (packed only at the C edge);
+* ``acc``: signed integer accumulators (int64 here; the C generator proves int32 suffices).
+
+Image tensors are channels-last, ``(N, H, W, C)``; vectors are ``(N, F)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """acc[n, o] = sum_i x[n, i] * w[o, i]; for ±1 x and w this is K - 2 popcount(x xor w)."""
+    return x.astype(np.int64) @ w.astype(np.int64).T
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order, zero-padded.
+
+    Zero padding of ±1 data means a padded tap contributes 0 to the accumulator (not -1):
+    the C kernels reproduce this with a per-position fan-in, FINN cannot (it pads with the
+    bit 0, i.e. -1) and the FPGA export refuses padded binary convs."""
+    n, h, w, c = x.shape
+    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (w + 2 * pad - kw) // stride + 1
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
+    for ky in range(kh):
+        for kx in range(kw):
+            cols[:, :, :, ky, kx, :] = xp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :]
+    return cols.reshape(n, oh, ow, kh * kw * c)
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
+    """x (N, H, W, C), w (O, kh, kw, C) -> acc (N, OH, OW, O)."""
+    o, kh, kw, c = w.shape
+    cols = im2col(x, kh, kw, stride, pad)
+    return cols @ w.reshape(o, -1).astype(np.int64).T
+
+
+def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """±1 per channel (last axis): +1 where acc >= thr (direction +1) or acc <= thr (-1).
+
+    The tie rule of :func:`bnn2hw.nn.surrogates.binary_sign` (0 -> +1) is what makes the
+    comparison non-strict."""
+    up = acc >= thr
+    down = acc <= thr
+    return np.where(np.where(direction > 0, up, down), 1, -1).astype(np.int64)
+
+
+def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """Max-pool (N, H, W, C) with no padding (floor); on ±1 data max is a logical OR of +1."""
+    n, h, w, c = x.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            out = np.maximum(out, x[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :])
+    return out
+
+
+def flatten(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, H*W*C) in (y, x, c) order; vectors pass through."""
+    return x.reshape(x.shape[0], -1)
+
+
+def affine(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Float logits from integer logits: ``acc * scale + bias`` per class (float64)."""
+    return acc.astype(np.float64) * scale + bias

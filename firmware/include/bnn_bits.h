@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_bits.h -- the one definition of bnn2hw's bit convention and popcount.
+ *
+ * Packed +-1 vectors
+ *   typedef uint32_t bnn_word_t; element i lives in word i/32, bit i%32 (LSB first).
+ *   Bit value 1 means +1, bit value 0 means -1.  This is the qonnx BINARY convention;
+ *   Larq / Larq Compute Engine use the opposite one (bit 0 = +1), so convert at the edge.
+ *   Padding bits past the vector length are 0 in BOTH activations and weights, so a
+ *   padding position never shows up in popcount(a ^ w).  Every kernel that writes
+ *   packed bits writes 0 into the padding bits of the last word.
+ *
+ * Binary dot product of K elements a, w in {-1,+1}
+ *   a_i * w_i = +1 when the bits agree, -1 when they differ; xor marks disagreements, so
+ *   with p = popcount(a xor w):  acc = (K - p) - p = K - 2p.
+ *
+ * Sign / tie rule
+ *   An accumulator exactly equal to its threshold gives +1 (bit 1): bit = (acc >= thr).
+ *   (torch.sign(0) = 0 in the BiPer code; Larq and Brevitas map 0 to +1, as we do.)
+ *
+ * Popcount-domain threshold ("max mismatch")
+ *   acc >= T  <=>  K - 2p >= T  <=>  2p <= K - T  <=>  p <= (K - T) / 2,
+ *   and since p is an integer this is  p <= floor((K - T) / 2) =: M.
+ *   Kernels taking popcount thresholds compute bit = (p <= M).  M = -1 (or any M < 0)
+ *   means "never +1", M >= K means "always +1".  Use bnn_max_mismatch() to convert.
+ *
+ * Negative-direction channels (a negative folded scale) are handled by the code
+ * generator, which negates the weight row and the threshold; kernels compare with
+ * >= only, except bnn_threshold() which takes a per-channel direction.
+ *
+ * Popcount strategy, chosen at compile time with -DBNN_POPCOUNT=<n>:
+ *   BNN_POPCOUNT_BUILTIN (1)  __builtin_popcount (libgcc call on Cortex-M)
+ *   BNN_POPCOUNT_SWAR    (2)  classic per-word SWAR, horizontal sum by multiply
+ *   BNN_POPCOUNT_TABLE   (3)  256-entry byte table (bnn_popcount_table in bnn_bits.c)
+ *   BNN_POPCOUNT_MULTI   (4)  multi-word: per-word 2-bit/4-bit SWAR stages, nibble
+ *                             counts of 3 words added before one byte stage, byte
+ *                             counts of a whole chunk added before one horizontal sum
+ *                             (USADA8 on cores with the DSP extension, shifts
+ *                             otherwise); on Thumb-2 cores the 8-word chunk is
+ *                             assembly in bnn_bits.c (LDM/LDRD loads, carry-save adders,
+ *                             shifted-operand ALU ops, Thumb-2 replicated immediates);
+ *                             on ARMv6-M and the host it is portable C.
+ *   Default: MULTI.
+ */
+#ifndef BNN_BITS_H
+#define BNN_BITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint32_t bnn_word_t;
+
+#define BNN_WORD_BITS 32u
+/* Number of words holding n packed elements. */
+#define BNN_WORDS(n) (((uint32_t)(n) + 31u) / 32u)
+
+#define BNN_POPCOUNT_BUILTIN 1
+#define BNN_POPCOUNT_SWAR 2
+#define BNN_POPCOUNT_TABLE 3
+#define BNN_POPCOUNT_MULTI 4
+
+#ifndef BNN_POPCOUNT
+#define BNN_POPCOUNT BNN_POPCOUNT_MULTI
+#endif
+
+#if BNN_POPCOUNT < 1 || BNN_POPCOUNT > 4
+#error "BNN_POPCOUNT must be 1 (builtin), 2 (swar), 3 (table) or 4 (multi)"
+#endif
+
+/* Thumb-2 with shifted operands and modified immediates (ARMv7-M, ARMv8-M mainline). */
+#if defined(__arm__) && defined(__ARM_ARCH_ISA_THUMB) && (__ARM_ARCH_ISA_THUMB >= 2) && \
+    !defined(BNN_NO_ASM)
+#define BNN_THUMB2_ASM 1
+#else
+#define BNN_THUMB2_ASM 0
+#endif
+
+/* USADA8 available (Cortex-M4, M7, M33 with DSP, M55). */
+#if defined(__ARM_FEATURE_SIMD32) && BNN_THUMB2_ASM
+#define BNN_HAVE_USADA8 1
+#else
+#define BNN_HAVE_USADA8 0
+#endif
+
+#if defined(__GNUC__)
+#define BNN_INLINE static inline __attribute__((always_inline))
+#else
+#define BNN_INLINE static inline
+#endif
+
+extern const uint8_t bnn_popcount_table[256];
+
+/* Mask with the low (n % 32) bits set, or all ones when n % 32 == 0. */
+BNN_INLINE bnn_word_t bnn_tail_mask(uint32_t n)
+{
+    uint32_t r = n % 32u;
+    return r ? ((bnn_word_t)1u << r) - 1u : ~(bnn_word_t)0u;
+}
+
+/* Max mismatch M = floor((K - T) / 2), see the derivation above (clamped to [-1, K]). */
+BNN_INLINE int32_t bnn_max_mismatch(int32_t k, int32_t t)
+{
+    int32_t d = k - t;
+    int32_t m = d >= 0 ? d / 2 : -1; /* d < 0: no p >= 0 satisfies p <= d/2 */
+    return m > k ? k : m;
+}
+
+/* SWAR popcount of one word, shared by several strategies. */
+BNN_INLINE uint32_t bnn_popcount32_swar(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0f0f0f0fu;
+    return (x * 0x01010101u) >> 24;
+}
+
+BNN_INLINE uint32_t bnn_popcount32(uint32_t x)
+{
+#if BNN_POPCOUNT == BNN_POPCOUNT_BUILTIN
+    return (uint32_t)__builtin_popcount(x);
+#elif BNN_POPCOUNT == BNN_POPCOUNT_TABLE
+    return (uint32_t)bnn_popcount_table[x & 0xffu] + bnn_popcount_table[(x >> 8) & 0xffu] +
+           bnn_popcount_table[(x >> 16) & 0xffu] + bnn_popcount_table[x >> 24];
+#else
+    return bnn_popcount32_swar(x);
+#endif
+}
+
+/* Multi-word helpers (portable C).  nib2(x): 2-bit counts (each field <= 2);
+ * nib4(x): 4-bit counts (each nibble <= 4); bytes(s): byte counts of a nibble word. */
+BNN_INLINE uint32_t bnn__nib2(uint32_t x) { return x - ((x >> 1) & 0x55555555u); }
+BNN_INLINE uint32_t bnn__nib4(uint32_t x) { return (x & 0x33333333u) + ((x >> 2) & 0x33333333u); }
+BNN_INLINE uint32_t bnn__bytes(uint32_t s) { return (s & 0x0f0f0f0fu) + ((s >> 4) & 0x0f0f0f0fu); }
+BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24; } /* sum <= 255 */
+
+#if BNN_THUMB2_ASM && BNN_POPCOUNT == BNN_POPCOUNT_MULTI
+#define BNN_MULTI_ASM 1
+/*
+ * Thumb-2 assembly (bnn_bits.c), 8-word chunks.  Per chunk of 8 words: 3-word carry-save
+ * adders (ones/twos) on words 0-2 and 3-5, SWAR 2-bit and weighted 4-bit stages, one
+ * byte stage per group, USADA8 (or shifts on cores without DSP) for the horizontal sum.
+ *
+ * bnn__xor_popcount_chunks_t2: popcount(a[0..8n) ^ w[0..8n)), n >= 1.
+ * bnn__dense_bits_k8_t2: rows of exactly 8 words; for each row j (weights w + 8j),
+ *   bit = (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31)
+ *   until the sentinel bit of `sentinel` falls out at bit 0, i.e. for cnt rows when
+ *   sentinel = 1 << (cnt - 1); returns the word (row j of the call at bit 32 - cnt + j).
+ *   max_mismatch must lie in [-1, 8*32].
+ */
+uint32_t bnn__xor_popcount_chunks_t2(const bnn_word_t *a, const bnn_word_t *w, uint32_t n);
+uint32_t bnn__dense_bits_k8_t2(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch,
+                               uint32_t sentinel);
+#else
+#define BNN_MULTI_ASM 0
+#endif
+
+/* Portable byte counts of popcount(a[0..7] ^ w[0..7]) (each byte <= 64). */
+BNN_INLINE uint32_t bnn__chunk8_bytes_c(const bnn_word_t *a, const bnn_word_t *w)
+{
+    uint32_t g0 = bnn__nib4(bnn__nib2(a[0] ^ w[0])) + bnn__nib4(bnn__nib2(a[1] ^ w[1])) +
+                  bnn__nib4(bnn__nib2(a[2] ^ w[2]));
+    uint32_t g1 = bnn__nib4(bnn__nib2(a[3] ^ w[3])) + bnn__nib4(bnn__nib2(a[4] ^ w[4])) +
+                  bnn__nib4(bnn__nib2(a[5] ^ w[5]));
+    uint32_t g2 = bnn__nib4(bnn__nib2(a[6] ^ w[6])) + bnn__nib4(bnn__nib2(a[7] ^ w[7]));
+    return bnn__bytes(g0) + bnn__bytes(g1) + bnn__bytes(g2);
+}
+
+/* acc + (sum of the four bytes of b); b's bytes may each be up to 255. */
+BNN_INLINE uint32_t bnn__acc_bytes(uint32_t acc, uint32_t b)
+{
+#if BNN_HAVE_USADA8
+    uint32_t r;
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(r) : "r"(b), "r"(0u), "r"(acc));
+    return r;
+#else
+    b = (b & 0x00ff00ffu) + ((b >> 8) & 0x00ff00ffu);
+    return acc + ((b + (b >> 16)) & 0xffffu);
+#endif
+}
+
+/*
+ * popcount(a[0..n) xor w[0..n)) with the selected strategy.  *pw is advanced by n words
+ * (so a caller walking weight rows keeps one pointer).
+ */
+BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t **pw, uint32_t n)
+{
+    const bnn_word_t *w = *pw;
+    uint32_t p = 0;
+    uint32_t i = 0;
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI
+#if BNN_MULTI_ASM
+    if (n >= 8u) {
+        p = bnn__xor_popcount_chunks_t2(a, w, n / 8u);
+        i = n & ~7u;
+        w += i;
+    }
+#else
+    for (; i + 8u <= n; i += 8u) {
+        p = bnn__acc_bytes(p, bnn__chunk8_bytes_c(a + i, w));
+        w += 8;
+    }
+#endif
+    {
+        uint32_t bytes = 0;
+        for (; i < n; ++i) {
+            bytes += bnn__bytes(bnn__nib4(bnn__nib2(a[i] ^ *w++))); /* <= 8 per byte */
+        }
+        p = bnn__acc_bytes(p, bytes);
+    }
+#else
+    for (; i < n; ++i) {
+        p += bnn_popcount32(a[i] ^ *w++);
+    }
+#endif
+    *pw = w;
+    return p;
+}
+
+BNN_INLINE uint32_t bnn_xor_popcount(const bnn_word_t *a, const bnn_word_t *w, uint32_t n)
+{
+    return bnn_xor_popcount_adv(a, &w, n);
+}
+
+/* Plain, strategy-independent popcount used by the _ref kernels. */
+BNN_INLINE uint32_t bnn_popcount32_ref(uint32_t x)
+{
+    uint32_t c = 0;
+    while (x) {
+        c += x & 1u;
+        x >>= 1;
+    }
+    return c;
+}
+
+BNN_INLINE int bnn_get_bit(const bnn_word_t *v, uint32_t i) { return (int)((v[i / 32u] >> (i % 32u)) & 1u); }
+
+BNN_INLINE void bnn_put_bit(bnn_word_t *v, uint32_t i, int b)
+{
+    bnn_word_t m = (bnn_word_t)1u << (i % 32u);
+    if (b) {
+        v[i / 32u] |= m;
+    } else {
+        v[i / 32u] &= ~m;
+    }
+}
+
+#endif /* BNN_BITS_H */

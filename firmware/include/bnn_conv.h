@@ -1,0 +1,49 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_conv.h -- binary 2-D convolution on packed channels (convention: bnn_bits.h).
+ *
+ * Layout HWC.  cw = BNN_WORDS(cin), ow = BNN_WORDS(cout).
+ *   input   in[(y * in_w + x) * cw + k]                          (packed bits over cin)
+ *   weights w[((o * kh + ky) * kw + kx) * cw + k]                (packed bits over cin)
+ *   output  out[(oy * out_w + ox) * ow + k]                      (packed bits over cout)
+ * Input tap of output (oy, ox), kernel (ky, kx): y = oy*stride_h - pad_h + ky,
+ * x = ox*stride_w - pad_w + kx.  Zero padding of the +-1 data: a tap outside the image
+ * contributes 0 (not +-1), so
+ *   acc = sum over valid taps of (cin - 2 popcount(in_tap xor w_tap)),
+ * and K = (number of valid taps) * cin depends on the output position.  That is why the
+ * threshold is in the accumulator domain: bit = (acc >= thr[o]).
+ * out_h/out_w are given by the caller (normally (in + 2 pad - k) / stride + 1).
+ *
+ * bnn_conv_u8_*: first layer, uint8 HWC input in[(y * in_w + x) * cin + c], same binary
+ *   weight layout; acc = sum over valid taps and channels of x * s (s = +-1 weight).
+ * bnn_conv_*_acc: int32 accumulators acc[(oy * out_w + ox) * cout + o] instead of bits
+ *   (feed bnn_threshold() for per-channel directions).
+ */
+#ifndef BNN_CONV_H
+#define BNN_CONV_H
+
+#include "bnn_bits.h"
+
+typedef struct {
+    uint32_t in_h, in_w, cin;
+    uint32_t out_h, out_w, cout;
+    uint32_t kh, kw;
+    uint32_t stride_h, stride_w;
+    uint32_t pad_h, pad_w;
+} bnn_conv_params_t;
+
+void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                       const int32_t *thr, bnn_word_t *out);
+void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                   const int32_t *thr, bnn_word_t *out);
+void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
+void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
+
+void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out);
+void bnn_conv_u8_bits(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
+                      const int32_t *thr, bnn_word_t *out);
+void bnn_conv_u8_acc_ref(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
+void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
+
+#endif /* BNN_CONV_H */

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kernel_driver.c -- runs one kernel case for tests/test_firmware_kernels.py.
+ * Reads case.bin (little-endian uint32 words: kind, then parameters, then the input
+ * arrays, each padded to whole words), runs the _ref and the optimized variants and
+ * writes out.bin (their outputs as uint32/int32 words, in the order listed per kind).
+ * Host: stdio.  Cortex-M (QEMU): semihosting via the harness.  Returns 0 or 2 (I/O), 3 (bad case).
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "bnn_conv.h"
+#include "bnn_dense.h"
+#include "bnn_first.h"
+#include "bnn_periodic.h"
+#include "bnn_pool.h"
+#include "bnn_threshold.h"
+
+#ifndef BUF_WORDS
+#define BUF_WORDS (1u << 17)
+#endif
+
+static uint32_t in_buf[BUF_WORDS];
+static uint32_t out_buf[BUF_WORDS];
+static size_t in_words, rd, wr;
+
+#if defined(__arm__) && !defined(BNN_HOST)
+#include "bnn_harness.h"
+static size_t load(void)
+{
+    int f = bnn_sh_open("case.bin", BNN_OPEN_RB);
+    if (f < 0) {
+        return 0;
+    }
+    size_t n = bnn_sh_read(f, in_buf, sizeof in_buf);
+    (void)bnn_sh_close(f);
+    return n;
+}
+static int save(void)
+{
+    int f = bnn_sh_open("out.bin", BNN_OPEN_WB);
+    if (f < 0) {
+        return -1;
+    }
+    size_t n = bnn_sh_write(f, out_buf, wr * 4u);
+    (void)bnn_sh_close(f);
+    return n == wr * 4u ? 0 : -1;
+}
+#else
+#include <stdio.h>
+static size_t load(void)
+{
+    FILE *f = fopen("case.bin", "rb");
+    if (!f) {
+        return 0;
+    }
+    size_t n = fread(in_buf, 1, sizeof in_buf, f);
+    fclose(f);
+    return n;
+}
+static int save(void)
+{
+    FILE *f = fopen("out.bin", "wb");
+    if (!f) {
+        return -1;
+    }
+    size_t n = fwrite(out_buf, 4, wr, f);
+    fclose(f);
+    return n == wr ? 0 : -1;
+}
+#endif
+
+static int bad;
+
+static const uint32_t *take(size_t words)
+{
+    if (rd + words > in_words) {
+        bad = 1;
+        return in_buf;
+    }
+    const uint32_t *p = in_buf + rd;
+    rd += words;
+    return p;
+}
+
+static uint32_t u32(void) { return *take(1); }
+
+static void *put(size_t words)
+{
+    if (wr + words > BUF_WORDS) {
+        bad = 1;
+        return out_buf;
+    }
+    void *p = out_buf + wr;
+    for (size_t i = 0; i < words; ++i) {
+        out_buf[wr + i] = 0xA5A5A5A5u; /* poison: every output word must be written */
+    }
+    wr += words;
+    return p;
+}
+
+#define W(n) BNN_WORDS(n)
+#define BYTES_W(n) (((size_t)(n) + 3u) / 4u)
+
+int main(void)
+{
+    in_words = load() / 4u;
+    if (in_words == 0) {
+        return 2;
+    }
+    uint32_t kind = u32();
+    if (kind == 1u) {
+        bnn_dense_params_t p = {u32(), u32()};
+        const bnn_word_t *x = take(W(p.n_in));
+        const bnn_word_t *w = take((size_t)p.n_out * W(p.n_in));
+        const int32_t *mm = (const int32_t *)take(p.n_out);
+        if (bad) return 3;
+        bnn_dense_bits_ref(&p, x, w, mm, put(W(p.n_out)));
+        bnn_dense_bits(&p, x, w, mm, put(W(p.n_out)));
+        bnn_dense_acc_ref(&p, x, w, put(p.n_out));
+        bnn_dense_acc(&p, x, w, put(p.n_out));
+    } else if (kind == 2u || kind == 3u) {
+        bnn_first_params_t p = {u32(), u32()};
+        const uint8_t *x = (const uint8_t *)take(BYTES_W(p.n_in));
+        const void *w = kind == 2u ? (const void *)take((size_t)p.n_out * W(p.n_in))
+                                   : (const void *)take(BYTES_W((size_t)p.n_out * p.n_in));
+        const int32_t *thr = (const int32_t *)take(p.n_out);
+        if (bad) return 3;
+        if (kind == 2u) {
+            bnn_first_u8_bin_acc_ref(&p, x, w, put(p.n_out));
+            bnn_first_u8_bin_acc(&p, x, w, put(p.n_out));
+            bnn_first_u8_bin_bits_ref(&p, x, w, thr, put(W(p.n_out)));
+            bnn_first_u8_bin_bits(&p, x, w, thr, put(W(p.n_out)));
+        } else {
+            bnn_first_u8_s8_acc_ref(&p, x, w, put(p.n_out));
+            bnn_first_u8_s8_acc(&p, x, w, put(p.n_out));
+            bnn_first_u8_s8_bits_ref(&p, x, w, thr, put(W(p.n_out)));
+            bnn_first_u8_s8_bits(&p, x, w, thr, put(W(p.n_out)));
+        }
+    } else if (kind == 4u) {
+        bnn_first_params_t p = {u32(), u32()};
+        const bnn_word_t *x = take(W(p.n_in));
+        const int8_t *w = (const int8_t *)take(BYTES_W((size_t)p.n_out * p.n_in));
+        if (bad) return 3;
+        bnn_last_bin_s8_acc_ref(&p, x, w, put(p.n_out));
+        bnn_last_bin_s8_acc(&p, x, w, put(p.n_out));
+    } else if (kind == 5u || kind == 6u) {
+        bnn_conv_params_t p;
+        uint32_t v[12];
+        for (int i = 0; i < 12; ++i) v[i] = u32();
+        p.in_h = v[0]; p.in_w = v[1]; p.cin = v[2]; p.out_h = v[3]; p.out_w = v[4]; p.cout = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.stride_h = v[8]; p.stride_w = v[9]; p.pad_h = v[10]; p.pad_w = v[11];
+        size_t npos = (size_t)p.out_h * p.out_w;
+        const void *x = kind == 5u ? (const void *)take((size_t)p.in_h * p.in_w * W(p.cin))
+                                   : (const void *)take(BYTES_W((size_t)p.in_h * p.in_w * p.cin));
+        const bnn_word_t *w = take((size_t)p.cout * p.kh * p.kw * W(p.cin));
+        const int32_t *thr = (const int32_t *)take(p.cout);
+        if (bad) return 3;
+        if (kind == 5u) {
+            bnn_conv_bits_ref(&p, x, w, thr, put(npos * W(p.cout)));
+            bnn_conv_bits(&p, x, w, thr, put(npos * W(p.cout)));
+            bnn_conv_acc_ref(&p, x, w, put(npos * p.cout));
+            bnn_conv_acc(&p, x, w, put(npos * p.cout));
+        } else {
+            bnn_conv_u8_bits_ref(&p, x, w, thr, put(npos * W(p.cout)));
+            bnn_conv_u8_bits(&p, x, w, thr, put(npos * W(p.cout)));
+            bnn_conv_u8_acc_ref(&p, x, w, put(npos * p.cout));
+            bnn_conv_u8_acc(&p, x, w, put(npos * p.cout));
+        }
+    } else if (kind == 7u) {
+        bnn_pool_params_t p;
+        uint32_t v[9];
+        for (int i = 0; i < 9; ++i) v[i] = u32();
+        p.in_h = v[0]; p.in_w = v[1]; p.c = v[2]; p.out_h = v[3]; p.out_w = v[4];
+        p.kh = v[5]; p.kw = v[6]; p.stride_h = v[7]; p.stride_w = v[8];
+        const bnn_word_t *x = take((size_t)p.in_h * p.in_w * W(p.c));
+        if (bad) return 3;
+        bnn_maxpool_ref(&p, x, put((size_t)p.out_h * p.out_w * W(p.c)));
+        bnn_maxpool(&p, x, put((size_t)p.out_h * p.out_w * W(p.c)));
+    } else if (kind == 8u) {
+        bnn_threshold_params_t p = {u32(), u32()};
+        const int32_t *acc = (const int32_t *)take((size_t)p.positions * p.channels);
+        const int32_t *thr = (const int32_t *)take(p.channels);
+        const int8_t *dir = (const int8_t *)take(BYTES_W(p.channels));
+        if (bad) return 3;
+        bnn_threshold_ref(&p, acc, thr, dir, put((size_t)p.positions * W(p.channels)));
+        bnn_threshold(&p, acc, thr, dir, put((size_t)p.positions * W(p.channels)));
+    } else if (kind == 9u) {
+        bnn_periodic_params_t p;
+        p.out_frac = u32();
+        p.phase_mul = (int32_t)u32();
+        p.phase_shift = u32();
+        p.table_bits = u32();
+        p.lin_a = (int32_t)u32();
+        p.lin_n = u32();
+        uint32_t n = u32();
+        p.table = (const int32_t *)take((size_t)1u << p.table_bits);
+        const int32_t *x = (const int32_t *)take(n);
+        if (bad) return 3;
+        bnn_periodic_lut(&p, x, put(n), n);
+        bnn_periodic_taylor(&p, x, put(n), n);
+        bnn_periodic_linear(&p, x, put(n), n);
+    } else {
+        return 3;
+    }
+    if (bad) {
+        return 3;
+    }
+    return save() == 0 ? 0 : 2;
+}
