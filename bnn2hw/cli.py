@@ -128,5 +128,7 @@ def main() -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # ``python -m bnn2hw.cli``: use the package's module object
+    from bnn2hw.cli import main as _main
+
+    _main()

@@ -48,7 +48,7 @@ class Layer:
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.attrs.items()]
-        parts += [f"{k}{list(v.shape)}:{v.dtype}" for k, v in self.arrays.items()]
+        parts += [f"{k}{list(v.shape)}:{v.dtype}" for k, v in sorted(self.arrays.items())]
         return f"{self.name:<10} {self.op:<10} <- {self.source:<14} " + " ".join(parts)
 
 
@@ -81,6 +81,9 @@ def save_ir(graph: Graph, path: str | Path) -> None:
                           "arrays": sorted(l.arrays)} for l in graph.layers]}
     arrays = {f"{i}.{k}": v for i, l in enumerate(graph.layers) for k, v in l.arrays.items()}
     arrays["graph.json"] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
     with open(path, "wb") as f:
         np.savez(f, **arrays)
 

@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: MIT
+"""``bnn2hw export``: checkpoint -> verified IR -> FINN-ready ONNX + plain ONNX + FINN build dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import onnx
+import typer
+
+from ..cli import app
+from ..errors import Bnn2hwError
+from . import build
+from .onnx_export import build_onnx, run_plain, run_qonnx
+
+
+def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
+                target_fps: float = 1e6, dataset: Optional[str] = None,
+                verify_samples: Optional[int] = None, run_finn: Optional[bool] = None,
+                echo=print) -> dict:
+    """Everything `bnn2hw export` does; returns the verification summary."""
+    from ..export.pipeline import export_ir, test_inputs
+    from ..ir import execute
+    from ..ir.graph import save_ir
+
+    tgt = build.fpga_target(target)
+    exp = export_ir(checkpoint, dataset)
+    graph = exp.graph
+    finn_model = build_onnx(graph, "finn")
+    plain_model = build_onnx(graph, "plain")
+    summary: dict = {"checkpoint": str(checkpoint), "target": target, "model_hash": graph.meta["model_hash"]}
+    if exp.data is not None:
+        x, y = test_inputs(exp, verify_samples)
+        ref = execute.run(graph, x)
+        lp, ip = run_plain(plain_model, x)
+        lq, iq = run_qonnx(finn_model, x)
+        pt_acc = float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))
+        summary.update({
+            "dataset": exp.data.name, "samples": int(len(x)),
+            "pytorch_vs_ir": exp.torch_vs_ir.to_dict(),
+            "ir_vs_onnxruntime": {"int_logits_differing": int((ip != ref.int_logits).sum()),
+                                  "class_agreement": float((lp.argmax(1) == ref.logits.argmax(1)).mean())},
+            "ir_vs_qonnx": {"int_logits_differing": int((iq != ref.int_logits).sum()),
+                            "class_agreement": float((lq.argmax(1) == ref.logits.argmax(1)).mean())},
+            "accuracy": {"pytorch": pt_acc, "ir": float((ref.logits.argmax(1) == y).mean()),
+                         "onnxruntime": float((lp.argmax(1) == y).mean()),
+                         "qonnx": float((lq.argmax(1) == y).mean())},
+        })
+        bad = [k for k in ("ir_vs_onnxruntime", "ir_vs_qonnx")
+               if summary[k]["int_logits_differing"] or summary[k]["class_agreement"] != 1.0]
+        if bad:
+            raise Bnn2hwError(f"ONNX graphs disagree with the IR ({', '.join(bad)}): {summary}")
+        verify_in = x[:1].reshape([1] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
+        verify_out = ref.logits[:1].astype(np.float32)
+    else:
+        verify_in = verify_out = None
+    layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
+    report = build.layer_report(graph, layers, clock_mhz, target_fps)
+    files = {
+        "model_finn.onnx": finn_model.SerializeToString(),
+        "model_plain.onnx": plain_model.SerializeToString(),
+        "model.bnnir.npz": _ir_bytes(graph, save_ir),
+        "model.ir.txt": graph.describe() + "\n",
+        "dataflow_build_config.json": build.dumps(build.dataflow_build_config(tgt, clock_mhz, target_fps)),
+        "folding_config.json": build.dumps(build.folding_config(layers)),
+        "layer_report.json": build.dumps(report),
+        "layer_report.md": _report_md(report, tgt),
+        "verification.json": build.dumps(summary),
+        "bnn2hw_export.json": build.dumps({"target": target, "board": tgt.board, "part": tgt.part,
+                                           "model_hash": graph.meta["model_hash"]}),
+    }
+    if verify_in is not None:
+        files["verify_input.npy"] = verify_in.astype(np.float32)
+        files["verify_expected_output.npy"] = verify_out
+    build.write_build_dir(out_dir, files)
+    echo(f"wrote {out_dir}/: model_finn.onnx (FINN-ready QONNX), model_plain.onnx (onnxruntime), "
+         "model.bnnir.npz (IR), dataflow_build_config.json, folding_config.json, layer_report.md, "
+         "verification.json")
+    if "accuracy" in summary:
+        a = summary["accuracy"]
+        echo(f"verified on {summary['samples']} {summary['dataset']} test samples: PyTorch == IR == "
+             f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f} (PyTorch checkpoint {a['pytorch']:.4f})")
+    echo(f"FINN cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
+         f"{report['estimated_fps']:.0f} frames/s (target {target_fps:g})")
+    if run_finn is None:
+        run_finn = build.finn_available()
+    if run_finn:
+        where = build.run_finn(Path(out_dir))
+        echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
+        summary["finn"] = where
+    else:
+        echo("FINN is not importable here; run the build in FINN's Docker image: "
+             + build.docker_command(Path(out_dir)))
+    return summary
+
+
+def _ir_bytes(graph, save_ir) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    save_ir(graph, buf)
+    return buf.getvalue()
+
+
+def _report_md(report: dict, tgt) -> str:
+    lines = [f"# Layer report ({tgt.board}, {tgt.part}, {report['clock_mhz']:g} MHz, "
+             f"target {report['target_fps']:g} frames/s, budget {report['cycle_budget']} cycles)", "",
+             "| layer | source | input | MW | MH | vectors | MACs | weight bits | thresholds | PE | SIMD | cycles | fps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["layers"]:
+        lines.append(f"| {r['layer']} | {r['source']} | {r['input']} | {r['MW']} | {r['MH']} | {r['vectors']} | "
+                     f"{r['MACs']} | {r['weight_bits']} | {r['thresholds']} | {r['PE']} | {r['SIMD']} | "
+                     f"{r['cycles']} | {r['fps_at_clock']:.0f} |")
+    lines += ["", f"Bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
+              f"latency {report['latency_cycles']} cycles (FINN MVAU model: (MH/PE)*(MW/SIMD)*vectors)."]
+    return "\n".join(lines) + "\n"
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    target: str = typer.Option("pynq-z2", help="|".join(build.FPGA_TARGETS)),
+    output: Path = typer.Option(Path("build"), "-o", "--output", help="build directory to write"),
+    clock_mhz: float = typer.Option(100.0, help="FPGA clock for the cycle model and FINN"),
+    target_fps: float = typer.Option(1e6, help="frames per second to fold for"),
+    dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
+    verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
+    finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
+):
+    """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
+    build.fpga_target(target)  # fail fast on a bad target, before any work
+    export_fpga(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples, finn,
+                echo=typer.echo)

@@ -1,0 +1,364 @@
+# SPDX-License-Identifier: MIT
+"""IR -> ``model.h`` / ``model.c``: static const packed weights, a static ping-pong arena and
+one entry point, calling the hand-written runtime in ``firmware/`` (bit convention in
+``firmware/include/bnn_bits.h``: bit 1 = +1, LSB first, padding bits 0).
+
+One emitter per layer pattern; each emitted call carries a comment naming its IR layer and the
+PyTorch module it came from. Lowering done here (the IR stays direction-explicit):
+
+* negative-direction channels (``acc <= T``) become ``-acc >= -T`` by negating the weight row
+  (flipping its bits, padding bits stay 0), so every kernel compares with ``>=``;
+* a binary dense layer on bits compares the popcount instead of the accumulator:
+  ``acc = K - 2p >= T  <=>  p <= floor((K - T) / 2)`` (``max_mismatch``, clamped to [-1, K]);
+* conv layers keep thresholds on ``acc`` because zero padding makes the fan-in position-dependent.
+
+Accumulator widths: every accumulator is int32; :func:`check_accumulators` proves from each
+layer's fan-in that none can overflow (|acc| <= 255 * 127 * K < 2^31).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import __version__
+from ..errors import Bnn2hwError
+from ..ir.graph import Graph, Layer
+
+C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ident(name: str) -> str:
+    if not C_IDENT.match(name):
+        raise Bnn2hwError(f"IR layer name {name!r} is not a valid C identifier")
+    return name
+
+
+def pack_bits(pm1: np.ndarray) -> np.ndarray:
+    """±1 vectors (..., K) -> uint32 words (..., ceil(K/32)); bit i%32 of word i/32 is 1 for +1."""
+    pm1 = np.asarray(pm1)
+    k = pm1.shape[-1]
+    nw = (k + 31) // 32
+    bits = np.zeros(pm1.shape[:-1] + (nw * 32,), dtype=np.uint64)
+    bits[..., :k] = pm1 > 0
+    bits = bits.reshape(pm1.shape[:-1] + (nw, 32))
+    return (bits << np.arange(32, dtype=np.uint64)).sum(-1).astype(np.uint32)
+
+
+def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 8, fmt=None) -> str:
+    vals = np.asarray(values).ravel()
+    if fmt is None:
+        fmt = (lambda v: f"0x{int(v):08x}u") if ctype == "bnn_word_t" else (lambda v: str(int(v)))
+    body = []
+    for i in range(0, len(vals), per_line):
+        body.append("    " + ", ".join(fmt(v) for v in vals[i:i + per_line]) + ",")
+    if not body:
+        body = ["    0"]
+    return f"static const {ctype} {ident(name)}[{max(len(vals), 1)}] = {{\n" + "\n".join(body) + "\n};\n"
+
+
+@dataclass
+class Emitted:
+    header: str
+    source: str
+    scratch_bytes: int
+    flash_lower_bound_bytes: int
+    steps: list = field(default_factory=list)
+
+
+def check_accumulators(graph: Graph) -> list[dict]:
+    """Static proof that no int32 accumulator overflows: max |acc| from fan-in and input range."""
+    rows = []
+    for layer in graph.layers:
+        if layer.op not in ("dense", "conv2d"):
+            continue
+        w = layer.arrays["weight"]
+        fan_in = int(np.prod(w.shape[1:]))
+        in_max = 255 if layer.attrs["in"] == "u8" else 1
+        w_max = 127 if layer.attrs.get("weight_kind") == "int8" else 1
+        bound = in_max * w_max * fan_in
+        if bound >= 2 ** 31:
+            raise Bnn2hwError(f"layer {layer.name} ({layer.source}): |acc| can reach {bound}, "
+                              "beyond int32")
+        rows.append({"layer": layer.name, "fan_in": fan_in, "max_abs_acc": bound,
+                     "bits_needed": int(np.ceil(np.log2(bound + 1))) + 1})
+    return rows
+
+
+def _flip(layer: Layer, nxt: Layer | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Weights with negative-direction rows negated, thresholds as >= on the flipped acc."""
+    w = layer.arrays["weight"].astype(np.int64)
+    if nxt is None or nxt.op != "threshold":
+        return w, None
+    d = nxt.arrays["direction"].astype(np.int64)
+    w = w * d.reshape((-1,) + (1,) * (w.ndim - 1))
+    thr = np.where(d > 0, nxt.arrays["thr"], -nxt.arrays["thr"]).astype(np.int64)
+    return w, thr
+
+
+def _clamp_i32(t: np.ndarray) -> np.ndarray:
+    return np.clip(t, -(2 ** 31) + 1, 2 ** 31 - 1)
+
+
+def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
+    """Generate the C sources for ``graph``."""
+    for layer in graph.layers:
+        if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine"):
+            raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): op {layer.op!r} has no C emitter")
+    acc_rows = check_accumulators(graph)
+    ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
+                                   for l in graph.layers]).encode()).hexdigest()[:16]
+    input_len = int(np.prod(graph.input_shape))
+    num_logits = graph.num_classes
+    data: list[str] = []
+    body: list[str] = []
+    sizes: list[int] = []  # bytes of each intermediate buffer
+    flash_bits = 0
+    thr_count = 0
+    # state: what the current tensor is and where
+    shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
+    kind = "u8"
+    cur = "input"
+    buf_index = 0
+    layers = graph.layers
+    i = 0
+    steps = []
+
+    def out_buf(nbytes: int) -> str:
+        nonlocal buf_index
+        sizes.append(nbytes)
+        name = f"arena_{'ab'[buf_index % 2]}"
+        buf_index += 1
+        return name
+
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        lid = ident(layer.name)
+        cmt = f"    /* {layer.name} <- {layer.source}"
+        if layer.op == "flatten":
+            if len(shape) == 3 and kind == "bits" and shape[2] % 32 != 0:
+                h, w, c = shape
+                n = h * w * c
+                dst = out_buf(4 * ((n + 31) // 32))
+                body.append(f"{cmt}: repack per-pixel channel words into one bit vector */")
+                body.append(f"    bnn_repack_hwc(({'const bnn_word_t *'}){cur}, {h * w}u, {c}u, (bnn_word_t *){dst});")
+                cur = dst
+            shape = (int(np.prod(shape)),)
+            i += 1
+            continue
+        if layer.op == "maxpool":
+            h, w, c = shape
+            k, s = layer.attrs["kernel"], layer.attrs["stride"]
+            oh, ow = (h - k) // s + 1, (w - k) // s + 1
+            dst = out_buf(4 * oh * ow * ((c + 31) // 32))
+            data.append(f"static const bnn_pool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, "
+                        f"{k}u, {k}u, {s}u, {s}u}};\n")
+            body.append(f"{cmt}: {k}x{k} max-pool on bits = OR */")
+            body.append(f"    bnn_maxpool(&{lid}_p, (const bnn_word_t *){cur}, (bnn_word_t *){dst});")
+            cur = dst
+            shape = (oh, ow, c)
+            steps.append(layer.name)
+            i += 1
+            continue
+        if layer.op == "dense":
+            w, thr = _flip(layer, nxt)
+            o, k = w.shape
+            last = nxt is None or nxt.op == "affine"
+            wk = layer.attrs.get("weight_kind", "binary")
+            params = f"static const bnn_dense_params_t {lid}_p = {{{k}u, {o}u}};\n" if kind == "bits" else \
+                f"static const bnn_first_params_t {lid}_p = {{{k}u, {o}u}};\n"
+            data.append(params)
+            if wk == "binary":
+                packed = pack_bits(w)
+                data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights, bit 1 = +1 */\n")
+                data.append(c_array("bnn_word_t", f"{lid}_w", packed))
+                flash_bits += o * k
+            else:
+                data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} int8 weights */\n")
+                data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
+                flash_bits += 8 * o * k
+            if last:
+                dst = "logits"
+                if kind == "bits" and wk == "binary":
+                    call = f"bnn_dense_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, logits);"
+                elif kind == "bits":
+                    call = f"bnn_last_bin_s8_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, logits);"
+                elif wk == "binary":
+                    call = f"bnn_first_u8_bin_acc(&{lid}_p, {cur}, {lid}_w, logits);"
+                else:
+                    call = f"bnn_first_u8_s8_acc(&{lid}_p, {cur}, {lid}_w, logits);"
+                body.append(f"{cmt}: integer logits */")
+                body.append("    " + call)
+                steps.append(layer.name)
+                i += 1
+                continue
+            if nxt.op != "threshold":
+                raise Bnn2hwError(f"IR layer {layer.name}: a hidden dense layer must be followed by a threshold")
+            dst = out_buf(4 * ((o + 31) // 32))
+            tname = ident(nxt.name)
+            if kind == "bits":
+                mm = np.clip((k - thr) // 2, -1, k)  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
+                data.append(f"/* {nxt.name} <- {nxt.source}: max mismatches per output (popcount form) */\n")
+                data.append(c_array("int32_t", f"{tname}_mm", mm))
+                call = f"bnn_dense_bits(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, {tname}_mm, (bnn_word_t *){dst});"
+            else:
+                data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the integer accumulator */\n")
+                data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
+                fn = "bnn_first_u8_bin_bits" if wk == "binary" else "bnn_first_u8_s8_bits"
+                call = f"{fn}(&{lid}_p, {cur}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});"
+            thr_count += o
+            body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
+            body.append("    " + call)
+            cur, kind, shape = dst, "bits", (o,)
+            steps.append(layer.name)
+            i += 2
+            continue
+        if layer.op == "conv2d":
+            w, thr = _flip(layer, nxt)
+            if thr is None:
+                raise Bnn2hwError(f"IR layer {layer.name}: a conv must be followed by a threshold")
+            o, kh, kw, c = w.shape
+            h, wd, _ = shape
+            s, p = layer.attrs["stride"], layer.attrs["pad"]
+            oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+            data.append(f"static const bnn_conv_params_t {lid}_p = {{{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, "
+                        f"{kh}u, {kw}u, {s}u, {s}u, {p}u, {p}u}};\n")
+            data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights, "
+                        "channels packed per tap */\n")
+            data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
+            tname = ident(nxt.name)
+            data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
+            data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
+            flash_bits += o * kh * kw * c
+            thr_count += o
+            dst = out_buf(4 * oh * ow * ((o + 31) // 32))
+            fn = "bnn_conv_u8_bits" if kind == "u8" else "bnn_conv_bits"
+            src = cur if kind == "u8" else f"(const bnn_word_t *){cur}"
+            body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels */")
+            body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
+            cur, kind, shape = dst, "bits", (oh, ow, o)
+            steps.append(layer.name)
+            i += 2
+            continue
+        if layer.op == "affine":
+            data.append("/* logits <- head: float logits = int_logits * scale + bias (bnn_predict) */\n")
+            data.append(c_array("float", "logit_scale", layer.arrays["scale"].astype(np.float32), 4,
+                                fmt=lambda v: f"{float(v):.9g}f"))
+            data.append(c_array("float", "logit_bias", layer.arrays["bias"].astype(np.float32), 4,
+                                fmt=lambda v: f"{float(v):.9g}f"))
+            i += 1
+            continue
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
+    arena_a = max([s for j, s in enumerate(sizes) if j % 2 == 0] or [4])
+    arena_b = max([s for j, s in enumerate(sizes) if j % 2 == 1] or [4])
+    scratch = arena_a + arena_b
+    guard = f"BNN_MODEL_{model_name.upper()}_H"
+    header = f"""/* SPDX-License-Identifier: MIT */
+/*
+ * Generated by bnn2hw {__version__} from model {graph.meta.get('model_hash', '?')} (IR {ir_hash}).
+ * Surrogate {graph.meta.get('surrogate')}, w0 {graph.meta.get('w0')}. Do not edit: regenerate with
+ * `bnn2hw emit-c`.
+ *
+ * Input: {input_len} uint8 values, channels-last {list(graph.input_shape)} (H, W, C) order.
+ * Output: {num_logits} int32 integer logits; float logits = int_logits * scale + bias.
+ * Memory: weights and thresholds are static const (flash); scratch is a static
+ * {scratch}-byte arena (two ping-pong buffers); no malloc, no recursion.
+ */
+#ifndef {guard}
+#define {guard}
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BNN_INPUT_LEN {input_len}u
+#define BNN_NUM_LOGITS {num_logits}u
+#define BNN_SCRATCH_BYTES {scratch}u
+
+#define BNN_OK 0
+#define BNN_ERR_INPUT_LEN (-1)
+#define BNN_ERR_LOGITS_LEN (-2)
+#define BNN_ERR_NULL (-3)
+
+/* Run one inference. Returns BNN_OK, or a negative error code on a wrong length or NULL. */
+int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len);
+
+/* Predicted class (argmax of the float logits; first index wins ties), or a negative error. */
+int bnn_predict(const uint8_t *input, size_t input_len);
+
+#endif /* {guard} */
+"""
+    repack = """
+/* Concatenate per-pixel channel words (each padded to 32 bits) into one dense bit vector in
+ * (y, x, c) order, as the IR's flatten defines it. Output padding bits stay 0. */
+static void bnn_repack_hwc(const bnn_word_t *in, uint32_t pixels, uint32_t c, bnn_word_t *out)
+{
+    const uint32_t words_per_pixel = BNN_WORDS(c);
+    const uint32_t n = pixels * c;
+    uint32_t i;
+    for (i = 0; i < BNN_WORDS(n); ++i) {
+        out[i] = 0u;
+    }
+    for (i = 0; i < n; ++i) {
+        const uint32_t px = i / c, ch = i % c;
+        const bnn_word_t bit = (in[px * words_per_pixel + ch / 32u] >> (ch % 32u)) & 1u;
+        out[i / 32u] |= bit << (i % 32u);
+    }
+}
+""" if "bnn_repack_hwc" in "\n".join(body) else ""
+    source = f"""/* SPDX-License-Identifier: MIT */
+/* Generated by bnn2hw {__version__} from model {graph.meta.get('model_hash', '?')} (IR {ir_hash}). */
+#include "model.h"
+
+#include "bnn_bits.h"
+#include "bnn_conv.h"
+#include "bnn_dense.h"
+#include "bnn_first.h"
+#include "bnn_pool.h"
+
+/* ---- constant data (flash) ---------------------------------------------------------- */
+{''.join(data)}
+/* ---- scratch: two ping-pong buffers, sized at generation time ------------------------ */
+static bnn_word_t arena_a[{(arena_a + 3) // 4}];
+static bnn_word_t arena_b[{(arena_b + 3) // 4}];
+{repack}
+int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
+{{
+    if (input == NULL || logits == NULL) {{
+        return BNN_ERR_NULL;
+    }}
+    if (input_len != BNN_INPUT_LEN) {{
+        return BNN_ERR_INPUT_LEN;
+    }}
+    if (logits_len != BNN_NUM_LOGITS) {{
+        return BNN_ERR_LOGITS_LEN;
+    }}
+{chr(10).join(body)}
+    return BNN_OK;
+}}
+
+int bnn_predict(const uint8_t *input, size_t input_len)
+{{
+    int32_t logits[BNN_NUM_LOGITS];
+    int best = 0;
+    float best_val = 0.0f;
+    uint32_t c;
+    const int rc = bnn_infer(input, input_len, logits, BNN_NUM_LOGITS);
+    if (rc != BNN_OK) {{
+        return rc;
+    }}
+    for (c = 0; c < BNN_NUM_LOGITS; ++c) {{
+        const float v = (float)logits[c] * logit_scale[c] + logit_bias[c];
+        if (c == 0 || v > best_val) {{
+            best_val = v;
+            best = (int)c;
+        }}
+    }}
+    return best;
+}}
+"""
+    flash_lb = flash_bits // 8 + 4 * thr_count
+    return Emitted(header, source, scratch, flash_lb, steps)

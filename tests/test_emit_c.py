@@ -1,0 +1,87 @@
+# SPDX-License-Identifier: MIT
+"""Generated C == IR executor, every integer logit: host (sanitizers) and QEMU Cortex-M."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bnn2hw.export.fold import fold_model
+from bnn2hw.ir import execute
+from bnn2hw.mcu import codegen, qemu, toolchain
+from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+
+
+def _need(tool: str, pkg: str):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (apt-get install {pkg})")
+
+
+def _run(graph, tmp_path, target, x):
+    out = tmp_path / f"fw_{target}"
+    write_firmware_dir(graph, out, target)
+    elf = toolchain.build(out, target)
+    return qemu.run(elf, target, to_c_inputs(graph, x), graph.num_classes)
+
+
+def test_host_c_matches_ir_with_sanitizers(trained, digits, tmp_path):
+    _need("gcc", "gcc")
+    _, model, spec = trained
+    graph = fold_model(model, spec)
+    got = _run(graph, tmp_path, "host", digits.x_test)
+    assert np.array_equal(got, execute.run(graph, digits.x_test).int_logits)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m0", "cortex-m4", "cortex-m7"])
+@pytest.mark.parametrize("which", ["mlp", "cnn"])
+def test_qemu_c_matches_ir(target, which, mlp_ckpt, cnn_ckpt, digits, tmp_path):
+    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    _need("qemu-system-arm", "qemu-system-arm")
+    _, model, spec = mlp_ckpt if which == "mlp" else cnn_ckpt
+    graph = fold_model(model, spec)
+    x = digits.x_test[:120]
+    got = _run(graph, tmp_path, target, x)
+    assert np.array_equal(got, execute.run(graph, x).int_logits)
+
+
+def test_generated_code_header_and_static_data(mlp_ckpt):
+    _, model, spec = mlp_ckpt
+    graph = fold_model(model, spec)
+    em = codegen.emit(graph)
+    assert "malloc" not in em.source
+    assert graph.meta["model_hash"] in em.header
+    assert "static const bnn_word_t fc0_w" in em.source
+    assert "/* fc1 <- features.4" in em.source  # each layer names its source module
+    assert em.scratch_bytes > 0
+
+
+def test_pack_bits_padding_is_zero():
+    for k in (1, 31, 32, 33, 63, 64, 65):
+        v = np.ones((2, k), dtype=np.int64)
+        w = codegen.pack_bits(v)
+        assert w.shape == (2, (k + 31) // 32)
+        total = int(sum(bin(int(x)).count("1") for x in w.ravel()))
+        assert total == 2 * k, f"k={k}: padding bits set"
+
+
+def test_emit_c_bad_target(mlp_ckpt, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(mlp_ckpt[0]), "--target", "cortex-a53",
+                        "-o", str(tmp_path / "fw")], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "cortex-a53" in r.stderr and "cortex-m4" in r.stderr
+    assert not (tmp_path / "fw").exists()
+
+
+def test_emit_c_cli_verify_on_m4(mlp_ckpt, tmp_path):
+    _need("qemu-system-arm", "qemu-system-arm")
+    out = tmp_path / "fw"
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(mlp_ckpt[0]), "--target", "cortex-m4",
+                        "-o", str(out), "--verify", "--verify-samples", "50"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "cortex-m4: 50 inputs, integer logits differing from the IR: 0" in r.stdout
+    assert (out / "model.c").exists() and (out / "report.json").exists()
