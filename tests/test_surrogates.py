@@ -514,12 +514,7 @@ def _peak_points() -> torch.Tensor:
     return torch.cat([crests, torch.zeros(1)])
 
 
-_STAGE1_BUGS = {
-    "triangle": "known bug in bnn2hw/nn/surrogates.py Triangle.f: d/dx asin(sin t) is "
-                "inf * 0 = +-inf/NaN where float32 sin(t) == +-1",
-    "square": "known bug in bnn2hw/nn/surrogates.py Square.f: relax() is binary_sign(...), "
-              "which has no grad_fn, so stage-1 weights get no gradient at all",
-}
+_STAGE1_BUGS: dict = {}  # triangle and square used to have NaN / zero stage-1 gradients (fixed)
 
 
 @pytest.mark.parametrize("name", [

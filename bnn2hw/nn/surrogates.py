@@ -80,6 +80,22 @@ class _SignWithSurrogate(torch.autograd.Function):
         return grad_output * ctx.g(x), None, None
 
 
+class _RelaxWithGrad(torch.autograd.Function):
+    """Forward ``f(x)``, backward ``grad_output * df(x)``: for relaxed functions whose autograd
+    derivative is useless (NaN at the triangle's corners, zero for the square wave)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, f: Callable[[Tensor], Tensor], df: Callable[[Tensor], Tensor]):
+        ctx.save_for_backward(x)
+        ctx.df = df
+        return f(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor):
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.df(x), None, None
+
+
 def _wrap(t: Tensor) -> Tensor:
     """Phase wrapped into [-pi, pi)."""
     return torch.remainder(t + math.pi, 2 * math.pi) - math.pi
@@ -200,6 +216,11 @@ class Triangle(Binarizer):
     def g(self, x):
         return binary_sign(torch.cos(self.config.w0 * x))
 
+    def relax(self, x):
+        # d tri / dx = (2 w0 / pi) sign(cos(w0 x)); autograd through asin(sin) is NaN at the corners
+        w0 = self.config.w0
+        return _RelaxWithGrad.apply(x, self.f, lambda t: (2 * w0 / math.pi) * self.g(t))
+
 
 class Sawtooth(Binarizer):
     """M-BiPer sawtooth saw(t) = wrap(t)/pi; same sign as sin t. Smoothed gradient: see module doc."""
@@ -229,6 +250,11 @@ class Square(Binarizer):
         d_rise = t.abs()
         d_fall = math.pi - t.abs()
         return torch.clamp(1 - d_rise / delta, min=0) - torch.clamp(1 - d_fall / delta, min=0)
+
+    def relax(self, x):
+        # the square wave's derivative is impulses: stage 1 uses the smoothed bumps times w0
+        w0 = self.config.w0
+        return _RelaxWithGrad.apply(x, self.f, lambda t: w0 * self.g(t))
 
 
 class ArctanSine(Binarizer):
