@@ -7,7 +7,9 @@ the library defaults (``TrainConfig``: 30 + 30 epochs, learning rates from
 accuracy, the test accuracy at the end of stage 1 and the mean wall-clock seconds per epoch.
 
 Results go to ``benchmarks/results/training.json`` (raw, one record per run, rewritten after
-every run so an interrupted benchmark keeps what it finished) and ``training.md`` (table).
+every run so an interrupted benchmark keeps what it finished) and ``training_table.md`` (table,
+command, machine, date). ``training.md`` is that table plus a hand-written comparison with the
+papers; the script never overwrites it.
 
 Quick check::
 
