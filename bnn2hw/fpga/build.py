@@ -9,10 +9,8 @@ Board names and parts are FINN's (``finn.util.basic.pynq_part_map``, case-sensit
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
+from ..outdir import write_dir_atomically
 
 
 @dataclass(frozen=True)
@@ -185,15 +184,9 @@ def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
 
 
 def write_build_dir(out_dir: Path, files: dict) -> None:
-    """Write all outputs into a temp dir next to ``out_dir``, then move it into place: a failed
-    export never leaves a build directory that looks complete."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "bnn2hw_export.json").exists():
-        raise Bnn2hwError(f"{out_dir} exists, is not empty and is not a bnn2hw build dir; "
-                          "choose another -o")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
-    try:
+    """Write ``{relative path: bytes | str | ndarray}`` as the build dir, atomically."""
+
+    def fill(tmp: Path) -> None:
         for rel, content in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -203,12 +196,8 @@ def write_build_dir(out_dir: Path, files: dict) -> None:
                 np.save(p, content)
             else:
                 p.write_text(content)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    write_dir_atomically(Path(out_dir), fill, marker="bnn2hw_export.json")
 
 
 def dumps(obj) -> str:

@@ -14,6 +14,7 @@ import typer
 from ..cli import app
 from ..errors import Bnn2hwError
 from ..fpga.build import dumps
+from ..outdir import write_dir_atomically
 from . import codegen
 from .targets import get_target
 
@@ -48,23 +49,15 @@ def write_firmware_dir(graph, out_dir: Path, target: str) -> codegen.Emitted:
     from .toolchain import runtime_files
 
     em = codegen.emit(graph)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "model.h").exists():
-        raise Bnn2hwError(f"{out_dir} exists, is not empty and is not a bnn2hw firmware dir")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp"))
-    try:
+
+    def fill(tmp: Path) -> None:
         (tmp / "model.h").write_text(em.header)
         (tmp / "model.c").write_text(em.source)
         for f in runtime_files():
             shutil.copy(f, tmp / f.name)
         (tmp / "README.md").write_text(C_README.format(target=target))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+
+    write_dir_atomically(Path(out_dir), fill, marker="model.h")
     return em
 
 

@@ -130,11 +130,13 @@ class Binarizer(nn.Module):
         self.progress = 0.0  # fraction of training done, for schedules (FDA)
 
     # -- the two functions that define a method ---------------------------------------------
-    def f(self, x: Tensor) -> Tensor:  # relaxed real-valued function
-        raise NotImplementedError
+    def f(self, x: Tensor) -> Tensor:
+        """The relaxed real-valued function (abstract: every method in SURROGATES defines it)."""
+        raise TypeError(f"{type(self).__name__} does not define f()")
 
-    def g(self, x: Tensor) -> Tensor:  # surrogate derivative df/dx
-        raise NotImplementedError
+    def g(self, x: Tensor) -> Tensor:
+        """The surrogate derivative df/dx (abstract: every method in SURROGATES defines it)."""
+        raise TypeError(f"{type(self).__name__} does not define g()")
 
     # -- shared behaviour ------------------------------------------------------------------
     def surrogate_grad(self, x: Tensor) -> Tensor:
