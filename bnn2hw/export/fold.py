@@ -33,7 +33,7 @@ from torch import nn
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph, Layer
 from ..nn.layers import BinaryActivation, BinaryConv2d, BinaryLinear, Int8Linear
-from ..nn.models import BinaryCNN, BinaryMLP, ClassifierHead
+from ..nn.models import BinaryCNN, BinaryMLP, BinaryResMLP, ClassifierHead
 
 
 def model_hash(model: nn.Module) -> str:
@@ -170,8 +170,21 @@ def _acc_range(layer: nn.Module, in_kind: str, fan_in: int) -> tuple[int, int]:
     return -bound, bound
 
 
-def fold_model(model: nn.Module, spec: dict, meta: dict | None = None) -> Graph:
-    """Run the folding pipeline on a deployable model (``mlp`` or ``cnn``)."""
+def fold_model(model: nn.Module, spec: dict, meta: dict | None = None,
+               calib: np.ndarray | None = None, approx: str = "lut", table_bits: int = 8) -> Graph:
+    """Run the folding pipeline on a deployable model (``mlp``, ``cnn``, or ``mbiper-mlp`` with
+    calibration data ``calib`` for its fixed-point formats and the periodic ``approx``)."""
+    sur = spec.get("surrogate", {})
+    if isinstance(model, BinaryResMLP):
+        if calib is None:
+            raise Bnn2hwError("an M-BiPer residual model needs calibration data for its fixed-point "
+                              "formats (the training split is used by default)")
+        layers = fold_residual_mlp(model, spec, calib, approx, table_bits)
+        in_shape = [int(d) for d in spec["in_shape"]]
+        ir_shape = (in_shape[1], in_shape[2], in_shape[0]) if len(in_shape) == 3 else tuple(in_shape)
+        graph_meta = {"model_hash": model_hash(model), "surrogate": sur.get("name"), "w0": sur.get("w0"),
+                      "arch": spec.get("arch"), "fixed_point": True, "act_approx": approx, **(meta or {})}
+        return Graph(ir_shape, layers, float((meta or {}).get("input_raw_scale", 1.0)), graph_meta)
     if not isinstance(model, (BinaryMLP, BinaryCNN)):
         raise Bnn2hwError(f"model {spec.get('arch')!r} ({type(model).__name__}) is not exportable: "
                           "only the mlp and cnn architectures fold to the integer IR (the papers' "
@@ -303,3 +316,135 @@ def _shape_before_flatten(layers: list[Layer], spec: dict) -> tuple[int, int, in
             k, s = l.attrs["kernel"], l.attrs["stride"]
             h, w = (h - k) // s + 1, (w - k) // s + 1
     return h, w, c
+
+
+# ---------------------------------------------------------------------------------------------
+# M-BiPer residual models (eq. 7): a fixed-point value path between binary layers.
+
+FIXED_SHIFT_MAX = 16
+PERIODIC_APPROX = ("lut", "taylor", "fixed")
+
+
+def choose_frac(max_abs: float, word_bits: int = 32, headroom: float = 4.0) -> int:
+    """Fraction bits of a Q format for values up to ``max_abs`` (from calibration data), with
+    ``headroom`` (x4 by default) so unseen inputs do not saturate; at most 24."""
+    import math
+
+    int_bits = max(0, math.ceil(math.log2(max(max_abs * headroom, 1e-9) + 1)))
+    return int(max(0, min(24, word_bits - 2 - int_bits)))
+
+
+def fixed_affine_params(a: np.ndarray, b: np.ndarray, frac: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer (mult, bias, shift) with  q = (acc * mult + bias + 2^(shift-1)) >> shift  ~
+    (a * acc + b) * 2^frac: the float affine of scale, BatchNorm and bias in Q(frac)."""
+    import math
+
+    amax = float(np.max(np.abs(a))) if a.size else 1.0
+    shift = FIXED_SHIFT_MAX
+    if amax > 0:
+        shift = int(min(FIXED_SHIFT_MAX, max(0, 30 - frac - math.ceil(math.log2(amax)))))
+    mult = np.round(a * 2.0 ** (frac + shift)).astype(np.int64)
+    bias = np.round(b * 2.0 ** (frac + shift)).astype(np.int64)
+    if np.any(np.abs(mult) >= 2 ** 31):
+        raise Bnn2hwError("fixed-point affine: multiplier does not fit int32")
+    return mult, bias, shift
+
+
+def _float_affine(layer: nn.Module, bn: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) with BN(post(acc)) = a * acc + b per channel (float64)."""
+    with torch.no_grad():
+        k = (layer.channel_scale() * layer.input_scale).double()
+        inv = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
+        a = k * bn.weight.double() * inv
+        b = bn.bias.double() - bn.running_mean.double() * bn.weight.double() * inv
+    return a.numpy(), b.numpy()
+
+
+@torch.no_grad()
+def _stream_ranges(model, x_u8: np.ndarray) -> tuple[float, list[float]]:
+    """max |x| of the residual stream and max |BN output| before each periodic f."""
+    x = model.stem_bn(model.stem(model.flatten(torch.from_numpy(x_u8.astype(np.float32)))))
+    stream = float(x.abs().max())
+    pre = []
+    for sign, lin, bn in zip(model.signs, model.linears, model.bns):
+        z = bn(lin(sign(x)))
+        pre.append(float(z.abs().max()))
+        x = model.periodic(z) + x
+        stream = max(stream, float(x.abs().max()))
+    return stream, pre
+
+
+def fold_residual_mlp(model, spec: dict, calib: np.ndarray, approx: str = "lut",
+                      table_bits: int = 8) -> list[Layer]:
+    """Fold an M-BiPer residual MLP (:class:`bnn2hw.nn.models.BinaryResMLP`).
+
+    Invariants: binary weights as in :func:`binarize_weights`; each BatchNorm becomes a
+    ``fixed_affine`` into a Q format chosen from ``calib`` (recorded on the op); each ``sign``
+    is a ``threshold`` at 0 on the fixed-point stream (tie 0 -> +1); each ``f`` is a
+    ``periodic`` op (function, w0, in/out formats, approximation) and each residual sum an
+    ``add`` naming its inputs. The IR's integer semantics then define the deployed model;
+    PyTorch agreement is measured, not exact (fixed point and the sin approximation)."""
+    if approx not in PERIODIC_APPROX:
+        raise Bnn2hwError(f"unknown --act-approx {approx!r}; valid: {', '.join(PERIODIC_APPROX)}")
+    model.eval()
+    names = {m: n for n, m in model.named_modules()}
+    stream_max, pre_max = _stream_ranges(model, calib)
+    frac = choose_frac(stream_max)
+    layers: list[Layer] = [Layer("flatten", "flatten0", "flatten")]
+    stem = model.stem
+    if isinstance(stem, Int8Linear):
+        w = int8_weights(stem, "stem")
+        a_bn, b_bn = _int8_bn_affine(stem, model.stem_bn)
+        wk = "int8"
+    else:
+        w = binarize_weights(stem, "stem")
+        a_bn, b_bn = _float_affine(stem, model.stem_bn)
+        wk = "binary"
+    w = _reorder_columns(w, layers, spec)
+    layers.append(Layer("dense", "fc0", "stem", {"in": "u8", "weight_kind": wk}, {"weight": w}))
+    m, b, s = fixed_affine_params(a_bn, b_bn, frac)
+    layers.append(Layer("fixed_affine", "x0", "stem_bn", {"shift": s, "frac": frac},
+                        {"mult": m, "bias": b}))
+    width = w.shape[0]
+    zeros = np.zeros(width, dtype=np.int64)
+    ones = np.ones(width, dtype=np.int8)
+    w0p = float(model.periodic.w0)
+    for i, (sign, lin, bn) in enumerate(zip(model.signs, model.linears, model.bns)):
+        x_name = layers[-1].name
+        layers.append(Layer("threshold", f"sign{i}", names[sign], {"sign_of": "fixed"},
+                            {"thr": zeros, "direction": ones}))
+        layers.append(Layer("dense", f"fc{i + 1}", names[lin], {"in": "bits", "weight_kind": "binary"},
+                            {"weight": binarize_weights(lin, names[lin])}))
+        in_frac = choose_frac(pre_max[i])
+        a, bb = _float_affine(lin, bn)
+        m, b, s = fixed_affine_params(a, bb, in_frac)
+        layers.append(Layer("fixed_affine", f"z{i}", names[bn], {"shift": s, "frac": in_frac},
+                            {"mult": m, "bias": b}))
+        layers.append(Layer("periodic", f"f{i}", "periodic",
+                            {"func": "sine", "w0": w0p, "in_frac": in_frac, "out_frac": frac,
+                             "approx": approx, "table_bits": table_bits,
+                             "calib_range": [-pre_max[i], pre_max[i]]}))
+        layers.append(Layer("add", f"x{i + 1}", f"block{i} residual", {"inputs": [f"f{i}", x_name],
+                                                                        "frac": frac}))
+    head = model.head
+    layers.append(Layer("threshold", f"sign{len(model.linears)}", names[model.signs[-1]],
+                        {"sign_of": "fixed"}, {"thr": zeros, "direction": ones}))
+    lin = head.layer
+    if isinstance(lin, Int8Linear):
+        wl, wk = int8_weights(lin, "head.layer"), "int8"
+    else:
+        wl, wk = binarize_weights(lin, "head.layer"), "binary"
+    layers.append(Layer("dense", f"fc{len(model.linears) + 1}", "head.layer", {"in": "bits", "weight_kind": wk},
+                        {"weight": wl}))
+    scale, bias = fold_output_affine(head, "head")
+    layers.append(Layer("affine", "logits", "head", {}, {"scale": scale, "bias": bias}))
+    return layers
+
+
+def _int8_bn_affine(layer: Int8Linear, bn) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        _, s = layer.int_weight()
+        inv = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
+        a = float(s) * layer.input_scale * bn.weight.double() * inv
+        b = bn.bias.double() - bn.running_mean.double() * bn.weight.double() * inv
+    return a.numpy(), b.numpy()

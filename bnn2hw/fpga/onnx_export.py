@@ -61,6 +61,13 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     """Build the ``finn`` or ``plain`` ONNX model for ``graph`` (see module doc)."""
     if flavour not in ("finn", "plain"):
         raise ValueError(flavour)
+    for layer in graph.layers:
+        if layer.op in ("fixed_affine", "periodic", "add"):
+            raise Bnn2hwError(
+                f"IR layer {layer.name} ({layer.op}, from {layer.source}) belongs to a fixed-point "
+                "value path (M-BiPer eq. 7): a periodic activation is not a monotone threshold, so "
+                "FINN's MultiThreshold/MVAU dataflow cannot express it. Deploy this model with "
+                "`bnn2hw emit-c`, or train an mlp/cnn for the FPGA")
     finn = flavour == "finn"
     nodes, inits, annotations = [], [], {}
     counter = [0]

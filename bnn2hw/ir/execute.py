@@ -52,6 +52,13 @@ def run(graph: Graph, x_u8: np.ndarray) -> Trace:
             h = ops.maxpool(h, at["kernel"], at["stride"])
         elif layer.op == "flatten":
             h = ops.flatten(h)
+        elif layer.op == "fixed_affine":
+            h = ops.fixed_affine(h, a["mult"], a["bias"], at["shift"])
+        elif layer.op == "periodic":
+            h = ops.periodic(h, at)
+        elif layer.op == "add":
+            first, second = at["inputs"]
+            h = ops.add(tensors[first], tensors[second])
         elif layer.op == "affine":
             logits = ops.affine(h, a["scale"], a["bias"])
             h = logits

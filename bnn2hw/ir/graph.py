@@ -15,6 +15,17 @@ Ops and their fields (arrays are numpy; ``in`` says what the op consumes):
 ``flatten``    (H, W, C) -> H*W*C in (y, x, c) order
 ``affine``     ``scale`` (O,), ``bias`` (O,) float64: float logits = acc * scale + bias
 
+Fixed-point value path (M-BiPer residual models, eq. 7; C back end only):
+
+``fixed_affine`` ``mult``, ``bias`` (C,) int64, ``shift``, ``frac``: a Q(frac) int32 value
+               ``(acc * mult + bias + 2^(shift-1)) >> shift`` (BatchNorm of the accumulator)
+``periodic``   ``func`` ("sine"), ``w0``, ``in_frac``, ``out_frac``, ``approx`` (lut | taylor |
+               fixed), ``table_bits``, ``calib_range``: y = sin(w0 x) in fixed point, exactly
+               the integer arithmetic of ``firmware/src/bnn_periodic.c``
+``add``        ``inputs`` [name, name], ``frac``: saturating sum (a residual connection)
+
+A ``threshold`` with thr 0 and direction +1 on a fixed-point tensor is ``sign`` (0 -> +1).
+
 The graph's input is uint8, channels-last ``(H, W, C)`` for images or ``(F,)`` for vectors, with
 ``input_raw_scale``: raw data ``r`` becomes ``clip(round(r * input_raw_scale), 0, 255)``
 (``255/16`` for digits' 0..16 pixels; 1 when the data is already 8-bit).
@@ -35,7 +46,7 @@ import numpy as np
 from ..errors import Bnn2hwError
 
 IR_VERSION = 1
-OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine")
+OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine", "fixed_affine", "periodic", "add")
 
 
 @dataclass

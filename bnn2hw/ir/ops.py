@@ -74,3 +74,32 @@ def flatten(x: np.ndarray) -> np.ndarray:
 def affine(acc: np.ndarray, scale: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Float logits from integer logits: ``acc * scale + bias`` per class (float64)."""
     return acc.astype(np.float64) * scale + bias
+
+
+INT32_MIN, INT32_MAX = -(2 ** 31), 2 ** 31 - 1
+
+
+def fixed_affine(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int) -> np.ndarray:
+    """Q-format value from an integer accumulator: ``(acc * mult + bias + 2^(shift-1)) >> shift``
+    (arithmetic shift = floor; rounding by the added half), saturated to int32."""
+    v = acc.astype(np.int64) * mult.astype(np.int64) + bias.astype(np.int64)
+    if shift:
+        v = (v + (1 << (shift - 1))) >> shift
+    return np.clip(v, INT32_MIN, INT32_MAX)
+
+
+def periodic(x: np.ndarray, attrs: dict) -> np.ndarray:
+    """``sin(w0 x)`` in fixed point with the approximation named in ``attrs['approx']``: the
+    integer arithmetic of ``firmware/src/bnn_periodic.c`` (M-BiPer eq. 10-11)."""
+    from ..mcu import periodic_tables as pt
+
+    if attrs["func"] != "sine":
+        raise ValueError(f"periodic function {attrs['func']!r} has no fixed-point form")
+    p = pt.make_params(attrs["w0"], attrs["in_frac"], attrs["out_frac"], attrs.get("table_bits", 8))
+    method = {"fixed": "linear"}.get(attrs["approx"], attrs["approx"])
+    return pt.evaluate(method, p, x).astype(np.int64)
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Saturating int32 sum of two tensors in the same Q format (a residual connection)."""
+    return np.clip(a.astype(np.int64) + b.astype(np.int64), INT32_MIN, INT32_MAX)

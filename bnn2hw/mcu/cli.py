@@ -97,18 +97,52 @@ def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcoun
     return result
 
 
+def periodic_report(graph, exp) -> list[dict]:
+    """Per periodic op: max |approx - sin| over the calibrated input range (M-BiPer eq. 10-11)."""
+    from . import periodic_tables as pt
+
+    rows = []
+    for layer in graph.layers:
+        if layer.op != "periodic":
+            continue
+        at = layer.attrs
+        lo, hi = at["calib_range"]
+        method = {"fixed": "linear"}.get(at["approx"], at["approx"])
+        err = pt.max_abs_error(method, at["w0"], at["in_frac"], at["out_frac"], lo, hi,
+                               table_bits=at.get("table_bits", 8))
+        rows.append({"layer": layer.name, "approx": at["approx"], "w0": at["w0"],
+                     "input_range": [lo, hi], "in_frac": at["in_frac"], "out_frac": at["out_frac"],
+                     "table_bits": at.get("table_bits"), "max_abs_error": err})
+    return rows
+
+
 def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str] = None,
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
-           echo=print) -> dict:
+           act_approx: str = "lut", lut_bits: int = 8, echo=print) -> dict:
     from ..export.pipeline import export_ir, test_inputs
 
     tgt = get_target(target)
-    exp = export_ir(checkpoint, dataset)
+    exp = export_ir(checkpoint, dataset, act_approx=act_approx, lut_bits=lut_bits)
     graph = exp.graph
     em = write_firmware_dir(graph, out_dir, tgt.name)
     report = {"target": tgt.name, "model_hash": graph.meta["model_hash"],
               "scratch_bytes": em.scratch_bytes, "flash_lower_bound_bytes": em.flash_lower_bound_bytes,
               "accumulators": codegen.check_accumulators(graph)}
+    if graph.meta.get("fixed_point"):
+        report["periodic"] = periodic_report(graph, exp)
+        for r in report["periodic"]:
+            echo(f"{r['layer']}: sin({r['w0']:g} x) by '{r['approx']}' on [{r['input_range'][0]:.3g}, "
+                 f"{r['input_range'][1]:.3g}]: max abs error {r['max_abs_error']:.3g}")
+        if exp.torch_vs_ir is not None:
+            from ..ir import execute
+
+            agr = exp.torch_vs_ir
+            x, y = exp.data.x_test, exp.data.y_test
+            ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
+            pt_acc = float((exp.torch_logits.argmax(1) == y).mean()) if exp.torch_logits is not None else None
+            report["fixed_point_vs_pytorch"] = {**agr.to_dict(), "ir_accuracy": ir_acc, "pytorch_accuracy": pt_acc}
+            echo(f"fixed point vs PyTorch float: {agr.bits_differing} of {agr.bits_compared} sign bits differ, "
+                 f"class agreement {agr.class_agreement:.4f}, accuracy {pt_acc:.4f} -> {ir_acc:.4f}")
     echo(f"wrote {out_dir}/model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
          f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
     if verify:
@@ -135,7 +169,15 @@ def emit_c_cmd(
                                                         "QEMU, compare every integer logit with the IR"),
     dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
     verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
+    act_approx: str = typer.Option("lut", help="periodic activations (M-BiPer models): lut | taylor | "
+                                               "fixed (eq. 11, a x / 2^n)"),
+    lut_bits: int = typer.Option(8, help="lookup table size 2^lut_bits for --act-approx lut"),
 ):
     """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
     get_target(target)  # fail fast on a bad target
-    emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples, echo=typer.echo)
+    from ..export.fold import PERIODIC_APPROX
+
+    if act_approx not in PERIODIC_APPROX:
+        raise Bnn2hwError(f"unknown --act-approx {act_approx!r}; valid: {', '.join(PERIODIC_APPROX)}")
+    emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples, act_approx, lut_bits,
+           echo=typer.echo)

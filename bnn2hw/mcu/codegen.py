@@ -106,7 +106,8 @@ def _clamp_i32(t: np.ndarray) -> np.ndarray:
 def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     """Generate the C sources for ``graph``."""
     for layer in graph.layers:
-        if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine"):
+        if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
+                            "fixed_affine", "periodic", "add"):
             raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): op {layer.op!r} has no C emitter")
     acc_rows = check_accumulators(graph)
     ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
@@ -126,6 +127,10 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     layers = graph.layers
     i = 0
     steps = []
+    statics: list[str] = []  # fixed-point tensors: one static buffer each (they outlive a layer)
+    fixed_bytes: list[int] = []
+    helpers: set[str] = set()
+    named: dict[str, str] = {}
 
     def out_buf(nbytes: int) -> str:
         nonlocal buf_index
@@ -196,6 +201,20 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
                 steps.append(layer.name)
                 i += 1
                 continue
+            if nxt.op == "fixed_affine":  # fixed-point value path: keep the accumulator
+                statics.append(f"static int32_t {lid}_acc[{o}];")
+                fixed_bytes.append(4 * o)
+                if kind == "bits":
+                    call = f"bnn_dense_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, {lid}_acc);"
+                else:
+                    fn = "bnn_first_u8_bin_acc" if wk == "binary" else "bnn_first_u8_s8_acc"
+                    call = f"{fn}(&{lid}_p, {cur}, {lid}_w, {lid}_acc);"
+                body.append(f"{cmt}: {k} -> {o} integer accumulators */")
+                body.append("    " + call)
+                cur, kind, shape = f"{lid}_acc", "acc", (o,)
+                steps.append(layer.name)
+                i += 1
+                continue
             if nxt.op != "threshold":
                 raise Bnn2hwError(f"IR layer {layer.name}: a hidden dense layer must be followed by a threshold")
             dst = out_buf(4 * ((o + 31) // 32))
@@ -244,6 +263,72 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
             steps.append(layer.name)
             i += 2
             continue
+        if layer.op == "fixed_affine":
+            n = layer.arrays["mult"].size
+            sh = int(layer.attrs["shift"])
+            data.append(f"/* {layer.name} <- {layer.source}: Q{layer.attrs['frac']} value = "
+                        f"(acc * mult + bias + 2^{sh}/2) >> {sh} */\n")
+            data.append(c_array("int32_t", f"{lid}_mult", layer.arrays["mult"]))
+            data.append(c_array("int64_t", f"{lid}_bias", layer.arrays["bias"], 4,
+                                fmt=lambda v: f"INT64_C({int(v)})"))
+            statics.append(f"static int32_t t_{lid}[{n}];")
+            fixed_bytes.append(4 * n)
+            rnd = f"(INT64_C(1) << {sh - 1})" if sh else "0"
+            body.append(f"{cmt}: BatchNorm of the accumulator to fixed point Q{layer.attrs['frac']} */")
+            body.append(f"    bnn_fixed_affine({cur}, {lid}_mult, {lid}_bias, {rnd}, {sh}u, {n}u, t_{lid});")
+            helpers.add("fixed_affine")
+            cur, kind = f"t_{lid}", "fixed"
+            named[layer.name] = cur
+            i += 1
+            continue
+        if layer.op == "threshold":  # sign of a fixed-point tensor (thr 0, direction +1)
+            if kind != "fixed":
+                raise Bnn2hwError(f"IR layer {layer.name}: a standalone threshold needs a fixed-point input")
+            n = layer.arrays["thr"].size
+            data.append(f"static const bnn_threshold_params_t {lid}_p = {{1u, {n}u}};\n")
+            data.append(c_array("int32_t", f"{lid}_thr", _clamp_i32(layer.arrays["thr"])))
+            data.append(c_array("int8_t", f"{lid}_dir", layer.arrays["direction"], 16))
+            dst = out_buf(4 * ((n + 31) // 32))
+            body.append(f"{cmt}: sign of the fixed-point stream (0 -> +1), packed to bits */")
+            body.append(f"    bnn_threshold(&{lid}_p, {cur}, {lid}_thr, {lid}_dir, (bnn_word_t *){dst});")
+            cur, kind = dst, "bits"
+            i += 1
+            continue
+        if layer.op == "periodic":
+            at = layer.attrs
+            from . import periodic_tables as pt
+
+            prm = pt.make_params(at["w0"], at["in_frac"], at["out_frac"], at.get("table_bits", 8))
+            method = {"fixed": "linear"}.get(at["approx"], at["approx"])
+            table = "NULL"
+            if method == "lut":
+                data.append(c_array("int32_t", f"{lid}_table", pt.sin_table(prm.table_bits, prm.out_frac)))
+                table = f"{lid}_table"
+            data.append(f"/* {layer.name}: sin({at['w0']:g} x), Q{at['in_frac']} -> Q{at['out_frac']}, "
+                        f"approximation '{at['approx']}' (M-BiPer eq. 10-11) */\n")
+            data.append(f"static const bnn_periodic_params_t {lid}_p = {{{prm.phase_mul}, {prm.phase_shift}u, "
+                        f"{prm.out_frac}u, {table}, {prm.table_bits}u, {prm.lin_a}, {prm.lin_n}u}};\n")
+            n = shape[0]
+            statics.append(f"static int32_t t_{lid}[{n}];")
+            fixed_bytes.append(4 * n)
+            body.append(f"{cmt}: periodic activation */")
+            body.append(f"    bnn_periodic_{method}(&{lid}_p, {cur}, t_{lid}, {n}u);")
+            cur = f"t_{lid}"
+            named[layer.name] = cur
+            i += 1
+            continue
+        if layer.op == "add":
+            a_name, b_name = layer.attrs["inputs"]
+            n = shape[0]
+            statics.append(f"static int32_t t_{lid}[{n}];")
+            fixed_bytes.append(4 * n)
+            body.append(f"{cmt}: residual sum {a_name} + {b_name} (saturating) */")
+            body.append(f"    bnn_add_sat({named[ident(a_name)]}, {named[ident(b_name)]}, {n}u, t_{lid});")
+            helpers.add("add")
+            cur = f"t_{lid}"
+            named[layer.name] = cur
+            i += 1
+            continue
         if layer.op == "affine":
             data.append("/* logits <- head: float logits = int_logits * scale + bias (bnn_predict) */\n")
             data.append(c_array("float", "logit_scale", layer.arrays["scale"].astype(np.float32), 4,
@@ -255,7 +340,7 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
         raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
     arena_a = max([s for j, s in enumerate(sizes) if j % 2 == 0] or [4])
     arena_b = max([s for j, s in enumerate(sizes) if j % 2 == 1] or [4])
-    scratch = arena_a + arena_b
+    scratch = arena_a + arena_b + sum(fixed_bytes)
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*
@@ -309,6 +394,33 @@ static void bnn_repack_hwc(const bnn_word_t *in, uint32_t pixels, uint32_t c, bn
     }
 }
 """ if "bnn_repack_hwc" in "\n".join(body) else ""
+    if "fixed_affine" in helpers:
+        repack += """
+/* q[c] = (acc[c] * mult[c] + bias[c] + round) >> shift, saturated to int32 (floor shift). */
+static void bnn_fixed_affine(const int32_t *acc, const int32_t *mult, const int64_t *bias,
+                             int64_t round, uint32_t shift, uint32_t n, int32_t *q)
+{
+    uint32_t c;
+    for (c = 0; c < n; ++c) {
+        int64_t v = (int64_t)acc[c] * mult[c] + bias[c] + round;
+        /* arithmetic right shift of a negative value, written portably as floor division */
+        v = (v >= 0) ? (v >> shift) : -((-v + ((INT64_C(1) << shift) - 1)) >> shift);
+        q[c] = (int32_t)(v > INT32_MAX ? INT32_MAX : (v < INT32_MIN ? INT32_MIN : v));
+    }
+}
+"""
+    if "add" in helpers:
+        repack += """
+/* Residual connection: saturating int32 sum of two tensors in the same Q format. */
+static void bnn_add_sat(const int32_t *a, const int32_t *b, uint32_t n, int32_t *out)
+{
+    uint32_t c;
+    for (c = 0; c < n; ++c) {
+        const int64_t v = (int64_t)a[c] + b[c];
+        out[c] = (int32_t)(v > INT32_MAX ? INT32_MAX : (v < INT32_MIN ? INT32_MIN : v));
+    }
+}
+"""
     source = f"""/* SPDX-License-Identifier: MIT */
 /* Generated by bnn2hw {__version__} from model {graph.meta.get('model_hash', '?')} (IR {ir_hash}). */
 #include "model.h"
@@ -317,13 +429,16 @@ static void bnn_repack_hwc(const bnn_word_t *in, uint32_t pixels, uint32_t c, bn
 #include "bnn_conv.h"
 #include "bnn_dense.h"
 #include "bnn_first.h"
+#include "bnn_periodic.h"
 #include "bnn_pool.h"
+#include "bnn_threshold.h"
 
 /* ---- constant data (flash) ---------------------------------------------------------- */
 {''.join(data)}
 /* ---- scratch: two ping-pong buffers, sized at generation time ------------------------ */
 static bnn_word_t arena_a[{(arena_a + 3) // 4}];
 static bnn_word_t arena_b[{(arena_b + 3) // 4}];
+{chr(10).join(statics)}
 {repack}
 int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
 {{

@@ -41,6 +41,8 @@ def default_spec(model: str, in_shape: tuple[int, ...], num_classes: int) -> dic
         spec = {"hidden": [256, 256]}
     elif model == "cnn":
         spec = {"convs": [[32, 3, 0, False], [64, 3, 0, True]], "hidden": [128]}
+    elif model == "mbiper-mlp":
+        spec = {"width": 128, "blocks": 2, "periodic_w0": 1.0}
     elif model in PAPER_MODELS:
         spec = {}
     else:
@@ -165,6 +167,38 @@ class BinaryCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class BinaryResMLP(nn.Module):
+    """M-BiPer residual MLP (deployable on MCUs, eq. 7): a real-valued stream ``x`` of width W,
+
+    ``x_0 = BN(FirstLayer(pixels))``, then per block ``x_{i+1} = f(BN(BinaryLinear(sign(x_i)))) + x_i``
+    with a periodic ``f(t) = sin(w0p t)``, then ``logits = BinaryLinear(sign(x_n)) * scale + bias``.
+    The stream is exported as fixed point (formats from calibration data); FINN cannot express
+    ``f`` (not a monotone threshold), so this model exports to C only."""
+
+    def __init__(self, spec: dict):
+        super().__init__()
+        n_in = 1
+        for d in spec["in_shape"]:
+            n_in *= int(d)
+        width, blocks = int(spec["width"]), int(spec["blocks"])
+        sur, act = _surrogate(spec), _act_name(spec)
+        self.flatten = nn.Flatten()
+        self.stem = _linear(spec["first"], n_in, width, spec, input_scale=PIXEL_SCALE)
+        self.stem_bn = nn.BatchNorm1d(width)
+        self.signs = nn.ModuleList(BinaryActivation(act, width, sur) for _ in range(blocks + 1))
+        self.linears = nn.ModuleList(BinaryLinear(width, width, sur) for _ in range(blocks))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(blocks))
+        self.periodic = PeriodicActivation("sine", float(spec.get("periodic_w0", 1.0)))
+        self.head = ClassifierHead(_linear(spec["last"], width, spec["num_classes"], spec, last=True),
+                                   spec["num_classes"], learn_affine=spec["last"] == "binary")
+
+    def forward(self, x):
+        x = self.stem_bn(self.stem(self.flatten(x)))
+        for sign, lin, bn in zip(self.signs, self.linears, self.bns):
+            x = self.periodic(bn(lin(sign(x)))) + x
+        return self.head(self.signs[-1](x))
+
+
 # ---------------------------------------------------------------------------------------------
 # The papers' architectures (CIFAR/ImageNet scale). Not exportable: real-valued residual paths.
 
@@ -261,7 +295,7 @@ PAPER_MODELS = {
     "mbiper-resnet20": lambda s: BiRealResNet(s, 20, periodic=s.get("periodic", "sine")),
 }
 
-MODEL_NAMES = ["mlp", "cnn", *PAPER_MODELS]
+MODEL_NAMES = ["mlp", "cnn", "mbiper-mlp", *PAPER_MODELS]
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -272,6 +306,8 @@ def build_model(spec: dict) -> nn.Module:
         return BinaryMLP(spec)
     if arch == "cnn":
         return BinaryCNN(spec)
+    if arch == "mbiper-mlp":
+        return BinaryResMLP(spec)
     if arch in PAPER_MODELS:
         return PAPER_MODELS[arch](spec)
     raise Bnn2hwError(f"unknown model {arch!r}; valid: {', '.join(MODEL_NAMES)}")

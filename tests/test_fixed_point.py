@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: MIT
+"""M-BiPer residual models (eq. 7): the fixed-point value path, IR == C bit for bit, and the
+FPGA export refusing what FINN cannot express."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from bnn2hw.checkpoint import save_checkpoint
+from bnn2hw.export.fold import fixed_affine_params, fold_model
+from bnn2hw.export.verify import compare_torch_ir
+from bnn2hw.ir import execute, ops
+from bnn2hw.mcu import qemu, toolchain
+from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+from bnn2hw.nn.models import build_model, default_spec
+from bnn2hw.train import TrainConfig, seed_everything, train_two_stage
+
+
+@pytest.fixture(scope="module")
+def resmlp(tmp_path_factory, digits):
+    torch.set_num_threads(1)
+    spec = default_spec("mbiper-mlp", digits.in_shape, digits.num_classes)
+    spec.update(width=48, blocks=2)
+    seed_everything(11)
+    model = build_model(spec)
+    train_two_stage(model, digits, TrainConfig(epochs1=3, epochs2=3, seed=11), progress=False)
+    path = tmp_path_factory.mktemp("resmlp") / "model.pt"
+    save_checkpoint(path, model, spec, {"dataset": "digits", "test_accuracy": 0.0})
+    return path, model, spec
+
+
+def test_fixed_affine_rounds_to_nearest():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(0, 0.05, 16), rng.normal(0, 1, 16)
+    m, bias, s = fixed_affine_params(a, b, frac=16)
+    acc = rng.integers(-5000, 5000, size=(200, 16))
+    q = ops.fixed_affine(acc, m, bias, s)
+    ref = (a * acc + b) * 2 ** 16
+    assert np.max(np.abs(q - ref)) <= 1.0, "seed=5"
+
+
+@pytest.mark.parametrize("approx", ["lut", "taylor", "fixed"])
+def test_host_c_matches_fixed_point_ir(resmlp, digits, tmp_path, approx):
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed (apt-get install gcc)")
+    _, model, spec = resmlp
+    graph = fold_model(model, spec, calib=digits.x_train, approx=approx)
+    assert any(l.op == "periodic" and l.attrs["approx"] == approx for l in graph.layers)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "host")
+    got = qemu.run(toolchain.build(out, "host"), "host", to_c_inputs(graph, digits.x_test), 10)
+    assert np.array_equal(got, execute.run(graph, digits.x_test).int_logits)
+
+
+@pytest.mark.qemu
+def test_qemu_m4_matches_fixed_point_ir(resmlp, digits, tmp_path):
+    for tool, pkg in (("arm-none-eabi-gcc", "gcc-arm-none-eabi"), ("qemu-system-arm", "qemu-system-arm")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (apt-get install {pkg})")
+    _, model, spec = resmlp
+    graph = fold_model(model, spec, calib=digits.x_train, approx="taylor")
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    x = digits.x_test[:80]
+    got = qemu.run(toolchain.build(out, "cortex-m4"), "cortex-m4", to_c_inputs(graph, x), 10)
+    assert np.array_equal(got, execute.run(graph, x).int_logits)
+
+
+def test_fixed_point_tracks_pytorch(resmlp, digits):
+    """Not exact by design (fixed point + sin approximation), but close: Taylor's error is
+    ~5e-3, so nearly every sign bit and predicted class agrees."""
+    _, model, spec = resmlp
+    graph = fold_model(model, spec, calib=digits.x_train, approx="taylor")
+    agr = compare_torch_ir(model, graph, digits.x_test)
+    assert agr.bits_differing / agr.bits_compared < 0.01, agr.to_dict()
+    assert agr.class_agreement >= 0.97, agr.to_dict()
+
+
+def test_fpga_export_refuses_periodic_layers(resmlp, tmp_path):
+    out = tmp_path / "build"
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(resmlp[0]), "-o", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "not a monotone threshold" in r.stderr and "emit-c" in r.stderr
+    assert not out.exists()
+
+
+def test_emit_c_reports_approximation_error(resmlp, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(resmlp[0]), "--target", "host",
+                        "-o", str(tmp_path / "fw"), "--act-approx", "taylor"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "by 'taylor'" in r.stdout and "max abs error" in r.stdout
+    assert "accuracy" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(resmlp[0]), "--act-approx", "cordic",
+                          "-o", str(tmp_path / "fw2")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "cordic" in bad.stderr and "taylor" in bad.stderr
