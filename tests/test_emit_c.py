@@ -85,3 +85,14 @@ def test_emit_c_cli_verify_on_m4(mlp_ckpt, tmp_path):
     assert r.returncode == 0, r.stderr
     assert "cortex-m4: 50 inputs, integer logits differing from the IR: 0" in r.stdout
     assert (out / "model.c").exists() and (out / "report.json").exists()
+
+
+def test_unsupported_ir_op_is_named():
+    from bnn2hw.errors import Bnn2hwError
+    from bnn2hw.ir.graph import Graph, Layer
+
+    g = Graph((4,), [Layer("dense", "fc0", "features.1", {"in": "u8", "weight_kind": "binary"},
+                           {"weight": np.ones((2, 4), dtype=np.int8)}),
+                     Layer("softmax", "sm0", "features.2")])
+    with pytest.raises(Bnn2hwError, match="sm0.*features.2.*softmax"):
+        codegen.emit(g)

@@ -168,3 +168,27 @@ def test_export_bad_input(tmp_path, mlp_ckpt, args, needle):
     assert r.returncode == 2, r.stdout + r.stderr
     assert needle in r.stderr
     assert not out.exists(), "a failed export left a build directory behind"
+
+
+def test_non_binary_weight_is_refused(mlp_ckpt, monkeypatch):
+    """If a binarizer ever produced a value other than ±1, export must stop and name the layer."""
+    from bnn2hw.errors import Bnn2hwError
+    from bnn2hw.export.fold import binarize_weights
+
+    _, model, _ = mlp_ckpt
+    layer = model.features[1]
+    monkeypatch.setattr(type(layer), "hard_weight", lambda self: torch.full_like(self.weight, 0.5))
+    monkeypatch.setattr(type(layer), "quant_weight", lambda self: torch.full_like(self.weight, 0.5))
+    with pytest.raises(Bnn2hwError, match="features.1: weights are not all ±1"):
+        binarize_weights(layer, "features.1")
+
+
+def test_unsupported_module_is_named(mlp_ckpt):
+    from bnn2hw.errors import Bnn2hwError
+
+    _, model, spec = mlp_ckpt
+    import copy
+    bad = copy.deepcopy(model)
+    bad.features.insert(2, nn.Dropout(0.1))
+    with pytest.raises(Bnn2hwError, match=r"features\.2 \(Dropout\)|Dropout"):
+        fold_model(bad, spec)
