@@ -26,7 +26,8 @@ def _fail(msg: str) -> None:
 
 @app.command()
 def train(
-    model: str = typer.Option("mlp", help="mlp | cnn | resnet18 | resnet20 | vgg-small | mbiper-resnet20"),
+    model: str = typer.Option("mlp", help="mlp | cnn | mbiper-mlp | resnet18 | resnet20 | vgg-small | "
+                                          "mbiper-resnet20"),
     dataset: str = typer.Option("digits", help="'digits' (built in), a .npz file or an image folder"),
     surrogate: str = typer.Option("biper", help="biper|sine|cosine|triangle|sawtooth|square|"
                                                 "arctan-sine|fda|ste|clipped-ste"),
@@ -46,6 +47,7 @@ def train(
     sin2_reg: float = typer.Option(0.0, help="tau of the official code's tau*mean(sin^2(w0 w))"),
     symmetry: float = typer.Option(0.0, help="M-BiPer eq. 9 symmetry adjustment coefficient"),
     seed: int = typer.Option(0, help="random seed (weights, shuffling)"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     image_size: int = typer.Option(8, help="image folders: resize to this size"),
     channels: int = typer.Option(1, help="image folders: 1 (grayscale) or 3 (RGB)"),
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint file to write"),
@@ -71,12 +73,12 @@ def train(
             spec["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
         except ValueError:
             _fail(f"--hidden must be comma-separated integers, got {hidden!r}")
-    if model in ("mlp", "cnn") and model == "cnn" and len(data.in_shape) != 3:
+    if model == "cnn" and len(data.in_shape) != 3:
         _fail(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
     seed_everything(seed)
     net = build_model(spec)
     cfg = TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, wd1=wd1, wd2=wd2,
-                      batch_size=batch_size, sin2_reg=sin2_reg, seed=seed)
+                      batch_size=batch_size, sin2_reg=sin2_reg, seed=seed, threads=threads)
 
     def log(rec):
         if not quiet:
