@@ -238,10 +238,8 @@ def fold_model(model: nn.Module, spec: dict, meta: dict | None = None,
                 w = binarize_weights(lin, src)
                 wkind = "binary"
             else:
-                fold_output_affine(m, src)  # raises the full-precision message
-                raise AssertionError("unreachable")
-            if kind == "bits" and len(layers) and layers[-1].op == "flatten":
-                pass
+                raise Bnn2hwError(f"layer {names[lin]} ({type(lin).__name__}) is full precision; bnn2hw "
+                                  "exports first/last layers as binary or int8 (train with --last int8)")
             w = _reorder_columns(w, layers, spec)
             layers.append(Layer("dense", new_name("fc"), names[lin],
                                 {"in": kind, "weight_kind": wkind}, {"weight": w}))
