@@ -181,6 +181,28 @@ def test_first_u8(driver, tmp_path, n_in, kind):
     check_padding(bopt, n_out, f"first (seed {seed})")
 
 
+@pytest.mark.parametrize("n_in,n_out,fill", [(64, 256, None), (64, 70, 255), (40, 31, 0), (96, 40, None),
+                                             (8, 3, 255)])
+def test_first_u8_bin_tables(driver, tmp_path, n_in, n_out, fill):
+    """The byte-table path of bnn_first_u8_bin_*: the digits shape (64 x 256), the two-word fast
+    path with a partial last word, inputs past the 64 tabulated ones, extreme inputs."""
+    seed = 4000 + n_in * 3 + n_out
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=n_in).astype(np.uint8) if fill is None else np.full(n_in, fill, np.uint8)
+    w = rand_pm1(rng, (n_out, n_in))
+    w[0] = 1
+    acc = w.astype(np.int64) @ x.astype(np.int64)
+    thr = (acc + rng.integers(-1, 2, size=n_out)).astype(np.int32)
+    out = driver([np.array([2, n_in, n_out], np.uint32), pad_words(x), pack_bits(w), thr], tmp_path)
+    ow = (n_out + 31) // 32
+    aref, aopt, bref, bopt = split(out, [n_out, n_out, ow, ow])
+    assert np.array_equal(aref.view(np.int32), acc), f"first tables ref (seed {seed})"
+    assert np.array_equal(aopt.view(np.int32), acc), f"first tables acc (seed {seed}, {driver.name})"
+    expect = pack_bits(np.where(acc >= thr, 1, -1))
+    assert np.array_equal(bopt, expect) and np.array_equal(bref, expect), f"first tables bits (seed {seed})"
+    check_padding(bopt, n_out, f"first tables (seed {seed})")
+
+
 @pytest.mark.parametrize("n_in", WIDTHS)
 def test_last_bin_s8(driver, tmp_path, n_in):
     n_out = 5

@@ -63,10 +63,13 @@ def matmul_layers(graph: Graph) -> list[dict]:
             s, p = layer.attrs["stride"], layer.attrs["pad"]
             oh, ow = (shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1
             out.append({"name": layer.name, "source": layer.source, "MW": kh * kw * c, "MH": o,
-                        "vectors": oh * ow, "binary": True, "in": layer.attrs["in"]})
+                        "vectors": oh * ow, "binary": True, "in": layer.attrs["in"],
+                        "swg": {"channels": c, "in_h": shape[0], "in_w": shape[1]}})
             shape = (oh, ow, o)
         elif layer.op == "maxpool":
             k, s = layer.attrs["kernel"], layer.attrs["stride"]
+            if out:
+                out[-1]["pool_after"] = {"in_h": shape[0], "in_w": shape[1], "name": layer.name}
             shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
     return out
 
@@ -95,13 +98,32 @@ def choose_folding(layers: list[dict], clock_mhz: float, target_fps: float) -> l
     return layers
 
 
+def swg_cycles(swg: dict) -> int:
+    """FINN's RTL sliding-window generator (ConvolutionInputGenerator_rtl) with SIMD = input
+    channels and parallel_window 1: about one input pixel per cycle, H*W + 2 (the estimate
+    FINN v0.10.1 reports; benchmarks/results/finn.md)."""
+    return swg["in_h"] * swg["in_w"] + 2
+
+
+def pool_cycles(pool: dict) -> int:
+    """FINN's StreamingMaxPool estimate for a square kernel: W * (H + 1) cycles."""
+    return pool["in_w"] * (pool["in_h"] + 1)
+
+
 def folding_config(layers: list[dict]) -> dict:
-    """FINN folding JSON: node names are FINN's after specialisation (MVAU_hls_<k> in graph
-    order); the "Defaults" key is mandatory in FINN v0.10.1."""
+    """FINN folding JSON: node names are FINN's after specialisation (MVAU_hls_<k>,
+    ConvolutionInputGenerator_rtl_<k> in graph order); the "Defaults" key is mandatory in FINN
+    v0.10.1. Each conv's sliding-window generator gets SIMD = input channels, otherwise FINN's
+    default (SIMD 1) makes it the bottleneck."""
     cfg: dict = {"Defaults": {}}
+    swg = 0
     for k, L in enumerate(layers):
         cfg[f"MVAU_hls_{k}"] = {"PE": L["PE"], "SIMD": L["SIMD"], "ram_style": "auto",
                                "mem_mode": "internal_decoupled", "resType": "lut"}
+        if "swg" in L:
+            cfg[f"ConvolutionInputGenerator_rtl_{swg}"] = {"SIMD": L["swg"]["channels"], "parallel_window": 1,
+                                                          "ram_style": "distributed"}
+            swg += 1
     return cfg
 
 
@@ -143,11 +165,19 @@ def layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps:
             "PE": L["PE"], "SIMD": L["SIMD"], "cycles": L["cycles"],
             "fps_at_clock": clock_mhz * 1e6 / L["cycles"], "meets_target": L["meets_target"],
         })
-    worst = max(r["cycles"] for r in rows)
-    return {"clock_mhz": clock_mhz, "target_fps": target_fps,
+    extra = []
+    for L in layers:
+        if "swg" in L:
+            extra.append({"layer": f"{L['name']}_window", "kind": "ConvolutionInputGenerator",
+                          "cycles": swg_cycles(L["swg"])})
+        if "pool_after" in L:
+            extra.append({"layer": L["pool_after"]["name"], "kind": "StreamingMaxPool",
+                          "cycles": pool_cycles(L["pool_after"])})
+    worst = max([r["cycles"] for r in rows] + [e["cycles"] for e in extra])
+    return {"other_layers": extra,"clock_mhz": clock_mhz, "target_fps": target_fps,
             "cycle_budget": int(clock_mhz * 1e6 / target_fps), "layers": rows,
             "max_cycles": worst, "estimated_fps": clock_mhz * 1e6 / worst,
-            "latency_cycles": sum(r["cycles"] for r in rows)}
+            "latency_cycles": sum(r["cycles"] for r in rows) + sum(e["cycles"] for e in extra)}
 
 
 def finn_available() -> bool:

@@ -113,6 +113,9 @@ def _report_md(report: dict, tgt) -> str:
         lines.append(f"| {r['layer']} | {r['source']} | {r['input']} | {r['MW']} | {r['MH']} | {r['vectors']} | "
                      f"{r['MACs']} | {r['weight_bits']} | {r['thresholds']} | {r['PE']} | {r['SIMD']} | "
                      f"{r['cycles']} | {r['fps_at_clock']:.0f} |")
+    for e in report.get("other_layers", []):
+        lines.append(f"| {e['layer']} | ({e['kind']}) | | | | | | | | | | {e['cycles']} | "
+                     f"{report['clock_mhz'] * 1e6 / e['cycles']:.0f} |")
     lines += ["", f"Bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
               f"latency {report['latency_cycles']} cycles (FINN MVAU model: (MH/PE)*(MW/SIMD)*vectors)."]
     return "\n".join(lines) + "\n"

@@ -133,7 +133,7 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
             out = name(layer.name)
             nodes.append(helper.make_node("Conv", [cur, wn], [out], name=layer.name,
                                           kernel_shape=[kh, kw], strides=[stride, stride],
-                                          pads=[pad, pad, pad, pad]))
+                                          pads=[pad, pad, pad, pad], group=1, dilations=[1, 1]))
             shape = ((shape[0] + 2 * pad - kh) // stride + 1, (shape[1] + 2 * pad - kw) // stride + 1, o)
             cur = out
         elif layer.op == "threshold":
@@ -158,7 +158,7 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
             k, s = layer.attrs["kernel"], layer.attrs["stride"]
             out = name(layer.name)
             nodes.append(helper.make_node("MaxPool", [cur], [out], name=layer.name,
-                                          kernel_shape=[k, k], strides=[s, s]))
+                                          kernel_shape=[k, k], strides=[s, s], pads=[0, 0, 0, 0]))
             if finn:
                 annotations[out] = "BIPOLAR"
             shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
