@@ -96,3 +96,42 @@ def test_unsupported_ir_op_is_named():
                      Layer("softmax", "sm0", "features.2")])
     with pytest.raises(Bnn2hwError, match="sm0.*features.2.*softmax"):
         codegen.emit(g)
+
+
+def _random_binary_graph(seed: int, sizes=(65, 33, 7), head: bool = True):
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Layer("dense", f"fc{i}", f"r.fc{i}", {"in": "bits", "weight_kind": "binary"},
+                            {"weight": rng.choice(np.array([-1, 1], dtype=np.int8), size=(b, a))}))
+        if i < len(sizes) - 2:
+            layers.append(Layer("threshold", f"thr{i}", f"r.thr{i}", {},
+                                {"thr": rng.integers(-a - 1, a + 2, size=b),
+                                 "direction": rng.choice(np.array([-1, 1], dtype=np.int8), size=b)}))
+    if head:  # integral scale and bias: the C literals must still be valid floats ("1f" is not)
+        layers.append(Layer("affine", "logits", "r.head", {}, {"scale": np.ones(sizes[-1]),
+                                                               "bias": np.arange(sizes[-1], dtype=float)}))
+    return Graph((sizes[0],), layers, 1.0, {"model_hash": f"random{seed}"}, "bits")
+
+
+@pytest.mark.parametrize("head", [True, False])
+def test_binary_input_graph_on_host(tmp_path, head):
+    """An already-binary input (packed words as bytes), awkward widths 65 -> 33 -> 7."""
+    _need("gcc", "gcc")
+    seed = 21
+    g = _random_binary_graph(seed, head=head)
+    x = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(40, 65))
+    got = _run(g, tmp_path, "host", x)
+    assert np.array_equal(got, execute.run(g, x).int_logits), f"seed={seed}"
+
+
+@pytest.mark.qemu
+def test_binary_input_graph_in_qemu(tmp_path):
+    _need("qemu-system-arm", "qemu-system-arm")
+    seed = 22
+    g = _random_binary_graph(seed, sizes=(256, 256, 256, 10))
+    x = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(20, 256))
+    got = _run(g, tmp_path, "cortex-m4", x)
+    assert np.array_equal(got, execute.run(g, x).int_logits), f"seed={seed}"

@@ -25,6 +25,10 @@ class Trace:
 def to_ir_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     """uint8 data in the PyTorch layout (N, C, H, W) or (N, F) -> the IR's channels-last input."""
     x = np.asarray(x)
+    if graph.input_kind == "bits":
+        if not np.all((x == 1) | (x == -1)):
+            raise Bnn2hwError("this IR takes a binary input: values must be -1 or +1")
+        return x.reshape((x.shape[0],) + tuple(graph.input_shape)).astype(np.int64)
     if x.dtype != np.uint8:
         raise Bnn2hwError(f"IR input must be uint8, got {x.dtype}")
     if len(graph.input_shape) == 3 and x.ndim == 4:

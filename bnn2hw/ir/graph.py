@@ -26,9 +26,11 @@ Fixed-point value path (M-BiPer residual models, eq. 7; C back end only):
 
 A ``threshold`` with thr 0 and direction +1 on a fixed-point tensor is ``sign`` (0 -> +1).
 
-The graph's input is uint8, channels-last ``(H, W, C)`` for images or ``(F,)`` for vectors, with
+The graph's input is uint8 (``input_kind == "u8"``), channels-last ``(H, W, C)`` for images or ``(F,)`` for vectors, with
 ``input_raw_scale``: raw data ``r`` becomes ``clip(round(r * input_raw_scale), 0, 255)``
 (``255/16`` for digits' 0..16 pixels; 1 when the data is already 8-bit).
+A graph may instead take an already-binary vector (``input_kind == "bits"``, shape ``(F,)``):
+the executor takes ±1 values, the C entry point takes the packed words as little-endian bytes.
 The integer logits are the output of the last ``dense`` op; ``affine`` follows it.
 
 Stored as one ``.bnnir.npz``: ``graph.json`` (everything but the arrays, readable with any zip
@@ -69,6 +71,7 @@ class Graph:
     layers: list[Layer]
     input_raw_scale: float = 1.0
     meta: dict = field(default_factory=dict)
+    input_kind: str = "u8"  # "u8" pixels, or "bits": an already-binary ±1 input vector
 
     @property
     def num_classes(self) -> int:
@@ -76,7 +79,7 @@ class Graph:
         return int(last.arrays["weight"].shape[0])
 
     def describe(self) -> str:
-        lines = [f"bnn2hw IR v{IR_VERSION}: input uint8 {list(self.input_shape)} "
+        lines = [f"bnn2hw IR v{IR_VERSION}: input {self.input_kind} {list(self.input_shape)} "
                  f"(raw * {self.input_raw_scale:g}), {len(self.layers)} ops"]
         lines += ["  " + l.describe() for l in self.layers]
         for k in ("model_hash", "surrogate", "w0", "source"):
@@ -87,6 +90,7 @@ class Graph:
 
 def save_ir(graph: Graph, path: str | Path) -> None:
     header = {"ir_version": IR_VERSION, "input_shape": list(graph.input_shape),
+              "input_kind": graph.input_kind,
               "input_raw_scale": graph.input_raw_scale, "meta": graph.meta,
               "layers": [{"op": l.op, "name": l.name, "source": l.source, "attrs": l.attrs,
                           "arrays": sorted(l.arrays)} for l in graph.layers]}
@@ -116,4 +120,5 @@ def load_ir(path: str | Path) -> Graph:
         raise Bnn2hwError(f"{path}: not a bnn2hw IR file ({e})") from None
     if header.get("ir_version") != IR_VERSION:
         raise Bnn2hwError(f"{path}: IR version {header.get('ir_version')} unsupported")
-    return Graph(tuple(header["input_shape"]), layers, header["input_raw_scale"], header["meta"])
+    return Graph(tuple(header["input_shape"]), layers, header["input_raw_scale"], header["meta"],
+                 header.get("input_kind", "u8"))

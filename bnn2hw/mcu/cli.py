@@ -38,7 +38,11 @@ Leave out main.c, startup.c, semihost.c, *.ld and the Makefile (they are the bar
 
 
 def to_c_inputs(graph, x_u8: np.ndarray) -> np.ndarray:
-    """PyTorch-layout uint8 data -> the C input layout (channels-last, row-major bytes)."""
+    """PyTorch-layout uint8 data -> the C input layout (channels-last, row-major bytes); for a
+    binary-input graph, ±1 vectors -> packed 32-bit words as little-endian bytes."""
+    if graph.input_kind == "bits":
+        words = codegen.pack_bits(np.asarray(x_u8).reshape(len(x_u8), -1))
+        return np.ascontiguousarray(words.astype("<u4")).view(np.uint8).reshape(len(x_u8), -1)
     if x_u8.ndim == 4:
         x_u8 = x_u8.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x_u8.reshape(len(x_u8), -1)).astype(np.uint8)

@@ -60,6 +60,11 @@ def c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 8, fmt=No
     return f"static const {ctype} {ident(name)}[{max(len(vals), 1)}] = {{\n" + "\n".join(body) + "\n};\n"
 
 
+def c_float(v) -> str:
+    """A C float literal that round-trips float32 (``1.000000000e+00f``, never ``1f``)."""
+    return f"{float(v):.9e}f"
+
+
 @dataclass
 class Emitted:
     header: str
@@ -113,24 +118,34 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
                                    for l in graph.layers]).encode()).hexdigest()[:16]
     input_len = int(np.prod(graph.input_shape))
+    if graph.input_kind == "bits":
+        input_len = 4 * ((input_len + 31) // 32)  # packed words, little-endian bytes
     num_logits = graph.num_classes
     data: list[str] = []
     body: list[str] = []
     sizes: list[int] = []  # bytes of each intermediate buffer
+    statics: list[str] = []  # fixed-point tensors: one static buffer each (they outlive a layer)
+    fixed_bytes: list[int] = []
+    helpers: set[str] = set()
+    named: dict[str, str] = {}
     flash_bits = 0
     thr_count = 0
     # state: what the current tensor is and where
     shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
     kind = "u8"
     cur = "input"
+    if graph.input_kind == "bits":
+        if len(shape) != 1:
+            raise Bnn2hwError("a binary-input graph must take a flat vector")
+        statics.append(f"static bnn_word_t input_bits[{(shape[0] + 31) // 32}];")
+        body.append("    /* the input is already binary: copy its packed words (little-endian bytes) */")
+        body.append(f"    bnn_load_words(input, {(shape[0] + 31) // 32}u, input_bits);")
+        helpers.add("load_words")
+        kind, cur = "bits", "input_bits"
     buf_index = 0
     layers = graph.layers
     i = 0
     steps = []
-    statics: list[str] = []  # fixed-point tensors: one static buffer each (they outlive a layer)
-    fixed_bytes: list[int] = []
-    helpers: set[str] = set()
-    named: dict[str, str] = {}
 
     def out_buf(nbytes: int) -> str:
         nonlocal buf_index
@@ -332,14 +347,20 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
         if layer.op == "affine":
             data.append("/* logits <- head: float logits = int_logits * scale + bias (bnn_predict) */\n")
             data.append(c_array("float", "logit_scale", layer.arrays["scale"].astype(np.float32), 4,
-                                fmt=lambda v: f"{float(v):.9g}f"))
+                                fmt=c_float))
             data.append(c_array("float", "logit_bias", layer.arrays["bias"].astype(np.float32), 4,
-                                fmt=lambda v: f"{float(v):.9g}f"))
+                                fmt=c_float))
             i += 1
             continue
         raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
-    arena_a = max([s for j, s in enumerate(sizes) if j % 2 == 0] or [4])
-    arena_b = max([s for j, s in enumerate(sizes) if j % 2 == 1] or [4])
+    if not any(l.op == "affine" for l in layers):
+        data.append("/* no float head: bnn_predict takes the argmax of the integer logits */\n")
+        data.append(c_array("float", "logit_scale", np.ones(num_logits, dtype=np.float32), 4, fmt=c_float))
+        data.append(c_array("float", "logit_bias", np.zeros(num_logits, dtype=np.float32), 4, fmt=c_float))
+    arena_a = max([s for j, s in enumerate(sizes) if j % 2 == 0] or [0])
+    arena_b = max([s for j, s in enumerate(sizes) if j % 2 == 1] or [0])
+    arenas = "\n".join(f"static bnn_word_t arena_{n}[{(size + 3) // 4}];"
+                        for n, size in (("a", arena_a), ("b", arena_b)) if size)
     scratch = arena_a + arena_b + sum(fixed_bytes)
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
@@ -348,7 +369,8 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
  * Surrogate {graph.meta.get('surrogate')}, w0 {graph.meta.get('w0')}. Do not edit: regenerate with
  * `bnn2hw emit-c`.
  *
- * Input: {input_len} uint8 values, channels-last {list(graph.input_shape)} (H, W, C) order.
+ * Input: {input_len} bytes: {"packed +-1 words (bit 1 = +1), little-endian" if graph.input_kind == "bits"
+                              else f"uint8 values, channels-last {list(graph.input_shape)} (H, W, C) order"}.
  * Output: {num_logits} int32 integer logits; float logits = int_logits * scale + bias.
  * Memory: weights and thresholds are static const (flash); scratch is a static
  * {scratch}-byte arena (two ping-pong buffers); no malloc, no recursion.
@@ -394,6 +416,18 @@ static void bnn_repack_hwc(const bnn_word_t *in, uint32_t pixels, uint32_t c, bn
     }
 }
 """ if "bnn_repack_hwc" in "\n".join(body) else ""
+    if "load_words" in helpers:
+        repack += """
+/* Packed input words from bytes (little-endian), alignment-safe. */
+static void bnn_load_words(const uint8_t *in, uint32_t words, bnn_word_t *out)
+{
+    uint32_t i;
+    for (i = 0; i < words; ++i) {
+        out[i] = (bnn_word_t)in[4u * i] | ((bnn_word_t)in[4u * i + 1u] << 8) |
+                 ((bnn_word_t)in[4u * i + 2u] << 16) | ((bnn_word_t)in[4u * i + 3u] << 24);
+    }
+}
+"""
     if "fixed_affine" in helpers:
         repack += """
 /* q[c] = (acc[c] * mult[c] + bias[c] + round) >> shift, saturated to int32 (floor shift). */
@@ -436,8 +470,7 @@ static void bnn_add_sat(const int32_t *a, const int32_t *b, uint32_t n, int32_t 
 /* ---- constant data (flash) ---------------------------------------------------------- */
 {''.join(data)}
 /* ---- scratch: two ping-pong buffers, sized at generation time ------------------------ */
-static bnn_word_t arena_a[{(arena_a + 3) // 4}];
-static bnn_word_t arena_b[{(arena_b + 3) // 4}];
+{arenas}
 {chr(10).join(statics)}
 {repack}
 int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
