@@ -75,8 +75,14 @@ def emit_float(graph: Graph, model_name: str = "bnn") -> Emitted:
     def out_buf() -> str:
         return "arena_b" if cur == "arena_a" else "arena_a"
 
-    body.append("    /* input: uint8 values as float */")
-    body.append(f"    for (i = 0; i < {input_len}u; ++i) {{\n        arena_a[i] = (float)input[i];\n    }}")
+    if graph.input_kind == "bits":  # packed ±1 words as little-endian bytes (as model.c takes them)
+        body.append("    /* input: packed +-1 bits (bit 1 = +1, LSB first) unpacked to +-1.0f */")
+        body.append(f"    for (i = 0; i < {input_len}u; ++i) {{\n"
+                    "        arena_a[i] = ((input[i / 8u] >> (i % 8u)) & 1u) ? 1.0f : -1.0f;\n    }")
+        input_len = 4 * ((input_len + 31) // 32)
+    else:
+        body.append("    /* input: uint8 values as float */")
+        body.append(f"    for (i = 0; i < {input_len}u; ++i) {{\n        arena_a[i] = (float)input[i];\n    }}")
     i = 0
     while i < len(layers):
         layer = layers[i]
@@ -207,7 +213,7 @@ def emit_float(graph: Graph, model_name: str = "bnn") -> Emitted:
  *
  * The same network as the binary firmware, computed in plain float C (weights +-1.0f or
  * int8 values, float accumulate and compare). Same interface as the binary model.h.
- * Input: {input_len} uint8 values, channels-last {list(graph.input_shape)}.
+ * Input: {input_len} bytes ({graph.input_kind} input, shape {list(graph.input_shape)}, as model.h documents).
  * Output: {num_logits} int32 integer logits (float accumulators, exact integers).
  * Memory: float weights static const; a static {scratch}-byte float arena.
  */
