@@ -233,7 +233,9 @@ def conv_reference(x, w, stride, pad):
 
 
 @pytest.mark.parametrize(
-    "cin,cout,k,stride,pad", [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2)]
+    "cin,cout,k,stride,pad",
+    [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2),
+     (32, 64, 3, 1, 0), (1, 33, 3, 1, 0), (3, 5, 2, 1, 1), (32, 33, 2, 2, 1), (256, 3, 1, 1, 0)]
 )
 @pytest.mark.parametrize("u8", [False, True])
 def test_conv(driver, tmp_path, cin, cout, k, stride, pad, u8):

@@ -60,10 +60,29 @@ void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const b
 }
 
 /*
- * Optimized: per output position the valid tap window [ky0, ky1) x [kx0, kx1) is found
- * once; per output channel the popcounts of the valid taps are summed with the selected
- * popcount strategy and acc = n_valid * cin - 2 p.
+ * Optimized.  Per output position the valid tap window [ky0, ky1) x [kx0, kx1) is found
+ * once.
+ *
+ * Interior positions (window = the whole kernel, K = kh * kw * cin): the kh * kw * cw
+ * input words of the receptive field are copied once into a contiguous patch, in the
+ * order of a weight row.  Every output channel is then one dense-style xor-popcount of
+ * patch against its contiguous weight row (bnn_xor_popcount_adv: 8-word Thumb-2
+ * assembly chunks / portable multi-word SWAR, see bnn_bits.h), acc = K - 2 p.  The patch
+ * lives on the stack (BNN_CONV_PATCH_WORDS words, default 128 = 512 bytes; larger
+ * receptive fields use the border path everywhere).
+ *
+ * Border positions (window clipped by the zero padding): per output channel the
+ * popcounts of the valid kernel rows are summed (the taps of a row are contiguous in
+ * both the input and the weights) and acc = n_valid * cin - 2 p.
+ *
+ * Output bits are shifted in from the top, (bits >> 1) | bit << 31, so after cnt <= 32
+ * channels channel j of the word sits at bit 32 - cnt + j; the final >> (32 - cnt)
+ * leaves 0 in the padding bits.
  */
+#ifndef BNN_CONV_PATCH_WORDS
+#define BNN_CONV_PATCH_WORDS 128u
+#endif
+
 typedef struct {
     uint32_t ky0, ky1, kx0, kx1;
     int32_t y0, x0;
@@ -97,6 +116,12 @@ static window_t window(const bnn_conv_params_t *p, uint32_t oy, uint32_t ox)
     return win;
 }
 
+/* The window covers the whole kernel (no tap in the padding). */
+static int window_full(const bnn_conv_params_t *p, const window_t *win)
+{
+    return win->ky0 == 0u && win->kx0 == 0u && win->ky1 == p->kh && win->kx1 == p->kw;
+}
+
 static int32_t conv_acc_one(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *wo,
                             const window_t *win)
 {
@@ -112,14 +137,61 @@ static int32_t conv_acc_one(const bnn_conv_params_t *p, const bnn_word_t *in, co
     return n_valid * (int32_t)p->cin - 2 * (int32_t)pc;
 }
 
+/* Copies the receptive field of a full window (kh rows of kw * cw words) into patch. */
+static void gather_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win,
+                        bnn_word_t *patch)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t rw = p->kw * cw;
+    const uint32_t step = p->in_w * cw;
+    const bnn_word_t *src = in + ((uint32_t)win->y0 * p->in_w + (uint32_t)win->x0) * cw;
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        for (uint32_t i = 0; i < rw; ++i) {
+            patch[i] = src[i];
+        }
+        patch += rw;
+        src += step;
+    }
+}
+
+/* All output channels of one interior position: n = kh * kw * cw patch words, k = kh * kw * cin. */
+static bnn_word_t *patch_bits(const bnn_word_t *patch, uint32_t n, int32_t k, const bnn_word_t *w,
+                              const int32_t *thr, uint32_t cout, bnn_word_t *out)
+{
+    uint32_t o = 0;
+    while (o < cout) {
+        uint32_t left = cout - o;
+        uint32_t cnt = left < 32u ? left : 32u;
+        uint32_t bits = 0;
+        for (uint32_t j = 0; j < cnt; ++j) {
+            int32_t a = k - 2 * (int32_t)bnn_xor_popcount_adv(patch, &w, n);
+            bits = (bits >> 1) | ((uint32_t)(a >= thr[j]) << 31);
+        }
+        thr += cnt;
+        o += cnt;
+        *out++ = bits >> (32u - cnt);
+    }
+    return out;
+}
+
 void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc)
 {
-    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
+    const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
+    const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
-            for (uint32_t o = 0; o < p->cout; ++o) {
-                *acc++ = conv_acc_one(p, in, w + o * wstride, &win);
+            if (n <= BNN_CONV_PATCH_WORDS && window_full(p, &win)) {
+                gather_bits(p, in, &win, patch);
+                const bnn_word_t *wo = w;
+                for (uint32_t o = 0; o < p->cout; ++o) {
+                    *acc++ = k - 2 * (int32_t)bnn_xor_popcount_adv(patch, &wo, n);
+                }
+            } else {
+                for (uint32_t o = 0; o < p->cout; ++o) {
+                    *acc++ = conv_acc_one(p, in, w + o * n, &win);
+                }
             }
         }
     }
@@ -128,14 +200,21 @@ void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_wo
 void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                    const int32_t *thr, bnn_word_t *out)
 {
-    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
+    const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
+    const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
+            if (n <= BNN_CONV_PATCH_WORDS && window_full(p, &win)) {
+                gather_bits(p, in, &win, patch);
+                out = patch_bits(patch, n, k, w, thr, p->cout, out);
+                continue;
+            }
             bnn_word_t bits = 0;
             uint32_t o;
             for (o = 0; o < p->cout; ++o) {
-                int32_t a = conv_acc_one(p, in, w + o * wstride, &win);
+                int32_t a = conv_acc_one(p, in, w + o * n, &win);
                 bits |= (bnn_word_t)(a >= thr[o]) << (o % 32u);
                 if (o % 32u == 31u) {
                     *out++ = bits;
@@ -201,8 +280,16 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
     }
 }
 
-/* Optimized: acc = 2 * sum_{bit=1} x - sum x over the valid window; the window total is
- * computed once per position and shared by all output channels. */
+/*
+ * Optimized: acc = 2 * sum_{bit=1} x - sum x over the valid window; the window total is
+ * computed once per position and shared by all output channels.
+ *
+ * Interior positions: the receptive field is copied once into a contiguous patch in
+ * weight-row order (the total is summed on the way).  cin == 1 (grayscale): one uint32
+ * per tap, and since a tap's weight word is 0 or 1 (padding bits are 0, bnn_bits.h)
+ * the masked sum is sum x_t * w_t, one multiply-accumulate per tap.  Other cin: bytes,
+ * the weight word is shifted along.  Border positions use the window loops.
+ */
 static int32_t conv_u8_one(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *wo,
                            const window_t *win, int32_t total)
 {
@@ -236,12 +323,137 @@ static int32_t window_total(const bnn_conv_params_t *p, const uint8_t *in, const
     return t;
 }
 
+typedef union {
+    uint32_t x32[BNN_CONV_PATCH_WORDS]; /* cin == 1: one tap per word */
+    uint8_t x8[4u * BNN_CONV_PATCH_WORDS];
+} patch_u8_t;
+
+/* Interior fast path usable for these parameters. */
+static int u8_patch_fits(const bnn_conv_params_t *p)
+{
+    uint32_t taps = p->kh * p->kw;
+    return p->cin == 1u ? taps <= BNN_CONV_PATCH_WORDS : taps * p->cin <= 4u * BNN_CONV_PATCH_WORDS;
+}
+
+/* Copies a full window into the patch; returns the window total. */
+static int32_t gather_u8(const bnn_conv_params_t *p, const uint8_t *in, const window_t *win, patch_u8_t *patch)
+{
+    const uint32_t rb = p->kw * p->cin;
+    const uint32_t step = p->in_w * p->cin;
+    const uint8_t *src = in + ((uint32_t)win->y0 * p->in_w + (uint32_t)win->x0) * p->cin;
+    uint32_t t = 0;
+    uint32_t j = 0;
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        if (p->cin == 1u) {
+            for (uint32_t i = 0; i < rb; ++i) {
+                uint32_t v = src[i];
+                patch->x32[j++] = v;
+                t += v;
+            }
+        } else {
+            for (uint32_t i = 0; i < rb; ++i) {
+                uint32_t v = src[i];
+                patch->x8[j++] = (uint8_t)v;
+                t += v;
+            }
+        }
+        src += step;
+    }
+    return (int32_t)t;
+}
+
+/* sum_t x[t] * w[t] over taps (cin == 1: weight words are 0 or 1). */
+BNN_INLINE uint32_t dot_c1(const uint32_t *x, const bnn_word_t *w, uint32_t taps)
+{
+    if (taps == 9u) { /* 3x3 kernels, unrolled */
+        return x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3] + x[4] * w[4] + x[5] * w[5] +
+               x[6] * w[6] + x[7] * w[7] + x[8] * w[8];
+    }
+    uint32_t s = 0;
+    uint32_t t = 0;
+    for (; t + 3u < taps; t += 4u) {
+        s += x[t] * w[t] + x[t + 1u] * w[t + 1u] + x[t + 2u] * w[t + 2u] + x[t + 3u] * w[t + 3u];
+    }
+    for (; t < taps; ++t) {
+        s += x[t] * w[t];
+    }
+    return s;
+}
+
+/* Masked sum of one output channel over an interior patch, cin > 1 (bytes). */
+static uint32_t dot_bytes(const uint8_t *x, const bnn_word_t *w, uint32_t taps, uint32_t cin)
+{
+    uint32_t s = 0;
+    for (uint32_t t = 0; t < taps; ++t) {
+        for (uint32_t left = cin; left > 0u;) {
+            uint32_t word = *w++;
+            uint32_t cnt = left < 32u ? left : 32u;
+            left -= cnt;
+            do {
+                s += (uint32_t)*x++ * (word & 1u);
+                word >>= 1;
+            } while (--cnt);
+        }
+    }
+    return s;
+}
+
+/* All output channels of one interior position; bits (out != NULL) or accumulators. */
+static void patch_u8(const bnn_conv_params_t *p, const patch_u8_t *patch, int32_t total, const bnn_word_t *w,
+                     const int32_t *thr, bnn_word_t *out, int32_t *acc)
+{
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t cout = p->cout;
+    if (p->cin == 1u && out != NULL) {
+        uint32_t o = 0;
+        while (o < cout) {
+            uint32_t left = cout - o;
+            uint32_t cnt = left < 32u ? left : 32u;
+            uint32_t bits = 0;
+            for (uint32_t j = 0; j < cnt; ++j) {
+                int32_t a = 2 * (int32_t)dot_c1(patch->x32, w, taps) - total;
+                w += taps;
+                bits = (bits >> 1) | ((uint32_t)(a >= thr[j]) << 31);
+            }
+            thr += cnt;
+            o += cnt;
+            *out++ = bits >> (32u - cnt);
+        }
+        return;
+    }
+    const uint32_t wstride = taps * BNN_WORDS(p->cin);
+    bnn_word_t bits = 0;
+    for (uint32_t o = 0; o < cout; ++o) {
+        uint32_t s = p->cin == 1u ? dot_c1(patch->x32, w, taps) : dot_bytes(patch->x8, w, taps, p->cin);
+        int32_t a = 2 * (int32_t)s - total;
+        w += wstride;
+        if (out == NULL) {
+            *acc++ = a;
+            continue;
+        }
+        bits |= (bnn_word_t)(a >= thr[o]) << (o % 32u);
+        if (o % 32u == 31u || o + 1u == cout) {
+            *out++ = bits;
+            bits = 0;
+        }
+    }
+}
+
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
-    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t wstride = taps * BNN_WORDS(p->cin);
+    const int fits = u8_patch_fits(p);
+    patch_u8_t patch;
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
+            if (fits && window_full(p, &win)) {
+                int32_t total = gather_u8(p, in, &win, &patch);
+                patch_u8(p, &patch, total, w, NULL, NULL, acc);
+                acc += p->cout;
+                continue;
+            }
             int32_t total = window_total(p, in, &win);
             for (uint32_t o = 0; o < p->cout; ++o) {
                 *acc++ = conv_u8_one(p, in, w + o * wstride, &win, total);
@@ -253,10 +465,20 @@ void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_wo
 void bnn_conv_u8_bits(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
                       const int32_t *thr, bnn_word_t *out)
 {
-    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t wstride = taps * BNN_WORDS(p->cin);
+    const uint32_t ow = BNN_WORDS(p->cout);
+    const int fits = u8_patch_fits(p);
+    patch_u8_t patch;
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
+            if (fits && window_full(p, &win)) {
+                int32_t total = gather_u8(p, in, &win, &patch);
+                patch_u8(p, &patch, total, w, thr, out, NULL);
+                out += ow;
+                continue;
+            }
             int32_t total = window_total(p, in, &win);
             bnn_word_t bits = 0;
             uint32_t o;
