@@ -38,12 +38,21 @@ def np_wrap(t: np.ndarray) -> np.ndarray:
     return np.mod(t + PI, 2 * PI) - PI
 
 
-def fda_grad(x: np.ndarray, n: int, omega: float = PI / 2) -> np.ndarray:
-    """FDA eq. 10 / third term of eq. 15: s_n'(x) = 4 w / pi sum_{i=0}^{n} cos((2i+1) w x)."""
+FDA_OMEGA = 0.1  # bnn2hw's default omega (as in the public FDA code)
+FDA_CLIP = 1.0  # and its gradient window |x| <= 1
+
+
+def fda_grad(x: np.ndarray, n: int, omega: float = FDA_OMEGA,
+             clip: float | None = FDA_CLIP) -> np.ndarray:
+    """FDA eq. 10 / third term of eq. 15: s_n'(x) = 4 w / pi sum_{i=0}^{n} cos((2i+1) w x),
+    set to 0 where |x| > clip (bnn2hw's default window, ``SurrogateConfig.fda_clip``)."""
     total = np.zeros_like(x)
     for i in range(n + 1):
         total += np.cos((2 * i + 1) * omega * x)
-    return 4 * omega / PI * total
+    grad = 4 * omega / PI * total
+    if clip is not None:
+        grad = np.where(np.abs(x) <= clip, grad, 0.0)
+    return grad
 
 
 def reference_forward(name: str, x: np.ndarray, w0: float = W0) -> np.ndarray:
@@ -296,10 +305,16 @@ def test_fda_gradient_follows_the_number_of_terms(progress):
                                err_msg=f"seed {SEED + 5}: progress {progress}, n={n}")
     if n != 9:  # a different n is a different function
         assert np.abs(fda_grad(x, n) - fda_grad(x, 9)).max() > 0.1
+    # omega and the window are parameters: the paper's formula with omega = pi/2, no window
+    b2 = build("weight", "fda", fda_terms=9, fda_omega=PI / 2, fda_clip=None)
+    b2.set_progress(progress)
+    _, grad2 = autograd_grad(b2, x)
+    np.testing.assert_allclose(grad2, fda_grad(x, n, omega=PI / 2, clip=None), atol=1e-9,
+                               err_msg=f"seed {SEED + 5}: progress {progress}, omega pi/2")
 
 
 def test_fda_fourier_partial_sum_is_eq9_and_approaches_sign():
-    b = build("weight", "fda", fda_terms=9)
+    b = build("weight", "fda", fda_terms=9, fda_omega=PI / 2)
     x = sample_points(SEED + 6, n=200, lo=-1.9, hi=1.9)
     k = 2 * np.arange(b.terms + 1) + 1
     expected = 4 / PI * (np.sin(np.outer(x, k) * PI / 2) / k).sum(1)
@@ -498,7 +513,9 @@ def test_math_constants_used_by_references():
     """Guard the reference helpers themselves (they are the oracle for everything above)."""
     assert reference_grad("bireal", np.array([-0.5, 0.5, 1.5]))[0] == pytest.approx(1.0)
     assert reference_grad("bireal", np.array([0.5]))[0] == pytest.approx(1.0)
-    assert fda_grad(np.array([0.0]), 9)[0] == pytest.approx(4 * (PI / 2) / PI * 10)
+    assert fda_grad(np.array([0.0]), 9, omega=PI / 2)[0] == pytest.approx(4 * (PI / 2) / PI * 10)
+    assert fda_grad(np.array([0.0]), 9)[0] == pytest.approx(4 * 0.1 / PI * 10)
+    assert fda_grad(np.array([1.5]), 9)[0] == 0.0
     assert np_wrap(np.array([PI]))[0] == pytest.approx(-PI)
     assert math.isclose(reference_grad("square", np.array([0.0]))[0], 1.0)
 

@@ -16,11 +16,22 @@ closed form under a Laplace assumption on ``w`` (see :mod:`bnn2hw.analysis.quant
 The empirical form does not depend on the Laplace fit and keeps the stage-2 output magnitude
 equal to stage 1's, where the weight is ``f(w)`` itself (the warm start of sec. 5.1.3).
 
+Initialisation (opt-in, ``SurrogateConfig.period_init = True``; off by default): for a
+continuous periodic binarizer (``Binarizer.periodic``: BiPer, sine, cosine, triangle,
+arctan-sine; not sawtooth and square, whose f jumps) the latent weights start uniform over one
+period, ``w ~ U(-pi/w0, pi/w0)``, so the phase ``w0 w`` is uniform on [-pi, pi) and ``f(w)``
+covers [-1, 1]. Brevitas' default (Kaiming-uniform, bound ``1/sqrt(fan_in)``) puts the phases of
+a 256-input layer within +-1.25 rad at w0 = 20, on the linear part of ``sin``. On the digits
+BiPer MLP's *validation* split (6 seeds, lr2 0.1/w0^2) the period init gave 95.65 ± 0.83 vs
+95.45 ± 1.37 (stage-1 -> 2 drop 0.7 vs 1.2 points): within the noise, so it is not the default.
+
 Stages: ``stage = 1`` makes the layer use the real-valued ``f(w)`` (BiPer eq. 10) as its
 weight, ``stage = 2`` the binary one. :func:`set_stage` switches a whole model.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +40,7 @@ from brevitas.nn import QuantConv2d, QuantLinear
 from brevitas.quant import Int8WeightPerTensorFloat, SignedBinaryWeightPerTensorConst
 from torch import Tensor, nn
 
-from .surrogates import Binarizer, SurrogateConfig, make_binarizer
+from .surrogates import Binarizer, SurrogateConfig, make_binarizer, triangle_wave
 
 
 class PeriodicWeightQuant(nn.Module):
@@ -75,6 +86,16 @@ class _BinaryWeightMixin:
         # first layer sees the same magnitudes as the others; exact integer acc is kept.
         self.input_scale = float(input_scale)
         self.out_bias = None
+        self.reset_binary_weight()
+
+    def reset_binary_weight(self) -> None:
+        """With ``SurrogateConfig.period_init`` and a continuous periodic binarizer:
+        ``w ~ U(-pi/w0, pi/w0)`` (one period, see the module docstring); otherwise the layer's
+        default initialisation is kept."""
+        if getattr(self.binarizer, "periodic", False) and self.binarizer.config.period_init:
+            half = math.pi / float(self.binarizer.config.w0)
+            with torch.no_grad():
+                self.weight.uniform_(-half, half)
 
     @property
     def tensor_quant(self) -> PeriodicWeightQuant:
@@ -190,7 +211,7 @@ class BinaryActivation(nn.Module):
 PERIODIC_FUNCTIONS = {
     "sine": torch.sin,
     "cosine": torch.cos,
-    "triangle": lambda t: (2 / torch.pi) * torch.asin(torch.clamp(torch.sin(t), -1.0, 1.0)),
+    "triangle": triangle_wave,  # (2/pi) asin(sin t) without asin's infinite gradient at crests
     "arctan-sine": lambda t: torch.atan(torch.sin(t)),
 }
 

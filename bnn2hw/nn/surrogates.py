@@ -20,7 +20,8 @@ name            forward                        backward (per element)
 ``sawtooth``    sign(saw(w0 x))                1, 0 near the jump (smoothed, see below)
 ``square``      sign(sq(w0 x))                 triangular bumps at the edges (smoothed)
 ``arctan-sine`` sign(atan(sin(w0 x)))          cos(w0 x) / (1 + sin^2(w0 x))
-``fda``         sign(x) (+ alpha e(x))         FDA eq. 15: 4w/pi sum cos((2i+1) w x) + e'(x)
+``fda``         sign(x) (+ alpha e(x))         FDA eq. 15: 4w/pi sum cos((2i+1) w x) + e'(x),
+                                               0 for |x| > 1 (w = 0.1; see :class:`FDA`)
 ``ste``         sign(x)                        1                                 BiPer eq. 4
 ``clipped-ste`` sign(x)                        1 if |x| <= 1 else 0              BiPer eq. 5
 ==============  =============================  ==========================================
@@ -110,9 +111,11 @@ class SurrogateConfig:
     symmetry: float = 0.0  # M-BiPer eq. 9 coefficient
     delta: float | None = None  # smoothing half-width for sawtooth / square (radians of phase)
     fda_terms: int = 9  # FDA n_s (sec. 3.2)
-    fda_omega: float = math.pi / 2  # FDA omega: one period of the square wave covers [-2, 2]
+    fda_omega: float = 0.1  # FDA omega = 2 pi / T: period T = 20 pi, far wider than the inputs
     fda_alpha: float = 0.5  # initial weight of the noise adaptation module, decays to 0
     fda_features: int | None = None  # width d of the noise adaptation module (set by the layer)
+    fda_clip: float | None = 1.0  # FDA's gradient is zero where |x| > fda_clip (None: never)
+    period_init: bool = False  # init w ~ U(-pi/w0, pi/w0) for continuous periodic f (layers.py)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -123,6 +126,11 @@ class Binarizer(nn.Module):
     """Base class: subclasses define ``f`` (the relaxed function) and ``g`` (its surrogate)."""
 
     name = "base"
+    # True: f is continuous with period 2 pi / w0, and the binary layers initialise w uniformly
+    # over one period. Sawtooth and square are False: their f jumps (at +-pi, and at 0 and pi),
+    # and an init over the whole period puts weights on the jump (sawtooth stage 1 fell to
+    # 19-35% test accuracy with it).
+    periodic = False
 
     def __init__(self, config: SurrogateConfig):
         super().__init__()
@@ -172,6 +180,7 @@ class BiPer(Binarizer):
     """BiPer eq. 8-10: forward sign(sin(w0 w)), backward d/dw sin(w0 w) = w0 cos(w0 w)."""
 
     name = "biper"
+    periodic = True
 
     def f(self, x):
         return torch.sin(self.config.w0 * x)
@@ -184,6 +193,7 @@ class Sine(Binarizer):
     """M-BiPer sine: BiPer's forward, gradient scaled by max|f'| = w0 (M-BiPer eq. 8)."""
 
     name = "sine"
+    periodic = True
 
     def f(self, x):
         return torch.sin(self.config.w0 * x)
@@ -196,6 +206,7 @@ class Cosine(Binarizer):
     """M-BiPer cosine: forward sign(cos(w0 w)), backward -sin(w0 w) (eq. 8 scaling)."""
 
     name = "cosine"
+    periodic = True
 
     def f(self, x):
         return torch.cos(self.config.w0 * x)
@@ -204,22 +215,35 @@ class Cosine(Binarizer):
         return -torch.sin(self.config.w0 * x)
 
 
+def triangle_wave(t: Tensor) -> Tensor:
+    """``tri(t) = (2/pi) asin(sin t)`` computed without asin: ``1 - (2/pi) |wrap(t - pi/2)|``.
+
+    Same function (a unit triangle wave in phase with ``sin t``: 0 at 0, 1 at pi/2, -1 at -pi/2),
+    but piecewise linear in float arithmetic. ``asin(sin t)`` is not usable under autograd: where
+    float32 ``sin t`` rounds to exactly +-1 (within ~3e-4 rad of a crest) ``asin'`` is infinite
+    and the chain rule gives +-inf or NaN, which one SGD step spreads to every parameter. Here
+    autograd gives ``(2/pi) sign(cos t)`` everywhere (0 exactly at a crest)."""
+    return 1.0 - (2 / math.pi) * _wrap(t - math.pi / 2).abs()
+
+
 class Triangle(Binarizer):
     """M-BiPer triangle wave tri(t) = (2/pi) asin(sin t), in phase with the sine.
 
-    ``f'(w) = (2 w0/pi) sign(cos(w0 w))``, so the scaled gradient is ``sign(cos(w0 w))``."""
+    ``f'(w) = (2 w0/pi) sign(cos(w0 w))``, so the scaled gradient is ``sign(cos(w0 w))``.
+    ``f`` is evaluated with :func:`triangle_wave` (no asin, finite gradient everywhere)."""
 
     name = "triangle"
+    periodic = True
 
     def f(self, x):
-        t = self.config.w0 * x
-        return (2 / math.pi) * torch.asin(torch.clamp(torch.sin(t), -1.0, 1.0))
+        return triangle_wave(self.config.w0 * x)
 
     def g(self, x):
         return binary_sign(torch.cos(self.config.w0 * x))
 
     def relax(self, x):
-        # d tri / dx = (2 w0 / pi) sign(cos(w0 x)); autograd through asin(sin) is NaN at the corners
+        # d tri / dx = (2 w0 / pi) sign(cos(w0 x)), stated explicitly (the same as autograd
+        # through triangle_wave away from the crests)
         w0 = self.config.w0
         return _RelaxWithGrad.apply(x, self.f, lambda t: (2 * w0 / math.pi) * self.g(t))
 
@@ -263,6 +287,7 @@ class ArctanSine(Binarizer):
     """M-BiPer arctan-sine f(t) = atan(sin t); f'(w) = w0 cos t / (1 + sin^2 t), max at t = 0."""
 
     name = "arctan-sine"
+    periodic = True
 
     def f(self, x):
         return torch.atan(torch.sin(self.config.w0 * x))
@@ -338,6 +363,17 @@ class FDA(Binarizer):
     ``alpha * e(t)`` to the forward output (eq. 14); alpha decays linearly to 0 over training
     and the number of terms grows from n_s to 2 n_s (sec. 3.2), both driven by
     :meth:`set_progress`. With alpha = 0 the forward is exactly ±1.
+
+    Frequency and window. The paper leaves omega = 2 pi / T open; eq. 7 only needs the input to
+    stay inside one period of the square wave. bnn2hw uses omega = 0.1 (T = 20 pi) and zeroes the
+    gradient where ``|x| > fda_clip = 1``, as the public PyTorch FDA code does; the peak gradient
+    is then ``4 omega (n + 1) / pi`` = 1.27 (n = 9) to 2.42 (n = 18), close to Bi-Real's 2.
+    bnn2hw's first choice, omega = pi/2 (T = 4) with no window, made training collapse to one
+    class at the paper's lr 0.1 (digits MLP and CNN, 5 of 6 runs): its gradient peaks at
+    ``2 (n + 1)`` = 20..38 and has equally large *negative* lobes at ``|t| = 2, 6, ...`` (the
+    square wave's falling edges), right where batch-normalised activations lie, so descent pushes
+    those pre-activations further out; the BN shifts ran away (|beta| up to ~20) until every unit
+    was constant. Both settings remain available through ``fda_omega`` / ``fda_clip``.
     """
 
     name = "fda"
@@ -369,7 +405,10 @@ class FDA(Binarizer):
     def g(self, x):
         w = self.config.fda_omega
         k = torch.arange(self.terms + 1, dtype=x.dtype, device=x.device) * 2 + 1
-        return (4 * w / math.pi) * torch.cos(x.unsqueeze(-1) * (k * w)).sum(-1)
+        grad = (4 * w / math.pi) * torch.cos(x.unsqueeze(-1) * (k * w)).sum(-1)
+        if self.config.fda_clip is not None:
+            grad = grad * (x.abs() <= self.config.fda_clip).to(x.dtype)
+        return grad
 
     def binarize(self, x: Tensor) -> Tensor:
         out = _SignWithSurrogate.apply(x, lambda t: t, self.surrogate_grad)

@@ -1,0 +1,106 @@
+# SPDX-License-Identifier: MIT
+"""Short end-to-end training runs: regression tests for surrogates that used to collapse.
+
+* ``triangle``: ``(2/pi) asin(sin(w0 w))`` under autograd gave +-inf/NaN gradients wherever
+  float32 ``sin`` rounds to exactly +-1; one SGD step then made every parameter NaN and the model
+  predicted one class (10%). Now computed as a piecewise-linear wave (``triangle_wave``).
+* ``fda``: with omega = pi/2 the Fourier-series gradient (FDA eq. 10) peaked at 2 (n + 1) = 20..38
+  and had equally large *negative* lobes at |t| = 2, 6, ... (the falling edges of the period-4
+  square wave) where batch-normalised activations live; at the paper's lr 0.1 the BN shifts ran
+  away and the eval-mode model collapsed to one class. Now omega = 0.1 with the gradient zeroed
+  for |t| > 1, as in the public FDA code.
+
+Each test trains the default digits MLP (binary 256-256, binary last layer) for a few epochs with
+one thread; each takes a few seconds. Chance is 10%.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bnn2hw.nn.models import build_model, default_spec
+from bnn2hw.nn.surrogates import SurrogateConfig, make_binarizer, triangle_wave
+from bnn2hw.train import TrainConfig, accuracy, seed_everything, train_two_stage
+
+SEED = 0
+
+
+def _train(digits, surrogate: str, epochs1: int, epochs2: int, seed: int = SEED):
+    torch.set_num_threads(1)
+    spec = default_spec("mlp", digits.in_shape, digits.num_classes)
+    spec["surrogate"]["name"] = surrogate
+    seed_everything(seed)
+    model = build_model(spec)
+    history, used = train_two_stage(model, digits,
+                                    TrainConfig(epochs1=epochs1, epochs2=epochs2, seed=seed,
+                                                threads=1), progress=False)
+    return model, history, used
+
+
+def _assert_finite(model, what: str):
+    bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    bad += [n for n, b in model.named_buffers()
+            if b.dtype.is_floating_point and not torch.isfinite(b).all()]
+    assert not bad, f"{what}: non-finite parameters/buffers {bad}"
+
+
+def test_triangle_gradient_is_finite_at_the_crests():
+    """float32 points whose sin rounds to exactly +-1: the old asin(clamp(sin)) gave inf/NaN."""
+    b = make_binarizer(SurrogateConfig(name="triangle", w0=20.0))
+    crests = torch.tensor([math.pi / 2, -math.pi / 2, 5 * math.pi / 2, math.pi / 2 + 1e-4],
+                          dtype=torch.float32) / 20.0
+    assert (torch.sin(20.0 * crests).abs() == 1.0).any()  # the float32 trap is really hit
+    for fn in (b.relax, b.f, lambda x: triangle_wave(20.0 * x)):
+        x = crests.clone().requires_grad_(True)
+        fn(x).sum().backward()
+        assert torch.isfinite(x.grad).all(), x.grad
+        assert x.grad.abs().max() <= 2 * 20.0 / math.pi + 1e-4
+    t = torch.linspace(-12, 12, 20001, dtype=torch.float64)
+    np.testing.assert_allclose(triangle_wave(t).numpy(),
+                               (2 / np.pi * np.arcsin(np.sin(t.numpy()))), atol=1e-9)
+
+
+def test_triangle_mlp_trains_without_collapse(digits):
+    """Regression: every triangle run ended at 10% with NaN parameters (stage 1, epoch 1)."""
+    model, history, _ = _train(digits, "triangle", epochs1=4, epochs2=2)
+    _assert_finite(model, f"triangle seed {SEED}")
+    assert all(math.isfinite(h["loss"]) for h in history), history
+    stage1 = [h["test_acc"] for h in history if h["stage"] == 1]
+    acc = accuracy(model, digits.x_test, digits.y_test)
+    assert stage1[-1] > 0.8, f"seed {SEED}: stage-1 accuracy {stage1}"
+    assert acc > 0.7, f"seed {SEED}: final accuracy {acc:.3f} (chance 0.1); history {history}"
+
+
+def test_fda_default_gradient_is_bounded_and_sign_like():
+    """FDA eq. 10 with the defaults: positive bump around 0 bounded by 4 w (n+1)/pi ~ 2.4 at
+    n = 2 n_s = 18, zero outside |t| <= 1; no opposite-sign lobe inside the BN range.
+    Regression guard: the collapsing settings (omega = pi/2, no window: peak 20-38, -20 lobes at
+    |t| = 2) fail every assertion here."""
+    b = make_binarizer(SurrogateConfig(name="fda"))
+    for p in (0.0, 1.0):
+        b.set_progress(p)
+        t = torch.linspace(-4, 4, 8001, dtype=torch.float64)
+        g = b.g(t)
+        peak = 4 * b.config.fda_omega * (b.terms + 1) / math.pi
+        assert g.max() == pytest.approx(peak, rel=1e-6) and peak < 2.5
+        assert (g[t.abs() > 1] == 0).all()
+        assert g[t.abs() <= 0.5].min() > 0
+
+
+def test_fda_mlp_trains_without_collapse(digits):
+    """End-to-end smoke test of FDA with the defaults (paper's lr 0.1, noise module on).
+
+    The collapse with omega = pi/2 needed 5-8 epochs of the 30-epoch schedule on some seeds and
+    does not reproduce in a run this short (checked: the old settings pass this test), so the
+    regression guard for it is ``test_fda_default_gradient_is_bounded_and_sign_like`` above."""
+    model, history, used = _train(digits, "fda", epochs1=8, epochs2=2)
+    assert used.lr1 == pytest.approx(0.1)  # the paper's learning rate, unchanged
+    _assert_finite(model, f"fda seed {SEED}")
+    stage1 = [round(h["test_acc"], 3) for h in history if h["stage"] == 1]
+    acc = accuracy(model, digits.x_test, digits.y_test)
+    assert min(stage1[3:]) > 0.5, f"seed {SEED}: stage-1 accuracy collapsed: {stage1}"
+    assert acc > 0.8, f"seed {SEED}: final accuracy {acc:.3f} (chance 0.1); stage 1 {stage1}"
