@@ -135,3 +135,15 @@ def test_binary_input_graph_in_qemu(tmp_path):
     x = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(20, 256))
     got = _run(g, tmp_path, "cortex-m4", x)
     assert np.array_equal(got, execute.run(g, x).int_logits), f"seed={seed}"
+
+
+@pytest.mark.qemu
+def test_qemu_m4_several_surrogates(trained, digits, tmp_path):
+    """Every trained fixture model (MLP: biper, ste, sawtooth; CNN: biper, fda) on Cortex-M4."""
+    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    _need("qemu-system-arm", "qemu-system-arm")
+    _, model, spec = trained
+    graph = fold_model(model, spec)
+    x = digits.x_test[:60]
+    got = _run(graph, tmp_path, "cortex-m4", x)
+    assert np.array_equal(got, execute.run(graph, x).int_logits)
