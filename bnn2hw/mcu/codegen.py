@@ -65,6 +65,46 @@ def c_float(v) -> str:
     return f"{float(v):.9e}f"
 
 
+def entry_points(body: str) -> str:
+    """C source of ``bnn_infer`` (argument checks around the generated ``body``) and
+    ``bnn_predict`` (float head + argmax), shared by the binary and the float generators."""
+    return f"""int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
+{{
+    if (input == NULL || logits == NULL) {{
+        return BNN_ERR_NULL;
+    }}
+    if (input_len != BNN_INPUT_LEN) {{
+        return BNN_ERR_INPUT_LEN;
+    }}
+    if (logits_len != BNN_NUM_LOGITS) {{
+        return BNN_ERR_LOGITS_LEN;
+    }}
+{body}
+    return BNN_OK;
+}}
+
+int bnn_predict(const uint8_t *input, size_t input_len)
+{{
+    int32_t logits[BNN_NUM_LOGITS];
+    int best = 0;
+    float best_val = 0.0f;
+    uint32_t c;
+    const int rc = bnn_infer(input, input_len, logits, BNN_NUM_LOGITS);
+    if (rc != BNN_OK) {{
+        return rc;
+    }}
+    for (c = 0; c < BNN_NUM_LOGITS; ++c) {{
+        const float v = (float)logits[c] * logit_scale[c] + logit_bias[c];
+        if (c == 0 || v > best_val) {{
+            best_val = v;
+            best = (int)c;
+        }}
+    }}
+    return best;
+}}
+"""
+
+
 @dataclass
 class Emitted:
     header: str
@@ -473,40 +513,6 @@ static void bnn_add_sat(const int32_t *a, const int32_t *b, uint32_t n, int32_t 
 {arenas}
 {chr(10).join(statics)}
 {repack}
-int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
-{{
-    if (input == NULL || logits == NULL) {{
-        return BNN_ERR_NULL;
-    }}
-    if (input_len != BNN_INPUT_LEN) {{
-        return BNN_ERR_INPUT_LEN;
-    }}
-    if (logits_len != BNN_NUM_LOGITS) {{
-        return BNN_ERR_LOGITS_LEN;
-    }}
-{chr(10).join(body)}
-    return BNN_OK;
-}}
-
-int bnn_predict(const uint8_t *input, size_t input_len)
-{{
-    int32_t logits[BNN_NUM_LOGITS];
-    int best = 0;
-    float best_val = 0.0f;
-    uint32_t c;
-    const int rc = bnn_infer(input, input_len, logits, BNN_NUM_LOGITS);
-    if (rc != BNN_OK) {{
-        return rc;
-    }}
-    for (c = 0; c < BNN_NUM_LOGITS; ++c) {{
-        const float v = (float)logits[c] * logit_scale[c] + logit_bias[c];
-        if (c == 0 || v > best_val) {{
-            best_val = v;
-            best = (int)c;
-        }}
-    }}
-    return best;
-}}
-"""
+{entry_points(chr(10).join(body))}"""
     flash_lb = flash_bits // 8 + 4 * thr_count
     return Emitted(header, source, scratch, flash_lb, steps)

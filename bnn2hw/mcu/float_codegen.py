@@ -23,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
-from .codegen import Emitted, c_array, check_accumulators, ident
+from .codegen import Emitted, c_array, check_accumulators, entry_points, ident
 
 FLOAT_EXACT = 2 ** 24
 FLOAT_OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine")
@@ -251,41 +251,7 @@ int bnn_predict(const uint8_t *input, size_t input_len);
 static float arena_a[{arena_a}];
 static float arena_b[{arena_b}];
 
-int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
-{{
-{decl}    if (input == NULL || logits == NULL) {{
-        return BNN_ERR_NULL;
-    }}
-    if (input_len != BNN_INPUT_LEN) {{
-        return BNN_ERR_INPUT_LEN;
-    }}
-    if (logits_len != BNN_NUM_LOGITS) {{
-        return BNN_ERR_LOGITS_LEN;
-    }}
-{src}
-    return BNN_OK;
-}}
-
-int bnn_predict(const uint8_t *input, size_t input_len)
-{{
-    int32_t logits[BNN_NUM_LOGITS];
-    int best = 0;
-    float best_val = 0.0f;
-    uint32_t c;
-    const int rc = bnn_infer(input, input_len, logits, BNN_NUM_LOGITS);
-    if (rc != BNN_OK) {{
-        return rc;
-    }}
-    for (c = 0; c < BNN_NUM_LOGITS; ++c) {{
-        const float v = (float)logits[c] * logit_scale[c] + logit_bias[c];
-        if (c == 0 || v > best_val) {{
-            best_val = v;
-            best = (int)c;
-        }}
-    }}
-    return best;
-}}
-"""
+{entry_points(decl + src)}"""
     return Emitted(header, source, scratch, 4 * flash_floats, [l.name for l in layers])
 
 
