@@ -39,8 +39,14 @@ def train(
     hidden: Optional[str] = typer.Option(None, help="hidden widths, comma separated (mlp: 256,256)"),
     epochs1: int = typer.Option(30, help="stage-1 epochs (real weights f(w), binary activations)"),
     epochs2: int = typer.Option(30, help="stage-2 epochs (binary weights)"),
-    lr1: Optional[float] = typer.Option(None, help="stage-1 learning rate (default: see docs)"),
-    lr2: Optional[float] = typer.Option(None, help="stage-2 learning rate (default: see docs)"),
+    lr1: float = typer.Option(0.1, help="stage-1 learning rate (BatchNorm, classifier, int8/float "
+                                        "layers; all weights of ste/clipped-ste/fda)"),
+    lr2: float = typer.Option(0.01, help="stage-2 learning rate (same parameters as --lr1)"),
+    latent_lr1: Optional[float] = typer.Option(None, help="stage-1 rate of a periodic binarizer's "
+                                                          "latent weights (default lr1/w0)"),
+    latent_lr2: Optional[float] = typer.Option(None, help="stage-2 rate of a periodic binarizer's "
+                                                          "latent weights (default lr2 for biper, "
+                                                          "w0*lr2 for the M-BiPer family)"),
     wd1: float = typer.Option(5e-4, help="stage-1 weight decay"),
     wd2: float = typer.Option(5e-5, help="stage-2 weight decay"),
     batch_size: int = typer.Option(64),
@@ -77,7 +83,8 @@ def train(
         _fail(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
     seed_everything(seed)
     net = build_model(spec)
-    cfg = TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, wd1=wd1, wd2=wd2,
+    cfg = TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, latent_lr1=latent_lr1,
+                      latent_lr2=latent_lr2, wd1=wd1, wd2=wd2,
                       batch_size=batch_size, sin2_reg=sin2_reg, seed=seed, threads=threads)
 
     def log(rec):

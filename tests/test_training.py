@@ -66,7 +66,7 @@ def test_triangle_gradient_is_finite_at_the_crests():
 
 def test_triangle_mlp_trains_without_collapse(digits):
     """Regression: every triangle run ended at 10% with NaN parameters (stage 1, epoch 1)."""
-    model, history, _ = _train(digits, "triangle", epochs1=4, epochs2=2)
+    model, history, _ = _train(digits, "triangle", epochs1=4, epochs2=6)
     _assert_finite(model, f"triangle seed {SEED}")
     assert all(math.isfinite(h["loss"]) for h in history), history
     stage1 = [h["test_acc"] for h in history if h["stage"] == 1]
@@ -104,3 +104,44 @@ def test_fda_mlp_trains_without_collapse(digits):
     acc = accuracy(model, digits.x_test, digits.y_test)
     assert min(stage1[3:]) > 0.5, f"seed {SEED}: stage-1 accuracy collapsed: {stage1}"
     assert acc > 0.8, f"seed {SEED}: final accuracy {acc:.3f} (chance 0.1); stage 1 {stage1}"
+
+
+@pytest.mark.parametrize("surrogate,w0,expected", [
+    ("biper", 20.0, (0.1 / 20, 0.01)),   # stage 2: the paper's rate, phase step w0^2 lr2
+    ("sine", 20.0, (0.1 / 20, 0.01 * 20)),   # M-BiPer eq. 8 divides the backward by w0
+    ("triangle", 10.0, (0.1 / 10, 0.01 * 10)), ("biper", 10.0, (0.1 / 10, 0.01)),
+    ("ste", 20.0, (0.1, 0.01)), ("fda", 20.0, (0.1, 0.01)),
+])
+def test_latent_learning_rates_follow_the_phase_step_rule(surrogate, w0, expected):
+    """Stage-1 phase step w0^2 lr1_latent = w0 lr1; stage-2 phase step w0^2 lr2 for BiPer (eq. 9)
+    and the M-BiPer family (eq. 8) alike (module docstring of bnn2hw.train)."""
+    from bnn2hw.train import latent_learning_rates
+
+    got = latent_learning_rates(surrogate, w0, 0.1, 0.01)
+    assert got == pytest.approx(expected)
+    if surrogate == "biper":  # the same phase step as the M-BiPer rate with eq. 8's 1/w0
+        assert got[1] * w0 ** 2 == pytest.approx(latent_learning_rates("sine", w0, 0.1, 0.01)[1] * w0)
+
+
+@pytest.mark.parametrize("frozen", ["latent", "rest"])
+def test_latent_weights_and_other_parameters_use_their_own_rates(digits, frozen):
+    """A zero rate freezes exactly its group: latent weights of the binary layers vs BatchNorm,
+    classifier scale/bias (stage 2, one epoch)."""
+    from bnn2hw.nn.layers import binary_layers
+
+    torch.set_num_threads(1)
+    spec = default_spec("mlp", digits.in_shape, digits.num_classes)
+    seed_everything(SEED)
+    model = build_model(spec)
+    latent_ids = {id(m.weight) for m in binary_layers(model)}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = TrainConfig(epochs1=0, epochs2=1, seed=SEED, threads=1,
+                      lr2=0.0 if frozen == "rest" else 0.01,
+                      latent_lr2=0.0 if frozen == "latent" else 1e-3)
+    _, used = train_two_stage(model, digits, cfg, progress=False)
+    assert (used.lr2, used.latent_lr2) == (cfg.lr2, cfg.latent_lr2)
+    for n, p in model.named_parameters():
+        moved = not torch.equal(before[n], p.detach())
+        is_latent = id(p) in latent_ids
+        should_move = is_latent != (frozen == "latent")
+        assert moved == should_move, f"{n}: moved={moved}, latent={is_latent}, frozen={frozen}"
