@@ -546,3 +546,19 @@ def test_stage1_relaxed_weight_gradient_is_finite(name):
     y = torch.linspace(-0.3, 0.3, 101, requires_grad=True)
     b.relax(y).sum().backward()
     assert y.grad.abs().max() > 0, f"{name}: stage-1 weights get no gradient"
+
+
+def test_sawtooth_stage1_gradient_is_windowed_like_stage2():
+    """Stage 1's relaxed sawtooth saw(w0 x) = wrap(w0 x)/pi has slope w0/pi, and the same
+    pi/8 window as the stage-2 backward (M-BiPer sec. 3.1 smoothing) next to its jump, so SGD
+    does not walk weights across the jump (+1 -> -1). Forward is unchanged."""
+    b = build("weight", "sawtooth")
+    x = sample_points(7)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    out = b.relax(xt)
+    out.sum().backward()
+    t = np_wrap(W0 * x)
+    assert np.allclose(out.detach().numpy(), t / PI)
+    expect = np.where(np.abs(t) < PI - PI / 8, W0 / PI, 0.0)
+    assert np.allclose(xt.grad.numpy(), expect)
+    assert (expect == 0).any() and (expect > 0).any()  # both regions sampled
