@@ -37,6 +37,8 @@ def train(
     first: str = typer.Option("binary", help="first layer weights: binary | int8 | float"),
     last: str = typer.Option("binary", help="last layer weights: binary | int8 | float"),
     hidden: Optional[str] = typer.Option(None, help="hidden widths, comma separated (mlp: 256,256)"),
+    periodic: str = typer.Option("sine", help="mbiper-mlp / mbiper-resnet20: periodic activation f of "
+                                              "M-BiPer eq. 7 (sine|cosine|triangle|arctan-sine)"),
     epochs1: int = typer.Option(30, help="stage-1 epochs (real weights f(w), binary activations)"),
     epochs2: int = typer.Option(30, help="stage-2 epochs (binary weights)"),
     lr1: float = typer.Option(0.1, help="stage-1 learning rate (BatchNorm, classifier, int8/float "
@@ -62,6 +64,7 @@ def train(
     """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint."""
     from .checkpoint import save_checkpoint
     from .data import load_dataset
+    from .nn.layers import PERIODIC_FUNCTIONS
     from .nn.models import build_model, default_spec
     from .nn.surrogates import ACTIVATION_BINARIZERS, SURROGATES
     from .train import TrainConfig, accuracy, epoch_seconds, seed_everything, train_two_stage
@@ -70,6 +73,8 @@ def train(
         _fail(f"unknown surrogate {surrogate!r}; valid: {', '.join(sorted(SURROGATES))}")
     if activation is not None and activation not in ACTIVATION_BINARIZERS:
         _fail(f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATION_BINARIZERS))}")
+    if periodic not in PERIODIC_FUNCTIONS:
+        _fail(f"unknown periodic activation {periodic!r}; valid: {', '.join(PERIODIC_FUNCTIONS)}")
     data = load_dataset(dataset, image_size=image_size, channels=channels)
     spec = default_spec(model, data.in_shape, data.num_classes)
     spec["surrogate"].update(name=surrogate, w0=w0, symmetry=symmetry)
@@ -79,6 +84,10 @@ def train(
             spec["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
         except ValueError:
             _fail(f"--hidden must be comma-separated integers, got {hidden!r}")
+    if model in ("mbiper-mlp", "mbiper-resnet20"):
+        spec["periodic"] = periodic
+    elif periodic != "sine":
+        _fail(f"--periodic applies to mbiper-mlp and mbiper-resnet20, not {model!r}")
     if model == "cnn" and len(data.in_shape) != 3:
         _fail(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
     seed_everything(seed)

@@ -189,6 +189,21 @@ def test_train_unknown_activation(tmp_path, monkeypatch, capsys):
     assert_no_checkpoint(tmp_path, out)
 
 
+def test_train_unknown_periodic_function(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "m.pt"
+    code, _, err = run_cli(monkeypatch, capsys, "train", *TINY, "--model", "mbiper-mlp",
+                           "--periodic", "sawtooth", "-o", out)
+    assert_fails(code, err, "'sawtooth'", "sine", "cosine", "triangle", "arctan-sine")
+    assert_no_checkpoint(tmp_path, out)
+
+
+def test_train_periodic_on_a_model_without_one(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "m.pt"
+    code, _, err = run_cli(monkeypatch, capsys, "train", *TINY, "--periodic", "cosine", "-o", out)
+    assert_fails(code, err, "--periodic", "mbiper-mlp", "'mlp'")
+    assert_no_checkpoint(tmp_path, out)
+
+
 def test_train_unknown_model(tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.pt"
     code, _, err = run_cli(monkeypatch, capsys, "train", *TINY, "--model", "transformer", "-o", out)

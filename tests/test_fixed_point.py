@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from bnn2hw.checkpoint import save_checkpoint
+from bnn2hw.errors import Bnn2hwError
 from bnn2hw.export.fold import fixed_affine_params, fold_model
 from bnn2hw.export.verify import compare_torch_ir
 from bnn2hw.ir import execute, ops
@@ -100,3 +101,54 @@ def test_emit_c_reports_approximation_error(resmlp, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(resmlp[0]), "--act-approx", "cordic",
                           "-o", str(tmp_path / "fw2")], capture_output=True, text=True)
     assert bad.returncode == 2 and "cordic" in bad.stderr and "taylor" in bad.stderr
+
+
+@pytest.fixture(scope="module", params=["cosine", "triangle", "arctan-sine"])
+def resmlp_func(request, digits):
+    """M-BiPer residual MLPs with the other smooth periodic functions (M-BiPer sec. 4.1)."""
+    torch.set_num_threads(1)
+    spec = default_spec("mbiper-mlp", digits.in_shape, digits.num_classes)
+    spec.update(width=32, blocks=2, periodic=request.param)
+    seed_everything(12)
+    model = build_model(spec)
+    train_two_stage(model, digits, TrainConfig(epochs1=2, epochs2=2, seed=12), progress=False)
+    return request.param, model, spec
+
+
+def test_other_periodic_functions_export_through_the_lookup_table(resmlp_func, digits, tmp_path):
+    """cosine / triangle / arctan-sine: a one-period table of f, C on the host == IR bit for
+    bit, and the IR tracks PyTorch's float model."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed (apt-get install gcc)")
+    func, model, spec = resmlp_func
+    graph = fold_model(model, spec, calib=digits.x_train, approx="lut", table_bits=10)
+    periodic = [l for l in graph.layers if l.op == "periodic"]
+    assert periodic and all(l.attrs["func"] == func for l in periodic)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "host")
+    assert f"{func}(" in (out / "model.c").read_text()
+    got = qemu.run(toolchain.build(out, "host"), "host", to_c_inputs(graph, digits.x_test), 10)
+    assert np.array_equal(got, execute.run(graph, digits.x_test).int_logits)
+    agr = compare_torch_ir(model, graph, digits.x_test)
+    assert agr.bits_differing / agr.bits_compared < 0.01, (func, agr.to_dict())
+    assert agr.class_agreement >= 0.97, (func, agr.to_dict())
+
+
+@pytest.mark.parametrize("approx", ["taylor", "fixed"])
+def test_sine_only_approximations_are_refused_for_other_functions(resmlp_func, digits, approx):
+    func, model, spec = resmlp_func
+    with pytest.raises(Bnn2hwError, match=rf"{func}.*{approx}.*sine only"):
+        fold_model(model, spec, calib=digits.x_train, approx=approx)
+
+
+def test_lut_error_bound_for_each_function():
+    """A 2^b-entry table with round-to-nearest phase: |error| <= max|f'| * pi / 2^b + 2^-out_frac
+    (half a table step in phase, plus the entry's rounding)."""
+    from bnn2hw.mcu import periodic_tables as pt
+
+    slopes = {"sine": 1.0, "cosine": 1.0, "triangle": 2 / np.pi, "arctan-sine": 1.0}
+    for func, slope in slopes.items():
+        for bits in (6, 8, 10):
+            err = pt.max_abs_error("lut", 1.0, 12, 16, -8.0, 8.0, table_bits=bits, func=func)
+            bound = slope * np.pi / 2 ** bits + 2.0 ** -16 + 2.0 ** -12
+            assert 0 < err <= bound, (func, bits, err, bound)

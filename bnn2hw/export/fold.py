@@ -407,6 +407,10 @@ def fold_residual_mlp(model, spec: dict, calib: np.ndarray, approx: str = "lut",
     zeros = np.zeros(width, dtype=np.int64)
     ones = np.ones(width, dtype=np.int8)
     w0p = float(model.periodic.w0)
+    func = model.periodic.kind
+    from ..mcu.periodic_tables import check_method
+
+    check_method(func, {"fixed": "linear"}.get(approx, approx))
     for i, (sign, lin, bn) in enumerate(zip(model.signs, model.linears, model.bns)):
         x_name = layers[-1].name
         layers.append(Layer("threshold", f"sign{i}", names[sign], {"sign_of": "fixed"},
@@ -419,7 +423,7 @@ def fold_residual_mlp(model, spec: dict, calib: np.ndarray, approx: str = "lut",
         layers.append(Layer("fixed_affine", f"z{i}", names[bn], {"shift": s, "frac": in_frac},
                             {"mult": m, "bias": b}))
         layers.append(Layer("periodic", f"f{i}", "periodic",
-                            {"func": "sine", "w0": w0p, "in_frac": in_frac, "out_frac": frac,
+                            {"func": func, "w0": w0p, "in_frac": in_frac, "out_frac": frac,
                              "approx": approx, "table_bits": table_bits,
                              "calib_range": [-pre_max[i], pre_max[i]]}))
         layers.append(Layer("add", f"x{i + 1}", f"block{i} residual", {"inputs": [f"f{i}", x_name],

@@ -19,9 +19,10 @@ Fixed-point value path (M-BiPer residual models, eq. 7; C back end only):
 
 ``fixed_affine`` ``mult``, ``bias`` (C,) int64, ``shift``, ``frac``: a Q(frac) int32 value
                ``(acc * mult + bias + 2^(shift-1)) >> shift`` (BatchNorm of the accumulator)
-``periodic``   ``func`` ("sine"), ``w0``, ``in_frac``, ``out_frac``, ``approx`` (lut | taylor |
-               fixed), ``table_bits``, ``calib_range``: y = sin(w0 x) in fixed point, exactly
-               the integer arithmetic of ``firmware/src/bnn_periodic.c``
+``periodic``   ``func`` (sine | cosine | triangle | arctan-sine), ``w0``, ``in_frac``,
+               ``out_frac``, ``approx`` (lut for every func; taylor | fixed for sine),
+               ``table_bits``, ``calib_range``: y = func(w0 x) in fixed point, exactly the
+               integer arithmetic of ``firmware/src/bnn_periodic.c``
 ``add``        ``inputs`` [name, name], ``frac``: saturating sum (a residual connection)
 
 A ``threshold`` with thr 0 and direction +1 on a fixed-point tensor is ``sign`` (0 -> +1).

@@ -89,15 +89,14 @@ def fixed_affine(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int
 
 
 def periodic(x: np.ndarray, attrs: dict) -> np.ndarray:
-    """``sin(w0 x)`` in fixed point with the approximation named in ``attrs['approx']``: the
-    integer arithmetic of ``firmware/src/bnn_periodic.c`` (M-BiPer eq. 10-11)."""
+    """``f(w0 x)`` (``attrs['func']``) in fixed point with the approximation named in
+    ``attrs['approx']``: the integer arithmetic of ``firmware/src/bnn_periodic.c`` (M-BiPer
+    eq. 10-11; a one-period lookup table for every function)."""
     from ..mcu import periodic_tables as pt
 
-    if attrs["func"] != "sine":
-        raise ValueError(f"periodic function {attrs['func']!r} has no fixed-point form")
     p = pt.make_params(attrs["w0"], attrs["in_frac"], attrs["out_frac"], attrs.get("table_bits", 8))
     method = {"fixed": "linear"}.get(attrs["approx"], attrs["approx"])
-    return pt.evaluate(method, p, x).astype(np.int64)
+    return pt.evaluate(method, p, x, attrs["func"]).astype(np.int64)
 
 
 def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcoun
 
 
 def periodic_report(graph, exp) -> list[dict]:
-    """Per periodic op: max |approx - sin| over the calibrated input range (M-BiPer eq. 10-11)."""
+    """Per periodic op: max |approx - f| over the calibrated input range (M-BiPer eq. 10-11)."""
     from . import periodic_tables as pt
 
     rows = []
@@ -113,8 +113,8 @@ def periodic_report(graph, exp) -> list[dict]:
         lo, hi = at["calib_range"]
         method = {"fixed": "linear"}.get(at["approx"], at["approx"])
         err = pt.max_abs_error(method, at["w0"], at["in_frac"], at["out_frac"], lo, hi,
-                               table_bits=at.get("table_bits", 8))
-        rows.append({"layer": layer.name, "approx": at["approx"], "w0": at["w0"],
+                               table_bits=at.get("table_bits", 8), func=at["func"])
+        rows.append({"layer": layer.name, "func": at["func"], "approx": at["approx"], "w0": at["w0"],
                      "input_range": [lo, hi], "in_frac": at["in_frac"], "out_frac": at["out_frac"],
                      "table_bits": at.get("table_bits"), "max_abs_error": err})
     return rows
@@ -135,7 +135,7 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
     if graph.meta.get("fixed_point"):
         report["periodic"] = periodic_report(graph, exp)
         for r in report["periodic"]:
-            echo(f"{r['layer']}: sin({r['w0']:g} x) by '{r['approx']}' on [{r['input_range'][0]:.3g}, "
+            echo(f"{r['layer']}: {r['func']}({r['w0']:g} x) by '{r['approx']}' on [{r['input_range'][0]:.3g}, "
                  f"{r['input_range'][1]:.3g}]: max abs error {r['max_abs_error']:.3g}")
         if exp.torch_vs_ir is not None:
             from ..ir import execute

@@ -355,11 +355,13 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
 
             prm = pt.make_params(at["w0"], at["in_frac"], at["out_frac"], at.get("table_bits", 8))
             method = {"fixed": "linear"}.get(at["approx"], at["approx"])
+            pt.check_method(at["func"], method)
             table = "NULL"
             if method == "lut":
-                data.append(c_array("int32_t", f"{lid}_table", pt.sin_table(prm.table_bits, prm.out_frac)))
+                data.append(c_array("int32_t", f"{lid}_table",
+                                    pt.table(at["func"], prm.table_bits, prm.out_frac)))
                 table = f"{lid}_table"
-            data.append(f"/* {layer.name}: sin({at['w0']:g} x), Q{at['in_frac']} -> Q{at['out_frac']}, "
+            data.append(f"/* {layer.name}: {at['func']}({at['w0']:g} x), Q{at['in_frac']} -> Q{at['out_frac']}, "
                         f"approximation '{at['approx']}' (M-BiPer eq. 10-11) */\n")
             data.append(f"static const bnn_periodic_params_t {lid}_p = {{{prm.phase_mul}, {prm.phase_shift}u, "
                         f"{prm.out_frac}u, {table}, {prm.table_bits}u, {prm.lin_a}, {prm.lin_n}u}};\n")

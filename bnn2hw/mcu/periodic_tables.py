@@ -4,7 +4,12 @@ in firmware/src/bnn_periodic.c (M-BiPer: lookup table, Taylor series eq. 10, fix
 scaling eq. 11).
 
 Each ``*_eval`` function runs the same integer arithmetic as the C kernel of the same
-name; ``max_abs_error`` compares it with float ``sin(w0 * x)``.
+name; ``max_abs_error`` compares it with the float function ``f(w0 * x)``.
+
+Functions (M-BiPer sec. 4.1; the smooth members, the ones ``PeriodicActivation`` offers): the
+lookup table holds one period of any of them (``TABLE_FUNCTIONS``), so ``lut`` serves all four.
+The Taylor series (eq. 10) and the fixed-point scaling (eq. 11) are sine's, so ``taylor`` and
+``fixed`` serve ``sine`` only (:func:`check_method`).
 """
 
 from __future__ import annotations
@@ -65,10 +70,45 @@ def make_params(w0: float, in_frac: int, out_frac: int, table_bits: int = 8, lin
     return PeriodicParams(mul, shift, out_frac, table_bits, a, n)
 
 
+def _triangle(t: np.ndarray) -> np.ndarray:
+    """(2/pi) asin(sin t): the same piecewise-linear wave as ``surrogates.triangle_wave``."""
+    u = np.mod(t - np.pi / 2 + np.pi, 2 * np.pi) - np.pi
+    return 1 - (2 / np.pi) * np.abs(u)
+
+
+TABLE_FUNCTIONS = {
+    "sine": np.sin,
+    "cosine": np.cos,
+    "triangle": _triangle,
+    "arctan-sine": lambda t: np.arctan(np.sin(t)),
+}
+"""f(t) in float64 for t in radians; the same functions as ``layers.PERIODIC_FUNCTIONS``."""
+
+
+def check_method(func: str, method: str) -> None:
+    """Refuse an approximation that does not exist for ``func`` (with the reason)."""
+    if func not in TABLE_FUNCTIONS:
+        raise Bnn2hwError(f"periodic function {func!r} has no fixed-point form; "
+                          f"valid: {', '.join(TABLE_FUNCTIONS)}")
+    if method not in ("lut", "taylor", "linear"):
+        raise Bnn2hwError(f"unknown periodic method {method!r}; use lut, taylor or linear")
+    if method != "lut" and func != "sine":
+        name = {"linear": "fixed"}.get(method, method)
+        raise Bnn2hwError(f"periodic function {func!r}: approximation {name!r} exists for sine only "
+                          "(Taylor series M-BiPer eq. 10, scaling eq. 11); use --act-approx lut")
+
+
+def table(func: str, table_bits: int, out_frac: int) -> np.ndarray:
+    """table[i] = round(f(2 pi i / 2^table_bits) * 2^out_frac), int32, one period of ``func``."""
+    check_method(func, "lut")
+    i = np.arange(1 << table_bits, dtype=np.float64)
+    return np.round(TABLE_FUNCTIONS[func](2 * np.pi * i / (1 << table_bits))
+                    * (1 << out_frac)).astype(np.int32)
+
+
 def sin_table(table_bits: int, out_frac: int) -> np.ndarray:
     """table[i] = round(sin(2 pi i / 2^table_bits) * 2^out_frac), int32, one period."""
-    i = np.arange(1 << table_bits, dtype=np.float64)
-    return np.round(np.sin(2 * np.pi * i / (1 << table_bits)) * (1 << out_frac)).astype(np.int32)
+    return table("sine", table_bits, out_frac)
 
 
 def _phase(p: PeriodicParams, x: np.ndarray) -> np.ndarray:
@@ -104,15 +144,14 @@ def linear_eval(p: PeriodicParams, x: np.ndarray) -> np.ndarray:
     return np.clip(v, -one, one).astype(np.int32)
 
 
-def evaluate(method: str, p: PeriodicParams, x: np.ndarray) -> np.ndarray:
-    """Integer output (Q(out_frac)) of method 'lut', 'taylor' or 'linear'."""
+def evaluate(method: str, p: PeriodicParams, x: np.ndarray, func: str = "sine") -> np.ndarray:
+    """Integer output (Q(out_frac)) of method 'lut', 'taylor' or 'linear' for ``func``."""
+    check_method(func, method)
     if method == "lut":
-        return lut_eval(p, sin_table(p.table_bits, p.out_frac), x)
+        return lut_eval(p, table(func, p.table_bits, p.out_frac), x)
     if method == "taylor":
         return taylor_eval(p, x)
-    if method == "linear":
-        return linear_eval(p, x)
-    raise Bnn2hwError(f"unknown periodic method {method!r}; use lut, taylor or linear")
+    return linear_eval(p, x)
 
 
 def max_abs_error(
@@ -125,8 +164,9 @@ def max_abs_error(
     table_bits: int = 8,
     lin_n: int = 15,
     max_points: int = 1 << 18,
+    func: str = "sine",
 ) -> float:
-    """max |y/2^out_frac - sin(w0 x)| over inputs x in [x_min, x_max] (real units),
+    """max |y/2^out_frac - f(w0 x)| over inputs x in [x_min, x_max] (real units),
     every representable Q(in_frac) input if there are at most max_points, else an even grid."""
     p = make_params(w0, in_frac, out_frac, table_bits, lin_n)
     lo, hi = math.ceil(x_min * 2**in_frac), math.floor(x_max * 2**in_frac)
@@ -136,5 +176,6 @@ def max_abs_error(
         xq = np.arange(lo, hi + 1, dtype=np.int64)
     else:
         xq = np.unique(np.linspace(lo, hi, max_points).round().astype(np.int64))
-    y = evaluate(method, p, xq).astype(np.float64) / 2**out_frac
-    return float(np.max(np.abs(y - np.sin(w0 * xq.astype(np.float64) / 2**in_frac))))
+    y = evaluate(method, p, xq, func).astype(np.float64) / 2**out_frac
+    ref = TABLE_FUNCTIONS[func](w0 * xq.astype(np.float64) / 2**in_frac)
+    return float(np.max(np.abs(y - ref)))

@@ -42,7 +42,7 @@ def default_spec(model: str, in_shape: tuple[int, ...], num_classes: int) -> dic
     elif model == "cnn":
         spec = {"convs": [[32, 3, 0, False], [64, 3, 0, True]], "hidden": [128]}
     elif model == "mbiper-mlp":
-        spec = {"width": 128, "blocks": 2, "periodic_w0": 1.0}
+        spec = {"width": 128, "blocks": 2, "periodic": "sine", "periodic_w0": 1.0}
     elif model in PAPER_MODELS:
         spec = {}
     else:
@@ -171,7 +171,8 @@ class BinaryResMLP(nn.Module):
     """M-BiPer residual MLP (deployable on MCUs, eq. 7): a real-valued stream ``x`` of width W,
 
     ``x_0 = BN(FirstLayer(pixels))``, then per block ``x_{i+1} = f(BN(BinaryLinear(sign(x_i)))) + x_i``
-    with a periodic ``f(t) = sin(w0p t)``, then ``logits = BinaryLinear(sign(x_n)) * scale + bias``.
+    with a periodic ``f(w0p t)`` (``spec["periodic"]``: sine, cosine, triangle or arctan-sine,
+    M-BiPer sec. 4.1), then ``logits = BinaryLinear(sign(x_n)) * scale + bias``.
     The stream is exported as fixed point (formats from calibration data); FINN cannot express
     ``f`` (not a monotone threshold), so this model exports to C only."""
 
@@ -188,7 +189,7 @@ class BinaryResMLP(nn.Module):
         self.signs = nn.ModuleList(BinaryActivation(act, width, sur) for _ in range(blocks + 1))
         self.linears = nn.ModuleList(BinaryLinear(width, width, sur) for _ in range(blocks))
         self.bns = nn.ModuleList(nn.BatchNorm1d(width) for _ in range(blocks))
-        self.periodic = PeriodicActivation("sine", float(spec.get("periodic_w0", 1.0)))
+        self.periodic = PeriodicActivation(spec.get("periodic", "sine"), float(spec.get("periodic_w0", 1.0)))
         self.head = ClassifierHead(_linear(spec["last"], width, spec["num_classes"], spec, last=True),
                                    spec["num_classes"], learn_affine=spec["last"] == "binary")
 
