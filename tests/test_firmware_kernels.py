@@ -306,7 +306,7 @@ def test_periodic(driver, tmp_path, w0, in_frac, out_frac, table_bits):
     x[:100] = rng.integers(-(4 << in_frac), 4 << in_frac, size=100)
     x[:4] = [0, 1, -1, -(2**31)]
     x = x.astype(np.int32)
-    table = pt.sin_table(table_bits, out_frac)
+    table = pt.table("sine", table_bits, out_frac)
     head = np.array([9, out_frac, p.phase_mul & 0xFFFFFFFF, p.phase_shift, table_bits, p.lin_a & 0xFFFFFFFF,
                      p.lin_n, x.size], np.uint32)
     out = driver([head, table, x], tmp_path).view(np.int32)

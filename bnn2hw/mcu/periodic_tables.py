@@ -106,11 +106,6 @@ def table(func: str, table_bits: int, out_frac: int) -> np.ndarray:
                     * (1 << out_frac)).astype(np.int32)
 
 
-def sin_table(table_bits: int, out_frac: int) -> np.ndarray:
-    """table[i] = round(sin(2 pi i / 2^table_bits) * 2^out_frac), int32, one period."""
-    return table("sine", table_bits, out_frac)
-
-
 def _phase(p: PeriodicParams, x: np.ndarray) -> np.ndarray:
     prod = np.asarray(x, dtype=np.int64) * np.int64(p.phase_mul)
     return (prod >> np.int64(p.phase_shift)) & np.int64(0xFFFFFFFF)
