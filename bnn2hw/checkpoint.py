@@ -15,8 +15,6 @@ A checkpoint is a plain ``dict`` saved with ``torch.save`` and loaded with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -25,26 +23,32 @@ from torch import nn
 from . import __version__
 from .errors import Bnn2hwError
 from .nn.models import build_model
+from .outdir import write_file_atomically
 
 FORMAT = "bnn2hw-checkpoint"
 VERSION = 1
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
-    """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (temp file + rename): a crash or a signal never leaves a half-written
+    checkpoint, and an existing directory or symlink at ``path`` is refused."""
     payload = {"format": FORMAT, "version": VERSION, "spec": spec,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": {**meta, "bnn2hw_version": __version__}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_file_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """Name the format of files that are clearly not a torch checkpoint (an ONNX model, an IR)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if path.suffix == ".onnx" or (head[:1] == b"\x08" and path.suffix != ".pt"):
+        raise Bnn2hwError(f"{path}: this is an ONNX file, not a bnn2hw checkpoint; give the .pt "
+                          "checkpoint that `bnn2hw train` wrote (importing QONNX files is not "
+                          "supported yet)")
+    if path.name.endswith(".bnnir.npz"):
+        raise Bnn2hwError(f"{path}: this is a bnn2hw IR file, not a checkpoint; `bnn2hw inspect` "
+                          "reads it, export and emit-c need the .pt checkpoint")
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -52,26 +56,75 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise Bnn2hwError(f"{path}: no such checkpoint file")
+    _refuse_other_formats(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in first or "Unpickler" in first:
+            first = "it holds Python objects that a safe load refuses to run"
         raise Bnn2hwError(f"{path}: not a bnn2hw checkpoint (torch.load failed: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise Bnn2hwError(f"{path}: not a bnn2hw checkpoint (no 'format: {FORMAT}' entry)")
     if ckpt.get("version") != VERSION:
         raise Bnn2hwError(f"{path}: checkpoint version {ckpt.get('version')} unsupported "
                           f"(this bnn2hw reads version {VERSION})")
-    for key in ("spec", "state_dict", "meta"):
-        if key not in ckpt:
-            raise Bnn2hwError(f"{path}: checkpoint lacks {key!r}")
+    for key, kind in (("spec", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(ckpt.get(key), kind):
+            raise Bnn2hwError(f"{path}: checkpoint lacks {key!r} (or it is not a {kind.__name__})")
     return ckpt
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild the model in eval mode; returns ``(model, checkpoint_dict)``."""
+def check_state_dict(path: Path, state: dict) -> None:
+    """Every tensor finite, every BatchNorm variance non-negative; errors name the tensor."""
+    for name, t in state.items():
+        if not isinstance(t, torch.Tensor):
+            raise Bnn2hwError(f"{path}: state_dict[{name!r}] is a {type(t).__name__}, not a tensor")
+        if t.is_floating_point():
+            bad = ~torch.isfinite(t)
+            if bad.any():
+                kinds = sorted({"NaN" if bool(v) else "Inf" for v in torch.isnan(t[bad]).tolist()})
+                raise Bnn2hwError(f"{path}: tensor {name!r} holds {' and '.join(kinds)} "
+                                  f"({int(bad.sum())} of {t.numel()} values); the model cannot "
+                                  "be folded to integers")
+            if name.endswith("running_var") and bool((t < 0).any()):
+                raise Bnn2hwError(f"{path}: tensor {name!r} (a BatchNorm variance) has negative "
+                                  f"values (min {float(t.min()):g})")
+
+
+def _build_checked(path: Path, spec: dict, state: dict) -> nn.Module:
+    """Build the model from ``spec`` only after checking, on PyTorch's meta device (no memory),
+    that its tensors have exactly the checkpoint's names and shapes."""
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(spec)
+    except Bnn2hwError as e:
+        raise Bnn2hwError(f"{path}: bad model spec: {e}") from None
+    except Exception as e:  # a malformed spec (wrong types, negative sizes)
+        raise Bnn2hwError(f"{path}: bad model spec ({type(e).__name__}: {e})") from None
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    if missing or unexpected:
+        raise Bnn2hwError(f"{path}: weights do not fit the model spec (missing: "
+                          f"{missing[:4] or 'none'}; unexpected: {unexpected[:4] or 'none'})")
+    for k in want:
+        if want[k] != have[k]:
+            raise Bnn2hwError(f"{path}: weights do not fit the model spec: tensor {k!r} has shape "
+                              f"{list(have[k])} but the spec ({spec.get('arch')!r}) needs {list(want[k])}")
+    return build_model(spec)
+
+
+def load_checkpoint(path: str | Path, require_finite: bool = False) -> tuple[nn.Module, dict]:
+    """Rebuild the model in eval mode; returns ``(model, checkpoint_dict)``. With
+    ``require_finite`` (every export does), NaN/Inf tensors and negative BatchNorm variances are
+    refused by name (:func:`check_state_dict`)."""
+    path = Path(path)
     ckpt = read_checkpoint(path)
-    model = build_model(ckpt["spec"])
+    if require_finite:
+        check_state_dict(path, ckpt["state_dict"])
+    model = _build_checked(path, ckpt["spec"], ckpt["state_dict"])
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

@@ -1,27 +1,94 @@
 # SPDX-License-Identifier: MIT
 """The ``bnn2hw`` command: train, export (FPGA), emit-c (MCU), inspect.
 
-User errors (:class:`Bnn2hwError`) print one line naming the problem and exit with status 2.
+This module only parses and checks options; the work is done by the library functions it
+imports lazily (``train``, :func:`bnn2hw.fpga.cli.export_fpga`, :func:`bnn2hw.mcu.cli.emit_c`).
+Every command is always registered, so a broken dependency is reported by name when the command
+runs instead of making the command vanish.
+
+User errors (:class:`Bnn2hwError`, bad options, unwritable outputs) print one ``error:`` line
+naming the problem and exit with status 2; SIGINT and SIGTERM clean up temporary output and exit
+with 130 and 143. Nothing half-written is ever left at ``-o``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from . import __version__
 from .errors import Bnn2hwError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train periodic-surrogate BNNs and deploy them bit-exactly to FPGA and MCU.")
 
+MAX_PARAMETERS = 1 << 28
+"""Refuse models above 268 M parameters before allocating them (1 GiB of float32 weights)."""
 
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bnn2hw {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """Train periodic-surrogate BNNs and deploy them bit-exactly to FPGA and MCU."""
+
+
+def _warn(msg: str) -> None:
+    typer.secho(f"warning: {msg}", fg="yellow", err=True)
+
+
+def _lazy(module: str, what: str):
+    """Import ``bnn2hw.<module>``; a missing or broken dependency becomes an error naming it."""
+    try:
+        return importlib.import_module(f"bnn2hw.{module}")
+    except ImportError as e:
+        raise Bnn2hwError(f"{what} is unavailable: importing its dependencies failed ({e}); "
+                          "reinstall bnn2hw's requirements (pip install bnn2hw)") from None
+
+
+def _positive(name: str, value: float | int | None, integer: bool = False, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "a non-negative" if allow_zero else "a positive"
+        kind = "integer" if integer else "number"
+        raise Bnn2hwError(f"{name} must be {bound} {kind}, got {value}")
+
+
+def _parse_hidden(hidden: str) -> list[int]:
+    try:
+        widths = [int(h) for h in hidden.split(",") if h.strip()]
+    except ValueError:
+        raise Bnn2hwError(f"--hidden must be comma-separated integers, got {hidden!r}") from None
+    if not widths or any(w < 1 for w in widths):
+        raise Bnn2hwError(f"--hidden widths must be positive integers, got {hidden!r}")
+    return widths
+
+
+def _check_size(spec: dict) -> None:
+    """Refuse absurd model sizes before any tensor is allocated (counted on the meta device)."""
+    import torch
+
+    from .nn.models import build_model
+
+    with torch.device("meta"):
+        net = build_model(spec)
+    n = sum(p.numel() for p in net.parameters())
+    if n > MAX_PARAMETERS:
+        raise Bnn2hwError(f"model {spec['arch']!r} with these sizes has {n:,} parameters "
+                          f"(limit {MAX_PARAMETERS:,}); check --hidden / --image-size")
 
 
 @app.command()
@@ -51,61 +118,112 @@ def train(
                                                           "w0*lr2 for the M-BiPer family)"),
     wd1: float = typer.Option(5e-4, help="stage-1 weight decay"),
     wd2: float = typer.Option(5e-5, help="stage-2 weight decay"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, help="mini-batch size (at least 2: BatchNorm)"),
     sin2_reg: float = typer.Option(0.0, help="tau of the official code's tau*mean(sin^2(w0 w))"),
     symmetry: float = typer.Option(0.0, help="M-BiPer eq. 9 symmetry adjustment coefficient"),
+    val_fraction: float = typer.Option(0.0, help="hold out this stratified fraction of the training "
+                                                 "split to choose fallback weights if a stage diverges "
+                                                 "(0: the training split itself is used)"),
     seed: int = typer.Option(0, help="random seed (weights, shuffling)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
-    image_size: int = typer.Option(8, help="image folders: resize to this size"),
+    image_size: Optional[int] = typer.Option(None, help="image folders: resize to this size (default: "
+                                                        "the images' own size, which must be square "
+                                                        "and common to all)"),
     channels: int = typer.Option(1, help="image folders: 1 (grayscale) or 3 (RGB)"),
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint file to write"),
     quiet: bool = typer.Option(False, help="no progress bar or per-epoch lines"),
 ):
     """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint."""
+    from .outdir import check_output_path
+
+    check_output_path(output, "file")
+    for name, value in (("--w0", w0), ("--lr1", lr1), ("--lr2", lr2), ("--latent-lr1", latent_lr1),
+                        ("--latent-lr2", latent_lr2)):
+        _positive(name, value)
+    for name, value in (("--wd1", wd1), ("--wd2", wd2), ("--sin2-reg", sin2_reg)):
+        _positive(name, value, allow_zero=True)
+    _positive("--epochs1", epochs1, integer=True, allow_zero=True)
+    _positive("--epochs2", epochs2, integer=True, allow_zero=True)
+    if epochs1 + epochs2 == 0:
+        raise Bnn2hwError("--epochs1 and --epochs2 are both 0: nothing to train")
+    if batch_size < 2:
+        raise Bnn2hwError(f"--batch-size must be at least 2 (BatchNorm needs two samples), got {batch_size}")
+    _positive("--threads", threads, integer=True)
+    _positive("--image-size", image_size, integer=True)
+    if not math.isfinite(symmetry):
+        raise Bnn2hwError(f"--symmetry must be a finite number, got {symmetry}")
+    if not 0.0 <= val_fraction < 0.5:
+        raise Bnn2hwError(f"--val-fraction must be in [0, 0.5), got {val_fraction}")
+    if channels not in (1, 3):
+        raise Bnn2hwError(f"--channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+    if image_size is not None and image_size > 1024:
+        raise Bnn2hwError(f"--image-size {image_size} is larger than 1024 pixels")
+    widths = _parse_hidden(hidden) if hidden is not None else None
+
+    trainer = _lazy("train", "training")
     from .checkpoint import save_checkpoint
-    from .data import load_dataset
+    from .data import describe_source, load_dataset
     from .nn.layers import PERIODIC_FUNCTIONS
     from .nn.models import build_model, default_spec
     from .nn.surrogates import ACTIVATION_BINARIZERS, SURROGATES
-    from .train import TrainConfig, accuracy, epoch_seconds, seed_everything, train_two_stage
 
     if surrogate not in SURROGATES:
-        _fail(f"unknown surrogate {surrogate!r}; valid: {', '.join(sorted(SURROGATES))}")
+        raise Bnn2hwError(f"unknown surrogate {surrogate!r}; valid: {', '.join(sorted(SURROGATES))}")
     if activation is not None and activation not in ACTIVATION_BINARIZERS:
-        _fail(f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATION_BINARIZERS))}")
+        raise Bnn2hwError(f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATION_BINARIZERS))}")
     if periodic not in PERIODIC_FUNCTIONS:
-        _fail(f"unknown periodic activation {periodic!r}; valid: {', '.join(PERIODIC_FUNCTIONS)}")
+        raise Bnn2hwError(f"unknown periodic activation {periodic!r}; valid: {', '.join(PERIODIC_FUNCTIONS)}")
+    for opt, kind in (("--first", first), ("--last", last)):
+        if kind not in ("binary", "int8", "float"):
+            raise Bnn2hwError(f"{opt} must be binary, int8 or float, got {kind!r}")
     data = load_dataset(dataset, image_size=image_size, channels=channels)
     spec = default_spec(model, data.in_shape, data.num_classes)
     spec["surrogate"].update(name=surrogate, w0=w0, symmetry=symmetry)
     spec.update(first=first, last=last, activation=activation)
-    if hidden is not None:
-        try:
-            spec["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
-        except ValueError:
-            _fail(f"--hidden must be comma-separated integers, got {hidden!r}")
+    if widths is not None:
+        if "hidden" not in spec:
+            raise Bnn2hwError(f"--hidden applies to mlp and cnn, not {model!r}")
+        spec["hidden"] = widths
     if model in ("mbiper-mlp", "mbiper-resnet20"):
         spec["periodic"] = periodic
     elif periodic != "sine":
-        _fail(f"--periodic applies to mbiper-mlp and mbiper-resnet20, not {model!r}")
+        raise Bnn2hwError(f"--periodic applies to mbiper-mlp and mbiper-resnet20, not {model!r}")
     if model == "cnn" and len(data.in_shape) != 3:
-        _fail(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
-    seed_everything(seed)
-    net = build_model(spec)
-    cfg = TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, latent_lr1=latent_lr1,
-                      latent_lr2=latent_lr2, wd1=wd1, wd2=wd2,
-                      batch_size=batch_size, sin2_reg=sin2_reg, seed=seed, threads=threads)
+        raise Bnn2hwError(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
+    _check_size(spec)
+    trainer.seed_everything(seed)
+    try:
+        net = build_model(spec)
+    except Bnn2hwError:
+        raise
+    except (RuntimeError, ValueError) as e:
+        raise Bnn2hwError(f"model {model!r} does not fit data of shape {list(data.in_shape)}: {e}") from None
+    cfg = trainer.TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, latent_lr1=latent_lr1,
+                              latent_lr2=latent_lr2, wd1=wd1, wd2=wd2, batch_size=batch_size,
+                              sin2_reg=sin2_reg, seed=seed, threads=threads, val_fraction=val_fraction)
 
     def log(rec):
         if not quiet:
-            typer.echo(f"stage {rec['stage']} epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  "
-                       f"test acc {rec['test_acc']:.4f}  {rec['seconds']:.2f}s", err=True)
+            from tqdm import tqdm
 
-    history, used = train_two_stage(net, data, cfg, log=log, progress=not quiet)
-    acc = accuracy(net, data.x_test, data.y_test)
-    meta = {"dataset": dataset, "input": {"dtype": "uint8", "shape": list(data.in_shape)},
+            tqdm.write(f"stage {rec['stage']} epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  "
+                       f"test acc {rec['test_acc']:.4f}  {rec['seconds']:.2f}s", file=sys.stderr)
+
+    try:
+        history, used = trainer.train_two_stage(net, data, cfg, log=log, progress=not quiet)
+    except (RuntimeError, ValueError) as e:
+        raise Bnn2hwError(f"training {model!r} on {dataset} failed: {str(e).splitlines()[0]}") from None
+    acc = trainer.accuracy(net, data.x_test, data.y_test)
+    meta = {"dataset": describe_source(dataset), "data": data.load_options(),
+            "input": {"dtype": "uint8", "shape": list(data.in_shape)},
             "test_accuracy": acc, "train": used.to_dict(), "history": history,
-            "seconds_per_epoch": epoch_seconds(history)}
+            "seconds_per_epoch": trainer.epoch_seconds(history)}
+    if used.diverged:
+        meta["diverged"] = used.diverged
+        for d in used.diverged:
+            _warn(f"stage {d['stage']} diverged at epoch {d['epoch']} ({d['reason']}); kept the weights "
+                  f"of epoch {d['restored_epoch']} (accuracy {d['restored_accuracy']:.4f} on the "
+                  f"{d['selected_on']} split)")
     save_checkpoint(output, net, spec, meta)
     typer.echo(f"test accuracy {acc:.4f} ({len(data.y_test)} samples); wrote {output}")
 
@@ -125,25 +243,129 @@ def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt) or an IR f
     typer.echo(json.dumps({"spec": ckpt["spec"], "meta": meta}, indent=2, default=str))
 
 
-def _register_backends() -> None:
-    """Attach the export and emit-c commands (kept in their own modules)."""
-    try:
-        from .fpga import cli as fpga_cli  # noqa: F401  (registers `export`)
-    except ImportError:
-        pass
-    try:
-        from .mcu import cli as mcu_cli  # noqa: F401  (registers `emit-c`)
-    except ImportError:
-        pass
+def _check_verify_options(verify_samples: Optional[int]) -> None:
+    if verify_samples is not None and verify_samples < 1:
+        raise Bnn2hwError(f"--verify-samples must be at least 1, got {verify_samples}")
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    target: str = typer.Option("pynq-z2", help="pynq-z1 | pynq-z2 | ultra96 | ultra96-v2 | zcu104 | kv260"),
+    output: Path = typer.Option(Path("build"), "-o", "--output", help="build directory to write"),
+    clock_mhz: float = typer.Option(100.0, help="FPGA clock for the cycle model and FINN"),
+    target_fps: float = typer.Option(1e6, help="frames per second to fold for"),
+    dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
+    verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="export without verification data "
+                                                              "(not recommended: nothing is checked)"),
+    finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
+    force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
+):
+    """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
+    _positive("--clock-mhz", clock_mhz)
+    _positive("--target-fps", target_fps)
+    _check_verify_options(verify_samples)
+    if no_verify and (dataset or verify_samples):
+        raise Bnn2hwError("--no-verify contradicts --dataset/--verify-samples")
+    fpga = _lazy("fpga.cli", "the FPGA back end (export)")
+    from .fpga import build
+    from .outdir import check_output_path
+
+    build.fpga_target(target)  # fail fast on a bad target, before any work
+    check_output_path(output, "directory")
+    if no_verify:
+        _warn("--no-verify: the export is not checked against PyTorch or on any data")
+    fpga.export_fpga(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples, finn,
+                     echo=typer.echo, verify=not no_verify, force=force)
+
+
+@app.command("emit-c")
+def emit_c_cmd(
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    target: str = typer.Option("cortex-m4", help="host | cortex-m | cortex-m0/m3/m4/m7/m33/m55"),
+    output: Path = typer.Option(Path("fw"), "-o", "--output", help="firmware directory to write"),
+    popcount: Optional[str] = typer.Option(None, help="builtin | swar | table | multi (default per core)"),
+    verify: bool = typer.Option(False, "--verify", help="build, run the test data on the host and in "
+                                                        "QEMU, compare every integer logit with the IR"),
+    no_verify: bool = typer.Option(False, "--no-verify", help="export without any data (no PyTorch == IR "
+                                                              "check; not recommended)"),
+    dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
+    verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
+    act_approx: Optional[str] = typer.Option(None, help="periodic activations (M-BiPer models): lut "
+                                                        "(default) | taylor | fixed (eq. 11, a x / 2^n)"),
+    lut_bits: Optional[int] = typer.Option(None, help="lookup table size 2^lut_bits for --act-approx lut "
+                                                      "(1..16, default 8)"),
+    force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
+):
+    """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
+    _check_verify_options(verify_samples)
+    if verify and no_verify:
+        raise Bnn2hwError("--verify and --no-verify contradict each other")
+    if no_verify and (dataset or verify_samples):
+        raise Bnn2hwError("--no-verify contradicts --dataset/--verify-samples")
+    mcu = _lazy("mcu.cli", "the MCU back end (emit-c)")
+    from .export.fold import PERIODIC_APPROX
+    from .mcu.targets import check_popcount, get_target
+    from .outdir import check_output_path
+
+    get_target(target)  # fail fast on a bad target
+    if popcount is not None:
+        check_popcount(popcount)
+    if act_approx is not None and act_approx not in PERIODIC_APPROX:
+        raise Bnn2hwError(f"unknown --act-approx {act_approx!r}; valid: {', '.join(PERIODIC_APPROX)}")
+    if lut_bits is not None and not 1 <= lut_bits <= 16:
+        raise Bnn2hwError(f"--lut-bits must be in 1..16, got {lut_bits}")
+    if lut_bits is not None and act_approx not in (None, "lut"):
+        raise Bnn2hwError(f"--lut-bits applies to --act-approx lut, not {act_approx!r}")
+    check_output_path(output, "directory")
+    if no_verify:
+        _warn("--no-verify: the firmware is not checked against PyTorch or on any data")
+    mcu.emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples,
+               act_approx, lut_bits, echo=typer.echo, warn=_warn, check_torch=not no_verify,
+               force=force)
+
+
+def _click_error_types() -> tuple[tuple, tuple]:
+    """(usage/parameter error classes, abort classes) of click and of typer's vendored click."""
+    errors, aborts = [], [typer.Abort]
+    for mod in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        errors += [c for c in (getattr(m, "ClickException", None),) if c is not None]
+        aborts += [c for c in (getattr(m, "Abort", None),) if c is not None]
+    return tuple(errors), tuple(aborts)
 
 
 def main() -> None:
-    _register_backends()
+    """Entry point: every failure becomes one ``error:`` line and a non-zero exit status."""
+    from .outdir import Terminated, terminate_on_sigterm
+
+    click_errors, aborts = _click_error_types()
+    terminate_on_sigterm()
     try:
-        app()
+        rc = app(standalone_mode=False)
     except Bnn2hwError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         sys.exit(2)
+    except (KeyboardInterrupt, *aborts):
+        typer.secho("error: interrupted (SIGINT); no output was written", fg="red", err=True)
+        sys.exit(130)
+    except click_errors as e:
+        ctx = getattr(e, "ctx", None)
+        where = f" (bnn2hw {ctx.command_path.split(' ', 1)[1]}; see --help)" \
+            if ctx is not None and " " in ctx.command_path else ""
+        msg = " ".join(e.format_message().split())
+        if not msg:  # bare `bnn2hw`: the help was printed (no_args_is_help)
+            sys.exit(0)
+        typer.secho(f"error: {msg}{where}", fg="red", err=True)
+        sys.exit(2)
+    except Terminated:
+        typer.secho("error: terminated (SIGTERM); no output was written", fg="red", err=True)
+        sys.exit(143)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":  # ``python -m bnn2hw.cli``: use the package's module object

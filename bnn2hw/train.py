@@ -71,14 +71,24 @@ the rate that suited the latent weights in stage 1 also froze BatchNorm and the 
 (recalibrating BatchNorm alone on the binarized stage-1 CNN lifts validation accuracy from 84%
 to 92%, seed 0), and the 1/w0^2 stage-2 rate the previous defaults used kept bits from flipping.
 Final test-split numbers: ``benchmarks/results/training.md``.
+
+Divergence guard. A run can blow up (seen once: a BiPer MLP's stage-2 loss went 0.21 -> 44 ->
+184 and it ended at 10.7%). Each stage keeps the weights (and BatchNorm statistics) of its best
+epoch by accuracy on a *selection split*: a stratified ``val_fraction`` of the training split
+held out from training (``--val-fraction``), or, by default (0, so that the published numbers
+keep using every training image), the training split itself in eval mode. A non-finite batch
+loss, or an epoch loss above ``EXPLODE_FACTOR`` times the stage's best epoch loss (and 1.0 above
+it), or a non-finite weight or BatchNorm statistic after an epoch, ends the stage and restores its best weights; the event is returned in
+``TrainConfig.diverged`` (and the CLI writes it to the checkpoint's metadata and the log).
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -104,10 +114,15 @@ class TrainConfig:
     clip_grad: float | None = None  # max global gradient norm (None: no clipping)
     seed: int = 0
     threads: int | None = None
+    val_fraction: float = 0.0  # selection split for the divergence guard (0: the training split)
+    diverged: list = field(default_factory=list)  # filled by train_two_stage: guard events
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+
+EXPLODE_FACTOR = 10.0
+"""An epoch loss above this multiple of the stage's best epoch loss (and 1.0 above it) is a divergence."""
 
 PERIODIC = {"biper", "sine", "cosine", "triangle", "sawtooth", "square", "arctan-sine"}
 
@@ -175,7 +190,9 @@ def param_groups(model: nn.Module, lr: float, latent_lr: float) -> list[dict]:
 
 def _run_stage(model, data: Dataset, stage: int, epochs: int, lr: float, latent_lr: float,
                wd: float, cfg: TrainConfig, progress_offset: float, total_epochs: int, log,
-               bar) -> list[dict]:
+               bar, select: tuple[np.ndarray, np.ndarray, str]) -> list[dict]:
+    """One stage; on divergence (see the module docstring) restores the stage's best weights,
+    appends the event to ``cfg.diverged`` and returns early."""
     set_stage(model, stage)
     opt = torch.optim.SGD(param_groups(model, lr, latent_lr), lr=lr, momentum=0.9,
                           weight_decay=wd)
@@ -183,17 +200,23 @@ def _run_stage(model, data: Dataset, stage: int, epochs: int, lr: float, latent_
     x_all, y_all = as_float(data.x_train), torch.from_numpy(data.y_train)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + stage)
     loss_fn = nn.CrossEntropyLoss()
+    x_sel, y_sel, sel_name = select
+    best = {"epoch": 0, "acc": accuracy(model, x_sel, y_sel), "state": copy.deepcopy(model.state_dict()),
+            "loss": math.inf}
     history = []
     for epoch in range(epochs):
         t0 = time.perf_counter()
         model.train()
         set_progress(model, (progress_offset + epoch) / max(total_epochs, 1))
         perm = torch.randperm(len(x_all), generator=gen)
-        total, seen = 0.0, 0
+        total, seen, bad = 0.0, 0, None
         for idx in batches(perm, cfg.batch_size):
             loss = loss_fn(model(x_all[idx]), y_all[idx])
             if cfg.sin2_reg:
                 loss = loss + cfg.sin2_reg * _sin2_penalty(model)
+            if not torch.isfinite(loss):
+                bad = f"non-finite loss {float(loss.detach())}"
+                break
             opt.zero_grad()
             loss.backward()
             if cfg.clip_grad:
@@ -203,10 +226,28 @@ def _run_stage(model, data: Dataset, stage: int, epochs: int, lr: float, latent_
             seen += len(idx)
         sched.step()
         seconds = time.perf_counter() - t0
+        epoch_loss = total / max(seen, 1)
+        if bad is None and not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+                                   if t.is_floating_point()):
+            bad = "non-finite weights or BatchNorm statistics"
+        if bad is None and epoch_loss > EXPLODE_FACTOR * best["loss"] and epoch_loss > best["loss"] + 1.0:
+            bad = f"loss exploded to {epoch_loss:.4g} (best epoch {best['loss']:.4g})"
+        if bad is not None:
+            model.load_state_dict(best["state"])
+            cfg.diverged.append({"stage": stage, "epoch": epoch + 1, "reason": bad,
+                                 "restored_epoch": best["epoch"], "restored_accuracy": best["acc"],
+                                 "selected_on": sel_name})
+            if bar is not None:
+                bar.update(epochs - epoch)
+            return history
         set_progress(model, 1.0 if epoch == epochs - 1 and stage == 2 else
                      (progress_offset + epoch + 1) / max(total_epochs, 1))
         acc = accuracy(model, data.x_test, data.y_test)
-        rec = {"stage": stage, "epoch": epoch + 1, "loss": total / max(seen, 1), "test_acc": acc,
+        sel_acc = accuracy(model, x_sel, y_sel)
+        if sel_acc >= best["acc"]:
+            best.update(epoch=epoch + 1, acc=sel_acc, state=copy.deepcopy(model.state_dict()))
+        best["loss"] = min(best["loss"], epoch_loss)
+        rec = {"stage": stage, "epoch": epoch + 1, "loss": epoch_loss, "test_acc": acc,
                "seconds": seconds}
         history.append(rec)
         if bar is not None:
@@ -215,6 +256,22 @@ def _run_stage(model, data: Dataset, stage: int, epochs: int, lr: float, latent_
         if log:
             log(rec)
     return history
+
+
+def selection_split(data: Dataset, fraction: float, seed: int) -> tuple[Dataset, tuple]:
+    """(training data, (x, y, name) of the divergence guard's selection split); see module doc."""
+    if not fraction:
+        return data, (data.x_train, data.y_train, "training")
+    from sklearn.model_selection import train_test_split
+
+    try:
+        x_tr, x_val, y_tr, y_val = train_test_split(data.x_train, data.y_train, test_size=fraction,
+                                                    stratify=data.y_train, random_state=seed)
+    except ValueError as e:
+        raise Bnn2hwError(f"--val-fraction {fraction}: cannot hold out a stratified validation split "
+                          f"({e})") from None
+    kept = Dataset(data.name, x_tr, y_tr, data.x_test, data.y_test, data.num_classes, data.options)
+    return kept, (x_val, y_val, "validation")
 
 
 def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
@@ -232,6 +289,8 @@ def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
     cfg = TrainConfig(**{**cfg.to_dict(),
                          "latent_lr1": cfg.latent_lr1 if cfg.latent_lr1 is not None else d1,
                          "latent_lr2": cfg.latent_lr2 if cfg.latent_lr2 is not None else d2})
+    cfg.diverged = []
+    data, select = selection_split(data, cfg.val_fraction, cfg.seed)
     total = cfg.epochs1 + cfg.epochs2
     bar = None
     if progress:
@@ -241,9 +300,9 @@ def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
         hist = []
         if cfg.epochs1:
             hist += _run_stage(model, data, 1, cfg.epochs1, cfg.lr1, cfg.latent_lr1, cfg.wd1,
-                               cfg, 0, total, log, bar)
+                               cfg, 0, total, log, bar, select)
         hist += _run_stage(model, data, 2, cfg.epochs2, cfg.lr2, cfg.latent_lr2, cfg.wd2, cfg,
-                           cfg.epochs1, total, log, bar)
+                           cfg.epochs1, total, log, bar, select)
     finally:
         if bar is not None:
             bar.close()

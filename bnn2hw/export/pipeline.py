@@ -12,6 +12,7 @@ from ..checkpoint import load_checkpoint
 from ..data import Dataset, load_dataset
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
+from ..ir.validate import validate
 from .fold import fold_model
 from .verify import Agreement, compare_torch_ir
 
@@ -28,23 +29,49 @@ class Exported:
     torch_logits: np.ndarray | None = None
 
 
+def verification_data(checkpoint: str | Path, meta: dict, dataset: str | None) -> Dataset:
+    """The data set to verify on: ``dataset`` if given, else the one recorded at training time,
+    loaded with the recorded options (image size, channels). Its rows must fit the model."""
+    name = dataset or meta.get("dataset")
+    if not name:
+        raise Bnn2hwError(f"{checkpoint}: the checkpoint records no data set; pass --dataset "
+                          "(or --no-verify)")
+    opts = dict(meta.get("data") or {})
+    if dataset is None and name != "digits" and not Path(name).exists():
+        raise Bnn2hwError(f"{checkpoint} was trained on {name!r}, which does not exist here; pass "
+                          "--dataset PATH to verify on it (or --no-verify)")
+    data = load_dataset(name, image_size=opts.get("image_size"), channels=opts.get("channels", 1))
+    want = tuple(meta.get("input", {}).get("shape") or ())
+    if want and tuple(data.in_shape) != want:
+        raise Bnn2hwError(f"data set {name!r} has rows of shape {list(data.in_shape)}, but {checkpoint} "
+                          f"takes {list(want)}")
+    return data
+
+
 def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool = True,
-              act_approx: str = "lut", lut_bits: int = 8) -> Exported:
-    """Load, fold, and (by default) check PyTorch == IR bit for bit on the test split.
+              act_approx: str = "lut", lut_bits: int = 8, need_data: bool = True) -> Exported:
+    """Load, fold, validate, and (by default) check PyTorch == IR bit for bit on the test split.
 
     ``dataset`` defaults to the one the checkpoint was trained on. Models with a fixed-point
     value path (M-BiPer residual) are calibrated on the training split and their agreement
-    with PyTorch is measured and reported rather than required to be exact."""
-    model, ckpt = load_checkpoint(checkpoint)
+    with PyTorch is measured and reported rather than required to be exact. ``need_data=False``
+    folds without data (only models without a fixed-point path can)."""
+    model, ckpt = load_checkpoint(checkpoint, require_finite=True)
     meta = ckpt["meta"]
-    name = dataset or meta.get("dataset")
-    data = load_dataset(name) if name else None
+    want = tuple(meta.get("input", {}).get("shape") or ())
+    spec_shape = tuple(int(d) for d in ckpt["spec"].get("in_shape", ()))
+    if want and spec_shape and want != spec_shape:
+        raise Bnn2hwError(f"{checkpoint}: metadata input shape {list(want)} differs from the model's "
+                          f"{list(spec_shape)}")
+    data = verification_data(checkpoint, meta, dataset) if (need_data or dataset) else None
+    name = data.name if data is not None else None
     graph = fold_model(model, ckpt["spec"], {"source": str(checkpoint),
                                              "test_accuracy": meta.get("test_accuracy")},
                        calib=data.x_train if data is not None else None, approx=act_approx,
                        table_bits=lut_bits)
     if meta.get("dataset") == "digits":
         graph.input_raw_scale = 255.0 / 16.0
+    validate(graph)
     for layer in graph.layers:
         lo_hi = layer.attrs.get("acc_range")
         if lo_hi and max(abs(lo_hi[0]), abs(lo_hi[1])) >= FLOAT32_EXACT:
@@ -65,6 +92,6 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
 
 def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if exp.data is None:
-        raise Bnn2hwError("no data set to verify on (pass --dataset)")
+        raise Bnn2hwError("no data set to verify on (pass --dataset, or drop --no-verify)")
     x, y = exp.data.x_test, exp.data.y_test
     return (x[:limit], y[:limit]) if limit else (x, y)

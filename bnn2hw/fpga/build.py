@@ -213,7 +213,7 @@ def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
             "reports": str(fo / "report")}
 
 
-def write_build_dir(out_dir: Path, files: dict) -> None:
+def write_build_dir(out_dir: Path, files: dict, force: bool = False) -> None:
     """Write ``{relative path: bytes | str | ndarray}`` as the build dir, atomically."""
 
     def fill(tmp: Path) -> None:
@@ -227,7 +227,8 @@ def write_build_dir(out_dir: Path, files: dict) -> None:
             else:
                 p.write_text(content)
 
-    write_dir_atomically(Path(out_dir), fill, marker="bnn2hw_export.json")
+    write_dir_atomically(Path(out_dir), fill, marker="bnn2hw_export.json", force=force,
+                         owned_dirs=("finn_output",))
 
 
 def dumps(obj) -> str:

@@ -1,5 +1,8 @@
 # SPDX-License-Identifier: MIT
-"""``bnn2hw export``: checkpoint -> verified IR -> FINN-ready ONNX + plain ONNX + FINN build dir."""
+"""``bnn2hw export``: checkpoint -> verified IR -> FINN-ready ONNX + plain ONNX + FINN build dir.
+
+The build directory is complete and verified, or not written at all
+(:func:`bnn2hw.outdir.write_dir_atomically`)."""
 
 from __future__ import annotations
 
@@ -7,10 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import onnx
-import typer
 
-from ..cli import app
 from ..errors import Bnn2hwError
 from . import build
 from .onnx_export import build_onnx, run_plain, run_qonnx
@@ -19,14 +19,14 @@ from .onnx_export import build_onnx, run_plain, run_qonnx
 def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
                 target_fps: float = 1e6, dataset: Optional[str] = None,
                 verify_samples: Optional[int] = None, run_finn: Optional[bool] = None,
-                echo=print) -> dict:
+                echo=print, verify: bool = True, force: bool = False) -> dict:
     """Everything `bnn2hw export` does; returns the verification summary."""
     from ..export.pipeline import export_ir, test_inputs
     from ..ir import execute
     from ..ir.graph import save_ir
 
     tgt = build.fpga_target(target)
-    exp = export_ir(checkpoint, dataset)
+    exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
     graph = exp.graph
     finn_model = build_onnx(graph, "finn")
     plain_model = build_onnx(graph, "plain")
@@ -74,7 +74,7 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
     if verify_in is not None:
         files["verify_input.npy"] = verify_in.astype(np.float32)
         files["verify_expected_output.npy"] = verify_out
-    build.write_build_dir(out_dir, files)
+    build.write_build_dir(out_dir, files, force=force)
     echo(f"wrote {out_dir}/: model_finn.onnx (FINN-ready QONNX), model_plain.onnx (onnxruntime), "
          "model.bnnir.npz (IR), dataflow_build_config.json, folding_config.json, layer_report.md, "
          "verification.json")
@@ -119,20 +119,3 @@ def _report_md(report: dict, tgt) -> str:
     lines += ["", f"Bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
               f"latency {report['latency_cycles']} cycles (FINN MVAU model: (MH/PE)*(MW/SIMD)*vectors)."]
     return "\n".join(lines) + "\n"
-
-
-@app.command("export")
-def export_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
-    target: str = typer.Option("pynq-z2", help="|".join(build.FPGA_TARGETS)),
-    output: Path = typer.Option(Path("build"), "-o", "--output", help="build directory to write"),
-    clock_mhz: float = typer.Option(100.0, help="FPGA clock for the cycle model and FINN"),
-    target_fps: float = typer.Option(1e6, help="frames per second to fold for"),
-    dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
-    verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
-    finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
-):
-    """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
-    build.fpga_target(target)  # fail fast on a bad target, before any work
-    export_fpga(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples, finn,
-                echo=typer.echo)

@@ -121,5 +121,11 @@ def load_ir(path: str | Path) -> Graph:
         raise Bnn2hwError(f"{path}: not a bnn2hw IR file ({e})") from None
     if header.get("ir_version") != IR_VERSION:
         raise Bnn2hwError(f"{path}: IR version {header.get('ir_version')} unsupported")
-    return Graph(tuple(header["input_shape"]), layers, header["input_raw_scale"], header["meta"],
-                 header.get("input_kind", "u8"))
+    from .validate import validate
+
+    graph = Graph(tuple(header["input_shape"]), layers, header["input_raw_scale"], header["meta"],
+                  header.get("input_kind", "u8"))
+    try:
+        return validate(graph)
+    except Bnn2hwError as e:
+        raise Bnn2hwError(f"{path}: {e}") from None

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""``bnn2hw emit-c``: checkpoint -> verified IR -> C99 firmware (+ optional QEMU verification)."""
+"""``bnn2hw emit-c``: checkpoint -> verified IR -> C99 firmware (+ optional QEMU verification).
+
+All or nothing: the firmware folder, its verification (host and QEMU builds run on a copy) and
+``report.json`` are completed in a temporary folder, which replaces ``-o`` only at the end
+(:func:`bnn2hw.outdir.write_dir_atomically`). A failed verification, a missing toolchain or an
+interrupt leaves ``-o`` as it was."""
 
 from __future__ import annotations
 
@@ -9,9 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import typer
 
-from ..cli import app
 from ..errors import Bnn2hwError
 from ..fpga.build import dumps
 from ..outdir import write_dir_atomically
@@ -23,7 +26,8 @@ C_README = """# Generated bnn2hw firmware
 `model.c`/`model.h` hold the network (static const weights, a static scratch arena, no malloc);
 `bnn_*.c`/`bnn_*.h` are the runtime kernels. The other files are the QEMU test harness.
 
-Build and run in QEMU:      make TARGET={target}   (then see report.md for the QEMU command)
+Build and run in QEMU:      make              (TARGET={target} by default; report.json has the
+                                              verification results, flash, RAM and instructions)
 Host build with sanitizers: make TARGET=host
 
 Into your own firmware (STM32Cube, Zephyr, Arduino, ...): add `model.c` and `bnn_*.c` to the
@@ -48,21 +52,34 @@ def to_c_inputs(graph, x_u8: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x_u8.reshape(len(x_u8), -1)).astype(np.uint8)
 
 
-def write_firmware_dir(graph, out_dir: Path, target: str) -> codegen.Emitted:
-    """model.c/model.h + runtime + harness, written to a temp dir then moved into place."""
+def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = None) -> codegen.Emitted:
+    """Write model.c/model.h, the runtime and the harness into the (new, empty) folder ``dest``.
+    The harness Makefile's defaults are the chosen target and popcount strategy."""
     from .toolchain import runtime_files
 
     em = codegen.emit(graph)
+    (dest / "model.h").write_text(em.header)
+    (dest / "model.c").write_text(em.source)
+    for f in runtime_files():
+        shutil.copy(f, dest / f.name)
+    make = dest / "Makefile"
+    text = make.read_text().replace("TARGET ?= cortex-m4", f"TARGET ?= {target}", 1)
+    if popcount:
+        text = text.replace("POPCOUNT ?= multi", f"POPCOUNT ?= {popcount}", 1)
+    make.write_text(text)
+    (dest / "README.md").write_text(C_README.format(target=target))
+    return em
+
+
+def write_firmware_dir(graph, out_dir: Path, target: str, force: bool = False) -> codegen.Emitted:
+    """model.c/model.h + runtime + harness, written to a temp dir then moved into place."""
+    result = {}
 
     def fill(tmp: Path) -> None:
-        (tmp / "model.h").write_text(em.header)
-        (tmp / "model.c").write_text(em.source)
-        for f in runtime_files():
-            shutil.copy(f, tmp / f.name)
-        (tmp / "README.md").write_text(C_README.format(target=target))
+        result["em"] = fill_firmware_dir(graph, tmp, target)
 
-    write_dir_atomically(Path(out_dir), fill, marker="model.h")
-    return em
+    write_dir_atomically(Path(out_dir), fill, marker="model.h", force=force)
+    return result["em"]
 
 
 def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcount: Optional[str] = None,
@@ -122,66 +139,64 @@ def periodic_report(graph, exp) -> list[dict]:
 
 def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str] = None,
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
-           act_approx: str = "lut", lut_bits: int = 8, echo=print) -> dict:
+           act_approx: Optional[str] = None, lut_bits: Optional[int] = None, echo=print, warn=None,
+           check_torch: bool = True, force: bool = False) -> dict:
+    """Everything ``bnn2hw emit-c`` does; ``out_dir`` gets the complete result or nothing.
+
+    ``check_torch=False`` (``--no-verify``) folds without data: no PyTorch == IR check."""
     from ..export.pipeline import export_ir, test_inputs
 
     tgt = get_target(target)
-    exp = export_ir(checkpoint, dataset, act_approx=act_approx, lut_bits=lut_bits)
+    exp = export_ir(checkpoint, dataset, verify=check_torch, act_approx=act_approx or "lut",
+                    lut_bits=lut_bits or 8, need_data=check_torch)
     graph = exp.graph
-    em = write_firmware_dir(graph, out_dir, tgt.name)
-    report = {"target": tgt.name, "model_hash": graph.meta["model_hash"],
-              "scratch_bytes": em.scratch_bytes, "flash_lower_bound_bytes": em.flash_lower_bound_bytes,
-              "accumulators": codegen.check_accumulators(graph)}
-    if graph.meta.get("fixed_point"):
-        report["periodic"] = periodic_report(graph, exp)
-        for r in report["periodic"]:
-            echo(f"{r['layer']}: {r['func']}({r['w0']:g} x) by '{r['approx']}' on [{r['input_range'][0]:.3g}, "
-                 f"{r['input_range'][1]:.3g}]: max abs error {r['max_abs_error']:.3g}")
-        if exp.torch_vs_ir is not None:
+    if (act_approx is not None or lut_bits is not None) and not graph.meta.get("fixed_point"):
+        (warn or echo)(f"--act-approx/--lut-bits have no effect: {checkpoint} has no periodic "
+                       "activation (only mbiper-mlp models do)")
+    if popcount is not None and not verify:
+        (warn or echo)(f"--popcount {popcount} only sets the default of the generated Makefile "
+                       "(no --verify build runs)")
+    report: dict = {}
+
+    def fill(tmp: Path) -> None:
+        em = fill_firmware_dir(graph, tmp, tgt.name, popcount)
+        report.update({"target": tgt.name, "model_hash": graph.meta["model_hash"],
+                       "scratch_bytes": em.scratch_bytes,
+                       "flash_lower_bound_bytes": em.flash_lower_bound_bytes,
+                       "accumulators": codegen.check_accumulators(graph)})
+        if graph.meta.get("fixed_point"):
+            _report_fixed_point(graph, exp, report, echo)
+        echo(f"generated model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
+             f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
+        if verify:
+            x, y = test_inputs(exp, verify_samples)
+            report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo)
             from ..ir import execute
 
-            agr = exp.torch_vs_ir
-            x, y = exp.data.x_test, exp.data.y_test
             ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
-            pt_acc = float((exp.torch_logits.argmax(1) == y).mean()) if exp.torch_logits is not None else None
-            report["fixed_point_vs_pytorch"] = {**agr.to_dict(), "ir_accuracy": ir_acc, "pytorch_accuracy": pt_acc}
-            echo(f"fixed point vs PyTorch float: {agr.bits_differing} of {agr.bits_compared} sign bits differ, "
-                 f"class agreement {agr.class_agreement:.4f}, accuracy {pt_acc:.4f} -> {ir_acc:.4f}")
-    echo(f"wrote {out_dir}/model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
-         f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
-    if verify:
-        x, y = test_inputs(exp, verify_samples)
-        res = verify_firmware(graph, Path(out_dir), tgt.name, x, popcount, echo=echo)
-        report["verification"] = res
-        from ..ir import execute
+            pt_acc = exp.checkpoint["meta"].get("test_accuracy")
+            report["accuracy"] = {"pytorch": pt_acc, "device": ir_acc}
+            echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"
+                 + (f"; PyTorch: {pt_acc:.4f}" if isinstance(pt_acc, float) else ""))
+        (tmp / "report.json").write_text(dumps(report))
 
-        ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
-        report["accuracy"] = {"pytorch": exp.checkpoint["meta"].get("test_accuracy"), "device": ir_acc}
-        echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples; "
-             f"PyTorch: {exp.checkpoint['meta'].get('test_accuracy'):.4f}")
-    (Path(out_dir) / "report.json").write_text(dumps(report))
+    write_dir_atomically(Path(out_dir), fill, marker="model.h", force=force)
+    echo(f"wrote {out_dir}/ (model.c, model.h, runtime, harness, report.json)")
     return report
 
 
-@app.command("emit-c")
-def emit_c_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
-    target: str = typer.Option("cortex-m4", help="host | cortex-m | cortex-m0/m3/m4/m7/m33/m55"),
-    output: Path = typer.Option(Path("fw"), "-o", "--output", help="firmware directory to write"),
-    popcount: Optional[str] = typer.Option(None, help="builtin | swar | table | multi (default per core)"),
-    verify: bool = typer.Option(False, "--verify", help="build, run the test data on the host and in "
-                                                        "QEMU, compare every integer logit with the IR"),
-    dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
-    verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
-    act_approx: str = typer.Option("lut", help="periodic activations (M-BiPer models): lut | taylor | "
-                                               "fixed (eq. 11, a x / 2^n)"),
-    lut_bits: int = typer.Option(8, help="lookup table size 2^lut_bits for --act-approx lut"),
-):
-    """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
-    get_target(target)  # fail fast on a bad target
-    from ..export.fold import PERIODIC_APPROX
+def _report_fixed_point(graph, exp, report: dict, echo) -> None:
+    report["periodic"] = periodic_report(graph, exp)
+    for r in report["periodic"]:
+        echo(f"{r['layer']}: {r['func']}({r['w0']:g} x) by '{r['approx']}' on [{r['input_range'][0]:.3g}, "
+             f"{r['input_range'][1]:.3g}]: max abs error {r['max_abs_error']:.3g}")
+    if exp.torch_vs_ir is not None:
+        from ..ir import execute
 
-    if act_approx not in PERIODIC_APPROX:
-        raise Bnn2hwError(f"unknown --act-approx {act_approx!r}; valid: {', '.join(PERIODIC_APPROX)}")
-    emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples, act_approx, lut_bits,
-           echo=typer.echo)
+        agr = exp.torch_vs_ir
+        x, y = exp.data.x_test, exp.data.y_test
+        ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
+        pt_acc = float((exp.torch_logits.argmax(1) == y).mean()) if exp.torch_logits is not None else None
+        report["fixed_point_vs_pytorch"] = {**agr.to_dict(), "ir_accuracy": ir_acc, "pytorch_accuracy": pt_acc}
+        echo(f"fixed point vs PyTorch float: {agr.bits_differing} of {agr.bits_compared} sign bits differ, "
+             f"class agreement {agr.class_agreement:.4f}, accuracy {pt_acc:.4f} -> {ir_acc:.4f}")
