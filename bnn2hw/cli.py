@@ -365,6 +365,8 @@ def main() -> None:
     except Terminated:
         typer.secho("error: terminated (SIGTERM); no output was written", fg="red", err=True)
         sys.exit(143)
+    if rc == 130:  # typer turns KeyboardInterrupt into Exit(130)
+        typer.secho("error: interrupted (SIGINT); no output was written", fg="red", err=True)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
