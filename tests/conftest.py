@@ -12,6 +12,17 @@ from bnn2hw.nn.models import build_model, default_spec
 from bnn2hw.train import TrainConfig, seed_everything, train_two_stage
 
 
+def pytest_collection_modifyitems(config, items):
+    """``slow`` tests are opt-in: they run only when ``-m`` names them (``pytest -m slow``);
+    otherwise they are deselected, and pytest's summary counts them as such."""
+    if "slow" in (config.getoption("markexpr") or ""):
+        return
+    slow = [i for i in items if i.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [i for i in items if not i.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session")
 def digits():
     return load_digits()
