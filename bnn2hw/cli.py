@@ -132,6 +132,7 @@ def train(
     channels: int = typer.Option(1, help="image folders: 1 (grayscale) or 3 (RGB)"),
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint file to write"),
     quiet: bool = typer.Option(False, help="no progress bar or per-epoch lines"),
+    no_plots: bool = typer.Option(False, "--no-plots", help="do not write the training-curve PNG"),
 ):
     """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint."""
     from .outdir import check_output_path
@@ -226,6 +227,11 @@ def train(
                   f"{d['selected_on']} split)")
     save_checkpoint(output, net, spec, meta)
     typer.echo(f"test accuracy {acc:.4f} ({len(data.y_test)} samples); wrote {output}")
+    if history and not no_plots:
+        from .plots import plot_training_curves
+
+        png = plot_training_curves(history, Path(output).with_suffix(".training.png"))
+        typer.echo(f"wrote {png} (loss and test accuracy per epoch)")
 
 
 @app.command()
@@ -241,6 +247,54 @@ def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt) or an IR f
     ckpt = read_checkpoint(path)
     meta = {k: v for k, v in ckpt["meta"].items() if k != "history"}
     typer.echo(json.dumps({"spec": ckpt["spec"], "meta": meta}, indent=2, default=str))
+
+
+@app.command()
+def summary(
+    path: Path = typer.Argument(..., help="a checkpoint (.pt) or an IR file (.bnnir.npz)"),
+    core: str = typer.Option("cortex-m4", help="core for the instruction estimate"),
+    clock_mhz: float = typer.Option(100.0, help="FPGA clock for FINN's folding"),
+    target_fps: float = typer.Option(1e6, help="frames per second FINN's folding aims at"),
+    json_out: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+):
+    """Per-layer table: op, output shape, binary and 8-bit MACs, weight bits, thresholds, flash,
+    RAM, estimated instructions on a Cortex-M core and FINN cycles, with totals."""
+    _positive("--clock-mhz", clock_mhz)
+    _positive("--target-fps", target_fps)
+    from .api import load
+    from .mcu.targets import get_target
+
+    get_target(core)
+    graph = load(path)
+    if json_out:
+        from .ir.summary import layer_costs
+
+        typer.echo(json.dumps([r.to_dict() for r in layer_costs(graph, core, clock_mhz, target_fps)], indent=2))
+    else:
+        typer.echo(graph.summary(core, clock_mhz, target_fps))
+
+
+@app.command()
+def plot(
+    what: str = typer.Argument(..., help="surrogates | quantization-error"),
+    output: Path = typer.Option(Path("."), "-o", "--output", help="folder to write the PNG into"),
+    w0: float = typer.Option(20.0, help="w0 of the binarizers (surrogates)"),
+):
+    """Figures: every surrogate's forward and backward, or BiPer's quantization error."""
+    from .outdir import check_output_path
+    from .plots import plot_quantization_error, plot_surrogates
+
+    _positive("--w0", w0)
+    if output.exists() and not output.is_dir():
+        raise Bnn2hwError(f"-o {output} is a file; give a folder")
+    check_output_path(output / "x.png", "file")
+    if what == "surrogates":
+        png = plot_surrogates(output / "surrogates.png", w0)
+    elif what in ("quantization-error", "qe"):
+        png = plot_quantization_error(output / "quantization_error.png")
+    else:
+        raise Bnn2hwError(f"unknown plot {what!r}; valid: surrogates, quantization-error")
+    typer.echo(f"wrote {png}")
 
 
 def _check_verify_options(verify_samples: Optional[int]) -> None:

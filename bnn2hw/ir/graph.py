@@ -79,6 +79,38 @@ class Graph:
         last = [l for l in self.layers if l.op == "dense"][-1]
         return int(last.arrays["weight"].shape[0])
 
+    # The Python API (bnn2hw.api); imported lazily so the IR stays free of back-end imports.
+    def predict(self, x) -> np.ndarray:
+        """Integer logits ``(N, classes)`` of uint8 inputs (PyTorch layout), numpy reference."""
+        from ..api import graph_predict
+
+        return graph_predict(self, x)
+
+    def scores(self, x) -> np.ndarray:
+        """Float logits: the integer logits through the last layer's affine."""
+        from ..api import graph_scores
+
+        return graph_scores(self, x)
+
+    def summary(self, core: str = "cortex-m4", clock_mhz: float = 100.0, target_fps: float = 1e6) -> str:
+        """Per-layer cost table (:mod:`bnn2hw.ir.summary`)."""
+        from ..api import graph_summary
+
+        return graph_summary(self, core, clock_mhz, target_fps)
+
+    def emit_c(self, target: str = "cortex-m4", out_dir="fw", force: bool = False):
+        """Write the C firmware folder; returns a :class:`bnn2hw.api.Firmware`."""
+        from ..api import graph_emit_c
+
+        return graph_emit_c(self, target, out_dir, force)
+
+    def export_fpga(self, target: str = "pynq-z2", out_dir="build", x=None, clock_mhz: float = 100.0,
+                    target_fps: float = 1e6, force: bool = False) -> dict:
+        """Write the FINN build folder (verified on ``x`` when given); returns its summary."""
+        from ..api import graph_export_fpga
+
+        return graph_export_fpga(self, target, out_dir, x, clock_mhz, target_fps, force)
+
     def describe(self) -> str:
         lines = [f"bnn2hw IR v{IR_VERSION}: input {self.input_kind} {list(self.input_shape)} "
                  f"(raw * {self.input_raw_scale:g}), {len(self.layers)} ops"]

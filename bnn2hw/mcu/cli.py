@@ -140,7 +140,7 @@ def periodic_report(graph, exp) -> list[dict]:
 def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str] = None,
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
            act_approx: Optional[str] = None, lut_bits: Optional[int] = None, echo=print, warn=None,
-           check_torch: bool = True, force: bool = False) -> dict:
+           check_torch: bool = True, force: bool = False, plots: bool = True) -> dict:
     """Everything ``bnn2hw emit-c`` does; ``out_dir`` gets the complete result or nothing.
 
     ``check_torch=False`` (``--no-verify``) folds without data: no PyTorch == IR check."""
@@ -179,9 +179,14 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
             echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"
                  + (f"; PyTorch: {pt_acc:.4f}" if isinstance(pt_acc, float) else ""))
         (tmp / "report.json").write_text(dumps(report))
+        if plots:
+            from ..plots import plot_layer_costs
+
+            plot_layer_costs(graph, tmp / "layer_costs.png", tgt.name if tgt.name != "host" else "cortex-m4")
 
     write_dir_atomically(Path(out_dir), fill, marker="model.h", force=force)
-    echo(f"wrote {out_dir}/ (model.c, model.h, runtime, harness, report.json)")
+    echo(f"wrote {out_dir}/ (model.c, model.h, runtime, harness, report.json"
+         + (", layer_costs.png: estimated instructions and flash per layer)" if plots else ")"))
     return report
 
 

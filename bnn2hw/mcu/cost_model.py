@@ -1,0 +1,67 @@
+# SPDX-License-Identifier: MIT
+"""Estimated instructions per inference of the generated C on a Cortex-M core.
+
+A linear model over the work each op does in the C kernels (``firmware/src``), with one
+coefficient per kind of work, fitted by ``benchmarks/calibrate_cost_model.py`` to QEMU's exact
+instruction counts of random models on Cortex-M4 (the fit, its data and its error are in
+``benchmarks/results/cost_model.md``). Other cores scale the M4 estimate by the ratio measured on
+the digits MLP in ``benchmarks/results/mcu_models.md`` (``multi`` popcount). It is an estimate for
+sizing (``bnn2hw summary``); ``emit-c --verify`` reports the exact count.
+
+Work features (per inference):
+
+* ``bin_words``: 32-bit XNOR-popcount words of binary layers on packed bits
+  (outputs x ceil(fan-in / 32) per position; conv patches are packed contiguously),
+* ``u8_macs``: multiply-accumulates of 8-bit layers (uint8 pixels or int8 weights),
+* ``outputs``: values a dense/conv op produces (threshold compare, bit packing, loop overhead),
+* ``pool``: max-pool window reads (outputs x k^2, on packed words),
+* ``fixed``: elements through a fixed-point op (fixed_affine, periodic, add, sign).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir.graph import Layer
+
+# Fitted on Cortex-M4 (see the module docstring); instructions per unit of work.
+COEFFS_M4 = {"bin_words_dense": 9.3, "bin_words_conv": 14.0, "u8_macs": 0.95, "outputs": 6.0,
+             "pool": 2.0, "fixed": 30.0, "fixed_call": 40.0}
+
+# M4-relative factors (digits MLP, multi popcount; benchmarks/results/mcu_models.md).
+CORE_FACTOR = {"host": 1.0, "cortex-m0": 2.17, "cortex-m3": 1.026, "cortex-m4": 1.0, "cortex-m7": 0.999,
+               "cortex-m33": 0.998, "cortex-m55": 0.994}
+
+
+def work_features(layer: Layer, in_shape: tuple, out_shape: tuple) -> dict:
+    """The work of one op (see the module docstring) from its IR shapes."""
+    f = dict.fromkeys(COEFFS_M4, 0.0)
+    at = layer.attrs
+    if layer.op in ("dense", "conv2d"):
+        w = layer.arrays["weight"]
+        fan_in = int(np.prod(w.shape[1:]))
+        positions = 1 if layer.op == "dense" else out_shape[0] * out_shape[1]
+        outputs = positions * w.shape[0]
+        f["outputs"] = outputs
+        if at["in"] == "bits" and at.get("weight_kind") == "binary":
+            key = "bin_words_dense" if layer.op == "dense" else "bin_words_conv"
+            f[key] = outputs * ((fan_in + 31) // 32)
+        else:
+            f["u8_macs"] = outputs * fan_in
+    elif layer.op == "maxpool":
+        k = at["kernel"]
+        f["pool"] = int(np.prod(out_shape[:-1])) * ((out_shape[-1] + 31) // 32) * k * k
+    elif layer.op in ("fixed_affine", "periodic", "add") or (layer.op == "threshold" and at.get("sign_of")):
+        f["fixed"] = int(np.prod(out_shape))
+        f["fixed_call"] = 1
+    return f
+
+
+def estimate_layer_instructions(layer: Layer, in_shape: tuple, out_shape: tuple, core: str = "cortex-m4") -> int:
+    """Estimated instructions of one op on ``core``."""
+    from .targets import get_target
+
+    name = get_target(core).name
+    feats = work_features(layer, in_shape, out_shape)
+    m4 = sum(COEFFS_M4[k] * v for k, v in feats.items())
+    return int(round(m4 * CORE_FACTOR[name]))
