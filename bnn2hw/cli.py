@@ -132,6 +132,7 @@ def train(
     channels: int = typer.Option(1, help="image folders: 1 (grayscale) or 3 (RGB)"),
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint file to write"),
     quiet: bool = typer.Option(False, help="no progress bar or per-epoch lines"),
+    compact: bool = typer.Option(False, help="progress bar and one line per stage, no per-epoch lines"),
     no_plots: bool = typer.Option(False, "--no-plots", help="do not write the training-curve PNG"),
 ):
     """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint."""
@@ -204,7 +205,8 @@ def train(
                               sin2_reg=sin2_reg, seed=seed, threads=threads, val_fraction=val_fraction)
 
     def log(rec):
-        if not quiet:
+        last_of_stage = rec["epoch"] == (epochs1 if rec["stage"] == 1 else epochs2)
+        if not quiet and (not compact or last_of_stage):
             from tqdm import tqdm
 
             tqdm.write(f"stage {rec['stage']} epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  "

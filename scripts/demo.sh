@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 OUT=${OUT:-out}
 mkdir -p "$OUT"
-python3 -m bnn2hw train --model mlp --dataset digits --surrogate biper --w0 20 --quiet -o "$OUT/model.pt"
-python3 -m bnn2hw export "$OUT/model.pt" --target pynq-z2 -o "$OUT/build"
-python3 -m bnn2hw emit-c "$OUT/model.pt" --target cortex-m4 -o "$OUT/fw" --verify
+# --force: the demo owns $OUT and replaces what an earlier run wrote there
+python3 -m bnn2hw train --model mlp --dataset digits --surrogate biper --w0 20 --compact -o "$OUT/model.pt"
+python3 -m bnn2hw summary "$OUT/model.pt"
+python3 -m bnn2hw export "$OUT/model.pt" --target pynq-z2 -o "$OUT/build" --force
+python3 -m bnn2hw emit-c "$OUT/model.pt" --target cortex-m4 -o "$OUT/fw" --verify --force
