@@ -7,7 +7,7 @@ it runs is the installed one, not the checkout."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import json
 import os
 import shutil
@@ -35,9 +35,11 @@ def _run(cmd, cwd, timeout=300):
 
 
 def _need_build_tools() -> None:
-    for mod in ("setuptools", "pip"):
-        if importlib.util.find_spec(mod) is None:
-            pytest.skip(f"python module {mod} not installed (pip install {mod})")
+    for dist in ("setuptools", "pip"):  # metadata only: importing them here would patch distutils
+        try:
+            importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pytest.skip(f"python package {dist} not installed (pip install {dist})")
     if shutil.which("gcc") is None or shutil.which("make") is None:
         pytest.skip("gcc/make not installed (apt-get install gcc make)")
 
