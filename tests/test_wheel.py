@@ -29,7 +29,7 @@ def _env() -> dict:
 
 def _run(cmd, cwd, timeout=300):
     r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(), capture_output=True, text=True,
-                       timeout=timeout)
+                       timeout=timeout, check=False)
     assert r.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}"
     return r
 
@@ -56,8 +56,9 @@ def _source_copy(dst: Path) -> Path:
 
 def _emit_and_verify(venv: Path, ckpt: Path, elsewhere: Path, expect_pkg: Path) -> None:
     py = venv / "bin" / "python"
-    r = _run([py, "-c", "import bnn2hw, bnn2hw.mcu.toolchain as t; print(bnn2hw.__file__); "
-                        "print(t.FIRMWARE_DIR); print(len(t.runtime_files()))"], elsewhere)
+    probe = ("import bnn2hw, bnn2hw.mcu.toolchain as t; print(bnn2hw.__file__); "
+             "print(t.FIRMWARE_DIR); print(len(t.runtime_files()))")
+    r = _run([py, "-c", probe], elsewhere)
     pkg_file, fw_dir, nfiles = r.stdout.split()
     assert Path(pkg_file).resolve().is_relative_to(expect_pkg.resolve()), \
         f"imported {pkg_file}, expected the package under {expect_pkg}"

@@ -177,7 +177,7 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
         if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
                             "fixed_affine", "periodic", "add"):
             raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): op {layer.op!r} has no C emitter")
-    acc_rows = check_accumulators(graph)
+    check_accumulators(graph)  # raises if an int32 accumulator could overflow
     ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
                                    for l in graph.layers]).encode()).hexdigest()[:16]
     input_len = int(np.prod(graph.input_shape))

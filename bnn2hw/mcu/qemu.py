@@ -70,7 +70,7 @@ def _run_in(workdir: Path, elf: Path, target: str, timeout: float, extra: list[s
     t = get_target(target)
     cmd = [str(Path(elf).resolve())] if t.qemu_machine is None else _qemu_cmd(elf, t.qemu_machine, extra)
     try:
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise Bnn2hwError(f"{t.name}: firmware did not finish within {timeout:g} s (hung or crashed)") from exc
     _check_exit(t.name, proc.returncode, proc.stderr)
@@ -198,7 +198,7 @@ def consume_fifo(fd: int, counter: TraceCounter, proc: subprocess.Popen, writer_
 
 
 def _symbol_addresses(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
-    proc = subprocess.run([find_tool("arm-none-eabi-nm"), str(elf)], capture_output=True, text=True)
+    proc = subprocess.run([find_tool("arm-none-eabi-nm"), str(elf)], capture_output=True, text=True, check=False)
     addr = {}
     for line in proc.stdout.splitlines():
         parts = line.split()

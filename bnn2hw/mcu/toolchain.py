@@ -57,8 +57,8 @@ def runtime_files() -> list[Path]:
     return headers + sources + harness + linker
 
 
-_MAKEFILE_DEFAULT_TARGET = re.compile(r"^TARGET \?= \S+$", re.M)
-_MAKEFILE_DEFAULT_POPCOUNT = re.compile(r"^POPCOUNT \?= \S+$", re.M)
+_MAKEFILE_DEFAULT_TARGET = re.compile(r"^TARGET \?= \S+$", re.MULTILINE)
+_MAKEFILE_DEFAULT_POPCOUNT = re.compile(r"^POPCOUNT \?= \S+$", re.MULTILINE)
 
 
 def harness_makefile(target: str, popcount: str | None = None) -> str:
@@ -130,7 +130,7 @@ def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags:
     args += [f"{k}={v}" for k, v in dirs.items()]
     if extra_cflags:
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
-    proc = subprocess.run(args, cwd=out_dir, capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=out_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise Bnn2hwError(f"firmware build for {t.name} failed:\n{proc.stdout}{proc.stderr}")
     return out_dir / ("fw" if t.name == "host" else "fw.elf")
@@ -155,7 +155,7 @@ def size(elf: Path) -> Size:
     """text/data/bss of an ELF (flash = text + data, RAM = data + bss; the harness stack is
     not included)."""
     tool = find_tool("arm-none-eabi-size")
-    proc = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True)
+    proc = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise Bnn2hwError(f"arm-none-eabi-size failed on {elf}: {proc.stderr.strip()}")
     fields = proc.stdout.splitlines()[1].split()
