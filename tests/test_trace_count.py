@@ -157,6 +157,15 @@ def test_fifo_consumer_times_out_on_a_hung_writer(tmp_path):
         os.close(rfd)
 
 
+def test_one_insn_per_tb_option_follows_the_qemu_version():
+    assert qemu.parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)") == (7, 2)
+    assert qemu.parse_qemu_version("QEMU emulator version 10.0.3") == (10, 0)
+    assert qemu.one_insn_per_tb_args((7, 2)) == ["-singlestep"]
+    assert qemu.one_insn_per_tb_args((8, 0)) == ["-singlestep"]
+    assert qemu.one_insn_per_tb_args((8, 1)) == ["-accel", "tcg,one-insn-per-tb=on"]
+    assert qemu.one_insn_per_tb_args((10, 0)) == ["-accel", "tcg,one-insn-per-tb=on"]
+
+
 def _need(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None:

@@ -6,8 +6,9 @@ File protocol (both QEMU semihosting and the host binary, in a fresh temporary
 directory): inputs.bin holds N * input_len bytes, the program writes logits.bin with
 N * num_logits little-endian int32 and exits with status 0.
 
-Instruction counting: QEMU runs with ``-singlestep -d exec,nochain`` so every executed
-instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
+Instruction counting: QEMU runs one instruction per translation block (``-singlestep``, or
+``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1, which deprecates ``-singlestep``) with
+``-d exec,nochain``, so every executed instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
 and bnn_marker_end() back to back once (calibration), then around the first inference.
 The count is (lines from entering begin to entering end around the inference) minus the
 same for the calibration pair, i.e. exactly the instructions of the bnn_infer() call
@@ -20,6 +21,7 @@ in bounded chunks (about 75 bytes per instruction, so an 18.9 M-instruction CNN 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import select
@@ -210,6 +212,23 @@ def _symbol_addresses(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
     return addr
 
 
+def parse_qemu_version(text: str) -> tuple[int, int]:
+    """(major, minor) from ``qemu-system-arm --version`` output; (0, 0) if unrecognised."""
+    m = re.search(r"version (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def one_insn_per_tb_args(version: tuple[int, int]) -> list[str]:
+    """QEMU options for one instruction per translation block."""
+    return ["-accel", "tcg,one-insn-per-tb=on"] if version >= (8, 1) else ["-singlestep"]
+
+
+@functools.cache
+def _qemu_version(qemu_path: str) -> tuple[int, int]:
+    proc = subprocess.run([qemu_path, "--version"], capture_output=True, text=True, check=False)
+    return parse_qemu_version(proc.stdout)
+
+
 def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: float = 300.0) -> int:
     """Executed instructions of one bnn_infer() call (see the module docstring); the QEMU
     trace is streamed through a FIFO and counted on the fly, never stored."""
@@ -233,7 +252,8 @@ def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: f
                 fcntl.fcntl(rfd, fcntl.F_SETPIPE_SZ, 1 << 20)
             except (ImportError, AttributeError, OSError):
                 pass
-            cmd = _qemu_cmd(elf, t.qemu_machine, ["-singlestep", "-d", "exec,nochain", "-D", str(fifo)])
+            step = one_insn_per_tb_args(_qemu_version(find_tool("qemu-system-arm")))
+            cmd = _qemu_cmd(elf, t.qemu_machine, [*step, "-d", "exec,nochain", "-D", str(fifo)])
             with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
                 proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=err)
             try:
