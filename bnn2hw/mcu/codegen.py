@@ -148,13 +148,36 @@ def _clamp_i32(t: np.ndarray) -> np.ndarray:
     return np.clip(t, -(2 ** 31) + 1, 2 ** 31 - 1)
 
 
+# (input kind, weight kind, output) -> (runtime kernel, its params struct). The struct type
+# follows the kernel family: bnn_dense_* take bnn_dense_params_t, the 8-bit first/last kernels
+# (bnn_first_*, bnn_last_*) take bnn_first_params_t.
+DENSE_KERNELS = {
+    ("bits", "binary", "acc"): ("bnn_dense_acc", "bnn_dense_params_t"),
+    ("bits", "binary", "bits"): ("bnn_dense_bits", "bnn_dense_params_t"),
+    ("bits", "int8", "acc"): ("bnn_last_bin_s8_acc", "bnn_first_params_t"),
+    ("u8", "binary", "acc"): ("bnn_first_u8_bin_acc", "bnn_first_params_t"),
+    ("u8", "binary", "bits"): ("bnn_first_u8_bin_bits", "bnn_first_params_t"),
+    ("u8", "int8", "acc"): ("bnn_first_u8_s8_acc", "bnn_first_params_t"),
+    ("u8", "int8", "bits"): ("bnn_first_u8_s8_bits", "bnn_first_params_t"),
+}
+
+
+def dense_kernel(layer: Layer, in_kind: str, weight_kind: str, out: str) -> tuple[str, str]:
+    """The runtime function and params struct type for a dense layer; Bnn2hwError if none."""
+    key = (in_kind, weight_kind, out)
+    if key not in DENSE_KERNELS:
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C kernel for a dense layer with "
+                          f"{weight_kind} weights on {in_kind} input producing {out}")
+    return DENSE_KERNELS[key]
+
+
 def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     """Generate the C sources for ``graph``."""
     for layer in graph.layers:
         if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
                             "fixed_affine", "periodic", "add"):
             raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): op {layer.op!r} has no C emitter")
-    acc_rows = check_accumulators(graph)
+    check_accumulators(graph)  # raises if an int32 accumulator could overflow
     ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
                                    for l in graph.layers]).encode()).hexdigest()[:16]
     input_len = int(np.prod(graph.input_shape))
@@ -229,9 +252,6 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
             o, k = w.shape
             last = nxt is None or nxt.op == "affine"
             wk = layer.attrs.get("weight_kind", "binary")
-            params = f"static const bnn_dense_params_t {lid}_p = {{{k}u, {o}u}};\n" if kind == "bits" else \
-                f"static const bnn_first_params_t {lid}_p = {{{k}u, {o}u}};\n"
-            data.append(params)
             if wk == "binary":
                 packed = pack_bits(w)
                 data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights, bit 1 = +1 */\n")
@@ -241,49 +261,40 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
                 data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} int8 weights */\n")
                 data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
                 flash_bits += 8 * o * k
-            if last:
-                dst = "logits"
-                if kind == "bits" and wk == "binary":
-                    call = f"bnn_dense_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, logits);"
-                elif kind == "bits":
-                    call = f"bnn_last_bin_s8_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, logits);"
-                elif wk == "binary":
-                    call = f"bnn_first_u8_bin_acc(&{lid}_p, {cur}, {lid}_w, logits);"
-                else:
-                    call = f"bnn_first_u8_s8_acc(&{lid}_p, {cur}, {lid}_w, logits);"
-                body.append(f"{cmt}: integer logits */")
-                body.append("    " + call)
-                steps.append(layer.name)
-                i += 1
-                continue
-            if nxt.op == "fixed_affine":  # fixed-point value path: keep the accumulator
+            src = f"(const bnn_word_t *){cur}" if kind == "bits" else cur
+            if last or nxt.op == "fixed_affine":
+                fn, ptype = dense_kernel(layer, kind, wk, "acc")
+                data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
+                if last:  # integer logits
+                    body.append(f"{cmt}: integer logits */")
+                    body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, logits);")
+                    steps.append(layer.name)
+                    i += 1
+                    continue
+                # fixed-point value path: keep the accumulator
                 statics.append(f"static int32_t {lid}_acc[{o}];")
                 fixed_bytes.append(4 * o)
-                if kind == "bits":
-                    call = f"bnn_dense_acc(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, {lid}_acc);"
-                else:
-                    fn = "bnn_first_u8_bin_acc" if wk == "binary" else "bnn_first_u8_s8_acc"
-                    call = f"{fn}(&{lid}_p, {cur}, {lid}_w, {lid}_acc);"
                 body.append(f"{cmt}: {k} -> {o} integer accumulators */")
-                body.append("    " + call)
+                body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {lid}_acc);")
                 cur, kind, shape = f"{lid}_acc", "acc", (o,)
                 steps.append(layer.name)
                 i += 1
                 continue
             if nxt.op != "threshold":
                 raise Bnn2hwError(f"IR layer {layer.name}: a hidden dense layer must be followed by a threshold")
+            fn, ptype = dense_kernel(layer, kind, wk, "bits")
+            data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
             dst = out_buf(4 * ((o + 31) // 32))
             tname = ident(nxt.name)
             if kind == "bits":
                 mm = np.clip((k - thr) // 2, -1, k)  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
                 data.append(f"/* {nxt.name} <- {nxt.source}: max mismatches per output (popcount form) */\n")
                 data.append(c_array("int32_t", f"{tname}_mm", mm))
-                call = f"bnn_dense_bits(&{lid}_p, (const bnn_word_t *){cur}, {lid}_w, {tname}_mm, (bnn_word_t *){dst});"
+                call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_mm, (bnn_word_t *){dst});"
             else:
                 data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the integer accumulator */\n")
                 data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
-                fn = "bnn_first_u8_bin_bits" if wk == "binary" else "bnn_first_u8_s8_bits"
-                call = f"{fn}(&{lid}_p, {cur}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});"
+                call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});"
             thr_count += o
             body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
             body.append("    " + call)

@@ -6,19 +6,28 @@ File protocol (both QEMU semihosting and the host binary, in a fresh temporary
 directory): inputs.bin holds N * input_len bytes, the program writes logits.bin with
 N * num_logits little-endian int32 and exits with status 0.
 
-Instruction counting: QEMU runs with ``-singlestep -d exec,nochain`` so every executed
-instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
+Instruction counting: QEMU runs one instruction per translation block (``-singlestep``, or
+``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1, which deprecates ``-singlestep``) with
+``-d exec,nochain``, so every executed instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
 and bnn_marker_end() back to back once (calibration), then around the first inference.
 The count is (lines from entering begin to entering end around the inference) minus the
 same for the calibration pair, i.e. exactly the instructions of the bnn_infer() call
 (including its call/return).  Deterministic: no interrupts, no timers, one input.
+
+The trace is never stored: QEMU writes it into a FIFO and :class:`TraceCounter` consumes it
+in bounded chunks (about 75 bytes per instruction, so an 18.9 M-instruction CNN makes a
+1.4 GB trace, while memory stays at a few MB and nothing is written to disk).
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
+import select
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +61,21 @@ def _qemu_cmd(elf: Path, machine: str, extra: list[str]) -> list[str]:
     ]
 
 
+def _check_exit(target: str, rc: int, stderr: bytes) -> None:
+    if rc != 0:
+        why = EXIT_MEANINGS.get(rc, "fault (exit 100 + exception number)" if 100 <= rc < 612 else "crash")
+        err = stderr.decode(errors="replace").strip()
+        raise Bnn2hwError(f"{target}: firmware exited with status {rc} ({why}) {err}".strip())
+
+
 def _run_in(workdir: Path, elf: Path, target: str, timeout: float, extra: list[str]) -> subprocess.CompletedProcess:
     t = get_target(target)
     cmd = [str(Path(elf).resolve())] if t.qemu_machine is None else _qemu_cmd(elf, t.qemu_machine, extra)
     try:
-        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise Bnn2hwError(f"{t.name}: firmware did not finish within {timeout:g} s (hung or crashed)") from exc
-    if proc.returncode != 0:
-        rc = proc.returncode
-        why = EXIT_MEANINGS.get(rc, "fault (exit 100 + exception number)" if 100 <= rc < 612 else "crash")
-        err = proc.stderr.decode(errors="replace").strip()
-        raise Bnn2hwError(f"{t.name}: firmware exited with status {rc} ({why}) {err}".strip())
+    _check_exit(t.name, proc.returncode, proc.stderr)
     return proc
 
 
@@ -82,11 +94,113 @@ def run(elf: Path, target: str, inputs: np.ndarray, num_logits: int, timeout: fl
     return out.astype(np.int32).reshape(x.shape[0], num_logits)
 
 
-_TRACE = re.compile(rb"^Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/", re.M)
+_TRACE = re.compile(rb"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")  # used with match() at a line start
+
+
+class TraceCounter:
+    """Streaming count over a QEMU ``-d exec`` trace: feed() it chunks of any size; it keeps
+    only the unfinished last line and the line numbers of the first two entries of each marker.
+
+    Lines are numbered by "Trace" lines only (other log lines are ignored); ``begins`` and
+    ``ends`` hold the 0-based numbers of the lines whose PC is the begin / end marker."""
+
+    def __init__(self, begin_pc: int, end_pc: int):
+        self.pcs = {begin_pc: "begin", end_pc: "end"}
+        # QEMU prints the PC as a zero-padded hex field between slashes: a cheap substring test
+        # finds candidate lines, the full regex confirms them.
+        self.tokens = [b"/%08x/" % pc for pc in self.pcs]
+        self.lines = 0  # Trace lines seen so far (complete lines only)
+        self.begins: list[int] = []
+        self.ends: list[int] = []
+        self.marker_hits = 0
+        self.bytes_seen = 0
+        self.max_held = 0  # largest buffer held at once (bytes), for the memory test
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.bytes_seen += len(chunk)
+        buf = self._tail + chunk if self._tail else chunk
+        self.max_held = max(self.max_held, len(buf))
+        cut = buf.rfind(b"\n") + 1
+        self._tail = buf[cut:]
+        if cut:
+            self._block(buf, cut)
+
+    def close(self) -> None:
+        if self._tail:
+            tail, self._tail = self._tail + b"\n", b""
+            self._block(tail, len(tail))
+
+    def _block(self, buf: bytes, end: int) -> None:
+        """Count the complete lines buf[0:end] (buf[0] starts a line)."""
+        hits = []
+        for tok in self.tokens:
+            pos = buf.find(tok, 0, end)
+            while pos >= 0:
+                start = buf.rfind(b"\n", 0, pos) + 1
+                m = _TRACE.match(buf, start, end)
+                if m is not None and m.end() == pos + len(tok):
+                    hits.append(start)
+                pos = buf.find(tok, pos + 1, end)
+        for start in sorted(set(hits)):
+            m = _TRACE.match(buf, start, end)
+            which = self.pcs.get(int(m.group(1), 16))
+            if which is None:
+                continue
+            line = self.lines + self._count_trace_lines(buf, start)
+            self.marker_hits += 1
+            dest = self.begins if which == "begin" else self.ends
+            if len(dest) < 2:
+                dest.append(line)
+        self.lines += self._count_trace_lines(buf, end)
+
+    @staticmethod
+    def _count_trace_lines(buf: bytes, end: int) -> int:
+        """Trace lines starting in buf[0:end] (end is a line start or the block end)."""
+        first = 1 if end > 0 and buf.startswith(b"Trace ") else 0
+        return first + buf.count(b"\nTrace ", 0, end)
+
+    def instructions(self, target: str) -> int:
+        if len(self.begins) < 2 or len(self.ends) < 2:
+            raise Bnn2hwError(f"{target}: marker calls not found in the QEMU exec log "
+                              f"({self.lines} trace lines, {self.marker_hits} marker hits)")
+        return (self.ends[1] - self.begins[1]) - (self.ends[0] - self.begins[0])
+
+
+def consume_fifo(fd: int, counter: TraceCounter, proc: subprocess.Popen, writer_fd: int, deadline: float,
+                 chunk_bytes: int = 1 << 20) -> None:
+    """Feed everything written into the FIFO ``fd`` (opened non-blocking) to ``counter`` until
+    ``proc`` has exited and the FIFO is drained. ``writer_fd`` is our own write end, which keeps
+    the FIFO from reporting end-of-file before ``proc`` has opened it; it is closed here once
+    ``proc`` has exited. TimeoutError past ``deadline`` (time.monotonic())."""
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(fd, chunk_bytes)
+                except BlockingIOError:
+                    data = None
+                if data:
+                    counter.feed(data)
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    continue
+                if data == b"":  # every writer closed, ours included: done
+                    break
+            if writer_fd >= 0 and proc.poll() is not None:
+                os.close(writer_fd)
+                writer_fd = -1
+            if time.monotonic() > deadline:
+                raise TimeoutError
+    finally:
+        if writer_fd >= 0:
+            os.close(writer_fd)
+    counter.close()
 
 
 def _symbol_addresses(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
-    proc = subprocess.run([find_tool("arm-none-eabi-nm"), str(elf)], capture_output=True, text=True)
+    proc = subprocess.run([find_tool("arm-none-eabi-nm"), str(elf)], capture_output=True, text=True, check=False)
     addr = {}
     for line in proc.stdout.splitlines():
         parts = line.split()
@@ -98,25 +212,61 @@ def _symbol_addresses(elf: Path, names: tuple[str, ...]) -> dict[str, int]:
     return addr
 
 
+def parse_qemu_version(text: str) -> tuple[int, int]:
+    """(major, minor) from ``qemu-system-arm --version`` output; (0, 0) if unrecognised."""
+    m = re.search(r"version (\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def one_insn_per_tb_args(version: tuple[int, int]) -> list[str]:
+    """QEMU options for one instruction per translation block."""
+    return ["-accel", "tcg,one-insn-per-tb=on"] if version >= (8, 1) else ["-singlestep"]
+
+
+@functools.cache
+def _qemu_version(qemu_path: str) -> tuple[int, int]:
+    proc = subprocess.run([qemu_path, "--version"], capture_output=True, text=True, check=False)
+    return parse_qemu_version(proc.stdout)
+
+
 def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: float = 300.0) -> int:
-    """Executed instructions of one bnn_infer() call (see the module docstring)."""
+    """Executed instructions of one bnn_infer() call (see the module docstring); the QEMU
+    trace is streamed through a FIFO and counted on the fly, never stored."""
     t = get_target(target)
     if t.qemu_machine is None:
         raise Bnn2hwError("instruction counting needs a Cortex-M target, not host")
     x = np.ascontiguousarray(one_input, dtype=np.uint8).reshape(1, -1)
     addr = _symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
+    counter = TraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"])
     with tempfile.TemporaryDirectory(prefix="bnn2hw-count-") as tmp:
         work = Path(tmp)
         x.tofile(work / "inputs.bin")
-        _run_in(work, elf, target, timeout, ["-singlestep", "-d", "exec,nochain", "-D", str(work / "exec.log")])
-        log = (work / "exec.log").read_bytes()
-    begins, ends = [], []
-    for i, m in enumerate(_TRACE.finditer(log)):
-        pc = int(m.group(1), 16)
-        if pc == addr["bnn_marker_begin"]:
-            begins.append(i)
-        elif pc == addr["bnn_marker_end"]:
-            ends.append(i)
-    if len(begins) < 2 or len(ends) < 2:
-        raise Bnn2hwError(f"{t.name}: marker calls not found in the QEMU exec log")
-    return (ends[1] - begins[1]) - (ends[0] - begins[0])
+        fifo = work / "exec.fifo"
+        os.mkfifo(fifo)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            try:  # a larger pipe buffer means fewer wake-ups (Linux only; best effort)
+                import fcntl
+
+                fcntl.fcntl(rfd, fcntl.F_SETPIPE_SZ, 1 << 20)
+            except (ImportError, AttributeError, OSError):
+                pass
+            step = one_insn_per_tb_args(_qemu_version(find_tool("qemu-system-arm")))
+            cmd = _qemu_cmd(elf, t.qemu_machine, [*step, "-d", "exec,nochain", "-D", str(fifo)])
+            with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
+                proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=err)
+            try:
+                consume_fifo(rfd, counter, proc, wfd, time.monotonic() + timeout)
+                rc = proc.wait(timeout=max(1.0, timeout))
+            except (TimeoutError, subprocess.TimeoutExpired) as exc:
+                raise Bnn2hwError(f"{t.name}: firmware did not finish within {timeout:g} s "
+                                  "(hung or crashed)") from exc
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        finally:
+            os.close(rfd)
+        _check_exit(t.name, rc, (work / "stderr").read_bytes())
+    return counter.instructions(t.name)

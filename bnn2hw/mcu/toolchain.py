@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""Find the C toolchain, build the firmware harness (firmware/harness/Makefile) and read
-flash/RAM sizes with arm-none-eabi-size."""
+"""Find the C toolchain, write and build the firmware harness (firmware/harness/Makefile) and
+read flash/RAM sizes with arm-none-eabi-size.
+
+The C runtime and harness ship inside the package as ``bnn2hw/firmware/`` (package data, so a
+wheel install has them too); the top-level ``firmware/`` of a checkout is a symlink to it."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -12,7 +16,10 @@ from pathlib import Path
 from bnn2hw.errors import Bnn2hwError
 from bnn2hw.mcu.targets import check_popcount, get_target
 
-FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
+FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
+"""The C runtime (include/, src/) and the QEMU/host harness (harness/), as installed."""
+
+HARNESS_FILES = ("Makefile", "main.c", "startup.c", "semihost.c", "bnn_harness.h", "sections.ld")
 
 # tool -> Debian package(s) that provide it
 PACKAGES = {
@@ -35,14 +42,55 @@ def find_tool(name: str) -> str:
 
 
 def runtime_files() -> list[Path]:
-    """Files a code generator copies next to model.c/model.h for a flat build directory."""
+    """Files a code generator copies next to model.c/model.h for a flat build directory.
+
+    Bnn2hwError if the runtime is missing or incomplete (a broken install)."""
     fw = FIRMWARE_DIR
-    return (
-        sorted((fw / "include").glob("bnn_*.h"))
-        + sorted((fw / "src").glob("bnn_*.c"))
-        + [fw / "harness" / n for n in ("Makefile", "main.c", "startup.c", "semihost.c", "bnn_harness.h", "sections.ld")]
-        + sorted((fw / "harness").glob("mem_*.ld"))
-    )
+    headers = sorted((fw / "include").glob("bnn_*.h"))
+    sources = sorted((fw / "src").glob("bnn_*.c"))
+    harness = [fw / "harness" / n for n in HARNESS_FILES]
+    linker = sorted((fw / "harness").glob("mem_*.ld"))
+    missing = [str(p) for p in harness if not p.is_file()]
+    if not headers or not sources or not linker or missing:
+        raise Bnn2hwError(f"the bnn2hw C runtime is incomplete under {fw} (missing: "
+                          f"{', '.join(missing) or 'bnn_*.h, bnn_*.c or mem_*.ld'}); reinstall bnn2hw")
+    return headers + sources + harness + linker
+
+
+_MAKEFILE_DEFAULT_TARGET = re.compile(r"^TARGET \?= \S+$", re.MULTILINE)
+_MAKEFILE_DEFAULT_POPCOUNT = re.compile(r"^POPCOUNT \?= \S+$", re.MULTILINE)
+
+
+def harness_makefile(target: str, popcount: str | None = None) -> str:
+    """Text of the harness Makefile whose defaults are ``target`` (``make`` with no
+    arguments builds for it) and its popcount strategy (or ``popcount``)."""
+    t = get_target(target)
+    pop = check_popcount(popcount or t.popcount)
+    text = (FIRMWARE_DIR / "harness" / "Makefile").read_text()
+    for pattern, value in ((_MAKEFILE_DEFAULT_TARGET, f"TARGET ?= {t.name}"),
+                           (_MAKEFILE_DEFAULT_POPCOUNT, f"POPCOUNT ?= {pop}")):
+        text, n = pattern.subn(value, text)
+        if n != 1:
+            raise Bnn2hwError(f"{FIRMWARE_DIR / 'harness' / 'Makefile'}: expected one '{value.split()[0]} ?=' "
+                              f"line, found {n}")
+    return text
+
+
+def write_harness(out_dir: Path, target: str, popcount: str | None = None) -> list[Path]:
+    """Copy the runtime and harness into ``out_dir`` (flat, next to model.c/model.h) with a
+    Makefile whose default TARGET is ``target`` (and default POPCOUNT ``popcount``, else the
+    target's); returns the paths written."""
+    out_dir = Path(out_dir)
+    makefile = harness_makefile(target, popcount)
+    written = []
+    for f in runtime_files():
+        dst = out_dir / f.name
+        if f.name == "Makefile":
+            dst.write_text(makefile)
+        else:
+            shutil.copyfile(f, dst)
+        written.append(dst)
+    return written
 
 
 def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags: str = "") -> Path:
@@ -82,7 +130,7 @@ def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags:
     args += [f"{k}={v}" for k, v in dirs.items()]
     if extra_cflags:
         args.append(f"EXTRA_CFLAGS={extra_cflags}")
-    proc = subprocess.run(args, cwd=out_dir, capture_output=True, text=True)
+    proc = subprocess.run(args, cwd=out_dir, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise Bnn2hwError(f"firmware build for {t.name} failed:\n{proc.stdout}{proc.stderr}")
     return out_dir / ("fw" if t.name == "host" else "fw.elf")
@@ -107,7 +155,7 @@ def size(elf: Path) -> Size:
     """text/data/bss of an ELF (flash = text + data, RAM = data + bss; the harness stack is
     not included)."""
     tool = find_tool("arm-none-eabi-size")
-    proc = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True)
+    proc = subprocess.run([tool, "-B", str(elf)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise Bnn2hwError(f"arm-none-eabi-size failed on {elf}: {proc.stderr.strip()}")
     fields = proc.stdout.splitlines()[1].split()
