@@ -425,8 +425,13 @@ def test_validate_is_run_before_code_generation(base):
     fc0.arrays["weight"] = fc0.arrays["weight"][:, :-1]
     with pytest.raises(Bnn2hwError, match="fc0"):
         validate(g)
-    for loader in (load_ir,):
-        assert callable(loader)
+    from bnn2hw.fpga.onnx_export import build_onnx
+    from bnn2hw.mcu import codegen
+
+    for backend in (codegen.emit, lambda graph: build_onnx(graph, "plain")):
+        with pytest.raises(Bnn2hwError, match="fc0"):
+            backend(g)
+    assert callable(load_ir)
 
 
 # --------------------------------------------------------------------------------------------

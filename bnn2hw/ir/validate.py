@@ -93,7 +93,7 @@ def validate(graph: Graph) -> Graph:
     last_dense = None
     for i, layer in enumerate(graph.layers):
         if layer.op not in OPS:
-            raise Bnn2hwError(f"IR layer {i} ({layer.name!r}): unknown op {layer.op!r}; valid: {', '.join(OPS)}")
+            raise _err(layer, f"unknown op {layer.op!r} (layer {i}); valid: {', '.join(OPS)}")
         if not isinstance(layer.attrs, dict):
             raise _err(layer, f"attrs must be a mapping, got {type(layer.attrs).__name__}")
         if not isinstance(layer.arrays, dict):

@@ -55,18 +55,12 @@ def to_c_inputs(graph, x_u8: np.ndarray) -> np.ndarray:
 def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = None) -> codegen.Emitted:
     """Write model.c/model.h, the runtime and the harness into the (new, empty) folder ``dest``.
     The harness Makefile's defaults are the chosen target and popcount strategy."""
-    from .toolchain import runtime_files
+    from .toolchain import write_harness
 
     em = codegen.emit(graph)
     (dest / "model.h").write_text(em.header)
     (dest / "model.c").write_text(em.source)
-    for f in runtime_files():
-        shutil.copy(f, dest / f.name)
-    make = dest / "Makefile"
-    text = make.read_text().replace("TARGET ?= cortex-m4", f"TARGET ?= {target}", 1)
-    if popcount:
-        text = text.replace("POPCOUNT ?= multi", f"POPCOUNT ?= {popcount}", 1)
-    make.write_text(text)
+    write_harness(dest, target, popcount)
     (dest / "README.md").write_text(C_README.format(target=target))
     return em
 

@@ -172,7 +172,10 @@ def dense_kernel(layer: Layer, in_kind: str, weight_kind: str, out: str) -> tupl
 
 
 def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
-    """Generate the C sources for ``graph``."""
+    """Generate the C sources for ``graph`` (validated first: :func:`bnn2hw.ir.validate.validate`)."""
+    from ..ir.validate import validate
+
+    validate(graph)
     for layer in graph.layers:
         if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
                             "fixed_affine", "periodic", "add"):

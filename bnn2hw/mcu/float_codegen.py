@@ -258,19 +258,17 @@ static float arena_b[{arena_b}];
 def write_float_firmware_dir(graph: Graph, out_dir, target: str) -> Emitted:
     """model.c/model.h (float version) + the harness, in the layout of
     :func:`bnn2hw.mcu.cli.write_firmware_dir` (the bnn_* runtime is copied too, unused)."""
-    import shutil
     from pathlib import Path
 
     from ..outdir import write_dir_atomically
-    from .toolchain import runtime_files
+    from .toolchain import write_harness
 
     em = emit_float(graph)
 
     def fill(tmp: Path) -> None:
         (tmp / "model.h").write_text(em.header)
         (tmp / "model.c").write_text(em.source)
-        for f in runtime_files():
-            shutil.copy(f, tmp / f.name)
+        write_harness(tmp, target)
 
     write_dir_atomically(Path(out_dir), fill, marker="model.h")
     return em
