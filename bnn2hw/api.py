@@ -59,6 +59,7 @@ class Firmware:
     graph: Graph
     out_dir: Path
     target: str
+    name: str = "model"
     report: dict = field(default_factory=dict)
     _lib: ctypes.CDLL | None = None
 
@@ -70,15 +71,16 @@ class Firmware:
             raise Bnn2hwError("gcc not found: apt-get install gcc")
         d = Path(self.out_dir)
         lib = d / "libbnn_model.so"
-        srcs = [str(d / "model.c")] + sorted(str(p) for p in d.glob("bnn_*.c"))
+        srcs = [str(d / f"{self.name}.c")] + sorted(str(p) for p in d.glob("bnn_*.c"))
         cmd = [gcc, "-std=c99", "-Wall", "-Wextra", "-Werror", *cflags, "-fPIC", "-shared", "-DBNN_HOST",
                "-DBNN_POPCOUNT=4", f"-I{d}", *srcs, "-o", str(lib)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise Bnn2hwError(f"compiling {d} as a host library failed:\n{proc.stderr}")
         self._lib = ctypes.CDLL(str(lib))
-        self._lib.bnn_infer.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
-        self._lib.bnn_infer.restype = ctypes.c_int
+        self._infer = getattr(self._lib, "bnn_infer" if self.name == "model" else f"{self.name}_infer")
+        self._infer.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t]
+        self._infer.restype = ctypes.c_int
         return lib
 
     def _inputs(self, x) -> np.ndarray:
@@ -98,7 +100,7 @@ class Firmware:
         out = np.zeros((len(rows), k), dtype=np.int32)
         for i, row in enumerate(rows):
             buf = np.ascontiguousarray(row, dtype=np.uint8)
-            rc = self._lib.bnn_infer(buf.ctypes.data, buf.size, out[i].ctypes.data, k)
+            rc = self._infer(buf.ctypes.data, buf.size, out[i].ctypes.data, k)
             if rc < 0:
                 raise Bnn2hwError(f"bnn_infer returned {rc} on input {i}")
         return out
@@ -138,13 +140,14 @@ def graph_summary(graph: Graph, core: str = "cortex-m4", clock_mhz: float = 100.
     return summary_table(graph, core, clock_mhz, target_fps, scratch_bytes=codegen.emit(graph).scratch_bytes)
 
 
-def graph_emit_c(graph: Graph, target: str = "cortex-m4", out_dir: str | Path = "fw", force: bool = False) -> Firmware:
+def graph_emit_c(graph: Graph, target: str = "cortex-m4", out_dir: str | Path = "fw", force: bool = False,
+                 name: str = "model") -> Firmware:
     from .mcu.cli import write_firmware_dir
     from .mcu.targets import get_target
 
     t = get_target(target).name
-    em = write_firmware_dir(graph, Path(out_dir), t, force=force)
-    return Firmware(graph, Path(out_dir), t, {"scratch_bytes": em.scratch_bytes,
+    em = write_firmware_dir(graph, Path(out_dir), t, force=force, name=name)
+    return Firmware(graph, Path(out_dir), t, name, {"scratch_bytes": em.scratch_bytes,
                                               "flash_lower_bound_bytes": em.flash_lower_bound_bytes})
 
 

@@ -353,6 +353,8 @@ def emit_c_cmd(
     lut_bits: Optional[int] = typer.Option(None, help="lookup table size 2^lut_bits for --act-approx lut "
                                                       "(1..16, default 8)"),
     force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
+    name: str = typer.Option("model", help="model name: files NAME.c/NAME.h and symbols NAME_infer, "
+                                           "NAME_INPUT_LEN, ... (several models in one firmware)"),
 ):
     """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
     _check_verify_options(verify_samples)
@@ -374,12 +376,15 @@ def emit_c_cmd(
         raise Bnn2hwError(f"--lut-bits must be in 1..16, got {lut_bits}")
     if lut_bits is not None and act_approx not in (None, "lut"):
         raise Bnn2hwError(f"--lut-bits applies to --act-approx lut, not {act_approx!r}")
+    from .mcu.packaging import check_name
+
+    check_name(name)
     check_output_path(output, "directory")
     if no_verify:
         _warn("--no-verify: the firmware is not checked against PyTorch or on any data")
     mcu.emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples,
                act_approx, lut_bits, echo=typer.echo, warn=_warn, check_torch=not no_verify,
-               force=force)
+               force=force, name=name)
 
 
 def _click_error_types() -> tuple[tuple, tuple]:

@@ -98,11 +98,12 @@ class Graph:
 
         return graph_summary(self, core, clock_mhz, target_fps)
 
-    def emit_c(self, target: str = "cortex-m4", out_dir="fw", force: bool = False):
-        """Write the C firmware folder; returns a :class:`bnn2hw.api.Firmware`."""
+    def emit_c(self, target: str = "cortex-m4", out_dir="fw", force: bool = False, name: str = "model"):
+        """Write the C firmware folder (files and symbols prefixed by ``name``, see
+        :mod:`bnn2hw.mcu.packaging`); returns a :class:`bnn2hw.api.Firmware`."""
         from ..api import graph_emit_c
 
-        return graph_emit_c(self, target, out_dir, force)
+        return graph_emit_c(self, target, out_dir, force, name)
 
     def export_fpga(self, target: str = "pynq-z2", out_dir="build", x=None, clock_mhz: float = 100.0,
                     target_fps: float = 1e6, force: bool = False) -> dict:

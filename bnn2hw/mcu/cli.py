@@ -21,23 +21,34 @@ from ..outdir import write_dir_atomically
 from . import codegen
 from .targets import get_target
 
-C_README = """# Generated bnn2hw firmware
+def firmware_readme(target: str, name: str = "model") -> str:
+    """``README.md`` of a generated firmware folder."""
+    fn, up = ("bnn", "BNN") if name == "model" else (name, name.upper())
+    lib = "bnn_model" if name == "model" else name
+    return f"""# Generated bnn2hw firmware
 
-`model.c`/`model.h` hold the network (static const weights, a static scratch arena, no malloc);
-`bnn_*.c`/`bnn_*.h` are the runtime kernels. The other files are the QEMU test harness.
+`{name}.c`/`{name}.h` hold the network (static const weights, a static scratch arena, no malloc);
+`bnn_*.c`/`bnn_*.h` are the runtime kernels. Call
 
-Build and run in QEMU:      make              (TARGET={target} by default; report.json has the
-                                              verification results, flash, RAM and instructions)
-Host build with sanitizers: make TARGET=host
+    int32_t logits[{up}_NUM_LOGITS];
+    int rc = {fn}_infer(pixels, {up}_INPUT_LEN, logits, {up}_NUM_LOGITS);   /* or {fn}_predict() */
 
-Into your own firmware (STM32Cube, Zephyr, Arduino, ...): add `model.c` and `bnn_*.c` to the
-sources and this folder to the include path, compile with `-std=c99 -O2` and the core's
-`-mcpu` flags, and call
+## Into your project
 
-    int32_t logits[BNN_NUM_LOGITS];
-    int rc = bnn_infer(pixels, BNN_INPUT_LEN, logits, BNN_NUM_LOGITS);   /* or bnn_predict() */
+* **CMake**: `add_subdirectory(<this folder>)` and `target_link_libraries(app PRIVATE {lib})`.
+  Standalone host build and self-test: `cmake -S . -B build && cmake --build build && ctest --test-dir build`.
+  Cortex-M: `-DCMAKE_TOOLCHAIN_FILE=cmake/arm-none-eabi.cmake` (flags for {target}; override `BNN_CPU_FLAGS`).
+* **Zephyr**: this folder is a module (`zephyr/module.yml`): add it to `ZEPHYR_EXTRA_MODULES` and set
+  `CONFIG_BNN_MODEL_{name.upper()}=y`.
+* **Arduino**: copy `arduino/bnn2hw_{name}` into your `libraries/` folder and `#include "{name}.h"`.
+* **Anything else** (STM32Cube, IAR, Keil): add `{name}.c` and `bnn_*.c` to the sources and this folder to the
+  include path; compile with `-std=c99 -O2` and the core's flags.
 
-Leave out main.c, startup.c, semihost.c, *.ld and the Makefile (they are the bare-metal harness).
+## Test harness (not for your firmware)
+
+`main.c`, `startup.c`, `semihost.c`, `*.ld`, the `Makefile` and `bnn_harness*.h` run the model in QEMU:
+`make` builds for {target} (the `--target` given to emit-c), `make TARGET=host` with sanitizers.
+`report.json` has the verification results, flash, RAM and instructions per inference.
 """
 
 
@@ -52,27 +63,34 @@ def to_c_inputs(graph, x_u8: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x_u8.reshape(len(x_u8), -1)).astype(np.uint8)
 
 
-def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = None) -> codegen.Emitted:
-    """Write model.c/model.h, the runtime and the harness into the (new, empty) folder ``dest``.
-    The harness Makefile's defaults are the chosen target and popcount strategy."""
+def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = None,
+                      name: str = "model") -> codegen.Emitted:
+    """Write NAME.c/NAME.h (``model`` by default), the runtime, the harness (its Makefile defaults
+    to ``target`` and ``popcount``) and the build-system files (CMake, Zephyr, Arduino, self-test;
+    :mod:`bnn2hw.mcu.packaging`) into the (new, empty) folder ``dest``."""
+    from .packaging import check_name, rename_model, write_packaging
     from .toolchain import write_harness
 
+    check_name(name)
     em = codegen.emit(graph)
-    (dest / "model.h").write_text(em.header)
-    (dest / "model.c").write_text(em.source)
-    write_harness(dest, target, popcount)
-    (dest / "README.md").write_text(C_README.format(target=target))
+    header, source = rename_model(em.header, em.source, name)
+    (dest / f"{name}.h").write_text(header)
+    (dest / f"{name}.c").write_text(source)
+    write_harness(dest, target, popcount, name)
+    write_packaging(graph, dest, name, get_target(target))
+    (dest / "README.md").write_text(firmware_readme(target, name))
     return em
 
 
-def write_firmware_dir(graph, out_dir: Path, target: str, force: bool = False) -> codegen.Emitted:
-    """model.c/model.h + runtime + harness, written to a temp dir then moved into place."""
+def write_firmware_dir(graph, out_dir: Path, target: str, force: bool = False, name: str = "model",
+                       popcount: Optional[str] = None) -> codegen.Emitted:
+    """NAME.c/NAME.h + runtime + harness + build files, written to a temp dir then moved into place."""
     result = {}
 
     def fill(tmp: Path) -> None:
-        result["em"] = fill_firmware_dir(graph, tmp, target)
+        result["em"] = fill_firmware_dir(graph, tmp, target, popcount, name)
 
-    write_dir_atomically(Path(out_dir), fill, marker="model.h", force=force)
+    write_dir_atomically(Path(out_dir), fill, marker=f"{name}.h", force=force)
     return result["em"]
 
 
@@ -134,7 +152,7 @@ def periodic_report(graph, exp) -> list[dict]:
 def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str] = None,
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
            act_approx: Optional[str] = None, lut_bits: Optional[int] = None, echo=print, warn=None,
-           check_torch: bool = True, force: bool = False, plots: bool = True) -> dict:
+           check_torch: bool = True, force: bool = False, plots: bool = True, name: str = "model") -> dict:
     """Everything ``bnn2hw emit-c`` does; ``out_dir`` gets the complete result or nothing.
 
     ``check_torch=False`` (``--no-verify``) folds without data: no PyTorch == IR check."""
@@ -153,7 +171,7 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
     report: dict = {}
 
     def fill(tmp: Path) -> None:
-        em = fill_firmware_dir(graph, tmp, tgt.name, popcount)
+        em = fill_firmware_dir(graph, tmp, tgt.name, popcount, name)
         report.update({"target": tgt.name, "model_hash": graph.meta["model_hash"],
                        "scratch_bytes": em.scratch_bytes,
                        "flash_lower_bound_bytes": em.flash_lower_bound_bytes,
@@ -178,8 +196,8 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
 
             plot_layer_costs(graph, tmp / "layer_costs.png", tgt.name if tgt.name != "host" else "cortex-m4")
 
-    write_dir_atomically(Path(out_dir), fill, marker="model.h", force=force)
-    echo(f"wrote {out_dir}/ (model.c, model.h, runtime, harness, report.json"
+    write_dir_atomically(Path(out_dir), fill, marker=f"{name}.h", force=force)
+    echo(f"wrote {out_dir}/ ({name}.c, {name}.h, runtime, harness, CMake/Zephyr/Arduino files, report.json"
          + (", layer_costs.png: estimated instructions and flash per layer)" if plots else ")"))
     return report
 

@@ -441,16 +441,26 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
 #define BNN_NUM_LOGITS {num_logits}u
 #define BNN_SCRATCH_BYTES {scratch}u
 
+#ifndef BNN_OK /* shared by every generated model */
 #define BNN_OK 0
 #define BNN_ERR_INPUT_LEN (-1)
 #define BNN_ERR_LOGITS_LEN (-2)
 #define BNN_ERR_NULL (-3)
+#endif
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
 
 /* Run one inference. Returns BNN_OK, or a negative error code on a wrong length or NULL. */
 int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len);
 
 /* Predicted class (argmax of the float logits; first index wins ties), or a negative error. */
 int bnn_predict(const uint8_t *input, size_t input_len);
+
+#ifdef __cplusplus
+}}
+#endif
 
 #endif /* {guard} */
 """

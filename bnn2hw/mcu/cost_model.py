@@ -10,11 +10,13 @@ sizing (``bnn2hw summary``); ``emit-c --verify`` reports the exact count.
 
 Work features (per inference):
 
-* ``bin_words``: 32-bit XNOR-popcount words of binary layers on packed bits
-  (outputs x ceil(fan-in / 32) per position; conv patches are packed contiguously),
-* ``u8_macs``: multiply-accumulates of 8-bit layers (uint8 pixels or int8 weights),
+* ``bin_words_dense`` / ``bin_words_conv``: 32-bit XNOR-popcount words of binary layers on packed
+  bits (outputs x ceil(fan-in / 32); conv patches are packed contiguously),
+* ``u8_dense_macs`` / ``u8_conv_macs``: uint8-pixel x binary-weight MACs of a first layer,
+* ``int8_macs``: MACs with int8 weights (first or last layer),
 * ``outputs``: values a dense/conv op produces (threshold compare, bit packing, loop overhead),
-* ``pool``: max-pool window reads (outputs x k^2, on packed words),
+* ``patch_bits``: bits a binary conv gathers into its per-position patch (positions x kh kw C),
+* ``pool_words``: packed words a max-pool reads (outputs x ceil(C / 32) x k^2),
 * ``fixed``: elements through a fixed-point op (fixed_affine, periodic, add, sign).
 """
 
@@ -25,8 +27,8 @@ import numpy as np
 from ..ir.graph import Layer
 
 # Fitted on Cortex-M4 (see the module docstring); instructions per unit of work.
-COEFFS_M4 = {"bin_words_dense": 9.3, "bin_words_conv": 14.0, "u8_macs": 0.95, "outputs": 6.0,
-             "pool": 2.0, "fixed": 30.0, "fixed_call": 40.0}
+COEFFS_M4 = {"bin_words_dense": 9.3, "bin_words_conv": 14.0, "u8_dense_macs": 0.95, "u8_conv_macs": 3.0,
+             "int8_macs": 2.0, "outputs": 6.0, "patch_bits": 1.0, "pool_words": 2.0, "fixed": 30.0}
 
 # M4-relative factors (digits MLP, multi popcount; benchmarks/results/mcu_models.md).
 CORE_FACTOR = {"host": 1.0, "cortex-m0": 2.17, "cortex-m3": 1.026, "cortex-m4": 1.0, "cortex-m7": 0.999,
@@ -43,17 +45,20 @@ def work_features(layer: Layer, in_shape: tuple, out_shape: tuple) -> dict:
         positions = 1 if layer.op == "dense" else out_shape[0] * out_shape[1]
         outputs = positions * w.shape[0]
         f["outputs"] = outputs
-        if at["in"] == "bits" and at.get("weight_kind") == "binary":
+        if at.get("weight_kind") == "int8":
+            f["int8_macs"] = outputs * fan_in
+        elif at["in"] == "bits":
             key = "bin_words_dense" if layer.op == "dense" else "bin_words_conv"
             f[key] = outputs * ((fan_in + 31) // 32)
+            if layer.op == "conv2d":
+                f["patch_bits"] = positions * fan_in
         else:
-            f["u8_macs"] = outputs * fan_in
+            f["u8_dense_macs" if layer.op == "dense" else "u8_conv_macs"] = outputs * fan_in
     elif layer.op == "maxpool":
         k = at["kernel"]
-        f["pool"] = int(np.prod(out_shape[:-1])) * ((out_shape[-1] + 31) // 32) * k * k
+        f["pool_words"] = int(np.prod(out_shape[:-1])) * ((out_shape[-1] + 31) // 32) * k * k
     elif layer.op in ("fixed_affine", "periodic", "add") or (layer.op == "threshold" and at.get("sign_of")):
         f["fixed"] = int(np.prod(out_shape))
-        f["fixed_call"] = 1
     return f
 
 

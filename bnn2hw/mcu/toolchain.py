@@ -61,7 +61,7 @@ _MAKEFILE_DEFAULT_TARGET = re.compile(r"^TARGET \?= \S+$", re.MULTILINE)
 _MAKEFILE_DEFAULT_POPCOUNT = re.compile(r"^POPCOUNT \?= \S+$", re.MULTILINE)
 
 
-def harness_makefile(target: str, popcount: str | None = None) -> str:
+def harness_makefile(target: str, popcount: str | None = None, model: str = "model") -> str:
     """Text of the harness Makefile whose defaults are ``target`` (``make`` with no
     arguments builds for it) and its popcount strategy (or ``popcount``)."""
     t = get_target(target)
@@ -73,15 +73,15 @@ def harness_makefile(target: str, popcount: str | None = None) -> str:
         if n != 1:
             raise Bnn2hwError(f"{FIRMWARE_DIR / 'harness' / 'Makefile'}: expected one '{value.split()[0]} ?=' "
                               f"line, found {n}")
-    return text
+    return text.replace("MODEL ?= model\n", f"MODEL ?= {model}\n", 1)
 
 
-def write_harness(out_dir: Path, target: str, popcount: str | None = None) -> list[Path]:
+def write_harness(out_dir: Path, target: str, popcount: str | None = None, model: str = "model") -> list[Path]:
     """Copy the runtime and harness into ``out_dir`` (flat, next to model.c/model.h) with a
     Makefile whose default TARGET is ``target`` (and default POPCOUNT ``popcount``, else the
     target's); returns the paths written."""
     out_dir = Path(out_dir)
-    makefile = harness_makefile(target, popcount)
+    makefile = harness_makefile(target, popcount, model)
     written = []
     for f in runtime_files():
         dst = out_dir / f.name
@@ -91,6 +91,20 @@ def write_harness(out_dir: Path, target: str, popcount: str | None = None) -> li
             shutil.copyfile(f, dst)
         written.append(dst)
     return written
+
+
+HARNESS_C = {"main.c", "startup.c", "semihost.c"}
+
+
+def _model_name(out_dir: Path) -> str:
+    """``model`` or the NAME of an ``emit-c --name NAME`` folder (NAME.c + NAME.h)."""
+    if (out_dir / "model.c").exists() and (out_dir / "model.h").exists():
+        return "model"
+    names = [p.stem for p in out_dir.glob("*.c") if not p.name.startswith("bnn_") and p.name not in HARNESS_C
+             and (out_dir / f"{p.stem}.h").exists()]
+    if len(names) != 1:
+        raise Bnn2hwError(f"{out_dir} has no model.c/model.h (or one NAME.c/NAME.h) to build")
+    return names[0]
 
 
 def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags: str = "") -> Path:
@@ -104,8 +118,7 @@ def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags:
     pop = check_popcount(popcount or t.popcount)
     find_tool("make")
     find_tool("gcc" if t.name == "host" else "arm-none-eabi-gcc")
-    if not (out_dir / "model.c").exists() or not (out_dir / "model.h").exists():
-        raise Bnn2hwError(f"{out_dir} has no model.c/model.h to build")
+    model = _model_name(out_dir)
     if (out_dir / "Makefile").exists() and (out_dir / "bnn_bits.h").exists():
         dirs = {}
         makefile = out_dir / "Makefile"
@@ -124,6 +137,7 @@ def build(out_dir: Path, target: str, popcount: str | None = None, extra_cflags:
         str(makefile),
         f"TARGET={t.name}",
         f"POPCOUNT={pop}",
+        f"MODEL={model}",
         f"MODEL_DIR={out_dir}",
         f"OUT={out_dir}",
     ]

@@ -15,7 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef BNN_NAMED_MODEL
+#include "bnn_harness_model.h" /* maps the names below to the model's NAME_* (emit-c --name) */
+#else
 #include "model.h"
+#endif
 
 #if defined(__arm__) && !defined(BNN_HOST)
 #include "bnn_harness.h"
