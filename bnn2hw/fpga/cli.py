@@ -19,13 +19,14 @@ from .onnx_export import build_onnx, run_plain, run_qonnx
 def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
                 target_fps: float = 1e6, dataset: Optional[str] = None,
                 verify_samples: Optional[int] = None, run_finn: Optional[bool] = None,
-                echo=print) -> dict:
+                echo=print, finn_version: str = build.DEFAULT_FINN_VERSION) -> dict:
     """Everything `bnn2hw export` does; returns the verification summary."""
     from ..export.pipeline import export_ir, test_inputs
     from ..ir import execute
     from ..ir.graph import save_ir
 
     tgt = build.fpga_target(target)
+    build.check_finn_version(finn_version)
     exp = export_ir(checkpoint, dataset)
     graph = exp.graph
     finn_model = build_onnx(graph, "finn")
@@ -52,23 +53,28 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
                if summary[k]["int_logits_differing"] or summary[k]["class_agreement"] != 1.0]
         if bad:
             raise Bnn2hwError(f"ONNX graphs disagree with the IR ({', '.join(bad)}): {summary}")
-        verify_in = x[:1].reshape([1] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
-        verify_out = ref.logits[:1].astype(np.float32)
+        # FINN's verify_steps run each of these through its intermediate models; the FINN graph's
+        # output is the integer logits (onnx_export module doc)
+        n_fv = min(len(x), build.FINN_VERIFY_SAMPLES)
+        verify_in = x[:n_fv].reshape([n_fv] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
+        verify_out = ref.int_logits[:n_fv].astype(np.float32)
     else:
         verify_in = verify_out = None
     layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
-    report = build.layer_report(graph, layers, clock_mhz, target_fps)
+    report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
     files = {
         "model_finn.onnx": finn_model.SerializeToString(),
         "model_plain.onnx": plain_model.SerializeToString(),
         "model.bnnir.npz": _ir_bytes(graph, save_ir),
         "model.ir.txt": graph.describe() + "\n",
         "dataflow_build_config.json": build.dumps(build.dataflow_build_config(tgt, clock_mhz, target_fps)),
-        "folding_config.json": build.dumps(build.folding_config(layers)),
+        "folding_config.json": build.dumps(build.folding_config(layers, finn_version)),
         "layer_report.json": build.dumps(report),
+        "logit_affine.json": build.dumps(build.logit_affine_doc(graph)),
         "layer_report.md": _report_md(report, tgt),
         "verification.json": build.dumps(summary),
         "bnn2hw_export.json": build.dumps({"target": target, "board": tgt.board, "part": tgt.part,
+                                           "finn_version": finn_version,
                                            "model_hash": graph.meta["model_hash"]}),
     }
     if verify_in is not None:
@@ -82,11 +88,15 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         a = summary["accuracy"]
         echo(f"verified on {summary['samples']} {summary['dataset']} test samples: PyTorch == IR == "
              f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f} (PyTorch checkpoint {a['pytorch']:.4f})")
-    echo(f"FINN cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
+    echo(f"FINN {finn_version} cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
          f"{report['estimated_fps']:.0f} frames/s (target {target_fps:g})")
     if run_finn is None:
         run_finn = build.finn_available()
     if run_finn:
+        here = build.importable_finn_version()
+        if here != finn_version:
+            raise Bnn2hwError(f"the FINN importable here is {here}, but the build dir was folded for FINN "
+                              f"{finn_version}; re-export with --finn-version {here}")
         where = build.run_finn(Path(out_dir))
         echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
         summary["finn"] = where
@@ -116,7 +126,7 @@ def _report_md(report: dict, tgt) -> str:
     for e in report.get("other_layers", []):
         lines.append(f"| {e['layer']} | ({e['kind']}) | | | | | | | | | | {e['cycles']} | "
                      f"{report['clock_mhz'] * 1e6 / e['cycles']:.0f} |")
-    lines += ["", f"Bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
+    lines += ["", f"FINN {report['finn_version']}: bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
               f"latency {report['latency_cycles']} cycles (FINN MVAU model: (MH/PE)*(MW/SIMD)*vectors)."]
     return "\n".join(lines) + "\n"
 
@@ -131,8 +141,10 @@ def export_cmd(
     dataset: Optional[str] = typer.Option(None, help="verification data (default: the training data)"),
     verify_samples: Optional[int] = typer.Option(None, help="limit verification to N test samples"),
     finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
+    finn_version: str = typer.Option(build.DEFAULT_FINN_VERSION, help="FINN to fold for: 0.10 (v0.10.1) | dev"),
 ):
     """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
     build.fpga_target(target)  # fail fast on a bad target, before any work
+    build.check_finn_version(finn_version)
     export_fpga(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples, finn,
-                echo=typer.echo)
+                echo=typer.echo, finn_version=finn_version)
