@@ -185,12 +185,34 @@ def test_accelerator_output_is_the_graph_output(run):
         assert m.get_nodeattr("binaryXnorMode") == 1 and m.get_nodeattr("noActivation") == 0
 
 
+def _flatten_mvau_inputs(model):
+    """After ``RemoveCNVtoFCFlatten`` the first dense MVAU of a CNN reads the 4-D NHWC tensor; on
+    the hardware that is one flat stream in (y, x, c) order, and FINN dev's python MVAU flattens it
+    itself, but v0.10.1's asserts on the shape (``xnorpopcount.py``). Insert the row-major
+    ``Reshape`` to [1, MW] that the stream implies (a no-op where the input is already flat)."""
+    from onnx import helper
+    from qonnx.custom_op.registry import getCustomOp
+
+    for n in [n for n in model.graph.node if n.op_type.startswith("MVAU")]:
+        shape = model.get_tensor_shape(n.input[0])
+        mw = getCustomOp(n).get_nodeattr("MW")
+        if len(shape) > 2 and shape[-1] != mw and int(np.prod(shape[1:])) == mw:
+            flat, target = n.input[0] + "_flat", n.input[0] + "_flat_shape"
+            model.set_initializer(target, np.array([1, mw], dtype=np.int64))
+            model.graph.node.insert(list(model.graph.node).index(n),
+                                    helper.make_node("Reshape", [n.input[0], target], [flat]))
+            model.set_tensor_shape(flat, [1, mw])
+            model.set_tensor_datatype(flat, model.get_tensor_datatype(n.input[0]))
+            n.input[0] = flat
+    return model
+
+
 @pytest.mark.parametrize("step", ["step_streamline", "step_convert_to_hw"])
 def test_python_execution_equals_ir_on_test_split(run, step):
     """FINN's python execution gives the IR's integer logits for all 450 test images."""
     from qonnx.core.onnx_exec import execute_onnx
 
-    model = _model(run, step)
+    model = _flatten_mvau_inputs(_model(run, step))
     iname, oname = model.graph.input[0].name, model.graph.output[0].name
     shape = model.get_tensor_shape(iname)
     got = np.array([execute_onnx(model, {iname: row.reshape(shape).astype(np.float32)})[oname].reshape(-1)
