@@ -127,3 +127,5 @@ def test_docker_command_quotes_the_path():
     cmd = build.docker_command(odd)
     assert shlex.split(cmd)[-1] == str(odd)
     assert shlex.split(cmd)[:2] == ["FINN_XILINX_PATH=/opt/Xilinx", "FINN_XILINX_VERSION=2022.2"]
+    assert shlex.split(cmd)[-2] == "bnn2hw-finn"  # the dev image (Dockerfile default)
+    assert shlex.split(build.docker_command(odd, "0.10"))[-2:] == ["bnn2hw-finn:0.10", str(odd)]

@@ -261,10 +261,12 @@ def finn_available() -> bool:
     return True
 
 
-def docker_command(out_dir: Path) -> str:
-    """The shell command that runs FINN's build on ``out_dir`` in the bnn2hw-finn image (paths quoted)."""
+def docker_command(out_dir: Path, finn_version: str = DEFAULT_FINN_VERSION) -> str:
+    """The shell command that runs FINN's build on ``out_dir`` in the bnn2hw-finn image built for
+    ``finn_version`` (tags as in hw/README.md), with the path quoted for the shell."""
+    image = "bnn2hw-finn" if finn_version == "dev" else f"bnn2hw-finn:{finn_version}"
     return (f"FINN_XILINX_PATH=/opt/Xilinx FINN_XILINX_VERSION=2022.2 "
-            f"hw/run_finn_build.sh --docker bnn2hw-finn {shlex.quote(str(out_dir))}")
+            f"hw/run_finn_build.sh --docker {image} {shlex.quote(str(out_dir))}")
 
 
 def logit_affine_doc(graph: Graph) -> dict:

@@ -102,7 +102,7 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         summary["finn"] = where
     else:
         echo("FINN is not importable here; run the build in FINN's Docker image: "
-             + build.docker_command(Path(out_dir)))
+             + build.docker_command(Path(out_dir), finn_version))
     return summary
 
 
