@@ -17,18 +17,21 @@ PyTorch/IR output:
   end-to-end tests add; trained briefly with the bnn_pynq recipe (Adam, lr 0.02, weight
   clipping) and exported with ``brevitas.export.export_qonnx(..., dynamo=False)``. The graph
   input is annotated UINT8, as FINN's end-to-end tests do. FINN folds it with ``target_fps``.
-* ``--cnn``: also the default bnn2hw CNN (no conv padding) through the same steps.
+* ``--cnn``: also the default bnn2hw CNN (no conv padding) through the same steps, with our
+  folding (which names every HW layer FINN creates) and with FINN's ``target_fps`` folding.
 
-Both paths use the same build config: Pynq-Z2, 10 ns clock, target 1e6 frames/s,
-``minimize_bit_width=False`` (FINN v0.10.1 clips XNOR popcount thresholds with it on; see
-``hw/FINN_NOTES.md``). Everything FINN writes goes under ``--out``; the summary is
+Works with FINN v0.10.1 and FINN dev: the bnn2hw export is folded for the FINN version that is
+importable (``--finn-version``). Both paths use the same build config: Pynq-Z2, 10 ns clock,
+target 1e6 frames/s, ``minimize_bit_width=False`` (v0.10.1 clips XNOR popcount thresholds with
+it on, dev derives wrong XNOR accumulator widths; see ``hw/FINN_NOTES.md``). Everything FINN writes goes under ``--out``; the summary is
 ``--out/finn_bench.json`` and a markdown table on stdout (``results/finn.md`` is written by hand
 from them). This file contains no FINN code; it calls FINN's public builder API.
 
-Needs an interpreter where ``import finn`` works: FINN's Docker image, or the venv described in
+Needs an interpreter where ``import finn`` works: FINN's Docker image, or the venvs described in
 ``hw/FINN_NOTES.md`` ("Local check")::
 
     FINN_ROOT=/tmp/finn_src/v0.10.1 /tmp/finnvenv/bin/python benchmarks/bench_finn.py --cnn
+    FINN_ROOT=/tmp/finn_src/dev /tmp/finnvenv_dev/bin/python benchmarks/bench_finn.py --cnn
 """
 
 from __future__ import annotations
@@ -76,18 +79,21 @@ def import_finn() -> str | None:
 def finn_version() -> str:
     import finn
 
+    from bnn2hw.fpga.build import importable_finn_version
+
     try:
         from importlib.metadata import version
 
-        return version("finn")
+        where = version("finn")
     except Exception:
-        return f"source tree {list(finn.__path__)}"
+        where = f"source tree {list(finn.__path__)}"
+    return f"{importable_finn_version()} ({where})"
 
 
 # ---------------------------------------------------------------- the two models
 
 def bnn2hw_build(out: Path, arch: str, hidden: list[int] | None, epochs1: int, epochs2: int,
-                 seed: int, verify_n: int) -> dict:
+                 seed: int, verify_n: int, finn_version: str) -> dict:
     """Train a bnn2hw model on digits and export it for Pynq-Z2 (no FINN run)."""
     from bnn2hw.checkpoint import save_checkpoint
     from bnn2hw.data import load_digits
@@ -108,7 +114,8 @@ def bnn2hw_build(out: Path, arch: str, hidden: list[int] | None, epochs1: int, e
     save_checkpoint(ckpt, net, spec, {"dataset": "digits", "test_accuracy": acc})
     build = out / f"bnn2hw_{arch}_build"
     export_fpga(ckpt, "pynq-z2", build, clock_mhz=1000.0 / CLK_NS, target_fps=TARGET_FPS,
-                verify_samples=None, run_finn=False, echo=lambda s: print("  " + s))
+                verify_samples=None, run_finn=False, echo=lambda s: print("  " + s),
+                finn_version=finn_version)
     # FINN's verify_step loops over the first axis: give it verify_n test samples, not just one
     from bnn2hw.export.pipeline import export_ir, test_inputs
     from bnn2hw.ir import execute
@@ -118,7 +125,8 @@ def bnn2hw_build(out: Path, arch: str, hidden: list[int] | None, epochs1: int, e
     ref = execute.run(exp.graph, x)
     shape = np.load(build / "verify_input.npy").shape[1:]
     np.save(build / "verify_input_n.npy", x.reshape((len(x),) + shape).astype(np.float32))
-    np.save(build / "verify_expected_output_n.npy", ref.logits.astype(np.float32))
+    # the FINN graph's output is the integer logits (bnn2hw/fpga/onnx_export.py)
+    np.save(build / "verify_expected_output_n.npy", ref.int_logits.astype(np.float32))
     return {"model": str(build / "model_finn.onnx"), "folding": str(build / "folding_config.json"),
             "verify_in": str(build / "verify_input_n.npy"),
             "verify_out": str(build / "verify_expected_output_n.npy"),
@@ -183,44 +191,6 @@ def brevitas_build(out: Path, hidden: list[int], epochs: int, seed: int, verify_
     return {"model": str(path), "verify_in": str(out / "brevitas_verify_in.npy"),
             "verify_out": str(out / "brevitas_verify_out.npy"), "test_accuracy": acc,
             "train_seconds": time.perf_counter() - t0}
-
-
-def add_default_attrs(src: str, dst: str) -> list[str]:
-    """Write ``src`` to ``dst`` with ONNX-default attributes spelled out that qonnx fd61cfe
-    (FINN v0.10.1's pin) reads without a default: Conv ``group``/``dilations`` and MaxPool
-    ``pads``. A no-op on graphs that already have them; returns what was added."""
-    import onnx
-    from onnx import helper
-
-    m = onnx.load(src)
-    added = []
-    for n in m.graph.node:
-        have = {a.name for a in n.attribute}
-        want = {"Conv": {"group": 1, "dilations": [1, 1]},
-                "MaxPool": {"pads": [0, 0, 0, 0]}}.get(n.op_type, {})
-        for k, v in want.items():
-            if k not in have:
-                n.attribute.append(helper.make_attribute(k, v))
-                added.append(f"{n.name or n.op_type}.{k}")
-    onnx.save(m, dst)
-    return added
-
-
-def add_swg_folding(folding: str, finn_out: Path, out: Path) -> str:
-    """``folding`` plus SIMD = IFMChannels, parallel_window=1 for each ConvolutionInputGenerator of
-    the HW graph in ``finn_out``; returns the new file's path."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.custom_op.registry import getCustomOp
-
-    cfg = json.loads(Path(folding).read_text())
-    hw = ModelWrapper(str(finn_out / "intermediate_models" / "step_generate_estimate_reports.onnx"))
-    for n in hw.graph.node:
-        if n.op_type.startswith("ConvolutionInputGenerator"):
-            cfg[n.name] = {"SIMD": getCustomOp(n).get_nodeattr("IFMChannels"), "parallel_window": 1,
-                           "ram_style": "distributed"}
-    path = out / "folding_config_cnn_swg.json"
-    path.write_text(json.dumps(cfg, indent=2) + "\n")
-    return str(path)
 
 
 # ---------------------------------------------------------------- running FINN
@@ -323,7 +293,7 @@ def table(runs: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=Path("/tmp/bnn2hw_bench_finn"))
+    ap.add_argument("--out", type=Path, default=None, help="default /tmp/bnn2hw_bench_finn_<0.10|dev>")
     ap.add_argument("--hidden", default="64,64,64")
     ap.add_argument("--epochs1", type=int, default=10)
     ap.add_argument("--epochs2", type=int, default=10)
@@ -335,12 +305,17 @@ def main() -> int:
 
     why = import_finn()
     if why is not None:
-        print("bench_finn.py needs FINN (the `finn` package, v0.10.1) importable in this Python; "
+        print("bench_finn.py needs FINN (the `finn` package, v0.10.1 or dev) importable in this Python; "
               f"it is not ({why}). Run it in FINN's Docker image or the venv of hw/FINN_NOTES.md.",
               file=sys.stderr)
         return 2
     import torch
 
+    from bnn2hw.fpga.build import importable_finn_version
+
+    version = importable_finn_version()
+    if args.out is None:
+        args.out = Path(f"/tmp/bnn2hw_bench_finn_{version}")
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     hidden = [int(h) for h in args.hidden.split(",")]
@@ -357,7 +332,8 @@ def main() -> int:
     runs = summary["runs"]
 
     print(f"[bnn2hw] training + exporting mlp {hidden}")
-    b = bnn2hw_build(args.out, "mlp", hidden, args.epochs1, args.epochs2, args.seed, args.verify_samples)
+    b = bnn2hw_build(args.out, "mlp", hidden, args.epochs1, args.epochs2, args.seed, args.verify_samples,
+                     version)
     summary["bnn2hw_mlp"] = {k: b[k] for k in ("test_accuracy", "layer_report")}
     runs["bnn2hw MLP, bnn2hw folding"] = run_finn(b["model"], args.out / "finn_bnn2hw_mlp_ours",
                                                  b["verify_in"], b["verify_out"], b["folding"])
@@ -373,31 +349,18 @@ def main() -> int:
         print("brevitas is not importable: skipping the Brevitas baseline", file=sys.stderr)
     if args.cnn:
         print("[bnn2hw] training + exporting the default cnn")
-        c = bnn2hw_build(args.out, "cnn", None, args.epochs1, args.epochs2, args.seed, args.verify_samples)
+        c = bnn2hw_build(args.out, "cnn", None, args.epochs1, args.epochs2, args.seed, args.verify_samples,
+                         version)
         summary["bnn2hw_cnn"] = {k: c[k] for k in ("test_accuracy", "layer_report")}
-        runs["bnn2hw CNN as exported, bnn2hw folding"] = run_finn(
+        runs["bnn2hw CNN, bnn2hw folding"] = run_finn(
             c["model"], args.out / "finn_bnn2hw_cnn_ours", c["verify_in"], c["verify_out"], c["folding"])
-        fixed = str(args.out / "bnn2hw_cnn_attrs.onnx")
-        summary["cnn_attrs_added"] = add_default_attrs(c["model"], fixed)
-        if summary["cnn_attrs_added"]:
-            label = "bnn2hw CNN + default attrs ({}), ".format(", ".join(summary["cnn_attrs_added"]))
-            runs[label + "bnn2hw folding"] = run_finn(fixed, args.out / "finn_bnn2hw_cnn_attrs_ours",
-                                                      c["verify_in"], c["verify_out"], c["folding"])
-        else:
-            label = "bnn2hw CNN, "
-        runs[label + "FINN target_fps folding"] = run_finn(fixed, args.out / "finn_bnn2hw_cnn_attrs_auto",
-                                                           c["verify_in"], c["verify_out"])
-        # bnn2hw's folding config sets only MVAUs, so FINN's sliding-window generators keep
-        # SIMD=1/parallel_window=0 and become the bottleneck; this run adds them (SIMD = IFM
-        # channels, parallel_window=1), as FINN's own SetFolding does
-        swg_cfg = add_swg_folding(c["folding"], args.out / "finn_bnn2hw_cnn_attrs_auto", args.out)
-        runs[label + "bnn2hw folding + SWG parallel_window=1"] = run_finn(
-            fixed, args.out / "finn_bnn2hw_cnn_attrs_swg", c["verify_in"], c["verify_out"], swg_cfg)
+        runs["bnn2hw CNN, FINN target_fps folding"] = run_finn(
+            c["model"], args.out / "finn_bnn2hw_cnn_auto", c["verify_in"], c["verify_out"])
     (args.out / "finn_bench.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"\nFINN {summary['finn']}, Brevitas {summary['brevitas']}, {summary['date']}\n")
     print(table(runs))
     print(f"raw results: {args.out / 'finn_bench.json'}")
-    return 0 if all(r.get("ok") for k, r in runs.items() if "as exported" not in k) else 1
+    return 0 if all(r.get("ok") for r in runs.values()) else 1
 
 
 if __name__ == "__main__":

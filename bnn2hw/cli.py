@@ -317,6 +317,7 @@ def export_cmd(
                                                               "(not recommended: nothing is checked)"),
     finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
     force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
+    finn_version: str = typer.Option("dev", help="FINN to fold for: dev (default) | 0.10 (the v0.10.1 release)"),
 ):
     """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
     _positive("--clock-mhz", clock_mhz)
@@ -329,11 +330,12 @@ def export_cmd(
     from .outdir import check_output_path
 
     build.fpga_target(target)  # fail fast on a bad target, before any work
+    build.check_finn_version(finn_version)
     check_output_path(output, "directory")
     if no_verify:
         _warn("--no-verify: the export is not checked against PyTorch or on any data")
     fpga.export_fpga(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples, finn,
-                     echo=typer.echo, verify=not no_verify, force=force)
+                     echo=typer.echo, verify=not no_verify, force=force, finn_version=finn_version)
 
 
 @app.command("emit-c")

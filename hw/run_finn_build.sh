@@ -74,7 +74,12 @@ mkdir -p "$FINN_BUILD_DIR" "$VIVADO_IP_CACHE"
 : "${FINN_ROOT:?set FINN_ROOT to the FINN checkout (in the image: /opt/finn)}"
 export FINN_ROOT
 
-"${FINN_PYTHON:-python3}" - "$BUILD_DIR" "$@" <<'PY'
+# FINN dev simulates RTL through finn_xsi, built from Vivado's xsi (docker/finn_entrypoint.sh of FINN dev)
+if [ -d "$FINN_ROOT/finn_xsi" ] && [ -n "${XILINX_VIVADO:-}" ] && [ ! -f "$FINN_ROOT/finn_xsi/xsi.so" ]; then
+  "${FINN_PYTHON:-python3}" -m finn.xsi.setup --quiet || echo "WARNING: building finn_xsi failed: no rtlsim" >&2
+fi
+
+BNN2HW_HW_DIR="$(dirname "$(readlink -f "$0")")" "${FINN_PYTHON:-python3}" - "$BUILD_DIR" "$@" <<'PY'
 import argparse, json, os, sys
 
 ap = argparse.ArgumentParser(prog="run_finn_build.sh")
@@ -85,10 +90,25 @@ ap.add_argument("--steps-until", default=None, help="stop after this FINN step n
 ap.add_argument("--output-dir", default=None, help="override output_dir from the JSON")
 args = ap.parse_args()
 
+# pyverilator (v0.10.x rtlsim) and torchvision (FINN's test helpers) are imported by FINN at load time;
+# where they are missing (a venv, not FINN's image) inert stubs let the estimate steps run
+sys.path.insert(0, os.environ["BNN2HW_HW_DIR"])
+from finn_local_check import _stub_missing_modules
+_stub_missing_modules()
+sys.path.pop(0)
 import finn.builder.build_dataflow_config as bc
 from finn.builder.build_dataflow import build_dataflow_cfg
 
 os.chdir(args.build_dir)  # same as finn.builder.build_dataflow.build_dataflow_directory
+# the folding config and layer report name FINN's layers, which differ between v0.10.x and dev
+from finn.transformation.fpgadataflow import convert_to_hw_layers as _c
+here = "0.10" if hasattr(_c, "InferStreamingMaxPool") else "dev"
+if os.path.isfile("bnn2hw_export.json"):
+    with open("bnn2hw_export.json") as f:
+        folded_for = json.load(f).get("finn_version", "0.10")
+    if folded_for != here:
+        sys.exit("ERROR: this build dir was exported for FINN %s but the FINN here is %s; re-export with "
+                 "`bnn2hw export ... --finn-version %s`" % (folded_for, here, here))
 with open("dataflow_build_config.json") as f:
     raw = json.load(f)
 if args.output_dir:
@@ -98,7 +118,8 @@ if "folding_config_file" not in raw and os.path.isfile("folding_config.json"):
     raw["folding_config_file"] = "folding_config.json"
 if raw.get("minimize_bit_width", True):
     print("WARNING: minimize_bit_width is on; FINN v0.10.1 then clips xnor-popcount thresholds "
-          "to the +-1 accumulator range (hw/FINN_NOTES.md section 1)", file=sys.stderr)
+          "to the +-1 accumulator range, and FINN dev derives wrong XNOR accumulator widths "
+          "(hw/FINN_NOTES.md sections 0 and 1)", file=sys.stderr)
 if raw.get("folding_config_file"):
     with open(raw["folding_config_file"]) as f:
         fold = json.load(f)

@@ -58,8 +58,12 @@ def test_finn_graph_form(mlp_ckpt):
         attrs = {a.name: a for a in n.attribute}
         assert attrs["out_dtype"].s == b"BIPOLAR" and attrs["out_scale"].f == 2.0 and attrs["out_bias"].f == -1.0
         assert ann[n.input[1]] == "INT32"
-    for n in (n for n in m.graph.node if n.op_type == "MatMul"):
+    mms = [n for n in m.graph.node if n.op_type == "MatMul"]
+    for n in mms[:-1]:
         assert ann[n.input[1]] == "BIPOLAR"
+    # the last layer: ±1 weights tagged INT2 (not XNOR), output = integer logits, affine on the host
+    assert ann[mms[-1].input[1]] == "INT2" and m.graph.node[-1] is mms[-1]
+    assert [o.name for o in m.graph.output] == [mms[-1].output[0]] == ["global_out"]
     assert not [n for n in m.graph.node if "Quant" in n.op_type]
 
 

@@ -9,6 +9,7 @@ Board names and parts are FINN's (``finn.util.basic.pynq_part_map``, case-sensit
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,11 @@ import numpy as np
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
 from ..outdir import write_dir_atomically
+
+
+# test samples written to verify_input.npy for FINN's own verify_steps (FINN runs each one through
+# every verified intermediate model; rtlsim verification makes many samples slow)
+FINN_VERIFY_SAMPLES = 16
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ def matmul_layers(graph: Graph) -> list[dict]:
         elif layer.op == "maxpool":
             k, s = layer.attrs["kernel"], layer.attrs["stride"]
             if out:
-                out[-1]["pool_after"] = {"in_h": shape[0], "in_w": shape[1], "name": layer.name}
+                out[-1]["pool_after"] = {"in_h": shape[0], "in_w": shape[1], "channels": shape[2],
+                                         "kernel": k, "stride": s, "name": layer.name}
             shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
     return out
 
@@ -98,32 +105,99 @@ def choose_folding(layers: list[dict], clock_mhz: float, target_fps: float) -> l
     return layers
 
 
+FINN_VERSIONS = ("0.10", "dev")
+DEFAULT_FINN_VERSION = "dev"
+
+
+def check_finn_version(v: str) -> str:
+    if v not in FINN_VERSIONS:
+        raise Bnn2hwError(f"unknown FINN version {v!r}; valid: {', '.join(FINN_VERSIONS)} "
+                          "(0.10 = the v0.10.1 release, dev = FINN's dev branch)")
+    return v
+
+
+def importable_finn_version() -> str | None:
+    """"0.10" or "dev" for the FINN this interpreter imports (v0.10.x has
+    ``InferStreamingMaxPool``, dev lowers max-pools with ``InferPool``), or None without FINN."""
+    try:
+        from finn.transformation.fpgadataflow import convert_to_hw_layers as c
+    except Exception:
+        return None
+    return "0.10" if hasattr(c, "InferStreamingMaxPool") else "dev"
+
+
 def swg_cycles(swg: dict) -> int:
     """FINN's RTL sliding-window generator (ConvolutionInputGenerator_rtl) with SIMD = input
-    channels and parallel_window 1: about one input pixel per cycle, H*W + 2 (the estimate
-    FINN v0.10.1 reports; benchmarks/results/finn.md)."""
+    channels and parallel_window 1 ("parallel" style): H*W input pixels + 2
+    (``get_exp_cycles``, same in v0.10.1 and dev)."""
     return swg["in_h"] * swg["in_w"] + 2
 
 
 def pool_cycles(pool: dict) -> int:
-    """FINN's StreamingMaxPool estimate for a square kernel: W * (H + 1) cycles."""
-    return pool["in_w"] * (pool["in_h"] + 1)
+    """FINN v0.10.1's StreamingMaxPool_hls estimate for a 2-D square kernel k on a W-wide map:
+    int(W*W*(1 + 1/k^2)) (``streamingmaxpool.py:get_exp_cycles``; FINN's formula uses W twice)."""
+    w, k = pool["in_w"], pool["kernel"]
+    return int(w * w * (1 + 1 / (k * k)))
 
 
-def folding_config(layers: list[dict]) -> dict:
-    """FINN folding JSON: node names are FINN's after specialisation (MVAU_hls_<k>,
-    ConvolutionInputGenerator_rtl_<k> in graph order); the "Defaults" key is mandatory in FINN
-    v0.10.1. Each conv's sliding-window generator gets SIMD = input channels, otherwise FINN's
-    default (SIMD 1) makes it the bottleneck."""
-    cfg: dict = {"Defaults": {}}
-    swg = 0
-    for k, L in enumerate(layers):
-        cfg[f"MVAU_hls_{k}"] = {"PE": L["PE"], "SIMD": L["SIMD"], "ram_style": "auto",
-                               "mem_mode": "internal_decoupled", "resType": "lut"}
+def pool_window_cycles(pool: dict) -> int:
+    """FINN dev's depthwise ConvolutionInputGenerator_rtl in front of Pool_hls, SIMD = channels,
+    parallel_window 0 ("default" style, 2-D case of ``get_exp_cycles``, channel factor 1)."""
+    h, w, k, s = pool["in_h"], pool["in_w"], pool["kernel"], pool["stride"]
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    buffer_min = (k - 1) * w + (k - 1) + 1
+    per_row = max(ow * k * k, s * w)
+    return buffer_min + oh * per_row + (s - 1) * w
+
+
+def pool_hls_cycles(pool: dict) -> int:
+    """FINN dev's Pool_hls with PE = channels: (C*k*k/PE) * OH*OW (``pool.py:get_exp_cycles``)."""
+    h, w, k, s = pool["in_h"], pool["in_w"], pool["kernel"], pool["stride"]
+    return k * k * ((h - k) // s + 1) * ((w - k) // s + 1)
+
+
+def finn_nodes(layers: list[dict], finn_version: str) -> list[dict]:
+    """FINN's HW layers for the exported graph, in graph order, with FINN's node names after
+    specialisation (``<op_type>_<k>`` numbered per op type by ``GiveUniqueNodeNames``), the
+    folding we set and the cycles FINN estimates for it. v0.10.1 builds a max-pool as one
+    ``StreamingMaxPool_hls``; dev as a depthwise ``ConvolutionInputGenerator_rtl`` plus
+    ``Pool_hls``, and numbers that generator among the convolutions' ones. Each conv's
+    generator gets SIMD = input channels and parallel_window 1, otherwise FINN's default
+    (SIMD 1) makes it the bottleneck."""
+    check_finn_version(finn_version)
+    count: dict = {}
+
+    def node(op: str, layer: str, cycles: int, config: dict | None) -> dict:
+        k = count.get(op, 0)
+        count[op] = k + 1
+        return {"name": f"{op}_{k}", "kind": op, "layer": layer, "cycles": cycles, "config": config}
+
+    out = []
+    for L in layers:
         if "swg" in L:
-            cfg[f"ConvolutionInputGenerator_rtl_{swg}"] = {"SIMD": L["swg"]["channels"], "parallel_window": 1,
-                                                          "ram_style": "distributed"}
-            swg += 1
+            out.append(node("ConvolutionInputGenerator_rtl", f"{L['name']}_window", swg_cycles(L["swg"]),
+                            {"SIMD": L["swg"]["channels"], "parallel_window": 1, "ram_style": "distributed"}))
+        out.append(node("MVAU_hls", L["name"], L["cycles"],
+                        {"PE": L["PE"], "SIMD": L["SIMD"], "ram_style": "auto",
+                         "mem_mode": "internal_decoupled", "resType": "lut"}))
+        if "pool_after" in L:
+            P = L["pool_after"]
+            if finn_version == "0.10":
+                out.append(node("StreamingMaxPool_hls", P["name"], pool_cycles(P), None))
+            else:
+                out.append(node("ConvolutionInputGenerator_rtl", f"{P['name']}_window", pool_window_cycles(P),
+                                {"SIMD": P["channels"], "parallel_window": 0, "ram_style": "distributed"}))
+                out.append(node("Pool_hls", P["name"], pool_hls_cycles(P), {"PE": P["channels"]}))
+    return out
+
+
+def folding_config(layers: list[dict], finn_version: str = DEFAULT_FINN_VERSION) -> dict:
+    """FINN folding JSON for every HW layer of :func:`finn_nodes` that has folding attributes;
+    the "Defaults" key is mandatory in FINN v0.10.1's ``ApplyConfig``."""
+    cfg: dict = {"Defaults": {}}
+    for n in finn_nodes(layers, finn_version):
+        if n["config"] is not None:
+            cfg[n["name"]] = n["config"]
     return cfg
 
 
@@ -137,8 +211,10 @@ def dataflow_build_config(target: FpgaTarget, clock_mhz: float, target_fps: floa
         "shell_flow_type": "vivado_zynq",
         "target_fps": int(target_fps),
         "folding_config_file": "folding_config.json",
-        # FINN v0.10.1's minimize_accumulator_width clips XNOR popcount thresholds to the wrong
-        # range (hw/FINN_NOTES.md, verified): keep it off.
+        # off for both FINN versions (hw/FINN_NOTES.md, verified): v0.10.1's MVAU
+        # minimize_accumulator_width clips XNOR popcount thresholds to a wrong range, which changes
+        # the network; dev no longer clips them but still derives wrong accumulator/output widths
+        # for XNOR layers (the range of ±1 x {0,1}, not the popcount's [0, MW]).
         "minimize_bit_width": False,
         "auto_fifo_depths": True,
         "save_intermediate_models": True,
@@ -150,14 +226,17 @@ def dataflow_build_config(target: FpgaTarget, clock_mhz: float, target_fps: floa
     }
 
 
-def layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps: float) -> dict:
+def layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps: float,
+                 finn_version: str = DEFAULT_FINN_VERSION) -> dict:
     thr = {l.name: l for l in graph.layers if l.op == "threshold"}
     rows = []
+    nodes = finn_nodes(layers, finn_version)
+    mvau_names = [n["name"] for n in nodes if n["kind"] == "MVAU_hls"]
     for i, L in enumerate(layers):
         idx = [l.name for l in graph.layers].index(L["name"])
         nxt = graph.layers[idx + 1] if idx + 1 < len(graph.layers) else None
         rows.append({
-            "layer": L["name"], "source": L["source"], "input": L["in"],
+            "layer": L["name"], "finn_node": mvau_names[i], "source": L["source"], "input": L["in"],
             "MW": L["MW"], "MH": L["MH"], "vectors": L["vectors"],
             "MACs": L["MW"] * L["MH"] * L["vectors"],
             "weight_bits": L["MW"] * L["MH"] * (1 if L["binary"] else 8),
@@ -165,19 +244,13 @@ def layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps:
             "PE": L["PE"], "SIMD": L["SIMD"], "cycles": L["cycles"],
             "fps_at_clock": clock_mhz * 1e6 / L["cycles"], "meets_target": L["meets_target"],
         })
-    extra = []
-    for L in layers:
-        if "swg" in L:
-            extra.append({"layer": f"{L['name']}_window", "kind": "ConvolutionInputGenerator",
-                          "cycles": swg_cycles(L["swg"])})
-        if "pool_after" in L:
-            extra.append({"layer": L["pool_after"]["name"], "kind": "StreamingMaxPool",
-                          "cycles": pool_cycles(L["pool_after"])})
-    worst = max([r["cycles"] for r in rows] + [e["cycles"] for e in extra])
-    return {"other_layers": extra,"clock_mhz": clock_mhz, "target_fps": target_fps,
-            "cycle_budget": int(clock_mhz * 1e6 / target_fps), "layers": rows,
+    extra = [{"layer": n["layer"], "finn_node": n["name"], "kind": n["kind"], "cycles": n["cycles"]}
+             for n in nodes if n["kind"] != "MVAU_hls"]
+    worst = max(n["cycles"] for n in nodes)
+    return {"finn_version": finn_version, "other_layers": extra, "clock_mhz": clock_mhz,
+            "target_fps": target_fps, "cycle_budget": int(clock_mhz * 1e6 / target_fps), "layers": rows,
             "max_cycles": worst, "estimated_fps": clock_mhz * 1e6 / worst,
-            "latency_cycles": sum(r["cycles"] for r in rows) + sum(e["cycles"] for e in extra)}
+            "latency_cycles": sum(n["cycles"] for n in nodes)}
 
 
 def finn_available() -> bool:
@@ -188,9 +261,26 @@ def finn_available() -> bool:
     return True
 
 
-def docker_command(out_dir: Path) -> str:
+def docker_command(out_dir: Path, finn_version: str = DEFAULT_FINN_VERSION) -> str:
+    """The shell command that runs FINN's build on ``out_dir`` in the bnn2hw-finn image built for
+    ``finn_version`` (tags as in hw/README.md), with the path quoted for the shell."""
+    image = "bnn2hw-finn" if finn_version == "dev" else f"bnn2hw-finn:{finn_version}"
     return (f"FINN_XILINX_PATH=/opt/Xilinx FINN_XILINX_VERSION=2022.2 "
-            f"hw/run_finn_build.sh --docker bnn2hw-finn {out_dir}")
+            f"hw/run_finn_build.sh --docker {image} {shlex.quote(str(out_dir))}")
+
+
+def logit_affine_doc(graph: Graph) -> dict:
+    """``logit_affine.json``: what the FINN accelerator returns and how the host gets logits."""
+    aff = graph.layers[-1]
+    return {
+        "accelerator_output": "global_out of model_finn.onnx (FINN's dataflow partition output): the IR's "
+                              "integer logits, one signed integer per class (int32 stream with "
+                              "minimize_bit_width off)",
+        "logit": "logit[c] = int_logit[c] * scale[c] + bias[c] (float, on the host); "
+                 "a negative scale[c] reverses the order of class c's logits",
+        "scale": [float(v) for v in aff.arrays["scale"]],
+        "bias": [float(v) for v in aff.arrays["bias"]],
+    }
 
 
 def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
@@ -213,7 +303,7 @@ def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
             "reports": str(fo / "report")}
 
 
-def write_build_dir(out_dir: Path, files: dict, force: bool = False) -> None:
+def write_build_dir(out_dir: Path, files: dict, force: bool = False, extra=None) -> None:
     """Write ``{relative path: bytes | str | ndarray}`` as the build dir, atomically."""
 
     def fill(tmp: Path) -> None:
@@ -226,6 +316,8 @@ def write_build_dir(out_dir: Path, files: dict, force: bool = False) -> None:
                 np.save(p, content)
             else:
                 p.write_text(content)
+        if extra is not None:
+            extra(tmp)
 
     write_dir_atomically(Path(out_dir), fill, marker="bnn2hw_export.json", force=force,
                          owned_dirs=("finn_output",))

@@ -19,81 +19,126 @@ from .onnx_export import build_onnx, run_plain, run_qonnx
 def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
                 target_fps: float = 1e6, dataset: Optional[str] = None,
                 verify_samples: Optional[int] = None, run_finn: Optional[bool] = None,
-                echo=print, verify: bool = True, force: bool = False) -> dict:
+                echo=print, verify: bool = True, force: bool = False,
+                finn_version: str = build.DEFAULT_FINN_VERSION) -> dict:
     """Everything `bnn2hw export` does; returns the verification summary."""
     from ..export.pipeline import export_ir, test_inputs
+
+    build.fpga_target(target)
+    build.check_finn_version(finn_version)
+    exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
+    x = y = None
+    if exp.data is not None:
+        x, y = test_inputs(exp, verify_samples)
+    summary = write_fpga_build(
+        exp.graph, target, Path(out_dir), x=x, y=y, clock_mhz=clock_mhz, target_fps=target_fps, force=force,
+        finn_version=finn_version, echo=echo,
+        extra={"checkpoint": str(checkpoint),
+               "dataset": exp.data.name if exp.data is not None else None,
+               "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
+               "pytorch_accuracy": float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))})
+    if run_finn is None:
+        run_finn = build.finn_available()
+    if run_finn:
+        here = build.importable_finn_version()
+        if here != finn_version:
+            raise Bnn2hwError(f"the FINN importable here is {here}, but the build dir was folded for FINN "
+                              f"{finn_version}; re-export with --finn-version {here}")
+        where = build.run_finn(Path(out_dir))
+        echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
+        summary["finn"] = where
+    else:
+        echo("FINN is not importable here; run the build in FINN's Docker image: "
+             + build.docker_command(Path(out_dir), finn_version))
+    return summary
+
+
+def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mhz: float = 100.0,
+                     target_fps: float = 1e6, force: bool = False,
+                     finn_version: str = build.DEFAULT_FINN_VERSION, echo=None, extra: dict | None = None) -> dict:
+    """Write the FINN build folder for an IR ``graph`` (all or nothing). With inputs ``x``
+    (uint8, PyTorch layout; labels ``y`` optional) the ONNX graphs are first checked against the
+    IR on every integer logit (onnxruntime and qonnx) and FINN's verification vectors written."""
     from ..ir import execute
     from ..ir.graph import save_ir
 
+    echo = echo or (lambda *_: None)
     tgt = build.fpga_target(target)
-    exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
-    graph = exp.graph
+    build.check_finn_version(finn_version)
     finn_model = build_onnx(graph, "finn")
     plain_model = build_onnx(graph, "plain")
-    summary: dict = {"checkpoint": str(checkpoint), "target": target, "model_hash": graph.meta["model_hash"]}
-    if exp.data is not None:
-        x, y = test_inputs(exp, verify_samples)
+    extra = dict(extra or {})
+    summary: dict = {"checkpoint": extra.pop("checkpoint", graph.meta.get("source")), "target": target,
+                     "model_hash": graph.meta.get("model_hash")}
+    pt_acc = extra.pop("pytorch_accuracy", None)
+    if x is not None:
         ref = execute.run(graph, x)
         lp, ip = run_plain(plain_model, x)
         lq, iq = run_qonnx(finn_model, x)
-        pt_acc = float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))
         summary.update({
-            "dataset": exp.data.name, "samples": int(len(x)),
-            "pytorch_vs_ir": exp.torch_vs_ir.to_dict(),
+            "dataset": extra.pop("dataset", None), "samples": int(len(x)),
+            "pytorch_vs_ir": extra.pop("pytorch_vs_ir", None),
             "ir_vs_onnxruntime": {"int_logits_differing": int((ip != ref.int_logits).sum()),
                                   "class_agreement": float((lp.argmax(1) == ref.logits.argmax(1)).mean())},
             "ir_vs_qonnx": {"int_logits_differing": int((iq != ref.int_logits).sum()),
                             "class_agreement": float((lq.argmax(1) == ref.logits.argmax(1)).mean())},
-            "accuracy": {"pytorch": pt_acc, "ir": float((ref.logits.argmax(1) == y).mean()),
-                         "onnxruntime": float((lp.argmax(1) == y).mean()),
-                         "qonnx": float((lq.argmax(1) == y).mean())},
         })
+        if y is not None:
+            summary["accuracy"] = {"pytorch": pt_acc, "ir": float((ref.logits.argmax(1) == y).mean()),
+                                   "onnxruntime": float((lp.argmax(1) == y).mean()),
+                                   "qonnx": float((lq.argmax(1) == y).mean())}
         bad = [k for k in ("ir_vs_onnxruntime", "ir_vs_qonnx")
                if summary[k]["int_logits_differing"] or summary[k]["class_agreement"] != 1.0]
         if bad:
             raise Bnn2hwError(f"ONNX graphs disagree with the IR ({', '.join(bad)}): {summary}")
-        verify_in = x[:1].reshape([1] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
-        verify_out = ref.logits[:1].astype(np.float32)
+        # FINN's verify_steps run each of these through its intermediate models; the FINN graph's
+        # output is the integer logits (onnx_export module doc)
+        n_fv = min(len(x), build.FINN_VERIFY_SAMPLES)
+        verify_in = x[:n_fv].reshape([n_fv] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
+        verify_out = ref.int_logits[:n_fv].astype(np.float32)
     else:
         verify_in = verify_out = None
     layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
-    report = build.layer_report(graph, layers, clock_mhz, target_fps)
+    report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
     files = {
         "model_finn.onnx": finn_model.SerializeToString(),
         "model_plain.onnx": plain_model.SerializeToString(),
         "model.bnnir.npz": _ir_bytes(graph, save_ir),
         "model.ir.txt": graph.describe() + "\n",
         "dataflow_build_config.json": build.dumps(build.dataflow_build_config(tgt, clock_mhz, target_fps)),
-        "folding_config.json": build.dumps(build.folding_config(layers)),
+        "folding_config.json": build.dumps(build.folding_config(layers, finn_version)),
         "layer_report.json": build.dumps(report),
+        "logit_affine.json": build.dumps(build.logit_affine_doc(graph)),
         "layer_report.md": _report_md(report, tgt),
         "verification.json": build.dumps(summary),
         "bnn2hw_export.json": build.dumps({"target": target, "board": tgt.board, "part": tgt.part,
-                                           "model_hash": graph.meta["model_hash"]}),
+                                           "finn_version": finn_version,
+                                           "model_hash": graph.meta.get("model_hash")}),
     }
     if verify_in is not None:
         files["verify_input.npy"] = verify_in.astype(np.float32)
         files["verify_expected_output.npy"] = verify_out
-    build.write_build_dir(out_dir, files, force=force)
+    build.write_build_dir(out_dir, files, force=force, extra=_layer_cost_png(graph))
     echo(f"wrote {out_dir}/: model_finn.onnx (FINN-ready QONNX), model_plain.onnx (onnxruntime), "
          "model.bnnir.npz (IR), dataflow_build_config.json, folding_config.json, layer_report.md, "
-         "verification.json")
+         "logit_affine.json, verification.json, layer_costs.png")
     if "accuracy" in summary:
         a = summary["accuracy"]
-        echo(f"verified on {summary['samples']} {summary['dataset']} test samples: PyTorch == IR == "
-             f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f} (PyTorch checkpoint {a['pytorch']:.4f})")
-    echo(f"FINN cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
+        pt = f" (PyTorch checkpoint {a['pytorch']:.4f})" if isinstance(a.get("pytorch"), float) else ""
+        echo(f"verified on {summary['samples']} {summary.get('dataset')} test samples: PyTorch == IR == "
+             f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f}{pt}")
+    echo(f"FINN {finn_version} cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
          f"{report['estimated_fps']:.0f} frames/s (target {target_fps:g})")
-    if run_finn is None:
-        run_finn = build.finn_available()
-    if run_finn:
-        where = build.run_finn(Path(out_dir))
-        echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
-        summary["finn"] = where
-    else:
-        echo("FINN is not importable here; run the build in FINN's Docker image: "
-             + build.docker_command(Path(out_dir)))
     return summary
+
+
+def _layer_cost_png(graph):
+    """A ``fill`` step that draws the per-layer cost bars into the build folder."""
+    def draw(tmp: Path) -> None:
+        from ..plots import plot_layer_costs
+
+        plot_layer_costs(graph, tmp / "layer_costs.png")
+    return draw
 
 
 def _ir_bytes(graph, save_ir) -> bytes:
@@ -116,6 +161,6 @@ def _report_md(report: dict, tgt) -> str:
     for e in report.get("other_layers", []):
         lines.append(f"| {e['layer']} | ({e['kind']}) | | | | | | | | | | {e['cycles']} | "
                      f"{report['clock_mhz'] * 1e6 / e['cycles']:.0f} |")
-    lines += ["", f"Bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
+    lines += ["", f"FINN {report['finn_version']}: bottleneck {report['max_cycles']} cycles/frame -> {report['estimated_fps']:.0f} frames/s; "
               f"latency {report['latency_cycles']} cycles (FINN MVAU model: (MH/PE)*(MW/SIMD)*vectors)."]
     return "\n".join(lines) + "\n"

@@ -4,37 +4,75 @@
 * ``finn``: the FINN-ready QONNX graph (``hw/FINN_NOTES.md`` has the source references): a
   float-container input annotated ``UINT8``; ``MatMul``/``Conv`` with ±1 float weights annotated
   ``BIPOLAR``; qonnx ``MultiThreshold`` with integer thresholds (annotated ``INT32``),
-  ``out_dtype="BIPOLAR"``, ``out_scale=2``, ``out_bias=-1`` (x >= T gives +1, bnn2hw's tie rule);
-  the last ``MatMul`` produces the integer logits, then a float ``Mul``/``Add`` (FINN leaves them
-  outside the dataflow partition, on the host). No Quant nodes: the graph is already folded,
-  so FINN's ``step_qonnx_to_finn`` has nothing to do and nothing to get wrong.
+  ``out_dtype="BIPOLAR"``, ``out_scale=2``, ``out_bias=-1`` (x >= T gives +1, bnn2hw's tie rule).
+  **Its output ``global_out`` is the IR's integer logits**: the graph ends at the last ``MatMul``.
+  The float logit affine (``logit = int_logit * scale + bias`` per class) is not in the graph; its
+  ``scale``/``bias`` are stored in the model's ``metadata_props`` (``bnn2hw.logit_scale``,
+  ``bnn2hw.logit_bias``, JSON lists; :func:`logit_affine`) and the build dir's
+  ``logit_affine.json``, and run on the host. So FINN v0.10.1 and FINN dev put nothing of ours
+  outside or after the accelerator, every FINN resource estimate covers all of the FPGA side, and
+  no FINN rewrite can move a negative class scale into the weights (issue 8 defect 9).
+  No Quant nodes: the graph is already folded, so FINN's ``step_qonnx_to_finn`` has nothing to do.
 * ``plain``: standard ONNX ops only, for onnxruntime: uint8 input ``Cast`` to float, the same
-  MatMul/Conv, thresholds as ``GreaterOrEqual`` + ``Where``. All values are integers below 2^24,
-  so float32 arithmetic is exact.
+  MatMul/Conv, thresholds as ``GreaterOrEqual`` + ``Where``, the float ``Mul``/``Add`` to
+  ``global_out``, and the integer logits as a second output ``int_logits``. All values are
+  integers below 2^24, so float32 arithmetic is exact.
 
 Both use PyTorch's NCHW layout for images (FINN lowers ``Conv`` to Im2Col/MatMul itself);
 dense columns after a flatten are put back in (c, y, x) order. Negative-direction channels
 (``acc <= T``) are written as ``-acc >= -T``: the weight row is negated (it stays ±1).
+
+Two choices that make one graph serve FINN v0.10.1 and FINN dev (``hw/FINN_NOTES.md`` section 1):
+
+* **Threshold parity.** For a layer with ±1 inputs and ±1 weights over K terms (no padding),
+  ``acc`` has the parity of K, so ``acc >= T`` equals ``acc >= T'`` with T' the smallest value
+  >= T of K's parity. bnn2hw writes T'. FINN rewrites that layer as a popcount p = (acc + K) / 2
+  and the threshold as (T' + K) / 2, which is then an integer: the ``INT32`` annotation stays
+  true after streamlining. (FINN dev rounds thresholds only later, in
+  ``step_minimize_bit_width``, and its python execution rejects a half-integer in an INT32 tensor.)
+* **The last layer is not XNOR.** Its ±1 weights are annotated ``INT2`` instead of ``BIPOLAR``
+  when its input is binary, so FINN's ``ConvertBipolarMatMulToXnorPopcount`` leaves it alone and
+  makes it an MVAU (``BIPOLAR`` x ``INT2``, no activation) whose output is the signed ±1 dot
+  product, i.e. the integer logit. As an XNOR layer it would output the popcount p, and FINN
+  would add ``Mul(2)``/``Add(-K)`` after it, which v0.10.1 leaves on the host and FINN dev
+  turns into elementwise HW layers: the accelerator output would differ between versions.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import Bnn2hwError
+from ..ir import ops
 from ..ir.graph import Graph
 
 OPSET = 13
 INPUT_NAME = "global_in"
 OUTPUT_NAME = "global_out"
 INT_LOGITS_NAME = "int_logits"
+SCALE_KEY, BIAS_KEY = "bnn2hw.logit_scale", "bnn2hw.logit_bias"
+
+
+def _xnor_fan_in(layer) -> int | None:
+    """K if ``layer`` is a ±1-input, ±1-weight, unpadded dense/conv (FINN makes it an XNOR
+    popcount layer and its accumulator has the parity of K), else None."""
+    if layer.op not in ("dense", "conv2d") or layer.attrs.get("in") != "bits":
+        return None
+    if layer.op == "dense" and layer.attrs.get("weight_kind") != "binary":
+        return None
+    if layer.op == "conv2d" and layer.attrs.get("pad", 0):
+        return None
+    return int(np.prod(layer.arrays["weight"].shape[1:]))
 
 
 def _flip_negative(graph: Graph) -> list[dict]:
     """Per layer: weights (O, ...) float32 with negative-direction rows negated, and the
-    threshold per channel on the (possibly negated) accumulator, all as >= comparisons."""
+    threshold per channel on the (possibly negated) accumulator, all as >= comparisons, raised
+    to the accumulator's parity after an XNOR layer (module doc)."""
     out = []
     layers = graph.layers
     for i, layer in enumerate(layers):
@@ -48,7 +86,11 @@ def _flip_negative(graph: Graph) -> list[dict]:
             entry["weight"] = w
         if layer.op == "threshold":
             d = layer.arrays["direction"].astype(np.int64)
-            entry["thr"] = np.where(d > 0, layer.arrays["thr"], -layer.arrays["thr"]).astype(np.float32)
+            thr = np.where(d > 0, layer.arrays["thr"], -layer.arrays["thr"]).astype(np.int64)
+            k = _xnor_fan_in(layers[i - 1]) if i > 0 else None
+            if k is not None:  # acc = K mod 2, so acc >= T <=> acc >= T + ((T - K) mod 2)
+                thr = thr + np.mod(thr - k, 2)
+            entry["thr"] = thr.astype(np.float32)
         out.append(entry)
     return out
 
@@ -61,6 +103,9 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     """Build the ``finn`` or ``plain`` ONNX model for ``graph`` (see module doc)."""
     if flavour not in ("finn", "plain"):
         raise ValueError(flavour)
+    from ..ir.validate import validate
+
+    validate(graph)
     for layer in graph.layers:
         if layer.op in ("fixed_affine", "periodic", "add"):
             raise Bnn2hwError(
@@ -98,6 +143,8 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     shape = tuple(graph.input_shape)  # channels-last bookkeeping (H, W, C) or (F,)
     spatial_before_flatten = None
     entries = _flip_negative(graph)
+    last_dense = next((l for l in reversed(graph.layers) if l.op == "dense"), None)
+    affine = None
     for e in entries:
         layer = e["layer"]
         if layer.op == "flatten":
@@ -115,7 +162,10 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
                 w = w.reshape(w.shape[0], h, wd, c).transpose(0, 3, 1, 2).reshape(w.shape[0], -1)
                 spatial_before_flatten = None
             binary = layer.attrs.get("weight_kind") == "binary"
-            wn = init(w.T.astype(np.float32), f"{layer.name}_W", "BIPOLAR" if binary else "INT8")
+            wdt = "BIPOLAR" if binary else "INT8"
+            if binary and layer is last_dense and _xnor_fan_in(layer) is not None:
+                wdt = "INT2"  # ±1 in INT2: not an XNOR layer, so FINN outputs the dot product
+            wn = init(w.T.astype(np.float32), f"{layer.name}_W", wdt)
             out = name(layer.name)
             nodes.append(helper.make_node("MatMul", [cur, wn], [out], name=layer.name))
             shape = (w.shape[0],)
@@ -164,7 +214,13 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
             shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
             cur = out
         elif layer.op == "affine":
-            nodes[-1].output[0] = INT_LOGITS_NAME
+            if layer is not graph.layers[-1] or graph.layers[-2] is not last_dense:
+                raise Bnn2hwError(f"IR layer {layer.name}: the affine must follow the last dense layer")
+            affine = layer
+            nodes[-1].output[0] = OUTPUT_NAME if finn else INT_LOGITS_NAME
+            if finn:  # the FINN graph ends at the integer logits; the affine runs on the host
+                cur = OUTPUT_NAME
+                continue
             cur = INT_LOGITS_NAME
             sc = init(layer.arrays["scale"].astype(np.float32).reshape(1, -1), "logit_scale")
             bi = init(layer.arrays["bias"].astype(np.float32).reshape(1, -1), "logit_bias")
@@ -174,7 +230,7 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
             cur = OUTPUT_NAME
         else:
             raise Bnn2hwError(f"IR layer {layer.name}: op {layer.op!r} has no ONNX form")
-    if cur != OUTPUT_NAME:
+    if cur != OUTPUT_NAME or affine is None:
         raise Bnn2hwError("IR graph does not end with an affine output layer")
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, graph.num_classes])]
     if not finn:
@@ -185,6 +241,12 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
         opsets.append(helper.make_opsetid("qonnx.custom_op.general", 1))
     model = helper.make_model(g, opset_imports=opsets, producer_name="bnn2hw")
     model.ir_version = 8  # onnxruntime and FINN's onnx both read IR v8
+    onnx.helper.set_model_props(model, {
+        SCALE_KEY: json.dumps([float(v) for v in affine.arrays["scale"]]),
+        BIAS_KEY: json.dumps([float(v) for v in affine.arrays["bias"]]),
+        "bnn2hw.output": ("global_out = integer logits (IR); logit = global_out * scale + bias on the host"
+                          if finn else "global_out = float logits; int_logits = integer logits (IR)"),
+    })
     for tensor, dt in annotations.items():
         qa = onnx.TensorAnnotation(tensor_name=tensor)
         qa.quant_parameter_tensor_names.append(onnx.StringStringEntryProto(key="finn_datatype", value=dt))
@@ -213,8 +275,19 @@ def run_plain(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(logits, dtype=np.float64), np.rint(np.array(ints)).astype(np.int64)
 
 
+def logit_affine(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
+    """The per-class (scale, bias) stored in the model: logit = int_logit * scale + bias."""
+    props = {p.key: p.value for p in model.metadata_props}
+    try:
+        return (np.array(json.loads(props[SCALE_KEY]), dtype=np.float64),
+                np.array(json.loads(props[BIAS_KEY]), dtype=np.float64))
+    except KeyError as e:
+        raise Bnn2hwError(f"ONNX model has no {e.args[0]} metadata: not written by this bnn2hw") from None
+
+
 def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """qonnx's own executor on the FINN-ready graph: (logits, int_logits)."""
+    """qonnx's own executor on the FINN-ready graph: (logits, int_logits). The graph's output is
+    the integer logits; the logits apply the stored host-side affine (:func:`logit_affine`)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
@@ -222,10 +295,10 @@ def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.
     mw = ModelWrapper(model)
     mw = mw.transform(InferShapes())
     shape = input_shape(model)
-    logits, ints = [], []
+    ints = []
     for row in x_u8:
-        ctx = execute_onnx(mw, {INPUT_NAME: row.reshape(shape).astype(np.float32)},
-                           return_full_exec_context=True)
-        logits.append(ctx[OUTPUT_NAME][0])
-        ints.append(ctx[INT_LOGITS_NAME][0])
-    return np.array(logits, dtype=np.float64), np.rint(np.array(ints)).astype(np.int64)
+        ctx = execute_onnx(mw, {INPUT_NAME: row.reshape(shape).astype(np.float32)})
+        ints.append(ctx[OUTPUT_NAME][0])
+    ints = np.rint(np.array(ints)).astype(np.int64).reshape(len(x_u8), -1)
+    scale, bias = logit_affine(model)
+    return ops.affine(ints, scale, bias), ints
