@@ -124,3 +124,28 @@ def test_version(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main()
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"bnn2hw {bnn2hw.__version__}"
+
+
+def test_onnx_files_as_people_view_them(cnn_ckpt, digits):
+    """Metadata (producer, version, model hash, surrogate, w0), every node named and documented
+    with its IR op and PyTorch module, a dynamic batch in the plain graph (one onnxruntime call)."""
+    from bnn2hw.fpga.onnx_export import build_onnx, run_plain
+
+    g = bnn2hw.load(cnn_ckpt[0])
+    for flavour in ("plain", "finn"):
+        m = build_onnx(g, flavour)
+        props = {p.key: p.value for p in m.metadata_props}
+        assert m.producer_name == "bnn2hw" and m.producer_version == bnn2hw.__version__
+        assert props["bnn2hw.model_hash"] == g.meta["model_hash"] and props["bnn2hw.surrogate"] == "biper"
+        assert float(props["bnn2hw.w0"]) == g.meta["w0"]
+        names = [n.name for n in m.graph.node]
+        assert all(names) and len(set(names)) == len(names), names
+        sources = {l.source for l in g.layers}
+        for n in m.graph.node:
+            assert n.doc_string, n.name
+            if n.op_type in ("Conv", "MatMul", "MultiThreshold", "MaxPool"):
+                assert any(f"from PyTorch module {s}" in n.doc_string for s in sources), n.doc_string
+    plain = build_onnx(g, "plain")
+    assert plain.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    _, ints = run_plain(plain, digits.x_test)
+    np.testing.assert_array_equal(ints, g.predict(digits.x_test))

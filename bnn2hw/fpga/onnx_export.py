@@ -46,6 +46,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .. import __version__
 from ..errors import Bnn2hwError
 from ..ir import ops
 from ..ir.graph import Graph
@@ -147,6 +148,8 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     affine = None
     for e in entries:
         layer = e["layer"]
+        _pending_doc = f"bnn2hw IR op {layer.name} ({layer.op}) from PyTorch module {layer.source}"
+        _mark = len(nodes)
         if layer.op == "flatten":
             spatial_before_flatten = shape
             shape = (int(np.prod(shape)),)
@@ -230,20 +233,34 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
             cur = OUTPUT_NAME
         else:
             raise Bnn2hwError(f"IR layer {layer.name}: op {layer.op!r} has no ONNX form")
+        for node in nodes[_mark:]:
+            node.doc_string = _pending_doc
+    for i, node in enumerate(nodes):  # every node named (the layer's nodes share its name as prefix)
+        if not node.name:
+            node.name = f"{node.op_type.lower()}_{i}"
+        node.doc_string = node.doc_string or "uint8 input to float (onnxruntime graph)"
     if cur != OUTPUT_NAME or affine is None:
         raise Bnn2hwError("IR graph does not end with an affine output layer")
-    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, graph.num_classes])]
+    batch = 1 if finn else "batch"  # the plain graph takes any batch size; FINN's streams one frame
+    outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, graph.num_classes])]
     if not finn:
-        outputs.append(helper.make_tensor_value_info(INT_LOGITS_NAME, TensorProto.FLOAT, [1, graph.num_classes]))
+        outputs.append(helper.make_tensor_value_info(INT_LOGITS_NAME, TensorProto.FLOAT, [batch, graph.num_classes]))
+        graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [batch] + list(in_shape[1:]))
     g = helper.make_graph(nodes, f"bnn2hw_{flavour}", [graph_in], outputs, inits)
     opsets = [helper.make_opsetid("", OPSET)]
     if finn:
         opsets.append(helper.make_opsetid("qonnx.custom_op.general", 1))
-    model = helper.make_model(g, opset_imports=opsets, producer_name="bnn2hw")
+    model = helper.make_model(g, opset_imports=opsets, producer_name="bnn2hw", producer_version=__version__,
+                              doc_string=f"bnn2hw {flavour} graph of model {graph.meta.get('model_hash')} "
+                                         f"({graph.meta.get('arch')}, from {graph.meta.get('source')})")
     model.ir_version = 8  # onnxruntime and FINN's onnx both read IR v8
     onnx.helper.set_model_props(model, {
         SCALE_KEY: json.dumps([float(v) for v in affine.arrays["scale"]]),
         BIAS_KEY: json.dumps([float(v) for v in affine.arrays["bias"]]),
+        "bnn2hw.model_hash": str(graph.meta.get("model_hash")),
+        "bnn2hw.arch": str(graph.meta.get("arch")),
+        "bnn2hw.surrogate": str(graph.meta.get("surrogate")),
+        "bnn2hw.w0": str(graph.meta.get("w0")),
         "bnn2hw.output": ("global_out = integer logits (IR); logit = global_out * scale + bias on the host"
                           if finn else "global_out = float logits; int_logits = integer logits (IR)"),
     })
@@ -257,8 +274,9 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
 
 
 def input_shape(model: onnx.ModelProto) -> list[int]:
-    """The declared (batch-1) input shape; data in PyTorch layout is reshaped row-major to it."""
-    return [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    """The declared input shape (batch 1, or -1 for the plain graph's dynamic batch); data in
+    PyTorch layout is reshaped row-major to it."""
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
 
 
 def run_plain(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -267,12 +285,9 @@ def run_plain(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     shape = input_shape(model)
-    logits, ints = [], []
-    for row in x_u8:
-        lo, il = sess.run([OUTPUT_NAME, INT_LOGITS_NAME], {INPUT_NAME: row.reshape(shape)})
-        logits.append(lo[0])
-        ints.append(il[0])
-    return np.array(logits, dtype=np.float64), np.rint(np.array(ints)).astype(np.int64)
+    x = np.ascontiguousarray(x_u8, dtype=np.uint8).reshape([len(x_u8)] + shape[1:])
+    lo, il = sess.run([OUTPUT_NAME, INT_LOGITS_NAME], {INPUT_NAME: x})  # the whole batch at once
+    return np.asarray(lo, dtype=np.float64), np.rint(np.asarray(il)).astype(np.int64)
 
 
 def logit_affine(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
