@@ -107,6 +107,10 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     from ..ir.validate import validate
 
     validate(graph)
+    if graph.branches():
+        first = graph.branches()[0]
+        raise Bnn2hwError(f"IR op {first} reads a tensor other than the previous op's: the ONNX/FINN export "
+                          "handles chains of ops only (residual graphs are not supported yet)")
     for layer in graph.layers:
         if layer.op in ("fixed_affine", "periodic", "add"):
             raise Bnn2hwError(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import Bnn2hwError
 from . import ops
-from .graph import Graph
+from .graph import INPUT, Graph
 
 
 @dataclass
@@ -38,13 +38,15 @@ def to_ir_input(graph: Graph, x: np.ndarray) -> np.ndarray:
 
 
 def run(graph: Graph, x_u8: np.ndarray) -> Trace:
-    """Execute on uint8 input in PyTorch layout; returns the full trace."""
-    h = to_ir_input(graph, x_u8)
-    tensors = {}
+    """Execute on uint8 input in PyTorch layout; returns the full trace. Each op reads the
+    tensors named by :meth:`Graph.inputs_of` (any DAG in topological order)."""
+    tensors = {INPUT: to_ir_input(graph, x_u8)}
     int_logits = None
     logits = None
-    for layer in graph.layers:
+    for i, layer in enumerate(graph.layers):
         a, at = layer.arrays, layer.attrs
+        args = [tensors[n] for n in graph.inputs_of(i)]
+        h = args[0]
         if layer.op == "dense":
             h = ops.dense(h.reshape(h.shape[0], -1), a["weight"])
             int_logits = h
@@ -61,8 +63,7 @@ def run(graph: Graph, x_u8: np.ndarray) -> Trace:
         elif layer.op == "periodic":
             h = ops.periodic(h, at)
         elif layer.op == "add":
-            first, second = at["inputs"]
-            h = ops.add(tensors[first], tensors[second])
+            h = ops.add(args[0], args[1])
         elif layer.op == "affine":
             logits = ops.affine(h, a["scale"], a["bias"])
             h = logits
@@ -71,4 +72,5 @@ def run(graph: Graph, x_u8: np.ndarray) -> Trace:
         tensors[layer.name] = h
     if logits is None:
         logits = int_logits.astype(np.float64)
+    del tensors[INPUT]
     return Trace(tensors, int_logits, logits)

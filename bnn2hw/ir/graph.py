@@ -1,6 +1,13 @@
 # SPDX-License-Identifier: MIT
-"""The bnn2hw integer IR: a flat list of integer ops, the single source of truth for the
-FPGA (ONNX/FINN) and MCU (C) back ends.
+"""The bnn2hw integer IR: a graph of integer ops, the single source of truth for the FPGA
+(ONNX/FINN) and MCU (C) back ends.
+
+Graph structure. Ops are stored in a topological order; each op produces one tensor named after
+the op and reads the tensors named in ``Layer.inputs`` (``"input"`` is the graph input). An op
+with no explicit inputs reads the previous op's tensor (the first op reads ``"input"``), so a
+chain (MLP, CNN) needs no names at all; ``add`` reads two. A tensor may feed several ops. The
+executor and :func:`bnn2hw.ir.validate.validate` handle any such DAG; the C and ONNX back ends
+say by name which ops they cannot place (:meth:`Graph.branches`).
 
 Ops and their fields (arrays are numpy; ``in`` says what the op consumes):
 
@@ -49,6 +56,8 @@ import numpy as np
 from ..errors import Bnn2hwError
 
 IR_VERSION = 1
+INPUT = "input"
+"""Name of the graph's input tensor."""
 OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine", "fixed_affine", "periodic", "add")
 
 
@@ -59,11 +68,13 @@ class Layer:
     source: str  # the PyTorch module it came from, e.g. "features.1"
     attrs: dict = field(default_factory=dict)
     arrays: dict = field(default_factory=dict)
+    inputs: list = field(default_factory=list)  # tensor names read; empty: the previous op's
 
     def describe(self) -> str:
         parts = [f"{k}={v}" for k, v in self.attrs.items()]
         parts += [f"{k}{list(v.shape)}:{v.dtype}" for k, v in sorted(self.arrays.items())]
-        return f"{self.name:<10} {self.op:<10} <- {self.source:<14} " + " ".join(parts)
+        reads = f"({', '.join(self.inputs)}) " if self.inputs else ""
+        return f"{self.name:<10} {self.op:<10} {reads}<- {self.source:<14} " + " ".join(parts)
 
 
 @dataclass
@@ -73,6 +84,25 @@ class Graph:
     input_raw_scale: float = 1.0
     meta: dict = field(default_factory=dict)
     input_kind: str = "u8"  # "u8" pixels, or "bits": an already-binary ±1 input vector
+
+    def inputs_of(self, index: int) -> list[str]:
+        """The tensor names op ``index`` reads (explicit, an ``add``'s two, or the previous op's)."""
+        layer = self.layers[index]
+        if layer.inputs:
+            return list(layer.inputs)
+        if layer.op == "add" and isinstance(layer.attrs, dict) and "inputs" in layer.attrs:
+            return list(layer.attrs["inputs"])
+        return [self.layers[index - 1].name if index else INPUT]
+
+    def branches(self) -> list[str]:
+        """Names of the ops that do not simply read the previous op's tensor (a residual ``add``,
+        or an op reading an earlier tensor): what a chain-only back end cannot place."""
+        out = []
+        for i, layer in enumerate(self.layers):
+            prev = self.layers[i - 1].name if i else INPUT
+            if self.inputs_of(i) != [prev]:
+                out.append(layer.name)
+        return out
 
     @property
     def num_classes(self) -> int:
@@ -127,7 +157,8 @@ def save_ir(graph: Graph, path: str | Path) -> None:
               "input_kind": graph.input_kind,
               "input_raw_scale": graph.input_raw_scale, "meta": graph.meta,
               "layers": [{"op": l.op, "name": l.name, "source": l.source, "attrs": l.attrs,
-                          "arrays": sorted(l.arrays)} for l in graph.layers]}
+                          "arrays": sorted(l.arrays), **({"inputs": list(l.inputs)} if l.inputs else {})}
+                         for l in graph.layers]}
     arrays = {f"{i}.{k}": v for i, l in enumerate(graph.layers) for k, v in l.arrays.items()}
     arrays["graph.json"] = np.frombuffer(json.dumps(header, default=str).encode(), dtype=np.uint8)
     if hasattr(path, "write"):
@@ -147,7 +178,8 @@ def load_ir(path: str | Path) -> Graph:
                 if spec["op"] not in OPS:
                     raise Bnn2hwError(f"{path}: layer {spec['name']} has unknown op {spec['op']!r}")
                 arrays = {k: f[f"{i}.{k}"] for k in spec["arrays"]}
-                layers.append(Layer(spec["op"], spec["name"], spec["source"], spec["attrs"], arrays))
+                layers.append(Layer(spec["op"], spec["name"], spec["source"], spec["attrs"], arrays,
+                                    list(spec.get("inputs", []))))
     except Bnn2hwError:
         raise
     except Exception as e:

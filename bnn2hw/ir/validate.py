@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from ..errors import Bnn2hwError
-from .graph import OPS, Graph, Layer
+from .graph import INPUT, OPS, Graph, Layer
 
 PERIODIC_FUNCS = ("sine", "cosine", "triangle", "arctan-sine")
 PERIODIC_APPROX = ("lut", "taylor", "fixed")
@@ -89,7 +89,7 @@ def validate(graph: Graph) -> Graph:
     if not graph.layers:
         raise Bnn2hwError("IR has no layers")
     kind = graph.input_kind
-    seen: dict[str, tuple[str, tuple]] = {}
+    seen: dict[str, tuple[str, tuple]] = {INPUT: (kind, shape)}
     last_dense = None
     for i, layer in enumerate(graph.layers):
         if layer.op not in OPS:
@@ -102,6 +102,14 @@ def validate(graph: Graph) -> Graph:
             raise _err(layer, "layer names must be unique, non-empty strings")
         if kind == "float":
             raise _err(layer, "nothing may follow the float affine")
+        names = graph.inputs_of(i)
+        for n in names:
+            if n not in seen:
+                raise _err(layer, f"reads {n!r}, which is not the graph input or an earlier op's tensor")
+        if len(names) != (2 if layer.op == "add" else 1):
+            raise _err(layer, f"reads {len(names)} tensors ({names}); {layer.op} takes "
+                              f"{2 if layer.op == 'add' else 1}")
+        kind, shape = seen[names[0]]
         op = layer.op
         if op == "dense":
             _expect(layer, kind, ("u8", "bits"))
@@ -177,12 +185,7 @@ def validate(graph: Graph) -> Graph:
             _int(layer, "in_frac", 0, 31)
             _int(layer, "out_frac", 0, 31)
         elif op == "add":
-            names = layer.attrs.get("inputs")
-            if not isinstance(names, list) or len(names) != 2:
-                raise _err(layer, f"attribute 'inputs' must name two earlier layers, got {names!r}")
             for n in names:
-                if n not in seen:
-                    raise _err(layer, f"input {n!r} is not an earlier layer")
                 if seen[n] != ("fixed", shape):
                     raise _err(layer, f"input {n!r} is {seen[n][0]} {list(seen[n][1])}, "
                                       f"expected fixed {list(shape)}")

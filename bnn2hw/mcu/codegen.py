@@ -176,6 +176,10 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     from ..ir.validate import validate
 
     validate(graph)
+    placed = [n for n in graph.branches() if graph.layers[[l.name for l in graph.layers].index(n)].op != "add"]
+    if placed:
+        raise Bnn2hwError(f"IR op(s) {', '.join(placed)} read a tensor other than the previous op's: the C "
+                          "back end places chains of ops (and the fixed-point residual add) only")
     for layer in graph.layers:
         if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
                             "fixed_affine", "periodic", "add"):
@@ -389,7 +393,7 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
             i += 1
             continue
         if layer.op == "add":
-            a_name, b_name = layer.attrs["inputs"]
+            a_name, b_name = graph.inputs_of(i)
             n = shape[0]
             statics.append(f"static int32_t t_{lid}[{n}];")
             fixed_bytes.append(4 * n)
