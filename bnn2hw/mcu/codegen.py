@@ -180,10 +180,6 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     if placed:
         raise Bnn2hwError(f"IR op(s) {', '.join(placed)} read a tensor other than the previous op's: the C "
                           "back end places chains of ops (and the fixed-point residual add) only")
-    for layer in graph.layers:
-        if layer.op not in ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine",
-                            "fixed_affine", "periodic", "add"):
-            raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): op {layer.op!r} has no C emitter")
     check_accumulators(graph)  # raises if an int32 accumulator could overflow
     ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
                                    for l in graph.layers]).encode()).hexdigest()[:16]
@@ -191,228 +187,29 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     if graph.input_kind == "bits":
         input_len = 4 * ((input_len + 31) // 32)  # packed words, little-endian bytes
     num_logits = graph.num_classes
-    data: list[str] = []
-    body: list[str] = []
-    sizes: list[int] = []  # bytes of each intermediate buffer
-    statics: list[str] = []  # fixed-point tensors: one static buffer each (they outlive a layer)
-    fixed_bytes: list[int] = []
-    helpers: set[str] = set()
-    named: dict[str, str] = {}
-    flash_bits = 0
-    thr_count = 0
-    # state: what the current tensor is and where
+    from .emitters import EMITTERS, EmitState  # here: emitters imports this module's helpers
+
     shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
-    kind = "u8"
-    cur = "input"
+    st = EmitState(graph, shape, "u8", "input")
     if graph.input_kind == "bits":
         if len(shape) != 1:
             raise Bnn2hwError("a binary-input graph must take a flat vector")
-        statics.append(f"static bnn_word_t input_bits[{(shape[0] + 31) // 32}];")
-        body.append("    /* the input is already binary: copy its packed words (little-endian bytes) */")
-        body.append(f"    bnn_load_words(input, {(shape[0] + 31) // 32}u, input_bits);")
-        helpers.add("load_words")
-        kind, cur = "bits", "input_bits"
-    buf_index = 0
+        st.statics.append(f"static bnn_word_t input_bits[{(shape[0] + 31) // 32}];")
+        st.body.append("    /* the input is already binary: copy its packed words (little-endian bytes) */")
+        st.body.append(f"    bnn_load_words(input, {(shape[0] + 31) // 32}u, input_bits);")
+        st.helpers.add("load_words")
+        st.kind, st.cur = "bits", "input_bits"
     layers = graph.layers
     i = 0
-    steps = []
-
-    def out_buf(nbytes: int) -> str:
-        nonlocal buf_index
-        sizes.append(nbytes)
-        name = f"arena_{'ab'[buf_index % 2]}"
-        buf_index += 1
-        return name
-
-    while i < len(layers):
+    while i < len(layers):  # one emitter per op kind (bnn2hw/mcu/emitters.py)
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        lid = ident(layer.name)
-        cmt = f"    /* {layer.name} <- {layer.source}"
-        if layer.op == "flatten":
-            if len(shape) == 3 and kind == "bits" and shape[2] % 32 != 0:
-                h, w, c = shape
-                n = h * w * c
-                dst = out_buf(4 * ((n + 31) // 32))
-                body.append(f"{cmt}: repack per-pixel channel words into one bit vector */")
-                body.append(f"    bnn_repack_hwc(({'const bnn_word_t *'}){cur}, {h * w}u, {c}u, (bnn_word_t *){dst});")
-                cur = dst
-            shape = (int(np.prod(shape)),)
-            i += 1
-            continue
-        if layer.op == "maxpool":
-            h, w, c = shape
-            k, s = layer.attrs["kernel"], layer.attrs["stride"]
-            oh, ow = (h - k) // s + 1, (w - k) // s + 1
-            dst = out_buf(4 * oh * ow * ((c + 31) // 32))
-            data.append(f"static const bnn_pool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, "
-                        f"{k}u, {k}u, {s}u, {s}u}};\n")
-            body.append(f"{cmt}: {k}x{k} max-pool on bits = OR */")
-            body.append(f"    bnn_maxpool(&{lid}_p, (const bnn_word_t *){cur}, (bnn_word_t *){dst});")
-            cur = dst
-            shape = (oh, ow, c)
-            steps.append(layer.name)
-            i += 1
-            continue
-        if layer.op == "dense":
-            w, thr = _flip(layer, nxt)
-            o, k = w.shape
-            last = nxt is None or nxt.op == "affine"
-            wk = layer.attrs.get("weight_kind", "binary")
-            if wk == "binary":
-                packed = pack_bits(w)
-                data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights, bit 1 = +1 */\n")
-                data.append(c_array("bnn_word_t", f"{lid}_w", packed))
-                flash_bits += o * k
-            else:
-                data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} int8 weights */\n")
-                data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
-                flash_bits += 8 * o * k
-            src = f"(const bnn_word_t *){cur}" if kind == "bits" else cur
-            if last or nxt.op == "fixed_affine":
-                fn, ptype = dense_kernel(layer, kind, wk, "acc")
-                data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
-                if last:  # integer logits
-                    body.append(f"{cmt}: integer logits */")
-                    body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, logits);")
-                    steps.append(layer.name)
-                    i += 1
-                    continue
-                # fixed-point value path: keep the accumulator
-                statics.append(f"static int32_t {lid}_acc[{o}];")
-                fixed_bytes.append(4 * o)
-                body.append(f"{cmt}: {k} -> {o} integer accumulators */")
-                body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {lid}_acc);")
-                cur, kind, shape = f"{lid}_acc", "acc", (o,)
-                steps.append(layer.name)
-                i += 1
-                continue
-            if nxt.op != "threshold":
-                raise Bnn2hwError(f"IR layer {layer.name}: a hidden dense layer must be followed by a threshold")
-            fn, ptype = dense_kernel(layer, kind, wk, "bits")
-            data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
-            dst = out_buf(4 * ((o + 31) // 32))
-            tname = ident(nxt.name)
-            if kind == "bits":
-                mm = np.clip((k - thr) // 2, -1, k)  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
-                data.append(f"/* {nxt.name} <- {nxt.source}: max mismatches per output (popcount form) */\n")
-                data.append(c_array("int32_t", f"{tname}_mm", mm))
-                call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_mm, (bnn_word_t *){dst});"
-            else:
-                data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the integer accumulator */\n")
-                data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
-                call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});"
-            thr_count += o
-            body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
-            body.append("    " + call)
-            cur, kind, shape = dst, "bits", (o,)
-            steps.append(layer.name)
-            i += 2
-            continue
-        if layer.op == "conv2d":
-            w, thr = _flip(layer, nxt)
-            if thr is None:
-                raise Bnn2hwError(f"IR layer {layer.name}: a conv must be followed by a threshold")
-            o, kh, kw, c = w.shape
-            h, wd, _ = shape
-            s, p = layer.attrs["stride"], layer.attrs["pad"]
-            oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-            data.append(f"static const bnn_conv_params_t {lid}_p = {{{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, "
-                        f"{kh}u, {kw}u, {s}u, {s}u, {p}u, {p}u}};\n")
-            data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights, "
-                        "channels packed per tap */\n")
-            data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
-            tname = ident(nxt.name)
-            data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
-            data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
-            flash_bits += o * kh * kw * c
-            thr_count += o
-            dst = out_buf(4 * oh * ow * ((o + 31) // 32))
-            fn = "bnn_conv_u8_bits" if kind == "u8" else "bnn_conv_bits"
-            src = cur if kind == "u8" else f"(const bnn_word_t *){cur}"
-            body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels */")
-            body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
-            cur, kind, shape = dst, "bits", (oh, ow, o)
-            steps.append(layer.name)
-            i += 2
-            continue
-        if layer.op == "fixed_affine":
-            n = layer.arrays["mult"].size
-            sh = int(layer.attrs["shift"])
-            data.append(f"/* {layer.name} <- {layer.source}: Q{layer.attrs['frac']} value = "
-                        f"(acc * mult + bias + 2^{sh}/2) >> {sh} */\n")
-            data.append(c_array("int32_t", f"{lid}_mult", layer.arrays["mult"]))
-            data.append(c_array("int64_t", f"{lid}_bias", layer.arrays["bias"], 4,
-                                fmt=lambda v: f"INT64_C({int(v)})"))
-            statics.append(f"static int32_t t_{lid}[{n}];")
-            fixed_bytes.append(4 * n)
-            rnd = f"(INT64_C(1) << {sh - 1})" if sh else "0"
-            body.append(f"{cmt}: BatchNorm of the accumulator to fixed point Q{layer.attrs['frac']} */")
-            body.append(f"    bnn_fixed_affine({cur}, {lid}_mult, {lid}_bias, {rnd}, {sh}u, {n}u, t_{lid});")
-            helpers.add("fixed_affine")
-            cur, kind = f"t_{lid}", "fixed"
-            named[layer.name] = cur
-            i += 1
-            continue
-        if layer.op == "threshold":  # sign of a fixed-point tensor (thr 0, direction +1)
-            if kind != "fixed":
-                raise Bnn2hwError(f"IR layer {layer.name}: a standalone threshold needs a fixed-point input")
-            n = layer.arrays["thr"].size
-            data.append(f"static const bnn_threshold_params_t {lid}_p = {{1u, {n}u}};\n")
-            data.append(c_array("int32_t", f"{lid}_thr", _clamp_i32(layer.arrays["thr"])))
-            data.append(c_array("int8_t", f"{lid}_dir", layer.arrays["direction"], 16))
-            dst = out_buf(4 * ((n + 31) // 32))
-            body.append(f"{cmt}: sign of the fixed-point stream (0 -> +1), packed to bits */")
-            body.append(f"    bnn_threshold(&{lid}_p, {cur}, {lid}_thr, {lid}_dir, (bnn_word_t *){dst});")
-            cur, kind = dst, "bits"
-            i += 1
-            continue
-        if layer.op == "periodic":
-            at = layer.attrs
-            from . import periodic_tables as pt
-
-            prm = pt.make_params(at["w0"], at["in_frac"], at["out_frac"], at.get("table_bits", 8))
-            method = {"fixed": "linear"}.get(at["approx"], at["approx"])
-            pt.check_method(at["func"], method)
-            table = "NULL"
-            if method == "lut":
-                data.append(c_array("int32_t", f"{lid}_table",
-                                    pt.table(at["func"], prm.table_bits, prm.out_frac)))
-                table = f"{lid}_table"
-            data.append(f"/* {layer.name}: {at['func']}({at['w0']:g} x), Q{at['in_frac']} -> Q{at['out_frac']}, "
-                        f"approximation '{at['approx']}' (M-BiPer eq. 10-11) */\n")
-            data.append(f"static const bnn_periodic_params_t {lid}_p = {{{prm.phase_mul}, {prm.phase_shift}u, "
-                        f"{prm.out_frac}u, {table}, {prm.table_bits}u, {prm.lin_a}, {prm.lin_n}u}};\n")
-            n = shape[0]
-            statics.append(f"static int32_t t_{lid}[{n}];")
-            fixed_bytes.append(4 * n)
-            body.append(f"{cmt}: periodic activation */")
-            body.append(f"    bnn_periodic_{method}(&{lid}_p, {cur}, t_{lid}, {n}u);")
-            cur = f"t_{lid}"
-            named[layer.name] = cur
-            i += 1
-            continue
-        if layer.op == "add":
-            a_name, b_name = graph.inputs_of(i)
-            n = shape[0]
-            statics.append(f"static int32_t t_{lid}[{n}];")
-            fixed_bytes.append(4 * n)
-            body.append(f"{cmt}: residual sum {a_name} + {b_name} (saturating) */")
-            body.append(f"    bnn_add_sat({named[ident(a_name)]}, {named[ident(b_name)]}, {n}u, t_{lid});")
-            helpers.add("add")
-            cur = f"t_{lid}"
-            named[layer.name] = cur
-            i += 1
-            continue
-        if layer.op == "affine":
-            data.append("/* logits <- head: float logits = int_logits * scale + bias (bnn_predict) */\n")
-            data.append(c_array("float", "logit_scale", layer.arrays["scale"].astype(np.float32), 4,
-                                fmt=c_float))
-            data.append(c_array("float", "logit_bias", layer.arrays["bias"].astype(np.float32), 4,
-                                fmt=c_float))
-            i += 1
-            continue
-        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
+        if layer.op not in EMITTERS:
+            raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
+        i += EMITTERS[layer.op](st, i, layer, nxt, ident(layer.name), f"    /* {layer.name} <- {layer.source}")
+    data, body, sizes, statics, fixed_bytes, helpers, steps = (st.data, st.body, st.sizes, st.statics,
+                                                               st.fixed_bytes, st.helpers, st.steps)
+    flash_bits, thr_count = st.flash_bits, st.thr_count
     if not any(l.op == "affine" for l in layers):
         data.append("/* no float head: bnn_predict takes the argmax of the integer logits */\n")
         data.append(c_array("float", "logit_scale", np.ones(num_logits, dtype=np.float32), 4, fmt=c_float))
