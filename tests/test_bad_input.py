@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from bnn2hw import cli
 from bnn2hw.checkpoint import save_checkpoint
 from bnn2hw.data import load_digits
 from bnn2hw.ir.graph import load_ir, save_ir
@@ -46,18 +46,6 @@ def snapshot(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.lstat().st_mtime_ns for p in folder.rglob("*")}
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["bnn2hw", *map(str, args)])
-    torch.set_num_threads(1)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_clean_failure(code: int, err: str, needles, before: dict, after: dict, status: int = 2) -> None:

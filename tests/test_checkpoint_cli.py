@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
-from bnn2hw import cli
 from bnn2hw.checkpoint import FORMAT, load_checkpoint, read_checkpoint, save_checkpoint
 from bnn2hw.data import load_dataset, load_digits
 from bnn2hw.errors import Bnn2hwError
@@ -30,17 +30,6 @@ SEED = 7
 TINY = ["--hidden", "32", "--epochs1", "1", "--epochs2", "1", "--quiet"]
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``bnn2hw <args>`` in-process; returns (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["bnn2hw", *map(str, args)])
-    torch.set_num_threads(1)  # the machine is shared; the CLI's train uses torch's default
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_fails(code: int, err: str, *needles: str) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_cli
 
 from bnn2hw import cli
 from bnn2hw.checkpoint import read_checkpoint
@@ -26,16 +27,6 @@ from bnn2hw.train import TrainConfig, accuracy, seed_everything, train_two_stage
 SEED = 31
 
 
-def run_cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["bnn2hw", *map(str, args)])
-    torch.set_num_threads(1)
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
