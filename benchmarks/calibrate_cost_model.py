@@ -34,11 +34,14 @@ from bnn2hw.nn.models import build_model, default_spec  # noqa: E402
 OUT = Path(__file__).resolve().parent / "results" / "cost_model.md"
 
 
-def random_spec(rng: np.random.Generator) -> dict:
+def random_spec(rng: np.random.Generator, i: int) -> dict:
+    if i < 2:  # the default digits MLP and CNN
+        return default_spec(("mlp", "cnn")[i], (1, 8, 8), 10)
     classes = int(rng.integers(2, 11))
     if rng.random() < 0.5:
         spec = default_spec("mlp", (1, 8, 8) if rng.random() < 0.5 else (int(rng.integers(16, 200)),), classes)
-        spec["hidden"] = [int(rng.integers(16, 600)) for _ in range(int(rng.integers(1, 4)))]
+        spec["hidden"] = [int(rng.integers(225, 257)) if rng.random() < 0.3 else int(rng.integers(16, 600))
+                          for _ in range(int(rng.integers(1, 4)))]
         spec["first"] = str(rng.choice(["binary", "int8"]))
         spec["last"] = str(rng.choice(["binary", "int8"]))
     else:
@@ -84,7 +87,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.models):
-            spec = random_spec(rng)
+            spec = random_spec(rng, i)
             feats, count, est = measure(spec, args.seed * 1000 + i, Path(tmp))
             rows.append((spec, feats, count, est))
             print(f"{i}: {spec['arch']} {count} instructions, estimate {est}", flush=True)

@@ -149,3 +149,22 @@ def test_onnx_files_as_people_view_them(cnn_ckpt, digits):
     assert plain.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     _, ints = run_plain(plain, digits.x_test)
     np.testing.assert_array_equal(ints, g.predict(digits.x_test))
+
+
+@pytest.mark.qemu
+def test_instruction_estimate_tracks_qemu(mlp_ckpt, cnn_ckpt, digits, tmp_path):
+    """summary's instruction estimate (bnn2hw.mcu.cost_model) is within a factor of 2 of QEMU's
+    exact count on Cortex-M4 for the digits MLP and CNN (benchmarks/results/cost_model.md has
+    the error on 48 models)."""
+    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    _need("qemu-system-arm", "qemu-system-arm")
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cli import to_c_inputs
+
+    for which, ckpt in (("mlp", mlp_ckpt), ("cnn", cnn_ckpt)):
+        g = bnn2hw.load(ckpt[0])
+        est = sum(r.instructions for r in layer_costs(g, "cortex-m4"))
+        fw = g.emit_c(target="cortex-m4", out_dir=tmp_path / which)
+        count = qemu.count_instructions(toolchain.build(fw.out_dir, "cortex-m4"), "cortex-m4",
+                                        to_c_inputs(g, digits.x_test[:1])[0])
+        assert 0.5 < est / count < 2.0, f"{which}: estimate {est}, QEMU {count}"
