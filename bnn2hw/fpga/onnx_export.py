@@ -107,10 +107,6 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     from ..ir.validate import validate
 
     validate(graph)
-    if graph.branches():
-        first = graph.branches()[0]
-        raise Bnn2hwError(f"IR op {first} reads a tensor other than the previous op's: the ONNX/FINN export "
-                          "handles chains of ops only (residual graphs are not supported yet)")
     for layer in graph.layers:
         if layer.op in ("fixed_affine", "periodic", "add"):
             raise Bnn2hwError(
@@ -118,6 +114,10 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
                 "value path (M-BiPer eq. 7): a periodic activation is not a monotone threshold, so "
                 "FINN's MultiThreshold/MVAU dataflow cannot express it. Deploy this model with "
                 "`bnn2hw emit-c`, or train an mlp/cnn for the FPGA")
+    if graph.branches():
+        first = graph.branches()[0]
+        raise Bnn2hwError(f"IR op {first} reads a tensor other than the previous op's: the ONNX/FINN export "
+                          "handles chains of ops only (residual graphs are not supported yet)")
     finn = flavour == "finn"
     nodes, inits, annotations = [], [], {}
     counter = [0]
