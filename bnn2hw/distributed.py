@@ -15,6 +15,18 @@ Mixed precision (``--amp``): ``bf16`` or ``fp16`` autocast of the training forwa
 (fp16 with a ``torch.amp.GradScaler``; bf16 needs none). Evaluation, the divergence guard's
 selection and every export run in float32, so ``--amp`` never changes what the binarized model
 decides at deployment. ``--amp`` on the CPU is refused.
+
+Distributed data parallel. ``--batch-size`` is the *global* batch: each of the N processes
+takes an equal 1/N slice of every mini-batch of the single-process schedule (the same shuffled
+order on every rank, :class:`bnn2hw.data.augment.EpochBatches`), DDP averages the gradients, so
+the optimizer sees the gradient of the same global batch and the learning rates keep their
+meaning: changing the number of processes needs no learning-rate change. The difference from
+one process is BatchNorm: each process normalizes with its own slice's statistics (``--sync-bn``
+uses the global batch's, CUDA only), and the running statistics are averaged over the processes
+after every epoch. To use a larger global batch, scale the learning rates linearly with it
+(Goyal et al. 2017, "Accurate, Large Minibatch SGD"), e.g. ``--batch-size 1024 --lr1 0.084``
+for BiPer's 256 / 0.021. Rank 0 alone logs and writes checkpoints; every rank evaluates the same
+averaged model, so all ranks take the same divergence-guard decisions.
 """
 
 from __future__ import annotations
@@ -105,6 +117,10 @@ def setup_runtime(device: str = "cpu", amp: str = "off", workers: int = 0, sync_
         raise Bnn2hwError(f"--amp {amp} needs a CUDA device (training runs on {dev}); drop --amp")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    if sync_bn and world > 1 and dev.type != "cuda":
+        raise Bnn2hwError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm is GPU-only); on the "
+                          "CPU each process normalizes its share of the batch and the running "
+                          "statistics are averaged over the processes after every epoch")
     rt = Runtime(dev, rank, world, local_rank, amp, workers, sync_bn)
     if world > 1:
         import torch.distributed as dist
