@@ -209,7 +209,8 @@ def _check_train_options(o: dict) -> None:
     if o["epochs1"] + o["epochs2"] == 0:
         raise Bnn2hwError("--epochs1 and --epochs2 are both 0: nothing to train")
     if o["batch_size"] < 2:
-        raise Bnn2hwError(f"--batch-size must be at least 2 (BatchNorm needs two samples), got {o['batch_size']}")
+        raise Bnn2hwError("--batch-size must be at least 2 (BatchNorm needs two samples), "
+                          f"got {o['batch_size']}")
     _positive("--threads", o["threads"], integer=True)
     _positive("--image-size", o["image_size"], integer=True)
     if not math.isfinite(o["symmetry"]):
@@ -313,7 +314,8 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
         except Bnn2hwError:
             raise
         except (RuntimeError, ValueError) as e:
-            raise Bnn2hwError(f"model {model!r} does not fit data of shape {list(data.in_shape)}: {e}") from None
+            raise Bnn2hwError(f"model {model!r} does not fit data of shape {list(data.in_shape)}: "
+                              f"{e}") from None
         epochs1, epochs2 = o["epochs1"], o["epochs2"]
         cfg = trainer.TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=o["lr1"], lr2=o["lr2"],
                                   latent_lr1=o["latent_lr1"], latent_lr2=o["latent_lr2"], wd1=o["wd1"],
@@ -373,9 +375,9 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
             save_every=o["save_every"], on_checkpoint=on_checkpoint if o["save_every"] else None)
     except (RuntimeError, ValueError) as e:
         raise Bnn2hwError(f"training {model!r} on {dataset} failed: {str(e).splitlines()[0]}") from None
-    acc = trainer.accuracy(net, data.x_test, data.y_test)
     if not rt.is_main:
         return
+    acc = trainer.accuracy(net, data.x_test, data.y_test)
     meta = base_meta(history, acc, used)
     if used.diverged:
         meta["diverged"] = used.diverged

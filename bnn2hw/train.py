@@ -173,6 +173,16 @@ def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict(model, x).argmax(1) == y).mean())
 
 
+def _accuracy(rt, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """:func:`accuracy`, sharded over the processes when distributed: each rank evaluates a
+    contiguous 1/N of the rows and the correct counts are summed (every rank gets the same value)."""
+    if not rt.distributed:
+        return accuracy(model, x, y)
+    lo, hi = len(x) * rt.rank // rt.world, len(x) * (rt.rank + 1) // rt.world
+    correct = int((predict(model, x[lo:hi]).argmax(1) == y[lo:hi]).sum()) if hi > lo else 0
+    return all_reduce_sum(rt, [float(correct)])[0] / max(len(x), 1)
+
+
 def _sin2_penalty(model: nn.Module, reduce_sum: bool = False) -> torch.Tensor:
     """``mean_l mean(sin^2(w0 w_l))`` over the binary layers, or the sum over layers
     (``reduce_sum``), which is what the official BiPer code adds to the loss."""
@@ -277,7 +287,7 @@ def _run_stage(model, fwd, data: Dataset, stage: int, epochs: int, lr: float, la
         best = {"epoch": b["epoch"], "acc": b["acc"], "loss": b["loss"], "state": b["state"]}
         start = int(resume["epoch"])
     else:
-        best = {"epoch": 0, "acc": accuracy(model, x_sel, y_sel),
+        best = {"epoch": 0, "acc": _accuracy(rt, model, x_sel, y_sel),
                 "state": copy.deepcopy(model.state_dict()), "loss": math.inf}
     for epoch in range(start, epochs):
         t0 = time.perf_counter()
@@ -352,8 +362,8 @@ def _run_stage(model, fwd, data: Dataset, stage: int, epochs: int, lr: float, la
             return
         set_progress(model, 1.0 if epoch == epochs - 1 and stage == 2 else
                      (progress_offset + epoch + 1) / max(total_epochs, 1))
-        acc = accuracy(model, data.x_test, data.y_test)
-        sel_acc = accuracy(model, x_sel, y_sel)
+        acc = _accuracy(rt, model, data.x_test, data.y_test)
+        sel_acc = _accuracy(rt, model, x_sel, y_sel)
         if sel_acc >= best["acc"]:
             best.update(epoch=epoch + 1, acc=sel_acc, state=copy.deepcopy(model.state_dict()))
         best["loss"] = min(best["loss"], epoch_loss)

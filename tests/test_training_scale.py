@@ -163,7 +163,8 @@ def test_resume_from_every_epoch_equals_uninterrupted(digits, arch, cfg_kw):
         seed_everything(SEED + 100)  # the global RNG must come from the checkpoint
         h2, used2 = train_two_stage(resumed, digits, TrainConfig(seed=SEED, **cfg_kw), progress=False,
                                     resume=snap["state"])
-        where = f"seed {SEED}, {arch}, resumed at stage {snap['state']['stage']} epoch {snap['state']['epoch']}"
+        st = snap["state"]
+        where = f"seed {SEED}, {arch}, resumed at stage {st['stage']} epoch {st['epoch']}"
         assert not _equal_states(final, resumed.state_dict()), f"{where}: weights differ"
         assert [(r["stage"], r["epoch"], r["loss"]) for r in h2] == \
                [(r["stage"], r["epoch"], r["loss"]) for r in hist], f"{where}: history differs"
