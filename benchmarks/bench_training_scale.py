@@ -66,7 +66,7 @@ def run(procs: int, threads: int, data: Path, work: Path, args) -> dict:
     meta = torch.load(out, weights_only=True)["meta"]
     secs = [h["seconds"] for h in meta["history"] if h["stage"] == 1][1:]
     return {"procs": procs, "threads": threads, "epoch_s": statistics.median(secs),
-            "epochs_timed": len(secs), "wall_s": wall, "cmd": " ".join(cmd[1:] if procs == 1 else cmd[1:])}
+            "epochs_timed": len(secs), "wall_s": wall, "cmd": " ".join(["python", *cmd[1:]])}
 
 
 def main() -> None:
@@ -78,11 +78,13 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = work / "synthetic_cifar.npz"
         make_data(data, args.images)
         rows = [run(1, 1, data, work, args), run(2, 1, data, work, args), run(1, 2, data, work, args)]
+    load_after = os.getloadavg()
     base = rows[0]["epoch_s"]
     cpu = platform.processor() or platform.machine()
     try:
@@ -103,6 +105,8 @@ def main() -> None:
         f"- model: BiPer ResNet-20 (Bi-Real double skips, w0 = 20), stage 1; data: {args.images} "
         "synthetic uint8 32x32x3 images, 10 classes, `--augment --normalize auto`; global batch "
         f"{args.batch_size} (each of N processes takes {args.batch_size}/N per step)",
+        f"- 1-minute load average before / after: {load_before[0]:.1f} / {load_after[0]:.1f} on "
+        f"{os.cpu_count()} CPUs (anything above ~{os.cpu_count()} means other jobs competed for the cores)",
         "- epoch time: median of the per-epoch training seconds recorded in the checkpoint, first "
         "epoch dropped; evaluation excluded",
         "",

@@ -80,11 +80,31 @@ keep using every training image), the training split itself in eval mode. A non-
 loss, or an epoch loss above ``EXPLODE_FACTOR`` times the stage's best epoch loss (and 1.0 above
 it), or a non-finite weight or BatchNorm statistic after an epoch, ends the stage and restores its best weights; the event is returned in
 ``TrainConfig.diverged`` (and the CLI writes it to the checkpoint's metadata and the log).
+
+Where and how long. ``train_two_stage(..., runtime=)`` takes a :class:`bnn2hw.distributed.Runtime`
+(device, ``--amp``, DataLoader workers, torchrun rank and world size); the default is one CPU
+process, whose results are bit-identical to the loop before devices and DDP existed (tested
+against a frozen copy, ``tests/legacy_train.py``). Each epoch's batches come from
+:class:`bnn2hw.data.augment.EpochBatches`: the same seeded permutation on every rank, each rank
+taking its slice of every *global* batch (``batch_size``), optional crop + flip augmentation
+seeded per batch, so neither workers nor the number of processes change what is computed
+(up to BatchNorm statistics, which are per process; see :mod:`bnn2hw.distributed`).
+
+Resume. With ``save_every`` N, every N epochs (counted over both stages, not after the last)
+``on_checkpoint`` receives a state of plain containers and tensors (stage, epochs done, optimizer,
+scheduler, grad scaler, the shuffling generator, the global torch/CUDA/numpy/Python RNGs, the
+guard's best epoch and weights, the history and the resolved config). ``resume=`` that state,
+with the model holding the weights saved alongside, continues at the same stage and epoch; a
+CPU run resumed this way ends with exactly the uninterrupted run's tensors (tested from every
+epoch). Stage-specific options used by the recipes (:mod:`bnn2hw.recipes`): ``warmup_epochs``
+(linear warm-up, then a cosine over the remaining epochs, as the official BiPer code),
+``sin2_reg2`` (stage-2 tau) and ``sin2_sum`` (penalty summed over layers, as the official code).
 """
 
 from __future__ import annotations
 
 import copy
+import gc
 import math
 import random
 import time
@@ -417,18 +437,26 @@ def resolve_config(model: nn.Module, cfg: TrainConfig) -> TrainConfig:
                           "latent_lr2": cfg.latent_lr2 if cfg.latent_lr2 is not None else d2})
 
 
-def _wrap(model: nn.Module, rt) -> nn.Module:
-    """DistributedDataParallel around ``model`` when distributed (SyncBatchNorm if asked)."""
+def _has_unused_parameters(model: nn.Module, stage: int, x: torch.Tensor) -> bool:
+    """Does one training step of ``stage`` leave a parameter without a gradient (e.g. FDA's
+    weight noise module in stage 1)? Probed on a copy, with the RNG state put back."""
+    probe = copy.deepcopy(model)
+    set_stage(probe, stage)
+    probe.train()
+    devices = [x.device.index] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        probe(x).float().sum().backward()
+    return any(p.grad is None for p in probe.parameters() if p.requires_grad)
+
+
+def _wrap(model: nn.Module, rt, find_unused: bool) -> nn.Module:
+    """DistributedDataParallel around ``model`` when distributed."""
     if not rt.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
-    if rt.sync_bn:
-        nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        if isinstance(model, nn.modules.batchnorm._BatchNorm):
-            raise Bnn2hwError("--sync-bn: the model is a bare BatchNorm")
     ids = [rt.device.index] if rt.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
@@ -459,7 +487,12 @@ def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
         log, progress, on_checkpoint = None, False, None
     data, select = selection_split(data, cfg.val_fraction, cfg.seed)
     model.to(rt.device)
-    fwd = _wrap(model, rt)
+    unused = {1: False, 2: False}
+    if rt.distributed:
+        x_probe = torch.from_numpy(data.x_train[:2]).float().to(rt.device)
+        unused = {st: _has_unused_parameters(model, st, x_probe) for st in (1, 2)}
+        if rt.sync_bn:
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
     total = cfg.epochs1 + cfg.epochs2
     history: list[dict] = [dict(h) for h in resume["history"]] if resume is not None else []
     bar = None
@@ -473,8 +506,12 @@ def train_two_stage(model: nn.Module, data: Dataset, cfg: TrainConfig, log=None,
     kw = dict(rt=rt, history=history, save_every=save_every, on_checkpoint=on_checkpoint)
     try:
         if cfg.epochs1 and (resume is None or resume["stage"] == 1):
+            fwd = _wrap(model, rt, unused[1])
             _run_stage(model, fwd, data, 1, cfg.epochs1, cfg.lr1, cfg.latent_lr1, cfg.wd1,
                        cfg, 0, total, log, bar, select, resume=resume, **kw)
+            del fwd  # one DDP wrapper (and its gradient hooks) at a time
+            gc.collect()
+        fwd = _wrap(model, rt, unused[2])
         _run_stage(model, fwd, data, 2, cfg.epochs2, cfg.lr2, cfg.latent_lr2, cfg.wd2, cfg,
                    cfg.epochs1, total, log, bar, select, resume=resume, **kw)
     finally:

@@ -432,16 +432,42 @@ def test_torchrun_two_processes_gloo(tmp_path):
 
 def test_torchrun_two_nodes_on_loopback(tmp_path):
     """Two `torchrun --nnodes=2` launches (node_rank 0 and 1, c10d rendezvous on a free
-    127.0.0.1 port) train together through `-m bnn2hw`, and finish; one checkpoint is written."""
+    127.0.0.1 port) train together through `-m bnn2hw`, and finish; one checkpoint is written.
+    The model is the FDA CNN, whose stage 1 leaves the weight noise module unused (DDP must be
+    told, or it fails: find_unused_parameters is probed per stage)."""
     port = _free_port()
     out = tmp_path / "nodes.pt"
     cmds = [[*TORCHRUN, "--nnodes=2", "--nproc_per_node=1", f"--node_rank={r}", "--rdzv_backend=c10d",
              f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=bnn2hw-test-{port}", "-m", "bnn2hw",
-             "train", *TINY_DDP, "-o", str(out)] for r in (0, 1)]
+             "train", "--model", "cnn", "--surrogate", "fda", "--epochs1", "1", "--epochs2", "1",
+             "--seed", str(SEED), "--threads", "1", "--no-plots", "--quiet", "-o", str(out)] for r in (0, 1)]
     results = _run_bounded(cmds, _env(OMP_NUM_THREADS="1"), timeout=240)
     for r in results:
         assert r.returncode == 0, r.stderr[-3000:]
     assert sum(r.stdout.count("wrote ") for r in results) == 1, [r.stdout for r in results]
     ck = read_checkpoint(out)
     assert ck["meta"]["runtime"]["world_size"] == 2
-    assert len(ck["meta"]["history"]) == 4
+    assert [(h["stage"], h["epoch"]) for h in ck["meta"]["history"]] == [(1, 1), (2, 1)]
+
+
+def test_image_folder_with_train_and_test_splits(tmp_path):
+    """`root/train/<class>/*` and `root/test/<class>/*` (a CIFAR-10 PNG export) are the splits."""
+    from PIL import Image
+
+    from bnn2hw.data import load_dataset
+
+    rng = np.random.default_rng(SEED)
+    counts = {"train": 3, "test": 2}
+    for split, n in counts.items():
+        for cls in ("cat", "dog"):
+            (tmp_path / "c10" / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).save(
+                    tmp_path / "c10" / split / cls / f"{i}.png")
+    d = load_dataset(str(tmp_path / "c10"), channels=3)
+    assert d.x_train.shape == (6, 3, 6, 6) and d.x_test.shape == (4, 3, 6, 6), (d.x_train.shape, d.x_test.shape)
+    assert d.y_train.tolist() == [0, 0, 0, 1, 1, 1] and d.y_test.tolist() == [0, 0, 1, 1]
+    assert d.load_options() == {"image_size": 6, "channels": 3}
+    (tmp_path / "c10" / "test" / "bird").mkdir()
+    with pytest.raises(Bnn2hwError, match="differ from the training split"):
+        load_dataset(str(tmp_path / "c10"), channels=3)
