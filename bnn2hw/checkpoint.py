@@ -9,6 +9,8 @@ A checkpoint is a plain ``dict`` saved with ``torch.save`` and loaded with
 ``spec``        the model spec (:func:`bnn2hw.nn.models.build_model` rebuilds the model);
                 includes the surrogate name and w0, so the binarizer is known at export time
 ``state_dict``  the model's ``state_dict`` (latent real weights, BatchNorm statistics)
+``resume``      (periodic checkpoints of ``train --save-every`` only) the state that
+                ``train --resume`` continues from: see :mod:`bnn2hw.train`
 ``meta``        training metadata: data set, input quantization (``{"dtype": "uint8",
                 "raw_scale": ...}``), test accuracy, seed, epochs, learning rates, bnn2hw version
 """
@@ -29,12 +31,16 @@ FORMAT = "bnn2hw-checkpoint"
 VERSION = 1
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, spec: dict, meta: dict) -> None:
+def save_checkpoint(path: str | Path, model: nn.Module, spec: dict, meta: dict,
+                    resume: dict | None = None) -> None:
     """Write atomically (temp file + rename): a crash or a signal never leaves a half-written
-    checkpoint, and an existing directory or symlink at ``path`` is refused."""
+    checkpoint, and an existing directory or symlink at ``path`` is refused. ``resume``: the
+    trainer's resumable state (periodic checkpoints)."""
     payload = {"format": FORMAT, "version": VERSION, "spec": spec,
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                "meta": {**meta, "bnn2hw_version": __version__}}
+    if resume is not None:
+        payload["resume"] = resume
     write_file_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
 
@@ -130,4 +136,19 @@ def load_checkpoint(path: str | Path, require_finite: bool = False) -> tuple[nn.
     except RuntimeError as e:
         raise Bnn2hwError(f"{path}: weights do not fit the model spec: {e}") from None
     model.eval()
+    if ckpt["spec"].get("normalize"):
+        model = _fold_normalization(path, model, ckpt["spec"], strict=require_finite)
     return model, ckpt
+
+
+def _fold_normalization(path: Path, model: nn.Module, spec: dict, strict: bool) -> nn.Module:
+    """Fold the input normalization into the first BatchNorm (exportable models); a model that
+    cannot fold keeps it, unless ``strict`` (every export), which refuses with the reason."""
+    from .nn.normalize import FoldInputNormalization
+
+    try:
+        return FoldInputNormalization()(model, spec)
+    except Bnn2hwError as e:
+        if strict:
+            raise Bnn2hwError(f"{path}: {e}") from None
+        return model

@@ -93,6 +93,7 @@ def _check_size(spec: dict) -> None:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: str = typer.Option("mlp", help="mlp | cnn | mbiper-mlp | resnet18 | resnet20 | vgg-small | "
                                           "mbiper-resnet20"),
     dataset: str = typer.Option("digits", help="'digits' (built in), a .npz file or an image folder"),
@@ -118,50 +119,131 @@ def train(
                                                           "w0*lr2 for the M-BiPer family)"),
     wd1: float = typer.Option(5e-4, help="stage-1 weight decay"),
     wd2: float = typer.Option(5e-5, help="stage-2 weight decay"),
-    batch_size: int = typer.Option(64, help="mini-batch size (at least 2: BatchNorm)"),
+    batch_size: int = typer.Option(64, help="global mini-batch size, split evenly over torchrun's "
+                                            "processes (at least 2 per process: BatchNorm)"),
     sin2_reg: float = typer.Option(0.0, help="tau of the official code's tau*mean(sin^2(w0 w))"),
     symmetry: float = typer.Option(0.0, help="M-BiPer eq. 9 symmetry adjustment coefficient"),
     val_fraction: float = typer.Option(0.0, help="hold out this stratified fraction of the training "
                                                  "split to choose fallback weights if a stage diverges "
                                                  "(0: the training split itself is used)"),
-    seed: int = typer.Option(0, help="random seed (weights, shuffling)"),
+    seed: int = typer.Option(0, help="random seed (weights, shuffling, augmentation)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's choice)"),
     image_size: Optional[int] = typer.Option(None, help="image folders: resize to this size (default: "
                                                         "the images' own size, which must be square "
                                                         "and common to all)"),
     channels: int = typer.Option(1, help="image folders: 1 (grayscale) or 3 (RGB)"),
+    augment: bool = typer.Option(False, "--augment", help="random crop with 4-pixel zero padding and "
+                                                          "horizontal flip (image data; the papers' "
+                                                          "CIFAR augmentation)"),
+    normalize: Optional[str] = typer.Option(None, help="per-channel input normalization, pixels in "
+                                                       "[0,1]: 'auto' (training-split statistics), "
+                                                       "'MEAN,STD' or 'M1,M2,M3:S1,S2,S3'; recorded "
+                                                       "in the checkpoint, folded at export"),
+    warmup_epochs: int = typer.Option(0, help="linear learning-rate warm-up epochs at the start of "
+                                              "each stage (the official BiPer code: 5)"),
+    recipe: Optional[str] = typer.Option(None, help="a paper's hyperparameters: biper-cifar10-resnet18 "
+                                                    "| biper-cifar10-resnet20 | biper-cifar10-vgg-small "
+                                                    "(options given explicitly win)"),
+    device: str = typer.Option("auto", help="auto (CUDA if available) | cpu | cuda | cuda:N; cuda "
+                                            "without CUDA falls back to the CPU with a warning"),
+    amp: str = typer.Option("off", help="mixed precision on CUDA: off | bf16 | fp16 (evaluation and "
+                                        "export stay float32)"),
+    workers: int = typer.Option(0, help="DataLoader worker processes per training process (0: "
+                                        "batches are prepared in the training process)"),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="torchrun: BatchNorm statistics over the "
+                                                          "global batch (SyncBatchNorm)"),
+    save_every: int = typer.Option(0, help="every N epochs write a resumable checkpoint to "
+                                           "OUTPUT's sibling <stem>.resume.pt (0: never)"),
+    resume: Optional[Path] = typer.Option(None, help="continue the run saved in this resumable "
+                                                     "checkpoint (model, data and hyperparameters "
+                                                     "come from it)"),
     output: Path = typer.Option(..., "-o", "--output", help="checkpoint file to write"),
     quiet: bool = typer.Option(False, help="no progress bar or per-epoch lines"),
     compact: bool = typer.Option(False, help="progress bar and one line per stage, no per-epoch lines"),
     no_plots: bool = typer.Option(False, "--no-plots", help="do not write the training-curve PNG"),
 ):
-    """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint."""
+    """Two-stage training (BiPer sec. 5.1.3); writes a bnn2hw checkpoint. Runs on one device, or
+    under torchrun on many (DistributedDataParallel; see bnn2hw.distributed)."""
     from .outdir import check_output_path
 
-    check_output_path(output, "file")
-    for name, value in (("--w0", w0), ("--lr1", lr1), ("--lr2", lr2), ("--latent-lr1", latent_lr1),
-                        ("--latent-lr2", latent_lr2)):
-        _positive(name, value)
-    for name, value in (("--wd1", wd1), ("--wd2", wd2), ("--sin2-reg", sin2_reg)):
-        _positive(name, value, allow_zero=True)
-    _positive("--epochs1", epochs1, integer=True, allow_zero=True)
-    _positive("--epochs2", epochs2, integer=True, allow_zero=True)
-    if epochs1 + epochs2 == 0:
-        raise Bnn2hwError("--epochs1 and --epochs2 are both 0: nothing to train")
-    if batch_size < 2:
-        raise Bnn2hwError(f"--batch-size must be at least 2 (BatchNorm needs two samples), got {batch_size}")
-    _positive("--threads", threads, integer=True)
-    _positive("--image-size", image_size, integer=True)
-    if not math.isfinite(symmetry):
-        raise Bnn2hwError(f"--symmetry must be a finite number, got {symmetry}")
-    if not 0.0 <= val_fraction < 0.5:
-        raise Bnn2hwError(f"--val-fraction must be in [0, 0.5), got {val_fraction}")
-    if channels not in (1, 3):
-        raise Bnn2hwError(f"--channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    if image_size is not None and image_size > 1024:
-        raise Bnn2hwError(f"--image-size {image_size} is larger than 1024 pixels")
-    widths = _parse_hidden(hidden) if hidden is not None else None
+    # options the user gave (typer may vendor its own click: compare the source by name)
+    given = {p for p in ctx.params
+             if getattr(ctx.get_parameter_source(p), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
+    o = dict(ctx.params)
+    o.pop("ctx", None)
+    extra = {"sin2_reg2": None, "sin2_sum": False}  # recipe-only settings
+    if recipe is not None:
+        from .recipes import get_recipe
 
+        for key, value in get_recipe(recipe).items():
+            if key in extra:
+                extra[key] = value
+            elif key not in given:
+                o[key] = value
+    if resume is not None:
+        allowed = {"resume", "output", "save_every", "device", "amp", "workers", "sync_bn",
+                   "threads", "quiet", "compact", "no_plots", "dataset"}
+        clash = sorted(given - allowed)
+        if clash:
+            names = ", ".join("--" + c.replace("_", "-") for c in clash)
+            raise Bnn2hwError(f"--resume continues with the model, data and hyperparameters saved in "
+                              f"{resume}; drop {names}")
+    check_output_path(output, "file")
+    _check_train_options(o)
+    from .distributed import setup_runtime, teardown
+
+    rt = setup_runtime(o["device"], o["amp"], o["workers"], o["sync_bn"], warn=_warn)
+    try:
+        _train(o, extra, given, rt)
+    finally:
+        teardown(rt)
+
+
+def _check_train_options(o: dict) -> None:
+    for name in ("w0", "lr1", "lr2", "latent_lr1", "latent_lr2"):
+        _positive("--" + name.replace("_", "-"), o[name])
+    for name in ("wd1", "wd2", "sin2_reg"):
+        _positive("--" + name.replace("_", "-"), o[name], allow_zero=True)
+    for name in ("epochs1", "epochs2", "warmup_epochs", "workers", "save_every"):
+        _positive("--" + name.replace("_", "-"), o[name], integer=True, allow_zero=True)
+    if o["epochs1"] + o["epochs2"] == 0:
+        raise Bnn2hwError("--epochs1 and --epochs2 are both 0: nothing to train")
+    if o["batch_size"] < 2:
+        raise Bnn2hwError("--batch-size must be at least 2 (BatchNorm needs two samples), "
+                          f"got {o['batch_size']}")
+    _positive("--threads", o["threads"], integer=True)
+    _positive("--image-size", o["image_size"], integer=True)
+    if not math.isfinite(o["symmetry"]):
+        raise Bnn2hwError(f"--symmetry must be a finite number, got {o['symmetry']}")
+    if not 0.0 <= o["val_fraction"] < 0.5:
+        raise Bnn2hwError(f"--val-fraction must be in [0, 0.5), got {o['val_fraction']}")
+    if o["channels"] not in (1, 3):
+        raise Bnn2hwError(f"--channels must be 1 (grayscale) or 3 (RGB), got {o['channels']}")
+    if o["image_size"] is not None and o["image_size"] > 1024:
+        raise Bnn2hwError(f"--image-size {o['image_size']} is larger than 1024 pixels")
+    if o["amp"] not in ("off", "bf16", "fp16"):
+        raise Bnn2hwError(f"--amp must be off, bf16 or fp16, got {o['amp']!r}")
+    if o["resume"] is not None and o["recipe"] is not None:
+        raise Bnn2hwError("--resume continues a run with its own settings; drop --recipe")
+    if o["normalize"] is not None:
+        from .nn.normalize import parse_normalize
+
+        parse_normalize(o["normalize"])
+
+
+def _resume_state(path: Path) -> dict:
+    from .checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt.get("resume"), dict):
+        raise Bnn2hwError(f"{path}: not a resumable checkpoint (it was not written by "
+                          "`bnn2hw train --save-every`); a finished run cannot be continued")
+    return ckpt
+
+
+def _train(o: dict, extra: dict, given: set, rt) -> None:
+    """The train command after option checks, in a process whose runtime ``rt`` is set up."""
+    widths = _parse_hidden(o["hidden"]) if o["hidden"] is not None else None
     trainer = _lazy("train", "training")
     from .checkpoint import save_checkpoint
     from .data import describe_source, load_dataset
@@ -169,40 +251,84 @@ def train(
     from .nn.models import build_model, default_spec
     from .nn.surrogates import ACTIVATION_BINARIZERS, SURROGATES
 
-    if surrogate not in SURROGATES:
-        raise Bnn2hwError(f"unknown surrogate {surrogate!r}; valid: {', '.join(sorted(SURROGATES))}")
-    if activation is not None and activation not in ACTIVATION_BINARIZERS:
-        raise Bnn2hwError(f"unknown activation {activation!r}; valid: {', '.join(sorted(ACTIVATION_BINARIZERS))}")
-    if periodic not in PERIODIC_FUNCTIONS:
-        raise Bnn2hwError(f"unknown periodic activation {periodic!r}; valid: {', '.join(PERIODIC_FUNCTIONS)}")
-    for opt, kind in (("--first", first), ("--last", last)):
-        if kind not in ("binary", "int8", "float"):
-            raise Bnn2hwError(f"{opt} must be binary, int8 or float, got {kind!r}")
-    data = load_dataset(dataset, image_size=image_size, channels=channels)
-    spec = default_spec(model, data.in_shape, data.num_classes)
-    spec["surrogate"].update(name=surrogate, w0=w0, symmetry=symmetry)
-    spec.update(first=first, last=last, activation=activation)
-    if widths is not None:
-        if "hidden" not in spec:
-            raise Bnn2hwError(f"--hidden applies to mlp and cnn, not {model!r}")
-        spec["hidden"] = widths
-    if model in ("mbiper-mlp", "mbiper-resnet20"):
-        spec["periodic"] = periodic
-    elif periodic != "sine":
-        raise Bnn2hwError(f"--periodic applies to mbiper-mlp and mbiper-resnet20, not {model!r}")
-    if model == "cnn" and len(data.in_shape) != 3:
-        raise Bnn2hwError(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape {data.in_shape}")
-    _check_size(spec)
-    trainer.seed_everything(seed)
-    try:
+    model = o["model"]
+    output = Path(o["output"])
+    resume_ckpt = _resume_state(o["resume"]) if o["resume"] is not None else None
+    if resume_ckpt is not None:
+        meta0 = resume_ckpt["meta"]
+        source = o["dataset"] if "dataset" in given else meta0.get("dataset", "digits")
+        opts = meta0.get("data", {})
+        data = load_dataset(source, image_size=opts.get("image_size"), channels=opts.get("channels", 1))
+        spec = resume_ckpt["spec"]
+        if list(data.in_shape) != list(spec["in_shape"]):
+            raise Bnn2hwError(f"--dataset {source}: rows of shape {list(data.in_shape)}, but the run "
+                              f"in {o['resume']} trains on {spec['in_shape']}")
         net = build_model(spec)
-    except Bnn2hwError:
-        raise
-    except (RuntimeError, ValueError) as e:
-        raise Bnn2hwError(f"model {model!r} does not fit data of shape {list(data.in_shape)}: {e}") from None
-    cfg = trainer.TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=lr1, lr2=lr2, latent_lr1=latent_lr1,
-                              latent_lr2=latent_lr2, wd1=wd1, wd2=wd2, batch_size=batch_size,
-                              sin2_reg=sin2_reg, seed=seed, threads=threads, val_fraction=val_fraction)
+        net.load_state_dict(resume_ckpt["state_dict"])
+        cfg = trainer.TrainConfig(**{**meta0["train"], "threads": o["threads"]})
+        epochs1, epochs2, dataset, model = cfg.epochs1, cfg.epochs2, source, spec["arch"]
+    else:
+        surrogate = o["surrogate"]
+        if surrogate not in SURROGATES:
+            raise Bnn2hwError(f"unknown surrogate {surrogate!r}; valid: {', '.join(sorted(SURROGATES))}")
+        if o["activation"] is not None and o["activation"] not in ACTIVATION_BINARIZERS:
+            raise Bnn2hwError(f"unknown activation {o['activation']!r}; valid: "
+                              f"{', '.join(sorted(ACTIVATION_BINARIZERS))}")
+        if o["periodic"] not in PERIODIC_FUNCTIONS:
+            raise Bnn2hwError(f"unknown periodic activation {o['periodic']!r}; valid: "
+                              f"{', '.join(PERIODIC_FUNCTIONS)}")
+        for opt, kind in (("--first", o["first"]), ("--last", o["last"])):
+            if kind not in ("binary", "int8", "float"):
+                raise Bnn2hwError(f"{opt} must be binary, int8 or float, got {kind!r}")
+        dataset = o["dataset"]
+        data = load_dataset(dataset, image_size=o["image_size"], channels=o["channels"])
+        spec = default_spec(model, data.in_shape, data.num_classes)
+        spec["surrogate"].update(name=surrogate, w0=o["w0"], symmetry=o["symmetry"])
+        spec.update(first=o["first"], last=o["last"], activation=o["activation"])
+        if widths is not None:
+            if "hidden" not in spec:
+                raise Bnn2hwError(f"--hidden applies to mlp and cnn, not {model!r}")
+            spec["hidden"] = widths
+        if model in ("mbiper-mlp", "mbiper-resnet20"):
+            spec["periodic"] = o["periodic"]
+        elif o["periodic"] != "sine":
+            raise Bnn2hwError(f"--periodic applies to mbiper-mlp and mbiper-resnet20, not {model!r}")
+        if model == "cnn" and len(data.in_shape) != 3:
+            raise Bnn2hwError(f"model 'cnn' needs image data (C, H, W); {dataset} has rows of shape "
+                              f"{data.in_shape}")
+        if o["augment"] and len(data.in_shape) != 3:
+            raise Bnn2hwError(f"--augment needs image data (C, H, W); {dataset} has rows of shape "
+                              f"{list(data.in_shape)}")
+        if o["normalize"] is not None:
+            from .nn.normalize import channel_statistics, check_normalize, parse_normalize
+
+            norm = parse_normalize(o["normalize"])
+            if norm == "auto":
+                norm = channel_statistics(data.x_train)
+            channels_in = int(data.in_shape[0]) if len(data.in_shape) == 3 else 1
+            spec["normalize"] = check_normalize(norm, channels_in)
+        _check_size(spec)
+        trainer.seed_everything(o["seed"])
+        try:
+            net = build_model(spec)
+        except Bnn2hwError:
+            raise
+        except (RuntimeError, ValueError) as e:
+            raise Bnn2hwError(f"model {model!r} does not fit data of shape {list(data.in_shape)}: "
+                              f"{e}") from None
+        epochs1, epochs2 = o["epochs1"], o["epochs2"]
+        cfg = trainer.TrainConfig(epochs1=epochs1, epochs2=epochs2, lr1=o["lr1"], lr2=o["lr2"],
+                                  latent_lr1=o["latent_lr1"], latent_lr2=o["latent_lr2"], wd1=o["wd1"],
+                                  wd2=o["wd2"], batch_size=o["batch_size"], sin2_reg=o["sin2_reg"],
+                                  seed=o["seed"], threads=o["threads"], val_fraction=o["val_fraction"],
+                                  warmup_epochs=o["warmup_epochs"], augment=o["augment"], **extra)
+    if rt.distributed and cfg.batch_size % rt.world:
+        raise Bnn2hwError(f"--batch-size {cfg.batch_size} is the global batch; it must be divisible by "
+                          f"the number of processes ({rt.world})")
+    if rt.distributed and cfg.batch_size // rt.world < 2:
+        raise Bnn2hwError(f"--batch-size {cfg.batch_size} over {rt.world} processes leaves fewer than "
+                          "2 samples per process (BatchNorm needs two)")
+    quiet, compact = o["quiet"], o["compact"]
 
     def log(rec):
         last_of_stage = rec["epoch"] == (epochs1 if rec["stage"] == 1 else epochs2)
@@ -212,15 +338,47 @@ def train(
             tqdm.write(f"stage {rec['stage']} epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  "
                        f"test acc {rec['test_acc']:.4f}  {rec['seconds']:.2f}s", file=sys.stderr)
 
+    runtime_meta = {"device": str(rt.device), "world_size": rt.world, "amp": rt.amp,
+                    "sync_bn": bool(rt.sync_bn and rt.distributed), "workers": rt.workers}
+
+    def base_meta(history, acc, used) -> dict:
+        meta = {"dataset": describe_source(dataset), "data": data.load_options(),
+                "input": {"dtype": "uint8", "shape": list(data.in_shape)},
+                "test_accuracy": acc, "train": used.to_dict(), "history": history,
+                "seconds_per_epoch": trainer.epoch_seconds(history), "runtime": runtime_meta}
+        if o.get("recipe"):
+            meta["recipe"] = o["recipe"]
+        elif resume_ckpt is not None and resume_ckpt["meta"].get("recipe"):
+            meta["recipe"] = resume_ckpt["meta"]["recipe"]
+        if spec.get("normalize"):
+            meta["normalize"] = spec["normalize"]
+        return meta
+
+    resume_path = output.with_name(output.stem + ".resume.pt")
+
+    def on_checkpoint(state):
+        history = state["history"]
+        acc = history[-1]["test_acc"] if history else math.nan
+        meta = {**base_meta(history, acc, trainer.TrainConfig(**state["config"])),
+                "partial": {"stage": state["stage"], "epoch": state["epoch"]}}
+        save_checkpoint(resume_path, net, spec, meta, resume=state)
+        if not quiet:
+            from tqdm import tqdm
+
+            tqdm.write(f"wrote {resume_path} (resumable: stage {state['stage']} epoch {state['epoch']})",
+                       file=sys.stderr)
+
     try:
-        history, used = trainer.train_two_stage(net, data, cfg, log=log, progress=not quiet)
+        history, used = trainer.train_two_stage(
+            net, data, cfg, log=log, progress=not quiet and rt.is_main, runtime=rt,
+            resume=resume_ckpt["resume"] if resume_ckpt is not None else None,
+            save_every=o["save_every"], on_checkpoint=on_checkpoint if o["save_every"] else None)
     except (RuntimeError, ValueError) as e:
         raise Bnn2hwError(f"training {model!r} on {dataset} failed: {str(e).splitlines()[0]}") from None
+    if not rt.is_main:
+        return
     acc = trainer.accuracy(net, data.x_test, data.y_test)
-    meta = {"dataset": describe_source(dataset), "data": data.load_options(),
-            "input": {"dtype": "uint8", "shape": list(data.in_shape)},
-            "test_accuracy": acc, "train": used.to_dict(), "history": history,
-            "seconds_per_epoch": trainer.epoch_seconds(history)}
+    meta = base_meta(history, acc, used)
     if used.diverged:
         meta["diverged"] = used.diverged
         for d in used.diverged:
@@ -229,7 +387,7 @@ def train(
                   f"{d['selected_on']} split)")
     save_checkpoint(output, net, spec, meta)
     typer.echo(f"test accuracy {acc:.4f} ({len(data.y_test)} samples); wrote {output}")
-    if history and not no_plots:
+    if history and not o["no_plots"]:
         from .plots import plot_training_curves
 
         png = plot_training_curves(history, Path(output).with_suffix(".training.png"))

@@ -11,7 +11,9 @@
   Without a test split, a stratified 25% is held out with ``random_state=0``.
 * ``path/to/folder``: torchvision ``ImageFolder`` layout (``folder/<class>/<image>``); images
   are read with Pillow as grayscale (``--channels 3`` for RGB), at their own size (all must share
-  one square size) or resized to ``--image-size``.
+  one square size) or resized to ``--image-size``. A folder with exactly ``train/`` and
+  ``test/`` subfolders (each ``<class>/<image>``, e.g. CIFAR-10 exported to PNGs) gives the two
+  splits; otherwise a stratified 25% is held out with ``random_state=0``.
 
 Labels must be the integers ``0..K-1`` with every class present in the training split, K >= 2,
 and at least two samples per class (the stratified split needs them); anything else is refused
@@ -172,13 +174,18 @@ def _check_splittable(where: str, y: np.ndarray) -> None:
                           "train/test split needs at least two per class (or give x_test/y_test)")
 
 
-def load_image_folder(path: Path, image_size: int | None = None, channels: int = 1) -> Dataset:
-    """torchvision-style folder of class subfolders, read with Pillow (see module doc)."""
+def _read_class_folders(path: Path, image_size: int | None, channels: int,
+                        classes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images of ``path/<class>/*`` as (N, C, H, W) uint8 and labels (class folders sorted)."""
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise Bnn2hwError("reading an image folder needs Pillow: pip install pillow") from None
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    found = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if classes is not None and found != classes:
+        raise Bnn2hwError(f"{path}: class folders {found[:5]} differ from the training split's "
+                          f"{classes[:5]}")
+    classes = found
     if not classes:
         raise Bnn2hwError(f"{path}: no class subfolders (expected {path}/<class>/<image>)")
     if len(classes) < 2:
@@ -211,10 +218,24 @@ def load_image_folder(path: Path, image_size: int | None = None, channels: int =
         (w, h), = sizes
         if w != h:
             raise Bnn2hwError(f"{path}: images are {w}x{h}, not square; pass --image-size N to resize")
-    y = np.array(ys, dtype=np.int64)
+    return np.stack(xs), np.array(ys, dtype=np.int64), classes
+
+
+def load_image_folder(path: Path, image_size: int | None = None, channels: int = 1) -> Dataset:
+    """torchvision-style folder of class subfolders, read with Pillow (see module doc). A folder
+    holding exactly ``train/`` and ``test/`` (each with the same class subfolders, the usual
+    CIFAR-10 export) uses them as the two splits instead of a random 25% test split."""
+    subdirs = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if subdirs == ["test", "train"]:
+        x_tr, y_tr, classes = _read_class_folders(path / "train", image_size, channels)
+        size = image_size if image_size is not None else int(x_tr.shape[-1])
+        x_te, y_te, _ = _read_class_folders(path / "test", size, channels, classes)
+        opts = {"image_size": int(x_tr.shape[-1]), "channels": channels}
+        return Dataset(path.name, x_tr, y_tr, x_te, y_te, len(classes), opts)
+    x, y, classes = _read_class_folders(path, image_size, channels)
     _check_splittable(str(path), y)
-    x_tr, x_te, y_tr, y_te = _split(np.stack(xs), y)
-    opts = {"image_size": int(xs[0].shape[-1]), "channels": channels}
+    x_tr, x_te, y_tr, y_te = _split(x, y)
+    opts = {"image_size": int(x.shape[-1]), "channels": channels}
     return Dataset(path.name, x_tr, y_tr, x_te, y_te, len(classes), opts)
 
 

@@ -300,7 +300,14 @@ MODEL_NAMES = ["mlp", "cnn", "mbiper-mlp", *PAPER_MODELS]
 
 
 def build_model(spec: dict) -> nn.Module:
-    """Rebuild a model from its spec (the same spec the checkpoint stores)."""
+    """Rebuild a model from its spec (the same spec the checkpoint stores), with the input
+    normalization of ``spec["normalize"]`` if any (:mod:`bnn2hw.nn.normalize`)."""
+    from .normalize import attach_normalization
+
+    return attach_normalization(_build_model(spec), spec.get("normalize"))
+
+
+def _build_model(spec: dict) -> nn.Module:
     spec = copy.deepcopy(spec)
     arch = spec.get("arch")
     if arch == "mlp":
