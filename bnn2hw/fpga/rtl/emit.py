@@ -19,7 +19,9 @@ Every layer module has the same structure (FINN's MVAU, with the same PE/SIMD fo
   threshold ROM row (``(acc >= T) xor inv``) gives PE output bits, shifted into the output
   vector (or PE integer logits for the last layer);
 * a completed output vector moves to the ``m_tdata`` register; if that still holds an unread
-  vector, the whole layer pipeline stalls (``en`` low) until it is read.
+  vector it moves to a skid register, and the whole layer pipeline stalls (``en`` low) until
+  ``m_tdata`` is read. ``en`` and ``s_tready`` depend on registers only, so ready signals do
+  not form a combinational chain through the layers.
 
 With PE = MH and SIMD = MW (fully unrolled) each layer takes one frame per clock.
 """
@@ -215,11 +217,12 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
          ");",
          "    genvar pe, s;" if S == 1 else "    genvar pe, s, j;",
          "",
-         "    // ---- stall: a finished vector waits for m_tdata to be read",
+         "    // ---- stall: the skid register holds a second finished vector while m_tdata is unread",
+         "    reg skid_v;",
          "    reg res_v;                       // res stage holds a finished fold (after the last synapse fold)",
          f"    reg [{nfw - 1}:0] rnf;                 // neuron fold of the next result",
          f"    wire res_last = (rnf == {nfw}'d{NF - 1});",
-         "    wire en = !(res_v && res_last && m_tvalid && !m_tready);",
+         "    wire en = !skid_v;",
          "",
          "    // ---- issue stage: one (neuron fold, synapse fold) per cycle",
          "    reg running;",
@@ -351,39 +354,38 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
               "    endgenerate"]
         RW = 1
     L += ["",
-          "    // ---- output: results of fold nf fill outputs [nf*PE, nf*PE+PE); the finished vector goes to m_tdata"]
-    if NF > 1:
-        bw = (NF - 1) * PE * RW
-        L += [f"    reg [{bw - 1}:0] asm;  // folds 0..NF-2 of the vector being assembled"]
-    L += ["    always @(posedge clk) begin",
-          "        if (!rst_n) begin",
-          f"            m_tvalid <= 1'b0; rnf <= {nfw}'d0;",
-          "        end else begin",
-          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
-          "            if (en && res_v) begin",
-          "                if (res_last) begin",
-          "                    m_tvalid <= 1'b1;",
-          f"                    rnf <= {nfw}'d0;",
-          "                end else begin",
-          f"                    rnf <= rnf + {nfw}'d1;",
-          "                end",
-          "            end",
-          "        end",
-          "    end",
-          "    always @(posedge clk) if (en && res_v) begin"]
+          "    // ---- output: results of fold nf fill outputs [nf*PE, nf*PE+PE); a finished vector goes to",
+          "    // m_tdata, or to the skid register if m_tdata is still unread (then en stops the layer).",
+          "    // en depends only on skid_v, a register: no combinational path from m_tready to s_tready."]
+    vec = "res"
     if NF > 1:
         bw = (NF - 1) * PE * RW
         piece = PE * RW
-        if NF > 2:
-            L += [f"        if (res_last) m_tdata <= {{res, asm}};",
-                  f"        else asm <= {{res, asm[{bw - 1}:{piece}]}};"]
-        else:
-            L += ["        if (res_last) m_tdata <= {res, asm};",
-                  "        else asm <= res;"]
-    else:
-        L += ["        m_tdata <= res;"]
-    L += ["    end",
-          "endmodule",
+        vec = "{res, asm}"
+        L += [f"    reg [{bw - 1}:0] asm;  // folds 0..NF-2 of the vector being assembled",
+              "    always @(posedge clk) if (en && res_v && !res_last) "
+              + (f"asm <= {{res, asm[{bw - 1}:{piece}]}};" if NF > 2 else "asm <= res;")]
+    L += [f"    wire [{OUT_W - 1}:0] vec = {vec};",
+          "    wire done = en && res_v && res_last;  // a finished output vector this cycle",
+          f"    reg [{OUT_W - 1}:0] skid;",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            m_tvalid <= 1'b0; skid_v <= 1'b0; rnf <= {nfw}'d0;",
+          "        end else begin",
+          "            if (en && res_v) rnf <= res_last ? " + f"{nfw}'d0 : rnf + {nfw}'d1;",
+          "            if (m_tvalid && m_tready) begin          // m_tdata read: refill from skid or vec",
+          "                if (skid_v) begin m_tdata <= skid; skid_v <= 1'b0; end",
+          "                else if (done) m_tdata <= vec;",
+          "                else m_tvalid <= 1'b0;",
+          "            end else if (m_tvalid) begin             // m_tdata unread: park vec in skid",
+          "                if (done) begin skid <= vec; skid_v <= 1'b1; end",
+          "            end else if (done) begin                 // m_tdata empty",
+          "                m_tdata <= vec; m_tvalid <= 1'b1;",
+          "            end",
+          "        end",
+          "    end",
+          ]
+    L += ["endmodule",
           "`default_nettype wire",
           ""]
     return "\n".join(L)
