@@ -172,6 +172,9 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
             lo, hi = -peak * wmax * MW, peak * wmax * MW
         popcount = in_kind == "bits" and wk == "binary"
         F = fold[layer.name]
+        if MH % F["PE"] or MW % F["SIMD"]:
+            raise Bnn2hwError(f"IR layer {layer.name}: PE {F['PE']} must divide MH {MH} and SIMD {F['SIMD']} "
+                              f"must divide MW {MW} (FINN's folding rule)")
         if nxt is not None and nxt.op == "threshold":
             T, inv = hardware_thresholds(nxt.arrays["thr"], nxt.arrays["direction"], popcount, MW,
                                          0 if popcount else lo, MW if popcount else hi)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import Bnn2hwError
 from . import tools
-from .emit import PREFIX
+from .emit import PREFIX, module_name
 from .plan import MvauPlan
 
 CPP_MAIN = """// bnn2hw: Verilator driver for tb_core (the clock; everything else is in the testbench)
@@ -43,9 +43,23 @@ int main(int argc, char** argv) {
 """
 
 
+def _probes(plans: list[MvauPlan]) -> str:
+    """Every hidden layer's output beats, written to tb_probe_<layer>.hex (hierarchical references)."""
+    out = []
+    for p in plans[:-1]:
+        u = f"dut.u_{module_name(p)[len(PREFIX) + 1:]}"
+        out += [f"    integer f_{p.name};",
+                f"    initial f_{p.name} = $fopen(\"tb_probe_{p.name}.hex\", \"w\");",
+                f"    always @(posedge clk) if ({u}.m_tvalid && {u}.m_tready) $fwrite(f_{p.name}, \"%h\\n\", "
+                f"{u}.m_tdata);"]
+    return "\n".join(out)
+
+
 def testbench(plans: list[MvauPlan], frames: int, max_cycles: int) -> str:
     first, last = plans[0], plans[-1]
     iw, ow = first.in_width, last.out_width
+    probes = _probes(plans)
+    closes = " ".join(f"$fclose(f_{p.name});" for p in plans[:-1])
     return f"""// bnn2hw testbench: {frames} frames through {PREFIX}_top, +stall=SEED for random back-pressure
 `default_nettype none
 module tb_core (input wire clk);
@@ -71,6 +85,7 @@ module tb_core (input wire clk);
         if (stall_seed != 0) lfsr = stall_seed[15:0] | 16'h1;
         fout = $fopen("tb_out.hex", "w");
     end
+{probes}
     always @(posedge clk) begin
         cycle <= cycle + 1;
         if (cycle == 3) rst_n <= 1'b1;
@@ -85,7 +100,7 @@ module tb_core (input wire clk);
             last_out <= cycle;
             n_out <= n_out + 1;
             if (n_out + 1 == {frames}) begin
-                $fclose(fout);
+                $fclose(fout); {closes}
                 $display("BNN2HW_STATS frames=%0d first_in=%0d first_out=%0d last_out=%0d",
                          n_out + 1, first_in, (n_out == 0) ? cycle : first_out, cycle);
                 $finish;
@@ -120,6 +135,7 @@ class SimResult:
     latency_cycles: int  # frame 0: s_axis handshake -> m_axis handshake
     cycles_per_frame: float  # steady state: (last_out - first_out) / (N - 1)
     stall_seed: int
+    hidden: dict  # hidden layer name -> (N, MH) ±1 outputs, read from the probes
 
 
 def pack_inputs(plan: MvauPlan, x: np.ndarray) -> str:
@@ -192,7 +208,7 @@ def build_sim(files: dict[str, str], plans: list[MvauPlan], frames: int, work: P
         (work / "tb_main.cpp").write_text(CPP_MAIN)
         exe = tools.require("verilator", "RTL simulation")
         tools.run([exe, "--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style",
-                   "--top-module", "tb_core", "-O1", "-CFLAGS", "-O1", "--Mdir", "obj_dir",
+                   "--top-module", "tb_core", "-CFLAGS", "-O0", "--Mdir", "obj_dir",
                    "-o", "Vtb_core", *srcs, "tb_main.cpp"], work, work / "verilator_build.log",
                   "Verilator build of the testbench")
         return sim, [str(work / "obj_dir" / "Vtb_core")]
@@ -220,7 +236,14 @@ def run_sim(cmd: list[str], sim: str, plans: list[MvauPlan], x: np.ndarray, work
     if len(got) != len(x):
         raise Bnn2hwError(f"{sim} simulation returned {len(got)} frames for {len(x)} inputs")
     cpf = (lo - fo) / (n - 1) if n > 1 else float("nan")
-    return SimResult(got, sim, n, fo - fi, cpf, stall_seed)
+    hidden = {}
+    for p in plans[:-1]:
+        words = (work / f"tb_probe_{p.name}.hex").read_text().split()
+        if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
+            raise Bnn2hwError(f"simulation: layer {p.name} produced undefined (x/z) bits")
+        bits = [[1 if (int(w, 16) >> o) & 1 else -1 for o in range(p.MH)] for w in words]
+        hidden[p.thr_name] = np.array(bits, dtype=np.int64).reshape(-1, p.MH)
+    return SimResult(got, sim, n, fo - fi, cpf, stall_seed, hidden)
 
 
 def simulate(files: dict[str, str], plans: list[MvauPlan], x: np.ndarray, work: Path | None = None,
