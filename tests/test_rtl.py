@@ -86,12 +86,12 @@ CASES = {
     # binary inputs; the hidden layers see 65, 33, 31, 32 and 1 inputs
     "bits-folded": (11, "bits", [65, 33, 31, 32, 1, 8, 5], [(3, 13), (1, 11), (4, 31), (1, 8), (8, 1), (5, 2)],
                     False, False),
-    "bits-unrolled": (12, "bits", [65, 33, 31, 32, 1, 8, 5], [(33, 65), (31, 33), (32, 31), (1, 32), (8, 1), (5, 8)],
-                      False, False),
+    # fully unrolled (PE = MH, SIMD = MW): one frame per clock
+    "bits-unrolled": (12, "bits", [33, 31, 1, 8, 5], [(31, 33), (1, 31), (8, 1), (5, 8)], False, False),
     # u8 pixels x ±1 weights at 33 inputs, then int8 weights on bits in the last layer
     "u8-binary": (13, "u8", [33, 31, 65, 3], [(1, 3), (13, 1), (3, 5)], False, True),
     # u8 pixels x int8 weights (first layer), 31 and 1 inputs
-    "u8-int8": (14, "u8", [31, 2, 1, 4], [(2, 31), (1, 1), (2, 1)], True, False),
+    "u8-int8": (14, "u8", [31, 4, 1, 4], [(2, 31), (1, 2), (2, 1)], True, False),
 }
 
 
@@ -127,7 +127,7 @@ def test_lint_catches_a_warning():
     need("verilator")
     g, _, _ = hidden_chain(1, "bits", [4, 2, 2], 4)
     _, files, _ = generate(g, folding=folding(g, [(1, 1), (1, 1)]))
-    files["bnn_top.v"] = files["bnn_top.v"].replace("endmodule", "    wire unused_net;\nendmodule")
+    files["bnn_top.v"] = files["bnn_top.v"].replace("endmodule", "    wire stray_net = clk;  // driven, never read\nendmodule")
     with pytest.raises(Bnn2hwError, match="UNUSED"):
         sim.lint(files)
 
