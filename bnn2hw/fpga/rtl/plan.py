@@ -59,6 +59,12 @@ class MvauPlan:
     inv: np.ndarray | None  # (MH,) 1 where the direction is -1
     acc_lo: int
     acc_hi: int
+    conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, oh, ow (the MVAU runs once per output pixel)
+    pool: dict | None = None  # max-pool after the threshold: k, stride, ph, pw
+
+    @property
+    def vectors(self) -> int:
+        return self.conv["oh"] * self.conv["ow"] if self.conv else 1
 
     @property
     def NF(self) -> int:
@@ -70,8 +76,9 @@ class MvauPlan:
 
     @property
     def cycles(self) -> int:
-        """FINN's MVAU model, (MH/PE)(MW/SIMD): cycles between frames when this layer is the bottleneck."""
-        return self.NF * self.SF
+        """FINN's MVAU model, (MH/PE)(MW/SIMD) x vectors: cycles between frames when this layer is
+        the bottleneck."""
+        return self.NF * self.SF * self.vectors
 
     @property
     def popcount(self) -> bool:
@@ -122,7 +129,22 @@ class MvauPlan:
 
     @property
     def out_width(self) -> int:
+        """Width of one MVAU output beat (one vector: one output pixel of a conv)."""
         return self.MH * (self.LW if self.is_logits else 1)
+
+    @property
+    def frame_in_width(self) -> int:
+        """Width of the layer's whole input frame (the image for a conv)."""
+        if self.conv:
+            return self.conv["in_h"] * self.conv["in_w"] * self.conv["C"] * self.IW
+        return self.in_width
+
+    @property
+    def frame_out_width(self) -> int:
+        """Width of the layer's whole output frame (after the pool, if any)."""
+        if self.pool:
+            return self.pool["ph"] * self.pool["pw"] * self.MH
+        return self.vectors * self.out_width
 
 
 def hardware_thresholds(thr: np.ndarray, direction: np.ndarray, popcount: bool, K: int,
@@ -147,16 +169,40 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
     fold = {L["name"]: L for L in folding}
     plans: list[MvauPlan] = []
     layers = graph.layers
+    shape = tuple(graph.input_shape)
     for i, layer in enumerate(layers):
-        if layer.op in ("conv2d", "maxpool"):
-            raise Bnn2hwError(f"IR layer {layer.name} ({layer.op}, from {layer.source}): the RTL back end "
-                              "does not generate sliding-window, convolution or max-pool units yet; "
-                              "use --backend finn for CNNs")
-        if layer.op in ("threshold", "flatten", "affine"):
+        if layer.op == "maxpool":
+            k, st = layer.attrs["kernel"], layer.attrs["stride"]
+            prev = layers[i - 1] if i else None
+            if not plans or prev is None or prev.op != "threshold" or not plans[-1].conv or plans[-1].pool:
+                raise Bnn2hwError(f"IR layer {layer.name}: the RTL back end pools only right after a conv's "
+                                  "threshold")
+            ph, pw = (shape[0] - k) // st + 1, (shape[1] - k) // st + 1
+            plans[-1].pool = {"k": k, "stride": st, "ph": ph, "pw": pw, "name": layer.name}
+            shape = (ph, pw, shape[2])
             continue
-        if layer.op != "dense":
+        if layer.op in ("threshold", "affine"):
+            continue
+        if layer.op == "flatten":
+            shape = (int(np.prod(shape)),)
+            continue
+        if layer.op not in ("dense", "conv2d"):
             raise Bnn2hwError(f"IR layer {layer.name}: op {layer.op!r} has no RTL form")
-        w = np.asarray(layer.arrays["weight"], dtype=np.int64)
+        conv = None
+        if layer.op == "conv2d":
+            w4 = np.asarray(layer.arrays["weight"], dtype=np.int64)
+            o, kh, kw, c = w4.shape
+            st, pad = layer.attrs["stride"], layer.attrs["pad"]
+            if pad:
+                raise Bnn2hwError(f"IR layer {layer.name}: padded convolutions are not supported by the RTL "
+                                  "back end (a padded ±1 tap contributes 0, which xnor-popcount cannot express)")
+            oh, ow = (shape[0] - kh) // st + 1, (shape[1] - kw) // st + 1
+            conv = {"in_h": shape[0], "in_w": shape[1], "C": c, "kh": kh, "kw": kw, "stride": st, "oh": oh, "ow": ow}
+            w = w4.reshape(o, -1)  # (ky, kx, c) order, as im2col
+            shape = (oh, ow, o)
+        else:
+            w = np.asarray(layer.arrays["weight"], dtype=np.int64)
+            shape = (w.shape[0],)
         MH, MW = w.shape
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         in_kind = layer.attrs["in"]
@@ -176,6 +222,8 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
             raise Bnn2hwError(f"IR layer {layer.name}: PE {F['PE']} must divide MH {MH} and SIMD {F['SIMD']} "
                               f"must divide MW {MW} (FINN's folding rule)")
         if nxt is not None and nxt.op == "threshold":
+            if np.asarray(nxt.arrays["thr"]).ndim != 1:
+                raise Bnn2hwError(f"IR layer {nxt.name}: per-position thresholds have no RTL form")
             T, inv = hardware_thresholds(nxt.arrays["thr"], nxt.arrays["direction"], popcount, MW,
                                          0 if popcount else lo, MW if popcount else hi)
             thr_name = nxt.name
@@ -183,9 +231,11 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
             T = inv = None
             thr_name = None
         plans.append(MvauPlan(layer.name, layer.source, thr_name, in_kind, wk, MW, MH, F["PE"], F["SIMD"],
-                              w, T, inv, lo, hi))
+                              w, T, inv, lo, hi, conv))
     if not plans or not plans[-1].is_logits:
         raise Bnn2hwError("the IR graph does not end with a dense layer producing integer logits")
+    if plans[-1].conv:
+        raise Bnn2hwError("the last layer must be dense (integer logits), not a convolution")
     if any(p.is_logits for p in plans[:-1]):
         bad = next(p for p in plans[:-1] if p.is_logits)
         raise Bnn2hwError(f"IR layer {bad.name}: a dense layer without a threshold before the last layer")

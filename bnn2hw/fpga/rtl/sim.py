@@ -57,7 +57,7 @@ def _probes(plans: list[MvauPlan]) -> str:
 
 def testbench(plans: list[MvauPlan], frames: int, max_cycles: int) -> str:
     first, last = plans[0], plans[-1]
-    iw, ow = first.in_width, last.out_width
+    iw, ow = first.frame_in_width, last.out_width
     probes = _probes(plans)
     closes = " ".join(f"$fclose(f_{p.name});" for p in plans[:-1])
     return f"""// bnn2hw testbench: {frames} frames through {PREFIX}_top, +stall=SEED for random back-pressure
@@ -142,7 +142,7 @@ def pack_inputs(plan: MvauPlan, x: np.ndarray) -> str:
     """(N, MW) IR input (u8 values, or ±1) -> one hex word per frame, element i at [i*IW +: IW]."""
     iw = plan.IW
     lines = []
-    ndig = (plan.in_width + 3) // 4
+    ndig = (plan.frame_in_width + 3) // 4
     for row in x:
         v = 0
         for i, e in enumerate(row):
@@ -242,7 +242,7 @@ def run_sim(cmd: list[str], sim: str, plans: list[MvauPlan], x: np.ndarray, work
         if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
             raise Bnn2hwError(f"simulation: layer {p.name} produced undefined (x/z) bits")
         bits = [[1 if (int(w, 16) >> o) & 1 else -1 for o in range(p.MH)] for w in words]
-        hidden[p.thr_name] = np.array(bits, dtype=np.int64).reshape(-1, p.MH)
+        hidden[p.thr_name] = np.array(bits, dtype=np.int64).reshape(len(x), -1)  # (y, x, c) order for convs
     return SimResult(got, sim, n, fo - fi, cpf, stall_seed, hidden)
 
 
