@@ -141,6 +141,7 @@ class SimResult:
 def pack_inputs(plan: MvauPlan, x: np.ndarray) -> str:
     """(N, MW) IR input (u8 values, or ±1) -> one hex word per frame, element i at [i*IW +: IW]."""
     iw = plan.IW
+    x = np.asarray(x).reshape(len(x), -1)
     lines = []
     ndig = (plan.frame_in_width + 3) // 4
     for row in x:
