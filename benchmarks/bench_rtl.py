@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Open RTL back end on real models: the 64-64-64-10 digits MLP folded for 1 M frames/s at
 100 MHz (FINN's folding; FINN's estimate is in benchmarks/results/finn.md), the default digits
-MLP (256-256) at the same target, and the 64-64-64-10 MLP fully unrolled (one frame per clock).
+MLP (256-256) at the same target, the 64-64-64-10 MLP fully unrolled (one frame per clock), and
+the default digits CNN at 1 M frames/s.
 Per model: Verilator simulation on the whole digits test split (every integer logit must equal
 the IR's; cycles/frame and latency measured), yosys synth_xilinx -family xc7 for the xc7z020
 (LUT/FF/BRAM/DSP after synthesis), and yosys + nextpnr-ecp5 on the ECP5-85F (post-route LUT4/FF
@@ -38,12 +39,14 @@ from bnn2hw.train import TrainConfig, accuracy, seed_everything, train_two_stage
 SEED = 0
 CLOCK_MHZ = 100.0
 TARGET_FPS = 1e6
-FINN_ESTIMATE = {"mlp64": {"LUT": 5295, "BRAM18": 7, "cycles": 80}}  # benchmarks/results/finn.md
+# benchmarks/results/finn.md (FINN v0.10.1 estimates for the same folding; the CNN with SWG parallel_window=1)
+FINN_ESTIMATE = {"mlp64": {"LUT": 5295, "BRAM18": 7, "cycles": 80}, "cnn": {"LUT": 33143, "BRAM18": 106, "cycles": 96}}
 MODELS = {
     # name: (hidden widths, folding: "target" = choose_folding at 1 M fps, "unrolled" = PE=MH, SIMD=MW)
     "mlp64": ([64, 64, 64], "target"),
     "mlp256": ([256, 256], "target"),
     "mlp64-unrolled": ([64, 64, 64], "unrolled"),
+    "cnn": ("cnn", "target"),  # bnn2hw's default digits CNN: conv3x3(32), conv3x3(64)+pool2, fc128, fc10
 }
 
 
@@ -53,8 +56,11 @@ def train(hidden, data):
     from bnn2hw.nn.models import build_model, default_spec
 
     torch.set_num_threads(1)
-    spec = default_spec("mlp", data.in_shape, data.num_classes)
-    spec["hidden"] = hidden
+    if hidden == "cnn":
+        spec = default_spec("cnn", data.in_shape, data.num_classes)
+    else:
+        spec = default_spec("mlp", data.in_shape, data.num_classes)
+        spec["hidden"] = hidden
     seed_everything(SEED)
     model = build_model(spec)
     train_two_stage(model, data, TrainConfig(epochs1=10, epochs2=10, seed=SEED), progress=False)
@@ -63,7 +69,7 @@ def train(hidden, data):
 
 def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
     hidden, mode = MODELS[name]
-    key = tuple(hidden)
+    key = tuple(hidden) if isinstance(hidden, list) else hidden
     if key not in graphs:
         graphs[key] = train(hidden, data)
     graph, acc = graphs[key]
@@ -85,7 +91,7 @@ def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
     ref = execute.run(graph, x)
     t = time.time()
     with tempfile.TemporaryDirectory() as d:
-        runs = sim.simulate(files, plans, execute.to_ir_input(graph, x).reshape(len(x), -1), Path(d),
+        runs = sim.simulate(files, plans, execute.to_ir_input(graph, x), Path(d),
                             "verilator", stall_seeds=(0, 1))
     for r in runs:
         bad = int((r.int_logits != ref.int_logits).sum())
@@ -126,10 +132,10 @@ def tool_versions() -> dict:
     return out
 
 
-def markdown(rows: list[dict], versions: dict, cmd: str) -> str:
+def markdown(rows: list[dict], versions: dict) -> str:
     L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs)", "",
-         f"- command: `{cmd}`; date {datetime.date.today()}; bnn2hw {__version__}; {platform.machine()}, "
-         "2 shared cores",
+         "- commands: " + "; ".join(f"`{r['command']}`" for r in rows) + f"; date {datetime.date.today()}; "
+         f"bnn2hw {__version__}; {platform.machine()}, 2 cores shared with other jobs (run times are indicative)",
          "- tools: " + "; ".join(versions.values()),
          f"- models trained here on digits (seed {SEED}, 10+10 epochs, BiPer), folded with bnn2hw's "
          f"`choose_folding` (FINN's MVAU cycle model) for {TARGET_FPS:g} frames/s at {CLOCK_MHZ:g} MHz, "
@@ -149,7 +155,8 @@ def markdown(rows: list[dict], versions: dict, cmd: str) -> str:
         x = r["xc7"]
         e = r.get("ecp5")
         finn = FINN_ESTIMATE.get(r["model"])
-        L.append(f"| {r['model']} ({'-'.join(map(str, [64] + r['hidden'] + [10]))}) | {fold} | "
+        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, [64] + r["hidden"] + [10]))
+        L.append(f"| {r['model']} ({arch}) | {fold} | "
                  f"{r['sim_cycles_per_frame']:g} ({r['model_cycles']}) | {r['sim_latency']} ({r['model_latency']}) | "
                  f"{x['LUT']} | {x['LUTRAM_SRL']} | {x['FF']} | {x['BRAM18']} | {x['DSP']} | "
                  + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
@@ -165,15 +172,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", default=list(MODELS))
     ap.add_argument("--no-ecp5", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="rewrite rtl.md from rtl.json")
     args = ap.parse_args()
+    out = ROOT / "benchmarks" / "results"
+    if args.report_only:
+        rows = json.loads((out / "rtl.json").read_text())
+        (out / "rtl.md").write_text(markdown(rows, tool_versions()))
+        return
     data = load_digits()
     graphs: dict = {}
-    rows = [run_model(n, data, not args.no_ecp5, graphs) for n in args.only]
-    out = ROOT / "benchmarks" / "results"
-    (out / "rtl.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
-    cmd = "python benchmarks/bench_rtl.py" + (f" --only {' '.join(args.only)}" if args.only != list(MODELS) else "") \
-        + (" --no-ecp5" if args.no_ecp5 else "")
-    (out / "rtl.md").write_text(markdown(rows, tool_versions(), cmd))
+    saved = {r["model"]: r for r in json.loads((out / "rtl.json").read_text())} if (out / "rtl.json").exists() else {}
+    versions = tool_versions()
+    for n in args.only:  # results are merged into rtl.json/rtl.md after every model
+        row = run_model(n, data, not args.no_ecp5, graphs)
+        row["command"] = "python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
+        saved[n] = row
+        rows = [saved[m] for m in MODELS if m in saved]
+        (out / "rtl.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+        (out / "rtl.md").write_text(markdown(rows, versions))
     print((out / "rtl.md").read_text())
 
 
