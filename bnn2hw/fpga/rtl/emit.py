@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: MIT
-"""Verilog-2005 for a list of :class:`~bnn2hw.fpga.rtl.plan.MvauPlan`: one module per IR dense
-layer (with its threshold), and a top module chaining them with valid/ready streams.
+"""Verilog-2005 for a list of :class:`~bnn2hw.fpga.rtl.plan.MvauPlan`: one MVAU module per IR
+dense or conv2d layer (with its threshold); for a conv also a sliding-window module (whole image
+in, one im2col window per beat out), a gather module (one output pixel per beat in, whole image
+out) and, if the IR pools next, a max-pool module (OR of bits); a top module chains them with
+valid/ready streams.
 
 Every layer module has the same structure (FINN's MVAU, with the same PE/SIMD folding):
 
