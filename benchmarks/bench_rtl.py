@@ -155,13 +155,29 @@ def markdown(rows: list[dict], versions: dict) -> str:
         x = r["xc7"]
         e = r.get("ecp5")
         finn = FINN_ESTIMATE.get(r["model"])
-        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, [64] + r["hidden"] + [10]))
+        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, r["hidden"] + [10]))
         L.append(f"| {r['model']} ({arch}) | {fold} | "
                  f"{r['sim_cycles_per_frame']:g} ({r['model_cycles']}) | {r['sim_latency']} ({r['model_latency']}) | "
                  f"{x['LUT']} | {x['LUTRAM_SRL']} | {x['FF']} | {x['BRAM18']} | {x['DSP']} | "
                  + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
                  + (f"{e['LUT4']} | {e['FF']} | {e['fmax_mhz']:.1f} | " if e else "not run | | | ")
                  + f"{r['ir_accuracy']:.4f} |")
+    L += ["",
+          "Notes (read before quoting):",
+          "",
+          "* xc7 numbers are yosys cell counts after `synth_xilinx`, not after Vivado place and route; FINN's are FINN's "
+          "own analytical estimates (`res_estimation`) for the same PE/SIMD folding, not synthesis results either. "
+          "The two are different models of cost: compare them as indications, not as equals.",
+          "* No BRAM is used: yosys maps each layer's weight and threshold ROMs (at most a few kbit per layer here) to "
+          "LUT logic, so the LUT column includes the weights. FINN's estimate puts them in BRAM18 (`ram_style auto`).",
+          "* ECP5 LUT4 is nextpnr's TRELLIS_COMB count (LUT4s, including carry-chain halves); FF includes the pin "
+          "harness's frame and logits shift registers. Fmax is nextpnr's post-route estimate for the one clock at "
+          "the given seed.",
+          "* Latency is measured from the input handshake of frame 0 to its output handshake; the model column is "
+          "the sum of the layers' cycles (FINN's model). The RTL adds pipeline stages (ROM read, one register per "
+          "adder-tree level, accumulate, compare, output) per layer, hence the difference.",
+          "* Cycles/frame is (last output - first output) / (frames - 1) with no back-pressure.",
+          ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
         + (f", ECP5 {r['ecp5_seconds']}" if 'ecp5_seconds' in r else "") for r in rows), ""]
