@@ -202,6 +202,8 @@ def main() -> None:
     for n in args.only:  # results are merged into rtl.json/rtl.md after every model
         row = run_model(n, data, not args.no_ecp5, graphs)
         row["command"] = "python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
+        if (out / "rtl.json").exists():  # another run may have added models meanwhile
+            saved.update({r["model"]: r for r in json.loads((out / "rtl.json").read_text())})
         saved[n] = row
         rows = [saved[m] for m in MODELS if m in saved]
         (out / "rtl.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
