@@ -226,7 +226,7 @@ def run_sim(cmd: list[str], sim: str, plans: list[MvauPlan], x: np.ndarray, work
     if out.exists():
         out.unlink()
     log = tools.run(cmd + [f"+stall={stall_seed}"], work, work / f"sim_stall{stall_seed}.log",
-                    f"{sim} simulation")
+                    f"{sim} simulation", big_stack=True)
     if "BNN2HW_TIMEOUT" in log:
         raise Bnn2hwError(f"{sim} simulation timed out: {log.strip().splitlines()[-1]}")
     m = re.search(r"BNN2HW_STATS frames=(\d+) first_in=(\d+) first_out=(\d+) last_out=(\d+)", log)

@@ -38,11 +38,20 @@ def require(tool: str, purpose: str) -> str:
     return path
 
 
-def run(cmd: list[str], cwd: Path, log: Path, what: str, timeout: float = 3600) -> str:
+def _big_stack() -> None:
+    """Verilated models of large unrolled layers recurse deeply: lift the stack limit (as far as
+    the hard limit allows) in the child before it runs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (hard, hard))
+
+
+def run(cmd: list[str], cwd: Path, log: Path, what: str, timeout: float = 3600, big_stack: bool = False) -> str:
     """Run a tool, keep its output in ``log``; a failure raises with the log's tail."""
     try:
         res = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             timeout=timeout)
+                             timeout=timeout, preexec_fn=_big_stack if big_stack else None)
     except subprocess.TimeoutExpired:
         raise Bnn2hwError(f"{what} timed out after {timeout:.0f} s ({' '.join(cmd[:2])} ...)") from None
     log.write_text(res.stdout)
