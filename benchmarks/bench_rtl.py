@@ -133,7 +133,7 @@ def tool_versions() -> dict:
 
 
 def markdown(rows: list[dict], versions: dict) -> str:
-    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs)", "",
+    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN)", "",
          "- commands: " + "; ".join(f"`{r['command']}`" for r in rows) + f"; date {datetime.date.today()}; "
          f"bnn2hw {__version__}; {platform.machine()}, 2 cores shared with other jobs (run times are indicative)",
          "- tools: " + "; ".join(versions.values()),
