@@ -476,6 +476,8 @@ def export_cmd(
     finn: Optional[bool] = typer.Option(None, "--finn/--no-finn", help="run FINN's build (default: if importable)"),
     force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
     finn_version: str = typer.Option("dev", help="FINN to fold for: dev (default) | 0.10 (the v0.10.1 release)"),
+    backend: str = typer.Option("finn", "--backend", help="finn (FINN-ready ONNX build dir) | rtl (open Verilog: "
+                                "simulated, yosys/nextpnr; targets also ulx3s-85f, orangecrab-25f)"),
 ):
     """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
     _positive("--clock-mhz", clock_mhz)
@@ -483,6 +485,21 @@ def export_cmd(
     _check_verify_options(verify_samples)
     if no_verify and (dataset or verify_samples):
         raise Bnn2hwError("--no-verify contradicts --dataset/--verify-samples")
+    if backend not in ("finn", "rtl"):
+        raise Bnn2hwError(f"--backend must be finn or rtl, got {backend!r}")
+    if backend == "rtl":
+        rtl = _lazy("fpga.rtl", "the open RTL back end (export --backend rtl)")
+        rtl.check_target(target)
+        from .outdir import check_output_path
+
+        check_output_path(output, "directory")
+        if finn:
+            raise Bnn2hwError("--finn runs FINN's build, which --backend rtl does not use")
+        if no_verify:
+            _warn("--no-verify: the RTL is not simulated and nothing is checked")
+        rtl.export_rtl(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples,
+                       echo=typer.echo, verify=not no_verify, force=force)
+        return
     fpga = _lazy("fpga.cli", "the FPGA back end (export)")
     from .fpga import build
     from .outdir import check_output_path

@@ -1,0 +1,215 @@
+# SPDX-License-Identifier: MIT
+"""Open RTL back end on real models: the 64-64-64-10 digits MLP folded for 1 M frames/s at
+100 MHz (FINN's folding; FINN's estimate is in benchmarks/results/finn.md), the default digits
+MLP (256-256) at the same target, the 64-64-64-10 MLP fully unrolled (one frame per clock), and
+the default digits CNN at 1 M frames/s.
+Per model: Verilator simulation on the whole digits test split (every integer logit must equal
+the IR's; cycles/frame and latency measured), yosys synth_xilinx -family xc7 for the xc7z020
+(LUT/FF/BRAM/DSP after synthesis), and yosys + nextpnr-ecp5 on the ECP5-85F (post-route LUT4/FF
+and Fmax at 100 MHz). Writes benchmarks/results/rtl.md and rtl.json.
+
+    python benchmarks/bench_rtl.py [--only NAME ...] [--no-ecp5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bnn2hw import __version__  # noqa: E402
+from bnn2hw.data import load_digits  # noqa: E402
+from bnn2hw.export.fold import fold_model  # noqa: E402
+from bnn2hw.fpga import build  # noqa: E402
+from bnn2hw.fpga.rtl import generate, sim, synth, tools  # noqa: E402
+from bnn2hw.ir import execute  # noqa: E402
+from bnn2hw.train import TrainConfig, accuracy, seed_everything, train_two_stage  # noqa: E402
+
+SEED = 0
+CLOCK_MHZ = 100.0
+TARGET_FPS = 1e6
+# benchmarks/results/finn.md (FINN v0.10.1 estimates for the same folding; the CNN with SWG parallel_window=1)
+FINN_ESTIMATE = {"mlp64": {"LUT": 5295, "BRAM18": 7, "cycles": 80}, "cnn": {"LUT": 33143, "BRAM18": 106, "cycles": 96}}
+MODELS = {
+    # name: (hidden widths, folding: "target" = choose_folding at 1 M fps, "unrolled" = PE=MH, SIMD=MW)
+    "mlp64": ([64, 64, 64], "target"),
+    "mlp256": ([256, 256], "target"),
+    "mlp64-unrolled": ([64, 64, 64], "unrolled"),
+    "cnn": ("cnn", "target"),  # bnn2hw's default digits CNN: conv3x3(32), conv3x3(64)+pool2, fc128, fc10
+}
+
+
+def train(hidden, data):
+    import torch
+
+    from bnn2hw.nn.models import build_model, default_spec
+
+    torch.set_num_threads(1)
+    if hidden == "cnn":
+        spec = default_spec("cnn", data.in_shape, data.num_classes)
+    else:
+        spec = default_spec("mlp", data.in_shape, data.num_classes)
+        spec["hidden"] = hidden
+    seed_everything(SEED)
+    model = build_model(spec)
+    train_two_stage(model, data, TrainConfig(epochs1=10, epochs2=10, seed=SEED), progress=False)
+    return fold_model(model, spec), accuracy(model, data.x_test, data.y_test)
+
+
+def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
+    hidden, mode = MODELS[name]
+    key = tuple(hidden) if isinstance(hidden, list) else hidden
+    if key not in graphs:
+        graphs[key] = train(hidden, data)
+    graph, acc = graphs[key]
+    graph.input_raw_scale = 255.0 / 16.0
+    layers = build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
+    if mode == "unrolled":
+        for L in layers:
+            L["PE"], L["SIMD"], L["cycles"] = L["MH"], L["MW"], 1
+    plans, files, _ = generate(graph, folding=layers)
+    report = build.layer_report(graph, build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
+                                if mode != "unrolled" else layers, CLOCK_MHZ, TARGET_FPS)
+    row = {"model": name, "hidden": hidden, "mode": mode, "pytorch_accuracy": acc,
+           "folding": [(p.name, p.MW, p.MH, p.PE, p.SIMD, p.cycles) for p in plans],
+           "model_cycles": max(p.cycles for p in plans),
+           "model_latency": report["latency_cycles"] if mode != "unrolled" else len(plans)}
+    sim.lint(files)
+    row["lint"] = "clean"
+    x = data.x_test
+    ref = execute.run(graph, x)
+    t = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        runs = sim.simulate(files, plans, execute.to_ir_input(graph, x), Path(d),
+                            "verilator", stall_seeds=(0, 1))
+    for r in runs:
+        bad = int((r.int_logits != ref.int_logits).sum())
+        if bad:
+            raise SystemExit(f"{name}: simulation (stall {r.stall_seed}) differs from the IR in {bad} logits")
+    row.update({"sim_frames": runs[0].frames, "sim_cycles_per_frame": runs[0].cycles_per_frame,
+                "sim_latency": runs[0].latency_cycles, "sim_seconds": round(time.time() - t, 1),
+                "ir_accuracy": float((ref.logits.argmax(1) == data.y_test).mean())})
+    print(f"{name}: simulated {row['sim_frames']} frames equal to the IR, {row['sim_cycles_per_frame']} cycles/frame",
+          flush=True)
+    t = time.time()
+    with tempfile.TemporaryDirectory() as d:
+        xs = synth.synth_xilinx(files, "xc7z020clg400-1", Path(d))
+    xs.pop("log")
+    row["xc7"] = xs
+    row["xc7_seconds"] = round(time.time() - t, 1)
+    print(f"{name}: yosys xc7 {xs['LUT']} LUT {xs['FF']} FF {xs['BRAM18']} BRAM18 ({row['xc7_seconds']} s)", flush=True)
+    if ecp5:
+        t = time.time()
+        with tempfile.TemporaryDirectory() as d:
+            e = synth.implement_ecp5(files, plans, "ulx3s-85f", CLOCK_MHZ, Path(d), bitstream=True)
+            e["bitstream_bytes"] = e.pop("bitstream").stat().st_size
+        e.pop("report")
+        row["ecp5"] = e
+        row["ecp5_seconds"] = round(time.time() - t, 1)
+        print(f"{name}: ECP5-85F {e['LUT4']} LUT4 {e['FF']} FF, Fmax {e['fmax_mhz']:.1f} MHz "
+              f"({row['ecp5_seconds']} s)", flush=True)
+    return row
+
+
+def tool_versions() -> dict:
+    out = {}
+    for t, args in (("verilator", ["--version"]), ("yosys", ["-V"]), ("nextpnr-ecp5", ["--version"])):
+        exe = tools.find(t)
+        if exe:
+            r = subprocess.run([exe, *args], capture_output=True, text=True)
+            out[t] = f"{Path(exe).name}: " + (r.stdout + r.stderr).strip().splitlines()[-1]
+    return out
+
+
+def markdown(rows: list[dict], versions: dict) -> str:
+    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN)", "",
+         "- commands: " + "; ".join(f"`{r['command']}`" for r in rows) + f"; date {datetime.date.today()}; "
+         f"bnn2hw {__version__}; {platform.machine()}, 2 cores shared with other jobs (run times are indicative)",
+         "- tools: " + "; ".join(versions.values()),
+         f"- models trained here on digits (seed {SEED}, 10+10 epochs, BiPer), folded with bnn2hw's "
+         f"`choose_folding` (FINN's MVAU cycle model) for {TARGET_FPS:g} frames/s at {CLOCK_MHZ:g} MHz, "
+         "or fully unrolled (PE = MH, SIMD = MW).",
+         "- every design: `verilator --lint-only -Wall` clean, then simulated with Verilator on the whole digits test "
+         "split, free-running and under random back-pressure; **every integer logit equals the IR's** in both runs.",
+         "- xc7z020: `yosys synth_xilinx -family xc7 -flatten -noiopad` (after synthesis, not placed). "
+         "ECP5-85F: `synth_ecp5` + `nextpnr-ecp5 --85k --freq 100` post-route, with a byte-wide I/O harness "
+         "(its frame shift registers are included in the FF count) and `ecppack` bitstream.",
+         "",
+         "| model | folding PE×SIMD per layer | sim cycles/frame (model) | sim latency (model sum) | xc7 LUT | "
+         "xc7 LUTRAM/SRL | xc7 FF | xc7 BRAM18 | xc7 DSP | FINN estimate LUT / BRAM18 | ECP5 LUT4 | ECP5 FF | "
+         "ECP5 Fmax MHz | accuracy (IR) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fold = ", ".join(f"{pe}×{simd}" for _, _, _, pe, simd, _ in r["folding"])
+        x = r["xc7"]
+        e = r.get("ecp5")
+        finn = FINN_ESTIMATE.get(r["model"])
+        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, r["hidden"] + [10]))
+        L.append(f"| {r['model']} ({arch}) | {fold} | "
+                 f"{r['sim_cycles_per_frame']:g} ({r['model_cycles']}) | {r['sim_latency']} ({r['model_latency']}) | "
+                 f"{x['LUT']} | {x['LUTRAM_SRL']} | {x['FF']} | {x['BRAM18']} | {x['DSP']} | "
+                 + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
+                 + (f"{e['LUT4']} | {e['FF']} | {e['fmax_mhz']:.1f} | " if e else "not run | | | ")
+                 + f"{r['ir_accuracy']:.4f} |")
+    L += ["",
+          "Notes (read before quoting):",
+          "",
+          "* xc7 numbers are yosys cell counts after `synth_xilinx`, not after Vivado place and route; FINN's are FINN's "
+          "own analytical estimates (`res_estimation`) for the same PE/SIMD folding, not synthesis results either. "
+          "The two are different models of cost: compare them as indications, not as equals.",
+          "* No BRAM is used: yosys maps each layer's weight and threshold ROMs (at most a few kbit per layer here) to "
+          "LUT logic, so the LUT column includes the weights. FINN's estimate puts them in BRAM18 (`ram_style auto`).",
+          "* ECP5 LUT4 is nextpnr's TRELLIS_COMB count (LUT4s, including carry-chain halves); FF includes the pin "
+          "harness's frame and logits shift registers. Fmax is nextpnr's post-route estimate for the one clock at "
+          "the given seed.",
+          "* Latency is measured from the input handshake of frame 0 to its output handshake; the model column is "
+          "the sum of the layers' cycles (FINN's model). The RTL adds pipeline stages (ROM read, one register per "
+          "adder-tree level, accumulate, compare, output) per layer, hence the difference.",
+          "* Cycles/frame is (last output - first output) / (frames - 1) with no back-pressure.",
+          ""]
+    L += ["", "Run times (s): " + "; ".join(
+        f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
+        + (f", ECP5 {r['ecp5_seconds']}" if 'ecp5_seconds' in r else "") for r in rows), ""]
+    return "\n".join(L) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", nargs="*", default=list(MODELS))
+    ap.add_argument("--no-ecp5", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="rewrite rtl.md from rtl.json")
+    args = ap.parse_args()
+    out = ROOT / "benchmarks" / "results"
+    if args.report_only:
+        rows = json.loads((out / "rtl.json").read_text())
+        (out / "rtl.md").write_text(markdown(rows, tool_versions()))
+        return
+    data = load_digits()
+    graphs: dict = {}
+    saved = {r["model"]: r for r in json.loads((out / "rtl.json").read_text())} if (out / "rtl.json").exists() else {}
+    versions = tool_versions()
+    for n in args.only:  # results are merged into rtl.json/rtl.md after every model
+        row = run_model(n, data, not args.no_ecp5, graphs)
+        row["command"] = "python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
+        if (out / "rtl.json").exists():  # another run may have added models meanwhile
+            saved.update({r["model"]: r for r in json.loads((out / "rtl.json").read_text())})
+        saved[n] = row
+        rows = [saved[m] for m in MODELS if m in saved]
+        (out / "rtl.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+        (out / "rtl.md").write_text(markdown(rows, versions))
+    print((out / "rtl.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

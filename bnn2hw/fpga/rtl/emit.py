@@ -1,0 +1,630 @@
+# SPDX-License-Identifier: MIT
+"""Verilog-2005 for a list of :class:`~bnn2hw.fpga.rtl.plan.MvauPlan`: one MVAU module per IR
+dense or conv2d layer (with its threshold); for a conv also a sliding-window module (whole image
+in, one im2col window per beat out), a gather module (one output pixel per beat in, whole image
+out) and, if the IR pools next, a max-pool module (OR of bits); a top module chains them with
+valid/ready streams.
+
+Every layer module has the same structure (FINN's MVAU, with the same PE/SIMD folding):
+
+* ``s_*``: the whole input vector of one frame in one beat; ``m_*``: the whole output vector
+  (bits, or the integer logits). A beat moves when ``tvalid && tready`` (AXI-Stream); the
+  producer holds ``tdata``/``tvalid`` until then, so back-pressure stalls the layer, never
+  drops data.
+* issue stage: for every neuron fold ``nf < MH/PE`` and synapse fold ``sf < MW/SIMD`` (one per
+  clock), read the ``PE x SIMD`` weights of that fold from the weight ROM (synchronous read,
+  infers BRAM or LUTRAM) and the ``SIMD`` inputs (the frame register rotates by SIMD elements
+  each fold); the next frame is taken in the same cycle the last fold is issued, so a layer
+  starts a frame every ``(MH/PE)(MW/SIMD)`` cycles (FINN's cycle model).
+* per PE a pipelined adder tree (one register per level) sums the SIMD products (xnor bits,
+  ±u8, or u8 x int8);
+* the accumulator adds the fold sums; after the last synapse fold a comparison with the
+  threshold ROM row (``(acc >= T) xor inv``) gives PE output bits, shifted into the output
+  vector (or PE integer logits for the last layer);
+* a completed output vector moves to the ``m_tdata`` register; if that still holds an unread
+  vector it moves to a skid register, and the whole layer pipeline stalls (``en`` low) until
+  ``m_tdata`` is read. ``en`` and ``s_tready`` depend on registers only, so ready signals do
+  not form a combinational chain through the layers.
+
+With PE = MH and SIMD = MW (fully unrolled) each layer takes one frame per clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ... import __version__
+from ...errors import Bnn2hwError
+from .plan import MvauPlan, bitlen
+
+PREFIX = "bnn"
+
+
+def _ident(name: str) -> str:
+    s = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    if not s or not (s[0].isalpha()):
+        raise Bnn2hwError(f"cannot make a Verilog identifier from layer name {name!r}")
+    return s
+
+
+def module_name(p: MvauPlan) -> str:
+    return f"{PREFIX}_{_ident(p.name)}"
+
+
+def _hex(v: int, width: int) -> str:
+    return f"{width}'h{v:0{(width + 3) // 4}x}"
+
+
+def _pack(values, width: int) -> int:
+    """Little-end-first packing: values[i] at bits [i*width +: width], two's complement."""
+    out = 0
+    mask = (1 << width) - 1
+    for i, v in enumerate(values):
+        out |= (int(v) & mask) << (i * width)
+    return out
+
+
+def weight_rom_rows(p: MvauPlan) -> list[int]:
+    """Row nf*SF + sf: bit group (pe*SIMD + s) = weight of neuron nf*PE + pe, input sf*SIMD + s."""
+    rows = []
+    for nf in range(p.NF):
+        for sf in range(p.SF):
+            blk = p.weight[nf * p.PE:(nf + 1) * p.PE, sf * p.SIMD:(sf + 1) * p.SIMD]
+            if p.weight_kind == "binary":
+                vals = (blk.reshape(-1) > 0).astype(np.int64)
+            else:
+                vals = blk.reshape(-1)
+            rows.append(_pack(vals, p.WW))
+    return rows
+
+
+def thr_rom_rows(p: MvauPlan) -> list[int]:
+    """Row nf: per PE pe, {inv, T} of output channel nf*PE + pe, AW+1 bits each."""
+    rows = []
+    for nf in range(p.NF):
+        vals = []
+        for pe in range(p.PE):
+            c = nf * p.PE + pe
+            vals.append(((int(p.inv[c]) & 1) << p.AW) | (int(p.thr[c]) & ((1 << p.AW) - 1)))
+        rows.append(_pack(vals, p.AW + 1))
+    return rows
+
+
+def _ext(expr_msb: str, expr: str, width: int, to: int, signed: bool) -> str:
+    """``expr`` (``width`` bits, sign bit ``expr_msb``) extended to ``to`` bits, lint-clean."""
+    if to == width:
+        return expr
+    if to < width:
+        raise AssertionError("narrowing")
+    fill = f"{{{to - width}{{{expr_msb}}}}}" if signed else f"{to - width}'d0"
+    return f"{{{fill}, {expr}}}"
+
+
+def _term_lines(p: MvauPlan) -> tuple[list[str], int, bool]:
+    """The SIMD products per PE as wires ``t0`` (width TW), and whether they are signed."""
+    S, IW, WW = p.SIMD, p.IW, p.WW
+    x = f"x1[s*{IW} +: {IW}]"
+    w = f"w1[(pe*{S}+s)*{WW} +: {WW}]"
+    if p.popcount:
+        tw, signed = 1, False
+        expr = f"~(x1[s] ^ w1[pe*{S}+s])"
+        what = "xnor: 1 when input and weight agree (both +1 or both -1)"
+    elif p.in_kind == "u8" and p.weight_kind == "binary":
+        tw, signed = 10, True
+        expr = f"w1[pe*{S}+s] ? {{2'b00, {x}}} : (10'd0 - {{2'b00, {x}}})"
+        what = "u8 pixel times ±1: +x or -x (10-bit two's complement)"
+    elif p.in_kind == "u8":
+        tw, signed = 17, True
+        expr = f"$signed({{1'b0, {x}}}) * $signed({w})"
+        what = "u8 pixel times int8 weight (17-bit signed product)"
+    else:
+        tw, signed = 9, True
+        expr = f"x1[s] ? {{{w}[7], {w}}} : (9'd0 - {{{w}[7], {w}}})"
+        what = "±1 input times int8 weight: +w or -w (9-bit two's complement)"
+    lines = [f"    // products, {what}",
+             f"    wire [{p.PE * S * tw - 1}:0] t0;",
+             "    generate",
+             f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_t0",
+             f"            for (s = 0; s < {S}; s = s + 1) begin : g_s",
+             f"                assign t0[(pe*{S}+s)*{tw} +: {tw}] = {expr};",
+             "            end",
+             "        end",
+             "    endgenerate"]
+    return lines, tw, signed
+
+
+def _tree_lines(p: MvauPlan, tw: int, signed: bool) -> tuple[list[str], str, int, int]:
+    """Registered pairwise adder tree over the SIMD terms of each PE.
+
+    Returns (lines, name of the last level, its width, number of register stages)."""
+    lines = []
+    n, w, src = p.SIMD, tw, "t0"
+    level = 0
+    if n == 1:
+        lines += ["    // SIMD = 1: one register stage instead of a tree",
+                  f"    reg [{p.PE * w - 1}:0] t1;",
+                  "    always @(posedge clk) if (en) t1 <= t0;"]
+        return lines, "t1", w, 1
+    while n > 1:
+        level += 1
+        m, nw = (n + 1) // 2, w + 1
+        dst = f"t{level}"
+        lines += [f"    // adder tree level {level}: {m} sums of 2 per PE, {nw} bits",
+                  f"    reg [{p.PE * m * nw - 1}:0] {dst};",
+                  "    generate",
+                  f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_{dst}"]
+        pairs = n // 2
+        a = f"{src}[(pe*{n}+2*j)*{w} +: {w}]"
+        b = f"{src}[(pe*{n}+2*j+1)*{w} +: {w}]"
+        amsb = f"{src}[(pe*{n}+2*j)*{w} + {w - 1}]"
+        bmsb = f"{src}[(pe*{n}+2*j+1)*{w} + {w - 1}]"
+        lines += [f"            for (j = 0; j < {pairs}; j = j + 1) begin : g_j",
+                  f"                always @(posedge clk) if (en) {dst}[(pe*{m}+j)*{nw} +: {nw}] <= "
+                  f"{_ext(amsb, a, w, nw, signed)} + {_ext(bmsb, b, w, nw, signed)};",
+                  "            end"]
+        if n % 2:
+            c = f"{src}[(pe*{n}+{n - 1})*{w} +: {w}]"
+            cmsb = f"{src}[(pe*{n}+{n - 1})*{w} + {w - 1}]"
+            lines += [f"            // odd count: the last term passes to the next level",
+                      f"            always @(posedge clk) if (en) {dst}[(pe*{m}+{m - 1})*{nw} +: {nw}] <= "
+                      f"{_ext(cmsb, c, w, nw, signed)};"]
+        lines += ["        end", "    endgenerate"]
+        n, w, src = m, nw, dst
+    return lines, src, w, level
+
+
+def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: str | None,
+               out: str | None) -> list[str]:
+    depth = len(rows)
+    lines = [f"    // {comment}",
+             f"    reg [{width - 1}:0] {name} [0:{depth - 1}];",
+             "    initial begin"]
+    lines += [f"        {name}[{i}] = {_hex(r, width)};" for i, r in enumerate(rows)]
+    lines += ["    end"]
+    if sync_addr is not None:
+        lines += [f"    always @(posedge clk) if (en) {out} <= {name}[{sync_addr}];"]
+    return lines
+
+
+def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
+    """One MVAU module for IR dense layer ``p`` (+ its threshold)."""
+    NF, SF, PE, S, AW = p.NF, p.SF, p.PE, p.SIMD, p.AW
+    IN_W, OUT_W = p.in_width, p.out_width
+    nfw, sfw, aw_addr = bitlen(NF - 1), bitlen(SF - 1), bitlen(NF * SF - 1)
+    name = module_name(p)
+    kind = {True: "binary x binary (xnor-popcount)", False: f"{p.in_kind} x {p.weight_kind}"}[p.popcount]
+    out_desc = (f"{p.MH} integer logits of {p.LW} bits (two's complement), logit o at [o*{p.LW} +: {p.LW}]"
+                if p.is_logits else f"{p.MH} bits (1 = +1), channel o at bit o")
+    L = [f"// IR layer {index}: {p.name} (dense, {kind}) <- PyTorch module {p.source}"
+         + (f", threshold {p.thr_name}" if p.thr_name else ", no activation: integer logits"),
+         f"// MW={p.MW} inputs, MH={p.MH} outputs, folded PE={PE} x SIMD={S}: "
+         f"NF={NF} neuron folds x SF={SF} synapse folds = {p.cycles} cycles/frame",
+         f"// input:  {p.MW} x {p.IW}-bit ({'u8 pixel' if p.in_kind == 'u8' else 'bit, 1 = +1'}), "
+         f"element i at [i*{p.IW} +: {p.IW}]",
+         f"// output: {out_desc}",
+         "// accumulator: " + ("P = popcount(xnor(x, w)) (acc = 2P - MW)" if p.popcount
+                                else f"signed sum of products, {AW} bits, range [{p.acc_lo}, {p.acc_hi}]"),
+         f"// generated by bnn2hw {__version__} from model {model_hash}",
+         "`default_nettype none",
+         f"module {name} (",
+         "    input  wire clk,",
+         "    input  wire rst_n,  // synchronous, active low",
+         f"    input  wire [{IN_W - 1}:0] s_tdata,",
+         "    input  wire s_tvalid,",
+         "    output wire s_tready,",
+         f"    output reg  [{OUT_W - 1}:0] m_tdata,",
+         "    output reg  m_tvalid,",
+         "    input  wire m_tready",
+         ");",
+         "    genvar pe, s;" if S == 1 else "    genvar pe, s, j;",
+         "",
+         "    // ---- stall: the skid register holds a second finished vector while m_tdata is unread",
+         "    reg skid_v;",
+         "    reg res_v;                       // res stage holds a finished fold (after the last synapse fold)",
+         f"    reg [{nfw - 1}:0] rnf;                 // neuron fold of the next result",
+         f"    wire res_last = (rnf == {nfw}'d{NF - 1});",
+         "    wire en = !skid_v;",
+         "",
+         "    // ---- issue stage: one (neuron fold, synapse fold) per cycle",
+         "    reg running;",
+         f"    reg [{nfw - 1}:0] nf;",
+         f"    reg [{sfw - 1}:0] sf;",
+         f"    reg [{aw_addr - 1}:0] waddr;           // nf*SF + sf",
+         f"    wire sf_last = (sf == {sfw}'d{SF - 1});",
+         f"    wire issue_last = (nf == {nfw}'d{NF - 1}) && sf_last;",
+         "    assign s_tready = en && (!running || issue_last);",
+         "    wire take = s_tvalid && s_tready;",
+         f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
+         + (f", rotated right by SIMD={S} elements per fold" if SF > 1 else ""),
+         "    always @(posedge clk) begin",
+         "        if (!rst_n) begin",
+         f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
+         "        end else if (en) begin",
+         "            if (running) begin",
+         f"                sf <= sf_last ? {sfw}'d0 : sf + {sfw}'d1;",
+         f"                if (sf_last) nf <= (nf == {nfw}'d{NF - 1}) ? {nfw}'d0 : nf + {nfw}'d1;",
+         f"                waddr <= issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
+         "            end",
+         "            if (take) running <= 1'b1;",
+         "            else if (issue_last) running <= 1'b0;",
+         "        end",
+         "    end"]
+    if SF > 1:
+        sw = S * p.IW
+        L += ["    always @(posedge clk) if (en) begin",
+              "        if (take) cur <= s_tdata;",
+              f"        else if (running) cur <= {{cur[{sw - 1}:0], cur[{IN_W - 1}:{sw}]}};",
+              "    end"]
+    else:
+        L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
+    L += ["",
+          "    // ---- stage 1: weights of this fold (ROM, synchronous read) and the SIMD inputs",
+          f"    reg [{PE * S * p.WW - 1}:0] w1;",
+          f"    reg [{S * p.IW - 1}:0] x1;",
+          "    reg v1, first1, last1;"]
+    L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p),
+                    f"weight ROM: row nf*SF+sf, bits [(pe*SIMD+s)*{p.WW} +: {p.WW}] = weight of output "
+                    f"nf*PE+pe, input sf*SIMD+s" + (" (1 = +1)" if p.WW == 1 else " (int8)"),
+                    "waddr", "w1")
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) v1 <= 1'b0;",
+          "        else if (en) v1 <= running;",
+          "        if (en) begin",
+          f"            x1 <= cur[{S * p.IW - 1}:0];",
+          f"            first1 <= (sf == {sfw}'d0);",
+          "            last1 <= sf_last;",
+          "        end",
+          "    end",
+          ""]
+    tl, tw, signed = _term_lines(p)
+    L += tl
+    trl, top, sw, stages = _tree_lines(p, tw, signed)
+    L += trl
+    # control bits follow the tree
+    L += ["",
+          f"    // control bits travel beside the {stages} tree stage(s)",
+          f"    reg [{stages - 1}:0] vp, firstp, lastp;"]
+    if stages == 1:
+        L += ["    always @(posedge clk) begin",
+              "        if (!rst_n) vp <= 1'b0; else if (en) vp <= v1;",
+              "        if (en) begin firstp <= first1; lastp <= last1; end",
+              "    end"]
+    else:
+        L += ["    always @(posedge clk) begin",
+              f"        if (!rst_n) vp <= {stages}'d0; else if (en) vp <= {{vp[{stages - 2}:0], v1}};",
+              f"        if (en) begin firstp <= {{firstp[{stages - 2}:0], first1}}; "
+              f"lastp <= {{lastp[{stages - 2}:0], last1}}; end",
+              "    end"]
+    st = stages - 1
+    # accumulate
+    acc_w = AW
+    if sw > AW:
+        raise AssertionError(f"{p.name}: tree width {sw} exceeds accumulator width {AW}")
+    if sw < acc_w:
+        sum_ext = _ext(f"{top}[pe*{sw} + {sw - 1}]", f"{top}[pe*{sw} +: {sw}]", sw, acc_w, signed)
+    else:
+        sum_ext = f"{top}[pe*{sw} +: {sw}]"
+    L += ["",
+          f"    // ---- accumulate the fold sums ({acc_w} bits per PE)",
+          f"    reg [{PE * acc_w - 1}:0] acc;",
+          "    generate",
+          f"        for (pe = 0; pe < {PE}; pe = pe + 1) begin : g_acc",
+          f"            always @(posedge clk) if (en && vp[{st}])",
+          f"                acc[pe*{acc_w} +: {acc_w}] <= (firstp[{st}] ? {acc_w}'d0 : acc[pe*{acc_w} +: {acc_w}]) "
+          f"+ {sum_ext};",
+          "        end",
+          "    endgenerate",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) res_v <= 1'b0;",
+          f"        else if (en) res_v <= vp[{st}] && lastp[{st}];",
+          "    end",
+          ""]
+    # result
+    if p.is_logits:
+        LW = p.LW
+        L += [f"    // ---- integer logits, {LW} bits each"]
+        if p.popcount:
+            acc_ext = _ext("1'b0", f"acc[pe*{acc_w} +: {acc_w}]", acc_w, LW - 1, False)
+            L += ["    // logit = 2P - MW (two's complement)",
+                  f"    wire [{PE * LW - 1}:0] res;",
+                  "    generate",
+                  f"        for (pe = 0; pe < {PE}; pe = pe + 1) begin : g_res",
+                  f"            assign res[pe*{LW} +: {LW}] = {{{acc_ext}, 1'b0}} - {LW}'d{p.MW};",
+                  "        end",
+                  "    endgenerate"]
+            RW = LW
+        else:
+            L += [f"    wire [{PE * LW - 1}:0] res = acc;"]
+            RW = LW
+    else:
+        L += _rom_lines("trom", PE * (AW + 1), thr_rom_rows(p),
+                        f"threshold ROM: row nf, bits [pe*{AW + 1} +: {AW + 1}] = {{inv, T}} of output nf*PE+pe;"
+                        f" bit = ({'P' if p.popcount else 'acc'} >= T) xor inv", None, None)
+        cmp_a = f"acc[pe*{acc_w} +: {acc_w}]"
+        tsel = f"thr_row[pe*{AW + 1} +: {AW}]"
+        if acc_w > AW:
+            tsel = _ext(f"thr_row[pe*{AW + 1} + {AW - 1}]", tsel, AW, acc_w, not p.popcount)
+        cmp = (f"({cmp_a} >= {tsel})" if p.popcount else f"($signed({cmp_a}) >= $signed({tsel}))")
+        L += [f"    wire [{PE * (AW + 1) - 1}:0] thr_row = trom[rnf];",
+              "    // threshold compare: 1 (+1) when acc reaches T, inverted for direction -1",
+              f"    wire [{PE - 1}:0] res;",
+              "    generate",
+              f"        for (pe = 0; pe < {PE}; pe = pe + 1) begin : g_res",
+              f"            assign res[pe] = {cmp} ^ thr_row[pe*{AW + 1} + {AW}];",
+              "        end",
+              "    endgenerate"]
+        RW = 1
+    L += ["",
+          "    // ---- output: results of fold nf fill outputs [nf*PE, nf*PE+PE); a finished vector goes to",
+          "    // m_tdata, or to the skid register if m_tdata is still unread (then en stops the layer).",
+          "    // en depends only on skid_v, a register: no combinational path from m_tready to s_tready."]
+    vec = "res"
+    if NF > 1:
+        bw = (NF - 1) * PE * RW
+        piece = PE * RW
+        vec = "{res, asm}"
+        L += [f"    reg [{bw - 1}:0] asm;  // folds 0..NF-2 of the vector being assembled",
+              "    always @(posedge clk) if (en && res_v && !res_last) "
+              + (f"asm <= {{res, asm[{bw - 1}:{piece}]}};" if NF > 2 else "asm <= res;")]
+    L += [f"    wire [{OUT_W - 1}:0] vec = {vec};",
+          "    wire done = en && res_v && res_last;  // a finished output vector this cycle",
+          f"    reg [{OUT_W - 1}:0] skid;",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            m_tvalid <= 1'b0; skid_v <= 1'b0; rnf <= {nfw}'d0;",
+          "        end else begin",
+          "            if (en && res_v) rnf <= res_last ? " + f"{nfw}'d0 : rnf + {nfw}'d1;",
+          "            if (m_tvalid && m_tready) begin          // m_tdata read: refill from skid or vec",
+          "                if (skid_v) begin m_tdata <= skid; skid_v <= 1'b0; end",
+          "                else if (done) m_tdata <= vec;",
+          "                else m_tvalid <= 1'b0;",
+          "            end else if (m_tvalid) begin             // m_tdata unread: park vec in skid",
+          "                if (done) begin skid <= vec; skid_v <= 1'b1; end",
+          "            end else if (done) begin                 // m_tdata empty",
+          "                m_tdata <= vec; m_tvalid <= 1'b1;",
+          "            end",
+          "        end",
+          "    end",
+          ]
+    L += ["endmodule",
+          "`default_nettype wire",
+          ""]
+    return "\n".join(L)
+
+
+def emit_swg(p: MvauPlan, model_hash: str) -> str:
+    """Sliding window: the whole input image in one beat -> the OH*OW windows, one per beat, in
+    raster order; window element (ky, kx, c) at [((ky*KW + kx)*C + c)*IW +: IW] (im2col's order)."""
+    c = p.conv
+    H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
+    EW = C * p.IW
+    V = OH * OW
+    pw = bitlen(V - 1)
+    fin, win = p.frame_in_width, p.in_width
+    L = [f"// sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}) <- {p.source}: "
+         f"{H}x{W}x{C} image in one beat -> {OH}x{OW} windows of {KH}x{KW}x{C}, one per beat",
+         f"// generated by bnn2hw {__version__} from model {model_hash}",
+         "`default_nettype none",
+         f"module {module_name(p)}_swg (",
+         "    input  wire clk,",
+         "    input  wire rst_n,",
+         f"    input  wire [{fin - 1}:0] s_tdata,  // pixel (y, x), channel c at [((y*{W} + x)*{C} + c)*{p.IW} +: {p.IW}]",
+         "    input  wire s_tvalid,",
+         "    output wire s_tready,",
+         f"    output reg  [{win - 1}:0] m_tdata,",
+         "    output reg  m_tvalid,",
+         "    input  wire m_tready",
+         ");",
+         f"    reg [{fin - 1}:0] frame;",
+         "    reg busy;                 // frame holds an image whose windows are not all sent",
+         f"    reg [{pw - 1}:0] pos;            // output pixel oy*{OW} + ox of the next window",
+         f"    reg [{win - 1}:0] win;",
+         "    always @* begin",
+         "        case (pos)"]
+    for oy in range(OH):
+        for ox in range(OW):
+            taps = []
+            for ky in range(KH):
+                for kx in range(KW):
+                    idx = (oy * S + ky) * W + ox * S + kx
+                    taps.append(f"frame[{(idx + 1) * EW - 1}:{idx * EW}]")
+            L.append(f"            {pw}'d{oy * OW + ox}: win = {{{', '.join(reversed(taps))}}};  // ({oy}, {ox})")
+    if V < (1 << pw):
+        L.append(f"            default: win = {win}'d0;")
+    L += ["        endcase",
+          "    end",
+          "    wire load = busy && (!m_tvalid || m_tready);",
+          f"    wire pos_last = (pos == {pw}'d{V - 1});",
+          "    assign s_tready = !busy || (load && pos_last);",
+          "    wire take = s_tvalid && s_tready;",
+          "    always @(posedge clk) if (take) frame <= s_tdata;",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            busy <= 1'b0; pos <= {pw}'d0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (load) begin",
+          f"                m_tdata <= win; m_tvalid <= 1'b1; pos <= pos_last ? {pw}'d0 : pos + {pw}'d1;",
+          "            end else if (m_tready) m_tvalid <= 1'b0;",
+          "            if (take) busy <= 1'b1;",
+          "            else if (load && pos_last) busy <= 1'b0;",
+          "        end",
+          "    end",
+          "endmodule",
+          "`default_nettype wire",
+          ""]
+    used = {((oy * S + ky) * W + ox * S + kx) for oy in range(OH) for ox in range(OW)
+            for ky in range(KH) for kx in range(KW)}
+    if len(used) < H * W:
+        L.insert(3, "/* verilator lint_off UNUSEDSIGNAL */  // pixels no window covers (floor division)")
+        L.insert(len(L) - 2, "/* verilator lint_on UNUSEDSIGNAL */")
+    return "\n".join(L)
+
+
+def emit_gather(p: MvauPlan, model_hash: str) -> str:
+    """OH*OW output pixels of a conv, one per beat -> the whole output image in one beat."""
+    V, MH = p.vectors, p.MH
+    cw = bitlen(V - 1)
+    L = [f"// gather of IR layer {p.name}: {V} output pixels of {MH} bits, one per beat -> one "
+         f"{p.conv['oh']}x{p.conv['ow']}x{MH} image, pixel v at [v*{MH} +: {MH}]",
+         f"// generated by bnn2hw {__version__} from model {model_hash}",
+         "`default_nettype none",
+         f"module {module_name(p)}_gather (",
+         "    input  wire clk,",
+         "    input  wire rst_n,",
+         f"    input  wire [{MH - 1}:0] s_tdata,",
+         "    input  wire s_tvalid,",
+         "    output wire s_tready,",
+         f"    output reg  [{V * MH - 1}:0] m_tdata,",
+         "    output reg  m_tvalid,",
+         "    input  wire m_tready",
+         ");",
+         f"    reg [{cw - 1}:0] cnt;  // pixels of the image being gathered",
+         f"    wire cnt_last = (cnt == {cw}'d{V - 1});",
+         "    // the last pixel waits while the previous image is unread",
+         "    assign s_tready = !(m_tvalid && !m_tready && cnt_last);",
+         "    wire take = s_tvalid && s_tready;"]
+    if V > 1:
+        bw = (V - 1) * MH
+        L += [f"    reg [{bw - 1}:0] asm;",
+              "    always @(posedge clk) if (take && !cnt_last) "
+              + (f"asm <= {{s_tdata, asm[{bw - 1}:{MH}]}};" if V > 2 else "asm <= s_tdata;")]
+        full = "{s_tdata, asm}"
+    else:
+        full = "s_tdata"
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            cnt <= {cw}'d0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
+          "            if (take) begin",
+          f"                if (cnt_last) begin m_tdata <= {full}; m_tvalid <= 1'b1; cnt <= {cw}'d0; end",
+          f"                else cnt <= cnt + {cw}'d1;",
+          "            end",
+          "        end",
+          "    end",
+          "endmodule",
+          "`default_nettype wire",
+          ""]
+    return "\n".join(L)
+
+
+def emit_pool(p: MvauPlan, model_hash: str) -> str:
+    """Max-pool on ±1 bits (1 = +1): the OR of each window; combinational, passes valid/ready."""
+    q, c = p.pool, p.conv
+    K, S, PH, PW, OH, OW, C = q["k"], q["stride"], q["ph"], q["pw"], c["oh"], c["ow"], p.MH
+    L = [f"// IR layer {q['name']}: max-pool {K}x{K} stride {S} after {p.name}: {OH}x{OW}x{C} -> {PH}x{PW}x{C}; "
+         "max of ±1 = OR of the bits",
+         f"// generated by bnn2hw {__version__} from model {model_hash}",
+         "`default_nettype none"]
+    used = {(py * S + ky) * OW + px * S + kx for py in range(PH) for px in range(PW)
+            for ky in range(K) for kx in range(K)}
+    if len(used) < OH * OW:
+        L.append("/* verilator lint_off UNUSEDSIGNAL */  // pixels no pooling window covers (floor division)")
+    L += [f"module {PREFIX}_{_ident(q['name'])} (",
+          f"    input  wire [{OH * OW * C - 1}:0] s_tdata,",
+          "    input  wire s_tvalid,",
+          "    output wire s_tready,",
+          f"    output wire [{PH * PW * C - 1}:0] m_tdata,",
+          "    output wire m_tvalid,",
+          "    input  wire m_tready",
+          ");",
+          "    assign m_tvalid = s_tvalid;",
+          "    assign s_tready = m_tready;",
+          "    genvar py, px, c;",
+          "    generate",
+          f"        for (py = 0; py < {PH}; py = py + 1) begin : g_y",
+          f"            for (px = 0; px < {PW}; px = px + 1) begin : g_x",
+          f"                for (c = 0; c < {C}; c = c + 1) begin : g_c",
+          f"                    assign m_tdata[(py*{PW} + px)*{C} + c] ="]
+    terms = [f"s_tdata[((py*{S} + {ky})*{OW} + px*{S} + {kx})*{C} + c]" for ky in range(K) for kx in range(K)]
+    L += ["                        " + " |\n                        ".join(terms) + ";",
+          "                end",
+          "            end",
+          "        end",
+          "    endgenerate",
+          "endmodule"]
+    if len(used) < OH * OW:
+        L.append("/* verilator lint_on UNUSEDSIGNAL */")
+    L += ["`default_nettype wire", ""]
+    return "\n".join(L)
+
+
+def stages(plans: list[MvauPlan]) -> list[dict]:
+    """The dataflow chain: module, instance, beat widths, clocked, comment."""
+    out = []
+    for p in plans:
+        mn = module_name(p)
+        if p.conv:
+            out.append({"module": f"{mn}_swg", "inst": f"u_{_ident(p.name)}_swg", "in": p.frame_in_width,
+                        "out": p.in_width, "clk": True, "what": f"{p.name} sliding window <- {p.source}"})
+        out.append({"module": mn, "inst": f"u_{_ident(p.name)}", "in": p.in_width, "out": p.out_width, "clk": True,
+                    "what": f"{p.name} <- {p.source}: {p.MW} -> {p.MH}, PE {p.PE} x SIMD {p.SIMD}"
+                            + (f", {p.vectors} pixels" if p.conv else "")})
+        if p.conv:
+            out.append({"module": f"{mn}_gather", "inst": f"u_{_ident(p.name)}_gather", "in": p.out_width,
+                        "out": p.vectors * p.out_width, "clk": True, "what": f"{p.name} gather"})
+        if p.pool:
+            out.append({"module": f"{PREFIX}_{_ident(p.pool['name'])}", "inst": f"u_{_ident(p.pool['name'])}",
+                        "in": p.vectors * p.out_width, "out": p.frame_out_width, "clk": False,
+                        "what": f"{p.pool['name']} max-pool"})
+    return out
+
+
+def emit_top(plans: list[MvauPlan], model_hash: str, top: str = f"{PREFIX}_top") -> str:
+    first, last = plans[0], plans[-1]
+    st = stages(plans)
+    L = [f"// bnn2hw dataflow accelerator: {len(plans)} layers, generated by bnn2hw {__version__} "
+         f"from model {model_hash}",
+         f"// s_axis: one frame per beat, {first.frame_in_width // first.IW} x {first.IW}-bit inputs "
+         + ("(u8 pixels, element i at [i*8 +: 8], (y, x, c) order)" if first.in_kind == "u8" else "(bits, 1 = +1)"),
+         f"// m_axis: {last.MH} integer logits of {last.LW} bits (two's complement), logit o at "
+         f"[o*{last.LW} +: {last.LW}]; AXI-Stream valid/ready with back-pressure",
+         "// layers (IR name, PE x SIMD, cycles/frame): "
+         + "; ".join(f"{p.name} {p.PE}x{p.SIMD} {p.cycles}" for p in plans),
+         "`default_nettype none",
+         f"module {top} (",
+         "    input  wire clk,",
+         "    input  wire rst_n,",
+         f"    input  wire [{st[0]['in'] - 1}:0] s_axis_tdata,",
+         "    input  wire s_axis_tvalid,",
+         "    output wire s_axis_tready,",
+         f"    output wire [{st[-1]['out'] - 1}:0] m_axis_tdata,",
+         "    output wire m_axis_tvalid,",
+         "    input  wire m_axis_tready",
+         ");"]
+    for k in range(len(st) - 1):
+        L += [f"    wire [{st[k]['out'] - 1}:0] d{k};", f"    wire v{k}, r{k};"]
+    n = len(st)
+    for k, g in enumerate(st):
+        sd, sv, sr = ("s_axis_tdata", "s_axis_tvalid", "s_axis_tready") if k == 0 else (f"d{k - 1}", f"v{k - 1}", f"r{k - 1}")
+        md, mv, mr = ("m_axis_tdata", "m_axis_tvalid", "m_axis_tready") if k == n - 1 else (f"d{k}", f"v{k}", f"r{k}")
+        L += [f"    // {g['what']}",
+              f"    {g['module']} {g['inst']} (" + (".clk(clk), .rst_n(rst_n)," if g["clk"] else ""),
+              f"        .s_tdata({sd}), .s_tvalid({sv}), .s_tready({sr}),",
+              f"        .m_tdata({md}), .m_tvalid({mv}), .m_tready({mr}));"]
+    L += ["endmodule", "`default_nettype wire", ""]
+    return "\n".join(L)
+
+
+def emit_design(plans: list[MvauPlan], model_hash: str) -> dict[str, str]:
+    """{file name: Verilog text}: one file per module, the top last."""
+    files = {}
+    for i, p in enumerate(plans):
+        if p.conv:
+            files[f"{module_name(p)}_swg.v"] = emit_swg(p, model_hash)
+        files[f"{module_name(p)}.v"] = emit_layer(p, i, model_hash)
+        if p.conv:
+            files[f"{module_name(p)}_gather.v"] = emit_gather(p, model_hash)
+        if p.pool:
+            files[f"{PREFIX}_{_ident(p.pool['name'])}.v"] = emit_pool(p, model_hash)
+    files[f"{PREFIX}_top.v"] = emit_top(plans, model_hash)
+    return files
+
+
+def design_hash(files: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(files):
+        h.update(k.encode() + b"\0" + files[k].encode())
+    return h.hexdigest()[:16]
