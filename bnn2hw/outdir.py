@@ -3,7 +3,7 @@
 
 Invariant: after a bnn2hw command, its ``-o`` path holds either the complete (and, when asked,
 verified) result of this run, or exactly what it held before. Everything is built in a hidden
-temporary sibling (``.<name>.tmpXXXX``) and moved into place with one rename at the very end;
+temporary sibling (``.<name>.tmp<random suffix>``) and moved into place with one rename at the very end;
 the temporary is removed on any error, on SIGINT and on SIGTERM (see :func:`terminate_on_sigterm`).
 
 An existing output directory is replaced only if bnn2hw wrote it: it holds the marker file, and
