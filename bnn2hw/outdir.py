@@ -86,8 +86,9 @@ def _check_replaceable(out_dir: Path, marker: str, force: bool) -> None:
                           f"(no {marker}); choose another -o (or --force to replace it)")
     manifest = out_dir / MANIFEST
     written = set(manifest.read_text().split("\n")) if manifest.exists() else set()
-    owned = tuple(w for w in written if w.endswith("/"))
-    extra = [p for p in present if p not in written and p != MANIFEST and not p.startswith(owned or ("\0",))]
+    owned = tuple(w for w in written if w.endswith("/"))  # folders a later step fills (FINN's output)
+    extra = [p for p in present
+             if p not in written and p != MANIFEST and not any(p.startswith(d) for d in owned)]
     if extra:
         shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
         raise Bnn2hwError(f"{out_dir} holds files bnn2hw did not write ({shown}); move them away, "

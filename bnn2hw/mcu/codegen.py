@@ -176,7 +176,8 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     from ..ir.validate import validate
 
     validate(graph)
-    placed = [n for n in graph.branches() if graph.layers[[l.name for l in graph.layers].index(n)].op != "add"]
+    op_of = {l.name: l.op for l in graph.layers}
+    placed = [n for n in graph.branches() if op_of[n] != "add"]
     if placed:
         raise Bnn2hwError(f"IR op(s) {', '.join(placed)} read a tensor other than the previous op's: the C "
                           "back end places chains of ops (and the fixed-point residual add) only")
