@@ -30,7 +30,30 @@ Fixed-point value path (M-BiPer residual models, eq. 7; C back end only):
                ``out_frac``, ``approx`` (lut for every func; taylor | fixed for sine),
                ``table_bits``, ``calib_range``: y = func(w0 x) in fixed point, exactly the
                integer arithmetic of ``firmware/src/bnn_periodic.c``
-``add``        ``inputs`` [name, name], ``frac``: saturating sum (a residual connection)
+``add``        ``inputs`` [name, name], ``frac``, optional ``bits`` (2..32, default 32): the sum of
+               two ``fixed`` tensors of the same shape and Q format, saturated to a signed
+               ``bits``-bit integer: ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)`` (a residual
+               connection)
+
+Residual-network ops (issue 9; the quantized residual stream is a ``fixed`` tensor of ``bits``
+bits whose integer q stands for q * 2^-frac):
+
+``conv2d``     also: ``pad_value`` 0 (default) or -1 for a ``bits`` input. 0: a padded tap
+               contributes 0 to the accumulator (zero padding of the real activation, as the
+               official BiPer code and Larq do); -1: a padded position holds the activation -1
+               (FINN's FMPadding of a BINARY stream). 1x1 kernels and any stride are allowed.
+``requant``    ``mult``, ``bias`` (C,) int64, ``shift`` (0..62), ``bits`` (2..16), ``frac``
+               (0..31): reads ``acc`` or ``fixed``; produces the ``fixed`` stream value
+               ``clip((x * mult + bias) >> shift, -2^(bits-1), 2^(bits-1) - 1)`` where ``>>`` is
+               an arithmetic shift (floor). Rounding rule: floor after adding ``bias``; the
+               folder puts round-half-up into ``bias`` (+2^(shift-1)) and proves the result
+               equal to PyTorch's quantizer on every reachable input value.
+``avgpool``    ``kernel``, ``stride`` on a ``fixed`` (H, W, C) tensor: the *sum* of each
+               kernel x kernel window, exact, no division (global average pooling: kernel = H
+               = W, output (1, 1, C)). The 1/kernel^2 is folded into the consumer (threshold,
+               requant or the dense layer's affine), so pooling never rounds.
+``dense``      also reads a ``fixed`` tensor (``in == "fixed"``, int8 or binary weights): the
+               accumulator is sum(w * q) over the stream integers.
 
 A ``threshold`` with thr 0 and direction +1 on a fixed-point tensor is ``sign`` (0 -> +1).
 
@@ -58,7 +81,8 @@ from ..errors import Bnn2hwError
 IR_VERSION = 1
 INPUT = "input"
 """Name of the graph's input tensor."""
-OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine", "fixed_affine", "periodic", "add")
+OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine", "fixed_affine", "periodic", "add",
+       "requant", "avgpool")
 
 
 @dataclass
