@@ -1,0 +1,240 @@
+# SPDX-License-Identifier: MIT
+"""An imported QONNX model against qonnx's execution of the ORIGINAL file.
+
+The reference is ``qonnx.core.onnx_exec.execute_onnx`` on the file as written (only its batch
+size changed by qonnx's ``ChangeBatchSize``). Compared, on every input: every hidden bit (each
+IR threshold/pool output against the original activation quantizer's output tensor), the integer
+logits (recovered from the file's float output through the IR's affine, which must land within
+1e-3 of the IR's integer), the predicted class, and the float logits' largest difference.
+
+Inputs (:func:`verification_inputs`): the user's data (a ``.npz`` with float ``x`` as the file
+takes it, optional ``y``), or random integers spanning the input quantizer's range plus inputs
+hill-climbed until a chosen channel's accumulator lands on its threshold (or the value next to
+it, the other side of the decision): ties are where a wrong ``>=``/``>`` or a wrong direction
+for a negative scale shows.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Bnn2hwError
+from ..ir import execute, ops
+from .qonnx_import import QonnxImport, import_qonnx
+
+RANDOM_INPUTS = 500
+THRESHOLD_TARGETS = 48
+BATCH = 256
+
+
+class QonnxReference:
+    """qonnx's execution of the original file, batched; ``run`` returns (outputs, hidden tensors)."""
+
+    def __init__(self, imp: QonnxImport):
+        from .qonnx_import import read_qonnx
+
+        self.imp = imp
+        self.model = read_qonnx(imp.path)
+        self._by_batch: dict = {}
+
+    def _model(self, n: int):
+        if n not in self._by_batch:
+            from qonnx.transformation.change_batchsize import ChangeBatchSize
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            m = copy.deepcopy(self.model).transform(ChangeBatchSize(n)).transform(InferShapes())
+            self._by_batch[n] = m
+        return self._by_batch[n]
+
+    def run(self, x: np.ndarray, want: list[str]) -> tuple[np.ndarray, dict]:
+        from qonnx.core.onnx_exec import execute_onnx
+
+        x = np.asarray(x, dtype=np.float32)
+        outs, hidden = [], {k: [] for k in want}
+        for s in range(0, len(x), BATCH):
+            xb = x[s:s + BATCH]
+            n = len(xb)
+            m = self._model(n)
+            ctx = execute_onnx(m, {self.imp.input_name: xb}, return_full_exec_context=True)
+            outs.append(np.asarray(ctx[self.imp.output_name]))
+            for k in want:
+                hidden[k].append(np.asarray(ctx[k]))
+        return np.concatenate(outs), {k: np.concatenate(v) for k, v in hidden.items()}
+
+
+def compare(imp: QonnxImport, u8: np.ndarray, x_float: np.ndarray | None = None,
+            ref: QonnxReference | None = None) -> dict:
+    """IR on ``u8`` vs qonnx on ``x_float`` (default: the floats the input quantizer maps to u8)."""
+    g = imp.graph
+    x_float = imp.input_quant.to_float(u8) if x_float is None else x_float
+    ref = ref or QonnxReference(imp)
+    want = sorted({t for t, _ in imp.hidden.values() if t})
+    out, hidden = ref.run(x_float, want)
+    tr = execute.run(g, u8)
+    per_layer, bits_cmp, bits_diff = {}, 0, 0
+    for layer in g.layers:
+        t, mid = imp.hidden.get(layer.name, ("", 0.0))
+        if not t:
+            continue
+        r = hidden[t]
+        r = r.transpose(0, 2, 3, 1) if r.ndim == 4 else r
+        got = tr.tensors[layer.name]
+        bits = np.where(r > mid, 1, -1)
+        diff = int((bits != got).sum())
+        per_layer[layer.name] = diff
+        bits_cmp += got.size
+        bits_diff += diff
+    aff = g.layers[-1]
+    scale, bias = aff.arrays["scale"], aff.arrays["bias"]
+    a_ref = (out.astype(np.float64) - bias) / scale
+    resid = float(np.abs(a_ref - tr.int_logits).max()) if len(out) else 0.0
+    int_diff = int((np.round(a_ref) != tr.int_logits).sum())
+    cls = float((out.argmax(1) == tr.logits.argmax(1)).mean()) if len(out) else 1.0
+    return {"samples": int(len(u8)), "bits_compared": bits_cmp, "bits_differing": bits_diff,
+            "bits_differing_per_layer": per_layer, "int_logits_differing": int_diff,
+            "int_logit_max_residual": resid, "class_agreement": cls,
+            "max_logit_abs_diff": float(np.abs(out - tr.logits).max()) if len(out) else 0.0,
+            "exact": bits_diff == 0 and int_diff == 0 and resid <= 1e-3 and cls == 1.0}
+
+
+def random_inputs(imp: QonnxImport, n: int, seed: int = 0) -> np.ndarray:
+    """uint8 IR inputs (PyTorch layout) spanning the input quantizer's whole range."""
+    rng = np.random.default_rng(seed)
+    iq = imp.input_quant
+    return rng.integers(0, iq.qmax - iq.qmin + 1, size=(n,) + tuple(imp.input_shape)).astype(np.uint8)
+
+
+def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: int = 1,
+                     steps: int = 150, candidates: int = 32) -> tuple[np.ndarray, int]:
+    """Inputs hill-climbed until one channel's accumulator (at one position) before a threshold
+    equals the threshold or its neighbour on the other side; returns (inputs, how many landed)."""
+    g = imp.graph
+    rng = np.random.default_rng(seed)
+    span = imp.input_quant.qmax - imp.input_quant.qmin
+    thr_layers = [i for i, l in enumerate(g.layers) if l.op == "threshold"]
+    if not thr_layers:
+        return np.zeros((0,) + tuple(imp.input_shape), np.uint8), 0
+    found, landed = [], 0
+    for t in range(targets):
+        li = thr_layers[t % len(thr_layers)]
+        thr_layer = g.layers[li]
+        acc_name = g.layers[li - 1].name
+        lo, hi = thr_layer.attrs["acc_range"]
+        inside = np.flatnonzero((thr_layer.arrays["thr"] > lo) & (thr_layer.arrays["thr"] < hi))
+        if not len(inside):
+            continue
+        c = int(rng.choice(inside))
+        goal = int(thr_layer.arrays["thr"][c]) - (int(rng.integers(2)) if thr_layer.arrays["direction"][c] > 0
+                                                  else -int(rng.integers(2)))
+        x = random_inputs(imp, 1, int(rng.integers(1 << 30)))[0]
+        pos = None
+        best = None
+        for _ in range(steps):
+            cand = np.repeat(x[None], candidates, 0)
+            flat = cand.reshape(candidates, -1)
+            for j in range(1, candidates):  # half small nudges, half random rewrites of 1-3 values
+                idx = rng.integers(flat.shape[1], size=int(rng.integers(1, 4)))
+                if j % 2:
+                    flat[j, idx] = np.clip(flat[j, idx].astype(np.int64) + rng.integers(-8, 9, size=len(idx)), 0, span)
+                else:
+                    flat[j, idx] = rng.integers(0, span + 1, size=len(idx))
+            acc = execute.run(g, cand).tensors[acc_name]
+            if acc.ndim == 4:
+                if pos is None:
+                    pos = (int(rng.integers(acc.shape[1])), int(rng.integers(acc.shape[2])))
+                a = acc[:, pos[0], pos[1], c]
+            else:
+                a = acc[:, c]
+            dist = np.abs(a - goal)
+            j = int(np.argmin(dist))
+            if best is None or dist[j] <= best:
+                best, x = int(dist[j]), cand[j].copy()
+            if best == 0:
+                landed += 1
+                break
+        found.append(x)
+    return np.stack(found), landed
+
+
+def load_user_data(imp: QonnxImport, dataset: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(float inputs as the file takes them, labels or None) from a ``.npz`` (x_test/y_test if present)."""
+    p = Path(dataset)
+    if p.suffix != ".npz" or not p.is_file():
+        raise Bnn2hwError(f"--dataset {dataset}: a QONNX model is verified on a .npz file with float 'x' "
+                          "(as the ONNX input takes it) and optional labels 'y'")
+    with np.load(p, allow_pickle=False) as f:
+        key = "x_test" if "x_test" in f else "x"
+        if key not in f:
+            raise Bnn2hwError(f"--dataset {dataset}: no 'x' array")
+        x = np.asarray(f[key], dtype=np.float32)
+        ykey = "y_test" if key == "x_test" else "y"
+        y = np.asarray(f[ykey]).astype(np.int64) if ykey in f else None
+    if tuple(x.shape[1:]) != tuple(imp.input_shape):
+        raise Bnn2hwError(f"--dataset {dataset}: rows of shape {list(x.shape[1:])}, but {imp.path} takes "
+                          f"{list(imp.input_shape)}")
+    return x, y
+
+
+def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = RANDOM_INPUTS,
+                  n_threshold: int = THRESHOLD_TARGETS, seed: int = 0) -> tuple[dict, np.ndarray, np.ndarray | None]:
+    """Compare the IR with qonnx's execution of the original file; returns (reference report,
+    the uint8 inputs used, labels or None). Raises when anything differs."""
+    ref = QonnxReference(imp)
+    if dataset is not None:
+        x, y = load_user_data(imp, dataset)
+        u8 = imp.input_quant.to_ir(x)
+        agreement = compare(imp, u8, x, ref)
+        report = {"reference": "qonnx execution of the original file", "file": str(imp.path),
+                  "inputs": "dataset", "dataset": str(Path(dataset).resolve()), "dataset_inputs": int(len(x)),
+                  "agreement": agreement}
+        if y is not None:
+            out, _ = ref.run(x, [])
+            report["accuracy"] = {"qonnx": float((out.argmax(1) == y).mean()),
+                                  "ir": float((execute.run(imp.graph, u8).logits.argmax(1) == y).mean())}
+    else:
+        rnd = random_inputs(imp, n_random, seed)
+        thr, landed = threshold_inputs(imp, n_threshold, seed + 1)
+        u8 = np.concatenate([rnd, thr])
+        y = None
+        agreement = compare(imp, u8, None, ref)
+        report = {"reference": "qonnx execution of the original file", "file": str(imp.path),
+                  "inputs": "random+threshold", "random_inputs": int(len(rnd)),
+                  "threshold_inputs": int(len(thr)), "threshold_inputs_landed": int(landed),
+                  "agreement": agreement}
+    if not agreement["exact"]:
+        raise Bnn2hwError(f"{imp.path}: the imported IR disagrees with qonnx's execution of the file: {agreement}")
+    return report, u8, y
+
+
+def export_qonnx_ir(path, dataset: str | None = None, verify: bool = True, need_data: bool = True, **_):
+    """The QONNX counterpart of :func:`bnn2hw.export.pipeline.export_ir`: an ``Exported`` whose
+    data are the verification inputs (uint8) and whose ``reference`` says what was compared."""
+    from ..data import Dataset
+    from ..export.pipeline import Exported
+
+    imp = import_qonnx(path)
+    data, reference = None, None
+    if verify or need_data or dataset:
+        reference, u8, y = verify_import(imp, dataset)
+        name = reference.get("dataset") or "random+threshold inputs"
+        labels = y if y is not None else np.zeros(len(u8), np.int64)
+        data = Dataset(name, u8, labels, u8, y, int(imp.graph.num_classes))
+    acc = (reference or {}).get("accuracy", {}).get("qonnx", float("nan"))
+    exp = Exported(imp.graph, None, {"meta": {"test_accuracy": acc}, "spec": {}}, data, None)
+    exp.reference = reference
+    return exp
+
+
+def describe(path) -> str:
+    """``bnn2hw inspect model.onnx``: the imported IR and its input quantizer."""
+    imp = import_qonnx(path)
+    iq = imp.input_quant
+    return (imp.graph.describe() + f"\n  input quantizer: {iq.bits}-bit {'signed' if iq.signed else 'unsigned'}, "
+            f"scale {iq.scale:g}, zero point {iq.zero_point:g}; IR input u = q - ({iq.qmin})")
+
+
+__all__ = ["QonnxReference", "compare", "verify_import", "export_qonnx_ir", "random_inputs", "threshold_inputs",
+           "ops"]
