@@ -108,7 +108,7 @@ def random_inputs(imp: QonnxImport, n: int, seed: int = 0) -> np.ndarray:
 
 
 def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: int = 1,
-                     steps: int = 150, candidates: int = 32) -> tuple[np.ndarray, int]:
+                     steps: int = 100, candidates: int = 32) -> tuple[np.ndarray, int]:
     """Inputs hill-climbed until one channel's accumulator (at one position) before a threshold
     equals the threshold or its neighbour on the other side; returns (inputs, how many landed)."""
     g = imp.graph
@@ -127,8 +127,8 @@ def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: i
         if not len(inside):
             continue
         c = int(rng.choice(inside))
-        goal = int(thr_layer.arrays["thr"][c]) - (int(rng.integers(2)) if thr_layer.arrays["direction"][c] > 0
-                                                  else -int(rng.integers(2)))
+        t_c, d_c = int(thr_layer.arrays["thr"][c]), int(thr_layer.arrays["direction"][c])
+        goals = np.array([t_c, t_c - d_c])  # the threshold and its neighbour across the decision
         x = random_inputs(imp, 1, int(rng.integers(1 << 30)))[0]
         pos = None
         best = None
@@ -148,7 +148,7 @@ def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: i
                 a = acc[:, pos[0], pos[1], c]
             else:
                 a = acc[:, c]
-            dist = np.abs(a - goal)
+            dist = np.abs(a[:, None] - goals[None, :]).min(1)
             j = int(np.argmin(dist))
             if best is None or dist[j] <= best:
                 best, x = int(dist[j]), cand[j].copy()
