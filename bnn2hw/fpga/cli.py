@@ -36,7 +36,8 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         extra={"checkpoint": str(checkpoint),
                "dataset": exp.data.name if exp.data is not None else None,
                "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
-               "pytorch_accuracy": float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))})
+               "pytorch_accuracy": float(exp.checkpoint["meta"].get("test_accuracy", float("nan"))),
+               "reference": exp.reference})
     if run_finn is None:
         run_finn = build.finn_available()
     if run_finn:
@@ -71,6 +72,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     summary: dict = {"checkpoint": extra.pop("checkpoint", graph.meta.get("source")), "target": target,
                      "model_hash": graph.meta.get("model_hash")}
     pt_acc = extra.pop("pytorch_accuracy", None)
+    if extra.get("reference"):  # a front end's reference check (QONNX: qonnx's execution of the file)
+        summary["reference"] = extra.pop("reference")
     if x is not None:
         ref = execute.run(graph, x)
         lp, ip = run_plain(plain_model, x)
