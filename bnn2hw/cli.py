@@ -395,12 +395,15 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
 
 
 @app.command()
-def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt) or an IR file (.bnnir.npz)")):
+def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt), an IR file (.bnnir.npz) or a QONNX file (.onnx)")):
     """Print a checkpoint's spec and metadata, or an IR graph layer by layer."""
     if str(path).endswith(".npz"):
         from .ir.graph import load_ir
 
         typer.echo(load_ir(path).describe())
+        return
+    if path.suffix == ".onnx":  # a QONNX file: the imported IR (bnn2hw.frontends)
+        typer.echo(_lazy("frontends.qonnx_verify", "the QONNX front end").describe(path))
         return
     from .checkpoint import read_checkpoint
 
@@ -464,7 +467,7 @@ def _check_verify_options(verify_samples: Optional[int]) -> None:
 
 @app.command("export")
 def export_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt) or QONNX file (.onnx, Brevitas export_qonnx)"),
     target: str = typer.Option("pynq-z2", help="pynq-z1 | pynq-z2 | ultra96 | ultra96-v2 | zcu104 | kv260"),
     output: Path = typer.Option(Path("build"), "-o", "--output", help="build directory to write"),
     clock_mhz: float = typer.Option(100.0, help="FPGA clock for the cycle model and FINN"),
@@ -515,7 +518,7 @@ def export_cmd(
 
 @app.command("emit-c")
 def emit_c_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt) or QONNX file (.onnx, Brevitas export_qonnx)"),
     target: str = typer.Option("cortex-m4", help="host | cortex-m | cortex-m0/m3/m4/m7/m33/m55"),
     output: Path = typer.Option(Path("fw"), "-o", "--output", help="firmware directory to write"),
     popcount: Optional[str] = typer.Option(None, help="builtin | swar | table | multi (default per core)"),
