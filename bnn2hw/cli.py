@@ -567,6 +567,40 @@ def emit_c_cmd(
                force=force, name=name)
 
 
+@app.command("import-biper")
+def import_biper_cmd(
+    checkpoint: Path = typer.Argument(..., help="a checkpoint written by the official BiPer code (edmav4/BiPer)"),
+    arch: str = typer.Option(..., help="resnet20 | resnet18 | vgg-small (the official model it was trained as)"),
+    w0: float = typer.Option(..., help="the run's --freq (w0): the official checkpoint does not store it"),
+    output: Path = typer.Option(..., "-o", "--output", help="bnn2hw checkpoint to write"),
+    normalize: str = typer.Option("cifar10", help="input normalization the official loader used: cifar10 "
+                                                  "(its default) | none | MEAN,STD | M1,M2,M3:S1,S2,S3"),
+    image_size: int = typer.Option(32, help="input image size (the official CIFAR models: 32)"),
+):
+    """Convert an official BiPer state dict into a bnn2hw checkpoint with the same eval outputs."""
+    from .outdir import check_output_path
+
+    check_output_path(output, "file")
+    _positive("--w0", w0)
+    _positive("--image-size", image_size, integer=True)
+    bo = _lazy("frontends.biper_official", "the official BiPer importer")
+    if normalize == "cifar10":
+        norm = bo.CIFAR10_NORMALIZE
+    elif normalize == "none":
+        norm = None
+    else:
+        from .nn.normalize import check_normalize, parse_normalize
+
+        norm = parse_normalize(normalize)
+        if norm == "auto":
+            raise Bnn2hwError("--normalize auto needs training data; give the official loader's MEAN:STD")
+        norm = check_normalize(norm, 3)
+    r = bo.import_biper(checkpoint, arch, w0, output, norm, image_size)
+    typer.echo(f"wrote {output}: official {arch}, w0 {w0:g}; max |bnn2hw - official forward| = "
+               f"{r['max_abs_diff']:.3g} on random inputs. It carries a float residual stream and full-precision "
+               "first/last layers: `export`/`emit-c` need the calibrated fixed-point stream (issue 9) to deploy it")
+
+
 def _click_error_types() -> tuple[tuple, tuple]:
     """(usage/parameter error classes, abort classes) of click and of typer's vendored click."""
     errors, aborts = [], [typer.Abort]
