@@ -44,9 +44,9 @@ CIFAR10_NORMALIZE = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]
 ARCHS = ("resnet20", "resnet18", "vgg-small")
 
 
-def binary_conv_names(arch: str, state: dict) -> list[str]:
-    """Module names of the official ``BinarizeConv2d`` layers (those with an ``alpha``)."""
-    return sorted(k[:-len(".alpha")] for k in state if k.endswith(".alpha"))
+def binary_conv_names(bnn2hw_state: dict) -> list[str]:
+    """Module names of the official ``BinarizeConv2d`` layers: bnn2hw's ``<name>.conv.alpha``."""
+    return sorted(k[:-len(".conv.alpha")] for k in bnn2hw_state if k.endswith(".conv.alpha"))
 
 
 def read_official(path: str | Path) -> dict:
@@ -92,7 +92,7 @@ def convert(state: dict, spec: dict, where: str = "checkpoint") -> dict:
     with torch.device("meta"):
         skeleton = build_model(spec)
     want = skeleton.state_dict()
-    convs = binary_conv_names(spec["arch"], state)
+    convs = binary_conv_names(want)
     out, used = {}, set()
     for k, v in want.items():
         src = k
