@@ -36,7 +36,8 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         extra={"checkpoint": str(checkpoint),
                "dataset": exp.data.name if exp.data is not None else None,
                "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
-               "pytorch_accuracy": float(exp.checkpoint["meta"].get("test_accuracy", float("nan"))),
+               "pytorch_accuracy": (None if exp.reference else
+                                    float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))),
                "reference": exp.reference})
     if run_finn is None:
         run_finn = build.finn_available()
@@ -128,7 +129,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     if "accuracy" in summary:
         a = summary["accuracy"]
         pt = f" (PyTorch checkpoint {a['pytorch']:.4f})" if isinstance(a.get("pytorch"), float) else ""
-        echo(f"verified on {summary['samples']} {summary.get('dataset')} test samples: PyTorch == IR == "
+        first = "qonnx(file)" if summary.get("reference") else "PyTorch"
+        echo(f"verified on {summary['samples']} {summary.get('dataset')} test samples: {first} == IR == "
              f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f}{pt}")
     echo(f"FINN {finn_version} cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
          f"{report['estimated_fps']:.0f} frames/s (target {target_fps:g})")
