@@ -273,8 +273,8 @@ def export_qonnx_ir(path, dataset: str | None = None, verify: bool = True, need_
         name = reference.get("dataset") or "random+threshold inputs"
         labels = y if y is not None else np.zeros(len(u8), np.int64)
         data = Dataset(name, u8, labels, u8, y, int(imp.graph.num_classes))
-    acc = (reference or {}).get("accuracy", {}).get("qonnx", float("nan"))
-    exp = Exported(imp.graph, None, {"meta": {"test_accuracy": acc}, "spec": {}}, data, None)
+    # no PyTorch here: the reference (and its accuracy on labelled data) is ``exp.reference``
+    exp = Exported(imp.graph, None, {"meta": {"test_accuracy": None}, "spec": {}}, data, None)
     exp.reference = reference
     return exp
 
