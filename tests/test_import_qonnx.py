@@ -173,6 +173,16 @@ def test_import_equals_qonnx_execution(files, name):
     assert a["class_agreement"] == 1.0 and a["samples"] == len(u8)
 
 
+def test_float_order_sensitivity_is_reported(files):
+    """Non-power-of-two scales (Brevitas' 0.1 and a learned 8-bit input scale): the dot products are
+    not exact in float32, and the channels whose boundary lies within the worst-case summation error
+    are listed (seed 0 of randomize_bn gives some in the first layer)."""
+    imp = import_qonnx(files["mlp"])
+    assert not any(l.attrs["float_exact"] for l in imp.graph.layers if l.op == "dense")
+    fragile = [c for l in imp.graph.layers if l.op == "threshold" for c in l.attrs["float_order_sensitive"]]
+    assert 0 < len(fragile) < 33, fragile
+
+
 def test_negative_scales_give_direction_minus_one(files):
     imp = import_qonnx(files["mlp"])
     d = np.concatenate([l.arrays["direction"] for l in imp.graph.layers if l.op == "threshold"])
@@ -188,6 +198,8 @@ def test_ties_follow_qonnx(files):
     means = np.array([-4, -2, 0, 2, 4, 0, 2, -2, 0])
     assert list(second.arrays["thr"]) == list(means), "the tie value is the threshold itself"
     assert list(second.arrays["direction"]) == [1, -1] * 4 + [1]
+    assert all(l.attrs["float_exact"] for l in imp.graph.layers if l.op == "dense"), "power-of-two scales"
+    assert all(l.attrs["float_order_sensitive"] == [] for l in thr)
     u8 = random_inputs(imp, 600, seed=5)
     tr = execute.run(imp.graph, u8)
     acc = tr.tensors["fc1"]

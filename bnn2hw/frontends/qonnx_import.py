@@ -43,7 +43,9 @@ quantizers by qonnx's numpy functions), so ties (a pre-activation of exactly 0 -
 the layer's float32 dot product equals the exactly rounded ``fl32(k_c * (A - off R_c))``: true
 whenever the partial sums are exact (power-of-two scales, or small integers), otherwise
 onnxruntime's summation order can move a pre-activation that lies within a few ulp of a
-decision boundary (each layer records ``float_exact`` in its attributes).
+decision boundary (each layer records ``float_exact`` in its attributes, and each threshold the
+channels whose boundary lies within the worst-case float32 summation error,
+``float_order_sensitive``: :func:`order_sensitive_channels`).
 """
 
 from __future__ import annotations
@@ -231,6 +233,7 @@ class _Pending:
     lo: np.ndarray
     hi: np.ndarray
     float_exact: bool
+    fan_in: int = 1
     nodes: list = field(default_factory=list)
     pool: object = None  # a MaxPool node seen right before the quantizer
 
@@ -403,9 +406,11 @@ class _Walker:
 
     def activation(self, node, p: _Pending, lo_v: float, hi_v: float):
         thr, direction = derive_thresholds(self, p, node, lo_v, hi_v)
+        fragile = order_sensitive_channels(self, p, node, lo_v, hi_v, thr, direction)
         name = self.name("thr")
         layer = Layer("threshold", name, node.name,
-                      {"acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node)},
+                      {"acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node),
+                       "float_order_sensitive": fragile},
                       {"thr": thr, "direction": direction})
         self.layers.append(layer)
         self.hidden[name] = (self.orig(node), (lo_v + hi_v) / 2.0)
@@ -522,7 +527,7 @@ class _Walker:
         exact = bool(_exact_products(k, int(max(np.abs(lo).max(), np.abs(hi).max()) + abs(st.off) * np.abs(r).max())))
         layer.attrs["float_exact"] = exact
         self.state[node.output[0]] = _Pending(layer, node.output[0], tuple(out_shape), k, st.off * r,
-                                              lo.astype(np.int64), hi.astype(np.int64), exact)
+                                              lo.astype(np.int64), hi.astype(np.int64), exact, int(w_oi.shape[1]))
 
     # the chain ----------------------------------------------------------------------------------
     def chain(self, node):
@@ -700,23 +705,46 @@ def _exec_chain(model, nodes, in_name: str, values: np.ndarray, const) -> np.nda
     return execute_onnx(mw, {in_name: values.astype(np.float32)})[out]
 
 
-def derive_thresholds(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float) -> tuple[np.ndarray, np.ndarray]:
-    """Invariant (module doc): for every channel c and integer A in [lo_c, hi_c], the IR bit
-    (A >= thr_c if direction_c = +1, A <= thr_c if -1) is the quantizer's decision (output above the
-    mid level) in qonnx's execution of the chain on fl32(k_c (A - offR_c))."""
-    C = p.shape[0]
+def _decider(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float):
+    """``fires(a, delta)``: (M, C) integer accumulators -> the quantizer's (M, C) decisions in
+    qonnx's execution of the chain on fl32(k_c (A - offR_c) + delta_c)."""
     q = copy.deepcopy(quant)
     q.input[0] = p.nodes[-1].output[0] if p.nodes else p.in_tensor  # skips a pending MaxPool
     nodes = list(p.nodes) + [q]
     mid = (lo_v + hi_v) / 2.0
     spatial = (1, 1) if len(p.shape) == 3 else ()
-    lo, hi = int(p.lo.min()), int(p.hi.max())
 
-    def fires(a: np.ndarray) -> np.ndarray:
-        """a: (M, C) integers -> (M, C) decisions."""
-        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :])).astype(np.float32)
+    def fires(a: np.ndarray, delta=0.0) -> np.ndarray:
+        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :]) + delta).astype(np.float32)
         out = w.eval_nodes(nodes, p.in_tensor, v.reshape(v.shape + spatial))
         return out.reshape(a.shape) > mid
+    return fires
+
+
+def order_sensitive_channels(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float,
+                             thr: np.ndarray, direction: np.ndarray) -> list[int]:
+    """Channels whose decision at the boundary pair (T and its neighbour across it) changes when the
+    layer's float output moves by the worst-case float32 summation error ``fan_in * 2^-24 * max|acc|``
+    (zero when ``float_exact``): there, onnxruntime's summation order could decide differently."""
+    if p.float_exact:
+        return []
+    # |fl(sum) - sum| <= (n - 1) u sum|x_i| (u = 2^-24), plus u sum|x_i| for the rounded inputs
+    delta = p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
+    fires = _decider(w, p, quant, lo_v, hi_v)
+    a = np.stack([thr, thr - direction]).astype(np.int64)
+    a = np.clip(a, p.lo[None, :], p.hi[None, :])
+    base = fires(a)
+    bad = (fires(a, -delta[None, :]) != base) | (fires(a, delta[None, :]) != base)
+    return [int(c) for c in np.flatnonzero(bad.any(0))]
+
+
+def derive_thresholds(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float) -> tuple[np.ndarray, np.ndarray]:
+    """Invariant (module doc): for every channel c and integer A in [lo_c, hi_c], the IR bit
+    (A >= thr_c if direction_c = +1, A <= thr_c if -1) is the quantizer's decision (output above the
+    mid level) in qonnx's execution of the chain on fl32(k_c (A - offR_c))."""
+    C = p.shape[0]
+    lo, hi = int(p.lo.min()), int(p.hi.max())
+    fires = _decider(w, p, quant, lo_v, hi_v)
 
     n = hi - lo + 1
     if n * C <= ENUMERATE_LIMIT:

@@ -255,6 +255,9 @@ def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = 
                   "inputs": "random+threshold", "random_inputs": int(len(rnd)),
                   "threshold_inputs": int(len(thr)), "threshold_inputs_landed": int(landed),
                   "agreement": agreement}
+    report["float_order_sensitive_channels"] = {
+        l.name: len(l.attrs.get("float_order_sensitive", [])) for l in imp.graph.layers if l.op == "threshold"}
+    report["float_exact_layers"] = [l.name for l in imp.graph.layers if l.attrs.get("float_exact")]
     if not agreement["exact"]:
         raise Bnn2hwError(f"{imp.path}: the imported IR disagrees with qonnx's execution of the file: {agreement}")
     return report, u8, y
