@@ -406,3 +406,49 @@ def test_refuses_non_onnx_file(tmp_path):
     p.write_bytes(b"\x00\x01garbage")
     with pytest.raises(Bnn2hwError, match="junk.onnx.*not a readable ONNX file"):
         import_qonnx(p)
+
+
+def _u8():
+    return QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True)
+
+
+def _bin(i, o):
+    return QuantLinear(i, o, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+
+
+def _bconv(i, o, **kw):
+    return QuantConv2d(i, o, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst, **kw)
+
+
+REFUSALS = {
+    # name: (model builder, input shape, needles)
+    "4-bit-weights": (lambda: nn.Sequential(_u8(), QuantLinear(8, 8, bias=False, weight_bit_width=4),
+                                            nn.BatchNorm1d(8), sign_act(), _bin(8, 3)),
+                      (8,), ["(MatMul)", "4-bit weights"]),
+    "16-bit-input": (lambda: nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=16,
+                                                         return_quant_tensor=True), _bin(8, 3)),
+                     (8,), ["(Quant)", "16 bits"]),
+    "binary-input": (lambda: nn.Sequential(QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+                                           _bin(8, 3)),
+                     (8,), ["(BipolarQuant)", "quantizes the graph input"]),
+    "ends-with-activation": (lambda: nn.Sequential(_u8(), _bin(8, 3), nn.BatchNorm1d(3), sign_act()),
+                             (8,), ["must come from a MatMul/Gemm layer"]),
+    "pool-on-input": (lambda: nn.Sequential(_u8(), nn.MaxPool2d(2), _bconv(1, 4), nn.BatchNorm2d(4), sign_act(),
+                                            nn.Flatten(), _bin(4, 3)),
+                      (1, 6, 6), ["(MaxPool)", "pools the 8-bit input"]),
+    "relu-after-last": (lambda: nn.Sequential(_u8(), _bin(8, 3), nn.ReLU()), (8,), ["(Relu)", "is not affine"]),
+    "grouped-conv": (lambda: nn.Sequential(_u8(), _bconv(2, 4), nn.BatchNorm2d(4), sign_act(),
+                                           _bconv(4, 4, groups=2), nn.BatchNorm2d(4), sign_act(),
+                                           nn.Flatten(), _bin(4 * 2 * 2, 3)),
+                     (2, 6, 6), ["(Conv)", "grouped or dilated"]),
+    "flatten-before-activation": (lambda: nn.Sequential(_u8(), _bconv(1, 4), nn.BatchNorm2d(4), nn.Flatten(),
+                                                        sign_act(), _bin(4 * 4 * 4, 3)),
+                                  (1, 6, 6), ["flattens a float tensor"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_messages(tmp_path, case):
+    build, shape, needles = REFUSALS[case]
+    torch.manual_seed(0)
+    _refused(tmp_path, build(), shape, needles)
