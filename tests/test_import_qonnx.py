@@ -29,7 +29,7 @@ from brevitas.core.scaling import ScalingImplType  # noqa: E402
 from brevitas.core.stats import StatsOp  # noqa: E402
 from brevitas.export import export_qonnx  # noqa: E402
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear  # noqa: E402
-from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerTensorFloat,  # noqa: E402
+from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Int32Bias,  # noqa: E402
                             SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst,
                             Uint8ActPerTensorFloat)
 
@@ -181,6 +181,41 @@ def test_float_order_sensitivity_is_reported(files):
     assert not any(l.attrs["float_exact"] for l in imp.graph.layers if l.op == "dense")
     fragile = [c for l in imp.graph.layers if l.op == "threshold" for c in l.attrs["float_order_sensitive"]]
     assert 0 < len(fragile) < 33, fragile
+
+
+def int8_int32_bias(seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(nn.Sequential(
+        QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+        QuantLinear(10, 12, bias=True, weight_quant=Int8WeightPerTensorFloat, bias_quant=Int32Bias),
+        nn.BatchNorm1d(12), QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+        QuantLinear(12, 4, bias=True, weight_quant=SignedBinaryWeightPerTensorConst, bias_quant=Int32Bias)), seed)
+
+
+def test_float_order_ties_are_classified(tmp_path):
+    """An int8 first layer on 8-bit input: accumulators up to 3e5, so one accumulator step is below
+    float32's rounding of the sum and qonnx's decision at A = T depends on onnxruntime's summation
+    order. Such inputs (seed 1 landing inputs hit them) are the only differences, each on a flagged
+    channel exactly at its threshold; anything else would fail the import."""
+    p = export(int8_int32_bias(), (10,), tmp_path / "b.onnx", dynamo=False)
+    imp = import_qonnx(p)
+    report, u8, _ = verify_import(imp, seed=0)
+    a = report["agreement"]
+    assert a["inputs_differing_unexplained"] == 0, a
+    assert a["inputs_differing"] == a["inputs_differing_at_float_order_ties"]
+    assert report["float_order_sensitive_channels"]["thr0"] > 0
+
+
+def test_a_wrong_threshold_is_caught(files):
+    """The comparison can fail: one threshold moved by 3 is an unexplained difference."""
+    imp = import_qonnx(files["cnn"])
+    thr = [l for l in imp.graph.layers if l.op == "threshold"][0]
+    thr.arrays["thr"] = thr.arrays["thr"].copy()
+    lo, hi = thr.attrs["acc_range"]
+    c = int(np.flatnonzero((thr.arrays["thr"] > lo + 10) & (thr.arrays["thr"] < hi - 10))[0])
+    thr.arrays["thr"][c] += 3
+    with pytest.raises(Bnn2hwError, match="disagrees with qonnx"):
+        verify_import(imp, seed=3)
 
 
 def test_negative_scales_give_direction_minus_one(files):

@@ -7,7 +7,13 @@ IR threshold/pool output against the original activation quantizer's output tens
 logits (recovered from the file's float output through the IR's affine, which must land within
 1e-3 of the IR's integer), the predicted class, and the float logits' largest difference.
 
-Inputs (:func:`verification_inputs`): the user's data (a ``.npz`` with float ``x`` as the file
+Float-order ties (:func:`float_order_ties`): where a layer's float32 dot product is not exact
+(non-power-of-two scales), qonnx's decision for an accumulator exactly on a threshold can depend on
+onnxruntime's summation order, so two inputs with the same integer accumulator can get different
+bits. A difference is accepted only on an input with such an accumulator on a channel flagged
+``float_order_sensitive``; it is counted and reported, and any other difference fails the import.
+
+Inputs: the user's data (a ``.npz`` with float ``x`` as the file
 takes it, optional ``y``), or random integers spanning the input quantizer's range plus inputs
 hill-climbed until a chosen channel's accumulator lands on its threshold (or the value next to
 it, the other side of the decision): ties are where a wrong ``>=``/``>`` or a wrong direction
@@ -76,6 +82,7 @@ def compare(imp: QonnxImport, u8: np.ndarray, x_float: np.ndarray | None = None,
     out, hidden = ref.run(x_float, want)
     tr = execute.run(g, u8)
     per_layer, bits_cmp, bits_diff = {}, 0, 0
+    bad = np.zeros(len(u8), dtype=bool)  # inputs with any difference
     for layer in g.layers:
         t, mid = imp.hidden.get(layer.name, ("", 0.0))
         if not t:
@@ -84,7 +91,9 @@ def compare(imp: QonnxImport, u8: np.ndarray, x_float: np.ndarray | None = None,
         r = r.transpose(0, 2, 3, 1) if r.ndim == 4 else r
         got = tr.tensors[layer.name]
         bits = np.where(r > mid, 1, -1)
-        diff = int((bits != got).sum())
+        neq = (bits != got).reshape(len(u8), -1)
+        bad |= neq.any(1)
+        diff = int(neq.sum())
         per_layer[layer.name] = diff
         bits_cmp += got.size
         bits_diff += diff
@@ -94,11 +103,34 @@ def compare(imp: QonnxImport, u8: np.ndarray, x_float: np.ndarray | None = None,
     resid = float(np.abs(a_ref - tr.int_logits).max()) if len(out) else 0.0
     int_diff = int((np.round(a_ref) != tr.int_logits).sum())
     cls = float((out.argmax(1) == tr.logits.argmax(1)).mean()) if len(out) else 1.0
+    bad |= (np.round(a_ref) != tr.int_logits).any(1) | (np.abs(a_ref - tr.int_logits) > 1e-3).any(1)
+    bad |= out.argmax(1) != tr.logits.argmax(1)
+    tie = float_order_ties(g, tr)
+    exact = bits_diff == 0 and int_diff == 0 and resid <= 1e-3 and cls == 1.0
     return {"samples": int(len(u8)), "bits_compared": bits_cmp, "bits_differing": bits_diff,
             "bits_differing_per_layer": per_layer, "int_logits_differing": int_diff,
             "int_logit_max_residual": resid, "class_agreement": cls,
             "max_logit_abs_diff": float(np.abs(out - tr.logits).max()) if len(out) else 0.0,
-            "exact": bits_diff == 0 and int_diff == 0 and resid <= 1e-3 and cls == 1.0}
+            "exact": exact, "inputs_differing": int(bad.sum()),
+            "inputs_differing_at_float_order_ties": int((bad & tie).sum()),
+            "inputs_differing_unexplained": int((bad & ~tie).sum()),
+            "differing_input_indices": [int(i) for i in np.flatnonzero(bad)[:20]]}
+
+
+def float_order_ties(g, tr) -> np.ndarray:
+    """Per input: does some accumulator of a ``float_order_sensitive`` channel sit on its boundary
+    pair (the threshold, or its neighbour across the decision)? There the file's float32 result
+    depends on onnxruntime's summation order, which no integer threshold can follow."""
+    n = len(tr.int_logits)
+    hit = np.zeros(n, dtype=bool)
+    for i, l in enumerate(g.layers):
+        fragile = l.attrs.get("float_order_sensitive") if l.op == "threshold" else None
+        if not fragile:
+            continue
+        acc = tr.tensors[g.inputs_of(i)[0]].reshape(n, -1, len(l.arrays["thr"]))[:, :, fragile]
+        t, d = l.arrays["thr"][fragile], l.arrays["direction"][fragile].astype(np.int64)
+        hit |= ((acc == t) | (acc == t - d)).any((1, 2))
+    return hit
 
 
 def random_inputs(imp: QonnxImport, n: int, seed: int = 0) -> np.ndarray:
@@ -258,8 +290,15 @@ def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = 
     report["float_order_sensitive_channels"] = {
         l.name: len(l.attrs.get("float_order_sensitive", [])) for l in imp.graph.layers if l.op == "threshold"}
     report["float_exact_layers"] = [l.name for l in imp.graph.layers if l.attrs.get("float_exact")]
-    if not agreement["exact"]:
+    if agreement["inputs_differing_unexplained"]:
         raise Bnn2hwError(f"{imp.path}: the imported IR disagrees with qonnx's execution of the file: {agreement}")
+    if agreement["inputs_differing"]:
+        import sys
+
+        print(f"warning: {imp.path}: {agreement['inputs_differing']} of {agreement['samples']} inputs differ from "
+              "qonnx's execution, each with an accumulator exactly on a threshold of a channel whose float32 "
+              "dot product is order-dependent there (onnxruntime's summation, not the import); see "
+              "'reference' in the report", file=sys.stderr)
     return report, u8, y
 
 
