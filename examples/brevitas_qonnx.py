@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from brevitas.export import export_qonnx
 from brevitas.nn import QuantIdentity, QuantLinear
-from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst, Uint8ActPerTensorFloat
+from brevitas.quant import (
+    SignedBinaryActPerTensorConst,
+    SignedBinaryWeightPerTensorConst,
+    Uint8ActPerTensorFloat,
+)
 from torch import nn
 
 import bnn2hw

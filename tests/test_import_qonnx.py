@@ -21,22 +21,26 @@ import pytest
 import torch
 from torch import nn
 
-warnings.filterwarnings("ignore")
-brevitas = pytest.importorskip("brevitas", reason="brevitas is a bnn2hw dependency")  # always installed
+from brevitas.core.restrict_val import RestrictValueType
+from brevitas.core.scaling import ScalingImplType
+from brevitas.core.stats import StatsOp
+from brevitas.export import export_qonnx
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+from brevitas.quant import (
+    Int8ActPerTensorFloat,
+    Int8WeightPerTensorFloat,
+    Int32Bias,
+    SignedBinaryActPerTensorConst,
+    SignedBinaryWeightPerTensorConst,
+    Uint8ActPerTensorFloat,
+)
 
-from brevitas.core.restrict_val import RestrictValueType  # noqa: E402
-from brevitas.core.scaling import ScalingImplType  # noqa: E402
-from brevitas.core.stats import StatsOp  # noqa: E402
-from brevitas.export import export_qonnx  # noqa: E402
-from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear  # noqa: E402
-from brevitas.quant import (Int8ActPerTensorFloat, Int8WeightPerTensorFloat, Int32Bias,  # noqa: E402
-                            SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst,
-                            Uint8ActPerTensorFloat)
+from bnn2hw.errors import Bnn2hwError
+from bnn2hw.frontends.qonnx_import import import_qonnx
+from bnn2hw.frontends.qonnx_verify import compare, random_inputs, verify_import
+from bnn2hw.ir import execute
 
-from bnn2hw.errors import Bnn2hwError  # noqa: E402
-from bnn2hw.frontends.qonnx_import import import_qonnx  # noqa: E402
-from bnn2hw.frontends.qonnx_verify import compare, random_inputs, verify_import  # noqa: E402
-from bnn2hw.ir import execute  # noqa: E402
+warnings.filterwarnings("ignore")  # Brevitas' and torch.onnx's export chatter
 
 
 class PerChannelBinaryWeight(SignedBinaryWeightPerTensorConst):

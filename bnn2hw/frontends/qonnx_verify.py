@@ -107,7 +107,7 @@ def compare(imp: QonnxImport, u8: np.ndarray, x_float: np.ndarray | None = None,
     bad |= out.argmax(1) != tr.logits.argmax(1)
     tie = float_order_ties(g, tr)
     exact = bits_diff == 0 and int_diff == 0 and resid <= 1e-3 and cls == 1.0
-    return {"samples": int(len(u8)), "bits_compared": bits_cmp, "bits_differing": bits_diff,
+    return {"samples": len(u8), "bits_compared": bits_cmp, "bits_differing": bits_diff,
             "bits_differing_per_layer": per_layer, "int_logits_differing": int_diff,
             "int_logit_max_residual": resid, "class_agreement": cls,
             "max_logit_abs_diff": float(np.abs(out - tr.logits).max()) if len(out) else 0.0,
@@ -204,7 +204,7 @@ def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: i
         shape = _prefix(g, li - 1, x[None]).shape
         pos = (int(rng.integers(shape[1])), int(rng.integers(shape[2]))) if len(shape) == 4 else None
 
-        def acc_of(batch):
+        def acc_of(batch, li=li, pos=pos, c=c):
             a = _prefix(g, li - 1, batch)
             return a[:, pos[0], pos[1], c] if pos is not None else a[:, c]
 
@@ -271,7 +271,7 @@ def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = 
         u8 = imp.input_quant.to_ir(x)
         agreement = compare(imp, u8, x, ref)
         report = {"reference": "qonnx execution of the original file", "file": str(imp.path),
-                  "inputs": "dataset", "dataset": str(Path(dataset).resolve()), "dataset_inputs": int(len(x)),
+                  "inputs": "dataset", "dataset": str(Path(dataset).resolve()), "dataset_inputs": len(x),
                   "agreement": agreement}
         if y is not None:
             out, _ = ref.run(x, [])
@@ -284,8 +284,8 @@ def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = 
         y = None
         agreement = compare(imp, u8, None, ref)
         report = {"reference": "qonnx execution of the original file", "file": str(imp.path),
-                  "inputs": "random+threshold", "random_inputs": int(len(rnd)),
-                  "threshold_inputs": int(len(thr)), "threshold_inputs_landed": int(landed),
+                  "inputs": "random+threshold", "random_inputs": len(rnd),
+                  "threshold_inputs": len(thr), "threshold_inputs_landed": int(landed),
                   "agreement": agreement}
     report["float_order_sensitive_channels"] = {
         l.name: len(l.attrs.get("float_order_sensitive", [])) for l in imp.graph.layers if l.op == "threshold"}
@@ -329,5 +329,12 @@ def describe(path) -> str:
             f"scale {iq.scale:g}, zero point {iq.zero_point:g}; IR input u = q - ({iq.qmin})")
 
 
-__all__ = ["QonnxReference", "compare", "verify_import", "export_qonnx_ir", "random_inputs", "threshold_inputs",
-           "ops"]
+__all__ = [
+    "QonnxReference",
+    "compare",
+    "export_qonnx_ir",
+    "ops",
+    "random_inputs",
+    "threshold_inputs",
+    "verify_import",
+]
