@@ -19,8 +19,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from torch import nn
-
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType
 from brevitas.core.stats import StatsOp
@@ -34,6 +32,7 @@ from brevitas.quant import (
     SignedBinaryWeightPerTensorConst,
     Uint8ActPerTensorFloat,
 )
+from torch import nn
 
 from bnn2hw.errors import Bnn2hwError
 from bnn2hw.frontends.qonnx_import import import_qonnx
