@@ -36,8 +36,7 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         extra={"checkpoint": str(checkpoint),
                "dataset": exp.data.name if exp.data is not None else None,
                "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
-               "pytorch_accuracy": (None if exp.reference else
-                                    float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))),
+               "pytorch_accuracy": _accuracy_or_none(exp.checkpoint["meta"].get("test_accuracy", float("nan"))),
                "reference": exp.reference})
     if run_finn is None:
         run_finn = build.finn_available()
@@ -53,6 +52,11 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         echo("FINN is not importable here; run the build in FINN's Docker image: "
              + build.docker_command(Path(out_dir), finn_version))
     return summary
+
+
+def _accuracy_or_none(v):
+    """The checkpoint's test accuracy as a float; None where there is none (a QONNX file)."""
+    return float(v) if v is not None else None
 
 
 def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mhz: float = 100.0,
