@@ -41,9 +41,10 @@ def load(path: str | Path, dataset: str | None = None) -> Graph:
         from .ir.graph import load_ir
 
         return load_ir(path)
-    if path.suffix == ".onnx":
-        raise Bnn2hwError(f"{path}: loading QONNX files is not supported yet; give a bnn2hw checkpoint "
-                          "(.pt) or IR (.bnnir.npz)")
+    if path.suffix == ".onnx":  # a QONNX file (Brevitas export_qonnx): the QONNX front end
+        from .frontends.qonnx_import import import_qonnx
+
+        return import_qonnx(path).graph
     from .checkpoint import read_checkpoint
     from .export.pipeline import export_ir
 

@@ -49,9 +49,9 @@ def _refuse_other_formats(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(4)
     if path.suffix == ".onnx" or (head[:1] == b"\x08" and path.suffix != ".pt"):
-        raise Bnn2hwError(f"{path}: this is an ONNX file, not a bnn2hw checkpoint; give the .pt "
-                          "checkpoint that `bnn2hw train` wrote (importing QONNX files is not "
-                          "supported yet)")
+        raise Bnn2hwError(f"{path}: this is an ONNX file, not a bnn2hw checkpoint; export, emit-c, "
+                          "inspect and summary import QONNX files (name them .onnx), this needs the .pt "
+                          "checkpoint that `bnn2hw train` wrote")
     if path.name.endswith(".bnnir.npz"):
         raise Bnn2hwError(f"{path}: this is a bnn2hw IR file, not a checkpoint; `bnn2hw inspect` "
                           "reads it, export and emit-c need the .pt checkpoint")

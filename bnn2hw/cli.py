@@ -395,12 +395,15 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
 
 
 @app.command()
-def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt) or an IR file (.bnnir.npz)")):
+def inspect(path: Path = typer.Argument(..., help="a checkpoint (.pt), an IR file (.bnnir.npz) or a QONNX file (.onnx)")):
     """Print a checkpoint's spec and metadata, or an IR graph layer by layer."""
     if str(path).endswith(".npz"):
         from .ir.graph import load_ir
 
         typer.echo(load_ir(path).describe())
+        return
+    if path.suffix == ".onnx":  # a QONNX file: the imported IR (bnn2hw.frontends)
+        typer.echo(_lazy("frontends.qonnx_verify", "the QONNX front end").describe(path))
         return
     from .checkpoint import read_checkpoint
 
@@ -464,7 +467,7 @@ def _check_verify_options(verify_samples: Optional[int]) -> None:
 
 @app.command("export")
 def export_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt) or QONNX file (.onnx, Brevitas export_qonnx)"),
     target: str = typer.Option("pynq-z2", help="pynq-z1 | pynq-z2 | ultra96 | ultra96-v2 | zcu104 | kv260"),
     output: Path = typer.Option(Path("build"), "-o", "--output", help="build directory to write"),
     clock_mhz: float = typer.Option(100.0, help="FPGA clock for the cycle model and FINN"),
@@ -515,7 +518,7 @@ def export_cmd(
 
 @app.command("emit-c")
 def emit_c_cmd(
-    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt)"),
+    checkpoint: Path = typer.Argument(..., help="bnn2hw checkpoint (.pt) or QONNX file (.onnx, Brevitas export_qonnx)"),
     target: str = typer.Option("cortex-m4", help="host | cortex-m | cortex-m0/m3/m4/m7/m33/m55"),
     output: Path = typer.Option(Path("fw"), "-o", "--output", help="firmware directory to write"),
     popcount: Optional[str] = typer.Option(None, help="builtin | swar | table | multi (default per core)"),
@@ -562,6 +565,40 @@ def emit_c_cmd(
     mcu.emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples,
                act_approx, lut_bits, echo=typer.echo, warn=_warn, check_torch=not no_verify,
                force=force, name=name)
+
+
+@app.command("import-biper")
+def import_biper_cmd(
+    checkpoint: Path = typer.Argument(..., help="a checkpoint written by the official BiPer code (edmav4/BiPer)"),
+    arch: str = typer.Option(..., help="resnet20 | resnet18 | vgg-small (the official model it was trained as)"),
+    w0: float = typer.Option(..., help="the run's --freq (w0): the official checkpoint does not store it"),
+    output: Path = typer.Option(..., "-o", "--output", help="bnn2hw checkpoint to write"),
+    normalize: str = typer.Option("cifar10", help="input normalization the official loader used: cifar10 "
+                                                  "(its default) | none | MEAN,STD | M1,M2,M3:S1,S2,S3"),
+    image_size: int = typer.Option(32, help="input image size (the official CIFAR models: 32)"),
+):
+    """Convert an official BiPer state dict into a bnn2hw checkpoint with the same eval outputs."""
+    from .outdir import check_output_path
+
+    check_output_path(output, "file")
+    _positive("--w0", w0)
+    _positive("--image-size", image_size, integer=True)
+    bo = _lazy("frontends.biper_official", "the official BiPer importer")
+    if normalize == "cifar10":
+        norm = bo.CIFAR10_NORMALIZE
+    elif normalize == "none":
+        norm = None
+    else:
+        from .nn.normalize import check_normalize, parse_normalize
+
+        norm = parse_normalize(normalize)
+        if norm == "auto":
+            raise Bnn2hwError("--normalize auto needs training data; give the official loader's MEAN:STD")
+        norm = check_normalize(norm, 3)
+    r = bo.import_biper(checkpoint, arch, w0, output, norm, image_size)
+    typer.echo(f"wrote {output}: official {arch}, w0 {w0:g}; max |bnn2hw - official forward| = "
+               f"{r['max_abs_diff']:.3g} on random inputs. It carries a float residual stream and full-precision "
+               "first/last layers: `export`/`emit-c` need the calibrated fixed-point stream (issue 9) to deploy it")
 
 
 def _click_error_types() -> tuple[tuple, tuple]:

@@ -14,7 +14,9 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@pytest.mark.parametrize("script", ["digits_end_to_end.py", "bring_your_own_data.py"])
+@pytest.mark.parametrize("script", ["digits_end_to_end.py", "bring_your_own_data.py",
+                                    # Brevitas training + two dynamo exports + 3 CLI runs: ~80 s
+                                    pytest.param("brevitas_qonnx.py", marks=pytest.mark.slow)])
 def test_example_runs(script, tmp_path):
     if shutil.which("gcc") is None:
         pytest.skip("gcc is needed to compile the generated C (apt-get install gcc)")

@@ -27,6 +27,7 @@ class Exported:
     data: Dataset | None
     torch_vs_ir: Agreement | None
     torch_logits: np.ndarray | None = None
+    reference: dict | None = None  # a front end's own reference check (QONNX: qonnx's execution)
 
 
 def verification_data(checkpoint: str | Path, meta: dict, dataset: str | None) -> Dataset:
@@ -55,7 +56,14 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
     ``dataset`` defaults to the one the checkpoint was trained on. Models with a fixed-point
     value path (M-BiPer residual) are calibrated on the training split and their agreement
     with PyTorch is measured and reported rather than required to be exact. ``need_data=False``
-    folds without data (only models without a fixed-point path can)."""
+    folds without data (only models without a fixed-point path can). A ``.onnx`` file goes
+    through the QONNX front end (:func:`bnn2hw.frontends.qonnx_verify.export_qonnx_ir`)."""
+    from ..frontends import is_qonnx_path
+
+    if is_qonnx_path(checkpoint):
+        from ..frontends.qonnx_verify import export_qonnx_ir
+
+        return export_qonnx_ir(checkpoint, dataset, verify=verify, need_data=need_data)
     model, ckpt = load_checkpoint(checkpoint, require_finite=True)
     meta = ckpt["meta"]
     want = tuple(meta.get("input", {}).get("shape") or ())
@@ -94,4 +102,6 @@ def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np
     if exp.data is None:
         raise Bnn2hwError("no data set to verify on (pass --dataset, or drop --no-verify)")
     x, y = exp.data.x_test, exp.data.y_test
-    return (x[:limit], y[:limit]) if limit else (x, y)
+    if limit:
+        x, y = x[:limit], (y[:limit] if y is not None else None)
+    return x, y

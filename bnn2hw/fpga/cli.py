@@ -36,7 +36,8 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         extra={"checkpoint": str(checkpoint),
                "dataset": exp.data.name if exp.data is not None else None,
                "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
-               "pytorch_accuracy": float(exp.checkpoint["meta"].get("test_accuracy", float("nan")))})
+               "pytorch_accuracy": _accuracy_or_none(exp.checkpoint["meta"].get("test_accuracy", float("nan"))),
+               "reference": exp.reference})
     if run_finn is None:
         run_finn = build.finn_available()
     if run_finn:
@@ -51,6 +52,11 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         echo("FINN is not importable here; run the build in FINN's Docker image: "
              + build.docker_command(Path(out_dir), finn_version))
     return summary
+
+
+def _accuracy_or_none(v):
+    """The checkpoint's test accuracy as a float; None where there is none (a QONNX file)."""
+    return float(v) if v is not None else None
 
 
 def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mhz: float = 100.0,
@@ -71,6 +77,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     summary: dict = {"checkpoint": extra.pop("checkpoint", graph.meta.get("source")), "target": target,
                      "model_hash": graph.meta.get("model_hash")}
     pt_acc = extra.pop("pytorch_accuracy", None)
+    if extra.get("reference"):  # a front end's reference check (QONNX: qonnx's execution of the file)
+        summary["reference"] = extra.pop("reference")
     if x is not None:
         ref = execute.run(graph, x)
         lp, ip = run_plain(plain_model, x)
@@ -125,7 +133,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     if "accuracy" in summary:
         a = summary["accuracy"]
         pt = f" (PyTorch checkpoint {a['pytorch']:.4f})" if isinstance(a.get("pytorch"), float) else ""
-        echo(f"verified on {summary['samples']} {summary.get('dataset')} test samples: PyTorch == IR == "
+        first = "qonnx(file)" if summary.get("reference") else "PyTorch"
+        echo(f"verified on {summary['samples']} {summary.get('dataset')} test samples: {first} == IR == "
              f"onnxruntime == qonnx bit for bit; accuracy {a['ir']:.4f}{pt}")
     echo(f"FINN {finn_version} cycle model at {clock_mhz:g} MHz: {report['max_cycles']} cycles/frame, "
          f"{report['estimated_fps']:.0f} frames/s (target {target_fps:g})")

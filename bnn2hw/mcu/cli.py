@@ -178,6 +178,8 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
                        "accumulators": codegen.check_accumulators(graph)})
         if graph.meta.get("fixed_point"):
             _report_fixed_point(graph, exp, report, echo)
+        if exp.reference:  # a front end's reference check (QONNX: qonnx's execution of the file)
+            report["reference"] = exp.reference
         echo(f"generated model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
              f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
         if verify:
@@ -185,11 +187,12 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
             report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo)
             from ..ir import execute
 
-            ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
-            pt_acc = exp.checkpoint["meta"].get("test_accuracy")
-            report["accuracy"] = {"pytorch": pt_acc, "device": ir_acc}
-            echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"
-                 + (f"; PyTorch: {pt_acc:.4f}" if isinstance(pt_acc, float) else ""))
+            if y is not None:
+                ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
+                pt_acc = exp.checkpoint["meta"].get("test_accuracy")
+                report["accuracy"] = {"pytorch": pt_acc, "device": ir_acc}
+                echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"
+                     + (f"; PyTorch: {pt_acc:.4f}" if isinstance(pt_acc, float) else ""))
         (tmp / "report.json").write_text(dumps(report))
         if plots:
             from ..plots import plot_layer_costs

@@ -79,9 +79,11 @@ class _BinaryWeightMixin:
     binarizer: Binarizer
 
     def _init_binary(self, out_channels: int, scaling: str, input_scale: float) -> None:
-        if scaling not in ("mean-abs", "none"):
-            raise ValueError(f"scaling must be 'mean-abs' or 'none', got {scaling!r}")
+        if scaling not in ("mean-abs", "none", "alpha"):
+            raise ValueError(f"scaling must be 'mean-abs', 'none' or 'alpha', got {scaling!r}")
         self.scaling = scaling
+        if scaling == "alpha":  # the official BiPer code's learnable per-channel scale (any sign)
+            self.alpha = nn.Parameter(torch.rand(out_channels, 1, 1))
         # A constant the accumulator is multiplied by (1/255 for 8-bit pixel input), so the
         # first layer sees the same magnitudes as the others; exact integer acc is kept.
         self.input_scale = float(input_scale)
@@ -111,6 +113,8 @@ class _BinaryWeightMixin:
 
     def channel_scale(self) -> Tensor:
         """gamma per output channel (see module docstring); 1 in stage 1 (the weight is f(w))."""
+        if self.scaling == "alpha":
+            return self.alpha.reshape(-1)
         if self.scaling == "none" or self.stage == 1:
             return torch.ones(self.weight.shape[0], device=self.weight.device)
         relaxed = self.binarizer.relax(self.weight.reshape(self.weight.shape[0], -1))
@@ -193,19 +197,24 @@ class Int8Linear(QuantLinear):
 class BinaryActivation(nn.Module):
     """Sign activation with a surrogate backward (Bi-Real eq. 6-7 by default); tie: 0 -> +1.
 
-    ``features`` is the channel count (dim 1), needed by FDA's noise adaptation module."""
+    ``features`` is the channel count (dim 1), needed by FDA's noise adaptation module.
+    ``zero_tie=True`` gives ``torch.sign``'s 0 for an input of exactly 0 (the official BiPer
+    code's activation; such a model has a third value and does not fold to bits)."""
 
     def __init__(self, name: str = "bireal", features: int | None = None,
-                 surrogate: SurrogateConfig | None = None):
+                 surrogate: SurrogateConfig | None = None, zero_tie: bool = False):
         super().__init__()
         base = surrogate.to_dict() if surrogate is not None else {}
         cfg = SurrogateConfig(**{**base, "name": name, "fda_features": features})
         self.binarizer = make_binarizer(cfg, activation=True)
+        self.zero_tie = bool(zero_tie)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() > 2:  # channel-last for the noise module, which acts on the last dim
-            return self.binarizer(x.movedim(1, -1)).movedim(-1, 1)
-        return self.binarizer(x)
+            y = self.binarizer(x.movedim(1, -1)).movedim(-1, 1)
+        else:
+            y = self.binarizer(x)
+        return y * (x != 0) if self.zero_tie else y
 
 
 PERIODIC_FUNCTIONS = {

@@ -310,6 +310,10 @@ def build_model(spec: dict) -> nn.Module:
 def _build_model(spec: dict) -> nn.Module:
     spec = copy.deepcopy(spec)
     arch = spec.get("arch")
+    if spec.get("official_biper"):  # the official BiPer code's modules (bnn2hw import-biper)
+        from .biper_official import build_official
+
+        return build_official(spec)
     if arch == "mlp":
         return BinaryMLP(spec)
     if arch == "cnn":

@@ -1,0 +1,819 @@
+# SPDX-License-Identifier: MIT
+"""QONNX front end: a binary network exported by Brevitas' ``export_qonnx`` -> the integer IR.
+
+Pipeline (:func:`import_qonnx`): read the file, tag every node with its original output tensor
+(for the layer-by-layer comparison with qonnx's execution of the *original* file), then qonnx's
+own passes (:data:`QONNX_PASSES`: ``cleanup_model``, ``GemmToMatMul``, ``FoldTransposeIntoQuantInit``,
+``InferShapes``, ``InferDataTypes``, ``SortGraph``), then one walk over the nodes in topological
+order that maps each onto IR ops (:class:`_Walker`).
+
+What is accepted (each refusal names the node, after qonnx's cleanup naming, and its op type):
+
+* the graph input feeds a ``Quant`` of at most 8 bits with a scalar scale and zero point: the
+  IR input is the unsigned integer ``u = q - qmin`` (0..255) and the real input value is
+  ``(u - off) * s`` with ``off = zp - qmin`` (0 for Brevitas' ``Uint8ActPerTensorFloat``, 128
+  for a signed 8-bit quantizer);
+* ``MatMul``/``Gemm``/``Conv`` whose weight is a ``BipolarQuant``/1-bit ``Quant`` of a constant
+  (per-tensor or per-output-channel scale), or an 8-bit narrow-range ``Quant`` (dense only: the
+  IR has no int8 convolution);
+* between a layer and its 1-bit activation quantizer (``BipolarQuant``, or a 1-bit ``Quant``:
+  any two-level quantizer), any chain of per-channel ``Add``/``Sub``/``Mul``/``Div`` by
+  constants, ``BatchNormalization`` and ``Relu``; optionally one ``MaxPool`` right before the
+  quantizer (max and a non-decreasing quantizer commute);
+* ``MaxPool`` on binary tensors, ``Flatten``/``Reshape`` to (N, F), ``Identity``/``Dropout``;
+* the graph ends with a ``MatMul``/``Gemm`` (binary or 8-bit weights) and an affine per-class
+  chain: the integer logits plus a float affine.
+
+Binary tensors. A two-level quantizer with levels ``lo < hi`` is stored as bits ``x = ±1`` with
+``real = (x - off) * s'``, ``s' = (hi - lo) / 2``, ``off = -(hi + lo) / (hi - lo)`` (0 for
+``BipolarQuant``, 1 for a signed 1-bit ``Quant`` {-s, 0}). A layer on such input computes
+``real_acc_c = s' * s_w,c * (A_c - off * R_c)`` where ``A_c`` is the IR's accumulator
+``sum_i w_ic x_i`` and ``R_c = sum_i w_ic`` the row sum: the offset is a per-channel constant
+absorbed by the threshold (a padded convolution needs ``off = 0`` and is refused otherwise,
+because the padded taps would make the constant position-dependent).
+
+Threshold derivation (the invariant of :func:`derive_thresholds`): for every integer
+accumulator value ``A`` in the channel's reachable range ``[lo_c, hi_c]``, the IR's bit equals
+the quantizer's decision in qonnx's execution of the cleaned chain on the float32 value
+``fl32(k_c * (A - off R_c))`` (``k_c = s' s_w,c``): the range is enumerated (in chunks; bisection
+over the monotone chain for ranges above :data:`ENUMERATE_LIMIT` values), every decision comes
+from qonnx's own executor (``BatchNormalization`` and the arithmetic by onnxruntime, the
+quantizers by qonnx's numpy functions), so ties (a pre-activation of exactly 0 -> +1 in
+``BipolarQuant``) and negative folded scales are whatever qonnx does. The one assumption is that
+the layer's float32 dot product equals the exactly rounded ``fl32(k_c * (A - off R_c))``: true
+whenever the partial sums are exact (power-of-two scales, or small integers), otherwise
+onnxruntime's summation order can move a pre-activation that lies within a few ulp of a
+decision boundary (each layer records ``float_exact`` in its attributes, and each threshold the
+channels whose boundary lies within the worst-case float32 summation error,
+``float_order_sensitive``: :func:`order_sensitive_channels`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import Bnn2hwError
+from ..ir.graph import INPUT, Graph, Layer
+from ..ir.validate import validate
+
+ORIG_TAG = "bnn2hw-orig-output:"
+"""Prefix of the ``doc_string`` each node gets before cleanup: its original output tensor."""
+ENUMERATE_LIMIT = 1 << 22
+"""Enumerate at most this many (accumulator value x channel) decisions per layer; bisect above."""
+CHUNK = 1 << 18
+CHAIN_OPS = ("Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu")
+PASSTHROUGH_OPS = ("Identity", "Dropout")
+QUANT_OPS = ("Quant", "BipolarQuant")
+
+
+@dataclass
+class InputQuant:
+    """The input quantizer: float x -> q = clip(round(x / scale + zp), qmin, qmax); IR input u = q - qmin."""
+
+    scale: float
+    zero_point: float
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+    qmin: int
+    qmax: int
+
+    @property
+    def offset(self) -> float:
+        return self.zero_point - self.qmin
+
+    def to_float(self, u: np.ndarray) -> np.ndarray:
+        """IR inputs u -> float32 inputs that the file's quantizer maps back to exactly u."""
+        return ((np.asarray(u, dtype=np.float64) + self.qmin - self.zero_point) * self.scale).astype(np.float32)
+
+    def to_ir(self, x: np.ndarray) -> np.ndarray:
+        """Float inputs -> IR uint8 inputs, with qonnx's own quantizer function."""
+        from qonnx.custom_op.general.quant import quant
+
+        y = quant(np.asarray(x, dtype=np.float32), np.float32(self.scale), np.float32(self.zero_point),
+                  np.float32(self.bits), int(self.signed), int(self.narrow), self.rounding)
+        q = np.round(np.asarray(y, dtype=np.float64) / self.scale + self.zero_point)
+        return (q - self.qmin).astype(np.uint8)
+
+    def to_dict(self) -> dict:
+        return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits, "signed": self.signed,
+                "narrow": self.narrow, "rounding": self.rounding, "qmin": self.qmin, "qmax": self.qmax}
+
+
+@dataclass
+class QonnxImport:
+    """The result of :func:`import_qonnx`: the validated IR and what verification needs."""
+
+    path: Path
+    graph: Graph
+    input_quant: InputQuant
+    input_shape: tuple  # the file's input shape without the batch dimension (NCHW or (F,))
+    input_name: str
+    output_name: str
+    hidden: dict = field(default_factory=dict)  # IR layer name -> (original ONNX tensor, mid level)
+
+
+def refuse(path, node, why: str) -> Bnn2hwError:
+    """The one refusal format: file, node name, op type, reason."""
+    return Bnn2hwError(f"{path}: cannot import this QONNX file: node {node.name!r} ({node.op_type}) {why}")
+
+
+# ------------------------------------------------------------------------------------------------
+# reading and qonnx's passes
+
+
+def read_qonnx(path: str | Path):
+    """The file as a qonnx ModelWrapper (an unreadable or non-ONNX file is refused by name)."""
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    path = Path(path)
+    if not path.is_file():
+        raise Bnn2hwError(f"{path}: no such QONNX file")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:
+        raise Bnn2hwError(f"{path}: not a readable ONNX file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if len(proto.graph.node) == 0:
+        raise Bnn2hwError(f"{path}: this ONNX file has no nodes")
+    return ModelWrapper(proto)
+
+
+class TagOriginalOutputs:
+    """Each node's ``doc_string`` records its original first output tensor (survives renaming)."""
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.output:
+                n.doc_string = ORIG_TAG + n.output[0]
+        return model
+
+
+class AddZeroBiasToGemm:
+    """Every ``Gemm`` has a third input (a zero bias where absent): qonnx 1.0.0's ``GemmToMatMul``
+    indexes ``input[2]`` unconditionally. Adding +0.0 changes no float32 result."""
+
+    def apply(self, model):
+        for n in model.graph.node:
+            if n.op_type == "Gemm" and len(n.input) == 2:
+                w = model.get_initializer(n.input[1])
+                shape = model.get_tensor_shape(n.output[0])
+                name = model.make_new_valueinfo_name()
+                model.set_initializer(name, np.zeros((shape[-1],), dtype=np.float32))
+                n.input.append(name)
+                del w
+        return model
+
+
+def qonnx_passes():
+    """The visible list of qonnx transformations applied after cleanup."""
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.transformation.general import GiveReadableTensorNames, GiveUniqueNodeNames, SortGraph
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+
+    return [GemmToMatMul(), InferShapes(), FoldConstants(exclude_op_types=list(QUANT_OPS)),
+            FoldTransposeIntoQuantInit(), InferShapes(), InferDataTypes(), SortGraph(),
+            GiveUniqueNodeNames(), GiveReadableTensorNames()]
+
+
+def prepare(model, path):
+    """Tag, ``qonnx.util.cleanup.cleanup_model`` (quantizers kept), then :func:`qonnx_passes`."""
+    from qonnx.util.cleanup import cleanup_model
+
+    model = copy.deepcopy(model)
+    model = TagOriginalOutputs().apply(model)
+    try:
+        model = cleanup_model(model)
+        model = AddZeroBiasToGemm().apply(model)
+        for t in qonnx_passes():
+            model = model.transform(t)
+    except Bnn2hwError:
+        raise
+    except Exception as e:
+        raise Bnn2hwError(f"{path}: qonnx could not clean up this QONNX file "
+                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    return model
+
+
+# ------------------------------------------------------------------------------------------------
+# the walk
+
+
+@dataclass
+class _Tensor:
+    """An IR tensor: ``kind`` u8 or bits; real value ``(x - off) * scale``; ``shape`` without batch (NCHW)."""
+
+    ir_name: str
+    kind: str
+    shape: tuple
+    off: float
+    scale: float
+    chw: tuple | None = None  # after a flatten: the (C, H, W) the columns came from
+
+
+@dataclass
+class _Pending:
+    """A layer's accumulator waiting for its activation quantizer: float value
+    ``k_c * (A - offR_c)`` followed by ``nodes`` (the chain, executed by qonnx)."""
+
+    layer: Layer
+    in_tensor: str  # ONNX name of the layer's float output
+    shape: tuple  # (C,) or (C, H, W)
+    k: np.ndarray
+    off_r: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    float_exact: bool
+    fan_in: int = 1
+    nodes: list = field(default_factory=list)
+    pool: object = None  # a MaxPool node seen right before the quantizer
+
+
+class _Walker:
+    def __init__(self, model, path):
+        self.m = model
+        self.path = path
+        self.state: dict = {}
+        self.layers: list[Layer] = []
+        self.hidden: dict = {}
+        self.counters: dict = {}
+        self.consts: dict = {}
+        self.input_quant: InputQuant | None = None
+        self.quant_nodes: dict = {}  # tensor -> producing constant Quant node (weights)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def name(self, prefix: str) -> str:
+        self.counters[prefix] = self.counters.get(prefix, 0) + 1
+        return f"{prefix}{self.counters[prefix] - 1}"
+
+    def const(self, tensor: str):
+        """The constant value of ``tensor`` (an initializer, or a node with constant inputs,
+        executed by qonnx); None if it depends on the graph input."""
+        if tensor in self.consts:
+            return self.consts[tensor]
+        init = self.m.get_initializer(tensor)
+        if init is not None:
+            self.consts[tensor] = np.asarray(init)
+            return self.consts[tensor]
+        prod = self.m.find_producer(tensor)
+        if prod is None:
+            return None
+        vals = [self.const(i) for i in prod.input if i]
+        if any(v is None for v in vals):
+            return None
+        from qonnx.core.onnx_exec import execute_node
+
+        ctx = {i: v for i, v in zip([i for i in prod.input if i], vals)}
+        for o in prod.output:
+            ctx[o] = np.zeros(self.m.get_tensor_shape(o) or (), dtype=np.float32)
+        opset = {o.domain: o.version for o in self.m.model.opset_import}
+        execute_node(prod, ctx, self.m.graph, opset.get(prod.domain, opset.get("", 11)))
+        for o in prod.output:
+            self.consts[o] = np.asarray(ctx[o])
+        return self.consts[tensor]
+
+    def attr(self, node, key, default=None):
+        from onnx import helper
+
+        for a in node.attribute:
+            if a.name == key:
+                v = helper.get_attribute_value(a)
+                return v.decode() if isinstance(v, bytes) else v
+        return default
+
+    def orig(self, node) -> str:
+        return node.doc_string[len(ORIG_TAG):] if node.doc_string.startswith(ORIG_TAG) else ""
+
+    def shape(self, tensor: str) -> tuple:
+        s = self.m.get_tensor_shape(tensor)
+        return tuple(int(d) for d in s[1:])
+
+    # -- the walk --------------------------------------------------------------------------------
+    def run(self) -> Graph:
+        g = self.m.graph
+        if len(g.input) != 1 or len(g.output) != 1:
+            raise Bnn2hwError(f"{self.path}: cannot import this QONNX file: it has {len(g.input)} inputs and "
+                              f"{len(g.output)} outputs (bnn2hw takes one input and one output)")
+        self.state[g.input[0].name] = "float-input"
+        for node in g.node:
+            ins = [i for i in node.input if i]
+            if node.op_type == "Constant" or (ins and all(self.const(i) is not None for i in ins)):
+                continue  # a constant (weights, their quantizers): read on use
+            handler = getattr(self, "op_" + node.op_type, None)
+            if handler is None:
+                raise refuse(self.path, node, "has no bnn2hw IR op (supported: Quant, BipolarQuant, MatMul, "
+                                              "Gemm, Conv, BatchNormalization, Add/Sub/Mul/Div by constants, "
+                                              "Relu, MaxPool, Flatten, Reshape)")
+            handler(node)
+        out = self.state.get(g.output[0].name)
+        if not isinstance(out, _Pending) or out.layer.op != "dense":
+            raise Bnn2hwError(f"{self.path}: cannot import this QONNX file: the output {g.output[0].name!r} must "
+                              "come from a MatMul/Gemm layer (the integer logits) followed only by per-class "
+                              "affine operations")
+        self.finish(out)
+        return self.layers
+
+    def data_input(self, node) -> tuple[str, object]:
+        """The node's one non-constant input and its state."""
+        dyn = [i for i in node.input if i and self.const(i) is None]
+        if len(dyn) != 1:
+            raise refuse(self.path, node, f"reads {len(dyn)} computed tensors (a residual Add is not "
+                                          "supported by this importer yet)")
+        st = self.state.get(dyn[0])
+        if st is None:
+            raise refuse(self.path, node, f"reads {dyn[0]!r}, which no supported node produced")
+        return dyn[0], st
+
+    # quantizers -------------------------------------------------------------------------------
+    def op_Quant(self, node):
+        self.quantizer(node)
+
+    def op_BipolarQuant(self, node):
+        self.quantizer(node)
+
+    def quant_levels(self, node):
+        """(lo, hi) real output levels of a two-level activation quantizer, else refuse."""
+        scale = self.const(node.input[1])
+        if scale is None or scale.size != 1 or not np.isfinite(scale).all() or float(scale.ravel()[0]) <= 0:
+            raise refuse(self.path, node, "needs a positive per-tensor constant scale")
+        s = float(scale.ravel()[0])
+        if node.op_type == "BipolarQuant":
+            return -s, s
+        zp = float(self.const(node.input[2]).ravel()[0])
+        bits = float(self.const(node.input[3]).ravel()[0])
+        if bits != 1:
+            raise refuse(self.path, node, f"is a {bits:g}-bit activation; bnn2hw deploys 1-bit activations "
+                                          "(BipolarQuant or a 1-bit Quant) between layers")
+        from qonnx.custom_op.general.quant import max_int, min_int
+
+        signed, narrow = int(self.attr(node, "signed", 1)), int(self.attr(node, "narrow", 0))
+        qmin, qmax = min_int(signed, narrow, 1), max_int(signed, narrow, 1)
+        if qmin == qmax:
+            raise refuse(self.path, node, "is a 1-bit quantizer with a single level (signed narrow range)")
+        return (qmin - zp) * s, (qmax - zp) * s
+
+    def quantizer(self, node):
+        src, st = self.data_input(node)
+        if st == "float-input":
+            return self.input_quantizer(node)
+        if isinstance(st, _Pending):
+            lo_v, hi_v = self.quant_levels(node)
+            return self.activation(node, st, lo_v, hi_v)
+        if isinstance(st, _Tensor) and st.kind == "bits":
+            # a quantizer of a binary tensor: evaluate it on the two real values
+            lo_v, hi_v = self.quant_levels(node)
+            reals = np.array([(-1 - st.off) * st.scale, (1 - st.off) * st.scale], dtype=np.float32)
+            out = self.eval_nodes([node], src, reals.reshape(2, 1)).ravel()
+            if out[0] == lo_v and out[1] == hi_v:
+                self.state[node.output[0]] = _Tensor(st.ir_name, "bits", st.shape, *_encoding(lo_v, hi_v), st.chw)
+                return
+            raise refuse(self.path, node, "re-quantizes a binary tensor to a constant or reversed value")
+        raise refuse(self.path, node, "quantizes a tensor bnn2hw cannot represent (an 8-bit input "
+                                      "quantizer may only read the graph input)")
+
+    def input_quantizer(self, node):
+        if node.op_type != "Quant":
+            raise refuse(self.path, node, "quantizes the graph input; bnn2hw needs an 8-bit Quant there "
+                                          "(binary inputs are not supported by this importer)")
+        scale, zp, bits = (self.const(node.input[i]) for i in (1, 2, 3))
+        if any(v is None or v.size != 1 for v in (scale, zp, bits)):
+            raise refuse(self.path, node, "(the input quantizer) needs a per-tensor constant scale, zero point "
+                                          "and bit width")
+        s, z, b = float(scale.ravel()[0]), float(zp.ravel()[0]), float(bits.ravel()[0])
+        if not (b == int(b) and 2 <= b <= 8):
+            raise refuse(self.path, node, f"(the input quantizer) has {b:g} bits; bnn2hw's input is 8-bit "
+                                          "(2 to 8 bits)")
+        if not (s > 0 and np.isfinite(s)) or z != int(z):
+            raise refuse(self.path, node, f"(the input quantizer) has scale {s:g} and zero point {z:g}; "
+                                          "a positive scale and an integer zero point are needed")
+        from qonnx.custom_op.general.quant import max_int, min_int
+
+        signed, narrow = int(self.attr(node, "signed", 1)), int(self.attr(node, "narrow", 0))
+        rounding = self.attr(node, "rounding_mode", "ROUND")
+        self.input_quant = InputQuant(s, z, int(b), bool(signed), bool(narrow), rounding,
+                                      int(min_int(signed, narrow, int(b))), int(max_int(signed, narrow, int(b))))
+        shape = self.shape(node.input[0])
+        self.state[node.output[0]] = _Tensor(INPUT, "u8", shape, self.input_quant.offset, s)
+
+    def activation(self, node, p: _Pending, lo_v: float, hi_v: float):
+        thr, direction = derive_thresholds(self, p, node, lo_v, hi_v)
+        fragile = order_sensitive_channels(self, p, node, lo_v, hi_v, thr, direction)
+        name = self.name("thr")
+        layer = Layer("threshold", name, node.name,
+                      {"acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node),
+                       "float_order_sensitive": fragile},
+                      {"thr": thr, "direction": direction})
+        self.layers.append(layer)
+        self.hidden[name] = (self.orig(node), (lo_v + hi_v) / 2.0)
+        off, scale = _encoding(lo_v, hi_v)
+        out_name = name
+        shape = p.shape
+        if p.pool is not None:
+            pname, shape = self.maxpool_layer(p.pool, shape)
+            # the quantizer reads the pooled tensor: its output is the IR pool's, not the threshold's
+            self.hidden[pname] = self.hidden.pop(name)
+            out_name = pname
+        self.state[node.output[0]] = _Tensor(out_name, "bits", shape, off, scale)
+
+    # layers -----------------------------------------------------------------------------------
+    def weights(self, node, w_tensor: str):
+        """(int weights, per-output-channel scale, kind) of a quantized constant weight."""
+        prod = self.m.find_producer(w_tensor)
+        if prod is None or prod.op_type not in QUANT_OPS:
+            raise refuse(self.path, node, "has float weights (not quantized); bnn2hw deploys 1-bit weights "
+                                          "(and 8-bit weights in dense first/last layers): a float layer "
+                                          "cannot sit between binary ones")
+        wf = self.const(w_tensor).astype(np.float64)
+        scale = np.broadcast_to(self.const(prod.input[1]).astype(np.float64), wf.shape)
+        if not np.all(np.isfinite(scale)) or np.any(scale == 0):
+            raise refuse(self.path, node, f"has a weight quantizer {prod.name!r} with a zero or non-finite scale")
+        if prod.op_type == "BipolarQuant":
+            kind = "binary"
+        else:
+            bits = float(self.const(prod.input[3]).ravel()[0])
+            zp = self.const(prod.input[2])
+            if np.any(zp != 0):
+                raise refuse(self.path, node, f"has weights with a non-zero zero point ({prod.name})")
+            if bits == 1 or (bits == 2 and int(self.attr(prod, "narrow", 0)) and int(self.attr(prod, "signed", 1))):
+                kind = "binary"  # a narrow 2-bit signed quantizer with no zero is not binary: checked below
+            elif bits == 8 and int(self.attr(prod, "narrow", 0)) and int(self.attr(prod, "signed", 1)):
+                kind = "int8"
+            else:
+                raise refuse(self.path, node, f"has {bits:g}-bit weights ({prod.name}); bnn2hw takes 1-bit "
+                                              "weights, or 8-bit narrow-range signed weights in dense layers")
+        wi = np.round(wf / scale)
+        if not np.all((wi * scale).astype(np.float32) == wf.astype(np.float32)):  # qonnx: fl32(q * s)
+            raise refuse(self.path, node, "has weights that are not integers times their scale")
+        if kind == "binary" and not np.all(np.abs(wi) == 1):
+            raise refuse(self.path, node, f"has weights ({prod.name}) that are not all ±scale (a zero weight)")
+        return wi.astype(np.int64), scale, kind, prod
+
+    def op_MatMul(self, node):
+        src, st = self.data_input(node)
+        if not isinstance(st, _Tensor):
+            raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
+                                          "bnn2hw cannot place a float layer between binary ones")
+        if node.input[1] == src:
+            raise refuse(self.path, node, "multiplies by a computed left operand")
+        wi, scale, kind, prod = self.weights(node, node.input[1])  # (I, O)
+        if len(st.shape) != 1:
+            raise refuse(self.path, node, f"reads a tensor of shape {list(st.shape)}; flatten it first")
+        s_c = scale[0, :]
+        if not np.all(scale == s_c[None, :]):
+            raise refuse(self.path, node, "has a weight scale that varies along the input axis")
+        w = wi.T  # (O, I)
+        if st.chw is not None:  # columns in (c, y, x) order -> the IR's (y, x, c)
+            c, h, wd = st.chw
+            w = w.reshape(len(w), c, h, wd).transpose(0, 2, 3, 1).reshape(len(w), -1)
+        name = self.name("fc")
+        layer = Layer("dense", name, node.name, {"in": st.kind, "weight_kind": kind},
+                      {"weight": np.ascontiguousarray(w.astype(np.int8))})
+        self.layers.append(layer)
+        self.pending(node, layer, st, wi.T, s_c, (w.shape[0],))
+
+    def op_Gemm(self, node):
+        raise refuse(self.path, node, "survived qonnx's GemmToMatMul (transA, alpha or beta not 1?)")
+
+    def op_Conv(self, node):
+        src, st = self.data_input(node)
+        if not isinstance(st, _Tensor):
+            raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
+                                          "bnn2hw cannot place a float layer between binary ones")
+        wi, scale, kind, prod = self.weights(node, node.input[1])  # (O, C, kh, kw)
+        if kind != "binary":
+            raise refuse(self.path, node, "has 8-bit weights; bnn2hw's convolutions take binary weights "
+                                          "(8-bit first/last layers must be dense)")
+        if len(node.input) > 2 and node.input[2]:
+            raise refuse(self.path, node, "has a bias input (extract it with qonnx's ExtractBiasFromConv)")
+        if len(st.shape) != 3:
+            raise refuse(self.path, node, f"reads a tensor of shape {list(st.shape)}, not (C, H, W)")
+        pads = list(self.attr(node, "pads", [0, 0, 0, 0]))
+        strides = list(self.attr(node, "strides", [1, 1]))
+        if int(self.attr(node, "group", 1)) != 1 or any(d != 1 for d in self.attr(node, "dilations", [1, 1])):
+            raise refuse(self.path, node, "is grouped or dilated")
+        if len(set(pads)) != 1 or len(set(strides)) != 1 or self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise refuse(self.path, node, f"has asymmetric padding {pads} or strides {strides}")
+        pad, stride = int(pads[0]), int(strides[0])
+        if pad and st.off != 0:
+            raise refuse(self.path, node, f"zero-pads an input whose zero is not an IR value (offset {st.off:g}: "
+                                          "a signed input quantizer or a {-s, 0} activation); bnn2hw pads "
+                                          "with 0 contributions only")
+        o = wi.shape[0]
+        s_c = scale.reshape(o, -1)[:, 0]
+        if not np.all(scale.reshape(o, -1) == s_c[:, None]):
+            raise refuse(self.path, node, "has a weight scale that is not per output channel")
+        w = np.ascontiguousarray(wi.transpose(0, 2, 3, 1).astype(np.int8))
+        name = self.name("conv")
+        layer = Layer("conv2d", name, node.name, {"in": st.kind, "stride": stride, "pad": pad,
+                                                  "weight_kind": "binary"}, {"weight": w})
+        self.layers.append(layer)
+        self.pending(node, layer, st, wi.reshape(o, -1), s_c, self.shape(node.output[0]))
+
+    def pending(self, node, layer, st: _Tensor, w_oi: np.ndarray, s_c: np.ndarray, out_shape):
+        peak = 255 if st.kind == "u8" else 1
+        lo = np.where(w_oi < 0, w_oi, 0).sum(1) * peak if st.kind == "u8" else -np.abs(w_oi).sum(1)
+        hi = np.where(w_oi > 0, w_oi, 0).sum(1) * peak if st.kind == "u8" else np.abs(w_oi).sum(1)
+        k = st.scale * s_c
+        r = w_oi.sum(1).astype(np.float64)
+        exact = bool(_exact_products(k, int(max(np.abs(lo).max(), np.abs(hi).max()) + abs(st.off) * np.abs(r).max())))
+        layer.attrs["float_exact"] = exact
+        self.state[node.output[0]] = _Pending(layer, node.output[0], tuple(out_shape), k, st.off * r,
+                                              lo.astype(np.int64), hi.astype(np.int64), exact, int(w_oi.shape[1]))
+
+    # the chain ----------------------------------------------------------------------------------
+    def chain(self, node):
+        src, st = self.data_input(node)
+        if not isinstance(st, _Pending):
+            raise refuse(self.path, node, "operates on a binary or integer tensor (bnn2hw has no IR op for it)")
+        if st.pool is not None:
+            raise refuse(self.path, node, "follows a MaxPool that is not directly followed by the 1-bit "
+                                          "activation quantizer")
+        c = st.shape[0]
+        full = (1,) + st.shape
+        for i in node.input:
+            if i and i != src:
+                v = self.const(i)
+                if node.op_type == "BatchNormalization":
+                    continue
+                try:
+                    b = np.broadcast_to(v, full) if v.ndim <= len(full) else None
+                except ValueError:
+                    b = None
+                if b is None or np.broadcast_shapes(v.shape, full) != full or not _per_channel(b, c):
+                    raise refuse(self.path, node, f"combines the layer output with a constant of shape "
+                                                  f"{list(v.shape)} that is not per channel")
+        if node.op_type in ("Sub", "Div") and node.input[0] != src:
+            raise refuse(self.path, node, "has the layer output as its second operand")
+        st.nodes.append(node)
+        self.state[node.output[0]] = st
+
+    op_Add = op_Sub = op_Mul = op_Div = op_BatchNormalization = op_Relu = chain
+
+    # shape ops ---------------------------------------------------------------------------------
+    def maxpool_layer(self, node, shape):
+        k = list(self.attr(node, "kernel_shape"))
+        s = list(self.attr(node, "strides", k))
+        if len(set(k)) != 1 or len(set(s)) != 1 or any(self.attr(node, "pads", [0, 0, 0, 0])) \
+                or int(self.attr(node, "ceil_mode", 0)) or any(d != 1 for d in self.attr(node, "dilations", [1, 1])):
+            raise refuse(self.path, node, f"has a non-square kernel {k}, strides {s}, padding or ceil mode")
+        k, s = int(k[0]), int(s[0])
+        name = self.name("pool")
+        self.layers.append(Layer("maxpool", name, node.name, {"kernel": k, "stride": s}))
+        c, h, w = shape
+        return name, (c, (h - k) // s + 1, (w - k) // s + 1)
+
+    def op_MaxPool(self, node):
+        src, st = self.data_input(node)
+        if isinstance(st, _Pending):
+            if len(st.shape) != 3:
+                raise refuse(self.path, node, "pools a flat tensor")
+            st.pool = node
+            self.state[node.output[0]] = st
+            return
+        if not isinstance(st, _Tensor) or st.kind != "bits":
+            raise refuse(self.path, node, "pools the 8-bit input; bnn2hw pools binary tensors only")
+        name, shape = self.maxpool_layer(node, st.shape)
+        self.hidden[name] = (self.orig(node), -st.off * st.scale)
+        self.state[node.output[0]] = _Tensor(name, "bits", shape, st.off, st.scale)
+
+    def flatten(self, node):
+        src, st = self.data_input(node)
+        if not isinstance(st, _Tensor):
+            raise refuse(self.path, node, "flattens a float tensor (before its activation quantizer)")
+        out = self.shape(node.output[0])
+        if len(out) != 1 or out[0] != int(np.prod(st.shape)):
+            raise refuse(self.path, node, f"reshapes {list(st.shape)} to {list(out)}; only flattening to (N, F) "
+                                          "is supported")
+        if len(st.shape) == 1:
+            self.state[node.output[0]] = st
+            return
+        name = self.name("flatten")
+        self.layers.append(Layer("flatten", name, node.name))
+        self.state[node.output[0]] = _Tensor(name, st.kind, out, st.off, st.scale, chw=st.shape)
+
+    op_Flatten = op_Reshape = flatten
+
+    def passthrough(self, node):
+        src, st = self.data_input(node)
+        self.state[node.output[0]] = st
+
+    op_Identity = op_Dropout = passthrough
+
+    # the end -----------------------------------------------------------------------------------
+    def finish(self, p: _Pending):
+        a = p.k.astype(np.float64)
+        b = -p.k * p.off_r
+        for node in p.nodes:
+            a, b = _affine_step(self, node, a, b)
+        self.layers.append(Layer("affine", "logits", p.layer.source + " .. output", {},
+                                 {"scale": np.asarray(a, np.float64), "bias": np.asarray(b, np.float64)}))
+
+    # evaluation with qonnx ---------------------------------------------------------------------
+    def eval_nodes(self, nodes, in_name: str, values: np.ndarray) -> np.ndarray:
+        """qonnx's execution of ``nodes`` (a chain ending in a quantizer) on float32 ``values``."""
+        return _exec_chain(self.m, nodes, in_name, values, self.const)
+
+
+def _encoding(lo_v: float, hi_v: float) -> tuple[float, float]:
+    """(off, scale) with real = (x - off) * scale for x = -1 -> lo_v, x = +1 -> hi_v."""
+    s = (hi_v - lo_v) / 2.0
+    return -(hi_v + lo_v) / (hi_v - lo_v), s
+
+
+def _per_channel(b: np.ndarray, c: int) -> bool:
+    """A broadcast constant (1, C, ...) that varies only along the channel axis."""
+    flat = b.reshape(1, c, -1)
+    return bool(np.all(flat == flat[:, :, :1]))
+
+
+def _exact_products(k: np.ndarray, max_int: int) -> bool:
+    """True when every |n| * k_c (n <= max_int) is an exact float32: the float dot product is then
+    independent of summation order."""
+    k = np.asarray(k, dtype=np.float32)
+    m, e = np.frexp(k.astype(np.float64))
+    # significant bits of each k: smallest b with m * 2^b integral
+    bits = np.zeros(len(k), dtype=np.int64)
+    mm = np.abs(m)
+    while np.any((mm != np.floor(mm)) & (bits < 30)):
+        sel = mm != np.floor(mm)
+        mm = np.where(sel, mm * 2, mm)
+        bits += sel
+    return bool(bits.max() + max(1, int(max_int)).bit_length() <= 24)
+
+
+def _affine_step(w: _Walker, node, a, b):
+    """(a, b) of x -> a x + b through one node of the output chain, float64."""
+    src = [i for i in node.input if i and w.const(i) is None][0]
+    consts = [w.const(i) for i in node.input if i and i != src]
+    C = len(a)
+
+    def vec(v):
+        return np.broadcast_to(np.asarray(v, np.float64).reshape(-1) if np.asarray(v).size in (1, C)
+                               else np.asarray(v, np.float64).reshape(C), (C,))
+    op = node.op_type
+    if op == "Add":
+        return a, b + vec(consts[0])
+    if op == "Sub":
+        return a, b - vec(consts[0])
+    if op == "Mul":
+        return a * vec(consts[0]), b * vec(consts[0])
+    if op == "Div":
+        return a / vec(consts[0]), b / vec(consts[0])
+    if op == "BatchNormalization":
+        g, beta, mean, var = (vec(w.const(i)) for i in node.input[1:5])
+        eps = float(w.attr(node, "epsilon", 1e-5))
+        inv = g / np.sqrt(var + eps)
+        return a * inv, (b - mean) * inv + beta
+    raise refuse(w.path, node, "is not affine, so it cannot follow the last layer (the float logits "
+                               "must be an affine function of the integer logits)")
+
+
+def _exec_chain(model, nodes, in_name: str, values: np.ndarray, const) -> np.ndarray:
+    """Build a graph of ``nodes`` reading ``in_name`` (shape of ``values``) and run it with qonnx."""
+    from onnx import TensorProto, helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.basic import qonnx_make_model
+
+    inits, seen = [], set()
+    for n in nodes:
+        for i in n.input:
+            if i and i != in_name and i not in seen and i not in [x.output[0] for x in nodes]:
+                v = const(i)
+                if v is None:
+                    raise Bnn2hwError(f"internal: chain input {i!r} is not constant")
+                inits.append(helper.make_tensor(i, TensorProto.FLOAT if v.dtype.kind == "f" else TensorProto.INT64,
+                                                v.shape, v.astype(np.float32 if v.dtype.kind == "f" else np.int64).ravel()))
+                seen.add(i)
+    out = nodes[-1].output[0]
+    g = helper.make_graph([copy.deepcopy(n) for n in nodes], "chain",
+                          [helper.make_tensor_value_info(in_name, TensorProto.FLOAT, list(values.shape))],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, list(values.shape))], inits)
+    opsets = list(model.model.opset_import)
+    mw = ModelWrapper(qonnx_make_model(g, opset_imports=opsets))
+    mw = mw.transform(InferShapes())
+    return execute_onnx(mw, {in_name: values.astype(np.float32)})[out]
+
+
+def _decider(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float):
+    """``fires(a, delta)``: (M, C) integer accumulators -> the quantizer's (M, C) decisions in
+    qonnx's execution of the chain on fl32(k_c (A - offR_c) + delta_c)."""
+    q = copy.deepcopy(quant)
+    q.input[0] = p.nodes[-1].output[0] if p.nodes else p.in_tensor  # skips a pending MaxPool
+    nodes = list(p.nodes) + [q]
+    mid = (lo_v + hi_v) / 2.0
+    spatial = (1, 1) if len(p.shape) == 3 else ()
+
+    def fires(a: np.ndarray, delta=0.0) -> np.ndarray:
+        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :]) + delta).astype(np.float32)
+        out = w.eval_nodes(nodes, p.in_tensor, v.reshape(v.shape + spatial))
+        return out.reshape(a.shape) > mid
+    return fires
+
+
+def order_sensitive_channels(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float,
+                             thr: np.ndarray, direction: np.ndarray) -> list[int]:
+    """Channels whose decision at the boundary pair (T and its neighbour across it) changes when the
+    layer's float output moves by the worst-case float32 summation error ``fan_in * 2^-24 * max|acc|``
+    (zero when ``float_exact``): there, onnxruntime's summation order could decide differently."""
+    if p.float_exact:
+        return []
+    # |fl(sum) - sum| <= (n - 1) u sum|x_i| (u = 2^-24), plus u sum|x_i| for the rounded inputs
+    delta = p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
+    fires = _decider(w, p, quant, lo_v, hi_v)
+    a = np.stack([thr, thr - direction]).astype(np.int64)
+    a = np.clip(a, p.lo[None, :], p.hi[None, :])
+    base = fires(a)
+    bad = (fires(a, -delta[None, :]) != base) | (fires(a, delta[None, :]) != base)
+    return [int(c) for c in np.flatnonzero(bad.any(0))]
+
+
+def derive_thresholds(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float) -> tuple[np.ndarray, np.ndarray]:
+    """Invariant (module doc): for every channel c and integer A in [lo_c, hi_c], the IR bit
+    (A >= thr_c if direction_c = +1, A <= thr_c if -1) is the quantizer's decision (output above the
+    mid level) in qonnx's execution of the chain on fl32(k_c (A - offR_c))."""
+    C = p.shape[0]
+    lo, hi = int(p.lo.min()), int(p.hi.max())
+    fires = _decider(w, p, quant, lo_v, hi_v)
+
+    n = hi - lo + 1
+    if n * C <= ENUMERATE_LIMIT:
+        dec = np.zeros((n, C), dtype=bool)
+        rows = max(1, CHUNK // C)
+        for start in range(0, n, rows):
+            a = np.arange(lo + start, lo + min(n, start + rows), dtype=np.int64)
+            dec[start:start + len(a)] = fires(np.repeat(a[:, None], C, 1))
+        values = np.arange(lo, hi + 1)
+        thr = np.zeros(C, dtype=np.int64)
+        direction = np.ones(C, dtype=np.int8)
+        for c in range(C):
+            sel = (values >= p.lo[c]) & (values <= p.hi[c])
+            d, v = dec[sel, c], values[sel]
+            if d.all():
+                thr[c] = p.lo[c]
+            elif not d.any():
+                thr[c] = p.hi[c] + 1
+            elif not d[0] and d[-1]:
+                first = int(np.argmax(d))
+                if not d[first:].all():
+                    raise refuse(w.path, quant, f"channel {c}: the decision is not monotone in the accumulator")
+                thr[c] = v[first]
+            else:
+                last = len(d) - 1 - int(np.argmax(d[::-1]))
+                if not d[:last + 1].all():
+                    raise refuse(w.path, quant, f"channel {c}: the decision is not monotone in the accumulator")
+                thr[c], direction[c] = v[last], -1
+        return thr, direction
+    # bisection (every chain op is monotone per channel), as bnn2hw.export.fold.fold_threshold
+    lo_f = fires(p.lo[None, :].copy())[0]
+    hi_f = fires(p.hi[None, :].copy())[0]
+    inc, dec_ = ~lo_f & hi_f, lo_f & ~hi_f
+    thr = np.where(lo_f & hi_f, p.lo, p.hi + 1).astype(np.int64)
+    left, right = p.lo.copy(), p.hi.copy()
+    while True:
+        act = (inc | dec_) & (left < right)
+        if not act.any():
+            break
+        mid_i, mid_d = (left + right) // 2, (left + right + 1) // 2
+        f = fires(np.where(dec_, mid_d, mid_i)[None, :])[0]
+        right = np.where(inc & act & f, mid_i, right)
+        left = np.where(inc & act & ~f, mid_i + 1, left)
+        left = np.where(dec_ & act & f, mid_d, left)
+        right = np.where(dec_ & act & ~f, mid_d - 1, right)
+    thr = np.where(inc | dec_, left, thr)
+    return thr, np.where(dec_, -1, 1).astype(np.int8)
+
+
+def import_qonnx(path: str | Path) -> QonnxImport:
+    """QONNX file -> validated IR graph (module doc)."""
+    path = Path(path)
+    original = read_qonnx(path)
+    model = prepare(original, path)
+    walker = _Walker(model, path)
+    layers = walker.run()
+    if walker.input_quant is None:
+        raise Bnn2hwError(f"{path}: cannot import this QONNX file: the graph input is not quantized by an "
+                          "8-bit Quant node")
+    in_shape = walker.shape(model.graph.input[0].name)
+    ir_shape = (in_shape[1], in_shape[2], in_shape[0]) if len(in_shape) == 3 else (int(np.prod(in_shape)),)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    iq = walker.input_quant
+    meta = {"model_hash": digest, "source": str(path), "frontend": "qonnx",
+            "input_quant": iq.to_dict(), "onnx_input_shape": list(in_shape)}
+    graph = Graph(ir_shape, layers, 1.0 / iq.scale if iq.offset == 0 else 1.0, meta)
+    try:
+        validate(graph)
+    except Bnn2hwError as e:
+        raise Bnn2hwError(f"{path}: the imported graph is not a valid bnn2hw IR: {e}") from None
+    return QonnxImport(path, graph, iq, tuple(in_shape), original.graph.input[0].name,
+                       original.graph.output[0].name, dict(walker.hidden))

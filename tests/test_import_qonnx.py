@@ -1,0 +1,492 @@
+# SPDX-License-Identifier: MIT
+"""QONNX front end (issue 10): Brevitas models defined here, exported with ``export_qonnx``,
+imported, and compared with qonnx's execution of the exported file: every hidden bit, every
+integer logit and class, on >= 500 random inputs plus inputs hill-climbed onto thresholds; then
+through the C back end (host, sanitizers; QEMU Cortex-M4 for one model) and the FINN-ready export
+(qonnx's execution of bnn2hw's FINN graph). One test per refusal message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from brevitas.core.restrict_val import RestrictValueType
+from brevitas.core.scaling import ScalingImplType
+from brevitas.core.stats import StatsOp
+from brevitas.export import export_qonnx
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
+from brevitas.quant import (
+    Int8ActPerTensorFloat,
+    Int8WeightPerTensorFloat,
+    Int32Bias,
+    SignedBinaryActPerTensorConst,
+    SignedBinaryWeightPerTensorConst,
+    Uint8ActPerTensorFloat,
+)
+from torch import nn
+
+from bnn2hw.errors import Bnn2hwError
+from bnn2hw.frontends.qonnx_import import import_qonnx
+from bnn2hw.frontends.qonnx_verify import compare, random_inputs, verify_import
+from bnn2hw.ir import execute
+
+warnings.filterwarnings("ignore")  # Brevitas' and torch.onnx's export chatter
+
+
+class PerChannelBinaryWeight(SignedBinaryWeightPerTensorConst):
+    """Binary weights with a per-output-channel scale (mean |w|), XNOR-Net style."""
+
+    scaling_impl_type = ScalingImplType.STATS
+    scaling_stats_op = StatsOp.AVE
+    scaling_per_output_channel = True
+
+
+class HalfBinaryWeight(SignedBinaryWeightPerTensorConst):
+    scaling_const = 0.5  # a power of two: the float dot products are exact, so ties are exact
+
+
+class Pow2Uint8Act(Uint8ActPerTensorFloat):
+    restrict_scaling_type = RestrictValueType.POWER_OF_TWO
+
+
+def sign_act():
+    return QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+
+
+def randomize_bn(model: nn.Module, seed: int) -> nn.Module:
+    """Hostile BatchNorms: negative scales on about half of the channels, means far from 0."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            c = m.num_features
+            m.weight.data = torch.randn(c, generator=g)
+            m.bias.data = torch.randn(c, generator=g) * 0.5
+            m.running_mean.data = torch.randn(c, generator=g) * 2
+            m.running_var.data = torch.rand(c, generator=g) * 3 + 0.1
+    return model.eval()
+
+
+def mlp(seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(nn.Sequential(
+        QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+        QuantLinear(20, 33, bias=False, weight_quant=SignedBinaryWeightPerTensorConst), nn.BatchNorm1d(33), sign_act(),
+        QuantLinear(33, 31, bias=True, weight_quant=PerChannelBinaryWeight), nn.BatchNorm1d(31), sign_act(),
+        QuantLinear(31, 5, bias=True, weight_quant=SignedBinaryWeightPerTensorConst)), seed)
+
+
+def cnn(seed=0, pad=0):
+    torch.manual_seed(seed)
+    return randomize_bn(nn.Sequential(
+        QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+        QuantConv2d(2, 8, 3, padding=pad, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+        nn.BatchNorm2d(8), sign_act(),
+        QuantConv2d(8, 6, 3, padding=pad, bias=False, weight_quant=PerChannelBinaryWeight),
+        nn.BatchNorm2d(6), nn.MaxPool2d(2), sign_act(),  # pool before the quantizer: they commute
+        QuantConv2d(6, 5, 1, bias=False, weight_quant=SignedBinaryWeightPerTensorConst), nn.BatchNorm2d(5), sign_act(),
+        nn.MaxPool2d(kernel_size=2, stride=1),  # pool on the binary tensor
+        nn.Flatten(),
+        QuantLinear(5 * (3 if pad else 1) ** 2, 4, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)), seed)
+
+
+def int8_first_last(seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(nn.Sequential(
+        QuantIdentity(act_quant=Int8ActPerTensorFloat, return_quant_tensor=True),  # signed: IR input offset 128
+        QuantLinear(12, 31, bias=True, weight_quant=Int8WeightPerTensorFloat), nn.BatchNorm1d(31), sign_act(),
+        QuantLinear(31, 33, bias=False, weight_quant=SignedBinaryWeightPerTensorConst), nn.BatchNorm1d(33), sign_act(),
+        QuantLinear(33, 6, bias=True, weight_quant=Int8WeightPerTensorFloat), nn.BatchNorm1d(6)), seed)
+
+
+def tie_mlp(seed=0):
+    """Power-of-two scales and BatchNorm means put exactly on k * T: pre-activations of exactly 0
+    (BipolarQuant: +1) on reachable accumulators, with negative scales on half the channels."""
+    torch.manual_seed(seed)
+    m = nn.Sequential(
+        QuantIdentity(act_quant=Pow2Uint8Act, return_quant_tensor=True),
+        QuantLinear(6, 8, bias=False, weight_quant=HalfBinaryWeight), nn.BatchNorm1d(8), sign_act(),
+        QuantLinear(8, 9, bias=False, weight_quant=HalfBinaryWeight), nn.BatchNorm1d(9), sign_act(),
+        QuantLinear(9, 3, bias=False, weight_quant=HalfBinaryWeight)).eval()
+    g = torch.Generator().manual_seed(seed)
+    k1 = float(m[0].act_quant.scale()) * 0.5
+    for bn, k, vals, c in ((m[2], k1, torch.randint(-200, 200, (8,), generator=g), 8),
+                           (m[5], 0.5, torch.tensor([-4, -2, 0, 2, 4, 0, 2, -2, 0]), 9)):
+        bn.running_mean.data = vals.double().mul(k).float()
+        bn.running_var.data = torch.full((c,), 1.0) - bn.eps  # 1 / sqrt(var + eps) = 1
+        bn.weight.data = torch.where(torch.arange(c) % 2 == 0, 1.0, -1.0) * 0.75
+        bn.bias.data = torch.zeros(c)
+    return m
+
+
+MODELS = {"mlp": (mlp, (20,)), "cnn": (cnn, (2, 9, 9)), "cnn-padded": (lambda: cnn(pad=1), (2, 8, 8)),
+          "int8-first-last": (int8_first_last, (12,)), "ties": (tie_mlp, (6,)),
+          "mlp-torchscript": (mlp, (20,))}
+DYNAMO = {"mlp", "cnn", "cnn-padded"}
+"""Exported with export_qonnx's default (torch's dynamo exporter: Gemm); the others with
+``dynamo=False`` (TorchScript: Transpose + MatMul, 20x faster): both graph forms are imported."""
+
+
+def export(model: nn.Module, shape, path: Path, dynamo: bool = True) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kw = {} if dynamo else {"dynamo": False}
+        export_qonnx(model, torch.rand((1,) + tuple(shape)), str(path), **kw)
+    return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: the machine's cores are shared (oversubscription costs 30x)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("qonnx")
+    return {name: export(build(), shape, d / f"{name}.onnx", dynamo=name in DYNAMO)
+            for name, (build, shape) in MODELS.items()}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_import_equals_qonnx_execution(files, name):
+    """>= 500 random inputs over the input quantizer's range plus threshold-landing inputs:
+    every hidden bit, integer logit and class equal to qonnx's execution of the file."""
+    imp = import_qonnx(files[name])
+    report, u8, _ = verify_import(imp, seed=3)
+    a = report["agreement"]
+    assert report["random_inputs"] >= 500 and report["threshold_inputs"] > 0, report
+    assert report["threshold_inputs_landed"] > 0, f"{name}: no input landed on a threshold (seed 4)"
+    assert a["exact"] and a["bits_differing"] == 0 and a["int_logits_differing"] == 0, (name, a)
+    assert a["bits_compared"] >= len(u8) * sum(1 for l in imp.graph.layers if l.op == "threshold"), a
+    assert a["class_agreement"] == 1.0 and a["samples"] == len(u8)
+
+
+def test_float_order_sensitivity_is_reported(files):
+    """Non-power-of-two scales (Brevitas' 0.1 and a learned 8-bit input scale): the dot products are
+    not exact in float32, and the channels whose boundary lies within the worst-case summation error
+    are listed (seed 0 of randomize_bn gives some in the first layer)."""
+    imp = import_qonnx(files["mlp"])
+    assert not any(l.attrs["float_exact"] for l in imp.graph.layers if l.op == "dense")
+    fragile = [c for l in imp.graph.layers if l.op == "threshold" for c in l.attrs["float_order_sensitive"]]
+    assert 0 < len(fragile) < 33, fragile
+
+
+def int8_int32_bias(seed=0):
+    torch.manual_seed(seed)
+    return randomize_bn(nn.Sequential(
+        QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+        QuantLinear(10, 12, bias=True, weight_quant=Int8WeightPerTensorFloat, bias_quant=Int32Bias),
+        nn.BatchNorm1d(12), QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+        QuantLinear(12, 4, bias=True, weight_quant=SignedBinaryWeightPerTensorConst, bias_quant=Int32Bias)), seed)
+
+
+def test_float_order_ties_are_classified(tmp_path):
+    """An int8 first layer on 8-bit input: accumulators up to 3e5, so one accumulator step is below
+    float32's rounding of the sum and qonnx's decision at A = T depends on onnxruntime's summation
+    order. Such inputs (seed 1 landing inputs hit them) are the only differences, each on a flagged
+    channel exactly at its threshold; anything else would fail the import."""
+    p = export(int8_int32_bias(), (10,), tmp_path / "b.onnx", dynamo=False)
+    imp = import_qonnx(p)
+    report, u8, _ = verify_import(imp, seed=0)
+    a = report["agreement"]
+    assert a["inputs_differing_unexplained"] == 0, a
+    assert a["inputs_differing"] == a["inputs_differing_at_float_order_ties"]
+    assert report["float_order_sensitive_channels"]["thr0"] > 0
+
+
+def test_a_wrong_threshold_is_caught(files):
+    """The comparison can fail: one threshold moved by 3 is an unexplained difference."""
+    imp = import_qonnx(files["cnn"])
+    thr = [l for l in imp.graph.layers if l.op == "threshold"][0]
+    thr.arrays["thr"] = thr.arrays["thr"].copy()
+    lo, hi = thr.attrs["acc_range"]
+    c = int(np.flatnonzero((thr.arrays["thr"] > lo + 10) & (thr.arrays["thr"] < hi - 10))[0])
+    thr.arrays["thr"][c] += 3
+    with pytest.raises(Bnn2hwError, match="disagrees with qonnx"):
+        verify_import(imp, seed=3)
+
+
+def test_negative_scales_give_direction_minus_one(files):
+    imp = import_qonnx(files["mlp"])
+    d = np.concatenate([l.arrays["direction"] for l in imp.graph.layers if l.op == "threshold"])
+    assert (d == -1).any() and (d == 1).any(), "randomize_bn(seed 0) gives both signs"
+
+
+def test_ties_follow_qonnx(files):
+    """Accumulators landing exactly on k*T (BatchNorm output exactly 0) are +1, as BipolarQuant
+    decides, for positive scales (A >= T) and negative ones (A <= T)."""
+    imp = import_qonnx(files["ties"])
+    thr = [l for l in imp.graph.layers if l.op == "threshold"]
+    second = thr[1]
+    means = np.array([-4, -2, 0, 2, 4, 0, 2, -2, 0])
+    assert list(second.arrays["thr"]) == list(means), "the tie value is the threshold itself"
+    assert list(second.arrays["direction"]) == [1, -1] * 4 + [1]
+    assert all(l.attrs["float_exact"] for l in imp.graph.layers if l.op == "dense"), "power-of-two scales"
+    assert all(l.attrs["float_order_sensitive"] == [] for l in thr)
+    u8 = random_inputs(imp, 600, seed=5)
+    tr = execute.run(imp.graph, u8)
+    acc = tr.tensors["fc1"]
+    ties = int((acc == means[None, :]).sum())
+    assert ties > 100, f"random inputs should often tie on an 8-input layer (seed 5): {ties}"
+    a = compare(imp, u8)
+    assert a["exact"], a
+
+
+def test_first_layer_ties_are_exact(files):
+    """Landing inputs put first-layer accumulators exactly on thresholds (power-of-two scales)."""
+    from bnn2hw.frontends.qonnx_verify import threshold_inputs
+
+    imp = import_qonnx(files["ties"])
+    x, landed = threshold_inputs(imp, targets=16, seed=7)
+    tr = execute.run(imp.graph, x)
+    thr = imp.graph.layers[1].arrays["thr"]
+    assert (tr.tensors["fc0"] == thr[None, :]).any(), "seed 7: no first-layer accumulator on its threshold"
+    assert compare(imp, x)["exact"]
+
+
+def test_host_c_equals_qonnx(files, tmp_path):
+    """The generated C (host, -Wall -Wextra -Werror, through ctypes) on the verification inputs
+    of every model equals the IR, hence qonnx's execution."""
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is required (apt-get install gcc)")
+    for name, path in files.items():
+        imp = import_qonnx(path)
+        report, u8, _ = verify_import(imp, n_random=500, n_threshold=8, seed=11)
+        fw = imp.graph.emit_c(target="host", out_dir=tmp_path / name)
+        got = fw.predict(u8)
+        assert (got == execute.run(imp.graph, u8).int_logits).all(), name
+
+
+def test_emit_c_verify_cli_qemu(files, tmp_path):
+    """`bnn2hw emit-c model.onnx --target cortex-m4 --verify`: host with sanitizers and QEMU, and
+    report.json names qonnx as the reference with its input counts."""
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is required (scripts/setup.sh installs it)")
+    out = tmp_path / "fw"
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(files["int8-first-last"]), "--target", "cortex-m4",
+                        "--verify", "--verify-samples", "60", "-o", str(out)], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["reference"]["reference"] == "qonnx execution of the original file"
+    assert rep["reference"]["random_inputs"] == 500 and rep["reference"]["agreement"]["exact"]
+    assert rep["verification"]["host"]["int_logits_differing"] == 0
+    assert rep["verification"]["cortex-m4"]["int_logits_differing"] == 0
+    assert rep["verification"]["samples"] == 60  # the first 48 are the threshold-landing inputs
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn", "int8-first-last", "ties"])
+def test_finn_export_equals(files, tmp_path, name):
+    """The FINN-ready export: onnxruntime and qonnx's execution of bnn2hw's FINN graph equal the IR
+    on the verification inputs, and verification.json says which reference was used."""
+    from bnn2hw.fpga.cli import export_fpga
+
+    out = tmp_path / "build"
+    summary = export_fpga(files[name], "pynq-z2", out, echo=lambda *_: None, verify_samples=100)
+    assert summary["ir_vs_qonnx"]["int_logits_differing"] == 0 and summary["ir_vs_qonnx"]["class_agreement"] == 1.0
+    assert summary["ir_vs_onnxruntime"]["int_logits_differing"] == 0
+    v = json.loads((out / "verification.json").read_text())
+    assert v["reference"]["inputs"] == "random+threshold" and v["reference"]["random_inputs"] >= 500
+    assert v["samples"] == 100  # FINN graph on the 48 landing inputs and 52 random ones
+
+
+def test_padded_binary_conv_is_refused_by_finn_export(files, tmp_path):
+    from bnn2hw.fpga.cli import export_fpga
+
+    with pytest.raises(Bnn2hwError, match="pad"):
+        export_fpga(files["cnn-padded"], "pynq-z2", tmp_path / "b", echo=lambda *_: None, verify=False)
+
+
+def test_user_dataset(files, tmp_path):
+    """--dataset x.npz: float inputs as the file takes them (out of range too) and labels."""
+    from bnn2hw.export.pipeline import export_ir
+
+    rng = np.random.default_rng(13)
+    x = rng.uniform(-0.2, 1.3, size=(64, 20)).astype(np.float32)
+    y = rng.integers(0, 5, size=64)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    exp = export_ir(files["mlp"], str(tmp_path / "d.npz"))
+    ref = exp.reference
+    assert ref["inputs"] == "dataset" and ref["dataset_inputs"] == 64 and ref["agreement"]["exact"]
+    assert ref["accuracy"]["qonnx"] == ref["accuracy"]["ir"]
+    assert exp.data.x_test.dtype == np.uint8 and len(exp.data.y_test) == 64
+
+
+def test_inspect_cli(files):
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "inspect", str(files["cnn"])], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert "conv2d" in r.stdout and "threshold" in r.stdout and "input quantizer: 8-bit unsigned" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# refusals: one test per message, each naming the node and its op type
+
+
+def _refused(tmp_path, model, shape, needles):
+    p = export(model.eval(), shape, tmp_path / "bad.onnx", dynamo=False)  # the fast exporter
+    with pytest.raises(Bnn2hwError) as e:
+        import_qonnx(p)
+    msg = str(e.value)
+    for n in needles:
+        assert n in msg, msg
+    assert "bad.onnx" in msg
+    return msg
+
+
+def test_refuses_2bit_activation(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.BatchNorm1d(8), QuantIdentity(bit_width=2),
+                      QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (8,), ["(Quant)", "2-bit activation", "node 'Quant_"])
+
+
+def test_refuses_float_layer_between_binary_ones(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.BatchNorm1d(8), sign_act(), nn.Linear(8, 8), sign_act(),
+                      QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (8,), ["(MatMul)", "float weights", "float layer"])
+
+
+def test_refuses_float_input_to_a_layer(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.BatchNorm1d(8),  # no activation quantizer
+                      QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (8,), ["(MatMul)", "reads a float tensor"])
+
+
+def test_refuses_op_without_ir_op(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.Sigmoid(), sign_act(),
+                      QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (8,), ["(Sigmoid)", "has no bnn2hw IR op"])
+
+
+def test_refuses_int8_conv(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantConv2d(1, 4, 3, bias=False, weight_quant=Int8WeightPerTensorFloat), nn.BatchNorm2d(4),
+                      sign_act(), nn.Flatten(),
+                      QuantLinear(4 * 4 * 4, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (1, 6, 6), ["(Conv)", "8-bit weights", "convolutions take binary weights"])
+
+
+def test_refuses_padding_of_signed_input(tmp_path):
+    m = nn.Sequential(QuantIdentity(act_quant=Int8ActPerTensorFloat, return_quant_tensor=True),
+                      QuantConv2d(1, 4, 3, padding=1, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.BatchNorm2d(4), sign_act(), nn.Flatten(),
+                      QuantLinear(4 * 6 * 6, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (1, 6, 6), ["(Conv)", "zero-pads", "offset 128"])
+
+
+def test_refuses_missing_input_quantizer(tmp_path):
+    m = nn.Sequential(QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
+                      nn.BatchNorm1d(8), sign_act(),
+                      QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
+    _refused(tmp_path, m, (8,), ["(MatMul)", "reads a float tensor"])
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.q = QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True)
+        self.fc = QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+        self.bn = nn.BatchNorm1d(8)
+        self.act = sign_act()
+        self.fc2 = QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+        self.head = QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+
+    def forward(self, x):
+        h = self.act(self.bn(self.fc(self.q(x))))
+        return self.head(self.act(self.fc2(h) + self.bn(self.fc(self.q(x)))))
+
+
+def test_refuses_residual_add(tmp_path):
+    _refused(tmp_path, _Residual(), (8,), ["(Add)", "residual Add"])
+
+
+def test_refuses_two_level_quant_rewritten_to_unsupported_and_cli_error(tmp_path, files):
+    """A hand-edited file (a weight quantizer with scale 0) through the CLI: one error line, exit 2."""
+    m = onnx.load(str(files["mlp"]))
+    for init in m.graph.initializer:
+        if "weight_quant" in init.name:
+            arr = onnx.numpy_helper.to_array(init) * 0
+            init.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), init.name))
+    p = tmp_path / "zero.onnx"
+    onnx.save(m, str(p))
+    out = tmp_path / "b"
+    r = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(p), "-o", str(out)], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and "zero.onnx" in lines[0] and "zero or non-finite scale" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_refuses_non_onnx_file(tmp_path):
+    p = tmp_path / "junk.onnx"
+    p.write_bytes(b"\x00\x01garbage")
+    with pytest.raises(Bnn2hwError, match="junk.onnx.*not a readable ONNX file"):
+        import_qonnx(p)
+
+
+def _u8():
+    return QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True)
+
+
+def _bin(i, o):
+    return QuantLinear(i, o, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+
+
+def _bconv(i, o, **kw):
+    return QuantConv2d(i, o, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst, **kw)
+
+
+REFUSALS = {
+    # name: (model builder, input shape, needles)
+    "4-bit-weights": (lambda: nn.Sequential(_u8(), QuantLinear(8, 8, bias=False, weight_bit_width=4),
+                                            nn.BatchNorm1d(8), sign_act(), _bin(8, 3)),
+                      (8,), ["(MatMul)", "4-bit weights"]),
+    "16-bit-input": (lambda: nn.Sequential(QuantIdentity(act_quant=Uint8ActPerTensorFloat, bit_width=16,
+                                                         return_quant_tensor=True), _bin(8, 3)),
+                     (8,), ["(Quant)", "16 bits"]),
+    "binary-input": (lambda: nn.Sequential(QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+                                           _bin(8, 3)),
+                     (8,), ["(BipolarQuant)", "quantizes the graph input"]),
+    "ends-with-activation": (lambda: nn.Sequential(_u8(), _bin(8, 3), nn.BatchNorm1d(3), sign_act()),
+                             (8,), ["must come from a MatMul/Gemm layer"]),
+    "pool-on-input": (lambda: nn.Sequential(_u8(), nn.MaxPool2d(2), _bconv(1, 4), nn.BatchNorm2d(4), sign_act(),
+                                            nn.Flatten(), _bin(4, 3)),
+                      (1, 6, 6), ["(MaxPool)", "pools the 8-bit input"]),
+    "relu-after-last": (lambda: nn.Sequential(_u8(), _bin(8, 3), nn.ReLU()), (8,), ["(Relu)", "is not affine"]),
+    "grouped-conv": (lambda: nn.Sequential(_u8(), _bconv(2, 4), nn.BatchNorm2d(4), sign_act(),
+                                           _bconv(4, 4, groups=2), nn.BatchNorm2d(4), sign_act(),
+                                           nn.Flatten(), _bin(4 * 2 * 2, 3)),
+                     (2, 6, 6), ["(Conv)", "grouped or dilated"]),
+    "flatten-before-activation": (lambda: nn.Sequential(_u8(), _bconv(1, 4), nn.BatchNorm2d(4), nn.Flatten(),
+                                                        sign_act(), _bin(4 * 4 * 4, 3)),
+                                  (1, 6, 6), ["flattens a float tensor"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusal_messages(tmp_path, case):
+    build, shape, needles = REFUSALS[case]
+    torch.manual_seed(0)
+    _refused(tmp_path, build(), shape, needles)
