@@ -14,7 +14,7 @@ from ..errors import Bnn2hwError
 from ..ir.graph import Graph
 from ..ir.validate import validate
 from .fold import fold_model
-from .verify import Agreement, compare_torch_ir
+from .verify import Agreement, compare
 
 FLOAT32_EXACT = 2 ** 24
 
@@ -79,7 +79,7 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
                               "exact integers (2^24), so PyTorch's own float result is not exact")
     agreement = None
     if verify and data is not None:
-        agreement = compare_torch_ir(model, graph, data.x_test)
+        agreement = compare(model, graph, data.x_test)
         if not graph.meta.get("fixed_point") and not agreement.exact:
             raise Bnn2hwError(f"{checkpoint}: IR disagrees with PyTorch on {name}: {agreement.to_dict()}")
     torch_logits = None
