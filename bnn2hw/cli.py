@@ -240,10 +240,9 @@ def _check_train_options(o: dict) -> None:
 
 
 def _residual_options(spec: dict, o: dict) -> None:
-    """--residual-bits, --pad-value, --widths into ``spec``; warns (naming the layer) when the
-    combination will not export, or will export to the C back end only."""
+    """--residual-bits, --pad-value, --widths into ``spec`` (checked)."""
     from .nn.models import DEPLOYABLE_RESIDUAL
-    from .nn.residual import PAD_VALUES, STREAM_BITS, deployability_warnings
+    from .nn.residual import PAD_VALUES, STREAM_BITS
 
     arch = spec["arch"]
     given = [n for n in ("residual_bits", "pad_value", "widths") if o[n] is not None]
@@ -272,8 +271,6 @@ def _residual_options(spec: dict, o: dict) -> None:
         for key in ("residual_bits", "pad_value", "widths"):
             spec.pop(key, None)
         spec["last"] = "binary"
-    for msg in deployability_warnings(spec):
-        _warn(msg)
 
 
 def _resume_state(path: Path) -> dict:
@@ -355,6 +352,10 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
                 norm = channel_statistics(data.x_train)
             channels_in = int(data.in_shape[0]) if len(data.in_shape) == 3 else 1
             spec["normalize"] = check_normalize(norm, channels_in)
+        from .nn.residual import deployability_warnings
+
+        for msg in deployability_warnings(spec):  # before training: name the layer and the reason
+            _warn(msg)
         _check_size(spec)
         trainer.seed_everything(o["seed"])
         try:

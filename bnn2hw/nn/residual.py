@@ -399,8 +399,10 @@ def deployability_warnings(spec: dict) -> list[str]:
     arch, out = spec.get("arch"), []
     bits = int(spec.get("residual_bits", 0) or 0)
     if arch in ("resnet20", "vgg-small", "resnet18", "mbiper-resnet20") and not bits:
-        out.append(f"{arch} with --residual-bits 0 is the papers' float model (full-precision stem, "
-                   "real-valued skip paths, full-precision FC): it trains but does not export")
+        how = " with --residual-bits 0" if arch in ("resnet20", "vgg-small") else ""
+        out.append(f"{arch}{how} is the papers' float model (layers 'stem' and 'fc' full precision, "
+                   "real-valued skip paths): it trains but does not export"
+                   + ("; --residual-bits 8 gives the deployable form" if how else ""))
         return out
     if arch not in ("resnet8", "resnet20", "vgg-small"):
         return out
@@ -410,6 +412,9 @@ def deployability_warnings(spec: dict) -> list[str]:
     if spec.get("last") == "float":
         out.append(f"{arch}: layer 'head.layer' is full precision (--last float): it does not export "
                    "(use --last int8 or binary)")
+    if spec.get("normalize"):
+        out.append(f"{arch}: --normalize cannot be folded into layer 'stem' (it zero-pads the pixels; a "
+                   "padded border is not the pixel 0 after normalization): the model will not export")
     if int(spec.get("pad_value", -1)) == 0:
         out.append(f"{arch}: --pad-value 0 (a padded tap contributes 0) deploys to C only: FINN's "
                    "FMPadding pads a binary stream with the bit 0, i.e. -1 (every padded binary conv)")
