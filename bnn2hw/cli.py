@@ -106,8 +106,9 @@ def train(
     last: Optional[str] = typer.Option(None, help="last layer weights: binary | int8 | float (default: "
                                                   "int8 for resnet8/resnet20/vgg-small, else binary)"),
     residual_bits: Optional[int] = typer.Option(None, help="resnet8/resnet20/vgg-small: bits of the quantized "
-                                                           "residual stream, 8 (default) or 16; 0: the papers' "
-                                                           "float resnet20/vgg-small (trains, does not export)"),
+                                                           "residual stream, 8 (default) or 16; 0: float stream "
+                                                           "(resnet8: exported through calibration; resnet20/"
+                                                           "vgg-small: the papers' float models, not exportable)"),
     pad_value: Optional[int] = typer.Option(None, help="resnet8/resnet20/vgg-small: value of a padded tap of a "
                                                        "binary conv: -1 (default; FINN and C) or 0 (C only)"),
     widths: Optional[str] = typer.Option(None, help="resnet8/resnet20/vgg-small: three stage widths, comma "
@@ -255,8 +256,6 @@ def _residual_options(spec: dict, o: dict) -> None:
         if o["residual_bits"] not in (0, *STREAM_BITS):
             raise Bnn2hwError(f"--residual-bits must be 8 or 16 (or 0: the papers' float model), got "
                               f"{o['residual_bits']}")
-        if o["residual_bits"] == 0 and arch == "resnet8":
-            raise Bnn2hwError("resnet8 has no float-stream version: --residual-bits must be 8 or 16")
         spec["residual_bits"] = int(o["residual_bits"])
     if o["pad_value"] is not None:
         if o["pad_value"] not in PAD_VALUES:
@@ -267,7 +266,7 @@ def _residual_options(spec: dict, o: dict) -> None:
         if len(w) != 3:
             raise Bnn2hwError(f"--widths needs three comma-separated widths, got {o['widths']!r}")
         spec["widths"] = w
-    if not spec.get("residual_bits"):
+    if not spec.get("residual_bits") and arch != "resnet8":  # the papers' float resnet20 / vgg-small
         for key in ("residual_bits", "pad_value", "widths"):
             spec.pop(key, None)
         spec["last"] = "binary"

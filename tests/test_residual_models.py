@@ -287,8 +287,6 @@ def test_train_cli_warns_and_refuses(tmp_path, monkeypatch, capsys):
     assert code == 2 and "--pad-value applies to resnet8" in err
     code, _, err = run_cli(monkeypatch, capsys, "train", "--model", "resnet8", "--residual-bits", "12", "-o", out)
     assert code == 2 and "--residual-bits must be 8 or 16" in err
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--model", "resnet8", "--residual-bits", "0", "-o", out)
-    assert code == 2 and "resnet8 has no float-stream version" in err
     from bnn2hw.nn.residual import deployability_warnings
 
     spec = _spec("resnet8", 8, 0, "biper", None)
@@ -297,3 +295,30 @@ def test_train_cli_warns_and_refuses(tmp_path, monkeypatch, capsys):
     spec["residual_bits"] = 0
     assert any("does not export" in w for w in deployability_warnings(spec))
     assert deployability_warnings(default_spec("resnet8", (3, 32, 32), 10)) == []
+
+
+def test_float_stream_resnet8_exports_through_calibration(tmp_path, monkeypatch, capsys):
+    """--residual-bits 0: the export calibrates a 16-bit stream on the training split, the IR
+    equals the calibrated PyTorch model exactly, and the float model's accuracy change is
+    reported (on random data the classes mostly agree)."""
+    from cli_helpers import run_cli
+
+    from bnn2hw.export.pipeline import export_ir
+
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 256, (40, 3, 16, 16), dtype=np.uint8)
+    y = np.arange(40) % 3
+    np.savez(tmp_path / "syn.npz", x=x[:24], y=y[:24], x_test=x[24:], y_test=y[24:])
+    ck = tmp_path / "r8f.pt"
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--model", "resnet8", "--residual-bits", "0",
+                           "--dataset", tmp_path / "syn.npz", "--epochs1", "1", "--epochs2", "1",
+                           "--batch-size", "8", "--widths", "3,4,5", "--quiet", "--no-plots", "-o", ck)
+    assert code == 0, err
+    assert "float residual stream" in err  # the train-time warning
+    exp = export_ir(ck)
+    cal = exp.graph.meta["calibration"]
+    assert exp.torch_vs_ir.exact and exp.model.bits == 16
+    assert cal["stream_bits"] == 16 and cal["max_abs_stream"] > 0
+    assert 0 <= cal["float_accuracy"] <= 1 and cal["class_agreement"] >= 0.75, cal
+    with pytest.raises(Bnn2hwError, match="needs data"):
+        export_ir(ck, verify=False, need_data=False)

@@ -393,3 +393,46 @@ def _fold_stream_head(b: _Builder, head: StreamHead, src: str, bits: int) -> Non
 
 def is_residual(model: nn.Module) -> bool:
     return isinstance(model, (ResidualBNN, DeployableVGGSmall))
+
+
+CALIBRATION_BITS = 16
+CALIBRATION_HEADROOM = 2.0
+
+
+@torch.no_grad()
+def calibrate_stream(model: ResidualBNN, spec: dict, x_u8: np.ndarray, bits: int = CALIBRATION_BITS,
+                     headroom: float = CALIBRATION_HEADROOM, batch: int = 128):
+    """A float-stream ResNet (``residual_bits`` 0) -> the same weights with a quantized stream.
+
+    Invariant: the returned model is a :class:`ResidualBNN` with ``bits``-bit stream whose range
+    ``±2^int_bits`` covers ``headroom`` times the largest stream magnitude PyTorch produces on
+    ``x_u8`` (the training split), so :func:`fold_residual_model` folds it exactly; it is *not*
+    the float model (the stream is rounded and saturated): the caller measures the change.
+    Returns ``(quantized model, its spec, info)``."""
+    import math
+
+    from ..nn.models import build_model
+
+    if model.bits:
+        raise Bnn2hwError("calibrate_stream: the model already has a quantized stream")
+    model.eval()
+    peak = 0.0
+    for i in range(0, len(x_u8), batch):
+        named, _, _ = model.trace(torch.from_numpy(x_u8[i:i + batch].astype(np.float32)))
+        for name, t in named.items():
+            if not any(name.endswith(k) for k in ("sign1", "sign2", "thr1")):
+                peak = max(peak, float(t.abs().max()))
+    int_bits = max(0, math.ceil(math.log2(max(peak * headroom, 1.0))))
+    if int_bits > bits - 2:
+        raise Bnn2hwError(f"the float stream reaches {peak:.4g}; a {bits}-bit stream cannot hold it with "
+                          f"{headroom}x headroom")
+    qspec = {**spec, "residual_bits": int(bits), "stream_int_bits": int(int_bits)}
+    qmodel = build_model(qspec)
+    qmodel.load_state_dict(model.state_dict())
+    from ..nn.layers import set_stage
+
+    set_stage(qmodel, 2)
+    qmodel.eval()
+    info = {"stream_bits": int(bits), "stream_frac": stream_frac(bits, int_bits),
+            "max_abs_stream": peak, "headroom": headroom, "calibration_samples": int(len(x_u8))}
+    return qmodel, qspec, info
