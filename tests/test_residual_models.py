@@ -48,7 +48,7 @@ def _train_two_steps(model, seed, side=16, classes=5):
     model.eval()
 
 
-def _hostile(model, seed):
+def _hostile(model, seed, min_log_var=-6):
     """Negative/zero gammas, variances down to 1e-6, and for a third of the channels a mean that
     puts an accumulator exactly on the decision: BN output 0 (a threshold tie) or
     ``(k + 1/2) 2^-frac`` (a requant rounding tie); stream-sign biases on grid values."""
@@ -64,7 +64,7 @@ def _hostile(model, seed):
                 c = m.num_features
                 gam = rng.choice([-1.0, 1.0], c) * rng.uniform(0.2, 3.0, c)
                 gam[rng.random(c) < 0.1] = 0.0
-                var = 10.0 ** rng.uniform(-6, 1, c)
+                var = 10.0 ** rng.uniform(min_log_var, 1, c)
                 m.weight.copy_(torch.tensor(gam, dtype=torch.float32))
                 m.running_var.copy_(torch.tensor(var, dtype=torch.float32))
                 m.running_mean.copy_(torch.tensor(rng.normal(0, 2, c), dtype=torch.float32))
@@ -322,3 +322,30 @@ def test_float_stream_resnet8_exports_through_calibration(tmp_path, monkeypatch,
     assert 0 <= cal["float_accuracy"] <= 1 and cal["class_agreement"] >= 0.75, cal
     with pytest.raises(Bnn2hwError, match="needs data"):
         export_ir(ck, verify=False, need_data=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,bits,min_log_var", [("resnet8", 8, -6), ("resnet8", 16, -1), ("resnet20", 8, -6)])
+def test_full_size_cifar_models_are_exact(arch, bits, min_log_var):
+    """The MLPerf / BiPer widths at 32x32 with hostile BatchNorms (slow: folds take ~10-30 s).
+    16 bits: variances down to 0.1 only: steeper channels next to gentle ones need more than one
+    shift per layer allows (see the shared-shift refusal test)."""
+    torch.manual_seed(11)
+    torch.set_num_threads(1)
+    spec = _spec(arch, bits, -1, "biper", None, side=32, classes=10)
+    model = build_model(spec)
+    _train_two_steps(model, 11, side=32, classes=10)
+    _hostile(model, 11, min_log_var)
+    graph = validate(fold_model(model, spec))
+    agr = compare_residual(model, graph, _pixels(11, n=8, side=32), batch=4)
+    assert agr.exact, f"seed 11 {arch}/{bits}: {agr.to_dict()}"
+
+
+def test_one_shift_per_layer_refusal_names_both_channels():
+    """A 16-bit stream over the 8-bit stem (accumulators up to ±6885) needs a large shift for a
+    gentle channel; a channel with a BN variance near 0 is then too steep for |mult| < 2^31."""
+    accs = np.arange(-6885, 6886)
+    slopes = np.array([0.3712345678912, 900.123456789])
+    q = np.clip(np.floor(accs[None, :] * slopes[:, None] + 0.5), -32768, 32767).astype(np.int64)
+    with pytest.raises(Bnn2hwError, match=r"layer stem, channel 1: .* shift channel 0 needs"):
+        fit_requant(q, accs, 16, slopes, "stem")

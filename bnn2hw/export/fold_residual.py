@@ -185,9 +185,11 @@ def fit_requant(q: np.ndarray, accs: np.ndarray, bits: int, slope: np.ndarray, n
     ok &= np.abs(mult) < MULT_LIMIT
     if not ok.all():  # the shift one channel needs makes another's mult reach 2^31
         c = int(np.flatnonzero(~ok)[0])
-        raise Bnn2hwError(f"layer {name}, channel {c}: requantization needs |mult| >= 2^31 at the "
-                          f"layer's shift {shift} (another channel needs that shift); the channels' "
-                          "scales are too far apart for one shift")
+        needs = int(np.argmax(hi_k))
+        raise Bnn2hwError(f"layer {name}, channel {c}: its requantization needs |mult| >= 2^31 at shift "
+                          f"{shift}, the shift channel {needs} needs (minimum for channel {c}: "
+                          f"{int(hi_k[c])}); the IR's one shift per layer cannot serve both (a BatchNorm "
+                          "variance near 0 makes a channel very steep)")
     got = requant_int(a, mult, bias, shift, bits)
     bad = np.argwhere(got != q)
     if len(bad):
