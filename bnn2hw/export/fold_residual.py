@@ -366,7 +366,8 @@ def fold_residual_model(model: ResidualBNN, spec: dict, meta: dict | None = None
 
 
 def _fold_stream_head(b: _Builder, head: StreamHead, src: str, bits: int) -> None:
-    """``avgpool`` (window sum) -> ``dense`` on the fixed sums -> ``affine`` with ``1/k^2``."""
+    """``avgpool`` (window sum) -> ``flatten`` -> ``dense`` on the fixed sums -> ``affine`` with
+    ``1/k^2`` and the stream scale."""
     hh, ww, c = b.shapes[src]
     if hh != ww or hh != head.pool:
         raise Bnn2hwError(f"head: the stream map is {hh}x{ww}, the pool expects {head.pool}x{head.pool}")
@@ -384,7 +385,8 @@ def _fold_stream_head(b: _Builder, head: StreamHead, src: str, bits: int) -> Non
     else:
         raise Bnn2hwError(f"layer {src_name} ({type(lin).__name__}) is full precision; train with "
                           "--last int8 or binary")
-    b.add(Layer("dense", "fc", src_name, {"in": "fixed", "weight_kind": kind}, {"weight": wts}, [pool]),
+    flat = b.add(Layer("flatten", "flat", "head (flatten)", {}, {}, [pool]), (c,))
+    b.add(Layer("dense", "fc", src_name, {"in": "fixed", "weight_kind": kind}, {"weight": wts}, [flat]),
           (wts.shape[0],))
     with torch.no_grad():
         k, bias = head.out_affine()
