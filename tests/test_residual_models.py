@@ -27,8 +27,8 @@ def _spec(arch, bits, pad, surrogate, widths, side=16, classes=5, last="int8"):
     spec = default_spec(arch, (3, side, side), classes)
     spec.update(residual_bits=bits, pad_value=pad, widths=widths, last=last)
     spec["surrogate"]["name"] = surrogate
-    if surrogate == "ste":
-        spec["activation"] = "ste"
+    if surrogate in ("ste", "fda"):
+        spec["activation"] = surrogate
     return spec
 
 
@@ -109,7 +109,7 @@ CASES = [
     ("resnet8", 8, -1, "biper", [5, 8, 12], "int8", 0),
     ("resnet8", 16, 0, "ste", [3, 33, 17], "binary", 1),
     ("resnet8", 8, 0, "sine", [1, 2, 31], "int8", 2),
-    ("resnet20", 8, 0, "biper", [4, 6, 9], "binary", 3),
+    ("resnet20", 8, 0, "fda", [4, 6, 9], "binary", 3),
     ("resnet20", 16, -1, "ste", [3, 5, 7], "int8", 4),
 ]
 
