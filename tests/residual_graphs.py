@@ -13,10 +13,12 @@ from bnn2hw.ir.graph import Graph, Layer
 
 
 def _requant(rng, name: str, src: str, c: int, bits: int, frac: int, shift: int, mult_max: int,
-             inputs: list | None = None) -> Layer:
+             inputs: list | None = None, saturate: bool = False) -> Layer:
     mult = rng.integers(-mult_max, mult_max + 1, c)
     mult[mult == 0] = 1
     mult[0] = -abs(mult[0])  # at least one negative multiplier
+    if saturate:  # channel 0 saturates at both ends as soon as |x| >= 8
+        mult[0] = -(1 << (shift + bits - 4))
     bias = rng.integers(-(1 << shift), 1 << shift, c) + (1 << (shift - 1))  # round-half-up in the bias
     return Layer("requant", name, src, {"shift": shift, "bits": bits, "frac": frac},
                  {"mult": mult.astype(np.int64), "bias": bias.astype(np.int64)}, list(inputs or []))
@@ -40,15 +42,15 @@ def _conv(rng, name: str, c_in: int, c_out: int, k: int, stride: int, pad: int, 
 
 def residual_graph(rng, hw: int = 8, c_in: int = 3, widths=(4, 6), stride: int = 2, pad_value: int = -1,
                    shortcut: str = "conv", bits: int = 8, frac: int = 4, classes: int = 5,
-                   pool: str = "global") -> Graph:
+                   pool: str = "global", head: str = "int8") -> Graph:
     """u8 conv stem -> requant -> one residual block per entry of ``widths`` after the first
     (the first block's stride is ``stride``, later ones 1 with identity shortcuts) -> avgpool ->
     dense int8 on the fixed stream -> affine. ``shortcut`` "identity" needs ``stride`` 1 and equal
     widths. ``pool`` "global" (kernel = H) or "2x2" (kernel 2, stride 2, then a dense over the
-    flattened window sums)."""
+    flattened window sums). ``head``: the dense head's weights, "int8" or "binary"."""
     c0 = widths[0]
     layers = [_conv(rng, "stem", c_in, c0, 3, 1, 1, 0, "u8"),
-              _requant(rng, "x0", "stem.bn", c0, bits, frac, 6, 8)]
+              _requant(rng, "x0", "stem.bn", c0, bits, frac, 6, 8, saturate=True)]
     x, c, h = "x0", c0, hw
     for b, c2 in enumerate(widths[1:] or widths[:1]):
         s = stride if b == 0 else 1
@@ -73,8 +75,9 @@ def residual_graph(rng, hw: int = 8, c_in: int = 3, widths=(4, 6), stride: int =
         layers.append(Layer("avgpool", "pool", "avgpool", {"kernel": 2, "stride": 2}))
         fan_in = ((h - 2) // 2 + 1) ** 2 * c
     layers.append(Layer("flatten", "flat", "flatten", {}))
-    layers.append(Layer("dense", "fc", "fc", {"in": "fixed", "weight_kind": "int8"},
-                        {"weight": rng.integers(-127, 128, (classes, fan_in)).astype(np.int8)}))
+    wfc = (rng.integers(-127, 128, (classes, fan_in)) if head == "int8" else rng.choice([-1, 1], (classes, fan_in)))
+    layers.append(Layer("dense", "fc", "fc", {"in": "fixed", "weight_kind": head},
+                        {"weight": wfc.astype(np.int8)}))
     layers.append(Layer("affine", "logits", "fc", {}, {"scale": np.full(classes, 2.0 ** -frac),
                                                        "bias": np.zeros(classes)}))
     return Graph((hw, hw, c_in), layers, 1.0, {"source": "tests/residual_graphs.py"})
@@ -89,3 +92,38 @@ def saturating_inputs(rng, n: int, hw: int, c_in: int) -> np.ndarray:
         x[1] = 0
         x[2] = (np.indices((hw, hw)).sum(0) % 2 * 255).astype(np.uint8)
     return x
+
+
+def resnet8_graph(rng, hw: int = 32, c_in: int = 3, widths=(16, 32, 64), pad_value: int = -1, bits: int = 8,
+                  frac: int = 4, classes: int = 10) -> Graph:
+    """The MLPerf Tiny ResNet-8 topology with binary convs: a uint8 3x3 conv stem to ``widths[0]``
+    channels, then one residual stack per width, each two binary 3x3 convs (threshold -> conv ->
+    requant), the first with stride 2 and a 1x1 stride-2 binary conv shortcut when the width
+    changes (an identity shortcut otherwise), a saturating add; a global average pool (window sum)
+    and an int8 dense head on the stream. Random weights: a shape and cost model, not a trained net."""
+    layers = [_conv(rng, "stem", c_in, widths[0], 3, 1, 1, 0, "u8"),
+              _requant(rng, "x0", "stem.bn", widths[0], bits, frac, 6, 8, saturate=True)]
+    x, c, h = "x0", widths[0], hw
+    for b, c2 in enumerate(widths):
+        s = 1 if c2 == c else 2
+        layers += [_sign(rng, f"a{b}", c, bits, [x]),
+                   _conv(rng, f"c{b}a", c, c2, 3, s, 1, pad_value, "bits"),
+                   _requant(rng, f"r{b}a", f"stack{b}.bn1", c2, bits, frac, 4, 3),
+                   _sign(rng, f"t{b}", c2, bits),
+                   _conv(rng, f"c{b}b", c2, c2, 3, 1, 1, pad_value, "bits"),
+                   _requant(rng, f"r{b}b", f"stack{b}.bn2", c2, bits, frac, 4, 3)]
+        skip = x
+        if s != 1:
+            layers += [_conv(rng, f"d{b}", c, c2, 1, s, 0, 0, "bits", [f"a{b}"]),
+                       _requant(rng, f"y{b}", f"stack{b}.down.bn", c2, bits, frac, 2, 5)]
+            skip = f"y{b}"
+        layers.append(Layer("add", f"x{b + 1}", f"stack{b} residual", {"frac": frac, "bits": bits}, {},
+                            [f"r{b}b", skip]))
+        x, c, h = f"x{b + 1}", c2, (h - 1) // s + 1
+    layers += [Layer("avgpool", "pool", "avgpool", {"kernel": h, "stride": h}),
+               Layer("flatten", "flat", "flatten", {}),
+               Layer("dense", "fc", "fc", {"in": "fixed", "weight_kind": "int8"},
+                     {"weight": rng.integers(-127, 128, (classes, c)).astype(np.int8)}),
+               Layer("affine", "logits", "fc", {}, {"scale": np.full(classes, 2.0 ** -frac / (h * h)),
+                                                    "bias": np.zeros(classes)})]
+    return Graph((hw, hw, c_in), layers, 1.0, {"source": "tests/residual_graphs.py resnet8_graph"})

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""IR -> ``model.h`` / ``model.c``: static const packed weights, a static ping-pong arena and
-one entry point, calling the hand-written runtime in ``firmware/`` (bit convention in
+"""IR -> ``model.h`` / ``model.c``: static const packed weights, one static arena planned by
+tensor liveness (:class:`bnn2hw.mcu.emitters.Arena`; a residual skip stays live until its add)
+and one entry point, calling the hand-written runtime in ``firmware/`` (bit convention in
 ``firmware/include/bnn_bits.h``: bit 1 = +1, LSB first, padding bits 0).
 
 One emitter per layer pattern; each emitted call carries a comment naming its IR layer and the
@@ -26,7 +27,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import Bnn2hwError
-from ..ir.graph import Graph, Layer
+from ..ir.graph import INPUT, Graph, Layer
 
 C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -115,14 +116,19 @@ class Emitted:
 
 
 def check_accumulators(graph: Graph) -> list[dict]:
-    """Static proof that no int32 accumulator overflows: max |acc| from fan-in and input range."""
+    """Static proof that no int32 accumulator overflows: max |acc| from fan-in and input range
+    (uint8 pixels 255, bits 1, a fixed-point stream of b bits 2^(b-1))."""
+    from ..ir.validate import tensor_infos
+
+    infos = tensor_infos(graph)
     rows = []
-    for layer in graph.layers:
+    for i, layer in enumerate(graph.layers):
         if layer.op not in ("dense", "conv2d"):
             continue
         w = layer.arrays["weight"]
         fan_in = int(np.prod(w.shape[1:]))
-        in_max = 255 if layer.attrs["in"] == "u8" else 1
+        src = infos[graph.inputs_of(i)[0]]
+        in_max = {"u8": 255, "bits": 1}.get(src.kind) or 2 ** ((src.bits or 32) - 1)
         w_max = 127 if layer.attrs.get("weight_kind") == "int8" else 1
         bound = in_max * w_max * fan_in
         if bound >= 2 ** 31:
@@ -172,54 +178,72 @@ def dense_kernel(layer: Layer, in_kind: str, weight_kind: str, out: str) -> tupl
 
 
 def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
-    """Generate the C sources for ``graph`` (validated first: :func:`bnn2hw.ir.validate.validate`)."""
-    from ..ir.validate import validate
+    """Generate the C sources for ``graph`` (validated first: :func:`bnn2hw.ir.validate.tensor_infos`).
 
-    validate(graph)
-    op_of = {l.name: l.op for l in graph.layers}
-    placed = [n for n in graph.branches() if op_of[n] != "add"]
-    if placed:
-        raise Bnn2hwError(f"IR op(s) {', '.join(placed)} read a tensor other than the previous op's: the C "
-                          "back end places chains of ops (and the fixed-point residual add) only")
+    Any DAG the emitters can place: each op reads its tensors by name; a dense/conv absorbs the
+    next op (threshold, requant) when that op is its tensor's only reader."""
+    from ..ir.validate import tensor_infos
+
+    infos = tensor_infos(graph)  # validates
     check_accumulators(graph)  # raises if an int32 accumulator could overflow
-    ir_hash = hashlib.sha256(repr([(l.op, l.attrs, {k: v.tobytes() for k, v in l.arrays.items()})
+    ir_hash = hashlib.sha256(repr([(l.op, l.attrs, l.inputs, {k: v.tobytes() for k, v in l.arrays.items()})
                                    for l in graph.layers]).encode()).hexdigest()[:16]
     input_len = int(np.prod(graph.input_shape))
     if graph.input_kind == "bits":
         input_len = 4 * ((input_len + 31) // 32)  # packed words, little-endian bytes
     num_logits = graph.num_classes
-    from .emitters import EMITTERS, EmitState  # here: emitters imports this module's helpers
+    from .emitters import EMITTERS, CTensor, EmitState  # here: emitters imports this module's helpers
 
     shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
-    st = EmitState(graph, shape, "u8", "input")
+    st = EmitState(graph, infos, shape, "u8", "input")
     if graph.input_kind == "bits":
         if len(shape) != 1:
             raise Bnn2hwError("a binary-input graph must take a flat vector")
         st.statics.append(f"static bnn_word_t input_bits[{(shape[0] + 31) // 32}];")
+        st.static_bytes += 4 * ((shape[0] + 31) // 32)
         st.body.append("    /* the input is already binary: copy its packed words (little-endian bytes) */")
         st.body.append(f"    bnn_load_words(input, {(shape[0] + 31) // 32}u, input_bits);")
         st.helpers.add("load_words")
         st.kind, st.cur = "bits", "input_bits"
+    st.tensors[INPUT] = CTensor(st.cur, st.kind, shape)
     layers = graph.layers
+    readers: dict[str, list[int]] = {}
+    for j in range(len(layers)):
+        for n in graph.inputs_of(j):
+            readers.setdefault(n, []).append(j)
+    st.last_use = {n: max(js) for n, js in readers.items()}
     i = 0
     while i < len(layers):  # one emitter per op kind (bnn2hw/mcu/emitters.py)
         layer = layers[i]
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
         if layer.op not in EMITTERS:
             raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): no C emitter for op {layer.op!r}")
-        i += EMITTERS[layer.op](st, i, layer, nxt, ident(layer.name), f"    /* {layer.name} <- {layer.source}")
-    data, body, sizes, statics, fixed_bytes, helpers, steps = (st.data, st.body, st.sizes, st.statics,
-                                                               st.fixed_bytes, st.helpers, st.steps)
+        src = st.tensors[graph.inputs_of(i)[0]]
+        st.cur, st.kind, st.shape, st.bits = src.expr, src.kind, src.shape, src.bits
+        # the next op is fused into this one's kernel only when it is the sole reader of this op's tensor
+        nxt = layers[i + 1] if i + 1 < len(layers) and readers.get(layer.name) == [i + 1] else None
+        st.out_block, st.temps = None, []
+        st.op_end = i  # in-place reuse only over an input whose last reader is this op (not a fused one)
+        n = EMITTERS[layer.op](st, i, layer, nxt, ident(layer.name), f"    /* {layer.name} <- {layer.source}")
+        out = layers[i + n - 1].name
+        block = st.out_block if st.out_block is not None else (src.block if st.cur == src.expr else None)
+        st.tensors[out] = CTensor(st.cur, st.kind, st.shape, st.bits, block)
+        for bid in st.temps:
+            st.arena.free(bid)
+        i += n
+        for name in [t for t in st.tensors if st.last_use.get(t, -1) < i]:  # dead: every reader has run
+            dead = st.tensors.pop(name)
+            if dead.block is not None and all(t.block != dead.block for t in st.tensors.values()):
+                st.arena.free(dead.block)
+    data, body, statics, helpers, steps = st.data, st.body, st.statics, st.helpers, st.steps
     flash_bits, thr_count = st.flash_bits, st.thr_count
     if not any(l.op == "affine" for l in layers):
         data.append("/* no float head: bnn_predict takes the argmax of the integer logits */\n")
         data.append(c_array("float", "logit_scale", np.ones(num_logits, dtype=np.float32), 4, fmt=c_float))
         data.append(c_array("float", "logit_bias", np.zeros(num_logits, dtype=np.float32), 4, fmt=c_float))
-    arena_a = max([s for j, s in enumerate(sizes) if j % 2 == 0] or [0])
-    arena_b = max([s for j, s in enumerate(sizes) if j % 2 == 1] or [0])
-    arenas = "\n".join(f"static bnn_word_t arena_{n}[{(size + 3) // 4}];"
-                        for n, size in (("a", arena_a), ("b", arena_b)) if size)
-    scratch = arena_a + arena_b + sum(fixed_bytes)
+    arena_bytes = st.arena.peak
+    arenas = (f"static bnn_word_t arena[{(arena_bytes + 3) // 4}];\n"
+              "#define BNN_BUF(offset) ((void *)((uint8_t *)arena + (offset)))") if arena_bytes else ""
+    scratch = arena_bytes + st.static_bytes
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*
@@ -231,7 +255,8 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
                               else f"uint8 values, channels-last {list(graph.input_shape)} (H, W, C) order"}.
  * Output: {num_logits} int32 integer logits; float logits = int_logits * scale + bias.
  * Memory: weights and thresholds are static const (flash); scratch is a static
- * {scratch}-byte arena (two ping-pong buffers); no malloc, no recursion.
+ * {scratch}-byte arena (tensors placed by liveness: a buffer is reused once every op reading
+ * it has run); no malloc, no recursion.
  */
 #ifndef {guard}
 #define {guard}
@@ -311,18 +336,6 @@ static void bnn_fixed_affine(const int32_t *acc, const int32_t *mult, const int6
     }
 }
 """
-    if "add" in helpers:
-        repack += """
-/* Residual connection: saturating int32 sum of two tensors in the same Q format. */
-static void bnn_add_sat(const int32_t *a, const int32_t *b, uint32_t n, int32_t *out)
-{
-    uint32_t c;
-    for (c = 0; c < n; ++c) {
-        const int64_t v = (int64_t)a[c] + b[c];
-        out[c] = (int32_t)(v > INT32_MAX ? INT32_MAX : (v < INT32_MIN ? INT32_MIN : v));
-    }
-}
-"""
     source = f"""/* SPDX-License-Identifier: MIT */
 /* Generated by bnn2hw {__version__} from model {graph.meta.get('model_hash', '?')} (IR {ir_hash}). */
 #include "model.h"
@@ -333,11 +346,13 @@ static void bnn_add_sat(const int32_t *a, const int32_t *b, uint32_t n, int32_t 
 #include "bnn_first.h"
 #include "bnn_periodic.h"
 #include "bnn_pool.h"
+#include "bnn_stream.h"
 #include "bnn_threshold.h"
 
 /* ---- constant data (flash) ---------------------------------------------------------- */
 {''.join(data)}
-/* ---- scratch: two ping-pong buffers, sized at generation time ------------------------ */
+/* ---- scratch: one arena; each tensor sits at an offset fixed at generation time, live from
+ * the op that writes it to the last op that reads it (a residual skip spans its block) ---- */
 {arenas}
 {chr(10).join(statics)}
 {repack}

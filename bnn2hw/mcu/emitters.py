@@ -2,11 +2,23 @@
 """One C emitter per IR op kind (the onnx2c / TFLM shape: adding an op touches one place).
 
 Each ``_emit_<op>(st, i, layer, nxt, lid, cmt)`` reads the op's attributes and arrays, appends
-its constant data (``st.data``), its call into the runtime (``st.body``) and its buffers, updates
-the current tensor (``st.cur``, ``st.kind``, ``st.shape``), and returns how many IR ops it consumed
-(2 when a dense/conv layer absorbs the threshold that follows it into one kernel call).
-:func:`bnn2hw.mcu.codegen.emit` drives them through :data:`EMITTERS` and writes the files.
-The numpy reference of each op is the function of the same name in :mod:`bnn2hw.ir.ops`.
+its constant data (``st.data``), its call into the runtime (``st.body``) and its output buffer
+(``st.out_buf``), updates the current tensor (``st.cur``, ``st.kind``, ``st.shape``, ``st.bits``),
+and returns how many IR ops it consumed (2 when a dense/conv layer absorbs the threshold or
+requant that follows it into one kernel call). ``nxt`` is that following op only when it is the
+sole reader of this op's tensor (so fusing it loses nothing), else None.
+:func:`bnn2hw.mcu.codegen.emit` sets the current tensor to the op's (first) input before each
+call, so the emitters work on any DAG. The numpy reference of each op is the function of the same
+name in :mod:`bnn2hw.ir.ops`.
+
+Memory plan (liveness, not ping-pong): every tensor the C code materializes lives in one static
+byte arena. :class:`Arena` places a buffer first-fit when its op runs and frees it after the last
+op that reads it has run, so a residual skip tensor (read by a block's first op and again by its
+``add``) stays live across the block while the block's own temporaries reuse the space around it;
+a kernel's scratch (a conv's int32 row) is freed right after its op. An elementwise op may write
+over an input whose last reader it is (``reuse``). The arena's size is the peak of live bytes
+under this placement. Fixed-point tensors are stored as int8_t / int16_t / int32_t by their
+``bits`` (:func:`bnn2hw.ir.summary.stream_bytes`).
 """
 
 from __future__ import annotations
@@ -17,7 +29,56 @@ import numpy as np
 
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
+from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
+
+CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
+
+
+class Arena:
+    """First-fit placement of buffers in one byte arena. Invariant: live blocks never overlap;
+    ``peak`` is the highest byte any block ever reached (the arena's size)."""
+
+    ALIGN = 4  # every block starts on a 32-bit word
+
+    def __init__(self):
+        self.live: dict[int, tuple[int, int]] = {}  # block id -> (offset, size)
+        self.peak = 0
+        self._next = 0
+
+    def alloc(self, nbytes: int) -> int:
+        size = -(-max(int(nbytes), 1) // self.ALIGN) * self.ALIGN
+        off = 0
+        for o, s in sorted(self.live.values()):
+            if off + size <= o:
+                break
+            off = max(off, o + s)
+        bid = self._next
+        self._next += 1
+        self.live[bid] = (off, size)
+        self.peak = max(self.peak, off + size)
+        return bid
+
+    def free(self, bid: int) -> None:
+        del self.live[bid]
+
+    def expr(self, bid: int) -> str:
+        """The C expression of a block: a void pointer into the arena."""
+        return f"BNN_BUF({self.live[bid][0]}u)"
+
+    def size(self, bid: int) -> int:
+        return self.live[bid][1]
+
+
+@dataclass
+class CTensor:
+    """A tensor the C code holds: its C expression, kind, IR shape, width and arena block."""
+
+    expr: str
+    kind: str
+    shape: tuple
+    bits: int | None = None
+    block: int | None = None  # arena block (None: the input, the logits or a static)
 
 
 @dataclass
@@ -25,37 +86,88 @@ class EmitState:
     """What the generator knows while it walks the graph."""
 
     graph: Graph
+    graph_infos: dict  # IR tensor name -> bnn2hw.ir.validate.TensorInfo
     shape: tuple
     kind: str  # "u8", "bits", "acc", "fixed": what the current tensor holds
     cur: str  # the C expression of the current tensor
+    bits: int | None = None  # width of the current fixed-point tensor (acc: 32)
     data: list = field(default_factory=list)  # static const data (flash)
     body: list = field(default_factory=list)  # statements of bnn_infer
-    sizes: list = field(default_factory=list)  # bytes of each ping-pong arena buffer, in order
-    statics: list = field(default_factory=list)  # fixed-point tensors: one static buffer each
-    fixed_bytes: list = field(default_factory=list)
+    statics: list = field(default_factory=list)  # static buffers outside the arena (packed input)
+    static_bytes: int = 0
     helpers: set = field(default_factory=set)  # static helper functions model.c needs
-    named: dict = field(default_factory=dict)  # IR tensor name -> C buffer (fixed-point path)
+    tensors: dict = field(default_factory=dict)  # IR tensor name -> CTensor
     steps: list = field(default_factory=list)  # IR ops that run a kernel (report)
     flash_bits: int = 0
     thr_count: int = 0
-    buf_index: int = 0
+    arena: Arena = field(default_factory=Arena)
+    out_block: int | None = None  # the current op's output block
+    temps: list = field(default_factory=list)  # the current op's scratch blocks
+    reused: set = field(default_factory=set)  # blocks an op took over from a dying input
+    last_use: dict = field(default_factory=dict)  # tensor name -> index of its last reader
+    op_end: int = 0  # index of the last IR op the current emitter consumes
 
-    def out_buf(self, nbytes: int) -> str:
-        """The next ping-pong arena buffer, sized for ``nbytes``."""
-        self.sizes.append(nbytes)
-        name = f"arena_{'ab'[self.buf_index % 2]}"
-        self.buf_index += 1
-        return name
+    def out_buf(self, nbytes: int, reuse: tuple = (), elem_bytes: int | None = None) -> str:
+        """The current op's output buffer of ``nbytes``. With ``reuse`` (input tensor names of an
+        elementwise op writing ``elem_bytes`` per element in index order), an input whose last
+        reader is this op and whose element is at least as wide is overwritten in place."""
+        for name in reuse:
+            t = self.tensors[name]
+            others = [u for n, u in self.tensors.items() if n != name and u.block == t.block]
+            in_bytes = 4 if t.kind == "acc" else stream_bytes(t.bits)
+            if (t.block is not None and not others and self.last_use.get(name, -1) <= self.op_end
+                    and elem_bytes is not None and elem_bytes <= in_bytes and self.arena.size(t.block) >= nbytes):
+                self.out_block = t.block
+                self.reused.add(t.block)
+                return self.arena.expr(t.block)
+        self.out_block = self.arena.alloc(nbytes)
+        return self.arena.expr(self.out_block)
+
+    def temp(self, nbytes: int) -> str:
+        """Scratch for the current op only (freed when it returns)."""
+        bid = self.arena.alloc(nbytes)
+        self.temps.append(bid)
+        return self.arena.expr(bid)
+
+    @property
+    def in_bytes(self) -> int:
+        """Bytes per element of the current tensor (acc: int32; fixed: by its bits)."""
+        return 4 if self.kind == "acc" else stream_bytes(self.bits)
+
+
+def _thr_for(bits: int | None, thr: np.ndarray) -> np.ndarray:
+    """Thresholds as int32 for a tensor of ``bits`` bits: values beyond the tensor's range are
+    clamped to just outside it (same comparison results), so they fit int32."""
+    b = 32 if bits is None else bits
+    lo, hi = -(2 ** (b - 1)) - 1, 2 ** (b - 1)
+    return _clamp_i32(np.clip(np.asarray(thr, dtype=np.int64), lo, hi))
+
+
+def _requant_params(st: EmitState, layer, lid: str) -> str:
+    """Constant data of a requant op (per-channel int32 multiplier, int64 bias); the name of its
+    bnn_requant_params_t."""
+    at, a = layer.attrs, layer.arrays
+    n, bits, sh = a["mult"].size, int(at["bits"]), int(at["shift"])
+    st.data.append(f"/* {layer.name} <- {layer.source}: Q{at['frac']} stream of {bits} bits = "
+                   f"clamp((x * mult + bias) >> {sh}) (floor shift; rounding is in the bias) */\n")
+    st.data.append(c_array("int32_t", f"{lid}_mult", a["mult"]))
+    st.data.append(c_array("int64_t", f"{lid}_bias", a["bias"], 4, fmt=lambda v: f"INT64_C({int(v)})"))
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    st.data.append(f"static const bnn_requant_params_t {lid}_p = {{{n}u, {lid}_mult, {lid}_bias, {sh}u, "
+                   f"{lo}, {hi}, {stream_bytes(bits)}u}};\n")
+    st.flash_bits += 96 * n
+    return f"{lid}_p"
 
 
 def _emit_flatten(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """(H, W, C) -> H*W*C; bits whose channel count is not a multiple of 32 are repacked densely."""
+    """(H, W, C) -> H*W*C; bits whose channel count is not a multiple of 32 are repacked densely
+    (a fixed-point or accumulator tensor is already in (y, x, c) order: no copy)."""
     if len(st.shape) == 3 and st.kind == "bits" and st.shape[2] % 32 != 0:
         h, w, c = st.shape
         n = h * w * c
         dst = st.out_buf(4 * ((n + 31) // 32))
         st.body.append(f"{cmt}: repack per-pixel channel words into one bit vector */")
-        st.body.append(f"    bnn_repack_hwc(({'const bnn_word_t *'}){st.cur}, {h * w}u, {c}u, (bnn_word_t *){dst});")
+        st.body.append(f"    bnn_repack_hwc((const bnn_word_t *){st.cur}, {h * w}u, {c}u, (bnn_word_t *){dst});")
         st.cur = dst
     st.shape = (int(np.prod(st.shape)),)
     return 1
@@ -68,7 +180,7 @@ def _emit_maxpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
     dst = st.out_buf(4 * oh * ow * ((c + 31) // 32))
     st.data.append(f"static const bnn_pool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, "
-                f"{k}u, {k}u, {s}u, {s}u}};\n")
+                   f"{k}u, {k}u, {s}u, {s}u}};\n")
     st.body.append(f"{cmt}: {k}x{k} max-pool on bits = OR */")
     st.body.append(f"    bnn_maxpool(&{lid}_p, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});")
     st.cur = dst
@@ -77,40 +189,55 @@ def _emit_maxpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     return 1
 
 
-def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """Dense layer; with the following threshold one kernel call producing bits (popcount form on bits input), else integer logits or the fixed-point path's accumulator."""
-    w, thr = _flip(layer, nxt)
+def _dense_weights(st: EmitState, layer, w: np.ndarray, lid: str) -> str:
     o, k = w.shape
-    last = nxt is None or nxt.op == "affine"
-    wk = layer.attrs.get("weight_kind", "binary")
-    if wk == "binary":
-        packed = pack_bits(w)
+    if layer.attrs.get("weight_kind", "binary") == "binary":
         st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights, bit 1 = +1 */\n")
-        st.data.append(c_array("bnn_word_t", f"{lid}_w", packed))
+        st.data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
         st.flash_bits += o * k
     else:
         st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} int8 weights */\n")
         st.data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
         st.flash_bits += 8 * o * k
-    src = f"(const bnn_word_t *){st.cur}" if st.kind == "bits" else st.cur
-    if last or nxt.op == "fixed_affine":
-        fn, ptype = dense_kernel(layer, st.kind, wk, "acc")
-        st.data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
-        if last:  # integer logits
-            st.body.append(f"{cmt}: integer logits */")
-            st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, logits);")
-            st.steps.append(layer.name)
-            return 1
-        # fixed-point value path: keep the accumulator
-        st.statics.append(f"static int32_t {lid}_acc[{o}];")
-        st.fixed_bytes.append(4 * o)
-        st.body.append(f"{cmt}: {k} -> {o} integer accumulators */")
-        st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {lid}_acc);")
-        st.cur, st.kind, st.shape = f"{lid}_acc", "acc", (o,)
+    return f"{lid}_w"
+
+
+def _is_logits(st: EmitState, i: int) -> bool:
+    return i == max(j for j, l in enumerate(st.graph.layers) if l.op == "dense")
+
+
+def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """Dense layer: the integer logits (last dense), or with the following threshold one kernel
+    call producing bits (popcount form on bits input), else int32 accumulators for the next op
+    (requant, fixed_affine, a threshold that is not its sole reader). On a fixed-point stream it
+    reads int8/int16/int32 values with int8 or binary weights (bnn_dense_stream_*)."""
+    logits = _is_logits(st, i)
+    fuse = not logits and nxt is not None and nxt.op == "threshold" and st.kind in ("u8", "bits")
+    w, thr = _flip(layer, nxt if fuse else None)
+    o, k = w.shape
+    wk = layer.attrs.get("weight_kind", "binary")
+    wname = _dense_weights(st, layer, w, lid)
+    dst = "logits" if logits else None
+    if st.kind == "fixed":
+        st.data.append(f"static const bnn_stream_dense_params_t {lid}_p = {{{k}u, {o}u, {st.in_bytes}u}};\n")
+        dst = dst or st.out_buf(4 * o)
+        fn = "bnn_dense_stream_s8" if wk == "int8" else "bnn_dense_stream_bin"
+        st.body.append(f"{cmt}: {k} {CTYPE[st.in_bytes]} stream values -> {o} "
+                       f"{'integer logits' if logits else 'int32 accumulators'} */")
+        st.body.append(f"    {fn}(&{lid}_p, {st.cur}, {wname}, (int32_t *){dst});")
+        st.cur, st.kind, st.shape, st.bits = dst, "acc", (o,), 32
         st.steps.append(layer.name)
         return 1
-    if nxt.op != "threshold":
-        raise Bnn2hwError(f"IR layer {layer.name}: a hidden dense layer must be followed by a threshold")
+    src = f"(const bnn_word_t *){st.cur}" if st.kind == "bits" else st.cur
+    if not fuse:
+        fn, ptype = dense_kernel(layer, st.kind, wk, "acc")
+        st.data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
+        dst = dst or st.out_buf(4 * o)
+        st.body.append(f"{cmt}: {'integer logits' if logits else f'{k} -> {o} integer accumulators'} */")
+        st.body.append(f"    {fn}(&{lid}_p, {src}, {wname}, (int32_t *){dst});")
+        st.cur, st.kind, st.shape, st.bits = dst, "acc", (o,), 32
+        st.steps.append(layer.name)
+        return 1
     fn, ptype = dense_kernel(layer, st.kind, wk, "bits")
     st.data.append(f"static const {ptype} {lid}_p = {{{k}u, {o}u}};\n")
     dst = st.out_buf(4 * ((o + 31) // 32))
@@ -119,46 +246,112 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         mm = np.clip((k - thr) // 2, -1, k)  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
         st.data.append(f"/* {nxt.name} <- {nxt.source}: max mismatches per output (popcount form) */\n")
         st.data.append(c_array("int32_t", f"{tname}_mm", mm))
-        call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_mm, (bnn_word_t *){dst});"
+        call = f"{fn}(&{lid}_p, {src}, {wname}, {tname}_mm, (bnn_word_t *){dst});"
     else:
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the integer accumulator */\n")
         st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
-        call = f"{fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});"
+        call = f"{fn}(&{lid}_p, {src}, {wname}, {tname}_thr, (bnn_word_t *){dst});"
     st.thr_count += o
     st.body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
     st.body.append("    " + call)
-    st.cur, st.kind, st.shape = dst, "bits", (o,)
+    st.cur, st.kind, st.shape, st.bits = dst, "bits", (o,), None
     st.steps.append(layer.name)
     return 2
 
 
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """Binary conv (zero padding: a padded tap contributes 0) with its threshold, to packed bits."""
-    w, thr = _flip(layer, nxt)
-    if thr is None:
-        raise Bnn2hwError(f"IR layer {layer.name}: a conv must be followed by a threshold")
+    """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the op that
+    reads its accumulator: a threshold (packed bits out) or a requant (fixed-point stream out).
+
+    Zero padding (``pad_value`` 0, a padded tap contributes 0) with a threshold runs
+    ``bnn_conv_bits`` / ``bnn_conv_u8_bits`` directly. Everything else runs row by row
+    (``bnn_stream.c``): the zero-padding accumulator kernel fills one int32 output row (scratch,
+    out_w * cout words), ``pad_value`` -1 adds the padded taps' -1 contribution (a border pass),
+    then the row is thresholded or requantized, so the int32 tensor is never stored whole."""
+    at = layer.attrs
+    pv = int(at.get("pad_value", 0))
+    if nxt is None or nxt.op not in ("threshold", "requant"):
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): the C back end needs a conv's accumulator "
+                          "to be read by exactly one op, the next one, and that op to be a threshold or a requant")
+    w, thr = _flip(layer, nxt)  # thr is None for a requant (its multiplier carries the sign)
     o, kh, kw, c = w.shape
     h, wd, _ = st.shape
-    s, p = layer.attrs["stride"], layer.attrs["pad"]
+    s, p = at["stride"], at["pad"]
     oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-    st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, "
-                f"{kh}u, {kw}u, {s}u, {s}u, {p}u, {p}u}};\n")
+    geom = f"{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, {kh}u, {kw}u, {s}u, {s}u, {p}u, {p}u"
     st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights, "
-                "channels packed per tap */\n")
+                   "channels packed per tap */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
-    tname = ident(nxt.name)
-    st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
-    st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
     st.flash_bits += o * kh * kw * c
-    st.thr_count += o
-    dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
-    fn = "bnn_conv_u8_bits" if st.kind == "u8" else "bnn_conv_bits"
     src = st.cur if st.kind == "u8" else f"(const bnn_word_t *){st.cur}"
-    st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels */")
-    st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
-    st.cur, st.kind, st.shape = dst, "bits", (oh, ow, o)
+    pad_txt = f"pad {p}" + (" (padded tap = -1)" if pv == -1 and p else "")
+    tname = ident(nxt.name)
+    if nxt.op == "threshold":
+        st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
+        st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
+        st.thr_count += o
+        dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
+        st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, to bits */")
+        if pv == 0 or p == 0:
+            st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
+            fn = "bnn_conv_u8_bits" if st.kind == "u8" else "bnn_conv_bits"
+            st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
+        else:
+            st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
+                           f"{int(st.kind == 'u8')}u, 1u}};\n")
+            row = st.temp(4 * ow * o)
+            st.body.append(f"    bnn_conv_threshold_rows(&{lid}_p, {st.cur}, {lid}_w, {tname}_thr, "
+                           f"(int32_t *){row}, (bnn_word_t *){dst});")
+        st.cur, st.kind, st.shape, st.bits = dst, "bits", (oh, ow, o), None
+    else:
+        rq = _requant_params(st, nxt, tname)
+        bits = int(nxt.attrs["bits"])
+        st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
+                       f"{int(st.kind == 'u8')}u, {int(pv == -1 and p > 0)}u}};\n")
+        dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
+        row = st.temp(4 * ow * o)
+        st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, "
+                       f"requantized to a {bits}-bit stream ({CTYPE[stream_bytes(bits)]}) */")
+        st.body.append(f"    bnn_conv_requant(&{lid}_p, {st.cur}, {lid}_w, &{rq}, (int32_t *){row}, {dst});")
+        st.cur, st.kind, st.shape, st.bits = dst, "fixed", (oh, ow, o), bits
     st.steps.append(layer.name)
     return 2
+
+
+def _emit_requant(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """Requantize int32 accumulators or a fixed-point stream to a ``bits``-bit stream (per
+    channel multiply, floor shift, saturate); in place over a dying stream input."""
+    bits = int(layer.attrs["bits"])
+    rq = _requant_params(st, layer, lid)
+    n = int(np.prod(st.shape))
+    ch = st.shape[-1]
+    ob = stream_bytes(bits)
+    name = st.graph.inputs_of(i)[0]
+    dst = st.out_buf(ob * n, reuse=(name,), elem_bytes=ob)
+    st.body.append(f"{cmt}: requantize {'accumulators' if st.kind == 'acc' else 'the stream'} to a {bits}-bit "
+                   f"stream ({CTYPE[ob]}) */")
+    st.body.append(f"    bnn_requant(&{rq}, {n // ch}u, {st.cur}, {st.in_bytes}u, {dst});")
+    st.cur, st.kind, st.bits = dst, "fixed", bits
+    st.steps.append(layer.name)
+    return 1
+
+
+def _emit_avgpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """Window sum of a fixed-point stream (average pooling without the division)."""
+    h, w, c = st.shape
+    k, s = layer.attrs["kernel"], layer.attrs["stride"]
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    bits = st.graph_infos[layer.name].bits
+    ob = stream_bytes(bits)
+    st.data.append(f"static const bnn_avgpool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, {k}u, {s}u, "
+                   f"{st.in_bytes}u, {ob}u}};\n")
+    dst = st.out_buf(ob * oh * ow * c)
+    what = "global average pool" if (oh, ow) == (1, 1) and k == h == w else f"{k}x{k}/{s} average pool"
+    st.body.append(f"{cmt}: {what} as a window sum ({bits} bits; the 1/{k * k} is folded downstream) */")
+    st.body.append(f"    bnn_avgpool_sum(&{lid}_p, {st.cur}, {dst});")
+    st.cur, st.shape, st.bits = dst, (oh, ow, c), bits
+    st.steps.append(layer.name)
+    return 1
 
 
 def _emit_fixed_affine(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
@@ -166,33 +359,37 @@ def _emit_fixed_affine(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) ->
     n = layer.arrays["mult"].size
     sh = int(layer.attrs["shift"])
     st.data.append(f"/* {layer.name} <- {layer.source}: Q{layer.attrs['frac']} value = "
-                f"(acc * mult + bias + 2^{sh}/2) >> {sh} */\n")
+                   f"(acc * mult + bias + 2^{sh}/2) >> {sh} */\n")
     st.data.append(c_array("int32_t", f"{lid}_mult", layer.arrays["mult"]))
     st.data.append(c_array("int64_t", f"{lid}_bias", layer.arrays["bias"], 4,
-                        fmt=lambda v: f"INT64_C({int(v)})"))
-    st.statics.append(f"static int32_t t_{lid}[{n}];")
-    st.fixed_bytes.append(4 * n)
+                           fmt=lambda v: f"INT64_C({int(v)})"))
+    dst = st.out_buf(4 * n)
     rnd = f"(INT64_C(1) << {sh - 1})" if sh else "0"
     st.body.append(f"{cmt}: BatchNorm of the accumulator to fixed point Q{layer.attrs['frac']} */")
-    st.body.append(f"    bnn_fixed_affine({st.cur}, {lid}_mult, {lid}_bias, {rnd}, {sh}u, {n}u, t_{lid});")
+    st.body.append(f"    bnn_fixed_affine((const int32_t *){st.cur}, {lid}_mult, {lid}_bias, {rnd}, {sh}u, {n}u, "
+                   f"(int32_t *){dst});")
     st.helpers.add("fixed_affine")
-    st.cur, st.kind = f"t_{lid}", "fixed"
-    st.named[layer.name] = st.cur
+    st.cur, st.kind, st.bits = dst, "fixed", 32
     return 1
 
 
 def _emit_threshold(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """Standalone sign of a fixed-point tensor (0 -> +1), packed to bits."""
-    if st.kind != "fixed":
-        raise Bnn2hwError(f"IR layer {layer.name}: a standalone threshold needs a fixed-point input")
+    """Standalone threshold of a fixed-point stream (any storage) or int32 accumulators, 1-D or
+    (H, W, C), packed per position like a conv input (0 -> +1 on ties)."""
+    if st.kind not in ("fixed", "acc"):
+        raise Bnn2hwError(f"IR layer {layer.name}: a standalone threshold needs a fixed-point or accumulator input")
     n = layer.arrays["thr"].size
-    st.data.append(f"static const bnn_threshold_params_t {lid}_p = {{1u, {n}u}};\n")
-    st.data.append(c_array("int32_t", f"{lid}_thr", _clamp_i32(layer.arrays["thr"])))
+    positions = int(np.prod(st.shape[:-1])) if len(st.shape) > 1 else 1
+    st.data.append(f"static const bnn_stream_threshold_params_t {lid}_p = {{{positions}u, {n}u, {st.in_bytes}u}};\n")
+    st.data.append(c_array("int32_t", f"{lid}_thr", _thr_for(st.bits, layer.arrays["thr"])))
     st.data.append(c_array("int8_t", f"{lid}_dir", layer.arrays["direction"], 16))
-    dst = st.out_buf(4 * ((n + 31) // 32))
-    st.body.append(f"{cmt}: sign of the fixed-point stream (0 -> +1), packed to bits */")
-    st.body.append(f"    bnn_threshold(&{lid}_p, {st.cur}, {lid}_thr, {lid}_dir, (bnn_word_t *){dst});")
-    st.cur, st.kind = dst, "bits"
+    st.thr_count += n
+    dst = st.out_buf(4 * positions * ((n + 31) // 32))
+    what = "the fixed-point stream" if st.kind == "fixed" else "the accumulators"
+    st.body.append(f"{cmt}: threshold of {what} (ties -> +1), packed to bits */")
+    st.body.append(f"    bnn_stream_threshold(&{lid}_p, {st.cur}, {lid}_thr, {lid}_dir, (bnn_word_t *){dst});")
+    st.cur, st.kind, st.bits = dst, "bits", None
+    st.steps.append(layer.name)
     return 1
 
 
@@ -201,39 +398,45 @@ def _emit_periodic(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int
     at = layer.attrs
     from . import periodic_tables as pt
 
+    if st.in_bytes != 4:
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): the C periodic kernels read int32 values, "
+                          f"the input is a {st.bits}-bit stream")
     prm = pt.make_params(at["w0"], at["in_frac"], at["out_frac"], at.get("table_bits", 8))
     method = {"fixed": "linear"}.get(at["approx"], at["approx"])
     pt.check_method(at["func"], method)
     table = "NULL"
     if method == "lut":
         st.data.append(c_array("int32_t", f"{lid}_table",
-                            pt.table(at["func"], prm.table_bits, prm.out_frac)))
+                               pt.table(at["func"], prm.table_bits, prm.out_frac)))
         table = f"{lid}_table"
     st.data.append(f"/* {layer.name}: {at['func']}({at['w0']:g} x), Q{at['in_frac']} -> Q{at['out_frac']}, "
-                f"approximation '{at['approx']}' (M-BiPer eq. 10-11) */\n")
+                   f"approximation '{at['approx']}' (M-BiPer eq. 10-11) */\n")
     st.data.append(f"static const bnn_periodic_params_t {lid}_p = {{{prm.phase_mul}, {prm.phase_shift}u, "
-                f"{prm.out_frac}u, {table}, {prm.table_bits}u, {prm.lin_a}, {prm.lin_n}u}};\n")
-    n = st.shape[0]
-    st.statics.append(f"static int32_t t_{lid}[{n}];")
-    st.fixed_bytes.append(4 * n)
+                   f"{prm.out_frac}u, {table}, {prm.table_bits}u, {prm.lin_a}, {prm.lin_n}u}};\n")
+    n = int(np.prod(st.shape))
+    dst = st.out_buf(4 * n)
     st.body.append(f"{cmt}: periodic activation */")
-    st.body.append(f"    bnn_periodic_{method}(&{lid}_p, {st.cur}, t_{lid}, {n}u);")
-    st.cur = f"t_{lid}"
-    st.named[layer.name] = st.cur
+    st.body.append(f"    bnn_periodic_{method}(&{lid}_p, (const int32_t *){st.cur}, (int32_t *){dst}, {n}u);")
+    st.cur, st.bits = dst, 32
     return 1
 
 
 def _emit_add(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """Saturating residual sum of two fixed-point tensors named by the op's inputs."""
+    """Residual connection: saturating sum of the two fixed-point tensors the op names, written
+    over one of them when this add is its last reader."""
     a_name, b_name = st.graph.inputs_of(i)
-    n = st.shape[0]
-    st.statics.append(f"static int32_t t_{lid}[{n}];")
-    st.fixed_bytes.append(4 * n)
-    st.body.append(f"{cmt}: residual sum {a_name} + {b_name} (saturating) */")
-    st.body.append(f"    bnn_add_sat({st.named[ident(a_name)]}, {st.named[ident(b_name)]}, {n}u, t_{lid});")
-    st.helpers.add("add")
-    st.cur = f"t_{lid}"
-    st.named[layer.name] = st.cur
+    a, b = st.tensors[a_name], st.tensors[b_name]
+    bits = int(layer.attrs.get("bits", 32))
+    ob = stream_bytes(bits)
+    n = int(np.prod(st.shape))
+    ab, bb = (4 if t.kind == "acc" else stream_bytes(t.bits) for t in (a, b))
+    st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, "
+                   f"{-(2 ** (bits - 1))}, {2 ** (bits - 1) - 1}}};\n")
+    dst = st.out_buf(ob * n, reuse=(a_name, b_name), elem_bytes=ob)
+    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, saturated to {bits} bits ({CTYPE[ob]}) */")
+    st.body.append(f"    bnn_stream_add(&{lid}_p, {a.expr}, {b.expr}, {dst});")
+    st.cur, st.kind, st.bits = dst, "fixed", bits
+    st.steps.append(layer.name)
     return 1
 
 
@@ -241,13 +444,13 @@ def _emit_affine(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """The float head: per-class scale and bias for bnn_predict (not used by bnn_infer)."""
     st.data.append("/* logits <- head: float logits = int_logits * scale + bias (bnn_predict) */\n")
     st.data.append(c_array("float", "logit_scale", layer.arrays["scale"].astype(np.float32), 4,
-                        fmt=c_float))
+                           fmt=c_float))
     st.data.append(c_array("float", "logit_bias", layer.arrays["bias"].astype(np.float32), 4,
-                        fmt=c_float))
+                           fmt=c_float))
     return 1
 
 
 EMITTERS = {"flatten": _emit_flatten, "maxpool": _emit_maxpool, "dense": _emit_dense, "conv2d": _emit_conv2d,
             "fixed_affine": _emit_fixed_affine, "threshold": _emit_threshold, "periodic": _emit_periodic,
-            "add": _emit_add, "affine": _emit_affine}
+            "add": _emit_add, "affine": _emit_affine, "requant": _emit_requant, "avgpool": _emit_avgpool}
 """IR op -> its C emitter."""

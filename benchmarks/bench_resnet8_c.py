@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: MIT
+"""The C code of a hand-built ResNet-8-shaped residual graph (issue 9; MLPerf Tiny topology:
+32x32x3 input, 3x3 uint8 conv stem to 16 channels, three stacks of two binary 3x3 convs with
+16/32/64 filters, stride 2 and a 1x1 binary shortcut at stacks 2 and 3, 8-bit residual stream,
+global average pool, int8 dense 10; random weights, tests/residual_graphs.py) on Cortex-M cores
+in QEMU: exactness against the IR, instructions per inference (exact QEMU count of one
+bnn_infer()), flash (whole ELF and the model's share: minus the same harness around an empty
+bnn_infer), the generator's arena and the ELF's static RAM. Writes
+benchmarks/results/resnet8_c.md.
+
+    python benchmarks/bench_resnet8_c.py [--cores cortex-m4 cortex-m55] [--pad-value -1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from residual_graphs import resnet8_graph, saturating_inputs  # noqa: E402
+
+from bnn2hw.ir import execute  # noqa: E402
+from bnn2hw.ir.summary import layer_costs  # noqa: E402
+from bnn2hw.mcu import qemu, toolchain  # noqa: E402
+from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir  # noqa: E402
+
+SEED = 8
+EMPTY_MODEL_C = """/* SPDX-License-Identifier: MIT */
+#include "model.h"
+int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)
+{
+    (void)input; (void)input_len; (void)logits; (void)logits_len;
+    return 0;
+}
+"""
+
+
+def measure(core: str, pad_value: int, samples: int) -> dict:
+    rng = np.random.default_rng(SEED)
+    g = resnet8_graph(rng, pad_value=pad_value)
+    x = saturating_inputs(rng, samples, 32, 3)
+    ref = execute.run(g, x).int_logits
+    rows = layer_costs(g)
+    bin_macs = sum(r.binary_macs for r in rows)
+    with tempfile.TemporaryDirectory() as tmpd:
+        fw = Path(tmpd) / "fw"
+        em = write_firmware_dir(g, fw, core)
+        elf = toolchain.build(fw, core)
+        got = qemu.run(elf, core, to_c_inputs(g, x), g.num_classes)
+        instr = qemu.count_instructions(elf, core, to_c_inputs(g, x[3:4])[0])
+        sz = toolchain.size(elf)
+        empty = Path(tmpd) / "empty"
+        shutil.copytree(fw, empty)
+        (empty / "model.c").write_text(EMPTY_MODEL_C)
+        harness = toolchain.size(toolchain.build(empty, core))
+    return {"core": core, "pad_value": pad_value, "samples": samples, "differing": int((got != ref).sum()),
+            "instructions": instr, "bin_macs": bin_macs, "flash": sz.flash, "model_flash": sz.flash - harness.flash,
+            "flash_lower_bound": em.flash_lower_bound_bytes, "arena": em.scratch_bytes, "ram": sz.ram,
+            "model_ram": sz.ram - harness.ram}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cores", nargs="+", default=["cortex-m4"])
+    ap.add_argument("--pad-value", type=int, nargs="+", default=[-1, 0])
+    ap.add_argument("--samples", type=int, default=8)
+    args = ap.parse_args()
+    rows = [measure(c, pv, args.samples) for c in args.cores for pv in args.pad_value]
+    lines = ["# ResNet-8-shaped residual graph in C (issue 9)", "",
+             "Hand-built graph, random weights (`tests/residual_graphs.py:resnet8_graph`, seed "
+             f"{SEED}): 32x32x3 uint8 input, stem 3x3 conv 3->16 (uint8 x binary), stacks of 16/32/64 "
+             "binary 3x3 convs (stride 2 + 1x1 binary shortcut at stacks 2 and 3), 8-bit residual "
+             "stream (int8_t), global average pool as a window sum (14 bits, int16_t), int8 dense 10.",
+             "Instructions: exact QEMU count of one `bnn_infer()`; model flash/RAM: the ELF minus the "
+             "same harness around an empty `bnn_infer`; arena: the generator's liveness-planned buffer "
+             "(the stack is not included: the conv kernels keep a 512-byte patch on it).", "",
+             f"Command: `python benchmarks/bench_resnet8_c.py --cores {' '.join(args.cores)} "
+             f"--pad-value {' '.join(map(str, args.pad_value))}`", "",
+             "| core | pad value | logits differing from IR | instructions / inference | instr / binary MAC "
+             "| model flash B | flash lower bound B | arena B | model RAM B |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['core']} | {r['pad_value']} | {r['differing']} / {r['samples'] * 10} | "
+                     f"{r['instructions']:,} | {r['instructions'] / r['bin_macs']:.3f} | {r['model_flash']:,} | "
+                     f"{r['flash_lower_bound']:,} | {r['arena']:,} | {r['model_ram']:,} |")
+    lines += ["", f"Binary MACs per inference: {rows[0]['bin_macs']:,}. Issue 9 targets for ResNet-8 on M4: "
+              "<= 5,000,000 instructions, RAM <= 64 KiB, flash <= 64 KiB."]
+    text = "\n".join(lines) + "\n"
+    out = ROOT / "benchmarks" / "results" / "resnet8_c.md"
+    out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: MIT */
+/* bnn_stream.c -- fixed-point residual stream kernels (conventions: bnn_stream.h). Portable C. */
+#include "bnn_stream.h"
+
+/* floor(v / 2^shift) for any sign (an arithmetic shift, without relying on the
+ * implementation-defined >> of negative values); |v| < 2^63 so -v cannot overflow. */
+BNN_INLINE int64_t floor_shift(int64_t v, uint32_t shift)
+{
+    return v >= 0 ? (v >> shift) : -((-v + ((INT64_C(1) << shift) - 1)) >> shift);
+}
+
+BNN_INLINE int32_t clamp64(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : (int32_t)v);
+}
+
+BNN_INLINE int32_t requant_one(const bnn_requant_params_t *p, int32_t x, uint32_t c)
+{
+    const int64_t v = (int64_t)x * p->mult[c] + p->bias[c];
+    return clamp64(floor_shift(v, p->shift), p->lo, p->hi);
+}
+
+void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *in, uint32_t in_bytes,
+                 void *out)
+{
+    uint32_t i = 0;
+    for (uint32_t pos = 0; pos < positions; ++pos) {
+        for (uint32_t c = 0; c < p->channels; ++c, ++i) {
+            bnn_stream_put(out, p->out_bytes, i, requant_one(p, bnn_stream_get(in, in_bytes, i), c));
+        }
+    }
+}
+
+void bnn_stream_add(const bnn_add_params_t *p, const void *a, const void *b, void *out)
+{
+    /* Elementwise and in index order: out may alias a or b when out_bytes <= their bytes
+     * (element i is written after elements 0..i of the inputs were read). */
+    for (uint32_t i = 0; i < p->n; ++i) {
+        const int64_t v = (int64_t)bnn_stream_get(a, p->a_bytes, i) + bnn_stream_get(b, p->b_bytes, i);
+        bnn_stream_put(out, p->out_bytes, i, clamp64(v, p->lo, p->hi));
+    }
+}
+
+void bnn_avgpool_sum(const bnn_avgpool_params_t *p, const void *in, void *out)
+{
+    uint32_t o = 0;
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            for (uint32_t c = 0; c < p->c; ++c, ++o) {
+                int32_t s = 0; /* validate() proves the window sum fits 32 bits */
+                for (uint32_t ky = 0; ky < p->k; ++ky) {
+                    const uint32_t row = (oy * p->stride + ky) * p->in_w + ox * p->stride;
+                    for (uint32_t kx = 0; kx < p->k; ++kx) {
+                        s += bnn_stream_get(in, p->in_bytes, (row + kx) * p->c + c);
+                    }
+                }
+                bnn_stream_put(out, p->out_bytes, o, s);
+            }
+        }
+    }
+}
+
+void bnn_stream_threshold(const bnn_stream_threshold_params_t *p, const void *in, const int32_t *thr,
+                          const int8_t *dir, bnn_word_t *out)
+{
+    uint32_t i = 0;
+    for (uint32_t pos = 0; pos < p->positions; ++pos) {
+        bnn_word_t bits = 0;
+        uint32_t c;
+        for (c = 0; c < p->channels; ++c, ++i) {
+            const int32_t q = bnn_stream_get(in, p->in_bytes, i);
+            const int bit = dir[c] > 0 ? q >= thr[c] : q <= thr[c];
+            bits |= (bnn_word_t)bit << (c % 32u);
+            if (c % 32u == 31u) {
+                *out++ = bits;
+                bits = 0;
+            }
+        }
+        if (c % 32u) {
+            *out++ = bits;
+        }
+    }
+}
+
+void bnn_dense_stream_s8(const bnn_stream_dense_params_t *p, const void *in, const int8_t *w, int32_t *acc)
+{
+    for (uint32_t o = 0; o < p->n_out; ++o) {
+        int32_t s = 0; /* codegen.check_accumulators proves |acc| < 2^31 */
+        for (uint32_t i = 0; i < p->n_in; ++i) {
+            s += bnn_stream_get(in, p->in_bytes, i) * (int32_t)*w++;
+        }
+        acc[o] = s;
+    }
+}
+
+void bnn_dense_stream_bin(const bnn_stream_dense_params_t *p, const void *in, const bnn_word_t *w,
+                          int32_t *acc)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    for (uint32_t o = 0; o < p->n_out; ++o) {
+        int32_t s = 0;
+        for (uint32_t i = 0; i < p->n_in; ++i) {
+            const int32_t q = bnn_stream_get(in, p->in_bytes, i);
+            s += ((w[i / 32u] >> (i % 32u)) & 1u) ? q : -q;
+        }
+        acc[o] = s;
+        w += nw;
+    }
+}
+
+/* ---- binary conv, one output row at a time ---------------------------------------------- */
+
+/* Adds, for -1 padding, the contribution of every padded tap of output row oy: a tap holding -1
+ * on every channel adds -sum_c w[o, ky, kx, c] = cin - 2 popcount(w_tap) (padding bits of the
+ * weights are 0). Interior positions have no padded tap and are skipped. */
+static void pad_minus1_row(const bnn_conv_params_t *c, const bnn_word_t *w, uint32_t oy, int32_t *row)
+{
+    const uint32_t cw = BNN_WORDS(c->cin);
+    const uint32_t n = c->kh * c->kw * cw;
+    const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
+    for (uint32_t ox = 0; ox < c->out_w; ++ox) {
+        const int32_t x0 = (int32_t)(ox * c->stride_w) - (int32_t)c->pad_w;
+        if (y0 >= 0 && x0 >= 0 && y0 + (int32_t)c->kh <= (int32_t)c->in_h &&
+            x0 + (int32_t)c->kw <= (int32_t)c->in_w) {
+            continue;
+        }
+        for (uint32_t o = 0; o < c->cout; ++o) {
+            int32_t corr = 0;
+            for (uint32_t ky = 0; ky < c->kh; ++ky) {
+                const int32_t y = y0 + (int32_t)ky;
+                for (uint32_t kx = 0; kx < c->kw; ++kx) {
+                    const int32_t x = x0 + (int32_t)kx;
+                    if (y >= 0 && y < (int32_t)c->in_h && x >= 0 && x < (int32_t)c->in_w) {
+                        continue;
+                    }
+                    const bnn_word_t *wt = w + o * n + (ky * c->kw + kx) * cw;
+                    uint32_t pc = 0;
+                    for (uint32_t k = 0; k < cw; ++k) {
+                        pc += bnn_popcount32(wt[k]);
+                    }
+                    corr += (int32_t)c->cin - 2 * (int32_t)pc;
+                }
+            }
+            row[ox * c->cout + o] += corr;
+        }
+    }
+}
+
+/* The int32 accumulators of output row oy (out_w * cout), by running the zero-padding conv
+ * kernel of bnn_conv.c on the input rows the row's windows touch: the sub-problem has
+ * out_h = 1, in_h = the rows inside the image and pad_h = the rows above it. */
+static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w, uint32_t oy,
+                     int32_t *row)
+{
+    const bnn_conv_params_t *c = &p->conv;
+    const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
+    const int32_t top = y0 < 0 ? 0 : y0;
+    const int32_t bottom = y0 + (int32_t)c->kh < (int32_t)c->in_h ? y0 + (int32_t)c->kh : (int32_t)c->in_h;
+    bnn_conv_params_t r = *c;
+    r.in_h = (uint32_t)(bottom - top);
+    r.pad_h = (uint32_t)(top - y0);
+    r.out_h = 1u;
+    if (p->in_u8) {
+        bnn_conv_u8_acc(&r, (const uint8_t *)in + (uint32_t)top * c->in_w * c->cin, w, row);
+    } else {
+        bnn_conv_acc(&r, (const bnn_word_t *)in + (uint32_t)top * c->in_w * BNN_WORDS(c->cin), w, row);
+    }
+    if (p->pad_minus1) {
+        pad_minus1_row(c, w, oy, row);
+    }
+}
+
+void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
+                      const bnn_requant_params_t *rq, int32_t *row, void *out)
+{
+    const uint32_t cout = p->conv.cout;
+    uint32_t i = 0;
+    for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
+        conv_row(p, in, w, oy, row);
+        for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
+            for (uint32_t o = 0; o < cout; ++o, ++i) {
+                bnn_stream_put(out, rq->out_bytes, i, requant_one(rq, row[ox * cout + o], o));
+            }
+        }
+    }
+}
+
+void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
+                             const int32_t *thr, int32_t *row, bnn_word_t *out)
+{
+    const uint32_t cout = p->conv.cout;
+    for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
+        conv_row(p, in, w, oy, row);
+        for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
+            bnn_word_t bits = 0;
+            uint32_t o;
+            for (o = 0; o < cout; ++o) {
+                bits |= (bnn_word_t)(row[ox * cout + o] >= thr[o]) << (o % 32u);
+                if (o % 32u == 31u) {
+                    *out++ = bits;
+                    bits = 0;
+                }
+            }
+            if (o % 32u) {
+                *out++ = bits;
+            }
+        }
+    }
+}

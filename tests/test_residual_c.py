@@ -1,0 +1,186 @@
+# SPDX-License-Identifier: MIT
+"""Issue 9, the C back end of the residual stream: hand-built residual DAGs (u8 conv stem ->
+requant -> [threshold -> binary 3x3 conv (pad_value 0 / -1, stride 1 / 2) -> requant] +
+[identity or 1x1 strided binary conv -> requant] -> add(bits) -> avgpool -> dense on the stream)
+give every integer logit of :func:`bnn2hw.ir.execute.run` on the host (gcc -Wall -Wextra -Werror,
+ASan + UBSan) and in QEMU on Cortex-M4 (mps2-an386) and Cortex-M55 (mps3-an547). Random weights,
+negative multipliers, channel counts 1, 3, 31, 33, inputs that saturate the stream."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+
+import numpy as np
+import pytest
+from residual_graphs import residual_graph, saturating_inputs
+
+from bnn2hw.errors import Bnn2hwError
+from bnn2hw.ir import execute
+from bnn2hw.ir.graph import Graph, Layer
+from bnn2hw.ir.validate import validate
+from bnn2hw.mcu import codegen, qemu, toolchain
+from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+from bnn2hw.mcu.emitters import Arena
+
+
+def _need(tool: str, pkg: str):
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (apt-get install {pkg})")
+
+
+def _run(graph, tmp_path, target, x):
+    out = tmp_path / f"fw_{target}"
+    write_firmware_dir(graph, out, target)
+    elf = toolchain.build(out, target)
+    return qemu.run(elf, target, to_c_inputs(graph, x), graph.num_classes)
+
+
+# (seed, graph options, image size, input channels): every case covers both ends of saturation
+CASES = [
+    (1, {"widths": (4, 6), "stride": 2, "pad_value": -1, "shortcut": "conv"}, 8, 3),
+    (2, {"widths": (4, 6), "stride": 2, "pad_value": 0, "shortcut": "conv"}, 8, 3),
+    (3, {"widths": (5, 5, 5), "stride": 1, "pad_value": -1, "shortcut": "identity"}, 7, 3),
+    (4, {"widths": (5, 5), "stride": 1, "pad_value": 0, "shortcut": "identity", "head": "binary"}, 6, 1),
+    (5, {"widths": (1, 3), "stride": 2, "pad_value": -1, "shortcut": "conv", "pool": "2x2"}, 9, 1),
+    (6, {"widths": (31, 33, 33), "stride": 2, "pad_value": -1, "shortcut": "conv"}, 8, 3),
+    (7, {"widths": (33, 31), "stride": 1, "pad_value": 0, "shortcut": "conv", "bits": 16, "frac": 9, "head": "binary"}, 5, 3),
+    (8, {"widths": (3, 3), "stride": 1, "pad_value": -1, "shortcut": "conv", "bits": 12, "frac": 2}, 5, 3),
+]
+IDS = [f"seed{c[0]}" for c in CASES]
+
+
+@pytest.mark.parametrize("seed,opts,hw,c_in", CASES, ids=IDS)
+def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
+    _need("gcc", "gcc")
+    rng = np.random.default_rng(seed)
+    g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
+    x = saturating_inputs(rng, 24, hw, c_in)
+    ref = execute.run(g, x)
+    bits = opts.get("bits", 8)
+    x0 = ref.tensors["x0"]
+    assert x0.max() == 2 ** (bits - 1) - 1 and x0.min() == -(2 ** (bits - 1)), f"seed {seed}: no saturation"
+    got = _run(g, tmp_path, "host", x)
+    np.testing.assert_array_equal(got, ref.int_logits, err_msg=f"seed {seed} {opts}")
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
+def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
+    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    _need("qemu-system-arm", "qemu-system-arm")
+    for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6]):
+        rng = np.random.default_rng(seed)
+        g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
+        x = saturating_inputs(rng, 8, hw, c_in)
+        got = _run(g, tmp_path / f"s{seed}", target, x)
+        np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed {seed}")
+
+
+def test_liveness_arena_keeps_the_skip_and_reuses_the_rest():
+    """The identity skip x0 is live from the stem to the add (so nothing of the block may sit on
+    it); the add writes over its dying input in place; the arena is smaller than the sum of the
+    tensors (ping-pong could not hold the skip at all)."""
+    g = residual_graph(np.random.default_rng(3), hw=8, widths=(8, 8), stride=1, shortcut="identity")
+    em = codegen.emit(g)
+    body = em.source[em.source.index("int bnn_infer"):]
+    calls = [line.strip() for line in body.splitlines() if line.strip().startswith("bnn_")]
+    bufs = [re.findall(r"BNN_BUF\(\d+u\)", c) for c in calls]  # the last one of a call is its output
+    x0_buf = bufs[0][-1]  # the stem's output
+    assert calls[3].startswith("bnn_stream_add") and x0_buf in bufs[3][:2], calls  # the skip read by the add
+    assert all(x0_buf not in b[1:] for b in bufs[1:3]), calls  # no output or scratch of the block on x0
+    assert bufs[3][2] in bufs[3][:2], calls  # the add writes over a dying input
+    stream = 8 * 8 * 8  # one int8 stream tensor
+    assert em.scratch_bytes < 4 * stream and em.scratch_bytes >= 2 * stream + 8 * 4  # x0 + z0 + the s0 bits
+
+
+def test_arena_blocks_never_overlap():
+    rng = np.random.default_rng(0)
+    a, live = Arena(), {}
+    for step in range(300):
+        if live and rng.random() < 0.45:
+            bid = list(live)[rng.integers(len(live))]
+            a.free(bid)
+            del live[bid]
+        else:
+            bid = a.alloc(int(rng.integers(1, 200)))
+            live[bid] = a.live[bid]
+        spans = sorted(a.live.values())
+        assert all(o1 + s1 <= o2 for (o1, s1), (o2, _) in itertools.pairwise(spans)), f"step {step}"
+        assert all(o % 4 == 0 for o, _ in spans) and a.peak >= max((o + s for o, s in spans), default=0)
+
+
+def test_a_branch_reading_an_earlier_tensor_is_placed(tmp_path):
+    """A threshold that reads the stem's stream again (skipping the add): a DAG the old chain-only
+    generator refused, now placed by name."""
+    _need("gcc", "gcc")
+    rng = np.random.default_rng(11)
+    g = residual_graph(rng, hw=6, widths=(4, 4), stride=1, shortcut="identity")
+    names = [l.name for l in g.layers]
+    pool = names.index("pool")
+    g.layers[pool].inputs = ["x0"]  # pool the stem's stream, not the block's sum: x1 is dead
+    validate(g)
+    x = saturating_inputs(rng, 8, 6, 3)
+    np.testing.assert_array_equal(_run(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg="seed 11")
+
+
+def test_conv_whose_accumulator_has_two_readers_is_refused_by_name():
+    rng = np.random.default_rng(5)
+    w = rng.choice([-1, 1], (2, 3, 3, 1)).astype(np.int8)
+    rq = {"mult": np.ones(2, np.int64), "bias": np.zeros(2, np.int64)}
+    g = Graph((4, 4, 1), [
+        Layer("conv2d", "c", "features.0", {"in": "u8", "weight_kind": "binary", "stride": 1, "pad": 1}, {"weight": w}),
+        Layer("requant", "r1", "bn1", {"shift": 0, "bits": 8, "frac": 0}, dict(rq)),
+        Layer("requant", "r2", "bn2", {"shift": 1, "bits": 8, "frac": 0}, dict(rq), ["c"]),
+        Layer("add", "a", "res", {"frac": 0, "bits": 8}, {}, ["r1", "r2"]),
+        Layer("dense", "fc", "fc", {"in": "fixed", "weight_kind": "int8"}, {"weight": np.ones((2, 32), np.int8)}),
+    ])
+    validate(g)
+    with pytest.raises(Bnn2hwError, match="IR layer c .*features.0.*read by exactly one op"):
+        codegen.emit(g)
+
+
+def test_dense_on_a_16_bit_stream_that_could_overflow_int32_is_refused():
+    rng = np.random.default_rng(6)
+    g = residual_graph(rng, hw=8, widths=(4, 4), stride=1, shortcut="identity", bits=16)
+    fc = next(l for l in g.layers if l.op == "dense")
+    g.layers[g.layers.index(fc) - 2].attrs.update(kernel=1, stride=1)  # no pooling: 8x8x4 = 256 values
+    fc.arrays["weight"] = np.full((5, 256), 127, np.int8)
+    codegen.emit(g)  # 256 * 2^15 * 127 < 2^31: fine
+    g.layers[g.layers.index(fc) - 2].attrs.update(kernel=2, stride=1)  # 7x7x4 sums of 4 values, 18 bits
+    fc.arrays["weight"] = np.full((5, 196), 127, np.int8)
+    with pytest.raises(Bnn2hwError, match="layer fc .*beyond int32"):
+        codegen.emit(g)
+
+
+@pytest.mark.parametrize("pad_value,stride", [(-1, 1), (-1, 2), (0, 2)])
+def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
+    """A VGG-style chain (no stream): u8 conv -> threshold -> binary 3x3 conv pad 1 (pad_value
+    -1: the row kernel with the border pass; 0: the zero-padding kernel) -> threshold -> 1x1 conv
+    -> threshold -> flatten -> binary dense; 33 and 31 channels, negative directions, ties."""
+    _need("gcc", "gcc")
+    seed = 30 + stride - pad_value
+    rng = np.random.default_rng(seed)
+
+    def thr(c, k):
+        return {"thr": rng.integers(-k, k + 1, c).astype(np.int64), "direction": rng.choice([-1, 1], c).astype(np.int8)}
+
+    def conv(name, c_in, c_out, k, s, p, kind):
+        return Layer("conv2d", name, f"features.{name}", {"in": kind, "weight_kind": "binary", "stride": s, "pad": p,
+                                                          "pad_value": pad_value if kind == "bits" else 0},
+                     {"weight": rng.choice([-1, 1], (c_out, k, k, c_in)).astype(np.int8)})
+
+    g = Graph((7, 7, 3), [
+        conv("c0", 3, 33, 3, 1, 1, "u8"), Layer("threshold", "t0", "bn0", {}, thr(33, 300)),
+        conv("c1", 33, 31, 3, stride, 1, "bits"), Layer("threshold", "t1", "bn1", {}, thr(31, 6)),
+        conv("c2", 31, 5, 1, 1, 0, "bits"), Layer("threshold", "t2", "bn2", {}, thr(5, 3)),
+        Layer("flatten", "f", "flatten", {}),
+        Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+              {"weight": rng.choice([-1, 1], (4, 5 * ((7 - 1) // stride + 1) ** 2)).astype(np.int8)}),
+    ])
+    validate(g)
+    x = saturating_inputs(rng, 16, 7, 3)
+    src = codegen.emit(g).source
+    assert ("bnn_conv_threshold_rows" in src) == (pad_value == -1)
+    np.testing.assert_array_equal(_run(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
