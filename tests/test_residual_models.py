@@ -277,6 +277,9 @@ def test_train_cli_resnet8_exports_exactly(tmp_path, monkeypatch, capsys):
     assert exp.graph.meta["residual_bits"] == 16
     code, out, err = run_cli(monkeypatch, capsys, "inspect", ck)
     assert code == 0 and '"residual_bits": 16' in out
+    code, out, err = run_cli(monkeypatch, capsys, "emit-c", ck, "--target", "host", "--verify", "-o", tmp_path / "fw")
+    assert code == 0, err
+    assert "integer logits differing from the IR: 0" in out and "sanitize" in out
 
 
 def test_train_cli_warns_and_refuses(tmp_path, monkeypatch, capsys):
@@ -349,3 +352,35 @@ def test_one_shift_per_layer_refusal_names_both_channels():
     q = np.clip(np.floor(accs[None, :] * slopes[:, None] + 0.5), -32768, 32767).astype(np.int64)
     with pytest.raises(Bnn2hwError, match=r"layer stem, channel 1: .* shift channel 0 needs"):
         fit_requant(q, accs, 16, slopes, "stem")
+
+
+C_CASES = [
+    # arch, stream bits, pad value, surrogate, widths, last, seed
+    ("resnet8", 8, -1, "biper", [5, 8, 12], "int8", 20),
+    ("resnet8", 16, 0, "ste", [3, 33, 17], "binary", 21),
+    ("resnet20", 8, 0, "sine", [4, 6, 9], "int8", 22),
+]
+
+
+@pytest.mark.parametrize("arch,bits,pad,sur,widths,last,seed", C_CASES)
+def test_generated_c_equals_ir_and_pytorch(arch, bits, pad, sur, widths, last, seed, tmp_path):
+    """The generated C (host gcc, through ctypes) gives the IR's integer logits, which equal
+    PyTorch's, on hostile models."""
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.fail("gcc is needed to build the generated C (apt-get install gcc)")
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    spec = _spec(arch, bits, pad, sur, widths, last=last)
+    model = build_model(spec)
+    _train_two_steps(model, seed)
+    _hostile(model, seed, -6 if bits == 8 else -1)  # 16 bits: see test_one_shift_per_layer_refusal
+    graph = validate(fold_model(model, spec))
+    x = _pixels(seed, n=8)
+    agr = compare_residual(model, graph, x)
+    assert agr.exact, f"seed {seed}: {agr.to_dict()}"
+    fw = graph.emit_c(target="host", out_dir=tmp_path / "fw")
+    got = fw.predict(x)
+    ref = graph.predict(x)
+    assert np.array_equal(got, ref), f"seed {seed} {arch}: C {got.tolist()} vs IR {ref.tolist()}"
