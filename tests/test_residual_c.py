@@ -3,7 +3,7 @@
 requant -> [threshold -> binary 3x3 conv (pad_value 0 / -1, stride 1 / 2) -> requant] +
 [identity or 1x1 strided binary conv -> requant] -> add(bits) -> avgpool -> dense on the stream)
 give every integer logit of :func:`bnn2hw.ir.execute.run` on the host (gcc -Wall -Wextra -Werror,
-ASan + UBSan) and in QEMU on Cortex-M4 (mps2-an386) and Cortex-M55 (mps3-an547). Random weights,
+ASan + UBSan) and in QEMU on Cortex-M0, M4 (mps2-an386), M7 and M55 (mps3-an547). Random weights,
 negative multipliers, channel counts 1, 3, 31, 33, inputs that saturate the stream."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
+@pytest.mark.parametrize("target", ["cortex-m0", "cortex-m4", "cortex-m7", "cortex-m55"])
 def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
     _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     _need("qemu-system-arm", "qemu-system-arm")

@@ -6,8 +6,9 @@ Graph structure. Ops are stored in a topological order; each op produces one ten
 the op and reads the tensors named in ``Layer.inputs`` (``"input"`` is the graph input). An op
 with no explicit inputs reads the previous op's tensor (the first op reads ``"input"``), so a
 chain (MLP, CNN) needs no names at all; ``add`` reads two. A tensor may feed several ops. The
-executor and :func:`bnn2hw.ir.validate.validate` handle any such DAG; the C and ONNX back ends
-say by name which ops they cannot place (:meth:`Graph.branches`).
+executor, :func:`bnn2hw.ir.validate.validate` and the C generator (its arena is planned by
+tensor liveness) handle any such DAG; the ONNX back end says by name which ops it cannot place
+(:meth:`Graph.branches`).
 
 Ops and their fields (arrays are numpy; ``in`` says what the op consumes):
 

@@ -285,6 +285,16 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     st.flash_bits += o * kh * kw * c
     src = st.cur if st.kind == "u8" else f"(const bnn_word_t *){st.cur}"
     pad_txt = f"pad {p}" + (" (padded tap = -1)" if pv == -1 and p else "")
+    pad_taps = "NULL"
+    if pv == -1 and p:
+        if kh * kw > 32:
+            raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): -1 padding in C supports kernels of "
+                              f"at most 32 taps, this one has {kh}x{kw}")
+        st.data.append(f"/* {layer.name}: -1 padding, the contribution of a padded tap per (o, ky, kx): "
+                       "-sum_c w = cin - 2 popcount(w_tap) */\n")
+        st.data.append(c_array("int16_t", f"{lid}_pad", -w.sum(axis=3), per_line=16))
+        st.flash_bits += 16 * o * kh * kw
+        pad_taps = f"{lid}_pad"
     tname = ident(nxt.name)
     if nxt.op == "threshold":
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
@@ -298,7 +308,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
             st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
         else:
             st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
-                           f"{int(st.kind == 'u8')}u, 1u}};\n")
+                           f"{int(st.kind == 'u8')}u, {pad_taps}}};\n")
             row = st.temp(4 * ow * o)
             st.body.append(f"    bnn_conv_threshold_rows(&{lid}_p, {st.cur}, {lid}_w, {tname}_thr, "
                            f"(int32_t *){row}, (bnn_word_t *){dst});")
@@ -307,7 +317,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         rq = _requant_params(st, nxt, tname)
         bits = int(nxt.attrs["bits"])
         st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
-                       f"{int(st.kind == 'u8')}u, {int(pv == -1 and p > 0)}u}};\n")
+                       f"{int(st.kind == 'u8')}u, {pad_taps}}};\n")
         dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
         row = st.temp(4 * ow * o)
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, "

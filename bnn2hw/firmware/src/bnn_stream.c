@@ -20,14 +20,39 @@ BNN_INLINE int32_t requant_one(const bnn_requant_params_t *p, int32_t x, uint32_
     return clamp64(floor_shift(v, p->shift), p->lo, p->hi);
 }
 
+/* One loop per (input, output) storage pair, so the element type is not re-decided per value. */
+#define REQUANT_LOOP(TI, TO)                                                          \
+    do {                                                                              \
+        const TI *src = (const TI *)in;                                               \
+        TO *dst = (TO *)out;                                                          \
+        for (uint32_t pos = 0; pos < positions; ++pos) {                              \
+            for (uint32_t c = 0; c < p->channels; ++c) {                              \
+                *dst++ = (TO)requant_one(p, (int32_t)*src++, c);                      \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+
+#define REQUANT_OUT(TI)                                                               \
+    do {                                                                              \
+        if (p->out_bytes == 1u) {                                                     \
+            REQUANT_LOOP(TI, int8_t);                                                 \
+        } else if (p->out_bytes == 2u) {                                              \
+            REQUANT_LOOP(TI, int16_t);                                                \
+        } else {                                                                      \
+            REQUANT_LOOP(TI, int32_t);                                                \
+        }                                                                             \
+    } while (0)
+
 void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *in, uint32_t in_bytes,
                  void *out)
 {
-    uint32_t i = 0;
-    for (uint32_t pos = 0; pos < positions; ++pos) {
-        for (uint32_t c = 0; c < p->channels; ++c, ++i) {
-            bnn_stream_put(out, p->out_bytes, i, requant_one(p, bnn_stream_get(in, in_bytes, i), c));
-        }
+    /* Elementwise in index order: out may alias in when out_bytes <= in_bytes. */
+    if (in_bytes == 1u) {
+        REQUANT_OUT(int8_t);
+    } else if (in_bytes == 2u) {
+        REQUANT_OUT(int16_t);
+    } else {
+        REQUANT_OUT(int32_t);
     }
 }
 
@@ -35,6 +60,15 @@ void bnn_stream_add(const bnn_add_params_t *p, const void *a, const void *b, voi
 {
     /* Elementwise and in index order: out may alias a or b when out_bytes <= their bytes
      * (element i is written after elements 0..i of the inputs were read). */
+    if (p->a_bytes == 1u && p->b_bytes == 1u && p->out_bytes == 1u) { /* the 8-bit stream */
+        const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
+        int8_t *z = (int8_t *)out;
+        for (uint32_t i = 0; i < p->n; ++i) {
+            const int32_t v = (int32_t)x[i] + y[i];
+            z[i] = (int8_t)(v < p->lo ? p->lo : (v > p->hi ? p->hi : v));
+        }
+        return;
+    }
     for (uint32_t i = 0; i < p->n; ++i) {
         const int64_t v = (int64_t)bnn_stream_get(a, p->a_bytes, i) + bnn_stream_get(b, p->b_bytes, i);
         bnn_stream_put(out, p->out_bytes, i, clamp64(v, p->lo, p->hi));
@@ -68,7 +102,7 @@ void bnn_stream_threshold(const bnn_stream_threshold_params_t *p, const void *in
         bnn_word_t bits = 0;
         uint32_t c;
         for (c = 0; c < p->channels; ++c, ++i) {
-            const int32_t q = bnn_stream_get(in, p->in_bytes, i);
+            const int32_t q = p->in_bytes == 1u ? (int32_t)((const int8_t *)in)[i] : bnn_stream_get(in, p->in_bytes, i);
             const int bit = dir[c] > 0 ? q >= thr[c] : q <= thr[c];
             bits |= (bnn_word_t)bit << (c % 32u);
             if (c % 32u == 31u) {
@@ -110,38 +144,38 @@ void bnn_dense_stream_bin(const bnn_stream_dense_params_t *p, const void *in, co
 
 /* ---- binary conv, one output row at a time ---------------------------------------------- */
 
-/* Adds, for -1 padding, the contribution of every padded tap of output row oy: a tap holding -1
- * on every channel adds -sum_c w[o, ky, kx, c] = cin - 2 popcount(w_tap) (padding bits of the
- * weights are 0). Interior positions have no padded tap and are skipped. */
-static void pad_minus1_row(const bnn_conv_params_t *c, const bnn_word_t *w, uint32_t oy, int32_t *row)
+/* Adds, for -1 padding, the contribution of every padded tap of output row oy (the table
+ * taps[(o * kh + ky) * kw + kx] = cin - 2 popcount(w_tap), i.e. -1 times the tap's weight sum).
+ * Interior positions have no padded tap and are skipped. */
+static void pad_minus1_row(const bnn_conv_params_t *c, const int16_t *taps, uint32_t oy, int32_t *row)
 {
-    const uint32_t cw = BNN_WORDS(c->cin);
-    const uint32_t n = c->kh * c->kw * cw;
     const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
+    const uint32_t ntaps = c->kh * c->kw;
     for (uint32_t ox = 0; ox < c->out_w; ++ox) {
         const int32_t x0 = (int32_t)(ox * c->stride_w) - (int32_t)c->pad_w;
         if (y0 >= 0 && x0 >= 0 && y0 + (int32_t)c->kh <= (int32_t)c->in_h &&
             x0 + (int32_t)c->kw <= (int32_t)c->in_w) {
             continue;
         }
-        for (uint32_t o = 0; o < c->cout; ++o) {
+        /* padded[t] for the taps of this position, as a bit mask (kh * kw <= 32 checked by the generator) */
+        uint32_t mask = 0;
+        for (uint32_t t = 0; t < ntaps; ++t) {
+            const int32_t y = y0 + (int32_t)(t / c->kw), x = x0 + (int32_t)(t % c->kw);
+            if (y < 0 || y >= (int32_t)c->in_h || x < 0 || x >= (int32_t)c->in_w) {
+                mask |= 1u << t;
+            }
+        }
+        int32_t *dst = row + ox * c->cout;
+        const int16_t *tt = taps;
+        for (uint32_t o = 0; o < c->cout; ++o, tt += ntaps) {
             int32_t corr = 0;
-            for (uint32_t ky = 0; ky < c->kh; ++ky) {
-                const int32_t y = y0 + (int32_t)ky;
-                for (uint32_t kx = 0; kx < c->kw; ++kx) {
-                    const int32_t x = x0 + (int32_t)kx;
-                    if (y >= 0 && y < (int32_t)c->in_h && x >= 0 && x < (int32_t)c->in_w) {
-                        continue;
-                    }
-                    const bnn_word_t *wt = w + o * n + (ky * c->kw + kx) * cw;
-                    uint32_t pc = 0;
-                    for (uint32_t k = 0; k < cw; ++k) {
-                        pc += bnn_popcount32(wt[k]);
-                    }
-                    corr += (int32_t)c->cin - 2 * (int32_t)pc;
+            uint32_t t = 0;
+            for (uint32_t m = mask; m != 0u; m >>= 1, ++t) {
+                if (m & 1u) {
+                    corr += tt[t];
                 }
             }
-            row[ox * c->cout + o] += corr;
+            dst[o] += corr;
         }
     }
 }
@@ -165,8 +199,8 @@ static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     } else {
         bnn_conv_acc(&r, (const bnn_word_t *)in + (uint32_t)top * c->in_w * BNN_WORDS(c->cin), w, row);
     }
-    if (p->pad_minus1) {
-        pad_minus1_row(c, w, oy, row);
+    if (p->pad_taps != NULL) {
+        pad_minus1_row(c, p->pad_taps, oy, row);
     }
 }
 
@@ -177,11 +211,9 @@ void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn
     uint32_t i = 0;
     for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
         conv_row(p, in, w, oy, row);
-        for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
-            for (uint32_t o = 0; o < cout; ++o, ++i) {
-                bnn_stream_put(out, rq->out_bytes, i, requant_one(rq, row[ox * cout + o], o));
-            }
-        }
+        /* requantize the row: one loop per output storage */
+        bnn_requant(rq, p->conv.out_w, row, 4u, (uint8_t *)out + (size_t)i * rq->out_bytes);
+        i += p->conv.out_w * cout;
     }
 }
 
