@@ -162,6 +162,7 @@ def _ir_file(base: Path, path: Path) -> Path:
 
 def _resnet(path: Path) -> Path:
     spec = default_spec("resnet20", (1, 8, 8), 10)
+    spec["residual_bits"] = 0  # the papers' float ResNet-20 (the deployable form exports)
     save_checkpoint(path, build_model(spec), spec, {"dataset": "digits"})
     return path
 

@@ -164,6 +164,7 @@ def test_export_bad_input(tmp_path, mlp_ckpt, args, needle):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage")
     spec = default_spec("resnet20", (1, 8, 8), 10)
+    spec["residual_bits"] = 0  # the papers' float ResNet-20 (the deployable form exports)
     resnet = tmp_path / "resnet.pt"
     save_checkpoint(resnet, build_model(spec), spec, {"dataset": "digits"})
     out = tmp_path / "out"
