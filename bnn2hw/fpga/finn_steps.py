@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: MIT
+"""Two FINN build steps that take bnn2hw's residual graphs (:mod:`bnn2hw.fpga.residual_onnx`)
+through FINN v0.10.1 and FINN dev; they replace ``step_streamline`` and ``step_convert_to_hw`` in
+FINN's step list (:func:`residual_steps`). Imports FINN only when called.
+
+* :func:`step_bnn2hw_streamline`: FINN's ``step_streamline``, then every ``Im2Col`` whose input
+  became ``BINARY`` (the XNOR rewrite) and that pads with the bipolar -1 pads with the bit 0
+  instead (the same value: bit 0 = -1). Invariant: the streamlined graph computes what the
+  exported one does, and FINN's ``InferConvInpGen`` (which asserts ``pad_value == 0``) accepts it.
+  FINN's streamlined_python verification runs after the fix.
+* :func:`step_bnn2hw_convert_to_hw`: FINN's ``step_convert_to_hw`` plus the layers its v0.10.1
+  version does not infer: ``AddStreams`` (run first, so that dev does not make the residual add
+  an elementwise float layer), ``GlobalAccPool`` (its ``Mul(1/(H*W))`` cancels our ``Mul(H*W)``
+  and both are removed), ``ChannelwiseOp`` (the ±1 channel sign in front of a padded conv's
+  threshold), ``Thresholding`` and ``DuplicateStreams``. Invariant: every node between the
+  input ``Transpose`` and the output is a FINN HW layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def fix_binary_padding(model):
+    """Im2Col on a BINARY stream with pad_value -1 -> pad_value 0 (the bit of -1)."""
+    from qonnx.core.datatype import DataType
+    from qonnx.custom_op.registry import getCustomOp
+
+    for n in model.get_nodes_by_op_type("Im2Col"):
+        inst = getCustomOp(n)
+        if model.get_tensor_datatype(n.input[0]) == DataType["BINARY"] and inst.get_nodeattr("pad_value") == -1:
+            inst.set_nodeattr("pad_value", 0)
+    return model
+
+
+def step_bnn2hw_streamline(model, cfg):
+    """FINN's step_streamline + :func:`fix_binary_padding`, then FINN's verification."""
+    from finn.builder import build_dataflow_steps as steps
+    from finn.builder.build_dataflow_config import VerificationStepType
+
+    streamlined = VerificationStepType.STREAMLINED_PYTHON
+    want = streamlined in cfg._resolve_verification_steps()
+    inner = dataclasses.replace(cfg, verify_steps=[s for s in (cfg.verify_steps or []) if s != streamlined
+                                                   and s != streamlined.value])
+    model = steps.step_streamline(model, inner)
+    model = fix_binary_padding(model)
+    if want:
+        steps.verify_step(model, cfg, "streamlined_python", need_parent=False)
+    return model
+
+
+def _remove_unit_muls(model):
+    """Collapse Mul -> Mul chains and drop multiplications by exactly 1 (GlobalAccPool's
+    1/(H*W) against our H*W)."""
+    from qonnx.transformation.general import RemoveUnusedTensors
+    from qonnx.transformation.remove import RemoveIdentityOps
+    from finn.transformation.streamline.collapse_repeated import CollapseRepeatedMul
+    from finn.transformation.streamline.reorder import MoveScalarLinearPastInvariants, MoveScalarMulPastMatMul
+
+    for t in (MoveScalarLinearPastInvariants(), MoveScalarMulPastMatMul(), CollapseRepeatedMul()):
+        model = model.transform(t)
+    for n in model.get_nodes_by_op_type("Mul"):  # float32 1/64 * 64 is exactly 1 for powers of two
+        c = model.get_initializer(n.input[1])
+        if c is not None and np.all(np.abs(c - 1.0) < 1e-6):
+            model.set_initializer(n.input[1], np.ones_like(c))
+    model = model.transform(RemoveIdentityOps())
+    return model.transform(RemoveUnusedTensors())
+
+
+def step_bnn2hw_convert_to_hw(model, cfg):
+    """FINN's step_convert_to_hw plus AddStreams, GlobalAccPool, ChannelwiseOp, Thresholding,
+    DuplicateStreams (module doc)."""
+    from finn.builder import build_dataflow_steps as steps
+    from finn.transformation.fpgadataflow import convert_to_hw_layers as to_hw
+    from qonnx.transformation.general import GiveUniqueNodeNames
+    from qonnx.transformation.infer_data_layouts import InferDataLayouts
+    from qonnx.transformation.infer_datatypes import InferDataTypes
+
+    model = model.transform(to_hw.InferAddStreamsLayer())
+    model = model.transform(to_hw.InferGlobalAccPoolLayer())
+    model = _remove_unit_muls(model).transform(InferDataTypes())
+    model = model.transform(to_hw.InferChannelwiseLinearLayer())
+    model = steps.step_convert_to_hw(model, cfg)
+    model = model.transform(to_hw.InferThresholdingLayer())
+    model = model.transform(to_hw.InferDuplicateStreamsLayer())
+    model = model.transform(GiveUniqueNodeNames())
+    return model.transform(InferDataLayouts())
+
+
+def residual_steps(estimate_only: bool = True) -> list:
+    """FINN's step list with the two bnn2hw steps in place of step_streamline and
+    step_convert_to_hw."""
+    from finn.builder.build_dataflow_config import default_build_dataflow_steps, estimate_only_dataflow_steps
+
+    base = estimate_only_dataflow_steps if estimate_only else default_build_dataflow_steps
+    swap = {"step_streamline": step_bnn2hw_streamline, "step_convert_to_hw": step_bnn2hw_convert_to_hw}
+    return [swap.get(s, s) if isinstance(s, str) else s for s in base]
