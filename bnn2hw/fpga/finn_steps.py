@@ -9,9 +9,9 @@ FINN's step list (:func:`residual_steps`). Imports FINN only when called.
   exported one does, and FINN's ``InferConvInpGen`` (which asserts ``pad_value == 0``) accepts it.
   FINN's streamlined_python verification runs after the fix.
 * :func:`step_bnn2hw_convert_to_hw`: FINN's ``step_convert_to_hw`` plus the layers its v0.10.1
-  version does not infer: ``AddStreams`` (run first, so that dev does not make the residual add
-  an elementwise float layer), ``GlobalAccPool`` (its ``Mul(1/(H*W))`` cancels our ``Mul(H*W)``
-  and both are removed), ``ChannelwiseOp`` (the ±1 channel sign in front of a padded conv's
+  version does not infer: ``AddStreams`` (dev: ``ElementwiseAdd``, FINN dev's replacement),
+  ``GlobalAccPool`` (converted first: dev's add inference takes every ``Mul`` too) (its ``Mul(1/(H*W))`` cancels our ``Mul(H*W)``
+  and both are removed), ``ChannelwiseOp`` (dev: ``ElementwiseMul``; the ±1 channel sign in front of a padded conv's
   threshold), ``Thresholding`` and ``DuplicateStreams``. Invariant: every node between the
   input ``Transpose`` and the output is a FINN HW layer.
 """
@@ -74,17 +74,23 @@ def step_bnn2hw_convert_to_hw(model, cfg):
     DuplicateStreams (module doc)."""
     from finn.builder import build_dataflow_steps as steps
     from finn.transformation.fpgadataflow import convert_to_hw_layers as to_hw
+    from qonnx.custom_op.registry import getCustomOp
     from qonnx.transformation.general import GiveUniqueNodeNames
     from qonnx.transformation.infer_data_layouts import InferDataLayouts
     from qonnx.transformation.infer_datatypes import InferDataTypes
 
-    model = model.transform(to_hw.InferAddStreamsLayer())
     model = model.transform(to_hw.InferGlobalAccPoolLayer())
     model = _remove_unit_muls(model).transform(InferDataTypes())
+    # v0.10.1: AddStreams; dev: InferAddStreamsLayer delegates to ElementwiseAdd (and would take
+    # the pool's Muls too, hence the pool first)
+    model = model.transform(to_hw.InferAddStreamsLayer())
     model = model.transform(to_hw.InferChannelwiseLinearLayer())
     model = steps.step_convert_to_hw(model, cfg)
     model = model.transform(to_hw.InferThresholdingLayer())
     model = model.transform(to_hw.InferDuplicateStreamsLayer())
+    for n in model.get_nodes_by_op_type("GlobalAccPool"):  # created before the sum's type was known
+        getCustomOp(n).set_nodeattr("inputDataType", model.get_tensor_datatype(n.input[0]).name)
+    model = model.transform(InferDataTypes())
     model = model.transform(GiveUniqueNodeNames())
     return model.transform(InferDataLayouts())
 

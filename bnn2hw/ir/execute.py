@@ -37,38 +37,52 @@ def to_ir_input(graph: Graph, x: np.ndarray) -> np.ndarray:
     return x.astype(np.int64)
 
 
+def _dense(h, layer):
+    return ops.dense(h.reshape(h.shape[0], -1), layer.arrays["weight"])
+
+
+def _threshold(h, layer):
+    return ops.threshold(h, layer.arrays["thr"], layer.arrays["direction"])
+
+
+def _requant(h, layer):
+    a, at = layer.arrays, layer.attrs
+    return ops.requant(h, a["mult"], a["bias"], at["shift"], at["bits"])
+
+
+# IR op -> reference call (args: the op's input tensors in order, then the layer). The executor
+# only looks ops up here, like the C side's bnn2hw.mcu.emitters.EMITTERS.
+REFERENCES = {
+    "dense": lambda args, l: _dense(args[0], l),
+    "conv2d": lambda args, l: ops.conv2d(args[0], l.arrays["weight"], l.attrs["stride"], l.attrs["pad"],
+                                         l.attrs.get("pad_value", 0)),
+    "threshold": lambda args, l: _threshold(args[0], l),
+    "maxpool": lambda args, l: ops.maxpool(args[0], l.attrs["kernel"], l.attrs["stride"]),
+    "avgpool": lambda args, l: ops.avgpool(args[0], l.attrs["kernel"], l.attrs["stride"]),
+    "flatten": lambda args, l: ops.flatten(args[0]),
+    "fixed_affine": lambda args, l: ops.fixed_affine(args[0], l.arrays["mult"], l.arrays["bias"], l.attrs["shift"]),
+    "requant": lambda args, l: _requant(args[0], l),
+    "periodic": lambda args, l: ops.periodic(args[0], l.attrs),
+    "add": lambda args, l: ops.add(args[0], args[1], l.attrs.get("bits", 32)),
+    "affine": lambda args, l: ops.affine(args[0], l.arrays["scale"], l.arrays["bias"]),
+}
+
+
 def run(graph: Graph, x_u8: np.ndarray) -> Trace:
     """Execute on uint8 input in PyTorch layout; returns the full trace. Each op reads the
-    tensors named by :meth:`Graph.inputs_of` (any DAG in topological order)."""
+    tensors named by :meth:`Graph.inputs_of` (any DAG in topological order); the integer logits
+    are the last dense op's output, the float logits the affine's (or the integer logits)."""
     tensors = {INPUT: to_ir_input(graph, x_u8)}
     int_logits = None
     logits = None
     for i, layer in enumerate(graph.layers):
-        a, at = layer.arrays, layer.attrs
-        args = [tensors[n] for n in graph.inputs_of(i)]
-        h = args[0]
-        if layer.op == "dense":
-            h = ops.dense(h.reshape(h.shape[0], -1), a["weight"])
-            int_logits = h
-        elif layer.op == "conv2d":
-            h = ops.conv2d(h, a["weight"], at["stride"], at["pad"])
-        elif layer.op == "threshold":
-            h = ops.threshold(h, a["thr"], a["direction"])
-        elif layer.op == "maxpool":
-            h = ops.maxpool(h, at["kernel"], at["stride"])
-        elif layer.op == "flatten":
-            h = ops.flatten(h)
-        elif layer.op == "fixed_affine":
-            h = ops.fixed_affine(h, a["mult"], a["bias"], at["shift"])
-        elif layer.op == "periodic":
-            h = ops.periodic(h, at)
-        elif layer.op == "add":
-            h = ops.add(args[0], args[1])
-        elif layer.op == "affine":
-            logits = ops.affine(h, a["scale"], a["bias"])
-            h = logits
-        else:
+        if layer.op not in REFERENCES:
             raise Bnn2hwError(f"IR layer {layer.name}: unknown op {layer.op!r}")
+        h = REFERENCES[layer.op]([tensors[n] for n in graph.inputs_of(i)], layer)
+        if layer.op == "dense":
+            int_logits = h
+        elif layer.op == "affine":
+            logits = h
         tensors[layer.name] = h
     if logits is None:
         logits = int_logits.astype(np.float64)

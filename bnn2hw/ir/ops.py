@@ -17,18 +17,24 @@ import numpy as np
 
 
 def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """acc[n, o] = sum_i x[n, i] * w[o, i]; for ±1 x and w this is K - 2 popcount(x xor w)."""
+    """acc[n, o] = sum_i x[n, i] * w[o, i]; for ±1 x and w this is K - 2 popcount(x xor w).
+
+    The same sum serves every input kind: uint8 pixels, ±1 bits, or the integers q of a ``fixed``
+    stream (then acc is in units of 2^-frac; the 1/window of a preceding avgpool and the stream's
+    scale live in the affine head)."""
     return x.astype(np.int64) @ w.astype(np.int64).T
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order, zero-padded.
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
+    """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order; padded positions hold
+    ``pad_value``.
 
-    Zero padding of ±1 data means a padded tap contributes 0 to the accumulator (not -1):
-    the C kernels reproduce this with a per-position fan-in, FINN cannot (it pads with the
-    bit 0, i.e. -1) and the FPGA export refuses padded binary convs."""
+    ``pad_value`` 0 on ±1 data means a padded tap contributes 0 to the accumulator (zero padding
+    of the real activation, as the official BiPer code and Larq do); the C kernels reproduce it
+    with a per-position fan-in. ``pad_value`` -1 means a padded position holds the activation -1
+    (the bit 0: FINN's FMPadding of a binary stream)."""
     n, h, w, c = x.shape
-    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (w + 2 * pad - kw) // stride + 1
     cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
@@ -38,10 +44,14 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray
     return cols.reshape(n, oh, ow, kh * kw * c)
 
 
-def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
-    """x (N, H, W, C), w (O, kh, kw, C) -> acc (N, OH, OW, O)."""
+def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
+    """x (N, H, W, C), w (O, kh, kw, C) -> acc (N, OH, OW, O), OH = (H + 2 pad - kh) // stride + 1.
+
+    Invariant: acc[n, y, x, o] = sum over taps (ky, kx, c) of w[o, ky, kx, c] * v, where v is the
+    input at (y*stride + ky - pad, x*stride + kx - pad, c) inside the image and ``pad_value``
+    (0 or -1) outside it. Any kernel size (1x1 included) and any stride."""
     o, kh, kw, c = w.shape
-    cols = im2col(x, kh, kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad, pad_value)
     return cols @ w.reshape(o, -1).astype(np.int64).T
 
 
@@ -99,6 +109,38 @@ def periodic(x: np.ndarray, attrs: dict) -> np.ndarray:
     return pt.evaluate(method, p, x, attrs["func"]).astype(np.int64)
 
 
-def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Saturating int32 sum of two tensors in the same Q format (a residual connection)."""
-    return np.clip(a.astype(np.int64) + b.astype(np.int64), INT32_MIN, INT32_MAX)
+def add(a: np.ndarray, b: np.ndarray, bits: int = 32) -> np.ndarray:
+    """Residual connection: the sum of two tensors in the same Q format, saturated to a signed
+    ``bits``-bit integer: ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)`` (exact in int64 for
+    ``bits`` <= 32 and inputs of at most 32 bits)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return np.clip(a.astype(np.int64) + b.astype(np.int64), lo, hi)
+
+
+def requant(x: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """Requantize an accumulator or a fixed-point tensor to the residual stream (per channel, last
+    axis): ``clip((x * mult + bias) >> shift, -2^(bits-1), 2^(bits-1) - 1)``.
+
+    ``>>`` is an arithmetic shift, i.e. floor division by 2^shift (so -1 >> 1 == -1); rounding is
+    whatever ``bias`` holds (the folder adds 2^(shift-1) for round-half-up). Invariant: exact in
+    int64 because validate() bounds |x| < 2^31, |mult| < 2^31 and |bias| <= 2^62, so
+    |x * mult + bias| < 2^63."""
+    v = x.astype(np.int64) * mult.astype(np.int64) + bias.astype(np.int64)
+    v = v >> np.int64(shift)
+    return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def avgpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
+    """Window SUM of (N, H, W, C) over k x k windows, no padding (floor): out[n, y, x, c] =
+    sum_{ky, kx < k} x[n, y*stride + ky, x*stride + kx, c].
+
+    Exact, no division: the 1/k^2 of average pooling is folded into the consumer (threshold,
+    requant or the dense head's affine), so pooling never rounds. Global average pooling is
+    k = H = W, output (N, 1, 1, C). The sum of k^2 values of b bits fits b + ceil(log2 k^2) bits."""
+    n, h, w, c = x.shape
+    oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
+    out = np.zeros((n, oh, ow, c), dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            out += x[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :].astype(np.int64)
+    return out

@@ -5,6 +5,10 @@ Invariant established: each op's inputs exist and have the kind (``u8``, ``bits`
 ``fixed``) and shape it consumes; its arrays have the documented dtype, shape and value set
 (binary weights exactly ±1, int8 weights in [-127, 127], threshold and direction vectors one per
 channel, directions ±1, finite float affines); attributes have the documented types and ranges.
+Every ``fixed`` tensor carries its Q format ``frac`` and its width ``bits`` (:class:`TensorInfo`):
+``fixed_affine`` and ``periodic`` make 32-bit values, ``requant`` and ``add`` the ``bits`` they
+saturate to, ``avgpool`` grows the width by ceil(log2 k^2) (at most 32), and ``add`` requires
+both inputs and its ``frac`` attribute to agree.
 The ops and fields are those of :mod:`bnn2hw.ir.graph`. A violation raises :class:`Bnn2hwError`
 naming the layer, the field and what was expected, so a hand-edited or corrupted ``.bnnir.npz``
 never reaches the C generator or the ONNX writers.
@@ -13,6 +17,7 @@ never reaches the C generator or the ONNX writers.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,6 +26,15 @@ from .graph import INPUT, OPS, Graph, Layer
 
 PERIODIC_FUNCS = ("sine", "cosine", "triangle", "arctan-sine")
 PERIODIC_APPROX = ("lut", "taylor", "fixed")
+
+
+class TensorInfo(NamedTuple):
+    """What validate() knows of a tensor: its kind, shape and, for ``fixed``, Q format and width."""
+
+    kind: str  # "u8", "bits", "acc", "fixed", "float"
+    shape: tuple
+    frac: int | None = None  # fixed only: the integer q stands for q * 2^-frac
+    bits: int | None = None  # fixed only: q fits a signed ``bits``-bit integer
 
 
 def _int(layer: Layer, key: str, lo: int, hi: int | None = None) -> int:
@@ -76,6 +90,18 @@ def _expect(layer: Layer, kind: str, allowed: tuple[str, ...]) -> None:
 
 def validate(graph: Graph) -> Graph:
     """Check ``graph`` (see the module docstring); returns it unchanged."""
+    tensor_infos(graph)
+    return graph
+
+
+def _window(k: int) -> int:
+    """Extra bits of a sum of k values: ceil(log2 k)."""
+    return max(k - 1, 0).bit_length()
+
+
+def tensor_infos(graph: Graph) -> dict[str, TensorInfo]:
+    """Validate ``graph`` and return the :class:`TensorInfo` of every tensor (the graph input
+    under :data:`bnn2hw.ir.graph.INPUT`, then each op's output by name)."""
     shape = tuple(graph.input_shape)
     if len(shape) not in (1, 3) or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
         raise Bnn2hwError(f"IR input shape must be (F,) or (H, W, C) of positive integers, got {list(shape)}")
@@ -89,7 +115,7 @@ def validate(graph: Graph) -> Graph:
     if not graph.layers:
         raise Bnn2hwError("IR has no layers")
     kind = graph.input_kind
-    seen: dict[str, tuple[str, tuple]] = {INPUT: (kind, shape)}
+    seen: dict[str, TensorInfo] = {INPUT: TensorInfo(kind, shape)}
     last_dense = None
     for i, layer in enumerate(graph.layers):
         if layer.op not in OPS:
@@ -109,17 +135,17 @@ def validate(graph: Graph) -> Graph:
         if len(names) != (2 if layer.op == "add" else 1):
             raise _err(layer, f"reads {len(names)} tensors ({names}); {layer.op} takes "
                               f"{2 if layer.op == 'add' else 1}")
-        kind, shape = seen[names[0]]
+        kind, shape, frac, bits = seen[names[0]]
         op = layer.op
         if op == "dense":
-            _expect(layer, kind, ("u8", "bits"))
+            _expect(layer, kind, ("u8", "bits", "fixed"))
             w = _weights(layer, 2)
             fan_in = int(np.prod(shape))
             if w.shape[1] != fan_in:
                 raise _err(layer, f"weight has {w.shape[1]} inputs, the incoming tensor {list(shape)} has {fan_in}")
             if layer.attrs.get("in") != kind:
                 raise _err(layer, f"attribute 'in' is {layer.attrs.get('in')!r}, the input is {kind}")
-            shape, kind, last_dense = (w.shape[0],), "acc", layer
+            shape, kind, frac, bits, last_dense = (w.shape[0],), "acc", None, None, layer
         elif op == "conv2d":
             _expect(layer, kind, ("u8", "bits"))
             if len(shape) != 3:
@@ -131,6 +157,12 @@ def validate(graph: Graph) -> Graph:
             if c != shape[2]:
                 raise _err(layer, f"weight has {c} input channels, the input has {shape[2]}")
             s, p = _int(layer, "stride", 1), _int(layer, "pad", 0)
+            pv = layer.attrs.get("pad_value", 0)
+            if isinstance(pv, bool) or pv not in (0, -1):
+                raise _err(layer, f"attribute 'pad_value' must be 0 or -1, got {pv!r}")
+            if pv == -1 and kind != "bits":
+                raise _err(layer, f"pad_value -1 (a padded tap is the activation -1) needs a bits input, "
+                                  f"the input is {kind}")
             if layer.attrs.get("in") != kind:
                 raise _err(layer, f"attribute 'in' is {layer.attrs.get('in')!r}, the input is {kind}")
             oh, ow = (shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1
@@ -146,7 +178,7 @@ def validate(graph: Graph) -> Graph:
                                   f"has {len(thr)} and {len(d)}")
             if not np.all((d == 1) | (d == -1)):
                 raise _err(layer, "directions must be +1 or -1")
-            kind = "bits"
+            kind, frac, bits = "bits", None, None
         elif op == "maxpool":
             _expect(layer, kind, ("bits",))
             if len(shape) != 3:
@@ -154,6 +186,18 @@ def validate(graph: Graph) -> Graph:
             k, s = _int(layer, "kernel", 1), _int(layer, "stride", 1)
             if k > shape[0] or k > shape[1]:
                 raise _err(layer, f"kernel {k} is larger than the {shape[0]}x{shape[1]} input")
+            shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
+        elif op == "avgpool":
+            _expect(layer, kind, ("fixed",))
+            if len(shape) != 3:
+                raise _err(layer, f"needs an (H, W, C) input, gets {list(shape)}")
+            k, s = _int(layer, "kernel", 1), _int(layer, "stride", 1)
+            if k > shape[0] or k > shape[1]:
+                raise _err(layer, f"kernel {k} is larger than the {shape[0]}x{shape[1]} input")
+            bits = bits + _window(k * k)
+            if bits > 32:
+                raise _err(layer, f"the sum of {k}x{k} values of {bits - _window(k * k)} bits needs {bits} bits "
+                                  "(more than 32): requantize the stream before pooling")
             shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
         elif op == "flatten":
             shape = (int(np.prod(shape)),)
@@ -170,8 +214,19 @@ def validate(graph: Graph) -> Graph:
                 if len(_array(layer, key, 1)) != shape[-1]:
                     raise _err(layer, f"{key} must have one entry per channel ({shape[-1]})")
             _int(layer, "shift", 0, 62)
-            _int(layer, "frac", 0, 31)
-            kind = "fixed"
+            kind, frac, bits = "fixed", _int(layer, "frac", 0, 31), 32
+        elif op == "requant":
+            _expect(layer, kind, ("acc", "fixed"))
+            mult, bias = _array(layer, "mult", 1), _array(layer, "bias", 1)
+            for key, a in (("mult", mult), ("bias", bias)):
+                if len(a) != shape[-1]:
+                    raise _err(layer, f"{key} must have one entry per channel ({shape[-1]}), has {len(a)}")
+            if mult.size and int(np.abs(mult.astype(np.int64)).max()) >= 2 ** 31:
+                raise _err(layer, "mult must lie in (-2^31, 2^31) (x * mult must fit int64)")
+            if bias.size and int(np.abs(bias.astype(np.int64)).max()) > 2 ** 62:
+                raise _err(layer, "bias must lie in [-2^62, 2^62] (x * mult + bias must fit int64)")
+            _int(layer, "shift", 0, 62)
+            kind, frac, bits = "fixed", _int(layer, "frac", 0, 31), _int(layer, "bits", 2, 16)
         elif op == "periodic":
             _expect(layer, kind, ("fixed",))
             at = layer.attrs
@@ -183,14 +238,20 @@ def validate(graph: Graph) -> Graph:
             if not isinstance(w0, (int, float)) or not math.isfinite(w0) or w0 <= 0:
                 raise _err(layer, f"w0 must be a positive number, got {w0!r}")
             _int(layer, "in_frac", 0, 31)
-            _int(layer, "out_frac", 0, 31)
+            frac, bits = _int(layer, "out_frac", 0, 31), 32
         elif op == "add":
             for n in names:
-                if seen[n] != ("fixed", shape):
-                    raise _err(layer, f"input {n!r} is {seen[n][0]} {list(seen[n][1])}, "
+                if seen[n].kind != "fixed" or seen[n].shape != shape:
+                    raise _err(layer, f"input {n!r} is {seen[n].kind} {list(seen[n].shape)}, "
                                       f"expected fixed {list(shape)}")
-            kind = "fixed"
-        seen[layer.name] = (kind, shape)
+            fa = _int(layer, "frac", 0, 31)
+            fracs = [seen[n].frac for n in names]
+            if fracs != [fa, fa]:
+                raise _err(layer, f"inputs {names} are Q{fracs[0]} and Q{fracs[1]}, the add is Q{fa}: "
+                                  "both inputs must have the add's frac")
+            bits = 32 if "bits" not in layer.attrs else _int(layer, "bits", 2, 32)
+            kind, frac = "fixed", fa
+        seen[layer.name] = TensorInfo(kind, shape, frac, bits)
     if last_dense is None or kind not in ("acc", "float"):
         raise Bnn2hwError("IR must end with a dense layer (the integer logits), optionally followed by an affine")
-    return graph
+    return seen
