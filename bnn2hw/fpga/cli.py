@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import Bnn2hwError
 from . import build
 from .onnx_export import build_onnx, run_plain, run_qonnx
+from .residual_onnx import needs_residual_form
 
 
 def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
@@ -99,22 +100,31 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     else:
         verify_in = verify_out = None
     layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
-    report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+    residual = needs_residual_form(graph)
+    if residual:  # FINN names/sorts a residual graph's layers its own way (build.mvau_folding)
+        report = build.residual_layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+        folding = {"Defaults": {}}
+    else:
+        report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+        folding = build.folding_config(layers, finn_version)
     files = {
         "model_finn.onnx": finn_model.SerializeToString(),
         "model_plain.onnx": plain_model.SerializeToString(),
         "model.bnnir.npz": _ir_bytes(graph, save_ir),
         "model.ir.txt": graph.describe() + "\n",
         "dataflow_build_config.json": build.dumps(build.dataflow_build_config(tgt, clock_mhz, target_fps)),
-        "folding_config.json": build.dumps(build.folding_config(layers, finn_version)),
+        "folding_config.json": build.dumps(folding),
         "layer_report.json": build.dumps(report),
         "logit_affine.json": build.dumps(build.logit_affine_doc(graph)),
         "layer_report.md": _report_md(report, tgt),
         "verification.json": build.dumps(summary),
         "bnn2hw_export.json": build.dumps({"target": target, "board": tgt.board, "part": tgt.part,
                                            "finn_version": finn_version,
+                                           "graph_form": "residual" if residual else "chain",
                                            "model_hash": graph.meta.get("model_hash")}),
     }
+    if residual:
+        files[build.MVAU_FOLDING_FILE] = build.dumps(build.mvau_folding(layers))
     if verify_in is not None:
         files["verify_input.npy"] = verify_in.astype(np.float32)
         files["verify_expected_output.npy"] = verify_out

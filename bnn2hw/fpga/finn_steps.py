@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Two FINN build steps that take bnn2hw's residual graphs (:mod:`bnn2hw.fpga.residual_onnx`)
-through FINN v0.10.1 and FINN dev; they replace ``step_streamline`` and ``step_convert_to_hw`` in
-FINN's step list (:func:`residual_steps`). Imports FINN only when called.
+"""Three FINN build steps that take bnn2hw's residual graphs (:mod:`bnn2hw.fpga.residual_onnx`)
+through FINN v0.10.1 and FINN dev; they replace ``step_streamline``, ``step_convert_to_hw`` and
+``step_target_fps_parallelization`` in FINN's step list (:func:`residual_steps`). Imports FINN only when called.
 
 * :func:`step_bnn2hw_streamline`: FINN's ``step_streamline``, then every ``Im2Col`` whose input
   became ``BINARY`` (the XNOR rewrite) and that pads with the bipolar -1 pads with the bit 0
@@ -14,6 +14,8 @@ FINN's step list (:func:`residual_steps`). Imports FINN only when called.
   and both are removed), ``ChannelwiseOp`` (dev: ``ElementwiseMul``; the ±1 channel sign in front of a padded conv's
   threshold), ``Thresholding`` and ``DuplicateStreams``. Invariant: every node between the
   input ``Transpose`` and the output is a FINN HW layer.
+* :func:`step_bnn2hw_set_folding`: FINN's SetFolding for ``target_fps``, then bnn2hw's MVAU
+  folding by MVAU shape (FINN renames nodes, so names cannot key it).
 """
 
 from __future__ import annotations
@@ -95,11 +97,40 @@ def step_bnn2hw_convert_to_hw(model, cfg):
     return model.transform(InferDataLayouts())
 
 
+def step_bnn2hw_set_folding(model, cfg):
+    """FINN's step_target_fps_parallelization (SetFolding for ``target_fps``), then bnn2hw's
+    PE/SIMD on every MVAU whose shape (MW, MH, input vectors) is in ``mvau_folding.json`` next
+    to ``cfg.folding_config_file`` (:func:`bnn2hw.fpga.build.mvau_folding`)."""
+    import json
+    from pathlib import Path
+
+    from finn.builder import build_dataflow_steps as steps
+    from qonnx.custom_op.registry import getCustomOp
+
+    model = steps.step_target_fps_parallelization(model, cfg)
+    if not cfg.folding_config_file:
+        return model
+    path = Path(cfg.folding_config_file).with_name("mvau_folding.json")
+    if not path.exists():
+        return model
+    table = {(e["MW"], e["MH"], e["vectors"]): e for e in json.loads(path.read_text())["mvau"]}
+    for n in model.graph.node:
+        if not n.op_type.startswith("MVAU"):
+            continue
+        inst = getCustomOp(n)
+        key = (inst.get_nodeattr("MW"), inst.get_nodeattr("MH"), int(np.prod(inst.get_nodeattr("numInputVectors"))))
+        if key in table:
+            inst.set_nodeattr("PE", table[key]["PE"])
+            inst.set_nodeattr("SIMD", table[key]["SIMD"])
+    return model
+
+
 def residual_steps(estimate_only: bool = True) -> list:
     """FINN's step list with the two bnn2hw steps in place of step_streamline and
     step_convert_to_hw."""
     from finn.builder.build_dataflow_config import default_build_dataflow_steps, estimate_only_dataflow_steps
 
     base = estimate_only_dataflow_steps if estimate_only else default_build_dataflow_steps
-    swap = {"step_streamline": step_bnn2hw_streamline, "step_convert_to_hw": step_bnn2hw_convert_to_hw}
+    swap = {"step_streamline": step_bnn2hw_streamline, "step_convert_to_hw": step_bnn2hw_convert_to_hw,
+            "step_target_fps_parallelization": step_bnn2hw_set_folding}
     return [swap.get(s, s) if isinstance(s, str) else s for s in base]
