@@ -31,7 +31,8 @@ Fixed-point value path (M-BiPer residual models, eq. 7; C back end only):
                ``table_bits``, ``calib_range``: y = func(w0 x) in fixed point, exactly the
                integer arithmetic of ``firmware/src/bnn_periodic.c``
 ``add``        ``inputs`` [name, name], ``frac``, optional ``bits`` (2..32, default 32): the sum of
-               two ``fixed`` tensors of the same shape and Q format, saturated to a signed
+               two ``fixed`` tensors of the same shape and Q format (both inputs' ``frac`` equal
+               the add's), saturated to a signed
                ``bits``-bit integer: ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)`` (a residual
                connection)
 
@@ -43,7 +44,8 @@ bits whose integer q stands for q * 2^-frac):
                official BiPer code and Larq do); -1: a padded position holds the activation -1
                (FINN's FMPadding of a BINARY stream). 1x1 kernels and any stride are allowed.
 ``requant``    ``mult``, ``bias`` (C,) int64, ``shift`` (0..62), ``bits`` (2..16), ``frac``
-               (0..31): reads ``acc`` or ``fixed``; produces the ``fixed`` stream value
+               (0..31): reads ``acc`` or ``fixed``; ``|mult| < 2^31``, ``|bias| <= 2^62`` (so the
+               int64 arithmetic below is exact); produces the ``fixed`` stream value
                ``clip((x * mult + bias) >> shift, -2^(bits-1), 2^(bits-1) - 1)`` where ``>>`` is
                an arithmetic shift (floor). Rounding rule: floor after adding ``bias``; the
                folder puts round-half-up into ``bias`` (+2^(shift-1)) and proves the result
@@ -51,7 +53,8 @@ bits whose integer q stands for q * 2^-frac):
 ``avgpool``    ``kernel``, ``stride`` on a ``fixed`` (H, W, C) tensor: the *sum* of each
                kernel x kernel window, exact, no division (global average pooling: kernel = H
                = W, output (1, 1, C)). The 1/kernel^2 is folded into the consumer (threshold,
-               requant or the dense layer's affine), so pooling never rounds.
+               requant or the dense layer's affine), so pooling never rounds. The sum of a
+               ``bits``-bit stream is ``bits + ceil(log2 kernel^2)`` bits wide, at most 32.
 ``dense``      also reads a ``fixed`` tensor (``in == "fixed"``, int8 or binary weights): the
                accumulator is sum(w * q) over the stream integers.
 

@@ -123,8 +123,9 @@ def requant(x: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits:
 
     ``>>`` is an arithmetic shift, i.e. floor division by 2^shift (so -1 >> 1 == -1); rounding is
     whatever ``bias`` holds (the folder adds 2^(shift-1) for round-half-up). Invariant: exact in
-    int64 because validate() bounds |x| < 2^31, |mult| < 2^31 and |bias| <= 2^62, so
-    |x * mult + bias| < 2^63."""
+    int64 because |x| < 2^31 (a fixed input has at most 32 bits; an accumulator is int32, which
+    :func:`bnn2hw.mcu.codegen.check_accumulators` proves), and validate() bounds |mult| < 2^31 and
+    |bias| <= 2^62, so |x * mult + bias| < 2^63."""
     v = x.astype(np.int64) * mult.astype(np.int64) + bias.astype(np.int64)
     v = v >> np.int64(shift)
     return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)

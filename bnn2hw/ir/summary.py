@@ -5,7 +5,8 @@
 Per op: output shape, binary MACs (±1 x ±1), 8-bit MACs (uint8 pixels or int8 weights), weight
 bits, thresholds, flash bytes (the C generator's lower bound: weight bits / 8 + 4 B per threshold
 and per fixed-point constant), activation RAM (bytes of the op's input + output buffers in the C
-layout: uint8 pixels, packed 32-bit words for bits, int32 for accumulators/fixed point), the
+layout: uint8 pixels, packed 32-bit words for bits, int32 for accumulators, int8/int16/int32 for a
+fixed-point stream of <= 8 / <= 16 / <= 32 bits; an op reading two tensors counts both), the
 estimated instructions per inference on a Cortex-M core (:mod:`bnn2hw.mcu.cost_model`) and FINN's
 cycles for the op's MVAU under the export's folding (:func:`bnn2hw.fpga.build.choose_folding`).
 """
@@ -40,7 +41,13 @@ class LayerCost:
         return d
 
 
-def _buffer_bytes(shape: tuple, kind: str) -> int:
+def stream_bytes(bits: int | None) -> int:
+    """Bytes per element of a fixed-point tensor in C: int8_t up to 8 bits, int16_t up to 16,
+    else int32_t (the C generator's storage rule)."""
+    return 4 if bits is None or bits > 16 else (2 if bits > 8 else 1)
+
+
+def _buffer_bytes(shape: tuple, kind: str, bits: int | None = None) -> int:
     """Bytes of a tensor in the C layout (see the module docstring)."""
     n = int(np.prod(shape))
     if kind == "u8":
@@ -48,31 +55,31 @@ def _buffer_bytes(shape: tuple, kind: str) -> int:
     if kind == "bits":
         positions = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
         return positions * ((shape[-1] + 31) // 32) * 4
-    return 4 * n  # acc, fixed: int32; float logits: float32
+    if kind == "fixed":
+        return stream_bytes(bits) * n
+    return 4 * n  # acc: int32; float logits: float32
 
 
 def layer_costs(graph: Graph, core: str = "cortex-m4", clock_mhz: float = 100.0,
                 target_fps: float = 1e6) -> list[LayerCost]:
-    """One :class:`LayerCost` per IR op, in graph order."""
+    """One :class:`LayerCost` per IR op, in graph order (shapes and kinds from
+    :func:`bnn2hw.ir.validate.tensor_infos`, so a residual DAG is costed by what each op reads)."""
     from ..mcu.cost_model import estimate_layer_instructions
+    from .validate import tensor_infos
 
     finn = _finn_cycles(graph, clock_mhz, target_fps)
-    shape, kind = tuple(graph.input_shape), graph.input_kind
+    infos = tensor_infos(graph)
     rows = []
-    for layer in graph.layers:
+    for i, layer in enumerate(graph.layers):
         a, at = layer.arrays, layer.attrs
-        in_shape, in_kind = shape, kind
-        row = LayerCost(layer.name, layer.op, layer.source, shape)
+        reads = [infos[n] for n in graph.inputs_of(i)]
+        in_shape = reads[0].shape
+        out = infos[layer.name]
+        row = LayerCost(layer.name, layer.op, layer.source, out.shape)
         if layer.op in ("dense", "conv2d"):
             w = a["weight"]
             fan_in = int(np.prod(w.shape[1:]))
-            if layer.op == "dense":
-                shape, positions = (w.shape[0],), 1
-            else:
-                o, kh, kw, _ = w.shape
-                s, p = at["stride"], at["pad"]
-                shape = ((shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1, o)
-                positions = shape[0] * shape[1]
+            positions = 1 if layer.op == "dense" else out.shape[0] * out.shape[1]
             macs = positions * w.shape[0] * fan_in
             binary = at.get("weight_kind") == "binary" and at["in"] == "bits"
             if binary:
@@ -81,28 +88,18 @@ def layer_costs(graph: Graph, core: str = "cortex-m4", clock_mhz: float = 100.0,
                 row.int8_macs = macs
             row.weight_bits = int(w.size) * (1 if at.get("weight_kind") == "binary" else 8)
             row.finn_cycles = finn.get(layer.name)
-            kind = "acc"
         elif layer.op == "threshold":
             row.thresholds = int(len(a["thr"]))
-            kind = "bits"
         elif layer.op == "maxpool":
-            k, s = at["kernel"], at["stride"]
-            shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
             row.finn_cycles = finn.get(layer.name)
-        elif layer.op == "flatten":
-            shape = (int(np.prod(shape)),)
-        elif layer.op == "affine":
-            kind = "float"
         elif layer.op == "fixed_affine":
-            row.thresholds = 0
             row.weight_bits = 64 * len(a["mult"])
-            kind = "fixed"
-        elif layer.op in ("periodic", "add"):
-            kind = "fixed"
-        row.out_shape = shape
+        elif layer.op == "requant":
+            row.weight_bits = 96 * len(a["mult"])  # int32 multiplier + int64 bias per channel
         row.flash_bytes = row.weight_bits // 8 + 4 * row.thresholds
-        row.ram_bytes = _buffer_bytes(in_shape, in_kind) + _buffer_bytes(shape, kind)
-        row.instructions = estimate_layer_instructions(layer, in_shape, shape, core)
+        row.ram_bytes = sum(_buffer_bytes(r.shape, r.kind, r.bits) for r in reads) + \
+            _buffer_bytes(out.shape, out.kind, out.bits)
+        row.instructions = estimate_layer_instructions(layer, in_shape, out.shape, core)
         rows.append(row)
     return rows
 
@@ -110,7 +107,8 @@ def layer_costs(graph: Graph, core: str = "cortex-m4", clock_mhz: float = 100.0,
 def _finn_cycles(graph: Graph, clock_mhz: float, target_fps: float) -> dict:
     """FINN MVAU (and max-pool) cycles per layer name under the export's folding; empty for
     graphs FINN cannot take (fixed-point models)."""
-    if graph.meta.get("fixed_point") or any(l.op in ("fixed_affine", "periodic", "add") for l in graph.layers):
+    if graph.meta.get("fixed_point") or any(l.op in ("fixed_affine", "periodic", "add", "requant", "avgpool")
+                                             for l in graph.layers):
         return {}
     from ..fpga.build import choose_folding, matmul_layers, pool_cycles
 

@@ -19,7 +19,8 @@ Work features (per inference):
 * ``outputs``: values a dense/conv op produces (threshold compare, bit packing, loop overhead),
 * ``patch_bits``: bits a binary conv gathers into its per-position patch (positions x kh kw C),
 * ``pool_words``: packed words a max-pool reads (outputs x ceil(C / 32) x k^2),
-* ``fixed``: elements through a fixed-point op (fixed_affine, periodic, add, sign).
+* ``fixed``: elements through a fixed-point op (fixed_affine, periodic, add, requant, sign; the
+  input elements of an avgpool).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ def work_features(layer: Layer, in_shape: tuple, out_shape: tuple, thumb2: bool 
     elif layer.op == "maxpool":
         k = at["kernel"]
         f["pool_words"] = int(np.prod(out_shape[:-1])) * ((out_shape[-1] + 31) // 32) * k * k
-    elif layer.op in ("fixed_affine", "periodic", "add") or (layer.op == "threshold" and at.get("sign_of")):
+    elif layer.op == "avgpool":
+        f["fixed"] = int(np.prod(in_shape))
+    elif layer.op in ("fixed_affine", "periodic", "add", "requant") or (layer.op == "threshold" and at.get("sign_of")):
         f["fixed"] = int(np.prod(out_shape))
     return f
 
