@@ -452,6 +452,17 @@ def residual_nodes(graph: Graph, finn: bool):
     return em.nodes, em.inits, em.ann, in_shape, logits, affine
 
 
+def stream_tensor_names(graph: Graph, finn: bool) -> dict[str, str]:
+    """IR tensor name -> ONNX tensor name in the graph :func:`residual_nodes` writes (names are
+    deterministic), for every IR tensor that is stored as is (not negated, not deferred): the
+    requantized streams, the (saturated) sums, the pool sums. Lets tests read the stream
+    integers out of qonnx/onnxruntime."""
+    em = _Emitter(graph, finn)
+    em.run()
+    return {k: v["onnx"] for k, v in em.t.items()
+            if k != INPUT and v.get("onnx") and v["kind"] == "fixed" and np.all(v["neg"] > 0)}
+
+
 def needs_residual_form(graph: Graph) -> bool:
     """True for graphs the chain emitter cannot write: residual ops, branches, padded convs."""
     if graph.branches():
