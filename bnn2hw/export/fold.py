@@ -185,9 +185,15 @@ def fold_model(model: nn.Module, spec: dict, meta: dict | None = None,
         graph_meta = {"model_hash": model_hash(model), "surrogate": sur.get("name"), "w0": sur.get("w0"),
                       "arch": spec.get("arch"), "fixed_point": True, "act_approx": approx, **(meta or {})}
         return Graph(ir_shape, layers, float((meta or {}).get("input_raw_scale", 1.0)), graph_meta)
-    if not isinstance(model, (BinaryMLP, BinaryCNN)):
+    from ..nn.residual import DeployableVGGSmall, PaddedBinaryConv2d, ResidualBNN
+
+    if isinstance(model, ResidualBNN):
+        from .fold_residual import fold_residual_model
+
+        return fold_residual_model(model, spec, meta)
+    if not isinstance(model, (BinaryMLP, BinaryCNN, DeployableVGGSmall)):
         raise Bnn2hwError(f"model {spec.get('arch')!r} ({type(model).__name__}) is not exportable: "
-                          "only the mlp and cnn architectures fold to the integer IR (the papers' "
+                          "only mlp, cnn and the quantized-stream resnet8/resnet20/vgg-small fold to the integer IR (the papers' "
                           "ResNets carry real values between binary layers)")
     model.eval()
     names = {m: n for n, m in model.named_modules()}
@@ -258,16 +264,18 @@ def fold_model(model: nn.Module, spec: dict, meta: dict | None = None,
                 if len(shape) != 3:
                     raise Bnn2hwError(f"layer {src}: conv on a flat tensor")
                 w = binarize_weights(m, src)
-                stride, pad = int(m.stride[0]), int(m.padding[0])
+                stride = int(m.stride[0])
+                pad = m.pad if isinstance(m, PaddedBinaryConv2d) else int(m.padding[0])
                 o, kh, kw, c = w.shape
                 if c != shape[2]:
                     raise Bnn2hwError(f"layer {src}: expects {c} channels, gets {shape[2]}")
                 fan_in = kh * kw * c
                 oh = (shape[0] + 2 * pad - kh) // stride + 1
                 ow = (shape[1] + 2 * pad - kw) // stride + 1
-                layers.append(Layer("conv2d", new_name("conv"), src,
-                                    {"in": kind, "stride": stride, "pad": pad, "weight_kind": "binary"},
-                                    {"weight": w}))
+                attrs = {"in": kind, "stride": stride, "pad": pad, "weight_kind": "binary"}
+                if isinstance(m, PaddedBinaryConv2d) and kind == "bits" and pad:
+                    attrs["pad_value"] = m.pad_value  # the padded taps' activation (graph.py)
+                layers.append(Layer("conv2d", new_name("conv"), src, attrs, {"weight": w}))
                 lo, hi = _acc_range(m, kind, fan_in)
                 thr, d = fold_threshold(m, bn, act, lo, hi, spatial=(oh, ow))
                 shape = (oh, ow, o)

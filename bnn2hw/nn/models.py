@@ -13,10 +13,15 @@ First and last layers: ``binary`` (±1 weights; the first layer still takes 8-bi
 an exact integer accumulator), ``int8`` (8-bit weights, exact integer accumulator) or ``float``
 (full precision, as the papers do; trainable but not exportable to integers).
 
+Deployable residual and padded models (:mod:`bnn2hw.nn.residual`): ``resnet8`` (MLPerf Tiny),
+``resnet20`` and ``vgg-small`` with ``spec["residual_bits"]`` 8 or 16 (the default 8): a
+quantized residual stream, binary stem on 8-bit pixels, int8 (default) or binary last layer,
+``spec["pad_value"]`` -1 (default; deploys to FINN and C) or 0 (C only).
+
 Papers' architectures, for users with GPUs (trainable, not exportable: they carry real values
-between binary layers): ``resnet18`` / ``resnet20`` with Bi-Real double skip connections,
-``vgg-small``, and ``mbiper-resnet`` whose blocks follow M-BiPer eq. 7,
-``y = f(BN(Conv(x))) + x`` with a periodic ``f``.
+between binary layers): ``resnet18`` / ``resnet20`` (``residual_bits`` 0) with Bi-Real double
+skip connections, ``vgg-small`` (``residual_bits`` 0), and ``mbiper-resnet`` whose blocks follow
+M-BiPer eq. 7, ``y = f(BN(Conv(x))) + x`` with a periodic ``f``.
 """
 
 from __future__ import annotations
@@ -43,13 +48,15 @@ def default_spec(model: str, in_shape: tuple[int, ...], num_classes: int) -> dic
         spec = {"convs": [[32, 3, 0, False], [64, 3, 0, True]], "hidden": [128]}
     elif model == "mbiper-mlp":
         spec = {"width": 128, "blocks": 2, "periodic": "sine", "periodic_w0": 1.0}
+    elif model in DEPLOYABLE_RESIDUAL:
+        spec = {"residual_bits": 8, "pad_value": -1, "widths": None}
     elif model in PAPER_MODELS:
         spec = {}
     else:
         raise Bnn2hwError(f"unknown model {model!r}; valid: {', '.join(MODEL_NAMES)}")
     return {"arch": model, "in_shape": list(in_shape), "num_classes": int(num_classes),
-            "first": "binary", "last": "binary", "surrogate": SurrogateConfig().to_dict(),
-            "activation": None, **spec}
+            "first": "binary", "last": "int8" if model in DEPLOYABLE_RESIDUAL else "binary",
+            "surrogate": SurrogateConfig().to_dict(), "activation": None, **spec}
 
 
 def _surrogate(spec: dict) -> SurrogateConfig:
@@ -289,6 +296,11 @@ class VGGSmall(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+DEPLOYABLE_RESIDUAL = ("resnet8", "resnet20", "vgg-small")
+"""Models with a deployable form: ``spec["residual_bits"]`` 8 or 16 (:mod:`bnn2hw.nn.residual`);
+``resnet20`` and ``vgg-small`` with ``residual_bits`` 0 (or absent: checkpoints written before
+it existed) are the papers' float models below."""
+
 PAPER_MODELS = {
     "resnet18": lambda s: BiRealResNet(s, 18),
     "resnet20": lambda s: BiRealResNet(s, 20),
@@ -296,7 +308,7 @@ PAPER_MODELS = {
     "mbiper-resnet20": lambda s: BiRealResNet(s, 20, periodic=s.get("periodic", "sine")),
 }
 
-MODEL_NAMES = ["mlp", "cnn", "mbiper-mlp", *PAPER_MODELS]
+MODEL_NAMES = ["mlp", "cnn", "mbiper-mlp", "resnet8", *PAPER_MODELS]
 
 
 def build_model(spec: dict) -> nn.Module:
@@ -316,6 +328,14 @@ def _build_model(spec: dict) -> nn.Module:
         return BinaryCNN(spec)
     if arch == "mbiper-mlp":
         return BinaryResMLP(spec)
+    if arch in DEPLOYABLE_RESIDUAL and int(spec.get("residual_bits") or 0):
+        from .residual import DeployableVGGSmall, ResidualBNN
+
+        if arch == "vgg-small":
+            return DeployableVGGSmall(spec, _surrogate(spec), _act_name(spec))
+        return ResidualBNN(spec, _surrogate(spec), _act_name(spec))
+    if arch == "resnet8":
+        raise Bnn2hwError("resnet8 needs --residual-bits 8 or 16 (it has no float-stream version)")
     if arch in PAPER_MODELS:
         return PAPER_MODELS[arch](spec)
     raise Bnn2hwError(f"unknown model {arch!r}; valid: {', '.join(MODEL_NAMES)}")
