@@ -269,7 +269,7 @@ def run_finn(model: str, out_dir: Path, verify_in: str, verify_out: str,
     res["layers"] = layers
     res["total"] = resources["total"]
     res["parent_ops"] = [n.op_type for n in ModelWrapper(str(inter / "dataflow_parent.onnx")).graph.node]
-    res["streamlined_ops"] = [n.op_type for n in ModelWrapper(str(inter / "step_streamline.onnx")).graph.node]
+    res["streamlined_ops"] = [n.op_type for n in ModelWrapper(str(next(inter.glob("step_*streamline.onnx")))).graph.node]
     return res
 
 

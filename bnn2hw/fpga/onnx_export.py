@@ -252,7 +252,7 @@ def _residual_model(graph: Graph, flavour: str) -> onnx.ModelProto:
     conventions as the chain form: ``global_out`` = integer logits (finn), float logits plus
     ``int_logits`` (plain)."""
     finn = flavour == "finn"
-    nodes, inits, annotations, in_shape, logits, affine = residual_nodes(graph, finn)
+    nodes, inits, annotations, in_shape, logits, affine, shapes = residual_nodes(graph, finn)
     if affine is None or graph.layers[-1] is not affine:
         raise Bnn2hwError("IR graph does not end with an affine output layer")
     for nd in nodes:
@@ -268,7 +268,9 @@ def _residual_model(graph: Graph, flavour: str) -> onnx.ModelProto:
                                       doc_string=doc))
         nodes.append(helper.make_node("Add", ["logits_scaled", "logit_bias"], [OUTPUT_NAME], name="logit_add",
                                       doc_string=doc))
-    return _assemble(graph, flavour, nodes, inits, annotations, in_shape, affine)
+    model = _assemble(graph, flavour, nodes, inits, annotations, in_shape, affine)
+    model.graph.value_info.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, s) for t, s in shapes.items())
+    return model
 
 
 def _assemble(graph: Graph, flavour: str, nodes, inits, annotations, in_shape, affine) -> onnx.ModelProto:

@@ -99,6 +99,7 @@ class _Emitter:
     def __init__(self, graph: Graph, finn: bool):
         self.g, self.finn = graph, finn
         self.nodes, self.inits, self.ann = [], [], {}
+        self.shapes: dict[str, list[int]] = {}  # value_info for custom-op inputs qonnx cannot infer
         self.counter = 0
         self.t: dict[str, dict] = {}
         self.consumers: dict[str, list[int]] = {}
@@ -289,6 +290,10 @@ class _Emitter:
 
     def op_dense(self, i, layer, srcs, doc, last):
         src = srcs[0]
+        if len(src["shape"]) == 3:  # the IR's dense reads any tensor flattened in (y, x, c) order
+            if "deferred" in src:
+                raise self.layer_err(layer, "a dense layer on a stream threshold needs a flatten in between")
+            src = self.op_flatten(i, layer, [src], doc, last)
         w = layer.arrays["weight"].astype(np.int64)  # (O, F)
         o, f = w.shape
         kind = layer.attrs["in"]
@@ -416,6 +421,7 @@ class _Emitter:
         k, s = layer.attrs["kernel"], layer.attrs["stride"]
         x, neg = self._bits_source(src, layer.name)
         if self.finn:
+            self.shapes[x] = [1, *src["shape"]]  # MaxPoolNHWC's shape inference reads its input's
             out = self.node("MaxPoolNHWC", [x], layer.name, doc, domain="qonnx.custom_op.general",
                             kernel_shape=[k, k], strides=[s, s], pads=[0, 0, 0, 0])
             self.ann[out] = "BIPOLAR"
@@ -433,7 +439,8 @@ class _Emitter:
             raise self.layer_err(layer, "flattening a stream threshold is not supported by the FINN export")
         if len(src["shape"]) == 1:
             return src
-        out = self.node("Flatten", [src["onnx"]], layer.name, doc, axis=1)
+        out = self.node("Flatten", [src["onnx"]], f"{layer.name}_flat" if layer.op != "flatten" else layer.name,
+                        doc, axis=1)
         if src["onnx"] in self.ann:
             self.ann[out] = self.ann[src["onnx"]]
         f = int(np.prod(src["shape"]))
@@ -446,10 +453,11 @@ class _Emitter:
 
 
 def residual_nodes(graph: Graph, finn: bool):
-    """(nodes, initializers, dtype annotations, input shape, integer-logit tensor, affine layer)."""
+    """(nodes, initializers, dtype annotations, input shape, integer-logit tensor, affine layer,
+    {tensor: shape} value infos the graph must carry)."""
     em = _Emitter(graph, finn)
     in_shape, logits, affine = em.run()
-    return em.nodes, em.inits, em.ann, in_shape, logits, affine
+    return em.nodes, em.inits, em.ann, in_shape, logits, affine, em.shapes
 
 
 def stream_tensor_names(graph: Graph, finn: bool) -> dict[str, str]:
