@@ -292,17 +292,38 @@ def _python_exec_check(inter: Path, verify_in: str, verify_out: str) -> dict:
     return {"step": names[0], "samples": int(len(x)), "outputs_differing": int((got != ref.reshape(got.shape)).sum())}
 
 
+def resnet8_ir(seed: int = 0):
+    """bnn2hw's ``resnet8`` (MLPerf Tiny topology, 8-bit residual stream, pad value -1) with
+    seeded random weights and BatchNorm statistics, folded to the IR. FINN's estimates depend on
+    the shapes and integer types, not on trained values (accuracy is not measured here)."""
+    import torch
+
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.nn.models import build_model, default_spec
+
+    torch.manual_seed(seed)
+    spec = default_spec("resnet8", (3, 32, 32), 10)
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.normal_(0, 2)
+                m.running_var.uniform_(0.5, 4)
+                m.weight.normal_(0, 1)
+                m.bias.normal_(0, 1)
+    return fold_model(model, spec)
+
+
 def resnet8_build(out: Path, verify_n: int, finn_version: str) -> dict:
-    """The hand-built resnet8-shaped IR (``tests/finn_helpers.py:resnet8_graph``, random weights,
-    pad_value -1, 8-bit stream) exported for Pynq-Z2 folded for RESNET8_FPS at 100 MHz."""
+    """bnn2hw's resnet8 (:func:`resnet8_ir`) exported for Pynq-Z2 folded for RESNET8_FPS at
+    100 MHz."""
     sys.path.insert(0, str(REPO / "tests"))
-    from finn_helpers import resnet8_graph
     from residual_graphs import saturating_inputs
 
     from bnn2hw.fpga.cli import write_fpga_build
     from bnn2hw.ir import execute
 
-    graph = resnet8_graph(seed=0)
+    graph = resnet8_ir()
     x = saturating_inputs(np.random.default_rng(7), verify_n, 32, 3)
     build = out / "resnet8_build"
     write_fpga_build(graph, "pynq-z2", build, x=x, clock_mhz=1000.0 / CLK_NS, target_fps=RESNET8_FPS,
@@ -349,7 +370,7 @@ def main() -> int:
     ap.add_argument("--verify-samples", type=int, default=16)
     ap.add_argument("--cnn", action="store_true", help="also the default bnn2hw CNN")
     ap.add_argument("--resnet8", action="store_true",
-                    help="only the resnet8-shaped residual IR (folded for 1,000 frames/s), nothing else")
+                    help="only bnn2hw's resnet8 (random weights, folded for 1,000 frames/s), nothing else")
     args = ap.parse_args()
 
     why = import_finn()
@@ -382,10 +403,10 @@ def main() -> int:
     if args.resnet8:
         from bnn2hw.fpga.finn_steps import residual_steps
 
-        print(f"[bnn2hw] exporting the resnet8-shaped IR, folded for {RESNET8_FPS} frames/s")
+        print(f"[bnn2hw] exporting resnet8 (random weights), folded for {RESNET8_FPS} frames/s")
         r = resnet8_build(args.out, min(args.verify_samples, 4), version)
         summary["resnet8"] = {k: r[k] for k in ("layer_report", "mvau_folding")}
-        runs["resnet8-shaped residual IR, bnn2hw folding"] = run_finn(
+        runs["bnn2hw resnet8, bnn2hw folding"] = run_finn(
             r["model"], args.out / "finn_resnet8", r["verify_in"], r["verify_out"], r["folding"],
             steps=residual_steps(), target_fps=RESNET8_FPS)
         (args.out / "finn_bench_resnet8.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

@@ -193,3 +193,42 @@ def test_resnet8_exact_and_folded_for_1000_fps(tmp_path):
         assert e["cycles"] == (e["MH"] // e["PE"]) * (e["MW"] // e["SIMD"]) * e["vectors"]
     report = json.loads((tmp_path / "b" / "layer_report.json").read_text())
     assert report["estimated_fps"] >= 1000.0
+
+
+def _folded(arch: str, seed: int, **over):
+    """bnn2hw's own model ``arch`` (res-core's residual/padded models) with seeded random weights
+    and BatchNorm statistics (negative scales included), folded to the IR."""
+    import torch
+
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.nn.models import build_model, default_spec
+
+    torch.manual_seed(seed)
+    spec = default_spec(arch, (3, 32, 32), 10)
+    spec.update(over)
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.normal_(0, 2)
+                m.running_var.uniform_(0.5, 4)
+                m.weight.normal_(0, 1)
+                m.bias.normal_(0, 1)
+    return fold_model(model, spec)
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "resnet20", "vgg-small"])
+def test_bnn2hw_models_export_exactly(arch):
+    """resnet8, resnet20 (Bi-Real double skips) and vgg-small (padded chain) as bnn2hw folds
+    them: qonnx and onnxruntime equal the IR on all-255, all-0 and checkerboard images."""
+    graph = _folded(arch, seed=3)
+    x = saturating_inputs(np.random.default_rng(11), 3, 32, 3)
+    ref = execute.run(graph, x)
+    assert np.array_equal(run_plain(build_onnx(graph, "plain"), x)[1], ref.int_logits), arch
+    assert np.array_equal(run_qonnx(build_onnx(graph, "finn"), x)[1], ref.int_logits), arch
+
+
+def test_resnet8_with_zero_padding_is_refused_naming_the_first_padded_binary_conv():
+    graph = _folded("resnet8", seed=3, pad_value=0)
+    with pytest.raises(Bnn2hwError, match=r"IR layer b0_conv1 \(conv2d, from blocks.0.conv1\).*--pad-value -1"):
+        build_onnx(graph, "finn")
