@@ -315,8 +315,10 @@ def test_residual_graph_is_one_dataflow_partition_of_finn_residual_layers(residu
     add = "AddStreams_hls" if residual_run["version"] == "0.10" else "ElementwiseAdd_hls"
     for k in ("DuplicateStreams_hls", add, "Thresholding_rtl", "FMPadding_rtl", "GlobalAccPool_hls", "MVAU_hls"):
         assert k in kinds, (k, kinds)
+    # the INT x INT8 head may be specialised to MVAU_rtl (RTL MVU: >= 4-bit signed operands, no thresholds)
     allowed = {"DuplicateStreams_hls", add, "Thresholding_rtl", "FMPadding_rtl", "GlobalAccPool_hls", "MVAU_hls",
-               "ConvolutionInputGenerator_rtl", "DownSampler_hls", "ChannelwiseOp_hls", "ElementwiseMul_hls"}
+               "MVAU_rtl", "ConvolutionInputGenerator_rtl", "DownSampler_hls", "ChannelwiseOp_hls",
+               "ElementwiseMul_hls"}
     assert set(kinds) <= allowed, set(kinds) - allowed
     if residual_run["key"] == "bits4":
         assert kinds.count("Thresholding_rtl") >= 2  # the stream thresholds and the add's saturation
@@ -343,7 +345,8 @@ def test_residual_mvau_folding_applied_and_cycles_match(residual_run):
     fold = json.loads((residual_run["build"] / "mvau_folding.json").read_text())["mvau"]
     table = {(e["MW"], e["MH"], e["vectors"]): e for e in fold}
     cycles = json.loads((residual_run["out"] / "report" / "estimate_layer_cycles.json").read_text())
-    mvaus = [n for n in _model(residual_run, "step_generate_estimate_reports").graph.node if n.op_type == "MVAU_hls"]
+    mvaus = [n for n in _model(residual_run, "step_generate_estimate_reports").graph.node
+             if n.op_type in ("MVAU_hls", "MVAU_rtl")]
     assert len(mvaus) == len(fold)
     for n in mvaus:
         inst = getCustomOp(n)
