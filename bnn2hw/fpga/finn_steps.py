@@ -87,6 +87,10 @@ def step_bnn2hw_convert_to_hw(model, cfg):
     # the pool's Muls too, hence the pool first)
     model = model.transform(to_hw.InferAddStreamsLayer())
     model = model.transform(to_hw.InferChannelwiseLinearLayer())
+    for n in model.graph.node:  # dev: type the elementwise outputs from their inputs (INT32 otherwise),
+        if n.op_type.startswith("Elementwise"):  # so the thresholds behind them are not 33 bits wide
+            getCustomOp(n).minimize_accumulator_width(model)
+    model = model.transform(InferDataTypes())
     model = steps.step_convert_to_hw(model, cfg)
     model = model.transform(to_hw.InferThresholdingLayer())
     model = model.transform(to_hw.InferDuplicateStreamsLayer())
