@@ -94,8 +94,8 @@ def _check_size(spec: dict) -> None:
 @app.command()
 def train(
     ctx: typer.Context,
-    model: str = typer.Option("mlp", help="mlp | cnn | mbiper-mlp | resnet18 | resnet20 | vgg-small | "
-                                          "mbiper-resnet20"),
+    model: str = typer.Option("mlp", help="mlp | cnn | mbiper-mlp | resnet8 | resnet20 | vgg-small | "
+                                          "resnet18 | mbiper-resnet20"),
     dataset: str = typer.Option("digits", help="'digits' (built in), a .npz file or an image folder"),
     surrogate: str = typer.Option("biper", help="biper|sine|cosine|triangle|sawtooth|square|"
                                                 "arctan-sine|fda|ste|clipped-ste"),
@@ -103,7 +103,16 @@ def train(
     activation: Optional[str] = typer.Option(None, help="activation binarizer: bireal|ste|fda "
                                                         "(default: matches the surrogate)"),
     first: str = typer.Option("binary", help="first layer weights: binary | int8 | float"),
-    last: str = typer.Option("binary", help="last layer weights: binary | int8 | float"),
+    last: Optional[str] = typer.Option(None, help="last layer weights: binary | int8 | float (default: "
+                                                  "int8 for resnet8/resnet20/vgg-small, else binary)"),
+    residual_bits: Optional[int] = typer.Option(None, help="resnet8/resnet20/vgg-small: bits of the quantized "
+                                                           "residual stream, 8 (default) or 16; 0: float stream "
+                                                           "(resnet8: exported through calibration; resnet20/"
+                                                           "vgg-small: the papers' float models, not exportable)"),
+    pad_value: Optional[int] = typer.Option(None, help="resnet8/resnet20/vgg-small: value of a padded tap of a "
+                                                       "binary conv: -1 (default; FINN and C) or 0 (C only)"),
+    widths: Optional[str] = typer.Option(None, help="resnet8/resnet20/vgg-small: three stage widths, comma "
+                                                    "separated (default 16,32,64; vgg-small 128,256,512)"),
     hidden: Optional[str] = typer.Option(None, help="hidden widths, comma separated (mlp: 256,256)"),
     periodic: str = typer.Option("sine", help="mbiper-mlp / mbiper-resnet20: periodic activation f of "
                                               "M-BiPer eq. 7 (sine|cosine|triangle|arctan-sine)"),
@@ -231,6 +240,38 @@ def _check_train_options(o: dict) -> None:
         parse_normalize(o["normalize"])
 
 
+def _residual_options(spec: dict, o: dict) -> None:
+    """--residual-bits, --pad-value, --widths into ``spec`` (checked)."""
+    from .nn.models import DEPLOYABLE_RESIDUAL
+    from .nn.residual import PAD_VALUES, STREAM_BITS
+
+    arch = spec["arch"]
+    given = [n for n in ("residual_bits", "pad_value", "widths") if o[n] is not None]
+    if arch not in DEPLOYABLE_RESIDUAL:
+        if given:
+            raise Bnn2hwError(f"--{given[0].replace('_', '-')} applies to resnet8, resnet20 and vgg-small, "
+                              f"not {arch!r}")
+        return
+    if o["residual_bits"] is not None:
+        if o["residual_bits"] not in (0, *STREAM_BITS):
+            raise Bnn2hwError(f"--residual-bits must be 8 or 16 (or 0: the papers' float model), got "
+                              f"{o['residual_bits']}")
+        spec["residual_bits"] = int(o["residual_bits"])
+    if o["pad_value"] is not None:
+        if o["pad_value"] not in PAD_VALUES:
+            raise Bnn2hwError(f"--pad-value must be 0 or -1, got {o['pad_value']}")
+        spec["pad_value"] = int(o["pad_value"])
+    if o["widths"] is not None:
+        w = _parse_hidden(o["widths"])
+        if len(w) != 3:
+            raise Bnn2hwError(f"--widths needs three comma-separated widths, got {o['widths']!r}")
+        spec["widths"] = w
+    if not spec.get("residual_bits") and arch != "resnet8":  # the papers' float resnet20 / vgg-small
+        for key in ("residual_bits", "pad_value", "widths"):
+            spec.pop(key, None)
+        spec["last"] = "binary"
+
+
 def _resume_state(path: Path) -> dict:
     from .checkpoint import read_checkpoint
 
@@ -278,13 +319,16 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
             raise Bnn2hwError(f"unknown periodic activation {o['periodic']!r}; valid: "
                               f"{', '.join(PERIODIC_FUNCTIONS)}")
         for opt, kind in (("--first", o["first"]), ("--last", o["last"])):
-            if kind not in ("binary", "int8", "float"):
+            if kind is not None and kind not in ("binary", "int8", "float"):
                 raise Bnn2hwError(f"{opt} must be binary, int8 or float, got {kind!r}")
         dataset = o["dataset"]
         data = load_dataset(dataset, image_size=o["image_size"], channels=o["channels"])
         spec = default_spec(model, data.in_shape, data.num_classes)
         spec["surrogate"].update(name=surrogate, w0=o["w0"], symmetry=o["symmetry"])
-        spec.update(first=o["first"], last=o["last"], activation=o["activation"])
+        spec.update(first=o["first"], activation=o["activation"])
+        if o["last"] is not None:
+            spec["last"] = o["last"]
+        _residual_options(spec, o)
         if widths is not None:
             if "hidden" not in spec:
                 raise Bnn2hwError(f"--hidden applies to mlp and cnn, not {model!r}")
@@ -307,6 +351,10 @@ def _train(o: dict, extra: dict, given: set, rt) -> None:
                 norm = channel_statistics(data.x_train)
             channels_in = int(data.in_shape[0]) if len(data.in_shape) == 3 else 1
             spec["normalize"] = check_normalize(norm, channels_in)
+        from .nn.residual import deployability_warnings
+
+        for msg in deployability_warnings(spec):  # before training: name the layer and the reason
+            _warn(msg)
         _check_size(spec)
         trainer.seed_everything(o["seed"])
         try:

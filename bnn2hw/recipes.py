@@ -27,8 +27,11 @@ published checkpoints. The official scripts show ResNet-18 only; ``-resnet20`` a
 CIFAR-10 experiments). Every value can be overridden by giving its option explicitly.
 
 Not reproduced: the first conv and last FC are full precision in the papers' models and in
-bnn2hw's ``resnet18``/``resnet20``/``vgg-small``, so these models are trainable but not
-exportable; the normalization is recorded in the checkpoint either way.
+bnn2hw's ``resnet18``/``resnet20``/``vgg-small`` with ``--residual-bits 0`` (what the recipes
+select), so these models are trainable but not exportable; the normalization is recorded in the
+checkpoint either way. The deployable forms (``--residual-bits 8|16``, :mod:`bnn2hw.nn.residual`)
+can take the same recipe values by giving ``--residual-bits 8`` explicitly (drop ``--normalize``:
+their padded binary stem cannot absorb it exactly).
 """
 
 from __future__ import annotations
@@ -45,8 +48,8 @@ _BIPER_CIFAR10 = {
 
 RECIPES = {
     "biper-cifar10-resnet18": {"model": "resnet18", **_BIPER_CIFAR10},
-    "biper-cifar10-resnet20": {"model": "resnet20", **_BIPER_CIFAR10},
-    "biper-cifar10-vgg-small": {"model": "vgg-small", **_BIPER_CIFAR10},
+    "biper-cifar10-resnet20": {"model": "resnet20", "residual_bits": 0, **_BIPER_CIFAR10},
+    "biper-cifar10-vgg-small": {"model": "vgg-small", "residual_bits": 0, **_BIPER_CIFAR10},
 }
 
 

@@ -19,6 +19,8 @@ def test_paper_model_trains_one_step_per_stage_and_round_trips(arch, tmp_path):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     spec = default_spec(arch, (3, 32, 32), 10)
+    if "residual_bits" in spec:  # resnet20, vgg-small: the papers' float form (see test_residual_models)
+        spec["residual_bits"] = 0
     model = build_model(spec)
     layers = binary_layers(model)
     assert layers, f"{arch}: no binary layers"

@@ -90,15 +90,21 @@ def _g(m: np.ndarray, a: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np
 BIG = 1 << 61
 
 
+MULT_LIMIT = 1 << 31
+"""|mult| must stay below 2^31 (validate(): ``x * mult + bias`` fits int64 for |x| < 2^31)."""
+
+
 def _feasible(q: np.ndarray, a: np.ndarray, qmin: int, qmax: int, k: int, slope: np.ndarray):
-    """(ok (C,), mult (C,), bias (C,)) at shift ``k`` (see module docstring)."""
+    """(ok (C,), mult (C,), bias (C,)) at shift ``k`` (see module docstring), with the feasible
+    ``mult`` of smallest magnitude (a steep channel that saturates almost everywhere needs only
+    a few of its steps reproduced, so its ``mult`` can be far below ``slope * 2^k``)."""
     one = np.int64(1) << np.int64(k)
     lo = np.where(q > qmin, q * one, -BIG)
     hi = np.where(q < qmax, (q + 1) * one - 1, BIG)
     centre = np.round(slope * float(one)).astype(np.int64)
-    span = np.abs(centre) // 4 + 64
-    left, right = centre - span, centre + span
-    while True:
+    left = np.minimum(0, 2 * centre) - 64
+    right = np.maximum(0, 2 * centre) + 64
+    while True:  # ternary search for the minimum of the convex g
         active = right - left > 2
         if not active.any():
             break
@@ -113,18 +119,29 @@ def _feasible(q: np.ndarray, a: np.ndarray, qmin: int, qmax: int, k: int, slope:
         right = np.where(both, m2, right)
     best_g = np.full(len(q), np.iinfo(np.int64).max)
     best_m = left.copy()
-    best_c = np.zeros(len(q), dtype=np.int64)
     for off in range(3):
         m = np.minimum(left + off, right)
-        g, low, _ = _g(m, a, lo, hi)
+        g = _g(m, a, lo, hi)[0]
         better = g < best_g
         best_g = np.where(better, g, best_g)
         best_m = np.where(better, m, best_m)
-        best_c = np.where(better, low, best_c)
     ok = best_g <= 0
+    # {g <= 0} is an interval containing best_m: move towards 0 to its end (bisection)
+    zero_ok = _g(np.zeros_like(best_m), a, lo, hi)[0] <= 0
+    near, far = np.zeros_like(best_m), best_m.copy()  # g(near) > 0 unless zero_ok, g(far) <= 0
+    while True:
+        active = ok & ~zero_ok & (np.abs(far - near) > 1)
+        if not active.any():
+            break
+        mid = near + (far - near) // 2
+        g = _g(mid, a, lo, hi)[0]
+        far = np.where(active & (g <= 0), mid, far)
+        near = np.where(active & (g > 0), mid, near)
+    mult = np.where(zero_ok, 0, far)
+    _, low, high = _g(mult, a, lo, hi)
     # a channel with no lower bound at all (always the bottom code) takes c from the upper side
-    best_c = np.where(best_c <= -BIG // 2, np.min(hi - best_m[:, None] * a[None, :], axis=1), best_c)
-    return ok, best_m, best_c
+    bias = np.where(low <= -BIG // 2, high, low)
+    return ok, mult, bias
 
 
 def requant_int(acc: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits: int) -> np.ndarray:
@@ -148,9 +165,9 @@ def fit_requant(q: np.ndarray, accs: np.ndarray, bits: int, slope: np.ndarray, n
     ok_cap, _, _ = _feasible(q, a, qmin, qmax, cap, slope)
     if not ok_cap.all():
         c = int(np.flatnonzero(~ok_cap)[0])
-        raise Bnn2hwError(f"layer {name}, channel {c}: no integer multiply-add-shift (shift <= {cap}) "
-                          "reproduces PyTorch's requantization on every accumulator value (its float32 "
-                          "rounding is not a linear floor); retrain or change the stream bits")
+        raise Bnn2hwError(f"layer {name}, channel {c}: no integer multiply-add-shift (shift <= {cap}, "
+                          "any mult) reproduces PyTorch's requantization on every accumulator "
+                          "value (its rounding is not a linear floor); retrain or change the stream bits")
     # smallest shift per channel (feasibility is monotone in the shift), then one shared shift
     lo_k = np.zeros(len(q), dtype=np.int64)
     hi_k = np.full(len(q), cap, dtype=np.int64)
@@ -165,9 +182,12 @@ def fit_requant(q: np.ndarray, accs: np.ndarray, bits: int, slope: np.ndarray, n
         lo_k = np.where((lo_k < hi_k) & ~ok, mid + 1, lo_k)
     shift = int(hi_k.max())
     ok, mult, bias = _feasible(q, a, qmin, qmax, shift, slope)
-    if not ok.all():  # cannot happen (monotone), but the proof below is what counts
+    ok &= np.abs(mult) < MULT_LIMIT
+    if not ok.all():  # the shift one channel needs makes another's mult reach 2^31
         c = int(np.flatnonzero(~ok)[0])
-        raise Bnn2hwError(f"layer {name}, channel {c}: requantization not representable at shift {shift}")
+        raise Bnn2hwError(f"layer {name}, channel {c}: requantization needs |mult| >= 2^31 at the "
+                          f"layer's shift {shift} (another channel needs that shift); the channels' "
+                          "scales are too far apart for one shift")
     got = requant_int(a, mult, bias, shift, bits)
     bad = np.argwhere(got != q)
     if len(bad):
@@ -373,3 +393,46 @@ def _fold_stream_head(b: _Builder, head: StreamHead, src: str, bits: int) -> Non
 
 def is_residual(model: nn.Module) -> bool:
     return isinstance(model, (ResidualBNN, DeployableVGGSmall))
+
+
+CALIBRATION_BITS = 16
+CALIBRATION_HEADROOM = 2.0
+
+
+@torch.no_grad()
+def calibrate_stream(model: ResidualBNN, spec: dict, x_u8: np.ndarray, bits: int = CALIBRATION_BITS,
+                     headroom: float = CALIBRATION_HEADROOM, batch: int = 128):
+    """A float-stream ResNet (``residual_bits`` 0) -> the same weights with a quantized stream.
+
+    Invariant: the returned model is a :class:`ResidualBNN` with ``bits``-bit stream whose range
+    ``±2^int_bits`` covers ``headroom`` times the largest stream magnitude PyTorch produces on
+    ``x_u8`` (the training split), so :func:`fold_residual_model` folds it exactly; it is *not*
+    the float model (the stream is rounded and saturated): the caller measures the change.
+    Returns ``(quantized model, its spec, info)``."""
+    import math
+
+    from ..nn.models import build_model
+
+    if model.bits:
+        raise Bnn2hwError("calibrate_stream: the model already has a quantized stream")
+    model.eval()
+    peak = 0.0
+    for i in range(0, len(x_u8), batch):
+        named, _, _ = model.trace(torch.from_numpy(x_u8[i:i + batch].astype(np.float32)))
+        for name, t in named.items():
+            if not any(name.endswith(k) for k in ("sign1", "sign2", "thr1")):
+                peak = max(peak, float(t.abs().max()))
+    int_bits = max(0, math.ceil(math.log2(max(peak * headroom, 1.0))))
+    if int_bits > bits - 2:
+        raise Bnn2hwError(f"the float stream reaches {peak:.4g}; a {bits}-bit stream cannot hold it with "
+                          f"{headroom}x headroom")
+    qspec = {**spec, "residual_bits": int(bits), "stream_int_bits": int(int_bits)}
+    qmodel = build_model(qspec)
+    qmodel.load_state_dict(model.state_dict())
+    from ..nn.layers import set_stage
+
+    set_stage(qmodel, 2)
+    qmodel.eval()
+    info = {"stream_bits": int(bits), "stream_frac": stream_frac(bits, int_bits),
+            "max_abs_stream": peak, "headroom": headroom, "calibration_samples": int(len(x_u8))}
+    return qmodel, qspec, info

@@ -14,7 +14,7 @@ from ..errors import Bnn2hwError
 from ..ir.graph import Graph
 from ..ir.validate import validate
 from .fold import fold_model
-from .verify import Agreement, compare_torch_ir
+from .verify import Agreement, compare
 
 FLOAT32_EXACT = 2 ** 24
 
@@ -65,8 +65,18 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
                           f"{list(spec_shape)}")
     data = verification_data(checkpoint, meta, dataset) if (need_data or dataset) else None
     name = data.name if data is not None else None
-    graph = fold_model(model, ckpt["spec"], {"source": str(checkpoint),
-                                             "test_accuracy": meta.get("test_accuracy")},
+    float_model, calibration = None, None
+    if _float_stream(model):
+        if data is None:
+            raise Bnn2hwError(f"{checkpoint}: a float-stream {ckpt['spec'].get('arch')} is exported through "
+                              "calibration of a fixed-point stream and needs data (drop --no-verify, or "
+                              "pass a dataset)")
+        from .fold_residual import calibrate_stream
+
+        float_model = model
+        model, spec_q, calibration = calibrate_stream(model, ckpt["spec"], data.x_train)
+    graph = fold_model(model, ckpt["spec"] if float_model is None else spec_q,
+                       {"source": str(checkpoint), "test_accuracy": meta.get("test_accuracy")},
                        calib=data.x_train if data is not None else None, approx=act_approx,
                        table_bits=lut_bits)
     if meta.get("dataset") == "digits":
@@ -79,15 +89,46 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
                               "exact integers (2^24), so PyTorch's own float result is not exact")
     agreement = None
     if verify and data is not None:
-        agreement = compare_torch_ir(model, graph, data.x_test)
+        agreement = compare(model, graph, data.x_test)
         if not graph.meta.get("fixed_point") and not agreement.exact:
             raise Bnn2hwError(f"{checkpoint}: IR disagrees with PyTorch on {name}: {agreement.to_dict()}")
+    if float_model is not None:
+        _report_calibration(float_model, graph, data, calibration)
     torch_logits = None
     if agreement is not None:
         from ..train import predict
 
         torch_logits = predict(model, data.x_test)
     return Exported(graph, model, ckpt, data, agreement, torch_logits)
+
+
+def _float_stream(model) -> bool:
+    from ..nn.residual import ResidualBNN
+
+    return isinstance(model, ResidualBNN) and not model.bits
+
+
+def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict) -> None:
+    """Into ``graph.meta["calibration"]``: the stream format chosen and the float model's test
+    accuracy and class agreement against the calibrated IR (which equals the quantized model
+    exactly, checked by the caller)."""
+    from ..ir import execute
+    from ..train import predict
+
+    x, y = data.x_test, data.y_test
+    float_logits = predict(float_model, x)
+    ir_logits = np.concatenate([execute.run(graph, x[i:i + 256]).logits for i in range(0, len(x), 256)])
+    info = {**info, "float_accuracy": float((float_logits.argmax(1) == y).mean()),
+            "ir_accuracy": float((ir_logits.argmax(1) == y).mean()),
+            "class_agreement": float((float_logits.argmax(1) == ir_logits.argmax(1)).mean()),
+            "test_samples": int(len(x))}
+    graph.meta["calibration"] = info
+    import sys
+
+    print(f"calibrated the float residual stream to {info['stream_bits']} bits (Q{info['stream_frac']}, "
+          f"max |stream| {info['max_abs_stream']:.3g} on {info['calibration_samples']} training samples): "
+          f"test accuracy {info['float_accuracy']:.4f} (float) -> {info['ir_accuracy']:.4f} (IR), class "
+          f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
 
 
 def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

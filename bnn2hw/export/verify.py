@@ -28,14 +28,20 @@ class Agreement:
     class_agreement: float = 0.0
     max_logit_abs_diff: float = 0.0
     details: dict = field(default_factory=dict)
+    stream_compared: int = 0  # residual-stream integers (quantized-stream models)
+    stream_differing: int = 0
 
     @property
     def exact(self) -> bool:
-        return self.bits_differing == 0 and self.int_logits_differing == 0 and self.class_agreement == 1.0
+        return (self.bits_differing == 0 and self.stream_differing == 0 and self.int_logits_differing == 0
+                and self.class_agreement == 1.0)
 
     def to_dict(self) -> dict:
+        stream = ({"stream_compared": self.stream_compared, "stream_differing": self.stream_differing}
+                  if self.stream_compared else {})
         return {"samples": self.samples, "bits_compared": self.bits_compared,
-                "bits_differing": self.bits_differing, "int_logits_differing": self.int_logits_differing,
+                "bits_differing": self.bits_differing, **stream,
+                "int_logits_differing": self.int_logits_differing,
                 "class_agreement": self.class_agreement, "max_logit_abs_diff": self.max_logit_abs_diff,
                 "exact": self.exact, **self.details}
 
@@ -106,3 +112,62 @@ def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreem
     agr.max_logit_abs_diff = float(np.abs(tt["__logits__"] - tr.logits).max())
     agr.details["bits_differing_per_layer"] = per_layer
     return agr
+
+
+def compare_residual(model: nn.Module, graph: Graph, x_u8: np.ndarray, batch: int = 128) -> Agreement:
+    """Quantized-stream ResNets (:class:`bnn2hw.nn.residual.ResidualBNN`): every hidden bit, every
+    residual-stream integer (PyTorch's value / 2^-frac), every integer logit and every class,
+    PyTorch eval vs IR, in batches of ``batch`` images. Tensors are matched by name (the IR
+    names are the ones ``model.trace`` records)."""
+    model.eval()
+    agr = Agreement(samples=len(x_u8))
+    per_layer: dict[str, int] = {}
+    kinds = {l.name: l.op for l in graph.layers}
+    agree = 0
+    max_diff = 0.0
+    for i in range(0, len(x_u8), batch):
+        xb = x_u8[i:i + batch]
+        named, acc, logits = model.trace(as_float(xb))
+        tr = execute.run(graph, xb)
+        for name, t in named.items():
+            if name not in tr.tensors:
+                raise AssertionError(f"PyTorch tensor {name} has no IR counterpart")
+            ref = _to_channels_last(t.numpy())
+            if kinds[name] == "threshold":
+                ref = ref.astype(np.int64)
+            else:
+                units = ref / model.stream_scale
+                if not np.all(units == np.round(units)):
+                    raise AssertionError(f"{name}: PyTorch's stream is off its 2^-frac grid")
+                ref = units.astype(np.int64)
+            got = tr.tensors[name]
+            if ref.shape != got.shape:
+                raise AssertionError(f"{name}: shape {got.shape} vs PyTorch {ref.shape}")
+            diff = int((ref != got).sum())
+            per_layer[name] = per_layer.get(name, 0) + diff
+            if kinds[name] == "threshold":
+                agr.bits_compared += ref.size
+                agr.bits_differing += diff
+            else:
+                agr.stream_compared += ref.size
+                agr.stream_differing += diff
+        a = acc.numpy()
+        if not np.all(a == np.round(a)):
+            raise AssertionError("PyTorch head accumulator is not integral")
+        agr.int_logits_differing += int((a.astype(np.int64) != tr.int_logits).sum())
+        lg = logits.numpy()
+        agree += int((lg.argmax(1) == tr.logits.argmax(1)).sum())
+        max_diff = max(max_diff, float(np.abs(lg - tr.logits).max()))
+    agr.class_agreement = agree / max(1, len(x_u8))
+    agr.max_logit_abs_diff = max_diff
+    agr.details["differing_per_layer"] = per_layer
+    return agr
+
+
+def compare(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreement:
+    """PyTorch eval vs IR for any exportable model (the residual or the chain comparison)."""
+    from ..nn.residual import ResidualBNN
+
+    if isinstance(model, ResidualBNN):
+        return compare_residual(model, graph, x_u8)
+    return compare_torch_ir(model, graph, x_u8)

@@ -334,8 +334,10 @@ def _build_model(spec: dict) -> nn.Module:
         if arch == "vgg-small":
             return DeployableVGGSmall(spec, _surrogate(spec), _act_name(spec))
         return ResidualBNN(spec, _surrogate(spec), _act_name(spec))
-    if arch == "resnet8":
-        raise Bnn2hwError("resnet8 needs --residual-bits 8 or 16 (it has no float-stream version)")
+    if arch == "resnet8":  # residual_bits 0: the same topology with a float stream
+        from .residual import ResidualBNN
+
+        return ResidualBNN(spec, _surrogate(spec), _act_name(spec))
     if arch in PAPER_MODELS:
         return PAPER_MODELS[arch](spec)
     raise Bnn2hwError(f"unknown model {arch!r}; valid: {', '.join(MODEL_NAMES)}")

@@ -122,7 +122,20 @@ def _first_affine_and_bn(model: nn.Module, arch: str):
         return conv, bn
     if arch == "mbiper-mlp":
         return nn.Sequential(model.flatten, model.stem), model.stem_bn
+    if arch in ("resnet8", "resnet20", "vgg-small") and int(spec_bits(model)):
+        raise Bnn2hwError(f"the {arch} stem zero-pads its input; a padded border is not the pixel value 0 "
+                          "after normalization, so the normalization cannot be folded exactly (retrain "
+                          "without --normalize)")
     raise Bnn2hwError(f"input normalization cannot be folded into a {arch!r} model (not exportable)")
+
+
+def spec_bits(model: nn.Module) -> int:
+    """The quantized-stream width of a deployable residual/padded model (0 for the papers' float ones)."""
+    from .residual import DeployableVGGSmall, ResidualBNN
+
+    if isinstance(model, ResidualBNN):
+        return model.bits
+    return 8 if isinstance(model, DeployableVGGSmall) else 0
 
 
 class FoldInputNormalization:

@@ -39,8 +39,10 @@ Topologies (``spec["arch"]``):
 * ``resnet20``: BiPer's CIFAR ResNet-20, three stages of three blocks (16/32/64) with Bi-Real
   double skips (each conv has its own shortcut), stride 2 at stages 2 and 3.
 
-``spec["widths"]`` changes the stage widths (tests use narrow ones). The float-residual papers'
-versions are ``--residual-bits 0`` (:mod:`bnn2hw.nn.models`).
+``spec["widths"]`` changes the stage widths (tests use narrow ones). ``residual_bits`` 0 gives
+resnet8 a float stream (same topology, no stream quantizer; its export calibrates a 16-bit stream,
+:func:`bnn2hw.export.fold_residual.calibrate_stream`); for resnet20 and vgg-small it selects the
+papers' float models (:mod:`bnn2hw.nn.models`), which do not export.
 """
 
 from __future__ import annotations
@@ -294,8 +296,12 @@ class ResidualBNN(nn.Module):
         bits = int(spec["residual_bits"])
         self.bits = bits
         self.int_bits = int(spec.get("stream_int_bits", DEFAULT_STREAM_INT_BITS))
-        self.quant = stream_quantizer(bits, self.int_bits)
-        self.stream_scale = 2.0 ** -stream_frac(bits, self.int_bits)
+        if bits:
+            self.quant = stream_quantizer(bits, self.int_bits)
+            self.stream_scale = 2.0 ** -stream_frac(bits, self.int_bits)
+        else:  # float stream (resnet8 --residual-bits 0): exported through calibration
+            self.quant = nn.Identity()
+            self.stream_scale = 1.0
         first = spec.get("first", "binary")
         from .models import PIXEL_SCALE
 
@@ -398,9 +404,15 @@ def deployability_warnings(spec: dict) -> list[str]:
     export to one back end only; empty if it deploys to both."""
     arch, out = spec.get("arch"), []
     bits = int(spec.get("residual_bits", 0) or 0)
+    if arch == "resnet8" and not bits:
+        out.append("resnet8 with --residual-bits 0 has a float residual stream: export calibrates it to a "
+                   "16-bit stream on the training data (not bit-exact to the float model; the accuracy "
+                   "change is reported)")
     if arch in ("resnet20", "vgg-small", "resnet18", "mbiper-resnet20") and not bits:
-        out.append(f"{arch} with --residual-bits 0 is the papers' float model (full-precision stem, "
-                   "real-valued skip paths, full-precision FC): it trains but does not export")
+        how = " with --residual-bits 0" if arch in ("resnet20", "vgg-small") else ""
+        out.append(f"{arch}{how} is the papers' float model (layers 'stem' and 'fc' full precision, "
+                   "real-valued skip paths): it trains but does not export"
+                   + ("; --residual-bits 8 gives the deployable form" if how else ""))
         return out
     if arch not in ("resnet8", "resnet20", "vgg-small"):
         return out
@@ -410,6 +422,9 @@ def deployability_warnings(spec: dict) -> list[str]:
     if spec.get("last") == "float":
         out.append(f"{arch}: layer 'head.layer' is full precision (--last float): it does not export "
                    "(use --last int8 or binary)")
+    if spec.get("normalize"):
+        out.append(f"{arch}: --normalize cannot be folded into layer 'stem' (it zero-pads the pixels; a "
+                   "padded border is not the pixel 0 after normalization): the model will not export")
     if int(spec.get("pad_value", -1)) == 0:
         out.append(f"{arch}: --pad-value 0 (a padded tap contributes 0) deploys to C only: FINN's "
                    "FMPadding pads a binary stream with the bit 0, i.e. -1 (every padded binary conv)")
