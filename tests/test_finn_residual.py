@@ -232,3 +232,30 @@ def test_resnet8_with_zero_padding_is_refused_naming_the_first_padded_binary_con
     graph = _folded("resnet8", seed=3, pad_value=0)
     with pytest.raises(Bnn2hwError, match=r"IR layer b0_conv1 \(conv2d, from blocks.0.conv1\).*--pad-value -1"):
         build_onnx(graph, "finn")
+
+
+def test_export_of_a_resnet8_checkpoint_is_verified_end_to_end(tmp_path):
+    """``export_fpga`` on a (seeded, untrained) resnet8 checkpoint with a synthetic CIFAR-shaped
+    .npz: PyTorch == IR (every bit and stream integer) == onnxruntime == qonnx on the test split,
+    and the build folder is the residual form folded for 1,000 frames/s."""
+    import torch
+
+    from bnn2hw.checkpoint import save_checkpoint
+    from bnn2hw.fpga.cli import export_fpga
+    from bnn2hw.nn.models import build_model, default_spec
+
+    rng = np.random.default_rng(21)
+    data = tmp_path / "syn.npz"
+    np.savez(data, x=rng.integers(0, 256, (20, 3, 32, 32)).astype(np.uint8), y=np.arange(20) % 10,
+             x_test=saturating_inputs(rng, 3, 32, 3), y_test=np.array([0, 1, 2]))
+    torch.manual_seed(21)
+    spec = default_spec("resnet8", (3, 32, 32), 10)
+    save_checkpoint(tmp_path / "r8.pt", build_model(spec), spec, {"dataset": str(data), "test_accuracy": 0.0})
+    lines = []
+    s = export_fpga(tmp_path / "r8.pt", "pynq-z2", tmp_path / "build", target_fps=1000.0, dataset=str(data),
+                    run_finn=False, echo=lines.append)
+    assert s["samples"] == 3 and s["graph_form"] == "residual"
+    assert s["pytorch_vs_ir"]["exact"] and s["pytorch_vs_ir"]["stream_differing"] == 0
+    assert s["ir_vs_qonnx"]["int_logits_differing"] == 0 and s["ir_vs_onnxruntime"]["int_logits_differing"] == 0
+    assert json.loads((tmp_path / "build" / "layer_report.json").read_text())["estimated_fps"] >= 1000.0
+    assert any("bnn2hw's FINN steps" in ln for ln in lines), lines

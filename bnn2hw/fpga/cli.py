@@ -48,6 +48,11 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         where = build.run_finn(Path(out_dir))
         echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
         summary["finn"] = where
+    elif summary.get("graph_form") == "residual":
+        echo("FINN is not importable here. A residual graph needs bnn2hw's FINN steps (FINN's `build_dataflow` "
+             "CLI cannot load them): where FINN and bnn2hw import, run "
+             f"`python -c \"from bnn2hw.fpga.build import run_finn; run_finn('{out_dir}')\"` "
+             "(hw/FINN_NOTES.md section 7)")
     else:
         echo("FINN is not importable here; run the build in FINN's Docker image: "
              + build.docker_command(Path(out_dir), finn_version))
@@ -70,7 +75,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     plain_model = build_onnx(graph, "plain")
     extra = dict(extra or {})
     summary: dict = {"checkpoint": extra.pop("checkpoint", graph.meta.get("source")), "target": target,
-                     "model_hash": graph.meta.get("model_hash")}
+                     "model_hash": graph.meta.get("model_hash"),
+                     "graph_form": "residual" if needs_residual_form(graph) else "chain"}
     pt_acc = extra.pop("pytorch_accuracy", None)
     if x is not None:
         ref = execute.run(graph, x)
