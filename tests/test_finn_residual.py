@@ -259,3 +259,14 @@ def test_export_of_a_resnet8_checkpoint_is_verified_end_to_end(tmp_path):
     assert s["ir_vs_qonnx"]["int_logits_differing"] == 0 and s["ir_vs_onnxruntime"]["int_logits_differing"] == 0
     assert json.loads((tmp_path / "build" / "layer_report.json").read_text())["estimated_fps"] >= 1000.0
     assert any("bnn2hw's FINN steps" in ln for ln in lines), lines
+
+
+def test_dead_op_is_refused_naming_it():
+    """A tensor nobody reads would be a FINN stream with no consumer; the export names the op."""
+    graph = residual_graph(np.random.default_rng(1))
+    i = [l.name for l in graph.layers].index("pool")
+    graph.layers.insert(i, Layer("threshold", "dead", "unused.sign", {},
+                                 {"thr": np.zeros(6, np.int64), "direction": np.ones(6, np.int8)}, ["x1"]))
+    graph.layers[i + 1].inputs = ["x1"]
+    with pytest.raises(Bnn2hwError, match=r"IR layer dead .*never read.*logits come from fc"):
+        build_onnx(graph, "finn")

@@ -203,6 +203,11 @@ class _Emitter:
                          "lo": np.full(C, rng[0]), "hi": np.full(C, rng[1]), "parity": None,
                          "neg": np.ones(C, dtype=np.int64)}
         last_dense = max(i for i, l in enumerate(g.layers) if l.op == "dense")
+        for i, layer in enumerate(g.layers):  # a FINN stream nobody reads would hang the dataflow
+            if i != last_dense and layer.op != "affine" and not self.consumers.get(layer.name):
+                raise self.layer_err(layer, f"its tensor is never read; the graph's integer logits come from "
+                                            f"{g.layers[last_dense].name}. The FPGA export needs every op to feed "
+                                            "the output (remove the dead op)")
         affine = None
         for i, layer in enumerate(g.layers):
             doc = f"bnn2hw IR op {layer.name} ({layer.op}) from PyTorch module {layer.source}"
