@@ -104,7 +104,7 @@ def test_requant_thresholds_exact_on_every_reachable_value(bits, shift, parity):
     if parity is not None:  # an XNOR accumulator over K terms lies in [-K, K] with K's parity
         lo, hi = lo - np.mod(lo - parity, 2), hi - np.mod(hi - parity, 2)
     out_lo = -(1 << (bits - 1))
-    f = lambda v: ops.requant(v[:, None], mult, bias, shift, bits)  # noqa: E731
+    f = lambda v: ops.requant(v[:, None], mult, bias, shift, bits)
     thr = monotone_thresholds(f, lo, hi, out_lo, (1 << bits) - 1, parity, "test")
     assert thr.shape == (c, (1 << bits) - 1) and np.all(np.diff(thr, axis=1) >= 0)
     if parity is not None:

@@ -21,7 +21,6 @@ from ..errors import Bnn2hwError
 from ..ir.graph import Graph
 from ..outdir import write_dir_atomically
 
-
 # test samples written to verify_input.npy for FINN's own verify_steps (FINN runs each one through
 # every verified intermediate model; rtlsim verification makes many samples slow)
 FINN_VERIFY_SAMPLES = 16
@@ -64,7 +63,7 @@ def tensor_shapes(graph: Graph) -> dict:
         if layer.op == "dense":
             shape = (layer.arrays["weight"].shape[0],)
         elif layer.op == "conv2d":
-            o, kh, kw, c = layer.arrays["weight"].shape
+            o, kh, kw, _ = layer.arrays["weight"].shape
             s, p = layer.attrs["stride"], layer.attrs["pad"]
             shape = ((shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1, o)
         elif layer.op in ("maxpool", "avgpool"):

@@ -56,10 +56,10 @@ def step_bnn2hw_streamline(model, cfg):
 def _remove_unit_muls(model):
     """Collapse Mul -> Mul chains and drop multiplications by exactly 1 (GlobalAccPool's
     1/(H*W) against our H*W)."""
-    from qonnx.transformation.general import RemoveUnusedTensors
-    from qonnx.transformation.remove import RemoveIdentityOps
     from finn.transformation.streamline.collapse_repeated import CollapseRepeatedMul
     from finn.transformation.streamline.reorder import MoveScalarLinearPastInvariants, MoveScalarMulPastMatMul
+    from qonnx.transformation.general import RemoveUnusedTensors
+    from qonnx.transformation.remove import RemoveIdentityOps
 
     for t in (MoveScalarLinearPastInvariants(), MoveScalarMulPastMatMul(), CollapseRepeatedMul()):
         model = model.transform(t)

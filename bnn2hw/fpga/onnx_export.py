@@ -137,11 +137,9 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     if flat_input:  # an MLP on images: take the row-major (c, y, x) vector, as PyTorch flattens
         in_shape = [1, int(np.prod(graph.input_shape))]
     if finn:
-        graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, in_shape)
         annotations[INPUT_NAME] = "UINT8"
         cur = INPUT_NAME
     else:
-        graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, in_shape)
         cur = name("x_float")
         nodes.append(helper.make_node("Cast", [INPUT_NAME], [cur], to=TensorProto.FLOAT))
     shape = tuple(graph.input_shape)  # channels-last bookkeeping (H, W, C) or (F,)
