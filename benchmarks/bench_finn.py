@@ -54,6 +54,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 BOARD, CLK_NS, TARGET_FPS = "Pynq-Z2", 10.0, 1_000_000
+RESNET8_FPS = 1_000  # issue 9: resnet8 folded for >= 1,000 frames/s at 100 MHz
 ATTRS = ["PE", "SIMD", "MW", "MH", "inputDataType", "weightDataType", "outputDataType",
          "binaryXnorMode", "noActivation", "numSteps", "NumChannels", "parallel_window",
          "mem_mode", "ram_style"]
@@ -208,8 +209,10 @@ class _Tee(io.StringIO):
 
 
 def run_finn(model: str, out_dir: Path, verify_in: str, verify_out: str,
-             folding_config: str | None = None) -> dict:
-    """FINN's estimate-only steps with python verification; returns the parsed reports."""
+             folding_config: str | None = None, steps: list | None = None,
+             target_fps: int | None = None) -> dict:
+    """FINN's estimate-only steps (or ``steps``) with python verification; returns the parsed
+    reports. ``target_fps`` (with a folding file: SetFolding first, the file then overrides)."""
     import finn.builder.build_dataflow_config as bc
     from finn.builder.build_dataflow import build_dataflow_cfg
     from qonnx.core.modelwrapper import ModelWrapper
@@ -222,9 +225,9 @@ def run_finn(model: str, out_dir: Path, verify_in: str, verify_out: str,
     cfg = bc.DataflowBuildConfig(
         output_dir=str(out_dir), synth_clk_period_ns=CLK_NS, board=BOARD,
         shell_flow_type=bc.ShellFlowType.VIVADO_ZYNQ,
-        target_fps=None if folding_config else TARGET_FPS, folding_config_file=folding_config,
+        target_fps=target_fps or (None if folding_config else TARGET_FPS), folding_config_file=folding_config,
         minimize_bit_width=False, generate_outputs=[bc.DataflowOutputType.ESTIMATE_REPORTS],
-        steps=bc.estimate_only_dataflow_steps, save_intermediate_models=True,
+        steps=steps or bc.estimate_only_dataflow_steps, save_intermediate_models=True,
         enable_build_pdb_debug=False,
         verify_steps=[V.QONNX_TO_FINN_PYTHON, V.TIDY_UP_PYTHON, V.STREAMLINED_PYTHON],
         verify_input_npy=verify_in, verify_expected_output_npy=verify_out)
@@ -255,6 +258,7 @@ def run_finn(model: str, out_dir: Path, verify_in: str, verify_out: str,
     res["network"] = json.loads((rep / "estimate_network_performance.json").read_text())
     inter = out_dir / "intermediate_models"
     hw = ModelWrapper(str(inter / "step_generate_estimate_reports.onnx"))
+    res["exec_python"] = _python_exec_check(inter, verify_in, verify_out)
     layers = []
     for n in hw.graph.node:
         inst = getCustomOp(n)
@@ -265,8 +269,71 @@ def run_finn(model: str, out_dir: Path, verify_in: str, verify_out: str,
     res["layers"] = layers
     res["total"] = resources["total"]
     res["parent_ops"] = [n.op_type for n in ModelWrapper(str(inter / "dataflow_parent.onnx")).graph.node]
-    res["streamlined_ops"] = [n.op_type for n in ModelWrapper(str(inter / "step_streamline.onnx")).graph.node]
+    res["streamlined_ops"] = [n.op_type for n in ModelWrapper(str(next(inter.glob("step_*streamline.onnx")))).graph.node]
     return res
+
+
+def _python_exec_check(inter: Path, verify_in: str, verify_out: str) -> dict:
+    """FINN's python execution of the HW graph (before partitioning) on the verification
+    inputs: how many outputs differ from the expected ones (the IR's integer logits)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    names = [p.stem for p in inter.glob("step_*convert_to_hw*.onnx")]
+    if not names:
+        return {}
+    m = ModelWrapper(str(inter / f"{names[0]}.onnx"))
+    x, ref = np.load(verify_in), np.load(verify_out)
+    i, o = m.graph.input[0].name, m.graph.output[0].name
+    try:
+        got = np.array([execute_onnx(m, {i: r[None]})[o].reshape(-1) for r in x])
+    except Exception as e:  # noqa: BLE001 (an HW layer without python execution: report it)
+        return {"step": names[0], "error": f"{type(e).__name__}: {e}"}
+    return {"step": names[0], "samples": len(x), "outputs_differing": int((got != ref.reshape(got.shape)).sum())}
+
+
+def resnet8_ir(seed: int = 0):
+    """bnn2hw's ``resnet8`` (MLPerf Tiny topology, 8-bit residual stream, pad value -1) with
+    seeded random weights and BatchNorm statistics, folded to the IR. FINN's estimates depend on
+    the shapes and integer types, not on trained values (accuracy is not measured here)."""
+    import torch
+
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.nn.models import build_model, default_spec
+
+    torch.manual_seed(seed)
+    spec = default_spec("resnet8", (3, 32, 32), 10)
+    model = build_model(spec).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                m.running_mean.normal_(0, 2)
+                m.running_var.uniform_(0.5, 4)
+                m.weight.normal_(0, 1)
+                m.bias.normal_(0, 1)
+    return fold_model(model, spec)
+
+
+def resnet8_build(out: Path, verify_n: int, finn_version: str) -> dict:
+    """bnn2hw's resnet8 (:func:`resnet8_ir`) exported for Pynq-Z2 folded for RESNET8_FPS at
+    100 MHz."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from residual_graphs import saturating_inputs
+
+    from bnn2hw.fpga.cli import write_fpga_build
+    from bnn2hw.ir import execute
+
+    graph = resnet8_ir()
+    x = saturating_inputs(np.random.default_rng(7), verify_n, 32, 3)
+    build = out / "resnet8_build"
+    write_fpga_build(graph, "pynq-z2", build, x=x, clock_mhz=1000.0 / CLK_NS, target_fps=RESNET8_FPS,
+                     force=True, finn_version=finn_version, echo=lambda s: print("  " + s))
+    np.save(build / "verify_input_n.npy", x.astype(np.float32))
+    np.save(build / "verify_expected_output_n.npy", execute.run(graph, x).int_logits.astype(np.float32))
+    return {"model": str(build / "model_finn.onnx"), "folding": str(build / "folding_config.json"),
+            "verify_in": str(build / "verify_input_n.npy"), "verify_out": str(build / "verify_expected_output_n.npy"),
+            "layer_report": json.loads((build / "layer_report.json").read_text()),
+            "mvau_folding": json.loads((build / "mvau_folding.json").read_text())}
 
 
 def table(runs: dict) -> str:
@@ -287,7 +354,8 @@ def table(runs: dict) -> str:
                   f"{r['folding']}; est. {n['estimated_throughput_fps']:.0f} frames/s; "
                   "FINN python verification: " + ", ".join(f"{k} {v['SUCCESS']} SUCCESS/{v['FAIL']} FAIL"
                                                    for k, v in r["verification"].items() if sum(v.values())) +
-                  f"; host side: {r['parent_ops']}", ""]
+                  f"; host side: {r['parent_ops']}" +
+                  (f"; FINN python execution of the HW graph: {r['exec_python']}" if r.get("exec_python") else ""), ""]
     return "\n".join(lines)
 
 
@@ -301,6 +369,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verify-samples", type=int, default=16)
     ap.add_argument("--cnn", action="store_true", help="also the default bnn2hw CNN")
+    ap.add_argument("--resnet8", action="store_true",
+                    help="only bnn2hw's resnet8 (random weights, folded for 1,000 frames/s), nothing else")
     args = ap.parse_args()
 
     why = import_finn()
@@ -330,6 +400,20 @@ def main() -> int:
     except ImportError:
         summary["brevitas"] = None
     runs = summary["runs"]
+    if args.resnet8:
+        from bnn2hw.fpga.finn_steps import residual_steps
+
+        print(f"[bnn2hw] exporting resnet8 (random weights), folded for {RESNET8_FPS} frames/s")
+        r = resnet8_build(args.out, min(args.verify_samples, 4), version)
+        summary["resnet8"] = {k: r[k] for k in ("layer_report", "mvau_folding")}
+        runs["bnn2hw resnet8, bnn2hw folding"] = run_finn(
+            r["model"], args.out / "finn_resnet8", r["verify_in"], r["verify_out"], r["folding"],
+            steps=residual_steps(), target_fps=RESNET8_FPS)
+        (args.out / "finn_bench_resnet8.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        print(f"\nFINN {summary['finn']}, {summary['date']}\n")
+        print(table(runs))
+        print(f"raw results: {args.out / 'finn_bench_resnet8.json'}")
+        return 0 if all(r.get("ok") for r in runs.values()) else 1
 
     print(f"[bnn2hw] training + exporting mlp {hidden}")
     b = bnn2hw_build(args.out, "mlp", hidden, args.epochs1, args.epochs2, args.seed, args.verify_samples,

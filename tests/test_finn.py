@@ -244,3 +244,112 @@ def test_cycle_estimate_equals_layer_report(run):
             assert inst.get_nodeattr(attr) == value, (n.name, attr)
     res = json.loads((run["out"] / "report" / "estimate_layer_resources.json").read_text())
     assert set(res) == set(cycles) | {"total"} and res["total"]["LUT"] > 0
+
+
+# ---------------------------------------------------------------- residual graphs (issue 9)
+# Hand-built residual IR graphs (tests/residual_graphs.py, as in test_finn_residual.py) exported
+# with write_fpga_build and run through FINN's estimate-only flow with bnn2hw's residual steps
+# (bnn2hw/fpga/finn_steps.py): conv_shortcut = padded (-1) 3x3 stride-2 conv + 1x1 stride-2
+# shortcut conv, direction -1 stream thresholds, negative multipliers; bits4 = 4-bit streams whose
+# residual add saturates (a Thresholding after AddStreams).
+RESIDUAL = {"conv_shortcut": (1, {}), "bits4": (3, {"bits": 4, "frac": 2})}
+
+
+@pytest.fixture(scope="module", params=list(RESIDUAL))
+def residual_run(request, tmp_path_factory):
+    version = _import_finn_builder()
+    from finn.builder.build_dataflow import build_dataflow_cfg
+    from finn.builder.build_dataflow_config import DataflowBuildConfig
+    from residual_graphs import residual_graph, saturating_inputs
+
+    from bnn2hw.fpga.cli import write_fpga_build
+    from bnn2hw.fpga.finn_steps import residual_steps
+    from bnn2hw.ir import execute
+
+    key = request.param
+    seed, kw = RESIDUAL[key]
+    rng = np.random.default_rng(seed)
+    graph = residual_graph(rng, **kw)
+    x = saturating_inputs(rng, 10, 8, 3)
+    tmp = tmp_path_factory.mktemp(f"finn_res_{key}")
+    build = tmp / "build"
+    write_fpga_build(graph, "pynq-z2", build, x=x, clock_mhz=100.0, target_fps=20000.0, finn_version=version)
+    cfg = DataflowBuildConfig.from_json((build / "dataflow_build_config.json").read_text())
+    cfg.steps = residual_steps(estimate_only=True)
+    cfg.generate_outputs = ["estimate_reports"]
+    cfg.enable_build_pdb_debug = False
+    old_cwd, old_env = os.getcwd(), os.environ.get("FINN_BUILD_DIR")
+    os.environ["FINN_BUILD_DIR"] = str(tmp / "finn_tmp")
+    os.makedirs(os.environ["FINN_BUILD_DIR"], exist_ok=True)
+    os.chdir(build)
+    try:
+        ret = build_dataflow_cfg("model_finn.onnx", cfg)
+    finally:
+        os.chdir(old_cwd)
+        if old_env is None:
+            os.environ.pop("FINN_BUILD_DIR", None)
+        else:
+            os.environ["FINN_BUILD_DIR"] = old_env
+    out = build / cfg.output_dir
+    log = out / "build_dataflow.log"
+    assert ret == 0, f"FINN {version} failed on the residual graph {key}:\n" + (
+        "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else "(no log)")
+    return {"key": key, "version": version, "build": build, "out": out, "inter": out / "intermediate_models",
+            "graph": graph, "x": x, "ref": execute.run(graph, x)}
+
+
+def test_residual_finn_verification_passes(residual_run):
+    files = sorted(p.name for p in (residual_run["out"] / "verification_output").glob("*.npy"))
+    assert not [f for f in files if "FAIL" in f], files
+    for step in ("initial_python", "streamlined_python"):
+        assert len([f for f in files if f.startswith(f"verify_{step}_") and "SUCCESS" in f]) == 10, (step, files)
+
+
+def test_residual_graph_is_one_dataflow_partition_of_finn_residual_layers(residual_run):
+    """Host side = the NCHW->NHWC input Transpose only; the partition holds FINN's residual
+    pattern: DuplicateStreams for the fan-out, AddStreams (dev: ElementwiseAdd), Thresholding,
+    FMPadding for the -1-padded convs, GlobalAccPool, MVAUs."""
+    parent = _model(residual_run, "dataflow_parent")
+    assert [n.op_type for n in parent.graph.node] == ["Transpose", "StreamingDataflowPartition"]
+    kinds = [n.op_type for n in _model(residual_run, "step_generate_estimate_reports").graph.node]
+    add = "AddStreams_hls" if residual_run["version"] == "0.10" else "ElementwiseAdd_hls"
+    for k in ("DuplicateStreams_hls", add, "Thresholding_rtl", "FMPadding_rtl", "GlobalAccPool_hls", "MVAU_hls"):
+        assert k in kinds, (k, kinds)
+    # the INT x INT8 head may be specialised to MVAU_rtl (RTL MVU: >= 4-bit signed operands, no thresholds)
+    allowed = {"DuplicateStreams_hls", add, "Thresholding_rtl", "FMPadding_rtl", "GlobalAccPool_hls", "MVAU_hls",
+               "MVAU_rtl", "ConvolutionInputGenerator_rtl", "DownSampler_hls", "ChannelwiseOp_hls",
+               "ElementwiseMul_hls"}
+    assert set(kinds) <= allowed, set(kinds) - allowed
+    if residual_run["key"] == "bits4":
+        assert kinds.count("Thresholding_rtl") >= 2  # the stream thresholds and the add's saturation
+
+
+@pytest.mark.parametrize("step", ["step_bnn2hw_streamline", "step_bnn2hw_convert_to_hw"])
+def test_residual_python_execution_equals_ir(residual_run, step):
+    """FINN's python execution of the streamlined and the HW graph gives the IR's integer logits
+    on random, all-255, all-0 and checkerboard inputs."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    model = _model(residual_run, step)
+    iname, oname = model.graph.input[0].name, model.graph.output[0].name
+    got = np.array([execute_onnx(model, {iname: r[None].astype(np.float32)})[oname].reshape(-1)
+                    for r in residual_run["x"]])
+    assert np.array_equal(got, residual_run["ref"].int_logits), (residual_run["key"], step)
+
+
+def test_residual_mvau_folding_applied_and_cycles_match(residual_run):
+    """Every MVAU got bnn2hw's PE/SIMD (matched by shape) and FINN's cycle estimate equals
+    mvau_folding.json's."""
+    from qonnx.custom_op.registry import getCustomOp
+
+    fold = json.loads((residual_run["build"] / "mvau_folding.json").read_text())["mvau"]
+    table = {(e["MW"], e["MH"], e["vectors"]): e for e in fold}
+    cycles = json.loads((residual_run["out"] / "report" / "estimate_layer_cycles.json").read_text())
+    mvaus = [n for n in _model(residual_run, "step_generate_estimate_reports").graph.node
+             if n.op_type in ("MVAU_hls", "MVAU_rtl")]
+    assert len(mvaus) == len(fold)
+    for n in mvaus:
+        inst = getCustomOp(n)
+        e = table[(inst.get_nodeattr("MW"), inst.get_nodeattr("MH"), int(np.prod(inst.get_nodeattr("numInputVectors"))))]
+        assert (inst.get_nodeattr("PE"), inst.get_nodeattr("SIMD")) == (e["PE"], e["SIMD"]), n.name
+        assert cycles[n.name] == e["cycles"], n.name

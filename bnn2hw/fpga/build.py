@@ -21,7 +21,6 @@ from ..errors import Bnn2hwError
 from ..ir.graph import Graph
 from ..outdir import write_dir_atomically
 
-
 # test samples written to verify_input.npy for FINN's own verify_steps (FINN runs each one through
 # every verified intermediate model; rtlsim verification makes many samples slow)
 FINN_VERIFY_SAMPLES = 16
@@ -54,30 +53,50 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def tensor_shapes(graph: Graph) -> dict:
+    """The shape of every IR tensor, channels-last (the graph input is ``"input"``)."""
+    from ..ir.graph import INPUT
+
+    shapes = {INPUT: tuple(graph.input_shape)}
+    for i, layer in enumerate(graph.layers):
+        shape = shapes[graph.inputs_of(i)[0]]
+        if layer.op == "dense":
+            shape = (layer.arrays["weight"].shape[0],)
+        elif layer.op == "conv2d":
+            o, kh, kw, _ = layer.arrays["weight"].shape
+            s, p = layer.attrs["stride"], layer.attrs["pad"]
+            shape = ((shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1, o)
+        elif layer.op in ("maxpool", "avgpool"):
+            k, s = layer.attrs["kernel"], layer.attrs["stride"]
+            shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
+        elif layer.op == "flatten":
+            shape = (int(np.prod(shape)),)
+        shapes[layer.name] = shape
+    return shapes
+
+
 def matmul_layers(graph: Graph) -> list[dict]:
-    """One entry per MVAU FINN will create: MW (fan-in), MH (outputs), input vectors per frame."""
+    """One entry per MVAU FINN will create: MW (fan-in), MH (outputs), input vectors per frame
+    (in IR order; any DAG)."""
     out = []
-    shape = tuple(graph.input_shape)
-    for layer in graph.layers:
+    shapes = tensor_shapes(graph)
+    for i, layer in enumerate(graph.layers):
+        shape = shapes[graph.inputs_of(i)[0]]
         if layer.op == "dense":
             o, k = layer.arrays["weight"].shape
             out.append({"name": layer.name, "source": layer.source, "MW": k, "MH": o, "vectors": 1,
                         "binary": layer.attrs.get("weight_kind") == "binary", "in": layer.attrs["in"]})
-            shape = (o,)
         elif layer.op == "conv2d":
             o, kh, kw, c = layer.arrays["weight"].shape
-            s, p = layer.attrs["stride"], layer.attrs["pad"]
-            oh, ow = (shape[0] + 2 * p - kh) // s + 1, (shape[1] + 2 * p - kw) // s + 1
+            oh, ow, _ = shapes[layer.name]
             out.append({"name": layer.name, "source": layer.source, "MW": kh * kw * c, "MH": o,
                         "vectors": oh * ow, "binary": True, "in": layer.attrs["in"],
                         "swg": {"channels": c, "in_h": shape[0], "in_w": shape[1]}})
-            shape = (oh, ow, o)
         elif layer.op == "maxpool":
             k, s = layer.attrs["kernel"], layer.attrs["stride"]
             if out:
                 out[-1]["pool_after"] = {"in_h": shape[0], "in_w": shape[1], "channels": shape[2],
                                          "kernel": k, "stride": s, "name": layer.name}
-            shape = ((shape[0] - k) // s + 1, (shape[1] - k) // s + 1, shape[2])
     return out
 
 
@@ -253,6 +272,38 @@ def layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps:
             "latency_cycles": sum(n["cycles"] for n in nodes)}
 
 
+MVAU_FOLDING_FILE = "mvau_folding.json"
+
+
+def mvau_folding(layers: list[dict]) -> dict:
+    """``mvau_folding.json`` for a residual graph: PE/SIMD per MVAU, keyed by its shape (MW, MH,
+    input vectors), which FINN keeps. FINN renames nodes and tensors and sorts the graph its own
+    way (the 1x1 shortcut conv of a block can come before the 3x3 one), so node names of the IR's
+    layers cannot be predicted; MVAUs of equal shape get the same folding (they have the same
+    cycle budget). Applied by :func:`bnn2hw.fpga.finn_steps.step_bnn2hw_set_folding`."""
+    return {"about": "bnn2hw folding per MVAU shape; FINN's SetFolding (target_fps) folds every other layer",
+            "mvau": [{"layer": L["name"], "MW": L["MW"], "MH": L["MH"], "vectors": L["vectors"],
+                      "PE": L["PE"], "SIMD": L["SIMD"], "cycles": L["cycles"]} for L in layers]}
+
+
+def residual_layer_report(graph: Graph, layers: list[dict], clock_mhz: float, target_fps: float,
+                          finn_version: str = DEFAULT_FINN_VERSION) -> dict:
+    """Per MVAU the folding and FINN's MVAU cycle model; the other HW layers (padding, window
+    generators, thresholds, duplicate/add streams, pool) are folded by FINN's SetFolding for the
+    same target, so ``max_cycles`` is the MVAUs' bound (FINN's report has the rest)."""
+    rows = [{"layer": L["name"], "finn_node": f"MVAU (MW {L['MW']}, MH {L['MH']}, {L['vectors']} vectors)",
+             "source": L["source"], "input": L["in"], "MW": L["MW"], "MH": L["MH"], "vectors": L["vectors"],
+             "MACs": L["MW"] * L["MH"] * L["vectors"], "weight_bits": L["MW"] * L["MH"] * (1 if L["binary"] else 8),
+             "thresholds": 0, "PE": L["PE"], "SIMD": L["SIMD"], "cycles": L["cycles"],
+             "fps_at_clock": clock_mhz * 1e6 / L["cycles"], "meets_target": L["meets_target"]} for L in layers]
+    worst = max(L["cycles"] for L in layers)
+    return {"finn_version": finn_version, "graph_form": "residual", "other_layers": [], "clock_mhz": clock_mhz,
+            "target_fps": target_fps, "cycle_budget": int(clock_mhz * 1e6 / target_fps), "layers": rows,
+            "max_cycles": worst, "estimated_fps": clock_mhz * 1e6 / worst,
+            "latency_cycles": sum(L["cycles"] for L in layers),
+            "note": "MVAU cycles only; FINN's SetFolding folds the other layers for target_fps"}
+
+
 def finn_available() -> bool:
     try:
         import finn.builder.build_dataflow  # noqa: F401
@@ -284,7 +335,10 @@ def logit_affine_doc(graph: Graph) -> dict:
 
 
 def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
-    """Run FINN's build on the exported directory (only where ``finn`` imports)."""
+    """Run FINN's build on the exported directory (only where ``finn`` imports); a residual
+    graph (``bnn2hw_export.json`` ``graph_form``) runs with bnn2hw's FINN steps."""
+    meta = Path(out_dir) / "bnn2hw_export.json"
+    residual = meta.exists() and json.loads(meta.read_text()).get("graph_form") == "residual"
     code = (
         "import json, sys\n"
         "from finn.builder.build_dataflow import build_dataflow_cfg\n"
@@ -293,6 +347,9 @@ def run_finn(out_dir: Path, estimate_only: bool = False) -> dict:
         f"if {estimate_only!r}:\n"
         "    cfg.steps = estimate_only_dataflow_steps\n"
         "    cfg.generate_outputs = ['estimate_reports']\n"
+        f"if {residual!r}:  # bnn2hw's steps for residual graphs (bnn2hw/fpga/finn_steps.py)\n"
+        "    from bnn2hw.fpga.finn_steps import residual_steps\n"
+        f"    cfg.steps = residual_steps({estimate_only!r})\n"
         "sys.exit(build_dataflow_cfg('model_finn.onnx', cfg))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=out_dir)

@@ -14,6 +14,7 @@ import numpy as np
 from ..errors import Bnn2hwError
 from . import build
 from .onnx_export import build_onnx, run_plain, run_qonnx
+from .residual_onnx import needs_residual_form
 
 
 def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
@@ -48,6 +49,11 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
         where = build.run_finn(Path(out_dir))
         echo(f"FINN build done: bitfile {where['bitfile']}, driver {where['driver']}, reports {where['reports']}")
         summary["finn"] = where
+    elif summary.get("graph_form") == "residual":
+        echo("FINN is not importable here. A residual graph needs bnn2hw's FINN steps (FINN's `build_dataflow` "
+             "CLI cannot load them): where FINN and bnn2hw import, run "
+             f"`python -c \"from bnn2hw.fpga.build import run_finn; run_finn('{out_dir}')\"` "
+             "(hw/FINN_NOTES.md section 7)")
     else:
         echo("FINN is not importable here; run the build in FINN's Docker image: "
              + build.docker_command(Path(out_dir), finn_version))
@@ -75,7 +81,8 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     plain_model = build_onnx(graph, "plain")
     extra = dict(extra or {})
     summary: dict = {"checkpoint": extra.pop("checkpoint", graph.meta.get("source")), "target": target,
-                     "model_hash": graph.meta.get("model_hash")}
+                     "model_hash": graph.meta.get("model_hash"),
+                     "graph_form": "residual" if needs_residual_form(graph) else "chain"}
     pt_acc = extra.pop("pytorch_accuracy", None)
     if extra.get("reference"):  # a front end's reference check (QONNX: qonnx's execution of the file)
         summary["reference"] = extra.pop("reference")
@@ -107,22 +114,31 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     else:
         verify_in = verify_out = None
     layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
-    report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+    residual = needs_residual_form(graph)
+    if residual:  # FINN names/sorts a residual graph's layers its own way (build.mvau_folding)
+        report = build.residual_layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+        folding = {"Defaults": {}}
+    else:
+        report = build.layer_report(graph, layers, clock_mhz, target_fps, finn_version)
+        folding = build.folding_config(layers, finn_version)
     files = {
         "model_finn.onnx": finn_model.SerializeToString(),
         "model_plain.onnx": plain_model.SerializeToString(),
         "model.bnnir.npz": _ir_bytes(graph, save_ir),
         "model.ir.txt": graph.describe() + "\n",
         "dataflow_build_config.json": build.dumps(build.dataflow_build_config(tgt, clock_mhz, target_fps)),
-        "folding_config.json": build.dumps(build.folding_config(layers, finn_version)),
+        "folding_config.json": build.dumps(folding),
         "layer_report.json": build.dumps(report),
         "logit_affine.json": build.dumps(build.logit_affine_doc(graph)),
         "layer_report.md": _report_md(report, tgt),
         "verification.json": build.dumps(summary),
         "bnn2hw_export.json": build.dumps({"target": target, "board": tgt.board, "part": tgt.part,
                                            "finn_version": finn_version,
+                                           "graph_form": "residual" if residual else "chain",
                                            "model_hash": graph.meta.get("model_hash")}),
     }
+    if residual:
+        files[build.MVAU_FOLDING_FILE] = build.dumps(build.mvau_folding(layers))
     if verify_in is not None:
         files["verify_input.npy"] = verify_in.astype(np.float32)
         files["verify_expected_output.npy"] = verify_out

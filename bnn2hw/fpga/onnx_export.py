@@ -50,6 +50,7 @@ from .. import __version__
 from ..errors import Bnn2hwError
 from ..ir import ops
 from ..ir.graph import Graph
+from .residual_onnx import needs_residual_form, residual_nodes
 
 OPSET = 13
 INPUT_NAME = "global_in"
@@ -108,17 +109,15 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
 
     validate(graph)
     for layer in graph.layers:
-        if layer.op in ("fixed_affine", "periodic", "add"):
+        if layer.op in ("fixed_affine", "periodic"):
             raise Bnn2hwError(
                 f"IR layer {layer.name} ({layer.op}, from {layer.source}) belongs to a fixed-point "
                 "value path (M-BiPer eq. 7): a periodic activation is not a monotone threshold, so "
                 "FINN's MultiThreshold/MVAU dataflow cannot express it. Deploy this model with "
                 "`bnn2hw emit-c`, or train an mlp/cnn for the FPGA")
-    if graph.branches():
-        first = graph.branches()[0]
-        raise Bnn2hwError(f"IR op {first} reads a tensor other than the previous op's: the ONNX/FINN export "
-                          "handles chains of ops only (residual graphs are not supported yet)")
     finn = flavour == "finn"
+    if needs_residual_form(graph):
+        return _residual_model(graph, flavour)
     nodes, inits, annotations = [], [], {}
     counter = [0]
 
@@ -138,11 +137,9 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
     if flat_input:  # an MLP on images: take the row-major (c, y, x) vector, as PyTorch flattens
         in_shape = [1, int(np.prod(graph.input_shape))]
     if finn:
-        graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, in_shape)
         annotations[INPUT_NAME] = "UINT8"
         cur = INPUT_NAME
     else:
-        graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, in_shape)
         cur = name("x_float")
         nodes.append(helper.make_node("Cast", [INPUT_NAME], [cur], to=TensorProto.FLOAT))
     shape = tuple(graph.input_shape)  # channels-last bookkeeping (H, W, C) or (F,)
@@ -245,8 +242,41 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
         node.doc_string = node.doc_string or "uint8 input to float (onnxruntime graph)"
     if cur != OUTPUT_NAME or affine is None:
         raise Bnn2hwError("IR graph does not end with an affine output layer")
+    return _assemble(graph, flavour, nodes, inits, annotations, in_shape, affine)
+
+
+def _residual_model(graph: Graph, flavour: str) -> onnx.ModelProto:
+    """The NHWC residual-stream form (:mod:`bnn2hw.fpga.residual_onnx`), with the same output
+    conventions as the chain form: ``global_out`` = integer logits (finn), float logits plus
+    ``int_logits`` (plain)."""
+    finn = flavour == "finn"
+    nodes, inits, annotations, in_shape, logits, affine, shapes = residual_nodes(graph, finn)
+    if affine is None or graph.layers[-1] is not affine:
+        raise Bnn2hwError("IR graph does not end with an affine output layer")
+    for nd in nodes:
+        for k, v in enumerate(nd.output):
+            if v == logits:
+                nd.output[k] = OUTPUT_NAME if finn else INT_LOGITS_NAME
+    if not finn:
+        sc = numpy_helper.from_array(affine.arrays["scale"].astype(np.float32).reshape(1, -1), "logit_scale")
+        bi = numpy_helper.from_array(affine.arrays["bias"].astype(np.float32).reshape(1, -1), "logit_bias")
+        inits += [sc, bi]
+        doc = f"bnn2hw IR op {affine.name} (affine) from PyTorch module {affine.source}"
+        nodes.append(helper.make_node("Mul", [INT_LOGITS_NAME, "logit_scale"], ["logits_scaled"], name="logit_mul",
+                                      doc_string=doc))
+        nodes.append(helper.make_node("Add", ["logits_scaled", "logit_bias"], [OUTPUT_NAME], name="logit_add",
+                                      doc_string=doc))
+    model = _assemble(graph, flavour, nodes, inits, annotations, in_shape, affine)
+    model.graph.value_info.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, s) for t, s in shapes.items())
+    return model
+
+
+def _assemble(graph: Graph, flavour: str, nodes, inits, annotations, in_shape, affine) -> onnx.ModelProto:
+    """The ModelProto around the nodes: inputs/outputs, opsets, metadata, dtype annotations."""
+    finn = flavour == "finn"
     batch = 1 if finn else "batch"  # the plain graph takes any batch size; FINN's streams one frame
     outputs = [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch, graph.num_classes])]
+    graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, in_shape)
     if not finn:
         outputs.append(helper.make_tensor_value_info(INT_LOGITS_NAME, TensorProto.FLOAT, [batch, graph.num_classes]))
         graph_in = helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8, [batch] + list(in_shape[1:]))
