@@ -16,33 +16,72 @@ from __future__ import annotations
 import numpy as np
 
 
+def exact_float_dtype(fan_in: int, amax: int, bmax: int):
+    """The narrowest float type in which every partial sum of a dot product of ``fan_in``
+    integer terms (|a| <= amax, |b| <= bmax) is an exact integer, in any summation order:
+    float32 below 2^24, float64 below 2^53; None beyond."""
+    bound = int(fan_in) * int(amax) * int(bmax)
+    return np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else None
+
+
+def _absmax(a: np.ndarray) -> int:
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact int64 ``a @ b`` of integer-valued matrices (integer or float arrays). numpy's integer
+    matmul does not use BLAS (a 28x28 CNN's verification spent most of its time there), so the
+    product is taken in the float type of :func:`exact_float_dtype` when there is one and
+    converted back; otherwise in int64."""
+    if a.size == 0 or b.size == 0:
+        return a.astype(np.int64) @ b.astype(np.int64)
+    ft = exact_float_dtype(a.shape[-1], _absmax(a), _absmax(b))
+    if ft is None:
+        return a.astype(np.int64) @ b.astype(np.int64)
+    return (a.astype(ft, copy=False) @ b.astype(ft, copy=False)).astype(np.int64)
+
+
 def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """acc[n, o] = sum_i x[n, i] * w[o, i]; for ±1 x and w this is K - 2 popcount(x xor w)."""
-    return x.astype(np.int64) @ w.astype(np.int64).T
+    return int_matmul(x, w.T)
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, dtype=np.int64) -> np.ndarray:
     """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order, zero-padded.
 
     Zero padding of ±1 data means a padded tap contributes 0 to the accumulator (not -1):
     the C kernels reproduce this with a per-position fan-in, FINN cannot (it pads with the
     bit 0, i.e. -1) and the FPGA export refuses padded binary convs."""
     n, h, w, c = x.shape
-    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    xp = np.pad(x.astype(dtype), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (w + 2 * pad - kw) // stride + 1
-    cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=dtype)
     for ky in range(kh):
         for kx in range(kw):
             cols[:, :, :, ky, kx, :] = xp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :]
     return cols.reshape(n, oh, ow, kh * kw * c)
 
 
+CONV_CHUNK_BYTES = 32 << 20
+"""conv2d works on this many bytes of patches at a time (a 1000-image batch would otherwise
+build a multi-GB im2col matrix)."""
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
     """x (N, H, W, C), w (O, kh, kw, C) -> acc (N, OH, OW, O)."""
     o, kh, kw, c = w.shape
-    cols = im2col(x, kh, kw, stride, pad)
-    return cols @ w.reshape(o, -1).astype(np.int64).T
+    n, h, wd, _ = x.shape
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (wd + 2 * pad - kw) // stride + 1
+    wmat = w.reshape(o, -1).T
+    # patches built directly in the exact float type of the product (int_matmul), if any
+    ft = exact_float_dtype(kh * kw * c, _absmax(x), _absmax(wmat)) or np.int64
+    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * np.dtype(ft).itemsize))
+    out = np.empty((n, oh, ow, o), dtype=np.int64)
+    for lo in range(0, n, per):
+        out[lo:lo + per] = int_matmul(im2col(x[lo:lo + per], kh, kw, stride, pad, ft), wmat)
+    return out
 
 
 def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -50,9 +89,8 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 
     The tie rule of :func:`bnn2hw.nn.surrogates.binary_sign` (0 -> +1) is what makes the
     comparison non-strict."""
-    up = acc >= thr
-    down = acc <= thr
-    return np.where(np.where(direction > 0, up, down), 1, -1).astype(np.int64)
+    d = np.where(np.asarray(direction) > 0, 1, -1)  # acc <= thr  <=>  -acc >= -thr
+    return np.where(acc * d >= thr * d, 1, -1).astype(np.int64)
 
 
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
