@@ -89,8 +89,14 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 
     The tie rule of :func:`bnn2hw.nn.surrogates.binary_sign` (0 -> +1) is what makes the
     comparison non-strict."""
-    d = np.where(np.asarray(direction) > 0, 1, -1)  # acc <= thr  <=>  -acc >= -thr
-    return np.where(acc * d >= thr * d, 1, -1).astype(np.int64)
+    thr, direction = np.asarray(thr), np.asarray(direction)
+    if thr.ndim != 1 or direction.shape != thr.shape or acc.shape[-1:] != thr.shape:
+        return np.where(np.where(direction > 0, acc >= thr, acc <= thr), 1, -1).astype(np.int64)
+    res = acc >= thr  # one pass over the accumulators; the (usually few) down channels redone
+    down = direction <= 0
+    if down.any():
+        res[..., down] = acc[..., down] <= thr[down]
+    return np.where(res, 1, -1).astype(np.int64, copy=False)
 
 
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
