@@ -83,10 +83,8 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
         if not graph.meta.get("fixed_point") and not agreement.exact:
             raise Bnn2hwError(f"{checkpoint}: IR disagrees with PyTorch on {name}: {agreement.to_dict()}")
     torch_logits = None
-    if agreement is not None:
-        from ..train import predict
-
-        torch_logits = predict(model, data.x_test)
+    if agreement is not None:  # the comparison's own forward pass (one pass, not two)
+        torch_logits = agreement.torch_logits
     return Exported(graph, model, ckpt, data, agreement, torch_logits)
 
 

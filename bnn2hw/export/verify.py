@@ -28,6 +28,7 @@ class Agreement:
     class_agreement: float = 0.0
     max_logit_abs_diff: float = 0.0
     details: dict = field(default_factory=dict)
+    torch_logits: object = field(default=None, repr=False, compare=False)  # PyTorch's float logits, if kept
 
     @property
     def exact(self) -> bool:
@@ -105,4 +106,5 @@ def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreem
     agr.class_agreement = float((tt["__logits__"].argmax(1) == tr.logits.argmax(1)).mean())
     agr.max_logit_abs_diff = float(np.abs(tt["__logits__"] - tr.logits).max())
     agr.details["bits_differing_per_layer"] = per_layer
+    agr.torch_logits = tt["__logits__"]
     return agr
