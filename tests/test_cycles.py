@@ -84,11 +84,11 @@ def _need(*tools: str) -> None:
             pytest.skip(f"{tool} not installed (scripts/setup.sh installs it)")
 
 
-def _build(tmp_path, setup: str, loop: str, extra: str):
+def _build(tmp_path, setup: str, loop: str, extra: str, cpu: str = "cortex-m4"):
     src = tmp_path / "loop.S"
     src.write_text(_SKELETON.format(setup=setup, loop=loop, extra=extra))
     elf = tmp_path / "loop.elf"
-    r = subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-nostdlib", "-Wl,-Ttext=0x100",
+    r = subprocess.run(["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-nostdlib", "-Wl,-Ttext=0x100",
                         "-Wl,--section-start=.vectors=0x0", "-Wl,--section-start=.data=0x20000000",
                         "-Wl,-e,reset", str(src), "-o", str(elf)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
@@ -129,6 +129,19 @@ def test_m7_dual_issue_model_on_the_load_loop(tmp_path):
     est = qemu.count_cycles(_build(tmp_path, setup, loop, extra), "cortex-m4", np.zeros(1, np.uint8))
     assert est.cycles_m7 == 23
     assert est.cycles_for("cortex-m7")[0] == 23 and est.cycles_for("cortex-m4")[0] == 35
+
+
+@pytest.mark.qemu
+def test_low_overhead_loop_on_m55(tmp_path):
+    """QEMU's own disassembler prints Armv8.1-M DLS/LE as ``.byte`` halves; the block's
+    instructions come from objdump, so the count still equals single-stepping:
+    mov + dls + 10 x (nop + le) = 22, with 9 LE taken and 1 not."""
+    _need("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm")
+    elf = _build(tmp_path, "  movs r0, #10", "  mov lr, r0\n  dls lr, lr\n1: nop\n  le lr, 1b", "", "cortex-m55")
+    est = qemu.count_cycles(elf, "cortex-m55", np.zeros(1, np.uint8))
+    assert est.instructions == 22 == qemu.count_instructions(elf, "cortex-m55", np.zeros(1, np.uint8),
+                                                             single_step=True)
+    assert (est.branches_taken, est.branches_not_taken) == (9, 1) and est.classes["other"] == 0
 
 
 @pytest.mark.parametrize("mnemonic,operands,klass,cond,nregs", [

@@ -79,7 +79,7 @@ _ALU = {"mov", "movw", "movt", "mvn", "add", "addw", "adc", "sub", "subw", "sbc"
         "tst", "teq", "and", "orr", "orn", "eor", "bic", "lsl", "lsr", "asr", "ror", "rrx", "neg", "sxtb", "sxth",
         "uxtb", "uxth", "sxtab", "sxtah", "uxtab", "uxtah", "sxtb16", "uxtb16", "sxtab16", "uxtab16", "bfc", "bfi",
         "ubfx", "sbfx", "rev", "rev16", "revsh", "rbit", "clz", "nop", "sel", "cpy", "yield", "sev", "pkhbt",
-        "pkhtb"}
+        "pkhtb", "dls", "dlstp", "lctp"}
 _MUL = {"mul", "mla", "mls", "smull", "umull", "smlal", "umlal", "umaal", "usad8", "usada8", "ssat", "usat",
         "ssat16", "usat16", "qadd", "qsub", "qdadd", "qdsub", "smmul", "smmulr", "smmla", "smmlar", "smmls",
         "smmlsr"}
@@ -92,7 +92,8 @@ _LOAD = {"ldr", "ldrb", "ldrh", "ldrsb", "ldrsh", "ldrex", "ldrexb", "ldrexh", "
 _STORE = {"str", "strb", "strh", "strex", "strexb", "strexh", "strt", "strbt", "strht"}
 _LDM = {"ldm", "ldmia", "ldmfd", "ldmdb", "ldmea", "pop", "ldrd", "vldm", "vldmia", "vldmdb", "vpop"}
 _STM = {"stm", "stmia", "stmea", "stmdb", "stmfd", "push", "strd", "vstm", "vstmia", "vstmdb", "vpush"}
-_BRANCH = {"b", "bl", "bx", "blx", "cbz", "cbnz", "tbb", "tbh"}
+_BRANCH = {"b", "bl", "bx", "blx", "cbz", "cbnz", "tbb", "tbh",
+           "le", "letp", "wls", "wlstp"}  # Armv8.1-M low-overhead loops (Cortex-M55)
 _SYSTEM = {"dmb", "dsb", "isb", "msr", "mrs", "cpsid", "cpsie", "svc", "bkpt", "wfi", "wfe", "udf", "clrex", "pld", "pli"}
 _S_FORMS = {m for m in _ALU | _MUL if m not in ("movw", "movt", "addw", "subw", "cmp", "cmn", "tst", "teq")}
 _FP3 = {"vmla", "vmls", "vnmla", "vnmls", "vfma", "vfms", "vfnma", "vfnms"}

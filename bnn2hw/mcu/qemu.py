@@ -6,17 +6,27 @@ File protocol (both QEMU semihosting and the host binary, in a fresh temporary
 directory): inputs.bin holds N * input_len bytes, the program writes logits.bin with
 N * num_logits little-endian int32 and exits with status 0.
 
-Instruction counting: QEMU runs one instruction per translation block (``-singlestep``, or
-``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1, which deprecates ``-singlestep``) with
-``-d exec,nochain``, so every executed instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
-and bnn_marker_end() back to back once (calibration), then around the first inference.
-The count is (lines from entering begin to entering end around the inference) minus the
-same for the calibration pair, i.e. exactly the instructions of the bnn_infer() call
-(including its call/return).  Deterministic: no interrupts, no timers, one input.
+Instruction counting: the harness calls bnn_marker_begin() and bnn_marker_end() back to back
+once (calibration), then around the first inference. The count is (instructions from entering
+begin to entering end around the inference) minus the same for the calibration pair, i.e.
+exactly the instructions of the bnn_infer() call (including its call/return). Deterministic: no
+interrupts, no timers, one input.
 
-The trace is never stored: QEMU writes it into a FIFO and :class:`TraceCounter` consumes it
-in bounded chunks (about 75 bytes per instruction, so an 18.9 M-instruction CNN makes a
-1.4 GB trace, while memory stays at a few MB and nothing is written to disk).
+Two ways to get the executed instructions from QEMU's log, both exact:
+
+* :func:`count_cycles` (the default): ``-d in_asm,exec,nochain``. QEMU lists each translation
+  block's instructions once and prints one "Trace" line per executed block, so the log is about
+  8x smaller than one line per instruction and QEMU runs at its normal speed; the listing also
+  gives every instruction's class and, with the next block's address, each branch's outcome,
+  from which :mod:`bnn2hw.mcu.cycles` estimates Cortex-M4 / M7 cycles.
+* ``count_instructions(..., single_step=True)``: one instruction per translation block
+  (``-singlestep``, or ``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1) with ``-d exec,nochain``,
+  one "Trace" line per instruction (:class:`TraceCounter`); the reference the tests compare with.
+
+The log is never stored: QEMU writes it into a FIFO and the counter consumes it in bounded
+chunks (the single-step log of an 18.9 M-instruction CNN is 1.4 GB; memory stays at a few MB and
+nothing is written to disk; the block log of the same run is counted in 5 s with a 57 MB peak
+RSS, QEMU included).
 """
 
 from __future__ import annotations
@@ -249,7 +259,7 @@ class BlockTraceCounter:
         self.insns = insns  # pc -> cycles.Insn (the ELF's disassembly)
         self.blocks: list = []  # block id -> cycles.BlockCost
         self._by_host: dict[bytes, int] = {}
-        self._pending: list[int] = []
+        self._pending: list[tuple[int, int]] = []  # (pc, bytes) of the block being listed
         self.windows: list[dict] = [{}, {}]  # (block id, taken) -> executions
         self._win = -1  # index of the open window, -1 if none
         self._begins = 0
@@ -274,16 +284,21 @@ class BlockTraceCounter:
             tail, self._tail = self._tail + b"\n", b""
             self._lines(tail, len(tail))
 
-    def _new_block(self, pcs: list[int]) -> int:
+    def _new_block(self, listed: list[tuple[int, int]]) -> int:
+        """A block from its in_asm listing [(pc, bytes)]: the ELF's instructions from the first
+        listed address to the end of the last one. QEMU's disassembler (capstone) does not know
+        every instruction (e.g. Armv8.1-M's DLS/LE, printed as two ``.byte`` halves), so only the
+        listing's address range is trusted; the instructions come from objdump."""
         from .cycles import BlockCost, decode
 
-        insns = []
-        for pc in pcs:
-            i = self.insns.get(pc)
-            if i is None:  # not in the ELF's disassembly: counted, as a 1-cycle "other"
-                self.unknown_pcs.add(pc)
-                i = decode(pc, 2, "?", "")
-            insns.append(i)
+        start, end = listed[0][0], listed[-1][0] + listed[-1][1]
+        insns, pc = [], start
+        while pc < end and pc in self.insns:
+            insns.append(self.insns[pc])
+            pc += self.insns[pc].size
+        if pc != end:  # not in the ELF's disassembly: the listing's items, as 1-cycle "other"
+            self.unknown_pcs.update(p for p, _ in listed)
+            insns = [self.insns.get(p) or decode(p, n, "?", "") for p, n in listed]
         self.blocks.append(BlockCost.of(insns))
         return len(self.blocks) - 1
 
@@ -294,13 +309,13 @@ class BlockTraceCounter:
             if host is None:
                 pc_text = m.group(3)
                 if pc_text is not None:
-                    pending.append(int(pc_text, 16))
+                    pending.append((int(pc_text, 16), len(m.group(4).replace(b" ", b"")) // 2))
                 else:  # "IN:": a new block's listing starts
                     pending.clear()
                 continue
             if pending:
-                if int(m.group(2), 16) != pending[0]:
-                    raise Bnn2hwError(f"QEMU log: block listed at 0x{pending[0]:x} but executed at "
+                if int(m.group(2), 16) != pending[0][0]:
+                    raise Bnn2hwError(f"QEMU log: block listed at 0x{pending[0][0]:x} but executed at "
                                       f"0x{int(m.group(2), 16):x}")
                 by_host[host] = self._new_block(pending)
                 pending.clear()
@@ -350,7 +365,7 @@ class BlockTraceCounter:
 # "Trace 0: 0x7f.. [cs_base/pc/flags/cflags] sym", an in_asm "0x000006e4:  f843 1b04  str ..."
 # line, or "IN: sym" (QEMU 7.2 .. 10 formats)
 _BLOCK_LOG = re.compile(rb"^(?:Trace \d+: (0x[0-9a-f]+) \[[0-9a-f]+/([0-9a-f]+)/[^\n]*"
-                        rb"|(?:0x)?([0-9a-f]{8}):  [^\n]*|IN:[^\n]*)$", re.MULTILINE)
+                        rb"|(?:0x)?([0-9a-f]{8}):  ([0-9a-f]{4}(?: [0-9a-f]{4})?)[^\n]*|IN:[^\n]*)$", re.MULTILINE)
 
 
 def _run_traced(elf: Path, target: str, one_input: np.ndarray, counter, log: str, step: list[str],
