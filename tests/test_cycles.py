@@ -132,6 +132,17 @@ def test_m7_dual_issue_model_on_the_load_loop(tmp_path):
 
 
 @pytest.mark.qemu
+def test_m0_table_on_the_countdown_and_load_loops(tmp_path):
+    """Cortex-M0 TRM (DDI 0432C) Table 3-1: subs 1, bne taken 3 / not 1:
+    10 + 9 * 3 + 1 = 38; loads and stores 2 each, no pipelining:
+    4 * (2 + 2 + 2 + 1 + 2 + 1) + 3 * 3 + 1 = 50."""
+    _need("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm")
+    for (_, setup, loop, extra, _, _), want in zip(LOOPS[:2], (38, 50)):
+        est = qemu.count_cycles(_build(tmp_path, setup, loop, extra), "cortex-m4", np.zeros(1, np.uint8))
+        assert est.cycles_m0 == want and est.cycles_for("cortex-m0")[0] == want
+
+
+@pytest.mark.qemu
 def test_low_overhead_loop_on_m55(tmp_path):
     """QEMU's own disassembler prints Armv8.1-M DLS/LE as ``.byte`` halves; the block's
     instructions come from objdump, so the count still equals single-stepping:

@@ -102,7 +102,7 @@ def latency_fields(est, target: str, clock_mhz: float) -> dict:
 
     clock = check_clock_mhz(clock_mhz)
     cyc, upper, model = est.cycles_for(target)
-    approx = "" if target in ("cortex-m4", "cortex-m7") else f" (the Cortex-M4 table applied to {target})"
+    approx = "" if target in ("cortex-m0", "cortex-m4", "cortex-m7") else f" (the Cortex-M4 table applied to {target})"
     return {"instruction_classes": dict(est.classes),
             "branches_taken": est.branches_taken, "branches_not_taken": est.branches_not_taken,
             "estimated_cycles": cyc, "estimated_cycles_upper": upper,

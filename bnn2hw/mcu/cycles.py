@@ -39,6 +39,12 @@ instruction, and whether the processor manages to speculate the address early"; 
 notes say a taken branch normally costs 1 cycle of reload, so the estimate uses ``P = 1`` and
 the upper end of the range uses ``P = 3`` (and 12-cycle divides in both).
 
+**Cortex-M0** (Armv6-M): Arm, *Cortex-M0 Technical Reference Manual* r0p0 (DDI 0432C), section 3.3
+"Instruction set summary", Table 3-1: data processing and MUL 1 (the fast multiplier option;
+the small one takes 32), LDR/STR 2 (no pipelining), LDM/STM/PUSH/POP 1 + N, POP with PC
+3 + N (N counting the PC), B and taken B<cc> 3, B<cc> not taken 1, BL 4, BX/BLX and MOV/ADD to
+PC 3.
+
 **Cortex-M7** (dual issue): the Cortex-M7 TRM (DDI 0489) publishes no cycle table, only the
 pipeline: six stages, in-order dual issue, two ALUs, one MAC, a 64-bit load/store path and a
 branch target address cache. Modelled simply: within a translated block, two neighbouring
@@ -280,6 +286,26 @@ def _m4_cost(i: Insn, prev: Insn | None, p: int) -> int:
     return 1  # alu, mul_dsp, it, other; branches get their outcome cost separately
 
 
+def _m0_cost(i: Insn) -> int:
+    """Cortex-M0 cycles of ``i`` (Table 3-1 of DDI 0432C), branch outcome aside."""
+    k = i.klass
+    if k in ("load", "store"):
+        return 2 + (1 if i.writes_pc else 0)
+    if k in ("load_multiple", "store_multiple"):
+        return 1 + i.nregs + (2 if i.writes_pc else 0)
+    if k == "alu" and i.writes_pc:
+        return 3
+    if k == "system":
+        return 3 if i.base in ("dmb", "dsb", "isb") else 1 if i.base != "mrs" and i.base != "msr" else 4
+    return 1
+
+
+def branch_cycles_m0(i: Insn, taken: bool) -> int:
+    if i.base == "bl":
+        return 4
+    return 3 if taken else 1
+
+
 def branch_cycles(i: Insn, taken: bool, p: int) -> int:
     """Cortex-M4 cycles of the block's last instruction when it is a branch (Table 3-1)."""
     if i.base in ("tbb", "tbh"):
@@ -322,6 +348,7 @@ class BlockCost:
     m4: int = 0  # with P_ESTIMATE, excluding the final branch
     m4_max: int = 0  # with P_MAX
     m7: int = 0
+    m0: int = 0
     last_branch: Insn | None = None
     fallthrough: int = 0
 
@@ -338,6 +365,7 @@ class BlockCost:
         b.fallthrough = last.pc + last.size
         prev = None
         for i in body:
+            b.m0 += _m0_cost(i)
             b.m4 += _m4_cost(i, prev, P_ESTIMATE)
             b.m4_max += _m4_cost(i, prev, P_MAX)
             prev = i
@@ -366,14 +394,16 @@ class CycleEstimate:
     cycles_m4: int = 0
     cycles_m4_max: int = 0
     cycles_m7: int = 0
+    cycles_m0: int = 0
 
     def add(self, block: BlockCost, taken: bool | None, n: int) -> None:
         """``n`` executions of ``block``; ``taken`` is its final branch's outcome (None: no branch)."""
         self.instructions += n * len(block.insns)
         for k, v in block.classes.items():
             self.classes[k] += n * v
-        m4, m4_max, m7 = block.m4, block.m4_max, block.m7
+        m4, m4_max, m7, m0 = block.m4, block.m4_max, block.m7, block.m0
         if block.last_branch is not None:
+            m0 += branch_cycles_m0(block.last_branch, bool(taken))
             m4 += branch_cycles(block.last_branch, bool(taken), P_ESTIMATE)
             m4_max += branch_cycles(block.last_branch, bool(taken), P_MAX)
             m7 += 1 if taken else 0
@@ -384,6 +414,7 @@ class CycleEstimate:
         self.cycles_m4 += n * m4
         self.cycles_m4_max += n * m4_max
         self.cycles_m7 += n * m7
+        self.cycles_m0 += n * m0
 
     def minus(self, other: "CycleEstimate") -> "CycleEstimate":
         out = CycleEstimate(self.instructions - other.instructions,
@@ -391,14 +422,17 @@ class CycleEstimate:
                             self.branches_taken - other.branches_taken,
                             self.branches_not_taken - other.branches_not_taken,
                             self.cycles_m4 - other.cycles_m4, self.cycles_m4_max - other.cycles_m4_max,
-                            self.cycles_m7 - other.cycles_m7)
+                            self.cycles_m7 - other.cycles_m7, self.cycles_m0 - other.cycles_m0)
         return out
 
     def cycles_for(self, target: str) -> tuple[int, int, str]:
-        """(estimate, upper end, model name) for a target: the M7 model for cortex-m7, the M4
-        table for every other core (an approximation for M0/M3/M33/M55, said in the report)."""
+        """(estimate, upper end, model name) for a target: the M0 table for cortex-m0, the M7
+        model for cortex-m7, the M4 table for every other core (an approximation for M3/M33/M55,
+        said in the report)."""
         if target == "cortex-m7":
             return self.cycles_m7, self.cycles_m7, "cortex-m7 dual-issue model"
+        if target == "cortex-m0":
+            return self.cycles_m0, self.cycles_m0, "cortex-m0 TRM table 3-1"
         return self.cycles_m4, self.cycles_m4_max, "cortex-m4 TRM table 3-1"
 
 
