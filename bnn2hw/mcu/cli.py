@@ -112,7 +112,7 @@ def latency_fields(est, target: str, clock_mhz: float) -> dict:
 
 
 def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcount: Optional[str] = None,
-                    host: bool = True, echo=print, clock_mhz: Optional[float] = None) -> dict:
+                    host: bool = True, echo=print, clock_mhz: Optional[float] = None, ref=None) -> dict:
     """Build and run on the host (sanitizers on) and in QEMU for ``target``; compare every
     integer logit with the IR executor on every sample (QEMU without tracing), then count the
     instructions and estimate the cycles of the first sample's inference (block trace)."""
@@ -120,7 +120,7 @@ def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcoun
     from ..ir import execute
     from . import qemu, toolchain
 
-    ref = execute.run(graph, x_u8)
+    ref = ref if ref is not None else execute.run(graph, x_u8)  # the IR's trace on x_u8, if already run
     inputs = to_c_inputs(graph, x_u8)
     result: dict = {"samples": int(len(x_u8))}
     runs = (["host"] if host else []) + ([target] if target != "host" else [])
@@ -212,12 +212,13 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
         echo(f"generated model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
              f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
         if verify:
-            x, y = test_inputs(exp, verify_samples)
-            report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo,
-                                                     clock_mhz=clock_mhz)
             from ..ir import execute
 
-            ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
+            x, y = test_inputs(exp, verify_samples)
+            ir_ref = execute.run(graph, x)
+            report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo,
+                                                     clock_mhz=clock_mhz, ref=ir_ref)
+            ir_acc = float((ir_ref.logits.argmax(1) == y).mean())
             pt_acc = exp.checkpoint["meta"].get("test_accuracy")
             report["accuracy"] = {"pytorch": pt_acc, "device": ir_acc}
             echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"
