@@ -33,6 +33,46 @@ WIDTHS = [128, 256, 512]
 CORES = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
 
 
+_MEMORY_CHILD = r"""
+import resource, sys, time
+import numpy as np
+from pathlib import Path
+from bnn2hw.mcu import qemu
+elf, mode = Path(sys.argv[1]), sys.argv[2]
+x = np.fromfile(sys.argv[3], dtype=np.uint8)
+t = time.monotonic()
+n = (qemu.count_cycles(elf, "cortex-m4", x).instructions if mode == "block"
+     else qemu.count_instructions(elf, "cortex-m4", x, single_step=True))
+s, k = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+print(n, time.monotonic() - t, max(s.ru_maxrss, k.ru_maxrss) / 1024)
+"""
+
+
+def counting_memory(width: int = 2560) -> list[str]:
+    """Peak RSS (largest process: Python or QEMU) and wall time of counting one inference of a
+    large MLP, by the block trace and by single-stepping: neither holds the trace."""
+    import os
+    import subprocess
+
+    sizes = [width, width, width, 10]
+    model = mlp_model.random_binary_mlp(sizes, SEED)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        mlp_model.write_binary_mlp(Path(d), model)
+        elf = toolchain.build(Path(d), "cortex-m4")
+        xin = Path(d) / "x.bin"
+        np.random.default_rng(SEED).integers(0, 256, size=width // 8, dtype=np.uint8).tofile(xin)
+        for mode in ("block", "single-step"):
+            r = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(elf), mode.split("-")[0], str(xin)],
+                               capture_output=True, text=True, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            n, secs, mb = r.stdout.split()
+            rows.append(f"| {mode} | {int(n):,} | {float(secs):.1f} | {float(mb):.0f} |")
+            print(rows[-1], flush=True)
+    return [f"Counting one inference of a random {width}-{width}-{width}-10 all-binary MLP on Cortex-M4 "
+            "(the log streams through a FIFO; peak RSS is the largest process, Python or QEMU):", "",
+            "| method | instructions | seconds (wall, shared machine) | peak RSS MB |", "|---|---:|---:|---:|", *rows, ""]
+
+
 def main() -> None:
     rows = []
     for width in WIDTHS:
@@ -95,6 +135,7 @@ def main() -> None:
         *[f"| {n} | {i} | {w} | {c} | {u} | {m0} | {m7} |" for n, i, w, c, u, m7, m0 in loop_rows],
         "",
     ]
+    lines += counting_memory()
     out = ROOT / "benchmarks" / "results" / "cycles.md"
     out.write_text("\n".join(lines))
     print("\n".join(lines))
