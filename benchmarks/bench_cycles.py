@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bnn2hw" / "firmware" / "tests"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import mlp_model  # noqa: E402
+import mlp_model
 
-from bnn2hw.mcu import cycles, qemu, toolchain  # noqa: E402
+from bnn2hw.mcu import cycles, qemu, toolchain
 
 SEED = 2024
 WIDTHS = [128, 256, 512]

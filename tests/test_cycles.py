@@ -62,13 +62,13 @@ LOOPS = [
     # str [Rn, #imm] 1, subs 1 = 7 per iteration; 3 taken bne (2) + 1 not taken (1):
     # 4 * 7 + 3 * 2 + 1 = 35 cycles, 4 * 7 = 28 instructions
     ("pipelined loads", "  ldr r1, =data\n  movs r0, #4",
-     "1: ldr r2, [r1]\n  ldr r3, [r1, #4]\n  ldr r4, [r1, #8]\n  adds r5, r2, r3\n  str r5, [r1, #12]\n"
-     "  subs r0, #1\n  bne 1b", "", 35, 28),
+     ("1: ldr r2, [r1]\n  ldr r3, [r1, #4]\n  ldr r4, [r1, #8]\n  adds r5, r2, r3\n  str r5, [r1, #12]\n"
+      "  subs r0, #1\n  bne 1b"), "", 35, 28),
     # ldmia 4 regs 1 + N = 5, umlal 1, cmp 1, it 1, addeq 1, subs 1 = 10 per iteration;
     # 3 * 10 + 2 * 2 + 1 = 35 cycles, 3 * 7 = 21 instructions
     ("ldm, mac, it", "  ldr r1, =data\n  movs r0, #3\n  movs r6, #0\n  movs r7, #0",
-     "1: ldmia r1, {r2-r5}\n  umlal r6, r7, r2, r3\n  cmp r0, #2\n  it eq\n  addeq r6, #1\n"
-     "  subs r0, #1\n  bne 1b", "", 35, 21),
+     ("1: ldmia r1, {r2-r5}\n  umlal r6, r7, r2, r3\n  cmp r0, #2\n  it eq\n  addeq r6, #1\n"
+      "  subs r0, #1\n  bne 1b"), "", 35, 21),
     # bl 1 + P = 2; in f: adds 1, ldr whose address comes from the adds 2 + 1 (no forwarding
     # path), ldr [r1, #4] 1 (pipelined), bx lr 1 + P = 2; back: udiv 12, subs 1, bne:
     # 2 * (2 + 1 + 3 + 1 + 2 + 12 + 1) + 2 + 1 = 47 cycles, 2 * 8 = 16 instructions
@@ -110,7 +110,7 @@ def test_hand_derived_m4_cycles(tmp_path, name, setup, loop, extra, want_cycles,
 @pytest.mark.qemu
 def test_class_counts_and_branch_outcomes_of_a_known_loop(tmp_path):
     _need("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm")
-    name, setup, loop, extra, _, _ = LOOPS[2]
+    _, setup, loop, extra, _, _ = LOOPS[2]
     est = qemu.count_cycles(_build(tmp_path, setup, loop, extra), "cortex-m4", np.zeros(1, np.uint8))
     want = dict.fromkeys(cycles.CLASSES, 0)
     want.update(load_multiple=3, mul_dsp=3, it=3, alu=9, branch=3)

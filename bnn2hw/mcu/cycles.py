@@ -353,7 +353,7 @@ class BlockCost:
     fallthrough: int = 0
 
     @classmethod
-    def of(cls, insns: list[Insn]) -> "BlockCost":
+    def of(cls, insns: list[Insn]) -> BlockCost:
         b = cls(tuple(insns))
         for k in CLASSES:
             b.classes[k] = 0
@@ -416,7 +416,7 @@ class CycleEstimate:
         self.cycles_m7 += n * m7
         self.cycles_m0 += n * m0
 
-    def minus(self, other: "CycleEstimate") -> "CycleEstimate":
+    def minus(self, other: CycleEstimate) -> CycleEstimate:
         out = CycleEstimate(self.instructions - other.instructions,
                             {k: self.classes[k] - other.classes[k] for k in CLASSES},
                             self.branches_taken - other.branches_taken,
@@ -440,8 +440,8 @@ ERROR_SOURCES = ("flash wait states (and the flash accelerator/ART prefetch hidi
                  "instruction and data caches, TCM vs. bus memory (Cortex-M7)",
                  "bus contention (DMA, other masters)",
                  "pipeline refill P = 1..3 per taken branch (estimate uses 1)",
-                 "divide early termination (12 cycles charged), IT folding (not modelled), "
-                 "conditional instructions that fail (charged as executed)",
+                 ("divide early termination (12 cycles charged), IT folding (not modelled), "
+                  "conditional instructions that fail (charged as executed)"),
                  "Cortex-M7: simplified dual-issue pairing; no branch misprediction or load-use stalls")
 
 
