@@ -46,17 +46,17 @@ def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return int_matmul(x, w.T)
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, dtype=np.int64) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
     """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order, zero-padded.
 
     Zero padding of ±1 data means a padded tap contributes 0 to the accumulator (not -1):
     the C kernels reproduce this with a per-position fan-in, FINN cannot (it pads with the
     bit 0, i.e. -1) and the FPGA export refuses padded binary convs."""
     n, h, w, c = x.shape
-    xp = np.pad(x.astype(dtype), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (w + 2 * pad - kw) // stride + 1
-    cols = np.empty((n, oh, ow, kh, kw, c), dtype=dtype)
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
     for ky in range(kh):
         for kx in range(kw):
             cols[:, :, :, ky, kx, :] = xp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :]
@@ -75,12 +75,10 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int) -> np.ndarray:
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (wd + 2 * pad - kw) // stride + 1
     wmat = w.reshape(o, -1).T
-    # patches built directly in the exact float type of the product (int_matmul), if any
-    ft = exact_float_dtype(kh * kw * c, _absmax(x), _absmax(wmat)) or np.int64
-    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * np.dtype(ft).itemsize))
+    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * 8))
     out = np.empty((n, oh, ow, o), dtype=np.int64)
-    for lo in range(0, n, per):
-        out[lo:lo + per] = int_matmul(im2col(x[lo:lo + per], kh, kw, stride, pad, ft), wmat)
+    for lo in range(0, n, per):  # int_matmul: exact, through float BLAS when the bound allows
+        out[lo:lo + per] = int_matmul(im2col(x[lo:lo + per], kh, kw, stride, pad), wmat)
     return out
 
 
