@@ -63,8 +63,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray
     return cols.reshape(n, oh, ow, kh * kw * c)
 
 
-CONV_CHUNK_BYTES = 32 << 20
-"""conv2d works on this many bytes of patches at a time (a 1000-image batch would otherwise
+CONV_CHUNK_BYTES = 4 << 20
+"""conv2d works on this many bytes of patches at a time, cache-sized (a 1000-image batch would otherwise
 build a multi-GB im2col matrix)."""
 
 
