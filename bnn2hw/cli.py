@@ -583,6 +583,8 @@ def emit_c_cmd(
     force: bool = typer.Option(False, "--force", help="replace -o even if it holds files bnn2hw did not write"),
     name: str = typer.Option("model", help="model name: files NAME.c/NAME.h and symbols NAME_infer, "
                                            "NAME_INPUT_LEN, ... (several models in one firmware)"),
+    clock_mhz: Optional[float] = typer.Option(None, help="core clock for the --verify latency estimate "
+                                                          "(default: a typical part's, e.g. 168 for cortex-m4)"),
 ):
     """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
     _check_verify_options(verify_samples)
@@ -596,6 +598,10 @@ def emit_c_cmd(
     from .outdir import check_output_path
 
     get_target(target)  # fail fast on a bad target
+    if clock_mhz is not None:
+        from .mcu.cycles import check_clock_mhz
+
+        check_clock_mhz(clock_mhz)
     if popcount is not None:
         check_popcount(popcount)
     if act_approx is not None and act_approx not in PERIODIC_APPROX:
@@ -612,7 +618,7 @@ def emit_c_cmd(
         _warn("--no-verify: the firmware is not checked against PyTorch or on any data")
     mcu.emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples,
                act_approx, lut_bits, echo=typer.echo, warn=_warn, check_torch=not no_verify,
-               force=force, name=name)
+               force=force, name=name, clock_mhz=clock_mhz)
 
 
 @app.command("import-biper")

@@ -223,3 +223,76 @@ def test_write_harness_popcount_and_bad_names(tmp_path):
         toolchain.write_harness(tmp_path, "cortex-a53")
     with pytest.raises(Bnn2hwError, match="popcount"):
         toolchain.write_harness(tmp_path, "cortex-m4", popcount="fast")
+
+
+def _block_log(blocks: int) -> tuple[bytes, bytes, bytes, dict]:
+    """A block trace: calibration pair, then a 3-instruction loop block executed ``blocks`` x
+    16 times (the repeated part), then the end marker. Returns (head, repeated block, tail, insns)."""
+    from bnn2hw.mcu import cycles
+
+    insns = {BEGIN: cycles.decode(BEGIN, 2, "bx", "lr"), END: cycles.decode(END, 2, "bx", "lr"),
+             0x100: cycles.decode(0x100, 4, "bl", "6f0"), 0x104: cycles.decode(0x104, 4, "bl", "1a4c"),
+             0x200: cycles.decode(0x200, 2, "ldr", "r2, [r1, #0]"),
+             0x202: cycles.decode(0x202, 2, "subs", "r0, #1"), 0x204: cycles.decode(0x204, 2, "bne.n", "200")}
+
+    def listing(pcs):
+        return b"----------------\nIN: f\n" + b"".join(b"0x%08x:  4770       x\n" % p for p in pcs) + b"\n"
+
+    def trace(host, pc):
+        return b"Trace 0: 0x7f00000%05x [00800408/%08x/00000110/ff000200] f\n" % (host, pc)
+
+    head = (listing([0x100]) + trace(1, 0x100) + listing([BEGIN]) + trace(2, BEGIN) + listing([0x104])
+            + trace(3, 0x104) + listing([END]) + trace(4, END) + trace(2, BEGIN) + listing([0x200, 0x202, 0x204])
+            + trace(5, 0x200))
+    block = trace(5, 0x200) * 16
+    tail = listing([0x206]) + trace(6, 0x206) + trace(4, END)
+    insns[0x206] = cycles.decode(0x206, 4, "bl", "1a4c")
+    return head, block, tail, insns
+
+
+def test_fifo_block_counting_holds_no_trace(tmp_path):
+    """The block trace (instruction classes and cycles too) through a FIFO: 64 MB of log, right
+    counts, Python's peak allocation a few MB."""
+    head, block, tail, insns = _block_log(1)
+    blocks = (64 << 20) // len(block) + 1
+    fifo = tmp_path / "exec.fifo"
+    os.mkfifo(fifo)
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    wfd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    counter = qemu.BlockTraceCounter(BEGIN, END, insns)
+    proc = _fifo_writer(fifo, blocks, block, head, tail)
+    tracemalloc.start()
+    try:
+        qemu.consume_fifo(rfd, counter, proc, wfd, time.monotonic() + 120, chunk_bytes=1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        os.close(rfd)
+        proc.wait()
+    loops = 1 + 16 * blocks  # executions of the loop block
+    est = counter.estimate("t")
+    # window: begin (bx), the loop block `loops` times, the exit block (bl); calibration: bx + bl
+    assert est.instructions == 3 * loops
+    assert est.classes["load"] == loops and est.branches_taken == loops - 1 and est.branches_not_taken == 1
+    assert est.cycles_m4 == loops * (2 + 1) + (loops - 1) * 2 + 1
+    assert counter.max_held <= (1 << 20) + 200
+    assert peak < 8 << 20, f"peak Python allocation {peak} bytes for a {counter.bytes_seen}-byte log"
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m0", "cortex-m3", "cortex-m7", "cortex-m33", "cortex-m55"])
+def test_block_count_equals_single_step_count_on_every_core(tmp_path, target):
+    _need("arm-none-eabi-gcc", "arm-none-eabi-nm", "arm-none-eabi-objdump", "qemu-system-arm", "make")
+    sys.path.insert(0, str(toolchain.FIRMWARE_DIR / "tests"))
+    import mlp_model
+
+    seed = 99
+    model = mlp_model.random_binary_mlp([65, 33, 10], seed)
+    mlp_model.write_binary_mlp(tmp_path, model)
+    elf = toolchain.build(tmp_path, target)
+    x = np.random.default_rng(seed).integers(0, 256, 9, dtype=np.uint8)
+    est = qemu.count_cycles(elf, target, x)
+    assert est.instructions == qemu.count_instructions(elf, target, x, single_step=True), f"seed {seed}"
+    assert est.instructions == sum(est.classes.values())
+    assert est.classes["other"] == 0, f"{target}: unclassified instructions"
+    assert est.instructions // 2 < est.cycles_m4 <= est.cycles_m4_max

@@ -103,10 +103,8 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
     if float_model is not None:
         _report_calibration(float_model, graph, data, calibration)
     torch_logits = None
-    if agreement is not None:
-        from ..train import predict
-
-        torch_logits = predict(model, data.x_test)
+    if agreement is not None:  # the comparison's own forward pass (one pass, not two)
+        torch_logits = agreement.torch_logits
     return Exported(graph, model, ckpt, data, agreement, torch_logits)
 
 

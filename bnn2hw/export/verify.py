@@ -30,6 +30,7 @@ class Agreement:
     details: dict = field(default_factory=dict)
     stream_compared: int = 0  # residual-stream integers (quantized-stream models)
     stream_differing: int = 0
+    torch_logits: object = field(default=None, repr=False, compare=False)  # PyTorch's float logits, if kept
 
     @property
     def exact(self) -> bool:
@@ -111,6 +112,7 @@ def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreem
     agr.class_agreement = float((tt["__logits__"].argmax(1) == tr.logits.argmax(1)).mean())
     agr.max_logit_abs_diff = float(np.abs(tt["__logits__"] - tr.logits).max())
     agr.details["bits_differing_per_layer"] = per_layer
+    agr.torch_logits = tt["__logits__"]
     return agr
 
 
@@ -125,6 +127,7 @@ def compare_residual(model: nn.Module, graph: Graph, x_u8: np.ndarray, batch: in
     kinds = {l.name: l.op for l in graph.layers}
     agree = 0
     max_diff = 0.0
+    all_logits = []
     for i in range(0, len(x_u8), batch):
         xb = x_u8[i:i + batch]
         named, acc, logits = model.trace(as_float(xb))
@@ -156,11 +159,13 @@ def compare_residual(model: nn.Module, graph: Graph, x_u8: np.ndarray, batch: in
             raise AssertionError("PyTorch head accumulator is not integral")
         agr.int_logits_differing += int((a.astype(np.int64) != tr.int_logits).sum())
         lg = logits.numpy()
+        all_logits.append(lg)
         agree += int((lg.argmax(1) == tr.logits.argmax(1)).sum())
         max_diff = max(max_diff, float(np.abs(lg - tr.logits).max()))
     agr.class_agreement = agree / max(1, len(x_u8))
     agr.max_logit_abs_diff = max_diff
     agr.details["differing_per_layer"] = per_layer
+    agr.torch_logits = np.concatenate(all_logits) if all_logits else None
     return agr
 
 

@@ -334,20 +334,51 @@ def logit_affine(model: onnx.ModelProto) -> tuple[np.ndarray, np.ndarray]:
         raise Bnn2hwError(f"ONNX model has no {e.args[0]} metadata: not written by this bnn2hw") from None
 
 
-def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray, batch: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """qonnx's own executor on the FINN-ready graph: (logits, int_logits). The graph's output is
-    the integer logits; the logits apply the stored host-side affine (:func:`logit_affine`)."""
+    the integer logits; the logits apply the stored host-side affine (:func:`logit_affine`).
+
+    Every sample is executed. Graphs whose ops are all batch-agnostic (no Reshape) run ``batch``
+    samples per call with the input's batch dimension set to the batch size; others one by one.
+    qonnx's ``SANITIZE_QUANT_TENSORS`` rounding is switched off for the call: it only rounds
+    values that are not already integers of their annotated type (which would hide, not reveal,
+    a disagreement) and it walks every tensor element in Python (most of the export's time)."""
+    import os
+
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
 
-    mw = ModelWrapper(model)
-    mw = mw.transform(InferShapes())
     shape = input_shape(model)
+    x_u8 = np.asarray(x_u8)
+    batched = all(n.op_type != "Reshape" for n in model.graph.node)
+    step = max(1, int(batch)) if batched else 1
+    wrappers: dict[int, object] = {}
+
+    def wrapper(n: int):
+        if n not in wrappers:
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = n
+            m.graph.output[0].type.tensor_type.shape.dim[0].dim_value = n
+            del m.graph.value_info[:]
+            wrappers[n] = ModelWrapper(m).transform(InferShapes())
+        return wrappers[n]
+
     ints = []
-    for row in x_u8:
-        ctx = execute_onnx(mw, {INPUT_NAME: row.reshape(shape).astype(np.float32)})
-        ints.append(ctx[OUTPUT_NAME][0])
-    ints = np.rint(np.array(ints)).astype(np.int64).reshape(len(x_u8), -1)
+    saved = os.environ.get("SANITIZE_QUANT_TENSORS")
+    os.environ["SANITIZE_QUANT_TENSORS"] = "0"
+    try:
+        for lo in range(0, len(x_u8), step):
+            rows = x_u8[lo:lo + step]
+            feed = rows.reshape([len(rows)] + list(shape[1:])).astype(np.float32)
+            ctx = execute_onnx(wrapper(len(rows)), {INPUT_NAME: feed})
+            ints.append(np.asarray(ctx[OUTPUT_NAME]).reshape(len(rows), -1))
+    finally:
+        if saved is None:
+            del os.environ["SANITIZE_QUANT_TENSORS"]
+        else:
+            os.environ["SANITIZE_QUANT_TENSORS"] = saved
+    ints = np.rint(np.concatenate(ints) if ints else np.zeros((0, 1))).astype(np.int64).reshape(len(x_u8), -1)
     scale, bias = logit_affine(model)
     return ops.affine(ints, scale, bias), ints

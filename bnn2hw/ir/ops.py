@@ -16,13 +16,38 @@ from __future__ import annotations
 import numpy as np
 
 
+def exact_float_dtype(fan_in: int, amax: int, bmax: int):
+    """The narrowest float type in which every partial sum of a dot product of ``fan_in``
+    integer terms (|a| <= amax, |b| <= bmax) is an exact integer, in any summation order:
+    float32 below 2^24, float64 below 2^53; None beyond."""
+    bound = int(fan_in) * int(amax) * int(bmax)
+    return np.float32 if bound < 2 ** 24 else np.float64 if bound < 2 ** 53 else None
+
+
+def _absmax(a: np.ndarray) -> int:
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact int64 ``a @ b`` of integer-valued matrices (integer or float arrays). numpy's integer
+    matmul does not use BLAS (a 28x28 CNN's verification spent most of its time there), so the
+    product is taken in the float type of :func:`exact_float_dtype` when there is one and
+    converted back; otherwise in int64."""
+    if a.size == 0 or b.size == 0:
+        return a.astype(np.int64) @ b.astype(np.int64)
+    ft = exact_float_dtype(a.shape[-1], _absmax(a), _absmax(b))
+    if ft is None:
+        return a.astype(np.int64) @ b.astype(np.int64)
+    return (a.astype(ft, copy=False) @ b.astype(ft, copy=False)).astype(np.int64)
+
+
 def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """acc[n, o] = sum_i x[n, i] * w[o, i]; for ±1 x and w this is K - 2 popcount(x xor w).
 
     The same sum serves every input kind: uint8 pixels, ±1 bits, or the integers q of a ``fixed``
     stream (then acc is in units of 2^-frac; the 1/window of a preceding avgpool and the stream's
-    scale live in the affine head)."""
-    return x.astype(np.int64) @ w.astype(np.int64).T
+    scale live in the affine head). Exact: :func:`int_matmul`."""
+    return int_matmul(x, w.T)
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
@@ -44,15 +69,28 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: in
     return cols.reshape(n, oh, ow, kh * kw * c)
 
 
+CONV_CHUNK_BYTES = 4 << 20
+"""conv2d works on this many bytes of patches at a time, cache-sized (a 1000-image batch would otherwise
+build a multi-GB im2col matrix)."""
+
+
 def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
     """x (N, H, W, C), w (O, kh, kw, C) -> acc (N, OH, OW, O), OH = (H + 2 pad - kh) // stride + 1.
 
     Invariant: acc[n, y, x, o] = sum over taps (ky, kx, c) of w[o, ky, kx, c] * v, where v is the
     input at (y*stride + ky - pad, x*stride + kx - pad, c) inside the image and ``pad_value``
-    (0 or -1) outside it. Any kernel size (1x1 included) and any stride."""
+    (0 or -1) outside it. Any kernel size (1x1 included) and any stride. Computed in chunks of
+    images with :func:`int_matmul` (exact)."""
     o, kh, kw, c = w.shape
-    cols = im2col(x, kh, kw, stride, pad, pad_value)
-    return cols @ w.reshape(o, -1).astype(np.int64).T
+    n, h, wd, _ = x.shape
+    oh = (h + 2 * pad - kh) // stride + 1
+    ow = (wd + 2 * pad - kw) // stride + 1
+    wmat = w.reshape(o, -1).T
+    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * 8))
+    out = np.empty((n, oh, ow, o), dtype=np.int64)
+    for lo in range(0, n, per):
+        out[lo:lo + per] = int_matmul(im2col(x[lo:lo + per], kh, kw, stride, pad, pad_value), wmat)
+    return out
 
 
 def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -60,9 +98,19 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 
     The tie rule of :func:`bnn2hw.nn.surrogates.binary_sign` (0 -> +1) is what makes the
     comparison non-strict."""
-    up = acc >= thr
-    down = acc <= thr
-    return np.where(np.where(direction > 0, up, down), 1, -1).astype(np.int64)
+    thr, direction = np.asarray(thr), np.asarray(direction)
+    if thr.ndim != 1 or direction.shape != thr.shape or acc.shape[-1:] != thr.shape:
+        return np.where(np.where(direction > 0, acc >= thr, acc <= thr), 1, -1).astype(np.int64)
+    # acc <= thr  <=>  not (acc >= thr) or acc == thr: whole-array compares (no gather of the
+    # down channels, no np.where, both slow on large tensors)
+    up = direction > 0
+    res = (acc >= thr) == up
+    if not up.all():
+        res |= (acc == thr) & ~up
+    out = res.astype(np.int64)
+    out *= 2
+    out -= 1
+    return out
 
 
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:

@@ -94,14 +94,33 @@ def write_firmware_dir(graph, out_dir: Path, target: str, force: bool = False, n
     return result["em"]
 
 
+def latency_fields(est, target: str, clock_mhz: float) -> dict:
+    """report.json fields of one inference's :class:`bnn2hw.mcu.cycles.CycleEstimate` on
+    ``target`` at ``clock_mhz``: instruction classes, branches, estimated cycles (and the upper
+    end of the TRM's ranges), latency, and what the estimate leaves out."""
+    from .cycles import ERROR_SOURCES, check_clock_mhz
+
+    clock = check_clock_mhz(clock_mhz)
+    cyc, upper, model = est.cycles_for(target)
+    approx = "" if target in ("cortex-m0", "cortex-m4", "cortex-m7") else f" (the Cortex-M4 table applied to {target})"
+    return {"instruction_classes": dict(est.classes),
+            "branches_taken": est.branches_taken, "branches_not_taken": est.branches_not_taken,
+            "estimated_cycles": cyc, "estimated_cycles_upper": upper,
+            "cycle_model": f"estimate: {model}{approx}, zero wait states; bnn2hw/mcu/cycles.py",
+            "clock_mhz": clock, "estimated_latency_ms": cyc / (clock * 1e3),
+            "cycle_error_sources": list(ERROR_SOURCES)}
+
+
 def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcount: Optional[str] = None,
-                    host: bool = True, echo=print) -> dict:
+                    host: bool = True, echo=print, clock_mhz: Optional[float] = None, ref=None) -> dict:
     """Build and run on the host (sanitizers on) and in QEMU for ``target``; compare every
-    integer logit with the IR executor."""
+    integer logit with the IR executor on every sample (QEMU without tracing), then count the
+    instructions and estimate the cycles of the first sample's inference (block trace)."""
+    from .cycles import DEFAULT_CLOCK_MHZ
     from ..ir import execute
     from . import qemu, toolchain
 
-    ref = execute.run(graph, x_u8)
+    ref = ref if ref is not None else execute.run(graph, x_u8)  # the IR's trace on x_u8, if already run
     inputs = to_c_inputs(graph, x_u8)
     result: dict = {"samples": int(len(x_u8))}
     runs = (["host"] if host else []) + ([target] if target != "host" else [])
@@ -116,17 +135,24 @@ def verify_firmware(graph, out_dir: Path, target: str, x_u8: np.ndarray, popcoun
                      "class_agreement": float(((got * graph.layers[-1].arrays["scale"] +
                                                 graph.layers[-1].arrays["bias"]).argmax(1)
                                                == ref.logits.argmax(1)).mean())}
+            if diff:
+                echo(f"{t}: {len(x_u8)} inputs, integer logits differing from the IR: {diff}")
+                raise Bnn2hwError(f"firmware on {t} disagrees with the IR on {diff} integer logits")
             if t != "host":
                 sz = toolchain.size(elf)
+                est = qemu.count_cycles(elf, t, inputs[0])
+                clock = clock_mhz if clock_mhz is not None else DEFAULT_CLOCK_MHZ[t]
                 entry.update({"flash_bytes": sz.flash, "ram_bytes": sz.ram,
-                              "instructions_per_inference": qemu.count_instructions(elf, t, inputs[0])})
+                              "instructions_per_inference": est.instructions,
+                              **latency_fields(est, t, clock)})
             result[t] = entry
             echo(f"{t}: {len(x_u8)} inputs, integer logits differing from the IR: {diff}"
                  + (f"; flash {entry['flash_bytes']} B, RAM {entry['ram_bytes']} B, "
-                    f"{entry['instructions_per_inference']} instructions/inference" if t != "host" else
-                    " (gcc -Wall -Wextra -Werror -fsanitize=address,undefined)"))
-            if diff:
-                raise Bnn2hwError(f"firmware on {t} disagrees with the IR on {diff} integer logits")
+                    f"{entry['instructions_per_inference']} instructions/inference, "
+                    f"estimated {entry['estimated_cycles']} cycles = {entry['estimated_latency_ms']:.3g} ms "
+                    f"at {entry['clock_mhz']:g} MHz (estimate: zero wait states, no cache effects; "
+                    f"up to {entry['estimated_cycles_upper']} cycles with the TRM's slowest branch refill)"
+                    if t != "host" else " (gcc -Wall -Wextra -Werror -fsanitize=address,undefined)"))
     return result
 
 
@@ -152,13 +178,18 @@ def periodic_report(graph, exp) -> list[dict]:
 def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str] = None,
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
            act_approx: Optional[str] = None, lut_bits: Optional[int] = None, echo=print, warn=None,
-           check_torch: bool = True, force: bool = False, plots: bool = True, name: str = "model") -> dict:
+           check_torch: bool = True, force: bool = False, plots: bool = True, name: str = "model",
+           clock_mhz: Optional[float] = None) -> dict:
     """Everything ``bnn2hw emit-c`` does; ``out_dir`` gets the complete result or nothing.
 
     ``check_torch=False`` (``--no-verify``) folds without data: no PyTorch == IR check."""
     from ..export.pipeline import export_ir, test_inputs
 
     tgt = get_target(target)
+    if clock_mhz is not None:
+        from .cycles import check_clock_mhz
+
+        check_clock_mhz(clock_mhz)
     exp = export_ir(checkpoint, dataset, verify=check_torch, act_approx=act_approx or "lut",
                     lut_bits=lut_bits or 8, need_data=check_torch)
     graph = exp.graph
@@ -183,12 +214,14 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
         echo(f"generated model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
              f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
         if verify:
-            x, y = test_inputs(exp, verify_samples)
-            report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo)
             from ..ir import execute
 
+            x, y = test_inputs(exp, verify_samples)
+            ir_ref = execute.run(graph, x)
+            report["verification"] = verify_firmware(graph, tmp, tgt.name, x, popcount, echo=echo,
+                                                     clock_mhz=clock_mhz, ref=ir_ref)
             if y is not None:
-                ir_acc = float((execute.run(graph, x).logits.argmax(1) == y).mean())
+                ir_acc = float((ir_ref.logits.argmax(1) == y).mean())
                 pt_acc = exp.checkpoint["meta"].get("test_accuracy")
                 report["accuracy"] = {"pytorch": pt_acc, "device": ir_acc}
                 echo(f"accuracy on {tgt.name} (QEMU): {ir_acc:.4f} on {len(x)} test samples"

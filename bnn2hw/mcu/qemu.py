@@ -6,17 +6,27 @@ File protocol (both QEMU semihosting and the host binary, in a fresh temporary
 directory): inputs.bin holds N * input_len bytes, the program writes logits.bin with
 N * num_logits little-endian int32 and exits with status 0.
 
-Instruction counting: QEMU runs one instruction per translation block (``-singlestep``, or
-``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1, which deprecates ``-singlestep``) with
-``-d exec,nochain``, so every executed instruction is one "Trace" line carrying its PC.  The harness calls bnn_marker_begin()
-and bnn_marker_end() back to back once (calibration), then around the first inference.
-The count is (lines from entering begin to entering end around the inference) minus the
-same for the calibration pair, i.e. exactly the instructions of the bnn_infer() call
-(including its call/return).  Deterministic: no interrupts, no timers, one input.
+Instruction counting: the harness calls bnn_marker_begin() and bnn_marker_end() back to back
+once (calibration), then around the first inference. The count is (instructions from entering
+begin to entering end around the inference) minus the same for the calibration pair, i.e.
+exactly the instructions of the bnn_infer() call (including its call/return). Deterministic: no
+interrupts, no timers, one input.
 
-The trace is never stored: QEMU writes it into a FIFO and :class:`TraceCounter` consumes it
-in bounded chunks (about 75 bytes per instruction, so an 18.9 M-instruction CNN makes a
-1.4 GB trace, while memory stays at a few MB and nothing is written to disk).
+Two ways to get the executed instructions from QEMU's log, both exact:
+
+* :func:`count_cycles` (the default): ``-d in_asm,exec,nochain``. QEMU lists each translation
+  block's instructions once and prints one "Trace" line per executed block, so the log is about
+  8x smaller than one line per instruction and QEMU runs at its normal speed; the listing also
+  gives every instruction's class and, with the next block's address, each branch's outcome,
+  from which :mod:`bnn2hw.mcu.cycles` estimates Cortex-M4 / M7 cycles.
+* ``count_instructions(..., single_step=True)``: one instruction per translation block
+  (``-singlestep``, or ``-accel tcg,one-insn-per-tb=on`` from QEMU 8.1) with ``-d exec,nochain``,
+  one "Trace" line per instruction (:class:`TraceCounter`); the reference the tests compare with.
+
+The log is never stored: QEMU writes it into a FIFO and the counter consumes it in bounded
+chunks (the single-step log of an 18.9 M-instruction CNN is 1.4 GB; memory stays at a few MB and
+nothing is written to disk; the block log of the same run is counted in 5 s with a 57 MB peak
+RSS, QEMU included).
 """
 
 from __future__ import annotations
@@ -229,15 +239,140 @@ def _qemu_version(qemu_path: str) -> tuple[int, int]:
     return parse_qemu_version(proc.stdout)
 
 
-def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: float = 300.0) -> int:
-    """Executed instructions of one bnn_infer() call (see the module docstring); the QEMU
-    trace is streamed through a FIFO and counted on the fly, never stored."""
+class BlockTraceCounter:
+    """Streaming instruction, class and cycle count over QEMU's ``-d in_asm,exec,nochain`` log
+    (translation blocks, no single-stepping): feed() it chunks of any size.
+
+    ``in_asm`` prints each block's instructions once, when it is translated, right before its
+    first execution; ``exec`` prints one "Trace" line per executed block with the host address
+    of its code, which binds the line to the block. The instructions executed are the blocks'
+    instructions in trace order, so the count is exact (the same as one instruction per block,
+    which is 8x slower and writes 8x more log). A block's successor tells whether its final
+    branch was taken (the next block does not start at the fall-through address).
+
+    Two windows are kept, like :class:`TraceCounter`: from entering ``begin_pc`` to entering
+    ``end_pc``, the first (calibration) and second (around the inference) time. Memory: the
+    blocks seen (a few per static instruction) and one counter per (block, branch outcome)."""
+
+    def __init__(self, begin_pc: int, end_pc: int, insns: dict):
+        self.begin_pc, self.end_pc = begin_pc, end_pc
+        self.insns = insns  # pc -> cycles.Insn (the ELF's disassembly)
+        self.blocks: list = []  # block id -> cycles.BlockCost
+        self._by_host: dict[bytes, int] = {}
+        self._pending: list[tuple[int, int]] = []  # (pc, bytes) of the block being listed
+        self.windows: list[dict] = [{}, {}]  # (block id, taken) -> executions
+        self._win = -1  # index of the open window, -1 if none
+        self._begins = 0
+        self._ends = 0
+        self._prev = -1  # block id of the previous block in the open window
+        self.unknown_pcs: set[int] = set()
+        self.bytes_seen = 0
+        self.max_held = 0
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.bytes_seen += len(chunk)
+        buf = self._tail + chunk if self._tail else chunk
+        self.max_held = max(self.max_held, len(buf))
+        cut = buf.rfind(b"\n") + 1
+        self._tail = buf[cut:]
+        if cut:
+            self._lines(buf, cut)
+
+    def close(self) -> None:
+        if self._tail:
+            tail, self._tail = self._tail + b"\n", b""
+            self._lines(tail, len(tail))
+
+    def _new_block(self, listed: list[tuple[int, int]]) -> int:
+        """A block from its in_asm listing [(pc, bytes)]: the ELF's instructions from the first
+        listed address to the end of the last one. QEMU's disassembler (capstone) does not know
+        every instruction (e.g. Armv8.1-M's DLS/LE, printed as two ``.byte`` halves), so only the
+        listing's address range is trusted; the instructions come from objdump."""
+        from .cycles import BlockCost, decode
+
+        start, end = listed[0][0], listed[-1][0] + listed[-1][1]
+        insns, pc = [], start
+        while pc < end and pc in self.insns:
+            insns.append(self.insns[pc])
+            pc += self.insns[pc].size
+        if pc != end:  # not in the ELF's disassembly: the listing's items, as 1-cycle "other"
+            self.unknown_pcs.update(p for p, _ in listed)
+            insns = [self.insns.get(p) or decode(p, n, "?", "") for p, n in listed]
+        self.blocks.append(BlockCost.of(insns))
+        return len(self.blocks) - 1
+
+    def _lines(self, buf: bytes, end: int) -> None:
+        blocks, by_host, pending = self.blocks, self._by_host, self._pending
+        for m in _BLOCK_LOG.finditer(buf, 0, end):
+            host = m.group(1)
+            if host is None:
+                pc_text = m.group(3)
+                if pc_text is not None:
+                    pending.append((int(pc_text, 16), len(m.group(4).replace(b" ", b"")) // 2))
+                else:  # "IN:": a new block's listing starts
+                    pending.clear()
+                continue
+            if pending:
+                if int(m.group(2), 16) != pending[0][0]:
+                    raise Bnn2hwError(f"QEMU log: block listed at 0x{pending[0][0]:x} but executed at "
+                                      f"0x{int(m.group(2), 16):x}")
+                by_host[host] = self._new_block(pending)
+                pending.clear()
+            bid = by_host.get(host)
+            if bid is None:
+                raise Bnn2hwError(f"QEMU log: block {host.decode()} executed before it was listed "
+                                  "(-d in_asm missing?)")
+            pc = int(m.group(2), 16)
+            if self._win >= 0:
+                prev = self._prev
+                if prev >= 0:
+                    taken = pc != blocks[prev].fallthrough if blocks[prev].last_branch is not None else None
+                    key = (prev, taken)
+                    w = self.windows[self._win]
+                    w[key] = w.get(key, 0) + 1
+                if pc == self.end_pc:
+                    self._ends += 1
+                    self._win = -1
+                    self._prev = -1
+                    continue
+                self._prev = bid
+            elif pc == self.begin_pc and self._begins < 2:
+                self._win = self._begins
+                self._begins += 1
+                self._prev = bid
+
+    def estimate(self, target: str):
+        """The inference's :class:`bnn2hw.mcu.cycles.CycleEstimate` (second window minus the
+        calibration window)."""
+        from .cycles import CycleEstimate
+
+        if self._begins < 2 or self._ends < 2:
+            raise Bnn2hwError(f"{target}: marker calls not found in the QEMU exec log "
+                              f"({len(self.blocks)} blocks, {self._begins} begin / {self._ends} end markers)")
+        est = []
+        for w in self.windows:
+            e = CycleEstimate()
+            for (bid, taken), n in w.items():
+                e.add(self.blocks[bid], taken, n)
+            est.append(e)
+        return est[1].minus(est[0])
+
+    def instructions(self, target: str) -> int:
+        return self.estimate(target).instructions
+
+
+# "Trace 0: 0x7f.. [cs_base/pc/flags/cflags] sym", an in_asm "0x000006e4:  f843 1b04  str ..."
+# line, or "IN: sym" (QEMU 7.2 .. 10 formats)
+_BLOCK_LOG = re.compile(rb"^(?:Trace \d+: (0x[0-9a-f]+) \[[0-9a-f]+/([0-9a-f]+)/[^\n]*"
+                        rb"|(?:0x)?([0-9a-f]{8}):  ([0-9a-f]{4}(?: [0-9a-f]{4})?)[^\n]*|IN:[^\n]*)$", re.MULTILINE)
+
+
+def _run_traced(elf: Path, target: str, one_input: np.ndarray, counter, log: str, step: list[str],
+                timeout: float) -> None:
+    """Run ``elf`` on one input with QEMU's ``-d log`` written into a FIFO that ``counter`` consumes."""
     t = get_target(target)
-    if t.qemu_machine is None:
-        raise Bnn2hwError("instruction counting needs a Cortex-M target, not host")
     x = np.ascontiguousarray(one_input, dtype=np.uint8).reshape(1, -1)
-    addr = _symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
-    counter = TraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"])
     with tempfile.TemporaryDirectory(prefix="bnn2hw-count-") as tmp:
         work = Path(tmp)
         x.tofile(work / "inputs.bin")
@@ -252,8 +387,7 @@ def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: f
                 fcntl.fcntl(rfd, fcntl.F_SETPIPE_SZ, 1 << 20)
             except (ImportError, AttributeError, OSError):
                 pass
-            step = one_insn_per_tb_args(_qemu_version(find_tool("qemu-system-arm")))
-            cmd = _qemu_cmd(elf, t.qemu_machine, [*step, "-d", "exec,nochain", "-D", str(fifo)])
+            cmd = _qemu_cmd(elf, t.qemu_machine, [*step, "-d", log, "-D", str(fifo)])
             with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
                 proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=err)
             try:
@@ -269,4 +403,38 @@ def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: f
         finally:
             os.close(rfd)
         _check_exit(t.name, rc, (work / "stderr").read_bytes())
+
+
+def _check_counting_target(target: str):
+    t = get_target(target)
+    if t.qemu_machine is None:
+        raise Bnn2hwError("instruction counting needs a Cortex-M target, not host")
+    return t
+
+
+def count_cycles(elf: Path, target: str, one_input: np.ndarray, timeout: float = 300.0):
+    """Instructions, instruction classes and estimated cycles of one bnn_infer() call
+    (:class:`bnn2hw.mcu.cycles.CycleEstimate`), from QEMU's block trace streamed through a
+    FIFO (:class:`BlockTraceCounter`; never stored)."""
+    from .cycles import disassemble
+
+    t = _check_counting_target(target)
+    addr = _symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
+    counter = BlockTraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"], disassemble(elf))
+    _run_traced(elf, t.name, one_input, counter, "in_asm,exec,nochain", [], timeout)
+    return counter.estimate(t.name)
+
+
+def count_instructions(elf: Path, target: str, one_input: np.ndarray, timeout: float = 300.0,
+                       single_step: bool = False) -> int:
+    """Executed instructions of one bnn_infer() call (see the module docstring). By default from
+    the block trace (:func:`count_cycles`); ``single_step=True`` counts one "Trace" line per
+    instruction (:class:`TraceCounter`, the slower reference method)."""
+    if not single_step:
+        return count_cycles(elf, target, one_input, timeout).instructions
+    t = _check_counting_target(target)
+    addr = _symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
+    counter = TraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"])
+    step = one_insn_per_tb_args(_qemu_version(find_tool("qemu-system-arm")))
+    _run_traced(elf, t.name, one_input, counter, "exec,nochain", step, timeout)
     return counter.instructions(t.name)
