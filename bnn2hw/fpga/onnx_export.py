@@ -338,7 +338,7 @@ def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray, batch: int = 128) -> tup
     """qonnx's own executor on the FINN-ready graph: (logits, int_logits). The graph's output is
     the integer logits; the logits apply the stored host-side affine (:func:`logit_affine`).
 
-    Every sample is executed. Graphs whose ops are all batch-agnostic (no Reshape) run ``batch``
+    Every sample is executed. Graphs whose ops are all batch-agnostic (no Reshape, no Im2Col) run ``batch``
     samples per call with the input's batch dimension set to the batch size; others one by one.
     qonnx's ``SANITIZE_QUANT_TENSORS`` rounding is switched off for the call: it only rounds
     values that are not already integers of their annotated type (which would hide, not reveal,
@@ -351,11 +351,16 @@ def run_qonnx(model: onnx.ModelProto, x_u8: np.ndarray, batch: int = 128) -> tup
 
     shape = input_shape(model)
     x_u8 = np.asarray(x_u8)
-    batched = all(n.op_type != "Reshape" for n in model.graph.node)
+    # Reshape targets and qonnx's Im2Col ``input_shape`` attribute carry the batch size 1.
+    batched = all(n.op_type not in ("Reshape", "Im2Col") for n in model.graph.node)
     step = max(1, int(batch)) if batched else 1
     wrappers: dict[int, object] = {}
 
     def wrapper(n: int):
+        if not batched:  # the graph as written (batch 1, its own value_info)
+            n = 0
+            if 0 not in wrappers:
+                wrappers[0] = ModelWrapper(model).transform(InferShapes())
         if n not in wrappers:
             m = onnx.ModelProto()
             m.CopyFrom(model)
