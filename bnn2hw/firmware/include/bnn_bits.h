@@ -36,10 +36,11 @@
  *                             counts of 3 words added before one byte stage, byte
  *                             counts of a whole chunk added before one horizontal sum
  *                             (USADA8 on cores with the DSP extension, shifts
- *                             otherwise); on Thumb-2 cores the 8-word chunk is
- *                             assembly in bnn_bits.c (LDM/LDRD loads, carry-save adders,
- *                             shifted-operand ALU ops, Thumb-2 replicated immediates);
- *                             on ARMv6-M and the host it is portable C.
+ *                             otherwise); the binary dense / conv kernels use groups of
+ *                             3 words (bnn__group3_nibbles), in Thumb-2 assembly
+ *                             (bnn_bits.c: LDM loads, shifted-operand ALU ops, Thumb-2
+ *                             replicated immediates) on ARMv7-M / ARMv8-M mainline,
+ *                             portable C on ARMv6-M and the host.
  *   Default: MULTI.
  */
 #ifndef BNN_BITS_H
@@ -136,33 +137,31 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
 #if BNN_THUMB2_ASM && BNN_POPCOUNT == BNN_POPCOUNT_MULTI
 #define BNN_MULTI_ASM 1
 /*
- * Thumb-2 assembly (bnn_bits.c), 8-word chunks.  Per chunk of 8 words: 3-word carry-save
- * adders (ones/twos) on words 0-2 and 3-5, SWAR 2-bit and weighted 4-bit stages, one
- * byte stage per group, USADA8 (or shifts on cores without DSP) for the horizontal sum.
- *
- * bnn__xor_popcount_chunks_t2: popcount(a[0..8n) ^ w[0..8n)), n >= 1.
- * bnn__dense_bits_k8_t2: rows of exactly 8 words; for each row j (weights w + 8j),
- *   bit = (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31)
- *   until the sentinel bit of `sentinel` falls out at bit 0, i.e. for cnt rows when
- *   sentinel = 1 << (cnt - 1); returns the word (row j of the call at bit 32 - cnt + j).
- *   max_mismatch must lie in [-1, 8*32].
+ * Thumb-2 assembly (bnn_bits.c), any row length.
+ * bnn__dense_bits_t2(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
+ *   for each row j < cnt (weights w + j * nw, nw words), p_j = popcount(in ^ w_j) and the
+ *   bit (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31); returns
+ *   the word (row j at bit 32 - cnt + j).  max_mismatch must lie in [-1, 32 * nw].
+ *   Per row: nw % 3 tail words, then groups of 3 words: 2-bit counts with the third word's
+ *   bits added into their spare capacity, one 4-bit stage, USADA8 accumulation without a
+ *   byte stage (see bnn_bits.c for the derivation).
  */
-uint32_t bnn__xor_popcount_chunks_t2(const bnn_word_t *a, const bnn_word_t *w, uint32_t n);
-uint32_t bnn__dense_bits_k8_t2(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch,
-                               uint32_t sentinel);
+uint32_t bnn__dense_bits_t2(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch,
+                            uint32_t nw_cnt);
 #else
 #define BNN_MULTI_ASM 0
 #endif
 
-/* Portable byte counts of popcount(a[0..7] ^ w[0..7]) (each byte <= 64). */
-BNN_INLINE uint32_t bnn__chunk8_bytes_c(const bnn_word_t *a, const bnn_word_t *w)
+/*
+ * Portable group of 3 words (already xored): nibble counts, each nibble <= 12.
+ * 2-bit counts of x and y (<= 2 per field), the even / odd bits of z added into their spare
+ * capacity (<= 3 per field), then 4-bit fields.  Same arithmetic as the assembly above.
+ */
+BNN_INLINE uint32_t bnn__group3_nibbles(uint32_t x, uint32_t y, uint32_t z)
 {
-    uint32_t g0 = bnn__nib4(bnn__nib2(a[0] ^ w[0])) + bnn__nib4(bnn__nib2(a[1] ^ w[1])) +
-                  bnn__nib4(bnn__nib2(a[2] ^ w[2]));
-    uint32_t g1 = bnn__nib4(bnn__nib2(a[3] ^ w[3])) + bnn__nib4(bnn__nib2(a[4] ^ w[4])) +
-                  bnn__nib4(bnn__nib2(a[5] ^ w[5]));
-    uint32_t g2 = bnn__nib4(bnn__nib2(a[6] ^ w[6])) + bnn__nib4(bnn__nib2(a[7] ^ w[7]));
-    return bnn__bytes(g0) + bnn__bytes(g1) + bnn__bytes(g2);
+    x = x - ((x >> 1) & 0x55555555u) + (z & 0x55555555u);
+    y = y - ((y >> 1) & 0x55555555u) + ((z >> 1) & 0x55555555u);
+    return (x & 0x33333333u) + ((x >> 2) & 0x33333333u) + (y & 0x33333333u) + ((y >> 2) & 0x33333333u);
 }
 
 /* acc + (sum of the four bytes of b); b's bytes may each be up to 255. */
@@ -180,7 +179,9 @@ BNN_INLINE uint32_t bnn__acc_bytes(uint32_t acc, uint32_t b)
 
 /*
  * popcount(a[0..n) xor w[0..n)) with the selected strategy.  *pw is advanced by n words
- * (so a caller walking weight rows keeps one pointer).
+ * (so a caller walking weight rows keeps one pointer).  MULTI: groups of 3 words
+ * (bnn__group3_nibbles), byte counts of up to 10 groups (<= 240 per byte) added before one
+ * horizontal sum; a last partial group takes zero words.
  */
 BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t **pw, uint32_t n)
 {
@@ -188,24 +189,19 @@ BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t *
     uint32_t p = 0;
     uint32_t i = 0;
 #if BNN_POPCOUNT == BNN_POPCOUNT_MULTI
-#if BNN_MULTI_ASM
-    if (n >= 8u) {
-        p = bnn__xor_popcount_chunks_t2(a, w, n / 8u);
-        i = n & ~7u;
-        w += i;
-    }
-#else
-    for (; i + 8u <= n; i += 8u) {
-        p = bnn__acc_bytes(p, bnn__chunk8_bytes_c(a + i, w));
-        w += 8;
-    }
-#endif
-    {
+    while (i + 3u <= n) {
         uint32_t bytes = 0;
-        for (; i < n; ++i) {
-            bytes += bnn__bytes(bnn__nib4(bnn__nib2(a[i] ^ *w++))); /* <= 8 per byte */
+        uint32_t stop = n - i >= 30u ? i + 30u : n - (n - i) % 3u;
+        for (; i < stop; i += 3u) {
+            bytes += bnn__bytes(bnn__group3_nibbles(a[i] ^ w[0], a[i + 1u] ^ w[1], a[i + 2u] ^ w[2]));
+            w += 3;
         }
         p = bnn__acc_bytes(p, bytes);
+    }
+    if (i < n) {
+        uint32_t x = a[i] ^ *w++;
+        uint32_t y = i + 1u < n ? a[i + 1u] ^ *w++ : 0u;
+        p = bnn__acc_bytes(p, bnn__bytes(bnn__group3_nibbles(x, y, 0u)));
     }
 #else
     for (; i < n; ++i) {

@@ -48,18 +48,16 @@ void bnn_dense_bits(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
     uint32_t o = 0;
     const uint32_t n_out = p->n_out;
 #if BNN_MULTI_ASM
-    if (nw == 8u) { /* 225..256 inputs: whole-row assembly loop */
-        while (o < n_out) {
-            uint32_t left = n_out - o;
-            uint32_t cnt = left < 32u ? left : 32u;
-            uint32_t bits = bnn__dense_bits_k8_t2(in, w, max_mismatch + o, 1u << (cnt - 1u));
-            w += 8u * cnt;
-            o += cnt;
-            *out++ = bits >> (32u - cnt);
-        }
-        return;
+    /* any row length: 32 rows per call of the Thumb-2 kernel (bnn_bits.c) */
+    while (o < n_out) {
+        uint32_t left = n_out - o;
+        uint32_t cnt = left < 32u ? left : 32u;
+        uint32_t bits = bnn__dense_bits_t2(in, w, max_mismatch + o, (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+        o += cnt;
+        *out++ = bits >> (32u - cnt);
     }
-#endif
+#else
     while (o < n_out) {
         uint32_t bits = 0;
         uint32_t left = n_out - o;
@@ -72,6 +70,7 @@ void bnn_dense_bits(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
         o += cnt;
         *out++ = bits >> (32u - cnt);
     }
+#endif
 }
 
 void bnn_dense_acc(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
