@@ -137,17 +137,73 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
 #if BNN_THUMB2_ASM && BNN_POPCOUNT == BNN_POPCOUNT_MULTI
 #define BNN_MULTI_ASM 1
 /*
- * Thumb-2 assembly (bnn_bits.c), any row length.
- * bnn__dense_bits_t2(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
+ * Thumb-2 assembly (bnn_bits.c), any row length nw = 3 g + R words, one function per tail
+ * length R and group-count class C (0: g = 0, 1: g = 1, 2: g even >= 2, 3: g odd >= 3):
+ * bnn__dbt2_<R><C>0(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
  *   for each row j < cnt (weights w + j * nw, nw words), p_j = popcount(in ^ w_j) and the
  *   bit (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31); returns
  *   the word (row j at bit 32 - cnt + j).  max_mismatch must lie in [-1, 32 * nw].
- *   Per row: nw % 3 tail words, then groups of 3 words: 2-bit counts with the third word's
- *   bits added into their spare capacity, one 4-bit stage, USADA8 accumulation without a
- *   byte stage (see bnn_bits.c for the derivation).
+ *   Per row: R tail words, then groups of 3 words: 2-bit counts with the third word's bits
+ *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
+ *   stage (derivation in bnn_bits.c).  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
+ *   p[j] instead (same rows).  bnn__dense_bits_t2 (bnn_dense.h) picks the function.
  */
-uint32_t bnn__dense_bits_t2(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch,
-                            uint32_t nw_cnt);
+typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_010(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_020(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_030(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_100(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_110(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_120(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_130(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_200(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_210(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_220(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_230(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_011(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_021(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_031(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_101(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_111(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_121(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_131(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_201(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_211(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_221(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+
+/* The variant for rows of nw >= 1 words, mode 0 (bits) or 1 (popcounts); a constant when
+ * nw and mode are. */
+BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
+{
+    const uint32_t g = nw / 3u;
+    const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
+    switch (mode * 12u + (nw % 3u) * 4u + c) {
+    case 1u: return bnn__dbt2_010;
+    case 2u: return bnn__dbt2_020;
+    case 3u: return bnn__dbt2_030;
+    case 4u: return bnn__dbt2_100;
+    case 5u: return bnn__dbt2_110;
+    case 6u: return bnn__dbt2_120;
+    case 7u: return bnn__dbt2_130;
+    case 8u: return bnn__dbt2_200;
+    case 9u: return bnn__dbt2_210;
+    case 10u: return bnn__dbt2_220;
+    case 11u: return bnn__dbt2_230;
+    case 13u: return bnn__dbt2_011;
+    case 14u: return bnn__dbt2_021;
+    case 15u: return bnn__dbt2_031;
+    case 16u: return bnn__dbt2_101;
+    case 17u: return bnn__dbt2_111;
+    case 18u: return bnn__dbt2_121;
+    case 19u: return bnn__dbt2_131;
+    case 20u: return bnn__dbt2_201;
+    case 21u: return bnn__dbt2_211;
+    case 22u: return bnn__dbt2_221;
+    case 23u: return bnn__dbt2_231;
+    default: return bnn__dbt2_010; /* unreachable: nw >= 1 */
+    }
+}
 #else
 #define BNN_MULTI_ASM 0
 #endif
