@@ -34,8 +34,24 @@ typedef struct {
 
 void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        const int32_t *thr, bnn_word_t *out);
-void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   const int32_t *thr, bnn_word_t *out);
+void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    const int32_t *thr, bnn_word_t *out);
+
+/*
+ * bnn_conv_bits runs the conv as a dense layer over gathered patches with the dense row
+ * kernel (bnn_conv.c).  On Thumb-2 the row-kernel variant for n = kh * kw * cw patch words is
+ * picked here, inline, so that generated code (constant params) links only that one.
+ */
+#if BNN_MULTI_ASM
+typedef bnn__dbt2_fn bnn_conv_rows_fn;
+#define BNN__CONV_ROWS_FN(p) bnn__dbt2_pick((p)->kh * (p)->kw * BNN_WORDS((p)->cin), 0u)
+#else
+typedef void *bnn_conv_rows_fn;
+#define BNN__CONV_ROWS_FN(p) ((void)(p), (bnn_conv_rows_fn)0)
+#endif
+void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn);
+#define bnn_conv_bits(p, in, w, thr, out) bnn__conv_bits_rows(p, in, w, thr, out, BNN__CONV_ROWS_FN(p))
 void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 

@@ -197,8 +197,9 @@ void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_wo
     }
 }
 
-void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   const int32_t *thr, bnn_word_t *out)
+/* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
+static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                              const int32_t *thr, bnn_word_t *out)
 {
     const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
     const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
@@ -226,6 +227,147 @@ void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_w
             }
         }
     }
+}
+
+/*
+ * The conv as a dense layer over patches (bnn_conv_bits).
+ *
+ * For every output position the receptive field is gathered into a contiguous patch of
+ * n = kh * kw * cw words in weight-row order, taps in the zero padding as all-zero words.
+ * The cout weight rows are then rows of a dense layer over the patch, and one call of the
+ * dense row kernel (Thumb-2 assembly, bnn_bits.c; portable C elsewhere) produces up to 32
+ * output bits at once, with popcount-domain thresholds M (bnn_bits.h).
+ *
+ * Padding correction (per position, no border loop): a padded tap holds 0 bits, so it adds
+ * popcount(0 ^ w_t) = c_t (the number of +1 weights of tap t) to p, while it should
+ * contribute nothing.  With p_full the patch popcount, P the padded taps of this position,
+ * corr = sum_{t in P} c_t and K_v = (kh kw - |P|) cin valid inputs:
+ *     acc = K_v - 2 (p_full - corr) >= thr  <=>  p_full <= floor((K_v + 2 corr - thr) / 2)
+ * (clamped to [-1, 32 n]).  Interior positions (P empty) share one M per channel computed
+ * once per 32-channel chunk; border positions recompute M for the chunk from the tap
+ * counts c_t, also computed once per chunk (only when the conv has padding).
+ * Loop order: 32-channel chunks outside, positions inside (the patch is gathered once per
+ * position and chunk).
+ */
+#ifndef BNN_CONV_MAX_TAPS
+#define BNN_CONV_MAX_TAPS 9u
+#endif
+
+static int32_t clamp_mm(int64_t v, uint32_t n)
+{
+    int64_t m = v >= 0 ? v / 2 : -1; /* floor(v / 2) for v >= 0; any v < 0 means "never" */
+    return m > (int64_t)(32u * n) ? (int32_t)(32u * n) : (int32_t)m;
+}
+
+/* Copies the window into patch in weight-row order; padded taps become zero words.
+ * Returns a bit mask of the padded taps (bit ky * kw + kx). */
+static uint32_t gather_padded(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win,
+                              bnn_word_t *patch)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    uint32_t padded = 0;
+    uint32_t t = 0;
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        for (uint32_t kx = 0; kx < p->kw; ++kx, ++t) {
+            if (ky < win->ky0 || ky >= win->ky1 || kx < win->kx0 || kx >= win->kx1) {
+                for (uint32_t i = 0; i < cw; ++i) {
+                    *patch++ = 0u;
+                }
+                padded |= 1u << t;
+                continue;
+            }
+            const bnn_word_t *src = in + ((uint32_t)(win->y0 + (int32_t)ky) * p->in_w +
+                                          (uint32_t)(win->x0 + (int32_t)kx)) * cw;
+            for (uint32_t i = 0; i < cw; ++i) {
+                *patch++ = src[i];
+            }
+        }
+    }
+    return padded;
+}
+
+/* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
+static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
+                          uint32_t cnt, bnn_conv_rows_fn fn)
+{
+#if BNN_MULTI_ASM
+    return fn(patch, w, mm, (n << 5) | (cnt - 1u)) >> (32u - cnt);
+#else
+    (void)fn;
+    uint32_t bits = 0;
+    for (uint32_t j = 0; j < cnt; ++j) {
+        uint32_t d = bnn_xor_popcount_adv(patch, &w, n) + (uint32_t)(~mm[j]); /* p - M - 1 */
+        bits = (bits >> 1) | (d & 0x80000000u);
+    }
+    return bits >> (32u - cnt);
+#endif
+}
+
+void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t n = taps * cw;
+    const uint32_t ow = BNN_WORDS(p->cout);
+    const int has_pad = p->pad_h != 0u || p->pad_w != 0u;
+    if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
+        conv_bits_generic(p, in, w, thr, out);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    int32_t m_full[32];
+    int32_t m_pos[32];
+    uint16_t tap_ones[32][BNN_CONV_MAX_TAPS];
+    const bnn_word_t zeros[1] = {0u};
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        const bnn_word_t *wc = w + c0 * n;
+        for (uint32_t j = 0; j < cnt; ++j) {
+            m_full[j] = clamp_mm((int64_t)taps * p->cin - thr[c0 + j], n);
+        }
+        if (has_pad) { /* c_t: +1 weights per tap */
+            const bnn_word_t *wt = wc;
+            for (uint32_t j = 0; j < cnt; ++j) {
+                for (uint32_t t = 0; t < taps; ++t) {
+                    uint32_t ones = 0;
+                    for (uint32_t i = 0; i < cw; ++i) {
+                        ones += bnn_xor_popcount(zeros, wt++, 1u);
+                    }
+                    tap_ones[j][t] = (uint16_t)ones;
+                }
+            }
+        }
+        bnn_word_t *dst = out + c0 / 32u;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += ow) {
+                window_t win = window(p, oy, ox);
+                const int32_t *mm = m_full;
+                if (window_full(p, &win)) {
+                    gather_bits(p, in, &win, patch);
+                } else {
+                    const uint32_t padded = gather_padded(p, in, &win, patch);
+                    const int64_t kv = (int64_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        int64_t corr = 0;
+                        for (uint32_t t = 0; t < taps; ++t) {
+                            corr += (padded >> t) & 1u ? tap_ones[j][t] : 0;
+                        }
+                        m_pos[j] = clamp_mm(kv + 2 * corr - thr[c0 + j], n);
+                    }
+                    mm = m_pos;
+                }
+                *dst = rows_bits(patch, wc, mm, n, cnt, fn);
+            }
+        }
+    }
+}
+
+void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    const int32_t *thr, bnn_word_t *out)
+{
+    bnn_conv_bits(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
 }
 
 /* ---- first layer: uint8 HWC input ---- */
