@@ -172,10 +172,24 @@ uint32_t bnn__dbt2_211(const bnn_word_t *, const bnn_word_t *, const int32_t *, 
 uint32_t bnn__dbt2_221(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 
+/* Helium (MVE integer, Cortex-M55): the row kernels of bnn_dense_mve.c replace the Thumb-2
+ * variants (same contract; -DBNN_NO_MVE keeps the scalar ones). */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(BNN_NO_MVE)
+#define BNN_MVE 1
+uint32_t bnn__dbt_mve(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#else
+#define BNN_MVE 0
+#endif
+
 /* The variant for rows of nw >= 1 words, mode 0 (bits) or 1 (popcounts); a constant when
  * nw and mode are. */
 BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
+#if BNN_MVE
+    (void)nw;
+    return mode ? bnn__dbt_mve_pop : bnn__dbt_mve;
+#endif
     const uint32_t g = nw / 3u;
     const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
     switch (mode * 12u + (nw % 3u) * 4u + c) {
@@ -206,6 +220,7 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 }
 #else
 #define BNN_MULTI_ASM 0
+#define BNN_MVE 0
 #endif
 
 /*
