@@ -223,6 +223,14 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 #define BNN_MVE 0
 #endif
 
+/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernel, bits mode only (bnn_bits.c). */
+#if defined(__arm__) && defined(__ARM_ARCH_6M__) && BNN_POPCOUNT == BNN_POPCOUNT_MULTI && !defined(BNN_NO_ASM)
+#define BNN_M0_ASM 1
+uint32_t bnn__dbt_m0(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt);
+#else
+#define BNN_M0_ASM 0
+#endif
+
 /*
  * Portable group of 3 words (already xored): nibble counts, each nibble <= 12.
  * 2-bit counts of x and y (<= 2 per field), the even / odd bits of z added into their spare
@@ -248,11 +256,23 @@ BNN_INLINE uint32_t bnn__acc_bytes(uint32_t acc, uint32_t b)
 #endif
 }
 
+/* Portable byte counts of popcount(a[0..7] ^ w[0..7]) (each byte <= 64). */
+BNN_INLINE uint32_t bnn__chunk8_bytes_c(const bnn_word_t *a, const bnn_word_t *w)
+{
+    uint32_t g0 = bnn__nib4(bnn__nib2(a[0] ^ w[0])) + bnn__nib4(bnn__nib2(a[1] ^ w[1])) +
+                  bnn__nib4(bnn__nib2(a[2] ^ w[2]));
+    uint32_t g1 = bnn__nib4(bnn__nib2(a[3] ^ w[3])) + bnn__nib4(bnn__nib2(a[4] ^ w[4])) +
+                  bnn__nib4(bnn__nib2(a[5] ^ w[5]));
+    uint32_t g2 = bnn__nib4(bnn__nib2(a[6] ^ w[6])) + bnn__nib4(bnn__nib2(a[7] ^ w[7]));
+    return bnn__bytes(g0) + bnn__bytes(g1) + bnn__bytes(g2);
+}
+
 /*
  * popcount(a[0..n) xor w[0..n)) with the selected strategy.  *pw is advanced by n words
- * (so a caller walking weight rows keeps one pointer).  MULTI: groups of 3 words
- * (bnn__group3_nibbles), byte counts of up to 10 groups (<= 240 per byte) added before one
- * horizontal sum; a last partial group takes zero words.
+ * (so a caller walking weight rows keeps one pointer).  MULTI (portable C: ARMv6-M, host,
+ * and the Thumb-2 cores' integer-logit and border paths): 8-word chunks of per-word 2-bit /
+ * 4-bit stages, nibble counts of 3 words added before one byte stage, byte counts of a chunk
+ * added before one horizontal sum.
  */
 BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t **pw, uint32_t n)
 {
@@ -260,19 +280,16 @@ BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t *
     uint32_t p = 0;
     uint32_t i = 0;
 #if BNN_POPCOUNT == BNN_POPCOUNT_MULTI
-    while (i + 3u <= n) {
+    for (; i + 8u <= n; i += 8u) {
+        p = bnn__acc_bytes(p, bnn__chunk8_bytes_c(a + i, w));
+        w += 8;
+    }
+    {
         uint32_t bytes = 0;
-        uint32_t stop = n - i >= 30u ? i + 30u : n - (n - i) % 3u;
-        for (; i < stop; i += 3u) {
-            bytes += bnn__bytes(bnn__group3_nibbles(a[i] ^ w[0], a[i + 1u] ^ w[1], a[i + 2u] ^ w[2]));
-            w += 3;
+        for (; i < n; ++i) {
+            bytes += bnn__bytes(bnn__nib4(bnn__nib2(a[i] ^ *w++))); /* <= 8 per byte */
         }
         p = bnn__acc_bytes(p, bytes);
-    }
-    if (i < n) {
-        uint32_t x = a[i] ^ *w++;
-        uint32_t y = i + 1u < n ? a[i + 1u] ^ *w++ : 0u;
-        p = bnn__acc_bytes(p, bnn__bytes(bnn__group3_nibbles(x, y, 0u)));
     }
 #else
     for (; i < n; ++i) {

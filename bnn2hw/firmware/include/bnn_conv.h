@@ -47,6 +47,10 @@ void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_
 typedef bnn__dbt2_fn bnn_conv_rows_fn;
 #define BNN__CONV_ROWS_FN(p) bnn__dbt2_pick(bnn__conv_row_words(p), 0u)
 #define BNN__CONV_POP_FN(p) bnn__dbt2_pick(BNN_WORDS((p)->cin), 1u)
+#elif BNN_M0_ASM
+typedef uint32_t (*bnn_conv_rows_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#define BNN__CONV_ROWS_FN(p) ((void)(p), bnn__dbt_m0)
+#define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
 #else
 typedef void *bnn_conv_rows_fn;
 #define BNN__CONV_ROWS_FN(p) ((void)(p), (bnn_conv_rows_fn)0)

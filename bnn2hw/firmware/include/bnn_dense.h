@@ -65,6 +65,21 @@ BNN_INLINE void bnn__dense_acc_t2(const bnn_dense_params_t *p, const bnn_word_t 
     }
 }
 #define bnn_dense_acc(p, in, w, acc) bnn__dense_acc_t2(p, in, w, acc)
+#elif BNN_M0_ASM
+/* Cortex-M0: the Thumb-1 row kernel for the hidden layers (integer logits stay portable C). */
+BNN_INLINE void bnn__dense_bits_m0(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   const int32_t *max_mismatch, bnn_word_t *out)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const uint32_t left = p->n_out - o;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        const uint32_t bits = bnn__dbt_m0(in, w, max_mismatch + o, (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+        *out++ = bits >> (32u - cnt);
+    }
+}
+#define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_m0(p, in, w, max_mismatch, out)
 #endif
 
 void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

@@ -8,8 +8,11 @@
 
 const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
 
-#if BNN_MULTI_ASM
+#if BNN_MULTI_ASM || BNN_M0_ASM
 #define BNN_UNUSED __attribute__((unused))
+#endif
+
+#if BNN_MULTI_ASM
 
 /*
  * bnn__dbt2_<R><C>: binary dense rows of any length nw = 3 g + R words (see bnn_bits.h),
@@ -175,4 +178,116 @@ BNN_T2_DEFINE(2, 0, 1)
 BNN_T2_DEFINE(2, 1, 1)
 BNN_T2_DEFINE(2, 2, 1)
 BNN_T2_DEFINE(2, 3, 1)
+#endif
+
+#if BNN_M0_ASM
+/*
+ * bnn__dbt_m0: ARMv6-M (Cortex-M0/M0+) binary dense rows of any length, the contract of
+ * bnn__dbt2_<R><C>0 (bnn_bits.h).  Thumb-1 has no shifted operands and 8 low registers, so
+ * per word: x ^ w, 2-bit counts x - ((x >> 1) & 0x55..), nibbles (x & 0x33..) + ((x >> 2) &
+ * 0x33..) (<= 4); the nibbles of 3 words are added (<= 12), split into bytes (<= 24) and
+ * summed with one MUL by 0x01010101 (top byte, <= 96) into the row total.  Words past the
+ * last full group (nw % 3) go through the same steps one at a time.
+ * r0 input, r1 weights, r2 nibble sum, r3 row total, r4-r5 scratch, r6 0x55.., r7 0x33..;
+ * r8 0x0f0f0f0f, r9 input base, r10 input end, r11 max_mismatch, r12 bits with the sentinel,
+ * lr end of the full groups, [sp] 0x01010101.  The output bit: the sign of p + ~M = p - M - 1
+ * is shifted in at bit 31 (LSRS moves the sentinel out into C, ORRS keeps C).
+ */
+#define BNN_M0_WORD(X)                                                                    \
+    "ldm r0!, {" X "}\n\t"                                                                \
+    "ldm r1!, {r5}\n\t"                                                                   \
+    "eors " X ", r5\n\t"                                                                  \
+    "lsrs r5, " X ", #1\n\t"                                                              \
+    "ands r5, r6\n\t"                                                                     \
+    "subs " X ", " X ", r5\n\t"                                                           \
+    "lsrs r5, " X ", #2\n\t"                                                              \
+    "ands r5, r7\n\t"                                                                     \
+    "ands " X ", r7\n\t"                                                                  \
+    "adds " X ", " X ", r5\n\t"
+#define BNN_M0_FLUSH                                                                      \
+    "mov r5, r8\n\t"                                                                      \
+    "lsrs r4, r2, #4\n\t"                                                                 \
+    "ands r4, r5\n\t"                                                                     \
+    "ands r2, r5\n\t"                                                                     \
+    "adds r2, r2, r4\n\t"                                                                 \
+    "ldr r5, [sp]\n\t"                                                                    \
+    "muls r2, r5\n\t"                                                                     \
+    "lsrs r2, r2, #24\n\t"                                                                \
+    "adds r3, r3, r2\n\t"
+
+__attribute__((naked)) uint32_t bnn__dbt_m0(const bnn_word_t *in BNN_UNUSED, const bnn_word_t *w BNN_UNUSED,
+                                            const int32_t *mm BNN_UNUSED, uint32_t nw_cnt BNN_UNUSED)
+{
+    __asm__ volatile(
+        ".syntax unified\n\t"
+        "push {r4-r7, lr}\n\t"
+        "mov r4, r8\n\t"
+        "mov r5, r9\n\t"
+        "mov r6, r10\n\t"
+        "mov r7, r11\n\t"
+        "push {r4-r7}\n\t"
+        "sub sp, #8\n\t"
+        "ldr r5, =0x01010101\n\t"
+        "str r5, [sp]\n\t"
+        "lsrs r4, r3, #5\n\t"       /* nw */
+        "lsls r5, r3, #27\n\t"
+        "lsrs r5, r5, #27\n\t"      /* cnt - 1 */
+        "movs r6, #1\n\t"
+        "lsls r6, r5\n\t"
+        "mov r12, r6\n\t"           /* sentinel */
+        "mov r9, r0\n\t"
+        "lsls r5, r4, #2\n\t"
+        "adds r5, r0, r5\n\t"
+        "mov r10, r5\n\t"           /* input end */
+        "ldr r5, =43691\n\t"        /* nw / 3 = (nw * 43691) >> 17 for nw < 98304 */
+        "muls r5, r4\n\t"
+        "lsrs r5, r5, #17\n\t"
+        "movs r6, #12\n\t"
+        "muls r5, r6\n\t"
+        "adds r5, r0, r5\n\t"
+        "mov lr, r5\n\t"            /* end of the full groups */
+        "mov r11, r2\n\t"
+        "ldr r5, =0x0f0f0f0f\n\t"
+        "mov r8, r5\n\t"
+        "ldr r6, =0x55555555\n\t"
+        "ldr r7, =0x33333333\n\t"
+        "1:\n\t"
+        "mov r0, r9\n\t"
+        "movs r3, #0\n\t"
+        "cmp r0, lr\n\t"
+        "beq 4f\n\t"
+        "2:\n\t" BNN_M0_WORD("r2") BNN_M0_WORD("r4") "adds r2, r2, r4\n\t" BNN_M0_WORD("r4")
+        "adds r2, r2, r4\n\t" BNN_M0_FLUSH
+        "cmp r0, lr\n\t"
+        "bne 2b\n\t"
+        "4:\n\t"
+        "cmp r0, r10\n\t"
+        "beq 5f\n\t"
+        "movs r2, #0\n\t"
+        "6:\n\t" BNN_M0_WORD("r4") "adds r2, r2, r4\n\t"
+        "cmp r0, r10\n\t"
+        "bne 6b\n\t" BNN_M0_FLUSH
+        "5:\n\t"
+        "mov r4, r11\n\t"
+        "ldm r4!, {r5}\n\t"
+        "mov r11, r4\n\t"
+        "mvns r5, r5\n\t"
+        "adds r3, r3, r5\n\t"       /* p - M - 1 */
+        "lsrs r3, r3, #31\n\t"
+        "lsls r3, r3, #31\n\t"
+        "mov r4, r12\n\t"
+        "lsrs r4, r4, #1\n\t"       /* C = the bit shifted out (the sentinel ends the loop) */
+        "orrs r4, r3\n\t"
+        "mov r12, r4\n\t"
+        "bcc 1b\n\t"
+        "mov r0, r12\n\t"
+        "add sp, #8\n\t"
+        "pop {r4-r7}\n\t"
+        "mov r8, r4\n\t"
+        "mov r9, r5\n\t"
+        "mov r10, r6\n\t"
+        "mov r11, r7\n\t"
+        "pop {r4-r7, pc}\n\t"
+        ".ltorg\n\t");
+}
 #endif

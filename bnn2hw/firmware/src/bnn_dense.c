@@ -46,6 +46,8 @@ void(bnn_dense_bits)(const bnn_dense_params_t *p, const bnn_word_t *in, const bn
 {
 #if BNN_MULTI_ASM
     bnn__dense_bits_t2(p, in, w, max_mismatch, out); /* any row length, bnn_bits.c */
+#elif BNN_M0_ASM
+    bnn__dense_bits_m0(p, in, w, max_mismatch, out);
 #else
     const uint32_t nw = BNN_WORDS(p->n_in);
     const uint32_t n_out = p->n_out;
