@@ -1,15 +1,22 @@
 # SPDX-License-Identifier: MIT
 """Firmware kernels (firmware/src/bnn_*.c): every optimized variant equals its _ref loop
-nest and a numpy reference, bit-exactly, on awkward widths; packed outputs have zero
-padding bits.  The C driver (firmware/tests/kernel_driver.c) is built with host gcc under
--Wall -Wextra -Werror -fsanitize=address,undefined for every popcount strategy, and for
-Cortex-M3/M4 (Thumb-2 assembly paths) and M0 under QEMU."""
+nest and a numpy reference, bit-exactly, on awkward sizes (1, 31, 32, 33, 63, 65, 255, 257,
+1000 inputs / outputs / channels, and every row length class of the Thumb-2 dense kernel:
+nw % 3 tail words x group count 0, 1, even, odd); packed outputs have zero padding bits.
+
+One firmware image per target runs every case: the C driver (firmware/tests/kernel_driver.c)
+reads a batch of cases and writes all outputs, so each target costs one build and one run
+(Cortex-M0: a few runs, its 16 KiB RAM holds a smaller batch).  Targets: host gcc under
+-Wall -Wextra -Werror -fsanitize=address,undefined for every popcount strategy, and QEMU for
+Cortex-M0, M3, M4, M7, M33 and M55 (Thumb-2 assembly paths on M3 and up)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -18,66 +25,9 @@ from bnn2hw.mcu import periodic_tables as pt
 from bnn2hw.mcu.targets import get_target
 
 FW = Path(__file__).resolve().parents[1] / "firmware"
-WIDTHS = [1, 31, 32, 33, 63, 64, 65, 256]
-OUTS = [1, 3, 33, 37]
 STRATEGIES = {"builtin": 1, "swar": 2, "table": 3, "multi": 4}
-ARM_TARGETS = ["cortex-m3", "cortex-m4", "cortex-m0"]
-
-
-# ---------------------------------------------------------------- build and run
-
-
-def _build_host(tmp: Path, strategy: str) -> list[str]:
-    if shutil.which("gcc") is None:
-        pytest.skip("gcc not found: apt-get install gcc")
-    exe = tmp / f"kd_{strategy}"
-    cmd = ["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-fsanitize=address,undefined",
-           "-fno-sanitize-recover=all", "-DBNN_HOST", f"-DBNN_POPCOUNT={STRATEGIES[strategy]}",
-           f"-I{FW / 'include'}", f"-I{FW / 'harness'}", str(FW / "tests" / "kernel_driver.c"),
-           *map(str, sorted((FW / "src").glob("bnn_*.c"))), "-o", str(exe)]
-    subprocess.run(cmd, check=True)
-    return [str(exe)]
-
-
-def _build_arm(tmp: Path, target: str) -> list[str]:
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not found")
-    t = get_target(target)
-    elf = tmp / f"kd_{target}.elf"
-    buf = "1024" if target == "cortex-m0" else str(1 << 17)
-    cmd = ["arm-none-eabi-gcc", *t.cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
-           "-fno-tree-loop-distribute-patterns", f"-DBUF_WORDS={buf}", f"-I{FW / 'include'}",
-           f"-I{FW / 'harness'}", str(FW / "tests" / "kernel_driver.c"),
-           *map(str, sorted((FW / "src").glob("bnn_*.c"))), str(FW / "harness" / "startup.c"),
-           str(FW / "harness" / "semihost.c"), "-nostartfiles", "-specs=nano.specs", "-specs=nosys.specs",
-           f"-L{FW / 'harness'}", "-T", str(FW / "harness" / f"mem_{target}.ld"), "-o", str(elf)]
-    subprocess.run(cmd, check=True)
-    return ["qemu-system-arm", "-M", t.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
-            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-
-
-@pytest.fixture(scope="module", params=[*[f"host-{s}" for s in STRATEGIES], *ARM_TARGETS])
-def driver(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(request.param)
-    if request.param.startswith("host-"):
-        cmd = _build_host(tmp, request.param[5:])
-    else:
-        cmd = _build_arm(tmp, request.param)
-
-    def run(words: list[np.ndarray], tmpdir: Path) -> np.ndarray:
-        data = np.concatenate([np.ascontiguousarray(w).view(np.uint32).ravel() for w in words])
-        if request.param == "cortex-m0" and data.size > 1024:
-            pytest.skip("case larger than the Cortex-M0 driver buffer (16 KiB RAM)")
-        data.astype("<u4").tofile(tmpdir / "case.bin")
-        proc = subprocess.run(cmd, cwd=tmpdir, timeout=120)
-        if proc.returncode == 3 and request.param == "cortex-m0":
-            pytest.skip("case outputs exceed the Cortex-M0 driver buffer (16 KiB RAM)")
-        assert proc.returncode == 0, f"kernel driver {request.param} exited with {proc.returncode}"
-        return np.fromfile(tmpdir / "out.bin", dtype="<u4")
-
-    run.name = request.param
-    return run
+ARM_TARGETS = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+BUF_WORDS = {"cortex-m0": 1024, "cortex-m55": 1 << 15}  # others: 1 << 17 (driver buffers in RAM)
 
 
 # ---------------------------------------------------------------- numpy references
@@ -112,109 +62,6 @@ def rand_pm1(rng, shape):
     return rng.choice(np.array([-1, 1], dtype=np.int64), size=shape)
 
 
-# ---------------------------------------------------------------- tests
-
-
-@pytest.mark.parametrize("n_in", WIDTHS)
-@pytest.mark.parametrize("n_out", OUTS)
-def test_dense(driver, tmp_path, n_in, n_out):
-    seed = 1000 + n_in * 100 + n_out
-    rng = np.random.default_rng(seed)
-    x, w = rand_pm1(rng, n_in), rand_pm1(rng, (n_out, n_in))
-    acc = w @ x
-    p = (n_in - acc) // 2
-    mm = p + rng.integers(-1, 2, size=n_out)  # ties (p == M) included
-    mm[0] = -1
-    if n_out > 2:
-        mm[1] = n_in
-    mm = np.clip(mm, -1, n_in).astype(np.int32)
-    out = driver([np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], tmp_path)
-    ow = (n_out + 31) // 32
-    bref, bopt, aref, aopt = split(out, [ow, ow, n_out, n_out])
-    expect_bits = pack_bits(np.where(p <= mm, 1, -1))
-    assert np.array_equal(bref, expect_bits), f"dense bits ref vs numpy (seed {seed})"
-    assert np.array_equal(bopt, bref), f"dense bits opt vs ref (seed {seed}, {driver.name})"
-    assert np.array_equal(aref.view(np.int32), acc), f"dense acc ref (seed {seed})"
-    assert np.array_equal(aopt.view(np.int32), acc), f"dense acc opt (seed {seed}, {driver.name})"
-    check_padding(bopt, n_out, f"dense (seed {seed})")
-
-
-def test_dense_many_chunks(driver, tmp_path):
-    """Rows of 8, 16 and 9 words exercise the assembly chunk loops and the C remainder."""
-    for n_in in (512, 257, 1000):
-        seed = 7 + n_in
-        rng = np.random.default_rng(seed)
-        n_out = 45
-        x, w = rand_pm1(rng, n_in), rand_pm1(rng, (n_out, n_in))
-        x[:] = 1 if n_in == 257 else x  # extreme: all agree / disagree rows
-        w[0] = -x
-        acc = w @ x
-        mm = ((n_in - acc) // 2).astype(np.int32)
-        out = driver([np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], tmp_path)
-        bref, bopt, aref, aopt = split(out, [2, 2, n_out, n_out])
-        assert np.array_equal(bopt, pack_bits(np.ones(n_out))), f"seed {seed}"
-        assert np.array_equal(aopt.view(np.int32), acc), f"seed {seed}, {driver.name}"
-
-
-@pytest.mark.parametrize("n_in", WIDTHS)
-@pytest.mark.parametrize("kind", [2, 3])
-def test_first_u8(driver, tmp_path, n_in, kind):
-    n_out = 33
-    seed = 2000 + kind * 1000 + n_in
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, size=n_in).astype(np.uint8)
-    x[0] = 255
-    if kind == 2:
-        w = rand_pm1(rng, (n_out, n_in))
-        wdata = pack_bits(w)
-    else:
-        w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
-        wdata = pad_words(w)
-    acc = w.astype(np.int64) @ x.astype(np.int64)
-    thr = (acc + rng.integers(-1, 2, size=n_out)).astype(np.int32)
-    out = driver([np.array([kind, n_in, n_out], np.uint32), pad_words(x), wdata, thr], tmp_path)
-    aref, aopt, bref, bopt = split(out, [n_out, n_out, 2, 2])
-    assert np.array_equal(aref.view(np.int32), acc), f"first kind {kind} ref (seed {seed})"
-    assert np.array_equal(aopt.view(np.int32), acc), f"first kind {kind} opt (seed {seed})"
-    expect = pack_bits(np.where(acc >= thr, 1, -1))
-    assert np.array_equal(bref, expect) and np.array_equal(bopt, expect), f"first bits (seed {seed})"
-    check_padding(bopt, n_out, f"first (seed {seed})")
-
-
-@pytest.mark.parametrize("n_in,n_out,fill", [(64, 256, None), (64, 70, 255), (40, 31, 0), (96, 40, None),
-                                             (8, 3, 255)])
-def test_first_u8_bin_tables(driver, tmp_path, n_in, n_out, fill):
-    """The byte-table path of bnn_first_u8_bin_*: the digits shape (64 x 256), the two-word fast
-    path with a partial last word, inputs past the 64 tabulated ones, extreme inputs."""
-    seed = 4000 + n_in * 3 + n_out
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, size=n_in).astype(np.uint8) if fill is None else np.full(n_in, fill, np.uint8)
-    w = rand_pm1(rng, (n_out, n_in))
-    w[0] = 1
-    acc = w.astype(np.int64) @ x.astype(np.int64)
-    thr = (acc + rng.integers(-1, 2, size=n_out)).astype(np.int32)
-    out = driver([np.array([2, n_in, n_out], np.uint32), pad_words(x), pack_bits(w), thr], tmp_path)
-    ow = (n_out + 31) // 32
-    aref, aopt, bref, bopt = split(out, [n_out, n_out, ow, ow])
-    assert np.array_equal(aref.view(np.int32), acc), f"first tables ref (seed {seed})"
-    assert np.array_equal(aopt.view(np.int32), acc), f"first tables acc (seed {seed}, {driver.name})"
-    expect = pack_bits(np.where(acc >= thr, 1, -1))
-    assert np.array_equal(bopt, expect) and np.array_equal(bref, expect), f"first tables bits (seed {seed})"
-    check_padding(bopt, n_out, f"first tables (seed {seed})")
-
-
-@pytest.mark.parametrize("n_in", WIDTHS)
-def test_last_bin_s8(driver, tmp_path, n_in):
-    n_out = 5
-    seed = 5000 + n_in
-    rng = np.random.default_rng(seed)
-    x = rand_pm1(rng, n_in)
-    w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
-    acc = w.astype(np.int64) @ x
-    out = driver([np.array([4, n_in, n_out], np.uint32), pack_bits(x), pad_words(w)], tmp_path)
-    aref, aopt = split(out, [n_out, n_out])
-    assert np.array_equal(aref.view(np.int32), acc) and np.array_equal(aopt.view(np.int32), acc), f"seed {seed}"
-
 
 def conv_reference(x, w, stride, pad):
     """x [H, W, C] (+-1 or uint8), w [O, KH, KW, C] +-1; zero padding contributes 0."""
@@ -232,54 +79,191 @@ def conv_reference(x, w, stride, pad):
     return acc
 
 
-@pytest.mark.parametrize(
-    "cin,cout,k,stride,pad",
-    [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2),
-     (32, 64, 3, 1, 0), (1, 33, 3, 1, 0), (3, 5, 2, 1, 1), (32, 33, 2, 2, 1), (256, 3, 1, 1, 0)]
-)
-@pytest.mark.parametrize("u8", [False, True])
-def test_conv(driver, tmp_path, cin, cout, k, stride, pad, u8):
-    seed = 6000 + cin * 10 + cout + (7 if u8 else 0)
+# ---------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    words: np.ndarray  # the case as uint32 words (kind first)
+    out_words: int  # words the driver writes for it
+    check: Callable[[np.ndarray, str], None]  # asserts on the driver's output (and the target name)
+
+
+CASES: dict[str, Case] = {}
+
+
+def add(name: str, arrays: list[np.ndarray], out_words: int, check) -> None:
+    words = np.concatenate([np.ascontiguousarray(w).view(np.uint32).ravel() for w in arrays]).astype(np.uint32)
+    assert name not in CASES
+    CASES[name] = Case(words, out_words, check)
+
+
+def dense_case(n_in: int, n_out: int, extreme: bool = False) -> None:
+    seed = 1000 + n_in * 100 + n_out + (7 if extreme else 0)
     rng = np.random.default_rng(seed)
-    h, wd = 5, 4
+    x, w = rand_pm1(rng, n_in), rand_pm1(rng, (n_out, n_in))
+    if extreme:  # all agree (row 1) / all disagree (row 0)
+        w[0], w[-1] = -x, x
+    acc = w @ x
+    p = (n_in - acc) // 2
+    mm = p + rng.integers(-1, 2, size=n_out)  # ties (p == M) included
+    mm[0] = -1 if not extreme else p[0]
+    if n_out > 2:
+        mm[1] = n_in
+    mm = np.clip(mm, -1, n_in).astype(np.int32)
+    ow = (n_out + 31) // 32
+
+    def check(out, target):
+        bref, bopt, aref, aopt = split(out, [ow, ow, n_out, n_out])
+        expect_bits = pack_bits(np.where(p <= mm, 1, -1))
+        assert np.array_equal(bref, expect_bits), f"dense bits ref vs numpy (seed {seed})"
+        assert np.array_equal(bopt, bref), f"dense bits opt vs ref (seed {seed}, {target})"
+        assert np.array_equal(aref.view(np.int32), acc), f"dense acc ref (seed {seed})"
+        assert np.array_equal(aopt.view(np.int32), acc), f"dense acc opt (seed {seed}, {target})"
+        check_padding(bopt, n_out, f"dense (seed {seed})")
+
+    add(f"dense-{n_in}x{n_out}{'-extreme' if extreme else ''}",
+        [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 2 * ow + 2 * n_out, check)
+
+
+# every row length 1..12 words and beyond (tail nw % 3 x group-count class), awkward widths
+DENSE_WIDTHS = [1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 129, 160, 161, 192, 224, 255, 256, 257, 288, 320,
+                352, 384, 1000]
+for _n in DENSE_WIDTHS:
+    for _o in (1, 33):
+        dense_case(_n, _o)
+for _n, _o in [(33, 1000), (257, 257), (1000, 65), (65, 31), (255, 63), (96, 32)]:
+    dense_case(_n, _o)
+for _n in (512, 257, 1000, 96, 4):
+    dense_case(_n, 45, extreme=True)
+
+
+def first_case(n_in: int, kind: int, n_out: int = 33, fill=None) -> None:
+    seed = 2000 + kind * 1000 + n_in + 17 * n_out + (0 if fill is None else 5 + fill)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=n_in).astype(np.uint8) if fill is None else np.full(n_in, fill, np.uint8)
+    x[0] = 255
+    if kind == 2:
+        w = rand_pm1(rng, (n_out, n_in))
+        w[0] = 1
+        wdata = pack_bits(w)
+    else:
+        w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
+        wdata = pad_words(w)
+    acc = w.astype(np.int64) @ x.astype(np.int64)
+    thr = (acc + rng.integers(-1, 2, size=n_out)).astype(np.int32)
+    ow = (n_out + 31) // 32
+
+    def check(out, target):
+        aref, aopt, bref, bopt = split(out, [n_out, n_out, ow, ow])
+        assert np.array_equal(aref.view(np.int32), acc), f"first kind {kind} ref (seed {seed})"
+        assert np.array_equal(aopt.view(np.int32), acc), f"first kind {kind} opt (seed {seed}, {target})"
+        expect = pack_bits(np.where(acc >= thr, 1, -1))
+        assert np.array_equal(bref, expect) and np.array_equal(bopt, expect), f"first bits (seed {seed}, {target})"
+        check_padding(bopt, n_out, f"first (seed {seed})")
+
+    add(f"first{kind}-{n_in}x{n_out}-{fill}", [np.array([kind, n_in, n_out], np.uint32), pad_words(x), wdata, thr],
+        2 * n_out + 2 * ow, check)
+
+
+for _n in [1, 31, 32, 33, 63, 64, 65, 256, 257]:
+    first_case(_n, 2)
+    first_case(_n, 3)
+# the byte-table path of bnn_first_u8_bin_*: digits shape, two-word fast path, inputs past the
+# 64 tabulated ones, extreme inputs
+for _n, _o, _f in [(64, 256, None), (64, 70, 255), (40, 31, 0), (96, 40, None), (8, 3, 255), (1000, 5, None)]:
+    first_case(_n, 2, _o, _f)
+
+
+def last_case(n_in: int) -> None:
+    n_out = 5
+    seed = 5000 + n_in
+    rng = np.random.default_rng(seed)
+    x = rand_pm1(rng, n_in)
+    w = rng.integers(-127, 128, size=(n_out, n_in)).astype(np.int8)
+    acc = w.astype(np.int64) @ x
+
+    def check(out, target):
+        aref, aopt = split(out, [n_out, n_out])
+        assert np.array_equal(aref.view(np.int32), acc), f"last ref (seed {seed})"
+        assert np.array_equal(aopt.view(np.int32), acc), f"last opt (seed {seed}, {target})"
+
+    add(f"last-{n_in}", [np.array([4, n_in, n_out], np.uint32), pack_bits(x), pad_words(w)], 2 * n_out, check)
+
+
+for _n in [1, 31, 32, 33, 63, 64, 65, 256, 257, 1000]:
+    last_case(_n)
+
+
+def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
+    seed = 6000 + cin * 10 + cout + 3 * k + 5 * stride + 11 * pad + (7 if u8 else 0) + h * 1000 + wd * 100
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(h, wd, cin)).astype(np.uint8) if u8 else rand_pm1(rng, (h, wd, cin))
     w = rand_pm1(rng, (cout, k, k, cin))
     acc = conv_reference(x, w, (stride, stride), (pad, pad))
     oh, ow = acc.shape[:2]
-    thr = (acc[0, 0] + rng.integers(-1, 2, size=cout)).astype(np.int32)
+    # thresholds near an interior and a border accumulator: ties on both kinds of position
+    thr = (acc[oh // 2, ow // 2] + rng.integers(-1, 2, size=cout)).astype(np.int64)
+    thr[::3] = acc[0, 0, ::3]
+    thr[0] = np.iinfo(np.int32).min  # always +1
+    if cout > 1:
+        thr[1] = np.iinfo(np.int32).max  # never +1
+    thr = thr.astype(np.int32)
     params = np.array([6 if u8 else 5, h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], np.uint32)
     xdata = pad_words(x) if u8 else pack_bits(x)
-    out = driver([params, xdata, pack_bits(w), thr], tmp_path)
     nb = oh * ow * ((cout + 31) // 32)
-    bref, bopt, aref, aopt = split(out, [nb, nb, acc.size, acc.size])
-    assert np.array_equal(aref.view(np.int32), acc.ravel()), f"conv acc ref (seed {seed})"
-    assert np.array_equal(aopt.view(np.int32), acc.ravel()), f"conv acc opt (seed {seed}, {driver.name})"
-    expect = pack_bits(np.where(acc >= thr, 1, -1)).ravel()
-    assert np.array_equal(bref, expect) and np.array_equal(bopt, expect), f"conv bits (seed {seed})"
-    check_padding(bopt, cout, f"conv (seed {seed})")
+
+    def check(out, target):
+        bref, bopt, aref, aopt = split(out, [nb, nb, acc.size, acc.size])
+        assert np.array_equal(aref.view(np.int32), acc.ravel()), f"conv acc ref (seed {seed})"
+        assert np.array_equal(aopt.view(np.int32), acc.ravel()), f"conv acc opt (seed {seed}, {target})"
+        expect = pack_bits(np.where(acc >= thr, 1, -1)).ravel()
+        assert np.array_equal(bref, expect), f"conv bits ref (seed {seed})"
+        assert np.array_equal(bopt, expect), f"conv bits opt (seed {seed}, {target})"
+        check_padding(bopt, cout, f"conv (seed {seed})")
+
+    add(f"conv{'u8' if u8 else ''}-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, xdata, pack_bits(w), thr],
+        2 * nb + 2 * acc.size, check)
 
 
-@pytest.mark.parametrize("c", [1, 31, 33, 64, 65])
-@pytest.mark.parametrize("k,stride", [(2, 2), (3, 2), (2, 1)])
-def test_maxpool(driver, tmp_path, c, k, stride):
+CONV_SHAPES = [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2),
+               (32, 64, 3, 1, 0), (1, 33, 3, 1, 0), (3, 5, 2, 1, 1), (32, 33, 2, 2, 1), (256, 3, 1, 1, 0),
+               (16, 16, 3, 1, 1), (16, 31, 3, 2, 1), (5, 65, 3, 1, 1), (28, 32, 3, 2, 0), (63, 2, 3, 1, 1),
+               (255, 2, 3, 2, 1), (257, 2, 3, 1, 1), (1000, 2, 1, 1, 0), (8, 1000, 3, 1, 1), (1, 257, 3, 2, 1)]
+for _sh in CONV_SHAPES:
+    conv_case(*_sh, u8=False)
+    conv_case(*_sh, u8=True)
+conv_case(16, 33, 3, 1, 1, False, h=1, wd=1)  # the window is all padding but the centre
+conv_case(16, 33, 3, 1, 2, False, h=2, wd=7)  # windows clipped on both sides
+conv_case(32, 40, 3, 1, 1, False, h=9, wd=9)  # every border class, 2 chunks of channels
+
+
+def maxpool_case(c, k, stride) -> None:
     seed = 8000 + c * 10 + k + stride
     rng = np.random.default_rng(seed)
     h, wd = 7, 6
     x = rand_pm1(rng, (h, wd, c))
     oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
-    ref = np.array([[x[y * stride : y * stride + k, xx * stride : xx * stride + k].max(axis=(0, 1))
+    ref = np.array([[x[y * stride:y * stride + k, xx * stride:xx * stride + k].max(axis=(0, 1))
                      for xx in range(ow)] for y in range(oh)])
-    params = np.array([7, h, wd, c, oh, ow, k, k, stride, stride], np.uint32)
-    out = driver([params, pack_bits(x)], tmp_path)
     n = oh * ow * ((c + 31) // 32)
-    r, o = split(out, [n, n])
-    expect = pack_bits(ref).ravel()
-    assert np.array_equal(r, expect) and np.array_equal(o, expect), f"maxpool (seed {seed})"
-    check_padding(o, c, f"maxpool (seed {seed})")
+
+    def check(out, target):
+        r, o = split(out, [n, n])
+        expect = pack_bits(ref).ravel()
+        assert np.array_equal(r, expect) and np.array_equal(o, expect), f"maxpool (seed {seed}, {target})"
+        check_padding(o, c, f"maxpool (seed {seed})")
+
+    add(f"maxpool-{c}-k{k}s{stride}", [np.array([7, h, wd, c, oh, ow, k, k, stride, stride], np.uint32),
+                                       pack_bits(x)], 2 * n, check)
 
 
-@pytest.mark.parametrize("channels", [1, 31, 32, 33, 65])
-def test_threshold(driver, tmp_path, channels):
+for _c in [1, 31, 33, 64, 65, 257]:
+    for _k, _s in [(2, 2), (3, 2), (2, 1)]:
+        maxpool_case(_c, _k, _s)
+
+
+def threshold_case(channels) -> None:
     seed = 9000 + channels
     rng = np.random.default_rng(seed)
     pos = 3
@@ -289,16 +273,23 @@ def test_threshold(driver, tmp_path, channels):
     acc[0, 0] = np.iinfo(np.int32).max
     direction = rng.choice(np.array([-1, 1], np.int8), size=channels)
     expect_pm = np.where(direction >= 0, acc.astype(np.int64) >= thr, acc.astype(np.int64) <= thr)
-    out = driver([np.array([8, pos, channels], np.uint32), acc, thr, pad_words(direction)], tmp_path)
     n = pos * ((channels + 31) // 32)
-    r, o = split(out, [n, n])
-    expect = pack_bits(np.where(expect_pm, 1, -1)).ravel()
-    assert np.array_equal(r, expect) and np.array_equal(o, expect), f"threshold (seed {seed})"
-    check_padding(o, channels, f"threshold (seed {seed})")
+
+    def check(out, target):
+        r, o = split(out, [n, n])
+        expect = pack_bits(np.where(expect_pm, 1, -1)).ravel()
+        assert np.array_equal(r, expect) and np.array_equal(o, expect), f"threshold (seed {seed}, {target})"
+        check_padding(o, channels, f"threshold (seed {seed})")
+
+    add(f"threshold-{channels}", [np.array([8, pos, channels], np.uint32), acc, thr, pad_words(direction)], 2 * n,
+        check)
 
 
-@pytest.mark.parametrize("w0,in_frac,out_frac,table_bits", [(20.0, 16, 15, 8), (1.0, 12, 14, 10), (-3.5, 20, 29, 4)])
-def test_periodic(driver, tmp_path, w0, in_frac, out_frac, table_bits):
+for _c in [1, 31, 32, 33, 65, 257, 1000]:
+    threshold_case(_c)
+
+
+def periodic_case(w0, in_frac, out_frac, table_bits) -> None:
     seed = int(abs(w0) * 10) + in_frac
     rng = np.random.default_rng(seed)
     p = pt.make_params(w0, in_frac, out_frac, table_bits)
@@ -309,11 +300,111 @@ def test_periodic(driver, tmp_path, w0, in_frac, out_frac, table_bits):
     table = pt.table("sine", table_bits, out_frac)
     head = np.array([9, out_frac, p.phase_mul & 0xFFFFFFFF, p.phase_shift, table_bits, p.lin_a & 0xFFFFFFFF,
                      p.lin_n, x.size], np.uint32)
-    out = driver([head, table, x], tmp_path).view(np.int32)
-    lut, tay, lin = split(out, [x.size] * 3)
-    assert np.array_equal(lut, pt.lut_eval(p, table, x)), f"periodic lut (seed {seed})"
-    assert np.array_equal(tay, pt.taylor_eval(p, x)), f"periodic taylor (seed {seed})"
-    assert np.array_equal(lin, pt.linear_eval(p, x)), f"periodic linear (seed {seed})"
+
+    def check(out, target):
+        lut, tay, lin = split(out.view(np.int32), [x.size] * 3)
+        assert np.array_equal(lut, pt.lut_eval(p, table, x)), f"periodic lut (seed {seed}, {target})"
+        assert np.array_equal(tay, pt.taylor_eval(p, x)), f"periodic taylor (seed {seed}, {target})"
+        assert np.array_equal(lin, pt.linear_eval(p, x)), f"periodic linear (seed {seed}, {target})"
+
+    add(f"periodic-{w0}-{in_frac}-{out_frac}-{table_bits}", [head, table, x], 3 * x.size, check)
+
+
+for _args in [(20.0, 16, 15, 8), (1.0, 12, 14, 10), (-3.5, 20, 29, 4)]:
+    periodic_case(*_args)
+
+
+# ---------------------------------------------------------------- build and run (one image per target)
+
+
+def _sources() -> list[str]:
+    return [str(FW / "tests" / "kernel_driver.c"), *map(str, sorted((FW / "src").glob("bnn_*.c")))]
+
+
+def _build(tmp: Path, target: str) -> list[str]:
+    if target.startswith("host-"):
+        if shutil.which("gcc") is None:
+            pytest.fail("gcc not found: apt-get install gcc")
+        exe = tmp / "kd"
+        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-fsanitize=address,undefined",
+                        "-fno-sanitize-recover=all", "-DBNN_HOST", f"-DBNN_POPCOUNT={STRATEGIES[target[5:]]}",
+                        f"-I{FW / 'include'}", f"-I{FW / 'harness'}", *_sources(), "-o", str(exe)], check=True)
+        return [str(exe)]
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm")
+    t = get_target(target)
+    elf = tmp / "kd.elf"
+    subprocess.run(["arm-none-eabi-gcc", *t.cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                    "-fno-tree-loop-distribute-patterns", f"-DBUF_WORDS={BUF_WORDS.get(target, 1 << 17)}",
+                    f"-I{FW / 'include'}", f"-I{FW / 'harness'}", *_sources(), str(FW / "harness" / "startup.c"),
+                    str(FW / "harness" / "semihost.c"), "-nostartfiles", "-specs=nano.specs", "-specs=nosys.specs",
+                    f"-L{FW / 'harness'}", "-T", str(FW / "harness" / f"mem_{target}.ld"), "-o", str(elf)],
+                   check=True)
+    return ["qemu-system-arm", "-M", t.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
+            "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+
+
+def _run_batch(cmd: list[str], names: list[str], tmp: Path) -> dict[str, np.ndarray]:
+    words = [np.array([len(names)], np.uint32)]
+    for n in names:
+        words += [np.array([CASES[n].words.size], np.uint32), CASES[n].words]
+    np.concatenate(words).astype("<u4").tofile(tmp / "case.bin")
+    proc = subprocess.run(cmd, cwd=tmp, timeout=300)
+    assert proc.returncode == 0, f"kernel driver {cmd[0]} exited with {proc.returncode} on cases {names}"
+    out = np.fromfile(tmp / "out.bin", dtype="<u4")
+    res, i = {}, 0
+    for n in names:
+        size = int(out[i])
+        assert size == CASES[n].out_words, f"{n}: driver wrote {size} words, expected {CASES[n].out_words}"
+        res[n] = out[i + 1:i + 1 + size]
+        i += 1 + size
+    assert i == out.size
+    return res
+
+
+@pytest.fixture(scope="module", params=[*[f"host-{s}" for s in STRATEGIES], *ARM_TARGETS])
+def results(request, tmp_path_factory):
+    """Every case's output on one target: one build, batches as large as the driver buffers."""
+    target = request.param
+    tmp = tmp_path_factory.mktemp(target)
+    cmd = _build(tmp, target)
+    cap = BUF_WORDS.get(target, 1 << 17) - 1 if target.startswith("cortex") else 1 << 17
+    res: dict[str, np.ndarray | str] = {}
+    batch, used_in, used_out = [], 1, 0
+    for name, c in CASES.items():
+        if c.words.size + 2 > cap or c.out_words + 1 > cap:
+            res[name] = f"case larger than the {target} driver buffers ({cap + 1} words; 16 KiB RAM on the micro:bit)"
+            continue
+        if used_in + c.words.size + 1 > cap or used_out + c.out_words + 1 > cap:
+            res.update(_run_batch(cmd, batch, tmp))
+            batch, used_in, used_out = [], 1, 0
+        batch.append(name)
+        used_in += c.words.size + 1
+        used_out += c.out_words + 1
+    if batch:
+        res.update(_run_batch(cmd, batch, tmp))
+    res["__target__"] = target
+    return res
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_kernel(results, name):
+    out = results[name]
+    if isinstance(out, str):
+        pytest.skip(out)
+    CASES[name].check(out, results["__target__"])
+
+
+def test_case_coverage():
+    """The cases reach every variant of the Thumb-2 dense kernel (tail words x group class) and
+    every awkward size the issue names, as inputs, outputs and channels."""
+    classes = {((n + 31) // 32 % 3, min((n + 31) // 32 // 3, 2) + ((n + 31) // 32 // 3 >= 3 and (n + 31) // 32 // 3 % 2))
+               for n in DENSE_WIDTHS}
+    assert len(classes) == 11, classes
+    names = " ".join(CASES)
+    for size in (1, 31, 32, 33, 63, 65, 255, 257, 1000):
+        assert f"dense-{size}x" in names and (f"x{size} " in names + " " or f"x{size}-" in names), size
 
 
 def test_periodic_error_bounds():

@@ -36,10 +36,11 @@
  *                             counts of 3 words added before one byte stage, byte
  *                             counts of a whole chunk added before one horizontal sum
  *                             (USADA8 on cores with the DSP extension, shifts
- *                             otherwise); on Thumb-2 cores the 8-word chunk is
- *                             assembly in bnn_bits.c (LDM/LDRD loads, carry-save adders,
- *                             shifted-operand ALU ops, Thumb-2 replicated immediates);
- *                             on ARMv6-M and the host it is portable C.
+ *                             otherwise); the binary dense / conv kernels use groups of
+ *                             3 words (bnn__group3_nibbles), in Thumb-2 assembly
+ *                             (bnn_bits.c: LDM loads, shifted-operand ALU ops, Thumb-2
+ *                             replicated immediates) on ARMv7-M / ARMv8-M mainline,
+ *                             portable C on ARMv6-M and the host.
  *   Default: MULTI.
  */
 #ifndef BNN_BITS_H
@@ -136,33 +137,110 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
 #if BNN_THUMB2_ASM && BNN_POPCOUNT == BNN_POPCOUNT_MULTI
 #define BNN_MULTI_ASM 1
 /*
- * Thumb-2 assembly (bnn_bits.c), 8-word chunks.  Per chunk of 8 words: 3-word carry-save
- * adders (ones/twos) on words 0-2 and 3-5, SWAR 2-bit and weighted 4-bit stages, one
- * byte stage per group, USADA8 (or shifts on cores without DSP) for the horizontal sum.
- *
- * bnn__xor_popcount_chunks_t2: popcount(a[0..8n) ^ w[0..8n)), n >= 1.
- * bnn__dense_bits_k8_t2: rows of exactly 8 words; for each row j (weights w + 8j),
- *   bit = (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31)
- *   until the sentinel bit of `sentinel` falls out at bit 0, i.e. for cnt rows when
- *   sentinel = 1 << (cnt - 1); returns the word (row j of the call at bit 32 - cnt + j).
- *   max_mismatch must lie in [-1, 8*32].
+ * Thumb-2 assembly (bnn_bits.c), any row length nw = 3 g + R words, one function per tail
+ * length R and group-count class C (0: g = 0, 1: g = 1, 2: g even >= 2, 3: g odd >= 3):
+ * bnn__dbt2_<R><C>0(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
+ *   for each row j < cnt (weights w + j * nw, nw words), p_j = popcount(in ^ w_j) and the
+ *   bit (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31); returns
+ *   the word (row j at bit 32 - cnt + j).  max_mismatch must lie in [-1, 32 * nw].
+ *   Per row: R tail words, then groups of 3 words: 2-bit counts with the third word's bits
+ *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
+ *   stage (derivation in bnn_bits.c).  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
+ *   p[j] instead (same rows).  bnn__dense_bits_t2 (bnn_dense.h) picks the function.
  */
-uint32_t bnn__xor_popcount_chunks_t2(const bnn_word_t *a, const bnn_word_t *w, uint32_t n);
-uint32_t bnn__dense_bits_k8_t2(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch,
-                               uint32_t sentinel);
+typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_010(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_020(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_030(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_100(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_110(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_120(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_130(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_200(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_210(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_220(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_230(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_011(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_021(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_031(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_101(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_111(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_121(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_131(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_201(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_211(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_221(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+
+/* Helium (MVE integer, Cortex-M55): the row kernels of bnn_dense_mve.c replace the Thumb-2
+ * variants (same contract; -DBNN_NO_MVE keeps the scalar ones). */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && !defined(BNN_NO_MVE)
+#define BNN_MVE 1
+uint32_t bnn__dbt_mve(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 #else
-#define BNN_MULTI_ASM 0
+#define BNN_MVE 0
 #endif
 
-/* Portable byte counts of popcount(a[0..7] ^ w[0..7]) (each byte <= 64). */
-BNN_INLINE uint32_t bnn__chunk8_bytes_c(const bnn_word_t *a, const bnn_word_t *w)
+/* The variant for rows of nw >= 1 words, mode 0 (bits) or 1 (popcounts); a constant when
+ * nw and mode are. */
+BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
-    uint32_t g0 = bnn__nib4(bnn__nib2(a[0] ^ w[0])) + bnn__nib4(bnn__nib2(a[1] ^ w[1])) +
-                  bnn__nib4(bnn__nib2(a[2] ^ w[2]));
-    uint32_t g1 = bnn__nib4(bnn__nib2(a[3] ^ w[3])) + bnn__nib4(bnn__nib2(a[4] ^ w[4])) +
-                  bnn__nib4(bnn__nib2(a[5] ^ w[5]));
-    uint32_t g2 = bnn__nib4(bnn__nib2(a[6] ^ w[6])) + bnn__nib4(bnn__nib2(a[7] ^ w[7]));
-    return bnn__bytes(g0) + bnn__bytes(g1) + bnn__bytes(g2);
+#if BNN_MVE
+    (void)nw;
+    return mode ? bnn__dbt_mve_pop : bnn__dbt_mve;
+#endif
+    const uint32_t g = nw / 3u;
+    const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
+    switch (mode * 12u + (nw % 3u) * 4u + c) {
+    case 1u: return bnn__dbt2_010;
+    case 2u: return bnn__dbt2_020;
+    case 3u: return bnn__dbt2_030;
+    case 4u: return bnn__dbt2_100;
+    case 5u: return bnn__dbt2_110;
+    case 6u: return bnn__dbt2_120;
+    case 7u: return bnn__dbt2_130;
+    case 8u: return bnn__dbt2_200;
+    case 9u: return bnn__dbt2_210;
+    case 10u: return bnn__dbt2_220;
+    case 11u: return bnn__dbt2_230;
+    case 13u: return bnn__dbt2_011;
+    case 14u: return bnn__dbt2_021;
+    case 15u: return bnn__dbt2_031;
+    case 16u: return bnn__dbt2_101;
+    case 17u: return bnn__dbt2_111;
+    case 18u: return bnn__dbt2_121;
+    case 19u: return bnn__dbt2_131;
+    case 20u: return bnn__dbt2_201;
+    case 21u: return bnn__dbt2_211;
+    case 22u: return bnn__dbt2_221;
+    case 23u: return bnn__dbt2_231;
+    default: return bnn__dbt2_010; /* unreachable: nw >= 1 */
+    }
+}
+#else
+#define BNN_MULTI_ASM 0
+#define BNN_MVE 0
+#endif
+
+/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernel, bits mode only (bnn_bits.c). */
+#if defined(__arm__) && defined(__ARM_ARCH_6M__) && BNN_POPCOUNT == BNN_POPCOUNT_MULTI && !defined(BNN_NO_ASM)
+#define BNN_M0_ASM 1
+uint32_t bnn__dbt_m0(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt);
+#else
+#define BNN_M0_ASM 0
+#endif
+
+/*
+ * Portable group of 3 words (already xored): nibble counts, each nibble <= 12.
+ * 2-bit counts of x and y (<= 2 per field), the even / odd bits of z added into their spare
+ * capacity (<= 3 per field), then 4-bit fields.  Same arithmetic as the assembly above.
+ */
+BNN_INLINE uint32_t bnn__group3_nibbles(uint32_t x, uint32_t y, uint32_t z)
+{
+    x = x - ((x >> 1) & 0x55555555u) + (z & 0x55555555u);
+    y = y - ((y >> 1) & 0x55555555u) + ((z >> 1) & 0x55555555u);
+    return (x & 0x33333333u) + ((x >> 2) & 0x33333333u) + (y & 0x33333333u) + ((y >> 2) & 0x33333333u);
 }
 
 /* acc + (sum of the four bytes of b); b's bytes may each be up to 255. */
@@ -178,9 +256,23 @@ BNN_INLINE uint32_t bnn__acc_bytes(uint32_t acc, uint32_t b)
 #endif
 }
 
+/* Portable byte counts of popcount(a[0..7] ^ w[0..7]) (each byte <= 64). */
+BNN_INLINE uint32_t bnn__chunk8_bytes_c(const bnn_word_t *a, const bnn_word_t *w)
+{
+    uint32_t g0 = bnn__nib4(bnn__nib2(a[0] ^ w[0])) + bnn__nib4(bnn__nib2(a[1] ^ w[1])) +
+                  bnn__nib4(bnn__nib2(a[2] ^ w[2]));
+    uint32_t g1 = bnn__nib4(bnn__nib2(a[3] ^ w[3])) + bnn__nib4(bnn__nib2(a[4] ^ w[4])) +
+                  bnn__nib4(bnn__nib2(a[5] ^ w[5]));
+    uint32_t g2 = bnn__nib4(bnn__nib2(a[6] ^ w[6])) + bnn__nib4(bnn__nib2(a[7] ^ w[7]));
+    return bnn__bytes(g0) + bnn__bytes(g1) + bnn__bytes(g2);
+}
+
 /*
  * popcount(a[0..n) xor w[0..n)) with the selected strategy.  *pw is advanced by n words
- * (so a caller walking weight rows keeps one pointer).
+ * (so a caller walking weight rows keeps one pointer).  MULTI (portable C: ARMv6-M, host,
+ * and the Thumb-2 cores' integer-logit and border paths): 8-word chunks of per-word 2-bit /
+ * 4-bit stages, nibble counts of 3 words added before one byte stage, byte counts of a chunk
+ * added before one horizontal sum.
  */
 BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t **pw, uint32_t n)
 {
@@ -188,18 +280,10 @@ BNN_INLINE uint32_t bnn_xor_popcount_adv(const bnn_word_t *a, const bnn_word_t *
     uint32_t p = 0;
     uint32_t i = 0;
 #if BNN_POPCOUNT == BNN_POPCOUNT_MULTI
-#if BNN_MULTI_ASM
-    if (n >= 8u) {
-        p = bnn__xor_popcount_chunks_t2(a, w, n / 8u);
-        i = n & ~7u;
-        w += i;
-    }
-#else
     for (; i + 8u <= n; i += 8u) {
         p = bnn__acc_bytes(p, bnn__chunk8_bytes_c(a + i, w));
         w += 8;
     }
-#endif
     {
         uint32_t bytes = 0;
         for (; i < n; ++i) {

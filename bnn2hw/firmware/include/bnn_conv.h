@@ -34,8 +34,44 @@ typedef struct {
 
 void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        const int32_t *thr, bnn_word_t *out);
-void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   const int32_t *thr, bnn_word_t *out);
+void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    const int32_t *thr, bnn_word_t *out);
+
+/*
+ * bnn_conv_bits runs the conv as a dense layer over gathered patches with the dense row
+ * kernel (bnn_conv.c).  On Thumb-2 the row-kernel variants (bits over the patch words,
+ * popcounts over cw words for the padding correction) are picked here, inline, so that
+ * generated code (constant params) links only those.
+ */
+#if BNN_MULTI_ASM
+typedef bnn__dbt2_fn bnn_conv_rows_fn;
+#define BNN__CONV_ROWS_FN(p) bnn__dbt2_pick(bnn__conv_row_words(p), 0u)
+#define BNN__CONV_POP_FN(p) bnn__dbt2_pick(BNN_WORDS((p)->cin), 1u)
+#elif BNN_M0_ASM
+typedef uint32_t (*bnn_conv_rows_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#define BNN__CONV_ROWS_FN(p) ((void)(p), bnn__dbt_m0)
+#define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
+#else
+typedef void *bnn_conv_rows_fn;
+#define BNN__CONV_ROWS_FN(p) ((void)(p), (bnn_conv_rows_fn)0)
+#define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
+#endif
+/* Words per weight row as the conv kernel runs it: taps packed back to back when cin is
+ * small and the chunk's packed rows fit BNN_CONV_DENSE_WORDS words (bnn_conv.c). */
+#ifndef BNN_CONV_DENSE_WORDS
+#define BNN_CONV_DENSE_WORDS 160u
+#endif
+BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
+{
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t nd = BNN_WORDS(taps * p->cin);
+    const uint32_t n = taps * BNN_WORDS(p->cin);
+    return p->cin % 32u != 0u && 32u * nd <= BNN_CONV_DENSE_WORDS && nd < n ? nd : n;
+}
+void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+#define bnn_conv_bits(p, in, w, thr, out) \
+    bnn__conv_bits_rows(p, in, w, thr, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 

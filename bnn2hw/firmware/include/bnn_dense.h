@@ -23,12 +23,68 @@ typedef struct {
 
 void bnn_dense_bits_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                         const int32_t *max_mismatch, bnn_word_t *out);
-void bnn_dense_bits(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                    const int32_t *max_mismatch, bnn_word_t *out);
+void(bnn_dense_bits)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                     const int32_t *max_mismatch, bnn_word_t *out);
+
+#if BNN_MULTI_ASM
+/*
+ * Thumb-2: bnn_dense_bits is this inline dispatcher (the out-of-line function of the same
+ * name in bnn_dense.c calls it too).  In generated code the params struct is a static const
+ * with constant fields, so the compiler folds bnn__dbt2_pick() to the one assembly variant
+ * the layer needs and the linker (--gc-sections) keeps only that one.
+ */
+BNN_INLINE void bnn__dense_bits_t2(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   const int32_t *max_mismatch, bnn_word_t *out)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 0u);
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const uint32_t left = p->n_out - o;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        const uint32_t bits = fn(in, w, max_mismatch + o, (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+        *out++ = bits >> (32u - cnt);
+    }
+}
+#define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_t2(p, in, w, max_mismatch, out)
+
+/* Integer logits: the popcount variant writes p into acc, then acc = n_in - 2 p in place. */
+BNN_INLINE void bnn__dense_acc_t2(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                  int32_t *acc)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 1u);
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const uint32_t left = p->n_out - o;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        (void)fn(in, w, (const int32_t *)(acc + o), (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+    }
+    for (uint32_t o = 0; o < p->n_out; ++o) {
+        acc[o] = (int32_t)p->n_in - 2 * acc[o];
+    }
+}
+#define bnn_dense_acc(p, in, w, acc) bnn__dense_acc_t2(p, in, w, acc)
+#elif BNN_M0_ASM
+/* Cortex-M0: the Thumb-1 row kernel for the hidden layers (integer logits stay portable C). */
+BNN_INLINE void bnn__dense_bits_m0(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   const int32_t *max_mismatch, bnn_word_t *out)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const uint32_t left = p->n_out - o;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        const uint32_t bits = bnn__dbt_m0(in, w, max_mismatch + o, (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+        *out++ = bits >> (32u - cnt);
+    }
+}
+#define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_m0(p, in, w, max_mismatch, out)
+#endif
 
 void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        int32_t *acc);
-void bnn_dense_acc(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   int32_t *acc);
+void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    int32_t *acc);
 
 #endif /* BNN_DENSE_H */

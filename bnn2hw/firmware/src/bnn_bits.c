@@ -8,128 +8,286 @@
 
 const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
 
-#if BNN_MULTI_ASM
+#if BNN_MULTI_ASM || BNN_M0_ASM
 #define BNN_UNUSED __attribute__((unused))
-
-/*
- * One 8-word chunk: in r0 (not advanced), weights r1 (advanced by 32 bytes), r12 = 0.
- * Leaves the byte counts (each byte <= 64) in r5; clobbers r4-r11.
- * Words 0-2 and 3-5: carry-save adder -> ones o, twos t; 2-bit stage x - ((x&0xAA..)>>1);
- * weighted 4-bit stage o_lo + o_hi/4 + 2 t_lo + 2 t_hi/4 (nibbles <= 12); byte stage.
- * Words 6-7: plain SWAR to nibbles <= 8, byte stage.
- */
-#define BNN_CHUNK8                                                                        \
-    "ldm r0, {r4-r7}\n\t"                                                                 \
-    "ldm r1!, {r8-r11}\n\t"                                                               \
-    "eor r4, r4, r8\n\t"                                                                  \
-    "eor r5, r5, r9\n\t"                                                                  \
-    "eor r6, r6, r10\n\t"                                                                 \
-    "eor r7, r7, r11\n\t"                                                                 \
-    "eor r8, r4, r5\n\t"                                                                  \
-    "and r4, r4, r5\n\t"                                                                  \
-    "eor r5, r8, r6\n\t"                                                                  \
-    "and r8, r8, r6\n\t"                                                                  \
-    "orr r4, r4, r8\n\t"                                                                  \
-    "and r8, r5, #0xAAAAAAAA\n\t"                                                         \
-    "sub r5, r5, r8, lsr #1\n\t"                                                          \
-    "and r8, r4, #0xAAAAAAAA\n\t"                                                         \
-    "sub r4, r4, r8, lsr #1\n\t"                                                          \
-    "and r8, r5, #0xCCCCCCCC\n\t"                                                         \
-    "and r5, r5, #0x33333333\n\t"                                                         \
-    "add r5, r5, r8, lsr #2\n\t"                                                          \
-    "and r8, r4, #0xCCCCCCCC\n\t"                                                         \
-    "and r4, r4, #0x33333333\n\t"                                                         \
-    "add r5, r5, r4, lsl #1\n\t"                                                          \
-    "add r5, r5, r8, lsr #1\n\t"                                                          \
-    "and r8, r5, #0xF0F0F0F0\n\t"                                                         \
-    "and r5, r5, #0x0F0F0F0F\n\t"                                                         \
-    "add r5, r5, r8, lsr #4\n\t"                                                          \
-    "ldm r1!, {r8-r11}\n\t"                                                               \
-    "ldrd r4, r6, [r0, #16]\n\t"                                                          \
-    "eor r8, r8, r4\n\t"                                                                  \
-    "eor r9, r9, r6\n\t"                                                                  \
-    "ldrd r4, r6, [r0, #24]\n\t"                                                          \
-    "eor r10, r10, r4\n\t"                                                                \
-    "eor r11, r11, r6\n\t"                                                                \
-    "eor r4, r7, r8\n\t"                                                                  \
-    "and r7, r7, r8\n\t"                                                                  \
-    "eor r8, r4, r9\n\t"                                                                  \
-    "and r4, r4, r9\n\t"                                                                  \
-    "orr r7, r7, r4\n\t"                                                                  \
-    "and r4, r8, #0xAAAAAAAA\n\t"                                                         \
-    "sub r8, r8, r4, lsr #1\n\t"                                                          \
-    "and r4, r7, #0xAAAAAAAA\n\t"                                                         \
-    "sub r7, r7, r4, lsr #1\n\t"                                                          \
-    "and r4, r8, #0xCCCCCCCC\n\t"                                                         \
-    "and r8, r8, #0x33333333\n\t"                                                         \
-    "add r8, r8, r4, lsr #2\n\t"                                                          \
-    "and r4, r7, #0xCCCCCCCC\n\t"                                                         \
-    "and r7, r7, #0x33333333\n\t"                                                         \
-    "add r8, r8, r7, lsl #1\n\t"                                                          \
-    "add r8, r8, r4, lsr #1\n\t"                                                          \
-    "and r4, r8, #0xF0F0F0F0\n\t"                                                         \
-    "and r8, r8, #0x0F0F0F0F\n\t"                                                         \
-    "add r8, r8, r4, lsr #4\n\t"                                                          \
-    "add r5, r5, r8\n\t"                                                                  \
-    "and r4, r10, #0xAAAAAAAA\n\t"                                                        \
-    "sub r10, r10, r4, lsr #1\n\t"                                                        \
-    "and r4, r11, #0xAAAAAAAA\n\t"                                                        \
-    "sub r11, r11, r4, lsr #1\n\t"                                                        \
-    "and r4, r10, #0xCCCCCCCC\n\t"                                                        \
-    "and r10, r10, #0x33333333\n\t"                                                       \
-    "add r10, r10, r4, lsr #2\n\t"                                                        \
-    "and r4, r11, #0xCCCCCCCC\n\t"                                                        \
-    "and r11, r11, #0x33333333\n\t"                                                       \
-    "add r10, r10, r11\n\t"                                                               \
-    "add r10, r10, r4, lsr #2\n\t"                                                        \
-    "and r4, r10, #0xF0F0F0F0\n\t"                                                        \
-    "and r10, r10, #0x0F0F0F0F\n\t"                                                       \
-    "add r5, r5, r10\n\t"                                                                 \
-    "add r5, r5, r4, lsr #4\n\t"
-
-#if BNN_HAVE_USADA8
-/* r4 = r4 + sum of the bytes of r5 */
-#define BNN_HSUM_R5_INTO_R4 "usada8 r4, r5, r12, r4\n\t"
-#else
-/* bytes <= 64: pairwise byte sums (<= 128), keep bytes 0 and 2, fold the halves
- * (sum <= 256, 9 bits) */
-#define BNN_HSUM_R5_INTO_R4                                                               \
-    "add r5, r5, r5, lsr #8\n\t"                                                          \
-    "and r5, r5, #0x00FF00FF\n\t"                                                         \
-    "add r5, r5, r5, lsr #16\n\t"                                                         \
-    "ubfx r5, r5, #0, #9\n\t"                                                             \
-    "add r4, r4, r5\n\t"
 #endif
 
-__attribute__((naked)) uint32_t bnn__xor_popcount_chunks_t2(const bnn_word_t *a BNN_UNUSED,
-                                                            const bnn_word_t *w BNN_UNUSED,
-                                                            uint32_t n BNN_UNUSED)
-{
-    __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "mov r12, #0\n\t"
-                     "mov lr, #0\n\t"
-                     "1:\n\t" BNN_CHUNK8 "mov r4, lr\n\t" BNN_HSUM_R5_INTO_R4 "mov lr, r4\n\t"
-                     "add r0, r0, #32\n\t"
-                     "subs r2, r2, #1\n\t"
-                     "bne 1b\n\t"
-                     "mov r0, lr\n\t"
-                     "pop {r4-r11, pc}\n\t");
-}
+#if BNN_MULTI_ASM
 
-__attribute__((naked)) uint32_t bnn__dense_bits_k8_t2(const bnn_word_t *in BNN_UNUSED,
-                                                      const bnn_word_t *w BNN_UNUSED,
-                                                      const int32_t *max_mismatch BNN_UNUSED,
-                                                      uint32_t sentinel BNN_UNUSED)
+/*
+ * bnn__dbt2_<R><C>: binary dense rows of any length nw = 3 g + R words (see bnn_bits.h),
+ * one function per tail length R (0, 1, 2) and group-count class C (0: g = 0, 1: g = 1,
+ * 2: g even >= 2, 3: g odd >= 3), all from one template, so a row runs straight through
+ * with no dispatch: tail, (peeled group), loop over pairs of groups.  The inline
+ * dispatcher in bnn_dense.h picks the function; with constant layer parameters (generated
+ * code) only the one used is referenced, and --gc-sections drops the others.
+ *
+ * Registers: r0 input (re-read per row from [sp]), r1 weights (advanced), r2 max_mismatch
+ * (advanced), r3 output bits with the sentinel, r4-r9 data, r10 accumulator A,
+ * r11 accumulator B (DSP only), r12 = 0 (DSP) or 0x01010101, lr = end of the input.
+ *
+ * Group of 3 words x, y, z (each already x ^ w), SWAR on 2-bit then 4-bit fields:
+ *   x2 = x - ((x & 0xAA..) >> 1)       2-bit counts of x, each <= 2
+ *   y2 = y - ((y & 0xAA..) >> 1)       2-bit counts of y, each <= 2
+ *   x2 += z & 0x55..;  y2 += (z & 0xAA..) >> 1        each 2-bit field <= 3 (no carry)
+ *   s = (x2 & 0x33..) + ((x2 & 0xCC..) >> 2) + (y2 & 0x33..) + ((y2 & 0xCC..) >> 2)
+ *                                                       nibbles <= 12 (no carry)
+ * 15 ALU ops per 3 words.  Accumulation without a byte stage (DSP): every byte of s is
+ * lo + 16 hi (<= 204), so A += bytesum(s) = L + 16 H and B += bytesum(s & 0xF0..) = 16 H
+ * (USADA8 with a zero operand) and the popcount is p = L + H = A - B + (B >> 4): 3 ops per
+ * group.  Without DSP (Cortex-M3): byte stage, MUL by 0x01010101, top byte: 5 ops.
+ *
+ * Per row A starts at ~M = -M-1, so at the end A - B + (B >> 4) = p - M - 1, negative
+ * exactly when p <= M: LSLS moves its sign to C, RRXS shifts it in at bit 31 and the old
+ * bit 0 out to C; the row loop ends when the sentinel bit falls out (as in bnn_dense.c).
+ */
+#define BNN_T2_XY2                                                                        \
+    "and r7, r4, #0xAAAAAAAA\n\t"                                                         \
+    "sub r4, r4, r7, lsr #1\n\t"                                                          \
+    "and r8, r5, #0xAAAAAAAA\n\t"                                                         \
+    "sub r5, r5, r8, lsr #1\n\t"
+#define BNN_T2_NIB                                                                        \
+    "and r7, r4, #0xCCCCCCCC\n\t"                                                         \
+    "and r4, r4, #0x33333333\n\t"                                                         \
+    "add r4, r4, r7, lsr #2\n\t"                                                          \
+    "and r8, r5, #0xCCCCCCCC\n\t"                                                         \
+    "and r5, r5, #0x33333333\n\t"                                                         \
+    "add r4, r4, r5\n\t"                                                                  \
+    "add r4, r4, r8, lsr #2\n\t"
+#if BNN_HAVE_USADA8
+#define BNN_T2_ACC                                                                        \
+    "usada8 r10, r4, r12, r10\n\t"                                                        \
+    "and r4, r4, #0xF0F0F0F0\n\t"                                                         \
+    "usada8 r11, r4, r12, r11\n\t"
+/* the first accumulation of a row also starts B */
+#define BNN_T2_ACC_FIRST                                                                  \
+    "usada8 r10, r4, r12, r10\n\t"                                                        \
+    "and r4, r4, #0xF0F0F0F0\n\t"                                                         \
+    "usad8 r11, r4, r12\n\t"
+#define BNN_T2_B0 "mov r11, #0\n\t"
+#define BNN_T2_ZERO "mov r12, #0\n\t"
+#define BNN_T2_FINISH                                                                     \
+    "sub r7, r10, r11\n\t"                                                                \
+    "add r7, r7, r11, lsr #4\n\t"                                                         \
+    "lsls r7, r7, #1\n\t"
+#else
+#define BNN_T2_ACC                                                                        \
+    "and r7, r4, #0xF0F0F0F0\n\t"                                                         \
+    "and r4, r4, #0x0F0F0F0F\n\t"                                                         \
+    "add r4, r4, r7, lsr #4\n\t"                                                          \
+    "mul r4, r4, r12\n\t"                                                                 \
+    "add r10, r10, r4, lsr #24\n\t"
+#define BNN_T2_ACC_FIRST BNN_T2_ACC
+#define BNN_T2_B0 ""
+#define BNN_T2_ZERO "mov r12, #0x01010101\n\t"
+#define BNN_T2_FINISH "lsls r7, r10, #1\n\t"
+#endif
+#define BNN_T2_GROUP_NOACC                                                                \
+    "ldm r0!, {r4, r5, r6}\n\t"                                                           \
+    "ldm r1!, {r7, r8, r9}\n\t"                                                           \
+    "eor r4, r4, r7\n\t"                                                                  \
+    "eor r5, r5, r8\n\t"                                                                  \
+    "eor r6, r6, r9\n\t" BNN_T2_XY2 "and r7, r6, #0x55555555\n\t"                         \
+    "add r4, r4, r7\n\t"                                                                  \
+    "and r8, r6, #0xAAAAAAAA\n\t"                                                         \
+    "add r5, r5, r8, lsr #1\n\t" BNN_T2_NIB
+#define BNN_T2_TAIL1                                                                      \
+    "ldr r4, [r0], #4\n\t"                                                                \
+    "ldr r7, [r1], #4\n\t"                                                                \
+    "eor r4, r4, r7\n\t"                                                                  \
+    "and r7, r4, #0xAAAAAAAA\n\t"                                                         \
+    "sub r4, r4, r7, lsr #1\n\t"                                                          \
+    "and r7, r4, #0xCCCCCCCC\n\t"                                                         \
+    "and r4, r4, #0x33333333\n\t"                                                         \
+    "add r4, r4, r7, lsr #2\n\t" BNN_T2_ACC_FIRST
+#define BNN_T2_TAIL2                                                                      \
+    "ldm r0!, {r4, r5}\n\t"                                                               \
+    "ldm r1!, {r7, r8}\n\t"                                                               \
+    "eor r4, r4, r7\n\t"                                                                  \
+    "eor r5, r5, r8\n\t" BNN_T2_XY2 BNN_T2_NIB BNN_T2_ACC_FIRST
+
+/* R: tail words (0-2); C: group-count class (0: none, 1: one, 2: even >= 2, 3: odd >= 3);
+ * M: 0 = bits (r2 = max_mismatch), 1 = popcounts (r2 = uint32 p per row, stored). */
+#define BNN_T2_DEFINE(R, C, M)                                                            \
+    __attribute__((naked)) uint32_t bnn__dbt2_##R##C##M(const bnn_word_t *in BNN_UNUSED,     \
+                                                     const bnn_word_t *w BNN_UNUSED,      \
+                                                     const int32_t *mm BNN_UNUSED,        \
+                                                     uint32_t nw_cnt BNN_UNUSED)          \
+    {                                                                                     \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
+                         "sub sp, sp, #8\n\t"                                             \
+                         "str r0, [sp]\n\t"                                               \
+                         "lsr r4, r3, #5\n\t"                                             \
+                         "and r5, r3, #31\n\t"                                            \
+                         "mov r3, #1\n\t"                                                 \
+                         "lsl r3, r3, r5\n\t"                                             \
+                         "add lr, r0, r4, lsl #2\n\t" BNN_T2_ZERO                         \
+                         "1:\n\t"                                                         \
+                         "ldr r0, [sp]\n\t"                                               \
+                         ".if " #M " == 0\n\t"                                            \
+                         "ldr r10, [r2], #4\n\t"                                          \
+                         "mvn r10, r10\n\t"                                               \
+                         ".else\n\t"                                                      \
+                         "mov r10, #0\n\t"                                                \
+                         ".endif\n\t"                                                     \
+                         ".if " #R " == 1\n\t" BNN_T2_TAIL1                               \
+                         ".elseif " #R " == 2\n\t" BNN_T2_TAIL2                           \
+                         ".elseif " #C " == 2\n\t" BNN_T2_B0                              \
+                         ".endif\n\t"                                                     \
+                         ".if " #C " == 1 || " #C " == 3\n\t" BNN_T2_GROUP_NOACC          \
+                         ".if " #R " == 0\n\t" BNN_T2_ACC_FIRST                           \
+                         ".else\n\t" BNN_T2_ACC                                           \
+                         ".endif\n\t"                                                     \
+                         ".endif\n\t"                                                     \
+                         ".if " #C " >= 2\n\t"                                            \
+                         "2:\n\t" BNN_T2_GROUP_NOACC BNN_T2_ACC BNN_T2_GROUP_NOACC        \
+                         BNN_T2_ACC                                                       \
+                         "cmp r0, lr\n\t"                                                 \
+                         "bne 2b\n\t"                                                     \
+                         ".endif\n\t" BNN_T2_FINISH                                       \
+                         ".if " #M " == 1\n\t"                                            \
+                         "lsr r7, r7, #1\n\t"                                             \
+                         "str r7, [r2], #4\n\t"                                           \
+                         ".endif\n\t"                                                     \
+                         "rrxs r3, r3\n\t"                                                \
+                         "bcc 1b\n\t"                                                     \
+                         "add sp, sp, #8\n\t"                                             \
+                         "mov r0, r3\n\t"                                                 \
+                         "pop {r4-r11, pc}\n\t");                                         \
+    }
+
+BNN_T2_DEFINE(0, 1, 0)
+BNN_T2_DEFINE(0, 2, 0)
+BNN_T2_DEFINE(0, 3, 0)
+BNN_T2_DEFINE(1, 0, 0)
+BNN_T2_DEFINE(1, 1, 0)
+BNN_T2_DEFINE(1, 2, 0)
+BNN_T2_DEFINE(1, 3, 0)
+BNN_T2_DEFINE(2, 0, 0)
+BNN_T2_DEFINE(2, 1, 0)
+BNN_T2_DEFINE(2, 2, 0)
+BNN_T2_DEFINE(2, 3, 0)
+BNN_T2_DEFINE(0, 1, 1)
+BNN_T2_DEFINE(0, 2, 1)
+BNN_T2_DEFINE(0, 3, 1)
+BNN_T2_DEFINE(1, 0, 1)
+BNN_T2_DEFINE(1, 1, 1)
+BNN_T2_DEFINE(1, 2, 1)
+BNN_T2_DEFINE(1, 3, 1)
+BNN_T2_DEFINE(2, 0, 1)
+BNN_T2_DEFINE(2, 1, 1)
+BNN_T2_DEFINE(2, 2, 1)
+BNN_T2_DEFINE(2, 3, 1)
+#endif
+
+#if BNN_M0_ASM
+/*
+ * bnn__dbt_m0: ARMv6-M (Cortex-M0/M0+) binary dense rows of any length, the contract of
+ * bnn__dbt2_<R><C>0 (bnn_bits.h).  Thumb-1 has no shifted operands and 8 low registers, so
+ * per word: x ^ w, 2-bit counts x - ((x >> 1) & 0x55..), nibbles (x & 0x33..) + ((x >> 2) &
+ * 0x33..) (<= 4); the nibbles of 3 words are added (<= 12), split into bytes (<= 24) and
+ * summed with one MUL by 0x01010101 (top byte, <= 96) into the row total.  Words past the
+ * last full group (nw % 3) go through the same steps one at a time.
+ * r0 input, r1 weights, r2 nibble sum, r3 row total, r4-r5 scratch, r6 0x55.., r7 0x33..;
+ * r8 0x0f0f0f0f, r9 input base, r10 input end, r11 max_mismatch, r12 bits with the sentinel,
+ * lr end of the full groups, [sp] 0x01010101.  The output bit: the sign of p + ~M = p - M - 1
+ * is shifted in at bit 31 (LSRS moves the sentinel out into C, ORRS keeps C).
+ */
+#define BNN_M0_WORD(X)                                                                    \
+    "ldm r0!, {" X "}\n\t"                                                                \
+    "ldm r1!, {r5}\n\t"                                                                   \
+    "eors " X ", r5\n\t"                                                                  \
+    "lsrs r5, " X ", #1\n\t"                                                              \
+    "ands r5, r6\n\t"                                                                     \
+    "subs " X ", " X ", r5\n\t"                                                           \
+    "lsrs r5, " X ", #2\n\t"                                                              \
+    "ands r5, r7\n\t"                                                                     \
+    "ands " X ", r7\n\t"                                                                  \
+    "adds " X ", " X ", r5\n\t"
+#define BNN_M0_FLUSH                                                                      \
+    "mov r5, r8\n\t"                                                                      \
+    "lsrs r4, r2, #4\n\t"                                                                 \
+    "ands r4, r5\n\t"                                                                     \
+    "ands r2, r5\n\t"                                                                     \
+    "adds r2, r2, r4\n\t"                                                                 \
+    "ldr r5, [sp]\n\t"                                                                    \
+    "muls r2, r5\n\t"                                                                     \
+    "lsrs r2, r2, #24\n\t"                                                                \
+    "adds r3, r3, r2\n\t"
+
+__attribute__((naked)) uint32_t bnn__dbt_m0(const bnn_word_t *in BNN_UNUSED, const bnn_word_t *w BNN_UNUSED,
+                                            const int32_t *mm BNN_UNUSED, uint32_t nw_cnt BNN_UNUSED)
 {
-    /* per row: r4 = ~M = -M-1; r4 += p; the sign of p - M - 1 is the output bit (p <= M);
-     * lsls moves it to C, rrxs shifts it in at bit 31 and the old bit 0 (sentinel) to C. */
-    __asm__ volatile("push {r4-r11, lr}\n\t"
-                     "mov r12, #0\n\t"
-                     "1:\n\t" BNN_CHUNK8 "ldr r4, [r2], #4\n\t"
-                     "mvn r4, r4\n\t" BNN_HSUM_R5_INTO_R4 "lsls r4, r4, #1\n\t"
-                     "rrxs r3, r3\n\t"
-                     "bcc 1b\n\t"
-                     "mov r0, r3\n\t"
-                     "pop {r4-r11, pc}\n\t");
+    __asm__ volatile(
+        ".syntax unified\n\t"
+        "push {r4-r7, lr}\n\t"
+        "mov r4, r8\n\t"
+        "mov r5, r9\n\t"
+        "mov r6, r10\n\t"
+        "mov r7, r11\n\t"
+        "push {r4-r7}\n\t"
+        "sub sp, #8\n\t"
+        "ldr r5, =0x01010101\n\t"
+        "str r5, [sp]\n\t"
+        "lsrs r4, r3, #5\n\t"       /* nw */
+        "lsls r5, r3, #27\n\t"
+        "lsrs r5, r5, #27\n\t"      /* cnt - 1 */
+        "movs r6, #1\n\t"
+        "lsls r6, r5\n\t"
+        "mov r12, r6\n\t"           /* sentinel */
+        "mov r9, r0\n\t"
+        "lsls r5, r4, #2\n\t"
+        "adds r5, r0, r5\n\t"
+        "mov r10, r5\n\t"           /* input end */
+        "ldr r5, =43691\n\t"        /* nw / 3 = (nw * 43691) >> 17 for nw < 98304 */
+        "muls r5, r4\n\t"
+        "lsrs r5, r5, #17\n\t"
+        "movs r6, #12\n\t"
+        "muls r5, r6\n\t"
+        "adds r5, r0, r5\n\t"
+        "mov lr, r5\n\t"            /* end of the full groups */
+        "mov r11, r2\n\t"
+        "ldr r5, =0x0f0f0f0f\n\t"
+        "mov r8, r5\n\t"
+        "ldr r6, =0x55555555\n\t"
+        "ldr r7, =0x33333333\n\t"
+        "1:\n\t"
+        "mov r0, r9\n\t"
+        "movs r3, #0\n\t"
+        "cmp r0, lr\n\t"
+        "beq 4f\n\t"
+        "2:\n\t" BNN_M0_WORD("r2") BNN_M0_WORD("r4") "adds r2, r2, r4\n\t" BNN_M0_WORD("r4")
+        "adds r2, r2, r4\n\t" BNN_M0_FLUSH
+        "cmp r0, lr\n\t"
+        "bne 2b\n\t"
+        "4:\n\t"
+        "cmp r0, r10\n\t"
+        "beq 5f\n\t"
+        "movs r2, #0\n\t"
+        "6:\n\t" BNN_M0_WORD("r4") "adds r2, r2, r4\n\t"
+        "cmp r0, r10\n\t"
+        "bne 6b\n\t" BNN_M0_FLUSH
+        "5:\n\t"
+        "mov r4, r11\n\t"
+        "ldm r4!, {r5}\n\t"
+        "mov r11, r4\n\t"
+        "mvns r5, r5\n\t"
+        "adds r3, r3, r5\n\t"       /* p - M - 1 */
+        "lsrs r3, r3, #31\n\t"
+        "lsls r3, r3, #31\n\t"
+        "mov r4, r12\n\t"
+        "lsrs r4, r4, #1\n\t"       /* C = the bit shifted out (the sentinel ends the loop) */
+        "orrs r4, r3\n\t"
+        "mov r12, r4\n\t"
+        "bcc 1b\n\t"
+        "mov r0, r12\n\t"
+        "add sp, #8\n\t"
+        "pop {r4-r7}\n\t"
+        "mov r8, r4\n\t"
+        "mov r9, r5\n\t"
+        "mov r10, r6\n\t"
+        "mov r11, r7\n\t"
+        "pop {r4-r7, pc}\n\t"
+        ".ltorg\n\t");
 }
 #endif

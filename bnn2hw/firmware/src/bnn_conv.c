@@ -197,8 +197,9 @@ void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_wo
     }
 }
 
-void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   const int32_t *thr, bnn_word_t *out)
+/* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
+static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                              const int32_t *thr, bnn_word_t *out)
 {
     const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
     const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
@@ -226,6 +227,222 @@ void bnn_conv_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_w
             }
         }
     }
+}
+
+/*
+ * The conv as a dense layer over patches (bnn_conv_bits).
+ *
+ * For every output position the receptive field is gathered into a contiguous patch in
+ * weight-row order, taps in the zero padding as zero bits.  The cout weight rows are then
+ * rows of a dense layer over the patch, and one call of the dense row kernel (Thumb-2
+ * assembly, bnn_bits.c; portable C elsewhere) produces up to 32 output bits at once, with
+ * popcount-domain thresholds M (bnn_bits.h).
+ *
+ * Patch layout: n = kh * kw * cw words, one padded word group per tap, as the weights are
+ * stored.  When cin is small (cin % 32 != 0 and the tap bits packed back to back fit
+ * BNN_CONV_DENSE_WORDS words for a 32-channel chunk, e.g. cin <= 16 for 3x3) the taps are
+ * packed densely instead, bit t * cin + c, into nd = ceil(kh kw cin / 32) words, and so are
+ * the chunk's weight rows (once per chunk, on the stack): cin = 16 runs on 5 words per row
+ * instead of 9.  bnn__conv_row_words() gives the row length either way.
+ *
+ * Padding correction (per position, no border loop): a padded tap holds 0 bits, so it adds
+ * popcount(0 ^ w_t) = c_t (the number of +1 weights of tap t) to p, while it should
+ * contribute nothing.  With p_full the patch popcount, P the padded taps of this position,
+ * corr = sum_{t in P} c_t and K_v = (kh kw - |P|) cin valid inputs:
+ *     acc = K_v - 2 (p_full - corr) >= thr  <=>  p_full <= floor((K_v + 2 corr - thr) / 2)
+ * (clamped to [-1, 32 nw]).  Interior positions (P empty) share one M per channel computed
+ * once per 32-channel chunk; border positions take M from a small cache, one slot per border
+ * class (top / bottom x left / right, checked against the set P), filled from the tap counts c_t, which
+ * are computed once per chunk (only when the conv has padding).
+ * Loop order: 32-channel chunks outside, positions inside (the patch is gathered once per
+ * position and chunk).
+ */
+#ifndef BNN_CONV_MAX_TAPS
+#define BNN_CONV_MAX_TAPS 9u
+#endif
+#define BNN_CONV_CACHE 9u
+
+static int32_t clamp_mm(int64_t v, uint32_t n)
+{
+    int64_t m = v >= 0 ? v / 2 : -1; /* floor(v / 2) for v >= 0; any v < 0 means "never" */
+    return m > (int64_t)(32u * n) ? (int32_t)(32u * n) : (int32_t)m;
+}
+
+/* Bit mask of the taps of the window that fall into the padding (bit ky * kw + kx). */
+static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
+{
+    const uint32_t cols = ((1u << win->kx1) - 1u) & ~((1u << win->kx0) - 1u); /* valid kx */
+    uint32_t valid = 0;
+    for (uint32_t ky = win->ky0; ky < win->ky1; ++ky) {
+        valid |= cols << (ky * p->kw);
+    }
+    return ~valid & ((1u << (p->kh * p->kw)) - 1u);
+}
+
+/* Gathers the window into patch: dense (cin bits per tap, back to back, nw words) or one
+ * word group per tap (the valid taps of a kernel row are contiguous in the input); padded
+ * taps give zero bits. */
+static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
+                         uint32_t nw, bnn_word_t *patch)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    for (uint32_t i = 0; i < nw; ++i) {
+        patch[i] = 0u;
+    }
+    for (uint32_t ky = win->ky0; ky < win->ky1; ++ky) {
+        const bnn_word_t *src = in + ((uint32_t)(win->y0 + (int32_t)ky) * p->in_w +
+                                      (uint32_t)(win->x0 + (int32_t)win->kx0)) * cw;
+        if (!dense) {
+            bnn_word_t *dst = patch + (ky * p->kw + win->kx0) * cw;
+            for (uint32_t i = 0; i < (win->kx1 - win->kx0) * cw; ++i) {
+                dst[i] = src[i];
+            }
+            continue;
+        }
+        for (uint32_t kx = win->kx0; kx < win->kx1; ++kx, ++src) {
+            const uint32_t off = (ky * p->kw + kx) * p->cin;
+            patch[off / 32u] |= src[0] << (off % 32u);
+            if (off % 32u + p->cin > 32u) {
+                patch[off / 32u + 1u] |= src[0] >> (32u - off % 32u);
+            }
+        }
+    }
+}
+
+/* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
+static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
+                          uint32_t cnt, bnn_conv_rows_fn fn)
+{
+#if BNN_MULTI_ASM || BNN_M0_ASM
+    return fn(patch, w, mm, (n << 5) | (cnt - 1u)) >> (32u - cnt);
+#else
+    (void)fn;
+    uint32_t bits = 0;
+    for (uint32_t j = 0; j < cnt; ++j) {
+        uint32_t d = bnn_xor_popcount_adv(patch, &w, n) + (uint32_t)(~mm[j]); /* p - M - 1 */
+        bits = (bits >> 1) | (d & 0x80000000u);
+    }
+    return bits >> (32u - cnt);
+#endif
+}
+
+/* pc[r] = popcount(x ^ w_r) for rows rows of n words (w_r = w + r n). */
+static void rows_popcounts(const bnn_word_t *x, const bnn_word_t *w, uint32_t n, uint32_t rows, uint32_t *pc,
+                           bnn_conv_rows_fn pfn)
+{
+#if BNN_MULTI_ASM
+    for (uint32_t r = 0; r < rows; r += 32u) {
+        const uint32_t cnt = rows - r < 32u ? rows - r : 32u;
+        (void)pfn(x, w + r * n, (const int32_t *)(pc + r), (n << 5) | (cnt - 1u));
+    }
+#else
+    (void)pfn;
+    for (uint32_t r = 0; r < rows; ++r) {
+        pc[r] = bnn_xor_popcount_adv(x, &w, n);
+    }
+#endif
+}
+
+void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t n = taps * cw;
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != n;
+    const uint32_t ow = BNN_WORDS(p->cout);
+    const int has_pad = p->pad_h != 0u || p->pad_w != 0u;
+    if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
+        conv_bits_generic(p, in, w, thr, out);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
+    int32_t m_full[32];
+    int32_t m_cache[BNN_CONV_CACHE][32];
+    uint32_t cache_key[BNN_CONV_CACHE];
+    uint32_t tap_ones[32u * BNN_CONV_MAX_TAPS]; /* [j * taps + t] */
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        const bnn_word_t *wc = w + c0 * n;
+        for (uint32_t j = 0; j < cnt; ++j) {
+            m_full[j] = clamp_mm((int64_t)taps * p->cin - thr[c0 + j], nw);
+        }
+        for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
+            cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
+        }
+        if (has_pad) { /* c_t: +1 weights per tap = popcount(0 ^ w_t), the cnt * taps tap
+                        * word groups as rows of cw words against a zero patch */
+            for (uint32_t i = 0; i < cw; ++i) {
+                patch[i] = 0u;
+            }
+            rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, pfn);
+        }
+        if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
+            for (uint32_t i = 0; i < cnt * nw; ++i) {
+                wdense[i] = 0u;
+            }
+            for (uint32_t j = 0; j < cnt; ++j) {
+                for (uint32_t t = 0; t < taps; ++t) {
+                    const bnn_word_t v = wc[j * n + t];
+                    const uint32_t off = t * p->cin;
+                    wdense[j * nw + off / 32u] |= v << (off % 32u);
+                    if (off % 32u + p->cin > 32u) {
+                        wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
+                    }
+                }
+            }
+        }
+        const bnn_word_t *rows = dense ? wdense : wc;
+        bnn_word_t *dst = out + c0 / 32u;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += ow) {
+                window_t win = window(p, oy, ox);
+                const int32_t *mm = m_full;
+                if (window_full(p, &win)) {
+                    if (dense) {
+                        gather_patch(p, in, &win, 1, nw, patch);
+                    } else {
+                        gather_bits(p, in, &win, patch);
+                    }
+                } else {
+                    gather_patch(p, in, &win, dense, nw, patch);
+                    const uint32_t padded = padded_taps(p, &win);
+                    /* border class: clipped at the top / bottom, left / right */
+                    const uint32_t slot = 3u * (win.ky0 != 0u ? 1u : win.ky1 != p->kh ? 2u : 0u) +
+                                          (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
+                    if (cache_key[slot] != padded) {
+                        const int64_t kv = (int64_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
+                        uint32_t list[BNN_CONV_MAX_TAPS]; /* the padded taps */
+                        uint32_t np = 0;
+                        for (uint32_t t = 0; t < taps; ++t) {
+                            if ((padded >> t) & 1u) {
+                                list[np++] = t;
+                            }
+                        }
+                        for (uint32_t j = 0; j < cnt; ++j) {
+                            uint32_t corr = 0; /* <= taps * cin */
+                            for (uint32_t i = 0; i < np; ++i) {
+                                corr += tap_ones[j * taps + list[i]];
+                            }
+                            m_cache[slot][j] = clamp_mm(kv + 2 * (int64_t)corr - thr[c0 + j], nw);
+                        }
+                        cache_key[slot] = padded;
+                    }
+                    mm = m_cache[slot];
+                }
+                *dst = rows_bits(patch, rows, mm, nw, cnt, fn);
+            }
+        }
+    }
+}
+
+void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    const int32_t *thr, bnn_word_t *out)
+{
+    bnn_conv_bits(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
 }
 
 /* ---- first layer: uint8 HWC input ---- */

@@ -41,25 +41,17 @@ void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const 
  * rows row j of the word sits at bit j; a partial last word is shifted down at the end
  * and its padding bits are 0.
  */
-void bnn_dense_bits(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                    const int32_t *max_mismatch, bnn_word_t *out)
+void(bnn_dense_bits)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                     const int32_t *max_mismatch, bnn_word_t *out)
 {
-    const uint32_t nw = BNN_WORDS(p->n_in);
-    uint32_t o = 0;
-    const uint32_t n_out = p->n_out;
 #if BNN_MULTI_ASM
-    if (nw == 8u) { /* 225..256 inputs: whole-row assembly loop */
-        while (o < n_out) {
-            uint32_t left = n_out - o;
-            uint32_t cnt = left < 32u ? left : 32u;
-            uint32_t bits = bnn__dense_bits_k8_t2(in, w, max_mismatch + o, 1u << (cnt - 1u));
-            w += 8u * cnt;
-            o += cnt;
-            *out++ = bits >> (32u - cnt);
-        }
-        return;
-    }
-#endif
+    bnn__dense_bits_t2(p, in, w, max_mismatch, out); /* any row length, bnn_bits.c */
+#elif BNN_M0_ASM
+    bnn__dense_bits_m0(p, in, w, max_mismatch, out);
+#else
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    const uint32_t n_out = p->n_out;
+    uint32_t o = 0;
     while (o < n_out) {
         uint32_t bits = 0;
         uint32_t left = n_out - o;
@@ -72,13 +64,18 @@ void bnn_dense_bits(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
         o += cnt;
         *out++ = bits >> (32u - cnt);
     }
+#endif
 }
 
-void bnn_dense_acc(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                   int32_t *acc)
+void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                    int32_t *acc)
 {
+#if BNN_MULTI_ASM
+    bnn__dense_acc_t2(p, in, w, acc);
+#else
     const uint32_t nw = BNN_WORDS(p->n_in);
     for (uint32_t o = 0; o < p->n_out; ++o) {
         acc[o] = (int32_t)p->n_in - 2 * (int32_t)bnn_xor_popcount_adv(in, &w, nw);
     }
+#endif
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * kernel_driver.c -- runs one kernel case for tests/test_firmware_kernels.py.
- * Reads case.bin (little-endian uint32 words: kind, then parameters, then the input
- * arrays, each padded to whole words), runs the _ref and the optimized variants and
- * writes out.bin (their outputs as uint32/int32 words, in the order listed per kind).
+ * kernel_driver.c -- runs a batch of kernel cases for tests/test_firmware_kernels.py, so one
+ * firmware image per core (and one QEMU run per batch) covers every size.
+ * Reads case.bin: little-endian uint32 words, the number of cases, then per case its length
+ * in words and the case (kind, then parameters, then the input arrays, each padded to whole
+ * words).  Runs the _ref and the optimized variants and writes out.bin: per case its output
+ * length in words, then the outputs (uint32/int32 words, in the order listed per kind).
  * Host: stdio.  Cortex-M (QEMU): semihosting via the harness.  Returns 0 or 2 (I/O), 3 (bad case).
  */
 #include <stddef.h>
@@ -103,12 +105,39 @@ static void *put(size_t words)
 #define W(n) BNN_WORDS(n)
 #define BYTES_W(n) (((size_t)(n) + 3u) / 4u)
 
+static int run_case(void);
+
 int main(void)
 {
     in_words = load() / 4u;
     if (in_words == 0) {
         return 2;
     }
+    uint32_t cases = u32();
+    for (uint32_t c = 0; c < cases && !bad; ++c) {
+        size_t len = u32();
+        size_t end = rd + len;
+        if (end > in_words || wr + 1u > BUF_WORDS) {
+            return 3;
+        }
+        size_t head = wr++;
+        size_t saved = in_words;
+        in_words = end; /* a case cannot read past its own words */
+        int rc = run_case();
+        in_words = saved;
+        if (rc != 0 || bad || rd != end) {
+            return 3;
+        }
+        out_buf[head] = (uint32_t)(wr - head - 1u);
+    }
+    if (bad) {
+        return 3;
+    }
+    return save() == 0 ? 0 : 2;
+}
+
+static int run_case(void)
+{
     uint32_t kind = u32();
     if (kind == 1u) {
         bnn_dense_params_t p = {u32(), u32()};
@@ -204,8 +233,5 @@ int main(void)
     } else {
         return 3;
     }
-    if (bad) {
-        return 3;
-    }
-    return save() == 0 ? 0 : 2;
+    return bad ? 3 : 0;
 }
