@@ -32,11 +32,20 @@ def check_target(target: str) -> str:
 
 
 def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
-             folding: Optional[list[dict]] = None) -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
-    """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``."""
+             folding: Optional[list[dict]] = None, in_beat_bytes: Optional[int] = None,
+             rom_style: str = "auto") -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
+    """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``.
+
+    ``in_beat_bytes``: bytes per s_axis beat (e.g. 1: one u8 pixel per beat, as FINN streams);
+    None: one whole frame per beat. ``rom_style``: ``auto`` | ``block`` | ``logic``
+    (:func:`~bnn2hw.fpga.rtl.emit.rom_style`)."""
     layers = folding or build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
     plans = plan_layers(graph, layers)
-    return plans, emit_design(plans, graph.meta.get("model_hash", "?")), layers
+    if in_beat_bytes is not None:
+        if int(in_beat_bytes) < 1:
+            raise Bnn2hwError(f"bytes per input beat must be at least 1, not {in_beat_bytes}")
+        plans[0].in_beat_bits = min(8 * int(in_beat_bytes), -(-plans[0].frame_in_width // 8) * 8)
+    return plans, emit_design(plans, graph.meta.get("model_hash", "?"), rom_style), layers
 
 
 def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,

@@ -49,7 +49,7 @@ def xilinx_family(part: str) -> str:
 
 
 def pnr_harness(plans: list[MvauPlan]) -> str:
-    iw, ow = plans[0].frame_in_width, plans[-1].out_width
+    iw, ow = plans[0].beat_width, plans[-1].out_width
     ib, ob = -(-iw // 8) * 8, -(-ow // 8) * 8
     nout = ob // 8
     cw = max(1, (nout - 1).bit_length())
@@ -167,7 +167,7 @@ def implement_ecp5(files: dict[str, str], plans: list[MvauPlan], target: str, cl
            "clock_mhz": clock_mhz, "fmax_mhz": clk.get("achieved"), "utilization": util,
            "LUT4": util.get("TRELLIS_COMB", {}).get("used"), "FF": util.get("TRELLIS_FF", {}).get("used"),
            "DP16KD": util.get("DP16KD", {}).get("used"), "MULT18": util.get("MULT18X18D", {}).get("used"),
-           "harness_ffs": -(-plans[0].frame_in_width // 8) * 8 + -(-plans[-1].out_width // 8) * 8,
+           "harness_ffs": -(-plans[0].beat_width // 8) * 8 + -(-plans[-1].out_width // 8) * 8,
            "report": rep}
     if bitstream:
         tools.run([ecppack, "--compress", "design.config", "design.bit"], work, work / "ecppack.log", "ecppack")
