@@ -51,7 +51,8 @@ def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
 def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
                target_fps: float = 1e6, dataset: Optional[str] = None,
                verify_samples: Optional[int] = None, echo=print, verify: bool = True,
-               force: bool = False, simulator: str = "auto", synthesize: bool = True) -> dict:
+               force: bool = False, simulator: str = "auto", synthesize: bool = True,
+               in_beat_bytes: Optional[int] = None, rom_style: str = "auto") -> dict:
     """Everything ``bnn2hw export --backend rtl`` does; returns the summary written to rtl_report.json."""
     from ...export.pipeline import export_ir, test_inputs
     from ...ir import execute
@@ -61,10 +62,12 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
     target = check_target(target)
     exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
     graph = exp.graph
-    plans, files, layers = generate(graph, clock_mhz, target_fps)
+    plans, files, layers = generate(graph, clock_mhz, target_fps, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
     report = build.layer_report(graph, layers, clock_mhz, target_fps)
     summary: dict = {"checkpoint": str(checkpoint), "target": target, "model_hash": graph.meta["model_hash"],
                      "design_hash": design_hash(files), "clock_mhz": clock_mhz, "target_fps": target_fps,
+                     "s_axis": {"beat_bits": plans[0].beat_width, "beats_per_frame": plans[0].beats_per_frame},
+                     "rom_style": rom_style,
                      "layers": [{"layer": p.name, "source": p.source, "MW": p.MW, "MH": p.MH, "PE": p.PE,
                                  "SIMD": p.SIMD, "cycles": p.cycles, "in": p.in_kind, "weights": p.weight_kind}
                                 for p in plans],
