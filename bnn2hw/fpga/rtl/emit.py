@@ -123,12 +123,25 @@ def _term_lines(p: MvauPlan) -> tuple[list[str], int, bool]:
         tw, signed = 9, True
         expr = f"x1[s] ? {{{w}[7], {w}}} : (9'd0 - {{{w}[7], {w}}})"
         what = "±1 input times int8 weight: +w or -w (9-bit two's complement)"
-    lines = [f"    // products, {what}",
-             f"    wire [{p.PE * S * tw - 1}:0] t0;",
+    if p.popcount:  # one LUT per xnor: it feeds the first adder level directly
+        lines = [f"    // products, {what}",
+                 f"    wire [{p.PE * S * tw - 1}:0] t0;",
+                 "    generate",
+                 f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_t0",
+                 f"            for (s = 0; s < {S}; s = s + 1) begin : g_s",
+                 f"                assign t0[(pe*{S}+s)*{tw} +: {tw}] = {expr};",
+                 "            end",
+                 "        end",
+                 "    endgenerate"]
+        return lines, tw, signed
+    # wider products (a negation or a multiply) get their own register stage, so that no
+    # stage holds a negation (or multiplier) and an adder in series (Fmax)
+    lines = [f"    // products, {what}; registered (one pipeline stage)",
+             f"    reg [{p.PE * S * tw - 1}:0] t0;",
              "    generate",
              f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_t0",
              f"            for (s = 0; s < {S}; s = s + 1) begin : g_s",
-             f"                assign t0[(pe*{S}+s)*{tw} +: {tw}] = {expr};",
+             f"                always @(posedge clk) if (en) t0[(pe*{S}+s)*{tw} +: {tw}] <= {expr};",
              "            end",
              "        end",
              "    endgenerate"]
@@ -312,9 +325,11 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
     L += tl
     trl, top, sw, stages = _tree_lines(p, tw, signed)
     L += trl
+    if not p.popcount:
+        stages += 1  # the product register
     # control bits follow the tree
     L += ["",
-          f"    // control bits travel beside the {stages} tree stage(s)",
+          f"    // control bits travel beside the {stages} product/tree stage(s)",
           f"    reg [{stages - 1}:0] vp, firstp, lastp;"]
     if stages == 1:
         L += ["    always @(posedge clk) begin",
@@ -471,7 +486,9 @@ def emit_swg(p: MvauPlan, model_hash: str) -> str:
           "    end",
           "    wire load = busy && (!m_tvalid || m_tready);",
           f"    wire pos_last = (pos == {pw}'d{V - 1});",
-          "    assign s_tready = !busy || (load && pos_last);",
+          "    // ready only when idle: a register, so no ready chain runs through the window (Fmax); the",
+          "    // image after the last window waits one cycle (V + 1 cycles per image at most)",
+          "    assign s_tready = !busy;",
           "    wire take = s_tvalid && s_tready;",
           "    always @(posedge clk) if (take) frame <= s_tdata;",
           "    always @(posedge clk) begin",
