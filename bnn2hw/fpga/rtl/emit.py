@@ -277,6 +277,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          f"    reg [{aw_addr - 1}:0] waddr;           // nf*SF + sf",
          f"    wire sf_last = (sf == {sfw}'d{SF - 1});",
          f"    wire issue_last = (nf == {nfw}'d{NF - 1}) && sf_last;",
+         f"    wire [{aw_addr - 1}:0] waddr_nxt = issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
          f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
@@ -288,7 +289,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "            if (running) begin",
          f"                sf <= sf_last ? {sfw}'d0 : sf + {sfw}'d1;",
          f"                if (sf_last) nf <= (nf == {nfw}'d{NF - 1}) ? {nfw}'d0 : nf + {nfw}'d1;",
-         f"                waddr <= issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
+         "                waddr <= waddr_nxt;",
          "            end",
          "            if (take) running <= 1'b1;",
          "            else if (issue_last) running <= 1'b0;",
@@ -307,10 +308,19 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           f"    reg [{PE * S * p.WW - 1}:0] w1;",
           f"    reg [{S * p.IW - 1}:0] x1;",
           "    reg v1, first1, last1;"]
-    L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p),
-                    f"weight ROM: row nf*SF+sf, bits [(pe*SIMD+s)*{p.WW} +: {p.WW}] = weight of output "
-                    f"nf*PE+pe, input sf*SIMD+s" + (" (1 = +1)" if p.WW == 1 else " (int8)"),
-                    "waddr", "w1", rom_style(NF * SF, PE * S * p.WW, rom))
+    wstyle = rom_style(NF * SF, PE * S * p.WW, rom)
+    wdesc = (f"weight ROM: row nf*SF+sf, bits [(pe*SIMD+s)*{p.WW} +: {p.WW}] = weight of output "
+             f"nf*PE+pe, input sf*SIMD+s" + (" (1 = +1)" if p.WW == 1 else " (int8)"))
+    if wstyle == "block":
+        # block RAM's clock-to-output is slow: read one cycle ahead into w0 (the BRAM's own
+        # output), then register w1 <= w0 (Fmax); w0 is the row at waddr in every cycle
+        L += [f"    reg [{PE * S * p.WW - 1}:0] w0;",
+              f"    wire [{aw_addr - 1}:0] wrd = !rst_n ? {aw_addr}'d0 : (en && running) ? waddr_nxt : waddr;"]
+        L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p), wdesc + "; read one cycle ahead (address wrd)",
+                        "wrd", "w0", wstyle, None)
+        L += ["    always @(posedge clk) if (en) w1 <= w0;"]
+    else:
+        L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p), wdesc, "waddr", "w1", wstyle)
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) v1 <= 1'b0;",
           "        else if (en) v1 <= running;",
