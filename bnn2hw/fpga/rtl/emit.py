@@ -148,24 +148,41 @@ def _term_lines(p: MvauPlan) -> tuple[list[str], int, bool]:
     return lines, tw, signed
 
 
+def combined_levels(p: MvauPlan) -> bool:
+    """True when the adder tree registers only every second level (and the last): for binary x
+    binary layers with constant weights (one weight ROM row: PE = MH, SIMD = MW), where a sum of
+    four xnor terms is a function of four input bits, one LUT4 per bit, so two levels fit one
+    stage at the same clock; it halves the tree's registers of an unrolled layer."""
+    return p.popcount and p.NF * p.SF == 1 and p.SIMD >= 4
+
+
 def _tree_lines(p: MvauPlan, tw: int, signed: bool) -> tuple[list[str], str, int, int]:
-    """Registered pairwise adder tree over the SIMD terms of each PE.
+    """Pipelined pairwise adder tree over the SIMD terms of each PE: a register after every
+    level, or after every second level and the last (:func:`combined_levels`).
 
     Returns (lines, name of the last level, its width, number of register stages)."""
     lines = []
     n, w, src = p.SIMD, tw, "t0"
-    level = 0
+    level = regs = 0
     if n == 1:
         lines += ["    // SIMD = 1: one register stage instead of a tree",
                   f"    reg [{p.PE * w - 1}:0] t1;",
                   "    always @(posedge clk) if (en) t1 <= t0;"]
         return lines, "t1", w, 1
+    pairs_only = combined_levels(p)
     while n > 1:
         level += 1
         m, nw = (n + 1) // 2, w + 1
         dst = f"t{level}"
-        lines += [f"    // adder tree level {level}: {m} sums of 2 per PE, {nw} bits",
-                  f"    reg [{p.PE * m * nw - 1}:0] {dst};",
+        registered = not pairs_only or level % 2 == 0 or m == 1
+        regs += registered
+        if registered:
+            kind, drive = "reg ", lambda lhs, rhs: f"always @(posedge clk) if (en) {lhs} <= {rhs};"
+        else:
+            kind, drive = "wire", lambda lhs, rhs: f"assign {lhs} = {rhs};"
+        lines += [f"    // adder tree level {level}: {m} sums of 2 per PE, {nw} bits"
+                  + ("" if registered else " (not registered: two levels per stage)"),
+                  f"    {kind} [{p.PE * m * nw - 1}:0] {dst};",
                   "    generate",
                   f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_{dst}"]
         pairs = n // 2
@@ -174,18 +191,17 @@ def _tree_lines(p: MvauPlan, tw: int, signed: bool) -> tuple[list[str], str, int
         amsb = f"{src}[(pe*{n}+2*j)*{w} + {w - 1}]"
         bmsb = f"{src}[(pe*{n}+2*j+1)*{w} + {w - 1}]"
         lines += [f"            for (j = 0; j < {pairs}; j = j + 1) begin : g_j",
-                  f"                always @(posedge clk) if (en) {dst}[(pe*{m}+j)*{nw} +: {nw}] <= "
-                  f"{_ext(amsb, a, w, nw, signed)} + {_ext(bmsb, b, w, nw, signed)};",
+                  "                " + drive(f"{dst}[(pe*{m}+j)*{nw} +: {nw}]",
+                                          f"{_ext(amsb, a, w, nw, signed)} + {_ext(bmsb, b, w, nw, signed)}"),
                   "            end"]
         if n % 2:
             c = f"{src}[(pe*{n}+{n - 1})*{w} +: {w}]"
             cmsb = f"{src}[(pe*{n}+{n - 1})*{w} + {w - 1}]"
-            lines += [f"            // odd count: the last term passes to the next level",
-                      f"            always @(posedge clk) if (en) {dst}[(pe*{m}+{m - 1})*{nw} +: {nw}] <= "
-                      f"{_ext(cmsb, c, w, nw, signed)};"]
+            lines += ["            // odd count: the last term passes to the next level",
+                      "            " + drive(f"{dst}[(pe*{m}+{m - 1})*{nw} +: {nw}]", _ext(cmsb, c, w, nw, signed))]
         lines += ["        end", "    endgenerate"]
         n, w, src = m, nw, dst
-    return lines, src, w, level
+    return lines, src, w, regs
 
 
 ROM_STYLES = ("auto", "block", "logic")
