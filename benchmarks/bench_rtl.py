@@ -47,7 +47,11 @@ MODELS = {
     "mlp256": ([256, 256], "target"),
     "mlp64-unrolled": ([64, 64, 64], "unrolled"),
     "cnn": ("cnn", "target"),  # bnn2hw's default digits CNN: conv3x3(32), conv3x3(64)+pool2, fc128, fc10
+    # every layer type of the CNN (u8 conv, sliding windows, binary conv, max-pool, gathers, dense,
+    # block-RAM weights) at a size whose ECP5 place and route takes minutes, not most of an hour
+    "cnn-small": ("cnn-small", "target"),  # conv3x3(8), conv3x3(16)+pool2, fc32, fc10
 }
+ARCH = {"cnn": "conv32-conv64-pool-128-10", "cnn-small": "conv8-conv16-pool-32-10"}
 # s_axis bytes per beat: folded designs take one u8 pixel per beat (as FINN streams them; 64 beats
 # per frame, fewer than the 80-96 compute cycles), the unrolled design a whole frame per beat
 BEAT_BYTES = {"target": 1, "unrolled": None}
@@ -60,8 +64,10 @@ def train(hidden, data):
     from bnn2hw.nn.models import build_model, default_spec
 
     torch.set_num_threads(1)
-    if hidden == "cnn":
+    if hidden in ("cnn", "cnn-small"):
         spec = default_spec("cnn", data.in_shape, data.num_classes)
+        if hidden == "cnn-small":
+            spec["convs"], spec["hidden"] = [[8, 3, 0, False], [16, 3, 0, True]], [32]
     else:
         spec = default_spec("mlp", data.in_shape, data.num_classes)
         spec["hidden"] = hidden
@@ -168,7 +174,7 @@ def markdown(rows: list[dict], versions: dict) -> str:
         x = r["xc7"]
         e = r.get("ecp5")
         finn = FINN_ESTIMATE.get(r["model"])
-        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, r["hidden"] + [10]))
+        arch = ARCH.get(r["hidden"]) if isinstance(r["hidden"], str) else "-".join(map(str, r["hidden"] + [10]))
         beat = (f"{r['s_axis_beat_bits']} bits ({r['beats_per_frame']})" if "s_axis_beat_bits" in r
                 else "frame (1)")
         L.append(f"| {r['model']} ({arch}) | {fold} | {beat} | "
@@ -189,8 +195,11 @@ def markdown(rows: list[dict], versions: dict) -> str:
         e, finn = r.get("ecp5"), FINN_ESTIMATE.get(r["model"])
         if e:
             ok = e["fmax_mhz"] >= CLOCK_MHZ
+            cp = e.get("critical_path") or {}
             L.append(f"* {r['model']}: ECP5-85F Fmax {e['fmax_mhz']:.1f} MHz, target >= {CLOCK_MHZ:g}: "
-                     + ("**met**" if ok else "**missed**"))
+                     + ("**met**" if ok else "**missed**")
+                     + (f" (critical path {cp['delay_ns']} ns, {cp['logic_ns']} logic + {cp['routing_ns']} routing, "
+                        f"`{cp['from']}` -> `{cp['to']}`)" if cp else ""))
         else:
             L.append(f"* {r['model']}: ECP5 place and route not run: Fmax target **not checked**")
         if finn and finn["cycles"] == r["sim_cycles_per_frame"]:
