@@ -227,7 +227,7 @@ def test_block_rom_simulation_equals_ir(case, tmp_path):
     need("verilator")
     seed, kind, widths, ps, fi8, li8 = CASES[case]
     g, x, _ = hidden_chain(seed, kind, widths, 30, fi8, li8)
-    plans, files, _ = generate(g, folding=folding(g, ps), rom_style="block")
+    _, files, _ = generate(g, folding=folding(g, ps), rom_style="block")
     assert sum('rom_style = "block"' in v for v in files.values()) >= 2
     sim.lint(files)
     check_sim(g, x, folding(g, ps), seed, tmp_path, rom_style="block")
@@ -329,9 +329,11 @@ def test_export_rtl_command_end_to_end(mlp_ckpt, tmp_path):
     path, _, _ = mlp_ckpt
     out = tmp_path / "build"
     res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(path), "--backend", "rtl",
-                          "--target", "pynq-z2", "-o", str(out)], capture_output=True, text=True)
+                          "--target", "pynq-z2", "-o", str(out), "--rtl-beat-bytes", "1"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rep = json.loads((out / "rtl_report.json").read_text())
+    assert rep["s_axis"] == {"beat_bits": 8, "beats_per_frame": 64}, rep["s_axis"]  # one pixel per beat
     s = rep["simulation"]
     assert s["int_logits_differing"] == 0 and s["frames"] == 450, s
     assert s["cycles_per_frame"] == rep["model"]["cycles_per_frame"], rep

@@ -32,7 +32,7 @@ def check_target(target: str) -> str:
 
 
 def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
-             folding: Optional[list[dict]] = None, in_beat_bytes: Optional[int] = None,
+             folding: Optional[list[dict]] = None, in_beat_bytes: int | None = None,
              rom_style: str = "auto") -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
     """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``.
 
@@ -52,7 +52,7 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
                target_fps: float = 1e6, dataset: Optional[str] = None,
                verify_samples: Optional[int] = None, echo=print, verify: bool = True,
                force: bool = False, simulator: str = "auto", synthesize: bool = True,
-               in_beat_bytes: Optional[int] = None, rom_style: str = "auto") -> dict:
+               in_beat_bytes: int | None = None, rom_style: str = "auto") -> dict:
     """Everything ``bnn2hw export --backend rtl`` does; returns the summary written to rtl_report.json."""
     from ...export.pipeline import export_ir, test_inputs
     from ...ir import execute
