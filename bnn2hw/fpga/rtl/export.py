@@ -165,6 +165,8 @@ def summary_lines(s: dict) -> list[str]:
 def report_md(s: dict) -> str:
     lines = [f"# RTL report ({s['target']}, {s['clock_mhz']:g} MHz, target {s['target_fps']:g} frames/s)", "",
              f"model {s['model_hash']}, design {s['design_hash']}; {s['lint']}", "",
+             f"s_axis: {s['s_axis']['beats_per_frame']} beat(s) of {s['s_axis']['beat_bits']} bits per frame; "
+             f"ROMs: rom_style {s['rom_style']}", "",
              "| layer | source | in x weights | MW | MH | PE | SIMD | cycles/frame |", "|---|---|---|---|---|---|---|---|"]
     for r in s["layers"]:
         lines.append(f"| {r['layer']} | {r['source']} | {r['in']} x {r['weights']} | {r['MW']} | {r['MH']} | "
