@@ -177,7 +177,8 @@ def markdown(rows: list[dict], versions: dict) -> str:
         arch = ARCH.get(r["hidden"]) if isinstance(r["hidden"], str) else "-".join(map(str, r["hidden"] + [10]))
         beat = (f"{r['s_axis_beat_bits']} bits ({r['beats_per_frame']})" if "s_axis_beat_bits" in r
                 else "frame (1)")
-        L.append(f"| {r['model']} ({arch}) | {fold} | {beat} | "
+        stale = "" if "s_axis_beat_bits" in r else " †"
+        L.append(f"| {r['model']}{stale} ({arch}) | {fold} | {beat} | "
                  f"{r['sim_cycles_per_frame']:g} ({r['model_cycles']}) | {r['sim_latency']} ({r['model_latency']}) | "
                  f"{x['LUT']} | {x['LUTRAM_SRL']} | {x['FF']} | {x['BRAM18']} | {x['DSP']} | "
                  + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
@@ -193,6 +194,9 @@ def markdown(rows: list[dict], versions: dict) -> str:
     L += ["", "Targets (issue 15), as measured above:", ""]
     for r in rows:
         e, finn = r.get("ecp5"), FINN_ESTIMATE.get(r["model"])
+        if "s_axis_beat_bits" not in r:
+            L.append(f"* {r['model']}: not rerun on the current RTL (†): no target checked")
+            continue
         if e:
             ok = e["fmax_mhz"] >= CLOCK_MHZ
             cp = e.get("critical_path") or {}
@@ -209,6 +213,10 @@ def markdown(rows: list[dict], versions: dict) -> str:
         if r["mode"] == "unrolled":
             L.append(f"* {r['model']}: one frame per clock: simulated {r['sim_cycles_per_frame']:g} cycles/frame: "
                      + ("**met**" if r["sim_cycles_per_frame"] == 1 else "**missed**"))
+    if any("s_axis_beat_bits" not in r for r in rows):
+        L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
+              "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
+              "describe the design the generator emits now."]
     L += ["",
           "Notes (read before quoting):",
           "",
