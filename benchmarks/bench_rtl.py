@@ -47,7 +47,15 @@ MODELS = {
     "mlp256": ([256, 256], "target"),
     "mlp64-unrolled": ([64, 64, 64], "unrolled"),
     "cnn": ("cnn", "target"),  # bnn2hw's default digits CNN: conv3x3(32), conv3x3(64)+pool2, fc128, fc10
+    # every layer type of the CNN (u8 conv, sliding windows, binary conv, max-pool, gathers, dense,
+    # block-RAM weights) at a size whose ECP5 place and route takes minutes, not most of an hour
+    "cnn-small": ("cnn-small", "target"),  # conv3x3(8), conv3x3(16)+pool2, fc32, fc10
 }
+ARCH = {"cnn": "conv32-conv64-pool-128-10", "cnn-small": "conv8-conv16-pool-32-10"}
+# s_axis bytes per beat: folded designs take one u8 pixel per beat (as FINN streams them; 64 beats
+# per frame, fewer than the 80-96 compute cycles), the unrolled design a whole frame per beat
+BEAT_BYTES = {"target": 1, "unrolled": None}
+XCUP_PART = "xczu3eg-sbva484-1-e"  # ultra96's part: synth_xilinx -family xcup (with --xcup)
 
 
 def train(hidden, data):
@@ -56,8 +64,10 @@ def train(hidden, data):
     from bnn2hw.nn.models import build_model, default_spec
 
     torch.set_num_threads(1)
-    if hidden == "cnn":
+    if hidden in ("cnn", "cnn-small"):
         spec = default_spec("cnn", data.in_shape, data.num_classes)
+        if hidden == "cnn-small":
+            spec["convs"], spec["hidden"] = [[8, 3, 0, False], [16, 3, 0, True]], [32]
     else:
         spec = default_spec("mlp", data.in_shape, data.num_classes)
         spec["hidden"] = hidden
@@ -67,7 +77,7 @@ def train(hidden, data):
     return fold_model(model, spec), accuracy(model, data.x_test, data.y_test)
 
 
-def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
+def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> dict:
     hidden, mode = MODELS[name]
     key = tuple(hidden) if isinstance(hidden, list) else hidden
     if key not in graphs:
@@ -78,13 +88,14 @@ def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
     if mode == "unrolled":
         for L in layers:
             L["PE"], L["SIMD"], L["cycles"] = L["MH"], L["MW"], 1
-    plans, files, _ = generate(graph, folding=layers)
+    plans, files, _ = generate(graph, folding=layers, in_beat_bytes=BEAT_BYTES[mode])
     report = build.layer_report(graph, build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
                                 if mode != "unrolled" else layers, CLOCK_MHZ, TARGET_FPS)
     row = {"model": name, "hidden": hidden, "mode": mode, "pytorch_accuracy": acc,
            "folding": [(p.name, p.MW, p.MH, p.PE, p.SIMD, p.cycles) for p in plans],
            "model_cycles": max(p.cycles for p in plans),
-           "model_latency": report["latency_cycles"] if mode != "unrolled" else len(plans)}
+           "model_latency": report["latency_cycles"] if mode != "unrolled" else len(plans),
+           "s_axis_beat_bits": plans[0].beat_width, "beats_per_frame": plans[0].beats_per_frame}
     sim.lint(files)
     row["lint"] = "clean"
     x = data.x_test
@@ -109,6 +120,14 @@ def run_model(name: str, data, ecp5: bool, graphs: dict) -> dict:
     row["xc7"] = xs
     row["xc7_seconds"] = round(time.time() - t, 1)
     print(f"{name}: yosys xc7 {xs['LUT']} LUT {xs['FF']} FF {xs['BRAM18']} BRAM18 ({row['xc7_seconds']} s)", flush=True)
+    if xcup:
+        t = time.time()
+        with tempfile.TemporaryDirectory() as d:
+            xu = synth.synth_xilinx(files, XCUP_PART, Path(d))
+        xu.pop("log")
+        row["xcup"] = xu
+        row["xcup_seconds"] = round(time.time() - t, 1)
+        print(f"{name}: yosys xcup {xu['LUT']} LUT {xu['FF']} FF {xu['BRAM18']} BRAM18 {xu['DSP']} DSP", flush=True)
     if ecp5:
         t = time.time()
         with tempfile.TemporaryDirectory() as d:
@@ -146,36 +165,83 @@ def markdown(rows: list[dict], versions: dict) -> str:
          "ECP5-85F: `synth_ecp5` + `nextpnr-ecp5 --85k --freq 100` post-route, with a byte-wide I/O harness "
          "(its frame shift registers are included in the FF count) and `ecppack` bitstream.",
          "",
-         "| model | folding PE×SIMD per layer | sim cycles/frame (model) | sim latency (model sum) | xc7 LUT | "
-         "xc7 LUTRAM/SRL | xc7 FF | xc7 BRAM18 | xc7 DSP | FINN estimate LUT / BRAM18 | ECP5 LUT4 | ECP5 FF | "
-         "ECP5 Fmax MHz | accuracy (IR) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| model | folding PE×SIMD per layer | s_axis beat (beats/frame) | sim cycles/frame (model) | "
+         "sim latency (model sum) | xc7 LUT | xc7 LUTRAM/SRL | xc7 FF | xc7 BRAM18 | xc7 DSP | "
+         "FINN estimate LUT / BRAM18 | ECP5 LUT4 | ECP5 FF | ECP5 DP16KD | ECP5 Fmax MHz | accuracy (IR) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fold = ", ".join(f"{pe}×{simd}" for _, _, _, pe, simd, _ in r["folding"])
         x = r["xc7"]
         e = r.get("ecp5")
         finn = FINN_ESTIMATE.get(r["model"])
-        arch = "conv32-conv64-pool-128-10" if r["hidden"] == "cnn" else "-".join(map(str, r["hidden"] + [10]))
-        L.append(f"| {r['model']} ({arch}) | {fold} | "
+        arch = ARCH.get(r["hidden"]) if isinstance(r["hidden"], str) else "-".join(map(str, r["hidden"] + [10]))
+        beat = (f"{r['s_axis_beat_bits']} bits ({r['beats_per_frame']})" if "s_axis_beat_bits" in r
+                else "frame (1)")
+        stale = "" if "s_axis_beat_bits" in r else " †"
+        L.append(f"| {r['model']}{stale} ({arch}) | {fold} | {beat} | "
                  f"{r['sim_cycles_per_frame']:g} ({r['model_cycles']}) | {r['sim_latency']} ({r['model_latency']}) | "
                  f"{x['LUT']} | {x['LUTRAM_SRL']} | {x['FF']} | {x['BRAM18']} | {x['DSP']} | "
                  + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
-                 + (f"{e['LUT4']} | {e['FF']} | {e['fmax_mhz']:.1f} | " if e else "not run | | | ")
+                 + (f"{e['LUT4']} | {e['FF']} | {e.get('DP16KD', '?')} | {e['fmax_mhz']:.1f} | " if e
+                    else "not run | | | | ")
                  + f"{r['ir_accuracy']:.4f} |")
+    xu = [r for r in rows if r.get("xcup")]
+    if xu:
+        L += ["", f"UltraScale+ (`synth_xilinx -family xcup`, part {XCUP_PART}, after synthesis):", "",
+              "| model | LUT | FF | BRAM18 | DSP |", "|---|---|---|---|---|"]
+        L += [f"| {r['model']} | {r['xcup']['LUT']} | {r['xcup']['FF']} | {r['xcup']['BRAM18']} | {r['xcup']['DSP']} |"
+              for r in xu]
+    L += ["", "Targets (issue 15), as measured above:", ""]
+    for r in rows:
+        e, finn = r.get("ecp5"), FINN_ESTIMATE.get(r["model"])
+        if "s_axis_beat_bits" not in r:
+            L.append(f"* {r['model']}: not rerun on the current RTL (†): no target checked")
+            continue
+        if e:
+            ok = e["fmax_mhz"] >= CLOCK_MHZ
+            cp = e.get("critical_path") or {}
+            L.append(f"* {r['model']}: ECP5-85F Fmax {e['fmax_mhz']:.1f} MHz, target >= {CLOCK_MHZ:g}: "
+                     + ("**met**" if ok else "**missed**")
+                     + (f" (critical path {cp['delay_ns']} ns, {cp['logic_ns']} logic + {cp['routing_ns']} routing, "
+                        f"`{cp['from']}` -> `{cp['to']}`)" if cp else ""))
+        else:
+            L.append(f"* {r['model']}: ECP5 place and route not run: Fmax target **not checked**")
+        if finn and finn["cycles"] == r["sim_cycles_per_frame"]:
+            ok = r["xc7"]["LUT"] <= finn["LUT"]
+            L.append(f"* {r['model']}: yosys xc7 {r['xc7']['LUT']} LUT vs FINN's estimate {finn['LUT']} at equal "
+                     f"cycles/frame ({finn['cycles']}): " + ("**met**" if ok else "**missed**"))
+        if r["mode"] == "unrolled":
+            L.append(f"* {r['model']}: one frame per clock: simulated {r['sim_cycles_per_frame']:g} cycles/frame: "
+                     + ("**met**" if r["sim_cycles_per_frame"] == 1 else "**missed**"))
+    if any("s_axis_beat_bits" not in r for r in rows):
+        L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
+              "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
+              "describe the design the generator emits now."]
     L += ["",
           "Notes (read before quoting):",
           "",
           "* xc7 numbers are yosys cell counts after `synth_xilinx`, not after Vivado place and route; FINN's are FINN's "
           "own analytical estimates (`res_estimation`) for the same PE/SIMD folding, not synthesis results either. "
           "The two are different models of cost: compare them as indications, not as equals.",
-          "* No BRAM is used: yosys maps each layer's weight and threshold ROMs (at most a few kbit per layer here) to "
-          "LUT logic, so the LUT column includes the weights. FINN's estimate puts them in BRAM18 (`ram_style auto`).",
+          "* ROMs: every weight and threshold ROM has a registered read and a `rom_style` attribute: `block` (yosys "
+          "infers RAMB18/RAMB36 on xc7, DP16KD on ECP5) when it is deeper than 16 words and fills at least a tenth of "
+          "the BRAM18s it needs, `logic` otherwise (one-word ROMs of unrolled layers are constants; shallow or sparse "
+          "ROMs cost about one LUT per bit). A BRAM18 port is at most 36 bits wide, so a wide shallow ROM "
+          "(e.g. conv1's 6 x 3072 bits) would take 86 BRAM18 for 18 kbit: those stay in LUTs. FINN's estimate puts "
+          "every weight memory in BRAM18 (`ram_style auto`).",
+          "* s_axis: folded designs take one u8 pixel (one byte) per beat, as FINN streams; the byte-wide ECP5 "
+          "harness then feeds the beat directly. The unrolled design takes a whole frame per beat (one per clock).",
           "* ECP5 LUT4 is nextpnr's TRELLIS_COMB count (LUT4s, including carry-chain halves); FF includes the pin "
           "harness's frame and logits shift registers. Fmax is nextpnr's post-route estimate for the one clock at "
           "the given seed.",
           "* Latency is measured from the input handshake of frame 0 to its output handshake; the model column is "
           "the sum of the layers' cycles (FINN's model). The RTL adds pipeline stages (ROM read, one register per "
-          "adder-tree level, accumulate, compare, output) per layer, hence the difference.",
+          "adder-tree level, accumulate, compare, output) per layer, hence the difference. With one byte per "
+          "beat, latency starts at the frame's first beat, so it includes the 64 input beats.",
+          "* cnn-small has every layer type of the digits CNN (u8 conv first layer, sliding windows, binary conv, "
+          "max-pool, gathers, folded dense with a block-RAM weight ROM, logits) at a size that routes in minutes "
+          "here; the full digits CNN was not placed and routed on the current RTL this session (the 2 shared cores "
+          "gave about 15 % of one core; its last routing, 88.4 MHz, was on the previous RTL).",
           "* Cycles/frame is (last output - first output) / (frames - 1) with no back-pressure.",
           ""]
     L += ["", "Run times (s): " + "; ".join(
@@ -188,6 +254,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", default=list(MODELS))
     ap.add_argument("--no-ecp5", action="store_true")
+    ap.add_argument("--xcup", action="store_true", help="also synth_xilinx -family xcup (UltraScale+)")
     ap.add_argument("--report-only", action="store_true", help="rewrite rtl.md from rtl.json")
     args = ap.parse_args()
     out = ROOT / "benchmarks" / "results"
@@ -200,8 +267,9 @@ def main() -> None:
     saved = {r["model"]: r for r in json.loads((out / "rtl.json").read_text())} if (out / "rtl.json").exists() else {}
     versions = tool_versions()
     for n in args.only:  # results are merged into rtl.json/rtl.md after every model
-        row = run_model(n, data, not args.no_ecp5, graphs)
-        row["command"] = "python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
+        row = run_model(n, data, not args.no_ecp5, graphs, args.xcup)
+        row["command"] = ("python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
+                          + (" --xcup" if args.xcup else ""))
         if (out / "rtl.json").exists():  # another run may have added models meanwhile
             saved.update({r["model"]: r for r in json.loads((out / "rtl.json").read_text())})
         saved[n] = row

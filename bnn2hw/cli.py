@@ -529,6 +529,8 @@ def export_cmd(
     finn_version: str = typer.Option("dev", help="FINN to fold for: dev (default) | 0.10 (the v0.10.1 release)"),
     backend: str = typer.Option("finn", "--backend", help="finn (FINN-ready ONNX build dir) | rtl (open Verilog: "
                                 "simulated, yosys/nextpnr; targets also ulx3s-85f, orangecrab-25f)"),
+    rtl_beat_bytes: Optional[int] = typer.Option(None, "--rtl-beat-bytes", help="--backend rtl: input bytes per "
+                                                 "AXI-Stream beat (1 = one u8 pixel per beat; default: a whole frame)"),
 ):
     """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
     _positive("--clock-mhz", clock_mhz)
@@ -549,8 +551,10 @@ def export_cmd(
         if no_verify:
             _warn("--no-verify: the RTL is not simulated and nothing is checked")
         rtl.export_rtl(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples,
-                       echo=typer.echo, verify=not no_verify, force=force)
+                       echo=typer.echo, verify=not no_verify, force=force, in_beat_bytes=rtl_beat_bytes)
         return
+    if rtl_beat_bytes is not None:
+        raise Bnn2hwError("--rtl-beat-bytes applies to --backend rtl only")
     fpga = _lazy("fpga.cli", "the FPGA back end (export)")
     from .fpga import build
     from .outdir import check_output_path

@@ -142,8 +142,9 @@ def folding(g: Graph, pe_simd: list[tuple[int, int]]) -> list[dict]:
     return [{"name": l.name, "PE": pe, "SIMD": simd} for l, (pe, simd) in zip(dense, pe_simd)]
 
 
-def check_sim(g: Graph, x: np.ndarray, fold: list[dict], seed: int, tmp_path) -> list:
-    plans, files, _ = generate(g, folding=fold)
+def check_sim(g: Graph, x: np.ndarray, fold: list[dict], seed: int, tmp_path, in_beat_bytes=None,
+              rom_style="auto") -> list:
+    plans, files, _ = generate(g, folding=fold, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
     to_sim = x if g.input_kind == "bits" else x.astype(np.uint8)
     ref = execute.run(g, to_sim)
     runs = sim.simulate(files, plans, execute.to_ir_input(g, to_sim), tmp_path, "verilator", stall_seeds=(0, seed))
@@ -183,6 +184,83 @@ def test_simulation_equals_ir_every_layer(case, tmp_path):
     runs = check_sim(g, x, folding(g, ps), seed, tmp_path)
     worst = max(pe_cycles(w_in, w_out, pe, simd) for w_in, w_out, (pe, simd) in zip(widths, widths[1:], ps))
     assert runs[0].cycles_per_frame == worst, f"seed={seed}: {runs[0].cycles_per_frame} cycles/frame, model {worst}"
+
+
+# (case, bytes per s_axis beat): one pixel per beat, 3 bytes per beat (the last beat part padding),
+# one byte of bits per beat (65 bits: 9 beats, 7 bits of padding)
+STREAM_CASES = {"u8-binary-1B": ("u8-binary", 1), "u8-int8-3B": ("u8-int8", 3), "bits-folded-1B": ("bits-folded", 1)}
+
+
+@pytest.mark.parametrize("case", list(STREAM_CASES))
+def test_streamed_input_beats_equal_ir(case, tmp_path):
+    """AXI-Stream input in beats of a few bytes (FINN streams one pixel per beat): every bit and
+    logit equal the IR's, free-running and under random back-pressure on both streams; the design
+    lints clean; cycles/frame is the slower of the compute and the input beats."""
+    need("verilator")
+    base, nbytes = STREAM_CASES[case]
+    seed, kind, widths, ps, fi8, li8 = CASES[base]
+    g, x, _ = hidden_chain(seed, kind, widths, 30, fi8, li8)
+    runs = check_sim(g, x, folding(g, ps), seed, tmp_path, in_beat_bytes=nbytes)
+    plans, files, _ = generate(g, folding=folding(g, ps), in_beat_bytes=nbytes)
+    assert plans[0].beat_width == 8 * nbytes and "bnn_instream.v" in files
+    sim.lint(files)
+    compute = max(pe_cycles(a, b, pe, simd) for a, b, (pe, simd) in zip(widths, widths[1:], ps))
+    assert runs[0].cycles_per_frame == max(compute, plans[0].beats_per_frame), (seed, runs[0].cycles_per_frame)
+
+
+def test_streamed_conv_one_pixel_per_beat(tmp_path):
+    """The CNN input one u8 pixel (2 channels = 2 bytes) per beat: equal to the IR in every layer."""
+    need("verilator")
+    seed, kind, shape, spec, ps = CONV_CASES["conv-u8-pool"]
+    g, x, _ = conv_chain(seed, kind, shape, spec, 12)
+    runs = check_sim(g, x, folding(g, ps), seed, tmp_path, in_beat_bytes=2)
+    plans, _, _ = generate(g, folding=folding(g, ps), in_beat_bytes=2)
+    assert plans[0].beats_per_frame == 7 * 6
+    assert runs[0].cycles_per_frame == max(42, *(p.cycles for p in plans)), runs[0].cycles_per_frame
+
+
+@pytest.mark.parametrize("case", ["bits-folded", "u8-int8"])
+def test_block_rom_simulation_equals_ir(case, tmp_path):
+    """Weight and threshold ROMs forced to block RAM form (read one cycle ahead, then an output
+    register): still every bit equal to the IR, also under back-pressure (stalls while the ROM
+    address runs ahead)."""
+    need("verilator")
+    seed, kind, widths, ps, fi8, li8 = CASES[case]
+    g, x, _ = hidden_chain(seed, kind, widths, 30, fi8, li8)
+    _, files, _ = generate(g, folding=folding(g, ps), rom_style="block")
+    assert sum('rom_style = "block"' in v for v in files.values()) >= 2
+    sim.lint(files)
+    check_sim(g, x, folding(g, ps), seed, tmp_path, rom_style="block")
+
+
+def test_rom_style_rule():
+    """auto: constants and shallow ROMs stay logic, a deep well-filled ROM goes to block RAM, a
+    wide shallow one (many mostly empty BRAM18s) stays logic; unknown styles are refused."""
+    from bnn2hw.fpga.rtl.emit import rom_style
+
+    assert rom_style(1, 4096) == "logic" and rom_style(16, 64) == "logic"
+    assert rom_style(64, 64) == "block"  # 4 kbit in 2 BRAM18 (11 %)
+    assert rom_style(6, 3072) == "logic" and rom_style(64, 17) == "logic"  # 1 kbit in 1 BRAM18 (6 %)
+    assert rom_style(1, 64, "block") == "logic" and rom_style(8, 64, "block") == "block"
+    with pytest.raises(Bnn2hwError, match="unknown ROM style"):
+        rom_style(64, 64, "distributed")
+
+
+@pytest.mark.slow
+def test_yosys_infers_block_ram(tmp_path):
+    """The emitted ROM form is what yosys maps to block RAM: RAMB18 on xc7 for a 64 x 64-bit
+    weight ROM (one dense layer, PE 1 x SIMD 64)."""
+    need("yosys")
+    g, _, _ = hidden_chain(3, "bits", [64, 64, 4], 2)
+    _, files, _ = generate(g, folding=folding(g, [(1, 64), (4, 64)]))
+    r = synth.synth_xilinx(files, "xc7z020clg400-1", tmp_path)
+    assert r["BRAM18"] == 2, {k: r[k] for k in ("LUT", "FF", "BRAM18")}  # 64 bits wide: 2 x 36
+
+
+def test_bad_beat_width_is_refused():
+    g, _, _ = hidden_chain(1, "u8", [4, 2, 2], 2)
+    with pytest.raises(Bnn2hwError, match="bytes per input beat"):
+        generate(g, folding=folding(g, [(1, 1), (1, 1)]), in_beat_bytes=0)
 
 
 def pe_cycles(mw: int, mh: int, pe: int, simd: int) -> int:
@@ -251,9 +329,11 @@ def test_export_rtl_command_end_to_end(mlp_ckpt, tmp_path):
     path, _, _ = mlp_ckpt
     out = tmp_path / "build"
     res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(path), "--backend", "rtl",
-                          "--target", "pynq-z2", "-o", str(out)], capture_output=True, text=True)
+                          "--target", "pynq-z2", "-o", str(out), "--rtl-beat-bytes", "1"],
+                         capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rep = json.loads((out / "rtl_report.json").read_text())
+    assert rep["s_axis"] == {"beat_bits": 8, "beats_per_frame": 64}, rep["s_axis"]  # one pixel per beat
     s = rep["simulation"]
     assert s["int_logits_differing"] == 0 and s["frames"] == 450, s
     assert s["cycles_per_frame"] == rep["model"]["cycles_per_frame"], rep

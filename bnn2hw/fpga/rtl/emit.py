@@ -123,36 +123,66 @@ def _term_lines(p: MvauPlan) -> tuple[list[str], int, bool]:
         tw, signed = 9, True
         expr = f"x1[s] ? {{{w}[7], {w}}} : (9'd0 - {{{w}[7], {w}}})"
         what = "±1 input times int8 weight: +w or -w (9-bit two's complement)"
-    lines = [f"    // products, {what}",
-             f"    wire [{p.PE * S * tw - 1}:0] t0;",
+    if p.popcount:  # one LUT per xnor: it feeds the first adder level directly
+        lines = [f"    // products, {what}",
+                 f"    wire [{p.PE * S * tw - 1}:0] t0;",
+                 "    generate",
+                 f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_t0",
+                 f"            for (s = 0; s < {S}; s = s + 1) begin : g_s",
+                 f"                assign t0[(pe*{S}+s)*{tw} +: {tw}] = {expr};",
+                 "            end",
+                 "        end",
+                 "    endgenerate"]
+        return lines, tw, signed
+    # wider products (a negation or a multiply) get their own register stage, so that no
+    # stage holds a negation (or multiplier) and an adder in series (Fmax)
+    lines = [f"    // products, {what}; registered (one pipeline stage)",
+             f"    reg [{p.PE * S * tw - 1}:0] t0;",
              "    generate",
              f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_t0",
              f"            for (s = 0; s < {S}; s = s + 1) begin : g_s",
-             f"                assign t0[(pe*{S}+s)*{tw} +: {tw}] = {expr};",
+             f"                always @(posedge clk) if (en) t0[(pe*{S}+s)*{tw} +: {tw}] <= {expr};",
              "            end",
              "        end",
              "    endgenerate"]
     return lines, tw, signed
 
 
+def combined_levels(p: MvauPlan) -> bool:
+    """True when the adder tree registers only every second level (and the last): for binary x
+    binary layers with constant weights (one weight ROM row: PE = MH, SIMD = MW), where a sum of
+    four xnor terms is a function of four input bits, one LUT4 per bit, so two levels fit one
+    stage at the same clock; it halves the tree's registers of an unrolled layer."""
+    return p.popcount and p.NF * p.SF == 1 and p.SIMD >= 4
+
+
 def _tree_lines(p: MvauPlan, tw: int, signed: bool) -> tuple[list[str], str, int, int]:
-    """Registered pairwise adder tree over the SIMD terms of each PE.
+    """Pipelined pairwise adder tree over the SIMD terms of each PE: a register after every
+    level, or after every second level and the last (:func:`combined_levels`).
 
     Returns (lines, name of the last level, its width, number of register stages)."""
     lines = []
     n, w, src = p.SIMD, tw, "t0"
-    level = 0
+    level = regs = 0
     if n == 1:
         lines += ["    // SIMD = 1: one register stage instead of a tree",
                   f"    reg [{p.PE * w - 1}:0] t1;",
                   "    always @(posedge clk) if (en) t1 <= t0;"]
         return lines, "t1", w, 1
+    pairs_only = combined_levels(p)
     while n > 1:
         level += 1
         m, nw = (n + 1) // 2, w + 1
         dst = f"t{level}"
-        lines += [f"    // adder tree level {level}: {m} sums of 2 per PE, {nw} bits",
-                  f"    reg [{p.PE * m * nw - 1}:0] {dst};",
+        registered = not pairs_only or level % 2 == 0 or m == 1
+        regs += registered
+        if registered:
+            kind, drive = "reg ", lambda lhs, rhs: f"always @(posedge clk) if (en) {lhs} <= {rhs};"
+        else:
+            kind, drive = "wire", lambda lhs, rhs: f"assign {lhs} = {rhs};"
+        lines += [f"    // adder tree level {level}: {m} sums of 2 per PE, {nw} bits"
+                  + ("" if registered else " (not registered: two levels per stage)"),
+                  f"    {kind} [{p.PE * m * nw - 1}:0] {dst};",
                   "    generate",
                   f"        for (pe = 0; pe < {p.PE}; pe = pe + 1) begin : g_pe_{dst}"]
         pairs = n // 2
@@ -161,34 +191,62 @@ def _tree_lines(p: MvauPlan, tw: int, signed: bool) -> tuple[list[str], str, int
         amsb = f"{src}[(pe*{n}+2*j)*{w} + {w - 1}]"
         bmsb = f"{src}[(pe*{n}+2*j+1)*{w} + {w - 1}]"
         lines += [f"            for (j = 0; j < {pairs}; j = j + 1) begin : g_j",
-                  f"                always @(posedge clk) if (en) {dst}[(pe*{m}+j)*{nw} +: {nw}] <= "
-                  f"{_ext(amsb, a, w, nw, signed)} + {_ext(bmsb, b, w, nw, signed)};",
+                  "                " + drive(f"{dst}[(pe*{m}+j)*{nw} +: {nw}]",
+                                          f"{_ext(amsb, a, w, nw, signed)} + {_ext(bmsb, b, w, nw, signed)}"),
                   "            end"]
         if n % 2:
             c = f"{src}[(pe*{n}+{n - 1})*{w} +: {w}]"
             cmsb = f"{src}[(pe*{n}+{n - 1})*{w} + {w - 1}]"
-            lines += [f"            // odd count: the last term passes to the next level",
-                      f"            always @(posedge clk) if (en) {dst}[(pe*{m}+{m - 1})*{nw} +: {nw}] <= "
-                      f"{_ext(cmsb, c, w, nw, signed)};"]
+            lines += ["            // odd count: the last term passes to the next level",
+                      "            " + drive(f"{dst}[(pe*{m}+{m - 1})*{nw} +: {nw}]", _ext(cmsb, c, w, nw, signed))]
         lines += ["        end", "    endgenerate"]
         n, w, src = m, nw, dst
-    return lines, src, w, level
+    return lines, src, w, regs
 
 
-def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: str | None,
-               out: str | None) -> list[str]:
+ROM_STYLES = ("auto", "block", "logic")
+BRAM18_BITS = 18 * 1024  # one RAMB18 (Xilinx) / DP16KD (ECP5): 18 kbit, at most 36 bits wide
+
+
+def rom_style(depth: int, width: int, requested: str = "auto") -> str:
+    """yosys ``rom_style`` for a ROM of ``depth`` words of ``width`` bits: ``block`` (RAMB18/36 on
+    Xilinx, DP16KD on ECP5) or ``logic`` (LUTs).
+
+    ``auto``: a ROM of one word is a constant, and a ROM of at most 16 words costs about one LUT
+    per bit as logic, so both stay ``logic``; deeper ROMs go to block RAM when they fill at least
+    a tenth of the BRAM18s they need (a 36-bit port per BRAM18 at depth <= 512), as FINN's
+    ``ram_style auto`` does for its weight memories; the rest stay logic. (yosys 0.23 maps no
+    registered-read ROM to LUTRAM: ``distributed`` fails with "no valid mapping".)"""
+    if requested not in ROM_STYLES:
+        raise Bnn2hwError(f"unknown ROM style {requested!r}; valid: {', '.join(ROM_STYLES)}")
+    if depth <= 1:
+        return "logic"
+    if requested != "auto":
+        return requested
+    if depth <= 16:
+        return "logic"
+    brams = -(-width // 36) * -(-depth // 512)
+    return "block" if depth * width >= 0.1 * brams * BRAM18_BITS else "logic"
+
+
+def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: str, out: str,
+               style: str, enable: str | None = "en") -> list[str]:
+    """A ROM with a registered read (``out <= rom[addr]``), the form yosys maps to block RAM or
+    LUTRAM; ``style`` goes to yosys as the ``rom_style`` attribute."""
     depth = len(rows)
     lines = [f"    // {comment}",
+             f"    // {depth} x {width} bits, rom_style {style}",
+             f"    (* rom_style = \"{style}\" *)",
              f"    reg [{width - 1}:0] {name} [0:{depth - 1}];",
              "    initial begin"]
     lines += [f"        {name}[{i}] = {_hex(r, width)};" for i, r in enumerate(rows)]
     lines += ["    end"]
-    if sync_addr is not None:
-        lines += [f"    always @(posedge clk) if (en) {out} <= {name}[{sync_addr}];"]
+    cond = f"if ({enable}) " if enable else ""
+    lines += [f"    always @(posedge clk) {cond}{out} <= {name}[{sync_addr}];"]
     return lines
 
 
-def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
+def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> str:
     """One MVAU module for IR dense layer ``p`` (+ its threshold)."""
     NF, SF, PE, S, AW = p.NF, p.SF, p.PE, p.SIMD, p.AW
     IN_W, OUT_W = p.in_width, p.out_width
@@ -224,6 +282,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
          "    reg skid_v;",
          "    reg res_v;                       // res stage holds a finished fold (after the last synapse fold)",
          f"    reg [{nfw - 1}:0] rnf;                 // neuron fold of the next result",
+         f"    wire [{nfw - 1}:0] rnf_nxt;            // rnf of the next cycle (threshold ROM address)",
          f"    wire res_last = (rnf == {nfw}'d{NF - 1});",
          "    wire en = !skid_v;",
          "",
@@ -234,6 +293,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
          f"    reg [{aw_addr - 1}:0] waddr;           // nf*SF + sf",
          f"    wire sf_last = (sf == {sfw}'d{SF - 1});",
          f"    wire issue_last = (nf == {nfw}'d{NF - 1}) && sf_last;",
+         f"    wire [{aw_addr - 1}:0] waddr_nxt = issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
          f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
@@ -245,7 +305,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
          "            if (running) begin",
          f"                sf <= sf_last ? {sfw}'d0 : sf + {sfw}'d1;",
          f"                if (sf_last) nf <= (nf == {nfw}'d{NF - 1}) ? {nfw}'d0 : nf + {nfw}'d1;",
-         f"                waddr <= issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
+         "                waddr <= waddr_nxt;",
          "            end",
          "            if (take) running <= 1'b1;",
          "            else if (issue_last) running <= 1'b0;",
@@ -264,10 +324,19 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
           f"    reg [{PE * S * p.WW - 1}:0] w1;",
           f"    reg [{S * p.IW - 1}:0] x1;",
           "    reg v1, first1, last1;"]
-    L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p),
-                    f"weight ROM: row nf*SF+sf, bits [(pe*SIMD+s)*{p.WW} +: {p.WW}] = weight of output "
-                    f"nf*PE+pe, input sf*SIMD+s" + (" (1 = +1)" if p.WW == 1 else " (int8)"),
-                    "waddr", "w1")
+    wstyle = rom_style(NF * SF, PE * S * p.WW, rom)
+    wdesc = (f"weight ROM: row nf*SF+sf, bits [(pe*SIMD+s)*{p.WW} +: {p.WW}] = weight of output "
+             f"nf*PE+pe, input sf*SIMD+s" + (" (1 = +1)" if p.WW == 1 else " (int8)"))
+    if wstyle == "block":
+        # block RAM's clock-to-output is slow: read one cycle ahead into w0 (the BRAM's own
+        # output), then register w1 <= w0 (Fmax); w0 is the row at waddr in every cycle
+        L += [f"    reg [{PE * S * p.WW - 1}:0] w0;",
+              f"    wire [{aw_addr - 1}:0] wrd = !rst_n ? {aw_addr}'d0 : (en && running) ? waddr_nxt : waddr;"]
+        L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p), wdesc + "; read one cycle ahead (address wrd)",
+                        "wrd", "w0", wstyle, None)
+        L += ["    always @(posedge clk) if (en) w1 <= w0;"]
+    else:
+        L += _rom_lines("wrom", PE * S * p.WW, weight_rom_rows(p), wdesc, "waddr", "w1", wstyle)
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) v1 <= 1'b0;",
           "        else if (en) v1 <= running;",
@@ -282,9 +351,11 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
     L += tl
     trl, top, sw, stages = _tree_lines(p, tw, signed)
     L += trl
+    if not p.popcount:
+        stages += 1  # the product register
     # control bits follow the tree
     L += ["",
-          f"    // control bits travel beside the {stages} tree stage(s)",
+          f"    // control bits travel beside the {stages} product/tree stage(s)",
           f"    reg [{stages - 1}:0] vp, firstp, lastp;"]
     if stages == 1:
         L += ["    always @(posedge clk) begin",
@@ -339,15 +410,18 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
             L += [f"    wire [{PE * LW - 1}:0] res = acc;"]
             RW = LW
     else:
+        L += [f"    reg [{PE * (AW + 1) - 1}:0] thr_row;"]
         L += _rom_lines("trom", PE * (AW + 1), thr_rom_rows(p),
                         f"threshold ROM: row nf, bits [pe*{AW + 1} +: {AW + 1}] = {{inv, T}} of output nf*PE+pe;"
-                        f" bit = ({'P' if p.popcount else 'acc'} >= T) xor inv", None, None)
+                        f" bit = ({'P' if p.popcount else 'acc'} >= T) xor inv; read one cycle ahead "
+                        "(address rnf_nxt), so thr_row is row rnf", "rnf_nxt", "thr_row",
+                        rom_style(NF, PE * (AW + 1), rom), None)
         cmp_a = f"acc[pe*{acc_w} +: {acc_w}]"
         tsel = f"thr_row[pe*{AW + 1} +: {AW}]"
         if acc_w > AW:
             tsel = _ext(f"thr_row[pe*{AW + 1} + {AW - 1}]", tsel, AW, acc_w, not p.popcount)
         cmp = (f"({cmp_a} >= {tsel})" if p.popcount else f"($signed({cmp_a}) >= $signed({tsel}))")
-        L += [f"    wire [{PE * (AW + 1) - 1}:0] thr_row = trom[rnf];",
+        L += [
               "    // threshold compare: 1 (+1) when acc reaches T, inverted for direction -1",
               f"    wire [{PE - 1}:0] res;",
               "    generate",
@@ -368,14 +442,15 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str) -> str:
         L += [f"    reg [{bw - 1}:0] asm;  // folds 0..NF-2 of the vector being assembled",
               "    always @(posedge clk) if (en && res_v && !res_last) "
               + (f"asm <= {{res, asm[{bw - 1}:{piece}]}};" if NF > 2 else "asm <= res;")]
-    L += [f"    wire [{OUT_W - 1}:0] vec = {vec};",
+    L += [f"    assign rnf_nxt = !rst_n ? {nfw}'d0 : (en && res_v) ? (res_last ? {nfw}'d0 : rnf + {nfw}'d1) : rnf;",
+          "    always @(posedge clk) rnf <= rnf_nxt;",
+          f"    wire [{OUT_W - 1}:0] vec = {vec};",
           "    wire done = en && res_v && res_last;  // a finished output vector this cycle",
           f"    reg [{OUT_W - 1}:0] skid;",
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            m_tvalid <= 1'b0; skid_v <= 1'b0; rnf <= {nfw}'d0;",
+          "            m_tvalid <= 1'b0; skid_v <= 1'b0;",
           "        end else begin",
-          "            if (en && res_v) rnf <= res_last ? " + f"{nfw}'d0 : rnf + {nfw}'d1;",
           "            if (m_tvalid && m_tready) begin          // m_tdata read: refill from skid or vec",
           "                if (skid_v) begin m_tdata <= skid; skid_v <= 1'b0; end",
           "                else if (done) m_tdata <= vec;",
@@ -437,7 +512,9 @@ def emit_swg(p: MvauPlan, model_hash: str) -> str:
           "    end",
           "    wire load = busy && (!m_tvalid || m_tready);",
           f"    wire pos_last = (pos == {pw}'d{V - 1});",
-          "    assign s_tready = !busy || (load && pos_last);",
+          "    // ready only when idle: a register, so no ready chain runs through the window (Fmax); the",
+          "    // image after the last window waits one cycle (V + 1 cycles per image at most)",
+          "    assign s_tready = !busy;",
           "    wire take = s_tvalid && s_tready;",
           "    always @(posedge clk) if (take) frame <= s_tdata;",
           "    always @(posedge clk) begin",
@@ -510,6 +587,59 @@ def emit_gather(p: MvauPlan, model_hash: str) -> str:
     return "\n".join(L)
 
 
+def emit_instream(p: MvauPlan, model_hash: str) -> str:
+    """s_axis width adapter of the design: a frame arrives as ``beats_per_frame`` beats of
+    ``beat_width`` bits, beat k holding frame bits ``[k*BW +: BW]`` (so with 8-bit beats, pixel k
+    in beat k, as FINN's input stream); the last beat's bits above the frame are ignored. The
+    assembled frame waits in ``m_tdata`` for the first layer; while it is unread, the last beat of
+    the next frame is refused (``s_tready`` low): back-pressure, no data lost."""
+    BW, N, F = p.beat_width, p.beats_per_frame, p.frame_in_width
+    cw = bitlen(N - 1)
+    pad = N * BW - F
+    L = [f"// s_axis input stream: {N} beats of {BW} bits -> one {F}-bit frame ({F // p.IW} x {p.IW}-bit inputs)",
+         f"// generated by bnn2hw {__version__} from model {model_hash}",
+         "`default_nettype none"]
+    if pad:
+        L.append(f"/* verilator lint_off UNUSEDSIGNAL */  // the last beat's top {pad} bits lie beyond the frame")
+    L += [f"module {PREFIX}_instream (",
+          "    input  wire clk,",
+          "    input  wire rst_n,",
+          f"    input  wire [{BW - 1}:0] s_tdata,",
+          "    input  wire s_tvalid,",
+          "    output wire s_tready,",
+          f"    output reg  [{F - 1}:0] m_tdata,",
+          "    output reg  m_tvalid,",
+          "    input  wire m_tready",
+          ");",
+          f"    reg [{cw - 1}:0] cnt;  // beats of the frame being assembled",
+          f"    wire cnt_last = (cnt == {cw}'d{N - 1});",
+          "    assign s_tready = !(m_tvalid && !m_tready && cnt_last);",
+          "    wire take = s_tvalid && s_tready;"]
+    full = "{s_tdata, asm}" if N > 1 else "s_tdata"
+    if N > 1:
+        bw = (N - 1) * BW
+        L += [f"    reg [{bw - 1}:0] asm;  // beats 0..{N - 2}, beat 0 lowest",
+              "    always @(posedge clk) if (take && !cnt_last) "
+              + (f"asm <= {{s_tdata, asm[{bw - 1}:{BW}]}};" if N > 2 else "asm <= s_tdata;")]
+    L += [f"    wire [{N * BW - 1}:0] full = {full};",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            cnt <= {cw}'d0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
+          "            if (take) begin",
+          f"                if (cnt_last) begin m_tdata <= full[{F - 1}:0]; m_tvalid <= 1'b1; cnt <= {cw}'d0; end",
+          f"                else cnt <= cnt + {cw}'d1;",
+          "            end",
+          "        end",
+          "    end",
+          "endmodule"]
+    if pad:
+        L.append("/* verilator lint_on UNUSEDSIGNAL */")
+    L += ["`default_nettype wire", ""]
+    return "\n".join(L)
+
+
 def emit_pool(p: MvauPlan, model_hash: str) -> str:
     """Max-pool on ±1 bits (1 = +1): the OR of each window; combinational, passes valid/ready."""
     q, c = p.pool, p.conv
@@ -554,6 +684,11 @@ def emit_pool(p: MvauPlan, model_hash: str) -> str:
 def stages(plans: list[MvauPlan]) -> list[dict]:
     """The dataflow chain: module, instance, beat widths, clocked, comment."""
     out = []
+    first = plans[0]
+    if first.in_beat_bits is not None:
+        out.append({"module": f"{PREFIX}_instream", "inst": "u_instream", "in": first.beat_width,
+                    "out": first.frame_in_width, "clk": True,
+                    "what": f"input stream: {first.beats_per_frame} beats of {first.beat_width} bits per frame"})
     for p in plans:
         mn = module_name(p)
         if p.conv:
@@ -577,7 +712,10 @@ def emit_top(plans: list[MvauPlan], model_hash: str, top: str = f"{PREFIX}_top")
     st = stages(plans)
     L = [f"// bnn2hw dataflow accelerator: {len(plans)} layers, generated by bnn2hw {__version__} "
          f"from model {model_hash}",
-         f"// s_axis: one frame per beat, {first.frame_in_width // first.IW} x {first.IW}-bit inputs "
+         (f"// s_axis: one frame per beat, " if first.in_beat_bits is None else
+          f"// s_axis: one frame in {first.beats_per_frame} beats of {first.beat_width} bits (beat k = frame bits "
+          f"[k*{first.beat_width} +: {first.beat_width}]), ")
+         + f"{first.frame_in_width // first.IW} x {first.IW}-bit inputs "
          + ("(u8 pixels, element i at [i*8 +: 8], (y, x, c) order)" if first.in_kind == "u8" else "(bits, 1 = +1)"),
          f"// m_axis: {last.MH} integer logits of {last.LW} bits (two's complement), logit o at "
          f"[o*{last.LW} +: {last.LW}]; AXI-Stream valid/ready with back-pressure",
@@ -608,13 +746,15 @@ def emit_top(plans: list[MvauPlan], model_hash: str, top: str = f"{PREFIX}_top")
     return "\n".join(L)
 
 
-def emit_design(plans: list[MvauPlan], model_hash: str) -> dict[str, str]:
-    """{file name: Verilog text}: one file per module, the top last."""
+def emit_design(plans: list[MvauPlan], model_hash: str, rom: str = "auto") -> dict[str, str]:
+    """{file name: Verilog text}: one file per module, the top last; ``rom``: :func:`rom_style`."""
     files = {}
+    if plans[0].in_beat_bits is not None:
+        files[f"{PREFIX}_instream.v"] = emit_instream(plans[0], model_hash)
     for i, p in enumerate(plans):
         if p.conv:
             files[f"{module_name(p)}_swg.v"] = emit_swg(p, model_hash)
-        files[f"{module_name(p)}.v"] = emit_layer(p, i, model_hash)
+        files[f"{module_name(p)}.v"] = emit_layer(p, i, model_hash, rom)
         if p.conv:
             files[f"{module_name(p)}_gather.v"] = emit_gather(p, model_hash)
         if p.pool:

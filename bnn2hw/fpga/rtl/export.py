@@ -32,17 +32,27 @@ def check_target(target: str) -> str:
 
 
 def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
-             folding: Optional[list[dict]] = None) -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
-    """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``."""
+             folding: Optional[list[dict]] = None, in_beat_bytes: int | None = None,
+             rom_style: str = "auto") -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
+    """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``.
+
+    ``in_beat_bytes``: bytes per s_axis beat (e.g. 1: one u8 pixel per beat, as FINN streams);
+    None: one whole frame per beat. ``rom_style``: ``auto`` | ``block`` | ``logic``
+    (:func:`~bnn2hw.fpga.rtl.emit.rom_style`)."""
     layers = folding or build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
     plans = plan_layers(graph, layers)
-    return plans, emit_design(plans, graph.meta.get("model_hash", "?")), layers
+    if in_beat_bytes is not None:
+        if int(in_beat_bytes) < 1:
+            raise Bnn2hwError(f"bytes per input beat must be at least 1, not {in_beat_bytes}")
+        plans[0].in_beat_bits = min(8 * int(in_beat_bytes), -(-plans[0].frame_in_width // 8) * 8)
+    return plans, emit_design(plans, graph.meta.get("model_hash", "?"), rom_style), layers
 
 
 def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
                target_fps: float = 1e6, dataset: Optional[str] = None,
                verify_samples: Optional[int] = None, echo=print, verify: bool = True,
-               force: bool = False, simulator: str = "auto", synthesize: bool = True) -> dict:
+               force: bool = False, simulator: str = "auto", synthesize: bool = True,
+               in_beat_bytes: int | None = None, rom_style: str = "auto") -> dict:
     """Everything ``bnn2hw export --backend rtl`` does; returns the summary written to rtl_report.json."""
     from ...export.pipeline import export_ir, test_inputs
     from ...ir import execute
@@ -52,10 +62,12 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
     target = check_target(target)
     exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
     graph = exp.graph
-    plans, files, layers = generate(graph, clock_mhz, target_fps)
+    plans, files, layers = generate(graph, clock_mhz, target_fps, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
     report = build.layer_report(graph, layers, clock_mhz, target_fps)
     summary: dict = {"checkpoint": str(checkpoint), "target": target, "model_hash": graph.meta["model_hash"],
                      "design_hash": design_hash(files), "clock_mhz": clock_mhz, "target_fps": target_fps,
+                     "s_axis": {"beat_bits": plans[0].beat_width, "beats_per_frame": plans[0].beats_per_frame},
+                     "rom_style": rom_style,
                      "layers": [{"layer": p.name, "source": p.source, "MW": p.MW, "MH": p.MH, "PE": p.PE,
                                  "SIMD": p.SIMD, "cycles": p.cycles, "in": p.in_kind, "weights": p.weight_kind}
                                 for p in plans],
@@ -154,6 +166,8 @@ def summary_lines(s: dict) -> list[str]:
 def report_md(s: dict) -> str:
     lines = [f"# RTL report ({s['target']}, {s['clock_mhz']:g} MHz, target {s['target_fps']:g} frames/s)", "",
              f"model {s['model_hash']}, design {s['design_hash']}; {s['lint']}", "",
+             f"s_axis: {s['s_axis']['beats_per_frame']} beat(s) of {s['s_axis']['beat_bits']} bits per frame; "
+             f"ROMs: rom_style {s['rom_style']}", "",
              "| layer | source | in x weights | MW | MH | PE | SIMD | cycles/frame |", "|---|---|---|---|---|---|---|---|"]
     for r in s["layers"]:
         lines.append(f"| {r['layer']} | {r['source']} | {r['in']} x {r['weights']} | {r['MW']} | {r['MH']} | "

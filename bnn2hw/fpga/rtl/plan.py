@@ -61,6 +61,7 @@ class MvauPlan:
     acc_hi: int
     conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, oh, ow (the MVAU runs once per output pixel)
     pool: dict | None = None  # max-pool after the threshold: k, stride, ph, pw
+    in_beat_bits: int | None = None  # first layer only: s_axis beat width (None: one whole frame per beat)
 
     @property
     def vectors(self) -> int:
@@ -138,6 +139,15 @@ class MvauPlan:
         if self.conv:
             return self.conv["in_h"] * self.conv["in_w"] * self.conv["C"] * self.IW
         return self.in_width
+
+    @property
+    def beat_width(self) -> int:
+        """Width of one s_axis beat of the design (first layer): the whole frame unless streamed."""
+        return self.in_beat_bits or self.frame_in_width
+
+    @property
+    def beats_per_frame(self) -> int:
+        return -(-self.frame_in_width // self.beat_width)
 
     @property
     def frame_out_width(self) -> int:

@@ -57,7 +57,9 @@ def _probes(plans: list[MvauPlan]) -> str:
 
 def testbench(plans: list[MvauPlan], frames: int, max_cycles: int) -> str:
     first, last = plans[0], plans[-1]
-    iw, ow = first.frame_in_width, last.out_width
+    bw, nb, ow = first.beat_width, first.beats_per_frame, last.out_width
+    iw = bw * nb  # frame words padded to whole beats
+    bc = max(1, (nb - 1).bit_length())
     probes = _probes(plans)
     closes = " ".join(f"$fclose(f_{p.name});" for p in plans[:-1])
     return f"""// bnn2hw testbench: {frames} frames through {PREFIX}_top, +stall=SEED for random back-pressure
@@ -66,6 +68,8 @@ module tb_core (input wire clk);
     reg [{iw - 1}:0] frames_in [0:{frames - 1}];
     reg rst_n = 1'b0;
     reg [31:0] cycle = 0, n_in = 0, n_out = 0, first_in = 0, first_out = 0, last_out = 0;
+    reg [{bc - 1}:0] beat = 0;  // beat of frame n_in on s_axis ({nb} beats of {bw} bits per frame)
+    wire [{iw - 1}:0] cur_frame = frames_in[n_in < {frames} ? n_in : 0];
     reg [31:0] stall_seed = 0;
     reg [15:0] lfsr = 16'hace1;
     integer fout;
@@ -77,7 +81,7 @@ module tb_core (input wire clk);
     wire s_valid = rst_n && (n_in < {frames}) && gate_in;
     wire m_ready = rst_n && gate_out;
     {PREFIX}_top dut (.clk(clk), .rst_n(rst_n),
-        .s_axis_tdata(frames_in[n_in < {frames} ? n_in : 0]), .s_axis_tvalid(s_valid), .s_axis_tready(s_ready),
+        .s_axis_tdata(cur_frame[beat * {bw} +: {bw}]), .s_axis_tvalid(s_valid), .s_axis_tready(s_ready),
         .m_axis_tdata(m_data), .m_axis_tvalid(m_valid), .m_axis_tready(m_ready));
     initial begin
         $readmemh("tb_in.hex", frames_in);
@@ -91,8 +95,9 @@ module tb_core (input wire clk);
         if (cycle == 3) rst_n <= 1'b1;
         lfsr <= {{lfsr[14:0], lfsr[15] ^ lfsr[13] ^ lfsr[12] ^ lfsr[10]}};
         if (s_valid && s_ready) begin
-            if (n_in == 0) first_in <= cycle;
-            n_in <= n_in + 1;
+            if (n_in == 0 && beat == 0) first_in <= cycle;
+            if (beat == {bc}'d{nb - 1}) begin beat <= 0; n_in <= n_in + 1; end
+            else beat <= beat + 1;
         end
         if (m_valid && m_ready) begin
             $fwrite(fout, "%h\\n", m_data);
@@ -143,7 +148,7 @@ def pack_inputs(plan: MvauPlan, x: np.ndarray) -> str:
     iw = plan.IW
     x = np.asarray(x).reshape(len(x), -1)
     lines = []
-    ndig = (plan.frame_in_width + 3) // 4
+    ndig = (plan.beat_width * plan.beats_per_frame + 3) // 4
     for row in x:
         v = 0
         for i, e in enumerate(row):

@@ -49,7 +49,7 @@ def xilinx_family(part: str) -> str:
 
 
 def pnr_harness(plans: list[MvauPlan]) -> str:
-    iw, ow = plans[0].frame_in_width, plans[-1].out_width
+    iw, ow = plans[0].beat_width, plans[-1].out_width
     ib, ob = -(-iw // 8) * 8, -(-ow // 8) * 8
     nout = ob // 8
     cw = max(1, (nout - 1).bit_length())
@@ -163,16 +163,38 @@ def implement_ecp5(files: dict[str, str], plans: list[MvauPlan], target: str, cl
     fmax = rep.get("fmax", {})
     clk = next((v for k, v in fmax.items() if "clk" in k), None) or (next(iter(fmax.values())) if fmax else {})
     util = {k: {"used": v.get("used"), "available": v.get("available")} for k, v in rep.get("utilization", {}).items()}
+    crit = critical_path(rep)
     out = {"tool": "yosys synth_ecp5 + nextpnr-ecp5", "target": target, "device": tgt.name,
            "clock_mhz": clock_mhz, "fmax_mhz": clk.get("achieved"), "utilization": util,
            "LUT4": util.get("TRELLIS_COMB", {}).get("used"), "FF": util.get("TRELLIS_FF", {}).get("used"),
            "DP16KD": util.get("DP16KD", {}).get("used"), "MULT18": util.get("MULT18X18D", {}).get("used"),
-           "harness_ffs": -(-plans[0].frame_in_width // 8) * 8 + -(-plans[-1].out_width // 8) * 8,
+           "critical_path": crit,
+           "harness_ffs": -(-plans[0].beat_width // 8) * 8 + -(-plans[-1].out_width // 8) * 8,
            "report": rep}
     if bitstream:
         tools.run([ecppack, "--compress", "design.config", "design.bit"], work, work / "ecppack.log", "ecppack")
         out["bitstream"] = work / "design.bit"
     return out
+
+
+def critical_path(rep: dict) -> dict:
+    """The first critical path of a nextpnr ``--report``: start and end cells, total delay (ns),
+    logic and routing shares, and the cells it passes (names shortened)."""
+    paths = rep.get("critical_paths") or []
+    if not paths or not paths[0].get("path"):
+        return {}
+    segs = paths[0]["path"]
+    cells = []
+    for sg in segs:
+        for end in ("from", "to"):
+            c = (sg.get(end) or {}).get("cell")
+            if c and (not cells or cells[-1] != c):
+                cells.append(c)
+    logic = sum(sg.get("delay", 0.0) for sg in segs if sg.get("type") != "routing")
+    route = sum(sg.get("delay", 0.0) for sg in segs if sg.get("type") == "routing")
+    return {"from": cells[0] if cells else None, "to": cells[-1] if cells else None,
+            "delay_ns": round(logic + route, 3), "logic_ns": round(logic, 3), "routing_ns": round(route, 3),
+            "cells": [c[:80] for c in cells][:40]}
 
 
 def run_in_tmp(fn, *args, **kw):
