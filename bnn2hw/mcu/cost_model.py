@@ -12,8 +12,8 @@ Work features (per inference):
 
 * ``bin_words_dense`` / ``bin_words_conv``: 32-bit XNOR-popcount words of binary layers on packed
   bits (outputs x ceil(fan-in / 32); conv patches are packed contiguously),
-* ``bin_words_dense_k8``: the same for dense layers of 225..256 inputs on Thumb-2 cores, which run
-  the whole-row assembly loop of ``bnn_dense.c`` (the other widths run the C loop: issue 11),
+* ``bin_words_dense_k8``: the same for dense layers of 225..256 inputs on Thumb-2 cores, fitted
+  separately (8-word rows; they measure cheaper per word in ``bnn_bits.c``'s row kernel),
 * ``u8_dense_macs`` / ``u8_conv_macs``: uint8-pixel x binary-weight MACs of a first layer,
 * ``int8_macs``: MACs with int8 weights (first or last layer),
 * ``outputs``: values a dense/conv op produces (threshold compare, bit packing, loop overhead),
@@ -30,12 +30,13 @@ import numpy as np
 from ..ir.graph import Layer
 
 # Fitted on Cortex-M4 by `python benchmarks/calibrate_cost_model.py --models 40 --seed 0` (40 random
-# MLPs/CNNs), bin_words_dense_k8 from the measured 0.29 instructions per binary MAC of the assembly
-# path. Checked on 48 other models (`--models 48`, with the default digits MLP and CNN): median
-# error 11.9%, max 104% (CNNs with pooling are the worst; a refit there was worse overall).
-COEFFS_M4 = {"bin_words_dense_k8": 9.3, "bin_words_dense": 15.18, "bin_words_conv": 21.59, "u8_dense_macs": 1.005, "u8_conv_macs": 13.36,
-             "int8_macs": 5.149, "outputs": 13.53, "patch_bits": 0.0, "pool_words": 0.0,
-             # not calibrated: no fixed-point (M-BiPer) model in the calibration set
+# MLPs/CNNs incl. the default digits MLP and CNN) after the any-width Thumb-2 row kernel and the
+# gathered-patch conv kernel landed (issue 11): median error 12.6%, max 77.9%
+# (benchmarks/results/cost_model.md). ``bin_words_dense_k8`` is kept as a feature (those widths still
+# measure cheaper per word). ``fixed`` is not calibrated (no fixed-point model in the set): the fit's
+# 0 would make residual streams free, so the previous guess is kept.
+COEFFS_M4 = {"bin_words_dense_k8": 7.812, "bin_words_dense": 11.016, "bin_words_conv": 5.006, "u8_dense_macs": 2.010,
+             "u8_conv_macs": 14.751, "int8_macs": 5.710, "outputs": 0.0, "patch_bits": 4.578, "pool_words": 249.104,
              "fixed": 30.0}
 
 # M4-relative factors (digits MLP, multi popcount; benchmarks/results/mcu_models.md).
