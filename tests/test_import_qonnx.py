@@ -491,6 +491,7 @@ def test_residual_import_maps_to_stream_ops(files):
                     "dense", "affine"], ops_
     rq = [l for l in imp.graph.layers if l.op == "requant"]
     assert all(l.attrs["bits"] == 8 and l.attrs["frac"] == 5 and l.attrs["float_exact"] for l in rq)
+    assert all(l.attrs["float_order_sensitive"] == [] for l in rq)
     mults = np.concatenate([l.arrays["mult"] for l in rq])
     assert (mults < 0).any() and (mults > 0).any(), mults
     add = imp.graph.layers[5]

@@ -283,6 +283,7 @@ class _Walker:
         self.input_quant: InputQuant | None = None
         self.quant_nodes: dict = {}  # tensor -> producing constant Quant node (weights)
         self.fixed: dict = {}  # IR stream tensor -> (original ONNX tensor, stream scale)
+        self.requant_sensitive: list = []  # set by derive_requant: channels near a float32 rounding edge
 
     # -- helpers ---------------------------------------------------------------------------------
     def name(self, prefix: str) -> str:
@@ -476,7 +477,7 @@ class _Walker:
         name = self.name("rq")
         layer = Layer("requant", name, node.name,
                       {"shift": int(shift), "bits": bits, "frac": frac, "stream_scale": sc, "float_exact": p.float_exact,
-                       "acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node)},
+                       "float_order_sensitive": self.requant_sensitive, "acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node)},
                       {"mult": mult, "bias": bias})
         self.append(layer, p.layer.name)
         self.fixed[name] = (self.orig(node), sc)
@@ -942,8 +943,8 @@ def _stream_eval(w: _Walker, p: _Pending, quant):
     nodes = list(p.nodes) + [q]
     spatial = (1, 1) if len(p.shape) == 3 else ()
 
-    def values(a: np.ndarray) -> np.ndarray:
-        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :])).astype(np.float32)
+    def values(a: np.ndarray, delta=0.0) -> np.ndarray:
+        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :]) + delta).astype(np.float32)
         return w.eval_nodes(nodes, p.in_tensor, v.reshape(v.shape + spatial)).reshape(a.shape)
     return values
 
@@ -982,7 +983,10 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
     """Invariant: for every channel c and integer A in [lo_c, hi_c], ``requant(A) * scale`` is
     qonnx's output of the chain and the stream quantizer on fl32(k_c (A - offR_c)) (same float
     assumption as :func:`derive_thresholds`); the whole range is enumerated and the fitted form
-    checked against it. Refuses (naming the quantizer) when the range is too large to enumerate or
+    checked against it. For a layer that is not ``float_exact``, the channels where some stream
+    value changes when the layer's float output moves by the worst-case float32 summation error are
+    left in ``w.requant_sensitive`` (the layer's ``float_order_sensitive``): there onnxruntime's
+    summation order could give another stream value. Refuses (naming the quantizer) when the range is too large to enumerate or
     no integer mult/bias/shift reproduces it."""
     from ..ir import ops
 
@@ -994,10 +998,18 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
                                     f"too many to prove exhaustively (limit {ENUMERATE_LIMIT})")
     values = _stream_eval(w, p, quant)
     out = np.zeros((n, C), dtype=np.float32)
+    moved = np.zeros(C, dtype=bool)  # a value changes within the worst-case float32 summation error
+    # |fl(sum) - sum| <= fan_in * 2^-24 * sum|x_i| (as order_sensitive_channels); 0 when float_exact
+    delta = 0.0 if p.float_exact else p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
     rows = max(1, CHUNK // C)
     for start in range(0, n, rows):
-        a = np.arange(lo + start, lo + min(n, start + rows), dtype=np.int64)
-        out[start:start + len(a)] = values(np.repeat(a[:, None], C, 1))
+        a = np.repeat(np.arange(lo + start, lo + min(n, start + rows), dtype=np.int64)[:, None], C, 1)
+        out[start:start + len(a)] = values(a)
+        if not p.float_exact:
+            inside = (a >= p.lo[None, :]) & (a <= p.hi[None, :])
+            for d in (-delta, delta):
+                moved |= ((values(a, d[None, :]) != out[start:start + len(a)]) & inside).any(0)
+    w.requant_sensitive = [int(c) for c in np.flatnonzero(moved)]
     qf = out.astype(np.float64) / scale
     qi = np.round(qf).astype(np.int64)
     if not np.array_equal((qi * scale).astype(np.float32), out):
