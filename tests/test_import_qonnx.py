@@ -23,8 +23,10 @@ from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType
 from brevitas.core.stats import StatsOp
 from brevitas.export import export_qonnx
+from brevitas.inject.enum import FloatToIntImplType
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import (
+    Int8ActPerTensorFixedPoint,
     Int8ActPerTensorFloat,
     Int8WeightPerTensorFloat,
     Int32Bias,
@@ -127,9 +129,61 @@ def tie_mlp(seed=0):
     return m
 
 
+class StreamQuant(Int8ActPerTensorFixedPoint):
+    """The residual stream's quantizer: signed 8-bit, constant power-of-two scale 4/128 = 2^-5
+    (``scaling_impl_type = CONST``: Brevitas 0.13.4 takes the constant from ``max_val``)."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    scaling_const = 4.0
+    max_val = 4.0
+    min_val = -4.0
+
+
+class HalfStreamQuant(StreamQuant):
+    scaling_const = 2.0  # scale 2^-6: unequal to StreamQuant's
+    max_val = 2.0
+    min_val = -2.0
+
+
+class ResidualCNN(nn.Module):
+    """A residual CNN as stock Brevitas writes it: 8-bit input -> binary stem conv -> BatchNorm ->
+    the stream quantizer; one block (sign of the stream -> binary conv -> BatchNorm -> the stream
+    quantizer) added to the identity shortcut, the sum re-quantized by the same stream quantizer
+    (one QuantIdentity instance shared by every use, so both Add inputs carry its scale); sign ->
+    flatten -> binary head. Power-of-two scales everywhere: the float32 dot products are exact, so
+    the requant derivation's one float assumption holds (``float_exact``)."""
+
+    def __init__(self, c=4, hw=8, block_quant=None):
+        super().__init__()
+        self.q = QuantIdentity(act_quant=Pow2Uint8Act, return_quant_tensor=True)
+        self.stem = QuantConv2d(2, c, 3, padding=1, bias=False, weight_quant=HalfBinaryWeight)
+        self.bn0 = nn.BatchNorm2d(c)
+        self.stream = QuantIdentity(act_quant=StreamQuant, return_quant_tensor=True)
+        self.block_stream = block_quant or self.stream
+        self.sign = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.conv = QuantConv2d(c, c, 3, padding=1, bias=False, weight_quant=HalfBinaryWeight)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.flat = nn.Flatten()
+        self.head = QuantLinear(c * hw * hw, 3, bias=False, weight_quant=HalfBinaryWeight)
+
+    def forward(self, x):
+        x = self.stream(self.bn0(self.stem(self.q(x))))
+        y = self.block_stream(self.bn1(self.conv(self.sign(x))))
+        x = self.stream(x + y)
+        return self.head(self.flat(self.sign(x)))
+
+
+def residual_cnn(seed=0):
+    torch.manual_seed(seed)
+    m = randomize_bn(ResidualCNN(), seed)
+    m.bn1.weight.data *= 3  # stream values over the whole 8-bit range: the requants and the add
+    # saturate on some inputs (seed 0), not on most
+    return m
+
+
 MODELS = {"mlp": (mlp, (20,)), "cnn": (cnn, (2, 9, 9)), "cnn-padded": (lambda: cnn(pad=1), (2, 8, 8)),
           "int8-first-last": (int8_first_last, (12,)), "ties": (tie_mlp, (6,)),
-          "mlp-torchscript": (mlp, (20,))}
+          "mlp-torchscript": (mlp, (20,)), "residual": (residual_cnn, (2, 8, 8))}
 DYNAMO = {"mlp", "cnn", "cnn-padded"}
 """Exported with export_qonnx's default (torch's dynamo exporter: Gemm); the others with
 ``dynamo=False`` (TorchScript: Transpose + MatMul, 20x faster): both graph forms are imported."""
@@ -353,7 +407,8 @@ def test_refuses_2bit_activation(tmp_path):
                       QuantLinear(8, 8, bias=False, weight_quant=SignedBinaryWeightPerTensorConst),
                       nn.BatchNorm1d(8), QuantIdentity(bit_width=2),
                       QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst))
-    _refused(tmp_path, m, (8,), ["(Quant)", "2-bit activation", "node 'Quant_"])
+    # a 2-bit signed Quant after BatchNorm is a residual-stream requant; the layer reading it is refused
+    _refused(tmp_path, m, (8,), ["(MatMul)", "2-bit activation of node 'Quant_", "(Quant)", "1-bit activations"])
 
 
 def test_refuses_float_layer_between_binary_ones(tmp_path):
@@ -403,7 +458,9 @@ def test_refuses_missing_input_quantizer(tmp_path):
     _refused(tmp_path, m, (8,), ["(MatMul)", "reads a float tensor"])
 
 
-class _Residual(nn.Module):
+class _FloatResidual(nn.Module):
+    """A residual Add of two float (not stream-quantized) tensors."""
+
     def __init__(self):
         super().__init__()
         self.q = QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True)
@@ -418,8 +475,89 @@ class _Residual(nn.Module):
         return self.head(self.act(self.fc2(h) + self.bn(self.fc(self.q(x)))))
 
 
-def test_refuses_residual_add(tmp_path):
-    _refused(tmp_path, _Residual(), (8,), ["(Add)", "residual Add"])
+def test_refuses_float_residual_add(tmp_path):
+    _refused(tmp_path, _FloatResidual(), (8,), ["(Add)", "residual Add whose inputs are not both quantized",
+                                                "Int8ActPerTensorFixedPoint"])
+
+
+def test_residual_import_maps_to_stream_ops(files):
+    """conv -> BN -> stream Quant is a requant (negative BatchNorm scales: negative mults), Add +
+    Quant a saturating 8-bit add reading both branches, the sign of the stream a threshold on it;
+    the random inputs exercise the add's saturation and its interior, and every stream value is
+    compared with qonnx's (not only the bits)."""
+    imp = import_qonnx(files["residual"])
+    ops_ = [l.op for l in imp.graph.layers]
+    assert ops_ == ["conv2d", "requant", "threshold", "conv2d", "requant", "add", "threshold", "flatten",
+                    "dense", "affine"], ops_
+    rq = [l for l in imp.graph.layers if l.op == "requant"]
+    assert all(l.attrs["bits"] == 8 and l.attrs["frac"] == 5 and l.attrs["float_exact"] for l in rq)
+    assert all(l.attrs["float_order_sensitive"] == [] for l in rq)
+    mults = np.concatenate([l.arrays["mult"] for l in rq])
+    assert (mults < 0).any() and (mults > 0).any(), mults
+    add = imp.graph.layers[5]
+    assert imp.graph.inputs_of(5) == ["rq0", "rq1"] and add.attrs["bits"] == 8
+    u8 = random_inputs(imp, 500, seed=2)
+    tr = execute.run(imp.graph, u8)
+    raw = tr.tensors["rq0"] + tr.tensors["rq1"]
+    assert (raw > 127).any() or (raw < -128).any(), "seed 2: no saturating sum"
+    assert ((raw > -128) & (raw < 127)).mean() > 0.2
+    a = compare(imp, u8)
+    assert a["exact"] and a["stream_values_compared"] == 3 * u8.shape[0] * 4 * 64 and a["stream_values_differing"] == 0, a
+
+
+def test_a_wrong_requant_is_caught(files):
+    """The stream comparison can fail: one channel's requant bias moved by one step."""
+    imp = import_qonnx(files["residual"])
+    rq = imp.graph.layers[4]
+    rq.arrays["bias"] = rq.arrays["bias"].copy()
+    rq.arrays["bias"][1] += 1 << rq.attrs["shift"]
+    a = compare(imp, random_inputs(imp, 200, seed=4))
+    assert not a["exact"] and a["stream_values_differing"] > 0, a
+
+
+def test_refuses_residual_add_of_unequal_scales(tmp_path):
+    """Stream scales 2^-5 and 2^-6 on the Add's inputs (Brevitas itself refuses to add two
+    QuantTensors of different scales, so the block's quantizer returns a plain tensor here)."""
+    torch.manual_seed(0)
+    m = randomize_bn(ResidualCNN(block_quant=QuantIdentity(act_quant=HalfStreamQuant)), 0)
+    _refused(tmp_path, m, (2, 8, 8), ["(Add)", "scales 0.03125 and 0.015625", "same QuantIdentity"])
+
+
+class FloorStreamQuant(StreamQuant):
+    float_to_int_impl_type = FloatToIntImplType.FLOOR
+
+
+def tie_block(stream=None):
+    """A block whose stream value is exactly A/4 in stream units (weight scale 2^-1, BatchNorm gain
+    2^-6, stream scale 2^-5): reachable accumulators A = 2 mod 4 land on .5."""
+    torch.manual_seed(0)
+    m = randomize_bn(ResidualCNN(), 0)
+    if stream is not None:
+        m.stream = m.block_stream = QuantIdentity(act_quant=stream, return_quant_tensor=True)
+    m.bn1.weight.data = torch.full((4,), 2.0 ** -6)
+    m.bn1.bias.data = torch.zeros(4)
+    m.bn1.running_mean.data = torch.zeros(4)
+    m.bn1.running_var.data = torch.full((4,), 1.0) - m.bn1.eps
+    return m
+
+
+def test_refuses_requant_with_half_even_ties(tmp_path):
+    """Brevitas' ROUND is round-half-even: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, which no
+    floor((A * mult + bias) >> shift) reproduces: refused naming the stream quantizer."""
+    _refused(tmp_path, tie_block(), (2, 8, 8), ["(Quant)", "channel 0: no integer form", "round-half-even"])
+
+
+def test_floor_stream_quantizer_with_ties_imports(tmp_path):
+    """The same ties under a FLOOR stream quantizer (the configuration the refusal suggests): exact."""
+    p = export(tie_block(FloorStreamQuant), (2, 8, 8), tmp_path / "floor.onnx", dynamo=False)
+    imp = import_qonnx(p)
+    rq = imp.graph.layers[4]
+    assert rq.op == "requant" and rq.attrs["acc_range"] == [-36, 36]
+    u8 = random_inputs(imp, 300, seed=6)
+    acc = execute.run(imp.graph, u8).tensors["conv1"]
+    assert (acc % 4 == 2).any(), "seed 6: no accumulator on a tie"
+    a = compare(imp, u8)
+    assert a["exact"] and a["stream_values_differing"] == 0, a
 
 
 def test_refuses_two_level_quant_rewritten_to_unsupported_and_cli_error(tmp_path, files):

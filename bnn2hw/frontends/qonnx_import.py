@@ -22,7 +22,27 @@ What is accepted (each refusal names the node, after qonnx's cleanup naming, and
   quantizer (max and a non-decreasing quantizer commute);
 * ``MaxPool`` on binary tensors, ``Flatten``/``Reshape`` to (N, F), ``Identity``/``Dropout``;
 * the graph ends with a ``MatMul``/``Gemm`` (binary or 8-bit weights) and an affine per-class
-  chain: the integer logits plus a float affine.
+  chain: the integer logits plus a float affine;
+* a residual stream (issue 9's IR ops), as stock Brevitas writes a residual CNN: a *stream
+  quantizer*, a ``Quant`` with a per-tensor constant scale, zero point 0, 2..16 bits, signed, not
+  narrow (e.g. ``Int8ActPerTensorFixedPoint`` with ``scaling_impl_type = CONST``; one
+  ``QuantIdentity`` instance shared by every use, so both inputs of an ``Add`` carry its scale):
+
+  - layer -> affine chain (BatchNorm, per-channel Add/Sub/Mul/Div) -> stream quantizer is a
+    ``requant`` of the accumulator (:func:`derive_requant`: mult/bias/shift fitted to, and proved
+    equal to, qonnx's execution on every reachable accumulator value of every channel; refused,
+    naming the quantizer, when no integer form exists, e.g. reachable exact .5 values under
+    Brevitas' round-half-even ``ROUND``);
+  - ``Add`` of two stream tensors -> the stream quantizer is the IR's saturating ``add`` with
+    ``bits`` (proved on all pairs of stream values; refused when the two scales differ or the
+    quantizer after the Add has another scale);
+  - a two-level quantizer (``BipolarQuant``) of the stream is a ``threshold`` on the fixed tensor
+    (binary layers read the stream's sign); layers and ``MaxPool`` never read the stream itself.
+
+  The IR's ``frac`` is ``-log2 scale`` for a power-of-two scale; for another constant scale it is
+  0 and the real scale is in the layer's ``stream_scale`` attribute (frac only labels the stream:
+  every consumer here is derived by this importer). Verification compares every stream value
+  (:attr:`QonnxImport.fixed`) with qonnx's, not only the bits.
 
 Binary tensors. A two-level quantizer with levels ``lo < hi`` is stored as bits ``x = ±1`` with
 ``real = (x - off) * s'``, ``s' = (hi - lo) / 2``, ``off = -(hi + lo) / (hi - lo)`` (0 for
@@ -117,6 +137,7 @@ class QonnxImport:
     input_name: str
     output_name: str
     hidden: dict = field(default_factory=dict)  # IR layer name -> (original ONNX tensor, mid level)
+    fixed: dict = field(default_factory=dict)  # IR stream tensor -> (original ONNX tensor, stream scale)
 
 
 def refuse(path, node, why: str) -> Bnn2hwError:
@@ -218,6 +239,18 @@ class _Tensor:
     off: float
     scale: float
     chw: tuple | None = None  # after a flatten: the (C, H, W) the columns came from
+    bits: int = 0  # kind "fixed" (the residual stream): q is a signed ``bits``-bit integer
+    frac: int = 0  # kind "fixed": the IR's Q format (-log2 scale for a power-of-two scale, else 0)
+    quant_node: str = ""  # kind "fixed": the stream quantizer that made it (for refusals)
+
+
+@dataclass
+class _Sum:
+    """A residual ``Add`` of two stream tensors waiting for its stream quantizer."""
+
+    node: object
+    a: _Tensor
+    b: _Tensor
 
 
 @dataclass
@@ -249,11 +282,22 @@ class _Walker:
         self.consts: dict = {}
         self.input_quant: InputQuant | None = None
         self.quant_nodes: dict = {}  # tensor -> producing constant Quant node (weights)
+        self.fixed: dict = {}  # IR stream tensor -> (original ONNX tensor, stream scale)
+        self.requant_sensitive: list = []  # set by derive_requant: channels near a float32 rounding edge
 
     # -- helpers ---------------------------------------------------------------------------------
     def name(self, prefix: str) -> str:
         self.counters[prefix] = self.counters.get(prefix, 0) + 1
         return f"{prefix}{self.counters[prefix] - 1}"
+
+    def append(self, layer: Layer, reads: str) -> Layer:
+        """Append ``layer`` reading IR tensor ``reads`` (explicit ``inputs`` unless it is the
+        previous op's tensor, so a chain keeps the IR's implicit form)."""
+        prev = self.layers[-1].name if self.layers else INPUT
+        if reads != prev:
+            layer.inputs = [reads]
+        self.layers.append(layer)
+        return layer
 
     def const(self, tensor: str):
         """The constant value of ``tensor`` (an initializer, or a node with constant inputs,
@@ -326,8 +370,8 @@ class _Walker:
         """The node's one non-constant input and its state."""
         dyn = [i for i in node.input if i and self.const(i) is None]
         if len(dyn) != 1:
-            raise refuse(self.path, node, f"reads {len(dyn)} computed tensors (a residual Add is not "
-                                          "supported by this importer yet)")
+            raise refuse(self.path, node, f"reads {len(dyn)} computed tensors (only a residual Add of two "
+                                          "stream tensors may read two)")
         st = self.state.get(dyn[0])
         if st is None:
             raise refuse(self.path, node, f"reads {dyn[0]!r}, which no supported node produced")
@@ -361,13 +405,28 @@ class _Walker:
             raise refuse(self.path, node, "is a 1-bit quantizer with a single level (signed narrow range)")
         return (qmin - zp) * s, (qmax - zp) * s
 
+    def quant_bits(self, node) -> float:
+        """The bit width of a ``Quant`` (1 for ``BipolarQuant``)."""
+        if node.op_type == "BipolarQuant":
+            return 1.0
+        bits = self.const(node.input[3])
+        if bits is None or bits.size != 1:
+            raise refuse(self.path, node, "needs a constant per-tensor bit width")
+        return float(bits.ravel()[0])
+
     def quantizer(self, node):
         src, st = self.data_input(node)
         if st == "float-input":
             return self.input_quantizer(node)
+        if isinstance(st, _Sum):
+            return self.residual_add(node, st)
         if isinstance(st, _Pending):
+            if self.quant_bits(node) > 1:
+                return self.requantize(node, st)
             lo_v, hi_v = self.quant_levels(node)
             return self.activation(node, st, lo_v, hi_v)
+        if isinstance(st, _Tensor) and st.kind == "fixed":
+            return self.stream_quantizer(node, src, st)
         if isinstance(st, _Tensor) and st.kind == "bits":
             # a quantizer of a binary tensor: evaluate it on the two real values
             lo_v, hi_v = self.quant_levels(node)
@@ -379,6 +438,111 @@ class _Walker:
             raise refuse(self.path, node, "re-quantizes a binary tensor to a constant or reversed value")
         raise refuse(self.path, node, "quantizes a tensor bnn2hw cannot represent (an 8-bit input "
                                       "quantizer may only read the graph input)")
+
+    def stream_params(self, node):
+        """(scale, bits, frac, qmin, qmax) of a multi-bit stream quantizer, else refuse."""
+        if node.op_type != "Quant":
+            raise refuse(self.path, node, "is not a Quant")
+        scale, zp = self.const(node.input[1]), self.const(node.input[2])
+        bits = self.quant_bits(node)
+        why = ("bnn2hw deploys 1-bit activations between layers, and a multi-bit Quant only as a residual "
+               "stream quantizer, which needs a per-tensor constant positive scale, zero point 0, "
+               "2 to 16 bits, signed and not narrow (e.g. Brevitas' Int8ActPerTensorFixedPoint with a "
+               "constant scale)")
+        if scale is None or zp is None or scale.size != 1 or zp.size != 1:
+            raise refuse(self.path, node, f"has a non-constant or per-channel scale or zero point: {why}")
+        sc, z = float(scale.ravel()[0]), float(zp.ravel()[0])
+        signed, narrow = int(self.attr(node, "signed", 1)), int(self.attr(node, "narrow", 0))
+        if not (np.isfinite(sc) and sc > 0) or z != 0 or bits != int(bits) or not 2 <= bits <= 16 \
+                or not signed or narrow:
+            raise refuse(self.path, node, f"has scale {sc:g}, zero point {z:g}, {bits:g} bits, signed={signed}, "
+                                          f"narrow={narrow}: {why}")
+        b = int(bits)
+        m, e = np.frexp(sc)
+        frac = 1 - int(e) if m == 0.5 and 0 <= 1 - int(e) <= 31 else 0
+        return sc, b, frac, -(1 << (b - 1)), (1 << (b - 1)) - 1
+
+    def requantize(self, node, p: _Pending):
+        """layer accumulator -> chain -> stream ``Quant``: a ``requant`` op whose mult/bias/shift
+        are fitted to, and proved equal to, qonnx's execution on every reachable accumulator value."""
+        sc, bits, frac, _, _ = self.stream_params(node)
+        if p.pool is not None:
+            raise refuse(self.path, node, "quantizes a max-pooled accumulator to the residual stream "
+                                          "(pool the stream's sign instead)")
+        for n in p.nodes:
+            if n.op_type == "Relu":
+                raise refuse(self.path, n, "sits between a layer and its stream quantizer; only affine "
+                                           "operations (BatchNorm, per-channel Add/Sub/Mul/Div) may")
+        mult, bias, shift = derive_requant(self, p, node, sc, bits)
+        name = self.name("rq")
+        layer = Layer("requant", name, node.name,
+                      {"shift": int(shift), "bits": bits, "frac": frac, "stream_scale": sc, "float_exact": p.float_exact,
+                       "float_order_sensitive": self.requant_sensitive, "acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node)},
+                      {"mult": mult, "bias": bias})
+        self.append(layer, p.layer.name)
+        self.fixed[name] = (self.orig(node), sc)
+        self.state[node.output[0]] = _Tensor(name, "fixed", p.shape, 0.0, sc, bits=bits, frac=frac,
+                                             quant_node=node.name)
+
+    def stream_quantizer(self, node, src: str, st: _Tensor):
+        """A quantizer reading the stream: its sign (a two-level quantizer) is a ``threshold`` on the
+        fixed tensor; a multi-bit Quant must map every stream value to itself (then it is dropped)."""
+        q = np.arange(-(1 << (st.bits - 1)), 1 << (st.bits - 1), dtype=np.int64)
+        reals = (q.astype(np.float64) * st.scale).astype(np.float32)
+        if self.quant_bits(node) > 1:
+            out = self.eval_nodes([node], src, reals.reshape(-1, 1)).ravel()
+            if not np.array_equal(out, reals):
+                raise refuse(self.path, node, f"re-quantizes the {st.bits}-bit stream (scale {st.scale:g}) to "
+                                              "other values; use the same stream quantizer throughout")
+            self.state[node.output[0]] = st
+            return
+        lo_v, hi_v = self.quant_levels(node)
+        out = self.eval_nodes([node], src, reals.reshape(-1, 1)).ravel()
+        fires = out > (lo_v + hi_v) / 2.0
+        if not fires.any() or fires.all():
+            thr, direction = (int(q[0]) if fires.all() else int(q[-1]) + 1), 1
+        elif fires[-1] and fires[int(np.argmax(fires)):].all():
+            thr, direction = int(q[int(np.argmax(fires))]), 1
+        elif fires[0] and fires[:len(q) - int(np.argmax(fires[::-1]))].all():
+            thr, direction = int(q[len(q) - 1 - int(np.argmax(fires[::-1]))]), -1
+        else:
+            raise refuse(self.path, node, "is not monotone in the stream value")
+        c = st.shape[0]
+        name = self.name("thr")
+        self.append(Layer("threshold", name, node.name,
+                          {"acc_range": [int(q[0]), int(q[-1])], "onnx_tensor": self.orig(node),
+                           "float_order_sensitive": []},
+                          {"thr": np.full(c, thr, np.int64), "direction": np.full(c, direction, np.int8)}),
+                    st.ir_name)
+        self.hidden[name] = (self.orig(node), (lo_v + hi_v) / 2.0)
+        self.state[node.output[0]] = _Tensor(name, "bits", st.shape, *_encoding(lo_v, hi_v))
+
+    def residual_add(self, node, sm: _Sum):
+        """``Add`` of two equal-scale stream tensors -> stream ``Quant``: the IR's saturating ``add``.
+        Proved on every pair of stream values: qonnx's float32 Add and Quant give clip(qa + qb)."""
+        sc, bits, frac, qmin, qmax = self.stream_params(node)
+        a, b = sm.a, sm.b
+        if sc != a.scale or bits != a.bits:
+            raise refuse(self.path, node, f"re-quantizes the residual sum to scale {sc:g} ({bits} bits); the "
+                                          f"branches carry scale {a.scale:g} ({a.bits} bits): bnn2hw's add is "
+                                          "exact only with one stream quantizer on both branches and after the Add")
+        q = np.arange(qmin, qmax + 1, dtype=np.int64)
+        qa, qb = np.meshgrid(q, q, indexing="ij")
+        fa = (qa * sc).astype(np.float32)
+        fb = (qb * sc).astype(np.float32)
+        s32 = (fa + fb).astype(np.float32)  # onnxruntime's float32 Add
+        out = self.eval_nodes([node], sm.node.output[0], s32.reshape(-1, 1)).reshape(qa.shape)
+        want = (np.clip(qa + qb, qmin, qmax) * sc).astype(np.float32)
+        if not np.array_equal(out, want):
+            raise refuse(self.path, node, "does not give the saturated integer sum of the stream values in "
+                                          "qonnx's execution (rounding of a non-power-of-two scale?)")
+        name = self.name("add")
+        self.layers.append(Layer("add", name, sm.node.name + " + " + node.name,
+                                 {"frac": frac, "bits": bits, "stream_scale": sc, "onnx_tensor": self.orig(node)},
+                                 inputs=[a.ir_name, b.ir_name]))
+        self.fixed[name] = (self.orig(node), sc)
+        self.state[node.output[0]] = _Tensor(name, "fixed", a.shape, 0.0, sc, bits=bits, frac=frac,
+                                             quant_node=node.name)
 
     def input_quantizer(self, node):
         if node.op_type != "Quant":
@@ -412,13 +576,13 @@ class _Walker:
                       {"acc_range": [int(p.lo.min()), int(p.hi.max())], "onnx_tensor": self.orig(node),
                        "float_order_sensitive": fragile},
                       {"thr": thr, "direction": direction})
-        self.layers.append(layer)
+        self.append(layer, p.layer.name)
         self.hidden[name] = (self.orig(node), (lo_v + hi_v) / 2.0)
         off, scale = _encoding(lo_v, hi_v)
         out_name = name
         shape = p.shape
         if p.pool is not None:
-            pname, shape = self.maxpool_layer(p.pool, shape)
+            pname, shape = self.maxpool_layer(p.pool, shape, name)
             # the quantizer reads the pooled tensor: its output is the IR pool's, not the threshold's
             self.hidden[pname] = self.hidden.pop(name)
             out_name = pname
@@ -462,6 +626,11 @@ class _Walker:
         if not isinstance(st, _Tensor):
             raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
                                           "bnn2hw cannot place a float layer between binary ones")
+        if st.kind == "fixed":
+            raise refuse(self.path, node, f"reads the {st.bits}-bit activation of node {st.quant_node!r} (Quant): "
+                                          "bnn2hw deploys 1-bit activations between layers; a multi-bit Quant "
+                                          "is only a residual stream, which layers read through its sign "
+                                          "(a BipolarQuant / 1-bit quantizer of the stream)")
         if node.input[1] == src:
             raise refuse(self.path, node, "multiplies by a computed left operand")
         wi, scale, kind, prod = self.weights(node, node.input[1])  # (I, O)
@@ -477,7 +646,7 @@ class _Walker:
         name = self.name("fc")
         layer = Layer("dense", name, node.name, {"in": st.kind, "weight_kind": kind},
                       {"weight": np.ascontiguousarray(w.astype(np.int8))})
-        self.layers.append(layer)
+        self.append(layer, st.ir_name)
         self.pending(node, layer, st, wi.T, s_c, (w.shape[0],))
 
     def op_Gemm(self, node):
@@ -488,6 +657,11 @@ class _Walker:
         if not isinstance(st, _Tensor):
             raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
                                           "bnn2hw cannot place a float layer between binary ones")
+        if st.kind == "fixed":
+            raise refuse(self.path, node, f"reads the {st.bits}-bit activation of node {st.quant_node!r} (Quant): "
+                                          "bnn2hw deploys 1-bit activations between layers; a multi-bit Quant "
+                                          "is only a residual stream, which layers read through its sign "
+                                          "(a BipolarQuant / 1-bit quantizer of the stream)")
         wi, scale, kind, prod = self.weights(node, node.input[1])  # (O, C, kh, kw)
         if kind != "binary":
             raise refuse(self.path, node, "has 8-bit weights; bnn2hw's convolutions take binary weights "
@@ -515,7 +689,7 @@ class _Walker:
         name = self.name("conv")
         layer = Layer("conv2d", name, node.name, {"in": st.kind, "stride": stride, "pad": pad,
                                                   "weight_kind": "binary"}, {"weight": w})
-        self.layers.append(layer)
+        self.append(layer, st.ir_name)
         self.pending(node, layer, st, wi.reshape(o, -1), s_c, self.shape(node.output[0]))
 
     def pending(self, node, layer, st: _Tensor, w_oi: np.ndarray, s_c: np.ndarray, out_shape):
@@ -556,10 +730,29 @@ class _Walker:
         st.nodes.append(node)
         self.state[node.output[0]] = st
 
-    op_Add = op_Sub = op_Mul = op_Div = op_BatchNormalization = op_Relu = chain
+    op_Sub = op_Mul = op_Div = op_BatchNormalization = op_Relu = chain
+
+    def op_Add(self, node):
+        dyn = [i for i in node.input if i and self.const(i) is None]
+        if len(dyn) != 2:
+            return self.chain(node)
+        sts = [self.state.get(i) for i in dyn]
+        if not all(isinstance(t, _Tensor) and t.kind == "fixed" for t in sts):
+            raise refuse(self.path, node, "is a residual Add whose inputs are not both quantized by a multi-bit "
+                                          "stream quantizer (a signed Quant, e.g. Brevitas' "
+                                          "Int8ActPerTensorFixedPoint shared by both branches)")
+        a, b = sts
+        if a.scale != b.scale or a.bits != b.bits:
+            raise refuse(self.path, node, f"adds stream tensors of scales {a.scale:g} and {b.scale:g} "
+                                          f"({a.bits} and {b.bits} bits); bnn2hw adds integers exactly only "
+                                          "when both scales are equal: quantize both branches with the same "
+                                          "QuantIdentity")
+        if a.shape != b.shape:
+            raise refuse(self.path, node, f"adds tensors of shapes {list(a.shape)} and {list(b.shape)}")
+        self.state[node.output[0]] = _Sum(node, a, b)
 
     # shape ops ---------------------------------------------------------------------------------
-    def maxpool_layer(self, node, shape):
+    def maxpool_layer(self, node, shape, reads: str):
         k = list(self.attr(node, "kernel_shape"))
         s = list(self.attr(node, "strides", k))
         if len(set(k)) != 1 or len(set(s)) != 1 or any(self.attr(node, "pads", [0, 0, 0, 0])) \
@@ -567,7 +760,7 @@ class _Walker:
             raise refuse(self.path, node, f"has a non-square kernel {k}, strides {s}, padding or ceil mode")
         k, s = int(k[0]), int(s[0])
         name = self.name("pool")
-        self.layers.append(Layer("maxpool", name, node.name, {"kernel": k, "stride": s}))
+        self.append(Layer("maxpool", name, node.name, {"kernel": k, "stride": s}), reads)
         c, h, w = shape
         return name, (c, (h - k) // s + 1, (w - k) // s + 1)
 
@@ -579,9 +772,12 @@ class _Walker:
             st.pool = node
             self.state[node.output[0]] = st
             return
+        if isinstance(st, _Tensor) and st.kind == "fixed":
+            raise refuse(self.path, node, "max-pools the multi-bit residual stream; bnn2hw max-pools binary "
+                                          "tensors only (pool the stream's sign)")
         if not isinstance(st, _Tensor) or st.kind != "bits":
             raise refuse(self.path, node, "pools the 8-bit input; bnn2hw pools binary tensors only")
-        name, shape = self.maxpool_layer(node, st.shape)
+        name, shape = self.maxpool_layer(node, st.shape, st.ir_name)
         self.hidden[name] = (self.orig(node), -st.off * st.scale)
         self.state[node.output[0]] = _Tensor(name, "bits", shape, st.off, st.scale)
 
@@ -597,7 +793,7 @@ class _Walker:
             self.state[node.output[0]] = st
             return
         name = self.name("flatten")
-        self.layers.append(Layer("flatten", name, node.name))
+        self.append(Layer("flatten", name, node.name), st.ir_name)
         self.state[node.output[0]] = _Tensor(name, st.kind, out, st.off, st.scale, chw=st.shape)
 
     op_Flatten = op_Reshape = flatten
@@ -614,8 +810,9 @@ class _Walker:
         b = -p.k * p.off_r
         for node in p.nodes:
             a, b = _affine_step(self, node, a, b)
-        self.layers.append(Layer("affine", "logits", p.layer.source + " .. output", {},
-                                 {"scale": np.asarray(a, np.float64), "bias": np.asarray(b, np.float64)}))
+        self.append(Layer("affine", "logits", p.layer.source + " .. output", {},
+                                 {"scale": np.asarray(a, np.float64), "bias": np.asarray(b, np.float64)}),
+                    p.layer.name)
 
     # evaluation with qonnx ---------------------------------------------------------------------
     def eval_nodes(self, nodes, in_name: str, values: np.ndarray) -> np.ndarray:
@@ -738,6 +935,117 @@ def order_sensitive_channels(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: 
     return [int(c) for c in np.flatnonzero(bad.any(0))]
 
 
+def _stream_eval(w: _Walker, p: _Pending, quant):
+    """``values(a)``: (M, C) integer accumulators -> qonnx's (M, C) float32 output of the chain and
+    ``quant`` on fl32(k_c (A - offR_c))."""
+    q = copy.deepcopy(quant)
+    q.input[0] = p.nodes[-1].output[0] if p.nodes else p.in_tensor
+    nodes = list(p.nodes) + [q]
+    spatial = (1, 1) if len(p.shape) == 3 else ()
+
+    def values(a: np.ndarray, delta=0.0) -> np.ndarray:
+        v = (p.k[None, :] * (a.astype(np.float64) - p.off_r[None, :]) + delta).astype(np.float32)
+        return w.eval_nodes(nodes, p.in_tensor, v.reshape(v.shape + spatial)).reshape(a.shape)
+    return values
+
+
+def fit_requant(acc: np.ndarray, q: np.ndarray, slope: float, offset: float, bits: int):
+    """(mult, bias, shift) with ``clip((acc * mult + bias) >> shift, qmin, qmax) == q`` for every
+    given accumulator value, or None. For each shift (smallest first) and mult near
+    ``slope * 2^shift``, the feasible biases form an interval: ``acc*mult + bias >= q * 2^shift``
+    where q > qmin (not clipped low) and ``<= (q + 1) * 2^shift - 1`` where q < qmax; the bias
+    nearest ``(offset + 1/2) * 2^shift`` (round half up of the float affine) inside it is taken."""
+    qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    acc, q = acc.astype(np.int64), q.astype(np.int64)
+    lo_ok, hi_ok = q > qmin, q < qmax
+    for shift in range(62 - bits):
+        m0 = slope * 2.0 ** shift
+        if abs(m0) >= (1 << 31) - 4:
+            break
+        for dm in (0, -1, 1, -2, 2):
+            m = int(np.round(m0)) + dm
+            if abs(m) >= 1 << 31:
+                continue
+            t = acc * m
+            low = int(((q[lo_ok] << shift) - t[lo_ok]).max()) if lo_ok.any() else -(1 << 62)
+            high = int((((q[hi_ok] + 1) << shift) - 1 - t[hi_ok]).min()) if hi_ok.any() else 1 << 62
+            if low > high:
+                continue
+            want = (offset + 0.5) * 2.0 ** shift
+            b = int(min(max(int(np.floor(want)) if np.isfinite(want) and abs(want) < 2.0 ** 62 else 0, low), high))
+            if abs(b) > 1 << 62:
+                continue
+            return m, b, shift
+    return None
+
+
+def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
+    """Invariant: for every channel c and integer A in [lo_c, hi_c], ``requant(A) * scale`` is
+    qonnx's output of the chain and the stream quantizer on fl32(k_c (A - offR_c)) (same float
+    assumption as :func:`derive_thresholds`); the whole range is enumerated and the fitted form
+    checked against it. For a layer that is not ``float_exact``, the channels where some stream
+    value changes when the layer's float output moves by the worst-case float32 summation error are
+    left in ``w.requant_sensitive`` (the layer's ``float_order_sensitive``): there onnxruntime's
+    summation order could give another stream value. Refuses (naming the quantizer) when the range is too large to enumerate or
+    no integer mult/bias/shift reproduces it."""
+    from ..ir import ops
+
+    C = p.shape[0]
+    lo, hi = int(p.lo.min()), int(p.hi.max())
+    n = hi - lo + 1
+    if n * C > ENUMERATE_LIMIT:
+        raise refuse(w.path, quant, f"quantizes an accumulator range of {n} values x {C} channels to the stream: "
+                                    f"too many to prove exhaustively (limit {ENUMERATE_LIMIT})")
+    values = _stream_eval(w, p, quant)
+    out = np.zeros((n, C), dtype=np.float32)
+    moved = np.zeros(C, dtype=bool)  # a value changes within the worst-case float32 summation error
+    # |fl(sum) - sum| <= fan_in * 2^-24 * sum|x_i| (as order_sensitive_channels); 0 when float_exact
+    delta = 0.0 if p.float_exact else p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
+    rows = max(1, CHUNK // C)
+    for start in range(0, n, rows):
+        a = np.repeat(np.arange(lo + start, lo + min(n, start + rows), dtype=np.int64)[:, None], C, 1)
+        out[start:start + len(a)] = values(a)
+        if not p.float_exact:
+            inside = (a >= p.lo[None, :]) & (a <= p.hi[None, :])
+            for d in (-delta, delta):
+                moved |= ((values(a, d[None, :]) != out[start:start + len(a)]) & inside).any(0)
+    w.requant_sensitive = [int(c) for c in np.flatnonzero(moved)]
+    qf = out.astype(np.float64) / scale
+    qi = np.round(qf).astype(np.int64)
+    if not np.array_equal((qi * scale).astype(np.float32), out):
+        raise refuse(w.path, quant, "gives values that are not integers times its scale")
+    # the float affine (slope, offset) of the chain, in stream units: the fit's starting point
+    a_c, b_c = p.k.astype(np.float64), -p.k * p.off_r
+    for node in p.nodes:
+        a_c, b_c = _affine_step(w, node, a_c, b_c)
+    mult, bias = np.zeros(C, np.int64), np.zeros(C, np.int64)
+    allv = np.arange(lo, hi + 1, dtype=np.int64)
+    fits = []
+    for c in range(C):
+        sel = (allv >= p.lo[c]) & (allv <= p.hi[c])
+        fit = fit_requant(allv[sel], qi[sel, c], float(a_c[c]) / scale, float(b_c[c]) / scale, bits)
+        if fit is None:
+            raise refuse(w.path, quant, f"channel {c}: no integer form clip((A * mult + bias) >> shift) equals "
+                                        "qonnx's stream values on every reachable accumulator: reachable values "
+                                        "land exactly on .5 and the quantizer rounds them round-half-even "
+                                        "(Brevitas' ROUND); use float_to_int_impl_type FLOOR in the stream quantizer or "
+                                        "BatchNorm parameters without exact ties")
+        fits.append(fit)
+    shift = max(f[2] for f in fits)  # one shift for the layer: scale the others up (exact)
+    for c, (m, b, s) in enumerate(fits):
+        m, b = m << (shift - s), b << (shift - s)
+        if abs(m) >= 1 << 31 or abs(b) > 1 << 62:
+            raise refuse(w.path, quant, f"channel {c}: the requant multiplier or bias does not fit "
+                                        "(|mult| < 2^31, |bias| <= 2^62) at the layer's shift")
+        mult[c], bias[c] = m, b
+    for c in range(C):  # the proof: every reachable accumulator value
+        sel = (allv >= p.lo[c]) & (allv <= p.hi[c])
+        got = ops.requant(allv[sel][:, None], mult[c:c + 1], bias[c:c + 1], shift, bits)[:, 0]
+        if not np.array_equal(got, qi[sel, c]):
+            raise Bnn2hwError(f"internal: requant of {quant.name} channel {c} differs from qonnx")
+    return mult, bias, shift
+
+
 def derive_thresholds(w: _Walker, p: _Pending, quant, lo_v: float, hi_v: float) -> tuple[np.ndarray, np.ndarray]:
     """Invariant (module doc): for every channel c and integer A in [lo_c, hi_c], the IR bit
     (A >= thr_c if direction_c = +1, A <= thr_c if -1) is the quantizer's decision (output above the
@@ -816,4 +1124,5 @@ def import_qonnx(path: str | Path) -> QonnxImport:
     except Bnn2hwError as e:
         raise Bnn2hwError(f"{path}: the imported graph is not a valid bnn2hw IR: {e}") from None
     return QonnxImport(path, graph, iq, tuple(in_shape), original.graph.input[0].name,
-                       original.graph.output[0].name, dict(walker.hidden))
+                       original.graph.output[0].name, dict(walker.hidden),
+                       dict(walker.fixed))
