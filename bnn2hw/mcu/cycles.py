@@ -238,12 +238,19 @@ def parse_objdump(text: str) -> dict[int, Insn]:
     return out
 
 
-def disassemble(elf: Path) -> dict[int, Insn]:
-    """:func:`parse_objdump` of ``arm-none-eabi-objdump -d elf``."""
+OBJDUMP_ARCH = {"cortex-m55": "armv8.1-m.main"}
+"""objdump's ``-m`` per core where the ELF's attributes do not select the decoder: without it, GNU
+objdump decodes the M55's Helium (MVE) instructions as coprocessor ``ldc``/``cdp2``."""
+
+
+def disassemble(elf: Path, target: str | None = None) -> dict[int, Insn]:
+    """:func:`parse_objdump` of ``arm-none-eabi-objdump -d elf`` (with ``-m`` of :data:`OBJDUMP_ARCH`
+    for ``target``)."""
     from .toolchain import find_tool
 
-    proc = subprocess.run([find_tool("arm-none-eabi-objdump"), "-d", str(elf)], capture_output=True, text=True,
-                          check=False)
+    arch = ["-m", OBJDUMP_ARCH[target]] if target in OBJDUMP_ARCH else []
+    proc = subprocess.run([find_tool("arm-none-eabi-objdump"), "-d", *arch, str(elf)], capture_output=True,
+                          text=True, check=False)
     if proc.returncode != 0:
         raise Bnn2hwError(f"arm-none-eabi-objdump failed on {elf}: {proc.stderr.strip()}")
     return parse_objdump(proc.stdout)

@@ -420,7 +420,7 @@ def count_cycles(elf: Path, target: str, one_input: np.ndarray, timeout: float =
 
     t = _check_counting_target(target)
     addr = _symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
-    counter = BlockTraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"], disassemble(elf))
+    counter = BlockTraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"], disassemble(elf, t.name))
     _run_traced(elf, t.name, one_input, counter, "in_asm,exec,nochain", [], timeout)
     return counter.estimate(t.name)
 
