@@ -174,29 +174,6 @@ static bnn_word_t *patch_bits(const bnn_word_t *patch, uint32_t n, int32_t k, co
     return out;
 }
 
-void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc)
-{
-    const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
-    const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
-    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
-    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
-            window_t win = window(p, oy, ox);
-            if (n <= BNN_CONV_PATCH_WORDS && window_full(p, &win)) {
-                gather_bits(p, in, &win, patch);
-                const bnn_word_t *wo = w;
-                for (uint32_t o = 0; o < p->cout; ++o) {
-                    *acc++ = k - 2 * (int32_t)bnn_xor_popcount_adv(patch, &wo, n);
-                }
-            } else {
-                for (uint32_t o = 0; o < p->cout; ++o) {
-                    *acc++ = conv_acc_one(p, in, w + o * n, &win);
-                }
-            }
-        }
-    }
-}
-
 /* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
 static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                               const int32_t *thr, bnn_word_t *out)
@@ -437,6 +414,155 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             }
         }
     }
+}
+
+/*
+ * Accumulators of output rows [oy0, oy1) with the same patch + dense-row-kernel scheme, the
+ * row kernel in popcount mode (p[j] = popcount(patch ^ w_j), bnn__dbt2_<R><C>1 / portable).
+ * The patch holds zero bits at padded taps, so p counts c_t (the +1 weights of tap t) at
+ * every padded tap t:
+ *   zero padding (pad_minus1 == 0): a padded tap must contribute 0, so with K_v valid inputs
+ *     and corr = sum_{t padded} c_t,  acc = K_v - 2 (p - corr) = (K_v + 2 corr) - 2 p;
+ *     the offset K_v + 2 corr per channel is K at interior positions and comes from a cache
+ *     (one slot per border class, keyed by the padded-tap set) at border positions.
+ *   -1 padding (pad_minus1 != 0): a padded tap is the activation -1, i.e. bit 0, which is
+ *     exactly what the patch holds: acc = K - 2 p everywhere, no correction.
+ * Output acc[((oy - oy0) * out_w + ox) * cout + o].  Receptive fields over
+ * BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps use the window loops instead.
+ */
+static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                  uint32_t oy0, uint32_t oy1, int pad_minus1, int32_t *acc)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t n = p->kh * p->kw * cw;
+    for (uint32_t oy = oy0; oy < oy1; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            window_t win = window(p, oy, ox);
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                int32_t a = conv_acc_one(p, in, w + o * n, &win);
+                if (pad_minus1) { /* each padded tap t adds -sum_c w = cin - 2 c_t */
+                    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
+                        const uint32_t ky = t / p->kw, kx = t % p->kw;
+                        if (ky >= win.ky0 && ky < win.ky1 && kx >= win.kx0 && kx < win.kx1) {
+                            continue;
+                        }
+                        const bnn_word_t *wt = w + o * n + t * cw;
+                        uint32_t ones = 0;
+                        for (uint32_t i = 0; i < cw; ++i) {
+                            ones += bnn_popcount32(wt[i]);
+                        }
+                        a += (int32_t)p->cin - 2 * (int32_t)ones;
+                    }
+                }
+                *acc++ = a;
+            }
+        }
+    }
+}
+
+void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
+                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn, bnn_conv_rows_fn tfn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t n = taps * cw;
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != n;
+    const int correct = !pad_minus1 && (p->pad_h != 0u || p->pad_w != 0u);
+    const int32_t k = (int32_t)(taps * p->cin);
+    if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
+        conv_acc_rows_generic(p, in, w, oy0, oy1, pad_minus1, acc);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
+    int32_t off_cache[BNN_CONV_CACHE][32]; /* K_v + 2 corr per channel of the chunk */
+    uint32_t cache_key[BNN_CONV_CACHE];
+    uint32_t tap_ones[32u * BNN_CONV_MAX_TAPS]; /* [j * taps + t] */
+    /* Without the dense repacking nor a correction the whole cout is one chunk (the row
+     * kernel then runs 32 rows per call over one gathered patch). */
+    const uint32_t chunk = (dense || correct) ? 32u : p->cout;
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < chunk ? left : chunk;
+        const bnn_word_t *wc = w + c0 * n;
+        for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
+            cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
+        }
+        if (correct) { /* c_t: the cnt * taps tap word groups as rows of cw words against zero */
+            for (uint32_t i = 0; i < cw; ++i) {
+                patch[i] = 0u;
+            }
+            rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, tfn);
+        }
+        if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
+            for (uint32_t i = 0; i < cnt * nw; ++i) {
+                wdense[i] = 0u;
+            }
+            for (uint32_t j = 0; j < cnt; ++j) {
+                for (uint32_t t = 0; t < taps; ++t) {
+                    const bnn_word_t v = wc[j * n + t];
+                    const uint32_t off = t * p->cin;
+                    wdense[j * nw + off / 32u] |= v << (off % 32u);
+                    if (off % 32u + p->cin > 32u) {
+                        wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
+                    }
+                }
+            }
+        }
+        const bnn_word_t *rows = dense ? wdense : wc;
+        int32_t *dst = acc + c0;
+        for (uint32_t oy = oy0; oy < oy1; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
+                window_t win = window(p, oy, ox);
+                const int32_t *offs = NULL; /* NULL: K for every channel */
+                if (window_full(p, &win)) {
+                    if (dense) {
+                        gather_patch(p, in, &win, 1, nw, patch);
+                    } else {
+                        gather_bits(p, in, &win, patch);
+                    }
+                } else {
+                    gather_patch(p, in, &win, dense, nw, patch);
+                    if (correct) {
+                        const uint32_t padded = padded_taps(p, &win);
+                        const uint32_t slot = 3u * (win.ky0 != 0u ? 1u : win.ky1 != p->kh ? 2u : 0u) +
+                                              (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
+                        if (cache_key[slot] != padded) {
+                            const int32_t kv = (int32_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
+                            for (uint32_t j = 0; j < cnt; ++j) {
+                                int32_t corr = 0; /* <= taps * cin */
+                                for (uint32_t t = 0; t < taps; ++t) {
+                                    if ((padded >> t) & 1u) {
+                                        corr += (int32_t)tap_ones[j * taps + t];
+                                    }
+                                }
+                                off_cache[slot][j] = kv + 2 * corr;
+                            }
+                            cache_key[slot] = padded;
+                        }
+                        offs = off_cache[slot];
+                    }
+                }
+                /* popcounts straight into the accumulators, then acc = offset - 2 p */
+                rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
+                if (offs == NULL) {
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        dst[j] = k - 2 * dst[j];
+                    }
+                } else {
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        dst[j] = offs[j] - 2 * dst[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc)
+{
+    bnn_conv_acc(p, in, w, acc); /* the inline dispatcher of bnn_conv.h */
 }
 
 void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

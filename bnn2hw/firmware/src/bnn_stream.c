@@ -144,49 +144,19 @@ void bnn_dense_stream_bin(const bnn_stream_dense_params_t *p, const void *in, co
 
 /* ---- binary conv, one output row at a time ---------------------------------------------- */
 
-/* Adds, for -1 padding, the contribution of every padded tap of output row oy (the table
- * taps[(o * kh + ky) * kw + kx] = cin - 2 popcount(w_tap), i.e. -1 times the tap's weight sum).
- * Interior positions have no padded tap and are skipped. */
-static void pad_minus1_row(const bnn_conv_params_t *c, const int16_t *taps, uint32_t oy, int32_t *row)
-{
-    const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
-    const uint32_t ntaps = c->kh * c->kw;
-    for (uint32_t ox = 0; ox < c->out_w; ++ox) {
-        const int32_t x0 = (int32_t)(ox * c->stride_w) - (int32_t)c->pad_w;
-        if (y0 >= 0 && x0 >= 0 && y0 + (int32_t)c->kh <= (int32_t)c->in_h &&
-            x0 + (int32_t)c->kw <= (int32_t)c->in_w) {
-            continue;
-        }
-        /* padded[t] for the taps of this position, as a bit mask (kh * kw <= 32 checked by the generator) */
-        uint32_t mask = 0;
-        for (uint32_t t = 0; t < ntaps; ++t) {
-            const int32_t y = y0 + (int32_t)(t / c->kw), x = x0 + (int32_t)(t % c->kw);
-            if (y < 0 || y >= (int32_t)c->in_h || x < 0 || x >= (int32_t)c->in_w) {
-                mask |= 1u << t;
-            }
-        }
-        int32_t *dst = row + ox * c->cout;
-        const int16_t *tt = taps;
-        for (uint32_t o = 0; o < c->cout; ++o, tt += ntaps) {
-            int32_t corr = 0;
-            uint32_t t = 0;
-            for (uint32_t m = mask; m != 0u; m >>= 1, ++t) {
-                if (m & 1u) {
-                    corr += tt[t];
-                }
-            }
-            dst[o] += corr;
-        }
-    }
-}
-
-/* The int32 accumulators of output row oy (out_w * cout), by running the zero-padding conv
- * kernel of bnn_conv.c on the input rows the row's windows touch: the sub-problem has
- * out_h = 1, in_h = the rows inside the image and pad_h = the rows above it. */
+/* The int32 accumulators of output row oy (out_w * cout).  Packed bits input: the patch +
+ * popcount-mode row kernel of bnn_conv.c (bnn_conv_acc_rows), which takes -1 padding
+ * directly (a padded tap is a zero bit, acc = K - 2 popcount).  uint8 input: the zero-padding
+ * kernel on the input rows the row's windows touch (the sub-problem has out_h = 1, in_h = the
+ * rows inside the image and pad_h = the rows above it). */
 static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w, uint32_t oy,
                      int32_t *row)
 {
     const bnn_conv_params_t *c = &p->conv;
+    if (!p->in_u8) {
+        bnn_conv_acc_rows(c, (const bnn_word_t *)in, w, oy, oy + 1u, (int)p->pad_minus1, row);
+        return;
+    }
     const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
     const int32_t top = y0 < 0 ? 0 : y0;
     const int32_t bottom = y0 + (int32_t)c->kh < (int32_t)c->in_h ? y0 + (int32_t)c->kh : (int32_t)c->in_h;
@@ -194,14 +164,7 @@ static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     r.in_h = (uint32_t)(bottom - top);
     r.pad_h = (uint32_t)(top - y0);
     r.out_h = 1u;
-    if (p->in_u8) {
-        bnn_conv_u8_acc(&r, (const uint8_t *)in + (uint32_t)top * c->in_w * c->cin, w, row);
-    } else {
-        bnn_conv_acc(&r, (const bnn_word_t *)in + (uint32_t)top * c->in_w * BNN_WORDS(c->cin), w, row);
-    }
-    if (p->pad_taps != NULL) {
-        pad_minus1_row(c, p->pad_taps, oy, row);
-    }
+    bnn_conv_u8_acc(&r, (const uint8_t *)in + (uint32_t)top * c->in_w * c->cin, w, row);
 }
 
 void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
