@@ -14,20 +14,19 @@ BNN_INLINE int32_t clamp64(int64_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
 
-BNN_INLINE int32_t requant_one(const bnn_requant_params_t *p, int32_t x, uint32_t c)
-{
-    const int64_t v = (int64_t)x * p->mult[c] + p->bias[c];
-    return clamp64(floor_shift(v, p->shift), p->lo, p->hi);
-}
-
-/* One loop per (input, output) storage pair, so the element type is not re-decided per value. */
+/* The parameters read once into locals: stores through int8_t * may alias *p, so without
+ * this the compiler reloads every field per element. */
 #define REQUANT_LOOP(TI, TO)                                                          \
     do {                                                                              \
         const TI *src = (const TI *)in;                                               \
         TO *dst = (TO *)out;                                                          \
+        const uint32_t nch = p->channels, sh = p->shift;                              \
+        const int32_t *mult = p->mult, lo = p->lo, hi = p->hi;                        \
+        const int64_t *bias = p->bias;                                                \
         for (uint32_t pos = 0; pos < positions; ++pos) {                              \
-            for (uint32_t c = 0; c < p->channels; ++c) {                              \
-                *dst++ = (TO)requant_one(p, (int32_t)*src++, c);                      \
+            for (uint32_t c = 0; c < nch; ++c) {                                      \
+                const int64_t v = (int64_t)*src++ * mult[c] + bias[c];                \
+                *dst++ = (TO)clamp64(floor_shift(v, sh), lo, hi);                     \
             }                                                                         \
         }                                                                             \
     } while (0)
@@ -53,6 +52,63 @@ void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *
         REQUANT_OUT(int16_t);
     } else {
         REQUANT_OUT(int32_t);
+    }
+}
+
+/*
+ * int32 requant of accumulators bounded by |x| <= bound (a conv's: K = kh kw cin for bits
+ * input, 255 K for uint8).  With b'[c] = bias[c] - lo 2^shift and t = x mult[c] + b'[c]:
+ *   floor((x mult + bias) / 2^shift) < lo  <=>  t < 0, and for t >= 0
+ *   floor((x mult + bias) / 2^shift) = lo + (t >> shift)   (a shift of a non-negative value),
+ * so q = lo + min(t < 0 ? 0 : t >> shift, hi - lo), the same value as the int64 path.  Used
+ * when shift <= 30 and bound |mult[c]| + |b'[c]| < 2^31 for every channel (then t fits
+ * int32); requant_fast32() checks that and fills b32 (channels <= BNN_REQUANT_FAST_CH).
+ */
+#ifndef BNN_REQUANT_FAST_CH
+#define BNN_REQUANT_FAST_CH 64u
+#endif
+
+static int requant_fast32(const bnn_requant_params_t *p, int64_t bound, int32_t *b32)
+{
+    if (p->channels > BNN_REQUANT_FAST_CH || p->shift > 30u || bound >= (INT64_C(1) << 31)) {
+        return 0;
+    }
+    const int64_t base = (int64_t)p->lo * (INT64_C(1) << p->shift); /* |base| <= 2^61 */
+    for (uint32_t c = 0; c < p->channels; ++c) {
+        const int64_t b = p->bias[c] - base; /* |bias| <= 2^62: no overflow */
+        const int64_t m = p->mult[c] < 0 ? -(int64_t)p->mult[c] : (int64_t)p->mult[c];
+        if (b >= (INT64_C(1) << 31) || b <= -(INT64_C(1) << 31) ||
+            bound * m + (b < 0 ? -b : b) >= (INT64_C(1) << 31)) {
+            return 0;
+        }
+        b32[c] = (int32_t)b;
+    }
+    return 1;
+}
+
+#define REQUANT32_LOOP(TO)                                                            \
+    do {                                                                              \
+        TO *dst = (TO *)out;                                                          \
+        for (uint32_t pos = 0; pos < positions; ++pos) {                              \
+            for (uint32_t c = 0; c < nch; ++c) {                                      \
+                const int32_t t = *in++ * mult[c] + b32[c];                           \
+                int32_t q = t < 0 ? 0 : (int32_t)((uint32_t)t >> sh);                 \
+                *dst++ = (TO)((q > range ? range : q) + lo);                          \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+
+static void requant32(const bnn_requant_params_t *p, const int32_t *b32, uint32_t positions, const int32_t *in,
+                      void *out)
+{
+    const uint32_t nch = p->channels, sh = p->shift;
+    const int32_t *mult = p->mult, lo = p->lo, range = p->hi - p->lo;
+    if (p->out_bytes == 1u) {
+        REQUANT32_LOOP(int8_t);
+    } else if (p->out_bytes == 2u) {
+        REQUANT32_LOOP(int16_t);
+    } else {
+        REQUANT32_LOOP(int32_t);
     }
 }
 
@@ -170,13 +226,19 @@ static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_
 void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
                       const bnn_requant_params_t *rq, int32_t *row, void *out)
 {
-    const uint32_t cout = p->conv.cout;
-    uint32_t i = 0;
-    for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
+    const bnn_conv_params_t *c = &p->conv;
+    const uint32_t n = c->out_w * c->cout;
+    const int64_t k = (int64_t)c->kh * c->kw * c->cin; /* |acc| <= K (bits), 255 K (uint8) */
+    int32_t b32[BNN_REQUANT_FAST_CH];
+    const int fast = requant_fast32(rq, p->in_u8 ? 255 * k : k, b32);
+    for (uint32_t oy = 0; oy < c->out_h; ++oy) {
         conv_row(p, in, w, oy, row);
-        /* requantize the row: one loop per output storage */
-        bnn_requant(rq, p->conv.out_w, row, 4u, (uint8_t *)out + (size_t)i * rq->out_bytes);
-        i += p->conv.out_w * cout;
+        void *dst = (uint8_t *)out + (size_t)oy * n * rq->out_bytes;
+        if (fast) {
+            requant32(rq, b32, c->out_w, row, dst);
+        } else {
+            bnn_requant(rq, c->out_w, row, 4u, dst);
+        }
     }
 }
 
