@@ -782,8 +782,104 @@ static void patch_u8(const bnn_conv_params_t *p, const patch_u8_t *patch, int32_
     }
 }
 
+/*
+ * uint8 x binary accumulators as an int16 dot product (cin > 1, e.g. the RGB stem): for every
+ * output position the receptive field is gathered into an int16 patch in weight-row order
+ * (tap-major, then channel), a tap in the zero padding as 0, so border and interior positions
+ * run the same loop; the weights of a chunk of output channels are expanded once per call to
+ * int16 +-1 (bit 1 = +1, bnn_bits.h) in the same order.  K = kh kw cin is rounded up to an
+ * even K2 with a zero pair element, and acc = sum_i x_i s_i over K2 / 2 pairs: SMLAD (two 16 x
+ * 16 multiplies and the add in one instruction) with the DSP extension, portable int16 MACs
+ * elsewhere.  |acc| <= 255 K, so no intermediate overflows.  Weight buffer: BNN_CONV_U8_WBUF
+ * int16 (default 256 = 512 bytes of stack; the patch is at most as large); chunks of
+ * BNN_CONV_U8_WBUF / K2 channels (the patch is regathered per chunk).  K2 > BNN_CONV_U8_WBUF:
+ * the bit-mask loops below.
+ */
+#ifndef BNN_CONV_U8_WBUF
+#define BNN_CONV_U8_WBUF 256u
+#endif
+
+typedef union {
+    uint32_t pair[BNN_CONV_U8_WBUF / 2u]; /* read as pairs (SMLAD) */
+    int16_t h[BNN_CONV_U8_WBUF];
+} i16buf_t;
+
+BNN_INLINE int32_t dot_pairs(const i16buf_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs)
+{
+    int32_t s = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t *a = x->pair, *b = w->pair + off / 2u;
+    for (uint32_t i = 0; i < pairs; ++i) {
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s) : "r"(a[i]), "r"(b[i]), "r"(s));
+    }
+#else
+    const int16_t *a = x->h, *b = w->h + off;
+    for (uint32_t i = 0; i < 2u * pairs; ++i) {
+        s += (int32_t)a[i] * b[i];
+    }
+#endif
+    return s;
+}
+
+static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
+{
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t k2 = (taps * p->cin + 1u) & ~1u;
+    if (k2 == 0u || k2 > BNN_CONV_U8_WBUF) {
+        return 0;
+    }
+    const uint32_t chunk = BNN_CONV_U8_WBUF / k2;
+    i16buf_t wb, patch;
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
+        const uint32_t cnt = p->cout - c0 < chunk ? p->cout - c0 : chunk;
+        for (uint32_t j = 0; j < cnt; ++j) { /* +-1 weights, weight-row order, a zero pad element */
+            const bnn_word_t *wo = w + (c0 + j) * taps * cw;
+            int16_t *dst = wb.h + j * k2;
+            for (uint32_t t = 0; t < taps; ++t) {
+                for (uint32_t c = 0; c < p->cin; ++c) {
+                    *dst++ = (int16_t)(((wo[t * cw + c / 32u] >> (c % 32u)) & 1u) ? 1 : -1);
+                }
+            }
+            if (k2 != taps * p->cin) {
+                *dst = 0;
+            }
+        }
+        patch.h[k2 - 1u] = 0;
+        int32_t *dst = acc + c0;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
+                int16_t *x = patch.h;
+                for (uint32_t ky = 0; ky < p->kh; ++ky) {
+                    const int32_t y = tap(oy, p->stride_h, p->pad_h, ky, p->in_h);
+                    for (uint32_t kx = 0; kx < p->kw; ++kx) {
+                        const int32_t xx = tap(ox, p->stride_w, p->pad_w, kx, p->in_w);
+                        if (y < 0 || xx < 0) {
+                            for (uint32_t c = 0; c < p->cin; ++c) {
+                                *x++ = 0;
+                            }
+                            continue;
+                        }
+                        const uint8_t *src = in + ((uint32_t)y * p->in_w + (uint32_t)xx) * p->cin;
+                        for (uint32_t c = 0; c < p->cin; ++c) {
+                            *x++ = (int16_t)src[c];
+                        }
+                    }
+                }
+                for (uint32_t j = 0; j < cnt; ++j) {
+                    dst[j] = dot_pairs(&patch, &wb, j * k2, k2 / 2u);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
+    if (p->cin > 1u && conv_u8_acc_i16(p, in, w, acc)) {
+        return;
+    }
     const uint32_t taps = p->kh * p->kw;
     const uint32_t wstride = taps * BNN_WORDS(p->cin);
     const int fits = u8_patch_fits(p);
