@@ -790,21 +790,51 @@ static void patch_u8(const bnn_conv_params_t *p, const patch_u8_t *patch, int32_
  * int16 +-1 (bit 1 = +1, bnn_bits.h) in the same order.  K = kh kw cin is rounded up to an
  * even K2 with a zero pair element, and acc = sum_i x_i s_i over K2 / 2 pairs: SMLAD (two 16 x
  * 16 multiplies and the add in one instruction) with the DSP extension, portable int16 MACs
- * elsewhere.  |acc| <= 255 K, so no intermediate overflows.  Weight buffer: BNN_CONV_U8_WBUF
- * int16 (default 256 = 512 bytes of stack; the patch is at most as large); chunks of
- * BNN_CONV_U8_WBUF / K2 channels (the patch is regathered per chunk).  K2 > BNN_CONV_U8_WBUF:
+ * elsewhere, two output channels per pass over the patch.  |acc| <= 255 K, so no intermediate
+ * overflows.  Stack: weights BNN_CONV_U8_WBUF int16 (default 512 = 1 KiB), patch 256 int16;
+ * chunks of BNN_CONV_U8_WBUF / K2 channels (the patch is regathered per chunk).  K2 > 256:
  * the bit-mask loops below.
  */
 #ifndef BNN_CONV_U8_WBUF
-#define BNN_CONV_U8_WBUF 256u
+#define BNN_CONV_U8_WBUF 512u
 #endif
+#define BNN_CONV_U8_PATCH 256u
 
 typedef union {
     uint32_t pair[BNN_CONV_U8_WBUF / 2u]; /* read as pairs (SMLAD) */
     int16_t h[BNN_CONV_U8_WBUF];
 } i16buf_t;
 
-BNN_INLINE int32_t dot_pairs(const i16buf_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs)
+typedef union {
+    uint32_t pair[BNN_CONV_U8_PATCH / 2u];
+    int16_t h[BNN_CONV_U8_PATCH];
+} i16patch_t;
+
+/* s[0], s[1] = the dots of the patch with weight rows off and off + k2 (k2 = 2 pairs): the
+ * patch pair is loaded once for two output channels. */
+BNN_INLINE void dot_pairs2(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs, int32_t *s)
+{
+    int32_t s0 = 0, s1 = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t *a = x->pair, *b0 = w->pair + off / 2u, *b1 = b0 + pairs;
+    for (uint32_t i = 0; i < pairs; ++i) {
+        const uint32_t v = a[i];
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s0) : "r"(v), "r"(b0[i]), "r"(s0));
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s1) : "r"(v), "r"(b1[i]), "r"(s1));
+    }
+#else
+    const int16_t *a = x->h, *b0 = w->h + off, *b1 = b0 + 2u * pairs;
+    for (uint32_t i = 0; i < 2u * pairs; ++i) {
+        const int32_t v = a[i];
+        s0 += v * b0[i];
+        s1 += v * b1[i];
+    }
+#endif
+    s[0] = s0;
+    s[1] = s1;
+}
+
+BNN_INLINE int32_t dot_pairs(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs)
 {
     int32_t s = 0;
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
@@ -826,11 +856,12 @@ static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const 
     const uint32_t taps = p->kh * p->kw;
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t k2 = (taps * p->cin + 1u) & ~1u;
-    if (k2 == 0u || k2 > BNN_CONV_U8_WBUF) {
+    if (k2 == 0u || k2 > BNN_CONV_U8_PATCH) {
         return 0;
     }
     const uint32_t chunk = BNN_CONV_U8_WBUF / k2;
-    i16buf_t wb, patch;
+    i16buf_t wb;
+    i16patch_t patch;
     for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
         const uint32_t cnt = p->cout - c0 < chunk ? p->cout - c0 : chunk;
         for (uint32_t j = 0; j < cnt; ++j) { /* +-1 weights, weight-row order, a zero pad element */
@@ -866,7 +897,11 @@ static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const 
                         }
                     }
                 }
-                for (uint32_t j = 0; j < cnt; ++j) {
+                uint32_t j = 0;
+                for (; j + 1u < cnt; j += 2u) {
+                    dot_pairs2(&patch, &wb, j * k2, k2 / 2u, dst + j);
+                }
+                if (j < cnt) {
                     dst[j] = dot_pairs(&patch, &wb, j * k2, k2 / 2u);
                 }
             }

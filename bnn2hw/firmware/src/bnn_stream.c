@@ -153,20 +153,25 @@ void bnn_avgpool_sum(const bnn_avgpool_params_t *p, const void *in, void *out)
 void bnn_stream_threshold(const bnn_stream_threshold_params_t *p, const void *in, const int32_t *thr,
                           const int8_t *dir, bnn_word_t *out)
 {
+    const uint32_t positions = p->positions, nch = p->channels, in_bytes = p->in_bytes;
     uint32_t i = 0;
-    for (uint32_t pos = 0; pos < p->positions; ++pos) {
-        bnn_word_t bits = 0;
-        uint32_t c;
-        for (c = 0; c < p->channels; ++c, ++i) {
-            const int32_t q = p->in_bytes == 1u ? (int32_t)((const int8_t *)in)[i] : bnn_stream_get(in, p->in_bytes, i);
-            const int bit = dir[c] > 0 ? q >= thr[c] : q <= thr[c];
-            bits |= (bnn_word_t)bit << (c % 32u);
-            if (c % 32u == 31u) {
-                *out++ = bits;
-                bits = 0;
+    for (uint32_t pos = 0; pos < positions; ++pos) {
+        for (uint32_t c0 = 0; c0 < nch; c0 += 32u) { /* one output word per 32 channels */
+            const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;
+            bnn_word_t bits = 0;
+            if (in_bytes == 1u) { /* the 8-bit stream: no per-element storage switch */
+                const int8_t *q = (const int8_t *)in + i;
+                for (uint32_t j = 0; j < cnt; ++j) {
+                    const int32_t v = q[j], t = thr[c0 + j];
+                    bits |= (bnn_word_t)(dir[c0 + j] > 0 ? v >= t : v <= t) << j;
+                }
+            } else {
+                for (uint32_t j = 0; j < cnt; ++j) {
+                    const int32_t v = bnn_stream_get(in, in_bytes, i + j), t = thr[c0 + j];
+                    bits |= (bnn_word_t)(dir[c0 + j] > 0 ? v >= t : v <= t) << j;
+                }
             }
-        }
-        if (c % 32u) {
+            i += cnt;
             *out++ = bits;
         }
     }
