@@ -2,6 +2,8 @@
 /* bnn_stream.c -- fixed-point residual stream kernels (conventions: bnn_stream.h). Portable C. */
 #include "bnn_stream.h"
 
+#include <string.h>
+
 /* floor(v / 2^shift) for any sign (an arithmetic shift, without relying on the
  * implementation-defined >> of negative values); |v| < 2^63 so -v cannot overflow. */
 BNN_INLINE int64_t floor_shift(int64_t v, uint32_t shift)
@@ -119,9 +121,24 @@ void bnn_stream_add(const bnn_add_params_t *p, const void *a, const void *b, voi
     if (p->a_bytes == 1u && p->b_bytes == 1u && p->out_bytes == 1u) { /* the 8-bit stream */
         const int8_t *x = (const int8_t *)a, *y = (const int8_t *)b;
         int8_t *z = (int8_t *)out;
-        for (uint32_t i = 0; i < p->n; ++i) {
+        const uint32_t n = p->n;
+        const int32_t lo = p->lo, hi = p->hi; /* locals: stores through int8_t * alias *p */
+        uint32_t i = 0;
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+        if (lo == -128 && hi == 127) { /* full int8 range: QADD8, four saturating adds at once;
+                                        * 4 bytes read before 4 are written, so aliasing holds */
+            for (; i + 4u <= n; i += 4u) {
+                uint32_t u, v, r;
+                memcpy(&u, x + i, 4u);
+                memcpy(&v, y + i, 4u);
+                __asm__("qadd8 %0, %1, %2" : "=r"(r) : "r"(u), "r"(v));
+                memcpy(z + i, &r, 4u);
+            }
+        }
+#endif
+        for (; i < n; ++i) {
             const int32_t v = (int32_t)x[i] + y[i];
-            z[i] = (int8_t)(v < p->lo ? p->lo : (v > p->hi ? p->hi : v));
+            z[i] = (int8_t)(v < lo ? lo : (v > hi ? hi : v));
         }
         return;
     }
@@ -150,26 +167,61 @@ void bnn_avgpool_sum(const bnn_avgpool_params_t *p, const void *in, void *out)
     }
 }
 
+/*
+ * The 8-bit stream (v in [-128, 127]) with at most BNN_THRESHOLD_FAST_CH channels: per channel
+ * a mask m (0 for dir +1, -1 for dir -1) and a threshold t' clamped to [-128, 128] such that
+ *   bit = (v ^ m) >= t'   (dir +1: v >= t; dir -1: v <= t <=> -v - 1 >= -t - 1, and v ^ -1 = -v - 1),
+ * so the bit is the inverted sign of (v ^ m) - t' (no overflow: both are small), shifted in
+ * from the top (bits >> 1 | bit << 31; the final >> (32 - cnt) leaves 0 padding bits).
+ * Clamping keeps every comparison: v >= t is always true for t <= -128 and never for t >= 128.
+ */
+#ifndef BNN_THRESHOLD_FAST_CH
+#define BNN_THRESHOLD_FAST_CH 64u
+#endif
+
+static void threshold_s8(uint32_t positions, uint32_t nch, const int8_t *in, const int32_t *thr, const int8_t *dir,
+                         bnn_word_t *out)
+{
+    int32_t mask[BNN_THRESHOLD_FAST_CH], tt[BNN_THRESHOLD_FAST_CH];
+    for (uint32_t c = 0; c < nch; ++c) {
+        int32_t t = thr[c] < -129 ? -129 : (thr[c] > 128 ? 128 : thr[c]);
+        if (dir[c] > 0) {
+            mask[c] = 0;
+            tt[c] = t < -128 ? -128 : t;
+        } else {
+            mask[c] = -1;
+            tt[c] = t > 127 ? -128 : -t - 1; /* t >= 127: always 1 */
+        }
+    }
+    for (uint32_t pos = 0; pos < positions; ++pos) {
+        for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {
+            const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;
+            uint32_t bits = 0;
+            for (uint32_t j = c0; j < c0 + cnt; ++j) {
+                const int32_t d = ((int32_t)*in++ ^ mask[j]) - tt[j];
+                bits = (bits >> 1) | (~(uint32_t)d & 0x80000000u);
+            }
+            *out++ = bits >> (32u - cnt);
+        }
+    }
+}
+
 void bnn_stream_threshold(const bnn_stream_threshold_params_t *p, const void *in, const int32_t *thr,
                           const int8_t *dir, bnn_word_t *out)
 {
     const uint32_t positions = p->positions, nch = p->channels, in_bytes = p->in_bytes;
+    if (in_bytes == 1u && nch <= BNN_THRESHOLD_FAST_CH) {
+        threshold_s8(positions, nch, (const int8_t *)in, thr, dir, out);
+        return;
+    }
     uint32_t i = 0;
     for (uint32_t pos = 0; pos < positions; ++pos) {
         for (uint32_t c0 = 0; c0 < nch; c0 += 32u) { /* one output word per 32 channels */
             const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;
             bnn_word_t bits = 0;
-            if (in_bytes == 1u) { /* the 8-bit stream: no per-element storage switch */
-                const int8_t *q = (const int8_t *)in + i;
-                for (uint32_t j = 0; j < cnt; ++j) {
-                    const int32_t v = q[j], t = thr[c0 + j];
-                    bits |= (bnn_word_t)(dir[c0 + j] > 0 ? v >= t : v <= t) << j;
-                }
-            } else {
-                for (uint32_t j = 0; j < cnt; ++j) {
-                    const int32_t v = bnn_stream_get(in, in_bytes, i + j), t = thr[c0 + j];
-                    bits |= (bnn_word_t)(dir[c0 + j] > 0 ? v >= t : v <= t) << j;
-                }
+            for (uint32_t j = 0; j < cnt; ++j) {
+                const int32_t v = bnn_stream_get(in, in_bytes, i + j), t = thr[c0 + j];
+                bits |= (bnn_word_t)(dir[c0 + j] > 0 ? v >= t : v <= t) << j;
             }
             i += cnt;
             *out++ = bits;
