@@ -84,9 +84,9 @@ void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bn
  * acc = K - 2 popcount with the full K.  bnn_conv_acc = all rows, zero padding.
  */
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn, bnn_conv_rows_fn tfn);
+                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn);
 #define bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc) \
-    bnn__conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc, BNN__CONV_PROWS_FN(p), BNN__CONV_POP_FN(p))
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc, BNN__CONV_PROWS_FN(p))
 void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 #define bnn_conv_acc(p, in, w, acc) bnn_conv_acc_rows(p, in, w, 0u, (p)->out_h, 0, acc)
 

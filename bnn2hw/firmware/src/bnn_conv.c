@@ -424,7 +424,8 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  *   zero padding (pad_minus1 == 0): a padded tap must contribute 0, so with K_v valid inputs
  *     and corr = sum_{t padded} c_t,  acc = K_v - 2 (p - corr) = (K_v + 2 corr) - 2 p;
  *     the offset K_v + 2 corr per channel is K at interior positions and comes from a cache
- *     (one slot per border class, keyed by the padded-tap set) at border positions.
+ *     (one slot per border class, keyed by the padded-tap set, filled from the popcounts of the
+ *     padded taps' weight words only) at border positions.
  *   -1 padding (pad_minus1 != 0): a padded tap is the activation -1, i.e. bit 0, which is
  *     exactly what the patch holds: acc = K - 2 p everywhere, no correction.
  * Output acc[((oy - oy0) * out_w + ox) * cout + o].  Receptive fields over
@@ -461,7 +462,7 @@ static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *
 }
 
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn, bnn_conv_rows_fn tfn)
+                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn)
 {
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t taps = p->kh * p->kw;
@@ -478,7 +479,6 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
     bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
     int32_t off_cache[BNN_CONV_CACHE][32]; /* K_v + 2 corr per channel of the chunk */
     uint32_t cache_key[BNN_CONV_CACHE];
-    uint32_t tap_ones[32u * BNN_CONV_MAX_TAPS]; /* [j * taps + t] */
     /* Without the dense repacking nor a correction the whole cout is one chunk (the row
      * kernel then runs 32 rows per call over one gathered patch). */
     const uint32_t chunk = (dense || correct) ? 32u : p->cout;
@@ -488,12 +488,6 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
         const bnn_word_t *wc = w + c0 * n;
         for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
-        }
-        if (correct) { /* c_t: the cnt * taps tap word groups as rows of cw words against zero */
-            for (uint32_t i = 0; i < cw; ++i) {
-                patch[i] = 0u;
-            }
-            rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, tfn);
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
             for (uint32_t i = 0; i < cnt * nw; ++i) {
@@ -530,14 +524,17 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
                                               (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
                         if (cache_key[slot] != padded) {
                             const int32_t kv = (int32_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
-                            for (uint32_t j = 0; j < cnt; ++j) {
-                                int32_t corr = 0; /* <= taps * cin */
-                                for (uint32_t t = 0; t < taps; ++t) {
-                                    if ((padded >> t) & 1u) {
-                                        corr += (int32_t)tap_ones[j * taps + t];
+                            for (uint32_t j = 0; j < cnt; ++j) { /* c_t of the padded taps only */
+                                uint32_t corr = 0; /* <= taps * cin */
+                                for (uint32_t m = padded, t = 0; m != 0u; m >>= 1, ++t) {
+                                    if (m & 1u) {
+                                        const bnn_word_t *wt = wc + j * n + t * cw;
+                                        for (uint32_t i = 0; i < cw; ++i) {
+                                            corr += bnn_popcount32(wt[i]);
+                                        }
                                     }
                                 }
-                                off_cache[slot][j] = kv + 2 * corr;
+                                off_cache[slot][j] = kv + 2 * (int32_t)corr;
                             }
                             cache_key[slot] = padded;
                         }
