@@ -262,25 +262,31 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
 static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
                          uint32_t nw, bnn_word_t *patch)
 {
-    const uint32_t cw = BNN_WORDS(p->cin);
+    /* the geometry in locals: the stores into patch (uint32) could alias *p and *win */
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, in_w = p->in_w;
+    const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
+    const int32_t y0 = win->y0, x0 = win->x0;
     for (uint32_t i = 0; i < nw; ++i) {
         patch[i] = 0u;
     }
-    for (uint32_t ky = win->ky0; ky < win->ky1; ++ky) {
-        const bnn_word_t *src = in + ((uint32_t)(win->y0 + (int32_t)ky) * p->in_w +
-                                      (uint32_t)(win->x0 + (int32_t)win->kx0)) * cw;
+    for (uint32_t ky = ky0; ky < ky1; ++ky) {
+        const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
         if (!dense) {
-            bnn_word_t *dst = patch + (ky * p->kw + win->kx0) * cw;
-            for (uint32_t i = 0; i < (win->kx1 - win->kx0) * cw; ++i) {
+            bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
+            const uint32_t len = (kx1 - kx0) * cw;
+            for (uint32_t i = 0; i < len; ++i) {
                 dst[i] = src[i];
             }
             continue;
         }
-        for (uint32_t kx = win->kx0; kx < win->kx1; ++kx, ++src) {
-            const uint32_t off = (ky * p->kw + kx) * p->cin;
-            patch[off / 32u] |= src[0] << (off % 32u);
-            if (off % 32u + p->cin > 32u) {
-                patch[off / 32u + 1u] |= src[0] >> (32u - off % 32u);
+        uint32_t off = (ky * kw + kx0) * cin; /* bit offset of the tap, stepped by cin */
+        for (uint32_t kx = kx0; kx < kx1; ++kx, ++src, off += cin) {
+            const uint32_t b = off % 32u;
+            bnn_word_t *dst = patch + off / 32u;
+            const bnn_word_t v = src[0];
+            dst[0] |= v << b;
+            if (b + cin > 32u) {
+                dst[1] |= v >> (32u - b);
             }
         }
     }
