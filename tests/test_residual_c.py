@@ -253,12 +253,12 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
     if cin % 32:
         wts[..., -1] &= np.uint64((1 << (cin % 32)) - 1)
     if u8:
-        xin, xtype, acc_ref, acc_fn = rng.integers(0, 256, h * w * cin), "uint8_t", "bnn_conv_u8_acc_ref", "in_u8"
+        xin, xtype, acc_ref = rng.integers(0, 256, h * w * cin), "uint8_t", "bnn_conv_u8_acc_ref"
     else:
         xw = rng.integers(0, 2**32, (h * w, words), dtype=np.uint64)
         if cin % 32:
             xw[:, -1] &= np.uint64((1 << (cin % 32)) - 1)
-        xin, xtype, acc_ref, acc_fn = xw, "bnn_word_t", "bnn_conv_acc_ref", "bits"
+        xin, xtype, acc_ref = xw, "bnn_word_t", "bnn_conv_acc_ref"
     cases = [  # (mult, bias, shift, bits)
         (rng.integers(-3000, 3000, cout), rng.integers(-(2**18), 2**18, cout) * 4, 12, 8),
         (rng.integers(-(2**15), 2**15, cout), rng.integers(-(2**24), 2**24, cout), 8, 16),
