@@ -84,11 +84,52 @@ def stem_only_instructions(core: str) -> int:
         return qemu.count_instructions(elf, core, to_c_inputs(stem, x[3:4])[0])
 
 
+class _BlockStarts(qemu.BlockTraceCounter):
+    """The block trace counter, also keeping each block's start address (for a per-function profile)."""
+
+    def _new_block(self, listed):
+        bid = super()._new_block(listed)
+        self.__dict__.setdefault("starts", {})[bid] = listed[0][0]
+        return bid
+
+
+def profile(core: str, pad_value: int, top: int = 12) -> list[tuple[str, int]]:
+    """Instructions of one bnn_infer() per function (the ELF's symbol holding each executed block),
+    largest first: where the time goes."""
+    import bisect
+    import subprocess
+
+    from bnn2hw.mcu.cycles import disassemble
+
+    rng = np.random.default_rng(SEED)
+    g = resnet8_graph(rng, pad_value=pad_value)
+    x = saturating_inputs(rng, 4, 32, 3)
+    with tempfile.TemporaryDirectory() as tmpd:
+        fw = Path(tmpd) / "fw"
+        write_firmware_dir(g, fw, core)
+        elf = toolchain.build(fw, core)
+        addr = qemu._symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
+        counter = _BlockStarts(addr["bnn_marker_begin"], addr["bnn_marker_end"], disassemble(elf))
+        qemu._run_traced(elf, qemu._check_counting_target(core).name, to_c_inputs(g, x[3:4])[0], counter,
+                         "in_asm,exec,nochain", [], 300.0)
+        nm = subprocess.run([toolchain.find_tool("arm-none-eabi-nm"), "-n", str(elf)], capture_output=True,
+                            text=True, check=True).stdout
+    syms = sorted((int(f[0], 16) & ~1, f[2]) for f in (ln.split() for ln in nm.splitlines())
+                  if len(f) >= 3 and f[1] in "tTwW")
+    starts = [a for a, _ in syms]
+    per: dict[str, int] = {}
+    for (bid, _taken), cnt in counter.windows[1].items():
+        name = syms[bisect.bisect_right(starts, counter.starts[bid]) - 1][1]
+        per[name] = per.get(name, 0) + cnt * len(counter.blocks[bid].insns)
+    return sorted(per.items(), key=lambda kv: -kv[1])[:top]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", nargs="+", default=["cortex-m4"])
     ap.add_argument("--pad-value", type=int, nargs="+", default=[-1, 0])
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--no-profile", action="store_true", help="skip the per-function profile (first core, pad -1)")
     args = ap.parse_args()
     rows = [measure(c, pv, args.samples) for c in args.cores for pv in args.pad_value]
     lines = ["# ResNet-8-shaped residual graph in C (issue 9)", "",
@@ -98,7 +139,7 @@ def main() -> None:
              "stream (int8_t), global average pool as a window sum (14 bits, int16_t), int8 dense 10.",
              "Instructions: exact QEMU count of one `bnn_infer()`; model flash/RAM: the ELF minus the "
              "same harness around an empty `bnn_infer`; arena: the generator's liveness-planned buffer "
-             "(the stack is not included: the conv kernels keep a 512-byte patch on it).", "",
+             "(the stack is not included: the conv kernels keep their patches and weight chunks, up to about 3.5 KiB, on it).", "",
              f"Command: `python benchmarks/bench_resnet8_c.py --cores {' '.join(args.cores)} "
              f"--pad-value {' '.join(map(str, args.pad_value))}`", "",
              "| core | pad value | logits differing from IR | instructions / inference | whole-net instr / binary MAC "
@@ -113,7 +154,17 @@ def main() -> None:
               "<= 5,000,000 instructions, RAM <= 64 KiB, flash <= 64 KiB.", "",
               "Where the instructions go: the stem alone (uint8 3x3 conv 3->16 on 32x32 + requant, then only the "
               "window sum and a 16->10 head) takes " + ", ".join(f"{v:,} on {c}" for c, v in stems.items()) +
-              " (the uint8 x binary conv kernel of bnn_conv.c with 3 input channels, issue 11's loop)."]
+              " (bnn_conv_u8_acc: int16 patch x +-1 int16 weights, SMLAD on cores with the DSP extension)."]
+    if not args.no_profile:
+        core = args.cores[0]
+        lines += ["", f"Per function on {core}, pad value -1 (instructions of one inference, the top 12; "
+                  "bnn__dbt2_*: the Thumb-2 row kernels of bnn_bits.c in popcount mode, called by "
+                  "bnn__conv_acc_rows; bnn_conv_requant includes the inlined int32 requant):", "",
+                  "| function | instructions |", "|---|---|"]
+        lines += [f"| `{name}` | {n:,} |" for name, n in profile(core, -1)]
+    lines += ["", "History (cortex-m4, instructions / inference, pad -1 / pad 0): 22,460,359 / 21,774,720 before "
+              "branch r8speed (conv -> requant rows through the generic bnn_conv_acc, bit-serial uint8 stem, int64 "
+              "requant, per-element storage switches in threshold and add)."]
     text = "\n".join(lines) + "\n"
     out = ROOT / "benchmarks" / "results" / "resnet8_c.md"
     out.write_text(text)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +186,107 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     src = codegen.emit(g).source
     assert ("bnn_conv_threshold_rows" in src) == (pad_value == -1)
     np.testing.assert_array_equal(_run(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
+
+
+# ---- the stream kernels' fast paths against their references, directly in C (host, ASan/UBSan) ----
+
+FW_DIR = Path(__file__).resolve().parents[1] / "bnn2hw" / "firmware"
+
+
+def _c_arr(ctype: str, name: str, a) -> str:
+    return f"static const {ctype} {name}[] = {{{', '.join(str(int(v)) + ('LL' if ctype == 'int64_t' else '') for v in np.ravel(a))}}};\n"
+
+
+def _host_run(tmp_path, src: str) -> list[int]:
+    _need("gcc", "gcc")
+    (tmp_path / "t.c").write_text(src)
+    exe = tmp_path / "t"
+    cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
+           "-fno-sanitize-recover=all", f"-I{FW_DIR / 'include'}", str(tmp_path / "t.c"),
+           str(FW_DIR / "src" / "bnn_stream.c"), str(FW_DIR / "src" / "bnn_conv.c"), str(FW_DIR / "src" / "bnn_bits.c"),
+           "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    r = subprocess.run([str(exe)], check=True, capture_output=True, text=True)
+    return [int(v) for v in r.stdout.split()]
+
+
+@pytest.mark.parametrize("channels", [1, 31, 32, 33, 64, 65])
+def test_stream_threshold_int8_fast_path_equals_numpy(channels, tmp_path):
+    """bnn_stream_threshold on the 8-bit stream (the (v ^ m) - t' path up to 64 channels, the
+    generic loop above): every value -128..127 against thresholds at the clamp edges
+    (-2^31, -129, -128, -127, 0, 126, 127, 128, 2^31 - 1) and random ones, both directions,
+    ties included; padding bits 0."""
+    rng = np.random.default_rng(channels)
+    edges = np.array([-(2**31), -129, -128, -127, 0, 126, 127, 128, 2**31 - 1])
+    thr = np.where(rng.random(channels) < 0.5, rng.choice(edges, channels), rng.integers(-130, 131, channels))
+    dirs = rng.choice([-1, 1], channels)
+    pos = 256 + 3
+    v = np.concatenate([np.repeat(np.arange(-128, 128), 1), rng.integers(-128, 128, 3)])
+    x = (v[:, None] + np.arange(channels)[None, :] * 0).astype(np.int64)  # every value in every channel
+    x[:, 1::2] = np.roll(x[:, 1::2], 7, axis=0)
+    words = (channels + 31) // 32
+    src = ("#include <stdio.h>\n#include \"bnn_stream.h\"\n" + _c_arr("int8_t", "x", x) + _c_arr("int32_t", "thr", thr)
+           + _c_arr("int8_t", "dir", dirs)
+           + f"int main(void) {{ static bnn_word_t out[{pos * words}]; "
+           f"const bnn_stream_threshold_params_t p = {{{pos}u, {channels}u, 1u}}; "
+           f"bnn_stream_threshold(&p, x, thr, dir, out); "
+           f"for (unsigned i = 0; i < {pos * words}u; ++i) printf(\"%lu\\n\", (unsigned long)out[i]); return 0; }}\n")
+    got = np.array(_host_run(tmp_path, src), dtype=np.uint64).reshape(pos, words)
+    bits = np.where(dirs > 0, x >= thr, x <= thr)
+    want = np.zeros((pos, words), np.uint64)
+    for c in range(channels):
+        want[:, c // 32] |= bits[:, c].astype(np.uint64) << np.uint64(c % 32)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("u8", [False, True])
+def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
+    """bnn_conv_requant (int32 requant when the accumulator bound proves it fits, the int64 loop
+    otherwise) equals bnn_requant (int64) of bnn_conv_*_acc_ref, per layer with: small
+    multipliers of both signs (int32 path), a huge multiplier / shift 40 (int64 path), biases
+    that saturate, 8- and 16-bit outputs; 5x7 input, 33 channels, 3x3 pad 1 stride 2."""
+    rng = np.random.default_rng(11 + u8)
+    cin, cout, h, w = (3 if u8 else 33), 33, 5, 7
+    oh, ow = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1
+    words = (cin + 31) // 32
+    wts = rng.integers(0, 2**32, (cout, 9, words), dtype=np.uint64)
+    if cin % 32:
+        wts[..., -1] &= np.uint64((1 << (cin % 32)) - 1)
+    if u8:
+        xin, xtype, acc_ref = rng.integers(0, 256, h * w * cin), "uint8_t", "bnn_conv_u8_acc_ref"
+    else:
+        xw = rng.integers(0, 2**32, (h * w, words), dtype=np.uint64)
+        if cin % 32:
+            xw[:, -1] &= np.uint64((1 << (cin % 32)) - 1)
+        xin, xtype, acc_ref = xw, "bnn_word_t", "bnn_conv_acc_ref"
+    cases = [  # (mult, bias, shift, bits)
+        (rng.integers(-3000, 3000, cout), rng.integers(-(2**18), 2**18, cout) * 4, 12, 8),
+        (rng.integers(-(2**15), 2**15, cout), rng.integers(-(2**24), 2**24, cout), 8, 16),
+        (rng.integers(-(2**31) + 1, 2**31 - 1, cout), rng.integers(-(2**40), 2**40, cout), 40, 8),
+    ]
+    src = "#include <stdio.h>\n#include \"bnn_stream.h\"\n" + _c_arr(xtype, "x", xin) + _c_arr("bnn_word_t", "w", wts)
+    body = (f"static int32_t acc[{oh * ow * cout}], row[{ow * cout}]; static int16_t a[{oh * ow * cout}], "
+            f"b[{oh * ow * cout}];\n"
+            f"const bnn_conv_rows_params_t cp = {{{{{h}u, {w}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, 2u, 2u, 1u, 1u}}, "
+            f"{int(u8)}u, 0u}};\n{acc_ref}(&cp.conv, x, w, acc);\n")
+    for i, (m, b, sh, bits) in enumerate(cases):
+        src += _c_arr("int32_t", f"m{i}", m) + _c_arr("int64_t", f"b{i}", b)
+        ob = 1 if bits == 8 else 2
+        body += (f"{{ const bnn_requant_params_t rq = {{{cout}u, m{i}, b{i}, {sh}u, {-(2 ** (bits - 1))}, "
+                 f"{2 ** (bits - 1) - 1}, {ob}u}};\n"
+                 f"  bnn_requant(&rq, {oh * ow}u, acc, 4u, a); bnn_conv_requant(&cp, x, w, &rq, row, b);\n"
+                 f"  for (unsigned i = 0; i < {oh * ow * cout}u; ++i) printf(\"%d %d\\n\", "
+                 f"{'((int8_t *)a)[i], ((int8_t *)b)[i]' if ob == 1 else 'a[i], b[i]'}); }}\n")
+    src += f"int main(void) {{\n{body}return 0; }}\n"
+    bound = 9 * cin * (255 if u8 else 1)  # |acc| <= K (255 K for uint8)
+
+    def fits32(m, b, sh, bits):  # the condition of requant_fast32 in bnn_stream.c
+        b2 = b.astype(object) + 2 ** (bits - 1) * 2**sh
+        return sh <= 30 and all(abs(v) < 2**31 and bound * abs(int(mm)) + abs(v) < 2**31 for mm, v in zip(m, b2))
+
+    assert [fits32(*c) for c in cases] == [True, True, False]  # both paths are exercised
+    vals = np.array(_host_run(tmp_path, src)).reshape(len(cases), oh * ow * cout, 2)
+    for i, (_, _, _, bits) in enumerate(cases):
+        np.testing.assert_array_equal(vals[i, :, 1], vals[i, :, 0], err_msg=f"case {i}")
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        assert (vals[i, :, 0] == lo).any() or (vals[i, :, 0] == hi).any() or i == 2, f"case {i}: no saturation"

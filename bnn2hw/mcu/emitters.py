@@ -265,9 +265,10 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
 
     Zero padding (``pad_value`` 0, a padded tap contributes 0) with a threshold runs
     ``bnn_conv_bits`` / ``bnn_conv_u8_bits`` directly. Everything else runs row by row
-    (``bnn_stream.c``): the zero-padding accumulator kernel fills one int32 output row (scratch,
-    out_w * cout words), ``pad_value`` -1 adds the padded taps' -1 contribution (a border pass),
-    then the row is thresholded or requantized, so the int32 tensor is never stored whole."""
+    (``bnn_stream.c``): the accumulator kernel (patch + popcount-mode row kernel for bits input)
+    fills one int32 output row (scratch, out_w * cout words); with ``pad_value`` -1 it takes the
+    zero bits of padded taps as the -1 activation (flag ``pad_minus1``); then the row is
+    thresholded or requantized, so the int32 tensor is never stored whole."""
     at = layer.attrs
     pv = int(at.get("pad_value", 0))
     if nxt is None or nxt.op not in ("threshold", "requant"):
@@ -285,16 +286,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     st.flash_bits += o * kh * kw * c
     src = st.cur if st.kind == "u8" else f"(const bnn_word_t *){st.cur}"
     pad_txt = f"pad {p}" + (" (padded tap = -1)" if pv == -1 and p else "")
-    pad_taps = "NULL"
-    if pv == -1 and p:
-        if kh * kw > 32:
-            raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): -1 padding in C supports kernels of "
-                              f"at most 32 taps, this one has {kh}x{kw}")
-        st.data.append(f"/* {layer.name}: -1 padding, the contribution of a padded tap per (o, ky, kx): "
-                       "-sum_c w = cin - 2 popcount(w_tap) */\n")
-        st.data.append(c_array("int16_t", f"{lid}_pad", -w.sum(axis=3), per_line=16))
-        st.flash_bits += 16 * o * kh * kw
-        pad_taps = f"{lid}_pad"
+    pad_minus1 = int(pv == -1 and p > 0)  # the kernel takes a zero bit of the patch as the -1 activation
     tname = ident(nxt.name)
     if nxt.op == "threshold":
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
@@ -308,7 +300,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
             st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
         else:
             st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
-                           f"{int(st.kind == 'u8')}u, {pad_taps}}};\n")
+                           f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")
             row = st.temp(4 * ow * o)
             st.body.append(f"    bnn_conv_threshold_rows(&{lid}_p, {st.cur}, {lid}_w, {tname}_thr, "
                            f"(int32_t *){row}, (bnn_word_t *){dst});")
@@ -317,7 +309,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         rq = _requant_params(st, nxt, tname)
         bits = int(nxt.attrs["bits"])
         st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
-                       f"{int(st.kind == 'u8')}u, {pad_taps}}};\n")
+                       f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")
         dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
         row = st.temp(4 * ow * o)
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, "

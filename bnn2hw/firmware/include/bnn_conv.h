@@ -47,14 +47,17 @@ void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_
 typedef bnn__dbt2_fn bnn_conv_rows_fn;
 #define BNN__CONV_ROWS_FN(p) bnn__dbt2_pick(bnn__conv_row_words(p), 0u)
 #define BNN__CONV_POP_FN(p) bnn__dbt2_pick(BNN_WORDS((p)->cin), 1u)
+#define BNN__CONV_PROWS_FN(p) bnn__dbt2_pick(bnn__conv_row_words(p), 1u)
 #elif BNN_M0_ASM
 typedef uint32_t (*bnn_conv_rows_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 #define BNN__CONV_ROWS_FN(p) ((void)(p), bnn__dbt_m0)
 #define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
+#define BNN__CONV_PROWS_FN(p) ((bnn_conv_rows_fn)0)
 #else
 typedef void *bnn_conv_rows_fn;
 #define BNN__CONV_ROWS_FN(p) ((void)(p), (bnn_conv_rows_fn)0)
 #define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
+#define BNN__CONV_PROWS_FN(p) ((bnn_conv_rows_fn)0)
 #endif
 /* Words per weight row as the conv kernel runs it: taps packed back to back when cin is
  * small and the chunk's packed rows fit BNN_CONV_DENSE_WORDS words (bnn_conv.c). */
@@ -73,7 +76,19 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
 #define bnn_conv_bits(p, in, w, thr, out) \
     bnn__conv_bits_rows(p, in, w, thr, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
-void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
+/*
+ * bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc): the int32 accumulators of output rows
+ * [oy0, oy1), acc[((oy - oy0) * out_w + ox) * cout + o], by the patch + dense row kernel in
+ * popcount mode (bnn_conv.c).  pad_minus1 = 0: zero padding (as bnn_conv_acc_ref);
+ * pad_minus1 != 0: a padded tap is the activation -1 (FINN's FMPadding of a binary stream),
+ * acc = K - 2 popcount with the full K.  bnn_conv_acc = all rows, zero padding.
+ */
+void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
+                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn);
+#define bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc) \
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc, BNN__CONV_PROWS_FN(p))
+void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
+#define bnn_conv_acc(p, in, w, acc) bnn_conv_acc_rows(p, in, w, 0u, (p)->out_h, 0, acc)
 
 void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
                           const int32_t *thr, bnn_word_t *out);

@@ -18,11 +18,10 @@
  * dense on a stream  acc[o] = sum_i q[i] * w[o][i], int8 weights or packed binary (bit 1 = +1).
  * conv rows  a binary conv (bnn_conv.h) computed one output row at a time into an int32 row
  *          buffer (out_w * cout), then requantized to a stream or thresholded to bits: the full
- *          int32 accumulator tensor is never stored.  pad_taps != NULL makes a padded tap the
- *          activation -1 (FINN's FMPadding of a binary stream): the zero-padding kernel's row is
- *          corrected at border positions by the sum over padded taps of (-1) * sum_c w =
- *          cin - 2 popcount(w_tap) (a border pass over a per-tap table; interior positions,
- *          most of them, cost nothing).
+ *          int32 accumulator tensor is never stored.  Packed bits input runs the patch +
+ *          popcount-mode row kernel (bnn_conv_acc_rows, bnn_conv.h).  pad_minus1 makes a padded
+ *          tap the activation -1 (FINN's FMPadding of a binary stream): a zero bit of the
+ *          gathered patch, so acc = K - 2 popcount with the full K (no correction).
  */
 #ifndef BNN_STREAM_H
 #define BNN_STREAM_H
@@ -65,9 +64,8 @@ typedef struct {
 typedef struct {
     bnn_conv_params_t conv;
     uint32_t in_u8;          /* 1: uint8 HWC input (first layer), 0: packed bits */
-    const int16_t *pad_taps; /* -1 padding (bits input only): per (o, ky, kx) the contribution of
-                              * a padded tap, -sum_c w = cin - 2 popcount(w_tap), made by the
-                              * generator; NULL: zero padding (a padded tap contributes 0) */
+    uint32_t pad_minus1;     /* 1: a padded tap is the activation -1 (bits input only);
+                              * 0: zero padding (a padded tap contributes 0) */
 } bnn_conv_rows_params_t;
 
 /* Element i of a stream stored with `bytes` bytes per element. */

@@ -174,29 +174,6 @@ static bnn_word_t *patch_bits(const bnn_word_t *patch, uint32_t n, int32_t k, co
     return out;
 }
 
-void bnn_conv_acc(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc)
-{
-    const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
-    const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
-    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
-    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
-            window_t win = window(p, oy, ox);
-            if (n <= BNN_CONV_PATCH_WORDS && window_full(p, &win)) {
-                gather_bits(p, in, &win, patch);
-                const bnn_word_t *wo = w;
-                for (uint32_t o = 0; o < p->cout; ++o) {
-                    *acc++ = k - 2 * (int32_t)bnn_xor_popcount_adv(patch, &wo, n);
-                }
-            } else {
-                for (uint32_t o = 0; o < p->cout; ++o) {
-                    *acc++ = conv_acc_one(p, in, w + o * n, &win);
-                }
-            }
-        }
-    }
-}
-
 /* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
 static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                               const int32_t *thr, bnn_word_t *out)
@@ -285,25 +262,31 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
 static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
                          uint32_t nw, bnn_word_t *patch)
 {
-    const uint32_t cw = BNN_WORDS(p->cin);
+    /* the geometry in locals: the stores into patch (uint32) could alias *p and *win */
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, in_w = p->in_w;
+    const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
+    const int32_t y0 = win->y0, x0 = win->x0;
     for (uint32_t i = 0; i < nw; ++i) {
         patch[i] = 0u;
     }
-    for (uint32_t ky = win->ky0; ky < win->ky1; ++ky) {
-        const bnn_word_t *src = in + ((uint32_t)(win->y0 + (int32_t)ky) * p->in_w +
-                                      (uint32_t)(win->x0 + (int32_t)win->kx0)) * cw;
+    for (uint32_t ky = ky0; ky < ky1; ++ky) {
+        const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
         if (!dense) {
-            bnn_word_t *dst = patch + (ky * p->kw + win->kx0) * cw;
-            for (uint32_t i = 0; i < (win->kx1 - win->kx0) * cw; ++i) {
+            bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
+            const uint32_t len = (kx1 - kx0) * cw;
+            for (uint32_t i = 0; i < len; ++i) {
                 dst[i] = src[i];
             }
             continue;
         }
-        for (uint32_t kx = win->kx0; kx < win->kx1; ++kx, ++src) {
-            const uint32_t off = (ky * p->kw + kx) * p->cin;
-            patch[off / 32u] |= src[0] << (off % 32u);
-            if (off % 32u + p->cin > 32u) {
-                patch[off / 32u + 1u] |= src[0] >> (32u - off % 32u);
+        uint32_t off = (ky * kw + kx0) * cin; /* bit offset of the tap, stepped by cin */
+        for (uint32_t kx = kx0; kx < kx1; ++kx, ++src, off += cin) {
+            const uint32_t b = off % 32u;
+            bnn_word_t *dst = patch + off / 32u;
+            const bnn_word_t v = src[0];
+            dst[0] |= v << b;
+            if (b + cin > 32u) {
+                dst[1] |= v >> (32u - b);
             }
         }
     }
@@ -437,6 +420,152 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             }
         }
     }
+}
+
+/*
+ * Accumulators of output rows [oy0, oy1) with the same patch + dense-row-kernel scheme, the
+ * row kernel in popcount mode (p[j] = popcount(patch ^ w_j), bnn__dbt2_<R><C>1 / portable).
+ * The patch holds zero bits at padded taps, so p counts c_t (the +1 weights of tap t) at
+ * every padded tap t:
+ *   zero padding (pad_minus1 == 0): a padded tap must contribute 0, so with K_v valid inputs
+ *     and corr = sum_{t padded} c_t,  acc = K_v - 2 (p - corr) = (K_v + 2 corr) - 2 p;
+ *     the offset K_v + 2 corr per channel is K at interior positions and comes from a cache
+ *     (one slot per border class, keyed by the padded-tap set, filled from the popcounts of the
+ *     padded taps' weight words only) at border positions.
+ *   -1 padding (pad_minus1 != 0): a padded tap is the activation -1, i.e. bit 0, which is
+ *     exactly what the patch holds: acc = K - 2 p everywhere, no correction.
+ * Output acc[((oy - oy0) * out_w + ox) * cout + o].  Receptive fields over
+ * BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps use the window loops instead.
+ */
+static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                  uint32_t oy0, uint32_t oy1, int pad_minus1, int32_t *acc)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t n = p->kh * p->kw * cw;
+    for (uint32_t oy = oy0; oy < oy1; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            window_t win = window(p, oy, ox);
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                int32_t a = conv_acc_one(p, in, w + o * n, &win);
+                if (pad_minus1) { /* each padded tap t adds -sum_c w = cin - 2 c_t */
+                    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
+                        const uint32_t ky = t / p->kw, kx = t % p->kw;
+                        if (ky >= win.ky0 && ky < win.ky1 && kx >= win.kx0 && kx < win.kx1) {
+                            continue;
+                        }
+                        const bnn_word_t *wt = w + o * n + t * cw;
+                        uint32_t ones = 0;
+                        for (uint32_t i = 0; i < cw; ++i) {
+                            ones += bnn_popcount32(wt[i]);
+                        }
+                        a += (int32_t)p->cin - 2 * (int32_t)ones;
+                    }
+                }
+                *acc++ = a;
+            }
+        }
+    }
+}
+
+void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
+                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t n = taps * cw;
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != n;
+    const int correct = !pad_minus1 && (p->pad_h != 0u || p->pad_w != 0u);
+    const int32_t k = (int32_t)(taps * p->cin);
+    if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
+        conv_acc_rows_generic(p, in, w, oy0, oy1, pad_minus1, acc);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
+    int32_t off_cache[BNN_CONV_CACHE][32]; /* K_v + 2 corr per channel of the chunk */
+    uint32_t cache_key[BNN_CONV_CACHE];
+    /* Without the dense repacking nor a correction the whole cout is one chunk (the row
+     * kernel then runs 32 rows per call over one gathered patch). */
+    const uint32_t chunk = (dense || correct) ? 32u : p->cout;
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < chunk ? left : chunk;
+        const bnn_word_t *wc = w + c0 * n;
+        for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
+            cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
+        }
+        if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
+            for (uint32_t i = 0; i < cnt * nw; ++i) {
+                wdense[i] = 0u;
+            }
+            for (uint32_t j = 0; j < cnt; ++j) {
+                for (uint32_t t = 0; t < taps; ++t) {
+                    const bnn_word_t v = wc[j * n + t];
+                    const uint32_t off = t * p->cin;
+                    wdense[j * nw + off / 32u] |= v << (off % 32u);
+                    if (off % 32u + p->cin > 32u) {
+                        wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
+                    }
+                }
+            }
+        }
+        const bnn_word_t *rows = dense ? wdense : wc;
+        int32_t *dst = acc + c0;
+        for (uint32_t oy = oy0; oy < oy1; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
+                window_t win = window(p, oy, ox);
+                const int32_t *offs = NULL; /* NULL: K for every channel */
+                if (window_full(p, &win)) {
+                    if (dense) {
+                        gather_patch(p, in, &win, 1, nw, patch);
+                    } else {
+                        gather_bits(p, in, &win, patch);
+                    }
+                } else {
+                    gather_patch(p, in, &win, dense, nw, patch);
+                    if (correct) {
+                        const uint32_t padded = padded_taps(p, &win);
+                        const uint32_t slot = 3u * (win.ky0 != 0u ? 1u : win.ky1 != p->kh ? 2u : 0u) +
+                                              (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
+                        if (cache_key[slot] != padded) {
+                            const int32_t kv = (int32_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
+                            for (uint32_t j = 0; j < cnt; ++j) { /* c_t of the padded taps only */
+                                uint32_t corr = 0; /* <= taps * cin */
+                                for (uint32_t m = padded, t = 0; m != 0u; m >>= 1, ++t) {
+                                    if (m & 1u) {
+                                        const bnn_word_t *wt = wc + j * n + t * cw;
+                                        for (uint32_t i = 0; i < cw; ++i) {
+                                            corr += bnn_popcount32(wt[i]);
+                                        }
+                                    }
+                                }
+                                off_cache[slot][j] = kv + 2 * (int32_t)corr;
+                            }
+                            cache_key[slot] = padded;
+                        }
+                        offs = off_cache[slot];
+                    }
+                }
+                /* popcounts straight into the accumulators, then acc = offset - 2 p */
+                rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
+                if (offs == NULL) {
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        dst[j] = k - 2 * dst[j];
+                    }
+                } else {
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        dst[j] = offs[j] - 2 * dst[j];
+                    }
+                }
+            }
+        }
+    }
+}
+
+void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc)
+{
+    bnn_conv_acc(p, in, w, acc); /* the inline dispatcher of bnn_conv.h */
 }
 
 void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
@@ -656,8 +785,139 @@ static void patch_u8(const bnn_conv_params_t *p, const patch_u8_t *patch, int32_
     }
 }
 
+/*
+ * uint8 x binary accumulators as an int16 dot product (cin > 1, e.g. the RGB stem): for every
+ * output position the receptive field is gathered into an int16 patch in weight-row order
+ * (tap-major, then channel), a tap in the zero padding as 0, so border and interior positions
+ * run the same loop; the weights of a chunk of output channels are expanded once per call to
+ * int16 +-1 (bit 1 = +1, bnn_bits.h) in the same order.  K = kh kw cin is rounded up to an
+ * even K2 with a zero pair element, and acc = sum_i x_i s_i over K2 / 2 pairs: SMLAD (two 16 x
+ * 16 multiplies and the add in one instruction) with the DSP extension, portable int16 MACs
+ * elsewhere, two output channels per pass over the patch.  |acc| <= 255 K, so no intermediate
+ * overflows.  Stack: weights BNN_CONV_U8_WBUF int16 (default 512 = 1 KiB), patch 256 int16;
+ * chunks of BNN_CONV_U8_WBUF / K2 channels (the patch is regathered per chunk).  K2 > 256:
+ * the bit-mask loops below.
+ */
+#ifndef BNN_CONV_U8_WBUF
+#define BNN_CONV_U8_WBUF 512u
+#endif
+#define BNN_CONV_U8_PATCH 256u
+
+typedef union {
+    uint32_t pair[BNN_CONV_U8_WBUF / 2u]; /* read as pairs (SMLAD) */
+    int16_t h[BNN_CONV_U8_WBUF];
+} i16buf_t;
+
+typedef union {
+    uint32_t pair[BNN_CONV_U8_PATCH / 2u];
+    int16_t h[BNN_CONV_U8_PATCH];
+} i16patch_t;
+
+/* s[0], s[1] = the dots of the patch with weight rows off and off + k2 (k2 = 2 pairs): the
+ * patch pair is loaded once for two output channels. */
+BNN_INLINE void dot_pairs2(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs, int32_t *s)
+{
+    int32_t s0 = 0, s1 = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t *a = x->pair, *b0 = w->pair + off / 2u, *b1 = b0 + pairs;
+    for (uint32_t i = 0; i < pairs; ++i) {
+        const uint32_t v = a[i];
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s0) : "r"(v), "r"(b0[i]), "r"(s0));
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s1) : "r"(v), "r"(b1[i]), "r"(s1));
+    }
+#else
+    const int16_t *a = x->h, *b0 = w->h + off, *b1 = b0 + 2u * pairs;
+    for (uint32_t i = 0; i < 2u * pairs; ++i) {
+        const int32_t v = a[i];
+        s0 += v * b0[i];
+        s1 += v * b1[i];
+    }
+#endif
+    s[0] = s0;
+    s[1] = s1;
+}
+
+BNN_INLINE int32_t dot_pairs(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs)
+{
+    int32_t s = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+    const uint32_t *a = x->pair, *b = w->pair + off / 2u;
+    for (uint32_t i = 0; i < pairs; ++i) {
+        __asm__("smlad %0, %1, %2, %3" : "=r"(s) : "r"(a[i]), "r"(b[i]), "r"(s));
+    }
+#else
+    const int16_t *a = x->h, *b = w->h + off;
+    for (uint32_t i = 0; i < 2u * pairs; ++i) {
+        s += (int32_t)a[i] * b[i];
+    }
+#endif
+    return s;
+}
+
+static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
+{
+    const uint32_t taps = p->kh * p->kw;
+    const uint32_t cw = BNN_WORDS(p->cin);
+    const uint32_t k2 = (taps * p->cin + 1u) & ~1u;
+    if (k2 == 0u || k2 > BNN_CONV_U8_PATCH) {
+        return 0;
+    }
+    const uint32_t chunk = BNN_CONV_U8_WBUF / k2;
+    i16buf_t wb;
+    i16patch_t patch;
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
+        const uint32_t cnt = p->cout - c0 < chunk ? p->cout - c0 : chunk;
+        for (uint32_t j = 0; j < cnt; ++j) { /* +-1 weights, weight-row order, a zero pad element */
+            const bnn_word_t *wo = w + (c0 + j) * taps * cw;
+            int16_t *dst = wb.h + j * k2;
+            for (uint32_t t = 0; t < taps; ++t) {
+                for (uint32_t c = 0; c < p->cin; ++c) {
+                    *dst++ = (int16_t)(((wo[t * cw + c / 32u] >> (c % 32u)) & 1u) ? 1 : -1);
+                }
+            }
+            if (k2 != taps * p->cin) {
+                *dst = 0;
+            }
+        }
+        patch.h[k2 - 1u] = 0;
+        int32_t *dst = acc + c0;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
+                int16_t *x = patch.h;
+                for (uint32_t ky = 0; ky < p->kh; ++ky) {
+                    const int32_t y = tap(oy, p->stride_h, p->pad_h, ky, p->in_h);
+                    for (uint32_t kx = 0; kx < p->kw; ++kx) {
+                        const int32_t xx = tap(ox, p->stride_w, p->pad_w, kx, p->in_w);
+                        if (y < 0 || xx < 0) {
+                            for (uint32_t c = 0; c < p->cin; ++c) {
+                                *x++ = 0;
+                            }
+                            continue;
+                        }
+                        const uint8_t *src = in + ((uint32_t)y * p->in_w + (uint32_t)xx) * p->cin;
+                        for (uint32_t c = 0; c < p->cin; ++c) {
+                            *x++ = (int16_t)src[c];
+                        }
+                    }
+                }
+                uint32_t j = 0;
+                for (; j + 1u < cnt; j += 2u) {
+                    dot_pairs2(&patch, &wb, j * k2, k2 / 2u, dst + j);
+                }
+                if (j < cnt) {
+                    dst[j] = dot_pairs(&patch, &wb, j * k2, k2 / 2u);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
+    if (p->cin > 1u && conv_u8_acc_i16(p, in, w, acc)) {
+        return;
+    }
     const uint32_t taps = p->kh * p->kw;
     const uint32_t wstride = taps * BNN_WORDS(p->cin);
     const int fits = u8_patch_fits(p);
