@@ -107,7 +107,33 @@ def run(elf: Path, target: str, inputs: np.ndarray, num_logits: int, timeout: fl
 _TRACE = re.compile(rb"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")  # used with match() at a line start
 
 
-class TraceCounter:
+class _LineStream:
+    """Feeds a byte stream to ``self._lines(buf, end)`` in runs of complete lines, holding only the
+    unfinished last line between chunks (QEMU's trace is never stored)."""
+
+    bytes_seen = 0
+    max_held = 0  # largest buffer held at once (bytes), for the memory tests
+    _tail = b""
+
+    def _lines(self, buf: bytes, end: int) -> None:
+        raise NotImplementedError
+
+    def feed(self, chunk: bytes) -> None:
+        self.bytes_seen += len(chunk)
+        buf = self._tail + chunk if self._tail else chunk
+        self.max_held = max(self.max_held, len(buf))
+        cut = buf.rfind(b"\n") + 1
+        self._tail = buf[cut:]
+        if cut:
+            self._lines(buf, cut)
+
+    def close(self) -> None:
+        if self._tail:
+            tail, self._tail = self._tail + b"\n", b""
+            self._lines(tail, len(tail))
+
+
+class TraceCounter(_LineStream):
     """Streaming count over a QEMU ``-d exec`` trace: feed() it chunks of any size; it keeps
     only the unfinished last line and the line numbers of the first two entries of each marker.
 
@@ -127,21 +153,7 @@ class TraceCounter:
         self.max_held = 0  # largest buffer held at once (bytes), for the memory test
         self._tail = b""
 
-    def feed(self, chunk: bytes) -> None:
-        self.bytes_seen += len(chunk)
-        buf = self._tail + chunk if self._tail else chunk
-        self.max_held = max(self.max_held, len(buf))
-        cut = buf.rfind(b"\n") + 1
-        self._tail = buf[cut:]
-        if cut:
-            self._block(buf, cut)
-
-    def close(self) -> None:
-        if self._tail:
-            tail, self._tail = self._tail + b"\n", b""
-            self._block(tail, len(tail))
-
-    def _block(self, buf: bytes, end: int) -> None:
+    def _lines(self, buf: bytes, end: int) -> None:
         """Count the complete lines buf[0:end] (buf[0] starts a line)."""
         hits = []
         for tok in self.tokens:
@@ -239,7 +251,7 @@ def _qemu_version(qemu_path: str) -> tuple[int, int]:
     return parse_qemu_version(proc.stdout)
 
 
-class BlockTraceCounter:
+class BlockTraceCounter(_LineStream):
     """Streaming instruction, class and cycle count over QEMU's ``-d in_asm,exec,nochain`` log
     (translation blocks, no single-stepping): feed() it chunks of any size.
 
@@ -269,20 +281,6 @@ class BlockTraceCounter:
         self.bytes_seen = 0
         self.max_held = 0
         self._tail = b""
-
-    def feed(self, chunk: bytes) -> None:
-        self.bytes_seen += len(chunk)
-        buf = self._tail + chunk if self._tail else chunk
-        self.max_held = max(self.max_held, len(buf))
-        cut = buf.rfind(b"\n") + 1
-        self._tail = buf[cut:]
-        if cut:
-            self._lines(buf, cut)
-
-    def close(self) -> None:
-        if self._tail:
-            tail, self._tail = self._tail + b"\n", b""
-            self._lines(tail, len(tail))
 
     def _new_block(self, listed: list[tuple[int, int]]) -> int:
         """A block from its in_asm listing [(pc, bytes)]: the ELF's instructions from the first

@@ -326,6 +326,26 @@ static void rows_popcounts(const bnn_word_t *x, const bnn_word_t *w, uint32_t n,
 #endif
 }
 
+/* Repack `rows` weight rows of `n` words, one word per tap (cin <= 32 channels in its low bits),
+ * into rows of `nw` words with the taps' cin bits back to back (the "dense" patch layout). */
+static void pack_dense_rows(const bnn_word_t *wc, uint32_t rows, uint32_t n, uint32_t nw, uint32_t taps,
+                            uint32_t cin, bnn_word_t *wdense)
+{
+    for (uint32_t i = 0; i < rows * nw; ++i) {
+        wdense[i] = 0u;
+    }
+    for (uint32_t j = 0; j < rows; ++j) {
+        for (uint32_t t = 0; t < taps; ++t) {
+            const bnn_word_t v = wc[j * n + t];
+            const uint32_t off = t * cin;
+            wdense[j * nw + off / 32u] |= v << (off % 32u);
+            if (off % 32u + cin > 32u) {
+                wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
+            }
+        }
+    }
+}
+
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                          const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
 {
@@ -364,19 +384,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, pfn);
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
-            for (uint32_t i = 0; i < cnt * nw; ++i) {
-                wdense[i] = 0u;
-            }
-            for (uint32_t j = 0; j < cnt; ++j) {
-                for (uint32_t t = 0; t < taps; ++t) {
-                    const bnn_word_t v = wc[j * n + t];
-                    const uint32_t off = t * p->cin;
-                    wdense[j * nw + off / 32u] |= v << (off % 32u);
-                    if (off % 32u + p->cin > 32u) {
-                        wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
-                    }
-                }
-            }
+            pack_dense_rows(wc, cnt, n, nw, taps, p->cin, wdense);
         }
         const bnn_word_t *rows = dense ? wdense : wc;
         bnn_word_t *dst = out + c0 / 32u;
@@ -496,19 +504,7 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
-            for (uint32_t i = 0; i < cnt * nw; ++i) {
-                wdense[i] = 0u;
-            }
-            for (uint32_t j = 0; j < cnt; ++j) {
-                for (uint32_t t = 0; t < taps; ++t) {
-                    const bnn_word_t v = wc[j * n + t];
-                    const uint32_t off = t * p->cin;
-                    wdense[j * nw + off / 32u] |= v << (off % 32u);
-                    if (off % 32u + p->cin > 32u) {
-                        wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
-                    }
-                }
-            }
+            pack_dense_rows(wc, cnt, n, nw, taps, p->cin, wdense);
         }
         const bnn_word_t *rows = dense ? wdense : wc;
         int32_t *dst = acc + c0;
