@@ -621,7 +621,8 @@ class _Walker:
             raise refuse(self.path, node, f"has weights ({prod.name}) that are not all ±scale (a zero weight)")
         return wi.astype(np.int64), scale, kind, prod
 
-    def op_MatMul(self, node):
+    def layer_input(self, node):
+        """(name, tensor) a MatMul/Conv reads, refused unless it is quantized to 1 bit (or 8-bit input)."""
         src, st = self.data_input(node)
         if not isinstance(st, _Tensor):
             raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
@@ -631,6 +632,10 @@ class _Walker:
                                           "bnn2hw deploys 1-bit activations between layers; a multi-bit Quant "
                                           "is only a residual stream, which layers read through its sign "
                                           "(a BipolarQuant / 1-bit quantizer of the stream)")
+        return src, st
+
+    def op_MatMul(self, node):
+        src, st = self.layer_input(node)
         if node.input[1] == src:
             raise refuse(self.path, node, "multiplies by a computed left operand")
         wi, scale, kind, prod = self.weights(node, node.input[1])  # (I, O)
@@ -653,15 +658,7 @@ class _Walker:
         raise refuse(self.path, node, "survived qonnx's GemmToMatMul (transA, alpha or beta not 1?)")
 
     def op_Conv(self, node):
-        src, st = self.data_input(node)
-        if not isinstance(st, _Tensor):
-            raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
-                                          "bnn2hw cannot place a float layer between binary ones")
-        if st.kind == "fixed":
-            raise refuse(self.path, node, f"reads the {st.bits}-bit activation of node {st.quant_node!r} (Quant): "
-                                          "bnn2hw deploys 1-bit activations between layers; a multi-bit Quant "
-                                          "is only a residual stream, which layers read through its sign "
-                                          "(a BipolarQuant / 1-bit quantizer of the stream)")
+        src, st = self.layer_input(node)
         wi, scale, kind, prod = self.weights(node, node.input[1])  # (O, C, kh, kw)
         if kind != "binary":
             raise refuse(self.path, node, "has 8-bit weights; bnn2hw's convolutions take binary weights "

@@ -31,6 +31,7 @@ RSS, QEMU included).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import functools
 import os
 import re
@@ -107,7 +108,7 @@ def run(elf: Path, target: str, inputs: np.ndarray, num_logits: int, timeout: fl
 _TRACE = re.compile(rb"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")  # used with match() at a line start
 
 
-class _LineStream:
+class _LineStream(ABC):
     """Feeds a byte stream to ``self._lines(buf, end)`` in runs of complete lines, holding only the
     unfinished last line between chunks (QEMU's trace is never stored)."""
 
@@ -115,8 +116,9 @@ class _LineStream:
     max_held = 0  # largest buffer held at once (bytes), for the memory tests
     _tail = b""
 
+    @abstractmethod
     def _lines(self, buf: bytes, end: int) -> None:
-        raise NotImplementedError
+        """Consume the complete lines buf[0:end] (buf[0] starts a line)."""
 
     def feed(self, chunk: bytes) -> None:
         self.bytes_seen += len(chunk)
