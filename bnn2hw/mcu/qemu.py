@@ -31,7 +31,6 @@ RSS, QEMU included).
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import functools
 import os
 import re
@@ -39,6 +38,7 @@ import select
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
