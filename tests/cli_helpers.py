@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """Run the ``bnn2hw`` command in-process (the console script's code path, minus the interpreter
-start) for the CLI tests."""
+start) for the CLI tests, and build-and-run generated firmware for the C tests."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 
+import pytest
 import torch
 
 from bnn2hw import cli
@@ -25,3 +27,20 @@ def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # main() installs a SIGTERM handler
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def need_tool(tool: str, pkg: str) -> None:
+    """Skip, naming the Debian package, when ``tool`` is not installed."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} not installed (apt-get install {pkg})")
+
+
+def run_firmware(graph, tmp_path, target, x):
+    """Integer logits of ``graph``'s generated C for ``target`` (host or QEMU) on uint8 inputs ``x``."""
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+
+    out = tmp_path / f"fw_{target}"
+    write_firmware_dir(graph, out, target)
+    elf = toolchain.build(out, target)
+    return qemu.run(elf, target, to_c_inputs(graph, x), graph.num_classes)

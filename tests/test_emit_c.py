@@ -3,36 +3,23 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from cli_helpers import need_tool, run_firmware
 
 from bnn2hw.export.fold import fold_model
 from bnn2hw.ir import execute
-from bnn2hw.mcu import codegen, qemu, toolchain
-from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
-
-
-def _need(tool: str, pkg: str):
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed (apt-get install {pkg})")
-
-
-def _run(graph, tmp_path, target, x):
-    out = tmp_path / f"fw_{target}"
-    write_firmware_dir(graph, out, target)
-    elf = toolchain.build(out, target)
-    return qemu.run(elf, target, to_c_inputs(graph, x), graph.num_classes)
+from bnn2hw.mcu import codegen
 
 
 def test_host_c_matches_ir_with_sanitizers(trained, digits, tmp_path):
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     _, model, spec = trained
     graph = fold_model(model, spec)
-    got = _run(graph, tmp_path, "host", digits.x_test)
+    got = run_firmware(graph, tmp_path, "host", digits.x_test)
     assert np.array_equal(got, execute.run(graph, digits.x_test).int_logits)
 
 
@@ -40,12 +27,12 @@ def test_host_c_matches_ir_with_sanitizers(trained, digits, tmp_path):
 @pytest.mark.parametrize("target", ["cortex-m0", "cortex-m4", "cortex-m7"])
 @pytest.mark.parametrize("which", ["mlp", "cnn"])
 def test_qemu_c_matches_ir(target, which, mlp_ckpt, cnn_ckpt, digits, tmp_path):
-    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    _need("qemu-system-arm", "qemu-system-arm")
+    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    need_tool("qemu-system-arm", "qemu-system-arm")
     _, model, spec = mlp_ckpt if which == "mlp" else cnn_ckpt
     graph = fold_model(model, spec)
     x = digits.x_test[:120]
-    got = _run(graph, tmp_path, target, x)
+    got = run_firmware(graph, tmp_path, target, x)
     assert np.array_equal(got, execute.run(graph, x).int_logits)
 
 
@@ -78,7 +65,7 @@ def test_emit_c_bad_target(mlp_ckpt, tmp_path):
 
 
 def test_emit_c_cli_verify_on_m4(mlp_ckpt, tmp_path):
-    _need("qemu-system-arm", "qemu-system-arm")
+    need_tool("qemu-system-arm", "qemu-system-arm")
     out = tmp_path / "fw"
     r = subprocess.run([sys.executable, "-m", "bnn2hw", "emit-c", str(mlp_ckpt[0]), "--target", "cortex-m4",
                         "-o", str(out), "--verify", "--verify-samples", "50"], capture_output=True, text=True)
@@ -119,31 +106,31 @@ def _random_binary_graph(seed: int, sizes=(65, 33, 7), head: bool = True):
 @pytest.mark.parametrize("head", [True, False])
 def test_binary_input_graph_on_host(tmp_path, head):
     """An already-binary input (packed words as bytes), awkward widths 65 -> 33 -> 7."""
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     seed = 21
     g = _random_binary_graph(seed, head=head)
     x = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(40, 65))
-    got = _run(g, tmp_path, "host", x)
+    got = run_firmware(g, tmp_path, "host", x)
     assert np.array_equal(got, execute.run(g, x).int_logits), f"seed={seed}"
 
 
 @pytest.mark.qemu
 def test_binary_input_graph_in_qemu(tmp_path):
-    _need("qemu-system-arm", "qemu-system-arm")
+    need_tool("qemu-system-arm", "qemu-system-arm")
     seed = 22
     g = _random_binary_graph(seed, sizes=(256, 256, 256, 10))
     x = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int8), size=(20, 256))
-    got = _run(g, tmp_path, "cortex-m4", x)
+    got = run_firmware(g, tmp_path, "cortex-m4", x)
     assert np.array_equal(got, execute.run(g, x).int_logits), f"seed={seed}"
 
 
 @pytest.mark.qemu
 def test_qemu_m4_several_surrogates(trained, digits, tmp_path):
     """Every trained fixture model (MLP: biper, ste, sawtooth; CNN: biper, fda) on Cortex-M4."""
-    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    _need("qemu-system-arm", "qemu-system-arm")
+    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    need_tool("qemu-system-arm", "qemu-system-arm")
     _, model, spec = trained
     graph = fold_model(model, spec)
     x = digits.x_test[:60]
-    got = _run(graph, tmp_path, "cortex-m4", x)
+    got = run_firmware(graph, tmp_path, "cortex-m4", x)
     assert np.array_equal(got, execute.run(graph, x).int_logits)

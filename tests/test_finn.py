@@ -78,10 +78,34 @@ def run(request, tmp_path_factory, digits):
 _TRAINED: dict = {}
 
 
+def _run_finn_build(build, cfg, tmp, failure: str):
+    """FINN's ``build_dataflow_cfg`` on ``build/model_finn.onnx`` from inside ``build`` (the exported
+    config's paths are relative to it, as for build_dataflow), with FINN_BUILD_DIR under ``tmp``;
+    asserts success (with the log's tail after ``failure``) and returns the output folder."""
+    from finn.builder.build_dataflow import build_dataflow_cfg
+
+    old_cwd, old_env = os.getcwd(), os.environ.get("FINN_BUILD_DIR")
+    os.environ["FINN_BUILD_DIR"] = str(tmp / "finn_tmp")
+    os.makedirs(os.environ["FINN_BUILD_DIR"], exist_ok=True)
+    os.chdir(build)
+    try:
+        ret = build_dataflow_cfg("model_finn.onnx", cfg)
+    finally:
+        os.chdir(old_cwd)
+        if old_env is None:
+            os.environ.pop("FINN_BUILD_DIR", None)
+        else:
+            os.environ["FINN_BUILD_DIR"] = old_env
+    out = build / cfg.output_dir
+    log = out / "build_dataflow.log"
+    assert ret == 0, f"{failure}:\n" + (
+        "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else "(no log)")
+    return out
+
+
 def _train_export_finn(tmp_path_factory, data, key: str) -> dict:
     version = _import_finn_builder()
     import torch
-    from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import DataflowBuildConfig, estimate_only_dataflow_steps
     from finn_helpers import negate_classes
 
@@ -117,22 +141,7 @@ def _train_export_finn(tmp_path_factory, data, key: str) -> dict:
     cfg.steps = estimate_only_dataflow_steps
     cfg.generate_outputs = ["estimate_reports"]
     cfg.enable_build_pdb_debug = False
-    old_cwd, old_env = os.getcwd(), os.environ.get("FINN_BUILD_DIR")
-    os.environ["FINN_BUILD_DIR"] = str(tmp / "finn_tmp")
-    os.makedirs(os.environ["FINN_BUILD_DIR"], exist_ok=True)
-    os.chdir(build)  # the exported config's paths are relative to the build dir, as for build_dataflow
-    try:
-        ret = build_dataflow_cfg("model_finn.onnx", cfg)
-    finally:
-        os.chdir(old_cwd)
-        if old_env is None:
-            os.environ.pop("FINN_BUILD_DIR", None)
-        else:
-            os.environ["FINN_BUILD_DIR"] = old_env
-    out = build / cfg.output_dir
-    log = out / "build_dataflow.log"
-    assert ret == 0, f"FINN {version}'s build failed on bnn2hw's {key} export:\n" + (
-        "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else "(no log)")
+    out = _run_finn_build(build, cfg, tmp, f"FINN {version}'s build failed on bnn2hw's {key} export")
     graph = export_ir(ckpt).graph
     return {"key": key, "arch": arch, "negate": negate, "version": version, "build": build, "out": out,
             "inter": out / "intermediate_models", "graph": graph,
@@ -258,7 +267,6 @@ RESIDUAL = {"conv_shortcut": (1, {}), "bits4": (3, {"bits": 4, "frac": 2})}
 @pytest.fixture(scope="module", params=list(RESIDUAL))
 def residual_run(request, tmp_path_factory):
     version = _import_finn_builder()
-    from finn.builder.build_dataflow import build_dataflow_cfg
     from finn.builder.build_dataflow_config import DataflowBuildConfig
     from residual_graphs import residual_graph, saturating_inputs
 
@@ -278,22 +286,7 @@ def residual_run(request, tmp_path_factory):
     cfg.steps = residual_steps(estimate_only=True)
     cfg.generate_outputs = ["estimate_reports"]
     cfg.enable_build_pdb_debug = False
-    old_cwd, old_env = os.getcwd(), os.environ.get("FINN_BUILD_DIR")
-    os.environ["FINN_BUILD_DIR"] = str(tmp / "finn_tmp")
-    os.makedirs(os.environ["FINN_BUILD_DIR"], exist_ok=True)
-    os.chdir(build)
-    try:
-        ret = build_dataflow_cfg("model_finn.onnx", cfg)
-    finally:
-        os.chdir(old_cwd)
-        if old_env is None:
-            os.environ.pop("FINN_BUILD_DIR", None)
-        else:
-            os.environ["FINN_BUILD_DIR"] = old_env
-    out = build / cfg.output_dir
-    log = out / "build_dataflow.log"
-    assert ret == 0, f"FINN {version} failed on the residual graph {key}:\n" + (
-        "\n".join(log.read_text().splitlines()[-30:]) if log.exists() else "(no log)")
+    out = _run_finn_build(build, cfg, tmp, f"FINN {version} failed on the residual graph {key}")
     return {"key": key, "version": version, "build": build, "out": out, "inter": out / "intermediate_models",
             "graph": graph, "x": x, "ref": execute.run(graph, x)}
 

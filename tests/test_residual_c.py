@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import need_tool, run_firmware
 from residual_graphs import residual_graph, saturating_inputs
 
 from bnn2hw.errors import Bnn2hwError
 from bnn2hw.ir import execute
 from bnn2hw.ir.graph import Graph, Layer
 from bnn2hw.ir.validate import validate
-from bnn2hw.mcu import codegen, qemu, toolchain
-from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+from bnn2hw.mcu import codegen
 from bnn2hw.mcu.emitters import Arena
-
-
-def _need(tool: str, pkg: str):
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed (apt-get install {pkg})")
-
-
-def _run(graph, tmp_path, target, x):
-    out = tmp_path / f"fw_{target}"
-    write_firmware_dir(graph, out, target)
-    elf = toolchain.build(out, target)
-    return qemu.run(elf, target, to_c_inputs(graph, x), graph.num_classes)
-
 
 # (seed, graph options, image size, input channels): every case covers both ends of saturation
 CASES = [
@@ -55,7 +41,7 @@ IDS = [f"seed{c[0]}" for c in CASES]
 
 @pytest.mark.parametrize("seed,opts,hw,c_in", CASES, ids=IDS)
 def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     rng = np.random.default_rng(seed)
     g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
     x = saturating_inputs(rng, 24, hw, c_in)
@@ -63,20 +49,20 @@ def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
     bits = opts.get("bits", 8)
     x0 = ref.tensors["x0"]
     assert x0.max() == 2 ** (bits - 1) - 1 and x0.min() == -(2 ** (bits - 1)), f"seed {seed}: no saturation"
-    got = _run(g, tmp_path, "host", x)
+    got = run_firmware(g, tmp_path, "host", x)
     np.testing.assert_array_equal(got, ref.int_logits, err_msg=f"seed {seed} {opts}")
 
 
 @pytest.mark.qemu
 @pytest.mark.parametrize("target", ["cortex-m0", "cortex-m4", "cortex-m7", "cortex-m55"])
 def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
-    _need("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    _need("qemu-system-arm", "qemu-system-arm")
+    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    need_tool("qemu-system-arm", "qemu-system-arm")
     for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6]):
         rng = np.random.default_rng(seed)
         g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
         x = saturating_inputs(rng, 8, hw, c_in)
-        got = _run(g, tmp_path / f"s{seed}", target, x)
+        got = run_firmware(g, tmp_path / f"s{seed}", target, x)
         np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed {seed}")
 
 
@@ -116,7 +102,7 @@ def test_arena_blocks_never_overlap():
 def test_a_branch_reading_an_earlier_tensor_is_placed(tmp_path):
     """A threshold that reads the stem's stream again (skipping the add): a DAG the old chain-only
     generator refused, now placed by name."""
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     rng = np.random.default_rng(11)
     g = residual_graph(rng, hw=6, widths=(4, 4), stride=1, shortcut="identity")
     names = [l.name for l in g.layers]
@@ -124,7 +110,7 @@ def test_a_branch_reading_an_earlier_tensor_is_placed(tmp_path):
     g.layers[pool].inputs = ["x0"]  # pool the stem's stream, not the block's sum: x1 is dead
     validate(g)
     x = saturating_inputs(rng, 8, 6, 3)
-    np.testing.assert_array_equal(_run(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg="seed 11")
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg="seed 11")
 
 
 def test_conv_whose_accumulator_has_two_readers_is_refused_by_name():
@@ -161,7 +147,7 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     """A VGG-style chain (no stream): u8 conv -> threshold -> binary 3x3 conv pad 1 (pad_value
     -1: the row kernel with the border pass; 0: the zero-padding kernel) -> threshold -> 1x1 conv
     -> threshold -> flatten -> binary dense; 33 and 31 channels, negative directions, ties."""
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     seed = 30 + stride - pad_value
     rng = np.random.default_rng(seed)
 
@@ -185,7 +171,7 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     x = saturating_inputs(rng, 16, 7, 3)
     src = codegen.emit(g).source
     assert ("bnn_conv_threshold_rows" in src) == (pad_value == -1)
-    np.testing.assert_array_equal(_run(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
 
 
 # ---- the stream kernels' fast paths against their references, directly in C (host, ASan/UBSan) ----
@@ -198,7 +184,7 @@ def _c_arr(ctype: str, name: str, a) -> str:
 
 
 def _host_run(tmp_path, src: str) -> list[int]:
-    _need("gcc", "gcc")
+    need_tool("gcc", "gcc")
     (tmp_path / "t.c").write_text(src)
     exe = tmp_path / "t"
     cmd = ["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined",
