@@ -73,6 +73,10 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
                           f"{list(spec_shape)}")
     data = verification_data(checkpoint, meta, dataset) if (need_data or dataset) else None
     name = data.name if data is not None else None
+    from .fold_official import is_official
+
+    if is_official(ckpt["spec"]):
+        return _export_official(checkpoint, model, ckpt, data, verify)
     float_model, calibration = None, None
     if _float_stream(model):
         if data is None:
@@ -108,13 +112,35 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
     return Exported(graph, model, ckpt, data, agreement, torch_logits)
 
 
+def _export_official(checkpoint, model, ckpt: dict, data: Dataset | None, verify: bool) -> Exported:
+    """An imported official BiPer checkpoint (:mod:`bnn2hw.export.fold_official`): the IR must
+    equal the quantized twin on every stream integer, bit and integer logit of the test split;
+    the float model's accuracy and class agreement against the IR are reported."""
+    from .fold_official import export_official
+    from .verify import compare_residual
+
+    graph, twin, info = export_official(model, ckpt["spec"], {"source": str(checkpoint)},
+                                        x_calib=data.x_train if data is not None else None)
+    validate(graph)
+    agreement = None
+    if verify and data is not None:
+        agreement = compare_residual(twin, graph, data.x_test)
+        if not agreement.exact:
+            raise Bnn2hwError(f"{checkpoint}: the IR disagrees with the quantized twin on {data.name}: "
+                              f"{agreement.to_dict()}")
+        info["twin_vs_ir"] = {k: v for k, v in agreement.to_dict().items() if k != "differing_per_layer"}
+        _report_calibration(model, graph, data, info, what="official float model")
+    return Exported(graph, twin, ckpt, data, agreement, agreement.torch_logits if agreement else None,
+                    reference=graph.meta.get("calibration"))
+
+
 def _float_stream(model) -> bool:
     from ..nn.residual import ResidualBNN
 
     return isinstance(model, ResidualBNN) and not model.bits
 
 
-def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict) -> None:
+def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict, what: str = "float") -> None:
     """Into ``graph.meta["calibration"]``: the stream format chosen and the float model's test
     accuracy and class agreement against the calibrated IR (which equals the quantized model
     exactly, checked by the caller)."""
@@ -133,8 +159,8 @@ def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict) ->
 
     print(f"calibrated the float residual stream to {info['stream_bits']} bits (Q{info['stream_frac']}, "
           f"max |stream| {info['max_abs_stream']:.3g} on {info['calibration_samples']} training samples): "
-          f"test accuracy {info['float_accuracy']:.4f} (float) -> {info['ir_accuracy']:.4f} (IR), class "
-          f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
+          f"test accuracy {info['float_accuracy']:.4f} ({what}) -> {info['ir_accuracy']:.4f} (IR), class "
+          f"agreement {info['class_agreement']:.4f} on {info['test_samples']} test samples", file=sys.stderr)
 
 
 def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
