@@ -501,12 +501,6 @@ def fold_official(plan: _Plan, meta: dict | None = None) -> Graph:
         for bname, block in _blocks(m):
             p = _ir(bname)
             stride = block.conv1.conv.stride[0]
-            L.append(Layer("threshold", p + "sign1", f"{bname}.conv1 (sign)", {"sign_of": "fixed"},
-                           {"thr": np.zeros(_ch(L, s), dtype=np.int64),
-                            "direction": np.ones(_ch(L, s), dtype=np.int8)}, [s]))
-            L.append(Layer("conv2d", p + "conv1", f"{bname}.conv1", {"in": "bits", "stride": stride, "pad": 1,
-                                                                   "weight_kind": "binary", "pad_value": 0},
-                           {"weight": _bin_w(block.conv1, pl.w0)}))
             sc = s
             if not isinstance(block.shortcut, nn.Sequential):
                 cs = _ch(L, s)
@@ -518,6 +512,12 @@ def fold_official(plan: _Plan, meta: dict | None = None) -> Graph:
                     L.append(Layer("pad_channels", p + "short", f"{bname}.shortcut (channel pad)",
                                    {"before": block.shortcut.pad, "after": block.shortcut.pad}, {}, [sc]))
                     sc = p + "short"
+            L.append(Layer("threshold", p + "sign1", f"{bname}.conv1 (sign)", {"sign_of": "fixed"},
+                           {"thr": np.zeros(_ch(L, s), dtype=np.int64),
+                            "direction": np.ones(_ch(L, s), dtype=np.int8)}, [s]))
+            L.append(Layer("conv2d", p + "conv1", f"{bname}.conv1", {"in": "bits", "stride": stride, "pad": 1,
+                                                                   "weight_kind": "binary", "pad_value": 0},
+                           {"weight": _bin_w(block.conv1, pl.w0)}))
             if r18:
                 thr, d = _threshold_of(pl.p[bname + ".bn1"])
                 L.append(Layer("threshold", p + "thr1", f"{bname}.bn1 -> hardtanh -> sign", {},
