@@ -129,7 +129,17 @@ def _export_official(checkpoint, model, ckpt: dict, data: Dataset | None, verify
             raise Bnn2hwError(f"{checkpoint}: the IR disagrees with the quantized twin on {data.name}: "
                               f"{agreement.to_dict()}")
         info["twin_vs_ir"] = {k: v for k, v in agreement.to_dict().items() if k != "differing_per_layer"}
-        _report_calibration(model, graph, data, info, what="official float model")
+        # the twin's float logits are the IR's (integer logits equal, same affine: checked above)
+        info = _calibration_metrics(model, graph, data, info, ir_logits=agreement.torch_logits)
+        import sys
+
+        m = graph.meta
+        print(f"official BiPer {m['arch']} -> fixed point: {info['stream_bits']}-bit stream Q{info['stream_frac']} "
+              f"({info['format']}), int8 first/last layers, input padded with pixels {m['pad_u8']} (max error "
+              f"{max(m['pad_error_normalized'] or [0.0]):.3g} per padded tap, normalized); IR == quantized twin on "
+              f"every stream integer, bit and integer logit of {agreement.samples} test samples; test accuracy "
+              f"{info['float_accuracy']:.4f} (official float model) -> {info['ir_accuracy']:.4f} (IR), class "
+              f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
     return Exported(graph, twin, ckpt, data, agreement, agreement.torch_logits if agreement else None,
                     reference=graph.meta.get("calibration"))
 
@@ -140,27 +150,36 @@ def _float_stream(model) -> bool:
     return isinstance(model, ResidualBNN) and not model.bits
 
 
-def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict, what: str = "float") -> None:
+def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict) -> None:
     """Into ``graph.meta["calibration"]``: the stream format chosen and the float model's test
     accuracy and class agreement against the calibrated IR (which equals the quantized model
     exactly, checked by the caller)."""
+    info = _calibration_metrics(float_model, graph, data, info)
+    import sys
+
+    print(f"calibrated the float residual stream to {info['stream_bits']} bits (Q{info['stream_frac']}, "
+          f"max |stream| {info['max_abs_stream']:.3g} on {info['calibration_samples']} training samples): "
+          f"test accuracy {info['float_accuracy']:.4f} (float) -> {info['ir_accuracy']:.4f} (IR), class "
+          f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
+
+
+def _calibration_metrics(float_model, graph: Graph, data: Dataset, info: dict, ir_logits=None) -> dict:
+    """``info`` plus the float model's and the IR's test accuracy and their class agreement, also
+    stored as ``graph.meta["calibration"]``. ``ir_logits``: the IR's float logits on the test
+    split when the caller has them (a reference proven equal to the IR), else computed."""
     from ..ir import execute
     from ..train import predict
 
     x, y = data.x_test, data.y_test
     float_logits = predict(float_model, x)
-    ir_logits = np.concatenate([execute.run(graph, x[i:i + 256]).logits for i in range(0, len(x), 256)])
+    if ir_logits is None:
+        ir_logits = np.concatenate([execute.run(graph, x[i:i + 256]).logits for i in range(0, len(x), 256)])
     info = {**info, "float_accuracy": float((float_logits.argmax(1) == y).mean()),
             "ir_accuracy": float((ir_logits.argmax(1) == y).mean()),
             "class_agreement": float((float_logits.argmax(1) == ir_logits.argmax(1)).mean()),
             "test_samples": int(len(x))}
     graph.meta["calibration"] = info
-    import sys
-
-    print(f"calibrated the float residual stream to {info['stream_bits']} bits (Q{info['stream_frac']}, "
-          f"max |stream| {info['max_abs_stream']:.3g} on {info['calibration_samples']} training samples): "
-          f"test accuracy {info['float_accuracy']:.4f} ({what}) -> {info['ir_accuracy']:.4f} (IR), class "
-          f"agreement {info['class_agreement']:.4f} on {info['test_samples']} test samples", file=sys.stderr)
+    return info
 
 
 def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
