@@ -289,7 +289,7 @@ def test_cli_emit_c_verify_reports_the_accuracy_change(imported, tmp_path, monke
     need_tool("gcc", "gcc")
     ckpt, data = imported("resnet20")
     out = tmp_path / "fw"
-    code, stdout, err = run_cli(monkeypatch, capsys, "emit-c", ckpt, "--target", "host", "--verify",
+    code, _, err = run_cli(monkeypatch, capsys, "emit-c", ckpt, "--target", "host", "--verify",
                                 "--dataset", data, "-o", out)
     assert code == 0, err
     rep = json.loads((out / "report.json").read_text())

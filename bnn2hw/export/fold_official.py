@@ -377,13 +377,13 @@ def plan_official(model: nn.Module, spec: dict, bits: int = STREAM_BITS, x_calib
                               f"{CALIBRATION_HEADROOM}x headroom and 2 fraction bits")
         pl.frac = bits - 1 - int_bits
         pl.lo, pl.hi = -(1 << pl.frac), 1 << pl.frac
-        pl.calibration.update(stream_frac=pl.frac, max_abs_stream=peak, calibration_samples=int(len(x_calib)),
+        pl.calibration.update(stream_frac=pl.frac, max_abs_stream=peak, calibration_samples=len(x_calib),
                               format=f"stem calibrated: ±{2 ** int_bits} range ({CALIBRATION_HEADROOM}x headroom)")
     f = pl.frac
     if pl.arch == "vgg-small":
         pl.first(model.conv0, model.bn0, "conv0", f)
         fan_in = model.fc.in_features
-        pl.head_frac = int(math.floor(math.log2((INT32_LIMIT - 1) / (127 * fan_in)))) - 1
+        pl.head_frac = math.floor(math.log2((INT32_LIMIT - 1) / (127 * fan_in))) - 1
         if pl.head_frac < 1:
             raise Bnn2hwError(f"layer fc: {fan_in} inputs leave no fraction bits for an int32 accumulator")
         pl.head_frac = min(pl.head_frac, f)
@@ -394,7 +394,7 @@ def plan_official(model: nn.Module, spec: dict, bits: int = STREAM_BITS, x_calib
             pooled = i in (1, 3, 5)
             p["flip"] = np.where(pooled & (p["mult"] != 0) & (up != (p["alpha_sign"] > 0)), -1, 1)
         h = model.fc.in_features // 512
-        side = int(round(math.sqrt(h)))
+        side = math.isqrt(h)
         hd = _head(pl, model.fc, np.full(model.fc.in_features, 2.0 ** -pl.head_frac),
                    np.zeros(model.fc.in_features), "fc")
         hd["side"] = side
@@ -408,8 +408,11 @@ def plan_official(model: nn.Module, spec: dict, bits: int = STREAM_BITS, x_calib
 
 
 def _finish_resnet_head(pl: _Plan, model, g, h) -> _Plan:
-    k2 = 64 if pl.arch == "resnet20" else 16  # 8x8 global pool / avg_pool2d(out, 4) on 4x4
-    pl.p["pool"] = {"shift": int(math.log2(k2)), "window": int(math.isqrt(k2))}
+    side = int(pl.spec["in_shape"][1]) // 4 if pl.arch == "resnet20" else 4  # global pool / avg_pool2d(out, 4)
+    if side & (side - 1):
+        raise Bnn2hwError(f"the final {side}x{side} average pool of this {pl.arch} is not a power-of-two window: "
+                          "its mean is not a shift of the window sum (use 32x32 or 64x64 inputs)")
+    pl.p["pool"] = {"shift": 2 * (side.bit_length() - 1), "window": side}
     _head(pl, model.linear, g * 2.0 ** -pl.frac, h, "linear")
     return pl
 
@@ -430,7 +433,7 @@ def _sum_layer(name: str, src: str, source: str, shift: int, channels: int, bits
     """Requant of a window sum of 2^shift values to their mean (round half up) in Q(frac)."""
     return Layer("requant", name, source, {"shift": shift, "bits": bits, "frac": frac},
                  {"mult": np.ones(channels, dtype=np.int64),
-                  "bias": np.full(channels, 1 << (shift - 1), dtype=np.int64)}, [src])
+                  "bias": np.full(channels, (1 << (shift - 1)) if shift else 0, dtype=np.int64)}, [src])
 
 
 def _bin_w(conv: nn.Module, w0: float, flip_in: np.ndarray | None = None) -> np.ndarray:
@@ -571,7 +574,7 @@ def _ch(layers: list[Layer], name: str) -> int:
         if l.op == "pad_channels":
             return _ch(layers, l.inputs[0]) + l.attrs["before"] + l.attrs["after"]
         if "mult" in l.arrays:
-            return int(len(l.arrays["mult"]))
+            return len(l.arrays["mult"])
         name = l.inputs[0] if l.inputs else layers[layers.index(l) - 1].name
 
 
