@@ -311,3 +311,17 @@ def test_no_data_is_a_clear_error(imported, monkeypatch, capsys, tmp_path):
     ckpt, _ = imported("resnet20")
     code, _, err = run_cli(monkeypatch, capsys, "emit-c", ckpt, "--target", "host", "-o", tmp_path / "x")
     assert code == 2 and "--dataset" in err, err
+
+
+def test_the_official_ir_survives_save_and_load(imported, tmp_path):
+    from bnn2hw.ir.graph import load_ir, save_ir
+
+    ckpt, data = imported("resnet20")
+    exp = _export(ckpt, data)
+    save_ir(exp.graph, tmp_path / "m.bnnir.npz")
+    back = load_ir(tmp_path / "m.bnnir.npz")
+    x = np.load(data)["x_test"][:3]
+    assert np.array_equal(execute.run(back, x).int_logits, execute.run(exp.graph, x).int_logits)
+    stem = next(l for l in back.layers if l.name == "stem")
+    assert stem.arrays["pad_u8"].tolist() == [124, 116, 104]
+    assert next(l for l in back.layers if l.name == "l1_0_add1").attrs["lo"] == -8192
