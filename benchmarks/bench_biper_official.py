@@ -5,8 +5,9 @@ synthetic data through ``import-biper`` and ``emit-c --verify --target cortex-m4
 The model is bnn2hw's transcription of the official ``resnet20_1w1a``
 (:mod:`bnn2hw.nn.biper_official`, binary weights ``sign(sin(w0 w))``, learnable alphas, float
 residual stream, float first conv and ``bn2 + linear``), trained for a few epochs on a synthetic
-10-class 32x32x3 set (a smooth random template per class plus noise: learnable, unlike uniform
-noise; CIFAR-10 is not available here), written as the official ``main_stage2.py`` checkpoint
+10-class 32x32x3 set (a smooth random template per class, amplitude 40, plus Gaussian pixel noise
+``--noise``: learnable, unlike uniform noise, and not trivially so; CIFAR-10 is not available
+here), written as the official ``main_stage2.py`` checkpoint
 (keys ``module.*``, ``alpha``/``beta``/``tau`` per binary conv), then:
 
 1. ``bnn2hw import-biper`` (time);
@@ -16,7 +17,7 @@ noise; CIFAR-10 is not available here), written as the official ``main_stage2.py
 
 Writes ``benchmarks/results/biper_official.md``.
 
-    python benchmarks/bench_biper_official.py [--epochs 3] [--train 2000] [--test 500] [--samples 8]
+    python benchmarks/bench_biper_official.py [--epochs 3] [--train 2000] [--test 500] [--samples 8] [--noise 40]
 """
 
 from __future__ import annotations
@@ -43,10 +44,10 @@ from bnn2hw.nn.models import build_model  # noqa: E402
 W0 = 20.0
 
 
-def synthetic(n: int, seed: int, templates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def synthetic(n: int, seed: int, templates: np.ndarray, noise: float) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 10, n)
-    x = 128 + 70 * templates[y] + rng.normal(0, 40, (n, 3, 32, 32))
+    x = 128 + 40 * templates[y] + rng.normal(0, noise, (n, 3, 32, 32))
     return np.clip(np.round(x), 0, 255).astype(np.uint8), y
 
 
@@ -110,12 +111,13 @@ def main() -> None:
     ap.add_argument("--train", type=int, default=2000)
     ap.add_argument("--test", type=int, default=500)
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--noise", type=float, default=40.0, help="pixel noise std (template amplitude 40)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "biper_official.md"))
     a = ap.parse_args()
     torch.set_num_threads(1)
     tpl = make_templates()
-    x, y = synthetic(a.train, 1, tpl)
-    xt, yt = synthetic(a.test, 2, tpl)
+    x, y = synthetic(a.train, 1, tpl, a.noise)
+    xt, yt = synthetic(a.test, 2, tpl, a.noise)
     spec = {"arch": "resnet20", "official_biper": True, "in_shape": [3, 32, 32], "num_classes": 10,
             "first": "float", "last": "float", "surrogate": {"name": "biper", "w0": W0}, "activation": "bireal",
             "normalize": CIFAR10_NORMALIZE}
@@ -134,6 +136,11 @@ def main() -> None:
         exp = export_ir(tmp / "imported.pt", str(tmp / "synthetic.npz"))
         t_exp = time.perf_counter() - t
         cal = exp.graph.meta["calibration"]
+        from bnn2hw.ir import execute
+        from bnn2hw.train import predict
+
+        dl = np.abs(predict(model, xt) - execute.run(exp.graph, xt).logits)
+        spread = float(np.std(predict(model, xt)))
         t_c, log = run(["emit-c", str(tmp / "imported.pt"), "--target", "cortex-m4", "--verify",
                         "--verify-samples", str(a.samples), "--dataset", str(tmp / "synthetic.npz"),
                         "-o", str(tmp / "fw")])
@@ -143,10 +150,10 @@ def main() -> None:
         "# Official BiPer resnet20 deployed to Cortex-M4 (issue 10 section 3)",
         "",
         "`python benchmarks/bench_biper_official.py "
-        f"--epochs {a.epochs} --train {a.train} --test {a.test} --samples {a.samples}` "
+        f"--epochs {a.epochs} --train {a.train} --test {a.test} --samples {a.samples} --noise {a.noise:g}` "
         "(2 shared cores, one torch thread). Model: bnn2hw's transcription of the official `resnet20_1w1a`, "
         f"trained {a.epochs} epochs (stage 2, Adam) on a synthetic 10-class 32x32x3 set ({a.train} train / "
-        f"{a.test} test; a smooth random template per class plus noise), saved as the official checkpoint, then "
+        f"{a.test} test; a smooth random template per class, amplitude 40, plus pixel noise of std {a.noise:g}), saved as the official checkpoint, then "
         "`import-biper` and `emit-c`. Synthetic data: the accuracies say how much the fixed-point deployment "
         "changes the decisions, not what CIFAR-10 accuracy would be.",
         "",
@@ -163,6 +170,8 @@ def main() -> None:
         f"| test accuracy, official float model | {cal['float_accuracy']:.4f} |",
         f"| test accuracy, deployed IR (= C) | {cal['ir_accuracy']:.4f} |",
         f"| class agreement float vs IR | {cal['class_agreement']:.4f} |",
+        f"| float vs IR logits: mean / max abs difference (float logits' std {spread:.3g}) | {dl.mean():.3g} / "
+        f"{dl.max():.3g} |",
         f"| Cortex-M4 (QEMU) logits differing from the IR | {m4['int_logits_differing']} of {a.samples} x 10 |",
         f"| Cortex-M4 instructions / inference | {m4.get('instructions_per_inference')} |",
         f"| Cortex-M4 flash (ELF) | {m4.get('flash_bytes')} B |",
