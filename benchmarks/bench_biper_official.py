@@ -95,6 +95,31 @@ def official_state(model: torch.nn.Module) -> dict:
     return {"module." + k: v.clone() for k, v in out.items()}
 
 
+@torch.no_grad()
+def diagnostics(model, spec: dict, x: np.ndarray, float_logits: np.ndarray) -> dict:
+    """Where the float -> fixed-point change enters (twin only, no IR): the fraction of sign bits
+    that differ from the float model's at the first and the last binary conv, and the class
+    agreement of a twin whose first conv keeps 16-bit instead of int8 weights (not deployable:
+    the IR takes int8)."""
+    from bnn2hw.export.fold_official import QuantizedTwin, plan_official
+
+    signs = {}
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: signs.__setitem__(n, o.numpy()))
+             for n, m in model.named_modules() if n in ("layer1.0.conv1.sign", "layer3.2.conv2.sign")]
+    model(torch.from_numpy(x.astype(np.float32)))
+    for h in hooks:
+        h.remove()
+    out = {}
+    for levels in (127, 32767):
+        pl = plan_official(model, spec)
+        pl.first(model.conv1, model.bn1, "conv1", pl.frac, levels=levels)
+        named, _, lg = QuantizedTwin(pl).trace(torch.from_numpy(x.astype(np.float32)))
+        out[levels] = {"first_sign_differ": float((named["l1_0_sign1"].numpy() != signs["layer1.0.conv1.sign"]).mean()),
+                       "last_sign_differ": float((named["l3_2_sign2"].numpy() != signs["layer3.2.conv2.sign"]).mean()),
+                       "class_agreement": float((lg.numpy().argmax(1) == float_logits.argmax(1)).mean())}
+    return out
+
+
 def run(cmd: list[str]) -> tuple[float, str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     t = time.perf_counter()
@@ -139,8 +164,10 @@ def main() -> None:
         from bnn2hw.ir import execute
         from bnn2hw.train import predict
 
-        dl = np.abs(predict(model, xt) - execute.run(exp.graph, xt).logits)
-        spread = float(np.std(predict(model, xt)))
+        fl = predict(model, xt)
+        dl = np.abs(fl - execute.run(exp.graph, xt).logits)
+        spread = float(np.std(fl))
+        diag = diagnostics(model, spec, xt, fl)
         t_c, log = run(["emit-c", str(tmp / "imported.pt"), "--target", "cortex-m4", "--verify",
                         "--verify-samples", str(a.samples), "--dataset", str(tmp / "synthetic.npz"),
                         "-o", str(tmp / "fw")])
@@ -172,6 +199,11 @@ def main() -> None:
         f"| class agreement float vs IR | {cal['class_agreement']:.4f} |",
         f"| float vs IR logits: mean / max abs difference (float logits' std {spread:.3g}) | {dl.mean():.3g} / "
         f"{dl.max():.3g} |",
+        f"| sign bits differing from float: first binary conv (layer1.0.conv1) / last (layer3.2.conv2) | "
+        f"{diag[127]['first_sign_differ']:.4f} / {diag[127]['last_sign_differ']:.4f} |",
+        f"| diagnostic (twin only, not deployable): 16-bit first-conv weights: first / last sign bits differing, "
+        f"class agreement | {diag[32767]['first_sign_differ']:.4f} / {diag[32767]['last_sign_differ']:.4f}, "
+        f"{diag[32767]['class_agreement']:.4f} |",
         f"| Cortex-M4 (QEMU) logits differing from the IR | {m4['int_logits_differing']} of {a.samples} x 10 |",
         f"| Cortex-M4 instructions / inference | {m4.get('instructions_per_inference')} |",
         f"| Cortex-M4 flash (ELF) | {m4.get('flash_bytes')} B |",

@@ -150,11 +150,13 @@ class _Plan:
             raise Bnn2hwError(f"the input Normalize mean {list(self.mean)} is outside [0, 1]: its padding "
                               "value is not a uint8 pixel")
 
-    def first(self, conv: nn.Conv2d, bn: nn.Module, name: str, frac: int) -> dict:
+    def first(self, conv: nn.Conv2d, bn: nn.Module, name: str, frac: int, levels: int = 127) -> dict:
+        """int8 (``levels`` 127) weights per output channel; other ``levels`` only for the
+        twin-only diagnostics of benchmarks/bench_biper_official.py (the IR takes int8)."""
         w = conv.weight.detach().double().numpy() / (255.0 * self.std.reshape(1, -1, 1, 1))
         peak = np.abs(w).reshape(len(w), -1).max(1)
-        scale = np.where(peak > 0, peak / 127.0, 1.0)
-        wq = np.clip(np.round(w / scale.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int64)
+        scale = np.where(peak > 0, peak / levels, 1.0)
+        wq = np.clip(np.round(w / scale.reshape(-1, 1, 1, 1)), -levels, levels).astype(np.int64)
         cbias = -scale * (wq * (255.0 * self.mean).reshape(1, -1, 1, 1)).sum(axis=(1, 2, 3))
         g, h = bn_affine(bn)
         amax = int(255 * np.abs(wq).reshape(len(wq), -1).sum(1).max())
