@@ -440,7 +440,8 @@ def _emit_add(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     lo, hi = saturation(bits, layer.attrs.get("lo"), layer.attrs.get("hi"))
     st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, {lo}, {hi}}};\n")
     dst = st.out_buf(ob * n, reuse=(a_name, b_name), elem_bytes=ob)
-    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, saturated to {bits} bits ({CTYPE[ob]}) */")
+    sat = (f"clipped to [{lo}, {hi}] (hardtanh)" if "lo" in layer.attrs else f"saturated to {bits} bits")
+    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, {sat} ({CTYPE[ob]}) */")
     st.body.append(f"    bnn_stream_add(&{lid}_p, {a.expr}, {b.expr}, {dst});")
     st.cur, st.kind, st.bits = dst, "fixed", bits
     st.steps.append(layer.name)
