@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
+from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
 
@@ -152,7 +153,7 @@ def _requant_params(st: EmitState, layer, lid: str) -> str:
                    f"clamp((x * mult + bias) >> {sh}) (floor shift; rounding is in the bias) */\n")
     st.data.append(c_array("int32_t", f"{lid}_mult", a["mult"]))
     st.data.append(c_array("int64_t", f"{lid}_bias", a["bias"], 4, fmt=lambda v: f"INT64_C({int(v)})"))
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    lo, hi = saturation(bits, at.get("lo"), at.get("hi"))  # explicit lo/hi: a hardtanh of the stream
     st.data.append(f"static const bnn_requant_params_t {lid}_p = {{{n}u, {lid}_mult, {lid}_bias, {sh}u, "
                    f"{lo}, {hi}, {stream_bytes(bits)}u}};\n")
     st.flash_bits += 96 * n
@@ -174,7 +175,9 @@ def _emit_flatten(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
 
 
 def _emit_maxpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """k x k max-pool on packed bits (max of ±1 = OR)."""
+    """k x k max-pool on packed bits (max of ±1 = OR), or on a fixed-point stream."""
+    if st.kind == "fixed":
+        return _emit_maxpool_stream(st, i, layer, nxt, lid, cmt)
     h, w, c = st.shape
     k, s = layer.attrs["kernel"], layer.attrs["stride"]
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
@@ -271,6 +274,8 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     thresholded or requantized, so the int32 tensor is never stored whole."""
     at = layer.attrs
     pv = int(at.get("pad_value", 0))
+    if at.get("weight_kind") == "int8":
+        return _emit_conv_u8_s8(st, i, layer, nxt, lid, cmt)
     if nxt is None or nxt.op not in ("threshold", "requant"):
         raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): the C back end needs a conv's accumulator "
                           "to be read by exactly one op, the next one, and that op to be a threshold or a requant")
@@ -432,10 +437,11 @@ def _emit_add(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     ob = stream_bytes(bits)
     n = int(np.prod(st.shape))
     ab, bb = (4 if t.kind == "acc" else stream_bytes(t.bits) for t in (a, b))
-    st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, "
-                   f"{-(2 ** (bits - 1))}, {2 ** (bits - 1) - 1}}};\n")
+    lo, hi = saturation(bits, layer.attrs.get("lo"), layer.attrs.get("hi"))
+    st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, {lo}, {hi}}};\n")
     dst = st.out_buf(ob * n, reuse=(a_name, b_name), elem_bytes=ob)
-    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, saturated to {bits} bits ({CTYPE[ob]}) */")
+    sat = (f"clipped to [{lo}, {hi}] (hardtanh)" if "lo" in layer.attrs else f"saturated to {bits} bits")
+    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, {sat} ({CTYPE[ob]}) */")
     st.body.append(f"    bnn_stream_add(&{lid}_p, {a.expr}, {b.expr}, {dst});")
     st.cur, st.kind, st.bits = dst, "fixed", bits
     st.steps.append(layer.name)
@@ -452,7 +458,170 @@ def _emit_affine(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     return 1
 
 
+# ---- official BiPer networks (bnn2hw.export.fold_official): small kernels emitted into model.c ----
+
+_C_HELPERS = {
+    "conv_u8_s8": """
+/* int8 x uint8 conv (the quantized full-precision first layer), HWC input, weights
+ * (cout, kh, kw, cin); a padded tap holds its channel's pad[c] (the mean pixel: zero padding
+ * after the input Normalize). One output row at a time into `row` (out_w * cout int32), then
+ * requantized to a stream (rq) or thresholded to packed bits (tp, thr, dir). */
+static void bnn_conv_u8_s8(const bnn_conv_params_t *p, const uint8_t *in, const int8_t *w, const uint8_t *pad,
+                           const bnn_requant_params_t *rq, const bnn_stream_threshold_params_t *tp,
+                           const int32_t *thr, const int8_t *dir, int32_t *row, void *out)
+{
+    const uint32_t cin = p->cin, cout = p->cout;
+    uint32_t oy, ox, o, ky, kx, c;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            for (o = 0; o < cout; ++o) {
+                int32_t acc = 0;
+                for (ky = 0; ky < p->kh; ++ky) {
+                    const int32_t iy = (int32_t)(oy * p->stride_h + ky) - (int32_t)p->pad_h;
+                    for (kx = 0; kx < p->kw; ++kx) {
+                        const int32_t ix = (int32_t)(ox * p->stride_w + kx) - (int32_t)p->pad_w;
+                        const int inside = iy >= 0 && ix >= 0 && iy < (int32_t)p->in_h && ix < (int32_t)p->in_w;
+                        const uint8_t *px = inside ? &in[((uint32_t)iy * p->in_w + (uint32_t)ix) * cin] : pad;
+                        const int8_t *wr = &w[((o * p->kh + ky) * p->kw + kx) * cin];
+                        for (c = 0; c < cin; ++c) {
+                            acc += (int32_t)wr[c] * (int32_t)px[c];
+                        }
+                    }
+                }
+                row[ox * cout + o] = acc;
+            }
+        }
+        if (rq != NULL) {
+            bnn_requant(rq, p->out_w, row, 4u, (uint8_t *)out + (size_t)oy * p->out_w * cout * rq->out_bytes);
+        } else {
+            bnn_stream_threshold(tp, row, thr, dir, (bnn_word_t *)out + (size_t)oy * p->out_w * BNN_WORDS(cout));
+        }
+    }
+}
+""",
+    "pad_channels": """
+/* Zero channels around a stream (option-A shortcut): out[pos][before + c] = in[pos][c]. */
+static void bnn_pad_channels(const void *in, uint32_t positions, uint32_t c, uint32_t before, uint32_t after,
+                             uint32_t bytes, void *out)
+{
+    const uint32_t oc = before + c + after;
+    uint32_t pos, k;
+    for (pos = 0; pos < positions; ++pos) {
+        for (k = 0; k < oc; ++k) {
+            const int32_t v = (k >= before && k < before + c) ? bnn_stream_get(in, bytes, pos * c + k - before) : 0;
+            bnn_stream_put(out, bytes, pos * oc + k, v);
+        }
+    }
+}
+""",
+    "maxpool_stream": """
+/* k x k max-pool (stride s, no padding) of an HWC stream: the largest integer of each window. */
+static void bnn_maxpool_stream(const void *in, uint32_t h, uint32_t w, uint32_t c, uint32_t k, uint32_t s,
+                               uint32_t bytes, void *out)
+{
+    const uint32_t oh = (h - k) / s + 1u, ow = (w - k) / s + 1u;
+    uint32_t oy, ox, ch, ky, kx;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            for (ch = 0; ch < c; ++ch) {
+                int32_t best = INT32_MIN;
+                for (ky = 0; ky < k; ++ky) {
+                    for (kx = 0; kx < k; ++kx) {
+                        const int32_t v = bnn_stream_get(in, bytes, ((oy * s + ky) * w + ox * s + kx) * c + ch);
+                        best = v > best ? v : best;
+                    }
+                }
+                bnn_stream_put(out, bytes, (oy * ow + ox) * c + ch, best);
+            }
+        }
+    }
+}
+""",
+}
+
+
+def _helper(st: EmitState, name: str) -> None:
+    """Put the static C function ``name`` of :data:`_C_HELPERS` into model.c (once)."""
+    code = _C_HELPERS[name]
+    if code not in st.statics:
+        st.statics.append(code)
+
+
+def _emit_conv_u8_s8(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """int8 conv on the uint8 input (``pad_u8``: per-channel padding pixel) fused with the requant
+    or threshold that reads it (``bnn_conv_u8_s8``, row by row)."""
+    at = layer.attrs
+    if st.kind != "u8" or nxt is None or nxt.op not in ("threshold", "requant"):
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): an int8 conv needs the uint8 input and one "
+                          "reader, the next op, a threshold or a requant")
+    w = layer.arrays["weight"]
+    o, kh, kw, c = w.shape
+    h, wd, _ = st.shape
+    s, p = at["stride"], at["pad"]
+    oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+    pad = layer.arrays.get("pad_u8", np.zeros(c, dtype=np.int64))
+    st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} int8 weights; padded taps hold "
+                   f"the pixels {[int(v) for v in pad]} */\n")
+    st.data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
+    st.data.append(c_array("uint8_t", f"{lid}_pad", pad.astype(np.int64)))
+    st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, {kh}u, "
+                   f"{kw}u, {s}u, {s}u, {p}u, {p}u}};\n")
+    st.flash_bits += 8 * w.size
+    row = st.temp(4 * ow * o)
+    tname = ident(nxt.name)
+    if nxt.op == "requant":
+        rq = _requant_params(st, nxt, tname)
+        bits = int(nxt.attrs["bits"])
+        dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
+        call = f"&{rq}, NULL, NULL, NULL"
+        st.body.append(f"{cmt} + {nxt.name}: int8 conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels, requantized "
+                       f"to a {bits}-bit stream */")
+        out = ("fixed", bits)
+    else:
+        st.data.append(f"static const bnn_stream_threshold_params_t {tname}_tp = {{{ow}u, {o}u, 4u}};\n")
+        st.data.append(c_array("int32_t", f"{tname}_thr", _thr_for(32, nxt.arrays["thr"])))
+        st.data.append(c_array("int8_t", f"{tname}_dir", nxt.arrays["direction"], 16))
+        st.thr_count += o
+        dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
+        call = f"NULL, &{tname}_tp, {tname}_thr, {tname}_dir"
+        st.body.append(f"{cmt} + {nxt.name}: int8 conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels, to bits */")
+        out = ("bits", None)
+    st.body.append(f"    bnn_conv_u8_s8(&{lid}_p, {st.cur}, {lid}_w, {lid}_pad, {call}, (int32_t *){row}, {dst});")
+    _helper(st, "conv_u8_s8")
+    st.cur, st.kind, st.shape, st.bits = dst, out[0], (oh, ow, o), out[1]
+    st.steps.append(layer.name)
+    return 2
+
+
+def _emit_pad_channels(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """Zero channels before and after a fixed-point stream (``bnn_pad_channels``)."""
+    h, w, c = st.shape
+    b, a = int(layer.attrs["before"]), int(layer.attrs["after"])
+    ob = st.in_bytes
+    dst = st.out_buf(ob * h * w * (b + c + a))
+    st.body.append(f"{cmt}: {b} zero channels before, {a} after */")
+    st.body.append(f"    bnn_pad_channels({st.cur}, {h * w}u, {c}u, {b}u, {a}u, {ob}u, {dst});")
+    _helper(st, "pad_channels")
+    st.cur, st.shape = dst, (h, w, b + c + a)
+    st.steps.append(layer.name)
+    return 1
+
+
+def _emit_maxpool_stream(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    h, w, c = st.shape
+    k, s = layer.attrs["kernel"], layer.attrs["stride"]
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    dst = st.out_buf(st.in_bytes * oh * ow * c)
+    st.body.append(f"{cmt}: {k}x{k} max-pool of the stream */")
+    st.body.append(f"    bnn_maxpool_stream({st.cur}, {h}u, {w}u, {c}u, {k}u, {s}u, {st.in_bytes}u, {dst});")
+    _helper(st, "maxpool_stream")
+    st.cur, st.shape = dst, (oh, ow, c)
+    st.steps.append(layer.name)
+    return 1
+
+
 EMITTERS = {"flatten": _emit_flatten, "maxpool": _emit_maxpool, "dense": _emit_dense, "conv2d": _emit_conv2d,
             "fixed_affine": _emit_fixed_affine, "threshold": _emit_threshold, "periodic": _emit_periodic,
-            "add": _emit_add, "affine": _emit_affine, "requant": _emit_requant, "avgpool": _emit_avgpool}
+            "add": _emit_add, "affine": _emit_affine, "requant": _emit_requant, "avgpool": _emit_avgpool,
+            "pad_channels": _emit_pad_channels}
 """IR op -> its C emitter."""
