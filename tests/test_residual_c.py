@@ -68,19 +68,23 @@ def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
 
 def test_liveness_arena_keeps_the_skip_and_reuses_the_rest():
     """The identity skip x0 is live from the stem to the add (so nothing of the block may sit on
-    it); the add writes over its dying input in place; the arena is smaller than the sum of the
-    tensors (ping-pong could not hold the skip at all)."""
+    it); the block's conv -> requant -> add runs as one fused pass that writes x1 over its dying
+    skip x0 in place; the arena is smaller than the sum of the tensors."""
     g = residual_graph(np.random.default_rng(3), hw=8, widths=(8, 8), stride=1, shortcut="identity")
     em = codegen.emit(g)
     body = em.source[em.source.index("int bnn_infer"):]
     calls = [line.strip() for line in body.splitlines() if line.strip().startswith("bnn_")]
-    bufs = [re.findall(r"BNN_BUF\(\d+u\)", c) for c in calls]  # the last one of a call is its output
-    x0_buf = bufs[0][-1]  # the stem's output
-    assert calls[3].startswith("bnn_stream_add") and x0_buf in bufs[3][:2], calls  # the skip read by the add
-    assert all(x0_buf not in b[1:] for b in bufs[1:3]), calls  # no output or scratch of the block on x0
-    assert bufs[3][2] in bufs[3][:2], calls  # the add writes over a dying input
+    bufs = [re.findall(r"BNN_BUF\(\d+u\)", c) for c in calls]
+    # stem + x0 + s0: (row, x0 stream, s0 bits); c0 + z0 + x1: (s0 bits in, skip x0, row, x1 out)
+    assert calls[0].startswith("bnn_conv_stream(&stem_p") and calls[1].startswith("bnn_conv_stream(&c0_p"), calls
+    x0_buf, s0_buf = bufs[0][1], bufs[0][2]
+    assert bufs[1][0] == s0_buf and bufs[1][1] == x0_buf, calls  # reads s0, adds the skip x0
+    assert bufs[1][3] == x0_buf, calls  # x1 written over the dying x0
+    assert bufs[1][2] not in (x0_buf, s0_buf), calls  # the row scratch sits elsewhere
+    assert calls[2].startswith("bnn_avgpool_sum") and bufs[2][0] == x0_buf, calls
     stream = 8 * 8 * 8  # one int8 stream tensor
-    assert em.scratch_bytes < 4 * stream and em.scratch_bytes >= 2 * stream + 8 * 4  # x0 + z0 + the s0 bits
+    assert em.scratch_bytes < 2 * stream + 8 * 4 + 8 * 8 * 4 + 1, em.scratch_bytes  # x0 + s0 bits + one int32 row
+    assert em.scratch_bytes >= stream + 8 * 4 * 8, em.scratch_bytes
 
 
 def test_arena_blocks_never_overlap():
@@ -256,9 +260,9 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
             f"const bnn_conv_rows_params_t cp = {{{{{h}u, {w}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, 2u, 2u, 1u, 1u}}, "
             f"{int(u8)}u, 0u}};\n{acc_ref}(&cp.conv, x, w, acc);\n")
     for i, (m, b, sh, bits) in enumerate(cases):
-        src += _c_arr("int32_t", f"m{i}", m) + _c_arr("int64_t", f"b{i}", b)
+        src += _c_arr("int32_t", f"m{i}", m) + _c_arr("int64_t", f"b{i}", b) + _c_arr("uint8_t", f"s{i}", [sh] * cout)
         ob = 1 if bits == 8 else 2
-        body += (f"{{ const bnn_requant_params_t rq = {{{cout}u, m{i}, b{i}, {sh}u, {-(2 ** (bits - 1))}, "
+        body += (f"{{ const bnn_requant_params_t rq = {{{cout}u, m{i}, b{i}, s{i}, {-(2 ** (bits - 1))}, "
                  f"{2 ** (bits - 1) - 1}, {ob}u}};\n"
                  f"  bnn_requant(&rq, {oh * ow}u, acc, 4u, a); bnn_conv_requant(&cp, x, w, &rq, row, b);\n"
                  f"  for (unsigned i = 0; i < {oh * ow * cout}u; ++i) printf(\"%d %d\\n\", "
