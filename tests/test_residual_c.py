@@ -19,11 +19,11 @@ from cli_helpers import need_tool, run_firmware
 from residual_graphs import residual_graph, saturating_inputs
 
 from bnn2hw.errors import Bnn2hwError
-from bnn2hw.ir import execute
+from bnn2hw.ir import execute, ops
 from bnn2hw.ir.graph import Graph, Layer
 from bnn2hw.ir.validate import validate
 from bnn2hw.mcu import codegen
-from bnn2hw.mcu.emitters import Arena
+from bnn2hw.mcu.emitters import Arena, fold_requant_threshold
 
 # (seed, graph options, image size, input channels): every case covers both ends of saturation
 CASES = [
@@ -280,3 +280,162 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
         np.testing.assert_array_equal(vals[i, :, 1], vals[i, :, 0], err_msg=f"case {i}")
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         assert (vals[i, :, 0] == lo).any() or (vals[i, :, 0] == hi).any() or i == 2, f"case {i}: no saturation"
+
+
+# ---- the fused stream epilogue (bnn_stream_epilogue / bnn_conv_stream) against numpy ----
+
+EPI_COMBOS = [(0, 1, 0), (0, 1, 1), (0, 0, 1), (1, 1, 0), (1, 1, 1), (1, 0, 1)]  # (add, store, threshold)
+
+
+def _epi_case(rng, channels: int, bits: int, huge: bool):
+    """Per-channel requant (mult of both signs, per-channel shifts 0..9), accumulators up to the
+    bound, a skip stream over its whole range, thresholds on values that occur (ties), at and just
+    beyond the stream's ends and at the int32 ends, both directions."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    bound = 300
+    shift = rng.integers(0, 10, channels)
+    shift[0] = 9
+    mult = rng.integers(-(2 ** (bits - 7)), 2 ** (bits - 7), channels) << shift  # |acc mult| >> shift up to 2.3 2^bits
+    mult[mult == 0] = 1
+    mult[0] = -mult[0] if mult[0] > 0 else mult[0]
+    if huge:  # beyond int32: the int64 reference loop
+        mult[1 % channels] = 2**31 - 1
+    bias = (rng.integers(-(2 ** bits), 2 ** bits, channels) << shift) + (1 << shift) // 2
+    pos = 40
+    acc = rng.integers(-bound, bound + 1, (pos, channels))
+    acc[0], acc[1] = bound, -bound
+    skip = rng.integers(lo, hi + 1, (pos, channels))
+    skip[2], skip[3] = lo, hi
+    return lo, hi, bound, shift, mult, bias, acc, skip
+
+
+def _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs):
+    r = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)  # ops.requant, per-channel shift
+    v = ops.add(r, skip, bits=int(np.log2(hi + 1)) + 1) if add else r
+    return v, ops.threshold(v, thr, dirs) > 0
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_stream_epilogue_equals_numpy(bits, tmp_path):
+    """Every combination of add / store / threshold, channels 1, 31, 32, 33, 65 (65: the int64
+    loop past BNN_STREAM_FAST_CH), one case per width whose multiplier needs int64: stored
+    stream values and packed bits (padding bits 0) equal ops.requant -> ops.add -> ops.threshold,
+    including the stream written over its own skip (in place)."""
+    seed = 700 + bits
+    rng = np.random.default_rng(seed)
+    ctype, ob = ("int8_t", 1) if bits == 8 else ("int16_t", 2)
+    src = "#include <stdio.h>\n#include <string.h>\n#include \"bnn_stream.h\"\n"
+    body, expect = "", []
+    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (65, False)]):
+        lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge)
+        pos = acc.shape[0]
+        sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c
+        fast = channels <= 64 and all(bound * abs(int(m)) * int(f) + abs(int(b)) * int(f) < 2**31
+                                      for m, b, f in zip(mult, bias, sc))
+        assert fast == (not huge and channels <= 64), f"seed {seed} channels {channels}: int32 path {fast}"
+        vals = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)
+        summed = vals + skip
+        assert channels == 1 or ((vals == lo).any() and (vals == hi).any() and (summed < lo).any()
+                                 and (summed > hi).any()), \
+            f"seed {seed} channels {channels}: no saturation at both ends"
+        for k, (add, store, th) in enumerate(EPI_COMBOS):
+            v_pre = np.clip(vals + skip, lo, hi) if add else vals
+            thr = v_pre[rng.integers(0, pos, channels), np.arange(channels)]  # ties
+            edge = rng.random(channels) < 0.3
+            thr[edge] = rng.choice([-(2**31) + 1, lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, 2**31 - 1], edge.sum())
+            dirs = rng.choice([-1, 1], channels)
+            v, on = _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs)
+            words = (channels + 31) // 32
+            want_bits = np.zeros((pos, words), np.uint64)
+            for c in range(channels):
+                want_bits[:, c // 32] |= on[:, c].astype(np.uint64) << np.uint64(c % 32)
+            n = f"c{ci}_{k}"
+            src += (_c_arr("int32_t", f"{n}_m", mult) + _c_arr("int64_t", f"{n}_b", bias)
+                    + _c_arr("uint8_t", f"{n}_s", shift) + _c_arr("int32_t", f"{n}_acc", acc)
+                    + _c_arr(ctype, f"{n}_skip", skip) + _c_arr("int32_t", f"{n}_thr", thr)
+                    + _c_arr("int8_t", f"{n}_dir", dirs))
+            body += (f"{{ static {ctype} out[{pos * channels}]; static bnn_word_t bits[{pos * words}];\n"
+                     f"  const bnn_requant_params_t rq = {{{channels}u, {n}_m, {n}_b, {n}_s, {lo}, {hi}, {ob}u}};\n"
+                     f"  const bnn_stream_epilogue_t e = {{&rq, {ob * add}u, {lo}, {hi}, {ob * store}u, "
+                     f"{f'{n}_thr' if th else 'NULL'}, {f'{n}_dir' if th else 'NULL'}}};\n"
+                     f"  memcpy(out, {n}_skip, sizeof out); memset(bits, 0xa5, sizeof bits); (void){n}_thr; (void){n}_dir;\n"
+                     # in place when the sum is stored: out is a copy of the skip
+                     f"  bnn_stream_epilogue(&e, {pos}u, {n}_acc, {bound}u, {'out' if add and store else f'{n}_skip'}, "
+                     f"{'out' if store else 'NULL'}, {'bits' if th else 'NULL'});\n"
+                     f"  for (unsigned i = 0; i < {pos * channels}u; ++i) printf(\"%d\\n\", out[i]);\n"
+                     f"  for (unsigned i = 0; i < {pos * words}u; ++i) printf(\"%lu\\n\", (unsigned long)bits[i]); }}\n")
+            want_out = v if store else skip
+            expect.append((f"channels {channels} add {add} store {store} thr {th}", want_out.ravel(),
+                           want_bits.ravel() if th else np.full(pos * words, 0xA5A5A5A5, np.uint64)))
+    src += f"int main(void) {{\n{body}return 0; }}\n"
+    got = _host_run(tmp_path, src)
+    at = 0
+    for what, want_out, want_bits in expect:
+        np.testing.assert_array_equal(got[at:at + want_out.size], want_out, err_msg=f"seed {seed} {what}: stream")
+        at += want_out.size
+        np.testing.assert_array_equal(np.array(got[at:at + want_bits.size], dtype=np.uint64), want_bits,
+                                      err_msg=f"seed {seed} {what}: bits")
+        at += want_bits.size
+    assert at == len(got)
+
+
+@pytest.mark.parametrize("bound", [1, 31, 576, 6885])
+def test_requant_threshold_fold_is_exact_on_the_whole_accumulator_range(bound):
+    """fold_requant_threshold: acc >= thr' (dir +1) or acc <= thr' (dir -1) gives the bits of
+    threshold(requant(acc)) for every |acc| <= bound: negative and zero-crossing multipliers,
+    thresholds at ties, beyond the stream (always / never) and at the saturation ends."""
+    seed = 900 + bound
+    rng = np.random.default_rng(seed)
+    c = 37
+    mult = rng.integers(-50, 51, c)
+    mult[:3] = [-7, 0, 1 << 20]  # negative, constant channel, saturating at both ends
+    shift = 5
+    bias = rng.integers(-(1 << 12), 1 << 12, c)
+    rq = Layer("requant", "r", "bn", {"shift": shift, "bits": 8, "frac": 0},
+               {"mult": mult.astype(np.int64), "bias": bias.astype(np.int64)})
+    acc = np.arange(-bound, bound + 1)
+    r = ops.requant(acc[:, None], mult, bias, shift, 8)
+    thr = r[rng.integers(0, acc.size, c), np.arange(c)]
+    thr[3:8] = [-129, -128, 127, 128, 0]
+    dirs = rng.choice([-1, 1], c).astype(np.int8)
+    th = Layer("threshold", "t", "sign", {}, {"thr": thr.astype(np.int64), "direction": dirs})
+    t2, d2 = fold_requant_threshold(rq, th, bound)
+    want = ops.threshold(r, thr, dirs)
+    np.testing.assert_array_equal(ops.threshold(np.broadcast_to(acc[:, None], r.shape), t2, d2), want,
+                                  err_msg=f"seed {seed}")
+
+
+def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
+    """ResNet-8: every conv -> requant -> threshold is one accumulator threshold, every requant ->
+    add [-> threshold] one bnn_conv_stream pass (the stream stored only when pooled or a later add
+    reads it), no standalone requant / add / stream threshold left. A requant read by an add whose
+    other input comes later keeps today's kernels (bnn_conv_requant, bnn_stream_add)."""
+    from residual_graphs import resnet8_graph
+
+    em = codegen.emit(resnet8_graph(np.random.default_rng(8)))
+    body = em.source[em.source.index("int bnn_infer"):em.source.index("int bnn_predict")]
+    calls = [ln.strip().split("(")[0] for ln in body.splitlines() if ln.strip().startswith("bnn_")]
+    assert calls == ["bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_stream", "bnn_conv_threshold_rows",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_requant",
+                     "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
+    assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
+    # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there
+    g = residual_graph(np.random.default_rng(1), **CASES[0][1])
+    body = codegen.emit(g).source
+    assert "bnn_stream_add" not in body and "bnn_conv_stream(&d0_p" in body
+    # an identity requant between the block's requant and the add: the conv's requant has no add
+    # to fuse (stored), the add runs alone on two stored streams; still exact
+    need_tool("gcc", "gcc")
+    seed = 12
+    rng = np.random.default_rng(seed)
+    g = residual_graph(rng, hw=6, widths=(5, 5), stride=1, shortcut="identity")
+    k = [l.name for l in g.layers].index("z0")
+    g.layers.insert(k + 1, Layer("requant", "z0b", "requant again", {"shift": 0, "bits": 8, "frac": 4},
+                                 {"mult": np.ones(5, np.int64), "bias": np.zeros(5, np.int64)}))
+    g.layers[k + 2].inputs = ["z0b", "x0"]
+    validate(g)
+    src = codegen.emit(g).source
+    assert "bnn_conv_requant(&c0_p" in src and "bnn_requant(&z0b_p" in src and "bnn_stream_add(&x1_p" in src
+    x = saturating_inputs(rng, 8, 6, 3)
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits,
+                                  err_msg=f"seed {seed}")
