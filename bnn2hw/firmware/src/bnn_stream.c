@@ -4,6 +4,14 @@
 
 #include <string.h>
 
+/* Unrolling hint for the per-channel loops (GCC 8+; a no-op elsewhere). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define BNN__PRAGMA(x) _Pragma(#x)
+#define BNN__UNROLL(n) BNN__PRAGMA(GCC unroll n)
+#else
+#define BNN__UNROLL(n)
+#endif
+
 #if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
 #include <arm_acle.h>
 #define BNN__SAT(v, BITS, LO, HI) __ssat((v), (BITS)) /* SSAT: one instruction */
@@ -193,6 +201,7 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
             for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {                                                   \
                 const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;                                      \
                 uint32_t word = 0;                                                                         \
+                BNN__UNROLL(2)                                                                             \
                 for (const bnn__chan_t *end = t + cnt; t != end; ++t) {                                    \
                     int32_t v = (*acc++ * t->m + t->b) >> sh;                                              \
                     v = full ? BNN__SAT(v, TBITS, TLO, THI) : (v < rlo ? rlo : (v > rhi ? rhi : v));                \
@@ -509,8 +518,8 @@ void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn
     bnn_conv_stream(p, in, w, &e, NULL, row, out, NULL);
 }
 
-/* Thresholds clamped to [-K, K + 1] (same bits for |acc| <= K), so acc - thr cannot overflow;
- * bit = inverted sign of acc - thr, shifted in from the top, 32 channels per word. */
+/* Thresholds clamped to [-K, K + 1] (same bits for |acc| <= K), so thr - 1 - acc cannot
+ * overflow; bit = its sign, shifted in from the top, 32 channels per word. */
 void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
                              const int32_t *thr, int32_t *row, bnn_word_t *out)
 {
@@ -532,9 +541,9 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
         }
         return;
     }
-    int32_t t[BNN_STREAM_FAST_CH];
+    int32_t t[BNN_STREAM_FAST_CH]; /* thr - 1: acc >= thr <=> (thr - 1) - acc < 0, its sign bit */
     for (uint32_t o = 0; o < cout; ++o) {
-        t[o] = thr[o] < -k ? (int32_t)-k : (thr[o] > k + 1 ? (int32_t)(k + 1) : thr[o]);
+        t[o] = (thr[o] < -k ? (int32_t)-k : (thr[o] > k + 1 ? (int32_t)(k + 1) : thr[o])) - 1;
     }
     for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
         conv_row(p, in, w, oy, row);
@@ -544,8 +553,9 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
             for (uint32_t o0 = 0; o0 < cout; o0 += 32u) {
                 const uint32_t cnt = cout - o0 < 32u ? cout - o0 : 32u;
                 uint32_t word = 0;
+                BNN__UNROLL(4)
                 for (const int32_t *end = tp + cnt; tp != end; ++tp) {
-                    word = (word >> 1) | (~(uint32_t)(*r++ - *tp) & 0x80000000u);
+                    word = (word >> 1) | ((uint32_t)(*tp - *r++) & 0x80000000u);
                 }
                 *out++ = word >> (32u - cnt);
             }
