@@ -4,7 +4,8 @@ requant -> [threshold -> binary 3x3 conv (pad_value 0 / -1, stride 1 / 2) -> req
 [identity or 1x1 strided binary conv -> requant] -> add(bits) -> avgpool -> dense on the stream)
 give every integer logit of :func:`bnn2hw.ir.execute.run` on the host (gcc -Wall -Wextra -Werror,
 ASan + UBSan) and in QEMU on Cortex-M0, M4 (mps2-an386), M7 and M55 (mps3-an547). Random weights,
-negative multipliers, channel counts 1, 3, 31, 33, inputs that saturate the stream."""
+negative multipliers, channel counts 1, 3, 8, 31, 32, 33, inputs that saturate the stream; the
+fused stream kernels (bnn_stream_epilogue) directly against numpy."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ CASES = [
     (6, {"widths": (31, 33, 33), "stride": 2, "pad_value": -1, "shortcut": "conv"}, 8, 3),
     (7, {"widths": (33, 31), "stride": 1, "pad_value": 0, "shortcut": "conv", "bits": 16, "frac": 9, "head": "binary"}, 5, 3),
     (8, {"widths": (3, 3), "stride": 1, "pad_value": -1, "shortcut": "conv", "bits": 12, "frac": 2}, 5, 3),
+    # 8 and 32 channels: the 4-channels-at-once int8 window sum (SXTAB16 on DSP cores), stream
+    # stored and thresholded by the same pass (32 channels = one full word)
+    (9, {"widths": (8, 8, 8), "stride": 1, "pad_value": -1, "shortcut": "identity"}, 7, 3),
+    (10, {"widths": (32, 32), "stride": 1, "pad_value": 0, "shortcut": "conv", "pool": "2x2"}, 6, 3),
 ]
 IDS = [f"seed{c[0]}" for c in CASES]
 
@@ -58,7 +63,7 @@ def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
 def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
     need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     need_tool("qemu-system-arm", "qemu-system-arm")
-    for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6]):
+    for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6], CASES[7], CASES[8], CASES[9]):
         rng = np.random.default_rng(seed)
         g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
         x = saturating_inputs(rng, 8, hw, c_in)
