@@ -11,8 +11,12 @@
  * requant  q = clamp((x * mult[c] + bias[c]) >> shift[c], lo, hi), `>>` = floor (arithmetic shift,
  *          written portably as floor division); x * mult is int32 x int32 -> int64 and
  *          |x * mult + bias| < 2^63 (validate() bounds |mult| < 2^31, |bias| <= 2^62).
+ *          The shift is a per-channel table (the IR has one shift per layer today; the generator
+ *          broadcasts it), so a per-channel shift needs no change here.
  * add      clamp(a + b, lo, hi) elementwise (a residual connection), in int64.
- * avgpool  window SUM over k x k (no padding, no division: 1/k^2 is folded into the consumer).
+ * avgpool  window SUM over k x k (no padding, no division: 1/k^2 is folded into the consumer);
+ *          an int8_t stream with a multiple of 4 channels and k <= 16 is summed four channels
+ *          at a time (SXTAB16 halfword lanes on cores with the DSP extension: k^2 128 <= 2^15).
  * threshold  bit = q >= thr[c] (dir +1) or q <= thr[c] (dir -1), packed per position like the
  *          conv input: out[pos * BNN_WORDS(C) + k], padding bits 0.
  * dense on a stream  acc[o] = sum_i q[i] * w[o][i], int8 weights or packed binary (bit 1 = +1).
@@ -22,6 +26,9 @@
  *          popcount-mode row kernel (bnn_conv_acc_rows, bnn_conv.h).  pad_minus1 makes a padded
  *          tap the activation -1 (FINN's FMPadding of a binary stream): a zero bit of the
  *          gathered patch, so acc = K - 2 popcount with the full K (no correction).
+ * conv stream  the same rows through the fused epilogue below (bnn_conv_stream): requant,
+ *          residual add, store, next block's threshold in one pass per row (issue 9; the
+ *          generator picks it when the graph allows, bnn2hw/mcu/emitters.py).
  */
 #ifndef BNN_STREAM_H
 #define BNN_STREAM_H
