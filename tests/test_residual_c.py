@@ -292,7 +292,7 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
 EPI_COMBOS = [(0, 1, 0), (0, 1, 1), (0, 0, 1), (1, 1, 0), (1, 1, 1), (1, 0, 1)]  # (add, store, threshold)
 
 
-def _epi_case(rng, channels: int, bits: int, huge: bool):
+def _epi_case(rng, channels: int, bits: int, huge: bool, pos: int = 40):
     """Per-channel requant (mult of both signs, per-channel shifts 0..9), accumulators up to the
     bound, a skip stream over its whole range, thresholds on values that occur (ties), at and just
     beyond the stream's ends and at the int32 ends, both directions."""
@@ -306,7 +306,6 @@ def _epi_case(rng, channels: int, bits: int, huge: bool):
     if huge:  # beyond int32: the int64 reference loop
         mult[1 % channels] = 2**31 - 1
     bias = (rng.integers(-(2 ** bits), 2 ** bits, channels) << shift) + (1 << shift) // 2
-    pos = 40
     acc = rng.integers(-bound, bound + 1, (pos, channels))
     acc[0], acc[1] = bound, -bound
     skip = rng.integers(lo, hi + 1, (pos, channels))
@@ -320,20 +319,17 @@ def _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs):
     return v, ops.threshold(v, thr, dirs) > 0
 
 
-@pytest.mark.parametrize("bits", [8, 12, 16])
-def test_stream_epilogue_equals_numpy(bits, tmp_path):
-    """Every combination of add / store / threshold, channels 1, 31, 32, 33, 65 (65: the int64
-    loop past BNN_STREAM_FAST_CH), one case per width whose multiplier needs int64: stored
-    stream values and packed bits (padding bits 0) equal ops.requant -> ops.add -> ops.threshold,
-    including the stream written over its own skip (in place)."""
+def _epi_program(bits: int, pos: int = 40):
+    """C declarations and statements running bnn_stream_epilogue on every (add, store, threshold)
+    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop) and 65 (past
+    BNN_STREAM_FAST_CH: the int64 loop); each result goes through EMIT(int32 value); and the
+    expected values in EMIT order (stream values, then packed words with padding bits 0)."""
     seed = 700 + bits
     rng = np.random.default_rng(seed)
     ctype, ob = ("int8_t", 1) if bits == 8 else ("int16_t", 2)
-    src = "#include <stdio.h>\n#include <string.h>\n#include \"bnn_stream.h\"\n"
-    body, expect = "", []
+    decls, body, expect = "#include <string.h>\n#include \"bnn_stream.h\"\n", "", []
     for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (65, False)]):
-        lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge)
-        pos = acc.shape[0]
+        lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge, pos)
         sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c
         fast = channels <= 64 and all(bound * abs(int(m)) * int(f) + abs(int(b)) * int(f) < 2**31
                                       for m, b, f in zip(mult, bias, sc))
@@ -341,8 +337,7 @@ def test_stream_epilogue_equals_numpy(bits, tmp_path):
         vals = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)
         summed = vals + skip
         assert channels == 1 or ((vals == lo).any() and (vals == hi).any() and (summed < lo).any()
-                                 and (summed > hi).any()), \
-            f"seed {seed} channels {channels}: no saturation at both ends"
+                                 and (summed > hi).any()), f"seed {seed} channels {channels}: no saturation at both ends"
         for k, (add, store, th) in enumerate(EPI_COMBOS):
             v_pre = np.clip(vals + skip, lo, hi) if add else vals
             thr = v_pre[rng.integers(0, pos, channels), np.arange(channels)]  # ties
@@ -355,10 +350,10 @@ def test_stream_epilogue_equals_numpy(bits, tmp_path):
             for c in range(channels):
                 want_bits[:, c // 32] |= on[:, c].astype(np.uint64) << np.uint64(c % 32)
             n = f"c{ci}_{k}"
-            src += (_c_arr("int32_t", f"{n}_m", mult) + _c_arr("int64_t", f"{n}_b", bias)
-                    + _c_arr("uint8_t", f"{n}_s", shift) + _c_arr("int32_t", f"{n}_acc", acc)
-                    + _c_arr(ctype, f"{n}_skip", skip) + _c_arr("int32_t", f"{n}_thr", thr)
-                    + _c_arr("int8_t", f"{n}_dir", dirs))
+            decls += (_c_arr("int32_t", f"{n}_m", mult) + _c_arr("int64_t", f"{n}_b", bias)
+                      + _c_arr("uint8_t", f"{n}_s", shift) + _c_arr("int32_t", f"{n}_acc", acc)
+                      + _c_arr(ctype, f"{n}_skip", skip) + _c_arr("int32_t", f"{n}_thr", thr)
+                      + _c_arr("int8_t", f"{n}_dir", dirs))
             body += (f"{{ static {ctype} out[{pos * channels}]; static bnn_word_t bits[{pos * words}];\n"
                      f"  const bnn_requant_params_t rq = {{{channels}u, {n}_m, {n}_b, {n}_s, {lo}, {hi}, {ob}u}};\n"
                      f"  const bnn_stream_epilogue_t e = {{&rq, {ob * add}u, {lo}, {hi}, {ob * store}u, "
@@ -367,21 +362,67 @@ def test_stream_epilogue_equals_numpy(bits, tmp_path):
                      # in place when the sum is stored: out is a copy of the skip
                      f"  bnn_stream_epilogue(&e, {pos}u, {n}_acc, {bound}u, {'out' if add and store else f'{n}_skip'}, "
                      f"{'out' if store else 'NULL'}, {'bits' if th else 'NULL'});\n"
-                     f"  for (unsigned i = 0; i < {pos * channels}u; ++i) printf(\"%d\\n\", out[i]);\n"
-                     f"  for (unsigned i = 0; i < {pos * words}u; ++i) printf(\"%lu\\n\", (unsigned long)bits[i]); }}\n")
+                     f"  for (unsigned i = 0; i < {pos * channels}u; ++i) EMIT(out[i]);\n"
+                     f"  for (unsigned i = 0; i < {pos * words}u; ++i) EMIT(bits[i]); }}\n")
             want_out = v if store else skip
-            expect.append((f"channels {channels} add {add} store {store} thr {th}", want_out.ravel(),
+            expect.append((f"seed {seed} channels {channels} add {add} store {store} thr {th}", want_out.ravel(),
                            want_bits.ravel() if th else np.full(pos * words, 0xA5A5A5A5, np.uint64)))
-    src += f"int main(void) {{\n{body}return 0; }}\n"
-    got = _host_run(tmp_path, src)
+    return decls, body, expect
+
+
+def _check_epi(got, expect):
+    got = np.asarray(got, dtype=np.int64)
     at = 0
     for what, want_out, want_bits in expect:
-        np.testing.assert_array_equal(got[at:at + want_out.size], want_out, err_msg=f"seed {seed} {what}: stream")
+        np.testing.assert_array_equal(got[at:at + want_out.size], want_out, err_msg=f"{what}: stream")
         at += want_out.size
-        np.testing.assert_array_equal(np.array(got[at:at + want_bits.size], dtype=np.uint64), want_bits,
-                                      err_msg=f"seed {seed} {what}: bits")
+        np.testing.assert_array_equal(got[at:at + want_bits.size].astype(np.uint32).astype(np.uint64), want_bits,
+                                      err_msg=f"{what}: bits")
         at += want_bits.size
-    assert at == len(got)
+    assert at == got.size
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_stream_epilogue_equals_numpy(bits, tmp_path):
+    """Every combination of add / store / threshold, channels 1, 31, 32, 33, 65, the int32 and
+    the int64 paths: stored stream values and packed bits (padding bits 0) equal ops.requant ->
+    ops.add -> ops.threshold, including the stream written over its own skip (in place); host
+    gcc with ASan + UBSan."""
+    decls, body, expect = _epi_program(bits)
+    src = ("#include <stdio.h>\n" + decls + "#define EMIT(v) printf(\"%ld\\n\", (long)(v))\n"
+           f"int main(void) {{\n{body}return 0; }}\n")
+    _check_epi(_host_run(tmp_path, src), expect)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m55"])
+def test_stream_epilogue_equals_numpy_in_qemu(target, tmp_path):
+    """The same programs on the cores where the fast path uses SSAT (8- and 16-bit streams),
+    cross-compiled with the harness: a stand-in model.c whose bnn_infer runs them and returns
+    every result as a 'logit'. (Cortex-M0 runs the same portable C as the host; its 16 KiB of
+    RAM cannot hold the results.)"""
+    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    need_tool("qemu-system-arm", "qemu-system-arm")
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cli import write_firmware_dir
+
+    g = validate(residual_graph(np.random.default_rng(1), **CASES[0][1]))
+    for bits in (8, 12, 16):
+        decls, body, expect = _epi_program(bits, pos=16)
+        total = sum(o.size + b.size for _, o, b in expect)
+        fw = tmp_path / f"b{bits}"
+        write_firmware_dir(g, fw, target)
+        (fw / "model.h").write_text("#include <stddef.h>\n#include <stdint.h>\n#define BNN_INPUT_LEN 1u\n"
+                                    f"#define BNN_NUM_LOGITS {total}u\n"
+                                    "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, "
+                                    "size_t logits_len);\n")
+        (fw / "model.c").write_text(
+            "/* SPDX-License-Identifier: MIT */\n#include \"model.h\"\n" + decls
+            + "#define EMIT(v) (logits[k++] = (int32_t)(v))\n"
+            "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
+            "    size_t k = 0;\n    (void)input; (void)input_len; (void)logits_len;\n" + body + "    return 0;\n}\n")
+        elf = toolchain.build(fw, target)
+        _check_epi(qemu.run(elf, target, np.zeros((1, 1), np.uint8), total)[0], expect)
 
 
 @pytest.mark.parametrize("bound", [1, 31, 576, 6885])
