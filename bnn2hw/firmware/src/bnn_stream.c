@@ -599,20 +599,39 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
     for (uint32_t o = 0; o < cout; ++o) {
         t[o] = (thr[o] < -k ? (int32_t)-k : (thr[o] > k + 1 ? (int32_t)(k + 1) : thr[o])) - 1;
     }
+    /* bit of channel o = sign of t[o] - acc; four channels per step; full words of 32, then the
+     * last partial word (its loop bounds are the same at every position) */
+#define THR_BIT(j) (word = (word >> 1) | ((uint32_t)(tp[j] - r[j]) & 0x80000000u))
+    const uint32_t nfull = cout / 32u, rem = cout % 32u, rem4 = rem & ~3u;
     for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
         conv_row(p, in, w, oy, row);
         const int32_t *r = row;
         for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
             const int32_t *tp = t;
-            for (uint32_t o0 = 0; o0 < cout; o0 += 32u) {
-                const uint32_t cnt = cout - o0 < 32u ? cout - o0 : 32u;
+            for (uint32_t k2 = 0; k2 < nfull; ++k2) {
                 uint32_t word = 0;
-                BNN__UNROLL(4)
-                for (const int32_t *end = tp + cnt; tp != end; ++tp) {
-                    word = (word >> 1) | ((uint32_t)(*tp - *r++) & 0x80000000u);
+                for (uint32_t j = 0; j < 32u; j += 4u, tp += 4, r += 4) {
+                    THR_BIT(0);
+                    THR_BIT(1);
+                    THR_BIT(2);
+                    THR_BIT(3);
                 }
-                *out++ = word >> (32u - cnt);
+                *out++ = word;
+            }
+            if (rem) {
+                uint32_t word = 0, j = 0;
+                for (; j < rem4; j += 4u, tp += 4, r += 4) {
+                    THR_BIT(0);
+                    THR_BIT(1);
+                    THR_BIT(2);
+                    THR_BIT(3);
+                }
+                for (; j < rem; ++j, ++tp, ++r) {
+                    THR_BIT(0);
+                }
+                *out++ = word >> (32u - rem);
             }
         }
     }
+#undef THR_BIT
 }
