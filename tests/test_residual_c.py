@@ -485,3 +485,48 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     x = saturating_inputs(rng, 8, 6, 3)
     np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits,
                                   err_msg=f"seed {seed}")
+
+
+@pytest.mark.parametrize("pad_value", [-1, 0])
+def test_requant_then_threshold_chain_is_folded_and_exact(pad_value, tmp_path):
+    """conv -> requant -> threshold with no other reader of the stream (a VGG-style chain on the
+    8-bit stream, uint8 stem and binary convs, saturating multipliers of both signs, thresholds
+    at the stream's ends and inside): lowered to accumulator thresholds (no requant or stream
+    threshold kernel left in the C), every logit equal to the IR on the host (ASan + UBSan)."""
+    need_tool("gcc", "gcc")
+    seed = 40 - pad_value
+    rng = np.random.default_rng(seed)
+
+    def conv(name, c_in, c_out, kind, p):
+        return Layer("conv2d", name, f"features.{name}", {"in": kind, "weight_kind": "binary", "stride": 1, "pad": p,
+                                                          "pad_value": pad_value if kind == "bits" else 0},
+                     {"weight": rng.choice([-1, 1], (c_out, 3, 3, c_in)).astype(np.int8)})
+
+    def rq(name, c, shift, mmax):
+        mult = rng.integers(-mmax, mmax + 1, c)
+        mult[mult == 0] = -1
+        mult[0] = -(1 << (shift + 4))  # saturates at both ends
+        return Layer("requant", name, f"{name}.bn", {"shift": shift, "bits": 8, "frac": 3},
+                     {"mult": mult.astype(np.int64), "bias": (rng.integers(-(1 << shift), 1 << shift, c)
+                                                              + (1 << (shift - 1))).astype(np.int64)})
+
+    def sign(name, c):
+        thr = rng.integers(-40, 41, c)
+        thr[:4] = [-128, 127, -129, 128][:c]
+        return Layer("threshold", name, f"{name}.sign", {}, {"thr": thr.astype(np.int64),
+                                                             "direction": rng.choice([-1, 1], c).astype(np.int8)})
+
+    g = Graph((6, 6, 3), [conv("c0", 3, 33, "u8", 1), rq("r0", 33, 6, 40), sign("t0", 33),
+                          conv("c1", 33, 31, "bits", 1), rq("r1", 31, 3, 9), sign("t1", 31),
+                          Layer("flatten", "f", "flatten", {}),
+                          Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                                {"weight": rng.choice([-1, 1], (4, 6 * 6 * 31)).astype(np.int8)})])
+    validate(g)
+    src = codegen.emit(g).source
+    assert "bnn_requant" not in src and "bnn_conv_stream" not in src and "bnn_stream_threshold" not in src
+    assert "requant folded into the threshold" in src
+    x = saturating_inputs(rng, 16, 6, 3)
+    ref = execute.run(g, x)
+    r0 = ref.tensors["r0"]
+    assert r0.min() == -128 and r0.max() == 127, f"seed {seed}: the stream does not saturate"
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), ref.int_logits, err_msg=f"seed {seed}")
