@@ -69,6 +69,11 @@ def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
         x = saturating_inputs(rng, 8, hw, c_in)
         got = run_firmware(g, tmp_path / f"s{seed}", target, x)
         np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed {seed}")
+    rng = np.random.default_rng(12)  # the unfused kernels (bnn_requant, bnn_stream_add) too
+    g = _unfused_graph(rng)
+    x = saturating_inputs(rng, 8, 6, 3)
+    got = run_firmware(g, tmp_path / "unfused", target, x)
+    np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed 12 unfused")
 
 
 def test_liveness_arena_keeps_the_skip_and_reuses_the_rest():
@@ -451,6 +456,17 @@ def test_requant_threshold_fold_is_exact_on_the_whole_accumulator_range(bound):
                                   err_msg=f"seed {seed}")
 
 
+def _unfused_graph(rng) -> Graph:
+    """A residual block with an identity requant between the block's requant and the add: the
+    generator's fallback (stored requant, standalone bnn_requant, bnn_stream_add)."""
+    g = residual_graph(rng, hw=6, widths=(5, 5), stride=1, shortcut="identity")
+    k = [l.name for l in g.layers].index("z0")
+    g.layers.insert(k + 1, Layer("requant", "z0b", "requant again", {"shift": 0, "bits": 8, "frac": 4},
+                                 {"mult": np.ones(5, np.int64), "bias": np.zeros(5, np.int64)}))
+    g.layers[k + 2].inputs = ["z0b", "x0"]
+    return validate(g)
+
+
 def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     """ResNet-8: every conv -> requant -> threshold is one accumulator threshold, every requant ->
     add [-> threshold] one bnn_conv_stream pass (the stream stored only when pooled or a later add
@@ -474,12 +490,7 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     need_tool("gcc", "gcc")
     seed = 12
     rng = np.random.default_rng(seed)
-    g = residual_graph(rng, hw=6, widths=(5, 5), stride=1, shortcut="identity")
-    k = [l.name for l in g.layers].index("z0")
-    g.layers.insert(k + 1, Layer("requant", "z0b", "requant again", {"shift": 0, "bits": 8, "frac": 4},
-                                 {"mult": np.ones(5, np.int64), "bias": np.zeros(5, np.int64)}))
-    g.layers[k + 2].inputs = ["z0b", "x0"]
-    validate(g)
+    g = _unfused_graph(rng)
     src = codegen.emit(g).source
     assert "bnn_conv_requant(&c0_p" in src and "bnn_requant(&z0b_p" in src and "bnn_stream_add(&x1_p" in src
     x = saturating_inputs(rng, 8, 6, 3)
