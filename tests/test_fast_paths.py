@@ -122,3 +122,50 @@ def test_maxpool_equals_window_max(k, stride):
                        for j in range(ow)] for i in range(oh)] for n in range(2)])
     got = ops.maxpool(x, k, stride)
     assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+def test_torch_ir_check_in_batches_is_exact_and_catches_a_wrong_bit(cnn_ckpt, digits):
+    """compare_torch_ir in batches (1, 7, 32 images) gives the whole-split answer, keeps the IR's
+    logits, and still finds a single wrong threshold (every bit of every batch is compared)."""
+    import copy
+
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.export.verify import compare_torch_ir
+    from bnn2hw.ir import execute
+
+    _, model, spec = cnn_ckpt
+    graph = fold_model(model, spec)
+    x = digits.x_test[:97]
+    whole = compare_torch_ir(model, graph, x, batch=1000)
+    assert whole.exact and whole.bits_compared > 0, whole.to_dict()
+    ref = execute.run(graph, x)
+    assert np.array_equal(whole.ir_int_logits, ref.int_logits) and np.array_equal(whole.ir_logits, ref.logits)
+    for b in (1, 7, 32):
+        part = compare_torch_ir(model, graph, x, batch=b)
+        assert part.to_dict() == whole.to_dict(), b
+        assert np.array_equal(part.torch_logits, whole.torch_logits) and np.array_equal(part.ir_int_logits,
+                                                                                        whole.ir_int_logits)
+    bad = copy.deepcopy(graph)
+    thr = next(l for l in bad.layers if l.op == "threshold")
+    thr.arrays["thr"] = thr.arrays["thr"].copy()
+    thr.arrays["thr"][0] = np.iinfo(np.int32).max if thr.arrays["direction"][0] > 0 else np.iinfo(np.int32).min
+    worse = compare_torch_ir(model, bad, x, batch=7)
+    assert worse.bits_differing > 0 and not worse.exact
+
+
+def test_fpga_build_with_reused_ir_logits_equals_a_fresh_run(tmp_path, mlp_ckpt, digits):
+    """write_fpga_build given the IR logits of the PyTorch == IR check writes the same files as
+    when it runs the IR itself."""
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.export.verify import compare_torch_ir
+    from bnn2hw.fpga.cli import write_fpga_build
+
+    _, model, spec = mlp_ckpt
+    graph = fold_model(model, spec)
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    agr = compare_torch_ir(model, graph, x, batch=16)
+    a = write_fpga_build(graph, "pynq-z2", tmp_path / "a", x=x, y=y)
+    b = write_fpga_build(graph, "pynq-z2", tmp_path / "b", x=x, y=y, ir_logits=(agr.ir_int_logits, agr.ir_logits))
+    assert a == b
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name
