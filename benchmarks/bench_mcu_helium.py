@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bench_mcu_kernels as bk  # noqa: E402  (also puts the repository and firmware/tests on sys.path)
+import bench_mcu_kernels as bk  # (also puts the repository and firmware/tests on sys.path)
 
 CORE = "cortex-m55"
 WIDTHS = [32, *bk.WIDTHS]
@@ -72,18 +72,20 @@ def per(n, macs) -> str:
 
 
 def write(widths, dres, cres, seconds) -> list[str]:
-    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    qv = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
+                         check=False).stdout.splitlines()[0]
+    qv = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True,
+                         check=False).stdout.splitlines()[0]
     hel, sca = BUILDS
     lines = ["# Cortex-M55 Helium (MVE) binary kernels", "",
-             f"Date {datetime.date.today().isoformat()}; `{gcc}`; `{qv}`; run time {seconds / 60:.1f} min.  "
-             "Command: `nice -n 10 python benchmarks/bench_mcu_helium.py`.", "",
-             "Instructions = exact QEMU count (mps3-an547) of one `bnn_infer()` call, `-O2`; every build first ran "
+             (f"Date {datetime.date.today().isoformat()}; `{gcc}`; `{qv}`; run time {seconds / 60:.1f} min.  "
+              "Command: `nice -n 10 python benchmarks/bench_mcu_helium.py`."), "",
+             ("Instructions = exact QEMU count (mps3-an547) of one `bnn_infer()` call, `-O2`; every build first ran "
              "3 random inputs in QEMU and all its outputs equal numpy's.  Helium = `bnn_dense_mve.c` (byte-table "
              "gather popcounts, 4 rows per input vector, DLSTP/LETP tail-predicated loops); scalar = the same "
              "firmware with `-DBNN_NO_MVE` (the Thumb-2 assembly rows of `bnn_bits.c`).  Instructions are not "
              "cycles: a byte gather (VLDRB.U8 Qd, [Rn, Qm]) accesses memory element by element on the Cortex-M55, "
-             "so its cycle cost is several times that of a contiguous load (no M55 cycle model in bnn2hw).", "",
+             "so its cycle cost is several times that of a contiguous load (no M55 cycle model in bnn2hw)."), "",
              "## Dense: W-W-W-10 all-binary MLPs (the models of bench_mcu_kernels.py), instructions per binary MAC",
              "", f"| W | binary MACs | {hel} | {sca} | scalar / Helium | Helium instructions | scalar instructions |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -104,8 +106,8 @@ def write(widths, dres, cres, seconds) -> list[str]:
                                  "row on the M55.")]
     if cres:
         lines += ["", "## Conv: 3x3 binary convs (the shapes of bench_mcu_kernels.py), instructions per binary MAC",
-                  "", "Counts include gathering the patches, copying the packed input in and the output words out "
-                  "(bnn_conv.c, not Helium code).", "",
+                  "", ("Counts include gathering the patches, copying the packed input in and the output words out "
+                       "(bnn_conv.c, not Helium code)."), "",
                   f"| map | cin | cout | stride | pad | binary MACs | {hel} | {sca} | scalar / Helium |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for i, (hw, cin, cout, s, pad) in enumerate(bk.CONV_SHAPES):
@@ -118,9 +120,9 @@ def write(widths, dres, cres, seconds) -> list[str]:
         wide = [cres[(hel, i)] / bk.conv_macs(*sh) for i, sh in enumerate(bk.CONV_SHAPES)
                 if (hel, i) in cres and 9 * sh[1] >= 256]
         if wide:
-            lines += ["", f"* Target <= {TARGET} at patch widths 9 cin >= 256: worst {max(wide):.3f}: "
-                      f"{'met' if max(wide) <= TARGET else 'NOT met'} "
-                      f"({sum(v <= TARGET for v in wide)} of {len(wide)} shapes)."]
+            lines += ["", (f"* Target <= {TARGET} at patch widths 9 cin >= 256: worst {max(wide):.3f}: "
+                           f"{'met' if max(wide) <= TARGET else 'NOT met'} "
+                           f"({sum(v <= TARGET for v in wide)} of {len(wide)} shapes).")]
     return lines
 
 

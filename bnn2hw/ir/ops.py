@@ -134,7 +134,7 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
     """Max-pool (N, H, W, C) with no padding (floor); on ±1 data max is a logical OR of +1."""
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
     out = None
     for ky in range(k):
