@@ -35,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (module, attribute, stage label): wrapped in the child when present
 STAGES = [
     ("bnn2hw.export.pipeline", "export_ir", "load + fold + PyTorch==IR (export_ir)"),
-    ("bnn2hw.export.pipeline", "compare_torch_ir", "  of which PyTorch vs IR comparison"),
+    ("bnn2hw.export.verify", "compare_torch_ir", "  of which PyTorch vs IR comparison"),
     ("bnn2hw.fpga.cli", "build_onnx", "build ONNX graphs"),
     ("bnn2hw.fpga.cli", "run_plain", "onnxruntime on the test split"),
     ("bnn2hw.fpga.cli", "run_qonnx", "qonnx executor on the test split"),
