@@ -35,7 +35,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (module, attribute, stage label): wrapped in the child when present
 STAGES = [
     ("bnn2hw.export.pipeline", "export_ir", "load + fold + PyTorch==IR (export_ir)"),
-    ("bnn2hw.export.pipeline", "compare_torch_ir", "  of which PyTorch vs IR comparison"),
+    ("bnn2hw.export.verify", "compare_torch_ir", "  of which PyTorch vs IR comparison"),
     ("bnn2hw.fpga.cli", "build_onnx", "build ONNX graphs"),
     ("bnn2hw.fpga.cli", "run_plain", "onnxruntime on the test split"),
     ("bnn2hw.fpga.cli", "run_qonnx", "qonnx executor on the test split"),
@@ -92,7 +92,7 @@ print("BENCH " + json.dumps({"code": code, "wall": time.monotonic() - t0, "impor
 
 def run_child(tree: Path, args: list[str], cwd: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
     proc = subprocess.run(["nice", "-n", "10", sys.executable, "-c", _DRIVER, json.dumps(STAGES), *args],
                           cwd=cwd, env=env, capture_output=True, text=True, check=False)
     line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH ")]
@@ -101,7 +101,8 @@ def run_child(tree: Path, args: list[str], cwd: Path) -> dict:
     out = json.loads(line[-1][6:])
     if out["code"] != 0:
         raise SystemExit(f"{' '.join(args)} exited {out['code']} under {tree}:\n{proc.stderr[-3000:]}")
-    out["load_before"] = load
+    out["load_before"] = load[0]
+    out["load_avg"] = [list(load), list(os.getloadavg())]  # (1, 5, 15 min) at start and at end
     out["log"] = proc.stdout
     return out
 
@@ -156,6 +157,9 @@ def table(before: dict | None, after: dict, cmd: str) -> list[str]:
     lines.append("| peak RSS of one process (MB) | " + " | ".join(mem) + " |")
     load = ([f"{before[cmd]['load_before']:.1f}"] if before else []) + [f"{after[cmd]['load_before']:.1f}"]
     lines.append("| machine load average at start (2 cores) | " + " | ".join(load) + " |")
+    if "load_avg" in after[cmd]:
+        la = [" / ".join(f"{v:.1f}" for v in r[cmd]["load_avg"][1]) for r in ([before] if before else []) + [after]]
+        lines.append("| load average at end, 1 / 5 / 15 min | " + " | ".join(la) + " |")
     return lines
 
 
@@ -189,7 +193,9 @@ def main() -> None:
         f"`python benchmarks/bench_compiler_speed.py{' --before ' + args.before if args.before else ''}` "
         f"(after = {head}; {time.strftime('%Y-%m-%d')}). Default `cnn` (conv 32, conv 64 + pool, dense 128, "
         f"dense 10) trained one epoch on seeded synthetic uint8 data; {args.test} test images. Shared 2-core "
-        "machine: wall seconds depend on the other jobs (load average recorded), CPU seconds less so.",
+        "machine: wall seconds depend on the other jobs (load average recorded), CPU seconds less so; the "
+        "wall-time targets are for an idle machine, where wall is about the CPU time (PyTorch and numpy use "
+        "both cores for the large products, the rest is one thread).",
         "",
         f"## `export` of the 28x28 MNIST-shaped CNN (verifies all {args.test} test images: PyTorch, IR, "
         "onnxruntime, qonnx; target <= 20 s)",

@@ -61,3 +61,111 @@ def test_threshold_ties_and_directions():
     got = ops.threshold(acc, thr, direction)
     assert got.dtype == np.int64 and np.array_equal(got, want), f"seed {seed}"
     assert (got[:, 0, :] == 1).all()  # tie rule: sign(0) = +1 in both directions
+
+
+def _conv_int64(x, w, stride, pad, pad_value):
+    """The plain formula: int64 patches (im2col's default type) times int64 weights."""
+    o = w.shape[0]
+    return ops.im2col(x, w.shape[1], w.shape[2], stride, pad, pad_value) @ w.reshape(o, -1).T.astype(np.int64)
+
+
+@pytest.mark.parametrize("c", [1, 31, 32, 33, 65])
+@pytest.mark.parametrize("stride,pad,pad_value", [(1, 1, 0), (2, 1, -1), (1, 2, -1), (2, 0, 0)])
+def test_conv2d_float_patches_equal_int64(c, stride, pad, pad_value):
+    """conv2d builds its patches straight in the exact float type: same integers as int64 for
+    +-1 and uint8 inputs, padding 0 or -1, any channel count and stride."""
+    seed = 1000 + c * 10 + stride + 3 * pad
+    rng = np.random.default_rng(seed)
+    w = rng.choice([-1, 1], (7, 3, 3, c))
+    for x in (rng.choice([-1, 1], (3, 6, 5, c)), rng.integers(0, 256, (3, 6, 5, c))):
+        got = ops.conv2d(x, w, stride, pad, pad_value)
+        assert got.dtype == np.int64
+        assert np.array_equal(got, _conv_int64(x, w, stride, pad, pad_value)), f"seed {seed}"
+
+
+def test_conv2d_beyond_float_bounds_stays_exact():
+    """Values past float32's (and float64's) exact range take float64 (int64) patches."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(-128, 128, (3, 3, 3, 257))
+    for big in (2 ** 20, 2 ** 40):
+        x = rng.integers(-big, big, (2, 4, 4, 257))
+        x[0, 0, 0, 0] = big  # the bound itself
+        assert np.array_equal(ops.conv2d(x, w, 1, 1), _conv_int64(x, w, 1, 1, 0)), f"|x| <= {big}"
+
+
+def test_threshold_int32_extremes_and_float_fallback():
+    """The single-compare integer path (acc <= t  <=>  not acc >= t + 1) at int32's extremes and on
+    ties; non-integer thresholds keep the two-compare path."""
+    rng = np.random.default_rng(12)
+    thr = rng.integers(-3, 4, 33).astype(np.int32)
+    thr[:4] = [np.iinfo(np.int32).min, np.iinfo(np.int32).max, np.iinfo(np.int32).min, np.iinfo(np.int32).max]
+    direction = np.tile([1, 1, -1, -1, 0, 1, -1], 5)[:33]
+    acc = rng.integers(-5, 6, (20, 33))
+    acc[0] = thr  # ties everywhere
+    acc[1, :4] = [np.iinfo(np.int32).min, np.iinfo(np.int32).max, np.iinfo(np.int32).min, np.iinfo(np.int32).max]
+    want = np.where(np.where(direction > 0, acc >= thr, acc <= thr), 1, -1)
+    assert np.array_equal(ops.threshold(acc, thr, direction), want)
+    big = np.array([np.iinfo(np.int64).max, 0], dtype=np.int64)  # thr + 1 would overflow: two compares
+    a = np.array([[np.iinfo(np.int64).max, 0], [0, 1]], dtype=np.int64)
+    assert np.array_equal(ops.threshold(a, big, np.array([-1, -1])), [[1, 1], [1, -1]])
+    tf = thr.astype(np.float64) + 0.5
+    want_f = np.where(np.where(direction > 0, acc >= tf, acc <= tf), 1, -1)
+    assert np.array_equal(ops.threshold(acc, tf, direction), want_f)
+
+
+@pytest.mark.parametrize("k,stride", [(2, 2), (3, 2), (2, 1), (1, 1)])
+def test_maxpool_equals_window_max(k, stride):
+    rng = np.random.default_rng(13 + k + stride)
+    x = rng.integers(-9, 9, (2, 7, 9, 33))
+    oh, ow = (7 - k) // stride + 1, (9 - k) // stride + 1
+    want = np.array([[[x[n, i * stride:i * stride + k, j * stride:j * stride + k].max(axis=(0, 1))
+                       for j in range(ow)] for i in range(oh)] for n in range(2)])
+    got = ops.maxpool(x, k, stride)
+    assert got.dtype == np.int64 and np.array_equal(got, want)
+
+
+def test_torch_ir_check_in_batches_is_exact_and_catches_a_wrong_bit(cnn_ckpt, digits):
+    """compare_torch_ir in batches (1, 7, 32 images) gives the whole-split answer, keeps the IR's
+    logits, and still finds a single wrong threshold (every bit of every batch is compared)."""
+    import copy
+
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.export.verify import compare_torch_ir
+    from bnn2hw.ir import execute
+
+    _, model, spec = cnn_ckpt
+    graph = fold_model(model, spec)
+    x = digits.x_test[:97]
+    whole = compare_torch_ir(model, graph, x, batch=1000)
+    assert whole.exact and whole.bits_compared > 0, whole.to_dict()
+    ref = execute.run(graph, x)
+    assert np.array_equal(whole.ir_int_logits, ref.int_logits) and np.array_equal(whole.ir_logits, ref.logits)
+    for b in (1, 7, 32):
+        part = compare_torch_ir(model, graph, x, batch=b)
+        assert part.to_dict() == whole.to_dict(), b
+        assert np.array_equal(part.torch_logits, whole.torch_logits) and np.array_equal(part.ir_int_logits,
+                                                                                        whole.ir_int_logits)
+    bad = copy.deepcopy(graph)
+    thr = next(l for l in bad.layers if l.op == "threshold")
+    thr.arrays["thr"] = thr.arrays["thr"].copy()
+    thr.arrays["thr"][0] = np.iinfo(np.int32).max if thr.arrays["direction"][0] > 0 else np.iinfo(np.int32).min
+    worse = compare_torch_ir(model, bad, x, batch=7)
+    assert worse.bits_differing > 0 and not worse.exact
+
+
+def test_fpga_build_with_reused_ir_logits_equals_a_fresh_run(tmp_path, mlp_ckpt, digits):
+    """write_fpga_build given the IR logits of the PyTorch == IR check writes the same files as
+    when it runs the IR itself."""
+    from bnn2hw.export.fold import fold_model
+    from bnn2hw.export.verify import compare_torch_ir
+    from bnn2hw.fpga.cli import write_fpga_build
+
+    _, model, spec = mlp_ckpt
+    graph = fold_model(model, spec)
+    x, y = digits.x_test[:40], digits.y_test[:40]
+    agr = compare_torch_ir(model, graph, x, batch=16)
+    a = write_fpga_build(graph, "pynq-z2", tmp_path / "a", x=x, y=y)
+    b = write_fpga_build(graph, "pynq-z2", tmp_path / "b", x=x, y=y, ir_logits=(agr.ir_int_logits, agr.ir_logits))
+    assert a == b
+    for f in sorted((tmp_path / "a").iterdir()):
+        assert f.read_bytes() == (tmp_path / "b" / f.name).read_bytes(), f.name

@@ -136,6 +136,11 @@ for _n, _o in [(33, 1000), (257, 257), (1000, 65), (65, 31), (255, 63), (96, 32)
     dense_case(_n, _o)
 for _n in (512, 257, 1000, 96, 4):
     dense_case(_n, 45, extreme=True)
+# the Helium rows (bnn_dense_mve.c) take 4 rows per input vector, then 1..3 one by one, and
+# tail-predicate the last 1..3 words: output counts of every residue mod 4 (per 32-row call),
+# row lengths of every residue mod 4 words, 127/128/129 inputs and outputs
+for _n, _o in [(127, 127), (128, 128), (129, 129), (127, 2), (129, 3), (1, 130), (31, 6), (1000, 127)]:
+    dense_case(_n, _o)
 
 
 def first_case(n_in: int, kind: int, n_out: int = 33, fill=None) -> None:

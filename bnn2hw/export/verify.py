@@ -31,6 +31,10 @@ class Agreement:
     stream_compared: int = 0  # residual-stream integers (quantized-stream models)
     stream_differing: int = 0
     torch_logits: object = field(default=None, repr=False, compare=False)  # PyTorch's float logits, if kept
+    # the IR executor's integer and float logits on the same samples, if kept (a later stage on the same
+    # inputs reuses them instead of running the IR again)
+    ir_int_logits: object = field(default=None, repr=False, compare=False)
+    ir_logits: object = field(default=None, repr=False, compare=False)
 
     @property
     def exact(self) -> bool:
@@ -47,16 +51,21 @@ class Agreement:
                 "exact": self.exact, **self.details}
 
 
+TRACE_BATCH = 256
+"""torch_trace runs the model on this many images at a time (eval mode: every output row depends on
+its own image only), so PyTorch's temporaries stay small; the recorded tensors are concatenated."""
+
+
 @torch.no_grad()
-def torch_trace(model: nn.Module, x_u8: np.ndarray) -> dict:
+def torch_trace(model: nn.Module, x_u8: np.ndarray, batch: int = TRACE_BATCH) -> dict:
     """PyTorch eval-mode tensors by module name: sign outputs, pool outputs, head accumulator."""
     model.eval()
     names = {m: n for n, m in model.named_modules()}
-    out: dict = {}
+    parts: dict = {}
     hooks = []
 
     def keep(mod, _inp, res):
-        out[names[mod]] = res.detach().numpy()
+        parts.setdefault(names[mod], []).append(res.detach().numpy())
 
     for m in model.modules():
         if isinstance(m, (BinaryActivation, nn.MaxPool2d)):
@@ -73,46 +82,67 @@ def torch_trace(model: nn.Module, x_u8: np.ndarray) -> dict:
             acc = F.linear(x, mod.int_weight()[0])
         else:
             return
-        out["__acc__"] = acc.numpy()
+        parts.setdefault("__acc__", []).append(acc.numpy())
 
     hooks.append(head.register_forward_pre_hook(head_acc))
     try:
-        out["__logits__"] = model(as_float(x_u8)).numpy()
+        for i in range(0, max(len(x_u8), 1), batch):
+            parts.setdefault("__logits__", []).append(model(as_float(x_u8[i:i + batch])).numpy())
     finally:
         for h in hooks:
             h.remove()
-    return out
+    return {k: v[0] if len(v) == 1 else np.concatenate(v) for k, v in parts.items()}
 
 
 def _to_channels_last(a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 else a
 
 
-def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray) -> Agreement:
-    """Every hidden bit, every integer logit, every predicted class: PyTorch vs IR."""
-    tt = torch_trace(model, x_u8)
-    tr = execute.run(graph, x_u8)
+def _count_differing(ref: np.ndarray, got: np.ndarray, rows: int = 64) -> int:
+    """Elements where PyTorch's float tensor and the IR's int64 tensor differ, compared as values
+    (no rounding: a non-integral PyTorch value differs from every integer), ``rows`` images at a
+    time so no whole-tensor temporaries are made."""
+    return sum(int(np.count_nonzero(ref[i:i + rows] != got[i:i + rows])) for i in range(0, len(ref), rows))
+
+
+def compare_torch_ir(model: nn.Module, graph: Graph, x_u8: np.ndarray, batch: int = TRACE_BATCH) -> Agreement:
+    """Every hidden bit, every integer logit, every predicted class: PyTorch vs IR.
+
+    ``batch`` images at a time through both (each output depends on its own image only, so the
+    batching changes no value); the tensors compared stay a few hundred MB smaller than the whole
+    split's trace (issue 11, compiler speed). The IR's logits are kept in the Agreement for later
+    stages on the same inputs."""
     agr = Agreement(samples=len(x_u8))
-    per_layer = {}
-    for layer in graph.layers:
-        if layer.op in ("threshold", "maxpool") and layer.source in tt:
-            ref = _to_channels_last(tt[layer.source]).astype(np.int64)
-            got = tr.tensors[layer.name]
-            if ref.shape != got.shape:
-                raise AssertionError(f"{layer.name}: shape {got.shape} vs PyTorch {ref.shape}")
-            diff = int((ref != got).sum())
-            per_layer[layer.name] = diff
-            agr.bits_compared += ref.size
-            agr.bits_differing += diff
-    acc = tt.get("__acc__")
-    if acc is not None:
-        if not np.all(acc == np.round(acc)):
-            raise AssertionError("PyTorch head accumulator is not integral")
-        agr.int_logits_differing = int((acc.astype(np.int64) != tr.int_logits).sum())
-    agr.class_agreement = float((tt["__logits__"].argmax(1) == tr.logits.argmax(1)).mean())
-    agr.max_logit_abs_diff = float(np.abs(tt["__logits__"] - tr.logits).max())
+    per_layer: dict[str, int] = {}
+    torch_logits, ir_int, ir_logits = [], [], []
+    for i in range(0, max(len(x_u8), 1), batch):
+        xb = x_u8[i:i + batch]
+        tt = torch_trace(model, xb, batch)
+        tr = execute.run(graph, xb)
+        for layer in graph.layers:
+            if layer.op in ("threshold", "maxpool") and layer.source in tt:
+                ref = _to_channels_last(tt[layer.source])
+                got = tr.tensors[layer.name]
+                if ref.shape != got.shape:
+                    raise AssertionError(f"{layer.name}: shape {got.shape} vs PyTorch {ref.shape}")
+                diff = _count_differing(ref, got)
+                per_layer[layer.name] = per_layer.get(layer.name, 0) + diff
+                agr.bits_compared += ref.size
+                agr.bits_differing += diff
+        acc = tt.get("__acc__")
+        if acc is not None:
+            if not np.all(acc == np.round(acc)):
+                raise AssertionError("PyTorch head accumulator is not integral")
+            agr.int_logits_differing += int((acc.astype(np.int64) != tr.int_logits).sum())
+        torch_logits.append(tt["__logits__"])
+        ir_int.append(tr.int_logits)
+        ir_logits.append(tr.logits)
+    tl, il = np.concatenate(torch_logits), np.concatenate(ir_logits)
+    agr.class_agreement = float((tl.argmax(1) == il.argmax(1)).mean())
+    agr.max_logit_abs_diff = float(np.abs(tl - il).max())
     agr.details["bits_differing_per_layer"] = per_layer
-    agr.torch_logits = tt["__logits__"]
+    agr.torch_logits = tl
+    agr.ir_int_logits, agr.ir_logits = np.concatenate(ir_int), il
     return agr
 
 

@@ -31,9 +31,13 @@ def export_fpga(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float =
     x = y = None
     if exp.data is not None:
         x, y = test_inputs(exp, verify_samples)
+    agr = exp.torch_vs_ir
+    ir_logits = None  # the PyTorch == IR check already ran the IR on x (test_inputs: a prefix of x_test)
+    if x is not None and agr is not None and agr.ir_logits is not None and len(agr.ir_logits) >= len(x):
+        ir_logits = (agr.ir_int_logits[:len(x)], agr.ir_logits[:len(x)])
     summary = write_fpga_build(
         exp.graph, target, Path(out_dir), x=x, y=y, clock_mhz=clock_mhz, target_fps=target_fps, force=force,
-        finn_version=finn_version, echo=echo,
+        finn_version=finn_version, echo=echo, ir_logits=ir_logits,
         extra={"checkpoint": str(checkpoint),
                "dataset": exp.data.name if exp.data is not None else None,
                "pytorch_vs_ir": exp.torch_vs_ir.to_dict() if exp.torch_vs_ir is not None else None,
@@ -67,7 +71,8 @@ def _accuracy_or_none(v):
 
 def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mhz: float = 100.0,
                      target_fps: float = 1e6, force: bool = False,
-                     finn_version: str = build.DEFAULT_FINN_VERSION, echo=None, extra: dict | None = None) -> dict:
+                     finn_version: str = build.DEFAULT_FINN_VERSION, echo=None, extra: dict | None = None,
+                     ir_logits: tuple | None = None) -> dict:
     """Write the FINN build folder for an IR ``graph`` (all or nothing). With inputs ``x``
     (uint8, PyTorch layout; labels ``y`` optional) the ONNX graphs are first checked against the
     IR on every integer logit (onnxruntime and qonnx) and FINN's verification vectors written."""
@@ -87,19 +92,22 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
     if extra.get("reference"):  # a front end's reference check (QONNX: qonnx's execution of the file)
         summary["reference"] = extra.pop("reference")
     if x is not None:
-        ref = execute.run(graph, x)
+        if ir_logits is None:  # (integer logits, float logits) of the IR on x, unless already computed
+            tr = execute.run(graph, x)
+            ir_logits = (tr.int_logits, tr.logits)
+        ref_int, ref_logits = ir_logits
         lp, ip = run_plain(plain_model, x)
         lq, iq = run_qonnx(finn_model, x)
         summary.update({
             "dataset": extra.pop("dataset", None), "samples": int(len(x)),
             "pytorch_vs_ir": extra.pop("pytorch_vs_ir", None),
-            "ir_vs_onnxruntime": {"int_logits_differing": int((ip != ref.int_logits).sum()),
-                                  "class_agreement": float((lp.argmax(1) == ref.logits.argmax(1)).mean())},
-            "ir_vs_qonnx": {"int_logits_differing": int((iq != ref.int_logits).sum()),
-                            "class_agreement": float((lq.argmax(1) == ref.logits.argmax(1)).mean())},
+            "ir_vs_onnxruntime": {"int_logits_differing": int((ip != ref_int).sum()),
+                                  "class_agreement": float((lp.argmax(1) == ref_logits.argmax(1)).mean())},
+            "ir_vs_qonnx": {"int_logits_differing": int((iq != ref_int).sum()),
+                            "class_agreement": float((lq.argmax(1) == ref_logits.argmax(1)).mean())},
         })
         if y is not None:
-            summary["accuracy"] = {"pytorch": pt_acc, "ir": float((ref.logits.argmax(1) == y).mean()),
+            summary["accuracy"] = {"pytorch": pt_acc, "ir": float((ref_logits.argmax(1) == y).mean()),
                                    "onnxruntime": float((lp.argmax(1) == y).mean()),
                                    "qonnx": float((lq.argmax(1) == y).mean())}
         bad = [k for k in ("ir_vs_onnxruntime", "ir_vs_qonnx")
@@ -110,7 +118,7 @@ def write_fpga_build(graph, target: str, out_dir: Path, x=None, y=None, clock_mh
         # output is the integer logits (onnx_export module doc)
         n_fv = min(len(x), build.FINN_VERIFY_SAMPLES)
         verify_in = x[:n_fv].reshape([n_fv] + [d.dim_value for d in finn_model.graph.input[0].type.tensor_type.shape.dim][1:])
-        verify_out = ref.int_logits[:n_fv].astype(np.float32)
+        verify_out = ref_int[:n_fv].astype(np.float32)
     else:
         verify_in = verify_out = None
     layers = build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)

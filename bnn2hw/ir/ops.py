@@ -50,7 +50,8 @@ def dense(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return int_matmul(x, w.T)
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: int = 0) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: int = 0,
+           dtype=np.int64) -> np.ndarray:
     """(N, H, W, C) -> (N, OH, OW, kh*kw*C) patches in (ky, kx, c) order; padded positions hold
     ``pad_value``.
 
@@ -59,17 +60,18 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: in
     with a per-position fan-in. ``pad_value`` -1 means a padded position holds the activation -1
     (the bit 0: FINN's FMPadding of a binary stream). An array ``pad_value`` (C,) pads each
     channel with its own value (a uint8 input padded with the mean pixel: zero padding in the
-    normalized space of an input Normalize, :mod:`bnn2hw.export.fold_official`)."""
+    normalized space of an input Normalize, :mod:`bnn2hw.export.fold_official`). ``dtype``: of
+    the patches (the caller guarantees it holds every value exactly; :func:`conv2d` builds them
+    straight in its exact float type, with no int64 copy)."""
     n, h, w, c = x.shape
-    if np.ndim(pad_value):  # one value per input channel (the uint8 first layer's mean pixel)
-        xp = np.empty((n, h + 2 * pad, w + 2 * pad, c), dtype=np.int64)
-        xp[...] = np.asarray(pad_value, dtype=np.int64)
-        xp[:, pad:pad + h, pad:pad + w, :] = x
-    else:
-        xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (w + 2 * pad - kw) // stride + 1
-    cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
+    if pad:
+        xp = np.full((n, h + 2 * pad, w + 2 * pad, c), pad_value, dtype=dtype)
+        xp[:, pad:pad + h, pad:pad + w, :] = x
+    else:
+        xp = x
+    cols = np.empty((n, oh, ow, kh, kw, c), dtype=dtype)
     for ky in range(kh):
         for kx in range(kw):
             cols[:, :, :, ky, kx, :] = xp[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :]
@@ -87,16 +89,22 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride: int, pad: int, pad_value: int =
     Invariant: acc[n, y, x, o] = sum over taps (ky, kx, c) of w[o, ky, kx, c] * v, where v is the
     input at (y*stride + ky - pad, x*stride + kx - pad, c) inside the image and ``pad_value``
     (0 or -1) outside it. Any kernel size (1x1 included) and any stride. Computed in chunks of
-    images with :func:`int_matmul` (exact)."""
+    images; exact: the patches are built directly in the float type of
+    :func:`exact_float_dtype` for this fan-in and these value bounds (every partial sum an exact
+    integer), and the product is converted back to int64 (int64 throughout when no float type
+    is exact)."""
     o, kh, kw, c = w.shape
     n, h, wd, _ = x.shape
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (wd + 2 * pad - kw) // stride + 1
-    wmat = w.reshape(o, -1).T
-    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * 8))
+    amax = max(_absmax(x), int(np.max(np.abs(pad_value))) if pad else 0)  # pad_value: scalar or (C,)
+    ft = exact_float_dtype(kh * kw * c, amax, _absmax(w)) if x.size and w.size else None
+    dt = np.int64 if ft is None else ft
+    wmat = w.reshape(o, -1).T.astype(dt)
+    per = max(1, CONV_CHUNK_BYTES // max(1, oh * ow * kh * kw * c * np.dtype(dt).itemsize))
     out = np.empty((n, oh, ow, o), dtype=np.int64)
     for lo in range(0, n, per):
-        out[lo:lo + per] = int_matmul(im2col(x[lo:lo + per], kh, kw, stride, pad, pad_value), wmat)
+        out[lo:lo + per] = im2col(x[lo:lo + per], kh, kw, stride, pad, pad_value, dt) @ wmat
     return out
 
 
@@ -108,12 +116,18 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
     thr, direction = np.asarray(thr), np.asarray(direction)
     if thr.ndim != 1 or direction.shape != thr.shape or acc.shape[-1:] != thr.shape:
         return np.where(np.where(direction > 0, acc >= thr, acc <= thr), 1, -1).astype(np.int64)
-    # acc <= thr  <=>  not (acc >= thr) or acc == thr: whole-array compares (no gather of the
-    # down channels, no np.where, both slow on large tensors)
     up = direction > 0
-    res = (acc >= thr) == up
-    if not up.all():
-        res |= (acc == thr) & ~up
+    if np.issubdtype(acc.dtype, np.signedinteger) and np.issubdtype(thr.dtype, np.signedinteger) and (
+            thr.size == 0 or int(thr.max()) < np.iinfo(np.int64).max):
+        # integers: acc <= thr  <=>  not (acc >= thr + 1), so one whole-array compare against
+        # per-channel bounds (thr on up channels, thr + 1 on down ones) serves both directions
+        t = thr.astype(np.int64)
+        res = (acc >= np.where(up, t, t + 1)) == up
+    else:
+        # acc <= thr  <=>  not (acc >= thr) or acc == thr (no gather of the down channels)
+        res = (acc >= thr) == up
+        if not up.all():
+            res |= (acc == thr) & ~up
     out = res.astype(np.int64)
     out *= 2
     out -= 1
@@ -123,12 +137,16 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
     """Max-pool (N, H, W, C) with no padding (floor); on ±1 data max is a logical OR of +1, on a
     fixed-point stream the largest integer of the window (exact)."""
-    n, h, w, c = x.shape
+    _, h, w, _ = x.shape
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
-    out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, dtype=np.int64)
+    out = None
     for ky in range(k):
         for kx in range(k):
-            out = np.maximum(out, x[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :])
+            win = x[:, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride, :]
+            if out is None:
+                out = win.astype(np.int64)  # a copy: the first window starts the maximum
+            else:
+                np.maximum(out, win, out=out)
     return out
 
 
