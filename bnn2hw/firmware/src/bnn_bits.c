@@ -52,58 +52,73 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * exactly when p <= M: LSLS moves its sign to C, RRXS shifts it in at bit 31 and the old
  * bit 0 out to C; the pass loop ends when the sentinel bit falls out (as in bnn_dense.c).
  */
-#define BNN_T2_ACC(ACC)                                                                   \
+/* USADA8 accumulation of the nibble word in r7 into ACC; FIRST: the first one of a row in
+ * popcount mode (M = 1) starts the sum with USAD8 instead. */
+#define BNN_T2_ACC_M(ACC, M, FIRST)                                                       \
     "and r10, r7, #0xF0F0F0F0\n\t"                                                        \
     "sub r10, r10, r10, lsr #4\n\t"                                                       \
-    "usada8 " ACC ", r7, r10, " ACC "\n\t"
-/* one row's share of a group: weights from W (advanced), input words in r4-r6 */
-#define BNN_T2_GROUP(W, ACC)                                                              \
+    ".if " #M " == 1 && " #FIRST "\n\t"                                                   \
+    "usad8 " ACC ", r7, r10\n\t"                                                          \
+    ".else\n\t"                                                                           \
+    "usada8 " ACC ", r7, r10, " ACC "\n\t"                                                \
+    ".endif\n\t"
+/* one row's share of a group: weights from W (advanced), input words in r4-r6; the pairs of
+ * independent instructions (z halves, nibble halves) can dual-issue on Cortex-M7 */
+#define BNN_T2_GROUP(W, ACC, M, FIRST)                                                    \
     "ldm " W "!, {r7, r8, r9}\n\t"                                                        \
     "eor r7, r7, r4\n\t"                                                                  \
     "eor r8, r8, r5\n\t"                                                                  \
-    "eor r9, r9, r6\n\t"                                                                  \
     "and r10, r7, #0xAAAAAAAA\n\t"                                                        \
+    "eor r9, r9, r6\n\t"                                                                  \
     "sub r7, r7, r10, lsr #1\n\t"                                                         \
     "and r10, r8, #0xAAAAAAAA\n\t"                                                        \
     "sub r8, r8, r10, lsr #1\n\t"                                                         \
     "and r10, r9, #0x55555555\n\t"                                                        \
+    "and r9, r9, #0xAAAAAAAA\n\t"                                                         \
     "add r7, r7, r10\n\t"                                                                 \
-    "and r10, r9, #0xAAAAAAAA\n\t"                                                        \
-    "add r8, r8, r10, lsr #1\n\t"                                                         \
+    "add r8, r8, r9, lsr #1\n\t"                                                          \
     "and r10, r7, #0xCCCCCCCC\n\t"                                                        \
+    "and r9, r8, #0xCCCCCCCC\n\t"                                                         \
     "and r7, r7, #0x33333333\n\t"                                                         \
-    "add r7, r7, r10, lsr #2\n\t"                                                         \
-    "and r10, r8, #0xCCCCCCCC\n\t"                                                        \
     "and r8, r8, #0x33333333\n\t"                                                         \
-    "add r7, r7, r8\n\t"                                                                  \
-    "add r7, r7, r10, lsr #2\n\t" BNN_T2_ACC(ACC)
-#define BNN_T2_GROUP2 "ldm r0!, {r4, r5, r6}\n\t" BNN_T2_GROUP("r1", "r11") BNN_T2_GROUP("r2", "r12")
-#define BNN_T2_TAIL1_ROW(W, ACC)                                                          \
+    "add r7, r7, r10, lsr #2\n\t"                                                         \
+    "add r8, r8, r9, lsr #2\n\t"                                                          \
+    "add r7, r7, r8\n\t" BNN_T2_ACC_M(ACC, M, FIRST)
+#define BNN_T2_GROUP2(M, FIRST)                                                           \
+    "ldm r0!, {r4, r5, r6}\n\t" BNN_T2_GROUP("r1", "r11", M, FIRST) BNN_T2_GROUP("r2", "r12", M, FIRST)
+#define BNN_T2_TAIL1_ROW(W, ACC, M)                                                       \
     "ldr r7, [" W "], #4\n\t"                                                             \
     "eor r7, r7, r4\n\t"                                                                  \
     "and r10, r7, #0xAAAAAAAA\n\t"                                                        \
     "sub r7, r7, r10, lsr #1\n\t"                                                         \
     "and r10, r7, #0xCCCCCCCC\n\t"                                                        \
     "and r7, r7, #0x33333333\n\t"                                                         \
-    "add r7, r7, r10, lsr #2\n\t" BNN_T2_ACC(ACC)
-#define BNN_T2_TAIL2_ROW(W, ACC)                                                          \
+    "add r7, r7, r10, lsr #2\n\t" BNN_T2_ACC_M(ACC, M, 1)
+#define BNN_T2_TAIL2_ROW(W, ACC, M)                                                       \
     "ldrd r7, r8, [" W "], #8\n\t"                                                        \
     "eor r7, r7, r4\n\t"                                                                  \
     "eor r8, r8, r5\n\t"                                                                  \
     "and r10, r7, #0xAAAAAAAA\n\t"                                                        \
+    "and r9, r8, #0xAAAAAAAA\n\t"                                                         \
     "sub r7, r7, r10, lsr #1\n\t"                                                         \
-    "and r10, r8, #0xAAAAAAAA\n\t"                                                        \
-    "sub r8, r8, r10, lsr #1\n\t"                                                         \
+    "sub r8, r8, r9, lsr #1\n\t"                                                          \
     "and r10, r7, #0xCCCCCCCC\n\t"                                                        \
+    "and r9, r8, #0xCCCCCCCC\n\t"                                                         \
     "and r7, r7, #0x33333333\n\t"                                                         \
-    "add r7, r7, r10, lsr #2\n\t"                                                         \
-    "and r10, r8, #0xCCCCCCCC\n\t"                                                        \
     "and r8, r8, #0x33333333\n\t"                                                         \
-    "add r7, r7, r8\n\t"                                                                  \
-    "add r7, r7, r10, lsr #2\n\t" BNN_T2_ACC(ACC)
-#define BNN_T2_TAIL1 "ldr r4, [r0], #4\n\t" BNN_T2_TAIL1_ROW("r1", "r11") BNN_T2_TAIL1_ROW("r2", "r12")
-#define BNN_T2_TAIL2 "ldrd r4, r5, [r0], #8\n\t" BNN_T2_TAIL2_ROW("r1", "r11") BNN_T2_TAIL2_ROW("r2", "r12")
+    "add r7, r7, r10, lsr #2\n\t"                                                         \
+    "add r8, r8, r9, lsr #2\n\t"                                                          \
+    "add r7, r7, r8\n\t" BNN_T2_ACC_M(ACC, M, 1)
+#define BNN_T2_TAIL1(M) "ldr r4, [r0], #4\n\t" BNN_T2_TAIL1_ROW("r1", "r11", M) BNN_T2_TAIL1_ROW("r2", "r12", M)
+#define BNN_T2_TAIL2(M) "ldrd r4, r5, [r0], #8\n\t" BNN_T2_TAIL2_ROW("r1", "r11", M) BNN_T2_TAIL2_ROW("r2", "r12", M)
 
+/*
+ * Pass structure.  Bits mode: [sp] input, [sp+4] nw * 4, [sp+8] next max_mismatch pair;
+ * a pass starts with LDRD of the pair's M (advancing the pointer) and ~M, ends with two
+ * LSLS / RRXS and one LDM {r0, r4, r5} of the stack frame (input, nw * 4, M pointer).
+ * Popcount mode: r3 is the store pointer, [sp+12] its end; the first accumulation of a row
+ * is a USAD8 (no zeroing), except for R = 0, C = 2 (the loop's first group), which zeroes.
+ */
 #define BNN_T2_DEFINE(R, C, M)                                                            \
     __attribute__((naked)) uint32_t bnn__dbt2_##R##C##M(const bnn_word_t *in BNN_UNUSED,     \
                                                      const bnn_word_t *w BNN_UNUSED,      \
@@ -113,60 +128,55 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
                          "sub sp, sp, #20\n\t"                                            \
                          "lsr r4, r3, #5\n\t"                        /* nw */              \
-                         "and r5, r3, #31\n\t"                       /* cnt - 1 */         \
-                         "lsl r6, r4, #2\n\t"                                             \
-                         "strd r0, r2, [sp]\n\t"                                          \
-                         "str r6, [sp, #8]\n\t"                                           \
+                         "and r7, r3, #31\n\t"                       /* cnt - 1 */         \
+                         "lsl r6, r4, #2\n\t"                        /* nw * 4 */          \
+                         "strd r0, r6, [sp]\n\t"                                          \
                          "add lr, r0, r6\n\t"                                             \
+                         "mov r5, r2\n\t"                                                 \
                          ".if " #M " == 1\n\t"                                            \
-                         "add r7, r2, r5, lsl #2\n\t"                                     \
-                         "add r7, r7, #4\n\t"                                             \
-                         "str r7, [sp, #12]\n\t"                     /* p + cnt */         \
                          "mov r3, r2\n\t"                                                 \
+                         "add r8, r2, r7, lsl #2\n\t"                                     \
+                         "add r8, r8, #4\n\t"                                             \
+                         "str r8, [sp, #12]\n\t"                     /* p + cnt */         \
+                         ".else\n\t"                                                      \
+                         "mov r3, #1\n\t"                                                 \
+                         "lsl r3, r3, r7\n\t"                        /* sentinel */       \
                          ".endif\n\t"                                                     \
-                         "tst r5, #1\n\t"                                                 \
+                         "tst r7, #1\n\t"                                                 \
                          "bne 3f\n\t"                                                     \
-                         /* odd count: row 0 twice */                                     \
+                         /* odd count: row 0 twice (A = B = row 0) */                     \
+                         "mov r2, r1\n\t"                                                 \
                          ".if " #M " == 0\n\t"                                            \
-                         "ldr r11, [r2], #4\n\t"                                          \
-                         "str r2, [sp, #4]\n\t"                                           \
+                         "ldr r11, [r5], #4\n\t"                                          \
+                         "str r5, [sp, #8]\n\t"                                           \
                          "mvn r11, r11\n\t"                                               \
                          "mov r12, r11\n\t"                                               \
-                         "mov r3, #2\n\t"                                                 \
-                         "lsl r3, r3, r5\n\t"                        /* sentinel 1<<cnt */ \
-                         "mov r2, r1\n\t"                                                 \
-                         ".else\n\t"                                                      \
-                         "mov r2, r1\n\t"                                                      \
+                         "lsl r3, r3, #1\n\t"                        /* one more shift */ \
+                         ".elseif " #R " == 0 && " #C " == 2\n\t"                         \
                          "mov r11, #0\n\t"                                                \
                          "mov r12, #0\n\t"                                                \
                          ".endif\n\t"                                                     \
                          "b 4f\n\t"                                                       \
                          "3:\n\t"                                                         \
                          "add r2, r1, r6\n\t"                                             \
-                         ".if " #M " == 0\n\t"                                            \
-                         "mov r3, #1\n\t"                                                 \
-                         "lsl r3, r3, r5\n\t"                        /* sentinel */       \
-                         ".endif\n\t"                                                     \
                          "1:\n\t"                                                         \
                          ".if " #M " == 0\n\t"                                            \
-                         "ldrd r0, r10, [sp]\n\t"                                         \
-                         "ldrd r11, r12, [r10], #8\n\t"                                   \
-                         "str r10, [sp, #4]\n\t"                                          \
+                         "ldrd r11, r12, [r5], #8\n\t"                                    \
+                         "str r5, [sp, #8]\n\t"                                           \
                          "mvn r11, r11\n\t"                                               \
                          "mvn r12, r12\n\t"                                               \
-                         ".else\n\t"                                                      \
-                         "ldr r0, [sp]\n\t"                                               \
+                         ".elseif " #R " == 0 && " #C " == 2\n\t"                         \
                          "mov r11, #0\n\t"                                                \
                          "mov r12, #0\n\t"                                                \
                          ".endif\n\t"                                                     \
                          "4:\n\t"                                                         \
-                         ".if " #R " == 1\n\t" BNN_T2_TAIL1                               \
-                         ".elseif " #R " == 2\n\t" BNN_T2_TAIL2                           \
+                         ".if " #R " == 1\n\t" BNN_T2_TAIL1(M)                            \
+                         ".elseif " #R " == 2\n\t" BNN_T2_TAIL2(M)                        \
                          ".endif\n\t"                                                     \
-                         ".if " #C " == 1 || " #C " == 3\n\t" BNN_T2_GROUP2               \
+                         ".if " #C " == 1 || " #C " == 3\n\t" BNN_T2_GROUP2(M, (R == 0))  \
                          ".endif\n\t"                                                     \
                          ".if " #C " >= 2\n\t"                                            \
-                         "2:\n\t" BNN_T2_GROUP2 BNN_T2_GROUP2                             \
+                         "2:\n\t" BNN_T2_GROUP2(M, 0) BNN_T2_GROUP2(M, 0)                 \
                          "cmp r0, lr\n\t"                                                 \
                          "bne 2b\n\t"                                                     \
                          ".endif\n\t"                                                     \
@@ -175,21 +185,20 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "rrxs r3, r3\n\t"                                                \
                          "lsls r10, r12, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
+                         "ldm sp, {r0, r4, r5}\n\t"                                       \
+                         "mov r1, r2\n\t"                                                 \
+                         "add r2, r2, r4\n\t"                                             \
+                         "bcc 1b\n\t"                                                     \
+                         "mov r0, r3\n\t"                                                 \
                          ".else\n\t"                                                      \
                          "cmp r1, r2\n\t"                            /* row 0 twice? */   \
                          "it ne\n\t"                                                      \
                          "strne r11, [r3], #4\n\t"                                        \
                          "str r12, [r3], #4\n\t"                                          \
-                         ".endif\n\t"                                                     \
-                         "ldr r10, [sp, #8]\n\t"                                          \
+                         "ldm sp, {r0, r4, r5, r6}\n\t"                                   \
                          "mov r1, r2\n\t"                                                 \
-                         "add r2, r2, r10\n\t"                                            \
-                         ".if " #M " == 0\n\t"                                            \
-                         "bcc 1b\n\t"                                                     \
-                         "mov r0, r3\n\t"                                                 \
-                         ".else\n\t"                                                      \
-                         "ldr r10, [sp, #12]\n\t"                                         \
-                         "cmp r3, r10\n\t"                                                \
+                         "add r2, r2, r4\n\t"                                             \
+                         "cmp r3, r6\n\t"                                                 \
                          "bne 1b\n\t"                                                     \
                          ".endif\n\t"                                                     \
                          "add sp, sp, #20\n\t"                                            \
