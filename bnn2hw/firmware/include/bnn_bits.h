@@ -223,10 +223,13 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 #define BNN_MVE 0
 #endif
 
-/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernel, bits mode only (bnn_bits.c). */
+/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernels (bnn_bits.c), any row length:
+ * bnn__dbt_m0 has the contract of bnn__dbt2_<R><C>0 (bits), bnn__dbt_m0_pop that of
+ * bnn__dbt2_<R><C>1 (popcounts stored, return value unspecified). */
 #if defined(__arm__) && defined(__ARM_ARCH_6M__) && BNN_POPCOUNT == BNN_POPCOUNT_MULTI && !defined(BNN_NO_ASM)
 #define BNN_M0_ASM 1
 uint32_t bnn__dbt_m0(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt);
+uint32_t bnn__dbt_m0_pop(const bnn_word_t *in, const bnn_word_t *w, const int32_t *p, uint32_t nw_cnt);
 #else
 #define BNN_M0_ASM 0
 #endif

@@ -333,16 +333,20 @@ BNN_T2_DEFINE(2, 3, 1)
 
 #if BNN_M0_ASM
 /*
- * bnn__dbt_m0: ARMv6-M (Cortex-M0/M0+) binary dense rows of any length, the contract of
- * bnn__dbt2_<R><C>0 (bnn_bits.h).  Thumb-1 has no shifted operands and 8 low registers, so
- * per word: x ^ w, 2-bit counts x - ((x >> 1) & 0x55..), nibbles (x & 0x33..) + ((x >> 2) &
- * 0x33..) (<= 4); the nibbles of 3 words are added (<= 12), split into bytes (<= 24) and
- * summed with one MUL by 0x01010101 (top byte, <= 96) into the row total.  Words past the
- * last full group (nw % 3) go through the same steps one at a time.
- * r0 input, r1 weights, r2 nibble sum, r3 row total, r4-r5 scratch, r6 0x55.., r7 0x33..;
- * r8 0x0f0f0f0f, r9 input base, r10 input end, r11 max_mismatch, r12 bits with the sentinel,
- * lr end of the full groups, [sp] 0x01010101.  The output bit: the sign of p + ~M = p - M - 1
- * is shifted in at bit 31 (LSRS moves the sentinel out into C, ORRS keeps C).
+ * bnn__dbt_m0 / bnn__dbt_m0_pop: ARMv6-M (Cortex-M0/M0+) binary dense rows of any length, the
+ * contracts of bnn__dbt2_<R><C>0 / bnn__dbt2_<R><C>1 (bnn_bits.h).  Thumb-1 has no shifted
+ * operands and 8 low registers.  Per group of 3 words x, y, z (each already x ^ w): 2-bit
+ * counts of x and y, the even / odd bits of z added into their spare capacity (fields <= 3),
+ * then 4-bit fields added (nibbles <= 12): 28 instructions with the loads, as in the Thumb-2
+ * kernel.  A group's nibble word is flushed (byte stage, <= 24 per byte, one MUL by
+ * 0x01010101, top byte) at the start of the next group, so the last group's is flushed together
+ * with the 1-2 words past the last full group (nw % 3, nibbles <= 8, their bytes <= 16 added
+ * before the one MUL: <= 40 per byte).
+ * r0 input, r1 weights, r2 pending nibble word, r3 / r4 tail words, r4-r5 scratch, r6 0x55..,
+ * r7 0x33..; r8 row total, r9 input base, r10 input end, r11 max_mismatch or popcount pointer,
+ * r12 bits with the sentinel, lr end of the full groups; [sp] 0x01010101, [sp+4] 0x0f0f0f0f.
+ * Bits mode: the total starts at ~M, so it ends at p - M - 1, whose sign is the output bit,
+ * shifted in at bit 31 (LSRS moves the sentinel out into C, ORRS keeps C).
  */
 #define BNN_M0_WORD(X)                                                                    \
     "ldm r0!, {" X "}\n\t"                                                                \
@@ -355,90 +359,152 @@ BNN_T2_DEFINE(2, 3, 1)
     "ands r5, r7\n\t"                                                                     \
     "ands " X ", r7\n\t"                                                                  \
     "adds " X ", " X ", r5\n\t"
-#define BNN_M0_FLUSH                                                                      \
-    "mov r5, r8\n\t"                                                                      \
+#define BNN_M0_GROUP                                                                      \
+    "ldm r0!, {r2, r3, r4}\n\t"                                                           \
+    "ldm r1!, {r5}\n\t"                                                                   \
+    "eors r2, r5\n\t"                                                                     \
+    "ldm r1!, {r5}\n\t"                                                                   \
+    "eors r3, r5\n\t"                                                                     \
+    "ldm r1!, {r5}\n\t"                                                                   \
+    "eors r4, r5\n\t"                                                                     \
+    "lsrs r5, r2, #1\n\t"                                                                 \
+    "ands r5, r6\n\t"                                                                     \
+    "subs r2, r2, r5\n\t"                                                                 \
+    "lsrs r5, r3, #1\n\t"                                                                 \
+    "ands r5, r6\n\t"                                                                     \
+    "subs r3, r3, r5\n\t"                                                                 \
+    "movs r5, r6\n\t"                                                                     \
+    "ands r5, r4\n\t"                                                                     \
+    "adds r2, r2, r5\n\t"                                                                 \
+    "lsrs r4, r4, #1\n\t"                                                                 \
+    "ands r4, r6\n\t"                                                                     \
+    "adds r3, r3, r4\n\t"                                                                 \
+    "lsrs r5, r2, #2\n\t"                                                                 \
+    "ands r5, r7\n\t"                                                                     \
+    "ands r2, r7\n\t"                                                                     \
+    "adds r2, r2, r5\n\t"                                                                 \
+    "lsrs r5, r3, #2\n\t"                                                                 \
+    "ands r5, r7\n\t"                                                                     \
+    "ands r3, r7\n\t"                                                                     \
+    "adds r2, r2, r3\n\t"                                                                 \
+    "adds r2, r2, r5\n\t"
+/* r2 (nibbles) -> bytes (r5 = 0x0f0f0f0f) */
+#define BNN_M0_BYTES                                                                      \
     "lsrs r4, r2, #4\n\t"                                                                 \
     "ands r4, r5\n\t"                                                                     \
     "ands r2, r5\n\t"                                                                     \
-    "adds r2, r2, r4\n\t"                                                                 \
+    "adds r2, r2, r4\n\t"
+/* sum of the bytes of r2 -> r2 */
+#define BNN_M0_HSUM                                                                       \
     "ldr r5, [sp]\n\t"                                                                    \
     "muls r2, r5\n\t"                                                                     \
-    "lsrs r2, r2, #24\n\t"                                                                \
-    "adds r3, r3, r2\n\t"
+    "lsrs r2, r2, #24\n\t"
 
-__attribute__((naked)) uint32_t bnn__dbt_m0(const bnn_word_t *in BNN_UNUSED, const bnn_word_t *w BNN_UNUSED,
-                                            const int32_t *mm BNN_UNUSED, uint32_t nw_cnt BNN_UNUSED)
-{
-    __asm__ volatile(
-        ".syntax unified\n\t"
-        "push {r4-r7, lr}\n\t"
-        "mov r4, r8\n\t"
-        "mov r5, r9\n\t"
-        "mov r6, r10\n\t"
-        "mov r7, r11\n\t"
-        "push {r4-r7}\n\t"
-        "sub sp, #8\n\t"
-        "ldr r5, =0x01010101\n\t"
-        "str r5, [sp]\n\t"
-        "lsrs r4, r3, #5\n\t"       /* nw */
-        "lsls r5, r3, #27\n\t"
-        "lsrs r5, r5, #27\n\t"      /* cnt - 1 */
-        "movs r6, #1\n\t"
-        "lsls r6, r5\n\t"
-        "mov r12, r6\n\t"           /* sentinel */
-        "mov r9, r0\n\t"
-        "lsls r5, r4, #2\n\t"
-        "adds r5, r0, r5\n\t"
-        "mov r10, r5\n\t"           /* input end */
-        "ldr r5, =43691\n\t"        /* nw / 3 = (nw * 43691) >> 17 for nw < 98304 */
-        "muls r5, r4\n\t"
-        "lsrs r5, r5, #17\n\t"
-        "movs r6, #12\n\t"
-        "muls r5, r6\n\t"
-        "adds r5, r0, r5\n\t"
-        "mov lr, r5\n\t"            /* end of the full groups */
-        "mov r11, r2\n\t"
-        "ldr r5, =0x0f0f0f0f\n\t"
-        "mov r8, r5\n\t"
-        "ldr r6, =0x55555555\n\t"
-        "ldr r7, =0x33333333\n\t"
-        "1:\n\t"
-        "mov r0, r9\n\t"
-        "movs r3, #0\n\t"
-        "cmp r0, lr\n\t"
-        "beq 4f\n\t"
-        "2:\n\t" BNN_M0_WORD("r2") BNN_M0_WORD("r4") "adds r2, r2, r4\n\t" BNN_M0_WORD("r4")
-        "adds r2, r2, r4\n\t" BNN_M0_FLUSH
-        "cmp r0, lr\n\t"
-        "bne 2b\n\t"
-        "4:\n\t"
-        "cmp r0, r10\n\t"
-        "beq 5f\n\t"
-        "movs r2, #0\n\t"
-        "6:\n\t" BNN_M0_WORD("r4") "adds r2, r2, r4\n\t"
-        "cmp r0, r10\n\t"
-        "bne 6b\n\t" BNN_M0_FLUSH
-        "5:\n\t"
-        "mov r4, r11\n\t"
-        "ldm r4!, {r5}\n\t"
-        "mov r11, r4\n\t"
-        "mvns r5, r5\n\t"
-        "adds r3, r3, r5\n\t"       /* p - M - 1 */
-        "lsrs r3, r3, #31\n\t"
-        "lsls r3, r3, #31\n\t"
-        "mov r4, r12\n\t"
-        "lsrs r4, r4, #1\n\t"       /* C = the bit shifted out (the sentinel ends the loop) */
-        "orrs r4, r3\n\t"
-        "mov r12, r4\n\t"
-        "bcc 1b\n\t"
-        "mov r0, r12\n\t"
-        "add sp, #8\n\t"
-        "pop {r4-r7}\n\t"
-        "mov r8, r4\n\t"
-        "mov r9, r5\n\t"
-        "mov r10, r6\n\t"
-        "mov r11, r7\n\t"
-        "pop {r4-r7, pc}\n\t"
-        ".ltorg\n\t");
-}
+#define BNN_M0_DEFINE(NAME, M)                                                            \
+    __attribute__((naked)) uint32_t NAME(const bnn_word_t *in BNN_UNUSED, const bnn_word_t *w BNN_UNUSED, \
+                                         const int32_t *mm BNN_UNUSED, uint32_t nw_cnt BNN_UNUSED) \
+    {                                                                                     \
+        __asm__ volatile(".syntax unified\n\t"                                            \
+                         "push {r4-r7, lr}\n\t"                                           \
+                         "mov r4, r8\n\t"                                                 \
+                         "mov r5, r9\n\t"                                                 \
+                         "mov r6, r10\n\t"                                                \
+                         "mov r7, r11\n\t"                                                \
+                         "push {r4-r7}\n\t"                                               \
+                         "sub sp, #8\n\t"                                                 \
+                         "ldr r5, =0x01010101\n\t"                                        \
+                         "str r5, [sp]\n\t"                                               \
+                         "ldr r5, =0x0f0f0f0f\n\t"                                        \
+                         "str r5, [sp, #4]\n\t"                                           \
+                         "lsrs r4, r3, #5\n\t"       /* nw */                             \
+                         "lsls r5, r3, #27\n\t"                                           \
+                         "lsrs r5, r5, #27\n\t"      /* cnt - 1 */                        \
+                         "movs r6, #1\n\t"                                                \
+                         "lsls r6, r5\n\t"                                                \
+                         "mov r12, r6\n\t"           /* sentinel */                       \
+                         "mov r9, r0\n\t"                                                 \
+                         "lsls r5, r4, #2\n\t"                                            \
+                         "adds r5, r0, r5\n\t"                                            \
+                         "mov r10, r5\n\t"           /* input end */                      \
+                         "ldr r5, =43691\n\t"        /* nw / 3 = (nw * 43691) >> 17, nw < 98304 */ \
+                         "muls r5, r4\n\t"                                                \
+                         "lsrs r5, r5, #17\n\t"                                           \
+                         "movs r6, #12\n\t"                                               \
+                         "muls r5, r6\n\t"                                                \
+                         "adds r5, r0, r5\n\t"                                            \
+                         "mov lr, r5\n\t"            /* end of the full groups */         \
+                         "mov r11, r2\n\t"                                                \
+                         "ldr r6, =0x55555555\n\t"                                        \
+                         "ldr r7, =0x33333333\n\t"                                        \
+                         "1:\n\t"                                                         \
+                         "mov r0, r9\n\t"                                                 \
+                         ".if " #M " == 0\n\t"                                            \
+                         "mov r4, r11\n\t"                                                \
+                         "ldm r4!, {r5}\n\t"                                              \
+                         "mov r11, r4\n\t"                                                \
+                         "mvns r5, r5\n\t"           /* total starts at ~M */             \
+                         ".else\n\t"                                                      \
+                         "movs r5, #0\n\t"                                                \
+                         ".endif\n\t"                                                     \
+                         "mov r8, r5\n\t"                                                 \
+                         "cmp r0, lr\n\t"                                                 \
+                         "bne 2f\n\t"                                                     \
+                         "movs r2, #0\n\t"            /* no full group */               \
+                         "b 4f\n\t"                                                       \
+                         "2:\n\t" BNN_M0_GROUP                                            \
+                         "cmp r0, lr\n\t"                                                 \
+                         "beq 4f\n\t"                                                     \
+                         "ldr r5, [sp, #4]\n\t" BNN_M0_BYTES BNN_M0_HSUM                   \
+                         "add r8, r2\n\t"                                                 \
+                         "b 2b\n\t"                                                       \
+                         "4:\n\t"                                                         \
+                         "cmp r0, r10\n\t"                                                \
+                         "beq 5f\n\t" BNN_M0_WORD("r3")                                   \
+                         "cmp r0, r10\n\t"                                                \
+                         "beq 6f\n\t" BNN_M0_WORD("r4")                                   \
+                         "adds r3, r3, r4\n\t"                                            \
+                         "6:\n\t"                                                         \
+                         "ldr r5, [sp, #4]\n\t"                                           \
+                         "lsrs r4, r3, #4\n\t"                                            \
+                         "ands r4, r5\n\t"                                                \
+                         "ands r3, r5\n\t"                                                \
+                         "adds r3, r3, r4\n\t"       /* tail bytes <= 16 */               \
+                         BNN_M0_BYTES                                                     \
+                         "adds r2, r2, r3\n\t"       /* bytes <= 40 */                    \
+                         "7:\n\t" BNN_M0_HSUM                                             \
+                         "add r2, r8\n\t"                                                 \
+                         ".if " #M " == 0\n\t"                                            \
+                         "lsrs r2, r2, #31\n\t"                                           \
+                         "lsls r2, r2, #31\n\t"                                           \
+                         "mov r4, r12\n\t"                                                \
+                         "lsrs r4, r4, #1\n\t"       /* C = the bit shifted out */        \
+                         "orrs r4, r2\n\t"                                                \
+                         "mov r12, r4\n\t"                                                \
+                         ".else\n\t"                                                      \
+                         "mov r4, r11\n\t"                                                \
+                         "stm r4!, {r2}\n\t"                                              \
+                         "mov r11, r4\n\t"                                                \
+                         "mov r4, r12\n\t"                                                \
+                         "lsrs r4, r4, #1\n\t"                                            \
+                         "mov r12, r4\n\t"                                                \
+                         ".endif\n\t"                                                     \
+                         "bcc 1b\n\t"                                                     \
+                         "b 8f\n\t"                                                       \
+                         "5:\n\t"                     /* no tail word */                \
+                         "ldr r5, [sp, #4]\n\t" BNN_M0_BYTES                               \
+                         "b 7b\n\t"                                                       \
+                         "8:\n\t"                                                         \
+                         "mov r0, r12\n\t"                                                \
+                         "add sp, #8\n\t"                                                 \
+                         "pop {r4-r7}\n\t"                                                \
+                         "mov r8, r4\n\t"                                                 \
+                         "mov r9, r5\n\t"                                                 \
+                         "mov r10, r6\n\t"                                                \
+                         "mov r11, r7\n\t"                                                \
+                         "pop {r4-r7, pc}\n\t"                                            \
+                         ".ltorg\n\t");                                                   \
+    }
+
+BNN_M0_DEFINE(bnn__dbt_m0, 0)
+BNN_M0_DEFINE(bnn__dbt_m0_pop, 1)
 #endif
