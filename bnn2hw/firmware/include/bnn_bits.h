@@ -142,11 +142,14 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
  * bnn__dbt2_<R><C>0(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
  *   for each row j < cnt (weights w + j * nw, nw words), p_j = popcount(in ^ w_j) and the
  *   bit (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31); returns
- *   the word (row j at bit 32 - cnt + j).  max_mismatch must lie in [-1, 32 * nw].
+ *   the word (row j at bit 32 - cnt + j; the bits below are unspecified, callers shift them
+ *   out with >> (32 - cnt)).  max_mismatch must lie in [-1, 32 * nw].
  *   Per row: R tail words, then groups of 3 words: 2-bit counts with the third word's bits
  *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
- *   stage (derivation in bnn_bits.c).  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
- *   p[j] instead (same rows).  bnn__dense_bits_t2 (bnn_dense.h) picks the function.
+ *   stage (derivation in bnn_bits.c); with the DSP extension two rows per pass share every
+ *   input load and the loop control.  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
+ *   p[j] instead (same rows; return value unspecified).  bnn__dense_bits_t2 (bnn_dense.h)
+ *   picks the function.
  */
 typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_010(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
