@@ -33,8 +33,10 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * Registers: r0 input (re-read per pass from [sp]), r1 weights of row A, r2 weights of row
  * B (advanced), r3 output bits with the sentinel (bits mode) or popcount store pointer
  * (popcount mode), r4-r6 input words, r7-r9 x ^ w, r10 scratch, r11 / r12 accumulators of
- * rows A / B, lr = end of the input.  Stack: [sp] input, [sp+4] next max_mismatch,
- * [sp+8] nw * 4, [sp+12] end of the popcount stores.
+ * rows A / B, lr = end of the input.  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next
+ * max_mismatch pair (bits mode), [sp+12] end of the popcount stores (popcount mode).
+ * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 12 instructions
+ * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch).
  *
  * Group of 3 words x, y, z (each already x ^ w), SWAR on 2-bit then 4-bit fields:
  *   x2 = x - ((x & 0xAA..) >> 1)       2-bit counts of x, each <= 2
