@@ -327,9 +327,18 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "is not a count of cycles (see the cycle-estimate work of issue 11 on branch `cycles`).", "",
              "## Dense: W-W-W-10 all-binary MLPs, instructions per binary MAC", "",
              "Random +-1 weights and thresholds (seed 2024); input W packed bits; binary MACs = 2 W^2 + 10 W.  "
-             "One generic kernel for every width (`bnn_dense_bits`: Thumb-2 assembly in `bnn_bits.c` on "
-             "ARMv7-M / ARMv8-M mainline, Thumb-1 assembly on Cortex-M0 for the hidden layers, Helium (MVE) intrinsics in `bnn_dense_mve.c` on Cortex-M55).  — = weights do not fit the board "
-             "(micro:bit: 256 KiB flash).", "",
+             "One generic kernel for every width (`bnn_dense_bits` / `bnn_dense_acc`: Thumb-2 assembly in "
+             "`bnn_bits.c` on ARMv7-M / ARMv8-M mainline, two weight rows per pass on cores with the DSP "
+             "extension (M4, M7, M33), one on Cortex-M3; Thumb-1 assembly on Cortex-M0 (hidden layers and "
+             "logits); Helium (MVE) intrinsics in `bnn_dense_mve.c` on Cortex-M55).  — = weights do not fit "
+             "the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is the "
+             "M4's; the SWAR stages pair independent instructions for its dual issue, which QEMU does not "
+             "model).", "",
+             "Floor of this kernel family on the DSP cores: 7 ALU instructions per 32-bit word and weight row "
+             "(1 EOR + 5 SWAR to nibble counts + 1 for the USADA8 accumulation, groups of 3 words), i.e. 0.219 "
+             "per binary MAC before loads (0.5 per word and row with two rows per pass), tails (1-2 words "
+             "past the last group of 3 cost 8.5-10.5 per word) and the pass overhead (12 instructions per 2 "
+             "rows); short rows pay the last three most.", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:

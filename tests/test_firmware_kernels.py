@@ -98,12 +98,14 @@ def add(name: str, arrays: list[np.ndarray], out_words: int, check) -> None:
     CASES[name] = Case(words, out_words, check)
 
 
-def dense_case(n_in: int, n_out: int, extreme: bool = False) -> None:
-    seed = 1000 + n_in * 100 + n_out + (7 if extreme else 0)
+def dense_case(n_in: int, n_out: int, extreme: bool = False, saturate: bool = False) -> None:
+    seed = 1000 + n_in * 100 + n_out + (7 if extreme else 0) + (11 if saturate else 0)
     rng = np.random.default_rng(seed)
     x, w = rand_pm1(rng, n_in), rand_pm1(rng, (n_out, n_in))
     if extreme:  # all agree (row 1) / all disagree (row 0)
         w[0], w[-1] = -x, x
+    if saturate:  # every row disagrees everywhere: every SWAR field and both rows of a pass at their maximum
+        w[:] = -x
     acc = w @ x
     p = (n_in - acc) // 2
     mm = p + rng.integers(-1, 2, size=n_out)  # ties (p == M) included
@@ -122,7 +124,7 @@ def dense_case(n_in: int, n_out: int, extreme: bool = False) -> None:
         assert np.array_equal(aopt.view(np.int32), acc), f"dense acc opt (seed {seed}, {target})"
         check_padding(bopt, n_out, f"dense (seed {seed})")
 
-    add(f"dense-{n_in}x{n_out}{'-extreme' if extreme else ''}",
+    add(f"dense-{n_in}x{n_out}{'-extreme' if extreme else ''}{'-saturate' if saturate else ''}",
         [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 2 * ow + 2 * n_out, check)
 
 
@@ -141,6 +143,10 @@ for _n in (512, 257, 1000, 96, 4):
 # row lengths of every residue mod 4 words, 127/128/129 inputs and outputs
 for _n, _o in [(127, 127), (128, 128), (129, 129), (127, 2), (129, 3), (1, 130), (31, 6), (1000, 127)]:
     dense_case(_n, _o)
+# two rows per pass (Thumb-2 DSP) and an odd row count (row 0 run twice): 2 and 3 rows, saturated
+for _n in (32, 64, 96, 128, 160, 1000):
+    for _o in (2, 3):
+        dense_case(_n, _o, saturate=True)
 
 
 def first_case(n_in: int, kind: int, n_out: int = 33, fill=None) -> None:

@@ -142,11 +142,14 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
  * bnn__dbt2_<R><C>0(in, w, max_mismatch, nw << 5 | (cnt - 1)), 1 <= cnt <= 32, nw >= 1:
  *   for each row j < cnt (weights w + j * nw, nw words), p_j = popcount(in ^ w_j) and the
  *   bit (p_j <= max_mismatch[j]) is shifted in at bit 31 ((bits >> 1) | bit << 31); returns
- *   the word (row j at bit 32 - cnt + j).  max_mismatch must lie in [-1, 32 * nw].
+ *   the word (row j at bit 32 - cnt + j; the bits below are unspecified, callers shift them
+ *   out with >> (32 - cnt)).  max_mismatch must lie in [-1, 32 * nw].
  *   Per row: R tail words, then groups of 3 words: 2-bit counts with the third word's bits
  *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
- *   stage (derivation in bnn_bits.c).  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
- *   p[j] instead (same rows).  bnn__dense_bits_t2 (bnn_dense.h) picks the function.
+ *   stage (derivation in bnn_bits.c); with the DSP extension two rows per pass share every
+ *   input load and the loop control.  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
+ *   p[j] instead (same rows; return value unspecified).  bnn__dense_bits_t2 (bnn_dense.h)
+ *   picks the function.
  */
 typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_010(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
@@ -223,10 +226,13 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 #define BNN_MVE 0
 #endif
 
-/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernel, bits mode only (bnn_bits.c). */
+/* ARMv6-M (Cortex-M0/M0+) Thumb-1 assembly row kernels (bnn_bits.c), any row length:
+ * bnn__dbt_m0 has the contract of bnn__dbt2_<R><C>0 (bits), bnn__dbt_m0_pop that of
+ * bnn__dbt2_<R><C>1 (popcounts stored, return value unspecified). */
 #if defined(__arm__) && defined(__ARM_ARCH_6M__) && BNN_POPCOUNT == BNN_POPCOUNT_MULTI && !defined(BNN_NO_ASM)
 #define BNN_M0_ASM 1
 uint32_t bnn__dbt_m0(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt);
+uint32_t bnn__dbt_m0_pop(const bnn_word_t *in, const bnn_word_t *w, const int32_t *p, uint32_t nw_cnt);
 #else
 #define BNN_M0_ASM 0
 #endif

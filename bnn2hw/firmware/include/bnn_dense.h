@@ -66,7 +66,7 @@ BNN_INLINE void bnn__dense_acc_t2(const bnn_dense_params_t *p, const bnn_word_t 
 }
 #define bnn_dense_acc(p, in, w, acc) bnn__dense_acc_t2(p, in, w, acc)
 #elif BNN_M0_ASM
-/* Cortex-M0: the Thumb-1 row kernel for the hidden layers (integer logits stay portable C). */
+/* Cortex-M0: the Thumb-1 row kernels (bits for the hidden layers, popcounts for the logits). */
 BNN_INLINE void bnn__dense_bits_m0(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                                    const int32_t *max_mismatch, bnn_word_t *out)
 {
@@ -80,6 +80,23 @@ BNN_INLINE void bnn__dense_bits_m0(const bnn_dense_params_t *p, const bnn_word_t
     }
 }
 #define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_m0(p, in, w, max_mismatch, out)
+
+/* Integer logits: the popcount kernel writes p into acc, then acc = n_in - 2 p in place. */
+BNN_INLINE void bnn__dense_acc_m0(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                  int32_t *acc)
+{
+    const uint32_t nw = BNN_WORDS(p->n_in);
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const uint32_t left = p->n_out - o;
+        const uint32_t cnt = left < 32u ? left : 32u;
+        (void)bnn__dbt_m0_pop(in, w, (const int32_t *)(acc + o), (nw << 5) | (cnt - 1u));
+        w += nw * cnt;
+    }
+    for (uint32_t o = 0; o < p->n_out; ++o) {
+        acc[o] = (int32_t)p->n_in - 2 * acc[o];
+    }
+}
+#define bnn_dense_acc(p, in, w, acc) bnn__dense_acc_m0(p, in, w, acc)
 #endif
 
 void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

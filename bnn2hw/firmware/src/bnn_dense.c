@@ -72,6 +72,8 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
 {
 #if BNN_MULTI_ASM
     bnn__dense_acc_t2(p, in, w, acc);
+#elif BNN_M0_ASM
+    bnn__dense_acc_m0(p, in, w, acc);
 #else
     const uint32_t nw = BNN_WORDS(p->n_in);
     for (uint32_t o = 0; o < p->n_out; ++o) {
