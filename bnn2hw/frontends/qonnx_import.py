@@ -1200,8 +1200,7 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
     lo, hi = int(p.lo.min()), int(p.hi.max())
     n = hi - lo + 1
     if n * C > ENUMERATE_LIMIT:
-        raise refuse(w.path, quant, f"quantizes an accumulator range of {n} values x {C} channels to the stream: "
-                                    f"too many to prove exhaustively (limit {ENUMERATE_LIMIT})")
+        return derive_requant_monotone(w, p, quant, scale, bits)
     values = _stream_eval(w, p, quant)
     out = np.zeros((n, C), dtype=np.float32)
     moved = np.zeros(C, dtype=bool)  # a value changes within the worst-case float32 summation error
@@ -1249,6 +1248,92 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
         got = ops.requant(allv[sel][:, None], mult[c:c + 1], bias[c:c + 1], shift, bits)[:, 0]
         if not np.array_equal(got, qi[sel, c]):
             raise Bnn2hwError(f"internal: requant of {quant.name} channel {c} differs from qonnx")
+    return mult, bias, shift
+
+
+BREAKPOINT_LIMIT = 1 << 18
+"""Bisect at most this many (output level x channel) breakpoints of a requant at once."""
+
+
+def derive_requant_monotone(w: _Walker, p: _Pending, quant, scale: float, bits: int):
+    """:func:`derive_requant` for accumulator ranges too large to enumerate (an int8 head under an
+    output quantizer). Invariant: ``requant(A) * scale`` is qonnx's output on every integer A in
+    [lo_c, hi_c], *given* that qonnx's chain is monotone per channel in A (an affine map followed
+    by round and clip is; float32 rounding is monotone too). Proof: per channel, every output level's
+    breakpoint t_j (the smallest A whose level reaches j, found by bisection on qonnx's execution)
+    and t_j - 1 and both range ends are evaluated; the fitted requant is monotone and agrees there,
+    so it agrees on every A in between. Refuses (naming the quantizer) when the levels x channels
+    exceed :data:`BREAKPOINT_LIMIT` or no integer form fits."""
+    from ..ir import ops
+
+    C = p.shape[0]
+    values = _stream_eval(w, p, quant)
+
+    def level(a):  # (M, C) -> qonnx's integer output level
+        out = values(a)
+        q = np.round(out.astype(np.float64) / scale).astype(np.int64)
+        if not np.array_equal((q * scale).astype(np.float32), out):
+            raise refuse(w.path, quant, "gives values that are not integers times its scale")
+        return q
+
+    lo, hi = p.lo.astype(np.int64), p.hi.astype(np.int64)
+    ends = level(np.stack([lo, hi]))
+    sgn = np.where(ends[1] >= ends[0], 1, -1)  # per channel: non-decreasing (+1) or non-increasing
+    h_lo, h_hi = ends[0] * sgn, ends[1] * sgn
+    span = int((h_hi - h_lo).max())
+    if span * C > BREAKPOINT_LIMIT:
+        raise refuse(w.path, quant, f"quantizes an accumulator range of {int(hi.max() - lo.min() + 1)} values to "
+                                    f"{span} levels x {C} channels: too many breakpoints to prove "
+                                    f"(limit {BREAKPOINT_LIMIT})")
+    j = h_lo[None, :] + 1 + np.arange(max(span, 1))[:, None]  # (L, C) the level each row looks for
+    active = j <= h_hi[None, :]
+    left, right = np.broadcast_to(lo, j.shape).copy(), np.broadcast_to(hi, j.shape).copy()
+    while True:  # smallest A with sgn * level(A) >= j
+        go = active & (left < right)
+        if not go.any():
+            break
+        mid = (left + right) // 2
+        f = level(mid) * sgn[None, :] >= j
+        right = np.where(go & f, mid, right)
+        left = np.where(go & ~f, mid + 1, left)
+    mult, bias, fits = np.zeros(C, np.int64), np.zeros(C, np.int64), []
+    a_c, b_c = p.k.astype(np.float64), -p.k * p.off_r
+    for node in p.nodes:
+        a_c, b_c = _affine_step(w, node, a_c, b_c)
+    points = []
+    for c in range(C):
+        t = left[active[:, c], c]
+        pts = np.unique(np.concatenate([[lo[c], hi[c]], t, t - 1]).clip(lo[c], hi[c]))
+        points.append(pts)
+    longest = max(len(x) for x in points)
+    grid = np.stack([np.pad(x, (0, longest - len(x)), mode="edge") for x in points], 1)  # (P, C)
+    want = level(grid)
+    for c in range(C):
+        fit = fit_requant(grid[:, c], want[:, c], float(a_c[c]) / scale, float(b_c[c]) / scale, bits)
+        if fit is None:
+            why = ("the layer's float32 arithmetic is not exact (non-power-of-two scales or bias), so qonnx's "
+                   "breakpoints follow float32 rounding that no integer requant reproduces: use power-of-two "
+                   "scales (e.g. Int8WeightPerTensorFixedPoint) and no float bias before the quantizer"
+                   if not p.float_exact else "round-half-even ties: use float_to_int_impl_type FLOOR")
+            raise refuse(w.path, quant, f"channel {c}: no integer form clip((A * mult + bias) >> shift) equals "
+                                        f"qonnx's values at every level's breakpoint ({why})")
+        fits.append(fit)
+    shift = max(f[2] for f in fits)
+    for c, (m, b, s) in enumerate(fits):
+        m, b = m << (shift - s), b << (shift - s)
+        if abs(m) >= 1 << 31 or abs(b) > 1 << 62:
+            raise refuse(w.path, quant, f"channel {c}: the requant multiplier or bias does not fit at the layer's shift")
+        mult[c], bias[c] = m, b
+    got = ops.requant(grid, mult, bias, shift, bits)
+    if not np.array_equal(got, want):
+        raise Bnn2hwError(f"internal: requant of {quant.name} differs from qonnx at a breakpoint")
+    # where a value changes (the breakpoints), does it move within the worst-case float32 error?
+    w.requant_sensitive = []
+    if not p.float_exact:
+        delta = p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
+        base = values(grid)
+        moved = (values(grid, -delta[None, :]) != base) | (values(grid, delta[None, :]) != base)
+        w.requant_sensitive = [int(c) for c in np.flatnonzero(moved.any(0))]
     return mult, bias, shift
 
 

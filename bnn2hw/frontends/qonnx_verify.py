@@ -184,6 +184,28 @@ def float_order_ties(g, tr) -> np.ndarray:
     return hit
 
 
+def threshold_hits(g, tr) -> dict:
+    """How hard the inputs exercised each threshold's decision: per ``threshold`` layer, how many
+    accumulators (input x position x channel) sit on the boundary pair of :func:`boundary_pair` (the
+    reachable values either side of the decision, the threshold itself when reachable: where a
+    wrong >= / >, a wrong tie rule or a wrong direction shows), and in how many of the channels
+    whose boundary is reachable (:func:`boundaries`) that happened."""
+    out = {}
+    for i, l in enumerate(g.layers):
+        if l.op != "threshold":
+            continue
+        acc = tr.tensors[g.inputs_of(i)[0]]
+        acc = acc.reshape(-1, acc.shape[-1])
+        thr = l.arrays["thr"].astype(np.int64)
+        _, pairs, inside = boundaries(g, i)
+        on = (acc == pairs[0][None, :]) | (acc == pairs[1][None, :])
+        at_thr = (acc == thr[None, :])
+        out[l.name] = {"boundary_hits": int(on.sum()), "exact_threshold_hits": int(at_thr.sum()),
+                       "channels_hit": int((on.any(0) & inside).sum()), "channels_reachable": int(inside.sum()),
+                       "channels": int(len(thr))}
+    return out
+
+
 def random_inputs(imp: QonnxImport, n: int, seed: int = 0) -> np.ndarray:
     """IR inputs (PyTorch layout) spanning the input quantizer's whole range: uint8, or ±1 int8 for
     a binary input."""
@@ -219,32 +241,83 @@ def _first_layer_gradient(g, imp: QonnxImport, layer, c: int, pos) -> np.ndarray
     return grad.transpose(2, 0, 1)
 
 
+POOL = 64
+"""Random inputs whose accumulators seed the search: each target starts from the pool input and
+position whose accumulator lies closest to the goal (deeper layers are then a few steps away)."""
+
+
+def boundary_pair(g, src: int, thr: int, d: int) -> np.ndarray:
+    """The two accumulator values either side of a threshold's decision that the layer can reach:
+    (thr, thr - d), or, when the accumulator has the parity of the fan-in (±1 inputs, no padding) and
+    thr the other parity, (thr + d, thr - d)."""
+    layer = g.layers[src]
+    parity = None
+    if layer.op in ("dense", "conv2d") and layer.attrs.get("in") == "bits" and not layer.attrs.get("pad", 0):
+        parity = int(np.prod(layer.arrays["weight"].shape[1:])) % 2
+    if parity is not None and (thr - parity) % 2:
+        return np.array([thr + d, thr - d])
+    return np.array([thr, thr - d])
+
+
+def boundaries(g, li: int) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """(source layer index, (2, C) boundary pairs, (C,) whether both values of the pair lie in the
+    channel's reachable accumulator range): a channel whose decision is constant has no boundary
+    to land on. Per-channel ranges come from the source layer's weights (u8: 0..255 inputs; bits:
+    ±1), a stream threshold uses its ``acc_range``."""
+    layer = g.layers[li]
+    src_name = g.inputs_of(li)[0]
+    src = next((j for j, m in enumerate(g.layers) if m.name == src_name), None)
+    thr, d = layer.arrays["thr"].astype(np.int64), layer.arrays["direction"].astype(np.int64)
+    lo = np.full(len(thr), layer.attrs.get("acc_range", [-(1 << 62), 1 << 62])[0], dtype=np.int64)
+    hi = np.full(len(thr), layer.attrs.get("acc_range", [-(1 << 62), 1 << 62])[1], dtype=np.int64)
+    if src is not None and g.layers[src].op in ("dense", "conv2d") and g.layers[src].attrs.get("in") in ("u8", "bits"):
+        w = g.layers[src].arrays["weight"].astype(np.int64).reshape(len(thr), -1)
+        if g.layers[src].attrs["in"] == "u8":
+            lo, hi = np.minimum(w, 0).sum(1) * 255, np.maximum(w, 0).sum(1) * 255
+        else:
+            lo, hi = -np.abs(w).sum(1), np.abs(w).sum(1)
+    pairs = np.stack([boundary_pair(g, src, int(a), int(b)) if src is not None else np.array([a, a - b])
+                      for a, b in zip(thr, d)], 1)
+    return src, pairs, (pairs.min(0) >= lo) & (pairs.max(0) <= hi)
+
+
 def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: int = 1,
-                     steps: int = 60, candidates: int = 32) -> tuple[np.ndarray, int]:
+                     steps: int = 60, candidates: int = 32, per_layer: dict | None = None) -> tuple[np.ndarray, int]:
     """Inputs whose accumulator of one channel (at one position) before a threshold equals the
-    threshold or its neighbour across the decision; returns (inputs, how many landed exactly).
-    First layer: solved directly (the accumulator is linear in the input); deeper layers:
-    hill-climbing on the integer reference."""
+    threshold or its neighbour across the decision (:func:`boundary_pair`); returns (inputs, how many
+    landed exactly); ``per_layer`` (when given) receives {threshold layer: [targets, landed]}.
+    Targets cycle over the threshold layers. First layer: solved directly (the accumulator is linear
+    in the input); every layer: the search starts from the input and position of a random pool
+    (:data:`POOL`) whose accumulator is closest, then hill-climbs on the integer reference."""
     g = imp.graph
     rng = np.random.default_rng(seed)
     span = imp.input_quant.qmax - imp.input_quant.qmin
     binary = imp.input_quant.binary
     thr_layers = [i for i, l in enumerate(g.layers) if l.op == "threshold"]
     found, landed = [], 0
+    pool = random_inputs(imp, POOL, int(rng.integers(1 << 30)))
+    pool_acc: dict = {}
+    hit: dict = {}  # threshold layer -> channels already on their boundary
     for t in range(targets if thr_layers else 0):
         li = thr_layers[t % len(thr_layers)]
         thr_layer = g.layers[li]
-        lo, hi = thr_layer.attrs["acc_range"]
-        inside = np.flatnonzero((thr_layer.arrays["thr"] > lo) & (thr_layer.arrays["thr"] < hi))
-        if not len(inside):
+        src, pairs, reachable = boundaries(g, li)
+        inside = np.flatnonzero(reachable)
+        if not len(inside) or src is None:
             continue
-        c = int(rng.choice(inside))
-        t_c, d_c = int(thr_layer.arrays["thr"][c]), int(thr_layer.arrays["direction"][c])
-        goals = np.array([t_c, t_c - d_c])  # the threshold and its neighbour across the decision
-        x = random_inputs(imp, 1, int(rng.integers(1 << 30)))[0]
-        src = next(i for i, l in enumerate(g.layers) if l.name == g.inputs_of(li)[0])  # the threshold's input
-        shape = _prefix(g, src, x[None]).shape
-        pos = (int(rng.integers(shape[1])), int(rng.integers(shape[2]))) if len(shape) == 4 else None
+        if li not in hit:
+            pool_acc[src] = _prefix(g, src, pool)
+            flat_acc = pool_acc[src].reshape(-1, pairs.shape[1])
+            hit[li] = ((flat_acc == pairs[0]) | (flat_acc == pairs[1])).any(0)
+        fresh = inside[~hit[li][inside]]  # channels no input has put on their boundary yet come first
+        c = int(rng.choice(fresh if len(fresh) else inside))
+        goals = pairs[:, c]
+        a = pool_acc[src][..., c]  # (POOL,) or (POOL, H, W)
+        dist = np.abs(a[..., None] - goals).min(-1)
+        best_at = np.flatnonzero(dist.ravel() == dist.min())
+        k = np.unravel_index(int(rng.choice(best_at)), dist.shape)  # a random one of the closest
+        x = pool[k[0]].copy()
+        pos = (int(k[1]), int(k[2])) if a.ndim == 3 else None
 
         def acc_of(batch, src=src, pos=pos, c=c):
             a = _prefix(g, src, batch)
@@ -280,6 +353,11 @@ def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: i
             if best == 0:
                 break
         landed += best == 0
+        hit[li][c] |= best == 0
+        if per_layer is not None:
+            row = per_layer.setdefault(thr_layer.name, [0, 0])
+            row[0] += 1
+            row[1] += int(best == 0)
         found.append(x)
     if not found:
         return np.zeros((0,) + tuple(imp.input_shape), np.int8 if binary else np.uint8), 0
@@ -323,14 +401,17 @@ def verify_import(imp: QonnxImport, dataset: str | None = None, n_random: int = 
                                   "ir": float((execute.run(imp.graph, u8).logits.argmax(1) == y).mean())}
     else:
         rnd = random_inputs(imp, n_random, seed)
-        thr, landed = threshold_inputs(imp, n_threshold, seed + 1)
+        targets: dict = {}
+        thr, landed = threshold_inputs(imp, n_threshold, seed + 1, per_layer=targets)
         u8 = np.concatenate([thr, rnd])  # landing inputs first: --verify-samples N keeps them
         y = None
         agreement = compare(imp, u8, None, ref)
         report = {"reference": "qonnx execution of the original file", "file": str(imp.path),
                   "inputs": "random+threshold", "random_inputs": len(rnd),
                   "threshold_inputs": len(thr), "threshold_inputs_landed": int(landed),
+                  "threshold_targets_per_layer": {k: {"targets": v[0], "landed": v[1]} for k, v in targets.items()},
                   "agreement": agreement}
+    report["threshold_hits"] = threshold_hits(imp.graph, execute.run(imp.graph, u8))
     report["float_order_sensitive_channels"] = {
         l.name: len(l.attrs.get("float_order_sensitive", [])) for l in imp.graph.layers if l.op == "threshold"}
     report["float_exact_layers"] = [l.name for l in imp.graph.layers if l.attrs.get("float_exact")]
