@@ -85,6 +85,8 @@ ORIG_TAG = "bnn2hw-orig-output:"
 """Prefix of the ``doc_string`` each node gets before cleanup: its original output tensor."""
 ENUMERATE_LIMIT = 1 << 22
 """Enumerate at most this many (accumulator value x channel) decisions per layer; bisect above."""
+REQUANT_ENUMERATE_LIMIT = ENUMERATE_LIMIT
+"""A requant of a wider (accumulator value x channel) range is derived by breakpoint bisection."""
 CHUNK = 1 << 18
 CHAIN_OPS = ("Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu")
 PASSTHROUGH_OPS = ("Identity", "Dropout")
@@ -1199,7 +1201,7 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
     C = p.shape[0]
     lo, hi = int(p.lo.min()), int(p.hi.max())
     n = hi - lo + 1
-    if n * C > ENUMERATE_LIMIT:
+    if n * C > REQUANT_ENUMERATE_LIMIT:
         return derive_requant_monotone(w, p, quant, scale, bits)
     values = _stream_eval(w, p, quant)
     out = np.zeros((n, C), dtype=np.float32)
