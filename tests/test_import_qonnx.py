@@ -247,6 +247,51 @@ def two_bit_mlp(seed=0):
         QuantLinear(8, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)), seed)
 
 
+class CnnVariant(nn.Module):
+    """A CNN as Brevitas users write it: 8-bit input -> binary conv -> BN -> sign -> ``pad`` (e.g.
+    ``nn.ConstantPad2d(1, -1.0)``: FINN/Larq-style padding of the binary activation) -> binary conv ->
+    (MaxPool -> BN or BN -> MaxPool) -> sign -> ``flatten`` (``view``, ``reshape``, ``flatten`` or
+    ``nn``: nn.Flatten) -> int8 or binary last layer."""
+
+    def __init__(self, pad=None, pool_before_bn=False, last="int8", flatten="nn"):
+        super().__init__()
+        self.q = QuantIdentity(act_quant=Uint8ActPerTensorFloat, return_quant_tensor=True)
+        self.c0 = QuantConv2d(2, 6, 3, bias=False, weight_quant=SignedBinaryWeightPerTensorConst)
+        self.b0 = nn.BatchNorm2d(6)
+        self.s0 = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.pad = pad
+        self.c1 = QuantConv2d(6, 5, 3, bias=False, weight_quant=PerChannelBinaryWeight)
+        self.b1 = nn.BatchNorm2d(5)
+        self.s1 = QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True)
+        self.mp = nn.MaxPool2d(2)
+        self.pool_before_bn, self.how = pool_before_bn, flatten
+        n = 5 * (4 if pad is not None else 3) ** 2
+        self.fc = QuantLinear(n, 4, bias=True, weight_quant=Int8WeightPerTensorFloat if last == "int8"
+                              else SignedBinaryWeightPerTensorConst)
+
+    def forward(self, x):
+        x = self.s0(self.b0(self.c0(self.q(x))))
+        x = self.c1(self.pad(x) if self.pad is not None else x)
+        x = self.s1(self.b1(self.mp(x)) if self.pool_before_bn else self.mp(self.b1(x)))
+        if self.how == "view":
+            x = x.view(x.size(0), -1)
+        elif self.how == "reshape":
+            x = x.reshape(x.shape[0], -1)
+        elif self.how == "flatten":
+            x = torch.flatten(x, 1)
+        else:
+            x = nn.Flatten()(x)
+        return self.fc(x)
+
+
+def cnn_variant(seed=0, positive_pool_bn=True, **kw):
+    torch.manual_seed(seed)
+    m = randomize_bn(CnnVariant(**kw), seed)
+    if positive_pool_bn and kw.get("pool_before_bn"):
+        m.b1.weight.data = m.b1.weight.data.abs() + 0.1  # max then an increasing map = the map then max
+    return m
+
+
 MODELS = {"mlp": (mlp, (20,)), "cnn": (cnn, (2, 9, 9)), "cnn-padded": (lambda: cnn(pad=1), (2, 8, 8)),
           "int8-first-last": (int8_first_last, (12,)), "ties": (tie_mlp, (6,)),
           "mlp-torchscript": (mlp, (20,)), "residual": (residual_cnn, (2, 8, 8)),
@@ -254,7 +299,9 @@ MODELS = {"mlp": (mlp, (20,)), "cnn": (cnn, (2, 9, 9)), "cnn-padded": (lambda: c
           "resid-gap-binary": (lambda: stream_head("gap-binary"), (2, 8, 8)),
           "resid-trunc-outq": (lambda: stream_head("trunc-outq"), (2, 8, 8)),
           "resid-finn": (lambda: stream_head("finn"), (2, 8, 8)),
-          "binary-input": (binary_input_mlp, (33,)), "two-bit": (two_bit_mlp, (8,))}
+          "binary-input": (binary_input_mlp, (33,)), "two-bit": (two_bit_mlp, (8,)),
+          "cnn-pad-1": (lambda: cnn_variant(pad=nn.ConstantPad2d(1, -1.0), pool_before_bn=True, last="int8",
+                                            flatten="view"), (2, 11, 11))}
 DYNAMO = {"mlp", "cnn", "cnn-padded", "resid-gap-binary"}
 """Exported with export_qonnx's default (torch's dynamo exporter: Gemm); the others with
 ``dynamo=False`` (TorchScript: Transpose + MatMul, 20x faster): both graph forms are imported."""
@@ -430,7 +477,7 @@ def test_emit_c_verify_cli_binary_input(files, tmp_path):
     assert rep["verification"]["host"]["int_logits_differing"] == 0 and rep["verification"]["samples"] == 548
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn", "int8-first-last", "ties", "resid-finn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn", "int8-first-last", "ties", "resid-finn", "cnn-pad-1"])
 def test_finn_export_equals(files, tmp_path, name):
     """The FINN-ready export: onnxruntime and qonnx's execution of bnn2hw's FINN graph equal the IR
     on the verification inputs, and verification.json says which reference was used."""
@@ -886,3 +933,47 @@ def test_requant_by_bisection_equals_enumeration(files, monkeypatch):
         assert np.array_equal(want, got), a.name
         n += 1
     assert n == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# CNN constructs: -1 padding as an ONNX Pad, MaxPool before BatchNorm, Flatten variants, int8 last
+
+
+def test_minus_one_padding_and_pool_before_bn(files):
+    """``nn.ConstantPad2d(1, -1.0)`` on the sign activation (TorchScript computes the pads through
+    Reshape/Slice/Concat nodes) is the next conv's ``pad_value -1`` (FINN's FMPadding); MaxPool before a
+    BatchNorm with positive scales is the threshold then the pool; int8 last layer after ``x.view``."""
+    imp = import_qonnx(files["cnn-pad-1"])
+    ops_ = [l.op for l in imp.graph.layers]
+    assert ops_ == ["conv2d", "threshold", "conv2d", "threshold", "maxpool", "flatten", "dense", "affine"], ops_
+    conv = imp.graph.layers[2]
+    assert conv.attrs["pad"] == 1 and conv.attrs["pad_value"] == -1
+    assert imp.graph.layers[-2].attrs["weight_kind"] == "int8"
+    u8 = random_inputs(imp, 200, seed=15)
+    tr = execute.run(imp.graph, u8)
+    border = tr.tensors["thr0"]
+    assert (border == -1).any() and (border == 1).any()
+    a = compare(imp, u8)
+    assert a["exact"] and a["bits_differing_per_layer"]["pool0"] == 0, a
+
+
+@pytest.mark.parametrize("how", ["view", "reshape", "flatten", "nn"])
+def test_flatten_variants(tmp_path, how):
+    """x.view(N, -1), x.reshape(N, -1), torch.flatten(x, 1), nn.Flatten(): TorchScript writes Flatten
+    or Reshape, dynamo Reshape; all are the IR's flatten (channel-major columns reordered)."""
+    for dynamo in (False, True):
+        p = export(cnn_variant(flatten=how, last="binary"), (2, 11, 11), tmp_path / f"f{int(dynamo)}.onnx", dynamo)
+        imp = import_qonnx(p)
+        assert [l.op for l in imp.graph.layers][-4:] == ["maxpool", "flatten", "dense", "affine"]
+        a = compare(imp, random_inputs(imp, 100, seed=16))
+        assert a["exact"], (how, dynamo, a)
+
+
+def test_refuses_pool_before_negative_bn(tmp_path):
+    _refused(tmp_path, cnn_variant(pool_before_bn=True, positive_pool_bn=False), (2, 11, 11),
+             ["(MaxPool)", "decreasing per-channel map", "a min of the bits"])
+
+
+def test_refuses_pad_with_another_value(tmp_path):
+    _refused(tmp_path, cnn_variant(pad=nn.ConstantPad2d(1, 0.5)), (2, 11, 11),
+             ["(Pad)", "pads with 0.5", "pad_value -1"])

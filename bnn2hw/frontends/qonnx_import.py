@@ -271,6 +271,7 @@ class _Tensor:
     off: float
     scale: float
     chw: tuple | None = None  # after a flatten: the (C, H, W) the columns came from
+    pad: tuple | None = None  # kind "bits" after an ONNX Pad: (p, IR pad_value) for the Conv that reads it
     bits: int = 0  # kind "fixed" (the residual stream): q is a signed ``bits``-bit integer
     frac: int = 0  # kind "fixed": the IR's Q format (-log2 scale for a power-of-two scale, else 0)
     quant_node: str = ""  # kind "fixed": the stream quantizer that made it (for refusals)
@@ -307,7 +308,8 @@ class _Pending:
     float_exact: bool
     fan_in: int = 1
     nodes: list = field(default_factory=list)
-    pool: object = None  # a MaxPool node seen right before the quantizer
+    pool: object = None  # a MaxPool node seen before the quantizer
+    pool_first: bool = False  # chain nodes follow the MaxPool (evaluated on the accumulator before it)
 
 
 class _Walker:
@@ -692,6 +694,12 @@ class _Walker:
 
     def activation(self, node, p: _Pending, lo_v: float, hi_v: float):
         thr, direction = derive_thresholds(self, p, node, lo_v, hi_v)
+        if p.pool is not None and p.pool_first and (direction < 0).any():
+            c = int(np.flatnonzero(direction < 0)[0])
+            raise refuse(self.path, p.pool, f"comes before a decreasing per-channel map (channel {c}: a negative "
+                                            "BatchNorm or scale factor), so max-then-sign is a min of the bits, "
+                                            "which bnn2hw's maxpool (an OR of bits) cannot express: put the "
+                                            "MaxPool after the BatchNorm (or after the activation)")
         fragile = order_sensitive_channels(self, p, node, lo_v, hi_v, thr, direction)
         name = self.name("thr")
         layer = Layer("threshold", name, node.name,
@@ -797,7 +805,13 @@ class _Walker:
         if len(set(pads)) != 1 or len(set(strides)) != 1 or self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
             raise refuse(self.path, node, f"has asymmetric padding {pads} or strides {strides}")
         pad, stride = int(pads[0]), int(strides[0])
-        if pad and st.off != 0:
+        pad_value = 0
+        if st.pad is not None:  # an ONNX Pad before the conv (op_Pad)
+            if pad:
+                raise refuse(self.path, node, "pads again a tensor that an ONNX Pad has already padded")
+            pad, pad_value = st.pad
+            st = replace(st, shape=(st.shape[0], st.shape[1] - 2 * pad, st.shape[2] - 2 * pad), pad=None)
+        elif pad and st.off != 0:
             raise refuse(self.path, node, f"zero-pads an input whose zero is not an IR value (offset {st.off:g}: "
                                           "a signed input quantizer or a {-s, 0} activation); bnn2hw pads "
                                           "with 0 contributions only")
@@ -807,8 +821,10 @@ class _Walker:
             raise refuse(self.path, node, "has a weight scale that is not per output channel")
         w = np.ascontiguousarray(wi.transpose(0, 2, 3, 1).astype(np.int8))
         name = self.name("conv")
-        layer = Layer("conv2d", name, node.name, {"in": st.kind, "stride": stride, "pad": pad,
-                                                  "weight_kind": "binary"}, {"weight": w})
+        attrs = {"in": st.kind, "stride": stride, "pad": pad, "weight_kind": "binary"}
+        if pad_value:
+            attrs["pad_value"] = pad_value
+        layer = Layer("conv2d", name, node.name, attrs, {"weight": w})
         self.append(layer, st.ir_name)
         self.pending(node, layer, st, wi.reshape(o, -1), s_c, self.shape(node.output[0]))
 
@@ -835,8 +851,14 @@ class _Walker:
         if not isinstance(st, _Pending):
             raise refuse(self.path, node, "operates on a binary or integer tensor (bnn2hw has no IR op for it)")
         if st.pool is not None:
-            raise refuse(self.path, node, "follows a MaxPool that is not directly followed by the 1-bit "
-                                          "activation quantizer")
+            # conv -> MaxPool -> BatchNorm -> sign: max commutes with a non-decreasing per-channel map,
+            # so the chain is evaluated on the accumulator before the pool (direction checked in
+            # activation()); the copy reads the previous chain tensor instead of the pool's output
+            node = copy.deepcopy(node)
+            prev = st.nodes[-1].output[0] if st.nodes else st.in_tensor
+            node.input[:] = [prev if i == src else i for i in node.input]
+            st.pool_first = True
+            src = prev
         c = st.shape[0]
         full = (1,) + st.shape
         for i in node.input:
@@ -974,6 +996,39 @@ class _Walker:
             name = self.name("flatten")
             self.append(Layer("flatten", name, node.name), pooled.ir_name)
             self.state[node.output[0]] = replace(pooled, ir_name=name, shape=(pooled.shape[0],), chw=pooled.shape)
+
+    def op_Pad(self, node):
+        """``nn.ConstantPad2d`` / ``F.pad`` of a binary tensor before a convolution (Larq/FINN style):
+        padding with the level of the bit -1 is the IR's ``pad_value -1`` (FINN's FMPadding), with
+        the real 0 (``BipolarQuant``: no level) ``pad_value 0``; the Conv that reads it takes the pad."""
+        src, st = self.data_input(node)
+        if not (isinstance(st, _Tensor) and st.kind == "bits" and len(st.shape) == 3 and st.pad is None):
+            raise refuse(self.path, node, "pads a tensor that is not a binary (C, H, W) activation; bnn2hw pads "
+                                          "binary activations before a convolution only")
+        pads = self.attr(node, "pads")
+        if pads is None and len(node.input) > 1:
+            pads = self.const(node.input[1])
+        value = self.attr(node, "value", 0.0)
+        if len(node.input) > 2 and node.input[2]:
+            value = self.const(node.input[2])
+        if pads is None or value is None or np.asarray(value).size != 1 or len(node.input) > 3:
+            raise refuse(self.path, node, "needs constant pads and a constant value (no axes input)")
+        pads, value = [int(v) for v in np.ravel(pads)], float(np.ravel(value)[0])
+        mode = self.attr(node, "mode", "constant")
+        p = pads[2] if len(pads) == 8 else -1
+        if mode != "constant" or len(pads) != 8 or pads != [0, 0, p, p, 0, 0, p, p] or p <= 0:
+            raise refuse(self.path, node, f"pads {pads} in mode {mode!r}; bnn2hw pads H and W equally with a constant")
+        lo_real = (-1 - st.off) * st.scale
+        if np.float32(value) == np.float32(lo_real):
+            pv = -1
+        elif value == 0.0 and st.off == 0:
+            pv = 0
+        else:
+            raise refuse(self.path, node, f"pads with {value:g}; a binary tensor with levels {lo_real:g} and "
+                                          f"{(1 - st.off) * st.scale:g} can be padded with the level of -1 "
+                                          "(pad_value -1) or with 0 when 0 is the midpoint (pad_value 0)")
+        c, h, w = st.shape
+        self.state[node.output[0]] = replace(st, shape=(c, h + 2 * p, w + 2 * p), pad=(p, pv))
 
     def flatten(self, node):
         src, st = self.data_input(node)
