@@ -270,6 +270,27 @@ def boundary_pair(g, src: int, thr: int, d: int) -> np.ndarray:
     return np.array([thr, thr - d])
 
 
+def _constant_bits(g, src: int):
+    """For a dense layer reading a threshold's bits directly: (which input bits can change, the
+    value of the others), the constant ones being the channels whose decision is the same on every
+    reachable accumulator (:func:`boundaries` of that threshold); else None."""
+    t = next((j for j, m in enumerate(g.layers) if m.name == g.inputs_of(src)[0]), None)
+    if g.layers[src].op != "dense" or t is None or g.layers[t].op != "threshold":
+        return None
+    _, pairs, reachable = boundaries(g, t)
+    thr, d = g.layers[t].arrays["thr"].astype(np.int64), g.layers[t].arrays["direction"].astype(np.int64)
+    src0 = next((j for j, m in enumerate(g.layers) if m.name == g.inputs_of(t)[0]), None)
+    if src0 is None or g.layers[src0].op != "dense":
+        return None
+    w0 = g.layers[src0].arrays["weight"].astype(np.int64)
+    lo0 = np.minimum(w0, 0).sum(1) * (255 if g.layers[src0].attrs.get("in") == "u8" else 1)
+    fires_at_lo = np.where(d > 0, lo0 >= thr, lo0 <= thr)  # the constant decision, read at the range's low end
+    if g.layers[src0].attrs.get("in") != "u8":
+        lo0 = -np.abs(w0).sum(1)
+        fires_at_lo = np.where(d > 0, lo0 >= thr, lo0 <= thr)
+    return reachable, np.where(fires_at_lo, 1, -1)
+
+
 def boundaries(g, li: int) -> tuple[int | None, np.ndarray, np.ndarray]:
     """(source layer index, (2, C) boundary pairs, (C,) whether both values of the pair lie in the
     channel's reachable accumulator range): a channel whose decision is constant has no boundary
@@ -287,9 +308,58 @@ def boundaries(g, li: int) -> tuple[int | None, np.ndarray, np.ndarray]:
             lo, hi = np.minimum(w, 0).sum(1) * 255, np.maximum(w, 0).sum(1) * 255
         else:
             lo, hi = -np.abs(w).sum(1), np.abs(w).sum(1)
+            fixed = _constant_bits(g, src)
+            if fixed is not None:  # bits the previous threshold can never flip narrow the range
+                var, val = fixed
+                const = (w[:, ~var] * val[~var][None, :]).sum(1)
+                lo, hi = const - np.abs(w[:, var]).sum(1), const + np.abs(w[:, var]).sum(1)
     pairs = np.stack([boundary_pair(g, src, int(a), int(b)) if src is not None else np.array([a, a - b])
                       for a, b in zip(thr, d)], 1)
     return src, pairs, (pairs.min(0) >= lo) & (pairs.max(0) <= hi)
+
+
+def _second_dense(g, src: int):
+    """(first layer index, its threshold index, src) when ``src`` is a dense layer on the bits of a
+    threshold of a dense layer on the 8-bit input (an MLP's second layer), else None."""
+    layer = g.layers[src]
+    if layer.op != "dense" or layer.attrs.get("in") != "bits" or src < 2:
+        return None
+    t, f = src - 1, src - 2
+    if g.inputs_of(src) != [g.layers[t].name] or g.layers[t].op != "threshold" or \
+            g.inputs_of(t) != [g.layers[f].name] or g.layers[f].op != "dense" or g.layers[f].attrs.get("in") != "u8":
+        return None
+    return f, t, src
+
+
+def _flip_moves(g, imp, second, c: int, goals: np.ndarray, x: np.ndarray, out: np.ndarray, rng, span: int) -> None:
+    """Fill ``out`` with copies of ``x`` in which one first-layer bit j whose flip moves the second
+    layer's accumulator of channel c toward ``goals`` is flipped: the first layer's accumulator of j
+    is linear in the input, so it is solved onto the other side of j's boundary (the layer-by-layer
+    construction of a landing input)."""
+    f, t, s = second
+    a0 = _prefix(g, f, x[None])[0]
+    bits = _prefix(g, t, x[None])[0]
+    acc = int(_prefix(g, s, x[None])[0, c])
+    goal = int(goals[np.argmin(np.abs(goals - acc))])
+    w2 = g.layers[s].arrays["weight"][c].astype(np.int64)
+    helps = np.flatnonzero(np.sign(-2 * w2 * bits) == np.sign(goal - acc))
+    _, pairs, reachable = boundaries(g, t)
+    helps = helps[reachable[helps]]
+    if not len(helps):
+        return
+    w1 = g.layers[f].arrays["weight"].astype(np.int64)
+    for k in range(len(out)):
+        j = int(rng.choice(helps))
+        target = int(pairs[1, j] if bits[j] > 0 else pairs[0, j])  # pairs[0] fires, pairs[1] does not
+        flat = x.reshape(-1).astype(np.int64).copy()
+        diff = target - int(a0[j])
+        for i in rng.permutation(np.flatnonzero(w1[j])):
+            step = int(np.clip(np.round(diff / w1[j, i]), -flat[i], span - flat[i]))
+            flat[i] += step
+            diff -= step * int(w1[j, i])
+            if diff == 0:
+                break
+        out[k] = flat.reshape(x.shape).astype(out.dtype)
 
 
 def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: int = 1,
@@ -350,10 +420,14 @@ def threshold_inputs(imp: QonnxImport, targets: int = THRESHOLD_TARGETS, seed: i
                     break
             x = flat.reshape(x.shape).astype(np.uint8)
         best = int(np.abs(acc_of(x[None])[0] - goals).min())
+        second = _second_dense(g, src)
         for _ in range(steps if best else 0):
             cand = np.repeat(x[None], candidates, 0)
             flat = cand.reshape(candidates, -1)
-            for j in range(1, candidates):  # half small nudges, half random rewrites of 1-3 values
+            if second is not None:  # a quarter: flip one helpful first-layer bit by solving its accumulator
+                _flip_moves(g, imp, second, c, goals, x, cand[1:1 + candidates // 4], rng, span)
+            for j in range(1 + (candidates // 4 if second is not None else 0), candidates):
+                # half small nudges, half random rewrites of 1-3 values
                 idx = rng.integers(flat.shape[1], size=int(rng.integers(1, 4)))
                 if binary:
                     flat[j, idx] = -flat[j, idx]
