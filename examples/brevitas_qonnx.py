@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from brevitas.export import export_qonnx
 from brevitas.core.restrict_val import RestrictValueType
 from brevitas.core.scaling import ScalingImplType
+from brevitas.export import export_qonnx
 from brevitas.inject.enum import FloatToIntImplType
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear
 from brevitas.quant import (

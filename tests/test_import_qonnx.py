@@ -903,7 +903,7 @@ def test_threshold_hits_are_measured(files):
     landed, and how many accumulators of all verification inputs sit on a boundary pair; every
     reachable first-layer boundary of the MLP is hit (the first layer is solved exactly)."""
     imp = import_qonnx(files["mlp"])
-    report, u8, _ = verify_import(imp, seed=3)
+    report, _, _ = verify_import(imp, seed=3)
     hits = report["threshold_hits"]
     assert set(hits) == {"thr0", "thr1"}
     assert hits["thr0"]["channels_hit"] == hits["thr0"]["channels_reachable"] > 0, hits

@@ -37,7 +37,25 @@ What is accepted (each refusal names the node, after qonnx's cleanup naming, and
     ``bits`` (proved on all pairs of stream values; refused when the two scales differ or the
     quantizer after the Add has another scale);
   - a two-level quantizer (``BipolarQuant``) of the stream is a ``threshold`` on the fixed tensor
-    (binary layers read the stream's sign); layers and ``MaxPool`` never read the stream itself.
+    (binary convolutions read the stream's sign); ``MaxPool`` never reads the stream itself;
+  - the end of a residual CNN: ``AveragePool`` / ``GlobalAveragePool`` / ``ReduceMean`` over H, W
+    (``nn.AvgPool2d``, ``F.adaptive_avg_pool2d`` under either exporter) of the stream is the IR's
+    exact window sum ``avgpool`` (the 1/k^2 goes into the tensor's scale); a ``Trunc``
+    (``TruncAvgPool2d``) or another multi-bit ``Quant`` of a stream or pooled tensor is a
+    ``requant`` proved on every reachable value; ``MatMul`` (a dense head, int8 or binary, or a
+    hidden dense layer after a multi-bit activation) reads the stream directly (``dense`` on
+    ``fixed``);
+
+* an output quantizer (a signed multi-bit ``Quant`` after the last layer: ``QuantIdentity`` on the
+  logits) is a ``requant`` of the last accumulator (:func:`derive_requant`, by breakpoint bisection
+  when the range is too large to enumerate) followed by an identity int8 ``dense``, so the IR still
+  ends with integer logits and its float logits are exactly the file's quantized output;
+* a binary input quantizer (``BipolarQuant`` / 1-bit ``Quant`` of a flat input): the IR takes ±1
+  vectors (``input_kind bits``);
+* ``Pad`` (``nn.ConstantPad2d``) of a binary activation with the level of -1 before a ``Conv``:
+  the IR's ``pad_value -1`` (FINN's FMPadding); with 0 (``BipolarQuant``): ``pad_value 0``;
+* ``MaxPool`` between a layer and a non-decreasing chain (conv -> MaxPool -> BatchNorm -> sign with
+  positive scales): the threshold, then the pool (a negative scale would make it a min: refused).
 
   The IR's ``frac`` is ``-log2 scale`` for a power-of-two scale; for another constant scale it is
   0 and the real scale is in the layer's ``stream_scale`` attribute (frac only labels the stream:
@@ -395,9 +413,10 @@ class _Walker:
                 continue  # a constant (weights, their quantizers): read on use
             handler = getattr(self, "op_" + node.op_type, None)
             if handler is None:
-                raise refuse(self.path, node, "has no bnn2hw IR op (supported: Quant, BipolarQuant, MatMul, "
+                raise refuse(self.path, node, "has no bnn2hw IR op (supported: Quant, BipolarQuant, Trunc, MatMul, "
                                               "Gemm, Conv, BatchNormalization, Add/Sub/Mul/Div by constants, "
-                                              "Relu, MaxPool, Flatten, Reshape)")
+                                              "Relu, MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Pad, "
+                                              "Flatten, Reshape)")
             handler(node)
         out = self.state.get(g.output[0].name)
         if isinstance(out, _Tensor) and out.kind == "fixed" and len(out.shape) == 1 and \

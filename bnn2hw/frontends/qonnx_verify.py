@@ -213,7 +213,7 @@ def threshold_hits(g, tr) -> dict:
         at_thr = (acc == thr[None, :])
         out[l.name] = {"boundary_hits": int(on.sum()), "exact_threshold_hits": int(at_thr.sum()),
                        "channels_hit": int((on.any(0) & inside).sum()), "channels_reachable": int(inside.sum()),
-                       "channels": int(len(thr))}
+                       "channels": len(thr)}
     return out
 
 
@@ -277,7 +277,7 @@ def _constant_bits(g, src: int):
     t = next((j for j, m in enumerate(g.layers) if m.name == g.inputs_of(src)[0]), None)
     if g.layers[src].op != "dense" or t is None or g.layers[t].op != "threshold":
         return None
-    _, pairs, reachable = boundaries(g, t)
+    _, _, reachable = boundaries(g, t)
     thr, d = g.layers[t].arrays["thr"].astype(np.int64), g.layers[t].arrays["direction"].astype(np.int64)
     src0 = next((j for j, m in enumerate(g.layers) if m.name == g.inputs_of(t)[0]), None)
     if src0 is None or g.layers[src0].op != "dense":
