@@ -432,20 +432,20 @@ def test_first_layer_ties_are_exact(files):
     assert compare(imp, x)["exact"]
 
 
-def test_host_c_equals_qonnx(files, tmp_path):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_host_c_equals_qonnx(files, tmp_path, name):
     """The generated C (host, -Wall -Wextra -Werror, through ctypes) on the verification inputs
     of every model equals the IR, hence qonnx's execution."""
     if shutil.which("gcc") is None:
         pytest.fail("gcc is required (apt-get install gcc)")
-    for name, path in files.items():
-        imp = import_qonnx(path)
-        report, u8, _ = verify_import(imp, n_random=500, n_threshold=8, seed=11)
-        fw = imp.graph.emit_c(target="host", out_dir=tmp_path / name)
-        got = fw.predict(u8)
-        assert (got == execute.run(imp.graph, u8).int_logits).all(), name
+    imp = import_qonnx(files[name])
+    _, u8, _ = verify_import(imp, n_random=500, n_threshold=8, seed=11)
+    fw = imp.graph.emit_c(target="host", out_dir=tmp_path / name)
+    got = fw.predict(u8)
+    assert (got == execute.run(imp.graph, u8).int_logits).all(), name
 
 
-@pytest.mark.parametrize("name", ["int8-first-last", "resid-trunc-outq"])
+@pytest.mark.parametrize("name", [pytest.param("int8-first-last", marks=pytest.mark.slow), "resid-trunc-outq"])
 def test_emit_c_verify_cli_qemu(files, tmp_path, name):
     """`bnn2hw emit-c model.onnx --target cortex-m4 --verify`: host with sanitizers and QEMU, and
     report.json names qonnx as the reference with its input counts. ``resid-trunc-outq`` carries every
