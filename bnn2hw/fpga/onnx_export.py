@@ -115,6 +115,9 @@ def build_onnx(graph: Graph, flavour: str) -> onnx.ModelProto:
                 "value path (M-BiPer eq. 7): a periodic activation is not a monotone threshold, so "
                 "FINN's MultiThreshold/MVAU dataflow cannot express it. Deploy this model with "
                 "`bnn2hw emit-c`, or train an mlp/cnn for the FPGA")
+    if graph.input_kind == "bits":  # both writers take (and annotate) a UINT8 input
+        raise Bnn2hwError("this IR takes a binary (±1) input vector; the FPGA export takes uint8 inputs only "
+                          "(deploy binary-input models with `bnn2hw emit-c`)")
     finn = flavour == "finn"
     if needs_residual_form(graph):
         return _residual_model(graph, flavour)

@@ -37,7 +37,25 @@ What is accepted (each refusal names the node, after qonnx's cleanup naming, and
     ``bits`` (proved on all pairs of stream values; refused when the two scales differ or the
     quantizer after the Add has another scale);
   - a two-level quantizer (``BipolarQuant``) of the stream is a ``threshold`` on the fixed tensor
-    (binary layers read the stream's sign); layers and ``MaxPool`` never read the stream itself.
+    (binary convolutions read the stream's sign); ``MaxPool`` never reads the stream itself;
+  - the end of a residual CNN: ``AveragePool`` / ``GlobalAveragePool`` / ``ReduceMean`` over H, W
+    (``nn.AvgPool2d``, ``F.adaptive_avg_pool2d`` under either exporter) of the stream is the IR's
+    exact window sum ``avgpool`` (the 1/k^2 goes into the tensor's scale); a ``Trunc``
+    (``TruncAvgPool2d``) or another multi-bit ``Quant`` of a stream or pooled tensor is a
+    ``requant`` proved on every reachable value; ``MatMul`` (a dense head, int8 or binary, or a
+    hidden dense layer after a multi-bit activation) reads the stream directly (``dense`` on
+    ``fixed``);
+
+* an output quantizer (a signed multi-bit ``Quant`` after the last layer: ``QuantIdentity`` on the
+  logits) is a ``requant`` of the last accumulator (:func:`derive_requant`, by breakpoint bisection
+  when the range is too large to enumerate) followed by an identity int8 ``dense``, so the IR still
+  ends with integer logits and its float logits are exactly the file's quantized output;
+* a binary input quantizer (``BipolarQuant`` / 1-bit ``Quant`` of a flat input): the IR takes ±1
+  vectors (``input_kind bits``);
+* ``Pad`` (``nn.ConstantPad2d``) of a binary activation with the level of -1 before a ``Conv``:
+  the IR's ``pad_value -1`` (FINN's FMPadding); with 0 (``BipolarQuant``): ``pad_value 0``;
+* ``MaxPool`` between a layer and a non-decreasing chain (conv -> MaxPool -> BatchNorm -> sign with
+  positive scales): the threshold, then the pool (a negative scale would make it a min: refused).
 
   The IR's ``frac`` is ``-log2 scale`` for a power-of-two scale; for another constant scale it is
   0 and the real scale is in the layer's ``stream_scale`` attribute (frac only labels the stream:
@@ -72,7 +90,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +103,8 @@ ORIG_TAG = "bnn2hw-orig-output:"
 """Prefix of the ``doc_string`` each node gets before cleanup: its original output tensor."""
 ENUMERATE_LIMIT = 1 << 22
 """Enumerate at most this many (accumulator value x channel) decisions per layer; bisect above."""
+REQUANT_ENUMERATE_LIMIT = ENUMERATE_LIMIT
+"""A requant of a wider (accumulator value x channel) range is derived by breakpoint bisection."""
 CHUNK = 1 << 18
 CHAIN_OPS = ("Add", "Sub", "Mul", "Div", "BatchNormalization", "Relu")
 PASSTHROUGH_OPS = ("Identity", "Dropout")
@@ -93,7 +113,11 @@ QUANT_OPS = ("Quant", "BipolarQuant")
 
 @dataclass
 class InputQuant:
-    """The input quantizer: float x -> q = clip(round(x / scale + zp), qmin, qmax); IR input u = q - qmin."""
+    """The input quantizer: float x -> q = clip(round(x / scale + zp), qmin, qmax); IR input u = q - qmin.
+
+    A binary input quantizer (``BipolarQuant`` or a 1-bit ``Quant``, ``binary``) has two real
+    levels ``lo < hi``: the IR input is the ±1 vector (-1 for ``lo``, +1 for ``hi``) of a graph
+    with ``input_kind == "bits"``; ``to_float`` gives the two levels, ``to_ir`` qonnx's decision."""
 
     scale: float
     zero_point: float
@@ -103,6 +127,9 @@ class InputQuant:
     rounding: str
     qmin: int
     qmax: int
+    binary: bool = False
+    levels: tuple = (0.0, 0.0)  # binary: the real values (lo, hi) of -1 and +1
+    node: object = None  # the quantizer node (binary: qonnx executes it in ``to_ir``)
 
     @property
     def offset(self) -> float:
@@ -110,10 +137,24 @@ class InputQuant:
 
     def to_float(self, u: np.ndarray) -> np.ndarray:
         """IR inputs u -> float32 inputs that the file's quantizer maps back to exactly u."""
+        if self.binary:
+            return np.where(np.asarray(u) > 0, self.levels[1], self.levels[0]).astype(np.float32)
         return ((np.asarray(u, dtype=np.float64) + self.qmin - self.zero_point) * self.scale).astype(np.float32)
 
     def to_ir(self, x: np.ndarray) -> np.ndarray:
-        """Float inputs -> IR uint8 inputs, with qonnx's own quantizer function."""
+        """Float inputs -> IR inputs (uint8, or ±1 int8 for a binary input), with qonnx's own
+        quantizer function."""
+        if self.binary:
+            from qonnx.custom_op.general.bipolar_quant import binary_quant
+            from qonnx.custom_op.general.quant import quant
+
+            x = np.asarray(x, dtype=np.float32)
+            if self.node.op_type == "BipolarQuant":
+                y = binary_quant(x, np.float32(self.scale))
+            else:
+                y = quant(x, np.float32(self.scale), np.float32(self.zero_point), np.float32(1),
+                          int(self.signed), int(self.narrow), self.rounding)
+            return np.where(y > (self.levels[0] + self.levels[1]) / 2.0, 1, -1).astype(np.int8)
         from qonnx.custom_op.general.quant import quant
 
         y = quant(np.asarray(x, dtype=np.float32), np.float32(self.scale), np.float32(self.zero_point),
@@ -121,9 +162,18 @@ class InputQuant:
         q = np.round(np.asarray(y, dtype=np.float64) / self.scale + self.zero_point)
         return (q - self.qmin).astype(np.uint8)
 
+    def random(self, rng, shape) -> np.ndarray:
+        """IR inputs drawn uniformly over the quantizer's whole range (±1 for a binary input)."""
+        if self.binary:
+            return (2 * rng.integers(0, 2, size=shape) - 1).astype(np.int8)
+        return rng.integers(0, self.qmax - self.qmin + 1, size=shape).astype(np.uint8)
+
     def to_dict(self) -> dict:
-        return {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits, "signed": self.signed,
-                "narrow": self.narrow, "rounding": self.rounding, "qmin": self.qmin, "qmax": self.qmax}
+        d = {"scale": self.scale, "zero_point": self.zero_point, "bits": self.bits, "signed": self.signed,
+             "narrow": self.narrow, "rounding": self.rounding, "qmin": self.qmin, "qmax": self.qmax}
+        if self.binary:
+            d.update(binary=True, levels=[float(v) for v in self.levels])
+        return d
 
 
 @dataclass
@@ -239,9 +289,17 @@ class _Tensor:
     off: float
     scale: float
     chw: tuple | None = None  # after a flatten: the (C, H, W) the columns came from
+    pad: tuple | None = None  # kind "bits" after an ONNX Pad: (p, IR pad_value) for the Conv that reads it
     bits: int = 0  # kind "fixed" (the residual stream): q is a signed ``bits``-bit integer
     frac: int = 0  # kind "fixed": the IR's Q format (-log2 scale for a power-of-two scale, else 0)
     quant_node: str = ""  # kind "fixed": the stream quantizer that made it (for refusals)
+    vrange: tuple | None = None  # kind "fixed": (lo, hi) reachable integers (default: all of ``bits``)
+
+    def int_range(self) -> tuple[int, int]:
+        """The reachable integers of a fixed tensor (a window sum spans k^2 times its input's)."""
+        if self.vrange is not None:
+            return int(self.vrange[0]), int(self.vrange[1])
+        return -(1 << (self.bits - 1)), (1 << (self.bits - 1)) - 1
 
 
 @dataclass
@@ -268,7 +326,8 @@ class _Pending:
     float_exact: bool
     fan_in: int = 1
     nodes: list = field(default_factory=list)
-    pool: object = None  # a MaxPool node seen right before the quantizer
+    pool: object = None  # a MaxPool node seen before the quantizer
+    pool_first: bool = False  # chain nodes follow the MaxPool (evaluated on the accumulator before it)
 
 
 class _Walker:
@@ -354,11 +413,15 @@ class _Walker:
                 continue  # a constant (weights, their quantizers): read on use
             handler = getattr(self, "op_" + node.op_type, None)
             if handler is None:
-                raise refuse(self.path, node, "has no bnn2hw IR op (supported: Quant, BipolarQuant, MatMul, "
+                raise refuse(self.path, node, "has no bnn2hw IR op (supported: Quant, BipolarQuant, Trunc, MatMul, "
                                               "Gemm, Conv, BatchNormalization, Add/Sub/Mul/Div by constants, "
-                                              "Relu, MaxPool, Flatten, Reshape)")
+                                              "Relu, MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Pad, "
+                                              "Flatten, Reshape)")
             handler(node)
         out = self.state.get(g.output[0].name)
+        if isinstance(out, _Tensor) and out.kind == "fixed" and len(out.shape) == 1 and \
+                self.layers[-1].op == "requant" and self.layers[-1].name == out.ir_name:
+            return self.finish_output_quant(out)
         if not isinstance(out, _Pending) or out.layer.op != "dense":
             raise Bnn2hwError(f"{self.path}: cannot import this QONNX file: the output {g.output[0].name!r} must "
                               "come from a MatMul/Gemm layer (the integer logits) followed only by per-class "
@@ -487,15 +550,19 @@ class _Walker:
     def stream_quantizer(self, node, src: str, st: _Tensor):
         """A quantizer reading the stream: its sign (a two-level quantizer) is a ``threshold`` on the
         fixed tensor; a multi-bit Quant must map every stream value to itself (then it is dropped)."""
-        q = np.arange(-(1 << (st.bits - 1)), 1 << (st.bits - 1), dtype=np.int64)
+        qlo, qhi = st.int_range()
+        if qhi - qlo + 1 > ENUMERATE_LIMIT:
+            raise refuse(self.path, node, f"quantizes a stream of {qhi - qlo + 1} integer values: too many to "
+                                          f"prove exhaustively (limit {ENUMERATE_LIMIT})")
+        q = np.arange(qlo, qhi + 1, dtype=np.int64)
         reals = (q.astype(np.float64) * st.scale).astype(np.float32)
         if self.quant_bits(node) > 1:
             out = self.eval_nodes([node], src, reals.reshape(-1, 1)).ravel()
-            if not np.array_equal(out, reals):
-                raise refuse(self.path, node, f"re-quantizes the {st.bits}-bit stream (scale {st.scale:g}) to "
-                                              "other values; use the same stream quantizer throughout")
-            self.state[node.output[0]] = st
-            return
+            if np.array_equal(out, reals):  # the stream's own quantizer again: nothing to do
+                self.state[node.output[0]] = st
+                return
+            sc, bits, frac, _, _ = self.stream_params(node)
+            return self.requant_fixed(node, st, q, out, sc, bits, frac)
         lo_v, hi_v = self.quant_levels(node)
         out = self.eval_nodes([node], src, reals.reshape(-1, 1)).ravel()
         fires = out > (lo_v + hi_v) / 2.0
@@ -516,6 +583,66 @@ class _Walker:
                     st.ir_name)
         self.hidden[name] = (self.orig(node), (lo_v + hi_v) / 2.0)
         self.state[node.output[0]] = _Tensor(name, "bits", st.shape, *_encoding(lo_v, hi_v))
+
+    def requant_fixed(self, node, st: _Tensor, q: np.ndarray, out: np.ndarray, sc: float, bits: int, frac: int):
+        """A quantizer (``Quant``, ``Trunc``) mapping the fixed tensor's integers ``q`` to qonnx's
+        float32 values ``out`` = integers times ``sc``: a ``requant`` with one (mult, bias, shift) for
+        every channel (the quantizer is per tensor), fitted to and proved on every reachable ``q``."""
+        from ..ir import ops
+
+        qi = np.round(out.astype(np.float64) / sc).astype(np.int64)
+        if not np.array_equal((qi * sc).astype(np.float32), out):
+            raise refuse(self.path, node, f"gives values that are not integers times its scale {sc:g}")
+        # the float affine in output units, from the unclipped interior: the fit's starting point
+        inner = (qi > qi.min()) & (qi < qi.max())
+        sel = inner if inner.sum() >= 2 else np.ones(len(q), bool)
+        slope, offset = np.polyfit(q[sel].astype(np.float64), qi[sel].astype(np.float64), 1) if sel.sum() >= 2 \
+            else (0.0, float(qi[0]))
+        fit = fit_requant(q, qi, float(slope), float(offset) - 0.5, bits)
+        if fit is None or not np.array_equal(ops.requant(q[:, None], np.array([fit[0]]), np.array([fit[1]]),
+                                                          fit[2], bits)[:, 0], qi):
+            raise refuse(self.path, node, f"maps the {st.bits}-bit stream to values no integer form "
+                                          "clip((q * mult + bias) >> shift) reproduces on every stream value: "
+                                          "reachable values land exactly on .5 and it rounds them half to even "
+                                          "(Brevitas' default RoundTo8bit / ROUND); use floor rounding "
+                                          "(TruncAvgPool2d(trunc_quant=TruncTo8bit), float_to_int_impl_type FLOOR)")
+        mult, bias, shift = fit
+        c = st.shape[0]
+        name = self.name("rq")
+        self.append(Layer("requant", name, node.name,
+                          {"shift": int(shift), "bits": bits, "frac": frac, "stream_scale": sc, "float_exact": True,
+                           "float_order_sensitive": [], "acc_range": [int(q[0]), int(q[-1])],
+                           "onnx_tensor": self.orig(node)},
+                          {"mult": np.full(c, mult, np.int64), "bias": np.full(c, bias, np.int64)}), st.ir_name)
+        self.fixed[name] = (self.orig(node), sc)
+        self.state[node.output[0]] = replace(st, ir_name=name, scale=sc, bits=bits, frac=frac, quant_node=node.name,
+                                             vrange=(int(qi.min()), int(qi.max())))
+
+    def op_Trunc(self, node):
+        """Brevitas' ``TruncAvgPool2d`` writes ``AveragePool`` + ``Trunc`` (qonnx's Trunc, v1 or v2): on
+        the stream's window average it is a ``requant`` (a floor shift), proved on every reachable sum."""
+        src, st = self.data_input(node)
+        if not (isinstance(st, _Tensor) and st.kind == "fixed"):
+            raise refuse(self.path, node, "truncates a tensor that is not a quantized stream (or its average)")
+        out_bits = self.const(node.input[-1] if len(node.input) == 5 else node.input[5])
+        if len(node.input) not in (5, 6) or out_bits is None or out_bits.size != 1:
+            raise refuse(self.path, node, "needs constant scale, zero point and bit widths")
+        ob, signed = int(out_bits.ravel()[0]), int(self.attr(node, "signed", 1))
+        out_scale = self.const(node.input[1] if len(node.input) == 5 else node.input[4])
+        if out_scale is None or out_scale.size != 1 or not float(out_scale.ravel()[0]) > 0:
+            raise refuse(self.path, node, "needs a positive per-tensor constant scale")
+        sc = float(out_scale.ravel()[0])
+        bits = ob if signed else ob + 1  # an unsigned output needs one more bit in the IR's signed requant
+        if not 2 <= bits <= 16:
+            raise refuse(self.path, node, f"truncates to {ob} bits; bnn2hw's requant makes 2 to 16 (signed) bits")
+        qlo, qhi = st.int_range()
+        if qhi - qlo + 1 > ENUMERATE_LIMIT:
+            raise refuse(self.path, node, f"truncates {qhi - qlo + 1} integer values: too many to prove exhaustively")
+        q = np.arange(qlo, qhi + 1, dtype=np.int64)
+        out = self.eval_nodes([node], src, (q.astype(np.float64) * st.scale).astype(np.float32).reshape(-1, 1)).ravel()
+        m, e = np.frexp(sc)
+        frac = 1 - int(e) if m == 0.5 and 0 <= 1 - int(e) <= 31 else 0
+        self.requant_fixed(node, st, q, out, sc, bits, frac)
 
     def residual_add(self, node, sm: _Sum):
         """``Add`` of two equal-scale stream tensors -> stream ``Quant``: the IR's saturating ``add``.
@@ -545,9 +672,8 @@ class _Walker:
                                              quant_node=node.name)
 
     def input_quantizer(self, node):
-        if node.op_type != "Quant":
-            raise refuse(self.path, node, "quantizes the graph input; bnn2hw needs an 8-bit Quant there "
-                                          "(binary inputs are not supported by this importer)")
+        if self.quant_bits(node) == 1:
+            return self.binary_input(node)
         scale, zp, bits = (self.const(node.input[i]) for i in (1, 2, 3))
         if any(v is None or v.size != 1 for v in (scale, zp, bits)):
             raise refuse(self.path, node, "(the input quantizer) needs a per-tensor constant scale, zero point "
@@ -568,8 +694,31 @@ class _Walker:
         shape = self.shape(node.input[0])
         self.state[node.output[0]] = _Tensor(INPUT, "u8", shape, self.input_quant.offset, s)
 
+    def binary_input(self, node):
+        """A two-level quantizer of the graph input: the IR takes the ±1 vector (``input_kind bits``)."""
+        shape = self.shape(node.input[0])
+        if len(shape) != 1:
+            raise refuse(self.path, node, f"binarizes an input of shape {list(shape)}; bnn2hw takes binary inputs "
+                                          "as flat vectors (N, F) only (an image input needs an 8-bit quantizer)")
+        lo_v, hi_v = self.quant_levels(node)
+        s = float(self.const(node.input[1]).ravel()[0])
+        if node.op_type == "BipolarQuant":
+            zp, signed, narrow, rounding = 0.0, True, False, "ROUND"
+        else:
+            zp = float(self.const(node.input[2]).ravel()[0])
+            signed, narrow = bool(self.attr(node, "signed", 1)), bool(self.attr(node, "narrow", 0))
+            rounding = self.attr(node, "rounding_mode", "ROUND")
+        self.input_quant = InputQuant(s, zp, 1, signed, narrow, rounding, -1, 1, True, (lo_v, hi_v), node)
+        self.state[node.output[0]] = _Tensor(INPUT, "bits", shape, *_encoding(lo_v, hi_v))
+
     def activation(self, node, p: _Pending, lo_v: float, hi_v: float):
         thr, direction = derive_thresholds(self, p, node, lo_v, hi_v)
+        if p.pool is not None and p.pool_first and (direction < 0).any():
+            c = int(np.flatnonzero(direction < 0)[0])
+            raise refuse(self.path, p.pool, f"comes before a decreasing per-channel map (channel {c}: a negative "
+                                            "BatchNorm or scale factor), so max-then-sign is a min of the bits, "
+                                            "which bnn2hw's maxpool (an OR of bits) cannot express: put the "
+                                            "MaxPool after the BatchNorm (or after the activation)")
         fragile = order_sensitive_channels(self, p, node, lo_v, hi_v, thr, direction)
         name = self.name("thr")
         layer = Layer("threshold", name, node.name,
@@ -622,16 +771,17 @@ class _Walker:
         return wi.astype(np.int64), scale, kind, prod
 
     def layer_input(self, node):
-        """(name, tensor) a MatMul/Conv reads, refused unless it is quantized to 1 bit (or 8-bit input)."""
+        """(name, tensor) a MatMul/Conv reads, refused unless it is quantized to 1 bit (or 8-bit input);
+        a MatMul may also read a multi-bit stream (or its average pool): the IR's ``dense`` on ``fixed``."""
         src, st = self.data_input(node)
         if not isinstance(st, _Tensor):
             raise refuse(self.path, node, "reads a float tensor (no 1-bit activation quantizer before it): "
                                           "bnn2hw cannot place a float layer between binary ones")
-        if st.kind == "fixed":
+        if st.kind == "fixed" and node.op_type != "MatMul":
             raise refuse(self.path, node, f"reads the {st.bits}-bit activation of node {st.quant_node!r} (Quant): "
-                                          "bnn2hw deploys 1-bit activations between layers; a multi-bit Quant "
-                                          "is only a residual stream, which layers read through its sign "
-                                          "(a BipolarQuant / 1-bit quantizer of the stream)")
+                                          "bnn2hw's convolutions read 1-bit activations (or the 8-bit input); a "
+                                          "multi-bit stream is read by convolutions through its sign (a "
+                                          "BipolarQuant / 1-bit quantizer of the stream), by dense layers directly")
         return src, st
 
     def op_MatMul(self, node):
@@ -674,7 +824,13 @@ class _Walker:
         if len(set(pads)) != 1 or len(set(strides)) != 1 or self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
             raise refuse(self.path, node, f"has asymmetric padding {pads} or strides {strides}")
         pad, stride = int(pads[0]), int(strides[0])
-        if pad and st.off != 0:
+        pad_value = 0
+        if st.pad is not None:  # an ONNX Pad before the conv (op_Pad)
+            if pad:
+                raise refuse(self.path, node, "pads again a tensor that an ONNX Pad has already padded")
+            pad, pad_value = st.pad
+            st = replace(st, shape=(st.shape[0], st.shape[1] - 2 * pad, st.shape[2] - 2 * pad), pad=None)
+        elif pad and st.off != 0:
             raise refuse(self.path, node, f"zero-pads an input whose zero is not an IR value (offset {st.off:g}: "
                                           "a signed input quantizer or a {-s, 0} activation); bnn2hw pads "
                                           "with 0 contributions only")
@@ -684,15 +840,23 @@ class _Walker:
             raise refuse(self.path, node, "has a weight scale that is not per output channel")
         w = np.ascontiguousarray(wi.transpose(0, 2, 3, 1).astype(np.int8))
         name = self.name("conv")
-        layer = Layer("conv2d", name, node.name, {"in": st.kind, "stride": stride, "pad": pad,
-                                                  "weight_kind": "binary"}, {"weight": w})
+        attrs = {"in": st.kind, "stride": stride, "pad": pad, "weight_kind": "binary"}
+        if pad_value:
+            attrs["pad_value"] = pad_value
+        layer = Layer("conv2d", name, node.name, attrs, {"weight": w})
         self.append(layer, st.ir_name)
         self.pending(node, layer, st, wi.reshape(o, -1), s_c, self.shape(node.output[0]))
 
     def pending(self, node, layer, st: _Tensor, w_oi: np.ndarray, s_c: np.ndarray, out_shape):
-        peak = 255 if st.kind == "u8" else 1
-        lo = np.where(w_oi < 0, w_oi, 0).sum(1) * peak if st.kind == "u8" else -np.abs(w_oi).sum(1)
-        hi = np.where(w_oi > 0, w_oi, 0).sum(1) * peak if st.kind == "u8" else np.abs(w_oi).sum(1)
+        if st.kind == "fixed":  # the stream's integers span [vlo, vhi]
+            vlo, vhi = st.int_range()
+            lo = np.minimum(w_oi * vlo, w_oi * vhi).sum(1)
+            hi = np.maximum(w_oi * vlo, w_oi * vhi).sum(1)
+        elif st.kind == "u8":
+            lo = np.where(w_oi < 0, w_oi, 0).sum(1) * 255
+            hi = np.where(w_oi > 0, w_oi, 0).sum(1) * 255
+        else:
+            lo, hi = -np.abs(w_oi).sum(1), np.abs(w_oi).sum(1)
         k = st.scale * s_c
         r = w_oi.sum(1).astype(np.float64)
         exact = bool(_exact_products(k, int(max(np.abs(lo).max(), np.abs(hi).max()) + abs(st.off) * np.abs(r).max())))
@@ -706,8 +870,14 @@ class _Walker:
         if not isinstance(st, _Pending):
             raise refuse(self.path, node, "operates on a binary or integer tensor (bnn2hw has no IR op for it)")
         if st.pool is not None:
-            raise refuse(self.path, node, "follows a MaxPool that is not directly followed by the 1-bit "
-                                          "activation quantizer")
+            # conv -> MaxPool -> BatchNorm -> sign: max commutes with a non-decreasing per-channel map,
+            # so the chain is evaluated on the accumulator before the pool (direction checked in
+            # activation()); the copy reads the previous chain tensor instead of the pool's output
+            node = copy.deepcopy(node)
+            prev = st.nodes[-1].output[0] if st.nodes else st.in_tensor
+            node.input[:] = [prev if i == src else i for i in node.input]
+            st.pool_first = True
+            src = prev
         c = st.shape[0]
         full = (1,) + st.shape
         for i in node.input:
@@ -778,6 +948,107 @@ class _Walker:
         self.hidden[name] = (self.orig(node), -st.off * st.scale)
         self.state[node.output[0]] = _Tensor(name, "bits", shape, st.off, st.scale)
 
+    def avgpool(self, node, st: _Tensor, k: int, stride: int):
+        """Average pooling of the stream: the IR's exact window sum (``avgpool``); the 1/k^2 goes
+        into the tensor's scale, so its consumers (a dense head's affine, a ``Trunc``/``Quant``'s
+        requant, a sign's threshold) are derived on the sums. qonnx's float32 average is compared
+        with ``sum * scale / k^2`` on every verification input (exact for power-of-two scales and
+        windows)."""
+        c, h, w = st.shape
+        if k > h or k > w:
+            raise refuse(self.path, node, f"pools a {k}x{k} window on a {h}x{w} map")
+        qlo, qhi = st.int_range()
+        lo, hi = qlo * k * k, qhi * k * k
+        bits = max(lo.bit_length() if lo >= 0 else (-lo - 1).bit_length(), hi.bit_length()) + 1
+        if bits > 32:
+            raise refuse(self.path, node, f"sums {k}x{k} stream values of {st.bits} bits: {bits} bits, more than 32")
+        name = self.name("avg")
+        self.append(Layer("avgpool", name, node.name, {"kernel": int(k), "stride": int(stride),
+                                                       "onnx_tensor": self.orig(node)}), st.ir_name)
+        scale = st.scale / (k * k)
+        self.fixed[name] = (self.orig(node), scale)
+        shape = (c, (h - k) // stride + 1, (w - k) // stride + 1)
+        self.state[node.output[0]] = replace(st, ir_name=name, shape=shape, scale=scale, bits=max(bits, st.bits),
+                                             quant_node=node.name, vrange=(lo, hi), chw=None)
+        return name
+
+    def pool_input(self, node) -> _Tensor:
+        src, st = self.data_input(node)
+        if not (isinstance(st, _Tensor) and st.kind == "fixed" and len(st.shape) == 3):
+            what = "a binary tensor" if isinstance(st, _Tensor) and st.kind == "bits" else "a tensor that is not " \
+                "a quantized (C, H, W) stream"
+            raise refuse(self.path, node, f"average-pools {what}; bnn2hw average-pools the multi-bit residual "
+                                          "stream only (a stream quantizer such as Int8ActPerTensorFixedPoint "
+                                          "before the pool)")
+        return st
+
+    def op_AveragePool(self, node):
+        st = self.pool_input(node)
+        k = list(self.attr(node, "kernel_shape"))
+        s = list(self.attr(node, "strides", k))
+        if len(set(k)) != 1 or len(set(s)) != 1 or any(self.attr(node, "pads", [0, 0, 0, 0])) \
+                or int(self.attr(node, "ceil_mode", 0)) or self.attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise refuse(self.path, node, f"has a non-square kernel {k}, strides {s}, padding or ceil mode")
+        self.avgpool(node, st, int(k[0]), int(s[0]))
+
+    def op_GlobalAveragePool(self, node):
+        st = self.pool_input(node)
+        if st.shape[1] != st.shape[2]:
+            raise refuse(self.path, node, f"pools a non-square {st.shape[1]}x{st.shape[2]} map (the IR's "
+                                          "window is square)")
+        self.avgpool(node, st, st.shape[1], st.shape[1])
+
+    def op_ReduceMean(self, node):
+        """``F.adaptive_avg_pool2d(x, 1)`` / ``x.mean((2, 3))`` as torch's dynamo exporter writes it."""
+        st = self.pool_input(node)
+        axes = self.attr(node, "axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            axes = self.const(node.input[1])
+        if axes is None or sorted(int(a) % 4 for a in np.ravel(axes)) != [2, 3]:
+            raise refuse(self.path, node, f"averages over axes {None if axes is None else list(np.ravel(axes))}; "
+                                          "only the spatial mean (axes 2, 3) is average pooling")
+        if st.shape[1] != st.shape[2]:
+            raise refuse(self.path, node, f"averages a non-square {st.shape[1]}x{st.shape[2]} map")
+        self.avgpool(node, st, st.shape[1], st.shape[1])
+        if not int(self.attr(node, "keepdims", 1)):  # (N, C): the IR's flatten of the (1, 1, C) sums
+            pooled = self.state[node.output[0]]
+            name = self.name("flatten")
+            self.append(Layer("flatten", name, node.name), pooled.ir_name)
+            self.state[node.output[0]] = replace(pooled, ir_name=name, shape=(pooled.shape[0],), chw=pooled.shape)
+
+    def op_Pad(self, node):
+        """``nn.ConstantPad2d`` / ``F.pad`` of a binary tensor before a convolution (Larq/FINN style):
+        padding with the level of the bit -1 is the IR's ``pad_value -1`` (FINN's FMPadding), with
+        the real 0 (``BipolarQuant``: no level) ``pad_value 0``; the Conv that reads it takes the pad."""
+        src, st = self.data_input(node)
+        if not (isinstance(st, _Tensor) and st.kind == "bits" and len(st.shape) == 3 and st.pad is None):
+            raise refuse(self.path, node, "pads a tensor that is not a binary (C, H, W) activation; bnn2hw pads "
+                                          "binary activations before a convolution only")
+        pads = self.attr(node, "pads")
+        if pads is None and len(node.input) > 1:
+            pads = self.const(node.input[1])
+        value = self.attr(node, "value", 0.0)
+        if len(node.input) > 2 and node.input[2]:
+            value = self.const(node.input[2])
+        if pads is None or value is None or np.asarray(value).size != 1 or len(node.input) > 3:
+            raise refuse(self.path, node, "needs constant pads and a constant value (no axes input)")
+        pads, value = [int(v) for v in np.ravel(pads)], float(np.ravel(value)[0])
+        mode = self.attr(node, "mode", "constant")
+        p = pads[2] if len(pads) == 8 else -1
+        if mode != "constant" or len(pads) != 8 or pads != [0, 0, p, p, 0, 0, p, p] or p <= 0:
+            raise refuse(self.path, node, f"pads {pads} in mode {mode!r}; bnn2hw pads H and W equally with a constant")
+        lo_real = (-1 - st.off) * st.scale
+        if np.float32(value) == np.float32(lo_real):
+            pv = -1
+        elif value == 0.0 and st.off == 0:
+            pv = 0
+        else:
+            raise refuse(self.path, node, f"pads with {value:g}; a binary tensor with levels {lo_real:g} and "
+                                          f"{(1 - st.off) * st.scale:g} can be padded with the level of -1 "
+                                          "(pad_value -1) or with 0 when 0 is the midpoint (pad_value 0)")
+        c, h, w = st.shape
+        self.state[node.output[0]] = replace(st, shape=(c, h + 2 * p, w + 2 * p), pad=(p, pv))
+
     def flatten(self, node):
         src, st = self.data_input(node)
         if not isinstance(st, _Tensor):
@@ -791,7 +1062,7 @@ class _Walker:
             return
         name = self.name("flatten")
         self.append(Layer("flatten", name, node.name), st.ir_name)
-        self.state[node.output[0]] = _Tensor(name, st.kind, out, st.off, st.scale, chw=st.shape)
+        self.state[node.output[0]] = replace(st, ir_name=name, shape=out, chw=st.shape)
 
     op_Flatten = op_Reshape = flatten
 
@@ -810,6 +1081,20 @@ class _Walker:
         self.append(Layer("affine", "logits", p.layer.source + " .. output", {},
                                  {"scale": np.asarray(a, np.float64), "bias": np.asarray(b, np.float64)}),
                     p.layer.name)
+
+    def finish_output_quant(self, out: _Tensor):
+        """An output quantizer (``QuantIdentity`` on the logits, a signed multi-bit ``Quant``) was
+        derived as a ``requant`` of the last layer's accumulator; the IR ends with integer logits,
+        so an identity ``dense`` (int8 weights, the unit matrix) reads the quantized values and the
+        affine is their scale: the float logits are exactly qonnx's quantized output."""
+        c = out.shape[0]
+        fc = self.name("fc")
+        self.append(Layer("dense", fc, out.quant_node + " (output quantizer: identity)",
+                          {"in": "fixed", "weight_kind": "int8", "output_quant": True},
+                          {"weight": np.eye(c, dtype=np.int8)}), out.ir_name)
+        self.append(Layer("affine", "logits", out.quant_node + " .. output", {},
+                          {"scale": np.full(c, out.scale, np.float64), "bias": np.zeros(c, np.float64)}), fc)
+        return self.layers
 
     # evaluation with qonnx ---------------------------------------------------------------------
     def eval_nodes(self, nodes, in_name: str, values: np.ndarray) -> np.ndarray:
@@ -990,9 +1275,8 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
     C = p.shape[0]
     lo, hi = int(p.lo.min()), int(p.hi.max())
     n = hi - lo + 1
-    if n * C > ENUMERATE_LIMIT:
-        raise refuse(w.path, quant, f"quantizes an accumulator range of {n} values x {C} channels to the stream: "
-                                    f"too many to prove exhaustively (limit {ENUMERATE_LIMIT})")
+    if n * C > REQUANT_ENUMERATE_LIMIT:
+        return derive_requant_monotone(w, p, quant, scale, bits)
     values = _stream_eval(w, p, quant)
     out = np.zeros((n, C), dtype=np.float32)
     moved = np.zeros(C, dtype=bool)  # a value changes within the worst-case float32 summation error
@@ -1040,6 +1324,92 @@ def derive_requant(w: _Walker, p: _Pending, quant, scale: float, bits: int):
         got = ops.requant(allv[sel][:, None], mult[c:c + 1], bias[c:c + 1], shift, bits)[:, 0]
         if not np.array_equal(got, qi[sel, c]):
             raise Bnn2hwError(f"internal: requant of {quant.name} channel {c} differs from qonnx")
+    return mult, bias, shift
+
+
+BREAKPOINT_LIMIT = 1 << 18
+"""Bisect at most this many (output level x channel) breakpoints of a requant at once."""
+
+
+def derive_requant_monotone(w: _Walker, p: _Pending, quant, scale: float, bits: int):
+    """:func:`derive_requant` for accumulator ranges too large to enumerate (an int8 head under an
+    output quantizer). Invariant: ``requant(A) * scale`` is qonnx's output on every integer A in
+    [lo_c, hi_c], *given* that qonnx's chain is monotone per channel in A (an affine map followed
+    by round and clip is; float32 rounding is monotone too). Proof: per channel, every output level's
+    breakpoint t_j (the smallest A whose level reaches j, found by bisection on qonnx's execution)
+    and t_j - 1 and both range ends are evaluated; the fitted requant is monotone and agrees there,
+    so it agrees on every A in between. Refuses (naming the quantizer) when the levels x channels
+    exceed :data:`BREAKPOINT_LIMIT` or no integer form fits."""
+    from ..ir import ops
+
+    C = p.shape[0]
+    values = _stream_eval(w, p, quant)
+
+    def level(a):  # (M, C) -> qonnx's integer output level
+        out = values(a)
+        q = np.round(out.astype(np.float64) / scale).astype(np.int64)
+        if not np.array_equal((q * scale).astype(np.float32), out):
+            raise refuse(w.path, quant, "gives values that are not integers times its scale")
+        return q
+
+    lo, hi = p.lo.astype(np.int64), p.hi.astype(np.int64)
+    ends = level(np.stack([lo, hi]))
+    sgn = np.where(ends[1] >= ends[0], 1, -1)  # per channel: non-decreasing (+1) or non-increasing
+    h_lo, h_hi = ends[0] * sgn, ends[1] * sgn
+    span = int((h_hi - h_lo).max())
+    if span * C > BREAKPOINT_LIMIT:
+        raise refuse(w.path, quant, f"quantizes an accumulator range of {int(hi.max() - lo.min() + 1)} values to "
+                                    f"{span} levels x {C} channels: too many breakpoints to prove "
+                                    f"(limit {BREAKPOINT_LIMIT})")
+    j = h_lo[None, :] + 1 + np.arange(max(span, 1))[:, None]  # (L, C) the level each row looks for
+    active = j <= h_hi[None, :]
+    left, right = np.broadcast_to(lo, j.shape).copy(), np.broadcast_to(hi, j.shape).copy()
+    while True:  # smallest A with sgn * level(A) >= j
+        go = active & (left < right)
+        if not go.any():
+            break
+        mid = (left + right) // 2
+        f = level(mid) * sgn[None, :] >= j
+        right = np.where(go & f, mid, right)
+        left = np.where(go & ~f, mid + 1, left)
+    mult, bias, fits = np.zeros(C, np.int64), np.zeros(C, np.int64), []
+    a_c, b_c = p.k.astype(np.float64), -p.k * p.off_r
+    for node in p.nodes:
+        a_c, b_c = _affine_step(w, node, a_c, b_c)
+    points = []
+    for c in range(C):
+        t = left[active[:, c], c]
+        pts = np.unique(np.concatenate([[lo[c], hi[c]], t, t - 1]).clip(lo[c], hi[c]))
+        points.append(pts)
+    longest = max(len(x) for x in points)
+    grid = np.stack([np.pad(x, (0, longest - len(x)), mode="edge") for x in points], 1)  # (P, C)
+    want = level(grid)
+    for c in range(C):
+        fit = fit_requant(grid[:, c], want[:, c], float(a_c[c]) / scale, float(b_c[c]) / scale, bits)
+        if fit is None:
+            why = ("the layer's float32 arithmetic is not exact (non-power-of-two scales or bias), so qonnx's "
+                   "breakpoints follow float32 rounding that no integer requant reproduces: use power-of-two "
+                   "scales (e.g. Int8WeightPerTensorFixedPoint) and no float bias before the quantizer"
+                   if not p.float_exact else "round-half-even ties: use float_to_int_impl_type FLOOR")
+            raise refuse(w.path, quant, f"channel {c}: no integer form clip((A * mult + bias) >> shift) equals "
+                                        f"qonnx's values at every level's breakpoint ({why})")
+        fits.append(fit)
+    shift = max(f[2] for f in fits)
+    for c, (m, b, s) in enumerate(fits):
+        m, b = m << (shift - s), b << (shift - s)
+        if abs(m) >= 1 << 31 or abs(b) > 1 << 62:
+            raise refuse(w.path, quant, f"channel {c}: the requant multiplier or bias does not fit at the layer's shift")
+        mult[c], bias[c] = m, b
+    got = ops.requant(grid, mult, bias, shift, bits)
+    if not np.array_equal(got, want):
+        raise Bnn2hwError(f"internal: requant of {quant.name} differs from qonnx at a breakpoint")
+    # where a value changes (the breakpoints), does it move within the worst-case float32 error?
+    w.requant_sensitive = []
+    if not p.float_exact:
+        delta = p.fan_in * 2.0 ** -24 * np.abs(p.k) * (p.hi - p.lo).astype(np.float64)
+        base = values(grid)
+        moved = (values(grid, -delta[None, :]) != base) | (values(grid, delta[None, :]) != base)
+        w.requant_sensitive = [int(c) for c in np.flatnonzero(moved.any(0))]
     return mult, bias, shift
 
 
@@ -1108,14 +1478,15 @@ def import_qonnx(path: str | Path) -> QonnxImport:
     layers = walker.run()
     if walker.input_quant is None:
         raise Bnn2hwError(f"{path}: cannot import this QONNX file: the graph input is not quantized by an "
-                          "8-bit Quant node")
+                          "8-bit Quant node or a binary quantizer")
     in_shape = walker.shape(model.graph.input[0].name)
     ir_shape = (in_shape[1], in_shape[2], in_shape[0]) if len(in_shape) == 3 else (int(np.prod(in_shape)),)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     iq = walker.input_quant
     meta = {"model_hash": digest, "source": str(path), "frontend": "qonnx",
             "input_quant": iq.to_dict(), "onnx_input_shape": list(in_shape)}
-    graph = Graph(ir_shape, layers, 1.0 / iq.scale if iq.offset == 0 else 1.0, meta)
+    graph = Graph(ir_shape, layers, 1.0 / iq.scale if iq.offset == 0 and not iq.binary else 1.0, meta,
+                  "bits" if iq.binary else "u8")
     try:
         validate(graph)
     except Bnn2hwError as e:
