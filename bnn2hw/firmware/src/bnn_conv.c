@@ -831,6 +831,7 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
 #ifndef BNN_CONV_U8_MASK_WORDS
 #define BNN_CONV_U8_MASK_WORDS 256u
 #endif
+#define BNN_CONV_U8_CHUNK 64u /* at most this many channels per pass over the positions */
 
 /* Window loops (K over the patch): acc = 2 sum_{w=+1} x - sum x over the valid taps. */
 static int32_t conv_u8_one(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *wo,
@@ -871,35 +872,50 @@ typedef union {
     uint8_t b[4u * BNN_CONV_U8_PATCH_WORDS];
 } u8patch_t;
 
-/* The nb mask words of one output channel (weights wo, taps x cw words); returns n+, the
- * number of +1 weights. */
-static uint32_t u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
+/* Record of one output channel in the mask buffer: nb mask words, then (DSP) base = 255 n+ at
+ * word nb; even length so the dot loop loads it in pairs (LDRD). */
+BNN_INLINE uint32_t u8_record(uint32_t nb)
+{
+    return BNN_HAVE_USADA8 ? (nb + 2u) & ~1u : nb;
+}
+
+/* Channel o's record from its weights wo (taps x cw words): the K weight bits as a bit stream
+ * (tap-major, then channel), every nibble a mask word, then the base (DSP). */
+static void u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
 {
     const uint32_t cw = BNN_WORDS(cin);
-    const uint32_t last = cin - 32u * (cw - 1u); /* bits in a tap's last word */
     uint32_t stream[BNN_CONV_U8_PATCH_WORDS / 8u + 1u]; /* K <= 4 PATCH_WORDS bits, a spare slot */
     uint32_t *dst = stream;
-    uint32_t cur = 0, b = 0, ones = 0;
-    for (uint32_t t = 0; t < taps; ++t) {
-        for (uint32_t k = 0; k < cw; ++k) {
-            const uint32_t v = *wo++; /* padding bits 0 (bnn_bits.h) */
-            const uint32_t len = k + 1u < cw ? 32u : last;
-            ones += bnn_popcount32(v);
-            cur |= v << b;
-            b += len;
-            if (b >= 32u) {
-                *dst++ = cur;
-                b -= 32u;
-                cur = b != 0u ? v >> (len - b) : 0u;
-            }
+    uint32_t cur = 0, b = 0; /* the word being filled, its next free bit */
+    for (uint32_t i = 0; i < taps * cw; ++i) {
+        const uint32_t v = wo[i]; /* padding bits 0 (bnn_bits.h) */
+        const uint32_t len = cw == 1u ? cin : (i + 1u) % cw != 0u ? 32u : cin - 32u * (cw - 1u);
+        cur |= v << b;
+        b += len;
+        if (b >= 32u) {
+            *dst++ = cur;
+            b -= 32u;
+            cur = b != 0u ? v >> (len - b) : 0u;
         }
     }
-    *dst = cur; /* the partial last word (or a spare slot) */
-    for (uint32_t i = 0; i < nb; ++i) {
-        const uint32_t nib = (stream[i / 8u] >> (4u * (i % 8u))) & 15u;
-        m[i] = ((nib * 0x00204081u) & 0x01010101u) * 255u; /* bit j -> byte j = 0xFF */
+    *dst = cur; /* the partial last word (or the spare slot) */
+    uint32_t i = 0;
+    for (const uint32_t *sp = stream; i < nb; ++sp) {
+        uint32_t sw = *sp;
+        for (uint32_t q = 0; q < 8u && i < nb; ++q, ++i, sw >>= 4) {
+            m[i] = (((sw & 15u) * 0x00204081u) & 0x01010101u) * 255u; /* bit j -> byte j = 0xFF */
+        }
     }
-    return ones;
+#if BNN_HAVE_USADA8
+    uint32_t base = 0; /* the mask bytes' sum: 255 n+ */
+    for (i = 0; i < nb; ++i) {
+        __asm__("usada8 %0, %1, %2, %3" : "=r"(base) : "r"(m[i]), "r"(0u), "r"(base));
+    }
+    m[nb] = base;
+    if (nb + 1u < u8_record(nb)) {
+        m[nb + 1u] = 0u;
+    }
+#endif
 }
 
 /* Copies len bytes (word moves, unaligned where the core allows it, then bytes). */
@@ -916,15 +932,13 @@ BNN_INLINE void copy_bytes(uint8_t *d, const uint8_t *s, uint32_t len)
     }
 }
 
-/* Gathers the window into the byte patch; a clipped window first clears the nb words. */
-static void u8_gather(const bnn_conv_params_t *p, const uint8_t *in, const window_t *win, int full, uint32_t nb,
+/* Gathers a clipped window into the byte patch: clears the nb words, copies the valid rows. */
+static void u8_gather(const bnn_conv_params_t *p, const uint8_t *in, const window_t *win, uint32_t nb,
                       u8patch_t *x)
 {
     const uint32_t cin = p->cin, rb = p->kw * cin, step = p->in_w * cin;
-    if (!full) {
-        for (uint32_t i = 0; i < nb; ++i) {
-            x->w[i] = 0u;
-        }
+    for (uint32_t i = 0; i < nb; ++i) {
+        x->w[i] = 0u;
     }
     if (win->ky1 == win->ky0 || win->kx1 == win->kx0) {
         return;
@@ -950,61 +964,94 @@ BNN_INLINE uint32_t u8_step(uint32_t s, uint32_t x, uint32_t m)
 #endif
 }
 
-/* The accumulator from the masked sum s: base = 255 n+ (DSP) or total = the patch's byte sum. */
-BNN_INLINE int32_t u8_finish(uint32_t s, int32_t base, int32_t total)
-{
 #if BNN_HAVE_USADA8
-    (void)total;
-    return base - (int32_t)s;
-#else
-    (void)base;
-    return 2 * (int32_t)((s & 0xffffu) + (s >> 16)) - total;
-#endif
+/* *a, *b = the next two words of *pm (one LDRD, post-incremented). */
+BNN_INLINE void u8_ld2(const uint32_t **pm, uint32_t *a, uint32_t *b)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=&r"(*a), "=&r"(*b), "+r"(*pm) : "m"(*(const uint32_t(*)[2]) * pm));
 }
 
 /*
- * a[j] for the cnt channels of a chunk at one position: masks m (nb words per channel).
- * Patches of up to 8 words are held in registers across the channels (nb a constant in the
- * copies u8_dots picks, so the tests below fold away).
+ * a[j] = base_j - sum_i |x_i - m_ji| for the cnt channels of a chunk at one position; records of
+ * u8_record(nb) words.  Patches of up to 8 words are held in registers across the channels and
+ * the record is loaded in pairs (nb a constant in the copies u8_dots picks, so the tests fold).
  */
+#define U8_LOAD(i) const uint32_t x##i = nb > i##u ? x[i] : 0u;
+#define U8_PAIR(i, e, o)                                                                  \
+    if (nb + 1u > 2u * i##u) { /* the pair holds a mask or the base */                   \
+        u8_ld2(&mp, &q0, &q1);                                                            \
+        if (2u * i##u < nb) {                                                             \
+            s = u8_step(s, x##e, q0);                                                     \
+        } else {                                                                          \
+            bs = q0;                                                                      \
+        }                                                                                 \
+        if (2u * i##u + 1u < nb) {                                                        \
+            s = u8_step(s, x##o, q1);                                                     \
+        } else if (2u * i##u + 1u == nb) {                                                \
+            bs = q1;                                                                      \
+        }                                                                                 \
+    }
+BNN_INLINE void u8_dots_n(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total,
+                          int32_t *a)
+{
+    U8_LOAD(0) U8_LOAD(1) U8_LOAD(2) U8_LOAD(3) U8_LOAD(4) U8_LOAD(5) U8_LOAD(6) U8_LOAD(7)
+    const uint32_t x8 = 0u, x9 = 0u; /* never read: word 8 of a record is at most the base */
+    const uint32_t *mp = m;
+    (void)total;
+    for (uint32_t j = 0; j < cnt; ++j) {
+        uint32_t s = 0, q0, q1, bs = 0;
+        U8_PAIR(0, 0, 1) U8_PAIR(1, 2, 3) U8_PAIR(2, 4, 5) U8_PAIR(3, 6, 7) U8_PAIR(4, 8, 9)
+        a[j] = (int32_t)bs - (int32_t)s;
+    }
+}
+#undef U8_LOAD
+#undef U8_PAIR
+#else
+/* a[j] = 2 sum_i (x_i & m_ji) - total for the cnt channels of a chunk at one position; patches
+ * of up to 8 words held in registers across the channels (nb a constant in the copies). */
 #define U8_LOAD(i) const uint32_t x##i = nb > i##u ? x[i] : 0u;
 #define U8_STEP(i)                                                                        \
     if (nb > i##u) {                                                                      \
         s = u8_step(s, x##i, m[i]);                                                       \
     }
-BNN_INLINE void u8_dots_n(const uint32_t *x, const uint32_t *m, const int32_t *base, uint32_t nb, uint32_t cnt,
-                          int32_t total, int32_t *a)
+BNN_INLINE void u8_dots_n(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total,
+                          int32_t *a)
 {
     U8_LOAD(0) U8_LOAD(1) U8_LOAD(2) U8_LOAD(3) U8_LOAD(4) U8_LOAD(5) U8_LOAD(6) U8_LOAD(7)
     for (uint32_t j = 0; j < cnt; ++j, m += nb) {
         uint32_t s = 0;
         U8_STEP(0) U8_STEP(1) U8_STEP(2) U8_STEP(3) U8_STEP(4) U8_STEP(5) U8_STEP(6) U8_STEP(7)
-        a[j] = u8_finish(s, base[j], total);
+        a[j] = 2 * (int32_t)((s & 0xffffu) + (s >> 16)) - total;
     }
 }
 #undef U8_LOAD
 #undef U8_STEP
+#endif
 
-static void u8_dots(const uint32_t *x, const uint32_t *m, const int32_t *base, uint32_t nb, uint32_t cnt,
-                    int32_t total, int32_t *a)
+static void u8_dots(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total, int32_t *a)
 {
     switch (nb) {
-    case 1u: u8_dots_n(x, m, base, 1u, cnt, total, a); return;
-    case 2u: u8_dots_n(x, m, base, 2u, cnt, total, a); return;
-    case 3u: u8_dots_n(x, m, base, 3u, cnt, total, a); return;
-    case 4u: u8_dots_n(x, m, base, 4u, cnt, total, a); return;
-    case 5u: u8_dots_n(x, m, base, 5u, cnt, total, a); return;
-    case 6u: u8_dots_n(x, m, base, 6u, cnt, total, a); return;
-    case 7u: u8_dots_n(x, m, base, 7u, cnt, total, a); return;
-    case 8u: u8_dots_n(x, m, base, 8u, cnt, total, a); return;
+    case 1u: u8_dots_n(x, m, 1u, cnt, total, a); return;
+    case 2u: u8_dots_n(x, m, 2u, cnt, total, a); return;
+    case 3u: u8_dots_n(x, m, 3u, cnt, total, a); return;
+    case 4u: u8_dots_n(x, m, 4u, cnt, total, a); return;
+    case 5u: u8_dots_n(x, m, 5u, cnt, total, a); return;
+    case 6u: u8_dots_n(x, m, 6u, cnt, total, a); return;
+    case 7u: u8_dots_n(x, m, 7u, cnt, total, a); return;
+    case 8u: u8_dots_n(x, m, 8u, cnt, total, a); return;
     default: break;
     }
-    for (uint32_t j = 0; j < cnt; ++j, m += nb) {
+    const uint32_t rec = u8_record(nb);
+    for (uint32_t j = 0; j < cnt; ++j, m += rec) {
         uint32_t s = 0;
         for (uint32_t i = 0; i < nb; ++i) {
             s = u8_step(s, x[i], m[i]);
         }
-        a[j] = u8_finish(s, base[j], total);
+#if BNN_HAVE_USADA8
+        a[j] = (int32_t)m[nb] - (int32_t)s;
+#else
+        a[j] = 2 * (int32_t)((s & 0xffffu) + (s >> 16)) - total;
+#endif
     }
 }
 
@@ -1020,23 +1067,26 @@ static int32_t u8_total(const uint32_t *x, uint32_t nb)
 
 /*
  * The masked-sum kernel: accumulators (acc != NULL, acc[pos * cout + o]) or bits (out, thr).
+ * Interior positions (interior_cols, as for the binary conv) copy kh rows of kw cin bytes
+ * straight from the input; clipped windows clear the patch and copy their valid part.
  * Returns 0 (nothing written) when K does not fit the patch.
  */
 static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, const int32_t *thr,
                           bnn_word_t *out, int32_t *acc)
 {
-    const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u;
+    const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u, rec = u8_record(nb);
     const uint32_t cout = p->cout, ow = BNN_WORDS(cout), n = taps * BNN_WORDS(p->cin);
     if (nb == 0u || nb > BNN_CONV_U8_PATCH_WORDS) {
         return 0;
     }
-    uint32_t chunk = BNN_CONV_U8_MASK_WORDS / nb; /* >= 4 */
-    if (chunk > 32u) {
-        chunk = chunk / 32u * 32u; /* bits mode: whole output words per chunk */
+    uint32_t chunk = BNN_CONV_U8_MASK_WORDS / rec; /* >= 3 */
+    if (chunk > BNN_CONV_U8_CHUNK) {
+        chunk = BNN_CONV_U8_CHUNK;
     }
+    const span_t cols = interior_cols(p);
+    const uint32_t rb = p->kw * p->cin, step = p->in_w * p->cin, xstep = p->stride_w * p->cin;
     uint32_t masks[BNN_CONV_U8_MASK_WORDS];
-    int32_t base[BNN_CONV_U8_MASK_WORDS / 4u];
-    int32_t a[BNN_CONV_U8_MASK_WORDS / 4u];
+    int32_t a[BNN_CONV_U8_CHUNK]; /* bits mode: the chunk's accumulators at one position */
     u8patch_t x;
     for (uint32_t i = k / 4u; i < nb; ++i) {
         x.w[i] = 0u; /* the round-up bytes stay 0: full windows write bytes [0, K) only */
@@ -1049,16 +1099,28 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
     for (uint32_t c0 = 0; c0 < cout; c0 += chunk) {
         const uint32_t cnt = cout - c0 < chunk ? cout - c0 : chunk;
         for (uint32_t j = 0; j < cnt; ++j) {
-            base[j] = 255 * (int32_t)u8_masks(w + (c0 + j) * n, taps, p->cin, nb, masks + j * nb);
+            u8_masks(w + (c0 + j) * n, taps, p->cin, nb, masks + j * rec);
         }
         uint32_t pos = 0;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+            const int inner = y0 >= 0 && y0 + (int32_t)p->kh <= (int32_t)p->in_h;
+            const uint8_t *src = inner ? in + ((uint32_t)y0 * p->in_w + cols.lo * p->stride_w - p->pad_w) * p->cin
+                                       : in;
             for (uint32_t ox = 0; ox < p->out_w; ++ox, ++pos) {
-                const window_t win = window(p, oy, ox);
-                u8_gather(p, in, &win, window_full(p, &win), nb, &x);
+                if (inner && ox >= cols.lo && ox < cols.hi) {
+                    const uint8_t *r = src;
+                    for (uint32_t ky = 0; ky < p->kh; ++ky, r += step) {
+                        copy_bytes(x.b + ky * rb, r, rb);
+                    }
+                    src += xstep;
+                } else {
+                    const window_t win = window(p, oy, ox);
+                    u8_gather(p, in, &win, nb, &x);
+                }
                 const int32_t total = BNN_HAVE_USADA8 ? 0 : u8_total(x.w, nb);
                 int32_t *dst = acc != NULL ? acc + pos * cout + c0 : a;
-                u8_dots(x.w, masks, base, nb, cnt, total, dst);
+                u8_dots(x.w, masks, nb, cnt, total, dst);
                 if (out == NULL) {
                     continue;
                 }
