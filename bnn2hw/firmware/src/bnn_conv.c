@@ -258,76 +258,6 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
     return ~valid & ((1u << (p->kh * p->kw)) - 1u);
 }
 
-/* Gathers the window into patch: dense (cin bits per tap, back to back, nw words) or one
- * word group per tap (the valid taps of a kernel row are contiguous in the input); padded
- * taps give zero bits. */
-static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
-                         uint32_t nw, bnn_word_t *patch)
-{
-    /* the geometry in locals: the stores into patch (uint32) could alias *p and *win */
-    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, in_w = p->in_w;
-    const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
-    const int32_t y0 = win->y0, x0 = win->x0;
-    for (uint32_t i = 0; i < nw; ++i) {
-        patch[i] = 0u;
-    }
-    for (uint32_t ky = ky0; ky < ky1; ++ky) {
-        const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
-        if (!dense) {
-            bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
-            const uint32_t len = (kx1 - kx0) * cw;
-            for (uint32_t i = 0; i < len; ++i) {
-                dst[i] = src[i];
-            }
-            continue;
-        }
-        uint32_t off = (ky * kw + kx0) * cin; /* bit offset of the tap, stepped by cin */
-        for (uint32_t kx = kx0; kx < kx1; ++kx, ++src, off += cin) {
-            const uint32_t b = off % 32u;
-            bnn_word_t *dst = patch + off / 32u;
-            const bnn_word_t v = src[0];
-            dst[0] |= v << b;
-            if (b + cin > 32u) {
-                dst[1] |= v >> (32u - b);
-            }
-        }
-    }
-}
-
-/* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
-static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
-                          uint32_t cnt, bnn_conv_rows_fn fn)
-{
-#if BNN_MULTI_ASM || BNN_M0_ASM
-    return fn(patch, w, mm, (n << 5) | (cnt - 1u)) >> (32u - cnt);
-#else
-    (void)fn;
-    uint32_t bits = 0;
-    for (uint32_t j = 0; j < cnt; ++j) {
-        uint32_t d = bnn_xor_popcount_adv(patch, &w, n) + (uint32_t)(~mm[j]); /* p - M - 1 */
-        bits = (bits >> 1) | (d & 0x80000000u);
-    }
-    return bits >> (32u - cnt);
-#endif
-}
-
-/* pc[r] = popcount(x ^ w_r) for rows rows of n words (w_r = w + r n). */
-static void rows_popcounts(const bnn_word_t *x, const bnn_word_t *w, uint32_t n, uint32_t rows, uint32_t *pc,
-                           bnn_conv_rows_fn pfn)
-{
-#if BNN_MULTI_ASM
-    for (uint32_t r = 0; r < rows; r += 32u) {
-        const uint32_t cnt = rows - r < 32u ? rows - r : 32u;
-        (void)pfn(x, w + r * n, (const int32_t *)(pc + r), (n << 5) | (cnt - 1u));
-    }
-#else
-    (void)pfn;
-    for (uint32_t r = 0; r < rows; ++r) {
-        pc[r] = bnn_xor_popcount_adv(x, &w, n);
-    }
-#endif
-}
-
 /*
  * The dense layout: the low cin bits (cin < 32) of kh rows of kw tap words (row r at src + r step)
  * back to back, tap t = ky kw + kx at bit t cin, into ceil(kh kw cin / 32) words, the last word's
@@ -368,6 +298,77 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
     if (b != 0u) {
         *dst = cur;
     }
+}
+
+/* Gathers the window into patch: one word group per tap (the valid taps of a kernel row are
+ * contiguous in the input) or dense (the taps' words first into a tap array, zero for padded
+ * taps, then packed as a full window); padded taps give zero bits. */
+static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
+                         uint32_t nw, bnn_word_t *patch)
+{
+    /* the geometry in locals: the stores into patch (uint32) could alias *p and *win */
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, in_w = p->in_w;
+    const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
+    const int32_t y0 = win->y0, x0 = win->x0;
+    if (dense) { /* cw == 1, kh kw <= BNN_CONV_MAX_TAPS */
+        bnn_word_t t[BNN_CONV_MAX_TAPS];
+        for (uint32_t i = 0; i < kh * kw; ++i) {
+            t[i] = 0u;
+        }
+        for (uint32_t ky = ky0; ky < ky1; ++ky) {
+            const bnn_word_t *src = in + (uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0);
+            for (uint32_t kx = kx0; kx < kx1; ++kx) {
+                t[ky * kw + kx] = *src++;
+            }
+        }
+        pack_taps(t, kw, kh, kw, cin, patch);
+        return;
+    }
+    for (uint32_t i = 0; i < nw; ++i) {
+        patch[i] = 0u;
+    }
+    for (uint32_t ky = ky0; ky < ky1; ++ky) {
+        const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
+        bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
+        const uint32_t len = (kx1 - kx0) * cw;
+        for (uint32_t i = 0; i < len; ++i) {
+            dst[i] = src[i];
+        }
+    }
+}
+
+/* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
+static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
+                          uint32_t cnt, bnn_conv_rows_fn fn)
+{
+#if BNN_MULTI_ASM || BNN_M0_ASM
+    return fn(patch, w, mm, (n << 5) | (cnt - 1u)) >> (32u - cnt);
+#else
+    (void)fn;
+    uint32_t bits = 0;
+    for (uint32_t j = 0; j < cnt; ++j) {
+        uint32_t d = bnn_xor_popcount_adv(patch, &w, n) + (uint32_t)(~mm[j]); /* p - M - 1 */
+        bits = (bits >> 1) | (d & 0x80000000u);
+    }
+    return bits >> (32u - cnt);
+#endif
+}
+
+/* pc[r] = popcount(x ^ w_r) for rows rows of n words (w_r = w + r n). */
+static void rows_popcounts(const bnn_word_t *x, const bnn_word_t *w, uint32_t n, uint32_t rows, uint32_t *pc,
+                           bnn_conv_rows_fn pfn)
+{
+#if BNN_MULTI_ASM
+    for (uint32_t r = 0; r < rows; r += 32u) {
+        const uint32_t cnt = rows - r < 32u ? rows - r : 32u;
+        (void)pfn(x, w + r * n, (const int32_t *)(pc + r), (n << 5) | (cnt - 1u));
+    }
+#else
+    (void)pfn;
+    for (uint32_t r = 0; r < rows; ++r) {
+        pc[r] = bnn_xor_popcount_adv(x, &w, n);
+    }
+#endif
 }
 
 /* Copies kh rows of rw words (row r at src + r step) back to back: a full window, one word group
@@ -705,7 +706,11 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
             for (uint32_t j = 0; j < cnt; ++j) {
-                pack_taps(wc + j * n, kw, kh, kw, cin, wdense + j * nw);
+                if (cin == 16u && kh == 3u && kw == 3u) {
+                    pack_taps_3x3x16(wc + j * n, 3u, wdense + j * nw);
+                } else {
+                    pack_taps(wc + j * n, kw, kh, kw, cin, wdense + j * nw);
+                }
             }
         }
         const bnn_word_t *rows = dense ? wdense : wc;
@@ -868,8 +873,8 @@ static int32_t window_total(const bnn_conv_params_t *p, const uint8_t *in, const
 }
 
 typedef union {
-    uint32_t w[BNN_CONV_U8_PATCH_WORDS];
-    uint8_t b[4u * BNN_CONV_U8_PATCH_WORDS];
+    uint32_t w[BNN_CONV_U8_PATCH_WORDS + 1u]; /* a spare word: the interior copy's last store */
+    uint8_t b[4u * BNN_CONV_U8_PATCH_WORDS + 4u];
 } u8patch_t;
 
 /* Record of one output channel in the mask buffer: nb mask words, then (DSP) base = 255 n+ at
@@ -879,9 +884,8 @@ BNN_INLINE uint32_t u8_record(uint32_t nb)
     return BNN_HAVE_USADA8 ? (nb + 2u) & ~1u : nb;
 }
 
-/* Channel o's record from its weights wo (taps x cw words): the K weight bits as a bit stream
- * (tap-major, then channel), every nibble a mask word, then the base (DSP). */
-static void u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
+/* The masks from a bit stream of the K weight bits (any cin). */
+static void u8_masks_stream(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
 {
     const uint32_t cw = BNN_WORDS(cin);
     uint32_t stream[BNN_CONV_U8_PATCH_WORDS / 8u + 1u]; /* K <= 4 PATCH_WORDS bits, a spare slot */
@@ -906,9 +910,29 @@ static void u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t
             m[i] = (((sw & 15u) * 0x00204081u) & 0x01010101u) * 255u; /* bit j -> byte j = 0xFF */
         }
     }
+}
+
+/* Channel o's record from its weights wo (taps x cw words): the masks (tap-major, then channel;
+ * bytes past K 0), then the base (DSP). */
+static void u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
+{
+    if (cin <= 4u) {
+        /* A tap's cin bits spread to bytes in one go, stored (4 bytes, unaligned) at byte t cin:
+         * the bytes past cin are 0 (padding bits 0) and the next tap overwrites them; the last
+         * tap's reach past 4 nb lands in the base slot / next record, written later (the
+         * buffer has a spare word). */
+        uint8_t *mb = (uint8_t *)m;
+        m[nb - 1u] = 0u;
+        for (uint32_t t = 0; t < taps; ++t, mb += cin) {
+            const uint32_t spread = (((wo[t] & 15u) * 0x00204081u) & 0x01010101u) * 255u;
+            memcpy(mb, &spread, 4u);
+        }
+    } else {
+        u8_masks_stream(wo, taps, cin, nb, m);
+    }
 #if BNN_HAVE_USADA8
     uint32_t base = 0; /* the mask bytes' sum: 255 n+ */
-    for (i = 0; i < nb; ++i) {
+    for (uint32_t i = 0; i < nb; ++i) {
         __asm__("usada8 %0, %1, %2, %3" : "=r"(base) : "r"(m[i]), "r"(0u), "r"(base));
     }
     m[nb] = base;
@@ -1085,7 +1109,8 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
     }
     const span_t cols = interior_cols(p);
     const uint32_t rb = p->kw * p->cin, step = p->in_w * p->cin, xstep = p->stride_w * p->cin;
-    uint32_t masks[BNN_CONV_U8_MASK_WORDS];
+    const uint32_t rwords = (rb + 3u) / 4u, last_row = (p->kh - 1u) * step, in_len = p->in_h * step;
+    uint32_t masks[BNN_CONV_U8_MASK_WORDS + 1u]; /* a spare word: u8_masks' last store */
     int32_t a[BNN_CONV_U8_CHUNK]; /* bits mode: the chunk's accumulators at one position */
     u8patch_t x;
     for (uint32_t i = k / 4u; i < nb; ++i) {
@@ -1110,8 +1135,25 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
             for (uint32_t ox = 0; ox < p->out_w; ++ox, ++pos) {
                 if (inner && ox >= cols.lo && ox < cols.hi) {
                     const uint8_t *r = src;
-                    for (uint32_t ky = 0; ky < p->kh; ++ky, r += step) {
-                        copy_bytes(x.b + ky * rb, r, rb);
+                    if ((uint32_t)(src - in) + last_row + 4u * rwords <= in_len) {
+                        /* whole words per row (a row's last word reads up to 3 bytes past it,
+                         * still inside the input; its extra bytes land on the next row's, which
+                         * are written next, or past K, cleared after) */
+                        uint8_t *d = x.b;
+                        for (uint32_t ky = 0; ky < p->kh; ++ky, r += step, d += rb) {
+                            for (uint32_t i = 0; i < rwords; ++i) {
+                                uint32_t v;
+                                memcpy(&v, r + 4u * i, 4u);
+                                memcpy(d + 4u * i, &v, 4u);
+                            }
+                        }
+                        for (uint32_t i = k; i < 4u * nb; ++i) {
+                            x.b[i] = 0u;
+                        }
+                    } else {
+                        for (uint32_t ky = 0; ky < p->kh; ++ky, r += step) {
+                            copy_bytes(x.b + ky * rb, r, rb);
+                        }
                     }
                     src += xstep;
                 } else {
