@@ -164,16 +164,16 @@ def main() -> None:
                   "| function | instructions |", "|---|---|"]
         lines += [f"| `{name}` | {n:,} |" for name, n in profile(core, -1)]
     lines += ["", "History (cortex-m4, instructions / inference, pad -1 / pad 0):", "",
-              "- 22,460,359 / 21,774,720 before branch r8speed (conv -> requant rows through the generic "
-              "bnn_conv_acc, bit-serial uint8 stem, int64 requant, per-element storage switches in threshold and "
-              "add).",
-              "- 9,701,059 / 10,441,216 before branch conv-speed (the conv-side overhead and the stem: "
-              "bnn_conv_u8_acc 1,688,360, gather_patch 624,417, bnn__conv_acc_rows 579,789, pack_dense_rows "
-              "286,000, window 129,344 = 3,307,910).",
-              "- branch conv-speed: interior runs of a row gather straight from the input (no window(), no "
-              "clearing), 3x3x16 patches packed two taps per word, popcounts -> accumulators with LDM / SUB / STM, "
-              "the weight rows packed once per call without the bit loop, dense border patches through a tap "
-              "array; the uint8 stem as USADA8 masked sums (the table above)."]
+              ("- 22,460,359 / 21,774,720 before branch r8speed (conv -> requant rows through the generic "
+               "bnn_conv_acc, bit-serial uint8 stem, int64 requant, per-element storage switches in threshold and "
+               "add)."),
+              ("- 9,701,059 / 10,441,216 before branch conv-speed (the conv-side overhead and the stem: "
+               "bnn_conv_u8_acc 1,688,360, gather_patch 624,417, bnn__conv_acc_rows 579,789, pack_dense_rows "
+               "286,000, window 129,344 = 3,307,910)."),
+              ("- branch conv-speed: interior runs of a row gather straight from the input (no window(), no "
+               "clearing), 3x3x16 patches packed two taps per word, popcounts -> accumulators with LDM / SUB / STM, "
+               "the weight rows packed once per call without the bit loop, dense border patches through a tap "
+               "array; the uint8 stem as USADA8 masked sums (the table above).")]
     text = "\n".join(lines) + "\n"
     out = ROOT / "benchmarks" / "results" / "resnet8_c.md"
     out.write_text(text)

@@ -234,7 +234,10 @@ static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, 
  * class (top / bottom x left / right, checked against the set P), filled from the tap counts c_t, which
  * are computed once per chunk (only when the conv has padding).
  * Loop order: 32-channel chunks outside, positions inside (the patch is gathered once per
- * position and chunk).
+ * position and chunk).  Positions of a row whose window lies inside the image (the interior,
+ * interior_cols) take no window computation, no clearing and no correction: their patch is
+ * copied or packed straight from kh input rows (pack_taps; 3x3 with 16 channels, the usual
+ * first binary stack, is two taps per word, written out).
  */
 #ifndef BNN_CONV_MAX_TAPS
 #define BNN_CONV_MAX_TAPS 9u
@@ -394,7 +397,10 @@ typedef struct {
 
 static span_t interior_cols(const bnn_conv_params_t *p)
 {
-    span_t s;
+    span_t s = {0u, 0u};
+    if (p->stride_w == 0u) { /* degenerate: no interior run, every position takes the window path */
+        return s;
+    }
     s.lo = (p->pad_w + p->stride_w - 1u) / p->stride_w;
     s.hi = p->in_w + p->pad_w >= p->kw ? (p->in_w + p->pad_w - p->kw) / p->stride_w + 1u : 0u;
     if (s.hi > p->out_w) {
@@ -837,6 +843,13 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
 #define BNN_CONV_U8_MASK_WORDS 256u
 #endif
 #define BNN_CONV_U8_CHUNK 64u /* at most this many channels per pass over the positions */
+/* The masks and patches are read as words whose byte j is memory byte j: little-endian only (every
+ * Cortex-M build here and the hosts); a big-endian build runs the window loops. */
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#define BNN_CONV_LITTLE_ENDIAN 0
+#else
+#define BNN_CONV_LITTLE_ENDIAN 1
+#endif
 
 /* Window loops (K over the patch): acc = 2 sum_{w=+1} x - sum x over the valid taps. */
 static int32_t conv_u8_one(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *wo,
@@ -1100,7 +1113,7 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
 {
     const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u, rec = u8_record(nb);
     const uint32_t cout = p->cout, ow = BNN_WORDS(cout), n = taps * BNN_WORDS(p->cin);
-    if (nb == 0u || nb > BNN_CONV_U8_PATCH_WORDS) {
+    if (nb == 0u || nb > BNN_CONV_U8_PATCH_WORDS || !BNN_CONV_LITTLE_ENDIAN) {
         return 0;
     }
     uint32_t chunk = BNN_CONV_U8_MASK_WORDS / rec; /* >= 3 */
@@ -1129,7 +1142,7 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
         uint32_t pos = 0;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
             const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
-            const int inner = y0 >= 0 && y0 + (int32_t)p->kh <= (int32_t)p->in_h;
+            const int inner = y0 >= 0 && y0 + (int32_t)p->kh <= (int32_t)p->in_h && cols.lo < cols.hi;
             const uint8_t *src = inner ? in + ((uint32_t)y0 * p->in_w + cols.lo * p->stride_w - p->pad_w) * p->cin
                                        : in;
             for (uint32_t ox = 0; ox < p->out_w; ++ox, ++pos) {
