@@ -572,6 +572,20 @@ static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *
     }
 }
 
+/* Index of the lowest set bit of m != 0. */
+BNN_INLINE uint32_t lowest_bit(uint32_t m)
+{
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(m);
+#else
+    uint32_t i = 0;
+    while (!((m >> i) & 1u)) {
+        ++i;
+    }
+    return i;
+#endif
+}
+
 /* The padding correction of a clipped window at zero padding: offs[j] = K_v + 2 corr_j for the
  * chunk's cnt channels (rows of n words from wc), from a cache with one slot per border class
  * keyed by the padded-tap set (popcounts of the padded taps' weight words only). */
@@ -583,17 +597,25 @@ static const int32_t *border_offsets(const bnn_conv_params_t *p, const window_t 
     const uint32_t slot = border_slot(p, win);
     if (cache_key[slot] != padded) {
         const int32_t kv = (int32_t)((win->ky1 - win->ky0) * (win->kx1 - win->kx0) * p->cin);
-        for (uint32_t j = 0; j < cnt; ++j) { /* c_t of the padded taps only */
-            uint32_t corr = 0;                /* <= taps * cin */
-            for (uint32_t m = padded, t = 0; m != 0u; m >>= 1, ++t) {
-                if (m & 1u) {
-                    const bnn_word_t *wt = wc + j * n + t * cw;
-                    for (uint32_t i = 0; i < cw; ++i) {
-                        corr += bnn_popcount32(wt[i]);
-                    }
+        int32_t *off = off_cache[slot];
+        for (uint32_t j = 0; j < cnt; ++j) {
+            off[j] = kv;
+        }
+        for (uint32_t m = padded; m != 0u; m &= m - 1u) { /* the padded taps, lowest first: + 2 c_t */
+            const bnn_word_t *wt = wc + lowest_bit(m) * cw;
+            if (cw == 1u) {
+                for (uint32_t j = 0; j < cnt; ++j, wt += n) {
+                    off[j] += 2 * (int32_t)bnn_popcount32(*wt);
                 }
+                continue;
             }
-            off_cache[slot][j] = kv + 2 * (int32_t)corr;
+            for (uint32_t j = 0; j < cnt; ++j, wt += n) {
+                uint32_t ones = 0; /* c_t <= cin */
+                for (uint32_t i = 0; i < cw; ++i) {
+                    ones += bnn_popcount32(wt[i]);
+                }
+                off[j] += 2 * (int32_t)ones;
+            }
         }
         cache_key[slot] = padded;
     }
@@ -833,16 +855,23 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
  * |acc| <= 255 K < 2^16.  The masks are expanded once per call and chunk of channels
  * (BNN_CONV_U8_MASK_WORDS words on the stack): the K weight bits are packed into a bit stream,
  * every nibble becomes a mask word ((nib * 0x00204081) & 0x01010101) * 255.  The patch has
- * BNN_CONV_U8_PATCH_WORDS words (K <= 256 bytes, e.g. 3x3 up to 28 channels); larger K runs
- * the window loops below (conv_u8_one).
+ * BNN_CONV_U8_PATCH_WORDS words (K <= 256 bytes, e.g. 3x3 up to 28 channels; 128 bytes on
+ * Cortex-M0, whose boards have 16 KiB of RAM); larger K runs the window loops below
+ * (conv_u8_one).
  */
+#if defined(__ARM_ARCH_6M__) /* Cortex-M0/M0+: 16 KiB RAM boards, a frame of about 0.5 KiB */
+#define BNN_CONV_U8_SMALL_FRAME 1
+#else
+#define BNN_CONV_U8_SMALL_FRAME 0
+#endif
 #ifndef BNN_CONV_U8_PATCH_WORDS
-#define BNN_CONV_U8_PATCH_WORDS 64u
+#define BNN_CONV_U8_PATCH_WORDS (BNN_CONV_U8_SMALL_FRAME ? 32u : 64u)
 #endif
 #ifndef BNN_CONV_U8_MASK_WORDS
-#define BNN_CONV_U8_MASK_WORDS 256u
+#define BNN_CONV_U8_MASK_WORDS (BNN_CONV_U8_SMALL_FRAME ? 64u : 256u)
 #endif
-#define BNN_CONV_U8_CHUNK 64u /* at most this many channels per pass over the positions */
+/* at most this many channels per pass over the positions */
+#define BNN_CONV_U8_CHUNK (BNN_CONV_U8_SMALL_FRAME ? 32u : 64u)
 /* The masks and patches are read as words whose byte j is memory byte j: little-endian only (every
  * Cortex-M build here and the hosts); a big-endian build runs the window loops. */
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
