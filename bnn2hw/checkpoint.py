@@ -136,7 +136,9 @@ def load_checkpoint(path: str | Path, require_finite: bool = False) -> tuple[nn.
     except RuntimeError as e:
         raise Bnn2hwError(f"{path}: weights do not fit the model spec: {e}") from None
     model.eval()
-    if ckpt["spec"].get("normalize"):
+    if ckpt["spec"].get("normalize") and not ckpt["spec"].get("official_biper"):
+        # (an imported official BiPer model keeps its Normalize: bnn2hw.export.fold_official folds it
+        # into the int8 first conv and the uint8 padding)
         model = _fold_normalization(path, model, ckpt["spec"], strict=require_finite)
     return model, ckpt
 

@@ -4,7 +4,8 @@ requant -> [threshold -> binary 3x3 conv (pad_value 0 / -1, stride 1 / 2) -> req
 [identity or 1x1 strided binary conv -> requant] -> add(bits) -> avgpool -> dense on the stream)
 give every integer logit of :func:`bnn2hw.ir.execute.run` on the host (gcc -Wall -Wextra -Werror,
 ASan + UBSan) and in QEMU on Cortex-M0, M4 (mps2-an386), M7 and M55 (mps3-an547). Random weights,
-negative multipliers, channel counts 1, 3, 31, 33, inputs that saturate the stream."""
+negative multipliers, channel counts 1, 3, 8, 31, 32, 33, inputs that saturate the stream; the
+fused stream kernels (bnn_stream_epilogue) directly against numpy."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from cli_helpers import need_tool, run_firmware
 from residual_graphs import residual_graph, saturating_inputs
 
 from bnn2hw.errors import Bnn2hwError
-from bnn2hw.ir import execute
+from bnn2hw.ir import execute, ops
 from bnn2hw.ir.graph import Graph, Layer
 from bnn2hw.ir.validate import validate
 from bnn2hw.mcu import codegen
-from bnn2hw.mcu.emitters import Arena
+from bnn2hw.mcu.emitters import Arena, fold_requant_threshold
 
 # (seed, graph options, image size, input channels): every case covers both ends of saturation
 CASES = [
@@ -35,6 +36,10 @@ CASES = [
     (6, {"widths": (31, 33, 33), "stride": 2, "pad_value": -1, "shortcut": "conv"}, 8, 3),
     (7, {"widths": (33, 31), "stride": 1, "pad_value": 0, "shortcut": "conv", "bits": 16, "frac": 9, "head": "binary"}, 5, 3),
     (8, {"widths": (3, 3), "stride": 1, "pad_value": -1, "shortcut": "conv", "bits": 12, "frac": 2}, 5, 3),
+    # 8 and 32 channels: the 4-channels-at-once int8 window sum (SXTAB16 on DSP cores), stream
+    # stored and thresholded by the same pass (32 channels = one full word)
+    (9, {"widths": (8, 8, 8), "stride": 1, "pad_value": -1, "shortcut": "identity"}, 7, 3),
+    (10, {"widths": (32, 32), "stride": 1, "pad_value": 0, "shortcut": "conv", "pool": "2x2"}, 6, 3),
 ]
 IDS = [f"seed{c[0]}" for c in CASES]
 
@@ -58,29 +63,38 @@ def test_host_c_equals_ir_on_residual_dags(seed, opts, hw, c_in, tmp_path):
 def test_qemu_c_equals_ir_on_residual_dags(target, tmp_path):
     need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
     need_tool("qemu-system-arm", "qemu-system-arm")
-    for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6]):
+    for seed, opts, hw, c_in in (CASES[0], CASES[5], CASES[6], CASES[7], CASES[8], CASES[9]):
         rng = np.random.default_rng(seed)
         g = validate(residual_graph(rng, hw=hw, c_in=c_in, **opts))
         x = saturating_inputs(rng, 8, hw, c_in)
         got = run_firmware(g, tmp_path / f"s{seed}", target, x)
         np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed {seed}")
+    rng = np.random.default_rng(12)  # the unfused kernels (bnn_requant, bnn_stream_add) too
+    g = _unfused_graph(rng)
+    x = saturating_inputs(rng, 8, 6, 3)
+    got = run_firmware(g, tmp_path / "unfused", target, x)
+    np.testing.assert_array_equal(got, execute.run(g, x).int_logits, err_msg=f"{target} seed 12 unfused")
 
 
 def test_liveness_arena_keeps_the_skip_and_reuses_the_rest():
     """The identity skip x0 is live from the stem to the add (so nothing of the block may sit on
-    it); the add writes over its dying input in place; the arena is smaller than the sum of the
-    tensors (ping-pong could not hold the skip at all)."""
+    it); the block's conv -> requant -> add runs as one fused pass that writes x1 over its dying
+    skip x0 in place; the arena is smaller than the sum of the tensors."""
     g = residual_graph(np.random.default_rng(3), hw=8, widths=(8, 8), stride=1, shortcut="identity")
     em = codegen.emit(g)
     body = em.source[em.source.index("int bnn_infer"):]
     calls = [line.strip() for line in body.splitlines() if line.strip().startswith("bnn_")]
-    bufs = [re.findall(r"BNN_BUF\(\d+u\)", c) for c in calls]  # the last one of a call is its output
-    x0_buf = bufs[0][-1]  # the stem's output
-    assert calls[3].startswith("bnn_stream_add") and x0_buf in bufs[3][:2], calls  # the skip read by the add
-    assert all(x0_buf not in b[1:] for b in bufs[1:3]), calls  # no output or scratch of the block on x0
-    assert bufs[3][2] in bufs[3][:2], calls  # the add writes over a dying input
+    bufs = [re.findall(r"BNN_BUF\(\d+u\)", c) for c in calls]
+    # stem + x0 + s0: (row, x0 stream, s0 bits); c0 + z0 + x1: (s0 bits in, skip x0, row, x1 out)
+    assert calls[0].startswith("bnn_conv_stream(&stem_p") and calls[1].startswith("bnn_conv_stream(&c0_p"), calls
+    x0_buf, s0_buf = bufs[0][1], bufs[0][2]
+    assert bufs[1][0] == s0_buf and bufs[1][1] == x0_buf, calls  # reads s0, adds the skip x0
+    assert bufs[1][3] == x0_buf, calls  # x1 written over the dying x0
+    assert bufs[1][2] not in (x0_buf, s0_buf), calls  # the row scratch sits elsewhere
+    assert calls[2].startswith("bnn_avgpool_sum") and bufs[2][0] == x0_buf, calls
     stream = 8 * 8 * 8  # one int8 stream tensor
-    assert em.scratch_bytes < 4 * stream and em.scratch_bytes >= 2 * stream + 8 * 4  # x0 + z0 + the s0 bits
+    assert em.scratch_bytes < 2 * stream + 8 * 4 + 8 * 8 * 4 + 1, em.scratch_bytes  # x0 + s0 bits + one int32 row
+    assert em.scratch_bytes >= stream + 8 * 4 * 8, em.scratch_bytes
 
 
 def test_arena_blocks_never_overlap():
@@ -256,9 +270,9 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
             f"const bnn_conv_rows_params_t cp = {{{{{h}u, {w}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, 2u, 2u, 1u, 1u}}, "
             f"{int(u8)}u, 0u}};\n{acc_ref}(&cp.conv, x, w, acc);\n")
     for i, (m, b, sh, bits) in enumerate(cases):
-        src += _c_arr("int32_t", f"m{i}", m) + _c_arr("int64_t", f"b{i}", b)
+        src += _c_arr("int32_t", f"m{i}", m) + _c_arr("int64_t", f"b{i}", b) + _c_arr("uint8_t", f"s{i}", [sh] * cout)
         ob = 1 if bits == 8 else 2
-        body += (f"{{ const bnn_requant_params_t rq = {{{cout}u, m{i}, b{i}, {sh}u, {-(2 ** (bits - 1))}, "
+        body += (f"{{ const bnn_requant_params_t rq = {{{cout}u, m{i}, b{i}, s{i}, {-(2 ** (bits - 1))}, "
                  f"{2 ** (bits - 1) - 1}, {ob}u}};\n"
                  f"  bnn_requant(&rq, {oh * ow}u, acc, 4u, a); bnn_conv_requant(&cp, x, w, &rq, row, b);\n"
                  f"  for (unsigned i = 0; i < {oh * ow * cout}u; ++i) printf(\"%d %d\\n\", "
@@ -276,3 +290,254 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
         np.testing.assert_array_equal(vals[i, :, 1], vals[i, :, 0], err_msg=f"case {i}")
         lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
         assert (vals[i, :, 0] == lo).any() or (vals[i, :, 0] == hi).any() or i == 2, f"case {i}: no saturation"
+
+
+# ---- the fused stream epilogue (bnn_stream_epilogue / bnn_conv_stream) against numpy ----
+
+EPI_COMBOS = [(0, 1, 0), (0, 1, 1), (0, 0, 1), (1, 1, 0), (1, 1, 1), (1, 0, 1)]  # (add, store, threshold)
+
+
+def _epi_case(rng, channels: int, bits: int, huge: bool, pos: int = 40):
+    """Per-channel requant (mult of both signs, per-channel shifts 0..9), accumulators up to the
+    bound, a skip stream over its whole range, thresholds on values that occur (ties), at and just
+    beyond the stream's ends and at the int32 ends, both directions."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    bound = 300
+    shift = rng.integers(0, 10, channels)
+    shift[0] = 9
+    mult = rng.integers(-(2 ** (bits - 7)), 2 ** (bits - 7), channels) << shift  # |acc mult| >> shift up to 2.3 2^bits
+    mult[mult == 0] = 1
+    mult[0] = -mult[0] if mult[0] > 0 else mult[0]
+    if huge:  # beyond int32: the int64 reference loop
+        mult[1 % channels] = 2**31 - 1
+    bias = (rng.integers(-(2 ** bits), 2 ** bits, channels) << shift) + (1 << shift) // 2
+    acc = rng.integers(-bound, bound + 1, (pos, channels))
+    acc[0], acc[1] = bound, -bound
+    skip = rng.integers(lo, hi + 1, (pos, channels))
+    skip[2], skip[3] = lo, hi
+    return lo, hi, bound, shift, mult, bias, acc, skip
+
+
+def _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs):
+    r = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)  # ops.requant, per-channel shift
+    v = ops.add(r, skip, bits=int(np.log2(hi + 1)) + 1) if add else r
+    return v, ops.threshold(v, thr, dirs) > 0
+
+
+def _epi_program(bits: int, pos: int = 40):
+    """C declarations and statements running bnn_stream_epilogue on every (add, store, threshold)
+    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop) and 65 (past
+    BNN_STREAM_FAST_CH: the int64 loop); each result goes through EMIT(int32 value); and the
+    expected values in EMIT order (stream values, then packed words with padding bits 0)."""
+    seed = 700 + bits
+    rng = np.random.default_rng(seed)
+    ctype, ob = ("int8_t", 1) if bits == 8 else ("int16_t", 2)
+    decls, body, expect = "#include <string.h>\n#include \"bnn_stream.h\"\n", "", []
+    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (65, False)]):
+        lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge, pos)
+        sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c
+        fast = channels <= 64 and all(bound * abs(int(m)) * int(f) + abs(int(b)) * int(f) < 2**31
+                                      for m, b, f in zip(mult, bias, sc))
+        assert fast == (not huge and channels <= 64), f"seed {seed} channels {channels}: int32 path {fast}"
+        vals = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)
+        summed = vals + skip
+        assert channels == 1 or ((vals == lo).any() and (vals == hi).any() and (summed < lo).any()
+                                 and (summed > hi).any()), f"seed {seed} channels {channels}: no saturation at both ends"
+        for k, (add, store, th) in enumerate(EPI_COMBOS):
+            v_pre = np.clip(vals + skip, lo, hi) if add else vals
+            thr = v_pre[rng.integers(0, pos, channels), np.arange(channels)]  # ties
+            edge = rng.random(channels) < 0.3
+            thr[edge] = rng.choice([-(2**31) + 1, lo - 1, lo, lo + 1, hi - 1, hi, hi + 1, 2**31 - 1], edge.sum())
+            dirs = rng.choice([-1, 1], channels)
+            v, on = _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs)
+            words = (channels + 31) // 32
+            want_bits = np.zeros((pos, words), np.uint64)
+            for c in range(channels):
+                want_bits[:, c // 32] |= on[:, c].astype(np.uint64) << np.uint64(c % 32)
+            n = f"c{ci}_{k}"
+            decls += (_c_arr("int32_t", f"{n}_m", mult) + _c_arr("int64_t", f"{n}_b", bias)
+                      + _c_arr("uint8_t", f"{n}_s", shift) + _c_arr("int32_t", f"{n}_acc", acc)
+                      + _c_arr(ctype, f"{n}_skip", skip) + _c_arr("int32_t", f"{n}_thr", thr)
+                      + _c_arr("int8_t", f"{n}_dir", dirs))
+            body += (f"{{ static {ctype} out[{pos * channels}]; static bnn_word_t bits[{pos * words}];\n"
+                     f"  const bnn_requant_params_t rq = {{{channels}u, {n}_m, {n}_b, {n}_s, {lo}, {hi}, {ob}u}};\n"
+                     f"  const bnn_stream_epilogue_t e = {{&rq, {ob * add}u, {lo}, {hi}, {ob * store}u, "
+                     f"{f'{n}_thr' if th else 'NULL'}, {f'{n}_dir' if th else 'NULL'}}};\n"
+                     f"  memcpy(out, {n}_skip, sizeof out); memset(bits, 0xa5, sizeof bits); (void){n}_thr; (void){n}_dir;\n"
+                     # in place when the sum is stored: out is a copy of the skip
+                     f"  bnn_stream_epilogue(&e, {pos}u, {n}_acc, {bound}u, {'out' if add and store else f'{n}_skip'}, "
+                     f"{'out' if store else 'NULL'}, {'bits' if th else 'NULL'});\n"
+                     f"  for (unsigned i = 0; i < {pos * channels}u; ++i) EMIT(out[i]);\n"
+                     f"  for (unsigned i = 0; i < {pos * words}u; ++i) EMIT(bits[i]); }}\n")
+            want_out = v if store else skip
+            expect.append((f"seed {seed} channels {channels} add {add} store {store} thr {th}", want_out.ravel(),
+                           want_bits.ravel() if th else np.full(pos * words, 0xA5A5A5A5, np.uint64)))
+    return decls, body, expect
+
+
+def _check_epi(got, expect):
+    got = np.asarray(got, dtype=np.int64)
+    at = 0
+    for what, want_out, want_bits in expect:
+        np.testing.assert_array_equal(got[at:at + want_out.size], want_out, err_msg=f"{what}: stream")
+        at += want_out.size
+        np.testing.assert_array_equal(got[at:at + want_bits.size].astype(np.uint32).astype(np.uint64), want_bits,
+                                      err_msg=f"{what}: bits")
+        at += want_bits.size
+    assert at == got.size
+
+
+@pytest.mark.parametrize("bits", [8, 12, 16])
+def test_stream_epilogue_equals_numpy(bits, tmp_path):
+    """Every combination of add / store / threshold, channels 1, 31, 32, 33, 65, the int32 and
+    the int64 paths: stored stream values and packed bits (padding bits 0) equal ops.requant ->
+    ops.add -> ops.threshold, including the stream written over its own skip (in place); host
+    gcc with ASan + UBSan."""
+    decls, body, expect = _epi_program(bits)
+    src = ("#include <stdio.h>\n" + decls + "#define EMIT(v) printf(\"%ld\\n\", (long)(v))\n"
+           f"int main(void) {{\n{body}return 0; }}\n")
+    _check_epi(_host_run(tmp_path, src), expect)
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "cortex-m55"])
+def test_stream_epilogue_equals_numpy_in_qemu(target, tmp_path):
+    """The same programs on the cores where the fast path uses SSAT (8- and 16-bit streams),
+    cross-compiled with the harness: a stand-in model.c whose bnn_infer runs them and returns
+    every result as a 'logit'. (Cortex-M0 runs the same portable C as the host; its 16 KiB of
+    RAM cannot hold the results.)"""
+    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+    need_tool("qemu-system-arm", "qemu-system-arm")
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cli import write_firmware_dir
+
+    g = validate(residual_graph(np.random.default_rng(1), **CASES[0][1]))
+    for bits in (8, 12, 16):
+        decls, body, expect = _epi_program(bits, pos=16)
+        total = sum(o.size + b.size for _, o, b in expect)
+        fw = tmp_path / f"b{bits}"
+        write_firmware_dir(g, fw, target)
+        (fw / "model.h").write_text("#include <stddef.h>\n#include <stdint.h>\n#define BNN_INPUT_LEN 1u\n"
+                                    f"#define BNN_NUM_LOGITS {total}u\n"
+                                    "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, "
+                                    "size_t logits_len);\n")
+        (fw / "model.c").write_text(
+            "/* SPDX-License-Identifier: MIT */\n#include \"model.h\"\n" + decls
+            + "#define EMIT(v) (logits[k++] = (int32_t)(v))\n"
+            "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
+            "    size_t k = 0;\n    (void)input; (void)input_len; (void)logits_len;\n" + body + "    return 0;\n}\n")
+        elf = toolchain.build(fw, target)
+        _check_epi(qemu.run(elf, target, np.zeros((1, 1), np.uint8), total)[0], expect)
+
+
+@pytest.mark.parametrize("bound", [1, 31, 576, 6885])
+def test_requant_threshold_fold_is_exact_on_the_whole_accumulator_range(bound):
+    """fold_requant_threshold: acc >= thr' (dir +1) or acc <= thr' (dir -1) gives the bits of
+    threshold(requant(acc)) for every |acc| <= bound: negative and zero-crossing multipliers,
+    thresholds at ties, beyond the stream (always / never) and at the saturation ends."""
+    seed = 900 + bound
+    rng = np.random.default_rng(seed)
+    c = 37
+    mult = rng.integers(-50, 51, c)
+    mult[:3] = [-7, 0, 1 << 20]  # negative, constant channel, saturating at both ends
+    shift = 5
+    bias = rng.integers(-(1 << 12), 1 << 12, c)
+    rq = Layer("requant", "r", "bn", {"shift": shift, "bits": 8, "frac": 0},
+               {"mult": mult.astype(np.int64), "bias": bias.astype(np.int64)})
+    acc = np.arange(-bound, bound + 1)
+    r = ops.requant(acc[:, None], mult, bias, shift, 8)
+    thr = r[rng.integers(0, acc.size, c), np.arange(c)]
+    thr[3:8] = [-129, -128, 127, 128, 0]
+    dirs = rng.choice([-1, 1], c).astype(np.int8)
+    th = Layer("threshold", "t", "sign", {}, {"thr": thr.astype(np.int64), "direction": dirs})
+    t2, d2 = fold_requant_threshold(rq, th, bound)
+    want = ops.threshold(r, thr, dirs)
+    np.testing.assert_array_equal(ops.threshold(np.broadcast_to(acc[:, None], r.shape), t2, d2), want,
+                                  err_msg=f"seed {seed}")
+
+
+def _unfused_graph(rng) -> Graph:
+    """A residual block with an identity requant between the block's requant and the add: the
+    generator's fallback (stored requant, standalone bnn_requant, bnn_stream_add)."""
+    g = residual_graph(rng, hw=6, widths=(5, 5), stride=1, shortcut="identity")
+    k = [l.name for l in g.layers].index("z0")
+    g.layers.insert(k + 1, Layer("requant", "z0b", "requant again", {"shift": 0, "bits": 8, "frac": 4},
+                                 {"mult": np.ones(5, np.int64), "bias": np.zeros(5, np.int64)}))
+    g.layers[k + 2].inputs = ["z0b", "x0"]
+    return validate(g)
+
+
+def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
+    """ResNet-8: every conv -> requant -> threshold is one accumulator threshold, every requant ->
+    add [-> threshold] one bnn_conv_stream pass (the stream stored only when pooled or a later add
+    reads it), no standalone requant / add / stream threshold left. A requant read by an add whose
+    other input comes later keeps today's kernels (bnn_conv_requant, bnn_stream_add)."""
+    from residual_graphs import resnet8_graph
+
+    em = codegen.emit(resnet8_graph(np.random.default_rng(8)))
+    body = em.source[em.source.index("int bnn_infer"):em.source.index("int bnn_predict")]
+    calls = [ln.strip().split("(")[0] for ln in body.splitlines() if ln.strip().startswith("bnn_")]
+    assert calls == ["bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_stream", "bnn_conv_threshold_rows",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_requant",
+                     "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
+    assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
+    # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there
+    g = residual_graph(np.random.default_rng(1), **CASES[0][1])
+    body = codegen.emit(g).source
+    assert "bnn_stream_add" not in body and "bnn_conv_stream(&d0_p" in body
+    # an identity requant between the block's requant and the add: the conv's requant has no add
+    # to fuse (stored), the add runs alone on two stored streams; still exact
+    need_tool("gcc", "gcc")
+    seed = 12
+    rng = np.random.default_rng(seed)
+    g = _unfused_graph(rng)
+    src = codegen.emit(g).source
+    assert "bnn_conv_requant(&c0_p" in src and "bnn_requant(&z0b_p" in src and "bnn_stream_add(&x1_p" in src
+    x = saturating_inputs(rng, 8, 6, 3)
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits,
+                                  err_msg=f"seed {seed}")
+
+
+@pytest.mark.parametrize("pad_value", [-1, 0])
+def test_requant_then_threshold_chain_is_folded_and_exact(pad_value, tmp_path):
+    """conv -> requant -> threshold with no other reader of the stream (a VGG-style chain on the
+    8-bit stream, uint8 stem and binary convs, saturating multipliers of both signs, thresholds
+    at the stream's ends and inside): lowered to accumulator thresholds (no requant or stream
+    threshold kernel left in the C), every logit equal to the IR on the host (ASan + UBSan)."""
+    need_tool("gcc", "gcc")
+    seed = 40 - pad_value
+    rng = np.random.default_rng(seed)
+
+    def conv(name, c_in, c_out, kind, p):
+        return Layer("conv2d", name, f"features.{name}", {"in": kind, "weight_kind": "binary", "stride": 1, "pad": p,
+                                                          "pad_value": pad_value if kind == "bits" else 0},
+                     {"weight": rng.choice([-1, 1], (c_out, 3, 3, c_in)).astype(np.int8)})
+
+    def rq(name, c, shift, mmax):
+        mult = rng.integers(-mmax, mmax + 1, c)
+        mult[mult == 0] = -1
+        mult[0] = -(1 << (shift + 4))  # saturates at both ends
+        return Layer("requant", name, f"{name}.bn", {"shift": shift, "bits": 8, "frac": 3},
+                     {"mult": mult.astype(np.int64), "bias": (rng.integers(-(1 << shift), 1 << shift, c)
+                                                              + (1 << (shift - 1))).astype(np.int64)})
+
+    def sign(name, c):
+        thr = rng.integers(-40, 41, c)
+        thr[:4] = [-128, 127, -129, 128][:c]
+        return Layer("threshold", name, f"{name}.sign", {}, {"thr": thr.astype(np.int64),
+                                                             "direction": rng.choice([-1, 1], c).astype(np.int8)})
+
+    g = Graph((6, 6, 3), [conv("c0", 3, 33, "u8", 1), rq("r0", 33, 6, 40), sign("t0", 33),
+                          conv("c1", 33, 31, "bits", 1), rq("r1", 31, 3, 9), sign("t1", 31),
+                          Layer("flatten", "f", "flatten", {}),
+                          Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                                {"weight": rng.choice([-1, 1], (4, 6 * 6 * 31)).astype(np.int8)})])
+    validate(g)
+    src = codegen.emit(g).source
+    assert "bnn_requant" not in src and "bnn_conv_stream" not in src and "bnn_stream_threshold" not in src
+    assert "requant folded into the threshold" in src
+    x = saturating_inputs(rng, 16, 6, 3)
+    ref = execute.run(g, x)
+    r0 = ref.tensors["r0"]
+    assert r0.min() == -128 and r0.max() == 127, f"seed {seed}: the stream does not saturate"
+    np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), ref.int_logits, err_msg=f"seed {seed}")

@@ -73,6 +73,10 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
                           f"{list(spec_shape)}")
     data = verification_data(checkpoint, meta, dataset) if (need_data or dataset) else None
     name = data.name if data is not None else None
+    from .fold_official import is_official
+
+    if is_official(ckpt["spec"]):
+        return _export_official(checkpoint, model, ckpt, data, verify)
     float_model, calibration = None, None
     if _float_stream(model):
         if data is None:
@@ -108,6 +112,38 @@ def export_ir(checkpoint: str | Path, dataset: str | None = None, verify: bool =
     return Exported(graph, model, ckpt, data, agreement, torch_logits)
 
 
+def _export_official(checkpoint, model, ckpt: dict, data: Dataset | None, verify: bool) -> Exported:
+    """An imported official BiPer checkpoint (:mod:`bnn2hw.export.fold_official`): the IR must
+    equal the quantized twin on every stream integer, bit and integer logit of the test split;
+    the float model's accuracy and class agreement against the IR are reported."""
+    from .fold_official import export_official
+    from .verify import compare_residual
+
+    graph, twin, info = export_official(model, ckpt["spec"], {"source": str(checkpoint)},
+                                        x_calib=data.x_train if data is not None else None)
+    validate(graph)
+    agreement = None
+    if verify and data is not None:
+        agreement = compare_residual(twin, graph, data.x_test)
+        if not agreement.exact:
+            raise Bnn2hwError(f"{checkpoint}: the IR disagrees with the quantized twin on {data.name}: "
+                              f"{agreement.to_dict()}")
+        info["twin_vs_ir"] = {k: v for k, v in agreement.to_dict().items() if k != "differing_per_layer"}
+        # the twin's float logits are the IR's (integer logits equal, same affine: checked above)
+        info = _calibration_metrics(model, graph, data, info, ir_logits=agreement.torch_logits)
+        import sys
+
+        m = graph.meta
+        print(f"official BiPer {m['arch']} -> fixed point: {info['stream_bits']}-bit stream Q{info['stream_frac']} "
+              f"({info['format']}), int8 first/last layers, input padded with pixels {m['pad_u8']} (max error "
+              f"{max(m['pad_error_normalized'] or [0.0]):.3g} per padded tap, normalized); IR == quantized twin on "
+              f"every stream integer, bit and integer logit of {agreement.samples} test samples; test accuracy "
+              f"{info['float_accuracy']:.4f} (official float model) -> {info['ir_accuracy']:.4f} (IR), class "
+              f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
+    return Exported(graph, twin, ckpt, data, agreement, agreement.torch_logits if agreement else None,
+                    reference=graph.meta.get("calibration"))
+
+
 def _float_stream(model) -> bool:
     from ..nn.residual import ResidualBNN
 
@@ -118,23 +154,32 @@ def _report_calibration(float_model, graph: Graph, data: Dataset, info: dict) ->
     """Into ``graph.meta["calibration"]``: the stream format chosen and the float model's test
     accuracy and class agreement against the calibrated IR (which equals the quantized model
     exactly, checked by the caller)."""
-    from ..ir import execute
-    from ..train import predict
-
-    x, y = data.x_test, data.y_test
-    float_logits = predict(float_model, x)
-    ir_logits = np.concatenate([execute.run(graph, x[i:i + 256]).logits for i in range(0, len(x), 256)])
-    info = {**info, "float_accuracy": float((float_logits.argmax(1) == y).mean()),
-            "ir_accuracy": float((ir_logits.argmax(1) == y).mean()),
-            "class_agreement": float((float_logits.argmax(1) == ir_logits.argmax(1)).mean()),
-            "test_samples": int(len(x))}
-    graph.meta["calibration"] = info
+    info = _calibration_metrics(float_model, graph, data, info)
     import sys
 
     print(f"calibrated the float residual stream to {info['stream_bits']} bits (Q{info['stream_frac']}, "
           f"max |stream| {info['max_abs_stream']:.3g} on {info['calibration_samples']} training samples): "
           f"test accuracy {info['float_accuracy']:.4f} (float) -> {info['ir_accuracy']:.4f} (IR), class "
           f"agreement {info['class_agreement']:.4f}", file=sys.stderr)
+
+
+def _calibration_metrics(float_model, graph: Graph, data: Dataset, info: dict, ir_logits=None) -> dict:
+    """``info`` plus the float model's and the IR's test accuracy and their class agreement, also
+    stored as ``graph.meta["calibration"]``. ``ir_logits``: the IR's float logits on the test
+    split when the caller has them (a reference proven equal to the IR), else computed."""
+    from ..ir import execute
+    from ..train import predict
+
+    x, y = data.x_test, data.y_test
+    float_logits = predict(float_model, x)
+    if ir_logits is None:
+        ir_logits = np.concatenate([execute.run(graph, x[i:i + 256]).logits for i in range(0, len(x), 256)])
+    info = {**info, "float_accuracy": float((float_logits.argmax(1) == y).mean()),
+            "ir_accuracy": float((ir_logits.argmax(1) == y).mean()),
+            "class_agreement": float((float_logits.argmax(1) == ir_logits.argmax(1)).mean()),
+            "test_samples": int(len(x))}
+    graph.meta["calibration"] = info
+    return info
 
 
 def test_inputs(exp: Exported, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -252,6 +252,10 @@ class _Emitter:
         s, p = layer.attrs["stride"], layer.attrs["pad"]
         pv = int(layer.attrs.get("pad_value", 0))
         kind = layer.attrs["in"]
+        if layer.attrs.get("weight_kind", "binary") != "binary" or "pad_u8" in layer.arrays:
+            raise self.layer_err(layer, "an int8 convolution on the uint8 input padded with the mean pixel (the "
+                                        "quantized full-precision first layer of an official BiPer model) has no "
+                                        "FINN form here; deploy the model with `bnn2hw emit-c`")
         if kind == "bits" and p and pv == 0:
             raise self.layer_err(layer, "zero padding of a binary input (a padded tap contributes 0) has no exact "
                                         "FINN form: FINN's FMPadding writes the bit 0, i.e. -1. Train the model "

@@ -47,7 +47,7 @@ def _threshold(h, layer):
 
 def _requant(h, layer):
     a, at = layer.arrays, layer.attrs
-    return ops.requant(h, a["mult"], a["bias"], at["shift"], at["bits"])
+    return ops.requant(h, a["mult"], a["bias"], at["shift"], at["bits"], at.get("lo"), at.get("hi"))
 
 
 # IR op -> reference call (args: the op's input tensors in order, then the layer). The executor
@@ -55,7 +55,7 @@ def _requant(h, layer):
 REFERENCES = {
     "dense": lambda args, l: _dense(args[0], l),
     "conv2d": lambda args, l: ops.conv2d(args[0], l.arrays["weight"], l.attrs["stride"], l.attrs["pad"],
-                                         l.attrs.get("pad_value", 0)),
+                                         l.arrays.get("pad_u8", l.attrs.get("pad_value", 0))),
     "threshold": lambda args, l: _threshold(args[0], l),
     "maxpool": lambda args, l: ops.maxpool(args[0], l.attrs["kernel"], l.attrs["stride"]),
     "avgpool": lambda args, l: ops.avgpool(args[0], l.attrs["kernel"], l.attrs["stride"]),
@@ -63,7 +63,8 @@ REFERENCES = {
     "fixed_affine": lambda args, l: ops.fixed_affine(args[0], l.arrays["mult"], l.arrays["bias"], l.attrs["shift"]),
     "requant": lambda args, l: _requant(args[0], l),
     "periodic": lambda args, l: ops.periodic(args[0], l.attrs),
-    "add": lambda args, l: ops.add(args[0], args[1], l.attrs.get("bits", 32)),
+    "add": lambda args, l: ops.add(args[0], args[1], l.attrs.get("bits", 32), l.attrs.get("lo"), l.attrs.get("hi")),
+    "pad_channels": lambda args, l: ops.pad_channels(args[0], l.attrs["before"], l.attrs["after"]),
     "affine": lambda args, l: ops.affine(args[0], l.arrays["scale"], l.arrays["bias"]),
 }
 

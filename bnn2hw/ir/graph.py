@@ -59,6 +59,19 @@ bits whose integer q stands for q * 2^-frac):
 ``dense``      also reads a ``fixed`` tensor (``in == "fixed"``, int8 or binary weights): the
                accumulator is sum(w * q) over the stream integers.
 
+Official BiPer networks (issue 10 section 3, :mod:`bnn2hw.export.fold_official`):
+
+``requant``, ``add``  optional ``lo``, ``hi`` (ints, ``-2^(bits-1) <= lo <= 0 <= hi <=
+               2^(bits-1) - 1``): the saturation bounds instead of the ``bits`` range;
+               ``lo = -2^frac``, ``hi = 2^frac`` is ``hardtanh`` on the Q(frac) stream.
+``pad_channels`` ``before``, ``after`` (ints >= 0) on a ``fixed`` (H, W, C) tensor: (H, W,
+               before + C + after) with zero channels around the input (option-A shortcut).
+``conv2d``     also ``weight_kind == "int8"`` on a ``u8`` input (the full-precision first conv
+               quantized per output channel), with the optional array ``pad_u8`` (C,) int64 in
+               0..255: each padded tap holds its channel's value (the rounded mean pixel, i.e.
+               zero padding after the input Normalize) instead of contributing 0.
+``maxpool``    also on a ``fixed`` tensor: the largest integer of each window.
+
 A ``threshold`` with thr 0 and direction +1 on a fixed-point tensor is ``sign`` (0 -> +1).
 
 The graph's input is uint8 (``input_kind == "u8"``), channels-last ``(H, W, C)`` for images or ``(F,)`` for vectors, with
@@ -86,7 +99,7 @@ IR_VERSION = 1
 INPUT = "input"
 """Name of the graph's input tensor."""
 OPS = ("dense", "conv2d", "threshold", "maxpool", "flatten", "affine", "fixed_affine", "periodic", "add",
-       "requant", "avgpool")
+       "requant", "avgpool", "pad_channels")
 
 
 @dataclass

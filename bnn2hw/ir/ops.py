@@ -57,9 +57,16 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value: in
     ``pad_value`` 0 on ±1 data means a padded tap contributes 0 to the accumulator (zero padding
     of the real activation, as the official BiPer code and Larq do); the C kernels reproduce it
     with a per-position fan-in. ``pad_value`` -1 means a padded position holds the activation -1
-    (the bit 0: FINN's FMPadding of a binary stream)."""
+    (the bit 0: FINN's FMPadding of a binary stream). An array ``pad_value`` (C,) pads each
+    channel with its own value (a uint8 input padded with the mean pixel: zero padding in the
+    normalized space of an input Normalize, :mod:`bnn2hw.export.fold_official`)."""
     n, h, w, c = x.shape
-    xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
+    if np.ndim(pad_value):  # one value per input channel (the uint8 first layer's mean pixel)
+        xp = np.empty((n, h + 2 * pad, w + 2 * pad, c), dtype=np.int64)
+        xp[...] = np.asarray(pad_value, dtype=np.int64)
+        xp[:, pad:pad + h, pad:pad + w, :] = x
+    else:
+        xp = np.pad(x.astype(np.int64), ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=pad_value)
     oh = (h + 2 * pad - kh) // stride + 1
     ow = (w + 2 * pad - kw) // stride + 1
     cols = np.empty((n, oh, ow, kh, kw, c), dtype=np.int64)
@@ -114,7 +121,8 @@ def threshold(acc: np.ndarray, thr: np.ndarray, direction: np.ndarray) -> np.nda
 
 
 def maxpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:
-    """Max-pool (N, H, W, C) with no padding (floor); on ±1 data max is a logical OR of +1."""
+    """Max-pool (N, H, W, C) with no padding (floor); on ±1 data max is a logical OR of +1, on a
+    fixed-point stream the largest integer of the window (exact)."""
     n, h, w, c = x.shape
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
     out = np.full((n, oh, ow, c), np.iinfo(np.int64).min, dtype=np.int64)
@@ -157,15 +165,30 @@ def periodic(x: np.ndarray, attrs: dict) -> np.ndarray:
     return pt.evaluate(method, p, x, attrs["func"]).astype(np.int64)
 
 
-def add(a: np.ndarray, b: np.ndarray, bits: int = 32) -> np.ndarray:
-    """Residual connection: the sum of two tensors in the same Q format, saturated to a signed
-    ``bits``-bit integer: ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)`` (exact in int64 for
-    ``bits`` <= 32 and inputs of at most 32 bits)."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+def saturation(bits: int, lo: int | None = None, hi: int | None = None) -> tuple[int, int]:
+    """The clip bounds of a ``requant`` / ``add``: ``lo``/``hi`` when given (a hardtanh of the
+    stream: ``[-2^frac, 2^frac]``), else the signed ``bits``-bit range."""
+    return (-(1 << (bits - 1)) if lo is None else int(lo), (1 << (bits - 1)) - 1 if hi is None else int(hi))
+
+
+def add(a: np.ndarray, b: np.ndarray, bits: int = 32, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    """Residual connection: the sum of two tensors in the same Q format, saturated to
+    ``[lo, hi]`` (default the signed ``bits``-bit range): ``clip(a + b, lo, hi)`` (exact in int64
+    for ``bits`` <= 32 and inputs of at most 32 bits). With ``lo = -2^frac``, ``hi = 2^frac`` it
+    is ``hardtanh(a + b)`` on the Q(frac) stream (the official BiPer blocks)."""
+    lo, hi = saturation(bits, lo, hi)
     return np.clip(a.astype(np.int64) + b.astype(np.int64), lo, hi)
 
 
-def requant(x: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits: int) -> np.ndarray:
+def pad_channels(x: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Zero channels around a (N, H, W, C) tensor: (N, H, W, before + C + after), the input in
+    channels ``before .. before + C - 1`` (the option-A shortcut's ``F.pad`` on channels).
+    Invariant: exact (a copy), so a saturated stream stays saturated."""
+    return np.pad(x.astype(np.int64), ((0, 0), (0, 0), (0, 0), (int(before), int(after))))
+
+
+def requant(x: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits: int, lo: int | None = None,
+            hi: int | None = None) -> np.ndarray:
     """Requantize an accumulator or a fixed-point tensor to the residual stream (per channel, last
     axis): ``clip((x * mult + bias) >> shift, -2^(bits-1), 2^(bits-1) - 1)``.
 
@@ -173,10 +196,11 @@ def requant(x: np.ndarray, mult: np.ndarray, bias: np.ndarray, shift: int, bits:
     whatever ``bias`` holds (the folder adds 2^(shift-1) for round-half-up). Invariant: exact in
     int64 because |x| < 2^31 (a fixed input has at most 32 bits; an accumulator is int32, which
     :func:`bnn2hw.mcu.codegen.check_accumulators` proves), and validate() bounds |mult| < 2^31 and
-    |bias| <= 2^62, so |x * mult + bias| < 2^63."""
+    |bias| <= 2^62, so |x * mult + bias| < 2^63. Explicit ``lo``/``hi`` (inside the ``bits`` range)
+    replace the saturation bounds: ``lo = -2^frac, hi = 2^frac`` is a hardtanh on the Q(frac) stream."""
     v = x.astype(np.int64) * mult.astype(np.int64) + bias.astype(np.int64)
     v = v >> np.int64(shift)
-    return np.clip(v, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return np.clip(v, *saturation(bits, lo, hi))
 
 
 def avgpool(x: np.ndarray, k: int, stride: int) -> np.ndarray:

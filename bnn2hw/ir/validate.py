@@ -88,6 +88,16 @@ def _expect(layer: Layer, kind: str, allowed: tuple[str, ...]) -> None:
         raise _err(layer, f"consumes {' or '.join(allowed)}, but its input is {kind}")
 
 
+def _bounds(layer: Layer, bits: int) -> None:
+    """Optional saturation bounds ``lo <= 0 <= hi`` of a requant / add, inside the ``bits`` range."""
+    if "lo" not in layer.attrs and "hi" not in layer.attrs:
+        return
+    lo = _int(layer, "lo", -(1 << (bits - 1)), 0)
+    hi = _int(layer, "hi", 0, (1 << (bits - 1)) - 1)
+    if lo > hi:
+        raise _err(layer, f"lo {lo} > hi {hi}")
+
+
 def validate(graph: Graph) -> Graph:
     """Check ``graph`` (see the module docstring); returns it unchanged."""
     tensor_infos(graph)
@@ -151,8 +161,14 @@ def tensor_infos(graph: Graph) -> dict[str, TensorInfo]:
             if len(shape) != 3:
                 raise _err(layer, f"needs an (H, W, C) input, gets {list(shape)}")
             w = _weights(layer, 4)
-            if layer.attrs.get("weight_kind", "binary") != "binary":
-                raise _err(layer, "convolutions must have binary weights")
+            if layer.attrs.get("weight_kind", "binary") != "binary" and kind != "u8":
+                raise _err(layer, "int8 convolution weights need a u8 input (the first layer); binary "
+                                  f"weights otherwise, the input is {kind}")
+            if "pad_u8" in layer.arrays:
+                pu = _array(layer, "pad_u8", 1)
+                if kind != "u8" or len(pu) != shape[2] or pu.min() < 0 or pu.max() > 255:
+                    raise _err(layer, f"pad_u8 needs a u8 input and one value in 0..255 per input channel "
+                                      f"({shape[2]}), has {list(pu)[:4]} on a {kind} input")
             o, kh, kw, c = w.shape
             if c != shape[2]:
                 raise _err(layer, f"weight has {c} input channels, the input has {shape[2]}")
@@ -180,7 +196,7 @@ def tensor_infos(graph: Graph) -> dict[str, TensorInfo]:
                 raise _err(layer, "directions must be +1 or -1")
             kind, frac, bits = "bits", None, None
         elif op == "maxpool":
-            _expect(layer, kind, ("bits",))
+            _expect(layer, kind, ("bits", "fixed"))
             if len(shape) != 3:
                 raise _err(layer, f"needs an (H, W, C) input, gets {list(shape)}")
             k, s = _int(layer, "kernel", 1), _int(layer, "stride", 1)
@@ -227,6 +243,7 @@ def tensor_infos(graph: Graph) -> dict[str, TensorInfo]:
                 raise _err(layer, "bias must lie in [-2^62, 2^62] (x * mult + bias must fit int64)")
             _int(layer, "shift", 0, 62)
             kind, frac, bits = "fixed", _int(layer, "frac", 0, 31), _int(layer, "bits", 2, 16)
+            _bounds(layer, bits)
         elif op == "periodic":
             _expect(layer, kind, ("fixed",))
             at = layer.attrs
@@ -250,7 +267,13 @@ def tensor_infos(graph: Graph) -> dict[str, TensorInfo]:
                 raise _err(layer, f"inputs {names} are Q{fracs[0]} and Q{fracs[1]}, the add is Q{fa}: "
                                   "both inputs must have the add's frac")
             bits = 32 if "bits" not in layer.attrs else _int(layer, "bits", 2, 32)
+            _bounds(layer, bits)
             kind, frac = "fixed", fa
+        elif op == "pad_channels":
+            _expect(layer, kind, ("fixed",))
+            if len(shape) != 3:
+                raise _err(layer, f"needs an (H, W, C) input, gets {list(shape)}")
+            shape = shape[:2] + (shape[2] + _int(layer, "before", 0) + _int(layer, "after", 0),)
         seen[layer.name] = TensorInfo(kind, shape, frac, bits)
     if last_dense is None or kind not in ("acc", "float"):
         raise Bnn2hwError("IR must end with a dense layer (the integer logits), optionally followed by an affine")

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import Bnn2hwError
 from ..ir.graph import Graph
+from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
 
@@ -106,6 +107,15 @@ class EmitState:
     reused: set = field(default_factory=set)  # blocks an op took over from a dying input
     last_use: dict = field(default_factory=dict)  # tensor name -> index of its last reader
     op_end: int = 0  # index of the last IR op the current emitter consumes
+    readers: dict = field(default_factory=dict)  # tensor name -> indices of the ops reading it (lazy)
+
+    def readers_of(self, name: str) -> list[int]:
+        """Indices of the ops that read tensor ``name`` (in graph order)."""
+        if not self.readers:
+            for j in range(len(self.graph.layers)):
+                for n in self.graph.inputs_of(j):
+                    self.readers.setdefault(n, []).append(j)
+        return self.readers.get(name, [])
 
     def out_buf(self, nbytes: int, reuse: tuple = (), elem_bytes: int | None = None) -> str:
         """The current op's output buffer of ``nbytes``. With ``reuse`` (input tensor names of an
@@ -144,18 +154,20 @@ def _thr_for(bits: int | None, thr: np.ndarray) -> np.ndarray:
 
 
 def _requant_params(st: EmitState, layer, lid: str) -> str:
-    """Constant data of a requant op (per-channel int32 multiplier, int64 bias); the name of its
-    bnn_requant_params_t."""
+    """Constant data of a requant op (per-channel int32 multiplier, int64 bias, uint8 shift: the
+    IR's one shift per layer broadcast, so a per-channel shift needs no C change); the name of
+    its bnn_requant_params_t."""
     at, a = layer.attrs, layer.arrays
     n, bits, sh = a["mult"].size, int(at["bits"]), int(at["shift"])
     st.data.append(f"/* {layer.name} <- {layer.source}: Q{at['frac']} stream of {bits} bits = "
                    f"clamp((x * mult + bias) >> {sh}) (floor shift; rounding is in the bias) */\n")
     st.data.append(c_array("int32_t", f"{lid}_mult", a["mult"]))
     st.data.append(c_array("int64_t", f"{lid}_bias", a["bias"], 4, fmt=lambda v: f"INT64_C({int(v)})"))
-    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    st.data.append(f"static const bnn_requant_params_t {lid}_p = {{{n}u, {lid}_mult, {lid}_bias, {sh}u, "
+    st.data.append(c_array("uint8_t", f"{lid}_shift", np.full(n, sh), 16))  # the IR's scalar, per channel in C
+    lo, hi = saturation(bits, at.get("lo"), at.get("hi"))  # explicit lo/hi: a hardtanh of the stream
+    st.data.append(f"static const bnn_requant_params_t {lid}_p = {{{n}u, {lid}_mult, {lid}_bias, {lid}_shift, "
                    f"{lo}, {hi}, {stream_bytes(bits)}u}};\n")
-    st.flash_bits += 96 * n
+    st.flash_bits += 104 * n
     return f"{lid}_p"
 
 
@@ -174,7 +186,9 @@ def _emit_flatten(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
 
 
 def _emit_maxpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """k x k max-pool on packed bits (max of ±1 = OR)."""
+    """k x k max-pool on packed bits (max of ±1 = OR), or on a fixed-point stream."""
+    if st.kind == "fixed":
+        return _emit_maxpool_stream(st, i, layer, nxt, lid, cmt)
     h, w, c = st.shape
     k, s = layer.attrs["kernel"], layer.attrs["stride"]
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
@@ -259,9 +273,77 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     return 2
 
 
+def fold_requant_threshold(rq, th, bound: int):
+    """A requant whose only reader is a threshold, as one threshold on the accumulator: the
+    returned ``(thr, direction)`` give, for every integer |acc| <= ``bound``, exactly the bits of
+    ``threshold(requant(acc))`` (:mod:`bnn2hw.ir.ops` references, evaluated on the whole range).
+    Valid because requant is monotone in acc per channel (a multiply by mult[c], a floor shift, a
+    clamp), so the set of accumulators giving +1 is a prefix or a suffix of [-bound, bound];
+    a channel that is constant gets thr = -bound (always +1) or bound + 1 (never).
+    Returns None if some channel is not monotone (cannot happen for a valid requant)."""
+    from ..ir import ops
+
+    mult, bias = rq.arrays["mult"].astype(np.int64), rq.arrays["bias"].astype(np.int64)
+    sh, bits = int(rq.attrs["shift"]), int(rq.attrs["bits"])
+    n = mult.size
+    acc = np.arange(-bound, bound + 1, dtype=np.int64)
+    thr, direction = np.empty(n, np.int64), np.empty(n, np.int8)
+    step = max(1, (1 << 21) // acc.size)
+    for c0 in range(0, n, step):
+        cs = slice(c0, min(n, c0 + step))
+        r = ops.requant(acc[:, None], mult[cs], bias[cs], sh, bits, rq.attrs.get("lo"), rq.attrs.get("hi"))
+        on = ops.threshold(r, th.arrays["thr"][cs], th.arrays["direction"][cs]) > 0
+        for j, b in enumerate(on.T):
+            c = c0 + j
+            if b.all() or not b.any():
+                thr[c], direction[c] = (-bound if b[0] else bound + 1), 1
+            elif (np.diff(b.astype(np.int8)) >= 0).all():  # 0..0 1..1: acc >= first +1
+                thr[c], direction[c] = acc[np.argmax(b)], 1
+            elif (np.diff(b.astype(np.int8)) <= 0).all():  # 1..1 0..0: acc <= last +1
+                thr[c], direction[c] = acc[b.size - 1 - np.argmax(b[::-1])], -1
+            else:
+                return None
+    return thr, direction
+
+
+def _conv_bound(st: EmitState, layer) -> int:
+    """|acc| <= K = kh kw cin (packed bits input) or 255 K (uint8 input)."""
+    _, kh, kw, c = layer.arrays["weight"].shape
+    return kh * kw * c * (255 if st.kind == "u8" else 1)
+
+
+def _stream_epilogue(st: EmitState, i: int, rq):
+    """What the requant (op i + 1) of conv i feeds, for the fused kernel: ``(add, thr, store)``
+    with ``add`` the residual add (op i + 2) when the requant's only reader is that add and the
+    add's other input is already in memory, ``thr`` a threshold fused into the same pass (op
+    right after the add or the requant, reading its tensor) and ``store`` whether that tensor
+    must still be written (it has readers besides the fused threshold)."""
+    layers = st.graph.layers
+    add = None
+    if st.readers_of(rq.name) == [i + 2] and layers[i + 2].op == "add":
+        other = [n for n in st.graph.inputs_of(i + 2) if n != rq.name]
+        t = st.tensors.get(other[0]) if len(other) == 1 else None
+        if t is not None and t.kind == "fixed" and t.block is not None:
+            add = layers[i + 2]
+    v = add if add is not None else rq  # the tensor the stream value is
+    j = i + 3 if add is not None else i + 2
+    thr = None
+    if j < len(layers) and layers[j].op == "threshold" and st.graph.inputs_of(j) == [v.name]:
+        thr = layers[j]
+    store = thr is None or any(r != j for r in st.readers_of(v.name))
+    return add, thr, store
+
+
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the op that
-    reads its accumulator: a threshold (packed bits out) or a requant (fixed-point stream out).
+    """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the ops
+    that read its accumulator: a threshold (packed bits out), or a requant and what follows it.
+
+    * requant -> threshold (the threshold the requant's only reader): folded into one threshold
+      on the accumulator (:func:`fold_requant_threshold`), the stream is never materialized.
+    * requant [-> add of a stream already in memory] [-> threshold]: one pass per output row
+      (``bnn_conv_stream``, ``bnn_stream.h``): requant, saturating add, store the stream when
+      another op reads it, compare with the next block's thresholds and pack the bits.
+    * else requant alone (``bnn_conv_requant``).
 
     Zero padding (``pad_value`` 0, a padded tap contributes 0) with a threshold runs
     ``bnn_conv_bits`` / ``bnn_conv_u8_bits`` directly. Everything else runs row by row
@@ -271,9 +353,22 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     thresholded or requantized, so the int32 tensor is never stored whole."""
     at = layer.attrs
     pv = int(at.get("pad_value", 0))
+    if at.get("weight_kind") == "int8":
+        return _emit_conv_u8_s8(st, i, layer, nxt, lid, cmt)
     if nxt is None or nxt.op not in ("threshold", "requant"):
         raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): the C back end needs a conv's accumulator "
                           "to be read by exactly one op, the next one, and that op to be a threshold or a requant")
+    used = 2
+    if nxt.op == "requant" and i + 2 < len(st.graph.layers):
+        th = st.graph.layers[i + 2]
+        if th.op == "threshold" and st.readers_of(nxt.name) == [i + 2] and st.graph.inputs_of(i + 2) == [nxt.name]:
+            folded = fold_requant_threshold(nxt, th, _conv_bound(st, layer))
+            if folded is not None:
+                from ..ir.graph import Layer
+
+                nxt = Layer("threshold", th.name, f"{nxt.source} + {th.source} (requant folded into the "
+                            f"threshold of the accumulator)", {}, {"thr": folded[0], "direction": folded[1]})
+                used = 3
     w, thr = _flip(layer, nxt)  # thr is None for a requant (its multiplier carries the sign)
     o, kh, kw, c = w.shape
     h, wd, _ = st.shape
@@ -305,19 +400,67 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
             st.body.append(f"    bnn_conv_threshold_rows(&{lid}_p, {st.cur}, {lid}_w, {tname}_thr, "
                            f"(int32_t *){row}, (bnn_word_t *){dst});")
         st.cur, st.kind, st.shape, st.bits = dst, "bits", (oh, ow, o), None
-    else:
-        rq = _requant_params(st, nxt, tname)
+        st.steps.append(layer.name)
+        return used
+    rq = _requant_params(st, nxt, tname)
+    st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
+                   f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")
+    add, th, store = _stream_epilogue(st, i, nxt)
+    conv_in = st.cur
+    if add is None and th is None:
         bits = int(nxt.attrs["bits"])
-        st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
-                       f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")
         dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
         row = st.temp(4 * ow * o)
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, "
                        f"requantized to a {bits}-bit stream ({CTYPE[stream_bytes(bits)]}) */")
-        st.body.append(f"    bnn_conv_requant(&{lid}_p, {st.cur}, {lid}_w, &{rq}, (int32_t *){row}, {dst});")
+        st.body.append(f"    bnn_conv_requant(&{lid}_p, {conv_in}, {lid}_w, &{rq}, (int32_t *){row}, {dst});")
         st.cur, st.kind, st.shape, st.bits = dst, "fixed", (oh, ow, o), bits
+        st.steps.append(layer.name)
+        return 2
+    v = add if add is not None else nxt  # the op whose tensor the fused pass computes
+    bits = int(v.attrs.get("bits", 32))
+    ob = stream_bytes(bits)
+    n = oh * ow * o
+    skip, sb, lo, hi, what = "NULL", 0, 0, 0, [f"requant to {bits} bits"]
+    if add is not None:
+        other = next(nm for nm in st.graph.inputs_of(i + 2) if nm != nxt.name)
+        t = st.tensors[other]
+        skip, sb = t.expr, stream_bytes(t.bits)
+        lo, hi = saturation(bits, add.attrs.get("lo"), add.attrs.get("hi"))  # lo/hi: a hardtanh of the sum
+        what.append(f"+ {other} ({add.name}), saturated to [{lo}, {hi}]")
+        st.op_end = i + 2  # the stream may overwrite the skip when the add is its last reader
+    out, vblock = "NULL", None
+    if store:
+        out = st.out_buf(ob * n, reuse=(other,) if add is not None else (), elem_bytes=ob)
+        vblock = st.out_block
+        what.append(f"stored ({CTYPE[ob]})")
+    thr_arg, dir_arg, bits_out = "NULL", "NULL", "NULL"
+    if th is not None:
+        ttn = ident(th.name)
+        st.data.append(f"/* {th.name} <- {th.source}: thresholds on the stream {v.name} */\n")
+        st.data.append(c_array("int32_t", f"{ttn}_thr", _thr_for(bits, th.arrays["thr"])))
+        st.data.append(c_array("int8_t", f"{ttn}_dir", th.arrays["direction"], 16))
+        st.thr_count += o
+        thr_arg, dir_arg = f"{ttn}_thr", f"{ttn}_dir"
+        bits_out = st.out_buf(4 * oh * ow * ((o + 31) // 32))
+        what.append(f"{th.name} thresholds -> bits")
+    st.data.append(f"static const bnn_stream_epilogue_t {lid}_e = {{&{rq}, {sb}u, {lo}, {hi}, "
+                   f"{ob if store else 0}u, {thr_arg}, {dir_arg}}};\n")
+    row = st.temp(4 * ow * o)
+    names = " + ".join(x.name for x in (nxt, add, th) if x is not None)
+    st.body.append(f"{cmt} + {names}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels; one pass per row: "
+                   f"{', '.join(what)} */")
+    st.body.append(f"    bnn_conv_stream(&{lid}_p, {conv_in}, {lid}_w, &{lid}_e, {skip}, (int32_t *){row}, {out}, "
+                   f"{'NULL' if th is None else f'(bnn_word_t *){bits_out}'});")
     st.steps.append(layer.name)
-    return 2
+    used = 2 + (add is not None) + (th is not None)
+    if th is None:
+        st.cur, st.kind, st.shape, st.bits = out, "fixed", (oh, ow, o), bits
+        return used
+    if store:  # the stream has readers of its own: register it (codegen registers the bits)
+        st.tensors[v.name] = CTensor(out, "fixed", (oh, ow, o), bits, vblock)
+    st.cur, st.kind, st.shape, st.bits = bits_out, "bits", (oh, ow, o), None
+    return used
 
 
 def _emit_requant(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
@@ -432,10 +575,11 @@ def _emit_add(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     ob = stream_bytes(bits)
     n = int(np.prod(st.shape))
     ab, bb = (4 if t.kind == "acc" else stream_bytes(t.bits) for t in (a, b))
-    st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, "
-                   f"{-(2 ** (bits - 1))}, {2 ** (bits - 1) - 1}}};\n")
+    lo, hi = saturation(bits, layer.attrs.get("lo"), layer.attrs.get("hi"))
+    st.data.append(f"static const bnn_add_params_t {lid}_p = {{{n}u, {ab}u, {bb}u, {ob}u, {lo}, {hi}}};\n")
     dst = st.out_buf(ob * n, reuse=(a_name, b_name), elem_bytes=ob)
-    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, saturated to {bits} bits ({CTYPE[ob]}) */")
+    sat = (f"clipped to [{lo}, {hi}] (hardtanh)" if "lo" in layer.attrs else f"saturated to {bits} bits")
+    st.body.append(f"{cmt}: residual sum {a_name} + {b_name}, {sat} ({CTYPE[ob]}) */")
     st.body.append(f"    bnn_stream_add(&{lid}_p, {a.expr}, {b.expr}, {dst});")
     st.cur, st.kind, st.bits = dst, "fixed", bits
     st.steps.append(layer.name)
@@ -452,7 +596,170 @@ def _emit_affine(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     return 1
 
 
+# ---- official BiPer networks (bnn2hw.export.fold_official): small kernels emitted into model.c ----
+
+_C_HELPERS = {
+    "conv_u8_s8": """
+/* int8 x uint8 conv (the quantized full-precision first layer), HWC input, weights
+ * (cout, kh, kw, cin); a padded tap holds its channel's pad[c] (the mean pixel: zero padding
+ * after the input Normalize). One output row at a time into `row` (out_w * cout int32), then
+ * requantized to a stream (rq) or thresholded to packed bits (tp, thr, dir). */
+static void bnn_conv_u8_s8(const bnn_conv_params_t *p, const uint8_t *in, const int8_t *w, const uint8_t *pad,
+                           const bnn_requant_params_t *rq, const bnn_stream_threshold_params_t *tp,
+                           const int32_t *thr, const int8_t *dir, int32_t *row, void *out)
+{
+    const uint32_t cin = p->cin, cout = p->cout;
+    uint32_t oy, ox, o, ky, kx, c;
+    for (oy = 0; oy < p->out_h; ++oy) {
+        for (ox = 0; ox < p->out_w; ++ox) {
+            for (o = 0; o < cout; ++o) {
+                int32_t acc = 0;
+                for (ky = 0; ky < p->kh; ++ky) {
+                    const int32_t iy = (int32_t)(oy * p->stride_h + ky) - (int32_t)p->pad_h;
+                    for (kx = 0; kx < p->kw; ++kx) {
+                        const int32_t ix = (int32_t)(ox * p->stride_w + kx) - (int32_t)p->pad_w;
+                        const int inside = iy >= 0 && ix >= 0 && iy < (int32_t)p->in_h && ix < (int32_t)p->in_w;
+                        const uint8_t *px = inside ? &in[((uint32_t)iy * p->in_w + (uint32_t)ix) * cin] : pad;
+                        const int8_t *wr = &w[((o * p->kh + ky) * p->kw + kx) * cin];
+                        for (c = 0; c < cin; ++c) {
+                            acc += (int32_t)wr[c] * (int32_t)px[c];
+                        }
+                    }
+                }
+                row[ox * cout + o] = acc;
+            }
+        }
+        if (rq != NULL) {
+            bnn_requant(rq, p->out_w, row, 4u, (uint8_t *)out + (size_t)oy * p->out_w * cout * rq->out_bytes);
+        } else {
+            bnn_stream_threshold(tp, row, thr, dir, (bnn_word_t *)out + (size_t)oy * p->out_w * BNN_WORDS(cout));
+        }
+    }
+}
+""",
+    "pad_channels": """
+/* Zero channels around a stream (option-A shortcut): out[pos][before + c] = in[pos][c]. */
+static void bnn_pad_channels(const void *in, uint32_t positions, uint32_t c, uint32_t before, uint32_t after,
+                             uint32_t bytes, void *out)
+{
+    const uint32_t oc = before + c + after;
+    uint32_t pos, k;
+    for (pos = 0; pos < positions; ++pos) {
+        for (k = 0; k < oc; ++k) {
+            const int32_t v = (k >= before && k < before + c) ? bnn_stream_get(in, bytes, pos * c + k - before) : 0;
+            bnn_stream_put(out, bytes, pos * oc + k, v);
+        }
+    }
+}
+""",
+    "maxpool_stream": """
+/* k x k max-pool (stride s, no padding) of an HWC stream: the largest integer of each window. */
+static void bnn_maxpool_stream(const void *in, uint32_t h, uint32_t w, uint32_t c, uint32_t k, uint32_t s,
+                               uint32_t bytes, void *out)
+{
+    const uint32_t oh = (h - k) / s + 1u, ow = (w - k) / s + 1u;
+    uint32_t oy, ox, ch, ky, kx;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            for (ch = 0; ch < c; ++ch) {
+                int32_t best = INT32_MIN;
+                for (ky = 0; ky < k; ++ky) {
+                    for (kx = 0; kx < k; ++kx) {
+                        const int32_t v = bnn_stream_get(in, bytes, ((oy * s + ky) * w + ox * s + kx) * c + ch);
+                        best = v > best ? v : best;
+                    }
+                }
+                bnn_stream_put(out, bytes, (oy * ow + ox) * c + ch, best);
+            }
+        }
+    }
+}
+""",
+}
+
+
+def _helper(st: EmitState, name: str) -> None:
+    """Put the static C function ``name`` of :data:`_C_HELPERS` into model.c (once)."""
+    code = _C_HELPERS[name]
+    if code not in st.statics:
+        st.statics.append(code)
+
+
+def _emit_conv_u8_s8(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """int8 conv on the uint8 input (``pad_u8``: per-channel padding pixel) fused with the requant
+    or threshold that reads it (``bnn_conv_u8_s8``, row by row)."""
+    at = layer.attrs
+    if st.kind != "u8" or nxt is None or nxt.op not in ("threshold", "requant"):
+        raise Bnn2hwError(f"IR layer {layer.name} ({layer.source}): an int8 conv needs the uint8 input and one "
+                          "reader, the next op, a threshold or a requant")
+    w = layer.arrays["weight"]
+    o, kh, kw, c = w.shape
+    h, wd, _ = st.shape
+    s, p = at["stride"], at["pad"]
+    oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+    pad = layer.arrays.get("pad_u8", np.zeros(c, dtype=np.int64))
+    st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} int8 weights; padded taps hold "
+                   f"the pixels {[int(v) for v in pad]} */\n")
+    st.data.append(c_array("int8_t", f"{lid}_w", w.astype(np.int8), per_line=16))
+    st.data.append(c_array("uint8_t", f"{lid}_pad", pad.astype(np.int64)))
+    st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, {kh}u, "
+                   f"{kw}u, {s}u, {s}u, {p}u, {p}u}};\n")
+    st.flash_bits += 8 * w.size
+    row = st.temp(4 * ow * o)
+    tname = ident(nxt.name)
+    if nxt.op == "requant":
+        rq = _requant_params(st, nxt, tname)
+        bits = int(nxt.attrs["bits"])
+        dst = st.out_buf(stream_bytes(bits) * oh * ow * o)
+        call = f"&{rq}, NULL, NULL, NULL"
+        st.body.append(f"{cmt} + {nxt.name}: int8 conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels, requantized "
+                       f"to a {bits}-bit stream */")
+        out = ("fixed", bits)
+    else:
+        st.data.append(f"static const bnn_stream_threshold_params_t {tname}_tp = {{{ow}u, {o}u, 4u}};\n")
+        st.data.append(c_array("int32_t", f"{tname}_thr", _thr_for(32, nxt.arrays["thr"])))
+        st.data.append(c_array("int8_t", f"{tname}_dir", nxt.arrays["direction"], 16))
+        st.thr_count += o
+        dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
+        call = f"NULL, &{tname}_tp, {tname}_thr, {tname}_dir"
+        st.body.append(f"{cmt} + {nxt.name}: int8 conv {kh}x{kw}/{s} pad {p}, {c} -> {o} channels, to bits */")
+        out = ("bits", None)
+    st.body.append(f"    bnn_conv_u8_s8(&{lid}_p, {st.cur}, {lid}_w, {lid}_pad, {call}, (int32_t *){row}, {dst});")
+    _helper(st, "conv_u8_s8")
+    st.cur, st.kind, st.shape, st.bits = dst, out[0], (oh, ow, o), out[1]
+    st.steps.append(layer.name)
+    return 2
+
+
+def _emit_pad_channels(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    """Zero channels before and after a fixed-point stream (``bnn_pad_channels``)."""
+    h, w, c = st.shape
+    b, a = int(layer.attrs["before"]), int(layer.attrs["after"])
+    ob = st.in_bytes
+    dst = st.out_buf(ob * h * w * (b + c + a))
+    st.body.append(f"{cmt}: {b} zero channels before, {a} after */")
+    st.body.append(f"    bnn_pad_channels({st.cur}, {h * w}u, {c}u, {b}u, {a}u, {ob}u, {dst});")
+    _helper(st, "pad_channels")
+    st.cur, st.shape = dst, (h, w, b + c + a)
+    st.steps.append(layer.name)
+    return 1
+
+
+def _emit_maxpool_stream(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
+    h, w, c = st.shape
+    k, s = layer.attrs["kernel"], layer.attrs["stride"]
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    dst = st.out_buf(st.in_bytes * oh * ow * c)
+    st.body.append(f"{cmt}: {k}x{k} max-pool of the stream */")
+    st.body.append(f"    bnn_maxpool_stream({st.cur}, {h}u, {w}u, {c}u, {k}u, {s}u, {st.in_bytes}u, {dst});")
+    _helper(st, "maxpool_stream")
+    st.cur, st.shape = dst, (oh, ow, c)
+    st.steps.append(layer.name)
+    return 1
+
+
 EMITTERS = {"flatten": _emit_flatten, "maxpool": _emit_maxpool, "dense": _emit_dense, "conv2d": _emit_conv2d,
             "fixed_affine": _emit_fixed_affine, "threshold": _emit_threshold, "periodic": _emit_periodic,
-            "add": _emit_add, "affine": _emit_affine, "requant": _emit_requant, "avgpool": _emit_avgpool}
+            "add": _emit_add, "affine": _emit_affine, "requant": _emit_requant, "avgpool": _emit_avgpool,
+            "pad_channels": _emit_pad_channels}
 """IR op -> its C emitter."""

@@ -27,6 +27,9 @@ any sign. Here: :class:`~bnn2hw.nn.layers.BinaryActivation` with ``zero_tie=True
 refused by the importer). The training-only division of the activation by its standard
 deviation does not change its sign and is absent in eval mode.
 
+Deployment (``export``/``emit-c``): :mod:`bnn2hw.export.fold_official` quantizes these models
+(fixed-point stream, int8 first/last layers) into a twin the IR equals bit for bit.
+
 Inputs are bnn2hw's uint8 pixels: ``x * PIXEL_SCALE`` after the optional ``spec["normalize"]``
 (the official loaders normalize with torchvision's Normalize), so the model sees what the
 official one sees.

@@ -4,6 +4,25 @@
 
 #include <string.h>
 
+/* Unrolling hint for the per-channel loops (GCC 8+; a no-op elsewhere). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
+#define BNN__PRAGMA(x) _Pragma(#x)
+#define BNN__UNROLL(n) BNN__PRAGMA(GCC unroll n)
+#else
+#define BNN__UNROLL(n)
+#endif
+
+#if defined(__ARM_FEATURE_SAT) && __ARM_FEATURE_SAT
+#include <arm_acle.h>
+#define BNN__SAT(v, BITS, LO, HI) __ssat((v), (BITS)) /* SSAT: one instruction */
+#else
+#define BNN__SAT(v, BITS, LO, HI) ((v) < (LO) ? (LO) : ((v) > (HI) ? (HI) : (v)))
+#endif
+
+/* The fast paths rely on >> of a negative int32 being an arithmetic shift (floor): true of
+ * GCC, Clang and Arm Compiler (implementation-defined in C99); checked at compile time. */
+typedef char bnn__arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+
 /* floor(v / 2^shift) for any sign (an arithmetic shift, without relying on the
  * implementation-defined >> of negative values); |v| < 2^63 so -v cannot overflow. */
 BNN_INLINE int64_t floor_shift(int64_t v, uint32_t shift)
@@ -22,13 +41,14 @@ BNN_INLINE int32_t clamp64(int64_t v, int32_t lo, int32_t hi)
     do {                                                                              \
         const TI *src = (const TI *)in;                                               \
         TO *dst = (TO *)out;                                                          \
-        const uint32_t nch = p->channels, sh = p->shift;                              \
+        const uint32_t nch = p->channels;                                             \
         const int32_t *mult = p->mult, lo = p->lo, hi = p->hi;                        \
         const int64_t *bias = p->bias;                                                \
+        const uint8_t *shift = p->shift;                                              \
         for (uint32_t pos = 0; pos < positions; ++pos) {                              \
             for (uint32_t c = 0; c < nch; ++c) {                                      \
                 const int64_t v = (int64_t)*src++ * mult[c] + bias[c];                \
-                *dst++ = (TO)clamp64(floor_shift(v, sh), lo, hi);                     \
+                *dst++ = (TO)clamp64(floor_shift(v, shift[c]), lo, hi);               \
             }                                                                         \
         }                                                                             \
     } while (0)
@@ -57,61 +77,250 @@ void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *
     }
 }
 
-/*
- * int32 requant of accumulators bounded by |x| <= bound (a conv's: K = kh kw cin for bits
- * input, 255 K for uint8).  With b'[c] = bias[c] - lo 2^shift and t = x mult[c] + b'[c]:
- *   floor((x mult + bias) / 2^shift) < lo  <=>  t < 0, and for t >= 0
- *   floor((x mult + bias) / 2^shift) = lo + (t >> shift)   (a shift of a non-negative value),
- * so q = lo + min(t < 0 ? 0 : t >> shift, hi - lo), the same value as the int64 path.  Used
- * when shift <= 30 and bound |mult[c]| + |b'[c]| < 2^31 for every channel (then t fits
- * int32); requant_fast32() checks that and fills b32 (channels <= BNN_REQUANT_FAST_CH).
+/* ---- the fused epilogue: requant -> [+ skip, saturate] -> [store] -> [threshold -> bits] ----
+ *
+ * Plan (once per call, epi_plan): the int32 form of the requant and the thresholds, per channel
+ * in one table walked with one pointer (bnn__chan_t: m, b, d, c):
+ *   shift   S = max shift[c]; m = mult[c] 2^(S - shift[c]), b = bias[c] 2^(S - shift[c]), so
+ *           floor((x mult[c] + bias[c]) / 2^shift[c]) = floor((x m + b) / 2^S) = (x m + b) >> S.
+ *           Exact in int32 when |x| <= bound (the caller's accumulator bound) and
+ *           bound |m| + |b| < 2^31 for every channel, S <= 30 (checked; else the int64 path).
+ *   threshold on the compared value v (the sum when there is an add, else r) whose saturated
+ *           value lies in [L, H]:  dir +1: bit = sat(v) >= T;  dir -1: bit = sat(v) <= T.
+ *           T <= L (dir +1) or T >= H (dir -1): always 1 -> d = 0, c = 0;
+ *           T > H (dir +1) or T < L (dir -1): never -> d = 0, c = -1;
+ *           else dir +1: d = 1, c = -T; dir -1: d = -1, c = T; and bit = (v d + c >= 0), i.e. the
+ *           sign bit of ~(v d + c) = v (-d) + (-c - 1), the form the table keeps.
+ *           For T strictly inside the range, sat(v) >= T <=> v >= T (and the same for <=), so an
+ *           unstored sum is compared without saturating it.  The bit is shifted in from the top
+ *           (word >> 1 | bit << 31), 32 channels per word.
+ *   storage the fast path takes int8_t or int16_t streams (every operand the same storage,
+ *           every range inside it; then |v d + c| < 2^17); "full" when the ranges are the
+ *           storage's own (-128..127, -32768..32767): saturation is a compare with constants
+ *           (SSAT on cores with the DSP extension).
  */
-#ifndef BNN_REQUANT_FAST_CH
-#define BNN_REQUANT_FAST_CH 64u
+#ifndef BNN_STREAM_FAST_CH
+#define BNN_STREAM_FAST_CH 64u
 #endif
 
-static int requant_fast32(const bnn_requant_params_t *p, int64_t bound, int32_t *b32)
+typedef struct {
+    int32_t m, b, d, c;
+} bnn__chan_t;
+
+typedef struct {
+    uint32_t sh, bytes;
+    int full;
+    int32_t rlo, rhi, alo, ahi;
+    bnn__chan_t tab[BNN_STREAM_FAST_CH];
+} epi_plan_t;
+
+static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
 {
-    if (p->channels > BNN_REQUANT_FAST_CH || p->shift > 30u || bound >= (INT64_C(1) << 31)) {
+    const bnn_requant_params_t *rq = e->rq;
+    const uint32_t n = rq->channels;
+    uint32_t bytes = e->out_bytes ? e->out_bytes : e->skip_bytes;
+    if (n == 0u || n > BNN_STREAM_FAST_CH || (e->out_bytes && e->skip_bytes && e->out_bytes != e->skip_bytes)) {
         return 0;
     }
-    const int64_t base = (int64_t)p->lo * (INT64_C(1) << p->shift); /* |base| <= 2^61 */
-    for (uint32_t c = 0; c < p->channels; ++c) {
-        const int64_t b = p->bias[c] - base; /* |bias| <= 2^62: no overflow */
-        const int64_t m = p->mult[c] < 0 ? -(int64_t)p->mult[c] : (int64_t)p->mult[c];
-        if (b >= (INT64_C(1) << 31) || b <= -(INT64_C(1) << 31) ||
-            bound * m + (b < 0 ? -b : b) >= (INT64_C(1) << 31)) {
+    if (bytes == 0u) { /* threshold only: the narrowest storage holding r */
+        bytes = rq->lo >= -128 && rq->hi <= 127 ? 1u : 2u;
+    }
+    if (bytes > 2u) {
+        return 0;
+    }
+    const int32_t tlo = bytes == 1u ? -128 : -32768, thi = bytes == 1u ? 127 : 32767;
+    const int add = e->skip_bytes != 0u;
+    if (rq->lo < tlo || rq->hi > thi || rq->lo > rq->hi ||
+        (add && (e->add_lo < tlo || e->add_hi > thi || e->add_lo > e->add_hi))) {
+        return 0;
+    }
+    uint32_t s = 0;
+    for (uint32_t c = 0; c < n; ++c) {
+        s = rq->shift[c] > s ? rq->shift[c] : s;
+    }
+    if (s > 30u) {
+        return 0;
+    }
+    const int32_t vlo = add ? e->add_lo : rq->lo, vhi = add ? e->add_hi : rq->hi;
+    for (uint32_t c = 0; c < n; ++c) {
+        const int64_t scale = INT64_C(1) << (s - rq->shift[c]);
+        if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
             return 0;
         }
-        b32[c] = (int32_t)b;
+        const int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
+        const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
+        if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
+            return 0;
+        }
+        bnn__chan_t *t = &pl->tab[c];
+        t->m = (int32_t)m;
+        t->b = (int32_t)b;
+        int32_t d = 0, cc = 0; /* bit = (v d + cc >= 0); the table keeps -d, -cc - 1: */
+        if (e->thr) {
+            const int32_t thr = e->thr[c];
+            if (e->dir[c] > 0) {
+                if (thr > vhi) {
+                    cc = -1;
+                } else if (thr > vlo) {
+                    d = 1;
+                    cc = -thr;
+                }
+            } else {
+                if (thr < vlo) {
+                    cc = -1;
+                } else if (thr < vhi) {
+                    d = -1;
+                    cc = thr;
+                }
+            }
+        }
+        t->d = -d; /* v (-d) + (-cc - 1) = ~(v d + cc): its sign bit is the output bit */
+        t->c = -cc - 1;
     }
+    pl->sh = s;
+    pl->bytes = bytes;
+    pl->rlo = rq->lo;
+    pl->rhi = rq->hi;
+    pl->alo = e->add_lo;
+    pl->ahi = e->add_hi;
+    pl->full = rq->lo == tlo && rq->hi == thi && (!add || (e->add_lo == tlo && e->add_hi == thi));
     return 1;
 }
 
-#define REQUANT32_LOOP(TO)                                                            \
-    do {                                                                              \
-        TO *dst = (TO *)out;                                                          \
-        for (uint32_t pos = 0; pos < positions; ++pos) {                              \
-            for (uint32_t c = 0; c < nch; ++c) {                                      \
-                const int32_t t = *in++ * mult[c] + b32[c];                           \
-                int32_t q = t < 0 ? 0 : (int32_t)((uint32_t)t >> sh);                 \
-                *dst++ = (TO)((q > range ? range : q) + lo);                          \
-            }                                                                         \
-        }                                                                             \
-    } while (0)
-
-static void requant32(const bnn_requant_params_t *p, const int32_t *b32, uint32_t positions, const int32_t *in,
-                      void *out)
-{
-    const uint32_t nch = p->channels, sh = p->shift;
-    const int32_t *mult = p->mult, lo = p->lo, range = p->hi - p->lo;
-    if (p->out_bytes == 1u) {
-        REQUANT32_LOOP(int8_t);
-    } else if (p->out_bytes == 2u) {
-        REQUANT32_LOOP(int16_t);
-    } else {
-        REQUANT32_LOOP(int32_t);
+/* One row (npos positions x nch channels) of the fast path for storage T.  full, add, store,
+ * thr are compile-time constants at every call (the specializations below), so each
+ * combination compiles to its own straight loop. */
+#define BNN__EPI_ROWS(NAME, T, TBITS, TLO, THI)                                                                   \
+    BNN_INLINE void NAME(const epi_plan_t *pl, uint32_t npos, uint32_t nch, const int32_t *acc, const T *s,  \
+                         T *o, bnn_word_t *bits, const int full, const int add, const int store, const int thr) \
+    {                                                                                                      \
+        const uint32_t sh = pl->sh;                                                                        \
+        const int32_t rlo = pl->rlo, rhi = pl->rhi, alo = pl->alo, ahi = pl->ahi;                          \
+        for (uint32_t pos = 0; pos < npos; ++pos) {                                                        \
+            const bnn__chan_t *t = pl->tab;                                                                \
+            for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {                                                   \
+                const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;                                      \
+                uint32_t word = 0;                                                                         \
+                BNN__UNROLL(2)                                                                             \
+                for (const bnn__chan_t *end = t + cnt; t != end; ++t) {                                    \
+                    int32_t v = (*acc++ * t->m + t->b) >> sh;                                              \
+                    v = full ? BNN__SAT(v, TBITS, TLO, THI) : (v < rlo ? rlo : (v > rhi ? rhi : v));                \
+                    if (add) {                                                                             \
+                        v += *s++;                                                                         \
+                        if (store) {                                                                       \
+                            v = full ? BNN__SAT(v, TBITS, TLO, THI) : (v < alo ? alo : (v > ahi ? ahi : v)); \
+                        }                                                                                  \
+                    }                                                                                      \
+                    if (store) {                                                                           \
+                        *o++ = (T)v;                                                                       \
+                    }                                                                                      \
+                    if (thr) {                                                                             \
+                        const int32_t nd = v * t->d + t->c; /* ~(the value whose sign is the bit) */       \
+                        word = (word >> 1) | ((uint32_t)nd & 0x80000000u);                                 \
+                    }                                                                                      \
+                }                                                                                          \
+                if (thr) {                                                                                 \
+                    *bits++ = word >> (32u - cnt);                                                         \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
     }
+
+BNN__EPI_ROWS(epi_rows_s8, int8_t, 8, -128, 127)
+BNN__EPI_ROWS(epi_rows_s16, int16_t, 16, -32768, 32767)
+
+/* The specializations: storage x full x (add, store, thr). */
+#define BNN__EPI_SPEC(T, SUF, ROWS, FULL, ADD, STORE, THR)                                                 \
+    static void epi_##SUF##_##FULL##ADD##STORE##THR(const epi_plan_t *pl, uint32_t npos, uint32_t nch,       \
+                                                     const int32_t *acc, const void *s, void *o, bnn_word_t *bits) \
+    {                                                                                                      \
+        ROWS(pl, npos, nch, acc, (const T *)s, (T *)o, bits, FULL, ADD, STORE, THR);                       \
+    }
+#define BNN__EPI_COMBOS(T, SUF, ROWS, FULL)                                                                \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 0, 1, 0)                                                             \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 0, 1, 1)                                                             \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 0, 0, 1)                                                             \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 1, 1, 0)                                                             \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 1, 1, 1)                                                             \
+    BNN__EPI_SPEC(T, SUF, ROWS, FULL, 1, 0, 1)
+BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 1)
+BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 0)
+BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 1)
+BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 0)
+
+typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, const void *, void *, bnn_word_t *);
+
+#define BNN__EPI_TABLE(SUF, FULL)                                                                          \
+    {NULL, epi_##SUF##_##FULL##001, epi_##SUF##_##FULL##010, epi_##SUF##_##FULL##011, NULL,               \
+     epi_##SUF##_##FULL##101, epi_##SUF##_##FULL##110, epi_##SUF##_##FULL##111}
+
+/* The specialization for a plan and flags (index add * 4 + store * 2 + thr), NULL if none. */
+static epi_fn epi_pick(const epi_plan_t *pl, int add, int store, int thr)
+{
+    static const epi_fn s8f[] = BNN__EPI_TABLE(s8, 1), s8r[] = BNN__EPI_TABLE(s8, 0);
+    static const epi_fn s16f[] = BNN__EPI_TABLE(s16, 1), s16r[] = BNN__EPI_TABLE(s16, 0);
+    const epi_fn *tab = pl->bytes == 1u ? (pl->full ? s8f : s8r) : (pl->full ? s16f : s16r);
+    return tab[add * 4 + store * 2 + thr];
+}
+
+/* The reference of the epilogue: int64 per element, any storage and range (also the path for
+ * more than BNN_STREAM_FAST_CH channels or tables that do not fit int32). */
+static void epi_generic(const bnn_stream_epilogue_t *e, uint32_t npos, const int32_t *acc, const void *skip,
+                        void *out, bnn_word_t *bits)
+{
+    const bnn_requant_params_t *rq = e->rq;
+    const uint32_t nch = rq->channels;
+    uint32_t i = 0;
+    for (uint32_t pos = 0; pos < npos; ++pos) {
+        for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {
+            const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;
+            bnn_word_t word = 0;
+            for (uint32_t j = 0; j < cnt; ++j, ++i) {
+                const uint32_t c = c0 + j;
+                int32_t v = clamp64(floor_shift((int64_t)acc[i] * rq->mult[c] + rq->bias[c], rq->shift[c]), rq->lo,
+                                    rq->hi);
+                if (e->skip_bytes) {
+                    v = clamp64((int64_t)v + bnn_stream_get(skip, e->skip_bytes, i), e->add_lo, e->add_hi);
+                }
+                if (e->out_bytes) {
+                    bnn_stream_put(out, e->out_bytes, i, v);
+                }
+                if (e->thr) {
+                    word |= (bnn_word_t)(e->dir[c] > 0 ? v >= e->thr[c] : v <= e->thr[c]) << j;
+                }
+            }
+            if (e->thr) {
+                *bits++ = word;
+            }
+        }
+    }
+}
+
+/* positions x channels rows of one plan: the fast specialization or the reference. */
+static void epi_apply(const bnn_stream_epilogue_t *e, const epi_plan_t *pl, epi_fn fn, uint32_t npos,
+                      const int32_t *acc, const void *skip, void *out, bnn_word_t *bits)
+{
+    if (fn) {
+        fn(pl, npos, e->rq->channels, acc, skip, out, bits);
+    } else {
+        epi_generic(e, npos, acc, skip, out, bits);
+    }
+}
+
+static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
+{
+    if (!epi_plan(e, bound, pl)) {
+        return NULL;
+    }
+    return epi_pick(pl, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
+}
+
+void bnn_stream_epilogue(const bnn_stream_epilogue_t *e, uint32_t positions, const int32_t *acc, uint32_t bound,
+                         const void *skip, void *out, bnn_word_t *bits)
+{
+    epi_plan_t pl;
+    const epi_fn fn = epi_prepare(e, bound, &pl);
+    epi_apply(e, &pl, fn, positions, acc, skip, out, bits);
 }
 
 void bnn_stream_add(const bnn_add_params_t *p, const void *a, const void *b, void *out)
@@ -148,9 +357,63 @@ void bnn_stream_add(const bnn_add_params_t *p, const void *a, const void *b, voi
     }
 }
 
+/* The window sum of an int8_t stream, channels c0 .. c0 + 3 of output (oy, ox): four sums.
+ * With the DSP extension, SXTAB16 adds bytes 0/2 and (rotated) 1/3 of a word to two
+ * halfword lanes each: exact while k^2 * 128 <= 32768 (the caller checks k <= 16). */
+static void window4_s8(const int8_t *in, uint32_t row_stride, uint32_t c, uint32_t k, int32_t *s4)
+{
+#if defined(__ARM_FEATURE_SIMD32) && __ARM_FEATURE_SIMD32
+    uint32_t even = 0, odd = 0;
+    for (uint32_t ky = 0; ky < k; ++ky, in += row_stride) {
+        const int8_t *q = in;
+        for (uint32_t kx = 0; kx < k; ++kx, q += c) {
+            uint32_t w4;
+            memcpy(&w4, q, 4u);
+            __asm__("sxtab16 %0, %0, %1" : "+r"(even) : "r"(w4));
+            __asm__("sxtab16 %0, %0, %1, ror #8" : "+r"(odd) : "r"(w4));
+        }
+    }
+    s4[0] = (int16_t)(even & 0xffffu);
+    s4[1] = (int16_t)(odd & 0xffffu);
+    s4[2] = (int16_t)(even >> 16);
+    s4[3] = (int16_t)(odd >> 16);
+#else
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (uint32_t ky = 0; ky < k; ++ky, in += row_stride) {
+        const int8_t *q = in;
+        for (uint32_t kx = 0; kx < k; ++kx, q += c) {
+            a0 += q[0];
+            a1 += q[1];
+            a2 += q[2];
+            a3 += q[3];
+        }
+    }
+    s4[0] = a0;
+    s4[1] = a1;
+    s4[2] = a2;
+    s4[3] = a3;
+#endif
+}
+
 void bnn_avgpool_sum(const bnn_avgpool_params_t *p, const void *in, void *out)
 {
     uint32_t o = 0;
+    if (p->in_bytes == 1u && p->c % 4u == 0u && p->k <= 16u) { /* the 8-bit stream: 4 channels at once */
+        const int8_t *src = (const int8_t *)in;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+                const int8_t *win = src + ((oy * p->stride) * p->in_w + ox * p->stride) * p->c;
+                for (uint32_t c = 0; c < p->c; c += 4u, o += 4u) {
+                    int32_t s4[4];
+                    window4_s8(win + c, p->in_w * p->c, p->c, p->k, s4);
+                    for (uint32_t j = 0; j < 4u; ++j) {
+                        bnn_stream_put(out, p->out_bytes, o + j, s4[j]);
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             for (uint32_t c = 0; c < p->c; ++c, ++o) {
@@ -280,44 +543,95 @@ static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     bnn_conv_u8_acc(&r, (const uint8_t *)in + (uint32_t)top * c->in_w * c->cin, w, row);
 }
 
-void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
-                      const bnn_requant_params_t *rq, int32_t *row, void *out)
+/* The accumulator bound of a conv: |acc| <= K = kh kw cin (bits input), 255 K (uint8). */
+static int64_t conv_bound(const bnn_conv_rows_params_t *p)
+{
+    const int64_t k = (int64_t)p->conv.kh * p->conv.kw * p->conv.cin;
+    return p->in_u8 ? 255 * k : k;
+}
+
+void bnn_conv_stream(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
+                     const bnn_stream_epilogue_t *e, const void *skip, int32_t *row, void *out, bnn_word_t *bits)
 {
     const bnn_conv_params_t *c = &p->conv;
-    const uint32_t n = c->out_w * c->cout;
-    const int64_t k = (int64_t)c->kh * c->kw * c->cin; /* |acc| <= K (bits), 255 K (uint8) */
-    int32_t b32[BNN_REQUANT_FAST_CH];
-    const int fast = requant_fast32(rq, p->in_u8 ? 255 * k : k, b32);
+    const uint32_t n = c->out_w * c->cout, nw = c->out_w * BNN_WORDS(c->cout);
+    epi_plan_t pl;
+    const epi_fn fn = epi_prepare(e, conv_bound(p), &pl);
     for (uint32_t oy = 0; oy < c->out_h; ++oy) {
         conv_row(p, in, w, oy, row);
-        void *dst = (uint8_t *)out + (size_t)oy * n * rq->out_bytes;
-        if (fast) {
-            requant32(rq, b32, c->out_w, row, dst);
-        } else {
-            bnn_requant(rq, c->out_w, row, 4u, dst);
-        }
+        const size_t off = (size_t)oy * n;
+        epi_apply(e, &pl, fn, c->out_w, row, skip ? (const uint8_t *)skip + off * e->skip_bytes : NULL,
+                  out ? (uint8_t *)out + off * e->out_bytes : NULL, bits ? bits + (size_t)oy * nw : NULL);
     }
 }
 
+void bnn_conv_requant(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
+                      const bnn_requant_params_t *rq, int32_t *row, void *out)
+{
+    const bnn_stream_epilogue_t e = {rq, 0u, 0, 0, rq->out_bytes, NULL, NULL};
+    bnn_conv_stream(p, in, w, &e, NULL, row, out, NULL);
+}
+
+/* Thresholds clamped to [-K, K + 1] (same bits for |acc| <= K), so thr - 1 - acc cannot
+ * overflow; bit = its sign, shifted in from the top, 32 channels per word. */
 void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w,
                              const int32_t *thr, int32_t *row, bnn_word_t *out)
 {
     const uint32_t cout = p->conv.cout;
-    for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
-        conv_row(p, in, w, oy, row);
-        for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
-            bnn_word_t bits = 0;
-            uint32_t o;
-            for (o = 0; o < cout; ++o) {
-                bits |= (bnn_word_t)(row[ox * cout + o] >= thr[o]) << (o % 32u);
-                if (o % 32u == 31u) {
+    const int64_t k = conv_bound(p);
+    if (cout > BNN_STREAM_FAST_CH || k >= (INT64_C(1) << 30)) {
+        for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
+            conv_row(p, in, w, oy, row);
+            for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
+                for (uint32_t o0 = 0; o0 < cout; o0 += 32u) {
+                    const uint32_t cnt = cout - o0 < 32u ? cout - o0 : 32u;
+                    bnn_word_t bits = 0;
+                    for (uint32_t j = 0; j < cnt; ++j) {
+                        bits |= (bnn_word_t)(row[ox * cout + o0 + j] >= thr[o0 + j]) << j;
+                    }
                     *out++ = bits;
-                    bits = 0;
                 }
             }
-            if (o % 32u) {
-                *out++ = bits;
+        }
+        return;
+    }
+    int32_t t[BNN_STREAM_FAST_CH]; /* thr - 1: acc >= thr <=> (thr - 1) - acc < 0, its sign bit */
+    for (uint32_t o = 0; o < cout; ++o) {
+        t[o] = (thr[o] < -k ? (int32_t)-k : (thr[o] > k + 1 ? (int32_t)(k + 1) : thr[o])) - 1;
+    }
+    /* bit of channel o = sign of t[o] - acc; four channels per step; full words of 32, then the
+     * last partial word (its loop bounds are the same at every position) */
+#define THR_BIT(j) (word = (word >> 1) | ((uint32_t)(tp[j] - r[j]) & 0x80000000u))
+    const uint32_t nfull = cout / 32u, rem = cout % 32u, rem4 = rem & ~3u;
+    for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
+        conv_row(p, in, w, oy, row);
+        const int32_t *r = row;
+        for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
+            const int32_t *tp = t;
+            for (uint32_t k2 = 0; k2 < nfull; ++k2) {
+                uint32_t word = 0;
+                for (uint32_t j = 0; j < 32u; j += 4u, tp += 4, r += 4) {
+                    THR_BIT(0);
+                    THR_BIT(1);
+                    THR_BIT(2);
+                    THR_BIT(3);
+                }
+                *out++ = word;
+            }
+            if (rem) {
+                uint32_t word = 0, j = 0;
+                for (; j < rem4; j += 4u, tp += 4, r += 4) {
+                    THR_BIT(0);
+                    THR_BIT(1);
+                    THR_BIT(2);
+                    THR_BIT(3);
+                }
+                for (; j < rem; ++j, ++tp, ++r) {
+                    THR_BIT(0);
+                }
+                *out++ = word >> (32u - rem);
             }
         }
     }
+#undef THR_BIT
 }
