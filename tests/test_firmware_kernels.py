@@ -247,6 +247,48 @@ for _sh in CONV_SHAPES:
 conv_case(16, 33, 3, 1, 1, False, h=1, wd=1)  # the window is all padding but the centre
 conv_case(16, 33, 3, 1, 2, False, h=2, wd=7)  # windows clipped on both sides
 conv_case(32, 40, 3, 1, 1, False, h=9, wd=9)  # every border class, 2 chunks of channels
+# interior runs of several positions between the border classes: dense 3x3x16 patches (two taps a
+# word), the dense bit-stream packing (cin 5), uint8 byte spreading (cin 1..4), the bit-stream masks
+# (cin 5, nb 12 > 8: the generic dot loop), several mask chunks, stride 2, pad 2
+conv_case(16, 16, 3, 1, 1, False, h=9, wd=9)
+conv_case(16, 40, 3, 2, 1, False, h=9, wd=8)
+conv_case(5, 33, 3, 1, 2, False, h=8, wd=9)
+conv_case(3, 16, 3, 1, 1, True, h=9, wd=9)
+conv_case(4, 33, 3, 2, 1, True, h=8, wd=7)
+conv_case(2, 5, 3, 1, 2, True, h=6, wd=5)
+conv_case(1, 65, 3, 2, 0, True, h=7, wd=9)
+conv_case(5, 65, 3, 1, 1, True, h=7, wd=6)
+conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
+
+
+def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:
+    """bnn_conv_acc_rows, one output row per call as bnn_conv_requant runs it: -1 padding (a padded
+    tap is the activation -1, FINN's FMPadding) per row and all rows at once, zero padding per row."""
+    seed = 7000 + cin * 10 + cout + 3 * k + 5 * stride + 11 * pad + h * 1000 + wd * 100
+    rng = np.random.default_rng(seed)
+    x = rand_pm1(rng, (h, wd, cin))
+    w = rand_pm1(rng, (cout, k, k, cin))
+    acc0 = conv_reference(x, w, (stride, stride), (pad, pad))
+    xm = -np.ones((h + 2 * pad, wd + 2 * pad, cin), np.int64)  # the map padded with -1
+    xm[pad:pad + h, pad:pad + wd] = x
+    accm = conv_reference(xm, w, (stride, stride), (0, 0))
+    oh, ow = acc0.shape[:2]
+    params = np.array([10, h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], np.uint32)
+
+    def check(out, target):
+        rows, whole, zero = split(out, [accm.size, accm.size, acc0.size])
+        assert np.array_equal(rows.view(np.int32), accm.ravel()), f"conv rows pad -1 (seed {seed}, {target})"
+        assert np.array_equal(whole.view(np.int32), accm.ravel()), f"conv all rows pad -1 (seed {seed}, {target})"
+        assert np.array_equal(zero.view(np.int32), acc0.ravel()), f"conv rows pad 0 (seed {seed}, {target})"
+
+    add(f"convrows-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, pack_bits(x), pack_bits(w)],
+        2 * accm.size + acc0.size, check)
+
+
+for _sh in [(16, 16, 3, 1, 1, 9, 9), (16, 32, 3, 2, 1, 9, 8), (1, 31, 3, 1, 1, 5, 6), (31, 33, 3, 2, 2, 7, 5),
+            (32, 65, 3, 1, 1, 6, 7), (33, 3, 3, 2, 1, 5, 5), (63, 64, 3, 1, 1, 4, 4), (65, 1, 3, 1, 2, 3, 4),
+            (5, 37, 3, 2, 0, 7, 7), (32, 64, 1, 2, 0, 8, 8), (16, 33, 3, 1, 1, 1, 1)]:
+    conv_rows_case(*_sh)
 
 
 def maxpool_case(c, k, stride) -> None:

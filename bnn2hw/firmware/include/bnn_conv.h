@@ -15,7 +15,10 @@
  * out_h/out_w are given by the caller (normally (in + 2 pad - k) / stride + 1).
  *
  * bnn_conv_u8_*: first layer, uint8 HWC input in[(y * in_w + x) * cin + c], same binary
- *   weight layout; acc = sum over valid taps and channels of x * s (s = +-1 weight).
+ *   weight layout; acc = sum over valid taps and channels of x * s (s = +-1 weight).  The
+ *   optimized variants compare a byte patch with per-channel 0x00 / 0xFF byte masks:
+ *   acc = 255 n+ - sum |x - m| (USADA8, 4 MACs per instruction) or 2 sum (x & m) - sum x
+ *   (portable), for kh kw cin <= 256 (bnn_conv.c).
  * bnn_conv_*_acc: int32 accumulators acc[(oy * out_w + ox) * cout + o] instead of bits
  *   (feed bnn_threshold() for per-channel directions).
  */

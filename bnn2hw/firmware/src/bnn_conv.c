@@ -2,6 +2,8 @@
 /* bnn_conv.c -- binary conv2d (packed HWC): reference and optimized variants. */
 #include "bnn_conv.h"
 
+#include <string.h>
+
 /* Input coordinate of a tap, or -1 when it falls into the zero padding. */
 static int32_t tap(uint32_t o, uint32_t stride, uint32_t pad, uint32_t k, uint32_t n)
 {
@@ -232,7 +234,10 @@ static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, 
  * class (top / bottom x left / right, checked against the set P), filled from the tap counts c_t, which
  * are computed once per chunk (only when the conv has padding).
  * Loop order: 32-channel chunks outside, positions inside (the patch is gathered once per
- * position and chunk).
+ * position and chunk).  Positions of a row whose window lies inside the image (the interior,
+ * interior_cols) take no window computation, no clearing and no correction: their patch is
+ * copied or packed straight from kh input rows (pack_taps; 3x3 with 16 channels, the usual
+ * first binary stack, is two taps per word, written out).
  */
 #ifndef BNN_CONV_MAX_TAPS
 #define BNN_CONV_MAX_TAPS 9u
@@ -256,38 +261,81 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
     return ~valid & ((1u << (p->kh * p->kw)) - 1u);
 }
 
-/* Gathers the window into patch: dense (cin bits per tap, back to back, nw words) or one
- * word group per tap (the valid taps of a kernel row are contiguous in the input); padded
- * taps give zero bits. */
+/*
+ * The dense layout: the low cin bits (cin < 32) of kh rows of kw tap words (row r at src + r step)
+ * back to back, tap t = ky kw + kx at bit t cin, into ceil(kh kw cin / 32) words, the last word's
+ * high bits 0 (tap words have zero padding bits, bnn_bits.h).  Used for the weight rows (step = kw)
+ * and for full-window patches (step = in_w); 3x3 with 16 channels (two taps per word) is spelled
+ * out, other shapes run the bit-stream loop.
+ */
+BNN_INLINE void pack_taps_3x3x16(const bnn_word_t *src, uint32_t step, bnn_word_t *dst)
+{
+    const bnn_word_t *r1 = src + step, *r2 = r1 + step;
+    dst[0] = src[0] | src[1] << 16;
+    dst[1] = src[2] | r1[0] << 16;
+    dst[2] = r1[1] | r1[2] << 16;
+    dst[3] = r2[0] | r2[1] << 16;
+    dst[4] = r2[2];
+}
+
+static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_t kw, uint32_t cin,
+                      bnn_word_t *dst)
+{
+    if (cin == 16u && kh == 3u && kw == 3u) {
+        pack_taps_3x3x16(src, step, dst);
+        return;
+    }
+    uint32_t cur = 0, b = 0; /* the word being filled, its next free bit */
+    for (uint32_t ky = 0; ky < kh; ++ky, src += step) {
+        for (uint32_t kx = 0; kx < kw; ++kx) {
+            const uint32_t v = src[kx];
+            cur |= v << b;
+            b += cin;
+            if (b >= 32u) { /* word full: the rest of v starts the next one */
+                *dst++ = cur;
+                b -= 32u;
+                cur = b != 0u ? v >> (cin - b) : 0u;
+            }
+        }
+    }
+    if (b != 0u) {
+        *dst = cur;
+    }
+}
+
+/* Gathers the window into patch: one word group per tap (the valid taps of a kernel row are
+ * contiguous in the input) or dense (the taps' words first into a tap array, zero for padded
+ * taps, then packed as a full window); padded taps give zero bits. */
 static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win, int dense,
                          uint32_t nw, bnn_word_t *patch)
 {
     /* the geometry in locals: the stores into patch (uint32) could alias *p and *win */
-    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, in_w = p->in_w;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, in_w = p->in_w;
     const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
     const int32_t y0 = win->y0, x0 = win->x0;
+    if (dense) { /* cw == 1, kh kw <= BNN_CONV_MAX_TAPS */
+        bnn_word_t t[BNN_CONV_MAX_TAPS];
+        for (uint32_t i = 0; i < kh * kw; ++i) {
+            t[i] = 0u;
+        }
+        for (uint32_t ky = ky0; ky < ky1; ++ky) {
+            const bnn_word_t *src = in + (uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0);
+            for (uint32_t kx = kx0; kx < kx1; ++kx) {
+                t[ky * kw + kx] = *src++;
+            }
+        }
+        pack_taps(t, kw, kh, kw, cin, patch);
+        return;
+    }
     for (uint32_t i = 0; i < nw; ++i) {
         patch[i] = 0u;
     }
     for (uint32_t ky = ky0; ky < ky1; ++ky) {
         const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
-        if (!dense) {
-            bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
-            const uint32_t len = (kx1 - kx0) * cw;
-            for (uint32_t i = 0; i < len; ++i) {
-                dst[i] = src[i];
-            }
-            continue;
-        }
-        uint32_t off = (ky * kw + kx0) * cin; /* bit offset of the tap, stepped by cin */
-        for (uint32_t kx = kx0; kx < kx1; ++kx, ++src, off += cin) {
-            const uint32_t b = off % 32u;
-            bnn_word_t *dst = patch + off / 32u;
-            const bnn_word_t v = src[0];
-            dst[0] |= v << b;
-            if (b + cin > 32u) {
-                dst[1] |= v >> (32u - b);
-            }
+        bnn_word_t *dst = patch + (ky * kw + kx0) * cw;
+        const uint32_t len = (kx1 - kx0) * cw;
+        for (uint32_t i = 0; i < len; ++i) {
+            dst[i] = src[i];
         }
     }
 }
@@ -326,24 +374,61 @@ static void rows_popcounts(const bnn_word_t *x, const bnn_word_t *w, uint32_t n,
 #endif
 }
 
-/* Repack `rows` weight rows of `n` words, one word per tap (cin <= 32 channels in its low bits),
- * into rows of `nw` words with the taps' cin bits back to back (the "dense" patch layout). */
-static void pack_dense_rows(const bnn_word_t *wc, uint32_t rows, uint32_t n, uint32_t nw, uint32_t taps,
-                            uint32_t cin, bnn_word_t *wdense)
+/* Copies kh rows of rw words (row r at src + r step) back to back: a full window, one word group
+ * per tap, in weight-row order. */
+static void copy_window(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_t rw, bnn_word_t *dst)
 {
-    for (uint32_t i = 0; i < rows * nw; ++i) {
-        wdense[i] = 0u;
-    }
-    for (uint32_t j = 0; j < rows; ++j) {
-        for (uint32_t t = 0; t < taps; ++t) {
-            const bnn_word_t v = wc[j * n + t];
-            const uint32_t off = t * cin;
-            wdense[j * nw + off / 32u] |= v << (off % 32u);
-            if (off % 32u + cin > 32u) {
-                wdense[j * nw + off / 32u + 1u] |= v >> (32u - off % 32u);
-            }
+    for (uint32_t ky = 0; ky < kh; ++ky, src += step, dst += rw) {
+        for (uint32_t i = 0; i < rw; ++i) {
+            dst[i] = src[i];
         }
     }
+}
+
+/*
+ * The interior: output positions whose window lies wholly inside the image, rows with
+ * 0 <= oy sh - ph and oy sh - ph + kh <= in_h, columns [lo, hi).  There no window is computed
+ * and nothing is cleared: the top-left tap's address steps by stride_w cw words along the row
+ * and the patch is copied or packed straight from the kh input rows.
+ */
+typedef struct {
+    uint32_t lo, hi;
+} span_t;
+
+static span_t interior_cols(const bnn_conv_params_t *p)
+{
+    span_t s = {0u, 0u};
+    if (p->stride_w == 0u) { /* degenerate: no interior run, every position takes the window path */
+        return s;
+    }
+    s.lo = (p->pad_w + p->stride_w - 1u) / p->stride_w;
+    s.hi = p->in_w + p->pad_w >= p->kw ? (p->in_w + p->pad_w - p->kw) / p->stride_w + 1u : 0u;
+    if (s.hi > p->out_w) {
+        s.hi = p->out_w;
+    }
+    if (s.lo > s.hi) {
+        s.lo = s.hi;
+    }
+    return s;
+}
+
+/* Row oy is interior; then *src = its first interior position's top-left input word. */
+static int interior_row(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t oy, span_t cols,
+                        const bnn_word_t **src)
+{
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    if (y0 < 0 || y0 + (int32_t)p->kh > (int32_t)p->in_h || cols.lo == cols.hi) {
+        return 0;
+    }
+    *src = in + ((uint32_t)y0 * p->in_w + cols.lo * p->stride_w - p->pad_w) * BNN_WORDS(p->cin);
+    return 1;
+}
+
+/* Border class slot of a clipped window: clipped at the top / bottom x left / right. */
+static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
+{
+    return 3u * (win->ky0 != 0u ? 1u : win->ky1 != p->kh ? 2u : 0u) +
+           (win->kx0 != 0u ? 1u : win->kx1 != p->kw ? 2u : 0u);
 }
 
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
@@ -356,6 +441,8 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const int dense = nw != n;
     const uint32_t ow = BNN_WORDS(p->cout);
     const int has_pad = p->pad_h != 0u || p->pad_w != 0u;
+    const span_t cols = interior_cols(p);
+    const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
     if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
         conv_bits_generic(p, in, w, thr, out);
         return;
@@ -384,26 +471,34 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, pfn);
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
-            pack_dense_rows(wc, cnt, n, nw, taps, p->cin, wdense);
+            for (uint32_t j = 0; j < cnt; ++j) {
+                pack_taps(wc + j * n, p->kw, p->kh, p->kw, p->cin, wdense + j * nw);
+            }
         }
         const bnn_word_t *rows = dense ? wdense : wc;
         bnn_word_t *dst = out + c0 / 32u;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += ow) {
+            uint32_t ox = 0;
+            const bnn_word_t *src = in;
+            const int inner = interior_row(p, in, oy, cols, &src);
+            while (ox < p->out_w) {
+                if (inner && ox == cols.lo) { /* the interior run of the row */
+                    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
+                        if (dense) {
+                            pack_taps(src, step, p->kh, p->kw, p->cin, patch);
+                        } else {
+                            copy_window(src, step, p->kh, rw, patch);
+                        }
+                        *dst = rows_bits(patch, rows, m_full, nw, cnt, fn);
+                    }
+                    continue;
+                }
                 window_t win = window(p, oy, ox);
                 const int32_t *mm = m_full;
-                if (window_full(p, &win)) {
-                    if (dense) {
-                        gather_patch(p, in, &win, 1, nw, patch);
-                    } else {
-                        gather_bits(p, in, &win, patch);
-                    }
-                } else {
-                    gather_patch(p, in, &win, dense, nw, patch);
+                gather_patch(p, in, &win, dense, nw, patch);
+                if (!window_full(p, &win)) {
                     const uint32_t padded = padded_taps(p, &win);
-                    /* border class: clipped at the top / bottom, left / right */
-                    const uint32_t slot = 3u * (win.ky0 != 0u ? 1u : win.ky1 != p->kh ? 2u : 0u) +
-                                          (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
+                    const uint32_t slot = border_slot(p, &win);
                     if (cache_key[slot] != padded) {
                         const int64_t kv = (int64_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
                         uint32_t list[BNN_CONV_MAX_TAPS]; /* the padded taps */
@@ -425,6 +520,8 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                     mm = m_cache[slot];
                 }
                 *dst = rows_bits(patch, rows, mm, nw, cnt, fn);
+                dst += ow;
+                ++ox;
             }
         }
     }
@@ -475,6 +572,135 @@ static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *
     }
 }
 
+/* Index of the lowest set bit of m != 0. */
+BNN_INLINE uint32_t lowest_bit(uint32_t m)
+{
+#if defined(__GNUC__)
+    return (uint32_t)__builtin_ctz(m);
+#else
+    uint32_t i = 0;
+    while (!((m >> i) & 1u)) {
+        ++i;
+    }
+    return i;
+#endif
+}
+
+/* The padding correction of a clipped window at zero padding: offs[j] = K_v + 2 corr_j for the
+ * chunk's cnt channels (rows of n words from wc), from a cache with one slot per border class
+ * keyed by the padded-tap set (popcounts of the padded taps' weight words only). */
+static const int32_t *border_offsets(const bnn_conv_params_t *p, const window_t *win, const bnn_word_t *wc,
+                                     uint32_t cnt, uint32_t *cache_key, int32_t (*off_cache)[32])
+{
+    const uint32_t cw = BNN_WORDS(p->cin), n = p->kh * p->kw * cw;
+    const uint32_t padded = padded_taps(p, win);
+    const uint32_t slot = border_slot(p, win);
+    if (cache_key[slot] != padded) {
+        const int32_t kv = (int32_t)((win->ky1 - win->ky0) * (win->kx1 - win->kx0) * p->cin);
+        int32_t *off = off_cache[slot];
+        for (uint32_t j = 0; j < cnt; ++j) {
+            off[j] = kv;
+        }
+        for (uint32_t m = padded; m != 0u; m &= m - 1u) { /* the padded taps, lowest first: + 2 c_t */
+            const bnn_word_t *wt = wc + lowest_bit(m) * cw;
+            if (cw == 1u) {
+                for (uint32_t j = 0; j < cnt; ++j, wt += n) {
+                    off[j] += 2 * (int32_t)bnn_popcount32(*wt);
+                }
+                continue;
+            }
+            for (uint32_t j = 0; j < cnt; ++j, wt += n) {
+                uint32_t ones = 0; /* c_t <= cin */
+                for (uint32_t i = 0; i < cw; ++i) {
+                    ones += bnn_popcount32(wt[i]);
+                }
+                off[j] += 2 * (int32_t)ones;
+            }
+        }
+        cache_key[slot] = padded;
+    }
+    return off_cache[slot];
+}
+
+/* a[j] = k - 2 a[j], j < cnt: the popcounts the row kernel stored become accumulators (Thumb-2:
+ * LDM / four SUBs with a shifted operand / STM per four). */
+BNN_INLINE void pop_to_acc(int32_t *a, uint32_t cnt, int32_t k)
+{
+    uint32_t j = 0;
+#if BNN_THUMB2_ASM
+    if (cnt >= 4u) {
+        int32_t *const end = a + (cnt & ~3u);
+        __asm__ volatile("1:\n\t"
+                         "ldm %0, {r4, r5, r6, r7}\n\t"
+                         "sub r4, %2, r4, lsl #1\n\t"
+                         "sub r5, %2, r5, lsl #1\n\t"
+                         "sub r6, %2, r6, lsl #1\n\t"
+                         "sub r7, %2, r7, lsl #1\n\t"
+                         "stm %0!, {r4, r5, r6, r7}\n\t"
+                         "cmp %0, %1\n\t"
+                         "bne 1b\n\t"
+                         : "+r"(a)
+                         : "r"(end), "r"(k)
+                         : "r4", "r5", "r6", "r7", "cc", "memory");
+        cnt &= 3u;
+    }
+#else
+    for (; j + 4u <= cnt; j += 4u) {
+        const int32_t a0 = a[j], a1 = a[j + 1u], a2 = a[j + 2u], a3 = a[j + 3u];
+        a[j] = k - 2 * a0;
+        a[j + 1u] = k - 2 * a1;
+        a[j + 2u] = k - 2 * a2;
+        a[j + 3u] = k - 2 * a3;
+    }
+#endif
+    for (; j < cnt; ++j) {
+        a[j] = k - 2 * a[j];
+    }
+}
+
+/*
+ * The interior run of one output row in popcount mode: n_pos positions from the top-left input
+ * word src (stepping xstep words), each patch gathered (kh rows of rw words copied, or packed
+ * dense), the cnt weight rows of nw words popcounted into dst (stepping cout), acc = k - 2 p.
+ * A function of its own so the loop keeps its state in registers.
+ */
+typedef struct {
+    const bnn_word_t *rows;
+    uint32_t nw, cnt, cout, kh, kw, cin, rw, step, xstep;
+    int dense;
+    int32_t k;
+    bnn_conv_rows_fn pfn;
+} acc_run_t;
+
+__attribute__((noinline)) static void interior_acc(const acc_run_t *r, const bnn_word_t *src, uint32_t n_pos,
+                                                   bnn_word_t *patch, int32_t *dst)
+{
+    const bnn_word_t *const rows = r->rows;
+    const uint32_t nw = r->nw, cnt = r->cnt, cout = r->cout, step = r->step, xstep = r->xstep;
+    const int32_t k = r->k;
+    const bnn_conv_rows_fn pfn = r->pfn;
+    const int d16 = r->dense && r->cin == 16u && r->kh == 3u && r->kw == 3u;
+    for (; n_pos > 0u; --n_pos, src += xstep, dst += cout) {
+        if (d16) {
+            pack_taps_3x3x16(src, step, patch);
+        } else if (r->dense) {
+            pack_taps(src, step, r->kh, r->kw, r->cin, patch);
+        } else {
+            copy_window(src, step, r->kh, r->rw, patch);
+        }
+#if BNN_MULTI_ASM
+        if (cnt <= 32u) { /* one call of the row kernel */
+            (void)pfn(patch, rows, (const int32_t *)dst, (nw << 5) | (cnt - 1u));
+        } else {
+            rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
+        }
+#else
+        rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
+#endif
+        pop_to_acc(dst, cnt, k);
+    }
+}
+
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
                         uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn)
 {
@@ -489,71 +715,60 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
         conv_acc_rows_generic(p, in, w, oy0, oy1, pad_minus1, acc);
         return;
     }
+    const span_t cols = interior_cols(p);
+    const uint32_t kh = p->kh, kw = p->kw, cin = p->cin, cout = p->cout, out_w = p->out_w;
+    const uint32_t rw = kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
     bnn_word_t patch[BNN_CONV_PATCH_WORDS];
     bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
     int32_t off_cache[BNN_CONV_CACHE][32]; /* K_v + 2 corr per channel of the chunk */
     uint32_t cache_key[BNN_CONV_CACHE];
     /* Without the dense repacking nor a correction the whole cout is one chunk (the row
      * kernel then runs 32 rows per call over one gathered patch). */
-    const uint32_t chunk = (dense || correct) ? 32u : p->cout;
-    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
-        const uint32_t left = p->cout - c0;
+    const uint32_t chunk = (dense || correct) ? 32u : cout;
+    for (uint32_t c0 = 0; c0 < cout; c0 += chunk) {
+        const uint32_t left = cout - c0;
         const uint32_t cnt = left < chunk ? left : chunk;
         const bnn_word_t *wc = w + c0 * n;
         for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
         }
         if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
-            pack_dense_rows(wc, cnt, n, nw, taps, p->cin, wdense);
+            for (uint32_t j = 0; j < cnt; ++j) {
+                if (cin == 16u && kh == 3u && kw == 3u) {
+                    pack_taps_3x3x16(wc + j * n, 3u, wdense + j * nw);
+                } else {
+                    pack_taps(wc + j * n, kw, kh, kw, cin, wdense + j * nw);
+                }
+            }
         }
         const bnn_word_t *rows = dense ? wdense : wc;
         int32_t *dst = acc + c0;
         for (uint32_t oy = oy0; oy < oy1; ++oy) {
-            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
-                window_t win = window(p, oy, ox);
-                const int32_t *offs = NULL; /* NULL: K for every channel */
-                if (window_full(p, &win)) {
-                    if (dense) {
-                        gather_patch(p, in, &win, 1, nw, patch);
-                    } else {
-                        gather_bits(p, in, &win, patch);
-                    }
-                } else {
-                    gather_patch(p, in, &win, dense, nw, patch);
-                    if (correct) {
-                        const uint32_t padded = padded_taps(p, &win);
-                        const uint32_t slot = 3u * (win.ky0 != 0u ? 1u : win.ky1 != p->kh ? 2u : 0u) +
-                                              (win.kx0 != 0u ? 1u : win.kx1 != p->kw ? 2u : 0u);
-                        if (cache_key[slot] != padded) {
-                            const int32_t kv = (int32_t)((win.ky1 - win.ky0) * (win.kx1 - win.kx0) * p->cin);
-                            for (uint32_t j = 0; j < cnt; ++j) { /* c_t of the padded taps only */
-                                uint32_t corr = 0; /* <= taps * cin */
-                                for (uint32_t m = padded, t = 0; m != 0u; m >>= 1, ++t) {
-                                    if (m & 1u) {
-                                        const bnn_word_t *wt = wc + j * n + t * cw;
-                                        for (uint32_t i = 0; i < cw; ++i) {
-                                            corr += bnn_popcount32(wt[i]);
-                                        }
-                                    }
-                                }
-                                off_cache[slot][j] = kv + 2 * (int32_t)corr;
-                            }
-                            cache_key[slot] = padded;
-                        }
-                        offs = off_cache[slot];
-                    }
+            uint32_t ox = 0;
+            const bnn_word_t *src = in;
+            const int inner = interior_row(p, in, oy, cols, &src);
+            while (ox < out_w) {
+                if (inner && ox == cols.lo) { /* the interior run of the row: acc = K - 2 p */
+                    const acc_run_t run = {rows, nw, cnt, cout, kh, kw, cin, rw, step, xstep, dense, k, pfn};
+                    interior_acc(&run, src, cols.hi - ox, patch, dst);
+                    dst += (cols.hi - ox) * cout;
+                    ox = cols.hi;
+                    continue;
                 }
-                /* popcounts straight into the accumulators, then acc = offset - 2 p */
+                /* a clipped window (or no interior run): padded taps as zero bits */
+                window_t win = window(p, oy, ox);
+                gather_patch(p, in, &win, dense, nw, patch);
                 rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
-                if (offs == NULL) {
-                    for (uint32_t j = 0; j < cnt; ++j) {
-                        dst[j] = k - 2 * dst[j];
-                    }
-                } else {
+                if (correct && !window_full(p, &win)) {
+                    const int32_t *offs = border_offsets(p, &win, wc, cnt, cache_key, off_cache);
                     for (uint32_t j = 0; j < cnt; ++j) {
                         dst[j] = offs[j] - 2 * dst[j];
                     }
+                } else {
+                    pop_to_acc(dst, cnt, k);
                 }
+                dst += cout;
+                ++ox;
             }
         }
     }
@@ -623,15 +838,49 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
 }
 
 /*
- * Optimized: acc = 2 * sum_{bit=1} x - sum x over the valid window; the window total is
- * computed once per position and shared by all output channels.
+ * Optimized uint8 x binary (bnn_conv_u8_acc / bnn_conv_u8_bits).  Per output channel the
+ * K = kh kw cin weights s_i = +-1 become byte masks m_i = 0xFF (s_i = +1) or 0x00 (s_i = -1) in
+ * patch order (tap-major, then channel), nb = ceil(K / 4) words, the round-up bytes 0x00; per
+ * output position the receptive field is gathered once into a byte patch x in the same order
+ * (taps in the zero padding and the round-up bytes 0) and shared by all output channels:
  *
- * Interior positions: the receptive field is copied once into a contiguous patch in
- * weight-row order (the total is summed on the way).  cin == 1 (grayscale): one uint32
- * per tap, and since a tap's weight word is 0 or 1 (padding bits are 0, bnn_bits.h)
- * the masked sum is sum x_t * w_t, one multiply-accumulate per tap.  Other cin: bytes,
- * the weight word is shifted along.  Border positions use the window loops.
+ *   DSP (USADA8, sum of absolute byte differences, one instruction per 4 MACs):
+ *     |x_i - m_i| = 255 - x_i where s_i = +1 and x_i where s_i = -1, so
+ *     S = sum_i |x_i - m_i| = 255 n+ - acc,  acc = 255 n+ - S,
+ *     n+ = the number of +1 weights.  A tap in the zero padding has x_i = 0, |0 - m_i| = m_i,
+ *     which 255 n+ counts too: it contributes exactly 0.  No window total is needed.
+ *   portable: acc = 2 sum_i (x_i & m_i) - sum_i x_i, byte sums in 16-bit lanes (each lane
+ *     <= 2 * 255 nb < 2^16 for nb <= 64 words).
+ *
+ * |acc| <= 255 K < 2^16.  The masks are expanded once per call and chunk of channels
+ * (BNN_CONV_U8_MASK_WORDS words on the stack): the K weight bits are packed into a bit stream,
+ * every nibble becomes a mask word ((nib * 0x00204081) & 0x01010101) * 255.  The patch has
+ * BNN_CONV_U8_PATCH_WORDS words (K <= 256 bytes, e.g. 3x3 up to 28 channels; 128 bytes on
+ * Cortex-M0, whose boards have 16 KiB of RAM); larger K runs the window loops below
+ * (conv_u8_one).
  */
+#if defined(__ARM_ARCH_6M__) /* Cortex-M0/M0+: 16 KiB RAM boards, a frame of about 0.5 KiB */
+#define BNN_CONV_U8_SMALL_FRAME 1
+#else
+#define BNN_CONV_U8_SMALL_FRAME 0
+#endif
+#ifndef BNN_CONV_U8_PATCH_WORDS
+#define BNN_CONV_U8_PATCH_WORDS (BNN_CONV_U8_SMALL_FRAME ? 32u : 64u)
+#endif
+#ifndef BNN_CONV_U8_MASK_WORDS
+#define BNN_CONV_U8_MASK_WORDS (BNN_CONV_U8_SMALL_FRAME ? 64u : 256u)
+#endif
+/* at most this many channels per pass over the positions */
+#define BNN_CONV_U8_CHUNK (BNN_CONV_U8_SMALL_FRAME ? 32u : 64u)
+/* The masks and patches are read as words whose byte j is memory byte j: little-endian only (every
+ * Cortex-M build here and the hosts); a big-endian build runs the window loops. */
+#if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#define BNN_CONV_LITTLE_ENDIAN 0
+#else
+#define BNN_CONV_LITTLE_ENDIAN 1
+#endif
+
+/* Window loops (K over the patch): acc = 2 sum_{w=+1} x - sum x over the valid taps. */
 static int32_t conv_u8_one(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *wo,
                            const window_t *win, int32_t total)
 {
@@ -666,242 +915,303 @@ static int32_t window_total(const bnn_conv_params_t *p, const uint8_t *in, const
 }
 
 typedef union {
-    uint32_t x32[BNN_CONV_PATCH_WORDS]; /* cin == 1: one tap per word */
-    uint8_t x8[4u * BNN_CONV_PATCH_WORDS];
-} patch_u8_t;
+    uint32_t w[BNN_CONV_U8_PATCH_WORDS + 1u]; /* a spare word: the interior copy's last store */
+    uint8_t b[4u * BNN_CONV_U8_PATCH_WORDS + 4u];
+} u8patch_t;
 
-/* Interior fast path usable for these parameters. */
-static int u8_patch_fits(const bnn_conv_params_t *p)
+/* Record of one output channel in the mask buffer: nb mask words, then (DSP) base = 255 n+ at
+ * word nb; even length so the dot loop loads it in pairs (LDRD). */
+BNN_INLINE uint32_t u8_record(uint32_t nb)
 {
-    uint32_t taps = p->kh * p->kw;
-    return p->cin == 1u ? taps <= BNN_CONV_PATCH_WORDS : taps * p->cin <= 4u * BNN_CONV_PATCH_WORDS;
+    return BNN_HAVE_USADA8 ? (nb + 2u) & ~1u : nb;
 }
 
-/* Copies a full window into the patch; returns the window total. */
-static int32_t gather_u8(const bnn_conv_params_t *p, const uint8_t *in, const window_t *win, patch_u8_t *patch)
+/* The masks from a bit stream of the K weight bits (any cin). */
+static void u8_masks_stream(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
 {
-    const uint32_t rb = p->kw * p->cin;
-    const uint32_t step = p->in_w * p->cin;
-    const uint8_t *src = in + ((uint32_t)win->y0 * p->in_w + (uint32_t)win->x0) * p->cin;
-    uint32_t t = 0;
-    uint32_t j = 0;
-    for (uint32_t ky = 0; ky < p->kh; ++ky) {
-        if (p->cin == 1u) {
-            for (uint32_t i = 0; i < rb; ++i) {
-                uint32_t v = src[i];
-                patch->x32[j++] = v;
-                t += v;
-            }
-        } else {
-            for (uint32_t i = 0; i < rb; ++i) {
-                uint32_t v = src[i];
-                patch->x8[j++] = (uint8_t)v;
-                t += v;
-            }
-        }
-        src += step;
-    }
-    return (int32_t)t;
-}
-
-/* sum_t x[t] * w[t] over taps (cin == 1: weight words are 0 or 1). */
-BNN_INLINE uint32_t dot_c1(const uint32_t *x, const bnn_word_t *w, uint32_t taps)
-{
-    if (taps == 9u) { /* 3x3 kernels, unrolled */
-        return x[0] * w[0] + x[1] * w[1] + x[2] * w[2] + x[3] * w[3] + x[4] * w[4] + x[5] * w[5] +
-               x[6] * w[6] + x[7] * w[7] + x[8] * w[8];
-    }
-    uint32_t s = 0;
-    uint32_t t = 0;
-    for (; t + 3u < taps; t += 4u) {
-        s += x[t] * w[t] + x[t + 1u] * w[t + 1u] + x[t + 2u] * w[t + 2u] + x[t + 3u] * w[t + 3u];
-    }
-    for (; t < taps; ++t) {
-        s += x[t] * w[t];
-    }
-    return s;
-}
-
-/* Masked sum of one output channel over an interior patch, cin > 1 (bytes). */
-static uint32_t dot_bytes(const uint8_t *x, const bnn_word_t *w, uint32_t taps, uint32_t cin)
-{
-    uint32_t s = 0;
-    for (uint32_t t = 0; t < taps; ++t) {
-        for (uint32_t left = cin; left > 0u;) {
-            uint32_t word = *w++;
-            uint32_t cnt = left < 32u ? left : 32u;
-            left -= cnt;
-            do {
-                s += (uint32_t)*x++ * (word & 1u);
-                word >>= 1;
-            } while (--cnt);
+    const uint32_t cw = BNN_WORDS(cin);
+    uint32_t stream[BNN_CONV_U8_PATCH_WORDS / 8u + 1u]; /* K <= 4 PATCH_WORDS bits, a spare slot */
+    uint32_t *dst = stream;
+    uint32_t cur = 0, b = 0; /* the word being filled, its next free bit */
+    for (uint32_t i = 0; i < taps * cw; ++i) {
+        const uint32_t v = wo[i]; /* padding bits 0 (bnn_bits.h) */
+        const uint32_t len = cw == 1u ? cin : (i + 1u) % cw != 0u ? 32u : cin - 32u * (cw - 1u);
+        cur |= v << b;
+        b += len;
+        if (b >= 32u) {
+            *dst++ = cur;
+            b -= 32u;
+            cur = b != 0u ? v >> (len - b) : 0u;
         }
     }
-    return s;
+    *dst = cur; /* the partial last word (or the spare slot) */
+    uint32_t i = 0;
+    for (const uint32_t *sp = stream; i < nb; ++sp) {
+        uint32_t sw = *sp;
+        for (uint32_t q = 0; q < 8u && i < nb; ++q, ++i, sw >>= 4) {
+            m[i] = (((sw & 15u) * 0x00204081u) & 0x01010101u) * 255u; /* bit j -> byte j = 0xFF */
+        }
+    }
 }
 
-/* All output channels of one interior position; bits (out != NULL) or accumulators. */
-static void patch_u8(const bnn_conv_params_t *p, const patch_u8_t *patch, int32_t total, const bnn_word_t *w,
-                     const int32_t *thr, bnn_word_t *out, int32_t *acc)
+/* Channel o's record from its weights wo (taps x cw words): the masks (tap-major, then channel;
+ * bytes past K 0), then the base (DSP). */
+static void u8_masks(const bnn_word_t *wo, uint32_t taps, uint32_t cin, uint32_t nb, uint32_t *m)
 {
-    const uint32_t taps = p->kh * p->kw;
-    const uint32_t cout = p->cout;
-    if (p->cin == 1u && out != NULL) {
-        uint32_t o = 0;
-        while (o < cout) {
-            uint32_t left = cout - o;
-            uint32_t cnt = left < 32u ? left : 32u;
-            uint32_t bits = 0;
-            for (uint32_t j = 0; j < cnt; ++j) {
-                int32_t a = 2 * (int32_t)dot_c1(patch->x32, w, taps) - total;
-                w += taps;
-                bits = (bits >> 1) | ((uint32_t)(a >= thr[j]) << 31);
-            }
-            thr += cnt;
-            o += cnt;
-            *out++ = bits >> (32u - cnt);
+    if (cin <= 4u) {
+        /* A tap's cin bits spread to bytes in one go, stored (4 bytes, unaligned) at byte t cin:
+         * the bytes past cin are 0 (padding bits 0) and the next tap overwrites them; the last
+         * tap's reach past 4 nb lands in the base slot / next record, written later (the
+         * buffer has a spare word). */
+        uint8_t *mb = (uint8_t *)m;
+        m[nb - 1u] = 0u;
+        for (uint32_t t = 0; t < taps; ++t, mb += cin) {
+            const uint32_t spread = (((wo[t] & 15u) * 0x00204081u) & 0x01010101u) * 255u;
+            memcpy(mb, &spread, 4u);
         }
+    } else {
+        u8_masks_stream(wo, taps, cin, nb, m);
+    }
+#if BNN_HAVE_USADA8
+    uint32_t base = 0; /* the mask bytes' sum: 255 n+ */
+    for (uint32_t i = 0; i < nb; ++i) {
+        __asm__("usada8 %0, %1, %2, %3" : "=r"(base) : "r"(m[i]), "r"(0u), "r"(base));
+    }
+    m[nb] = base;
+    if (nb + 1u < u8_record(nb)) {
+        m[nb + 1u] = 0u;
+    }
+#endif
+}
+
+/* Copies len bytes (word moves, unaligned where the core allows it, then bytes). */
+BNN_INLINE void copy_bytes(uint8_t *d, const uint8_t *s, uint32_t len)
+{
+    uint32_t i = 0;
+    for (; i + 4u <= len; i += 4u) {
+        uint32_t v;
+        memcpy(&v, s + i, 4u);
+        memcpy(d + i, &v, 4u);
+    }
+    for (; i < len; ++i) {
+        d[i] = s[i];
+    }
+}
+
+/* Gathers a clipped window into the byte patch: clears the nb words, copies the valid rows. */
+static void u8_gather(const bnn_conv_params_t *p, const uint8_t *in, const window_t *win, uint32_t nb,
+                      u8patch_t *x)
+{
+    const uint32_t cin = p->cin, rb = p->kw * cin, step = p->in_w * cin;
+    for (uint32_t i = 0; i < nb; ++i) {
+        x->w[i] = 0u;
+    }
+    if (win->ky1 == win->ky0 || win->kx1 == win->kx0) {
         return;
     }
-    const uint32_t wstride = taps * BNN_WORDS(p->cin);
-    bnn_word_t bits = 0;
-    for (uint32_t o = 0; o < cout; ++o) {
-        uint32_t s = p->cin == 1u ? dot_c1(patch->x32, w, taps) : dot_bytes(patch->x8, w, taps, p->cin);
-        int32_t a = 2 * (int32_t)s - total;
-        w += wstride;
-        if (out == NULL) {
-            *acc++ = a;
-            continue;
-        }
-        bits |= (bnn_word_t)(a >= thr[o]) << (o % 32u);
-        if (o % 32u == 31u || o + 1u == cout) {
-            *out++ = bits;
-            bits = 0;
-        }
+    const uint32_t len = (win->kx1 - win->kx0) * cin;
+    const uint8_t *src = in + ((uint32_t)(win->y0 + (int32_t)win->ky0) * p->in_w +
+                               (uint32_t)(win->x0 + (int32_t)win->kx0)) * cin;
+    uint8_t *dst = x->b + win->ky0 * rb + win->kx0 * cin;
+    for (uint32_t ky = win->ky0; ky < win->ky1; ++ky, src += step, dst += rb) {
+        copy_bytes(dst, src, len);
     }
+}
+
+/* One patch word's contribution to the masked sum s (see above). */
+BNN_INLINE uint32_t u8_step(uint32_t s, uint32_t x, uint32_t m)
+{
+#if BNN_HAVE_USADA8
+    __asm__("usada8 %0, %1, %2, %3" : "=r"(s) : "r"(x), "r"(m), "r"(s));
+    return s;
+#else
+    const uint32_t v = x & m;
+    return s + (v & 0x00ff00ffu) + ((v >> 8) & 0x00ff00ffu);
+#endif
+}
+
+#if BNN_HAVE_USADA8
+/* *a, *b = the next two words of *pm (one LDRD, post-incremented). */
+BNN_INLINE void u8_ld2(const uint32_t **pm, uint32_t *a, uint32_t *b)
+{
+    __asm__("ldrd %0, %1, [%2], #8" : "=&r"(*a), "=&r"(*b), "+r"(*pm) : "m"(*(const uint32_t(*)[2]) * pm));
 }
 
 /*
- * uint8 x binary accumulators as an int16 dot product (cin > 1, e.g. the RGB stem): for every
- * output position the receptive field is gathered into an int16 patch in weight-row order
- * (tap-major, then channel), a tap in the zero padding as 0, so border and interior positions
- * run the same loop; the weights of a chunk of output channels are expanded once per call to
- * int16 +-1 (bit 1 = +1, bnn_bits.h) in the same order.  K = kh kw cin is rounded up to an
- * even K2 with a zero pair element, and acc = sum_i x_i s_i over K2 / 2 pairs: SMLAD (two 16 x
- * 16 multiplies and the add in one instruction) with the DSP extension, portable int16 MACs
- * elsewhere, two output channels per pass over the patch.  |acc| <= 255 K, so no intermediate
- * overflows.  Stack: weights BNN_CONV_U8_WBUF int16 (default 512 = 1 KiB), patch 256 int16;
- * chunks of BNN_CONV_U8_WBUF / K2 channels (the patch is regathered per chunk).  K2 > 256:
- * the bit-mask loops below.
+ * a[j] = base_j - sum_i |x_i - m_ji| for the cnt channels of a chunk at one position; records of
+ * u8_record(nb) words.  Patches of up to 8 words are held in registers across the channels and
+ * the record is loaded in pairs (nb a constant in the copies u8_dots picks, so the tests fold).
  */
-#ifndef BNN_CONV_U8_WBUF
-#define BNN_CONV_U8_WBUF 512u
-#endif
-#define BNN_CONV_U8_PATCH 256u
-
-typedef union {
-    uint32_t pair[BNN_CONV_U8_WBUF / 2u]; /* read as pairs (SMLAD) */
-    int16_t h[BNN_CONV_U8_WBUF];
-} i16buf_t;
-
-typedef union {
-    uint32_t pair[BNN_CONV_U8_PATCH / 2u];
-    int16_t h[BNN_CONV_U8_PATCH];
-} i16patch_t;
-
-/* s[0], s[1] = the dots of the patch with weight rows off and off + k2 (k2 = 2 pairs): the
- * patch pair is loaded once for two output channels. */
-BNN_INLINE void dot_pairs2(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs, int32_t *s)
+#define U8_LOAD(i) const uint32_t x##i = nb > i##u ? x[i] : 0u;
+#define U8_PAIR(i, e, o)                                                                  \
+    if (nb + 1u > 2u * i##u) { /* the pair holds a mask or the base */                   \
+        u8_ld2(&mp, &q0, &q1);                                                            \
+        if (2u * i##u < nb) {                                                             \
+            s = u8_step(s, x##e, q0);                                                     \
+        } else {                                                                          \
+            bs = q0;                                                                      \
+        }                                                                                 \
+        if (2u * i##u + 1u < nb) {                                                        \
+            s = u8_step(s, x##o, q1);                                                     \
+        } else if (2u * i##u + 1u == nb) {                                                \
+            bs = q1;                                                                      \
+        }                                                                                 \
+    }
+BNN_INLINE void u8_dots_n(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total,
+                          int32_t *a)
 {
-    int32_t s0 = 0, s1 = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-    const uint32_t *a = x->pair, *b0 = w->pair + off / 2u, *b1 = b0 + pairs;
-    for (uint32_t i = 0; i < pairs; ++i) {
-        const uint32_t v = a[i];
-        __asm__("smlad %0, %1, %2, %3" : "=r"(s0) : "r"(v), "r"(b0[i]), "r"(s0));
-        __asm__("smlad %0, %1, %2, %3" : "=r"(s1) : "r"(v), "r"(b1[i]), "r"(s1));
+    U8_LOAD(0) U8_LOAD(1) U8_LOAD(2) U8_LOAD(3) U8_LOAD(4) U8_LOAD(5) U8_LOAD(6) U8_LOAD(7)
+    const uint32_t x8 = 0u, x9 = 0u; /* never read: word 8 of a record is at most the base */
+    const uint32_t *mp = m;
+    (void)total;
+    for (uint32_t j = 0; j < cnt; ++j) {
+        uint32_t s = 0, q0, q1, bs = 0;
+        U8_PAIR(0, 0, 1) U8_PAIR(1, 2, 3) U8_PAIR(2, 4, 5) U8_PAIR(3, 6, 7) U8_PAIR(4, 8, 9)
+        a[j] = (int32_t)bs - (int32_t)s;
     }
+}
+#undef U8_LOAD
+#undef U8_PAIR
 #else
-    const int16_t *a = x->h, *b0 = w->h + off, *b1 = b0 + 2u * pairs;
-    for (uint32_t i = 0; i < 2u * pairs; ++i) {
-        const int32_t v = a[i];
-        s0 += v * b0[i];
-        s1 += v * b1[i];
+/* a[j] = 2 sum_i (x_i & m_ji) - total for the cnt channels of a chunk at one position; patches
+ * of up to 8 words held in registers across the channels (nb a constant in the copies). */
+#define U8_LOAD(i) const uint32_t x##i = nb > i##u ? x[i] : 0u;
+#define U8_STEP(i)                                                                        \
+    if (nb > i##u) {                                                                      \
+        s = u8_step(s, x##i, m[i]);                                                       \
     }
+BNN_INLINE void u8_dots_n(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total,
+                          int32_t *a)
+{
+    U8_LOAD(0) U8_LOAD(1) U8_LOAD(2) U8_LOAD(3) U8_LOAD(4) U8_LOAD(5) U8_LOAD(6) U8_LOAD(7)
+    for (uint32_t j = 0; j < cnt; ++j, m += nb) {
+        uint32_t s = 0;
+        U8_STEP(0) U8_STEP(1) U8_STEP(2) U8_STEP(3) U8_STEP(4) U8_STEP(5) U8_STEP(6) U8_STEP(7)
+        a[j] = 2 * (int32_t)((s & 0xffffu) + (s >> 16)) - total;
+    }
+}
+#undef U8_LOAD
+#undef U8_STEP
 #endif
-    s[0] = s0;
-    s[1] = s1;
+
+static void u8_dots(const uint32_t *x, const uint32_t *m, uint32_t nb, uint32_t cnt, int32_t total, int32_t *a)
+{
+    switch (nb) {
+    case 1u: u8_dots_n(x, m, 1u, cnt, total, a); return;
+    case 2u: u8_dots_n(x, m, 2u, cnt, total, a); return;
+    case 3u: u8_dots_n(x, m, 3u, cnt, total, a); return;
+    case 4u: u8_dots_n(x, m, 4u, cnt, total, a); return;
+    case 5u: u8_dots_n(x, m, 5u, cnt, total, a); return;
+    case 6u: u8_dots_n(x, m, 6u, cnt, total, a); return;
+    case 7u: u8_dots_n(x, m, 7u, cnt, total, a); return;
+    case 8u: u8_dots_n(x, m, 8u, cnt, total, a); return;
+    default: break;
+    }
+    const uint32_t rec = u8_record(nb);
+    for (uint32_t j = 0; j < cnt; ++j, m += rec) {
+        uint32_t s = 0;
+        for (uint32_t i = 0; i < nb; ++i) {
+            s = u8_step(s, x[i], m[i]);
+        }
+#if BNN_HAVE_USADA8
+        a[j] = (int32_t)m[nb] - (int32_t)s;
+#else
+        a[j] = 2 * (int32_t)((s & 0xffffu) + (s >> 16)) - total;
+#endif
+    }
 }
 
-BNN_INLINE int32_t dot_pairs(const i16patch_t *x, const i16buf_t *w, uint32_t off, uint32_t pairs)
+/* Sum of the patch's bytes (the portable formula's window total). */
+static int32_t u8_total(const uint32_t *x, uint32_t nb)
 {
-    int32_t s = 0;
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-    const uint32_t *a = x->pair, *b = w->pair + off / 2u;
-    for (uint32_t i = 0; i < pairs; ++i) {
-        __asm__("smlad %0, %1, %2, %3" : "=r"(s) : "r"(a[i]), "r"(b[i]), "r"(s));
+    uint32_t s = 0;
+    for (uint32_t i = 0; i < nb; ++i) {
+        s += (x[i] & 0x00ff00ffu) + ((x[i] >> 8) & 0x00ff00ffu);
     }
-#else
-    const int16_t *a = x->h, *b = w->h + off;
-    for (uint32_t i = 0; i < 2u * pairs; ++i) {
-        s += (int32_t)a[i] * b[i];
-    }
-#endif
-    return s;
+    return (int32_t)((s & 0xffffu) + (s >> 16));
 }
 
-static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
+/*
+ * The masked-sum kernel: accumulators (acc != NULL, acc[pos * cout + o]) or bits (out, thr).
+ * Interior positions (interior_cols, as for the binary conv) copy kh rows of kw cin bytes
+ * straight from the input; clipped windows clear the patch and copy their valid part.
+ * Returns 0 (nothing written) when K does not fit the patch.
+ */
+static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, const int32_t *thr,
+                          bnn_word_t *out, int32_t *acc)
 {
-    const uint32_t taps = p->kh * p->kw;
-    const uint32_t cw = BNN_WORDS(p->cin);
-    const uint32_t k2 = (taps * p->cin + 1u) & ~1u;
-    if (k2 == 0u || k2 > BNN_CONV_U8_PATCH) {
+    const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u, rec = u8_record(nb);
+    const uint32_t cout = p->cout, ow = BNN_WORDS(cout), n = taps * BNN_WORDS(p->cin);
+    if (nb == 0u || nb > BNN_CONV_U8_PATCH_WORDS || !BNN_CONV_LITTLE_ENDIAN) {
         return 0;
     }
-    const uint32_t chunk = BNN_CONV_U8_WBUF / k2;
-    i16buf_t wb;
-    i16patch_t patch;
-    for (uint32_t c0 = 0; c0 < p->cout; c0 += chunk) {
-        const uint32_t cnt = p->cout - c0 < chunk ? p->cout - c0 : chunk;
-        for (uint32_t j = 0; j < cnt; ++j) { /* +-1 weights, weight-row order, a zero pad element */
-            const bnn_word_t *wo = w + (c0 + j) * taps * cw;
-            int16_t *dst = wb.h + j * k2;
-            for (uint32_t t = 0; t < taps; ++t) {
-                for (uint32_t c = 0; c < p->cin; ++c) {
-                    *dst++ = (int16_t)(((wo[t * cw + c / 32u] >> (c % 32u)) & 1u) ? 1 : -1);
-                }
-            }
-            if (k2 != taps * p->cin) {
-                *dst = 0;
-            }
+    uint32_t chunk = BNN_CONV_U8_MASK_WORDS / rec; /* >= 3 */
+    if (chunk > BNN_CONV_U8_CHUNK) {
+        chunk = BNN_CONV_U8_CHUNK;
+    }
+    const span_t cols = interior_cols(p);
+    const uint32_t rb = p->kw * p->cin, step = p->in_w * p->cin, xstep = p->stride_w * p->cin;
+    const uint32_t rwords = (rb + 3u) / 4u, last_row = (p->kh - 1u) * step, in_len = p->in_h * step;
+    uint32_t masks[BNN_CONV_U8_MASK_WORDS + 1u]; /* a spare word: u8_masks' last store */
+    int32_t a[BNN_CONV_U8_CHUNK]; /* bits mode: the chunk's accumulators at one position */
+    u8patch_t x;
+    for (uint32_t i = k / 4u; i < nb; ++i) {
+        x.w[i] = 0u; /* the round-up bytes stay 0: full windows write bytes [0, K) only */
+    }
+    if (out != NULL) {
+        for (uint32_t i = 0; i < p->out_h * p->out_w * ow; ++i) {
+            out[i] = 0u;
         }
-        patch.h[k2 - 1u] = 0;
-        int32_t *dst = acc + c0;
+    }
+    for (uint32_t c0 = 0; c0 < cout; c0 += chunk) {
+        const uint32_t cnt = cout - c0 < chunk ? cout - c0 : chunk;
+        for (uint32_t j = 0; j < cnt; ++j) {
+            u8_masks(w + (c0 + j) * n, taps, p->cin, nb, masks + j * rec);
+        }
+        uint32_t pos = 0;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-            for (uint32_t ox = 0; ox < p->out_w; ++ox, dst += p->cout) {
-                int16_t *x = patch.h;
-                for (uint32_t ky = 0; ky < p->kh; ++ky) {
-                    const int32_t y = tap(oy, p->stride_h, p->pad_h, ky, p->in_h);
-                    for (uint32_t kx = 0; kx < p->kw; ++kx) {
-                        const int32_t xx = tap(ox, p->stride_w, p->pad_w, kx, p->in_w);
-                        if (y < 0 || xx < 0) {
-                            for (uint32_t c = 0; c < p->cin; ++c) {
-                                *x++ = 0;
+            const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+            const int inner = y0 >= 0 && y0 + (int32_t)p->kh <= (int32_t)p->in_h && cols.lo < cols.hi;
+            const uint8_t *src = inner ? in + ((uint32_t)y0 * p->in_w + cols.lo * p->stride_w - p->pad_w) * p->cin
+                                       : in;
+            for (uint32_t ox = 0; ox < p->out_w; ++ox, ++pos) {
+                if (inner && ox >= cols.lo && ox < cols.hi) {
+                    const uint8_t *r = src;
+                    if ((uint32_t)(src - in) + last_row + 4u * rwords <= in_len) {
+                        /* whole words per row (a row's last word reads up to 3 bytes past it,
+                         * still inside the input; its extra bytes land on the next row's, which
+                         * are written next, or past K, cleared after) */
+                        uint8_t *d = x.b;
+                        for (uint32_t ky = 0; ky < p->kh; ++ky, r += step, d += rb) {
+                            for (uint32_t i = 0; i < rwords; ++i) {
+                                uint32_t v;
+                                memcpy(&v, r + 4u * i, 4u);
+                                memcpy(d + 4u * i, &v, 4u);
                             }
-                            continue;
                         }
-                        const uint8_t *src = in + ((uint32_t)y * p->in_w + (uint32_t)xx) * p->cin;
-                        for (uint32_t c = 0; c < p->cin; ++c) {
-                            *x++ = (int16_t)src[c];
+                        for (uint32_t i = k; i < 4u * nb; ++i) {
+                            x.b[i] = 0u;
+                        }
+                    } else {
+                        for (uint32_t ky = 0; ky < p->kh; ++ky, r += step) {
+                            copy_bytes(x.b + ky * rb, r, rb);
                         }
                     }
+                    src += xstep;
+                } else {
+                    const window_t win = window(p, oy, ox);
+                    u8_gather(p, in, &win, nb, &x);
                 }
-                uint32_t j = 0;
-                for (; j + 1u < cnt; j += 2u) {
-                    dot_pairs2(&patch, &wb, j * k2, k2 / 2u, dst + j);
+                const int32_t total = BNN_HAVE_USADA8 ? 0 : u8_total(x.w, nb);
+                int32_t *dst = acc != NULL ? acc + pos * cout + c0 : a;
+                u8_dots(x.w, masks, nb, cnt, total, dst);
+                if (out == NULL) {
+                    continue;
                 }
-                if (j < cnt) {
-                    dst[j] = dot_pairs(&patch, &wb, j * k2, k2 / 2u);
+                bnn_word_t *o = out + pos * ow;
+                for (uint32_t j = 0; j < cnt; ++j) {
+                    const uint32_t c = c0 + j;
+                    o[c / 32u] |= (bnn_word_t)(a[j] >= thr[c]) << (c % 32u);
                 }
             }
         }
@@ -911,23 +1221,14 @@ static int conv_u8_acc_i16(const bnn_conv_params_t *p, const uint8_t *in, const 
 
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
-    if (p->cin > 1u && conv_u8_acc_i16(p, in, w, acc)) {
+    if (conv_u8_masked(p, in, w, NULL, NULL, acc)) {
         return;
     }
-    const uint32_t taps = p->kh * p->kw;
-    const uint32_t wstride = taps * BNN_WORDS(p->cin);
-    const int fits = u8_patch_fits(p);
-    patch_u8_t patch;
+    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
-            window_t win = window(p, oy, ox);
-            if (fits && window_full(p, &win)) {
-                int32_t total = gather_u8(p, in, &win, &patch);
-                patch_u8(p, &patch, total, w, NULL, NULL, acc);
-                acc += p->cout;
-                continue;
-            }
-            int32_t total = window_total(p, in, &win);
+            const window_t win = window(p, oy, ox);
+            const int32_t total = window_total(p, in, &win);
             for (uint32_t o = 0; o < p->cout; ++o) {
                 *acc++ = conv_u8_one(p, in, w + o * wstride, &win, total);
             }
@@ -938,21 +1239,14 @@ void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_wo
 void bnn_conv_u8_bits(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
                       const int32_t *thr, bnn_word_t *out)
 {
-    const uint32_t taps = p->kh * p->kw;
-    const uint32_t wstride = taps * BNN_WORDS(p->cin);
-    const uint32_t ow = BNN_WORDS(p->cout);
-    const int fits = u8_patch_fits(p);
-    patch_u8_t patch;
+    if (conv_u8_masked(p, in, w, thr, out, NULL)) {
+        return;
+    }
+    const uint32_t wstride = p->kh * p->kw * BNN_WORDS(p->cin);
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
-            window_t win = window(p, oy, ox);
-            if (fits && window_full(p, &win)) {
-                int32_t total = gather_u8(p, in, &win, &patch);
-                patch_u8(p, &patch, total, w, thr, out, NULL);
-                out += ow;
-                continue;
-            }
-            int32_t total = window_total(p, in, &win);
+            const window_t win = window(p, oy, ox);
+            const int32_t total = window_total(p, in, &win);
             bnn_word_t bits = 0;
             uint32_t o;
             for (o = 0; o < p->cout; ++o) {

@@ -215,6 +215,22 @@ static int run_case(void)
         if (bad) return 3;
         bnn_threshold_ref(&p, acc, thr, dir, put((size_t)p.positions * W(p.channels)));
         bnn_threshold(&p, acc, thr, dir, put((size_t)p.positions * W(p.channels)));
+    } else if (kind == 10u) { /* bnn_conv_acc_rows: -1 padding one output row per call and all rows
+                                * in one call, then zero padding one row per call */
+        bnn_conv_params_t p;
+        uint32_t v[12];
+        for (int i = 0; i < 12; ++i) v[i] = u32();
+        p.in_h = v[0]; p.in_w = v[1]; p.cin = v[2]; p.out_h = v[3]; p.out_w = v[4]; p.cout = v[5];
+        p.kh = v[6]; p.kw = v[7]; p.stride_h = v[8]; p.stride_w = v[9]; p.pad_h = v[10]; p.pad_w = v[11];
+        const size_t row = (size_t)p.out_w * p.cout;
+        const bnn_word_t *x = take((size_t)p.in_h * p.in_w * W(p.cin));
+        const bnn_word_t *w = take((size_t)p.cout * p.kh * p.kw * W(p.cin));
+        if (bad) return 3;
+        int32_t *a = put(p.out_h * row);
+        for (uint32_t oy = 0; oy < p.out_h; ++oy) bnn_conv_acc_rows(&p, x, w, oy, oy + 1u, 1, a + oy * row);
+        bnn_conv_acc_rows(&p, x, w, 0u, p.out_h, 1, put(p.out_h * row));
+        a = put(p.out_h * row);
+        for (uint32_t oy = 0; oy < p.out_h; ++oy) bnn_conv_acc_rows(&p, x, w, oy, oy + 1u, 0, a + oy * row);
     } else if (kind == 9u) {
         bnn_periodic_params_t p;
         p.out_frac = u32();
