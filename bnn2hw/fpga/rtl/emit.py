@@ -246,6 +246,19 @@ def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: 
     return lines
 
 
+def _issue_last_next(NF: int, SF: int, nfw: int, sfw: int) -> str:
+    """Verilog for ``issue_last`` of the next cycle, given that the layer is running now: the fold
+    after (nf, sf) is (NF-1, SF-1). After the last fold (nf, sf) wraps to (0, 0)."""
+    if NF == 1 and SF == 1:
+        return "1'b1"
+    if NF == 1:  # next sf == SF-1 <=> sf == SF-2
+        return f"(sf == {sfw}'d{SF - 2})"
+    if SF == 1:  # next nf == NF-1 <=> nf == NF-2
+        return f"(nf == {nfw}'d{NF - 2})"
+    # next (nf, sf) = (NF-1, SF-1) <=> nf == NF-1 and sf == SF-2
+    return f"(nf == {nfw}'d{NF - 1}) && (sf == {sfw}'d{SF - 2})"
+
+
 def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> str:
     """One MVAU module for IR dense layer ``p`` (+ its threshold)."""
     NF, SF, PE, S, AW = p.NF, p.SF, p.PE, p.SIMD, p.AW
@@ -292,7 +305,9 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          f"    reg [{sfw - 1}:0] sf;",
          f"    reg [{aw_addr - 1}:0] waddr;           // nf*SF + sf",
          f"    wire sf_last = (sf == {sfw}'d{SF - 1});",
-         f"    wire issue_last = (nf == {nfw}'d{NF - 1}) && sf_last;",
+         "    // issue_last: the fold issued now is the frame's last, (nf, sf) = (NF-1, SF-1); a register",
+         "    // (computed from the next nf, sf), so s_tready is an AND of registers (Fmax)",
+         "    reg issue_last;",
          f"    wire [{aw_addr - 1}:0] waddr_nxt = issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
@@ -301,11 +316,13 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "    always @(posedge clk) begin",
          "        if (!rst_n) begin",
          f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
+         f"            issue_last <= 1'b{int(NF == 1 and SF == 1)};",
          "        end else if (en) begin",
          "            if (running) begin",
          f"                sf <= sf_last ? {sfw}'d0 : sf + {sfw}'d1;",
          f"                if (sf_last) nf <= (nf == {nfw}'d{NF - 1}) ? {nfw}'d0 : nf + {nfw}'d1;",
          "                waddr <= waddr_nxt;",
+         f"                issue_last <= {_issue_last_next(NF, SF, nfw, sfw)};",
          "            end",
          "            if (take) running <= 1'b1;",
          "            else if (issue_last) running <= 1'b0;",
@@ -559,8 +576,11 @@ def emit_gather(p: MvauPlan, model_hash: str) -> str:
          ");",
          f"    reg [{cw - 1}:0] cnt;  // pixels of the image being gathered",
          f"    wire cnt_last = (cnt == {cw}'d{V - 1});",
-         "    // the last pixel waits while the previous image is unread",
-         "    assign s_tready = !(m_tvalid && !m_tready && cnt_last);",
+         "    // the last pixel waits while the previous image is still in m_tdata (read or not): s_tready",
+         "    // depends on registers only, so no ready path runs from the consumer through the gather into",
+         "    // the conv's skid register (Fmax); it costs one cycle per image only when the consumer reads",
+         "    // the previous image in the very cycle the last pixel arrives",
+         "    assign s_tready = !(m_tvalid && cnt_last);",
          "    wire take = s_tvalid && s_tready;"]
     if V > 1:
         bw = (V - 1) * MH
