@@ -62,7 +62,8 @@ def hidden_chain(seed: int, in_kind: str, widths: list[int], n_frames: int, firs
 
 
 def conv_chain(seed: int, in_kind: str, in_shape: tuple, spec: list, n_frames: int) -> tuple[Graph, np.ndarray, int]:
-    """A random CNN from ``spec`` entries ("conv", O, k, stride) | ("pool", k, stride) | ("dense", O);
+    """A random CNN from ``spec`` entries ("conv", O, k, stride[, pad]) | ("pool", k, stride) | ("dense", O)
+    (padding: pixel 0 on u8 inputs, pad_value -1 on binary ones);
     a flatten goes before the first dense; thresholds on reached accumulators (ties) as above."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n_frames, *in_shape)) if in_kind == "u8" else rng.choice([-1, 1], (n_frames, *in_shape))
@@ -75,10 +76,13 @@ def conv_chain(seed: int, in_kind: str, in_shape: tuple, spec: list, n_frames: i
             h = ops.maxpool(h, e[1], e[2])
             continue
         if e[0] == "conv":
+            pad = e[4] if len(e) > 4 else 0
             w = rng.choice([-1, 1], (e[1], e[2], e[2], h.shape[-1]))
-            layers.append(Layer("conv2d", f"conv{i}", f"net.{i}", {"in": kind, "stride": e[3], "pad": 0,
-                                                                    "weight_kind": "binary"}, {"weight": w.astype(np.int8)}))
-            acc = ops.conv2d(h, w, e[3], 0)
+            attrs = {"in": kind, "stride": e[3], "pad": pad, "weight_kind": "binary"}
+            if kind == "bits":
+                attrs["pad_value"] = -1  # a padded tap is the activation -1 (FINN's FMPadding)
+            layers.append(Layer("conv2d", f"conv{i}", f"net.{i}", attrs, {"weight": w.astype(np.int8)}))
+            acc = ops.conv2d(h, w, e[3], pad, attrs.get("pad_value", 0))
         else:
             if h.ndim > 2:
                 layers.append(Layer("flatten", f"flatten{i}", f"net.{i}f"))
@@ -112,6 +116,14 @@ CONV_CASES = {
                      [(5, 6), (2, 20), (3, 4)]),
     # binary 5x5x1 image: conv 3x3 stride 2 (3 ch), fully folded -> dense 2
     "conv-bits-stride2": (42, "bits", (5, 5, 1), [("conv", 3, 3, 2), ("dense", 2)], [(1, 1), (1, 12)]),
+    # VGG/ResNet shapes: u8 stem 3x3 pad 1 (zero pixels) -> binary 3x3 pad 1 stride 2 (pad_value -1,
+    # even input: the bottom/right pad row is read) -> binary 1x1 stride 2 -> dense
+    "conv-pad-stride-1x1": (44, "u8", (6, 6, 3), [("conv", 4, 3, 1, 1), ("conv", 5, 3, 2, 1), ("conv", 3, 1, 2, 0),
+                                                  ("dense", 4)], [(2, 9), (5, 12), (1, 5), (2, 6)]),
+    # binary input, pad 1 on a 1-pixel-wide image (every window mostly padding), 33 channels out
+    # (pad_value -1) -> pad 2 with a 2x2 kernel -> max-pool -> dense
+    "conv-bits-pad-narrow": (45, "bits", (3, 1, 2), [("conv", 33, 3, 1, 1), ("conv", 2, 2, 1, 2), ("pool", 2, 2),
+                                                     ("dense", 3)], [(11, 6), (2, 33), (1, 2)]),
 }
 
 
@@ -130,10 +142,13 @@ def test_conv_simulation_equals_ir_every_layer(case, tmp_path):
     assert runs[0].cycles_per_frame == max(p.cycles for p in plans), f"seed={seed}: {runs[0].cycles_per_frame}"
 
 
-def test_padded_conv_is_refused():
-    g, _, _ = conv_chain(43, "bits", (4, 4, 1), [("conv", 2, 3, 1), ("dense", 2)], 2)
-    g.layers[0].attrs["pad"] = 1
-    with pytest.raises(Bnn2hwError, match="padded convolutions"):
+def test_zero_padded_binary_conv_is_refused():
+    """pad_value 0 on a binary input (a padded tap contributes 0) has no RTL form yet: refused,
+    naming the layer; pad_value -1 on the same graph is accepted."""
+    g, _, _ = conv_chain(43, "bits", (4, 4, 1), [("conv", 2, 3, 1, 1), ("dense", 2)], 2)
+    generate(g, folding=folding(g, [(1, 1), (1, 1)]))
+    g.layers[0].attrs["pad_value"] = 0
+    with pytest.raises(Bnn2hwError, match="IR layer conv0: padded convolutions with pad_value 0"):
         generate(g, folding=folding(g, [(1, 1), (1, 1)]))
 
 

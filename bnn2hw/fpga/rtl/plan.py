@@ -59,7 +59,7 @@ class MvauPlan:
     inv: np.ndarray | None  # (MH,) 1 where the direction is -1
     acc_lo: int
     acc_hi: int
-    conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, oh, ow (the MVAU runs once per output pixel)
+    conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, pad, oh, ow (the MVAU runs once per output pixel)
     pool: dict | None = None  # max-pool after the threshold: k, stride, ph, pw
     in_beat_bits: int | None = None  # first layer only: s_axis beat width (None: one whole frame per beat)
 
@@ -203,11 +203,20 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
             w4 = np.asarray(layer.arrays["weight"], dtype=np.int64)
             o, kh, kw, c = w4.shape
             st, pad = layer.attrs["stride"], layer.attrs["pad"]
-            if pad:
-                raise Bnn2hwError(f"IR layer {layer.name}: padded convolutions are not supported by the RTL "
-                                  "back end (a padded ±1 tap contributes 0, which xnor-popcount cannot express)")
-            oh, ow = (shape[0] - kh) // st + 1, (shape[1] - kw) // st + 1
-            conv = {"in_h": shape[0], "in_w": shape[1], "C": c, "kh": kh, "kw": kw, "stride": st, "oh": oh, "ow": ow}
+            pad_value = layer.attrs.get("pad_value", 0)
+            if pad and layer.attrs["in"] == "bits" and pad_value != -1:
+                raise Bnn2hwError(f"IR layer {layer.name}: padded convolutions with pad_value {pad_value} on a "
+                                  "binary input are not supported by the RTL back end (a padded ±1 tap that "
+                                  "contributes 0 needs a per-border threshold); pad_value -1 (FINN's FMPadding) "
+                                  "and zero-padded u8 pixels are")
+            oh, ow = (shape[0] + 2 * pad - kh) // st + 1, (shape[1] + 2 * pad - kw) // st + 1
+            if oh < 1 or ow < 1:
+                raise Bnn2hwError(f"IR layer {layer.name}: a {kh}x{kw} kernel (pad {pad}) does not fit the "
+                                  f"{shape[0]}x{shape[1]} input")
+            # a padded tap is the bit 0 (the activation -1, pad_value -1) on a binary input, the pixel 0
+            # on a u8 input: both are all-zero bits, which the sliding window inserts
+            conv = {"in_h": shape[0], "in_w": shape[1], "C": c, "kh": kh, "kw": kw, "stride": st, "oh": oh, "ow": ow,
+                    "pad": pad}
             w = w4.reshape(o, -1)  # (ky, kx, c) order, as im2col
             shape = (oh, ow, o)
         else:
