@@ -380,3 +380,107 @@ def test_ecp5_flow_tiny_model(tmp_path):
     assert r["fmax_mhz"] and r["fmax_mhz"] > 50, r["fmax_mhz"]
     assert r["LUT4"] > 0 and r["FF"] >= r["harness_ffs"], r
     assert r["bitstream"].stat().st_size > 100_000
+
+
+# ---- residual graphs (issue 9's ops): requant, threshold on the stream, saturating add, avgpool,
+# dense on the stream, forks and skip FIFOs; tests/residual_graphs.py builds the graphs
+
+def _residual_case(name: str):
+    """(graph, u8 input images (N, C, H, W), folding) for one residual case."""
+    from bnn2hw.fpga import build
+    from residual_graphs import resnet8_graph, residual_graph, saturating_inputs
+
+    rng = np.random.default_rng(len(name))
+    if name == "conv-shortcut":  # stride-2 block with a 1x1 stride-2 binary conv shortcut, int8 head
+        g = residual_graph(rng, hw=6, c_in=3, widths=(4, 6), stride=2)
+        hw, cin = 6, 3
+    elif name == "identity-2x2pool-binary-head":  # two identity blocks, 2x2 window sums, ±1 head on the stream
+        g = residual_graph(rng, hw=5, c_in=1, widths=(5, 5, 5), stride=1, shortcut="identity", pool="2x2",
+                           head="binary")
+        hw, cin = 5, 1
+    else:  # resnet8-shaped: identity stack, then two stride-2 stacks with 1x1 shortcuts; 33 channels last
+        g = resnet8_graph(rng, hw=8, c_in=3, widths=(3, 5, 33))
+        hw, cin = 8, 3
+    x = saturating_inputs(rng, 16, hw, cin)
+    # FINN's folding for a budget that folds most layers (mixed PE/SIMD, awkward divisors)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 100e6 / 160)
+    return g, x, fold
+
+
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "resnet8-small"]
+
+
+@pytest.mark.parametrize("case", RESIDUAL_CASES)
+def test_residual_simulation_equals_ir(case, tmp_path):
+    """A residual DAG in Verilator: every stream tensor (requant outputs, saturating adds, window
+    sums), every binary tensor and every integer logit equal the IR's, free-running and under
+    random back-pressure; the stream saturates at both ends and thresholds tie on stream values;
+    lint clean; cycles/frame equal the analytical model's interval (the skip FIFOs sized from the
+    model keep the long branch full)."""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case(case)
+    d = generate_design(g, folding=fold)
+    sim.lint(d.files)
+    ref = execute.run(g, x)
+    # hostile data: stream values on a threshold (ties), saturation at both ends of the stream
+    ties = sum(int((ref.tensors[l.inputs[0]] == l.arrays["thr"]).sum()) for l in g.layers
+               if l.op == "threshold" and l.inputs)
+    assert ties > 0, f"{case}: no stream value ties a threshold"
+    x0 = ref.tensors["x0"]
+    assert x0.min() == -128 and x0.max() == 127, f"{case}: the stem requant does not saturate both ways"
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 7), d.probes)
+    probed = {q.tensor for q in d.probes}
+    assert {l.name for l in g.layers if l.op in ("requant", "add", "avgpool")} <= probed, probed
+    for r in runs:
+        for t, got in r.hidden.items():
+            want = ref.tensors[t].reshape(len(x), -1)
+            bad = np.argwhere(got[:, :want.shape[1]] != want)
+            assert len(bad) == 0, f"{case} stall={r.stall_seed}: {t} differs at (frame, element) {bad[:5].tolist()}"
+        assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}: logits differ"
+    from bnn2hw.fpga.rtl.residual import plan_residual
+
+    model = plan_residual(g, fold, "t")
+    assert runs[0].cycles_per_frame == model.interval, (case, runs[0].cycles_per_frame, model.interval, d.fifos)
+    if any(l.op == "conv2d" and l.inputs for l in g.layers):  # a 1x1 shortcut branch: its add waits in a FIFO
+        assert d.fifos and all(v >= 2 for v in d.fifos.values()), d.fifos
+
+
+def test_residual_streamed_input_and_iverilog(tmp_path):
+    """The residual design with one u8 pixel (3 bytes) per s_axis beat, simulated with iverilog
+    (the fallback): logits and every stream tensor equal the IR's."""
+    need("iverilog")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case("conv-shortcut")
+    d = generate_design(g, folding=fold, in_beat_bytes=3)
+    assert d.plans[0].beat_width == 24 and "bnn_instream.v" in d.files
+    ref = execute.run(g, x[:6])
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
+    for r in runs:
+        assert np.array_equal(r.int_logits, ref.int_logits), f"stall={r.stall_seed}"
+        for t in ("x0", "x1", "pool"):
+            want = ref.tensors[t].reshape(6, -1)
+            assert np.array_equal(r.hidden[t][:, :want.shape[1]], want), f"{t} stall={r.stall_seed}"
+
+
+def test_residual_refusals_name_the_layer():
+    """Zero padding on a binary conv (pad_value 0) and a requant on the stream have no RTL form:
+    refused, naming the layer."""
+    from bnn2hw.fpga import build
+    from bnn2hw.fpga.rtl import generate_design
+    from residual_graphs import residual_graph
+
+    g = residual_graph(np.random.default_rng(3), hw=6, c_in=3, widths=(4, 6), stride=2, pad_value=0)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 1e6)
+    with pytest.raises(Bnn2hwError, match="IR layer c0: padded convolutions with pad_value 0"):
+        generate_design(g, folding=fold)
+    g = residual_graph(np.random.default_rng(3), hw=6, c_in=3, widths=(4, 6), stride=2)
+    i = next(k for k, l in enumerate(g.layers) if l.name == "x1")
+    add = g.layers[i]
+    g.layers.insert(i + 1, Layer("requant", "rq", "extra", {"shift": 1, "bits": 8, "frac": 4},
+                                 {"mult": np.ones(6, np.int64), "bias": np.zeros(6, np.int64)}, [add.name]))
+    g.layers[i + 2].inputs = ["rq"]
+    with pytest.raises(Bnn2hwError, match="IR layer rq: a requant that does not follow"):
+        generate_design(g, folding=fold)

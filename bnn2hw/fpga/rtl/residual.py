@@ -41,7 +41,7 @@ import numpy as np
 from ... import __version__
 from ...errors import Bnn2hwError
 from ...ir.graph import INPUT, Graph
-from .emit import PREFIX, _ident, emit_gather, emit_layer, emit_pool, emit_swg, module_name
+from .emit import PREFIX, _ident, emit_gather, emit_instream, emit_layer, emit_pool, emit_swg, module_name
 from .plan import MvauPlan, bitlen, mvau_plan, signed_bits
 from .sim import Probe
 
@@ -321,8 +321,11 @@ def _latency(p: MvauPlan) -> int:
     return p.cycles + p.tree_levels + 8
 
 
-def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str = "auto") -> ResidualDesign:
-    """IR DAG + FINN folding (every dense/conv2d by name) -> the design."""
+def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str = "auto",
+                  in_beat_bits: int | None = None) -> ResidualDesign:
+    """IR DAG + FINN folding (every dense/conv2d by name) -> the design. ``in_beat_bits``: s_axis
+    beat width (the chain back end's input stream module assembles the frame); None: one frame
+    per beat."""
     if graph.meta.get("fixed_point"):
         raise Bnn2hwError("the RTL back end has no form for the M-BiPer fixed-point value path (periodic ops)")
     fold = {L["name"]: L for L in folding}
@@ -466,6 +469,9 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     if len(first) != 1 or first[0].plan is None or nodes[0] is not first[0]:
         raise Bnn2hwError("the RTL back end needs exactly one dense/conv layer reading the input, first")
     interval = max(_interval(p) for p in plans)
+    if in_beat_bits is not None:
+        plans[0].in_beat_bits = in_beat_bits
+        interval = max(interval, plans[0].beats_per_frame)
     return _wire(nodes, plans, tensors, interval, model_hash)
 
 
@@ -490,7 +496,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
          f"module {PREFIX}_top (",
          "    input  wire clk,",
          "    input  wire rst_n,",
-         f"    input  wire [{tensors[INPUT].frame_width - 1}:0] s_axis_tdata,",
+         f"    input  wire [{plans[0].beat_width - 1}:0] s_axis_tdata,",
          "    input  wire s_axis_tvalid,",
          "    output wire s_axis_tready,",
          f"    output wire [{plans[-1].out_width - 1}:0] m_axis_tdata,",
@@ -506,8 +512,16 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 f"        .s_tdata({s}_d), .s_tvalid({s}_v), .s_tready({s}_r),",
                 f"        .m_tdata({m}_d), .m_tvalid({m}_v), .m_tready({m}_r));"]
 
-    L += ["    wire [{}:0] input_d = s_axis_tdata;".format(tensors[INPUT].frame_width - 1),
-          "    wire input_v = s_axis_tvalid;", "    wire input_r;", "    assign s_axis_tready = input_r;"]
+    if plans[0].in_beat_bits is None:
+        L += ["    wire [{}:0] input_d = s_axis_tdata;".format(tensors[INPUT].frame_width - 1),
+              "    wire input_v = s_axis_tvalid;", "    wire input_r;", "    assign s_axis_tready = input_r;"]
+    else:  # frames arrive in beats: the chain back end's input stream assembles them
+        files[f"{PREFIX}_instream.v"] = emit_instream(plans[0], model_hash)
+        L += wires("input", tensors[INPUT].frame_width)
+        L += [f"    // input stream: {plans[0].beats_per_frame} beats of {plans[0].beat_width} bits per frame",
+              f"    {PREFIX}_instream u_instream (.clk(clk), .rst_n(rst_n),",
+              "        .s_tdata(s_axis_tdata), .s_tvalid(s_axis_tvalid), .s_tready(s_axis_tready),",
+              "        .m_tdata(input_d), .m_tvalid(input_v), .m_tready(input_r));"]
     # every tensor's producer output: wire t_<name>; its reader edges: e_<node>_<port>
     edge: dict[tuple[int, int], str] = {}
     fifos: dict[str, int] = {}
