@@ -407,7 +407,9 @@ def _residual_case(name: str):
     return g, x, fold
 
 
-RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "resnet8-small"]
+# resnet8-small: about 2 CPU minutes (mostly Verilator compiling its 8x8x3..2x2x33 element-wise modules)
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head",
+                  pytest.param("resnet8-small", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("case", RESIDUAL_CASES)
