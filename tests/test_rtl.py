@@ -387,8 +387,9 @@ def test_ecp5_flow_tiny_model(tmp_path):
 
 def _residual_case(name: str):
     """(graph, u8 input images (N, C, H, W), folding) for one residual case."""
+    from residual_graphs import residual_graph, resnet8_graph, saturating_inputs
+
     from bnn2hw.fpga import build
-    from residual_graphs import resnet8_graph, residual_graph, saturating_inputs
 
     rng = np.random.default_rng(len(name))
     if name == "conv-shortcut":  # stride-2 block with a 1x1 stride-2 binary conv shortcut, int8 head
@@ -470,9 +471,10 @@ def test_residual_streamed_input_and_iverilog(tmp_path):
 def test_residual_refusals_name_the_layer():
     """Zero padding on a binary conv (pad_value 0) and a requant on the stream have no RTL form:
     refused, naming the layer."""
+    from residual_graphs import residual_graph
+
     from bnn2hw.fpga import build
     from bnn2hw.fpga.rtl import generate_design
-    from residual_graphs import residual_graph
 
     g = residual_graph(np.random.default_rng(3), hw=6, c_in=3, widths=(4, 6), stride=2, pad_value=0)
     fold = build.choose_folding(build.matmul_layers(g), 100.0, 1e6)

@@ -40,12 +40,12 @@ class Design:
     plans: list
     files: dict
     folding: list
-    probes: Optional[list] = None  # None: a chain (every hidden layer probed by default)
+    probes: list | None = None  # None: a chain (every hidden layer probed by default)
     fifos: dict = field(default_factory=dict)
 
 
 def generate_design(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
-                    folding: Optional[list[dict]] = None, in_beat_bytes: int | None = None,
+                    folding: list[dict] | None = None, in_beat_bytes: int | None = None,
                     rom_style: str = "auto") -> Design:
     """IR -> :class:`Design`; folding defaults to ``choose_folding``. A chain (MLP, CNN) uses
     :mod:`.emit`; a graph with residual ops or branches uses :mod:`.residual`.
