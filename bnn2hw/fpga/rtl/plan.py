@@ -228,6 +228,9 @@ def mvau_plan(layer, shape: tuple, F: dict, thr_layer=None, in_bits: int | None 
         o, kh, kw, c = w4.shape
         st, pad = layer.attrs["stride"], layer.attrs["pad"]
         pad_value = layer.attrs.get("pad_value", 0)
+        if "pad_u8" in layer.arrays:
+            raise Bnn2hwError(f"IR layer {layer.name}: per-channel padding values (pad_u8) have no RTL form; "
+                              "the sliding window pads a u8 image with the pixel 0")
         if layer.attrs["in"] not in ("u8", "bits"):
             raise Bnn2hwError(f"IR layer {layer.name}: a convolution on a {layer.attrs['in']!r} input has no RTL form")
         if pad and layer.attrs["in"] == "bits" and pad_value != -1:

@@ -111,13 +111,19 @@ def _frame_ports(iw: int, ow: int, inputs: int = 1) -> list[str]:
     return L
 
 
+def _bounds(bits: int, attrs: dict) -> tuple[int, int]:
+    """Saturation bounds of a requant/add: the op's optional ``lo``/``hi``, else the ``bits`` range."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return (lo if attrs.get("lo") is None else int(attrs["lo"]), hi if attrs.get("hi") is None else int(attrs["hi"]))
+
+
 def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, bits: int, model_hash: str,
-                 pass_ready: bool = True) -> str:
+                 pass_ready: bool = True, bounds: tuple[int, int] | None = None) -> str:
     """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, -2^(bits-1), 2^(bits-1) - 1)``
     (IR ``requant``: arithmetic shift = floor, rounding in the bias), x_c a signed ``xw``-bit integer.
     Registered output; ``pass_ready``: s_tready = !m_tvalid || m_tready (one pixel per clock),
     else s_tready = !m_tvalid (registers only, one idle cycle per beat)."""
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     xlo, xhi = -(1 << (xw - 1)), (1 << (xw - 1)) - 1
     L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to {bits} bits, {C} channels of "
              f"{xw}-bit signed x", model_hash)
@@ -128,7 +134,7 @@ def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, b
     for c in range(C):
         m, b = int(mult[c]), int(bias[c])
         ext = [xlo * m + b, xhi * m + b, b]
-        pw = max(signed_bits(min(ext), max(ext)), xw + 1, signed_bits(lo, hi) + 1) + 1
+        pw = max(signed_bits(min(ext), max(ext)), xw + 1, bits + 1) + 1
         L += [f"    // channel {c}: mult {m}, bias {b}",
               (f"    wire signed [{pw - 1}:0] v{c} = $signed(s_tdata[{c * xw} +: {xw}]) * {_sconst(m, pw)} "
               f"+ {_sconst(b, pw)};"),
@@ -180,12 +186,13 @@ def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: s
     return "\n".join(L)
 
 
-def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str) -> str:
+def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str,
+             bounds: tuple[int, int] | None = None) -> str:
     """IR ``add``: element-wise ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)``; a join of two streams
     (takes both inputs in one cycle)."""
     N, wa, wb = a.n, a.width, b.width
-    sw = max(wa, wb) + 1
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    sw = max(wa, wb, bits) + 1
+    lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     L = _hdr(f"{what}: saturating add of two {N}-element streams ({wa} + {wb} bits) -> {bits} bits", model_hash)
     L += [f"module {mod} ("] + _frame_ports([N * wa, N * wb], N * bits, 2) + [");"]
     L += ["    wire take = s0_tvalid && s1_tvalid && !m_tvalid;  // join: both frames at once",
@@ -386,7 +393,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                 rm = f"{PREFIX}_{_ident(req.name)}_requant"
                 node.modules[f"{rm}.v"] = emit_requant(
                     rm, f"IR layer {req.name} (requant) <- {req.source}, on {layer.name}'s accumulators", p.MH, p.LW,
-                    req.arrays["mult"], req.arrays["bias"], sh, bits, model_hash)
+                    req.arrays["mult"], req.arrays["bias"], sh, bits, model_hash, bounds=_bounds(bits, req.attrs))
                 node.chain.append((rm, f"u_{_ident(req.name)}_requant", p.out_width, p.MH * bits))
                 pix_w, out, kind, ew = p.MH * bits, req.name, "fixed", bits
             else:
@@ -438,7 +445,8 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                                   f"{a.kind} {list(a.shape)} and {b.kind} {list(b.shape)}")
             bits = int(layer.attrs.get("bits", 32))
             m = f"{PREFIX}_{name}_add"
-            node.modules[f"{m}.v"] = emit_add(m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash)
+            node.modules[f"{m}.v"] = emit_add(m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash,
+                                              _bounds(bits, layer.attrs))
             node.join = {"module": m, "inst": f"u_{name}", "widths": [a.frame_width, b.frame_width],
                          "out": a.n * bits}
             tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2)
