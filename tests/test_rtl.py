@@ -399,6 +399,14 @@ def _residual_case(name: str):
         g = residual_graph(rng, hw=5, c_in=1, widths=(5, 5, 5), stride=1, shortcut="identity", pool="2x2",
                            head="binary")
         hw, cin = 5, 1
+    elif name == "hardtanh-bounds":  # requant and add saturate at lo/hi = -+2^frac (official BiPer's hardtanh)
+        g = residual_graph(rng, hw=5, c_in=2, widths=(3, 4), stride=2)
+        for layer in g.layers:
+            if layer.op in ("requant", "add"):
+                layer.attrs.update({"lo": -16, "hi": 16})
+            if layer.op == "threshold":  # thresholds inside the narrower stream range, so that ties happen
+                layer.arrays["thr"] = rng.integers(-4, 5, len(layer.arrays["thr"])).astype(np.int64)
+        hw, cin = 5, 2
     else:  # resnet8-shaped: identity stack, then two stride-2 stacks with 1x1 shortcuts; 33 channels last
         g = resnet8_graph(rng, hw=8, c_in=3, widths=(3, 5, 33))
         hw, cin = 8, 3
@@ -409,7 +417,7 @@ def _residual_case(name: str):
 
 
 # resnet8-small: about 2 CPU minutes (mostly Verilator compiling its 8x8x3..2x2x33 element-wise modules)
-RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head",
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds",
                   pytest.param("resnet8-small", marks=pytest.mark.slow)]
 
 
@@ -431,8 +439,9 @@ def test_residual_simulation_equals_ir(case, tmp_path):
     ties = sum(int((ref.tensors[l.inputs[0]] == l.arrays["thr"]).sum()) for l in g.layers
                if l.op == "threshold" and l.inputs)
     assert ties > 0, f"{case}: no stream value ties a threshold"
-    x0 = ref.tensors["x0"]
-    assert x0.min() == -128 and x0.max() == 127, f"{case}: the stem requant does not saturate both ways"
+    x0, at = ref.tensors["x0"], next(l.attrs for l in g.layers if l.name == "x0")
+    lo, hi = at.get("lo", -128), at.get("hi", 127)
+    assert x0.min() == lo and x0.max() == hi, f"{case}: the stem requant does not saturate both ways"
     runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 7), d.probes)
     probed = {q.tensor for q in d.probes}
     assert {l.name for l in g.layers if l.op in ("requant", "add", "avgpool")} <= probed, probed
