@@ -299,11 +299,17 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "max-pool, gathers, folded dense with a block-RAM weight ROM, logits) at a size that routes in minutes "
           "here (the full digits CNN takes about 15 minutes of ECP5 place and route on this machine).",
           "* Cycles/frame is (last output - first output) / (frames - 1) with no back-pressure.",
-          "* Ready paths: every `s_tready` is a register or an AND of registers (an MVAU's `issue_last` is a "
-          "register; a gather takes an image's last pixel only while its output register is empty, which "
+          "* Ready paths: the `s_tready` of every MVAU, sliding window and gather is a register or an AND of "
+          "registers (the max-pool between a gather and the dense layer passes the dense layer's ready through "
+          "as a wire). An MVAU's `issue_last` is a register; a gather takes an image's last pixel only while its "
+          "output register is empty, which "
           "costs one cycle per image only when the consumer reads in that very cycle). Before this, the digits "
           "CNN's critical path (95.6 MHz, 1.9 ns logic + 8.6 ns routing) ran from fc0's fold counter through "
-          "the gather's combinational ready into conv1's skid register enable.",
+          "the gather's combinational ready into conv1's skid register enable; it now ends inside conv0 "
+          "(see the cnn target line). The cnn's ECP5 run time above (about 67 minutes) was measured on a "
+          "machine loaded about 8-fold.",
+          "* Residual graphs (requant, saturating add, window sums, forks, skip FIFOs; `bnn2hw/fpga/rtl/residual.py`) "
+          "are verified in simulation only (`tests/test_rtl.py -k residual`); no synthesis numbers here.",
           ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
