@@ -62,7 +62,8 @@ def hidden_chain(seed: int, in_kind: str, widths: list[int], n_frames: int, firs
 
 
 def conv_chain(seed: int, in_kind: str, in_shape: tuple, spec: list, n_frames: int) -> tuple[Graph, np.ndarray, int]:
-    """A random CNN from ``spec`` entries ("conv", O, k, stride) | ("pool", k, stride) | ("dense", O);
+    """A random CNN from ``spec`` entries ("conv", O, k, stride[, pad]) | ("pool", k, stride) | ("dense", O)
+    (padding: pixel 0 on u8 inputs, pad_value -1 on binary ones);
     a flatten goes before the first dense; thresholds on reached accumulators (ties) as above."""
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n_frames, *in_shape)) if in_kind == "u8" else rng.choice([-1, 1], (n_frames, *in_shape))
@@ -75,10 +76,13 @@ def conv_chain(seed: int, in_kind: str, in_shape: tuple, spec: list, n_frames: i
             h = ops.maxpool(h, e[1], e[2])
             continue
         if e[0] == "conv":
+            pad = e[4] if len(e) > 4 else 0
             w = rng.choice([-1, 1], (e[1], e[2], e[2], h.shape[-1]))
-            layers.append(Layer("conv2d", f"conv{i}", f"net.{i}", {"in": kind, "stride": e[3], "pad": 0,
-                                                                    "weight_kind": "binary"}, {"weight": w.astype(np.int8)}))
-            acc = ops.conv2d(h, w, e[3], 0)
+            attrs = {"in": kind, "stride": e[3], "pad": pad, "weight_kind": "binary"}
+            if kind == "bits":
+                attrs["pad_value"] = -1  # a padded tap is the activation -1 (FINN's FMPadding)
+            layers.append(Layer("conv2d", f"conv{i}", f"net.{i}", attrs, {"weight": w.astype(np.int8)}))
+            acc = ops.conv2d(h, w, e[3], pad, attrs.get("pad_value", 0))
         else:
             if h.ndim > 2:
                 layers.append(Layer("flatten", f"flatten{i}", f"net.{i}f"))
@@ -112,6 +116,14 @@ CONV_CASES = {
                      [(5, 6), (2, 20), (3, 4)]),
     # binary 5x5x1 image: conv 3x3 stride 2 (3 ch), fully folded -> dense 2
     "conv-bits-stride2": (42, "bits", (5, 5, 1), [("conv", 3, 3, 2), ("dense", 2)], [(1, 1), (1, 12)]),
+    # VGG/ResNet shapes: u8 stem 3x3 pad 1 (zero pixels) -> binary 3x3 pad 1 stride 2 (pad_value -1,
+    # even input: the bottom/right pad row is read) -> binary 1x1 stride 2 -> dense
+    "conv-pad-stride-1x1": (44, "u8", (6, 6, 3), [("conv", 4, 3, 1, 1), ("conv", 5, 3, 2, 1), ("conv", 3, 1, 2, 0),
+                                                  ("dense", 4)], [(2, 9), (5, 12), (1, 5), (2, 6)]),
+    # binary input, pad 1 on a 1-pixel-wide image (every window mostly padding), 33 channels out
+    # (pad_value -1) -> pad 2 with a 2x2 kernel -> max-pool -> dense
+    "conv-bits-pad-narrow": (45, "bits", (3, 1, 2), [("conv", 33, 3, 1, 1), ("conv", 2, 2, 1, 2), ("pool", 2, 2),
+                                                     ("dense", 3)], [(11, 6), (2, 33), (1, 2)]),
 }
 
 
@@ -130,10 +142,13 @@ def test_conv_simulation_equals_ir_every_layer(case, tmp_path):
     assert runs[0].cycles_per_frame == max(p.cycles for p in plans), f"seed={seed}: {runs[0].cycles_per_frame}"
 
 
-def test_padded_conv_is_refused():
-    g, _, _ = conv_chain(43, "bits", (4, 4, 1), [("conv", 2, 3, 1), ("dense", 2)], 2)
-    g.layers[0].attrs["pad"] = 1
-    with pytest.raises(Bnn2hwError, match="padded convolutions"):
+def test_zero_padded_binary_conv_is_refused():
+    """pad_value 0 on a binary input (a padded tap contributes 0) has no RTL form yet: refused,
+    naming the layer; pad_value -1 on the same graph is accepted."""
+    g, _, _ = conv_chain(43, "bits", (4, 4, 1), [("conv", 2, 3, 1, 1), ("dense", 2)], 2)
+    generate(g, folding=folding(g, [(1, 1), (1, 1)]))
+    g.layers[0].attrs["pad_value"] = 0
+    with pytest.raises(Bnn2hwError, match="IR layer conv0: padded convolutions with pad_value 0"):
         generate(g, folding=folding(g, [(1, 1), (1, 1)]))
 
 
@@ -365,3 +380,120 @@ def test_ecp5_flow_tiny_model(tmp_path):
     assert r["fmax_mhz"] and r["fmax_mhz"] > 50, r["fmax_mhz"]
     assert r["LUT4"] > 0 and r["FF"] >= r["harness_ffs"], r
     assert r["bitstream"].stat().st_size > 100_000
+
+
+# ---- residual graphs (issue 9's ops): requant, threshold on the stream, saturating add, avgpool,
+# dense on the stream, forks and skip FIFOs; tests/residual_graphs.py builds the graphs
+
+def _residual_case(name: str):
+    """(graph, u8 input images (N, C, H, W), folding) for one residual case."""
+    from residual_graphs import residual_graph, resnet8_graph, saturating_inputs
+
+    from bnn2hw.fpga import build
+
+    rng = np.random.default_rng(len(name))
+    if name == "conv-shortcut":  # stride-2 block with a 1x1 stride-2 binary conv shortcut, int8 head
+        g = residual_graph(rng, hw=6, c_in=3, widths=(4, 6), stride=2)
+        hw, cin = 6, 3
+    elif name == "identity-2x2pool-binary-head":  # two identity blocks, 2x2 window sums, ±1 head on the stream
+        g = residual_graph(rng, hw=5, c_in=1, widths=(5, 5, 5), stride=1, shortcut="identity", pool="2x2",
+                           head="binary")
+        hw, cin = 5, 1
+    elif name == "hardtanh-bounds":  # requant and add saturate at lo/hi = -+2^frac (official BiPer's hardtanh)
+        g = residual_graph(rng, hw=5, c_in=2, widths=(3, 4), stride=2)
+        for layer in g.layers:
+            if layer.op in ("requant", "add"):
+                layer.attrs.update({"lo": -16, "hi": 16})
+            if layer.op == "threshold":  # thresholds inside the narrower stream range, so that ties happen
+                layer.arrays["thr"] = rng.integers(-4, 5, len(layer.arrays["thr"])).astype(np.int64)
+        hw, cin = 5, 2
+    else:  # resnet8-shaped: identity stack, then two stride-2 stacks with 1x1 shortcuts; 33 channels last
+        g = resnet8_graph(rng, hw=8, c_in=3, widths=(3, 5, 33))
+        hw, cin = 8, 3
+    x = saturating_inputs(rng, 16, hw, cin)
+    # FINN's folding for a budget that folds most layers (mixed PE/SIMD, awkward divisors)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 100e6 / 160)
+    return g, x, fold
+
+
+# resnet8-small: about 2 CPU minutes (mostly Verilator compiling its 8x8x3..2x2x33 element-wise modules)
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds",
+                  pytest.param("resnet8-small", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("case", RESIDUAL_CASES)
+def test_residual_simulation_equals_ir(case, tmp_path):
+    """A residual DAG in Verilator: every stream tensor (requant outputs, saturating adds, window
+    sums), every binary tensor and every integer logit equal the IR's, free-running and under
+    random back-pressure; the stream saturates at both ends and thresholds tie on stream values;
+    lint clean; cycles/frame equal the analytical model's interval (the skip FIFOs sized from the
+    model keep the long branch full)."""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case(case)
+    d = generate_design(g, folding=fold)
+    sim.lint(d.files)
+    ref = execute.run(g, x)
+    # hostile data: stream values on a threshold (ties), saturation at both ends of the stream
+    ties = sum(int((ref.tensors[l.inputs[0]] == l.arrays["thr"]).sum()) for l in g.layers
+               if l.op == "threshold" and l.inputs)
+    assert ties > 0, f"{case}: no stream value ties a threshold"
+    x0, at = ref.tensors["x0"], next(l.attrs for l in g.layers if l.name == "x0")
+    lo, hi = at.get("lo", -128), at.get("hi", 127)
+    assert x0.min() == lo and x0.max() == hi, f"{case}: the stem requant does not saturate both ways"
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 7), d.probes)
+    probed = {q.tensor for q in d.probes}
+    assert {l.name for l in g.layers if l.op in ("requant", "add", "avgpool")} <= probed, probed
+    for r in runs:
+        for t, got in r.hidden.items():
+            want = ref.tensors[t].reshape(len(x), -1)
+            bad = np.argwhere(got[:, :want.shape[1]] != want)
+            assert len(bad) == 0, f"{case} stall={r.stall_seed}: {t} differs at (frame, element) {bad[:5].tolist()}"
+        assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}: logits differ"
+    from bnn2hw.fpga.rtl.residual import plan_residual
+
+    model = plan_residual(g, fold, "t")
+    assert runs[0].cycles_per_frame == model.interval, (case, runs[0].cycles_per_frame, model.interval, d.fifos)
+    if any(l.op == "conv2d" and l.inputs for l in g.layers):  # a 1x1 shortcut branch: its add waits in a FIFO
+        assert d.fifos and all(v >= 2 for v in d.fifos.values()), d.fifos
+
+
+def test_residual_streamed_input_and_iverilog(tmp_path):
+    """The residual design with one u8 pixel (3 bytes) per s_axis beat, simulated with iverilog
+    (the fallback): logits and every stream tensor equal the IR's."""
+    need("iverilog")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case("conv-shortcut")
+    d = generate_design(g, folding=fold, in_beat_bytes=3)
+    assert d.plans[0].beat_width == 24 and "bnn_instream.v" in d.files
+    ref = execute.run(g, x[:6])
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
+    for r in runs:
+        assert np.array_equal(r.int_logits, ref.int_logits), f"stall={r.stall_seed}"
+        for t in ("x0", "x1", "pool"):
+            want = ref.tensors[t].reshape(6, -1)
+            assert np.array_equal(r.hidden[t][:, :want.shape[1]], want), f"{t} stall={r.stall_seed}"
+
+
+def test_residual_refusals_name_the_layer():
+    """Zero padding on a binary conv (pad_value 0) and a requant on the stream have no RTL form:
+    refused, naming the layer."""
+    from residual_graphs import residual_graph
+
+    from bnn2hw.fpga import build
+    from bnn2hw.fpga.rtl import generate_design
+
+    g = residual_graph(np.random.default_rng(3), hw=6, c_in=3, widths=(4, 6), stride=2, pad_value=0)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 1e6)
+    with pytest.raises(Bnn2hwError, match="IR layer c0: padded convolutions with pad_value 0"):
+        generate_design(g, folding=fold)
+    g = residual_graph(np.random.default_rng(3), hw=6, c_in=3, widths=(4, 6), stride=2)
+    i = next(k for k, l in enumerate(g.layers) if l.name == "x1")
+    add = g.layers[i]
+    g.layers.insert(i + 1, Layer("requant", "rq", "extra", {"shift": 1, "bits": 8, "frac": 4},
+                                 {"mult": np.ones(6, np.int64), "bias": np.zeros(6, np.int64)}, [add.name]))
+    g.layers[i + 2].inputs = ["rq"]
+    with pytest.raises(Bnn2hwError, match="IR layer rq: a requant that does not follow"):
+        generate_design(g, folding=fold)

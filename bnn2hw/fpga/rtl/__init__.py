@@ -3,6 +3,6 @@
 Verilator/iverilog simulation (:mod:`.sim`), yosys/nextpnr-ecp5 implementation (:mod:`.synth`)
 and the ``export --backend rtl`` driver (:mod:`.export`)."""
 
-from .export import TARGETS, check_target, export_rtl, generate
+from .export import TARGETS, Design, check_target, export_rtl, generate, generate_design
 
-__all__ = ["TARGETS", "check_target", "export_rtl", "generate"]
+__all__ = ["TARGETS", "Design", "check_target", "export_rtl", "generate", "generate_design"]

@@ -111,6 +111,15 @@ def _term_lines(p: MvauPlan) -> tuple[list[str], int, bool]:
         tw, signed = 1, False
         expr = f"~(x1[s] ^ w1[pe*{S}+s])"
         what = "xnor: 1 when input and weight agree (both +1 or both -1)"
+    elif p.in_kind == "fixed" and p.weight_kind == "binary":
+        tw, signed = IW + 1, True
+        xe = f"{{x1[s*{IW} + {IW - 1}], {x}}}"
+        expr = f"w1[pe*{S}+s] ? {xe} : ({tw}'d0 - {xe})"
+        what = f"{IW}-bit stream integer times ±1: +q or -q ({tw}-bit two's complement)"
+    elif p.in_kind == "fixed":
+        tw, signed = IW + 8, True
+        expr = f"$signed({x}) * $signed({w})"
+        what = f"{IW}-bit stream integer times int8 weight ({tw}-bit signed product)"
     elif p.in_kind == "u8" and p.weight_kind == "binary":
         tw, signed = 10, True
         expr = f"w1[pe*{S}+s] ? {{2'b00, {x}}} : (10'd0 - {{2'b00, {x}}})"
@@ -246,6 +255,19 @@ def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: 
     return lines
 
 
+def _issue_last_next(NF: int, SF: int, nfw: int, sfw: int) -> str:
+    """Verilog for ``issue_last`` of the next cycle, given that the layer is running now: the fold
+    after (nf, sf) is (NF-1, SF-1). After the last fold (nf, sf) wraps to (0, 0)."""
+    if NF == 1 and SF == 1:
+        return "1'b1"
+    if NF == 1:  # next sf == SF-1 <=> sf == SF-2
+        return f"(sf == {sfw}'d{SF - 2})"
+    if SF == 1:  # next nf == NF-1 <=> nf == NF-2
+        return f"(nf == {nfw}'d{NF - 2})"
+    # next (nf, sf) = (NF-1, SF-1) <=> nf == NF-1 and sf == SF-2
+    return f"(nf == {nfw}'d{NF - 1}) && (sf == {sfw}'d{SF - 2})"
+
+
 def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> str:
     """One MVAU module for IR dense layer ``p`` (+ its threshold)."""
     NF, SF, PE, S, AW = p.NF, p.SF, p.PE, p.SIMD, p.AW
@@ -259,7 +281,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          + (f", threshold {p.thr_name}" if p.thr_name else ", no activation: integer logits"),
          f"// MW={p.MW} inputs, MH={p.MH} outputs, folded PE={PE} x SIMD={S}: "
          f"NF={NF} neuron folds x SF={SF} synapse folds = {p.cycles} cycles/frame",
-         f"// input:  {p.MW} x {p.IW}-bit ({'u8 pixel' if p.in_kind == 'u8' else 'bit, 1 = +1'}), "
+         f"// input:  {p.MW} x {p.IW}-bit ({ {'u8': 'u8 pixel', 'bits': 'bit, 1 = +1'}.get(p.in_kind, 'stream integer')}), "
          f"element i at [i*{p.IW} +: {p.IW}]",
          f"// output: {out_desc}",
          "// accumulator: " + ("P = popcount(xnor(x, w)) (acc = 2P - MW)" if p.popcount
@@ -292,7 +314,9 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          f"    reg [{sfw - 1}:0] sf;",
          f"    reg [{aw_addr - 1}:0] waddr;           // nf*SF + sf",
          f"    wire sf_last = (sf == {sfw}'d{SF - 1});",
-         f"    wire issue_last = (nf == {nfw}'d{NF - 1}) && sf_last;",
+         "    // issue_last: the fold issued now is the frame's last, (nf, sf) = (NF-1, SF-1); a register",
+         "    // (computed from the next nf, sf), so s_tready is an AND of registers (Fmax)",
+         "    reg issue_last;",
          f"    wire [{aw_addr - 1}:0] waddr_nxt = issue_last ? {aw_addr}'d0 : waddr + {aw_addr}'d1;",
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
@@ -301,11 +325,13 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "    always @(posedge clk) begin",
          "        if (!rst_n) begin",
          f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
+         f"            issue_last <= 1'b{int(NF == 1 and SF == 1)};",
          "        end else if (en) begin",
          "            if (running) begin",
          f"                sf <= sf_last ? {sfw}'d0 : sf + {sfw}'d1;",
          f"                if (sf_last) nf <= (nf == {nfw}'d{NF - 1}) ? {nfw}'d0 : nf + {nfw}'d1;",
          "                waddr <= waddr_nxt;",
+         f"                issue_last <= {_issue_last_next(NF, SF, nfw, sfw)};",
          "            end",
          "            if (take) running <= 1'b1;",
          "            else if (issue_last) running <= 1'b0;",
@@ -474,11 +500,16 @@ def emit_swg(p: MvauPlan, model_hash: str) -> str:
     raster order; window element (ky, kx, c) at [((ky*KW + kx)*C + c)*IW +: IW] (im2col's order)."""
     c = p.conv
     H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
+    P = c.get("pad", 0)
     EW = C * p.IW
     V = OH * OW
     pw = bitlen(V - 1)
     fin, win = p.frame_in_width, p.in_width
-    L = [f"// sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}) <- {p.source}: "
+    pad_desc = ""
+    if P:
+        pad_desc = (f", padding {P} ({'the bit 0 = activation -1, FINN FMPadding' if p.IW == 1 else 'pixel 0'}"
+                    " in every tap outside the image)")
+    L = [f"// sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}{pad_desc}) <- {p.source}: "
          f"{H}x{W}x{C} image in one beat -> {OH}x{OW} windows of {KH}x{KW}x{C}, one per beat",
          f"// generated by bnn2hw {__version__} from model {model_hash}",
          "`default_nettype none",
@@ -503,7 +534,11 @@ def emit_swg(p: MvauPlan, model_hash: str) -> str:
             taps = []
             for ky in range(KH):
                 for kx in range(KW):
-                    idx = (oy * S + ky) * W + ox * S + kx
+                    iy, ix = oy * S + ky - P, ox * S + kx - P
+                    if not (0 <= iy < H and 0 <= ix < W):
+                        taps.append(f"{EW}'d0")  # padding
+                        continue
+                    idx = iy * W + ix
                     taps.append(f"frame[{(idx + 1) * EW - 1}:{idx * EW}]")
             L.append(f"            {pw}'d{oy * OW + ox}: win = {{{', '.join(reversed(taps))}}};  // ({oy}, {ox})")
     if V < (1 << pw):
@@ -531,20 +566,23 @@ def emit_swg(p: MvauPlan, model_hash: str) -> str:
           "endmodule",
           "`default_nettype wire",
           ""]
-    used = {((oy * S + ky) * W + ox * S + kx) for oy in range(OH) for ox in range(OW)
-            for ky in range(KH) for kx in range(KW)}
+    used = {(oy * S + ky - P) * W + ox * S + kx - P for oy in range(OH) for ox in range(OW)
+            for ky in range(KH) for kx in range(KW)
+            if 0 <= oy * S + ky - P < H and 0 <= ox * S + kx - P < W}
     if len(used) < H * W:
         L.insert(3, "/* verilator lint_off UNUSEDSIGNAL */  // pixels no window covers (floor division)")
         L.insert(len(L) - 2, "/* verilator lint_on UNUSEDSIGNAL */")
     return "\n".join(L)
 
 
-def emit_gather(p: MvauPlan, model_hash: str) -> str:
-    """OH*OW output pixels of a conv, one per beat -> the whole output image in one beat."""
-    V, MH = p.vectors, p.MH
+def emit_gather(p: MvauPlan, model_hash: str, pixel_width: int | None = None) -> str:
+    """OH*OW output pixels of a conv, one per beat -> the whole output image in one beat.
+    ``pixel_width``: bits of one pixel (default MH: one bit per channel)."""
+    V = p.vectors
+    MH = pixel_width or p.MH
     cw = bitlen(V - 1)
     L = [f"// gather of IR layer {p.name}: {V} output pixels of {MH} bits, one per beat -> one "
-         f"{p.conv['oh']}x{p.conv['ow']}x{MH} image, pixel v at [v*{MH} +: {MH}]",
+         f"{p.conv['oh']}x{p.conv['ow']} image, pixel v at [v*{MH} +: {MH}]",
          f"// generated by bnn2hw {__version__} from model {model_hash}",
          "`default_nettype none",
          f"module {module_name(p)}_gather (",
@@ -559,8 +597,11 @@ def emit_gather(p: MvauPlan, model_hash: str) -> str:
          ");",
          f"    reg [{cw - 1}:0] cnt;  // pixels of the image being gathered",
          f"    wire cnt_last = (cnt == {cw}'d{V - 1});",
-         "    // the last pixel waits while the previous image is unread",
-         "    assign s_tready = !(m_tvalid && !m_tready && cnt_last);",
+         "    // the last pixel waits while the previous image is still in m_tdata (read or not): s_tready",
+         "    // depends on registers only, so no ready path runs from the consumer through the gather into",
+         "    // the conv's skid register (Fmax); it costs one cycle per image only when the consumer reads",
+         "    // the previous image in the very cycle the last pixel arrives",
+         "    assign s_tready = !(m_tvalid && cnt_last);",
          "    wire take = s_tvalid && s_tready;"]
     if V > 1:
         bw = (V - 1) * MH

@@ -9,6 +9,7 @@ The build directory is complete and verified, or not written at all
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -16,8 +17,8 @@ import numpy as np
 
 from ...errors import Bnn2hwError
 from .. import build
+from . import residual, synth
 from . import sim as rtlsim
-from . import synth
 from .emit import design_hash, emit_design
 from .plan import MvauPlan, plan_layers
 
@@ -31,21 +32,48 @@ def check_target(target: str) -> str:
     return t
 
 
-def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
-             folding: Optional[list[dict]] = None, in_beat_bytes: int | None = None,
-             rom_style: str = "auto") -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
-    """IR -> (plans, {file: Verilog}, FINN folding rows); folding defaults to ``choose_folding``.
+@dataclass
+class Design:
+    """A generated design: the MVAU plans (input reader first, logits last), the Verilog files, the
+    FINN folding rows, and for a residual graph its simulation probes and skip FIFO depths."""
+
+    plans: list
+    files: dict
+    folding: list
+    probes: list | None = None  # None: a chain (every hidden layer probed by default)
+    fifos: dict = field(default_factory=dict)
+
+
+def generate_design(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
+                    folding: list[dict] | None = None, in_beat_bytes: int | None = None,
+                    rom_style: str = "auto") -> Design:
+    """IR -> :class:`Design`; folding defaults to ``choose_folding``. A chain (MLP, CNN) uses
+    :mod:`.emit`; a graph with residual ops or branches uses :mod:`.residual`.
 
     ``in_beat_bytes``: bytes per s_axis beat (e.g. 1: one u8 pixel per beat, as FINN streams);
     None: one whole frame per beat. ``rom_style``: ``auto`` | ``block`` | ``logic``
     (:func:`~bnn2hw.fpga.rtl.emit.rom_style`)."""
     layers = folding or build.choose_folding(build.matmul_layers(graph), clock_mhz, target_fps)
+    if in_beat_bytes is not None and int(in_beat_bytes) < 1:
+        raise Bnn2hwError(f"bytes per input beat must be at least 1, not {in_beat_bytes}")
+    mh = graph.meta.get("model_hash", "?")
+    if residual.needs_residual(graph):
+        fin = int(np.prod(graph.input_shape)) * (8 if graph.input_kind == "u8" else 1)
+        bits = None if in_beat_bytes is None else min(8 * int(in_beat_bytes), -(-fin // 8) * 8)
+        d = residual.plan_residual(graph, layers, mh, rom_style, bits)
+        return Design(d.plans, d.files, layers, d.probes, d.fifos)
     plans = plan_layers(graph, layers)
     if in_beat_bytes is not None:
-        if int(in_beat_bytes) < 1:
-            raise Bnn2hwError(f"bytes per input beat must be at least 1, not {in_beat_bytes}")
         plans[0].in_beat_bits = min(8 * int(in_beat_bytes), -(-plans[0].frame_in_width // 8) * 8)
-    return plans, emit_design(plans, graph.meta.get("model_hash", "?"), rom_style), layers
+    return Design(plans, emit_design(plans, mh, rom_style), layers)
+
+
+def generate(graph, clock_mhz: float = 100.0, target_fps: float = 1e6,
+             folding: Optional[list[dict]] = None, in_beat_bytes: int | None = None,
+             rom_style: str = "auto") -> tuple[list[MvauPlan], dict[str, str], list[dict]]:
+    """IR -> (plans, {file: Verilog}, FINN folding rows): :func:`generate_design`'s first three."""
+    d = generate_design(graph, clock_mhz, target_fps, folding, in_beat_bytes, rom_style)
+    return d.plans, d.files, d.folding
 
 
 def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 100.0,
@@ -62,7 +90,8 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
     target = check_target(target)
     exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
     graph = exp.graph
-    plans, files, layers = generate(graph, clock_mhz, target_fps, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
+    design = generate_design(graph, clock_mhz, target_fps, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
+    plans, files, layers = design.plans, design.files, design.folding
     report = build.layer_report(graph, layers, clock_mhz, target_fps)
     summary: dict = {"checkpoint": str(checkpoint), "target": target, "model_hash": graph.meta["model_hash"],
                      "design_hash": design_hash(files), "clock_mhz": clock_mhz, "target_fps": target_fps,
@@ -86,7 +115,8 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
             x, y = test_inputs(exp, verify_samples)
             ref = execute.run(graph, x)
             xi = execute.to_ir_input(graph, x).reshape(len(x), -1)
-            runs = rtlsim.simulate(files, plans, xi, tmp / "sim", simulator, stall_seeds=(0, 1))
+            runs = rtlsim.simulate(files, plans, xi, tmp / "sim", simulator, stall_seeds=(0, 1),
+                                   probes=design.probes)
             for r in runs:
                 bad = int((r.int_logits != ref.int_logits).sum())
                 if bad:

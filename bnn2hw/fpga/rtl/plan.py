@@ -48,7 +48,7 @@ class MvauPlan:
     name: str  # IR name of the dense op, e.g. "fc0"
     source: str  # PyTorch module
     thr_name: str | None  # IR name of the threshold op after it (None: the logits layer)
-    in_kind: str  # "u8" | "bits"
+    in_kind: str  # "u8" | "bits" | "fixed" (signed stream integers of in_bits bits)
     weight_kind: str  # "binary" | "int8"
     MW: int
     MH: int
@@ -59,9 +59,10 @@ class MvauPlan:
     inv: np.ndarray | None  # (MH,) 1 where the direction is -1
     acc_lo: int
     acc_hi: int
-    conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, oh, ow (the MVAU runs once per output pixel)
+    conv: dict | None = None  # conv2d: in_h, in_w, C, kh, kw, stride, pad, oh, ow (the MVAU runs once per output pixel)
     pool: dict | None = None  # max-pool after the threshold: k, stride, ph, pw
     in_beat_bits: int | None = None  # first layer only: s_axis beat width (None: one whole frame per beat)
+    in_bits: int | None = None  # in_kind "fixed": width of one stream integer (two's complement)
 
     @property
     def vectors(self) -> int:
@@ -88,6 +89,8 @@ class MvauPlan:
 
     @property
     def IW(self) -> int:
+        if self.in_kind == "fixed":
+            return self.in_bits
         return 8 if self.in_kind == "u8" else 1
 
     @property
@@ -96,9 +99,12 @@ class MvauPlan:
 
     @property
     def TW(self) -> int:
-        """Width of one product term: xnor bit, ±u8 (10), u8 x int8 (17), ±int8 (9)."""
+        """Width of one product term: xnor bit, ±u8 (10), u8 x int8 (17), ±int8 (9); on a stream of
+        b-bit integers: ±q (b + 1), q x int8 (b + 8)."""
         if self.popcount:
             return 1
+        if self.in_kind == "fixed":
+            return self.IW + (1 if self.weight_kind == "binary" else 8)
         if self.in_kind == "u8":
             return 10 if self.weight_kind == "binary" else 17
         return 9
@@ -198,50 +204,10 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
             continue
         if layer.op not in ("dense", "conv2d"):
             raise Bnn2hwError(f"IR layer {layer.name}: op {layer.op!r} has no RTL form")
-        conv = None
-        if layer.op == "conv2d":
-            w4 = np.asarray(layer.arrays["weight"], dtype=np.int64)
-            o, kh, kw, c = w4.shape
-            st, pad = layer.attrs["stride"], layer.attrs["pad"]
-            if pad:
-                raise Bnn2hwError(f"IR layer {layer.name}: padded convolutions are not supported by the RTL "
-                                  "back end (a padded ±1 tap contributes 0, which xnor-popcount cannot express)")
-            oh, ow = (shape[0] - kh) // st + 1, (shape[1] - kw) // st + 1
-            conv = {"in_h": shape[0], "in_w": shape[1], "C": c, "kh": kh, "kw": kw, "stride": st, "oh": oh, "ow": ow}
-            w = w4.reshape(o, -1)  # (ky, kx, c) order, as im2col
-            shape = (oh, ow, o)
-        else:
-            w = np.asarray(layer.arrays["weight"], dtype=np.int64)
-            shape = (w.shape[0],)
-        MH, MW = w.shape
         nxt = layers[i + 1] if i + 1 < len(layers) else None
-        in_kind = layer.attrs["in"]
-        wk = layer.attrs.get("weight_kind", "binary")
-        peak = 255 if in_kind == "u8" else 1
-        wmax = 127 if wk == "int8" else 1
-        if wk == "int8" and in_kind == "u8":
-            # exact range of this layer's accumulator, from the weights
-            pos = np.clip(w, 0, None).sum(1) * 255
-            neg = np.clip(w, None, 0).sum(1) * 255
-            lo, hi = int(neg.min()), int(pos.max())
-        else:
-            lo, hi = -peak * wmax * MW, peak * wmax * MW
-        popcount = in_kind == "bits" and wk == "binary"
-        F = fold[layer.name]
-        if MH % F["PE"] or MW % F["SIMD"]:
-            raise Bnn2hwError(f"IR layer {layer.name}: PE {F['PE']} must divide MH {MH} and SIMD {F['SIMD']} "
-                              f"must divide MW {MW} (FINN's folding rule)")
-        if nxt is not None and nxt.op == "threshold":
-            if np.asarray(nxt.arrays["thr"]).ndim != 1:
-                raise Bnn2hwError(f"IR layer {nxt.name}: per-position thresholds have no RTL form")
-            T, inv = hardware_thresholds(nxt.arrays["thr"], nxt.arrays["direction"], popcount, MW,
-                                         0 if popcount else lo, MW if popcount else hi)
-            thr_name = nxt.name
-        else:
-            T = inv = None
-            thr_name = None
-        plans.append(MvauPlan(layer.name, layer.source, thr_name, in_kind, wk, MW, MH, F["PE"], F["SIMD"],
-                              w, T, inv, lo, hi, conv))
+        thr_layer = nxt if nxt is not None and nxt.op == "threshold" else None
+        plan, shape = mvau_plan(layer, shape, fold[layer.name], thr_layer)
+        plans.append(plan)
     if not plans or not plans[-1].is_logits:
         raise Bnn2hwError("the IR graph does not end with a dense layer producing integer logits")
     if plans[-1].conv:
@@ -250,3 +216,72 @@ def plan_layers(graph: Graph, folding: list[dict]) -> list[MvauPlan]:
         bad = next(p for p in plans[:-1] if p.is_logits)
         raise Bnn2hwError(f"IR layer {bad.name}: a dense layer without a threshold before the last layer")
     return plans
+
+
+def mvau_plan(layer, shape: tuple, F: dict, thr_layer=None, in_bits: int | None = None) -> tuple[MvauPlan, tuple]:
+    """One IR ``dense``/``conv2d`` op (input tensor ``shape``, folding ``F`` = {PE, SIMD}) and the
+    ``threshold`` op after it (None: the MVAU outputs its integer accumulators, as for logits or a
+    requant) -> (plan, output shape). ``in_bits``: element width of a ``fixed`` (stream) input."""
+    conv = None
+    if layer.op == "conv2d":
+        w4 = np.asarray(layer.arrays["weight"], dtype=np.int64)
+        o, kh, kw, c = w4.shape
+        st, pad = layer.attrs["stride"], layer.attrs["pad"]
+        pad_value = layer.attrs.get("pad_value", 0)
+        if "pad_u8" in layer.arrays:
+            raise Bnn2hwError(f"IR layer {layer.name}: per-channel padding values (pad_u8) have no RTL form; "
+                              "the sliding window pads a u8 image with the pixel 0")
+        if layer.attrs["in"] not in ("u8", "bits"):
+            raise Bnn2hwError(f"IR layer {layer.name}: a convolution on a {layer.attrs['in']!r} input has no RTL form")
+        if pad and layer.attrs["in"] == "bits" and pad_value != -1:
+            raise Bnn2hwError(f"IR layer {layer.name}: padded convolutions with pad_value {pad_value} on a "
+                              "binary input are not supported by the RTL back end (a padded ±1 tap that "
+                              "contributes 0 needs a per-border threshold); pad_value -1 (FINN's FMPadding) "
+                              "and zero-padded u8 pixels are")
+        oh, ow = (shape[0] + 2 * pad - kh) // st + 1, (shape[1] + 2 * pad - kw) // st + 1
+        if oh < 1 or ow < 1:
+            raise Bnn2hwError(f"IR layer {layer.name}: a {kh}x{kw} kernel (pad {pad}) does not fit the "
+                              f"{shape[0]}x{shape[1]} input")
+        # a padded tap is the bit 0 (the activation -1, pad_value -1) on a binary input, the pixel 0
+        # on a u8 input: both are all-zero bits, which the sliding window inserts
+        conv = {"in_h": shape[0], "in_w": shape[1], "C": c, "kh": kh, "kw": kw, "stride": st, "oh": oh, "ow": ow,
+                "pad": pad}
+        w = w4.reshape(o, -1)  # (ky, kx, c) order, as im2col
+        shape = (oh, ow, o)
+    else:
+        w = np.asarray(layer.arrays["weight"], dtype=np.int64)
+        shape = (w.shape[0],)
+    MH, MW = w.shape
+    in_kind = layer.attrs["in"]
+    wk = layer.attrs.get("weight_kind", "binary")
+    if in_kind == "fixed":
+        if not in_bits:
+            raise Bnn2hwError(f"IR layer {layer.name}: a dense layer on the stream needs the stream's width")
+        peak = 1 << (in_bits - 1)  # |q| <= 2^(bits-1)
+    else:
+        peak = 255 if in_kind == "u8" else 1
+    wmax = 127 if wk == "int8" else 1
+    if wk == "int8" and in_kind == "u8":
+        # exact range of this layer's accumulator, from the weights
+        pos = np.clip(w, 0, None).sum(1) * 255
+        neg = np.clip(w, None, 0).sum(1) * 255
+        lo, hi = int(neg.min()), int(pos.max())
+    else:
+        lo, hi = -peak * wmax * MW, peak * wmax * MW
+    popcount = in_kind == "bits" and wk == "binary"
+    if MH % F["PE"] or MW % F["SIMD"]:
+        raise Bnn2hwError(f"IR layer {layer.name}: PE {F['PE']} must divide MH {MH} and SIMD {F['SIMD']} "
+                          f"must divide MW {MW} (FINN's folding rule)")
+    if thr_layer is not None:
+        if np.asarray(thr_layer.arrays["thr"]).ndim != 1:
+            raise Bnn2hwError(f"IR layer {thr_layer.name}: per-position thresholds have no RTL form")
+        T, inv = hardware_thresholds(thr_layer.arrays["thr"], thr_layer.arrays["direction"], popcount, MW,
+                                     0 if popcount else lo, MW if popcount else hi)
+        thr_name = thr_layer.name
+    else:
+        T = inv = None
+        thr_name = None
+    plan = MvauPlan(layer.name, layer.source, thr_name, in_kind, wk, MW, MH, F["PE"], F["SIMD"],
+                    w, T, inv, lo, hi, conv)
+    plan.in_bits = in_bits
+    return plan, shape

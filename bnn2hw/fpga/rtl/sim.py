@@ -43,25 +43,45 @@ int main(int argc, char** argv) {
 """
 
 
-def _probes(plans: list[MvauPlan]) -> str:
-    """Every hidden layer's output beats, written to tb_probe_<layer>.hex (hierarchical references)."""
+@dataclass(frozen=True)
+class Probe:
+    """An internal stream of the design written to ``tb_probe_<name>.hex`` at every handshake:
+    ``path`` is the instance (``dut.u_x``) whose ``m_tdata``/``m_tvalid``/``m_tready`` carry IR
+    tensor ``tensor``, ``width`` bits per element (two's complement when ``signed``; width 1 and
+    unsigned: a bit, 1 = +1)."""
+
+    name: str
+    path: str
+    tensor: str
+    width: int = 1
+    signed: bool = False
+
+
+def chain_probes(plans: list[MvauPlan]) -> list[Probe]:
+    """Every hidden layer's output of a chain design (its threshold's bits)."""
+    return [Probe(p.name, f"dut.u_{module_name(p)[len(PREFIX) + 1:]}", p.thr_name) for p in plans[:-1]]
+
+
+def _probes(probes: list[Probe]) -> str:
+    """Every probe's beats, written to tb_probe_<name>.hex (hierarchical references)."""
     out = []
-    for p in plans[:-1]:
-        u = f"dut.u_{module_name(p)[len(PREFIX) + 1:]}"
-        out += [f"    integer f_{p.name};",
-                f"    initial f_{p.name} = $fopen(\"tb_probe_{p.name}.hex\", \"w\");",
-                f"    always @(posedge clk) if ({u}.m_tvalid && {u}.m_tready) $fwrite(f_{p.name}, \"%h\\n\", "
+    for q in probes:
+        u = q.path
+        out += [f"    integer f_{q.name};",
+                f"    initial f_{q.name} = $fopen(\"tb_probe_{q.name}.hex\", \"w\");",
+                f"    always @(posedge clk) if ({u}.m_tvalid && {u}.m_tready) $fwrite(f_{q.name}, \"%h\\n\", "
                 f"{u}.m_tdata);"]
     return "\n".join(out)
 
 
-def testbench(plans: list[MvauPlan], frames: int, max_cycles: int) -> str:
+def testbench(plans: list[MvauPlan], frames: int, max_cycles: int, probes: list[Probe] | None = None) -> str:
     first, last = plans[0], plans[-1]
     bw, nb, ow = first.beat_width, first.beats_per_frame, last.out_width
     iw = bw * nb  # frame words padded to whole beats
     bc = max(1, (nb - 1).bit_length())
-    probes = _probes(plans)
-    closes = " ".join(f"$fclose(f_{p.name});" for p in plans[:-1])
+    plist = chain_probes(plans) if probes is None else probes
+    probes = _probes(plist)
+    closes = " ".join(f"$fclose(f_{q.name});" for q in plist)
     return f"""// bnn2hw testbench: {frames} frames through {PREFIX}_top, +stall=SEED for random back-pressure
 `default_nettype none
 module tb_core (input wire clk);
@@ -140,7 +160,7 @@ class SimResult:
     latency_cycles: int  # frame 0: s_axis handshake -> m_axis handshake
     cycles_per_frame: float  # steady state: (last_out - first_out) / (N - 1)
     stall_seed: int
-    hidden: dict  # hidden layer name -> (N, MH) ±1 outputs, read from the probes
+    hidden: dict  # IR tensor name -> (N, elements) ±1 bits or stream integers, read from the probes
 
 
 def pack_inputs(plan: MvauPlan, x: np.ndarray) -> str:
@@ -199,16 +219,17 @@ def lint(files: dict[str, str], top: str = f"{PREFIX}_top") -> str:
 
 
 def build_sim(files: dict[str, str], plans: list[MvauPlan], frames: int, work: Path,
-              simulator: str = "auto") -> tuple[str, list[str]]:
+              simulator: str = "auto", probes: list[Probe] | None = None,
+              extra_cycles: int = 0) -> tuple[str, list[str]]:
     """Compile the design + testbench in ``work``; returns (simulator, command to run)."""
     sim = pick_simulator(simulator)
     work.mkdir(parents=True, exist_ok=True)
     worst = max(p.cycles for p in plans)
     depth = sum(p.cycles + p.tree_levels + 8 for p in plans)
-    max_cycles = 100 + 8 * (frames * worst + depth)  # generous: the stalled run takes ~2-3x
+    max_cycles = 100 + 8 * (frames * worst + depth + extra_cycles)  # generous: the stalled run takes ~2-3x
     for name, text in files.items():
         (work / name).write_text(text)
-    (work / "tb_core.v").write_text(testbench(plans, frames, max_cycles))
+    (work / "tb_core.v").write_text(testbench(plans, frames, max_cycles, probes))
     srcs = sorted(files) + ["tb_core.v"]
     if sim == "verilator":
         (work / "tb_main.cpp").write_text(CPP_MAIN)
@@ -224,8 +245,28 @@ def build_sim(files: dict[str, str], plans: list[MvauPlan], frames: int, work: P
     return sim, [tools.require("vvp", "RTL simulation"), "-n", "tb.vvp"]
 
 
+def _decode(words: list[str], q: Probe, n: int) -> np.ndarray:
+    if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
+        raise Bnn2hwError(f"simulation: {q.tensor} produced undefined (x/z) bits")
+    if len(words) != n:
+        raise Bnn2hwError(f"simulation: {q.tensor} produced {len(words)} frames for {n} inputs")
+    out = []
+    for w in words:
+        v = int(w, 16)
+        if q.width == 1 and not q.signed:
+            row = [1 if (v >> o) & 1 else -1 for o in range(len(w) * 4)]
+        else:
+            mask = (1 << q.width) - 1
+            row = []
+            for o in range(len(w) * 4 // q.width + 1):
+                e = (v >> (o * q.width)) & mask
+                row.append(e - (1 << q.width) if q.signed and e >> (q.width - 1) else e)
+        out.append(row)
+    return np.array(out, dtype=np.int64)
+
+
 def run_sim(cmd: list[str], sim: str, plans: list[MvauPlan], x: np.ndarray, work: Path,
-            stall_seed: int = 0) -> SimResult:
+            stall_seed: int = 0, probes: list[Probe] | None = None) -> SimResult:
     (work / "tb_in.hex").write_text(pack_inputs(plans[0], x))
     out = work / "tb_out.hex"
     if out.exists():
@@ -243,22 +284,29 @@ def run_sim(cmd: list[str], sim: str, plans: list[MvauPlan], x: np.ndarray, work
         raise Bnn2hwError(f"{sim} simulation returned {len(got)} frames for {len(x)} inputs")
     cpf = (lo - fo) / (n - 1) if n > 1 else float("nan")
     hidden = {}
-    for p in plans[:-1]:
-        words = (work / f"tb_probe_{p.name}.hex").read_text().split()
-        if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
-            raise Bnn2hwError(f"simulation: layer {p.name} produced undefined (x/z) bits")
-        bits = [[1 if (int(w, 16) >> o) & 1 else -1 for o in range(p.MH)] for w in words]
-        hidden[p.thr_name] = np.array(bits, dtype=np.int64).reshape(len(x), -1)  # (y, x, c) order for convs
+    if probes is None:
+        for p in plans[:-1]:
+            words = (work / f"tb_probe_{p.name}.hex").read_text().split()
+            if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
+                raise Bnn2hwError(f"simulation: layer {p.name} produced undefined (x/z) bits")
+            bits = [[1 if (int(w, 16) >> o) & 1 else -1 for o in range(p.MH)] for w in words]
+            hidden[p.thr_name] = np.array(bits, dtype=np.int64).reshape(len(x), -1)  # (y, x, c) order for convs
+    else:  # whole tensors per beat; the caller cuts each row to the tensor's element count
+        for q in probes:
+            hidden[q.tensor] = _decode((work / f"tb_probe_{q.name}.hex").read_text().split(), q, len(x))
     return SimResult(got, sim, n, fo - fi, cpf, stall_seed, hidden)
 
 
 def simulate(files: dict[str, str], plans: list[MvauPlan], x: np.ndarray, work: Path | None = None,
-             simulator: str = "auto", stall_seeds: tuple[int, ...] = (0,)) -> list[SimResult]:
-    """Build once, run once per stall seed (0 = free-running, for the cycle counts)."""
+             simulator: str = "auto", stall_seeds: tuple[int, ...] = (0,),
+             probes: list[Probe] | None = None, extra_cycles: int = 0) -> list[SimResult]:
+    """Build once, run once per stall seed (0 = free-running, for the cycle counts). ``plans[0]``
+    reads the design's input, ``plans[-1]`` writes the logits; ``probes``: the internal streams
+    to record (default: every hidden layer of a chain)."""
     if len(x) == 0:
         raise Bnn2hwError("nothing to simulate: no input frames")
     if work is None:
         with tempfile.TemporaryDirectory(prefix="bnn2hw_sim_") as d:
-            return simulate(files, plans, x, Path(d), simulator, stall_seeds)
-    sim, cmd = build_sim(files, plans, len(x), work, simulator)
-    return [run_sim(cmd, sim, plans, x, work, s) for s in stall_seeds]
+            return simulate(files, plans, x, Path(d), simulator, stall_seeds, probes, extra_cycles)
+    sim, cmd = build_sim(files, plans, len(x), work, simulator, probes, extra_cycles)
+    return [run_sim(cmd, sim, plans, x, work, s, probes) for s in stall_seeds]
