@@ -77,7 +77,9 @@ def train(hidden, data):
     return fold_model(model, spec), accuracy(model, data.x_test, data.y_test)
 
 
-def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> dict:
+def design(name: str, data, graphs: dict):
+    """(graph, PyTorch accuracy, mode, folding, plans, files) of one benchmark model: trained once
+    per hidden widths (cached in ``graphs``), folded for TARGET_FPS (or fully unrolled)."""
     hidden, mode = MODELS[name]
     key = tuple(hidden) if isinstance(hidden, list) else hidden
     if key not in graphs:
@@ -89,6 +91,12 @@ def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> 
         for L in layers:
             L["PE"], L["SIMD"], L["cycles"] = L["MH"], L["MW"], 1
     plans, files, _ = generate(graph, folding=layers, in_beat_bytes=BEAT_BYTES[mode])
+    return graph, acc, mode, layers, plans, files
+
+
+def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> dict:
+    graph, acc, mode, layers, plans, files = design(name, data, graphs)
+    hidden = MODELS[name][0]
     report = build.layer_report(graph, build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
                                 if mode != "unrolled" else layers, CLOCK_MHZ, TARGET_FPS)
     row = {"model": name, "hidden": hidden, "mode": mode, "pytorch_accuracy": acc,
@@ -148,17 +156,7 @@ def ecp5_fit(name: str, data, graphs: dict, pnr: bool) -> dict:
     """yosys synth_ecp5 (+ stat) of one model's design with the byte-wide harness: does it fit the
     ECP5-85F? LUT4 demand = LUT4 + 2 per CCU2C (carry cell = two LUT4s). With ``pnr`` and a fit,
     nextpnr-ecp5 --85k at 100 MHz too (no bitstream)."""
-    hidden, mode = MODELS[name]
-    key = tuple(hidden) if isinstance(hidden, list) else hidden
-    if key not in graphs:
-        graphs[key] = train(hidden, data)
-    graph, _ = graphs[key]
-    graph.input_raw_scale = 255.0 / 16.0
-    layers = build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
-    if mode == "unrolled":
-        for L in layers:
-            L["PE"], L["SIMD"], L["cycles"] = L["MH"], L["MW"], 1
-    plans, files, _ = generate(graph, folding=layers, in_beat_bytes=BEAT_BYTES[mode])
+    _, _, _, _, plans, files = design(name, data, graphs)
     out = {"command": f"python benchmarks/bench_rtl.py --ecp5-fit {name}" + ("" if pnr else " --no-ecp5")}
     t = time.time()
     with tempfile.TemporaryDirectory() as d:

@@ -25,13 +25,7 @@ from bnn2hw.ir import execute, ops
 from bnn2hw.ir.graph import Graph, Layer
 from bnn2hw.ir.validate import validate
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def _data(path, n_train=24, n_test=12, seed=0):
@@ -249,23 +243,18 @@ def test_an_8bit_stream_hits_sign_ties_and_stays_exact(imported):
     assert zeros > 0
 
 
-def test_resnet20_host_c_equals_ir(imported, tmp_path):
-    need_tool("gcc", "gcc")
+@pytest.mark.parametrize("target,n", [("host", 6), pytest.param("cortex-m4", 3, marks=pytest.mark.qemu)])
+def test_resnet20_c_equals_ir(imported, tmp_path, target, n):
+    """The deployed official resnet20 in C (host with sanitizers; Cortex-M4 in QEMU) equals the IR."""
+    if target == "host":
+        need_tool("gcc", "gcc")
+    else:
+        need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        need_tool("qemu-system-arm", "qemu-system-arm")
     ckpt, data = imported("resnet20")
     exp = _export(ckpt, data)
-    x = np.load(data)["x_test"][:6]
-    got = run_firmware(exp.graph, tmp_path, "host", x)
-    assert np.array_equal(got, execute.run(exp.graph, x).int_logits)
-
-
-@pytest.mark.qemu
-def test_resnet20_cortex_m4_equals_ir(imported, tmp_path):
-    need_tool("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi")
-    need_tool("qemu-system-arm", "qemu-system-arm")
-    ckpt, data = imported("resnet20")
-    exp = _export(ckpt, data)
-    x = np.load(data)["x_test"][:3]
-    got = run_firmware(exp.graph, tmp_path, "cortex-m4", x)
+    x = np.load(data)["x_test"][:n]
+    got = run_firmware(exp.graph, tmp_path, target, x)
     assert np.array_equal(got, execute.run(exp.graph, x).int_logits)
 
 

@@ -29,13 +29,7 @@ from bnn2hw.frontends.biper_official import CIFAR10_NORMALIZE, import_biper
 W0 = 20.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine's cores are shared, and oversubscription made these 30x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class RefBinarizeConv2d(nn.Conv2d):

@@ -315,13 +315,7 @@ def export(model: nn.Module, shape, path: Path, dynamo: bool = True) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: the machine's cores are shared (oversubscription costs 30x)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
