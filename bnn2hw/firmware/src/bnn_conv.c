@@ -631,17 +631,17 @@ BNN_INLINE void pop_to_acc(int32_t *a, uint32_t cnt, int32_t k)
     if (cnt >= 4u) {
         int32_t *const end = a + (cnt & ~3u);
         __asm__ volatile("1:\n\t"
-                         "ldm %0, {r4, r5, r6, r7}\n\t"
+                         "ldm %0, {r4, r5, r6, r8}\n\t"
                          "sub r4, %2, r4, lsl #1\n\t"
                          "sub r5, %2, r5, lsl #1\n\t"
                          "sub r6, %2, r6, lsl #1\n\t"
-                         "sub r7, %2, r7, lsl #1\n\t"
-                         "stm %0!, {r4, r5, r6, r7}\n\t"
+                         "sub r8, %2, r8, lsl #1\n\t"
+                         "stm %0!, {r4, r5, r6, r8}\n\t"
                          "cmp %0, %1\n\t"
                          "bne 1b\n\t"
                          : "+r"(a)
                          : "r"(end), "r"(k)
-                         : "r4", "r5", "r6", "r7", "cc", "memory");
+                         : "r4", "r5", "r6", "r8", "cc", "memory");
         cnt &= 3u;
     }
 #else
