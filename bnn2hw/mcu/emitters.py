@@ -171,6 +171,14 @@ def _requant_params(st: EmitState, layer, lid: str) -> str:
     return f"{lid}_p"
 
 
+def _pool_geometry(st: EmitState, layer) -> tuple[int, int, int, int, int, int, int]:
+    """(h, w, c, k, stride, out_h, out_w) of a k x k pool over the current (H, W, C) tensor, no
+    padding (floor), as :func:`bnn2hw.ir.ops.maxpool` / ``avgpool`` compute it."""
+    h, w, c = st.shape
+    k, s = layer.attrs["kernel"], layer.attrs["stride"]
+    return h, w, c, k, s, (h - k) // s + 1, (w - k) // s + 1
+
+
 def _emit_flatten(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """(H, W, C) -> H*W*C; bits whose channel count is not a multiple of 32 are repacked densely
     (a fixed-point or accumulator tensor is already in (y, x, c) order: no copy)."""
@@ -189,9 +197,7 @@ def _emit_maxpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """k x k max-pool on packed bits (max of ±1 = OR), or on a fixed-point stream."""
     if st.kind == "fixed":
         return _emit_maxpool_stream(st, i, layer, nxt, lid, cmt)
-    h, w, c = st.shape
-    k, s = layer.attrs["kernel"], layer.attrs["stride"]
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    h, w, c, k, s, oh, ow = _pool_geometry(st, layer)
     dst = st.out_buf(4 * oh * ow * ((c + 31) // 32))
     st.data.append(f"static const bnn_pool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, "
                    f"{k}u, {k}u, {s}u, {s}u}};\n")
@@ -483,9 +489,7 @@ def _emit_requant(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
 
 def _emit_avgpool(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """Window sum of a fixed-point stream (average pooling without the division)."""
-    h, w, c = st.shape
-    k, s = layer.attrs["kernel"], layer.attrs["stride"]
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    h, w, c, k, s, oh, ow = _pool_geometry(st, layer)
     bits = st.graph_infos[layer.name].bits
     ob = stream_bytes(bits)
     st.data.append(f"static const bnn_avgpool_params_t {lid}_p = {{{h}u, {w}u, {c}u, {oh}u, {ow}u, {k}u, {s}u, "
@@ -746,9 +750,7 @@ def _emit_pad_channels(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) ->
 
 
 def _emit_maxpool_stream(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
-    h, w, c = st.shape
-    k, s = layer.attrs["kernel"], layer.attrs["stride"]
-    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    h, w, c, k, s, oh, ow = _pool_geometry(st, layer)
     dst = st.out_buf(st.in_bytes * oh * ow * c)
     st.body.append(f"{cmt}: {k}x{k} max-pool of the stream */")
     st.body.append(f"    bnn_maxpool_stream({st.cur}, {h}u, {w}u, {c}u, {k}u, {s}u, {st.in_bytes}u, {dst});")
