@@ -12,6 +12,16 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
 #define BNN_UNUSED __attribute__((unused))
 #endif
 
+#if BNN_MULTI_ASM
+/* The signature every Thumb-2 row kernel variant shares (the DSP and the plain Thumb-2 bodies
+ * below): naked, so the asm body owns the frame and returns the result in r0. */
+#define BNN_T2_HEAD(R, C, M)                                                                  \
+    __attribute__((naked)) uint32_t bnn__dbt2_##R##C##M(const bnn_word_t *in BNN_UNUSED,     \
+                                                     const bnn_word_t *w BNN_UNUSED,      \
+                                                     const int32_t *mm BNN_UNUSED,        \
+                                                     uint32_t nw_cnt BNN_UNUSED)
+#endif
+
 #if BNN_MULTI_ASM && BNN_HAVE_USADA8
 
 /*
@@ -122,10 +132,7 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * is a USAD8 (no zeroing), except for R = 0, C = 2 (the loop's first group), which zeroes.
  */
 #define BNN_T2_DEFINE(R, C, M)                                                            \
-    __attribute__((naked)) uint32_t bnn__dbt2_##R##C##M(const bnn_word_t *in BNN_UNUSED,     \
-                                                     const bnn_word_t *w BNN_UNUSED,      \
-                                                     const int32_t *mm BNN_UNUSED,        \
-                                                     uint32_t nw_cnt BNN_UNUSED)          \
+    BNN_T2_HEAD(R, C, M)                                                                  \
     {                                                                                     \
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
                          "sub sp, sp, #20\n\t"                                            \
@@ -262,10 +269,7 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
     "eor r5, r5, r8\n\t" BNN_T2_XY2 BNN_T2_NIB BNN_T2_ACC
 
 #define BNN_T2_DEFINE(R, C, M)                                                            \
-    __attribute__((naked)) uint32_t bnn__dbt2_##R##C##M(const bnn_word_t *in BNN_UNUSED,     \
-                                                     const bnn_word_t *w BNN_UNUSED,      \
-                                                     const int32_t *mm BNN_UNUSED,        \
-                                                     uint32_t nw_cnt BNN_UNUSED)          \
+    BNN_T2_HEAD(R, C, M)                                                                  \
     {                                                                                     \
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
                          "sub sp, sp, #8\n\t"                                             \
