@@ -173,6 +173,118 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
     }
     return 0u;
 }
+
+/*
+ * Short rows (conv patches): rows in vector lanes.  The 4-row core above sums each row across the
+ * lanes of its own vectors, so a row of nw words costs ceil(nw / 4) passes: a 3x3x32 patch (9 words)
+ * runs 3 passes with 1 of 4 words live in the last one (0.108 instructions per binary MAC on the
+ * 16x16x32 stride-2 conv of benchmarks/results/mcu_kernels.md).  Here lane l of a vector holds word k
+ * of row l instead: per word k of the patch, for 8 rows,
+ *   VLDRW patch word k broadcast to 4 lanes (vector-base gather, all 4 addresses equal, writeback)
+ *   2 x (VLDRW gather of word k of 4 rows (lane addresses w_r + 4k, writeback), VEOR,
+ *        VLDRB byte-table gather (popcounts of the 16 bytes), VADD.I8 into a byte accumulator)
+ *   LE
+ * 10 instructions for 8 x 32 binary MACs and no tail: any nw costs nw passes.  The byte
+ * accumulators hold <= 8 nw <= 248 per byte for nw <= BNN_MVE_LANE_MAX_WORDS = 31 (no overflow).
+ * Per 4 rows the end of the group folds the 4 bytes of each lane into the row's popcount p_r
+ * (odd bytes: VSHR.U16 #8, even bytes: VBIC.I16 #0xff00, VADD.I16: 16-bit halves <= 496; then
+ * x * 0x10001 >> 16 adds the two halves, exact because both are < 2^16) and compares it with the
+ * popcount threshold M_r (VPT.S32 GE M, p; VADDVAT adds the lane weights 2^(24 + l) of the rows
+ * with p_r <= M_r into the output word, which is shifted right by 8 per group first).
+ * After the group's nw passes every lane address has moved on by 4 nw bytes: the next group's
+ * rows start 7 nw words further (VADD.I32 by 28 nw), the patch broadcast goes back by 4 nw.
+ */
+#define BNN__MVE_LANES_ASM                                                                                    \
+    "vldrw.u32 q1, [%[tbl]]\n\t"          /* {0, 1, 2, 3} */                                                 \
+    "vmul.i32 q1, q1, %[nwb]\n\t"         /* row offsets r 4 nw bytes */                                    \
+    "vadd.i32 q1, q1, %[w]\n\t"           /* q1: word 0 of rows 0..3 */                                     \
+    "lsl %[w], %[nwb], #2\n\t"                                                                               \
+    "vadd.i32 q2, q1, %[w]\n\t"           /* q2: word 0 of rows 4..7 */                                     \
+    "rsb %[w], %[nwb], %[nwb], lsl #3\n\t" /* 28 nw bytes: group step */                                  \
+    "vdup.32 q0, %[x]\n\t"                /* q0: patch word 0, 4 times */                                   \
+    "2:\n\t"                                                                                                  \
+    "vmov.i32 q6, #0\n\t"                                                                                     \
+    "vmov.i32 q7, #0\n\t"                                                                                     \
+    "dls lr, %[nw]\n"                                                                                         \
+    "1:\n\t"                                                                                                  \
+    "vldrw.u32 q3, [q0, #4]!\n\t"                                                                             \
+    "vldrw.u32 q4, [q1, #4]!\n\t"                                                                             \
+    "vldrw.u32 q5, [q2, #4]!\n\t"                                                                             \
+    "veor q4, q4, q3\n\t"                                                                                     \
+    "veor q5, q5, q3\n\t"                                                                                     \
+    "vldrb.u8 q3, [%[tab], q4]\n\t"                                                                           \
+    "vadd.i8 q6, q6, q3\n\t"                                                                                  \
+    "vldrb.u8 q4, [%[tab], q5]\n\t"                                                                           \
+    "vadd.i8 q7, q7, q4\n\t"                                                                                  \
+    "le lr, 1b\n\t"                                                                                           \
+    "vshr.u16 q3, q6, #8\n\t"                                                                                 \
+    "vbic.i16 q6, #0xff00\n\t"                                                                                \
+    "vadd.i16 q6, q6, q3\n\t"                                                                                 \
+    "vmul.i32 q6, q6, %[k]\n\t"                                                                               \
+    "vshr.u32 q6, q6, #16\n\t"            /* q6: p of rows 0..3 */                                          \
+    "vshr.u16 q3, q7, #8\n\t"                                                                                 \
+    "vbic.i16 q7, #0xff00\n\t"                                                                                \
+    "vadd.i16 q7, q7, q3\n\t"                                                                                 \
+    "vmul.i32 q7, q7, %[k]\n\t"                                                                               \
+    "vshr.u32 q7, q7, #16\n\t"            /* q7: p of rows 4..7 */                                          \
+    "vldrw.u32 q3, [%[m]], #32\n\t"       /* M of rows 0..3 */                                              \
+    "vldrw.u32 q4, [%[tbl], #16]\n\t"     /* 2^24 .. 2^27 */                                                \
+    "vldrw.u32 q5, [%[m], #-16]\n\t"      /* M of rows 4..7 */                                              \
+    "lsr %[bits], %[bits], #8\n\t"                                                                            \
+    "vpt.s32 ge, q3, q6\n\t"                                                                                  \
+    "vaddvat.u32 %[bits], q4\n\t"                                                                             \
+    "vldrw.u32 q4, [%[tbl], #32]\n\t"     /* 2^28 .. 2^31 */                                                \
+    "vpt.s32 ge, q5, q7\n\t"                                                                                  \
+    "vaddvat.u32 %[bits], q4\n\t"                                                                             \
+    "vadd.i32 q1, q1, %[w]\n\t"           /* + 28 nw bytes: the next 8 rows */                              \
+    "vadd.i32 q2, q2, %[w]\n\t"                                                                               \
+    "vsub.i32 q0, q0, %[nwb]\n\t"                                                                             \
+    "subs %[g], %[g], #1\n\t"                                                                                 \
+    "bne 2b\n"
+
+/* {0, 1, 2, 3}, then the output bit of lane l of the first / second 4 rows of a group */
+static const uint32_t bnn__mve_lane_tbl[12] __attribute__((aligned(16))) = {
+    0u, 1u, 2u, 3u, 1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+
+/* Bits of g >= 1 groups of 8 rows of nw <= BNN_MVE_LANE_MAX_WORDS words (row r at w + r nw) against
+ * x, popcount thresholds mm: row r at bit 32 - 8 g + r (the lower bits 0). */
+static uint32_t bnn__mve_lanes8(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw,
+                                uint32_t g)
+{
+    register uint32_t bits __asm__("r4") = 0u; /* VADDVA: an even register */
+    /* the vector-base gathers are pre-indexed ([Qm, #4]!: load from Qm + 4, then Qm += 4): the lane
+     * addresses start one word before the rows and the patch */
+    uint32_t nwb = 4u * nw, wr = (uint32_t)(uintptr_t)w - 4u, xr = (uint32_t)(uintptr_t)x - 4u;
+    __asm__ volatile(BNN__MVE_LANES_ASM
+                     : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(mm), [g] "+r"(g)
+                     : [x] "r"(xr), [nw] "r"(nw), [nwb] "r"(nwb), [tab] "r"(bnn__mve_pop8),
+                       [tbl] "r"(bnn__mve_lane_tbl), [k] "r"(0x10001u)
+                     : "cc", BNN__MVE_CLOBBERS);
+    return bits;
+}
+
+/*
+ * cnt <= 32 rows of nw words against x with popcount thresholds mm (the contract of
+ * bnn__dbt_mve, but the result is the plain word: row j at bit j, bits >= cnt zero).  Rows
+ * in lanes (bnn__mve_lanes8) for whole groups of 8 rows when nw <= BNN_MVE_LANE_MAX_WORDS and
+ * the row length leaves the 4-row core a partial last vector (nw % 4 != 0), where the lanes
+ * take nw passes instead of ceil(nw / 4) passes of twice the work per row; the other rows (and
+ * every row otherwise) run the 4-row core.
+ */
+uint32_t bnn__rows_bits_mve(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw,
+                            uint32_t cnt)
+{
+    const uint32_t g = (nw <= BNN_MVE_LANE_MAX_WORDS && (nw & 3u) != 0u) ? cnt >> 3 : 0u;
+    const uint32_t r8 = 8u * g, rest = cnt - r8;
+    uint32_t bits = 0u;
+    if (g != 0u) {
+        bits = bnn__mve_lanes8(x, w, mm, nw, g) >> (32u - r8);
+    }
+    if (rest != 0u) {
+        bits |= (bnn__dbt_mve(x, w + r8 * nw, mm + r8, (nw << 5) | (rest - 1u)) >> (32u - rest)) << r8;
+    }
+    return bits;
+}
 #else
 typedef int bnn_dense_mve_unused; /* ISO C: a translation unit is not empty */
 #endif
