@@ -181,10 +181,6 @@ uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, 
 #define BNN_MVE 1
 uint32_t bnn__dbt_mve(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
-/* Short rows (conv patches) with rows in vector lanes: bits of cnt <= 32 rows, row j at bit j. */
-#define BNN_MVE_LANE_MAX_WORDS 31u
-uint32_t bnn__rows_bits_mve(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw,
-                            uint32_t cnt);
 #else
 #define BNN_MVE 0
 #endif

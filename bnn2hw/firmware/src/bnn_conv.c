@@ -344,10 +344,7 @@ static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const
 static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
                           uint32_t cnt, bnn_conv_rows_fn fn)
 {
-#if BNN_MVE /* Cortex-M55: short rows in vector lanes (bnn_dense_mve.c) */
-    (void)fn;
-    return bnn__rows_bits_mve(patch, w, mm, n, cnt);
-#elif BNN_MULTI_ASM || BNN_M0_ASM
+#if BNN_MULTI_ASM || BNN_M0_ASM
     return fn(patch, w, mm, (n << 5) | (cnt - 1u)) >> (32u - cnt);
 #else
     (void)fn;

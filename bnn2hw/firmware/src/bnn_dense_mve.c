@@ -119,14 +119,14 @@ static const uint8_t bnn__mve_pop8[256] __attribute__((aligned(16))) = {BNN__P6(
     } while (0)
 
 /*
- * Bits mode: each accumulator starts at ~M_j = -M_j - 1, so it ends as p_j - M_j - 1, negative
- * iff p_j <= M_j; its sign bit is the output bit, shifted in at bit 31.  Rows four at a time
- * (sharing the input vectors), then the last 1..3 one by one.
+ * Bits mode of the 4-row core (the contract of bnn__dbt_mve for cnt rows of nw words): each
+ * accumulator starts at ~M_j = -M_j - 1, so it ends as p_j - M_j - 1, negative iff p_j <= M_j;
+ * its sign bit is the output bit, shifted in at bit 31.  Rows four at a time (sharing the input
+ * vectors), then the last 1..3 one by one.
  */
-uint32_t bnn__dbt_mve(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt)
+static uint32_t rows4_bits(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw,
+                           uint32_t cnt)
 {
-    const uint32_t nw = nw_cnt >> 5;
-    const uint32_t cnt = (nw_cnt & 31u) + 1u;
     const int32_t *mm = max_mismatch, *mm4 = max_mismatch + (cnt & ~3u);
     uint32_t bits = 0u;
     for (; mm != mm4; mm += 4) {
@@ -148,13 +148,10 @@ uint32_t bnn__dbt_mve(const bnn_word_t *in, const bnn_word_t *w, const int32_t *
     return bits;
 }
 
-/* Popcount mode: p[j] = popcount(in ^ w_j), the third argument is the output.  A group's four
- * counts leave r4, r6, r8, r10 with one STM (ascending registers, so the order is p[0..3]). */
-uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32_t *out, uint32_t nw_cnt)
+/* Popcount mode of the 4-row core: p[j] = popcount(in ^ w_j), j < cnt.  A group's four counts leave r4, r6, r8, r10 with one STM (ascending registers, so the order is p[0..3]). */
+static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, uint32_t nw, uint32_t cnt)
 {
-    const uint32_t nw = nw_cnt >> 5;
-    const uint32_t cnt = (nw_cnt & 31u) + 1u;
-    uint32_t *p = (uint32_t *)(uintptr_t)out, *p4 = p + (cnt & ~3u), *end = p + cnt;
+    uint32_t *p4 = p + (cnt & ~3u), *end = p + cnt;
     while (p != p4) {
         register uint32_t s0 __asm__("r4") = 0u;
         register uint32_t s1 __asm__("r6") = 0u;
@@ -171,7 +168,6 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
         BNN__MVE_ROW1(in, w, nw, s0);
         *p = s0;
     }
-    return 0u;
 }
 
 /*
@@ -194,14 +190,14 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
  * After the group's nw passes every lane address has moved on by 4 nw bytes: the next group's
  * rows start 7 nw words further (VADD.I32 by 28 nw), the patch broadcast goes back by 4 nw.
  */
-#define BNN__MVE_LANES_ASM                                                                                    \
-    "vldrw.u32 q1, [%[tbl]]\n\t"          /* {0, 1, 2, 3} */                                                 \
-    "vmul.i32 q1, q1, %[nwb]\n\t"         /* row offsets r 4 nw bytes */                                    \
-    "vadd.i32 q1, q1, %[w]\n\t"           /* q1: word 0 of rows 0..3 */                                     \
+#define BNN__MVE_LANES_HEAD_ASM                                                                               \
+    "vldrw.u32 q1, [%[tbl]]\n\t"            /* {0, 1, 2, 3} */                                               \
+    "vmul.i32 q1, q1, %[nwb]\n\t"           /* row offsets: r 4 nw bytes */                                  \
+    "vadd.i32 q1, q1, %[w]\n\t"             /* q1: rows 0..3 */                                              \
     "lsl %[w], %[nwb], #2\n\t"                                                                               \
-    "vadd.i32 q2, q1, %[w]\n\t"           /* q2: word 0 of rows 4..7 */                                     \
-    "rsb %[w], %[nwb], %[nwb], lsl #3\n\t" /* 28 nw bytes: group step */                                  \
-    "vdup.32 q0, %[x]\n\t"                /* q0: patch word 0, 4 times */                                   \
+    "vadd.i32 q2, q1, %[w]\n\t"             /* q2: rows 4..7 */                                              \
+    "rsb %[w], %[nwb], %[nwb], lsl #3\n\t"  /* 28 nw bytes: the group step */                                \
+    "vdup.32 q0, %[x]\n\t"                  /* q0: the input word, 4 times */                                \
     "2:\n\t"                                                                                                  \
     "vmov.i32 q6, #0\n\t"                                                                                     \
     "vmov.i32 q7, #0\n\t"                                                                                     \
@@ -221,69 +217,120 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
     "vbic.i16 q6, #0xff00\n\t"                                                                                \
     "vadd.i16 q6, q6, q3\n\t"                                                                                 \
     "vmul.i32 q6, q6, %[k]\n\t"                                                                               \
-    "vshr.u32 q6, q6, #16\n\t"            /* q6: p of rows 0..3 */                                          \
+    "vshr.u32 q6, q6, #16\n\t"              /* q6: p of rows 0..3 */                                         \
     "vshr.u16 q3, q7, #8\n\t"                                                                                 \
     "vbic.i16 q7, #0xff00\n\t"                                                                                \
     "vadd.i16 q7, q7, q3\n\t"                                                                                 \
     "vmul.i32 q7, q7, %[k]\n\t"                                                                               \
-    "vshr.u32 q7, q7, #16\n\t"            /* q7: p of rows 4..7 */                                          \
-    "vldrw.u32 q3, [%[m]], #32\n\t"       /* M of rows 0..3 */                                              \
-    "vldrw.u32 q4, [%[tbl], #16]\n\t"     /* 2^24 .. 2^27 */                                                \
-    "vldrw.u32 q5, [%[m], #-16]\n\t"      /* M of rows 4..7 */                                              \
+    "vshr.u32 q7, q7, #16\n\t"              /* q7: p of rows 4..7 */
+
+#define BNN__MVE_LANES_TAIL_ASM                                                                               \
+    "vadd.i32 q1, q1, %[w]\n\t"             /* + 28 nw bytes: the next 8 rows */                             \
+    "vadd.i32 q2, q2, %[w]\n\t"                                                                               \
+    "vsub.i32 q0, q0, %[nwb]\n\t"           /* the input word 0 again */                                     \
+    "subs %[g], %[g], #1\n\t"                                                                                 \
+    "bne 2b\n"
+
+/* bits mode: compare with M, add the weights of the rows with p <= M into bits (shifted by 8 first) */
+#define BNN__MVE_LANES_BITS_ASM                                                                               \
+    "vldrw.u32 q3, [%[m]], #32\n\t"         /* M of rows 0..3 */                                             \
+    "vldrw.u32 q4, [%[tbl], #16]\n\t"       /* 2^24 .. 2^27 */                                               \
+    "vldrw.u32 q5, [%[m], #-16]\n\t"        /* M of rows 4..7 */                                             \
     "lsr %[bits], %[bits], #8\n\t"                                                                            \
     "vpt.s32 ge, q3, q6\n\t"                                                                                  \
     "vaddvat.u32 %[bits], q4\n\t"                                                                             \
-    "vldrw.u32 q4, [%[tbl], #32]\n\t"     /* 2^28 .. 2^31 */                                                \
+    "vldrw.u32 q4, [%[tbl], #32]\n\t"       /* 2^28 .. 2^31 */                                               \
     "vpt.s32 ge, q5, q7\n\t"                                                                                  \
-    "vaddvat.u32 %[bits], q4\n\t"                                                                             \
-    "vadd.i32 q1, q1, %[w]\n\t"           /* + 28 nw bytes: the next 8 rows */                              \
-    "vadd.i32 q2, q2, %[w]\n\t"                                                                               \
-    "vsub.i32 q0, q0, %[nwb]\n\t"                                                                             \
-    "subs %[g], %[g], #1\n\t"                                                                                 \
-    "bne 2b\n"
+    "vaddvat.u32 %[bits], q4\n\t"
+
+/* popcount mode: store the 8 counts */
+#define BNN__MVE_LANES_POP_ASM                                                                                \
+    "vstrw.32 q6, [%[m]], #16\n\t"                                                                            \
+    "vstrw.32 q7, [%[m]], #16\n\t"
 
 /* {0, 1, 2, 3}, then the output bit of lane l of the first / second 4 rows of a group */
 static const uint32_t bnn__mve_lane_tbl[12] __attribute__((aligned(16))) = {
     0u, 1u, 2u, 3u, 1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
 
-/* Bits of g >= 1 groups of 8 rows of nw <= BNN_MVE_LANE_MAX_WORDS words (row r at w + r nw) against
- * x, popcount thresholds mm: row r at bit 32 - 8 g + r (the lower bits 0). */
-static uint32_t bnn__mve_lanes8(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw,
-                                uint32_t g)
+/* The vector-base gathers are pre-indexed ([Qm, #4]!: load from Qm + 4, then Qm += 4), so the lane
+ * addresses start one word before the rows and the input. */
+#define BNN__MVE_LANES_OPERANDS(x, w, nw)                                                                     \
+    [x] "r"((uint32_t)(uintptr_t)(x) - 4u), [nw] "r"(nw), [nwb] "r"(4u * (nw)), [tab] "r"(bnn__mve_pop8),     \
+        [tbl] "r"(bnn__mve_lane_tbl), [k] "r"(0x10001u)
+
+/* Bits of g >= 1 groups of 8 rows of 1 <= nw <= BNN__MVE_LANE_MAX_WORDS words (row r at w + r nw)
+ * against x, popcount thresholds mm: row r at bit 32 - 8 g + r (the lower bits 0). */
+static uint32_t lanes8_bits(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw, uint32_t g)
 {
-    register uint32_t bits __asm__("r4") = 0u; /* VADDVA: an even register */
-    /* the vector-base gathers are pre-indexed ([Qm, #4]!: load from Qm + 4, then Qm += 4): the lane
-     * addresses start one word before the rows and the patch */
-    uint32_t nwb = 4u * nw, wr = (uint32_t)(uintptr_t)w - 4u, xr = (uint32_t)(uintptr_t)x - 4u;
-    __asm__ volatile(BNN__MVE_LANES_ASM
+    register uint32_t bits __asm__("r4") = 0u; /* VADDVA encodes only even registers */
+    uint32_t wr = (uint32_t)(uintptr_t)w - 4u;
+    __asm__ volatile(BNN__MVE_LANES_HEAD_ASM BNN__MVE_LANES_BITS_ASM BNN__MVE_LANES_TAIL_ASM
                      : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(mm), [g] "+r"(g)
-                     : [x] "r"(xr), [nw] "r"(nw), [nwb] "r"(nwb), [tab] "r"(bnn__mve_pop8),
-                       [tbl] "r"(bnn__mve_lane_tbl), [k] "r"(0x10001u)
+                     : BNN__MVE_LANES_OPERANDS(x, w, nw)
                      : "cc", BNN__MVE_CLOBBERS);
     return bits;
 }
 
-/*
- * cnt <= 32 rows of nw words against x with popcount thresholds mm (the contract of
- * bnn__dbt_mve, but the result is the plain word: row j at bit j, bits >= cnt zero).  Rows
- * in lanes (bnn__mve_lanes8) for whole groups of 8 rows when nw <= BNN_MVE_LANE_MAX_WORDS and
- * the row length leaves the 4-row core a partial last vector (nw % 4 != 0), where the lanes
- * take nw passes instead of ceil(nw / 4) passes of twice the work per row; the other rows (and
- * every row otherwise) run the 4-row core.
- */
-uint32_t bnn__rows_bits_mve(const bnn_word_t *x, const bnn_word_t *w, const int32_t *mm, uint32_t nw,
-                            uint32_t cnt)
+/* p[r] = popcount(x ^ w_r) of g >= 1 groups of 8 rows of 1 <= nw <= BNN__MVE_LANE_MAX_WORDS words. */
+static void lanes8_pop(const bnn_word_t *x, const bnn_word_t *w, uint32_t *p, uint32_t nw, uint32_t g)
 {
-    const uint32_t g = (nw <= BNN_MVE_LANE_MAX_WORDS && (nw & 3u) != 0u) ? cnt >> 3 : 0u;
-    const uint32_t r8 = 8u * g, rest = cnt - r8;
-    uint32_t bits = 0u;
-    if (g != 0u) {
-        bits = bnn__mve_lanes8(x, w, mm, nw, g) >> (32u - r8);
+    uint32_t wr = (uint32_t)(uintptr_t)w - 4u;
+    __asm__ volatile(BNN__MVE_LANES_HEAD_ASM BNN__MVE_LANES_POP_ASM BNN__MVE_LANES_TAIL_ASM
+                     : [w] "+r"(wr), [m] "+r"(p), [g] "+r"(g)
+                     : BNN__MVE_LANES_OPERANDS(x, w, nw)
+                     : "cc", BNN__MVE_CLOBBERS);
+}
+
+/*
+ * Groups of 8 rows that take the lanes: the 4-row core runs a row of nw words in ceil(nw / 4)
+ * passes of 18 instructions per 4 rows (4.5 per word and row when nw % 4 == 0, up to 18 / nw
+ * more otherwise), the lanes in nw passes of 10 per 8 rows (1.25 per word and row, no tail) and
+ * about 25 per group of 8 rows around them.  Measured (QEMU counts, 32 rows): the lanes win at
+ * nw % 4 != 0 and nw < 8 (see the function comment of bnn__dbt_mve); the byte accumulators cap
+ * nw at BNN__MVE_LANE_MAX_WORDS.
+ */
+#define BNN__MVE_LANE_MAX_WORDS 31u
+static uint32_t lane_groups(uint32_t nw, uint32_t cnt)
+{
+    return (nw <= BNN__MVE_LANE_MAX_WORDS && ((nw & 3u) != 0u || nw < 8u)) ? cnt >> 3 : 0u;
+}
+
+/*
+ * The row kernels of the Helium build (contract of bnn__dbt2_<R><C>0, bnn_bits.h): cnt <= 32
+ * rows of nw words; rows in lanes for whole groups of 8 rows where that is cheaper
+ * (lane_groups), the 4-row core for the rest.  Bits mode: out bit of row j at 32 - cnt + j.
+ */
+uint32_t bnn__dbt_mve(const bnn_word_t *in, const bnn_word_t *w, const int32_t *max_mismatch, uint32_t nw_cnt)
+{
+    const uint32_t nw = nw_cnt >> 5;
+    const uint32_t cnt = (nw_cnt & 31u) + 1u;
+    const uint32_t g = lane_groups(nw, cnt);
+    if (g == 0u) {
+        return rows4_bits(in, w, max_mismatch, nw, cnt);
     }
-    if (rest != 0u) {
-        bits |= (bnn__dbt_mve(x, w + r8 * nw, mm + r8, (nw << 5) | (rest - 1u)) >> (32u - rest)) << r8;
+    const uint32_t r8 = 8u * g, rest = cnt - r8;
+    uint32_t bits = lanes8_bits(in, w, max_mismatch, nw, g); /* rows 0..r8-1 at bits 32 - r8 + j */
+    if (rest != 0u) { /* rows r8.. at bits 32 - rest + j: below them */
+        bits = (bits >> rest) | rows4_bits(in, w + r8 * nw, max_mismatch + r8, nw, rest);
     }
     return bits;
+}
+
+/* Popcount mode (contract of bnn__dbt2_<R><C>1): p[j] = popcount(in ^ w_j), the third argument
+ * is the output. */
+uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32_t *out, uint32_t nw_cnt)
+{
+    const uint32_t nw = nw_cnt >> 5;
+    const uint32_t cnt = (nw_cnt & 31u) + 1u;
+    const uint32_t g = lane_groups(nw, cnt);
+    uint32_t *p = (uint32_t *)(uintptr_t)out;
+    if (g != 0u) {
+        lanes8_pop(in, w, p, nw, g);
+    }
+    if (cnt != 8u * g) {
+        rows4_pop(in, w + 8u * g * nw, p + 8u * g, nw, cnt - 8u * g);
+    }
+    return 0u;
 }
 #else
 typedef int bnn_dense_mve_unused; /* ISO C: a translation unit is not empty */
