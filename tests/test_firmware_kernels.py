@@ -143,6 +143,15 @@ for _n in (512, 257, 1000, 96, 4):
 # row lengths of every residue mod 4 words, 127/128/129 inputs and outputs
 for _n, _o in [(127, 127), (128, 128), (129, 129), (127, 2), (129, 3), (1, 130), (31, 6), (1000, 127)]:
     dense_case(_n, _o)
+# the Helium lanes path (bnn_dense_mve.c, rows in vector lanes, 8 rows per group): row lengths
+# nw <= 31 words with nw % 4 != 0 or nw < 8 (MVE_LANE_WORDS), whole groups only (8, 16, 24, 32 rows
+# per 32-row call) and groups plus a 4-row-core tail of 1..7 rows (9, 15, 31, 33, 47 outputs); the
+# byte accumulators at their maximum (nw = 31, every input bit disagreeing: 248 per byte)
+MVE_LANE_WORDS = [n for n in range(1, 32) if n % 4 or n < 8]
+for _k, _nw in enumerate(MVE_LANE_WORDS):  # awkward input counts (32 nw - 0..4), 8..33 outputs
+    dense_case(32 * _nw - _nw % 5, [8, 9, 16, 15, 24, 31, 32, 47][_k % 8] + (_k >= 8))
+for _n, _o in [(992, 8), (992, 13), (961, 16), (288, 24)]:
+    dense_case(_n, _o, saturate=True)
 # two rows per pass (Thumb-2 DSP) and an odd row count (row 0 run twice): 2 and 3 rows, saturated
 for _n in (32, 64, 96, 128, 160, 1000):
     for _o in (2, 3):
@@ -258,6 +267,16 @@ conv_case(4, 33, 3, 2, 1, True, h=8, wd=7)
 conv_case(2, 5, 3, 1, 2, True, h=6, wd=5)
 conv_case(1, 65, 3, 2, 0, True, h=7, wd=9)
 conv_case(5, 65, 3, 1, 1, True, h=7, wd=6)
+# the Helium lanes path through the conv kernels (bits and popcount mode, 9-, 18-, 27- and dense
+# 5-word rows, channel counts of whole 8-row groups and with 1..7 rows left), every border class
+# (pad 1 and 2 on a 9x9 map, stride 1 and 2)
+conv_case(32, 8, 3, 1, 1, False, h=9, wd=9)
+conv_case(32, 47, 3, 2, 1, False, h=9, wd=9)
+conv_case(33, 24, 3, 1, 2, False, h=9, wd=8)
+conv_case(64, 17, 3, 2, 2, False, h=9, wd=9)
+conv_case(65, 31, 3, 1, 1, False, h=7, wd=9)
+conv_case(16, 40, 3, 1, 2, False, h=9, wd=9)
+conv_case(40, 16, 3, 1, 1, False, h=8, wd=8)
 conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
 
 
@@ -458,6 +477,30 @@ def test_case_coverage():
     names = " ".join(CASES)
     for size in (1, 31, 32, 33, 63, 65, 255, 257, 1000):
         assert f"dense-{size}x" in names and (f"x{size} " in names + " " or f"x{size}-" in names), size
+
+
+def _mve_lane_groups(nw: int, cnt: int) -> int:
+    """Groups of 8 rows bnn_dense_mve.c runs in vector lanes for cnt <= 32 rows of nw words (lane_groups)."""
+    return cnt // 8 if nw <= 31 and (nw % 4 or nw < 8) else 0
+
+
+def test_mve_lane_coverage():
+    """The dense cases reach the Helium lanes path at every row length it takes (1..31 words with
+    nw % 4 != 0 or nw < 8), with whole groups only and with a 4-row-core tail, and with saturated
+    byte accumulators at the longest row (31 words)."""
+    calls = set()
+    for name in CASES:
+        if name.startswith("dense-"):
+            n_in, n_out = (int(v) for v in name.split("-")[1].split("x"))
+            nw = (n_in + 31) // 32
+            for c0 in range(0, n_out, 32):
+                cnt = min(32, n_out - c0)
+                g = _mve_lane_groups(nw, cnt)
+                if g:
+                    calls.add((nw, cnt - 8 * g == 0, "saturate" in name))
+    assert {nw for nw, _, _ in calls} == set(MVE_LANE_WORDS)
+    assert any(whole for _, whole, _ in calls) and any(not whole for _, whole, _ in calls)
+    assert (31, True, True) in calls and (31, False, True) in calls
 
 
 def test_periodic_error_bounds():
