@@ -190,7 +190,7 @@ static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, ui
  * After the group's nw passes every lane address has moved on by 4 nw bytes: the next group's
  * rows start 7 nw words further (VADD.I32 by 28 nw), the patch broadcast goes back by 4 nw.
  */
-#define BNN__MVE_LANES_HEAD_ASM                                                                               \
+#define BNN__MVE_LANES_LOOP_ASM                                                                               \
     "vldrw.u32 q1, [%[tbl]]\n\t"            /* {0, 1, 2, 3} */                                               \
     "vmul.i32 q1, q1, %[nwb]\n\t"           /* row offsets: r 4 nw bytes */                                  \
     "vadd.i32 q1, q1, %[w]\n\t"             /* q1: rows 0..3 */                                              \
@@ -212,7 +212,11 @@ static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, ui
     "vadd.i8 q6, q6, q3\n\t"                                                                                  \
     "vldrb.u8 q4, [%[tab], q5]\n\t"                                                                           \
     "vadd.i8 q7, q7, q4\n\t"                                                                                  \
-    "le lr, 1b\n\t"                                                                                           \
+    "le lr, 1b\n\t"
+
+/* the byte sums of each lane to its row's count, nw <= 31 (bytes <= 248): odd bytes + even bytes in
+ * 16-bit halves (<= 496), then x * 0x10001 >> 16 adds the halves (k = 0x10001) */
+#define BNN__MVE_LANES_FOLD16_ASM                                                                             \
     "vshr.u16 q3, q6, #8\n\t"                                                                                 \
     "vbic.i16 q6, #0xff00\n\t"                                                                                \
     "vadd.i16 q6, q6, q3\n\t"                                                                                 \
@@ -223,6 +227,14 @@ static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, ui
     "vadd.i16 q7, q7, q3\n\t"                                                                                 \
     "vmul.i32 q7, q7, %[k]\n\t"                                                                               \
     "vshr.u32 q7, q7, #16\n\t"              /* q7: p of rows 4..7 */
+
+/* nw <= 7 (bytes <= 56, a lane's 4 bytes sum to <= 224 < 256, no carry between bytes): x * 0x01010101
+ * >> 24 adds them (k = 0x01010101) */
+#define BNN__MVE_LANES_FOLD8_ASM                                                                              \
+    "vmul.i32 q6, q6, %[k]\n\t"                                                                               \
+    "vshr.u32 q6, q6, #24\n\t"                                                                                \
+    "vmul.i32 q7, q7, %[k]\n\t"                                                                               \
+    "vshr.u32 q7, q7, #24\n\t"
 
 #define BNN__MVE_LANES_TAIL_ASM                                                                               \
     "vadd.i32 q1, q1, %[w]\n\t"             /* + 28 nw bytes: the next 8 rows */                             \
@@ -254,9 +266,9 @@ static const uint32_t bnn__mve_lane_tbl[12] __attribute__((aligned(16))) = {
 
 /* The vector-base gathers are pre-indexed ([Qm, #4]!: load from Qm + 4, then Qm += 4), so the lane
  * addresses start one word before the rows and the input. */
-#define BNN__MVE_LANES_OPERANDS(x, w, nw)                                                                     \
+#define BNN__MVE_LANES_OPERANDS(x, w, nw, kk)                                                                 \
     [x] "r"((uint32_t)(uintptr_t)(x) - 4u), [nw] "r"(nw), [nwb] "r"(4u * (nw)), [tab] "r"(bnn__mve_pop8),     \
-        [tbl] "r"(bnn__mve_lane_tbl), [k] "r"(0x10001u)
+        [tbl] "r"(bnn__mve_lane_tbl), [k] "r"(kk)
 
 /* Bits of g >= 1 groups of 8 rows of 1 <= nw <= BNN__MVE_LANE_MAX_WORDS words (row r at w + r nw)
  * against x, popcount thresholds mm: row r at bit 32 - 8 g + r (the lower bits 0). */
@@ -264,10 +276,19 @@ static uint32_t lanes8_bits(const bnn_word_t *x, const bnn_word_t *w, const int3
 {
     register uint32_t bits __asm__("r4") = 0u; /* VADDVA encodes only even registers */
     uint32_t wr = (uint32_t)(uintptr_t)w - 4u;
-    __asm__ volatile(BNN__MVE_LANES_HEAD_ASM BNN__MVE_LANES_BITS_ASM BNN__MVE_LANES_TAIL_ASM
-                     : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(mm), [g] "+r"(g)
-                     : BNN__MVE_LANES_OPERANDS(x, w, nw)
-                     : "cc", BNN__MVE_CLOBBERS);
+    if (nw <= 7u) {
+        __asm__ volatile(BNN__MVE_LANES_LOOP_ASM BNN__MVE_LANES_FOLD8_ASM BNN__MVE_LANES_BITS_ASM
+                             BNN__MVE_LANES_TAIL_ASM
+                         : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(mm), [g] "+r"(g)
+                         : BNN__MVE_LANES_OPERANDS(x, w, nw, 0x01010101u)
+                         : "cc", BNN__MVE_CLOBBERS);
+    } else {
+        __asm__ volatile(BNN__MVE_LANES_LOOP_ASM BNN__MVE_LANES_FOLD16_ASM BNN__MVE_LANES_BITS_ASM
+                             BNN__MVE_LANES_TAIL_ASM
+                         : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(mm), [g] "+r"(g)
+                         : BNN__MVE_LANES_OPERANDS(x, w, nw, 0x10001u)
+                         : "cc", BNN__MVE_CLOBBERS);
+    }
     return bits;
 }
 
@@ -275,10 +296,19 @@ static uint32_t lanes8_bits(const bnn_word_t *x, const bnn_word_t *w, const int3
 static void lanes8_pop(const bnn_word_t *x, const bnn_word_t *w, uint32_t *p, uint32_t nw, uint32_t g)
 {
     uint32_t wr = (uint32_t)(uintptr_t)w - 4u;
-    __asm__ volatile(BNN__MVE_LANES_HEAD_ASM BNN__MVE_LANES_POP_ASM BNN__MVE_LANES_TAIL_ASM
-                     : [w] "+r"(wr), [m] "+r"(p), [g] "+r"(g)
-                     : BNN__MVE_LANES_OPERANDS(x, w, nw)
-                     : "cc", BNN__MVE_CLOBBERS);
+    if (nw <= 7u) {
+        __asm__ volatile(BNN__MVE_LANES_LOOP_ASM BNN__MVE_LANES_FOLD8_ASM BNN__MVE_LANES_POP_ASM
+                             BNN__MVE_LANES_TAIL_ASM
+                         : [w] "+r"(wr), [m] "+r"(p), [g] "+r"(g)
+                         : BNN__MVE_LANES_OPERANDS(x, w, nw, 0x01010101u)
+                         : "cc", BNN__MVE_CLOBBERS);
+    } else {
+        __asm__ volatile(BNN__MVE_LANES_LOOP_ASM BNN__MVE_LANES_FOLD16_ASM BNN__MVE_LANES_POP_ASM
+                             BNN__MVE_LANES_TAIL_ASM
+                         : [w] "+r"(wr), [m] "+r"(p), [g] "+r"(g)
+                         : BNN__MVE_LANES_OPERANDS(x, w, nw, 0x10001u)
+                         : "cc", BNN__MVE_CLOBBERS);
+    }
 }
 
 /*
