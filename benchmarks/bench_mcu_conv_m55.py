@@ -1,0 +1,149 @@
+# SPDX-License-Identifier: MIT
+"""Cortex-M55 (Helium) 3x3 binary convs: the M55 column of mcu_kernels.md's conv table, plus shapes
+not in that table (issue 11: <= 0.10 instructions per binary MAC for every conv with cin >= 32,
+i.e. patches of 9 cin >= 288 inputs).
+
+* Conv: the shapes of bench_mcu_kernels.CONV_SHAPES (same seeds, same model.c) and EXTRA_SHAPES
+  (not tuned for: 48, 96 and 40 channels, odd map sizes, stride 2 without padding), built for
+  cortex-m55 with the Helium rows (bnn_dense_mve.c) and with ``-DBNN_NO_MVE`` (the Thumb-2 rows).
+* Dense: the W-W-W-10 all-binary MLPs of bench_mcu_kernels.py on the M55 (Helium only), since the
+  same row kernels run them (rows of nw <= 31 words take the rows-in-lanes path).
+
+Every build first runs 3 random inputs in QEMU (mps3-an547) and its outputs must equal numpy's;
+counts are QEMU's exact instruction counts of one bnn_infer() call.  Writes
+benchmarks/results/mcu_kernels_m55.md.
+
+    nice -n 10 python benchmarks/bench_mcu_conv_m55.py [--no-dense] [--no-scalar]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_mcu_kernels as bk  # (also puts the repository and firmware/tests on sys.path)
+
+CORE = "cortex-m55"
+# (map size, cin, cout, stride, pad), not in bench_mcu_kernels.CONV_SHAPES
+EXTRA_SHAPES = [(12, 48, 48, 1, 1), (8, 96, 96, 2, 0), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
+BUILDS = {"Helium": "", "scalar (-DBNN_NO_MVE)": "-DBNN_NO_MVE"}
+TARGET = 0.10
+OUT = bk.ROOT / "benchmarks" / "results" / "mcu_kernels_m55.md"
+# The M55 column of mcu_kernels.md's conv table before the rows-in-lanes kernel (main at ac7199d,
+# same shapes and seeds): instructions per inference.
+BEFORE = {(32, 16, 16, 1, 1): 407_310, (32, 16, 16, 2, 0): 84_577, (16, 32, 32, 1, 1): 234_559,
+          (16, 32, 32, 2, 1): 63_591, (16, 64, 64, 1, 0): 443_201, (8, 64, 64, 1, 1): 188_738,
+          (8, 128, 128, 2, 1): 152_798, (8, 128, 128, 1, 0): 256_649, (4, 256, 256, 1, 1): 574_938,
+          (4, 256, 256, 1, 0): 107_141}
+
+
+def conv_counts(shapes: list[tuple], builds: dict[str, str]) -> dict:
+    res = {}
+    for hw, cin, cout, s, pad in shapes:
+        sh = (hw, cin, cout, s, pad)
+        i = bk.CONV_SHAPES.index(sh) if sh in bk.CONV_SHAPES else 100 + EXTRA_SHAPES.index(sh)
+        seed = bk.SEED + 17 * i  # the seeds of bench_mcu_kernels.conv_sweep for its shapes
+        for name, flags in builds.items():
+            with tempfile.TemporaryDirectory() as d:
+                m = bk.write_conv(Path(d), hw, cin, cout, s, pad, False, seed)
+                x, raw = bk.conv_inputs(hw, cin, False, seed)
+                res[(name, sh)] = bk.count(Path(d), CORE, x, bk.conv_expected(m, raw, s, pad), m["n_out"], flags)
+            print("conv", name, sh, res[(name, sh)], flush=True)
+    return res
+
+
+def dense_counts(widths: list[int]) -> dict:
+    res = {}
+    for w in widths:
+        model = bk.mlp_model.random_binary_mlp([w, w, w, 10], bk.SEED)
+        inputs = np.random.default_rng(bk.SEED).integers(0, 256, size=(3, (w + 7) // 8), dtype=np.uint8)
+        ref = bk.mlp_model.binary_mlp_reference(model, inputs)
+        with tempfile.TemporaryDirectory() as d:
+            bk.mlp_model.write_binary_mlp(Path(d), model)
+            res[w] = bk.count(Path(d), CORE, inputs, ref, 10)
+        print("dense", w, res[w], flush=True)
+    return res
+
+
+def cell(n, macs) -> str:
+    return "—" if n is None else f"{n / macs:.3f} ({n:,})"
+
+
+def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str) -> list[str]:
+    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
+                         check=False).stdout.splitlines()[0]
+    qv = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True,
+                         check=False).stdout.splitlines()[0]
+    hel = "Helium"
+    lines = ["# Cortex-M55 (Helium) binary convs: instructions per binary MAC", "",
+             (f"Date {datetime.date.today().isoformat()}; `{gcc}`; `{qv}`; run time {seconds / 60:.1f} min.  "
+              f"Command: `nice -n 10 python benchmarks/bench_mcu_conv_m55.py{argv}`."), "",
+             ("Instructions = exact QEMU count (mps3-an547) of one `bnn_infer()` call, `-O2`, harness and model.c "
+              "of bench_mcu_kernels.py (same shapes and seeds as its conv table); every build first ran 3 random "
+              "inputs in QEMU and all its outputs equal numpy's.  Counts include gathering the patches, the "
+              "padding correction and copying the input in and the output words out (`bnn_conv.c`).  Row kernels: "
+              "`bnn_dense_mve.c`: rows of <= 31 words whose length is not a multiple of 4 words (or < 8) run "
+              "with the rows in vector lanes (8 rows per patch word: broadcast gather of the patch word, a "
+              "gather of word k of 4 rows, VEOR, byte-table VLDRB gather, VADD.I8; 10 instructions per 256 "
+              "binary MACs, no tail passes), the rest with 4 rows per input vector (DLSTP/LETP).  `before` = "
+              "the M55 column of mcu_kernels.md at main ac7199d (4 rows per input vector only).  Instructions are "
+              "not cycles (see cycles.md for the M55 estimate)."), "",
+             "| map | cin | cout | stride | pad | binary MACs | before | " + " | ".join(builds) + " |",
+             "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(builds)]
+    shapes = [sh for sh in [*bk.CONV_SHAPES, *EXTRA_SHAPES] if (hel, sh) in conv]
+    for sh in shapes:
+        macs = bk.conv_macs(*sh)
+        hw, cin, cout, s, pad = sh
+        extra = "" if sh in bk.CONV_SHAPES else " (extra)"
+        lines.append(f"| {hw}x{hw}{extra} | {cin} | {cout} | {s} | {pad} | {macs:,} | {cell(BEFORE.get(sh), macs)} | "
+                     + " | ".join(cell(conv.get((b, sh)), macs) for b in builds) + " |")
+    wide = [(conv[(hel, sh)] / bk.conv_macs(*sh), sh) for sh in shapes if sh[1] >= 32]
+    narrow = [(conv[(hel, sh)] / bk.conv_macs(*sh), sh) for sh in shapes if sh[1] < 32]
+    if wide:
+        worst, wsh = max(wide)
+        bad = [sh for v, sh in wide if v > TARGET]
+        lines += ["", (f"* Target (issue 11) <= {TARGET} per binary MAC for every conv with cin >= 32 (patches of "
+                       f">= 288 inputs): worst {worst:.3f} at {wsh}: "
+                       + ("met" if not bad else f"NOT met at {bad}") + f" ({len(wide) - len(bad)} of {len(wide)} "
+                       "shapes).")]
+    if narrow:
+        lines.append(f"* 16-channel convs (144-input patches, outside the target): "
+                     + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")
+    if dense:
+        lines += ["", "## Dense on the M55: W-W-W-10 all-binary MLPs (bench_mcu_kernels.py models), Helium", "",
+                  "| W | row words | binary MACs | instructions per binary MAC (instructions) |", "|---:|---:|---:|---:|"]
+        for w, n in dense.items():
+            lines.append(f"| {w} | {(w + 31) // 32} | {bk.dense_macs(w):,} | {cell(n, bk.dense_macs(w))} |")
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-dense", action="store_true", help="convs only")
+    ap.add_argument("--no-scalar", action="store_true", help="Helium builds only (no -DBNN_NO_MVE column)")
+    ap.add_argument("--widths", nargs="+", type=int, default=bk.WIDTHS)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    builds = {k: v for k, v in BUILDS.items() if not (args.no_scalar and v)}
+    t0 = time.time()
+    conv = conv_counts([*bk.CONV_SHAPES, *EXTRA_SHAPES], builds)
+    dense = {} if args.no_dense else dense_counts(args.widths)
+    argv = "".join(f" {a}" for a in sys.argv[1:] if a.startswith("--no"))
+    lines = report(conv, dense, list(builds), time.time() - t0, argv)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(args.out)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
