@@ -54,6 +54,24 @@ does not read a register the first writes. Every other instruction takes one iss
 LDM/STM take ``1 + ceil(N / 2)`` (64-bit path), divides 12, a taken branch one extra cycle
 (predicted by the BTAC); mispredictions and load-use stalls are not modelled.
 
+**Cortex-M55** (Armv8.1-M, Helium): Arm publishes the M55's timings in the *Cortex-M55 Software
+Optimization Guide* (Arm 102692); the model here follows Arm's scheduling model of the core in LLVM
+(``llvm/lib/Target/ARM/ARMScheduleM55.td``, whose header explains the MVE pipeline): scalar
+instructions as on the Cortex-M4 (Table 3-1 above; "Cortex-M55 is a lot like the M4/M33 in terms of
+scheduling"; its limited dual issue of 16-bit instructions is not modelled, an overestimate), and
+every 128-bit MVE instruction as **two beats** of 64 bits on one of four pipelines (load/store,
+integer, float/multiply, control). The second beat of an instruction overlaps the first beat of the
+next one when the two use different pipelines, so ``VLDR; VADD; VMUL; VSTR`` takes 5 cycles and
+``VLDR; VLDRB; VADD; VSTR`` 6 (the two pipeline diagrams of that file, run in QEMU by
+``tests/test_cycles_m55.py``). Per MVE instruction: 2 cycles, 1 when the previous
+instruction was a two-beat MVE instruction of another pipeline; VPT/VPST/VCTP 1. Gathers
+(``VLDRx Qd, [Rn, Qm]``, ``VLDRW Qd, [Qm, #imm]``) are charged as contiguous loads in the estimate
+(as that model does) and one cycle per element in the upper column (16 for a byte gather): a gather
+accesses memory element by element, and neither source gives its exact cost, so the M55 estimate of
+a gather-heavy kernel (the Helium popcount rows) is a range, not a figure. Low-overhead loops
+(``LE``/``LETP``) are charged as branches (1 + P taken); the M55 can remove that cost after the first
+iteration (its loop cache), so loop-heavy code is overestimated by up to one cycle per iteration.
+
 **Known error sources** (why these are estimates): flash wait states (a 168 MHz STM32F4 needs 5,
 hidden partly by the ART accelerator's prefetch and cache), instruction and data caches (M7),
 TCM versus AXI memory, bus contention with DMA, unaligned or mispredicted fetches (``P`` is 1..3),
@@ -293,6 +311,51 @@ def _m4_cost(i: Insn, prev: Insn | None, p: int) -> int:
     return 1  # alu, mul_dsp, it, other; branches get their outcome cost separately
 
 
+_M55_LS_PREFIX = ("vldr", "vstr", "vld2", "vld4", "vst2", "vst4")
+_M55_MUL_PREFIX = ("vmul", "vmla", "vmls", "vqdm", "vqrdm", "vrmla", "vrmls", "vfma", "vfms", "vcmul", "vcmla")
+_M55_CTL = ("vpt", "vpst", "vctp", "vpnot")
+_GATHER = re.compile(r"\[[^\]]*\bq[0-7]\b")  # a Q register inside the address: gather / scatter
+
+
+def _m55_pipe(i: Insn) -> str | None:
+    """The Cortex-M55 MVE pipeline of ``i`` ("ls", "int", "mul", "ctl"), None for a scalar or
+    single-register VFP instruction (timed as on the Cortex-M4)."""
+    b = i.base
+    if not b.startswith("v") or i.klass in ("load_multiple", "store_multiple"):
+        return None
+    ops = i.text.split(None, 1)[1] if " " in i.text else ""
+    if b in ("vmrs", "vmsr") or not re.search(r"\bq[0-7]\b", ops):
+        return None  # no Q register: scalar VFP (or a move between core and FP registers)
+    if b.startswith(_M55_LS_PREFIX):
+        return "ls"
+    if b.startswith(_M55_CTL):
+        return "ctl"
+    if b.startswith(_M55_MUL_PREFIX):
+        return "mul"
+    return "int"
+
+
+def _m55_gather_elements(i: Insn) -> int:
+    """Elements of a gather load / scatter store (0 if ``i`` is none): 16, 8 or 4 by its size."""
+    if not i.base.startswith(("vldr", "vstr")) or not _GATHER.search(i.text):
+        return 0
+    return {"b": 16, "h": 8}.get(i.base[4:5], 4)
+
+
+def _m55_cost(i: Insn, prev: Insn | None, p: int) -> tuple[int, int]:
+    """Cortex-M55 (estimate, upper) cycles of ``i`` after ``prev`` (None at a block start)."""
+    pipe = _m55_pipe(i)
+    if pipe is None:
+        c = _m4_cost(i, prev, p)
+        return c, _m4_cost(i, prev, P_MAX) if p != P_MAX else c
+    if pipe == "ctl":
+        return 1, 1
+    prev_pipe = _m55_pipe(prev) if prev is not None else None
+    est = 1 if prev_pipe not in (None, "ctl", pipe) else 2  # beat overlap with another pipeline
+    n = _m55_gather_elements(i)
+    return est, max(2, n)
+
+
 def _m0_cost(i: Insn) -> int:
     """Cortex-M0 cycles of ``i`` (Table 3-1 of DDI 0432C), branch outcome aside."""
     k = i.klass
@@ -356,6 +419,8 @@ class BlockCost:
     m4_max: int = 0  # with P_MAX
     m7: int = 0
     m0: int = 0
+    m55: int = 0  # Cortex-M55 estimate (P_ESTIMATE), excluding the final branch
+    m55_max: int = 0  # with P_MAX and gathers at one cycle per element
     last_branch: Insn | None = None
     fallthrough: int = 0
 
@@ -375,6 +440,9 @@ class BlockCost:
             b.m0 += _m0_cost(i)
             b.m4 += _m4_cost(i, prev, P_ESTIMATE)
             b.m4_max += _m4_cost(i, prev, P_MAX)
+            e55, u55 = _m55_cost(i, prev, P_ESTIMATE)
+            b.m55 += e55
+            b.m55_max += u55
             prev = i
         j = 0
         while j < len(body):
@@ -402,6 +470,8 @@ class CycleEstimate:
     cycles_m4_max: int = 0
     cycles_m7: int = 0
     cycles_m0: int = 0
+    cycles_m55: int = 0
+    cycles_m55_max: int = 0
 
     def add(self, block: BlockCost, taken: bool | None, n: int) -> None:
         """``n`` executions of ``block``; ``taken`` is its final branch's outcome (None: no branch)."""
@@ -409,10 +479,13 @@ class CycleEstimate:
         for k, v in block.classes.items():
             self.classes[k] += n * v
         m4, m4_max, m7, m0 = block.m4, block.m4_max, block.m7, block.m0
+        m55, m55_max = block.m55, block.m55_max
         if block.last_branch is not None:
             m0 += branch_cycles_m0(block.last_branch, bool(taken))
             m4 += branch_cycles(block.last_branch, bool(taken), P_ESTIMATE)
             m4_max += branch_cycles(block.last_branch, bool(taken), P_MAX)
+            m55 += branch_cycles(block.last_branch, bool(taken), P_ESTIMATE)
+            m55_max += branch_cycles(block.last_branch, bool(taken), P_MAX)
             m7 += 1 if taken else 0
             if taken:
                 self.branches_taken += n
@@ -422,6 +495,8 @@ class CycleEstimate:
         self.cycles_m4_max += n * m4_max
         self.cycles_m7 += n * m7
         self.cycles_m0 += n * m0
+        self.cycles_m55 += n * m55
+        self.cycles_m55_max += n * m55_max
 
     def minus(self, other: CycleEstimate) -> CycleEstimate:
         out = CycleEstimate(self.instructions - other.instructions,
@@ -429,13 +504,16 @@ class CycleEstimate:
                             self.branches_taken - other.branches_taken,
                             self.branches_not_taken - other.branches_not_taken,
                             self.cycles_m4 - other.cycles_m4, self.cycles_m4_max - other.cycles_m4_max,
-                            self.cycles_m7 - other.cycles_m7, self.cycles_m0 - other.cycles_m0)
+                            self.cycles_m7 - other.cycles_m7, self.cycles_m0 - other.cycles_m0,
+                            self.cycles_m55 - other.cycles_m55, self.cycles_m55_max - other.cycles_m55_max)
         return out
 
     def cycles_for(self, target: str) -> tuple[int, int, str]:
         """(estimate, upper end, model name) for a target: the M0 table for cortex-m0, the M7
-        model for cortex-m7, the M4 table for every other core (an approximation for M3/M33/M55,
-        said in the report)."""
+        model for cortex-m7, the M55 beat model for cortex-m55, the M4 table for every other core
+        (an approximation for M3/M33, said in the report)."""
+        if target == "cortex-m55":
+            return self.cycles_m55, self.cycles_m55_max, "cortex-m55 MVE beat model"
         if target == "cortex-m7":
             return self.cycles_m7, self.cycles_m7, "cortex-m7 dual-issue model"
         if target == "cortex-m0":
@@ -449,7 +527,9 @@ ERROR_SOURCES = ("flash wait states (and the flash accelerator/ART prefetch hidi
                  "pipeline refill P = 1..3 per taken branch (estimate uses 1)",
                  ("divide early termination (12 cycles charged), IT folding (not modelled), "
                   "conditional instructions that fail (charged as executed)"),
-                 "Cortex-M7: simplified dual-issue pairing; no branch misprediction or load-use stalls")
+                 "Cortex-M7: simplified dual-issue pairing; no branch misprediction or load-use stalls",
+                 ("Cortex-M55: MVE beats from Arm's LLVM scheduling model; gathers between 2 cycles and one "
+                  "per element; no dual issue of 16-bit instructions; low-overhead loop ends charged as branches"))
 
 
 # Typical core clocks (MHz), the default of ``emit-c --clock-mhz``; each names a common part.
