@@ -91,7 +91,7 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
               "of bench_mcu_kernels.py (same shapes and seeds as its conv table); every build first ran 3 random "
               "inputs in QEMU and all its outputs equal numpy's.  Counts include gathering the patches, the "
               "padding correction and copying the input in and the output words out (`bnn_conv.c`).  Row kernels: "
-              "`bnn_dense_mve.c`: rows of <= 31 words whose length is not a multiple of 4 words (or < 8) run "
+              "`bnn_dense_mve.c`: rows of <= 31 words (in whole groups of 8 rows) run "
               "with the rows in vector lanes (8 rows per patch word: broadcast gather of the patch word, a "
               "gather of word k of 4 rows, VEOR, byte-table VLDRB gather, VADD.I8; 10 instructions per 256 "
               "binary MACs, no tail passes), the rest with 4 rows per input vector (DLSTP/LETP).  `before` = "

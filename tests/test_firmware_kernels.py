@@ -144,11 +144,11 @@ for _n in (512, 257, 1000, 96, 4):
 for _n, _o in [(127, 127), (128, 128), (129, 129), (127, 2), (129, 3), (1, 130), (31, 6), (1000, 127)]:
     dense_case(_n, _o)
 # the Helium lanes path (bnn_dense_mve.c, rows in vector lanes, 8 rows per group): row lengths
-# nw <= 31 words with nw % 4 != 0 or nw < 8 (MVE_LANE_WORDS), whole groups only (8, 16, 24, 32 rows
+# nw <= 31 words (MVE_LANE_WORDS), whole groups only (8, 16, 24, 32 rows
 # per 32-row call) and groups plus a 4-row-core tail of 1..7 rows (9, 15, 31, 33, 47 outputs); the
 # byte accumulators at their maximum (nw = 31, every input bit disagreeing: 248 per byte; nw = 7: a
 # lane sums to 224, the limit of the one-multiply fold)
-MVE_LANE_WORDS = [n for n in range(1, 32) if n % 4 or n < 8]
+MVE_LANE_WORDS = list(range(1, 32))
 for _k, _nw in enumerate(MVE_LANE_WORDS):  # awkward input counts (32 nw - 0..4), 8..33 outputs
     dense_case(32 * _nw - _nw % 5, [8, 9, 16, 15, 24, 31, 32, 47][_k % 8] + (_k >= 8))
 for _n, _o in [(992, 8), (992, 13), (961, 16), (288, 24), (224, 16), (200, 9)]:
@@ -482,12 +482,12 @@ def test_case_coverage():
 
 def _mve_lane_groups(nw: int, cnt: int) -> int:
     """Groups of 8 rows bnn_dense_mve.c runs in vector lanes for cnt <= 32 rows of nw words (lane_groups)."""
-    return cnt // 8 if nw <= 31 and (nw % 4 or nw < 8) else 0
+    return cnt // 8 if nw <= 31 else 0
 
 
 def test_mve_lane_coverage():
-    """The dense cases reach the Helium lanes path at every row length it takes (1..31 words with
-    nw % 4 != 0 or nw < 8), with whole groups only and with a 4-row-core tail, and with saturated
+    """The dense cases reach the Helium lanes path at every row length it takes (1..31 words), with
+    whole groups only and with a 4-row-core tail, and with saturated
     byte accumulators at the longest row (31 words)."""
     calls = set()
     for name in CASES:

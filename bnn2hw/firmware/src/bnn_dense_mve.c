@@ -24,9 +24,16 @@
  * Thumb-2 rows: 0.293 and 0.261), and cheaper than the scalar rows at every row length down to
  * one word, so bnn__dbt2_pick (bnn_bits.h) uses these rows for every layer on the M55.
  *
+ * Rows of nw <= 31 words (every 3x3 conv patch up to 96 channels, dense layers up to 992 inputs)
+ * run with the rows in vector lanes instead, 8 rows per group (bnn__mve_lanes*, below): no tail
+ * passes, 10 instructions per patch word and 8 rows.  The 16x16x32 stride-2 conv went from 0.108
+ * to 0.085 instructions per binary MAC, the 256-256-256-10 MLP from 9,397 to 8,029 instructions
+ * (benchmarks/results/mcu_kernels_m55.md).
+ *
  * Cost note: the instruction counts are exact (QEMU); in cycles a byte gather is slower than a
  * contiguous load on the Cortex-M55 (gathers access memory element by element), so the cycle
- * gain is smaller than the instruction gain (no cycle model of the M55 exists in bnn2hw).
+ * gain is smaller than the instruction gain (bnn2hw/mcu/cycles.py: the M55 estimate charges a gather
+ * 2 cycles, its upper end one cycle per element).
  */
 #include "bnn_bits.h"
 
@@ -181,12 +188,13 @@ static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, ui
  *        VLDRB byte-table gather (popcounts of the 16 bytes), VADD.I8 into a byte accumulator)
  *   LE
  * 10 instructions for 8 x 32 binary MACs and no tail: any nw costs nw passes.  The byte
- * accumulators hold <= 8 nw <= 248 per byte for nw <= BNN_MVE_LANE_MAX_WORDS = 31 (no overflow).
+ * accumulators hold <= 8 nw <= 248 per byte for nw <= BNN__MVE_LANE_MAX_WORDS = 31 (no overflow).
  * Per 4 rows the end of the group folds the 4 bytes of each lane into the row's popcount p_r
  * (odd bytes: VSHR.U16 #8, even bytes: VBIC.I16 #0xff00, VADD.I16: 16-bit halves <= 496; then
- * x * 0x10001 >> 16 adds the two halves, exact because both are < 2^16) and compares it with the
- * popcount threshold M_r (VPT.S32 GE M, p; VADDVAT adds the lane weights 2^(24 + l) of the rows
- * with p_r <= M_r into the output word, which is shifted right by 8 per group first).
+ * x * 0x10001 >> 16 adds the two halves, exact because both are < 2^16; rows of <= 7 words: one
+ * multiply, x * 0x01010101 >> 24) and, in bits mode, compares it with the popcount threshold M_r (VPT.S32 GE M, p; VADDVAT adds the lane weights 2^(24 + l) of the rows
+ * with p_r <= M_r into the output word, which is shifted right by 8 per group first); popcount
+ * mode stores the 8 counts.
  * After the group's nw passes every lane address has moved on by 4 nw bytes: the next group's
  * rows start 7 nw words further (VADD.I32 by 28 nw), the patch broadcast goes back by 4 nw.
  */
@@ -313,16 +321,18 @@ static void lanes8_pop(const bnn_word_t *x, const bnn_word_t *w, uint32_t *p, ui
 
 /*
  * Groups of 8 rows that take the lanes: the 4-row core runs a row of nw words in ceil(nw / 4)
- * passes of 18 instructions per 4 rows (4.5 per word and row when nw % 4 == 0, up to 18 / nw
- * more otherwise), the lanes in nw passes of 10 per 8 rows (1.25 per word and row, no tail) and
- * about 25 per group of 8 rows around them.  Measured (QEMU counts, 32 rows): the lanes win at
- * nw % 4 != 0 and nw < 8 (see the function comment of bnn__dbt_mve); the byte accumulators cap
- * nw at BNN__MVE_LANE_MAX_WORDS.
+ * passes of 18 instructions per 4 rows (4.5 per word and row when nw % 4 == 0, more with a
+ * partial last vector), the lanes in nw passes of 10 per 8 rows (1.25 per word and row, no tail)
+ * and about 25 per group of 8 rows around them.  Measured (QEMU counts, bench_mcu_conv_m55.py,
+ * W-W-W-10 MLPs on the M55): the lanes are cheaper at every row length they allow, also at
+ * nw % 4 == 0 (W = 256: 8,029 instructions against 9,675 with the 4-row core; W = 512: 26,146
+ * against 28,424); the byte accumulators cap nw at BNN__MVE_LANE_MAX_WORDS (longer rows: the
+ * 4-row core, whose tail is then at most 3 of >= 32 words).
  */
 #define BNN__MVE_LANE_MAX_WORDS 31u
 static uint32_t lane_groups(uint32_t nw, uint32_t cnt)
 {
-    return (nw <= BNN__MVE_LANE_MAX_WORDS && ((nw & 3u) != 0u || nw < 8u)) ? cnt >> 3 : 0u;
+    return nw <= BNN__MVE_LANE_MAX_WORDS ? cnt >> 3 : 0u;
 }
 
 /*
