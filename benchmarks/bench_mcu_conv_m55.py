@@ -115,6 +115,13 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
                        f">= 288 inputs): worst {worst:.3f} at {wsh}: "
                        + ("met" if not bad else f"NOT met at {bad}") + f" ({len(wide) - len(bad)} of {len(wide)} "
                        "shapes).")]
+    padded = [(sh, conv[(hel, sh)] / (bk.conv_macs(*sh) * 32 * ((sh[1] + 31) // 32) / sh[1])) for sh in shapes
+              if sh[1] % 32 and sh[1] > 32]
+    if padded:
+        lines.append("* cin > 32 and not a multiple of 32: each tap's channels are padded to whole words, so the "
+                     "kernel also runs the zero padding bits; per binary MAC of the padded layout (9 x 32 ceil(cin / "
+                     "32) per output): " + ", ".join(f"{v:.3f} at {sh}" for sh, v in padded) + ".  Small maps add "
+                     "the per-position border work of `bnn_conv.c` (window, gather, padding-correction cache).")
     if narrow:
         lines.append(f"* 16-channel convs (144-input patches, outside the target): "
                      + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")
