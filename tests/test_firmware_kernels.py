@@ -213,9 +213,17 @@ def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
     w = rand_pm1(rng, (cout, k, k, cin))
     acc = conv_reference(x, w, (stride, stride), (pad, pad))
     oh, ow = acc.shape[:2]
-    # thresholds near an interior and a border accumulator: ties on both kinds of position
+    accm = None  # bits input: the same conv with -1 padding (bnn_conv_bits_m1)
+    if not u8:
+        xm = -np.ones((h + 2 * pad, wd + 2 * pad, cin), np.int64)
+        xm[pad:pad + h, pad:pad + wd] = x
+        accm = conv_reference(xm, w, (stride, stride), (0, 0))
+    # thresholds near an interior and a border accumulator: ties on both kinds of position (and
+    # at -1 padding's border)
     thr = (acc[oh // 2, ow // 2] + rng.integers(-1, 2, size=cout)).astype(np.int64)
     thr[::3] = acc[0, 0, ::3]
+    if accm is not None:
+        thr[2::3] = accm[-1, -1, 2::3]
     thr[0] = np.iinfo(np.int32).min  # always +1
     if cout > 1:
         thr[1] = np.iinfo(np.int32).max  # never +1
@@ -224,17 +232,24 @@ def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
     xdata = pad_words(x) if u8 else pack_bits(x)
     nb = oh * ow * ((cout + 31) // 32)
 
+    nm = 0 if u8 else 2 * nb
+
     def check(out, target):
-        bref, bopt, aref, aopt = split(out, [nb, nb, acc.size, acc.size])
+        bref, bopt, aref, aopt, mref, mopt = split(out, [nb, nb, acc.size, acc.size, nm // 2, nm // 2])
         assert np.array_equal(aref.view(np.int32), acc.ravel()), f"conv acc ref (seed {seed})"
         assert np.array_equal(aopt.view(np.int32), acc.ravel()), f"conv acc opt (seed {seed}, {target})"
         expect = pack_bits(np.where(acc >= thr, 1, -1)).ravel()
         assert np.array_equal(bref, expect), f"conv bits ref (seed {seed})"
         assert np.array_equal(bopt, expect), f"conv bits opt (seed {seed}, {target})"
         check_padding(bopt, cout, f"conv (seed {seed})")
+        if accm is not None:
+            expect = pack_bits(np.where(accm >= thr, 1, -1)).ravel()
+            assert np.array_equal(mref, expect), f"conv bits pad -1 ref (seed {seed})"
+            assert np.array_equal(mopt, expect), f"conv bits pad -1 opt (seed {seed}, {target})"
+            check_padding(mopt, cout, f"conv pad -1 (seed {seed})")
 
     add(f"conv{'u8' if u8 else ''}-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, xdata, pack_bits(w), thr],
-        2 * nb + 2 * acc.size, check)
+        2 * nb + 2 * acc.size + nm, check)
 
 
 CONV_SHAPES = [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2),

@@ -159,7 +159,7 @@ def test_dense_on_a_16_bit_stream_that_could_overflow_int32_is_refused():
 @pytest.mark.parametrize("pad_value,stride", [(-1, 1), (-1, 2), (0, 2)])
 def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     """A VGG-style chain (no stream): u8 conv -> threshold -> binary 3x3 conv pad 1 (pad_value
-    -1: the row kernel with the border pass; 0: the zero-padding kernel) -> threshold -> 1x1 conv
+    -1: bnn_conv_bits_m1, the padded taps' zero bits as -1; 0: the zero-padding kernel) -> threshold -> 1x1 conv
     -> threshold -> flatten -> binary dense; 33 and 31 channels, negative directions, ties."""
     need_tool("gcc", "gcc")
     seed = 30 + stride - pad_value
@@ -184,7 +184,10 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     validate(g)
     x = saturating_inputs(rng, 16, 7, 3)
     src = codegen.emit(g).source
-    assert ("bnn_conv_threshold_rows" in src) == (pad_value == -1)
+    # -1 padding: packed bits input thresholds inside the conv kernel (bnn_conv_bits_m1, one
+    # threshold per channel at every position), no accumulator rows
+    assert ("bnn_conv_bits_m1(" in src) == (pad_value == -1)
+    assert "bnn_conv_threshold_rows" not in src
     np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
 
 
@@ -477,8 +480,8 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     em = codegen.emit(resnet8_graph(np.random.default_rng(8)))
     body = em.source[em.source.index("int bnn_infer"):em.source.index("int bnn_predict")]
     calls = [ln.strip().split("(")[0] for ln in body.splitlines() if ln.strip().startswith("bnn_")]
-    assert calls == ["bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_stream", "bnn_conv_threshold_rows",
-                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_requant",
+    assert calls == ["bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_stream", "bnn_conv_bits_m1",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_requant",
                      "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
     assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
     # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there

@@ -75,9 +75,23 @@ BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
     return p->cin % 32u != 0u && 32u * nd <= BNN_CONV_DENSE_WORDS && nd < n ? nd : n;
 }
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+                         const int32_t *thr, int pad_minus1, bnn_word_t *out, bnn_conv_rows_fn fn,
+                         bnn_conv_rows_fn pfn);
 #define bnn_conv_bits(p, in, w, thr, out) \
-    bnn__conv_bits_rows(p, in, w, thr, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+    bnn__conv_bits_rows(p, in, w, thr, 0, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/*
+ * bnn_conv_bits_m1: the same with -1 padding (a tap outside the image is the activation -1 on
+ * every channel, FINN's FMPadding of a binary stream): the gathered patch holds zero bits there,
+ * which is that activation, so acc = K - 2 popcount with the full K = kh kw cin at every position
+ * and the threshold runs inside the row kernel (no correction, no accumulator row).
+ * bnn_conv_bits_m1_ref: its reference loop nest.
+ */
+#define bnn_conv_bits_m1(p, in, w, thr, out) \
+    bnn__conv_bits_rows(p, in, w, thr, 1, out, BNN__CONV_ROWS_FN(p), (bnn_conv_rows_fn)0)
+void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out);
+void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                       const int32_t *thr, bnn_word_t *out);
 void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 /*
  * bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc): the int32 accumulators of output rows

@@ -44,6 +44,45 @@ void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bn
     }
 }
 
+/* The accumulator with -1 padding: a tap outside the image is the activation -1 on every channel,
+ * contributing +1 where the weight is -1 and -1 where it is +1. */
+static int32_t conv_acc_m1_ref_one(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   uint32_t oy, uint32_t ox, uint32_t o)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    int32_t acc = conv_acc_ref_one(p, in, w, oy, ox, o);
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        const int32_t y = tap(oy, p->stride_h, p->pad_h, ky, p->in_h);
+        for (uint32_t kx = 0; kx < p->kw; ++kx) {
+            if (y >= 0 && tap(ox, p->stride_w, p->pad_w, kx, p->in_w) >= 0) {
+                continue;
+            }
+            const bnn_word_t *b = w + ((o * p->kh + ky) * p->kw + kx) * cw;
+            for (uint32_t c = 0; c < p->cin; ++c) {
+                acc += bnn_get_bit(b, c) ? -1 : 1;
+            }
+        }
+    }
+    return acc;
+}
+
+void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out)
+{
+    const uint32_t ow = BNN_WORDS(p->cout);
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            bnn_word_t *dst = out + (oy * p->out_w + ox) * ow;
+            for (uint32_t k = 0; k < ow; ++k) {
+                dst[k] = 0;
+            }
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                bnn_put_bit(dst, o, conv_acc_m1_ref_one(p, in, w, oy, ox, o) >= thr[o]);
+            }
+        }
+    }
+}
+
 void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        const int32_t *thr, bnn_word_t *out)
 {
@@ -139,6 +178,27 @@ static int32_t conv_acc_one(const bnn_conv_params_t *p, const bnn_word_t *in, co
     return n_valid * (int32_t)p->cin - 2 * (int32_t)pc;
 }
 
+/* conv_acc_one plus the taps of the window in the padding as the activation -1: each adds
+ * cin - 2 c_t (c_t = the +1 weights of tap t). */
+static int32_t conv_acc_m1_one(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *wo,
+                               const window_t *win)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    int32_t a = conv_acc_one(p, in, wo, win);
+    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
+        const uint32_t ky = t / p->kw, kx = t % p->kw;
+        if (ky >= win->ky0 && ky < win->ky1 && kx >= win->kx0 && kx < win->kx1) {
+            continue;
+        }
+        uint32_t ones = 0;
+        for (uint32_t i = 0; i < cw; ++i) {
+            ones += bnn_popcount32(wo[t * cw + i]);
+        }
+        a += (int32_t)p->cin - 2 * (int32_t)ones;
+    }
+    return a;
+}
+
 /* Copies the receptive field of a full window (kh rows of kw * cw words) into patch. */
 static void gather_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win,
                         bnn_word_t *patch)
@@ -178,7 +238,7 @@ static bnn_word_t *patch_bits(const bnn_word_t *patch, uint32_t n, int32_t k, co
 
 /* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
 static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                              const int32_t *thr, bnn_word_t *out)
+                              const int32_t *thr, int pad_minus1, bnn_word_t *out)
 {
     const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
     const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
@@ -194,7 +254,7 @@ static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, 
             bnn_word_t bits = 0;
             uint32_t o;
             for (o = 0; o < p->cout; ++o) {
-                int32_t a = conv_acc_one(p, in, w + o * n, &win);
+                int32_t a = pad_minus1 ? conv_acc_m1_one(p, in, w + o * n, &win) : conv_acc_one(p, in, w + o * n, &win);
                 bits |= (bnn_word_t)(a >= thr[o]) << (o % 32u);
                 if (o % 32u == 31u) {
                     *out++ = bits;
@@ -432,19 +492,23 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
 }
 
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+                         const int32_t *thr, int pad_minus1, bnn_word_t *out, bnn_conv_rows_fn fn,
+                         bnn_conv_rows_fn pfn)
 {
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t taps = p->kh * p->kw;
     const uint32_t n = taps * cw;
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
+    const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
     const uint32_t ow = BNN_WORDS(p->cout);
-    const int has_pad = p->pad_h != 0u || p->pad_w != 0u;
+    /* -1 padding: a padded tap's zero bits in the patch are the activation -1, K is the full
+     * kh kw cin everywhere, so every position takes m_full (no correction) */
+    const int has_pad = !pad_minus1 && (p->pad_h != 0u || p->pad_w != 0u);
     const span_t cols = interior_cols(p);
     const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
     if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
-        conv_bits_generic(p, in, w, thr, out);
+        conv_bits_generic(p, in, w, thr, pad_minus1, out);
         return;
     }
     bnn_word_t patch[BNN_CONV_PATCH_WORDS];
@@ -484,7 +548,9 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             while (ox < p->out_w) {
                 if (inner && ox == cols.lo) { /* the interior run of the row */
                     for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
-                        if (dense) {
+                        if (d16) {
+                            pack_taps_3x3x16(src, step, patch);
+                        } else if (dense) {
                             pack_taps(src, step, p->kh, p->kw, p->cin, patch);
                         } else {
                             copy_window(src, step, p->kh, rw, patch);
@@ -496,7 +562,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                 window_t win = window(p, oy, ox);
                 const int32_t *mm = m_full;
                 gather_patch(p, in, &win, dense, nw, patch);
-                if (!window_full(p, &win)) {
+                if (has_pad && !window_full(p, &win)) {
                     const uint32_t padded = padded_taps(p, &win);
                     const uint32_t slot = border_slot(p, &win);
                     if (cache_key[slot] != padded) {
@@ -551,22 +617,7 @@ static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
             for (uint32_t o = 0; o < p->cout; ++o) {
-                int32_t a = conv_acc_one(p, in, w + o * n, &win);
-                if (pad_minus1) { /* each padded tap t adds -sum_c w = cin - 2 c_t */
-                    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
-                        const uint32_t ky = t / p->kw, kx = t % p->kw;
-                        if (ky >= win.ky0 && ky < win.ky1 && kx >= win.kx0 && kx < win.kx1) {
-                            continue;
-                        }
-                        const bnn_word_t *wt = w + o * n + t * cw;
-                        uint32_t ones = 0;
-                        for (uint32_t i = 0; i < cw; ++i) {
-                            ones += bnn_popcount32(wt[i]);
-                        }
-                        a += (int32_t)p->cin - 2 * (int32_t)ones;
-                    }
-                }
-                *acc++ = a;
+                *acc++ = pad_minus1 ? conv_acc_m1_one(p, in, w + o * n, &win) : conv_acc_one(p, in, w + o * n, &win);
             }
         }
     }
@@ -783,6 +834,12 @@ void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_
                     const int32_t *thr, bnn_word_t *out)
 {
     bnn_conv_bits(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
+}
+
+void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                       const int32_t *thr, bnn_word_t *out)
+{
+    bnn_conv_bits_m1(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
 }
 
 /* ---- first layer: uint8 HWC input ---- */

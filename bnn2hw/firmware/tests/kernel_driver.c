@@ -191,6 +191,8 @@ static int run_case(void)
             bnn_conv_bits(&p, x, w, thr, put(npos * W(p.cout)));
             bnn_conv_acc_ref(&p, x, w, put(npos * p.cout));
             bnn_conv_acc(&p, x, w, put(npos * p.cout));
+            bnn_conv_bits_m1_ref(&p, x, w, thr, put(npos * W(p.cout))); /* -1 padding */
+            bnn_conv_bits_m1(&p, x, w, thr, put(npos * W(p.cout)));
         } else {
             bnn_conv_u8_bits_ref(&p, x, w, thr, put(npos * W(p.cout)));
             bnn_conv_u8_bits(&p, x, w, thr, put(npos * W(p.cout)));
