@@ -274,6 +274,13 @@ conv_case(2, 5, 3, 1, 2, True, h=6, wd=5)
 conv_case(1, 65, 3, 2, 0, True, h=7, wd=9)
 conv_case(5, 65, 3, 1, 1, True, h=7, wd=6)
 conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
+# the RGB stem's row path (bnn__conv_u8_row: K <= 28, cout <= 32, patches of interior 3x3x3 windows
+# built from three 9-byte rows): odd / single / full-word channel counts, stride 2, no padding
+conv_case(3, 31, 3, 2, 1, True, h=9, wd=8)
+conv_case(3, 32, 3, 1, 0, True, h=6, wd=7)
+conv_case(3, 1, 3, 1, 1, True, h=5, wd=6)
+conv_case(3, 33, 3, 1, 1, True, h=4, wd=5)
+conv_case(2, 7, 3, 2, 1, True, h=7, wd=6)
 
 
 def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:

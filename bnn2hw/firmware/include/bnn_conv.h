@@ -112,6 +112,25 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
 void bnn_conv_u8_bits(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
                       const int32_t *thr, bnn_word_t *out);
 void bnn_conv_u8_acc_ref(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
+/*
+ * The uint8 conv's accumulators one output row at a time with the channel masks expanded once
+ * per call (bnn_conv.c): bnn__conv_u8_rows_prepare returns 1 when the shape takes this path
+ * (cores with USADA8, kh kw cin <= 28, cout <= BNN_CONV_U8_ROW_CH), else 0 and the caller runs
+ * bnn_conv_u8_acc; bnn__conv_u8_row then writes row oy, acc[ox * cout + o], of the whole conv
+ * (zero padding included).  bnn_conv_u8_acc uses the pair when it applies.
+ */
+#if defined(__ARM_FEATURE_SIMD32) && BNN_THUMB2_ASM
+#define BNN_CONV_U8_ROW_CH 32u
+#else
+#define BNN_CONV_U8_ROW_CH 1u /* the path is off: a token record */
+#endif
+typedef struct {
+    uint32_t nb;                              /* patch words, <= 7 */
+    uint32_t rec[8u * BNN_CONV_U8_ROW_CH];    /* per channel: 7 byte masks, then 255 n+ */
+} bnn_conv_u8_rows_t;
+int bnn__conv_u8_rows_prepare(const bnn_conv_params_t *p, const bnn_word_t *w, bnn_conv_u8_rows_t *r);
+void bnn__conv_u8_row(const bnn_conv_params_t *p, const uint8_t *in, const bnn_conv_u8_rows_t *r, uint32_t oy,
+                      int32_t *row);
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
 
 #endif /* BNN_CONV_H */

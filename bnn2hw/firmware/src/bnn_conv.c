@@ -1276,8 +1276,172 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
     return 1;
 }
 
+/*
+ * The uint8 conv one output row at a time with the masks expanded once per call
+ * (bnn__conv_u8_rows_prepare / bnn__conv_u8_row, bnn_conv.h), for K = kh kw cin <= 28 (nb <= 7
+ * patch words: 3x3 RGB and smaller) and cout <= BNN_CONV_U8_ROW_CH on cores with USADA8.
+ *
+ * Channel record (8 words): the nb masks of u8_masks, zero up to word 6, then base = 255 n+.  A
+ * patch of 7 words (bytes past K zero) against a record gives acc = base - sum_i |x_i - m_i|
+ * (the masked-sum identity above; zero words add |0 - 0| = 0).  Per output position the patch
+ * is built once and u8_dots7 runs every channel with the patch held in seven registers: per
+ * channel two LDM of the record, seven USADA8, one SUB, one STR (12 instructions for 27 MACs,
+ * two channels per loop pass).
+ *
+ * Interior positions of a 3x3 conv on 3 channels build the patch straight from the three
+ * 9-byte input rows r0, r1, r2 with unaligned word loads (all inside the rows):
+ *   x0 = r0[0..4)  x1 = r0[4..8)  x2 = r0[8] | r1[0..3) << 8  x3 = r1[3..7)
+ *   x4 = r1[7..9) | r2[0..2) << 16  x5 = r2[2..6)  x6 = r2[5..9) >> 8 (byte 27 = 0)
+ * every other position (clipped windows, other shapes) gathers through u8_gather.
+ */
+#if BNN_HAVE_USADA8 && BNN_CONV_LITTLE_ENDIAN
+#define BNN_CONV_U8_ROWS_FAST 1
+/* out[j] = rec_j[7] - sum_{i < 7} |x_i - rec_j[i]| for j < cnt (cnt >= 1). r4-r10: the patch,
+ * r11: the sum, r0/r2/r12/lr: four record words, r1: the records, r3: out, [sp]: end. */
+__attribute__((naked, noinline)) static void u8_dots7(const uint32_t *x __attribute__((unused)),
+                                                     const uint32_t *rec __attribute__((unused)),
+                                                     uint32_t cnt __attribute__((unused)),
+                                                     int32_t *out __attribute__((unused)))
+{
+#define BNN__U8_CHANNEL                                                                                 \
+    "ldm r1!, {r0, r2, r12, lr}\n\t"                                                                    \
+    "usad8 r11, r4, r0\n\t"                                                                             \
+    "usada8 r11, r5, r2, r11\n\t"                                                                       \
+    "usada8 r11, r6, r12, r11\n\t"                                                                      \
+    "usada8 r11, r7, lr, r11\n\t"                                                                       \
+    "ldm r1!, {r0, r2, r12, lr}\n\t"                                                                    \
+    "usada8 r11, r8, r0, r11\n\t"                                                                       \
+    "usada8 r11, r9, r2, r11\n\t"                                                                       \
+    "usada8 r11, r10, r12, r11\n\t"                                                                     \
+    "sub r11, lr, r11\n\t"                                                                              \
+    "str r11, [r3], #4\n\t"
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r0, {r4-r10}\n\t"
+                     "add r0, r1, r2, lsl #5\n\t" /* end of the records */
+                     "push {r0}\n\t"
+                     "tst r2, #1\n\t"
+                     "beq 1f\n\t"
+                     BNN__U8_CHANNEL /* an odd count: one channel first */
+                     "1:\n\t"
+                     "ldr r0, [sp]\n\t"
+                     "cmp r1, r0\n\t"
+                     "beq 3f\n\t"
+                     "2:\n\t"
+                     BNN__U8_CHANNEL
+                     BNN__U8_CHANNEL
+                     "ldr r0, [sp]\n\t"
+                     "cmp r1, r0\n\t"
+                     "bne 2b\n\t"
+                     "3:\n\t"
+                     "add sp, sp, #4\n\t"
+                     "pop {r4-r11, pc}\n\t");
+#undef BNN__U8_CHANNEL
+}
+
+BNN_INLINE uint32_t ld32(const uint8_t *s)
+{
+    uint32_t v;
+    memcpy(&v, s, 4u);
+    return v;
+}
+
+BNN_INLINE uint32_t ld16(const uint8_t *s)
+{
+    uint16_t v;
+    memcpy(&v, s, 2u);
+    return v;
+}
+
+/* The 7-word patch of a full 3x3 window on 3 channels, rows 9 bytes at r0, r0 + step, r0 + 2 step. */
+BNN_INLINE void patch_3x3x3(const uint8_t *r0, uint32_t step, uint32_t *x)
+{
+    const uint8_t *r1 = r0 + step, *r2 = r1 + step;
+    x[0] = ld32(r0);
+    x[1] = ld32(r0 + 4);
+    x[2] = (uint32_t)r0[8] | ld32(r1) << 8;
+    x[3] = ld32(r1 + 3);
+    x[4] = ld16(r1 + 7) | ld32(r2) << 16;
+    x[5] = ld32(r2 + 2);
+    x[6] = ld32(r2 + 5) >> 8;
+}
+#else
+#define BNN_CONV_U8_ROWS_FAST 0
+#endif
+
+int bnn__conv_u8_rows_prepare(const bnn_conv_params_t *p, const bnn_word_t *w, bnn_conv_u8_rows_t *r)
+{
+#if BNN_CONV_U8_ROWS_FAST
+    const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u, n = taps * BNN_WORDS(p->cin);
+    if (nb == 0u || nb > 7u || p->cout == 0u || p->cout > BNN_CONV_U8_ROW_CH) {
+        return 0;
+    }
+    for (uint32_t j = 0; j < p->cout; ++j) {
+        uint32_t m[10]; /* nb masks, the base, a pad word, u8_masks' spare */
+        uint32_t *rec = r->rec + 8u * j;
+        u8_masks(w + j * n, taps, p->cin, nb, m);
+        for (uint32_t i = 0; i < 7u; ++i) {
+            rec[i] = i < nb ? m[i] : 0u;
+        }
+        rec[7] = m[nb];
+    }
+    r->nb = nb;
+    return 1;
+#else
+    (void)p;
+    (void)w;
+    (void)r;
+    return 0;
+#endif
+}
+
+void bnn__conv_u8_row(const bnn_conv_params_t *p, const uint8_t *in, const bnn_conv_u8_rows_t *r, uint32_t oy,
+                      int32_t *row)
+{
+#if BNN_CONV_U8_ROWS_FAST
+    const uint32_t cout = p->cout, nb = r->nb, step = p->in_w * p->cin;
+    const span_t cols = interior_cols(p);
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    const int rgb = p->cin == 3u && p->kh == 3u && p->kw == 3u;
+    const int inner = rgb && y0 >= 0 && y0 + 3 <= (int32_t)p->in_h && cols.lo < cols.hi;
+    u8patch_t x;
+    uint32_t ox = 0;
+    for (; ox < p->out_w; ++ox, row += cout) {
+        if (inner && ox == cols.lo) { /* the interior run of the row */
+            const uint8_t *src = in + ((uint32_t)y0 * p->in_w + ox * p->stride_w - p->pad_w) * 3u;
+            const uint32_t xstep = p->stride_w * 3u;
+            for (; ox < cols.hi; ++ox, row += cout, src += xstep) {
+                patch_3x3x3(src, step, x.w);
+                u8_dots7(x.w, r->rec, cout, row);
+            }
+            if (ox == p->out_w) {
+                break;
+            }
+        }
+        const window_t win = window(p, oy, ox);
+        u8_gather(p, in, &win, nb, &x);
+        for (uint32_t i = nb; i < 7u; ++i) {
+            x.w[i] = 0u;
+        }
+        u8_dots7(x.w, r->rec, cout, row);
+    }
+#else
+    (void)p;
+    (void)in;
+    (void)r;
+    (void)oy;
+    (void)row;
+#endif
+}
+
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
+    bnn_conv_u8_rows_t r;
+    if (bnn__conv_u8_rows_prepare(p, w, &r)) {
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            bnn__conv_u8_row(p, in, &r, oy, acc + (size_t)oy * p->out_w * p->cout);
+        }
+        return;
+    }
     if (conv_u8_masked(p, in, w, NULL, NULL, acc)) {
         return;
     }

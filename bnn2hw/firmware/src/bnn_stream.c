@@ -526,11 +526,15 @@ void bnn_dense_stream_bin(const bnn_stream_dense_params_t *p, const void *in, co
  * kernel on the input rows the row's windows touch (the sub-problem has out_h = 1, in_h = the
  * rows inside the image and pad_h = the rows above it). */
 static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w, uint32_t oy,
-                     int32_t *row)
+                     const bnn_conv_u8_rows_t *u8r, int32_t *row)
 {
     const bnn_conv_params_t *c = &p->conv;
     if (!p->in_u8) {
         bnn_conv_acc_rows(c, (const bnn_word_t *)in, w, oy, oy + 1u, (int)p->pad_minus1, row);
+        return;
+    }
+    if (u8r != NULL) { /* the masks expanded once per call (bnn__conv_u8_rows_prepare) */
+        bnn__conv_u8_row(c, (const uint8_t *)in, u8r, oy, row);
         return;
     }
     const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
@@ -557,8 +561,10 @@ void bnn_conv_stream(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     const uint32_t n = c->out_w * c->cout, nw = c->out_w * BNN_WORDS(c->cout);
     epi_plan_t pl;
     const epi_fn fn = epi_prepare(e, conv_bound(p), &pl);
+    bnn_conv_u8_rows_t u8r;
+    const int u8 = p->in_u8 && bnn__conv_u8_rows_prepare(c, w, &u8r);
     for (uint32_t oy = 0; oy < c->out_h; ++oy) {
-        conv_row(p, in, w, oy, row);
+        conv_row(p, in, w, oy, u8 ? &u8r : NULL, row);
         const size_t off = (size_t)oy * n;
         epi_apply(e, &pl, fn, c->out_w, row, skip ? (const uint8_t *)skip + off * e->skip_bytes : NULL,
                   out ? (uint8_t *)out + off * e->out_bytes : NULL, bits ? bits + (size_t)oy * nw : NULL);
@@ -579,9 +585,11 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
 {
     const uint32_t cout = p->conv.cout;
     const int64_t k = conv_bound(p);
+    bnn_conv_u8_rows_t u8r;
+    const bnn_conv_u8_rows_t *u8 = p->in_u8 && bnn__conv_u8_rows_prepare(&p->conv, w, &u8r) ? &u8r : NULL;
     if (cout > BNN_STREAM_FAST_CH || k >= (INT64_C(1) << 30)) {
         for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
-            conv_row(p, in, w, oy, row);
+            conv_row(p, in, w, oy, u8, row);
             for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
                 for (uint32_t o0 = 0; o0 < cout; o0 += 32u) {
                     const uint32_t cnt = cout - o0 < 32u ? cout - o0 : 32u;
@@ -604,7 +612,7 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
 #define THR_BIT(j) (word = (word >> 1) | ((uint32_t)(tp[j] - r[j]) & 0x80000000u))
     const uint32_t nfull = cout / 32u, rem = cout % 32u, rem4 = rem & ~3u;
     for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
-        conv_row(p, in, w, oy, row);
+        conv_row(p, in, w, oy, u8, row);
         const int32_t *r = row;
         for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
             const int32_t *tp = t;
