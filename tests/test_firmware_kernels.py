@@ -298,13 +298,15 @@ def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:
     params = np.array([10, h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], np.uint32)
 
     def check(out, target):
-        rows, whole, zero = split(out, [accm.size, accm.size, acc0.size])
+        rows, whole, zero, pop = split(out, [accm.size, accm.size, acc0.size, accm.size])
         assert np.array_equal(rows.view(np.int32), accm.ravel()), f"conv rows pad -1 (seed {seed}, {target})"
         assert np.array_equal(whole.view(np.int32), accm.ravel()), f"conv all rows pad -1 (seed {seed}, {target})"
         assert np.array_equal(zero.view(np.int32), acc0.ravel()), f"conv rows pad 0 (seed {seed}, {target})"
+        popcounts = (k * k * cin - accm.ravel()) // 2  # bnn_conv_pop_rows: acc = K - 2 pop
+        assert np.array_equal(pop.view(np.int32), popcounts), f"conv popcount rows pad -1 (seed {seed}, {target})"
 
     add(f"convrows-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, pack_bits(x), pack_bits(w)],
-        2 * accm.size + acc0.size, check)
+        3 * accm.size + acc0.size, check)
 
 
 for _sh in [(16, 16, 3, 1, 1, 9, 9), (16, 32, 3, 2, 1, 9, 8), (1, 31, 3, 1, 1, 5, 6), (31, 33, 3, 2, 2, 7, 5),

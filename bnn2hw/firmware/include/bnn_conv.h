@@ -99,11 +99,16 @@ void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bn
  * popcount mode (bnn_conv.c).  pad_minus1 = 0: zero padding (as bnn_conv_acc_ref);
  * pad_minus1 != 0: a padded tap is the activation -1 (FINN's FMPadding of a binary stream),
  * acc = K - 2 popcount with the full K.  bnn_conv_acc = all rows, zero padding.
+ * bnn_conv_pop_rows: the same rows as the popcounts themselves, pop = (K - acc) / 2 with
+ * K = kh kw cin, for -1 padding or a conv without padding only (there acc = K - 2 pop at every
+ * position; the consumer folds K - 2 x into its own arithmetic, bnn_stream.c).
  */
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn);
+                        uint32_t oy1, int mode, int32_t *acc, bnn_conv_rows_fn pfn);
 #define bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc) \
-    bnn__conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc, BNN__CONV_PROWS_FN(p))
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, (pad_minus1) ? 1 : 0, acc, BNN__CONV_PROWS_FN(p))
+#define bnn_conv_pop_rows(p, in, w, oy0, oy1, pad_minus1, pop) \
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, (pad_minus1) ? 3 : 2, pop, BNN__CONV_PROWS_FN(p))
 void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 #define bnn_conv_acc(p, in, w, acc) bnn_conv_acc_rows(p, in, w, 0u, (p)->out_h, 0, acc)
 

@@ -718,7 +718,7 @@ BNN_INLINE void pop_to_acc(int32_t *a, uint32_t cnt, int32_t k)
 typedef struct {
     const bnn_word_t *rows;
     uint32_t nw, cnt, cout, kh, kw, cin, rw, step, xstep;
-    int dense;
+    int dense, raw; /* raw: leave the popcounts (no pop_to_acc) */
     int32_t k;
     bnn_conv_rows_fn pfn;
 } acc_run_t;
@@ -748,13 +748,16 @@ __attribute__((noinline)) static void interior_acc(const acc_run_t *r, const bnn
 #else
         rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
 #endif
-        pop_to_acc(dst, cnt, k);
+        if (!r->raw) {
+            pop_to_acc(dst, cnt, k);
+        }
     }
 }
 
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn)
+                        uint32_t oy1, int mode, int32_t *acc, bnn_conv_rows_fn pfn)
 {
+    const int pad_minus1 = mode & 1, raw = (mode & 2) != 0;
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t taps = p->kh * p->kw;
     const uint32_t n = taps * cw;
@@ -764,6 +767,11 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
     const int32_t k = (int32_t)(taps * p->cin);
     if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
         conv_acc_rows_generic(p, in, w, oy0, oy1, pad_minus1, acc);
+        if (raw) { /* acc = K - 2 p at every position (no correction in this mode) */
+            for (uint32_t i = 0; i < (oy1 - oy0) * p->out_w * p->cout; ++i) {
+                acc[i] = (k - acc[i]) / 2;
+            }
+        }
         return;
     }
     const span_t cols = interior_cols(p);
@@ -800,7 +808,7 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
             const int inner = interior_row(p, in, oy, cols, &src);
             while (ox < out_w) {
                 if (inner && ox == cols.lo) { /* the interior run of the row: acc = K - 2 p */
-                    const acc_run_t run = {rows, nw, cnt, cout, kh, kw, cin, rw, step, xstep, dense, k, pfn};
+                    const acc_run_t run = {rows, nw, cnt, cout, kh, kw, cin, rw, step, xstep, dense, raw, k, pfn};
                     interior_acc(&run, src, cols.hi - ox, patch, dst);
                     dst += (cols.hi - ox) * cout;
                     ox = cols.hi;
@@ -815,7 +823,7 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
                     for (uint32_t j = 0; j < cnt; ++j) {
                         dst[j] = offs[j] - 2 * dst[j];
                     }
-                } else {
+                } else if (!raw) {
                     pop_to_acc(dst, cnt, k);
                 }
                 dst += cout;

@@ -114,7 +114,7 @@ typedef struct {
     bnn__chan_t tab[BNN_STREAM_FAST_CH];
 } epi_plan_t;
 
-static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
+static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k, epi_plan_t *pl)
 {
     const bnn_requant_params_t *rq = e->rq;
     const uint32_t n = rq->channels;
@@ -147,7 +147,15 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
         if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
             return 0;
         }
-        const int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
+        int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
+        if (pop_k > 0) { /* the input is x = (K - acc) / 2 in [0, K]: acc m + b = x (-2 m) + (b + K m) */
+            if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31) || b >= (INT64_C(1) << 31) ||
+                b <= -(INT64_C(1) << 31)) {
+                return 0;
+            }
+            b += pop_k * m;
+            m *= -2;
+        }
         const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
         if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
             return 0;
@@ -307,9 +315,11 @@ static void epi_apply(const bnn_stream_epilogue_t *e, const epi_plan_t *pl, epi_
     }
 }
 
-static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
+/* pop_k > 0: the rows hold popcounts x with acc = pop_k - 2 x (folded into the table; the
+ * specialization reads x); 0: accumulators.  NULL: the int64 reference on accumulators. */
+static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k, epi_plan_t *pl)
 {
-    if (!epi_plan(e, bound, pl)) {
+    if (!epi_plan(e, bound, pop_k, pl)) {
         return NULL;
     }
     return epi_pick(pl, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
@@ -319,7 +329,7 @@ void bnn_stream_epilogue(const bnn_stream_epilogue_t *e, uint32_t positions, con
                          const void *skip, void *out, bnn_word_t *bits)
 {
     epi_plan_t pl;
-    const epi_fn fn = epi_prepare(e, bound, &pl);
+    const epi_fn fn = epi_prepare(e, bound, 0, &pl);
     epi_apply(e, &pl, fn, positions, acc, skip, out, bits);
 }
 
@@ -560,11 +570,23 @@ void bnn_conv_stream(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     const bnn_conv_params_t *c = &p->conv;
     const uint32_t n = c->out_w * c->cout, nw = c->out_w * BNN_WORDS(c->cout);
     epi_plan_t pl;
-    const epi_fn fn = epi_prepare(e, conv_bound(p), &pl);
+    /* Packed bits input at -1 padding or without padding: acc = K - 2 popcount everywhere, so the
+     * rows stay popcounts and the table takes the K - 2 x (no pass over the row); else accumulators */
+    const int64_t k = (int64_t)c->kh * c->kw * c->cin;
+    const int pop = !p->in_u8 && (p->pad_minus1 || (c->pad_h == 0u && c->pad_w == 0u));
+    epi_fn fn = pop ? epi_prepare(e, k, k, &pl) : NULL;
+    const int use_pop = fn != NULL;
+    if (!use_pop) {
+        fn = epi_prepare(e, conv_bound(p), 0, &pl);
+    }
     bnn_conv_u8_rows_t u8r;
     const int u8 = p->in_u8 && bnn__conv_u8_rows_prepare(c, w, &u8r);
     for (uint32_t oy = 0; oy < c->out_h; ++oy) {
-        conv_row(p, in, w, oy, u8 ? &u8r : NULL, row);
+        if (use_pop) {
+            bnn_conv_pop_rows(c, (const bnn_word_t *)in, w, oy, oy + 1u, p->pad_minus1, row);
+        } else {
+            conv_row(p, in, w, oy, u8 ? &u8r : NULL, row);
+        }
         const size_t off = (size_t)oy * n;
         epi_apply(e, &pl, fn, c->out_w, row, skip ? (const uint8_t *)skip + off * e->skip_bytes : NULL,
                   out ? (uint8_t *)out + off * e->out_bytes : NULL, bits ? bits + (size_t)oy * nw : NULL);
