@@ -22,6 +22,7 @@
 /* The fast paths rely on >> of a negative int32 being an arithmetic shift (floor): true of
  * GCC, Clang and Arm Compiler (implementation-defined in C99); checked at compile time. */
 typedef char bnn__arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+typedef char bnn__arithmetic_shift_check64[((INT64_C(-1)) >> 1) == -1 ? 1 : -1];
 
 /* floor(v / 2^shift) for any sign (an arithmetic shift, without relying on the
  * implementation-defined >> of negative values); |v| < 2^63 so -v cannot overflow. */
@@ -84,7 +85,13 @@ void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *
  *   shift   S = max shift[c]; m = mult[c] 2^(S - shift[c]), b = bias[c] 2^(S - shift[c]), so
  *           floor((x mult[c] + bias[c]) / 2^shift[c]) = floor((x m + b) / 2^S) = (x m + b) >> S.
  *           Exact in int32 when |x| <= bound (the caller's accumulator bound) and
- *           bound |m| + |b| < 2^31 for every channel, S <= 30 (checked; else the int64 path).
+ *           bound |m| + |b| < 2^31 for every channel, S <= 30 (checked).
+ *   wide    else (a large accumulator range against a fine multiplier, e.g. a uint8 first layer:
+ *           bound 255 K) the shift is 32: m = mult[c] 2^(32 - shift[c]), b = bias[c]
+ *           2^(32 - shift[c]) (int64), r = (x m + b) >> 32, one SMLAL and the high word, exact
+ *           when every shift[c] <= 32, |m| < 2^31, |b| < 2^62 and bound < 2^30 (so
+ *           |x m + b| < 2^63); int8_t streams with the full -128..127 ranges only (a hardtanh
+ *           range takes the int64 reference loop, like everything that fits neither form).
  *   threshold on the compared value v (the sum when there is an add, else r) whose saturated
  *           value lies in [L, H]:  dir +1: bit = sat(v) >= T;  dir -1: bit = sat(v) <= T.
  *           T <= L (dir +1) or T >= H (dir -1): always 1 -> d = 0, c = 0;
@@ -107,12 +114,77 @@ typedef struct {
     int32_t m, b, d, c;
 } bnn__chan_t;
 
+typedef struct { /* the wide form: r = (x m + b) >> 32 */
+    int64_t b;
+    int32_t m, d, c, pad;
+} bnn__wchan_t;
+
 typedef struct {
     uint32_t sh, bytes;
-    int full;
+    int full, wide;
     int32_t rlo, rhi, alo, ahi;
-    bnn__chan_t tab[BNN_STREAM_FAST_CH];
+    union {
+        bnn__chan_t n[BNN_STREAM_FAST_CH];
+        bnn__wchan_t w[BNN_STREAM_FAST_CH];
+    } tab;
 } epi_plan_t;
+
+/* The int32 table (m, b) at shift s (see above); 0 if some channel does not fit. */
+static int plan_narrow(const bnn_requant_params_t *rq, uint32_t s, int64_t bound, int64_t pop_k, epi_plan_t *pl)
+{
+    if (s > 30u) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < rq->channels; ++c) {
+        const int64_t scale = INT64_C(1) << (s - rq->shift[c]);
+        if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
+            return 0;
+        }
+        int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
+        if (pop_k > 0) { /* the input is x = (K - acc) / 2 in [0, K]: acc m + b = x (-2 m) + (b + K m) */
+            if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31) || b >= (INT64_C(1) << 31) ||
+                b <= -(INT64_C(1) << 31)) {
+                return 0;
+            }
+            b += pop_k * m;
+            m *= -2;
+        }
+        const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
+        if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
+            return 0;
+        }
+        pl->tab.n[c].m = (int32_t)m;
+        pl->tab.n[c].b = (int32_t)b;
+    }
+    pl->sh = s;
+    pl->wide = 0;
+    return 1;
+}
+
+/* The wide table (shift 32, int64 bias, accumulators only); 0 if some channel does not fit. */
+static int plan_wide(const bnn_requant_params_t *rq, int64_t bound, epi_plan_t *pl)
+{
+    if (bound >= (INT64_C(1) << 30)) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < rq->channels; ++c) {
+        const uint32_t sh = rq->shift[c];
+        const int64_t bias = rq->bias[c], ab = bias < 0 ? -bias : bias;
+        if (sh > 32u || ab >= (INT64_C(1) << (30u + sh < 62u ? 30u + sh : 62u))) {
+            return 0; /* |bias| 2^(32 - sh) < 2^62 */
+        }
+        const int64_t m = (int64_t)rq->mult[c] * (INT64_C(1) << (32u - sh));
+        if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31)) {
+            return 0;
+        }
+        pl->tab.w[c].m = (int32_t)m;
+        pl->tab.w[c].b = bias * (INT64_C(1) << (32u - sh));
+        pl->tab.w[c].pad = 0;
+    }
+    pl->sh = 32u;
+    pl->wide = 1;
+    return 1;
+}
 
 static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k, epi_plan_t *pl)
 {
@@ -138,31 +210,11 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k
     for (uint32_t c = 0; c < n; ++c) {
         s = rq->shift[c] > s ? rq->shift[c] : s;
     }
-    if (s > 30u) {
+    if (!plan_narrow(rq, s, bound, pop_k, pl) && (pop_k > 0 || bytes != 1u || !plan_wide(rq, bound, pl))) {
         return 0;
     }
     const int32_t vlo = add ? e->add_lo : rq->lo, vhi = add ? e->add_hi : rq->hi;
     for (uint32_t c = 0; c < n; ++c) {
-        const int64_t scale = INT64_C(1) << (s - rq->shift[c]);
-        if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
-            return 0;
-        }
-        int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
-        if (pop_k > 0) { /* the input is x = (K - acc) / 2 in [0, K]: acc m + b = x (-2 m) + (b + K m) */
-            if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31) || b >= (INT64_C(1) << 31) ||
-                b <= -(INT64_C(1) << 31)) {
-                return 0;
-            }
-            b += pop_k * m;
-            m *= -2;
-        }
-        const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
-        if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
-            return 0;
-        }
-        bnn__chan_t *t = &pl->tab[c];
-        t->m = (int32_t)m;
-        t->b = (int32_t)b;
         int32_t d = 0, cc = 0; /* bit = (v d + cc >= 0); the table keeps -d, -cc - 1: */
         if (e->thr) {
             const int32_t thr = e->thr[c];
@@ -182,10 +234,15 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k
                 }
             }
         }
-        t->d = -d; /* v (-d) + (-cc - 1) = ~(v d + cc): its sign bit is the output bit */
-        t->c = -cc - 1;
+        /* v (-d) + (-cc - 1) = ~(v d + cc): its sign bit is the output bit */
+        if (pl->wide) {
+            pl->tab.w[c].d = -d;
+            pl->tab.w[c].c = -cc - 1;
+        } else {
+            pl->tab.n[c].d = -d;
+            pl->tab.n[c].c = -cc - 1;
+        }
     }
-    pl->sh = s;
     pl->bytes = bytes;
     pl->rlo = rq->lo;
     pl->rhi = rq->hi;
@@ -198,20 +255,21 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k
 /* One row (npos positions x nch channels) of the fast path for storage T.  full, add, store,
  * thr are compile-time constants at every call (the specializations below), so each
  * combination compiles to its own straight loop. */
-#define BNN__EPI_ROWS(NAME, T, TBITS, TLO, THI)                                                                   \
+#define BNN__EPI_ROWS(NAME, T, TBITS, TLO, THI, CHAN, TAB, REQ)                                                    \
     BNN_INLINE void NAME(const epi_plan_t *pl, uint32_t npos, uint32_t nch, const int32_t *acc, const T *s,  \
                          T *o, bnn_word_t *bits, const int full, const int add, const int store, const int thr) \
     {                                                                                                      \
         const uint32_t sh = pl->sh;                                                                        \
         const int32_t rlo = pl->rlo, rhi = pl->rhi, alo = pl->alo, ahi = pl->ahi;                          \
+        (void)sh;                                                                                          \
         for (uint32_t pos = 0; pos < npos; ++pos) {                                                        \
-            const bnn__chan_t *t = pl->tab;                                                                \
+            const CHAN *t = pl->tab.TAB;                                                                   \
             for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {                                                   \
                 const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;                                      \
                 uint32_t word = 0;                                                                         \
                 BNN__UNROLL(2)                                                                             \
-                for (const bnn__chan_t *end = t + cnt; t != end; ++t) {                                    \
-                    int32_t v = (*acc++ * t->m + t->b) >> sh;                                              \
+                for (const CHAN *end = t + cnt; t != end; ++t) {                                           \
+                    int32_t v = REQ(*acc++, t);                                                            \
                     v = full ? BNN__SAT(v, TBITS, TLO, THI) : (v < rlo ? rlo : (v > rhi ? rhi : v));                \
                     if (add) {                                                                             \
                         v += *s++;                                                                         \
@@ -234,8 +292,11 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k
         }                                                                                                  \
     }
 
-BNN__EPI_ROWS(epi_rows_s8, int8_t, 8, -128, 127)
-BNN__EPI_ROWS(epi_rows_s16, int16_t, 16, -32768, 32767)
+#define BNN__REQ_N(a, t) (((a) * (t)->m + (t)->b) >> sh)                          /* MLA, ASR */
+#define BNN__REQ_W(a, t) ((int32_t)(((int64_t)(a) * (t)->m + (t)->b) >> 32)) /* SMLAL, high word */
+BNN__EPI_ROWS(epi_rows_s8, int8_t, 8, -128, 127, bnn__chan_t, n, BNN__REQ_N)
+BNN__EPI_ROWS(epi_rows_s16, int16_t, 16, -32768, 32767, bnn__chan_t, n, BNN__REQ_N)
+BNN__EPI_ROWS(epi_rows_w8, int8_t, 8, -128, 127, bnn__wchan_t, w, BNN__REQ_W)
 
 /* The specializations: storage x full x (add, store, thr). */
 #define BNN__EPI_SPEC(T, SUF, ROWS, FULL, ADD, STORE, THR)                                                 \
@@ -255,6 +316,7 @@ BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 1)
 BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 0)
 BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 1)
 BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 0)
+BNN__EPI_COMBOS(int8_t, w8, epi_rows_w8, 1) /* the wide form: full int8 ranges only (flash) */
 
 typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, const void *, void *, bnn_word_t *);
 
@@ -267,7 +329,12 @@ static epi_fn epi_pick(const epi_plan_t *pl, int add, int store, int thr)
 {
     static const epi_fn s8f[] = BNN__EPI_TABLE(s8, 1), s8r[] = BNN__EPI_TABLE(s8, 0);
     static const epi_fn s16f[] = BNN__EPI_TABLE(s16, 1), s16r[] = BNN__EPI_TABLE(s16, 0);
-    const epi_fn *tab = pl->bytes == 1u ? (pl->full ? s8f : s8r) : (pl->full ? s16f : s16r);
+    static const epi_fn w8f[] = BNN__EPI_TABLE(w8, 1);
+    if (pl->wide && !pl->full) {
+        return NULL;
+    }
+    const epi_fn *tab = pl->wide ? w8f
+                                 : pl->bytes == 1u ? (pl->full ? s8f : s8r) : (pl->full ? s16f : s16r);
     return tab[add * 4 + store * 2 + thr];
 }
 
