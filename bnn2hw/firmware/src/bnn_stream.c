@@ -324,9 +324,122 @@ typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, 
     {NULL, epi_##SUF##_##FULL##001, epi_##SUF##_##FULL##010, epi_##SUF##_##FULL##011, NULL,               \
      epi_##SUF##_##FULL##101, epi_##SUF##_##FULL##110, epi_##SUF##_##FULL##111}
 
+
+/*
+ * Thumb-2 assembly rows for the common case (int8_t streams with the full -128..127 ranges, an
+ * even channel count up to 32: one output word per position), both table forms; the C
+ * specializations above for everything else.  Per channel: one LDM of the record (m, b, d, c;
+ * wide: b lo, b hi, m, d, c, pad), the accumulator load, MLA + ASR (wide: SMLAL, the high word),
+ * SSAT, then [LDRSB + ADD (+ SSAT when stored)], [STRB], [MLA, AND, ORR into the word]; two
+ * channels per loop pass.  Registers: r0 the argument block, r1 acc, r2 skip, r3 out, r4 the
+ * record pointer, r5 its end, r6 the shift (wide: b lo), r7 the word, r8-r11 record words,
+ * r12 the value, lr (wide) the pad word.
+ */
+#if BNN_THUMB2_ASM
+typedef struct {
+    const void *tab;     /* [r0, #0]  */
+    uint32_t tab_bytes;  /* [r0, #4]  nch records */
+    uint32_t sh;         /* [r0, #8]  */
+    uint32_t rsh;        /* [r0, #12] 32 - nch */
+    const int32_t *acc;  /* [r0, #16] */
+    const void *skip;    /* [r0, #20] */
+    void *out;           /* [r0, #24] */
+    bnn_word_t *bits;    /* [r0, #28] advanced per position */
+    uint32_t npos;       /* [r0, #32] counted down, >= 1 */
+} epi_t2_args_t;
+
+#define BNN__EPI_T2_CH(W, ADD, STORE, THR)                                                    \
+    ".if " #W "\n\t"                                                                          \
+    "ldm r4!, {r6, r8, r9, r10, r11, lr}\n\t" /* b lo, b hi, m, d, c, pad */                 \
+    "ldr r12, [r1], #4\n\t"                                                                   \
+    "smlal r6, r8, r12, r9\n\t"                                                               \
+    "ssat r12, #8, r8\n\t"                                                                    \
+    ".else\n\t"                                                                               \
+    "ldm r4!, {r8, r9, r10, r11}\n\t" /* m, b, d, c */                                       \
+    "ldr r12, [r1], #4\n\t"                                                                   \
+    "mla r12, r12, r8, r9\n\t"                                                                \
+    "asr r12, r12, r6\n\t"                                                                    \
+    "ssat r12, #8, r12\n\t"                                                                   \
+    ".endif\n\t"                                                                              \
+    ".if " #ADD "\n\t"                                                                        \
+    "ldrsb r9, [r2], #1\n\t"                                                                  \
+    "add r12, r12, r9\n\t"                                                                    \
+    ".if " #STORE "\n\t"                                                                      \
+    "ssat r12, #8, r12\n\t"                                                                   \
+    ".endif\n\t"                                                                              \
+    ".endif\n\t"                                                                              \
+    ".if " #STORE "\n\t"                                                                      \
+    "strb r12, [r3], #1\n\t"                                                                  \
+    ".endif\n\t"                                                                              \
+    ".if " #THR "\n\t"                                                                        \
+    "mla r12, r12, r10, r11\n\t"                                                              \
+    "and r12, r12, #0x80000000\n\t"                                                           \
+    "orr r7, r12, r7, lsr #1\n\t"                                                             \
+    ".endif\n\t"
+
+#define BNN__EPI_T2(W, ADD, STORE, THR)                                                        \
+    __attribute__((naked, noinline)) static void epi_t2_##W##ADD##STORE##THR(                 \
+        epi_t2_args_t *g __attribute__((unused)))                                             \
+    {                                                                                         \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                              \
+                         "ldrd r1, r2, [r0, #16]\n\t"                                         \
+                         "ldr r3, [r0, #24]\n\t"                                              \
+                         "ldr r6, [r0, #8]\n\t"                                               \
+                         "1:\n\t"                                                             \
+                         "ldrd r4, r5, [r0]\n\t"                                              \
+                         "add r5, r5, r4\n\t"                                                 \
+                         "mov r7, #0\n\t"                                                     \
+                         "2:\n\t" BNN__EPI_T2_CH(W, ADD, STORE, THR)                          \
+                             BNN__EPI_T2_CH(W, ADD, STORE, THR) "cmp r4, r5\n\t"              \
+                         "bne 2b\n\t"                                                         \
+                         ".if " #THR "\n\t"                                                   \
+                         "ldr r8, [r0, #12]\n\t"                                              \
+                         "lsr r7, r7, r8\n\t"                                                 \
+                         "ldr r8, [r0, #28]\n\t"                                              \
+                         "str r7, [r8], #4\n\t"                                               \
+                         "str r8, [r0, #28]\n\t"                                              \
+                         ".endif\n\t"                                                         \
+                         "ldr r8, [r0, #32]\n\t"                                              \
+                         "subs r8, r8, #1\n\t"                                                \
+                         "str r8, [r0, #32]\n\t"                                              \
+                         "bne 1b\n\t"                                                         \
+                         "pop {r4-r11, pc}\n\t");                                             \
+    }                                                                                         \
+    static void epi_a_##W##ADD##STORE##THR(const epi_plan_t *pl, uint32_t npos, uint32_t nch,  \
+                                           const int32_t *acc, const void *s, void *o,        \
+                                           bnn_word_t *bits)                                  \
+    {                                                                                         \
+        epi_t2_args_t g = {W ? (const void *)pl->tab.w : (const void *)pl->tab.n,             \
+                           nch * (W ? (uint32_t)sizeof(bnn__wchan_t) : (uint32_t)sizeof(bnn__chan_t)), \
+                           pl->sh, 32u - nch, acc, s, o, bits, npos};                         \
+        if (npos != 0u) {                                                                     \
+            epi_t2_##W##ADD##STORE##THR(&g);                                                  \
+        }                                                                                     \
+    }
+#define BNN__EPI_T2_COMBOS(W)                                                                  \
+    BNN__EPI_T2(W, 0, 1, 0)                                                                    \
+    BNN__EPI_T2(W, 0, 1, 1)                                                                    \
+    BNN__EPI_T2(W, 0, 0, 1)                                                                    \
+    BNN__EPI_T2(W, 1, 1, 0)                                                                    \
+    BNN__EPI_T2(W, 1, 1, 1)                                                                    \
+    BNN__EPI_T2(W, 1, 0, 1)
+BNN__EPI_T2_COMBOS(0)
+BNN__EPI_T2_COMBOS(1)
+#define BNN__EPI_T2_TABLE(W)                                                                   \
+    {NULL, epi_a_##W##001, epi_a_##W##010, epi_a_##W##011, NULL, epi_a_##W##101, epi_a_##W##110, epi_a_##W##111}
+#endif
+
 /* The specialization for a plan and flags (index add * 4 + store * 2 + thr), NULL if none. */
-static epi_fn epi_pick(const epi_plan_t *pl, int add, int store, int thr)
+static epi_fn epi_pick(const epi_plan_t *pl, uint32_t nch, int add, int store, int thr)
 {
+#if BNN_THUMB2_ASM
+    if (pl->bytes == 1u && pl->full && nch % 2u == 0u && nch != 0u && nch <= 32u) {
+        static const epi_fn a0[] = BNN__EPI_T2_TABLE(0), a1[] = BNN__EPI_T2_TABLE(1);
+        return (pl->wide ? a1 : a0)[add * 4 + store * 2 + thr];
+    }
+#else
+    (void)nch;
+#endif
     static const epi_fn s8f[] = BNN__EPI_TABLE(s8, 1), s8r[] = BNN__EPI_TABLE(s8, 0);
     static const epi_fn s16f[] = BNN__EPI_TABLE(s16, 1), s16r[] = BNN__EPI_TABLE(s16, 0);
     static const epi_fn w8f[] = BNN__EPI_TABLE(w8, 1);
@@ -389,7 +502,7 @@ static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, int64_t
     if (!epi_plan(e, bound, pop_k, pl)) {
         return NULL;
     }
-    return epi_pick(pl, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
+    return epi_pick(pl, e->rq->channels, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
 }
 
 void bnn_stream_epilogue(const bnn_stream_epilogue_t *e, uint32_t positions, const int32_t *acc, uint32_t bound,
