@@ -338,7 +338,8 @@ def _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs):
 
 def _epi_program(bits: int, pos: int = 40):
     """C declarations and statements running bnn_stream_epilogue on every (add, store, threshold)
-    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop), 65 (past
+    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop), 64 (the
+    assembly rows of Thumb-2 cores without a threshold, the C rows with one), 65 (past
     BNN_STREAM_FAST_CH: the int64 loop), 16 and 33 with a first layer's range (the shift-32 SMLAL
     form on int8 streams, the int64 loop on wider ones); each result goes through EMIT(int32
     value); and the expected values in EMIT order (stream values, then packed words with padding
@@ -347,8 +348,8 @@ def _epi_program(bits: int, pos: int = 40):
     rng = np.random.default_rng(seed)
     ctype, ob = ("int8_t", 1) if bits == 8 else ("int16_t", 2)
     decls, body, expect = "#include <string.h>\n#include \"bnn_stream.h\"\n", "", []
-    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (65, False),
-                                           (16, "wide"), (33, "wide")]):
+    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (64, False),
+                                           (65, False), (16, "wide"), (33, "wide")]):
         lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge, pos)
         sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c (plan_narrow)
         fast = channels <= 64 and all(bound * abs(int(m)) * int(f) + abs(int(b)) * int(f) < 2**31

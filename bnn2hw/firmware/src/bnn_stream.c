@@ -327,7 +327,8 @@ typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, 
 
 /*
  * Thumb-2 assembly rows for the common case (int8_t streams with the full -128..127 ranges, an
- * even channel count up to 32: one output word per position), both table forms; the C
+ * even channel count, up to 32 with a threshold: one output word per position), both table
+ * forms; the C
  * specializations above for everything else.  Per channel: one LDM of the record (m, b, d, c;
  * wide: b lo, b hi, m, d, c, pad), the accumulator load, MLA + ASR (wide: SMLAL, the high word),
  * SSAT, then [LDRSB + ADD (+ SSAT when stored)], [STRB], [MLA, AND, ORR into the word]; two
@@ -411,7 +412,7 @@ typedef struct {
     {                                                                                         \
         epi_t2_args_t g = {W ? (const void *)pl->tab.w : (const void *)pl->tab.n,             \
                            nch * (W ? (uint32_t)sizeof(bnn__wchan_t) : (uint32_t)sizeof(bnn__chan_t)), \
-                           pl->sh, 32u - nch, acc, s, o, bits, npos};                         \
+                           pl->sh, nch <= 32u ? 32u - nch : 0u, acc, s, o, bits, npos};   \
         if (npos != 0u) {                                                                     \
             epi_t2_##W##ADD##STORE##THR(&g);                                                  \
         }                                                                                     \
@@ -433,7 +434,8 @@ BNN__EPI_T2_COMBOS(1)
 static epi_fn epi_pick(const epi_plan_t *pl, uint32_t nch, int add, int store, int thr)
 {
 #if BNN_THUMB2_ASM
-    if (pl->bytes == 1u && pl->full && nch % 2u == 0u && nch != 0u && nch <= 32u) {
+    /* a threshold packs one word per position (nch <= 32); without one any even count fits */
+    if (pl->bytes == 1u && pl->full && nch % 2u == 0u && nch != 0u && (nch <= 32u || !thr)) {
         static const epi_fn a0[] = BNN__EPI_T2_TABLE(0), a1[] = BNN__EPI_T2_TABLE(1);
         return (pl->wide ? a1 : a0)[add * 4 + store * 2 + thr];
     }
