@@ -179,8 +179,9 @@ def main() -> None:
                "accumulators with LDM / SUB / STM; weight rows packed once per call without the bit loop; dense "
                "border patches through a tap array; zero-padding offsets over the padded taps' set bits; the uint8 "
                "stem as USADA8 masked sums: bnn2hw/firmware/src/bnn_conv.c)."),
-              ("- 5,559,373 / 5,991,152 with both branches merged, before branch r8-5m (the conv-side and stream-side "
-               "overheads around the row kernels: stem conv_u8_masked 491,229, epi_s8_* 753,312, "
+              ("- 5,554,458 / 5,703,168 on main before branch r8-5m (both branches merged; M55: 3,044,851 / 3,238,825), the "
+               "conv-side and stream-side overheads around the row kernels at pad -1: stem conv_u8_masked 491,229, "
+               "epi_s8_* 753,312, "
                "bnn_conv_threshold_rows 219,133, interior_acc 284,754, bnn__conv_acc_rows 139,183)."),
               ("- branch r8-5m, the table above: pad -1 conv -> threshold inside the row kernel (bnn_conv_bits_m1, "
                "bits mode: no accumulator row, no bnn_conv_threshold_rows), conv -> stream on raw popcounts "
