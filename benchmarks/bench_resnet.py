@@ -189,6 +189,21 @@ def main() -> None:
     write(rows, time.time() - t_all)
 
 
+CYCLES_HEADING = "## Estimated cycles at the MLPerf Tiny clock"
+
+
+def _kept_section(heading: str) -> str:
+    """The section of the current results file under ``heading`` (up to the next ``## ``), or ''."""
+    if not OUT.exists():
+        return ""
+    old = OUT.read_text()
+    at = old.find(heading)
+    if at < 0:
+        return ""
+    end = old.find("\n## ", at + len(heading))
+    return old[at:] if end < 0 else old[at:end + 1]
+
+
 def write(rows: dict, seconds: float) -> None:
     lines = ["# Residual BNNs: resnet8 and resnet20 (issue 9)", "",
              f"`python benchmarks/bench_resnet.py`, {datetime.date.today()}, {platform.machine()}, "
@@ -237,6 +252,9 @@ def write(rows: dict, seconds: float) -> None:
                       f"{ok(r8m4['instructions'], 5_000_000)} ({r8m4['instructions']:,}); RAM <= 64 KiB: "
                       f"{ok(r8m4['ram'], 65536)} ({r8m4['ram']:,} B, whole image incl. harness); flash <= 64 KiB: "
                       f"{ok(r8m4['flash'], 65536)} ({r8m4['flash']:,} B, whole image incl. harness)."]
+    kept = _kept_section(CYCLES_HEADING)
+    if kept:  # hand-written (a CLI run, not this script's): carried over
+        lines += ["", kept.rstrip("\n")]
     lines += ["", "## Beside MLPerf Tiny v0.7 image classification (int8 ResNet-8, STM32L4R5, Cortex-M4F "
               "at 120 MHz, measured on boards)", "",
               "| system | latency | accuracy |", "|---|---|---|",

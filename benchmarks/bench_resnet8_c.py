@@ -154,15 +154,17 @@ def main() -> None:
               "<= 5,000,000 instructions, RAM <= 64 KiB, flash <= 64 KiB.", "",
               "Where the instructions go: the stem alone (uint8 3x3 conv 3->16 on 32x32 + requant, then only the "
               "window sum and a 16->10 head) takes " + ", ".join(f"{v:,} on {c}" for c, v in stems.items()) +
-              " (bnn_conv_u8_acc: byte patch against per-channel 0x00/0xFF byte masks, acc = 255 n+ - sum |x - m|, one "
-              "USADA8 per 4 MACs on cores with the DSP extension; see bnn_conv.c)."]
+              " (bnn__conv_u8_row: masks expanded once per call, a 7-word byte patch per position built from three "
+              "input rows, acc = 255 n+ - sum |x - m| with the patch in registers, one USADA8 per 4 MACs and 12 "
+              "instructions per channel and position on cores with the DSP extension (u8_dots7); see bnn_conv.c)."]
     if not args.no_profile:
         core = args.cores[0]
-        lines += ["", f"Per function on {core}, pad value -1 (instructions of one inference, the top 12; "
-                  "bnn__dbt2_*: the Thumb-2 row kernels of bnn_bits.c in popcount mode, called by "
-                  "bnn__conv_acc_rows; bnn_conv_requant includes the inlined int32 requant):", "",
+        lines += ["", f"Per function on {core}, pad value -1 (instructions of one inference, the top 16; "
+                  "bnn__dbt2_<R><C><M>: the Thumb-2 row kernels of bnn_bits.c, M = 0 bits mode (conv -> threshold, "
+                  "bnn_conv_bits_m1), M = 1 popcount mode (conv -> stream, bnn_conv_pop_rows); epi_t2_<W><A><S><T>: "
+                  "the assembly stream epilogue, W wide form, A add, S store, T threshold; u8_dots7: the stem):", "",
                   "| function | instructions |", "|---|---|"]
-        lines += [f"| `{name}` | {n:,} |" for name, n in profile(core, -1)]
+        lines += [f"| `{name}` | {n:,} |" for name, n in profile(core, -1, top=16)]
     lines += ["", "History (cortex-m4, instructions / inference, pad -1 / pad 0):", "",
               ("- 22,460,359 / 21,774,720 before branch r8speed (conv -> requant rows through the generic "
                "bnn_conv_acc, bit-serial uint8 stem, int64 requant, per-element storage switches in threshold and "
@@ -177,7 +179,15 @@ def main() -> None:
                "accumulators with LDM / SUB / STM; weight rows packed once per call without the bit loop; dense "
                "border patches through a tap array; zero-padding offsets over the padded taps' set bits; the uint8 "
                "stem as USADA8 masked sums: bnn2hw/firmware/src/bnn_conv.c)."),
-              "- both branches: the table above."]
+              ("- 5,554,458 / 5,703,168 on main before branch r8-5m (both branches merged; M55: 3,044,851 / 3,238,825), the "
+               "conv-side and stream-side overheads around the row kernels at pad -1: stem conv_u8_masked 491,229, "
+               "epi_s8_* 753,312, "
+               "bnn_conv_threshold_rows 219,133, interior_acc 284,754, bnn__conv_acc_rows 139,183)."),
+              ("- branch r8-5m, the table above: pad -1 conv -> threshold inside the row kernel (bnn_conv_bits_m1, "
+               "bits mode: no accumulator row, no bnn_conv_threshold_rows), conv -> stream on raw popcounts "
+               "(bnn_conv_pop_rows; acc = K - 2 pop folded into the epilogue table), the stem's masks once per call "
+               "and its channel loop in assembly (u8_dots7), the epilogue rows in assembly (epi_t2_*), and the "
+               "shift-32 SMLAL table that keeps the trained resnet8's stem (shift 23) off the int64 loop.")]
     text = "\n".join(lines) + "\n"
     out = ROOT / "benchmarks" / "results" / "resnet8_c.md"
     if out.exists():  # hand-written sections below the generated part (## headings) are kept

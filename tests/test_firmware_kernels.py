@@ -223,9 +223,17 @@ def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
     w = rand_pm1(rng, (cout, k, k, cin))
     acc = conv_reference(x, w, (stride, stride), (pad, pad))
     oh, ow = acc.shape[:2]
-    # thresholds near an interior and a border accumulator: ties on both kinds of position
+    accm = None  # bits input: the same conv with -1 padding (bnn_conv_bits_m1)
+    if not u8:
+        xm = -np.ones((h + 2 * pad, wd + 2 * pad, cin), np.int64)
+        xm[pad:pad + h, pad:pad + wd] = x
+        accm = conv_reference(xm, w, (stride, stride), (0, 0))
+    # thresholds near an interior and a border accumulator: ties on both kinds of position (and
+    # at -1 padding's border)
     thr = (acc[oh // 2, ow // 2] + rng.integers(-1, 2, size=cout)).astype(np.int64)
     thr[::3] = acc[0, 0, ::3]
+    if accm is not None:
+        thr[2::3] = accm[-1, -1, 2::3]
     thr[0] = np.iinfo(np.int32).min  # always +1
     if cout > 1:
         thr[1] = np.iinfo(np.int32).max  # never +1
@@ -234,17 +242,24 @@ def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
     xdata = pad_words(x) if u8 else pack_bits(x)
     nb = oh * ow * ((cout + 31) // 32)
 
+    nm = 0 if u8 else 2 * nb
+
     def check(out, target):
-        bref, bopt, aref, aopt = split(out, [nb, nb, acc.size, acc.size])
+        bref, bopt, aref, aopt, mref, mopt = split(out, [nb, nb, acc.size, acc.size, nm // 2, nm // 2])
         assert np.array_equal(aref.view(np.int32), acc.ravel()), f"conv acc ref (seed {seed})"
         assert np.array_equal(aopt.view(np.int32), acc.ravel()), f"conv acc opt (seed {seed}, {target})"
         expect = pack_bits(np.where(acc >= thr, 1, -1)).ravel()
         assert np.array_equal(bref, expect), f"conv bits ref (seed {seed})"
         assert np.array_equal(bopt, expect), f"conv bits opt (seed {seed}, {target})"
         check_padding(bopt, cout, f"conv (seed {seed})")
+        if accm is not None:
+            expect = pack_bits(np.where(accm >= thr, 1, -1)).ravel()
+            assert np.array_equal(mref, expect), f"conv bits pad -1 ref (seed {seed})"
+            assert np.array_equal(mopt, expect), f"conv bits pad -1 opt (seed {seed}, {target})"
+            check_padding(mopt, cout, f"conv pad -1 (seed {seed})")
 
     add(f"conv{'u8' if u8 else ''}-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, xdata, pack_bits(w), thr],
-        2 * nb + 2 * acc.size, check)
+        2 * nb + 2 * acc.size + nm, check)
 
 
 CONV_SHAPES = [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0), (65, 33, 3, 1, 2),
@@ -279,6 +294,13 @@ conv_case(65, 31, 3, 1, 1, False, h=7, wd=9)
 conv_case(16, 40, 3, 1, 2, False, h=9, wd=9)
 conv_case(40, 16, 3, 1, 1, False, h=8, wd=8)
 conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
+# the RGB stem's row path (bnn__conv_u8_row: K <= 28, cout <= 32, patches of interior 3x3x3 windows
+# built from three 9-byte rows): odd / single / full-word channel counts, stride 2, no padding
+conv_case(3, 31, 3, 2, 1, True, h=9, wd=8)
+conv_case(3, 32, 3, 1, 0, True, h=6, wd=7)
+conv_case(3, 1, 3, 1, 1, True, h=5, wd=6)
+conv_case(3, 33, 3, 1, 1, True, h=4, wd=5)
+conv_case(2, 7, 3, 2, 1, True, h=7, wd=6)
 
 
 def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:
@@ -296,13 +318,15 @@ def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:
     params = np.array([10, h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], np.uint32)
 
     def check(out, target):
-        rows, whole, zero = split(out, [accm.size, accm.size, acc0.size])
+        rows, whole, zero, pop = split(out, [accm.size, accm.size, acc0.size, accm.size])
         assert np.array_equal(rows.view(np.int32), accm.ravel()), f"conv rows pad -1 (seed {seed}, {target})"
         assert np.array_equal(whole.view(np.int32), accm.ravel()), f"conv all rows pad -1 (seed {seed}, {target})"
         assert np.array_equal(zero.view(np.int32), acc0.ravel()), f"conv rows pad 0 (seed {seed}, {target})"
+        popcounts = (k * k * cin - accm.ravel()) // 2  # bnn_conv_pop_rows: acc = K - 2 pop
+        assert np.array_equal(pop.view(np.int32), popcounts), f"conv popcount rows pad -1 (seed {seed}, {target})"
 
     add(f"convrows-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, pack_bits(x), pack_bits(w)],
-        2 * accm.size + acc0.size, check)
+        3 * accm.size + acc0.size, check)
 
 
 for _sh in [(16, 16, 3, 1, 1, 9, 9), (16, 32, 3, 2, 1, 9, 8), (1, 31, 3, 1, 1, 5, 6), (31, 33, 3, 2, 2, 7, 5),

@@ -159,7 +159,7 @@ def test_dense_on_a_16_bit_stream_that_could_overflow_int32_is_refused():
 @pytest.mark.parametrize("pad_value,stride", [(-1, 1), (-1, 2), (0, 2)])
 def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     """A VGG-style chain (no stream): u8 conv -> threshold -> binary 3x3 conv pad 1 (pad_value
-    -1: the row kernel with the border pass; 0: the zero-padding kernel) -> threshold -> 1x1 conv
+    -1: bnn_conv_bits_m1, the padded taps' zero bits as -1; 0: the zero-padding kernel) -> threshold -> 1x1 conv
     -> threshold -> flatten -> binary dense; 33 and 31 channels, negative directions, ties."""
     need_tool("gcc", "gcc")
     seed = 30 + stride - pad_value
@@ -184,7 +184,10 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     validate(g)
     x = saturating_inputs(rng, 16, 7, 3)
     src = codegen.emit(g).source
-    assert ("bnn_conv_threshold_rows" in src) == (pad_value == -1)
+    # -1 padding: packed bits input thresholds inside the conv kernel (bnn_conv_bits_m1, one
+    # threshold per channel at every position), no accumulator rows
+    assert ("bnn_conv_bits_m1(" in src) == (pad_value == -1)
+    assert "bnn_conv_threshold_rows" not in src
     np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
 
 
@@ -297,18 +300,27 @@ def test_conv_requant_int32_path_equals_the_int64_requant(u8, tmp_path):
 EPI_COMBOS = [(0, 1, 0), (0, 1, 1), (0, 0, 1), (1, 1, 0), (1, 1, 1), (1, 0, 1)]  # (add, store, threshold)
 
 
-def _epi_case(rng, channels: int, bits: int, huge: bool, pos: int = 40):
+def _epi_case(rng, channels: int, bits: int, huge, pos: int = 40):
     """Per-channel requant (mult of both signs, per-channel shifts 0..9), accumulators up to the
     bound, a skip stream over its whole range, thresholds on values that occur (ties), at and just
-    beyond the stream's ends and at the int32 ends, both directions."""
+    beyond the stream's ends and at the int32 ends, both directions. huge "wide": the uint8 first
+    layer's shape (bound 6885 = 255 * 27, shifts 20..24, multipliers up to 2^19.5: beyond int32 at
+    shift S, inside the shift-32 SMLAL form); huge True: a multiplier 2^31 - 1 (neither form)."""
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    bound = 300
-    shift = rng.integers(0, 10, channels)
-    shift[0] = 9
-    mult = rng.integers(-(2 ** (bits - 7)), 2 ** (bits - 7), channels) << shift  # |acc mult| >> shift up to 2.3 2^bits
+    if huge == "wide":
+        bound = 6885
+        shift = rng.integers(20, 25, channels)
+        shift[0] = 24
+        mult = np.round(rng.uniform(-1, 1, channels) * 2.0 ** shift * 2.3 * (hi + 1) / bound).astype(np.int64)
+        mult[0] = -(2**24 * 295 // bound)
+    else:
+        bound = 300
+        shift = rng.integers(0, 10, channels)
+        shift[0] = 9
+        mult = rng.integers(-(2 ** (bits - 7)), 2 ** (bits - 7), channels) << shift  # |acc mult| >> shift up to 2.3 2^bits
     mult[mult == 0] = 1
     mult[0] = -mult[0] if mult[0] > 0 else mult[0]
-    if huge:  # beyond int32: the int64 reference loop
+    if huge is True:  # beyond int32 and the wide form: the int64 reference loop
         mult[1 % channels] = 2**31 - 1
     bias = (rng.integers(-(2 ** bits), 2 ** bits, channels) << shift) + (1 << shift) // 2
     acc = rng.integers(-bound, bound + 1, (pos, channels))
@@ -326,19 +338,27 @@ def _epi_ref(lo, hi, shift, mult, bias, acc, skip, add, thr, dirs):
 
 def _epi_program(bits: int, pos: int = 40):
     """C declarations and statements running bnn_stream_epilogue on every (add, store, threshold)
-    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop) and 65 (past
-    BNN_STREAM_FAST_CH: the int64 loop); each result goes through EMIT(int32 value); and the
-    expected values in EMIT order (stream values, then packed words with padding bits 0)."""
+    combination, channels 1, 31, 32, 33 (multiplier beyond int32: the int64 loop), 64 (the
+    assembly rows of Thumb-2 cores without a threshold, the C rows with one), 65 (past
+    BNN_STREAM_FAST_CH: the int64 loop), 16 and 33 with a first layer's range (the shift-32 SMLAL
+    form on int8 streams, the int64 loop on wider ones); each result goes through EMIT(int32
+    value); and the expected values in EMIT order (stream values, then packed words with padding
+    bits 0)."""
     seed = 700 + bits
     rng = np.random.default_rng(seed)
     ctype, ob = ("int8_t", 1) if bits == 8 else ("int16_t", 2)
     decls, body, expect = "#include <string.h>\n#include \"bnn_stream.h\"\n", "", []
-    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (65, False)]):
+    for ci, (channels, huge) in enumerate([(1, False), (31, False), (32, False), (33, True), (64, False),
+                                           (65, False), (16, "wide"), (33, "wide")]):
         lo, hi, bound, shift, mult, bias, acc, skip = _epi_case(rng, channels, bits, huge, pos)
-        sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c
+        sc = 2 ** (shift.max() - shift)  # the int32 condition of epi_plan in bnn_stream.c (plan_narrow)
         fast = channels <= 64 and all(bound * abs(int(m)) * int(f) + abs(int(b)) * int(f) < 2**31
                                       for m, b, f in zip(mult, bias, sc))
         assert fast == (not huge and channels <= 64), f"seed {seed} channels {channels}: int32 path {fast}"
+        wide = all(abs(int(m)) * 2 ** (32 - int(sh)) < 2**31 and abs(int(b)) < 2 ** (30 + int(sh))
+                   for m, b, sh in zip(mult, bias, shift))  # plan_wide
+        if bits == 8:  # the form is taken on int8 streams only (wider ones: the int64 loop)
+            assert wide == (huge == "wide"), f"seed {seed} channels {channels}: shift-32 form {wide}"
         vals = np.clip((acc.astype(np.int64) * mult + bias) >> shift, lo, hi)
         summed = vals + skip
         assert channels == 1 or ((vals == lo).any() and (vals == hi).any() and (summed < lo).any()
@@ -477,8 +497,8 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     em = codegen.emit(resnet8_graph(np.random.default_rng(8)))
     body = em.source[em.source.index("int bnn_infer"):em.source.index("int bnn_predict")]
     calls = [ln.strip().split("(")[0] for ln in body.splitlines() if ln.strip().startswith("bnn_")]
-    assert calls == ["bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_stream", "bnn_conv_threshold_rows",
-                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_threshold_rows", "bnn_conv_requant",
+    assert calls == ["bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_stream", "bnn_conv_bits_m1",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_requant",
                      "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
     assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
     # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there

@@ -351,8 +351,11 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
       another op reads it, compare with the next block's thresholds and pack the bits.
     * else requant alone (``bnn_conv_requant``).
 
-    Zero padding (``pad_value`` 0, a padded tap contributes 0) with a threshold runs
-    ``bnn_conv_bits`` / ``bnn_conv_u8_bits`` directly. Everything else runs row by row
+    A threshold runs inside the conv kernel, packed bits out: ``bnn_conv_bits`` /
+    ``bnn_conv_u8_bits`` at zero padding (``pad_value`` 0, a padded tap contributes 0),
+    ``bnn_conv_bits_m1`` for packed bits input at ``pad_value`` -1 (the patch's zero bits at padded
+    taps are the -1 activation, so one threshold per channel holds at every position); a uint8
+    input at -1 padding takes the accumulator rows. Everything else runs row by row
     (``bnn_stream.c``): the accumulator kernel (patch + popcount-mode row kernel for bits input)
     fills one int32 output row (scratch, out_w * cout words); with ``pad_value`` -1 it takes the
     zero bits of padded taps as the -1 activation (flag ``pad_minus1``); then the row is
@@ -395,9 +398,9 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         st.thr_count += o
         dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, to bits */")
-        if pv == 0 or p == 0:
+        if pv == 0 or p == 0 or st.kind == "bits":
             st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
-            fn = "bnn_conv_u8_bits" if st.kind == "u8" else "bnn_conv_bits"
+            fn = "bnn_conv_u8_bits" if st.kind == "u8" else ("bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits")
             st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
         else:
             st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "

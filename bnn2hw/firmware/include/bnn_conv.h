@@ -75,9 +75,23 @@ BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
     return p->cin % 32u != 0u && 32u * nd <= BNN_CONV_DENSE_WORDS && nd < n ? nd : n;
 }
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+                         const int32_t *thr, int pad_minus1, bnn_word_t *out, bnn_conv_rows_fn fn,
+                         bnn_conv_rows_fn pfn);
 #define bnn_conv_bits(p, in, w, thr, out) \
-    bnn__conv_bits_rows(p, in, w, thr, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+    bnn__conv_bits_rows(p, in, w, thr, 0, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/*
+ * bnn_conv_bits_m1: the same with -1 padding (a tap outside the image is the activation -1 on
+ * every channel, FINN's FMPadding of a binary stream): the gathered patch holds zero bits there,
+ * which is that activation, so acc = K - 2 popcount with the full K = kh kw cin at every position
+ * and the threshold runs inside the row kernel (no correction, no accumulator row).
+ * bnn_conv_bits_m1_ref: its reference loop nest.
+ */
+#define bnn_conv_bits_m1(p, in, w, thr, out) \
+    bnn__conv_bits_rows(p, in, w, thr, 1, out, BNN__CONV_ROWS_FN(p), (bnn_conv_rows_fn)0)
+void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out);
+void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                       const int32_t *thr, bnn_word_t *out);
 void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 /*
  * bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc): the int32 accumulators of output rows
@@ -85,11 +99,16 @@ void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bn
  * popcount mode (bnn_conv.c).  pad_minus1 = 0: zero padding (as bnn_conv_acc_ref);
  * pad_minus1 != 0: a padded tap is the activation -1 (FINN's FMPadding of a binary stream),
  * acc = K - 2 popcount with the full K.  bnn_conv_acc = all rows, zero padding.
+ * bnn_conv_pop_rows: the same rows as the popcounts themselves, pop = (K - acc) / 2 with
+ * K = kh kw cin, for -1 padding or a conv without padding only (there acc = K - 2 pop at every
+ * position; the consumer folds K - 2 x into its own arithmetic, bnn_stream.c).
  */
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn);
+                        uint32_t oy1, int mode, int32_t *acc, bnn_conv_rows_fn pfn);
 #define bnn_conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc) \
-    bnn__conv_acc_rows(p, in, w, oy0, oy1, pad_minus1, acc, BNN__CONV_PROWS_FN(p))
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, (pad_minus1) ? 1 : 0, acc, BNN__CONV_PROWS_FN(p))
+#define bnn_conv_pop_rows(p, in, w, oy0, oy1, pad_minus1, pop) \
+    bnn__conv_acc_rows(p, in, w, oy0, oy1, (pad_minus1) ? 3 : 2, pop, BNN__CONV_PROWS_FN(p))
 void(bnn_conv_acc)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, int32_t *acc);
 #define bnn_conv_acc(p, in, w, acc) bnn_conv_acc_rows(p, in, w, 0u, (p)->out_h, 0, acc)
 
@@ -98,6 +117,25 @@ void bnn_conv_u8_bits_ref(const bnn_conv_params_t *p, const uint8_t *in, const b
 void bnn_conv_u8_bits(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w,
                       const int32_t *thr, bnn_word_t *out);
 void bnn_conv_u8_acc_ref(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
+/*
+ * The uint8 conv's accumulators one output row at a time with the channel masks expanded once
+ * per call (bnn_conv.c): bnn__conv_u8_rows_prepare returns 1 when the shape takes this path
+ * (cores with USADA8, kh kw cin <= 28, cout <= BNN_CONV_U8_ROW_CH), else 0 and the caller runs
+ * bnn_conv_u8_acc; bnn__conv_u8_row then writes row oy, acc[ox * cout + o], of the whole conv
+ * (zero padding included).  bnn_conv_u8_acc uses the pair when it applies.
+ */
+#if defined(__ARM_FEATURE_SIMD32) && BNN_THUMB2_ASM
+#define BNN_CONV_U8_ROW_CH 32u
+#else
+#define BNN_CONV_U8_ROW_CH 1u /* the path is off: a token record */
+#endif
+typedef struct {
+    uint32_t nb;                              /* patch words, <= 7 */
+    uint32_t rec[8u * BNN_CONV_U8_ROW_CH];    /* per channel: 7 byte masks, then 255 n+ */
+} bnn_conv_u8_rows_t;
+int bnn__conv_u8_rows_prepare(const bnn_conv_params_t *p, const bnn_word_t *w, bnn_conv_u8_rows_t *r);
+void bnn__conv_u8_row(const bnn_conv_params_t *p, const uint8_t *in, const bnn_conv_u8_rows_t *r, uint32_t oy,
+                      int32_t *row);
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
 
 #endif /* BNN_CONV_H */

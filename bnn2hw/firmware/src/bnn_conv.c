@@ -44,6 +44,45 @@ void bnn_conv_acc_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bn
     }
 }
 
+/* The accumulator with -1 padding: a tap outside the image is the activation -1 on every channel,
+ * contributing +1 where the weight is -1 and -1 where it is +1. */
+static int32_t conv_acc_m1_ref_one(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   uint32_t oy, uint32_t ox, uint32_t o)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    int32_t acc = conv_acc_ref_one(p, in, w, oy, ox, o);
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        const int32_t y = tap(oy, p->stride_h, p->pad_h, ky, p->in_h);
+        for (uint32_t kx = 0; kx < p->kw; ++kx) {
+            if (y >= 0 && tap(ox, p->stride_w, p->pad_w, kx, p->in_w) >= 0) {
+                continue;
+            }
+            const bnn_word_t *b = w + ((o * p->kh + ky) * p->kw + kx) * cw;
+            for (uint32_t c = 0; c < p->cin; ++c) {
+                acc += bnn_get_bit(b, c) ? -1 : 1;
+            }
+        }
+    }
+    return acc;
+}
+
+void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out)
+{
+    const uint32_t ow = BNN_WORDS(p->cout);
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            bnn_word_t *dst = out + (oy * p->out_w + ox) * ow;
+            for (uint32_t k = 0; k < ow; ++k) {
+                dst[k] = 0;
+            }
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                bnn_put_bit(dst, o, conv_acc_m1_ref_one(p, in, w, oy, ox, o) >= thr[o]);
+            }
+        }
+    }
+}
+
 void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        const int32_t *thr, bnn_word_t *out)
 {
@@ -139,6 +178,27 @@ static int32_t conv_acc_one(const bnn_conv_params_t *p, const bnn_word_t *in, co
     return n_valid * (int32_t)p->cin - 2 * (int32_t)pc;
 }
 
+/* conv_acc_one plus the taps of the window in the padding as the activation -1: each adds
+ * cin - 2 c_t (c_t = the +1 weights of tap t). */
+static int32_t conv_acc_m1_one(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *wo,
+                               const window_t *win)
+{
+    const uint32_t cw = BNN_WORDS(p->cin);
+    int32_t a = conv_acc_one(p, in, wo, win);
+    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
+        const uint32_t ky = t / p->kw, kx = t % p->kw;
+        if (ky >= win->ky0 && ky < win->ky1 && kx >= win->kx0 && kx < win->kx1) {
+            continue;
+        }
+        uint32_t ones = 0;
+        for (uint32_t i = 0; i < cw; ++i) {
+            ones += bnn_popcount32(wo[t * cw + i]);
+        }
+        a += (int32_t)p->cin - 2 * (int32_t)ones;
+    }
+    return a;
+}
+
 /* Copies the receptive field of a full window (kh rows of kw * cw words) into patch. */
 static void gather_bits(const bnn_conv_params_t *p, const bnn_word_t *in, const window_t *win,
                         bnn_word_t *patch)
@@ -178,7 +238,7 @@ static bnn_word_t *patch_bits(const bnn_word_t *patch, uint32_t n, int32_t k, co
 
 /* Generic path (receptive fields over BNN_CONV_PATCH_WORDS words or BNN_CONV_MAX_TAPS taps). */
 static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                              const int32_t *thr, bnn_word_t *out)
+                              const int32_t *thr, int pad_minus1, bnn_word_t *out)
 {
     const uint32_t n = p->kh * p->kw * BNN_WORDS(p->cin);
     const int32_t k = (int32_t)(p->kh * p->kw * p->cin);
@@ -194,7 +254,7 @@ static void conv_bits_generic(const bnn_conv_params_t *p, const bnn_word_t *in, 
             bnn_word_t bits = 0;
             uint32_t o;
             for (o = 0; o < p->cout; ++o) {
-                int32_t a = conv_acc_one(p, in, w + o * n, &win);
+                int32_t a = pad_minus1 ? conv_acc_m1_one(p, in, w + o * n, &win) : conv_acc_one(p, in, w + o * n, &win);
                 bits |= (bnn_word_t)(a >= thr[o]) << (o % 32u);
                 if (o % 32u == 31u) {
                     *out++ = bits;
@@ -432,19 +492,23 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
 }
 
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                         const int32_t *thr, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+                         const int32_t *thr, int pad_minus1, bnn_word_t *out, bnn_conv_rows_fn fn,
+                         bnn_conv_rows_fn pfn)
 {
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t taps = p->kh * p->kw;
     const uint32_t n = taps * cw;
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
+    const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
     const uint32_t ow = BNN_WORDS(p->cout);
-    const int has_pad = p->pad_h != 0u || p->pad_w != 0u;
+    /* -1 padding: a padded tap's zero bits in the patch are the activation -1, K is the full
+     * kh kw cin everywhere, so every position takes m_full (no correction) */
+    const int has_pad = !pad_minus1 && (p->pad_h != 0u || p->pad_w != 0u);
     const span_t cols = interior_cols(p);
     const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
     if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
-        conv_bits_generic(p, in, w, thr, out);
+        conv_bits_generic(p, in, w, thr, pad_minus1, out);
         return;
     }
     bnn_word_t patch[BNN_CONV_PATCH_WORDS];
@@ -484,7 +548,9 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             while (ox < p->out_w) {
                 if (inner && ox == cols.lo) { /* the interior run of the row */
                     for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
-                        if (dense) {
+                        if (d16) {
+                            pack_taps_3x3x16(src, step, patch);
+                        } else if (dense) {
                             pack_taps(src, step, p->kh, p->kw, p->cin, patch);
                         } else {
                             copy_window(src, step, p->kh, rw, patch);
@@ -496,7 +562,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                 window_t win = window(p, oy, ox);
                 const int32_t *mm = m_full;
                 gather_patch(p, in, &win, dense, nw, patch);
-                if (!window_full(p, &win)) {
+                if (has_pad && !window_full(p, &win)) {
                     const uint32_t padded = padded_taps(p, &win);
                     const uint32_t slot = border_slot(p, &win);
                     if (cache_key[slot] != padded) {
@@ -551,22 +617,7 @@ static void conv_acc_rows_generic(const bnn_conv_params_t *p, const bnn_word_t *
         for (uint32_t ox = 0; ox < p->out_w; ++ox) {
             window_t win = window(p, oy, ox);
             for (uint32_t o = 0; o < p->cout; ++o) {
-                int32_t a = conv_acc_one(p, in, w + o * n, &win);
-                if (pad_minus1) { /* each padded tap t adds -sum_c w = cin - 2 c_t */
-                    for (uint32_t t = 0; t < p->kh * p->kw; ++t) {
-                        const uint32_t ky = t / p->kw, kx = t % p->kw;
-                        if (ky >= win.ky0 && ky < win.ky1 && kx >= win.kx0 && kx < win.kx1) {
-                            continue;
-                        }
-                        const bnn_word_t *wt = w + o * n + t * cw;
-                        uint32_t ones = 0;
-                        for (uint32_t i = 0; i < cw; ++i) {
-                            ones += bnn_popcount32(wt[i]);
-                        }
-                        a += (int32_t)p->cin - 2 * (int32_t)ones;
-                    }
-                }
-                *acc++ = a;
+                *acc++ = pad_minus1 ? conv_acc_m1_one(p, in, w + o * n, &win) : conv_acc_one(p, in, w + o * n, &win);
             }
         }
     }
@@ -667,7 +718,7 @@ BNN_INLINE void pop_to_acc(int32_t *a, uint32_t cnt, int32_t k)
 typedef struct {
     const bnn_word_t *rows;
     uint32_t nw, cnt, cout, kh, kw, cin, rw, step, xstep;
-    int dense;
+    int dense, raw; /* raw: leave the popcounts (no pop_to_acc) */
     int32_t k;
     bnn_conv_rows_fn pfn;
 } acc_run_t;
@@ -697,13 +748,16 @@ __attribute__((noinline)) static void interior_acc(const acc_run_t *r, const bnn
 #else
         rows_popcounts(patch, rows, nw, cnt, (uint32_t *)dst, pfn);
 #endif
-        pop_to_acc(dst, cnt, k);
+        if (!r->raw) {
+            pop_to_acc(dst, cnt, k);
+        }
     }
 }
 
 void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w, uint32_t oy0,
-                        uint32_t oy1, int pad_minus1, int32_t *acc, bnn_conv_rows_fn pfn)
+                        uint32_t oy1, int mode, int32_t *acc, bnn_conv_rows_fn pfn)
 {
+    const int pad_minus1 = mode & 1, raw = (mode & 2) != 0;
     const uint32_t cw = BNN_WORDS(p->cin);
     const uint32_t taps = p->kh * p->kw;
     const uint32_t n = taps * cw;
@@ -713,6 +767,11 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
     const int32_t k = (int32_t)(taps * p->cin);
     if (n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u) {
         conv_acc_rows_generic(p, in, w, oy0, oy1, pad_minus1, acc);
+        if (raw) { /* acc = K - 2 p at every position (no correction in this mode) */
+            for (uint32_t i = 0; i < (oy1 - oy0) * p->out_w * p->cout; ++i) {
+                acc[i] = (k - acc[i]) / 2;
+            }
+        }
         return;
     }
     const span_t cols = interior_cols(p);
@@ -749,7 +808,7 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
             const int inner = interior_row(p, in, oy, cols, &src);
             while (ox < out_w) {
                 if (inner && ox == cols.lo) { /* the interior run of the row: acc = K - 2 p */
-                    const acc_run_t run = {rows, nw, cnt, cout, kh, kw, cin, rw, step, xstep, dense, k, pfn};
+                    const acc_run_t run = {rows, nw, cnt, cout, kh, kw, cin, rw, step, xstep, dense, raw, k, pfn};
                     interior_acc(&run, src, cols.hi - ox, patch, dst);
                     dst += (cols.hi - ox) * cout;
                     ox = cols.hi;
@@ -764,7 +823,7 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
                     for (uint32_t j = 0; j < cnt; ++j) {
                         dst[j] = offs[j] - 2 * dst[j];
                     }
-                } else {
+                } else if (!raw) {
                     pop_to_acc(dst, cnt, k);
                 }
                 dst += cout;
@@ -783,6 +842,12 @@ void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_
                     const int32_t *thr, bnn_word_t *out)
 {
     bnn_conv_bits(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
+}
+
+void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                       const int32_t *thr, bnn_word_t *out)
+{
+    bnn_conv_bits_m1(p, in, w, thr, out); /* the inline dispatcher of bnn_conv.h */
 }
 
 /* ---- first layer: uint8 HWC input ---- */
@@ -1219,8 +1284,172 @@ static int conv_u8_masked(const bnn_conv_params_t *p, const uint8_t *in, const b
     return 1;
 }
 
+/*
+ * The uint8 conv one output row at a time with the masks expanded once per call
+ * (bnn__conv_u8_rows_prepare / bnn__conv_u8_row, bnn_conv.h), for K = kh kw cin <= 28 (nb <= 7
+ * patch words: 3x3 RGB and smaller) and cout <= BNN_CONV_U8_ROW_CH on cores with USADA8.
+ *
+ * Channel record (8 words): the nb masks of u8_masks, zero up to word 6, then base = 255 n+.  A
+ * patch of 7 words (bytes past K zero) against a record gives acc = base - sum_i |x_i - m_i|
+ * (the masked-sum identity above; zero words add |0 - 0| = 0).  Per output position the patch
+ * is built once and u8_dots7 runs every channel with the patch held in seven registers: per
+ * channel two LDM of the record, seven USADA8, one SUB, one STR (12 instructions for 27 MACs,
+ * two channels per loop pass).
+ *
+ * Interior positions of a 3x3 conv on 3 channels build the patch straight from the three
+ * 9-byte input rows r0, r1, r2 with unaligned word loads (all inside the rows):
+ *   x0 = r0[0..4)  x1 = r0[4..8)  x2 = r0[8] | r1[0..3) << 8  x3 = r1[3..7)
+ *   x4 = r1[7..9) | r2[0..2) << 16  x5 = r2[2..6)  x6 = r2[5..9) >> 8 (byte 27 = 0)
+ * every other position (clipped windows, other shapes) gathers through u8_gather.
+ */
+#if BNN_HAVE_USADA8 && BNN_CONV_LITTLE_ENDIAN
+#define BNN_CONV_U8_ROWS_FAST 1
+/* out[j] = rec_j[7] - sum_{i < 7} |x_i - rec_j[i]| for j < cnt (cnt >= 1). r4-r10: the patch,
+ * r11: the sum, r0/r2/r12/lr: four record words, r1: the records, r3: out, [sp]: end. */
+__attribute__((naked, noinline)) static void u8_dots7(const uint32_t *x __attribute__((unused)),
+                                                     const uint32_t *rec __attribute__((unused)),
+                                                     uint32_t cnt __attribute__((unused)),
+                                                     int32_t *out __attribute__((unused)))
+{
+#define BNN__U8_CHANNEL                                                                                 \
+    "ldm r1!, {r0, r2, r12, lr}\n\t"                                                                    \
+    "usad8 r11, r4, r0\n\t"                                                                             \
+    "usada8 r11, r5, r2, r11\n\t"                                                                       \
+    "usada8 r11, r6, r12, r11\n\t"                                                                      \
+    "usada8 r11, r7, lr, r11\n\t"                                                                       \
+    "ldm r1!, {r0, r2, r12, lr}\n\t"                                                                    \
+    "usada8 r11, r8, r0, r11\n\t"                                                                       \
+    "usada8 r11, r9, r2, r11\n\t"                                                                       \
+    "usada8 r11, r10, r12, r11\n\t"                                                                     \
+    "sub r11, lr, r11\n\t"                                                                              \
+    "str r11, [r3], #4\n\t"
+    __asm__ volatile("push {r4-r11, lr}\n\t"
+                     "ldm r0, {r4-r10}\n\t"
+                     "add r0, r1, r2, lsl #5\n\t" /* end of the records */
+                     "push {r0}\n\t"
+                     "tst r2, #1\n\t"
+                     "beq 1f\n\t"
+                     BNN__U8_CHANNEL /* an odd count: one channel first */
+                     "1:\n\t"
+                     "ldr r0, [sp]\n\t"
+                     "cmp r1, r0\n\t"
+                     "beq 3f\n\t"
+                     "2:\n\t"
+                     BNN__U8_CHANNEL
+                     BNN__U8_CHANNEL
+                     "ldr r0, [sp]\n\t"
+                     "cmp r1, r0\n\t"
+                     "bne 2b\n\t"
+                     "3:\n\t"
+                     "add sp, sp, #4\n\t"
+                     "pop {r4-r11, pc}\n\t");
+#undef BNN__U8_CHANNEL
+}
+
+BNN_INLINE uint32_t ld32(const uint8_t *s)
+{
+    uint32_t v;
+    memcpy(&v, s, 4u);
+    return v;
+}
+
+BNN_INLINE uint32_t ld16(const uint8_t *s)
+{
+    uint16_t v;
+    memcpy(&v, s, 2u);
+    return v;
+}
+
+/* The 7-word patch of a full 3x3 window on 3 channels, rows 9 bytes at r0, r0 + step, r0 + 2 step. */
+BNN_INLINE void patch_3x3x3(const uint8_t *r0, uint32_t step, uint32_t *x)
+{
+    const uint8_t *r1 = r0 + step, *r2 = r1 + step;
+    x[0] = ld32(r0);
+    x[1] = ld32(r0 + 4);
+    x[2] = (uint32_t)r0[8] | ld32(r1) << 8;
+    x[3] = ld32(r1 + 3);
+    x[4] = ld16(r1 + 7) | ld32(r2) << 16;
+    x[5] = ld32(r2 + 2);
+    x[6] = ld32(r2 + 5) >> 8;
+}
+#else
+#define BNN_CONV_U8_ROWS_FAST 0
+#endif
+
+int bnn__conv_u8_rows_prepare(const bnn_conv_params_t *p, const bnn_word_t *w, bnn_conv_u8_rows_t *r)
+{
+#if BNN_CONV_U8_ROWS_FAST
+    const uint32_t taps = p->kh * p->kw, k = taps * p->cin, nb = (k + 3u) / 4u, n = taps * BNN_WORDS(p->cin);
+    if (nb == 0u || nb > 7u || p->cout == 0u || p->cout > BNN_CONV_U8_ROW_CH) {
+        return 0;
+    }
+    for (uint32_t j = 0; j < p->cout; ++j) {
+        uint32_t m[10]; /* nb masks, the base, a pad word, u8_masks' spare */
+        uint32_t *rec = r->rec + 8u * j;
+        u8_masks(w + j * n, taps, p->cin, nb, m);
+        for (uint32_t i = 0; i < 7u; ++i) {
+            rec[i] = i < nb ? m[i] : 0u;
+        }
+        rec[7] = m[nb];
+    }
+    r->nb = nb;
+    return 1;
+#else
+    (void)p;
+    (void)w;
+    (void)r;
+    return 0;
+#endif
+}
+
+void bnn__conv_u8_row(const bnn_conv_params_t *p, const uint8_t *in, const bnn_conv_u8_rows_t *r, uint32_t oy,
+                      int32_t *row)
+{
+#if BNN_CONV_U8_ROWS_FAST
+    const uint32_t cout = p->cout, nb = r->nb, step = p->in_w * p->cin;
+    const span_t cols = interior_cols(p);
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    const int rgb = p->cin == 3u && p->kh == 3u && p->kw == 3u;
+    const int inner = rgb && y0 >= 0 && y0 + 3 <= (int32_t)p->in_h && cols.lo < cols.hi;
+    u8patch_t x;
+    uint32_t ox = 0;
+    for (; ox < p->out_w; ++ox, row += cout) {
+        if (inner && ox == cols.lo) { /* the interior run of the row */
+            const uint8_t *src = in + ((uint32_t)y0 * p->in_w + ox * p->stride_w - p->pad_w) * 3u;
+            const uint32_t xstep = p->stride_w * 3u;
+            for (; ox < cols.hi; ++ox, row += cout, src += xstep) {
+                patch_3x3x3(src, step, x.w);
+                u8_dots7(x.w, r->rec, cout, row);
+            }
+            if (ox == p->out_w) {
+                break;
+            }
+        }
+        const window_t win = window(p, oy, ox);
+        u8_gather(p, in, &win, nb, &x);
+        for (uint32_t i = nb; i < 7u; ++i) {
+            x.w[i] = 0u;
+        }
+        u8_dots7(x.w, r->rec, cout, row);
+    }
+#else
+    (void)p;
+    (void)in;
+    (void)r;
+    (void)oy;
+    (void)row;
+#endif
+}
+
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc)
 {
+    bnn_conv_u8_rows_t r;
+    if (bnn__conv_u8_rows_prepare(p, w, &r)) {
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            bnn__conv_u8_row(p, in, &r, oy, acc + (size_t)oy * p->out_w * p->cout);
+        }
+        return;
+    }
     if (conv_u8_masked(p, in, w, NULL, NULL, acc)) {
         return;
     }

@@ -22,6 +22,7 @@
 /* The fast paths rely on >> of a negative int32 being an arithmetic shift (floor): true of
  * GCC, Clang and Arm Compiler (implementation-defined in C99); checked at compile time. */
 typedef char bnn__arithmetic_shift_check[((-1) >> 1) == -1 ? 1 : -1];
+typedef char bnn__arithmetic_shift_check64[((INT64_C(-1)) >> 1) == -1 ? 1 : -1];
 
 /* floor(v / 2^shift) for any sign (an arithmetic shift, without relying on the
  * implementation-defined >> of negative values); |v| < 2^63 so -v cannot overflow. */
@@ -84,7 +85,13 @@ void bnn_requant(const bnn_requant_params_t *p, uint32_t positions, const void *
  *   shift   S = max shift[c]; m = mult[c] 2^(S - shift[c]), b = bias[c] 2^(S - shift[c]), so
  *           floor((x mult[c] + bias[c]) / 2^shift[c]) = floor((x m + b) / 2^S) = (x m + b) >> S.
  *           Exact in int32 when |x| <= bound (the caller's accumulator bound) and
- *           bound |m| + |b| < 2^31 for every channel, S <= 30 (checked; else the int64 path).
+ *           bound |m| + |b| < 2^31 for every channel, S <= 30 (checked).
+ *   wide    else (a large accumulator range against a fine multiplier, e.g. a uint8 first layer:
+ *           bound 255 K) the shift is 32: m = mult[c] 2^(32 - shift[c]), b = bias[c]
+ *           2^(32 - shift[c]) (int64), r = (x m + b) >> 32, one SMLAL and the high word, exact
+ *           when every shift[c] <= 32, |m| < 2^31, |b| < 2^62 and bound < 2^30 (so
+ *           |x m + b| < 2^63); int8_t streams with the full -128..127 ranges only (a hardtanh
+ *           range takes the int64 reference loop, like everything that fits neither form).
  *   threshold on the compared value v (the sum when there is an add, else r) whose saturated
  *           value lies in [L, H]:  dir +1: bit = sat(v) >= T;  dir -1: bit = sat(v) <= T.
  *           T <= L (dir +1) or T >= H (dir -1): always 1 -> d = 0, c = 0;
@@ -107,14 +114,79 @@ typedef struct {
     int32_t m, b, d, c;
 } bnn__chan_t;
 
+typedef struct { /* the wide form: r = (x m + b) >> 32 */
+    int64_t b;
+    int32_t m, d, c, pad;
+} bnn__wchan_t;
+
 typedef struct {
     uint32_t sh, bytes;
-    int full;
+    int full, wide;
     int32_t rlo, rhi, alo, ahi;
-    bnn__chan_t tab[BNN_STREAM_FAST_CH];
+    union {
+        bnn__chan_t n[BNN_STREAM_FAST_CH];
+        bnn__wchan_t w[BNN_STREAM_FAST_CH];
+    } tab;
 } epi_plan_t;
 
-static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
+/* The int32 table (m, b) at shift s (see above); 0 if some channel does not fit. */
+static int plan_narrow(const bnn_requant_params_t *rq, uint32_t s, int64_t bound, int64_t pop_k, epi_plan_t *pl)
+{
+    if (s > 30u) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < rq->channels; ++c) {
+        const int64_t scale = INT64_C(1) << (s - rq->shift[c]);
+        if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
+            return 0;
+        }
+        int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
+        if (pop_k > 0) { /* the input is x = (K - acc) / 2 in [0, K]: acc m + b = x (-2 m) + (b + K m) */
+            if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31) || b >= (INT64_C(1) << 31) ||
+                b <= -(INT64_C(1) << 31)) {
+                return 0;
+            }
+            b += pop_k * m;
+            m *= -2;
+        }
+        const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
+        if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
+            return 0;
+        }
+        pl->tab.n[c].m = (int32_t)m;
+        pl->tab.n[c].b = (int32_t)b;
+    }
+    pl->sh = s;
+    pl->wide = 0;
+    return 1;
+}
+
+/* The wide table (shift 32, int64 bias, accumulators only); 0 if some channel does not fit. */
+static int plan_wide(const bnn_requant_params_t *rq, int64_t bound, epi_plan_t *pl)
+{
+    if (bound >= (INT64_C(1) << 30)) {
+        return 0;
+    }
+    for (uint32_t c = 0; c < rq->channels; ++c) {
+        const uint32_t sh = rq->shift[c];
+        const int64_t bias = rq->bias[c], ab = bias < 0 ? -bias : bias;
+        if (sh > 32u || ab >= (INT64_C(1) << (30u + sh < 62u ? 30u + sh : 62u))) {
+            return 0; /* |bias| 2^(32 - sh) < 2^62 */
+        }
+        const int64_t m = (int64_t)rq->mult[c] * (INT64_C(1) << (32u - sh));
+        if (m >= (INT64_C(1) << 31) || m <= -(INT64_C(1) << 31)) {
+            return 0;
+        }
+        pl->tab.w[c].m = (int32_t)m;
+        pl->tab.w[c].b = bias * (INT64_C(1) << (32u - sh));
+        pl->tab.w[c].pad = 0;
+    }
+    pl->sh = 32u;
+    pl->wide = 1;
+    return 1;
+}
+
+static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k, epi_plan_t *pl)
 {
     const bnn_requant_params_t *rq = e->rq;
     const uint32_t n = rq->channels;
@@ -138,23 +210,11 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
     for (uint32_t c = 0; c < n; ++c) {
         s = rq->shift[c] > s ? rq->shift[c] : s;
     }
-    if (s > 30u) {
+    if (!plan_narrow(rq, s, bound, pop_k, pl) && (pop_k > 0 || bytes != 1u || !plan_wide(rq, bound, pl))) {
         return 0;
     }
     const int32_t vlo = add ? e->add_lo : rq->lo, vhi = add ? e->add_hi : rq->hi;
     for (uint32_t c = 0; c < n; ++c) {
-        const int64_t scale = INT64_C(1) << (s - rq->shift[c]);
-        if (rq->bias[c] >= (INT64_C(1) << 31) || rq->bias[c] <= -(INT64_C(1) << 31)) {
-            return 0;
-        }
-        const int64_t m = (int64_t)rq->mult[c] * scale, b = rq->bias[c] * scale; /* < 2^61 */
-        const int64_t am = m < 0 ? -m : m, ab = b < 0 ? -b : b;
-        if (am >= (INT64_C(1) << 31) || ab >= (INT64_C(1) << 31) || bound * am + ab >= (INT64_C(1) << 31)) {
-            return 0;
-        }
-        bnn__chan_t *t = &pl->tab[c];
-        t->m = (int32_t)m;
-        t->b = (int32_t)b;
         int32_t d = 0, cc = 0; /* bit = (v d + cc >= 0); the table keeps -d, -cc - 1: */
         if (e->thr) {
             const int32_t thr = e->thr[c];
@@ -174,10 +234,15 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
                 }
             }
         }
-        t->d = -d; /* v (-d) + (-cc - 1) = ~(v d + cc): its sign bit is the output bit */
-        t->c = -cc - 1;
+        /* v (-d) + (-cc - 1) = ~(v d + cc): its sign bit is the output bit */
+        if (pl->wide) {
+            pl->tab.w[c].d = -d;
+            pl->tab.w[c].c = -cc - 1;
+        } else {
+            pl->tab.n[c].d = -d;
+            pl->tab.n[c].c = -cc - 1;
+        }
     }
-    pl->sh = s;
     pl->bytes = bytes;
     pl->rlo = rq->lo;
     pl->rhi = rq->hi;
@@ -190,20 +255,21 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
 /* One row (npos positions x nch channels) of the fast path for storage T.  full, add, store,
  * thr are compile-time constants at every call (the specializations below), so each
  * combination compiles to its own straight loop. */
-#define BNN__EPI_ROWS(NAME, T, TBITS, TLO, THI)                                                                   \
+#define BNN__EPI_ROWS(NAME, T, TBITS, TLO, THI, CHAN, TAB, REQ)                                                    \
     BNN_INLINE void NAME(const epi_plan_t *pl, uint32_t npos, uint32_t nch, const int32_t *acc, const T *s,  \
                          T *o, bnn_word_t *bits, const int full, const int add, const int store, const int thr) \
     {                                                                                                      \
         const uint32_t sh = pl->sh;                                                                        \
         const int32_t rlo = pl->rlo, rhi = pl->rhi, alo = pl->alo, ahi = pl->ahi;                          \
+        (void)sh;                                                                                          \
         for (uint32_t pos = 0; pos < npos; ++pos) {                                                        \
-            const bnn__chan_t *t = pl->tab;                                                                \
+            const CHAN *t = pl->tab.TAB;                                                                   \
             for (uint32_t c0 = 0; c0 < nch; c0 += 32u) {                                                   \
                 const uint32_t cnt = nch - c0 < 32u ? nch - c0 : 32u;                                      \
                 uint32_t word = 0;                                                                         \
                 BNN__UNROLL(2)                                                                             \
-                for (const bnn__chan_t *end = t + cnt; t != end; ++t) {                                    \
-                    int32_t v = (*acc++ * t->m + t->b) >> sh;                                              \
+                for (const CHAN *end = t + cnt; t != end; ++t) {                                           \
+                    int32_t v = REQ(*acc++, t);                                                            \
                     v = full ? BNN__SAT(v, TBITS, TLO, THI) : (v < rlo ? rlo : (v > rhi ? rhi : v));                \
                     if (add) {                                                                             \
                         v += *s++;                                                                         \
@@ -226,8 +292,11 @@ static int epi_plan(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *p
         }                                                                                                  \
     }
 
-BNN__EPI_ROWS(epi_rows_s8, int8_t, 8, -128, 127)
-BNN__EPI_ROWS(epi_rows_s16, int16_t, 16, -32768, 32767)
+#define BNN__REQ_N(a, t) (((a) * (t)->m + (t)->b) >> sh)                          /* MLA, ASR */
+#define BNN__REQ_W(a, t) ((int32_t)(((int64_t)(a) * (t)->m + (t)->b) >> 32)) /* SMLAL, high word */
+BNN__EPI_ROWS(epi_rows_s8, int8_t, 8, -128, 127, bnn__chan_t, n, BNN__REQ_N)
+BNN__EPI_ROWS(epi_rows_s16, int16_t, 16, -32768, 32767, bnn__chan_t, n, BNN__REQ_N)
+BNN__EPI_ROWS(epi_rows_w8, int8_t, 8, -128, 127, bnn__wchan_t, w, BNN__REQ_W)
 
 /* The specializations: storage x full x (add, store, thr). */
 #define BNN__EPI_SPEC(T, SUF, ROWS, FULL, ADD, STORE, THR)                                                 \
@@ -247,6 +316,7 @@ BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 1)
 BNN__EPI_COMBOS(int8_t, s8, epi_rows_s8, 0)
 BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 1)
 BNN__EPI_COMBOS(int16_t, s16, epi_rows_s16, 0)
+BNN__EPI_COMBOS(int8_t, w8, epi_rows_w8, 1) /* the wide form: full int8 ranges only (flash) */
 
 typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, const void *, void *, bnn_word_t *);
 
@@ -254,12 +324,132 @@ typedef void (*epi_fn)(const epi_plan_t *, uint32_t, uint32_t, const int32_t *, 
     {NULL, epi_##SUF##_##FULL##001, epi_##SUF##_##FULL##010, epi_##SUF##_##FULL##011, NULL,               \
      epi_##SUF##_##FULL##101, epi_##SUF##_##FULL##110, epi_##SUF##_##FULL##111}
 
+
+/*
+ * Thumb-2 assembly rows for the common case (int8_t streams with the full -128..127 ranges, an
+ * even channel count, up to 32 with a threshold: one output word per position), both table
+ * forms; the C
+ * specializations above for everything else.  Per channel: one LDM of the record (m, b, d, c;
+ * wide: b lo, b hi, m, d, c, pad), the accumulator load, MLA + ASR (wide: SMLAL, the high word),
+ * SSAT, then [LDRSB + ADD (+ SSAT when stored)], [STRB], [MLA, AND, ORR into the word]; two
+ * channels per loop pass.  Registers: r0 the argument block, r1 acc, r2 skip, r3 out, r4 the
+ * record pointer, r5 its end, r6 the shift (wide: b lo), r7 the word, r8-r11 record words,
+ * r12 the value, lr (wide) the pad word.
+ */
+#if BNN_THUMB2_ASM
+typedef struct {
+    const void *tab;     /* [r0, #0]  */
+    uint32_t tab_bytes;  /* [r0, #4]  nch records */
+    uint32_t sh;         /* [r0, #8]  */
+    uint32_t rsh;        /* [r0, #12] 32 - nch */
+    const int32_t *acc;  /* [r0, #16] */
+    const void *skip;    /* [r0, #20] */
+    void *out;           /* [r0, #24] */
+    bnn_word_t *bits;    /* [r0, #28] advanced per position */
+    uint32_t npos;       /* [r0, #32] counted down, >= 1 */
+} epi_t2_args_t;
+
+#define BNN__EPI_T2_CH(W, ADD, STORE, THR)                                                    \
+    ".if " #W "\n\t"                                                                          \
+    "ldm r4!, {r6, r8, r9, r10, r11, lr}\n\t" /* b lo, b hi, m, d, c, pad */                 \
+    "ldr r12, [r1], #4\n\t"                                                                   \
+    "smlal r6, r8, r12, r9\n\t"                                                               \
+    "ssat r12, #8, r8\n\t"                                                                    \
+    ".else\n\t"                                                                               \
+    "ldm r4!, {r8, r9, r10, r11}\n\t" /* m, b, d, c */                                       \
+    "ldr r12, [r1], #4\n\t"                                                                   \
+    "mla r12, r12, r8, r9\n\t"                                                                \
+    "asr r12, r12, r6\n\t"                                                                    \
+    "ssat r12, #8, r12\n\t"                                                                   \
+    ".endif\n\t"                                                                              \
+    ".if " #ADD "\n\t"                                                                        \
+    "ldrsb r9, [r2], #1\n\t"                                                                  \
+    "add r12, r12, r9\n\t"                                                                    \
+    ".if " #STORE "\n\t"                                                                      \
+    "ssat r12, #8, r12\n\t"                                                                   \
+    ".endif\n\t"                                                                              \
+    ".endif\n\t"                                                                              \
+    ".if " #STORE "\n\t"                                                                      \
+    "strb r12, [r3], #1\n\t"                                                                  \
+    ".endif\n\t"                                                                              \
+    ".if " #THR "\n\t"                                                                        \
+    "mla r12, r12, r10, r11\n\t"                                                              \
+    "and r12, r12, #0x80000000\n\t"                                                           \
+    "orr r7, r12, r7, lsr #1\n\t"                                                             \
+    ".endif\n\t"
+
+#define BNN__EPI_T2(W, ADD, STORE, THR)                                                        \
+    __attribute__((naked, noinline)) static void epi_t2_##W##ADD##STORE##THR(                 \
+        epi_t2_args_t *g __attribute__((unused)))                                             \
+    {                                                                                         \
+        __asm__ volatile("push {r4-r11, lr}\n\t"                                              \
+                         "ldrd r1, r2, [r0, #16]\n\t"                                         \
+                         "ldr r3, [r0, #24]\n\t"                                              \
+                         "ldr r6, [r0, #8]\n\t"                                               \
+                         "1:\n\t"                                                             \
+                         "ldrd r4, r5, [r0]\n\t"                                              \
+                         "add r5, r5, r4\n\t"                                                 \
+                         "mov r7, #0\n\t"                                                     \
+                         "2:\n\t" BNN__EPI_T2_CH(W, ADD, STORE, THR)                          \
+                             BNN__EPI_T2_CH(W, ADD, STORE, THR) "cmp r4, r5\n\t"              \
+                         "bne 2b\n\t"                                                         \
+                         ".if " #THR "\n\t"                                                   \
+                         "ldr r8, [r0, #12]\n\t"                                              \
+                         "lsr r7, r7, r8\n\t"                                                 \
+                         "ldr r8, [r0, #28]\n\t"                                              \
+                         "str r7, [r8], #4\n\t"                                               \
+                         "str r8, [r0, #28]\n\t"                                              \
+                         ".endif\n\t"                                                         \
+                         "ldr r8, [r0, #32]\n\t"                                              \
+                         "subs r8, r8, #1\n\t"                                                \
+                         "str r8, [r0, #32]\n\t"                                              \
+                         "bne 1b\n\t"                                                         \
+                         "pop {r4-r11, pc}\n\t");                                             \
+    }                                                                                         \
+    static void epi_a_##W##ADD##STORE##THR(const epi_plan_t *pl, uint32_t npos, uint32_t nch,  \
+                                           const int32_t *acc, const void *s, void *o,        \
+                                           bnn_word_t *bits)                                  \
+    {                                                                                         \
+        epi_t2_args_t g = {W ? (const void *)pl->tab.w : (const void *)pl->tab.n,             \
+                           nch * (W ? (uint32_t)sizeof(bnn__wchan_t) : (uint32_t)sizeof(bnn__chan_t)), \
+                           pl->sh, nch <= 32u ? 32u - nch : 0u, acc, s, o, bits, npos};   \
+        if (npos != 0u) {                                                                     \
+            epi_t2_##W##ADD##STORE##THR(&g);                                                  \
+        }                                                                                     \
+    }
+#define BNN__EPI_T2_COMBOS(W)                                                                  \
+    BNN__EPI_T2(W, 0, 1, 0)                                                                    \
+    BNN__EPI_T2(W, 0, 1, 1)                                                                    \
+    BNN__EPI_T2(W, 0, 0, 1)                                                                    \
+    BNN__EPI_T2(W, 1, 1, 0)                                                                    \
+    BNN__EPI_T2(W, 1, 1, 1)                                                                    \
+    BNN__EPI_T2(W, 1, 0, 1)
+BNN__EPI_T2_COMBOS(0)
+BNN__EPI_T2_COMBOS(1)
+#define BNN__EPI_T2_TABLE(W)                                                                   \
+    {NULL, epi_a_##W##001, epi_a_##W##010, epi_a_##W##011, NULL, epi_a_##W##101, epi_a_##W##110, epi_a_##W##111}
+#endif
+
 /* The specialization for a plan and flags (index add * 4 + store * 2 + thr), NULL if none. */
-static epi_fn epi_pick(const epi_plan_t *pl, int add, int store, int thr)
+static epi_fn epi_pick(const epi_plan_t *pl, uint32_t nch, int add, int store, int thr)
 {
+#if BNN_THUMB2_ASM
+    /* a threshold packs one word per position (nch <= 32); without one any even count fits */
+    if (pl->bytes == 1u && pl->full && nch % 2u == 0u && nch != 0u && (nch <= 32u || !thr)) {
+        static const epi_fn a0[] = BNN__EPI_T2_TABLE(0), a1[] = BNN__EPI_T2_TABLE(1);
+        return (pl->wide ? a1 : a0)[add * 4 + store * 2 + thr];
+    }
+#else
+    (void)nch;
+#endif
     static const epi_fn s8f[] = BNN__EPI_TABLE(s8, 1), s8r[] = BNN__EPI_TABLE(s8, 0);
     static const epi_fn s16f[] = BNN__EPI_TABLE(s16, 1), s16r[] = BNN__EPI_TABLE(s16, 0);
-    const epi_fn *tab = pl->bytes == 1u ? (pl->full ? s8f : s8r) : (pl->full ? s16f : s16r);
+    static const epi_fn w8f[] = BNN__EPI_TABLE(w8, 1);
+    if (pl->wide && !pl->full) {
+        return NULL;
+    }
+    const epi_fn *tab = pl->wide ? w8f
+                                 : pl->bytes == 1u ? (pl->full ? s8f : s8r) : (pl->full ? s16f : s16r);
     return tab[add * 4 + store * 2 + thr];
 }
 
@@ -307,19 +497,21 @@ static void epi_apply(const bnn_stream_epilogue_t *e, const epi_plan_t *pl, epi_
     }
 }
 
-static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, epi_plan_t *pl)
+/* pop_k > 0: the rows hold popcounts x with acc = pop_k - 2 x (folded into the table; the
+ * specialization reads x); 0: accumulators.  NULL: the int64 reference on accumulators. */
+static epi_fn epi_prepare(const bnn_stream_epilogue_t *e, int64_t bound, int64_t pop_k, epi_plan_t *pl)
 {
-    if (!epi_plan(e, bound, pl)) {
+    if (!epi_plan(e, bound, pop_k, pl)) {
         return NULL;
     }
-    return epi_pick(pl, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
+    return epi_pick(pl, e->rq->channels, e->skip_bytes != 0u, e->out_bytes != 0u, e->thr != NULL);
 }
 
 void bnn_stream_epilogue(const bnn_stream_epilogue_t *e, uint32_t positions, const int32_t *acc, uint32_t bound,
                          const void *skip, void *out, bnn_word_t *bits)
 {
     epi_plan_t pl;
-    const epi_fn fn = epi_prepare(e, bound, &pl);
+    const epi_fn fn = epi_prepare(e, bound, 0, &pl);
     epi_apply(e, &pl, fn, positions, acc, skip, out, bits);
 }
 
@@ -526,11 +718,15 @@ void bnn_dense_stream_bin(const bnn_stream_dense_params_t *p, const void *in, co
  * kernel on the input rows the row's windows touch (the sub-problem has out_h = 1, in_h = the
  * rows inside the image and pad_h = the rows above it). */
 static void conv_row(const bnn_conv_rows_params_t *p, const void *in, const bnn_word_t *w, uint32_t oy,
-                     int32_t *row)
+                     const bnn_conv_u8_rows_t *u8r, int32_t *row)
 {
     const bnn_conv_params_t *c = &p->conv;
     if (!p->in_u8) {
         bnn_conv_acc_rows(c, (const bnn_word_t *)in, w, oy, oy + 1u, (int)p->pad_minus1, row);
+        return;
+    }
+    if (u8r != NULL) { /* the masks expanded once per call (bnn__conv_u8_rows_prepare) */
+        bnn__conv_u8_row(c, (const uint8_t *)in, u8r, oy, row);
         return;
     }
     const int32_t y0 = (int32_t)(oy * c->stride_h) - (int32_t)c->pad_h;
@@ -556,9 +752,23 @@ void bnn_conv_stream(const bnn_conv_rows_params_t *p, const void *in, const bnn_
     const bnn_conv_params_t *c = &p->conv;
     const uint32_t n = c->out_w * c->cout, nw = c->out_w * BNN_WORDS(c->cout);
     epi_plan_t pl;
-    const epi_fn fn = epi_prepare(e, conv_bound(p), &pl);
+    /* Packed bits input at -1 padding or without padding: acc = K - 2 popcount everywhere, so the
+     * rows stay popcounts and the table takes the K - 2 x (no pass over the row); else accumulators */
+    const int64_t k = (int64_t)c->kh * c->kw * c->cin;
+    const int pop = !p->in_u8 && (p->pad_minus1 || (c->pad_h == 0u && c->pad_w == 0u));
+    epi_fn fn = pop ? epi_prepare(e, k, k, &pl) : NULL;
+    const int use_pop = fn != NULL;
+    if (!use_pop) {
+        fn = epi_prepare(e, conv_bound(p), 0, &pl);
+    }
+    bnn_conv_u8_rows_t u8r;
+    const int u8 = p->in_u8 && bnn__conv_u8_rows_prepare(c, w, &u8r);
     for (uint32_t oy = 0; oy < c->out_h; ++oy) {
-        conv_row(p, in, w, oy, row);
+        if (use_pop) {
+            bnn_conv_pop_rows(c, (const bnn_word_t *)in, w, oy, oy + 1u, p->pad_minus1, row);
+        } else {
+            conv_row(p, in, w, oy, u8 ? &u8r : NULL, row);
+        }
         const size_t off = (size_t)oy * n;
         epi_apply(e, &pl, fn, c->out_w, row, skip ? (const uint8_t *)skip + off * e->skip_bytes : NULL,
                   out ? (uint8_t *)out + off * e->out_bytes : NULL, bits ? bits + (size_t)oy * nw : NULL);
@@ -579,9 +789,11 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
 {
     const uint32_t cout = p->conv.cout;
     const int64_t k = conv_bound(p);
+    bnn_conv_u8_rows_t u8r;
+    const bnn_conv_u8_rows_t *u8 = p->in_u8 && bnn__conv_u8_rows_prepare(&p->conv, w, &u8r) ? &u8r : NULL;
     if (cout > BNN_STREAM_FAST_CH || k >= (INT64_C(1) << 30)) {
         for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
-            conv_row(p, in, w, oy, row);
+            conv_row(p, in, w, oy, u8, row);
             for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
                 for (uint32_t o0 = 0; o0 < cout; o0 += 32u) {
                     const uint32_t cnt = cout - o0 < 32u ? cout - o0 : 32u;
@@ -604,7 +816,7 @@ void bnn_conv_threshold_rows(const bnn_conv_rows_params_t *p, const void *in, co
 #define THR_BIT(j) (word = (word >> 1) | ((uint32_t)(tp[j] - r[j]) & 0x80000000u))
     const uint32_t nfull = cout / 32u, rem = cout % 32u, rem4 = rem & ~3u;
     for (uint32_t oy = 0; oy < p->conv.out_h; ++oy) {
-        conv_row(p, in, w, oy, row);
+        conv_row(p, in, w, oy, u8, row);
         const int32_t *r = row;
         for (uint32_t ox = 0; ox < p->conv.out_w; ++ox) {
             const int32_t *tp = t;

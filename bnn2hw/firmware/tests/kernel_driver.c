@@ -191,6 +191,8 @@ static int run_case(void)
             bnn_conv_bits(&p, x, w, thr, put(npos * W(p.cout)));
             bnn_conv_acc_ref(&p, x, w, put(npos * p.cout));
             bnn_conv_acc(&p, x, w, put(npos * p.cout));
+            bnn_conv_bits_m1_ref(&p, x, w, thr, put(npos * W(p.cout))); /* -1 padding */
+            bnn_conv_bits_m1(&p, x, w, thr, put(npos * W(p.cout)));
         } else {
             bnn_conv_u8_bits_ref(&p, x, w, thr, put(npos * W(p.cout)));
             bnn_conv_u8_bits(&p, x, w, thr, put(npos * W(p.cout)));
@@ -231,6 +233,8 @@ static int run_case(void)
         bnn_conv_acc_rows(&p, x, w, 0u, p.out_h, 1, put(p.out_h * row));
         a = put(p.out_h * row);
         for (uint32_t oy = 0; oy < p.out_h; ++oy) bnn_conv_acc_rows(&p, x, w, oy, oy + 1u, 0, a + oy * row);
+        a = put(p.out_h * row); /* the popcounts (K - acc) / 2 at -1 padding, one row per call */
+        for (uint32_t oy = 0; oy < p.out_h; ++oy) bnn_conv_pop_rows(&p, x, w, oy, oy + 1u, 1, a + oy * row);
     } else if (kind == 9u) {
         bnn_periodic_params_t p;
         p.out_frac = u32();
