@@ -174,6 +174,20 @@ uint32_t bnn__dbt2_201(const bnn_word_t *, const bnn_word_t *, const int32_t *, 
 uint32_t bnn__dbt2_211(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_221(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#if BNN_HAVE_USADA8
+/* mode 2: the popcount contract through the bits-mode kernel (bnn_bits.c, compact) */
+uint32_t bnn__dbt2_012(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_022(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_032(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_102(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_112(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_122(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_132(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_202(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_212(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_222(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_232(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#endif
 
 /* Helium (MVE integer, Cortex-M55): the row kernels of bnn_dense_mve.c replace the Thumb-2
  * variants (same contract; -DBNN_NO_MVE keeps the scalar ones). */
@@ -185,8 +199,10 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t 
 #define BNN_MVE 0
 #endif
 
-/* The variant for rows of nw >= 1 words, mode 0 (bits) or 1 (popcounts); a constant when
- * nw and mode are. */
+/* The variant for rows of nw >= 1 words, mode 0 (bits), 1 (popcounts, dedicated variant) or
+ * 2 (popcounts through the bits-mode variant: one function less to link, slower per row, for
+ * layers with few rows such as dense logits; mode 1 without the DSP extension); a constant
+ * when nw and mode are. */
 BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
 #if BNN_MVE
@@ -195,6 +211,28 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 #endif
     const uint32_t g = nw / 3u;
     const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
+#if BNN_HAVE_USADA8
+    if (mode == 2u) {
+        switch ((nw % 3u) * 4u + c) {
+        case 1u: return bnn__dbt2_012;
+        case 2u: return bnn__dbt2_022;
+        case 3u: return bnn__dbt2_032;
+        case 4u: return bnn__dbt2_102;
+        case 5u: return bnn__dbt2_112;
+        case 6u: return bnn__dbt2_122;
+        case 7u: return bnn__dbt2_132;
+        case 8u: return bnn__dbt2_202;
+        case 9u: return bnn__dbt2_212;
+        case 10u: return bnn__dbt2_222;
+        case 11u: return bnn__dbt2_232;
+        default: return bnn__dbt2_012; /* unreachable: nw >= 1 */
+        }
+    }
+#else
+    if (mode == 2u) {
+        mode = 1u;
+    }
+#endif
     switch (mode * 12u + (nw % 3u) * 4u + c) {
     case 1u: return bnn__dbt2_010;
     case 2u: return bnn__dbt2_020;

@@ -48,12 +48,14 @@ BNN_INLINE void bnn__dense_bits_t2(const bnn_dense_params_t *p, const bnn_word_t
 }
 #define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_t2(p, in, w, max_mismatch, out)
 
-/* Integer logits: the popcount variant writes p into acc, then acc = n_in - 2 p in place. */
+/* Integer logits: the popcount contract writes p into acc, then acc = n_in - 2 p in place.
+ * Mode 2 (the bits-mode row kernel with popcount stores): logits layers have few rows, and
+ * when their row length equals a hidden layer's, the model links one row kernel, not two. */
 BNN_INLINE void bnn__dense_acc_t2(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                                   int32_t *acc)
 {
     const uint32_t nw = BNN_WORDS(p->n_in);
-    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 1u);
+    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 2u);
     for (uint32_t o = 0; o < p->n_out; o += 32u) {
         const uint32_t left = p->n_out - o;
         const uint32_t cnt = left < 32u ? left : 32u;

@@ -136,7 +136,7 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
     {                                                                                     \
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
                          "sub sp, sp, #20\n\t"                                            \
-                         "lsr r4, r3, #5\n\t"                        /* nw */              \
+                         "ubfx r4, r3, #5, #26\n\t"                  /* nw */              \
                          "and r7, r3, #31\n\t"                       /* cnt - 1 */         \
                          "lsl r6, r4, #2\n\t"                        /* nw * 4 */          \
                          "strd r0, r6, [sp]\n\t"                                          \
@@ -148,6 +148,10 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r8, r8, #4\n\t"                                             \
                          "str r8, [sp, #12]\n\t"                     /* p + cnt */         \
                          ".else\n\t"                                                      \
+                         "lsrs r4, r3, #31\n\t"                     /* popcount flag */  \
+                         "str r4, [sp, #12]\n\t"                                         \
+                         "bne 9f\n\t"                               /* fill p with -1 */ \
+                         "5:\n\t"                                                         \
                          "mov r3, #1\n\t"                                                 \
                          "lsl r3, r3, r7\n\t"                        /* sentinel */       \
                          ".endif\n\t"                                                     \
@@ -167,7 +171,15 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          ".endif\n\t"                                                     \
                          "b 4f\n\t"                                                       \
                          "3:\n\t"                                                         \
+                         ".if " #M " == 0\n\t"                                            \
+                         "mov r2, r1\n\t"                                                 \
+                         "mov r4, r6\n\t"                                                 \
+                         "0:\n\t"                                  /* next pair of rows */ \
+                         "mov r1, r2\n\t"                                                 \
+                         "add r2, r2, r4\n\t"                                             \
+                         ".else\n\t"                                                      \
                          "add r2, r1, r6\n\t"                                             \
+                         ".endif\n\t"                                                     \
                          "1:\n\t"                                                         \
                          ".if " #M " == 0\n\t"                                            \
                          "ldrd r11, r12, [r5], #8\n\t"                                    \
@@ -194,11 +206,34 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "rrxs r3, r3\n\t"                                                \
                          "lsls r10, r12, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
-                         "ldm sp, {r0, r4, r5}\n\t"                                       \
-                         "mov r1, r2\n\t"                                                 \
-                         "add r2, r2, r4\n\t"                                             \
-                         "bcc 1b\n\t"                                                     \
+                         "ldm sp, {r0, r4, r5, r6}\n\t"                                   \
+                         "bcc 0b\n\t"                                                     \
+                         "cbnz r6, 7f\n\t"                            /* popcount flag */ \
+                         "8:\n\t"                                                         \
                          "mov r0, r3\n\t"                                                 \
+                         "add sp, sp, #20\n\t"                                            \
+                         "pop {r4-r11, pc}\n\t"                                           \
+                         "7:\n\t"                                     /* store p = acc (M = -1), row A unless A = B */\
+                         "cmp r1, r2\n\t"                                                 \
+                         "it ne\n\t"                                                      \
+                         "strne r11, [r5, #-8]\n\t"                                       \
+                         "str r12, [r5, #-4]\n\t"                                         \
+                         "ldr r6, [sp, #16]\n\t"                                          \
+                         "mov r3, #2\n\t"                             /* the next pass exits to 7 again */\
+                         "cmp r5, r6\n\t"                                                 \
+                         "bne 0b\n\t"                                                     \
+                         "b 8b\n\t"                                                       \
+                         "9:\n\t"                                     /* p[0..cnt) = -1 */\
+                         "add r8, r2, r7, lsl #2\n\t"                                     \
+                         "add r9, r8, #4\n\t"                                             \
+                         "str r9, [sp, #16]\n\t"                      /* p + cnt */       \
+                         "mvn r9, #0\n\t"                                                 \
+                         "6:\n\t"                                                         \
+                         "str r9, [r8], #-4\n\t"                                          \
+                         "cmp r8, r2\n\t"                                                 \
+                         "bhs 6b\n\t"                                                     \
+                         "and r7, r7, #1\n\t"                         /* sentinel at bit 1 after the first pass */\
+                         "b 5b\n\t"                                                       \
                          ".else\n\t"                                                      \
                          "cmp r1, r2\n\t"                            /* row 0 twice? */   \
                          "it ne\n\t"                                                      \
@@ -209,9 +244,9 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r2, r2, r4\n\t"                                             \
                          "cmp r3, r6\n\t"                                                 \
                          "bne 1b\n\t"                                                     \
-                         ".endif\n\t"                                                     \
                          "add sp, sp, #20\n\t"                                            \
-                         "pop {r4-r11, pc}\n\t");                                         \
+                         "pop {r4-r11, pc}\n\t"                                           \
+                         ".endif\n\t");                                                   \
     }
 
 #elif BNN_MULTI_ASM
@@ -335,6 +370,34 @@ BNN_T2_DEFINE(2, 0, 1)
 BNN_T2_DEFINE(2, 1, 1)
 BNN_T2_DEFINE(2, 2, 1)
 BNN_T2_DEFINE(2, 3, 1)
+#endif
+
+#if BNN_MULTI_ASM && BNN_HAVE_USADA8
+/*
+ * bnn__dbt2_<R><C>2: the popcount contract of bnn__dbt2_<R><C>1 served by the bits-mode kernel
+ * bnn__dbt2_<R><C>0 (bit 31 of nw_cnt set: p[0..cnt) is filled with -1 and used as the
+ * max_mismatch array, so each accumulator ends at p - (-1) - 1 = p, which the pass end stores
+ * back in place).  Used for dense integer logits (few rows), so a model whose logits layer
+ * has the hidden layers' row length links one row kernel instead of two (about 570 B less
+ * flash); costs the bits mode one CBNZ per pass of two rows.
+ */
+#define BNN_T2_POP2(R, C)                                                                 \
+    BNN_T2_HEAD(R, C, 2)                                                                  \
+    {                                                                                     \
+        __asm__ volatile("orr r3, r3, #0x80000000\n\t"                                     \
+                         "b.w bnn__dbt2_" #R #C "0\n\t");                                 \
+    }
+BNN_T2_POP2(0, 1)
+BNN_T2_POP2(0, 2)
+BNN_T2_POP2(0, 3)
+BNN_T2_POP2(1, 0)
+BNN_T2_POP2(1, 1)
+BNN_T2_POP2(1, 2)
+BNN_T2_POP2(1, 3)
+BNN_T2_POP2(2, 0)
+BNN_T2_POP2(2, 1)
+BNN_T2_POP2(2, 2)
+BNN_T2_POP2(2, 3)
 #endif
 
 #if BNN_M0_ASM
