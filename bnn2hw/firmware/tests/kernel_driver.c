@@ -149,6 +149,23 @@ static int run_case(void)
         bnn_dense_bits(&p, x, w, mm, put(W(p.n_out)));
         bnn_dense_acc_ref(&p, x, w, put(p.n_out));
         bnn_dense_acc(&p, x, w, put(p.n_out));
+        {
+            /* popcounts from the dedicated popcount row kernels (mode 1, used by the conv
+             * paths; bnn_dense_acc uses mode 2 on DSP cores), 32 rows per call */
+            int32_t *pc = (int32_t *)put(p.n_out);
+            const uint32_t nw = W(p.n_in);
+#if BNN_MULTI_ASM && !BNN_MVE
+            const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 1u);
+            for (uint32_t o = 0; o < p.n_out; o += 32u) {
+                const uint32_t cnt = p.n_out - o < 32u ? p.n_out - o : 32u;
+                (void)fn(x, w + (size_t)o * nw, (const int32_t *)(pc + o), (nw << 5) | (cnt - 1u));
+            }
+#else
+            for (uint32_t o = 0; o < p.n_out; ++o) {
+                pc[o] = (int32_t)bnn_xor_popcount(x, w + (size_t)o * nw, nw);
+            }
+#endif
+        }
     } else if (kind == 2u || kind == 3u) {
         bnn_first_params_t p = {u32(), u32()};
         const uint8_t *x = (const uint8_t *)take(BYTES_W(p.n_in));
