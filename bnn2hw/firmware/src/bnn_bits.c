@@ -140,7 +140,12 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "and r7, r3, #31\n\t"                       /* cnt - 1 */         \
                          "lsl r6, r4, #2\n\t"                        /* nw * 4 */          \
                          "strd r0, r6, [sp]\n\t"                                          \
+                         ".if " #M " == 0 && " #C " <= 1\n\t"                             \
+                         "mov lr, r2\n\t"                                                 \
+                         /* no group loop: lr holds the max_mismatch pointer */           \
+                         ".else\n\t"                                                      \
                          "add lr, r0, r6\n\t"                                             \
+                         ".endif\n\t"                                                     \
                          "mov r5, r2\n\t"                                                 \
                          ".if " #M " == 1\n\t"                                            \
                          "mov r3, r2\n\t"                                                 \
@@ -160,8 +165,12 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          /* odd count: row 0 twice (A = B = row 0) */                     \
                          "mov r2, r1\n\t"                                                 \
                          ".if " #M " == 0\n\t"                                            \
+                         ".if " #C " <= 1\n\t"                                            \
+                         "ldr r11, [lr], #4\n\t"                                          \
+                         ".else\n\t"                                                      \
                          "ldr r11, [r5], #4\n\t"                                          \
                          "str r5, [sp, #8]\n\t"                                           \
+                         ".endif\n\t"                                                     \
                          "mvn r11, r11\n\t"                                               \
                          "mov r12, r11\n\t"                                               \
                          "lsl r3, r3, #1\n\t"                        /* one more shift */ \
@@ -182,8 +191,12 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          ".endif\n\t"                                                     \
                          "1:\n\t"                                                         \
                          ".if " #M " == 0\n\t"                                            \
+                         ".if " #C " <= 1\n\t"                                            \
+                         "ldrd r11, r12, [lr], #8\n\t"                                    \
+                         ".else\n\t"                                                      \
                          "ldrd r11, r12, [r5], #8\n\t"                                    \
                          "str r5, [sp, #8]\n\t"                                           \
+                         ".endif\n\t"                                                     \
                          "mvn r11, r11\n\t"                                               \
                          "mvn r12, r12\n\t"                                               \
                          ".elseif " #R " == 0 && " #C " == 2\n\t"                         \
@@ -216,12 +229,21 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "7:\n\t"                                     /* store p = acc (M = -1), row A unless A = B */\
                          "cmp r1, r2\n\t"                                                 \
                          "it ne\n\t"                                                      \
+                         ".if " #C " <= 1\n\t"                                            \
+                         "strne r11, [lr, #-8]\n\t"                                       \
+                         "str r12, [lr, #-4]\n\t"                                         \
+                         "ldr r6, [sp, #16]\n\t"                                          \
+                         "mov r3, #2\n\t"                             /* the next pass exits to 7 again */\
+                         "cmp lr, r6\n\t"                                                 \
+                         "bne 0b\n\t"                                                     \
+                         ".else\n\t"                                                      \
                          "strne r11, [r5, #-8]\n\t"                                       \
                          "str r12, [r5, #-4]\n\t"                                         \
                          "ldr r6, [sp, #16]\n\t"                                          \
                          "mov r3, #2\n\t"                             /* the next pass exits to 7 again */\
                          "cmp r5, r6\n\t"                                                 \
                          "bne 0b\n\t"                                                     \
+                         ".endif\n\t"                                                     \
                          "b 8b\n\t"                                                       \
                          "9:\n\t"                                     /* p[0..cnt) = -1 */\
                          "add r8, r2, r7, lsl #2\n\t"                                     \
