@@ -148,7 +148,11 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
  *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
  *   stage (derivation in bnn_bits.c); with the DSP extension two rows per pass share every
  *   input load and the loop control.  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
- *   p[j] instead (same rows; return value unspecified).  bnn__dense_bits_t2 (bnn_dense.h)
+ *   p[j] instead (same rows; return value unspecified).  bnn__dbt2_<R><C>2 (DSP cores) has the
+ *   popcount contract too, through the bits-mode function: it sets bit 31 of nw_cnt (the
+ *   popcount flag), and bnn__dbt2_<R><C>0 then fills p with -1, uses it as max_mismatch and
+ *   stores each accumulator (p - (-1) - 1 = p) back in place: one function less to link, a few
+ *   instructions more per pass.  bnn__dense_bits_t2 (bnn_dense.h)
  *   picks the function.
  */
 typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);

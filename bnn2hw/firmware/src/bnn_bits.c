@@ -43,10 +43,14 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * Registers: r0 input (re-read per pass from [sp]), r1 weights of row A, r2 weights of row
  * B (advanced), r3 output bits with the sentinel (bits mode) or popcount store pointer
  * (popcount mode), r4-r6 input words, r7-r9 x ^ w, r10 scratch, r11 / r12 accumulators of
- * rows A / B, lr = end of the input.  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next
- * max_mismatch pair (bits mode), [sp+12] end of the popcount stores (popcount mode).
- * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 12 instructions
- * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch).
+ * rows A / B, lr = end of the input (g >= 2) or the max_mismatch pointer (bits mode, g <= 1:
+ * no group loop needs the end).  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next max_mismatch
+ * pair (bits mode, g >= 2), [sp+12] the popcount flag (bits-mode kernel) or the end of the
+ * popcount stores (popcount kernel), [sp+16] the end of the popcount stores (bits-mode kernel
+ * with the popcount flag).
+ * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 11 instructions
+ * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch), + 1 stack
+ * store of the M pointer when g >= 2.
  *
  * Group of 3 words x, y, z (each already x ^ w), SWAR on 2-bit then 4-bit fields:
  *   x2 = x - ((x & 0xAA..) >> 1)       2-bit counts of x, each <= 2
@@ -130,6 +134,10 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * LSLS / RRXS and one LDM {r0, r4, r5} of the stack frame (input, nw * 4, M pointer).
  * Popcount mode: r3 is the store pointer, [sp+12] its end; the first accumulation of a row
  * is a USAD8 (no zeroing), except for R = 0, C = 2 (the loop's first group), which zeroes.
+ * Bits-mode kernel with the popcount flag (bit 31 of nw_cnt, mode 2): the prologue fills
+ * p[0..cnt) (the max_mismatch argument) with -1, so each accumulator ends at p, and sets the
+ * sentinel so that every pass leaves the pass loop; the exit path (one CBNZ per call in bits
+ * mode) stores the pair in place of its -1s and re-enters the loop until p + cnt.
  */
 #define BNN_T2_DEFINE(R, C, M)                                                            \
     BNN_T2_HEAD(R, C, M)                                                                  \
