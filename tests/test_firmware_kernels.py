@@ -116,7 +116,9 @@ def dense_case(n_in: int, n_out: int, extreme: bool = False, saturate: bool = Fa
     ow = (n_out + 31) // 32
 
     def check(out, target):
-        bref, bopt, aref, aopt, pops = split(out, [ow, ow, n_out, n_out, n_out])
+        bref, bopt, aref, aopt, pops = split(out, [ow, ow, n_out, n_out + 1, n_out])
+        assert aopt[-1] == 0x5A5A5A5A, f"dense acc opt wrote past its {n_out} outputs (seed {seed}, {target})"
+        aopt = aopt[:-1]
         expect_bits = pack_bits(np.where(p <= mm, 1, -1))
         assert np.array_equal(bref, expect_bits), f"dense bits ref vs numpy (seed {seed})"
         assert np.array_equal(bopt, bref), f"dense bits opt vs ref (seed {seed}, {target})"
@@ -126,7 +128,7 @@ def dense_case(n_in: int, n_out: int, extreme: bool = False, saturate: bool = Fa
         check_padding(bopt, n_out, f"dense (seed {seed})")
 
     add(f"dense-{n_in}x{n_out}{'-extreme' if extreme else ''}{'-saturate' if saturate else ''}",
-        [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 2 * ow + 3 * n_out, check)
+        [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 2 * ow + 3 * n_out + 1, check)
 
 
 # every row length 1..12 words and beyond (tail nw % 3 x group-count class), awkward widths

@@ -148,7 +148,12 @@ static int run_case(void)
         bnn_dense_bits_ref(&p, x, w, mm, put(W(p.n_out)));
         bnn_dense_bits(&p, x, w, mm, put(W(p.n_out)));
         bnn_dense_acc_ref(&p, x, w, put(p.n_out));
-        bnn_dense_acc(&p, x, w, put(p.n_out));
+        {
+            /* one canary word past the logits: the popcount stores must stop at n_out */
+            int32_t *a = (int32_t *)put(p.n_out + 1u);
+            a[p.n_out] = (int32_t)0x5A5A5A5Au;
+            bnn_dense_acc(&p, x, w, a);
+        }
         {
             /* popcounts from the dedicated popcount row kernels (mode 1, used by the conv
              * paths; bnn_dense_acc uses mode 2 on DSP cores), 32 rows per call */
