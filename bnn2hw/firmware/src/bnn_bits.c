@@ -143,12 +143,12 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
     BNN_T2_HEAD(R, C, M)                                                                  \
     {                                                                                     \
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
-                         "sub sp, sp, #20\n\t"                                            \
+                         "sub sp, sp, #24\n\t"                                            \
                          "ubfx r4, r3, #5, #26\n\t"                  /* nw */              \
                          "and r7, r3, #31\n\t"                       /* cnt - 1 */         \
                          "lsl r6, r4, #2\n\t"                        /* nw * 4 */          \
                          "strd r0, r6, [sp]\n\t"                                          \
-                         ".if " #M " == 0 && " #C " <= 1\n\t"                             \
+                         ".if " #M " != 1 && " #C " <= 1\n\t"                             \
                          "mov lr, r2\n\t"                                                 \
                          /* no group loop: lr holds the max_mismatch pointer */           \
                          ".else\n\t"                                                      \
@@ -161,9 +161,11 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r8, r8, #4\n\t"                                             \
                          "str r8, [sp, #12]\n\t"                     /* p + cnt */         \
                          ".else\n\t"                                                      \
+                         ".if " #M " == 3\n\t"                                            \
                          "lsrs r4, r3, #31\n\t"                     /* popcount flag */  \
                          "str r4, [sp, #12]\n\t"                                         \
                          "bne 9f\n\t"                               /* fill p with -1 */ \
+                         ".endif\n\t"                                                     \
                          "5:\n\t"                                                         \
                          "mov r3, #1\n\t"                                                 \
                          "lsl r3, r3, r7\n\t"                        /* sentinel */       \
@@ -172,7 +174,7 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "bne 3f\n\t"                                                     \
                          /* odd count: row 0 twice (A = B = row 0) */                     \
                          "mov r2, r1\n\t"                                                 \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
                          ".if " #C " <= 1\n\t"                                            \
                          "ldr r11, [lr], #4\n\t"                                          \
                          ".else\n\t"                                                      \
@@ -188,17 +190,9 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          ".endif\n\t"                                                     \
                          "b 4f\n\t"                                                       \
                          "3:\n\t"                                                         \
-                         ".if " #M " == 0\n\t"                                            \
-                         "mov r2, r1\n\t"                                                 \
-                         "mov r4, r6\n\t"                                                 \
-                         "0:\n\t"                                  /* next pair of rows */ \
-                         "mov r1, r2\n\t"                                                 \
-                         "add r2, r2, r4\n\t"                                             \
-                         ".else\n\t"                                                      \
                          "add r2, r1, r6\n\t"                                             \
-                         ".endif\n\t"                                                     \
                          "1:\n\t"                                                         \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
                          ".if " #C " <= 1\n\t"                                            \
                          "ldrd r11, r12, [lr], #8\n\t"                                    \
                          ".else\n\t"                                                      \
@@ -222,48 +216,54 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "cmp r0, lr\n\t"                                                 \
                          "bne 2b\n\t"                                                     \
                          ".endif\n\t"                                                     \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
                          "lsls r10, r11, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
                          "lsls r10, r12, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
                          "ldm sp, {r0, r4, r5, r6}\n\t"                                   \
-                         "bcc 0b\n\t"                                                     \
-                         "cbnz r6, 7f\n\t"                            /* popcount flag */ \
-                         "8:\n\t"                                                         \
-                         "mov r0, r3\n\t"                                                 \
-                         "add sp, sp, #20\n\t"                                            \
-                         "pop {r4-r11, pc}\n\t"                                           \
-                         "7:\n\t"                                     /* store p = acc (M = -1), row A unless A = B */\
-                         "cmp r1, r2\n\t"                                                 \
-                         "it ne\n\t"                                                      \
+                         "mov r1, r2\n\t"                                                 \
+                         "add r2, r2, r4\n\t"                                             \
+                         "bcc 1b\n\t"                                                     \
+                         ".if " #M " == 3\n\t"                                            \
+                         "cbz r6, 8f\n\t"                             /* popcount flag clear */\
+                         "7:\n\t"                                     /* store p = acc (M = -1); row A unless the odd first pass (M pointer = p + 4) */\
+                         "ldrd r6, r8, [sp, #16]\n\t"                 /* p + 4, p + cnt */\
                          ".if " #C " <= 1\n\t"                                            \
+                         "cmp lr, r6\n\t"                                                 \
+                         "it ne\n\t"                                                      \
                          "strne r11, [lr, #-8]\n\t"                                       \
                          "str r12, [lr, #-4]\n\t"                                         \
-                         "ldr r6, [sp, #16]\n\t"                                          \
-                         "mov r3, #2\n\t"                             /* the next pass exits to 7 again */\
-                         "cmp lr, r6\n\t"                                                 \
-                         "bne 0b\n\t"                                                     \
+                         "movs r3, #2\n\t"                            /* the next pass exits to 7 again */\
+                         "cmp lr, r8\n\t"                                                 \
                          ".else\n\t"                                                      \
+                         "cmp r5, r6\n\t"                                                 \
+                         "it ne\n\t"                                                      \
                          "strne r11, [r5, #-8]\n\t"                                       \
                          "str r12, [r5, #-4]\n\t"                                         \
-                         "ldr r6, [sp, #16]\n\t"                                          \
-                         "mov r3, #2\n\t"                             /* the next pass exits to 7 again */\
-                         "cmp r5, r6\n\t"                                                 \
-                         "bne 0b\n\t"                                                     \
+                         "movs r3, #2\n\t"                            /* the next pass exits to 7 again */\
+                         "cmp r5, r8\n\t"                                                 \
                          ".endif\n\t"                                                     \
-                         "b 8b\n\t"                                                       \
+                         "bne 1b\n\t"                                                     \
+                         ".endif\n\t"                                                     \
+                         "8:\n\t"                                                         \
+                         "mov r0, r3\n\t"                                                 \
+                         "add sp, sp, #24\n\t"                                            \
+                         "pop {r4-r11, pc}\n\t"                                           \
+                         ".if " #M " == 3\n\t"                                            \
                          "9:\n\t"                                     /* p[0..cnt) = -1 */\
-                         "add r8, r2, r7, lsl #2\n\t"                                     \
-                         "add r9, r8, #4\n\t"                                             \
-                         "str r9, [sp, #16]\n\t"                      /* p + cnt */       \
-                         "mvn r9, #0\n\t"                                                 \
+                         "adds r4, r2, #4\n\t"                        /* p + 4 */         \
+                         "adds r3, r7, #1\n\t"                                            \
+                         "add r3, r2, r3, lsl #2\n\t"                 /* p + cnt */       \
+                         "strd r4, r3, [sp, #16]\n\t"                                     \
+                         "mov r8, #-1\n\t"                                                \
                          "6:\n\t"                                                         \
-                         "str r9, [r8], #-4\n\t"                                          \
-                         "cmp r8, r2\n\t"                                                 \
-                         "bhs 6b\n\t"                                                     \
+                         "str r8, [r3, #-4]!\n\t"                                         \
+                         "cmp r3, r2\n\t"                                                 \
+                         "bhi 6b\n\t"                                                     \
                          "and r7, r7, #1\n\t"                         /* sentinel at bit 1 after the first pass */\
                          "b 5b\n\t"                                                       \
+                         ".endif\n\t"                                                     \
                          ".else\n\t"                                                      \
                          "cmp r1, r2\n\t"                            /* row 0 twice? */   \
                          "it ne\n\t"                                                      \
@@ -274,7 +274,7 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r2, r2, r4\n\t"                                             \
                          "cmp r3, r6\n\t"                                                 \
                          "bne 1b\n\t"                                                     \
-                         "add sp, sp, #20\n\t"                                            \
+                         "add sp, sp, #24\n\t"                                            \
                          "pop {r4-r11, pc}\n\t"                                           \
                          ".endif\n\t");                                                   \
     }
@@ -411,11 +411,23 @@ BNN_T2_DEFINE(2, 3, 1)
  * has the hidden layers' row length links one row kernel instead of two (about 570 B less
  * flash); costs the bits mode one CBNZ per pass of two rows.
  */
+/* the bits-mode kernel with the popcount flag (M = 3) */
+BNN_T2_DEFINE(0, 1, 3)
+BNN_T2_DEFINE(0, 2, 3)
+BNN_T2_DEFINE(0, 3, 3)
+BNN_T2_DEFINE(1, 0, 3)
+BNN_T2_DEFINE(1, 1, 3)
+BNN_T2_DEFINE(1, 2, 3)
+BNN_T2_DEFINE(1, 3, 3)
+BNN_T2_DEFINE(2, 0, 3)
+BNN_T2_DEFINE(2, 1, 3)
+BNN_T2_DEFINE(2, 2, 3)
+BNN_T2_DEFINE(2, 3, 3)
 #define BNN_T2_POP2(R, C)                                                                 \
     BNN_T2_HEAD(R, C, 2)                                                                  \
     {                                                                                     \
         __asm__ volatile("orr r3, r3, #0x80000000\n\t"                                     \
-                         "b.w bnn__dbt2_" #R #C "0\n\t");                                 \
+                         "b.w bnn__dbt2_" #R #C "3\n\t");                                 \
     }
 BNN_T2_POP2(0, 1)
 BNN_T2_POP2(0, 2)
