@@ -348,9 +348,12 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "carry-save adder first (s = a^b^c, maj, even with weights stored pre-combined as (w0, w0^w1, "
              "w0^w2): 7 instructions for 3 words) leaves pop(s) + 2 pop(maj), which costs the same 21 as the "
              "group trick unless 3 such adders feed two group tricks (9-word blocks: 57 instead of 63, rows of "
-             "9 words and more only).  Popcount mode for dense logits (`bnn_dense_acc`) runs the bits-mode "
-             "kernel with its max_mismatch array pre-filled with -1 (mode 2 in `bnn__dbt2_pick`), so a model "
-             "whose logits rows have the hidden rows' length links one row kernel instead of two.", "",
+             "9 words and more only).  These MLPs are built as the code generator builds them: with "
+             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv), the dense logits "
+             "(`bnn_dense_acc`) run the hidden layers' bits-mode kernel with its max_mismatch array pre-filled "
+             "with -1 (modes 2 / 3 of `bnn__dbt2_pick`), so the model links one row kernel instead of two "
+             "(about 570 B less flash; 4 instructions per bits call and a few per popcount pass more: "
+             "+0.0-1.4% instructions on these MLPs).", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:

@@ -45,9 +45,8 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * (popcount mode), r4-r6 input words, r7-r9 x ^ w, r10 scratch, r11 / r12 accumulators of
  * rows A / B, lr = end of the input (g >= 2) or the max_mismatch pointer (bits mode, g <= 1:
  * no group loop needs the end).  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next max_mismatch
- * pair (bits mode, g >= 2), [sp+12] the popcount flag (bits-mode kernel) or the end of the
- * popcount stores (popcount kernel), [sp+16] the end of the popcount stores (bits-mode kernel
- * with the popcount flag).
+ * pair (bits mode, g >= 2), [sp+12] the popcount flag (M = 3) or the end of the popcount
+ * stores (M = 1), [sp+16] / [sp+20] p + 4 / p + cnt (M = 3 with the flag).
  * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 11 instructions
  * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch), + 1 stack
  * store of the M pointer when g >= 2.
@@ -134,10 +133,13 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * LSLS / RRXS and one LDM {r0, r4, r5} of the stack frame (input, nw * 4, M pointer).
  * Popcount mode: r3 is the store pointer, [sp+12] its end; the first accumulation of a row
  * is a USAD8 (no zeroing), except for R = 0, C = 2 (the loop's first group), which zeroes.
- * Bits-mode kernel with the popcount flag (bit 31 of nw_cnt, mode 2): the prologue fills
- * p[0..cnt) (the max_mismatch argument) with -1, so each accumulator ends at p, and sets the
- * sentinel so that every pass leaves the pass loop; the exit path (one CBNZ per call in bits
- * mode) stores the pair in place of its -1s and re-enters the loop until p + cnt.
+ * M = 3, the bits-mode kernel with the popcount flag (bit 31 of nw_cnt, set by the mode-2
+ * wrappers): the prologue fills p[0..cnt) (the max_mismatch argument) with -1, so each
+ * accumulator ends at p, and sets the sentinel so that every pass leaves the pass loop; the
+ * exit path (one CBZ per call in bits mode) stores the pair in place of its -1s (row A only
+ * when the M pointer is past p + 4: not on an odd count's first pass) and re-enters the loop
+ * until p + cnt.  M = 0 is the same kernel without the flag (4 instructions less per call,
+ * about 70 B less code).
  */
 #define BNN_T2_DEFINE(R, C, M)                                                            \
     BNN_T2_HEAD(R, C, M)                                                                  \
@@ -405,11 +407,12 @@ BNN_T2_DEFINE(2, 3, 1)
 #if BNN_MULTI_ASM && BNN_HAVE_USADA8
 /*
  * bnn__dbt2_<R><C>2: the popcount contract of bnn__dbt2_<R><C>1 served by the bits-mode kernel
- * bnn__dbt2_<R><C>0 (bit 31 of nw_cnt set: p[0..cnt) is filled with -1 and used as the
- * max_mismatch array, so each accumulator ends at p - (-1) - 1 = p, which the pass end stores
- * back in place).  Used for dense integer logits (few rows), so a model whose logits layer
- * has the hidden layers' row length links one row kernel instead of two (about 570 B less
- * flash); costs the bits mode one CBNZ per pass of two rows.
+ * bnn__dbt2_<R><C>3 (bit 31 of nw_cnt set: p[0..cnt) is filled with -1 and used as the
+ * max_mismatch array, so each accumulator ends at p - (-1) - 1 = p, which the pass exit stores
+ * back in place).  With BNN_DENSE_SHARED_ROWS (bnn_dense.h) the dense logits use it and the
+ * hidden layers mode 3, so a model whose logits rows have a hidden layer's row class links one
+ * row kernel instead of two (about 570 B less flash on the 256-wide MLP); costs 4 instructions
+ * per bits call and a few per popcount pass.
  */
 /* the bits-mode kernel with the popcount flag (M = 3) */
 BNN_T2_DEFINE(0, 1, 3)
