@@ -225,7 +225,7 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
 #if BNN_MVE
     (void)nw;
-    return mode ? bnn__dbt_mve_pop : bnn__dbt_mve;
+    return (mode == 1u || mode == 2u) ? bnn__dbt_mve_pop : bnn__dbt_mve; /* 0, 3: bits */
 #endif
     const uint32_t g = nw / 3u;
     const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
