@@ -353,7 +353,7 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "(`bnn_dense_acc`) run the hidden layers' bits-mode kernel with its max_mismatch array pre-filled "
              "with -1 (modes 2 / 3 of `bnn__dbt2_pick`), so the model links one row kernel instead of two "
              "(about 570 B less flash; 4 instructions per bits call and a few per popcount pass more: "
-             "-0.2% to +1.4% instructions on these MLPs against modes 0 / 1, +0.1-0.7% at W >= 96).", "",
+             "instructions on these MLPs against modes 0 / 1: W = 128 +0.0%, W = 160 -0.2%, W = 64 +1.4%, the other widths +0.1% to +0.7%).", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:
