@@ -334,11 +334,26 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is the "
              "M4's; the SWAR stages pair independent instructions for its dual issue, which QEMU does not "
              "model).", "",
-             "Floor of this kernel family on the DSP cores: 7 ALU instructions per 32-bit word and weight row "
-             "(1 EOR + 5 SWAR to nibble counts + 1 for the USADA8 accumulation, groups of 3 words), i.e. 0.219 "
-             "per binary MAC before loads (0.5 per word and row with two rows per pass), tails (1-2 words "
-             "past the last group of 3 cost 8.5-10.5 per word) and the pass overhead (12 instructions per 2 "
-             "rows); short rows pay the last three most.", "",
+             "Floor of this kernel family on the DSP cores (`bnn__dbt2_<R><C>0`, two rows per pass, rows of "
+             "nw = 3 g + R words): per pass of 2 rows, 3 (threshold pair, ~M) + the R tail words (R = 1: 21, "
+             "R = 2: 35) + 45 per group of 3 words (1 input LDM + 2 x (1 weight LDM + 3 EOR + 15 SWAR to nibble "
+             "counts <= 12 + 3 for the USADA8 accumulation)) + 8 (two sign bits, frame reload, row pointers, "
+             "branch), + 1 stack store and 2 per loop iteration when g >= 2.  That is 7 ALU instructions per word "
+             "and row, 0.240 per binary MAC at large W (45 / 192 + loop), and in the hidden layers 0.301 at "
+             "nw = 4 (W = 128: 77 per pass), 0.284 at nw = 5, 0.271-0.279 at nw = 6-8, 0.251-0.266 at nw = 9-16.  "
+             "0.25 at W = 128 allows 64 instructions per pass of 2 rows of 4 words; the popcount arithmetic "
+             "alone (2 x (21 + 9) ALU) plus the 6 loads is 66, so no threshold/loop schedule of this family gets "
+             "there: a 4-word row's nibble counts reach 16 (4 words x 4 bits), one more than a nibble holds, so "
+             "the 4th word needs its own USADA8 accumulation (the 3-word group trick cannot absorb it), and a "
+             "carry-save adder first (s = a^b^c, maj, even with weights stored pre-combined as (w0, w0^w1, "
+             "w0^w2): 7 instructions for 3 words) leaves pop(s) + 2 pop(maj), which costs the same 21 as the "
+             "group trick unless 3 such adders feed two group tricks (9-word blocks: 57 instead of 63, rows of "
+             "9 words and more only).  These MLPs are built as the code generator builds them: with "
+             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv), the dense logits "
+             "(`bnn_dense_acc`) run the hidden layers' bits-mode kernel with its max_mismatch array pre-filled "
+             "with -1 (modes 2 / 3 of `bnn__dbt2_pick`), so the model links one row kernel instead of two "
+             "(about 570 B less flash; 4 instructions per bits call and a few per popcount pass more: "
+             "instructions on these MLPs against modes 0 / 1: W = 128 +0.0%, W = 160 -0.2%, W = 64 +1.4%, the other widths +0.1% to +0.7%).", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:

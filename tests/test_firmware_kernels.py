@@ -116,16 +116,22 @@ def dense_case(n_in: int, n_out: int, extreme: bool = False, saturate: bool = Fa
     ow = (n_out + 31) // 32
 
     def check(out, target):
-        bref, bopt, aref, aopt = split(out, [ow, ow, n_out, n_out])
+        bref, bopt, aref, aopt, pop1, bits3, pop2 = split(out, [ow, ow, n_out, n_out + 1, n_out, ow, n_out + 1])
+        assert pop2[-1] == 0x5A5A5A5A, f"mode-2 popcount rows wrote past {n_out} outputs (seed {seed}, {target})"
+        assert aopt[-1] == 0x5A5A5A5A, f"dense acc opt wrote past its {n_out} outputs (seed {seed}, {target})"
+        aopt = aopt[:-1]
         expect_bits = pack_bits(np.where(p <= mm, 1, -1))
         assert np.array_equal(bref, expect_bits), f"dense bits ref vs numpy (seed {seed})"
         assert np.array_equal(bopt, bref), f"dense bits opt vs ref (seed {seed}, {target})"
         assert np.array_equal(aref.view(np.int32), acc), f"dense acc ref (seed {seed})"
         assert np.array_equal(aopt.view(np.int32), acc), f"dense acc opt (seed {seed}, {target})"
+        assert np.array_equal(pop1.view(np.int32), p), f"mode-1 popcount rows (seed {seed}, {target})"
+        assert np.array_equal(bits3, expect_bits), f"mode-3 bits rows (seed {seed}, {target})"
+        assert np.array_equal(pop2[:-1].view(np.int32), p), f"mode-2 popcount rows (seed {seed}, {target})"
         check_padding(bopt, n_out, f"dense (seed {seed})")
 
     add(f"dense-{n_in}x{n_out}{'-extreme' if extreme else ''}{'-saturate' if saturate else ''}",
-        [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 2 * ow + 2 * n_out, check)
+        [np.array([1, n_in, n_out], np.uint32), pack_bits(x), pack_bits(w), mm], 3 * ow + 4 * n_out + 2, check)
 
 
 # every row length 1..12 words and beyond (tail nw % 3 x group-count class), awkward widths

@@ -148,7 +148,12 @@ BNN_INLINE uint32_t bnn__hsum_bytes(uint32_t b) { return (b * 0x01010101u) >> 24
  *   added into their spare capacity, one 4-bit stage, USADA8 accumulation without a byte
  *   stage (derivation in bnn_bits.c); with the DSP extension two rows per pass share every
  *   input load and the loop control.  bnn__dbt2_<R><C>1(in, w, p, ...) stores the popcounts
- *   p[j] instead (same rows; return value unspecified).  bnn__dense_bits_t2 (bnn_dense.h)
+ *   p[j] instead (same rows; return value unspecified).  bnn__dbt2_<R><C>2 (DSP cores) has the
+ *   popcount contract too, through a bits-mode function: it sets bit 31 of nw_cnt (the
+ *   popcount flag), and bnn__dbt2_<R><C>3 (bnn__dbt2_<R><C>0 plus the flag) then fills p
+ *   with -1, uses it as max_mismatch and
+ *   stores each accumulator (p - (-1) - 1 = p) back in place: one function less to link, a few
+ *   instructions more per pass.  bnn__dense_bits_t2 (bnn_dense.h)
  *   picks the function.
  */
 typedef uint32_t (*bnn__dbt2_fn)(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
@@ -174,6 +179,32 @@ uint32_t bnn__dbt2_201(const bnn_word_t *, const bnn_word_t *, const int32_t *, 
 uint32_t bnn__dbt2_211(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_221(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt2_231(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#if BNN_HAVE_USADA8
+/* mode 3: the bits contract, with the popcount flag (bit 31 of nw_cnt) that mode 2 sets */
+uint32_t bnn__dbt2_013(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_023(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_033(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_103(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_113(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_123(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_133(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_203(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_213(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_223(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_233(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+/* mode 2: the popcount contract through the mode-3 bits kernel (bnn_bits.c, compact) */
+uint32_t bnn__dbt2_012(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_022(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_032(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_102(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_112(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_122(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_132(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_202(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_212(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_222(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt2_232(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+#endif
 
 /* Helium (MVE integer, Cortex-M55): the row kernels of bnn_dense_mve.c replace the Thumb-2
  * variants (same contract; -DBNN_NO_MVE keeps the scalar ones). */
@@ -185,16 +216,57 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t 
 #define BNN_MVE 0
 #endif
 
-/* The variant for rows of nw >= 1 words, mode 0 (bits) or 1 (popcounts); a constant when
+/* The variant for rows of nw >= 1 words: mode 0 (bits), 1 (popcounts), 3 (bits, the body
+ * that also serves mode 2) or 2 (popcounts through the mode-3 body: with the hidden layers
+ * on mode 3, a model links one row kernel instead of two, at a few instructions per call and
+ * per popcount pass; modes 2 / 3 are modes 1 / 0 without the DSP extension); a constant when
  * nw and mode are. */
 BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
 #if BNN_MVE
     (void)nw;
-    return mode ? bnn__dbt_mve_pop : bnn__dbt_mve;
+    return (mode == 1u || mode == 2u) ? bnn__dbt_mve_pop : bnn__dbt_mve; /* 0, 3: bits */
 #endif
     const uint32_t g = nw / 3u;
     const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
+#if BNN_HAVE_USADA8
+    if (mode == 3u) {
+        switch ((nw % 3u) * 4u + c) {
+        case 1u: return bnn__dbt2_013;
+        case 2u: return bnn__dbt2_023;
+        case 3u: return bnn__dbt2_033;
+        case 4u: return bnn__dbt2_103;
+        case 5u: return bnn__dbt2_113;
+        case 6u: return bnn__dbt2_123;
+        case 7u: return bnn__dbt2_133;
+        case 8u: return bnn__dbt2_203;
+        case 9u: return bnn__dbt2_213;
+        case 10u: return bnn__dbt2_223;
+        case 11u: return bnn__dbt2_233;
+        default: return bnn__dbt2_013; /* unreachable: nw >= 1 */
+        }
+    }
+    if (mode == 2u) {
+        switch ((nw % 3u) * 4u + c) {
+        case 1u: return bnn__dbt2_012;
+        case 2u: return bnn__dbt2_022;
+        case 3u: return bnn__dbt2_032;
+        case 4u: return bnn__dbt2_102;
+        case 5u: return bnn__dbt2_112;
+        case 6u: return bnn__dbt2_122;
+        case 7u: return bnn__dbt2_132;
+        case 8u: return bnn__dbt2_202;
+        case 9u: return bnn__dbt2_212;
+        case 10u: return bnn__dbt2_222;
+        case 11u: return bnn__dbt2_232;
+        default: return bnn__dbt2_012; /* unreachable: nw >= 1 */
+        }
+    }
+#else
+    if (mode >= 2u) {
+        mode = mode == 2u ? 1u : 0u; /* one row per pass: no shared variant */
+    }
+#endif
     switch (mode * 12u + (nw % 3u) * 4u + c) {
     case 1u: return bnn__dbt2_010;
     case 2u: return bnn__dbt2_020;

@@ -26,6 +26,13 @@ void bnn_dense_bits_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const
 void(bnn_dense_bits)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                      const int32_t *max_mismatch, bnn_word_t *out);
 
+/* BNN_DENSE_SHARED_ROWS (define it to 1 before including this header; the code generator does
+ * when it saves flash): the dense layers of this translation unit use the row kernels of modes
+ * 3 (bits) and 2 (popcounts), one body for both, instead of modes 0 and 1 (bnn_bits.h). */
+#ifndef BNN_DENSE_SHARED_ROWS
+#define BNN_DENSE_SHARED_ROWS 0
+#endif
+
 #if BNN_MULTI_ASM
 /*
  * Thumb-2: bnn_dense_bits is this inline dispatcher (the out-of-line function of the same
@@ -37,7 +44,7 @@ BNN_INLINE void bnn__dense_bits_t2(const bnn_dense_params_t *p, const bnn_word_t
                                    const int32_t *max_mismatch, bnn_word_t *out)
 {
     const uint32_t nw = BNN_WORDS(p->n_in);
-    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 0u);
+    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, BNN_DENSE_SHARED_ROWS ? 3u : 0u);
     for (uint32_t o = 0; o < p->n_out; o += 32u) {
         const uint32_t left = p->n_out - o;
         const uint32_t cnt = left < 32u ? left : 32u;
@@ -48,12 +55,15 @@ BNN_INLINE void bnn__dense_bits_t2(const bnn_dense_params_t *p, const bnn_word_t
 }
 #define bnn_dense_bits(p, in, w, max_mismatch, out) bnn__dense_bits_t2(p, in, w, max_mismatch, out)
 
-/* Integer logits: the popcount variant writes p into acc, then acc = n_in - 2 p in place. */
+/* Integer logits: the popcount contract writes p into acc, then acc = n_in - 2 p in place.
+ * With BNN_DENSE_SHARED_ROWS, mode 2 (popcounts through the mode-3 bits kernel the hidden
+ * layers use): one row kernel linked instead of two when the logits rows have a hidden
+ * layer's row-length class. */
 BNN_INLINE void bnn__dense_acc_t2(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                                   int32_t *acc)
 {
     const uint32_t nw = BNN_WORDS(p->n_in);
-    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, 1u);
+    const bnn__dbt2_fn fn = bnn__dbt2_pick(nw, BNN_DENSE_SHARED_ROWS ? 2u : 1u);
     for (uint32_t o = 0; o < p->n_out; o += 32u) {
         const uint32_t left = p->n_out - o;
         const uint32_t cnt = left < 32u ? left : 32u;

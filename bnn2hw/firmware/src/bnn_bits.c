@@ -43,10 +43,13 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * Registers: r0 input (re-read per pass from [sp]), r1 weights of row A, r2 weights of row
  * B (advanced), r3 output bits with the sentinel (bits mode) or popcount store pointer
  * (popcount mode), r4-r6 input words, r7-r9 x ^ w, r10 scratch, r11 / r12 accumulators of
- * rows A / B, lr = end of the input.  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next
- * max_mismatch pair (bits mode), [sp+12] end of the popcount stores (popcount mode).
- * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 12 instructions
- * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch).
+ * rows A / B, lr = end of the input (g >= 2) or the max_mismatch pointer (bits mode, g <= 1:
+ * no group loop needs the end).  Stack: [sp] input, [sp+4] nw * 4, [sp+8] next max_mismatch
+ * pair (bits mode, g >= 2), [sp+12] the popcount flag (M = 3) or the end of the popcount
+ * stores (M = 1), [sp+16] / [sp+20] p + 4 / p + cnt (M = 3 with the flag).
+ * Per pass of 2 rows and group of 3 words: 3 LDM + 2 x 21 ALU; per pass: 11 instructions
+ * in bits mode (M loads, ~M, 2 x LSLS / RRXS, frame reload, row pointers, branch), + 1 stack
+ * store of the M pointer when g >= 2.
  *
  * Group of 3 words x, y, z (each already x ^ w), SWAR on 2-bit then 4-bit fields:
  *   x2 = x - ((x & 0xAA..) >> 1)       2-bit counts of x, each <= 2
@@ -130,17 +133,29 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
  * LSLS / RRXS and one LDM {r0, r4, r5} of the stack frame (input, nw * 4, M pointer).
  * Popcount mode: r3 is the store pointer, [sp+12] its end; the first accumulation of a row
  * is a USAD8 (no zeroing), except for R = 0, C = 2 (the loop's first group), which zeroes.
+ * M = 3, the bits-mode kernel with the popcount flag (bit 31 of nw_cnt, set by the mode-2
+ * wrappers): the prologue fills p[0..cnt) (the max_mismatch argument) with -1, so each
+ * accumulator ends at p, and sets the sentinel so that every pass leaves the pass loop; the
+ * exit path (one CBZ per call in bits mode) stores the pair in place of its -1s (row A only
+ * when the M pointer is past p + 4: not on an odd count's first pass) and re-enters the loop
+ * until p + cnt.  M = 0 is the same kernel without the flag (4 instructions less per call,
+ * about 70 B less code).
  */
 #define BNN_T2_DEFINE(R, C, M)                                                            \
     BNN_T2_HEAD(R, C, M)                                                                  \
     {                                                                                     \
         __asm__ volatile("push {r4-r11, lr}\n\t"                                          \
-                         "sub sp, sp, #20\n\t"                                            \
-                         "lsr r4, r3, #5\n\t"                        /* nw */              \
+                         "sub sp, sp, #24\n\t"                                            \
+                         "ubfx r4, r3, #5, #26\n\t"                  /* nw */              \
                          "and r7, r3, #31\n\t"                       /* cnt - 1 */         \
                          "lsl r6, r4, #2\n\t"                        /* nw * 4 */          \
                          "strd r0, r6, [sp]\n\t"                                          \
+                         ".if " #M " != 1 && " #C " <= 1\n\t"                             \
+                         "mov lr, r2\n\t"                                                 \
+                         /* no group loop: lr holds the max_mismatch pointer */           \
+                         ".else\n\t"                                                      \
                          "add lr, r0, r6\n\t"                                             \
+                         ".endif\n\t"                                                     \
                          "mov r5, r2\n\t"                                                 \
                          ".if " #M " == 1\n\t"                                            \
                          "mov r3, r2\n\t"                                                 \
@@ -148,6 +163,12 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r8, r8, #4\n\t"                                             \
                          "str r8, [sp, #12]\n\t"                     /* p + cnt */         \
                          ".else\n\t"                                                      \
+                         ".if " #M " == 3\n\t"                                            \
+                         "lsrs r4, r3, #31\n\t"                     /* popcount flag */  \
+                         "str r4, [sp, #12]\n\t"                                         \
+                         "bne 9f\n\t"                               /* fill p with -1 */ \
+                         ".endif\n\t"                                                     \
+                         "5:\n\t"                                                         \
                          "mov r3, #1\n\t"                                                 \
                          "lsl r3, r3, r7\n\t"                        /* sentinel */       \
                          ".endif\n\t"                                                     \
@@ -155,9 +176,13 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "bne 3f\n\t"                                                     \
                          /* odd count: row 0 twice (A = B = row 0) */                     \
                          "mov r2, r1\n\t"                                                 \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
+                         ".if " #C " <= 1\n\t"                                            \
+                         "ldr r11, [lr], #4\n\t"                                          \
+                         ".else\n\t"                                                      \
                          "ldr r11, [r5], #4\n\t"                                          \
                          "str r5, [sp, #8]\n\t"                                           \
+                         ".endif\n\t"                                                     \
                          "mvn r11, r11\n\t"                                               \
                          "mov r12, r11\n\t"                                               \
                          "lsl r3, r3, #1\n\t"                        /* one more shift */ \
@@ -169,9 +194,13 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "3:\n\t"                                                         \
                          "add r2, r1, r6\n\t"                                             \
                          "1:\n\t"                                                         \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
+                         ".if " #C " <= 1\n\t"                                            \
+                         "ldrd r11, r12, [lr], #8\n\t"                                    \
+                         ".else\n\t"                                                      \
                          "ldrd r11, r12, [r5], #8\n\t"                                    \
                          "str r5, [sp, #8]\n\t"                                           \
+                         ".endif\n\t"                                                     \
                          "mvn r11, r11\n\t"                                               \
                          "mvn r12, r12\n\t"                                               \
                          ".elseif " #R " == 0 && " #C " == 2\n\t"                         \
@@ -189,16 +218,54 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "cmp r0, lr\n\t"                                                 \
                          "bne 2b\n\t"                                                     \
                          ".endif\n\t"                                                     \
-                         ".if " #M " == 0\n\t"                                            \
+                         ".if " #M " != 1\n\t"                                            \
                          "lsls r10, r11, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
                          "lsls r10, r12, #1\n\t"                                          \
                          "rrxs r3, r3\n\t"                                                \
-                         "ldm sp, {r0, r4, r5}\n\t"                                       \
+                         "ldm sp, {r0, r4, r5, r6}\n\t"                                   \
                          "mov r1, r2\n\t"                                                 \
                          "add r2, r2, r4\n\t"                                             \
                          "bcc 1b\n\t"                                                     \
+                         ".if " #M " == 3\n\t"                                            \
+                         "cbz r6, 8f\n\t"                             /* popcount flag clear */\
+                         "7:\n\t"                                     /* store p = acc (M = -1); row A unless the odd first pass (M pointer = p + 4) */\
+                         "ldrd r6, r8, [sp, #16]\n\t"                 /* p + 4, p + cnt */\
+                         ".if " #C " <= 1\n\t"                                            \
+                         "cmp lr, r6\n\t"                                                 \
+                         "it ne\n\t"                                                      \
+                         "strne r11, [lr, #-8]\n\t"                                       \
+                         "str r12, [lr, #-4]\n\t"                                         \
+                         "movs r3, #2\n\t"                            /* the next pass exits to 7 again */\
+                         "cmp lr, r8\n\t"                                                 \
+                         ".else\n\t"                                                      \
+                         "cmp r5, r6\n\t"                                                 \
+                         "it ne\n\t"                                                      \
+                         "strne r11, [r5, #-8]\n\t"                                       \
+                         "str r12, [r5, #-4]\n\t"                                         \
+                         "movs r3, #2\n\t"                            /* the next pass exits to 7 again */\
+                         "cmp r5, r8\n\t"                                                 \
+                         ".endif\n\t"                                                     \
+                         "bne 1b\n\t"                                                     \
+                         ".endif\n\t"                                                     \
+                         "8:\n\t"                                                         \
                          "mov r0, r3\n\t"                                                 \
+                         "add sp, sp, #24\n\t"                                            \
+                         "pop {r4-r11, pc}\n\t"                                           \
+                         ".if " #M " == 3\n\t"                                            \
+                         "9:\n\t"                                     /* p[0..cnt) = -1 */\
+                         "adds r4, r2, #4\n\t"                        /* p + 4 */         \
+                         "adds r3, r7, #1\n\t"                                            \
+                         "add r3, r2, r3, lsl #2\n\t"                 /* p + cnt */       \
+                         "strd r4, r3, [sp, #16]\n\t"                                     \
+                         "mov r8, #-1\n\t"                                                \
+                         "6:\n\t"                                                         \
+                         "str r8, [r3, #-4]!\n\t"                                         \
+                         "cmp r3, r2\n\t"                                                 \
+                         "bhi 6b\n\t"                                                     \
+                         "and r7, r7, #1\n\t"                         /* sentinel at bit 1 after the first pass */\
+                         "b 5b\n\t"                                                       \
+                         ".endif\n\t"                                                     \
                          ".else\n\t"                                                      \
                          "cmp r1, r2\n\t"                            /* row 0 twice? */   \
                          "it ne\n\t"                                                      \
@@ -209,9 +276,9 @@ const uint8_t bnn_popcount_table[256] = {B6(0), B6(1), B6(1), B6(2)};
                          "add r2, r2, r4\n\t"                                             \
                          "cmp r3, r6\n\t"                                                 \
                          "bne 1b\n\t"                                                     \
-                         ".endif\n\t"                                                     \
-                         "add sp, sp, #20\n\t"                                            \
-                         "pop {r4-r11, pc}\n\t");                                         \
+                         "add sp, sp, #24\n\t"                                            \
+                         "pop {r4-r11, pc}\n\t"                                           \
+                         ".endif\n\t");                                                   \
     }
 
 #elif BNN_MULTI_ASM
@@ -335,6 +402,47 @@ BNN_T2_DEFINE(2, 0, 1)
 BNN_T2_DEFINE(2, 1, 1)
 BNN_T2_DEFINE(2, 2, 1)
 BNN_T2_DEFINE(2, 3, 1)
+#endif
+
+#if BNN_MULTI_ASM && BNN_HAVE_USADA8
+/*
+ * bnn__dbt2_<R><C>2: the popcount contract of bnn__dbt2_<R><C>1 served by the bits-mode kernel
+ * bnn__dbt2_<R><C>3 (bit 31 of nw_cnt set: p[0..cnt) is filled with -1 and used as the
+ * max_mismatch array, so each accumulator ends at p - (-1) - 1 = p, which the pass exit stores
+ * back in place).  With BNN_DENSE_SHARED_ROWS (bnn_dense.h) the dense logits use it and the
+ * hidden layers mode 3, so a model whose logits rows have a hidden layer's row class links one
+ * row kernel instead of two (about 570 B less flash on the 256-wide MLP); costs 4 instructions
+ * per bits call and a few per popcount pass.
+ */
+/* the bits-mode kernel with the popcount flag (M = 3) */
+BNN_T2_DEFINE(0, 1, 3)
+BNN_T2_DEFINE(0, 2, 3)
+BNN_T2_DEFINE(0, 3, 3)
+BNN_T2_DEFINE(1, 0, 3)
+BNN_T2_DEFINE(1, 1, 3)
+BNN_T2_DEFINE(1, 2, 3)
+BNN_T2_DEFINE(1, 3, 3)
+BNN_T2_DEFINE(2, 0, 3)
+BNN_T2_DEFINE(2, 1, 3)
+BNN_T2_DEFINE(2, 2, 3)
+BNN_T2_DEFINE(2, 3, 3)
+#define BNN_T2_POP2(R, C)                                                                 \
+    BNN_T2_HEAD(R, C, 2)                                                                  \
+    {                                                                                     \
+        __asm__ volatile("orr r3, r3, #0x80000000\n\t"                                     \
+                         "b.w bnn__dbt2_" #R #C "3\n\t");                                 \
+    }
+BNN_T2_POP2(0, 1)
+BNN_T2_POP2(0, 2)
+BNN_T2_POP2(0, 3)
+BNN_T2_POP2(1, 0)
+BNN_T2_POP2(1, 1)
+BNN_T2_POP2(1, 2)
+BNN_T2_POP2(1, 3)
+BNN_T2_POP2(2, 0)
+BNN_T2_POP2(2, 1)
+BNN_T2_POP2(2, 2)
+BNN_T2_POP2(2, 3)
 #endif
 
 #if BNN_M0_ASM

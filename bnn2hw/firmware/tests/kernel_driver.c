@@ -148,7 +148,38 @@ static int run_case(void)
         bnn_dense_bits_ref(&p, x, w, mm, put(W(p.n_out)));
         bnn_dense_bits(&p, x, w, mm, put(W(p.n_out)));
         bnn_dense_acc_ref(&p, x, w, put(p.n_out));
-        bnn_dense_acc(&p, x, w, put(p.n_out));
+        {
+            /* one canary word past the logits: the popcount stores must stop at n_out */
+            int32_t *a = (int32_t *)put(p.n_out + 1u);
+            a[p.n_out] = (int32_t)0x5A5A5A5Au;
+            bnn_dense_acc(&p, x, w, a);
+        }
+        {
+            /* the row kernels by mode (bnn_bits.h, bnn__dbt2_pick), 32 rows per call: popcounts
+             * from mode 1 (dedicated, the conv paths and bnn_dense_acc), bits from mode 3 and
+             * popcounts from mode 2 (the shared body of BNN_DENSE_SHARED_ROWS), then a canary
+             * word past mode 2's outputs; portable equivalents on the other targets */
+            const uint32_t nw = W(p.n_in);
+            int32_t *pc1 = (int32_t *)put(p.n_out);
+            bnn_word_t *b3 = (bnn_word_t *)put(W(p.n_out));
+            int32_t *pc2 = (int32_t *)put(p.n_out + 1u);
+            pc2[p.n_out] = (int32_t)0x5A5A5A5Au;
+#if BNN_MULTI_ASM /* Helium on the M55: bnn__dbt2_pick returns its rows for every mode */
+            const bnn__dbt2_fn f1 = bnn__dbt2_pick(nw, 1u), f2 = bnn__dbt2_pick(nw, 2u), f3 = bnn__dbt2_pick(nw, 3u);
+            for (uint32_t o = 0; o < p.n_out; o += 32u) {
+                const uint32_t cnt = p.n_out - o < 32u ? p.n_out - o : 32u;
+                const uint32_t nc = (nw << 5) | (cnt - 1u);
+                (void)f1(x, w + (size_t)o * nw, (const int32_t *)(pc1 + o), nc);
+                b3[o / 32u] = f3(x, w + (size_t)o * nw, mm + o, nc) >> (32u - cnt);
+                (void)f2(x, w + (size_t)o * nw, (const int32_t *)(pc2 + o), nc);
+            }
+#else
+            for (uint32_t o = 0; o < p.n_out; ++o) {
+                pc1[o] = pc2[o] = (int32_t)bnn_xor_popcount(x, w + (size_t)o * nw, nw);
+            }
+            bnn_dense_bits_ref(&p, x, w, mm, b3);
+#endif
+        }
     } else if (kind == 2u || kind == 3u) {
         bnn_first_params_t p = {u32(), u32()};
         const uint8_t *x = (const uint8_t *)take(BYTES_W(p.n_in));

@@ -79,6 +79,11 @@ def write_binary_mlp(out_dir: Path, model: dict) -> None:
         "/* SPDX-License-Identifier: MIT */\n/* model.c -- hand-written binary MLP test model. */\n",
         '#include <string.h>\n#include "model.h"\n#include "bnn_dense.h"\n\n',
     ]
+    # as the code generator does (bnn2hw.mcu.codegen.shared_dense_rows): one row kernel for the
+    # hidden layers and the logits when their rows are of one class
+    from bnn2hw.mcu.codegen import SHARED_ROWS_DEFINE, row_class
+    if row_class(sizes[-2]) in {row_class(n) for n in sizes[:-2]}:
+        parts.insert(1, SHARED_ROWS_DEFINE)
     for i, layer in enumerate(model["layers"]):
         parts.append(_c_array("bnn_word_t", f"w{i}", _pack_rows(layer["w"]), "0x{:08x}u"))
         if layer["max_mismatch"] is not None:
