@@ -294,6 +294,20 @@ conv_case(65, 31, 3, 1, 1, False, h=7, wd=9)
 conv_case(16, 40, 3, 1, 2, False, h=9, wd=9)
 conv_case(40, 16, 3, 1, 1, False, h=8, wd=8)
 conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
+# issue 11: taps packed densely at cin % 32 != 0 and cin > 32 (multi-word taps as a bit stream,
+# bnn__conv_row_words: 3x3 cin 33 -> 10 words instead of 18, 40 -> 12, 48 -> 14, 65 -> 19 instead
+# of 27; 63 and 104 stay word-aligned (no saving / over the stack buffer)): interior runs, every
+# border class (pad 1, 2), stride 1 and 2, two channel chunks, the tap stream crossing word
+# boundaries at every offset, bits, -1 padding and accumulator modes
+conv_case(33, 40, 3, 1, 1, False, h=9, wd=9)
+conv_case(40, 33, 3, 2, 1, False, h=9, wd=8)
+conv_case(48, 37, 3, 1, 1, False, h=8, wd=9)
+conv_case(48, 5, 3, 2, 2, False, h=9, wd=9)
+conv_case(63, 33, 3, 1, 2, False, h=7, wd=8)
+conv_case(65, 40, 3, 2, 1, False, h=9, wd=9)
+conv_case(104, 9, 3, 1, 1, False, h=6, wd=7)
+conv_case(33, 3, 2, 1, 0, False, h=5, wd=6)
+conv_case(47, 3, 5, 1, 2, False, h=7, wd=7)
 # the RGB stem's row path (bnn__conv_u8_row: K <= 28, cout <= 32, patches of interior 3x3x3 windows
 # built from three 9-byte rows): odd / single / full-word channel counts, stride 2, no padding
 conv_case(3, 31, 3, 2, 1, True, h=9, wd=8)

@@ -62,10 +62,12 @@ typedef void *bnn_conv_rows_fn;
 #define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
 #define BNN__CONV_PROWS_FN(p) ((bnn_conv_rows_fn)0)
 #endif
-/* Words per weight row as the conv kernel runs it: taps packed back to back when cin is
- * small and the chunk's packed rows fit BNN_CONV_DENSE_WORDS words (bnn_conv.c). */
+/* Words per weight row as the conv kernel runs it: taps packed back to back (tap t at bit
+ * t cin, ceil(kh kw cin / 32) words) whenever cin % 32 != 0, that saves words and the chunk's
+ * 32 packed rows fit BNN_CONV_DENSE_WORDS words (a stack buffer in bnn_conv.c, 4 bytes a word:
+ * the default 640 = 2.5 KB covers 3x3 convs up to cin 65); else one padded word group per tap. */
 #ifndef BNN_CONV_DENSE_WORDS
-#define BNN_CONV_DENSE_WORDS 160u
+#define BNN_CONV_DENSE_WORDS 640u
 #endif
 BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
 {
