@@ -308,7 +308,8 @@ conv_case(65, 40, 3, 2, 1, False, h=9, wd=9)
 conv_case(104, 9, 3, 1, 1, False, h=6, wd=7)
 conv_case(33, 3, 2, 1, 0, False, h=5, wd=6)
 conv_case(47, 3, 5, 1, 2, False, h=7, wd=7)
-# small enough for the Cortex-M0 driver buffers (1024 words): the dense path on ARMv6-M
+# small enough for the Cortex-M0 driver buffers (1024 words; ARMv6-M keeps the padded layout at
+# these cin, BNN_CONV_DENSE_WORDS 160 there, so these check it against the dense one elsewhere)
 conv_case(40, 3, 3, 1, 1, False, h=5, wd=5)
 conv_case(33, 5, 3, 2, 2, False, h=6, wd=6)
 conv_case(65, 2, 3, 1, 1, False, h=4, wd=5)
