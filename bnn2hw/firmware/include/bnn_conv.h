@@ -80,6 +80,13 @@ BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
     const uint32_t taps = p->kh * p->kw;
     const uint32_t nd = BNN_WORDS(taps * p->cin);
     const uint32_t n = taps * BNN_WORDS(p->cin);
+#if BNN_MVE
+    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps (measured,
+     * mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs */
+    if (p->cin > 32u) {
+        return n;
+    }
+#endif
     return p->cin % 32u != 0u && 32u * nd <= BNN_CONV_DENSE_WORDS && nd < n ? nd : n;
 }
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

@@ -353,16 +353,25 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
     for (uint32_t ky = 0; ky < kh; ++ky, src += step) {
         const bnn_word_t *tap = src;
         for (uint32_t kx = 0; kx < kw; ++kx) {
-            for (uint32_t i = 0; i < cw; ++i) {
-                const uint32_t v = *tap++;
-                const uint32_t nb = i + 1u < cw ? 32u : tail; /* valid bits of v, 1..32 */
-                cur |= v << b; /* b < 32: defined */
-                b += nb;
-                if (b >= 32u) { /* word full: the rest of v starts the next one */
-                    *dst++ = cur;
-                    b -= 32u;
-                    cur = b != 0u ? v >> (nb - b) : 0u; /* nb - b in 1..31 when b != 0 */
+            /* the tap's cw - 1 full words leave b unchanged: one output word each */
+            if (b == 0u) { /* aligned (cur == 0): copied */
+                for (uint32_t i = 1; i < cw; ++i) {
+                    *dst++ = *tap++;
                 }
+            } else {
+                for (uint32_t i = 1; i < cw; ++i) {
+                    const uint32_t v = *tap++;
+                    *dst++ = cur | v << b;
+                    cur = v >> (32u - b);
+                }
+            }
+            const uint32_t v = *tap++; /* the last word: tail valid bits, 1..32 */
+            cur |= v << b; /* b < 32: defined */
+            b += tail;
+            if (b >= 32u) { /* word full: the rest of v starts the next one */
+                *dst++ = cur;
+                b -= 32u;
+                cur = b != 0u ? v >> (tail - b) : 0u; /* tail - b in 1..31 when b != 0 */
             }
         }
     }
