@@ -66,10 +66,10 @@ typedef void *bnn_conv_rows_fn;
  * t cin, ceil(kh kw cin / 32) words) whenever cin % 32 != 0, that saves words and the chunk's
  * 32 packed rows fit BNN_CONV_DENSE_WORDS words (a stack buffer in bnn_conv.c, 4 bytes a word:
  * the default 640 = 2.5 KB covers 3x3 convs up to cin 65, peak conv stack about 6.4 KB; on
- * ARMv6-M (Cortex-M0/M0+, 16 KB RAM parts) 160 = 640 B, i.e. 3x3 up to cin 17, about 4 KB);
+ * ARMv6-M (Cortex-M0/M0+, 16 KB RAM parts) and Helium 160 = 640 B, i.e. 3x3 up to cin 17, about 4 KB);
  * else one padded word group per tap. */
 #ifndef BNN_CONV_DENSE_WORDS
-#if defined(__ARM_ARCH_6M__)
+#if defined(__ARM_ARCH_6M__) || BNN_MVE /* Helium packs only cin < 32 (below) */
 #define BNN_CONV_DENSE_WORDS 160u
 #else
 #define BNN_CONV_DENSE_WORDS 640u
