@@ -122,6 +122,12 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
                      "kernel also runs the zero padding bits; per binary MAC of the padded layout (9 x 32 ceil(cin / "
                      "32) per output): " + ", ".join(f"{v:.3f} at {sh}" for sh, v in padded) + ".  Small maps add "
                      "the per-position border work of `bnn_conv.c` (window, gather, padding-correction cache).")
+        lines.append("* Layout at cin > 32, cin % 32 != 0 (`bnn__conv_row_words`): the scalar column packs the taps "
+                     "densely (tap t at bit t cin, ceil(9 cin / 32) row words, e.g. 14 instead of 18 at cin 48); the "
+                     "Helium build keeps the padded layout, since dense packing measured slower there (first dense "
+                     "version, per-word bit-stream packing: 0.091 -> 0.125 at (12, 48, 48, 1, 1), 0.139 -> 0.199 at "
+                     "(7, 40, 40, 1, 1), 0.222 -> 0.327 at (9, 33, 33, 2, 1)): gathering a bit-stream patch per "
+                     "position costs more than the rows-in-lanes kernel spends on the zero words.")
     if narrow:
         lines.append(f"* 16-channel convs (144-input patches, outside the target): "
                      + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")

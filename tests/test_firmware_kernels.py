@@ -300,6 +300,25 @@ conv_case(65, 31, 3, 1, 1, False, h=7, wd=9)
 conv_case(16, 40, 3, 1, 2, False, h=9, wd=9)
 conv_case(40, 16, 3, 1, 1, False, h=8, wd=8)
 conv_case(3, 31, 5, 1, 2, True, h=9, wd=8)
+# issue 11: taps packed densely at cin % 32 != 0 and cin > 32 (multi-word taps as a bit stream,
+# bnn__conv_row_words: 3x3 cin 33 -> 10 words instead of 18, 40 -> 12, 48 -> 14, 65 -> 19 instead
+# of 27; 63 and 104 stay word-aligned (no saving / over the stack buffer)): interior runs, every
+# border class (pad 1, 2), stride 1 and 2, two channel chunks, the tap stream crossing word
+# boundaries at every offset, bits, -1 padding and accumulator modes
+conv_case(33, 40, 3, 1, 1, False, h=9, wd=9)
+conv_case(40, 33, 3, 2, 1, False, h=9, wd=8)
+conv_case(48, 37, 3, 1, 1, False, h=8, wd=9)
+conv_case(48, 5, 3, 2, 2, False, h=9, wd=9)
+conv_case(63, 33, 3, 1, 2, False, h=7, wd=8)
+conv_case(65, 40, 3, 2, 1, False, h=9, wd=9)
+conv_case(104, 9, 3, 1, 1, False, h=6, wd=7)
+conv_case(33, 3, 2, 1, 0, False, h=5, wd=6)
+conv_case(47, 3, 5, 1, 2, False, h=7, wd=7)
+# small enough for the Cortex-M0 driver buffers (1024 words; ARMv6-M keeps the padded layout at
+# these cin, BNN_CONV_DENSE_WORDS 160 there, so these check it against the dense one elsewhere)
+conv_case(40, 3, 3, 1, 1, False, h=5, wd=5)
+conv_case(33, 5, 3, 2, 2, False, h=6, wd=6)
+conv_case(65, 2, 3, 1, 1, False, h=4, wd=5)
 # the RGB stem's row path (bnn__conv_u8_row: K <= 28, cout <= 32, patches of interior 3x3x3 windows
 # built from three 9-byte rows): odd / single / full-word channel counts, stride 2, no padding
 conv_case(3, 31, 3, 2, 1, True, h=9, wd=8)
@@ -337,7 +356,9 @@ def conv_rows_case(cin, cout, k, stride, pad, h, wd) -> None:
 
 for _sh in [(16, 16, 3, 1, 1, 9, 9), (16, 32, 3, 2, 1, 9, 8), (1, 31, 3, 1, 1, 5, 6), (31, 33, 3, 2, 2, 7, 5),
             (32, 65, 3, 1, 1, 6, 7), (33, 3, 3, 2, 1, 5, 5), (63, 64, 3, 1, 1, 4, 4), (65, 1, 3, 1, 2, 3, 4),
-            (5, 37, 3, 2, 0, 7, 7), (32, 64, 1, 2, 0, 8, 8), (16, 33, 3, 1, 1, 1, 1)]:
+            (5, 37, 3, 2, 0, 7, 7), (32, 64, 1, 2, 0, 8, 8), (16, 33, 3, 1, 1, 1, 1),
+            # issue 11: dense multi-word taps in the row / popcount-mode paths (cin 40, 48, 65)
+            (40, 33, 3, 1, 1, 6, 6), (48, 7, 3, 2, 2, 7, 7), (65, 5, 3, 1, 1, 5, 5)]:
     conv_rows_case(*_sh)
 
 

@@ -62,16 +62,31 @@ typedef void *bnn_conv_rows_fn;
 #define BNN__CONV_POP_FN(p) ((bnn_conv_rows_fn)0)
 #define BNN__CONV_PROWS_FN(p) ((bnn_conv_rows_fn)0)
 #endif
-/* Words per weight row as the conv kernel runs it: taps packed back to back when cin is
- * small and the chunk's packed rows fit BNN_CONV_DENSE_WORDS words (bnn_conv.c). */
+/* Words per weight row as the conv kernel runs it: taps packed back to back (tap t at bit
+ * t cin, ceil(kh kw cin / 32) words) whenever cin % 32 != 0, that saves words and the chunk's
+ * 32 packed rows fit BNN_CONV_DENSE_WORDS words (a stack buffer in bnn_conv.c, 4 bytes a word:
+ * the default 640 = 2.5 KB covers 3x3 convs up to cin 65, peak conv stack about 6.4 KB; on
+ * ARMv6-M (Cortex-M0/M0+, 16 KB RAM parts) and Helium 160 = 640 B, i.e. 3x3 up to cin 17, about 4 KB);
+ * else one padded word group per tap. */
 #ifndef BNN_CONV_DENSE_WORDS
+#if defined(__ARM_ARCH_6M__) || BNN_MVE /* Helium packs only cin < 32 (below) */
 #define BNN_CONV_DENSE_WORDS 160u
+#else
+#define BNN_CONV_DENSE_WORDS 640u
+#endif
 #endif
 BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
 {
     const uint32_t taps = p->kh * p->kw;
     const uint32_t nd = BNN_WORDS(taps * p->cin);
     const uint32_t n = taps * BNN_WORDS(p->cin);
+#if BNN_MVE
+    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps (measured,
+     * mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs */
+    if (p->cin > 32u) {
+        return n;
+    }
+#endif
     return p->cin % 32u != 0u && 32u * nd <= BNN_CONV_DENSE_WORDS && nd < n ? nd : n;
 }
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

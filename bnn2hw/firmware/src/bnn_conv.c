@@ -345,16 +345,33 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
         pack_taps_3x3x16(src, step, dst);
         return;
     }
-    uint32_t cur = 0, b = 0; /* the word being filled, its next free bit */
+    /* Tap words: cw = ceil(cin / 32) per tap, cw - 1 full words then the last one with
+     * cin - 32 (cw - 1) valid bits (cin < 32: one word of cin bits).  Each tap word is appended
+     * to the bit stream with its valid bit count; word boundaries of the stream fall anywhere. */
+    const uint32_t cw = BNN_WORDS(cin), tail = cin - 32u * (cw - 1u);
+    uint32_t cur = 0, b = 0; /* the word being filled, its next free bit (0..31) */
     for (uint32_t ky = 0; ky < kh; ++ky, src += step) {
+        const bnn_word_t *tap = src;
         for (uint32_t kx = 0; kx < kw; ++kx) {
-            const uint32_t v = src[kx];
-            cur |= v << b;
-            b += cin;
+            /* the tap's cw - 1 full words leave b unchanged: one output word each */
+            if (b == 0u) { /* aligned (cur == 0): copied */
+                for (uint32_t i = 1; i < cw; ++i) {
+                    *dst++ = *tap++;
+                }
+            } else {
+                for (uint32_t i = 1; i < cw; ++i) {
+                    const uint32_t v = *tap++;
+                    *dst++ = cur | v << b;
+                    cur = v >> (32u - b);
+                }
+            }
+            const uint32_t v = *tap++; /* the last word: tail valid bits, 1..32 */
+            cur |= v << b; /* b < 32: defined */
+            b += tail;
             if (b >= 32u) { /* word full: the rest of v starts the next one */
                 *dst++ = cur;
                 b -= 32u;
-                cur = b != 0u ? v >> (cin - b) : 0u;
+                cur = b != 0u ? v >> (tail - b) : 0u; /* tail - b in 1..31 when b != 0 */
             }
         }
     }
@@ -373,18 +390,19 @@ static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, in_w = p->in_w;
     const uint32_t ky0 = win->ky0, ky1 = win->ky1, kx0 = win->kx0, kx1 = win->kx1;
     const int32_t y0 = win->y0, x0 = win->x0;
-    if (dense) { /* cw == 1, kh kw <= BNN_CONV_MAX_TAPS */
-        bnn_word_t t[BNN_CONV_MAX_TAPS];
-        for (uint32_t i = 0; i < kh * kw; ++i) {
+    if (dense) { /* kh kw cw <= BNN_CONV_PATCH_WORDS: the window in tap-word order, then packed */
+        bnn_word_t t[BNN_CONV_PATCH_WORDS];
+        for (uint32_t i = 0; i < kh * kw * cw; ++i) {
             t[i] = 0u;
         }
         for (uint32_t ky = ky0; ky < ky1; ++ky) {
-            const bnn_word_t *src = in + (uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0);
-            for (uint32_t kx = kx0; kx < kx1; ++kx) {
-                t[ky * kw + kx] = *src++;
+            const bnn_word_t *src = in + ((uint32_t)(y0 + (int32_t)ky) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
+            bnn_word_t *tt = t + (ky * kw + kx0) * cw;
+            for (uint32_t i = 0; i < (kx1 - kx0) * cw; ++i) {
+                tt[i] = src[i];
             }
         }
-        pack_taps(t, kw, kh, kw, cin, patch);
+        pack_taps(t, kw * cw, kh, kw, cin, patch);
         return;
     }
     for (uint32_t i = 0; i < nw; ++i) {
@@ -534,9 +552,9 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             }
             rows_popcounts(patch, wc, cw, cnt * taps, tap_ones, pfn);
         }
-        if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
+        if (dense) { /* the chunk's weight rows, taps packed back to back (wdense: 32 nw words) */
             for (uint32_t j = 0; j < cnt; ++j) {
-                pack_taps(wc + j * n, p->kw, p->kh, p->kw, p->cin, wdense + j * nw);
+                pack_taps(wc + j * n, rw, p->kh, p->kw, p->cin, wdense + j * nw);
             }
         }
         const bnn_word_t *rows = dense ? wdense : wc;
@@ -791,12 +809,12 @@ void bnn__conv_acc_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const 
         for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
         }
-        if (dense) { /* the chunk's weight rows, taps packed back to back (cw == 1 here) */
+        if (dense) { /* the chunk's weight rows, taps packed back to back (wdense: 32 nw words) */
             for (uint32_t j = 0; j < cnt; ++j) {
                 if (cin == 16u && kh == 3u && kw == 3u) {
                     pack_taps_3x3x16(wc + j * n, 3u, wdense + j * nw);
                 } else {
-                    pack_taps(wc + j * n, kw, kh, kw, cin, wdense + j * nw);
+                    pack_taps(wc + j * n, rw, kh, kw, cin, wdense + j * nw);
                 }
             }
         }
