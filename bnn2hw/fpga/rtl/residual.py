@@ -71,9 +71,19 @@ class Tensor:
     def n(self) -> int:
         return int(np.prod(self.shape))
 
+    beats: int = 1  # beats per frame: H*W for a pixel stream (one pixel of C channels per beat), 1 for a frame
+
     @property
     def frame_width(self) -> int:
         return self.n * self.width
+
+    @property
+    def beat_elems(self) -> int:
+        return self.n // self.beats
+
+    @property
+    def beat_width(self) -> int:
+        return self.beat_elems * self.width
 
 
 @dataclass
@@ -117,20 +127,43 @@ def _bounds(bits: int, attrs: dict) -> tuple[int, int]:
     return (lo if attrs.get("lo") is None else int(attrs["lo"]), hi if attrs.get("hi") is None else int(attrs["hi"]))
 
 
+def _skid(r: str, w: int, push: str = "take", m: str = "m", skid: str = "skid") -> list[str]:
+    """Output stage of a stream module: ``{m}_tdata`` / ``{m}_tvalid`` registers plus one skid
+    register, so that one beat per clock passes and the module's ready (``!{skid}_v``) is a
+    register: no ready path runs through the module. ``push``: the beat ``r`` is produced."""
+    return [f"    reg [{w - 1}:0] {skid};",
+            f"    reg {skid}_v;  // {skid} holds a beat the consumer did not take yet",
+            "    always @(posedge clk) begin",
+            f"        if (!rst_n) begin {m}_tvalid <= 1'b0; {skid}_v <= 1'b0; end",
+            f"        else if (!{m}_tvalid || {m}_tready) begin",
+            f"            if ({skid}_v) begin {m}_tvalid <= 1'b1; {skid}_v <= 1'b0; end",
+            f"            else {m}_tvalid <= {push};",
+            f"        end else if ({push}) {skid}_v <= 1'b1;",
+            "    end",
+            "    always @(posedge clk) begin",
+            f"        if (!{m}_tvalid || {m}_tready) begin",
+            f"            if ({skid}_v) {m}_tdata <= {skid};",
+            f"            else if ({push}) {m}_tdata <= {r};",
+            f"        end else if ({push}) {skid} <= {r};",
+            "    end"]
+
+
+def _tail() -> list[str]:
+    return ["endmodule", "`default_nettype wire", ""]
+
+
 def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, bits: int, model_hash: str,
-                 pass_ready: bool = True, bounds: tuple[int, int] | None = None) -> str:
-    """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, -2^(bits-1), 2^(bits-1) - 1)``
-    (IR ``requant``: arithmetic shift = floor, rounding in the bias), x_c a signed ``xw``-bit integer.
-    Registered output; ``pass_ready``: s_tready = !m_tvalid || m_tready (one pixel per clock),
-    else s_tready = !m_tvalid (registers only, one idle cycle per beat)."""
+                 bounds: tuple[int, int] | None = None) -> str:
+    """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, lo, hi)`` (IR
+    ``requant``, paper eq. of issue 9: arithmetic shift = floor, rounding in the bias), x_c a signed
+    ``xw``-bit integer. One pixel (C channels) per beat and per clock; the constants are wired in
+    (one multiplier-by-constant per channel, not per pixel); s_tready is a register (skid stage)."""
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     xlo, xhi = -(1 << (xw - 1)), (1 << (xw - 1)) - 1
-    L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to {bits} bits, {C} channels of "
-             f"{xw}-bit signed x", model_hash)
+    L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to [{lo}, {hi}] ({bits} bits), one pixel of "
+             f"{C} channels of {xw}-bit signed x per beat", model_hash)
     L += [f"module {mod} ("] + _frame_ports(C * xw, C * bits) + [");"]
-    L += ["    assign s_tready = !m_tvalid" + (" || m_tready;" if pass_ready else ";"),
-          "    wire take = s_tvalid && s_tready;",
-          f"    wire [{C * bits - 1}:0] q;"]
+    L += [f"    wire [{C * bits - 1}:0] q;"]
     for c in range(C):
         m, b = int(mult[c]), int(bias[c])
         ext = [xlo * m + b, xhi * m + b, b]
@@ -140,37 +173,23 @@ def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, b
               f"+ {_sconst(b, pw)};"),
               f"    wire signed [{pw - 1}:0] f{c} = v{c} >>> {shift};",
               (f"    assign q[{c * bits} +: {bits}] = (f{c} < {_sconst(lo, pw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
-              f" (f{c} > {_sconst(hi, pw)}) ? {bits}'h{hi:x} : f{c}[{bits - 1}:0];")]
-    L += ["    always @(posedge clk) begin",
-          "        if (!rst_n) m_tvalid <= 1'b0;",
-          "        else if (take) m_tvalid <= 1'b1;",
-          "        else if (m_tready) m_tvalid <= 1'b0;",
-          "        if (take) m_tdata <= q;",
-          "    end",
-          "endmodule", "`default_nettype wire", ""]
+              f" (f{c} > {_sconst(hi, pw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : f{c}[{bits - 1}:0];")]
+    L += ["    assign s_tready = !skid_v;", "    wire take = s_tvalid && s_tready;"]
+    L += _skid("q", C * bits) + _tail()
     return "\n".join(L)
 
 
-def _elementwise_tail() -> list[str]:
-    return ["    always @(posedge clk) begin",
-            "        if (!rst_n) m_tvalid <= 1'b0;",
-            "        else if (take) m_tvalid <= 1'b1;",
-            "        else if (m_tready) m_tvalid <= 1'b0;",
-            "        if (take) m_tdata <= r;",
-            "    end",
-            "endmodule", "`default_nettype wire", ""]
-
-
 def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: str) -> str:
-    """IR ``threshold`` on a stream tensor: bit = (q >= thr_c) for direction +1, (q <= thr_c) for
-    -1 (ties give +1), as ``(q >= T) xor inv`` with T = thr or thr + 1 clamped to [lo, hi + 1]."""
-    b, C, N = t.width, t.shape[-1], t.n
+    """IR ``threshold`` on a stream tensor, one beat (a pixel of C channels, or a whole 1-D
+    tensor) per clock: bit = (q >= thr_c) for direction +1, (q <= thr_c) for -1 (ties give +1), as
+    ``(q >= T) xor inv`` with T = thr or thr + 1 clamped to [lo, hi + 1]; element i of a beat is
+    channel i mod C (C comparators for a pixel stream)."""
+    b, C, E = t.width, t.shape[-1], t.beat_elems
     lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
-    L = _hdr(f"{what}: threshold on {N} stream integers of {b} bits ({C} channels) -> {N} bits", model_hash)
-    L += [f"module {mod} ("] + _frame_ports(N * b, N) + [");"]
-    L += ["    assign s_tready = !m_tvalid;  // registers only (one idle cycle per frame)",
-          "    wire take = s_tvalid && s_tready;",
-          f"    wire [{N - 1}:0] r;"]
+    L = _hdr(f"{what}: threshold on {E} stream integers of {b} bits ({C} channels) per beat -> {E} bits, "
+             f"{t.beats} beats per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(E * b, E) + [");"]
+    L += [f"    wire [{E - 1}:0] r;"]
     for c in range(C):
         d = int(direction[c])
         T = int(np.clip(int(thr[c]) + (0 if d > 0 else 1), lo, hi + 1))
@@ -178,40 +197,73 @@ def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: s
     L += ["    genvar i;", "    generate"]
     for c in range(C):
         d = int(direction[c])
-        L += [f"        for (i = {c}; i < {N}; i = i + {C}) begin : g_c{c}",
+        L += [f"        for (i = {c}; i < {E}; i = i + {C}) begin : g_c{c}",
               (f"            assign r[i] = {'' if d > 0 else '!'}($signed({{s_tdata[i*{b} + {b - 1}], "
               f"s_tdata[i*{b} +: {b}]}}) >= T{c});"),
               "        end"]
-    L += ["    endgenerate"] + _elementwise_tail()
+    L += ["    endgenerate", "    assign s_tready = !skid_v;", "    wire take = s_tvalid && s_tready;"]
+    L += _skid("r", E) + _tail()
     return "\n".join(L)
 
 
 def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str,
              bounds: tuple[int, int] | None = None) -> str:
-    """IR ``add``: element-wise ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)``; a join of two streams
-    (takes both inputs in one cycle)."""
-    N, wa, wb = a.n, a.width, b.width
+    """IR ``add``: element-wise ``clip(a + b, lo, hi)`` on one beat of each input per clock (a
+    join: both beats are taken in one cycle; s_tready = both valid and the skid stage empty)."""
+    E, wa, wb = a.beat_elems, a.width, b.width
     sw = max(wa, wb, bits) + 1
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    L = _hdr(f"{what}: saturating add of two {N}-element streams ({wa} + {wb} bits) -> {bits} bits", model_hash)
-    L += [f"module {mod} ("] + _frame_ports([N * wa, N * wb], N * bits, 2) + [");"]
-    L += ["    wire take = s0_tvalid && s1_tvalid && !m_tvalid;  // join: both frames at once",
+    L = _hdr(f"{what}: saturating add of two streams of {E} elements per beat ({wa} + {wb} bits) -> {bits} bits "
+             f"in [{lo}, {hi}], {a.beats} beats per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports([E * wa, E * wb], E * bits, 2) + [");"]
+    L += ["    wire take = s0_tvalid && s1_tvalid && !skid_v;  // join: one beat of each at once",
           "    assign s0_tready = take;",
           "    assign s1_tready = take;",
-          f"    wire [{N * bits - 1}:0] r;",
+          f"    wire [{E * bits - 1}:0] r;",
           "    genvar i;", "    generate",
-          f"        for (i = 0; i < {N}; i = i + 1) begin : g_e",
+          f"        for (i = 0; i < {E}; i = i + 1) begin : g_e",
           f"            wire signed [{sw - 1}:0] v = $signed(s0_tdata[i*{wa} +: {wa}]) + $signed(s1_tdata[i*{wb} +: {wb}]);",
           (f"            assign r[i*{bits} +: {bits}] = (v < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
-          f"(v > {_sconst(hi, sw)}) ? {bits}'h{hi:x} : v[{bits - 1}:0];"),
+          f"(v > {_sconst(hi, sw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : v[{bits - 1}:0];"),
           "        end",
           "    endgenerate"]
-    L += _elementwise_tail()
+    L += _skid("r", E * bits) + _tail()
+    return "\n".join(L)
+
+
+def emit_global_pool(mod: str, what: str, t: Tensor, ow_: int, model_hash: str) -> str:
+    """IR ``avgpool`` with one window over the whole image (kernel = H = W): the SUM over the
+    H*W pixels of a frame (no division), one pixel of C channels per beat and per clock into C
+    accumulators of ``ow_`` bits; one output beat (C sums) per frame."""
+    H, W, C = t.shape
+    b, V = t.width, H * W
+    cw = bitlen(V - 1)
+    L = _hdr(f"{what}: global window sum over {H}x{W} pixels of {C} channels of {b} bits, one pixel per beat -> "
+             f"{C} sums of {ow_} bits per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(C * b, C * ow_) + [");"]
+    L += ["    assign s_tready = !skid_v;",
+          "    wire take = s_tvalid && s_tready;",
+          f"    reg [{cw - 1}:0] pix;  // pixel index of the next beat in its frame",
+          f"    wire pix_last = (pix == {cw}'d{V - 1});",
+          f"    reg [{C * ow_ - 1}:0] acc;",
+          f"    wire [{C * ow_ - 1}:0] r;"]
+    for c in range(C):
+        x = (f"{{{{{ow_ - b}{{s_tdata[{c * b + b - 1}]}}}}, s_tdata[{c * b + b - 1}:{c * b}]}}" if ow_ > b
+             else f"s_tdata[{c * b + b - 1}:{c * b}]")
+        L.append(f"    assign r[{c * ow_} +: {ow_}] = (pix == {cw}'d0 ? {ow_}'d0 : acc[{c * ow_} +: {ow_}]) + {x};")
+    L += ["    always @(posedge clk) begin",
+          f"        if (!rst_n) pix <= {cw}'d0;",
+          f"        else if (take) pix <= pix_last ? {cw}'d0 : pix + {cw}'d1;",
+          "        if (take) acc <= r;",
+          "    end",
+          "    wire push = take && pix_last;"]
+    L += _skid("r", C * ow_, "push") + _tail()
     return "\n".join(L)
 
 
 def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, model_hash: str) -> tuple[str, tuple]:
-    """IR ``avgpool``: the SUM of every k x k window (no division), ``ow_`` bits per sum."""
+    """IR ``avgpool`` on a whole frame per beat: the SUM of every k x k window (no division),
+    ``ow_`` bits per sum (windowed pools; the global pool is :func:`emit_global_pool`)."""
     H, W, C = t.shape
     b = t.width
     OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
@@ -222,7 +274,7 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
             for ky in range(k) for kx in range(k)}
     if len(used) < H * W:
         L.append("/* verilator lint_off UNUSEDSIGNAL */  // pixels no window covers (floor division)")
-    L += [f"module {mod} ("] + _frame_ports(t.frame_width, N * ow_) + [");"]
+    L += [f"module {mod} ("] + _frame_ports(t.n * b, N * ow_) + [");"]
     L += ["    assign s_tready = !m_tvalid;",
           "    wire take = s_tvalid && s_tready;",
           f"    wire [{N * ow_ - 1}:0] r;"]
@@ -237,67 +289,108 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
                                      if ow_ > b else f"s_tdata[{e * b + b - 1}:{e * b}]")
                 o = (py * OW + px) * C + c
                 L.append(f"    assign r[{o * ow_ + ow_ - 1}:{o * ow_}] = " + " + ".join(terms) + ";")
-    L += _elementwise_tail()
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) m_tvalid <= 1'b0;",
+          "        else if (take) m_tvalid <= 1'b1;",
+          "        else if (m_tready) m_tvalid <= 1'b0;",
+          "        if (take) m_tdata <= r;",
+          "    end"] + _tail()
     if len(used) < H * W:
         L.insert(len(L) - 2, "/* verilator lint_on UNUSEDSIGNAL */")
     return "\n".join(L), (OH, OW, C)
 
 
+def emit_pack(mod: str, what: str, bw: int, beats: int, model_hash: str) -> str:
+    """``beats`` beats of ``bw`` bits (pixels in raster order) -> one frame, beat v at
+    ``[v*bw +: bw]`` (for a sliding window or a dense layer, which read whole frames). s_tready is
+    registers only (the last beat waits while the previous frame is still in m_tdata)."""
+    cw = bitlen(beats - 1)
+    L = _hdr(f"{what}: {beats} beats of {bw} bits -> one {beats * bw}-bit frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(bw, beats * bw) + [");"]
+    L += [f"    reg [{cw - 1}:0] cnt;  // beats of the frame being packed",
+          f"    wire cnt_last = (cnt == {cw}'d{beats - 1});",
+          "    assign s_tready = !(m_tvalid && cnt_last);",
+          "    wire take = s_tvalid && s_tready;"]
+    if beats > 1:
+        aw = (beats - 1) * bw
+        L += [f"    reg [{aw - 1}:0] asm;",
+              "    always @(posedge clk) if (take && !cnt_last) "
+              + (f"asm <= {{s_tdata, asm[{aw - 1}:{bw}]}};" if beats > 2 else "asm <= s_tdata;")]
+        full = "{s_tdata, asm}"
+    else:
+        full = "s_tdata"
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            cnt <= {cw}'d0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
+          "            if (take) begin",
+          f"                if (cnt_last) begin m_tdata <= {full}; m_tvalid <= 1'b1; cnt <= {cw}'d0; end",
+          f"                else cnt <= cnt + {cw}'d1;",
+          "            end",
+          "        end",
+          "    end"] + _tail()
+    return "\n".join(L)
+
+
 def emit_fork(mod: str, fw: int, n: int, model_hash: str) -> str:
-    """One stream to ``n`` readers: the frame waits in a register until every reader took it
-    (one valid bit per reader); the input is ready only when all are done (registers only)."""
-    L = _hdr(f"fork: one {fw}-bit frame stream to {n} readers", model_hash)
+    """One stream to ``n`` readers at one beat per clock: every reader has its own output
+    register and skid register; a beat is taken when every reader's skid register is empty
+    (s_tready = an AND of registers), so a reader that stalls holds the others back by at most
+    the beat in its skid register."""
+    L = _hdr(f"fork: one stream of {fw}-bit beats to {n} readers", model_hash)
     L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
           f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,"]
     for k in range(n):
-        L += [f"    output wire [{fw - 1}:0] m{k}_tdata,", f"    output wire m{k}_tvalid,",
+        L += [f"    output reg  [{fw - 1}:0] m{k}_tdata,", f"    output reg  m{k}_tvalid,",
               f"    input  wire m{k}_tready" + ("," if k < n - 1 else "")]
     L += [");",
-          f"    reg [{fw - 1}:0] data;",
-          f"    reg [{n - 1}:0] pend;  // reader k has not taken data yet",
-          "    assign s_tready = ~|pend;",
-          "    wire take = s_tvalid && s_tready;",
-          "    always @(posedge clk) if (take) data <= s_tdata;",
-          f"    wire [{n - 1}:0] got = {{{', '.join(f'm{k}_tready' for k in reversed(range(n)))}}};",
-          "    always @(posedge clk) begin",
-          f"        if (!rst_n) pend <= {n}'d0;",
-          f"        else if (take) pend <= {{{n}{{1'b1}}}};",
-          "        else pend <= pend & ~got;",
-          "    end"]
+          f"    wire take = s_tvalid && s_tready;"]
     for k in range(n):
-        L += [f"    assign m{k}_tdata = data;", f"    assign m{k}_tvalid = pend[{k}];"]
-    L += ["endmodule", "`default_nettype wire", ""]
+        L += [f"    // reader {k}"] + _skid("s_tdata", fw, "take", f"m{k}", f"skid{k}")
+    L += ["    assign s_tready = " + " && ".join(f"!skid{k}_v" for k in range(n)) + ";"]
+    L += _tail()
     return "\n".join(L)
 
 
 def emit_fifo(mod: str, fw: int, depth: int, model_hash: str) -> str:
-    """A FIFO of ``depth`` frames (registers; ready = not full, valid = not empty)."""
+    """A FIFO of ``depth`` beats of ``fw`` bits: a memory with a registered read (yosys infers
+    block RAM when it is large: ``ram_style``), then a read register and an output register
+    (first word fall-through). s_tready = not full and m_tvalid are registers (or a compare of
+    one); one beat per clock in and out."""
     aw = bitlen(depth - 1)
     cw = bitlen(depth)
-    L = _hdr(f"skip-path FIFO: {depth} frames of {fw} bits", model_hash)
+    style = "block" if depth * fw >= 4096 and depth > 16 else "distributed"
+    L = _hdr(f"skip-path FIFO: {depth} beats of {fw} bits ({style} RAM)", model_hash)
     L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
           f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,",
-          f"    output wire [{fw - 1}:0] m_tdata,", "    output wire m_tvalid,", "    input  wire m_tready", ");",
-          f"    reg [{fw - 1}:0] mem [0:{depth - 1}];",
+          f"    output reg  [{fw - 1}:0] m_tdata,", "    output reg  m_tvalid,", "    input  wire m_tready", ");",
+          f"    (* ram_style = \"{style}\" *) reg [{fw - 1}:0] mem [0:{depth - 1}];",
           f"    reg [{aw - 1}:0] wp, rp;",
-          f"    reg [{cw - 1}:0] cnt;",
+          f"    reg [{cw - 1}:0] cnt;  // beats in mem",
+          f"    reg [{fw - 1}:0] rd_d;  // registered read",
+          "    reg rd_v;",
           f"    assign s_tready = (cnt != {cw}'d{depth});",
-          f"    assign m_tvalid = (cnt != {cw}'d0);",
-          "    assign m_tdata = mem[rp];",
           "    wire push = s_tvalid && s_tready;",
-          "    wire pop = m_tvalid && m_tready;",
+          "    wire move = rd_v && (!m_tvalid || m_tready);  // read register -> output register",
+          f"    wire rd = (cnt != {cw}'d0) && (!rd_v || move);",
           "    always @(posedge clk) if (push) mem[wp] <= s_tdata;",
+          "    always @(posedge clk) if (rd) rd_d <= mem[rp];",
+          "    always @(posedge clk) if (move) m_tdata <= rd_d;",
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            wp <= {aw}'d0; rp <= {aw}'d0; cnt <= {cw}'d0;",
+          f"            wp <= {aw}'d0; rp <= {aw}'d0; cnt <= {cw}'d0; rd_v <= 1'b0; m_tvalid <= 1'b0;",
           "        end else begin",
           f"            if (push) wp <= (wp == {aw}'d{depth - 1}) ? {aw}'d0 : wp + {aw}'d1;",
-          f"            if (pop) rp <= (rp == {aw}'d{depth - 1}) ? {aw}'d0 : rp + {aw}'d1;",
-          "            if (push && !pop) cnt <= cnt + 1'b1;",
-          "            else if (pop && !push) cnt <= cnt - 1'b1;",
+          f"            if (rd) rp <= (rp == {aw}'d{depth - 1}) ? {aw}'d0 : rp + {aw}'d1;",
+          "            if (push && !rd) cnt <= cnt + 1'b1;",
+          "            else if (rd && !push) cnt <= cnt - 1'b1;",
+          "            if (rd) rd_v <= 1'b1;",
+          "            else if (move) rd_v <= 1'b0;",
+          "            if (move) m_tvalid <= 1'b1;",
+          "            else if (m_tready) m_tvalid <= 1'b0;",
           "        end",
-          "    end",
-          "endmodule", "`default_nettype wire", ""]
+          "    end"] + _tail()
     return "\n".join(L)
 
 
@@ -346,6 +439,26 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             name = alias[name]
         return name
 
+    def frame_readers(name: str) -> bool:
+        """Every reader of tensor ``name`` (through flattens) is a dense/conv (reads whole frames)."""
+        ops = []
+        for j in readers.get(name, []):
+            if layers[j].op == "flatten":
+                ops.append(frame_readers(layers[j].name))
+            else:
+                ops.append(layers[j].op in ("conv2d", "dense"))
+        return bool(ops) and all(ops)
+
+    def pack_if_framed(node: Node, t: Tensor) -> Tensor:
+        """A pixel stream read only by dense/conv layers is packed into frames in its producer."""
+        if t.beats > 1 and frame_readers(t.name):
+            pm = f"{PREFIX}_{_ident(t.name)}_pack"
+            node.modules[f"{pm}.v"] = emit_pack(pm, f"frame packer of IR tensor {t.name} ({'x'.join(map(str, t.shape))})",
+                                                t.beat_width, t.beats, model_hash)
+            node.chain.append((pm, f"u_{_ident(t.name)}_pack", t.beat_width, t.frame_width))
+            return Tensor(t.name, t.shape, t.kind, t.width, t.lat + 2, 1)
+        return t
+
     kind0 = graph.input_kind
     tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, tuple(graph.input_shape), kind0,
                                                 8 if kind0 == "u8" else 1, 0)}
@@ -373,6 +486,10 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             req = nxt if nxt is not None and nxt.op == "requant" else None
             if layer.attrs["in"] == "fixed" and tin.kind != "fixed":
                 raise Bnn2hwError(f"IR layer {layer.name}: reads {tin.kind} data as a stream")
+            if tin.beats > 1:
+                raise Bnn2hwError(f"IR layer {layer.name}: reads the pixel stream {tin.name}, which other stream "
+                                  "ops read too; the RTL back end packs a pixel stream into frames only when "
+                                  "dense/conv layers alone read it")
             in_shape = tin.shape if layer.op == "conv2d" else (tin.n,)
             p, shape = mvau_plan(layer, in_shape, fold[layer.name], thr_layer,
                                  tin.width if layer.attrs["in"] == "fixed" else None)
@@ -404,7 +521,10 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                 if p.conv:
                     raise Bnn2hwError(f"IR layer {layer.name}: the last layer must be dense (integer logits)")
                 out, kind, ew = layer.name, "logits", p.LW
-            if p.conv:
+            beats = 1
+            if p.conv and kind == "fixed":  # a requantized stream stays one pixel per beat
+                beats = p.vectors
+            elif p.conv:
                 node.modules[f"{mn}_gather.v"] = emit_gather(p, model_hash, pix_w)
                 node.chain.append((f"{mn}_gather", f"u_{name}_gather", pix_w, p.vectors * pix_w))
             node.out = out
@@ -422,7 +542,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                 fused.add(prd[0])
                 out, shape = q.name, (ph, pw, shape[2])
                 node.out = out
-            tensors[out] = Tensor(out, shape, kind, ew, lat)
+            tensors[out] = pack_if_framed(node, Tensor(out, shape, kind, ew, lat, beats))
             plans.append(p)
             nodes.append(node)
             continue
@@ -436,20 +556,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             m = f"{PREFIX}_{name}_thr"
             node.modules[f"{m}.v"] = emit_threshold(m, f"IR layer {layer.name} <- {layer.source}", tin,
                                                     layer.arrays["thr"], layer.arrays["direction"], model_hash)
-            node.chain.append((m, f"u_{name}", tin.frame_width, tin.n))
-            tensors[layer.name] = Tensor(layer.name, tin.shape, "bits", 1, tin.lat + 2)
+            node.chain.append((m, f"u_{name}", tin.beat_width, tin.beat_elems))
+            tensors[layer.name] = pack_if_framed(node, Tensor(layer.name, tin.shape, "bits", 1, tin.lat + 2,
+                                                              tin.beats))
         elif layer.op == "add":
             a, b = tensors[ins[0]], tensors[ins[1]]
-            if a.kind != "fixed" or b.kind != "fixed" or a.shape != b.shape:
+            if a.kind != "fixed" or b.kind != "fixed" or a.shape != b.shape or a.beats != b.beats:
                 raise Bnn2hwError(f"IR layer {layer.name}: add needs two stream tensors of one shape, got "
                                   f"{a.kind} {list(a.shape)} and {b.kind} {list(b.shape)}")
             bits = int(layer.attrs.get("bits", 32))
             m = f"{PREFIX}_{name}_add"
             node.modules[f"{m}.v"] = emit_add(m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash,
                                               _bounds(bits, layer.attrs))
-            node.join = {"module": m, "inst": f"u_{name}", "widths": [a.frame_width, b.frame_width],
-                         "out": a.n * bits}
-            tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2)
+            node.join = {"module": m, "inst": f"u_{name}", "widths": [a.beat_width, b.beat_width],
+                         "out": a.beat_elems * bits}
+            tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2, a.beats)
         elif layer.op == "avgpool":
             if tin.kind != "fixed" or len(tin.shape) != 3:
                 raise Bnn2hwError(f"IR layer {layer.name}: avgpool needs a stream image, got {tin.kind} "
@@ -458,10 +579,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             lo, hi = -(1 << (tin.width - 1)), (1 << (tin.width - 1)) - 1
             ow_ = signed_bits(lo * k * k, hi * k * k)
             m = f"{PREFIX}_{name}_avgpool"
-            text, shape = emit_avgpool(m, f"IR layer {layer.name} (avgpool) <- {layer.source}", tin, k, st, ow_,
-                                       model_hash)
-            node.modules[f"{m}.v"] = text
-            node.chain.append((m, f"u_{name}", tin.frame_width, int(np.prod(shape)) * ow_))
+            what = f"IR layer {layer.name} (avgpool) <- {layer.source}"
+            H, W, C = tin.shape
+            if k == H == W and tin.beats == H * W:  # global: C accumulators over the pixel stream
+                node.modules[f"{m}.v"] = emit_global_pool(m, what, tin, ow_, model_hash)
+                node.chain.append((m, f"u_{name}", tin.beat_width, C * ow_))
+                shape = (1, 1, C)
+            else:  # windowed: the window sums of a whole frame (packed first if it streams pixels)
+                if tin.beats > 1:
+                    pm = f"{PREFIX}_{name}_pack"
+                    node.modules[f"{pm}.v"] = emit_pack(pm, f"frame packer before {layer.name}", tin.beat_width,
+                                                        tin.beats, model_hash)
+                    node.chain.append((pm, f"u_{name}_pack", tin.beat_width, tin.frame_width))
+                text, shape = emit_avgpool(m, what, tin, k, st, ow_, model_hash)
+                node.modules[f"{m}.v"] = text
+                node.chain.append((m, f"u_{name}", tin.frame_width, int(np.prod(shape)) * ow_))
             tensors[layer.name] = Tensor(layer.name, shape, "fixed", ow_, tin.lat + 2)
         elif layer.op == "requant":
             raise Bnn2hwError(f"IR layer {layer.name}: a requant that does not follow a dense/conv directly "
@@ -533,7 +665,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     fifos: dict[str, int] = {}
     body: list[str] = []
     for t, us in uses.items():
-        tw = tensors[t].frame_width
+        tw = tensors[t].beat_width
         src = "input" if t == INPUT else f"t_{_ident(t)}"
         if t != INPUT:
             L += wires(src, tw)
@@ -562,15 +694,15 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 e = edge[(j, k)]
                 diff = late - tensors[t].lat
                 if diff > 0:  # the early input waits in a FIFO sized from the model
-                    depth = math.ceil(diff / interval) + 1
-                    tw = tensors[t].frame_width
+                    depth = (math.ceil(diff / interval) + 1) * tensors[t].beats
+                    tw = tensors[t].beat_width
                     qm = f"{PREFIX}_fifo{depth}_w{tw}"
                     files[f"{qm}.v"] = emit_fifo(qm, tw, depth, model_hash)
                     q = f"q_{nd.name}_{k}"
                     L += wires(q, tw)
                     fifos[f"{nd.out}.{t}"] = depth
-                    body += [(f"    // skip path {t} -> {nd.out}: {depth}-frame FIFO (latency difference {diff} "
-                             f"cycles / {interval} cycles per frame, + 1)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
+                    body += [(f"    // skip path {t} -> {nd.out}: FIFO of {depth} beats = {depth // tensors[t].beats} frames "
+                             f"(latency difference {diff} cycles / {interval} cycles per frame, + 1)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
                     e = q
                 ins.append(e)
             body += [f"    // {nd.out}: saturating add",
@@ -596,5 +728,5 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     for nd in nodes[:-1]:
         t = tensors[nd.out]
         path = f"dut.{nd.join['inst']}" if nd.join else f"dut.{nd.chain[-1][1]}"
-        probes.append(Probe(_ident(nd.out), path, nd.out, t.width, t.signed))
+        probes.append(Probe(_ident(nd.out), path, nd.out, t.width, t.signed, t.beats, t.beat_elems))
     return ResidualDesign(files, plans, probes, fifos, interval, tensors[last.out].lat, tensors)
