@@ -459,15 +459,20 @@ def test_residual_simulation_equals_ir(case, tmp_path):
         assert d.fifos and all(v >= 2 for v in d.fifos.values()), d.fifos
 
 
-def test_residual_streamed_input_and_iverilog(tmp_path):
-    """The residual design with one u8 pixel (3 bytes) per s_axis beat, simulated with iverilog
-    (the fallback): logits and every stream tensor equal the IR's."""
+@pytest.mark.parametrize("beat_bytes", [3, 1])
+def test_residual_streamed_input_and_iverilog(beat_bytes, tmp_path):
+    """The residual design with one u8 pixel (3 bytes) per s_axis beat (the stem's window reads the
+    pixel stream: no frame assembly) or one byte per beat (the input stream assembles frames for
+    the whole-frame window), simulated with iverilog (the fallback): logits and every stream
+    tensor equal the IR's."""
     need("iverilog")
     from bnn2hw.fpga.rtl import generate_design
 
     g, x, fold = _residual_case("conv-shortcut")
-    d = generate_design(g, folding=fold, in_beat_bytes=3)
-    assert d.plans[0].beat_width == 24 and "bnn_instream.v" in d.files
+    d = generate_design(g, folding=fold, in_beat_bytes=beat_bytes)
+    assert d.plans[0].beat_width == 8 * beat_bytes
+    assert ("bnn_instream.v" in d.files) == (beat_bytes == 1)
+    assert ("two 36-pixel frame banks" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
     ref = execute.run(g, x[:6])
     runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
     for r in runs:

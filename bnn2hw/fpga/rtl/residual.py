@@ -300,6 +300,98 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
     return "\n".join(L), (OH, OW, C)
 
 
+def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
+    """Sliding window on a pixel stream (one pixel of C channels per beat, raster order): the
+    pixels are written into one of two frame banks of a RAM (H*W words of C*IW bits each; block
+    RAM when large), and while the writer fills one bank, the windows of the other are read tap by
+    tap (KH*KW registered reads per window, padded taps read as 0: the bit 0 = activation -1 on a
+    binary input, FINN's FMPadding, or the pixel 0), and assembled into one window per beat,
+    element (ky, kx, c) at ``[((ky*KW + kx)*C + c)*IW +: IW]`` (im2col's order, as :func:`emit_swg`).
+    Cycles per frame: max(H*W written, OH*OW*KH*KW read). s_tready is a register (a bank is free)."""
+    c = p.conv
+    H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
+    P = c.get("pad", 0)
+    EW, HW, KK = C * p.IW, H * W, KH * KW
+    aw = bitlen(2 * HW - 1)
+    pw = bitlen(HW - 1)
+    A = max(aw, bitlen((OH - 1) * S + KH), bitlen((OW - 1) * S + KW), bitlen(H + P), bitlen(W + P)) + 1
+    style = "block" if 2 * HW * EW >= 4096 and 2 * HW > 16 else "distributed"
+    L = _hdr(f"streaming sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}, padding {P}) <- "
+             f"{p.source}: {H}x{W} pixels of {C} channels, one per beat -> {OH}x{OW} windows of {KH}x{KW}x{C}, "
+             f"one per beat; two {HW}-pixel frame banks ({style} RAM)", model_hash)
+    L += [f"module {module_name(p)}_swg ("] + _frame_ports(EW, KK * EW) + [");"]
+    L += [f"    (* ram_style = \"{style}\" *) reg [{EW - 1}:0] mem [0:{2 * HW - 1}];  // bank b, pixel i at b*{HW} + i",
+          "    reg [1:0] full;  // bank b holds a whole frame whose windows are not all read",
+          "    reg wbank, rbank;",
+          f"    reg [{pw - 1}:0] wpix;",
+          "    // write side: one pixel per beat into the free bank",
+          "    assign s_tready = wbank ? !full[1] : !full[0];",
+          "    wire take = s_tvalid && s_tready;",
+          f"    wire wlast = (wpix == {pw}'d{HW - 1});",
+          f"    wire [{aw - 1}:0] waddr = wbank ? {{{{{aw - pw}{{1'b0}}}}, wpix}} + {aw}'d{HW} : {{{{{aw - pw}{{1'b0}}}}, wpix}};"
+          if aw > pw else f"    wire [{aw - 1}:0] waddr = wbank ? wpix + {aw}'d{HW} : wpix;",
+          "    always @(posedge clk) if (take) mem[waddr] <= s_tdata;",
+          "    // read side: tap (ky, kx) of the window at rows by.., columns bx.. (padded coordinates)",
+          f"    reg [{A - 1}:0] by, bx, ky, kx;",
+          f"    wire tap_last = (ky == {A}'d{KH - 1}) && (kx == {A}'d{KW - 1});",
+          f"    wire win_last = (by == {A}'d{(OH - 1) * S}) && (bx == {A}'d{(OW - 1) * S});",
+          f"    wire [{A - 1}:0] ry = by + ky;",
+          f"    wire [{A - 1}:0] rx = bx + kx;",
+          (f"    wire in_img = (ry >= {A}'d{P}) && (ry < {A}'d{H + P}) && (rx >= {A}'d{P}) && (rx < {A}'d{W + P});"
+           if P else f"    wire in_img = (ry < {A}'d{H}) && (rx < {A}'d{W});"),
+          "    /* verilator lint_off UNUSEDSIGNAL */  // high bits of the modular pixel index",
+          f"    wire [{A - 1}:0] rpix = ry * {A}'d{W} + rx - {A}'d{P * W + P};  // exact when in_img",
+          "    /* verilator lint_on UNUSEDSIGNAL */",
+          f"    wire [{aw - 1}:0] raddr = rbank ? rpix[{aw - 1}:0] + {aw}'d{HW} : rpix[{aw - 1}:0];",
+          "    reg tv, tl, tpad;  // a tap read is landing / it is a window's last / it is padding",
+          f"    reg [{EW - 1}:0] rdata;",
+          "    // the last tap of a window is read only when the window register will be free",
+          "    wire go = (rbank ? full[1] : full[0]) && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+          "    always @(posedge clk) if (go) rdata <= mem[raddr];",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            full <= 2'b00; wbank <= 1'b0; rbank <= 1'b0; wpix <= {pw}'d0;",
+          f"            by <= {A}'d0; bx <= {A}'d0; ky <= {A}'d0; kx <= {A}'d0; tv <= 1'b0; tl <= 1'b0; tpad <= 1'b0;",
+          "        end else begin",
+          "            if (take) begin",
+          f"                wpix <= wlast ? {pw}'d0 : wpix + {pw}'d1;",
+          "                if (wlast) wbank <= !wbank;",
+          "            end",
+          "            if (take && wlast) full[wbank] <= 1'b1;",
+          "            if (go && tap_last && win_last) begin full[rbank] <= 1'b0; rbank <= !rbank; end",
+          "            tv <= go; tl <= go && tap_last; tpad <= !in_img;",
+          "            if (go) begin",
+          f"                if (kx == {A}'d{KW - 1}) begin",
+          f"                    kx <= {A}'d0;",
+          f"                    ky <= (ky == {A}'d{KH - 1}) ? {A}'d0 : ky + {A}'d1;",
+          f"                end else kx <= kx + {A}'d1;",
+          "                if (tap_last) begin",
+          f"                    if (bx == {A}'d{(OW - 1) * S}) begin",
+          f"                        bx <= {A}'d0;",
+          f"                        by <= (by == {A}'d{(OH - 1) * S}) ? {A}'d0 : by + {A}'d{S};",
+          f"                    end else bx <= bx + {A}'d{S};",
+          "                end",
+          "            end",
+          "        end",
+          "    end",
+          f"    wire [{EW - 1}:0] tap = tpad ? {EW}'d0 : rdata;"]
+    if KK > 1:
+        ww = (KK - 1) * EW
+        L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
+              "    always @(posedge clk) if (tv && !tl) win <= "
+              + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
+        full_w = "{tap, win}"
+    else:
+        full_w = "tap"
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) m_tvalid <= 1'b0;",
+          "        else if (tv && tl) m_tvalid <= 1'b1;",
+          "        else if (m_tready) m_tvalid <= 1'b0;",
+          f"        if (tv && tl) m_tdata <= {full_w};",
+          "    end"] + _tail()
+    return "\n".join(L)
+
+
 def emit_pack(mod: str, what: str, bw: int, beats: int, model_hash: str) -> str:
     """``beats`` beats of ``bw`` bits (pixels in raster order) -> one frame, beat v at
     ``[v*bw +: bw]`` (for a sliding window or a dense layer, which read whole frames). s_tready is
@@ -440,13 +532,14 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
         return name
 
     def frame_readers(name: str) -> bool:
-        """Every reader of tensor ``name`` (through flattens) is a dense/conv (reads whole frames)."""
+        """Every reader of tensor ``name`` (through flattens) is a dense layer (reads whole frames;
+        a conv reads a pixel stream through :func:`emit_swg_stream`)."""
         ops = []
         for j in readers.get(name, []):
             if layers[j].op == "flatten":
                 ops.append(frame_readers(layers[j].name))
             else:
-                ops.append(layers[j].op in ("conv2d", "dense"))
+                ops.append(layers[j].op == "dense")
         return bool(ops) and all(ops)
 
     def pack_if_framed(node: Node, t: Tensor) -> Tensor:
@@ -460,8 +553,13 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
         return t
 
     kind0 = graph.input_kind
-    tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, tuple(graph.input_shape), kind0,
-                                                8 if kind0 == "u8" else 1, 0)}
+    ew0 = 8 if kind0 == "u8" else 1
+    shape0 = tuple(graph.input_shape)
+    # one input pixel per s_axis beat: the input is a pixel stream (no frame assembly)
+    pix_in = len(shape0) == 3 and in_beat_bits is not None and in_beat_bits == shape0[2] * ew0
+    tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, shape0, kind0, ew0, 0,
+                                                shape0[0] * shape0[1] if pix_in else 1)}
+    swg_cycles: dict[str, int] = {}  # conv on a pixel stream -> its window reader's cycles per frame
     nodes: list[Node] = []
     plans: list[MvauPlan] = []
     fused: set[int] = set()
@@ -486,16 +584,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             req = nxt if nxt is not None and nxt.op == "requant" else None
             if layer.attrs["in"] == "fixed" and tin.kind != "fixed":
                 raise Bnn2hwError(f"IR layer {layer.name}: reads {tin.kind} data as a stream")
-            if tin.beats > 1:
+            if tin.beats > 1 and layer.op == "dense":
                 raise Bnn2hwError(f"IR layer {layer.name}: reads the pixel stream {tin.name}, which other stream "
                                   "ops read too; the RTL back end packs a pixel stream into frames only when "
-                                  "dense/conv layers alone read it")
+                                  "dense layers alone read it")
             in_shape = tin.shape if layer.op == "conv2d" else (tin.n,)
             p, shape = mvau_plan(layer, in_shape, fold[layer.name], thr_layer,
                                  tin.width if layer.attrs["in"] == "fixed" else None)
             node = Node(name, ins, layer.name, plan=p)
             mn = module_name(p)
-            if p.conv:
+            if p.conv and tin.beats > 1:  # pixels in: a two-bank frame RAM, windows read tap by tap
+                node.modules[f"{mn}_swg.v"] = emit_swg_stream(p, model_hash)
+                node.chain.append((f"{mn}_swg", f"u_{name}_swg", tin.beat_width, p.in_width))
+                c = p.conv
+                swg_cycles[p.name] = max(c["oh"] * c["ow"] * c["kh"] * c["kw"], c["in_h"] * c["in_w"])
+            elif p.conv:
                 node.modules[f"{mn}_swg.v"] = emit_swg(p, model_hash)
                 node.chain.append((f"{mn}_swg", f"u_{name}_swg", p.frame_in_width, p.in_width))
             node.modules[f"{mn}.v"] = emit_layer(p, len(plans), model_hash, rom)
@@ -522,16 +625,17 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                     raise Bnn2hwError(f"IR layer {layer.name}: the last layer must be dense (integer logits)")
                 out, kind, ew = layer.name, "logits", p.LW
             beats = 1
-            if p.conv and kind == "fixed":  # a requantized stream stays one pixel per beat
+            prd = readers.get(out, [])
+            pool_next = kind == "bits" and p.conv and len(prd) == 1 and layers[prd[0]].op == "maxpool"
+            if p.conv and not pool_next:  # the output stays one pixel per beat
                 beats = p.vectors
             elif p.conv:
                 node.modules[f"{mn}_gather.v"] = emit_gather(p, model_hash, pix_w)
                 node.chain.append((f"{mn}_gather", f"u_{name}_gather", pix_w, p.vectors * pix_w))
             node.out = out
-            lat = max(tensors[t].lat for t in ins) + _latency(p)
+            lat = max(tensors[t].lat for t in ins) + _latency(p) + max(0, swg_cycles.get(p.name, 0) - p.cycles)
             # a max-pool right after a conv's threshold (the chain back end's pool module)
-            prd = readers.get(out, [])
-            if kind == "bits" and p.conv and len(prd) == 1 and layers[prd[0]].op == "maxpool":
+            if pool_next:
                 q = layers[prd[0]]
                 k, st = q.attrs["kernel"], q.attrs["stride"]
                 ph, pw = (shape[0] - k) // st + 1, (shape[1] - k) // st + 1
@@ -606,7 +710,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     first = [nd for nd in nodes if INPUT in nd.reads]
     if len(first) != 1 or first[0].plan is None or nodes[0] is not first[0]:
         raise Bnn2hwError("the RTL back end needs exactly one dense/conv layer reading the input, first")
-    interval = max(_interval(p) for p in plans)
+    interval = max(max(_interval(p), swg_cycles.get(p.name, 0)) for p in plans)
     if in_beat_bits is not None:
         plans[0].in_beat_bits = in_beat_bits
         interval = max(interval, plans[0].beats_per_frame)
@@ -625,7 +729,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     last = nodes[-1]
     L = [(f"// bnn2hw residual dataflow accelerator: {len(nodes)} stages, generated by bnn2hw {__version__} "
          f"from model {model_hash}"),
-         (f"// s_axis: one {tensors[INPUT].frame_width}-bit frame per beat ({tensors[INPUT].n} x "
+         (f"// s_axis: {plans[0].beats_per_frame} beat(s) of {plans[0].beat_width} bits per frame ({tensors[INPUT].n} x "
          f"{tensors[INPUT].width}-bit inputs, (y, x, c) order); m_axis: {plans[-1].MH} integer logits of "
          f"{plans[-1].LW} bits"),
          (f"// analytical model: {interval} cycles per frame (slowest stage), latency about "
@@ -650,8 +754,8 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 f"        .s_tdata({s}_d), .s_tvalid({s}_v), .s_tready({s}_r),",
                 f"        .m_tdata({m}_d), .m_tvalid({m}_v), .m_tready({m}_r));"]
 
-    if plans[0].in_beat_bits is None:
-        L += [f"    wire [{tensors[INPUT].frame_width - 1}:0] input_d = s_axis_tdata;",
+    if plans[0].in_beat_bits is None or tensors[INPUT].beats > 1:  # frames, or pixels for a streaming window
+        L += [f"    wire [{tensors[INPUT].beat_width - 1}:0] input_d = s_axis_tdata;",
               "    wire input_v = s_axis_tvalid;", "    wire input_r;", "    assign s_axis_tready = input_r;"]
     else:  # frames arrive in beats: the chain back end's input stream assembles them
         files[f"{PREFIX}_instream.v"] = emit_instream(plans[0], model_hash)
