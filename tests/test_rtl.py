@@ -407,6 +407,14 @@ def _residual_case(name: str):
             if layer.op == "threshold":  # thresholds inside the narrower stream range, so that ties happen
                 layer.arrays["thr"] = rng.integers(-4, 5, len(layer.arrays["thr"])).astype(np.int64)
         hw, cin = 5, 2
+    elif name == "channels-1-31":  # a 1-channel stream into a 31-channel stride-2 block (odd 5x5 image)
+        g = residual_graph(rng, hw=5, c_in=1, widths=(1, 31), stride=2)
+        for layer in g.layers:
+            if layer.op == "add":  # a narrow add range: the sum saturates at both ends
+                layer.attrs.update({"lo": -2, "hi": 3})
+            if layer.op == "threshold":  # the stem saturates: a threshold at the top of the range ties
+                layer.arrays["thr"][:] = 127
+        hw, cin = 5, 1
     else:  # resnet8-shaped: identity stack, then two stride-2 stacks with 1x1 shortcuts; 33 channels last
         g = resnet8_graph(rng, hw=8, c_in=3, widths=(3, 5, 33))
         hw, cin = 8, 3
@@ -417,7 +425,7 @@ def _residual_case(name: str):
 
 
 # resnet8-small: about 2 CPU minutes (mostly Verilator compiling its 8x8x3..2x2x33 element-wise modules)
-RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds",
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds", "channels-1-31",
                   pytest.param("resnet8-small", marks=pytest.mark.slow)]
 
 
@@ -457,6 +465,14 @@ def test_residual_simulation_equals_ir(case, tmp_path):
     assert runs[0].cycles_per_frame == model.interval, (case, runs[0].cycles_per_frame, model.interval, d.fifos)
     if any(l.op == "conv2d" and l.inputs for l in g.layers):  # a 1x1 shortcut branch: its add waits in a FIFO
         assert d.fifos and all(v >= 2 for v in d.fifos.values()), d.fifos
+    # pixel streams: every image tensor on the stream travels one pixel (C elements) per beat
+    for q in d.probes:
+        shape = model.tensors[q.tensor].shape
+        if len(shape) == 3 and q.tensor != "pool":
+            assert q.beats == shape[0] * shape[1] and q.elems == shape[2], (q, shape)
+    if case == "channels-1-31":  # the add saturates at lo/hi
+        v = ref.tensors["x1"]
+        assert v.min() == -2 and v.max() == 3, (v.min(), v.max())
 
 
 @pytest.mark.parametrize("beat_bytes", [3, 1])
@@ -502,3 +518,28 @@ def test_residual_refusals_name_the_layer():
     g.layers[i + 2].inputs = ["rq"]
     with pytest.raises(Bnn2hwError, match="IR layer rq: a requant that does not follow"):
         generate_design(g, folding=fold)
+
+
+def test_resnet8_32x32_streams_pixels_not_frames():
+    """resnet8 at 32x32 (MLPerf Tiny shape) folded for 1,000 frames/s: no stream in the design is
+    wider than a conv window (3x3x64 bits) or the head's input, where whole-tensor beats would be
+    32*32*16*8 = 131,072 bits wide; the skip FIFOs are sized in beats (pixels) from the model;
+    windows come from two-bank frame RAMs; lint clean."""
+    import re
+
+    need("verilator")
+
+    from residual_graphs import resnet8_graph
+
+    from bnn2hw.fpga import build
+    from bnn2hw.fpga.rtl import generate_design
+
+    g = resnet8_graph(np.random.default_rng(1), hw=32, c_in=3, widths=(16, 32, 64))
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 1000)
+    d = generate_design(g, folding=fold, in_beat_bytes=3)
+    widths = [int(w) + 1 for w in re.findall(r"wire \[(\d+):0\]", d.files["bnn_top.v"])]
+    assert max(widths) <= 9 * 64, max(widths)
+    assert d.plans[0].beat_width == 24 and "bnn_instream.v" not in d.files
+    assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
+    assert sum("frame banks" in v for v in d.files.values()) == 9  # every conv reads pixels
+    sim.lint(d.files)
