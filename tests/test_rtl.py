@@ -543,3 +543,34 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
     assert sum("frame banks" in v for v in d.files.values()) == 9  # every conv reads pixels
     sim.lint(d.files)
+
+
+@pytest.mark.slow
+def test_export_rtl_trained_resnet8_end_to_end(tmp_path):
+    """`bnn2hw train --model resnet8` on a small synthetic CIFAR-shaped set, then `bnn2hw export
+    --backend rtl` folded for 1,000 frames/s: one RGB pixel per s_axis beat by default, every
+    integer logit of the Verilator simulation equals the IR's on the test images (free-running
+    and under back-pressure), cycles/frame as FINN's model; yosys xc7 numbers written."""
+    need("verilator")
+    need("yosys")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    y = np.arange(20) % 10
+    np.savez(tmp_path / "syn.npz", x=x[:16], y=y[:16], x_test=x[16:], y_test=y[16:])
+    ck = tmp_path / "r8.pt"
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "train", "--model", "resnet8", "--dataset",
+                          str(tmp_path / "syn.npz"), "--epochs1", "1", "--epochs2", "1", "--pad-value", "-1",
+                          "--batch-size", "8", "--quiet", "--no-plots", "-o", str(ck)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "build"
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(ck), "--backend", "rtl", "--target",
+                          "pynq-z2", "--target-fps", "1000", "-o", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((out / "rtl_report.json").read_text())
+    assert rep["s_axis"] == {"beat_bits": 24, "beats_per_frame": 1024}, rep["s_axis"]
+    s = rep["simulation"]
+    assert s["int_logits_differing"] == 0 and s["frames"] == 4, s
+    assert s["cycles_per_frame"] == rep["model"]["cycles_per_frame"] and s["cycles_per_frame"] <= 100_000, rep
+    assert rep["xilinx_synth"]["LUT"] > 0, rep["xilinx_synth"]
+    assert len((out / "sim" / "tb_out.hex").read_text().split()) == 4
