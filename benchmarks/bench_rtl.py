@@ -237,7 +237,8 @@ def tool_versions() -> dict:
 
 
 def markdown(rows: list[dict], versions: dict) -> str:
-    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN)", "",
+    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN, residual CNNs)",
+         "",
          "- commands: " + "; ".join(f"`{r['command']}`" for r in rows) + f"; date {datetime.date.today()}; "
          f"bnn2hw {__version__}; {platform.machine()}, 2 cores shared with other jobs (run times are indicative)",
          "- tools: " + "; ".join(versions.values()),
@@ -347,8 +348,18 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "the gather's combinational ready into conv1's skid register enable; it now ends inside conv0 "
           "(see the cnn target line). The cnn's ECP5 run time above (about 67 minutes) was measured on a "
           "machine loaded about 8-fold.",
-          "* Residual graphs (requant, saturating add, window sums, forks, skip FIFOs; `bnn2hw/fpga/rtl/residual.py`) "
-          "are verified in simulation only (`tests/test_rtl.py -k residual`); no synthesis numbers here.",
+          "* Residual rows (res-small, resnet8; `bnn2hw/fpga/rtl/residual.py`): random weights (`tests/residual_graphs.py`"
+          " `residual_graph`, and `benchmarks/bench_finn.py` `resnet8_ir`, the model of FINN's resnet8 estimate in "
+          "`finn.md`), so no accuracy; simulated on "
+          f"{RESIDUAL_FRAMES} saturating frames (random, all 255, all 0, checkerboard, ...): every stream tensor "
+          "(requant outputs, adds, the pool's sums, the stream thresholds' bits) and every integer logit equal the "
+          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream op is "
+          "pixel-streamed: one pixel of C channels per beat and per clock (requant, threshold, saturating add, "
+          "global pool as C accumulators), forks and element-wise stages have a skid register (registered ready), "
+          "every conv reads its pixel stream through a two-bank frame RAM (block RAM when large: this is where most "
+          "BRAM18 of the residual rows go, with the skip FIFOs, sized in pixels from the analytical model: "
+          "(ceil(latency difference / interval) + 1) frames). FINN's resnet8 uses line buffers (FINN's "
+          "ConvolutionInputGenerator) instead of frame banks, and its estimate leaves the FIFOs out.",
           ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
