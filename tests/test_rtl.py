@@ -560,6 +560,7 @@ def test_export_rtl_trained_resnet8_end_to_end(tmp_path):
     ck = tmp_path / "r8.pt"
     res = subprocess.run([sys.executable, "-m", "bnn2hw", "train", "--model", "resnet8", "--dataset",
                           str(tmp_path / "syn.npz"), "--epochs1", "1", "--epochs2", "1", "--pad-value", "-1",
+                          "--widths", "4,5,6",  # narrow stages: yosys in minutes (the default 16,32,64: bench_rtl)
                           "--batch-size", "8", "--quiet", "--no-plots", "-o", str(ck)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr

@@ -2,33 +2,34 @@
 """RTL for IR graphs with a residual stream (issue 9's ops): any DAG of ``conv2d``/``dense``
 (with a ``threshold`` or a ``requant`` after them), ``requant``, ``threshold`` on the stream,
 saturating ``add``, ``avgpool`` (window sum), ``maxpool``, ``flatten`` and a ``dense`` head on
-the stream, e.g. tests/residual_graphs.py's resnet8.
+the stream, e.g. tests/residual_graphs.py's resnet8 (issue 15: pixel-streamed, so that a 32x32
+resnet8 is as narrow as FINN's dataflow).
 
-Structure. Every IR tensor travels as a valid/ready stream of one whole tensor per beat (an
-image: element (y, x, c) at ``[((y*W + x)*C + c)*EW +: EW]``; bits 1 = +1, stream integers two's
-complement of the op's ``bits``). Per IR op:
+Streams. Every image tensor travels as a valid/ready stream of pixels: one pixel of C channels
+per beat in raster order (``Tensor.beats`` = H*W), element c at ``[c*EW +: EW]`` (bits 1 = +1,
+stream integers two's complement of the op's ``bits``); a 1-D tensor (the pooled vector) is one
+beat. Per IR op:
 
-* ``conv2d`` / ``dense`` (+ its ``threshold``): the chain back end's modules (:mod:`.emit`):
-  sliding window, MVAU with FINN's (PE, SIMD) folding, gather; a following ``maxpool`` too.
-* ``conv2d`` / ``dense`` + ``requant``: the MVAU outputs its accumulators (``2P - K`` for
-  xnor-popcount), one output pixel per beat, and :func:`emit_requant` requantizes the pixel
-  (per channel ``clip((acc * mult + bias) >>> shift)``, constants wired in) before the gather.
-* ``threshold`` on the stream, ``add``, ``avgpool``: one module each on the whole tensor,
-  element-wise (:func:`emit_threshold`, :func:`emit_add`, :func:`emit_avgpool`), registered output.
-* A tensor read by several ops goes through a fork (:func:`emit_fork`, registered, one valid per
-  reader). Each ``add`` input that arrives earlier than the other goes through a frame FIFO
-  (:func:`emit_fifo`) whose depth comes from the analytical model: ``ceil(latency difference /
-  initiation interval) + 1`` frames, where the latencies are the sums of the layers' cycles
-  along the longest path and the interval is the slowest layer's cycles per frame. Without it
-  the fork would wait for the add, and the long branch would hold one frame at a time.
+* ``conv2d`` / ``dense`` (+ its ``threshold`` or ``requant``): a conv reads its input pixels
+  through :func:`emit_swg_stream` (two frame banks in a RAM, the windows read tap by tap), or a
+  whole frame through the chain back end's sliding window when the input arrives as frames (one
+  frame per s_axis beat, a max-pool's output); then the chain back end's MVAU with FINN's (PE,
+  SIMD) folding, one output pixel per beat; after a requant, :func:`emit_requant` (per channel
+  ``clip((acc * mult + bias) >>> shift)``, 3 pipeline stages). A following ``maxpool``: gather
+  and the chain back end's pool module (frames).
+* ``threshold`` on the stream, ``add``, global ``avgpool``: one pixel per beat and per clock
+  (:func:`emit_threshold`, :func:`emit_add`, :func:`emit_global_pool`: C accumulators); a
+  windowed ``avgpool`` packs the frame (:func:`emit_pack`) and sums whole windows
+  (:func:`emit_avgpool`). A pixel stream read only by dense layers is packed into one frame.
+* A tensor read by several ops goes through a fork (:func:`emit_fork`: one output and skid
+  register per reader). Each ``add`` input that arrives earlier than the other goes through a
+  FIFO (:func:`emit_fifo`, block RAM when large) of ``(ceil(latency difference / interval) + 1)
+  * beats`` beats, where the latencies are the sums of the layers' cycles along the longest path
+  and the interval is the slowest stage's cycles per frame. Without it the fork would wait for the
+  add, and the long branch would hold one frame at a time.
 
-Every ready signal of the new modules depends on registers (or on the valids of a join), never on
-the consumer's ready, except the per-pixel requant stage (a pipeline register between an MVAU and
-its gather, whose ready is the gather's registered ready).
-
-Element-wise modules on whole tensors are what makes this back end simple and exact; on a
-resnet8 at 32x32 they are wide (one comparator or adder per element). That is the first thing to
-fold (a pixel-streamed form) for large images.
+Ready paths (Fmax): every new module's s_tready is a register or an AND of registers (skid
+registers), or, for the add (a join), the AND of both inputs' valids with a register.
 """
 
 from __future__ import annotations
