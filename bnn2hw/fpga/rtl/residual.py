@@ -158,16 +158,17 @@ def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, b
     """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, lo, hi)`` (IR
     ``requant``: arithmetic shift = floor, rounding in the bias), x_c a signed ``xw``-bit integer.
     One pixel (C channels) per beat and per clock, the constants wired in (one multiplier by a
-    constant per channel). Three register stages for Fmax: the product, then the biased and
-    shifted value, then the clipped output. s_tready is a register: an input skid register takes
+    constant per channel). Four register stages for Fmax: the input pixel, the product, then the
+    biased and shifted value, then the clipped output. s_tready is a register: an input skid register takes
     the beat that arrives while the pipeline stalls (the pipeline's enable is the consumer's
     ready, inside this module only)."""
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     xlo, xhi = -(1 << (xw - 1)), (1 << (xw - 1)) - 1
     L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to [{lo}, {hi}] ({bits} bits), one pixel of "
-             f"{C} channels of {xw}-bit signed x per beat, 3 pipeline stages", model_hash)
+             f"{C} channels of {xw}-bit signed x per beat, 4 pipeline stages", model_hash)
     L += [f"module {mod} ("] + _frame_ports(C * xw, C * bits) + [");"]
-    L += ["    // input skid register: s_tready depends on it only",
+    L += [f"    reg [{C * xw - 1}:0] xr;  // the input pixel, registered before the multipliers",
+          "    // input skid register: s_tready depends on it only",
           f"    reg [{C * xw - 1}:0] skid;",
           "    reg skid_v;",
           "    assign s_tready = !skid_v;",
@@ -175,14 +176,15 @@ def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, b
           "    wire adv = !m_tvalid || m_tready;  // the pipeline moves",
           f"    wire [{C * xw - 1}:0] x = skid_v ? skid : s_tdata;",
           "    wire x_v = skid_v || s_tvalid;",
-          "    reg p_v, f_v;  // stage valids: product, shifted",
+          "    reg xr_v, p_v, f_v;  // stage valids: input, product, shifted",
           "    always @(posedge clk) begin",
-          "        if (!rst_n) begin skid_v <= 1'b0; p_v <= 1'b0; f_v <= 1'b0; m_tvalid <= 1'b0; end",
+          "        if (!rst_n) begin skid_v <= 1'b0; xr_v <= 1'b0; p_v <= 1'b0; f_v <= 1'b0; m_tvalid <= 1'b0; end",
           "        else begin",
-          "            if (adv) begin skid_v <= 1'b0; p_v <= x_v; f_v <= p_v; m_tvalid <= f_v; end",
+          "            if (adv) begin skid_v <= 1'b0; xr_v <= x_v; p_v <= xr_v; f_v <= p_v; m_tvalid <= f_v; end",
           "            else if (take) skid_v <= 1'b1;",
           "        end",
           "        if (!adv && take) skid <= s_tdata;",
+          "        if (adv) xr <= x;",
           "    end"]
     for c in range(C):
         m, b = int(mult[c]), int(bias[c])
@@ -195,7 +197,7 @@ def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, b
               f"    reg signed [{pw - 1}:0] f{c};",
               f"    wire signed [{pw - 1}:0] v{c} = {{{{{pw - mw}{{p{c}[{mw - 1}]}}}}, p{c}}} + {_sconst(b, pw)};",
               "    always @(posedge clk) if (adv) begin",
-              f"        p{c} <= $signed(x[{c * xw} +: {xw}]) * {_sconst(m, mw)};",
+              f"        p{c} <= $signed(xr[{c * xw} +: {xw}]) * {_sconst(m, mw)};",
               f"        f{c} <= v{c} >>> {shift};",
               (f"        m_tdata[{c * bits} +: {bits}] <= (f{c} < {_sconst(lo, pw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
                f" (f{c} > {_sconst(hi, pw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : f{c}[{bits - 1}:0];"),
