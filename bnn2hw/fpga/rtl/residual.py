@@ -236,7 +236,8 @@ def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: s
 def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str,
              bounds: tuple[int, int] | None = None) -> str:
     """IR ``add``: element-wise ``clip(a + b, lo, hi)`` on one beat of each input per clock (a
-    join: both beats are taken in one cycle; s_tready = both valid and the skid stage empty)."""
+    join: both beats are taken in one cycle; s_tready = both valid and the skid stage empty).
+    Two stages for Fmax: the sums, then the clipped sums, each an output and a skid register."""
     E, wa, wb = a.beat_elems, a.width, b.width
     sw = max(wa, wb, bits) + 1
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
@@ -246,15 +247,23 @@ def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: s
     L += ["    wire take = s0_tvalid && s1_tvalid && !skid_v;  // join: one beat of each at once",
           "    assign s0_tready = take;",
           "    assign s1_tready = take;",
-          f"    wire [{E * bits - 1}:0] r;",
+          f"    wire [{E * sw - 1}:0] v;  // the sums",
+          f"    wire [{E * bits - 1}:0] r;  // the clipped sums",
+          f"    reg [{E * sw - 1}:0] a_tdata;",
+          "    reg a_tvalid;",
+          "    wire a_tready = !skid2_v;",
+          "    wire a_take = a_tvalid && a_tready;",
           "    genvar i;", "    generate",
           f"        for (i = 0; i < {E}; i = i + 1) begin : g_e",
-          f"            wire signed [{sw - 1}:0] v = $signed(s0_tdata[i*{wa} +: {wa}]) + $signed(s1_tdata[i*{wb} +: {wb}]);",
-          (f"            assign r[i*{bits} +: {bits}] = (v < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
-          f"(v > {_sconst(hi, sw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : v[{bits - 1}:0];"),
+          f"            assign v[i*{sw} +: {sw}] = $signed(s0_tdata[i*{wa} +: {wa}]) + $signed(s1_tdata[i*{wb} +: {wb}]);",
+          f"            wire signed [{sw - 1}:0] a = a_tdata[i*{sw} +: {sw}];",
+          (f"            assign r[i*{bits} +: {bits}] = (a < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
+          f"(a > {_sconst(hi, sw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : a[{bits - 1}:0];"),
           "        end",
-          "    endgenerate"]
-    L += _skid("r", E * bits) + _tail()
+          "    endgenerate",
+          "    // stage 1: the sums"]
+    L += _skid("v", E * sw, "take", "a", "skid") + ["    // stage 2: the clipped sums"]
+    L += _skid("r", E * bits, "a_take", "m", "skid2") + _tail()
     return "\n".join(L)
 
 
