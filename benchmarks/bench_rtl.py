@@ -360,10 +360,12 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "BRAM18 of the residual rows go, with the skip FIFOs, sized in pixels from the analytical model: "
           "(ceil(latency difference / interval) + 1) frames). FINN's resnet8 uses line buffers (FINN's "
           "ConvolutionInputGenerator) instead of frame banks, and its estimate leaves the FIFOs out.",
-          "* resnet8's row was measured on commit 3ea31a1 (requant in 3 stages); the generator now registers the "
-          "requant's input pixel before the multipliers too (commit 967a052, for res-small's Fmax), which adds "
-          "2,240 FF to resnet8 (its 9 requants' input registers); resnet8 was not synthesized again (about 20 "
-          "minutes of yosys here) and not placed and routed.",
+          "* resnet8's row was measured on commit 3ea31a1 (requant in 3 stages, add in 1); for res-small's Fmax the "
+          "generator now also registers the requant's input pixel (commit 967a052: +2,240 FF in resnet8's 9 "
+          "requants) and splits the add into sums and clipped sums (+ about 2 x 1,008 FF in resnet8's 3 adds); "
+          "resnet8 was not synthesized again (about 20 minutes of yosys here) and not placed and routed. Its 225 "
+          "DSP48 are the requants' multipliers by constants (yosys maps them to DSPs; FINN folds a requant into "
+          "thresholds instead).",
           ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
