@@ -40,7 +40,10 @@ SEED = 0
 CLOCK_MHZ = 100.0
 TARGET_FPS = 1e6
 # benchmarks/results/finn.md (FINN v0.10.1 estimates for the same folding; the CNN with SWG parallel_window=1)
-FINN_ESTIMATE = {"mlp64": {"LUT": 5295, "BRAM18": 7, "cycles": 80}, "cnn": {"LUT": 33143, "BRAM18": 106, "cycles": 96}}
+FINN_ESTIMATE = {"mlp64": {"LUT": 5295, "BRAM18": 7, "cycles": 80}, "cnn": {"LUT": 33143, "BRAM18": 106, "cycles": 96},
+                 "resnet8": {"LUT": 10375, "BRAM18": 14, "cycles": 98304}}
+RESIDUAL_FPS = {"res-small": 1e5, "resnet8": 1e3}  # resnet8: as FINN's export in benchmarks/results/finn.md
+RESIDUAL_FRAMES = 8  # saturating_inputs: random, all 255, all 0, checkerboard, ...
 MODELS = {
     # name: (hidden widths, folding: "target" = choose_folding at 1 M fps, "unrolled" = PE=MH, SIMD=MW)
     "mlp64": ([64, 64, 64], "target"),
@@ -50,11 +53,16 @@ MODELS = {
     # every layer type of the CNN (u8 conv, sliding windows, binary conv, max-pool, gathers, dense,
     # block-RAM weights) at a size whose ECP5 place and route takes minutes, not most of an hour
     "cnn-small": ("cnn-small", "target"),  # conv3x3(8), conv3x3(16)+pool2, fc32, fc10
+    # residual graphs (random weights: cost, not accuracy), pixel-streamed stream ops
+    "res-small": ("res-small", "residual"),  # 8x8x3, stem 16, stride-2 block with 1x1 shortcut, identity block
+    "resnet8": ("resnet8", "residual"),  # bnn2hw's resnet8 (32x32x3, MLPerf Tiny topology), FINN's 1,000 fps folding
 }
-ARCH = {"cnn": "conv32-conv64-pool-128-10", "cnn-small": "conv8-conv16-pool-32-10"}
+ARCH = {"cnn": "conv32-conv64-pool-128-10", "cnn-small": "conv8-conv16-pool-32-10",
+        "res-small": "8x8x3: conv16, res16/2 (1x1 shortcut), res16, gap, fc10",
+        "resnet8": "32x32x3: conv16, res16, res32/2, res64/2, gap, fc10"}
 # s_axis bytes per beat: folded designs take one u8 pixel per beat (as FINN streams them; 64 beats
 # per frame, fewer than the 80-96 compute cycles), the unrolled design a whole frame per beat
-BEAT_BYTES = {"target": 1, "unrolled": None}
+BEAT_BYTES = {"target": 1, "unrolled": None, "residual": 3}  # residual: one RGB pixel per beat
 XCUP_PART = "xczu3eg-sbva484-1-e"  # ultra96's part: synth_xilinx -family xcup (with --xcup)
 
 
@@ -77,10 +85,29 @@ def train(hidden, data):
     return fold_model(model, spec), accuracy(model, data.x_test, data.y_test)
 
 
+def residual_graph_of(name: str):
+    """The residual benchmark graphs: random weights (synthesis and routing cost, not accuracy)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    if name == "resnet8":
+        from bench_finn import resnet8_ir
+
+        return resnet8_ir()
+    from residual_graphs import residual_graph
+
+    return residual_graph(np.random.default_rng(SEED), hw=8, c_in=3, widths=(16, 16, 16), stride=2, classes=10)
+
+
 def design(name: str, data, graphs: dict):
     """(graph, PyTorch accuracy, mode, folding, plans, files) of one benchmark model: trained once
-    per hidden widths (cached in ``graphs``), folded for TARGET_FPS (or fully unrolled)."""
+    per hidden widths (cached in ``graphs``), folded for TARGET_FPS (or fully unrolled); the
+    residual graphs folded for RESIDUAL_FPS."""
     hidden, mode = MODELS[name]
+    if mode == "residual":
+        graph = residual_graph_of(name)
+        layers = build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, RESIDUAL_FPS[name])
+        plans, files, _ = generate(graph, folding=layers, in_beat_bytes=BEAT_BYTES[mode])
+        return graph, None, mode, layers, plans, files
     key = tuple(hidden) if isinstance(hidden, list) else hidden
     if key not in graphs:
         graphs[key] = train(hidden, data)
@@ -97,8 +124,9 @@ def design(name: str, data, graphs: dict):
 def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> dict:
     graph, acc, mode, layers, plans, files = design(name, data, graphs)
     hidden = MODELS[name][0]
-    report = build.layer_report(graph, build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, TARGET_FPS)
-                                if mode != "unrolled" else layers, CLOCK_MHZ, TARGET_FPS)
+    fps = RESIDUAL_FPS.get(name, TARGET_FPS)
+    report = build.layer_report(graph, build.choose_folding(build.matmul_layers(graph), CLOCK_MHZ, fps)
+                                if mode != "unrolled" else layers, CLOCK_MHZ, fps)
     row = {"model": name, "hidden": hidden, "mode": mode, "pytorch_accuracy": acc,
            "folding": [(p.name, p.MW, p.MH, p.PE, p.SIMD, p.cycles) for p in plans],
            "model_cycles": max(p.cycles for p in plans),
@@ -106,19 +134,32 @@ def run_model(name: str, data, ecp5: bool, graphs: dict, xcup: bool = False) -> 
            "s_axis_beat_bits": plans[0].beat_width, "beats_per_frame": plans[0].beats_per_frame}
     sim.lint(files)
     row["lint"] = "clean"
-    x = data.x_test
+    if mode == "residual":
+        from residual_graphs import saturating_inputs
+
+        from bnn2hw.fpga.rtl import generate_design
+
+        x = saturating_inputs(np.random.default_rng(7), RESIDUAL_FRAMES, graph.input_shape[0], graph.input_shape[2])
+        probes = generate_design(graph, folding=layers, in_beat_bytes=BEAT_BYTES[mode]).probes
+    else:
+        x, probes = data.x_test, None
     ref = execute.run(graph, x)
     t = time.time()
     with tempfile.TemporaryDirectory() as d:
         runs = sim.simulate(files, plans, execute.to_ir_input(graph, x), Path(d),
-                            "verilator", stall_seeds=(0, 1))
+                            "verilator", stall_seeds=(0, 1), probes=probes)
     for r in runs:
         bad = int((r.int_logits != ref.int_logits).sum())
         if bad:
             raise SystemExit(f"{name}: simulation (stall {r.stall_seed}) differs from the IR in {bad} logits")
+        for tn, got in r.hidden.items():  # residual designs: every stream tensor too
+            want = ref.tensors[tn].reshape(len(x), -1)
+            if not np.array_equal(got[:, :want.shape[1]], want):
+                raise SystemExit(f"{name}: simulation (stall {r.stall_seed}) differs from the IR in tensor {tn}")
     row.update({"sim_frames": runs[0].frames, "sim_cycles_per_frame": runs[0].cycles_per_frame,
                 "sim_latency": runs[0].latency_cycles, "sim_seconds": round(time.time() - t, 1),
-                "ir_accuracy": float((ref.logits.argmax(1) == data.y_test).mean())})
+                "ir_accuracy": (float((ref.logits.argmax(1) == data.y_test).mean()) if mode != "residual"
+                                else None)})
     print(f"{name}: simulated {row['sim_frames']} frames equal to the IR, {row['sim_cycles_per_frame']} cycles/frame",
           flush=True)
     t = time.time()
@@ -196,7 +237,8 @@ def tool_versions() -> dict:
 
 
 def markdown(rows: list[dict], versions: dict) -> str:
-    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN)", "",
+    L = ["# Open RTL back end: simulated, synthesized and routed with open tools (digits MLPs and CNN, residual CNNs)",
+         "",
          "- commands: " + "; ".join(f"`{r['command']}`" for r in rows) + f"; date {datetime.date.today()}; "
          f"bnn2hw {__version__}; {platform.machine()}, 2 cores shared with other jobs (run times are indicative)",
          "- tools: " + "; ".join(versions.values()),
@@ -228,7 +270,7 @@ def markdown(rows: list[dict], versions: dict) -> str:
                  + (f"{finn['LUT']} / {finn['BRAM18']} | " if finn else "– | ")
                  + (f"{e['LUT4']} | {e['FF']} | {e.get('DP16KD', '?')} | {e['fmax_mhz']:.1f} | " if e
                     else "not run | | | | ")
-                 + f"{r['ir_accuracy']:.4f} |")
+                 + (f"{r['ir_accuracy']:.4f} |" if r.get("ir_accuracy") is not None else "random weights |"))
     xu = [r for r in rows if r.get("xcup")]
     if xu:
         L += ["", f"UltraScale+ (`synth_xilinx -family xcup`, part {XCUP_PART}, after synthesis):", "",
@@ -306,8 +348,24 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "the gather's combinational ready into conv1's skid register enable; it now ends inside conv0 "
           "(see the cnn target line). The cnn's ECP5 run time above (about 67 minutes) was measured on a "
           "machine loaded about 8-fold.",
-          "* Residual graphs (requant, saturating add, window sums, forks, skip FIFOs; `bnn2hw/fpga/rtl/residual.py`) "
-          "are verified in simulation only (`tests/test_rtl.py -k residual`); no synthesis numbers here.",
+          "* Residual rows (res-small, resnet8; `bnn2hw/fpga/rtl/residual.py`): random weights (`tests/residual_graphs.py`"
+          " `residual_graph`, and `benchmarks/bench_finn.py` `resnet8_ir`, the model of FINN's resnet8 estimate in "
+          "`finn.md`), so no accuracy; simulated on "
+          f"{RESIDUAL_FRAMES} saturating frames (random, all 255, all 0, checkerboard, ...): every stream tensor "
+          "(requant outputs, adds, the pool's sums, the stream thresholds' bits) and every integer logit equal the "
+          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream op is "
+          "pixel-streamed: one pixel of C channels per beat and per clock (requant, threshold, saturating add, "
+          "global pool as C accumulators), forks and element-wise stages have a skid register (registered ready), "
+          "every conv reads its pixel stream through a two-bank frame RAM (block RAM when large: this is where most "
+          "BRAM18 of the residual rows go, with the skip FIFOs, sized in pixels from the analytical model: "
+          "(ceil(latency difference / interval) + 1) frames). FINN's resnet8 uses line buffers (FINN's "
+          "ConvolutionInputGenerator) instead of frame banks, and its estimate leaves the FIFOs out.",
+          "* resnet8's row was measured on commit 3ea31a1 (requant in 3 stages, add in 1); for res-small's Fmax the "
+          "generator now also registers the requant's input pixel (commit 967a052: +2,240 FF in resnet8's 9 "
+          "requants) and splits the add into sums and clipped sums (+ about 2 x 1,008 FF in resnet8's 3 adds); "
+          "resnet8 was not synthesized again (about 20 minutes of yosys here) and not placed and routed. Its 225 "
+          "DSP48 are the requants' multipliers by constants (yosys maps them to DSPs; FINN folds a requant into "
+          "thresholds instead).",
           ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"

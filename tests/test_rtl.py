@@ -407,6 +407,14 @@ def _residual_case(name: str):
             if layer.op == "threshold":  # thresholds inside the narrower stream range, so that ties happen
                 layer.arrays["thr"] = rng.integers(-4, 5, len(layer.arrays["thr"])).astype(np.int64)
         hw, cin = 5, 2
+    elif name == "channels-1-31":  # a 1-channel stream into a 31-channel stride-2 block (odd 5x5 image)
+        g = residual_graph(rng, hw=5, c_in=1, widths=(1, 31), stride=2)
+        for layer in g.layers:
+            if layer.op == "add":  # a narrow add range: the sum saturates at both ends
+                layer.attrs.update({"lo": -2, "hi": 3})
+            if layer.op == "threshold":  # the stem saturates: a threshold at the top of the range ties
+                layer.arrays["thr"][:] = 127
+        hw, cin = 5, 1
     else:  # resnet8-shaped: identity stack, then two stride-2 stacks with 1x1 shortcuts; 33 channels last
         g = resnet8_graph(rng, hw=8, c_in=3, widths=(3, 5, 33))
         hw, cin = 8, 3
@@ -417,7 +425,7 @@ def _residual_case(name: str):
 
 
 # resnet8-small: about 2 CPU minutes (mostly Verilator compiling its 8x8x3..2x2x33 element-wise modules)
-RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds",
+RESIDUAL_CASES = ["conv-shortcut", "identity-2x2pool-binary-head", "hardtanh-bounds", "channels-1-31",
                   pytest.param("resnet8-small", marks=pytest.mark.slow)]
 
 
@@ -457,17 +465,30 @@ def test_residual_simulation_equals_ir(case, tmp_path):
     assert runs[0].cycles_per_frame == model.interval, (case, runs[0].cycles_per_frame, model.interval, d.fifos)
     if any(l.op == "conv2d" and l.inputs for l in g.layers):  # a 1x1 shortcut branch: its add waits in a FIFO
         assert d.fifos and all(v >= 2 for v in d.fifos.values()), d.fifos
+    # pixel streams: every image tensor on the stream travels one pixel (C elements) per beat
+    for q in d.probes:
+        shape = model.tensors[q.tensor].shape
+        if len(shape) == 3 and q.tensor != "pool":
+            assert q.beats == shape[0] * shape[1] and q.elems == shape[2], (q, shape)
+    if case == "channels-1-31":  # the add saturates at lo/hi
+        v = ref.tensors["x1"]
+        assert v.min() == -2 and v.max() == 3, (v.min(), v.max())
 
 
-def test_residual_streamed_input_and_iverilog(tmp_path):
-    """The residual design with one u8 pixel (3 bytes) per s_axis beat, simulated with iverilog
-    (the fallback): logits and every stream tensor equal the IR's."""
+@pytest.mark.parametrize("beat_bytes", [3, 1])
+def test_residual_streamed_input_and_iverilog(beat_bytes, tmp_path):
+    """The residual design with one u8 pixel (3 bytes) per s_axis beat (the stem's window reads the
+    pixel stream: no frame assembly) or one byte per beat (the input stream assembles frames for
+    the whole-frame window), simulated with iverilog (the fallback): logits and every stream
+    tensor equal the IR's."""
     need("iverilog")
     from bnn2hw.fpga.rtl import generate_design
 
     g, x, fold = _residual_case("conv-shortcut")
-    d = generate_design(g, folding=fold, in_beat_bytes=3)
-    assert d.plans[0].beat_width == 24 and "bnn_instream.v" in d.files
+    d = generate_design(g, folding=fold, in_beat_bytes=beat_bytes)
+    assert d.plans[0].beat_width == 8 * beat_bytes
+    assert ("bnn_instream.v" in d.files) == (beat_bytes == 1)
+    assert ("two 36-pixel frame banks" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
     ref = execute.run(g, x[:6])
     runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
     for r in runs:
@@ -497,3 +518,60 @@ def test_residual_refusals_name_the_layer():
     g.layers[i + 2].inputs = ["rq"]
     with pytest.raises(Bnn2hwError, match="IR layer rq: a requant that does not follow"):
         generate_design(g, folding=fold)
+
+
+def test_resnet8_32x32_streams_pixels_not_frames():
+    """resnet8 at 32x32 (MLPerf Tiny shape) folded for 1,000 frames/s: no stream in the design is
+    wider than the head's input (64 pool sums of 14 bits), where whole-tensor beats would be
+    32*32*16*8 = 131,072 bits wide; the skip FIFOs are sized in beats (pixels) from the model;
+    windows come from two-bank frame RAMs; lint clean."""
+    import re
+
+    need("verilator")
+
+    from residual_graphs import resnet8_graph
+
+    from bnn2hw.fpga import build
+    from bnn2hw.fpga.rtl import generate_design
+
+    g = resnet8_graph(np.random.default_rng(1), hw=32, c_in=3, widths=(16, 32, 64))
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 1000)
+    d = generate_design(g, folding=fold, in_beat_bytes=3)
+    widths = [int(w) + 1 for w in re.findall(r"wire \[(\d+):0\]", d.files["bnn_top.v"])]
+    assert max(widths) == 64 * 14, max(widths)  # the pooled vector: 64 sums of 14 bits (3x3x64 windows: 576)
+    assert d.plans[0].beat_width == 24 and "bnn_instream.v" not in d.files
+    assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
+    assert sum("frame banks" in v for v in d.files.values()) == 9  # every conv reads pixels
+    sim.lint(d.files)
+
+
+@pytest.mark.slow
+def test_export_rtl_trained_resnet8_end_to_end(tmp_path):
+    """`bnn2hw train --model resnet8` on a small synthetic CIFAR-shaped set, then `bnn2hw export
+    --backend rtl` folded for 1,000 frames/s: one RGB pixel per s_axis beat by default, every
+    integer logit of the Verilator simulation equals the IR's on the test images (free-running
+    and under back-pressure), cycles/frame as FINN's model; yosys xc7 numbers written."""
+    need("verilator")
+    need("yosys")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    y = np.arange(20) % 10
+    np.savez(tmp_path / "syn.npz", x=x[:16], y=y[:16], x_test=x[16:], y_test=y[16:])
+    ck = tmp_path / "r8.pt"
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "train", "--model", "resnet8", "--dataset",
+                          str(tmp_path / "syn.npz"), "--epochs1", "1", "--epochs2", "1", "--pad-value", "-1",
+                          "--widths", "4,5,6",  # narrow stages: yosys in minutes (the default 16,32,64: bench_rtl)
+                          "--batch-size", "8", "--quiet", "--no-plots", "-o", str(ck)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "build"
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(ck), "--backend", "rtl", "--target",
+                          "pynq-z2", "--target-fps", "1000", "-o", str(out)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((out / "rtl_report.json").read_text())
+    assert rep["s_axis"] == {"beat_bits": 24, "beats_per_frame": 1024}, rep["s_axis"]
+    s = rep["simulation"]
+    assert s["int_logits_differing"] == 0 and s["frames"] == 4, s
+    assert s["cycles_per_frame"] == rep["model"]["cycles_per_frame"] and s["cycles_per_frame"] <= 100_000, rep
+    assert rep["xilinx_synth"]["LUT"] > 0, rep["xilinx_synth"]
+    assert len((out / "sim" / "tb_out.hex").read_text().split()) == 4

@@ -90,6 +90,9 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
     target = check_target(target)
     exp = export_ir(checkpoint, dataset, verify=verify, need_data=verify)
     graph = exp.graph
+    if (in_beat_bytes is None and residual.needs_residual(graph) and len(graph.input_shape) == 3
+            and graph.input_kind == "u8"):
+        in_beat_bytes = int(graph.input_shape[2])  # one u8 pixel per beat: the stem's window reads pixels
     design = generate_design(graph, clock_mhz, target_fps, in_beat_bytes=in_beat_bytes, rom_style=rom_style)
     plans, files, layers = design.plans, design.files, design.folding
     report = build.layer_report(graph, layers, clock_mhz, target_fps)

@@ -2,33 +2,34 @@
 """RTL for IR graphs with a residual stream (issue 9's ops): any DAG of ``conv2d``/``dense``
 (with a ``threshold`` or a ``requant`` after them), ``requant``, ``threshold`` on the stream,
 saturating ``add``, ``avgpool`` (window sum), ``maxpool``, ``flatten`` and a ``dense`` head on
-the stream, e.g. tests/residual_graphs.py's resnet8.
+the stream, e.g. tests/residual_graphs.py's resnet8 (issue 15: pixel-streamed, so that a 32x32
+resnet8 is as narrow as FINN's dataflow).
 
-Structure. Every IR tensor travels as a valid/ready stream of one whole tensor per beat (an
-image: element (y, x, c) at ``[((y*W + x)*C + c)*EW +: EW]``; bits 1 = +1, stream integers two's
-complement of the op's ``bits``). Per IR op:
+Streams. Every image tensor travels as a valid/ready stream of pixels: one pixel of C channels
+per beat in raster order (``Tensor.beats`` = H*W), element c at ``[c*EW +: EW]`` (bits 1 = +1,
+stream integers two's complement of the op's ``bits``); a 1-D tensor (the pooled vector) is one
+beat. Per IR op:
 
-* ``conv2d`` / ``dense`` (+ its ``threshold``): the chain back end's modules (:mod:`.emit`):
-  sliding window, MVAU with FINN's (PE, SIMD) folding, gather; a following ``maxpool`` too.
-* ``conv2d`` / ``dense`` + ``requant``: the MVAU outputs its accumulators (``2P - K`` for
-  xnor-popcount), one output pixel per beat, and :func:`emit_requant` requantizes the pixel
-  (per channel ``clip((acc * mult + bias) >>> shift)``, constants wired in) before the gather.
-* ``threshold`` on the stream, ``add``, ``avgpool``: one module each on the whole tensor,
-  element-wise (:func:`emit_threshold`, :func:`emit_add`, :func:`emit_avgpool`), registered output.
-* A tensor read by several ops goes through a fork (:func:`emit_fork`, registered, one valid per
-  reader). Each ``add`` input that arrives earlier than the other goes through a frame FIFO
-  (:func:`emit_fifo`) whose depth comes from the analytical model: ``ceil(latency difference /
-  initiation interval) + 1`` frames, where the latencies are the sums of the layers' cycles
-  along the longest path and the interval is the slowest layer's cycles per frame. Without it
-  the fork would wait for the add, and the long branch would hold one frame at a time.
+* ``conv2d`` / ``dense`` (+ its ``threshold`` or ``requant``): a conv reads its input pixels
+  through :func:`emit_swg_stream` (two frame banks in a RAM, the windows read tap by tap), or a
+  whole frame through the chain back end's sliding window when the input arrives as frames (one
+  frame per s_axis beat, a max-pool's output); then the chain back end's MVAU with FINN's (PE,
+  SIMD) folding, one output pixel per beat; after a requant, :func:`emit_requant` (per channel
+  ``clip((acc * mult + bias) >>> shift)``, 3 pipeline stages). A following ``maxpool``: gather
+  and the chain back end's pool module (frames).
+* ``threshold`` on the stream, ``add``, global ``avgpool``: one pixel per beat and per clock
+  (:func:`emit_threshold`, :func:`emit_add`, :func:`emit_global_pool`: C accumulators); a
+  windowed ``avgpool`` packs the frame (:func:`emit_pack`) and sums whole windows
+  (:func:`emit_avgpool`). A pixel stream read only by dense layers is packed into one frame.
+* A tensor read by several ops goes through a fork (:func:`emit_fork`: one output and skid
+  register per reader). Each ``add`` input that arrives earlier than the other goes through a
+  FIFO (:func:`emit_fifo`, block RAM when large) of ``(ceil(latency difference / interval) + 1)
+  * beats`` beats, where the latencies are the sums of the layers' cycles along the longest path
+  and the interval is the slowest stage's cycles per frame. Without it the fork would wait for the
+  add, and the long branch would hold one frame at a time.
 
-Every ready signal of the new modules depends on registers (or on the valids of a join), never on
-the consumer's ready, except the per-pixel requant stage (a pipeline register between an MVAU and
-its gather, whose ready is the gather's registered ready).
-
-Element-wise modules on whole tensors are what makes this back end simple and exact; on a
-resnet8 at 32x32 they are wide (one comparator or adder per element). That is the first thing to
-fold (a pixel-streamed form) for large images.
+Ready paths (Fmax): every new module's s_tready is a register or an AND of registers (skid
+registers), or, for the add (a join), the AND of both inputs' valids with a register.
 """
 
 from __future__ import annotations
@@ -71,9 +72,19 @@ class Tensor:
     def n(self) -> int:
         return int(np.prod(self.shape))
 
+    beats: int = 1  # beats per frame: H*W for a pixel stream (one pixel of C channels per beat), 1 for a frame
+
     @property
     def frame_width(self) -> int:
         return self.n * self.width
+
+    @property
+    def beat_elems(self) -> int:
+        return self.n // self.beats
+
+    @property
+    def beat_width(self) -> int:
+        return self.beat_elems * self.width
 
 
 @dataclass
@@ -117,60 +128,95 @@ def _bounds(bits: int, attrs: dict) -> tuple[int, int]:
     return (lo if attrs.get("lo") is None else int(attrs["lo"]), hi if attrs.get("hi") is None else int(attrs["hi"]))
 
 
+def _skid(r: str, w: int, push: str = "take", m: str = "m", skid: str = "skid") -> list[str]:
+    """Output stage of a stream module: ``{m}_tdata`` / ``{m}_tvalid`` registers plus one skid
+    register, so that one beat per clock passes and the module's ready (``!{skid}_v``) is a
+    register: no ready path runs through the module. ``push``: the beat ``r`` is produced."""
+    return [f"    reg [{w - 1}:0] {skid};",
+            f"    reg {skid}_v;  // {skid} holds a beat the consumer did not take yet",
+            "    always @(posedge clk) begin",
+            f"        if (!rst_n) begin {m}_tvalid <= 1'b0; {skid}_v <= 1'b0; end",
+            f"        else if (!{m}_tvalid || {m}_tready) begin",
+            f"            if ({skid}_v) begin {m}_tvalid <= 1'b1; {skid}_v <= 1'b0; end",
+            f"            else {m}_tvalid <= {push};",
+            f"        end else if ({push}) {skid}_v <= 1'b1;",
+            "    end",
+            "    always @(posedge clk) begin",
+            f"        if (!{m}_tvalid || {m}_tready) begin",
+            f"            if ({skid}_v) {m}_tdata <= {skid};",
+            f"            else if ({push}) {m}_tdata <= {r};",
+            f"        end else if ({push}) {skid} <= {r};",
+            "    end"]
+
+
+def _tail() -> list[str]:
+    return ["endmodule", "`default_nettype wire", ""]
+
+
 def emit_requant(mod: str, what: str, C: int, xw: int, mult, bias, shift: int, bits: int, model_hash: str,
-                 pass_ready: bool = True, bounds: tuple[int, int] | None = None) -> str:
-    """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, -2^(bits-1), 2^(bits-1) - 1)``
-    (IR ``requant``: arithmetic shift = floor, rounding in the bias), x_c a signed ``xw``-bit integer.
-    Registered output; ``pass_ready``: s_tready = !m_tvalid || m_tready (one pixel per clock),
-    else s_tready = !m_tvalid (registers only, one idle cycle per beat)."""
+                 bounds: tuple[int, int] | None = None) -> str:
+    """Per channel c of one pixel: ``clip((x_c * mult_c + bias_c) >>> shift, lo, hi)`` (IR
+    ``requant``: arithmetic shift = floor, rounding in the bias), x_c a signed ``xw``-bit integer.
+    One pixel (C channels) per beat and per clock, the constants wired in (one multiplier by a
+    constant per channel). Four register stages for Fmax: the input pixel, the product, then the
+    biased and shifted value, then the clipped output. s_tready is a register: an input skid register takes
+    the beat that arrives while the pipeline stalls (the pipeline's enable is the consumer's
+    ready, inside this module only)."""
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
     xlo, xhi = -(1 << (xw - 1)), (1 << (xw - 1)) - 1
-    L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to {bits} bits, {C} channels of "
-             f"{xw}-bit signed x", model_hash)
+    L = _hdr(f"{what}: per channel clip((x * mult + bias) >>> {shift}) to [{lo}, {hi}] ({bits} bits), one pixel of "
+             f"{C} channels of {xw}-bit signed x per beat, 4 pipeline stages", model_hash)
     L += [f"module {mod} ("] + _frame_ports(C * xw, C * bits) + [");"]
-    L += ["    assign s_tready = !m_tvalid" + (" || m_tready;" if pass_ready else ";"),
+    L += [f"    reg [{C * xw - 1}:0] xr;  // the input pixel, registered before the multipliers",
+          "    // input skid register: s_tready depends on it only",
+          f"    reg [{C * xw - 1}:0] skid;",
+          "    reg skid_v;",
+          "    assign s_tready = !skid_v;",
           "    wire take = s_tvalid && s_tready;",
-          f"    wire [{C * bits - 1}:0] q;"]
+          "    wire adv = !m_tvalid || m_tready;  // the pipeline moves",
+          f"    wire [{C * xw - 1}:0] x = skid_v ? skid : s_tdata;",
+          "    wire x_v = skid_v || s_tvalid;",
+          "    reg xr_v, p_v, f_v;  // stage valids: input, product, shifted",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin skid_v <= 1'b0; xr_v <= 1'b0; p_v <= 1'b0; f_v <= 1'b0; m_tvalid <= 1'b0; end",
+          "        else begin",
+          "            if (adv) begin skid_v <= 1'b0; xr_v <= x_v; p_v <= xr_v; f_v <= p_v; m_tvalid <= f_v; end",
+          "            else if (take) skid_v <= 1'b1;",
+          "        end",
+          "        if (!adv && take) skid <= s_tdata;",
+          "        if (adv) xr <= x;",
+          "    end"]
     for c in range(C):
         m, b = int(mult[c]), int(bias[c])
+        prod = [xlo * m, xhi * m]
+        mw = max(signed_bits(min(prod), max(prod)), xw + 1)
         ext = [xlo * m + b, xhi * m + b, b]
-        pw = max(signed_bits(min(ext), max(ext)), xw + 1, bits + 1) + 1
+        pw = max(signed_bits(min(ext), max(ext)), mw, bits + 1) + 1
         L += [f"    // channel {c}: mult {m}, bias {b}",
-              (f"    wire signed [{pw - 1}:0] v{c} = $signed(s_tdata[{c * xw} +: {xw}]) * {_sconst(m, pw)} "
-              f"+ {_sconst(b, pw)};"),
-              f"    wire signed [{pw - 1}:0] f{c} = v{c} >>> {shift};",
-              (f"    assign q[{c * bits} +: {bits}] = (f{c} < {_sconst(lo, pw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
-              f" (f{c} > {_sconst(hi, pw)}) ? {bits}'h{hi:x} : f{c}[{bits - 1}:0];")]
-    L += ["    always @(posedge clk) begin",
-          "        if (!rst_n) m_tvalid <= 1'b0;",
-          "        else if (take) m_tvalid <= 1'b1;",
-          "        else if (m_tready) m_tvalid <= 1'b0;",
-          "        if (take) m_tdata <= q;",
-          "    end",
-          "endmodule", "`default_nettype wire", ""]
+              f"    reg signed [{mw - 1}:0] p{c};",
+              f"    reg signed [{pw - 1}:0] f{c};",
+              f"    wire signed [{pw - 1}:0] v{c} = {{{{{pw - mw}{{p{c}[{mw - 1}]}}}}, p{c}}} + {_sconst(b, pw)};",
+              "    always @(posedge clk) if (adv) begin",
+              f"        p{c} <= $signed(xr[{c * xw} +: {xw}]) * {_sconst(m, mw)};",
+              f"        f{c} <= v{c} >>> {shift};",
+              (f"        m_tdata[{c * bits} +: {bits}] <= (f{c} < {_sconst(lo, pw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
+               f" (f{c} > {_sconst(hi, pw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : f{c}[{bits - 1}:0];"),
+              "    end"]
+    L += _tail()
     return "\n".join(L)
 
 
-def _elementwise_tail() -> list[str]:
-    return ["    always @(posedge clk) begin",
-            "        if (!rst_n) m_tvalid <= 1'b0;",
-            "        else if (take) m_tvalid <= 1'b1;",
-            "        else if (m_tready) m_tvalid <= 1'b0;",
-            "        if (take) m_tdata <= r;",
-            "    end",
-            "endmodule", "`default_nettype wire", ""]
-
-
 def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: str) -> str:
-    """IR ``threshold`` on a stream tensor: bit = (q >= thr_c) for direction +1, (q <= thr_c) for
-    -1 (ties give +1), as ``(q >= T) xor inv`` with T = thr or thr + 1 clamped to [lo, hi + 1]."""
-    b, C, N = t.width, t.shape[-1], t.n
+    """IR ``threshold`` on a stream tensor, one beat (a pixel of C channels, or a whole 1-D
+    tensor) per clock: bit = (q >= thr_c) for direction +1, (q <= thr_c) for -1 (ties give +1), as
+    ``(q >= T) xor inv`` with T = thr or thr + 1 clamped to [lo, hi + 1]; element i of a beat is
+    channel i mod C (C comparators for a pixel stream)."""
+    b, C, E = t.width, t.shape[-1], t.beat_elems
     lo, hi = -(1 << (b - 1)), (1 << (b - 1)) - 1
-    L = _hdr(f"{what}: threshold on {N} stream integers of {b} bits ({C} channels) -> {N} bits", model_hash)
-    L += [f"module {mod} ("] + _frame_ports(N * b, N) + [");"]
-    L += ["    assign s_tready = !m_tvalid;  // registers only (one idle cycle per frame)",
-          "    wire take = s_tvalid && s_tready;",
-          f"    wire [{N - 1}:0] r;"]
+    L = _hdr(f"{what}: threshold on {E} stream integers of {b} bits ({C} channels) per beat -> {E} bits, "
+             f"{t.beats} beats per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(E * b, E) + [");"]
+    L += [f"    wire [{E - 1}:0] r;"]
     for c in range(C):
         d = int(direction[c])
         T = int(np.clip(int(thr[c]) + (0 if d > 0 else 1), lo, hi + 1))
@@ -178,40 +224,82 @@ def emit_threshold(mod: str, what: str, t: Tensor, thr, direction, model_hash: s
     L += ["    genvar i;", "    generate"]
     for c in range(C):
         d = int(direction[c])
-        L += [f"        for (i = {c}; i < {N}; i = i + {C}) begin : g_c{c}",
+        L += [f"        for (i = {c}; i < {E}; i = i + {C}) begin : g_c{c}",
               (f"            assign r[i] = {'' if d > 0 else '!'}($signed({{s_tdata[i*{b} + {b - 1}], "
               f"s_tdata[i*{b} +: {b}]}}) >= T{c});"),
               "        end"]
-    L += ["    endgenerate"] + _elementwise_tail()
+    L += ["    endgenerate", "    assign s_tready = !skid_v;", "    wire take = s_tvalid && s_tready;"]
+    L += _skid("r", E) + _tail()
     return "\n".join(L)
 
 
 def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str,
              bounds: tuple[int, int] | None = None) -> str:
-    """IR ``add``: element-wise ``clip(a + b, -2^(bits-1), 2^(bits-1) - 1)``; a join of two streams
-    (takes both inputs in one cycle)."""
-    N, wa, wb = a.n, a.width, b.width
+    """IR ``add``: element-wise ``clip(a + b, lo, hi)`` on one beat of each input per clock (a
+    join: both beats are taken in one cycle; s_tready = both valid and the skid stage empty).
+    Two stages for Fmax: the sums, then the clipped sums, each an output and a skid register."""
+    E, wa, wb = a.beat_elems, a.width, b.width
     sw = max(wa, wb, bits) + 1
     lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
-    L = _hdr(f"{what}: saturating add of two {N}-element streams ({wa} + {wb} bits) -> {bits} bits", model_hash)
-    L += [f"module {mod} ("] + _frame_ports([N * wa, N * wb], N * bits, 2) + [");"]
-    L += ["    wire take = s0_tvalid && s1_tvalid && !m_tvalid;  // join: both frames at once",
+    L = _hdr(f"{what}: saturating add of two streams of {E} elements per beat ({wa} + {wb} bits) -> {bits} bits "
+             f"in [{lo}, {hi}], {a.beats} beats per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports([E * wa, E * wb], E * bits, 2) + [");"]
+    L += ["    wire take = s0_tvalid && s1_tvalid && !skid_v;  // join: one beat of each at once",
           "    assign s0_tready = take;",
           "    assign s1_tready = take;",
-          f"    wire [{N * bits - 1}:0] r;",
+          f"    wire [{E * sw - 1}:0] v;  // the sums",
+          f"    wire [{E * bits - 1}:0] r;  // the clipped sums",
+          f"    reg [{E * sw - 1}:0] a_tdata;",
+          "    reg a_tvalid;",
+          "    wire a_tready = !skid2_v;",
+          "    wire a_take = a_tvalid && a_tready;",
           "    genvar i;", "    generate",
-          f"        for (i = 0; i < {N}; i = i + 1) begin : g_e",
-          f"            wire signed [{sw - 1}:0] v = $signed(s0_tdata[i*{wa} +: {wa}]) + $signed(s1_tdata[i*{wb} +: {wb}]);",
-          (f"            assign r[i*{bits} +: {bits}] = (v < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
-          f"(v > {_sconst(hi, sw)}) ? {bits}'h{hi:x} : v[{bits - 1}:0];"),
+          f"        for (i = 0; i < {E}; i = i + 1) begin : g_e",
+          f"            assign v[i*{sw} +: {sw}] = $signed(s0_tdata[i*{wa} +: {wa}]) + $signed(s1_tdata[i*{wb} +: {wb}]);",
+          f"            wire signed [{sw - 1}:0] a = a_tdata[i*{sw} +: {sw}];",
+          (f"            assign r[i*{bits} +: {bits}] = (a < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
+          f"(a > {_sconst(hi, sw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : a[{bits - 1}:0];"),
           "        end",
-          "    endgenerate"]
-    L += _elementwise_tail()
+          "    endgenerate",
+          "    // stage 1: the sums"]
+    L += _skid("v", E * sw, "take", "a", "skid") + ["    // stage 2: the clipped sums"]
+    L += _skid("r", E * bits, "a_take", "m", "skid2") + _tail()
+    return "\n".join(L)
+
+
+def emit_global_pool(mod: str, what: str, t: Tensor, ow_: int, model_hash: str) -> str:
+    """IR ``avgpool`` with one window over the whole image (kernel = H = W): the SUM over the
+    H*W pixels of a frame (no division), one pixel of C channels per beat and per clock into C
+    accumulators of ``ow_`` bits; one output beat (C sums) per frame."""
+    H, W, C = t.shape
+    b, V = t.width, H * W
+    cw = bitlen(V - 1)
+    L = _hdr(f"{what}: global window sum over {H}x{W} pixels of {C} channels of {b} bits, one pixel per beat -> "
+             f"{C} sums of {ow_} bits per frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(C * b, C * ow_) + [");"]
+    L += ["    assign s_tready = !skid_v;",
+          "    wire take = s_tvalid && s_tready;",
+          f"    reg [{cw - 1}:0] pix;  // pixel index of the next beat in its frame",
+          f"    wire pix_last = (pix == {cw}'d{V - 1});",
+          f"    reg [{C * ow_ - 1}:0] acc;",
+          f"    wire [{C * ow_ - 1}:0] r;"]
+    for c in range(C):
+        x = (f"{{{{{ow_ - b}{{s_tdata[{c * b + b - 1}]}}}}, s_tdata[{c * b + b - 1}:{c * b}]}}" if ow_ > b
+             else f"s_tdata[{c * b + b - 1}:{c * b}]")
+        L.append(f"    assign r[{c * ow_} +: {ow_}] = (pix == {cw}'d0 ? {ow_}'d0 : acc[{c * ow_} +: {ow_}]) + {x};")
+    L += ["    always @(posedge clk) begin",
+          f"        if (!rst_n) pix <= {cw}'d0;",
+          f"        else if (take) pix <= pix_last ? {cw}'d0 : pix + {cw}'d1;",
+          "        if (take) acc <= r;",
+          "    end",
+          "    wire push = take && pix_last;"]
+    L += _skid("r", C * ow_, "push") + _tail()
     return "\n".join(L)
 
 
 def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, model_hash: str) -> tuple[str, tuple]:
-    """IR ``avgpool``: the SUM of every k x k window (no division), ``ow_`` bits per sum."""
+    """IR ``avgpool`` on a whole frame per beat: the SUM of every k x k window (no division),
+    ``ow_`` bits per sum (windowed pools; the global pool is :func:`emit_global_pool`)."""
     H, W, C = t.shape
     b = t.width
     OH, OW = (H - k) // stride + 1, (W - k) // stride + 1
@@ -222,7 +310,7 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
             for ky in range(k) for kx in range(k)}
     if len(used) < H * W:
         L.append("/* verilator lint_off UNUSEDSIGNAL */  // pixels no window covers (floor division)")
-    L += [f"module {mod} ("] + _frame_ports(t.frame_width, N * ow_) + [");"]
+    L += [f"module {mod} ("] + _frame_ports(t.n * b, N * ow_) + [");"]
     L += ["    assign s_tready = !m_tvalid;",
           "    wire take = s_tvalid && s_tready;",
           f"    wire [{N * ow_ - 1}:0] r;"]
@@ -237,67 +325,200 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
                                      if ow_ > b else f"s_tdata[{e * b + b - 1}:{e * b}]")
                 o = (py * OW + px) * C + c
                 L.append(f"    assign r[{o * ow_ + ow_ - 1}:{o * ow_}] = " + " + ".join(terms) + ";")
-    L += _elementwise_tail()
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) m_tvalid <= 1'b0;",
+          "        else if (take) m_tvalid <= 1'b1;",
+          "        else if (m_tready) m_tvalid <= 1'b0;",
+          "        if (take) m_tdata <= r;",
+          "    end"] + _tail()
     if len(used) < H * W:
         L.insert(len(L) - 2, "/* verilator lint_on UNUSEDSIGNAL */")
     return "\n".join(L), (OH, OW, C)
 
 
+def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
+    """Sliding window on a pixel stream (one pixel of C channels per beat, raster order): the
+    pixels are written into one of two frame banks of a RAM (H*W words of C*IW bits each; block
+    RAM when large), and while the writer fills one bank, the windows of the other are read tap by
+    tap (KH*KW registered reads per window, padded taps read as 0: the bit 0 = activation -1 on a
+    binary input, FINN's FMPadding, or the pixel 0), and assembled into one window per beat,
+    element (ky, kx, c) at ``[((ky*KW + kx)*C + c)*IW +: IW]`` (im2col's order, as :func:`emit_swg`).
+    Cycles per frame: max(H*W written, OH*OW*KH*KW read). s_tready is a register (a bank is free)."""
+    c = p.conv
+    H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
+    P = c.get("pad", 0)
+    EW, HW, KK = C * p.IW, H * W, KH * KW
+    aw = bitlen(2 * HW - 1)
+    pw = bitlen(HW - 1)
+    A = max(aw, bitlen((OH - 1) * S + KH), bitlen((OW - 1) * S + KW), bitlen(H + P), bitlen(W + P)) + 1
+    style = "block" if 2 * HW * EW >= 4096 and 2 * HW > 16 else "distributed"
+    L = _hdr(f"streaming sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}, padding {P}) <- "
+             f"{p.source}: {H}x{W} pixels of {C} channels, one per beat -> {OH}x{OW} windows of {KH}x{KW}x{C}, "
+             f"one per beat; two {HW}-pixel frame banks ({style} RAM)", model_hash)
+    L += [f"module {module_name(p)}_swg ("] + _frame_ports(EW, KK * EW) + [");"]
+    L += [f"    (* ram_style = \"{style}\" *) reg [{EW - 1}:0] mem [0:{2 * HW - 1}];  // bank b, pixel i at b*{HW} + i",
+          "    reg [1:0] full;  // bank b holds a whole frame whose windows are not all read",
+          "    reg wbank, rbank;",
+          f"    reg [{pw - 1}:0] wpix;",
+          "    // write side: one pixel per beat into the free bank",
+          "    assign s_tready = wbank ? !full[1] : !full[0];",
+          "    wire take = s_tvalid && s_tready;",
+          f"    wire wlast = (wpix == {pw}'d{HW - 1});",
+          f"    wire [{aw - 1}:0] waddr = wbank ? {{{{{aw - pw}{{1'b0}}}}, wpix}} + {aw}'d{HW} : {{{{{aw - pw}{{1'b0}}}}, wpix}};"
+          if aw > pw else f"    wire [{aw - 1}:0] waddr = wbank ? wpix + {aw}'d{HW} : wpix;",
+          "    always @(posedge clk) if (take) mem[waddr] <= s_tdata;",
+          "    // read side: tap (ky, kx) of the window at rows by.., columns bx.. (padded coordinates)",
+          f"    reg [{A - 1}:0] by, bx, ky, kx;",
+          f"    wire tap_last = (ky == {A}'d{KH - 1}) && (kx == {A}'d{KW - 1});",
+          f"    wire win_last = (by == {A}'d{(OH - 1) * S}) && (bx == {A}'d{(OW - 1) * S});",
+          f"    wire [{A - 1}:0] ry = by + ky;",
+          f"    wire [{A - 1}:0] rx = bx + kx;",
+          (f"    wire in_img = (ry >= {A}'d{P}) && (ry < {A}'d{H + P}) && (rx >= {A}'d{P}) && (rx < {A}'d{W + P});"
+           if P else f"    wire in_img = (ry < {A}'d{H}) && (rx < {A}'d{W});"),
+          "    /* verilator lint_off UNUSEDSIGNAL */  // high bits of the modular pixel index",
+          f"    wire [{A - 1}:0] rpix = ry * {A}'d{W} + rx - {A}'d{P * W + P};  // exact when in_img",
+          "    /* verilator lint_on UNUSEDSIGNAL */",
+          f"    wire [{aw - 1}:0] raddr = rbank ? rpix[{aw - 1}:0] + {aw}'d{HW} : rpix[{aw - 1}:0];",
+          "    reg tv, tl, tpad;  // a tap read is landing / it is a window's last / it is padding",
+          f"    reg [{EW - 1}:0] rdata;",
+          "    // the last tap of a window is read only when the window register will be free",
+          "    wire go = (rbank ? full[1] : full[0]) && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+          "    always @(posedge clk) if (go) rdata <= mem[raddr];",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            full <= 2'b00; wbank <= 1'b0; rbank <= 1'b0; wpix <= {pw}'d0;",
+          f"            by <= {A}'d0; bx <= {A}'d0; ky <= {A}'d0; kx <= {A}'d0; tv <= 1'b0; tl <= 1'b0; tpad <= 1'b0;",
+          "        end else begin",
+          "            if (take) begin",
+          f"                wpix <= wlast ? {pw}'d0 : wpix + {pw}'d1;",
+          "                if (wlast) wbank <= !wbank;",
+          "            end",
+          "            if (take && wlast) full[wbank] <= 1'b1;",
+          "            if (go && tap_last && win_last) begin full[rbank] <= 1'b0; rbank <= !rbank; end",
+          "            tv <= go; tl <= go && tap_last; tpad <= !in_img;",
+          "            if (go) begin",
+          f"                if (kx == {A}'d{KW - 1}) begin",
+          f"                    kx <= {A}'d0;",
+          f"                    ky <= (ky == {A}'d{KH - 1}) ? {A}'d0 : ky + {A}'d1;",
+          f"                end else kx <= kx + {A}'d1;",
+          "                if (tap_last) begin",
+          f"                    if (bx == {A}'d{(OW - 1) * S}) begin",
+          f"                        bx <= {A}'d0;",
+          f"                        by <= (by == {A}'d{(OH - 1) * S}) ? {A}'d0 : by + {A}'d{S};",
+          f"                    end else bx <= bx + {A}'d{S};",
+          "                end",
+          "            end",
+          "        end",
+          "    end",
+          f"    wire [{EW - 1}:0] tap = tpad ? {EW}'d0 : rdata;"]
+    if KK > 1:
+        ww = (KK - 1) * EW
+        L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
+              "    always @(posedge clk) if (tv && !tl) win <= "
+              + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
+        full_w = "{tap, win}"
+    else:
+        full_w = "tap"
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) m_tvalid <= 1'b0;",
+          "        else if (tv && tl) m_tvalid <= 1'b1;",
+          "        else if (m_tready) m_tvalid <= 1'b0;",
+          f"        if (tv && tl) m_tdata <= {full_w};",
+          "    end"] + _tail()
+    return "\n".join(L)
+
+
+def emit_pack(mod: str, what: str, bw: int, beats: int, model_hash: str) -> str:
+    """``beats`` beats of ``bw`` bits (pixels in raster order) -> one frame, beat v at
+    ``[v*bw +: bw]`` (for a sliding window or a dense layer, which read whole frames). s_tready is
+    registers only (the last beat waits while the previous frame is still in m_tdata)."""
+    cw = bitlen(beats - 1)
+    L = _hdr(f"{what}: {beats} beats of {bw} bits -> one {beats * bw}-bit frame", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(bw, beats * bw) + [");"]
+    L += [f"    reg [{cw - 1}:0] cnt;  // beats of the frame being packed",
+          f"    wire cnt_last = (cnt == {cw}'d{beats - 1});",
+          "    assign s_tready = !(m_tvalid && cnt_last);",
+          "    wire take = s_tvalid && s_tready;"]
+    if beats > 1:
+        aw = (beats - 1) * bw
+        L += [f"    reg [{aw - 1}:0] asm;",
+              "    always @(posedge clk) if (take && !cnt_last) "
+              + (f"asm <= {{s_tdata, asm[{aw - 1}:{bw}]}};" if beats > 2 else "asm <= s_tdata;")]
+        full = "{s_tdata, asm}"
+    else:
+        full = "s_tdata"
+    L += ["    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            cnt <= {cw}'d0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
+          "            if (take) begin",
+          f"                if (cnt_last) begin m_tdata <= {full}; m_tvalid <= 1'b1; cnt <= {cw}'d0; end",
+          f"                else cnt <= cnt + {cw}'d1;",
+          "            end",
+          "        end",
+          "    end"] + _tail()
+    return "\n".join(L)
+
+
 def emit_fork(mod: str, fw: int, n: int, model_hash: str) -> str:
-    """One stream to ``n`` readers: the frame waits in a register until every reader took it
-    (one valid bit per reader); the input is ready only when all are done (registers only)."""
-    L = _hdr(f"fork: one {fw}-bit frame stream to {n} readers", model_hash)
+    """One stream to ``n`` readers at one beat per clock: every reader has its own output
+    register and skid register; a beat is taken when every reader's skid register is empty
+    (s_tready = an AND of registers), so a reader that stalls holds the others back by at most
+    the beat in its skid register."""
+    L = _hdr(f"fork: one stream of {fw}-bit beats to {n} readers", model_hash)
     L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
           f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,"]
     for k in range(n):
-        L += [f"    output wire [{fw - 1}:0] m{k}_tdata,", f"    output wire m{k}_tvalid,",
+        L += [f"    output reg  [{fw - 1}:0] m{k}_tdata,", f"    output reg  m{k}_tvalid,",
               f"    input  wire m{k}_tready" + ("," if k < n - 1 else "")]
     L += [");",
-          f"    reg [{fw - 1}:0] data;",
-          f"    reg [{n - 1}:0] pend;  // reader k has not taken data yet",
-          "    assign s_tready = ~|pend;",
-          "    wire take = s_tvalid && s_tready;",
-          "    always @(posedge clk) if (take) data <= s_tdata;",
-          f"    wire [{n - 1}:0] got = {{{', '.join(f'm{k}_tready' for k in reversed(range(n)))}}};",
-          "    always @(posedge clk) begin",
-          f"        if (!rst_n) pend <= {n}'d0;",
-          f"        else if (take) pend <= {{{n}{{1'b1}}}};",
-          "        else pend <= pend & ~got;",
-          "    end"]
+          f"    wire take = s_tvalid && s_tready;"]
     for k in range(n):
-        L += [f"    assign m{k}_tdata = data;", f"    assign m{k}_tvalid = pend[{k}];"]
-    L += ["endmodule", "`default_nettype wire", ""]
+        L += [f"    // reader {k}"] + _skid("s_tdata", fw, "take", f"m{k}", f"skid{k}")
+    L += ["    assign s_tready = " + " && ".join(f"!skid{k}_v" for k in range(n)) + ";"]
+    L += _tail()
     return "\n".join(L)
 
 
 def emit_fifo(mod: str, fw: int, depth: int, model_hash: str) -> str:
-    """A FIFO of ``depth`` frames (registers; ready = not full, valid = not empty)."""
+    """A FIFO of ``depth`` beats of ``fw`` bits: a memory with a registered read (yosys infers
+    block RAM when it is large: ``ram_style``), then a read register and an output register
+    (first word fall-through). s_tready = not full and m_tvalid are registers (or a compare of
+    one); one beat per clock in and out."""
     aw = bitlen(depth - 1)
     cw = bitlen(depth)
-    L = _hdr(f"skip-path FIFO: {depth} frames of {fw} bits", model_hash)
+    style = "block" if depth * fw >= 4096 and depth > 16 else "distributed"
+    L = _hdr(f"skip-path FIFO: {depth} beats of {fw} bits ({style} RAM)", model_hash)
     L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
           f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,",
-          f"    output wire [{fw - 1}:0] m_tdata,", "    output wire m_tvalid,", "    input  wire m_tready", ");",
-          f"    reg [{fw - 1}:0] mem [0:{depth - 1}];",
+          f"    output reg  [{fw - 1}:0] m_tdata,", "    output reg  m_tvalid,", "    input  wire m_tready", ");",
+          f"    (* ram_style = \"{style}\" *) reg [{fw - 1}:0] mem [0:{depth - 1}];",
           f"    reg [{aw - 1}:0] wp, rp;",
-          f"    reg [{cw - 1}:0] cnt;",
+          f"    reg [{cw - 1}:0] cnt;  // beats in mem",
+          f"    reg [{fw - 1}:0] rd_d;  // registered read",
+          "    reg rd_v;",
           f"    assign s_tready = (cnt != {cw}'d{depth});",
-          f"    assign m_tvalid = (cnt != {cw}'d0);",
-          "    assign m_tdata = mem[rp];",
           "    wire push = s_tvalid && s_tready;",
-          "    wire pop = m_tvalid && m_tready;",
+          "    wire move = rd_v && (!m_tvalid || m_tready);  // read register -> output register",
+          f"    wire rd = (cnt != {cw}'d0) && (!rd_v || move);",
           "    always @(posedge clk) if (push) mem[wp] <= s_tdata;",
+          "    always @(posedge clk) if (rd) rd_d <= mem[rp];",
+          "    always @(posedge clk) if (move) m_tdata <= rd_d;",
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            wp <= {aw}'d0; rp <= {aw}'d0; cnt <= {cw}'d0;",
+          f"            wp <= {aw}'d0; rp <= {aw}'d0; cnt <= {cw}'d0; rd_v <= 1'b0; m_tvalid <= 1'b0;",
           "        end else begin",
           f"            if (push) wp <= (wp == {aw}'d{depth - 1}) ? {aw}'d0 : wp + {aw}'d1;",
-          f"            if (pop) rp <= (rp == {aw}'d{depth - 1}) ? {aw}'d0 : rp + {aw}'d1;",
-          "            if (push && !pop) cnt <= cnt + 1'b1;",
-          "            else if (pop && !push) cnt <= cnt - 1'b1;",
+          f"            if (rd) rp <= (rp == {aw}'d{depth - 1}) ? {aw}'d0 : rp + {aw}'d1;",
+          "            if (push && !rd) cnt <= cnt + 1'b1;",
+          "            else if (rd && !push) cnt <= cnt - 1'b1;",
+          "            if (rd) rd_v <= 1'b1;",
+          "            else if (move) rd_v <= 1'b0;",
+          "            if (move) m_tvalid <= 1'b1;",
+          "            else if (m_tready) m_tvalid <= 1'b0;",
           "        end",
-          "    end",
-          "endmodule", "`default_nettype wire", ""]
+          "    end"] + _tail()
     return "\n".join(L)
 
 
@@ -346,9 +567,35 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             name = alias[name]
         return name
 
+    def frame_readers(name: str) -> bool:
+        """Every reader of tensor ``name`` (through flattens) is a dense layer (reads whole frames;
+        a conv reads a pixel stream through :func:`emit_swg_stream`)."""
+        ops = []
+        for j in readers.get(name, []):
+            if layers[j].op == "flatten":
+                ops.append(frame_readers(layers[j].name))
+            else:
+                ops.append(layers[j].op == "dense")
+        return bool(ops) and all(ops)
+
+    def pack_if_framed(node: Node, t: Tensor) -> Tensor:
+        """A pixel stream read only by dense/conv layers is packed into frames in its producer."""
+        if t.beats > 1 and frame_readers(t.name):
+            pm = f"{PREFIX}_{_ident(t.name)}_pack"
+            node.modules[f"{pm}.v"] = emit_pack(pm, f"frame packer of IR tensor {t.name} ({'x'.join(map(str, t.shape))})",
+                                                t.beat_width, t.beats, model_hash)
+            node.chain.append((pm, f"u_{_ident(t.name)}_pack", t.beat_width, t.frame_width))
+            return Tensor(t.name, t.shape, t.kind, t.width, t.lat + 2, 1)
+        return t
+
     kind0 = graph.input_kind
-    tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, tuple(graph.input_shape), kind0,
-                                                8 if kind0 == "u8" else 1, 0)}
+    ew0 = 8 if kind0 == "u8" else 1
+    shape0 = tuple(graph.input_shape)
+    # one input pixel per s_axis beat: the input is a pixel stream (no frame assembly)
+    pix_in = len(shape0) == 3 and in_beat_bits is not None and in_beat_bits == shape0[2] * ew0
+    tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, shape0, kind0, ew0, 0,
+                                                shape0[0] * shape0[1] if pix_in else 1)}
+    swg_cycles: dict[str, int] = {}  # conv on a pixel stream -> its window reader's cycles per frame
     nodes: list[Node] = []
     plans: list[MvauPlan] = []
     fused: set[int] = set()
@@ -373,12 +620,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             req = nxt if nxt is not None and nxt.op == "requant" else None
             if layer.attrs["in"] == "fixed" and tin.kind != "fixed":
                 raise Bnn2hwError(f"IR layer {layer.name}: reads {tin.kind} data as a stream")
+            if tin.beats > 1 and layer.op == "dense":
+                raise Bnn2hwError(f"IR layer {layer.name}: reads the pixel stream {tin.name}, which other stream "
+                                  "ops read too; the RTL back end packs a pixel stream into frames only when "
+                                  "dense layers alone read it")
             in_shape = tin.shape if layer.op == "conv2d" else (tin.n,)
             p, shape = mvau_plan(layer, in_shape, fold[layer.name], thr_layer,
                                  tin.width if layer.attrs["in"] == "fixed" else None)
             node = Node(name, ins, layer.name, plan=p)
             mn = module_name(p)
-            if p.conv:
+            if p.conv and tin.beats > 1:  # pixels in: a two-bank frame RAM, windows read tap by tap
+                node.modules[f"{mn}_swg.v"] = emit_swg_stream(p, model_hash)
+                node.chain.append((f"{mn}_swg", f"u_{name}_swg", tin.beat_width, p.in_width))
+                c = p.conv
+                swg_cycles[p.name] = max(c["oh"] * c["ow"] * c["kh"] * c["kw"], c["in_h"] * c["in_w"])
+            elif p.conv:
                 node.modules[f"{mn}_swg.v"] = emit_swg(p, model_hash)
                 node.chain.append((f"{mn}_swg", f"u_{name}_swg", p.frame_in_width, p.in_width))
             node.modules[f"{mn}.v"] = emit_layer(p, len(plans), model_hash, rom)
@@ -404,14 +660,18 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                 if p.conv:
                     raise Bnn2hwError(f"IR layer {layer.name}: the last layer must be dense (integer logits)")
                 out, kind, ew = layer.name, "logits", p.LW
-            if p.conv:
+            beats = 1
+            prd = readers.get(out, [])
+            pool_next = kind == "bits" and p.conv and len(prd) == 1 and layers[prd[0]].op == "maxpool"
+            if p.conv and not pool_next:  # the output stays one pixel per beat
+                beats = p.vectors
+            elif p.conv:
                 node.modules[f"{mn}_gather.v"] = emit_gather(p, model_hash, pix_w)
                 node.chain.append((f"{mn}_gather", f"u_{name}_gather", pix_w, p.vectors * pix_w))
             node.out = out
-            lat = max(tensors[t].lat for t in ins) + _latency(p)
+            lat = max(tensors[t].lat for t in ins) + _latency(p) + max(0, swg_cycles.get(p.name, 0) - p.cycles)
             # a max-pool right after a conv's threshold (the chain back end's pool module)
-            prd = readers.get(out, [])
-            if kind == "bits" and p.conv and len(prd) == 1 and layers[prd[0]].op == "maxpool":
+            if pool_next:
                 q = layers[prd[0]]
                 k, st = q.attrs["kernel"], q.attrs["stride"]
                 ph, pw = (shape[0] - k) // st + 1, (shape[1] - k) // st + 1
@@ -422,7 +682,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                 fused.add(prd[0])
                 out, shape = q.name, (ph, pw, shape[2])
                 node.out = out
-            tensors[out] = Tensor(out, shape, kind, ew, lat)
+            tensors[out] = pack_if_framed(node, Tensor(out, shape, kind, ew, lat, beats))
             plans.append(p)
             nodes.append(node)
             continue
@@ -436,20 +696,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             m = f"{PREFIX}_{name}_thr"
             node.modules[f"{m}.v"] = emit_threshold(m, f"IR layer {layer.name} <- {layer.source}", tin,
                                                     layer.arrays["thr"], layer.arrays["direction"], model_hash)
-            node.chain.append((m, f"u_{name}", tin.frame_width, tin.n))
-            tensors[layer.name] = Tensor(layer.name, tin.shape, "bits", 1, tin.lat + 2)
+            node.chain.append((m, f"u_{name}", tin.beat_width, tin.beat_elems))
+            tensors[layer.name] = pack_if_framed(node, Tensor(layer.name, tin.shape, "bits", 1, tin.lat + 2,
+                                                              tin.beats))
         elif layer.op == "add":
             a, b = tensors[ins[0]], tensors[ins[1]]
-            if a.kind != "fixed" or b.kind != "fixed" or a.shape != b.shape:
+            if a.kind != "fixed" or b.kind != "fixed" or a.shape != b.shape or a.beats != b.beats:
                 raise Bnn2hwError(f"IR layer {layer.name}: add needs two stream tensors of one shape, got "
                                   f"{a.kind} {list(a.shape)} and {b.kind} {list(b.shape)}")
             bits = int(layer.attrs.get("bits", 32))
             m = f"{PREFIX}_{name}_add"
             node.modules[f"{m}.v"] = emit_add(m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash,
                                               _bounds(bits, layer.attrs))
-            node.join = {"module": m, "inst": f"u_{name}", "widths": [a.frame_width, b.frame_width],
-                         "out": a.n * bits}
-            tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2)
+            node.join = {"module": m, "inst": f"u_{name}", "widths": [a.beat_width, b.beat_width],
+                         "out": a.beat_elems * bits}
+            tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2, a.beats)
         elif layer.op == "avgpool":
             if tin.kind != "fixed" or len(tin.shape) != 3:
                 raise Bnn2hwError(f"IR layer {layer.name}: avgpool needs a stream image, got {tin.kind} "
@@ -458,10 +719,21 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             lo, hi = -(1 << (tin.width - 1)), (1 << (tin.width - 1)) - 1
             ow_ = signed_bits(lo * k * k, hi * k * k)
             m = f"{PREFIX}_{name}_avgpool"
-            text, shape = emit_avgpool(m, f"IR layer {layer.name} (avgpool) <- {layer.source}", tin, k, st, ow_,
-                                       model_hash)
-            node.modules[f"{m}.v"] = text
-            node.chain.append((m, f"u_{name}", tin.frame_width, int(np.prod(shape)) * ow_))
+            what = f"IR layer {layer.name} (avgpool) <- {layer.source}"
+            H, W, C = tin.shape
+            if k == H == W and tin.beats == H * W:  # global: C accumulators over the pixel stream
+                node.modules[f"{m}.v"] = emit_global_pool(m, what, tin, ow_, model_hash)
+                node.chain.append((m, f"u_{name}", tin.beat_width, C * ow_))
+                shape = (1, 1, C)
+            else:  # windowed: the window sums of a whole frame (packed first if it streams pixels)
+                if tin.beats > 1:
+                    pm = f"{PREFIX}_{name}_pack"
+                    node.modules[f"{pm}.v"] = emit_pack(pm, f"frame packer before {layer.name}", tin.beat_width,
+                                                        tin.beats, model_hash)
+                    node.chain.append((pm, f"u_{name}_pack", tin.beat_width, tin.frame_width))
+                text, shape = emit_avgpool(m, what, tin, k, st, ow_, model_hash)
+                node.modules[f"{m}.v"] = text
+                node.chain.append((m, f"u_{name}", tin.frame_width, int(np.prod(shape)) * ow_))
             tensors[layer.name] = Tensor(layer.name, shape, "fixed", ow_, tin.lat + 2)
         elif layer.op == "requant":
             raise Bnn2hwError(f"IR layer {layer.name}: a requant that does not follow a dense/conv directly "
@@ -474,7 +746,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     first = [nd for nd in nodes if INPUT in nd.reads]
     if len(first) != 1 or first[0].plan is None or nodes[0] is not first[0]:
         raise Bnn2hwError("the RTL back end needs exactly one dense/conv layer reading the input, first")
-    interval = max(_interval(p) for p in plans)
+    interval = max(max(_interval(p), swg_cycles.get(p.name, 0)) for p in plans)
     if in_beat_bits is not None:
         plans[0].in_beat_bits = in_beat_bits
         interval = max(interval, plans[0].beats_per_frame)
@@ -493,7 +765,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     last = nodes[-1]
     L = [(f"// bnn2hw residual dataflow accelerator: {len(nodes)} stages, generated by bnn2hw {__version__} "
          f"from model {model_hash}"),
-         (f"// s_axis: one {tensors[INPUT].frame_width}-bit frame per beat ({tensors[INPUT].n} x "
+         (f"// s_axis: {plans[0].beats_per_frame} beat(s) of {plans[0].beat_width} bits per frame ({tensors[INPUT].n} x "
          f"{tensors[INPUT].width}-bit inputs, (y, x, c) order); m_axis: {plans[-1].MH} integer logits of "
          f"{plans[-1].LW} bits"),
          (f"// analytical model: {interval} cycles per frame (slowest stage), latency about "
@@ -518,8 +790,8 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 f"        .s_tdata({s}_d), .s_tvalid({s}_v), .s_tready({s}_r),",
                 f"        .m_tdata({m}_d), .m_tvalid({m}_v), .m_tready({m}_r));"]
 
-    if plans[0].in_beat_bits is None:
-        L += [f"    wire [{tensors[INPUT].frame_width - 1}:0] input_d = s_axis_tdata;",
+    if plans[0].in_beat_bits is None or tensors[INPUT].beats > 1:  # frames, or pixels for a streaming window
+        L += [f"    wire [{tensors[INPUT].beat_width - 1}:0] input_d = s_axis_tdata;",
               "    wire input_v = s_axis_tvalid;", "    wire input_r;", "    assign s_axis_tready = input_r;"]
     else:  # frames arrive in beats: the chain back end's input stream assembles them
         files[f"{PREFIX}_instream.v"] = emit_instream(plans[0], model_hash)
@@ -533,7 +805,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     fifos: dict[str, int] = {}
     body: list[str] = []
     for t, us in uses.items():
-        tw = tensors[t].frame_width
+        tw = tensors[t].beat_width
         src = "input" if t == INPUT else f"t_{_ident(t)}"
         if t != INPUT:
             L += wires(src, tw)
@@ -562,15 +834,15 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 e = edge[(j, k)]
                 diff = late - tensors[t].lat
                 if diff > 0:  # the early input waits in a FIFO sized from the model
-                    depth = math.ceil(diff / interval) + 1
-                    tw = tensors[t].frame_width
+                    depth = (math.ceil(diff / interval) + 1) * tensors[t].beats
+                    tw = tensors[t].beat_width
                     qm = f"{PREFIX}_fifo{depth}_w{tw}"
                     files[f"{qm}.v"] = emit_fifo(qm, tw, depth, model_hash)
                     q = f"q_{nd.name}_{k}"
                     L += wires(q, tw)
                     fifos[f"{nd.out}.{t}"] = depth
-                    body += [(f"    // skip path {t} -> {nd.out}: {depth}-frame FIFO (latency difference {diff} "
-                             f"cycles / {interval} cycles per frame, + 1)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
+                    body += [(f"    // skip path {t} -> {nd.out}: FIFO of {depth} beats = {depth // tensors[t].beats} frames "
+                             f"(latency difference {diff} cycles / {interval} cycles per frame, + 1)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
                     e = q
                 ins.append(e)
             body += [f"    // {nd.out}: saturating add",
@@ -596,5 +868,5 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
     for nd in nodes[:-1]:
         t = tensors[nd.out]
         path = f"dut.{nd.join['inst']}" if nd.join else f"dut.{nd.chain[-1][1]}"
-        probes.append(Probe(_ident(nd.out), path, nd.out, t.width, t.signed))
+        probes.append(Probe(_ident(nd.out), path, nd.out, t.width, t.signed, t.beats, t.beat_elems))
     return ResidualDesign(files, plans, probes, fifos, interval, tensors[last.out].lat, tensors)

@@ -55,6 +55,8 @@ class Probe:
     tensor: str
     width: int = 1
     signed: bool = False
+    beats: int = 1  # handshakes per frame (a pixel stream: H*W beats of ``elems`` elements)
+    elems: int = 0  # elements per beat (needed when beats > 1)
 
 
 def chain_probes(plans: list[MvauPlan]) -> list[Probe]:
@@ -248,6 +250,12 @@ def build_sim(files: dict[str, str], plans: list[MvauPlan], frames: int, work: P
 def _decode(words: list[str], q: Probe, n: int) -> np.ndarray:
     if any(not re.fullmatch(r"[0-9a-fA-F]+", w) for w in words):
         raise Bnn2hwError(f"simulation: {q.tensor} produced undefined (x/z) bits")
+    if q.beats > 1:  # a pixel stream: q.beats beats of q.elems elements per frame, concatenated
+        if len(words) != n * q.beats:
+            raise Bnn2hwError(f"simulation: {q.tensor} produced {len(words)} beats for {n} inputs of {q.beats} beats")
+        one = Probe(q.name, q.path, q.tensor, q.width, q.signed)
+        rows = _decode(words, one, len(words))[:, :q.elems]
+        return rows.reshape(n, q.beats * q.elems)
     if len(words) != n:
         raise Bnn2hwError(f"simulation: {q.tensor} produced {len(words)} frames for {n} inputs")
     out = []
