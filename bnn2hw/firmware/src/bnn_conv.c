@@ -66,8 +66,12 @@ static int32_t conv_acc_m1_ref_one(const bnn_conv_params_t *p, const bnn_word_t 
     return acc;
 }
 
-void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
-                          const int32_t *thr, bnn_word_t *out)
+typedef int32_t (*conv_acc_one_fn)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                                   uint32_t oy, uint32_t ox, uint32_t o);
+
+/* Output bits acc >= thr[o] of every position, acc from one of the reference accumulators. */
+static void conv_bits_ref_with(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                               const int32_t *thr, bnn_word_t *out, conv_acc_one_fn acc_one)
 {
     const uint32_t ow = BNN_WORDS(p->cout);
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
@@ -77,27 +81,22 @@ void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, cons
                 dst[k] = 0;
             }
             for (uint32_t o = 0; o < p->cout; ++o) {
-                bnn_put_bit(dst, o, conv_acc_m1_ref_one(p, in, w, oy, ox, o) >= thr[o]);
+                bnn_put_bit(dst, o, acc_one(p, in, w, oy, ox, o) >= thr[o]);
             }
         }
     }
 }
 
+void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
+                          const int32_t *thr, bnn_word_t *out)
+{
+    conv_bits_ref_with(p, in, w, thr, out, conv_acc_m1_ref_one);
+}
+
 void bnn_conv_bits_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                        const int32_t *thr, bnn_word_t *out)
 {
-    const uint32_t ow = BNN_WORDS(p->cout);
-    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
-            bnn_word_t *dst = out + (oy * p->out_w + ox) * ow;
-            for (uint32_t k = 0; k < ow; ++k) {
-                dst[k] = 0;
-            }
-            for (uint32_t o = 0; o < p->cout; ++o) {
-                bnn_put_bit(dst, o, conv_acc_ref_one(p, in, w, oy, ox, o) >= thr[o]);
-            }
-        }
-    }
+    conv_bits_ref_with(p, in, w, thr, out, conv_acc_ref_one);
 }
 
 /*

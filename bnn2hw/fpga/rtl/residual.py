@@ -42,7 +42,8 @@ import numpy as np
 from ... import __version__
 from ...errors import Bnn2hwError
 from ...ir.graph import INPUT, Graph
-from .emit import PREFIX, _ident, emit_gather, emit_instream, emit_layer, emit_pool, emit_swg, module_name
+from .emit import (PREFIX, _ident, emit_gather, emit_instream, emit_layer, emit_pool, emit_swg,
+                   frame_pack_body, module_name)
 from .plan import MvauPlan, bitlen, mvau_plan, signed_bits
 from .sim import Probe
 
@@ -432,33 +433,10 @@ def emit_pack(mod: str, what: str, bw: int, beats: int, model_hash: str) -> str:
     """``beats`` beats of ``bw`` bits (pixels in raster order) -> one frame, beat v at
     ``[v*bw +: bw]`` (for a sliding window or a dense layer, which read whole frames). s_tready is
     registers only (the last beat waits while the previous frame is still in m_tdata)."""
-    cw = bitlen(beats - 1)
     L = _hdr(f"{what}: {beats} beats of {bw} bits -> one {beats * bw}-bit frame", model_hash)
     L += [f"module {mod} ("] + _frame_ports(bw, beats * bw) + [");"]
-    L += [f"    reg [{cw - 1}:0] cnt;  // beats of the frame being packed",
-          f"    wire cnt_last = (cnt == {cw}'d{beats - 1});",
-          "    assign s_tready = !(m_tvalid && cnt_last);",
-          "    wire take = s_tvalid && s_tready;"]
-    if beats > 1:
-        aw = (beats - 1) * bw
-        L += [f"    reg [{aw - 1}:0] asm;",
-              "    always @(posedge clk) if (take && !cnt_last) "
-              + (f"asm <= {{s_tdata, asm[{aw - 1}:{bw}]}};" if beats > 2 else "asm <= s_tdata;")]
-        full = "{s_tdata, asm}"
-    else:
-        full = "s_tdata"
-    L += ["    always @(posedge clk) begin",
-          "        if (!rst_n) begin",
-          f"            cnt <= {cw}'d0; m_tvalid <= 1'b0;",
-          "        end else begin",
-          "            if (m_tvalid && m_tready) m_tvalid <= 1'b0;",
-          "            if (take) begin",
-          f"                if (cnt_last) begin m_tdata <= {full}; m_tvalid <= 1'b1; cnt <= {cw}'d0; end",
-          f"                else cnt <= cnt + {cw}'d1;",
-          "            end",
-          "        end",
-          "    end"] + _tail()
-    return "\n".join(L)
+    L += frame_pack_body(beats, bw, "beats of the frame being packed")
+    return "\n".join(L + _tail())
 
 
 def emit_fork(mod: str, fw: int, n: int, model_hash: str) -> str:
