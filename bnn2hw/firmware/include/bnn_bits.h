@@ -216,6 +216,22 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t 
 #define BNN_MVE 0
 #endif
 
+/* The cases of bnn__dbt2_pick for one mode M: key (nw % 3) * 4 + c -> bnn__dbt2_<R><C><M>
+ * (a switch on constants, so a call with constant nw and mode links that one variant only). */
+#define BNN__DBT2_CASES(M) \
+    case 1u: return bnn__dbt2_01##M; \
+    case 2u: return bnn__dbt2_02##M; \
+    case 3u: return bnn__dbt2_03##M; \
+    case 4u: return bnn__dbt2_10##M; \
+    case 5u: return bnn__dbt2_11##M; \
+    case 6u: return bnn__dbt2_12##M; \
+    case 7u: return bnn__dbt2_13##M; \
+    case 8u: return bnn__dbt2_20##M; \
+    case 9u: return bnn__dbt2_21##M; \
+    case 10u: return bnn__dbt2_22##M; \
+    case 11u: return bnn__dbt2_23##M; \
+    default: break;
+
 /* The variant for rows of nw >= 1 words: mode 0 (bits), 1 (popcounts), 3 (bits, the body
  * that also serves mode 2) or 2 (popcounts through the mode-3 body: with the hidden layers
  * on mode 3, a model links one row kernel instead of two, at a few instructions per call and
@@ -229,69 +245,24 @@ BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 #endif
     const uint32_t g = nw / 3u;
     const uint32_t c = g == 0u ? 0u : g == 1u ? 1u : (g & 1u) ? 3u : 2u;
+    const uint32_t key = (nw % 3u) * 4u + c; /* bnn__dbt2_<R><C><M>: R = nw % 3, C = c */
 #if BNN_HAVE_USADA8
     if (mode == 3u) {
-        switch ((nw % 3u) * 4u + c) {
-        case 1u: return bnn__dbt2_013;
-        case 2u: return bnn__dbt2_023;
-        case 3u: return bnn__dbt2_033;
-        case 4u: return bnn__dbt2_103;
-        case 5u: return bnn__dbt2_113;
-        case 6u: return bnn__dbt2_123;
-        case 7u: return bnn__dbt2_133;
-        case 8u: return bnn__dbt2_203;
-        case 9u: return bnn__dbt2_213;
-        case 10u: return bnn__dbt2_223;
-        case 11u: return bnn__dbt2_233;
-        default: return bnn__dbt2_013; /* unreachable: nw >= 1 */
-        }
+        switch (key) { BNN__DBT2_CASES(3) }
     }
     if (mode == 2u) {
-        switch ((nw % 3u) * 4u + c) {
-        case 1u: return bnn__dbt2_012;
-        case 2u: return bnn__dbt2_022;
-        case 3u: return bnn__dbt2_032;
-        case 4u: return bnn__dbt2_102;
-        case 5u: return bnn__dbt2_112;
-        case 6u: return bnn__dbt2_122;
-        case 7u: return bnn__dbt2_132;
-        case 8u: return bnn__dbt2_202;
-        case 9u: return bnn__dbt2_212;
-        case 10u: return bnn__dbt2_222;
-        case 11u: return bnn__dbt2_232;
-        default: return bnn__dbt2_012; /* unreachable: nw >= 1 */
-        }
+        switch (key) { BNN__DBT2_CASES(2) }
     }
 #else
     if (mode >= 2u) {
         mode = mode == 2u ? 1u : 0u; /* one row per pass: no shared variant */
     }
 #endif
-    switch (mode * 12u + (nw % 3u) * 4u + c) {
-    case 1u: return bnn__dbt2_010;
-    case 2u: return bnn__dbt2_020;
-    case 3u: return bnn__dbt2_030;
-    case 4u: return bnn__dbt2_100;
-    case 5u: return bnn__dbt2_110;
-    case 6u: return bnn__dbt2_120;
-    case 7u: return bnn__dbt2_130;
-    case 8u: return bnn__dbt2_200;
-    case 9u: return bnn__dbt2_210;
-    case 10u: return bnn__dbt2_220;
-    case 11u: return bnn__dbt2_230;
-    case 13u: return bnn__dbt2_011;
-    case 14u: return bnn__dbt2_021;
-    case 15u: return bnn__dbt2_031;
-    case 16u: return bnn__dbt2_101;
-    case 17u: return bnn__dbt2_111;
-    case 18u: return bnn__dbt2_121;
-    case 19u: return bnn__dbt2_131;
-    case 20u: return bnn__dbt2_201;
-    case 21u: return bnn__dbt2_211;
-    case 22u: return bnn__dbt2_221;
-    case 23u: return bnn__dbt2_231;
-    default: return bnn__dbt2_010; /* unreachable: nw >= 1 */
+    if (mode == 1u) {
+        switch (key) { BNN__DBT2_CASES(1) }
     }
+    switch (key) { BNN__DBT2_CASES(0) }
+    return bnn__dbt2_010; /* unreachable: nw >= 1 */
 }
 #else
 #define BNN_MULTI_ASM 0
