@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_vcols.h -- column-sliced ("vertical") binary popcounts: 32 output channels side by side
+ * in the 32 bits of one word, counted with bit-sliced (carry-save) counters.
+ *
+ * Why: a row kernel (bnn_bits.h) popcounts each weight row on its own, so every row pays a
+ * horizontal reduction, and short rows (a few words) are dominated by it.  Here a group of 32
+ * rows is stored by columns, and one pass over the input's columns counts all 32 rows at once;
+ * the result stays bit-sliced and the threshold compare is bit-sliced too, so the output word
+ * of 32 packed activations falls out directly.
+ *
+ * Column layout of one group of 32 rows (outputs o0 .. o0 + 31; rows past n_out are 0 bits):
+ *   col[i] bit r = weight bit of row o0 + r at input i          (i < K)
+ *
+ * Counting only half the columns.  For an input x of K bits let S1 = {i : x_i = 1},
+ * S0 = {i < K : x_i = 0}, n1 = |S1|, C_r = sum_i w_ri (known at generation time) and
+ * Q1_r = sum_{i in S1} w_ri, Q0_r = sum_{i in S0} w_ri = C_r - Q1_r.  Then (bnn_bits.h: p is the
+ * mismatch count)
+ *   p_r = popcount(x ^ w_r) = n1 + C_r - 2 Q1_r = 2 Q0_r + n1 - C_r,
+ * so a layer needs the vertical count over one of S0, S1 only: the smaller one, at most K/2
+ * columns for ANY input (bnn_vc_select).
+ *
+ * Bit-sliced counts.  A count Q_r (r = 0..31) over nq planes: bit r of q[j] = bit j of Q_r.
+ * A threshold T_r over nt planes in two's complement: bit r of t[j] = bit j of T_r, t[nt - 1]
+ * is the sign plane.
+ */
+#ifndef BNN_VCOLS_H
+#define BNN_VCOLS_H
+
+#include "bnn_bits.h"
+
+/* Most planes a count or threshold may have (counts up to 2^24 - 1). */
+#define BNN_VC_MAX_PLANES 24u
+
+/* One run of columns to count: the columns base[idx[k]] for k < m (idx are word indices). */
+typedef struct {
+    const bnn_word_t *base;
+    const uint32_t *idx;
+    uint32_t m;
+} bnn_vc_seg_t;
+
+/*
+ * The index list of the smaller of S1 and S0 of x (K = k bits, padding bits of x ignored):
+ * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx (room for
+ * k / 2 entries is always enough) and n1 to *n1; returns m = the number of indices.  The caller
+ * tells which set it got by the same rule (S1 iff *n1 <= k - *n1).
+ */
+uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
+uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
+
+/*
+ * Adds the columns of the nseg runs into the bit-sliced counts q[0 .. nq - 1] (Q_r += the
+ * number of listed columns with bit r set).  The caller zeroes q first and guarantees every
+ * Q_r stays below 2^nq (nq <= BNN_VC_MAX_PLANES).
+ */
+void bnn_vc_count_ref(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_t nq);
+void bnn_vc_count(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_t nq);
+
+/*
+ * Bit-sliced compare: returns the word whose bit r is (2 Q_r >= T_r + bias), Q_r unsigned over
+ * nq planes, T_r signed over nt planes (1 <= nt <= BNN_VC_MAX_PLANES), bias any int32 with
+ * |T_r + bias| < 2^30.
+ */
+bnn_word_t bnn_vc_ge_ref(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
+bnn_word_t bnn_vc_ge(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
+
+#endif /* BNN_VCOLS_H */
