@@ -531,6 +531,8 @@ def export_cmd(
                                 "simulated, yosys/nextpnr; targets also ulx3s-85f, orangecrab-25f)"),
     rtl_beat_bytes: Optional[int] = typer.Option(None, "--rtl-beat-bytes", help="--backend rtl: input bytes per "
                                                  "AXI-Stream beat (1 = one u8 pixel per beat; default: a whole frame)"),
+    no_synth: bool = typer.Option(False, "--no-synth", help="--backend rtl: generate, lint and simulate, but skip "
+                                  "synthesis and place and route (yosys / nextpnr)"),
 ):
     """Fold a checkpoint to the integer IR and write a verified FINN build directory."""
     _positive("--clock-mhz", clock_mhz)
@@ -551,10 +553,13 @@ def export_cmd(
         if no_verify:
             _warn("--no-verify: the RTL is not simulated and nothing is checked")
         rtl.export_rtl(checkpoint, target, output, clock_mhz, target_fps, dataset, verify_samples,
-                       echo=typer.echo, verify=not no_verify, force=force, in_beat_bytes=rtl_beat_bytes)
+                       echo=typer.echo, verify=not no_verify, force=force, in_beat_bytes=rtl_beat_bytes,
+                       synthesize=not no_synth)
         return
     if rtl_beat_bytes is not None:
         raise Bnn2hwError("--rtl-beat-bytes applies to --backend rtl only")
+    if no_synth:
+        raise Bnn2hwError("--no-synth applies to --backend rtl only (FINN's synthesis is --finn/--no-finn)")
     fpga = _lazy("fpga.cli", "the FPGA back end (export)")
     from .fpga import build
     from .outdir import check_output_path

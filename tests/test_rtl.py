@@ -368,6 +368,26 @@ def test_unknown_backend_and_target(tmp_path, mlp_ckpt):
         assert res.returncode == 2 and msg in res.stderr, res.stderr
 
 
+def test_export_rtl_no_synth(mlp_ckpt, tmp_path):
+    """`--no-synth`: generated, linted and simulated (equal to the IR), no synthesis report;
+    the option is refused for the FINN back end."""
+    need("verilator")
+    path, _, _ = mlp_ckpt
+    out = tmp_path / "build"
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(path), "--backend", "rtl", "--target",
+                          "ulx3s-85f", "-o", str(out), "--no-synth", "--verify-samples", "16"],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((out / "rtl_report.json").read_text())
+    assert rep["synthesis"] == "skipped (--no-synth)" and "ecp5" not in rep and "xilinx_synth" not in rep, rep
+    assert rep["simulation"]["int_logits_differing"] == 0 and rep["simulation"]["frames"] == 16
+    assert not (out / "synth").exists() and "not synthesized" in res.stdout, res.stdout
+    res = subprocess.run([sys.executable, "-m", "bnn2hw", "export", str(path), "--no-synth", "-o",
+                          str(tmp_path / "f")], capture_output=True, text=True)
+    assert res.returncode == 2 and "--no-synth applies to --backend rtl only" in res.stderr, res.stderr
+    assert not (tmp_path / "f").exists()
+
+
 @pytest.mark.rtl_pnr
 def test_ecp5_flow_tiny_model(tmp_path):
     """synth_ecp5 + nextpnr-ecp5 + ecppack on a tiny fully unrolled MLP: routed, Fmax reported,

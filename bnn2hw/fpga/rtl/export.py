@@ -104,7 +104,8 @@ def export_rtl(checkpoint: Path, target: str, out_dir: Path, clock_mhz: float = 
                                  "SIMD": p.SIMD, "cycles": p.cycles, "in": p.in_kind, "weights": p.weight_kind}
                                 for p in plans],
                      "model": {"cycles_per_frame": report["max_cycles"], "latency_cycles": report["latency_cycles"],
-                               "frames_per_s": report["estimated_fps"]}}
+                               "frames_per_s": report["estimated_fps"]},
+                     "synthesis": "run" if synthesize else "skipped (--no-synth)"}
     out_files: dict = {f"rtl/{k}": v for k, v in files.items()}
     if rtlsim.tools.find("verilator"):
         rtlsim.lint(files)
@@ -184,6 +185,8 @@ def summary_lines(s: dict) -> list[str]:
                    f"FINN cycle model: {m['cycles_per_frame']} cycles/frame, latency {m['latency_cycles']} cycles")
     else:
         out.append(f"not simulated (--no-verify); FINN cycle model: {m['cycles_per_frame']} cycles/frame")
+    if s.get("synthesis", "run") != "run":
+        out.append(f"not synthesized: {s['synthesis']}")
     if "xilinx_synth" in s:
         x = s["xilinx_synth"]
         out.append(f"yosys synth_xilinx -family {x['family']} ({x['part']}, after synthesis, not placed): "
