@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_conv_vc.h -- binary conv2d on column-sliced counts (bnn_vcols.h): same contract as
+ * bnn_conv_bits (zero padding) and bnn_conv_bits_m1 (-1 padding), bnn_conv.h, packed HWC
+ * bits in and out, bit = (acc >= thr[o]).
+ *
+ * Lanes.  A group is one word of 32 lanes.  P output positions share a group (P = 1 for
+ * cout > 16; P = 2 for 16 channels, 4 for 8, ...): lane j cpl + r (cpl = 32 when P = 1, else
+ * cout; j < P, r < cpl) is output channel 32 g + r (P = 1) or r (P > 1) at output position
+ * (oy, ox + j) of a step.  A step's P positions read the extended window of kh x KWe taps,
+ * KWe = kw + (P - 1) stride_w, input columns ox stride_w - pad_w + kx' (kx' < KWe).
+ *
+ * Columns (flash, generated; bnn2hw/mcu/conv_vcols.py): group g, extended tap t = ky KWe + kx',
+ * channel c: cols[(g kh KWe + t) cin + c], bit j cpl + r = weight (1 = +1) of the lane's
+ * channel at kernel tap (ky, kx' - j stride_w), 0 where that tap does not exist.
+ * ctap[o kh kw + ky kw + kx] = C_ot, the +1 weights of channel o at tap (ky, kx) (the padding
+ * correction and the S0 / S1 algebra below).
+ *
+ * Method (bnn_vcols.h).  Per input pixel the index lists of its set channels S1 and of its
+ * clear channels S0 are built once (n1 = |S1|; a pixel in the padding is all zero bits: S1
+ * empty, S0 every channel).  Per step the counter Q of all lanes is bnn_vc_count over the
+ * kh KWe taps, base = that tap's columns, idx = the pixel's S1 list, or its S0 list when the
+ * S0 lists of the window are shorter in total (at most half the window's columns for ANY
+ * input).  With K = kh kw cin, N1 = sum of n1 over the position's taps, C = sum_t C_ot and the
+ * padded pixels taken as zero bits (the -1 activation), P = popcount(patch ^ w) is
+ *     S1: P = N1 + C - 2 Q1,     S0: P = 2 Q0 + N1 - C,
+ * and acc_m1 = K - 2 P.  Zero padding: acc = acc_m1 - sum_{padded t} (cin - 2 C_ot), so the
+ * threshold becomes thr' = thr + that sum (per border class; -1 padding: thr' = thr).  With
+ * A = thr' - K + 2 C:
+ *     acc >= thr  <=>  S1: 2 Q1 >= ceil(A / 2) + N1        (bnn_vc_ge, bias N1)
+ *                      S0: not (2 Q0 >= floor((4 C - A) / 2) + 1 - N1)   (bias -N1)
+ * The threshold planes of both forms are computed once per call for every border class the
+ * call meets (key: padded kernel rows and padded extended columns) and group, clamped to
+ * [-(K + 1), 2 Qmax + K + 2] (outside it the compare is constant), so nt stays small.
+ *
+ * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
+ * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
+ * Preconditions (bnn_conv_vc_ok): P >= 1, cpl P <= 32, KWe <= 16, kh <= 16, kh KWe <=
+ * BNN_CONV_VC_TAPS, and the counts within BNN_VC_MAX_PLANES planes.
+ */
+#ifndef BNN_CONV_VC_H
+#define BNN_CONV_VC_H
+
+#include "bnn_conv.h"
+#include "bnn_vcols.h"
+
+/* Border classes cached per call (3x3 pad 1: 9 at P = 1; more are recomputed on the fly). */
+#define BNN_CONV_VC_CLASSES 16u
+/* Most extended taps kh KWe of a step (stack: 16 bytes a tap, 1 KB). */
+#define BNN_CONV_VC_TAPS 64u
+
+typedef struct {
+    bnn_conv_params_t p;
+    uint32_t pad_minus1; /* 1: a padded tap is the activation -1 (bnn_conv_bits_m1's contract) */
+    uint32_t npos;       /* P: output positions per group */
+    const bnn_word_t *cols;
+    const int32_t *thr;    /* cout */
+    const int16_t *ctap;   /* cout x kh kw */
+} bnn_conv_vc_t;
+
+#define BNN_CONV_VC_KWE(L) ((L)->p.kw + ((L)->npos - 1u) * (L)->p.stride_w)
+#define BNN_CONV_VC_GROUPS(L) ((L)->npos > 1u ? 1u : BNN_WORDS((L)->p.cout))
+BNN_INLINE uint32_t bnn__conv_vc_bitlen(uint32_t v)
+{
+    uint32_t n = 0;
+    while (v) {
+        ++n;
+        v >>= 1;
+    }
+    return n;
+}
+/* nq: planes of a step's count (Q <= kh KWe cin / 2, the smaller set of the window). */
+BNN_INLINE uint32_t bnn_conv_vc_nq(const bnn_conv_vc_t *L)
+{
+    const uint32_t qmax = L->p.kh * BNN_CONV_VC_KWE(L) * L->p.cin / 2u;
+    return qmax ? bnn__conv_vc_bitlen(qmax) : 1u;
+}
+/* The clamp bound of a threshold plane value, and nt: planes of the signed range [-(K + 1), hi]. */
+BNN_INLINE uint32_t bnn__conv_vc_hi(const bnn_conv_vc_t *L)
+{
+    return 2u * ((1u << bnn_conv_vc_nq(L)) - 1u) + L->p.kh * L->p.kw * L->p.cin + 2u;
+}
+BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
+{
+    return 1u + bnn__conv_vc_bitlen(bnn__conv_vc_hi(L));
+}
+/* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
+ * ring's row tags, and BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the S1 and
+ * the S0 threshold planes). */
+BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
+{
+    return L->p.kh * L->p.in_w * (L->p.cin + 1u) + L->p.cin + 1u + L->p.kh +
+           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 2u * bnn_conv_vc_nt(L));
+}
+
+/* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */
+int bnn_conv_vc_ok(const bnn_conv_vc_t *L);
+
+/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_vc_work_words(L) words. */
+void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out);
+/* Reference: the accumulator of every lane from the columns bit by bit, no lists, no planes. */
+void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out);
+
+#endif /* BNN_CONV_VC_H */
