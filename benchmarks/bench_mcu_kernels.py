@@ -267,6 +267,77 @@ def conv_sweep(cores: list[str], shapes: list[tuple], u8: bool) -> dict:
     return res
 
 
+def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on the column-sliced kernel
+    (``bnn_conv_vc_bits``, bnn_conv_vc.h): columns, per-tap counts and its work memory."""
+    from bnn2hw.mcu import conv_vcols as vc
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    npos = vc.choose_npos(cout, 3, stride)
+    cw = (cin + 31) // 32
+    text = ("/* SPDX-License-Identifier: MIT */\n#include <string.h>\n#include \"model.h\"\n"
+            "#include \"bnn_conv_vc.h\"\n"
+            + _c_words("cols", vc.pack_columns(w, stride, npos))
+            + _c_words("thr", thr.astype(np.int32), "int32_t")
+            + _c_words("ctap", vc.tap_counts(w), "int16_t")
+            + f"static bnn_word_t in_words[{hw * hw * cw}];\n"
+            + f"static bnn_word_t out_words[{m['n_out']}];\n"
+            + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos)}];\n"
+            + f"static const bnn_conv_vc_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap}};\n"
+            + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
+              "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
+              "    memcpy(in_words, input, BNN_INPUT_LEN);\n"
+              "    bnn_conv_vc_bits(&L, in_words, work, out_words);\n"
+              "    memcpy(logits, out_words, sizeof out_words);\n    return 0;\n}\n")
+    (out / "model.c").write_text(text)
+    m["npos"] = npos
+    return m
+
+
+# awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
+CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
+
+
+def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> dict:
+    """Instructions of the conv shapes on the row kernel (``rows``, bnn_conv_bits) and the
+    column-sliced kernel (``vc``), every output checked against numpy on 3 inputs first."""
+    res = {}
+    for i, (hw, cin, cout, s, pad) in enumerate(shapes):
+        seed = SEED + 17 * i
+        for core in cores:
+            for kern in kernels:
+                with tempfile.TemporaryDirectory() as d:
+                    writer = write_conv_vc if kern == "vc" else (lambda *a: write_conv(*a[:6], False, a[6]))
+                    m = writer(Path(d), hw, cin, cout, s, pad, seed)
+                    x, raw = conv_inputs(hw, cin, False, seed)
+                    res[(kern, core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
+                print("conv", kern, core, shapes[i], res[(kern, core, i)], flush=True)
+    return res
+
+
+def conv_only_main(args) -> None:
+    """--conv-only OUT: the conv shapes (CONV_SHAPES + CONV_EXTRA_SHAPES) on --conv-kernels, a
+    markdown table to OUT (a scratch file; the full benchmark writes mcu_kernels.md)."""
+    t0 = time.time()
+    shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
+    if args.conv_shapes:
+        shapes = [shapes[i] for i in args.conv_shapes]
+    cores = [c for c in args.cores if c != "cortex-m0" and c != "cortex-m55"] if args.cores == CORES else args.cores
+    res = conv_vc_sweep(cores, shapes, args.conv_kernels)
+    head = "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(
+        f"{k} {c}" for c in cores for k in args.conv_kernels) + " |"
+    lines = [f"# Conv kernels, instructions per binary MAC ({datetime.date.today()}, {time.time() - t0:.0f} s)", "",
+             f"Command: `{' '.join(sys.argv)}`", "", head, "|" + "---:|" * (6 + len(cores) * len(args.conv_kernels))]
+    for i, sh in enumerate(shapes):
+        cells = [fmt_ratio(res.get((k, c, i)), conv_macs(*sh)) for c in cores for k in args.conv_kernels]
+        lines.append(f"| {sh[0]}x{sh[0]} | {sh[1]} | {sh[2]} | {sh[3]} | {sh[4]} | {conv_macs(*sh):,} | "
+                     + " | ".join(cells) + " |")
+    args.conv_only.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def cmsis_conv_sweep(cmsis: Path, shapes: list[tuple]) -> dict:
     res = {}
     for i, (hw, cin, cout, s, pad) in enumerate(shapes):
@@ -444,7 +515,14 @@ def main() -> None:
     ap.add_argument("--cores", nargs="+", default=CORES)
     ap.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--conv-only", type=Path, metavar="OUT",
+                    help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
+    ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
+    if args.conv_only:
+        conv_only_main(args)
+        return
     t0 = time.time()
     dense = dense_sweep(args.cores, args.widths)
     cmsis_dense = cmsis_dense_sweep(args.cmsis_nn, args.widths) if args.cmsis_nn else {}

@@ -103,6 +103,12 @@ for _P in (1, 2):  # 16 channels: one position per group, or two (the precombine
 case(16, 8, stride=1, pad=1, h=6, wd=10, npos=4)
 case(16, 8, stride=2, pad=1, h=6, wd=11, npos=4, m1=True)
 case(7, 5, stride=1, pad=1, h=5, wd=13)  # P = 6, KWe 8
+# full groups and a tail group with several positions (cout 33: P 14 / 7, 40: P 4, 48: P 2, 65)
+for _cout, _s, _p, _m1 in ((33, 1, 1, False), (33, 2, 1, False), (33, 2, 1, True), (40, 1, 1, False),
+                           (40, 2, 2, True), (48, 1, 1, False), (48, 2, 1, True), (65, 1, 1, False),
+                           (65, 2, 0, False), (97, 1, 1, True)):
+    case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
+    case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1, npos=1)  # the tail one position a step
 case(3, 1, stride=1, pad=1, h=4, wd=20)  # P capped by KWe <= 16
 for _inp in ("ones", "zeros", "skewed"):
     for _m1 in (False, True):
@@ -232,7 +238,7 @@ def test_case_coverage():
         assert f"x{cin}_o" in names, cin
     for cout in (1, 16, 17, 31, 32, 33, 65):
         assert f"_o{cout}_" in names, cout
-    for tag in ("s2", "m1", "_P1_", "_P2_", "_P4_", "p0", "p2", "_ones", "_zeros", "_skewed"):
+    for tag in ("s2", "m1", "_P1_", "_P2_", "_P4_", "o33_k3s2p1_P7", "o33_k3s1p1_P14", "o40_k3s1p1_P4", "p0", "p2", "_ones", "_zeros", "_skewed"):
         assert tag in names, tag
 
 
@@ -247,3 +253,16 @@ def test_columns_layout():
                 kx = kxe - 2 * j
                 bit = (int(cols[0, 1, kxe, 3]) >> (16 * j + r)) & 1
                 assert bit == (int(w[r, 1, kx, 3] > 0) if 0 <= kx < 3 else 0), (kxe, r, j)
+    # 40 channels: one full group (tap-major, KW = 3), then 8 channels x 4 positions
+    w = rng.choice(np.array([-1, 1]), size=(40, 3, 3, 5))
+    cols = vc.pack_columns(w, 1, 4)
+    full, tail = cols[:45].reshape(3, 3, 5), cols[45:].reshape(3, 6, 5)
+    assert cols.size == 45 + 90
+    for r in range(32):
+        assert (int(full[2, 1, 4]) >> r) & 1 == int(w[r, 2, 1, 4] > 0)
+    for kxe in range(6):
+        for lane in range(32):
+            j, r = divmod(lane, 8)
+            kx = kxe - j
+            want = int(w[32 + r, 0, kx, 2] > 0) if 0 <= kx < 3 else 0
+            assert (int(tail[0, kxe, 2]) >> lane) & 1 == want, (kxe, lane)

@@ -4,8 +4,10 @@
 lanes-per-position choice and the work-memory size, all as the C header defines them.
 
 Invariants (checked by tests/test_vcols_conv.py against the C reference and numpy):
-* ``cols[g, ky, kx', c]`` bit ``j cpl + r`` = weight of the lane's channel (``32 g + r`` when
-  ``npos == 1``, else ``r``) at kernel tap ``(ky, kx' - j stride)``, 0 where no such tap.
+* full groups ``g < cout // 32``: ``cols[g, ky, kx, c]`` bit ``r`` = weight of channel ``32 g + r``;
+  then the tail group (``ct = cout % 32`` channels, ``npos`` positions): ``tail[ky, kx', c]`` bit
+  ``j ct + r`` = weight of channel ``32 (cout // 32) + r`` at tap ``(ky, kx' - j stride)``, 0 where
+  no such tap.
 * ``ctap[o, ky kw + kx]`` = number of +1 weights of channel ``o`` at tap ``(ky, kx)``.
 """
 
@@ -19,11 +21,13 @@ MAX_TAPS = 64  # BNN_CONV_VC_TAPS
 
 
 def choose_npos(cout: int, kw: int, stride: int, kh: int = 3) -> int:
-    """Output positions per group of 32 lanes: 32 // cout for cout <= 16 (16 channels: 2, 8: 4),
-    capped so the extended window stays within KWe <= 16 and kh KWe <= 64 taps; else 1."""
-    if cout > 16:
+    """Output positions of the tail group (ct = cout % 32 channels): 32 // ct (16 channels: 2,
+    8: 4, 1: up to 16), capped so the extended window stays within KWe <= 16 and kh KWe <= 64
+    taps; 1 when cout is a multiple of 32."""
+    ct = cout % 32
+    if ct == 0:
         return 1
-    npos = 32 // cout
+    npos = 32 // ct
     while npos > 1 and (kw + (npos - 1) * stride > 16 or kh * (kw + (npos - 1) * stride) > MAX_TAPS):
         npos -= 1
     return npos
@@ -34,24 +38,29 @@ def kwe(kw: int, stride: int, npos: int) -> int:
 
 
 def groups(cout: int, npos: int) -> int:
-    return 1 if npos > 1 else (cout + 31) // 32
+    """Plane groups of a class entry (bnn_conv_vc.h BNN_CONV_VC_GROUPS)."""
+    return max(cout // 32, 1)
 
 
 def pack_columns(w: np.ndarray, stride: int, npos: int) -> np.ndarray:
-    """w [O, KH, KW, C] in {-1, +1} -> uint32 columns [G, KH, KWe, C] (flattened in that order)."""
+    """w [O, KH, KW, C] in {-1, +1} -> uint32 words: the full groups [G, KH, KW, C], then the
+    tail group [KH, KWe, C]."""
     o, kh, kw, c = w.shape
-    ke, ng = kwe(kw, stride, npos), groups(o, npos)
-    lanes = np.zeros((ng, kh, ke, c, 32), dtype=np.uint64)
     pos = (w > 0).astype(np.uint64)  # [O, KH, KW, C]
-    if npos == 1:
-        for g in range(ng):
-            sub = pos[32 * g : 32 * g + 32]  # [r, KH, KW, C]
-            lanes[g, :, :kw, :, : sub.shape[0]] = np.moveaxis(sub, 0, -1)
-    else:
+    shifts = np.arange(32, dtype=np.uint64)
+    gf, ct = o // 32, o % 32
+    parts = []
+    if gf:
+        full = np.moveaxis(pos[:32 * gf].reshape(gf, 32, kh, kw, c), 1, -1)  # [G, KH, KW, C, 32]
+        parts.append((full << shifts).sum(axis=-1).astype(np.uint32).ravel())
+    if ct:
+        ke = kwe(kw, stride, npos)
+        lanes = np.zeros((kh, ke, c, 32), dtype=np.uint64)
+        sub = np.moveaxis(pos[32 * gf:], 0, -1)  # [KH, KW, C, ct]
         for j in range(npos):
-            lanes[0, :, j * stride : j * stride + kw, :, j * o : (j + 1) * o] = np.moveaxis(pos, 0, -1)
-    cols = (lanes << np.arange(32, dtype=np.uint64)).sum(axis=-1)
-    return cols.astype(np.uint32).ravel()
+            lanes[:, j * stride:j * stride + kw, :, j * ct:(j + 1) * ct] = sub
+        parts.append((lanes << shifts).sum(axis=-1).astype(np.uint32).ravel())
+    return np.concatenate(parts)
 
 
 def tap_counts(w: np.ndarray) -> np.ndarray:
@@ -85,6 +94,7 @@ def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, np
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
     """bnn_conv_vc_ok() (square stride)."""
     ke = kwe(kw, stride, npos)
-    return (npos >= 1 and 1 <= kh <= 16 and kw >= 1 and (npos == 1 or cout * npos <= 32) and ke <= 16
+    return (npos >= 1 and 1 <= kh <= 16 and kw >= 1 and (cout % 32) * npos <= 32
+            and (cout % 32 != 0 or npos == 1) and ke <= 16
             and kh * ke <= MAX_TAPS and nq(kh, kw, cin, stride, npos) <= MAX_PLANES
             and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)

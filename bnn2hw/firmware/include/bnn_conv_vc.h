@@ -4,15 +4,19 @@
  * bnn_conv_bits (zero padding) and bnn_conv_bits_m1 (-1 padding), bnn_conv.h, packed HWC
  * bits in and out, bit = (acc >= thr[o]).
  *
- * Lanes.  A group is one word of 32 lanes.  P output positions share a group (P = 1 for
- * cout > 16; P = 2 for 16 channels, 4 for 8, ...): lane j cpl + r (cpl = 32 when P = 1, else
- * cout; j < P, r < cpl) is output channel 32 g + r (P = 1) or r (P > 1) at output position
- * (oy, ox + j) of a step.  A step's P positions read the extended window of kh x KWe taps,
- * KWe = kw + (P - 1) stride_w, input columns ox stride_w - pad_w + kx' (kx' < KWe).
+ * Groups and lanes.  A group is one word of 32 lanes.  The first Gf = cout / 32 groups hold
+ * channels 32 g .. 32 g + 31 of one output position (lane r = channel 32 g + r).  The tail
+ * group (ct = cout % 32 channels, if any) holds P output positions (P = L->npos, ct P <= 32;
+ * 16 channels: P = 2, 8: 4, 1 (cout 33, 65): up to 7 at stride 2): lane j ct + r = channel
+ * 32 Gf + r at output position (oy, ox + j) of a step.  A step of P positions reads the
+ * extended window of kh x KWe taps, KWe = kw + (P - 1) stride_w, input columns
+ * ox stride_w - pad_w + kx' (kx' < KWe); the full groups step one position at a time (KWe = kw).
  *
- * Columns (flash, generated; bnn2hw/mcu/conv_vcols.py): group g, extended tap t = ky KWe + kx',
- * channel c: cols[(g kh KWe + t) cin + c], bit j cpl + r = weight (1 = +1) of the lane's
- * channel at kernel tap (ky, kx' - j stride_w), 0 where that tap does not exist.
+ * Columns (flash, generated; bnn2hw/mcu/conv_vcols.py), tap-major: full group g, tap
+ * t = ky kw + kx, channel c: cols[(g kh kw + t) cin + c], bit r = weight (1 = +1) of channel
+ * 32 g + r at (ky, kx); then the tail group at cols + Gf kh kw cin: extended tap
+ * t = ky KWe + kx', cols[t cin + c] bit j ct + r = weight of channel 32 Gf + r at
+ * (ky, kx' - j stride_w), 0 where that tap does not exist.
  * ctap[o kh kw + ky kw + kx] = C_ot, the +1 weights of channel o at tap (ky, kx) (the padding
  * correction and the S0 / S1 algebra below).
  *
@@ -30,12 +34,12 @@
  *     acc >= thr  <=>  S1: 2 Q1 >= ceil(A / 2) + N1        (bnn_vc_ge, bias N1)
  *                      S0: not (2 Q0 >= floor((4 C - A) / 2) + 1 - N1)   (bias -N1)
  * The threshold planes of both forms are computed once per call for every border class the
- * call meets (key: padded kernel rows and padded extended columns) and group, clamped to
+ * call meets (key: padded kernel rows, padded extended columns, full or tail) and group, clamped to
  * [-(K + 1), 2 Qmax + K + 2] (outside it the compare is constant), so nt stays small.
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
- * Preconditions (bnn_conv_vc_ok): P >= 1, cpl P <= 32, KWe <= 16, kh <= 16, kh KWe <=
+ * Preconditions (bnn_conv_vc_ok): P >= 1, ct P <= 32 (P = 1 when ct = 0), KWe <= 16, kh <= 16, kh KWe <=
  * BNN_CONV_VC_TAPS, and the counts within BNN_VC_MAX_PLANES planes.
  */
 #ifndef BNN_CONV_VC_H
@@ -52,14 +56,17 @@
 typedef struct {
     bnn_conv_params_t p;
     uint32_t pad_minus1; /* 1: a padded tap is the activation -1 (bnn_conv_bits_m1's contract) */
-    uint32_t npos;       /* P: output positions per group */
+    uint32_t npos;       /* P: output positions of the tail group (1 when cout % 32 == 0) */
     const bnn_word_t *cols;
     const int32_t *thr;    /* cout */
     const int16_t *ctap;   /* cout x kh kw */
 } bnn_conv_vc_t;
 
+/* KWe of the tail group (>= kw, the full groups' window width) */
 #define BNN_CONV_VC_KWE(L) ((L)->p.kw + ((L)->npos - 1u) * (L)->p.stride_w)
-#define BNN_CONV_VC_GROUPS(L) ((L)->npos > 1u ? 1u : BNN_WORDS((L)->p.cout))
+/* Gf, and the plane groups a class entry holds (Gf full groups, or the tail's one) */
+#define BNN_CONV_VC_FULL(L) ((L)->p.cout / 32u)
+#define BNN_CONV_VC_GROUPS(L) (BNN_CONV_VC_FULL(L) > 1u ? BNN_CONV_VC_FULL(L) : 1u)
 BNN_INLINE uint32_t bnn__conv_vc_bitlen(uint32_t v)
 {
     uint32_t n = 0;

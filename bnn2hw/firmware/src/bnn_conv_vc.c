@@ -9,7 +9,7 @@ int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
         p->stride_w < 1u || p->stride_h < 1u) {
         return 0;
     }
-    if (L->npos > 1u && (p->cout * L->npos > 32u)) {
+    if ((p->cout % 32u) * L->npos > 32u || (p->cout % 32u == 0u && L->npos != 1u)) {
         return 0;
     }
     if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS) {
@@ -18,11 +18,16 @@ int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
     return bnn_conv_vc_nq(L) <= BNN_VC_MAX_PLANES && bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
 }
 
-/* Weight bit of lane `lane` of group g at extended tap (ky, kxe), input channel c. */
-static uint32_t col_bit(const bnn_conv_vc_t *L, uint32_t g, uint32_t ky, uint32_t kxe, uint32_t c, uint32_t lane)
+/* Weight bit of channel o at tap (ky, kx), input channel c, read from the columns (its lane at
+ * position j = 0 of a tail step; the columns of j > 0 are checked by the fast path's tests). */
+static uint32_t col_bit(const bnn_conv_vc_t *L, uint32_t o, uint32_t ky, uint32_t kx, uint32_t c)
 {
-    const uint32_t kwe = BNN_CONV_VC_KWE(L), cin = L->p.cin;
-    return (L->cols[((g * L->p.kh + ky) * kwe + kxe) * cin + c] >> lane) & 1u;
+    const uint32_t cin = L->p.cin, kh = L->p.kh, kw = L->p.kw, gf = BNN_CONV_VC_FULL(L);
+    if (o < 32u * gf) {
+        return (L->cols[((o / 32u * kh + ky) * kw + kx) * cin + c] >> (o % 32u)) & 1u;
+    }
+    const bnn_word_t *tail = L->cols + gf * kh * kw * cin;
+    return (tail[(ky * BNN_CONV_VC_KWE(L) + kx) * cin + c] >> (o - 32u * gf)) & 1u;
 }
 
 void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out)
@@ -35,10 +40,7 @@ void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word
             for (uint32_t k = 0; k < ow; ++k) {
                 dst[k] = 0;
             }
-            /* the lane of channel o: position j = 0 of its step's group (the columns of j > 0
-             * are the same weights shifted, checked by the fast path's tests) */
             for (uint32_t o = 0; o < p->cout; ++o) {
-                const uint32_t g = L->npos > 1u ? 0u : o / 32u, lane = L->npos > 1u ? o : o % 32u;
                 int64_t acc = 0;
                 for (uint32_t ky = 0; ky < p->kh; ++ky) {
                     const int32_t y = (int32_t)(oy * p->stride_h + ky) - (int32_t)p->pad_h;
@@ -51,7 +53,7 @@ void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word
                         for (uint32_t c = 0; c < p->cin; ++c) {
                             const uint32_t a = inside ? (uint32_t)bnn_get_bit(in + ((uint32_t)y * p->in_w + (uint32_t)x) * cw, c)
                                                       : 0u; /* -1 padding: the activation -1 */
-                            acc += a == col_bit(L, g, ky, kx, c, lane) ? 1 : -1;
+                            acc += a == col_bit(L, o, ky, kx, c) ? 1 : -1;
                         }
                     }
                 }
@@ -73,36 +75,37 @@ static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
 }
 
 /*
- * The S1 and S0 threshold planes (nt each, s1 then s0) of every group for the border class
- * `key` (bits 0..15: padded extended columns kx', bits 16..31: padded kernel rows ky).  Lanes
- * outside the layer get the top of the range: their compare is never true (masked anyway).
+ * The S1 and S0 threshold planes (nt each, s1 then s0) of the border class `key` (bits 0..15:
+ * padded extended columns kx', bits 16..30: padded kernel rows ky, bit 31: the tail group),
+ * for every full group (Gf entries) or for the tail group (one).  Lanes outside the layer get
+ * the top of the range: their compare is never true (masked anyway).
  */
 static void class_planes(const bnn_conv_vc_t *L, uint32_t key, uint32_t nt, bnn_word_t *planes)
 {
     const bnn_conv_params_t *p = &L->p;
-    const uint32_t kk = p->kh * p->kw, G = BNN_CONV_VC_GROUPS(L);
-    const uint32_t cpl = L->npos > 1u ? p->cout : 32u;
+    const uint32_t kk = p->kh * p->kw, gf = BNN_CONV_VC_FULL(L), tail = key >> 31;
+    const uint32_t ng = tail ? 1u : gf, cpl = tail ? p->cout % 32u : 32u, np = tail ? L->npos : 1u;
     const int64_t K = (int64_t)kk * p->cin, hi = (int64_t)bnn__conv_vc_hi(L), lo = -(K + 1);
-    for (uint32_t g = 0; g < G; ++g) {
+    for (uint32_t g = 0; g < ng; ++g) {
         bnn_word_t *t1 = planes + g * 2u * nt, *t0 = t1 + nt;
         for (uint32_t j = 0; j < nt; ++j) {
             t1[j] = t0[j] = 0u;
         }
         for (uint32_t lane = 0; lane < 32u; ++lane) {
-            const uint32_t j = lane / cpl, r = lane % cpl, o = L->npos > 1u ? r : 32u * g + r;
+            const uint32_t j = lane / cpl, o = (tail ? 32u * gf : 32u * g) + lane % cpl;
             int64_t v1 = hi, v0 = hi;
-            if (j < L->npos && o < p->cout) {
+            if (j < np) {
                 const int16_t *ct = L->ctap + o * kk;
                 int64_t thr = L->thr[o], call = 0;
                 for (uint32_t t = 0; t < kk; ++t) {
                     const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
                     call += ct[t];
-                    if (!L->pad_minus1 && (((key >> 16) >> ky) & 1u || (key >> kxe) & 1u)) {
+                    if (!L->pad_minus1 && ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u)) {
                         thr += (int64_t)p->cin - 2 * (int64_t)ct[t]; /* zero padding correction */
                     }
                 }
                 const int64_t a = thr - K + 2 * call;
-                v1 = clamp64(-floor_half(-a), lo, hi);          /* ceil(A / 2) */
+                v1 = clamp64(-floor_half(-a), lo, hi);              /* ceil(A / 2) */
                 v0 = clamp64(floor_half(4 * call - a) + 1, lo, hi); /* floor((4C - A) / 2) + 1 */
             }
             for (uint32_t b = 0; b < nt; ++b) {
@@ -139,137 +142,160 @@ static void pixel_lists(const bnn_word_t *x, uint32_t cin, uint32_t *d)
     }
 }
 
-void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+/* The state of one call shared by its two step loops (full groups, tail group). */
+typedef struct {
+    const bnn_conv_vc_t *L;
+    const uint32_t *padpix;
+    uint32_t *cache;
+    uint32_t ncls, nq, nt, pstride;
+    const uint32_t *rowd[16]; /* the kh input rows' pixel lists of this output row, NULL: padding */
+    uint32_t vkey;            /* padded kernel rows of this output row */
+} vc_state_t;
+
+/* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
+static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 {
+    for (uint32_t c = 0; c < s->ncls; ++c) {
+        if (s->cache[c * s->pstride] == key) {
+            return s->cache + c * s->pstride;
+        }
+    }
+    uint32_t *ent = s->cache + (s->ncls < BNN_CONV_VC_CLASSES ? s->ncls++ : BNN_CONV_VC_CLASSES) * s->pstride;
+    ent[0] = key;
+    class_planes(s->L, key, s->nt, ent + 1);
+    return ent;
+}
+
+/*
+ * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
+ * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
+ */
+static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t ng, uint32_t np, uint32_t cpl,
+                   uint32_t tail, uint32_t k0, bnn_word_t *out)
+{
+    const bnn_conv_vc_t *L = s->L;
     const bnn_conv_params_t *p = &L->p;
-    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, in_w = p->in_w;
-    const uint32_t sh = p->stride_h, sw = p->stride_w, P = L->npos, kwe = BNN_CONV_VC_KWE(L);
-    const uint32_t G = BNN_CONV_VC_GROUPS(L), ow = BNN_WORDS(p->cout), cpl = P > 1u ? p->cout : 32u;
-    const uint32_t nq = bnn_conv_vc_nq(L), nt = bnn_conv_vc_nt(L), pstride = 1u + G * 2u * nt;
-    const uint32_t gstride = kh * kwe * cin, pixw = cin + 1u;
+    const uint32_t cin = p->cin, kh = p->kh, kw = p->kw, in_w = p->in_w, sw = p->stride_w;
+    const uint32_t kwe = kw + (np - 1u) * sw, ow = BNN_WORDS(p->cout), pixw = cin + 1u;
+    const uint32_t gstride = kh * kwe * cin, nq = s->nq, nt = s->nt;
     const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
-    /* work layout */
-    uint32_t *ring = work;
-    uint32_t *padpix = ring + kh * in_w * pixw;
-    uint32_t *tag = padpix + pixw;
-    uint32_t *cache = tag + kh;
-    uint32_t ncls = 0;
-    padpix[0] = 0u;
-    for (uint32_t c = 0; c < cin; ++c) {
-        padpix[1u + c] = c;
-    }
-    for (uint32_t s = 0; s < kh; ++s) {
-        tag[s] = 0xFFFFFFFFu;
-    }
     const uint32_t *pix[BNN_CONV_VC_TAPS];
     bnn_vc_seg_t seg[BNN_CONV_VC_TAPS];
     bnn_word_t q[BNN_VC_MAX_PLANES];
+    uint32_t n1[32];
+    for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+        const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
+        /* the window's pixels, border class and set sizes */
+        uint32_t hkey = 0, tot1 = 0;
+        for (uint32_t kx = 0; kx < kwe; ++kx) {
+            const int32_t x = x0 + (int32_t)kx;
+            const int out_x = x < 0 || x >= (int32_t)in_w;
+            hkey |= (uint32_t)out_x << kx;
+            for (uint32_t ky = 0; ky < kh; ++ky) {
+                const uint32_t *d = (s->rowd[ky] == NULL || out_x) ? s->padpix : s->rowd[ky] + (uint32_t)x * pixw;
+                pix[ky * kwe + kx] = d;
+                tot1 += d[0];
+            }
+        }
+        const int use_s1 = tot1 <= kh * kwe * cin - tot1;
+        const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
+        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position of the step */
+            uint32_t n = 0;
+            for (uint32_t ky = 0; ky < kh; ++ky) {
+                for (uint32_t kx = 0; kx < kw; ++kx) {
+                    n += pix[ky * kwe + kx + j * sw][0];
+                }
+            }
+            n1[j] = n;
+        }
+        const uint32_t key = L->pad_minus1 ? tail << 31 : (tail << 31) | (s->vkey << 16) | hkey;
+        const uint32_t *ent = class_entry(s, key);
+        /* the segments: one per tap with a non-empty list */
+        uint32_t ns = 0;
+        for (uint32_t t = 0; t < kh * kwe; ++t) {
+            const uint32_t *d = pix[t];
+            const uint32_t m = use_s1 ? d[0] : cin - d[0];
+            if (m) {
+                seg[ns].base = cols + t * cin;
+                seg[ns].idx = use_s1 ? d + 1 : d + 1 + d[0];
+                seg[ns].m = m;
+                ++ns;
+            }
+        }
+        for (uint32_t g = 0; g < ng; ++g) {
+            for (uint32_t b = 0; b < nq; ++b) {
+                q[b] = 0u;
+            }
+            if (g) {
+                for (uint32_t k = 0; k < ns; ++k) {
+                    seg[k].base += gstride;
+                }
+            }
+            bnn_vc_count(seg, ns, q, nq);
+            const bnn_word_t *tp = ent + 1 + g * 2u * nt;
+            for (uint32_t j = 0; j < npos; ++j) {
+                bnn_word_t bits;
+                if (use_s1) {
+                    bits = bnn_vc_ge(q, nq, tp, nt, (int32_t)n1[j]);
+                } else {
+                    bits = ~bnn_vc_ge(q, nq, tp + nt, nt, -(int32_t)n1[j]);
+                }
+                out[(oy * p->out_w + ox + j) * ow + k0 + g] = (bits >> (j * cpl)) & lane_mask;
+            }
+        }
+    }
+}
+
+void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w, pixw = cin + 1u;
+    const uint32_t gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
+    vc_state_t s;
+    s.L = L;
+    s.nq = bnn_conv_vc_nq(L);
+    s.nt = bnn_conv_vc_nt(L);
+    s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 2u * s.nt;
+    s.ncls = 0;
+    /* work layout: ring of kh rows of pixel lists, the padding pixel, row tags, class cache */
+    uint32_t *ring = work;
+    uint32_t *padpix = ring + kh * in_w * pixw;
+    uint32_t *tag = padpix + pixw;
+    s.cache = tag + kh;
+    s.padpix = padpix;
+    padpix[0] = 0u; /* a padded pixel is all zero bits: S1 empty, S0 every channel */
+    for (uint32_t c = 0; c < cin; ++c) {
+        padpix[1u + c] = c;
+    }
+    for (uint32_t k = 0; k < kh; ++k) {
+        tag[k] = 0xFFFFFFFFu;
+    }
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t y0 = (int32_t)(oy * sh) - (int32_t)p->pad_h;
-        uint32_t vkey = 0;
-        const uint32_t *rowd[16];
+        const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+        s.vkey = 0;
         for (uint32_t ky = 0; ky < kh; ++ky) {
             const int32_t y = y0 + (int32_t)ky;
             if (y < 0 || y >= (int32_t)p->in_h) {
-                vkey |= 1u << ky;
-                rowd[ky] = NULL;
+                s.vkey |= 1u << ky;
+                s.rowd[ky] = NULL;
                 continue;
             }
             const uint32_t slot = (uint32_t)y % kh;
             uint32_t *rs = ring + slot * in_w * pixw;
-            if (tag[slot] != (uint32_t)y) { /* build the row's pixel lists once */
+            if (tag[slot] != (uint32_t)y) { /* the row's pixel lists, built once */
                 const bnn_word_t *src = in + (uint32_t)y * in_w * cw;
                 for (uint32_t x = 0; x < in_w; ++x) {
                     pixel_lists(src + x * cw, cin, rs + x * pixw);
                 }
                 tag[slot] = (uint32_t)y;
             }
-            rowd[ky] = rs;
+            s.rowd[ky] = rs;
         }
-        for (uint32_t ox = 0; ox < p->out_w; ox += P) {
-            const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
-            /* the window's pixels, border class and set sizes */
-            uint32_t hkey = 0, tot1 = 0;
-            for (uint32_t kx = 0; kx < kwe; ++kx) {
-                const int32_t x = x0 + (int32_t)kx;
-                if (x < 0 || x >= (int32_t)in_w) {
-                    hkey |= 1u << kx;
-                }
-            }
-            for (uint32_t ky = 0; ky < kh; ++ky) {
-                for (uint32_t kx = 0; kx < kwe; ++kx) {
-                    const int32_t x = x0 + (int32_t)kx;
-                    const uint32_t *d = (rowd[ky] == NULL || x < 0 || x >= (int32_t)in_w)
-                                            ? padpix
-                                            : rowd[ky] + (uint32_t)x * pixw;
-                    pix[ky * kwe + kx] = d;
-                    tot1 += d[0];
-                }
-            }
-            const int use_s1 = tot1 <= kh * kwe * cin - tot1;
-            /* N1 of each position of the step */
-            uint32_t n1[32];
-            for (uint32_t j = 0; j < P; ++j) {
-                uint32_t s = 0;
-                for (uint32_t ky = 0; ky < kh; ++ky) {
-                    for (uint32_t kx = 0; kx < kw; ++kx) {
-                        s += pix[ky * kwe + kx + j * sw][0];
-                    }
-                }
-                n1[j] = s;
-            }
-            /* the class's planes (cached) */
-            const uint32_t key = L->pad_minus1 ? 0u : (vkey << 16) | hkey;
-            uint32_t *ent = NULL;
-            for (uint32_t c = 0; c < ncls; ++c) {
-                if (cache[c * pstride] == key) {
-                    ent = cache + c * pstride;
-                    break;
-                }
-            }
-            if (ent == NULL) {
-                ent = cache + (ncls < BNN_CONV_VC_CLASSES ? ncls++ : BNN_CONV_VC_CLASSES) * pstride;
-                ent[0] = key;
-                class_planes(L, key, nt, ent + 1);
-            }
-            /* the segments: one per tap with a non-empty list */
-            uint32_t ns = 0;
-            for (uint32_t t = 0; t < kh * kwe; ++t) {
-                const uint32_t *d = pix[t];
-                const uint32_t m = use_s1 ? d[0] : cin - d[0];
-                if (m) {
-                    seg[ns].base = L->cols + t * cin;
-                    seg[ns].idx = use_s1 ? d + 1 : d + 1 + d[0];
-                    seg[ns].m = m;
-                    ++ns;
-                }
-            }
-            const uint32_t npos = ox + P <= p->out_w ? P : p->out_w - ox;
-            for (uint32_t g = 0; g < G; ++g) {
-                for (uint32_t b = 0; b < nq; ++b) {
-                    q[b] = 0u;
-                }
-                if (g) {
-                    for (uint32_t s = 0; s < ns; ++s) {
-                        seg[s].base += gstride;
-                    }
-                }
-                bnn_vc_count(seg, ns, q, nq);
-                const bnn_word_t *tp = ent + 1 + g * 2u * nt;
-                for (uint32_t j = 0; j < npos; ++j) {
-                    bnn_word_t bits;
-                    if (use_s1) {
-                        bits = bnn_vc_ge(q, nq, tp, nt, (int32_t)n1[j]);
-                    } else {
-                        bits = ~bnn_vc_ge(q, nq, tp + nt, nt, -(int32_t)n1[j]);
-                    }
-                    bits = (bits >> (j * cpl)) & lane_mask;
-                    if (g + 1u == G && p->cout % 32u && P == 1u) {
-                        bits &= bnn_tail_mask(p->cout);
-                    }
-                    out[((oy * p->out_w) + ox + j) * ow + g] = bits;
-                }
-            }
+        if (gf) {
+            vc_row(&s, oy, L->cols, gf, 1u, 32u, 0u, 0u, out);
+        }
+        if (ct) {
+            vc_row(&s, oy, L->cols + gf * kh * p->kw * cin, 1u, L->npos, ct, 1u, gf, out);
         }
     }
 }
