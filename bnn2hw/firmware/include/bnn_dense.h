@@ -15,6 +15,7 @@
 #define BNN_DENSE_H
 
 #include "bnn_bits.h"
+#include "bnn_vcols.h"
 
 typedef struct {
     uint32_t n_in;  /* K: number of +-1 inputs */
@@ -113,5 +114,48 @@ void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const 
                        int32_t *acc);
 void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                     int32_t *acc);
+
+/*
+ * Column-sliced hidden layer (bnn_vcols.h): bits out like bnn_dense_bits, from weights stored
+ * by columns.  For each group g of 32 outputs (o = 32 g + r; rows past n_out are all-zero rows):
+ *   wc[g (K + 1) + i] bit r = weight bit of output o at input i     (i < K)
+ *   wc[g (K + 1) + K]       = 0: the zero column the index list is padded with (to 16 entries)
+ *   tp[2 g nt + j]  (j < nt): plane j of T1_r = C_r - M_r         (two's complement, nt planes)
+ *   tp[2 g nt + nt + j]     : plane j of U0_r = C_r + M_r + 1 - K
+ * with C_r = number of +1 weights of row r and M_r = max_mismatch (clamped to [-1, K]).
+ * Both sets lie in [-K, K + 1].  With n1 ones in the input (p_r = mismatches):
+ *   n1 <= K - n1:  p_r <= M_r  <=>  2 Q1_r >= T1_r + n1          (Q1: count over the ones)
+ *   otherwise:     p_r <= M_r  <=>  NOT(2 Q0_r >= U0_r + K - n1)  (Q0: count over the zeros)
+ * (p_r = n1 + C_r - 2 Q1_r = 2 Q0_r + n1 - C_r).  nq = bit length of K / 2 (at least 1): the
+ * count planes; nt: the threshold planes (the code generator picks the fewest that hold both sets).
+ * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
+ * Stack: about 200 bytes (the count planes and the kernels' frames), independent of the layer.
+ * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 of them, rounded up
+ * to 16) + the compare (~10 per plane); per call: about 6 per listed index (bnn_vc_select).
+ */
+typedef struct {
+    uint32_t n_in;  /* K */
+    uint32_t n_out; /* outputs */
+    uint32_t nq;    /* count planes: bit length of K / 2, at least 1 */
+    uint32_t nt;    /* threshold planes per set, 1 .. BNN_VC_MAX_PLANES */
+} bnn_dense_vparams_t;
+
+#define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 15u) & ~15u)
+
+/* The column-sliced kernels are the default on the cores where they beat the row kernels:
+ * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33) and the host, with the default
+ * (multi) popcount strategy.  -DBNN_DENSE_VCOLS=0 keeps the row kernels. */
+#ifndef BNN_DENSE_VCOLS
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || !defined(__arm__))
+#define BNN_DENSE_VCOLS 1
+#else
+#define BNN_DENSE_VCOLS 0
+#endif
+#endif
+
+void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                         const bnn_word_t *tp, bnn_word_t *out);
+void bnn_dense_vbits(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                     const bnn_word_t *tp, uint32_t *idx, bnn_word_t *out);
 
 #endif /* BNN_DENSE_H */

@@ -81,3 +81,68 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
     }
 #endif
 }
+
+/* ---------------------------------------------------------------- column-sliced layer */
+
+/* Plain definition from the stored layout: C_r and p_r counted bit by bit, M_r = C_r - T1_r. */
+void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                         const bnn_word_t *tp, bnn_word_t *out)
+{
+    const uint32_t k = p->n_in, nt = p->nt;
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const bnn_word_t *col = wc + (o / 32u) * (k + 1u);
+        const bnn_word_t *t1 = tp + (o / 32u) * 2u * nt;
+        bnn_word_t bits = 0;
+        for (uint32_t r = 0; r < 32u && o + r < p->n_out; ++r) {
+            int32_t c = 0, mism = 0, t = 0;
+            for (uint32_t i = 0; i < k; ++i) {
+                const uint32_t wb = (col[i] >> r) & 1u;
+                c += (int32_t)wb;
+                mism += (int32_t)(wb ^ bnn_get_bit(in, i));
+            }
+            for (uint32_t j = 0; j < nt; ++j) {
+                t |= (int32_t)((t1[j] >> r) & 1u) << j;
+            }
+            if ((t1[nt - 1u] >> r) & 1u) {
+                t -= (int32_t)1 << nt;
+            }
+            bits |= (bnn_word_t)(mism <= c - t) << r; /* p_r <= M_r */
+        }
+        out[o / 32u] = bits;
+    }
+}
+
+/* One index list per call, reused by every group of 32 outputs; count, compare, next group. */
+void(bnn_dense_vbits)(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                      const bnn_word_t *tp, uint32_t *idx, bnn_word_t *out)
+{
+    const uint32_t k = p->n_in, nq = p->nq, nt = p->nt;
+    uint32_t n1;
+    const uint32_t m = bnn_vc_select(in, k, idx, &n1);
+    const uint32_t mp = (m + 15u) & ~15u;
+    for (uint32_t j = m; j < mp; ++j) {
+        idx[j] = k; /* the zero column of every group */
+    }
+    const int s1 = n1 <= k - n1;
+    const int32_t bias = (int32_t)(s1 ? n1 : k - n1);
+    const bnn_word_t flip = s1 ? 0u : ~(bnn_word_t)0u;
+    const bnn_word_t *t = tp + (s1 ? 0u : nt);
+    const uint32_t nz = nq > 4u ? nq : 4u;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        for (uint32_t j = 0; j < nz; ++j) {
+            q[j] = 0;
+        }
+        if (mp) {
+            bnn_vc_count16(wc, idx, idx + mp, q);
+        }
+        bnn_word_t bits = bnn_vc_ge(q, nq, t, nt, bias) ^ flip;
+        const uint32_t left = p->n_out - o;
+        if (left < 32u) {
+            bits &= ((bnn_word_t)1u << left) - 1u;
+        }
+        *out++ = bits;
+        wc += k + 1u;
+        t += 2u * nt;
+    }
+}
