@@ -92,12 +92,13 @@ BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
     return 1u + bnn__conv_vc_bitlen(bnn__conv_vc_hi(L));
 }
 /* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
- * ring's row tags, and BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the S1 and
- * the S0 threshold planes). */
+ * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the S1 and
+ * the S0 threshold planes), and a step's list tails (the < 16 last indices of every tap). */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
     return L->p.kh * L->p.in_w * (L->p.cin + 1u) + L->p.cin + 1u + L->p.kh +
-           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 2u * bnn_conv_vc_nt(L));
+           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 2u * bnn_conv_vc_nt(L)) +
+           L->p.kh * BNN_CONV_VC_KWE(L) * (L->p.cin < 15u ? L->p.cin : 15u);
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

@@ -150,6 +150,7 @@ typedef struct {
     uint32_t ncls, nq, nt, pstride;
     const uint32_t *rowd[16]; /* the kh input rows' pixel lists of this output row, NULL: padding */
     uint32_t vkey;            /* padded kernel rows of this output row */
+    uint32_t *cat;            /* a step's list tails, kh KWe min(cin, 15) words */
 } vc_state_t;
 
 /* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
@@ -180,7 +181,7 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
     const uint32_t gstride = kh * kwe * cin, nq = s->nq, nt = s->nt;
     const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
     const uint32_t *pix[BNN_CONV_VC_TAPS];
-    bnn_vc_seg_t seg[BNN_CONV_VC_TAPS];
+    bnn_vc_seg_t seg[BNN_CONV_VC_TAPS + 1u];
     bnn_word_t q[BNN_VC_MAX_PLANES];
     uint32_t n1[32];
     for (uint32_t ox = 0; ox < p->out_w; ox += np) {
@@ -210,20 +211,35 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
         }
         const uint32_t key = L->pad_minus1 ? tail << 31 : (tail << 31) | (s->vkey << 16) | hkey;
         const uint32_t *ent = class_entry(s, key);
-        /* the segments: one per tap with a non-empty list */
-        uint32_t ns = 0;
+        /* the segments: the whole 16-column blocks of each tap's list in place (bnn_vc_count16
+         * runs them), the last < 16 indices of every tap appended to one list `cat` with the
+         * tap's offset added (relative to the group's columns), so the short tails count in
+         * whole blocks too; cat is the last segment */
+        uint32_t ns = 0, ncat = 0;
+        uint32_t *cat = s->cat;
         for (uint32_t t = 0; t < kh * kwe; ++t) {
             const uint32_t *d = pix[t];
             const uint32_t m = use_s1 ? d[0] : cin - d[0];
-            if (m) {
-                seg[ns].base = cols + t * cin;
-                seg[ns].idx = use_s1 ? d + 1 : d + 1 + d[0];
-                seg[ns].m = m;
+            const uint32_t *idx = use_s1 ? d + 1 : d + 1 + d[0];
+            const uint32_t whole = m & ~15u, off = t * cin;
+            if (whole) {
+                seg[ns].base = cols + off;
+                seg[ns].idx = idx;
+                seg[ns].m = whole;
                 ++ns;
             }
+            for (uint32_t k = whole; k < m; ++k) {
+                cat[ncat++] = idx[k] + off;
+            }
+        }
+        if (ncat) {
+            seg[ns].base = cols;
+            seg[ns].idx = cat;
+            seg[ns].m = ncat;
+            ++ns;
         }
         for (uint32_t g = 0; g < ng; ++g) {
-            for (uint32_t b = 0; b < nq; ++b) {
+            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count: q has room for 4 planes, zero */
                 q[b] = 0u;
             }
             if (g) {
@@ -257,11 +273,12 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.nt = bnn_conv_vc_nt(L);
     s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 2u * s.nt;
     s.ncls = 0;
-    /* work layout: ring of kh rows of pixel lists, the padding pixel, row tags, class cache */
+    /* work layout: ring of kh rows of pixel lists, the padding pixel, row tags, class cache, cat */
     uint32_t *ring = work;
     uint32_t *padpix = ring + kh * in_w * pixw;
     uint32_t *tag = padpix + pixw;
     s.cache = tag + kh;
+    s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
     s.padpix = padpix;
     padpix[0] = 0u; /* a padded pixel is all zero bits: S1 empty, S0 every channel */
     for (uint32_t c = 0; c < cin; ++c) {
