@@ -64,54 +64,84 @@ void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word
 }
 
 /* floor(a / 2) for any sign. */
-static int64_t floor_half(int64_t a)
+static int32_t floor_half(int32_t a)
 {
-    return a >= 0 ? a / 2 : -((-a + 1) / 2);
+    return a >= 0 ? a / 2 : -((1 - a) / 2);
 }
 
-static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
+static int32_t clamp32(int32_t v, int32_t lo, int32_t hi)
 {
     return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* 32 x 32 bit transpose (Hacker's Delight 7-3): a[31 - l] bit 31 - b <- a[31 - b] bit 31 - l,
+ * i.e. with a[31 - l] = v_l on entry, a[31 - b] bit l = bit b of v_l on exit. */
+static void transpose32(uint32_t *a)
+{
+    uint32_t m = 0x0000FFFFu;
+    for (uint32_t j = 16u; j != 0u; j >>= 1, m ^= m << j) {
+        for (uint32_t k = 0; k < 32u; k = (k + j + 1u) & ~j) {
+            const uint32_t t = (a[k] ^ (a[k + j] >> j)) & m;
+            a[k] ^= t;
+            a[k + j] ^= t << j;
+        }
+    }
 }
 
 /*
  * The S1 and S0 threshold planes (nt each, s1 then s0) of the border class `key` (bits 0..15:
  * padded extended columns kx', bits 16..30: padded kernel rows ky, bit 31: the tail group),
  * for every full group (Gf entries) or for the tail group (one).  Lanes outside the layer get
- * the top of the range: their compare is never true (masked anyway).
+ * the top of the range: their compare is never true (masked anyway).  int32 throughout: thr is
+ * clamped to [-(K + 1), K + 1] first (|acc| <= K, so the compare does not change) and nt <=
+ * BNN_VC_MAX_PLANES bounds K below 2^23.
  */
 static void class_planes(const bnn_conv_vc_t *L, uint32_t key, uint32_t nt, bnn_word_t *planes)
 {
     const bnn_conv_params_t *p = &L->p;
     const uint32_t kk = p->kh * p->kw, gf = BNN_CONV_VC_FULL(L), tail = key >> 31;
     const uint32_t ng = tail ? 1u : gf, cpl = tail ? p->cout % 32u : 32u, np = tail ? L->npos : 1u;
-    const int64_t K = (int64_t)kk * p->cin, hi = (int64_t)bnn__conv_vc_hi(L), lo = -(K + 1);
+    const int32_t K = (int32_t)(kk * p->cin), hi = (int32_t)bnn__conv_vc_hi(L), lo = -(K + 1);
+    const int32_t cin = (int32_t)p->cin;
+    /* the padded taps of each position j of the step (zero padding only) */
+    uint64_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 64) */
+    for (uint32_t j = 0; j < np; ++j) {
+        padm[j] = 0u;
+        for (uint32_t t = 0; t < kk && !L->pad_minus1; ++t) {
+            const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
+            if ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u) {
+                padm[j] |= (uint64_t)1u << t;
+            }
+        }
+    }
     for (uint32_t g = 0; g < ng; ++g) {
         bnn_word_t *t1 = planes + g * 2u * nt, *t0 = t1 + nt;
-        for (uint32_t j = 0; j < nt; ++j) {
-            t1[j] = t0[j] = 0u;
-        }
+        uint32_t a1[32], a0[32]; /* lane values, then (transposed) their planes */
         for (uint32_t lane = 0; lane < 32u; ++lane) {
             const uint32_t j = lane / cpl, o = (tail ? 32u * gf : 32u * g) + lane % cpl;
-            int64_t v1 = hi, v0 = hi;
+            int32_t v1 = hi, v0 = hi;
             if (j < np) {
                 const int16_t *ct = L->ctap + o * kk;
-                int64_t thr = L->thr[o], call = 0;
+                int32_t thr = clamp32(L->thr[o], lo, K + 1), call = 0;
                 for (uint32_t t = 0; t < kk; ++t) {
-                    const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
                     call += ct[t];
-                    if (!L->pad_minus1 && ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u)) {
-                        thr += (int64_t)p->cin - 2 * (int64_t)ct[t]; /* zero padding correction */
-                    }
                 }
-                const int64_t a = thr - K + 2 * call;
-                v1 = clamp64(-floor_half(-a), lo, hi);              /* ceil(A / 2) */
-                v0 = clamp64(floor_half(4 * call - a) + 1, lo, hi); /* floor((4C - A) / 2) + 1 */
+                for (uint64_t m = padm[j]; m; m &= m - 1u) {
+                    const uint32_t t = (uint32_t)__builtin_ctzll(m);
+                    thr += cin - 2 * (int32_t)ct[t]; /* zero padding correction */
+                }
+                const int32_t a = thr - K + 2 * call;
+                v1 = clamp32(-floor_half(-a), lo, hi);              /* ceil(A / 2) */
+                v0 = clamp32(floor_half(4 * call - a) + 1, lo, hi); /* floor((4C - A) / 2) + 1 */
             }
-            for (uint32_t b = 0; b < nt; ++b) {
-                t1[b] |= (bnn_word_t)(((uint64_t)v1 >> b) & 1u) << lane;
-                t0[b] |= (bnn_word_t)(((uint64_t)v0 >> b) & 1u) << lane;
-            }
+            a1[31u - lane] = (uint32_t)v1;
+            a0[31u - lane] = (uint32_t)v0;
+        }
+        transpose32(a1);
+        transpose32(a0);
+        for (uint32_t b = 0; b < nt; ++b) {
+            t1[b] = a1[31u - b];
+            t0[b] = a0[31u - b];
         }
     }
 }
