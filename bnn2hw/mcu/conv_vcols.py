@@ -76,20 +76,19 @@ def _bitlen(v: int) -> int:
 
 
 def nq(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
-    qmax = kh * kwe(kw, stride, npos) * cin // 2
-    return _bitlen(qmax) if qmax else 1
+    """bnn_conv_vc_nq(): planes of the offset count Q + W - h <= Qmax + K + 2."""
+    return _bitlen(kh * kwe(kw, stride, npos) * cin // 2 + kh * kw * cin + 2)
 
 
 def nt(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
-    hi = 2 * ((1 << nq(kh, kw, cin, stride, npos)) - 1) + kh * kw * cin + 2
-    return 1 + _bitlen(hi)
+    return nq(kh, kw, cin, stride, npos) + 1
 
 
 def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int) -> int:
     """bnn_conv_vc_work_words()."""
     return (kh * in_w * (cin + 1) + cin + 1 + kh
-            + (CLASSES + 1) * (1 + groups(cout, npos) * 2 * nt(kh, kw, cin, stride, npos))
-            + kh * kwe(kw, stride, npos) * min(cin, 15))
+            + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
+            + kh * kwe(kw, stride, npos) * min(cin, 15) + 2 * cout)
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
@@ -97,5 +96,4 @@ def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> 
     ke = kwe(kw, stride, npos)
     return (npos >= 1 and 1 <= kh <= 16 and kw >= 1 and (cout % 32) * npos <= 32
             and (cout % 32 != 0 or npos == 1) and ke <= 16
-            and kh * ke <= MAX_TAPS and nq(kh, kw, cin, stride, npos) <= MAX_PLANES
-            and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)
+            and kh * ke <= MAX_TAPS and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)

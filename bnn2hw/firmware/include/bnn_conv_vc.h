@@ -31,11 +31,16 @@
  * and acc_m1 = K - 2 P.  Zero padding: acc = acc_m1 - sum_{padded t} (cin - 2 C_ot), so the
  * threshold becomes thr' = thr + that sum (per border class; -1 padding: thr' = thr).  With
  * A = thr' - K + 2 C:
- *     acc >= thr  <=>  S1: 2 Q1 >= ceil(A / 2) + N1        (bnn_vc_ge, bias N1)
- *                      S0: not (2 Q0 >= floor((4 C - A) / 2) + 1 - N1)   (bias -N1)
- * The threshold planes of both forms are computed once per call for every border class the
- * call meets (key: padded kernel rows, padded extended columns, full or tail) and group, clamped to
- * [-(K + 1), 2 Qmax + K + 2] (outside it the compare is constant), so nt stays small.
+ *     acc >= thr  <=>  S1: 2 Q1 >= T1 + N1,   T1 = ceil(A / 2)
+ *                      S0: not (2 Q0 >= T0 - N1),   T0 = floor((4 C - A) / 2) + 1.
+ * Both are 2 Q >= T + B with B = N1 or -N1, the same B in every lane of a position.  With
+ * B = 2 h + e (e = N1 mod 2): 2 Q >= T + B <=> Q - h >= Te = ceil((T + e) / 2).  So the count
+ * starts at W - h (W = floor(K / 2) + 1 keeps it positive; per lane block when P > 1) instead
+ * of 0 (bnn_vc_count adds into q), and the compare is Q' = Q + W - h >= Te + W, a plain
+ * borrow chain against planes precomputed per border class, group, mode and parity e (values
+ * clamped to [0, 2^nq]: outside, the compare is constant), no per-position bias.  The planes
+ * are computed once per call for every border class the call meets (key: padded kernel rows,
+ * padded extended columns, full or tail group).
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
@@ -76,29 +81,30 @@ BNN_INLINE uint32_t bnn__conv_vc_bitlen(uint32_t v)
     }
     return n;
 }
-/* nq: planes of a step's count (Q <= kh KWe cin / 2, the smaller set of the window). */
+/* K = kh kw cin and W = floor(K / 2) + 1, the count's start offset (method above). */
+BNN_INLINE uint32_t bnn__conv_vc_w(const bnn_conv_vc_t *L)
+{
+    return L->p.kh * L->p.kw * L->p.cin / 2u + 1u;
+}
+/* nq: planes of a step's count Q' = Q + W - h <= Qmax + K + 2 (Qmax = kh KWe cin / 2: the smaller
+ * set of the window); nt = nq + 1: planes of a compare threshold (values 0 .. 2^nq). */
 BNN_INLINE uint32_t bnn_conv_vc_nq(const bnn_conv_vc_t *L)
 {
-    const uint32_t qmax = L->p.kh * BNN_CONV_VC_KWE(L) * L->p.cin / 2u;
-    return qmax ? bnn__conv_vc_bitlen(qmax) : 1u;
-}
-/* The clamp bound of a threshold plane value, and nt: planes of the signed range [-(K + 1), hi]. */
-BNN_INLINE uint32_t bnn__conv_vc_hi(const bnn_conv_vc_t *L)
-{
-    return 2u * ((1u << bnn_conv_vc_nq(L)) - 1u) + L->p.kh * L->p.kw * L->p.cin + 2u;
+    return bnn__conv_vc_bitlen(L->p.kh * BNN_CONV_VC_KWE(L) * L->p.cin / 2u + L->p.kh * L->p.kw * L->p.cin + 2u);
 }
 BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
 {
-    return 1u + bnn__conv_vc_bitlen(bnn__conv_vc_hi(L));
+    return bnn_conv_vc_nq(L) + 1u;
 }
 /* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
- * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the S1 and
- * the S0 threshold planes), and a step's list tails (the < 16 last indices of every tap). */
+ * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the four
+ * threshold plane sets: S1 / S0 x N1 even / odd), a step's list tails (the < 16 last indices
+ * of every tap) and two int32 per output channel. */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
     return L->p.kh * L->p.in_w * (L->p.cin + 1u) + L->p.cin + 1u + L->p.kh +
-           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 2u * bnn_conv_vc_nt(L)) +
-           L->p.kh * BNN_CONV_VC_KWE(L) * (L->p.cin < 15u ? L->p.cin : 15u);
+           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
+           L->p.kh * BNN_CONV_VC_KWE(L) * (L->p.cin < 15u ? L->p.cin : 15u) + 2u * L->p.cout;
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

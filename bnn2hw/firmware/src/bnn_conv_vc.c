@@ -15,7 +15,7 @@ int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
     if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS) {
         return 0;
     }
-    return bnn_conv_vc_nq(L) <= BNN_VC_MAX_PLANES && bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
+    return bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
 }
 
 /* Weight bit of channel o at tap (ky, kx), input channel c, read from the columns (its lane at
@@ -89,21 +89,21 @@ static void transpose32(uint32_t *a)
 }
 
 /*
- * The S1 and S0 threshold planes (nt each, s1 then s0) of the border class `key` (bits 0..15:
- * padded extended columns kx', bits 16..30: padded kernel rows ky, bit 31: the tail group),
- * for every full group (Gf entries) or for the tail group (one).  Lanes outside the layer get
- * the top of the range: their compare is never true (masked anyway).  int32 throughout: thr is
- * clamped to [-(K + 1), K + 1] first (|acc| <= K, so the compare does not change) and nt <=
- * BNN_VC_MAX_PLANES bounds K below 2^23.
+ * The compare planes (nt each: S1 even, S1 odd, S0 even, S0 odd; method in bnn_conv_vc.h) of
+ * the border class `key` (bits 0..15: padded extended columns kx', bits 16..30: padded kernel
+ * rows ky, bit 31: the tail group), for every full group (Gf entries) or for the tail group
+ * (one).  Lanes outside the layer get 2^nq: their compare is never true (masked anyway).
+ * int32 throughout: thr is clamped to [-(K + 1), K + 1] first (|acc| <= K, so the compare does
+ * not change) and nt <= BNN_VC_MAX_PLANES bounds K below 2^23.
  */
-static void class_planes(const bnn_conv_vc_t *L, uint32_t key, uint32_t nt, bnn_word_t *planes)
+static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
+                         bnn_word_t *planes)
 {
     const bnn_conv_params_t *p = &L->p;
     const uint32_t kk = p->kh * p->kw, gf = BNN_CONV_VC_FULL(L), tail = key >> 31;
     const uint32_t ng = tail ? 1u : gf, cpl = tail ? p->cout % 32u : 32u, np = tail ? L->npos : 1u;
-    const int32_t K = (int32_t)(kk * p->cin), hi = (int32_t)bnn__conv_vc_hi(L), lo = -(K + 1);
+    const int32_t top = (int32_t)1 << (nt - 1u), w = (int32_t)bnn__conv_vc_w(L);
     const int32_t cin = (int32_t)p->cin;
-    /* the padded taps of each position j of the step (zero padding only) */
     uint64_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 64) */
     for (uint32_t j = 0; j < np; ++j) {
         padm[j] = 0u;
@@ -115,35 +115,56 @@ static void class_planes(const bnn_conv_vc_t *L, uint32_t key, uint32_t nt, bnn_
         }
     }
     for (uint32_t g = 0; g < ng; ++g) {
-        bnn_word_t *t1 = planes + g * 2u * nt, *t0 = t1 + nt;
-        uint32_t a1[32], a0[32]; /* lane values, then (transposed) their planes */
+        uint32_t a1[32], a0[32]; /* lane values of the even sets, then (transposed) their planes */
+        bnn_word_t inc1 = 0, inc0 = 0; /* lanes whose odd value is the even one + 1 (T even) */
         for (uint32_t lane = 0; lane < 32u; ++lane) {
             const uint32_t j = lane / cpl, o = (tail ? 32u * gf : 32u * g) + lane % cpl;
-            int32_t v1 = hi, v0 = hi;
+            int32_t v1 = top, v0 = top;
             if (j < np) {
                 const int16_t *ct = L->ctap + o * kk;
-                int32_t thr = clamp32(L->thr[o], lo, K + 1), call = 0;
-                for (uint32_t t = 0; t < kk; ++t) {
-                    call += ct[t];
-                }
+                int32_t A = chan[2u * o], call = chan[2u * o + 1u];
                 for (uint64_t m = padm[j]; m; m &= m - 1u) {
-                    const uint32_t t = (uint32_t)__builtin_ctzll(m);
-                    thr += cin - 2 * (int32_t)ct[t]; /* zero padding correction */
+                    A += cin - 2 * (int32_t)ct[(uint32_t)__builtin_ctzll(m)]; /* zero padding correction */
                 }
-                const int32_t a = thr - K + 2 * call;
-                v1 = clamp32(-floor_half(-a), lo, hi);              /* ceil(A / 2) */
-                v0 = clamp32(floor_half(4 * call - a) + 1, lo, hi); /* floor((4C - A) / 2) + 1 */
+                const int32_t t1 = -floor_half(-A), t0 = floor_half(4 * call - A) + 1;
+                /* ceil((T + e) / 2) + W: e = 0 here; e = 1 adds 1 where T is even */
+                v1 = clamp32(-floor_half(-t1) + w, 0, top);
+                v0 = clamp32(-floor_half(-t0) + w, 0, top);
+                inc1 |= (bnn_word_t)((t1 & 1) == 0) << lane;
+                inc0 |= (bnn_word_t)((t0 & 1) == 0) << lane;
             }
             a1[31u - lane] = (uint32_t)v1;
             a0[31u - lane] = (uint32_t)v0;
         }
         transpose32(a1);
         transpose32(a0);
-        for (uint32_t b = 0; b < nt; ++b) {
-            t1[b] = a1[31u - b];
-            t0[b] = a0[31u - b];
+        /* sets: S1 even, S1 odd, S0 even, S0 odd; an odd set = the even one + inc, bit-sliced (a
+         * clamped 0 becomes 1: still always met, Q' >= 1; a clamped 2^nq becomes 2^nq + 1: still
+         * never, within nq + 1 planes) */
+        bnn_word_t *dst = planes + g * 4u * nt;
+        for (uint32_t k = 0; k < 2u; ++k) {
+            const uint32_t *a = k ? a0 : a1;
+            bnn_word_t c = k ? inc0 : inc1;
+            bnn_word_t *ev = dst + 2u * k * nt, *od = ev + nt;
+            for (uint32_t b = 0; b < nt; ++b) {
+                const bnn_word_t x = a[31u - b];
+                ev[b] = x;
+                od[b] = x ^ c;
+                c &= x;
+            }
         }
     }
+}
+
+/* Bit r = (Q'_r >= U_r): Q' over nq planes, U over nq + 1 (a borrow chain of Q' - U). */
+BNN_INLINE bnn_word_t ge_planes(const bnn_word_t *q, const bnn_word_t *u, uint32_t nq)
+{
+    bnn_word_t borrow = 0;
+    for (uint32_t j = 0; j < nq; ++j) {
+        const bnn_word_t a = q[j], t = u[j];
+        borrow = (t & ~a) | (borrow & ~(a ^ t));
+    }
+    return ~(u[nq] | borrow);
 }
 
 /* Pixel lists: d[0] = n1, d[1 ..] the set channels ascending, then the clear ones ascending. */
@@ -177,10 +198,11 @@ typedef struct {
     const bnn_conv_vc_t *L;
     const uint32_t *padpix;
     uint32_t *cache;
-    uint32_t ncls, nq, nt, pstride;
+    uint32_t ncls, nq, nt, pstride, w;
     const uint32_t *rowd[16]; /* the kh input rows' pixel lists of this output row, NULL: padding */
     uint32_t vkey;            /* padded kernel rows of this output row */
     uint32_t *cat;            /* a step's list tails, kh KWe min(cin, 15) words */
+    int32_t *chan;            /* per channel: A of an interior position, C (class_planes) */
 } vc_state_t;
 
 /* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
@@ -193,7 +215,7 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
     }
     uint32_t *ent = s->cache + (s->ncls < BNN_CONV_VC_CLASSES ? s->ncls++ : BNN_CONV_VC_CLASSES) * s->pstride;
     ent[0] = key;
-    class_planes(s->L, key, s->nt, ent + 1);
+    class_planes(s->L, s->chan, key, s->nt, ent + 1);
     return ent;
 }
 
@@ -268,9 +290,23 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
             seg[ns].m = ncat;
             ++ns;
         }
+        /* the count's start W - h_j per lane block and the parity mask (method: bnn_conv_vc.h) */
+        bnn_word_t init[BNN_VC_MAX_PLANES], odd = 0;
+        for (uint32_t b = 0; b < nq || b < 4u; ++b) {
+            init[b] = 0u;
+        }
+        for (uint32_t j = 0; j < npos; ++j) {
+            const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
+            const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+            }
+            odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+        }
+        const uint32_t mode = use_s1 ? 0u : 2u;
         for (uint32_t g = 0; g < ng; ++g) {
-            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count: q has room for 4 planes, zero */
-                q[b] = 0u;
+            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count adds into q (room for 4 planes) */
+                q[b] = init[b];
             }
             if (g) {
                 for (uint32_t k = 0; k < ns; ++k) {
@@ -278,14 +314,23 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
                 }
             }
             bnn_vc_count(seg, ns, q, nq);
-            const bnn_word_t *tp = ent + 1 + g * 2u * nt;
-            for (uint32_t j = 0; j < npos; ++j) {
-                bnn_word_t bits;
-                if (use_s1) {
-                    bits = bnn_vc_ge(q, nq, tp, nt, (int32_t)n1[j]);
-                } else {
-                    bits = ~bnn_vc_ge(q, nq, tp + nt, nt, -(int32_t)n1[j]);
+            const bnn_word_t *ue = ent + 1 + (g * 4u + mode) * nt, *uo = ue + nt;
+            bnn_word_t bits;
+            if (odd == 0u) {
+                bits = ge_planes(q, ue, nq);
+            } else if (odd == ~(bnn_word_t)0u || np == 1u) {
+                bits = ge_planes(q, uo, nq);
+            } else { /* lane blocks of both parities: the planes mixed per lane */
+                bnn_word_t u[BNN_VC_MAX_PLANES];
+                for (uint32_t b = 0; b < nt; ++b) {
+                    u[b] = (ue[b] & ~odd) | (uo[b] & odd);
                 }
+                bits = ge_planes(q, u, nq);
+            }
+            if (!use_s1) {
+                bits = ~bits;
+            }
+            for (uint32_t j = 0; j < npos; ++j) {
                 out[(oy * p->out_w + ox + j) * ow + k0 + g] = (bits >> (j * cpl)) & lane_mask;
             }
         }
@@ -301,7 +346,8 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.L = L;
     s.nq = bnn_conv_vc_nq(L);
     s.nt = bnn_conv_vc_nt(L);
-    s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 2u * s.nt;
+    s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
+    s.w = bnn__conv_vc_w(L);
     s.ncls = 0;
     /* work layout: ring of kh rows of pixel lists, the padding pixel, row tags, class cache, cat */
     uint32_t *ring = work;
@@ -309,6 +355,19 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     uint32_t *tag = padpix + pixw;
     s.cache = tag + kh;
     s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
+    s.chan = (int32_t *)(s.cat + kh * BNN_CONV_VC_KWE(L) * (cin < 15u ? cin : 15u));
+    {
+        const uint32_t kk = kh * p->kw;
+        const int32_t K = (int32_t)(kk * cin);
+        for (uint32_t o = 0; o < p->cout; ++o) { /* thr clamped: |acc| <= K, the compare is unchanged */
+            int32_t call = 0;
+            for (uint32_t t = 0; t < kk; ++t) {
+                call += L->ctap[o * kk + t];
+            }
+            s.chan[2u * o] = clamp32(L->thr[o], -(K + 1), K + 1) - K + 2 * call;
+            s.chan[2u * o + 1u] = call;
+        }
+    }
     s.padpix = padpix;
     padpix[0] = 0u; /* a padded pixel is all zero bits: S1 empty, S0 every channel */
     for (uint32_t c = 0; c < cin; ++c) {
