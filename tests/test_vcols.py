@@ -350,3 +350,39 @@ def test_choice_rule():
     outputs (a group of 32 lanes mostly empty) keeps the rows."""
     assert use_vcols(256, 256) and use_vcols(128, 128) and use_vcols(64, 64) and use_vcols(1000, 64)
     assert not use_vcols(256, 10) and not use_vcols(1000, 1)
+
+
+# ---------------------------------------------------------------- generated models (emit-c)
+
+
+def _mlp_graph(sizes, seed):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_mcu_models as bm
+    return bm.random_mlp_graph(sizes, seed)
+
+
+@pytest.mark.parametrize("sizes", [(257, 65, 33, 10), (33, 257, 31, 7)])
+def test_emitted_model_vcols(tmp_path, sizes):
+    """emit-c of binary MLPs at awkward widths: the hidden layers the count model picks run
+    bnn_dense_vbits (both stored formats in model.c, BNN_DENSE_VCOLS choosing), a 65 -> 33 layer keeps
+    the rows; every integer logit equals the IR executor's on the host (sanitizers), in QEMU on the
+    Cortex-M4 (column-sliced) and on the Cortex-M0 (the #else branch: row kernels), on inputs all
+    +1, all -1, exactly half +1 and random."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    graph = _mlp_graph(sizes, 11)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    n_v = sum(use_vcols(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+    assert n_v >= 1 and src.count("bnn_dense_vbits(&") == n_v
+    assert src.count("bnn_dense_bits(&") == len(sizes) - 2  # the row format stays for the other cores
+    rng = np.random.default_rng(5)
+    k = sizes[0]
+    half = np.where(rng.permutation(k) < k // 2, 1, -1)
+    x = np.stack([np.ones(k), -np.ones(k), half, *rng.choice([-1, 1], size=(5, k))]).astype(np.int64)
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    res0 = verify_firmware(graph, out, "cortex-m0", x, host=False, echo=lambda *_: None)
+    assert res0["cortex-m0"]["int_logits_differing"] == 0
