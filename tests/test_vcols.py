@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from bnn2hw.mcu.targets import get_target
-from bnn2hw.mcu.vcols import count_planes, use_vcols, vcols_layer
+from bnn2hw.mcu.vcols import use_vcols, vcols_layer
 
 FW = Path(__file__).resolve().parents[1] / "bnn2hw" / "firmware"
 TARGETS = ["host", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"]
@@ -184,6 +184,28 @@ for _i, (_nq, _nt, _b) in enumerate([(1, 1, 3), (1, 2, 5), (4, 3, 40), (5, 7, 10
     ge_case(f"{_nq}-{_nt}-{_b}", _nq, _nt, 24, 50 + _i, _b)
 
 
+def ge_const_case(name: str, nq: int, n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    words, expect = [[5, n, nq]], []
+    for i in range(n):
+        q = rng.integers(0, 2 ** nq, size=32)
+        c = [int(q[0]), int(q[5]) + 1, 0, 1, 2 ** nq - 1, 2 ** nq, 2 ** nq + 3, 2 ** 31][i % 8]  # ties, ends
+        c = int(rng.integers(0, 2 ** nq + 2)) if i >= 16 else c
+        q[1] = 2 ** nq - 1
+        expect.append(int(((q >= c).astype(np.int64) << np.arange(32)).sum()))
+        words += [[c], [int(((q >> j) & 1) @ (1 << np.arange(32, dtype=np.int64))) for j in range(nq)]]
+
+    def check(out, target):
+        assert np.array_equal(out[0::2], np.array(expect, np.uint32)), f"ge_const ref {name}"
+        assert np.array_equal(out[1::2], out[0::2]), f"ge_const fast {name} ({target})"
+
+    add(f"geconst-{name}", words, 2 * n, check)
+
+
+for _nq in (1, 2, 4, 9, 13, 24):
+    ge_const_case(str(_nq), _nq, 32, 90 + _nq)
+
+
 def dense_case(k: int, n_out: int, fill: str) -> None:
     seed = 7000 + 10 * k + n_out + 100000 * FILL.index(fill)
     rng = np.random.default_rng(seed)
@@ -209,7 +231,8 @@ def dense_case(k: int, n_out: int, fill: str) -> None:
         assert np.array_equal(fast, expect), f"dense_vbits fast vs numpy (seed {seed}, {target})"
         assert guard == 0x5A5A5A5A, f"dense_vbits wrote past its index scratch (seed {seed}, {target})"
 
-    add(f"dense-{k}x{n_out}-{fill}", [[4, k, n_out, lay.nq, lay.nt], xw, lay.wc, lay.tp], 2 * groups + 1, check)
+    add(f"dense-{k}x{n_out}-{fill}", [[4, k, n_out, lay.nq, lay.nv, lay.off], xw, lay.wc, lay.tv], 2 * groups + 1,
+        check)
 
 
 for _k in KS:
@@ -295,25 +318,31 @@ def test_vcols_kernel(results, name):
 
 
 def test_layout_planes():
-    """The stored format: columns per group (bit r = row 32 g + r), the zero column, and the two
-    threshold sets decode back to C - M and C + M + 1 - K."""
+    """The stored format: columns per group (bit r = row 32 g + r), the zero column, and the start
+    values / NP columns decode back to T1 = C - M and U0 = C + M + 1 - K."""
     rng = np.random.default_rng(3)
     k, n_out = 37, 40
     w = rng.choice(np.array([-1, 1]), size=(n_out, k))
     mm = rng.integers(-1, k + 1, size=n_out)
+    mm[:3] = [-1, k, k + 5]
     lay = vcols_layer(w, mm)
-    assert lay.wc.size == 2 * (k + 1) and lay.tp.size == 2 * 2 * lay.nt and lay.nq == count_planes(k) == 5
-    cols = lay.wc.reshape(2, k + 1)
+    assert lay.wc.size == 2 * (k + 3) and lay.tv.size == 2 * 2 * lay.nv
+    cols = lay.wc.reshape(2, k + 3)
     assert np.all(cols[:, k] == 0)
     for o in (0, 31, 32, 39):
         g, r = divmod(o, 32)
         assert np.array_equal((cols[g, :k] >> np.uint32(r)) & 1, (w[o] > 0).astype(np.uint32))
     assert np.all(cols[1, :k] >> np.uint32(8) == 0)  # rows 40..63 do not exist: 0 bits
     c = (w > 0).sum(axis=1)
-    t = lay.tp.reshape(2, 2, lay.nt)
-    assert np.array_equal(lanes(t[0, 0], True), c[:32] - mm[:32])
-    assert np.array_equal(lanes(t[0, 1], True)[:32], c[:32] + mm[:32] + 1 - k)
-    assert np.array_equal(lanes(t[1, 0], True)[:8], c[32:] - mm[32:])
+    mmc = np.clip(mm, -1, k)
+    tv = lay.tv.reshape(2, 2, lay.nv)
+    for s, t in enumerate((c - mmc, c + mmc + 1 - k)):
+        for g, rows in ((0, slice(0, 32)), (1, slice(32, 40))):
+            n = rows.stop - rows.start
+            v = lanes(tv[g, s], False)[:n]
+            par = 1 - ((cols[g, k + 1 + s].astype(np.int64) >> np.arange(32)) & 1)[:n]
+            assert np.all(v >= 0) and np.array_equal(2 * (lay.off - v) + par, t[rows]), (s, g)
+            assert v.max() + k // 2 + 1 < 2 ** lay.nq
 
 
 def test_choice_rule():
@@ -321,3 +350,39 @@ def test_choice_rule():
     outputs (a group of 32 lanes mostly empty) keeps the rows."""
     assert use_vcols(256, 256) and use_vcols(128, 128) and use_vcols(64, 64) and use_vcols(1000, 64)
     assert not use_vcols(256, 10) and not use_vcols(1000, 1)
+
+
+# ---------------------------------------------------------------- generated models (emit-c)
+
+
+def _mlp_graph(sizes, seed):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_mcu_models as bm
+    return bm.random_mlp_graph(sizes, seed)
+
+
+@pytest.mark.parametrize("sizes", [(257, 65, 33, 10), (33, 257, 31, 7)])
+def test_emitted_model_vcols(tmp_path, sizes):
+    """emit-c of binary MLPs at awkward widths: the hidden layers the count model picks run
+    bnn_dense_vbits (both stored formats in model.c, BNN_DENSE_VCOLS choosing), a 65 -> 33 layer keeps
+    the rows; every integer logit equals the IR executor's on the host (sanitizers), in QEMU on the
+    Cortex-M4 (column-sliced) and on the Cortex-M0 (the #else branch: row kernels), on inputs all
+    +1, all -1, exactly half +1 and random."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    graph = _mlp_graph(sizes, 11)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    n_v = sum(use_vcols(a, b) for a, b in zip(sizes[:-2], sizes[1:-1]))
+    assert n_v >= 1 and src.count("bnn_dense_vbits(&") == n_v
+    assert src.count("bnn_dense_bits(&") == len(sizes) - 2  # the row format stays for the other cores
+    rng = np.random.default_rng(5)
+    k = sizes[0]
+    half = np.where(rng.permutation(k) < k // 2, 1, -1)
+    x = np.stack([np.ones(k), -np.ones(k), half, *rng.choice([-1, 1], size=(5, k))]).astype(np.int64)
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    res0 = verify_firmware(graph, out, "cortex-m0", x, host=False, echo=lambda *_: None)
+    assert res0["cortex-m0"]["int_logits_differing"] == 0

@@ -32,6 +32,7 @@ from ..ir.graph import Graph
 from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
+from .vcols import use_vcols, vcols_layer
 
 CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
 
@@ -222,6 +223,24 @@ def _dense_weights(st: EmitState, layer, w: np.ndarray, lid: str) -> str:
     return f"{lid}_w"
 
 
+def _emit_vcols_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray, lid: str) -> None:
+    """The column-sliced format of a hidden binary dense layer + threshold (bnn_dense.h,
+    bnn_dense_vbits) and its params, opening ``#if BNN_DENSE_VCOLS``; the row format follows in the
+    ``#else`` branch (_emit_dense closes it).  Flash is counted once, for the row format (the same
+    weight bits; the start-value planes take fewer bytes than the 4 B per threshold counted)."""
+    o, k = w.shape
+    lay = vcols_layer(w, np.clip((k - thr) // 2, -1, k))  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
+    tname = ident(nxt.name)
+    st.data.append("#if BNN_DENSE_VCOLS /* column-sliced (bnn_dense_vbits); row format in the #else */\n")
+    st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights by columns, 32 outputs per "
+                   f"word, {k} columns + zero + 2 parity columns per group */\n")
+    st.data.append(c_array("bnn_word_t", f"{lid}_wc", lay.wc))
+    st.data.append(f"/* {nxt.name} <- {nxt.source}: count start values, {lay.nv} planes x 2 sets per group */\n")
+    st.data.append(c_array("bnn_word_t", f"{tname}_tv", lay.tv))
+    st.data.append(f"static const bnn_dense_vparams_t {lid}_vp = {{{k}u, {o}u, {lay.nq}u, {lay.nv}u, {lay.off}u}};\n")
+    st.data.append("#else\n")
+
+
 def _is_logits(st: EmitState, i: int) -> bool:
     return i == max(j for j, l in enumerate(st.graph.layers) if l.op == "dense")
 
@@ -236,6 +255,11 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     w, thr = _flip(layer, nxt if fuse else None)
     o, k = w.shape
     wk = layer.attrs.get("weight_kind", "binary")
+    # a hidden binary layer on bits: the column-sliced kernel (bnn_dense_vbits) where the count model
+    # prefers it, both stored formats emitted and BNN_DENSE_VCOLS (bnn_dense.h, per core) picking one
+    vcols = fuse and st.kind == "bits" and wk == "binary" and use_vcols(k, o)
+    if vcols:
+        _emit_vcols_data(st, layer, nxt, w, thr, lid)
     wname = _dense_weights(st, layer, w, lid)
     dst = "logits" if logits else None
     if st.kind == "fixed":
@@ -273,7 +297,14 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         call = f"{fn}(&{lid}_p, {src}, {wname}, {tname}_thr, (bnn_word_t *){dst});"
     st.thr_count += o
     st.body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
-    st.body.append("    " + call)
+    if vcols:
+        st.data.append("#endif /* BNN_DENSE_VCOLS */\n")
+        idx = st.temp(4 * ((k // 2 + 16) // 16 * 16))  # BNN_DENSE_VIDX_WORDS(k) indices
+        st.body += ["#if BNN_DENSE_VCOLS",
+                    f"    bnn_dense_vbits(&{lid}_vp, {src}, {lid}_wc, {tname}_tv, (uint32_t *){idx}, (bnn_word_t *){dst});",
+                    "#else", "    " + call, "#endif"]
+    else:
+        st.body.append("    " + call)
     st.cur, st.kind, st.shape, st.bits = dst, "bits", (o,), None
     st.steps.append(layer.name)
     return 2

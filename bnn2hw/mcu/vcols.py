@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 """Stored format and choice rule of the column-sliced dense kernel (``bnn_dense_vbits``,
-firmware/include/bnn_dense.h and bnn_vcols.h).
+firmware/include/bnn_dense.h, which derives it, and bnn_vcols.h).
 
 Per group of 32 outputs: the K weight columns (bit r of column i = weight of output 32 g + r at
-input i, 1 = +1; rows past n_out are 0) and one zero column (the index list's padding target),
-then two sets of nt two's-complement threshold planes, T1 = C - M and U0 = C + M + 1 - K
-(C = +1 weights of the row, M = max mismatch clamped to [-1, K]); both lie in [-K, K + 1].
+input i, 1 = +1; rows past n_out are 0), one zero column (the index list's padding target) and the
+two NP columns, then the start values V of the two threshold sets (T1 = C - M and
+U0 = C + M + 1 - K, C = +1 weights of the row, M = max mismatch clamped to [-1, K]):
+T = 2 h + par, V = off - h, NP = 1 - par.
 """
 
 from __future__ import annotations
@@ -19,29 +20,23 @@ from ..errors import Bnn2hwError
 
 @dataclass(frozen=True)
 class VColsLayer:
-    wc: np.ndarray  # uint32 [groups * (K + 1)]: columns, then the zero column, per group
-    tp: np.ndarray  # uint32 [groups * 2 * nt]: T1 planes, then U0 planes, per group
-    nq: int  # count planes: bit length of K // 2, at least 1
-    nt: int  # threshold planes per set
+    wc: np.ndarray  # uint32 [groups * (K + 3)]: columns, zero column, NP of T1, NP of U0, per group
+    tv: np.ndarray  # uint32 [groups * 2 * nv]: V planes of T1, then of U0, per group
+    nq: int  # count planes: every V + K // 2 + 1 < 2^nq
+    nv: int  # start-value planes per set
+    off: int  # offset: V = off - floor(T / 2) >= 0
 
 
-def count_planes(k: int) -> int:
-    """Planes of a count over at most K // 2 listed columns (bnn_vc_select's smaller set)."""
-    return max(1, (k // 2).bit_length())
-
-
-def signed_planes(values: np.ndarray) -> int:
-    """Fewest two's-complement planes holding every value (at least 1)."""
-    v = np.asarray(values, dtype=np.int64)
-    hi = int(np.max(np.where(v < 0, ~v, v))) if v.size else 0
-    return hi.bit_length() + 1
-
-
-def planes_of(values: np.ndarray, nt: int) -> np.ndarray:
-    """[32] int values -> [nt] uint32 planes: bit r of plane j = bit j of values[r] (two's complement)."""
-    u = np.asarray(values, dtype=np.int64) & ((1 << nt) - 1)
-    bits = (u[None, :] >> np.arange(nt, dtype=np.int64)[:, None]) & 1  # [nt, 32]
+def planes_of(values: np.ndarray, n: int) -> np.ndarray:
+    """[32] non-negative ints -> [n] uint32 planes: bit r of plane j = bit j of values[r]."""
+    u = np.asarray(values, dtype=np.int64)
+    bits = (u[None, :] >> np.arange(n, dtype=np.int64)[:, None]) & 1  # [n, 32]
     return (bits << np.arange(32, dtype=np.int64)[None, :]).sum(axis=1).astype(np.uint32)
+
+
+def lanes_word(bits01: np.ndarray) -> int:
+    """[32] of 0/1 -> one uint32 word, lane r in bit r."""
+    return int((np.asarray(bits01, dtype=np.int64) << np.arange(32, dtype=np.int64)).sum())
 
 
 def vcols_layer(w_pm1: np.ndarray, max_mismatch: np.ndarray) -> VColsLayer:
@@ -55,21 +50,28 @@ def vcols_layer(w_pm1: np.ndarray, max_mismatch: np.ndarray) -> VColsLayer:
     if mm.shape != (n_out,):
         raise Bnn2hwError(f"column-sliced dense layer: {mm.shape} thresholds for {n_out} outputs")
     groups = (n_out + 31) // 32
-    bits = np.zeros((groups * 32, k + 1), dtype=np.int64)  # + the zero column
-    bits[:n_out, :k] = w > 0
-    c = bits[:, :k].sum(axis=1)
-    m_all = np.full(groups * 32, -1, dtype=np.int64)  # padding rows: output 0 either way (masked)
-    m_all[:n_out] = mm
-    t1 = c - m_all
-    u0 = c + m_all + 1 - k
-    nt = signed_planes(np.concatenate([t1, u0]))
-    if nt > 24:
-        raise Bnn2hwError(f"column-sliced dense layer: K = {k} needs {nt} threshold planes (at most 24)")
-    # columns: word of group g, column i = sum_r bits[32 g + r, i] << r
-    cols = (bits.reshape(groups, 32, k + 1) << np.arange(32, dtype=np.int64)[None, :, None]).sum(axis=1)
-    tp = np.concatenate([np.concatenate([planes_of(t1[32 * g:32 * g + 32], nt), planes_of(u0[32 * g:32 * g + 32], nt)])
-                         for g in range(groups)])
-    return VColsLayer(cols.astype(np.uint32).ravel(), tp.astype(np.uint32), count_planes(k), nt)
+    rows = groups * 32
+    bits = np.zeros((rows, k), dtype=np.int64)
+    bits[:n_out] = w > 0
+    c = bits.sum(axis=1)
+    real = np.arange(rows) < n_out
+    sets = []
+    for t in (c - np.pad(mm, (0, rows - n_out)), c + np.pad(mm, (0, rows - n_out)) + 1 - k):  # T1, U0
+        h, par = np.floor_divide(t, 2), t & 1
+        sets.append((np.where(real, h, 0), np.where(real, 1 - par, 0)))
+    off = max(0, max(int(h.max()) for h, _ in sets))
+    vs = [off - h for h, _ in sets]  # padding rows: V = off (masked out of the result anyway)
+    vmax = max(int(v.max()) for v in vs)
+    nv = max(1, vmax.bit_length())
+    nq = max(nv, (vmax + k // 2 + 1).bit_length())
+    if nq > 24:
+        raise Bnn2hwError(f"column-sliced dense layer: K = {k} needs {nq} count planes (at most 24)")
+    cols = (bits.reshape(groups, 32, k) << np.arange(32, dtype=np.int64)[None, :, None]).sum(axis=1)
+    extra = np.array([[0, lanes_word(sets[0][1][32 * g:32 * g + 32]), lanes_word(sets[1][1][32 * g:32 * g + 32])]
+                      for g in range(groups)], dtype=np.int64)
+    wc = np.concatenate([cols, extra], axis=1).astype(np.uint32).ravel()
+    tv = np.concatenate([np.concatenate([planes_of(v[32 * g:32 * g + 32], nv) for v in vs]) for g in range(groups)])
+    return VColsLayer(wc, tv.astype(np.uint32), nq, nv, off)
 
 
 def rows_estimate(k: int, n_out: int) -> float:
@@ -79,12 +81,12 @@ def rows_estimate(k: int, n_out: int) -> float:
 
 
 def vcols_estimate(k: int, n_out: int) -> float:
-    """Instructions of bnn_dense_vbits for one call, worst input (K // 2 listed columns): ~7.2 per
-    listed column (rounded up to 16) and group, ~12 per compare plane and ~40 per group, ~6 per
-    index and ~40 per call for the index list."""
-    m = (k // 2 + 15) // 16 * 16
-    planes = max(count_planes(k) + 2, (k + 1).bit_length() + 3)
-    return 6.0 * (k // 2) + 40.0 + ((n_out + 31) // 32) * (7.2 * m + 12.0 * planes + 40.0)
+    """Instructions of bnn_dense_vbits for one call, worst input (K // 2 + 1 listed columns): ~7.2
+    per listed column (rounded up to 16) and group, ~10 per count plane (start value, compare) and
+    ~40 per group, ~6 per index and ~40 per call for the index list."""
+    m = (k // 2 + 16) // 16 * 16
+    planes = (k + 1).bit_length() + 1
+    return 6.0 * (k // 2) + 40.0 + ((n_out + 31) // 32) * (7.2 * m + 10.0 * planes + 40.0)
 
 
 def use_vcols(k: int, n_out: int) -> bool:

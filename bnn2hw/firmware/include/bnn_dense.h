@@ -117,30 +117,39 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
 
 /*
  * Column-sliced hidden layer (bnn_vcols.h): bits out like bnn_dense_bits, from weights stored
- * by columns.  For each group g of 32 outputs (o = 32 g + r; rows past n_out are all-zero rows):
- *   wc[g (K + 1) + i] bit r = weight bit of output o at input i     (i < K)
- *   wc[g (K + 1) + K]       = 0: the zero column the index list is padded with (to 16 entries)
- *   tp[2 g nt + j]  (j < nt): plane j of T1_r = C_r - M_r         (two's complement, nt planes)
- *   tp[2 g nt + nt + j]     : plane j of U0_r = C_r + M_r + 1 - K
- * with C_r = number of +1 weights of row r and M_r = max_mismatch (clamped to [-1, K]).
- * Both sets lie in [-K, K + 1].  With n1 ones in the input (p_r = mismatches):
- *   n1 <= K - n1:  p_r <= M_r  <=>  2 Q1_r >= T1_r + n1          (Q1: count over the ones)
- *   otherwise:     p_r <= M_r  <=>  NOT(2 Q0_r >= U0_r + K - n1)  (Q0: count over the zeros)
- * (p_r = n1 + C_r - 2 Q1_r = 2 Q0_r + n1 - C_r).  nq = bit length of K / 2 (at least 1): the
- * count planes; nt: the threshold planes (the code generator picks the fewest that hold both sets).
+ * by columns.  Method: p_r = popcount(x ^ w_r) = n1 + C_r - 2 Q1_r = 2 Q0_r + n1 - C_r (n1 ones in
+ * x, C_r = +1 weights of row r, Q1 / Q0 = count over the ones / zeros of x; the smaller set is
+ * listed, at most K / 2 columns), so with M_r = max mismatch (clamped to [-1, K])
+ *   n1 <= K - n1:  p_r <= M_r  <=>  2 Q1_r >= T_r + bias,  T_r = T1_r = C_r - M_r,          bias = n1
+ *   otherwise:     p_r <= M_r  <=>  NOT(2 Q0_r >= T_r + bias),  T_r = U0_r = C_r + M_r + 1 - K,
+ *                                                                                    bias = K - n1.
+ * The per-lane threshold goes into the counts' start value, so the compare is with one constant
+ * (bnn_vc_ge_const): write T_r = 2 h_r + par_r (h = floor(T / 2)), V_r = off - h_r >= 0 and
+ * NP_r = 1 - par_r.  With X_r = V_r + Q_r (+ NP_r when bias is even):
+ *   2 Q_r >= T_r + bias  <=>  X_r >= off + floor(bias / 2) + 1
+ * (bias odd: Q >= h + e + 1 for either parity, bias = 2 e + 1; bias even, 2 e: Q >= h + e + par).
+ *
+ * Stored format, per group g of 32 outputs (o = 32 g + r; rows past n_out are zero rows):
+ *   wc[g (K + 3) + i] bit r = weight bit of output o at input i      (i < K)
+ *   wc[g (K + 3) + K]       = 0: the zero column the index list is padded with (to 16 entries)
+ *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
+ *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
+ *                             V of the U0 set
+ * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
  * Stack: about 200 bytes (the count planes and the kernels' frames), independent of the layer.
- * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 of them, rounded up
- * to 16) + the compare (~10 per plane); per call: about 6 per listed index (bnn_vc_select).
+ * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 + 1 of them, rounded
+ * up to 16) + about 10 per plane (start value, compare); per call: about 6 per listed index.
  */
 typedef struct {
     uint32_t n_in;  /* K */
     uint32_t n_out; /* outputs */
-    uint32_t nq;    /* count planes: bit length of K / 2, at least 1 */
-    uint32_t nt;    /* threshold planes per set, 1 .. BNN_VC_MAX_PLANES */
+    uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
+    uint32_t nv;    /* start-value planes per set, 1 .. nq */
+    uint32_t off;   /* offset of the start values */
 } bnn_dense_vparams_t;
 
-#define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 15u) & ~15u)
+#define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
 
 /* The column-sliced kernels are the default on the cores where they beat the row kernels:
  * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33) and the host, with the default
@@ -154,8 +163,8 @@ typedef struct {
 #endif
 
 void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
-                         const bnn_word_t *tp, bnn_word_t *out);
+                         const bnn_word_t *tv, bnn_word_t *out);
 void bnn_dense_vbits(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
-                     const bnn_word_t *tp, uint32_t *idx, bnn_word_t *out);
+                     const bnn_word_t *tv, uint32_t *idx, bnn_word_t *out);
 
 #endif /* BNN_DENSE_H */

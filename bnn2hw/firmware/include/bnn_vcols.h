@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* API change (branch vcols-dense): q of bnn_vc_count needs room for max(nq, 4) planes; new entry bnn_vc_count16 (whole blocks of 16 columns); idx order free. */
+/* API change (branch vcols-dense): q of bnn_vc_count needs room for max(nq, 4) planes; new entries bnn_vc_count16 (whole blocks of 16 columns) and bnn_vc_ge_const (compare with one constant); idx order free. */
 /*
  * bnn_vcols.h -- column-sliced ("vertical") binary popcounts: 32 output channels side by side
  * in the 32 bits of one word, counted with bit-sliced (carry-save) counters.
@@ -84,5 +84,15 @@ void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t 
  */
 bnn_word_t bnn_vc_ge_ref(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
 bnn_word_t bnn_vc_ge(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
+
+/*
+ * Bit-sliced compare with one constant: the word whose bit r is (Q_r >= c), Q_r unsigned over nq
+ * planes (nq <= BNN_VC_MAX_PLANES).  Fast variant: the borrow of Q - c from plane 0 up, one ALU op
+ * per plane (c's bit j set: borrow |= ~q[j], else borrow &= ~q[j]); no lane reaches c >= 2^nq.
+ * With counts started at per-lane values V_r (bnn_dense_vbits), comparing with one constant
+ * replaces a per-lane threshold compare.
+ */
+bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c);
+bnn_word_t bnn_vc_ge_const(const bnn_word_t *q, uint32_t nq, uint32_t c);
 
 #endif /* BNN_VCOLS_H */

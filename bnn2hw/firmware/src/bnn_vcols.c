@@ -61,6 +61,19 @@ bnn_word_t bnn_vc_ge_ref(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, 
     return out;
 }
 
+bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c)
+{
+    bnn_word_t out = 0;
+    for (uint32_t r = 0; r < 32u; ++r) {
+        uint64_t qv = 0;
+        for (uint32_t j = 0; j < nq; ++j) {
+            qv |= (uint64_t)((q[j] >> r) & 1u) << j;
+        }
+        out |= (bnn_word_t)(qv >= c) << r;
+    }
+    return out;
+}
+
 /* ---------------------------------------------------------------- fast variants */
 
 /* ARMv7-M / ARMv8-M mainline: CLZ, RBIT, LDR with a shifted register index. */
@@ -284,4 +297,16 @@ bnn_word_t(bnn_vc_ge)(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uin
     }
     /* 2 Q - U over len + 1 planes: A's top plane is 0 and U's is its sign (= u of the last plane) */
     return ~(u ^ borrow);
+}
+
+bnn_word_t(bnn_vc_ge_const)(const bnn_word_t *q, uint32_t nq, uint32_t c)
+{
+    if (nq < 32u && (c >> nq) != 0u) {
+        return 0; /* c >= 2^nq: above every count */
+    }
+    bnn_word_t borrow = 0; /* lanes where Q (low planes so far) < c (low bits so far) */
+    for (uint32_t j = 0; j < nq; ++j, c >>= 1) {
+        borrow = (c & 1u) ? (borrow | ~q[j]) : (borrow & ~q[j]);
+    }
+    return ~borrow;
 }

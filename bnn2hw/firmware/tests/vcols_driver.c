@@ -7,7 +7,8 @@
  *   2 count:   nq, nseg, ncols, cols[ncols], per segment: offset, m, idx[m]  (q starts at given
  *              planes q0[nq]) -> ref q[nq], fast q[nq] + the OR of planes nq .. 3 (must be 0) + the word past them (0x5A5A5A5A)
  *   3 ge:      n, nq, nt, then per case: bias, q[nq], t[nt]  -> ref word, fast word (per case)
- *   4 dense:   k, n_out, nq, nt, x, wc, tp       -> ref out[W(n_out)], fast out[W(n_out)], idx guard
+ *   4 dense:   k, n_out, nq, nv, off, x, wc, tv  -> ref out[W(n_out)], fast out[W(n_out)], idx guard
+ *   5 ge_const: n, nq, then per case: c, q[nq]   -> ref word, fast word (per case)
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -189,11 +190,11 @@ static int run_case(void)
         }
     } else if (kind == 4u) {
         bnn_dense_vparams_t p;
-        p.n_in = u32(); p.n_out = u32(); p.nq = u32(); p.nt = u32();
+        p.n_in = u32(); p.n_out = u32(); p.nq = u32(); p.nv = u32(); p.off = u32();
         const uint32_t groups = W(p.n_out);
         const bnn_word_t *x = take(W(p.n_in));
-        const bnn_word_t *wc = take((size_t)groups * (p.n_in + 1u));
-        const bnn_word_t *tp = take((size_t)groups * 2u * p.nt);
+        const bnn_word_t *wc = take((size_t)groups * (p.n_in + 3u));
+        const bnn_word_t *tp = take((size_t)groups * 2u * p.nv);
         static uint32_t idx[BNN_DENSE_VIDX_WORDS(4096) + 1u];
         if (bad || p.n_in > 4096u) return 3;
         const uint32_t room = BNN_DENSE_VIDX_WORDS(p.n_in);
@@ -201,6 +202,16 @@ static int run_case(void)
         bnn_dense_vbits_ref(&p, x, wc, tp, put(groups));
         bnn_dense_vbits(&p, x, wc, tp, idx, put(groups));
         *(uint32_t *)put(1) = idx[room]; /* the scratch past its stated size: untouched */
+    } else if (kind == 5u) {
+        const uint32_t n = u32(), nq = u32();
+        uint32_t *o = put(2u * n);
+        for (uint32_t c = 0; c < n && !bad; ++c) {
+            const uint32_t cst = u32();
+            const bnn_word_t *q = take(nq);
+            if (bad) return 3;
+            o[2u * c] = bnn_vc_ge_const_ref(q, nq, cst);
+            o[2u * c + 1u] = bnn_vc_ge_const(q, nq, cst);
+        }
     } else {
         return 3;
     }
