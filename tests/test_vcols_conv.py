@@ -266,3 +266,70 @@ def test_columns_layout():
             kx = kxe - j
             want = int(w[32 + r, 0, kx, 2] > 0) if 0 <= kx < 3 else 0
             assert (int(tail[0, kxe, 2]) >> lane) & 1 == want, (kxe, lane)
+
+
+# ---------------------------------------------------------------- generated models (emit-c)
+
+
+def _cnn_graph(seed: int):
+    """uint8 stem -> threshold -> binary convs on bits (16 -> 16 zero padding, 16 -> 64 stride 2
+    at -1 padding, 64 -> 33 zero padding) each with a threshold (random directions, ties) ->
+    flatten -> binary dense logits."""
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+
+    def conv(name, cin, cout, s, p, kind, pv=0):
+        attrs = {"in": kind, "weight_kind": "binary", "stride": s, "pad": p}
+        if kind == "bits":
+            attrs["pad_value"] = pv
+        return Layer("conv2d", name, f"{name}.conv", attrs,
+                     {"weight": rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)})
+
+    def thr(name, c, k):
+        t = rng.integers(-k // 6, k // 6 + 1, c).astype(np.int64)
+        t[0] = 0
+        return Layer("threshold", name, f"{name}.bn", {}, {"thr": t,
+                                                           "direction": rng.choice([-1, 1], c).astype(np.int8)})
+
+    layers = [conv("stem", 3, 16, 1, 1, "u8"), thr("t0", 16, 27 * 255),
+              conv("c1", 16, 16, 1, 1, "bits", 0), thr("t1", 16, 144),
+              conv("c2", 16, 64, 2, 1, "bits", -1), thr("t2", 64, 144),
+              conv("c3", 64, 33, 1, 1, "bits", 0), thr("t3", 33, 576),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 5 * 5 * 33)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((10, 10, 3), layers, 1.0, {"model_hash": f"vcconv{seed}"})
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
+    """emit-c of a CNN with a 16-channel conv: with the choice forced (every supported binary conv
+    on bnn_conv_vc_bits, the 16-channel one included) and with the count model's own choice, both
+    stored formats are in model.c (BNN_CONV_VCOLS choosing); every integer logit equals the IR
+    executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (column-sliced) and M0 (the
+    #else branch: row kernels), on all-255, all-0 and random images."""
+    from bnn2hw.mcu import conv_vcols as cv
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    if force:
+        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1:
+                            cv.supported(kh, kw, c, o, s, cv.choose_npos(o, kw, s, kh)))
+    graph = _cnn_graph(3)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    n_vc = src.count("bnn_conv_vc_bits(&")
+    assert n_vc == (3 if force else sum(cv.use_vc(*a) for a in [(10, 10, 16, 16, 3, 3, 1, 1, False),
+                                                                  (10, 10, 16, 64, 3, 3, 2, 1, True),
+                                                                  (5, 5, 64, 33, 3, 3, 1, 1, False)]))
+    assert src.count("bnn_conv_bits(&") + src.count("bnn_conv_bits_m1(&") == 3
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    if force:
+        res0 = verify_firmware(graph, out, "cortex-m0", x, host=False, echo=lambda *_: None)
+        assert res0["cortex-m0"]["int_logits_differing"] == 0

@@ -53,6 +53,18 @@
 #include "bnn_conv.h"
 #include "bnn_vcols.h"
 
+/* The column-sliced conv is compiled in on the cores where the code generator's count model
+ * (bnn2hw/mcu/conv_vcols.py) was made for it: as BNN_DENSE_VCOLS (bnn_dense.h), ARMv7-M /
+ * ARMv8-M mainline without Helium (M3, M4, M7, M33) and the host with the multi popcount.
+ * -DBNN_CONV_VCOLS=0 keeps the row kernels (generated code carries both formats). */
+#ifndef BNN_CONV_VCOLS
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || !defined(__arm__))
+#define BNN_CONV_VCOLS 1
+#else
+#define BNN_CONV_VCOLS 0
+#endif
+#endif
+
 /* Border classes cached per call (3x3 pad 1: 9 at P = 1; more are recomputed on the fly). */
 #define BNN_CONV_VC_CLASSES 16u
 /* Most extended taps kh KWe of a step (stack: 16 bytes a tap, 1 KB). */
