@@ -86,9 +86,9 @@ def nt(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
 
 def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int) -> int:
     """bnn_conv_vc_work_words()."""
-    return (kh * in_w * (cin + 1) + cin + 1 + kh
+    return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
             + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + kh * kwe(kw, stride, npos) * min(cin, 15) + 2 * cout)
+            + 15 * kh + 2 * cout)
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:

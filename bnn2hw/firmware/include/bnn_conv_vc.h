@@ -114,9 +114,9 @@ BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
  * of every tap) and two int32 per output channel. */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
-    return L->p.kh * L->p.in_w * (L->p.cin + 1u) + L->p.cin + 1u + L->p.kh +
+    return L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh +
            (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
-           L->p.kh * BNN_CONV_VC_KWE(L) * (L->p.cin < 15u ? L->p.cin : 15u) + 2u * L->p.cout;
+           15u * L->p.kh + 2u * L->p.cout;
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

@@ -107,7 +107,7 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
     uint64_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 64) */
     for (uint32_t j = 0; j < np; ++j) {
         padm[j] = 0u;
-        for (uint32_t t = 0; t < kk && !L->pad_minus1; ++t) {
+        for (uint32_t t = 0; t < kk; ++t) {
             const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
             if ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u) {
                 padm[j] |= (uint64_t)1u << t;
@@ -122,11 +122,16 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
             int32_t v1 = top, v0 = top;
             if (j < np) {
                 const int16_t *ct = L->ctap + o * kk;
-                int32_t A = chan[2u * o], call = chan[2u * o + 1u];
+                int32_t A = chan[2u * o], call = chan[2u * o + 1u], cpad = 0;
                 for (uint64_t m = padm[j]; m; m &= m - 1u) {
-                    A += cin - 2 * (int32_t)ct[(uint32_t)__builtin_ctzll(m)]; /* zero padding correction */
+                    cpad += ct[(uint32_t)__builtin_ctzll(m)];
                 }
-                const int32_t t1 = -floor_half(-A), t0 = floor_half(4 * call - A) + 1;
+                if (!L->pad_minus1) {
+                    A += (int32_t)__builtin_popcountll(padm[j]) * cin - 2 * cpad; /* zero padding correction */
+                }
+                /* S0: the padded taps' columns are not counted (their pixels are not listed): the
+                 * threshold takes their 2 C_pad instead */
+                const int32_t t1 = -floor_half(-A), t0 = floor_half(4 * call - A) + 1 - 2 * cpad;
                 /* ceil((T + e) / 2) + W: e = 0 here; e = 1 adds 1 where T is even */
                 v1 = clamp32(-floor_half(-t1) + w, 0, top);
                 v0 = clamp32(-floor_half(-t0) + w, 0, top);
@@ -167,39 +172,46 @@ BNN_INLINE bnn_word_t ge_planes(const bnn_word_t *q, const bnn_word_t *u, uint32
     return ~(u[nq] | borrow);
 }
 
-/* Pixel lists: d[0] = n1, d[1 ..] the set channels ascending, then the clear ones ascending. */
-static void pixel_lists(const bnn_word_t *x, uint32_t cin, uint32_t *d)
+/*
+ * Row lists of input row `src` (in_w pixels of cw words): the set channels of every pixel as
+ * entries x cin + c, pixel after pixel from the front of list (list[pre1[x] ..] are pixel x's),
+ * and the clear ones from the back (pixel x's at list[L - pre0[x + 1] .. L - pre0[x]), L = in_w cin),
+ * so the pixels [xa, xb) of a window row are one run of either set.  pre1 / pre0: in_w + 1
+ * prefix counts each.
+ */
+static void row_lists(const bnn_word_t *src, uint32_t in_w, uint32_t cin, uint32_t *list, uint32_t *pre1,
+                      uint32_t *pre0)
 {
     const uint32_t cw = BNN_WORDS(cin);
-    uint32_t n1 = 0;
-    for (uint32_t k = 0; k < cw; ++k) {
-        const uint32_t v = k + 1u < cw ? x[k] : x[k] & bnn_tail_mask(cin);
-        n1 += bnn_popcount32(v);
-    }
-    d[0] = n1;
-    uint32_t *s1 = d + 1, *s0 = d + 1 + n1;
-    for (uint32_t k = 0; k < cw; ++k) {
-        const uint32_t m = k + 1u < cw ? 0xFFFFFFFFu : bnn_tail_mask(cin);
-        uint32_t v = x[k] & m, z = ~x[k] & m;
-        const uint32_t base = 32u * k;
-        while (v) {
-            *s1++ = base + (uint32_t)__builtin_ctz(v);
-            v &= v - 1u;
+    const bnn_word_t tail = bnn_tail_mask(cin);
+    uint32_t *s1 = list, *s0 = list + in_w * cin;
+    pre1[0] = pre0[0] = 0u;
+    for (uint32_t x = 0; x < in_w; ++x, src += cw) {
+        for (uint32_t k = 0; k < cw; ++k) {
+            const bnn_word_t m = k + 1u < cw ? ~(bnn_word_t)0u : tail;
+            uint32_t v = src[k] & m, z = ~src[k] & m;
+            const uint32_t base = x * cin + 32u * k;
+            while (v) {
+                *s1++ = base + (uint32_t)__builtin_ctz(v);
+                v &= v - 1u;
+            }
+            while (z) {
+                *--s0 = base + (uint32_t)__builtin_ctz(z);
+                z &= z - 1u;
+            }
         }
-        while (z) {
-            *s0++ = base + (uint32_t)__builtin_ctz(z);
-            z &= z - 1u;
-        }
+        pre1[x + 1u] = (uint32_t)(s1 - list);
+        pre0[x + 1u] = (uint32_t)(list + in_w * cin - s0);
     }
 }
 
 /* The state of one call shared by its two step loops (full groups, tail group). */
 typedef struct {
     const bnn_conv_vc_t *L;
-    const uint32_t *padpix;
     uint32_t *cache;
     uint32_t ncls, nq, nt, pstride, w;
-    const uint32_t *rowd[16]; /* the kh input rows' pixel lists of this output row, NULL: padding */
+    const uint32_t *rowd[16]; /* the kh input rows' lists (row_lists: list, pre1, pre0) of this
+                               * output row, NULL: a padding row */
     uint32_t vkey;            /* padded kernel rows of this output row */
     uint32_t *cat;            /* a step's list tails, kh KWe min(cin, 15) words */
     int32_t *chan;            /* per channel: A of an interior position, C (class_planes) */
@@ -229,59 +241,66 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
     const bnn_conv_vc_t *L = s->L;
     const bnn_conv_params_t *p = &L->p;
     const uint32_t cin = p->cin, kh = p->kh, kw = p->kw, in_w = p->in_w, sw = p->stride_w;
-    const uint32_t kwe = kw + (np - 1u) * sw, ow = BNN_WORDS(p->cout), pixw = cin + 1u;
+    const uint32_t kwe = kw + (np - 1u) * sw, ow = BNN_WORDS(p->cout), nl = in_w * cin;
     const uint32_t gstride = kh * kwe * cin, nq = s->nq, nt = s->nt;
     const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
-    const uint32_t *pix[BNN_CONV_VC_TAPS];
-    bnn_vc_seg_t seg[BNN_CONV_VC_TAPS + 1u];
+    bnn_vc_seg_t seg[16u + 1u];
     bnn_word_t q[BNN_VC_MAX_PLANES];
     uint32_t n1[32];
     for (uint32_t ox = 0; ox < p->out_w; ox += np) {
         const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
-        /* the window's pixels, border class and set sizes */
-        uint32_t hkey = 0, tot1 = 0;
-        for (uint32_t kx = 0; kx < kwe; ++kx) {
-            const int32_t x = x0 + (int32_t)kx;
-            const int out_x = x < 0 || x >= (int32_t)in_w;
-            hkey |= (uint32_t)out_x << kx;
-            for (uint32_t ky = 0; ky < kh; ++ky) {
-                const uint32_t *d = (s->rowd[ky] == NULL || out_x) ? s->padpix : s->rowd[ky] + (uint32_t)x * pixw;
-                pix[ky * kwe + kx] = d;
-                tot1 += d[0];
-            }
-        }
-        const int use_s1 = tot1 <= kh * kwe * cin - tot1;
+        /* the window's columns inside the image [xs, xe), the border class */
+        const uint32_t xs = x0 < 0 ? 0u : (uint32_t)x0;
+        const int32_t xe_ = x0 + (int32_t)kwe;
+        const uint32_t xe = xe_ > (int32_t)in_w ? in_w : (xe_ < (int32_t)xs ? xs : (uint32_t)xe_);
+        const uint32_t hkey = ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
         const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
-        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position of the step */
-            uint32_t n = 0;
-            for (uint32_t ky = 0; ky < kh; ++ky) {
-                for (uint32_t kx = 0; kx < kw; ++kx) {
-                    n += pix[ky * kwe + kx + j * sw][0];
-                }
-            }
-            n1[j] = n;
+        uint32_t tot1 = 0, tot0 = 0;
+        for (uint32_t j = 0; j < npos; ++j) {
+            n1[j] = 0u;
         }
-        const uint32_t key = L->pad_minus1 ? tail << 31 : (tail << 31) | (s->vkey << 16) | hkey;
+        for (uint32_t ky = 0; ky < kh; ++ky) {
+            const uint32_t *rd = s->rowd[ky];
+            if (rd == NULL) {
+                continue;
+            }
+            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
+            tot1 += pre1[xe] - pre1[xs];
+            tot0 += pre0[xe] - pre0[xs];
+            for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
+                const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
+                const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
+                const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
+                n1[j] += pre1[cb] - pre1[ca];
+            }
+        }
+        const int use_s1 = tot1 <= tot0;
+        const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
         const uint32_t *ent = class_entry(s, key);
-        /* the segments: the whole 16-column blocks of each tap's list in place (bnn_vc_count16
-         * runs them), the last < 16 indices of every tap appended to one list `cat` with the
-         * tap's offset added (relative to the group's columns), so the short tails count in
-         * whole blocks too; cat is the last segment */
+        /* the segments: one run per window row (entries x cin + c; base = the row's columns
+         * shifted by x0 cin, as an address: the run indexes it from x = xs >= x0 on), its whole
+         * 16-column blocks in place, its last < 16 entries appended to `cat` with the shift added
+         * (relative to the group's columns), cat last */
         uint32_t ns = 0, ncat = 0;
         uint32_t *cat = s->cat;
-        for (uint32_t t = 0; t < kh * kwe; ++t) {
-            const uint32_t *d = pix[t];
-            const uint32_t m = use_s1 ? d[0] : cin - d[0];
-            const uint32_t *idx = use_s1 ? d + 1 : d + 1 + d[0];
-            const uint32_t whole = m & ~15u, off = t * cin;
+        for (uint32_t ky = 0; ky < kh; ++ky) {
+            const uint32_t *rd = s->rowd[ky];
+            if (rd == NULL || xe == xs) {
+                continue;
+            }
+            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
+            const uint32_t *idx = use_s1 ? rd + pre1[xs] : rd + nl - pre0[xe];
+            const uint32_t m = use_s1 ? pre1[xe] - pre1[xs] : pre0[xe] - pre0[xs];
+            const int32_t off = ((int32_t)(ky * kwe) - x0) * (int32_t)cin; /* >= -(entries' x) cin */
+            const uint32_t whole = m & ~15u;
             if (whole) {
-                seg[ns].base = cols + off;
+                seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
                 seg[ns].idx = idx;
                 seg[ns].m = whole;
                 ++ns;
             }
             for (uint32_t k = whole; k < m; ++k) {
-                cat[ncat++] = idx[k] + off;
+                cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
             }
         }
         if (ncat) {
@@ -340,7 +359,8 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
 void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
 {
     const bnn_conv_params_t *p = &L->p;
-    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w, pixw = cin + 1u;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w;
+    const uint32_t rowsz = in_w * cin + 2u * (in_w + 1u); /* a ring slot: row_lists' list, pre1, pre0 */
     const uint32_t gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
     vc_state_t s;
     s.L = L;
@@ -349,13 +369,12 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
     s.w = bnn__conv_vc_w(L);
     s.ncls = 0;
-    /* work layout: ring of kh rows of pixel lists, the padding pixel, row tags, class cache, cat */
+    /* work layout: ring of kh rows of row lists, row tags, class cache, cat, per channel A, C */
     uint32_t *ring = work;
-    uint32_t *padpix = ring + kh * in_w * pixw;
-    uint32_t *tag = padpix + pixw;
+    uint32_t *tag = ring + kh * rowsz;
     s.cache = tag + kh;
     s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
-    s.chan = (int32_t *)(s.cat + kh * BNN_CONV_VC_KWE(L) * (cin < 15u ? cin : 15u));
+    s.chan = (int32_t *)(s.cat + 15u * kh);
     {
         const uint32_t kk = kh * p->kw;
         const int32_t K = (int32_t)(kk * cin);
@@ -367,11 +386,6 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
             s.chan[2u * o] = clamp32(L->thr[o], -(K + 1), K + 1) - K + 2 * call;
             s.chan[2u * o + 1u] = call;
         }
-    }
-    s.padpix = padpix;
-    padpix[0] = 0u; /* a padded pixel is all zero bits: S1 empty, S0 every channel */
-    for (uint32_t c = 0; c < cin; ++c) {
-        padpix[1u + c] = c;
     }
     for (uint32_t k = 0; k < kh; ++k) {
         tag[k] = 0xFFFFFFFFu;
@@ -387,12 +401,9 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
                 continue;
             }
             const uint32_t slot = (uint32_t)y % kh;
-            uint32_t *rs = ring + slot * in_w * pixw;
-            if (tag[slot] != (uint32_t)y) { /* the row's pixel lists, built once */
-                const bnn_word_t *src = in + (uint32_t)y * in_w * cw;
-                for (uint32_t x = 0; x < in_w; ++x) {
-                    pixel_lists(src + x * cw, cin, rs + x * pixw);
-                }
+            uint32_t *rs = ring + slot * rowsz;
+            if (tag[slot] != (uint32_t)y) { /* the row's lists, built once */
+                row_lists(in + (uint32_t)y * in_w * cw, in_w, cin, rs, rs + in_w * cin, rs + in_w * cin + in_w + 1u);
                 tag[slot] = (uint32_t)y;
             }
             s.rowd[ky] = rs;
