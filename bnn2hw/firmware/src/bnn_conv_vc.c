@@ -235,7 +235,7 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
  * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
  * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
  */
-static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t ng, uint32_t np, uint32_t cpl,
+BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t ng, uint32_t np, uint32_t cpl,
                    uint32_t tail, uint32_t k0, bnn_word_t *out)
 {
     const bnn_conv_vc_t *L = s->L;
@@ -256,23 +256,26 @@ static void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t 
         const uint32_t hkey = ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
         const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
         uint32_t tot1 = 0, tot0 = 0;
-        for (uint32_t j = 0; j < npos; ++j) {
-            n1[j] = 0u;
-        }
         for (uint32_t ky = 0; ky < kh; ++ky) {
             const uint32_t *rd = s->rowd[ky];
-            if (rd == NULL) {
-                continue;
+            if (rd != NULL) {
+                const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
+                tot1 += pre1[xe] - pre1[xs];
+                tot0 += pre0[xe] - pre0[xs];
             }
-            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
-            tot1 += pre1[xe] - pre1[xs];
-            tot0 += pre0[xe] - pre0[xs];
-            for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
-                const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
-                const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
-                const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
-                n1[j] += pre1[cb] - pre1[ca];
+        }
+        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
+            const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
+            const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
+            const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
+            uint32_t n = 0;
+            for (uint32_t ky = 0; ky < kh; ++ky) {
+                const uint32_t *rd = s->rowd[ky];
+                if (rd != NULL) {
+                    n += rd[nl + cb] - rd[nl + ca];
+                }
             }
+            n1[j] = n;
         }
         const int use_s1 = tot1 <= tot0;
         const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
@@ -408,10 +411,14 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
             }
             s.rowd[ky] = rs;
         }
+        /* vc_row is inlined: the full groups (one position a step) and the 16-channel tail (two)
+         * with constant geometry, other tails generic */
         if (gf) {
             vc_row(&s, oy, L->cols, gf, 1u, 32u, 0u, 0u, out);
         }
-        if (ct) {
+        if (ct == 16u && L->npos == 2u) {
+            vc_row(&s, oy, L->cols + gf * kh * p->kw * cin, 1u, 2u, 16u, 1u, gf, out);
+        } else if (ct) {
             vc_row(&s, oy, L->cols + gf * kh * p->kw * cin, 1u, L->npos, ct, 1u, gf, out);
         }
     }
