@@ -246,7 +246,9 @@ def test_columns_layout():
     """pack_columns: lane j cpl + r of extended tap kx' holds channel r's weight at kx' - j stride."""
     rng = np.random.default_rng(5)
     w = rng.choice(np.array([-1, 1]), size=(16, 3, 3, 5))
-    cols = vc.pack_columns(w, 2, 2).reshape(1, 3, 5, 5)
+    cols = vc.pack_columns(w, 2, 2)
+    assert cols[-1] == 0
+    cols = cols[:-1].reshape(1, 3, 5, 5)
     for kxe in range(5):
         for r in range(16):
             for j in range(2):
@@ -256,8 +258,8 @@ def test_columns_layout():
     # 40 channels: one full group (tap-major, KW = 3), then 8 channels x 4 positions
     w = rng.choice(np.array([-1, 1]), size=(40, 3, 3, 5))
     cols = vc.pack_columns(w, 1, 4)
-    full, tail = cols[:45].reshape(3, 3, 5), cols[45:].reshape(3, 6, 5)
-    assert cols.size == 45 + 90
+    full, tail = cols[:45].reshape(3, 3, 5), cols[45:-1].reshape(3, 6, 5)
+    assert cols.size == 45 + 90 + 1 and cols[-1] == 0
     for r in range(32):
         assert (int(full[2, 1, 4]) >> r) & 1 == int(w[r, 2, 1, 4] > 0)
     for kxe in range(6):

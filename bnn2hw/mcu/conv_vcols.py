@@ -44,7 +44,7 @@ def groups(cout: int, npos: int) -> int:
 
 def pack_columns(w: np.ndarray, stride: int, npos: int) -> np.ndarray:
     """w [O, KH, KW, C] in {-1, +1} -> uint32 words: the full groups [G, KH, KW, C], then the
-    tail group [KH, KWe, C]."""
+    tail group [KH, KWe, C], then one zero word."""
     o, kh, kw, c = w.shape
     pos = (w > 0).astype(np.uint64)  # [O, KH, KW, C]
     shifts = np.arange(32, dtype=np.uint64)
@@ -60,6 +60,7 @@ def pack_columns(w: np.ndarray, stride: int, npos: int) -> np.ndarray:
         for j in range(npos):
             lanes[:, j * stride:j * stride + kw, :, j * ct:(j + 1) * ct] = sub
         parts.append((lanes << shifts).sum(axis=-1).astype(np.uint32).ravel())
+    parts.append(np.zeros(1, np.uint32))  # the zero column (pads a step's list tails to 16)
     return np.concatenate(parts)
 
 
@@ -88,7 +89,7 @@ def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, np
     """bnn_conv_vc_work_words()."""
     return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
             + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + 15 * kh + 2 * cout)
+            + 16 * kh + 2 * cout)
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:

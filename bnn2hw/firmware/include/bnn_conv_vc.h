@@ -17,6 +17,7 @@
  * 32 g + r at (ky, kx); then the tail group at cols + Gf kh kw cin: extended tap
  * t = ky KWe + kx', cols[t cin + c] bit j ct + r = weight of channel 32 Gf + r at
  * (ky, kx' - j stride_w), 0 where that tap does not exist.
+ * One zero word follows the columns (the padding column of a step's list tails).
  * ctap[o kh kw + ky kw + kx] = C_ot, the +1 weights of channel o at tap (ky, kx) (the padding
  * correction and the S0 / S1 algebra below).
  *
@@ -116,7 +117,7 @@ BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
     return L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh +
            (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
-           15u * L->p.kh + 2u * L->p.cout;
+           16u * L->p.kh + 2u * L->p.cout;
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

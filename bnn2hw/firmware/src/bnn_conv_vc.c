@@ -235,8 +235,8 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
  * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
  * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
  */
-BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t ng, uint32_t np, uint32_t cpl,
-                   uint32_t tail, uint32_t k0, bnn_word_t *out)
+BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t ng, uint32_t np,
+                       uint32_t cpl, uint32_t tail, uint32_t k0, bnn_word_t *out)
 {
     const bnn_conv_vc_t *L = s->L;
     const bnn_conv_params_t *p = &L->p;
@@ -306,7 +306,14 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                 cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
             }
         }
+        /* cat padded to whole blocks of 16 with the zero column (the word after the columns,
+         * index zrel - g gstride from group g's columns): no column is counted one at a time */
+        const uint32_t npad = (16u - (ncat & 15u)) & 15u;
+        for (uint32_t k = 0; k < npad; ++k) {
+            cat[ncat + k] = zrel;
+        }
         if (ncat) {
+            ncat += npad;
             seg[ns].base = cols;
             seg[ns].idx = cat;
             seg[ns].m = ncat;
@@ -333,6 +340,9 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
             if (g) {
                 for (uint32_t k = 0; k < ns; ++k) {
                     seg[k].base += gstride;
+                }
+                for (uint32_t k = ncat - npad; k < ncat; ++k) {
+                    cat[k] -= gstride;
                 }
             }
             bnn_vc_count(seg, ns, q, nq);
@@ -365,6 +375,8 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w;
     const uint32_t rowsz = in_w * cin + 2u * (in_w + 1u); /* a ring slot: row_lists' list, pre1, pre0 */
     const uint32_t gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
+    const uint32_t full = gf * kh * p->kw * cin;                           /* words of the full groups */
+    const uint32_t zero = full + (ct ? kh * BNN_CONV_VC_KWE(L) * cin : 0u); /* the zero column */
     vc_state_t s;
     s.L = L;
     s.nq = bnn_conv_vc_nq(L);
@@ -377,7 +389,7 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     uint32_t *tag = ring + kh * rowsz;
     s.cache = tag + kh;
     s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
-    s.chan = (int32_t *)(s.cat + 15u * kh);
+    s.chan = (int32_t *)(s.cat + 16u * kh);
     {
         const uint32_t kk = kh * p->kw;
         const int32_t K = (int32_t)(kk * cin);
@@ -414,12 +426,12 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
         /* vc_row is inlined: the full groups (one position a step) and the 16-channel tail (two)
          * with constant geometry, other tails generic */
         if (gf) {
-            vc_row(&s, oy, L->cols, gf, 1u, 32u, 0u, 0u, out);
+            vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
         }
         if (ct == 16u && L->npos == 2u) {
-            vc_row(&s, oy, L->cols + gf * kh * p->kw * cin, 1u, 2u, 16u, 1u, gf, out);
+            vc_row(&s, oy, L->cols + full, zero - full, 1u, 2u, 16u, 1u, gf, out);
         } else if (ct) {
-            vc_row(&s, oy, L->cols + gf * kh * p->kw * cin, 1u, L->npos, ct, 1u, gf, out);
+            vc_row(&s, oy, L->cols + full, zero - full, 1u, L->npos, ct, 1u, gf, out);
         }
     }
 }
