@@ -16,6 +16,13 @@ Instruction counts are exact QEMU counts of one `bnn_infer()` call
 3 inputs.  Writes benchmarks/results/mcu_kernels.md and mcu_kernels_width.png.
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py [--cmsis-nn DIR] [--quick]
+
+Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
+(`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
+(mcu_kernels.md is written only by the full run):
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
+        [--conv-kernels rows vc] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations

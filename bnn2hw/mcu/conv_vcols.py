@@ -97,7 +97,7 @@ def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> 
     ke = kwe(kw, stride, npos)
     return (npos >= 1 and 1 <= kh <= 16 and kw >= 1 and (cout % 32) * npos <= 32
             and (cout % 32 != 0 or npos == 1) and ke <= 16
-            and kh * ke <= MAX_TAPS and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)
+            and kh * ke <= MAX_TAPS and kh * kw <= 32 and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)
 
 
 def _out(n: int, k: int, s: int, p: int) -> int:

@@ -45,7 +45,7 @@
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
- * Preconditions (bnn_conv_vc_ok): P >= 1, ct P <= 32 (P = 1 when ct = 0), KWe <= 16, kh <= 16, kh KWe <=
+ * Preconditions (bnn_conv_vc_ok): P >= 1, ct P <= 32 (P = 1 when ct = 0), KWe <= 16, kh <= 16, kh kw <= 32, kh KWe <=
  * BNN_CONV_VC_TAPS, and the counts within BNN_VC_MAX_PLANES planes.
  */
 #ifndef BNN_CONV_VC_H

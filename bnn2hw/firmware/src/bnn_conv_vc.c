@@ -12,7 +12,7 @@ int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
     if ((p->cout % 32u) * L->npos > 32u || (p->cout % 32u == 0u && L->npos != 1u)) {
         return 0;
     }
-    if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS) {
+    if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS || p->kh * p->kw > 32u) {
         return 0;
     }
     return bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
@@ -104,15 +104,17 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
     const uint32_t ng = tail ? 1u : gf, cpl = tail ? p->cout % 32u : 32u, np = tail ? L->npos : 1u;
     const int32_t top = (int32_t)1 << (nt - 1u), w = (int32_t)bnn__conv_vc_w(L);
     const int32_t cin = (int32_t)p->cin;
-    uint64_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 64) */
+    uint32_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 32) */
+    int32_t npad[32u];
     for (uint32_t j = 0; j < np; ++j) {
         padm[j] = 0u;
         for (uint32_t t = 0; t < kk; ++t) {
             const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
             if ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u) {
-                padm[j] |= (uint64_t)1u << t;
+                padm[j] |= 1u << t;
             }
         }
+        npad[j] = (int32_t)bnn_popcount32(padm[j]);
     }
     for (uint32_t g = 0; g < ng; ++g) {
         uint32_t a1[32], a0[32]; /* lane values of the even sets, then (transposed) their planes */
@@ -123,11 +125,11 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
             if (j < np) {
                 const int16_t *ct = L->ctap + o * kk;
                 int32_t A = chan[2u * o], call = chan[2u * o + 1u], cpad = 0;
-                for (uint64_t m = padm[j]; m; m &= m - 1u) {
-                    cpad += ct[(uint32_t)__builtin_ctzll(m)];
+                for (uint32_t m = padm[j]; m; m &= m - 1u) {
+                    cpad += ct[(uint32_t)__builtin_ctz(m)];
                 }
                 if (!L->pad_minus1) {
-                    A += (int32_t)__builtin_popcountll(padm[j]) * cin - 2 * cpad; /* zero padding correction */
+                    A += npad[j] * cin - 2 * cpad; /* zero padding correction */
                 }
                 /* S0: the padded taps' columns are not counted (their pixels are not listed): the
                  * threshold takes their 2 C_pad instead */
