@@ -193,6 +193,23 @@ static void row_lists(const bnn_word_t *src, uint32_t in_w, uint32_t cin, uint32
             const bnn_word_t m = k + 1u < cw ? ~(bnn_word_t)0u : tail;
             uint32_t v = src[k] & m, z = ~src[k] & m;
             const uint32_t base = x * cin + 32u * k;
+#if BNN_THUMB2_ASM
+            /* bit-reversed once (RBIT), then CLZ finds the next set bit from the bottom: clz,
+             * add, store, clear (lsr + bic), branch per entry */
+            uint32_t rv, rz;
+            __asm__("rbit %0, %1" : "=r"(rv) : "r"(v));
+            __asm__("rbit %0, %1" : "=r"(rz) : "r"(z));
+            while (rv) {
+                const uint32_t i = (uint32_t)__builtin_clz(rv);
+                *s1++ = base + i;
+                rv &= ~(0x80000000u >> i);
+            }
+            while (rz) {
+                const uint32_t i = (uint32_t)__builtin_clz(rz);
+                *--s0 = base + i;
+                rz &= ~(0x80000000u >> i);
+            }
+#else
             while (v) {
                 *s1++ = base + (uint32_t)__builtin_ctz(v);
                 v &= v - 1u;
@@ -201,6 +218,7 @@ static void row_lists(const bnn_word_t *src, uint32_t in_w, uint32_t cin, uint32
                 *--s0 = base + (uint32_t)__builtin_ctz(z);
                 z &= z - 1u;
             }
+#endif
         }
         pre1[x + 1u] = (uint32_t)(s1 - list);
         pre0[x + 1u] = (uint32_t)(list + in_w * cin - s0);
