@@ -356,9 +356,18 @@ def test_layout_planes():
             assert v.max() + k // 2 + 1 < 2 ** lay.nq
 
 
+# (K, n_out) -> (instructions of a K-n_out-10 MLP on the Cortex-M4 with the column-sliced hidden
+# layer, with the row kernels): QEMU counts, 2026-11-30, -DBNN_DENSE_VCOLS=1 / 0 on one model
+MEASURED_M4 = {(32, 32): (809, 887), (64, 16): (945, 647), (64, 32): (942, 1014), (256, 10): (2375, 981),
+               (256, 16): (2375, 1398), (256, 24): (2385, 1954), (256, 32): (2387, 2509),
+               (1000, 16): (7982, 4430), (1000, 33): (11475, 9088)}
+
+
 def test_choice_rule():
-    """Hidden layers of 32+ outputs and 32+ inputs take the column-sliced kernel; a layer of a few
-    outputs (a group of 32 lanes mostly empty) keeps the rows."""
+    """The count model picks the faster kernel at every measured shape (crossover near 32 outputs per
+    group), and large layers take the column-sliced kernel."""
+    for (k, o), (vcols, rows) in MEASURED_M4.items():
+        assert use_vcols(k, o) == (vcols < rows), (k, o)
     assert use_vcols(256, 256) and use_vcols(128, 128) and use_vcols(64, 64) and use_vcols(1000, 64)
     assert not use_vcols(256, 10) and not use_vcols(1000, 1)
 
