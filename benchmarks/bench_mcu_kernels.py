@@ -324,7 +324,9 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "Command: `nice -n 10 python benchmarks/bench_mcu_kernels.py --cmsis-nn DIR` (DIR: a local "
              "`git archive` of github.com/ARM-software/CMSIS-NN `Include Source`, never committed).", "",
              "Instructions = exact QEMU count of one `bnn_infer()` call (`qemu -singlestep -d exec,nochain`, marker "
-             "calibration subtracted), harness `firmware/harness`, `-O2`; identical for every input.  Every binary "
+             "calibration subtracted), harness `firmware/harness`, `-O2`, on the first of the checked inputs "
+             "(the row kernels take the same count on every input; the column-sliced dense layers do not, see "
+             "Dense).  Every binary "
              "build first ran 3 random inputs in QEMU and all its outputs equal numpy's.  A count of instructions "
              "is not a count of cycles (see the cycle-estimate work of issue 11 on branch `cycles`).", "",
              "## Dense: W-W-W-10 all-binary MLPs, instructions per binary MAC", "",
@@ -344,7 +346,12 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "fit the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is "
              "the M4's; QEMU does not model its dual issue).  Why the per-MAC figure falls with W: the index "
              "list, the per-group start values and compare, the logits layer and the call overheads are fixed "
-             "or grow with W, not W^2 (W = 128: ~45% of the instructions; W = 1024: ~9%).", "",
+             "or grow with W, not W^2 (W = 128: ~45% of the instructions; W = 1024: ~9%).  The column-sliced "
+             "count depends on the input: a layer lists min(n1, K - n1) columns (+1 when that bias is even), "
+             "the most at n1 = K / 2.  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 "
+             "ones: the logits-only model plus twice the cost of one hidden layer on such an input, 2026-11-30): "
+             "W = 128: 0.219, 160: 0.193, 256: 0.162, 1024: 0.126 per binary MAC; all-ones input at W = 128: "
+             "0.140.", "",
              "The row kernels' floor (before the column-sliced kernel; it is why they could not reach 0.25 "
              "at W = 128): per pass of 2 rows of nw = 3 g + R words, 45 instructions per group of 3 words "
              "(7 ALU per word and row), 0.240 per binary MAC at large W, 0.301 at nw = 4 (W = 128).  With "
