@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Binary kernels at every layer shape, per Cortex-M core (issue 11).
 
-* Dense: all-binary random MLPs W-W-W-10 (input W packed bits, hidden layers `bnn_dense_bits`,
-  last layer `bnn_dense_acc`) at every W in WIDTHS, every core; instructions per binary MAC.
+* Dense: all-binary random MLPs W-W-W-10 (input W packed bits, hidden layers `bnn_dense_vbits`
+  (column-sliced) where the code generator picks it and the core has BNN_DENSE_VCOLS, else
+  `bnn_dense_bits`; last layer `bnn_dense_acc`) at every W in WIDTHS, every core; instructions per
+  binary MAC.  `--no-conv` runs the dense part only (with `--cmsis-nn DIR`: and its CMSIS-NN rows).
 * CMSIS-NN int8 reference: the same shapes with `arm_fully_connected_s8` + `arm_relu_q7` on
   Cortex-M4 (built from a local copy of CMSIS-NN's sources, never committed: pass its folder
   with --cmsis-nn DIR, e.g. a `git archive` of github.com/ARM-software/CMSIS-NN), and the ratio.
@@ -400,38 +402,40 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "Command: `nice -n 10 python benchmarks/bench_mcu_kernels.py --cmsis-nn DIR` (DIR: a local "
              "`git archive` of github.com/ARM-software/CMSIS-NN `Include Source`, never committed).", "",
              "Instructions = exact QEMU count of one `bnn_infer()` call (`qemu -singlestep -d exec,nochain`, marker "
-             "calibration subtracted), harness `firmware/harness`, `-O2`; identical for every input.  Every binary "
+             "calibration subtracted), harness `firmware/harness`, `-O2`, on the first of the checked inputs "
+             "(the row kernels take the same count on every input; the column-sliced dense layers do not, see "
+             "Dense).  Every binary "
              "build first ran 3 random inputs in QEMU and all its outputs equal numpy's.  A count of instructions "
              "is not a count of cycles (see the cycle-estimate work of issue 11 on branch `cycles`).", "",
              "## Dense: W-W-W-10 all-binary MLPs, instructions per binary MAC", "",
              "Random +-1 weights and thresholds (seed 2024); input W packed bits; binary MACs = 2 W^2 + 10 W.  "
-             "One generic kernel for every width (`bnn_dense_bits` / `bnn_dense_acc`: Thumb-2 assembly in "
-             "`bnn_bits.c` on ARMv7-M / ARMv8-M mainline, two weight rows per pass on cores with the DSP "
-             "extension (M4, M7, M33), one on Cortex-M3; Thumb-1 assembly on Cortex-M0 (hidden layers and "
-             "logits); Helium (MVE) intrinsics in `bnn_dense_mve.c` on Cortex-M55).  — = weights do not fit "
-             "the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is the "
-             "M4's; the SWAR stages pair independent instructions for its dual issue, which QEMU does not "
-             "model).", "",
-             "Floor of this kernel family on the DSP cores (`bnn__dbt2_<R><C>0`, two rows per pass, rows of "
-             "nw = 3 g + R words): per pass of 2 rows, 3 (threshold pair, ~M) + the R tail words (R = 1: 21, "
-             "R = 2: 35) + 45 per group of 3 words (1 input LDM + 2 x (1 weight LDM + 3 EOR + 15 SWAR to nibble "
-             "counts <= 12 + 3 for the USADA8 accumulation)) + 8 (two sign bits, frame reload, row pointers, "
-             "branch), + 1 stack store and 2 per loop iteration when g >= 2.  That is 7 ALU instructions per word "
-             "and row, 0.240 per binary MAC at large W (45 / 192 + loop), and in the hidden layers 0.301 at "
-             "nw = 4 (W = 128: 77 per pass), 0.284 at nw = 5, 0.271-0.279 at nw = 6-8, 0.251-0.266 at nw = 9-16.  "
-             "0.25 at W = 128 allows 64 instructions per pass of 2 rows of 4 words; the popcount arithmetic "
-             "alone (2 x (21 + 9) ALU) plus the 6 loads is 66, so no threshold/loop schedule of this family gets "
-             "there: a 4-word row's nibble counts reach 16 (4 words x 4 bits), one more than a nibble holds, so "
-             "the 4th word needs its own USADA8 accumulation (the 3-word group trick cannot absorb it), and a "
-             "carry-save adder first (s = a^b^c, maj, even with weights stored pre-combined as (w0, w0^w1, "
-             "w0^w2): 7 instructions for 3 words) leaves pop(s) + 2 pop(maj), which costs the same 21 as the "
-             "group trick unless 3 such adders feed two group tricks (9-word blocks: 57 instead of 63, rows of "
-             "9 words and more only).  These MLPs are built as the code generator builds them: with "
-             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv), the dense logits "
-             "(`bnn_dense_acc`) run the hidden layers' bits-mode kernel with its max_mismatch array pre-filled "
-             "with -1 (modes 2 / 3 of `bnn__dbt2_pick`), so the model links one row kernel instead of two "
-             "(about 570 B less flash; 4 instructions per bits call and a few per popcount pass more: "
-             "instructions on these MLPs against modes 0 / 1: W = 128 +0.0%, W = 160 -0.2%, W = 64 +1.4%, the other widths +0.1% to +0.7%).", "",
+             "Hidden layers: the column-sliced kernel `bnn_dense_vbits` (`bnn_dense.h`, `bnn_vcols.h`: weights "
+             "stored by columns, 32 outputs per word; one index list per call of the smaller of the input's "
+             "ones and zeros, at most K/2 + 1 columns; per group of 32 outputs a Harley-Seal carry-save count "
+             "of those columns, started at per-output values that carry the thresholds, then one compare with "
+             "a constant that yields the packed output word) on Cortex-M0 (portable C), M3, M4, M7, M33 "
+             "(Thumb-2 assembly in `bnn_vcols.c`, 16 columns per block: 4 LDM + 16 LDR + 15 x 5 ALU + the "
+             "ripple of the sixteens, ~7 instructions per column and group = ~0.11 per binary MAC at large W, "
+             "plus ~6 per listed index and ~160-190 per group of 32 outputs for the start values, the compare "
+             "and the calls).  Logits: the "
+             "row kernels (`bnn_dense_acc`: Thumb-2 assembly in `bnn_bits.c`, two weight rows per pass on "
+             "cores with the DSP extension; Thumb-1 assembly on Cortex-M0).  Cortex-M55: Helium (MVE) row "
+             "kernels in `bnn_dense_mve.c` for every layer (BNN_DENSE_VCOLS = 0 there).  — = weights do not "
+             "fit the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is "
+             "the M4's; QEMU does not model its dual issue).  Why the per-MAC figure falls with W: the index "
+             "list, the per-group start values and compare, the logits layer and the call overheads are fixed "
+             "or grow with W, not W^2 (W = 128: ~45% of the instructions; W = 1024: ~9%).  The column-sliced "
+             "count depends on the input: a layer lists min(n1, K - n1) columns (+1 when that bias is even), "
+             "the most at n1 = K / 2.  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 "
+             "ones: the logits-only model plus twice the cost of one hidden layer on such an input, 2026-11-30): "
+             "W = 128: 0.219, 160: 0.193, 256: 0.162, 1024: 0.126 per binary MAC; all-ones input at W = 128: "
+             "0.140.", "",
+             "The row kernels' floor (before the column-sliced kernel; it is why they could not reach 0.25 "
+             "at W = 128): per pass of 2 rows of nw = 3 g + R words, 45 instructions per group of 3 words "
+             "(7 ALU per word and row), 0.240 per binary MAC at large W, 0.301 at nw = 4 (W = 128).  With "
+             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv) the logits run the "
+             "bits-mode row kernel's popcount mode (modes 2 / 3 of `bnn__dbt2_pick`), as the code generator "
+             "emits them.", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:

@@ -137,7 +137,8 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *                             V of the U0 set
  * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
- * Stack: about 200 bytes (the count planes and the kernels' frames), independent of the layer.
+ * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: 184 for this frame with
+ * the count planes + 40 for bnn_vc_count16's assembly on Thumb-2, 56 for its C on Cortex-M0).
  * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 + 1 of them, rounded
  * up to 16) + about 10 per plane (start value, compare); per call: about 6 per listed index.
  */
@@ -152,10 +153,12 @@ typedef struct {
 #define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
 
 /* The column-sliced kernels are the default on the cores where they beat the row kernels:
- * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33) and the host, with the default
- * (multi) popcount strategy.  -DBNN_DENSE_VCOLS=0 keeps the row kernels. */
+ * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33: Thumb-2 assembly), ARMv6-M (M0:
+ * portable C, still ~1.5-1.9x fewer instructions than the Thumb-1 row kernels) and the host, with
+ * the default (multi) popcount strategy.  Cortex-M55 keeps its Helium row kernels.
+ * -DBNN_DENSE_VCOLS=0 keeps the row kernels everywhere. */
 #ifndef BNN_DENSE_VCOLS
-#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || !defined(__arm__))
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || BNN_M0_ASM || !defined(__arm__))
 #define BNN_DENSE_VCOLS 1
 #else
 #define BNN_DENSE_VCOLS 0

@@ -76,7 +76,8 @@ bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c)
 
 /* ---------------------------------------------------------------- fast variants */
 
-/* ARMv7-M / ARMv8-M mainline: CLZ, RBIT, LDR with a shifted register index. */
+/* ARMv7-M / ARMv8-M mainline: CLZ, RBIT, LDR with a shifted register index (bnn_vc_select's RBIT /
+ * CLZ loop and bnn_vc_count16's assembly); elsewhere portable C. */
 #if BNN_THUMB2_ASM
 #define BNN_VC_T2 1
 #else
@@ -115,6 +116,13 @@ uint32_t(bnn_vc_select)(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t
             const uint32_t c = (uint32_t)__builtin_clz(r);
             *p++ = base + c;
             r &= ~(0x80000000u >> c);
+        }
+#elif defined(__arm__)
+        /* no CLZ (ARMv6-M): walk the bits up to the highest one, ~5 instructions per bit */
+        for (uint32_t b = base; v; ++b, v >>= 1) {
+            if (v & 1u) {
+                *p++ = b;
+            }
         }
 #else
         while (v) {

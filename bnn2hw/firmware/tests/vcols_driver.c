@@ -17,6 +17,11 @@
 #include "bnn_dense.h"
 #include "bnn_vcols.h"
 
+#ifndef VC_MAX_K /* largest K of a select / dense case (the index scratch below) */
+#define VC_MAX_K 4096u
+#endif
+static uint32_t idx[BNN_DENSE_VIDX_WORDS(VC_MAX_K) + 1u];
+
 #ifndef BUF_WORDS
 #define BUF_WORDS (1u << 17)
 #endif
@@ -141,8 +146,7 @@ static int run_case(void)
         const uint32_t k = u32();
         const bnn_word_t *x = take(W(k));
         if (bad) return 3;
-        static uint32_t idx[4096];
-        if (k / 2u > 4096u) return 3;
+        if (k > VC_MAX_K) return 3;
         for (int v = 0; v < 2; ++v) {
             uint32_t *o = put(2u + k / 2u);
             uint32_t n1 = 0;
@@ -195,8 +199,7 @@ static int run_case(void)
         const bnn_word_t *x = take(W(p.n_in));
         const bnn_word_t *wc = take((size_t)groups * (p.n_in + 3u));
         const bnn_word_t *tp = take((size_t)groups * 2u * p.nv);
-        static uint32_t idx[BNN_DENSE_VIDX_WORDS(4096) + 1u];
-        if (bad || p.n_in > 4096u) return 3;
+        if (bad || p.n_in > VC_MAX_K) return 3;
         const uint32_t room = BNN_DENSE_VIDX_WORDS(p.n_in);
         idx[room] = 0x5A5A5A5Au;
         bnn_dense_vbits_ref(&p, x, wc, tp, put(groups));
