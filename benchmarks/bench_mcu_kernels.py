@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: MIT
 """Binary kernels at every layer shape, per Cortex-M core (issue 11).
 
-* Dense: all-binary random MLPs W-W-W-10 (input W packed bits, hidden layers `bnn_dense_bits`,
-  last layer `bnn_dense_acc`) at every W in WIDTHS, every core; instructions per binary MAC.
+* Dense: all-binary random MLPs W-W-W-10 (input W packed bits, hidden layers `bnn_dense_vbits`
+  (column-sliced) where the code generator picks it and the core has BNN_DENSE_VCOLS, else
+  `bnn_dense_bits`; last layer `bnn_dense_acc`) at every W in WIDTHS, every core; instructions per
+  binary MAC.  `--no-conv` runs the dense part only (with `--cmsis-nn DIR`: and its CMSIS-NN rows).
 * CMSIS-NN int8 reference: the same shapes with `arm_fully_connected_s8` + `arm_relu_q7` on
   Cortex-M4 (built from a local copy of CMSIS-NN's sources, never committed: pass its folder
   with --cmsis-nn DIR, e.g. a `git archive` of github.com/ARM-software/CMSIS-NN), and the ratio.
@@ -16,6 +18,13 @@ Instruction counts are exact QEMU counts of one `bnn_infer()` call
 3 inputs.  Writes benchmarks/results/mcu_kernels.md and mcu_kernels_width.png.
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py [--cmsis-nn DIR] [--quick]
+
+Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
+(`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
+(mcu_kernels.md is written only by the full run):
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
+        [--conv-kernels rows vc] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations
@@ -267,6 +276,77 @@ def conv_sweep(cores: list[str], shapes: list[tuple], u8: bool) -> dict:
     return res
 
 
+def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on the column-sliced kernel
+    (``bnn_conv_vc_bits``, bnn_conv_vc.h): columns, per-tap counts and its work memory."""
+    from bnn2hw.mcu import conv_vcols as vc
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    npos = vc.choose_npos(cout, 3, stride)
+    cw = (cin + 31) // 32
+    text = ("/* SPDX-License-Identifier: MIT */\n#include <string.h>\n#include \"model.h\"\n"
+            "#include \"bnn_conv_vc.h\"\n"
+            + _c_words("cols", vc.pack_columns(w, stride, npos))
+            + _c_words("thr", thr.astype(np.int32), "int32_t")
+            + _c_words("ctap", vc.tap_counts(w), "int16_t")
+            + f"static bnn_word_t in_words[{hw * hw * cw}];\n"
+            + f"static bnn_word_t out_words[{m['n_out']}];\n"
+            + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos)}];\n"
+            + f"static const bnn_conv_vc_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap}};\n"
+            + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
+              "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
+              "    memcpy(in_words, input, BNN_INPUT_LEN);\n"
+              "    bnn_conv_vc_bits(&L, in_words, work, out_words);\n"
+              "    memcpy(logits, out_words, sizeof out_words);\n    return 0;\n}\n")
+    (out / "model.c").write_text(text)
+    m["npos"] = npos
+    return m
+
+
+# awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
+CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
+
+
+def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> dict:
+    """Instructions of the conv shapes on the row kernel (``rows``, bnn_conv_bits) and the
+    column-sliced kernel (``vc``), every output checked against numpy on 3 inputs first."""
+    res = {}
+    for i, (hw, cin, cout, s, pad) in enumerate(shapes):
+        seed = SEED + 17 * i
+        for core in cores:
+            for kern in kernels:
+                with tempfile.TemporaryDirectory() as d:
+                    writer = write_conv_vc if kern == "vc" else (lambda *a: write_conv(*a[:6], False, a[6]))
+                    m = writer(Path(d), hw, cin, cout, s, pad, seed)
+                    x, raw = conv_inputs(hw, cin, False, seed)
+                    res[(kern, core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
+                print("conv", kern, core, shapes[i], res[(kern, core, i)], flush=True)
+    return res
+
+
+def conv_only_main(args) -> None:
+    """--conv-only OUT: the conv shapes (CONV_SHAPES + CONV_EXTRA_SHAPES) on --conv-kernels, a
+    markdown table to OUT (a scratch file; the full benchmark writes mcu_kernels.md)."""
+    t0 = time.time()
+    shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
+    if args.conv_shapes:
+        shapes = [shapes[i] for i in args.conv_shapes]
+    cores = [c for c in args.cores if c != "cortex-m0" and c != "cortex-m55"] if args.cores == CORES else args.cores
+    res = conv_vc_sweep(cores, shapes, args.conv_kernels)
+    head = "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(
+        f"{k} {c}" for c in cores for k in args.conv_kernels) + " |"
+    lines = [f"# Conv kernels, instructions per binary MAC ({datetime.date.today()}, {time.time() - t0:.0f} s)", "",
+             f"Command: `{' '.join(sys.argv)}`", "", head, "|" + "---:|" * (6 + len(cores) * len(args.conv_kernels))]
+    for i, sh in enumerate(shapes):
+        cells = [fmt_ratio(res.get((k, c, i)), conv_macs(*sh)) for c in cores for k in args.conv_kernels]
+        lines.append(f"| {sh[0]}x{sh[0]} | {sh[1]} | {sh[2]} | {sh[3]} | {sh[4]} | {conv_macs(*sh):,} | "
+                     + " | ".join(cells) + " |")
+    args.conv_only.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def cmsis_conv_sweep(cmsis: Path, shapes: list[tuple]) -> dict:
     res = {}
     for i, (hw, cin, cout, s, pad) in enumerate(shapes):
@@ -322,38 +402,40 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "Command: `nice -n 10 python benchmarks/bench_mcu_kernels.py --cmsis-nn DIR` (DIR: a local "
              "`git archive` of github.com/ARM-software/CMSIS-NN `Include Source`, never committed).", "",
              "Instructions = exact QEMU count of one `bnn_infer()` call (`qemu -singlestep -d exec,nochain`, marker "
-             "calibration subtracted), harness `firmware/harness`, `-O2`; identical for every input.  Every binary "
+             "calibration subtracted), harness `firmware/harness`, `-O2`, on the first of the checked inputs "
+             "(the row kernels take the same count on every input; the column-sliced dense layers do not, see "
+             "Dense).  Every binary "
              "build first ran 3 random inputs in QEMU and all its outputs equal numpy's.  A count of instructions "
              "is not a count of cycles (see the cycle-estimate work of issue 11 on branch `cycles`).", "",
              "## Dense: W-W-W-10 all-binary MLPs, instructions per binary MAC", "",
              "Random +-1 weights and thresholds (seed 2024); input W packed bits; binary MACs = 2 W^2 + 10 W.  "
-             "One generic kernel for every width (`bnn_dense_bits` / `bnn_dense_acc`: Thumb-2 assembly in "
-             "`bnn_bits.c` on ARMv7-M / ARMv8-M mainline, two weight rows per pass on cores with the DSP "
-             "extension (M4, M7, M33), one on Cortex-M3; Thumb-1 assembly on Cortex-M0 (hidden layers and "
-             "logits); Helium (MVE) intrinsics in `bnn_dense_mve.c` on Cortex-M55).  — = weights do not fit "
-             "the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is the "
-             "M4's; the SWAR stages pair independent instructions for its dual issue, which QEMU does not "
-             "model).", "",
-             "Floor of this kernel family on the DSP cores (`bnn__dbt2_<R><C>0`, two rows per pass, rows of "
-             "nw = 3 g + R words): per pass of 2 rows, 3 (threshold pair, ~M) + the R tail words (R = 1: 21, "
-             "R = 2: 35) + 45 per group of 3 words (1 input LDM + 2 x (1 weight LDM + 3 EOR + 15 SWAR to nibble "
-             "counts <= 12 + 3 for the USADA8 accumulation)) + 8 (two sign bits, frame reload, row pointers, "
-             "branch), + 1 stack store and 2 per loop iteration when g >= 2.  That is 7 ALU instructions per word "
-             "and row, 0.240 per binary MAC at large W (45 / 192 + loop), and in the hidden layers 0.301 at "
-             "nw = 4 (W = 128: 77 per pass), 0.284 at nw = 5, 0.271-0.279 at nw = 6-8, 0.251-0.266 at nw = 9-16.  "
-             "0.25 at W = 128 allows 64 instructions per pass of 2 rows of 4 words; the popcount arithmetic "
-             "alone (2 x (21 + 9) ALU) plus the 6 loads is 66, so no threshold/loop schedule of this family gets "
-             "there: a 4-word row's nibble counts reach 16 (4 words x 4 bits), one more than a nibble holds, so "
-             "the 4th word needs its own USADA8 accumulation (the 3-word group trick cannot absorb it), and a "
-             "carry-save adder first (s = a^b^c, maj, even with weights stored pre-combined as (w0, w0^w1, "
-             "w0^w2): 7 instructions for 3 words) leaves pop(s) + 2 pop(maj), which costs the same 21 as the "
-             "group trick unless 3 such adders feed two group tricks (9-word blocks: 57 instead of 63, rows of "
-             "9 words and more only).  These MLPs are built as the code generator builds them: with "
-             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv), the dense logits "
-             "(`bnn_dense_acc`) run the hidden layers' bits-mode kernel with its max_mismatch array pre-filled "
-             "with -1 (modes 2 / 3 of `bnn__dbt2_pick`), so the model links one row kernel instead of two "
-             "(about 570 B less flash; 4 instructions per bits call and a few per popcount pass more: "
-             "instructions on these MLPs against modes 0 / 1: W = 128 +0.0%, W = 160 -0.2%, W = 64 +1.4%, the other widths +0.1% to +0.7%).", "",
+             "Hidden layers: the column-sliced kernel `bnn_dense_vbits` (`bnn_dense.h`, `bnn_vcols.h`: weights "
+             "stored by columns, 32 outputs per word; one index list per call of the smaller of the input's "
+             "ones and zeros, at most K/2 + 1 columns; per group of 32 outputs a Harley-Seal carry-save count "
+             "of those columns, started at per-output values that carry the thresholds, then one compare with "
+             "a constant that yields the packed output word) on Cortex-M0 (portable C), M3, M4, M7, M33 "
+             "(Thumb-2 assembly in `bnn_vcols.c`, 16 columns per block: 4 LDM + 16 LDR + 15 x 5 ALU + the "
+             "ripple of the sixteens, ~7 instructions per column and group = ~0.11 per binary MAC at large W, "
+             "plus ~6 per listed index and ~160-190 per group of 32 outputs for the start values, the compare "
+             "and the calls).  Logits: the "
+             "row kernels (`bnn_dense_acc`: Thumb-2 assembly in `bnn_bits.c`, two weight rows per pass on "
+             "cores with the DSP extension; Thumb-1 assembly on Cortex-M0).  Cortex-M55: Helium (MVE) row "
+             "kernels in `bnn_dense_mve.c` for every layer (BNN_DENSE_VCOLS = 0 there).  — = weights do not "
+             "fit the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is "
+             "the M4's; QEMU does not model its dual issue).  Why the per-MAC figure falls with W: the index "
+             "list, the per-group start values and compare, the logits layer and the call overheads are fixed "
+             "or grow with W, not W^2 (W = 128: ~45% of the instructions; W = 1024: ~9%).  The column-sliced "
+             "count depends on the input: a layer lists min(n1, K - n1) columns (+1 when that bias is even), "
+             "the most at n1 = K / 2.  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 "
+             "ones: the logits-only model plus twice the cost of one hidden layer on such an input, 2026-11-30): "
+             "W = 128: 0.219, 160: 0.193, 256: 0.162, 1024: 0.126 per binary MAC; all-ones input at W = 128: "
+             "0.140.", "",
+             "The row kernels' floor (before the column-sliced kernel; it is why they could not reach 0.25 "
+             "at W = 128): per pass of 2 rows of nw = 3 g + R words, 45 instructions per group of 3 words "
+             "(7 ALU per word and row), 0.240 per binary MAC at large W, 0.301 at nw = 4 (W = 128).  With "
+             "`BNN_DENSE_SHARED_ROWS` (logits rows of a hidden layer's row class, no conv) the logits run the "
+             "bits-mode row kernel's popcount mode (modes 2 / 3 of `bnn__dbt2_pick`), as the code generator "
+             "emits them.", "",
              "| W | binary MACs | " + " | ".join(cores) + " | CMSIS-NN int8 M4 | M4: CMSIS / bnn2hw |",
              "|---:|---:|" + "---:|" * len(cores) + "---:|---:|"]
     for w in widths:
@@ -444,7 +526,14 @@ def main() -> None:
     ap.add_argument("--cores", nargs="+", default=CORES)
     ap.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--conv-only", type=Path, metavar="OUT",
+                    help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
+    ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
+    if args.conv_only:
+        conv_only_main(args)
+        return
     t0 = time.time()
     dense = dense_sweep(args.cores, args.widths)
     cmsis_dense = cmsis_dense_sweep(args.cmsis_nn, args.widths) if args.cmsis_nn else {}

@@ -32,6 +32,8 @@ from ..ir.graph import Graph
 from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
+from . import conv_vcols
+from .vcols import use_vcols, vcols_layer
 
 CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
 
@@ -222,6 +224,24 @@ def _dense_weights(st: EmitState, layer, w: np.ndarray, lid: str) -> str:
     return f"{lid}_w"
 
 
+def _emit_vcols_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray, lid: str) -> None:
+    """The column-sliced format of a hidden binary dense layer + threshold (bnn_dense.h,
+    bnn_dense_vbits) and its params, opening ``#if BNN_DENSE_VCOLS``; the row format follows in the
+    ``#else`` branch (_emit_dense closes it).  Flash is counted once, for the row format (the same
+    weight bits; the start-value planes take fewer bytes than the 4 B per threshold counted)."""
+    o, k = w.shape
+    lay = vcols_layer(w, np.clip((k - thr) // 2, -1, k))  # acc >= T <=> popcount(x^w) <= floor((K-T)/2)
+    tname = ident(nxt.name)
+    st.data.append("#if BNN_DENSE_VCOLS /* column-sliced (bnn_dense_vbits); row format in the #else */\n")
+    st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {k} binary weights by columns, 32 outputs per "
+                   f"word, {k} columns + zero + 2 parity columns per group */\n")
+    st.data.append(c_array("bnn_word_t", f"{lid}_wc", lay.wc))
+    st.data.append(f"/* {nxt.name} <- {nxt.source}: count start values, {lay.nv} planes x 2 sets per group */\n")
+    st.data.append(c_array("bnn_word_t", f"{tname}_tv", lay.tv))
+    st.data.append(f"static const bnn_dense_vparams_t {lid}_vp = {{{k}u, {o}u, {lay.nq}u, {lay.nv}u, {lay.off}u}};\n")
+    st.data.append("#else\n")
+
+
 def _is_logits(st: EmitState, i: int) -> bool:
     return i == max(j for j, l in enumerate(st.graph.layers) if l.op == "dense")
 
@@ -236,6 +256,11 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     w, thr = _flip(layer, nxt if fuse else None)
     o, k = w.shape
     wk = layer.attrs.get("weight_kind", "binary")
+    # a hidden binary layer on bits: the column-sliced kernel (bnn_dense_vbits) where the count model
+    # prefers it, both stored formats emitted and BNN_DENSE_VCOLS (bnn_dense.h, per core) picking one
+    vcols = fuse and st.kind == "bits" and wk == "binary" and use_vcols(k, o)
+    if vcols:
+        _emit_vcols_data(st, layer, nxt, w, thr, lid)
     wname = _dense_weights(st, layer, w, lid)
     dst = "logits" if logits else None
     if st.kind == "fixed":
@@ -273,7 +298,14 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         call = f"{fn}(&{lid}_p, {src}, {wname}, {tname}_thr, (bnn_word_t *){dst});"
     st.thr_count += o
     st.body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
-    st.body.append("    " + call)
+    if vcols:
+        st.data.append("#endif /* BNN_DENSE_VCOLS */\n")
+        idx = st.temp(4 * ((k // 2 + 16) // 16 * 16))  # BNN_DENSE_VIDX_WORDS(k) indices
+        st.body += ["#if BNN_DENSE_VCOLS",
+                    f"    bnn_dense_vbits(&{lid}_vp, {src}, {lid}_wc, {tname}_tv, (uint32_t *){idx}, (bnn_word_t *){dst});",
+                    "#else", "    " + call, "#endif"]
+    else:
+        st.body.append("    " + call)
     st.cur, st.kind, st.shape, st.bits = dst, "bits", (o,), None
     st.steps.append(layer.name)
     return 2
@@ -340,6 +372,26 @@ def _stream_epilogue(st: EmitState, i: int, rq):
     return add, thr, store
 
 
+def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray, lid: str, geom: str,
+                       pad_minus1: int, s: int) -> None:
+    """The column-sliced format of a binary conv + threshold (bnn_conv_vc.h: columns tap-major,
+    per-tap +1 counts, the layer struct; thresholds shared with the row format), opening
+    ``#if BNN_CONV_VCOLS``; the row-format weights follow in the ``#else`` branch (_emit_conv2d
+    closes it).  Flash is counted once, for the row format (the same weight bits; the per-tap
+    counts add 2 B per channel and tap)."""
+    o, kh, kw, c = w.shape
+    npos = conv_vcols.choose_npos(o, kw, s, kh)
+    tname = ident(nxt.name)
+    st.data.append("#if BNN_CONV_VCOLS /* column-sliced (bnn_conv_vc_bits); row format in the #else */\n")
+    st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights by columns, "
+                   f"32 lanes per word ({o // 32} full groups, then {o % 32} channels x {npos} positions) */\n")
+    st.data.append(c_array("bnn_word_t", f"{lid}_wc", conv_vcols.pack_columns(w, s, npos)))
+    st.data.append(c_array("int16_t", f"{lid}_ct", conv_vcols.tap_counts(w).ravel()))
+    st.data.append(f"static const bnn_conv_vc_t {lid}_vc = {{{{{geom}}}, {pad_minus1}u, {npos}u, {lid}_wc, "
+                   f"{tname}_thr, {lid}_ct}};\n")
+    st.data.append("#else\n")
+
+
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the ops
     that read its accumulator: a threshold (packed bits out), or a requant and what follows it.
@@ -384,21 +436,41 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     s, p = at["stride"], at["pad"]
     oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
     geom = f"{h}u, {wd}u, {c}u, {oh}u, {ow}u, {o}u, {kh}u, {kw}u, {s}u, {s}u, {p}u, {p}u"
+    pad_minus1 = int(pv == -1 and p > 0)  # the kernel takes a zero bit of the patch as the -1 activation
+    tname = ident(nxt.name)
+    # binary conv + threshold on bits: the column-sliced kernel (bnn_conv_vc_bits) where its count
+    # model wins; both stored formats are emitted and BNN_CONV_VCOLS (bnn_conv_vc.h, per core) picks one
+    vc = (nxt.op == "threshold" and st.kind == "bits"
+          and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1)))
+    if vc:  # the thresholds first: both formats read them
+        st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
+        st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
+        _emit_conv_vc_data(st, layer, nxt, w, thr, lid, geom, pad_minus1, s)
     st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights, "
                    "channels packed per tap */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
     st.flash_bits += o * kh * kw * c
     src = st.cur if st.kind == "u8" else f"(const bnn_word_t *){st.cur}"
     pad_txt = f"pad {p}" + (" (padded tap = -1)" if pv == -1 and p else "")
-    pad_minus1 = int(pv == -1 and p > 0)  # the kernel takes a zero bit of the patch as the -1 activation
-    tname = ident(nxt.name)
     if nxt.op == "threshold":
-        st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
-        st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
+        if vc:
+            st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
+            st.data.append("#endif /* BNN_CONV_VCOLS */\n")
+        else:
+            st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
+            st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
         st.thr_count += o
         dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, to bits */")
-        if pv == 0 or p == 0 or st.kind == "bits":
+        if vc:
+            npos = conv_vcols.choose_npos(o, kw, s, kh)
+            work = st.temp(4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos))
+            fn = "bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits"
+            st.body += ["#if BNN_CONV_VCOLS",
+                        f"    bnn_conv_vc_bits(&{lid}_vc, (const bnn_word_t *){st.cur}, (uint32_t *){work}, "
+                        f"(bnn_word_t *){dst});",
+                        "#else", f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", "#endif"]
+        elif pv == 0 or p == 0 or st.kind == "bits":
             st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
             fn = "bnn_conv_u8_bits" if st.kind == "u8" else ("bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits")
             st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")

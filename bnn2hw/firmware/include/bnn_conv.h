@@ -153,4 +153,7 @@ void bnn__conv_u8_row(const bnn_conv_params_t *p, const uint8_t *in, const bnn_c
                       int32_t *row);
 void bnn_conv_u8_acc(const bnn_conv_params_t *p, const uint8_t *in, const bnn_word_t *w, int32_t *acc);
 
+/* The column-sliced conv (bnn_conv_vc.h includes this header; its guard stops the cycle). */
+#include "bnn_conv_vc.h"
+
 #endif /* BNN_CONV_H */

@@ -15,6 +15,7 @@
 #define BNN_DENSE_H
 
 #include "bnn_bits.h"
+#include "bnn_vcols.h"
 
 typedef struct {
     uint32_t n_in;  /* K: number of +-1 inputs */
@@ -113,5 +114,60 @@ void bnn_dense_acc_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const 
                        int32_t *acc);
 void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                     int32_t *acc);
+
+/*
+ * Column-sliced hidden layer (bnn_vcols.h): bits out like bnn_dense_bits, from weights stored
+ * by columns.  Method: p_r = popcount(x ^ w_r) = n1 + C_r - 2 Q1_r = 2 Q0_r + n1 - C_r (n1 ones in
+ * x, C_r = +1 weights of row r, Q1 / Q0 = count over the ones / zeros of x; the smaller set is
+ * listed, at most K / 2 columns), so with M_r = max mismatch (clamped to [-1, K])
+ *   n1 <= K - n1:  p_r <= M_r  <=>  2 Q1_r >= T_r + bias,  T_r = T1_r = C_r - M_r,          bias = n1
+ *   otherwise:     p_r <= M_r  <=>  NOT(2 Q0_r >= T_r + bias),  T_r = U0_r = C_r + M_r + 1 - K,
+ *                                                                                    bias = K - n1.
+ * The per-lane threshold goes into the counts' start value, so the compare is with one constant
+ * (bnn_vc_ge_const): write T_r = 2 h_r + par_r (h = floor(T / 2)), V_r = off - h_r >= 0 and
+ * NP_r = 1 - par_r.  With X_r = V_r + Q_r (+ NP_r when bias is even):
+ *   2 Q_r >= T_r + bias  <=>  X_r >= off + floor(bias / 2) + 1
+ * (bias odd: Q >= h + e + 1 for either parity, bias = 2 e + 1; bias even, 2 e: Q >= h + e + par).
+ *
+ * Stored format, per group g of 32 outputs (o = 32 g + r; rows past n_out are zero rows):
+ *   wc[g (K + 3) + i] bit r = weight bit of output o at input i      (i < K)
+ *   wc[g (K + 3) + K]       = 0: the zero column the index list is padded with (to 16 entries)
+ *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
+ *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
+ *                             V of the U0 set
+ * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); off: the layer's offset (>= every h_r).
+ * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
+ * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: 184 for this frame with
+ * the count planes + 40 for bnn_vc_count16's assembly on Thumb-2, 56 for its C on Cortex-M0).
+ * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 + 1 of them, rounded
+ * up to 16) + about 10 per plane (start value, compare); per call: about 6 per listed index.
+ */
+typedef struct {
+    uint32_t n_in;  /* K */
+    uint32_t n_out; /* outputs */
+    uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
+    uint32_t nv;    /* start-value planes per set, 1 .. nq */
+    uint32_t off;   /* offset of the start values */
+} bnn_dense_vparams_t;
+
+#define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
+
+/* The column-sliced kernels are the default on the cores where they beat the row kernels:
+ * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33: Thumb-2 assembly), ARMv6-M (M0:
+ * portable C, still ~1.5-1.9x fewer instructions than the Thumb-1 row kernels) and the host, with
+ * the default (multi) popcount strategy.  Cortex-M55 keeps its Helium row kernels.
+ * -DBNN_DENSE_VCOLS=0 keeps the row kernels everywhere. */
+#ifndef BNN_DENSE_VCOLS
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || BNN_M0_ASM || !defined(__arm__))
+#define BNN_DENSE_VCOLS 1
+#else
+#define BNN_DENSE_VCOLS 0
+#endif
+#endif
+
+void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                         const bnn_word_t *tv, bnn_word_t *out);
+void bnn_dense_vbits(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                     const bnn_word_t *tv, uint32_t *idx, bnn_word_t *out);
 
 #endif /* BNN_DENSE_H */

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+/* API change (branch vcols-dense): q of bnn_vc_count needs room for max(nq, 4) planes; new entries bnn_vc_count16 (whole blocks of 16 columns) and bnn_vc_ge_const (compare with one constant); idx order free. */
 /*
  * bnn_vcols.h -- column-sliced ("vertical") binary popcounts: 32 output channels side by side
  * in the 32 bits of one word, counted with bit-sliced (carry-save) counters.
@@ -44,6 +45,8 @@ typedef struct {
  * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx (room for
  * k / 2 entries is always enough) and n1 to *n1; returns m = the number of indices.  The caller
  * tells which set it got by the same rule (S1 iff *n1 <= k - *n1).
+ * Fast variant on ARMv7-M / ARMv8-M mainline: RBIT once per word, then CLZ, store, clear the
+ * bit: 6 instructions per index.
  */
 uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
 uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
@@ -51,17 +54,45 @@ uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t 
 /*
  * Adds the columns of the nseg runs into the bit-sliced counts q[0 .. nq - 1] (Q_r += the
  * number of listed columns with bit r set).  The caller zeroes q first and guarantees every
- * Q_r stays below 2^nq (nq <= BNN_VC_MAX_PLANES).
+ * Q_r stays below 2^nq (nq <= BNN_VC_MAX_PLANES).  The fast variant relies on that bound: a
+ * carry never leaves plane nq - 1, so it reads and writes q[0 .. max(nq, 4) - 1] only (q must
+ * have room for 4 planes; the bound keeps planes nq .. 3 zero).  Order of idx is free.
+ *
+ * Fast variant (Thumb-2, ARMv7-M / ARMv8-M mainline): Harley-Seal over blocks of 16 columns.
+ * The planes 1, 2, 4, 8 of the running count live in registers (ones, twos, fours, eights);
+ * CSA(h, l, a, b) = (l ^ a ^ b, majority) in 5 ALU ops folds two new columns into a plane and
+ * hands its carry word h to the next one; 15 CSAs per 16 columns and the sixteens word
+ * rippled into q[4 ..] (stops at the first plane without carry).  Per column: 1/4 LDM (indices),
+ * 1 LDR (column), 75/16 ALU, the ripple share.  Columns past the last whole block: a ripple
+ * in C.  Stack: 40 bytes.
  */
 void bnn_vc_count_ref(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_t nq);
 void bnn_vc_count(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_t nq);
+
+/* The blocks of bnn_vc_count: adds the columns base[idx[k]] for idx <= idx + k < end, (end - idx)
+ * a multiple of 16, into q (room for 4 planes; same bound on Q as bnn_vc_count). */
+void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t *end, bnn_word_t *q);
 
 /*
  * Bit-sliced compare: returns the word whose bit r is (2 Q_r >= T_r + bias), Q_r unsigned over
  * nq planes, T_r signed over nt planes (1 <= nt <= BNN_VC_MAX_PLANES), bias any int32 with
  * |T_r + bias| < 2^30.
+ * Fast variant: one pass from plane 0 up: U = T + bias (bias is the same in every lane, so its
+ * bit j is a whole word of 0s or 1s: 2 ops per plane) and the borrow of 2 Q - U (4 ops per
+ * plane); the answer is NOT the sign of 2 Q - U.  L = max(nq + 2, max(nt, bias planes) + 1)
+ * planes.
  */
 bnn_word_t bnn_vc_ge_ref(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
 bnn_word_t bnn_vc_ge(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias);
+
+/*
+ * Bit-sliced compare with one constant: the word whose bit r is (Q_r >= c), Q_r unsigned over nq
+ * planes (nq <= BNN_VC_MAX_PLANES).  Fast variant: the borrow of Q - c from plane 0 up, one ALU op
+ * per plane (c's bit j set: borrow |= ~q[j], else borrow &= ~q[j]); no lane reaches c >= 2^nq.
+ * With counts started at per-lane values V_r (bnn_dense_vbits), comparing with one constant
+ * replaces a per-lane threshold compare.
+ */
+bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c);
+bnn_word_t bnn_vc_ge_const(const bnn_word_t *q, uint32_t nq, uint32_t c);
 
 #endif /* BNN_VCOLS_H */

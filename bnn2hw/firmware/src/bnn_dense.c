@@ -81,3 +81,74 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
     }
 #endif
 }
+
+/* ---------------------------------------------------------------- column-sliced layer */
+
+/* Plain definition from the stored layout: C_r and p_r counted bit by bit, T1_r = 2 (off - V_r) +
+ * 1 - NP_r decoded from the T1 set, M_r = C_r - T1_r, bit = (p_r <= M_r). */
+void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                         const bnn_word_t *tv, bnn_word_t *out)
+{
+    const uint32_t k = p->n_in, nv = p->nv;
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        const bnn_word_t *col = wc + (o / 32u) * (k + 3u);
+        const bnn_word_t *v1 = tv + (o / 32u) * 2u * nv;
+        bnn_word_t bits = 0;
+        for (uint32_t r = 0; r < 32u && o + r < p->n_out; ++r) {
+            int32_t c = 0, mism = 0, v = 0;
+            for (uint32_t i = 0; i < k; ++i) {
+                const uint32_t wb = (col[i] >> r) & 1u;
+                c += (int32_t)wb;
+                mism += (int32_t)(wb ^ (uint32_t)bnn_get_bit(in, i));
+            }
+            for (uint32_t j = 0; j < nv; ++j) {
+                v |= (int32_t)((v1[j] >> r) & 1u) << j;
+            }
+            const int32_t t1 = 2 * ((int32_t)p->off - v) + 1 - (int32_t)((col[k + 1u] >> r) & 1u);
+            bits |= (bnn_word_t)(mism <= c - t1) << r; /* p_r <= M_r */
+        }
+        out[o / 32u] = bits;
+    }
+}
+
+/* One index list per call, reused by every group of 32 outputs; per group: start values, count,
+ * compare with one constant. */
+void(bnn_dense_vbits)(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
+                      const bnn_word_t *tv, uint32_t *idx, bnn_word_t *out)
+{
+    const uint32_t k = p->n_in, nq = p->nq, nv = p->nv;
+    uint32_t n1;
+    uint32_t m = bnn_vc_select(in, k, idx, &n1);
+    const int s1 = n1 <= k - n1;
+    const uint32_t bias = s1 ? n1 : k - n1;
+    if ((bias & 1u) == 0u) {
+        idx[m++] = s1 ? k + 1u : k + 2u; /* bias even: count NP too */
+    }
+    const uint32_t mp = (m + 15u) & ~15u;
+    for (uint32_t j = m; j < mp; ++j) {
+        idx[j] = k; /* the zero column of every group */
+    }
+    const uint32_t c = p->off + bias / 2u + 1u;
+    const bnn_word_t flip = s1 ? 0u : ~(bnn_word_t)0u;
+    const bnn_word_t *v = tv + (s1 ? 0u : nv);
+    const uint32_t nz = nq > 4u ? nq : 4u;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    for (uint32_t o = 0; o < p->n_out; o += 32u) {
+        uint32_t j = 0;
+        for (; j < nv; ++j) {
+            q[j] = v[j];
+        }
+        for (; j < nz; ++j) {
+            q[j] = 0;
+        }
+        bnn_vc_count16(wc, idx, idx + mp, q); /* mp >= 16 or 0 (the block loop checks) */
+        bnn_word_t bits = bnn_vc_ge_const(q, nq, c) ^ flip;
+        const uint32_t left = p->n_out - o;
+        if (left < 32u) {
+            bits &= ((bnn_word_t)1u << left) - 1u;
+        }
+        *out++ = bits;
+        wc += k + 3u;
+        v += 2u * nv;
+    }
+}

@@ -61,18 +61,260 @@ bnn_word_t bnn_vc_ge_ref(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, 
     return out;
 }
 
-/* Portable entry points until the fast variants land: the reference definitions. */
+bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c)
+{
+    bnn_word_t out = 0;
+    for (uint32_t r = 0; r < 32u; ++r) {
+        uint64_t qv = 0;
+        for (uint32_t j = 0; j < nq; ++j) {
+            qv |= (uint64_t)((q[j] >> r) & 1u) << j;
+        }
+        out |= (bnn_word_t)(qv >= c) << r;
+    }
+    return out;
+}
+
+/* ---------------------------------------------------------------- fast variants */
+
+/* ARMv7-M / ARMv8-M mainline: CLZ, RBIT, LDR with a shifted register index (bnn_vc_select's RBIT /
+ * CLZ loop and bnn_vc_count16's assembly); elsewhere portable C. */
+#if BNN_THUMB2_ASM
+#define BNN_VC_T2 1
+#else
+#define BNN_VC_T2 0
+#endif
+
+/* Number of set bits of x[0 .. k-1] (padding bits of the last word ignored). */
+static uint32_t vc_ones(const bnn_word_t *x, uint32_t k)
+{
+    const uint32_t nw = BNN_WORDS(k);
+    uint32_t n = 0;
+    for (uint32_t j = 0; j + 1u < nw; ++j) {
+        n += bnn_popcount32_swar(x[j]);
+    }
+    return nw ? n + bnn_popcount32_swar(x[nw - 1u] & bnn_tail_mask(k)) : 0u;
+}
+
 uint32_t(bnn_vc_select)(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1)
 {
-    return bnn_vc_select_ref(x, k, idx, n1);
+    const uint32_t ones = vc_ones(x, k);
+    const uint32_t nw = BNN_WORDS(k);
+    const bnn_word_t flip = ones <= k - ones ? 0u : ~0u; /* S0: list the zero bits */
+    uint32_t *p = idx;
+    *n1 = ones;
+    for (uint32_t j = 0; j < nw; ++j) {
+        bnn_word_t v = x[j] ^ flip;
+        if (j + 1u == nw) {
+            v &= bnn_tail_mask(k);
+        }
+        const uint32_t base = 32u * j;
+#if BNN_VC_T2
+        /* RBIT: bit b of v moves to bit 31 - b, so CLZ gives the lowest index first. */
+        uint32_t r;
+        __asm__("rbit %0, %1" : "=r"(r) : "r"(v));
+        while (r) {
+            const uint32_t c = (uint32_t)__builtin_clz(r);
+            *p++ = base + c;
+            r &= ~(0x80000000u >> c);
+        }
+#elif defined(__arm__)
+        /* no CLZ (ARMv6-M): walk the bits up to the highest one, ~5 instructions per bit */
+        for (uint32_t b = base; v; ++b, v >>= 1) {
+            if (v & 1u) {
+                *p++ = b;
+            }
+        }
+#else
+        while (v) {
+            const uint32_t c = (uint32_t)__builtin_ctz(v);
+            *p++ = base + c;
+            v &= v - 1u;
+        }
+#endif
+    }
+    return (uint32_t)(p - idx);
 }
+
+#if BNN_VC_T2
+/*
+ * Harley-Seal over whole blocks of 16 columns (bnn_vcols.h).  Registers: r0 column base, r1 index
+ * pointer, r2 end of the indices, r4-r7 the planes ones, twos, fours, eights, r8-r11 four columns
+ * (after LDM: their indices), r12 the CSA temporary, lr foursA (the fours carry of the first 8
+ * columns of a half), r3 eightsA / the sixteens word.  [sp] = q + 4 planes (where the ripple
+ * starts; the block stores r4-r7 below it at the end).
+ * CSA(h -> a, l, a, b):  t = a ^ b;  a &= b;  b = t & l;  l ^= t;  a |= b   (5 ALU ops).
+ */
+#define VC_QUAD(H)                                                                      \
+    "ldm r1!, {r8-r11}\n\t"                                                            \
+    "ldr r8, [r0, r8, lsl #2]\n\t"                                                     \
+    "ldr r9, [r0, r9, lsl #2]\n\t"                                                     \
+    "ldr r10, [r0, r10, lsl #2]\n\t"                                                   \
+    "ldr r11, [r0, r11, lsl #2]\n\t"                                                   \
+    /* twosA (r8) from ones and columns 0, 1 */                                        \
+    "eor r12, r8, r9\n\t"                                                              \
+    "and r8, r8, r9\n\t"                                                               \
+    "and r9, r12, r4\n\t"                                                              \
+    "eor r4, r4, r12\n\t"                                                              \
+    "orr r8, r8, r9\n\t"                                                               \
+    /* twosB (r10) from ones and columns 2, 3 */                                       \
+    "eor r12, r10, r11\n\t"                                                            \
+    "and r10, r10, r11\n\t"                                                            \
+    "and r11, r12, r4\n\t"                                                             \
+    "eor r4, r4, r12\n\t"                                                              \
+    "orr r10, r10, r11\n\t"                                                            \
+    /* a fours word (H) from twos, twosA, twosB */                                     \
+    "eor r12, r8, r10\n\t"                                                             \
+    "and r8, r8, r10\n\t"                                                              \
+    "and r10, r12, r5\n\t"                                                             \
+    "eor r5, r5, r12\n\t"                                                              \
+    "orr " H ", r8, r10\n\t"
+
+__attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__((unused)),
+                                           const uint32_t *idx __attribute__((unused)),
+                                           const uint32_t *end __attribute__((unused)),
+                                           bnn_word_t *q __attribute__((unused)))
+{
+    __asm__ volatile(".syntax unified\n\t"
+                     "push {r4-r11, lr}\n\t"
+                     "ldm r3!, {r4-r7}\n\t" /* the planes 1, 2, 4, 8; r3 = q + 4 */
+                     "push {r3}\n\t"
+                     "cmp r1, r2\n\t"
+                     "beq 3f\n"
+                     "1:\n\t"
+                     VC_QUAD("lr")   /* foursA */
+                     VC_QUAD("r8")   /* foursB */
+                     /* eightsA (r3) from fours, foursA, foursB */
+                     "eor r12, lr, r8\n\t"
+                     "and lr, lr, r8\n\t"
+                     "and r8, r12, r6\n\t"
+                     "eor r6, r6, r12\n\t"
+                     "orr r3, lr, r8\n\t"
+                     VC_QUAD("lr")
+                     VC_QUAD("r8")
+                     /* eightsB (lr) */
+                     "eor r12, lr, r8\n\t"
+                     "and lr, lr, r8\n\t"
+                     "and r8, r12, r6\n\t"
+                     "eor r6, r6, r12\n\t"
+                     "orr lr, lr, r8\n\t"
+                     /* sixteens (r3) from eights, eightsA, eightsB; Z set when no lane carries */
+                     "eor r12, r3, lr\n\t"
+                     "and r3, r3, lr\n\t"
+                     "and lr, r12, r7\n\t"
+                     "eor r7, r7, r12\n\t"
+                     "orrs r3, r3, lr\n\t"
+                     "beq 2f\n\t"
+                     "ldr r12, [sp]\n"
+                     /* ripple the sixteens into q[4 ..]: q ^= c, c &= old q, until c == 0 */
+                     "4:\n\t"
+                     "ldr r8, [r12]\n\t"
+                     "eor r9, r8, r3\n\t"
+                     "ands r3, r3, r8\n\t"
+                     "str r9, [r12], #4\n\t"
+                     "bne 4b\n"
+                     "2:\n\t"
+                     "cmp r1, r2\n\t"
+                     "bne 1b\n"
+                     "3:\n\t"
+                     "pop {r3}\n\t"
+                     "stmdb r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#undef VC_QUAD
+#else
+void(bnn_vc_count16)(const bnn_word_t *base, const uint32_t *idx, const uint32_t *end, bnn_word_t *q)
+{
+    bnn_word_t ones = q[0], twos = q[1], fours = q[2], eights = q[3];
+#define VC_CSA(h, l, a, b)                                                                  \
+    do {                                                                                    \
+        const bnn_word_t t_ = (a) ^ (b);                                                   \
+        (h) = ((a) & (b)) | (t_ & (l));                                                    \
+        (l) ^= t_;                                                                          \
+    } while (0)
+    for (; idx != end; idx += 16) {
+        bnn_word_t ta, tb, fa, fb, ea, eb, s;
+        VC_CSA(ta, ones, base[idx[0]], base[idx[1]]);
+        VC_CSA(tb, ones, base[idx[2]], base[idx[3]]);
+        VC_CSA(fa, twos, ta, tb);
+        VC_CSA(ta, ones, base[idx[4]], base[idx[5]]);
+        VC_CSA(tb, ones, base[idx[6]], base[idx[7]]);
+        VC_CSA(fb, twos, ta, tb);
+        VC_CSA(ea, fours, fa, fb);
+        VC_CSA(ta, ones, base[idx[8]], base[idx[9]]);
+        VC_CSA(tb, ones, base[idx[10]], base[idx[11]]);
+        VC_CSA(fa, twos, ta, tb);
+        VC_CSA(ta, ones, base[idx[12]], base[idx[13]]);
+        VC_CSA(tb, ones, base[idx[14]], base[idx[15]]);
+        VC_CSA(fb, twos, ta, tb);
+        VC_CSA(eb, fours, fa, fb);
+        VC_CSA(s, eights, ea, eb);
+        for (bnn_word_t *p = q + 4; s; ++p) { /* the bound on Q stops the carry by plane nq - 1 */
+            const bnn_word_t old = *p;
+            *p = old ^ s;
+            s &= old;
+        }
+    }
+#undef VC_CSA
+    q[0] = ones;
+    q[1] = twos;
+    q[2] = fours;
+    q[3] = eights;
+}
+#endif
 
 void(bnn_vc_count)(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_t nq)
 {
-    bnn_vc_count_ref(seg, nseg, q, nq);
+    for (uint32_t s = 0; s < nseg; ++s) {
+        const bnn_word_t *base = seg[s].base;
+        const uint32_t *idx = seg[s].idx;
+        const uint32_t whole = seg[s].m & ~15u;
+        if (whole) {
+            bnn_vc_count16(base, idx, idx + whole, q);
+        }
+        for (uint32_t k = whole; k < seg[s].m; ++k) { /* the last < 16 columns: ripple each one */
+            bnn_word_t c = base[idx[k]];
+            for (uint32_t j = 0; c && j < nq; ++j) {
+                const bnn_word_t old = q[j];
+                q[j] = old ^ c;
+                c &= old;
+            }
+        }
+    }
 }
 
 bnn_word_t(bnn_vc_ge)(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint32_t nt, int32_t bias)
 {
-    return bnn_vc_ge_ref(q, nq, t, nt, bias);
+    /* planes of bias as a signed number: the first plane past which it is all sign */
+    const uint32_t mag = bias < 0 ? ~(uint32_t)bias : (uint32_t)bias;
+    const uint32_t nb = 33u - (uint32_t)__builtin_clz(mag | 1u); /* >= bit length + 1 */
+    uint32_t nu = nt > nb ? nt : nb;
+    const uint32_t len = (nq + 2u > nu + 1u) ? nq + 2u : nu + 1u;
+    bnn_word_t carry = 0, borrow = 0, u = 0;
+    for (uint32_t j = 0; j < len; ++j) {
+        const bnn_word_t tj = t[j < nt ? j : nt - 1u];
+        const bnn_word_t aj = (j >= 1u && j <= nq) ? q[j - 1u] : 0u; /* A = 2 Q */
+        if (((uint32_t)bias >> (j < 31u ? j : 31u)) & 1u) {  /* U = T + bias, bias bit j = 1 */
+            u = ~(tj ^ carry);
+            carry = tj | carry;
+        } else {
+            u = tj ^ carry;
+            carry = tj & carry;
+        }
+        /* borrow of A - U: (U > A in this plane) or (equal and borrow in) */
+        borrow = (u & ~aj) | (borrow & ~(aj ^ u));
+    }
+    /* 2 Q - U over len + 1 planes: A's top plane is 0 and U's is its sign (= u of the last plane) */
+    return ~(u ^ borrow);
+}
+
+bnn_word_t(bnn_vc_ge_const)(const bnn_word_t *q, uint32_t nq, uint32_t c)
+{
+    if (nq < 32u && (c >> nq) != 0u) {
+        return 0; /* c >= 2^nq: above every count */
+    }
+    bnn_word_t borrow = 0; /* lanes where Q (low planes so far) < c (low bits so far) */
+    for (uint32_t j = 0; j < nq; ++j, c >>= 1) {
+        borrow = (c & 1u) ? (borrow | ~q[j]) : (borrow & ~q[j]);
+    }
+    return ~borrow;
 }

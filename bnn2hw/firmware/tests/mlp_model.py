@@ -84,13 +84,31 @@ def write_binary_mlp(out_dir: Path, model: dict) -> None:
     from bnn2hw.mcu.codegen import SHARED_ROWS_DEFINE, row_class
     if row_class(sizes[-2]) in {row_class(n) for n in sizes[:-2]}:
         parts.insert(1, SHARED_ROWS_DEFINE)
+    # hidden layers: the column-sliced kernel where the code generator picks it (bnn2hw.mcu.vcols),
+    # both stored formats under BNN_DENSE_VCOLS as it emits them
+    from bnn2hw.mcu.vcols import use_vcols, vcols_layer
+    vc = [layer["max_mismatch"] is not None and use_vcols(sizes[i], sizes[i + 1])
+          for i, layer in enumerate(model["layers"])]
     for i, layer in enumerate(model["layers"]):
+        if vc[i]:
+            lay = vcols_layer(layer["w"], layer["max_mismatch"])
+            parts.append("#if BNN_DENSE_VCOLS\n")
+            parts.append(_c_array("bnn_word_t", f"wc{i}", lay.wc, "0x{:08x}u"))
+            parts.append(_c_array("bnn_word_t", f"tv{i}", lay.tv, "0x{:08x}u"))
+            parts.append(f"static const bnn_dense_vparams_t vp{i} = {{{sizes[i]}u, {sizes[i + 1]}u, {lay.nq}u, "
+                         f"{lay.nv}u, {lay.off}u}};\n#else\n")
         parts.append(_c_array("bnn_word_t", f"w{i}", _pack_rows(layer["w"]), "0x{:08x}u"))
         if layer["max_mismatch"] is not None:
             parts.append(_c_array("int32_t", f"t{i}", layer["max_mismatch"], "{}"))
+        if vc[i]:
+            parts.append("#endif\n")
     maxw = max((n + 31) // 32 for n in sizes)
     bufs = f"buf_a[{maxw}], buf_b[{maxw}]" if len(model["layers"]) > 1 else f"buf_a[{maxw}]"
-    parts.append(f"static bnn_word_t {bufs};\n\n")
+    parts.append(f"static bnn_word_t {bufs};\n")
+    idxw = max([(sizes[i] // 2 + 16) // 16 * 16 for i in range(len(vc)) if vc[i]], default=0)
+    if idxw:
+        parts.append(f"#if BNN_DENSE_VCOLS\nstatic uint32_t vidx[{idxw}]; /* index list scratch */\n#endif\n")
+    parts.append("\n")
     body = [
         "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n",
         f"    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {{\n        return -1;\n    }}\n",
@@ -102,6 +120,10 @@ def write_binary_mlp(out_dir: Path, model: dict) -> None:
         body.append(f"    {{\n        static const bnn_dense_params_t p = {{{n_in}u, {n_out}u}};\n")
         if layer["max_mismatch"] is None:
             body.append(f"        bnn_dense_acc(&p, {src}, w{i}, logits);\n    }}\n")
+        elif vc[i]:
+            body.append(f"#if BNN_DENSE_VCOLS\n        (void)p;\n        bnn_dense_vbits(&vp{i}, {src}, wc{i}, tv{i}, "
+                        f"vidx, {dst});\n#else\n        bnn_dense_bits(&p, {src}, w{i}, t{i}, {dst});\n#endif\n    }}\n")
+            src, dst = dst, src
         else:
             body.append(f"        bnn_dense_bits(&p, {src}, w{i}, t{i}, {dst});\n    }}\n")
             src, dst = dst, src

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: MIT */
+/* bnn_conv_vc.c -- binary conv2d on column-sliced counts (method and layout: bnn_conv_vc.h). */
+#include "bnn_conv_vc.h"
+
+int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
+{
+    const bnn_conv_params_t *p = &L->p;
+    if (L->npos < 1u || p->kh < 1u || p->kw < 1u || p->kh > 16u || p->cin < 1u || p->cout < 1u ||
+        p->stride_w < 1u || p->stride_h < 1u) {
+        return 0;
+    }
+    if ((p->cout % 32u) * L->npos > 32u || (p->cout % 32u == 0u && L->npos != 1u)) {
+        return 0;
+    }
+    if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS || p->kh * p->kw > 32u) {
+        return 0;
+    }
+    return bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
+}
+
+/* Weight bit of channel o at tap (ky, kx), input channel c, read from the columns (its lane at
+ * position j = 0 of a tail step; the columns of j > 0 are checked by the fast path's tests). */
+static uint32_t col_bit(const bnn_conv_vc_t *L, uint32_t o, uint32_t ky, uint32_t kx, uint32_t c)
+{
+    const uint32_t cin = L->p.cin, kh = L->p.kh, kw = L->p.kw, gf = BNN_CONV_VC_FULL(L);
+    if (o < 32u * gf) {
+        return (L->cols[((o / 32u * kh + ky) * kw + kx) * cin + c] >> (o % 32u)) & 1u;
+    }
+    const bnn_word_t *tail = L->cols + gf * kh * kw * cin;
+    return (tail[(ky * BNN_CONV_VC_KWE(L) + kx) * cin + c] >> (o - 32u * gf)) & 1u;
+}
+
+void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cw = BNN_WORDS(p->cin), ow = BNN_WORDS(p->cout);
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            bnn_word_t *dst = out + (oy * p->out_w + ox) * ow;
+            for (uint32_t k = 0; k < ow; ++k) {
+                dst[k] = 0;
+            }
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                int64_t acc = 0;
+                for (uint32_t ky = 0; ky < p->kh; ++ky) {
+                    const int32_t y = (int32_t)(oy * p->stride_h + ky) - (int32_t)p->pad_h;
+                    for (uint32_t kx = 0; kx < p->kw; ++kx) {
+                        const int32_t x = (int32_t)(ox * p->stride_w + kx) - (int32_t)p->pad_w;
+                        const int inside = y >= 0 && y < (int32_t)p->in_h && x >= 0 && x < (int32_t)p->in_w;
+                        if (!inside && !L->pad_minus1) {
+                            continue; /* zero padding: the tap contributes 0 */
+                        }
+                        for (uint32_t c = 0; c < p->cin; ++c) {
+                            const uint32_t a = inside ? (uint32_t)bnn_get_bit(in + ((uint32_t)y * p->in_w + (uint32_t)x) * cw, c)
+                                                      : 0u; /* -1 padding: the activation -1 */
+                            acc += a == col_bit(L, o, ky, kx, c) ? 1 : -1;
+                        }
+                    }
+                }
+                bnn_put_bit(dst, o, acc >= L->thr[o]);
+            }
+        }
+    }
+}
+
+/* floor(a / 2) for any sign. */
+static int32_t floor_half(int32_t a)
+{
+    return a >= 0 ? a / 2 : -((1 - a) / 2);
+}
+
+static int32_t clamp32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* 32 x 32 bit transpose (Hacker's Delight 7-3): a[31 - l] bit 31 - b <- a[31 - b] bit 31 - l,
+ * i.e. with a[31 - l] = v_l on entry, a[31 - b] bit l = bit b of v_l on exit. */
+static void transpose32(uint32_t *a)
+{
+    uint32_t m = 0x0000FFFFu;
+    for (uint32_t j = 16u; j != 0u; j >>= 1, m ^= m << j) {
+        for (uint32_t k = 0; k < 32u; k = (k + j + 1u) & ~j) {
+            const uint32_t t = (a[k] ^ (a[k + j] >> j)) & m;
+            a[k] ^= t;
+            a[k + j] ^= t << j;
+        }
+    }
+}
+
+/*
+ * The compare planes (nt each: S1 even, S1 odd, S0 even, S0 odd; method in bnn_conv_vc.h) of
+ * the border class `key` (bits 0..15: padded extended columns kx', bits 16..30: padded kernel
+ * rows ky, bit 31: the tail group), for every full group (Gf entries) or for the tail group
+ * (one).  Lanes outside the layer get 2^nq: their compare is never true (masked anyway).
+ * int32 throughout: thr is clamped to [-(K + 1), K + 1] first (|acc| <= K, so the compare does
+ * not change) and nt <= BNN_VC_MAX_PLANES bounds K below 2^23.
+ */
+static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
+                         bnn_word_t *planes)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t kk = p->kh * p->kw, gf = BNN_CONV_VC_FULL(L), tail = key >> 31;
+    const uint32_t ng = tail ? 1u : gf, cpl = tail ? p->cout % 32u : 32u, np = tail ? L->npos : 1u;
+    const int32_t top = (int32_t)1 << (nt - 1u), w = (int32_t)bnn__conv_vc_w(L);
+    const int32_t cin = (int32_t)p->cin;
+    uint32_t padm[32u]; /* bit t: tap t of position j is in the padding (kk <= 32) */
+    int32_t npad[32u];
+    for (uint32_t j = 0; j < np; ++j) {
+        padm[j] = 0u;
+        for (uint32_t t = 0; t < kk; ++t) {
+            const uint32_t ky = t / p->kw, kxe = t % p->kw + j * p->stride_w;
+            if ((((key >> 16) & 0x7FFFu) >> ky) & 1u || (key >> kxe) & 1u) {
+                padm[j] |= 1u << t;
+            }
+        }
+        npad[j] = (int32_t)bnn_popcount32(padm[j]);
+    }
+    for (uint32_t g = 0; g < ng; ++g) {
+        uint32_t a1[32], a0[32]; /* lane values of the even sets, then (transposed) their planes */
+        bnn_word_t inc1 = 0, inc0 = 0; /* lanes whose odd value is the even one + 1 (T even) */
+        for (uint32_t lane = 0; lane < 32u; ++lane) {
+            const uint32_t j = lane / cpl, o = (tail ? 32u * gf : 32u * g) + lane % cpl;
+            int32_t v1 = top, v0 = top;
+            if (j < np) {
+                const int16_t *ct = L->ctap + o * kk;
+                int32_t A = chan[2u * o], call = chan[2u * o + 1u], cpad = 0;
+                for (uint32_t m = padm[j]; m; m &= m - 1u) {
+                    cpad += ct[(uint32_t)__builtin_ctz(m)];
+                }
+                if (!L->pad_minus1) {
+                    A += npad[j] * cin - 2 * cpad; /* zero padding correction */
+                }
+                /* S0: the padded taps' columns are not counted (their pixels are not listed): the
+                 * threshold takes their 2 C_pad instead */
+                const int32_t t1 = -floor_half(-A), t0 = floor_half(4 * call - A) + 1 - 2 * cpad;
+                /* ceil((T + e) / 2) + W: e = 0 here; e = 1 adds 1 where T is even */
+                v1 = clamp32(-floor_half(-t1) + w, 0, top);
+                v0 = clamp32(-floor_half(-t0) + w, 0, top);
+                inc1 |= (bnn_word_t)((t1 & 1) == 0) << lane;
+                inc0 |= (bnn_word_t)((t0 & 1) == 0) << lane;
+            }
+            a1[31u - lane] = (uint32_t)v1;
+            a0[31u - lane] = (uint32_t)v0;
+        }
+        transpose32(a1);
+        transpose32(a0);
+        /* sets: S1 even, S1 odd, S0 even, S0 odd; an odd set = the even one + inc, bit-sliced (a
+         * clamped 0 becomes 1: still always met, Q' >= 1; a clamped 2^nq becomes 2^nq + 1: still
+         * never, within nq + 1 planes) */
+        bnn_word_t *dst = planes + g * 4u * nt;
+        for (uint32_t k = 0; k < 2u; ++k) {
+            const uint32_t *a = k ? a0 : a1;
+            bnn_word_t c = k ? inc0 : inc1;
+            bnn_word_t *ev = dst + 2u * k * nt, *od = ev + nt;
+            for (uint32_t b = 0; b < nt; ++b) {
+                const bnn_word_t x = a[31u - b];
+                ev[b] = x;
+                od[b] = x ^ c;
+                c &= x;
+            }
+        }
+    }
+}
+
+/* Bit r = (Q'_r >= U_r): Q' over nq planes, U over nq + 1 (a borrow chain of Q' - U). */
+BNN_INLINE bnn_word_t ge_planes(const bnn_word_t *q, const bnn_word_t *u, uint32_t nq)
+{
+    bnn_word_t borrow = 0;
+    for (uint32_t j = 0; j < nq; ++j) {
+        const bnn_word_t a = q[j], t = u[j];
+        borrow = (t & ~a) | (borrow & ~(a ^ t));
+    }
+    return ~(u[nq] | borrow);
+}
+
+/*
+ * Row lists of input row `src` (in_w pixels of cw words): the set channels of every pixel as
+ * entries x cin + c, pixel after pixel from the front of list (list[pre1[x] ..] are pixel x's),
+ * and the clear ones from the back (pixel x's at list[L - pre0[x + 1] .. L - pre0[x]), L = in_w cin),
+ * so the pixels [xa, xb) of a window row are one run of either set.  pre1 / pre0: in_w + 1
+ * prefix counts each.
+ */
+static void row_lists(const bnn_word_t *src, uint32_t in_w, uint32_t cin, uint32_t *list, uint32_t *pre1,
+                      uint32_t *pre0)
+{
+    const uint32_t cw = BNN_WORDS(cin);
+    const bnn_word_t tail = bnn_tail_mask(cin);
+    uint32_t *s1 = list, *s0 = list + in_w * cin;
+    pre1[0] = pre0[0] = 0u;
+    for (uint32_t x = 0; x < in_w; ++x, src += cw) {
+        for (uint32_t k = 0; k < cw; ++k) {
+            const bnn_word_t m = k + 1u < cw ? ~(bnn_word_t)0u : tail;
+            uint32_t v = src[k] & m, z = ~src[k] & m;
+            const uint32_t base = x * cin + 32u * k;
+#if BNN_THUMB2_ASM
+            /* bit-reversed once (RBIT), then CLZ finds the next set bit from the bottom: clz,
+             * add, store, clear (lsr + bic), branch per entry */
+            uint32_t rv, rz;
+            __asm__("rbit %0, %1" : "=r"(rv) : "r"(v));
+            __asm__("rbit %0, %1" : "=r"(rz) : "r"(z));
+            while (rv) {
+                const uint32_t i = (uint32_t)__builtin_clz(rv);
+                *s1++ = base + i;
+                rv &= ~(0x80000000u >> i);
+            }
+            while (rz) {
+                const uint32_t i = (uint32_t)__builtin_clz(rz);
+                *--s0 = base + i;
+                rz &= ~(0x80000000u >> i);
+            }
+#else
+            while (v) {
+                *s1++ = base + (uint32_t)__builtin_ctz(v);
+                v &= v - 1u;
+            }
+            while (z) {
+                *--s0 = base + (uint32_t)__builtin_ctz(z);
+                z &= z - 1u;
+            }
+#endif
+        }
+        pre1[x + 1u] = (uint32_t)(s1 - list);
+        pre0[x + 1u] = (uint32_t)(list + in_w * cin - s0);
+    }
+}
+
+/* The state of one call shared by its two step loops (full groups, tail group). */
+typedef struct {
+    const bnn_conv_vc_t *L;
+    uint32_t *cache;
+    uint32_t ncls, nq, nt, pstride, w;
+    const uint32_t *rowd[16]; /* the kh input rows' lists (row_lists: list, pre1, pre0) of this
+                               * output row, NULL: a padding row */
+    uint32_t vkey;            /* padded kernel rows of this output row */
+    uint32_t *cat;            /* a step's list tails, kh KWe min(cin, 15) words */
+    int32_t *chan;            /* per channel: A of an interior position, C (class_planes) */
+} vc_state_t;
+
+/* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
+static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
+{
+    for (uint32_t c = 0; c < s->ncls; ++c) {
+        if (s->cache[c * s->pstride] == key) {
+            return s->cache + c * s->pstride;
+        }
+    }
+    uint32_t *ent = s->cache + (s->ncls < BNN_CONV_VC_CLASSES ? s->ncls++ : BNN_CONV_VC_CLASSES) * s->pstride;
+    ent[0] = key;
+    class_planes(s->L, s->chan, key, s->nt, ent + 1);
+    return ent;
+}
+
+/*
+ * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
+ * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
+ */
+BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t ng, uint32_t np,
+                       uint32_t cpl, uint32_t tail, uint32_t k0, bnn_word_t *out)
+{
+    const bnn_conv_vc_t *L = s->L;
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cin = p->cin, kh = p->kh, kw = p->kw, in_w = p->in_w, sw = p->stride_w;
+    const uint32_t kwe = kw + (np - 1u) * sw, ow = BNN_WORDS(p->cout), nl = in_w * cin;
+    const uint32_t gstride = kh * kwe * cin, nq = s->nq, nt = s->nt;
+    const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
+    bnn_vc_seg_t seg[16u + 1u];
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    uint32_t n1[32];
+    for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+        const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
+        /* the window's columns inside the image [xs, xe), the border class */
+        const uint32_t xs = x0 < 0 ? 0u : (uint32_t)x0;
+        const int32_t xe_ = x0 + (int32_t)kwe;
+        const uint32_t xe = xe_ > (int32_t)in_w ? in_w : (xe_ < (int32_t)xs ? xs : (uint32_t)xe_);
+        const uint32_t hkey = ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
+        const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
+        uint32_t tot1 = 0, tot0 = 0;
+        for (uint32_t ky = 0; ky < kh; ++ky) {
+            const uint32_t *rd = s->rowd[ky];
+            if (rd != NULL) {
+                const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
+                tot1 += pre1[xe] - pre1[xs];
+                tot0 += pre0[xe] - pre0[xs];
+            }
+        }
+        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
+            const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
+            const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
+            const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
+            uint32_t n = 0;
+            for (uint32_t ky = 0; ky < kh; ++ky) {
+                const uint32_t *rd = s->rowd[ky];
+                if (rd != NULL) {
+                    n += rd[nl + cb] - rd[nl + ca];
+                }
+            }
+            n1[j] = n;
+        }
+        const int use_s1 = tot1 <= tot0;
+        const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
+        const uint32_t *ent = class_entry(s, key);
+        /* the segments: one run per window row (entries x cin + c; base = the row's columns
+         * shifted by x0 cin, as an address: the run indexes it from x = xs >= x0 on), its whole
+         * 16-column blocks in place, its last < 16 entries appended to `cat` with the shift added
+         * (relative to the group's columns), cat last */
+        uint32_t ns = 0, ncat = 0;
+        uint32_t *cat = s->cat;
+        for (uint32_t ky = 0; ky < kh; ++ky) {
+            const uint32_t *rd = s->rowd[ky];
+            if (rd == NULL || xe == xs) {
+                continue;
+            }
+            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
+            const uint32_t *idx = use_s1 ? rd + pre1[xs] : rd + nl - pre0[xe];
+            const uint32_t m = use_s1 ? pre1[xe] - pre1[xs] : pre0[xe] - pre0[xs];
+            const int32_t off = ((int32_t)(ky * kwe) - x0) * (int32_t)cin; /* >= -(entries' x) cin */
+            const uint32_t whole = m & ~15u;
+            if (whole) {
+                seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
+                seg[ns].idx = idx;
+                seg[ns].m = whole;
+                ++ns;
+            }
+            for (uint32_t k = whole; k < m; ++k) {
+                cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
+            }
+        }
+        /* cat padded to whole blocks of 16 with the zero column (the word after the columns,
+         * index zrel - g gstride from group g's columns): no column is counted one at a time */
+        const uint32_t npad = (16u - (ncat & 15u)) & 15u;
+        for (uint32_t k = 0; k < npad; ++k) {
+            cat[ncat + k] = zrel;
+        }
+        if (ncat) {
+            ncat += npad;
+            seg[ns].base = cols;
+            seg[ns].idx = cat;
+            seg[ns].m = ncat;
+            ++ns;
+        }
+        /* the count's start W - h_j per lane block and the parity mask (method: bnn_conv_vc.h) */
+        bnn_word_t init[BNN_VC_MAX_PLANES], odd = 0;
+        for (uint32_t b = 0; b < nq || b < 4u; ++b) {
+            init[b] = 0u;
+        }
+        for (uint32_t j = 0; j < npos; ++j) {
+            const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
+            const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+            }
+            odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+        }
+        const uint32_t mode = use_s1 ? 0u : 2u;
+        for (uint32_t g = 0; g < ng; ++g) {
+            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count adds into q (room for 4 planes) */
+                q[b] = init[b];
+            }
+            if (g) {
+                for (uint32_t k = 0; k < ns; ++k) {
+                    seg[k].base += gstride;
+                }
+                for (uint32_t k = ncat - npad; k < ncat; ++k) {
+                    cat[k] -= gstride;
+                }
+            }
+            bnn_vc_count(seg, ns, q, nq);
+            const bnn_word_t *ue = ent + 1 + (g * 4u + mode) * nt, *uo = ue + nt;
+            bnn_word_t bits;
+            if (odd == 0u) {
+                bits = ge_planes(q, ue, nq);
+            } else if (odd == ~(bnn_word_t)0u || np == 1u) {
+                bits = ge_planes(q, uo, nq);
+            } else { /* lane blocks of both parities: the planes mixed per lane */
+                bnn_word_t u[BNN_VC_MAX_PLANES];
+                for (uint32_t b = 0; b < nt; ++b) {
+                    u[b] = (ue[b] & ~odd) | (uo[b] & odd);
+                }
+                bits = ge_planes(q, u, nq);
+            }
+            if (!use_s1) {
+                bits = ~bits;
+            }
+            for (uint32_t j = 0; j < npos; ++j) {
+                out[(oy * p->out_w + ox + j) * ow + k0 + g] = (bits >> (j * cpl)) & lane_mask;
+            }
+        }
+    }
+}
+
+void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w;
+    const uint32_t rowsz = in_w * cin + 2u * (in_w + 1u); /* a ring slot: row_lists' list, pre1, pre0 */
+    const uint32_t gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
+    const uint32_t full = gf * kh * p->kw * cin;                           /* words of the full groups */
+    const uint32_t zero = full + (ct ? kh * BNN_CONV_VC_KWE(L) * cin : 0u); /* the zero column */
+    vc_state_t s;
+    s.L = L;
+    s.nq = bnn_conv_vc_nq(L);
+    s.nt = bnn_conv_vc_nt(L);
+    s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
+    s.w = bnn__conv_vc_w(L);
+    s.ncls = 0;
+    /* work layout: ring of kh rows of row lists, row tags, class cache, cat, per channel A, C */
+    uint32_t *ring = work;
+    uint32_t *tag = ring + kh * rowsz;
+    s.cache = tag + kh;
+    s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
+    s.chan = (int32_t *)(s.cat + 16u * kh);
+    {
+        const uint32_t kk = kh * p->kw;
+        const int32_t K = (int32_t)(kk * cin);
+        for (uint32_t o = 0; o < p->cout; ++o) { /* thr clamped: |acc| <= K, the compare is unchanged */
+            int32_t call = 0;
+            for (uint32_t t = 0; t < kk; ++t) {
+                call += L->ctap[o * kk + t];
+            }
+            s.chan[2u * o] = clamp32(L->thr[o], -(K + 1), K + 1) - K + 2 * call;
+            s.chan[2u * o + 1u] = call;
+        }
+    }
+    for (uint32_t k = 0; k < kh; ++k) {
+        tag[k] = 0xFFFFFFFFu;
+    }
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+        s.vkey = 0;
+        for (uint32_t ky = 0; ky < kh; ++ky) {
+            const int32_t y = y0 + (int32_t)ky;
+            if (y < 0 || y >= (int32_t)p->in_h) {
+                s.vkey |= 1u << ky;
+                s.rowd[ky] = NULL;
+                continue;
+            }
+            const uint32_t slot = (uint32_t)y % kh;
+            uint32_t *rs = ring + slot * rowsz;
+            if (tag[slot] != (uint32_t)y) { /* the row's lists, built once */
+                row_lists(in + (uint32_t)y * in_w * cw, in_w, cin, rs, rs + in_w * cin, rs + in_w * cin + in_w + 1u);
+                tag[slot] = (uint32_t)y;
+            }
+            s.rowd[ky] = rs;
+        }
+        /* vc_row is inlined: the full groups (one position a step) and the 16-channel tail (two)
+         * with constant geometry, other tails generic */
+        if (gf) {
+            vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
+        }
+        if (ct == 16u && L->npos == 2u) {
+            vc_row(&s, oy, L->cols + full, zero - full, 1u, 2u, 16u, 1u, gf, out);
+        } else if (ct) {
+            vc_row(&s, oy, L->cols + full, zero - full, 1u, L->npos, ct, 1u, gf, out);
+        }
+    }
+}

@@ -1,0 +1,177 @@
+# SPDX-License-Identifier: MIT
+"""Weight packing for the column-sliced conv kernel (``bnn_conv_vc_bits``, firmware
+``bnn_conv_vc.h``): columns of 32 lanes per group, tap-major, the per-tap +1 counts, the
+lanes-per-position choice and the work-memory size, all as the C header defines them.
+
+Invariants (checked by tests/test_vcols_conv.py against the C reference and numpy):
+* full groups ``g < cout // 32``: ``cols[g, ky, kx, c]`` bit ``r`` = weight of channel ``32 g + r``;
+  then the tail group (``ct = cout % 32`` channels, ``npos`` positions): ``tail[ky, kx', c]`` bit
+  ``j ct + r`` = weight of channel ``32 (cout // 32) + r`` at tap ``(ky, kx' - j stride)``, 0 where
+  no such tap.
+* ``ctap[o, ky kw + kx]`` = number of +1 weights of channel ``o`` at tap ``(ky, kx)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+CLASSES = 16  # BNN_CONV_VC_CLASSES
+MAX_PLANES = 24  # BNN_VC_MAX_PLANES
+MAX_TAPS = 64  # BNN_CONV_VC_TAPS
+
+
+def choose_npos(cout: int, kw: int, stride: int, kh: int = 3) -> int:
+    """Output positions of the tail group (ct = cout % 32 channels): 32 // ct (16 channels: 2,
+    8: 4, 1: up to 16), capped so the extended window stays within KWe <= 16 and kh KWe <= 64
+    taps; 1 when cout is a multiple of 32."""
+    ct = cout % 32
+    if ct == 0:
+        return 1
+    npos = 32 // ct
+    while npos > 1 and (kw + (npos - 1) * stride > 16 or kh * (kw + (npos - 1) * stride) > MAX_TAPS):
+        npos -= 1
+    return npos
+
+
+def kwe(kw: int, stride: int, npos: int) -> int:
+    return kw + (npos - 1) * stride
+
+
+def groups(cout: int, npos: int) -> int:
+    """Plane groups of a class entry (bnn_conv_vc.h BNN_CONV_VC_GROUPS)."""
+    return max(cout // 32, 1)
+
+
+def pack_columns(w: np.ndarray, stride: int, npos: int) -> np.ndarray:
+    """w [O, KH, KW, C] in {-1, +1} -> uint32 words: the full groups [G, KH, KW, C], then the
+    tail group [KH, KWe, C], then one zero word."""
+    o, kh, kw, c = w.shape
+    pos = (w > 0).astype(np.uint64)  # [O, KH, KW, C]
+    shifts = np.arange(32, dtype=np.uint64)
+    gf, ct = o // 32, o % 32
+    parts = []
+    if gf:
+        full = np.moveaxis(pos[:32 * gf].reshape(gf, 32, kh, kw, c), 1, -1)  # [G, KH, KW, C, 32]
+        parts.append((full << shifts).sum(axis=-1).astype(np.uint32).ravel())
+    if ct:
+        ke = kwe(kw, stride, npos)
+        lanes = np.zeros((kh, ke, c, 32), dtype=np.uint64)
+        sub = np.moveaxis(pos[32 * gf:], 0, -1)  # [KH, KW, C, ct]
+        for j in range(npos):
+            lanes[:, j * stride:j * stride + kw, :, j * ct:(j + 1) * ct] = sub
+        parts.append((lanes << shifts).sum(axis=-1).astype(np.uint32).ravel())
+    parts.append(np.zeros(1, np.uint32))  # the zero column (pads a step's list tails to 16)
+    return np.concatenate(parts)
+
+
+def tap_counts(w: np.ndarray) -> np.ndarray:
+    """int16 [O, KH KW]: the +1 weights of each channel per tap."""
+    o, kh, kw, c = w.shape
+    if c > 32767:
+        raise ValueError(f"conv with {c} input channels: the per-tap counts need int16")
+    return (w > 0).sum(axis=3).reshape(o, kh * kw).astype(np.int16)
+
+
+def _bitlen(v: int) -> int:
+    return int(v).bit_length()
+
+
+def nq(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
+    """bnn_conv_vc_nq(): planes of the offset count Q + W - h <= Qmax + K + 2."""
+    return _bitlen(kh * kwe(kw, stride, npos) * cin // 2 + kh * kw * cin + 2)
+
+
+def nt(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
+    return nq(kh, kw, cin, stride, npos) + 1
+
+
+def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int) -> int:
+    """bnn_conv_vc_work_words()."""
+    return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
+            + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
+            + 16 * kh + 2 * cout)
+
+
+def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
+    """bnn_conv_vc_ok() (square stride)."""
+    ke = kwe(kw, stride, npos)
+    return (npos >= 1 and 1 <= kh <= 16 and kw >= 1 and (cout % 32) * npos <= 32
+            and (cout % 32 != 0 or npos == 1) and ke <= 16
+            and kh * ke <= MAX_TAPS and kh * kw <= 32 and nt(kh, kw, cin, stride, npos) <= MAX_PLANES)
+
+
+def _out(n: int, k: int, s: int, p: int) -> int:
+    return (n + 2 * p - k) // s + 1
+
+
+def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
+    """Work of one bnn_conv_vc_bits call (random inputs): [listed columns x groups, list-tail
+    indices copied, taps visited, steps, step-groups x count planes, input pixel channels,
+    class-groups]."""
+    oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
+    gf, ct = cout // 32, cout % 32
+    npos = choose_npos(cout, kw, s, kh)
+    parts = []
+    if gf:
+        parts.append((oh * ow, kh * kw, gf))
+    if ct:
+        parts.append((oh * -(-ow // npos), kh * kwe(kw, s, npos), 1))
+    cols = copy = taps = steps = planes = 0.0
+    q = nq(kh, kw, cin, s, npos)
+    for n, t, g in parts:
+        m = cin / 2.0
+        tail = m if m < 16 else 7.5
+        cols += n * t * m * g
+        copy += n * t * tail
+        taps += n * t
+        steps += n
+        planes += n * g * q
+    ncls = 1 if p == 0 else min(9, 4 * p + 1) if oh > 1 else 3  # -1 padding too: its S0 planes fold C_pad
+    cls = ncls * (max(gf, 1) + (1 if ct and gf else 0))
+    return [cols, copy, taps, steps, planes, h * wd * cin, cls]
+
+
+# Fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of the
+# 13 conv shapes of `benchmarks/bench_mcu_kernels.py --conv-only` (10 issue-11 shapes + 12x12x48,
+# 7x7x40, 9x9x33 s2; 2026-11-30, final kernel): vc max error 7.9%, rows max error 29% (9x9x33 s2, rows
+# overestimated; the others within 13%).  The list-tail copy is collinear with the taps visited
+# (its weight went to them).
+VC_COEFFS = (7.214, 0.0, 79.593, 171.374, 37.217, 5.065, 4844.2)
+ROWS_COEFFS = (7.856, 0.0, 18.187, 15.237)
+
+
+def vc_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> float:
+    """Estimated Cortex-M4 instructions of bnn_conv_vc_bits (random inputs)."""
+    return float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+
+
+def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
+    """Estimated Cortex-M4 instructions of bnn_conv_bits / bnn_conv_bits_m1."""
+    return float(np.dot(ROWS_COEFFS, rows_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+
+
+def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> bool:
+    """The code generator's choice for a binary conv + threshold on bits (on the cores where
+    BNN_CONV_VCOLS is on): the column-sliced kernel when the layer meets its preconditions and
+    its estimate is below the row kernel's by 10%: the row kernel's model is the less accurate
+    (up to 13% high), and the column-sliced kernel adds about 4 KB of code to the image, so a
+    marginal win is left to the rows (resnet8's 32 -> 64 stride-2 conv at -1 padding: 0.03% fewer
+    instructions for the whole net on it, 7 KB more flash; at zero padding the same shape measured
+    322,305 against the rows' 347,239)."""
+    npos = choose_npos(cout, kw, s, kh)
+    if not supported(kh, kw, cin, cout, s, npos):
+        return False
+    return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.90 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
+
+
+def rows_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int,
+                  m1: bool = False) -> list[float]:
+    """Work of one bnn_conv_bits call: [row words x outputs, outputs, gathered tap words, border
+    outputs x kh (the zero-padding correction; none at -1 padding, bnn_conv_bits_m1)]."""
+    oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
+    cw = (cin + 31) // 32
+    nd, n = -(-kh * kw * cin // 32), kh * kw * cw
+    nw = nd if cin % 32 and 32 * nd <= 640 and nd < n else n
+    pos = oh * ow
+    inner = max(0, _out(h, kh, s, 0) - (1 if p else 0)) * max(0, _out(wd, kw, s, 0) - (1 if p else 0)) if p else pos
+    return [pos * cout * nw, pos * cout, pos * kh * kw * cw, 0 if m1 else (pos - min(inner, pos)) * cout * kh]

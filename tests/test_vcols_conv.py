@@ -1,0 +1,337 @@
+# SPDX-License-Identifier: MIT
+"""The column-sliced conv kernel (firmware bnn_conv_vc.c, packing bnn2hw/mcu/conv_vcols.py):
+``bnn_conv_vc_bits`` and its ``_ref`` twin equal numpy's conv + threshold bit for bit, at zero
+padding (bnn_conv_bits' contract) and -1 padding (bnn_conv_bits_m1's), on awkward channel
+counts (cin 1..65, cout 1..65, the last group partial), 1 / 2 / 4 / 8 output positions per
+group, stride 1 and 2, pad 0 / 1 / 2 (every border class, windows clipped on both sides), ties
+(acc == thr on interior and border positions), thresholds that are always / never met, and
+all-ones / all-zeros inputs (the S0 and S1 lists empty).
+
+One generated C program per target holds every case (inputs, packed columns and the expected
+bits) and returns the number of mismatches: host gcc under -Wall -Wextra -Werror
+-fsanitize=address,undefined, and QEMU on Cortex-M3, M4, M7 and M33."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnn2hw.mcu import conv_vcols as vc
+from bnn2hw.mcu.targets import get_target
+
+FW = Path(__file__).resolve().parents[1] / "firmware"
+I32 = np.iinfo(np.int32)
+
+
+def pack_bits(pm1: np.ndarray) -> np.ndarray:
+    """[..., n] in {-1,+1} -> uint32 [..., words], bit 1 = +1, padding 0."""
+    n = pm1.shape[-1]
+    words = (n + 31) // 32
+    bits = np.zeros(pm1.shape[:-1] + (words * 32,), dtype=np.uint8)
+    bits[..., :n] = pm1 > 0
+    b = np.packbits(bits.reshape(pm1.shape[:-1] + (words, 4, 8)), axis=-1, bitorder="little")
+    return b.reshape(pm1.shape[:-1] + (words * 4,)).view("<u4").astype(np.uint32)
+
+
+def conv_acc(x: np.ndarray, w: np.ndarray, stride: int, pad: int, pad_value: int) -> np.ndarray:
+    """x [H, W, C] +-1, w [O, KH, KW, C] +-1; a padded tap is pad_value (0 or -1) on every channel."""
+    h, wd, c = x.shape
+    o, kh, kw, _ = w.shape
+    xp = np.full((h + 2 * pad, wd + 2 * pad, c), pad_value, dtype=np.int64)
+    xp[pad:pad + h, pad:pad + wd] = x
+    oh, ow = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    acc = np.zeros((oh, ow, o), dtype=np.int64)
+    for y in range(oh):
+        for xx in range(ow):
+            win = xp[y * stride:y * stride + kh, xx * stride:xx * stride + kw]
+            acc[y, xx] = np.tensordot(w, win, axes=([1, 2, 3], [0, 1, 2]))
+    return acc
+
+
+CASES: list[dict] = []
+
+
+def case(cin, cout, k=3, stride=1, pad=1, h=7, wd=8, m1=False, npos=None, inp="random", seed=0):
+    rng = np.random.default_rng(seed + 7919 * cin + 104729 * cout + 31 * k + 17 * stride + 5 * pad + h * 13 + wd)
+    x = rng.choice(np.array([-1, 1]), size=(h, wd, cin))
+    if inp == "ones":
+        x[:] = 1
+    elif inp == "zeros":
+        x[:] = -1
+    elif inp == "skewed":  # mostly +1: S0 lists chosen
+        x = np.where(rng.random((h, wd, cin)) < 0.85, 1, -1)
+    w = rng.choice(np.array([-1, 1]), size=(cout, k, k, cin))
+    acc = conv_acc(x, w, stride, pad, -1 if m1 else 0)
+    oh, ow = acc.shape[:2]
+    # ties on an interior and a border position, one always / never met channel
+    thr = (acc[oh // 2, ow // 2] + rng.integers(-1, 2, size=cout)).astype(np.int64)
+    thr[::3] = acc[0, 0, ::3]
+    thr[2::3] = acc[-1, -1, 2::3]
+    thr[0] = I32.min
+    if cout > 1:
+        thr[1] = I32.max
+    if cout > 4:
+        thr[4] = -k * k * cin  # acc >= -K: always, with a finite threshold
+    if cout > 5:
+        thr[5] = k * k * cin + 1  # never, finite
+    thr = thr.astype(np.int32)
+    if npos is None:
+        npos = vc.choose_npos(cout, k, stride, k)
+    assert vc.supported(k, k, cin, cout, stride, npos)
+    CASES.append(dict(name=f"c{len(CASES)}_{h}x{wd}x{cin}_o{cout}_k{k}s{stride}p{pad}{'m1' if m1 else ''}_P{npos}_{inp}",
+                      params=[h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], m1=int(m1), npos=npos,
+                      x=pack_bits(x).ravel(), cols=vc.pack_columns(w, stride, npos), thr=thr,
+                      ctap=vc.tap_counts(w).ravel(), expect=pack_bits(np.where(acc >= thr, 1, -1)).ravel(),
+                      work=vc.work_words(wd, cin, cout, k, k, stride, npos)))
+
+
+for _cin in (1, 16, 31, 32, 33, 48, 65):
+    for _s, _p in ((1, 1), (2, 1), (1, 0), (2, 2)):
+        case(_cin, 40, stride=_s, pad=_p, h=7, wd=9)
+for _cout in (1, 8, 16, 17, 31, 32, 33, 65):
+    for _s, _p in ((1, 1), (2, 1), (1, 2)):
+        case(20, _cout, stride=_s, pad=_p, h=8, wd=7)
+        case(20, _cout, stride=_s, pad=_p, h=8, wd=7, m1=True)
+for _P in (1, 2):  # 16 channels: one position per group, or two (the precombined columns)
+    for _s, _p, _wd in ((1, 1, 9), (2, 1, 9), (1, 0, 8), (2, 1, 8), (1, 1, 1)):
+        case(16, 16, stride=_s, pad=_p, h=6, wd=_wd, npos=_P)
+        case(16, 16, stride=_s, pad=_p, h=6, wd=_wd, npos=_P, m1=True)
+case(16, 8, stride=1, pad=1, h=6, wd=10, npos=4)
+case(16, 8, stride=2, pad=1, h=6, wd=11, npos=4, m1=True)
+case(7, 5, stride=1, pad=1, h=5, wd=13)  # P = 6, KWe 8
+# full groups and a tail group with several positions (cout 33: P 14 / 7, 40: P 4, 48: P 2, 65)
+for _cout, _s, _p, _m1 in ((33, 1, 1, False), (33, 2, 1, False), (33, 2, 1, True), (40, 1, 1, False),
+                           (40, 2, 2, True), (48, 1, 1, False), (48, 2, 1, True), (65, 1, 1, False),
+                           (65, 2, 0, False), (97, 1, 1, True)):
+    case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
+    case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1, npos=1)  # the tail one position a step
+case(3, 1, stride=1, pad=1, h=4, wd=20)  # P capped by KWe <= 16
+for _inp in ("ones", "zeros", "skewed"):
+    for _m1 in (False, True):
+        case(33, 33, stride=1, pad=1, h=5, wd=6, inp=_inp, m1=_m1)
+        case(16, 16, stride=2, pad=1, h=6, wd=7, inp=_inp, m1=_m1)
+case(16, 33, pad=1, h=1, wd=1)  # all padding but the centre
+case(16, 33, pad=2, h=2, wd=7)  # windows clipped on both sides
+case(16, 33, pad=2, h=2, wd=7, m1=True)
+case(32, 40, pad=1, h=9, wd=9)  # every border class, 2 groups
+# the conv shapes of tests/test_firmware_kernels.py (bits input)
+for _cin, _cout, _k, _s, _p in [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2, 1), (64, 5, 2, 2, 0),
+                                (65, 33, 3, 1, 2), (32, 64, 3, 1, 0), (1, 33, 3, 1, 0), (3, 5, 2, 1, 1),
+                                (32, 33, 2, 2, 1), (256, 3, 1, 1, 0), (16, 16, 3, 1, 1), (16, 31, 3, 2, 1),
+                                (5, 65, 3, 1, 1), (28, 32, 3, 2, 0), (63, 2, 3, 1, 1), (255, 2, 3, 2, 1),
+                                (257, 2, 3, 1, 1), (8, 100, 3, 1, 1), (1, 257, 3, 2, 1), (47, 3, 5, 1, 2)]:
+    case(_cin, _cout, _k, _s, _p, h=5, wd=4)
+    if _p:
+        case(_cin, _cout, _k, _s, _p, h=5, wd=4, m1=True)
+
+
+def _c_arr(ctype: str, name: str, a: np.ndarray) -> str:
+    vals = ", ".join(str(int(v)) + ("u" if ctype != "int32_t" and ctype != "int16_t" else "") for v in a.ravel())
+    if ctype == "int32_t":
+        vals = ", ".join(f"(int32_t){int(v)}" if int(v) == I32.min else str(int(v)) for v in a.ravel())
+    return f"static const {ctype} {name}[{max(a.size, 1)}] = {{{vals or '0'}}};\n"
+
+
+def driver_source() -> str:
+    lines = ['#include <stdint.h>', '#include "bnn_conv_vc.h"',
+             '#if defined(__arm__) && !defined(BNN_HOST)', '#include "bnn_harness.h"',
+             '#define SAY(s) bnn_sh_puts(s)', '#else', '#include <stdio.h>',
+             '#define SAY(s) fputs(s, stderr)', '#endif']
+    maxw = max(c["work"] for c in CASES)
+    maxo = max(c["expect"].size for c in CASES)
+    lines += [f"static uint32_t work[{maxw}];", f"static bnn_word_t out[{maxo + 1}];"]
+    body = []
+    for i, c in enumerate(CASES):
+        lines.append(_c_arr("bnn_word_t", f"x{i}", c["x"]) + _c_arr("bnn_word_t", f"cols{i}", c["cols"])
+                     + _c_arr("int32_t", f"thr{i}", c["thr"]) + _c_arr("int16_t", f"ct{i}", c["ctap"])
+                     + _c_arr("bnn_word_t", f"e{i}", c["expect"]))
+        pr = ", ".join(f"{v}u" for v in c["params"])
+        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}}};")
+        body.append(f"    fails += run(&L{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, \"{c['name']}\");")
+    lines.append("""
+static int run(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e, uint32_t n, uint32_t ww,
+               const char *name)
+{
+    int bad = 0;
+    if (!bnn_conv_vc_ok(L) || bnn_conv_vc_work_words(L) != ww) {
+        SAY("precondition / work size mismatch: ");
+        SAY(name);
+        SAY("\\n");
+        return 1;
+    }
+    for (uint32_t v = 0; v < 2u; ++v) {
+        out[n] = 0x5A5A5A5Au;
+        if (v == 0u) {
+            bnn_conv_vc_bits_ref(L, x, out);
+        } else {
+            bnn_conv_vc_bits(L, x, work, out);
+        }
+        for (uint32_t i = 0; i <= n; ++i) {
+            if (out[i] != (i < n ? e[i] : 0x5A5A5A5Au)) {
+                SAY(v ? "FAIL fast " : "FAIL ref ");
+                SAY(name);
+                SAY("\\n");
+                bad = 1;
+                break;
+            }
+        }
+    }
+    return bad;
+}
+
+int main(void)
+{
+    int fails = 0;""")
+    lines += body
+    lines.append("    return fails > 99 ? 99 : fails;\n}\n")
+    return "\n".join(lines)
+
+
+def _sources() -> list[str]:
+    return [str(FW / "src" / "bnn_conv_vc.c"), str(FW / "src" / "bnn_vcols.c")]
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("vcconv")
+    (d / "drv.c").write_text(driver_source())
+    return d
+
+
+@pytest.mark.parametrize("target", ["host", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
+def test_vcols_conv_exact(driver, target):
+    if target == "host":
+        if shutil.which("gcc") is None:
+            pytest.fail("gcc not found: apt-get install gcc")
+        exe = driver / "drv"
+        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
+                        "-fno-sanitize-recover=all", "-DBNN_HOST", f"-I{FW / 'include'}", str(driver / "drv.c"),
+                        *_sources(), "-o", str(exe)], check=True)
+        cmd = [str(exe)]
+    else:
+        for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+            if shutil.which(tool) is None:
+                pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                            "qemu-system-arm")
+        t = get_target(target)
+        elf = driver / f"drv_{target}.elf"
+        subprocess.run(["arm-none-eabi-gcc", *t.cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                        "-fno-tree-loop-distribute-patterns", f"-I{FW / 'include'}", f"-I{FW / 'harness'}",
+                        str(driver / "drv.c"), *_sources(), str(FW / "harness" / "startup.c"),
+                        str(FW / "harness" / "semihost.c"), "-nostartfiles", "-specs=nano.specs",
+                        "-specs=nosys.specs", f"-L{FW / 'harness'}", "-T", str(FW / "harness" / f"mem_{target}.ld"),
+                        "-o", str(elf)], check=True)
+        cmd = ["qemu-system-arm", "-M", t.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
+               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    proc = subprocess.run(cmd, cwd=driver, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{target}: {proc.returncode} failing cases\n{proc.stdout}{proc.stderr}"
+
+
+def test_case_coverage():
+    """Every awkward cin / cout the issue names, both paddings, stride 2, and P = 1, 2, 4."""
+    names = " ".join(c["name"] for c in CASES)
+    for cin in (1, 16, 31, 32, 33, 48, 65):
+        assert f"x{cin}_o" in names, cin
+    for cout in (1, 16, 17, 31, 32, 33, 65):
+        assert f"_o{cout}_" in names, cout
+    for tag in ("s2", "m1", "_P1_", "_P2_", "_P4_", "o33_k3s2p1_P7", "o33_k3s1p1_P14", "o40_k3s1p1_P4", "p0", "p2", "_ones", "_zeros", "_skewed"):
+        assert tag in names, tag
+
+
+def test_columns_layout():
+    """pack_columns: lane j cpl + r of extended tap kx' holds channel r's weight at kx' - j stride."""
+    rng = np.random.default_rng(5)
+    w = rng.choice(np.array([-1, 1]), size=(16, 3, 3, 5))
+    cols = vc.pack_columns(w, 2, 2)
+    assert cols[-1] == 0
+    cols = cols[:-1].reshape(1, 3, 5, 5)
+    for kxe in range(5):
+        for r in range(16):
+            for j in range(2):
+                kx = kxe - 2 * j
+                bit = (int(cols[0, 1, kxe, 3]) >> (16 * j + r)) & 1
+                assert bit == (int(w[r, 1, kx, 3] > 0) if 0 <= kx < 3 else 0), (kxe, r, j)
+    # 40 channels: one full group (tap-major, KW = 3), then 8 channels x 4 positions
+    w = rng.choice(np.array([-1, 1]), size=(40, 3, 3, 5))
+    cols = vc.pack_columns(w, 1, 4)
+    full, tail = cols[:45].reshape(3, 3, 5), cols[45:-1].reshape(3, 6, 5)
+    assert cols.size == 45 + 90 + 1 and cols[-1] == 0
+    for r in range(32):
+        assert (int(full[2, 1, 4]) >> r) & 1 == int(w[r, 2, 1, 4] > 0)
+    for kxe in range(6):
+        for lane in range(32):
+            j, r = divmod(lane, 8)
+            kx = kxe - j
+            want = int(w[32 + r, 0, kx, 2] > 0) if 0 <= kx < 3 else 0
+            assert (int(tail[0, kxe, 2]) >> lane) & 1 == want, (kxe, lane)
+
+
+# ---------------------------------------------------------------- generated models (emit-c)
+
+
+def _cnn_graph(seed: int):
+    """uint8 stem -> threshold -> binary convs on bits (16 -> 16 zero padding, 16 -> 64 stride 2
+    at -1 padding, 64 -> 33 zero padding) each with a threshold (random directions, ties) ->
+    flatten -> binary dense logits."""
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+
+    def conv(name, cin, cout, s, p, kind, pv=0):
+        attrs = {"in": kind, "weight_kind": "binary", "stride": s, "pad": p}
+        if kind == "bits":
+            attrs["pad_value"] = pv
+        return Layer("conv2d", name, f"{name}.conv", attrs,
+                     {"weight": rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)})
+
+    def thr(name, c, k):
+        t = rng.integers(-k // 6, k // 6 + 1, c).astype(np.int64)
+        t[0] = 0
+        return Layer("threshold", name, f"{name}.bn", {}, {"thr": t,
+                                                           "direction": rng.choice([-1, 1], c).astype(np.int8)})
+
+    layers = [conv("stem", 3, 16, 1, 1, "u8"), thr("t0", 16, 27 * 255),
+              conv("c1", 16, 16, 1, 1, "bits", 0), thr("t1", 16, 144),
+              conv("c2", 16, 64, 2, 1, "bits", -1), thr("t2", 64, 144),
+              conv("c3", 64, 33, 1, 1, "bits", 0), thr("t3", 33, 576),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 5 * 5 * 33)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((10, 10, 3), layers, 1.0, {"model_hash": f"vcconv{seed}"})
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
+    """emit-c of a CNN with a 16-channel conv: with the choice forced (every supported binary conv
+    on bnn_conv_vc_bits, the 16-channel one included) and with the count model's own choice, both
+    stored formats are in model.c (BNN_CONV_VCOLS choosing); every integer logit equals the IR
+    executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (column-sliced) and M0 (the
+    #else branch: row kernels), on all-255, all-0 and random images."""
+    from bnn2hw.mcu import conv_vcols as cv
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    if force:
+        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1:
+                            cv.supported(kh, kw, c, o, s, cv.choose_npos(o, kw, s, kh)))
+    graph = _cnn_graph(3)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    n_vc = src.count("bnn_conv_vc_bits(&")
+    assert n_vc == (3 if force else sum(cv.use_vc(*a) for a in [(10, 10, 16, 16, 3, 3, 1, 1, False),
+                                                                  (10, 10, 16, 64, 3, 3, 2, 1, True),
+                                                                  (5, 5, 64, 33, 3, 3, 1, 1, False)]))
+    assert src.count("bnn_conv_bits(&") + src.count("bnn_conv_bits_m1(&") == 3
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    if force:
+        res0 = verify_firmware(graph, out, "cortex-m0", x, host=False, echo=lambda *_: None)
+        assert res0["cortex-m0"]["int_logits_differing"] == 0
