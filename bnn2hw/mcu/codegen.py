@@ -270,7 +270,13 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     arena_bytes = st.arena.peak
     arenas = (f"static bnn_word_t arena[{(arena_bytes + 3) // 4}];\n"
               "#define BNN_BUF(offset) ((void *)((uint8_t *)arena + (offset)))") if arena_bytes else ""
-    scratch = arena_bytes + st.static_bytes
+    if st.vidx_words:  # the column-sliced layers' index scratch, only where BNN_DENSE_VCOLS (bnn_dense.h)
+        statics.append(f"#if BNN_DENSE_VCOLS /* bnn_dense_vbits index scratch; cores on the row kernels (Helium) "
+                       f"have none */\nstatic uint32_t bnn_vidx[{st.vidx_words}];\n#endif")
+    vidx_bytes = 4 * st.vidx_words
+    scratch = arena_bytes + st.static_bytes + vidx_bytes  # the most any core takes
+    vidx_note = (f"\n * ({vidx_bytes} B of it index scratch of the column-sliced dense layers, reserved only\n"
+                 " * where BNN_DENSE_VCOLS, i.e. not on Helium cores)") if vidx_bytes else ""
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*
@@ -283,7 +289,7 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
  * Output: {num_logits} int32 integer logits; float logits = int_logits * scale + bias.
  * Memory: weights and thresholds are static const (flash); scratch is a static
  * {scratch}-byte arena (tensors placed by liveness: a buffer is reused once every op reading
- * it has run); no malloc, no recursion.
+ * it has run){vidx_note}; no malloc, no recursion.
  */
 #ifndef {guard}
 #define {guard}
