@@ -410,3 +410,29 @@ def test_emitted_model_vcols(tmp_path, sizes):
     for flags in ("", "-DBNN_DENSE_VCOLS=0"):
         elf = toolchain.build(out, "cortex-m4", extra_cflags=flags)
         assert np.array_equal(qemu.run(elf, "cortex-m4", to_c_inputs(graph, x), graph.num_classes), ref), flags
+
+
+def _sym_sizes(elf: Path) -> dict:
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {p[3]: int(p[1], 16) for p in (line.split() for line in out.splitlines()) if len(p) == 4}
+
+
+def test_vidx_scratch_only_where_vcols(tmp_path):
+    """The index scratch of bnn_dense_vbits (BNN_DENSE_VIDX_WORDS(257) = 144 words) is a static under
+    #if BNN_DENSE_VCOLS, not an arena temp: the Cortex-M4 build links it (576 B), the Cortex-M55
+    build (Helium row kernels) has neither it nor a larger arena (issue 11); BNN_SCRATCH_BYTES counts the most."""
+    from bnn2hw.mcu import codegen, toolchain
+    from bnn2hw.mcu.cli import write_firmware_dir
+
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("arm-none-eabi-nm") is None:
+        pytest.fail("arm-none-eabi-gcc / arm-none-eabi-nm not installed (.ci installs gcc-arm-none-eabi)")
+    graph = _mlp_graph((257, 65, 33, 10), 11)
+    em = codegen.emit(graph)
+    assert "static uint32_t bnn_vidx[144];" in em.source and "bnn_vidx, (bnn_word_t *)" in em.source
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    m4 = _sym_sizes(toolchain.build(out, "cortex-m4"))
+    m55 = _sym_sizes(toolchain.build(out, "cortex-m55"))
+    assert m4["bnn_vidx"] == 4 * 144 and "bnn_vidx" not in m55
+    assert m55["arena"] == m4["arena"] < 4 * 144, (m55["arena"], m4["arena"])
+    assert em.scratch_bytes == m4["arena"] + 4 * 144 + m4["input_bits"]  # + the packed input's static

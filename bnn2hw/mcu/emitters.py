@@ -98,6 +98,7 @@ class EmitState:
     body: list = field(default_factory=list)  # statements of bnn_infer
     statics: list = field(default_factory=list)  # static buffers outside the arena (packed input)
     static_bytes: int = 0
+    vidx_words: int = 0  # index scratch of bnn_dense_vbits (the largest column-sliced layer's), outside the arena
     helpers: set = field(default_factory=set)  # static helper functions model.c needs
     tensors: dict = field(default_factory=dict)  # IR tensor name -> CTensor
     steps: list = field(default_factory=list)  # IR ops that run a kernel (report)
@@ -300,9 +301,11 @@ def _emit_dense(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     st.body.append(f"{cmt} + {nxt.name}: {k} -> {o}, thresholded to bits */")
     if vcols:
         st.data.append("#endif /* BNN_DENSE_VCOLS */\n")
-        idx = st.temp(4 * ((k // 2 + 16) // 16 * 16))  # BNN_DENSE_VIDX_WORDS(k) indices
+        # BNN_DENSE_VIDX_WORDS(k) indices: one static buffer under #if BNN_DENSE_VCOLS (codegen.emit),
+        # not an arena temp, so cores that keep the row kernels (Helium) do not reserve it
+        st.vidx_words = max(st.vidx_words, (k // 2 + 16) // 16 * 16)
         st.body += ["#if BNN_DENSE_VCOLS",
-                    f"    bnn_dense_vbits(&{lid}_vp, {src}, {lid}_wc, {tname}_tv, (uint32_t *){idx}, (bnn_word_t *){dst});",
+                    f"    bnn_dense_vbits(&{lid}_vp, {src}, {lid}_wc, {tname}_tv, bnn_vidx, (bnn_word_t *){dst});",
                     "#else", "    " + call, "#endif"]
     else:
         st.body.append("    " + call)

@@ -27,8 +27,23 @@ void bnn_dense_bits_ref(const bnn_dense_params_t *p, const bnn_word_t *in, const
 void(bnn_dense_bits)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                      const int32_t *max_mismatch, bnn_word_t *out);
 
+/* The column-sliced kernels are the default on the cores where they beat the row kernels:
+ * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33: Thumb-2 assembly), ARMv6-M (M0:
+ * portable C, still ~1.5-1.9x fewer instructions than the Thumb-1 row kernels) and the host, with
+ * the default (multi) popcount strategy.  Cortex-M55 keeps its Helium row kernels.
+ * -DBNN_DENSE_VCOLS=0 keeps the row kernels everywhere. */
+#ifndef BNN_DENSE_VCOLS
+#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || BNN_M0_ASM || !defined(__arm__))
+#define BNN_DENSE_VCOLS 1
+#else
+#define BNN_DENSE_VCOLS 0
+#endif
+#endif
+
 /* BNN_DENSE_SHARED_ROWS (define it to 1 before including this header; the code generator does
- * when it saves flash): the dense layers of this translation unit use the row kernels of modes
+ * when it saves flash, as (!BNN_DENSE_VCOLS) when only column-sliced hidden layers share the
+ * logits' row class: with BNN_DENSE_VCOLS the logits' kernel is the only row kernel linked, and
+ * sharing would only cost instructions): the dense layers of this translation unit use the row kernels of modes
  * 3 (bits) and 2 (popcounts), one body for both, instead of modes 0 and 1 (bnn_bits.h). */
 #ifndef BNN_DENSE_SHARED_ROWS
 #define BNN_DENSE_SHARED_ROWS 0
@@ -152,18 +167,6 @@ typedef struct {
 
 #define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
 
-/* The column-sliced kernels are the default on the cores where they beat the row kernels:
- * ARMv7-M / ARMv8-M mainline without Helium (M3, M4, M7, M33: Thumb-2 assembly), ARMv6-M (M0:
- * portable C, still ~1.5-1.9x fewer instructions than the Thumb-1 row kernels) and the host, with
- * the default (multi) popcount strategy.  Cortex-M55 keeps its Helium row kernels.
- * -DBNN_DENSE_VCOLS=0 keeps the row kernels everywhere. */
-#ifndef BNN_DENSE_VCOLS
-#if BNN_POPCOUNT == BNN_POPCOUNT_MULTI && ((BNN_THUMB2_ASM && !BNN_MVE) || BNN_M0_ASM || !defined(__arm__))
-#define BNN_DENSE_VCOLS 1
-#else
-#define BNN_DENSE_VCOLS 0
-#endif
-#endif
 
 void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
                          const bnn_word_t *tv, bnn_word_t *out);
