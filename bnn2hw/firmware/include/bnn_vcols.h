@@ -1,5 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-/* API change (branch vcols-dense): q of bnn_vc_count needs room for max(nq, 4) planes; new entries bnn_vc_count16 (whole blocks of 16 columns) and bnn_vc_ge_const (compare with one constant); idx order free. */
 /*
  * bnn_vcols.h -- column-sliced ("vertical") binary popcounts: 32 output channels side by side
  * in the 32 bits of one word, counted with bit-sliced (carry-save) counters.
@@ -53,8 +52,9 @@ uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t 
 
 /*
  * Adds the columns of the nseg runs into the bit-sliced counts q[0 .. nq - 1] (Q_r += the
- * number of listed columns with bit r set).  The caller zeroes q first and guarantees every
- * Q_r stays below 2^nq (nq <= BNN_VC_MAX_PLANES).  The fast variant relies on that bound: a
+ * number of listed columns with bit r set).  q holds the running counts: zero it to start a
+ * count, or start from per-lane offsets (bnn_dense_vbits and bnn_conv_vc_bits fold their
+ * thresholds in that way).  The caller guarantees every Q_r, start value included, stays below 2^nq (nq <= BNN_VC_MAX_PLANES).  The fast variant relies on that bound: a
  * carry never leaves plane nq - 1, so it reads and writes q[0 .. max(nq, 4) - 1] only (q must
  * have room for 4 planes; the bound keeps planes nq .. 3 zero).  Order of idx is free.
  *
