@@ -488,7 +488,7 @@ def test_residual_streamed_input_and_iverilog(beat_bytes, tmp_path):
     d = generate_design(g, folding=fold, in_beat_bytes=beat_bytes)
     assert d.plans[0].beat_width == 8 * beat_bytes
     assert ("bnn_instream.v" in d.files) == (beat_bytes == 1)
-    assert ("two 36-pixel frame banks" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
+    assert ("a line buffer of 5 rows (32 pixels" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
     ref = execute.run(g, x[:6])
     runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
     for r in runs:
@@ -524,7 +524,7 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     """resnet8 at 32x32 (MLPerf Tiny shape) folded for 1,000 frames/s: no stream in the design is
     wider than the head's input (64 pool sums of 14 bits), where whole-tensor beats would be
     32*32*16*8 = 131,072 bits wide; the skip FIFOs are sized in beats (pixels) from the model;
-    windows come from two-bank frame RAMs; lint clean."""
+    windows come from line buffers; lint clean."""
     import re
 
     need("verilator")
@@ -541,7 +541,7 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     assert max(widths) == 64 * 14, max(widths)  # the pooled vector: 64 sums of 14 bits (3x3x64 windows: 576)
     assert d.plans[0].beat_width == 24 and "bnn_instream.v" not in d.files
     assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
-    assert sum("frame banks" in v for v in d.files.values()) == 9  # every conv reads pixels
+    assert sum("a line buffer of" in v for v in d.files.values()) == 9  # every conv reads pixels
     sim.lint(d.files)
 
 
