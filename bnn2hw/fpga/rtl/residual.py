@@ -406,10 +406,13 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     per-row constants are registered from the output row counter, and the reader's "next row may
     start" decision is a register computed a cycle ahead.
 
-    Cycles per frame: max(H*W written, OH*OW*KH*KW read), as before; a 1x1 window (one tap, which
-    is its window's last) is issued at most every second cycle (as before this line buffer), and
-    an output row needs at least three cycles to let the next start without a gap (degenerate
-    images only, e.g. W = 1)."""
+    Output: a window's last tap is issued only when the window register will be free when it
+    lands; a 1x1 window (one tap) goes through an output register and one skid register with a
+    count of the windows issued and not taken, so that one window per clock passes (before this
+    line buffer, a 1x1 window took two cycles).
+
+    Cycles per frame: max(H*W written, OH*OW*KH*KW read); an output row needs at least three
+    cycles for the next to start without a gap (only when OW*KH*KW < 3: e.g. W = 1)."""
     c = p.conv
     H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
     P = c.get("pad", 0)
@@ -452,13 +455,27 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           f"    wire ox_last = (ox == {u(oxw, OW - 1)});",
           f"    wire oy_last = (oy == {u(oyw, OH - 1)});",
           "    wire tap_last = kx_last && ky_last;",
-          "    reg tv, tl;  // a tap read is landing / it is a window's last",
+          "    reg tv;  // a tap read is landing",
           "    reg cur_ok;  // the current output row's input rows are written",
           "    reg nxt_ok;  // ... and the next one's (registered a cycle ahead)",
           "    reg [1:0] age;  // cycles since the output row began (saturating): the row's constants are valid at 2",
           f"    reg signed [{ob - 1}:0] nr_q, rs_q, nx_q;  // the output row's constants (_swg_row_table)",
-          "    // the last tap of a window is issued only when the window register will be free",
-          "    wire go = cur_ok && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+          ]
+    if KK > 1:
+        L += ["    reg tl;  // the landing tap is its window's last",
+              "    // the last tap of a window is issued only when the window register will be free",
+              "    wire go = cur_ok && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+              "    always @(posedge clk) tl <= rst_n && go && tap_last;"]
+    else:
+        L += ["    // one tap per window: windows issued and not taken (in the read pipeline, m_tdata, skid) <= 2",
+              "    reg [1:0] nwin;",
+              "    wire out_take = m_tvalid && m_tready;",
+              "    wire go = cur_ok && ((nwin != 2'd2) || out_take);",
+              "    always @(posedge clk)",
+              "        if (!rst_n) nwin <= 2'd0;",
+              "        else nwin <= nwin + {1'b0, go} - {1'b0, out_take};"]
+    L += [
+
           "    wire row_end = go && tap_last && ox_last;",
           f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow ? {_sconst(1, ob)} : {_sconst(0, ob)})"
           f" - (row_end ? rs_q : {_sconst(0, ob)});"]
@@ -480,7 +497,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
           f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
           f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
-          "            tv <= 1'b0; tl <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
+          "            tv <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
           "            occ <= occ_next;",
           f"            wr_ok <= (occ_next < {_sconst(R, ob)});",
@@ -488,7 +505,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           f"                waddr <= waddr + {u(k, 1)};",
           f"                wx <= (wx == {u(wxw, W - 1)}) ? {u(wxw, 0)} : wx + {u(wxw, 1)};",
           "            end",
-          "            tv <= go; tl <= go && tap_last;",
+          "            tv <= go;",
           "            age <= row_end ? 2'd0 : (age == 2'd2) ? 2'd2 : age + 2'd1;",
           "            nxt_ok <= !row_end && (age != 2'd0) && (occ >= nx_q);",
           "            if (row_end) cur_ok <= nxt_ok;",
@@ -540,19 +557,18 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
               f"    wire [{EW - 1}:0] tap = tpad ? {EW}'d0 : rdata;"]
     else:
         L += [f"    wire [{EW - 1}:0] tap = rdata;"]
-    if KK > 1:
-        ww = (KK - 1) * EW
-        L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
-              "    always @(posedge clk) if (tv && !tl) win <= "
-              + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
-        full_w = "{tap, win}"
-    else:
-        full_w = "tap"
+    if KK == 1:
+        L += ["    // the window (one tap) -> m_tdata, or the skid register while the consumer stalls"]
+        L += _skid("tap", EW, "tv") + _tail()
+        return "\n".join(L)
+    ww = (KK - 1) * EW
+    L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
+          "    always @(posedge clk) if (tv && !tl) win <= " + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) m_tvalid <= 1'b0;",
           "        else if (tv && tl) m_tvalid <= 1'b1;",
           "        else if (m_tready) m_tvalid <= 1'b0;",
-          f"        if (tv && tl) m_tdata <= {full_w};",
+          "        if (tv && tl) m_tdata <= {tap, win};",
           "    end"] + _tail()
     return "\n".join(L)
 
