@@ -348,14 +348,17 @@ def swg_line_buffer(conv: dict) -> tuple[int, int]:
     * KH + S: while the reader works on an output row (KH rows in use), the writer fills the S
       rows that the next output row adds;
     * 2*KH - 2*P + m: during a frame's last output row, the rows from its top to the frame's last
-      row (KH - P + m) are held while the writer already fills the next frame's first KH - P rows.
+      row (KH - P + m) are held while the writer already fills the next frame's first KH - P rows;
+    * plus one row when the writer is the slower side or nearly so (OW*KH*KW < S*W + 4 cycles per
+      output row): the reader starts a row about three cycles after its last input row is written
+      and releases rows when it ends, so the writer needs one row of slack not to wait.
 
     So neither side waits for the other in steady state (cycles per frame stay max(H*W,
     OH*OW*KH*KW)); FINN's ConvolutionInputGenerator keeps about KH rows plus one for the same
-    reason. E.g. 3x3, padding 1, stride 1: 4 rows; stride 2: 5 rows; 1x1 stride 2: 3 rows."""
-    H, W, KH, S, P = conv["in_h"], conv["in_w"], conv["kh"], conv["stride"], conv.get("pad", 0)
+    reason. E.g. 3x3, padding 1, stride 1: 4 rows; stride 2: 5 rows; 1x1 stride 2: 4 rows."""
+    H, W, KH, KW, S, P = conv["in_h"], conv["in_w"], conv["kh"], conv["kw"], conv["stride"], conv.get("pad", 0)
     m = (H + 2 * P - KH) % S
-    need = max(KH + S, 2 * KH - 2 * P + m)
+    need = max(KH + S, 2 * KH - 2 * P + m) + (1 if conv["ow"] * KH * KW < S * W + 4 else 0)
     depth = 1 << bitlen(need * W - 1)
     return depth // W, depth
 
