@@ -396,7 +396,8 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     (ky, kx, c) at ``[((ky*KW + kx)*C + c)*IW +: IW]`` (im2col's order, as :func:`emit_swg`).
 
     Flow control in whole rows: ``occ`` = input rows written minus rows released. The writer
-    takes pixels while ``occ < rows`` (s_tready is that compare, registered); the reader starts
+    takes pixels while ``occ < rows`` (s_tready is that compare, registered, computed as if a
+    pixel offered at a row's last column were taken: s_tvalid does not reach it); the reader starts
     an output row once its rows are written (``occ >= nr``) and releases the rows no later output
     row needs when it ends (:func:`_swg_row_table`); the rows below a frame's last window (stride
     > 1) are written and released unread.
@@ -484,8 +485,13 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
 
           "    wire row_end = go && tap_last && ox_last;",
           "    reg rel;  // an output row ended last cycle: release its rows (rs_q still holds its value)",
-          f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow ? {_sconst(1, ob)} : {_sconst(0, ob)})"
-          f" - (rel ? rs_q : {_sconst(0, ob)});"]
+          "    reg wrow_p;  // a row was completed last cycle (counted in occ one cycle late: s_tvalid stays out)",
+          f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow_p ? {_sconst(1, ob)} : {_sconst(0, ob)})"
+          f" - (rel ? rs_q : {_sconst(0, ob)});",
+          "    // the writer's next slot, assuming that a pixel offered at a row's last column is taken",
+          "    // (exact when it is; one cycle of s_tready low when it is not)",
+          f"    wire signed [{ob - 1}:0] occ_ahead = occ_next + ((wr_ok && wx == {u(wxw, W - 1)}) ? "
+          f"{_sconst(1, ob)} : {_sconst(0, ob)});"]
     # the per-row constants: a case on oy for the rows that differ from the most common one
     common = max(set(table), key=table.count)
     L += ["    always @(posedge clk) begin"]
@@ -501,13 +507,14 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     a0 = (-P * W - P) % N
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
+          f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; wrow_p <= 1'b0; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
           f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
           f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
           "            tv <= 1'b0; rel <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
           "            occ <= occ_next;",
-          f"            wr_ok <= (occ_next < {_sconst(R, ob)});",
+          f"            wr_ok <= (occ_ahead < {_sconst(R, ob)});",
+          "            wrow_p <= wrow;",
           "            if (take) begin",
           f"                waddr <= waddr + {u(k, 1)};",
           f"                wx <= (wx == {u(wxw, W - 1)}) ? {u(wxw, 0)} : wx + {u(wxw, 1)};",
