@@ -425,7 +425,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     R, N = swg_line_buffer(c)
     k = bitlen(N - 1)
     table = _swg_row_table(c)
-    ob = signed_bits(-max(rs for _, rs, _ in table), max([R] + [nx for *_, nx in table])) + 1
+    ob = signed_bits(-max(rs for _, rs, _ in table), max([R + rs + 2 for _, rs, _ in table] + [nx for *_, nx in table])) + 1
     style = "block" if N * EW >= 4096 and N > 16 else "distributed"
 
     def u(w: int, v: int) -> str:
@@ -439,6 +439,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     L += [f"    // input row g (counted over frames), column x at address (g*{W} + x) mod {N}: {R} whole rows",
           f"    (* ram_style = \"{style}\" *) reg [{EW - 1}:0] mem [0:{N - 1}];",
           f"    reg signed [{ob - 1}:0] occ;  // input rows written - rows released (may dip below 0: unread rows)",
+          f"    reg signed [{ob - 1}:0] occ1, occ2;  // occ + 1, occ + 2 (kept beside it: no adder before wr_ok)",
           "    reg wr_ok;  // occ < rows: the writer's row slot is free",
           "    // write side: one pixel per beat at consecutive ring addresses",
           "    assign s_tready = wr_ok;",
@@ -464,7 +465,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           "    reg cur_ok;  // the current output row's input rows are written",
           "    reg nxt_ok;  // ... and the next one's (registered a cycle ahead)",
           "    reg [1:0] age;  // cycles since the output row began (saturating): the row's constants are valid at 2",
-          f"    reg signed [{ob - 1}:0] nr_q, rs_q, nx_q;  // the output row's constants (_swg_row_table)",
+          f"    reg signed [{ob - 1}:0] nr_q, rs_q, nx_q, rsr_q;  // the output row's constants (_swg_row_table), rs + rows",
           ]
     if KK > 1:
         L += ["    reg tl;  // the landing tap is its window's last",
@@ -484,20 +485,19 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     L += [
 
           "    wire row_end = go && tap_last && ox_last;",
-          "    reg rel;  // an output row ended last cycle: release its rows (rs_q still holds its value)",
+          f"    reg signed [{ob - 1}:0] rel;  // rows released by the output row that ended last cycle (else 0)",
+          f"    reg signed [{ob - 1}:0] lim;  // rows + rel",
           "    reg wrow_p;  // a row was completed last cycle (counted in occ one cycle late: s_tvalid stays out)",
-          f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow_p ? {_sconst(1, ob)} : {_sconst(0, ob)})"
-          f" - (rel ? rs_q : {_sconst(0, ob)});",
-          "    // the writer's next slot, assuming that a pixel offered at a row's last column is taken",
-          "    // (exact when it is; one cycle of s_tready low when it is not)",
-          f"    wire signed [{ob - 1}:0] occ_ahead = occ_next + ((wr_ok && wx == {u(wxw, W - 1)}) ? "
-          f"{_sconst(1, ob)} : {_sconst(0, ob)});"]
+          "    // the writer's next slot is free when occ + wrow_p - rel (+ 1 for a pixel offered at a row's",
+          "    // last column, assumed taken: exact when it is, one cycle of s_tready low when it is not) < rows",
+          "    wire ahead = wr_ok && (wx == " + u(wxw, W - 1) + ");",
+          "    wire signed [" + str(ob - 1) + ":0] occ_in = wrow_p ? (ahead ? occ2 : occ1) : (ahead ? occ1 : occ);"]
     # the per-row constants: a case on oy for the rows that differ from the most common one
     common = max(set(table), key=table.count)
     L += ["    always @(posedge clk) begin"]
     odd = [(i, t) for i, t in enumerate(table) if t != common]
     put = lambda t: (f"begin nr_q <= {_sconst(t[0], ob)}; rs_q <= {_sconst(t[1], ob)}; "  # noqa: E731
-                     f"nx_q <= {_sconst(t[2], ob)}; end")
+                     f"nx_q <= {_sconst(t[2], ob)}; rsr_q <= {_sconst(t[1] + R, ob)}; end")
     if odd:
         L += ["        case (oy)"] + [f"            {u(oyw, i)}: {put(t)}" for i, t in odd]
         L += [f"            default: {put(common)}", "        endcase"]
@@ -507,19 +507,25 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     a0 = (-P * W - P) % N
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; wrow_p <= 1'b0; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
+          f"            occ <= {_sconst(0, ob)}; occ1 <= {_sconst(1, ob)}; occ2 <= {_sconst(2, ob)};",
+          f"            rel <= {_sconst(0, ob)}; lim <= {_sconst(R, ob)};",
+          f"            wr_ok <= 1'b1; wrow_p <= 1'b0; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
           f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
           f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
-          "            tv <= 1'b0; rel <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
+          "            tv <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
-          "            occ <= occ_next;",
-          f"            wr_ok <= (occ_ahead < {_sconst(R, ob)});",
+          "            occ <= occ + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
+          "            occ1 <= occ1 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
+          "            occ2 <= occ2 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
+          "            wr_ok <= (occ_in < lim);",
+          "            rel <= row_end ? rs_q : " + _sconst(0, ob) + ";",
+          "            lim <= row_end ? rsr_q : " + _sconst(R, ob) + ";",
           "            wrow_p <= wrow;",
           "            if (take) begin",
           f"                waddr <= waddr + {u(k, 1)};",
           f"                wx <= (wx == {u(wxw, W - 1)}) ? {u(wxw, 0)} : wx + {u(wxw, 1)};",
           "            end",
-          "            tv <= go; rel <= row_end;",
+          "            tv <= go;",
           "            age <= row_end ? 2'd0 : (age == 2'd2) ? 2'd2 : age + 2'd1;",
           "            nxt_ok <= !row_end && (age != 2'd0) && (occ >= nx_q);",
           "            if (row_end) cur_ok <= nxt_ok;",
