@@ -486,12 +486,14 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
 
           "    wire row_end = go && tap_last && ox_last;",
           f"    reg signed [{ob - 1}:0] rel;  // rows released by the output row that ended last cycle (else 0)",
-          f"    reg signed [{ob - 1}:0] lim;  // rows + rel",
           "    reg wrow_p;  // a row was completed last cycle (counted in occ one cycle late: s_tvalid stays out)",
           "    // the writer's next slot is free when occ + wrow_p - rel (+ 1 for a pixel offered at a row's",
           "    // last column, assumed taken: exact when it is, one cycle of s_tready low when it is not) < rows",
           "    wire ahead = wr_ok && (wx == " + u(wxw, W - 1) + ");",
-          "    wire signed [" + str(ob - 1) + ":0] occ_in = wrow_p ? (ahead ? occ2 : occ1) : (ahead ? occ1 : occ);"]
+          "    reg c0, c1, c2;  // occ + i < rows + rel this cycle (registered from next-state values)",
+          "    wire signed [" + str(ob - 1) + ":0] occ_n = occ + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
+          "    wire signed [" + str(ob - 1) + ":0] occ1_n = occ1 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
+          "    wire signed [" + str(ob - 1) + ":0] occ2_n = occ2 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;"]
     # the per-row constants: a case on oy for the rows that differ from the most common one
     common = max(set(table), key=table.count)
     L += ["    always @(posedge clk) begin"]
@@ -508,18 +510,18 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) begin",
           f"            occ <= {_sconst(0, ob)}; occ1 <= {_sconst(1, ob)}; occ2 <= {_sconst(2, ob)};",
-          f"            rel <= {_sconst(0, ob)}; lim <= {_sconst(R, ob)};",
+          f"            rel <= {_sconst(0, ob)}; c0 <= 1'b1; c1 <= 1'b{int(R > 1)}; c2 <= 1'b{int(R > 2)};",
           f"            wr_ok <= 1'b1; wrow_p <= 1'b0; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
           f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
           f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
           "            tv <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
-          "            occ <= occ + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
-          "            occ1 <= occ1 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
-          "            occ2 <= occ2 + (wrow_p ? " + _sconst(1, ob) + " : " + _sconst(0, ob) + ") - rel;",
-          "            wr_ok <= (occ_in < lim);",
+          "            occ <= occ_n; occ1 <= occ1_n; occ2 <= occ2_n;",
+          "            wr_ok <= wrow_p ? (ahead ? c2 : c1) : (ahead ? c1 : c0);",
+          "            c0 <= occ_n < (row_end ? rsr_q : " + _sconst(R, ob) + ");",
+          "            c1 <= occ1_n < (row_end ? rsr_q : " + _sconst(R, ob) + ");",
+          "            c2 <= occ2_n < (row_end ? rsr_q : " + _sconst(R, ob) + ");",
           "            rel <= row_end ? rs_q : " + _sconst(0, ob) + ";",
-          "            lim <= row_end ? rsr_q : " + _sconst(R, ob) + ";",
           "            wrow_p <= wrow;",
           "            if (take) begin",
           f"                waddr <= waddr + {u(k, 1)};",
