@@ -356,14 +356,14 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream op is "
           "pixel-streamed: one pixel of C channels per beat and per clock (requant, threshold, saturating add, "
           "global pool as C accumulators), forks and element-wise stages have a skid register (registered ready), "
-          "every conv reads its pixel stream through a two-bank frame RAM (block RAM when large: this is where most "
-          "BRAM18 of the residual rows go, with the skip FIFOs, sized in pixels from the analytical model: "
-          "(ceil(latency difference / interval) + 1) frames). FINN's resnet8 uses line buffers (FINN's "
-          "ConvolutionInputGenerator) instead of frame banks, and its estimate leaves the FIFOs out.",
-          "* resnet8's row was measured on commit 3ea31a1 (requant in 3 stages, add in 1); for res-small's Fmax the "
-          "generator now also registers the requant's input pixel (commit 967a052: +2,240 FF in resnet8's 9 "
-          "requants) and splits the add into sums and clipped sums (+ about 2 x 1,008 FF in resnet8's 3 adds); "
-          "resnet8 was not synthesized again (about 20 minutes of yosys here) and not placed and routed. Its 225 "
+          "every conv reads its pixel stream through a line buffer (`emit_swg_stream`: a ring of about KH + 1 input "
+          "rows, power-of-two depth, block RAM only from 4 kbit: two of resnet8's nine; its nine windows hold "
+          "23,552 bits where the two-bank frame RAMs before held 237,568), like FINN's ConvolutionInputGenerator; most BRAM18 of the residual rows "
+          "are now the skip FIFOs, sized in pixels from the analytical model: (ceil(latency difference / interval) "
+          "+ 1) frames, a model that still charges each conv a whole frame of window latency. FINN's estimate leaves "
+          "the FIFOs out.",
+          "* resnet8's row was measured on commit bdd9c47 (branch rtl-swg: line buffers; 84 -> 70 BRAM18, LUTs about "
+          "equal: 20,263 -> 20,420); it was not placed and routed. Its 225 "
           "DSP48 are the requants' multipliers by constants (yosys maps them to DSPs; FINN folds a requant into "
           "thresholds instead).",
           ""]
