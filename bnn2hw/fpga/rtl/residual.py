@@ -221,6 +221,177 @@ def emit_add(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: s
     return "\n".join(L)
 
 
+SERIAL_OVERHEAD = 4  # clocks per beat of a serial element-wise module beyond its G issue clocks
+
+
+def serial_lanes(E: int, cycles_per_beat: int) -> int:
+    """Lanes (adders) of a serial element-wise module on E elements per beat that has
+    ``cycles_per_beat`` clocks per beat (the design's interval / the tensor's beats): the fewest
+    lanes L whose G = ceil(E / L) groups fit, G + :data:`SERIAL_OVERHEAD` <= cycles_per_beat, with
+    G >= 2; 0 when none does (then the one-beat-per-clock module is used)."""
+    for lanes in range(1, E):
+        G = -(-E // lanes)
+        if G < 2:
+            break
+        if G + SERIAL_OVERHEAD <= cycles_per_beat:
+            return lanes
+    return 0
+
+
+def _serial_ctrl(G: int, valid: str, ready: list[str], done: str) -> list[str]:
+    """Control of a serial element-wise module: the beat on the input bus is read in place, group
+    g = 0 .. G-1 one per clock (AXI-Stream keeps tdata stable while tvalid and not tready), and
+    taken with its last group (``ready`` ports = run and g = G-1: registers only). Stage 1 holds
+    the group's operands (``v1``, ``l1`` = it is the beat's last group); ``done`` (an expression
+    of stage 1) marks a finished output, which ``full`` holds until it moves to m_tdata. A new
+    beat starts once the previous one has left stage 1 and no finished output waits: G + 2 or
+    G + 3 clocks per beat (<= G + SERIAL_OVERHEAD)."""
+    gw = bitlen(G - 1)
+    L = [f"    reg [{gw - 1}:0] g;  // group issued in this cycle while run",
+         "    reg run;  // issuing the groups of the beat on the input bus",
+         "    reg v1, l1;  // stage 1 holds a group / the beat's last",
+         "    reg full;  // a finished output waits for m_tdata",
+         "    wire busy = run || v1 || full;",
+         f"    wire start = !busy && {valid};",
+         "    wire issue = run || start;",
+         f"    wire g_last = (g == {gw}'d{G - 1});"]
+    L += [f"    assign {r} = run && g_last;  // the beat leaves the bus with its last group" for r in ready]
+    L += ["    wire move = full && (!m_tvalid || m_tready);",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            run <= 1'b0; g <= {gw}'d0; v1 <= 1'b0; full <= 1'b0; m_tvalid <= 1'b0;",
+          "        end else begin",
+          "            if (issue) begin",
+          "                run <= !g_last;",
+          f"                g <= g_last ? {gw}'d0 : g + {gw}'d1;",
+          "            end",
+          "            v1 <= issue;",
+          f"            if ({done}) full <= 1'b1;",
+          "            else if (move) full <= 1'b0;",
+          "            if (move) m_tvalid <= 1'b1;",
+          "            else if (m_tready) m_tvalid <= 1'b0;",
+          "        end",
+          "    end",
+          "    always @(posedge clk) l1 <= g_last;"]
+    return L
+
+
+def _group_select(bus: str, E: int, w: int, lanes: int, G: int, name: str) -> list[str]:
+    """``{name}``: lanes x w bits, group g of the E elements of ``bus`` (zero padded to G * lanes)."""
+    pad = G * lanes - E
+    full = f"{{{pad * w}'d0, {bus}}}" if pad else bus
+    return [f"    wire [{G * lanes * w - 1}:0] {name}_all = {full};",
+            f"    wire [{lanes * w - 1}:0] {name}_g = {name}_all[g*{lanes * w} +: {lanes * w}];"]
+
+
+def emit_add_serial(mod: str, what: str, a: Tensor, b: Tensor, bits: int, model_hash: str, lanes: int,
+                    bounds: tuple[int, int] | None = None) -> str:
+    """IR ``add`` (element-wise ``clip(a + b, lo, hi)``) as :func:`emit_add`, time-multiplexed:
+    ``lanes`` adders take the E elements of a beat in G = ceil(E / lanes) groups, one group per
+    clock, reading both input beats in place (:func:`_serial_ctrl`; both taken at once, a join);
+    the clipped group shifts into an output register (group 0 ends at the bottom), which moves to
+    m_tdata when the beat is done. For streams with many clocks per pixel (a 32x32 resnet8 at
+    1,000 frames/s has 96 to 1,536): no E-wide adders and no E-wide skid registers."""
+    E, wa, wb = a.beat_elems, a.width, b.width
+    G = -(-E // lanes)
+    sw = max(wa, wb, bits) + 1
+    lo, hi = bounds or (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    ow = G * lanes * bits
+    L = _hdr(f"{what}: saturating add of two streams of {E} elements per beat ({wa} + {wb} bits) -> {bits} bits "
+             f"in [{lo}, {hi}], {a.beats} beats per frame; {lanes} adder(s) over {G} groups (serial)", model_hash)
+    L += [f"module {mod} ("] + _frame_ports([E * wa, E * wb], E * bits, 2) + [");"]
+    L += _serial_ctrl(G, "s0_tvalid && s1_tvalid", ["s0_tready", "s1_tready"], "v1 && l1")
+    L += _group_select("s0_tdata", E, wa, lanes, G, "a") + _group_select("s1_tdata", E, wb, lanes, G, "b")
+    L += [f"    reg [{lanes * wa - 1}:0] a1;", f"    reg [{lanes * wb - 1}:0] b1;",
+          "    always @(posedge clk) begin a1 <= a_g; b1 <= b_g; end",
+          f"    wire [{lanes * bits - 1}:0] y;  // the clipped sums of the group in stage 1",
+          "    genvar j;", "    generate", f"        for (j = 0; j < {lanes}; j = j + 1) begin : g_lane",
+          f"            wire signed [{sw - 1}:0] v = $signed(a1[j*{wa} +: {wa}]) + $signed(b1[j*{wb} +: {wb}]);",
+          (f"            assign y[j*{bits} +: {bits}] = (v < {_sconst(lo, sw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} : "
+           f"(v > {_sconst(hi, sw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : v[{bits - 1}:0];"),
+          "        end", "    endgenerate"]
+    if ow > E * bits:
+        L.append("    /* verilator lint_off UNUSEDSIGNAL */  // the padded lanes' results")
+    L += [f"    reg [{ow - 1}:0] sr;  // group g lands at the top and moves down: group 0 ends at the bottom",
+          "    always @(posedge clk) if (v1) sr <= " + (f"{{y, sr[{ow - 1}:{lanes * bits}]}};"),
+          f"    always @(posedge clk) if (move) m_tdata <= sr[{E * bits - 1}:0];"]
+    if ow > E * bits:
+        L.append("    /* verilator lint_on UNUSEDSIGNAL */")
+    return "\n".join(L + _tail())
+
+
+def emit_global_pool_serial(mod: str, what: str, t: Tensor, ow_: int, model_hash: str, lanes: int) -> str:
+    """IR global ``avgpool`` (the SUM over the H*W pixels of a frame) as :func:`emit_global_pool`,
+    time-multiplexed: ``lanes`` adders take the C channels of a pixel in G = ceil(C / lanes)
+    groups, one per clock, reading the pixel in place (:func:`_serial_ctrl`). The C sums live in a
+    ring of G slots that rotates by one slot per group (slot of group g at the bottom when group g
+    is added: new top = bottom + x_g, or x_g on a frame's first pixel), so no sum is selected by a
+    multiplexer; after the frame's last pixel the ring holds the sums in order and moves to
+    m_tdata."""
+    H, W, C = t.shape
+    b, V = t.width, H * W
+    G = -(-C // lanes)
+    cw = bitlen(V - 1)
+    rw = G * lanes * ow_
+    sl = lanes * ow_
+    L = _hdr(f"{what}: global window sum over {H}x{W} pixels of {C} channels of {b} bits, one pixel per beat -> "
+             f"{C} sums of {ow_} bits per frame; {lanes} adder(s) over {G} groups (serial)", model_hash)
+    L += [f"module {mod} ("] + _frame_ports(C * b, C * ow_) + [");"]
+    L += [f"    reg [{cw - 1}:0] pix;  // pixel of the frame in stage 1",
+          "    reg first1;  // stage 1's pixel is the frame's first"]
+    L += _serial_ctrl(G, "s_tvalid", ["s_tready"], f"v1 && l1 && (pix == {cw}'d{V - 1})")
+    L += _group_select("s_tdata", C, b, lanes, G, "x")
+    L += [f"    reg [{lanes * b - 1}:0] x1;",
+          "    always @(posedge clk) x1 <= x_g;",
+          f"    reg [{rw - 1}:0] ring;  // G slots of {lanes} sums; the slot of the group in stage 1 at the bottom",
+          f"    wire [{sl - 1}:0] nxt;"]
+    for j in range(lanes):
+        x = (f"{{{{{ow_ - b}{{x1[{j * b + b - 1}]}}}}, x1[{j * b + b - 1}:{j * b}]}}" if ow_ > b
+             else f"x1[{j * b + b - 1}:{j * b}]")
+        L.append(f"    assign nxt[{j * ow_} +: {ow_}] = (first1 ? {ow_}'d0 : ring[{j * ow_} +: {ow_}]) + {x};")
+    L += ["    always @(posedge clk) begin",
+          f"        if (!rst_n) begin pix <= {cw}'d0; first1 <= 1'b1; end",
+          f"        else if (v1 && l1) begin pix <= (pix == {cw}'d{V - 1}) ? {cw}'d0 : pix + {cw}'d1; "
+          f"first1 <= (pix == {cw}'d{V - 1}); end",
+          "        if (v1) ring <= " + (f"{{nxt, ring[{rw - 1}:{sl}]}};" if G > 1 else "nxt;"),
+          "    end"]
+    if rw > C * ow_:
+        L.append("    /* verilator lint_off UNUSEDSIGNAL */  // the padded lanes' sums")
+    L += [f"    always @(posedge clk) if (move) m_tdata <= ring[{C * ow_ - 1}:0];"]
+    if rw > C * ow_:
+        L.append("    /* verilator lint_on UNUSEDSIGNAL */")
+    return "\n".join(L + _tail())
+
+
+def emit_fork_shared(mod: str, fw: int, n: int, model_hash: str) -> str:
+    """One stream to ``n`` readers through ONE data register (all readers see the same beat): a
+    beat is taken when every reader has taken the previous one (s_tready = no reader pending, a
+    compare of registers), so a beat passes every 2 clocks at best: for streams with at least 2
+    clocks per beat, in place of :func:`emit_fork`'s per-reader output and skid registers."""
+    L = _hdr(f"fork: one stream of {fw}-bit beats to {n} readers, one shared data register (a beat per 2+ clocks)",
+             model_hash)
+    L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
+          f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,"]
+    for k in range(n):
+        L += [f"    output wire [{fw - 1}:0] m{k}_tdata,", f"    output wire m{k}_tvalid,",
+              f"    input  wire m{k}_tready" + ("," if k < n - 1 else "")]
+    L += [");",
+          f"    reg [{fw - 1}:0] d;",
+          f"    reg [{n - 1}:0] pend;  // reader k has not taken d yet",
+          f"    assign s_tready = (pend == {n}'d0);",
+          "    wire take = s_tvalid && s_tready;",
+          f"    wire [{n - 1}:0] got = {{" + ", ".join(f"m{k}_tvalid && m{k}_tready" for k in reversed(range(n))) + "};",
+          "    always @(posedge clk) begin",
+          f"        if (!rst_n) pend <= {n}'d0;",
+          f"        else if (take) pend <= {{{n}{{1'b1}}}};",
+          "        else pend <= pend & ~got;",
+          "        if (take) d <= s_tdata;",
+          "    end"]
+    for k in range(n):
+        L += [f"    assign m{k}_tdata = d;", f"    assign m{k}_tvalid = pend[{k}];"]
+    return "\n".join(L + _tail())
+
+
 def emit_global_pool(mod: str, what: str, t: Tensor, ow_: int, model_hash: str) -> str:
     """IR ``avgpool`` with one window over the whole image (kernel = H = W): the SUM over the
     H*W pixels of a frame (no division), one pixel of C channels per beat and per clock into C
@@ -527,6 +698,8 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     tensors: dict[str, Tensor] = {INPUT: Tensor(INPUT, shape0, kind0, ew0, 0,
                                                 shape0[0] * shape0[1] if pix_in else 1)}
     swg_cycles: dict[str, int] = {}  # conv on a pixel stream -> its window reader's cycles per frame
+    # (node, file, text(interval)): element-wise modules whose lanes depend on the design's interval
+    deferred: list = []
     nodes: list[Node] = []
     plans: list[MvauPlan] = []
     fused: set[int] = set()
@@ -636,8 +809,13 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                                   f"{a.kind} {list(a.shape)} and {b.kind} {list(b.shape)}")
             bits = int(layer.attrs.get("bits", 32))
             m = f"{PREFIX}_{name}_add"
-            node.modules[f"{m}.v"] = emit_add(m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash,
-                                              _bounds(bits, layer.attrs))
+            args = (m, f"IR layer {layer.name} <- {layer.source}", a, b, bits, model_hash)
+
+            def add_text(interval: int, args=args, bounds=_bounds(bits, layer.attrs), beats=a.beats, E=a.beat_elems):
+                lanes = serial_lanes(E, interval // beats)
+                return (emit_add_serial(*args, lanes=lanes, bounds=bounds) if lanes
+                        else emit_add(*args, bounds=bounds))
+            deferred.append((node, f"{m}.v", add_text))
             node.join = {"module": m, "inst": f"u_{name}", "widths": [a.beat_width, b.beat_width],
                          "out": a.beat_elems * bits}
             tensors[layer.name] = Tensor(layer.name, a.shape, "fixed", bits, max(a.lat, b.lat) + 2, a.beats)
@@ -652,7 +830,10 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
             what = f"IR layer {layer.name} (avgpool) <- {layer.source}"
             H, W, C = tin.shape
             if k == H == W and tin.beats == H * W:  # global: C accumulators over the pixel stream
-                node.modules[f"{m}.v"] = emit_global_pool(m, what, tin, ow_, model_hash)
+                def pool_text(interval: int, args=(m, what, tin, ow_, model_hash)):
+                    lanes = serial_lanes(args[2].shape[2], interval // args[2].beats)
+                    return emit_global_pool_serial(*args, lanes=lanes) if lanes else emit_global_pool(*args)
+                deferred.append((node, f"{m}.v", pool_text))
                 node.chain.append((m, f"u_{name}", tin.beat_width, C * ow_))
                 shape = (1, 1, C)
             else:  # windowed: the window sums of a whole frame (packed first if it streams pixels)
@@ -680,6 +861,8 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     if in_beat_bits is not None:
         plans[0].in_beat_bits = in_beat_bits
         interval = max(interval, plans[0].beats_per_frame)
+    for node, f, text in deferred:
+        node.modules[f] = text(interval)
     return _wire(nodes, plans, tensors, interval, model_hash)
 
 
@@ -743,8 +926,12 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
         if len(us) == 1:
             outs = [src]
         else:
-            fm = f"{PREFIX}_fork{len(us)}_w{tw}"
-            files[f"{fm}.v"] = emit_fork(fm, tw, len(us), model_hash)
+            if interval // tensors[t].beats >= 2:  # a beat per 2 clocks is enough: one shared data register
+                fm = f"{PREFIX}_fork{len(us)}s_w{tw}"
+                files[f"{fm}.v"] = emit_fork_shared(fm, tw, len(us), model_hash)
+            else:
+                fm = f"{PREFIX}_fork{len(us)}_w{tw}"
+                files[f"{fm}.v"] = emit_fork(fm, tw, len(us), model_hash)
             outs = [f"f_{_ident(t)}_{k}" for k in range(len(us))]
             for o in outs:
                 L += wires(o, tw)
