@@ -488,7 +488,7 @@ def test_residual_streamed_input_and_iverilog(beat_bytes, tmp_path):
     d = generate_design(g, folding=fold, in_beat_bytes=beat_bytes)
     assert d.plans[0].beat_width == 8 * beat_bytes
     assert ("bnn_instream.v" in d.files) == (beat_bytes == 1)
-    assert ("two 36-pixel frame banks" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
+    assert ("a line buffer of 5 rows (32 pixels" in d.files["bnn_stem_swg.v"]) == (beat_bytes == 3)
     ref = execute.run(g, x[:6])
     runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:6]), tmp_path, "iverilog", (0, 3), d.probes)
     for r in runs:
@@ -524,7 +524,7 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     """resnet8 at 32x32 (MLPerf Tiny shape) folded for 1,000 frames/s: no stream in the design is
     wider than the head's input (64 pool sums of 14 bits), where whole-tensor beats would be
     32*32*16*8 = 131,072 bits wide; the skip FIFOs are sized in beats (pixels) from the model;
-    windows come from two-bank frame RAMs; lint clean."""
+    windows come from line buffers; lint clean."""
     import re
 
     need("verilator")
@@ -541,7 +541,7 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     assert max(widths) == 64 * 14, max(widths)  # the pooled vector: 64 sums of 14 bits (3x3x64 windows: 576)
     assert d.plans[0].beat_width == 24 and "bnn_instream.v" not in d.files
     assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
-    assert sum("frame banks" in v for v in d.files.values()) == 9  # every conv reads pixels
+    assert sum("a line buffer of" in v for v in d.files.values()) == 9  # every conv reads pixels
     sim.lint(d.files)
 
 
@@ -575,3 +575,182 @@ def test_export_rtl_trained_resnet8_end_to_end(tmp_path):
     assert s["cycles_per_frame"] == rep["model"]["cycles_per_frame"] and s["cycles_per_frame"] <= 100_000, rep
     assert rep["xilinx_synth"]["LUT"] > 0, rep["xilinx_synth"]
     assert len((out / "sim" / "tb_out.hex").read_text().split()) == 4
+
+
+# ---- the streaming sliding window's line buffer (residual.emit_swg_stream), module alone:
+# every window equals im2col with padding, free-running and under back-pressure on both sides,
+# at one window per clock where the geometry allows it, with a ring of about KH + 1 rows
+
+def _swg_geometry(H, W, C, IW, K, S, P):
+    from types import SimpleNamespace
+
+    OH, OW = (H + 2 * P - K) // S + 1, (W + 2 * P - K) // S + 1
+    conv = {"in_h": H, "in_w": W, "C": C, "kh": K, "kw": K, "stride": S, "oh": OH, "ow": OW, "pad": P}
+    return SimpleNamespace(conv=conv, IW=IW, name="w", source=f"test {H}x{W}x{C} k{K} s{S} p{P}")
+
+
+def _swg_windows(x: np.ndarray, K: int, S: int, P: int) -> np.ndarray:
+    """im2col of frames x (N, H, W, C) -> (N, OH*OW, K*K*C) in (ky, kx, c) order, padded taps 0."""
+    n, H, W, C = x.shape
+    xp = np.zeros((n, H + 2 * P, W + 2 * P, C), np.int64)
+    xp[:, P:P + H, P:P + W] = x
+    OH, OW = (H + 2 * P - K) // S + 1, (W + 2 * P - K) // S + 1
+    return np.stack([xp[:, oy * S:oy * S + K, ox * S:ox * S + K].reshape(n, -1)
+                     for oy in range(OH) for ox in range(OW)], 1)
+
+
+SWG_TB = """`default_nettype none
+module tb_core (input wire clk);
+    reg rst_n = 1'b0;
+    reg [{iw}:0] inmem [0:{nin}];
+    reg [{iw}:0] s_tdata;
+    reg s_tvalid, m_tready;
+    wire s_tready, m_tvalid;
+    wire [{ow}:0] m_tdata;
+    bnn_w_swg dut (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata), .s_tvalid(s_tvalid), .s_tready(s_tready),
+                   .m_tdata(m_tdata), .m_tvalid(m_tvalid), .m_tready(m_tready));
+    integer cyc = 0, ip = 0, op = 0, seed = 0, f;
+    reg [31:0] lfsr = 32'hace1;
+    initial begin
+        $readmemh("in.hex", inmem);
+        if (!$value$plusargs("stall=%d", seed)) seed = 0;
+        if (seed != 0) lfsr = seed;
+        f = $fopen("out.txt", "w");
+        s_tvalid = 1'b0; m_tready = 1'b0; s_tdata = 0;
+    end
+    always @(posedge clk) begin
+        cyc <= cyc + 1;
+        lfsr <= {{lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]}};
+        if (cyc == 3) rst_n <= 1'b1;
+        if (rst_n) begin
+            if (s_tvalid && s_tready) ip = ip + 1;
+            if (!s_tvalid || s_tready) begin
+                s_tvalid <= (ip < {nin1}) && (seed == 0 || lfsr[3:2] != 2'b00);
+                s_tdata <= inmem[ip];
+            end
+            if (m_tvalid && m_tready) begin
+                $fwrite(f, "%0d %h\\n", cyc, m_tdata);
+                op = op + 1;
+                if (op == {nout}) begin $fclose(f); $finish; end
+            end
+            m_tready <= (seed == 0) || lfsr[7:6] != 2'b00;
+        end
+        if (cyc > {maxc}) begin $display("TIMEOUT"); $fclose(f); $finish; end
+    end
+endmodule
+`default_nettype wire
+"""
+
+
+def _run_swg(geo, x: np.ndarray, work, seed: int):
+    """Simulate the window module alone on frames x (N, H, W, C); returns (windows, cycles)."""
+    from bnn2hw.fpga.rtl import tools as rtl_tools
+    from bnn2hw.fpga.rtl.residual import emit_swg_stream
+
+    c = geo.conv
+    K, C, IW = c["kh"], c["C"], geo.IW
+    n = x.shape[0]
+    nwin = c["oh"] * c["ow"]
+    work.mkdir(parents=True, exist_ok=True)
+    text = emit_swg_stream(geo, "test")
+    (work / "bnn_w_swg.v").write_text(text)
+    sim.lint({"bnn_w_swg.v": text}, top="bnn_w_swg")
+    mask = (1 << IW) - 1
+    words = [sum((int(v) & mask) << (ch * IW) for ch, v in enumerate(px)) for px in x.reshape(-1, C)]
+    (work / "in.hex").write_text("\n".join(f"{w:x}" for w in words) + "\n")
+    maxc = 50 * n * max(c["in_h"] * c["in_w"], nwin * K * K) + 200
+    (work / "tb_core.v").write_text(SWG_TB.format(iw=C * IW - 1, nin=len(words) - 1, nin1=len(words),
+                                                  ow=K * K * C * IW - 1, nout=n * nwin, maxc=maxc))
+    (work / "tb_main.cpp").write_text(sim.CPP_MAIN)
+    if not (work / "obj_dir" / "Vtb_core").exists():
+        rtl_tools.run([rtl_tools.require("verilator", "RTL simulation"), "--cc", "--exe", "--build", "-j", "2",
+                       "-Wno-fatal", "--top-module", "tb_core", "-CFLAGS", "-O0", "--Mdir", "obj_dir", "-o",
+                       "Vtb_core", "bnn_w_swg.v", "tb_core.v", "tb_main.cpp"], work, work / "build.log",
+                      "Verilator build of the window testbench")
+    log = rtl_tools.run([str(work / "obj_dir" / "Vtb_core"), f"+stall={seed}"], work, work / "sim.log", "window sim")
+    assert "TIMEOUT" not in log, f"{geo.source}: the window module stalled (seed {seed})"
+    rows = [ln.split() for ln in (work / "out.txt").read_text().split("\n") if ln]
+    cyc = np.array([int(r[0]) for r in rows])
+    got = np.array([[(int(r[1], 16) >> (e * IW)) & mask for e in range(K * K * C)] for r in rows])
+    if IW > 1:  # u8 pixels are unsigned; bits stay 0/1
+        pass
+    return got.reshape(n, nwin, -1), cyc.reshape(n, nwin)
+
+
+SWG_CASES = [  # H, W, C, IW (1: bits, 8: u8 pixels), K, stride, pad
+    (7, 7, 2, 1, 3, 2, 1),  # odd width, stride 2, pad 1
+    (7, 7, 3, 1, 1, 2, 0),  # 1x1 stride-2 shortcut on an odd image (the last row is never read)
+    (5, 5, 31, 1, 3, 2, 1),  # 31 channels
+    (6, 6, 33, 1, 3, 1, 1),  # 33 channels, stride 1
+    (2, 5, 1, 1, 3, 1, 1),  # a 2-row image (every window touches padding)
+    (2, 2, 3, 1, 1, 2, 0),  # one window per frame (OH = OW = 1)
+    (6, 6, 4, 1, 1, 1, 0),  # 1x1 stride 1: one window per clock
+    (9, 9, 1, 1, 3, 1, 0),  # no padding: the frame boundary needs 2*KH rows
+    (8, 8, 3, 8, 3, 1, 1),  # u8 RGB stem (pixel 0 padding)
+    (4, 1, 3, 8, 3, 1, 1),  # W = 1
+    (8, 5, 2, 1, 2, 1, 0),  # even kernel
+]
+
+
+@pytest.mark.parametrize("case", SWG_CASES, ids=lambda c: "h{}w{}c{}i{}k{}s{}p{}".format(*c))
+def test_swg_line_buffer_windows_equal_im2col(case, tmp_path):
+    """The streaming window alone in Verilator: every window of 4 frames equals im2col (padded taps
+    0: the bit -1 or the pixel 0), free-running and under random stalls on s_tvalid and m_tready;
+    lint clean; the ring holds about KH + 1 rows (not two frames); free-running, cycles per frame
+    = max(H*W, OH*OW*KH*KW) exactly (the W = 1 image: at most 3 cycles per output row)."""
+    need("verilator")
+    from bnn2hw.fpga.rtl.residual import swg_line_buffer
+
+    H, W, C, IW, K, S, P = case
+    geo = _swg_geometry(H, W, C, IW, K, S, P)
+    rng = np.random.default_rng(sum(case))
+    x = rng.integers(0, 1 << IW, (5, H, W, C))
+    x[0] = (1 << IW) - 1  # all ones: padding (0) differs from every pixel
+    want = _swg_windows(x, K, S, P)
+    rows, depth = swg_line_buffer(geo.conv)
+    assert rows * W <= depth < 2 * max(K + S, 2 * K + 1) * W and rows >= K + 1, (rows, depth)
+    for seed in (0, 7, 12345):
+        got, cyc = _run_swg(geo, x, tmp_path, seed)
+        bad = np.argwhere(got != want)
+        assert len(bad) == 0, f"{case} seed {seed}: (frame, window, element) {bad[:5].tolist()}"
+        if seed == 0:
+            c = geo.conv
+            model = max(H * W, c["oh"] * c["ow"] * K * K)
+            per_frame = np.diff(cyc[:, -1])
+            if W == 1:
+                assert per_frame.max() <= max(model, 3 * c["oh"]), per_frame
+            else:
+                assert per_frame.tolist() == [model] * (len(x) - 1), (per_frame, model)
+
+
+@pytest.mark.parametrize("hw,stride,widths", [(7, 2, (4, 6)), (2, 2, (3, 5)), (6, 1, (4, 6))],
+                         ids=["odd-7-stride2", "two-rows", "1x1-stride1-shortcut"])
+def test_residual_line_buffer_shapes_equal_ir(hw, stride, widths, tmp_path):
+    """Whole residual designs whose every conv reads its pixels through a line buffer (the stem
+    too: one RGB pixel per s_axis beat): an odd 7x7 image with a stride-2 3x3 conv (padding 1)
+    and a 1x1 stride-2 shortcut, a 2-row image (2x2 -> 1x1 windows), a 1x1 stride-1 shortcut
+    (one window per clock). Every stream tensor and logit equals the IR's, free-running and
+    under back-pressure; cycles/frame equal the model's interval."""
+    need("verilator")
+    from residual_graphs import residual_graph, saturating_inputs
+
+    from bnn2hw.fpga import build
+    from bnn2hw.fpga.rtl import generate_design
+    from bnn2hw.fpga.rtl.residual import plan_residual
+
+    rng = np.random.default_rng(hw * 10 + stride)
+    g = residual_graph(rng, hw=hw, c_in=3, widths=widths, stride=stride)
+    x = saturating_inputs(rng, 6, hw, 3)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 100e6 / 160)
+    d = generate_design(g, folding=fold, in_beat_bytes=3)
+    assert sum("a line buffer of" in v for v in d.files.values()) == 3, sorted(d.files)  # stem, c0, d0
+    sim.lint(d.files)
+    ref = execute.run(g, x)
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 5), d.probes)
+    for r in runs:
+        assert np.array_equal(r.int_logits, ref.int_logits), f"stall={r.stall_seed}: logits differ"
+        for t, got in r.hidden.items():
+            want = ref.tensors[t].reshape(len(x), -1)
+            assert np.array_equal(got[:, :want.shape[1]], want), f"stall={r.stall_seed}: {t} differs"
+    model = plan_residual(g, fold, "t", in_beat_bits=24)
+    assert runs[0].cycles_per_frame == model.interval, (runs[0].cycles_per_frame, model.interval)

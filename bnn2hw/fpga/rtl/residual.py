@@ -11,7 +11,7 @@ stream integers two's complement of the op's ``bits``); a 1-D tensor (the pooled
 beat. Per IR op:
 
 * ``conv2d`` / ``dense`` (+ its ``threshold`` or ``requant``): a conv reads its input pixels
-  through :func:`emit_swg_stream` (two frame banks in a RAM, the windows read tap by tap), or a
+  through :func:`emit_swg_stream` (a line buffer of about KH + 1 rows, the windows read tap by tap), or a
   whole frame through the chain back end's sliding window when the input arrives as frames (one
   frame per s_axis beat, a max-pool's output); then the chain back end's MVAU with FINN's (PE,
   SIMD) folding, one output pixel per beat; a requant runs inside the MVAU, per PE on each
@@ -461,94 +461,241 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
     return "\n".join(L), (OH, OW, C)
 
 
+def swg_line_buffer(conv: dict) -> tuple[int, int]:
+    """The line buffer of :func:`emit_swg_stream` for one conv's geometry: (rows, depth).
+
+    ``depth`` (pixels) is a power of two, so that every ring address wraps for free; input row g
+    (counted over all frames) starts at address ``g*W mod depth``, and the ring holds ``rows =
+    depth // W`` whole rows. ``depth`` is the smallest power of two holding ``need`` rows,
+    ``need = max(KH + S, 2*KH - 2*P + m)`` with m = (H + 2P - KH) mod S:
+
+    * KH + S: while the reader works on an output row (KH rows in use), the writer fills the S
+      rows that the next output row adds;
+    * 2*KH - 2*P + m: during a frame's last output row, the rows from its top to the frame's last
+      row (KH - P + m) are held while the writer already fills the next frame's first KH - P rows;
+    * plus one row when the writer is the slower side or nearly so (OW*KH*KW < S*W + 4 cycles per
+      output row): the reader starts a row about three cycles after its last input row is written
+      and releases rows when it ends, so the writer needs one row of slack not to wait.
+
+    So neither side waits for the other in steady state (cycles per frame stay max(H*W,
+    OH*OW*KH*KW)); FINN's ConvolutionInputGenerator keeps about KH rows plus one for the same
+    reason. E.g. 3x3, padding 1, stride 1: 4 rows; stride 2: 5 rows; 1x1 stride 2: 4 rows."""
+    H, W, KH, KW, S, P = conv["in_h"], conv["in_w"], conv["kh"], conv["kw"], conv["stride"], conv.get("pad", 0)
+    m = (H + 2 * P - KH) % S
+    need = max(KH + S, 2 * KH - 2 * P + m) + (1 if conv["ow"] * KH * KW < S * W + 4 else 0)
+    depth = 1 << bitlen(need * W - 1)
+    return depth // W, depth
+
+
+def _swg_row_table(conv: dict) -> list[tuple[int, int, int]]:
+    """Per output row oy of a streaming window: (nr, rs, nx) in input rows, where
+    ``top(oy) = max(0, oy*S - P)`` is its first real input row, ``nr`` = how many real rows it
+    reads (top .. min(H-1, oy*S - P + KH - 1)), ``rs`` = the rows released when it ends
+    (top(oy+1) - top(oy); for the last row of a frame: H - top, the frame's remaining rows, read
+    or not), ``nx = rs + nr(next row)``: rows that must be written, counted from this row's top,
+    before the next output row may start."""
+    H, KH, S, OH = conv["in_h"], conv["kh"], conv["stride"], conv["oh"]
+    P = conv.get("pad", 0)
+
+    def top(oy: int) -> int:
+        return max(0, oy * S - P)
+
+    def nr(oy: int) -> int:
+        return min(H - 1, oy * S - P + KH - 1) - top(oy) + 1
+
+    rows = []
+    for oy in range(OH):
+        rs = top(oy + 1) - top(oy) if oy < OH - 1 else H - top(oy)
+        rows.append((nr(oy), rs, rs + nr((oy + 1) % OH)))
+    return rows
+
+
 def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
-    """Sliding window on a pixel stream (one pixel of C channels per beat, raster order): the
-    pixels are written into one of two frame banks of a RAM (H*W words of C*IW bits each; block
-    RAM when large), and while the writer fills one bank, the windows of the other are read tap by
-    tap (KH*KW registered reads per window, padded taps read as 0: the bit 0 = activation -1 on a
-    binary input, FINN's FMPadding, or the pixel 0), and assembled into one window per beat,
-    element (ky, kx, c) at ``[((ky*KW + kx)*C + c)*IW +: IW]`` (im2col's order, as :func:`emit_swg`).
-    Cycles per frame: max(H*W written, OH*OW*KH*KW read). s_tready is a register (a bank is free)."""
+    """Sliding window on a pixel stream (one pixel of C channels per beat, raster order) through a
+    line buffer (FINN's ConvolutionInputGenerator): a ring of ``rows`` input rows
+    (:func:`swg_line_buffer`, about (KH + 1) * W pixels; block RAM when large) that the writer
+    fills one pixel per beat while the reader reads the windows of earlier rows tap by tap (KH*KW
+    registered reads per window; padded taps read as 0: the bit 0 = activation -1 on a binary
+    input, FINN's FMPadding, or the pixel 0) and assembles one window per beat, element
+    (ky, kx, c) at ``[((ky*KW + kx)*C + c)*IW +: IW]`` (im2col's order, as :func:`emit_swg`).
+
+    Flow control in whole rows: ``occ`` = input rows written minus rows released. The writer
+    takes pixels while ``occ < rows`` (s_tready is that compare, registered); the reader starts
+    an output row once its rows are written (``occ >= nr``) and releases the rows no later output
+    row needs when it ends (:func:`_swg_row_table`); the rows below a frame's last window (stride
+    > 1) are written and released unread.
+
+    Read path, for Fmax (no multiplier, no adder before the RAM address): the tap address is a
+    register stepped by constants (+1 along a window row, + W - KW + 1 to the window's next row,
+    from the window's or the output row's first address by S, S*W or a frame's row step times W;
+    all modulo the power-of-two ring); the padding test compares registered row/column counters
+    and is registered beside the RAM read; the window is assembled from registered taps. The
+    per-row constants are registered from the output row counter, and the reader's "next row may
+    start" decision is a register computed a cycle ahead.
+
+    Output: a window's last tap is issued only when the window register will be free when it
+    lands; a 1x1 window (one tap) goes through an output register and one skid register with a
+    count of the windows issued and not taken, so that one window per clock passes (before this
+    line buffer, a 1x1 window took two cycles).
+
+    Cycles per frame: max(H*W written, OH*OW*KH*KW read); an output row needs at least three
+    cycles for the next to start without a gap (only when OW*KH*KW < 3: e.g. W = 1)."""
     c = p.conv
     H, W, C, KH, KW, S, OH, OW = (c[k] for k in ("in_h", "in_w", "C", "kh", "kw", "stride", "oh", "ow"))
     P = c.get("pad", 0)
-    EW, HW, KK = C * p.IW, H * W, KH * KW
-    aw = bitlen(2 * HW - 1)
-    pw = bitlen(HW - 1)
-    A = max(aw, bitlen((OH - 1) * S + KH), bitlen((OW - 1) * S + KW), bitlen(H + P), bitlen(W + P)) + 1
-    style = "block" if 2 * HW * EW >= 4096 and 2 * HW > 16 else "distributed"
+    EW, KK = C * p.IW, KH * KW
+    R, N = swg_line_buffer(c)
+    k = bitlen(N - 1)
+    table = _swg_row_table(c)
+    ob = signed_bits(-max(rs for _, rs, _ in table), max([R] + [nx for *_, nx in table])) + 1
+    style = "block" if N * EW >= 4096 and N > 16 else "distributed"
+
+    def u(w: int, v: int) -> str:
+        return f"{w}'d{v}"
+
+    kxw, kyw, oxw, oyw, wxw = bitlen(KW - 1), bitlen(KH - 1), bitlen(OW - 1), bitlen(OH - 1), bitlen(W - 1)
     L = _hdr(f"streaming sliding window of IR layer {p.name} (conv2d {KH}x{KW}, stride {S}, padding {P}) <- "
              f"{p.source}: {H}x{W} pixels of {C} channels, one per beat -> {OH}x{OW} windows of {KH}x{KW}x{C}, "
-             f"one per beat; two {HW}-pixel frame banks ({style} RAM)", model_hash)
+             f"one per beat; a line buffer of {R} rows ({N} pixels, {style} RAM)", model_hash)
     L += [f"module {module_name(p)}_swg ("] + _frame_ports(EW, KK * EW) + [");"]
-    L += [f"    (* ram_style = \"{style}\" *) reg [{EW - 1}:0] mem [0:{2 * HW - 1}];  // bank b, pixel i at b*{HW} + i",
-          "    reg [1:0] full;  // bank b holds a whole frame whose windows are not all read",
-          "    reg wbank, rbank;",
-          f"    reg [{pw - 1}:0] wpix;",
-          "    // write side: one pixel per beat into the free bank",
-          "    assign s_tready = wbank ? !full[1] : !full[0];",
+    L += [f"    // input row g (counted over frames), column x at address (g*{W} + x) mod {N}: {R} whole rows",
+          f"    (* ram_style = \"{style}\" *) reg [{EW - 1}:0] mem [0:{N - 1}];",
+          f"    reg signed [{ob - 1}:0] occ;  // input rows written - rows released (may dip below 0: unread rows)",
+          "    reg wr_ok;  // occ < rows: the writer's row slot is free",
+          "    // write side: one pixel per beat at consecutive ring addresses",
+          "    assign s_tready = wr_ok;",
           "    wire take = s_tvalid && s_tready;",
-          f"    wire wlast = (wpix == {pw}'d{HW - 1});",
-          f"    wire [{aw - 1}:0] waddr = wbank ? {{{{{aw - pw}{{1'b0}}}}, wpix}} + {aw}'d{HW} : {{{{{aw - pw}{{1'b0}}}}, wpix}};"
-          if aw > pw else f"    wire [{aw - 1}:0] waddr = wbank ? wpix + {aw}'d{HW} : wpix;",
+          f"    reg [{k - 1}:0] waddr;",
+          f"    reg [{wxw - 1}:0] wx;  // column of the next pixel",
+          f"    wire wrow = take && (wx == {u(wxw, W - 1)});  // a row is complete",
           "    always @(posedge clk) if (take) mem[waddr] <= s_tdata;",
-          "    // read side: tap (ky, kx) of the window at rows by.., columns bx.. (padded coordinates)",
-          f"    reg [{A - 1}:0] by, bx, ky, kx;",
-          f"    wire tap_last = (ky == {A}'d{KH - 1}) && (kx == {A}'d{KW - 1});",
-          f"    wire win_last = (by == {A}'d{(OH - 1) * S}) && (bx == {A}'d{(OW - 1) * S});",
-          f"    wire [{A - 1}:0] ry = by + ky;",
-          f"    wire [{A - 1}:0] rx = bx + kx;",
-          (f"    wire in_img = (ry >= {A}'d{P}) && (ry < {A}'d{H + P}) && (rx >= {A}'d{P}) && (rx < {A}'d{W + P});"
-           if P else f"    wire in_img = (ry < {A}'d{H}) && (rx < {A}'d{W});"),
-          "    /* verilator lint_off UNUSEDSIGNAL */  // high bits of the modular pixel index",
-          f"    wire [{A - 1}:0] rpix = ry * {A}'d{W} + rx - {A}'d{P * W + P};  // exact when in_img",
-          "    /* verilator lint_on UNUSEDSIGNAL */",
-          f"    wire [{aw - 1}:0] raddr = rbank ? rpix[{aw - 1}:0] + {aw}'d{HW} : rpix[{aw - 1}:0];",
-          "    reg tv, tl, tpad;  // a tap read is landing / it is a window's last / it is padding",
-          f"    reg [{EW - 1}:0] rdata;",
-          "    // the last tap of a window is read only when the window register will be free",
-          "    wire go = (rbank ? full[1] : full[0]) && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
-          "    always @(posedge clk) if (go) rdata <= mem[raddr];",
-          "    always @(posedge clk) begin",
+          "    // read side: tap (ky, kx) of window (oy, ox)",
+          f"    reg [{kyw - 1}:0] ky;",
+          f"    reg [{kxw - 1}:0] kx;",
+          f"    reg [{oyw - 1}:0] oy;",
+          f"    reg [{oxw - 1}:0] ox;",
+          f"    reg [{k - 1}:0] a;  // ring address of the tap being issued",
+          f"    reg [{k - 1}:0] aw;  // ... of the window's top-left tap",
+          f"    reg [{k - 1}:0] ar;  // ... of the output row's first window's top-left tap",
+          f"    wire kx_last = (kx == {u(kxw, KW - 1)});",
+          f"    wire ky_last = (ky == {u(kyw, KH - 1)});",
+          f"    wire ox_last = (ox == {u(oxw, OW - 1)});",
+          f"    wire oy_last = (oy == {u(oyw, OH - 1)});",
+          "    wire tap_last = kx_last && ky_last;",
+          "    reg tv;  // a tap read is landing",
+          "    reg cur_ok;  // the current output row's input rows are written",
+          "    reg nxt_ok;  // ... and the next one's (registered a cycle ahead)",
+          "    reg [1:0] age;  // cycles since the output row began (saturating): the row's constants are valid at 2",
+          f"    reg signed [{ob - 1}:0] nr_q, rs_q, nx_q;  // the output row's constants (_swg_row_table)",
+          ]
+    if KK > 1:
+        L += ["    reg tl;  // the landing tap is its window's last",
+              "    // the last tap of a window is issued only when the window register will be free",
+              "    wire go = cur_ok && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+              "    always @(posedge clk) tl <= rst_n && go && tap_last;"]
+    else:
+        L += ["    // one tap per window: windows issued and not taken (in the read pipeline, m_tdata, skid) <= 2",
+              "    reg [1:0] nwin;",
+              "    wire out_take = m_tvalid && m_tready;",
+              "    wire go = cur_ok && ((nwin != 2'd2) || out_take);",
+              "    always @(posedge clk)",
+              "        if (!rst_n) nwin <= 2'd0;",
+              "        else nwin <= nwin + {1'b0, go} - {1'b0, out_take};"]
+    L += [
+
+          "    wire row_end = go && tap_last && ox_last;",
+          f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow ? {_sconst(1, ob)} : {_sconst(0, ob)})"
+          f" - (row_end ? rs_q : {_sconst(0, ob)});"]
+    # the per-row constants: a case on oy for the rows that differ from the most common one
+    common = max(set(table), key=table.count)
+    L += ["    always @(posedge clk) begin"]
+    odd = [(i, t) for i, t in enumerate(table) if t != common]
+    put = lambda t: (f"begin nr_q <= {_sconst(t[0], ob)}; rs_q <= {_sconst(t[1], ob)}; "  # noqa: E731
+                     f"nx_q <= {_sconst(t[2], ob)}; end")
+    if odd:
+        L += ["        case (oy)"] + [f"            {u(oyw, i)}: {put(t)}" for i, t in odd]
+        L += [f"            default: {put(common)}", "        endcase"]
+    else:
+        L += [f"        {put(common)}"]
+    L += ["    end"]
+    a0 = (-P * W - P) % N
+    L += ["    always @(posedge clk) begin",
           "        if (!rst_n) begin",
-          f"            full <= 2'b00; wbank <= 1'b0; rbank <= 1'b0; wpix <= {pw}'d0;",
-          f"            by <= {A}'d0; bx <= {A}'d0; ky <= {A}'d0; kx <= {A}'d0; tv <= 1'b0; tl <= 1'b0; tpad <= 1'b0;",
+          f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
+          f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
+          f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
+          "            tv <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
+          "            occ <= occ_next;",
+          f"            wr_ok <= (occ_next < {_sconst(R, ob)});",
           "            if (take) begin",
-          f"                wpix <= wlast ? {pw}'d0 : wpix + {pw}'d1;",
-          "                if (wlast) wbank <= !wbank;",
+          f"                waddr <= waddr + {u(k, 1)};",
+          f"                wx <= (wx == {u(wxw, W - 1)}) ? {u(wxw, 0)} : wx + {u(wxw, 1)};",
           "            end",
-          "            if (take && wlast) full[wbank] <= 1'b1;",
-          "            if (go && tap_last && win_last) begin full[rbank] <= 1'b0; rbank <= !rbank; end",
-          "            tv <= go; tl <= go && tap_last; tpad <= !in_img;",
+          "            tv <= go;",
+          "            age <= row_end ? 2'd0 : (age == 2'd2) ? 2'd2 : age + 2'd1;",
+          "            nxt_ok <= !row_end && (age != 2'd0) && (occ >= nx_q);",
+          "            if (row_end) cur_ok <= nxt_ok;",
+          "            else if (!cur_ok) cur_ok <= (age != 2'd0) && (occ >= nr_q);",
           "            if (go) begin",
-          f"                if (kx == {A}'d{KW - 1}) begin",
-          f"                    kx <= {A}'d0;",
-          f"                    ky <= (ky == {A}'d{KH - 1}) ? {A}'d0 : ky + {A}'d1;",
-          f"                end else kx <= kx + {A}'d1;",
-          "                if (tap_last) begin",
-          f"                    if (bx == {A}'d{(OW - 1) * S}) begin",
-          f"                        bx <= {A}'d0;",
-          f"                        by <= (by == {A}'d{(OH - 1) * S}) ? {A}'d0 : by + {A}'d{S};",
-          f"                    end else bx <= bx + {A}'d{S};",
+          "                if (!kx_last) begin",
+          f"                    kx <= kx + {u(kxw, 1)}; a <= a + {u(k, 1)};",
+          "                end else if (!ky_last) begin",
+          f"                    kx <= {u(kxw, 0)}; ky <= ky + {u(kyw, 1)}; a <= a + {u(k, (W - KW + 1) % N)};",
+          "                end else begin",
+          f"                    kx <= {u(kxw, 0)}; ky <= {u(kyw, 0)};",
+          "                    if (!ox_last) begin",
+          f"                        ox <= ox + {u(oxw, 1)}; a <= aw + {u(k, S % N)}; aw <= aw + {u(k, S % N)};",
+          "                    end else begin",
+          f"                        ox <= {u(oxw, 0)};",
+          f"                        oy <= oy_last ? {u(oyw, 0)} : oy + {u(oyw, 1)};",
+          f"                        a <= ar + (oy_last ? {u(k, (H - (OH - 1) * S) * W % N)} : {u(k, S * W % N)});",
+          f"                        aw <= ar + (oy_last ? {u(k, (H - (OH - 1) * S) * W % N)} : {u(k, S * W % N)});",
+          f"                        ar <= ar + (oy_last ? {u(k, (H - (OH - 1) * S) * W % N)} : {u(k, S * W % N)});",
+          "                    end",
           "                end",
           "            end",
           "        end",
           "    end",
-          f"    wire [{EW - 1}:0] tap = tpad ? {EW}'d0 : rdata;"]
-    if KK > 1:
-        ww = (KK - 1) * EW
-        L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
-              "    always @(posedge clk) if (tv && !tl) win <= "
-              + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
-        full_w = "{tap, win}"
+          f"    reg [{EW - 1}:0] rdata;",
+          "    always @(posedge clk) rdata <= mem[a];  // every cycle: tv marks the issued taps"]
+    if P:
+        yw, xw = bitlen(H + 2 * P - 1), bitlen(W + 2 * P - 1)
+        L += ["    // padding: the tap's row and column in padded coordinates, counters stepped with the address",
+              f"    reg [{yw - 1}:0] ry, by;  // tap row, window top row",
+              f"    reg [{xw - 1}:0] rx, bx;  // tap column, window left column",
+              "    reg tpad;  // the landing tap is padding",
+              "    always @(posedge clk) begin",
+              "        if (!rst_n) begin",
+              f"            ry <= {u(yw, 0)}; by <= {u(yw, 0)}; rx <= {u(xw, 0)}; bx <= {u(xw, 0)}; tpad <= 1'b0;",
+              "        end else begin",
+              (f"            tpad <= (ry < {u(yw, P)}) || (ry >= {u(yw, H + P)}) || (rx < {u(xw, P)})"
+               f" || (rx >= {u(xw, W + P)});"),
+              "            if (go) begin",
+              f"                if (!kx_last) rx <= rx + {u(xw, 1)};",
+              f"                else if (!ky_last) begin rx <= bx; ry <= ry + {u(yw, 1)}; end",
+              f"                else if (!ox_last) begin rx <= bx + {u(xw, S)}; bx <= bx + {u(xw, S)}; ry <= by; end",
+              f"                else begin rx <= {u(xw, 0)}; bx <= {u(xw, 0)};",
+              f"                    ry <= oy_last ? {u(yw, 0)} : by + {u(yw, S)}; by <= oy_last ? {u(yw, 0)} : by + {u(yw, S)};",
+              "                end",
+              "            end",
+              "        end",
+              "    end",
+              f"    wire [{EW - 1}:0] tap = tpad ? {EW}'d0 : rdata;"]
     else:
-        full_w = "tap"
+        L += [f"    wire [{EW - 1}:0] tap = rdata;"]
+    if KK == 1:
+        L += ["    // the window (one tap) -> m_tdata, or the skid register while the consumer stalls"]
+        L += _skid("tap", EW, "tv") + _tail()
+        return "\n".join(L)
+    ww = (KK - 1) * EW
+    L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
+          "    always @(posedge clk) if (tv && !tl) win <= " + (f"{{tap, win[{ww - 1}:{EW}]}};" if KK > 2 else "tap;")]
     L += ["    always @(posedge clk) begin",
           "        if (!rst_n) m_tvalid <= 1'b0;",
           "        else if (tv && tl) m_tvalid <= 1'b1;",
           "        else if (m_tready) m_tvalid <= 1'b0;",
-          f"        if (tv && tl) m_tdata <= {full_w};",
+          "        if (tv && tl) m_tdata <= {tap, win};",
           "    end"] + _tail()
     return "\n".join(L)
 
@@ -733,7 +880,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
                                  tin.width if layer.attrs["in"] == "fixed" else None)
             node = Node(name, ins, layer.name, plan=p)
             mn = module_name(p)
-            if p.conv and tin.beats > 1:  # pixels in: a two-bank frame RAM, windows read tap by tap
+            if p.conv and tin.beats > 1:  # pixels in: a line buffer, windows read tap by tap
                 node.modules[f"{mn}_swg.v"] = emit_swg_stream(p, model_hash)
                 node.chain.append((f"{mn}_swg", f"u_{name}_swg", tin.beat_width, p.in_width))
                 c = p.conv
