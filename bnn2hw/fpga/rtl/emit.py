@@ -416,7 +416,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
          f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
-         + (f"; fold sf reads elements [sf*SIMD, sf*SIMD + {S}) through a {SF}:1 multiplexer" if SF > 1 else ""),
+         + (f", rotated right by SIMD={S} elements per fold" if SF > 1 else ""),
          "    always @(posedge clk) begin",
          "        if (!rst_n) begin",
          f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
@@ -432,9 +432,14 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "            else if (issue_last) running <= 1'b0;",
          "        end",
          "    end"]
-    # cur is loaded only (no rotation: a rotating register costs a 2:1 multiplexer per input bit,
-    # the SF:1 read multiplexer about a quarter to a half of that)
-    L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
+    if SF > 1:
+        sw = S * p.IW
+        L += ["    always @(posedge clk) if (en) begin",
+              "        if (take) cur <= s_tdata;",
+              f"        else if (running) cur <= {{cur[{sw - 1}:0], cur[{IN_W - 1}:{sw}]}};",
+              "    end"]
+    else:
+        L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
     L += ["",
           "    // ---- stage 1: weights of this fold (ROM, synchronous read) and the SIMD inputs",
           f"    reg [{PE * S * p.WW - 1}:0] w1;",
@@ -457,7 +462,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "        if (!rst_n) v1 <= 1'b0;",
           "        else if (en) v1 <= running;",
           "        if (en) begin",
-          (f"            x1 <= cur[sf*{S * p.IW} +: {S * p.IW}];" if SF > 1 else f"            x1 <= cur[{S * p.IW - 1}:0];"),
+          f"            x1 <= cur[{S * p.IW - 1}:0];",
           f"            first1 <= (sf == {sfw}'d0);",
           "            last1 <= sf_last;",
           "        end",

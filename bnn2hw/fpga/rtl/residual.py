@@ -1013,6 +1013,33 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
     return _wire(nodes, plans, tensors, interval, model_hash)
 
 
+FIFO_SLACK = 8  # beats of a skip FIFO beyond the late path's capacity
+
+
+def _holds(nodes: list[Node], tensors: dict) -> tuple[dict, dict]:
+    """Per tensor: ``hold``, the most frames (a fraction) that the stages from the design's input
+    to it can hold at once along any path, and its ancestor tensors. A conv on a pixel stream holds
+    its line buffer (:func:`swg_line_buffer`'s depth in input pixels); every stage holds up to 4
+    output beats in registers (output, skid, fork, MVAU input); a stage on whole frames holds one
+    frame. Invariant used by the skip FIFOs: a fork hands each beat to both paths, and an add takes
+    one beat of each, so the beats inside the skip FIFO are at most those inside the other path
+    (plus one): a FIFO as deep as that path's hold never stops the fork while that path could take
+    a beat (no deadlock, no lost throughput)."""
+    hold: dict[str, float] = {INPUT: 0.0}
+    anc: dict[str, set] = {INPUT: {INPUT}}
+    for nd in nodes:
+        t = tensors[nd.out]
+        h = max(hold[r] for r in nd.reads) + 4 / t.beats
+        p = nd.plan
+        if p is not None and p.conv and tensors[nd.reads[0]].beats > 1:
+            h += swg_line_buffer(p.conv)[1] / (p.conv["in_h"] * p.conv["in_w"])
+        elif t.beats == 1 or p is not None:
+            h += 1.0
+        hold[nd.out] = h
+        anc[nd.out] = set().union(*(anc[r] for r in nd.reads)) | {nd.out}
+    return hold, anc
+
+
 def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int, model_hash: str) -> ResidualDesign:
     """Forks for tensors with several readers, FIFOs on the early input of every add, the top."""
     files: dict[str, str] = {}
@@ -1089,24 +1116,27 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                      + (");" if k == len(us) - 1 else ",") for k, o in enumerate(outs)]
         for (j, k), o in zip(us, outs):
             edge[(j, k)] = o
+    hold, anc = _holds(nodes, tensors)
     for j, nd in enumerate(nodes):
         out = "m_axis" if nd is nodes[-1] else f"t_{_ident(nd.out)}"
         if nd.join:
             ins = []
-            late = max(tensors[t].lat for t in nd.reads)
+            late = max(nd.reads, key=lambda t: hold[t])
+            base = max(hold[c] for c in anc[nd.reads[0]] & anc[nd.reads[1]])  # the nearest common tensor
             for k, t in enumerate(nd.reads):
                 e = edge[(j, k)]
-                diff = late - tensors[t].lat
-                if diff > 0:  # the early input waits in a FIFO sized from the model
-                    depth = (math.ceil(diff / interval) + 1) * tensors[t].beats
+                diff = tensors[late].lat - tensors[t].lat
+                if t != late:  # the early input waits in a FIFO as deep as the late path can hold
+                    depth = math.ceil((hold[late] - base) * tensors[t].beats) + FIFO_SLACK
                     tw = tensors[t].beat_width
                     qm = f"{PREFIX}_fifo{depth}_w{tw}"
                     files[f"{qm}.v"] = emit_fifo(qm, tw, depth, model_hash)
                     q = f"q_{nd.name}_{k}"
                     L += wires(q, tw)
                     fifos[f"{nd.out}.{t}"] = depth
-                    body += [(f"    // skip path {t} -> {nd.out}: FIFO of {depth} beats = {depth // tensors[t].beats} frames "
-                             f"(latency difference {diff} cycles / {interval} cycles per frame, + 1)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
+                    body += [(f"    // skip path {t} -> {nd.out}: FIFO of {depth} beats ({depth / tensors[t].beats:.3f} frames):"
+                              f" the beats the path to {late} holds from their common tensor, + {FIFO_SLACK}"
+                              f" (model latency difference {diff} cycles)")] + inst(qm, f"u_fifo_{nd.name}_{k}", e, q)
                     e = q
                 ins.append(e)
             body += [f"    // {nd.out}: saturating add",
