@@ -770,19 +770,18 @@ def test_fused_requant_constants_equal_ir_for_every_accumulator(popcount):
     from types import SimpleNamespace
 
     from bnn2hw.fpga.rtl.emit import requant_rows
-    from bnn2hw.fpga.rtl.plan import signed_bits
+    from bnn2hw.fpga.rtl.plan import bitlen, signed_bits
 
     rng = np.random.default_rng(5)
     MH, MW, shift, bits, lo, hi = 33, 31, 3, 8, -100, 90
     mult = rng.integers(-40, 41, MH)
     mult[0], mult[1], mult[2] = -37, 1, -1
     bias = rng.integers(-300, 300, MH) * 8 + 4  # round-half-up: ties where x * mult = 4 (mod 8)
-    p = SimpleNamespace(popcount=popcount, MW=MW, AW=signed_bits(-MW, MW + 1) if not popcount else 6,
-                        acc_lo=-MW * 255, acc_hi=MW * 255, NF=11, PE=3,
+    acc_lo, acc_hi = -MW * 255, MW * 255  # a u8 x ±1 accumulator (signed), or a popcount in [0, MW]
+    p = SimpleNamespace(popcount=popcount, MW=MW, AW=bitlen(MW + 1) if popcount else signed_bits(acc_lo, acc_hi + 1),
+                        acc_lo=acc_lo, acc_hi=acc_hi, NF=11, PE=3,
                         requant={"mult": mult, "bias": bias, "shift": shift, "bits": bits, "lo": lo, "hi": hi})
-    if not popcount:
-        p.AW = signed_bits(p.acc_lo, p.acc_hi + 1)
-    rows, mw, bw, xw, qw, fw, _ = requant_rows(p)
+    rows, mw, bw, _xw, qw, fw, _ = requant_rows(p)
 
     def field(v, lo_bit, w):
         v = (v >> lo_bit) & ((1 << w) - 1)

@@ -349,8 +349,8 @@ def _requant_lines(p: MvauPlan, rom: str) -> list[str]:
           "            always @(posedge clk) if (en) begin",
           "                q1 <= a * m;",
           "                b1 <= b;",
-          f"                q2 <= ($signed({{{{{fw - qw}{{q1[{qw - 1}]}}}}, q1}}) + $signed({{{{{fw - bw}{{b1[{bw - 1}]}}}}, b1}}))"
-          f" >>> {sh};",
+          (f"                q2 <= ($signed({{{{{fw - qw}{{q1[{qw - 1}]}}}}, q1}}) + $signed({{{{{fw - bw}{{b1[{bw - 1}]}}}}, b1}}))"
+           f" >>> {sh};"),
           "            end",
           (f"            assign res[pe*{bits} +: {bits}] = (q2 < {_sconst(lo, fw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
            f" (q2 > {_sconst(hi, fw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : q2[{bits - 1}:0];"),

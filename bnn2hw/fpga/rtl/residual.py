@@ -351,8 +351,8 @@ def emit_global_pool_serial(mod: str, what: str, t: Tensor, ow_: int, model_hash
         L.append(f"    assign nxt[{j * ow_} +: {ow_}] = (first1 ? {ow_}'d0 : ring[{j * ow_} +: {ow_}]) + {x};")
     L += ["    always @(posedge clk) begin",
           f"        if (!rst_n) begin pix <= {cw}'d0; first1 <= 1'b1; end",
-          f"        else if (v1 && l1) begin pix <= (pix == {cw}'d{V - 1}) ? {cw}'d0 : pix + {cw}'d1; "
-          f"first1 <= (pix == {cw}'d{V - 1}); end",
+          (f"        else if (v1 && l1) begin pix <= (pix == {cw}'d{V - 1}) ? {cw}'d0 : pix + {cw}'d1; "
+           f"first1 <= (pix == {cw}'d{V - 1}); end"),
           "        if (v1) ring <= " + (f"{{nxt, ring[{rw - 1}:{sl}]}};" if G > 1 else "nxt;"),
           "    end"]
     if rw > C * ow_:
