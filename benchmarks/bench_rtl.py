@@ -314,6 +314,14 @@ def markdown(rows: list[dict], versions: dict) -> str:
         L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
               "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
               "describe the design the generator emits now."]
+    brk = [r for r in rows if r.get("breakdown")]
+    if brk:
+        from rtl_breakdown import markdown as breakdown_md
+
+        L += ["", "Where the LUTs go (`benchmarks/rtl_breakdown.py`: the same design synthesized without `-flatten`, "
+              "cell counts per generated module):", ""]
+        for r in brk:
+            L += breakdown_md(r["model"], r["breakdown"]) + [""]
     L += ["",
           "Notes (read before quoting):",
           "",
@@ -353,20 +361,18 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "`finn.md`), so no accuracy; simulated on "
           f"{RESIDUAL_FRAMES} saturating frames (random, all 255, all 0, checkerboard, ...): every stream tensor "
           "(requant outputs, adds, the pool's sums, the stream thresholds' bits) and every integer logit equal the "
-          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream op is "
-          "pixel-streamed: one pixel of C channels per beat and per clock (requant, threshold, saturating add, "
-          "global pool as C accumulators), forks and element-wise stages have a skid register (registered ready), "
-          "every conv reads its pixel stream through a two-bank frame RAM (block RAM when large: this is where most "
-          "BRAM18 of the residual rows go, with the skip FIFOs, sized in pixels from the analytical model: "
-          "(ceil(latency difference / interval) + 1) frames). FINN's resnet8 uses line buffers (FINN's "
-          "ConvolutionInputGenerator) instead of frame banks, and its estimate leaves the FIFOs out.",
-          "* resnet8's row was measured on commit 3ea31a1 (requant in 3 stages, add in 1); for res-small's Fmax the "
-          "generator now also registers the requant's input pixel (commit 967a052: +2,240 FF in resnet8's 9 "
-          "requants) and splits the add into sums and clipped sums (+ about 2 x 1,008 FF in resnet8's 3 adds); "
-          "resnet8 was not synthesized again (about 20 minutes of yosys here) and not placed and routed. Its 225 "
-          "DSP48 are the requants' multipliers by constants (yosys maps them to DSPs; FINN folds a requant into "
-          "thresholds instead).",
-          ""]
+          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream "
+          "is pixel-streamed (one pixel of C channels per beat). A requant runs inside its MVAU, per PE on each "
+          "finished result (one multiplier per PE, a DSP48 on xc7; FINN folds a requant into thresholds "
+          "instead). Stream thresholds take one pixel per clock; saturating adds and the global pool "
+          "are serial when a pixel has enough clocks (resnet8: 96 to 1,536): a few adders take the C elements in "
+          "groups, one group per clock, reading the input beat in place (`residual.serial_lanes`; the pool's C "
+          "sums in a rotating ring); forks with 2+ clocks per beat share one data register. Every conv reads its "
+          "pixel stream through a line buffer (`residual.swg_line_buffer`). Skip FIFOs (block RAM when large) "
+          "hold as many beats as the late path can hold from their common tensor (its line buffers and "
+          "registers), + 8: a fork hands each beat to both paths, so the FIFO never stops the fork while the "
+          "late path could take a beat. FINN's estimate leaves the FIFOs out.",
+                    ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
         + (f", ECP5 {r['ecp5_seconds']}" if 'ecp5_seconds' in r else "") for r in rows), ""]
