@@ -416,7 +416,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
          f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
-         + (f", rotated right by SIMD={S} elements per fold" if SF > 1 else ""),
+         + (f"; fold sf reads elements [sf*SIMD, sf*SIMD + {S}) through a {SF}:1 multiplexer" if SF > 1 else ""),
          "    always @(posedge clk) begin",
          "        if (!rst_n) begin",
          f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
@@ -432,14 +432,16 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "            else if (issue_last) running <= 1'b0;",
          "        end",
          "    end"]
-    if SF > 1:
-        sw = S * p.IW
-        L += ["    always @(posedge clk) if (en) begin",
-              "        if (take) cur <= s_tdata;",
-              f"        else if (running) cur <= {{cur[{sw - 1}:0], cur[{IN_W - 1}:{sw}]}};",
+    sw = S * p.IW
+    L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
+    if SF > 1:  # a case multiplexer (yosys: a LUT/MUXF tree; a variable part-select becomes a shifter)
+        L += [f"    reg [{sw - 1}:0] xs;  // elements [sf*SIMD, sf*SIMD + SIMD) of cur",
+              "    always @(*) begin",
+              "        case (sf)"]
+        L += [f"            {sfw}'d{k}: xs = cur[{(k + 1) * sw - 1}:{k * sw}];" for k in range(SF - 1)]
+        L += [f"            default: xs = cur[{IN_W - 1}:{(SF - 1) * sw}];",
+              "        endcase",
               "    end"]
-    else:
-        L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
     L += ["",
           "    // ---- stage 1: weights of this fold (ROM, synchronous read) and the SIMD inputs",
           f"    reg [{PE * S * p.WW - 1}:0] w1;",
@@ -462,7 +464,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "        if (!rst_n) v1 <= 1'b0;",
           "        else if (en) v1 <= running;",
           "        if (en) begin",
-          f"            x1 <= cur[{S * p.IW - 1}:0];",
+          (f"            x1 <= xs;" if SF > 1 else f"            x1 <= cur[{S * p.IW - 1}:0];"),
           f"            first1 <= (sf == {sfw}'d0);",
           "            last1 <= sf_last;",
           "        end",
@@ -559,11 +561,11 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "    // ---- output: results of fold nf fill outputs [nf*PE, nf*PE+PE); a finished vector goes to",
           "    // m_tdata, or to the skid register if m_tdata is still unread (then en stops the layer).",
           "    // en depends only on skid_v, a register: no combinational path from m_tready to s_tready."]
-    vec, skid_w, skid_vec = "res", OUT_W, "skid"
+    vec, skid_w = "res", OUT_W
     if NF > 1:
         # while skid_v, en is low and asm holds folds 0..NF-2 of the parked vector: the skid
         # register holds its last fold only
-        skid_w, skid_vec = PE * RW, "{skid, asm}"
+        skid_w = PE * RW
         L += ["    // the skid register holds the parked vector's last fold; asm (frozen while skid_v) the rest"]
     if NF > 1:
         bw = (NF - 1) * PE * RW
@@ -574,21 +576,26 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
               + (f"asm <= {{res, asm[{bw - 1}:{piece}]}};" if NF > 2 else "asm <= res;")]
     L += [f"    assign rnf_nxt = !rst_n ? {nfw}'d0 : (en && res_v) ? (res_last ? {nfw}'d0 : rnf + {nfw}'d1) : rnf;",
           "    always @(posedge clk) rnf <= rnf_nxt;",
-          f"    wire [{OUT_W - 1}:0] vec = {vec};",
+          *([f"    wire [{OUT_W - 1}:0] vec = {vec};"] if skid_w == OUT_W else []),
           f"    wire done = en && {out_v} && {out_l};  // a finished output vector this cycle",
           f"    reg [{skid_w - 1}:0] skid;",
+          "    // m_tdata takes the parked vector (skid_v) or the finished one when it is free or being read",
+          "    // (skid_v implies m_tvalid)" + ("; folds 0..NF-2 come from asm either way (no multiplexer)"
+                                            if skid_w < OUT_W else ""),
+          "    wire load = (!m_tvalid || m_tready) && (skid_v || done);",
+          ("    always @(posedge clk) if (load) m_tdata <= {skid_v ? skid : res, asm};" if skid_w < OUT_W
+           else "    always @(posedge clk) if (load) m_tdata <= skid_v ? skid : vec;"),
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin",
           "            m_tvalid <= 1'b0; skid_v <= 1'b0;",
           "        end else begin",
           "            if (m_tvalid && m_tready) begin          // m_tdata read: refill from skid or vec",
-          f"                if (skid_v) begin m_tdata <= {skid_vec}; skid_v <= 1'b0; end",
-          "                else if (done) m_tdata <= vec;",
-          "                else m_tvalid <= 1'b0;",
+          "                if (skid_v) skid_v <= 1'b0;",
+          "                else if (!done) m_tvalid <= 1'b0;",
           "            end else if (m_tvalid) begin             // m_tdata unread: park vec in skid",
           f"                if (done) begin skid <= {'vec' if skid_w == OUT_W else 'res'}; skid_v <= 1'b1; end",
           "            end else if (done) begin                 // m_tdata empty",
-          "                m_tdata <= vec; m_tvalid <= 1'b1;",
+          "                m_tvalid <= 1'b1;",
           "            end",
           "        end",
           "    end",
