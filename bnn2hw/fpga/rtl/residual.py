@@ -533,10 +533,11 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     per-row constants are registered from the output row counter, and the reader's "next row may
     start" decision is a register computed a cycle ahead.
 
-    Output: a window's last tap is issued only when the window register will be free when it
-    lands; a 1x1 window (one tap) goes through an output register and one skid register with a
-    count of the windows issued and not taken, so that one window per clock passes (before this
-    line buffer, a 1x1 window took two cycles).
+    Output: a window's last tap is issued only when the window register is empty (registers only,
+    so the consumer's ready does not reach the read path; with KH*KW >= 3 taps per window this
+    costs no cycle); a 1x1 window (one tap) goes through the output register and a 2-deep queue
+    with a count of the windows issued and not taken (at most 3), so that one window per clock
+    passes (before this line buffer, a 1x1 window took two cycles).
 
     Cycles per frame: max(H*W written, OH*OW*KH*KW read); an output row needs at least three
     cycles for the next to start without a gap (only when OW*KH*KW < 3: e.g. W = 1)."""
@@ -590,22 +591,25 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           ]
     if KK > 1:
         L += ["    reg tl;  // the landing tap is its window's last",
-              "    // the last tap of a window is issued only when the window register will be free",
-              "    wire go = cur_ok && (!tap_last || (!(tv && tl) && (!m_tvalid || m_tready)));",
+              "    // the last tap of a window is issued only when the window register will be free when it",
+              "    // lands (registers only: the consumer's ready stays out of the read path)",
+              "    wire go = cur_ok && (!tap_last || (!(tv && tl) && !m_tvalid));",
               "    always @(posedge clk) tl <= rst_n && go && tap_last;"]
     else:
-        L += ["    // one tap per window: windows issued and not taken (in the read pipeline, m_tdata, skid) <= 2",
+        L += ["    // one tap per window: windows issued and not taken (read pipeline, m_tdata, 2-deep queue) <= 3,",
+              "    // a register compare (one window per clock: a window holds its place for 3 cycles)",
               "    reg [1:0] nwin;",
               "    wire out_take = m_tvalid && m_tready;",
-              "    wire go = cur_ok && ((nwin != 2'd2) || out_take);",
+              "    wire go = cur_ok && (nwin != 2'd3);",
               "    always @(posedge clk)",
               "        if (!rst_n) nwin <= 2'd0;",
               "        else nwin <= nwin + {1'b0, go} - {1'b0, out_take};"]
     L += [
 
           "    wire row_end = go && tap_last && ox_last;",
+          "    reg rel;  // an output row ended last cycle: release its rows (rs_q still holds its value)",
           f"    wire signed [{ob - 1}:0] occ_next = occ + (wrow ? {_sconst(1, ob)} : {_sconst(0, ob)})"
-          f" - (row_end ? rs_q : {_sconst(0, ob)});"]
+          f" - (rel ? rs_q : {_sconst(0, ob)});"]
     # the per-row constants: a case on oy for the rows that differ from the most common one
     common = max(set(table), key=table.count)
     L += ["    always @(posedge clk) begin"]
@@ -624,7 +628,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           f"            occ <= {_sconst(0, ob)}; wr_ok <= 1'b1; waddr <= {u(k, 0)}; wx <= {u(wxw, 0)};",
           f"            ky <= {u(kyw, 0)}; kx <= {u(kxw, 0)}; oy <= {u(oyw, 0)}; ox <= {u(oxw, 0)};",
           f"            a <= {u(k, a0)}; aw <= {u(k, a0)}; ar <= {u(k, a0)};",
-          "            tv <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
+          "            tv <= 1'b0; rel <= 1'b0; cur_ok <= 1'b0; nxt_ok <= 1'b0; age <= 2'd0;",
           "        end else begin",
           "            occ <= occ_next;",
           f"            wr_ok <= (occ_next < {_sconst(R, ob)});",
@@ -632,7 +636,7 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
           f"                waddr <= waddr + {u(k, 1)};",
           f"                wx <= (wx == {u(wxw, W - 1)}) ? {u(wxw, 0)} : wx + {u(wxw, 1)};",
           "            end",
-          "            tv <= go;",
+          "            tv <= go; rel <= row_end;",
           "            age <= row_end ? 2'd0 : (age == 2'd2) ? 2'd2 : age + 2'd1;",
           "            nxt_ok <= !row_end && (age != 2'd0) && (occ >= nx_q);",
           "            if (row_end) cur_ok <= nxt_ok;",
@@ -685,8 +689,23 @@ def emit_swg_stream(p: MvauPlan, model_hash: str) -> str:
     else:
         L += [f"    wire [{EW - 1}:0] tap = rdata;"]
     if KK == 1:
-        L += ["    // the window (one tap) -> m_tdata, or the skid register while the consumer stalls"]
-        L += _skid("tap", EW, "tv") + _tail()
+        L += ["    // the window (one tap) -> m_tdata, or a 2-deep queue behind it while the consumer stalls",
+              f"    reg [{EW - 1}:0] q0, q1;",
+              "    reg [1:0] qn;  // windows in the queue",
+              "    wire out_free = !m_tvalid || m_tready;",
+              "    wire pop = out_free && (qn != 2'd0);",
+              "    wire push = tv && !(out_free && (qn == 2'd0));  // a landing window that cannot go to m_tdata",
+              "    always @(posedge clk) begin",
+              "        if (!rst_n) begin m_tvalid <= 1'b0; qn <= 2'd0; end",
+              "        else begin",
+              "            if (out_free) m_tvalid <= (qn != 2'd0) || tv;",
+              "            if (pop && !push) qn <= qn - 2'd1;",
+              "            else if (push && !pop) qn <= qn + 2'd1;",
+              "        end",
+              "        if (out_free) m_tdata <= (qn != 2'd0) ? q0 : tap;",
+              "        if (pop) begin q0 <= (qn == 2'd2) ? q1 : tap; q1 <= tap; end",
+              "        else if (push) begin if (qn == 2'd0) q0 <= tap; else q1 <= tap; end",
+              "    end"] + _tail()
         return "\n".join(L)
     ww = (KK - 1) * EW
     L += [f"    reg [{ww - 1}:0] win;  // taps 0 .. {KK - 2} of the window being read, tap 0 lowest",
