@@ -372,6 +372,11 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "hold as many beats as the late path can hold from their common tensor (its line buffers and "
           "registers), + 8: a fork hands each beat to both paths, so the FIFO never stops the fork while the "
           "late path could take a beat. FINN's estimate leaves the FIFOs out.",
+          "* resnet8 before issue 15's area work (main at f0d5334, two-bank frame RAMs, requant modules with one "
+          "multiplier per channel, E-wide adds and pool, skip FIFOs of whole frames; the same hierarchical synthesis "
+          "as the breakdown above): 20,852 LUT / 30,603 FF / 84 BRAM18 / 225 DSP = requant 5,560 LUT + 224 DSP, "
+          "MVAU 6,731, add 3,614, global pool 2,703, sliding window 1,581 LUT + 16 BRAM18, fork 382, skip FIFO 141 "
+          "LUT + 60 BRAM18, stream threshold 140 (flattened: 20,263 LUT).",
                     ""]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
