@@ -18,16 +18,19 @@ beat. Per IR op:
   finished result (``emit.requant_rows``: per channel ``clip((acc * m + b) >>> shift)``, one
   multiplier per PE, as FINN places the activation in its MVAU). A following ``maxpool``: gather
   and the chain back end's pool module (frames).
-* ``threshold`` on the stream, ``add``, global ``avgpool``: one pixel per beat and per clock
-  (:func:`emit_threshold`, :func:`emit_add`, :func:`emit_global_pool`: C accumulators); a
-  windowed ``avgpool`` packs the frame (:func:`emit_pack`) and sums whole windows
-  (:func:`emit_avgpool`). A pixel stream read only by dense layers is packed into one frame.
-* A tensor read by several ops goes through a fork (:func:`emit_fork`: one output and skid
-  register per reader). Each ``add`` input that arrives earlier than the other goes through a
-  FIFO (:func:`emit_fifo`, block RAM when large) of ``(ceil(latency difference / interval) + 1)
-  * beats`` beats, where the latencies are the sums of the layers' cycles along the longest path
-  and the interval is the slowest stage's cycles per frame. Without it the fork would wait for the
-  add, and the long branch would hold one frame at a time.
+* ``threshold`` on the stream: one pixel per beat and per clock (:func:`emit_threshold`).
+  ``add`` and global ``avgpool``: serial when a beat has enough clocks (:func:`serial_lanes`: a
+  few adders over the C elements in groups, one group per clock, the input beat read in place;
+  :func:`emit_add_serial`, :func:`emit_global_pool_serial`), else one beat per clock
+  (:func:`emit_add`, :func:`emit_global_pool`: C accumulators); a windowed ``avgpool`` packs the
+  frame (:func:`emit_pack`) and sums whole windows (:func:`emit_avgpool`). A pixel stream read
+  only by dense layers is packed into one frame.
+* A tensor read by several ops goes through a fork: one shared data register when a beat has 2+
+  clocks (:func:`emit_fork_shared`), else one output and skid register per reader
+  (:func:`emit_fork`). Each ``add`` input that is not the late one goes through a FIFO
+  (:func:`emit_fifo`, block RAM when large) as deep as the late path can hold beats from the two
+  paths' common tensor, + :data:`FIFO_SLACK` (:func:`_holds`: line buffers and registers).
+  Without it the fork would wait for the add, and the long branch would starve.
 
 Ready paths (Fmax): every new module's s_tready is a register or an AND of registers (skid
 registers), or, for the add (a join), the AND of both inputs' valids with a register.
