@@ -870,3 +870,26 @@ def test_residual_area_variants_equal_ir(case, tmp_path):
         assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}"
     model = plan_residual(g, fold, "t")
     assert runs[0].cycles_per_frame == model.interval, (runs[0].cycles_per_frame, model.interval, d.fifos)
+
+
+def test_residual_per_reader_fork_equals_ir(monkeypatch, tmp_path):
+    """The one-beat-per-clock fork (emit_fork: an output and a skid register per reader), which
+    pixel-streamed designs with 3x3 windows never need (a beat has 9+ clocks there), forced on
+    the conv-shortcut case: every stream tensor and logit equal the IR's, free-running and under
+    back-pressure, cycles/frame as the model."""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design, residual
+
+    monkeypatch.setattr(residual, "SHARED_FORK_MIN_CLOCKS", 10 ** 9)
+    g, x, fold = _residual_case("conv-shortcut")
+    d = generate_design(g, folding=fold)
+    assert "bnn_fork2_w4.v" in d.files and not any("shared data register" in t for t in d.files.values())
+    sim.lint(d.files)
+    ref = execute.run(g, x[:8])
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:8]), tmp_path, "verilator", (0, 5), d.probes)
+    for r in runs:
+        assert np.array_equal(r.int_logits, ref.int_logits), f"stall={r.stall_seed}"
+        for t, got in r.hidden.items():
+            w = ref.tensors[t].reshape(8, -1)
+            assert np.array_equal(got[:, :w.shape[1]], w), f"stall={r.stall_seed}: {t}"
+    assert runs[0].cycles_per_frame == residual.plan_residual(g, fold, "t").interval

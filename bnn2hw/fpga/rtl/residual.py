@@ -1036,6 +1036,7 @@ def plan_residual(graph: Graph, folding: list[dict], model_hash: str, rom: str =
 
 
 FIFO_SLACK = 8  # beats of a skip FIFO beyond the late path's capacity
+SHARED_FORK_MIN_CLOCKS = 2  # clocks per beat from which a fork shares one data register (emit_fork_shared)
 
 
 def _holds(nodes: list[Node], tensors: dict) -> tuple[dict, dict]:
@@ -1122,7 +1123,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
         if len(us) == 1:
             outs = [src]
         else:
-            if interval // tensors[t].beats >= 2:  # a beat per 2 clocks is enough: one shared data register
+            if interval // tensors[t].beats >= SHARED_FORK_MIN_CLOCKS:  # one shared data register is enough
                 fm = f"{PREFIX}_fork{len(us)}s_w{tw}"
                 files[f"{fm}.v"] = emit_fork_shared(fm, tw, len(us), model_hash)
             else:
