@@ -6,6 +6,7 @@ command end to end; the ECP5 flow (marked ``rtl_pnr``)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -893,3 +894,134 @@ def test_residual_per_reader_fork_equals_ir(monkeypatch, tmp_path):
             w = ref.tensors[t].reshape(8, -1)
             assert np.array_equal(got[:, :w.shape[1]], w), f"stall={r.stall_seed}: {t}"
     assert runs[0].cycles_per_frame == residual.plan_residual(g, fold, "t").interval
+
+
+# ---- skip FIFO that stores a wide beat as several narrower words (residual.emit_fifo_words):
+# its block RAM follows the bits (b2's 80 x 512-bit FIFO: 3 BRAM18, not 15), module alone
+
+FIFO_TB = """`default_nettype none
+`timescale 1ns/1ps
+module tb;
+    reg clk = 1'b0;
+    always #5 clk = ~clk;
+    reg rst_n = 1'b0;
+    reg [{fw1}:0] inmem [0:{nin1}];
+    reg [{fw1}:0] s_tdata;
+    reg s_tvalid, m_tready;
+    wire s_tready, m_tvalid;
+    wire [{fw1}:0] m_tdata;
+    bnn_q_fifo dut (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata), .s_tvalid(s_tvalid), .s_tready(s_tready),
+                    .m_tdata(m_tdata), .m_tvalid(m_tvalid), .m_tready(m_tready));
+    integer cyc = 0, ip = 0, op = 0, seed = 0, hold = 0, f;
+    reg [31:0] lfsr = 32'hace1;
+    initial begin
+        $readmemh("in.hex", inmem);
+        if (!$value$plusargs("stall=%d", seed)) seed = 0;
+        if (!$value$plusargs("hold=%d", hold)) hold = 0;
+        if (seed != 0) lfsr = seed;
+        f = $fopen("out.txt", "w");
+        s_tvalid = 1'b0; m_tready = 1'b0; s_tdata = 0;
+    end
+    always @(posedge clk) begin
+        cyc <= cyc + 1;
+        lfsr <= {{lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]}};
+        if (cyc == 3) rst_n <= 1'b1;
+        if (rst_n) begin
+            if (s_tvalid && s_tready) ip = ip + 1;
+            if (!s_tvalid || s_tready) begin
+                s_tvalid <= (ip < {nin}) && (seed == 0 || lfsr[3:2] != 2'b00);
+                s_tdata <= inmem[ip];
+            end
+            if (m_tvalid && m_tready) begin
+                $fwrite(f, "%0d %h\\n", cyc, m_tdata);
+                op = op + 1;
+                if (op == {nin}) begin $fclose(f); $finish; end
+            end
+            if (cyc == hold) $fwrite(f, "held %0d\\n", ip);
+            m_tready <= (cyc >= hold) && ((seed == 0) || lfsr[7:6] != 2'b00);
+        end
+        if (cyc > {maxc}) begin $display("TIMEOUT"); $fclose(f); $finish; end
+    end
+endmodule
+`default_nettype wire
+"""
+
+
+def _run_fifo(text: str, fw: int, beats: list[int], work, seed: int = 0, hold: int = 0):
+    """Simulate a FIFO module (``bnn_q_fifo``) alone with iverilog; returns (out beats, their
+    cycles, beats accepted before cycle ``hold`` while the output is held)."""
+    from bnn2hw.fpga.rtl import tools as rtl_tools
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "fifo.v").write_text(text)
+    (work / "in.hex").write_text("\n".join(f"{b:x}" for b in beats) + "\n")
+    (work / "tb.v").write_text(FIFO_TB.format(fw1=fw - 1, nin1=len(beats) - 1, nin=len(beats),
+                                              maxc=hold + 100 * len(beats) * 40 + 200))
+    rtl_tools.run([rtl_tools.require("iverilog", "FIFO test"), "-g2005", "-s", "tb", "-o", "tb.vvp", "fifo.v", "tb.v"],
+                  work, work / "build.log", "iverilog build of the FIFO testbench")
+    log = rtl_tools.run([rtl_tools.require("vvp", "FIFO test"), "-n", "tb.vvp", f"+stall={seed}", f"+hold={hold}"],
+                        work, work / "sim.log", "FIFO sim")
+    assert "TIMEOUT" not in log, f"the FIFO stalled (seed {seed}, hold {hold})"
+    rows = [ln.split() for ln in (work / "out.txt").read_text().split("\n") if ln]
+    held = [int(r[1]) for r in rows if r[0] == "held"]
+    rows = [r for r in rows if r[0] != "held"]
+    return [int(r[1], 16) for r in rows], np.array([int(r[0]) for r in rows]), held[0] if held else None
+
+
+FIFO_WORD_CASES = [  # (beat bits, depth beats, words per beat)
+    (33, 17, 2),  # 2 words of 17 bits, the last padded by 1
+    (31, 20, 4),  # 4 words of 8 bits, the last 7 bits wide
+    (65, 18, 3),  # 3 words of 22 bits
+    (257, 19, 8),  # 8 words of 33 bits, the last 26 bits
+    (512, 80, 15),  # b2's FIFO shape: 15 words of 35 bits (the last 22 bits)
+    (512, 84, 5),  # resnet8's choice at 84 beats: 5 words of 103 bits
+]
+
+
+@pytest.mark.parametrize("case", FIFO_WORD_CASES, ids=lambda c: "w{}d{}k{}".format(*c))
+def test_fifo_words_equals_its_input(case, tmp_path):
+    """emit_fifo_words alone (iverilog): every beat out equals the beat in, in order (all-ones,
+    all-zeros, one-hot top bit, random), free-running and under random stalls on both sides;
+    with the output held, it takes exactly depth + 2 beats (memory, assembly and output
+    registers, as emit_fifo); free-running, one beat per k + 2 clocks or better; lint clean."""
+    need("iverilog")
+    need("verilator")
+    from bnn2hw.fpga.rtl.residual import emit_fifo_words
+
+    fw, depth, k = case
+    text = emit_fifo_words("bnn_q_fifo", fw, depth, k, "test")
+    sim.lint({"bnn_q_fifo.v": text}, top="bnn_q_fifo")
+    rng = np.random.default_rng(fw + depth)
+    mask = (1 << fw) - 1
+    beats = [mask, 0, 1 << (fw - 1), 1] + [int.from_bytes(rng.bytes((fw + 7) // 8), "little") & mask
+                                          for _ in range(2 * depth + 7)]
+    for seed in (0, 7, 12345):
+        got, cyc, _ = _run_fifo(text, fw, beats, tmp_path / f"s{seed}", seed)
+        assert got == beats, f"{case} seed {seed}: first difference at beat " \
+            f"{next(i for i, (a, b) in enumerate(zip(got, beats)) if a != b) if len(got) == len(beats) else len(got)}"
+        if seed == 0:
+            assert np.diff(cyc).max() <= k + 2, (case, np.diff(cyc).max())
+    hold = 4 * (depth + 4) * k + 50
+    got, _, held = _run_fifo(text, fw, beats, tmp_path / "hold", 0, hold)
+    assert got == beats and held == depth + 2, (case, held)
+
+
+def test_fifo_words_choice_follows_the_bits():
+    """fifo_words: resnet8's skip FIFOs (512/256/128-bit beats) go from one 36-bit-wide BRAM18 per
+    36 bits of the beat to about their bits in BRAM18s; no words where a beat has too few clocks
+    (K + 2 > clocks), for small (LUT RAM) FIFOs, or where the last word would be empty."""
+    from bnn2hw.fpga.rtl.residual import bram18_count, fifo_words
+
+    assert bram18_count(80, 512) == 15 and bram18_count(1200, 35) == 3
+    for fw, depth, clocks, old, new in ((512, 80, 1536, 15, 3), (512, 84, 1536, 15, 3), (256, 148, 384, 8, 3),
+                                        (128, 280, 96, 4, 3)):
+        k = fifo_words(fw, depth, clocks)
+        w = -(-fw // k)
+        assert k > 1 and (k - 1) * w < fw and k + 2 <= clocks
+        assert bram18_count(depth, fw) == old and bram18_count(depth * k, w) == new, (fw, depth, k)
+        assert new <= math.ceil(depth * fw / 18432) + 1  # within one block of the bits
+    assert fifo_words(512, 80, 4) == 2  # 4 clocks per beat: K = 2 (256-bit words, 8 BRAM18) at most
+    assert fifo_words(512, 80, 3) == 1  # K + 2 = 4 clocks: too slow
+    assert fifo_words(512, 16, 1536) == 1  # 16 beats: distributed RAM
+    assert fifo_words(20, 100, 1536) == 1  # 2,000 bits: distributed RAM
+    assert bram18_count(400, 40) == 2 and fifo_words(40, 400, 1536) == 5  # 2,000 x 8 bits: one 2048 x 9 block

@@ -28,7 +28,8 @@ beat. Per IR op:
 * A tensor read by several ops goes through a fork: one shared data register when a beat has 2+
   clocks (:func:`emit_fork_shared`), else one output and skid register per reader
   (:func:`emit_fork`). Each ``add`` input that is not the late one goes through a FIFO
-  (:func:`emit_fifo`, block RAM when large) as deep as the late path can hold beats from the two
+  (:func:`emit_fifo`, block RAM when large; :func:`emit_fifo_words` when storing a wide beat as
+  several narrower words takes fewer BRAM18s) as deep as the late path can hold beats from the two
   paths' common tensor, + :data:`FIFO_SLACK` (:func:`_holds`: line buffers and registers).
   Without it the fork would wait for the add, and the long branch would starve.
 
@@ -793,6 +794,131 @@ def emit_fifo(mod: str, fw: int, depth: int, model_hash: str) -> str:
     return "\n".join(L)
 
 
+# BRAM18 (xc7 RAMB18, ECP5 DP16KD) aspect ratios: (word width, depth) of one 18-kbit block
+BRAM18_SHAPES = ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384))
+
+
+def bram18_count(depth: int, width: int) -> int:
+    """BRAM18s for a ``depth`` x ``width`` memory: the cheapest aspect ratio of
+    :data:`BRAM18_SHAPES`, blocks side by side for the width and stacked for the depth (a model
+    of yosys' memory mapping; synthesis may pick another tiling)."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BRAM18_SHAPES)
+
+
+def fifo_words(fw: int, depth: int, clocks_per_beat: int) -> int:
+    """Words per beat K for a skip FIFO of ``depth`` beats of ``fw`` bits: 1 (one beat per word,
+    :func:`emit_fifo`) unless storing each beat as K words of ceil(fw / K) bits
+    (:func:`emit_fifo_words`) takes fewer BRAM18s (:func:`bram18_count` of depth*K words), the
+    memory is a block RAM at all, and ``clocks_per_beat`` >= K + 2 (the word FIFO moves a beat in
+    K clocks in and K + 2 out; the caller passes the fewest clocks between beats of both add
+    inputs, :func:`_beat_spacing`). The smallest K of the fewest BRAM18s. A 512-bit beat in a 512 x 36
+    block takes 15 BRAM18 at any depth up to 512; as 15 words of 35 bits, 80 beats take 3."""
+    if not (depth * fw >= 4096 and depth > 16) or fw < 2:  # distributed RAM: no BRAM to save
+        return 1
+    best, best_k = bram18_count(depth, fw), 1
+    for k in range(2, min(fw, clocks_per_beat - 2) + 1):
+        if (k - 1) * math.ceil(fw / k) >= fw:  # the last word would be empty
+            continue
+        c = bram18_count(depth * k, math.ceil(fw / k))
+        if c < best:
+            best, best_k = c, k
+    return best_k
+
+
+def emit_fifo_words(mod: str, fw: int, depth: int, k: int, model_hash: str) -> str:
+    """A FIFO of ``depth`` beats of ``fw`` bits that stores each beat as ``k`` >= 2 words of
+    W = ceil(fw / k) bits (word j = bits [j*W +: W], the last word zero-padded) in a block RAM of
+    depth*k words, so that its BRAM18 count follows its bits (:func:`fifo_words`).
+
+    Write side: the beat on s_tdata (AXI: held while s_tvalid waits for s_tready) is written one
+    word per clock through a k:1 multiplexer; s_tready is high on its last word (a register
+    compare), so a beat enters in k clocks. A beat starts only when a slot is free (``used`` <
+    depth: beats being written, stored or being read). Read side: when the assembly register
+    ``asm`` is empty and a whole beat is stored (``avail``), its k words are read on k
+    consecutive clocks (registered block-RAM read) and land in their slices of ``asm``, which
+    then moves to the output register m_tdata when that is free: the next beat is assembled
+    while the consumer holds m_tdata (a serial add reads its beat in place for several clocks),
+    k + 2 clocks per beat at most. The reader never stalls inside a beat and frees the beat's
+    slot after reading its last word, so the writer (one word per clock, behind it) never
+    overwrites an unread word. Order and data are those of :func:`emit_fifo`; capacity ``depth``
+    beats + ``asm`` + m_tdata (as :func:`emit_fifo`'s read and output registers)."""
+    if k < 2:
+        raise Bnn2hwError(f"emit_fifo_words {mod}: {k} words per beat (use emit_fifo for 1)")
+    w = -(-fw // k)
+    if (k - 1) * w >= fw:
+        raise Bnn2hwError(f"emit_fifo_words {mod}: {k} words of {w} bits leave the last word empty ({fw} bits)")
+    d = depth * k
+    aw, kw, cw = bitlen(d - 1), bitlen(k - 1), bitlen(depth)
+    L = _hdr(f"skip-path FIFO: {depth} beats of {fw} bits, each stored as {k} words of {w} bits "
+             f"(block RAM of {d} x {w})", model_hash)
+    L += [f"module {mod} (", "    input  wire clk,", "    input  wire rst_n,",
+          f"    input  wire [{fw - 1}:0] s_tdata,", "    input  wire s_tvalid,", "    output wire s_tready,",
+          f"    output reg  [{fw - 1}:0] m_tdata,", "    output reg  m_tvalid,", "    input  wire m_tready", ");",
+          f"    (* ram_style = \"block\" *) reg [{w - 1}:0] mem [0:{d - 1}];",
+          f"    reg [{aw - 1}:0] wa, ra;  // word addresses",
+          f"    reg [{kw - 1}:0] wk, rk, rk_d;  // word of the beat being written / read / landing",
+          f"    reg [{cw - 1}:0] used;  // beats being written, stored or being read",
+          f"    reg [{cw - 1}:0] avail;  // whole beats stored, not yet being read",
+          "    reg rbusy;  // a beat is being read into asm",
+          f"    reg [{fw - 1}:0] asm;  // the beat being assembled, then waiting for m_tdata",
+          "    reg asm_v;  // asm holds a whole beat",
+          "    reg rd_v;  // rd_q holds word rk_d",
+          f"    reg [{w - 1}:0] rd_q;  // registered read",
+          f"    reg [{w - 1}:0] wword;  // word wk of s_tdata",
+          "    always @* begin",
+          "        case (wk)"]
+    for j in range(k):
+        hi = min(fw, (j + 1) * w) - 1
+        pad = (j + 1) * w - 1 - hi
+        src = f"s_tdata[{hi}:{j * w}]" if hi > j * w else f"s_tdata[{hi}]"
+        L += [f"            {kw}'d{j}: wword = " + (f"{{{pad}'d0, {src}}};" if pad else f"{src};")]
+    L += [f"            default: wword = {w}'d0;", "        endcase", "    end",
+          f"    wire we = s_tvalid && (wk != {kw}'d0 || used != {cw}'d{depth});  // a word of s_tdata is written",
+          f"    wire w_first = we && wk == {kw}'d0;",
+          f"    wire w_last = we && wk == {kw}'d{k - 1};",
+          f"    assign s_tready = (wk == {kw}'d{k - 1});",
+          f"    wire r_first = !rbusy && !asm_v && avail != {cw}'d0;",
+          "    wire move = asm_v && (!m_tvalid || m_tready);  // asm -> output register",
+          f"    wire re = r_first || rk != {kw}'d0;  // a word is read",
+          f"    wire r_last = re && rk == {kw}'d{k - 1};",
+          f"    wire land_last = rd_v && rk_d == {kw}'d{k - 1};",
+          "    always @(posedge clk) if (we) mem[wa] <= wword;",
+          "    always @(posedge clk) if (re) rd_q <= mem[ra];",
+          "    always @(posedge clk) begin", "        if (rd_v) begin", "            case (rk_d)"]
+    for j in range(k):
+        hi = min(fw, (j + 1) * w) - 1
+        dst = f"asm[{hi}:{j * w}]" if hi > j * w else f"asm[{hi}]"
+        src = f"rd_q[{hi - j * w}:0]" if hi > j * w else "rd_q[0]"
+        L += [f"                {kw}'d{j}: {dst} <= {src};"]
+    L += ["                default: ;", "            endcase", "        end", "    end",
+          "    always @(posedge clk) if (move) m_tdata <= asm;",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin",
+          f"            wa <= {aw}'d0; ra <= {aw}'d0; wk <= {kw}'d0; rk <= {kw}'d0; rk_d <= {kw}'d0;",
+          f"            used <= {cw}'d0; avail <= {cw}'d0; rbusy <= 1'b0; rd_v <= 1'b0; asm_v <= 1'b0;",
+          "            m_tvalid <= 1'b0;",
+          "        end else begin",
+          f"            if (we) wa <= (wa == {aw}'d{d - 1}) ? {aw}'d0 : wa + {aw}'d1;",
+          f"            if (we) wk <= (wk == {kw}'d{k - 1}) ? {kw}'d0 : wk + {kw}'d1;",
+          f"            if (re) ra <= (ra == {aw}'d{d - 1}) ? {aw}'d0 : ra + {aw}'d1;",
+          f"            if (re) rk <= (rk == {kw}'d{k - 1}) ? {kw}'d0 : rk + {kw}'d1;",
+          "            rd_v <= re;",
+          "            if (re) rk_d <= rk;",
+          "            if (w_first && !r_last) used <= used + 1'b1;",
+          "            else if (r_last && !w_first) used <= used - 1'b1;",
+          "            if (w_last && !r_first) avail <= avail + 1'b1;",
+          "            else if (r_first && !w_last) avail <= avail - 1'b1;",
+          "            if (r_first) rbusy <= 1'b1;",
+          "            else if (land_last) rbusy <= 1'b0;",
+          "            if (land_last) asm_v <= 1'b1;",
+          "            else if (move) asm_v <= 1'b0;",
+          "            if (move) m_tvalid <= 1'b1;",
+          "            else if (m_tready) m_tvalid <= 1'b0;",
+          "        end",
+          "    end"] + _tail()
+    return "\n".join(L)
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -1063,6 +1189,22 @@ def _holds(nodes: list[Node], tensors: dict) -> tuple[dict, dict]:
     return hold, anc
 
 
+def _beat_spacing(nodes: list[Node], tensors: dict, interval: int) -> dict:
+    """Per tensor: the fewest clocks between two of its beats that its producers allow (a lower
+    bound; a stream may be burstier than interval / beats when its producer is not the
+    bottleneck): an MVAU's NF*SF (clocks per output vector), an add's slower input, any other
+    stage its input's; the design's input 1. Capped at interval // beats (the average)."""
+    sp: dict[str, int] = {INPUT: 1}
+    for nd in nodes:
+        t = tensors[nd.out]
+        if nd.plan is not None:
+            s = max(1, nd.plan.NF * nd.plan.SF)
+        else:
+            s = max(sp[r] for r in nd.reads)
+        sp[nd.out] = min(s, max(1, interval // t.beats))
+    return sp
+
+
 def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int, model_hash: str) -> ResidualDesign:
     """Forks for tensors with several readers, FIFOs on the early input of every add, the top."""
     files: dict[str, str] = {}
@@ -1140,6 +1282,7 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
         for (j, k), o in zip(us, outs):
             edge[(j, k)] = o
     hold, anc = _holds(nodes, tensors)
+    spacing = _beat_spacing(nodes, tensors, interval)
     for j, nd in enumerate(nodes):
         out = "m_axis" if nd is nodes[-1] else f"t_{_ident(nd.out)}"
         if nd.join:
@@ -1152,8 +1295,14 @@ def _wire(nodes: list[Node], plans: list[MvauPlan], tensors: dict, interval: int
                 if t != late:  # the early input waits in a FIFO as deep as the late path can hold
                     depth = math.ceil((hold[late] - base) * tensors[t].beats) + FIFO_SLACK
                     tw = tensors[t].beat_width
-                    qm = f"{PREFIX}_fifo{depth}_w{tw}"
-                    files[f"{qm}.v"] = emit_fifo(qm, tw, depth, model_hash)
+                    # the word FIFO takes K clocks per beat in, K + 2 out: under both streams' fastest spacing
+                    k_words = fifo_words(tw, depth, min(spacing[t], spacing[late]))
+                    if k_words > 1:  # each beat as k_words narrower words: BRAM18s follow the bits
+                        qm = f"{PREFIX}_fifo{depth}_w{tw}_k{k_words}"
+                        files[f"{qm}.v"] = emit_fifo_words(qm, tw, depth, k_words, model_hash)
+                    else:
+                        qm = f"{PREFIX}_fifo{depth}_w{tw}"
+                        files[f"{qm}.v"] = emit_fifo(qm, tw, depth, model_hash)
                     q = f"q_{nd.name}_{k}"
                     L += wires(q, tw)
                     fifos[f"{nd.out}.{t}"] = depth
