@@ -30,7 +30,7 @@ import bench_rtl  # noqa: E402
 from bnn2hw.fpga.rtl import synth, tools  # noqa: E402
 from bnn2hw.fpga.rtl.emit import PREFIX  # noqa: E402
 
-KINDS = [("skip FIFO", r"_fifo\d+_w\d+$"), ("fork", r"_fork\d+s?_w\d+$"), ("sliding window", r"_swg$"),
+KINDS = [("skip FIFO", r"_fifo\d+_w\d+(_k\d+)?$"), ("fork", r"_fork\d+s?_w\d+$"), ("sliding window", r"_swg$"),
          ("add", r"_add$"), ("stream threshold", r"_thr$"), ("global / window pool", r"_avgpool$"),
          ("frame pack", r"_pack$"), ("gather", r"_gather$"), ("input stream", r"_instream$"),
          ("max-pool", r"_pool$"), ("top (wiring)", rf"^{PREFIX}_top$")]
@@ -68,6 +68,13 @@ def breakdown(name: str) -> dict:
                   work, work / "yosys.stdout", "yosys synth_xilinx (hierarchical)")
         mods = module_stats((work / "yosys.log").read_text())
         secs = time.time() - t0
+    return {"command": f"python benchmarks/rtl_breakdown.py --only {name}", "date": str(datetime.date.today()),
+            "yosys": f"synth_xilinx -family xc7 -noiopad (no -flatten), {secs:.0f} s"} | by_kind(mods)
+
+
+def by_kind(mods: dict[str, dict]) -> dict:
+    """Per-module counts (``kind`` keys ignored) -> modules with their kind, kinds and total."""
+    mods = {m: {x: n for x, n in g.items() if x != "kind"} for m, g in mods.items()}
     kinds: dict[str, dict[str, int]] = {}
     for m, g in mods.items():
         k = kinds.setdefault(kind(m), {x: 0 for x in g} | {"modules": 0})
@@ -75,9 +82,7 @@ def breakdown(name: str) -> dict:
         for x, n in g.items():
             k[x] += n
     total = {x: sum(g[x] for g in mods.values()) for x in ("LUT", "LUTRAM_SRL", "FF", "BRAM18", "DSP")}
-    return {"command": f"python benchmarks/rtl_breakdown.py --only {name}", "date": str(datetime.date.today()),
-            "yosys": f"synth_xilinx -family xc7 -noiopad (no -flatten), {secs:.0f} s",
-            "modules": {m: mods[m] | {"kind": kind(m)} for m in sorted(mods, key=lambda m: -mods[m]["LUT"])},
+    return {"modules": {m: mods[m] | {"kind": kind(m)} for m in sorted(mods, key=lambda m: -mods[m]["LUT"])},
             "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1]["LUT"])), "total": total}
 
 
@@ -98,9 +103,18 @@ def markdown(name: str, b: dict) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", default=["resnet8"])
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-derive module kinds from the stored breakdowns and rewrite rtl.md (no synthesis)")
     args = ap.parse_args()
     out = ROOT / "benchmarks" / "results"
     rows = json.loads((out / "rtl.json").read_text())
+    if args.report_only:
+        for r in rows:
+            if "breakdown" in r:
+                r["breakdown"] |= by_kind(r["breakdown"]["modules"])
+        (out / "rtl.json").write_text(json.dumps(rows, indent=2, default=str) + "\n")
+        (out / "rtl.md").write_text(bench_rtl.markdown(rows, bench_rtl.tool_versions()))
+        return
     for name in args.only:
         row = next((r for r in rows if r["model"] == name), None)
         if row is None:
