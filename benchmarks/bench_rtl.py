@@ -63,6 +63,11 @@ ARCH = {"cnn": "conv32-conv64-pool-128-10", "cnn-small": "conv8-conv16-pool-32-1
 # s_axis bytes per beat: folded designs take one u8 pixel per beat (as FINN streams them; 64 beats
 # per frame, fewer than the 80-96 compute cycles), the unrolled design a whole frame per beat
 BEAT_BYTES = {"target": 1, "unrolled": None, "residual": 3}  # residual: one RGB pixel per beat
+# rows measured before rows recorded their commit: (rtl.md commit, measured before the MVAU input multiplexer
+# b4de580, which changes every design's MVAU)
+OLD_ROW_COMMITS = {"mlp256": ("f229c66", True), "mlp64-unrolled": ("f0d00f2", True), "cnn": ("0edab89", True),
+                   "res-small": ("a081e33", False), "mlp64": ("2ff0370", False), "cnn-small": ("6b89b3d", False),
+                   "resnet8": ("34dbfa4", False)}
 XCUP_PART = "xczu3eg-sbva484-1-e"  # ultra96's part: synth_xilinx -family xcup (with --xcup)
 
 
@@ -226,6 +231,18 @@ def ecp5_fit(name: str, data, graphs: dict, pnr: bool) -> dict:
     return out
 
 
+def git_commit() -> str:
+    """The worktree's short commit, + "+dirty" when bnn2hw/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "bnn2hw"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def tool_versions() -> dict:
     out = {}
     for t, args in (("verilator", ["--version"]), ("yosys", ["-V"]), ("nextpnr-ecp5", ["--version"])):
@@ -314,6 +331,14 @@ def markdown(rows: list[dict], versions: dict) -> str:
         L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
               "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
               "describe the design the generator emits now."]
+    brk = [r for r in rows if r.get("breakdown")]
+    if brk:
+        from rtl_breakdown import markdown as breakdown_md
+
+        L += ["", "Where the LUTs go (`benchmarks/rtl_breakdown.py`: the same design synthesized without `-flatten`, "
+              "cell counts per generated module):", ""]
+        for r in brk:
+            L += breakdown_md(r["model"], r["breakdown"]) + [""]
     L += ["",
           "Notes (read before quoting):",
           "",
@@ -353,20 +378,36 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "`finn.md`), so no accuracy; simulated on "
           f"{RESIDUAL_FRAMES} saturating frames (random, all 255, all 0, checkerboard, ...): every stream tensor "
           "(requant outputs, adds, the pool's sums, the stream thresholds' bits) and every integer logit equal the "
-          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream op is "
-          "pixel-streamed: one pixel of C channels per beat and per clock (requant, threshold, saturating add, "
-          "global pool as C accumulators), forks and element-wise stages have a skid register (registered ready), "
-          "every conv reads its pixel stream through a line buffer (`emit_swg_stream`: a ring of about KH + 1 input "
-          "rows, power-of-two depth, block RAM only from 4 kbit: two of resnet8's nine; its nine windows hold "
-          "23,552 bits where the two-bank frame RAMs before held 237,568), like FINN's ConvolutionInputGenerator; most BRAM18 of the residual rows "
-          "are now the skip FIFOs, sized in pixels from the analytical model: (ceil(latency difference / interval) "
-          "+ 1) frames, a model that still charges each conv a whole frame of window latency. FINN's estimate leaves "
-          "the FIFOs out.",
-          "* resnet8's row was measured on commit bdd9c47 (branch rtl-swg: line buffers; 84 -> 70 BRAM18, LUTs about "
-          "equal: 20,263 -> 20,420); it was not placed and routed. Its 225 "
-          "DSP48 are the requants' multipliers by constants (yosys maps them to DSPs; FINN folds a requant into "
-          "thresholds instead).",
-          ""]
+          "IR's, free-running and under back-pressure. One RGB pixel (24 bits) per s_axis beat. Every stream "
+          "is pixel-streamed (one pixel of C channels per beat). A requant runs inside its MVAU, per PE on each "
+          "finished result (one multiplier per PE, a DSP48 on xc7; FINN folds a requant into thresholds "
+          "instead). Stream thresholds take one pixel per clock; saturating adds and the global pool "
+          "are serial when a pixel has enough clocks (resnet8: 96 to 1,536): a few adders take the C elements in "
+          "groups, one group per clock, reading the input beat in place (`residual.serial_lanes`; the pool's C "
+          "sums in a rotating ring); forks with 2+ clocks per beat share one data register. Every conv reads its "
+          "pixel stream through a line buffer (`residual.swg_line_buffer`). Skip FIFOs (block RAM when large) "
+          "hold as many beats as the late path can hold from their common tensor (its line buffers and "
+          "registers), + 8: a fork hands each beat to both paths, so the FIFO never stops the fork while the "
+          "late path could take a beat. FINN's estimate leaves the FIFOs out. A wide FIFO stores each beat as K "
+          "narrower words (`residual.emit_fifo_words`, K from `residual.fifo_words`: the fewest BRAM18s, K + 2 "
+          "clocks under the beat spacing), so its block RAM follows its bits: resnet8's 84 x 512-bit FIFO takes 3 "
+          "BRAM18 where one 512-bit word per beat took 15 (a BRAM18 port is at most 36 bits wide); its three FIFOs "
+          "27 -> 9 BRAM18, for a K:1 write multiplexer and an assembly register (about +300 LUT and +1,000 FF "
+          "flattened).",
+          "* resnet8 before issue 15's area work (main at f0d5334, two-bank frame RAMs, requant modules with one "
+          "multiplier per channel, E-wide adds and pool, skip FIFOs of whole frames; the same hierarchical synthesis "
+          "as the breakdown above): 20,852 LUT / 30,603 FF / 84 BRAM18 / 225 DSP = requant 5,560 LUT + 224 DSP, "
+          "MVAU 6,731, add 3,614, global pool 2,703, sliding window 1,581 LUT + 16 BRAM18, fork 382, skip FIFO 141 "
+          "LUT + 60 BRAM18, stream threshold 140 (flattened: 20,263 LUT).",
+                    ""]
+    measured = []
+    for r in rows:
+        c, before = r.get("commit"), False
+        if c is None:
+            c, before = OLD_ROW_COMMITS.get(r["model"], ("unknown", False))
+        measured.append(f"{r['model']} at {c}" + (" (**before** the MVAU input multiplexer b4de580: stale)"
+                                                  if before else ""))
+    L += ["", "Commits the rows were measured at: " + "; ".join(measured) + "."]
     L += ["", "Run times (s): " + "; ".join(
         f"{r['model']}: sim {r['sim_seconds']}, yosys xc7 {r['xc7_seconds']}"
         + (f", ECP5 {r['ecp5_seconds']}" if 'ecp5_seconds' in r else "") for r in rows), ""]
@@ -402,6 +443,7 @@ def main() -> None:
     versions = tool_versions()
     for n in args.only:  # results are merged into rtl.json/rtl.md after every model
         row = run_model(n, data, not args.no_ecp5, graphs, args.xcup)
+        row["commit"] = git_commit()
         row["command"] = ("python benchmarks/bench_rtl.py --only " + n + (" --no-ecp5" if args.no_ecp5 else "")
                           + (" --xcup" if args.xcup else ""))
         if (out / "rtl.json").exists():  # another run may have added models meanwhile

@@ -6,6 +6,7 @@ command end to end; the ECP5 flow (marked ``rtl_pnr``)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -560,7 +561,8 @@ def test_resnet8_32x32_streams_pixels_not_frames():
     widths = [int(w) + 1 for w in re.findall(r"wire \[(\d+):0\]", d.files["bnn_top.v"])]
     assert max(widths) == 64 * 14, max(widths)  # the pooled vector: 64 sums of 14 bits (3x3x64 windows: 576)
     assert d.plans[0].beat_width == 24 and "bnn_instream.v" not in d.files
-    assert sorted(d.fifos.values()) and all(v % 64 == 0 for v in d.fifos.values()), d.fifos  # whole frames of pixels
+    # skip FIFOs in beats (pixels): what the late path's line buffers and registers hold, under a frame
+    assert sorted(d.fifos.values()) and all(8 < v < 32 * 32 for v in d.fifos.values()), d.fifos
     assert sum("a line buffer of" in v for v in d.files.values()) == 9  # every conv reads pixels
     sim.lint(d.files)
 
@@ -774,3 +776,272 @@ def test_residual_line_buffer_shapes_equal_ir(hw, stride, widths, tmp_path):
             assert np.array_equal(got[:, :want.shape[1]], want), f"stall={r.stall_seed}: {t} differs"
     model = plan_residual(g, fold, "t", in_beat_bits=24)
     assert runs[0].cycles_per_frame == model.interval, (runs[0].cycles_per_frame, model.interval)
+
+
+# ---- area of the residual back end (issue 15, resnet8 LUTs): the requant fused into the MVAU,
+# serial (lanes from the interval) adds and global pools, shared-register forks, skip FIFOs sized
+# from the late path's line buffers; each variant against the IR
+
+@pytest.mark.parametrize("popcount", [True, False])
+def test_fused_requant_constants_equal_ir_for_every_accumulator(popcount):
+    """emit.requant_rows: clip((a * m + b) >>> shift) on the MVAU's accumulator a equals the IR's
+    requant of x (x = 2P - MW for a popcount P, else x = a) for every reachable a, with negative
+    multipliers, biases on the rounding tie (x * mult + bias = k * 2^shift + 2^(shift-1) - 1 and
+    + 2^(shift-1)) and both saturation ends; every intermediate fits the declared widths."""
+    from types import SimpleNamespace
+
+    from bnn2hw.fpga.rtl.emit import requant_rows
+    from bnn2hw.fpga.rtl.plan import bitlen, signed_bits
+
+    rng = np.random.default_rng(5)
+    MH, MW, shift, bits, lo, hi = 33, 31, 3, 8, -100, 90
+    mult = rng.integers(-40, 41, MH)
+    mult[0], mult[1], mult[2] = -37, 1, -1
+    bias = rng.integers(-300, 300, MH) * 8 + 4  # round-half-up: ties where x * mult = 4 (mod 8)
+    acc_lo, acc_hi = -MW * 255, MW * 255  # a u8 x ±1 accumulator (signed), or a popcount in [0, MW]
+    p = SimpleNamespace(popcount=popcount, MW=MW, AW=bitlen(MW + 1) if popcount else signed_bits(acc_lo, acc_hi + 1),
+                        acc_lo=acc_lo, acc_hi=acc_hi, NF=11, PE=3,
+                        requant={"mult": mult, "bias": bias, "shift": shift, "bits": bits, "lo": lo, "hi": hi})
+    rows, mw, bw, _xw, qw, fw, _ = requant_rows(p)
+
+    def field(v, lo_bit, w):
+        v = (v >> lo_bit) & ((1 << w) - 1)
+        return v - (1 << w) if v >> (w - 1) else v
+
+    a = np.arange(0, MW + 1) if popcount else np.arange(p.acc_lo, p.acc_hi + 1)
+    x = 2 * a - MW if popcount else a
+    ties = 0
+    for o in range(MH):
+        r = rows[o // p.PE] >> ((o % p.PE) * (mw + bw))
+        m, b = field(r, 0, mw), field(r, mw, bw)
+        q = a * m
+        v = q + b
+        assert np.abs(q).max() < 2 ** (qw - 1) and np.abs(v).max() < 2 ** (fw - 2), o  # fw has a spare bit
+        got = np.clip(v >> shift, lo, hi)
+        want = ops.requant(x[:, None], mult[o:o + 1], bias[o:o + 1], shift, bits, lo, hi)[:, 0]
+        assert np.array_equal(got, want), o
+        ties += int(((x * mult[o]) % 8 == 4).sum())
+    assert ties > 0
+    assert min(rows) >= 0 and len(rows) == p.NF
+
+
+def _area_case(name: str):
+    """(graph, inputs, folding, expected variants) for the area variants."""
+    from residual_graphs import residual_graph, saturating_inputs
+
+    from bnn2hw.fpga import build
+
+    rng = np.random.default_rng(11)
+    if name == "one-channel-parallel":  # 1-channel stream: the one-element add and pool (nothing to serialize)
+        g = residual_graph(rng, hw=6, c_in=3, widths=(1, 1, 1), stride=1, shortcut="identity")
+        x = saturating_inputs(rng, 8, 6, 3)
+        fold = build.choose_folding(build.matmul_layers(g), 100.0, 100e6 / 40)
+        return g, x, fold, {"serial": False, "shared_fork": True}
+    # 1-channel stem requant (u8 accumulators), 33-channel requants after a popcount conv of odd fan-in
+    # (x = 2P - 9 is odd: with shift 1, odd multipliers and odd biases every value is a rounding tie),
+    # negative multipliers, saturation; a slow folding: serial add and pool with several lanes
+    g = residual_graph(rng, hw=5, c_in=1, widths=(1, 33), stride=2)
+    for layer in g.layers:
+        if layer.op == "requant" and layer.name != "x0":
+            c = len(layer.arrays["mult"])
+            m = rng.integers(-4, 4, c) * 2 + 1  # odd, both signs
+            m[0] = -127  # |x| >= 3 saturates at both ends
+            layer.attrs["shift"] = 1
+            layer.arrays["mult"] = m.astype(np.int64)
+            layer.arrays["bias"] = (rng.integers(-20, 20, c) * 2 + 1).astype(np.int64)
+    x = saturating_inputs(rng, 8, 5, 1)
+    fold = build.choose_folding(build.matmul_layers(g), 100.0, 100e6 / 130)
+    return g, x, fold, {"serial": True, "shared_fork": True}
+
+
+@pytest.mark.parametrize("case", ["one-channel-parallel", "requant-ties-1-33-channels"])
+def test_residual_area_variants_equal_ir(case, tmp_path):
+    """Each area variant in Verilator, free-running and under back-pressure: every stream tensor
+    and logit equal the IR's, cycles/frame equal the model's interval (the serial modules and the
+    shared fork never slow the design; the skip FIFO sized from the line buffers keeps the long
+    path full); lint clean."""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design
+    from bnn2hw.fpga.rtl.residual import plan_residual
+
+    g, x, fold, want = _area_case(case)
+    d = generate_design(g, folding=fold)
+    sim.lint(d.files)
+    text = "\n".join(d.files.values())
+    assert ("(serial)" in text) == want["serial"], case
+    assert ("shared data register" in text) == want["shared_fork"], case
+    assert "_requant" not in " ".join(d.files)  # the requants run inside the MVAUs
+    if want["serial"]:  # 33 channels in groups of several lanes, the last group padded
+        assert "5 adder(s) over 7 groups" in d.files["bnn_x1_add.v"], d.files["bnn_x1_add.v"][:300]
+        assert "5 adder(s) over 7 groups" in d.files["bnn_pool_avgpool.v"]
+    ref = execute.run(g, x)
+    if want["serial"]:
+        acc = ref.tensors["c0"]  # the conv's accumulators (x = 2P - 9, odd)
+        req = next(l for l in g.layers if l.name == "z0")
+        ties = int(((acc * req.arrays["mult"]) % 2 == 1).sum())
+        assert ties > 0 and (acc % 2 == 1).all()
+        z = ref.tensors["z0"]
+        assert z.min() == -128 and z.max() == 127, (z.min(), z.max())  # saturates at both ends
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 5), d.probes)
+    for r in runs:
+        for t, got in r.hidden.items():
+            w = ref.tensors[t].reshape(len(x), -1)
+            bad = np.argwhere(got[:, :w.shape[1]] != w)
+            assert len(bad) == 0, f"{case} stall={r.stall_seed}: {t} differs at {bad[:5].tolist()}"
+        assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}"
+    model = plan_residual(g, fold, "t")
+    assert runs[0].cycles_per_frame == model.interval, (runs[0].cycles_per_frame, model.interval, d.fifos)
+
+
+def test_residual_per_reader_fork_equals_ir(monkeypatch, tmp_path):
+    """The one-beat-per-clock fork (emit_fork: an output and a skid register per reader), which
+    pixel-streamed designs with 3x3 windows never need (a beat has 9+ clocks there), forced on
+    the conv-shortcut case: every stream tensor and logit equal the IR's, free-running and under
+    back-pressure, cycles/frame as the model."""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design, residual
+
+    monkeypatch.setattr(residual, "SHARED_FORK_MIN_CLOCKS", 10 ** 9)
+    g, x, fold = _residual_case("conv-shortcut")
+    d = generate_design(g, folding=fold)
+    assert "bnn_fork2_w4.v" in d.files and not any("shared data register" in t for t in d.files.values())
+    sim.lint(d.files)
+    ref = execute.run(g, x[:8])
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x[:8]), tmp_path, "verilator", (0, 5), d.probes)
+    for r in runs:
+        assert np.array_equal(r.int_logits, ref.int_logits), f"stall={r.stall_seed}"
+        for t, got in r.hidden.items():
+            w = ref.tensors[t].reshape(8, -1)
+            assert np.array_equal(got[:, :w.shape[1]], w), f"stall={r.stall_seed}: {t}"
+    assert runs[0].cycles_per_frame == residual.plan_residual(g, fold, "t").interval
+
+
+# ---- skip FIFO that stores a wide beat as several narrower words (residual.emit_fifo_words):
+# its block RAM follows the bits (b2's 80 x 512-bit FIFO: 3 BRAM18, not 15), module alone
+
+FIFO_TB = """`default_nettype none
+`timescale 1ns/1ps
+module tb;
+    reg clk = 1'b0;
+    always #5 clk = ~clk;
+    reg rst_n = 1'b0;
+    reg [{fw1}:0] inmem [0:{nin1}];
+    reg [{fw1}:0] s_tdata;
+    reg s_tvalid, m_tready;
+    wire s_tready, m_tvalid;
+    wire [{fw1}:0] m_tdata;
+    bnn_q_fifo dut (.clk(clk), .rst_n(rst_n), .s_tdata(s_tdata), .s_tvalid(s_tvalid), .s_tready(s_tready),
+                    .m_tdata(m_tdata), .m_tvalid(m_tvalid), .m_tready(m_tready));
+    integer cyc = 0, ip = 0, op = 0, seed = 0, hold = 0, f;
+    reg [31:0] lfsr = 32'hace1;
+    initial begin
+        $readmemh("in.hex", inmem);
+        if (!$value$plusargs("stall=%d", seed)) seed = 0;
+        if (!$value$plusargs("hold=%d", hold)) hold = 0;
+        if (seed != 0) lfsr = seed;
+        f = $fopen("out.txt", "w");
+        s_tvalid = 1'b0; m_tready = 1'b0; s_tdata = 0;
+    end
+    always @(posedge clk) begin
+        cyc <= cyc + 1;
+        lfsr <= {{lfsr[30:0], lfsr[31] ^ lfsr[21] ^ lfsr[1] ^ lfsr[0]}};
+        if (cyc == 3) rst_n <= 1'b1;
+        if (rst_n) begin
+            if (s_tvalid && s_tready) ip = ip + 1;
+            if (!s_tvalid || s_tready) begin
+                s_tvalid <= (ip < {nin}) && (seed == 0 || lfsr[3:2] != 2'b00);
+                s_tdata <= inmem[ip];
+            end
+            if (m_tvalid && m_tready) begin
+                $fwrite(f, "%0d %h\\n", cyc, m_tdata);
+                op = op + 1;
+                if (op == {nin}) begin $fclose(f); $finish; end
+            end
+            if (cyc == hold) $fwrite(f, "held %0d\\n", ip);
+            m_tready <= (cyc >= hold) && ((seed == 0) || lfsr[7:6] != 2'b00);
+        end
+        if (cyc > {maxc}) begin $display("TIMEOUT"); $fclose(f); $finish; end
+    end
+endmodule
+`default_nettype wire
+"""
+
+
+def _run_fifo(text: str, fw: int, beats: list[int], work, seed: int = 0, hold: int = 0):
+    """Simulate a FIFO module (``bnn_q_fifo``) alone with iverilog; returns (out beats, their
+    cycles, beats accepted before cycle ``hold`` while the output is held)."""
+    from bnn2hw.fpga.rtl import tools as rtl_tools
+
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "fifo.v").write_text(text)
+    (work / "in.hex").write_text("\n".join(f"{b:x}" for b in beats) + "\n")
+    (work / "tb.v").write_text(FIFO_TB.format(fw1=fw - 1, nin1=len(beats) - 1, nin=len(beats),
+                                              maxc=hold + 100 * len(beats) * 40 + 200))
+    rtl_tools.run([rtl_tools.require("iverilog", "FIFO test"), "-g2005", "-s", "tb", "-o", "tb.vvp", "fifo.v", "tb.v"],
+                  work, work / "build.log", "iverilog build of the FIFO testbench")
+    log = rtl_tools.run([rtl_tools.require("vvp", "FIFO test"), "-n", "tb.vvp", f"+stall={seed}", f"+hold={hold}"],
+                        work, work / "sim.log", "FIFO sim")
+    assert "TIMEOUT" not in log, f"the FIFO stalled (seed {seed}, hold {hold})"
+    rows = [ln.split() for ln in (work / "out.txt").read_text().split("\n") if ln]
+    held = [int(r[1]) for r in rows if r[0] == "held"]
+    rows = [r for r in rows if r[0] != "held"]
+    return [int(r[1], 16) for r in rows], np.array([int(r[0]) for r in rows]), held[0] if held else None
+
+
+FIFO_WORD_CASES = [  # (beat bits, depth beats, words per beat)
+    (33, 17, 2),  # 2 words of 17 bits, the last padded by 1
+    (31, 20, 4),  # 4 words of 8 bits, the last 7 bits wide
+    (65, 18, 3),  # 3 words of 22 bits
+    (257, 19, 8),  # 8 words of 33 bits, the last 26 bits
+    (512, 80, 15),  # b2's FIFO shape: 15 words of 35 bits (the last 22 bits)
+    (512, 84, 5),  # resnet8's choice at 84 beats: 5 words of 103 bits
+]
+
+
+@pytest.mark.parametrize("case", FIFO_WORD_CASES, ids=lambda c: "w{}d{}k{}".format(*c))
+def test_fifo_words_equals_its_input(case, tmp_path):
+    """emit_fifo_words alone (iverilog): every beat out equals the beat in, in order (all-ones,
+    all-zeros, one-hot top bit, random), free-running and under random stalls on both sides;
+    with the output held, it takes exactly depth + 2 beats (memory, assembly and output
+    registers, as emit_fifo); free-running, one beat per k + 2 clocks or better; lint clean."""
+    need("iverilog")
+    need("verilator")
+    from bnn2hw.fpga.rtl.residual import emit_fifo_words
+
+    fw, depth, k = case
+    text = emit_fifo_words("bnn_q_fifo", fw, depth, k, "test")
+    sim.lint({"bnn_q_fifo.v": text}, top="bnn_q_fifo")
+    rng = np.random.default_rng(fw + depth)
+    mask = (1 << fw) - 1
+    beats = [mask, 0, 1 << (fw - 1), 1] + [int.from_bytes(rng.bytes((fw + 7) // 8), "little") & mask
+                                          for _ in range(2 * depth + 7)]
+    for seed in (0, 7, 12345):
+        got, cyc, _ = _run_fifo(text, fw, beats, tmp_path / f"s{seed}", seed)
+        assert got == beats, f"{case} seed {seed}: first difference at beat " \
+            f"{next(i for i, (a, b) in enumerate(zip(got, beats)) if a != b) if len(got) == len(beats) else len(got)}"
+        if seed == 0:
+            assert np.diff(cyc).max() <= k + 2, (case, np.diff(cyc).max())
+    hold = 4 * (depth + 4) * k + 50
+    got, _, held = _run_fifo(text, fw, beats, tmp_path / "hold", 0, hold)
+    assert got == beats and held == depth + 2, (case, held)
+
+
+def test_fifo_words_choice_follows_the_bits():
+    """fifo_words: resnet8's skip FIFOs (512/256/128-bit beats) go from one 36-bit-wide BRAM18 per
+    36 bits of the beat to about their bits in BRAM18s; no words where a beat has too few clocks
+    (K + 2 > clocks), for small (LUT RAM) FIFOs, or where the last word would be empty."""
+    from bnn2hw.fpga.rtl.residual import bram18_count, fifo_words
+
+    assert bram18_count(80, 512) == 15 and bram18_count(1200, 35) == 3
+    for fw, depth, clocks, old, new in ((512, 80, 1536, 15, 3), (512, 84, 1536, 15, 3), (256, 148, 384, 8, 3),
+                                        (128, 280, 96, 4, 3)):
+        k = fifo_words(fw, depth, clocks)
+        w = -(-fw // k)
+        assert k > 1 and (k - 1) * w < fw and k + 2 <= clocks
+        assert bram18_count(depth, fw) == old and bram18_count(depth * k, w) == new, (fw, depth, k)
+        assert new <= math.ceil(depth * fw / 18432) + 1  # within one block of the bits
+    assert fifo_words(512, 80, 4) == 2  # 4 clocks per beat: K = 2 (256-bit words, 8 BRAM18) at most
+    assert fifo_words(512, 80, 3) == 1  # K + 2 = 4 clocks: too slow
+    assert fifo_words(512, 16, 1536) == 1  # 16 beats: distributed RAM
+    assert fifo_words(20, 100, 1536) == 1  # 2,000 bits: distributed RAM
+    assert bram18_count(400, 40) == 2 and fifo_words(40, 400, 1536) == 5  # 2,000 x 8 bits: one 2048 x 9 block

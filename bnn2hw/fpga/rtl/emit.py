@@ -37,7 +37,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import Bnn2hwError
-from .plan import MvauPlan, bitlen
+from .plan import MvauPlan, bitlen, signed_bits
 
 PREFIX = "bnn"
 
@@ -268,6 +268,97 @@ def _issue_last_next(NF: int, SF: int, nfw: int, sfw: int) -> str:
     return f"(nf == {nfw}'d{NF - 1}) && (sf == {sfw}'d{SF - 2})"
 
 
+def requant_rows(p: MvauPlan) -> tuple[list[int], int, int, int, int, int, str]:
+    """The fused requant's constants in the accumulator domain of the hardware: per output o,
+    (m_o, b_o) with ``clip((a * m_o + b_o) >>> shift)`` equal to the IR's
+    ``clip((x * mult_o + bias_o) >>> shift)``, where a is the MVAU's accumulator and x the IR's:
+    x = a for a signed accumulator; x = 2P - MW for a popcount P, so m = 2 mult and
+    b = bias - MW mult (exact integer identity). Returns (ROM rows: row nf, lane pe at
+    ``[pe*(mw+bw) +: mw+bw]`` = {b, m} of output nf*PE + pe; mw, bw: the fields' widths; xw: the
+    signed width of a; qw: of a * m; fw: of a * m + b, with a spare bit; xv: the Verilog
+    expression of a for lane ``pe``)."""
+    rq = p.requant
+    mult = np.asarray(rq["mult"], dtype=np.int64)
+    bias = np.asarray(rq["bias"], dtype=np.int64)
+    if p.popcount:
+        m, b = 2 * mult, bias - p.MW * mult
+        alo, ahi = 0, p.MW
+        xw = p.AW + 1
+        xv = f"$signed({{1'b0, acc[pe*{p.AW} +: {p.AW}]}})"
+    else:
+        m, b = mult, bias
+        alo, ahi = p.acc_lo, p.acc_hi
+        xw = p.AW
+        xv = f"$signed(acc[pe*{p.AW} +: {p.AW}])"
+    m, b = [int(v) for v in m], [int(v) for v in b]
+    mw = signed_bits(min(m + [0]), max(m + [0]))
+    bw = signed_bits(min(b + [0]), max(b + [0]))
+    prods = [v for mo in m for v in (alo * mo, ahi * mo)]
+    qw = max(signed_bits(min(prods + [0]), max(prods + [0])), xw)
+    ext = [v for mo, bo in zip(m, b) for v in (alo * mo + bo, ahi * mo + bo)]
+    fw = max(signed_bits(min(ext + [0]), max(ext + [0])), qw, bw, rq["bits"] + 1) + 1
+    rows = []
+    for nf in range(p.NF):
+        r = 0
+        for pe in range(p.PE):
+            o = nf * p.PE + pe
+            r |= ((b[o] & ((1 << bw) - 1)) << mw | (m[o] & ((1 << mw) - 1))) << (pe * (mw + bw))
+        rows.append(r)
+    return rows, mw, bw, xw, qw, fw, xv
+
+
+def _sconst(v: int, w: int) -> str:
+    """A signed ``w``-bit Verilog constant."""
+    return f"-{w}'sd{-v}" if v < 0 else f"{w}'sd{v}"
+
+
+def _requant_lines(p: MvauPlan, rom: str) -> list[str]:
+    """The IR requant after this MVAU, per PE on each finished result (FINN's placement of the
+    activation inside the MVAU): one multiplier per PE (a DSP), the (m, b) row of the result's
+    neuron fold read one cycle ahead like the threshold ROM, then two stages gated by ``en``:
+    q1 = a * m, q2 = (q1 + b) >>> shift; ``res`` = clip(q2) to [lo, hi]. ``q2_v`` / ``q2_l`` take
+    the place of ``res_v`` / ``res_last`` for the output stage."""
+    rq = p.requant
+    rows, mw, bw, xw, qw, fw, xv = requant_rows(p)
+    bits, sh, lo, hi = rq["bits"], rq["shift"], rq["lo"], rq["hi"]
+    PE, NF = p.PE, p.NF
+    rw = mw + bw
+    L = [f"    // ---- requant {rq['name']} (fused): per output clip((acc * m + b) >>> {sh}) to [{lo}, {hi}], {bits} bits",
+         (f"    //      acc = P, m = 2 mult, b = bias - {p.MW} mult (the IR's x = 2P - {p.MW})" if p.popcount
+          else "    //      acc = the IR's x, m = mult, b = bias"),
+         f"    reg [{PE * rw - 1}:0] thr_row;"]
+    L += _rom_lines("qrom", PE * rw, rows,
+                    f"requant ROM: row nf, bits [pe*{rw} +: {rw}] = {{b ({bw} bits), m ({mw} bits)}} of output nf*PE+pe;"
+                    " read one cycle ahead (address rnf_nxt), so thr_row is row rnf", "rnf_nxt", "thr_row",
+                    rom_style(NF, PE * rw, rom), None)
+    L += ["    reg q1_v, q1_l, q2_v, q2_l;  // the requant stages hold a result / the vector's last fold",
+          "    always @(posedge clk) begin",
+          "        if (!rst_n) begin q1_v <= 1'b0; q2_v <= 1'b0; end",
+          "        else if (en) begin q1_v <= res_v; q2_v <= q1_v; end",
+          "        if (en) begin q1_l <= res_last; q2_l <= q1_l; end",
+          "    end",
+          f"    wire [{PE * bits - 1}:0] res;",
+          "    generate",
+          f"        for (pe = 0; pe < {PE}; pe = pe + 1) begin : g_rq",
+          f"            wire signed [{mw - 1}:0] m = thr_row[pe*{rw} +: {mw}];",
+          f"            wire signed [{bw - 1}:0] b = thr_row[pe*{rw} + {mw} +: {bw}];",
+          f"            wire signed [{xw - 1}:0] a = {xv};",
+          f"            reg signed [{qw - 1}:0] q1;",
+          f"            reg signed [{bw - 1}:0] b1;",
+          f"            reg signed [{fw - 1}:0] q2;",
+          "            always @(posedge clk) if (en) begin",
+          "                q1 <= a * m;",
+          "                b1 <= b;",
+          (f"                q2 <= ($signed({{{{{fw - qw}{{q1[{qw - 1}]}}}}, q1}}) + $signed({{{{{fw - bw}{{b1[{bw - 1}]}}}}, b1}}))"
+           f" >>> {sh};"),
+          "            end",
+          (f"            assign res[pe*{bits} +: {bits}] = (q2 < {_sconst(lo, fw)}) ? {bits}'h{lo & ((1 << bits) - 1):x} :"
+           f" (q2 > {_sconst(hi, fw)}) ? {bits}'h{hi & ((1 << bits) - 1):x} : q2[{bits - 1}:0];"),
+          "        end",
+          "    endgenerate"]
+    return L
+
+
 def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> str:
     """One MVAU module for IR dense layer ``p`` (+ its threshold)."""
     NF, SF, PE, S, AW = p.NF, p.SF, p.PE, p.SIMD, p.AW
@@ -277,8 +368,12 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
     kind = {True: "binary x binary (xnor-popcount)", False: f"{p.in_kind} x {p.weight_kind}"}[p.popcount]
     out_desc = (f"{p.MH} integer logits of {p.LW} bits (two's complement), logit o at [o*{p.LW} +: {p.LW}]"
                 if p.is_logits else f"{p.MH} bits (1 = +1), channel o at bit o")
+    if p.requant:
+        b = p.requant["bits"]
+        out_desc = f"{p.MH} stream integers of {b} bits (two's complement, requant {p.requant['name']}), o at [o*{b} +: {b}]"
     L = [f"// IR layer {index}: {p.name} (dense, {kind}) <- PyTorch module {p.source}"
-         + (f", threshold {p.thr_name}" if p.thr_name else ", no activation: integer logits"),
+         + (f", threshold {p.thr_name}" if p.thr_name else f", requant {p.requant['name']}" if p.requant
+            else ", no activation: integer logits"),
          f"// MW={p.MW} inputs, MH={p.MH} outputs, folded PE={PE} x SIMD={S}: "
          f"NF={NF} neuron folds x SF={SF} synapse folds = {p.cycles} cycles/frame",
          f"// input:  {p.MW} x {p.IW}-bit ({ {'u8': 'u8 pixel', 'bits': 'bit, 1 = +1'}.get(p.in_kind, 'stream integer')}), "
@@ -321,7 +416,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "    assign s_tready = en && (!running || issue_last);",
          "    wire take = s_tvalid && s_tready;",
          f"    reg [{IN_W - 1}:0] cur;  // the frame being computed"
-         + (f", rotated right by SIMD={S} elements per fold" if SF > 1 else ""),
+         + (f"; fold sf reads elements [sf*SIMD, sf*SIMD + {S}) through a {SF}:1 multiplexer" if SF > 1 else ""),
          "    always @(posedge clk) begin",
          "        if (!rst_n) begin",
          f"            running <= 1'b0; nf <= {nfw}'d0; sf <= {sfw}'d0; waddr <= {aw_addr}'d0;",
@@ -337,14 +432,16 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
          "            else if (issue_last) running <= 1'b0;",
          "        end",
          "    end"]
-    if SF > 1:
-        sw = S * p.IW
-        L += ["    always @(posedge clk) if (en) begin",
-              "        if (take) cur <= s_tdata;",
-              f"        else if (running) cur <= {{cur[{sw - 1}:0], cur[{IN_W - 1}:{sw}]}};",
+    sw = S * p.IW
+    L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
+    if SF > 1:  # a case multiplexer (yosys: a LUT/MUXF tree; a variable part-select becomes a shifter)
+        L += [f"    reg [{sw - 1}:0] xs;  // elements [sf*SIMD, sf*SIMD + SIMD) of cur",
+              "    always @(*) begin",
+              "        case (sf)"]
+        L += [f"            {sfw}'d{k}: xs = cur[{(k + 1) * sw - 1}:{k * sw}];" for k in range(SF - 1)]
+        L += [f"            default: xs = cur[{IN_W - 1}:{(SF - 1) * sw}];",
+              "        endcase",
               "    end"]
-    else:
-        L += ["    always @(posedge clk) if (en && take) cur <= s_tdata;"]
     L += ["",
           "    // ---- stage 1: weights of this fold (ROM, synchronous read) and the SIMD inputs",
           f"    reg [{PE * S * p.WW - 1}:0] w1;",
@@ -367,7 +464,7 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "        if (!rst_n) v1 <= 1'b0;",
           "        else if (en) v1 <= running;",
           "        if (en) begin",
-          f"            x1 <= cur[{S * p.IW - 1}:0];",
+          (f"            x1 <= xs;" if SF > 1 else f"            x1 <= cur[{S * p.IW - 1}:0];"),
           f"            first1 <= (sf == {sfw}'d0);",
           "            last1 <= sf_last;",
           "        end",
@@ -419,7 +516,11 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "    end",
           ""]
     # result
-    if p.is_logits:
+    out_v, out_l = "res_v", "res_last"  # a result for the output stage / it is the vector's last fold
+    if p.requant:
+        L += _requant_lines(p, rom)
+        RW, out_v, out_l = p.requant["bits"], "q2_v", "q2_l"
+    elif p.is_logits:
         LW = p.LW
         L += [f"    // ---- integer logits, {LW} bits each"]
         if p.popcount:
@@ -460,31 +561,41 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
           "    // ---- output: results of fold nf fill outputs [nf*PE, nf*PE+PE); a finished vector goes to",
           "    // m_tdata, or to the skid register if m_tdata is still unread (then en stops the layer).",
           "    // en depends only on skid_v, a register: no combinational path from m_tready to s_tready."]
-    vec = "res"
+    vec, skid_w = "res", OUT_W
+    if NF > 1:
+        # while skid_v, en is low and asm holds folds 0..NF-2 of the parked vector: the skid
+        # register holds its last fold only
+        skid_w = PE * RW
+        L += ["    // the skid register holds the parked vector's last fold; asm (frozen while skid_v) the rest"]
     if NF > 1:
         bw = (NF - 1) * PE * RW
         piece = PE * RW
         vec = "{res, asm}"
         L += [f"    reg [{bw - 1}:0] asm;  // folds 0..NF-2 of the vector being assembled",
-              "    always @(posedge clk) if (en && res_v && !res_last) "
+              f"    always @(posedge clk) if (en && {out_v} && !{out_l}) "
               + (f"asm <= {{res, asm[{bw - 1}:{piece}]}};" if NF > 2 else "asm <= res;")]
     L += [f"    assign rnf_nxt = !rst_n ? {nfw}'d0 : (en && res_v) ? (res_last ? {nfw}'d0 : rnf + {nfw}'d1) : rnf;",
           "    always @(posedge clk) rnf <= rnf_nxt;",
-          f"    wire [{OUT_W - 1}:0] vec = {vec};",
-          "    wire done = en && res_v && res_last;  // a finished output vector this cycle",
-          f"    reg [{OUT_W - 1}:0] skid;",
+          *([f"    wire [{OUT_W - 1}:0] vec = {vec};"] if skid_w == OUT_W else []),
+          f"    wire done = en && {out_v} && {out_l};  // a finished output vector this cycle",
+          f"    reg [{skid_w - 1}:0] skid;",
+          "    // m_tdata takes the parked vector (skid_v) or the finished one when it is free or being read",
+          "    // (skid_v implies m_tvalid)" + ("; folds 0..NF-2 come from asm either way (no multiplexer)"
+                                            if skid_w < OUT_W else ""),
+          "    wire load = (!m_tvalid || m_tready) && (skid_v || done);",
+          ("    always @(posedge clk) if (load) m_tdata <= {skid_v ? skid : res, asm};" if skid_w < OUT_W
+           else "    always @(posedge clk) if (load) m_tdata <= skid_v ? skid : vec;"),
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin",
           "            m_tvalid <= 1'b0; skid_v <= 1'b0;",
           "        end else begin",
           "            if (m_tvalid && m_tready) begin          // m_tdata read: refill from skid or vec",
-          "                if (skid_v) begin m_tdata <= skid; skid_v <= 1'b0; end",
-          "                else if (done) m_tdata <= vec;",
-          "                else m_tvalid <= 1'b0;",
+          "                if (skid_v) skid_v <= 1'b0;",
+          "                else if (!done) m_tvalid <= 1'b0;",
           "            end else if (m_tvalid) begin             // m_tdata unread: park vec in skid",
-          "                if (done) begin skid <= vec; skid_v <= 1'b1; end",
+          f"                if (done) begin skid <= {'vec' if skid_w == OUT_W else 'res'}; skid_v <= 1'b1; end",
           "            end else if (done) begin                 // m_tdata empty",
-          "                m_tdata <= vec; m_tvalid <= 1'b1;",
+          "                m_tvalid <= 1'b1;",
           "            end",
           "        end",
           "    end",

@@ -63,6 +63,9 @@ class MvauPlan:
     pool: dict | None = None  # max-pool after the threshold: k, stride, ph, pw
     in_beat_bits: int | None = None  # first layer only: s_axis beat width (None: one whole frame per beat)
     in_bits: int | None = None  # in_kind "fixed": width of one stream integer (two's complement)
+    # an IR requant fused into the MVAU's output (residual back end): {"name", "mult", "bias" (MH,),
+    # "shift", "bits", "lo", "hi"}; the output is then MH stream integers of "bits" bits (not logits)
+    requant: dict | None = None
 
     @property
     def vectors(self) -> int:
@@ -137,6 +140,8 @@ class MvauPlan:
     @property
     def out_width(self) -> int:
         """Width of one MVAU output beat (one vector: one output pixel of a conv)."""
+        if self.requant:
+            return self.MH * self.requant["bits"]
         return self.MH * (self.LW if self.is_logits else 1)
 
     @property
