@@ -139,6 +139,12 @@ def _bounds(bits: int, attrs: dict) -> tuple[int, int]:
     return (lo if attrs.get("lo") is None else int(attrs["lo"]), hi if attrs.get("hi") is None else int(attrs["hi"]))
 
 
+def _sext(sig: str, i: int, b: int, w: int) -> str:
+    """Element i (b-bit signed) of the packed vector sig, sign-extended to w >= b bits (Verilog)."""
+    el = f"{sig}[{i * b + b - 1}:{i * b}]"
+    return f"{{{{{w - b}{{{sig}[{i * b + b - 1}]}}}}, {el}}}" if w > b else el
+
+
 def _skid(r: str, w: int, push: str = "take", m: str = "m", skid: str = "skid") -> list[str]:
     """Output stage of a stream module: ``{m}_tdata`` / ``{m}_tvalid`` registers plus one skid
     register, so that one beat per clock passes and the module's ready (``!{skid}_v``) is a
@@ -350,8 +356,7 @@ def emit_global_pool_serial(mod: str, what: str, t: Tensor, ow_: int, model_hash
           f"    reg [{rw - 1}:0] ring;  // G slots of {lanes} sums; the slot of the group in stage 1 at the bottom",
           f"    wire [{sl - 1}:0] nxt;"]
     for j in range(lanes):
-        x = (f"{{{{{ow_ - b}{{x1[{j * b + b - 1}]}}}}, x1[{j * b + b - 1}:{j * b}]}}" if ow_ > b
-             else f"x1[{j * b + b - 1}:{j * b}]")
+        x = _sext("x1", j, b, ow_)
         L.append(f"    assign nxt[{j * ow_} +: {ow_}] = (first1 ? {ow_}'d0 : ring[{j * ow_} +: {ow_}]) + {x};")
     L += ["    always @(posedge clk) begin",
           f"        if (!rst_n) begin pix <= {cw}'d0; first1 <= 1'b1; end",
@@ -413,8 +418,7 @@ def emit_global_pool(mod: str, what: str, t: Tensor, ow_: int, model_hash: str) 
           f"    reg [{C * ow_ - 1}:0] acc;",
           f"    wire [{C * ow_ - 1}:0] r;"]
     for c in range(C):
-        x = (f"{{{{{ow_ - b}{{s_tdata[{c * b + b - 1}]}}}}, s_tdata[{c * b + b - 1}:{c * b}]}}" if ow_ > b
-             else f"s_tdata[{c * b + b - 1}:{c * b}]")
+        x = _sext("s_tdata", c, b, ow_)
         L.append(f"    assign r[{c * ow_} +: {ow_}] = (pix == {cw}'d0 ? {ow_}'d0 : acc[{c * ow_} +: {ow_}]) + {x};")
     L += ["    always @(posedge clk) begin",
           f"        if (!rst_n) pix <= {cw}'d0;",
@@ -450,8 +454,7 @@ def emit_avgpool(mod: str, what: str, t: Tensor, k: int, stride: int, ow_: int, 
                 for ky in range(k):
                     for kx in range(k):
                         e = ((py * stride + ky) * W + px * stride + kx) * C + c
-                        terms.append(f"{{{{{ow_ - b}{{s_tdata[{e * b + b - 1}]}}}}, s_tdata[{e * b + b - 1}:{e * b}]}}"
-                                     if ow_ > b else f"s_tdata[{e * b + b - 1}:{e * b}]")
+                        terms.append(_sext("s_tdata", e, b, ow_))
                 o = (py * OW + px) * C + c
                 L.append(f"    assign r[{o * ow_ + ow_ - 1}:{o * ow_}] = " + " + ".join(terms) + ";")
     L += ["    always @(posedge clk) begin",
