@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -548,12 +549,22 @@ def test_missing_cross_toolchain(base, tmp_path):
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_verification_cleans_up(sig, status, base, tmp_path):
+    # QEMU behind a wrapper that waits first: the signal lands while verification is still running
+    # however fast the kernels and however loaded the machine (a bare emit-c could finish before)
+    real = shutil.which("qemu-system-arm")
+    if real is None:
+        pytest.skip("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "qemu-system-arm").write_text(f'#!/bin/sh\nsleep 20\nexec "{real}" "$@"\n')
+    (bindir / "qemu-system-arm").chmod(0o755)
     work = tmp_path / "work"
     work.mkdir()
     before = snapshot(work)
     proc = subprocess.Popen([sys.executable, "-m", "bnn2hw", "emit-c", str(base), "--target", "cortex-m4",
                              "--verify", "-o", str(work / "fw")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env())
+                            stderr=subprocess.PIPE, text=True,
+                            env=_env(PATH=f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"))
     # wait until code generation is done and verification is building/running
     deadline = time.time() + 120
     line = ""
