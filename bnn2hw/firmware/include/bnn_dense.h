@@ -150,7 +150,8 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
  *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
  *                             V of the U0 set
- * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); off: the layer's offset (>= every h_r).
+ * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); nv: start-value planes, 4 <= nv <= max(nq, 4)
+ * (bnn_vc_group's contract); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
  * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: 184 for this frame with
  * the count planes + 40 for bnn_vc_count16's assembly on Thumb-2, 56 for its C on Cortex-M0).
@@ -161,7 +162,7 @@ typedef struct {
     uint32_t n_in;  /* K */
     uint32_t n_out; /* outputs */
     uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
-    uint32_t nv;    /* start-value planes per set, 1 .. nq */
+    uint32_t nv;    /* start-value planes per set, 4 .. max(nq, 4) */
     uint32_t off;   /* offset of the start values */
 } bnn_dense_vparams_t;
 
