@@ -92,7 +92,19 @@ typedef struct {
     uint32_t nv;         /* start-value planes, 4 .. BNN_VC_MAX_PLANES */
     uint32_t nq;         /* count planes (every count < 2^nq) */
     uint32_t c;          /* the compare constant */
+    /* derived by bnn_vc_group_prepare (once per call; read by the fast variant): */
+    uint32_t nz;         /* max(nq, 4): planes counted and compared */
+    uint32_t ncopy;      /* nv - 4: start-value planes past the first four */
+    uint32_t nzero;      /* nz - nv: planes that start at zero */
 } bnn_vc_group_job_t;
+
+/* Fills the derived fields of job from nv and nq (call after setting them, before bnn_vc_group). */
+BNN_INLINE void bnn_vc_group_prepare(bnn_vc_group_job_t *job)
+{
+    job->nz = job->nq > 4u ? job->nq : 4u;
+    job->ncopy = job->nv - 4u;
+    job->nzero = job->nz - job->nv;
+}
 
 bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
 bnn_word_t bnn_vc_group(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);

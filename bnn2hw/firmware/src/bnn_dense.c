@@ -134,6 +134,7 @@ void(bnn_dense_vbits)(const bnn_dense_vparams_t *p, const bnn_word_t *in, const 
     job.nv = nv;
     job.nq = nq;
     job.c = p->off + bias / 2u + 1u;
+    bnn_vc_group_prepare(&job);
     const bnn_word_t flip = s1 ? 0u : ~(bnn_word_t)0u;
     const bnn_word_t *v = tv + (s1 ? 0u : nv);
     for (uint32_t o = 0; o < p->n_out; o += 32u) {

@@ -5,6 +5,8 @@
  */
 #include "bnn_vcols.h"
 
+#include <stddef.h>
+
 uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1)
 {
     uint32_t ones = 0;
@@ -245,6 +247,12 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
  * c's bit j shifted into the carry flag, then borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear):
  * 4 instructions per register plane, 7 per plane in memory.
  */
+/* the assembly below reads the job at these offsets (32-bit pointers) */
+typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, c) == 16u && offsetof(bnn_vc_group_job_t, nz) == 20u &&
+                                 offsetof(bnn_vc_group_job_t, ncopy) == 24u && offsetof(bnn_vc_group_job_t, nzero) == 28u)
+                                    ? 1
+                                    : -1];
+
 __attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribute__((unused)),
                                                const bnn_vc_group_job_t *job __attribute__((unused)),
                                                const bnn_word_t *v __attribute__((unused)))
@@ -254,13 +262,9 @@ __attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribut
                      "sub sp, sp, #100\n\t"             /* job + q[24] */
                      "str r1, [sp]\n\t"
                      "ldm r2!, {r4-r7}\n\t"             /* V's planes 0 .. 3 */
-                     "ldrd r8, r9, [r1, #8]\n\t"        /* nv, nq */
-                     "cmp r9, #4\n\t"
-                     "it lo\n\t"
-                     "movlo r9, #4\n\t"                 /* nz = max(nq, 4) */
+                     "ldrd r8, r9, [r1, #24]\n\t"       /* ncopy = nv - 4, nzero = nz - nv */
                      "add r12, sp, #20\n\t"             /* &q[4] */
-                     "sub r9, r9, r8\n\t"               /* nz - nv planes start at zero */
-                     "subs r8, r8, #4\n\t"              /* V's planes past 3 */
+                     "cmp r8, #0\n\t"
                      "beq 6f\n"
                      "5:\n\t"
                      "ldr r10, [r2], #4\n\t"
@@ -286,10 +290,7 @@ __attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribut
                      "3:\n\t"
                      /* compare with c over nz planes */
                      "ldr lr, [sp]\n\t"
-                     "ldrd r1, r2, [lr, #12]\n\t"       /* nq, c */
-                     "cmp r1, #4\n\t"
-                     "it lo\n\t"
-                     "movlo r1, #4\n\t"                 /* nz */
+                     "ldrd r2, r1, [lr, #16]\n\t"       /* c, nz */
                      "lsrs r3, r2, r1\n\t"
                      "bne 9f\n\t"                       /* c >= 2^nz: above every count */
                      "lsrs r2, r2, #1\n\t"

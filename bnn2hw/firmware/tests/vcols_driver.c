@@ -115,6 +115,8 @@ static int run_case(void)
         job.end = ix + m;
         job.nv = nv;
         job.nq = nq;
+        job.c = 0;
+        bnn_vc_group_prepare(&job);
         uint32_t *o = put(2u * n);
         for (uint32_t c = 0; c < n && !bad; ++c) {
             job.c = u32();
