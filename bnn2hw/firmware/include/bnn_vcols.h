@@ -92,7 +92,7 @@ typedef struct {
     uint32_t nv;         /* start-value planes, 4 .. BNN_VC_MAX_PLANES */
     uint32_t nq;         /* count planes (every count < 2^nq) */
     uint32_t c;          /* the compare constant */
-    /* derived by bnn_vc_group_prepare (once per call; read by the fast variant): */
+    /* derived by bnn_vc_group_prepare (once per call; read by the Thumb-2 assembly only): */
     uint32_t nz;         /* max(nq, 4): planes counted and compared */
     uint32_t ncopy;      /* nv - 4: start-value planes past the first four */
     uint32_t nzero;      /* nz - nv: planes that start at zero */
@@ -101,9 +101,13 @@ typedef struct {
 /* Fills the derived fields of job from nv and nq (call after setting them, before bnn_vc_group). */
 BNN_INLINE void bnn_vc_group_prepare(bnn_vc_group_job_t *job)
 {
+#if BNN_THUMB2_ASM /* read by the assembly only */
     job->nz = job->nq > 4u ? job->nq : 4u;
     job->ncopy = job->nv - 4u;
     job->nzero = job->nz - job->nv;
+#else
+    (void)job;
+#endif
 }
 
 bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
@@ -130,5 +134,25 @@ bnn_word_t bnn_vc_ge(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint
  */
 bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c);
 bnn_word_t bnn_vc_ge_const(const bnn_word_t *q, uint32_t nq, uint32_t c);
+
+#if !BNN_THUMB2_ASM
+/* Portable bnn_vc_group (Cortex-M0, host): inlined into its caller's group loop (a call per group
+ * costs ~13 instructions on Cortex-M0); the out-of-line function in bnn_vcols.c calls it too. */
+BNN_INLINE bnn_word_t bnn__vc_group_c(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+{
+    const uint32_t nq = job->nq, nv = job->nv, nz = nq > 4u ? nq : 4u;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    uint32_t j = 0;
+    for (; j < nv; ++j) {
+        q[j] = v[j];
+    }
+    for (; j < nz; ++j) {
+        q[j] = 0;
+    }
+    bnn_vc_count16(base, job->idx, job->end, q);
+    return bnn_vc_ge_const(q, nq, job->c);
+}
+#define bnn_vc_group(base, job, v) bnn__vc_group_c(base, job, v)
+#endif
 
 #endif /* BNN_VCOLS_H */

@@ -373,17 +373,7 @@ void(bnn_vc_count16)(const bnn_word_t *base, const uint32_t *idx, const uint32_t
 
 bnn_word_t(bnn_vc_group)(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
 {
-    const uint32_t nz = job->nq > 4u ? job->nq : 4u;
-    bnn_word_t q[BNN_VC_MAX_PLANES];
-    uint32_t j = 0;
-    for (; j < job->nv; ++j) {
-        q[j] = v[j];
-    }
-    for (; j < nz; ++j) {
-        q[j] = 0;
-    }
-    bnn_vc_count16(base, job->idx, job->end, q);
-    return bnn_vc_ge_const(q, nz, job->c);
+    return bnn__vc_group_c(base, job, v);
 }
 #endif
 
