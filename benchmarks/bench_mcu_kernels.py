@@ -19,6 +19,10 @@ Instruction counts are exact QEMU counts of one `bnn_infer()` call
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py [--cmsis-nn DIR] [--quick]
 
+The dense worst case (both hidden layers fed exactly W / 2 ones) and the all-ones input, printed:
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --worst-case --cores cortex-m4 [--widths 128 1024]
+
 Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
 (`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
 (mcu_kernels.md is written only by the full run):
@@ -251,6 +255,32 @@ def dense_sweep(cores: list[str], widths: list[int]) -> dict:
                 mlp_model.write_binary_mlp(Path(d), model)
                 res[(core, w)] = count(Path(d), core, inputs, ref, 10)
             print("dense", core, w, res[(core, w)], flush=True)
+    return res
+
+
+def dense_worst_case(core: str, widths: list[int]) -> dict:
+    """The column-sliced layers' worst and an easy input: the W-W-W-10 model of dense_sweep with half
+    the first hidden layer's outputs always firing and half never (max mismatch K / -1), so both hidden
+    layers see exactly W / 2 ones on an input of W / 2 ones (the most listed columns, K / 2 + 1); and the
+    all-ones input (no column listed but the parity one).  Returns {W: (half, all_ones)} instructions."""
+    res = {}
+    for w in widths:
+        model = mlp_model.random_binary_mlp([w, w, w, 10], SEED)
+        rng = np.random.default_rng(SEED + 1)
+        mm = np.full(w, w, dtype=np.int32)
+        mm[rng.permutation(w)[:w // 2]] = -1
+        model["layers"][0]["max_mismatch"] = mm
+        x = np.zeros(w, np.uint8)
+        x[rng.permutation(w)[:w // 2]] = 1
+        ones = np.ones(w, np.uint8)
+        inputs = np.stack([np.packbits(x, bitorder="little"), np.packbits(ones, bitorder="little")])
+        ref = mlp_model.binary_mlp_reference(model, inputs)
+        with tempfile.TemporaryDirectory() as d:
+            mlp_model.write_binary_mlp(Path(d), model)
+            half = count(Path(d), core, inputs, ref, 10)
+            elf = Path(d) / "fw.elf"
+            res[w] = (half, qemu.count_instructions(elf, core, inputs[1], timeout=1800))
+        print("worst case", core, w, res[w], flush=True)
     return res
 
 
@@ -554,6 +584,9 @@ def main() -> None:
     ap.add_argument("--cores", nargs="+", default=CORES)
     ap.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--worst-case", action="store_true",
+                    help="dense only: the W / 2-ones worst case and the all-ones input per width on the first of "
+                         "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
     ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
@@ -561,6 +594,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.conv_only:
         conv_only_main(args)
+        return
+    if args.worst_case:
+        for w, (half, ones) in dense_worst_case(args.cores[0], args.widths).items():
+            print(f"{args.cores[0]} W = {w}: W/2 ones {half:,} ({half / dense_macs(w):.3f} per binary MAC), "
+                  f"all ones {ones:,} ({ones / dense_macs(w):.3f})")
         return
     t0 = time.time()
     dense = dense_sweep(args.cores, args.widths)
