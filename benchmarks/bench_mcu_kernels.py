@@ -23,6 +23,10 @@ The dense worst case (both hidden layers fed exactly W / 2 ones) and the all-one
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py --worst-case --cores cortex-m4 [--widths 128 1024]
 
+Where one dense inference goes (instructions per function, first of --cores):
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --profile 128 --cores cortex-m4
+
 Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
 (`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
 (mcu_kernels.md is written only by the full run):
@@ -51,6 +55,7 @@ import mlp_model  # noqa: E402
 
 from bnn2hw.errors import Bnn2hwError  # noqa: E402
 from bnn2hw.mcu import qemu, toolchain  # noqa: E402
+from bnn2hw.mcu.targets import get_target  # noqa: E402
 
 SEED = 2024
 WIDTHS = [64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 512, 768, 1024]
@@ -282,6 +287,63 @@ def dense_worst_case(core: str, widths: list[int]) -> dict:
             res[w] = (half, qemu.count_instructions(elf, core, inputs[1], timeout=1800))
         print("worst case", core, w, res[w], flush=True)
     return res
+
+
+def dense_profile(core: str, w: int) -> list[tuple[str, int]]:
+    """Where one inference of the dense sweep's W-W-W-10 model goes: executed instructions per function
+    between the second pair of markers (the counted call), from QEMU's one-instruction-per-block exec
+    log written to a file and read line by line (never held whole), PCs mapped to `nm` symbols."""
+    import bisect
+    import os
+    import re
+
+    model = mlp_model.random_binary_mlp([w, w, w, 10], SEED)
+    inputs = np.random.default_rng(SEED).integers(0, 256, size=(3, (w + 7) // 8), dtype=np.uint8)
+    ref = mlp_model.binary_mlp_reference(model, inputs)
+    t = get_target(core)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        mlp_model.write_binary_mlp(d, model)
+        total = count(d, core, inputs, ref, 10)
+        elf = d / "fw.elf"
+        syms = []
+        for line in subprocess.run([toolchain.find_tool("arm-none-eabi-nm"), "-S", str(elf)], capture_output=True,
+                                   text=True, check=True).stdout.splitlines():
+            f = line.split()
+            if len(f) == 4 and f[2] in "tTwW":
+                syms.append((int(f[0], 16) & ~1, int(f[1], 16), f[3]))
+        syms.sort()
+        starts = [a for a, _, _ in syms]
+        marks = {(a, n) for a, _, n in syms if n in ("bnn_marker_begin", "bnn_marker_end")}
+        begin = next(a for a, n in marks if n == "bnn_marker_begin")
+        end = next(a for a, n in marks if n == "bnn_marker_end")
+        inputs[:1].tofile(d / "inputs.bin")
+        step = qemu.one_insn_per_tb_args(qemu._qemu_version(toolchain.find_tool("qemu-system-arm")))
+        cmd = qemu._qemu_cmd(elf, t.qemu_machine, [*step, "-d", "exec,nochain", "-D", str(d / "exec.log")])
+        subprocess.run(cmd, cwd=d, check=True, timeout=1800, stdout=subprocess.DEVNULL)
+        trace = re.compile(rb"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
+        seen = {begin: 0, end: 0}
+        per: dict[str, int] = {}
+        with open(d / "exec.log", "rb") as log:
+            for line in log:
+                m = trace.match(line)
+                if m is None:
+                    continue
+                pc = int(m.group(1), 16)
+                if pc in seen:
+                    seen[pc] += 1
+                    if pc == end and seen[end] == 2:
+                        break
+                if seen[begin] == 2:
+                    i = bisect.bisect_right(starts, pc) - 1
+                    name = syms[i][2] if i >= 0 and pc < syms[i][0] + max(syms[i][1], 2) else "?"
+                    per[name] = per.get(name, 0) + 1
+        os.remove(d / "exec.log")
+    rows = sorted(per.items(), key=lambda kv: -kv[1])
+    print(f"{core} W = {w}: {total:,} instructions (calibrated count); per function (marker call included):")
+    for name, n in rows:
+        print(f"  {n:9,d}  {name}")
+    return rows
 
 
 def cmsis_dense_sweep(cmsis: Path, widths: list[int]) -> dict:
@@ -584,6 +646,9 @@ def main() -> None:
     ap.add_argument("--cores", nargs="+", default=CORES)
     ap.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--profile", type=int, metavar="W",
+                    help="dense only: instructions per function of the W-W-W-10 model on the first of --cores "
+                         "(printed; mcu_kernels.md is not written)")
     ap.add_argument("--worst-case", action="store_true",
                     help="dense only: the W / 2-ones worst case and the all-ones input per width on the first of "
                          "--cores (printed; mcu_kernels.md is not written)")
@@ -594,6 +659,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.conv_only:
         conv_only_main(args)
+        return
+    if args.profile:
+        dense_profile(args.cores[0], args.profile)
         return
     if args.worst_case:
         for w, (half, ones) in dense_worst_case(args.cores[0], args.widths).items():
