@@ -55,7 +55,7 @@ import mlp_model  # noqa: E402
 
 from bnn2hw.errors import Bnn2hwError  # noqa: E402
 from bnn2hw.mcu import qemu, toolchain  # noqa: E402
-from bnn2hw.mcu.targets import get_target  # noqa: E402
+from bnn2hw.mcu.targets import get_target
 
 SEED = 2024
 WIDTHS = [64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 512, 768, 1024]
