@@ -19,6 +19,14 @@ Instruction counts are exact QEMU counts of one `bnn_infer()` call
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py [--cmsis-nn DIR] [--quick]
 
+The dense worst case (both hidden layers fed exactly W / 2 ones) and the all-ones input, printed:
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --worst-case --cores cortex-m4 [--widths 128 1024]
+
+Where one dense inference goes (instructions per function, first of --cores):
+
+    nice -n 10 python benchmarks/bench_mcu_kernels.py --profile 128 --cores cortex-m4
+
 Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
 (`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
 (mcu_kernels.md is written only by the full run):
@@ -47,6 +55,7 @@ import mlp_model  # noqa: E402
 
 from bnn2hw.errors import Bnn2hwError  # noqa: E402
 from bnn2hw.mcu import qemu, toolchain  # noqa: E402
+from bnn2hw.mcu.targets import get_target
 
 SEED = 2024
 WIDTHS = [64, 96, 128, 160, 192, 224, 256, 288, 320, 384, 512, 768, 1024]
@@ -254,6 +263,89 @@ def dense_sweep(cores: list[str], widths: list[int]) -> dict:
     return res
 
 
+def dense_worst_case(core: str, widths: list[int]) -> dict:
+    """The column-sliced layers' worst and an easy input: the W-W-W-10 model of dense_sweep with half
+    the first hidden layer's outputs always firing and half never (max mismatch K / -1), so both hidden
+    layers see exactly W / 2 ones on an input of W / 2 ones (the most listed columns, K / 2 + 1); and the
+    all-ones input (no column listed but the parity one).  Returns {W: (half, all_ones)} instructions."""
+    res = {}
+    for w in widths:
+        model = mlp_model.random_binary_mlp([w, w, w, 10], SEED)
+        rng = np.random.default_rng(SEED + 1)
+        mm = np.full(w, w, dtype=np.int32)
+        mm[rng.permutation(w)[:w // 2]] = -1
+        model["layers"][0]["max_mismatch"] = mm
+        x = np.zeros(w, np.uint8)
+        x[rng.permutation(w)[:w // 2]] = 1
+        ones = np.ones(w, np.uint8)
+        inputs = np.stack([np.packbits(x, bitorder="little"), np.packbits(ones, bitorder="little")])
+        ref = mlp_model.binary_mlp_reference(model, inputs)
+        with tempfile.TemporaryDirectory() as d:
+            mlp_model.write_binary_mlp(Path(d), model)
+            half = count(Path(d), core, inputs, ref, 10)
+            elf = Path(d) / "fw.elf"
+            res[w] = (half, qemu.count_instructions(elf, core, inputs[1], timeout=1800))
+        print("worst case", core, w, res[w], flush=True)
+    return res
+
+
+def dense_profile(core: str, w: int) -> list[tuple[str, int]]:
+    """Where one inference of the dense sweep's W-W-W-10 model goes: executed instructions per function
+    between the second pair of markers (the counted call), from QEMU's one-instruction-per-block exec
+    log written to a file and read line by line (never held whole), PCs mapped to `nm` symbols."""
+    import bisect
+    import os
+    import re
+
+    model = mlp_model.random_binary_mlp([w, w, w, 10], SEED)
+    inputs = np.random.default_rng(SEED).integers(0, 256, size=(3, (w + 7) // 8), dtype=np.uint8)
+    ref = mlp_model.binary_mlp_reference(model, inputs)
+    t = get_target(core)
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        mlp_model.write_binary_mlp(d, model)
+        total = count(d, core, inputs, ref, 10)
+        elf = d / "fw.elf"
+        syms = []
+        for line in subprocess.run([toolchain.find_tool("arm-none-eabi-nm"), "-S", str(elf)], capture_output=True,
+                                   text=True, check=True).stdout.splitlines():
+            f = line.split()
+            if len(f) == 4 and f[2] in "tTwW":
+                syms.append((int(f[0], 16) & ~1, int(f[1], 16), f[3]))
+        syms.sort()
+        starts = [a for a, _, _ in syms]
+        marks = {(a, n) for a, _, n in syms if n in ("bnn_marker_begin", "bnn_marker_end")}
+        begin = next(a for a, n in marks if n == "bnn_marker_begin")
+        end = next(a for a, n in marks if n == "bnn_marker_end")
+        inputs[:1].tofile(d / "inputs.bin")
+        step = qemu.one_insn_per_tb_args(qemu._qemu_version(toolchain.find_tool("qemu-system-arm")))
+        cmd = qemu._qemu_cmd(elf, t.qemu_machine, [*step, "-d", "exec,nochain", "-D", str(d / "exec.log")])
+        subprocess.run(cmd, cwd=d, check=True, timeout=1800, stdout=subprocess.DEVNULL)
+        trace = re.compile(rb"Trace \d+: \S+ \[[0-9a-f]+/([0-9a-f]+)/")
+        seen = {begin: 0, end: 0}
+        per: dict[str, int] = {}
+        with open(d / "exec.log", "rb") as log:
+            for line in log:
+                m = trace.match(line)
+                if m is None:
+                    continue
+                pc = int(m.group(1), 16)
+                if pc in seen:
+                    seen[pc] += 1
+                    if pc == end and seen[end] == 2:
+                        break
+                if seen[begin] == 2:
+                    i = bisect.bisect_right(starts, pc) - 1
+                    name = syms[i][2] if i >= 0 and pc < syms[i][0] + max(syms[i][1], 2) else "?"
+                    per[name] = per.get(name, 0) + 1
+        os.remove(d / "exec.log")
+    rows = sorted(per.items(), key=lambda kv: -kv[1])
+    print(f"{core} W = {w}: {total:,} instructions (calibrated count); per function (marker call included):")
+    for name, n in rows:
+        print(f"  {n:9,d}  {name}")
+    return rows
+
+
 def cmsis_dense_sweep(cmsis: Path, widths: list[int]) -> dict:
     res = {}
     for w in widths:
@@ -416,22 +508,23 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "ones and zeros, at most K/2 + 1 columns; per group of 32 outputs a Harley-Seal carry-save count "
              "of those columns, started at per-output values that carry the thresholds, then one compare with "
              "a constant that yields the packed output word) on Cortex-M0 (portable C), M3, M4, M7, M33 "
-             "(Thumb-2 assembly in `bnn_vcols.c`, 16 columns per block: 4 LDM + 16 LDR + 15 x 5 ALU + the "
-             "ripple of the sixteens, ~7 instructions per column and group = ~0.11 per binary MAC at large W, "
-             "plus ~6 per listed index and ~160-190 per group of 32 outputs for the start values, the compare "
-             "and the calls).  Logits: the "
+             "(Thumb-2 assembly in `bnn_vcols.c`: `bnn_vc_group` loads the start values, counts and compares "
+             "one group in one routine with the planes 1, 2, 4, 8 in registers throughout; 16 columns per "
+             "block: 4 LDM + 16 LDR + 15 x 5 ALU + the ripple of the sixteens, ~7 instructions per column and "
+             "group = ~0.11 per binary MAC at large W, plus ~6 per listed index and ~85 per group of 32 "
+             "outputs for the start values, the compare, the call and the group loop).  Logits: the "
              "row kernels (`bnn_dense_acc`: Thumb-2 assembly in `bnn_bits.c`, two weight rows per pass on "
              "cores with the DSP extension; Thumb-1 assembly on Cortex-M0).  Cortex-M55: Helium (MVE) row "
              "kernels in `bnn_dense_mve.c` for every layer (BNN_DENSE_VCOLS = 0 there).  — = weights do not "
              "fit the board (micro:bit: 256 KiB flash).  Cortex-M7 runs the M4 code (its instruction count is "
              "the M4's; QEMU does not model its dual issue).  Why the per-MAC figure falls with W: the index "
              "list, the per-group start values and compare, the logits layer and the call overheads are fixed "
-             "or grow with W, not W^2 (W = 128: ~45% of the instructions; W = 1024: ~9%).  The column-sliced "
+             "or grow with W, not W^2 (W = 128: ~41% of the instructions; W = 1024: ~6%).  The column-sliced "
              "count depends on the input: a layer lists min(n1, K - n1) columns (+1 when that bias is even), "
              "the most at n1 = K / 2.  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 "
-             "ones: the logits-only model plus twice the cost of one hidden layer on such an input, 2026-11-30): "
-             "W = 128: 0.219, 160: 0.193, 256: 0.162, 1024: 0.126 per binary MAC; all-ones input at W = 128: "
-             "0.140.", "",
+             "ones: the same random model with half the first hidden layer's outputs always and half never "
+             "firing, on an input of W / 2 ones, 2026-12-01): W = 128: 0.200, 160: 0.183, 256: 0.153, "
+             "1024: 0.124 per binary MAC; all-ones input: W = 128: 0.139, 1024: 0.066.", "",
              "The row kernels' floor (before the column-sliced kernel; it is why they could not reach 0.25 "
              "at W = 128): per pass of 2 rows of nw = 3 g + R words, 45 instructions per group of 3 words "
              "(7 ALU per word and row), 0.240 per binary MAC at large W, 0.301 at nw = 4 (W = 128).  With "
@@ -553,6 +646,12 @@ def main() -> None:
     ap.add_argument("--cores", nargs="+", default=CORES)
     ap.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     ap.add_argument("--no-conv", action="store_true")
+    ap.add_argument("--profile", type=int, metavar="W",
+                    help="dense only: instructions per function of the W-W-W-10 model on the first of --cores "
+                         "(printed; mcu_kernels.md is not written)")
+    ap.add_argument("--worst-case", action="store_true",
+                    help="dense only: the W / 2-ones worst case and the all-ones input per width on the first of "
+                         "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
     ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
@@ -560,6 +659,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.conv_only:
         conv_only_main(args)
+        return
+    if args.profile:
+        dense_profile(args.cores[0], args.profile)
+        return
+    if args.worst_case:
+        for w, (half, ones) in dense_worst_case(args.cores[0], args.widths).items():
+            print(f"{args.cores[0]} W = {w}: W/2 ones {half:,} ({half / dense_macs(w):.3f} per binary MAC), "
+                  f"all ones {ones:,} ({ones / dense_macs(w):.3f})")
         return
     t0 = time.time()
     dense = dense_sweep(args.cores, args.widths)

@@ -23,7 +23,7 @@ class VColsLayer:
     wc: np.ndarray  # uint32 [groups * (K + 3)]: columns, zero column, NP of T1, NP of U0, per group
     tv: np.ndarray  # uint32 [groups * 2 * nv]: V planes of T1, then of U0, per group
     nq: int  # count planes: every V + K // 2 + 1 < 2^nq
-    nv: int  # start-value planes per set
+    nv: int  # start-value planes per set (>= 4)
     off: int  # offset: V = off - floor(T / 2) >= 0
 
 
@@ -62,7 +62,7 @@ def vcols_layer(w_pm1: np.ndarray, max_mismatch: np.ndarray) -> VColsLayer:
     off = max(0, max(int(h.max()) for h, _ in sets))
     vs = [off - h for h, _ in sets]  # padding rows: V = off (masked out of the result anyway)
     vmax = max(int(v.max()) for v in vs)
-    nv = max(1, vmax.bit_length())
+    nv = max(4, vmax.bit_length())  # >= 4: bnn_vc_group loads planes 0 .. 3 with one LDM
     nq = max(nv, (vmax + k // 2 + 1).bit_length())
     if nq > 24:
         raise Bnn2hwError(f"column-sliced dense layer: K = {k} needs {nq} count planes (at most 24)")

@@ -150,18 +150,23 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
  *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
  *                             V of the U0 set
- * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); off: the layer's offset (>= every h_r).
+ * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); nv: start-value planes, 4 <= nv <= max(nq, 4)
+ * (bnn_vc_group's contract); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
- * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: 184 for this frame with
- * the count planes + 40 for bnn_vc_count16's assembly on Thumb-2, 56 for its C on Cortex-M0).
- * Cost per 32 outputs: about 7 instructions per listed column (at most K / 2 + 1 of them, rounded
- * up to 16) + about 10 per plane (start value, compare); per call: about 6 per listed index.
+ * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: on Thumb-2 80 for this
+ * frame + 136 for bnn_vc_group's assembly; on Cortex-M0 184 for this frame with the count planes of
+ * the inlined portable bnn_vc_group + 56 for bnn_vc_count16's C).
+ * Cost on the Cortex-M4 (QEMU, W = 128: 5,891 instructions for 128-128-128-10): per group of 32
+ * outputs about 7 instructions per listed column (at most K / 2 + 1 of them, rounded up to 16; the
+ * count's asymptote) + about 70 for start values, compare and call (bnn_vc_group: ~25 + ~4 per
+ * register plane and ~7 per memory plane of the compare); per call about 6 per listed index + ~70
+ * (bnn_vc_select) + ~60 here (index padding, the group loop's ~15 per group).
  */
 typedef struct {
     uint32_t n_in;  /* K */
     uint32_t n_out; /* outputs */
     uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
-    uint32_t nv;    /* start-value planes per set, 1 .. nq */
+    uint32_t nv;    /* start-value planes per set, 4 .. max(nq, 4) */
     uint32_t off;   /* offset of the start values */
 } bnn_dense_vparams_t;
 

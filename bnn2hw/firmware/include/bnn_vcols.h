@@ -74,6 +74,46 @@ void bnn_vc_count(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_
 void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t *end, bnn_word_t *q);
 
 /*
+ * One group of 32 outputs of a column-sliced dense layer in one call (bnn_dense_vbits): the counts
+ * start at per-lane values V (nv planes at v, ready-made in flash), the listed columns are added
+ * (bnn_vc_count16's blocks: end - idx a multiple of 16) and the result is compared with one
+ * constant c, the same for every group of the call: returns the word whose bit r is
+ * (V_r + #{k : bit r of base[idx[k]]} >= c).  Contract: 4 <= nv <= BNN_VC_MAX_PLANES, nv <= max(nq, 4),
+ * nq <= BNN_VC_MAX_PLANES and every count, start value included, below 2^nq; c any uint32.
+ * Fast variant (Thumb-2): start values, count and compare in one assembly routine with the planes
+ * 1, 2, 4, 8 kept in registers from the start values' LDM to the compare (no call per step, no
+ * store and reload of q): about 4 instructions per plane for the start values past 3 and the zero
+ * planes, 4 per register plane and 7 per memory plane of the compare, ~25 for call and frame.
+ * Stack: 136 bytes.  Elsewhere: the start values copied, bnn_vc_count16, bnn_vc_ge_const.
+ */
+typedef struct {
+    const uint32_t *idx; /* the listed column indices ... */
+    const uint32_t *end; /* ... up to here (a multiple of 16 of them) */
+    uint32_t nv;         /* start-value planes, 4 .. BNN_VC_MAX_PLANES */
+    uint32_t nq;         /* count planes (every count < 2^nq) */
+    uint32_t c;          /* the compare constant */
+    /* derived by bnn_vc_group_prepare (once per call; read by the Thumb-2 assembly only): */
+    uint32_t nz;         /* max(nq, 4): planes counted and compared */
+    uint32_t ncopy;      /* nv - 4: start-value planes past the first four */
+    uint32_t nzero;      /* nz - nv: planes that start at zero */
+} bnn_vc_group_job_t;
+
+/* Fills the derived fields of job from nv and nq (call after setting them, before bnn_vc_group). */
+BNN_INLINE void bnn_vc_group_prepare(bnn_vc_group_job_t *job)
+{
+#if BNN_THUMB2_ASM /* read by the assembly only */
+    job->nz = job->nq > 4u ? job->nq : 4u;
+    job->ncopy = job->nv - 4u;
+    job->nzero = job->nz - job->nv;
+#else
+    (void)job;
+#endif
+}
+
+bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
+bnn_word_t bnn_vc_group(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
+
+/*
  * Bit-sliced compare: returns the word whose bit r is (2 Q_r >= T_r + bias), Q_r unsigned over
  * nq planes, T_r signed over nt planes (1 <= nt <= BNN_VC_MAX_PLANES), bias any int32 with
  * |T_r + bias| < 2^30.
@@ -94,5 +134,25 @@ bnn_word_t bnn_vc_ge(const bnn_word_t *q, uint32_t nq, const bnn_word_t *t, uint
  */
 bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c);
 bnn_word_t bnn_vc_ge_const(const bnn_word_t *q, uint32_t nq, uint32_t c);
+
+#if !BNN_THUMB2_ASM
+/* Portable bnn_vc_group (Cortex-M0, host): inlined into its caller's group loop (a call per group
+ * costs ~13 instructions on Cortex-M0); the out-of-line function in bnn_vcols.c calls it too. */
+BNN_INLINE bnn_word_t bnn__vc_group_c(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+{
+    const uint32_t nq = job->nq, nv = job->nv, nz = nq > 4u ? nq : 4u;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    uint32_t j = 0;
+    for (; j < nv; ++j) {
+        q[j] = v[j];
+    }
+    for (; j < nz; ++j) {
+        q[j] = 0;
+    }
+    bnn_vc_count16(base, job->idx, job->end, q);
+    return bnn_vc_ge_const(q, nq, job->c);
+}
+#define bnn_vc_group(base, job, v) bnn__vc_group_c(base, job, v)
+#endif
 
 #endif /* BNN_VCOLS_H */

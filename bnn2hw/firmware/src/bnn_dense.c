@@ -128,21 +128,17 @@ void(bnn_dense_vbits)(const bnn_dense_vparams_t *p, const bnn_word_t *in, const 
     for (uint32_t j = m; j < mp; ++j) {
         idx[j] = k; /* the zero column of every group */
     }
-    const uint32_t c = p->off + bias / 2u + 1u;
+    bnn_vc_group_job_t job;
+    job.idx = idx;
+    job.end = idx + mp;
+    job.nv = nv;
+    job.nq = nq;
+    job.c = p->off + bias / 2u + 1u;
+    bnn_vc_group_prepare(&job);
     const bnn_word_t flip = s1 ? 0u : ~(bnn_word_t)0u;
     const bnn_word_t *v = tv + (s1 ? 0u : nv);
-    const uint32_t nz = nq > 4u ? nq : 4u;
-    bnn_word_t q[BNN_VC_MAX_PLANES];
     for (uint32_t o = 0; o < p->n_out; o += 32u) {
-        uint32_t j = 0;
-        for (; j < nv; ++j) {
-            q[j] = v[j];
-        }
-        for (; j < nz; ++j) {
-            q[j] = 0;
-        }
-        bnn_vc_count16(wc, idx, idx + mp, q); /* mp >= 16 or 0 (the block loop checks) */
-        bnn_word_t bits = bnn_vc_ge_const(q, nq, c) ^ flip;
+        bnn_word_t bits = bnn_vc_group(wc, &job, v) ^ flip; /* start values, count, compare */
         const uint32_t left = p->n_out - o;
         if (left < 32u) {
             bits &= ((bnn_word_t)1u << left) - 1u;

@@ -5,6 +5,8 @@
  */
 #include "bnn_vcols.h"
 
+#include <stddef.h>
+
 uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1)
 {
     uint32_t ones = 0;
@@ -72,6 +74,18 @@ bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c)
         out |= (bnn_word_t)(qv >= c) << r;
     }
     return out;
+}
+
+bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+{
+    const uint32_t nz = job->nq > job->nv ? job->nq : job->nv;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    for (uint32_t j = 0; j < nz; ++j) {
+        q[j] = j < job->nv ? v[j] : 0u;
+    }
+    const bnn_vc_seg_t seg = {base, job->idx, (uint32_t)(job->end - job->idx)};
+    bnn_vc_count_ref(&seg, 1u, q, nz);
+    return bnn_vc_ge_const_ref(q, nz, job->c);
 }
 
 /* ---------------------------------------------------------------- fast variants */
@@ -169,6 +183,42 @@ uint32_t(bnn_vc_select)(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t
     "eor r5, r5, r12\n\t"                                                              \
     "orr " H ", r8, r10\n\t"
 
+/* One block of 16 columns (r1 advances by 16 indices), ending with the sixteens word rippled into
+ * q[4 ..]; RIPPLE_Q4 loads the address of q[4] into r12 (only run when some lane carries). */
+#define VC_BLOCK16(RIPPLE_Q4)                                                           \
+    VC_QUAD("lr")   /* foursA */                                                       \
+    VC_QUAD("r8")   /* foursB */                                                       \
+    /* eightsA (r3) from fours, foursA, foursB */                                      \
+    "eor r12, lr, r8\n\t"                                                              \
+    "and lr, lr, r8\n\t"                                                               \
+    "and r8, r12, r6\n\t"                                                              \
+    "eor r6, r6, r12\n\t"                                                              \
+    "orr r3, lr, r8\n\t"                                                               \
+    VC_QUAD("lr")                                                                      \
+    VC_QUAD("r8")                                                                      \
+    /* eightsB (lr) */                                                                 \
+    "eor r12, lr, r8\n\t"                                                              \
+    "and lr, lr, r8\n\t"                                                               \
+    "and r8, r12, r6\n\t"                                                              \
+    "eor r6, r6, r12\n\t"                                                              \
+    "orr lr, lr, r8\n\t"                                                               \
+    /* sixteens (r3) from eights, eightsA, eightsB; Z set when no lane carries */      \
+    "eor r12, r3, lr\n\t"                                                              \
+    "and r3, r3, lr\n\t"                                                               \
+    "and lr, r12, r7\n\t"                                                              \
+    "eor r7, r7, r12\n\t"                                                              \
+    "orrs r3, r3, lr\n\t"                                                              \
+    "beq 2f\n\t"                                                                       \
+    RIPPLE_Q4 "\n"                                                                     \
+    /* ripple the sixteens into q[4 ..]: q ^= c, c &= old q, until c == 0 */           \
+    "4:\n\t"                                                                           \
+    "ldr r8, [r12]\n\t"                                                                \
+    "eor r9, r8, r3\n\t"                                                               \
+    "ands r3, r3, r8\n\t"                                                              \
+    "str r9, [r12], #4\n\t"                                                            \
+    "bne 4b\n"                                                                         \
+    "2:\n\t"
+
 __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__((unused)),
                                            const uint32_t *idx __attribute__((unused)),
                                            const uint32_t *end __attribute__((unused)),
@@ -181,38 +231,7 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
                      "cmp r1, r2\n\t"
                      "beq 3f\n"
                      "1:\n\t"
-                     VC_QUAD("lr")   /* foursA */
-                     VC_QUAD("r8")   /* foursB */
-                     /* eightsA (r3) from fours, foursA, foursB */
-                     "eor r12, lr, r8\n\t"
-                     "and lr, lr, r8\n\t"
-                     "and r8, r12, r6\n\t"
-                     "eor r6, r6, r12\n\t"
-                     "orr r3, lr, r8\n\t"
-                     VC_QUAD("lr")
-                     VC_QUAD("r8")
-                     /* eightsB (lr) */
-                     "eor r12, lr, r8\n\t"
-                     "and lr, lr, r8\n\t"
-                     "and r8, r12, r6\n\t"
-                     "eor r6, r6, r12\n\t"
-                     "orr lr, lr, r8\n\t"
-                     /* sixteens (r3) from eights, eightsA, eightsB; Z set when no lane carries */
-                     "eor r12, r3, lr\n\t"
-                     "and r3, r3, lr\n\t"
-                     "and lr, r12, r7\n\t"
-                     "eor r7, r7, r12\n\t"
-                     "orrs r3, r3, lr\n\t"
-                     "beq 2f\n\t"
-                     "ldr r12, [sp]\n"
-                     /* ripple the sixteens into q[4 ..]: q ^= c, c &= old q, until c == 0 */
-                     "4:\n\t"
-                     "ldr r8, [r12]\n\t"
-                     "eor r9, r8, r3\n\t"
-                     "ands r3, r3, r8\n\t"
-                     "str r9, [r12], #4\n\t"
-                     "bne 4b\n"
-                     "2:\n\t"
+                     VC_BLOCK16("ldr r12, [sp]")
                      "cmp r1, r2\n\t"
                      "bne 1b\n"
                      "3:\n\t"
@@ -220,6 +239,97 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
                      "stmdb r3, {r4-r7}\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
+
+/*
+ * bnn_vc_group (bnn_vcols.h) in one call.  Frame: [sp] = job, q[j] at sp + 4 + 4 j (the planes 4 ..
+ * nz - 1 live there; 0 .. 3 in r4-r7 as in bnn_vc_count16).  Start: LDM of V's planes 0 .. 3 (nv >= 4),
+ * V's planes 4 .. nv - 1 copied, planes nv .. nz - 1 zeroed.  Compare (borrow of Q - c, plane 0 up):
+ * c's bit j shifted into the carry flag, then borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear):
+ * 4 instructions per register plane, 7 per plane in memory.
+ */
+/* the assembly below reads the job at these offsets (32-bit pointers) */
+typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, c) == 16u && offsetof(bnn_vc_group_job_t, nz) == 20u &&
+                                 offsetof(bnn_vc_group_job_t, ncopy) == 24u && offsetof(bnn_vc_group_job_t, nzero) == 28u)
+                                    ? 1
+                                    : -1];
+
+__attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribute__((unused)),
+                                               const bnn_vc_group_job_t *job __attribute__((unused)),
+                                               const bnn_word_t *v __attribute__((unused)))
+{
+    __asm__ volatile(".syntax unified\n\t"
+                     "push {r4-r11, lr}\n\t"
+                     "sub sp, sp, #100\n\t"             /* job + q[24] */
+                     "str r1, [sp]\n\t"
+                     "ldm r2!, {r4-r7}\n\t"             /* V's planes 0 .. 3 */
+                     "ldrd r8, r9, [r1, #24]\n\t"       /* ncopy = nv - 4, nzero = nz - nv */
+                     "add r12, sp, #20\n\t"             /* &q[4] */
+                     "cmp r8, #0\n\t"
+                     "beq 6f\n"
+                     "5:\n\t"
+                     "ldr r10, [r2], #4\n\t"
+                     "str r10, [r12], #4\n\t"
+                     "subs r8, r8, #1\n\t"
+                     "bne 5b\n"
+                     "6:\n\t"
+                     "cmp r9, #0\n\t"
+                     "beq 8f\n\t"
+                     "movs r10, #0\n"
+                     "7:\n\t"
+                     "str r10, [r12], #4\n\t"
+                     "subs r9, r9, #1\n\t"
+                     "bne 7b\n"
+                     "8:\n\t"
+                     "ldrd r1, r2, [r1]\n\t"           /* idx, end */
+                     "cmp r1, r2\n\t"
+                     "beq 3f\n"
+                     "1:\n\t"
+                     VC_BLOCK16("add r12, sp, #20")
+                     "cmp r1, r2\n\t"
+                     "bne 1b\n"
+                     "3:\n\t"
+                     /* compare with c over nz planes */
+                     "ldr lr, [sp]\n\t"
+                     "ldrd r2, r1, [lr, #16]\n\t"       /* c, nz */
+                     "lsrs r3, r2, r1\n\t"
+                     "bne 9f\n\t"                       /* c >= 2^nz: above every count */
+                     "lsrs r2, r2, #1\n\t"
+                     "ite cs\n\t"
+                     "mvncs r3, r4\n\t"                 /* borrow from 0: ~q[0] or 0 */
+                     "movcc r3, #0\n\t"
+                     "lsrs r2, r2, #1\n\t"
+                     "ite cs\n\t"
+                     "orncs r3, r3, r5\n\t"
+                     "biccc r3, r3, r5\n\t"
+                     "lsrs r2, r2, #1\n\t"
+                     "ite cs\n\t"
+                     "orncs r3, r3, r6\n\t"
+                     "biccc r3, r3, r6\n\t"
+                     "lsrs r2, r2, #1\n\t"
+                     "ite cs\n\t"
+                     "orncs r3, r3, r7\n\t"
+                     "biccc r3, r3, r7\n\t"
+                     "subs r1, r1, #4\n\t"
+                     "beq 11f\n\t"
+                     "add r12, sp, #20\n"
+                     "10:\n\t"
+                     "ldr r0, [r12], #4\n\t"
+                     "lsrs r2, r2, #1\n\t"
+                     "ite cs\n\t"
+                     "orncs r3, r3, r0\n\t"
+                     "biccc r3, r3, r0\n\t"
+                     "subs r1, r1, #1\n\t"
+                     "bne 10b\n"
+                     "11:\n\t"
+                     "mvn r0, r3\n\t"
+                     "add sp, sp, #100\n\t"
+                     "pop {r4-r11, pc}\n"
+                     "9:\n\t"
+                     "movs r0, #0\n\t"
+                     "add sp, sp, #100\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#undef VC_BLOCK16
 #undef VC_QUAD
 #else
 void(bnn_vc_count16)(const bnn_word_t *base, const uint32_t *idx, const uint32_t *end, bnn_word_t *q)
@@ -259,6 +369,11 @@ void(bnn_vc_count16)(const bnn_word_t *base, const uint32_t *idx, const uint32_t
     q[1] = twos;
     q[2] = fours;
     q[3] = eights;
+}
+
+bnn_word_t(bnn_vc_group)(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+{
+    return bnn__vc_group_c(base, job, v);
 }
 #endif
 

@@ -9,6 +9,8 @@
  *   3 ge:      n, nq, nt, then per case: bias, q[nq], t[nt]  -> ref word, fast word (per case)
  *   4 dense:   k, n_out, nq, nv, off, x, wc, tv  -> ref out[W(n_out)], fast out[W(n_out)], idx guard
  *   5 ge_const: n, nq, then per case: c, q[nq]   -> ref word, fast word (per case)
+ *   6 group:   nv, nq, ncols, cols[ncols], v[nv], m (a multiple of 16), idx[m], n, c[n]
+ *              -> per c: ref word, fast word
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -99,6 +101,28 @@ static int run_case(void)
             if (bad) return 3;
             o[2u * c] = bnn_vc_ge_const_ref(q, nq, cst);
             o[2u * c + 1u] = bnn_vc_ge_const(q, nq, cst);
+        }
+    } else if (kind == 6u) {
+        const uint32_t nv = u32(), nq = u32(), ncols = u32();
+        const bnn_word_t *cols = take(ncols);
+        const bnn_word_t *v = take(nv);
+        const uint32_t m = u32();
+        const uint32_t *ix = take(m);
+        const uint32_t n = u32();
+        if (bad || nv < 4u || nv > BNN_VC_MAX_PLANES || nq > BNN_VC_MAX_PLANES || (m & 15u) != 0u) return 3;
+        bnn_vc_group_job_t job;
+        job.idx = ix;
+        job.end = ix + m;
+        job.nv = nv;
+        job.nq = nq;
+        job.c = 0;
+        bnn_vc_group_prepare(&job);
+        uint32_t *o = put(2u * n);
+        for (uint32_t c = 0; c < n && !bad; ++c) {
+            job.c = u32();
+            if (bad) return 3;
+            o[2u * c] = bnn_vc_group_ref(cols, &job, v);
+            o[2u * c + 1u] = bnn_vc_group(cols, &job, v);
         }
     } else {
         return 3;
