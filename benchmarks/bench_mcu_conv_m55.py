@@ -74,6 +74,36 @@ def dense_counts(widths: list[int]) -> dict:
     return res
 
 
+def profile(sh: tuple, flags: str = "") -> list[tuple[str, int]]:
+    """Executed instructions of one bnn_infer() call of conv shape ``sh`` per function of the ELF
+    (QEMU block trace; a block is charged to the function its first instruction is in, so static
+    helpers GCC inlined count in their caller), largest first."""
+    import bisect
+
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cycles import disassemble
+
+    hw, cin, cout, s, pad = sh
+    with tempfile.TemporaryDirectory() as d:
+        m = bk.write_conv(Path(d), hw, cin, cout, s, pad, False, bk.SEED)
+        x, _ = bk.conv_inputs(hw, cin, False, bk.SEED)
+        elf = toolchain.build(Path(d), CORE, extra_cflags=flags)
+        addr = qemu._symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
+        counter = qemu.BlockTraceCounter(addr["bnn_marker_begin"], addr["bnn_marker_end"], disassemble(elf, CORE))
+        qemu._run_traced(elf, CORE, x[0], counter, "in_asm,exec,nochain", [], 900)
+        nm = subprocess.run(["arm-none-eabi-nm", "-n", str(elf)], capture_output=True, text=True, check=True).stdout
+    syms = sorted((int(a, 16) & ~1, n) for a, t, n in (ln.split() for ln in nm.splitlines() if len(ln.split()) == 3)
+                  if t in "tTwW")
+    starts = [a for a, _ in syms]
+    per: dict[str, int] = {}
+    for (bid, _taken), n in counter.windows[1].items():
+        b = counter.blocks[bid]
+        name = syms[bisect.bisect_right(starts, b.insns[0].pc) - 1][1]
+        per[name] = per.get(name, 0) + n * len(b.insns)
+    del m
+    return sorted(per.items(), key=lambda kv: -kv[1])
+
+
 def cell(n, macs) -> str:
     return "—" if n is None else f"{n / macs:.3f} ({n:,})"
 
@@ -145,7 +175,17 @@ def main() -> None:
     ap.add_argument("--no-scalar", action="store_true", help="Helium builds only (no -DBNN_NO_MVE column)")
     ap.add_argument("--widths", nargs="+", type=int, default=bk.WIDTHS)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--profile", nargs=5, type=int, metavar=("MAP", "CIN", "COUT", "STRIDE", "PAD"),
+                    help="print the per-function instruction counts of one conv shape (Helium build) and exit")
     args = ap.parse_args()
+    if args.profile:
+        sh = tuple(args.profile)
+        rows = profile(sh)
+        total = sum(n for _, n in rows)
+        print(f"{sh}: {total:,} instructions, {total / bk.conv_macs(*sh):.3f} per binary MAC")
+        for name, n in rows:
+            print(f"  {n:>10,}  {100 * n / total:5.1f}%  {name}")
+        return
     builds = {k: v for k, v in BUILDS.items() if not (args.no_scalar and v)}
     t0 = time.time()
     conv = conv_counts([*bk.CONV_SHAPES, *EXTRA_SHAPES], builds)
