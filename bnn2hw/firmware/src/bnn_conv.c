@@ -656,22 +656,23 @@ static void __attribute__((noinline)) mve_segment_clipped(const bnn_word_t *src,
 /* m[j] = clamp(floor((kv - t[j]) / 2) + sum_{t in padded} pc[j taps + t], -1, hi) for j < ceil(gn / 4) 4
  * (whole vectors: t and m hold BNN_CONV_MVE_GROUP entries, t is clamped to [-2^29, 2^29] and 0 past gn,
  * pc's entries past gn are read but their lanes are never used). */
-static void __attribute__((noinline)) mve_thresholds(const int32_t *t, const uint32_t *pc, uint32_t gn, uint32_t taps, uint32_t padded,
-                           int32_t kv, int32_t hi, int32_t *m)
+static void __attribute__((noinline)) mve_thresholds(const int32_t *t, const uint32_t *pc, uint32_t gn, uint32_t taps,
+                                                     uint32_t padded, int32_t kv, int32_t hi, int32_t *m)
 {
-    uint32_t list[BNN_CONV_MAX_TAPS], np = 0;
+    const uint32_t *tap[BNN_CONV_MAX_TAPS]; /* c_t of channel 0 of each padded tap */
+    uint32_t np = 0;
     for (uint32_t i = 0; i < taps; ++i) {
         if ((padded >> i) & 1u) {
-            list[np++] = i;
+            tap[np++] = pc + i;
         }
     }
-    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0u, 1), taps); /* channel j + l at l taps */
+    uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0u, 1), 4u * taps); /* channel j + l: + 4 l taps bytes */
+    const uint32_t step = 16u * taps;
     const int32x4_t lo = vdupq_n_s32(-1), top = vdupq_n_s32(hi), k = vdupq_n_s32(kv);
-    for (uint32_t j = 0; j < gn; j += 4u) {
+    for (uint32_t j = 0; j < gn; j += 4u, offs = vaddq_n_u32(offs, step)) {
         int32x4_t a = vshrq_n_s32(vsubq_s32(k, vld1q_s32(t + j)), 1); /* |kv - t| < 2^31 */
-        const uint32_t *c = pc + j * taps;
         for (uint32_t i = 0; i < np; ++i) {
-            a = vaddq_s32(a, vreinterpretq_s32_u32(vldrwq_gather_shifted_offset_u32(c + list[i], offs)));
+            a = vaddq_s32(a, vreinterpretq_s32_u32(vldrwq_gather_offset_u32(tap[i], offs)));
         }
         vst1q_s32(m + j, vminq_s32(vmaxq_s32(a, lo), top));
     }
@@ -689,7 +690,7 @@ static int __attribute__((noinline)) conv_bits_mve(const bnn_conv_params_t *p, c
     const uint32_t rwd = BNN_WORDS(kw * cin), nw = kh * rwd, n = taps * cw, ow = BNN_WORDS(cout);
     const uint32_t tail = cin - 32u * (cw - 1u);
     const int packed = cin % 32u != 0u;
-    if (out_h == 0u || out_w == 0u || cout == 0u || sh == 0u || sw == 0u || taps > BNN_CONV_MAX_TAPS ||
+    if (cin < 32u || out_h == 0u || out_w == 0u || cout == 0u || sh == 0u || sw == 0u || taps > BNN_CONV_MAX_TAPS ||
         n > BNN_CONV_PATCH_WORDS || ((out_h - 1u) * sh + kh) * rwd > BNN_CONV_MVE_COL_WORDS ||
         (packed && 32u * nw > BNN_CONV_MVE_W_WORDS)) {
         return 0;
