@@ -372,6 +372,59 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
     }
     return 0u;
 }
+
+/*
+ * Lanes-only row kernels for a known row class (bnn__dbt2_pick with a constant nw, i.e. every
+ * dense layer of generated code; issue 11, flash): bits and popcount mode share one body (the
+ * popcount entry sets bit 31 of nw_cnt, as the Thumb-2 mode-2 kernels do; nw < 2^26), whole
+ * groups of 8 rows in vector lanes with one fold variant, the cnt % 8 rows left one by one
+ * (BNN__MVE_ROW1: the row across the lanes, DLSTP/LETP).  Same contract as bnn__dbt_mve /
+ * bnn__dbt_mve_pop for 1 <= nw <= 31 (the _l8 pair: nw <= 7 only).  The 4-row core and the other
+ * fold are not linked: 2 x 332 B -> one 380 B body (256-256-256-10 MLP, mcu_kernels_m55.md).  Per
+ * group one instruction more than lanes8_bits / lanes8_pop (CBZ on the mode); 1..7 rows left run
+ * one by one (rows4_* runs 1..3 rows so, 4..7 as one 4-row pass and 0..3 rows).
+ */
+#define BNN__MVE_LANES_MODE_ASM                                                                               \
+    "cbz %[pm], 3f\n\t"                                                                                     \
+    BNN__MVE_LANES_POP_ASM                                                                                    \
+    "b 4f\n"                                                                                                 \
+    "3:\n\t"                                                                                                \
+    BNN__MVE_LANES_BITS_ASM                                                                                   \
+    "4:\n\t"
+#define BNN__MVE_LANES_ONLY(name, pop_name, fold, k)                                                         \
+    uint32_t name(const bnn_word_t *in, const bnn_word_t *w, const int32_t *mm, uint32_t nw_cnt)             \
+    {                                                                                                         \
+        const uint32_t pm = nw_cnt >> 31, nw = (nw_cnt << 1) >> 6, cnt = (nw_cnt & 31u) + 1u, g = cnt >> 3; \
+        register uint32_t bits __asm__("r4") = 0u;                                                           \
+        if (g != 0u) {                                                                                        \
+            uint32_t wr = (uint32_t)(uintptr_t)w - 4u;                                                        \
+            const int32_t *m = mm;                                                                            \
+            uint32_t gg = g;                                                                                  \
+            const bnn_word_t *x = in; /* the operand names of BNN__MVE_LANES_OPERANDS */                       \
+            __asm__ volatile(BNN__MVE_LANES_LOOP_ASM fold BNN__MVE_LANES_MODE_ASM BNN__MVE_LANES_TAIL_ASM      \
+                             : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(m), [g] "+r"(gg)                    \
+                             : BNN__MVE_LANES_OPERANDS(x, w, nw, k), [pm] "l"(pm)                             \
+                             : "cc", BNN__MVE_CLOBBERS);                                                      \
+        }                                                                                                     \
+        /* rows left: one body for both modes (no branch, so GCC keeps one copy of the asm): popcount \
+         * mode starts at 0 and stores the count, bits mode starts at ~M and shifts the sign in */           \
+        w += 8u * g * nw;                                                                                     \
+        const uint32_t keep = pm - 1u; /* bits mode: all ones */                                             \
+        uint32_t *p = (uint32_t *)(uintptr_t)mm, scratch;                                                     \
+        for (uint32_t j = 8u * g; j < cnt; ++j) {                                                             \
+            register uint32_t s0 __asm__("r6") = ~(uint32_t)mm[j] & keep;                                    \
+            BNN__MVE_ROW1(in, w, nw, s0);                                                                     \
+            *(keep ? &scratch : p + j) = s0;                                                                  \
+            bits = (bits >> 1) | (s0 & 0x80000000u);                                                          \
+        }                                                                                                     \
+        return bits;                                                                                          \
+    }                                                                                                         \
+    uint32_t pop_name(const bnn_word_t *in, const bnn_word_t *w, const int32_t *out, uint32_t nw_cnt)        \
+    {                                                                                                         \
+        return name(in, w, out, nw_cnt | 0x80000000u);                                                       \
+    }
+BNN__MVE_LANES_ONLY(bnn__dbt_mve_l16, bnn__dbt_mve_l16_pop, BNN__MVE_LANES_FOLD16_ASM, 0x10001u)
+BNN__MVE_LANES_ONLY(bnn__dbt_mve_l8, bnn__dbt_mve_l8_pop, BNN__MVE_LANES_FOLD8_ASM, 0x01010101u)
 #else
 typedef int bnn_dense_mve_unused; /* ISO C: a translation unit is not empty */
 #endif
