@@ -38,12 +38,16 @@ EXTRA_SHAPES = [(12, 48, 48, 1, 1), (8, 96, 96, 2, 0), (7, 40, 40, 1, 1), (9, 33
 BUILDS = {"Helium": "", "scalar (-DBNN_NO_MVE)": "-DBNN_NO_MVE"}
 TARGET = 0.10
 OUT = bk.ROOT / "benchmarks" / "results" / "mcu_kernels_m55.md"
-# The M55 column of mcu_kernels.md's conv table before the rows-in-lanes kernel (main at ac7199d,
-# same shapes and seeds): instructions per inference.
-BEFORE = {(32, 16, 16, 1, 1): 407_310, (32, 16, 16, 2, 0): 84_577, (16, 32, 32, 1, 1): 234_559,
-          (16, 32, 32, 2, 1): 63_591, (16, 64, 64, 1, 0): 443_201, (8, 64, 64, 1, 1): 188_738,
-          (8, 128, 128, 2, 1): 152_798, (8, 128, 128, 1, 0): 256_649, (4, 256, 256, 1, 1): 574_938,
-          (4, 256, 256, 1, 0): 107_141}
+# The Helium column of results/mcu_kernels_m55.md at main 884bf65 (patches gathered per position and
+# 32-channel chunk, padded taps at cin > 32; same shapes and seeds): instructions per inference.
+BEFORE = {(32, 16, 16, 1, 1): 288_811, (32, 16, 16, 2, 0): 58_021, (16, 32, 32, 1, 1): 186_792,
+          (16, 32, 32, 2, 1): 50_540, (16, 64, 64, 1, 0): 400_404, (8, 64, 64, 1, 1): 172_432,
+          (8, 128, 128, 2, 1): 152_484, (8, 128, 128, 1, 0): 260_064, (4, 256, 256, 1, 1): 576_392,
+          (4, 256, 256, 1, 0): 107_940, (12, 48, 48, 1, 1): 273_408, (8, 96, 96, 2, 0): 40_772,
+          (7, 40, 40, 1, 1): 98_901, (9, 33, 33, 2, 1): 54_858}
+# The M55 256-256-256-10 MLP library flash at main 884bf65 (bench_mcu_models.py, multi): 20,744 B.
+FLASH_BEFORE = 20_744
+FLASH_TARGET = 1.05
 
 
 def conv_counts(shapes: list[tuple], builds: dict[str, str]) -> dict:
@@ -104,11 +108,27 @@ def profile(sh: tuple, flags: str = "") -> list[tuple[str, int]]:
     return sorted(per.items(), key=lambda kv: -kv[1])
 
 
+def mlp_flash() -> dict:
+    """Library flash (model.c + linked kernels, the harness subtracted) of bench_mcu_models.py's random
+    256-256-256-10 MLP on the M55, its flash lower bound and one inference's instructions (logits
+    checked against the IR first)."""
+    import bench_mcu_models as bm
+    from bnn2hw.ir import execute
+    from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+
+    g = bm.random_mlp_graph()
+    x = np.random.default_rng(bm.RANDOM_SEED).choice(np.array([-1, 1], dtype=np.int8), size=(3, 256))
+    with tempfile.TemporaryDirectory() as d:
+        em = write_firmware_dir(g, Path(d) / "fw", CORE)
+        r = bm.measure(Path(d) / "fw", g, CORE, None, to_c_inputs(g, x), execute.run(g, x).int_logits)
+    return {"lib": r["lib_flash"], "lb": em.flash_lower_bound_bytes, "instructions": r["instructions"]}
+
+
 def cell(n, macs) -> str:
     return "—" if n is None else f"{n / macs:.3f} ({n:,})"
 
 
-def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str) -> list[str]:
+def report(conv: dict, dense: dict, flash: dict | None, builds: list[str], seconds: float, argv: str) -> list[str]:
     gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
                          check=False).stdout.splitlines()[0]
     qv = subprocess.run(["qemu-system-arm", "--version"], capture_output=True, text=True,
@@ -119,14 +139,16 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
               f"Command: `nice -n 10 python benchmarks/bench_mcu_conv_m55.py{argv}`."), "",
              ("Instructions = exact QEMU count (mps3-an547) of one `bnn_infer()` call, `-O2`, harness and model.c "
               "of bench_mcu_kernels.py (same shapes and seeds as its conv table); every build first ran 3 random "
-              "inputs in QEMU and all its outputs equal numpy's.  Counts include gathering the patches, the "
-              "padding correction and copying the input in and the output words out (`bnn_conv.c`).  Row kernels: "
-              "`bnn_dense_mve.c`: rows of <= 31 words (in whole groups of 8 rows) run "
-              "with the rows in vector lanes (8 rows per patch word: broadcast gather of the patch word, a "
-              "gather of word k of 4 rows, VEOR, byte-table VLDRB gather, VADD.I8; 10 instructions per 256 "
-              "binary MACs, no tail passes), the rest with 4 rows per input vector (DLSTP/LETP).  `before` = "
-              "the M55 column of mcu_kernels.md at main ac7199d (4 rows per input vector only).  Instructions are "
-              "not cycles (see cycles.md for the M55 estimate)."), "",
+              "inputs in QEMU and all its outputs equal numpy's.  Counts include everything `bnn_conv_bits` does "
+              "per call (weight repacking, tap counts, threshold tables, patches) and copying the input in and the "
+              "output words out.  Helium, cin >= 32 (`bnn_conv.c` conv_bits_mve): row-dense taps (the kw taps of a "
+              "kernel row back to back, ceil(kw cin / 32) words per row: 12 instead of 18 words per 3x3 patch at "
+              "cin 33 and 40), one column image per output column (each input row segment packed once, the patch "
+              "of a position is kh contiguous segments: no gather), weight rows repacked and the padding-correction "
+              "tables (4 channels per vector) built once per call; cin < 32: the patch path (dense taps).  Row "
+              "kernels: `bnn_dense_mve.c`, 8 rows in vector lanes per patch word (10 instructions per 256 binary "
+              "MACs, no tail passes).  `before` = main 884bf65.  Instructions are not cycles (see cycles.md for "
+              "the M55 estimate)."), "",
              "| map | cin | cout | stride | pad | binary MACs | before | " + " | ".join(builds) + " |",
              "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(builds)]
     shapes = [sh for sh in [*bk.CONV_SHAPES, *EXTRA_SHAPES] if (hel, sh) in conv]
@@ -148,19 +170,24 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
     padded = [(sh, conv[(hel, sh)] / (bk.conv_macs(*sh) * 32 * ((sh[1] + 31) // 32) / sh[1])) for sh in shapes
               if sh[1] % 32 and sh[1] > 32]
     if padded:
-        lines.append("* cin > 32 and not a multiple of 32: each tap's channels are padded to whole words, so the "
-                     "kernel also runs the zero padding bits; per binary MAC of the padded layout (9 x 32 ceil(cin / "
-                     "32) per output): " + ", ".join(f"{v:.3f} at {sh}" for sh, v in padded) + ".  Small maps add "
-                     "the per-position border work of `bnn_conv.c` (window, gather, padding-correction cache).")
-        lines.append("* Layout at cin > 32, cin % 32 != 0 (`bnn__conv_row_words`): the scalar column packs the taps "
-                     "densely (tap t at bit t cin, ceil(9 cin / 32) row words, e.g. 14 instead of 18 at cin 48); the "
-                     "Helium build keeps the padded layout, since dense packing measured slower there (first dense "
-                     "version, per-word bit-stream packing: 0.091 -> 0.125 at (12, 48, 48, 1, 1), 0.139 -> 0.199 at "
-                     "(7, 40, 40, 1, 1), 0.222 -> 0.327 at (9, 33, 33, 2, 1)): gathering a bit-stream patch per "
-                     "position costs more than the rows-in-lanes kernel spends on the zero words.")
+        lines.append("* cin > 32 and not a multiple of 32: per binary MAC of the padded layout (9 x 32 ceil(cin / "
+                     "32) per output, the main 884bf65 layout): " + ", ".join(f"{v:.3f} at {sh}" for sh, v in padded)
+                     + ".  Small maps pay the per-call work (weight repacking, tap counts, 9 correction tables) over "
+                     "few positions: see `--profile`.")
     if narrow:
         lines.append(f"* 16-channel convs (144-input patches, outside the target): "
                      + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")
+    if flash:
+        ratio, before = flash["lib"] / flash["lb"], FLASH_BEFORE / flash["lb"]
+        lines += ["", "## Flash: the 256-256-256-10 MLP on the M55 (bench_mcu_models.py's random model)", "",
+                  (f"Library flash (model.c + the kernels it links, `--gc-sections`, the harness subtracted): "
+                   f"{flash['lib']:,} B against the lower bound {flash['lb']:,} B (weight bits / 8 + 4 B per "
+                   f"threshold) = {ratio:.4f}x (target <= {FLASH_TARGET}: {'met' if ratio <= FLASH_TARGET else 'NOT met'}"
+                   f"; main 884bf65: {FLASH_BEFORE:,} B = {before:.3f}x), {flash['instructions']:,} instructions per "
+                   "inference.  A dense layer's row length is a constant in generated code, so `bnn__dbt2_pick` "
+                   "(bnn_bits.h) links one lanes-only body (`bnn__dbt_mve_l16`: rows of <= 31 words, bits and "
+                   "popcount mode in one body, the rows left over one by one) instead of the general kernels (4-row "
+                   "core, both folds, both modes).")]
     if dense:
         lines += ["", "## Dense on the M55: W-W-W-10 all-binary MLPs (bench_mcu_kernels.py models), Helium", "",
                   "| W | row words | binary MACs | instructions per binary MAC (instructions) |", "|---:|---:|---:|---:|"]
@@ -171,7 +198,7 @@ def report(conv: dict, dense: dict, builds: list[str], seconds: float, argv: str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--no-dense", action="store_true", help="convs only")
+    ap.add_argument("--no-dense", action="store_true", help="convs only (no dense table, no flash)")
     ap.add_argument("--no-scalar", action="store_true", help="Helium builds only (no -DBNN_NO_MVE column)")
     ap.add_argument("--widths", nargs="+", type=int, default=bk.WIDTHS)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -190,8 +217,9 @@ def main() -> None:
     t0 = time.time()
     conv = conv_counts([*bk.CONV_SHAPES, *EXTRA_SHAPES], builds)
     dense = {} if args.no_dense else dense_counts(args.widths)
+    flash = None if args.no_dense else mlp_flash()
     argv = "".join(f" {a}" for a in sys.argv[1:] if a.startswith("--no"))
-    lines = report(conv, dense, list(builds), time.time() - t0, argv)
+    lines = report(conv, dense, flash, list(builds), time.time() - t0, argv)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(args.out)

@@ -714,7 +714,8 @@ static int __attribute__((noinline)) conv_bits_mve(const bnn_conv_params_t *p, c
             mve_segments(wg, kw * cw, gn * kh, kw, cw, tail, wpk, rwd);
             wrows = wpk;
         }
-        for (uint32_t j = 0; j < gmax; ++j) { /* |t| <= 2^29: any thr beyond gives the same bits (K < 2^28) */
+        for (uint32_t j = 0; j < ((gn + 3u) & ~3u); ++j) { /* whole vectors; |t| <= 2^29: any thr beyond
+                                                             * gives the same bits (K < 2^16) */
             const int32_t t = j < gn ? thr[g0 + j] : 0;
             tg[j] = t < -(1 << 29) ? -(1 << 29) : t > (1 << 29) ? (1 << 29) : t;
         }
