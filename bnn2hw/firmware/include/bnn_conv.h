@@ -81,8 +81,9 @@ BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
     const uint32_t nd = BNN_WORDS(taps * p->cin);
     const uint32_t n = taps * BNN_WORDS(p->cin);
 #if BNN_MVE
-    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps (measured,
-     * mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs */
+    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps per position
+     * (measured, mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs
+     * here; cin >= 32 convs run bnn_conv.c's column images of row-dense taps when they fit */
     if (p->cin > 32u) {
         return n;
     }

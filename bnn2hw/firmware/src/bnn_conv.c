@@ -544,7 +544,17 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
  * saturating K_v - thr, shift, the gathered c_t of the padded taps, clamp).  -1 padding: zero bits
  * are the activation -1, M is the full-window value everywhere.
  *
- * Measured (benchmarks/bench_mcu_conv_m55.py, results/mcu_kernels_m55.md).
+ * Stack: about 9.8 KB for this frame (column image 2 KB, packed weights 4 KB, c_t 2.3 KB, M tables;
+ * the caller's patch-path frame, 3.9 KB, comes on top): shapes over the buffers take the patch path,
+ * BNN_CONV_MVE_COL_WORDS / _W_WORDS / _GROUP (a multiple of 32) shrink them.
+ *
+ * Measured (benchmarks/bench_mcu_conv_m55.py, results/mcu_kernels_m55.md, QEMU instructions per
+ * binary MAC, before = the patch path): 7x7x40 s1 p1 0.140 -> 0.081, 9x9x33 s2 p1 0.224 -> 0.127,
+ * 12x12x48 0.092 -> 0.066, 4x4x256 p1 0.061 -> 0.048, 8x8x64 p1 0.073 -> 0.057.  On small maps the
+ * per-call work is a large share: 9x9x33 s2 p1 (25 positions) spends 17.1K instructions in the row
+ * kernel and 14K on repacking the weights (3.0K), tap counts (1.7K), 9 M tables (3.2K), column
+ * images (1.7K) and the loops (4.7K); doing the weight-side part at code-generation time is the
+ * next step for such layers (--profile of the benchmark gives the split).
  */
 #ifndef BNN_CONV_MVE_COL_WORDS
 #define BNN_CONV_MVE_COL_WORDS 512u /* column image: ((out_h - 1) stride_h + kh) rwd words, 2 KB */
@@ -552,7 +562,9 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
 #ifndef BNN_CONV_MVE_W_WORDS
 #define BNN_CONV_MVE_W_WORDS 1024u /* a group's packed weight rows (cin % 32 != 0), 4 KB */
 #endif
-#define BNN_CONV_MVE_GROUP 64u     /* channels per group: c_t and M tables on the stack */
+#ifndef BNN_CONV_MVE_GROUP
+#define BNN_CONV_MVE_GROUP 64u /* channels per group (a multiple of 32): c_t and M tables on the stack */
+#endif
 
 /* A row segment in the row-dense layout: the kw taps (cw words each, tap kx at src + kx cw, the
  * last word of a tap holds tail = cin - 32 (cw - 1) valid bits, zeros above): first the kw (cw - 1)
