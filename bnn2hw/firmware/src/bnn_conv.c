@@ -552,9 +552,9 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
  * binary MAC, before = the patch path): 7x7x40 s1 p1 0.140 -> 0.081, 9x9x33 s2 p1 0.224 -> 0.127,
  * 12x12x48 0.092 -> 0.066, 4x4x256 p1 0.061 -> 0.048, 8x8x64 p1 0.073 -> 0.057.  On small maps the
  * per-call work is a large share: 9x9x33 s2 p1 (25 positions) spends 17.1K instructions in the row
- * kernel and 14K on repacking the weights (3.0K), tap counts (1.7K), 9 M tables (3.2K), column
- * images (1.7K) and the loops (4.7K); doing the weight-side part at code-generation time is the
- * next step for such layers (--profile of the benchmark gives the split).
+ * kernels and 14K around them: packing weight rows and column images (4.1K), tap counts (1.7K),
+ * 9 M tables (3.2K), the loops (4.6K); doing the weight-side part (packed rows, c_t or the M tables)
+ * at code-generation time is the next step for such layers (--profile of the benchmark).
  */
 #ifndef BNN_CONV_MVE_COL_WORDS
 #define BNN_CONV_MVE_COL_WORDS 512u /* column image: ((out_h - 1) stride_h + kh) rwd words, 2 KB */
