@@ -35,7 +35,8 @@ import bench_mcu_kernels as bk  # (also puts the repository and firmware/tests o
 CORE = "cortex-m55"
 # (map size, cin, cout, stride, pad), not in bench_mcu_kernels.CONV_SHAPES
 EXTRA_SHAPES = [(12, 48, 48, 1, 1), (8, 96, 96, 2, 0), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
-BUILDS = {"Helium": "", "scalar (-DBNN_NO_MVE)": "-DBNN_NO_MVE"}
+BUILDS = {"Helium": "", "Helium, prepared weights": "", "scalar (-DBNN_NO_MVE)": "-DBNN_NO_MVE"}
+PREP = "Helium, prepared weights"  # model.c as bnn2hw emit-c writes it for the M55 (bnn_conv_bits_mve_prep)
 TARGET = 0.10
 OUT = bk.ROOT / "benchmarks" / "results" / "mcu_kernels_m55.md"
 # The Helium column of results/mcu_kernels_m55.md at main 884bf65 (patches gathered per position and
@@ -50,6 +51,30 @@ FLASH_BEFORE = 20_744
 FLASH_TARGET = 1.05
 
 
+def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int) -> dict:
+    """bench_mcu_kernels.write_conv's conv (same weights, thresholds, inputs) through
+    ``bnn_conv_bits_mve_prep``: the row-dense weights and M tables of bnn2hw/mcu/conv_mve_prep.py,
+    as the code generator emits them under ``#if BNN_MVE`` (shapes it does not fit keep bnn_conv_bits)."""
+    from bnn2hw.mcu import conv_mve_prep as mp
+
+    m = bk.write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    if not mp.fits(hw, cin, 3, 3, stride, m["oh"]):
+        m["prep"] = None
+        return m
+    tab, xcls, ycls, cpad = mp.m_tables(m["w"], m["thr"], (hw, hw), (m["oh"], m["oh"]), stride, pad, False)
+    data = (bk._c_words("wr", mp.row_dense_weights(m["w"])) + bk._c_words("mt", tab, "int32_t")
+            + bk._c_words("xc", xcls, "uint8_t") + bk._c_words("yc", ycls, "uint8_t")
+            + f"static const bnn_conv_mve_prep_t q = {{0u, {int(xcls.max()) + 1}u, {cpad}u, wr, mt, xc, yc, w, thr}};\n")
+    text = (out / "model.c").read_text()
+    call = "    bnn_conv_bits(&p, in_words, w, thr, out_words);\n"
+    assert call in text
+    text = text.replace(call, "    bnn_conv_bits_mve_prep(&p, &q, in_words, out_words);\n")
+    text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    (out / "model.c").write_text(text)
+    m["prep"] = {"table_bytes": 4 * tab.size + xcls.size + ycls.size, "row_words": mp.row_dense_weights(m["w"]).size}
+    return m
+
+
 def conv_counts(shapes: list[tuple], builds: dict[str, str]) -> dict:
     res = {}
     for hw, cin, cout, s, pad in shapes:
@@ -58,7 +83,10 @@ def conv_counts(shapes: list[tuple], builds: dict[str, str]) -> dict:
         seed = bk.SEED + 17 * i  # the seeds of bench_mcu_kernels.conv_sweep for its shapes
         for name, flags in builds.items():
             with tempfile.TemporaryDirectory() as d:
-                m = bk.write_conv(Path(d), hw, cin, cout, s, pad, False, seed)
+                if name == PREP:
+                    m = write_conv_prep(Path(d), hw, cin, cout, s, pad, seed)
+                else:
+                    m = bk.write_conv(Path(d), hw, cin, cout, s, pad, False, seed)
                 x, raw = bk.conv_inputs(hw, cin, False, seed)
                 res[(name, sh)] = bk.count(Path(d), CORE, x, bk.conv_expected(m, raw, s, pad), m["n_out"], flags)
             print("conv", name, sh, res[(name, sh)], flush=True)
@@ -78,7 +106,7 @@ def dense_counts(widths: list[int]) -> dict:
     return res
 
 
-def profile(sh: tuple, flags: str = "") -> list[tuple[str, int]]:
+def profile(sh: tuple, flags: str = "", prep: bool = False) -> list[tuple[str, int]]:
     """Executed instructions of one bnn_infer() call of conv shape ``sh`` per function of the ELF
     (QEMU block trace; a block is charged to the function its first instruction is in, so static
     helpers GCC inlined count in their caller), largest first."""
@@ -89,7 +117,8 @@ def profile(sh: tuple, flags: str = "") -> list[tuple[str, int]]:
 
     hw, cin, cout, s, pad = sh
     with tempfile.TemporaryDirectory() as d:
-        m = bk.write_conv(Path(d), hw, cin, cout, s, pad, False, bk.SEED)
+        m = (write_conv_prep if prep else lambda *a: bk.write_conv(*a[:5], False, a[5]))(
+            Path(d), hw, cin, cout, s, pad, bk.SEED)
         x, _ = bk.conv_inputs(hw, cin, False, bk.SEED)
         elf = toolchain.build(Path(d), CORE, extra_cflags=flags)
         addr = qemu._symbol_addresses(elf, ("bnn_marker_begin", "bnn_marker_end"))
@@ -204,10 +233,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--profile", nargs=5, type=int, metavar=("MAP", "CIN", "COUT", "STRIDE", "PAD"),
                     help="print the per-function instruction counts of one conv shape (Helium build) and exit")
+    ap.add_argument("--prep", action="store_true", help="with --profile: the prepared-weights entry")
     args = ap.parse_args()
     if args.profile:
         sh = tuple(args.profile)
-        rows = profile(sh)
+        rows = profile(sh, prep=args.prep)
         total = sum(n for _, n in rows)
         print(f"{sh}: {total:,} instructions, {total / bk.conv_macs(*sh):.3f} per binary MAC")
         for name, n in rows:

@@ -665,6 +665,33 @@ static void __attribute__((noinline)) mve_segment_clipped(const bnn_word_t *src,
     mve_segments(t, 0u, 1u, kw, cw, tail, dst, 0u);
 }
 
+/* The column image of the column whose window starts at input column x0 (valid taps [kx0, kx1)):
+ * rows r < rlo and r >= rhi (y = r - pad_h outside the image) are zero, the others are the row
+ * segments of input row r - pad_h (rows = (out_h - 1) stride_h + kh, rwd words each). */
+static void mve_column(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t x0, uint32_t kx0, uint32_t kx1,
+                       uint32_t rows, bnn_word_t *col)
+{
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, ph = p->pad_h, in_h = p->in_h, in_w = p->in_w;
+    const uint32_t rwd = BNN_WORDS(kw * cin), tail = cin - 32u * (cw - 1u);
+    const uint32_t rlo = ph < rows ? ph : rows, rhi = ph + in_h < rows ? ph + in_h : rows;
+    for (uint32_t i = 0; i < rlo * rwd; ++i) {
+        col[i] = 0u;
+    }
+    for (uint32_t i = (rhi > rlo ? rhi : rlo) * rwd; i < rows * rwd; ++i) {
+        col[i] = 0u;
+    }
+    if (rhi > rlo) {
+        const bnn_word_t *src = in + ((rlo - ph) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
+        if (kx0 == 0u && kx1 == kw) {
+            mve_segments(src, in_w * cw, rhi - rlo, kw, cw, tail, col + rlo * rwd, rwd);
+        } else {
+            for (uint32_t r = rlo; r < rhi; ++r, src += in_w * cw) {
+                mve_segment_clipped(src, kw, cw, tail, kx0, kx1, col + r * rwd);
+            }
+        }
+    }
+}
+
 /* m[j] = clamp(floor((kv - t[j]) / 2) + sum_{t in padded} pc[j taps + t], -1, hi) for j < ceil(gn / 4) 4
  * (whole vectors: t and m hold BNN_CONV_MVE_GROUP entries, t is clamped to [-2^29, 2^29] and 0 past gn,
  * pc's entries past gn are read but their lanes are never used). */
@@ -748,24 +775,7 @@ static int __attribute__((noinline)) conv_bits_mve(const bnn_conv_params_t *p, c
                 xkey = kx0 | kx1 << 8;
                 key[0] = key[1] = key[2] = ~0u;
             }
-            /* the column image: rows r < rlo and r >= rhi (y = r - ph outside the image) are zero */
-            const uint32_t rlo = ph < rows ? ph : rows, rhi = ph + in_h < rows ? ph + in_h : rows;
-            for (uint32_t i = 0; i < rlo * rwd; ++i) {
-                col[i] = 0u;
-            }
-            for (uint32_t i = (rhi > rlo ? rhi : rlo) * rwd; i < rows * rwd; ++i) {
-                col[i] = 0u;
-            }
-            if (rhi > rlo) {
-                const bnn_word_t *src = in + ((rlo - ph) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
-                if (kx0 == 0u && kx1 == kw) {
-                    mve_segments(src, in_w * cw, rhi - rlo, kw, cw, tail, col + rlo * rwd, rwd);
-                } else {
-                    for (uint32_t r = rlo; r < rhi; ++r, src += in_w * cw) {
-                        mve_segment_clipped(src, kw, cw, tail, kx0, kx1, col + r * rwd);
-                    }
-                }
-            }
+            mve_column(p, in, x0, kx0, kx1, rows, col);
             for (uint32_t oy = 0; oy < out_h; ++oy) {
                 const int32_t y0 = (int32_t)(oy * sh) - (int32_t)ph;
                 const uint32_t ky0 = y0 < 0 ? (uint32_t)(-y0) < kh ? (uint32_t)(-y0) : kh : 0u;
@@ -801,6 +811,41 @@ static int __attribute__((noinline)) conv_bits_mve(const bnn_conv_params_t *p, c
         }
     }
     return 1;
+}
+
+/* bnn_conv_bits_mve_prep (bnn_conv.h): conv_bits_mve with the weight rows, tap counts and M tables
+ * from code generation (bnn2hw/mcu/conv_mve_prep.py): per call only the column images and the row
+ * kernels run (no groups: the whole cout per position, the column image built once per column). */
+void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep_t *q, const bnn_word_t *in,
+                             bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cin = p->cin, kh = p->kh, kw = p->kw, sh = p->stride_h, sw = p->stride_w;
+    const uint32_t out_h = p->out_h, out_w = p->out_w, cout = p->cout, pw = p->pad_w;
+    const uint32_t rwd = BNN_WORDS(kw * cin), nw = kh * rwd, ow = BNN_WORDS(cout);
+    const uint32_t rows = out_h == 0u ? 0u : (out_h - 1u) * sh + kh;
+    if (cin < 32u || kw * BNN_WORDS(cin) > BNN_CONV_PATCH_WORDS || rows * rwd > BNN_CONV_MVE_COL_WORDS) {
+        bnn__conv_bits_rows(p, in, q->raw_w, q->thr, (int)q->pad_minus1, out, fn, q->pad_minus1 ? 0 : pfn);
+        return;
+    }
+    bnn_word_t col[BNN_CONV_MVE_COL_WORDS];
+    for (uint32_t ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = (int32_t)(ox * sw) - (int32_t)pw;
+        const uint32_t kx0 = x0 < 0 ? (uint32_t)(-x0) < kw ? (uint32_t)(-x0) : kw : 0u;
+        const int32_t right = (int32_t)p->in_w - x0; /* taps kx < right are inside */
+        uint32_t kx1 = right <= 0 ? 0u : (uint32_t)right < kw ? (uint32_t)right : kw;
+        kx1 = kx1 < kx0 ? kx0 : kx1;
+        mve_column(p, in, x0, kx0, kx1, rows, col);
+        const int32_t *mx = q->m + q->xcls[ox] * q->cpad;
+        for (uint32_t oy = 0; oy < out_h; ++oy) {
+            const bnn_word_t *patch = col + oy * sh * rwd;
+            const int32_t *mm = mx + q->ycls[oy] * q->nx * q->cpad;
+            bnn_word_t *dst = out + (oy * out_w + ox) * ow;
+            for (uint32_t c = 0; c < cout; c += 32u) {
+                const uint32_t cnt = cout - c < 32u ? cout - c : 32u;
+                *dst++ = rows_bits(patch, q->w + c * nw, mm + c, nw, cnt, fn);
+            }
+        }
+    }
 }
 #endif
 
