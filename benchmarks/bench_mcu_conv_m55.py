@@ -178,6 +178,11 @@ def report(conv: dict, dense: dict, flash: dict | None, builds: list[str], secon
               "kernels: `bnn_dense_mve.c`, 8 rows in vector lanes per patch word (10 instructions per 256 binary "
               "MACs, no tail passes).  `before` = main 884bf65.  Instructions are not cycles (see cycles.md for "
               "the M55 estimate)."), "",
+             (f"`{PREP}` = the call bnn2hw emit-c generates for the M55 (`bnn_conv_bits_mve_prep`, under "
+              "`#if BNN_MVE`): the row-dense weight rows and the popcount bounds M of every window class "
+              "(bnn2hw/mcu/conv_mve_prep.py) come from flash, per call only the column images and the row "
+              "kernels run; shapes whose column image does not fit (conv_mve_prep.fits) keep `bnn_conv_bits`.  "
+              "The target below is judged on this column (the generated code's path)."), "",
              "| map | cin | cout | stride | pad | binary MACs | before | " + " | ".join(builds) + " |",
              "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(builds)]
     shapes = [sh for sh in [*bk.CONV_SHAPES, *EXTRA_SHAPES] if (hel, sh) in conv]
@@ -187,22 +192,40 @@ def report(conv: dict, dense: dict, flash: dict | None, builds: list[str], secon
         extra = "" if sh in bk.CONV_SHAPES else " (extra)"
         lines.append(f"| {hw}x{hw}{extra} | {cin} | {cout} | {s} | {pad} | {macs:,} | {cell(BEFORE.get(sh), macs)} | "
                      + " | ".join(cell(conv.get((b, sh)), macs) for b in builds) + " |")
-    wide = [(conv[(hel, sh)] / bk.conv_macs(*sh), sh) for sh in shapes if sh[1] >= 32]
+    gen = PREP if any(b == PREP for b, _ in conv) else hel  # the path generated code takes
+    wide = [(conv[(gen, sh)] / bk.conv_macs(*sh), sh) for sh in shapes if sh[1] >= 32]
     narrow = [(conv[(hel, sh)] / bk.conv_macs(*sh), sh) for sh in shapes if sh[1] < 32]
     if wide:
         worst, wsh = max(wide)
         bad = [sh for v, sh in wide if v > TARGET]
         lines += ["", (f"* Target (issue 11) <= {TARGET} per binary MAC for every conv with cin >= 32 (patches of "
-                       f">= 288 inputs): worst {worst:.3f} at {wsh}: "
+                       f">= 288 inputs), {gen}: worst {worst:.3f} at {wsh}: "
                        + ("met" if not bad else f"NOT met at {bad}") + f" ({len(wide) - len(bad)} of {len(wide)} "
                        "shapes).")]
-    padded = [(sh, conv[(hel, sh)] / (bk.conv_macs(*sh) * 32 * ((sh[1] + 31) // 32) / sh[1])) for sh in shapes
+    padded = [(sh, conv[(gen, sh)] / (bk.conv_macs(*sh) * 32 * ((sh[1] + 31) // 32) / sh[1])) for sh in shapes
               if sh[1] % 32 and sh[1] > 32]
     if padded:
         lines.append("* cin > 32 and not a multiple of 32: per binary MAC of the padded layout (9 x 32 ceil(cin / "
                      "32) per output, the main 884bf65 layout): " + ", ".join(f"{v:.3f} at {sh}" for sh, v in padded)
-                     + ".  Small maps pay the per-call work (weight repacking, tap counts, 9 correction tables) over "
-                     "few positions: see `--profile`.")
+                     + ".  Small maps pay the per-call work (`Helium` column: weight repacking, tap counts, 9 "
+                     "correction tables) over few positions: see `--profile` (`--profile ... --prep`: the prepared "
+                     "entry).")
+    if gen == PREP:
+        from bnn2hw.mcu import conv_mve_prep as mp
+
+        extra = []
+        for sh in shapes:
+            hw, cin, cout, s, pad = sh
+            oh = (hw + 2 * pad - 3) // s + 1
+            if not mp.fits(hw, cin, 3, 3, s, oh):
+                continue
+            w = np.ones((cout, 3, 3, cin), dtype=np.int8)
+            tab, xc, yc, _ = mp.m_tables(w, np.zeros(cout), (hw, hw), (oh, oh), s, pad, False)
+            rows = 4 * mp.row_dense_weights(w).size
+            extra.append(f"{sh} {rows + 4 * tab.size + xc.size + yc.size + 36:,} B ({rows:,} B rows, "
+                         f"{tab.shape[0]} M tables {4 * tab.size:,} B)")
+        lines.append("* Extra flash of the prepared entry (M55 builds only; the plain weights stay for the fallback), "
+                     "rows + M tables + class bytes + the 36 B struct: " + "; ".join(extra) + ".")
     if narrow:
         lines.append(f"* 16-channel convs (144-input patches, outside the target): "
                      + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")
