@@ -62,16 +62,19 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
         m["prep"] = None
         return m
     tab, xcls, ycls, cpad = mp.m_tables(m["w"], m["thr"], (hw, hw), (m["oh"], m["oh"]), stride, pad, False)
-    data = (bk._c_words("wr", mp.row_dense_weights(m["w"])) + bk._c_words("mt", tab, "int32_t")
+    rows = cin % 32 != 0  # else the row-dense layout is the plain one (q.w = w, as emit-c does)
+    data = ((bk._c_words("wr", mp.row_dense_weights(m["w"])) if rows else "") + bk._c_words("mt", tab, "int32_t")
             + bk._c_words("xc", xcls, "uint8_t") + bk._c_words("yc", ycls, "uint8_t")
-            + f"static const bnn_conv_mve_prep_t q = {{0u, {int(xcls.max()) + 1}u, {cpad}u, wr, mt, xc, yc, w, thr}};\n")
+            + f"static const bnn_conv_mve_prep_t q = {{0u, {int(xcls.max()) + 1}u, {cpad}u, {'wr' if rows else 'w'}, "
+              "mt, xc, yc, w, thr};\n")
     text = (out / "model.c").read_text()
     call = "    bnn_conv_bits(&p, in_words, w, thr, out_words);\n"
     assert call in text
     text = text.replace(call, "    bnn_conv_bits_mve_prep(&p, &q, in_words, out_words);\n")
     text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
     (out / "model.c").write_text(text)
-    m["prep"] = {"table_bytes": 4 * tab.size + xcls.size + ycls.size, "row_words": mp.row_dense_weights(m["w"]).size}
+    m["prep"] = {"table_bytes": 4 * tab.size + xcls.size + ycls.size, "row_words": mp.row_dense_weights(m["w"]).size
+                 if rows else 0}
     return m
 
 
@@ -221,11 +224,11 @@ def report(conv: dict, dense: dict, flash: dict | None, builds: list[str], secon
                 continue
             w = np.ones((cout, 3, 3, cin), dtype=np.int8)
             tab, xc, yc, _ = mp.m_tables(w, np.zeros(cout), (hw, hw), (oh, oh), s, pad, False)
-            rows = 4 * mp.row_dense_weights(w).size
+            rows = 4 * mp.row_dense_weights(w).size if cin % 32 else 0  # cin % 32 == 0: q.w = the plain weights
             extra.append(f"{sh} {rows + 4 * tab.size + xc.size + yc.size + 36:,} B ({rows:,} B rows, "
                          f"{tab.shape[0]} M tables {4 * tab.size:,} B)")
         lines.append("* Extra flash of the prepared entry (M55 builds only; the plain weights stay for the fallback), "
-                     "rows + M tables + class bytes + the 36 B struct: " + "; ".join(extra) + ".")
+                     "row-dense rows (cin % 32 != 0 only) + M tables + class bytes + the 36 B struct: " + "; ".join(extra) + ".")
     if narrow:
         lines.append(f"* 16-channel convs (144-input patches, outside the target): "
                      + ", ".join(f"{v:.3f} at {sh}" for v, sh in narrow) + ".")

@@ -400,8 +400,8 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     """Cortex-M55 (Helium) bits conv + threshold: the statement lines running ``call`` (the plain
     bnn_conv_bits / _m1 call) or, under ``#if BNN_MVE`` when the column-image conv applies
     (conv_mve_prep.fits), ``bnn_conv_bits_mve_prep`` on generation-time row-dense weights and M
-    tables (conv_mve_prep.py; extra flash on Helium builds only: the rows, 4 B per M entry, the
-    class bytes).  geo = (h, w, oh, ow, stride, pad); vc: the call sits in the ``#else`` of
+    tables (conv_mve_prep.py; extra flash on Helium builds only: the rows when cin % 32 != 0, 4 B
+    per M entry, the class bytes).  geo = (h, w, oh, ow, stride, pad); vc: the call sits in the ``#else`` of
     ``#if BNN_CONV_VCOLS`` (the row-format data only exists there)."""
     o, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
@@ -410,13 +410,16 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     m, xcls, ycls, cpad = conv_mve_prep.m_tables(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
     guard = "BNN_MVE && !BNN_CONV_VCOLS" if vc else "BNN_MVE"
     st.data.append(f"#if {guard} /* {lid}: Helium column-image conv, weight side prepared (conv_mve_prep.py) */\n")
-    st.data.append(c_array("bnn_word_t", f"{lid}_wr", conv_mve_prep.row_dense_weights(w)))
+    wr = f"{lid}_w"  # cin % 32 == 0: the row-dense layout is the plain one, no copy
+    if c % 32:
+        wr = f"{lid}_wr"
+        st.data.append(c_array("bnn_word_t", wr, conv_mve_prep.row_dense_weights(w)))
     st.data.append(f"/* popcount bounds M of {m.shape[0]} window classes x {cpad} channels */\n")
     st.data.append(c_array("int32_t", f"{lid}_m", m))
     st.data.append(c_array("uint8_t", f"{lid}_xc", xcls))
     st.data.append(c_array("uint8_t", f"{lid}_yc", ycls))
     st.data.append(f"static const bnn_conv_mve_prep_t {lid}_q = {{{pad_minus1}u, {len(set(xcls.tolist()))}u, "
-                   f"{cpad}u, {lid}_wr, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
+                   f"{cpad}u, {wr}, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
     return ["#if BNN_MVE", f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, "
             f"(bnn_word_t *){dst});", "#else", call, "#endif"]
 

@@ -553,8 +553,9 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
  * 12x12x48 0.092 -> 0.066, 4x4x256 p1 0.061 -> 0.048, 8x8x64 p1 0.073 -> 0.057.  On small maps the
  * per-call work is a large share: 9x9x33 s2 p1 (25 positions) spends 17.1K instructions in the row
  * kernels and 14K around them: packing weight rows and column images (4.1K), tap counts (1.7K),
- * 9 M tables (3.2K), the loops (4.6K); doing the weight-side part (packed rows, c_t or the M tables)
- * at code-generation time is the next step for such layers (--profile of the benchmark).
+ * 9 M tables (3.2K), the loops (4.6K).  Generated code (bnn2hw emit-c) therefore calls
+ * bnn_conv_bits_mve_prep (below) with the packed rows and the M tables made at code generation:
+ * 9x9x33 s2 p1 0.094, 7x7x40 0.067, 4x4x256 p1 0.040 (the `Helium, prepared weights` column).
  */
 #ifndef BNN_CONV_MVE_COL_WORDS
 #define BNN_CONV_MVE_COL_WORDS 512u /* column image: ((out_h - 1) stride_h + kh) rwd words, 2 KB */
