@@ -156,3 +156,32 @@ def test_emitted_cnn_m55_prep(tmp_path, small_buffers):
     elf = toolchain.build(out, "cortex-m55", extra_cflags="-DBNN_CONV_MVE_COL_WORDS=16")
     got = qemu.run(elf, "cortex-m55", to_c_inputs(graph, x), 7)
     assert np.array_equal(got, execute.run(graph, x).int_logits)
+
+
+# ---------------------------------------------------------------- the prepared entry on awkward shapes
+
+
+@pytest.mark.parametrize("hw, cin, cout, s, pad", [(5, 33, 1, 1, 1), (6, 63, 31, 2, 2), (7, 95, 33, 2, 1),
+                                                   (4, 65, 65, 1, 0), (3, 32, 257, 1, 1), (5, 255, 32, 2, 1)])
+def test_prepared_conv_awkward_shapes(tmp_path, hw, cin, cout, s, pad):
+    """bench_mcu_conv_m55.write_conv_prep (the emit-c data layout on a hand-written model.c): cout 1, 31,
+    33, 65, 257; cin 33, 63, 65, 95, 255 (tails of 1..31 bits) and 32; pad 2 (two clipped rows and
+    columns: 5 window classes a side); every output word equals numpy's conv + threshold in QEMU."""
+    import sys
+    from pathlib import Path
+
+    from bnn2hw.mcu import qemu, toolchain
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_mcu_conv_m55 as bc
+
+    seed = 1000 + hw * cin + cout
+    m = bc.write_conv_prep(tmp_path, hw, cin, cout, s, pad, seed)
+    assert m["prep"] is not None and "bnn_conv_bits_mve_prep(&p, &q" in (tmp_path / "model.c").read_text()
+    x, raw = bc.bk.conv_inputs(hw, cin, False, seed)
+    elf = toolchain.build(tmp_path, "cortex-m55")
+    got = qemu.run(elf, "cortex-m55", x, m["n_out"])
+    assert np.array_equal(got, bc.bk.conv_expected(m, raw, s, pad)), (hw, cin, cout, s, pad)
