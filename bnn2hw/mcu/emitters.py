@@ -403,7 +403,7 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     tables (conv_mve_prep.py; extra flash on Helium builds only: the rows when cin % 32 != 0, 4 B
     per M entry, the class bytes).  geo = (h, w, oh, ow, stride, pad); vc: the call sits in the ``#else`` of
     ``#if BNN_CONV_VCOLS`` (the row-format data only exists there)."""
-    o, kh, kw, c = w.shape
+    _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
     if st.kind != "bits" or not conv_mve_prep.fits(h, c, kh, kw, s, oh):
         return [call]
@@ -420,8 +420,8 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     st.data.append(c_array("uint8_t", f"{lid}_yc", ycls))
     st.data.append(f"static const bnn_conv_mve_prep_t {lid}_q = {{{pad_minus1}u, {len(set(xcls.tolist()))}u, "
                    f"{cpad}u, {wr}, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
-    return ["#if BNN_MVE", f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, "
-            f"(bnn_word_t *){dst});", "#else", call, "#endif"]
+    prep = f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
+    return ["#if BNN_MVE", prep, "#else", call, "#endif"]
 
 
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
