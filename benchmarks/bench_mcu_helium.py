@@ -82,10 +82,12 @@ def write(widths, dres, cres, seconds) -> list[str]:
               "Command: `nice -n 10 python benchmarks/bench_mcu_helium.py`."), "",
              ("Instructions = exact QEMU count (mps3-an547) of one `bnn_infer()` call, `-O2`; every build first ran "
              "3 random inputs in QEMU and all its outputs equal numpy's.  Helium = `bnn_dense_mve.c` (byte-table "
-             "gather popcounts, 4 rows per input vector, DLSTP/LETP tail-predicated loops); scalar = the same "
-             "firmware with `-DBNN_NO_MVE` (the Thumb-2 assembly rows of `bnn_bits.c`).  Instructions are not "
-             "cycles: a byte gather (VLDRB.U8 Qd, [Rn, Qm]) accesses memory element by element on the Cortex-M55, "
-             "so its cycle cost is several times that of a contiguous load (no M55 cycle model in bnn2hw)."), "",
+             "gather popcounts; rows of <= 31 words 8 at a time in vector lanes, one lanes-only body per row class "
+             "linked (`bnn__dbt_mve_l16` / `_l8`), longer rows 4 per input vector with DLSTP/LETP "
+             "tail-predicated loops); scalar = the same firmware with `-DBNN_NO_MVE` (the Thumb-2 assembly rows "
+             "of `bnn_bits.c`).  Instructions are not cycles: a byte gather (VLDRB.U8 Qd, [Rn, Qm]) accesses "
+             "memory element by element on the Cortex-M55, so its cycle cost is several times that of a "
+             "contiguous load (the M55 estimate of bnn2hw/mcu/cycles.py gives a range, see cycles.md)."), "",
              "## Dense: W-W-W-10 all-binary MLPs (the models of bench_mcu_kernels.py), instructions per binary MAC",
              "", f"| W | binary MACs | {hel} | {sca} | scalar / Helium | Helium instructions | scalar instructions |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -106,8 +108,12 @@ def write(widths, dres, cres, seconds) -> list[str]:
                                  "row on the M55.")]
     if cres:
         lines += ["", "## Conv: 3x3 binary convs (the shapes of bench_mcu_kernels.py), instructions per binary MAC",
-                  "", ("Counts include gathering the patches, copying the packed input in and the output words out "
-                       "(bnn_conv.c, not Helium code)."), "",
+                  "", ("Counts include all the per-call work of `bnn_conv_bits` (bnn_conv.c) and copying the packed "
+                       "input in and the output words out.  Helium at cin >= 32: column images of row-dense taps "
+                       "(conv_bits_mve: weight rows repacked, tap counts and padding-correction tables once per "
+                       "call, no per-position gather); cin < 32 and the scalar build: patches gathered per position "
+                       "and 32-channel chunk (dense taps where they save words).  Per-shape tables: "
+                       "mcu_kernels_m55.md."), "",
                   f"| map | cin | cout | stride | pad | binary MACs | {hel} | {sca} | scalar / Helium |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for i, (hw, cin, cout, s, pad) in enumerate(bk.CONV_SHAPES):

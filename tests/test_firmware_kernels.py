@@ -314,6 +314,18 @@ conv_case(65, 40, 3, 2, 1, False, h=9, wd=9)
 conv_case(104, 9, 3, 1, 1, False, h=6, wd=7)
 conv_case(33, 3, 2, 1, 0, False, h=5, wd=6)
 conv_case(47, 3, 5, 1, 2, False, h=7, wd=7)
+# issue 11, the Helium column-image conv (bnn_conv.c conv_bits_mve: row-dense taps, kw cw - kw full
+# words then the kw tails as a bit stream): 3x3 at every tail class of the cw = 2 packer (tail 1,
+# 8, 10 -> one word; 12, 15 -> two words, c crossing; 16, 20 -> b crossing; 27, 31 -> three
+# words), cw = 3 (cin 65, 95), cin 1 and 31 (one word per tap), cout 1, 31, 33 and 65 (a 1-row
+# chunk, 4-row-core tails, two channel groups), stride 1 and 2, pad 0, 1, 2 and -1 (each case
+# also runs bnn_conv_bits_m1), non-square maps, 2x2, 1x3 and 5x5 kernels (generic packer); ties on
+# interior and border positions (conv_case thresholds)
+for _sh in [(33, 33, 3, 2, 1, 9, 9), (40, 40, 3, 1, 1, 7, 7), (42, 1, 3, 1, 1, 6, 5), (44, 31, 3, 2, 0, 8, 7),
+            (47, 33, 3, 1, 2, 5, 6), (48, 65, 3, 1, 1, 6, 6), (52, 9, 3, 2, 1, 7, 9), (59, 17, 3, 1, 0, 5, 5),
+            (63, 8, 3, 2, 2, 6, 7), (65, 33, 3, 1, 1, 5, 5), (95, 7, 3, 2, 1, 6, 5), (1, 31, 3, 1, 1, 6, 5),
+            (31, 33, 3, 2, 1, 7, 6), (40, 3, 2, 2, 1, 7, 7), (33, 5, 5, 1, 2, 7, 6), (36, 6, 1, 1, 0, 4, 5)]:
+    conv_case(*_sh[:5], False, h=_sh[5], wd=_sh[6])
 # small enough for the Cortex-M0 driver buffers (1024 words; ARMv6-M keeps the padded layout at
 # these cin, BNN_CONV_DENSE_WORDS 160 there, so these check it against the dense one elsewhere)
 conv_case(40, 3, 3, 1, 1, False, h=5, wd=5)

@@ -32,7 +32,7 @@ from ..ir.graph import Graph
 from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
-from . import conv_vcols
+from . import conv_mve_prep, conv_vcols
 from .vcols import use_vcols, vcols_layer
 
 CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
@@ -395,6 +395,35 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
     st.data.append("#else\n")
 
 
+def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geo: tuple,
+                   pad_minus1: int, call: str, dst: str, vc: bool = False) -> list[str]:
+    """Cortex-M55 (Helium) bits conv + threshold: the statement lines running ``call`` (the plain
+    bnn_conv_bits / _m1 call) or, under ``#if BNN_MVE`` when the column-image conv applies
+    (conv_mve_prep.fits), ``bnn_conv_bits_mve_prep`` on generation-time row-dense weights and M
+    tables (conv_mve_prep.py; extra flash on Helium builds only: the rows when cin % 32 != 0, 4 B
+    per M entry, the class bytes).  geo = (h, w, oh, ow, stride, pad); vc: the call sits in the ``#else`` of
+    ``#if BNN_CONV_VCOLS`` (the row-format data only exists there)."""
+    _, kh, kw, c = w.shape
+    h, wd, oh, ow, s, p = geo
+    if st.kind != "bits" or not conv_mve_prep.fits(h, c, kh, kw, s, oh):
+        return [call]
+    m, xcls, ycls, cpad = conv_mve_prep.m_tables(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
+    guard = "BNN_MVE && !BNN_CONV_VCOLS" if vc else "BNN_MVE"
+    st.data.append(f"#if {guard} /* {lid}: Helium column-image conv, weight side prepared (conv_mve_prep.py) */\n")
+    wr = f"{lid}_w"  # cin % 32 == 0: the row-dense layout is the plain one, no copy
+    if c % 32:
+        wr = f"{lid}_wr"
+        st.data.append(c_array("bnn_word_t", wr, conv_mve_prep.row_dense_weights(w)))
+    st.data.append(f"/* popcount bounds M of {m.shape[0]} window classes x {cpad} channels */\n")
+    st.data.append(c_array("int32_t", f"{lid}_m", m))
+    st.data.append(c_array("uint8_t", f"{lid}_xc", xcls))
+    st.data.append(c_array("uint8_t", f"{lid}_yc", ycls))
+    st.data.append(f"static const bnn_conv_mve_prep_t {lid}_q = {{{pad_minus1}u, {len(set(xcls.tolist()))}u, "
+                   f"{cpad}u, {wr}, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
+    prep = f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
+    return ["#if BNN_MVE", prep, "#else", call, "#endif"]
+
+
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the ops
     that read its accumulator: a threshold (packed bits out), or a requant and what follows it.
@@ -472,11 +501,14 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
             st.body += ["#if BNN_CONV_VCOLS",
                         f"    bnn_conv_vc_bits(&{lid}_vc, (const bnn_word_t *){st.cur}, (uint32_t *){work}, "
                         f"(bnn_word_t *){dst});",
-                        "#else", f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", "#endif"]
+                        "#else"] + _mve_prep_call(
+                st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
+                f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst, True) + ["#endif"]
         elif pv == 0 or p == 0 or st.kind == "bits":
             st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
             fn = "bnn_conv_u8_bits" if st.kind == "u8" else ("bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits")
-            st.body.append(f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});")
+            st.body += _mve_prep_call(st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
+                                      f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst)
         else:
             st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
                            f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")

@@ -212,6 +212,11 @@ uint32_t bnn__dbt2_232(const bnn_word_t *, const bnn_word_t *, const int32_t *, 
 #define BNN_MVE 1
 uint32_t bnn__dbt_mve(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+/* the same for nw <= 31 (l16) or nw <= 7 (l8) only: rows in lanes, no 4-row core (flash) */
+uint32_t bnn__dbt_mve_l16(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt_mve_l16_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt_mve_l8(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
+uint32_t bnn__dbt_mve_l8_pop(const bnn_word_t *, const bnn_word_t *, const int32_t *, uint32_t);
 #else
 #define BNN_MVE 0
 #endif
@@ -240,7 +245,13 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *, const bnn_word_t *, const int32_t 
 BNN_INLINE bnn__dbt2_fn bnn__dbt2_pick(uint32_t nw, uint32_t mode)
 {
 #if BNN_MVE
-    (void)nw;
+    /* a constant nw links one lanes-only pair (bnn_dense_mve.c); any nw in the class runs on it */
+    if (nw <= 7u) {
+        return (mode == 1u || mode == 2u) ? bnn__dbt_mve_l8_pop : bnn__dbt_mve_l8;
+    }
+    if (nw <= 31u) {
+        return (mode == 1u || mode == 2u) ? bnn__dbt_mve_l16_pop : bnn__dbt_mve_l16;
+    }
     return (mode == 1u || mode == 2u) ? bnn__dbt_mve_pop : bnn__dbt_mve; /* 0, 3: bits */
 #endif
     const uint32_t g = nw / 3u;

@@ -81,8 +81,9 @@ BNN_INLINE uint32_t bnn__conv_row_words(const bnn_conv_params_t *p)
     const uint32_t nd = BNN_WORDS(taps * p->cin);
     const uint32_t n = taps * BNN_WORDS(p->cin);
 #if BNN_MVE
-    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps (measured,
-     * mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs */
+    /* Helium: the rows-in-lanes kernel is cheaper than packing multi-word taps per position
+     * (measured, mcu_kernels_m55.md: 12x12x48 0.091 padded vs 0.125 dense), so only cin < 32 packs
+     * here; cin >= 32 convs run bnn_conv.c's column images of row-dense taps when they fit */
     if (p->cin > 32u) {
         return n;
     }
@@ -103,6 +104,29 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  */
 #define bnn_conv_bits_m1(p, in, w, thr, out) \
     bnn__conv_bits_rows(p, in, w, thr, 1, out, BNN__CONV_ROWS_FN(p), (bnn_conv_rows_fn)0)
+/*
+ * bnn_conv_bits_mve_prep (Helium only, BNN_MVE): bnn_conv_bits / _m1 with the weight-side work of
+ * bnn_conv.c's column-image conv done at code generation (bnn2hw/mcu/conv_mve_prep.py, issue 11):
+ *   w     cout weight rows of nw = kh ceil(kw cin / 32) words in the row-dense layout (the kw taps
+ *         of a kernel row back to back; cin % 32 == 0: the padded layout itself);
+ *   m     the popcount bounds M (bit = popcount <= M) of every window class: table
+ *         (ycls[oy] nx + xcls[ox]), entry o at m[table cpad + o] (cpad = cout rounded up to 4);
+ *         M = clamp(floor((K_v - thr) / 2) + sum of the +1 weights of the padded taps, -1, 32 nw);
+ *   raw_w, thr  the plain weights and thresholds: when the shape does not fit this build's
+ *         buffers (BNN_CONV_MVE_COL_WORDS) the call runs bnn_conv_bits / _m1 on them.
+ */
+typedef struct {
+    uint32_t pad_minus1, nx, cpad;
+    const bnn_word_t *w;
+    const int32_t *m;
+    const uint8_t *xcls, *ycls;
+    const bnn_word_t *raw_w;
+    const int32_t *thr;
+} bnn_conv_mve_prep_t;
+void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep_t *q, const bnn_word_t *in,
+                             bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+#define bnn_conv_bits_mve_prep(p, q, in, out) \
+    bnn__conv_bits_mve_prep(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                           const int32_t *thr, bnn_word_t *out);
 void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

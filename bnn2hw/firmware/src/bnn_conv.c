@@ -508,6 +508,348 @@ static uint32_t border_slot(const bnn_conv_params_t *p, const window_t *win)
            (win->kx0 != 0u ? 1u : win->kx1 != p->kw ? 2u : 0u);
 }
 
+#if BNN_MVE
+#include <arm_mve.h>
+/*
+ * Helium (Cortex-M55) binary conv: column images of row-dense taps (issue 11).
+ *
+ * The generic scheme below gathers a patch per position and 32-channel chunk in the padded
+ * layout (one word group per tap): at cin = 40 a 3x3 patch is 18 words for 11.25 words of data,
+ * and the border-correction tables are refilled per chunk.  Here, instead:
+ *
+ * Layout (row-dense): the kw taps of one kernel row are packed back to back, tap kx at bit
+ * kx cin of the row segment, into rwd = ceil(kw cin / 32) words; a patch (and a weight row) is kh
+ * such segments, nw = kh rwd words (3x3 cin 40: 12 words, cin 33: 12, cin 65: 21; cin % 32 == 0:
+ * rwd = kw cw, the padded layout itself, nothing is packed).  Unlike the fully dense layout
+ * (tap t at bit t cin) every segment starts on a word, so the segments of a position can be
+ * built independently and shared between positions:
+ *
+ * Column image: for one output column ox, col[r] = the row segment of input row y = r - pad_h at
+ * the columns x0 .. x0 + kw - 1 (x0 = ox stride_w - pad_w; taps outside the image and rows
+ * outside it are zero bits), r = 0 .. (out_h - 1) stride_h + kh - 1.  The patch of (oy, ox) is
+ * then the kh nw contiguous words at col + oy stride_h rwd: no gather per position at all, each
+ * row segment is packed once per column (not once per position and chunk).
+ *
+ * Channels: in groups of <= BNN_CONV_MVE_GROUP (the packed weight rows of a group must fit
+ * BNN_CONV_MVE_W_WORDS); per position one row-kernel call per 32 channels (bnn__dbt_mve: rows in
+ * vector lanes for nw <= 31, bnn_dense_mve.c).
+ *
+ * Zero padding: the patch holds zero bits at padded taps, which add c_t (the +1 weights of tap t)
+ * to the popcount p, so as in the generic path (acc = K_v - 2 (p - corr) >= thr)
+ *     p <= M = clamp(floor((K_v - thr) / 2) + corr, -1, 32 nw),  corr = sum_{t padded} c_t
+ * (floor((K_v + 2 corr - thr) / 2) = floor((K_v - thr) / 2) + corr exactly).  c_{j,t} are counted
+ * once per group (the row kernel in popcount mode against a zero patch); the M tables are kept
+ * for 3 window rows classes (top-clipped, full, bottom-clipped) and recomputed only when a
+ * column's valid taps [kx0, kx1) change or a class meets another clipping (4 channels per vector:
+ * saturating K_v - thr, shift, the gathered c_t of the padded taps, clamp).  -1 padding: zero bits
+ * are the activation -1, M is the full-window value everywhere.
+ *
+ * Stack: about 9.8 KB for this frame (column image 2 KB, packed weights 4 KB, c_t 2.3 KB, M tables;
+ * the caller's patch-path frame, 3.9 KB, comes on top): shapes over the buffers take the patch path,
+ * BNN_CONV_MVE_COL_WORDS / _W_WORDS / _GROUP (a multiple of 32) shrink them.
+ *
+ * Measured (benchmarks/bench_mcu_conv_m55.py, results/mcu_kernels_m55.md, QEMU instructions per
+ * binary MAC, before = the patch path): 7x7x40 s1 p1 0.140 -> 0.081, 9x9x33 s2 p1 0.224 -> 0.127,
+ * 12x12x48 0.092 -> 0.066, 4x4x256 p1 0.061 -> 0.048, 8x8x64 p1 0.073 -> 0.057.  On small maps the
+ * per-call work is a large share: 9x9x33 s2 p1 (25 positions) spends 17.1K instructions in the row
+ * kernels and 14K around them: packing weight rows and column images (4.1K), tap counts (1.7K),
+ * 9 M tables (3.2K), the loops (4.6K).  Generated code (bnn2hw emit-c) therefore calls
+ * bnn_conv_bits_mve_prep (below) with the packed rows and the M tables made at code generation:
+ * 9x9x33 s2 p1 0.094, 7x7x40 0.067, 4x4x256 p1 0.040 (the `Helium, prepared weights` column).
+ */
+#ifndef BNN_CONV_MVE_COL_WORDS
+#define BNN_CONV_MVE_COL_WORDS 512u /* column image: ((out_h - 1) stride_h + kh) rwd words, 2 KB */
+#endif
+#ifndef BNN_CONV_MVE_W_WORDS
+#define BNN_CONV_MVE_W_WORDS 1024u /* a group's packed weight rows (cin % 32 != 0), 4 KB */
+#endif
+#ifndef BNN_CONV_MVE_GROUP
+#define BNN_CONV_MVE_GROUP 64u /* channels per group (a multiple of 32): c_t and M tables on the stack */
+#endif
+
+/* A row segment in the row-dense layout: the kw taps (cw words each, tap kx at src + kx cw, the
+ * last word of a tap holds tail = cin - 32 (cw - 1) valid bits, zeros above): first the kw (cw - 1)
+ * full words, then the kw tail words as a bit stream (tail bits each), rwd = kw (cw - 1) +
+ * ceil(kw tail / 32) = ceil(kw cin / 32) words.  Any fixed order of the bits is exact (popcount of
+ * x ^ w does not depend on it), as long as patches and weight rows share it; this one packs with
+ * a few instructions per tap (3x3 cin 40: 3 copies, 3 shifts). */
+static void mve_segment(const bnn_word_t *src, uint32_t kw, uint32_t cw, uint32_t tail, bnn_word_t *dst)
+{
+    const uint32_t full = cw - 1u;
+    if (tail == 32u) { /* cin % 32 == 0: the padded layout */
+        for (uint32_t i = 0; i < kw * cw; ++i) {
+            dst[i] = src[i];
+        }
+        return;
+    }
+    for (uint32_t kx = 0; kx < kw; ++kx) {
+        for (uint32_t i = 0; i < full; ++i) {
+            *dst++ = src[kx * cw + i];
+        }
+    }
+    uint32_t cur = 0u, b = 0u; /* the word being filled, its next free bit */
+    for (uint32_t kx = 0; kx < kw; ++kx) {
+        const uint32_t v = src[kx * cw + full];
+        cur |= v << b; /* b < 32 */
+        b += tail;
+        if (b >= 32u) {
+            *dst++ = cur;
+            b -= 32u;
+            cur = b != 0u ? v >> (tail - b) : 0u; /* tail - b in 1..31 when b != 0 */
+        }
+    }
+    if (b != 0u) {
+        *dst = cur;
+    }
+}
+
+/* mve_segment for kw = 3, cw = 2 (cin 33..63) spelled out: the 3 full words, then the tails
+ * (tail = cin - 32 bits each, tails3: 3 tail <= 32, else 2 tail < 32 (tail 11..15) or 16..31). */
+BNN_INLINE void mve_segment3x2(const bnn_word_t *s, uint32_t tail, uint32_t mode, bnn_word_t *d)
+{
+    const uint32_t a = s[1], b = s[3], c = s[5], w0 = a | b << tail;
+    d[0] = s[0];
+    d[1] = s[2];
+    d[2] = s[4];
+    if (mode == 0u) { /* tail <= 10: one word */
+        d[3] = w0 | c << (2u * tail);
+    } else if (mode == 1u) { /* 11..15: c crosses into word 1 */
+        d[3] = w0 | c << (2u * tail);
+        d[4] = c >> (32u - 2u * tail);
+    } else { /* 16..31: b crosses (or ends word 0 at 16), c starts in word 1 at o = 2 tail - 32 */
+        const uint32_t o = 2u * tail - 32u; /* 0..30 */
+        d[3] = w0;
+        d[4] = b >> (32u - tail) | c << o;
+        if (o + tail > 32u) { /* 22..31: c crosses into word 2 (o >= 12) */
+            d[5] = c >> (32u - o);
+        }
+    }
+}
+
+/* count segments: segment i from src + i sstep to dst + i rwd (weight rows, column images). */
+static void __attribute__((noinline)) mve_segments(const bnn_word_t *src, uint32_t sstep, uint32_t count, uint32_t kw,
+                                                   uint32_t cw, uint32_t tail, bnn_word_t *dst, uint32_t rwd)
+{
+    if (kw == 3u && cw == 2u && tail != 32u) { /* 3x3 kernels at cin 33..63, the mode fixed per loop */
+        const uint32_t mode = 3u * tail <= 32u ? 0u : 2u * tail < 32u ? 1u : 2u;
+        if (mode == 0u) {
+            for (uint32_t i = 0; i < count; ++i, src += sstep, dst += rwd) {
+                mve_segment3x2(src, tail, 0u, dst);
+            }
+        } else if (mode == 1u) {
+            for (uint32_t i = 0; i < count; ++i, src += sstep, dst += rwd) {
+                mve_segment3x2(src, tail, 1u, dst);
+            }
+        } else {
+            for (uint32_t i = 0; i < count; ++i, src += sstep, dst += rwd) {
+                mve_segment3x2(src, tail, 2u, dst);
+            }
+        }
+        return;
+    }
+    for (uint32_t i = 0; i < count; ++i, src += sstep, dst += rwd) {
+        mve_segment(src, kw, cw, tail, dst);
+    }
+}
+
+/* mve_segment of a clipped row: taps kx0 <= kx < kx1 at src + (kx - kx0) cw, the others zero. */
+static void __attribute__((noinline)) mve_segment_clipped(const bnn_word_t *src, uint32_t kw, uint32_t cw, uint32_t tail, uint32_t kx0,
+                                uint32_t kx1, bnn_word_t *dst)
+{
+    bnn_word_t t[BNN_CONV_PATCH_WORDS]; /* kw cw <= kh kw cw <= BNN_CONV_PATCH_WORDS (caller) */
+    for (uint32_t i = 0; i < kw * cw; ++i) {
+        t[i] = 0u;
+    }
+    for (uint32_t i = 0; i < (kx1 - kx0) * cw; ++i) {
+        t[kx0 * cw + i] = src[i];
+    }
+    mve_segments(t, 0u, 1u, kw, cw, tail, dst, 0u);
+}
+
+/* The column image of the column whose window starts at input column x0 (valid taps [kx0, kx1)):
+ * rows r < rlo and r >= rhi (y = r - pad_h outside the image) are zero, the others are the row
+ * segments of input row r - pad_h (rows = (out_h - 1) stride_h + kh, rwd words each). */
+static void mve_column(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t x0, uint32_t kx0, uint32_t kx1,
+                       uint32_t rows, bnn_word_t *col)
+{
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kw = p->kw, ph = p->pad_h, in_h = p->in_h, in_w = p->in_w;
+    const uint32_t rwd = BNN_WORDS(kw * cin), tail = cin - 32u * (cw - 1u);
+    const uint32_t rlo = ph < rows ? ph : rows, rhi = ph + in_h < rows ? ph + in_h : rows;
+    for (uint32_t i = 0; i < rlo * rwd; ++i) {
+        col[i] = 0u;
+    }
+    for (uint32_t i = (rhi > rlo ? rhi : rlo) * rwd; i < rows * rwd; ++i) {
+        col[i] = 0u;
+    }
+    if (rhi > rlo) {
+        const bnn_word_t *src = in + ((rlo - ph) * in_w + (uint32_t)(x0 + (int32_t)kx0)) * cw;
+        if (kx0 == 0u && kx1 == kw) {
+            mve_segments(src, in_w * cw, rhi - rlo, kw, cw, tail, col + rlo * rwd, rwd);
+        } else {
+            for (uint32_t r = rlo; r < rhi; ++r, src += in_w * cw) {
+                mve_segment_clipped(src, kw, cw, tail, kx0, kx1, col + r * rwd);
+            }
+        }
+    }
+}
+
+/* m[j] = clamp(floor((kv - t[j]) / 2) + sum_{t in padded} pc[j taps + t], -1, hi) for j < ceil(gn / 4) 4
+ * (whole vectors: t and m hold BNN_CONV_MVE_GROUP entries, t is clamped to [-2^29, 2^29] and 0 past gn,
+ * pc's entries past gn are read but their lanes are never used). */
+static void __attribute__((noinline)) mve_thresholds(const int32_t *t, const uint32_t *pc, uint32_t gn, uint32_t taps,
+                                                     uint32_t padded, int32_t kv, int32_t hi, int32_t *m)
+{
+    const uint32_t *tap[BNN_CONV_MAX_TAPS]; /* c_t of channel 0 of each padded tap */
+    uint32_t np = 0;
+    for (uint32_t i = 0; i < taps; ++i) {
+        if ((padded >> i) & 1u) {
+            tap[np++] = pc + i;
+        }
+    }
+    uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0u, 1), 4u * taps); /* channel j + l: + 4 l taps bytes */
+    const uint32_t step = 16u * taps;
+    const int32x4_t lo = vdupq_n_s32(-1), top = vdupq_n_s32(hi), k = vdupq_n_s32(kv);
+    for (uint32_t j = 0; j < gn; j += 4u, offs = vaddq_n_u32(offs, step)) {
+        int32x4_t a = vshrq_n_s32(vsubq_s32(k, vld1q_s32(t + j)), 1); /* |kv - t| < 2^31 */
+        for (uint32_t i = 0; i < np; ++i) {
+            a = vaddq_s32(a, vreinterpretq_s32_u32(vldrwq_gather_offset_u32(tap[i], offs)));
+        }
+        vst1q_s32(m + j, vminq_s32(vmaxq_s32(a, lo), top));
+    }
+}
+
+/* The conv by column images (above); 0 when the shape does not fit the buffers (the caller then
+ * runs the patch path). */
+static int __attribute__((noinline)) conv_bits_mve(const bnn_conv_params_t *p, const bnn_word_t *in,
+                                                    const bnn_word_t *w, const int32_t *thr, int pad_minus1,
+                                                    bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, taps = kh * kw;
+    const uint32_t in_h = p->in_h, in_w = p->in_w, sh = p->stride_h, sw = p->stride_w;
+    const uint32_t ph = p->pad_h, pw = p->pad_w, out_h = p->out_h, out_w = p->out_w, cout = p->cout;
+    const uint32_t rwd = BNN_WORDS(kw * cin), nw = kh * rwd, n = taps * cw, ow = BNN_WORDS(cout);
+    const uint32_t tail = cin - 32u * (cw - 1u);
+    const int packed = cin % 32u != 0u;
+    if (cin < 32u || out_h == 0u || out_w == 0u || cout == 0u || sh == 0u || sw == 0u || taps > BNN_CONV_MAX_TAPS ||
+        n > BNN_CONV_PATCH_WORDS || ((out_h - 1u) * sh + kh) * rwd > BNN_CONV_MVE_COL_WORDS ||
+        (packed && 32u * nw > BNN_CONV_MVE_W_WORDS)) {
+        return 0;
+    }
+    const uint32_t rows = (out_h - 1u) * sh + kh;
+    const int has_pad = !pad_minus1 && (ph != 0u || pw != 0u);
+    uint32_t gmax = BNN_CONV_MVE_GROUP;
+    if (packed && BNN_CONV_MVE_W_WORDS / nw / 32u * 32u < gmax) {
+        gmax = BNN_CONV_MVE_W_WORDS / nw / 32u * 32u; /* >= 32 (checked above) */
+    }
+    bnn_word_t col[BNN_CONV_MVE_COL_WORDS];
+    bnn_word_t wpk[BNN_CONV_MVE_W_WORDS];
+    uint32_t pc[BNN_CONV_MVE_GROUP * BNN_CONV_MAX_TAPS]; /* c_t of channel j at [j taps + t] */
+    int32_t mt[3][BNN_CONV_MVE_GROUP];                   /* M per window rows class */
+    int32_t tg[BNN_CONV_MVE_GROUP];                      /* the group's thresholds, clamped */
+    uint32_t key[3];
+    for (uint32_t g0 = 0; g0 < cout; g0 += gmax) {
+        const uint32_t gn = cout - g0 < gmax ? cout - g0 : gmax;
+        const bnn_word_t *wg = w + g0 * n, *wrows = wg;
+        if (packed) { /* the group's weight rows, row-dense */
+            mve_segments(wg, kw * cw, gn * kh, kw, cw, tail, wpk, rwd);
+            wrows = wpk;
+        }
+        for (uint32_t j = 0; j < ((gn + 3u) & ~3u); ++j) { /* whole vectors; |t| <= 2^29: any thr beyond
+                                                             * gives the same bits (K < 2^16) */
+            const int32_t t = j < gn ? thr[g0 + j] : 0;
+            tg[j] = t < -(1 << 29) ? -(1 << 29) : t > (1 << 29) ? (1 << 29) : t;
+        }
+        if (has_pad) { /* c_t: the gn taps tap word groups against a zero patch */
+            for (uint32_t i = 0; i < cw; ++i) {
+                col[i] = 0u;
+            }
+            rows_popcounts(col, wg, cw, gn * taps, pc, pfn);
+        }
+        uint32_t xkey = ~0u;
+        for (uint32_t ox = 0; ox < out_w; ++ox) {
+            const int32_t x0 = (int32_t)(ox * sw) - (int32_t)pw;
+            const uint32_t kx0 = x0 < 0 ? (uint32_t)(-x0) < kw ? (uint32_t)(-x0) : kw : 0u;
+            const int32_t right = (int32_t)in_w - x0; /* taps kx < right are inside */
+            uint32_t kx1 = right <= 0 ? 0u : (uint32_t)right < kw ? (uint32_t)right : kw;
+            kx1 = kx1 < kx0 ? kx0 : kx1;
+            if ((kx0 | kx1 << 8) != xkey) { /* other valid taps: the M tables are stale */
+                xkey = kx0 | kx1 << 8;
+                key[0] = key[1] = key[2] = ~0u;
+            }
+            mve_column(p, in, x0, kx0, kx1, rows, col);
+            for (uint32_t oy = 0; oy < out_h; ++oy) {
+                const int32_t y0 = (int32_t)(oy * sh) - (int32_t)ph;
+                const uint32_t ky0 = y0 < 0 ? (uint32_t)(-y0) < kh ? (uint32_t)(-y0) : kh : 0u;
+                const int32_t below = (int32_t)in_h - y0;
+                uint32_t ky1 = below <= 0 ? 0u : (uint32_t)below < kh ? (uint32_t)below : kh;
+                ky1 = ky1 < ky0 ? ky0 : ky1;
+                const uint32_t slot = ky0 != 0u ? 0u : ky1 != kh ? 2u : 1u;
+                const uint32_t yk = ky0 | ky1 << 8;
+                if (key[slot] != yk) {
+                    uint32_t padded = 0u, nv = 0u;
+                    if (has_pad) {
+                        const uint32_t cols = ((1u << kx1) - 1u) & ~((1u << kx0) - 1u);
+                        uint32_t valid = 0u;
+                        for (uint32_t ky = ky0; ky < ky1; ++ky) {
+                            valid |= cols << (ky * kw);
+                        }
+                        padded = ~valid & ((1u << taps) - 1u);
+                        nv = (ky1 - ky0) * (kx1 - kx0);
+                    } else {
+                        nv = taps;
+                    }
+                    mve_thresholds(tg, pc, gn, taps, padded, (int32_t)(nv * cin), (int32_t)(32u * nw),
+                                   mt[slot]);
+                    key[slot] = yk;
+                }
+                const bnn_word_t *patch = col + oy * sh * rwd;
+                bnn_word_t *dst = out + (oy * out_w + ox) * ow + g0 / 32u;
+                for (uint32_t c = 0; c < gn; c += 32u) {
+                    const uint32_t cnt = gn - c < 32u ? gn - c : 32u;
+                    *dst++ = rows_bits(patch, wrows + c * nw, mt[slot] + c, nw, cnt, fn);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+/* bnn_conv_bits_mve_prep (bnn_conv.h): conv_bits_mve with the weight rows, tap counts and M tables
+ * from code generation (bnn2hw/mcu/conv_mve_prep.py): per call only the column images and the row
+ * kernels run (no groups: the whole cout per position, the column image built once per column). */
+void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep_t *q, const bnn_word_t *in,
+                             bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cin = p->cin, kh = p->kh, kw = p->kw, sh = p->stride_h, sw = p->stride_w;
+    const uint32_t out_h = p->out_h, out_w = p->out_w, cout = p->cout, pw = p->pad_w;
+    const uint32_t rwd = BNN_WORDS(kw * cin), nw = kh * rwd, ow = BNN_WORDS(cout);
+    const uint32_t rows = out_h == 0u ? 0u : (out_h - 1u) * sh + kh;
+    if (cin < 32u || kw * BNN_WORDS(cin) > BNN_CONV_PATCH_WORDS || rows * rwd > BNN_CONV_MVE_COL_WORDS) {
+        bnn__conv_bits_rows(p, in, q->raw_w, q->thr, (int)q->pad_minus1, out, fn, q->pad_minus1 ? 0 : pfn);
+        return;
+    }
+    bnn_word_t col[BNN_CONV_MVE_COL_WORDS];
+    for (uint32_t ox = 0; ox < out_w; ++ox) {
+        const int32_t x0 = (int32_t)(ox * sw) - (int32_t)pw;
+        const uint32_t kx0 = x0 < 0 ? (uint32_t)(-x0) < kw ? (uint32_t)(-x0) : kw : 0u;
+        const int32_t right = (int32_t)p->in_w - x0; /* taps kx < right are inside */
+        uint32_t kx1 = right <= 0 ? 0u : (uint32_t)right < kw ? (uint32_t)right : kw;
+        kx1 = kx1 < kx0 ? kx0 : kx1;
+        mve_column(p, in, x0, kx0, kx1, rows, col);
+        const int32_t *mx = q->m + q->xcls[ox] * q->cpad;
+        for (uint32_t oy = 0; oy < out_h; ++oy) {
+            const bnn_word_t *patch = col + oy * sh * rwd;
+            const int32_t *mm = mx + q->ycls[oy] * q->nx * q->cpad;
+            bnn_word_t *dst = out + (oy * out_w + ox) * ow;
+            for (uint32_t c = 0; c < cout; c += 32u) {
+                const uint32_t cnt = cout - c < 32u ? cout - c : 32u;
+                *dst++ = rows_bits(patch, q->w + c * nw, mm + c, nw, cnt, fn);
+            }
+        }
+    }
+}
+#endif
+
 void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                          const int32_t *thr, int pad_minus1, bnn_word_t *out, bnn_conv_rows_fn fn,
                          bnn_conv_rows_fn pfn)
@@ -528,6 +870,11 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
         conv_bits_generic(p, in, w, thr, pad_minus1, out);
         return;
     }
+#if BNN_MVE
+    if (conv_bits_mve(p, in, w, thr, pad_minus1, out, fn, pfn)) {
+        return;
+    }
+#endif
     bnn_word_t patch[BNN_CONV_PATCH_WORDS];
     bnn_word_t wdense[BNN_CONV_DENSE_WORDS];
     int32_t m_full[32];

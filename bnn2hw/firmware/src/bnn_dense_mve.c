@@ -200,6 +200,8 @@ static void rows4_pop(const bnn_word_t *in, const bnn_word_t *w, uint32_t *p, ui
  */
 #define BNN__MVE_LANES_LOOP_ASM                                                                               \
     "vldrw.u32 q1, [%[tbl]]\n\t"            /* {0, 1, 2, 3} */                                               \
+    BNN__MVE_LANES_LOOP_TAIL_ASM
+#define BNN__MVE_LANES_LOOP_TAIL_ASM                                                                          \
     "vmul.i32 q1, q1, %[nwb]\n\t"           /* row offsets: r 4 nw bytes */                                  \
     "vadd.i32 q1, q1, %[w]\n\t"             /* q1: rows 0..3 */                                              \
     "lsl %[w], %[nwb], #2\n\t"                                                                               \
@@ -372,6 +374,124 @@ uint32_t bnn__dbt_mve_pop(const bnn_word_t *in, const bnn_word_t *w, const int32
     }
     return 0u;
 }
+
+/*
+ * Lanes-only row kernels for a known row class (bnn__dbt2_pick with a constant nw, i.e. every
+ * dense layer of generated code; issue 11, flash): bits and popcount mode share one body (the
+ * popcount entry sets bit 31 of nw_cnt, as the Thumb-2 mode-2 kernels do; nw < 2^26), whole
+ * groups of 8 rows in vector lanes with one fold variant, the cnt % 8 rows left one by one
+ * (BNN__MVE_ROW1: the row across the lanes, DLSTP/LETP).  Same contract as bnn__dbt_mve /
+ * bnn__dbt_mve_pop for 1 <= nw <= 31 (the _l8 pair: nw <= 7 only).  The 4-row core and the other
+ * fold are not linked: bnn__dbt_mve + _pop + rows4_bits (1,404 B) -> one 364 B body and an 8 B
+ * popcount entry; the 256-256-256-10 MLP's library flash 20,744 -> 19,688 B = 1.0499x its lower
+ * bound, 8,110 -> 8,070 instructions (mcu_kernels_m55.md).  Per
+ * group one instruction more than lanes8_bits / lanes8_pop (CBZ on the mode); 1..7 rows left run
+ * one by one (rows4_* runs 1..3 rows so, 4..7 as one 4-row pass and 0..3 rows).
+ */
+#define BNN__MVE_LANES_MODE_ASM                                                                               \
+    "cbz %[pm], 3f\n\t"                                                                                     \
+    BNN__MVE_LANES_POP_ASM                                                                                    \
+    "b 4f\n"                                                                                                 \
+    "3:\n\t"                                                                                                \
+    BNN__MVE_LANES_BITS_ASM                                                                                   \
+    "4:\n\t"
+/* Rows left (r >= 1 rows from w, M or outputs from m): per row the count s across the lanes
+ * (DLSTP/LETP, as BNN__MVE_ROW1), starting at ~M (bits mode, pm = 0: s = p - M - 1, its sign is
+ * the bit, shifted in at bit 31 by LSLS + RRX) or 0 (popcount mode: s = p, stored at m). */
+#define BNN__MVE_REST_ASM                                                                                     \
+    "5:\n\t"                                                                                                \
+    "ldr %[s], [%[m]], #4\n\t"                                                                               \
+    "mvns %[s], %[s]\n\t"                                                                                   \
+    "cbz %[pm], 6f\n\t"                                                                                     \
+    "movs %[s], #0\n"                                                                                        \
+    "6:\n\t"                                                                                                \
+    "mov %[pi], %[in]\n\t"                                                                                  \
+    "mov %[w0], %[w]\n\t"                                                                                   \
+    "add %[w], %[w], %[n], lsl #2\n\t"                                                                      \
+    "dlstp.32 lr, %[n]\n"                                                                                    \
+    "1:\n\t"                                                                                                \
+    "vldrw.u32 q0, [%[pi]], #16\n\t"                                                                        \
+    "vldrw.u32 q1, [%[w0]], #16\n\t"                                                                        \
+    "veor q1, q1, q0\n\t"                                                                                   \
+    "vldrb.u8 q2, [%[tab], q1]\n\t"                                                                         \
+    "vaddva.u8 %[s], q2\n\t"                                                                                \
+    "letp lr, 1b\n\t"                                                                                       \
+    "cbz %[pm], 7f\n\t"                                                                                     \
+    "str %[s], [%[m], #-4]\n"                                                                                \
+    "7:\n\t"                                                                                                \
+    "lsls %[s], %[s], #1\n\t"                                                                               \
+    "rrx %[bits], %[bits]\n\t"                                                                              \
+    "subs %[r], %[r], #1\n\t"                                                                               \
+    "bne 5b\n"
+/* The lanes loop with the row offsets {0, 1, 2, 3} from VIDUP on bits (0 on entry; VIDUP writes 4
+ * back, so it is cleared again) and the lane weights at tbl[0..7] (bnn__mve_lane_w): 16 bytes of
+ * table less than BNN__MVE_LANES_LOOP_ASM. */
+#define BNN__MVE_LANES_LOOP_VIDUP_ASM                                                                         \
+    "vidup.u32 q1, %[bits], #1\n\t"                                                                         \
+    "movs %[bits], #0\n\t"                                                                                  \
+    BNN__MVE_LANES_LOOP_TAIL_ASM
+#define BNN__MVE_LANES_MODE_W_ASM                                                                             \
+    "cbz %[pm], 3f\n\t"                                                                                     \
+    BNN__MVE_LANES_POP_ASM                                                                                    \
+    "b 4f\n"                                                                                                 \
+    "3:\n\t"                                                                                                \
+    "vldrw.u32 q3, [%[m]], #32\n\t"                                                                         \
+    "vldrw.u32 q4, [%[tbl]]\n\t"                                                                            \
+    "vldrw.u32 q5, [%[m], #-16]\n\t"                                                                        \
+    "lsr %[bits], %[bits], #8\n\t"                                                                          \
+    "vpt.s32 ge, q3, q6\n\t"                                                                                \
+    "vaddvat.u32 %[bits], q4\n\t"                                                                           \
+    "vldrw.u32 q4, [%[tbl], #16]\n\t"                                                                       \
+    "vpt.s32 ge, q5, q7\n\t"                                                                                \
+    "vaddvat.u32 %[bits], q4\n\t"                                                                           \
+    "4:\n\t"
+/* GCC: the C around the asm compiled for size (measured: 16 B less and 16 instructions fewer on
+ * the 256-256-256-10 MLP than -O2's spills); other compilers: their own -O level */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BNN__MVE_SMALL __attribute__((optimize("Os")))
+#else
+#define BNN__MVE_SMALL
+#endif
+static const uint32_t bnn__mve_lane_w[8] __attribute__((aligned(16))) = {
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+#define BNN__MVE_LANES_ONLY(name, pop_name, fold, kk)                                                         \
+    BNN__MVE_SMALL uint32_t name(const bnn_word_t *in, const bnn_word_t *w, const int32_t *mm, uint32_t nw_cnt) \
+    {                                                                                                         \
+        const uint32_t pm = nw_cnt >> 31, nw = (nw_cnt << 1) >> 6, cnt = (nw_cnt & 31u) + 1u, g = cnt >> 3; \
+        register uint32_t bits __asm__("r4") = 0u;                                                           \
+        if (g != 0u) {                                                                                        \
+            uint32_t wr = (uint32_t)(uintptr_t)w - 4u;                                                        \
+            const int32_t *m = mm;                                                                            \
+            uint32_t gg = g;                                                                                  \
+            const bnn_word_t *x = in; /* the operand names of BNN__MVE_LANES_OPERANDS */                       \
+            __asm__ volatile(BNN__MVE_LANES_LOOP_VIDUP_ASM fold BNN__MVE_LANES_MODE_W_ASM                     \
+                                 BNN__MVE_LANES_TAIL_ASM                                                      \
+                             : [bits] "+r"(bits), [w] "+r"(wr), [m] "+r"(m), [g] "+r"(gg)                    \
+                             : [x] "r"((uint32_t)(uintptr_t)x - 4u), [nw] "r"(nw), [nwb] "r"(4u * nw),         \
+                               [tab] "r"(bnn__mve_pop8), [tbl] "r"(bnn__mve_lane_w), [k] "r"(kk), [pm] "l"(pm)\
+                             : "cc", BNN__MVE_CLOBBERS);                                                      \
+        }                                                                                                     \
+        /* rows left, one by one (BNN__MVE_REST_ASM) */                                                     \
+        const uint32_t rest = cnt - 8u * g;                                                                   \
+        if (rest != 0u) {                                                                                     \
+            const bnn_word_t *wj = w + 8u * g * nw, *pi_, *w0_;                                               \
+            const int32_t *mj = mm + 8u * g;                                                                  \
+            uint32_t r = rest;                                                                                \
+            register uint32_t s0 __asm__("r6");                                                              \
+            __asm__ volatile(BNN__MVE_REST_ASM                                                                \
+                             : [bits] "+r"(bits), [w] "+r"(wj), [m] "+r"(mj), [r] "+r"(r), [s] "=&r"(s0),    \
+                               [pi] "=&r"(pi_), [w0] "=&r"(w0_)                                               \
+                             : [in] "r"(in), [n] "r"(nw), [tab] "r"(bnn__mve_pop8), [pm] "l"(pm)              \
+                             : "cc", BNN__MVE_CLOBBERS);                                                      \
+        }                                                                                                     \
+        return bits;                                                                                          \
+    }                                                                                                         \
+    uint32_t pop_name(const bnn_word_t *in, const bnn_word_t *w, const int32_t *out, uint32_t nw_cnt)        \
+    {                                                                                                         \
+        return name(in, w, out, nw_cnt | 0x80000000u);                                                       \
+    }
+BNN__MVE_LANES_ONLY(bnn__dbt_mve_l16, bnn__dbt_mve_l16_pop, BNN__MVE_LANES_FOLD16_ASM, 0x10001u)
+BNN__MVE_LANES_ONLY(bnn__dbt_mve_l8, bnn__dbt_mve_l8_pop, BNN__MVE_LANES_FOLD8_ASM, 0x01010101u)
 #else
 typedef int bnn_dense_mve_unused; /* ISO C: a translation unit is not empty */
 #endif
