@@ -86,7 +86,8 @@ def case(cin, cout, k=3, stride=1, pad=1, h=7, wd=8, m1=False, npos=None, inp="r
                       params=[h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], m1=int(m1), npos=npos,
                       x=pack_bits(x).ravel(), cols=vc.pack_columns(w, stride, npos), thr=thr,
                       ctap=vc.tap_counts(w).ravel(), expect=pack_bits(np.where(acc >= thr, 1, -1)).ravel(),
-                      work=vc.work_words(wd, cin, cout, k, k, stride, npos)))
+                      work=vc.work_words(wd, cin, cout, k, k, stride, npos),
+                      classes=vc.class_table(w, thr, h, wd, stride, pad, npos, m1)))
 
 
 for _cin in (1, 16, 31, 32, 33, 48, 65):
@@ -150,11 +151,19 @@ def driver_source() -> str:
                      + _c_arr("int32_t", f"thr{i}", c["thr"]) + _c_arr("int16_t", f"ct{i}", c["ctap"])
                      + _c_arr("bnn_word_t", f"e{i}", c["expect"]))
         pr = ", ".join(f"{v}u" for v in c["params"])
-        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}}};")
-        body.append(f"    fails += run(&L{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, \"{c['name']}\");")
+        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, 0u, NULL}};")
+        # the same layer with its generated class table (flash), and with the table's first entry
+        # only (every other class built per call beside it)
+        lines.append(_c_arr("uint32_t", f"cls{i}", c["classes"]))
+        lines.append(f"static const bnn_conv_vc_t T{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
+                     f"{c['classes'].shape[0]}u, cls{i}}};")
+        lines.append(f"static const bnn_conv_vc_t U{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
+                     f"1u, cls{i}}};")
+        body.append(f"    fails += run(&L{i}, &T{i}, &U{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, "
+                    f"\"{c['name']}\");")
     lines.append("""
-static int run(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e, uint32_t n, uint32_t ww,
-               const char *name)
+static int run(const bnn_conv_vc_t *L, const bnn_conv_vc_t *T, const bnn_conv_vc_t *U, const bnn_word_t *x,
+               const bnn_word_t *e, uint32_t n, uint32_t ww, const char *name)
 {
     int bad = 0;
     if (!bnn_conv_vc_ok(L) || bnn_conv_vc_work_words(L) != ww) {
@@ -163,16 +172,19 @@ static int run(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e,
         SAY("\\n");
         return 1;
     }
-    for (uint32_t v = 0; v < 2u; ++v) {
+    for (uint32_t v = 0; v < 4u; ++v) {
         out[n] = 0x5A5A5A5Au;
+        for (uint32_t i = 0; i < ww; ++i) {
+            work[i] = 0xA5A5A5A5u * (i + 1u); /* no reliance on zeroed work memory */
+        }
         if (v == 0u) {
             bnn_conv_vc_bits_ref(L, x, out);
         } else {
-            bnn_conv_vc_bits(L, x, work, out);
+            bnn_conv_vc_bits(v == 1u ? L : (v == 2u ? T : U), x, work, out);
         }
         for (uint32_t i = 0; i <= n; ++i) {
             if (out[i] != (i < n ? e[i] : 0x5A5A5A5Au)) {
-                SAY(v ? "FAIL fast " : "FAIL ref ");
+                SAY(v == 0u ? "FAIL ref " : (v == 1u ? "FAIL fast " : (v == 2u ? "FAIL table " : "FAIL table1 ")));
                 SAY(name);
                 SAY("\\n");
                 bad = 1;

@@ -104,6 +104,104 @@ def _out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
 
 
+def _hkey(x0: int, ke: int, wd: int) -> int:
+    """Bits 0..ke-1: the window columns x0 + k' outside [0, wd) (bnn_conv_vc.c vc_row's hkey)."""
+    xs = max(x0, 0)
+    xe = max(min(x0 + ke, wd), xs)
+    return ((1 << ke) - 1) & ~(((1 << (xe - xs)) - 1) << (xs - x0))
+
+
+def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int) -> list[int]:
+    """The border-class keys a bnn_conv_vc_bits call meets, in the order it meets them (bits 0..15:
+    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad)."""
+    oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
+    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 else [])
+    keys: list[int] = []
+    for oy in range(oh):
+        y0 = oy * s - p
+        vkey = sum(1 << ky for ky in range(kh) if not 0 <= y0 + ky < h)
+        for tail, np_, ke in runs:
+            for ox in range(0, ow, np_):
+                key = (tail << 31) | (vkey << 16) | _hkey(ox * s - p, ke, wd)
+                if key not in keys:
+                    keys.append(key)
+    return keys
+
+
+def _planes_of(vals: list[int], nplanes: int) -> list[int]:
+    """Bit-sliced: plane b bit lane = bit b of vals[lane]."""
+    return [sum(((v >> b) & 1) << lane for lane, v in enumerate(vals)) for b in range(nplanes)]
+
+
+def class_entry(w: np.ndarray, thr: np.ndarray, key: int, s: int, npos: int, m1: bool) -> list[int]:
+    """One class entry as bnn_conv_vc.c's class_planes() fills it (method: bnn_conv_vc.h): the key,
+    then per group (the Gf full groups, or the tail's one; GROUPS slots, unused ones 0) the planes
+    of S1 even, S1 odd, S0 even, S0 odd (nt each) of the start-value thresholds."""
+    o, kh, kw, cin = w.shape
+    kk, k_all = kh * kw, kh * kw * cin
+    gf, tail = o // 32, key >> 31
+    ng, cpl, np_ = (1, o % 32, npos) if tail else (gf, 32, 1)
+    n_t = nt(kh, kw, cin, s, npos)
+    top, wst = 1 << (n_t - 1), k_all // 2 + 1
+    ctap = tap_counts(w).astype(np.int64)  # [O, kk]
+    call = ctap.sum(axis=1)
+    a_int = np.clip(thr.astype(np.int64), -(k_all + 1), k_all + 1) - k_all + 2 * call
+    vkey = (key >> 16) & 0x7FFF
+    padm = []
+    for j in range(np_):
+        padm.append([t for t in range(kk) if (vkey >> (t // kw)) & 1 or (key >> (t % kw + j * s)) & 1])
+    ent = [key]
+    for g in range(groups(o, npos)):
+        if g >= ng:
+            ent += [0] * (4 * n_t)
+            continue
+        v1, v0, inc1, inc0 = [], [], 0, 0
+        for lane in range(32):
+            j, oc = lane // cpl, (32 * gf if tail else 32 * g) + lane % cpl
+            if j >= np_:
+                v1.append(top)
+                v0.append(top)
+                continue
+            cpad = int(ctap[oc, padm[j]].sum())
+            a = int(a_int[oc]) + (0 if m1 else len(padm[j]) * cin - 2 * cpad)
+            t1 = -((-a) // 2)
+            t0 = (4 * int(call[oc]) - a) // 2 + 1 - 2 * cpad
+            v1.append(min(max(-((-t1) // 2) + wst, 0), top))
+            v0.append(min(max(-((-t0) // 2) + wst, 0), top))
+            inc1 |= int(t1 % 2 == 0) << lane
+            inc0 |= int(t0 % 2 == 0) << lane
+        for vals, inc in ((v1, inc1), (v0, inc0)):
+            ev = _planes_of(vals, n_t)
+            od, c = [], inc
+            for x in ev:
+                od.append(x ^ c)
+                c &= x
+            ent += ev + od
+    return ent
+
+
+def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool) -> np.ndarray:
+    """uint32 [nclass, 1 + GROUPS 4 nt]: every class entry the layer's calls meet, precomputed for
+    flash (bnn_conv_vc_t.classes), so a call does not rebuild them (~3,500 instructions per class
+    and group on the Cortex-M4)."""
+    o, kh, kw, _ = w.shape
+    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos)]
+    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), -1)
+
+
+def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
+    npos = choose_npos(cout, kw, s, kh)
+    return len(class_keys(h, wd, cout, kh, kw, s, p, npos)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
+
+
+def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> bool:
+    """Store the class table in flash when it costs at most max(4 KB, a quarter of the columns) (the
+    rest rebuild their classes per call: a few in a big layer)."""
+    npos = choose_npos(cout, kw, s, kh)
+    cols = (cout // 32) * kh * kw * cin + (kh * kwe(kw, s, npos) * cin if cout % 32 else 0)
+    return class_table_words(h, wd, cin, cout, kh, kw, s, p) <= max(1024, cols // 4)
+
+
 def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
     """Work of one bnn_conv_vc_bits call (random inputs): [listed columns x groups, list-tail
     indices copied, taps visited, steps, step-groups x count planes, input pixel channels,

@@ -390,8 +390,18 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
                    f"32 lanes per word ({o // 32} full groups, then {o % 32} channels x {npos} positions) */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_wc", conv_vcols.pack_columns(w, s, npos)))
     st.data.append(c_array("int16_t", f"{lid}_ct", conv_vcols.tap_counts(w).ravel()))
+    h, wd = st.shape[0], st.shape[1]
+    p = layer.attrs["pad"]
+    if conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p):
+        # the border classes' compare planes, precomputed (the kernel would rebuild them per call)
+        tab = conv_vcols.class_table(w, _clamp_i32(thr), h, wd, s, p, npos, bool(pad_minus1))
+        st.data.append(f"/* {layer.name}: the {tab.shape[0]} border classes' start-value planes (bnn_conv_vc.h) */\n")
+        st.data.append(c_array("bnn_word_t", f"{lid}_cls", tab.ravel()))
+        cls = f"{tab.shape[0]}u, {lid}_cls"
+    else:
+        cls = "0u, NULL"
     st.data.append(f"static const bnn_conv_vc_t {lid}_vc = {{{{{geom}}}, {pad_minus1}u, {npos}u, {lid}_wc, "
-                   f"{tname}_thr, {lid}_ct}};\n")
+                   f"{tname}_thr, {lid}_ct, {cls}}};\n")
     st.data.append("#else\n")
 
 

@@ -41,7 +41,8 @@
  * borrow chain against planes precomputed per border class, group, mode and parity e (values
  * clamped to [0, 2^nq]: outside, the compare is constant), no per-position bias.  The planes
  * are computed once per call for every border class the call meets (key: padded kernel rows,
- * padded extended columns, full or tail group).
+ * padded extended columns, full or tail group), or read from the layer's flash table
+ * (L->classes, generated) when it has one.
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
@@ -81,6 +82,13 @@ typedef struct {
     const bnn_word_t *cols;
     const int32_t *thr;    /* cout */
     const int16_t *ctap;   /* cout x kh kw */
+    /* Optional (0 / NULL: built per call): the class entries precomputed at generation time
+     * (bnn2hw/mcu/conv_vcols.py class_table), nclass x (1 + BNN_CONV_VC_GROUPS 4 nt) words, each
+     * exactly what class_planes (bnn_conv_vc.c) would build for its key: the key, then per group
+     * the planes S1 even, S1 odd, S0 even, S0 odd.  A key missing from it is built in the work
+     * memory as without a table. */
+    uint32_t nclass;
+    const uint32_t *classes;
 } bnn_conv_vc_t;
 
 /* KWe of the tail group (>= kw, the full groups' window width) */

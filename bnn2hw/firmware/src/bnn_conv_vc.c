@@ -230,6 +230,8 @@ typedef struct {
     const bnn_conv_vc_t *L;
     uint32_t *cache;
     uint32_t ncls, nq, nt, pstride, w;
+    uint32_t last_key;        /* the class of the previous step (most steps repeat it) */
+    const uint32_t *last_ent;
     const uint32_t *rowd[16]; /* the kh input rows' lists (row_lists: list, pre1, pre0) of this
                                * output row, NULL: a padding row */
     uint32_t vkey;            /* padded kernel rows of this output row */
@@ -240,6 +242,12 @@ typedef struct {
 /* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
 static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 {
+    const bnn_conv_vc_t *L = s->L;
+    for (uint32_t c = 0; c < L->nclass; ++c) { /* the generated table (flash) */
+        if (L->classes[c * s->pstride] == key) {
+            return L->classes + c * s->pstride;
+        }
+    }
     for (uint32_t c = 0; c < s->ncls; ++c) {
         if (s->cache[c * s->pstride] == key) {
             return s->cache + c * s->pstride;
@@ -299,7 +307,11 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
         }
         const int use_s1 = tot1 <= tot0;
         const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
-        const uint32_t *ent = class_entry(s, key);
+        if (key != s->last_key || s->last_ent == NULL) {
+            s->last_ent = class_entry(s, key);
+            s->last_key = key;
+        }
+        const uint32_t *ent = s->last_ent;
         /* the segments: one run per window row (entries x cin + c; base = the row's columns
          * shifted by x0 cin, as an address: the run indexes it from x = xs >= x0 on), its whole
          * 16-column blocks in place, its last < 16 entries appended to `cat` with the shift added
@@ -404,6 +416,8 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
     s.w = bnn__conv_vc_w(L);
     s.ncls = 0;
+    s.last_key = 0;
+    s.last_ent = NULL;
     /* work layout: ring of kh rows of row lists, row tags, class cache, cat, per channel A, C */
     uint32_t *ring = work;
     uint32_t *tag = ring + kh * rowsz;
