@@ -285,7 +285,10 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
 
     m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
     w, thr, oh = m["w"], m["thr"], m["oh"]
-    npos = vc.choose_npos(cout, 3, stride)
+    from bnn2hw.mcu.codegen import pack_bits
+
+    npos = vc.layer_npos(cin, cout, 3, stride)
+    rows_tail = vc.tail_on_rows(cin, cout, 3, 3, stride)
     cw = (cin + 31) // 32
     table = vc.use_class_table(hw, hw, cin, cout, 3, 3, stride, pad)
     cls = vc.class_table(w, thr, hw, hw, stride, pad, npos, False) if table else np.zeros((0, 1), np.uint32)
@@ -295,12 +298,14 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
             + _c_words("thr", thr.astype(np.int32), "int32_t")
             + _c_words("ctap", vc.tap_counts(w), "int16_t")
             + (_c_words("classes", cls) if table else "")
+            + (_c_words("tail_rows", pack_bits(w[32 * (cout // 32):])) if rows_tail else "")
             + f"static bnn_word_t in_words[{hw * hw * cw}];\n"
             + f"static bnn_word_t out_words[{m['n_out']}];\n"
             + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos)}];\n"
             + f"static const bnn_conv_vc_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
               f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap, "
-              + (f"{cls.shape[0]}u, classes}};\n" if table else "0u, NULL};\n")
+              + (f"{cls.shape[0]}u, classes, " if table else "0u, NULL, ")
+              + ("tail_rows};\n" if rows_tail else "NULL};\n")
             + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
               "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
               "    memcpy(in_words, input, BNN_INPUT_LEN);\n"

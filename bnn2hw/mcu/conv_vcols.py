@@ -33,6 +33,28 @@ def choose_npos(cout: int, kw: int, stride: int, kh: int = 3) -> int:
     return npos
 
 
+def tail_on_rows(cin: int, cout: int, kh: int, kw: int, stride: int) -> bool:
+    """Whether the tail channels (ct = cout % 32) run on the row kernel (bnn_conv_vc_t.tail_rows)
+    rather than column-sliced: a few channels fill few lanes of a column word, and the window of
+    P positions is mostly columns of other positions.  Cortex-M4 costs per output position: rows
+    ~ct (9 ceil(kh kw cin / 32) + 20), column-sliced ~(3.5 kh KWe cin + 300) / P (about 7
+    instructions per counted column, half the window counted, a step's bookkeeping).  cout 33
+    (one tail channel, P = 7 at stride 2): rows; 40 (8 channels, P = 4) and 48: column-sliced."""
+    ct = cout % 32
+    if ct == 0:
+        return False
+    npos = choose_npos(cout, kw, stride, kh)
+    rows = ct * (9 * -(-kh * kw * cin // 32) + 20)
+    cols = (3.5 * kh * kwe(kw, stride, npos) * cin + 300) / npos
+    return rows < cols
+
+
+def layer_npos(cin: int, cout: int, kw: int, stride: int, kh: int = 3) -> int:
+    """The npos a generated layer uses: choose_npos, or 1 when its tail runs on the row kernel
+    (the tail columns then only serve bnn_conv_vc_bits_ref: the fewest, kh kw cin words)."""
+    return 1 if tail_on_rows(cin, cout, kh, kw, stride) else choose_npos(cout, kw, stride, kh)
+
+
 def kwe(kw: int, stride: int, npos: int) -> int:
     return kw + (npos - 1) * stride
 
@@ -190,14 +212,14 @@ def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int,
 
 
 def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
-    npos = choose_npos(cout, kw, s, kh)
+    npos = layer_npos(cin, cout, kw, s, kh)
     return len(class_keys(h, wd, cout, kh, kw, s, p, npos)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
 
 
 def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> bool:
     """Store the class table in flash when it costs at most max(4 KB, a quarter of the columns) (the
     rest rebuild their classes per call: a few in a big layer)."""
-    npos = choose_npos(cout, kw, s, kh)
+    npos = layer_npos(cin, cout, kw, s, kh)
     cols = (cout // 32) * kh * kw * cin + (kh * kwe(kw, s, npos) * cin if cout % 32 else 0)
     return class_table_words(h, wd, cin, cout, kh, kw, s, p) <= max(1024, cols // 4)
 
@@ -205,14 +227,15 @@ def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: i
 def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
     """Work of one bnn_conv_vc_bits call (random inputs): [listed columns x groups, list-tail
     indices copied, taps visited, steps, step-groups x count planes, input pixel channels,
-    class-groups]."""
+    class-groups built per call (0 with a flash class table)].  A tail on the row kernel
+    (tail_on_rows) is not in them: vc_estimate adds its rows_estimate."""
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
     gf, ct = cout // 32, cout % 32
-    npos = choose_npos(cout, kw, s, kh)
+    npos = layer_npos(cin, cout, kw, s, kh)
     parts = []
     if gf:
         parts.append((oh * ow, kh * kw, gf))
-    if ct:
+    if ct and not tail_on_rows(cin, cout, kh, kw, s):
         parts.append((oh * -(-ow // npos), kh * kwe(kw, s, npos), 1))
     cols = copy = taps = steps = planes = 0.0
     q = nq(kh, kw, cin, s, npos)
@@ -226,6 +249,8 @@ def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
         planes += n * g * q
     ncls = 1 if p == 0 else min(9, 4 * p + 1) if oh > 1 else 3  # -1 padding too: its S0 planes fold C_pad
     cls = ncls * (max(gf, 1) + (1 if ct and gf else 0))
+    if use_class_table(h, wd, cin, cout, kh, kw, s, p):
+        cls = 0
     return [cols, copy, taps, steps, planes, h * wd * cin, cls]
 
 
@@ -240,7 +265,10 @@ ROWS_COEFFS = (7.856, 0.0, 18.187, 15.237)
 
 def vc_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> float:
     """Estimated Cortex-M4 instructions of bnn_conv_vc_bits (random inputs)."""
-    return float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+    est = float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+    if tail_on_rows(cin, cout, kh, kw, s):
+        est += rows_estimate(h, wd, cin, cout % 32, kh, kw, s, p, m1)
+    return est
 
 
 def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
@@ -256,7 +284,7 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     marginal win is left to the rows (resnet8's 32 -> 64 stride-2 conv at -1 padding: 0.03% fewer
     instructions for the whole net on it, 7 KB more flash; at zero padding the same shape measured
     322,305 against the rows' 347,239)."""
-    npos = choose_npos(cout, kw, s, kh)
+    npos = layer_npos(cin, cout, kw, s, kh)
     if not supported(kh, kw, cin, cout, s, npos):
         return False
     return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.90 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)

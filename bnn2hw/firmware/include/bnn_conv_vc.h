@@ -89,6 +89,12 @@ typedef struct {
      * memory as without a table. */
     uint32_t nclass;
     const uint32_t *classes;
+    /* Optional (NULL: the tail group runs column-sliced): the ct = cout % 32 tail channels' weights
+     * in bnn_conv_bits' row format (channels 32 Gf .. cout - 1 of the layer's rows): the tail
+     * then runs on the row kernel (bnn_conv_bits / bnn_conv_bits_m1, thresholds thr + 32 Gf).  A
+     * few tail channels (cout 33: one) fill few lanes of a column-sliced word, so there the row
+     * kernel is cheaper (the generator's choice: conv_vcols.tail_on_rows). */
+    const bnn_word_t *tail_rows;
 } bnn_conv_vc_t;
 
 /* KWe of the tail group (>= kw, the full groups' window width) */

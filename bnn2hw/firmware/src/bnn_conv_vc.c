@@ -439,6 +439,27 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     for (uint32_t k = 0; k < kh; ++k) {
         tag[k] = 0xFFFFFFFFu;
     }
+    const int tail_vc = ct != 0u && L->tail_rows == NULL;
+    if (ct != 0u && !tail_vc) {
+        /* the tail channels on the row kernel, one word per position at the front of out, then
+         * spread to word gf of each position, last position first (position n's word lands at
+         * n ow + gf >= n: no source word is overwritten before it is read); the full groups
+         * below write the other words */
+        const uint32_t npx = p->out_h * p->out_w, ow = BNN_WORDS(p->cout);
+        bnn_conv_params_t tp = *p;
+        tp.cout = ct;
+        if (L->pad_minus1) {
+            bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+        } else {
+            bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+        }
+        for (uint32_t n = npx; n-- > 0u;) {
+            out[n * ow + gf] = out[n];
+        }
+        if (gf == 0u) {
+            return;
+        }
+    }
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
         s.vkey = 0;
@@ -462,9 +483,11 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
         if (gf) {
             vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
         }
-        if (ct == 16u && L->npos == 2u) {
+        if (!tail_vc) {
+            /* no tail, or the tail ran on the row kernel above */
+        } else if (ct == 16u && L->npos == 2u) {
             vc_row(&s, oy, L->cols + full, zero - full, 1u, 2u, 16u, 1u, gf, out);
-        } else if (ct) {
+        } else {
             vc_row(&s, oy, L->cols + full, zero - full, 1u, L->npos, ct, 1u, gf, out);
         }
     }
