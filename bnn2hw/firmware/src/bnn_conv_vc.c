@@ -262,6 +262,11 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 /*
  * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
  * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
+ * Per step: the window's S1 / S0 totals and each position's N1 from the rows' prefix counts
+ * (tot0 = the window's listed channels - tot1), the count's start values W - h_j (one word
+ * packing every position's value, then per plane a shift, a mask and a multiply by the lane
+ * mask when cpl >= nq), the runs counted by bnn_vc_count16 directly (every run a whole number
+ * of blocks of 16), the compare.
  */
 BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t ng, uint32_t np,
                        uint32_t cpl, uint32_t tail, uint32_t k0, bnn_word_t *out)
@@ -275,6 +280,18 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
     bnn_vc_seg_t seg[16u + 1u];
     bnn_word_t q[BNN_VC_MAX_PLANES];
     uint32_t n1[32];
+    /* the image rows of this output row's window: their lists, prefix counts and column offsets */
+    const uint32_t *rlist[16], *rpre1[16];
+    int32_t roff[16];
+    uint32_t nr = 0;
+    for (uint32_t ky = 0; ky < kh; ++ky) {
+        if (s->rowd[ky] != NULL) {
+            rlist[nr] = s->rowd[ky];
+            rpre1[nr] = s->rowd[ky] + nl;
+            roff[nr] = (int32_t)(ky * kwe * cin);
+            ++nr;
+        }
+    }
     for (uint32_t ox = 0; ox < p->out_w; ox += np) {
         const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
         /* the window's columns inside the image [xs, xe), the border class */
@@ -283,27 +300,24 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
         const uint32_t xe = xe_ > (int32_t)in_w ? in_w : (xe_ < (int32_t)xs ? xs : (uint32_t)xe_);
         const uint32_t hkey = ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
         const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
-        uint32_t tot1 = 0, tot0 = 0;
-        for (uint32_t ky = 0; ky < kh; ++ky) {
-            const uint32_t *rd = s->rowd[ky];
-            if (rd != NULL) {
-                const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
-                tot1 += pre1[xe] - pre1[xs];
-                tot0 += pre0[xe] - pre0[xs];
-            }
+        uint32_t tot1 = 0;
+        for (uint32_t r = 0; r < nr; ++r) {
+            tot1 += rpre1[r][xe] - rpre1[r][xs];
         }
-        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
-            const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
-            const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
-            const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
-            uint32_t n = 0;
-            for (uint32_t ky = 0; ky < kh; ++ky) {
-                const uint32_t *rd = s->rowd[ky];
-                if (rd != NULL) {
-                    n += rd[nl + cb] - rd[nl + ca];
+        const uint32_t tot0 = nr * (xe - xs) * cin - tot1;
+        if (np == 1u) {
+            n1[0] = tot1; /* the window is the position's kw columns */
+        } else {
+            for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
+                const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
+                const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
+                const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
+                uint32_t n = 0;
+                for (uint32_t r = 0; r < nr; ++r) {
+                    n += rpre1[r][cb] - rpre1[r][ca];
                 }
+                n1[j] = n;
             }
-            n1[j] = n;
         }
         const int use_s1 = tot1 <= tot0;
         const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
@@ -318,24 +332,30 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
          * (relative to the group's columns), cat last */
         uint32_t ns = 0, ncat = 0;
         uint32_t *cat = s->cat;
-        for (uint32_t ky = 0; ky < kh; ++ky) {
-            const uint32_t *rd = s->rowd[ky];
-            if (rd == NULL || xe == xs) {
-                continue;
-            }
-            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
-            const uint32_t *idx = use_s1 ? rd + pre1[xs] : rd + nl - pre0[xe];
-            const uint32_t m = use_s1 ? pre1[xe] - pre1[xs] : pre0[xe] - pre0[xs];
-            const int32_t off = ((int32_t)(ky * kwe) - x0) * (int32_t)cin; /* >= -(entries' x) cin */
-            const uint32_t whole = m & ~15u;
-            if (whole) {
-                seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
-                seg[ns].idx = idx;
-                seg[ns].m = whole;
-                ++ns;
-            }
-            for (uint32_t k = whole; k < m; ++k) {
-                cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
+        if (xe != xs) {
+            for (uint32_t r = 0; r < nr; ++r) {
+                const uint32_t *pre1 = rpre1[r];
+                uint32_t m;
+                const uint32_t *idx;
+                if (use_s1) {
+                    idx = rlist[r] + pre1[xs];
+                    m = pre1[xe] - pre1[xs];
+                } else { /* S0 from the back: pre0[x] = x cin - pre1[x] */
+                    const uint32_t p0s = xs * cin - pre1[xs], p0e = xe * cin - pre1[xe];
+                    idx = rlist[r] + nl - p0e;
+                    m = p0e - p0s;
+                }
+                const int32_t off = roff[r] - x0 * (int32_t)cin; /* >= -(entries' x) cin */
+                const uint32_t whole = m & ~15u;
+                if (whole) {
+                    seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
+                    seg[ns].idx = idx;
+                    seg[ns].m = whole;
+                    ++ns;
+                }
+                for (uint32_t k = whole; k < m; ++k) {
+                    cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
+                }
             }
         }
         /* cat padded to whole blocks of 16 with the zero column (the word after the columns,
@@ -352,21 +372,39 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
             ++ns;
         }
         /* the count's start W - h_j per lane block and the parity mask (method: bnn_conv_vc.h) */
-        bnn_word_t init[BNN_VC_MAX_PLANES], odd = 0;
-        for (uint32_t b = 0; b < nq || b < 4u; ++b) {
-            init[b] = 0u;
-        }
-        for (uint32_t j = 0; j < npos; ++j) {
-            const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
-            const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
-            for (uint32_t b = 0; b < nq; ++b) {
-                init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+        bnn_word_t init[BNN_VC_MAX_PLANES], odd;
+        init[1] = init[2] = init[3] = 0u; /* planes nq .. 3 (bnn_vc_count16 keeps 4 in registers) */
+        if (cpl >= nq) {
+            /* every value W - h_j < 2^nq <= 2^cpl: packed at bit j cpl of one word, plane b is
+             * ((V >> b) & E) times the lane mask (E: bit j cpl of each position) */
+            uint32_t v = 0u, e = 0u, o = 0u;
+            for (uint32_t j = 0; j < npos; ++j) {
+                const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
+                v |= (s->w - h) << (j * cpl);
+                e |= 1u << (j * cpl);
+                o |= (n1[j] & 1u) << (j * cpl);
             }
-            odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] = ((v >> b) & e) * lane_mask;
+            }
+            odd = o * lane_mask;
+        } else {
+            odd = 0u;
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] = 0u;
+            }
+            for (uint32_t j = 0; j < npos; ++j) {
+                const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1);
+                const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
+                for (uint32_t b = 0; b < nq; ++b) {
+                    init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+                }
+                odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+            }
         }
         const uint32_t mode = use_s1 ? 0u : 2u;
         for (uint32_t g = 0; g < ng; ++g) {
-            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count adds into q (room for 4 planes) */
+            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count16 adds into q (room for 4 planes) */
                 q[b] = init[b];
             }
             if (g) {
@@ -377,7 +415,9 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                     cat[k] -= gstride;
                 }
             }
-            bnn_vc_count(seg, ns, q, nq);
+            for (uint32_t k = 0; k < ns; ++k) { /* every run is whole blocks of 16 */
+                bnn_vc_count16(seg[k].base, seg[k].idx, seg[k].idx + seg[k].m, q);
+            }
             const bnn_word_t *ue = ent + 1 + (g * 4u + mode) * nt, *uo = ue + nt;
             bnn_word_t bits;
             if (odd == 0u) {
