@@ -111,7 +111,7 @@ def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, np
     """bnn_conv_vc_work_words()."""
     return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
             + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + 16 * kh + 2 * cout)
+            + 16 * kh + 4 + 2 * cout)
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:

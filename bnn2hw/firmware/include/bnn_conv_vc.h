@@ -129,12 +129,12 @@ BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
 /* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
  * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the four
  * threshold plane sets: S1 / S0 x N1 even / odd), a step's list tails (the < 16 last indices
- * of every tap) and two int32 per output channel. */
+ * of every window row, copied 4 at a time: + 4) and two int32 per output channel. */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
     return L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh +
            (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
-           16u * L->p.kh + 2u * L->p.cout;
+           16u * L->p.kh + 4u + 2u * L->p.cout;
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

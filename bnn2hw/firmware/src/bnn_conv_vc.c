@@ -167,9 +167,16 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
 BNN_INLINE bnn_word_t ge_planes(const bnn_word_t *q, const bnn_word_t *u, uint32_t nq)
 {
     bnn_word_t borrow = 0;
-    for (uint32_t j = 0; j < nq; ++j) {
-        const bnn_word_t a = q[j], t = u[j];
-        borrow = (t & ~a) | (borrow & ~(a ^ t));
+    uint32_t j = 0;
+    if (nq & 1u) {
+        const bnn_word_t a = q[0], t = u[0];
+        borrow = t & ~a;
+        j = 1u;
+    }
+    for (; j < nq; j += 2u) { /* two planes a pass */
+        const bnn_word_t a0 = q[j], t0 = u[j], a1 = q[j + 1u], t1 = u[j + 1u];
+        borrow = (t0 & ~a0) | (borrow & ~(a0 ^ t0));
+        borrow = (t1 & ~a1) | (borrow & ~(a1 ^ t1));
     }
     return ~(u[nq] | borrow);
 }
@@ -353,9 +360,21 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                     seg[ns].m = whole;
                     ++ns;
                 }
-                for (uint32_t k = whole; k < m; ++k) {
-                    cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
+                /* the tail four entries at a time: up to 3 entries past the run are copied too
+                 * (reads stay in the row's ring slot: its prefix counts follow the list) and are
+                 * overwritten by the next run's tail or the padding, or lie past the counted
+                 * blocks (cat has 16 kh + 4 words) */
+                const uint32_t *src = idx + whole;
+                uint32_t *dst = cat + ncat;
+                const uint32_t uoff = (uint32_t)off;
+                for (uint32_t k = whole; k < m; k += 4u, src += 4, dst += 4) {
+                    const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
+                    dst[0] = e0 + uoff;
+                    dst[1] = e1 + uoff;
+                    dst[2] = e2 + uoff;
+                    dst[3] = e3 + uoff;
                 }
+                ncat += m - whole;
             }
         }
         /* cat padded to whole blocks of 16 with the zero column (the word after the columns,
@@ -404,8 +423,10 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
         }
         const uint32_t mode = use_s1 ? 0u : 2u;
         for (uint32_t g = 0; g < ng; ++g) {
-            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count16 adds into q (room for 4 planes) */
-                q[b] = init[b];
+            if (ng > 1u) {
+                for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count16 adds into q (room for 4 planes) */
+                    q[b] = init[b];
+                }
             }
             if (g) {
                 for (uint32_t k = 0; k < ns; ++k) {
@@ -415,21 +436,22 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                     cat[k] -= gstride;
                 }
             }
+            bnn_word_t *qq = ng > 1u ? q : init; /* one group: count in place */
             for (uint32_t k = 0; k < ns; ++k) { /* every run is whole blocks of 16 */
-                bnn_vc_count16(seg[k].base, seg[k].idx, seg[k].idx + seg[k].m, q);
+                bnn_vc_count16(seg[k].base, seg[k].idx, seg[k].idx + seg[k].m, qq);
             }
             const bnn_word_t *ue = ent + 1 + (g * 4u + mode) * nt, *uo = ue + nt;
             bnn_word_t bits;
             if (odd == 0u) {
-                bits = ge_planes(q, ue, nq);
+                bits = ge_planes(qq, ue, nq);
             } else if (odd == ~(bnn_word_t)0u || np == 1u) {
-                bits = ge_planes(q, uo, nq);
+                bits = ge_planes(qq, uo, nq);
             } else { /* lane blocks of both parities: the planes mixed per lane */
                 bnn_word_t u[BNN_VC_MAX_PLANES];
                 for (uint32_t b = 0; b < nt; ++b) {
                     u[b] = (ue[b] & ~odd) | (uo[b] & odd);
                 }
-                bits = ge_planes(q, u, nq);
+                bits = ge_planes(qq, u, nq);
             }
             if (!use_s1) {
                 bits = ~bits;
@@ -463,7 +485,7 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     uint32_t *tag = ring + kh * rowsz;
     s.cache = tag + kh;
     s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
-    s.chan = (int32_t *)(s.cat + 16u * kh);
+    s.chan = (int32_t *)(s.cat + 16u * kh + 4u);
     {
         const uint32_t kk = kh * p->kw;
         const int32_t K = (int32_t)(kk * cin);
