@@ -267,6 +267,117 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 }
 
 /*
+ * The interior steps [ox0, ox1) of one output row, the common case spelled out: kh = 3 with all
+ * three window rows in the image, one group (ng = 1), every window column inside the image,
+ * np whole positions a step and cpl >= nq (the start values packed in one word).  The same
+ * arithmetic as vc_row with few live values: the three rows' prefix counts read once, each run
+ * counted as soon as it is known (the start values first), the tails gathered in cat.
+ */
+BNN_INLINE void vc_row3(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t np,
+                        uint32_t cpl, uint32_t tail, uint32_t k0, uint32_t ox0, uint32_t ox1, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &s->L->p;
+    const uint32_t cin = p->cin, kw = p->kw, sw = p->stride_w, kwe = kw + (np - 1u) * sw;
+    const uint32_t nl = p->in_w * cin, ow = BNN_WORDS(p->cout), nq = s->nq, nt = s->nt;
+    const uint32_t span = kwe * cin; /* a window row's channels */
+    const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
+    const uint32_t *const rl[3] = {s->rowd[0], s->rowd[1], s->rowd[2]};
+    const uint32_t key = (tail << 31) | (s->vkey << 16);
+    if (key != s->last_key || s->last_ent == NULL) {
+        s->last_ent = class_entry(s, key);
+        s->last_key = key;
+    }
+    const uint32_t *ent = s->last_ent;
+    uint32_t *cat = s->cat;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    for (uint32_t ox = ox0; ox < ox1; ox += np) {
+        const uint32_t x0 = ox * sw - p->pad_w, x1 = x0 + kwe;
+        uint32_t a[3], m[3];
+        for (uint32_t r = 0; r < 3u; ++r) {
+            a[r] = rl[r][nl + x0];
+            m[r] = rl[r][nl + x1] - a[r];
+        }
+        const uint32_t tot1 = m[0] + m[1] + m[2];
+        const int use_s1 = 2u * tot1 <= 3u * span;
+        /* start values W - h_j packed at bit j cpl, parity of N1 per position */
+        uint32_t v = 0u, e = 0u, o = 0u;
+        for (uint32_t j = 0; j < np; ++j) {
+            uint32_t n1 = tot1;
+            if (np > 1u) {
+                const uint32_t xa = nl + x0 + j * sw, xb = xa + kw;
+                n1 = rl[0][xb] - rl[0][xa] + rl[1][xb] - rl[1][xa] + rl[2][xb] - rl[2][xa];
+            }
+            const uint32_t h = use_s1 ? n1 >> 1 : 0u - ((n1 + 1u) >> 1); /* floor(B / 2) */
+            v |= (s->w - h) << (j * cpl);
+            e |= 1u << (j * cpl);
+            o |= (n1 & 1u) << (j * cpl);
+        }
+        q[1] = q[2] = q[3] = 0u;
+        for (uint32_t b = 0; b < nq; ++b) {
+            q[b] = ((v >> b) & e) * lane_mask;
+        }
+        const bnn_word_t odd = o * lane_mask;
+        /* the three runs: whole blocks counted in place, tails to cat (4 at a time, as vc_row) */
+        uint32_t ncat = 0;
+        for (uint32_t r = 0; r < 3u; ++r) {
+            const uint32_t *idx;
+            uint32_t mm;
+            if (use_s1) {
+                idx = rl[r] + a[r];
+                mm = m[r];
+            } else { /* S0 from the back: pre0[x] = x cin - pre1[x] */
+                const uint32_t p0e = x1 * cin - (a[r] + m[r]);
+                idx = rl[r] + nl - p0e;
+                mm = span - m[r];
+            }
+            const int32_t soff = (int32_t)(r * span) - (int32_t)(x0 * cin); /* >= -(entries' x) cin */
+            const uint32_t off = (uint32_t)soff;
+            const uint32_t whole = mm & ~15u;
+            if (whole) {
+                bnn_vc_count16((const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)soff * sizeof(bnn_word_t)),
+                               idx, idx + whole, q);
+            }
+            const uint32_t *src = idx + whole;
+            uint32_t *dst = cat + ncat;
+            for (uint32_t k = whole; k < mm; k += 4u, src += 4, dst += 4) {
+                const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
+                dst[0] = e0 + off;
+                dst[1] = e1 + off;
+                dst[2] = e2 + off;
+                dst[3] = e3 + off;
+            }
+            ncat += mm - whole;
+        }
+        if (ncat) {
+            while (ncat & 15u) {
+                cat[ncat++] = zrel;
+            }
+            bnn_vc_count16(cols, cat, cat + ncat, q);
+        }
+        const bnn_word_t *ue = ent + 1 + (use_s1 ? 0u : 2u) * nt, *uo = ue + nt;
+        bnn_word_t bits;
+        if (odd == 0u) {
+            bits = ge_planes(q, ue, nq);
+        } else if (odd == ~(bnn_word_t)0u) {
+            bits = ge_planes(q, uo, nq);
+        } else {
+            bnn_word_t u[BNN_VC_MAX_PLANES];
+            for (uint32_t b = 0; b < nt; ++b) {
+                u[b] = ue[b] ^ ((ue[b] ^ uo[b]) & odd);
+            }
+            bits = ge_planes(q, u, nq);
+        }
+        if (!use_s1) {
+            bits = ~bits;
+        }
+        bnn_word_t *dst = out + (oy * p->out_w + ox) * ow + k0;
+        for (uint32_t j = 0; j < np; ++j, dst += ow) {
+            *dst = (bits >> (j * cpl)) & lane_mask;
+        }
+    }
+}
+
+/*
  * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
  * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
  * Per step: the window's S1 / S0 totals and each position's N1 from the rows' prefix counts
@@ -299,7 +410,24 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
             ++nr;
         }
     }
+    /* the interior steps (ox from ia to ib) on vc_row3 when this row qualifies */
+    uint32_t ia = p->out_w, ib = p->out_w;
+    if (kh == 3u && nr == 3u && ng == 1u && cpl >= nq) {
+        ia = (p->pad_w + sw - 1u) / sw;                       /* first ox with x0 >= 0 */
+        ia = (ia + np - 1u) / np * np;                        /* a step start */
+        /* steps whose np positions exist and whose window ends inside the image */
+        for (ib = ia; ib + np <= p->out_w && ib * sw + kwe <= in_w + p->pad_w; ib += np) {
+        }
+        if (ib == ia) {
+            ia = ib = p->out_w;
+        }
+    }
     for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+        if (ox == ia) {
+            vc_row3(s, oy, cols, zrel, np, cpl, tail, k0, ia, ib, out);
+            ox = ib - np;
+            continue;
+        }
         const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
         /* the window's columns inside the image [xs, xe), the border class */
         const uint32_t xs = x0 < 0 ? 0u : (uint32_t)x0;
