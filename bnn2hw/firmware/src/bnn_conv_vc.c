@@ -591,6 +591,71 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
     }
 }
 
+/*
+ * The ct tail channels straight from their rows (L->tail_rows, bnn_conv_bits' format: per channel
+ * kh kw taps of cw words), a word popcount per tap: acc = K' - 2 popcount(patch ^ w), K' = the
+ * taps in the image times cin at zero padding (a padded tap contributes 0), the full K at -1
+ * padding (a padded tap's zero bits are the activation -1: popcount(w)).  Bits to word gf of each
+ * position.  For ct cw <= 2 (cout 33 at cin 33: one channel, two words a tap) this is cheaper
+ * than the row kernel, whose per-position patch packing is shared by ct channels only.
+ */
+static void tail_direct(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, kk = kh * kw;
+    const uint32_t ow = BNN_WORDS(p->cout), gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
+    const bnn_word_t last = bnn_tail_mask(cin);
+    /* -1 padding: a padded tap adds popcount(w) of its weights (wpop, per channel and tap) */
+    uint32_t wpop[2u * 32u], wtot[2] = {0u, 0u};
+    for (uint32_t o = 0; o < ct; ++o) {
+        const bnn_word_t *w = L->tail_rows + o * kk * cw;
+        for (uint32_t t = 0; t < kk; ++t, w += cw) {
+            wpop[o * kk + t] = bnn_popcount32_swar(w[cw - 1u] & last) + (cw > 1u ? bnn_popcount32_swar(w[0]) : 0u);
+            wtot[o] += wpop[o * kk + t];
+        }
+    }
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+        const uint32_t kya = y0 < 0 ? (uint32_t)-y0 : 0u;
+        const int32_t yb = (int32_t)p->in_h - y0;
+        const uint32_t kyb = yb < (int32_t)kh ? (yb < (int32_t)kya ? kya : (uint32_t)yb) : kh;
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t x0 = (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w;
+            const uint32_t kxa = x0 < 0 ? (uint32_t)-x0 : 0u;
+            const int32_t xb = (int32_t)p->in_w - x0;
+            const uint32_t kxb = xb < (int32_t)kw ? (xb < (int32_t)kxa ? kxa : (uint32_t)xb) : kw;
+            const uint32_t inside = (kyb - kya) * (kxb - kxa);
+            bnn_word_t bits = 0;
+            for (uint32_t o = 0; o < ct; ++o) {
+                const bnn_word_t *w = L->tail_rows + o * kk * cw;
+                uint32_t pop = 0, win = 0; /* mismatches, and the inside taps' popcount(w) */
+                for (uint32_t ky = kya; ky < kyb; ++ky) {
+                    const bnn_word_t *px = in + (((uint32_t)(y0 + (int32_t)ky)) * p->in_w +
+                                                 (uint32_t)(x0 + (int32_t)kxa)) * cw;
+                    const bnn_word_t *wt = w + (ky * kw + kxa) * cw;
+                    const uint32_t *wp = wpop + o * kk + ky * kw;
+                    for (uint32_t kx = kxa; kx < kxb; ++kx, px += cw, wt += cw) {
+                        if (cw == 1u) {
+                            pop += bnn_popcount32_swar((px[0] ^ wt[0]) & last);
+                        } else {
+                            pop += bnn_popcount32_swar(px[0] ^ wt[0]) + bnn_popcount32_swar((px[1] ^ wt[1]) & last);
+                        }
+                        win += wp[kx];
+                    }
+                }
+                int32_t acc;
+                if (L->pad_minus1) {
+                    acc = (int32_t)(kk * cin) - 2 * (int32_t)(pop + wtot[o] - win);
+                } else {
+                    acc = (int32_t)(inside * cin) - 2 * (int32_t)pop;
+                }
+                bits |= (bnn_word_t)(acc >= L->thr[32u * gf + o]) << o;
+            }
+            out[(oy * p->out_w + ox) * ow + gf] = bits;
+        }
+    }
+}
+
 void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
 {
     const bnn_conv_params_t *p = &L->p;
@@ -636,15 +701,19 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
          * n ow + gf >= n: no source word is overwritten before it is read); the full groups
          * below write the other words */
         const uint32_t npx = p->out_h * p->out_w, ow = BNN_WORDS(p->cout);
-        bnn_conv_params_t tp = *p;
-        tp.cout = ct;
-        if (L->pad_minus1) {
-            bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+        if (ct * cw <= 2u) {
+            tail_direct(L, in, out);
         } else {
-            bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
-        }
-        for (uint32_t n = npx; n-- > 0u;) {
-            out[n * ow + gf] = out[n];
+            bnn_conv_params_t tp = *p;
+            tp.cout = ct;
+            if (L->pad_minus1) {
+                bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+            } else {
+                bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+            }
+            for (uint32_t n = npx; n-- > 0u;) {
+                out[n * ow + gf] = out[n];
+            }
         }
         if (gf == 0u) {
             return;
