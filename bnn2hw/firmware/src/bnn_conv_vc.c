@@ -637,6 +637,8 @@ static void tail_direct(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t
                     for (uint32_t kx = kxa; kx < kxb; ++kx, px += cw, wt += cw) {
                         if (cw == 1u) {
                             pop += bnn_popcount32_swar((px[0] ^ wt[0]) & last);
+                        } else if (last == 1u) { /* cin = 33: the second word's one channel */
+                            pop += bnn_popcount32_swar(px[0] ^ wt[0]) + ((px[1] ^ wt[1]) & 1u);
                         } else {
                             pop += bnn_popcount32_swar(px[0] ^ wt[0]) + bnn_popcount32_swar((px[1] ^ wt[1]) & last);
                         }
