@@ -251,22 +251,34 @@ def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     cls = ncls * (max(gf, 1) + (1 if ct and gf else 0))
     if use_class_table(h, wd, cin, cout, kh, kw, s, p):
         cls = 0
-    return [cols, copy, taps, steps, planes, h * wd * cin, cls]
+    direct = oh * ow * ct * kh * kw * -(-cin // 32) if _tail_direct(cin, cout, kh, kw, s) else 0
+    return [cols, copy, taps, steps, planes, h * wd * cin, cls, direct]
 
 
-# Fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of the
-# 13 conv shapes of `benchmarks/bench_mcu_kernels.py --conv-only` (10 issue-11 shapes + 12x12x48,
-# 7x7x40, 9x9x33 s2; 2026-11-30, final kernel): vc max error 7.9%, rows max error 29% (9x9x33 s2, rows
-# overestimated; the others within 13%).  The list-tail copy is collinear with the taps visited
-# (its weight went to them).
-VC_COEFFS = (7.214, 0.0, 79.593, 171.374, 37.217, 5.065, 4844.2)
+def _tail_direct(cin: int, cout: int, kh: int, kw: int, s: int) -> bool:
+    """bnn_conv_vc_bits counts a row-format tail itself (tail_direct) when ct cw <= 2."""
+    return tail_on_rows(cin, cout, kh, kw, s) and (cout % 32) * -(-cin // 32) <= 2
+
+
+# VC_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts
+# of bnn_conv_vc_bits on 25 shapes (2026-12-01, branch conv-fast: flash class tables, interior steps
+# spelled out, tail on rows): the 13 of `benchmarks/bench_mcu_kernels.py --conv-only` and 12 more
+# (maps 5..20, cin 8..96, cout 8..96 with 16-, 33- and 65-channel tails, stride 1 / 2).  Max error
+# 19% (4x4x256 pad 0: -19%, pad 1: +17%, layers where the column-sliced kernel wins by 2x), the
+# others within 13%.  The list-tail copy and the steps are collinear with the taps visited (their
+# weight went there); the per-call class builds have no sample left (every measured layer stores
+# its class table), so their weight is the measured cost of class_planes (~6,250 instructions
+# per class and group, 4x4x256 before the tables); the last feature is tail_direct's word
+# popcounts.  ROWS_COEFFS: 2026-11-30 (bnn_conv_bits is unchanged), 13 shapes, max error 29%
+# (9x9x33 s2, rows overestimated; the others within 13%).
+VC_COEFFS = (5.677, 0.0, 34.458, 0.0, 56.859, 7.859, 6255.0, 19.683)
 ROWS_COEFFS = (7.856, 0.0, 18.187, 15.237)
 
 
 def vc_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> float:
     """Estimated Cortex-M4 instructions of bnn_conv_vc_bits (random inputs)."""
     est = float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
-    if tail_on_rows(cin, cout, kh, kw, s):
+    if tail_on_rows(cin, cout, kh, kw, s) and not _tail_direct(cin, cout, kh, kw, s):
         est += rows_estimate(h, wd, cin, cout % 32, kh, kw, s, p, m1)
     return est
 
