@@ -591,6 +591,13 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
     }
 }
 
+/* The tail group's rows (vc_row with np positions of cpl lanes, not inlined: one copy). */
+static void __attribute__((noinline)) vc_row_tail(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel,
+                                                   uint32_t np, uint32_t cpl, uint32_t k0, bnn_word_t *out)
+{
+    vc_row(s, oy, cols, zrel, 1u, np, cpl, 1u, k0, out);
+}
+
 /*
  * The ct tail channels straight from their rows (L->tail_rows, bnn_conv_bits' format: per channel
  * kh kw taps of cw words), a word popcount per tap: acc = K' - 2 popcount(patch ^ w), K' = the
@@ -739,17 +746,13 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
             }
             s.rowd[ky] = rs;
         }
-        /* vc_row is inlined: the full groups (one position a step) and the 16-channel tail (two)
-         * with constant geometry, other tails generic */
+        /* one vc_row for the full groups (one position a step, constant geometry) and one for
+         * the tail (any lanes and positions): code size, about 9 KB on Cortex-M4 */
         if (gf) {
             vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
         }
-        if (!tail_vc) {
-            /* no tail, or the tail ran on the row kernel above */
-        } else if (ct == 16u && L->npos == 2u) {
-            vc_row(&s, oy, L->cols + full, zero - full, 1u, 2u, 16u, 1u, gf, out);
-        } else {
-            vc_row(&s, oy, L->cols + full, zero - full, 1u, L->npos, ct, 1u, gf, out);
+        if (tail_vc) {
+            vc_row_tail(&s, oy, L->cols + full, zero - full, L->npos, ct, gf, out);
         }
     }
 }
