@@ -2,10 +2,12 @@
 """The column-sliced conv kernel (firmware bnn_conv_vc.c, packing bnn2hw/mcu/conv_vcols.py):
 ``bnn_conv_vc_bits`` and its ``_ref`` twin equal numpy's conv + threshold bit for bit, at zero
 padding (bnn_conv_bits' contract) and -1 padding (bnn_conv_bits_m1's), on awkward channel
-counts (cin 1..65, cout 1..65, the last group partial), 1 / 2 / 4 / 8 output positions per
-group, stride 1 and 2, pad 0 / 1 / 2 (every border class, windows clipped on both sides), ties
-(acc == thr on interior and border positions), thresholds that are always / never met, and
-all-ones / all-zeros inputs (the S0 and S1 lists empty).
+counts (cin 1..65, cout 1..97, the last group partial), 1 / 2 / 4 / 8 output positions per
+group, with and without the generated class table (flash), with the tail channels
+column-sliced, on the row kernel or counted straight from their rows, stride 1 and 2, pad
+0 / 1 / 2 (every border class, windows clipped on both sides), ties (acc == thr on interior
+and border positions), thresholds that are always / never met, and all-ones / all-zeros
+inputs (the S0 and S1 lists empty).
 
 One generated C program per target holds every case (inputs, packed columns and the expected
 bits) and returns the number of mismatches: host gcc under -Wall -Wextra -Werror
@@ -112,6 +114,19 @@ for _cout, _s, _p, _m1 in ((33, 1, 1, False), (33, 2, 1, False), (33, 2, 1, True
     case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
     case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1, npos=1)  # the tail one position a step
 case(3, 1, stride=1, pad=1, h=4, wd=20)  # P capped by KWe <= 16
+# branch conv-fast: the interior steps (vc_row3), tails on the row kernel or counted straight from
+# their rows (tail_direct: ct cw <= 2; cin 33's one-channel second word), at awkward cin / cout,
+# stride 1 / 2, pad 0 / 1 and -1 padding, every border class of a 9x9 map
+for _cin in (15, 17, 33, 40):
+    for _cout in (15, 17, 33, 34, 65):
+        for _s, _p, _m1 in ((1, 1, False), (2, 1, True), (1, 0, False)):
+            case(_cin, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
+for _m1 in (False, True):
+    case(33, 33, stride=2, pad=1, h=9, wd=9, m1=_m1)  # the benchmark's 9x9x33 s2
+    case(16, 16, stride=1, pad=1, h=9, wd=12, m1=_m1)  # 16 channels: 2 positions a step
+    case(33, 2, stride=1, pad=1, h=5, wd=6, m1=_m1)  # no full group, two direct tail channels
+for _inp in ("ones", "zeros"):
+    case(33, 65, stride=2, pad=1, h=7, wd=9, inp=_inp)
 for _inp in ("ones", "zeros", "skewed"):
     for _m1 in (False, True):
         case(33, 33, stride=1, pad=1, h=5, wd=6, inp=_inp, m1=_m1)
@@ -255,8 +270,14 @@ def test_case_coverage():
     names = " ".join(c["name"] for c in CASES)
     for cin in (1, 16, 31, 32, 33, 48, 65):
         assert f"x{cin}_o" in names, cin
-    for cout in (1, 16, 17, 31, 32, 33, 65):
+    for cout in (1, 15, 16, 17, 31, 32, 33, 34, 65):
         assert f"_o{cout}_" in names, cout
+    for cin in (15, 17, 40):
+        assert f"x{cin}_o" in names, cin
+    # tails the C counts straight from their rows (ct cw <= 2), and the cin 33 one-bit word
+    direct = [c for c in CASES if c["params"][5] % 32 and (c["params"][5] % 32) * -(-c["params"][2] // 32) <= 2]
+    assert any(c["params"][2] == 33 for c in direct) and any(c["m1"] for c in direct)
+    assert any(c["params"][5] % 32 == 2 for c in direct)
     for tag in ("s2", "m1", "_P1_", "_P2_", "_P4_", "o33_k3s2p1_P7", "o33_k3s1p1_P14", "o40_k3s1p1_P4", "p0", "p2", "_ones", "_zeros", "_skewed"):
         assert tag in names, tag
 
