@@ -501,9 +501,12 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "`bnn_conv.c`); **column-sliced** = `bnn_conv_vc_bits` (`bnn_conv_vc.h`: 32 output channels per "
                   "word, 16-channel convs as 2 output positions per word, per-row index lists of each pixel's "
                   "set/clear channels, the smaller set counted per position by `bnn_vcols.h`'s Harley-Seal count, "
-                  "a bit-sliced compare against per-border-class thresholds; enabled on M3/M4/M7/M33).  "
+                  "a bit-sliced compare against per-border-class start-value planes (precomputed at generation "
+                  "time and stored in flash when the table costs <= max(4 KB, a quarter of the columns)); a few "
+                  "tail channels (cout % 32, e.g. cout 33) on the row kernel or counted straight from their rows; "
+                  "enabled on M3/M4/M7/M33).  "
                   "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
-                  "count model fitted to M4 counts, column-sliced only where it wins by 10%): what a user gets.  "
+                  "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
                   "and the output words out.  The last three shapes have awkward channel counts.", "",
                   "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(h for _, h in cols) + " |",

@@ -46,9 +46,16 @@
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
- * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,128 B + class_planes 640 B +
- * class_entry 32 B + transpose32 20 B, or + bnn_vc_count 48 B + bnn_vc_count16 40 B: under 1.9 KB.
- * Code: 7.0 KB (the step loop inlined three times: full groups, 16-channel tail, other tails).
+ * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,224 B, + vc_row_tail 1,224 B (the
+ * tail group's rows), + class_entry 32 B + class_planes 640 B + transpose32 20 B (classes built
+ * per call), or + bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows,
+ * ct cw > 2) adds bnn_conv_bits' stack (bnn_conv.h, about 6.4 KB) beside bnn_conv_vc_bits'.
+ * Code: 10.5 KB (the step loop inlined twice, full groups and tails, each with its interior
+ * steps spelled out for 3x3 kernels; tail_direct).
+ * Speed (Cortex-M4 instructions per binary MAC, benchmarks/bench_mcu_kernels.py --conv-only):
+ * 0.09 - 0.21 at 32 .. 256 channels, 0.27 at 16x16x32 stride 2, 0.30 at 9x9x33 stride 2; 16
+ * channels 0.37 (stride 1) / 0.65 (stride 2: the input's lists cost ~6 instructions per bit and
+ * each bit meets only 9 x 16 / 4 MACs), where the row kernels are faster.
  * Preconditions (bnn_conv_vc_ok): P >= 1, ct P <= 32 (P = 1 when ct = 0), KWe <= 16, kh <= 16, kh kw <= 32, kh KWe <=
  * BNN_CONV_VC_TAPS, and the counts within BNN_VC_MAX_PLANES planes.
  */
