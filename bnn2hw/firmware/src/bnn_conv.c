@@ -532,22 +532,34 @@ static void conv16_pack_pairs(const bnn_word_t *rows, uint32_t cnt, bnn_word_t *
     }
 }
 
-/* bits of cnt rows (pair records w) against the 5-word patch, max mismatches mm: bit j set
- * when popcount(patch ^ row j) <= mm[j]; the rows_bits contract.  An odd count's last record
- * runs as a pair too (B = A), its second bit dropped. */
-static uint32_t conv16_rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t cnt)
+/* bits of cnt rows (pair records w) against the 5-word patch, nm[j] = ~M_j = -M_j - 1 (max
+ * mismatches M): bit j set when popcount(patch ^ row j) <= M_j, i.e. when p - M - 1 < 0; the
+ * rows_bits contract.  Two pairs a loop pass; an odd count's last record runs as a pair too
+ * (B = A), its second bit dropped. */
+static uint32_t conv16_rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
 {
-    bnn_word_t x[5] = {patch[0], patch[1], patch[2], patch[3], conv16_spread(patch[4]) * 3u};
+    const bnn_word_t x[5] = {patch[0], patch[1], patch[2], patch[3], conv16_spread(patch[4]) * 3u};
     uint32_t bits = 0;
     uint32_t j = 0;
-    for (; j + 1u < cnt; j += 2u) {
-        uint32_t a = (uint32_t)~mm[j], b = (uint32_t)~mm[j + 1u]; /* p - M - 1 < 0 iff p <= M */
+    for (; j + 3u < cnt; j += 4u) {
+        uint32_t a = (uint32_t)nm[j], b = (uint32_t)nm[j + 1u];
+        uint32_t c = (uint32_t)nm[j + 2u], d = (uint32_t)nm[j + 3u];
+        conv16_pair(x, &w, &a, &b);
+        conv16_pair(x, &w, &c, &d);
+        bits = (bits >> 1) | (a & 0x80000000u);
+        bits = (bits >> 1) | (b & 0x80000000u);
+        bits = (bits >> 1) | (c & 0x80000000u);
+        bits = (bits >> 1) | (d & 0x80000000u);
+    }
+    if (j + 1u < cnt) {
+        uint32_t a = (uint32_t)nm[j], b = (uint32_t)nm[j + 1u];
         conv16_pair(x, &w, &a, &b);
         bits = (bits >> 1) | (a & 0x80000000u);
         bits = (bits >> 1) | (b & 0x80000000u);
+        j += 2u;
     }
     if (j < cnt) {
-        uint32_t a = (uint32_t)~mm[j], b = a;
+        uint32_t a = (uint32_t)nm[j], b = a;
         conv16_pair(x, &w, &a, &b);
         bits = (bits >> 1) | (a & 0x80000000u);
     }
@@ -694,6 +706,11 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
+#if BNN_CONV16_PAIRS
+#define CONV16_MM(m) (d16 ? ~(m) : (m)) /* conv16_rows_bits takes ~M = -M - 1 */
+#else
+#define CONV16_MM(m) (m)
+#endif
     const uint32_t ow = BNN_WORDS(p->cout);
     /* -1 padding: a padded tap's zero bits in the patch are the activation -1, K is the full
      * kh kw cin everywhere, so every position takes m_full (no correction) */
@@ -715,7 +732,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
         const uint32_t cnt = left < 32u ? left : 32u;
         const bnn_word_t *wc = w + c0 * n;
         for (uint32_t j = 0; j < cnt; ++j) {
-            m_full[j] = clamp_mm((int64_t)taps * p->cin - thr[c0 + j], nw);
+            m_full[j] = CONV16_MM(clamp_mm((int64_t)taps * p->cin - thr[c0 + j], nw));
         }
         for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
@@ -781,7 +798,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                             for (uint32_t i = 0; i < np; ++i) {
                                 corr += tap_ones[j * taps + list[i]];
                             }
-                            m_cache[slot][j] = clamp_mm(kv + 2 * (int64_t)corr - thr[c0 + j], nw);
+                            m_cache[slot][j] = CONV16_MM(clamp_mm(kv + 2 * (int64_t)corr - thr[c0 + j], nw));
                         }
                         cache_key[slot] = padded;
                     }
@@ -794,6 +811,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
         }
     }
 #undef ROWS_BITS
+#undef CONV16_MM
 }
 
 /*
