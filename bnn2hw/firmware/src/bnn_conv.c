@@ -532,13 +532,13 @@ static void conv16_pack_pairs(const bnn_word_t *rows, uint32_t cnt, bnn_word_t *
     }
 }
 
-/* bits of cnt rows (pair records w) against the 5-word patch, nm[j] = ~M_j = -M_j - 1 (max
+/* bits of cnt rows (pair records w) against the 5-word patch x (its fifth word is rewritten), nm[j] = ~M_j = -M_j - 1 (max
  * mismatches M): bit j set when popcount(patch ^ row j) <= M_j, i.e. when p - M - 1 < 0; the
  * rows_bits contract.  Two pairs a loop pass; an odd count's last record runs as a pair too
  * (B = A), its second bit dropped. */
-static uint32_t conv16_rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
+static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
 {
-    const bnn_word_t x[5] = {patch[0], patch[1], patch[2], patch[3], conv16_spread(patch[4]) * 3u};
+    x[4] = conv16_spread(x[4]) * 3u; /* the patch's fifth word in place, each bit twice */
     uint32_t bits = 0;
     uint32_t j = 0;
     for (; j + 3u < cnt; j += 4u) {
