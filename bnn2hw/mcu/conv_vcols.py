@@ -313,6 +313,8 @@ def rows_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     cw = (cin + 31) // 32
     nd, n = -(-kh * kw * cin // 32), kh * kw * cw
     nw = nd if cin % 32 and 32 * nd <= 640 and nd < n else n
+    if cin == 16 and kh == kw == 3:
+        nw = 4.5  # bnn_conv.c's conv16_rows_bits: two rows share the half-filled fifth word
     pos = oh * ow
     inner = max(0, _out(h, kh, s, 0) - (1 if p else 0)) * max(0, _out(wd, kw, s, 0) - (1 if p else 0)) if p else pos
     return [pos * cout * nw, pos * cout, pos * kh * kw * cw, 0 if m1 else (pos - min(inner, pos)) * cout * kh]
