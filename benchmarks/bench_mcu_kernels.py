@@ -377,18 +377,27 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
 
     m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
     w, thr, oh = m["w"], m["thr"], m["oh"]
-    npos = vc.choose_npos(cout, 3, stride)
+    from bnn2hw.mcu.codegen import pack_bits
+
+    npos = vc.layer_npos(cin, cout, 3, stride)
+    rows_tail = vc.tail_on_rows(cin, cout, 3, 3, stride)
     cw = (cin + 31) // 32
+    table = vc.use_class_table(hw, hw, cin, cout, 3, 3, stride, pad)
+    cls = vc.class_table(w, thr, hw, hw, stride, pad, npos, False) if table else np.zeros((0, 1), np.uint32)
     text = ("/* SPDX-License-Identifier: MIT */\n#include <string.h>\n#include \"model.h\"\n"
             "#include \"bnn_conv_vc.h\"\n"
             + _c_words("cols", vc.pack_columns(w, stride, npos))
             + _c_words("thr", thr.astype(np.int32), "int32_t")
             + _c_words("ctap", vc.tap_counts(w), "int16_t")
+            + (_c_words("classes", cls) if table else "")
+            + (_c_words("tail_rows", pack_bits(w[32 * (cout // 32):])) if rows_tail else "")
             + f"static bnn_word_t in_words[{hw * hw * cw}];\n"
             + f"static bnn_word_t out_words[{m['n_out']}];\n"
             + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos)}];\n"
             + f"static const bnn_conv_vc_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
-              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap}};\n"
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap, "
+              + (f"{cls.shape[0]}u, classes, " if table else "0u, NULL, ")
+              + ("tail_rows};\n" if rows_tail else "NULL};\n")
             + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
               "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
               "    memcpy(in_words, input, BNN_INPUT_LEN);\n"
@@ -585,9 +594,12 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "`bnn_conv.c`); **column-sliced** = `bnn_conv_vc_bits` (`bnn_conv_vc.h`: 32 output channels per "
                   "word, 16-channel convs as 2 output positions per word, per-row index lists of each pixel's "
                   "set/clear channels, the smaller set counted per position by `bnn_vcols.h`'s Harley-Seal count, "
-                  "a bit-sliced compare against per-border-class thresholds; enabled on M3/M4/M7/M33).  "
+                  "a bit-sliced compare against per-border-class start-value planes (precomputed at generation "
+                  "time and stored in flash when the table costs <= max(4 KB, a quarter of the columns)); a few "
+                  "tail channels (cout % 32, e.g. cout 33) on the row kernel or counted straight from their rows; "
+                  "enabled on M3/M4/M7/M33).  "
                   "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
-                  "count model fitted to M4 counts, column-sliced only where it wins by 10%): what a user gets.  "
+                  "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
                   "and the output words out.  The last three shapes have awkward channel counts.", "",
                   "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(h for _, h in cols) + " |",

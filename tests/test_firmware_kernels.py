@@ -222,10 +222,13 @@ for _n in [1, 31, 32, 33, 63, 64, 65, 256, 257, 1000]:
     last_case(_n)
 
 
-def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
+def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4, fill=None) -> None:
+    """fill: every input +1 or -1 (bits input only) instead of random."""
     seed = 6000 + cin * 10 + cout + 3 * k + 5 * stride + 11 * pad + (7 if u8 else 0) + h * 1000 + wd * 100
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(h, wd, cin)).astype(np.uint8) if u8 else rand_pm1(rng, (h, wd, cin))
+    if fill is not None:
+        x = np.full((h, wd, cin), fill, np.int64)
     w = rand_pm1(rng, (cout, k, k, cin))
     acc = conv_reference(x, w, (stride, stride), (pad, pad))
     oh, ow = acc.shape[:2]
@@ -264,7 +267,8 @@ def conv_case(cin, cout, k, stride, pad, u8, h=5, wd=4) -> None:
             assert np.array_equal(mopt, expect), f"conv bits pad -1 opt (seed {seed}, {target})"
             check_padding(mopt, cout, f"conv pad -1 (seed {seed})")
 
-    add(f"conv{'u8' if u8 else ''}-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}", [params, xdata, pack_bits(w), thr],
+    add(f"conv{'u8' if u8 else ''}-{h}x{wd}x{cin}-{cout}-k{k}s{stride}p{pad}" + ("" if fill is None else f"-fill{fill}"),
+        [params, xdata, pack_bits(w), thr],
         2 * nb + 2 * acc.size + nm, check)
 
 
@@ -326,6 +330,17 @@ for _sh in [(33, 33, 3, 2, 1, 9, 9), (40, 40, 3, 1, 1, 7, 7), (42, 1, 3, 1, 1, 6
             (63, 8, 3, 2, 2, 6, 7), (65, 33, 3, 1, 1, 5, 5), (95, 7, 3, 2, 1, 6, 5), (1, 31, 3, 1, 1, 6, 5),
             (31, 33, 3, 2, 1, 7, 6), (40, 3, 2, 2, 1, 7, 7), (33, 5, 5, 1, 2, 7, 6), (36, 6, 1, 1, 0, 4, 5)]:
     conv_case(*_sh[:5], False, h=_sh[5], wd=_sh[6])
+# issue 11, 3x3 convs at cin 16 on DSP cores (conv16_rows_bits in bnn_conv.c: two weight rows
+# share the half-filled fifth patch word): even / odd / single / two-chunk channel counts (an odd
+# count's last pair record repeats its row), stride 1 and 2, pad 0 and 1 (and -1 padding), ties,
+# all-ones and all-zeros (-1) inputs; host-conv16 runs the portable twin of the record kernel
+conv_case(16, 16, 3, 1, 1, False, h=8, wd=9)
+conv_case(16, 15, 3, 2, 0, False, h=9, wd=8)
+conv_case(16, 17, 3, 1, 0, False, h=7, wd=6)
+conv_case(16, 1, 3, 2, 1, False, h=6, wd=7)
+conv_case(16, 33, 3, 1, 1, False, h=5, wd=6)
+conv_case(16, 16, 3, 1, 1, False, h=5, wd=5, fill=1)
+conv_case(16, 15, 3, 2, 1, False, h=5, wd=5, fill=-1)
 # small enough for the Cortex-M0 driver buffers (1024 words; ARMv6-M keeps the padded layout at
 # these cin, BNN_CONV_DENSE_WORDS 160 there, so these check it against the dense one elsewhere)
 conv_case(40, 3, 3, 1, 1, False, h=5, wd=5)
@@ -462,8 +477,11 @@ def _build(tmp: Path, target: str) -> list[str]:
         if shutil.which("gcc") is None:
             pytest.fail("gcc not found: apt-get install gcc")
         exe = tmp / "kd"
+        # host-conv16: the multi strategy with the 3x3x16 pair-record conv kernel forced on (its portable twin)
+        strategy = [f"-DBNN_POPCOUNT={STRATEGIES['multi']}", "-DBNN_CONV16_PAIRS=1"] if target == "host-conv16" \
+            else [f"-DBNN_POPCOUNT={STRATEGIES[target[5:]]}"]
         subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-g", "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all", "-DBNN_HOST", f"-DBNN_POPCOUNT={STRATEGIES[target[5:]]}",
+                        "-fno-sanitize-recover=all", "-DBNN_HOST", *strategy,
                         f"-I{FW / 'include'}", f"-I{FW / 'harness'}", *_sources(), "-o", str(exe)], check=True)
         return [str(exe)]
     for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
@@ -499,7 +517,7 @@ def _run_batch(cmd: list[str], names: list[str], tmp: Path) -> dict[str, np.ndar
     return res
 
 
-@pytest.fixture(scope="module", params=[*[f"host-{s}" for s in STRATEGIES], *ARM_TARGETS])
+@pytest.fixture(scope="module", params=[*[f"host-{s}" for s in STRATEGIES], "host-conv16", *ARM_TARGETS])
 def results(request, tmp_path_factory):
     """Every case's output on one target: one build, batches as large as the driver buffers."""
     target = request.param

@@ -2,10 +2,12 @@
 """The column-sliced conv kernel (firmware bnn_conv_vc.c, packing bnn2hw/mcu/conv_vcols.py):
 ``bnn_conv_vc_bits`` and its ``_ref`` twin equal numpy's conv + threshold bit for bit, at zero
 padding (bnn_conv_bits' contract) and -1 padding (bnn_conv_bits_m1's), on awkward channel
-counts (cin 1..65, cout 1..65, the last group partial), 1 / 2 / 4 / 8 output positions per
-group, stride 1 and 2, pad 0 / 1 / 2 (every border class, windows clipped on both sides), ties
-(acc == thr on interior and border positions), thresholds that are always / never met, and
-all-ones / all-zeros inputs (the S0 and S1 lists empty).
+counts (cin 1..65, cout 1..97, the last group partial), 1 / 2 / 4 / 8 output positions per
+group, with and without the generated class table (flash), with the tail channels
+column-sliced, on the row kernel or counted straight from their rows, stride 1 and 2, pad
+0 / 1 / 2 (every border class, windows clipped on both sides), ties (acc == thr on interior
+and border positions), thresholds that are always / never met, and all-ones / all-zeros
+inputs (the S0 and S1 lists empty).
 
 One generated C program per target holds every case (inputs, packed columns and the expected
 bits) and returns the number of mismatches: host gcc under -Wall -Wextra -Werror
@@ -86,7 +88,9 @@ def case(cin, cout, k=3, stride=1, pad=1, h=7, wd=8, m1=False, npos=None, inp="r
                       params=[h, wd, cin, oh, ow, cout, k, k, stride, stride, pad, pad], m1=int(m1), npos=npos,
                       x=pack_bits(x).ravel(), cols=vc.pack_columns(w, stride, npos), thr=thr,
                       ctap=vc.tap_counts(w).ravel(), expect=pack_bits(np.where(acc >= thr, 1, -1)).ravel(),
-                      work=vc.work_words(wd, cin, cout, k, k, stride, npos)))
+                      work=vc.work_words(wd, cin, cout, k, k, stride, npos),
+                      classes=vc.class_table(w, thr, h, wd, stride, pad, npos, m1),
+                      tail_rows=pack_bits(w[32 * (cout // 32):]).ravel()))
 
 
 for _cin in (1, 16, 31, 32, 33, 48, 65):
@@ -110,6 +114,19 @@ for _cout, _s, _p, _m1 in ((33, 1, 1, False), (33, 2, 1, False), (33, 2, 1, True
     case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
     case(12, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1, npos=1)  # the tail one position a step
 case(3, 1, stride=1, pad=1, h=4, wd=20)  # P capped by KWe <= 16
+# branch conv-fast: the interior steps (vc_row3), tails on the row kernel or counted straight from
+# their rows (tail_direct: ct cw <= 2; cin 33's one-channel second word), at awkward cin / cout,
+# stride 1 / 2, pad 0 / 1 and -1 padding, every border class of a 9x9 map
+for _cin in (15, 17, 33, 40):
+    for _cout in (15, 17, 33, 34, 65):
+        for _s, _p, _m1 in ((1, 1, False), (2, 1, True), (1, 0, False)):
+            case(_cin, _cout, stride=_s, pad=_p, h=6, wd=9, m1=_m1)
+for _m1 in (False, True):
+    case(33, 33, stride=2, pad=1, h=9, wd=9, m1=_m1)  # the benchmark's 9x9x33 s2
+    case(16, 16, stride=1, pad=1, h=9, wd=12, m1=_m1)  # 16 channels: 2 positions a step
+    case(33, 2, stride=1, pad=1, h=5, wd=6, m1=_m1)  # no full group, two direct tail channels
+for _inp in ("ones", "zeros"):
+    case(33, 65, stride=2, pad=1, h=7, wd=9, inp=_inp)
 for _inp in ("ones", "zeros", "skewed"):
     for _m1 in (False, True):
         case(33, 33, stride=1, pad=1, h=5, wd=6, inp=_inp, m1=_m1)
@@ -150,11 +167,23 @@ def driver_source() -> str:
                      + _c_arr("int32_t", f"thr{i}", c["thr"]) + _c_arr("int16_t", f"ct{i}", c["ctap"])
                      + _c_arr("bnn_word_t", f"e{i}", c["expect"]))
         pr = ", ".join(f"{v}u" for v in c["params"])
-        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}}};")
-        body.append(f"    fails += run(&L{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, \"{c['name']}\");")
+        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, 0u, NULL, NULL}};")
+        # the same layer with its generated class table (flash), and with the table's first entry
+        # only (every other class built per call beside it)
+        lines.append(_c_arr("uint32_t", f"cls{i}", c["classes"]))
+        # the tail channels (if any) on the row kernel beside the table (bnn_conv_vc_t.tail_rows)
+        tr = f"tr{i}" if c["params"][5] % 32 else "NULL"
+        if c["params"][5] % 32:
+            lines.append(_c_arr("bnn_word_t", f"tr{i}", c["tail_rows"]))
+        lines.append(f"static const bnn_conv_vc_t T{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
+                     f"{c['classes'].shape[0]}u, cls{i}, {tr}}};")
+        lines.append(f"static const bnn_conv_vc_t U{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
+                     f"1u, cls{i}, NULL}};")
+        body.append(f"    fails += run(&L{i}, &T{i}, &U{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, "
+                    f"\"{c['name']}\");")
     lines.append("""
-static int run(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e, uint32_t n, uint32_t ww,
-               const char *name)
+static int run(const bnn_conv_vc_t *L, const bnn_conv_vc_t *T, const bnn_conv_vc_t *U, const bnn_word_t *x,
+               const bnn_word_t *e, uint32_t n, uint32_t ww, const char *name)
 {
     int bad = 0;
     if (!bnn_conv_vc_ok(L) || bnn_conv_vc_work_words(L) != ww) {
@@ -163,16 +192,19 @@ static int run(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e,
         SAY("\\n");
         return 1;
     }
-    for (uint32_t v = 0; v < 2u; ++v) {
+    for (uint32_t v = 0; v < 4u; ++v) {
         out[n] = 0x5A5A5A5Au;
+        for (uint32_t i = 0; i < ww; ++i) {
+            work[i] = 0xA5A5A5A5u * (i + 1u); /* no reliance on zeroed work memory */
+        }
         if (v == 0u) {
             bnn_conv_vc_bits_ref(L, x, out);
         } else {
-            bnn_conv_vc_bits(L, x, work, out);
+            bnn_conv_vc_bits(v == 1u ? L : (v == 2u ? T : U), x, work, out);
         }
         for (uint32_t i = 0; i <= n; ++i) {
             if (out[i] != (i < n ? e[i] : 0x5A5A5A5Au)) {
-                SAY(v ? "FAIL fast " : "FAIL ref ");
+                SAY(v == 0u ? "FAIL ref " : (v == 1u ? "FAIL fast " : (v == 2u ? "FAIL table+rows-tail " : "FAIL table1 ")));
                 SAY(name);
                 SAY("\\n");
                 bad = 1;
@@ -192,7 +224,9 @@ int main(void)
 
 
 def _sources() -> list[str]:
-    return [str(FW / "src" / "bnn_conv_vc.c"), str(FW / "src" / "bnn_vcols.c")]
+    # bnn_conv.c and what it calls: the row kernel of tail_rows
+    return [str(FW / "src" / f) for f in ("bnn_conv_vc.c", "bnn_vcols.c", "bnn_conv.c", "bnn_bits.c", "bnn_dense.c",
+                                           "bnn_threshold.c")]
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +270,14 @@ def test_case_coverage():
     names = " ".join(c["name"] for c in CASES)
     for cin in (1, 16, 31, 32, 33, 48, 65):
         assert f"x{cin}_o" in names, cin
-    for cout in (1, 16, 17, 31, 32, 33, 65):
+    for cout in (1, 15, 16, 17, 31, 32, 33, 34, 65):
         assert f"_o{cout}_" in names, cout
+    for cin in (15, 17, 40):
+        assert f"x{cin}_o" in names, cin
+    # tails the C counts straight from their rows (ct cw <= 2), and the cin 33 one-bit word
+    direct = [c for c in CASES if c["params"][5] % 32 and (c["params"][5] % 32) * -(-c["params"][2] // 32) <= 2]
+    assert any(c["params"][2] == 33 for c in direct) and any(c["m1"] for c in direct)
+    assert any(c["params"][5] % 32 == 2 for c in direct)
     for tag in ("s2", "m1", "_P1_", "_P2_", "_P4_", "o33_k3s2p1_P7", "o33_k3s1p1_P14", "o40_k3s1p1_P4", "p0", "p2", "_ones", "_zeros", "_skewed"):
         assert tag in names, tag
 
@@ -317,7 +357,7 @@ def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
 
     if force:
         monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1:
-                            cv.supported(kh, kw, c, o, s, cv.choose_npos(o, kw, s, kh)))
+                            cv.supported(kh, kw, c, o, s, cv.layer_npos(c, o, kw, s, kh)))
     graph = _cnn_graph(3)
     out = tmp_path / "fw"
     write_firmware_dir(graph, out, "cortex-m4")

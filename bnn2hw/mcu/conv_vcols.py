@@ -33,6 +33,28 @@ def choose_npos(cout: int, kw: int, stride: int, kh: int = 3) -> int:
     return npos
 
 
+def tail_on_rows(cin: int, cout: int, kh: int, kw: int, stride: int) -> bool:
+    """Whether the tail channels (ct = cout % 32) run on the row kernel (bnn_conv_vc_t.tail_rows)
+    rather than column-sliced: a few channels fill few lanes of a column word, and the window of
+    P positions is mostly columns of other positions.  Cortex-M4 costs per output position: rows
+    ~ct (9 ceil(kh kw cin / 32) + 20), column-sliced ~(3.5 kh KWe cin + 300) / P (about 7
+    instructions per counted column, half the window counted, a step's bookkeeping).  cout 33
+    (one tail channel, P = 7 at stride 2): rows; 40 (8 channels, P = 4) and 48: column-sliced."""
+    ct = cout % 32
+    if ct == 0:
+        return False
+    npos = choose_npos(cout, kw, stride, kh)
+    rows = ct * (9 * -(-kh * kw * cin // 32) + 20)
+    cols = (3.5 * kh * kwe(kw, stride, npos) * cin + 300) / npos
+    return rows < cols
+
+
+def layer_npos(cin: int, cout: int, kw: int, stride: int, kh: int = 3) -> int:
+    """The npos a generated layer uses: choose_npos, or 1 when its tail runs on the row kernel
+    (the tail columns then only serve bnn_conv_vc_bits_ref: the fewest, kh kw cin words)."""
+    return 1 if tail_on_rows(cin, cout, kh, kw, stride) else choose_npos(cout, kw, stride, kh)
+
+
 def kwe(kw: int, stride: int, npos: int) -> int:
     return kw + (npos - 1) * stride
 
@@ -89,7 +111,7 @@ def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, np
     """bnn_conv_vc_work_words()."""
     return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
             + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + 16 * kh + 2 * cout)
+            + 16 * kh + 4 + 2 * cout)
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
@@ -104,17 +126,116 @@ def _out(n: int, k: int, s: int, p: int) -> int:
     return (n + 2 * p - k) // s + 1
 
 
+def _hkey(x0: int, ke: int, wd: int) -> int:
+    """Bits 0..ke-1: the window columns x0 + k' outside [0, wd) (bnn_conv_vc.c vc_row's hkey)."""
+    xs = max(x0, 0)
+    xe = max(min(x0 + ke, wd), xs)
+    return ((1 << ke) - 1) & ~(((1 << (xe - xs)) - 1) << (xs - x0))
+
+
+def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int) -> list[int]:
+    """The border-class keys a bnn_conv_vc_bits call meets, in the order it meets them (bits 0..15:
+    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad)."""
+    oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
+    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 else [])
+    keys: list[int] = []
+    for oy in range(oh):
+        y0 = oy * s - p
+        vkey = sum(1 << ky for ky in range(kh) if not 0 <= y0 + ky < h)
+        for tail, np_, ke in runs:
+            for ox in range(0, ow, np_):
+                key = (tail << 31) | (vkey << 16) | _hkey(ox * s - p, ke, wd)
+                if key not in keys:
+                    keys.append(key)
+    return keys
+
+
+def _planes_of(vals: list[int], nplanes: int) -> list[int]:
+    """Bit-sliced: plane b bit lane = bit b of vals[lane]."""
+    return [sum(((v >> b) & 1) << lane for lane, v in enumerate(vals)) for b in range(nplanes)]
+
+
+def class_entry(w: np.ndarray, thr: np.ndarray, key: int, s: int, npos: int, m1: bool) -> list[int]:
+    """One class entry as bnn_conv_vc.c's class_planes() fills it (method: bnn_conv_vc.h): the key,
+    then per group (the Gf full groups, or the tail's one; GROUPS slots, unused ones 0) the planes
+    of S1 even, S1 odd, S0 even, S0 odd (nt each) of the start-value thresholds."""
+    o, kh, kw, cin = w.shape
+    kk, k_all = kh * kw, kh * kw * cin
+    gf, tail = o // 32, key >> 31
+    ng, cpl, np_ = (1, o % 32, npos) if tail else (gf, 32, 1)
+    n_t = nt(kh, kw, cin, s, npos)
+    top, wst = 1 << (n_t - 1), k_all // 2 + 1
+    ctap = tap_counts(w).astype(np.int64)  # [O, kk]
+    call = ctap.sum(axis=1)
+    a_int = np.clip(thr.astype(np.int64), -(k_all + 1), k_all + 1) - k_all + 2 * call
+    vkey = (key >> 16) & 0x7FFF
+    padm = []
+    for j in range(np_):
+        padm.append([t for t in range(kk) if (vkey >> (t // kw)) & 1 or (key >> (t % kw + j * s)) & 1])
+    ent = [key]
+    for g in range(groups(o, npos)):
+        if g >= ng:
+            ent += [0] * (4 * n_t)
+            continue
+        v1, v0, inc1, inc0 = [], [], 0, 0
+        for lane in range(32):
+            j, oc = lane // cpl, (32 * gf if tail else 32 * g) + lane % cpl
+            if j >= np_:
+                v1.append(top)
+                v0.append(top)
+                continue
+            cpad = int(ctap[oc, padm[j]].sum())
+            a = int(a_int[oc]) + (0 if m1 else len(padm[j]) * cin - 2 * cpad)
+            t1 = -((-a) // 2)
+            t0 = (4 * int(call[oc]) - a) // 2 + 1 - 2 * cpad
+            v1.append(min(max(-((-t1) // 2) + wst, 0), top))
+            v0.append(min(max(-((-t0) // 2) + wst, 0), top))
+            inc1 |= int(t1 % 2 == 0) << lane
+            inc0 |= int(t0 % 2 == 0) << lane
+        for vals, inc in ((v1, inc1), (v0, inc0)):
+            ev = _planes_of(vals, n_t)
+            od, c = [], inc
+            for x in ev:
+                od.append(x ^ c)
+                c &= x
+            ent += ev + od
+    return ent
+
+
+def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool) -> np.ndarray:
+    """uint32 [nclass, 1 + GROUPS 4 nt]: every class entry the layer's calls meet, precomputed for
+    flash (bnn_conv_vc_t.classes), so a call does not rebuild them (~6,250 Cortex-M4 instructions
+    per class and group: 4x4x256 pad 1 spent 35% of its instructions there)."""
+    o, kh, kw, _ = w.shape
+    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos)]
+    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), -1)
+
+
+def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
+    npos = layer_npos(cin, cout, kw, s, kh)
+    return len(class_keys(h, wd, cout, kh, kw, s, p, npos)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
+
+
+def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> bool:
+    """Store the class table in flash when it costs at most max(4 KB, a quarter of the columns) (the
+    rest rebuild their classes per call: a few in a big layer)."""
+    npos = layer_npos(cin, cout, kw, s, kh)
+    cols = (cout // 32) * kh * kw * cin + (kh * kwe(kw, s, npos) * cin if cout % 32 else 0)
+    return class_table_words(h, wd, cin, cout, kh, kw, s, p) <= max(1024, cols // 4)
+
+
 def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
     """Work of one bnn_conv_vc_bits call (random inputs): [listed columns x groups, list-tail
     indices copied, taps visited, steps, step-groups x count planes, input pixel channels,
-    class-groups]."""
+    class-groups built per call (0 with a flash class table)].  A tail on the row kernel
+    (tail_on_rows) is not in them: vc_estimate adds its rows_estimate."""
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
     gf, ct = cout // 32, cout % 32
-    npos = choose_npos(cout, kw, s, kh)
+    npos = layer_npos(cin, cout, kw, s, kh)
     parts = []
     if gf:
         parts.append((oh * ow, kh * kw, gf))
-    if ct:
+    if ct and not tail_on_rows(cin, cout, kh, kw, s):
         parts.append((oh * -(-ow // npos), kh * kwe(kw, s, npos), 1))
     cols = copy = taps = steps = planes = 0.0
     q = nq(kh, kw, cin, s, npos)
@@ -128,21 +249,38 @@ def vc_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
         planes += n * g * q
     ncls = 1 if p == 0 else min(9, 4 * p + 1) if oh > 1 else 3  # -1 padding too: its S0 planes fold C_pad
     cls = ncls * (max(gf, 1) + (1 if ct and gf else 0))
-    return [cols, copy, taps, steps, planes, h * wd * cin, cls]
+    if use_class_table(h, wd, cin, cout, kh, kw, s, p):
+        cls = 0
+    direct = oh * ow * ct * kh * kw * -(-cin // 32) if _tail_direct(cin, cout, kh, kw, s) else 0
+    return [cols, copy, taps, steps, planes, h * wd * cin, cls, direct]
 
 
-# Fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of the
-# 13 conv shapes of `benchmarks/bench_mcu_kernels.py --conv-only` (10 issue-11 shapes + 12x12x48,
-# 7x7x40, 9x9x33 s2; 2026-11-30, final kernel): vc max error 7.9%, rows max error 29% (9x9x33 s2, rows
-# overestimated; the others within 13%).  The list-tail copy is collinear with the taps visited
-# (its weight went to them).
-VC_COEFFS = (7.214, 0.0, 79.593, 171.374, 37.217, 5.065, 4844.2)
+def _tail_direct(cin: int, cout: int, kh: int, kw: int, s: int) -> bool:
+    """bnn_conv_vc_bits counts a row-format tail itself (tail_direct) when ct cw <= 2."""
+    return tail_on_rows(cin, cout, kh, kw, s) and (cout % 32) * -(-cin // 32) <= 2
+
+
+# VC_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts
+# of bnn_conv_vc_bits on 25 shapes (2026-12-01, branch conv-fast: flash class tables, interior steps
+# spelled out, tail on rows): the 13 of `benchmarks/bench_mcu_kernels.py --conv-only` and 12 more
+# (maps 5..20, cin 8..96, cout 8..96 with 16-, 33- and 65-channel tails, stride 1 / 2).  Max error
+# 19% (4x4x256 pad 0: -19%, pad 1: +17%, layers where the column-sliced kernel wins by 2x), the
+# others within 13%.  The list-tail copy and the steps are collinear with the taps visited (their
+# weight went there); the per-call class builds have no sample left (every measured layer stores
+# its class table), so their weight is the measured cost of class_planes (~6,250 instructions
+# per class and group, 4x4x256 before the tables); the last feature is tail_direct's word
+# popcounts.  ROWS_COEFFS: 2026-11-30 (bnn_conv_bits is unchanged), 13 shapes, max error 29%
+# (9x9x33 s2, rows overestimated; the others within 13%).
+VC_COEFFS = (5.677, 0.0, 34.458, 0.0, 56.859, 7.859, 6255.0, 19.683)
 ROWS_COEFFS = (7.856, 0.0, 18.187, 15.237)
 
 
 def vc_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> float:
     """Estimated Cortex-M4 instructions of bnn_conv_vc_bits (random inputs)."""
-    return float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+    est = float(np.dot(VC_COEFFS, vc_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+    if tail_on_rows(cin, cout, kh, kw, s) and not _tail_direct(cin, cout, kh, kw, s):
+        est += rows_estimate(h, wd, cin, cout % 32, kh, kw, s, p, m1)
+    return est
 
 
 def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
@@ -153,15 +291,18 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> bool:
     """The code generator's choice for a binary conv + threshold on bits (on the cores where
     BNN_CONV_VCOLS is on): the column-sliced kernel when the layer meets its preconditions and
-    its estimate is below the row kernel's by 10%: the row kernel's model is the less accurate
-    (up to 13% high), and the column-sliced kernel adds about 4 KB of code to the image, so a
-    marginal win is left to the rows (resnet8's 32 -> 64 stride-2 conv at -1 padding: 0.03% fewer
-    instructions for the whole net on it, 7 KB more flash; at zero padding the same shape measured
-    322,305 against the rows' 347,239)."""
-    npos = choose_npos(cout, kw, s, kh)
+    its estimate is below the row kernel's by 20%.  Why the margin: the models' errors (column-
+    sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c about
+    10.5 KB on Cortex-M4, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
+    (benchmarks/bench_resnet8_c.py) has one candidate, its 32 -> 64 stride-2 conv on 16x16
+    (estimates 254 K against the rows' 300 K): on the column-sliced kernel the net took 1.4% fewer
+    instructions (4,724,969 against 4,790,787) and 19.9 KB more flash (68,396 B, past issue 9's
+    64 KiB), so it stays on the rows.  The margin keeps every issue-11 shape where the
+    column-sliced kernel measured >= 25% fewer instructions (9x9x33 s2: 72,481 against 134,396)."""
+    npos = layer_npos(cin, cout, kw, s, kh)
     if not supported(kh, kw, cin, cout, s, npos):
         return False
-    return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.90 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
+    return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
 
 
 def rows_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int,
@@ -172,6 +313,8 @@ def rows_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     cw = (cin + 31) // 32
     nd, n = -(-kh * kw * cin // 32), kh * kw * cw
     nw = nd if cin % 32 and 32 * nd <= 640 and nd < n else n
+    if cin == 16 and kh == kw == 3:
+        nw = 4.5  # bnn_conv.c's conv16_rows_bits: two rows share the half-filled fifth word
     pos = oh * ow
     inner = max(0, _out(h, kh, s, 0) - (1 if p else 0)) * max(0, _out(wd, kw, s, 0) - (1 if p else 0)) if p else pos
     return [pos * cout * nw, pos * cout, pos * kh * kw * cw, 0 if m1 else (pos - min(inner, pos)) * cout * kh]

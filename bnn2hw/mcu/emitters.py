@@ -383,15 +383,33 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
     closes it).  Flash is counted once, for the row format (the same weight bits; the per-tap
     counts add 2 B per channel and tap)."""
     o, kh, kw, c = w.shape
-    npos = conv_vcols.choose_npos(o, kw, s, kh)
+    npos = conv_vcols.layer_npos(c, o, kw, s, kh)
     tname = ident(nxt.name)
     st.data.append("#if BNN_CONV_VCOLS /* column-sliced (bnn_conv_vc_bits); row format in the #else */\n")
     st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights by columns, "
                    f"32 lanes per word ({o // 32} full groups, then {o % 32} channels x {npos} positions) */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_wc", conv_vcols.pack_columns(w, s, npos)))
     st.data.append(c_array("int16_t", f"{lid}_ct", conv_vcols.tap_counts(w).ravel()))
+    h, wd = st.shape[0], st.shape[1]
+    p = layer.attrs["pad"]
+    if conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p):
+        # the border classes' compare planes, precomputed (the kernel would rebuild them per call)
+        tab = conv_vcols.class_table(w, _clamp_i32(thr), h, wd, s, p, npos, bool(pad_minus1))
+        st.data.append(f"/* {layer.name}: the {tab.shape[0]} border classes' start-value planes (bnn_conv_vc.h) */\n")
+        st.data.append(c_array("bnn_word_t", f"{lid}_cls", tab.ravel()))
+        cls = f"{tab.shape[0]}u, {lid}_cls"
+    else:
+        cls = "0u, NULL"
+    if conv_vcols.tail_on_rows(c, o, kh, kw, s):
+        # the few tail channels on the row kernel (bnn_conv_vc_t.tail_rows), row format
+        st.data.append(f"/* {layer.name}: channels {32 * (o // 32)}..{o - 1} in the row format (the row kernel "
+                       "runs them) */\n")
+        st.data.append(c_array("bnn_word_t", f"{lid}_wt", pack_bits(w[32 * (o // 32):])))
+        cls += f", {lid}_wt"
+    else:
+        cls += ", NULL"
     st.data.append(f"static const bnn_conv_vc_t {lid}_vc = {{{{{geom}}}, {pad_minus1}u, {npos}u, {lid}_wc, "
-                   f"{tname}_thr, {lid}_ct}};\n")
+                   f"{tname}_thr, {lid}_ct, {cls}}};\n")
     st.data.append("#else\n")
 
 
@@ -495,7 +513,7 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         dst = st.out_buf(4 * oh * ow * ((o + 31) // 32))
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, to bits */")
         if vc:
-            npos = conv_vcols.choose_npos(o, kw, s, kh)
+            npos = conv_vcols.layer_npos(c, o, kw, s, kh)
             work = st.temp(4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos))
             fn = "bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits"
             st.body += ["#if BNN_CONV_VCOLS",

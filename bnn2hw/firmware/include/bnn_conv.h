@@ -42,7 +42,9 @@ void(bnn_conv_bits)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_
 
 /*
  * bnn_conv_bits runs the conv as a dense layer over gathered patches with the dense row
- * kernel (bnn_conv.c).  On Thumb-2 the row-kernel variants (bits over the patch words,
+ * kernel (bnn_conv.c); 3x3 convs with 16 input channels on cores with USADA8 (not Helium) run
+ * bnn_conv.c's conv16_rows_bits instead (two weight rows share the patch's half-filled fifth
+ * word, BNN_CONV16_PAIRS; 576 B more stack).  On Thumb-2 the row-kernel variants (bits over the patch words,
  * popcounts over cw words for the padding correction) are picked here, inline, so that
  * generated code (constant params) links only those.
  */

@@ -41,13 +41,21 @@
  * borrow chain against planes precomputed per border class, group, mode and parity e (values
  * clamped to [0, 2^nq]: outside, the compare is constant), no per-position bias.  The planes
  * are computed once per call for every border class the call meets (key: padded kernel rows,
- * padded extended columns, full or tail group).
+ * padded extended columns, full or tail group), or read from the layer's flash table
+ * (L->classes, generated) when it has one.
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
  * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
- * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,128 B + class_planes 640 B +
- * class_entry 32 B + transpose32 20 B, or + bnn_vc_count 48 B + bnn_vc_count16 40 B: under 1.9 KB.
- * Code: 7.0 KB (the step loop inlined three times: full groups, 16-channel tail, other tails).
+ * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,224 B, + vc_row_tail 1,224 B (the
+ * tail group's rows), + class_entry 32 B + class_planes 640 B + transpose32 20 B (classes built
+ * per call), or + bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows,
+ * ct cw > 2) adds bnn_conv_bits' stack (bnn_conv.h, about 6.4 KB) beside bnn_conv_vc_bits'.
+ * Code: 10.5 KB (the step loop inlined twice, full groups and tails, each with its interior
+ * steps spelled out for 3x3 kernels; tail_direct).
+ * Speed (Cortex-M4 instructions per binary MAC, benchmarks/bench_mcu_kernels.py --conv-only):
+ * 0.09 - 0.21 at 32 .. 256 channels, 0.27 at 16x16x32 stride 2, 0.30 at 9x9x33 stride 2; 16
+ * channels 0.37 (stride 1) / 0.65 (stride 2: the input's lists cost ~6 instructions per bit and
+ * each bit meets only 9 x 16 / 4 MACs), where the row kernels are faster.
  * Preconditions (bnn_conv_vc_ok): P >= 1, ct P <= 32 (P = 1 when ct = 0), KWe <= 16, kh <= 16, kh kw <= 32, kh KWe <=
  * BNN_CONV_VC_TAPS, and the counts within BNN_VC_MAX_PLANES planes.
  */
@@ -81,6 +89,19 @@ typedef struct {
     const bnn_word_t *cols;
     const int32_t *thr;    /* cout */
     const int16_t *ctap;   /* cout x kh kw */
+    /* Optional (0 / NULL: built per call): the class entries precomputed at generation time
+     * (bnn2hw/mcu/conv_vcols.py class_table), nclass x (1 + BNN_CONV_VC_GROUPS 4 nt) words, each
+     * exactly what class_planes (bnn_conv_vc.c) would build for its key: the key, then per group
+     * the planes S1 even, S1 odd, S0 even, S0 odd.  A key missing from it is built in the work
+     * memory as without a table. */
+    uint32_t nclass;
+    const uint32_t *classes;
+    /* Optional (NULL: the tail group runs column-sliced): the ct = cout % 32 tail channels' weights
+     * in bnn_conv_bits' row format (channels 32 Gf .. cout - 1 of the layer's rows): the tail
+     * then runs on the row kernel (bnn_conv_bits / bnn_conv_bits_m1, thresholds thr + 32 Gf).  A
+     * few tail channels (cout 33: one) fill few lanes of a column-sliced word, so there the row
+     * kernel is cheaper (the generator's choice: conv_vcols.tail_on_rows). */
+    const bnn_word_t *tail_rows;
 } bnn_conv_vc_t;
 
 /* KWe of the tail group (>= kw, the full groups' window width) */
@@ -115,12 +136,12 @@ BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
 /* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
  * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the four
  * threshold plane sets: S1 / S0 x N1 even / odd), a step's list tails (the < 16 last indices
- * of every tap) and two int32 per output channel. */
+ * of every window row, copied 4 at a time: + 4) and two int32 per output channel. */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
     return L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh +
            (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
-           16u * L->p.kh + 2u * L->p.cout;
+           16u * L->p.kh + 4u + 2u * L->p.cout;
 }
 
 /* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */

@@ -379,6 +379,194 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
     }
 }
 
+/*
+ * 3x3 convs with 16 input channels (issue 11): a patch is 144 bits, four full words and a
+ * half-filled fifth (the bottom-right tap).  The generic row kernel spends a whole SWAR word
+ * on each row's 16-bit fifth word; here two weight rows share it instead.  A pair record of
+ * rows A, B holds 9 words: A's four full words, B's four, then c = spread(A5) | spread(B5) << 1
+ * (spread: the 16 bits of a half-word moved to the even bit positions 0, 2, .., 30), and the
+ * patch's fifth word becomes spread(p5) * 3 (each bit twice), so one XOR gives A's tail
+ * mismatches on the even bits and B's on the odd bits.  Per pair: a 3-word SWAR group for each
+ * row (x - ((x & AA) >> 1) 2-bit counts, the third word's even / odd bits added, nibbles,
+ * USADA8 accumulation as bnn__dbt2 in bnn_bits.c), then the fourth words' 2-bit counts take the
+ * even (A) / odd (B) bits of c (fields <= 3), one nibble step and one accumulation each:
+ * 9 words and 65 ALU operations per two rows instead of 10 words and 74.
+ * Invariant: an odd count's last record pairs row cnt - 1 with itself (B's result unused).
+ * BNN_CONV16_PAIRS (default: Thumb-2 cores with USADA8, not Helium) enables it; on other
+ * targets it can be forced on (-DBNN_CONV16_PAIRS=1, the host tests do) with a portable
+ * byte sum in place of USADA8.
+ */
+#ifndef BNN_CONV16_PAIRS
+#define BNN_CONV16_PAIRS (BNN_MULTI_ASM && BNN_HAVE_USADA8 && !BNN_MVE)
+#endif
+#if BNN_CONV16_PAIRS
+#define CONV16_PAIR_WORDS 9u
+#if BNN_HAVE_USADA8
+#include <arm_acle.h>
+/* acc + sum over bytes of the nibble word s (each byte lo + 16 hi, lo, hi <= 15):
+ * |lo + 16 hi - 15 hi| = lo + hi, see bnn_bits.c */
+BNN_INLINE uint32_t conv16_acc(uint32_t acc, uint32_t s)
+{
+    const uint32_t t = s & 0xF0F0F0F0u;
+    return __usada8(s, t - (t >> 4), acc);
+}
+#else
+BNN_INLINE uint32_t conv16_acc(uint32_t acc, uint32_t s)
+{
+    return acc + bnn__hsum_bytes(bnn__bytes(s));
+}
+#endif
+
+/* The 16 bits of h (h < 2^16) at the even bit positions. */
+BNN_INLINE uint32_t conv16_spread(uint32_t h)
+{
+    h = (h | h << 8) & 0x00FF00FFu;
+    h = (h | h << 4) & 0x0F0F0F0Fu;
+    h = (h | h << 2) & 0x33333333u;
+    return (h | h << 1) & 0x55555555u;
+}
+
+/* Pair record layout: A0 A1 A2, B0 B1 B2, A3, B3, c. */
+#if BNN_HAVE_USADA8
+/* The two accumulators of one pair record (advancing *w) against the patch x (x[4] spread
+ * and doubled), Thumb-2 + DSP: GCC turns (v & 0xAA..) >> 1 into a shift and a mask, one
+ * instruction more than `and` + `sub ..., lsr #1`, so the body is spelled out (bnn_bits.c's
+ * group, then the shared tail word). */
+#define CONV16_GROUP(ACC)                                                                  \
+    "eor %[t3], %[t3], %[t0]\n\t"                                                         \
+    "eor %[t4], %[t4], %[t1]\n\t"                                                         \
+    "and %[t6], %[t3], #0xAAAAAAAA\n\t"                                                   \
+    "eor %[t5], %[t5], %[t2]\n\t"                                                         \
+    "sub %[t3], %[t3], %[t6], lsr #1\n\t"                                                 \
+    "and %[t6], %[t4], #0xAAAAAAAA\n\t"                                                   \
+    "sub %[t4], %[t4], %[t6], lsr #1\n\t"                                                 \
+    "and %[t6], %[t5], #0x55555555\n\t"                                                   \
+    "and %[t5], %[t5], #0xAAAAAAAA\n\t"                                                   \
+    "add %[t3], %[t3], %[t6]\n\t"                                                         \
+    "add %[t4], %[t4], %[t5], lsr #1\n\t"                                                 \
+    "and %[t6], %[t3], #0xCCCCCCCC\n\t"                                                   \
+    "and %[t5], %[t4], #0xCCCCCCCC\n\t"                                                   \
+    "and %[t3], %[t3], #0x33333333\n\t"                                                   \
+    "and %[t4], %[t4], #0x33333333\n\t"                                                   \
+    "add %[t3], %[t3], %[t6], lsr #2\n\t"                                                 \
+    "add %[t4], %[t4], %[t5], lsr #2\n\t"                                                 \
+    "add %[t3], %[t3], %[t4]\n\t" CONV16_ACC(ACC, "t3")
+#define CONV16_ACC(ACC, S)                                                                 \
+    "and %[t6], %[" S "], #0xF0F0F0F0\n\t"                                                \
+    "sub %[t6], %[t6], %[t6], lsr #4\n\t"                                                 \
+    "usada8 %[" ACC "], %[" S "], %[t6], %[" ACC "]\n\t"
+BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t *a, uint32_t *b)
+{
+    /* fixed registers: LDM fills its list in ascending register order (r7 left to a frame pointer) */
+    register uint32_t t0 __asm__("r4"), t1 __asm__("r5"), t2 __asm__("r6");
+    register uint32_t t3 __asm__("r8"), t4 __asm__("r9"), t5 __asm__("r10"), t6 __asm__("r12");
+    const bnn_word_t *wp = *w;
+    uint32_t ra = *a, rb = *b;
+    __asm__("ldm %[x], {%[t0], %[t1], %[t2]}\n\t"
+            "ldm %[w]!, {%[t3], %[t4], %[t5]}\n\t" CONV16_GROUP("a")
+            "ldm %[w]!, {%[t3], %[t4], %[t5]}\n\t" CONV16_GROUP("b")
+            "ldrd %[t0], %[t1], [%[x], #12]\n\t"
+            "ldm %[w]!, {%[t2], %[t3], %[t4]}\n\t"
+            "eor %[t2], %[t2], %[t0]\n\t"
+            "eor %[t3], %[t3], %[t0]\n\t"
+            "eor %[t4], %[t4], %[t1]\n\t"
+            "and %[t6], %[t2], #0xAAAAAAAA\n\t"
+            "sub %[t2], %[t2], %[t6], lsr #1\n\t"
+            "and %[t6], %[t3], #0xAAAAAAAA\n\t"
+            "sub %[t3], %[t3], %[t6], lsr #1\n\t"
+            "and %[t6], %[t4], #0x55555555\n\t"
+            "and %[t4], %[t4], #0xAAAAAAAA\n\t"
+            "add %[t2], %[t2], %[t6]\n\t"
+            "add %[t3], %[t3], %[t4], lsr #1\n\t"
+            "and %[t6], %[t2], #0xCCCCCCCC\n\t"
+            "and %[t5], %[t3], #0xCCCCCCCC\n\t"
+            "and %[t2], %[t2], #0x33333333\n\t"
+            "and %[t3], %[t3], #0x33333333\n\t"
+            "add %[t2], %[t2], %[t6], lsr #2\n\t"
+            "add %[t3], %[t3], %[t5], lsr #2\n\t" CONV16_ACC("a", "t2") CONV16_ACC("b", "t3")
+            : [w] "+r"(wp), [a] "+r"(ra), [b] "+r"(rb), [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2),
+              [t3] "=&r"(t3), [t4] "=&r"(t4), [t5] "=&r"(t5), [t6] "=&r"(t6)
+            : [x] "r"(x)
+            : "memory");
+    *w = wp;
+    *a = ra;
+    *b = rb;
+}
+#undef CONV16_GROUP
+#undef CONV16_ACC
+#else
+/* Nibble counts of three words (x, y whole, z's even bits with x and odd bits with y). */
+BNN_INLINE uint32_t conv16_group(uint32_t x, uint32_t y, uint32_t z)
+{
+    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
+    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
+    return bnn__nib4(x) + bnn__nib4(y);
+}
+
+/* Portable twin of the Thumb-2 conv16_pair: same records, same accumulators. */
+BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t *a, uint32_t *b)
+{
+    const bnn_word_t *r = *w;
+    const uint32_t c = r[8] ^ x[4];
+    *a = conv16_acc(*a, conv16_group(r[0] ^ x[0], r[1] ^ x[1], r[2] ^ x[2]));
+    *b = conv16_acc(*b, conv16_group(r[3] ^ x[0], r[4] ^ x[1], r[5] ^ x[2]));
+    *a = conv16_acc(*a, bnn__nib4(bnn__nib2(r[6] ^ x[3]) + (c & 0x55555555u)));
+    *b = conv16_acc(*b, bnn__nib4(bnn__nib2(r[7] ^ x[3]) + ((c >> 1) & 0x55555555u)));
+    *w = r + CONV16_PAIR_WORDS;
+}
+#endif
+
+/* Weight rows (cnt <= 32, 5 packed words each at rows + j * 5) as pair records at dst
+ * ((cnt + 1) / 2 records of CONV16_PAIR_WORDS words). */
+static void conv16_pack_pairs(const bnn_word_t *rows, uint32_t cnt, bnn_word_t *dst)
+{
+    for (uint32_t j = 0; j < cnt; j += 2u, dst += CONV16_PAIR_WORDS) {
+        const bnn_word_t *a = rows + 5u * j, *b = j + 1u < cnt ? a + 5u : a;
+        for (uint32_t i = 0; i < 3u; ++i) {
+            dst[i] = a[i];
+            dst[3u + i] = b[i];
+        }
+        dst[6] = a[3];
+        dst[7] = b[3];
+        dst[8] = conv16_spread(a[4]) | conv16_spread(b[4]) << 1;
+    }
+}
+
+/* bits of cnt rows (pair records w) against the 5-word patch x (its fifth word is rewritten), nm[j] = ~M_j = -M_j - 1 (max
+ * mismatches M): bit j set when popcount(patch ^ row j) <= M_j, i.e. when p - M - 1 < 0; the
+ * rows_bits contract.  Two pairs a loop pass; an odd count's last record runs as a pair too
+ * (B = A), its second bit dropped. */
+static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
+{
+    x[4] = conv16_spread(x[4]) * 3u; /* the patch's fifth word in place, each bit twice */
+    uint32_t bits = 0;
+    uint32_t j = 0;
+    for (; j + 3u < cnt; j += 4u) {
+        uint32_t a = (uint32_t)nm[j], b = (uint32_t)nm[j + 1u];
+        uint32_t c = (uint32_t)nm[j + 2u], d = (uint32_t)nm[j + 3u];
+        conv16_pair(x, &w, &a, &b);
+        conv16_pair(x, &w, &c, &d);
+        bits = (bits >> 1) | (a & 0x80000000u);
+        bits = (bits >> 1) | (b & 0x80000000u);
+        bits = (bits >> 1) | (c & 0x80000000u);
+        bits = (bits >> 1) | (d & 0x80000000u);
+    }
+    if (j + 1u < cnt) {
+        uint32_t a = (uint32_t)nm[j], b = (uint32_t)nm[j + 1u];
+        conv16_pair(x, &w, &a, &b);
+        bits = (bits >> 1) | (a & 0x80000000u);
+        bits = (bits >> 1) | (b & 0x80000000u);
+        j += 2u;
+    }
+    if (j < cnt) {
+        uint32_t a = (uint32_t)nm[j], b = a;
+        conv16_pair(x, &w, &a, &b);
+        bits = (bits >> 1) | (a & 0x80000000u);
+    }
+    return bits >> (32u - cnt);
+}
+#endif
+
 /* Gathers the window into patch: one word group per tap (the valid taps of a kernel row are
  * contiguous in the input) or dense (the taps' words first into a tap array, zero for padded
  * taps, then packed as a full window); padded taps give zero bits. */
@@ -860,6 +1048,11 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
+#if BNN_CONV16_PAIRS
+#define CONV16_MM(m) (d16 ? ~(m) : (m)) /* conv16_rows_bits takes ~M = -M - 1 */
+#else
+#define CONV16_MM(m) (m)
+#endif
     const uint32_t ow = BNN_WORDS(p->cout);
     /* -1 padding: a padded tap's zero bits in the patch are the activation -1, K is the full
      * kh kw cin everywhere, so every position takes m_full (no correction) */
@@ -886,7 +1079,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
         const uint32_t cnt = left < 32u ? left : 32u;
         const bnn_word_t *wc = w + c0 * n;
         for (uint32_t j = 0; j < cnt; ++j) {
-            m_full[j] = clamp_mm((int64_t)taps * p->cin - thr[c0 + j], nw);
+            m_full[j] = CONV16_MM(clamp_mm((int64_t)taps * p->cin - thr[c0 + j], nw));
         }
         for (uint32_t e = 0; e < BNN_CONV_CACHE; ++e) {
             cache_key[e] = 0u; /* 0 = empty: a border key has at least one padded tap */
@@ -903,6 +1096,15 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                 pack_taps(wc + j * n, rw, p->kh, p->kw, p->cin, wdense + j * nw);
             }
         }
+#if BNN_CONV16_PAIRS
+        bnn_word_t wpairs[16u * CONV16_PAIR_WORDS];
+        if (d16) { /* 3x3x16: the rows as pair records (conv16_rows_bits) */
+            conv16_pack_pairs(wdense, cnt, wpairs);
+        }
+#define ROWS_BITS(x, mm) (d16 ? conv16_rows_bits(x, wpairs, mm, cnt) : rows_bits(x, rows, mm, nw, cnt, fn))
+#else
+#define ROWS_BITS(x, mm) rows_bits(x, rows, mm, nw, cnt, fn)
+#endif
         const bnn_word_t *rows = dense ? wdense : wc;
         bnn_word_t *dst = out + c0 / 32u;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
@@ -919,7 +1121,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                         } else {
                             copy_window(src, step, p->kh, rw, patch);
                         }
-                        *dst = rows_bits(patch, rows, m_full, nw, cnt, fn);
+                        *dst = ROWS_BITS(patch, m_full);
                     }
                     continue;
                 }
@@ -943,18 +1145,20 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                             for (uint32_t i = 0; i < np; ++i) {
                                 corr += tap_ones[j * taps + list[i]];
                             }
-                            m_cache[slot][j] = clamp_mm(kv + 2 * (int64_t)corr - thr[c0 + j], nw);
+                            m_cache[slot][j] = CONV16_MM(clamp_mm(kv + 2 * (int64_t)corr - thr[c0 + j], nw));
                         }
                         cache_key[slot] = padded;
                     }
                     mm = m_cache[slot];
                 }
-                *dst = rows_bits(patch, rows, mm, nw, cnt, fn);
+                *dst = ROWS_BITS(patch, mm);
                 dst += ow;
                 ++ox;
             }
         }
     }
+#undef ROWS_BITS
+#undef CONV16_MM
 }
 
 /*

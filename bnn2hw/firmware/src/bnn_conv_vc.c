@@ -167,9 +167,16 @@ static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t k
 BNN_INLINE bnn_word_t ge_planes(const bnn_word_t *q, const bnn_word_t *u, uint32_t nq)
 {
     bnn_word_t borrow = 0;
-    for (uint32_t j = 0; j < nq; ++j) {
-        const bnn_word_t a = q[j], t = u[j];
-        borrow = (t & ~a) | (borrow & ~(a ^ t));
+    uint32_t j = 0;
+    if (nq & 1u) {
+        const bnn_word_t a = q[0], t = u[0];
+        borrow = t & ~a;
+        j = 1u;
+    }
+    for (; j < nq; j += 2u) { /* two planes a pass */
+        const bnn_word_t a0 = q[j], t0 = u[j], a1 = q[j + 1u], t1 = u[j + 1u];
+        borrow = (t0 & ~a0) | (borrow & ~(a0 ^ t0));
+        borrow = (t1 & ~a1) | (borrow & ~(a1 ^ t1));
     }
     return ~(u[nq] | borrow);
 }
@@ -230,6 +237,8 @@ typedef struct {
     const bnn_conv_vc_t *L;
     uint32_t *cache;
     uint32_t ncls, nq, nt, pstride, w;
+    uint32_t last_key;        /* the class of the previous step (most steps repeat it) */
+    const uint32_t *last_ent;
     const uint32_t *rowd[16]; /* the kh input rows' lists (row_lists: list, pre1, pre0) of this
                                * output row, NULL: a padding row */
     uint32_t vkey;            /* padded kernel rows of this output row */
@@ -240,6 +249,12 @@ typedef struct {
 /* The class entry (key, planes) of key, computed on first use (the spare slot when full). */
 static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 {
+    const bnn_conv_vc_t *L = s->L;
+    for (uint32_t c = 0; c < L->nclass; ++c) { /* the generated table (flash) */
+        if (L->classes[c * s->pstride] == key) {
+            return L->classes + c * s->pstride;
+        }
+    }
     for (uint32_t c = 0; c < s->ncls; ++c) {
         if (s->cache[c * s->pstride] == key) {
             return s->cache + c * s->pstride;
@@ -252,8 +267,124 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
 }
 
 /*
+ * The interior steps [ox0, ox1) of one output row, the common case spelled out: kh = 3 with all
+ * three window rows in the image, one group (ng = 1), every window column inside the image,
+ * np whole positions a step and cpl >= nq (the start values packed in one word).  The same
+ * arithmetic as vc_row with few live values: the three rows' prefix counts read once, each run
+ * counted as soon as it is known (the start values first), the tails gathered in cat.
+ */
+BNN_INLINE void vc_row3(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t np,
+                        uint32_t cpl, uint32_t tail, uint32_t k0, uint32_t ox0, uint32_t ox1, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &s->L->p;
+    const uint32_t cin = p->cin, kw = p->kw, sw = p->stride_w, kwe = kw + (np - 1u) * sw;
+    const uint32_t nl = p->in_w * cin, ow = BNN_WORDS(p->cout), nq = s->nq, nt = s->nt;
+    const uint32_t span = kwe * cin; /* a window row's channels */
+    const bnn_word_t lane_mask = cpl >= 32u ? 0xFFFFFFFFu : (1u << cpl) - 1u;
+    const uint32_t *const rl[3] = {s->rowd[0], s->rowd[1], s->rowd[2]};
+    const uint32_t key = (tail << 31) | (s->vkey << 16);
+    if (key != s->last_key || s->last_ent == NULL) {
+        s->last_ent = class_entry(s, key);
+        s->last_key = key;
+    }
+    const uint32_t *ent = s->last_ent;
+    uint32_t *cat = s->cat;
+    bnn_word_t q[BNN_VC_MAX_PLANES];
+    for (uint32_t ox = ox0; ox < ox1; ox += np) {
+        const uint32_t x0 = ox * sw - p->pad_w, x1 = x0 + kwe;
+        uint32_t a[3], m[3];
+        for (uint32_t r = 0; r < 3u; ++r) {
+            a[r] = rl[r][nl + x0];
+            m[r] = rl[r][nl + x1] - a[r];
+        }
+        const uint32_t tot1 = m[0] + m[1] + m[2];
+        const int use_s1 = 2u * tot1 <= 3u * span;
+        /* start values W - h_j packed at bit j cpl, parity of N1 per position */
+        uint32_t v = 0u, e = 0u, o = 0u;
+        for (uint32_t j = 0; j < np; ++j) {
+            uint32_t n1 = tot1;
+            if (np > 1u) {
+                const uint32_t xa = nl + x0 + j * sw, xb = xa + kw;
+                n1 = rl[0][xb] - rl[0][xa] + rl[1][xb] - rl[1][xa] + rl[2][xb] - rl[2][xa];
+            }
+            const uint32_t h = use_s1 ? n1 >> 1 : 0u - ((n1 + 1u) >> 1); /* floor(B / 2) */
+            v |= (s->w - h) << (j * cpl);
+            e |= 1u << (j * cpl);
+            o |= (n1 & 1u) << (j * cpl);
+        }
+        q[1] = q[2] = q[3] = 0u;
+        for (uint32_t b = 0; b < nq; ++b) {
+            q[b] = ((v >> b) & e) * lane_mask;
+        }
+        const bnn_word_t odd = o * lane_mask;
+        /* the three runs: whole blocks counted in place, tails to cat (4 at a time, as vc_row) */
+        uint32_t ncat = 0;
+        for (uint32_t r = 0; r < 3u; ++r) {
+            const uint32_t *idx;
+            uint32_t mm;
+            if (use_s1) {
+                idx = rl[r] + a[r];
+                mm = m[r];
+            } else { /* S0 from the back: pre0[x] = x cin - pre1[x] */
+                const uint32_t p0e = x1 * cin - (a[r] + m[r]);
+                idx = rl[r] + nl - p0e;
+                mm = span - m[r];
+            }
+            const int32_t soff = (int32_t)(r * span) - (int32_t)(x0 * cin); /* >= -(entries' x) cin */
+            const uint32_t off = (uint32_t)soff;
+            const uint32_t whole = mm & ~15u;
+            if (whole) {
+                bnn_vc_count16((const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)soff * sizeof(bnn_word_t)),
+                               idx, idx + whole, q);
+            }
+            const uint32_t *src = idx + whole;
+            uint32_t *dst = cat + ncat;
+            for (uint32_t k = whole; k < mm; k += 4u, src += 4, dst += 4) {
+                const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
+                dst[0] = e0 + off;
+                dst[1] = e1 + off;
+                dst[2] = e2 + off;
+                dst[3] = e3 + off;
+            }
+            ncat += mm - whole;
+        }
+        if (ncat) {
+            while (ncat & 15u) {
+                cat[ncat++] = zrel;
+            }
+            bnn_vc_count16(cols, cat, cat + ncat, q);
+        }
+        const bnn_word_t *ue = ent + 1 + (use_s1 ? 0u : 2u) * nt, *uo = ue + nt;
+        bnn_word_t bits;
+        if (odd == 0u) {
+            bits = ge_planes(q, ue, nq);
+        } else if (odd == ~(bnn_word_t)0u) {
+            bits = ge_planes(q, uo, nq);
+        } else {
+            bnn_word_t u[BNN_VC_MAX_PLANES];
+            for (uint32_t b = 0; b < nt; ++b) {
+                u[b] = ue[b] ^ ((ue[b] ^ uo[b]) & odd);
+            }
+            bits = ge_planes(q, u, nq);
+        }
+        if (!use_s1) {
+            bits = ~bits;
+        }
+        bnn_word_t *dst = out + (oy * p->out_w + ox) * ow + k0;
+        for (uint32_t j = 0; j < np; ++j, dst += ow) {
+            *dst = (bits >> (j * cpl)) & lane_mask;
+        }
+    }
+}
+
+/*
  * One output row oy, positions stepping by np (1: the ng full groups at cols; np > 1 or tail:
  * the tail group at cols), lanes of cpl channels per position, output word k0 of a position.
+ * Per step: the window's S1 / S0 totals and each position's N1 from the rows' prefix counts
+ * (tot0 = the window's listed channels - tot1), the count's start values W - h_j (one word
+ * packing every position's value, then per plane a shift, a mask and a multiply by the lane
+ * mask when cpl >= nq), the runs counted by bnn_vc_count16 directly (every run a whole number
+ * of blocks of 16), the compare.
  */
 BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t ng, uint32_t np,
                        uint32_t cpl, uint32_t tail, uint32_t k0, bnn_word_t *out)
@@ -267,7 +398,36 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
     bnn_vc_seg_t seg[16u + 1u];
     bnn_word_t q[BNN_VC_MAX_PLANES];
     uint32_t n1[32];
+    /* the image rows of this output row's window: their lists, prefix counts and column offsets */
+    const uint32_t *rlist[16], *rpre1[16];
+    int32_t roff[16];
+    uint32_t nr = 0;
+    for (uint32_t ky = 0; ky < kh; ++ky) {
+        if (s->rowd[ky] != NULL) {
+            rlist[nr] = s->rowd[ky];
+            rpre1[nr] = s->rowd[ky] + nl;
+            roff[nr] = (int32_t)(ky * kwe * cin);
+            ++nr;
+        }
+    }
+    /* the interior steps (ox from ia to ib) on vc_row3 when this row qualifies */
+    uint32_t ia = p->out_w, ib = p->out_w;
+    if (kh == 3u && nr == 3u && ng == 1u && cpl >= nq) {
+        ia = (p->pad_w + sw - 1u) / sw;                       /* first ox with x0 >= 0 */
+        ia = (ia + np - 1u) / np * np;                        /* a step start */
+        /* steps whose np positions exist and whose window ends inside the image */
+        for (ib = ia; ib + np <= p->out_w && ib * sw + kwe <= in_w + p->pad_w; ib += np) {
+        }
+        if (ib == ia) {
+            ia = ib = p->out_w;
+        }
+    }
     for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+        if (ox == ia) {
+            vc_row3(s, oy, cols, zrel, np, cpl, tail, k0, ia, ib, out);
+            ox = ib - np;
+            continue;
+        }
         const int32_t x0 = (int32_t)(ox * sw) - (int32_t)p->pad_w;
         /* the window's columns inside the image [xs, xe), the border class */
         const uint32_t xs = x0 < 0 ? 0u : (uint32_t)x0;
@@ -275,55 +435,74 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
         const uint32_t xe = xe_ > (int32_t)in_w ? in_w : (xe_ < (int32_t)xs ? xs : (uint32_t)xe_);
         const uint32_t hkey = ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
         const uint32_t npos = ox + np <= p->out_w ? np : p->out_w - ox;
-        uint32_t tot1 = 0, tot0 = 0;
-        for (uint32_t ky = 0; ky < kh; ++ky) {
-            const uint32_t *rd = s->rowd[ky];
-            if (rd != NULL) {
-                const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
-                tot1 += pre1[xe] - pre1[xs];
-                tot0 += pre0[xe] - pre0[xs];
-            }
+        uint32_t tot1 = 0;
+        for (uint32_t r = 0; r < nr; ++r) {
+            tot1 += rpre1[r][xe] - rpre1[r][xs];
         }
-        for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
-            const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
-            const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
-            const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
-            uint32_t n = 0;
-            for (uint32_t ky = 0; ky < kh; ++ky) {
-                const uint32_t *rd = s->rowd[ky];
-                if (rd != NULL) {
-                    n += rd[nl + cb] - rd[nl + ca];
+        const uint32_t tot0 = nr * (xe - xs) * cin - tot1;
+        if (np == 1u) {
+            n1[0] = tot1; /* the window is the position's kw columns */
+        } else {
+            for (uint32_t j = 0; j < npos; ++j) { /* N1 of each position: its kw columns */
+                const int32_t a = x0 + (int32_t)(j * sw), b = a + (int32_t)kw;
+                const uint32_t ca = a < 0 ? 0u : ((uint32_t)a > in_w ? in_w : (uint32_t)a);
+                const uint32_t cb = b < 0 ? 0u : ((uint32_t)b > in_w ? in_w : (uint32_t)b);
+                uint32_t n = 0;
+                for (uint32_t r = 0; r < nr; ++r) {
+                    n += rpre1[r][cb] - rpre1[r][ca];
                 }
+                n1[j] = n;
             }
-            n1[j] = n;
         }
         const int use_s1 = tot1 <= tot0;
         const uint32_t key = (tail << 31) | (s->vkey << 16) | hkey;
-        const uint32_t *ent = class_entry(s, key);
+        if (key != s->last_key || s->last_ent == NULL) {
+            s->last_ent = class_entry(s, key);
+            s->last_key = key;
+        }
+        const uint32_t *ent = s->last_ent;
         /* the segments: one run per window row (entries x cin + c; base = the row's columns
          * shifted by x0 cin, as an address: the run indexes it from x = xs >= x0 on), its whole
          * 16-column blocks in place, its last < 16 entries appended to `cat` with the shift added
          * (relative to the group's columns), cat last */
         uint32_t ns = 0, ncat = 0;
         uint32_t *cat = s->cat;
-        for (uint32_t ky = 0; ky < kh; ++ky) {
-            const uint32_t *rd = s->rowd[ky];
-            if (rd == NULL || xe == xs) {
-                continue;
-            }
-            const uint32_t *pre1 = rd + nl, *pre0 = pre1 + in_w + 1u;
-            const uint32_t *idx = use_s1 ? rd + pre1[xs] : rd + nl - pre0[xe];
-            const uint32_t m = use_s1 ? pre1[xe] - pre1[xs] : pre0[xe] - pre0[xs];
-            const int32_t off = ((int32_t)(ky * kwe) - x0) * (int32_t)cin; /* >= -(entries' x) cin */
-            const uint32_t whole = m & ~15u;
-            if (whole) {
-                seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
-                seg[ns].idx = idx;
-                seg[ns].m = whole;
-                ++ns;
-            }
-            for (uint32_t k = whole; k < m; ++k) {
-                cat[ncat++] = (uint32_t)((int32_t)idx[k] + off);
+        if (xe != xs) {
+            for (uint32_t r = 0; r < nr; ++r) {
+                const uint32_t *pre1 = rpre1[r];
+                uint32_t m;
+                const uint32_t *idx;
+                if (use_s1) {
+                    idx = rlist[r] + pre1[xs];
+                    m = pre1[xe] - pre1[xs];
+                } else { /* S0 from the back: pre0[x] = x cin - pre1[x] */
+                    const uint32_t p0s = xs * cin - pre1[xs], p0e = xe * cin - pre1[xe];
+                    idx = rlist[r] + nl - p0e;
+                    m = p0e - p0s;
+                }
+                const int32_t off = roff[r] - x0 * (int32_t)cin; /* >= -(entries' x) cin */
+                const uint32_t whole = m & ~15u;
+                if (whole) {
+                    seg[ns].base = (const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)off * sizeof(bnn_word_t));
+                    seg[ns].idx = idx;
+                    seg[ns].m = whole;
+                    ++ns;
+                }
+                /* the tail four entries at a time: up to 3 entries past the run are copied too
+                 * (reads stay in the row's ring slot: its prefix counts follow the list) and are
+                 * overwritten by the next run's tail or the padding, or lie past the counted
+                 * blocks (cat has 16 kh + 4 words) */
+                const uint32_t *src = idx + whole;
+                uint32_t *dst = cat + ncat;
+                const uint32_t uoff = (uint32_t)off;
+                for (uint32_t k = whole; k < m; k += 4u, src += 4, dst += 4) {
+                    const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
+                    dst[0] = e0 + uoff;
+                    dst[1] = e1 + uoff;
+                    dst[2] = e2 + uoff;
+                    dst[3] = e3 + uoff;
+                }
+                ncat += m - whole;
             }
         }
         /* cat padded to whole blocks of 16 with the zero column (the word after the columns,
@@ -340,22 +519,42 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
             ++ns;
         }
         /* the count's start W - h_j per lane block and the parity mask (method: bnn_conv_vc.h) */
-        bnn_word_t init[BNN_VC_MAX_PLANES], odd = 0;
-        for (uint32_t b = 0; b < nq || b < 4u; ++b) {
-            init[b] = 0u;
-        }
-        for (uint32_t j = 0; j < npos; ++j) {
-            const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
-            const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
-            for (uint32_t b = 0; b < nq; ++b) {
-                init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+        bnn_word_t init[BNN_VC_MAX_PLANES], odd;
+        init[1] = init[2] = init[3] = 0u; /* planes nq .. 3 (bnn_vc_count16 keeps 4 in registers) */
+        if (cpl >= nq) {
+            /* every value W - h_j < 2^nq <= 2^cpl: packed at bit j cpl of one word, plane b is
+             * ((V >> b) & E) times the lane mask (E: bit j cpl of each position) */
+            uint32_t v = 0u, e = 0u, o = 0u;
+            for (uint32_t j = 0; j < npos; ++j) {
+                const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1); /* floor(B / 2) */
+                v |= (s->w - h) << (j * cpl);
+                e |= 1u << (j * cpl);
+                o |= (n1[j] & 1u) << (j * cpl);
             }
-            odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] = ((v >> b) & e) * lane_mask;
+            }
+            odd = o * lane_mask;
+        } else {
+            odd = 0u;
+            for (uint32_t b = 0; b < nq; ++b) {
+                init[b] = 0u;
+            }
+            for (uint32_t j = 0; j < npos; ++j) {
+                const uint32_t h = use_s1 ? n1[j] >> 1 : 0u - ((n1[j] + 1u) >> 1);
+                const uint32_t v = s->w - h, blk = lane_mask << (j * cpl);
+                for (uint32_t b = 0; b < nq; ++b) {
+                    init[b] |= (bnn_word_t)(0u - ((v >> b) & 1u)) & blk;
+                }
+                odd |= (bnn_word_t)(0u - (n1[j] & 1u)) & blk;
+            }
         }
         const uint32_t mode = use_s1 ? 0u : 2u;
         for (uint32_t g = 0; g < ng; ++g) {
-            for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count adds into q (room for 4 planes) */
-                q[b] = init[b];
+            if (ng > 1u) {
+                for (uint32_t b = 0; b < nq || b < 4u; ++b) { /* bnn_vc_count16 adds into q (room for 4 planes) */
+                    q[b] = init[b];
+                }
             }
             if (g) {
                 for (uint32_t k = 0; k < ns; ++k) {
@@ -365,19 +564,22 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                     cat[k] -= gstride;
                 }
             }
-            bnn_vc_count(seg, ns, q, nq);
+            bnn_word_t *qq = ng > 1u ? q : init; /* one group: count in place */
+            for (uint32_t k = 0; k < ns; ++k) { /* every run is whole blocks of 16 */
+                bnn_vc_count16(seg[k].base, seg[k].idx, seg[k].idx + seg[k].m, qq);
+            }
             const bnn_word_t *ue = ent + 1 + (g * 4u + mode) * nt, *uo = ue + nt;
             bnn_word_t bits;
             if (odd == 0u) {
-                bits = ge_planes(q, ue, nq);
+                bits = ge_planes(qq, ue, nq);
             } else if (odd == ~(bnn_word_t)0u || np == 1u) {
-                bits = ge_planes(q, uo, nq);
+                bits = ge_planes(qq, uo, nq);
             } else { /* lane blocks of both parities: the planes mixed per lane */
                 bnn_word_t u[BNN_VC_MAX_PLANES];
                 for (uint32_t b = 0; b < nt; ++b) {
                     u[b] = (ue[b] & ~odd) | (uo[b] & odd);
                 }
-                bits = ge_planes(q, u, nq);
+                bits = ge_planes(qq, u, nq);
             }
             if (!use_s1) {
                 bits = ~bits;
@@ -385,6 +587,80 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
             for (uint32_t j = 0; j < npos; ++j) {
                 out[(oy * p->out_w + ox + j) * ow + k0 + g] = (bits >> (j * cpl)) & lane_mask;
             }
+        }
+    }
+}
+
+/* The tail group's rows (vc_row with np positions of cpl lanes, not inlined: one copy). */
+static void __attribute__((noinline)) vc_row_tail(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel,
+                                                   uint32_t np, uint32_t cpl, uint32_t k0, bnn_word_t *out)
+{
+    vc_row(s, oy, cols, zrel, 1u, np, cpl, 1u, k0, out);
+}
+
+/*
+ * The ct tail channels straight from their rows (L->tail_rows, bnn_conv_bits' format: per channel
+ * kh kw taps of cw words), a word popcount per tap: acc = K' - 2 popcount(patch ^ w), K' = the
+ * taps in the image times cin at zero padding (a padded tap contributes 0), the full K at -1
+ * padding (a padded tap's zero bits are the activation -1: popcount(w)).  Bits to word gf of each
+ * position.  For ct cw <= 2 (cout 33 at cin 33: one channel, two words a tap) this is cheaper
+ * than the row kernel, whose per-position patch packing is shared by ct channels only.
+ */
+static void tail_direct(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, kw = p->kw, kk = kh * kw;
+    const uint32_t ow = BNN_WORDS(p->cout), gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
+    const bnn_word_t last = bnn_tail_mask(cin);
+    /* -1 padding: a padded tap adds popcount(w) of its weights (wpop, per channel and tap) */
+    uint32_t wpop[2u * 32u], wtot[2] = {0u, 0u};
+    for (uint32_t o = 0; o < ct; ++o) {
+        const bnn_word_t *w = L->tail_rows + o * kk * cw;
+        for (uint32_t t = 0; t < kk; ++t, w += cw) {
+            wpop[o * kk + t] = bnn_popcount32_swar(w[cw - 1u] & last) + (cw > 1u ? bnn_popcount32_swar(w[0]) : 0u);
+            wtot[o] += wpop[o * kk + t];
+        }
+    }
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+        const uint32_t kya = y0 < 0 ? (uint32_t)-y0 : 0u;
+        const int32_t yb = (int32_t)p->in_h - y0;
+        const uint32_t kyb = yb < (int32_t)kh ? (yb < (int32_t)kya ? kya : (uint32_t)yb) : kh;
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t x0 = (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w;
+            const uint32_t kxa = x0 < 0 ? (uint32_t)-x0 : 0u;
+            const int32_t xb = (int32_t)p->in_w - x0;
+            const uint32_t kxb = xb < (int32_t)kw ? (xb < (int32_t)kxa ? kxa : (uint32_t)xb) : kw;
+            const uint32_t inside = (kyb - kya) * (kxb - kxa);
+            bnn_word_t bits = 0;
+            for (uint32_t o = 0; o < ct; ++o) {
+                const bnn_word_t *w = L->tail_rows + o * kk * cw;
+                uint32_t pop = 0, win = 0; /* mismatches, and the inside taps' popcount(w) */
+                for (uint32_t ky = kya; ky < kyb; ++ky) {
+                    const bnn_word_t *px = in + (((uint32_t)(y0 + (int32_t)ky)) * p->in_w +
+                                                 (uint32_t)(x0 + (int32_t)kxa)) * cw;
+                    const bnn_word_t *wt = w + (ky * kw + kxa) * cw;
+                    const uint32_t *wp = wpop + o * kk + ky * kw;
+                    for (uint32_t kx = kxa; kx < kxb; ++kx, px += cw, wt += cw) {
+                        if (cw == 1u) {
+                            pop += bnn_popcount32_swar((px[0] ^ wt[0]) & last);
+                        } else if (last == 1u) { /* cin = 33: the second word's one channel */
+                            pop += bnn_popcount32_swar(px[0] ^ wt[0]) + ((px[1] ^ wt[1]) & 1u);
+                        } else {
+                            pop += bnn_popcount32_swar(px[0] ^ wt[0]) + bnn_popcount32_swar((px[1] ^ wt[1]) & last);
+                        }
+                        win += wp[kx];
+                    }
+                }
+                int32_t acc;
+                if (L->pad_minus1) {
+                    acc = (int32_t)(kk * cin) - 2 * (int32_t)(pop + wtot[o] - win);
+                } else {
+                    acc = (int32_t)(inside * cin) - 2 * (int32_t)pop;
+                }
+                bits |= (bnn_word_t)(acc >= L->thr[32u * gf + o]) << o;
+            }
+            out[(oy * p->out_w + ox) * ow + gf] = bits;
         }
     }
 }
@@ -404,12 +680,14 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
     s.w = bnn__conv_vc_w(L);
     s.ncls = 0;
+    s.last_key = 0;
+    s.last_ent = NULL;
     /* work layout: ring of kh rows of row lists, row tags, class cache, cat, per channel A, C */
     uint32_t *ring = work;
     uint32_t *tag = ring + kh * rowsz;
     s.cache = tag + kh;
     s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
-    s.chan = (int32_t *)(s.cat + 16u * kh);
+    s.chan = (int32_t *)(s.cat + 16u * kh + 4u);
     {
         const uint32_t kk = kh * p->kw;
         const int32_t K = (int32_t)(kk * cin);
@@ -424,6 +702,31 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     }
     for (uint32_t k = 0; k < kh; ++k) {
         tag[k] = 0xFFFFFFFFu;
+    }
+    const int tail_vc = ct != 0u && L->tail_rows == NULL;
+    if (ct != 0u && !tail_vc) {
+        /* the tail channels on the row kernel, one word per position at the front of out, then
+         * spread to word gf of each position, last position first (position n's word lands at
+         * n ow + gf >= n: no source word is overwritten before it is read); the full groups
+         * below write the other words */
+        const uint32_t npx = p->out_h * p->out_w, ow = BNN_WORDS(p->cout);
+        if (ct * cw <= 2u) {
+            tail_direct(L, in, out);
+        } else {
+            bnn_conv_params_t tp = *p;
+            tp.cout = ct;
+            if (L->pad_minus1) {
+                bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+            } else {
+                bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+            }
+            for (uint32_t n = npx; n-- > 0u;) {
+                out[n * ow + gf] = out[n];
+            }
+        }
+        if (gf == 0u) {
+            return;
+        }
     }
     for (uint32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
@@ -443,15 +746,13 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
             }
             s.rowd[ky] = rs;
         }
-        /* vc_row is inlined: the full groups (one position a step) and the 16-channel tail (two)
-         * with constant geometry, other tails generic */
+        /* one vc_row for the full groups (one position a step, constant geometry) and one for
+         * the tail (any lanes and positions): code size, about 9 KB on Cortex-M4 */
         if (gf) {
             vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
         }
-        if (ct == 16u && L->npos == 2u) {
-            vc_row(&s, oy, L->cols + full, zero - full, 1u, 2u, 16u, 1u, gf, out);
-        } else if (ct) {
-            vc_row(&s, oy, L->cols + full, zero - full, 1u, L->npos, ct, 1u, gf, out);
+        if (tail_vc) {
+            vc_row_tail(&s, oy, L->cols + full, zero - full, L->npos, ct, gf, out);
         }
     }
 }
