@@ -546,6 +546,37 @@ def test_residual_simulation_equals_ir(case, tmp_path):
         assert v.min() == -2 and v.max() == 3, (v.min(), v.max())
 
 
+@pytest.mark.parametrize("case", ["conv-shortcut", "identity-2x2pool-binary-head"])
+def test_residual_block_requant_rom_equals_ir(case, tmp_path):
+    """Requant (and threshold) ROMs forced to block RAM, read one neuron fold ahead like the
+    threshold ROM (emit._fold_row_rom_lines): every stream tensor and logit still equal the IR's,
+    free-running and under back-pressure, and the design lints clean; a requant ROM read one fold
+    late differs. (These designs never stall an MVAU with a result pending; the read-ahead's stall
+    behaviour is covered by test_block_threshold_rom_prefetch_equals_ir, the same emitter.)"""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case(case)
+    d = generate_design(g, folding=fold, rom_style="block")
+    ahead = [k for k, v in d.files.items() if "reg [" in v and " tq;" in v and "qrom [0:" in v]
+    assert ahead, f"{case}: no requant ROM deep enough (NF >= 2) to be read ahead"
+    sim.lint(d.files)
+    ref = execute.run(g, x)
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 7), d.probes)
+    for r in runs:
+        for t, got in r.hidden.items():
+            want = ref.tensors[t].reshape(len(x), -1)
+            assert np.array_equal(got[:, :want.shape[1]], want), f"{case} stall={r.stall_seed}: {t} differs ({ahead})"
+        assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}: logits differ"
+    if case == "conv-shortcut":  # c0's 6-row requant ROM read one fold late: the test sees it
+        assert "reg [11:0] qrom [0:5];" in d.files["bnn_c0.v"]
+        bad = _mutate_prefetch(d.files, "bnn_c0", 6, "late")
+        r = sim.simulate(bad, d.plans, execute.to_ir_input(g, x), tmp_path / "late", "verilator", (7,), d.probes)[0]
+        assert not np.array_equal(r.int_logits, ref.int_logits) or any(
+            not np.array_equal(got[:, :ref.tensors[t].size // len(x)], ref.tensors[t].reshape(len(x), -1))
+            for t, got in r.hidden.items()), "a requant ROM read one fold late still equals the IR"
+
+
 @pytest.mark.parametrize("beat_bytes", [3, 1])
 def test_residual_streamed_input_and_iverilog(beat_bytes, tmp_path):
     """The residual design with one u8 pixel (3 bytes) per s_axis beat (the stem's window reads the
