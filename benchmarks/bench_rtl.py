@@ -332,7 +332,7 @@ def markdown(rows: list[dict], versions: dict) -> str:
                      + (f"; placed and routed: {f['ecp5']['LUT4']} LUT4, {f['ecp5']['FF']} FF, Fmax "
                         f"{f['ecp5']['fmax_mhz']:.1f} MHz, target >= {CLOCK_MHZ:g}: "
                         + ("**met**" if f["ecp5"]["fmax_mhz"] >= CLOCK_MHZ else "**missed**") if f.get("ecp5")
-                        else "; not placed and routed"))
+                        else "; not placed and routed") + (f" ({f['note']})" if f.get("note") else ""))
     if any("s_axis_beat_bits" not in r for r in rows):
         L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
               "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
