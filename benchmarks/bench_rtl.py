@@ -68,6 +68,12 @@ BEAT_BYTES = {"target": 1, "unrolled": None, "residual": 3}  # residual: one RGB
 OLD_ROW_COMMITS = {"mlp256": ("f229c66", True), "mlp64-unrolled": ("f0d00f2", True), "cnn": ("0edab89", True),
                    "res-small": ("a081e33", False), "mlp64": ("2ff0370", False), "cnn-small": ("6b89b3d", False),
                    "resnet8": ("34dbfa4", False)}
+# mlp256's ECP5 Fmax at another nextpnr seed (for information; the table's row is seed 1)
+MLP256_SEEDS = (" For information, mlp256 at nextpnr seed 2 (same RTL, `/tmp` script calling `synth.implement_ecp5(..., "
+                "seed=2)`): 98.5 MHz, 1.5 % under the target (seed 1, the row: 108.8 MHz): its critical path (10.151 ns, "
+                "1.233 logic + 8.918 routing) runs from fc0's `skid_v` through its `s_tready` into the input stream's "
+                "`take`, which enables the 504-bit beat shift register and the 512-bit frame register: a fanout, not "
+                "a logic, problem; not fixed yet (the shift register's enable need not depend on `m_tready`).")
 XCUP_PART = "xczu3eg-sbva484-1-e"  # ultra96's part: synth_xilinx -family xcup (with --xcup)
 
 
@@ -326,7 +332,7 @@ def markdown(rows: list[dict], versions: dict) -> str:
                      + (f"; placed and routed: {f['ecp5']['LUT4']} LUT4, {f['ecp5']['FF']} FF, Fmax "
                         f"{f['ecp5']['fmax_mhz']:.1f} MHz, target >= {CLOCK_MHZ:g}: "
                         + ("**met**" if f["ecp5"]["fmax_mhz"] >= CLOCK_MHZ else "**missed**") if f.get("ecp5")
-                        else "; not placed and routed"))
+                        else "; not placed and routed") + (f" ({f['note']})" if f.get("note") else ""))
     if any("s_axis_beat_bits" not in r for r in rows):
         L += ["", "† measured on the previous RTL (before issue 15's changes: whole frame per beat, every ROM in "
               "LUTs, no product registers, every tree level registered) and not rerun since: its numbers do not "
@@ -350,7 +356,16 @@ def markdown(rows: list[dict], versions: dict) -> str:
           "the BRAM18s it needs, `logic` otherwise (one-word ROMs of unrolled layers are constants; shallow or sparse "
           "ROMs cost about one LUT per bit). A BRAM18 port is at most 36 bits wide, so a wide shallow ROM "
           "(e.g. conv1's 6 x 3072 bits) would take 86 BRAM18 for 18 kbit: those stay in LUTs. FINN's estimate puts "
-          "every weight memory in BRAM18 (`ram_style auto`).",
+          "every weight memory in BRAM18 (`ram_style auto`). A block-RAM ROM is read one step ahead, so that the "
+          "RAM's output (a DP16KD's is not registered inside the block) drives only a register: a weight ROM one "
+          "fold ahead (`w0` -> `w1`), a threshold or requant ROM one neuron fold ahead (`tq` = row rnf + 1 -> "
+          "`thr_row` = row rnf, both advancing only when the result stage does, so stalls hold both; "
+          "`emit._fold_row_rom_lines`). Before the threshold read-ahead (mlp256 at ac53288) mlp256's critical path "
+          "ran from fc0's DP16KD threshold ROM through the compare into `m_tdata`: 75.6 MHz (13.233 ns, 8.94 logic + "
+          "4.293 routing); with it the row above (its critical path is now fc1's weight-ROM address, mostly "
+          "routing), for +192 ECP5 LUT4 and +119 FF (xc7: -13 LUT, +64 FF). LUT threshold ROMs keep the "
+          "one-cycle read (mlp64, the CNNs and the residual rows have no block-RAM threshold or requant ROM: "
+          "their RTL did not change)." + MLP256_SEEDS,
           "* s_axis: folded designs take one u8 pixel (one byte) per beat, as FINN streams; the byte-wide ECP5 "
           "harness then feeds the beat directly. The unrolled design takes a whole frame per beat (one per clock).",
           "* ECP5 LUT4 is nextpnr's TRELLIS_COMB count (LUT4s, including carry-chain halves); FF includes the pin "

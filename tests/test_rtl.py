@@ -249,6 +249,56 @@ def test_block_rom_simulation_equals_ir(case, tmp_path):
     check_sim(g, x, folding(g, ps), seed, tmp_path, rom_style="block")
 
 
+def _mutate_prefetch(files: dict[str, str], module: str, nf: int, what: str) -> dict[str, str]:
+    """``files`` with the block threshold ROM's pre-read of ``module`` broken: ``late`` reads
+    (rnf + 1) mod NF instead of (rnf + 2) mod NF (an off-by-one fold: thr_row lags rnf by one row);
+    ``stall`` advances the pre-read on res_v alone, also while the layer is stalled."""
+    import re
+
+    v = files[f"{module}.v"]
+    nfw = max(1, (nf - 1).bit_length())
+    if what == "late":
+        pat = r"wire \[\d+:0\] trd = [^;]*;"
+        rep = f"wire [{nfw - 1}:0] trd = !rst_n ? {nfw}'d1 : (rnf == {nfw}'d{nf - 1}) ? {nfw}'d0 : rnf + {nfw}'d1;"
+    else:
+        pat, rep = r"wire trd_en = !rst_n \|\| rnf_adv;", "wire trd_en = !rst_n || res_v;"
+    out, n = re.subn(pat, rep, v)
+    assert n == 1, f"{module}: no pre-read to mutate ({what})"
+    return {**files, f"{module}.v": out}
+
+
+def test_block_threshold_rom_prefetch_equals_ir(tmp_path):
+    """Threshold ROMs in block RAM are read one neuron fold ahead (emit._fold_row_rom_lines): a
+    u8 layer 33 -> 130 at PE 2 x SIMD 33 (a 65 x 34-bit threshold ROM, which the auto rule puts in
+    block RAM; 65 cycles/frame), then the bottleneck 130 -> 31 (NF 31, SF 26: 806 cycles/frame, so
+    fc0 stalls with finished folds in its pipeline on every frame) and 31 -> 3 (NF 3, the smallest
+    depth that wraps modulo a non-power of two), with every ROM forced to block RAM too: every
+    bit and logit equal to the IR, free-running and under back-pressure, and lint-clean. The test
+    catches an off-by-one fold in the pre-read and a pre-read that advances during a stall: those
+    mutants of the generated Verilog differ from the IR."""
+    need("verilator")
+    widths, ps = [33, 130, 31, 3, 5], [(2, 33), (1, 5), (1, 31), (1, 3)]
+    g, x, ties = hidden_chain(21, "u8", widths, 24)
+    assert ties > 0
+    plans, files, _ = generate(g, folding=folding(g, ps))
+    fc0 = files["bnn_fc0.v"]
+    assert "(* rom_style = \"block\" *)\n    reg [33:0] trom [0:64];" in fc0 and "reg [33:0] tq;" in fc0, (
+        "fc0's 65 x 34-bit threshold ROM should be block RAM, read ahead (auto rule)")
+    check_sim(g, x, folding(g, ps), 21, tmp_path / "auto")
+    plans, files, _ = generate(g, folding=folding(g, ps), rom_style="block")
+    assert all(" tq;" in files[f"bnn_fc{i}.v"] for i in range(3))
+    sim.lint(files)
+    runs = check_sim(g, x, folding(g, ps), 21, tmp_path / "block")
+    assert runs[0].cycles_per_frame == 31 * 26
+    to_sim = execute.to_ir_input(g, x.astype(np.uint8))
+    ref = execute.run(g, x.astype(np.uint8))
+    for module, nf, what in (("bnn_fc0", 65, "late"), ("bnn_fc2", 3, "late"), ("bnn_fc0", 65, "stall")):
+        bad = _mutate_prefetch(files, module, nf, what)
+        rs = sim.simulate(bad, plans, to_sim, tmp_path / f"{module}-{what}", "verilator", stall_seeds=(21,))
+        differs = (not np.array_equal(rs[0].int_logits, ref.int_logits)
+                   or any(not np.array_equal(b, ref.tensors[n].reshape(len(x), -1)) for n, b in rs[0].hidden.items()))
+        assert differs, f"{module} with a {what} pre-read still equals the IR: the test would miss it"
+
 def test_rom_style_rule():
     """auto: constants and shallow ROMs stay logic, a deep well-filled ROM goes to block RAM, a
     wide shallow one (many mostly empty BRAM18s) stays logic; unknown styles are refused."""
@@ -494,6 +544,37 @@ def test_residual_simulation_equals_ir(case, tmp_path):
     if case == "channels-1-31":  # the add saturates at lo/hi
         v = ref.tensors["x1"]
         assert v.min() == -2 and v.max() == 3, (v.min(), v.max())
+
+
+@pytest.mark.parametrize("case", ["conv-shortcut", "identity-2x2pool-binary-head"])
+def test_residual_block_requant_rom_equals_ir(case, tmp_path):
+    """Requant (and threshold) ROMs forced to block RAM, read one neuron fold ahead like the
+    threshold ROM (emit._fold_row_rom_lines): every stream tensor and logit still equal the IR's,
+    free-running and under back-pressure, and the design lints clean; a requant ROM read one fold
+    late differs. (These designs never stall an MVAU with a result pending; the read-ahead's stall
+    behaviour is covered by test_block_threshold_rom_prefetch_equals_ir, the same emitter.)"""
+    need("verilator")
+    from bnn2hw.fpga.rtl import generate_design
+
+    g, x, fold = _residual_case(case)
+    d = generate_design(g, folding=fold, rom_style="block")
+    ahead = [k for k, v in d.files.items() if "reg [" in v and " tq;" in v and "qrom [0:" in v]
+    assert ahead, f"{case}: no requant ROM deep enough (NF >= 2) to be read ahead"
+    sim.lint(d.files)
+    ref = execute.run(g, x)
+    runs = sim.simulate(d.files, d.plans, execute.to_ir_input(g, x), tmp_path, "verilator", (0, 7), d.probes)
+    for r in runs:
+        for t, got in r.hidden.items():
+            want = ref.tensors[t].reshape(len(x), -1)
+            assert np.array_equal(got[:, :want.shape[1]], want), f"{case} stall={r.stall_seed}: {t} differs ({ahead})"
+        assert np.array_equal(r.int_logits, ref.int_logits), f"{case} stall={r.stall_seed}: logits differ"
+    if case == "conv-shortcut":  # c0's 6-row requant ROM read one fold late: the test sees it
+        assert "reg [11:0] qrom [0:5];" in d.files["bnn_c0.v"]
+        bad = _mutate_prefetch(d.files, "bnn_c0", 6, "late")
+        r = sim.simulate(bad, d.plans, execute.to_ir_input(g, x), tmp_path / "late", "verilator", (7,), d.probes)[0]
+        assert not np.array_equal(r.int_logits, ref.int_logits) or any(
+            not np.array_equal(got[:, :ref.tensors[t].size // len(x)], ref.tensors[t].reshape(len(x), -1))
+            for t, got in r.hidden.items()), "a requant ROM read one fold late still equals the IR"
 
 
 @pytest.mark.parametrize("beat_bytes", [3, 1])

@@ -255,6 +255,44 @@ def _rom_lines(name: str, width: int, rows: list[int], comment: str, sync_addr: 
     return lines
 
 
+def _fold_row_rom_lines(name: str, width: int, rows: list[int], comment: str, style: str) -> list[str]:
+    """A ROM of one row per neuron fold (threshold or requant constants) whose row ``rnf`` must be
+    in the register ``thr_row`` in every cycle (the compare / requant reads it combinationally).
+    ``rnf`` advances (``rnf_adv = en && res_v``) to ``(rnf + 1) mod NF``.
+
+    * ``logic``: ``thr_row <= rom[rnf_nxt]`` every cycle (a LUT ROM with a registered read).
+    * ``block``: block RAM has a slow clock-to-output (a DP16KD's output is not registered inside
+      the block), so the row is read one neuron fold ahead: the RAM's output ``tq`` holds row
+      ``(rnf + 1) mod NF`` and ``thr_row`` (an ordinary register) row ``rnf``; on ``rnf_adv`` both
+      advance (``thr_row <= tq``, ``tq <= rom[(rnf + 2) mod NF]``), so stalls (``en`` low) hold
+      both. Reset loads row 0 (a constant) into ``thr_row`` and reads row 1 into ``tq``. The RAM
+      then drives only a register: no RAM -> compare -> output path (Fmax). Invariant, after reset:
+      ``thr_row == rom[rnf]`` and ``tq == rom[(rnf + 1) mod NF]``."""
+    NF = len(rows)
+    if style != "block" or NF < 2:
+        return _rom_lines(name, width, rows, comment + "; read one cycle ahead (address rnf_nxt), so thr_row "
+                          "is row rnf", "rnf_nxt", "thr_row", style, None)
+    nfw = bitlen(NF - 1)
+    if NF == 2:
+        ahead2 = "rnf"  # (rnf + 2) mod 2
+    elif NF & (NF - 1) == 0:
+        ahead2 = f"rnf + {nfw}'d2"  # wraps modulo NF = 2^nfw
+    else:
+        ahead2 = f"(rnf >= {nfw}'d{NF - 2}) ? rnf - {nfw}'d{NF - 2} : rnf + {nfw}'d2"
+    L = [f"    // {name} in block RAM, read one neuron fold ahead: tq = row (rnf + 1) mod {NF}, thr_row = row rnf",
+         f"    reg [{width - 1}:0] tq;",
+         "    wire rnf_adv = en && res_v;  // rnf advances this cycle (as in rnf_nxt)",
+         f"    wire [{nfw - 1}:0] trd = !rst_n ? {nfw}'d1 : {ahead2};  // (rnf + 2) mod {NF}: tq after the advance",
+         "    wire trd_en = !rst_n || rnf_adv;"]
+    L += _rom_lines(name, width, rows, comment + "; read one neuron fold ahead (address trd when trd_en)",
+                    "trd", "tq", style, "trd_en")
+    L += ["    always @(posedge clk) begin",
+          f"        if (!rst_n) thr_row <= {_hex(rows[0], width)};  // row 0",
+          "        else if (rnf_adv) thr_row <= tq;",
+          "    end"]
+    return L
+
+
 def _issue_last_next(NF: int, SF: int, nfw: int, sfw: int) -> str:
     """Verilog for ``issue_last`` of the next cycle, given that the layer is running now: the fold
     after (nf, sf) is (NF-1, SF-1). After the last fold (nf, sf) wraps to (0, 0)."""
@@ -327,10 +365,9 @@ def _requant_lines(p: MvauPlan, rom: str) -> list[str]:
          (f"    //      acc = P, m = 2 mult, b = bias - {p.MW} mult (the IR's x = 2P - {p.MW})" if p.popcount
           else "    //      acc = the IR's x, m = mult, b = bias"),
          f"    reg [{PE * rw - 1}:0] thr_row;"]
-    L += _rom_lines("qrom", PE * rw, rows,
-                    f"requant ROM: row nf, bits [pe*{rw} +: {rw}] = {{b ({bw} bits), m ({mw} bits)}} of output nf*PE+pe;"
-                    " read one cycle ahead (address rnf_nxt), so thr_row is row rnf", "rnf_nxt", "thr_row",
-                    rom_style(NF, PE * rw, rom), None)
+    L += _fold_row_rom_lines("qrom", PE * rw, rows,
+                             f"requant ROM: row nf, bits [pe*{rw} +: {rw}] = {{b ({bw} bits), m ({mw} bits)}} of "
+                             "output nf*PE+pe", rom_style(NF, PE * rw, rom))
     L += ["    reg q1_v, q1_l, q2_v, q2_l;  // the requant stages hold a result / the vector's last fold",
           "    always @(posedge clk) begin",
           "        if (!rst_n) begin q1_v <= 1'b0; q2_v <= 1'b0; end",
@@ -538,11 +575,10 @@ def emit_layer(p: MvauPlan, index: int, model_hash: str, rom: str = "auto") -> s
             RW = LW
     else:
         L += [f"    reg [{PE * (AW + 1) - 1}:0] thr_row;"]
-        L += _rom_lines("trom", PE * (AW + 1), thr_rom_rows(p),
-                        f"threshold ROM: row nf, bits [pe*{AW + 1} +: {AW + 1}] = {{inv, T}} of output nf*PE+pe;"
-                        f" bit = ({'P' if p.popcount else 'acc'} >= T) xor inv; read one cycle ahead "
-                        "(address rnf_nxt), so thr_row is row rnf", "rnf_nxt", "thr_row",
-                        rom_style(NF, PE * (AW + 1), rom), None)
+        L += _fold_row_rom_lines("trom", PE * (AW + 1), thr_rom_rows(p),
+                                 f"threshold ROM: row nf, bits [pe*{AW + 1} +: {AW + 1}] = {{inv, T}} of output "
+                                 f"nf*PE+pe; bit = ({'P' if p.popcount else 'acc'} >= T) xor inv",
+                                 rom_style(NF, PE * (AW + 1), rom))
         cmp_a = f"acc[pe*{acc_w} +: {acc_w}]"
         tsel = f"thr_row[pe*{AW + 1} +: {AW}]"
         if acc_w > AW:
