@@ -30,13 +30,14 @@ import numpy as np
 from ..ir.graph import Layer
 
 # Fitted on Cortex-M4 by `python benchmarks/calibrate_cost_model.py --models 40 --seed 0` (40 random
-# MLPs/CNNs incl. the default digits MLP and CNN) after the any-width Thumb-2 row kernel and the
-# gathered-patch conv kernel landed (issue 11): median error 12.6%, max 77.9%
-# (benchmarks/results/cost_model.md). ``bin_words_dense_k8`` is kept as a feature (those widths still
-# measure cheaper per word). ``fixed`` is not calibrated (no fixed-point model in the set): the fit's
-# 0 would make residual streams free, so the previous guess is kept.
-COEFFS_M4 = {"bin_words_dense_k8": 7.812, "bin_words_dense": 11.016, "bin_words_conv": 5.006, "u8_dense_macs": 2.010,
-             "u8_conv_macs": 14.751, "int8_macs": 5.710, "outputs": 0.0, "patch_bits": 4.578, "pool_words": 249.104,
+# MLPs/CNNs incl. the default digits MLP and CNN) after the column-sliced dense and conv kernels, the
+# border-class tables and the 16-channel paired rows landed (issue 11): median error 10.9%, max 71.9%
+# (benchmarks/results/cost_model.md). The column-sliced kernels count about half the words of the
+# row kernels, so the word coefficients fell by about 3x. ``bin_words_dense_k8`` is kept as a feature.
+# ``fixed`` is not calibrated (no fixed-point model in the set): the fit's 0 would make residual
+# streams free, so the previous guess is kept.
+COEFFS_M4 = {"bin_words_dense_k8": 2.460, "bin_words_dense": 3.547, "bin_words_conv": 3.244, "u8_dense_macs": 1.620,
+             "u8_conv_macs": 0.777, "int8_macs": 5.758, "outputs": 7.557, "patch_bits": 6.442, "pool_words": 344.657,
              "fixed": 30.0}
 
 # M4-relative factors (digits MLP, multi popcount; benchmarks/results/mcu_models.md).
