@@ -100,22 +100,17 @@ def test_fits():
 
 
 def _graph(seed: int):
+    from conv_graphs import binary_conv3x3, threshold
+
     from bnn2hw.ir.graph import Graph, Layer
 
     rng = np.random.default_rng(seed)
 
     def conv(name, cin, cout, s, p, kind, pv=0):
-        attrs = {"in": kind, "weight_kind": "binary", "stride": s, "pad": p}
-        if kind == "bits":
-            attrs["pad_value"] = pv
-        return Layer("conv2d", name, f"{name}.conv", attrs,
-                     {"weight": rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)})
+        return binary_conv3x3(rng, name, cin, cout, s, p, kind, pv)
 
     def thr(name, c, k):
-        t = rng.integers(-k // 6, k // 6 + 1, c).astype(np.int64)
-        t[0], t[1], t[2] = 0, 10 * k, -10 * k  # a tie, never / always beyond [-K, K]
-        return Layer("threshold", name, f"{name}.bn", {}, {"thr": t,
-                                                           "direction": rng.choice([-1, 1], c).astype(np.int8)})
+        return threshold(rng, name, c, k, extremes=True)
 
     layers = [conv("stem", 3, 33, 1, 1, "u8"), thr("t0", 33, 27 * 255),
               conv("c1", 33, 33, 2, 1, "bits", 0), thr("t1", 33, 297),  # 9x9x33 s2 p1 -> 5x5

@@ -317,22 +317,17 @@ def _cnn_graph(seed: int):
     """uint8 stem -> threshold -> binary convs on bits (16 -> 16 zero padding, 16 -> 64 stride 2
     at -1 padding, 64 -> 33 zero padding) each with a threshold (random directions, ties) ->
     flatten -> binary dense logits."""
+    from conv_graphs import binary_conv3x3, threshold
+
     from bnn2hw.ir.graph import Graph, Layer
 
     rng = np.random.default_rng(seed)
 
     def conv(name, cin, cout, s, p, kind, pv=0):
-        attrs = {"in": kind, "weight_kind": "binary", "stride": s, "pad": p}
-        if kind == "bits":
-            attrs["pad_value"] = pv
-        return Layer("conv2d", name, f"{name}.conv", attrs,
-                     {"weight": rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)})
+        return binary_conv3x3(rng, name, cin, cout, s, p, kind, pv)
 
     def thr(name, c, k):
-        t = rng.integers(-k // 6, k // 6 + 1, c).astype(np.int64)
-        t[0] = 0
-        return Layer("threshold", name, f"{name}.bn", {}, {"thr": t,
-                                                           "direction": rng.choice([-1, 1], c).astype(np.int8)})
+        return threshold(rng, name, c, k)
 
     layers = [conv("stem", 3, 16, 1, 1, "u8"), thr("t0", 16, 27 * 255),
               conv("c1", 16, 16, 1, 1, "bits", 0), thr("t1", 16, 144),
