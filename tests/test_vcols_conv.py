@@ -23,20 +23,11 @@ import numpy as np
 import pytest
 
 from bnn2hw.mcu import conv_vcols as vc
+from bnn2hw.mcu.codegen import pack_bits
 from bnn2hw.mcu.targets import get_target
 
 FW = Path(__file__).resolve().parents[1] / "firmware"
 I32 = np.iinfo(np.int32)
-
-
-def pack_bits(pm1: np.ndarray) -> np.ndarray:
-    """[..., n] in {-1,+1} -> uint32 [..., words], bit 1 = +1, padding 0."""
-    n = pm1.shape[-1]
-    words = (n + 31) // 32
-    bits = np.zeros(pm1.shape[:-1] + (words * 32,), dtype=np.uint8)
-    bits[..., :n] = pm1 > 0
-    b = np.packbits(bits.reshape(pm1.shape[:-1] + (words, 4, 8)), axis=-1, bitorder="little")
-    return b.reshape(pm1.shape[:-1] + (words * 4,)).view("<u4").astype(np.uint32)
 
 
 def conv_acc(x: np.ndarray, w: np.ndarray, stride: int, pad: int, pad_value: int) -> np.ndarray:
