@@ -299,10 +299,16 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     if st.vidx_words:  # the column-sliced layers' index scratch, only where BNN_DENSE_VCOLS (bnn_dense.h)
         statics.append(f"#if BNN_DENSE_VCOLS /* bnn_dense_vbits index scratch; cores on the row kernels (Helium) "
                        f"have none */\nstatic uint32_t bnn_vidx[{st.vidx_words}];\n#endif")
-    vidx_bytes = 4 * st.vidx_words
-    scratch = arena_bytes + st.static_bytes + vidx_bytes  # the most any core takes
+    if st.cvwork_words:  # the column-sliced convs' work memory, only where BNN_CONV_VCOLS (bnn_conv_vc.h)
+        statics.append(f"#if BNN_CONV_VCOLS /* bnn_conv_vc_bits work memory; cores on the row kernels have none */\n"
+                       f"static uint32_t bnn_cvwork[{st.cvwork_words}];\n#endif")
+    vidx_bytes, cvwork_bytes = 4 * st.vidx_words, 4 * st.cvwork_words
+    scratch = arena_bytes + st.static_bytes + vidx_bytes + cvwork_bytes  # the most any core takes
     vidx_note = (f"\n * ({vidx_bytes} B of it index scratch of the column-sliced dense layers, reserved only\n"
                  " * where BNN_DENSE_VCOLS, i.e. not on Helium cores)") if vidx_bytes else ""
+    if cvwork_bytes:
+        vidx_note += (f"\n * ({cvwork_bytes} B of it work memory of the column-sliced convs, reserved only where\n"
+                      " * BNN_CONV_VCOLS: Cortex-M3/M4/M7/M33 with the multi popcount)")
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*

@@ -107,11 +107,15 @@ def nt(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
     return nq(kh, kw, cin, stride, npos) + 1
 
 
-def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int) -> int:
-    """bnn_conv_vc_work_words()."""
-    return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
-            + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + 16 * kh + 4 + 2 * cout)
+def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int,
+               table_complete: bool = False) -> int:
+    """bnn_conv_vc_work_words(): the ring of kh rows of pixel lists and their tags, a step's list
+    tails; without a complete class table (bnn_conv_vc_t.table_complete) also the class cache
+    (CLASSES + 1 entries) and 2 words per output channel."""
+    rows = kh * (in_w * cin + 2 * (in_w + 1)) + kh + 16 * kh + 4
+    if table_complete:
+        return rows
+    return rows + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos)) + 2 * cout
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
@@ -133,11 +137,14 @@ def _hkey(x0: int, ke: int, wd: int) -> int:
     return ((1 << ke) - 1) & ~(((1 << (xe - xs)) - 1) << (xs - x0))
 
 
-def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int) -> list[int]:
+def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int,
+               tail_vc: bool = True) -> list[int]:
     """The border-class keys a bnn_conv_vc_bits call meets, in the order it meets them (bits 0..15:
-    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad)."""
+    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad).
+    tail_vc False: the tail channels run from their rows (bnn_conv_vc_t.tail_rows), no tail keys.
+    The same set as the C's bnn_conv_vc_class_keys (tests/test_vcols_conv.py checks it)."""
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
-    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 else [])
+    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 and tail_vc else [])
     keys: list[int] = []
     for oy in range(oh):
         y0 = oy * s - p
@@ -202,18 +209,22 @@ def class_entry(w: np.ndarray, thr: np.ndarray, key: int, s: int, npos: int, m1:
     return ent
 
 
-def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool) -> np.ndarray:
+def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool,
+                tail_vc: bool = True) -> np.ndarray:
     """uint32 [nclass, 1 + GROUPS 4 nt]: every class entry the layer's calls meet, precomputed for
     flash (bnn_conv_vc_t.classes), so a call does not rebuild them (~6,250 Cortex-M4 instructions
-    per class and group: 4x4x256 pad 1 spent 35% of its instructions there)."""
+    per class and group: 4x4x256 pad 1 spent 35% of its instructions there).  Complete by
+    construction (bnn_conv_vc_t.table_complete = 1: no class cache in the work memory, no ctap).
+    tail_vc False (the tail on rows): no tail entries."""
     o, kh, kw, _ = w.shape
-    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos)]
+    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos, tail_vc)]
     return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), -1)
 
 
 def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
     npos = layer_npos(cin, cout, kw, s, kh)
-    return len(class_keys(h, wd, cout, kh, kw, s, p, npos)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
+    tail_vc = not tail_on_rows(cin, cout, kh, kw, s)
+    return len(class_keys(h, wd, cout, kh, kw, s, p, npos, tail_vc)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
 
 
 def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> bool:
