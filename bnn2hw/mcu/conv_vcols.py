@@ -218,7 +218,8 @@ def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int,
     tail_vc False (the tail on rows): no tail entries."""
     o, kh, kw, _ = w.shape
     ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos, tail_vc)]
-    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), -1)
+    width = 1 + groups(o, npos) * 4 * nt(kh, kw, w.shape[3], s, npos)
+    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), width)
 
 
 def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
