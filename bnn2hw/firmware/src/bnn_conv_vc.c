@@ -62,7 +62,9 @@ static int in_table(const bnn_conv_vc_t *L, uint32_t key)
  * group when column-sliced, npos a step) every output row meets every step, so the keys are the
  * product of the rows' and the steps' patterns.  As oy grows the padded rows above shrink and
  * those below grow, so equal patterns are consecutive (the same for the columns): comparing with
- * the previous one lists each once.  missing (not NULL): counts the keys not in L->classes.
+ * the previous one lists each once; the interior rows and steps (pattern 0) between the first and
+ * the last are skipped, so a call's check costs O(border) steps, not O(out_h + out_w).  missing
+ * (not NULL): counts the keys not in L->classes.
  */
 static uint32_t class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap, uint32_t *missing)
 {
@@ -74,8 +76,19 @@ static uint32_t class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap,
             continue;
         }
         const uint32_t np = tail ? L->npos : 1u, kwe = tail ? BNN_CONV_VC_KWE(L) : p->kw;
+        /* interior rows ya .. yb (window inside the map) and interior steps xa .. xb (multiples
+         * of np); yb, xb as signed: below the first when there are none */
+        const uint32_t ya = (p->pad_h + p->stride_h - 1u) / p->stride_h;
+        const int32_t yb = ((int32_t)(p->in_h + p->pad_h) - (int32_t)p->kh) < 0 ? -1 :
+                           ((int32_t)(p->in_h + p->pad_h) - (int32_t)p->kh) / (int32_t)p->stride_h;
+        const uint32_t xa = ((p->pad_w + p->stride_w - 1u) / p->stride_w + np - 1u) / np * np;
+        const int32_t xr = (int32_t)(p->in_w + p->pad_w) - (int32_t)kwe;
+        const int32_t xb = xr < 0 ? -1 : xr / (int32_t)p->stride_w / (int32_t)np * (int32_t)np;
         uint32_t vprev = 0;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            if (oy > ya && (int32_t)oy < yb) {
+                oy = (uint32_t)yb; /* rows ya + 1 .. yb - 1: pattern 0, as ya's */
+            }
             const uint32_t vk = vc_vkey(p, oy);
             if (oy != 0u && vk == vprev) {
                 continue;
@@ -83,6 +96,9 @@ static uint32_t class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap,
             vprev = vk;
             uint32_t hprev = 0;
             for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+                if (ox > xa && (int32_t)ox < xb) {
+                    ox = (uint32_t)xb; /* steps between xa and xb: pattern 0, as xa's */
+                }
                 const uint32_t hk = vc_hkey(p, ox, kwe);
                 if (ox != 0u && hk == hprev) {
                     continue;
