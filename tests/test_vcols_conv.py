@@ -432,7 +432,7 @@ def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
     from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
 
     if force:
-        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1:
+        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1, optimize="speed":
                             cv.supported(kh, kw, c, o, s, cv.layer_npos(c, o, kw, s, kh)))
     graph = _cnn_graph(3)
     out = tmp_path / "fw"

@@ -113,6 +113,7 @@ class Emitted:
     scratch_bytes: int
     flash_lower_bound_bytes: int
     steps: list = field(default_factory=list)
+    conv_choices: list = field(default_factory=list)  # emitters._conv_choice per binary conv on bits
 
 
 def check_accumulators(graph: Graph) -> list[dict]:
@@ -230,8 +231,10 @@ def shared_dense_rows(data: str, body: str) -> bool:
     return any(f == "bnn_dense_acc" and p in n_in and row_class(n_in[p]) in bits for f, p in calls)
 
 
-def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
+def emit(graph: Graph, model_name: str = "bnn", optimize: str = "speed") -> Emitted:
     """Generate the C sources for ``graph`` (validated first: :func:`bnn2hw.ir.validate.tensor_infos`).
+    ``optimize`` (emit-c --optimize, conv_vcols.OPTIMIZE): "speed" lets the count model put binary
+    convs on the column-sliced kernel, "size" keeps them on the row kernel.
 
     Any DAG the emitters can place: each op reads its tensors by name; a dense/conv absorbs the
     next op (threshold, requant) when that op is its tensor's only reader."""
@@ -248,7 +251,9 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     from .emitters import EMITTERS, CTensor, EmitState  # here: emitters imports this module's helpers
 
     shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
-    st = EmitState(graph, infos, shape, "u8", "input")
+    from .conv_vcols import check_optimize
+
+    st = EmitState(graph, infos, shape, "u8", "input", optimize=check_optimize(optimize))
     if graph.input_kind == "bits":
         if len(shape) != 1:
             raise Bnn2hwError("a binary-input graph must take a flat vector")
@@ -424,4 +429,4 @@ static void bnn_fixed_affine(const int32_t *acc, const int32_t *mult, const int6
 {repack}
 {entry_points(chr(10).join(body))}"""
     flash_lb = flash_bits // 8 + 4 * thr_count
-    return Emitted(header, source, scratch, flash_lb, steps)
+    return Emitted(header, source, scratch, flash_lb, steps, st.conv_choices)

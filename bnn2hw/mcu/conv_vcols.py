@@ -300,10 +300,47 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     return float(np.dot(ROWS_COEFFS, rows_features(h, wd, cin, cout, kh, kw, s, p, m1)))
 
 
-def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> bool:
+# emit-c --optimize: "speed" (default) picks the column-sliced conv where the count model says it is
+# faster; "size" keeps every conv on the row kernel (no column copy of the weights, no class
+# table, no bnn_conv_vc.c code: about 6 KB of Cortex-M4 code plus the layer's columns).
+OPTIMIZE = ("speed", "size")
+
+
+def check_optimize(value: str) -> str:
+    """``value`` if it is one of OPTIMIZE, else a Bnn2hwError naming the valid values."""
+    if value not in OPTIMIZE:
+        from ..errors import Bnn2hwError
+
+        raise Bnn2hwError(f"unknown --optimize {value!r}; valid: {', '.join(OPTIMIZE)} (default speed)")
+    return value
+
+
+def vc_flash_bytes(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
+    """Flash of a layer's column-sliced data as emitters._emit_conv_vc_data writes it: the columns
+    and their zero word, the complete class table (or, without one, the int16 per-tap counts),
+    the tail channels' rows when they run on the row kernel; not the thresholds (both formats
+    share them) nor the kernel's code."""
+    npos = layer_npos(cin, cout, kw, s, kh)
+    on_rows = tail_on_rows(cin, cout, kh, kw, s)
+    cols = (cout // 32) * kh * kw * cin + (kh * kwe(kw, s, npos) * cin if cout % 32 else 0) + 1
+    if use_class_table(h, wd, cin, cout, kh, kw, s, p):
+        extra = 4 * class_table_words(h, wd, cin, cout, kh, kw, s, p)
+    else:
+        extra = 2 * cout * kh * kw
+    rows = rows_flash_bytes(cin, cout % 32, kh, kw) if on_rows else 0
+    return 4 * cols + extra + rows
+
+
+def rows_flash_bytes(cin: int, cout: int, kh: int, kw: int) -> int:
+    """Flash of the row format's weights (codegen.pack_bits per tap: ceil(cin / 32) words)."""
+    return 4 * cout * kh * kw * -(-cin // 32)
+
+
+def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool,
+           optimize: str = "speed") -> bool:
     """The code generator's choice for a binary conv + threshold on bits (on the cores where
     BNN_CONV_VCOLS is on): the column-sliced kernel when the layer meets its preconditions and
-    its estimate is below the row kernel's by 20%.  Why the margin: the models' errors (column-
+    its estimate is below the row kernel's by 20%; never with optimize "size" (emit-c --optimize).  Why the margin: the models' errors (column-
     sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c about
     10.5 KB on Cortex-M4, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
     (benchmarks/bench_resnet8_c.py) has one candidate, its 32 -> 64 stride-2 conv on 16x16
@@ -312,7 +349,7 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     64 KiB), so it stays on the rows.  The margin keeps every issue-11 shape where the
     column-sliced kernel measured >= 25% fewer instructions (9x9x33 s2: 72,481 against 134,396)."""
     npos = layer_npos(cin, cout, kw, s, kh)
-    if not supported(kh, kw, cin, cout, s, npos):
+    if check_optimize(optimize) == "size" or not supported(kh, kw, cin, cout, s, npos):
         return False
     return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
 

@@ -100,6 +100,8 @@ class EmitState:
     static_bytes: int = 0
     vidx_words: int = 0  # index scratch of bnn_dense_vbits (the largest column-sliced layer's), outside the arena
     cvwork_words: int = 0  # work memory of bnn_conv_vc_bits (the largest column-sliced conv's), outside the arena
+    optimize: str = "speed"  # emit-c --optimize (conv_vcols.OPTIMIZE): "size" keeps every conv on the rows
+    conv_choices: list = field(default_factory=list)  # per binary conv on bits: the kernel picked and why (report)
     helpers: set = field(default_factory=set)  # static helper functions model.c needs
     tensors: dict = field(default_factory=dict)  # IR tensor name -> CTensor
     steps: list = field(default_factory=list)  # IR ops that run a kernel (report)
@@ -448,6 +450,25 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     return ["#if BNN_MVE", prep, "#else", call, "#endif"]
 
 
+def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple) -> dict:
+    """report.json's record of a binary conv + threshold on bits: the kernel picked where
+    BNN_CONV_VCOLS is on (Cortex-M3/M4/M7/M33 with the multi popcount; the other cores always run
+    the rows), the count model's Cortex-M4 estimates of both, the layer's flash of each format
+    (weights and tables, not the kernels' code, which is paid once per image) and the column-sliced
+    kernel's work memory (a static buffer under BNN_CONV_VCOLS, the largest layer's)."""
+    h, wd, c, o, kh, kw, s, p, m1 = geo
+    npos = conv_vcols.layer_npos(c, o, kw, s, kh)
+    ok = conv_vcols.supported(kh, kw, c, o, s, npos)
+    complete = conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p)
+    return {"layer": name, "kernel": "column-sliced" if vc else "rows", "optimize": optimize,
+            "column_sliced_supported": ok,
+            "estimated_instructions_m4": {"column_sliced": round(conv_vcols.vc_estimate(*geo)) if ok else None,
+                                          "rows": round(conv_vcols.rows_estimate(*geo))},
+            "flash_bytes": {"column_sliced": conv_vcols.vc_flash_bytes(h, wd, c, o, kh, kw, s, p) if ok else None,
+                            "rows": conv_vcols.rows_flash_bytes(c, o, kh, kw)},
+            "column_sliced_work_bytes": 4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos, complete) if ok else None}
+
+
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     """Binary conv (uint8 or packed-bit input, any kernel size and stride) fused with the ops
     that read its accumulator: a threshold (packed bits out), or a requant and what follows it.
@@ -497,7 +518,9 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     # binary conv + threshold on bits: the column-sliced kernel (bnn_conv_vc_bits) where its count
     # model wins; both stored formats are emitted and BNN_CONV_VCOLS (bnn_conv_vc.h, per core) picks one
     vc = (nxt.op == "threshold" and st.kind == "bits"
-          and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1)))
+          and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1), optimize=st.optimize))
+    if nxt.op == "threshold" and st.kind == "bits":
+        st.conv_choices.append(_conv_choice(layer.name, vc, st.optimize, (h, wd, c, o, kh, kw, s, p, bool(pad_minus1))))
     if vc:  # the thresholds first: both formats read them
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
         st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
