@@ -341,8 +341,9 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     """The code generator's choice for a binary conv + threshold on bits (on the cores where
     BNN_CONV_VCOLS is on): the column-sliced kernel when the layer meets its preconditions and
     its estimate is below the row kernel's by 20%; never with optimize "size" (emit-c --optimize).  Why the margin: the models' errors (column-
-    sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c about
-    10.5 KB on Cortex-M4, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
+    sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c 6 KB on
+    Cortex-M4 for full groups with complete tables, up to 10.5 KB with column-sliced tails and
+    per-call class builds, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
     (benchmarks/bench_resnet8_c.py) has one candidate, its 32 -> 64 stride-2 conv on 16x16
     (estimates 254 K against the rows' 300 K): on the column-sliced kernel the net took 1.4% fewer
     instructions (4,724,969 against 4,790,787) and 19.9 KB more flash (68,396 B, past issue 9's

@@ -53,12 +53,17 @@
  * first (bnn_conv_vc_table_covers, O(out_h + out_w) plus a lookup per key) and, if it is false,
  * runs bnn_conv_vc_bits_ref (exact, no work memory) instead of overrunning the smaller work
  * buffer.  Then ctap may be NULL (only the class builds read it).
- * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,224 B, + vc_row_tail 1,224 B (the
- * tail group's rows), + class_entry 32 B + class_planes 640 B + transpose32 20 B (classes built
- * per call), or + bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows,
- * ct cw > 2) adds bnn_conv_bits' stack (bnn_conv.h, about 6.4 KB) beside bnn_conv_vc_bits'.
- * Code: 10.5 KB (the step loop inlined twice, full groups and tails, each with its interior
- * steps spelled out for 3x3 kernels; tail_direct).
+ * Stack (Cortex-M4, -O2, -fstack-usage): bnn__conv_vc_bits 1,232 B (+ the table check 112 B
+ * before the steps), + bnn__conv_vc_row_tail 1,224 B (the tail group's rows), + class_entry 40 B
+ * + bnn__conv_vc_class_planes 640 B + transpose32 20 B (classes built per call), or +
+ * bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows, ct cw > 2) runs
+ * bnn_conv_bits (bnn_conv.h, about 6.4 KB) before, not inside, bnn__conv_vc_bits.
+ * Code (Cortex-M4, -O2, --gc-sections): bnn__conv_vc_bits 4.8 KB (the full groups' step loop
+ * with its interior steps spelled out for 3x3 kernels, tail_direct) + the table check and the
+ * reference 1.2 KB + bnn_vcols.c's count 0.4 KB; + bnn__conv_vc_row_tail 3.4 KB only when a layer
+ * has a column-sliced tail, + the class builder 1.1 KB only when a layer has no complete table,
+ * + the row kernel's variant only when a tail runs on it (bnn_conv_vc_bits passes or calls these
+ * from the caller's constant L, so an image links only what its layers use).
  * Speed (Cortex-M4 instructions per binary MAC, benchmarks/bench_mcu_kernels.py --conv-only):
  * 0.09 - 0.21 at 32 .. 256 channels, 0.27 at 16x16x32 stride 2, 0.30 at 9x9x33 stride 2; 16
  * channels 0.37 (stride 1) / 0.65 (stride 2: the input's lists cost ~6 instructions per bit and
