@@ -456,7 +456,7 @@ def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple) -> dict:
     the rows), the count model's Cortex-M4 estimates of both, the layer's flash of each format
     (weights and tables, not the kernels' code, which is paid once per image) and the column-sliced
     kernel's work memory (a static buffer under BNN_CONV_VCOLS, the largest layer's)."""
-    h, wd, c, o, kh, kw, s, p, m1 = geo
+    h, wd, c, o, kh, kw, s, p, _ = geo  # the last: -1 padding (the estimates take it from geo)
     npos = conv_vcols.layer_npos(c, o, kw, s, kh)
     ok = conv_vcols.supported(kh, kw, c, o, s, npos)
     complete = conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p)
