@@ -596,7 +596,8 @@ def emit_c_cmd(
                                                           "(default: a typical part's, e.g. 168 for cortex-m4)"),
     optimize: str = typer.Option("speed", help="speed (default): binary convs on the column-sliced kernel where "
                                                "the count model predicts >= 20% fewer instructions (M3/M4/M7/M33, "
-                                               "multi popcount); size: every conv on the row kernel (less flash)"),
+                                               "multi popcount); size: every conv on the row kernel (no column-sliced weights, "
+                                               "kernel code or work buffer)"),
 ):
     """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
     _check_verify_options(verify_samples)
