@@ -383,21 +383,22 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
     rows_tail = vc.tail_on_rows(cin, cout, 3, 3, stride)
     cw = (cin + 31) // 32
     table = vc.use_class_table(hw, hw, cin, cout, 3, 3, stride, pad)
-    cls = vc.class_table(w, thr, hw, hw, stride, pad, npos, False) if table else np.zeros((0, 1), np.uint32)
+    # as the code generator emits it (emitters._emit_conv_vc_data): a class table is complete
+    # (table_complete, no per-tap counts, no class cache in the work memory)
+    cls = vc.class_table(w, thr, hw, hw, stride, pad, npos, False, not rows_tail) if table else None
     text = ("/* SPDX-License-Identifier: MIT */\n#include <string.h>\n#include \"model.h\"\n"
             "#include \"bnn_conv_vc.h\"\n"
             + _c_words("cols", vc.pack_columns(w, stride, npos))
             + _c_words("thr", thr.astype(np.int32), "int32_t")
-            + _c_words("ctap", vc.tap_counts(w), "int16_t")
-            + (_c_words("classes", cls) if table else "")
+            + (_c_words("classes", cls) if table else _c_words("ctap", vc.tap_counts(w), "int16_t"))
             + (_c_words("tail_rows", pack_bits(w[32 * (cout // 32):])) if rows_tail else "")
             + f"static bnn_word_t in_words[{hw * hw * cw}];\n"
             + f"static bnn_word_t out_words[{m['n_out']}];\n"
-            + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos)}];\n"
+            + f"static uint32_t work[{vc.work_words(hw, cin, cout, 3, 3, stride, npos, table)}];\n"
             + f"static const bnn_conv_vc_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
-              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, ctap, "
-              + (f"{cls.shape[0]}u, classes, " if table else "0u, NULL, ")
-              + ("tail_rows};\n" if rows_tail else "NULL};\n")
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, 0u, {npos}u, cols, thr, "
+              + (f"NULL, {cls.shape[0]}u, classes, " if table else "ctap, 0u, NULL, ")
+              + ("tail_rows, " if rows_tail else "NULL, ") + f"{int(table)}u}};\n"
             + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
               "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
               "    memcpy(in_words, input, BNN_INPUT_LEN);\n"

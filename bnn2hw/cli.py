@@ -594,6 +594,10 @@ def emit_c_cmd(
                                            "NAME_INPUT_LEN, ... (several models in one firmware)"),
     clock_mhz: Optional[float] = typer.Option(None, help="core clock for the --verify latency estimate "
                                                           "(default: a typical part's, e.g. 168 for cortex-m4)"),
+    optimize: str = typer.Option("speed", help="speed (default): binary convs on the column-sliced kernel where "
+                                               "the count model predicts >= 20% fewer instructions (M3/M4/M7/M33, "
+                                               "multi popcount); size: every conv on the row kernel (no column-sliced weights, "
+                                               "kernel code or work buffer)"),
 ):
     """Generate self-contained C99 XNOR-popcount firmware for a Cortex-M core (or the host)."""
     _check_verify_options(verify_samples)
@@ -607,6 +611,9 @@ def emit_c_cmd(
     from .outdir import check_output_path
 
     get_target(target)  # fail fast on a bad target
+    from .mcu.conv_vcols import check_optimize
+
+    check_optimize(optimize)
     if clock_mhz is not None:
         from .mcu.cycles import check_clock_mhz
 
@@ -627,7 +634,7 @@ def emit_c_cmd(
         _warn("--no-verify: the firmware is not checked against PyTorch or on any data")
     mcu.emit_c(checkpoint, target, output, popcount, verify, dataset, verify_samples,
                act_approx, lut_bits, echo=typer.echo, warn=_warn, check_torch=not no_verify,
-               force=force, name=name, clock_mhz=clock_mhz)
+               force=force, name=name, clock_mhz=clock_mhz, optimize=optimize)
 
 
 @app.command("import-biper")

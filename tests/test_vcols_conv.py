@@ -80,7 +80,10 @@ def case(cin, cout, k=3, stride=1, pad=1, h=7, wd=8, m1=False, npos=None, inp="r
                       x=pack_bits(x).ravel(), cols=vc.pack_columns(w, stride, npos), thr=thr,
                       ctap=vc.tap_counts(w).ravel(), expect=pack_bits(np.where(acc >= thr, 1, -1)).ravel(),
                       work=vc.work_words(wd, cin, cout, k, k, stride, npos),
+                      work_complete=vc.work_words(wd, cin, cout, k, k, stride, npos, table_complete=True),
+                      keys=vc.class_keys(h, wd, cout, k, k, stride, pad, npos),
                       classes=vc.class_table(w, thr, h, wd, stride, pad, npos, m1),
+                      classes_rows=vc.class_table(w, thr, h, wd, stride, pad, npos, m1, tail_vc=False),
                       tail_rows=pack_bits(w[32 * (cout // 32):]).ravel()))
 
 
@@ -135,6 +138,13 @@ for _cin, _cout, _k, _s, _p in [(1, 1, 3, 1, 1), (31, 3, 3, 1, 1), (33, 37, 3, 2
     case(_cin, _cout, _k, _s, _p, h=5, wd=4)
     if _p:
         case(_cin, _cout, _k, _s, _p, h=5, wd=4, m1=True)
+# branch vc-mem (complete tables, no class cache): maps where the border classes differ -- 1xN,
+# Nx1, 1x1, 2x2, odd sizes at stride 2 -- at pad 0 / 1 and -1 padding, with and without a tail
+for _h, _wd in ((1, 9), (9, 1), (1, 1), (2, 2), (3, 5), (7, 3)):
+    for _s, _p, _m1 in ((1, 1, False), (2, 1, True), (1, 0, False), (2, 1, False)):
+        if _h + 2 * _p >= 3 and _wd + 2 * _p >= 3:
+            case(33, 40, stride=_s, pad=_p, h=_h, wd=_wd, m1=_m1)
+            case(20, 64, stride=_s, pad=_p, h=_h, wd=_wd, m1=_m1)
 
 
 def _c_arr(ctype: str, name: str, a: np.ndarray) -> str:
@@ -151,14 +161,16 @@ def driver_source() -> str:
              '#define SAY(s) fputs(s, stderr)', '#endif']
     maxw = max(c["work"] for c in CASES)
     maxo = max(c["expect"].size for c in CASES)
-    lines += [f"static uint32_t work[{maxw}];", f"static bnn_word_t out[{maxo + 1}];"]
+    maxk = max(len(c["keys"]) for c in CASES)
+    lines += [f"#define MAXW {maxw}u", "static uint32_t work[MAXW];", f"static bnn_word_t out[{maxo + 1}];",
+              f"static uint32_t keys[{maxk + 1}];"]
     body = []
     for i, c in enumerate(CASES):
         lines.append(_c_arr("bnn_word_t", f"x{i}", c["x"]) + _c_arr("bnn_word_t", f"cols{i}", c["cols"])
                      + _c_arr("int32_t", f"thr{i}", c["thr"]) + _c_arr("int16_t", f"ct{i}", c["ctap"])
                      + _c_arr("bnn_word_t", f"e{i}", c["expect"]))
         pr = ", ".join(f"{v}u" for v in c["params"])
-        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, 0u, NULL, NULL}};")
+        lines.append(f"static const bnn_conv_vc_t L{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, 0u, NULL, NULL, 0u}};")
         # the same layer with its generated class table (flash), and with the table's first entry
         # only (every other class built per call beside it)
         lines.append(_c_arr("uint32_t", f"cls{i}", c["classes"]))
@@ -167,11 +179,24 @@ def driver_source() -> str:
         if c["params"][5] % 32:
             lines.append(_c_arr("bnn_word_t", f"tr{i}", c["tail_rows"]))
         lines.append(f"static const bnn_conv_vc_t T{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
-                     f"{c['classes'].shape[0]}u, cls{i}, {tr}}};")
+                     f"{c['classes'].shape[0]}u, cls{i}, {tr}, 0u}};")
         lines.append(f"static const bnn_conv_vc_t U{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, ct{i}, "
-                     f"1u, cls{i}, NULL}};")
+                     f"1u, cls{i}, NULL, 0u}};")
+        # complete tables, no ctap, no class cache (table_complete): the tail column-sliced (C),
+        # the tail on rows with a table of the full groups' keys only (R); V claims a one-entry
+        # table complete (the kernel must find out and run the reference, no work memory)
+        lines.append(_c_arr("uint32_t", f"clr{i}", c["classes_rows"]))
+        lines.append(f"static const bnn_conv_vc_t C{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, NULL, "
+                     f"{c['classes'].shape[0]}u, cls{i}, NULL, 1u}};")
+        lines.append(f"static const bnn_conv_vc_t R{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, NULL, "
+                     f"{c['classes_rows'].shape[0]}u, clr{i}, {tr}, 1u}};")
+        lines.append(f"static const bnn_conv_vc_t V{i} = {{{{{pr}}}, {c['m1']}u, {c['npos']}u, cols{i}, thr{i}, NULL, "
+                     f"1u, cls{i}, NULL, 1u}};")
+        lines.append(_c_arr("uint32_t", f"k{i}", np.array(c["keys"], dtype=np.uint64)))
         body.append(f"    fails += run(&L{i}, &T{i}, &U{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, "
                     f"\"{c['name']}\");")
+        body.append(f"    fails += run_complete(&C{i}, &R{i}, &V{i}, x{i}, e{i}, {c['expect'].size}u, "
+                    f"{c['work_complete']}u, k{i}, {len(c['keys'])}u, {int(len(c['keys']) > 1)}, \"{c['name']}\");")
     lines.append("""
 static int run(const bnn_conv_vc_t *L, const bnn_conv_vc_t *T, const bnn_conv_vc_t *U, const bnn_word_t *x,
                const bnn_word_t *e, uint32_t n, uint32_t ww, const char *name)
@@ -202,6 +227,71 @@ static int run(const bnn_conv_vc_t *L, const bnn_conv_vc_t *T, const bnn_conv_vc
                 break;
             }
         }
+    }
+    return bad;
+}
+
+/* Work memory at the end of the static array (ASan: a write past ww words is past the global),
+ * everything before it a canary that must survive (QEMU has no ASan). */
+static int call_checked(const bnn_conv_vc_t *L, const bnn_word_t *x, const bnn_word_t *e, uint32_t n, uint32_t ww)
+{
+    for (uint32_t i = 0; i < MAXW; ++i) {
+        work[i] = 0xA5A5A5A5u * (i + 1u);
+    }
+    out[n] = 0x5A5A5A5Au;
+    bnn_conv_vc_bits(L, x, work + (MAXW - ww), out);
+    for (uint32_t i = 0; i < MAXW - ww; ++i) {
+        if (work[i] != 0xA5A5A5A5u * (i + 1u)) {
+            return 2;
+        }
+    }
+    for (uint32_t i = 0; i <= n; ++i) {
+        if (out[i] != (i < n ? e[i] : 0x5A5A5A5Au)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The complete-table variants: work size, the C's class keys = Python's class_keys (as sets),
+ * bit-exact with an exactly sized work buffer, and a false completeness claim caught. */
+static int run_complete(const bnn_conv_vc_t *C, const bnn_conv_vc_t *R, const bnn_conv_vc_t *V, const bnn_word_t *x,
+                        const bnn_word_t *e, uint32_t n, uint32_t ww, const uint32_t *k, uint32_t nk, int v_false,
+                        const char *name)
+{
+    int bad = 0;
+    const uint32_t got = bnn_conv_vc_class_keys(C, keys, nk + 1u);
+    if (!bnn_conv_vc_ok(C) || bnn_conv_vc_work_words(C) != ww || bnn_conv_vc_work_words(R) != ww || got != nk ||
+        !bnn_conv_vc_table_covers(C) || !bnn_conv_vc_table_covers(R) || bnn_conv_vc_table_covers(V) == v_false) {
+        SAY("complete table: precondition / work size / keys count mismatch: ");
+        bad = 1;
+    }
+    for (uint32_t i = 0; i < nk && !bad; ++i) {
+        uint32_t a = 0, b = 0;
+        for (uint32_t j = 0; j < nk; ++j) {
+            a += keys[j] == k[i];
+            b += k[j] == keys[i];
+        }
+        if (a != 1u || b != 1u) {
+            SAY("complete table: class keys differ from conv_vcols.class_keys: ");
+            bad = 1;
+        }
+    }
+    if (!bad) {
+        const bnn_conv_vc_t *const which[3] = {C, R, V};
+        for (uint32_t v = 0; v < 3u; ++v) {
+            const int r = call_checked(which[v], x, e, n, v == 2u && v_false ? 1u : ww); /* V false: the reference */
+            if (r) {
+                SAY(r == 2 ? "work memory overrun " : "FAIL ");
+                SAY(v == 0u ? "complete " : (v == 1u ? "complete+rows-tail " : "false-claim "));
+                bad = 1;
+                break;
+            }
+        }
+    }
+    if (bad) {
+        SAY(name);
+        SAY("\\n");
     }
     return bad;
 }
@@ -342,7 +432,7 @@ def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
     from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
 
     if force:
-        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1:
+        monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1, optimize="speed":
                             cv.supported(kh, kw, c, o, s, cv.layer_npos(c, o, kw, s, kh)))
     graph = _cnn_graph(3)
     out = tmp_path / "fw"

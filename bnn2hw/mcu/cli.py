@@ -63,8 +63,20 @@ def to_c_inputs(graph, x_u8: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x_u8.reshape(len(x_u8), -1)).astype(np.uint8)
 
 
+def conv_choice_line(ch: dict) -> str:
+    """One CLI line per binary conv on bits: the kernel picked (--optimize) and each format's
+    Cortex-M4 estimate, layer flash and work memory (report.json conv_choices)."""
+    est, fl = ch["estimated_instructions_m4"], ch["flash_bytes"]
+    if not ch["column_sliced_supported"]:
+        return f"  {ch['layer']}: row kernel (the column-sliced kernel does not support this shape)"
+    where = "on Cortex-M3/M4/M7/M33 (multi popcount; other cores: rows)" if ch["kernel"] == "column-sliced" else ""
+    return (f"  {ch['layer']}: {ch['kernel']} kernel {where}(--optimize {ch['optimize']}); estimated M4 instructions "
+            f"column-sliced {est['column_sliced']:,} vs rows {est['rows']:,}; layer flash {fl['column_sliced']:,} B vs "
+            f"{fl['rows']:,} B; column-sliced work memory {ch['column_sliced_work_bytes']:,} B")
+
+
 def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = None,
-                      name: str = "model") -> codegen.Emitted:
+                      name: str = "model", optimize: str = "speed") -> codegen.Emitted:
     """Write NAME.c/NAME.h (``model`` by default), the runtime, the harness (its Makefile defaults
     to ``target`` and ``popcount``) and the build-system files (CMake, Zephyr, Arduino, self-test;
     :mod:`bnn2hw.mcu.packaging`) into the (new, empty) folder ``dest``."""
@@ -72,7 +84,7 @@ def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = 
     from .toolchain import write_harness
 
     check_name(name)
-    em = codegen.emit(graph)
+    em = codegen.emit(graph, optimize=optimize)
     header, source = rename_model(em.header, em.source, name)
     (dest / f"{name}.h").write_text(header)
     (dest / f"{name}.c").write_text(source)
@@ -83,12 +95,12 @@ def fill_firmware_dir(graph, dest: Path, target: str, popcount: Optional[str] = 
 
 
 def write_firmware_dir(graph, out_dir: Path, target: str, force: bool = False, name: str = "model",
-                       popcount: Optional[str] = None) -> codegen.Emitted:
+                       popcount: Optional[str] = None, optimize: str = "speed") -> codegen.Emitted:
     """NAME.c/NAME.h + runtime + harness + build files, written to a temp dir then moved into place."""
     result = {}
 
     def fill(tmp: Path) -> None:
-        result["em"] = fill_firmware_dir(graph, tmp, target, popcount, name)
+        result["em"] = fill_firmware_dir(graph, tmp, target, popcount, name, optimize)
 
     write_dir_atomically(Path(out_dir), fill, marker=f"{name}.h", force=force)
     return result["em"]
@@ -179,8 +191,9 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
            verify: bool = False, dataset: Optional[str] = None, verify_samples: Optional[int] = None,
            act_approx: Optional[str] = None, lut_bits: Optional[int] = None, echo=print, warn=None,
            check_torch: bool = True, force: bool = False, plots: bool = True, name: str = "model",
-           clock_mhz: Optional[float] = None) -> dict:
+           clock_mhz: Optional[float] = None, optimize: str = "speed") -> dict:
     """Everything ``bnn2hw emit-c`` does; ``out_dir`` gets the complete result or nothing.
+    ``optimize`` (``--optimize``): "speed" (default) or "size" (conv_vcols.OPTIMIZE).
 
     ``check_torch=False`` (``--no-verify``) folds without data: no PyTorch == IR check."""
     from ..export.pipeline import export_ir, test_inputs
@@ -190,6 +203,9 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
         from .cycles import check_clock_mhz
 
         check_clock_mhz(clock_mhz)
+    from .conv_vcols import check_optimize
+
+    check_optimize(optimize)
     exp = export_ir(checkpoint, dataset, verify=check_torch, act_approx=act_approx or "lut",
                     lut_bits=lut_bits or 8, need_data=check_torch)
     graph = exp.graph
@@ -202,10 +218,11 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
     report: dict = {}
 
     def fill(tmp: Path) -> None:
-        em = fill_firmware_dir(graph, tmp, tgt.name, popcount, name)
+        em = fill_firmware_dir(graph, tmp, tgt.name, popcount, name, optimize)
         report.update({"target": tgt.name, "model_hash": graph.meta["model_hash"],
                        "scratch_bytes": em.scratch_bytes,
                        "flash_lower_bound_bytes": em.flash_lower_bound_bytes,
+                       "optimize": optimize, "conv_choices": em.conv_choices,
                        "accumulators": codegen.check_accumulators(graph)})
         if graph.meta.get("fixed_point"):
             _report_fixed_point(graph, exp, report, echo)
@@ -213,6 +230,8 @@ def emit_c(checkpoint: Path, target: str, out_dir: Path, popcount: Optional[str]
             report["reference"] = exp.reference
         echo(f"generated model.c, model.h and the runtime; scratch arena {em.scratch_bytes} B, "
              f"flash lower bound {em.flash_lower_bound_bytes} B (weight bits / 8 + 4 B per threshold)")
+        for ch in em.conv_choices:
+            echo(conv_choice_line(ch))
         if verify:
             from ..ir import execute
 

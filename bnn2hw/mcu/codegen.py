@@ -113,6 +113,7 @@ class Emitted:
     scratch_bytes: int
     flash_lower_bound_bytes: int
     steps: list = field(default_factory=list)
+    conv_choices: list = field(default_factory=list)  # emitters._conv_choice per binary conv on bits
 
 
 def check_accumulators(graph: Graph) -> list[dict]:
@@ -230,8 +231,10 @@ def shared_dense_rows(data: str, body: str) -> bool:
     return any(f == "bnn_dense_acc" and p in n_in and row_class(n_in[p]) in bits for f, p in calls)
 
 
-def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
+def emit(graph: Graph, model_name: str = "bnn", optimize: str = "speed") -> Emitted:
     """Generate the C sources for ``graph`` (validated first: :func:`bnn2hw.ir.validate.tensor_infos`).
+    ``optimize`` (emit-c --optimize, conv_vcols.OPTIMIZE): "speed" lets the count model put binary
+    convs on the column-sliced kernel, "size" keeps them on the row kernel.
 
     Any DAG the emitters can place: each op reads its tensors by name; a dense/conv absorbs the
     next op (threshold, requant) when that op is its tensor's only reader."""
@@ -248,7 +251,9 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     from .emitters import EMITTERS, CTensor, EmitState  # here: emitters imports this module's helpers
 
     shape = tuple(graph.input_shape)  # (H, W, C) or (F,)
-    st = EmitState(graph, infos, shape, "u8", "input")
+    from .conv_vcols import check_optimize
+
+    st = EmitState(graph, infos, shape, "u8", "input", optimize=check_optimize(optimize))
     if graph.input_kind == "bits":
         if len(shape) != 1:
             raise Bnn2hwError("a binary-input graph must take a flat vector")
@@ -299,10 +304,16 @@ def emit(graph: Graph, model_name: str = "bnn") -> Emitted:
     if st.vidx_words:  # the column-sliced layers' index scratch, only where BNN_DENSE_VCOLS (bnn_dense.h)
         statics.append(f"#if BNN_DENSE_VCOLS /* bnn_dense_vbits index scratch; cores on the row kernels (Helium) "
                        f"have none */\nstatic uint32_t bnn_vidx[{st.vidx_words}];\n#endif")
-    vidx_bytes = 4 * st.vidx_words
-    scratch = arena_bytes + st.static_bytes + vidx_bytes  # the most any core takes
+    if st.cvwork_words:  # the column-sliced convs' work memory, only where BNN_CONV_VCOLS (bnn_conv_vc.h)
+        statics.append(f"#if BNN_CONV_VCOLS /* bnn_conv_vc_bits work memory; cores on the row kernels have none */\n"
+                       f"static uint32_t bnn_cvwork[{st.cvwork_words}];\n#endif")
+    vidx_bytes, cvwork_bytes = 4 * st.vidx_words, 4 * st.cvwork_words
+    scratch = arena_bytes + st.static_bytes + vidx_bytes + cvwork_bytes  # the most any core takes
     vidx_note = (f"\n * ({vidx_bytes} B of it index scratch of the column-sliced dense layers, reserved only\n"
                  " * where BNN_DENSE_VCOLS, i.e. not on Helium cores)") if vidx_bytes else ""
+    if cvwork_bytes:
+        vidx_note += (f"\n * ({cvwork_bytes} B of it work memory of the column-sliced convs, reserved only where\n"
+                      " * BNN_CONV_VCOLS: Cortex-M3/M4/M7/M33 with the multi popcount)")
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*
@@ -418,4 +429,4 @@ static void bnn_fixed_affine(const int32_t *acc, const int32_t *mult, const int6
 {repack}
 {entry_points(chr(10).join(body))}"""
     flash_lb = flash_bits // 8 + 4 * thr_count
-    return Emitted(header, source, scratch, flash_lb, steps)
+    return Emitted(header, source, scratch, flash_lb, steps, st.conv_choices)

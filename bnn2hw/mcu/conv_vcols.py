@@ -107,11 +107,15 @@ def nt(kh: int, kw: int, cin: int, stride: int, npos: int) -> int:
     return nq(kh, kw, cin, stride, npos) + 1
 
 
-def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int) -> int:
-    """bnn_conv_vc_work_words()."""
-    return (kh * (in_w * cin + 2 * (in_w + 1)) + kh
-            + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos))
-            + 16 * kh + 4 + 2 * cout)
+def work_words(in_w: int, cin: int, cout: int, kh: int, kw: int, stride: int, npos: int,
+               table_complete: bool = False) -> int:
+    """bnn_conv_vc_work_words(): the ring of kh rows of pixel lists and their tags, a step's list
+    tails; without a complete class table (bnn_conv_vc_t.table_complete) also the class cache
+    (CLASSES + 1 entries) and 2 words per output channel."""
+    rows = kh * (in_w * cin + 2 * (in_w + 1)) + kh + 16 * kh + 4
+    if table_complete:
+        return rows
+    return rows + (CLASSES + 1) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, stride, npos)) + 2 * cout
 
 
 def supported(kh: int, kw: int, cin: int, cout: int, stride: int, npos: int) -> bool:
@@ -133,11 +137,14 @@ def _hkey(x0: int, ke: int, wd: int) -> int:
     return ((1 << ke) - 1) & ~(((1 << (xe - xs)) - 1) << (xs - x0))
 
 
-def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int) -> list[int]:
+def class_keys(h: int, wd: int, cout: int, kh: int, kw: int, s: int, p: int, npos: int,
+               tail_vc: bool = True) -> list[int]:
     """The border-class keys a bnn_conv_vc_bits call meets, in the order it meets them (bits 0..15:
-    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad)."""
+    padded extended columns, 16..30: padded kernel rows, 31: the tail group; square stride / pad).
+    tail_vc False: the tail channels run from their rows (bnn_conv_vc_t.tail_rows), no tail keys.
+    The same set as the C's bnn_conv_vc_class_keys (tests/test_vcols_conv.py checks it)."""
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
-    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 else [])
+    runs = ([(0, 1, kw)] if cout // 32 else []) + ([(1, npos, kwe(kw, s, npos))] if cout % 32 and tail_vc else [])
     keys: list[int] = []
     for oy in range(oh):
         y0 = oy * s - p
@@ -202,18 +209,23 @@ def class_entry(w: np.ndarray, thr: np.ndarray, key: int, s: int, npos: int, m1:
     return ent
 
 
-def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool) -> np.ndarray:
+def class_table(w: np.ndarray, thr: np.ndarray, h: int, wd: int, s: int, p: int, npos: int, m1: bool,
+                tail_vc: bool = True) -> np.ndarray:
     """uint32 [nclass, 1 + GROUPS 4 nt]: every class entry the layer's calls meet, precomputed for
     flash (bnn_conv_vc_t.classes), so a call does not rebuild them (~6,250 Cortex-M4 instructions
-    per class and group: 4x4x256 pad 1 spent 35% of its instructions there)."""
+    per class and group: 4x4x256 pad 1 spent 35% of its instructions there).  Complete by
+    construction (bnn_conv_vc_t.table_complete = 1: no class cache in the work memory, no ctap).
+    tail_vc False (the tail on rows): no tail entries."""
     o, kh, kw, _ = w.shape
-    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos)]
-    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), -1)
+    ents = [class_entry(w, thr, k, s, npos, m1) for k in class_keys(h, wd, o, kh, kw, s, p, npos, tail_vc)]
+    width = 1 + groups(o, npos) * 4 * nt(kh, kw, w.shape[3], s, npos)
+    return np.array(ents, dtype=np.uint64).astype(np.uint32).reshape(len(ents), width)
 
 
 def class_table_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
     npos = layer_npos(cin, cout, kw, s, kh)
-    return len(class_keys(h, wd, cout, kh, kw, s, p, npos)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
+    tail_vc = not tail_on_rows(cin, cout, kh, kw, s)
+    return len(class_keys(h, wd, cout, kh, kw, s, p, npos, tail_vc)) * (1 + groups(cout, npos) * 4 * nt(kh, kw, cin, s, npos))
 
 
 def use_class_table(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> bool:
@@ -288,19 +300,60 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     return float(np.dot(ROWS_COEFFS, rows_features(h, wd, cin, cout, kh, kw, s, p, m1)))
 
 
-def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> bool:
+# emit-c --optimize: "speed" (default) picks the column-sliced conv where the count model says it is
+# faster; "size" keeps every conv on the row kernel: no column copy of the weights, no class table,
+# no bnn_conv_vc.c code (about 6 KB on Cortex-M4) and no work buffer.  Flash is smaller with
+# "size" when the image links the row conv kernel anyway; when the column-sliced kernel replaces
+# every bits conv (the digits CNN: 21,552 B speed, 21,572 B size) the two are within a few bytes
+# and "size" saves the work buffer (RAM 1,000 B against 3,692 B) at 23% more instructions.
+OPTIMIZE = ("speed", "size")
+
+
+def check_optimize(value: str) -> str:
+    """``value`` if it is one of OPTIMIZE, else a Bnn2hwError naming the valid values."""
+    if value not in OPTIMIZE:
+        from ..errors import Bnn2hwError
+
+        raise Bnn2hwError(f"unknown --optimize {value!r}; valid: {', '.join(OPTIMIZE)} (default speed)")
+    return value
+
+
+def vc_flash_bytes(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
+    """Flash of a layer's column-sliced data as emitters._emit_conv_vc_data writes it: the columns
+    and their zero word, the complete class table (or, without one, the int16 per-tap counts),
+    the tail channels' rows when they run on the row kernel; not the thresholds (both formats
+    share them) nor the kernel's code."""
+    npos = layer_npos(cin, cout, kw, s, kh)
+    on_rows = tail_on_rows(cin, cout, kh, kw, s)
+    cols = (cout // 32) * kh * kw * cin + (kh * kwe(kw, s, npos) * cin if cout % 32 else 0) + 1
+    if use_class_table(h, wd, cin, cout, kh, kw, s, p):
+        extra = 4 * class_table_words(h, wd, cin, cout, kh, kw, s, p)
+    else:
+        extra = 2 * cout * kh * kw
+    rows = rows_flash_bytes(cin, cout % 32, kh, kw) if on_rows else 0
+    return 4 * cols + extra + rows
+
+
+def rows_flash_bytes(cin: int, cout: int, kh: int, kw: int) -> int:
+    """Flash of the row format's weights (codegen.pack_bits per tap: ceil(cin / 32) words)."""
+    return 4 * cout * kh * kw * -(-cin // 32)
+
+
+def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool,
+           optimize: str = "speed") -> bool:
     """The code generator's choice for a binary conv + threshold on bits (on the cores where
     BNN_CONV_VCOLS is on): the column-sliced kernel when the layer meets its preconditions and
-    its estimate is below the row kernel's by 20%.  Why the margin: the models' errors (column-
-    sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c about
-    10.5 KB on Cortex-M4, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
+    its estimate is below the row kernel's by 20%; never with optimize "size" (emit-c --optimize).  Why the margin: the models' errors (column-
+    sliced up to 19%, rows up to 29%) and the column-sliced kernel's code (bnn_conv_vc.c 6 KB on
+    Cortex-M4 for full groups with complete tables, up to 10.5 KB with column-sliced tails and
+    per-call class builds, plus bnn_vcols.c's count), paid once per image.  resnet8 at -1 padding
     (benchmarks/bench_resnet8_c.py) has one candidate, its 32 -> 64 stride-2 conv on 16x16
     (estimates 254 K against the rows' 300 K): on the column-sliced kernel the net took 1.4% fewer
     instructions (4,724,969 against 4,790,787) and 19.9 KB more flash (68,396 B, past issue 9's
     64 KiB), so it stays on the rows.  The margin keeps every issue-11 shape where the
     column-sliced kernel measured >= 25% fewer instructions (9x9x33 s2: 72,481 against 134,396)."""
     npos = layer_npos(cin, cout, kw, s, kh)
-    if not supported(kh, kw, cin, cout, s, npos):
+    if check_optimize(optimize) == "size" or not supported(kh, kw, cin, cout, s, npos):
         return False
     return vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
 

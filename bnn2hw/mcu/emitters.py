@@ -99,6 +99,9 @@ class EmitState:
     statics: list = field(default_factory=list)  # static buffers outside the arena (packed input)
     static_bytes: int = 0
     vidx_words: int = 0  # index scratch of bnn_dense_vbits (the largest column-sliced layer's), outside the arena
+    cvwork_words: int = 0  # work memory of bnn_conv_vc_bits (the largest column-sliced conv's), outside the arena
+    optimize: str = "speed"  # emit-c --optimize (conv_vcols.OPTIMIZE): "size" keeps every conv on the rows
+    conv_choices: list = field(default_factory=list)  # per binary conv on bits: the kernel picked and why (report)
     helpers: set = field(default_factory=set)  # static helper functions model.c needs
     tensors: dict = field(default_factory=dict)  # IR tensor name -> CTensor
     steps: list = field(default_factory=list)  # IR ops that run a kernel (report)
@@ -381,7 +384,8 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
     per-tap +1 counts, the layer struct; thresholds shared with the row format), opening
     ``#if BNN_CONV_VCOLS``; the row-format weights follow in the ``#else`` branch (_emit_conv2d
     closes it).  Flash is counted once, for the row format (the same weight bits; the per-tap
-    counts add 2 B per channel and tap)."""
+    counts add 2 B per channel and tap when the layer has no class table).  Returns whether the
+    class table is complete (the work memory then has no class cache)."""
     o, kh, kw, c = w.shape
     npos = conv_vcols.layer_npos(c, o, kw, s, kh)
     tname = ident(nxt.name)
@@ -389,18 +393,21 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
     st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights by columns, "
                    f"32 lanes per word ({o // 32} full groups, then {o % 32} channels x {npos} positions) */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_wc", conv_vcols.pack_columns(w, s, npos)))
-    st.data.append(c_array("int16_t", f"{lid}_ct", conv_vcols.tap_counts(w).ravel()))
     h, wd = st.shape[0], st.shape[1]
     p = layer.attrs["pad"]
-    if conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p):
-        # the border classes' compare planes, precomputed (the kernel would rebuild them per call)
-        tab = conv_vcols.class_table(w, _clamp_i32(thr), h, wd, s, p, npos, bool(pad_minus1))
+    on_rows = conv_vcols.tail_on_rows(c, o, kh, kw, s)
+    complete = conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p)
+    if complete:
+        # every border class's compare planes, precomputed (table_complete: the kernel builds none,
+        # so it needs neither the per-tap counts nor a class cache)
+        tab = conv_vcols.class_table(w, _clamp_i32(thr), h, wd, s, p, npos, bool(pad_minus1), not on_rows)
         st.data.append(f"/* {layer.name}: the {tab.shape[0]} border classes' start-value planes (bnn_conv_vc.h) */\n")
         st.data.append(c_array("bnn_word_t", f"{lid}_cls", tab.ravel()))
-        cls = f"{tab.shape[0]}u, {lid}_cls"
+        cls = f"NULL, {tab.shape[0]}u, {lid}_cls"
     else:
-        cls = "0u, NULL"
-    if conv_vcols.tail_on_rows(c, o, kh, kw, s):
+        st.data.append(c_array("int16_t", f"{lid}_ct", conv_vcols.tap_counts(w).ravel()))
+        cls = f"{lid}_ct, 0u, NULL"
+    if on_rows:
         # the few tail channels on the row kernel (bnn_conv_vc_t.tail_rows), row format
         st.data.append(f"/* {layer.name}: channels {32 * (o // 32)}..{o - 1} in the row format (the row kernel "
                        "runs them) */\n")
@@ -409,8 +416,9 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
     else:
         cls += ", NULL"
     st.data.append(f"static const bnn_conv_vc_t {lid}_vc = {{{{{geom}}}, {pad_minus1}u, {npos}u, {lid}_wc, "
-                   f"{tname}_thr, {lid}_ct, {cls}}};\n")
+                   f"{tname}_thr, {cls}, {int(complete)}u}};\n")
     st.data.append("#else\n")
+    return complete
 
 
 def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geo: tuple,
@@ -440,6 +448,25 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
                    f"{cpad}u, {wr}, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
     prep = f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
     return ["#if BNN_MVE", prep, "#else", call, "#endif"]
+
+
+def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple) -> dict:
+    """report.json's record of a binary conv + threshold on bits: the kernel picked where
+    BNN_CONV_VCOLS is on (Cortex-M3/M4/M7/M33 with the multi popcount; the other cores always run
+    the rows), the count model's Cortex-M4 estimates of both, the layer's flash of each format
+    (weights and tables, not the kernels' code, which is paid once per image) and the column-sliced
+    kernel's work memory (a static buffer under BNN_CONV_VCOLS, the largest layer's)."""
+    h, wd, c, o, kh, kw, s, p, _ = geo  # the last: -1 padding (the estimates take it from geo)
+    npos = conv_vcols.layer_npos(c, o, kw, s, kh)
+    ok = conv_vcols.supported(kh, kw, c, o, s, npos)
+    complete = conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p)
+    return {"layer": name, "kernel": "column-sliced" if vc else "rows", "optimize": optimize,
+            "column_sliced_supported": ok,
+            "estimated_instructions_m4": {"column_sliced": round(conv_vcols.vc_estimate(*geo)) if ok else None,
+                                          "rows": round(conv_vcols.rows_estimate(*geo))},
+            "flash_bytes": {"column_sliced": conv_vcols.vc_flash_bytes(h, wd, c, o, kh, kw, s, p) if ok else None,
+                            "rows": conv_vcols.rows_flash_bytes(c, o, kh, kw)},
+            "column_sliced_work_bytes": 4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos, complete) if ok else None}
 
 
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
@@ -491,11 +518,13 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     # binary conv + threshold on bits: the column-sliced kernel (bnn_conv_vc_bits) where its count
     # model wins; both stored formats are emitted and BNN_CONV_VCOLS (bnn_conv_vc.h, per core) picks one
     vc = (nxt.op == "threshold" and st.kind == "bits"
-          and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1)))
+          and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1), optimize=st.optimize))
+    if nxt.op == "threshold" and st.kind == "bits":
+        st.conv_choices.append(_conv_choice(layer.name, vc, st.optimize, (h, wd, c, o, kh, kw, s, p, bool(pad_minus1))))
     if vc:  # the thresholds first: both formats read them
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
         st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
-        _emit_conv_vc_data(st, layer, nxt, w, thr, lid, geom, pad_minus1, s)
+        complete = _emit_conv_vc_data(st, layer, nxt, w, thr, lid, geom, pad_minus1, s)
     st.data.append(f"/* {layer.name} <- {layer.source}: {o} x {kh}x{kw}x{c} binary weights, "
                    "channels packed per tap */\n")
     st.data.append(c_array("bnn_word_t", f"{lid}_w", pack_bits(w)))
@@ -514,10 +543,12 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
         st.body.append(f"{cmt} + {nxt.name}: conv {kh}x{kw}/{s} {pad_txt}, {c} -> {o} channels, to bits */")
         if vc:
             npos = conv_vcols.layer_npos(c, o, kw, s, kh)
-            work = st.temp(4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos))
+            # the work memory: one static buffer under #if BNN_CONV_VCOLS (codegen.emit), the
+            # largest layer's, not an arena temp, so cores on the row kernels reserve none
+            st.cvwork_words = max(st.cvwork_words, conv_vcols.work_words(wd, c, o, kh, kw, s, npos, complete))
             fn = "bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits"
             st.body += ["#if BNN_CONV_VCOLS",
-                        f"    bnn_conv_vc_bits(&{lid}_vc, (const bnn_word_t *){st.cur}, (uint32_t *){work}, "
+                        f"    bnn_conv_vc_bits(&{lid}_vc, (const bnn_word_t *){st.cur}, bnn_cvwork, "
                         f"(bnn_word_t *){dst});",
                         "#else"] + _mve_prep_call(
                 st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,

@@ -45,13 +45,25 @@
  * (L->classes, generated) when it has one.
  *
  * Work memory (caller's, no malloc; bnn_conv_vc_work_words): a ring of kh input rows of
- * pixel lists (in_w (cin + 1) words a row), the padding pixel, the class keys and planes.
- * Stack (Cortex-M4, -O2, -fstack-usage): bnn_conv_vc_bits 1,224 B, + vc_row_tail 1,224 B (the
- * tail group's rows), + class_entry 32 B + class_planes 640 B + transpose32 20 B (classes built
- * per call), or + bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows,
- * ct cw > 2) adds bnn_conv_bits' stack (bnn_conv.h, about 6.4 KB) beside bnn_conv_vc_bits'.
- * Code: 10.5 KB (the step loop inlined twice, full groups and tails, each with its interior
- * steps spelled out for 3x3 kernels; tail_direct).
+ * pixel lists (in_w (cin + 1) words a row), the padding pixel, a step's list tails, and, unless
+ * the flash table is complete (L->table_complete), the class cache (BNN_CONV_VC_CLASSES + 1
+ * entries) and two int32 per output channel (the per-channel terms class_planes starts from).
+ * Table complete: the generator's claim that L->classes holds every class key a call meets
+ * (conv_vcols.class_keys, the same keys as bnn_conv_vc_class_keys here); each call checks it
+ * first (bnn_conv_vc_table_covers, O(out_h + out_w) plus a lookup per key) and, if it is false,
+ * runs bnn_conv_vc_bits_ref (exact, no work memory) instead of overrunning the smaller work
+ * buffer.  Then ctap may be NULL (only the class builds read it).
+ * Stack (Cortex-M4, -O2, -fstack-usage): bnn__conv_vc_bits 1,232 B (+ the table check 112 B
+ * before the steps), + bnn__conv_vc_row_tail 1,224 B (the tail group's rows), + class_entry 40 B
+ * + bnn__conv_vc_class_planes 640 B + transpose32 20 B (classes built per call), or +
+ * bnn_vc_count16 40 B: under 3.2 KB; a tail on the row kernel (tail_rows, ct cw > 2) runs
+ * bnn_conv_bits (bnn_conv.h, about 6.4 KB) before, not inside, bnn__conv_vc_bits.
+ * Code (Cortex-M4, -O2, --gc-sections): bnn__conv_vc_bits 4.8 KB (the full groups' step loop
+ * with its interior steps spelled out for 3x3 kernels, tail_direct) + the table check and the
+ * reference 1.2 KB + bnn_vcols.c's count 0.4 KB; + bnn__conv_vc_row_tail 3.4 KB only when a layer
+ * has a column-sliced tail, + the class builder 1.1 KB only when a layer has no complete table,
+ * + the row kernel's variant only when a tail runs on it (bnn_conv_vc_bits passes or calls these
+ * from the caller's constant L, so an image links only what its layers use).
  * Speed (Cortex-M4 instructions per binary MAC, benchmarks/bench_mcu_kernels.py --conv-only):
  * 0.09 - 0.21 at 32 .. 256 channels, 0.27 at 16x16x32 stride 2, 0.30 at 9x9x33 stride 2; 16
  * channels 0.37 (stride 1) / 0.65 (stride 2: the input's lists cost ~6 instructions per bit and
@@ -102,6 +114,11 @@ typedef struct {
      * few tail channels (cout 33: one) fill few lanes of a column-sliced word, so there the row
      * kernel is cheaper (the generator's choice: conv_vcols.tail_on_rows). */
     const bnn_word_t *tail_rows;
+    /* 1: classes holds every class key a call meets (checked per call, see Work memory above):
+     * the work memory has no class cache and the class builder is not linked from a call with
+     * constant L (generated code); 0 (default, also when the member is left out): a key missing
+     * from the table is built in the work memory's cache. */
+    uint32_t table_complete;
 } bnn_conv_vc_t;
 
 /* KWe of the tail group (>= kw, the full groups' window width) */
@@ -134,21 +151,73 @@ BNN_INLINE uint32_t bnn_conv_vc_nt(const bnn_conv_vc_t *L)
     return bnn_conv_vc_nq(L) + 1u;
 }
 /* Words of work memory for layer L: the ring of kh rows of pixel lists, the padding pixel, the
- * ring's row tags, BNN_CONV_VC_CLASSES + 1 class entries (key, then per group the four
- * threshold plane sets: S1 / S0 x N1 even / odd), a step's list tails (the < 16 last indices
- * of every window row, copied 4 at a time: + 4) and two int32 per output channel. */
+ * ring's row tags, a step's list tails (the < 16 last indices of every window row, copied 4 at
+ * a time: + 4); without a complete table also BNN_CONV_VC_CLASSES + 1 class entries (key, then
+ * per group the four threshold plane sets: S1 / S0 x N1 even / odd) and two int32 per output
+ * channel.  bnn2hw/mcu/conv_vcols.py work_words is the same sum. */
 BNN_INLINE uint32_t bnn_conv_vc_work_words(const bnn_conv_vc_t *L)
 {
-    return L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh +
-           (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) +
-           16u * L->p.kh + 4u + 2u * L->p.cout;
+    const uint32_t rows = L->p.kh * (L->p.in_w * L->p.cin + 2u * (L->p.in_w + 1u)) + L->p.kh + 16u * L->p.kh + 4u;
+    if (L->table_complete) {
+        return rows;
+    }
+    return rows + (BNN_CONV_VC_CLASSES + 1u) * (1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L)) + 2u * L->p.cout;
 }
 
-/* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits). */
+/* 1 when layer L meets the preconditions above, else 0 (the caller then runs bnn_conv_bits);
+ * without a complete table ctap must not be NULL. */
 int bnn_conv_vc_ok(const bnn_conv_vc_t *L);
 
-/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_vc_work_words(L) words. */
-void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out);
+/* The distinct class keys a bnn_conv_vc_bits call on L meets (bits 0..15: padded extended
+ * columns, 16..30: padded kernel rows, 31: the tail group; per group run, padded-row patterns x
+ * padded-column patterns), the first `cap` of them in keys (NULL: none); returns how many. */
+uint32_t bnn_conv_vc_class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap);
+/* 1 when every key bnn_conv_vc_class_keys lists is in L->classes. */
+int bnn_conv_vc_table_covers(const bnn_conv_vc_t *L);
+
+/* The kernel's parts that a layer may not need, passed by the inline bnn_conv_vc_bits below as
+ * constants when L is (generated code), so --gc-sections drops what no layer uses: the tail
+ * group's column-sliced rows (cout % 32 != 0, tail not on rows) and the class builder (no
+ * complete table).  Internal: call bnn_conv_vc_bits. */
+struct bnn__conv_vc_state;
+typedef void (*bnn__conv_vc_tail_fn)(struct bnn__conv_vc_state *s, uint32_t oy, const bnn_word_t *cols,
+                                     uint32_t zrel, uint32_t np, uint32_t cpl, uint32_t k0, bnn_word_t *out);
+typedef void (*bnn__conv_vc_build_fn)(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
+                                      bnn_word_t *planes);
+void bnn__conv_vc_row_tail(struct bnn__conv_vc_state *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel,
+                           uint32_t np, uint32_t cpl, uint32_t k0, bnn_word_t *out);
+void bnn__conv_vc_class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
+                               bnn_word_t *planes);
+void bnn__conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out,
+                       bnn__conv_vc_tail_fn tail, bnn__conv_vc_build_fn build);
+
+/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_vc_work_words(L) words.
+ * Inline so that the caller's constant L picks the parts linked: a tail on the row kernel
+ * (tail_rows, ct cw > 2) runs bnn_conv_bits / _m1 here, where its row-kernel variant is a
+ * constant too (bnn_conv.h), one word per position at the front of out, then spread to word Gf
+ * of each position, last position first (position n's word lands at n ow + Gf >= n: no word is
+ * overwritten before it is read); bnn__conv_vc_bits writes the other words. */
+BNN_INLINE void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+{
+    const uint32_t ct = L->p.cout % 32u, gf = BNN_CONV_VC_FULL(L);
+    if (ct != 0u && L->tail_rows != NULL && ct * BNN_WORDS(L->p.cin) > 2u) {
+        const uint32_t npx = L->p.out_h * L->p.out_w, ow = BNN_WORDS(L->p.cout);
+        bnn_conv_params_t tp = L->p;
+        tp.cout = ct;
+        if (L->pad_minus1) {
+            bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+        } else {
+            bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
+        }
+        if (gf != 0u) {
+            for (uint32_t n = npx; n-- > 0u;) {
+                out[n * ow + gf] = out[n];
+            }
+        }
+    }
+    bnn__conv_vc_bits(L, in, work, out, ct != 0u && L->tail_rows == NULL ? bnn__conv_vc_row_tail : 0,
+                      L->table_complete ? 0 : bnn__conv_vc_class_planes);
+}
 /* Reference: the accumulator of every lane from the columns bit by bit, no lists, no planes. */
 void bnn_conv_vc_bits_ref(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t *out);
 

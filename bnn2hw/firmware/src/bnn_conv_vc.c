@@ -15,7 +15,119 @@ int bnn_conv_vc_ok(const bnn_conv_vc_t *L)
     if (BNN_CONV_VC_KWE(L) > 16u || p->kh * BNN_CONV_VC_KWE(L) > BNN_CONV_VC_TAPS || p->kh * p->kw > 32u) {
         return 0;
     }
+    if (!L->table_complete && L->ctap == NULL) {
+        return 0; /* the class builds read ctap */
+    }
     return bnn_conv_vc_nt(L) <= BNN_VC_MAX_PLANES;
+}
+
+/* Padded kernel rows of output row oy (bit ky: input row oy stride_h - pad_h + ky outside the map). */
+static uint32_t vc_vkey(const bnn_conv_params_t *p, uint32_t oy)
+{
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    uint32_t k = 0;
+    for (uint32_t ky = 0; ky < p->kh; ++ky) {
+        const int32_t y = y0 + (int32_t)ky;
+        if (y < 0 || y >= (int32_t)p->in_h) {
+            k |= 1u << ky;
+        }
+    }
+    return k;
+}
+
+/* Padded extended columns of the step at ox (bits 0..kwe-1: window column x0 + k' outside the
+ * map): vc_row's hkey. */
+static uint32_t vc_hkey(const bnn_conv_params_t *p, uint32_t ox, uint32_t kwe)
+{
+    const int32_t x0 = (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w;
+    const uint32_t xs = x0 < 0 ? 0u : (uint32_t)x0;
+    const int32_t xe_ = x0 + (int32_t)kwe;
+    const uint32_t xe = xe_ > (int32_t)p->in_w ? p->in_w : (xe_ < (int32_t)xs ? xs : (uint32_t)xe_);
+    return ((1u << kwe) - 1u) & ~(((1u << (xe - xs)) - 1u) << (uint32_t)((int32_t)xs - x0));
+}
+
+static int in_table(const bnn_conv_vc_t *L, uint32_t key)
+{
+    const uint32_t pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * bnn_conv_vc_nt(L);
+    for (uint32_t c = 0; c < L->nclass; ++c) {
+        if (L->classes[c * pstride] == key) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The distinct keys of a call: per group run (the full groups, one position a step; the tail
+ * group when column-sliced, npos a step) every output row meets every step, so the keys are the
+ * product of the rows' and the steps' patterns.  As oy grows the padded rows above shrink and
+ * those below grow, so equal patterns are consecutive (the same for the columns): comparing with
+ * the previous one lists each once; the interior rows and steps (pattern 0) between the first and
+ * the last are skipped, so a call's check costs O(border) steps, not O(out_h + out_w).  missing
+ * (not NULL): counts the keys not in L->classes.
+ */
+static uint32_t class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap, uint32_t *missing)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t ct = p->cout % 32u;
+    uint32_t n = 0;
+    for (uint32_t tail = 0; tail < 2u; ++tail) {
+        if (tail ? (ct == 0u || L->tail_rows != NULL) : BNN_CONV_VC_FULL(L) == 0u) {
+            continue;
+        }
+        const uint32_t np = tail ? L->npos : 1u, kwe = tail ? BNN_CONV_VC_KWE(L) : p->kw;
+        /* interior rows ya .. yb (window inside the map) and interior steps xa .. xb (multiples
+         * of np); yb, xb as signed: below the first when there are none */
+        const uint32_t ya = (p->pad_h + p->stride_h - 1u) / p->stride_h;
+        const int32_t yb = ((int32_t)(p->in_h + p->pad_h) - (int32_t)p->kh) < 0 ? -1 :
+                           ((int32_t)(p->in_h + p->pad_h) - (int32_t)p->kh) / (int32_t)p->stride_h;
+        const uint32_t xa = ((p->pad_w + p->stride_w - 1u) / p->stride_w + np - 1u) / np * np;
+        const int32_t xr = (int32_t)(p->in_w + p->pad_w) - (int32_t)kwe;
+        const int32_t xb = xr < 0 ? -1 : xr / (int32_t)p->stride_w / (int32_t)np * (int32_t)np;
+        uint32_t vprev = 0;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            if (oy > ya && (int32_t)oy < yb) {
+                oy = (uint32_t)yb; /* rows ya + 1 .. yb - 1: pattern 0, as ya's */
+            }
+            const uint32_t vk = vc_vkey(p, oy);
+            if (oy != 0u && vk == vprev) {
+                continue;
+            }
+            vprev = vk;
+            uint32_t hprev = 0;
+            for (uint32_t ox = 0; ox < p->out_w; ox += np) {
+                if (ox > xa && (int32_t)ox < xb) {
+                    ox = (uint32_t)xb; /* steps between xa and xb: pattern 0, as xa's */
+                }
+                const uint32_t hk = vc_hkey(p, ox, kwe);
+                if (ox != 0u && hk == hprev) {
+                    continue;
+                }
+                hprev = hk;
+                const uint32_t key = (tail << 31) | (vk << 16) | hk;
+                if (keys != NULL && n < cap) {
+                    keys[n] = key;
+                }
+                if (missing != NULL && !in_table(L, key)) {
+                    ++*missing;
+                }
+                ++n;
+            }
+        }
+    }
+    return n;
+}
+
+uint32_t bnn_conv_vc_class_keys(const bnn_conv_vc_t *L, uint32_t *keys, uint32_t cap)
+{
+    return class_keys(L, keys, cap, NULL);
+}
+
+int bnn_conv_vc_table_covers(const bnn_conv_vc_t *L)
+{
+    uint32_t missing = 0;
+    class_keys(L, NULL, 0u, &missing);
+    return missing == 0u;
 }
 
 /* Weight bit of channel o at tap (ky, kx), input channel c, read from the columns (its lane at
@@ -96,8 +208,8 @@ static void transpose32(uint32_t *a)
  * int32 throughout: thr is clamped to [-(K + 1), K + 1] first (|acc| <= K, so the compare does
  * not change) and nt <= BNN_VC_MAX_PLANES bounds K below 2^23.
  */
-static void class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
-                         bnn_word_t *planes)
+void bnn__conv_vc_class_planes(const bnn_conv_vc_t *L, const int32_t *chan, uint32_t key, uint32_t nt,
+                               bnn_word_t *planes)
 {
     const bnn_conv_params_t *p = &L->p;
     const uint32_t kk = p->kh * p->kw, gf = BNN_CONV_VC_FULL(L), tail = key >> 31;
@@ -233,8 +345,9 @@ static void row_lists(const bnn_word_t *src, uint32_t in_w, uint32_t cin, uint32
 }
 
 /* The state of one call shared by its two step loops (full groups, tail group). */
-typedef struct {
+typedef struct bnn__conv_vc_state {
     const bnn_conv_vc_t *L;
+    bnn__conv_vc_build_fn build; /* NULL: the table is complete (checked), no cache */
     uint32_t *cache;
     uint32_t ncls, nq, nt, pstride, w;
     uint32_t last_key;        /* the class of the previous step (most steps repeat it) */
@@ -255,6 +368,9 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
             return L->classes + c * s->pstride;
         }
     }
+    if (s->build == NULL) {
+        return L->classes; /* unreachable: bnn__conv_vc_bits checked that the table covers the call */
+    }
     for (uint32_t c = 0; c < s->ncls; ++c) {
         if (s->cache[c * s->pstride] == key) {
             return s->cache + c * s->pstride;
@@ -262,8 +378,25 @@ static const uint32_t *class_entry(vc_state_t *s, uint32_t key)
     }
     uint32_t *ent = s->cache + (s->ncls < BNN_CONV_VC_CLASSES ? s->ncls++ : BNN_CONV_VC_CLASSES) * s->pstride;
     ent[0] = key;
-    class_planes(s->L, s->chan, key, s->nt, ent + 1);
+    s->build(s->L, s->chan, key, s->nt, ent + 1);
     return ent;
+}
+
+/*
+ * A run's last (< 16) list entries appended to cat with the column offset off added, four at a
+ * time: up to 3 entries past the run are copied too (reads stay in the row's ring slot: its
+ * prefix counts follow the list) and are overwritten by the next run's tail or the padding, or
+ * lie past the counted blocks (cat has 16 kh + 4 words).
+ */
+BNN_INLINE void copy_tail4(uint32_t *dst, const uint32_t *src, uint32_t n, uint32_t off)
+{
+    for (uint32_t k = 0; k < n; k += 4u, src += 4, dst += 4) {
+        const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
+        dst[0] = e0 + off;
+        dst[1] = e1 + off;
+        dst[2] = e2 + off;
+        dst[3] = e3 + off;
+    }
 }
 
 /*
@@ -337,15 +470,7 @@ BNN_INLINE void vc_row3(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint
                 bnn_vc_count16((const bnn_word_t *)((uintptr_t)cols + (uintptr_t)(intptr_t)soff * sizeof(bnn_word_t)),
                                idx, idx + whole, q);
             }
-            const uint32_t *src = idx + whole;
-            uint32_t *dst = cat + ncat;
-            for (uint32_t k = whole; k < mm; k += 4u, src += 4, dst += 4) {
-                const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
-                dst[0] = e0 + off;
-                dst[1] = e1 + off;
-                dst[2] = e2 + off;
-                dst[3] = e3 + off;
-            }
+            copy_tail4(cat + ncat, idx + whole, mm - whole, off);
             ncat += mm - whole;
         }
         if (ncat) {
@@ -488,20 +613,7 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
                     seg[ns].m = whole;
                     ++ns;
                 }
-                /* the tail four entries at a time: up to 3 entries past the run are copied too
-                 * (reads stay in the row's ring slot: its prefix counts follow the list) and are
-                 * overwritten by the next run's tail or the padding, or lie past the counted
-                 * blocks (cat has 16 kh + 4 words) */
-                const uint32_t *src = idx + whole;
-                uint32_t *dst = cat + ncat;
-                const uint32_t uoff = (uint32_t)off;
-                for (uint32_t k = whole; k < m; k += 4u, src += 4, dst += 4) {
-                    const uint32_t e0 = src[0], e1 = src[1], e2 = src[2], e3 = src[3];
-                    dst[0] = e0 + uoff;
-                    dst[1] = e1 + uoff;
-                    dst[2] = e2 + uoff;
-                    dst[3] = e3 + uoff;
-                }
+                copy_tail4(cat + ncat, idx + whole, m - whole, (uint32_t)off); /* the tail */
                 ncat += m - whole;
             }
         }
@@ -591,9 +703,10 @@ BNN_INLINE void vc_row(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint3
     }
 }
 
-/* The tail group's rows (vc_row with np positions of cpl lanes, not inlined: one copy). */
-static void __attribute__((noinline)) vc_row_tail(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel,
-                                                   uint32_t np, uint32_t cpl, uint32_t k0, bnn_word_t *out)
+/* The tail group's rows (vc_row with np positions of cpl lanes, not inlined: one copy, linked only
+ * when a layer has a column-sliced tail: bnn_conv_vc_bits passes it). */
+void bnn__conv_vc_row_tail(vc_state_t *s, uint32_t oy, const bnn_word_t *cols, uint32_t zrel, uint32_t np,
+                           uint32_t cpl, uint32_t k0, bnn_word_t *out)
 {
     vc_row(s, oy, cols, zrel, 1u, np, cpl, 1u, k0, out);
 }
@@ -665,7 +778,8 @@ static void tail_direct(const bnn_conv_vc_t *L, const bnn_word_t *in, bnn_word_t
     }
 }
 
-void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+void bnn__conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out,
+                       bnn__conv_vc_tail_fn tail_fn, bnn__conv_vc_build_fn build)
 {
     const bnn_conv_params_t *p = &L->p;
     const uint32_t cin = p->cin, cw = BNN_WORDS(cin), kh = p->kh, in_w = p->in_w;
@@ -673,8 +787,16 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     const uint32_t gf = BNN_CONV_VC_FULL(L), ct = p->cout % 32u;
     const uint32_t full = gf * kh * p->kw * cin;                           /* words of the full groups */
     const uint32_t zero = full + (ct ? kh * BNN_CONV_VC_KWE(L) * cin : 0u); /* the zero column */
+    if ((L->table_complete ? !bnn_conv_vc_table_covers(L) : (L->ctap == NULL || build == NULL)) ||
+        (ct != 0u && L->tail_rows == NULL && tail_fn == NULL)) {
+        /* a table claimed complete is not (the work memory has no cache), no ctap or builder to
+         * build classes with, or no tail step loop: the reference, which needs no work memory */
+        bnn_conv_vc_bits_ref(L, in, out);
+        return;
+    }
     vc_state_t s;
     s.L = L;
+    s.build = L->table_complete ? NULL : build;
     s.nq = bnn_conv_vc_nq(L);
     s.nt = bnn_conv_vc_nt(L);
     s.pstride = 1u + BNN_CONV_VC_GROUPS(L) * 4u * s.nt;
@@ -682,13 +804,16 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     s.ncls = 0;
     s.last_key = 0;
     s.last_ent = NULL;
-    /* work layout: ring of kh rows of row lists, row tags, class cache, cat, per channel A, C */
+    /* work layout (bnn_conv_vc_work_words): ring of kh rows of row lists, row tags, cat, then
+     * without a complete table the class cache and per channel A, C */
     uint32_t *ring = work;
     uint32_t *tag = ring + kh * rowsz;
-    s.cache = tag + kh;
-    s.cat = s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride;
-    s.chan = (int32_t *)(s.cat + 16u * kh + 4u);
-    {
+    s.cat = tag + kh;
+    s.cache = NULL;
+    s.chan = NULL;
+    if (s.build != NULL) {
+        s.cache = s.cat + 16u * kh + 4u;
+        s.chan = (int32_t *)(s.cache + (BNN_CONV_VC_CLASSES + 1u) * s.pstride);
         const uint32_t kk = kh * p->kw;
         const int32_t K = (int32_t)(kk * cin);
         for (uint32_t o = 0; o < p->cout; ++o) { /* thr clamped: |acc| <= K, the compare is unchanged */
@@ -705,24 +830,10 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
     }
     const int tail_vc = ct != 0u && L->tail_rows == NULL;
     if (ct != 0u && !tail_vc) {
-        /* the tail channels on the row kernel, one word per position at the front of out, then
-         * spread to word gf of each position, last position first (position n's word lands at
-         * n ow + gf >= n: no source word is overwritten before it is read); the full groups
-         * below write the other words */
-        const uint32_t npx = p->out_h * p->out_w, ow = BNN_WORDS(p->cout);
+        /* the tail channels from their rows: bnn_conv_vc_bits ran the row kernel (ct cw > 2) and
+         * spread its words; ct cw <= 2 is counted here, straight to word gf of each position */
         if (ct * cw <= 2u) {
             tail_direct(L, in, out);
-        } else {
-            bnn_conv_params_t tp = *p;
-            tp.cout = ct;
-            if (L->pad_minus1) {
-                bnn_conv_bits_m1(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
-            } else {
-                bnn_conv_bits(&tp, in, L->tail_rows, L->thr + 32u * gf, out);
-            }
-            for (uint32_t n = npx; n-- > 0u;) {
-                out[n * ow + gf] = out[n];
-            }
         }
         if (gf == 0u) {
             return;
@@ -751,8 +862,8 @@ void bnn_conv_vc_bits(const bnn_conv_vc_t *L, const bnn_word_t *in, uint32_t *wo
         if (gf) {
             vc_row(&s, oy, L->cols, zero, gf, 1u, 32u, 0u, 0u, out);
         }
-        if (tail_vc) {
-            vc_row_tail(&s, oy, L->cols + full, zero - full, L->npos, ct, gf, out);
+        if (tail_vc && tail_fn != NULL) { /* tail_fn: bnn__conv_vc_row_tail (bnn_conv_vc_bits) */
+            tail_fn(&s, oy, L->cols + full, zero - full, L->npos, ct, gf, out);
         }
     }
 }
