@@ -209,42 +209,66 @@ for _nq in (1, 2, 4, 9, 13, 24):
     ge_const_case(str(_nq), _nq, 32, 90 + _nq)
 
 
-def group_case(name: str, nv: int, nq: int, m: int, seed: int, cols_kind: str = "random") -> None:
-    """bnn_vc_group: start values V (nv planes) + the m listed columns, compared with constants c at
-    the ties (c == a lane's count, count + 1), both ends (0, 2^nq - 1, 2^nq, above) and random."""
+def group_case(name: str, nv: int, nq: int, m: int, seed: int, cols_kind: str = "random", ngroups: int = 1,
+               np_col: bool = False, flip: bool = False) -> None:
+    """bnn_vc_groups: per group, start values V (nv planes) + the npcol column (when np_col; it sets
+    lanes 0 .. 3 and lane 2 starts at 15 where it fits, so its carry ripples past plane 3 into memory)
+    + the m listed columns, compared with constants c at the ties (c == a lane's count, count + 1),
+    both ends (0, 2^nq - 1, 2^nq, above) and random; every group's word XORed with flip."""
     rng = np.random.default_rng(seed)
     ncols = 40
-    if cols_kind == "ones":
-        cols = np.full(ncols, 0xFFFFFFFF, np.int64)
-    elif cols_kind == "zeros":
-        cols = np.zeros(ncols, np.int64)
-    else:
-        cols = rng.integers(0, 2 ** 32, size=ncols, dtype=np.int64)
-    idx = rng.integers(0, ncols, size=m)
-    colbits = ((cols[idx][:, None] >> np.arange(32)) & 1).sum(axis=0)  # [32] listed count per lane
-    vmax = min(2 ** nv - 1, 2 ** nq - 1 - m)
-    v = rng.integers(0, vmax + 1, size=32)
-    v[0], v[1] = 0, vmax  # the ends of the start values
-    total = v + colbits
-    assert total.max() < 2 ** nq
-    cs = [int(total[0]), int(total[1]), int(total[2]) + 1, int(total[3]), 0, 1, 2 ** nq - 1, 2 ** nq,
+    npcol = ncols - 1 if np_col else 0  # 0: BNN_VC_NO_COL
+    cols_g, v_g, totals = [], [], []
+    idx = rng.integers(0, ncols - 1 if np_col else ncols, size=m)
+    for g in range(ngroups):
+        if cols_kind == "ones":
+            cols = np.full(ncols, 0xFFFFFFFF, np.int64)
+        elif cols_kind == "zeros":
+            cols = np.zeros(ncols, np.int64)
+        else:
+            cols = rng.integers(0, 2 ** 32, size=ncols, dtype=np.int64)
+        if np_col:
+            cols[-1] |= 0xF
+        colbits = ((cols[idx][:, None] >> np.arange(32)) & 1).sum(axis=0)  # [32] listed count per lane
+        npbits = (cols[-1] >> np.arange(32)) & 1 if np_col else np.zeros(32, np.int64)
+        vmax = min(2 ** nv - 1, 2 ** nq - 1 - m - int(np_col))
+        v = rng.integers(0, vmax + 1, size=32)
+        v[0], v[1] = 0, vmax  # the ends of the start values
+        if np_col and vmax >= 15:
+            v[2] = 15
+        cols_g.append(cols)
+        v_g.append(planes_of(v, nv))
+        totals.append(v + npbits + colbits)
+    tot = np.concatenate(totals)
+    assert tot.max() < 2 ** nq
+    t0 = totals[0]
+    cs = [int(t0[0]), int(t0[1]), int(t0[2]) + 1, int(t0[3]), 0, 1, 2 ** nq - 1, 2 ** nq,
           2 ** nq + 5, 2 ** 31, 2 ** 32 - 1] + [int(x) for x in rng.integers(0, 2 ** nq + 1, size=5)]
-    expect = [int(((total >= c).astype(np.int64) << np.arange(32)).sum()) for c in cs]
-    words = [[6, nv, nq, ncols], cols, planes_of(v, nv), [m], idx, [len(cs)], cs]
+    fw = 0xFFFFFFFF if flip else 0
+    expect = [[int(((t >= c).astype(np.int64) << np.arange(32)).sum()) ^ fw for t in totals] for c in cs]
+    words = [[6, nv, nq, ncols, ngroups, npcol, fw], np.concatenate(cols_g), np.concatenate(v_g), [m], idx,
+             [len(cs)], cs]
 
     def check(out, target):
-        assert np.array_equal(out[0::2], np.array(expect, np.uint32)), f"group ref {name}"
-        assert np.array_equal(out[1::2], out[0::2]), f"group fast {name} ({target})"
+        out = out.reshape(len(cs), 2, ngroups)
+        assert np.array_equal(out[:, 0], np.array(expect, np.uint32)), f"groups ref {name}"
+        assert np.array_equal(out[:, 1], out[:, 0]), f"groups fast {name} ({target})"
 
-    add(f"group-{name}", words, 2 * len(cs), check)
+    add(f"group-{name}", words, 2 * len(cs) * ngroups, check)
 
 
 for _i, (_nv, _nq, _m) in enumerate([(4, 2, 0), (4, 3, 0), (4, 4, 0), (4, 5, 16), (4, 7, 64), (5, 7, 32), (7, 7, 48),
                                      (4, 9, 256), (9, 9, 16), (12, 13, 512), (4, 24, 32), (24, 24, 1024),
                                      (20, 22, 96)]):
     group_case(f"{_nv}-{_nq}-{_m}-{_i}", _nv, _nq, _m, 300 + _i)
+    # the same with 3 groups, the npcol column and flip (nq = nv = 4 with m = 0 leaves room for it)
+    group_case(f"{_nv}-{_nq}-{_m}-{_i}-np3", _nv, _nq, _m, 400 + _i, ngroups=3, np_col=_nq >= 3, flip=_i % 2 == 1)
 group_case("ones", 4, 7, 64, 320, "ones")
 group_case("zeros", 6, 8, 48, 321, "zeros")
+group_case("ones-np-2", 4, 7, 64, 322, "ones", ngroups=2, np_col=True)  # every lane carries through q[4 ..]
+group_case("zeros-np-2-flip", 6, 8, 48, 323, "zeros", ngroups=2, np_col=True, flip=True)
+group_case("np-nz4", 4, 4, 0, 324, ngroups=2, np_col=True)  # nz = 4: no memory planes
+group_case("np-5", 5, 5, 16, 325, ngroups=5, np_col=True, flip=True)
 
 
 def dense_case(k: int, n_out: int, fill: str) -> None:

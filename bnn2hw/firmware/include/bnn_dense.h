@@ -148,8 +148,9 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *   wc[g (K + 3) + i] bit r = weight bit of output o at input i      (i < K)
  *   wc[g (K + 3) + K]       = 0: the zero column the index list is padded with (to 16 entries)
  *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
- *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
- *                             V of the U0 set
+ *   tv[g nv + j]            = plane j of V of the T1 set (unsigned, nv planes)
+ *   tv[(G + g) nv + j]      = plane j of V of the U0 set (G groups: all T1 sets first, so one set's
+ *                             groups follow each other at a stride of nv words)
  * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); nv: start-value planes, 4 <= nv <= max(nq, 4)
  * (bnn_vc_group's contract); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
@@ -163,12 +164,17 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  * (bnn_vc_select) + ~60 here (index padding, the group loop's ~15 per group).
  */
 typedef struct {
-    uint32_t n_in;  /* K */
-    uint32_t n_out; /* outputs */
-    uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
-    uint32_t nv;    /* start-value planes per set, 4 .. max(nq, 4) */
-    uint32_t off;   /* offset of the start values */
+    uint32_t n_in;        /* K */
+    uint32_t n_out;       /* outputs */
+    uint32_t nq;          /* count planes, 1 .. BNN_VC_MAX_PLANES */
+    uint32_t nv;          /* start-value planes per set, 4 .. max(nq, 4) */
+    uint32_t off;         /* offset of the start values */
+    bnn_vc_shape_t shape; /* derived: BNN_DENSE_VPARAMS fills it */
 } bnn_dense_vparams_t;
+
+/* The initializer of a bnn_dense_vparams_t (a constant expression for constant arguments). */
+#define BNN_DENSE_VPARAMS(k, n_out, nq, nv, off)                                                             \
+    {(k), (n_out), (nq), (nv), (off), BNN_VC_SHAPE((nq), (nv), ((n_out) + 31u) / 32u, (k) + 3u)}
 
 #define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
 

@@ -76,16 +76,20 @@ bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c)
     return out;
 }
 
-bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+void bnn_vc_groups_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v, bnn_word_t *out)
 {
-    const uint32_t nz = job->nq > job->nv ? job->nq : job->nv;
-    bnn_word_t q[BNN_VC_MAX_PLANES];
-    for (uint32_t j = 0; j < nz; ++j) {
-        q[j] = j < job->nv ? v[j] : 0u;
+    const uint32_t nz = job->shape.nz, nv = job->shape.ncopy + 4u;
+    for (uint32_t g = 0; g < job->shape.ngroups; ++g) {
+        const bnn_word_t *bg = base + g * (job->shape.cbytes / 4u), *vg = v + g * nv;
+        bnn_word_t q[BNN_VC_MAX_PLANES];
+        for (uint32_t j = 0; j < nz; ++j) {
+            q[j] = j < nv ? vg[j] : 0u;
+        }
+        const bnn_vc_seg_t seg[2] = {{bg, &job->npcol, job->npcol != BNN_VC_NO_COL ? 1u : 0u},
+                                     {bg, job->idx, (uint32_t)(job->end - job->idx)}};
+        bnn_vc_count_ref(seg, 2u, q, nz);
+        out[g] = bnn_vc_ge_const_ref(q, nz, job->c) ^ ~job->nflip;
     }
-    const bnn_vc_seg_t seg = {base, job->idx, (uint32_t)(job->end - job->idx)};
-    bnn_vc_count_ref(&seg, 1u, q, nz);
-    return bnn_vc_ge_const_ref(q, nz, job->c);
 }
 
 /* ---------------------------------------------------------------- fast variants */
@@ -241,29 +245,43 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
 }
 
 /*
- * bnn_vc_group (bnn_vcols.h) in one call.  Frame: [sp] = job, q[j] at sp + 4 + 4 j (the planes 4 ..
- * nz - 1 live there; 0 .. 3 in r4-r7 as in bnn_vc_count16).  Start: LDM of V's planes 0 .. 3 (nv >= 4),
- * V's planes 4 .. nv - 1 copied, planes nv .. nz - 1 zeroed.  Compare (borrow of Q - c, plane 0 up):
- * c's bit j shifted into the carry flag, then borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear):
- * 4 instructions per register plane, 7 per plane in memory.
+ * bnn_vc_groups (bnn_vcols.h) in one call for all groups.  Frame: [sp] = job, [sp + 4] = the next
+ * group's start values, [sp + 8] = out, [sp + 12] = out + ngroups, q[j] at sp + 16 + 4 (j - 4) (the
+ * planes 4 .. nz - 1 live there; 0 .. 3 in r4-r7 as in bnn_vc_count16); r0 = the group's columns,
+ * r1 = job, r2 = its start values at the group's start (the groups' start values follow each other,
+ * so r2 after the copy is the next group's).  Per group: LDM of V's planes 0 .. 3 (nv >= 4), V's
+ * planes 4 .. nv - 1 copied, planes nv .. nz - 1 zeroed, the npcol column rippled in (planes 0 .. 3
+ * in registers, the carry out of plane 3 through memory), the blocks of bnn_vc_count16, then the
+ * compare (borrow of Q - c, plane 0 up): c's bit j shifted into the carry flag, then
+ * borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear): 4 instructions per register plane, 7 per
+ * plane in memory; the output word is borrow ^ ~flip.
  */
 /* the assembly below reads the job at these offsets (32-bit pointers) */
-typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, c) == 16u && offsetof(bnn_vc_group_job_t, nz) == 20u &&
-                                 offsetof(bnn_vc_group_job_t, ncopy) == 24u && offsetof(bnn_vc_group_job_t, nzero) == 28u)
+typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, c) == 8u && offsetof(bnn_vc_group_job_t, shape.nz) == 12u &&
+                                 offsetof(bnn_vc_group_job_t, shape.ncopy) == 16u &&
+                                 offsetof(bnn_vc_group_job_t, shape.nzero) == 20u &&
+                                 offsetof(bnn_vc_group_job_t, shape.ngroups) == 24u &&
+                                 offsetof(bnn_vc_group_job_t, shape.cbytes) == 28u &&
+                                 offsetof(bnn_vc_group_job_t, nflip) == 32u && offsetof(bnn_vc_group_job_t, npcol) == 36u)
                                     ? 1
                                     : -1];
 
-__attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribute__((unused)),
-                                               const bnn_vc_group_job_t *job __attribute__((unused)),
-                                               const bnn_word_t *v __attribute__((unused)))
+__attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((unused)),
+                                          const bnn_vc_group_job_t *job __attribute__((unused)),
+                                          const bnn_word_t *v __attribute__((unused)),
+                                          bnn_word_t *out __attribute__((unused)))
 {
     __asm__ volatile(".syntax unified\n\t"
                      "push {r4-r11, lr}\n\t"
-                     "sub sp, sp, #100\n\t"             /* job + q[24] */
+                     "sub sp, sp, #96\n\t"              /* job, v, out, out end, q[4 .. 23] */
+                     "ldr r12, [r1, #24]\n\t"           /* ngroups */
                      "str r1, [sp]\n\t"
+                     "add r12, r3, r12, lsl #2\n\t"
+                     "strd r3, r12, [sp, #8]\n"
+                     "20:\n\t"                           /* one group: r0 columns, r1 job, r2 start values */
                      "ldm r2!, {r4-r7}\n\t"             /* V's planes 0 .. 3 */
-                     "ldrd r8, r9, [r1, #24]\n\t"       /* ncopy = nv - 4, nzero = nz - nv */
-                     "add r12, sp, #20\n\t"             /* &q[4] */
+                     "ldrd r8, r9, [r1, #16]\n\t"       /* ncopy = nv - 4, nzero = nz - nv */
+                     "add r12, sp, #16\n\t"             /* &q[4] */
                      "cmp r8, #0\n\t"
                      "beq 6f\n"
                      "5:\n\t"
@@ -280,17 +298,38 @@ __attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribut
                      "subs r9, r9, #1\n\t"
                      "bne 7b\n"
                      "8:\n\t"
+                     "str r2, [sp, #4]\n\t"             /* the next group's start values */
+                     "ldr r3, [r1, #36]\n\t"            /* npcol */
+                     "cbz r3, 13f\n\t"                  /* BNN_VC_NO_COL */
+                     "ldr r3, [r0, r3, lsl #2]\n\t"     /* the column, rippled into planes 0 .. 3 */
+                     "and r9, r4, r3\n\t"
+                     "eor r4, r4, r3\n\t"
+                     "and r3, r5, r9\n\t"
+                     "eor r5, r5, r9\n\t"
+                     "and r9, r6, r3\n\t"
+                     "eor r6, r6, r3\n\t"
+                     "ands r3, r7, r9\n\t"
+                     "eor r7, r7, r9\n\t"
+                     "beq 13f\n\t"
+                     "add r12, sp, #16\n"               /* and on into q[4 ..] */
+                     "12:\n\t"
+                     "ldr r8, [r12]\n\t"
+                     "eor r9, r8, r3\n\t"
+                     "ands r3, r3, r8\n\t"
+                     "str r9, [r12], #4\n\t"
+                     "bne 12b\n"
+                     "13:\n\t"
                      "ldrd r1, r2, [r1]\n\t"           /* idx, end */
                      "cmp r1, r2\n\t"
                      "beq 3f\n"
                      "1:\n\t"
-                     VC_BLOCK16("add r12, sp, #20")
+                     VC_BLOCK16("add r12, sp, #16")
                      "cmp r1, r2\n\t"
                      "bne 1b\n"
                      "3:\n\t"
                      /* compare with c over nz planes */
                      "ldr lr, [sp]\n\t"
-                     "ldrd r2, r1, [lr, #16]\n\t"       /* c, nz */
+                     "ldrd r2, r1, [lr, #8]\n\t"        /* c, nz */
                      "lsrs r3, r2, r1\n\t"
                      "bne 9f\n\t"                       /* c >= 2^nz: above every count */
                      "lsrs r2, r2, #1\n\t"
@@ -311,23 +350,29 @@ __attribute__((naked)) bnn_word_t bnn_vc_group(const bnn_word_t *base __attribut
                      "biccc r3, r3, r7\n\t"
                      "subs r1, r1, #4\n\t"
                      "beq 11f\n\t"
-                     "add r12, sp, #20\n"
+                     "add r12, sp, #16\n"
                      "10:\n\t"
-                     "ldr r0, [r12], #4\n\t"
+                     "ldr r8, [r12], #4\n\t"
                      "lsrs r2, r2, #1\n\t"
                      "ite cs\n\t"
-                     "orncs r3, r3, r0\n\t"
-                     "biccc r3, r3, r0\n\t"
+                     "orncs r3, r3, r8\n\t"
+                     "biccc r3, r3, r8\n\t"
                      "subs r1, r1, #1\n\t"
                      "bne 10b\n"
-                     "11:\n\t"
-                     "mvn r0, r3\n\t"
-                     "add sp, sp, #100\n\t"
+                     "11:\n\t"                           /* r3 = borrow: out = ~borrow ^ flip */
+                     "ldrd r8, r9, [lr, #28]\n\t"       /* 4 cstride, ~flip */
+                     "eor r3, r3, r9\n\t"
+                     "add r0, r0, r8\n\t"
+                     "ldm sp, {r1, r2, r10, r11}\n\t"  /* job, v, out, out end */
+                     "str r3, [r10], #4\n\t"
+                     "str r10, [sp, #8]\n\t"
+                     "cmp r10, r11\n\t"
+                     "bne 20b\n\t"
+                     "add sp, sp, #96\n\t"
                      "pop {r4-r11, pc}\n"
                      "9:\n\t"
-                     "movs r0, #0\n\t"
-                     "add sp, sp, #100\n\t"
-                     "pop {r4-r11, pc}\n\t");
+                     "mvn r3, #0\n\t"                   /* every lane borrows: 0 before the flip */
+                     "b 11b\n\t");
 }
 #undef VC_BLOCK16
 #undef VC_QUAD
@@ -371,9 +416,9 @@ void(bnn_vc_count16)(const bnn_word_t *base, const uint32_t *idx, const uint32_t
     q[3] = eights;
 }
 
-bnn_word_t(bnn_vc_group)(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+void(bnn_vc_groups)(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v, bnn_word_t *out)
 {
-    return bnn__vc_group_c(base, job, v);
+    bnn__vc_groups_c(base, job, v, out);
 }
 #endif
 
