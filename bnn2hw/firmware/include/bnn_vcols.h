@@ -41,11 +41,13 @@ typedef struct {
 
 /*
  * The index list of the smaller of S1 and S0 of x (K = k bits, padding bits of x ignored):
- * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx (room for
- * k / 2 entries is always enough) and n1 to *n1; returns m = the number of indices.  The caller
- * tells which set it got by the same rule (S1 iff *n1 <= k - *n1).
- * Fast variant on ARMv7-M / ARMv8-M mainline: RBIT once per word, then CLZ, store, clear the
- * bit: 6 instructions per index.
+ * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx and n1 to
+ * *n1; returns m = the number of indices.  The caller tells which set it got by the same rule (S1
+ * iff *n1 <= k - *n1).  idx needs room for k / 2 + 1 entries: the fast variant may write idx[m]
+ * (a scratch value past the list).
+ * Fast variant on ARMv7-M / ARMv8-M mainline: the count n1 by SWAR (with USADA8 summing the byte
+ * counts where the DSP extension has it), RBIT once per word, then two indices per round of CLZ,
+ * clear the bit, add the word's base, one STRD for both: 5 instructions per index + ~3 per word.
  */
 uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
 uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
