@@ -283,7 +283,8 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
  * planes 4 .. nz - 1 live there; 0 .. 3 in r4-r7 as in bnn_vc_count16); r0 = the group's columns,
  * r1 = job, r2 = its start values at the group's start (the groups' start values follow each other,
  * so r2 after the copy is the next group's).  Per group: LDM of V's planes 0 .. 3 (nv >= 4), V's
- * planes 4 .. nv - 1 copied, planes nv .. nz - 1 zeroed, the npcol column rippled in (planes 0 .. 3
+ * planes 4 .. nv - 1 copied (the planes q[4 .. nz - 1] are zeroed once per call and then by each
+ * group's compare as it reads them, so nv .. nz - 1 start at 0), the npcol column rippled in (planes 0 .. 3
  * in registers, the carry out of plane 3 through memory), the blocks of bnn_vc_count16, then the
  * compare (borrow of Q - c, plane 0 up): c's bit j shifted into the carry flag, then
  * borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear): 4 instructions per register plane, 7 per
@@ -310,26 +311,26 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "ldr r12, [r1, #24]\n\t"           /* ngroups */
                      "str r1, [sp]\n\t"
                      "add r12, r3, r12, lsl #2\n\t"
-                     "strd r3, r12, [sp, #8]\n"
+                     "strd r3, r12, [sp, #8]\n\t"
+                     "ldr r3, [r1, #12]\n\t"            /* nz: zero q[4 .. nz - 1] once (the compare */
+                     "add r12, sp, #16\n\t"             /* zeroes them after each group) */
+                     "movs r10, #0\n\t"
+                     "subs r3, r3, #4\n\t"
+                     "beq 20f\n"
+                     "7:\n\t"
+                     "str r10, [r12], #4\n\t"
+                     "subs r3, r3, #1\n\t"
+                     "bne 7b\n"
                      "20:\n\t"                           /* one group: r0 columns, r1 job, r2 start values */
                      "ldm r2!, {r4-r7}\n\t"             /* V's planes 0 .. 3 */
-                     "ldrd r8, r9, [r1, #16]\n\t"       /* ncopy = nv - 4, nzero = nz - nv */
+                     "ldr r3, [r1, #16]\n\t"            /* ncopy = nv - 4 (planes nv .. nz - 1 are 0) */
                      "add r12, sp, #16\n\t"             /* &q[4] */
-                     "cmp r8, #0\n\t"
-                     "beq 6f\n"
+                     "cbz r3, 8f\n"
                      "5:\n\t"
                      "ldr r10, [r2], #4\n\t"
                      "str r10, [r12], #4\n\t"
-                     "subs r8, r8, #1\n\t"
+                     "subs r3, r3, #1\n\t"
                      "bne 5b\n"
-                     "6:\n\t"
-                     "cmp r9, #0\n\t"
-                     "beq 8f\n\t"
-                     "movs r10, #0\n"
-                     "7:\n\t"
-                     "str r10, [r12], #4\n\t"
-                     "subs r9, r9, #1\n\t"
-                     "bne 7b\n"
                      "8:\n\t"
                      "str r2, [sp, #4]\n\t"             /* the next group's start values */
                      "ldr r3, [r1, #36]\n\t"            /* npcol */
@@ -383,9 +384,11 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "biccc r3, r3, r7\n\t"
                      "subs r1, r1, #4\n\t"
                      "beq 11f\n\t"
-                     "add r12, sp, #16\n"
+                     "add r12, sp, #16\n\t"
+                     "movs r9, #0\n"
                      "10:\n\t"
-                     "ldr r8, [r12], #4\n\t"
+                     "ldr r8, [r12]\n\t"
+                     "str r9, [r12], #4\n\t"          /* q[j] = 0 for the next group */
                      "lsrs r2, r2, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r8\n\t"
@@ -403,9 +406,9 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "bne 20b\n\t"
                      "add sp, sp, #96\n\t"
                      "pop {r4-r11, pc}\n"
-                     "9:\n\t"
-                     "mvn r3, #0\n\t"                   /* every lane borrows: 0 before the flip */
-                     "b 11b\n\t");
+                     "9:\n\t"                            /* every lane borrows: 0 before the flip (c is */
+                     "mvn r3, #0\n\t"                   /* the call's: every group comes here, so q[4 ..] */
+                     "b 11b\n\t");                      /* need not be zeroed) */
 }
 #undef VC_BLOCK16
 #undef VC_QUAD
