@@ -91,10 +91,11 @@ void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t 
  * start value and npcol column included, below 2^nq; c any uint32; ngroups >= 1.  The per-layer
  * constants are precomputed (bnn_vc_shape_t, BNN_VC_SHAPE: a static const initializer in generated
  * code) so a call only sets idx, end, c, nflip, npcol.
- * Fast variant (Thumb-2): one assembly routine for all groups, the planes 1, 2, 4, 8 in registers
- * from the start values' LDM to the compare (no call per group, no store and reload of q): per group
- * about 4 instructions per start-value plane past 3 and 3 per zero plane, 4 per register plane and
- * 7 per memory plane of the compare, ~25 for the group loop.  Stack: 132 bytes.
+ * Fast variant (Thumb-2): one assembly routine for all groups, the planes 1, 2, 4, 8 and 16 in
+ * registers from the start values' LDM to the compare (no call per group, no store and reload of
+ * q; the plane 16 in a register halves the ripple into memory after each block of 16 columns): per
+ * group about 4 instructions per start-value plane past 4, 4 per register plane and 8 per memory
+ * plane of the compare, ~25 for the group loop.  Stack: 132 bytes.
  * Elsewhere: a loop over the portable bnn__vc_groups_c (start values copied, bnn_vc_count16,
  * bnn_vc_ge_const).
  */

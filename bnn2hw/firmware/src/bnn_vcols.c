@@ -277,23 +277,59 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
                      "pop {r4-r11, pc}\n\t");
 }
 
+/* VC_BLOCK16 with the plane 16 in r2: the sixteens word added into it, the thirty-twos carry
+ * rippled into q[5 ..] from sp + 20 (r3 the pointer; only run when some lane carries). */
+#define VC_BLOCK16_P4                                                                   \
+    VC_QUAD("lr")                                                                      \
+    VC_QUAD("r8")                                                                      \
+    "eor r12, lr, r8\n\t"                                                              \
+    "and lr, lr, r8\n\t"                                                               \
+    "and r8, r12, r6\n\t"                                                              \
+    "eor r6, r6, r12\n\t"                                                              \
+    "orr r3, lr, r8\n\t"                                                               \
+    VC_QUAD("lr")                                                                      \
+    VC_QUAD("r8")                                                                      \
+    "eor r12, lr, r8\n\t"                                                              \
+    "and lr, lr, r8\n\t"                                                               \
+    "and r8, r12, r6\n\t"                                                              \
+    "eor r6, r6, r12\n\t"                                                              \
+    "orr lr, lr, r8\n\t"                                                               \
+    /* sixteens (r3) from eights, eightsA, eightsB, then into the plane 16 (r2) */     \
+    "eor r12, r3, lr\n\t"                                                              \
+    "and r3, r3, lr\n\t"                                                               \
+    "and lr, r12, r7\n\t"                                                              \
+    "eor r7, r7, r12\n\t"                                                              \
+    "orr r3, r3, lr\n\t"                                                               \
+    "ands r12, r2, r3\n\t"                                                             \
+    "eor r2, r2, r3\n\t"                                                               \
+    "beq 2f\n\t"                                                                       \
+    "add r3, sp, #20\n"                                                                \
+    "4:\n\t"                                                                           \
+    "ldr r8, [r3]\n\t"                                                                 \
+    "eor r9, r8, r12\n\t"                                                              \
+    "ands r12, r12, r8\n\t"                                                            \
+    "str r9, [r3], #4\n\t"                                                             \
+    "bne 4b\n"                                                                         \
+    "2:\n\t"
+
 /*
- * bnn_vc_groups (bnn_vcols.h) in one call for all groups.  Frame: [sp] = job, [sp + 4] = the next
- * group's start values, [sp + 8] = out, [sp + 12] = out + ngroups, q[j] at sp + 16 + 4 (j - 4) (the
- * planes 4 .. nz - 1 live there; 0 .. 3 in r4-r7 as in bnn_vc_count16); r0 = the group's columns,
- * r1 = job, r2 = its start values at the group's start (the groups' start values follow each other,
- * so r2 after the copy is the next group's).  Per group: LDM of V's planes 0 .. 3 (nv >= 4), V's
- * planes 4 .. nv - 1 copied (the planes q[4 .. nz - 1] are zeroed once per call and then by each
- * group's compare as it reads them, so nv .. nz - 1 start at 0), the npcol column rippled in (planes 0 .. 3
- * in registers, the carry out of plane 3 through memory), the blocks of bnn_vc_count16, then the
+ * bnn_vc_groups (bnn_vcols.h) in one call for all groups.  Frame: [sp] = job, [sp + 4] = out,
+ * [sp + 8] = out + ngroups, [sp + 12] = the next group's start values, [sp + 16] = the list's end,
+ * q[j] at sp + 20 + 4 (j - 5) (the planes 5 .. nz - 1 live there; 0 .. 3 in r4-r7 as in
+ * bnn_vc_count16 and 4 in r2).  r0 = the group's columns, r1 = job, r10 = its start values at the
+ * group's start (the groups' start values follow each other, so r10 after the copy is the next
+ * group's).  Per group: LDM of V's planes 0 .. 3 (nv >= 4), plane 4 loaded, planes 5 .. nv - 1
+ * copied (q[5 .. nz - 1] are zeroed once per call and then by each group's compare as it reads
+ * them, so nv .. nz - 1 start at 0), the npcol column rippled in (planes 0 .. 4 in registers, the
+ * carry out of plane 4 through memory), the blocks of 16 columns (VC_BLOCK16_P4), then the
  * compare (borrow of Q - c, plane 0 up): c's bit j shifted into the carry flag, then
- * borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear): 4 instructions per register plane, 7 per
+ * borrow |= ~q[j] (bit set) or borrow &= ~q[j] (clear): 4 instructions per register plane, 8 per
  * plane in memory; the output word is borrow ^ ~flip.
  */
 /* the assembly below reads the job at these offsets (32-bit pointers) */
-typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, c) == 8u && offsetof(bnn_vc_group_job_t, shape.nz) == 12u &&
+typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, end) == 4u && offsetof(bnn_vc_group_job_t, c) == 8u &&
+                                 offsetof(bnn_vc_group_job_t, shape.nz) == 12u &&
                                  offsetof(bnn_vc_group_job_t, shape.ncopy) == 16u &&
-                                 offsetof(bnn_vc_group_job_t, shape.nzero) == 20u &&
                                  offsetof(bnn_vc_group_job_t, shape.ngroups) == 24u &&
                                  offsetof(bnn_vc_group_job_t, shape.cbytes) == 28u &&
                                  offsetof(bnn_vc_group_job_t, nflip) == 32u && offsetof(bnn_vc_group_job_t, npcol) == 36u)
@@ -307,89 +343,106 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
 {
     __asm__ volatile(".syntax unified\n\t"
                      "push {r4-r11, lr}\n\t"
-                     "sub sp, sp, #96\n\t"              /* job, v, out, out end, q[4 .. 23] */
+                     "sub sp, sp, #96\n\t"              /* job, out, out end, v, end, q[5 .. 23] */
                      "ldr r12, [r1, #24]\n\t"           /* ngroups */
                      "str r1, [sp]\n\t"
                      "add r12, r3, r12, lsl #2\n\t"
-                     "strd r3, r12, [sp, #8]\n\t"
-                     "ldr r3, [r1, #12]\n\t"            /* nz: zero q[4 .. nz - 1] once (the compare */
-                     "add r12, sp, #16\n\t"             /* zeroes them after each group) */
-                     "movs r10, #0\n\t"
-                     "subs r3, r3, #4\n\t"
-                     "beq 20f\n"
+                     "strd r3, r12, [sp, #4]\n\t"
+                     "ldr r12, [r1, #4]\n\t"            /* the list's end */
+                     "str r12, [sp, #16]\n\t"
+                     "mov r10, r2\n\t"
+                     "ldr r3, [r1, #12]\n\t"            /* nz: zero q[5 .. nz - 1] once (the compare */
+                     "add r12, sp, #20\n\t"             /* zeroes them after each group) */
+                     "movs r8, #0\n\t"
+                     "subs r3, r3, #5\n\t"
+                     "bls 20f\n"
                      "7:\n\t"
-                     "str r10, [r12], #4\n\t"
+                     "str r8, [r12], #4\n\t"
                      "subs r3, r3, #1\n\t"
                      "bne 7b\n"
-                     "20:\n\t"                           /* one group: r0 columns, r1 job, r2 start values */
-                     "ldm r2!, {r4-r7}\n\t"             /* V's planes 0 .. 3 */
+                     "20:\n\t"                           /* one group: r0 columns, r1 job, r10 start values */
+                     "ldm r10!, {r4-r7}\n\t"            /* V's planes 0 .. 3 */
                      "ldr r3, [r1, #16]\n\t"            /* ncopy = nv - 4 (planes nv .. nz - 1 are 0) */
-                     "add r12, sp, #16\n\t"             /* &q[4] */
-                     "cbz r3, 8f\n"
+                     "movs r2, #0\n\t"
+                     "cbz r3, 8f\n\t"
+                     "ldr r2, [r10], #4\n\t"            /* plane 4 */
+                     "subs r3, r3, #1\n\t"
+                     "beq 8f\n\t"
+                     "add r12, sp, #20\n"               /* &q[5] */
                      "5:\n\t"
-                     "ldr r10, [r2], #4\n\t"
-                     "str r10, [r12], #4\n\t"
+                     "ldr r11, [r10], #4\n\t"
+                     "str r11, [r12], #4\n\t"
                      "subs r3, r3, #1\n\t"
                      "bne 5b\n"
                      "8:\n\t"
-                     "str r2, [sp, #4]\n\t"             /* the next group's start values */
+                     "str r10, [sp, #12]\n\t"           /* the next group's start values */
                      "ldr r3, [r1, #36]\n\t"            /* npcol */
                      "cbz r3, 13f\n\t"                  /* BNN_VC_NO_COL */
-                     "ldr r3, [r0, r3, lsl #2]\n\t"     /* the column, rippled into planes 0 .. 3 */
+                     "ldr r3, [r0, r3, lsl #2]\n\t"     /* the column, rippled into planes 0 .. 4 */
                      "and r9, r4, r3\n\t"
                      "eor r4, r4, r3\n\t"
                      "and r3, r5, r9\n\t"
                      "eor r5, r5, r9\n\t"
                      "and r9, r6, r3\n\t"
                      "eor r6, r6, r3\n\t"
-                     "ands r3, r7, r9\n\t"
+                     "and r3, r7, r9\n\t"
                      "eor r7, r7, r9\n\t"
+                     "ands r9, r2, r3\n\t"
+                     "eor r2, r2, r3\n\t"
                      "beq 13f\n\t"
-                     "add r12, sp, #16\n"               /* and on into q[4 ..] */
+                     "add r12, sp, #20\n"               /* and on into q[5 ..] */
                      "12:\n\t"
                      "ldr r8, [r12]\n\t"
-                     "eor r9, r8, r3\n\t"
-                     "ands r3, r3, r8\n\t"
-                     "str r9, [r12], #4\n\t"
+                     "eor r3, r8, r9\n\t"
+                     "ands r9, r9, r8\n\t"
+                     "str r3, [r12], #4\n\t"
                      "bne 12b\n"
                      "13:\n\t"
-                     "ldrd r1, r2, [r1]\n\t"           /* idx, end */
-                     "cmp r1, r2\n\t"
+                     "ldr r1, [r1]\n\t"                 /* idx */
+                     "ldr r12, [sp, #16]\n\t"
+                     "cmp r1, r12\n\t"
                      "beq 3f\n"
                      "1:\n\t"
-                     VC_BLOCK16("add r12, sp, #16")
-                     "cmp r1, r2\n\t"
+                     VC_BLOCK16_P4
+                     "ldr r12, [sp, #16]\n\t"
+                     "cmp r1, r12\n\t"
                      "bne 1b\n"
                      "3:\n\t"
                      /* compare with c over nz planes */
                      "ldr lr, [sp]\n\t"
-                     "ldrd r2, r1, [lr, #8]\n\t"        /* c, nz */
-                     "lsrs r3, r2, r1\n\t"
+                     "ldrd r11, r1, [lr, #8]\n\t"       /* c, nz */
+                     "lsrs r3, r11, r1\n\t"
                      "bne 9f\n\t"                       /* c >= 2^nz: above every count */
-                     "lsrs r2, r2, #1\n\t"
+                     "lsrs r11, r11, #1\n\t"
                      "ite cs\n\t"
                      "mvncs r3, r4\n\t"                 /* borrow from 0: ~q[0] or 0 */
                      "movcc r3, #0\n\t"
-                     "lsrs r2, r2, #1\n\t"
+                     "lsrs r11, r11, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r5\n\t"
                      "biccc r3, r3, r5\n\t"
-                     "lsrs r2, r2, #1\n\t"
+                     "lsrs r11, r11, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r6\n\t"
                      "biccc r3, r3, r6\n\t"
-                     "lsrs r2, r2, #1\n\t"
+                     "lsrs r11, r11, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r7\n\t"
                      "biccc r3, r3, r7\n\t"
                      "subs r1, r1, #4\n\t"
                      "beq 11f\n\t"
-                     "add r12, sp, #16\n\t"
+                     "lsrs r11, r11, #1\n\t"            /* plane 4 */
+                     "ite cs\n\t"
+                     "orncs r3, r3, r2\n\t"
+                     "biccc r3, r3, r2\n\t"
+                     "subs r1, r1, #1\n\t"
+                     "beq 11f\n\t"
+                     "add r12, sp, #20\n\t"
                      "movs r9, #0\n"
                      "10:\n\t"
                      "ldr r8, [r12]\n\t"
                      "str r9, [r12], #4\n\t"          /* q[j] = 0 for the next group */
-                     "lsrs r2, r2, #1\n\t"
+                     "lsrs r11, r11, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r8\n\t"
                      "biccc r3, r3, r8\n\t"
@@ -399,17 +452,18 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "ldrd r8, r9, [lr, #28]\n\t"       /* 4 cstride, ~flip */
                      "eor r3, r3, r9\n\t"
                      "add r0, r0, r8\n\t"
-                     "ldm sp, {r1, r2, r10, r11}\n\t"  /* job, v, out, out end */
-                     "str r3, [r10], #4\n\t"
-                     "str r10, [sp, #8]\n\t"
-                     "cmp r10, r11\n\t"
+                     "ldm sp, {r1, r8, r9, r10}\n\t"   /* job, out, out end, v */
+                     "str r3, [r8], #4\n\t"
+                     "str r8, [sp, #4]\n\t"
+                     "cmp r8, r9\n\t"
                      "bne 20b\n\t"
                      "add sp, sp, #96\n\t"
                      "pop {r4-r11, pc}\n"
                      "9:\n\t"                            /* every lane borrows: 0 before the flip (c is */
-                     "mvn r3, #0\n\t"                   /* the call's: every group comes here, so q[4 ..] */
+                     "mvn r3, #0\n\t"                   /* the call's: every group comes here, so q[5 ..] */
                      "b 11b\n\t");                      /* need not be zeroed) */
 }
+#undef VC_BLOCK16_P4
 #undef VC_BLOCK16
 #undef VC_QUAD
 #else
