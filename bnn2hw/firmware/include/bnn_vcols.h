@@ -153,11 +153,13 @@ BNN_INLINE void bnn__vc_groups_c(const bnn_word_t *base, const bnn_vc_group_job_
                                  bnn_word_t *out)
 {
     const uint32_t nz = job->shape.nz, nv = job->shape.ncopy + 4u, cstride = job->shape.cbytes / 4u;
-    for (uint32_t g = 0; g < job->shape.ngroups; ++g, base += cstride, v += nv) {
+    const bnn_word_t flip = ~job->nflip;
+    const bnn_word_t *const out_end = out + job->shape.ngroups;
+    do { /* ngroups >= 1; the groups' start values follow each other */
         bnn_word_t q[BNN_VC_MAX_PLANES];
         uint32_t j = 0;
         for (; j < nv; ++j) {
-            q[j] = v[j];
+            q[j] = *v++;
         }
         for (; j < nz; ++j) {
             q[j] = 0;
@@ -171,8 +173,9 @@ BNN_INLINE void bnn__vc_groups_c(const bnn_word_t *base, const bnn_vc_group_job_
             }
         }
         bnn_vc_count16(base, job->idx, job->end, q);
-        out[g] = ~(bnn_vc_ge_const(q, nz, job->c) ^ job->nflip); /* planes nq .. nz - 1 are 0 */
-    }
+        *out++ = bnn_vc_ge_const(q, nz, job->c) ^ flip; /* planes nq .. nz - 1 are 0 */
+        base += cstride;
+    } while (out != out_end);
 }
 #define bnn_vc_groups(base, job, v, out) bnn__vc_groups_c(base, job, v, out)
 #endif

@@ -169,12 +169,22 @@ uint32_t(bnn_vc_select)(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t
                          : [v] "r"(v), [h] "r"(top), [b] "r"(base)
                          : "cc", "memory");
 #elif defined(__arm__)
-        /* no CLZ (ARMv6-M): walk the bits up to the highest one, ~5 instructions per bit */
-        for (uint32_t b = base; v; ++b, v >>= 1) {
-            if (v & 1u) {
-                *p++ = b;
-            }
-        }
+        /* no CLZ (ARMv6-M): walk the bits up to the highest one, 4 instructions per bit (+1 per listed
+         * one): the bit shifted out into the carry flag, the Z flag of the same LSRS ends the walk */
+        uint32_t b = base - 1u;
+        __asm__ volatile("cmp %[v], #0\n\t"
+                         "beq 2f\n"
+                         "1:\n\t"
+                         "add %[b], #1\n\t" /* ADDS and LSRS (gcc's Thumb-1 inline asm: divided syntax) */
+                         "lsr %[v], #1\n\t"
+                         "bcc 3f\n\t"
+                         "stmia %[p]!, {%[b]}\n"
+                         "3:\n\t"
+                         "bne 1b\n"
+                         "2:\n\t"
+                         : [v] "+l"(v), [b] "+l"(b), [p] "+l"(p)
+                         :
+                         : "cc", "memory");
 #else
         while (v) {
             const uint32_t c = (uint32_t)__builtin_ctz(v);
