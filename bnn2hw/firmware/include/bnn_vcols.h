@@ -102,7 +102,6 @@ void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t 
 typedef struct {
     uint32_t nz;      /* max(nq, 4): planes counted and compared */
     uint32_t ncopy;   /* nv - 4: start-value planes past the first four */
-    uint32_t nzero;   /* nz - nv: planes that start at zero */
     uint32_t ngroups; /* groups of 32 outputs, >= 1 */
     uint32_t cbytes;  /* 4 cstride: bytes from one group's columns to the next's */
 } bnn_vc_shape_t;
@@ -110,7 +109,7 @@ typedef struct {
 /* bnn_vc_shape_t of nq count planes, nv start-value planes, ngroups groups, cstride words per group's
  * columns (a constant expression for constant arguments). */
 #define BNN_VC_SHAPE(nq, nv, ngroups, cstride)                                                              \
-    {((nq) > 4u ? (nq) : 4u), (nv) - 4u, ((nq) > 4u ? (nq) : 4u) - (nv), (ngroups), 4u * (cstride)}
+    {((nq) > 4u ? (nq) : 4u), (nv) - 4u, (ngroups), 4u * (cstride)}
 
 typedef struct {
     const uint32_t *idx;  /* the listed column indices ... */

@@ -340,9 +340,9 @@ __attribute__((naked)) void bnn_vc_count16(const bnn_word_t *base __attribute__(
 typedef char bnn__vc_job_layout[(offsetof(bnn_vc_group_job_t, end) == 4u && offsetof(bnn_vc_group_job_t, c) == 8u &&
                                  offsetof(bnn_vc_group_job_t, shape.nz) == 12u &&
                                  offsetof(bnn_vc_group_job_t, shape.ncopy) == 16u &&
-                                 offsetof(bnn_vc_group_job_t, shape.ngroups) == 24u &&
-                                 offsetof(bnn_vc_group_job_t, shape.cbytes) == 28u &&
-                                 offsetof(bnn_vc_group_job_t, nflip) == 32u && offsetof(bnn_vc_group_job_t, npcol) == 36u)
+                                 offsetof(bnn_vc_group_job_t, shape.ngroups) == 20u &&
+                                 offsetof(bnn_vc_group_job_t, shape.cbytes) == 24u &&
+                                 offsetof(bnn_vc_group_job_t, nflip) == 28u && offsetof(bnn_vc_group_job_t, npcol) == 32u)
                                     ? 1
                                     : -1];
 
@@ -354,7 +354,7 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
     __asm__ volatile(".syntax unified\n\t"
                      "push {r4-r11, lr}\n\t"
                      "sub sp, sp, #96\n\t"              /* job, out, out end, v, end, q[5 .. 23] */
-                     "ldr r12, [r1, #24]\n\t"           /* ngroups */
+                     "ldr r12, [r1, #20]\n\t"           /* ngroups */
                      "str r1, [sp]\n\t"
                      "add r12, r3, r12, lsl #2\n\t"
                      "strd r3, r12, [sp, #4]\n\t"
@@ -386,7 +386,8 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "bne 5b\n"
                      "8:\n\t"
                      "str r10, [sp, #12]\n\t"           /* the next group's start values */
-                     "ldr r3, [r1, #36]\n\t"            /* npcol */
+                     "ldr r3, [r1, #32]\n\t"            /* npcol */
+                     "ldr r1, [r1]\n\t"                 /* idx */
                      "cbz r3, 13f\n\t"                  /* BNN_VC_NO_COL */
                      "ldr r3, [r0, r3, lsl #2]\n\t"     /* the column, rippled into planes 0 .. 4 */
                      "and r9, r4, r3\n\t"
@@ -397,69 +398,63 @@ __attribute__((naked)) void bnn_vc_groups(const bnn_word_t *base __attribute__((
                      "eor r6, r6, r3\n\t"
                      "and r3, r7, r9\n\t"
                      "eor r7, r7, r9\n\t"
-                     "ands r9, r2, r3\n\t"
+                     "ands r12, r2, r3\n\t"
                      "eor r2, r2, r3\n\t"
                      "beq 13f\n\t"
-                     "add r12, sp, #20\n"               /* and on into q[5 ..] */
-                     "12:\n\t"
-                     "ldr r8, [r12]\n\t"
-                     "eor r3, r8, r9\n\t"
-                     "ands r9, r9, r8\n\t"
-                     "str r3, [r12], #4\n\t"
-                     "bne 12b\n"
+                     "add r3, sp, #20\n\t"             /* and on into q[5 ..]: the blocks' ripple, */
+                     "b 4f\n"                           /* which goes on to the list's end test */
                      "13:\n\t"
-                     "ldr r1, [r1]\n\t"                 /* idx */
-                     "ldr r12, [sp, #16]\n\t"
-                     "cmp r1, r12\n\t"
+                     "ldr r3, [sp, #16]\n\t"
+                     "cmp r1, r3\n\t"
                      "beq 3f\n"
                      "1:\n\t"
                      VC_BLOCK16_P4
-                     "ldr r12, [sp, #16]\n\t"
-                     "cmp r1, r12\n\t"
+                     "ldr r3, [sp, #16]\n\t"
+                     "cmp r1, r3\n\t"
                      "bne 1b\n"
                      "3:\n\t"
                      /* compare with c over nz planes */
                      "ldr lr, [sp]\n\t"
-                     "ldrd r11, r1, [lr, #8]\n\t"       /* c, nz */
-                     "lsrs r3, r11, r1\n\t"
+                     "ldrd r1, r11, [lr, #8]\n\t"       /* c, nz */
+                     "lsrs r3, r1, r11\n\t"
                      "bne 9f\n\t"                       /* c >= 2^nz: above every count */
-                     "lsrs r11, r11, #1\n\t"
+                     "lsrs r1, r1, #1\n\t"
                      "ite cs\n\t"
                      "mvncs r3, r4\n\t"                 /* borrow from 0: ~q[0] or 0 */
                      "movcc r3, #0\n\t"
-                     "lsrs r11, r11, #1\n\t"
+                     "lsrs r1, r1, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r5\n\t"
                      "biccc r3, r3, r5\n\t"
-                     "lsrs r11, r11, #1\n\t"
+                     "lsrs r1, r1, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r6\n\t"
                      "biccc r3, r3, r6\n\t"
-                     "lsrs r11, r11, #1\n\t"
+                     "lsrs r1, r1, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r7\n\t"
                      "biccc r3, r3, r7\n\t"
-                     "subs r1, r1, #4\n\t"
+                     "subs r11, r11, #4\n\t"
                      "beq 11f\n\t"
-                     "lsrs r11, r11, #1\n\t"            /* plane 4 */
+                     "lsrs r1, r1, #1\n\t"            /* plane 4 */
                      "ite cs\n\t"
                      "orncs r3, r3, r2\n\t"
                      "biccc r3, r3, r2\n\t"
-                     "subs r1, r1, #1\n\t"
+                     "subs r11, r11, #1\n\t"
                      "beq 11f\n\t"
                      "add r12, sp, #20\n\t"
                      "movs r9, #0\n"
                      "10:\n\t"
                      "ldr r8, [r12]\n\t"
                      "str r9, [r12], #4\n\t"          /* q[j] = 0 for the next group */
-                     "lsrs r11, r11, #1\n\t"
+                     "lsrs r1, r1, #1\n\t"
                      "ite cs\n\t"
                      "orncs r3, r3, r8\n\t"
                      "biccc r3, r3, r8\n\t"
-                     "subs r1, r1, #1\n\t"
+                     "subs r11, r11, #1\n\t"
                      "bne 10b\n"
                      "11:\n\t"                           /* r3 = borrow: out = ~borrow ^ flip */
-                     "ldrd r8, r9, [lr, #28]\n\t"       /* 4 cstride, ~flip */
+                     "ldrd r8, r9, [lr, #24]\n\t"       /* 4 cstride, ~flip */
                      "eor r3, r3, r9\n\t"
                      "add r0, r0, r8\n\t"
                      "ldm sp, {r1, r8, r9, r10}\n\t"   /* job, out, out end, v */
