@@ -152,7 +152,7 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *   tv[(G + g) nv + j]      = plane j of V of the U0 set (G groups: all T1 sets first, so one set's
  *                             groups follow each other at a stride of nv words)
  * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); nv: start-value planes, 4 <= nv <= max(nq, 4)
- * (bnn_vc_group's contract); off: the layer's offset (>= every h_r).
+ * (bnn_vc_groups' contract); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
  * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: on Thumb-2 this frame +
  * 132 for bnn_vc_groups' assembly; on Cortex-M0 this frame with the count planes of the inlined
@@ -164,7 +164,6 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  * and the group loop (bnn_vc_groups: 4 per register plane and 8 per memory plane of the compare);
  * per call about 5 per listed index + ~4 per input word + ~25 (bnn_vc_select) + ~65 here (index
  * padding, the job).
- */
  */
 typedef struct {
     uint32_t n_in;        /* K */
