@@ -69,6 +69,9 @@ CONV_CORES = ["cortex-m0", "cortex-m4", "cortex-m7", "cortex-m55"]
 VC_CONV_CORES = ["cortex-m4", "cortex-m7"]
 # (map size, cin, cout, stride, pad) of the 8-bit first layer
 FIRST_SHAPES = [(32, 3, 32, 1, 1), (28, 1, 32, 1, 1), (8, 1, 16, 1, 1)]
+# the last `--worst-case --cores cortex-m4` run (printed by that option; the full run does not repeat it)
+WORST_CASE_NOTE = ("2026-12-01: W = 128: 0.170, 160: 0.157, 256: 0.137, 1024: 0.118 per binary MAC; all-ones input: "
+                   "W = 128: 0.111, 1024: 0.062.")
 CMSIS_NN_256_ISSUE = 276_855  # issue 11's figure for 256-256-256-10 (issue 4 measured 276,981)
 TARGET_M4_DENSE = 0.25
 TARGET_M4_CONV = 0.30
@@ -266,8 +269,9 @@ def dense_sweep(cores: list[str], widths: list[int]) -> dict:
 def dense_worst_case(core: str, widths: list[int]) -> dict:
     """The column-sliced layers' worst and an easy input: the W-W-W-10 model of dense_sweep with half
     the first hidden layer's outputs always firing and half never (max mismatch K / -1), so both hidden
-    layers see exactly W / 2 ones on an input of W / 2 ones (the most listed columns, K / 2 + 1); and the
-    all-ones input (no column listed but the parity one).  Returns {W: (half, all_ones)} instructions."""
+    layers see exactly W / 2 ones on an input of W / 2 ones (the most counted columns: K / 2 listed and the
+    parity column added to the start values); and the all-ones input (no column listed, the parity column
+    in the start values).  Returns {W: (half, all_ones)} instructions."""
     res = {}
     for w in widths:
         model = mlp_model.random_binary_mlp([w, w, w, 10], SEED)
@@ -518,11 +522,13 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "ones and zeros, at most K/2 + 1 columns; per group of 32 outputs a Harley-Seal carry-save count "
              "of those columns, started at per-output values that carry the thresholds, then one compare with "
              "a constant that yields the packed output word) on Cortex-M0 (portable C), M3, M4, M7, M33 "
-             "(Thumb-2 assembly in `bnn_vcols.c`: `bnn_vc_group` loads the start values, counts and compares "
-             "one group in one routine with the planes 1, 2, 4, 8 in registers throughout; 16 columns per "
-             "block: 4 LDM + 16 LDR + 15 x 5 ALU + the ripple of the sixteens, ~7 instructions per column and "
-             "group = ~0.11 per binary MAC at large W, plus ~6 per listed index and ~85 per group of 32 "
-             "outputs for the start values, the compare, the call and the group loop).  Logits: the "
+             "(Thumb-2 assembly in `bnn_vcols.c`: `bnn_vc_groups` loads the start values, counts and compares "
+             "every group of a layer in one call with the planes 1, 2, 4, 8, 16 in registers throughout; 16 "
+             "columns per block: 4 LDM + 16 LDR + 15 x 5 ALU + the ripple of the thirty-twos, ~6.6 "
+             "instructions per column and group = ~0.10 per binary MAC at large W, plus ~5 per listed index "
+             "(two per RBIT / CLZ round) and ~65 per group of 32 outputs for the start values, the compare "
+             "and the group loop; when the bias is even the parity column goes into the start values "
+             "(~12 instructions per group) where listing it would cost a block of 16).  Logits: the "
              "row kernels (`bnn_dense_acc`: Thumb-2 assembly in `bnn_bits.c`, two weight rows per pass on "
              "cores with the DSP extension; Thumb-1 assembly on Cortex-M0).  Cortex-M55: Helium (MVE) row "
              "kernels in `bnn_dense_mve.c` for every layer (BNN_DENSE_VCOLS = 0 there).  — = weights do not "
@@ -530,11 +536,11 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
              "the M4's; QEMU does not model its dual issue).  Why the per-MAC figure falls with W: the index "
              "list, the per-group start values and compare, the logits layer and the call overheads are fixed "
              "or grow with W, not W^2 (W = 128: ~41% of the instructions; W = 1024: ~6%).  The column-sliced "
-             "count depends on the input: a layer lists min(n1, K - n1) columns (+1 when that bias is even), "
-             "the most at n1 = K / 2.  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 "
-             "ones: the same random model with half the first hidden layer's outputs always and half never "
-             "firing, on an input of W / 2 ones, 2026-12-01): W = 128: 0.200, 160: 0.183, 256: 0.153, "
-             "1024: 0.124 per binary MAC; all-ones input: W = 128: 0.139, 1024: 0.066.", "",
+             "count depends on the input: a layer counts min(n1, K - n1) columns (+1 when that bias is even), "
+             "rounded up to 16, the most at n1 = K / 2 (K / 2 listed + the parity column in the start "
+             "values).  Worst case on the Cortex-M4 (both hidden layers fed exactly K / 2 ones: the same "
+             "random model with half the first hidden layer's outputs always and half never firing, on an "
+             "input of W / 2 ones; `--worst-case`): " + WORST_CASE_NOTE, "",
              "The row kernels' floor (before the column-sliced kernel; it is why they could not reach 0.25 "
              "at W = 128): per pass of 2 rows of nw = 3 g + R words, 45 instructions per group of 3 words "
              "(7 ALU per word and row), 0.240 per binary MAC at large W, 0.301 at nw = 4 (W = 128).  With "

@@ -242,7 +242,8 @@ def _emit_vcols_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray, 
     st.data.append(c_array("bnn_word_t", f"{lid}_wc", lay.wc))
     st.data.append(f"/* {nxt.name} <- {nxt.source}: count start values, {lay.nv} planes x 2 sets per group */\n")
     st.data.append(c_array("bnn_word_t", f"{tname}_tv", lay.tv))
-    st.data.append(f"static const bnn_dense_vparams_t {lid}_vp = {{{k}u, {o}u, {lay.nq}u, {lay.nv}u, {lay.off}u}};\n")
+    st.data.append(f"static const bnn_dense_vparams_t {lid}_vp = BNN_DENSE_VPARAMS({k}u, {o}u, {lay.nq}u, {lay.nv}u, "
+                   f"{lay.off}u);\n")
     st.data.append("#else\n")
 
 

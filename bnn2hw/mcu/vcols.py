@@ -4,9 +4,9 @@ firmware/include/bnn_dense.h, which derives it, and bnn_vcols.h).
 
 Per group of 32 outputs: the K weight columns (bit r of column i = weight of output 32 g + r at
 input i, 1 = +1; rows past n_out are 0), one zero column (the index list's padding target) and the
-two NP columns, then the start values V of the two threshold sets (T1 = C - M and
-U0 = C + M + 1 - K, C = +1 weights of the row, M = max mismatch clamped to [-1, K]):
-T = 2 h + par, V = off - h, NP = 1 - par.
+two NP columns.  Then the start values V of the two threshold sets, all groups of the first set and
+then all of the second (T1 = C - M and U0 = C + M + 1 - K, C = +1 weights of the row, M = max
+mismatch clamped to [-1, K]): T = 2 h + par, V = off - h, NP = 1 - par.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..errors import Bnn2hwError
 @dataclass(frozen=True)
 class VColsLayer:
     wc: np.ndarray  # uint32 [groups * (K + 3)]: columns, zero column, NP of T1, NP of U0, per group
-    tv: np.ndarray  # uint32 [groups * 2 * nv]: V planes of T1, then of U0, per group
+    tv: np.ndarray  # uint32 [2 * groups * nv]: V planes of T1 of every group, then of U0 of every group
     nq: int  # count planes: every V + K // 2 + 1 < 2^nq
     nv: int  # start-value planes per set (>= 4)
     off: int  # offset: V = off - floor(T / 2) >= 0
@@ -70,7 +70,7 @@ def vcols_layer(w_pm1: np.ndarray, max_mismatch: np.ndarray) -> VColsLayer:
     extra = np.array([[0, lanes_word(sets[0][1][32 * g:32 * g + 32]), lanes_word(sets[1][1][32 * g:32 * g + 32])]
                       for g in range(groups)], dtype=np.int64)
     wc = np.concatenate([cols, extra], axis=1).astype(np.uint32).ravel()
-    tv = np.concatenate([np.concatenate([planes_of(v[32 * g:32 * g + 32], nv) for v in vs]) for g in range(groups)])
+    tv = np.concatenate([planes_of(v[32 * g:32 * g + 32], nv) for v in vs for g in range(groups)])  # by set
     return VColsLayer(wc, tv.astype(np.uint32), nq, nv, off)
 
 
@@ -84,7 +84,9 @@ def vcols_estimate(k: int, n_out: int) -> float:
     """Instructions of bnn_dense_vbits for one call, worst input (K // 2 + 1 listed columns): ~7.2
     per listed column (rounded up to 16) and group, ~10 per count plane and group (start values,
     compare, calls), ~6 per listed index for the index list.  Checked against QEMU counts on the
-    Cortex-M4 (tests/test_vcols.py::test_choice_rule has the measured pairs)."""
+    Cortex-M4 (tests/test_vcols.py::test_choice_rule has the measured pairs).  Since bnn_vc_groups
+    and the two-per-round select (2026-12-01) the kernel takes ~5 per index and ~6.6 per column and
+    group: the model is now a few percent high, kept so the code generator's choices did not move."""
     m = (k // 2 + 16) // 16 * 16
     planes = (k + 1).bit_length() + 1
     return 6.0 * (k // 2) + ((n_out + 31) // 32) * (7.2 * m + 10.0 * planes)

@@ -148,27 +148,35 @@ void(bnn_dense_acc)(const bnn_dense_params_t *p, const bnn_word_t *in, const bnn
  *   wc[g (K + 3) + i] bit r = weight bit of output o at input i      (i < K)
  *   wc[g (K + 3) + K]       = 0: the zero column the index list is padded with (to 16 entries)
  *   wc[g (K + 3) + K + 1]   = NP of the T1 set,  wc[g (K + 3) + K + 2] = NP of the U0 set
- *   tv[2 g nv + j]          = plane j of V of the T1 set (unsigned, nv planes), then nv planes of
- *                             V of the U0 set
+ *   tv[g nv + j]            = plane j of V of the T1 set (unsigned, nv planes)
+ *   tv[(G + g) nv + j]      = plane j of V of the U0 set (G groups: all T1 sets first, so one set's
+ *                             groups follow each other at a stride of nv words)
  * nq: count planes, every X_r < 2^nq (V_r + K / 2 + 1); nv: start-value planes, 4 <= nv <= max(nq, 4)
- * (bnn_vc_group's contract); off: the layer's offset (>= every h_r).
+ * (bnn_vc_groups' contract); off: the layer's offset (>= every h_r).
  * idx: scratch for BNN_DENSE_VIDX_WORDS(K) indices (the code generator places it in the arena).
- * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: on Thumb-2 80 for this
- * frame + 136 for bnn_vc_group's assembly; on Cortex-M0 184 for this frame with the count planes of
- * the inlined portable bnn_vc_group + 56 for bnn_vc_count16's C).
- * Cost on the Cortex-M4 (QEMU, W = 128: 5,891 instructions for 128-128-128-10): per group of 32
- * outputs about 7 instructions per listed column (at most K / 2 + 1 of them, rounded up to 16; the
- * count's asymptote) + about 70 for start values, compare and call (bnn_vc_group: ~25 + ~4 per
- * register plane and ~7 per memory plane of the compare); per call about 6 per listed index + ~70
- * (bnn_vc_select) + ~60 here (index padding, the group loop's ~15 per group).
+ * Stack: at most 240 bytes, independent of the layer (gcc -fstack-usage, -O2: on Thumb-2 this frame +
+ * 132 for bnn_vc_groups' assembly; on Cortex-M0 this frame with the count planes of the inlined
+ * portable bnn_vc_groups + 56 for bnn_vc_count16's C).
+ * Cost on the Cortex-M4 (QEMU, W = 128: 5,630 instructions for 128-128-128-10, 2026-12-01): per group
+ * of 32 outputs about 6.6 instructions per counted column (min(n1, K - n1) of them, + the parity
+ * column when the bias is even, rounded up to 16; the parity column goes into the start values
+ * instead, ~12 instructions, when it would open a block of 16) + about 68 for start values, compare
+ * and the group loop (bnn_vc_groups: 4 per register plane and 8 per memory plane of the compare);
+ * per call about 5 per listed index + ~4 per input word + ~25 (bnn_vc_select) + ~65 here (index
+ * padding, the job).
  */
 typedef struct {
-    uint32_t n_in;  /* K */
-    uint32_t n_out; /* outputs */
-    uint32_t nq;    /* count planes, 1 .. BNN_VC_MAX_PLANES */
-    uint32_t nv;    /* start-value planes per set, 4 .. max(nq, 4) */
-    uint32_t off;   /* offset of the start values */
+    uint32_t n_in;        /* K */
+    uint32_t n_out;       /* outputs */
+    uint32_t nq;          /* count planes, 1 .. BNN_VC_MAX_PLANES */
+    uint32_t nv;          /* start-value planes per set, 4 .. max(nq, 4) */
+    uint32_t off;         /* offset of the start values */
+    bnn_vc_shape_t shape; /* derived: BNN_DENSE_VPARAMS fills it */
 } bnn_dense_vparams_t;
+
+/* The initializer of a bnn_dense_vparams_t (a constant expression for constant arguments). */
+#define BNN_DENSE_VPARAMS(k, n_out, nq, nv, off)                                                             \
+    {(k), (n_out), (nq), (nv), (off), BNN_VC_SHAPE((nq), (nv), ((n_out) + 31u) / 32u, (k) + 3u)}
 
 #define BNN_DENSE_VIDX_WORDS(k) ((((uint32_t)(k) / 2u) + 16u) & ~15u)
 

@@ -41,11 +41,13 @@ typedef struct {
 
 /*
  * The index list of the smaller of S1 and S0 of x (K = k bits, padding bits of x ignored):
- * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx (room for
- * k / 2 entries is always enough) and n1 to *n1; returns m = the number of indices.  The caller
- * tells which set it got by the same rule (S1 iff *n1 <= k - *n1).
- * Fast variant on ARMv7-M / ARMv8-M mainline: RBIT once per word, then CLZ, store, clear the
- * bit: 6 instructions per index.
+ * S1 when n1 <= k - n1, else S0.  Writes the chosen set's indices (ascending) to idx and n1 to
+ * *n1; returns m = the number of indices.  The caller tells which set it got by the same rule (S1
+ * iff *n1 <= k - *n1).  idx needs room for k / 2 + 1 entries: the fast variant may write idx[m]
+ * (a scratch value past the list).
+ * Fast variant on ARMv7-M / ARMv8-M mainline: the count n1 by SWAR (with USADA8 summing the byte
+ * counts where the DSP extension has it), RBIT once per word, then two indices per round of CLZ,
+ * clear the bit, add the word's base, one STRD for both: 5 instructions per index + ~3 per word.
  */
 uint32_t bnn_vc_select_ref(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
 uint32_t bnn_vc_select(const bnn_word_t *x, uint32_t k, uint32_t *idx, uint32_t *n1);
@@ -73,45 +75,53 @@ void bnn_vc_count(const bnn_vc_seg_t *seg, uint32_t nseg, bnn_word_t *q, uint32_
  * a multiple of 16, into q (room for 4 planes; same bound on Q as bnn_vc_count). */
 void bnn_vc_count16(const bnn_word_t *base, const uint32_t *idx, const uint32_t *end, bnn_word_t *q);
 
+/* No column added to the start values (bnn_vc_group_job_t.npcol; column 0 cannot be the added one). */
+#define BNN_VC_NO_COL 0u
+
 /*
- * One group of 32 outputs of a column-sliced dense layer in one call (bnn_dense_vbits): the counts
- * start at per-lane values V (nv planes at v, ready-made in flash), the listed columns are added
- * (bnn_vc_count16's blocks: end - idx a multiple of 16) and the result is compared with one
- * constant c, the same for every group of the call: returns the word whose bit r is
- * (V_r + #{k : bit r of base[idx[k]]} >= c).  Contract: 4 <= nv <= BNN_VC_MAX_PLANES, nv <= max(nq, 4),
- * nq <= BNN_VC_MAX_PLANES and every count, start value included, below 2^nq; c any uint32.
- * Fast variant (Thumb-2): start values, count and compare in one assembly routine with the planes
- * 1, 2, 4, 8 kept in registers from the start values' LDM to the compare (no call per step, no
- * store and reload of q): about 4 instructions per plane for the start values past 3 and the zero
- * planes, 4 per register plane and 7 per memory plane of the compare, ~25 for call and frame.
- * Stack: 136 bytes.  Elsewhere: the start values copied, bnn_vc_count16, bnn_vc_ge_const.
+ * The groups of 32 outputs of a column-sliced dense layer in one call (bnn_dense_vbits): for each
+ * group g < ngroups, with columns base_g = base + g * cstride and start values v_g = v + g * nv,
+ * the counts start at per-lane values V (nv planes at v_g, ready-made in flash), plus column
+ * base_g[npcol] once when npcol != BNN_VC_NO_COL (the parity column of bnn_dense_vbits: added to the
+ * start values in registers, ~10 instructions, where listing it would cost a whole block of 16),
+ * the listed columns are added (bnn_vc_count16's blocks: end - idx a multiple of 16) and the result
+ * is compared with one constant c, the same for every group of the call:
+ *   out[g] = ~nflip ^ (the word whose bit r is (V_r + NP_r + #{k : bit r of base_g[idx[k]]} >= c)).
+ * Contract: 4 <= nv <= BNN_VC_MAX_PLANES, nv <= max(nq, 4), nq <= BNN_VC_MAX_PLANES and every count,
+ * start value and npcol column included, below 2^nq; c any uint32; ngroups >= 1.  The per-layer
+ * constants are precomputed (bnn_vc_shape_t, BNN_VC_SHAPE: a static const initializer in generated
+ * code) so a call only sets idx, end, c, nflip, npcol.
+ * Fast variant (Thumb-2): one assembly routine for all groups, the planes 1, 2, 4, 8 and 16 in
+ * registers from the start values' LDM to the compare (no call per group, no store and reload of
+ * q; the plane 16 in a register halves the ripple into memory after each block of 16 columns): per
+ * group about 4 instructions per start-value plane past 4, 4 per register plane and 8 per memory
+ * plane of the compare, ~25 for the group loop.  Stack: 132 bytes.
+ * Elsewhere: a loop over the portable bnn__vc_groups_c (start values copied, bnn_vc_count16,
+ * bnn_vc_ge_const).
  */
 typedef struct {
-    const uint32_t *idx; /* the listed column indices ... */
-    const uint32_t *end; /* ... up to here (a multiple of 16 of them) */
-    uint32_t nv;         /* start-value planes, 4 .. BNN_VC_MAX_PLANES */
-    uint32_t nq;         /* count planes (every count < 2^nq) */
-    uint32_t c;          /* the compare constant */
-    /* derived by bnn_vc_group_prepare (once per call; read by the Thumb-2 assembly only): */
-    uint32_t nz;         /* max(nq, 4): planes counted and compared */
-    uint32_t ncopy;      /* nv - 4: start-value planes past the first four */
-    uint32_t nzero;      /* nz - nv: planes that start at zero */
+    uint32_t nz;      /* max(nq, 4): planes counted and compared */
+    uint32_t ncopy;   /* nv - 4: start-value planes past the first four */
+    uint32_t ngroups; /* groups of 32 outputs, >= 1 */
+    uint32_t cbytes;  /* 4 cstride: bytes from one group's columns to the next's */
+} bnn_vc_shape_t;
+
+/* bnn_vc_shape_t of nq count planes, nv start-value planes, ngroups groups, cstride words per group's
+ * columns (a constant expression for constant arguments). */
+#define BNN_VC_SHAPE(nq, nv, ngroups, cstride)                                                              \
+    {((nq) > 4u ? (nq) : 4u), (nv) - 4u, (ngroups), 4u * (cstride)}
+
+typedef struct {
+    const uint32_t *idx;  /* the listed column indices ... */
+    const uint32_t *end;  /* ... up to here (a multiple of 16 of them) */
+    uint32_t c;           /* the compare constant */
+    bnn_vc_shape_t shape; /* the layer's constants */
+    bnn_word_t nflip;     /* ~(the word XORed into every output word) */
+    uint32_t npcol;       /* a column index >= 1 added to every group's start values, or BNN_VC_NO_COL */
 } bnn_vc_group_job_t;
 
-/* Fills the derived fields of job from nv and nq (call after setting them, before bnn_vc_group). */
-BNN_INLINE void bnn_vc_group_prepare(bnn_vc_group_job_t *job)
-{
-#if BNN_THUMB2_ASM /* read by the assembly only */
-    job->nz = job->nq > 4u ? job->nq : 4u;
-    job->ncopy = job->nv - 4u;
-    job->nzero = job->nz - job->nv;
-#else
-    (void)job;
-#endif
-}
-
-bnn_word_t bnn_vc_group_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
-bnn_word_t bnn_vc_group(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v);
+void bnn_vc_groups_ref(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v, bnn_word_t *out);
+void bnn_vc_groups(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v, bnn_word_t *out);
 
 /*
  * Bit-sliced compare: returns the word whose bit r is (2 Q_r >= T_r + bias), Q_r unsigned over
@@ -136,23 +146,37 @@ bnn_word_t bnn_vc_ge_const_ref(const bnn_word_t *q, uint32_t nq, uint32_t c);
 bnn_word_t bnn_vc_ge_const(const bnn_word_t *q, uint32_t nq, uint32_t c);
 
 #if !BNN_THUMB2_ASM
-/* Portable bnn_vc_group (Cortex-M0, host): inlined into its caller's group loop (a call per group
- * costs ~13 instructions on Cortex-M0); the out-of-line function in bnn_vcols.c calls it too. */
-BNN_INLINE bnn_word_t bnn__vc_group_c(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v)
+/* Portable bnn_vc_groups (Cortex-M0, host): inlined into its caller (a call per group costs ~13
+ * instructions on Cortex-M0); the out-of-line function in bnn_vcols.c calls it too. */
+BNN_INLINE void bnn__vc_groups_c(const bnn_word_t *base, const bnn_vc_group_job_t *job, const bnn_word_t *v,
+                                 bnn_word_t *out)
 {
-    const uint32_t nq = job->nq, nv = job->nv, nz = nq > 4u ? nq : 4u;
-    bnn_word_t q[BNN_VC_MAX_PLANES];
-    uint32_t j = 0;
-    for (; j < nv; ++j) {
-        q[j] = v[j];
-    }
-    for (; j < nz; ++j) {
-        q[j] = 0;
-    }
-    bnn_vc_count16(base, job->idx, job->end, q);
-    return bnn_vc_ge_const(q, nq, job->c);
+    const uint32_t nz = job->shape.nz, nv = job->shape.ncopy + 4u, cstride = job->shape.cbytes / 4u;
+    const bnn_word_t flip = ~job->nflip;
+    const bnn_word_t *const out_end = out + job->shape.ngroups;
+    do { /* ngroups >= 1; the groups' start values follow each other */
+        bnn_word_t q[BNN_VC_MAX_PLANES];
+        uint32_t j = 0;
+        for (; j < nv; ++j) {
+            q[j] = *v++;
+        }
+        for (; j < nz; ++j) {
+            q[j] = 0;
+        }
+        if (job->npcol != BNN_VC_NO_COL) { /* the extra column: a ripple into the start values */
+            bnn_word_t c = base[job->npcol];
+            for (j = 0; c && j < nz; ++j) {
+                const bnn_word_t old = q[j];
+                q[j] = old ^ c;
+                c &= old;
+            }
+        }
+        bnn_vc_count16(base, job->idx, job->end, q);
+        *out++ = bnn_vc_ge_const(q, nz, job->c) ^ flip; /* planes nq .. nz - 1 are 0 */
+        base += cstride;
+    } while (out != out_end);
 }
-#define bnn_vc_group(base, job, v) bnn__vc_group_c(base, job, v)
+#define bnn_vc_groups(base, job, v, out) bnn__vc_groups_c(base, job, v, out)
 #endif
 
 #endif /* BNN_VCOLS_H */

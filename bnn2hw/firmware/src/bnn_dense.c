@@ -92,7 +92,7 @@ void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, con
     const uint32_t k = p->n_in, nv = p->nv;
     for (uint32_t o = 0; o < p->n_out; o += 32u) {
         const bnn_word_t *col = wc + (o / 32u) * (k + 3u);
-        const bnn_word_t *v1 = tv + (o / 32u) * 2u * nv;
+        const bnn_word_t *v1 = tv + (o / 32u) * nv; /* the T1 set */
         bnn_word_t bits = 0;
         for (uint32_t r = 0; r < 32u && o + r < p->n_out; ++r) {
             int32_t c = 0, mism = 0, v = 0;
@@ -111,40 +111,39 @@ void bnn_dense_vbits_ref(const bnn_dense_vparams_t *p, const bnn_word_t *in, con
     }
 }
 
-/* One index list per call, reused by every group of 32 outputs; per group: start values, count,
- * compare with one constant. */
+/* One index list per call, reused by every group of 32 outputs; per group (bnn_vc_groups): start
+ * values (+ the NP column when bias is even), count, compare with one constant. */
 void(bnn_dense_vbits)(const bnn_dense_vparams_t *p, const bnn_word_t *in, const bnn_word_t *wc,
                       const bnn_word_t *tv, uint32_t *idx, bnn_word_t *out)
 {
-    const uint32_t k = p->n_in, nq = p->nq, nv = p->nv;
+    const uint32_t k = p->n_in;
     uint32_t n1;
     uint32_t m = bnn_vc_select(in, k, idx, &n1);
     const int s1 = n1 <= k - n1;
     const uint32_t bias = s1 ? n1 : k - n1;
-    if ((bias & 1u) == 0u) {
-        idx[m++] = s1 ? k + 1u : k + 2u; /* bias even: count NP too */
+    bnn_vc_group_job_t job;
+    job.npcol = BNN_VC_NO_COL;
+    if ((bias & 1u) == 0u) { /* bias even: count NP too, */
+        const uint32_t np = s1 ? k + 1u : k + 2u;
+        if (m & 15u) {
+            idx[m++] = np; /* listed where it takes the place of a zero column, */
+        } else {
+            job.npcol = np; /* else added to the start values (a whole block of 16 saved) */
+        }
     }
     const uint32_t mp = (m + 15u) & ~15u;
     for (uint32_t j = m; j < mp; ++j) {
         idx[j] = k; /* the zero column of every group */
     }
-    bnn_vc_group_job_t job;
     job.idx = idx;
     job.end = idx + mp;
-    job.nv = nv;
-    job.nq = nq;
     job.c = p->off + bias / 2u + 1u;
-    bnn_vc_group_prepare(&job);
-    const bnn_word_t flip = s1 ? 0u : ~(bnn_word_t)0u;
-    const bnn_word_t *v = tv + (s1 ? 0u : nv);
-    for (uint32_t o = 0; o < p->n_out; o += 32u) {
-        bnn_word_t bits = bnn_vc_group(wc, &job, v) ^ flip; /* start values, count, compare */
-        const uint32_t left = p->n_out - o;
-        if (left < 32u) {
-            bits &= ((bnn_word_t)1u << left) - 1u;
-        }
-        *out++ = bits;
-        wc += k + 3u;
-        v += 2u * nv;
+    job.shape = p->shape;
+    job.nflip = s1 ? ~(bnn_word_t)0u : 0u;
+    const uint32_t groups = p->shape.ngroups;
+    bnn_vc_groups(wc, &job, tv + (s1 ? 0u : groups * p->nv), out);
+    const uint32_t left = p->n_out & 31u;
+    if (left) {
+        out[groups - 1u] &= ((bnn_word_t)1u << left) - 1u; /* rows past n_out: 0 */
     }
 }

@@ -95,8 +95,8 @@ def write_binary_mlp(out_dir: Path, model: dict) -> None:
             parts.append("#if BNN_DENSE_VCOLS\n")
             parts.append(_c_array("bnn_word_t", f"wc{i}", lay.wc, "0x{:08x}u"))
             parts.append(_c_array("bnn_word_t", f"tv{i}", lay.tv, "0x{:08x}u"))
-            parts.append(f"static const bnn_dense_vparams_t vp{i} = {{{sizes[i]}u, {sizes[i + 1]}u, {lay.nq}u, "
-                         f"{lay.nv}u, {lay.off}u}};\n#else\n")
+            parts.append(f"static const bnn_dense_vparams_t vp{i} = BNN_DENSE_VPARAMS({sizes[i]}u, {sizes[i + 1]}u, "
+                         f"{lay.nq}u, {lay.nv}u, {lay.off}u);\n#else\n")
         parts.append(_c_array("bnn_word_t", f"w{i}", _pack_rows(layer["w"]), "0x{:08x}u"))
         if layer["max_mismatch"] is not None:
             parts.append(_c_array("int32_t", f"t{i}", layer["max_mismatch"], "{}"))

@@ -9,8 +9,8 @@
  *   3 ge:      n, nq, nt, then per case: bias, q[nq], t[nt]  -> ref word, fast word (per case)
  *   4 dense:   k, n_out, nq, nv, off, x, wc, tv  -> ref out[W(n_out)], fast out[W(n_out)], idx guard
  *   5 ge_const: n, nq, then per case: c, q[nq]   -> ref word, fast word (per case)
- *   6 group:   nv, nq, ncols, cols[ncols], v[nv], m (a multiple of 16), idx[m], n, c[n]
- *              -> per c: ref word, fast word
+ *   6 groups:  nv, nq, stride, ngroups, npcol, flip, cols[stride ngroups], v[nv ngroups], m (a multiple
+ *              of 16), idx[m], n, c[n]  -> per c: ref out[ngroups], fast out[ngroups]
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -80,12 +80,12 @@ static int run_case(void)
             o[2u * c + 1u] = bnn_vc_ge(q, nq, t, nt, bias);
         }
     } else if (kind == 4u) {
-        bnn_dense_vparams_t p;
-        p.n_in = u32(); p.n_out = u32(); p.nq = u32(); p.nv = u32(); p.off = u32();
+        const uint32_t k = u32(), n_out = u32(), nq = u32(), nv = u32(), off = u32();
+        const bnn_dense_vparams_t p = BNN_DENSE_VPARAMS(k, n_out, nq, nv, off);
         const uint32_t groups = W(p.n_out);
         const bnn_word_t *x = take(W(p.n_in));
         const bnn_word_t *wc = take((size_t)groups * (p.n_in + 3u));
-        const bnn_word_t *tp = take((size_t)groups * 2u * p.nv);
+        const bnn_word_t *tp = take((size_t)2u * groups * p.nv);
         if (bad || p.n_in > VC_MAX_K) return 3;
         const uint32_t room = BNN_DENSE_VIDX_WORDS(p.n_in);
         idx[room] = 0x5A5A5A5Au;
@@ -103,26 +103,22 @@ static int run_case(void)
             o[2u * c + 1u] = bnn_vc_ge_const(q, nq, cst);
         }
     } else if (kind == 6u) {
-        const uint32_t nv = u32(), nq = u32(), ncols = u32();
-        const bnn_word_t *cols = take(ncols);
-        const bnn_word_t *v = take(nv);
+        const uint32_t nv = u32(), nq = u32(), stride = u32(), ngroups = u32(), npcol = u32(), flip = u32();
+        const bnn_word_t *cols = take((size_t)stride * ngroups);
+        const bnn_word_t *v = take((size_t)nv * ngroups);
         const uint32_t m = u32();
         const uint32_t *ix = take(m);
         const uint32_t n = u32();
-        if (bad || nv < 4u || nv > BNN_VC_MAX_PLANES || nq > BNN_VC_MAX_PLANES || (m & 15u) != 0u) return 3;
-        bnn_vc_group_job_t job;
-        job.idx = ix;
-        job.end = ix + m;
-        job.nv = nv;
-        job.nq = nq;
-        job.c = 0;
-        bnn_vc_group_prepare(&job);
-        uint32_t *o = put(2u * n);
+        if (bad || nv < 4u || nv > BNN_VC_MAX_PLANES || nq > BNN_VC_MAX_PLANES || (m & 15u) != 0u || ngroups == 0u)
+            return 3;
+        const bnn_vc_group_job_t job0 = {ix, ix + m, 0u, BNN_VC_SHAPE(nq, nv, ngroups, stride), ~flip, npcol};
+        bnn_vc_group_job_t job = job0;
+        uint32_t *o = put(2u * n * ngroups);
         for (uint32_t c = 0; c < n && !bad; ++c) {
             job.c = u32();
             if (bad) return 3;
-            o[2u * c] = bnn_vc_group_ref(cols, &job, v);
-            o[2u * c + 1u] = bnn_vc_group(cols, &job, v);
+            bnn_vc_groups_ref(cols, &job, v, o + 2u * c * ngroups);
+            bnn_vc_groups(cols, &job, v, o + (2u * c + 1u) * ngroups);
         }
     } else {
         return 3;
