@@ -408,6 +408,31 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
     return m
 
 
+def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int,
+                    dsp: bool = True, pad_minus1: bool = False) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on ``bnn_conv_bits_prep`` with the
+    weight side prepared at generation time (bnn2hw/mcu/conv_m4_prep.py): the emit-c data layout on
+    a hand-written model.c.  pad_minus1: -1 padding (the expected output is then the caller's)."""
+    from bnn2hw.mcu import conv_m4_prep as mp
+    from bnn2hw.mcu.codegen import c_array
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    q = mp.prepare(w, thr, (hw, hw), (oh, oh), stride, pad, pad_minus1, dsp=dsp)
+    text = (out / "model.c").read_text()
+    data = (c_array("bnn_word_t", "prep_w", q["rows"]) + c_array("int32_t", "prep_m", q["m"])
+            + c_array("uint8_t", "prep_x", q["xcls"]) + c_array("uint8_t", "prep_y", q["ycls"])
+            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
+              f"{q['pairs']}u, prep_w, prep_m, prep_x, prep_y, w, thr}};\n")
+    text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
+                        "    bnn_conv_bits_prep(&p, &q, in_words, out_words);")
+    assert "bnn_conv_bits_prep(&p, &q" in text
+    (out / "model.c").write_text(text)
+    m["prep"] = q
+    return m
+
+
 # awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
 CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
@@ -421,7 +446,8 @@ def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> 
         for core in cores:
             for kern in kernels:
                 with tempfile.TemporaryDirectory() as d:
-                    writer = write_conv_vc if kern == "vc" else (lambda *a: write_conv(*a[:6], False, a[6]))
+                    writer = {"vc": write_conv_vc, "prep": write_conv_prep}.get(
+                        kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
                     x, raw = conv_inputs(hw, cin, False, seed)
                     res[(kern, core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
@@ -666,7 +692,7 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc", "prep"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:

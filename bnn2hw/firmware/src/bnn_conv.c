@@ -1162,6 +1162,75 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
 }
 
 /*
+ * bnn_conv_bits_prep (bnn_conv.h): bnn__conv_bits_rows with the weight side from code generation
+ * (bnn2hw/mcu/conv_m4_prep.py): the chunk's rows are used in place (dense rows or pair records) and
+ * every position reads its M table by window class, so a call is the position loops only.  Border
+ * positions gather their patch as bnn__conv_bits_rows does (zero bits at padded taps).
+ */
+void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                         bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin), taps = p->kh * p->kw, n = taps * cw;
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != n;
+    const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u;
+#if BNN_CONV16_PAIRS && !BNN_MVE
+    const uint32_t pairs = d16 ? 1u : 0u;
+#else
+    const uint32_t pairs = 0u;
+#endif
+    if (BNN_MVE || n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u || q->nw != nw ||
+        q->pairs != pairs) { /* data made for another build: the plain path */
+        bnn__conv_bits_rows(p, in, q->raw_w, q->thr, (int)q->pad_minus1, out, fn, q->pad_minus1 ? 0 : pfn);
+        return;
+    }
+    const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
+    const span_t cols = interior_cols(p);
+    const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < 32u ? left : 32u;
+#if BNN_CONV16_PAIRS && !BNN_MVE
+        const bnn_word_t *rows = q->w + (pairs ? 9u * c0 / 2u : c0 * nw);
+#define PREP_ROWS_BITS(x, mm) (pairs ? conv16_rows_bits(x, rows, mm, cnt) : rows_bits(x, rows, mm, nw, cnt, fn))
+#else
+        const bnn_word_t *rows = q->w + c0 * nw;
+#define PREP_ROWS_BITS(x, mm) rows_bits(x, rows, mm, nw, cnt, fn)
+#endif
+        bnn_word_t *dst = out + c0 / 32u;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t *my = q->m + q->ycls[oy] * nx * cpad + c0;
+            uint32_t ox = 0;
+            const bnn_word_t *src = in;
+            const int inner = interior_row(p, in, oy, cols, &src);
+            while (ox < out_w) {
+                if (inner && ox == cols.lo) { /* the interior run of the row: one window class */
+                    const int32_t *mm = my + q->xcls[ox] * cpad;
+                    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
+                        if (d16) {
+                            pack_taps_3x3x16(src, step, patch);
+                        } else if (dense) {
+                            pack_taps(src, step, p->kh, p->kw, p->cin, patch);
+                        } else {
+                            copy_window(src, step, p->kh, rw, patch);
+                        }
+                        *dst = PREP_ROWS_BITS(patch, mm);
+                    }
+                    continue;
+                }
+                const window_t win = window(p, oy, ox);
+                gather_patch(p, in, &win, dense, nw, patch);
+                *dst = PREP_ROWS_BITS(patch, my + q->xcls[ox] * cpad);
+                dst += ow;
+                ++ox;
+            }
+        }
+#undef PREP_ROWS_BITS
+    }
+}
+
+/*
  * Accumulators of output rows [oy0, oy1) with the same patch + dense-row-kernel scheme, the
  * row kernel in popcount mode (p[j] = popcount(patch ^ w_j), bnn__dbt2_<R><C>1 / portable).
  * The patch holds zero bits at padded taps, so p counts c_t (the +1 weights of tap t) at
