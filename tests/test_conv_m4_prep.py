@@ -32,7 +32,13 @@ from bnn2hw.mcu.codegen import c_array, pack_bits
 
 
 def _pack_taps_c(taps_words: np.ndarray, cin: int) -> list[int]:
-    """bnn_conv.c pack_taps (generic bit-stream loop) on one row: taps_words (taps, cw) uint32."""
+    """bnn_conv.c pack_taps on one row: taps_words (taps, cw) uint32 (3x3x24: pack_taps_3x3x24's
+    word order, spelled out; else the bit-stream loop)."""
+    if cin == 24 and taps_words.shape[0] == 9:
+        t = [int(v) for v in taps_words[:, 0]]
+        m = 0xFFFFFFFF
+        return [(t[0] | t[3] << 24) & m, (t[1] | (t[3] >> 8) << 24) & m, (t[2] | (t[3] >> 16) << 24) & m,
+                (t[4] | t[7] << 24) & m, (t[5] | (t[7] >> 8) << 24) & m, (t[6] | (t[7] >> 16) << 24) & m, t[8]]
     cw = taps_words.shape[1]
     tail = cin - 32 * (cw - 1)
     out, cur, b = [], 0, 0

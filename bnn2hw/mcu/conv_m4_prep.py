@@ -5,7 +5,8 @@
 takes from flash what that function rebuilds on every call, per 32-channel chunk:
 
 * the weight rows as the row kernel runs them (:func:`prepared_rows`): taps packed back to back
-  (tap t at bit t cin, ``pack_taps``) when :func:`row_words` packs, else the padded layout; for 3x3
+  (tap t at bit t cin, ``pack_taps``; 3x3 cin 24: four taps in three words, :func:`pack_3x3x24`)
+  when :func:`row_words` packs, else the padded layout; for 3x3
   convs with 16 input channels on cores with USADA8, ``conv16_rows_bits``' pair records instead
   (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1);
 * the popcount bounds M per window class (:func:`m_tables`), the per-call ``clamp_mm`` formula:
@@ -53,13 +54,28 @@ def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = 
     return dsp and cin == 16 and kh == 3 and kw == 3 and row_words(cin, kh, kw, dense_words) == 5
 
 
+def pack_3x3x24(taps: np.ndarray) -> np.ndarray:
+    """bnn_conv.c pack_taps_3x3x24: tap words (..., 9) uint32 (24 bits each) -> (..., 7) words,
+    taps a, b, c, d as a | d << 24, b | (d >> 8) << 24, c | (d >> 16) << 24 (taps 0-3, 4-7), tap 8."""
+    t = taps.astype(np.uint64)
+    out = []
+    for g in (0, 4):
+        a, b, c, d = t[..., g], t[..., g + 1], t[..., g + 2], t[..., g + 3]
+        out += [a | (d & 0xFF) << 24, b | ((d >> 8) & 0xFF) << 24, c | ((d >> 16) & 0xFF) << 24]
+    out.append(t[..., 8])
+    return np.stack(out, axis=-1).astype(np.uint32)
+
+
 def prepared_rows(w: np.ndarray, dense_words: int = DENSE_WORDS) -> np.ndarray:
-    """±1 weights (cout, kh, kw, cin) -> uint32 (cout, nw): packed taps (tap t at bit t cin) when
-    row_words packs, else one padded word group per tap (the plain layout)."""
+    """±1 weights (cout, kh, kw, cin) -> uint32 (cout, nw) as bnn_conv.c's pack_taps writes them:
+    packed taps (tap t at bit t cin; 3x3 cin 24: pack_3x3x24's order) when row_words packs, else
+    one padded word group per tap (the plain layout)."""
     o, kh, kw, c = w.shape
     nw = row_words(c, kh, kw, dense_words)
     if nw == kh * kw * -(-c // 32):
         return pack_bits(w).reshape(o, -1)
+    if c == 24 and kh == 3 and kw == 3:
+        return pack_3x3x24(pack_bits(w).reshape(o, 9))
     return pack_bits(np.asarray(w).reshape(o, kh * kw * c))  # zero bits above kh kw cin
 
 

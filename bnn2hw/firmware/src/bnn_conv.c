@@ -325,7 +325,8 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
  * back to back, tap t = ky kw + kx at bit t cin, into ceil(kh kw cin / 32) words, the last word's
  * high bits 0 (tap words have zero padding bits, bnn_bits.h).  Used for the weight rows (step = kw)
  * and for full-window patches (step = in_w); 3x3 with 16 channels (two taps per word) is spelled
- * out, other shapes run the bit-stream loop.
+ * out, 3x3 with 24 channels takes its own word order (pack_taps_3x3x24), other shapes run the
+ * bit-stream loop.
  */
 BNN_INLINE void pack_taps_3x3x16(const bnn_word_t *src, uint32_t step, bnn_word_t *dst)
 {
@@ -337,11 +338,33 @@ BNN_INLINE void pack_taps_3x3x16(const bnn_word_t *src, uint32_t step, bnn_word_
     dst[4] = r2[2];
 }
 
+/* 3x3 with 24 channels (216 bits, 7 words; issue 11): not the bit stream but groups of four taps
+ * a, b, c, d in three words, a | d << 24, b | (d >> 8) << 24, c | (d >> 16) << 24 (taps 0-3 and
+ * 4-7), then tap 8 alone: a few instructions per tap instead of the stream loop's ~25.  Any fixed
+ * bit order is exact (popcount(patch ^ row) does not depend on it) as long as weight rows and
+ * patches share it: both go through pack_taps (and bnn2hw/mcu/conv_m4_prep.py writes it). */
+BNN_INLINE void pack_taps_3x3x24(const bnn_word_t *src, uint32_t step, bnn_word_t *dst)
+{
+    const bnn_word_t *r1 = src + step, *r2 = r1 + step;
+    const uint32_t d = r1[0], h = r2[1];
+    dst[0] = src[0] | d << 24;
+    dst[1] = src[1] | (d >> 8) << 24;
+    dst[2] = src[2] | (d >> 16) << 24;
+    dst[3] = r1[1] | h << 24;
+    dst[4] = r1[2] | (h >> 8) << 24;
+    dst[5] = r2[0] | (h >> 16) << 24;
+    dst[6] = r2[2];
+}
+
 static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_t kw, uint32_t cin,
                       bnn_word_t *dst)
 {
     if (cin == 16u && kh == 3u && kw == 3u) {
         pack_taps_3x3x16(src, step, dst);
+        return;
+    }
+    if (cin == 24u && kh == 3u && kw == 3u) {
+        pack_taps_3x3x24(src, step, dst);
         return;
     }
     /* Tap words: cw = ceil(cin / 32) per tap, cw - 1 full words then the last one with
@@ -1048,6 +1071,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
+    const int d24 = dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* pack_taps_3x3x24 */
 #if BNN_CONV16_PAIRS
 #define CONV16_MM(m) (d16 ? ~(m) : (m)) /* conv16_rows_bits takes ~M = -M - 1 */
 #else
@@ -1116,6 +1140,8 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                     for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
                         if (d16) {
                             pack_taps_3x3x16(src, step, patch);
+                        } else if (d24) {
+                            pack_taps_3x3x24(src, step, patch);
                         } else if (dense) {
                             pack_taps(src, step, p->kh, p->kw, p->cin, patch);
                         } else {
@@ -1174,6 +1200,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u;
+    const int d24 = dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* pack_taps_3x3x24 */
 #if BNN_CONV16_PAIRS && !BNN_MVE
     const uint32_t pairs = d16 ? 1u : 0u;
 #else
@@ -1210,6 +1237,8 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
                     for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
                         if (d16) {
                             pack_taps_3x3x16(src, step, patch);
+                        } else if (d24) {
+                            pack_taps_3x3x24(src, step, patch);
                         } else if (dense) {
                             pack_taps(src, step, p->kh, p->kw, p->cin, patch);
                         } else {
@@ -1368,9 +1397,12 @@ __attribute__((noinline)) static void interior_acc(const acc_run_t *r, const bnn
     const int32_t k = r->k;
     const bnn_conv_rows_fn pfn = r->pfn;
     const int d16 = r->dense && r->cin == 16u && r->kh == 3u && r->kw == 3u;
+    const int d24 = r->dense && r->cin == 24u && r->kh == 3u && r->kw == 3u;
     for (; n_pos > 0u; --n_pos, src += xstep, dst += cout) {
         if (d16) {
             pack_taps_3x3x16(src, step, patch);
+        } else if (d24) {
+            pack_taps_3x3x24(src, step, patch);
         } else if (r->dense) {
             pack_taps(src, step, r->kh, r->kw, r->cin, patch);
         } else {
