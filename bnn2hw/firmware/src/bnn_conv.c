@@ -628,6 +628,46 @@ static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const
     }
 }
 
+/* The tap words of a 3x3 window at one word per tap (cin <= 32) whose top-left input pixel is
+ * (y0, x0), taps outside the image 0: t[ky 3 + kx] (a border position's patch without the window
+ * bounds, the zero fill and the copy loops of gather_patch). */
+BNN_INLINE void gather_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w, int32_t y0, int32_t x0,
+                              bnn_word_t *t)
+{
+    const uint32_t c0 = (uint32_t)x0 < in_w, c1 = (uint32_t)(x0 + 1) < in_w, c2 = (uint32_t)(x0 + 2) < in_w;
+    for (uint32_t ky = 0; ky < 3u; ++ky, t += 3) {
+        const int32_t y = y0 + (int32_t)ky;
+        if ((uint32_t)y >= in_h) {
+            t[0] = t[1] = t[2] = 0u;
+            continue;
+        }
+        const int32_t b = (int32_t)((uint32_t)y * in_w) + x0; /* only the valid taps are read */
+        t[0] = c0 ? in[b] : 0u;
+        t[1] = c1 ? in[b + 1] : 0u;
+        t[2] = c2 ? in[b + 2] : 0u;
+    }
+}
+
+/* The patch of a border position (3x3, cin <= 32) in the kernel's layout: tap words, then packed
+ * as a full window (pack_taps; cin = 32: the tap words are the patch). */
+static void gather_border_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w, uint32_t cin, int32_t y0,
+                                 int32_t x0, int dense, bnn_word_t *patch)
+{
+    if (!dense) {
+        gather_3x3_1w(in, in_h, in_w, y0, x0, patch);
+        return;
+    }
+    bnn_word_t t[9];
+    gather_3x3_1w(in, in_h, in_w, y0, x0, t);
+    if (cin == 16u) {
+        pack_taps_3x3x16(t, 3u, patch);
+    } else if (cin == 24u) {
+        pack_taps_3x3x24(t, 3u, patch);
+    } else {
+        pack_taps(t, 3u, 3u, 3u, cin, patch);
+    }
+}
+
 /* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
 static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
                           uint32_t cnt, bnn_conv_rows_fn fn)
@@ -1072,6 +1112,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
     const int d24 = dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* pack_taps_3x3x24 */
+    const int g3 = p->kh == 3u && p->kw == 3u && cw == 1u; /* border patches: gather_border_3x3_1w */
 #if BNN_CONV16_PAIRS
 #define CONV16_MM(m) (d16 ? ~(m) : (m)) /* conv16_rows_bits takes ~M = -M - 1 */
 #else
@@ -1153,7 +1194,11 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
                 }
                 window_t win = window(p, oy, ox);
                 const int32_t *mm = m_full;
-                gather_patch(p, in, &win, dense, nw, patch);
+                if (g3) {
+                    gather_border_3x3_1w(in, p->in_h, p->in_w, p->cin, win.y0, win.x0, dense, patch);
+                } else {
+                    gather_patch(p, in, &win, dense, nw, patch);
+                }
                 if (has_pad && !window_full(p, &win)) {
                     const uint32_t padded = padded_taps(p, &win);
                     const uint32_t slot = border_slot(p, &win);
@@ -1212,6 +1257,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
         return;
     }
     const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
+    const int g3 = p->kh == 3u && p->kw == 3u && cw == 1u; /* border patches: gather_border_3x3_1w */
     const span_t cols = interior_cols(p);
     const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
     bnn_word_t patch[BNN_CONV_PATCH_WORDS];
@@ -1248,8 +1294,13 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
                     }
                     continue;
                 }
-                const window_t win = window(p, oy, ox);
-                gather_patch(p, in, &win, dense, nw, patch);
+                if (g3) {
+                    gather_border_3x3_1w(in, p->in_h, p->in_w, p->cin, (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h,
+                                         (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, dense, patch);
+                } else {
+                    const window_t win = window(p, oy, ox);
+                    gather_patch(p, in, &win, dense, nw, patch);
+                }
                 *dst = PREP_ROWS_BITS(patch, my + q->xcls[ox] * cpad);
                 dst += ow;
                 ++ox;
