@@ -504,9 +504,11 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
         if not skip:
             scalar.append(ln)
     calls = [ln.strip().split("(")[0] for ln in scalar if ln.strip().startswith("bnn_")]
-    assert body.count("#if BNN_MVE") == body.count("bnn_conv_bits_mve_prep(&") == 1  # c2a: cin 32 (cin 16 keeps the rows)
-    assert calls == ["bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_stream", "bnn_conv_bits_m1",
-                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_requant",
+    assert body.count("bnn_conv_bits_mve_prep(&") == 1  # c2a: cin 32 (cin 16 keeps the rows)
+    # the three bits convs: #if BNN_MVE (Helium entry or bnn_conv_bits_m1) #else the prepared row-kernel entry
+    assert body.count("#if BNN_MVE") == body.count("bnn_conv_bits_prep(&") == 3
+    assert calls == ["bnn_conv_stream", "bnn_conv_bits_prep", "bnn_conv_stream", "bnn_conv_bits_prep",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_prep", "bnn_conv_requant",
                      "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
     assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
     # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there
