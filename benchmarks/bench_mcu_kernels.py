@@ -609,7 +609,8 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
         cols = []  # (key, heading)
         for c in ccores:
             if c in VC_CONV_CORES:
-                cols += [(c, f"{c} rows"), (f"{c} vc", f"{c} column-sliced"), (f"{c} gen", f"{c} generated")]
+                cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} vc", f"{c} column-sliced"),
+                         (f"{c} gen", f"{c} generated")]
             else:
                 cols.append((c, c))
         shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
@@ -623,7 +624,9 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "a bit-sliced compare against per-border-class start-value planes (precomputed at generation "
                   "time and stored in flash when the table costs <= max(4 KB, a quarter of the columns)); a few "
                   "tail channels (cout % 32, e.g. cout 33) on the row kernel or counted straight from their rows; "
-                  "enabled on M3/M4/M7/M33).  "
+                  "enabled on M3/M4/M7/M33).  **rows, prepared** = `bnn_conv_bits_prep`: the rows kernel with "
+                  "its weight side (packed rows or 3x3x16 pair records, popcount bounds per window class) made at "
+                  "generation time (`bnn2hw/mcu/conv_m4_prep.py`), what emit-c calls on cores without Helium.  "
                   "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
                   "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
@@ -638,7 +641,7 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
             pick_vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, st, pad, False)
             for c in ccores:
                 if c in VC_CONV_CORES:
-                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else c, i))
+                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else f"{c} prep", i))
             cells = [fmt_ratio(conv.get((k, i)), conv_macs(*sh)) for k, _ in cols]
             lines.append(f"| {hw}x{hw} | {cin} | {cout} | {st} | {pad} | {conv_macs(*sh):,} | "
                          + " | ".join(cells) + " |")
@@ -713,8 +716,8 @@ def main() -> None:
     if not args.no_conv:
         conv = conv_sweep([c for c in CONV_CORES if c in args.cores], CONV_SHAPES + CONV_EXTRA_SHAPES, u8=False)
         vc_cores = [c for c in VC_CONV_CORES if c in args.cores]
-        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc"]).items():
-            conv[(f"{core} vc", i)] = n
+        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep"]).items():
+            conv[(f"{core} {kern}", i)] = n
         first = conv_sweep(["cortex-m4"], FIRST_SHAPES, u8=True)
         cmsis_first = cmsis_conv_sweep(args.cmsis_nn, FIRST_SHAPES) if args.cmsis_nn else {}
     plot(dense, args.cores, args.widths, ROOT / "benchmarks" / "results" / "mcu_kernels_width.png")
