@@ -28,11 +28,12 @@ Where one dense inference goes (instructions per function, first of --cores):
     nice -n 10 python benchmarks/bench_mcu_kernels.py --profile 128 --cores cortex-m4
 
 Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
-(`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
-(mcu_kernels.md is written only by the full run):
+(`bnn_conv_bits`), the row kernel with its weight side prepared at generation time
+(`bnn_conv_bits_prep`, `prep`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a
+scratch file (mcu_kernels.md is written only by the full run):
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
-        [--conv-kernels rows vc] [--conv-shapes 0 4 ...]
+        [--conv-kernels rows prep vc] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations
@@ -695,7 +696,7 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc", "prep"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:
