@@ -49,6 +49,17 @@ def fits(cin: int, kh: int, kw: int) -> bool:
     return 0 < n <= PATCH_WORDS and kh * kw <= MAX_TAPS
 
 
+def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minus1: bool) -> bool:
+    """The code generator's choice between bnn_conv_bits_prep and the plain call.  Measured on the
+    Cortex-M4 (issue 11 grid): the prepared entry saves the per-call weight work (~1,500
+    instructions at 16 channels) and the border corrections, but its 3x3x16 pair-record interior
+    costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
+    convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call."""
+    if uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256:
+        return False
+    return True
+
+
 def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = DENSE_WORDS) -> bool:
     """3x3 cin 16 on a core with USADA8 (BNN_CONV16_PAIRS): pair records."""
     return dsp and cin == 16 and kh == 3 and kw == 3 and row_words(cin, kh, kw, dense_words) == 5

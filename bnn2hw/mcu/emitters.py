@@ -457,7 +457,7 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
 
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
-    if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw):
+    if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p, bool(pad_minus1)):
         return [call]
     q = conv_m4_prep.prepare(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
     guard = "!BNN_MVE && !BNN_CONV_VCOLS" if vc else "!BNN_MVE"

@@ -1177,18 +1177,20 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             const bnn_word_t *src = in;
             const int inner = interior_row(p, in, oy, cols, &src);
             while (ox < p->out_w) {
-                if (inner && ox == cols.lo) { /* the interior run of the row */
-                    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
-                        if (d16) {
-                            pack_taps_3x3x16(src, step, patch);
-                        } else if (d24) {
-                            pack_taps_3x3x24(src, step, patch);
-                        } else if (dense) {
-                            pack_taps(src, step, p->kh, p->kw, p->cin, patch);
-                        } else {
-                            copy_window(src, step, p->kh, rw, patch);
-                        }
-                        *dst = ROWS_BITS(patch, m_full);
+                if (inner && ox == cols.lo) { /* the interior run of the row, one loop per patch layout */
+#define INTERIOR_RUN(GATHER, MM)                                        \
+    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {               \
+        GATHER;                                                         \
+        *dst = ROWS_BITS(patch, MM);                                    \
+    }
+                    if (d16) {
+                        INTERIOR_RUN(pack_taps_3x3x16(src, step, patch), m_full)
+                    } else if (d24) {
+                        INTERIOR_RUN(pack_taps_3x3x24(src, step, patch), m_full)
+                    } else if (dense) {
+                        INTERIOR_RUN(pack_taps(src, step, p->kh, p->kw, p->cin, patch), m_full)
+                    } else {
+                        INTERIOR_RUN(copy_window(src, step, p->kh, rw, patch), m_full)
                     }
                     continue;
                 }
@@ -1267,9 +1269,11 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #if BNN_CONV16_PAIRS && !BNN_MVE
         const bnn_word_t *rows = q->w + (pairs ? 9u * c0 / 2u : c0 * nw);
 #define PREP_ROWS_BITS(x, mm) (pairs ? conv16_rows_bits(x, rows, mm, cnt) : rows_bits(x, rows, mm, nw, cnt, fn))
+#define ROWS_BITS PREP_ROWS_BITS
 #else
         const bnn_word_t *rows = q->w + c0 * nw;
 #define PREP_ROWS_BITS(x, mm) rows_bits(x, rows, mm, nw, cnt, fn)
+#define ROWS_BITS PREP_ROWS_BITS
 #endif
         bnn_word_t *dst = out + c0 / 32u;
         for (uint32_t oy = 0; oy < p->out_h; ++oy) {
@@ -1280,17 +1284,14 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
             while (ox < out_w) {
                 if (inner && ox == cols.lo) { /* the interior run of the row: one window class */
                     const int32_t *mm = my + q->xcls[ox] * cpad;
-                    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
-                        if (d16) {
-                            pack_taps_3x3x16(src, step, patch);
-                        } else if (d24) {
-                            pack_taps_3x3x24(src, step, patch);
-                        } else if (dense) {
-                            pack_taps(src, step, p->kh, p->kw, p->cin, patch);
-                        } else {
-                            copy_window(src, step, p->kh, rw, patch);
-                        }
-                        *dst = PREP_ROWS_BITS(patch, mm);
+                    if (d16) {
+                        INTERIOR_RUN(pack_taps_3x3x16(src, step, patch), mm)
+                    } else if (d24) {
+                        INTERIOR_RUN(pack_taps_3x3x24(src, step, patch), mm)
+                    } else if (dense) {
+                        INTERIOR_RUN(pack_taps(src, step, p->kh, p->kw, p->cin, patch), mm)
+                    } else {
+                        INTERIOR_RUN(copy_window(src, step, p->kh, rw, patch), mm)
                     }
                     continue;
                 }
@@ -1307,7 +1308,9 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
             }
         }
 #undef PREP_ROWS_BITS
+#undef ROWS_BITS
     }
+#undef INTERIOR_RUN
 }
 
 /*
