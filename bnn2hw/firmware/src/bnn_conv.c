@@ -650,8 +650,9 @@ BNN_INLINE void gather_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w
 
 /* The patch of a border position (3x3, cin <= 32) in the kernel's layout: tap words, then packed
  * as a full window (pack_taps; cin = 32: the tap words are the patch). */
-static void gather_border_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w, uint32_t cin, int32_t y0,
-                                 int32_t x0, int dense, bnn_word_t *patch)
+static void __attribute__((noinline)) gather_border_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w,
+                                                           uint32_t cin, int32_t y0, int32_t x0, int dense,
+                                                           bnn_word_t *patch)
 {
     if (!dense) {
         gather_3x3_1w(in, in_h, in_w, y0, x0, patch);
@@ -741,8 +742,8 @@ static span_t interior_cols(const bnn_conv_params_t *p)
 }
 
 /* Row oy is interior; then *src = its first interior position's top-left input word. */
-static int interior_row(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t oy, span_t cols,
-                        const bnn_word_t **src)
+BNN_INLINE int interior_row(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t oy, span_t cols,
+                           const bnn_word_t **src)
 {
     const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
     if (y0 < 0 || y0 + (int32_t)p->kh > (int32_t)p->in_h || cols.lo == cols.hi) {
