@@ -27,7 +27,6 @@ import pytest
 from bnn2hw.mcu import conv_m4_prep as mp
 from bnn2hw.mcu.codegen import c_array, pack_bits
 
-
 # ---------------------------------------------------------------- layouts and tables (Python)
 
 
@@ -74,7 +73,8 @@ def test_prepared_rows_match_pack_taps(cin):
     for o in range(4):
         want = _pack_taps_c(words[o], cin) if nw != words.shape[2] * 9 else [int(v) for v in words[o].ravel()]
         assert [int(v) for v in got[o]] == want[:nw], (cin, o)
-    # the build's choice (bnn__conv_row_words): packed at cin 16 / 24 / 33, padded at 32, 64 and 72 (32 x 21 > 640 words)
+    # the build's choice (bnn__conv_row_words): packed at cin 16 / 24 / 33, padded at 32, 64 and 72
+    # (32 x 21 > 640 words)
     assert [mp.row_words(c, 3, 3) for c in (16, 24, 32, 33, 64, 72)] == [5, 7, 9, 10, 18, 27]
     assert mp.row_words(24, 3, 3, mp.DENSE_WORDS_M0) == 9  # Cortex-M0: 32 x 7 > 160 words
 
@@ -192,10 +192,10 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
         data += [c_array("bnn_word_t", f"w{i}", pack_bits(w)), c_array("int32_t", f"t{i}", thr),
                  c_array("bnn_word_t", f"pw{i}", q["rows"]), c_array("int32_t", f"pm{i}", q["m"]),
                  c_array("uint8_t", f"px{i}", q["xcls"]), c_array("uint8_t", f"py{i}", q["ycls"]),
-                 f"static const bnn_conv_params_t p{i} = {{{h}u, {wd}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, "
-                 f"{s}u, {s}u, {p}u, {p}u}};\n",
-                 f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, {q['pairs']}u, "
-                 f"pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n"]
+                 (f"static const bnn_conv_params_t p{i} = {{{h}u, {wd}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, "
+                  f"{s}u, {s}u, {p}u, {p}u}};\n"),
+                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
+                  f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n")]
         ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
         body += [f"    bnn_conv_bits_prep(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
                  f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
@@ -215,7 +215,8 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
            + "    memcpy(logits, out_words, sizeof out_words);\n    return 0;\n}\n")
     (out / "model.c").write_text(src)
     (out / "model.h").write_text(
-        "/* SPDX-License-Identifier: MIT */\n#ifndef MODEL_H\n#define MODEL_H\n#include <stddef.h>\n#include <stdint.h>\n"
+        "/* SPDX-License-Identifier: MIT */\n#ifndef MODEL_H\n#define MODEL_H\n#include <stddef.h>\n"
+        "#include <stdint.h>\n"
         f"#define BNN_INPUT_LEN {4 * in_off}\n#define BNN_NUM_LOGITS {out_off}\n"
         "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len);\n#endif\n")
     x = np.stack([np.concatenate(v).astype(np.uint32).view(np.uint8) for v in xs])

@@ -55,9 +55,7 @@ def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minu
     instructions at 16 channels) and the border corrections, but its 3x3x16 pair-record interior
     costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
     convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call."""
-    if uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256:
-        return False
-    return True
+    return not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
 
 
 def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = DENSE_WORDS) -> bool:
@@ -152,7 +150,7 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
             pad: int, pad_minus1: bool, dsp: bool = True, dense_words: int = DENSE_WORDS) -> dict:
     """Everything bnn_conv_prep_t holds for a build with USADA8 (dsp) and BNN_CONV_DENSE_WORDS =
     dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"}."""
-    o, kh, kw, c = w.shape
+    _, kh, kw, c = w.shape
     nw = row_words(c, kh, kw, dense_words)
     pairs = uses_pairs(c, kh, kw, dsp, dense_words)
     rows = pair_records(w) if pairs else prepared_rows(w, dense_words).reshape(-1)
