@@ -28,11 +28,12 @@ Where one dense inference goes (instructions per function, first of --cores):
     nice -n 10 python benchmarks/bench_mcu_kernels.py --profile 128 --cores cortex-m4
 
 Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on the row kernel
-(`bnn_conv_bits`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a scratch file
-(mcu_kernels.md is written only by the full run):
+(`bnn_conv_bits`), the row kernel with its weight side prepared at generation time
+(`bnn_conv_bits_prep`, `prep`) and / or the column-sliced one (`bnn_conv_vc_bits`), a table to a
+scratch file (mcu_kernels.md is written only by the full run):
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
-        [--conv-kernels rows vc] [--conv-shapes 0 4 ...]
+        [--conv-kernels rows prep vc] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations
@@ -413,6 +414,31 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
     return m
 
 
+def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int,
+                    dsp: bool = True, pad_minus1: bool = False) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on ``bnn_conv_bits_prep`` with the
+    weight side prepared at generation time (bnn2hw/mcu/conv_m4_prep.py): the emit-c data layout on
+    a hand-written model.c.  pad_minus1: -1 padding (the expected output is then the caller's)."""
+    from bnn2hw.mcu import conv_m4_prep as mp
+    from bnn2hw.mcu.codegen import c_array
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    q = mp.prepare(w, thr, (hw, hw), (oh, oh), stride, pad, pad_minus1, dsp=dsp)
+    text = (out / "model.c").read_text()
+    data = (c_array("bnn_word_t", "prep_w", q["rows"]) + c_array("int32_t", "prep_m", q["m"])
+            + c_array("uint8_t", "prep_x", q["xcls"]) + c_array("uint8_t", "prep_y", q["ycls"])
+            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
+              f"{q['pairs']}u, prep_w, prep_m, prep_x, prep_y, w, thr}};\n")
+    text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
+                        "    bnn_conv_bits_prep(&p, &q, in_words, out_words);")
+    assert "bnn_conv_bits_prep(&p, &q" in text
+    (out / "model.c").write_text(text)
+    m["prep"] = q
+    return m
+
+
 # awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
 CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
@@ -426,7 +452,8 @@ def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> 
         for core in cores:
             for kern in kernels:
                 with tempfile.TemporaryDirectory() as d:
-                    writer = write_conv_vc if kern == "vc" else (lambda *a: write_conv(*a[:6], False, a[6]))
+                    writer = {"vc": write_conv_vc, "prep": write_conv_prep}.get(
+                        kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
                     x, raw = conv_inputs(hw, cin, False, seed)
                     res[(kern, core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
@@ -590,7 +617,8 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
         cols = []  # (key, heading)
         for c in ccores:
             if c in VC_CONV_CORES:
-                cols += [(c, f"{c} rows"), (f"{c} vc", f"{c} column-sliced"), (f"{c} gen", f"{c} generated")]
+                cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} vc", f"{c} column-sliced"),
+                         (f"{c} gen", f"{c} generated")]
             else:
                 cols.append((c, c))
         shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
@@ -604,7 +632,9 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "a bit-sliced compare against per-border-class start-value planes (precomputed at generation "
                   "time and stored in flash when the table costs <= max(4 KB, a quarter of the columns)); a few "
                   "tail channels (cout % 32, e.g. cout 33) on the row kernel or counted straight from their rows; "
-                  "enabled on M3/M4/M7/M33).  "
+                  "enabled on M3/M4/M7/M33).  **rows, prepared** = `bnn_conv_bits_prep`: the rows kernel with "
+                  "its weight side (packed rows or 3x3x16 pair records, popcount bounds per window class) made at "
+                  "generation time (`bnn2hw/mcu/conv_m4_prep.py`), what emit-c calls on cores without Helium.  "
                   "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
                   "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
@@ -619,7 +649,7 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
             pick_vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, st, pad, False)
             for c in ccores:
                 if c in VC_CONV_CORES:
-                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else c, i))
+                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else f"{c} prep", i))
             cells = [fmt_ratio(conv.get((k, i)), conv_macs(*sh)) for k, _ in cols]
             lines.append(f"| {hw}x{hw} | {cin} | {cout} | {st} | {pad} | {conv_macs(*sh):,} | "
                          + " | ".join(cells) + " |")
@@ -673,7 +703,7 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "vc"], choices=["rows", "vc"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:
@@ -694,8 +724,8 @@ def main() -> None:
     if not args.no_conv:
         conv = conv_sweep([c for c in CONV_CORES if c in args.cores], CONV_SHAPES + CONV_EXTRA_SHAPES, u8=False)
         vc_cores = [c for c in VC_CONV_CORES if c in args.cores]
-        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc"]).items():
-            conv[(f"{core} vc", i)] = n
+        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep"]).items():
+            conv[(f"{core} {kern}", i)] = n
         first = conv_sweep(["cortex-m4"], FIRST_SHAPES, u8=True)
         cmsis_first = cmsis_conv_sweep(args.cmsis_nn, FIRST_SHAPES) if args.cmsis_nn else {}
     plot(dense, args.cores, args.widths, ROOT / "benchmarks" / "results" / "mcu_kernels_width.png")

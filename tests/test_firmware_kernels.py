@@ -341,6 +341,12 @@ conv_case(16, 1, 3, 2, 1, False, h=6, wd=7)
 conv_case(16, 33, 3, 1, 1, False, h=5, wd=6)
 conv_case(16, 16, 3, 1, 1, False, h=5, wd=5, fill=1)
 conv_case(16, 15, 3, 2, 1, False, h=5, wd=5, fill=-1)
+# 3x3 convs at cin 24 (pack_taps_3x3x24: four taps in three words, weight rows and patches, the
+# bits, accumulator and popcount-row paths): cout 24 / 1 / 33, stride 1 and 2, pad 0 / 1 / 2
+conv_case(24, 24, 3, 1, 1, False, h=6, wd=7)
+conv_case(24, 1, 3, 2, 0, False, h=7, wd=5)
+conv_case(24, 33, 3, 2, 2, False, h=5, wd=6)
+conv_case(24, 5, 3, 1, 1, False, h=4, wd=4, fill=1)
 # small enough for the Cortex-M0 driver buffers (1024 words; ARMv6-M keeps the padded layout at
 # these cin, BNN_CONV_DENSE_WORDS 160 there, so these check it against the dense one elsewhere)
 conv_case(40, 3, 3, 1, 1, False, h=5, wd=5)
@@ -385,7 +391,9 @@ for _sh in [(16, 16, 3, 1, 1, 9, 9), (16, 32, 3, 2, 1, 9, 8), (1, 31, 3, 1, 1, 5
             (32, 65, 3, 1, 1, 6, 7), (33, 3, 3, 2, 1, 5, 5), (63, 64, 3, 1, 1, 4, 4), (65, 1, 3, 1, 2, 3, 4),
             (5, 37, 3, 2, 0, 7, 7), (32, 64, 1, 2, 0, 8, 8), (16, 33, 3, 1, 1, 1, 1),
             # issue 11: dense multi-word taps in the row / popcount-mode paths (cin 40, 48, 65)
-            (40, 33, 3, 1, 1, 6, 6), (48, 7, 3, 2, 2, 7, 7), (65, 5, 3, 1, 1, 5, 5)]:
+            (40, 33, 3, 1, 1, 6, 6), (48, 7, 3, 2, 2, 7, 7), (65, 5, 3, 1, 1, 5, 5),
+            # 3x3 cin 24: pack_taps_3x3x24 in the popcount-mode paths
+            (24, 24, 3, 1, 1, 6, 6), (24, 33, 3, 2, 1, 7, 5)]:
     conv_rows_case(*_sh)
 
 

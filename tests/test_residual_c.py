@@ -186,7 +186,12 @@ def test_padded_binary_conv_chain_with_thresholds(pad_value, stride, tmp_path):
     src = codegen.emit(g).source
     # -1 padding: packed bits input thresholds inside the conv kernel (bnn_conv_bits_m1, one
     # threshold per channel at every position), no accumulator rows
-    assert ("bnn_conv_bits_m1(" in src) == (pad_value == -1)
+    # threshold per channel at every position), no accumulator rows; on cores without Helium the
+    # prepared entry (bnn_conv_bits_prep) carries the flag in its struct (pad_minus1 = 1u)
+    import re
+    m1 = "bnn_conv_bits_m1(" in src or re.search(r"bnn_conv_prep_t \w+_q4 = \{1u", src) is not None
+    assert m1 == (pad_value == -1)
+    assert "bnn_conv_bits_prep(" in src
     assert "bnn_conv_threshold_rows" not in src
     np.testing.assert_array_equal(run_firmware(g, tmp_path, "host", x), execute.run(g, x).int_logits, err_msg=f"seed {seed}")
 
@@ -504,9 +509,12 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
         if not skip:
             scalar.append(ln)
     calls = [ln.strip().split("(")[0] for ln in scalar if ln.strip().startswith("bnn_")]
-    assert body.count("#if BNN_MVE") == body.count("bnn_conv_bits_mve_prep(&") == 1  # c2a: cin 32 (cin 16 keeps the rows)
-    assert calls == ["bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_stream", "bnn_conv_bits_m1",
-                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_requant",
+    assert body.count("bnn_conv_bits_mve_prep(&") == 1  # c2a: cin 32 (cin 16 keeps the rows)
+    # bits convs: 32x32x16 at -1 padding keeps bnn_conv_bits_m1 (conv_m4_prep.worth); the other two are
+    # #if BNN_MVE (Helium entry or bnn_conv_bits_m1) #else the prepared row-kernel entry
+    assert body.count("#if BNN_MVE") == body.count("bnn_conv_bits_prep(&") == 2
+    assert calls == ["bnn_conv_stream", "bnn_conv_bits_m1", "bnn_conv_stream", "bnn_conv_bits_prep",
+                     "bnn_conv_requant", "bnn_conv_stream", "bnn_conv_bits_prep", "bnn_conv_requant",
                      "bnn_conv_stream", "bnn_avgpool_sum", "bnn_dense_stream_s8"], calls
     assert "&c0b_e, BNN_BUF" in body and ", NULL, (bnn_word_t *)" in body  # x1: added, thresholded, not stored
     # the shortcut conv of a stride-2 stack computed before the main path's add: no fusion there

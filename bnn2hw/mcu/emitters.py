@@ -432,8 +432,9 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     ``#if BNN_CONV_VCOLS`` (the row-format data only exists there)."""
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
+    call = _m4_prep_call(st, w, thr, lid, tname, geo, pad_minus1, call, dst, vc)
     if st.kind != "bits" or not conv_mve_prep.fits(h, c, kh, kw, s, oh):
-        return [call]
+        return ["#if BNN_MVE", call[2], "#else", call[3], "#endif"] if call[0] == "#if !BNN_MVE" else call
     m, xcls, ycls, cpad = conv_mve_prep.m_tables(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
     guard = "BNN_MVE && !BNN_CONV_VCOLS" if vc else "BNN_MVE"
     st.data.append(f"#if {guard} /* {lid}: Helium column-image conv, weight side prepared (conv_mve_prep.py) */\n")
@@ -448,7 +449,44 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
     st.data.append(f"static const bnn_conv_mve_prep_t {lid}_q = {{{pad_minus1}u, {len(set(xcls.tolist()))}u, "
                    f"{cpad}u, {wr}, {lid}_m, {lid}_xc, {lid}_yc, {lid}_w, {tname}_thr}};\n#endif\n")
     prep = f"    bnn_conv_bits_mve_prep(&{lid}_p, &{lid}_q, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
-    return ["#if BNN_MVE", prep, "#else", call, "#endif"]
+    if call[0] == "#if !BNN_MVE":  # the plain call, then the prepared row-kernel entry
+        return ["#if BNN_MVE", prep, "#else", call[3], "#endif"]
+    return ["#if BNN_MVE", prep, "#else", *call, "#endif"]
+
+
+def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geo: tuple,
+                  pad_minus1: int, call: str, dst: str, vc: bool = False) -> list[str]:
+    """Cores without Helium, bits conv + threshold: ``bnn_conv_bits_prep`` on the weight side
+    prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
+    class), when the row kernel runs the shape (conv_m4_prep.fits).  Returns [call] or
+    ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
+    4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
+    the prepared rows unless they are the plain ones (cin % 32 == 0)."""
+    from . import conv_m4_prep
+
+    _, kh, kw, c = w.shape
+    h, wd, oh, ow, s, p = geo
+    if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p, bool(pad_minus1)):
+        return [call]
+    q = conv_m4_prep.prepare(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
+    guard = "!BNN_MVE && !BNN_CONV_VCOLS" if vc else "!BNN_MVE"
+    st.data.append(f"#if {guard} /* {lid}: row-kernel conv, weight side prepared (conv_m4_prep.py) */\n")
+    wr = f"{lid}_w"
+    if q["pairs"] or q["nw"] != kh * kw * -(-c // 32):
+        wr = f"{lid}_w4"
+        what = "3x3x16 pair records" if q["pairs"] else f"rows of {q['nw']} packed words"
+        st.data.append(f"/* {what} */\n")
+        st.data.append(c_array("bnn_word_t", wr, q["rows"]))
+    st.data.append(f"/* popcount bounds M of {q['m'].shape[0]} window classes x {q['m'].shape[1]} channels"
+                   + (" (~M, pair records)" if q["pairs"] else "") + " */\n")
+    st.data.append(c_array("int32_t", f"{lid}_m4", q["m"]))
+    st.data.append(c_array("uint8_t", f"{lid}_xc4", q["xcls"]))
+    st.data.append(c_array("uint8_t", f"{lid}_yc4", q["ycls"]))
+    st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
+                   f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n"
+                   "#endif\n")
+    prep = f"    bnn_conv_bits_prep(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
+    return ["#if !BNN_MVE", "#else", call, prep]
 
 
 def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple) -> dict:

@@ -129,6 +129,38 @@ void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep
                              bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
 #define bnn_conv_bits_mve_prep(p, q, in, out) \
     bnn__conv_bits_mve_prep(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/*
+ * bnn_conv_bits_prep (every core but Helium, issue 11): bnn_conv_bits / _m1 with the weight side of
+ * bnn__conv_bits_rows done at code generation (bnn2hw/mcu/conv_m4_prep.py), so that a call runs
+ * only the patches and the row kernels (no per-call packing of weight rows, no pair records, no
+ * tap counts, no threshold clamps, no border-correction cache):
+ *   nw    words per prepared weight row: bnn__conv_row_words(p) of the build the data was made for
+ *         (taps packed back to back when that packs, else the padded layout);
+ *   pairs 1: 3x3 convs with cin 16 as conv16_rows_bits' pair records (bnn_conv.c, BNN_CONV16_PAIRS:
+ *         Thumb-2 cores with USADA8), the M entries stored as ~M = -M - 1; 0: rows of nw words;
+ *   w     the prepared rows: cout rows of nw words, or per 32-channel chunk ceil(cnt / 2) records of
+ *         9 words (chunk c0 at w + 9 c0 / 2; an odd count's last record pairs its row with itself);
+ *   m     popcount bounds M (bit = popcount(patch ^ row) <= M) per window class: entry o of the
+ *         class (ycls[oy], xcls[ox]) at m[(ycls[oy] nx + xcls[ox]) cpad + o],
+ *         M = clamp(floor((K_v + 2 corr - thr) / 2), -1, 32 nw) (K_v the valid taps' inputs, corr
+ *         the +1 weights of the padded taps; -1 padding or no padding: one class, K_v = kh kw cin);
+ *   raw_w, thr  the plain weights and thresholds: when nw / pairs do not match this build (another
+ *         BNN_CONV_DENSE_WORDS, no USADA8, a Helium build) the call runs bnn_conv_bits / _m1 on them.
+ * Invariant: the table of each position equals the M bnn__conv_bits_rows computes for its window,
+ * so the bits are those of bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
+ */
+typedef struct {
+    uint32_t pad_minus1, nx, cpad, nw, pairs;
+    const bnn_word_t *w;
+    const int32_t *m;
+    const uint8_t *xcls, *ycls;
+    const bnn_word_t *raw_w;
+    const int32_t *thr;
+} bnn_conv_prep_t;
+void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                         bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+#define bnn_conv_bits_prep(p, q, in, out) \
+    bnn__conv_bits_prep(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                           const int32_t *thr, bnn_word_t *out);
 void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

@@ -325,7 +325,8 @@ static uint32_t padded_taps(const bnn_conv_params_t *p, const window_t *win)
  * back to back, tap t = ky kw + kx at bit t cin, into ceil(kh kw cin / 32) words, the last word's
  * high bits 0 (tap words have zero padding bits, bnn_bits.h).  Used for the weight rows (step = kw)
  * and for full-window patches (step = in_w); 3x3 with 16 channels (two taps per word) is spelled
- * out, other shapes run the bit-stream loop.
+ * out, 3x3 with 24 channels takes its own word order (pack_taps_3x3x24), other shapes run the
+ * bit-stream loop.
  */
 BNN_INLINE void pack_taps_3x3x16(const bnn_word_t *src, uint32_t step, bnn_word_t *dst)
 {
@@ -337,11 +338,33 @@ BNN_INLINE void pack_taps_3x3x16(const bnn_word_t *src, uint32_t step, bnn_word_
     dst[4] = r2[2];
 }
 
+/* 3x3 with 24 channels (216 bits, 7 words; issue 11): not the bit stream but groups of four taps
+ * a, b, c, d in three words, a | d << 24, b | (d >> 8) << 24, c | (d >> 16) << 24 (taps 0-3 and
+ * 4-7), then tap 8 alone: a few instructions per tap instead of the stream loop's ~25.  Any fixed
+ * bit order is exact (popcount(patch ^ row) does not depend on it) as long as weight rows and
+ * patches share it: both go through pack_taps (and bnn2hw/mcu/conv_m4_prep.py writes it). */
+BNN_INLINE void pack_taps_3x3x24(const bnn_word_t *src, uint32_t step, bnn_word_t *dst)
+{
+    const bnn_word_t *r1 = src + step, *r2 = r1 + step;
+    const uint32_t d = r1[0], h = r2[1];
+    dst[0] = src[0] | d << 24;
+    dst[1] = src[1] | (d >> 8) << 24;
+    dst[2] = src[2] | (d >> 16) << 24;
+    dst[3] = r1[1] | h << 24;
+    dst[4] = r1[2] | (h >> 8) << 24;
+    dst[5] = r2[0] | (h >> 16) << 24;
+    dst[6] = r2[2];
+}
+
 static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_t kw, uint32_t cin,
                       bnn_word_t *dst)
 {
     if (cin == 16u && kh == 3u && kw == 3u) {
         pack_taps_3x3x16(src, step, dst);
+        return;
+    }
+    if (cin == 24u && kh == 3u && kw == 3u) {
+        pack_taps_3x3x24(src, step, dst);
         return;
     }
     /* Tap words: cw = ceil(cin / 32) per tap, cw - 1 full words then the last one with
@@ -605,6 +628,47 @@ static void gather_patch(const bnn_conv_params_t *p, const bnn_word_t *in, const
     }
 }
 
+/* The tap words of a 3x3 window at one word per tap (cin <= 32) whose top-left input pixel is
+ * (y0, x0), taps outside the image 0: t[ky 3 + kx] (a border position's patch without the window
+ * bounds, the zero fill and the copy loops of gather_patch). */
+BNN_INLINE void gather_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w, int32_t y0, int32_t x0,
+                              bnn_word_t *t)
+{
+    const uint32_t c0 = (uint32_t)x0 < in_w, c1 = (uint32_t)(x0 + 1) < in_w, c2 = (uint32_t)(x0 + 2) < in_w;
+    for (uint32_t ky = 0; ky < 3u; ++ky, t += 3) {
+        const int32_t y = y0 + (int32_t)ky;
+        if ((uint32_t)y >= in_h) {
+            t[0] = t[1] = t[2] = 0u;
+            continue;
+        }
+        const int32_t b = (int32_t)((uint32_t)y * in_w) + x0; /* only the valid taps are read */
+        t[0] = c0 ? in[b] : 0u;
+        t[1] = c1 ? in[b + 1] : 0u;
+        t[2] = c2 ? in[b + 2] : 0u;
+    }
+}
+
+/* The patch of a border position (3x3, cin <= 32) in the kernel's layout: tap words, then packed
+ * as a full window (pack_taps; cin = 32: the tap words are the patch). */
+static void __attribute__((noinline)) gather_border_3x3_1w(const bnn_word_t *in, uint32_t in_h, uint32_t in_w,
+                                                           uint32_t cin, int32_t y0, int32_t x0, int dense,
+                                                           bnn_word_t *patch)
+{
+    if (!dense) {
+        gather_3x3_1w(in, in_h, in_w, y0, x0, patch);
+        return;
+    }
+    bnn_word_t t[9];
+    gather_3x3_1w(in, in_h, in_w, y0, x0, t);
+    if (cin == 16u) {
+        pack_taps_3x3x16(t, 3u, patch);
+    } else if (cin == 24u) {
+        pack_taps_3x3x24(t, 3u, patch);
+    } else {
+        pack_taps(t, 3u, 3u, 3u, cin, patch);
+    }
+}
+
 /* cnt <= 32 rows of n words against patch, popcount thresholds mm: the packed bits. */
 static uint32_t rows_bits(const bnn_word_t *patch, const bnn_word_t *w, const int32_t *mm, uint32_t n,
                           uint32_t cnt, bnn_conv_rows_fn fn)
@@ -678,8 +742,8 @@ static span_t interior_cols(const bnn_conv_params_t *p)
 }
 
 /* Row oy is interior; then *src = its first interior position's top-left input word. */
-static int interior_row(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t oy, span_t cols,
-                        const bnn_word_t **src)
+BNN_INLINE int interior_row(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t oy, span_t cols,
+                           const bnn_word_t **src)
 {
     const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
     if (y0 < 0 || y0 + (int32_t)p->kh > (int32_t)p->in_h || cols.lo == cols.hi) {
@@ -1048,6 +1112,8 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != n;
     const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u; /* two taps a word, spelled out */
+    const int d24 = dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* pack_taps_3x3x24 */
+    const int g3 = p->kh == 3u && p->kw == 3u && cw == 1u; /* border patches: gather_border_3x3_1w */
 #if BNN_CONV16_PAIRS
 #define CONV16_MM(m) (d16 ? ~(m) : (m)) /* conv16_rows_bits takes ~M = -M - 1 */
 #else
@@ -1112,22 +1178,30 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
             const bnn_word_t *src = in;
             const int inner = interior_row(p, in, oy, cols, &src);
             while (ox < p->out_w) {
-                if (inner && ox == cols.lo) { /* the interior run of the row */
-                    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {
-                        if (d16) {
-                            pack_taps_3x3x16(src, step, patch);
-                        } else if (dense) {
-                            pack_taps(src, step, p->kh, p->kw, p->cin, patch);
-                        } else {
-                            copy_window(src, step, p->kh, rw, patch);
-                        }
-                        *dst = ROWS_BITS(patch, m_full);
+                if (inner && ox == cols.lo) { /* the interior run of the row, one loop per patch layout */
+#define INTERIOR_RUN(GATHER, MM)                                        \
+    for (; ox < cols.hi; ++ox, dst += ow, src += xstep) {               \
+        GATHER;                                                         \
+        *dst = ROWS_BITS(patch, MM);                                    \
+    }
+                    if (d16) {
+                        INTERIOR_RUN(pack_taps_3x3x16(src, step, patch), m_full)
+                    } else if (d24) {
+                        INTERIOR_RUN(pack_taps_3x3x24(src, step, patch), m_full)
+                    } else if (dense) {
+                        INTERIOR_RUN(pack_taps(src, step, p->kh, p->kw, p->cin, patch), m_full)
+                    } else {
+                        INTERIOR_RUN(copy_window(src, step, p->kh, rw, patch), m_full)
                     }
                     continue;
                 }
                 window_t win = window(p, oy, ox);
                 const int32_t *mm = m_full;
-                gather_patch(p, in, &win, dense, nw, patch);
+                if (g3) {
+                    gather_border_3x3_1w(in, p->in_h, p->in_w, p->cin, win.y0, win.x0, dense, patch);
+                } else {
+                    gather_patch(p, in, &win, dense, nw, patch);
+                }
                 if (has_pad && !window_full(p, &win)) {
                     const uint32_t padded = padded_taps(p, &win);
                     const uint32_t slot = border_slot(p, &win);
@@ -1159,6 +1233,85 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
     }
 #undef ROWS_BITS
 #undef CONV16_MM
+}
+
+/*
+ * bnn_conv_bits_prep (bnn_conv.h): bnn__conv_bits_rows with the weight side from code generation
+ * (bnn2hw/mcu/conv_m4_prep.py): the chunk's rows are used in place (dense rows or pair records) and
+ * every position reads its M table by window class, so a call is the position loops only.  Border
+ * positions gather their patch as bnn__conv_bits_rows does (zero bits at padded taps).
+ */
+void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                         bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t cw = BNN_WORDS(p->cin), taps = p->kh * p->kw, n = taps * cw;
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != n;
+    const int d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u;
+    const int d24 = dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* pack_taps_3x3x24 */
+#if BNN_CONV16_PAIRS && !BNN_MVE
+    const uint32_t pairs = d16 ? 1u : 0u;
+#else
+    const uint32_t pairs = 0u;
+#endif
+    if (BNN_MVE || n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u || q->nw != nw ||
+        q->pairs != pairs) { /* data made for another build: the plain path */
+        bnn__conv_bits_rows(p, in, q->raw_w, q->thr, (int)q->pad_minus1, out, fn, q->pad_minus1 ? 0 : pfn);
+        return;
+    }
+    const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
+    const int g3 = p->kh == 3u && p->kw == 3u && cw == 1u; /* border patches: gather_border_3x3_1w */
+    const span_t cols = interior_cols(p);
+    const uint32_t rw = p->kw * cw, step = p->in_w * cw, xstep = p->stride_w * cw;
+    bnn_word_t patch[BNN_CONV_PATCH_WORDS];
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < 32u ? left : 32u;
+#if BNN_CONV16_PAIRS && !BNN_MVE
+        const bnn_word_t *rows = q->w + (pairs ? 9u * c0 / 2u : c0 * nw);
+#define PREP_ROWS_BITS(x, mm) (pairs ? conv16_rows_bits(x, rows, mm, cnt) : rows_bits(x, rows, mm, nw, cnt, fn))
+#define ROWS_BITS PREP_ROWS_BITS
+#else
+        const bnn_word_t *rows = q->w + c0 * nw;
+#define PREP_ROWS_BITS(x, mm) rows_bits(x, rows, mm, nw, cnt, fn)
+#define ROWS_BITS PREP_ROWS_BITS
+#endif
+        bnn_word_t *dst = out + c0 / 32u;
+        for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t *my = q->m + q->ycls[oy] * nx * cpad + c0;
+            uint32_t ox = 0;
+            const bnn_word_t *src = in;
+            const int inner = interior_row(p, in, oy, cols, &src);
+            while (ox < out_w) {
+                if (inner && ox == cols.lo) { /* the interior run of the row: one window class */
+                    const int32_t *mm = my + q->xcls[ox] * cpad;
+                    if (d16) {
+                        INTERIOR_RUN(pack_taps_3x3x16(src, step, patch), mm)
+                    } else if (d24) {
+                        INTERIOR_RUN(pack_taps_3x3x24(src, step, patch), mm)
+                    } else if (dense) {
+                        INTERIOR_RUN(pack_taps(src, step, p->kh, p->kw, p->cin, patch), mm)
+                    } else {
+                        INTERIOR_RUN(copy_window(src, step, p->kh, rw, patch), mm)
+                    }
+                    continue;
+                }
+                if (g3) {
+                    gather_border_3x3_1w(in, p->in_h, p->in_w, p->cin, (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h,
+                                         (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, dense, patch);
+                } else {
+                    const window_t win = window(p, oy, ox);
+                    gather_patch(p, in, &win, dense, nw, patch);
+                }
+                *dst = PREP_ROWS_BITS(patch, my + q->xcls[ox] * cpad);
+                dst += ow;
+                ++ox;
+            }
+        }
+#undef PREP_ROWS_BITS
+#undef ROWS_BITS
+    }
+#undef INTERIOR_RUN
 }
 
 /*
@@ -1299,9 +1452,12 @@ __attribute__((noinline)) static void interior_acc(const acc_run_t *r, const bnn
     const int32_t k = r->k;
     const bnn_conv_rows_fn pfn = r->pfn;
     const int d16 = r->dense && r->cin == 16u && r->kh == 3u && r->kw == 3u;
+    const int d24 = r->dense && r->cin == 24u && r->kh == 3u && r->kw == 3u;
     for (; n_pos > 0u; --n_pos, src += xstep, dst += cout) {
         if (d16) {
             pack_taps_3x3x16(src, step, patch);
+        } else if (d24) {
+            pack_taps_3x3x24(src, step, patch);
         } else if (r->dense) {
             pack_taps(src, step, r->kh, r->kw, r->cin, patch);
         } else {

@@ -1,0 +1,159 @@
+# SPDX-License-Identifier: MIT
+"""Generation-time weight prep of the row-kernel binary conv on cores without Helium (issue 11).
+
+``bnn_conv_bits_prep`` (bnn_conv.h / bnn_conv.c) runs the arithmetic of ``bnn__conv_bits_rows`` but
+takes from flash what that function rebuilds on every call, per 32-channel chunk:
+
+* the weight rows as the row kernel runs them (:func:`prepared_rows`): taps packed back to back
+  (tap t at bit t cin, ``pack_taps``; 3x3 cin 24: four taps in three words, :func:`pack_3x3x24`)
+  when :func:`row_words` packs, else the padded layout; for 3x3
+  convs with 16 input channels on cores with USADA8, ``conv16_rows_bits``' pair records instead
+  (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1);
+* the popcount bounds M per window class (:func:`m_tables`), the per-call ``clamp_mm`` formula:
+  ``M = clamp(floor((K_v + 2 corr - thr) / 2), -1, 32 nw)``, K_v = (valid taps) cin, corr = the +1
+  weights of the padded taps (zero padding only); a position's bit is
+  ``popcount(patch ^ row) <= M``; pair records take ``~M = -M - 1``.
+
+Invariant: for every output position the table selected by (ycls[oy], xcls[ox]) equals the M that
+``bnn__conv_bits_rows`` computes for that position's window, and the rows equal its packed rows, so
+the prepared entry gives bit for bit the same output.  Exact integer arithmetic (int64, no clamp
+of thr): the C path computes in int64 too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .codegen import pack_bits
+from .conv_mve_prep import _windows
+
+# bnn_conv.h defaults (non-Helium): BNN_CONV_DENSE_WORDS, BNN_CONV_PATCH_WORDS, BNN_CONV_MAX_TAPS
+DENSE_WORDS = 640
+DENSE_WORDS_M0 = 160
+PATCH_WORDS = 128
+MAX_TAPS = 9
+PAIR_WORDS = 9
+
+
+def row_words(cin: int, kh: int, kw: int, dense_words: int = DENSE_WORDS) -> int:
+    """bnn__conv_row_words (non-Helium builds): words per weight row as the row kernel runs it."""
+    taps = kh * kw
+    nd = -(-taps * cin // 32)
+    n = taps * -(-cin // 32)
+    return nd if cin % 32 != 0 and 32 * nd <= dense_words and nd < n else n
+
+
+def fits(cin: int, kh: int, kw: int) -> bool:
+    """The prepared entry runs the row kernel (not bnn_conv.c's generic window path)."""
+    n = kh * kw * -(-cin // 32)
+    return 0 < n <= PATCH_WORDS and kh * kw <= MAX_TAPS
+
+
+def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minus1: bool) -> bool:
+    """The code generator's choice between bnn_conv_bits_prep and the plain call.  Measured on the
+    Cortex-M4 (issue 11 grid): the prepared entry saves the per-call weight work (~1,500
+    instructions at 16 channels) and the border corrections, but its 3x3x16 pair-record interior
+    costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
+    convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call."""
+    return not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
+
+
+def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = DENSE_WORDS) -> bool:
+    """3x3 cin 16 on a core with USADA8 (BNN_CONV16_PAIRS): pair records."""
+    return dsp and cin == 16 and kh == 3 and kw == 3 and row_words(cin, kh, kw, dense_words) == 5
+
+
+def pack_3x3x24(taps: np.ndarray) -> np.ndarray:
+    """bnn_conv.c pack_taps_3x3x24: tap words (..., 9) uint32 (24 bits each) -> (..., 7) words,
+    taps a, b, c, d as a | d << 24, b | (d >> 8) << 24, c | (d >> 16) << 24 (taps 0-3, 4-7), tap 8."""
+    t = taps.astype(np.uint64)
+    out = []
+    for g in (0, 4):
+        a, b, c, d = t[..., g], t[..., g + 1], t[..., g + 2], t[..., g + 3]
+        out += [a | (d & 0xFF) << 24, b | ((d >> 8) & 0xFF) << 24, c | ((d >> 16) & 0xFF) << 24]
+    out.append(t[..., 8])
+    return np.stack(out, axis=-1).astype(np.uint32)
+
+
+def prepared_rows(w: np.ndarray, dense_words: int = DENSE_WORDS) -> np.ndarray:
+    """±1 weights (cout, kh, kw, cin) -> uint32 (cout, nw) as bnn_conv.c's pack_taps writes them:
+    packed taps (tap t at bit t cin; 3x3 cin 24: pack_3x3x24's order) when row_words packs, else
+    one padded word group per tap (the plain layout)."""
+    o, kh, kw, c = w.shape
+    nw = row_words(c, kh, kw, dense_words)
+    if nw == kh * kw * -(-c // 32):
+        return pack_bits(w).reshape(o, -1)
+    if c == 24 and kh == 3 and kw == 3:
+        return pack_3x3x24(pack_bits(w).reshape(o, 9))
+    return pack_bits(np.asarray(w).reshape(o, kh * kw * c))  # zero bits above kh kw cin
+
+
+def _spread(h: np.ndarray) -> np.ndarray:
+    """The 16 low bits of each word at the even bit positions (bnn_conv.c conv16_spread)."""
+    h = h.astype(np.uint64) & 0xFFFF
+    out = np.zeros_like(h)
+    for i in range(16):
+        out |= ((h >> np.uint64(i)) & np.uint64(1)) << np.uint64(2 * i)
+    return out.astype(np.uint32)
+
+
+def pair_records(w: np.ndarray) -> np.ndarray:
+    """3x3x16 weights (cout, 3, 3, 16) -> uint32 records: per 32-channel chunk, rows (j, j + 1) as
+    9 words (A0 A1 A2 B0 B1 B2 A3 B3 spread(A4) | spread(B4) << 1), an odd count's last row
+    paired with itself (bnn_conv.c conv16_pack_pairs); 9 ceil(...) words in all."""
+    rows = prepared_rows(w)  # (cout, 5)
+    assert rows.shape[1] == 5, "pair records are for 3x3 convs with 16 input channels"
+    out = []
+    o = rows.shape[0]
+    for c0 in range(0, o, 32):
+        cnt = min(32, o - c0)
+        for j in range(0, cnt, 2):
+            a = rows[c0 + j]
+            b = rows[c0 + j + 1] if j + 1 < cnt else a
+            tail = _spread(a[4:5])[0] | (_spread(b[4:5])[0] << np.uint32(1))
+            out.append([a[0], a[1], a[2], b[0], b[1], b[2], a[3], b[3], tail])
+    return np.asarray(out, dtype=np.uint32).reshape(-1)
+
+
+def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
+             pad: int, pad_minus1: bool, nw: int, negate: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(M tables (ny nx, cout) int32, xcls (out_w,) uint8, ycls (out_h,) uint8); negate: ~M.
+
+    Zero padding: one table per distinct (row window, column window) pair; -1 padding or no
+    padding: one table (K_v = kh kw cin everywhere, no correction)."""
+    o, kh, kw, c = w.shape
+    t = np.asarray(thr, dtype=np.int64)
+    ones = (np.asarray(w) > 0).sum(-1).reshape(o, kh * kw).astype(np.int64)  # c_t per channel
+    if pad_minus1 or pad == 0:
+        ywin, xwin = [(0, kh)] * out_hw[0], [(0, kw)] * out_hw[1]
+    else:
+        ywin = _windows(in_hw[0], out_hw[0], kh, stride, pad)
+        xwin = _windows(in_hw[1], out_hw[1], kw, stride, pad)
+    ys, xs = sorted(set(ywin)), sorted(set(xwin))
+    if len(ys) > 255 or len(xs) > 255:
+        raise ValueError("more than 255 window classes")  # unreachable for kernels <= 255
+    tables = np.zeros((len(ys) * len(xs), o), dtype=np.int64)
+    for yi, (ky0, ky1) in enumerate(ys):
+        for xi, (kx0, kx1) in enumerate(xs):
+            valid = np.zeros((kh, kw), dtype=bool)
+            valid[ky0:ky1, kx0:kx1] = True
+            v = int(valid.sum()) * c + 2 * ones[:, ~valid.ravel()].sum(-1) - t
+            m = np.where(v >= 0, np.minimum(v >> 1, 32 * nw), -1)  # bnn_conv.c clamp_mm
+            tables[yi * len(xs) + xi] = ~m if negate else m
+    ycls = np.array([ys.index(v) for v in ywin], dtype=np.uint8)
+    xcls = np.array([xs.index(v) for v in xwin], dtype=np.uint8)
+    return tables.astype(np.int32), xcls, ycls
+
+
+def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
+            pad: int, pad_minus1: bool, dsp: bool = True, dense_words: int = DENSE_WORDS) -> dict:
+    """Everything bnn_conv_prep_t holds for a build with USADA8 (dsp) and BNN_CONV_DENSE_WORDS =
+    dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"}."""
+    _, kh, kw, c = w.shape
+    nw = row_words(c, kh, kw, dense_words)
+    pairs = uses_pairs(c, kh, kw, dsp, dense_words)
+    rows = pair_records(w) if pairs else prepared_rows(w, dense_words).reshape(-1)
+    m, xcls, ycls = m_tables(w, thr, in_hw, out_hw, stride, pad, pad_minus1, nw, negate=pairs)
+    return {"nw": nw, "pairs": int(pairs), "rows": rows, "m": m, "xcls": xcls, "ycls": ycls,
+            "nx": int(xcls.max()) + 1 if len(xcls) else 1}

@@ -1,0 +1,247 @@
+# SPDX-License-Identifier: MIT
+"""The row-kernel conv with generation-time weight prep (issue 11): bnn2hw/mcu/conv_m4_prep.py builds
+the packed weight rows (or, for 3x3 convs with 16 input channels on cores with USADA8, the pair
+records of bnn_conv.c's conv16_rows_bits) and the popcount bounds M per window class;
+``bnn_conv_bits_prep`` (bnn_conv.c) runs the conv on them.
+
+* Python: prepared_rows / pair_records equal word-level transcriptions of bnn_conv.c's pack_taps /
+  conv16_pack_pairs; m_tables equals bnn__conv_bits_rows' per-position clamp_mm formula entry by
+  entry (ties, thresholds far outside [-K, K]).
+* C: one model.c runs ~30 convs (cin 16 / 24 / 17 / 33 x cout 16, 15, 17, 1, 24, 33; stride 1 / 2;
+  pad 0 / 1 / -1; maps 4x4, 5x5, 1x7, 3x9, 7x3, 9x9; thresholds with ties) on the prepared entry and
+  on the reference loop nest (bnn_conv_bits_ref / _m1_ref); every output word equals numpy's conv +
+  threshold on all-ones, all-zeros (-1) and random inputs: on the host under -Werror and
+  ASan/UBSan (plain and with -DBNN_CONV16_PAIRS=1, the record kernel's portable twin), and in QEMU
+  on the Cortex-M0, M3, M4, M7 and M33.  Some cases carry data made for another build (pairs on a
+  core without USADA8, a wrong row length): the entry must fall back to bnn_conv_bits on the plain
+  weights, still exact.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from bnn2hw.mcu import conv_m4_prep as mp
+from bnn2hw.mcu.codegen import c_array, pack_bits
+
+# ---------------------------------------------------------------- layouts and tables (Python)
+
+
+def _pack_taps_c(taps_words: np.ndarray, cin: int) -> list[int]:
+    """bnn_conv.c pack_taps on one row: taps_words (taps, cw) uint32 (3x3x24: pack_taps_3x3x24's
+    word order, spelled out; else the bit-stream loop)."""
+    if cin == 24 and taps_words.shape[0] == 9:
+        t = [int(v) for v in taps_words[:, 0]]
+        m = 0xFFFFFFFF
+        return [(t[0] | t[3] << 24) & m, (t[1] | (t[3] >> 8) << 24) & m, (t[2] | (t[3] >> 16) << 24) & m,
+                (t[4] | t[7] << 24) & m, (t[5] | (t[7] >> 8) << 24) & m, (t[6] | (t[7] >> 16) << 24) & m, t[8]]
+    cw = taps_words.shape[1]
+    tail = cin - 32 * (cw - 1)
+    out, cur, b = [], 0, 0
+    for t in range(taps_words.shape[0]):
+        for i in range(cw - 1):
+            v = int(taps_words[t, i])
+            if b == 0:
+                out.append(v)
+            else:
+                out.append((cur | (v << b)) & 0xFFFFFFFF)
+                cur = v >> (32 - b)
+        v = int(taps_words[t, cw - 1])
+        cur = (cur | (v << b)) & 0xFFFFFFFF
+        b += tail
+        if b >= 32:
+            out.append(cur)
+            b -= 32
+            cur = v >> (tail - b) if b else 0
+    if b:
+        out.append(cur)
+    return out
+
+
+@pytest.mark.parametrize("cin", [1, 16, 17, 24, 31, 33, 63, 65])
+def test_prepared_rows_match_pack_taps(cin):
+    rng = np.random.default_rng(cin)
+    w = rng.choice([-1, 1], (4, 3, 3, cin)).astype(np.int8)
+    w[0] = 1  # all +1: the bits above kh kw cin must stay 0
+    got = mp.prepared_rows(w)
+    nw = mp.row_words(cin, 3, 3)
+    assert got.shape == (4, nw)
+    words = pack_bits(w).reshape(4, 9, -1)
+    for o in range(4):
+        want = _pack_taps_c(words[o], cin) if nw != words.shape[2] * 9 else [int(v) for v in words[o].ravel()]
+        assert [int(v) for v in got[o]] == want[:nw], (cin, o)
+    # the build's choice (bnn__conv_row_words): packed at cin 16 / 24 / 33, padded at 32, 64 and 72
+    # (32 x 21 > 640 words)
+    assert [mp.row_words(c, 3, 3) for c in (16, 24, 32, 33, 64, 72)] == [5, 7, 9, 10, 18, 27]
+    assert mp.row_words(24, 3, 3, mp.DENSE_WORDS_M0) == 9  # Cortex-M0: 32 x 7 > 160 words
+
+
+def _spread(h: int) -> int:
+    return sum(((h >> i) & 1) << (2 * i) for i in range(16))
+
+
+@pytest.mark.parametrize("cout", [1, 2, 15, 16, 17, 33, 64, 65])
+def test_pair_records(cout):
+    rng = np.random.default_rng(cout)
+    w = rng.choice([-1, 1], (cout, 3, 3, 16)).astype(np.int8)
+    rows = mp.prepared_rows(w)
+    rec = mp.pair_records(w).reshape(-1, 9)
+    want = []
+    for c0 in range(0, cout, 32):
+        cnt = min(32, cout - c0)
+        for j in range(0, cnt, 2):
+            a = [int(v) for v in rows[c0 + j]]
+            b = [int(v) for v in rows[c0 + j + 1]] if j + 1 < cnt else a  # odd count: row with itself
+            want.append(a[:3] + b[:3] + [a[3], b[3], _spread(a[4]) | _spread(b[4]) << 1])
+    assert rec.tolist() == want
+    assert len(rec) == 16 * (cout // 32) + -(-(cout % 32) // 2)
+
+
+def _window(n_in, k, stride, pad, i):
+    x0 = i * stride - pad
+    return max(0, -x0), max(max(0, -x0), min(k, n_in - x0))
+
+
+@pytest.mark.parametrize("hw, stride, pad, pm1", [((9, 9), 2, 1, False), ((4, 7), 1, 1, False),
+                                                 ((5, 5), 1, 2, False), ((5, 5), 1, 1, True), ((6, 6), 2, 0, False)])
+def test_m_tables_formula(hw, stride, pad, pm1):
+    """Every position's table entry equals bnn__conv_bits_rows' clamp_mm(K_v + 2 corr - thr, nw)."""
+    rng = np.random.default_rng(hw[0] * 7 + stride + pad)
+    o, c = 37, 17
+    w = rng.choice([-1, 1], (o, 3, 3, c)).astype(np.int8)
+    thr = rng.integers(-60, 61, o)
+    thr[:4] = [0, 10 ** 9, -(10 ** 9), 9 * c]  # tie at 0, far outside, exactly K
+    oh, ow = (hw[0] + 2 * pad - 3) // stride + 1, (hw[1] + 2 * pad - 3) // stride + 1
+    nw = mp.row_words(c, 3, 3)
+    for neg in (False, True):
+        tab, xcls, ycls = mp.m_tables(w, thr, hw, (oh, ow), stride, pad, pm1, nw, negate=neg)
+        nx = int(xcls.max()) + 1
+        assert tab.shape[0] == nx * (int(ycls.max()) + 1) and tab.shape[1] == o
+        ones = (w > 0).sum(-1)
+        for oy in range(oh):
+            ky0, ky1 = _window(hw[0], 3, stride, pad, oy)
+            for ox in range(ow):
+                kx0, kx1 = _window(hw[1], 3, stride, pad, ox)
+                valid = np.zeros((3, 3), bool)
+                valid[ky0:ky1, kx0:kx1] = True
+                if pm1:
+                    valid[:] = True
+                for j in range(o):
+                    v = int(valid.sum()) * c + 2 * int(ones[j][~valid].sum()) - int(thr[j])
+                    m = min(v // 2, 32 * nw) if v >= 0 else -1
+                    got = int(tab[ycls[oy] * nx + xcls[ox], j])
+                    assert got == (~m if neg else m), (oy, ox, j)
+    if pm1:
+        assert tab.shape[0] == 1  # -1 padding: one class
+
+
+# ---------------------------------------------------------------- the C entry, many shapes in one model
+
+
+# (cin, cout, h, w, stride, pad); pad -1 = -1 padding of 1 (bnn_conv_bits_m1's semantics)
+CASES = [(16, 16, 4, 4, 1, 1), (16, 15, 5, 5, 2, 1), (16, 17, 4, 4, 2, 0), (16, 1, 5, 5, 1, -1), (16, 24, 1, 7, 1, 1),
+         (16, 33, 9, 9, 2, 1), (16, 16, 4, 4, 2, -1), (16, 16, 7, 3, 1, 0),
+         (24, 16, 5, 5, 1, 1), (24, 15, 4, 4, 2, 1), (24, 17, 4, 4, 1, 0), (24, 1, 3, 9, 2, 1), (24, 24, 5, 5, 1, -1),
+         (24, 33, 9, 9, 1, 1),
+         (17, 16, 5, 5, 2, 0), (17, 15, 4, 4, 1, 1), (17, 17, 1, 7, 1, 1), (17, 1, 4, 4, 1, -1), (17, 24, 5, 5, 2, 1),
+         (17, 33, 7, 3, 2, 1),
+         (33, 16, 4, 4, 1, 1), (33, 15, 5, 5, 2, 1), (33, 17, 4, 4, 2, -1), (33, 1, 5, 5, 1, 0), (33, 24, 3, 9, 1, 1),
+         (33, 33, 4, 4, 1, 1)]
+
+
+def _reference(x, w, stride, pad, pm1):
+    """x (h, w, c) ±1, w (o, 3, 3, c): acc (oh, ow, o); a padded tap is 0 (zero) or -1 (pm1)."""
+    h, wd, c = x.shape
+    xp = np.full((h + 2 * pad, wd + 2 * pad, c), -1 if pm1 else 0, dtype=np.int64)
+    xp[pad:pad + h, pad:pad + wd] = x
+    oh, ow = (h + 2 * pad - 3) // stride + 1, (wd + 2 * pad - 3) // stride + 1
+    cols = np.stack([xp[ky:ky + stride * oh:stride, kx:kx + stride * ow:stride]
+                     for ky in range(3) for kx in range(3)], axis=2)
+    return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
+
+
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7):
+    """model.c running every CASES conv twice (prepared entry, then the reference loop nest);
+    returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
+    rng = np.random.default_rng(seed)
+    data, body, xs, outs = [], [], [[], [], []], [[], [], []]
+    in_off = out_off = 0
+    for i, (cin, cout, h, wd, s, pad) in enumerate(cases):
+        pm1, p = pad < 0, abs(pad)
+        w = rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)
+        oh, ow = (h + 2 * p - 3) // s + 1, (wd + 2 * p - 3) // s + 1
+        k = 9 * cin
+        inputs = [np.ones((h, wd, cin), np.int64), -np.ones((h, wd, cin), np.int64),
+                  rng.choice([-1, 1], (h, wd, cin))]
+        accr = _reference(inputs[2], w, s, p, pm1)
+        thr = rng.integers(-k // 4, k // 4 + 1, cout)
+        ties = rng.random(cout) < 0.5  # ties: the accumulator of a random position exactly
+        thr[ties] = accr[rng.integers(0, oh, cout), rng.integers(0, ow, cout), np.arange(cout)][ties]
+        thr[0] = k if cout > 1 else thr[0]
+        if cout > 2:
+            thr[1], thr[2] = -(10 ** 6), 10 ** 6
+        dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
+        q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
+        if i % 7 == 6:
+            q["nw"] += 1  # a row length no build uses: the fallback
+        cw, owd = -(-cin // 32), -(-cout // 32)
+        n_out = oh * ow * owd
+        data += [c_array("bnn_word_t", f"w{i}", pack_bits(w)), c_array("int32_t", f"t{i}", thr),
+                 c_array("bnn_word_t", f"pw{i}", q["rows"]), c_array("int32_t", f"pm{i}", q["m"]),
+                 c_array("uint8_t", f"px{i}", q["xcls"]), c_array("uint8_t", f"py{i}", q["ycls"]),
+                 (f"static const bnn_conv_params_t p{i} = {{{h}u, {wd}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, "
+                  f"{s}u, {s}u, {p}u, {p}u}};\n"),
+                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
+                  f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n")]
+        ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
+        body += [f"    bnn_conv_bits_prep(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
+                 f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
+        for n, x in enumerate(inputs):
+            xs[n].append(pack_bits(x.reshape(h * wd, cin)).ravel())
+            acc = _reference(x, w, s, p, pm1)
+            bits = np.where(acc >= thr, 1, -1).reshape(oh * ow, cout)
+            words = pack_bits(bits).ravel().view(np.int32)
+            outs[n] += [words, words]
+        in_off += h * wd * cw
+        out_off += 2 * n_out
+    src = ("/* SPDX-License-Identifier: MIT */\n#include <string.h>\n#include \"model.h\"\n#include \"bnn_conv.h\"\n"
+           + "".join(data) + f"static bnn_word_t in_words[{in_off}];\nstatic bnn_word_t out_words[{out_off}];\n"
+           + "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len)\n{\n"
+             "    if (input_len != BNN_INPUT_LEN || logits_len != BNN_NUM_LOGITS) {\n        return -1;\n    }\n"
+             "    memcpy(in_words, input, BNN_INPUT_LEN);\n" + "".join(body)
+           + "    memcpy(logits, out_words, sizeof out_words);\n    return 0;\n}\n")
+    (out / "model.c").write_text(src)
+    (out / "model.h").write_text(
+        "/* SPDX-License-Identifier: MIT */\n#ifndef MODEL_H\n#define MODEL_H\n#include <stddef.h>\n"
+        "#include <stdint.h>\n"
+        f"#define BNN_INPUT_LEN {4 * in_off}\n#define BNN_NUM_LOGITS {out_off}\n"
+        "int bnn_infer(const uint8_t *input, size_t input_len, int32_t *logits, size_t logits_len);\n#endif\n")
+    x = np.stack([np.concatenate(v).astype(np.uint32).view(np.uint8) for v in xs])
+    return x, np.stack([np.concatenate(v) for v in outs]), out_off
+
+
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror")])
+def test_prepared_entry_exact(tmp_path, target, flags):
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.targets import get_target
+
+    tools = ("gcc",) if target == "host" else ("arm-none-eabi-gcc", "qemu-system-arm")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
+    dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
+    # Cortex-M0 (16 KB RAM board): the maps up to 5x5
+    cases = [c for c in CASES if c[2] * c[3] <= 25] if target == "cortex-m0" else CASES
+    x, want, n = _write_model(tmp_path, dsp, dense, cases)
+    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
+    got = qemu.run(elf, target, x, n)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
