@@ -1,0 +1,48 @@
+# SPDX-License-Identifier: MIT
+"""The issue-11 conv grid on the Cortex-M4: 3x3 binary convs, cin = cout in {16, 24, 32, 64, 128, 256},
+maps 32/16/8/4, stride 1/2, pad 0/1 (shapes over 12M binary MACs left out), on the row kernel (`rows`),
+the prepared row kernel (`prep`, bnn_conv_bits_prep) and the column-sliced kernel (`vc`).  Exact QEMU
+instruction counts, every output checked against numpy first (bench_mcu_kernels.conv_vc_sweep).
+
+    python benchmarks/bench_conv_grid_m4.py rows,prep,vc OUT.json ["c <= 32"]
+
+The optional third argument filters shapes (names hw, c, s, p).  Results: mcu_conv_grid_m4.md.
+"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_mcu_kernels as b  # noqa: E402
+
+
+def grid_shapes() -> list[tuple]:
+    shapes = []
+    for c in [16, 24, 32, 64, 128, 256]:
+        for hw in [32, 16, 8, 4]:
+            for s in [1, 2]:
+                for p in [0, 1]:
+                    sh = (hw, c, c, s, p)
+                    if b.conv_macs(*sh) <= 12_000_000:
+                        shapes.append(sh)
+    return shapes
+
+
+def main() -> None:
+    kerns = sys.argv[1].split(",")
+    out_path = sys.argv[2]
+    shapes = grid_shapes()
+    if len(sys.argv) > 3:
+        shapes = [sh for sh in shapes if eval(sys.argv[3], {"hw": sh[0], "c": sh[1], "s": sh[3], "p": sh[4]})]
+    res = b.conv_vc_sweep(["cortex-m4"], shapes, kerns)
+    out = []
+    for i, sh in enumerate(shapes):
+        m = b.conv_macs(*sh)
+        r = {k: res.get((k, "cortex-m4", i)) for k in kerns}
+        out.append(dict(shape=sh, macs=m, **r))
+        print(sh, m, " ".join(f"{k}={r[k] and round(r[k] / m, 3)}" for k in kerns), flush=True)
+    Path(out_path).write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
