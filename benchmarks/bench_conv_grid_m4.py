@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_mcu_kernels as b  # noqa: E402
+import bench_mcu_kernels as b
 
 
 def grid_shapes() -> list[tuple]:
