@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codegen import pack_bits
-from .conv_mve_prep import _windows
+from .conv_mve_prep import window_classes
 
 # bnn_conv.h defaults (non-Helium): BNN_CONV_DENSE_WORDS, BNN_CONV_PATCH_WORDS, BNN_CONV_MAX_TAPS
 DENSE_WORDS = 640
@@ -125,14 +125,7 @@ def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tup
     o, kh, kw, c = w.shape
     t = np.asarray(thr, dtype=np.int64)
     ones = (np.asarray(w) > 0).sum(-1).reshape(o, kh * kw).astype(np.int64)  # c_t per channel
-    if pad_minus1 or pad == 0:
-        ywin, xwin = [(0, kh)] * out_hw[0], [(0, kw)] * out_hw[1]
-    else:
-        ywin = _windows(in_hw[0], out_hw[0], kh, stride, pad)
-        xwin = _windows(in_hw[1], out_hw[1], kw, stride, pad)
-    ys, xs = sorted(set(ywin)), sorted(set(xwin))
-    if len(ys) > 255 or len(xs) > 255:
-        raise ValueError("more than 255 window classes")  # unreachable for kernels <= 255
+    ywin, xwin, ys, xs = window_classes(in_hw, out_hw, kh, kw, stride, pad, pad_minus1)
     tables = np.zeros((len(ys) * len(xs), o), dtype=np.int64)
     for yi, (ky0, ky1) in enumerate(ys):
         for xi, (kx0, kx1) in enumerate(xs):

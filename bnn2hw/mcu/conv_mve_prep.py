@@ -59,6 +59,22 @@ def _windows(n_in: int, n_out: int, k: int, stride: int, pad: int) -> list[tuple
     return res
 
 
+def window_classes(in_hw: tuple[int, int], out_hw: tuple[int, int], kh: int, kw: int, stride: int, pad: int,
+                   pad_minus1: bool) -> tuple[list, list, list, list]:
+    """(row window per output row, column window per output column, the distinct row windows, the distinct
+    column windows), sorted: the window classes of the M tables.  Zero padding clips the windows at the
+    border; -1 padding or no padding leaves every window full (one class)."""
+    if pad_minus1 or pad == 0:
+        ywin, xwin = [(0, kh)] * out_hw[0], [(0, kw)] * out_hw[1]
+    else:
+        ywin = _windows(in_hw[0], out_hw[0], kh, stride, pad)
+        xwin = _windows(in_hw[1], out_hw[1], kw, stride, pad)
+    ys, xs = sorted(set(ywin)), sorted(set(xwin))
+    if len(ys) > 255 or len(xs) > 255:
+        raise ValueError("more than 255 window classes")  # unreachable for kernels <= 255
+    return ywin, xwin, ys, xs
+
+
 def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
              pad: int, pad_minus1: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(M tables (ny nx, cpad) int32, xcls (out_w,) uint8, ycls (out_h,) uint8, cpad).
@@ -70,14 +86,7 @@ def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tup
     cpad = -(-o // 4) * 4
     t = np.clip(np.asarray(thr, dtype=np.int64), -(1 << 29), 1 << 29)
     ones = (np.asarray(w) > 0).sum(-1).reshape(o, kh * kw).astype(np.int64)  # c_t per channel
-    if pad_minus1 or pad == 0:
-        ywin, xwin = [(0, kh)] * out_hw[0], [(0, kw)] * out_hw[1]
-    else:
-        ywin = _windows(in_hw[0], out_hw[0], kh, stride, pad)
-        xwin = _windows(in_hw[1], out_hw[1], kw, stride, pad)
-    ys, xs = sorted(set(ywin)), sorted(set(xwin))
-    if len(ys) > 255 or len(xs) > 255:
-        raise ValueError("more than 255 window classes")  # unreachable for kernels <= 255
+    ywin, xwin, ys, xs = window_classes(in_hw, out_hw, kh, kw, stride, pad, pad_minus1)
     tables = np.full((len(ys) * len(xs), cpad), -1, dtype=np.int64)
     for yi, (ky0, ky1) in enumerate(ys):
         for xi, (kx0, kx1) in enumerate(xs):
