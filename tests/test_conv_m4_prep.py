@@ -163,9 +163,9 @@ def _reference(x, w, stride, pad, pm1):
     return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
 
 
-def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7):
-    """model.c running every CASES conv twice (prepared entry, then the reference loop nest);
-    returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep"):
+    """model.c running every CASES conv twice (prepared entry bnn_conv_bits_<entry>, then the reference
+    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
     rng = np.random.default_rng(seed)
     data, body, xs, outs = [], [], [[], [], []], [[], [], []]
     in_off = out_off = 0
@@ -197,7 +197,7 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
                  (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
                   f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n")]
         ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
-        body += [f"    bnn_conv_bits_prep(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
+        body += [f"    bnn_conv_bits_{entry}(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
                  f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
         for n, x in enumerate(inputs):
             xs[n].append(pack_bits(x.reshape(h * wd, cin)).ravel())
@@ -240,6 +240,47 @@ def test_prepared_entry_exact(tmp_path, target, flags):
     # Cortex-M0 (16 KB RAM board): the maps up to 5x5
     cases = [c for c in CASES if c[2] * c[3] <= 25] if target == "cortex-m0" else CASES
     x, want, n = _write_model(tmp_path, dsp, dense, cases)
+    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
+    got = qemu.run(elf, target, x, n)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+# ---------------------------------------------------------------- few output positions (bnn_conv_bits_few)
+
+# (cin, cout, h, w, stride, pad) as CASES: outputs 1x1 .. 4x4 and 1x7 / 4x2 / 5x1 strips, maps 2x2 (the window
+# wider than the input) to 8x8; cin 33, 21 or more positions: bnn_conv_bits_few's fallback to the prepared entry
+FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (16, 1, 4, 4, 2, 1), (16, 24, 5, 5, 2, 0),
+             (16, 33, 5, 5, 2, 1), (16, 16, 4, 4, 1, 1), (16, 16, 1, 7, 1, 1), (16, 15, 7, 3, 2, -1),
+             (16, 16, 8, 8, 2, 1), (16, 16, 2, 2, 1, 1), (16, 63, 4, 4, 2, -1),
+             (24, 16, 4, 4, 2, 0), (24, 15, 4, 4, 2, 1), (24, 17, 3, 3, 1, 1), (24, 1, 5, 5, 2, -1), (24, 24, 7, 3, 1, 0),
+             (24, 33, 8, 8, 2, 0),
+             (17, 16, 3, 3, 1, 0), (17, 15, 4, 4, 2, 1), (17, 17, 5, 5, 2, -1), (17, 1, 1, 7, 2, 1), (17, 24, 4, 4, 1, 0),
+             (17, 33, 5, 5, 1, 0),
+             (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 17, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1), (32, 24, 7, 3, 1, 1),
+             (32, 33, 4, 4, 1, 0),
+             (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0)]
+
+
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror")])
+def test_few_entry_exact(tmp_path, target, flags):
+    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
+    every 5th case's data made for another build, every 7th with a wrong row length): the output words of
+    the prepared-data entry and of the reference loop nest both equal numpy's."""
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.targets import get_target
+
+    tools = ("gcc",) if target == "host" else ("arm-none-eabi-gcc", "qemu-system-arm")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
+    dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
+    x, want, n = _write_model(tmp_path, dsp, dense, FEW_CASES, seed=11, entry="few")
     elf = toolchain.build(tmp_path, target, extra_cflags=flags)
     got = qemu.run(elf, target, x, n)
     assert got.shape == want.shape
