@@ -1398,15 +1398,29 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t
 
 #if BNN_CONV16_PAIRS && BNN_HAVE_USADA8 && BNN_MULTI_ASM
 /*
- * conv16_few_asm(x, w, nm, sentinel): the bits of an even number 2P <= 32 of pair-record rows against
- * one spread patch (x[4] = spread(p4) * 3), conv16_pair's arithmetic with the five patch words held in
- * registers for the whole call (r4-r8; conv16_pairs_bits reloads them for every record) and the pass
- * loop ended by a sentinel bit instead of a counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c):
- * sentinel = 1 << (2P - 1); row j's bit (popcount <= M_j) lands at bit 32 - 2P + j.  Per record:
- * LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74 instructions.
- * Registers: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits, r4-r8 patch, r9-r11
- * record words, r12 scratch.
+ * conv16_few_asm(job): for every position i < n, the bits of an even number 2P <= 32 of pair-record
+ * rows (job->w) against the position's spread patch (job->x + 5 i, x[4] = spread(p4) * 3) with the
+ * ~M row job->mp[i] (+ c0, folded in by the caller), stored as out[i ow] = bits >> (32 - 2P): row j
+ * at bit j (conv16_pairs_bits' contract; an odd count's last record is the caller's).  conv16_pair's
+ * arithmetic with the five patch words held in registers for all records of a position (r4-r8;
+ * conv16_pairs_bits reloads them per record), the record loop ended by a sentinel bit instead of a
+ * counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c): sentinel = 1 << (2P - 1), row j's bit lands at
+ * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74
+ * instructions; per position 16 more (the job fields live on the stack: all 14 registers are the
+ * record loop's).
+ * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
+ * r4-r8 patch, r9-r11 record words, r12 scratch.
  */
+typedef struct {
+    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
+    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
+    bnn_word_t *out;           /* the first position's output word (cursor) */
+    const bnn_word_t *x_end;   /* x + 5 n */
+    const bnn_word_t *w;       /* the records (2P rows) */
+    uint32_t sentinel;         /* 1 << (2P - 1) */
+    uint32_t shift;            /* 32 - 2P */
+    uint32_t ow_bytes;         /* output words per position x 4 */
+} few16_job_t;
 #define FEW16_GROUP(ACC)                                                                   \
     "eor r9, r9, r4\n\t"                                                                   \
     "eor r10, r10, r5\n\t"                                                                 \
@@ -1430,13 +1444,16 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t
     "and r12, " S ", #0xF0F0F0F0\n\t"                                                      \
     "sub r12, r12, r12, lsr #4\n\t"                                                        \
     "usada8 " ACC ", " S ", r12, " ACC "\n\t"
-__attribute__((naked, noinline)) static uint32_t conv16_few_asm(const bnn_word_t *x __attribute__((unused)),
-                                                               const bnn_word_t *w __attribute__((unused)),
-                                                               const int32_t *nm __attribute__((unused)),
-                                                               uint32_t sentinel __attribute__((unused)))
+/* job: r0 on entry, then its copy at [sp] (cursors x, mp, out advanced in place: [job + 0..8]) */
+__attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __attribute__((unused)))
 {
-    __asm__("push {r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+            "2:\n\t"
+            "ldr r12, [sp]\n\t"
+            "ldm r12, {r0, r2}\n\t"                 /* x, mp */
+            "ldr r2, [r2]\n\t"                      /* this position's ~M row */
             "ldm r0, {r4, r5, r6, r7, r8}\n\t"
+            "ldrd r1, r3, [r12, #16]\n\t"           /* records, sentinel */
             "1:\n\t"
             "ldrd r0, lr, [r2], #8\n\t"
             "ldm r1!, {r9, r10, r11}\n\t" FEW16_GROUP("r0")
@@ -1464,28 +1481,21 @@ __attribute__((naked, noinline)) static uint32_t conv16_few_asm(const bnn_word_t
             "lsls r12, lr, #1\n\t"
             "rrxs r3, r3\n\t"
             "bcc 1b\n\t"
-            "mov r0, r3\n\t"
-            "pop {r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+            "ldr r12, [sp]\n\t"
+            "ldm r12, {r0, r1, r2, r4}\n\t"         /* x, mp, out, x_end */
+            "ldrd r5, r6, [r12, #24]\n\t"           /* shift, ow bytes */
+            "lsrs r3, r3, r5\n\t"
+            "str r3, [r2]\n\t"
+            "add r2, r2, r6\n\t"
+            "adds r0, r0, #20\n\t"
+            "adds r1, r1, #4\n\t"
+            "stm r12, {r0, r1, r2}\n\t"
+            "cmp r0, r4\n\t"
+            "bne 2b\n\t"
+            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 #undef FEW16_GROUP
 #undef FEW16_ACC
-
-/* conv16_pairs_bits' contract on a spread patch: the even part on conv16_few_asm, an odd count's
- * last record (the row paired with itself) on conv16_pair. */
-BNN_INLINE uint32_t few16_bits(const bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
-{
-    const uint32_t even = cnt & ~1u;
-    uint32_t bits = even != 0u ? conv16_few_asm(x, w, nm, 1u << (even - 1u)) >> (32u - even) : 0u;
-    if (cnt & 1u) {
-        const bnn_word_t *wl = w + CONV16_PAIR_WORDS * (even / 2u);
-        uint32_t a = (uint32_t)nm[even], b = a;
-        conv16_pair(x, &wl, &a, &b);
-        bits |= (a >> 31) << even;
-    }
-    return bits;
-}
-#else
-#define few16_bits conv16_pairs_bits
 #endif
 
 #if BNN_CONV16_PAIRS
@@ -1494,9 +1504,30 @@ BNN_INLINE uint32_t few16_bits(const bnn_word_t *x, const bnn_word_t *w, const i
 static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_word_t *rows, const int32_t *const *mp,
                                                 uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow)
 {
-    for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
-        *out = few16_bits(x, rows, mp[i] + c0, cnt);
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM
+    const uint32_t even = cnt & ~1u;
+    if (even != 0u) {
+        const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows */
+        for (uint32_t i = 0; i < npos; ++i) {
+            mc[i] = mp[i] + c0;
+        }
+        few16_job_t job = {x, mc, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
+        conv16_few_asm(&job);
     }
+    if (cnt & 1u) { /* the last record pairs row cnt - 1 with itself */
+        const bnn_word_t *wl = rows + CONV16_PAIR_WORDS * (even / 2u);
+        for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
+            const bnn_word_t *w = wl;
+            uint32_t a = (uint32_t)mp[i][c0 + even], b = a;
+            conv16_pair(x, &w, &a, &b);
+            *out = (even != 0u ? *out : 0u) | (a >> 31) << even;
+        }
+    }
+#else
+    for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
+        *out = conv16_pairs_bits(x, rows, mp[i] + c0, cnt);
+    }
+#endif
 }
 #endif
 
