@@ -1507,11 +1507,11 @@ static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_w
 #if BNN_HAVE_USADA8 && BNN_MULTI_ASM
     const uint32_t even = cnt & ~1u;
     if (even != 0u) {
-        const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows */
-        for (uint32_t i = 0; i < npos; ++i) {
+        const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
+        for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
             mc[i] = mp[i] + c0;
         }
-        few16_job_t job = {x, mc, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
+        few16_job_t job = {x, c0 != 0u ? mc : mp, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
         conv16_few_asm(&job);
     }
     if (cnt & 1u) { /* the last record pairs row cnt - 1 with itself */
@@ -1541,6 +1541,53 @@ static void __attribute__((noinline)) few_rows(const bnn_word_t *x, const bnn_wo
     }
 }
 
+/* The patches of oh x ow positions (top-left tap of row oy at base + oy rstep, steps of sw words
+ * along it; kernel rows step words apart) packed in position order: 3x3x16 (pairs: the fifth word
+ * spread and doubled for the pair records), 3x3x24, any other cin <= 32 (nw words each). */
+static void __attribute__((noinline)) few_gather16(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                   uint32_t oh, uint32_t ow, uint32_t pairs, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 5) {
+            pack_taps_3x3x16(src, step, x);
+#if BNN_CONV16_PAIRS
+            if (pairs) {
+                x[4] = conv16_spread(x[4]) * 3u; /* once per position, not per chunk */
+            }
+#else
+            (void)pairs;
+#endif
+        }
+    }
+}
+
+static void __attribute__((noinline)) few_gather24(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                   uint32_t oh, uint32_t ow, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 7) {
+            pack_taps_3x3x24(src, step, x);
+        }
+    }
+}
+
+static void __attribute__((noinline)) few_gather(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                 uint32_t oh, uint32_t ow, uint32_t cin, uint32_t nw, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += nw) {
+            if (nw != 9u) {
+                pack_taps(src, step, 3u, 3u, cin, x);
+            } else {
+                copy_window(src, step, 3u, 3u, x);
+            }
+        }
+    }
+}
+
 void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
                         bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
 {
@@ -1548,7 +1595,7 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
     const uint32_t sh = p->stride_h, sw = p->stride_w;
     uint32_t pairs = 0;
     if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || npos == 0u || npos > BNN_CONV_FEW_POS ||
-        oh > 255u || owd > 255u || sh > 255u || sw > 255u || !prep_matches(p, q, &pairs)) {
+        !prep_matches(p, q, &pairs)) {
         bnn__conv_bits_prep(p, q, in, out, fn, pfn);
         return;
     }
@@ -1579,31 +1626,13 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             *m++ = my + q->xcls[ox] * cpad;
         }
     }
-#define FEW_GATHER(PACK)                                                          \
-    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {                        \
-        const bnn_word_t *src = base;                                            \
-        for (uint32_t ox = 0; ox < owd; ++ox, src += sw, x += nw) {              \
-            PACK;                                                                \
-        }                                                                        \
-    }
-    bnn_word_t *x = patch;
     if (cin == 16u && dense) {
-#if BNN_CONV16_PAIRS
-        if (pairs) { /* the fifth word spread once per position, not per chunk */
-            FEW_GATHER((pack_taps_3x3x16(src, step, x), x[4] = conv16_spread(x[4]) * 3u))
-        } else
-#endif
-        {
-            FEW_GATHER(pack_taps_3x3x16(src, step, x))
-        }
+        few_gather16(base, step, sw, rstep, oh, owd, pairs, patch);
     } else if (cin == 24u && dense) {
-        FEW_GATHER(pack_taps_3x3x24(src, step, x))
-    } else if (dense) {
-        FEW_GATHER(pack_taps(src, step, 3u, 3u, cin, x))
+        few_gather24(base, step, sw, rstep, oh, owd, patch);
     } else {
-        FEW_GATHER(copy_window(src, step, 3u, 3u, x))
+        few_gather(base, step, sw, rstep, oh, owd, cin, nw, patch);
     }
-#undef FEW_GATHER
     const uint32_t ow = BNN_WORDS(p->cout);
     for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
         const uint32_t left = p->cout - c0;
