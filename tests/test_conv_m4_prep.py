@@ -286,3 +286,48 @@ def test_few_entry_exact(tmp_path, target, flags):
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+def _few_cnn_graph(seed: int):
+    """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
+    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
+    (random directions, ties) -> flatten -> binary dense logits."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
+              binary_conv3x3(rng, "c1", 16, 16, 2, 1, "bits", 0), threshold(rng, "t1", 16, 144),
+              binary_conv3x3(rng, "c2", 16, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 144),
+              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 2 * 2 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((8, 8, 3), layers, 1.0, {"model_hash": f"fewconv{seed}"})
+
+
+def test_emitted_cnn_few(tmp_path):
+    """emit-c (write_firmware_dir) calls bnn_conv_bits_few for the three bits convs with few output
+    positions (conv_m4_prep.use_few), and every integer logit equals the IR executor's on the host
+    (sanitizers) and in QEMU on the Cortex-M4 (the asm record loop), M3 (no USADA8: the data's
+    fallback) and M0, on all-255, all-0 and random images (emit-c --verify's check)."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _few_cnn_graph(5)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    for core in ("cortex-m3", "cortex-m0"):
+        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
+        assert res[core]["int_logits_differing"] == 0, core
