@@ -260,7 +260,9 @@ FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (
              (17, 33, 5, 5, 1, 0),
              (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 17, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1), (32, 24, 7, 3, 1, 1),
              (32, 33, 4, 4, 1, 0),
-             (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0)]
+             (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0),
+             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (the fallback)
+             (16, 17, 3, 46, 3, 1), (24, 16, 3, 62, 4, 1)]
 
 
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
@@ -331,3 +333,41 @@ def test_emitted_cnn_few(tmp_path):
     for core in ("cortex-m3", "cortex-m0"):
         res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
         assert res[core]["int_logits_differing"] == 0, core
+
+
+def test_use_few_and_vc_choice():
+    """use_few mirrors bnn__conv_bits_few's own test (3x3, cin <= 32, <= 16 positions, the bordered image
+    within FEW_IMG words); use_vc keeps the column-sliced kernel only where it is also estimated to beat
+    the prepared entry, so it never picks it where the old rule (against the plain rows) did not, and the
+    grid shapes where bnn_conv_bits_prep / _few measured faster than the column-sliced kernel leave it."""
+    from bnn2hw.mcu import conv_vcols as cv
+
+    assert mp.use_few(16, 3, 3, (4, 4), (1, 1), 2, 0) and mp.use_few(32, 3, 3, (8, 8), (4, 4), 2, 1)
+    assert not mp.use_few(33, 3, 3, (4, 4), (2, 2), 1, 0)  # two words a tap
+    assert not mp.use_few(16, 3, 3, (5, 5), (5, 5), 1, 1)  # 25 positions
+    assert not mp.use_few(16, 5, 5, (5, 5), (1, 1), 1, 0)
+    # a 1x16 strip at stride 3 with padding: image 3 x 48 = 144 words fits, stride 4: 3 x 63 does not
+    assert mp.use_few(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(16, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    old_rule = {}
+    for c in (16, 24, 32, 64, 128, 256):
+        for hw in (32, 16, 8, 4):
+            for s in (1, 2):
+                for p in (0, 1):
+                    for m1 in (False, True):
+                        g = (hw, hw, c, c, 3, 3, s, p, m1)
+                        old = cv.vc_estimate(*g) < 0.80 * cv.rows_estimate(*g) and cv.supported(
+                            3, 3, c, c, s, cv.layer_npos(c, c, 3, s, 3))
+                        old_rule[g] = old
+                        assert not cv.use_vc(*g) or old, g
+    # measured (mcu_conv_grid_m4.md / this branch): prep or few beat vc by 5% to 32% -> no longer vc
+    for g in [(8, 8, 16, 16, 3, 3, 1, 1, False), (4, 4, 16, 16, 3, 3, 1, 1, False),
+              (8, 8, 32, 32, 3, 3, 2, 1, False), (4, 4, 32, 32, 3, 3, 2, 1, False)]:
+        assert old_rule[g] and not cv.use_vc(*g), g
+    # where vc measured >= 25% faster it stays
+    for g in [(16, 16, 64, 64, 3, 3, 1, 1, False), (4, 4, 256, 256, 3, 3, 1, 1, False),
+              (32, 32, 32, 32, 3, 3, 1, 0, False)]:
+        assert cv.use_vc(*g), g
+    # the estimate follows the kernel emit-c calls: the plain rows where conv_m4_prep does not prepare
+    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: conv_m4_prep.worth False
+    assert cv.prep_estimate(*g) == cv.rows_estimate(*g)
