@@ -268,9 +268,10 @@ FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
-                                           ("cortex-m33", "-Werror")])
+                                           ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
 def test_few_entry_exact(tmp_path, target, flags):
-    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
+    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; Helium:
+    the prepared entry's fallback; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
     every 5th case's data made for another build, every 7th with a wrong row length): the output words of
     the prepared-data entry and of the reference loop nest both equal numpy's."""
     from bnn2hw.mcu import qemu, toolchain
