@@ -326,6 +326,10 @@ def test_emitted_cnn_few(tmp_path):
     write_firmware_dir(graph, out, "cortex-m4")
     src = (out / "model.c").read_text()
     assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
+    small = tmp_path / "fw_size"  # --optimize size: the prepared entry, no few-position code
+    write_firmware_dir(graph, small, "cortex-m4", optimize="size")
+    src_size = (small / "model.c").read_text()
+    assert "bnn_conv_bits_few(&" not in src_size and src_size.count("bnn_conv_bits_prep(&") == 3
     rng = np.random.default_rng(4)
     x = rng.integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
     x[0], x[1] = 255, 0

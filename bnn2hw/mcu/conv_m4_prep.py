@@ -74,8 +74,10 @@ def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[in
     cin <= 32 (one word per tap), at most FEW_POS output positions, and the zero-bordered input copy
     (needed with padding or windows past the input) within FEW_IMG words; bnn__conv_bits_few's own
     test, so that a layer it would hand to bnn_conv_bits_prep calls that directly.  Measured on the
-    Cortex-M4 (issue 11 grid, every shape with <= 16 positions and <= 32 channels): 2% to 12% fewer
-    instructions than bnn_conv_bits_prep (4x4x16 stride 1 pad 1: 0.307 against 0.355 per MAC)."""
+    Cortex-M4 (issue 11 grid, every shape with <= 16 positions and <= 32 channels): 0.6% to 15% fewer
+    instructions than bnn_conv_bits_prep (4x4x16 stride 1 pad 1: 0.300 against 0.355 per MAC), for
+    about 2.6 KB more code once per image (tests' 8x8 CNN: 22,212 against 19,652 B), so emit-c
+    --optimize size keeps bnn_conv_bits_prep (emitters._m4_prep_call)."""
     (h, w), (oh, ow) = in_hw, out_hw
     if kh != 3 or kw != 3 or not 0 < cin <= 32 or not 0 < oh * ow <= FEW_POS:
         return False

@@ -486,7 +486,9 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
                    f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n"
                    "#endif\n")
-    entry = "few" if conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p) else "prep"  # few output positions
+    # few output positions: bnn_conv_bits_few (about 2.6 KB more code on Cortex-M4, not with --optimize size)
+    few = st.optimize != "size" and conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p)
+    entry = "few" if few else "prep"
     prep = f"    bnn_conv_bits_{entry}(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
     return ["#if !BNN_MVE", "#else", call, prep]
 
