@@ -1344,7 +1344,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (more positions, another kernel
  * size, cin > 32, an image over BNN_CONV_FEW_IMG words, data made for another build) runs
  * bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG) words, 1.3 KB by default.
- * Measured (Cortex-M4, issue 11 grid): 2% to 12% fewer instructions than bnn_conv_bits_prep on every
+ * Measured (Cortex-M4, issue 11 grid): 0.6% to 15% fewer instructions than bnn_conv_bits_prep on every
  * shape with <= 16 positions and <= 32 channels (benchmarks/bench_conv_grid_m4.py, kernel "few").
  */
 #ifndef BNN_CONV_FEW_IMG
