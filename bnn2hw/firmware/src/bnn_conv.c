@@ -1409,7 +1409,7 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t
  * conv16_pairs_bits reloads them per record), the record loop ended by a sentinel bit instead of a
  * counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c): sentinel = 1 << (2P - 1), row j's bit lands at
  * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74
- * instructions; per position 16 more (the job fields live on the stack: all 14 registers are the
+ * instructions; per position 14 more (the job's cursors live in memory: all 14 registers are the
  * record loop's).
  * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
  * r4-r8 patch, r9-r11 record words, r12 scratch.
@@ -1451,10 +1451,10 @@ typedef struct {
 __attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __attribute__((unused)))
 {
     __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-            "2:\n\t"
-            "ldr r12, [sp]\n\t"
-            "ldm r12, {r0, r2}\n\t"                 /* x, mp */
-            "ldr r2, [r2]\n\t"                      /* this position's ~M row */
+            "mov r12, r0\n\t"
+            "ldm r12, {r0, r1}\n\t"                 /* x, mp */
+            "2:\n\t"                                /* r12 job, r0 x, r1 mp */
+            "ldr r2, [r1]\n\t"                      /* this position's ~M row */
             "ldm r0, {r4, r5, r6, r7, r8}\n\t"
             "ldrd r1, r3, [r12, #16]\n\t"           /* records, sentinel */
             "1:\n\t"
@@ -1494,7 +1494,7 @@ __attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __a
             "adds r1, r1, #4\n\t"
             "stm r12, {r0, r1, r2}\n\t"
             "cmp r0, r4\n\t"
-            "bne 2b\n\t"
+            "bne 2b\n\t"                            /* with r12 = job, r0 = x, r1 = mp */
             "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 #undef FEW16_GROUP
