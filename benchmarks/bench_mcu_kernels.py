@@ -33,7 +33,7 @@ Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on t
 scratch file (mcu_kernels.md is written only by the full run):
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
-        [--conv-kernels rows prep vc] [--conv-shapes 0 4 ...]
+        [--conv-kernels rows prep vc few] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations
@@ -705,7 +705,7 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep", "few"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:
