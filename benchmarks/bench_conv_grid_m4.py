@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
 """The issue-11 conv grid on the Cortex-M4: 3x3 binary convs, cin = cout in {16, 24, 32, 64, 128, 256},
 maps 32/16/8/4, stride 1/2, pad 0/1 (shapes over 12M binary MACs left out), on the row kernel (`rows`),
-the prepared row kernel (`prep`, bnn_conv_bits_prep) and the column-sliced kernel (`vc`).  Exact QEMU
+the prepared row kernel (`prep`, bnn_conv_bits_prep), its few-position entry (`few`, bnn_conv_bits_few:
+shapes with more than 16 positions or 32 channels run bnn_conv_bits_prep inside it) and the
+column-sliced kernel (`vc`).  Exact QEMU
 instruction counts, every output checked against numpy first (bench_mcu_kernels.conv_vc_sweep).
 
-    python benchmarks/bench_conv_grid_m4.py rows,prep,vc OUT.json ["c <= 32"]
+    python benchmarks/bench_conv_grid_m4.py rows,prep,vc[,few] OUT.json ["c <= 32"]
 
 The optional third argument filters shapes (names hw, c, s, p).  Results: mcu_conv_grid_m4.md.
 """

@@ -33,7 +33,7 @@ Conv shapes alone (plus the awkward-cin shapes 12x12x48, 7x7x40, 9x9x33 s2) on t
 scratch file (mcu_kernels.md is written only by the full run):
 
     nice -n 10 python benchmarks/bench_mcu_kernels.py --conv-only OUT.md --cores cortex-m4 \
-        [--conv-kernels rows prep vc] [--conv-shapes 0 4 ...]
+        [--conv-kernels rows prep vc few] [--conv-shapes 0 4 ...]
 """
 
 from __future__ import annotations
@@ -415,10 +415,11 @@ def write_conv_vc(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
 
 
 def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int,
-                    dsp: bool = True, pad_minus1: bool = False) -> dict:
+                    dsp: bool = True, pad_minus1: bool = False, entry: str = "prep") -> dict:
     """write_conv's conv (same weights, thresholds and inputs) on ``bnn_conv_bits_prep`` with the
     weight side prepared at generation time (bnn2hw/mcu/conv_m4_prep.py): the emit-c data layout on
-    a hand-written model.c.  pad_minus1: -1 padding (the expected output is then the caller's)."""
+    a hand-written model.c.  pad_minus1: -1 padding (the expected output is then the caller's).
+    entry "few": the same data on ``bnn_conv_bits_few`` (few output positions)."""
     from bnn2hw.mcu import conv_m4_prep as mp
     from bnn2hw.mcu.codegen import c_array
 
@@ -432,8 +433,8 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
               f"{q['pairs']}u, prep_w, prep_m, prep_x, prep_y, w, thr}};\n")
     text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
     text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
-                        "    bnn_conv_bits_prep(&p, &q, in_words, out_words);")
-    assert "bnn_conv_bits_prep(&p, &q" in text
+                        f"    bnn_conv_bits_{entry}(&p, &q, in_words, out_words);")
+    assert f"bnn_conv_bits_{entry}(&p, &q" in text
     (out / "model.c").write_text(text)
     m["prep"] = q
     return m
@@ -452,7 +453,8 @@ def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> 
         for core in cores:
             for kern in kernels:
                 with tempfile.TemporaryDirectory() as d:
-                    writer = {"vc": write_conv_vc, "prep": write_conv_prep}.get(
+                    writer = {"vc": write_conv_vc, "prep": write_conv_prep,
+                              "few": lambda *a: write_conv_prep(*a, entry="few")}.get(
                         kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
                     x, raw = conv_inputs(hw, cin, False, seed)
@@ -703,7 +705,7 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep", "few"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:

@@ -163,9 +163,9 @@ def _reference(x, w, stride, pad, pm1):
     return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
 
 
-def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7):
-    """model.c running every CASES conv twice (prepared entry, then the reference loop nest);
-    returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep"):
+    """model.c running every CASES conv twice (prepared entry bnn_conv_bits_<entry>, then the reference
+    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
     rng = np.random.default_rng(seed)
     data, body, xs, outs = [], [], [[], [], []], [[], [], []]
     in_off = out_off = 0
@@ -197,7 +197,7 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
                  (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
                   f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n")]
         ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
-        body += [f"    bnn_conv_bits_prep(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
+        body += [f"    bnn_conv_bits_{entry}(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
                  f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
         for n, x in enumerate(inputs):
             xs[n].append(pack_bits(x.reshape(h * wd, cin)).ravel())
@@ -245,3 +245,134 @@ def test_prepared_entry_exact(tmp_path, target, flags):
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+# ---------------------------------------------------------------- few output positions (bnn_conv_bits_few)
+
+# (cin, cout, h, w, stride, pad) as CASES: outputs 1x1 .. 4x4 and 1x7 / 4x2 / 5x1 strips, maps 2x2 (the window
+# wider than the input) to 8x8; cin 33, 21 or more positions: bnn_conv_bits_few's fallback to the prepared entry
+FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (16, 1, 4, 4, 2, 1), (16, 24, 5, 5, 2, 0),
+             (16, 33, 5, 5, 2, 1), (16, 16, 4, 4, 1, 1), (16, 16, 1, 7, 1, 1), (16, 15, 7, 3, 2, -1),
+             (16, 16, 8, 8, 2, 1), (16, 16, 2, 2, 1, 1), (16, 63, 4, 4, 2, -1),
+             (24, 16, 4, 4, 2, 0), (24, 15, 4, 4, 2, 1), (24, 17, 3, 3, 1, 1), (24, 1, 5, 5, 2, -1), (24, 24, 7, 3, 1, 0),
+             (24, 33, 8, 8, 2, 0),
+             (17, 16, 3, 3, 1, 0), (17, 15, 4, 4, 2, 1), (17, 17, 5, 5, 2, -1), (17, 1, 1, 7, 2, 1), (17, 24, 4, 4, 1, 0),
+             (17, 33, 5, 5, 1, 0),
+             (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 17, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1), (32, 24, 7, 3, 1, 1),
+             (32, 33, 4, 4, 1, 0),
+             (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0),
+             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (the fallback)
+             (16, 17, 3, 46, 3, 1), (24, 16, 3, 62, 4, 1)]
+
+
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
+def test_few_entry_exact(tmp_path, target, flags):
+    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; Helium:
+    the prepared entry's fallback; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
+    every 5th case's data made for another build, every 7th with a wrong row length): the output words of
+    the prepared-data entry and of the reference loop nest both equal numpy's."""
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.targets import get_target
+
+    tools = ("gcc",) if target == "host" else ("arm-none-eabi-gcc", "qemu-system-arm")
+    for tool in tools:
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
+    dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
+    x, want, n = _write_model(tmp_path, dsp, dense, FEW_CASES, seed=11, entry="few")
+    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
+    got = qemu.run(elf, target, x, n)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+def _few_cnn_graph(seed: int):
+    """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
+    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
+    (random directions, ties) -> flatten -> binary dense logits."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
+              binary_conv3x3(rng, "c1", 16, 16, 2, 1, "bits", 0), threshold(rng, "t1", 16, 144),
+              binary_conv3x3(rng, "c2", 16, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 144),
+              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 2 * 2 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((8, 8, 3), layers, 1.0, {"model_hash": f"fewconv{seed}"})
+
+
+def test_emitted_cnn_few(tmp_path):
+    """emit-c (write_firmware_dir) calls bnn_conv_bits_few for the three bits convs with few output
+    positions (conv_m4_prep.use_few), and every integer logit equals the IR executor's on the host
+    (sanitizers) and in QEMU on the Cortex-M4 (the asm record loop), M3 (no USADA8: the data's
+    fallback) and M0, on all-255, all-0 and random images (emit-c --verify's check)."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _few_cnn_graph(5)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
+    small = tmp_path / "fw_size"  # --optimize size: the prepared entry, no few-position code
+    write_firmware_dir(graph, small, "cortex-m4", optimize="size")
+    src_size = (small / "model.c").read_text()
+    assert "bnn_conv_bits_few(&" not in src_size and src_size.count("bnn_conv_bits_prep(&") == 3
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    for core in ("cortex-m3", "cortex-m0"):
+        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
+        assert res[core]["int_logits_differing"] == 0, core
+
+
+def test_use_few_and_vc_choice():
+    """use_few mirrors bnn__conv_bits_few's own test (3x3, cin <= 32, <= 16 positions, the bordered image
+    within FEW_IMG words); use_vc keeps the column-sliced kernel only where it is also estimated to beat
+    the prepared entry, so it never picks it where the old rule (against the plain rows) did not, and the
+    grid shapes where bnn_conv_bits_prep / _few measured faster than the column-sliced kernel leave it."""
+    from bnn2hw.mcu import conv_vcols as cv
+
+    assert mp.use_few(16, 3, 3, (4, 4), (1, 1), 2, 0) and mp.use_few(32, 3, 3, (8, 8), (4, 4), 2, 1)
+    assert not mp.use_few(33, 3, 3, (4, 4), (2, 2), 1, 0)  # two words a tap
+    assert not mp.use_few(16, 3, 3, (5, 5), (5, 5), 1, 1)  # 25 positions
+    assert not mp.use_few(16, 5, 5, (5, 5), (1, 1), 1, 0)
+    # a 1x16 strip at stride 3 with padding: image 3 x 48 = 144 words fits, stride 4: 3 x 63 does not
+    assert mp.use_few(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(16, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    old_rule = {}
+    for c in (16, 24, 32, 64, 128, 256):
+        for hw in (32, 16, 8, 4):
+            for s in (1, 2):
+                for p in (0, 1):
+                    for m1 in (False, True):
+                        g = (hw, hw, c, c, 3, 3, s, p, m1)
+                        old = cv.vc_estimate(*g) < 0.80 * cv.rows_estimate(*g) and cv.supported(
+                            3, 3, c, c, s, cv.layer_npos(c, c, 3, s, 3))
+                        old_rule[g] = old
+                        assert not cv.use_vc(*g) or old, g
+    # measured (mcu_conv_grid_m4.md / this branch): prep or few beat vc by 5% to 32% -> no longer vc
+    for g in [(8, 8, 16, 16, 3, 3, 1, 1, False), (4, 4, 16, 16, 3, 3, 1, 1, False),
+              (8, 8, 32, 32, 3, 3, 2, 1, False), (4, 4, 32, 32, 3, 3, 2, 1, False)]:
+        assert old_rule[g] and not cv.use_vc(*g), g
+    # where vc measured >= 25% faster it stays
+    for g in [(16, 16, 64, 64, 3, 3, 1, 1, False), (4, 4, 256, 256, 3, 3, 1, 1, False),
+              (32, 32, 32, 32, 3, 3, 1, 0, False)]:
+        assert cv.use_vc(*g), g
+    # the estimate follows the kernel emit-c calls: the plain rows where conv_m4_prep does not prepare
+    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: conv_m4_prep.worth False
+    assert cv.prep_estimate(*g) == cv.rows_estimate(*g)

@@ -14,6 +14,11 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
   weights of the padded taps (zero padding only); a position's bit is
   ``popcount(patch ^ row) <= M``; pair records take ``~M = -M - 1``.
 
+The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead for
+layers with few output positions (:func:`use_few`: 3x3, cin <= 32, <= 16 positions): all patches packed
+once from a zero-bordered copy of the input, then the row kernel per chunk and position (3x3x16: an
+assembly loop over every position's pair records with the patch in registers).
+
 Invariant: for every output position the table selected by (ycls[oy], xcls[ox]) equals the M that
 ``bnn__conv_bits_rows`` computes for that position's window, and the rows equal its packed rows, so
 the prepared entry gives bit for bit the same output.  Exact integer arithmetic (int64, no clamp
@@ -56,6 +61,28 @@ def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minu
     costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
     convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call."""
     return not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
+
+
+# bnn_conv.h / bnn_conv.c defaults of bnn_conv_bits_few: BNN_CONV_FEW_POS, BNN_CONV_FEW_IMG
+FEW_POS = 16
+FEW_IMG = 160
+
+
+def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
+            pad: int) -> bool:
+    """The code generator calls bnn_conv_bits_few (not bnn_conv_bits_prep) on the prepared data: 3x3,
+    cin <= 32 (one word per tap), at most FEW_POS output positions, and the zero-bordered input copy
+    (needed with padding or windows past the input) within FEW_IMG words; bnn__conv_bits_few's own
+    test, so that a layer it would hand to bnn_conv_bits_prep calls that directly.  Measured on the
+    Cortex-M4 (issue 11 grid, every shape with <= 16 positions and <= 32 channels): 0.6% to 15% fewer
+    instructions than bnn_conv_bits_prep (4x4x16 stride 1 pad 1: 0.300 against 0.355 per MAC), for
+    about 2.6 KB more code once per image (tests' 8x8 CNN: 22,212 against 19,652 B), so emit-c
+    --optimize size keeps bnn_conv_bits_prep (emitters._m4_prep_call)."""
+    (h, w), (oh, ow) = in_hw, out_hw
+    if kh != 3 or kw != 3 or not 0 < cin <= 32 or not 0 < oh * ow <= FEW_POS:
+        return False
+    yr, xc = (oh - 1) * stride + 3, (ow - 1) * stride + 3
+    return not (pad or yr > h or xc > w) or yr * xc <= FEW_IMG
 
 
 def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = DENSE_WORDS) -> bool:

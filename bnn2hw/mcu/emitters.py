@@ -458,7 +458,8 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
                   pad_minus1: int, call: str, dst: str, vc: bool = False) -> list[str]:
     """Cores without Helium, bits conv + threshold: ``bnn_conv_bits_prep`` on the weight side
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
-    class), when the row kernel runs the shape (conv_m4_prep.fits).  Returns [call] or
+    class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
+    data for layers with few output positions (conv_m4_prep.use_few).  Returns [call] or
     ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
     4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
     the prepared rows unless they are the plain ones (cin % 32 == 0)."""
@@ -485,7 +486,10 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
                    f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n"
                    "#endif\n")
-    prep = f"    bnn_conv_bits_prep(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
+    # few output positions: bnn_conv_bits_few (about 2.6 KB more code on Cortex-M4, not with --optimize size)
+    few = st.optimize != "size" and conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p)
+    entry = "few" if few else "prep"
+    prep = f"    bnn_conv_bits_{entry}(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
     return ["#if !BNN_MVE", "#else", call, prep]
 
 

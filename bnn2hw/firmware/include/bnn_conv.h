@@ -161,6 +161,22 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
                          bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
 #define bnn_conv_bits_prep(p, q, in, out) \
     bnn__conv_bits_prep(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/*
+ * bnn_conv_bits_few (issue 11): bnn_conv_bits_prep on the same prepared data for convs with few output
+ * positions (out_h out_w <= BNN_CONV_FEW_POS, 3x3, cin <= 32): the patches of all positions packed once
+ * from a zero-bordered copy of the input (no border cases, no per-position window logic), then per
+ * chunk and position only the class's M row and the row kernel (3x3x16 pair records: one assembly loop
+ * over all positions with the patch in registers; bnn_conv.c, 1.3 KB of stack).  The code generator
+ * (bnn2hw/mcu/conv_m4_prep.py: use_few) calls it for those layers; other shapes, and data made for
+ * another build, run bnn_conv_bits_prep.  Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
+ */
+#ifndef BNN_CONV_FEW_POS
+#define BNN_CONV_FEW_POS 16u
+#endif
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+#define bnn_conv_bits_few(p, q, in, out) \
+    bnn__conv_bits_few(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                           const int32_t *thr, bnn_word_t *out);
 void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

@@ -555,13 +555,13 @@ static void conv16_pack_pairs(const bnn_word_t *rows, uint32_t cnt, bnn_word_t *
     }
 }
 
-/* bits of cnt rows (pair records w) against the 5-word patch x (its fifth word is rewritten), nm[j] = ~M_j = -M_j - 1 (max
+/* bits of cnt rows (pair records w) against the 5-word patch x (its fifth word already spread and
+ * doubled: spread(x4) * 3), nm[j] = ~M_j = -M_j - 1 (max
  * mismatches M): bit j set when popcount(patch ^ row j) <= M_j, i.e. when p - M - 1 < 0; the
  * rows_bits contract.  Two pairs a loop pass; an odd count's last record runs as a pair too
  * (B = A), its second bit dropped. */
-static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
+BNN_INLINE uint32_t conv16_pairs_bits(const bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
 {
-    x[4] = conv16_spread(x[4]) * 3u; /* the patch's fifth word in place, each bit twice */
     uint32_t bits = 0;
     uint32_t j = 0;
     for (; j + 3u < cnt; j += 4u) {
@@ -587,6 +587,13 @@ static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32
         bits = (bits >> 1) | (a & 0x80000000u);
     }
     return bits >> (32u - cnt);
+}
+
+/* conv16_pairs_bits on a patch whose fifth word is still plain (rewritten in place here). */
+static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
+{
+    x[4] = conv16_spread(x[4]) * 3u; /* the patch's fifth word in place, each bit twice */
+    return conv16_pairs_bits(x, w, nm, cnt);
 }
 #endif
 
@@ -1312,6 +1319,335 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #undef ROWS_BITS
     }
 #undef INTERIOR_RUN
+}
+
+/*
+ * bnn_conv_bits_few (bnn_conv.h): bnn_conv_bits_prep for 3x3 convs with cin <= 32 (one word per tap)
+ * and at most BNN_CONV_FEW_POS output positions, on the same prepared data.  With few positions the
+ * prepared entry spends more on each position than on its rows (4x4x16 stride 2 pad 0, one
+ * position: 380 of 1,051 Cortex-M4 instructions outside the pair kernel): the window logic, the
+ * border gather (a call and nine bounds checks per tap row), the class lookup and the row kernel's
+ * prologue, per position and per chunk.  Here, once per call:
+ *   1. zero padding or -1 padding (or windows past the input): the input rows the windows cover,
+ *      copied into a zero-bordered image img (yr x xc words, yr = (out_h - 1) stride_h + 3,
+ *      xc = (out_w - 1) stride_w + 3, at most BNN_CONV_FEW_IMG words); a tap outside the input is
+ *      a zero word there, which is what the prepared M tables expect of a padded tap (zero bits:
+ *      the correction of zero padding is folded into M, -1 padding's activation is bit 0);
+ *      no padding: the input itself;
+ *   2. every position's patch packed from that image by one full-window pack (no border case),
+ *      the 3x3x16 patches with their fifth word spread for the pair records;
+ *   3. per 32-channel chunk, the row kernel on every position with its class's M row: 3x3x16 pair
+ *      records in one assembly call over all positions (conv16_few_asm: the patch in registers,
+ *      74 instructions per record), other layouts bnn__conv_bits_rows' row kernel per position.
+ * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
+ * at the taps outside the input), with the same rows and M, so the bits are those of
+ * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (more positions, another kernel
+ * size, cin > 32, an image over BNN_CONV_FEW_IMG words, data made for another build) runs
+ * bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG) words, 1.3 KB by default.
+ * Measured (Cortex-M4, issue 11 grid): 0.6% to 15% fewer instructions than bnn_conv_bits_prep on every
+ * shape with <= 16 positions and <= 32 channels (benchmarks/bench_conv_grid_m4.py, kernel "few").
+ */
+#ifndef BNN_CONV_FEW_IMG
+#define BNN_CONV_FEW_IMG 160u
+#endif
+
+/* The prepared data was made for this build's row layout (else the caller runs the plain path). */
+static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t *pairs_out)
+{
+    const uint32_t nw = bnn__conv_row_words(p);
+    const int dense = nw != p->kh * p->kw * BNN_WORDS(p->cin);
+    const uint32_t d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u;
+#if BNN_CONV16_PAIRS && !BNN_MVE
+    const uint32_t pairs = d16;
+#else
+    const uint32_t pairs = 0u;
+    (void)d16;
+#endif
+    *pairs_out = pairs;
+    return q->nw == nw && q->pairs == pairs;
+}
+
+/* Rows [-pad_h, yr - pad_h) x columns [-pad_w, xc - pad_w) of the input (cw = 1) into img
+ * (yr x xc words), zero outside the input. */
+static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t yr, uint32_t xc, bnn_word_t *img)
+{
+    const uint32_t in_h = p->in_h, in_w = p->in_w, ph = p->pad_h, pw = p->pad_w;
+    const uint32_t nz = yr * xc;
+    uint32_t i = 0;
+    for (; i + 4u <= nz; i += 4u) { /* four words a step */
+        img[i] = img[i + 1u] = img[i + 2u] = img[i + 3u] = 0u;
+    }
+    for (; i < nz; ++i) {
+        img[i] = 0u;
+    }
+    /* the input's rectangle in the image: rows [ph, min(yr, ph + in_h)), columns [pw, min(xc, pw + in_w)) */
+    const uint32_t y1 = ph + in_h < yr ? ph + in_h : yr, x1 = pw + in_w < xc ? pw + in_w : xc;
+    if (ph >= y1 || pw >= x1) {
+        return;
+    }
+    const uint32_t n = x1 - pw;
+    const bnn_word_t *s = in;
+    for (bnn_word_t *d = img + ph * xc + pw, *e = img + y1 * xc; d < e; d += xc, s += in_w) {
+        uint32_t k = 0;
+        for (; k + 2u <= n; k += 2u) { /* two words a step */
+            d[k] = s[k];
+            d[k + 1u] = s[k + 1u];
+        }
+        if (k < n) {
+            d[k] = s[k];
+        }
+    }
+}
+
+#if BNN_CONV16_PAIRS && BNN_HAVE_USADA8 && BNN_MULTI_ASM
+/*
+ * conv16_few_asm(job): for every position i < n, the bits of an even number 2P <= 32 of pair-record
+ * rows (job->w) against the position's spread patch (job->x + 5 i, x[4] = spread(p4) * 3) with the
+ * ~M row job->mp[i] (+ c0, folded in by the caller), stored as out[i ow] = bits >> (32 - 2P): row j
+ * at bit j (conv16_pairs_bits' contract; an odd count's last record is the caller's).  conv16_pair's
+ * arithmetic with the five patch words held in registers for all records of a position (r4-r8;
+ * conv16_pairs_bits reloads them per record), the record loop ended by a sentinel bit instead of a
+ * counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c): sentinel = 1 << (2P - 1), row j's bit lands at
+ * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74
+ * instructions; per position 14 more (the job's cursors live in memory: all 14 registers are the
+ * record loop's).
+ * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
+ * r4-r8 patch, r9-r11 record words, r12 scratch.
+ */
+typedef struct {
+    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
+    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
+    bnn_word_t *out;           /* the first position's output word (cursor) */
+    const bnn_word_t *x_end;   /* x + 5 n */
+    const bnn_word_t *w;       /* the records (2P rows) */
+    uint32_t sentinel;         /* 1 << (2P - 1) */
+    uint32_t shift;            /* 32 - 2P */
+    uint32_t ow_bytes;         /* output words per position x 4 */
+} few16_job_t;
+#define FEW16_GROUP(ACC)                                                                   \
+    "eor r9, r9, r4\n\t"                                                                   \
+    "eor r10, r10, r5\n\t"                                                                 \
+    "and r12, r9, #0xAAAAAAAA\n\t"                                                         \
+    "eor r11, r11, r6\n\t"                                                                 \
+    "sub r9, r9, r12, lsr #1\n\t"                                                          \
+    "and r12, r10, #0xAAAAAAAA\n\t"                                                        \
+    "sub r10, r10, r12, lsr #1\n\t"                                                        \
+    "and r12, r11, #0x55555555\n\t"                                                        \
+    "and r11, r11, #0xAAAAAAAA\n\t"                                                        \
+    "add r9, r9, r12\n\t"                                                                  \
+    "add r10, r10, r11, lsr #1\n\t"                                                        \
+    "and r12, r9, #0xCCCCCCCC\n\t"                                                         \
+    "and r11, r10, #0xCCCCCCCC\n\t"                                                        \
+    "and r9, r9, #0x33333333\n\t"                                                          \
+    "and r10, r10, #0x33333333\n\t"                                                        \
+    "add r9, r9, r12, lsr #2\n\t"                                                          \
+    "add r10, r10, r11, lsr #2\n\t"                                                        \
+    "add r9, r9, r10\n\t" FEW16_ACC(ACC, "r9")
+#define FEW16_ACC(ACC, S)                                                                  \
+    "and r12, " S ", #0xF0F0F0F0\n\t"                                                      \
+    "sub r12, r12, r12, lsr #4\n\t"                                                        \
+    "usada8 " ACC ", " S ", r12, " ACC "\n\t"
+/* job: r0 on entry, then its copy at [sp] (cursors x, mp, out advanced in place: [job + 0..8]) */
+__attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __attribute__((unused)))
+{
+    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+            "mov r12, r0\n\t"
+            "ldm r12, {r0, r1}\n\t"                 /* x, mp */
+            "2:\n\t"                                /* r12 job, r0 x, r1 mp */
+            "ldr r2, [r1]\n\t"                      /* this position's ~M row */
+            "ldm r0, {r4, r5, r6, r7, r8}\n\t"
+            "ldrd r1, r3, [r12, #16]\n\t"           /* records, sentinel */
+            "1:\n\t"
+            "ldrd r0, lr, [r2], #8\n\t"
+            "ldm r1!, {r9, r10, r11}\n\t" FEW16_GROUP("r0")
+            "ldm r1!, {r9, r10, r11}\n\t" FEW16_GROUP("lr")
+            "ldm r1!, {r9, r10, r11}\n\t"
+            "eor r9, r9, r7\n\t"
+            "eor r10, r10, r7\n\t"
+            "eor r11, r11, r8\n\t"
+            "and r12, r9, #0xAAAAAAAA\n\t"
+            "sub r9, r9, r12, lsr #1\n\t"
+            "and r12, r10, #0xAAAAAAAA\n\t"
+            "sub r10, r10, r12, lsr #1\n\t"
+            "and r12, r11, #0x55555555\n\t"
+            "and r11, r11, #0xAAAAAAAA\n\t"
+            "add r9, r9, r12\n\t"
+            "add r10, r10, r11, lsr #1\n\t"
+            "and r12, r9, #0xCCCCCCCC\n\t"
+            "and r11, r10, #0xCCCCCCCC\n\t"
+            "and r9, r9, #0x33333333\n\t"
+            "and r10, r10, #0x33333333\n\t"
+            "add r9, r9, r12, lsr #2\n\t"
+            "add r10, r10, r11, lsr #2\n\t" FEW16_ACC("r0", "r9") FEW16_ACC("lr", "r10")
+            "lsls r12, r0, #1\n\t"
+            "rrxs r3, r3\n\t"
+            "lsls r12, lr, #1\n\t"
+            "rrxs r3, r3\n\t"
+            "bcc 1b\n\t"
+            "ldr r12, [sp]\n\t"
+            "ldm r12, {r0, r1, r2, r4}\n\t"         /* x, mp, out, x_end */
+            "ldrd r5, r6, [r12, #24]\n\t"           /* shift, ow bytes */
+            "lsrs r3, r3, r5\n\t"
+            "str r3, [r2]\n\t"
+            "add r2, r2, r6\n\t"
+            "adds r0, r0, #20\n\t"
+            "adds r1, r1, #4\n\t"
+            "stm r12, {r0, r1, r2}\n\t"
+            "cmp r0, r4\n\t"
+            "bne 2b\n\t"                            /* with r12 = job, r0 = x, r1 = mp */
+            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+#undef FEW16_GROUP
+#undef FEW16_ACC
+#endif
+
+#if BNN_CONV16_PAIRS
+/* The pair-record rows (cnt <= 32) against npos spread patches of 5 words, position i's ~M row at
+ * mp[i] + c0: one output word per position (out + i ow). */
+static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_word_t *rows, const int32_t *const *mp,
+                                                uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow)
+{
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM
+    const uint32_t even = cnt & ~1u;
+    if (even != 0u) {
+        const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
+        for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
+            mc[i] = mp[i] + c0;
+        }
+        few16_job_t job = {x, c0 != 0u ? mc : mp, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
+        conv16_few_asm(&job);
+    }
+    if (cnt & 1u) { /* the last record pairs row cnt - 1 with itself */
+        const bnn_word_t *wl = rows + CONV16_PAIR_WORDS * (even / 2u);
+        for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
+            const bnn_word_t *w = wl;
+            uint32_t a = (uint32_t)mp[i][c0 + even], b = a;
+            conv16_pair(x, &w, &a, &b);
+            *out = (even != 0u ? *out : 0u) | (a >> 31) << even;
+        }
+    }
+#else
+    for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
+        *out = conv16_pairs_bits(x, rows, mp[i] + c0, cnt);
+    }
+#endif
+}
+#endif
+
+/* The same with rows of nw words on the row kernel. */
+static void __attribute__((noinline)) few_rows(const bnn_word_t *x, const bnn_word_t *rows, const int32_t *const *mp,
+                                               uint32_t c0, uint32_t npos, uint32_t nw, uint32_t cnt, bnn_word_t *out,
+                                               uint32_t ow, bnn_conv_rows_fn fn)
+{
+    for (uint32_t i = 0; i < npos; ++i, x += nw, out += ow) {
+        *out = rows_bits(x, rows, mp[i] + c0, nw, cnt, fn);
+    }
+}
+
+/* The patches of oh x ow positions (top-left tap of row oy at base + oy rstep, steps of sw words
+ * along it; kernel rows step words apart) packed in position order: 3x3x16 (pairs: the fifth word
+ * spread and doubled for the pair records), 3x3x24, any other cin <= 32 (nw words each). */
+static void __attribute__((noinline)) few_gather16(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                   uint32_t oh, uint32_t ow, uint32_t pairs, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 5) {
+            pack_taps_3x3x16(src, step, x);
+#if BNN_CONV16_PAIRS
+            if (pairs) {
+                x[4] = conv16_spread(x[4]) * 3u; /* once per position, not per chunk */
+            }
+#else
+            (void)pairs;
+#endif
+        }
+    }
+}
+
+static void __attribute__((noinline)) few_gather24(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                   uint32_t oh, uint32_t ow, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 7) {
+            pack_taps_3x3x24(src, step, x);
+        }
+    }
+}
+
+static void __attribute__((noinline)) few_gather(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
+                                                 uint32_t oh, uint32_t ow, uint32_t cin, uint32_t nw, bnn_word_t *x)
+{
+    for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
+        const bnn_word_t *src = base;
+        for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += nw) {
+            if (nw != 9u) {
+                pack_taps(src, step, 3u, 3u, cin, x);
+            } else {
+                copy_window(src, step, 3u, 3u, x);
+            }
+        }
+    }
+}
+
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, npos = oh * owd, cin = p->cin;
+    const uint32_t sh = p->stride_h, sw = p->stride_w;
+    uint32_t pairs = 0;
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || npos == 0u || npos > BNN_CONV_FEW_POS ||
+        !prep_matches(p, q, &pairs)) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t yr = (oh - 1u) * sh + 3u, xc = (owd - 1u) * sw + 3u;
+    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xc > p->in_w;
+    if (img_needed && yr * xc > BNN_CONV_FEW_IMG) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t nw = q->nw, cpad = q->cpad, nx = q->nx;
+    const int dense = nw != 9u;
+    bnn_word_t img[BNN_CONV_FEW_IMG];
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS]; /* each position's M row (its window class) */
+    const bnn_word_t *base = in;
+    uint32_t step = p->in_w;
+    if (img_needed) {
+        few_image(p, in, yr, xc, img);
+        base = img;
+        step = xc;
+    }
+    /* every position's patch (nw words each, position order) and M row; one loop per patch layout */
+    const int32_t **m = mp;
+    const uint32_t rstep = sh * step;
+    for (uint32_t oy = 0; oy < oh; ++oy) {
+        const int32_t *my = q->m + q->ycls[oy] * nx * cpad;
+        for (uint32_t ox = 0; ox < owd; ++ox) {
+            *m++ = my + q->xcls[ox] * cpad;
+        }
+    }
+    if (cin == 16u && dense) {
+        few_gather16(base, step, sw, rstep, oh, owd, pairs, patch);
+    } else if (cin == 24u && dense) {
+        few_gather24(base, step, sw, rstep, oh, owd, patch);
+    } else {
+        few_gather(base, step, sw, rstep, oh, owd, cin, nw, patch);
+    }
+    const uint32_t ow = BNN_WORDS(p->cout);
+    for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+        const uint32_t left = p->cout - c0;
+        const uint32_t cnt = left < 32u ? left : 32u;
+#if BNN_CONV16_PAIRS
+        if (pairs) {
+            few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow);
+            continue;
+        }
+#endif
+        few_rows(patch, q->w + c0 * nw, mp, c0, npos, nw, cnt, out + c0 / 32u, ow, fn);
+    }
 }
 
 /*
