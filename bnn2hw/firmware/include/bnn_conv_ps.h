@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_conv_ps.h -- position-sliced binary conv2d + threshold (issue 11): the same contract as
+ * bnn_conv_bits (zero padding) and bnn_conv_bits_m1 (-1 padding), bnn_conv.h: packed HWC bits
+ * in and out, bit = (acc >= thr[o]).  Built for 16 / 24 output channels, where the column-sliced
+ * kernel (bnn_conv_vc.h, channels in the lanes) leaves lanes empty.
+ *
+ * Lanes.  The 32 lanes of a word are 32 consecutive "flattened" output positions
+ * n = oy Wl + ox (Wl = out_w + (kw - 1) / stride_w: each output row plus the few columns a tap
+ * reaches past it; lanes with ox >= out_w are computed and dropped).  For tap (ky, kx) and input
+ * channel c, the lane vector X[t cin + c] (t = ky kw + kx) holds the input bit the tap reads at
+ * each lane: a 32-bit funnel shift of a channel "phase stream", the padded input plane of
+ * channel c subsampled at phase (ky % stride_h, kx % stride_w) with row pitch Wl (bit r Wl + q =
+ * padded input (stride_h r + py, stride_w q + px)), at bit 32 j + (ky / stride_h) Wl + kx / stride_w
+ * for output word j.  Padded taps read 0 bits.  The phase streams are built once per call
+ * (32x32 bit transposes of the packed input), the X vectors once per output word: both are
+ * shared by every output channel.
+ *
+ * Counting (method, bnn2hw/mcu/conv_ps.py).  With x the tap bits (0 at padded taps), w the
+ * weight bits (1 = +1), W1 the +1 weights of channel o, K = kh kw cin, Ctot = sum_i x_i (per lane,
+ * every channel) and C1 = sum over S1 = {i: w_i = 1} of x_i,
+ *     acc_all = sum_i (2 x_i - 1)(2 w_i - 1) = 4 C1 - 2 Ctot - 2 W1 + K
+ * is the accumulator at -1 padding (or without padding); at zero padding a lane of window class
+ * kappa (its padded taps Pi) has acc = acc_all + gpad, gpad = sum_{t in Pi} (2 W1_t - cin).  So
+ *     bit = (2 C1 - Ctot >= theta),  theta = ceil((thr + 2 W1 - K - gpad) / 2),
+ * and with C0 = Ctot - C1 (the sum over S0 = {i: w_i = 0}): bit = not (2 C0 - Ctot >= 1 - theta).
+ * The generator lists per channel the shorter of S1 / S0 (<= K / 2 indices: half the work of an
+ * XNOR over all K), padded to a multiple of 8 with the index K (a zero vector).  Per output word
+ * and channel the list's vectors are summed bit-sliced (Harley-Seal carry-save adders: about
+ * 5 instructions per vector for 32 lanes), F = 2 C + (2^m - 1 - Ctot) (2^m > K; Ctot's planes are
+ * counted once per word) and the output bit is (F >= v) xor neg with v = the generator's
+ * clamp(theta + 2^m - 1 or 1 - theta + 2^m - 1, 0, 2^(m+1) - 1) per window class (conv_ps.py
+ * compare_values; zero padding: one per distinct (row window, column window) pair, as
+ * conv_mve_prep.window_classes; else one).  F < 2^(m+1) - 1, so v = 2^(m+1) - 1 is "never".
+ *
+ * Generated data (flash, bnn2hw/mcu/conv_ps.py prepare):
+ *   idx8 / idx16  the lists, channel after channel (len[o] entries each): word indices into the
+ *                 per-word vector buffer (t cin + c, or K: zero); uint8 when K < 256, else uint16
+ *   len           cout list lengths (multiples of 8)
+ *   neg           bit o of word o / 32: channel o lists S0 (its bit is inverted)
+ *   v             compare values v[cls cout + o], cls = ycls[oy] nx + xcls[ox]
+ *   raw_w, thr    the plain weights and thresholds: a shape outside the preconditions
+ *                 (bnn_conv_ps_ok) runs bnn_conv_bits / _m1 on them.
+ * Work memory (caller's, static, bnn_conv_ps_work_words): the phase streams, the vector buffer,
+ * the per-word class masks and the output words before their transpose.
+ */
+#ifndef BNN_CONV_PS_H
+#define BNN_CONV_PS_H
+
+#include "bnn_conv.h"
+
+/* Most count planes (list sums up to 2^16) and compare planes. */
+#define BNN_CONV_PS_PLANES 18u
+
+typedef struct {
+    bnn_conv_params_t p;
+    uint32_t pad_minus1; /* 1: a padded tap is the activation -1 (bnn_conv_bits_m1's contract) */
+    uint32_t nx;         /* column window classes (1 without zero padding) */
+    uint32_t m;          /* planes of Ctot: 2^m > K */
+    const uint8_t *idx8;
+    const uint16_t *idx16;
+    const uint16_t *len;
+    const uint32_t *neg;
+    const int32_t *v;
+    const uint8_t *xcls, *ycls;
+    const bnn_word_t *raw_w;
+    const int32_t *thr;
+} bnn_conv_ps_t;
+
+/* Lane pitch Wl, phase-stream words SW, output words (of 32 flattened positions). */
+BNN_INLINE uint32_t bnn__conv_ps_wl(const bnn_conv_params_t *p)
+{
+    return p->out_w + (p->kw - 1u) / p->stride_w;
+}
+BNN_INLINE uint32_t bnn__conv_ps_nwords(const bnn_conv_params_t *p)
+{
+    return ((p->out_h - 1u) * bnn__conv_ps_wl(p) + p->out_w + 31u) / 32u;
+}
+BNN_INLINE uint32_t bnn__conv_ps_sw(const bnn_conv_params_t *p)
+{
+    const uint32_t offmax = (p->kh - 1u) / p->stride_h * bnn__conv_ps_wl(p) + (p->kw - 1u) / p->stride_w;
+    return (32u * bnn__conv_ps_nwords(p) + offmax) / 32u + 2u;
+}
+/* Words of work memory: stride_h stride_w cin phase streams of SW words, the vector buffer
+ * (K + 1), 64 words of class masks, 32 output words per 32 channels, a 32-word transpose block.
+ * bnn2hw/mcu/conv_ps.py work_words is the same sum. */
+BNN_INLINE uint32_t bnn_conv_ps_work_words(const bnn_conv_params_t *p)
+{
+    return p->stride_h * p->stride_w * p->cin * bnn__conv_ps_sw(p) + p->kh * p->kw * p->cin + 1u + 64u +
+           32u * BNN_WORDS(p->cout) + 32u;
+}
+
+/* 1 when L meets the preconditions (out_h, out_w >= 1, K < 65535, its list type present, the
+ * count within BNN_CONV_PS_PLANES planes), else 0 (bnn_conv_ps_bits then runs bnn_conv_bits). */
+int bnn_conv_ps_ok(const bnn_conv_ps_t *L);
+
+/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_ps_work_words words. */
+void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out);
+
+/* Reference: the same prepared data, one position and channel at a time, scalar sums (no
+ * streams, no bit slicing); the oracle of the fast path beside bnn_conv_bits_ref. */
+void bnn_conv_ps_bits_ref(const bnn_conv_ps_t *L, const bnn_word_t *in, bnn_word_t *out);
+
+#endif /* BNN_CONV_PS_H */

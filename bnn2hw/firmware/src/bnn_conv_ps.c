@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bnn_conv_ps.c -- position-sliced binary conv2d + threshold (method and data: bnn_conv_ps.h).
+ */
+#include "bnn_conv_ps.h"
+
+#include <string.h>
+
+int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t k = p->kh * p->kw * p->cin;
+    if (p->out_h == 0u || p->out_w == 0u || p->kh == 0u || p->kw == 0u || p->cin == 0u || p->cout == 0u ||
+        p->stride_h == 0u || p->stride_w == 0u || k >= 65535u || L->m < 4u || L->m + 1u > BNN_CONV_PS_PLANES ||
+        (1u << L->m) <= k) {
+        return 0;
+    }
+    return k < 256u ? L->idx8 != NULL : L->idx16 != NULL;
+}
+
+/* 32x32 bit transpose in place: bit c of a[i] <-> bit i of a[c] (Hacker's Delight 7-3). */
+static void ps_transpose32(uint32_t *a)
+{
+    uint32_t m = 0x0000FFFFu;
+    for (uint32_t j = 16u; j != 0u; j >>= 1, m ^= m << j) {
+        for (uint32_t k = 0; k < 32u; k = (k + j + 1u) & ~j) {
+            const uint32_t t = ((a[k] >> j) ^ a[k + j]) & m;
+            a[k] ^= t << j;
+            a[k + j] ^= t;
+        }
+    }
+}
+
+/* Carry-save adder: l <- l ^ a ^ b, h <- majority(l, a, b). */
+#define PS_CSA(h, l, a, b)              \
+    do {                                \
+        const uint32_t u_ = (a) ^ (b);  \
+        (h) = ((a) & (b)) | (u_ & (l)); \
+        (l) = u_ ^ (l);                 \
+    } while (0)
+
+/* Add a one-plane vector c at plane `from` of the counter q (planes >= from, nq in all). */
+BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
+{
+    for (uint32_t b = from; b < nq && c != 0u; ++b) {
+        const uint32_t t = q[b] & c;
+        q[b] ^= c;
+        c = t;
+    }
+}
+
+/* The bit-sliced sum of the vectors buf[idx[i]], i < len (a multiple of 8), into planes q[0..nq)
+ * (zeroed here).  Harley-Seal: 8 vectors -> one "eights" word through 7 carry-save adders. */
+#define PS_COUNT_FN(NAME, T)                                                                         \
+    static void NAME(const uint32_t *buf, const T *idx, uint32_t len, uint32_t *q, uint32_t nq)      \
+    {                                                                                                \
+        uint32_t ones = 0, twos = 0, fours = 0, eights = 0;                                          \
+        for (uint32_t b = 0; b < nq; ++b) {                                                          \
+            q[b] = 0;                                                                                \
+        }                                                                                            \
+        for (; len >= 16u; len -= 16u, idx += 16) {                                                  \
+            uint32_t ta, tb, fa, fb, ea, eb, s;                                                      \
+            PS_CSA(ta, ones, buf[idx[0]], buf[idx[1]]);                                              \
+            PS_CSA(tb, ones, buf[idx[2]], buf[idx[3]]);                                              \
+            PS_CSA(fa, twos, ta, tb);                                                                \
+            PS_CSA(ta, ones, buf[idx[4]], buf[idx[5]]);                                              \
+            PS_CSA(tb, ones, buf[idx[6]], buf[idx[7]]);                                              \
+            PS_CSA(fb, twos, ta, tb);                                                                \
+            PS_CSA(ea, fours, fa, fb);                                                               \
+            PS_CSA(ta, ones, buf[idx[8]], buf[idx[9]]);                                              \
+            PS_CSA(tb, ones, buf[idx[10]], buf[idx[11]]);                                            \
+            PS_CSA(fa, twos, ta, tb);                                                                \
+            PS_CSA(ta, ones, buf[idx[12]], buf[idx[13]]);                                            \
+            PS_CSA(tb, ones, buf[idx[14]], buf[idx[15]]);                                            \
+            PS_CSA(fb, twos, ta, tb);                                                                \
+            PS_CSA(eb, fours, fa, fb);                                                               \
+            PS_CSA(s, eights, ea, eb);                                                               \
+            ps_ripple(q, 4u, nq, s);                                                                 \
+        }                                                                                            \
+        if (len != 0u) {                                                                             \
+            uint32_t ta, tb, fa, fb, e;                                                              \
+            PS_CSA(ta, ones, buf[idx[0]], buf[idx[1]]);                                              \
+            PS_CSA(tb, ones, buf[idx[2]], buf[idx[3]]);                                              \
+            PS_CSA(fa, twos, ta, tb);                                                                \
+            PS_CSA(ta, ones, buf[idx[4]], buf[idx[5]]);                                              \
+            PS_CSA(tb, ones, buf[idx[6]], buf[idx[7]]);                                              \
+            PS_CSA(fb, twos, ta, tb);                                                                \
+            e = (fours & (fa | fb)) | (fa & fb); /* the carry of fours + fa + fb */                  \
+            fours ^= fa ^ fb;                                                                        \
+            ps_ripple(q, 4u, nq, eights & e);                                                        \
+            eights ^= e;                                                                             \
+        }                                                                                            \
+        q[0] = ones;                                                                                 \
+        q[1] = twos;                                                                                 \
+        q[2] = fours;                                                                                \
+        q[3] = eights;                                                                               \
+    }
+PS_COUNT_FN(ps_count8, uint8_t)
+PS_COUNT_FN(ps_count16, uint16_t)
+
+/* Sequential sum of buf[0..k) (Ctot), same planes convention. */
+static void ps_count_all(const uint32_t *buf, uint32_t k, uint32_t *q, uint32_t nq)
+{
+    uint32_t ones = 0, twos = 0, fours = 0, eights = 0;
+    for (uint32_t b = 0; b < nq; ++b) {
+        q[b] = 0;
+    }
+    for (; k >= 16u; k -= 16u, buf += 16) {
+        uint32_t ta, tb, fa, fb, ea, eb, s;
+        PS_CSA(ta, ones, buf[0], buf[1]);
+        PS_CSA(tb, ones, buf[2], buf[3]);
+        PS_CSA(fa, twos, ta, tb);
+        PS_CSA(ta, ones, buf[4], buf[5]);
+        PS_CSA(tb, ones, buf[6], buf[7]);
+        PS_CSA(fb, twos, ta, tb);
+        PS_CSA(ea, fours, fa, fb);
+        PS_CSA(ta, ones, buf[8], buf[9]);
+        PS_CSA(tb, ones, buf[10], buf[11]);
+        PS_CSA(fa, twos, ta, tb);
+        PS_CSA(ta, ones, buf[12], buf[13]);
+        PS_CSA(tb, ones, buf[14], buf[15]);
+        PS_CSA(fb, twos, ta, tb);
+        PS_CSA(eb, fours, fa, fb);
+        PS_CSA(s, eights, ea, eb);
+        ps_ripple(q, 4u, nq, s);
+    }
+    for (; k != 0u; --k, ++buf) { /* the last < 16 vectors one at a time */
+        uint32_t c = *buf, t;
+        t = ones & c, ones ^= c, c = t;
+        t = twos & c, twos ^= c, c = t;
+        t = fours & c, fours ^= c, c = t;
+        t = eights & c, eights ^= c, c = t;
+        ps_ripple(q, 4u, nq, c);
+    }
+    q[0] = ones;
+    q[1] = twos;
+    q[2] = fours;
+    q[3] = eights;
+}
+
+/* Lanes where the bit-sliced F >= v (v a constant, planes f[0..nf)). */
+BNN_INLINE uint32_t ps_ge(const uint32_t *f, uint32_t nf, uint32_t v)
+{
+    uint32_t c = ~0u; /* carry of F + ~v + 1 */
+    for (uint32_t b = 0; b < nf; ++b, v >>= 1) {
+        c = (v & 1u) ? (f[b] & c) : (f[b] | c);
+    }
+    return c;
+}
+
+/* Phase streams of the call: per phase (py, px) and channel c, SW words, bit r Wl + q = input
+ * (stride_h r + py - pad_h, stride_w q + px - pad_w) of channel c (0 outside the image). */
+static void ps_streams(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t *st, uint32_t *blk)
+{
+    const uint32_t wl = bnn__conv_ps_wl(p), sw = bnn__conv_ps_sw(p), cw = BNN_WORDS(p->cin);
+    const uint32_t hl = p->out_h + (p->kh - 1u) / p->stride_h;
+    memset(st, 0, 4u * p->stride_h * p->stride_w * p->cin * sw);
+    for (uint32_t y = 0; y < p->in_h; ++y) {
+        const uint32_t yp = y + p->pad_h, py = yp % p->stride_h, r = yp / p->stride_h;
+        if (r >= hl) {
+            continue;
+        }
+        for (uint32_t px = 0; px < p->stride_w; ++px) {
+            /* input columns x with (x + pad_w) % stride_w == px, at stream column q */
+            uint32_t x = (px + p->stride_w * (p->pad_w / p->stride_w + 1u) - p->pad_w) % p->stride_w;
+            uint32_t q = (x + p->pad_w) / p->stride_w;
+            uint32_t *phase = st + (py * p->stride_w + px) * p->cin * sw;
+            while (x < p->in_w && q < wl) {
+                uint32_t n = 0;
+                for (uint32_t k = 0; k < cw; ++k) {
+                    const uint32_t nc = k + 1u < cw ? 32u : p->cin - 32u * k;
+                    uint32_t xx = x;
+                    for (n = 0; n < 32u && xx < p->in_w && q + n < wl; ++n, xx += p->stride_w) {
+                        blk[n] = in[(y * p->in_w + xx) * cw + k];
+                    }
+                    for (uint32_t i = n; i < 32u; ++i) {
+                        blk[i] = 0;
+                    }
+                    ps_transpose32(blk); /* blk[c] bit i: channel 32 k + c of the i-th pixel */
+                    const uint32_t pos = r * wl + q, wi = pos / 32u, sh = pos % 32u;
+                    for (uint32_t c = 0; c < nc; ++c) {
+                        uint32_t *s = phase + (32u * k + c) * sw;
+                        s[wi] |= blk[c] << sh;
+                        if (sh != 0u) {
+                            s[wi + 1u] |= blk[c] >> (32u - sh);
+                        }
+                    }
+                }
+                x += 32u * p->stride_w;
+                q += n;
+            }
+        }
+    }
+}
+
+void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    if (!bnn_conv_ps_ok(L)) {
+        if (L->pad_minus1) {
+            bnn_conv_bits_m1(p, in, L->raw_w, L->thr, out);
+        } else {
+            bnn_conv_bits(p, in, L->raw_w, L->thr, out);
+        }
+        return;
+    }
+    const uint32_t cin = p->cin, cout = p->cout, ow = BNN_WORDS(cout), taps = p->kh * p->kw, k = taps * cin;
+    const uint32_t wl = bnn__conv_ps_wl(p), sw = bnn__conv_ps_sw(p), nwords = bnn__conv_ps_nwords(p);
+    const uint32_t nl = (p->out_h - 1u) * wl + p->out_w, nf = L->m + 1u;
+    uint32_t *st = work;
+    uint32_t *buf = st + p->stride_h * p->stride_w * cin * sw;
+    uint32_t *cm = buf + k + 1u; /* class masks: (class, lanes) pairs */
+    uint32_t *res = cm + 64u;    /* res[o]: output bits of channel o at the word's 32 lanes */
+    uint32_t *blk = res + 32u * ow;
+    ps_streams(p, in, st, blk);
+    buf[k] = 0u;
+    for (uint32_t j = 0; j < nwords; ++j) {
+        /* the word's tap vectors, shared by every output channel */
+        uint32_t *b = buf;
+        for (uint32_t ky = 0; ky < p->kh; ++ky) {
+            for (uint32_t kx = 0; kx < p->kw; ++kx) {
+                const uint32_t ph = (ky % p->stride_h) * p->stride_w + kx % p->stride_w;
+                const uint32_t off = 32u * j + ky / p->stride_h * wl + kx / p->stride_w;
+                const uint32_t wi = off / 32u, sh = off % 32u;
+                const uint32_t *s = st + ph * cin * sw + wi;
+                if (sh == 0u) {
+                    for (uint32_t c = 0; c < cin; ++c, s += sw) {
+                        *b++ = s[0];
+                    }
+                } else {
+                    for (uint32_t c = 0; c < cin; ++c, s += sw) {
+                        *b++ = (s[0] >> sh) | (s[1] << (32u - sh));
+                    }
+                }
+            }
+        }
+        /* NC = 2^m - 1 - Ctot: the complement of Ctot's m planes */
+        uint32_t nc[BNN_CONV_PS_PLANES];
+        ps_count_all(buf, k, nc, L->m);
+        for (uint32_t i = 0; i < L->m; ++i) {
+            nc[i] = ~nc[i];
+        }
+        /* the window classes of the word's lanes (lanes past out_w or past the map: none) */
+        uint32_t ncm = 0;
+        {
+            const uint32_t n0 = 32u * j;
+            uint32_t oy = n0 / wl, ox = n0 % wl;
+            for (uint32_t l = 0; l < 32u && n0 + l < nl; ++l) {
+                if (ox < p->out_w) {
+                    const uint32_t cls = L->ycls[oy] * L->nx + L->xcls[ox];
+                    uint32_t i = 0;
+                    while (i < ncm && cm[2u * i] != cls) {
+                        ++i;
+                    }
+                    if (i == ncm) {
+                        cm[2u * i] = cls;
+                        cm[2u * i + 1u] = 0;
+                        ++ncm;
+                    }
+                    cm[2u * i + 1u] |= 1u << l;
+                }
+                if (++ox == wl) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+        }
+        /* every output channel: its list's sum, F = 2 C + NC, the compare per class */
+        const uint8_t *i8 = L->idx8;
+        const uint16_t *i16 = L->idx16;
+        for (uint32_t o = 0; o < cout; ++o) {
+            const uint32_t len = L->len[o];
+            uint32_t q[BNN_CONV_PS_PLANES], f[BNN_CONV_PS_PLANES];
+            if (i8 != NULL && k < 256u) {
+                ps_count8(buf, i8, len, q, L->m);
+                i8 += len;
+            } else {
+                ps_count16(buf, i16, len, q, L->m);
+                i16 += len;
+            }
+            uint32_t c = 0;
+            f[0] = nc[0];
+            for (uint32_t i = 1; i < nf; ++i) {
+                const uint32_t a = q[i - 1u], bb = i < L->m ? nc[i] : 0u;
+                f[i] = a ^ bb ^ c;
+                c = (a & bb) | (c & (a ^ bb));
+            }
+            uint32_t r = 0;
+            for (uint32_t i = 0; i < ncm; ++i) {
+                r |= ps_ge(f, nf, (uint32_t)L->v[cm[2u * i] * cout + o]) & cm[2u * i + 1u];
+            }
+            res[o] = (L->neg[o / 32u] >> (o % 32u)) & 1u ? ~r : r;
+        }
+        /* back to packed channels per position */
+        for (uint32_t g = 0; g < ow; ++g) {
+            uint32_t *t = res + 32u * g;
+            const uint32_t nch = cout - 32u * g < 32u ? cout - 32u * g : 32u;
+            for (uint32_t o = nch; o < 32u; ++o) {
+                t[o] = 0;
+            }
+            ps_transpose32(t); /* t[l] bit o: channel 32 g + o at lane l */
+            const uint32_t n0 = 32u * j;
+            uint32_t oy = n0 / wl, ox = n0 % wl;
+            for (uint32_t l = 0; l < 32u && n0 + l < nl; ++l) {
+                if (ox < p->out_w) {
+                    out[(oy * p->out_w + ox) * ow + g] = t[l];
+                }
+                if (++ox == wl) {
+                    ox = 0;
+                    ++oy;
+                }
+            }
+        }
+    }
+}
+
+void bnn_conv_ps_bits_ref(const bnn_conv_ps_t *L, const bnn_word_t *in, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = &L->p;
+    if (!bnn_conv_ps_ok(L)) {
+        if (L->pad_minus1) {
+            bnn_conv_bits_m1_ref(p, in, L->raw_w, L->thr, out);
+        } else {
+            bnn_conv_bits_ref(p, in, L->raw_w, L->thr, out);
+        }
+        return;
+    }
+    const uint32_t cin = p->cin, cw = BNN_WORDS(cin), ow = BNN_WORDS(p->cout), k = p->kh * p->kw * cin;
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        for (uint32_t ox = 0; ox < p->out_w; ++ox) {
+            /* x_i of the window, 0 at padded taps, i = t cin + c */
+            uint32_t ctot = 0;
+            for (uint32_t i = 0; i < k; ++i) {
+                const uint32_t t = i / cin, c = i % cin;
+                const int32_t y = (int32_t)(oy * p->stride_h + t / p->kw) - (int32_t)p->pad_h;
+                const int32_t x = (int32_t)(ox * p->stride_w + t % p->kw) - (int32_t)p->pad_w;
+                if (y >= 0 && x >= 0 && (uint32_t)y < p->in_h && (uint32_t)x < p->in_w) {
+                    ctot += (in[((uint32_t)y * p->in_w + (uint32_t)x) * cw + c / 32u] >> (c % 32u)) & 1u;
+                }
+            }
+            const uint32_t cls = L->ycls[oy] * L->nx + L->xcls[ox];
+            uint32_t off = 0;
+            for (uint32_t o = 0; o < p->cout; ++o) {
+                uint32_t sum = 0;
+                for (uint32_t e = 0; e < L->len[o]; ++e) {
+                    const uint32_t i = k < 256u ? L->idx8[off + e] : L->idx16[off + e];
+                    if (i < k) {
+                        const uint32_t t = i / cin, c = i % cin;
+                        const int32_t y = (int32_t)(oy * p->stride_h + t / p->kw) - (int32_t)p->pad_h;
+                        const int32_t x = (int32_t)(ox * p->stride_w + t % p->kw) - (int32_t)p->pad_w;
+                        if (y >= 0 && x >= 0 && (uint32_t)y < p->in_h && (uint32_t)x < p->in_w) {
+                            sum += (in[((uint32_t)y * p->in_w + (uint32_t)x) * cw + c / 32u] >> (c % 32u)) & 1u;
+                        }
+                    }
+                }
+                off += L->len[o];
+                const uint32_t f = 2u * sum + ((1u << L->m) - 1u - ctot);
+                const uint32_t bit = (f >= (uint32_t)L->v[cls * p->cout + o]) ^ ((L->neg[o / 32u] >> (o % 32u)) & 1u);
+                bnn_word_t *wd = &out[(oy * p->out_w + ox) * ow + o / 32u];
+                if (o % 32u == 0u) {
+                    *wd = 0;
+                }
+                *wd |= (bnn_word_t)bit << (o % 32u);
+            }
+        }
+    }
+}
