@@ -439,6 +439,37 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
     return m
 
 
+def write_conv_ps(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int,
+                  pad_minus1: bool = False) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on the position-sliced kernel
+    (``bnn_conv_ps_bits``, bnn_conv_ps.h) with its generation-time lists and compare values
+    (bnn2hw/mcu/conv_ps.py) and its work memory."""
+    from bnn2hw.mcu import conv_ps
+    from bnn2hw.mcu.codegen import c_array
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    q = conv_ps.prepare(w, thr, (hw, hw), (oh, oh), stride, pad, pad_minus1)
+    it = "uint8_t" if q["idx8"] else "uint16_t"
+    i8, i16 = ("ps_idx", "NULL") if q["idx8"] else ("NULL", "ps_idx")
+    text = (out / "model.c").read_text()
+    data = (c_array(it, "ps_idx", q["idx"]) + c_array("uint16_t", "ps_len", q["len"])
+            + c_array("uint32_t", "ps_neg", q["neg"]) + c_array("uint32_t", "ps_odd", q["odd"]) + c_array("int32_t", "ps_v", q["v"])
+            + c_array("uint8_t", "ps_x", q["xcls"]) + c_array("uint8_t", "ps_y", q["ycls"])
+            + f"static const bnn_conv_ps_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, {int(pad_minus1)}u, {q['nx']}u, {q['m']}u, {i8}, {i16}, "
+              "ps_len, ps_neg, ps_odd, ps_v, ps_x, ps_y, w, thr};\n"
+            + f"static uint32_t ps_work[{conv_ps.work_words(hw, hw, cin, cout, 3, 3, stride, pad)}];\n")
+    text = text.replace('#include "bnn_conv.h"', '#include "bnn_conv_ps.h"', 1)
+    text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
+                        "    (void)p;\n    bnn_conv_ps_bits(&L, in_words, ps_work, out_words);")
+    assert "bnn_conv_ps_bits(&L" in text
+    (out / "model.c").write_text(text)
+    m["ps"] = q
+    return m
+
+
 # awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
 CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
@@ -452,7 +483,7 @@ def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> 
         for core in cores:
             for kern in kernels:
                 with tempfile.TemporaryDirectory() as d:
-                    writer = {"vc": write_conv_vc, "prep": write_conv_prep}.get(
+                    writer = {"vc": write_conv_vc, "prep": write_conv_prep, "ps": write_conv_ps}.get(
                         kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
                     x, raw = conv_inputs(hw, cin, False, seed)

@@ -18,17 +18,29 @@ int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
     return k < 256u ? L->idx8 != NULL : L->idx16 != NULL;
 }
 
-/* 32x32 bit transpose in place: bit c of a[i] <-> bit i of a[c] (Hacker's Delight 7-3). */
-static void ps_transpose32(uint32_t *a)
+/* 32x32 bit transpose in place: bit c of a[i] <-> bit i of a[c] (Hacker's Delight 7-3, the
+ * stages spelled out: ~6 instructions per swapped pair, 80 pairs a stage). */
+#define PS_TSWAP(a, k, j, m)                                       \
+    do {                                                           \
+        const uint32_t t_ = (((a)[k] >> (j)) ^ (a)[(k) + (j)]) & (m); \
+        (a)[k] ^= t_ << (j);                                       \
+        (a)[(k) + (j)] ^= t_;                                      \
+    } while (0)
+BNN_INLINE void ps_tstage(uint32_t *a, uint32_t j, uint32_t m)
 {
-    uint32_t m = 0x0000FFFFu;
-    for (uint32_t j = 16u; j != 0u; j >>= 1, m ^= m << j) {
-        for (uint32_t k = 0; k < 32u; k = (k + j + 1u) & ~j) {
-            const uint32_t t = ((a[k] >> j) ^ a[k + j]) & m;
-            a[k] ^= t << j;
-            a[k + j] ^= t;
+    for (uint32_t k0 = 0; k0 < 32u; k0 += 2u * j) {
+        for (uint32_t k = k0; k < k0 + j; ++k) {
+            PS_TSWAP(a, k, j, m);
         }
     }
+}
+static void ps_transpose32(uint32_t *a)
+{
+    ps_tstage(a, 16u, 0x0000FFFFu);
+    ps_tstage(a, 8u, 0x00FF00FFu);
+    ps_tstage(a, 4u, 0x0F0F0F0Fu);
+    ps_tstage(a, 2u, 0x33333333u);
+    ps_tstage(a, 1u, 0x55555555u);
 }
 
 /* Carry-save adder: l <- l ^ a ^ b, h <- majority(l, a, b). */
@@ -49,15 +61,13 @@ BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
     }
 }
 
-/* The bit-sliced sum of the vectors buf[idx[i]], i < len (a multiple of 8), into planes q[0..nq)
- * (zeroed here).  Harley-Seal: 8 vectors -> one "eights" word through 7 carry-save adders. */
+/* Adds the vectors buf[idx[i]], i < len (a multiple of 8), to the bit-sliced count q[0..nq)
+ * (nq >= 4; the caller's start values; no lane may reach 2^nq).  Harley-Seal: 16 vectors -> one
+ * "sixteens" word through 15 carry-save adders, rippled into q[4..]. */
 #define PS_COUNT_FN(NAME, T)                                                                         \
     static void NAME(const uint32_t *buf, const T *idx, uint32_t len, uint32_t *q, uint32_t nq)      \
     {                                                                                                \
-        uint32_t ones = 0, twos = 0, fours = 0, eights = 0;                                          \
-        for (uint32_t b = 0; b < nq; ++b) {                                                          \
-            q[b] = 0;                                                                                \
-        }                                                                                            \
+        uint32_t ones = q[0], twos = q[1], fours = q[2], eights = q[3];                              \
         for (; len >= 16u; len -= 16u, idx += 16) {                                                  \
             uint32_t ta, tb, fa, fb, ea, eb, s;                                                      \
             PS_CSA(ta, ones, buf[idx[0]], buf[idx[1]]);                                              \
@@ -138,14 +148,18 @@ static void ps_count_all(const uint32_t *buf, uint32_t k, uint32_t *q, uint32_t 
     q[3] = eights;
 }
 
-/* Lanes where the bit-sliced F >= v (v a constant, planes f[0..nf)). */
-BNN_INLINE uint32_t ps_ge(const uint32_t *f, uint32_t nf, uint32_t v)
+/* Lanes where the bit-sliced count Y (planes y[0..n)) >= c: the borrow of Y - c from plane 0 up
+ * (c's bit set: borrow |= ~y, else borrow &= ~y); c >= 2^n: none. */
+BNN_INLINE uint32_t ps_ge(const uint32_t *y, uint32_t n, uint32_t c)
 {
-    uint32_t c = ~0u; /* carry of F + ~v + 1 */
-    for (uint32_t b = 0; b < nf; ++b, v >>= 1) {
-        c = (v & 1u) ? (f[b] & c) : (f[b] | c);
+    if ((c >> n) != 0u) {
+        return 0;
     }
-    return c;
+    uint32_t borrow = 0;
+    for (uint32_t b = 0; b < n; ++b, c >>= 1) {
+        borrow = (c & 1u) ? (borrow | ~y[b]) : (borrow & ~y[b]);
+    }
+    return ~borrow;
 }
 
 /* Phase streams of the call: per phase (py, px) and channel c, SW words, bit r Wl + q = input
@@ -206,7 +220,7 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
     }
     const uint32_t cin = p->cin, cout = p->cout, ow = BNN_WORDS(cout), taps = p->kh * p->kw, k = taps * cin;
     const uint32_t wl = bnn__conv_ps_wl(p), sw = bnn__conv_ps_sw(p), nwords = bnn__conv_ps_nwords(p);
-    const uint32_t nl = (p->out_h - 1u) * wl + p->out_w, nf = L->m + 1u;
+    const uint32_t nl = (p->out_h - 1u) * wl + p->out_w, m = L->m;
     uint32_t *st = work;
     uint32_t *buf = st + p->stride_h * p->stride_w * cin * sw;
     uint32_t *cm = buf + k + 1u; /* class masks: (class, lanes) pairs */
@@ -234,11 +248,21 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
                 }
             }
         }
-        /* NC = 2^m - 1 - Ctot: the complement of Ctot's m planes */
-        uint32_t nc[BNN_CONV_PS_PLANES];
-        ps_count_all(buf, k, nc, L->m);
-        for (uint32_t i = 0; i < L->m; ++i) {
-            nc[i] = ~nc[i];
+        /* NC = 2^m - 1 - Ctot (the complement of Ctot's m planes); the counts start at
+         * H0 = floor(NC / 2) or H1 = ceil(NC / 2) = H0 + e, e = NC's plane 0 */
+        uint32_t h0[BNN_CONV_PS_PLANES], h1[BNN_CONV_PS_PLANES];
+        ps_count_all(buf, k, h1, m);
+        const uint32_t e = ~h1[0];
+        {
+            uint32_t c = e;
+            for (uint32_t i = 0; i + 1u < m; ++i) {
+                h0[i] = ~h1[i + 1u];
+            }
+            h0[m - 1u] = 0;
+            for (uint32_t i = 0; i < m; ++i) {
+                h1[i] = h0[i] ^ c;
+                c &= h0[i];
+            }
         }
         /* the window classes of the word's lanes (lanes past out_w or past the map: none) */
         uint32_t ncm = 0;
@@ -265,29 +289,28 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
                 }
             }
         }
-        /* every output channel: its list's sum, F = 2 C + NC, the compare per class */
+        /* every output channel: Y = H + its list's sum, compared per class */
         const uint8_t *i8 = L->idx8;
         const uint16_t *i16 = L->idx16;
         for (uint32_t o = 0; o < cout; ++o) {
-            const uint32_t len = L->len[o];
-            uint32_t q[BNN_CONV_PS_PLANES], f[BNN_CONV_PS_PLANES];
-            if (i8 != NULL && k < 256u) {
-                ps_count8(buf, i8, len, q, L->m);
+            const uint32_t len = L->len[o], odd = (L->odd[o / 32u] >> (o % 32u)) & 1u;
+            uint32_t q[BNN_CONV_PS_PLANES];
+            memcpy(q, odd ? h1 : h0, 4u * m);
+            if (k < 256u) {
+                ps_count8(buf, i8, len, q, m);
                 i8 += len;
             } else {
-                ps_count16(buf, i16, len, q, L->m);
+                ps_count16(buf, i16, len, q, m);
                 i16 += len;
-            }
-            uint32_t c = 0;
-            f[0] = nc[0];
-            for (uint32_t i = 1; i < nf; ++i) {
-                const uint32_t a = q[i - 1u], bb = i < L->m ? nc[i] : 0u;
-                f[i] = a ^ bb ^ c;
-                c = (a & bb) | (c & (a ^ bb));
             }
             uint32_t r = 0;
             for (uint32_t i = 0; i < ncm; ++i) {
-                r |= ps_ge(f, nf, (uint32_t)L->v[cm[2u * i] * cout + o]) & cm[2u * i + 1u];
+                const uint32_t v = (uint32_t)L->v[cm[2u * i] * cout + o];
+                uint32_t g = ps_ge(q, m, (v + 1u) >> 1);
+                if (((v ^ odd) & 1u) != 0u) { /* the other parity: e decides between two bounds */
+                    g = odd ? ps_ge(q, m, v / 2u + 1u) | (~e & g) : g | (e & ps_ge(q, m, (v - 1u) >> 1));
+                }
+                r |= g & cm[2u * i + 1u];
             }
             res[o] = (L->neg[o / 32u] >> (o % 32u)) & 1u ? ~r : r;
         }
