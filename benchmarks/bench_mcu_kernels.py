@@ -454,11 +454,11 @@ def write_conv_ps(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
     i8, i16 = ("ps_idx", "NULL") if q["idx8"] else ("NULL", "ps_idx")
     text = (out / "model.c").read_text()
     data = (c_array(it, "ps_idx", q["idx"]) + c_array("uint16_t", "ps_len", q["len"])
-            + c_array("uint32_t", "ps_neg", q["neg"]) + c_array("uint32_t", "ps_odd", q["odd"]) + c_array("int32_t", "ps_v", q["v"])
+            + c_array("uint32_t", "ps_neg", q["neg"]) + c_array("int32_t", "ps_v", q["v"])
             + c_array("uint8_t", "ps_x", q["xcls"]) + c_array("uint8_t", "ps_y", q["ycls"])
             + f"static const bnn_conv_ps_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
               f"{stride}u, {stride}u, {pad}u, {pad}u}}, {int(pad_minus1)}u, {q['nx']}u, {q['m']}u, {i8}, {i16}, "
-              "ps_len, ps_neg, ps_odd, ps_v, ps_x, ps_y, w, thr};\n"
+              "ps_len, ps_neg, ps_v, ps_x, ps_y, w, thr};\n"
             + f"static uint32_t ps_work[{conv_ps.work_words(hw, hw, cin, cout, 3, 3, stride, pad)}];\n")
     text = text.replace('#include "bnn_conv.h"', '#include "bnn_conv_ps.h"', 1)
     text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)

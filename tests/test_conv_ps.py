@@ -152,14 +152,14 @@ def driver_source() -> str:
         lines.append(_c_arr("bnn_word_t", f"x{i}", c["x"]) + _c_arr("bnn_word_t", f"w{i}", c["w"])
                      + _c_arr("int32_t", f"thr{i}", c["thr"]) + _c_arr("bnn_word_t", f"e{i}", c["expect"])
                      + ("" if c["fallback"] else _c_arr(it, f"ix{i}", q["idx"])) + _c_arr("uint16_t", f"ln{i}", q["len"])
-                     + _c_arr("uint32_t", f"ng{i}", q["neg"]) + _c_arr("uint32_t", f"od{i}", q["odd"]) + _c_arr("int32_t", f"v{i}", q["v"])
+                     + _c_arr("uint32_t", f"ng{i}", q["neg"]) + _c_arr("int32_t", f"v{i}", q["v"])
                      + _c_arr("uint8_t", f"xc{i}", q["xcls"]) + _c_arr("uint8_t", f"yc{i}", q["ycls"]))
         pr = ", ".join(f"{v}u" for v in c["params"])
         i8, i16 = (f"ix{i}", "NULL") if q["idx8"] else ("NULL", f"ix{i}")
         if c["fallback"]:
             i8, i16 = "NULL", "NULL"  # no list: bnn_conv_ps_ok fails, the row kernel runs
         lines.append(f"static const bnn_conv_ps_t L{i} = {{{{{pr}}}, {c['m1']}u, {q['nx']}u, {q['m']}u, {i8}, {i16}, "
-                     f"ln{i}, ng{i}, od{i}, v{i}, xc{i}, yc{i}, w{i}, thr{i}}};")
+                     f"ln{i}, ng{i}, v{i}, xc{i}, yc{i}, w{i}, thr{i}}};")
         body.append(f"    fails += run(&L{i}, x{i}, e{i}, {c['expect'].size}u, {c['work']}u, {int(not c['fallback'])}, "
                     f"\"{c['name']}\");")
     lines.append("""

@@ -104,23 +104,18 @@ def compare_values(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_h
 def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], s: int, p: int,
             pad_minus1: bool) -> dict:
     """Everything bnn_conv_ps_t points to: idx (uint8 when K < 256, else uint16), len (uint16),
-    neg and odd (uint32 words), v (int32, ncls x cout), xcls, ycls, nx, m."""
+    neg (uint32 words), v (int32, ncls x cout), xcls, ycls, nx, m."""
     o, kh, kw, c = w.shape
     k = kh * kw * c
     lst, neg = lists(w)
     v, xcls, ycls, nx = compare_values(w, thr, in_hw, out_hw, s, p, pad_minus1, neg)
-    # the counts start at H1 = ceil(NC / 2) when v is odd at the commonest window class, else at H0
-    ncnt = np.bincount((ycls.astype(np.int64)[:, None] * nx + xcls.astype(np.int64)[None, :]).ravel(), minlength=v.shape[0])
-    odd = v[int(np.argmax(ncnt.ravel()))] & 1
     negw = np.zeros(-(-o // 32), dtype=np.uint64)
-    oddw = np.zeros(-(-o // 32), dtype=np.uint64)
     for i in range(o):
         negw[i // 32] |= np.uint64(int(neg[i]) << (i % 32))
-        oddw[i // 32] |= np.uint64(int(odd[i]) << (i % 32))
     idx = np.concatenate(lst) if lst else np.zeros(0, dtype=np.int64)
     return {"idx": idx.astype(np.uint8 if k < 256 else np.uint16), "idx8": k < 256,
             "len": np.array([len(x) for x in lst], dtype=np.uint16), "neg": negw.astype(np.uint32),
-            "odd": oddw.astype(np.uint32),
+
             "v": v, "xcls": xcls, "ycls": ycls, "nx": nx, "m": planes_m(k)}
 
 
@@ -133,4 +128,4 @@ def flash_bytes(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     per = -(-(k // 2) // 8) * 8
     _, _, ys, xs = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
     ny, nx = len(ys), len(xs)
-    return cout * per * (1 if k < 256 else 2) + 2 * cout + 8 * -(-cout // 32) + 4 * ny * nx * cout + oh + ow
+    return cout * per * (1 if k < 256 else 2) + 2 * cout + 4 * -(-cout // 32) + 4 * ny * nx * cout + oh + ow

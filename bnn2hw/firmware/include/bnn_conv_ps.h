@@ -61,7 +61,6 @@ typedef struct {
     const uint16_t *idx16;
     const uint16_t *len;
     const uint32_t *neg;
-    const uint32_t *odd; /* bit o: channel o's counts start at H1 (else H0), see above */
     const int32_t *v;
     const uint8_t *xcls, *ycls;
     const bnn_word_t *raw_w;

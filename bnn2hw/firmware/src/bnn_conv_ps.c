@@ -105,7 +105,100 @@ BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
         q[2] = fours;                                                                                \
         q[3] = eights;                                                                               \
     }
-PS_COUNT_FN(ps_count8, uint8_t)
+PS_COUNT_FN(ps_count8_c, uint8_t)
+#if BNN_THUMB2_ASM
+/*
+ * ps_count8 in Thumb-2 assembly (ARMv7-M / ARMv8-M mainline): bnn_vcols.c's bnn_vc_count16 block
+ * (the planes 1, 2, 4, 8 in r4-r7, CSA(h -> a, l, a, b) in 5 ALU ops, the sixteens word rippled
+ * into q[4..] only when some lane carries) with byte indices (LDRB, immediate offsets) instead
+ * of LDM of word indices: per vector 1 LDRB + 1 LDR + 75/16 ALU.  r0 = buf, r1 = idx, r2 = the
+ * end of the whole blocks, [sp] = q + 4.  The last 8 (len % 16) run in C.
+ */
+#define PS_QUAD(H, O0, O1, O2, O3)                                                      \
+    "ldrb r8, [r1, #" O0 "]\n\t"                                                       \
+    "ldrb r9, [r1, #" O1 "]\n\t"                                                       \
+    "ldrb r10, [r1, #" O2 "]\n\t"                                                      \
+    "ldrb r11, [r1, #" O3 "]\n\t"                                                      \
+    "ldr r8, [r0, r8, lsl #2]\n\t"                                                     \
+    "ldr r9, [r0, r9, lsl #2]\n\t"                                                     \
+    "ldr r10, [r0, r10, lsl #2]\n\t"                                                   \
+    "ldr r11, [r0, r11, lsl #2]\n\t"                                                   \
+    "eor r12, r8, r9\n\t"                                                              \
+    "and r8, r8, r9\n\t"                                                               \
+    "and r9, r12, r4\n\t"                                                              \
+    "eor r4, r4, r12\n\t"                                                              \
+    "orr r8, r8, r9\n\t"                                                               \
+    "eor r12, r10, r11\n\t"                                                            \
+    "and r10, r10, r11\n\t"                                                            \
+    "and r11, r12, r4\n\t"                                                             \
+    "eor r4, r4, r12\n\t"                                                              \
+    "orr r10, r10, r11\n\t"                                                            \
+    "eor r12, r8, r10\n\t"                                                             \
+    "and r8, r8, r10\n\t"                                                              \
+    "and r10, r12, r5\n\t"                                                             \
+    "eor r5, r5, r12\n\t"                                                              \
+    "orr " H ", r8, r10\n\t"
+
+__attribute__((naked)) static void ps_count8_blocks(const uint32_t *buf __attribute__((unused)),
+                                                    const uint8_t *idx __attribute__((unused)),
+                                                    const uint8_t *end __attribute__((unused)),
+                                                    uint32_t *q __attribute__((unused)))
+{
+    __asm__ volatile(".syntax unified\n\t"
+                     "push {r4-r11, lr}\n\t"
+                     "ldm r3!, {r4-r7}\n\t"
+                     "push {r3}\n\t"
+                     "cmp r1, r2\n\t"
+                     "beq 3f\n"
+                     "1:\n\t"
+                     PS_QUAD("lr", "0", "1", "2", "3")
+                     PS_QUAD("r8", "4", "5", "6", "7")
+                     "eor r12, lr, r8\n\t"
+                     "and lr, lr, r8\n\t"
+                     "and r8, r12, r6\n\t"
+                     "eor r6, r6, r12\n\t"
+                     "orr r3, lr, r8\n\t"
+                     PS_QUAD("lr", "8", "9", "10", "11")
+                     PS_QUAD("r8", "12", "13", "14", "15")
+                     "eor r12, lr, r8\n\t"
+                     "and lr, lr, r8\n\t"
+                     "and r8, r12, r6\n\t"
+                     "eor r6, r6, r12\n\t"
+                     "orr lr, lr, r8\n\t"
+                     "eor r12, r3, lr\n\t"
+                     "and r3, r3, lr\n\t"
+                     "and lr, r12, r7\n\t"
+                     "eor r7, r7, r12\n\t"
+                     "orrs r3, r3, lr\n\t"
+                     "add r1, r1, #16\n\t"
+                     "beq 2f\n\t"
+                     "ldr r12, [sp]\n"
+                     "4:\n\t"
+                     "ldr r8, [r12]\n\t"
+                     "eor r9, r8, r3\n\t"
+                     "ands r3, r3, r8\n\t"
+                     "str r9, [r12], #4\n\t"
+                     "bne 4b\n"
+                     "2:\n\t"
+                     "cmp r1, r2\n\t"
+                     "bne 1b\n"
+                     "3:\n\t"
+                     "pop {r3}\n\t"
+                     "stmdb r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
+#undef PS_QUAD
+/* The whole blocks in assembly, a last 8 in C (PS_COUNT_FN's tail). */
+static void ps_count8(const uint32_t *buf, const uint8_t *idx, uint32_t len, uint32_t *q, uint32_t nq)
+{
+    ps_count8_blocks(buf, idx, idx + (len & ~15u), q);
+    if (len & 8u) {
+        ps_count8_c(buf, idx + (len & ~15u), 8u, q, nq);
+    }
+}
+#else
+#define ps_count8 ps_count8_c
+#endif
 PS_COUNT_FN(ps_count16, uint16_t)
 
 /* Sequential sum of buf[0..k) (Ctot), same planes convention. */
@@ -148,14 +241,15 @@ static void ps_count_all(const uint32_t *buf, uint32_t k, uint32_t *q, uint32_t 
     q[3] = eights;
 }
 
-/* Lanes where the bit-sliced count Y (planes y[0..n)) >= c: the borrow of Y - c from plane 0 up
- * (c's bit set: borrow |= ~y, else borrow &= ~y); c >= 2^n: none. */
-BNN_INLINE uint32_t ps_ge(const uint32_t *y, uint32_t n, uint32_t c)
+/* Lanes where F = 2 Y + e >= c (Y's planes y[0..n), e one plane): the borrow of F - c from plane 0
+ * up (c's bit set: borrow |= ~f, else borrow &= ~f); c >= 2^(n+1): none. */
+BNN_INLINE uint32_t ps_ge(uint32_t e, const uint32_t *y, uint32_t n, uint32_t c)
 {
-    if ((c >> n) != 0u) {
+    if ((c >> (n + 1u)) != 0u) {
         return 0;
     }
-    uint32_t borrow = 0;
+    uint32_t borrow = (c & 1u) ? ~e : 0u;
+    c >>= 1;
     for (uint32_t b = 0; b < n; ++b, c >>= 1) {
         borrow = (c & 1u) ? (borrow | ~y[b]) : (borrow & ~y[b]);
     }
@@ -248,22 +342,15 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
                 }
             }
         }
-        /* NC = 2^m - 1 - Ctot (the complement of Ctot's m planes); the counts start at
-         * H0 = floor(NC / 2) or H1 = ceil(NC / 2) = H0 + e, e = NC's plane 0 */
-        uint32_t h0[BNN_CONV_PS_PLANES], h1[BNN_CONV_PS_PLANES];
-        ps_count_all(buf, k, h1, m);
-        const uint32_t e = ~h1[0];
-        {
-            uint32_t c = e;
-            for (uint32_t i = 0; i + 1u < m; ++i) {
-                h0[i] = ~h1[i + 1u];
-            }
-            h0[m - 1u] = 0;
-            for (uint32_t i = 0; i < m; ++i) {
-                h1[i] = h0[i] ^ c;
-                c &= h0[i];
-            }
+        /* NC = 2^m - 1 - Ctot (the complement of Ctot's m planes); F = 2 C + NC = 2 Y + e with
+         * Y = C + floor(NC / 2) (the counts start at H = NC's planes 1..m-1) and e = NC's plane 0 */
+        uint32_t h[BNN_CONV_PS_PLANES];
+        ps_count_all(buf, k, h, m);
+        const uint32_t e = ~h[0];
+        for (uint32_t i = 0; i + 1u < m; ++i) {
+            h[i] = ~h[i + 1u];
         }
+        h[m - 1u] = 0;
         /* the window classes of the word's lanes (lanes past out_w or past the map: none) */
         uint32_t ncm = 0;
         {
@@ -293,9 +380,9 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
         const uint8_t *i8 = L->idx8;
         const uint16_t *i16 = L->idx16;
         for (uint32_t o = 0; o < cout; ++o) {
-            const uint32_t len = L->len[o], odd = (L->odd[o / 32u] >> (o % 32u)) & 1u;
+            const uint32_t len = L->len[o];
             uint32_t q[BNN_CONV_PS_PLANES];
-            memcpy(q, odd ? h1 : h0, 4u * m);
+            memcpy(q, h, 4u * m);
             if (k < 256u) {
                 ps_count8(buf, i8, len, q, m);
                 i8 += len;
@@ -305,12 +392,7 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
             }
             uint32_t r = 0;
             for (uint32_t i = 0; i < ncm; ++i) {
-                const uint32_t v = (uint32_t)L->v[cm[2u * i] * cout + o];
-                uint32_t g = ps_ge(q, m, (v + 1u) >> 1);
-                if (((v ^ odd) & 1u) != 0u) { /* the other parity: e decides between two bounds */
-                    g = odd ? ps_ge(q, m, v / 2u + 1u) | (~e & g) : g | (e & ps_ge(q, m, (v - 1u) >> 1));
-                }
-                r |= g & cm[2u * i + 1u];
+                r |= ps_ge(e, q, m, (uint32_t)L->v[cm[2u * i] * cout + o]) & cm[2u * i + 1u];
             }
             res[o] = (L->neg[o / 32u] >> (o % 32u)) & 1u ? ~r : r;
         }
