@@ -6,6 +6,9 @@
 
 #include <string.h>
 
+/* Lanes of a word compared one by one when they are not of its commonest window class. */
+#define PS_LONE 4u
+
 int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
 {
     const bnn_conv_params_t *p = &L->p;
@@ -26,22 +29,90 @@ int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
         (a)[k] ^= t_ << (j);                                       \
         (a)[(k) + (j)] ^= t_;                                      \
     } while (0)
-BNN_INLINE void ps_tstage(uint32_t *a, uint32_t j, uint32_t m)
-{
-    for (uint32_t k0 = 0; k0 < 32u; k0 += 2u * j) {
-        for (uint32_t k = k0; k < k0 + j; ++k) {
-            PS_TSWAP(a, k, j, m);
-        }
-    }
-}
 static void ps_transpose32(uint32_t *a)
 {
-    ps_tstage(a, 16u, 0x0000FFFFu);
-    ps_tstage(a, 8u, 0x00FF00FFu);
-    ps_tstage(a, 4u, 0x0F0F0F0Fu);
-    ps_tstage(a, 2u, 0x33333333u);
-    ps_tstage(a, 1u, 0x55555555u);
+    PS_TSWAP(a, 0, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 1, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 2, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 3, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 4, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 5, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 6, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 7, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 8, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 9, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 10, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 11, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 12, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 13, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 14, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 15, 16, 0x0000FFFFu);
+    PS_TSWAP(a, 0, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 1, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 2, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 3, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 4, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 5, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 6, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 7, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 16, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 17, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 18, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 19, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 20, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 21, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 22, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 23, 8, 0x00FF00FFu);
+    PS_TSWAP(a, 0, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 1, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 2, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 3, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 8, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 9, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 10, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 11, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 16, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 17, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 18, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 19, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 24, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 25, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 26, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 27, 4, 0x0F0F0F0Fu);
+    PS_TSWAP(a, 0, 2, 0x33333333u);
+    PS_TSWAP(a, 1, 2, 0x33333333u);
+    PS_TSWAP(a, 4, 2, 0x33333333u);
+    PS_TSWAP(a, 5, 2, 0x33333333u);
+    PS_TSWAP(a, 8, 2, 0x33333333u);
+    PS_TSWAP(a, 9, 2, 0x33333333u);
+    PS_TSWAP(a, 12, 2, 0x33333333u);
+    PS_TSWAP(a, 13, 2, 0x33333333u);
+    PS_TSWAP(a, 16, 2, 0x33333333u);
+    PS_TSWAP(a, 17, 2, 0x33333333u);
+    PS_TSWAP(a, 20, 2, 0x33333333u);
+    PS_TSWAP(a, 21, 2, 0x33333333u);
+    PS_TSWAP(a, 24, 2, 0x33333333u);
+    PS_TSWAP(a, 25, 2, 0x33333333u);
+    PS_TSWAP(a, 28, 2, 0x33333333u);
+    PS_TSWAP(a, 29, 2, 0x33333333u);
+    PS_TSWAP(a, 0, 1, 0x55555555u);
+    PS_TSWAP(a, 2, 1, 0x55555555u);
+    PS_TSWAP(a, 4, 1, 0x55555555u);
+    PS_TSWAP(a, 6, 1, 0x55555555u);
+    PS_TSWAP(a, 8, 1, 0x55555555u);
+    PS_TSWAP(a, 10, 1, 0x55555555u);
+    PS_TSWAP(a, 12, 1, 0x55555555u);
+    PS_TSWAP(a, 14, 1, 0x55555555u);
+    PS_TSWAP(a, 16, 1, 0x55555555u);
+    PS_TSWAP(a, 18, 1, 0x55555555u);
+    PS_TSWAP(a, 20, 1, 0x55555555u);
+    PS_TSWAP(a, 22, 1, 0x55555555u);
+    PS_TSWAP(a, 24, 1, 0x55555555u);
+    PS_TSWAP(a, 26, 1, 0x55555555u);
+    PS_TSWAP(a, 28, 1, 0x55555555u);
+    PS_TSWAP(a, 30, 1, 0x55555555u);
 }
+#undef PS_TSWAP
 
 /* Carry-save adder: l <- l ^ a ^ b, h <- majority(l, a, b). */
 #define PS_CSA(h, l, a, b)              \
@@ -376,13 +447,39 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
                 }
             }
         }
+        /* the word's commonest class is compared as a whole word; the lanes of the other classes,
+         * when they are at most PS_LONE (the border columns of a word inside the map), one by one
+         * from their count's bits; else every class as a whole word */
+        uint32_t main = 0, lone[PS_LONE], nlone = 0;
+        for (uint32_t i = 1; i < ncm; ++i) {
+            if (bnn_popcount32(cm[2u * i + 1u]) > bnn_popcount32(cm[2u * main + 1u])) {
+                main = i;
+            }
+        }
+        for (uint32_t i = 0; i < ncm && nlone <= PS_LONE; ++i) {
+            for (uint32_t msk = i == main ? 0u : cm[2u * i + 1u]; msk != 0u && nlone <= PS_LONE; msk &= msk - 1u) {
+                if (nlone < PS_LONE) {
+                    lone[nlone] = cm[2u * i] << 8 | (uint32_t)__builtin_ctz(msk); /* class, lane */
+                }
+                ++nlone;
+            }
+        }
+        const uint32_t whole = nlone > PS_LONE ? ncm : 1u;
+        if (nlone > PS_LONE) {
+            nlone = 0;
+        } else {
+            cm[0] = cm[2u * main];
+            cm[1] = ~0u;
+        }
         /* every output channel: Y = H + its list's sum, compared per class */
         const uint8_t *i8 = L->idx8;
         const uint16_t *i16 = L->idx16;
         for (uint32_t o = 0; o < cout; ++o) {
             const uint32_t len = L->len[o];
             uint32_t q[BNN_CONV_PS_PLANES];
-            memcpy(q, h, 4u * m);
+            for (uint32_t i = 0; i < m; ++i) {
+                q[i] = h[i];
+            }
             if (k < 256u) {
                 ps_count8(buf, i8, len, q, m);
                 i8 += len;
@@ -391,8 +488,17 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
                 i16 += len;
             }
             uint32_t r = 0;
-            for (uint32_t i = 0; i < ncm; ++i) {
+            for (uint32_t i = 0; i < whole; ++i) {
                 r |= ps_ge(e, q, m, (uint32_t)L->v[cm[2u * i] * cout + o]) & cm[2u * i + 1u];
+            }
+            for (uint32_t i = 0; i < nlone; ++i) {
+                const uint32_t l = lone[i] & 31u;
+                uint32_t f = (e >> l) & 1u;
+                for (uint32_t b = 0; b < m; ++b) {
+                    f |= ((q[b] >> l) & 1u) << (b + 1u);
+                }
+                const uint32_t bit = f >= (uint32_t)L->v[(lone[i] >> 8) * cout + o];
+                r = (r & ~(1u << l)) | (bit << l);
             }
             res[o] = (L->neg[o / 32u] >> (o % 32u)) & 1u ? ~r : r;
         }
