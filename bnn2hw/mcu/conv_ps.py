@@ -129,3 +129,92 @@ def flash_bytes(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     _, _, ys, xs = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
     ny, nx = len(ys), len(xs)
     return cout * per * (1 if k < 256 else 2) + 2 * cout + 4 * -(-cout // 32) + 4 * ny * nx * cout + oh + ow
+
+
+def _word_classes(h: int, wd: int, kh: int, kw: int, s: int, p: int, pad_minus1: bool) -> tuple[float, float]:
+    """(whole-word compares, lone lanes) summed over the output words, as bnn_conv_ps_bits picks
+    them: the commonest class of a word as a whole word, the other lanes one by one when they are
+    at most LONE, else every class as a whole word."""
+    oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
+    ywin, xwin, ys, xs = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
+    nl = (oh - 1) * wl + ow
+    whole = lone = 0
+    for j in range(nwords):
+        cnt: dict = {}
+        for n in range(32 * j, min(32 * j + 32, nl)):
+            oy, ox = divmod(n, wl)
+            if ox < ow:
+                key = (ywin[oy], xwin[ox])
+                cnt[key] = cnt.get(key, 0) + 1
+        rest = sum(cnt.values()) - max(cnt.values(), default=0)
+        if rest <= LONE:
+            whole, lone = whole + 1, lone + rest
+        else:
+            whole += len(cnt)
+    return float(whole), float(lone)
+
+
+LONE = 4  # bnn_conv_ps.c PS_LONE
+
+
+def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
+    """Work of one bnn_conv_ps_bits call (random weights): [blocks of 16 listed vectors, whole-word
+    compares x count planes, lone lanes x count planes, word vectors built and counted, words x
+    output groups, input transposes, 1]."""
+    oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
+    k = kh * kw * cin
+    m = planes_m(k)
+    lp = (k / 2 - 0.4 * k ** 0.5 + 8) / 16  # expected blocks of the shorter set, padded to 16
+    whole, lone = _word_classes(h, wd, kh, kw, s, p, m1)
+    cw = -(-cin // 32)
+    hl = oh + (kh - 1) // s
+    rows = sum(1 for y in range(h) if (y + p) // s < hl)
+    chunks = -(-min(-(-wd // s), wl) // 32)
+    return [nwords * cout * lp, whole * cout * (m + 1), lone * cout * (m + 1), nwords * k,
+            nwords * -(-cout // 32), rows * s * chunks * cw, 1.0]
+
+
+# PS_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
+# bnn_conv_ps_bits on the 32 issue-11 grid shapes with 16 and 24 channels (3x3, maps 32..4, stride
+# 1 / 2, pad 0 / 1; 2026-12-01, branch conv-ps, benchmarks/bench_conv_grid_m4.py): per block of 16
+# listed vectors ~106 (the assembly block), ~11 per compare plane, ~56 per vector built and counted
+# per word, ~1,100 per input transpose (gather, 32x32 transpose, OR into the phase streams).  Max
+# error 7% (4x4 stride 2, where the call's fixed work dominates).
+PS_COEFFS = (105.756, 11.295, 10.512, 56.045, 0.0, 1102.151, 0.0)
+# ps must beat the kernel emit-c would pick otherwise by this factor (model errors: ps 7%, rows 29%, vc
+# 19%, prep 4%; and bnn_conv_ps.c's ~3 KB of code, paid once per image).
+PS_MARGIN = 0.92
+
+
+def ps_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
+    """Estimated Cortex-M4 instructions of bnn_conv_ps_bits (random weights)."""
+    return float(np.dot(PS_COEFFS, ps_features(h, wd, cin, cout, kh, kw, s, p, m1)))
+
+
+def other_kernel(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool,
+                 vc: bool) -> tuple[str, float]:
+    """The kernel emit-c runs on Cortex-M3/M4/M7/M33 without the position-sliced one, and its
+    Cortex-M4 estimate: column-sliced when ``vc`` (conv_vcols.use_vc), else the prepared row kernel
+    where conv_m4_prep applies, else the row kernel."""
+    from . import conv_m4_prep, conv_vcols
+
+    if vc:
+        return "column-sliced", conv_vcols.vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
+    oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
+    if conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1):
+        return "prepared-rows", conv_vcols.prep_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
+    return "rows", conv_vcols.rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
+
+
+def use_ps(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool, optimize: str = "speed",
+           vc: bool = False) -> bool:
+    """The code generator's choice of bnn_conv_ps_bits for a binary conv + threshold on bits (where
+    BNN_CONV_PS is on): supported, optimize "speed", and its estimate below PS_MARGIN times that of
+    the kernel it replaces (other_kernel).  Never with optimize "size": its lists add about K / 2
+    bytes per output channel to the row format the other cores keep."""
+    from .conv_vcols import check_optimize
+
+    if check_optimize(optimize) == "size" or not supported(h, wd, cin, cout, kh, kw, s, p):
+        return False
+    return ps_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < PS_MARGIN * other_kernel(h, wd, cin, cout, kh, kw, s, p,
+                                                                                       m1, vc)[1]

@@ -300,6 +300,20 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     return float(np.dot(ROWS_COEFFS, rows_features(h, wd, cin, cout, kh, kw, s, p, m1)))
 
 
+# PREP_COEFFS: bnn_conv_bits_prep (the row kernel with its weight side prepared, conv_m4_prep.py) on
+# rows_features + [output positions, 1], fitted by non-negative least squares (relative error) to the
+# 78 Cortex-M4 counts of benchmarks/results/mcu_conv_grid_m4.md (2026-12-01, prep column): max error
+# 4.3%.  Only the position-sliced choice (conv_ps.use_ps) reads it: emit-c's rows / prep / vc choice
+# is unchanged.
+PREP_COEFFS = (7.806, 7.269, 6.107, 1.032, 0.0, 337.617)
+
+
+def prep_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
+    """Estimated Cortex-M4 instructions of bnn_conv_bits_prep (conv_m4_prep.py)."""
+    oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
+    return float(np.dot(PREP_COEFFS, rows_features(h, wd, cin, cout, kh, kw, s, p, m1) + [oh * ow, 1.0]))
+
+
 # emit-c --optimize: "speed" (default) picks the column-sliced conv where the count model says it is
 # faster; "size" keeps every conv on the row kernel: no column copy of the weights, no class table,
 # no bnn_conv_vc.c code (about 6 KB on Cortex-M4) and no work buffer.  Flash is smaller with

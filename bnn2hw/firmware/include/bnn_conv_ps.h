@@ -49,6 +49,14 @@
 
 #include "bnn_conv.h"
 
+/* The position-sliced conv runs where the code generator's count model (bnn2hw/mcu/conv_ps.py
+ * ps_estimate, Cortex-M4) was made for it: the cores of the column-sliced conv (BNN_CONV_VCOLS,
+ * bnn_conv_vc.h: M3, M4, M7, M33 and the host with the multi popcount).  Generated code carries
+ * the other kernels' call in the #else branch (Cortex-M0, Helium).  -DBNN_CONV_PS=0 turns it off. */
+#ifndef BNN_CONV_PS
+#define BNN_CONV_PS BNN_CONV_VCOLS
+#endif
+
 /* Most count planes (list sums up to 2^16) and compare planes. */
 #define BNN_CONV_PS_PLANES 18u
 
