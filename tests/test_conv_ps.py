@@ -262,3 +262,87 @@ def test_case_coverage():
         assert f"_o{cout}_" in names, cout
     for tag in ("4x4x", "5x5x", "9x9x", "1x7x", "7x3x", "33x5x", "s2", "p0", "m1", "_ones", "_zeros", "_fallback"):
         assert tag in names, tag
+
+
+# ---------------------------------------------------------------- generated models (emit-c --verify)
+
+
+def _ps_graph(seed: int = 3):
+    """uint8 stem 1 -> 16 at 16x16 -> threshold -> 16 -> 24 (-1 padding) -> threshold (ties, never /
+    always channels) -> 24 -> 24 pad 0 -> threshold -> flatten -> binary dense logits: both bits convs
+    on the position-sliced kernel by the count model."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 1, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 9 * 255),
+              binary_conv3x3(rng, "c1", 16, 24, 1, 1, "bits", -1), threshold(rng, "t1", 24, 144, extremes=True),
+              binary_conv3x3(rng, "c2", 24, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 216, extremes=True),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (5, 14 * 14 * 24)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(5), "bias": np.zeros(5)})]
+    return Graph((16, 16, 1), layers, 1.0, {"model_hash": f"ps{seed}"})
+
+
+def test_emit_c_choice_and_report():
+    """emit-c picks the position-sliced kernel for both bits convs (speed), records it with its
+    estimate, flash and work memory, puts the work in one static under BNN_CONV_PS (outside the
+    arena) and keeps the other kernels' call in the #else; --optimize size emits none of it."""
+    from bnn2hw.mcu import codegen
+    from bnn2hw.mcu.cli import conv_choice_line
+
+    g = _ps_graph()
+    fast, small = codegen.emit(g, optimize="speed"), codegen.emit(g, optimize="size")
+    by = {c["layer"]: c for c in fast.conv_choices}
+    assert by["c1"]["kernel"] == by["c2"]["kernel"] == "position-sliced"
+    for c in by.values():
+        est = c["estimated_instructions_m4"]
+        assert est["position_sliced"] < conv_ps.PS_MARGIN * est["prepared_rows"]
+        assert c["flash_bytes"]["position_sliced"] > c["flash_bytes"]["rows"]
+        assert "position-sliced kernel" in conv_choice_line(c)
+    work = max(conv_ps.work_words(16, 16, 16, 24, 3, 3, 1, 1), conv_ps.work_words(16, 16, 24, 24, 3, 3, 1, 0))
+    assert f"static uint32_t bnn_pswork[{work}];" in fast.source
+    assert fast.source.count("bnn_conv_ps_bits(&") == 2 and "#if BNN_CONV_PS" in fast.source
+    assert fast.scratch_bytes - small.scratch_bytes == 4 * work
+    assert "bnn_conv_ps_bits" not in small.source and "BNN_CONV_PS" not in small.source
+    assert all(c["kernel"] == "rows" for c in small.conv_choices)
+
+
+def test_emit_c_verify_m4(tmp_path):
+    """The generated firmware equals the IR executor bit for bit on the host (-Werror, ASan/UBSan)
+    and in QEMU on the Cortex-M4, on random, all-255 and all-0 images."""
+    for tool in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc gcc-arm-none-eabi qemu-system-arm")
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    g = _ps_graph()
+    x = np.random.default_rng(5).integers(0, 256, (4, 1, 16, 16)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    write_firmware_dir(g, tmp_path / "fw", "cortex-m4")
+    res = verify_firmware(g, tmp_path / "fw", "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+
+
+@pytest.mark.parametrize("target", ["cortex-m0", "cortex-m55", "cortex-m33"])
+def test_emit_c_other_cores(tmp_path, target):
+    """The same firmware on a core without the position-sliced kernel (M0: rows; M55: Helium) runs
+    the #else branch, and on the M33 the kernel: each equals the IR in QEMU."""
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    from bnn2hw.ir import execute
+    from bnn2hw.mcu import qemu, toolchain
+    from bnn2hw.mcu.cli import to_c_inputs, write_firmware_dir
+
+    g = _ps_graph()
+    x = np.random.default_rng(6).integers(0, 256, (3, 1, 16, 16)).astype(np.uint8)
+    write_firmware_dir(g, tmp_path / "fw", target)
+    elf = toolchain.build(tmp_path / "fw", target)
+    got = qemu.run(elf, target, to_c_inputs(g, x), g.num_classes, timeout=300)
+    assert np.array_equal(got, execute.run(g, x).int_logits), target

@@ -633,7 +633,9 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
                 st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
                 f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst, True) + ["#endif"]
         elif pv == 0 or p == 0 or st.kind == "bits":
-            st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
+            params = f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n"
+            st.data.append(f"#if !BNN_CONV_PS /* the position-sliced struct holds its own */\n{params}#endif\n"
+                           if ps else params)
             fn = "bnn_conv_u8_bits" if st.kind == "u8" else ("bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits")
             calls = _mve_prep_call(st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
                                    f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst,
