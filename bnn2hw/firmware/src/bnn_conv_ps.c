@@ -328,46 +328,72 @@ BNN_INLINE uint32_t ps_ge(uint32_t e, const uint32_t *y, uint32_t n, uint32_t c)
 }
 
 /* Phase streams of the call: per phase (py, px) and channel c, SW words, bit r Wl + q = input
- * (stride_h r + py - pad_h, stride_w q + px - pad_w) of channel c (0 outside the image). */
+ * (stride_h r + py - pad_h, stride_w q + px - pad_w) of channel c (0 outside the image).  The runs of
+ * pixels of one stream row (every stride_w-th pixel of an input row) are packed 32 to a transpose,
+ * several runs to one when the rows are short; seg[] records (slot, length, phase, stream bit) of
+ * each run in the block. */
+typedef struct {
+    uint32_t slot, n, phase, pos;
+} ps_seg_t;
+
+static void ps_flush(const bnn_conv_params_t *p, uint32_t *st, uint32_t *blk, uint32_t fill, const ps_seg_t *seg,
+                     uint32_t nseg, uint32_t k)
+{
+    const uint32_t sw = bnn__conv_ps_sw(p), nc = 32u * (k + 1u) <= p->cin ? 32u : p->cin - 32u * k;
+    for (uint32_t i = fill; i < 32u; ++i) {
+        blk[i] = 0;
+    }
+    ps_transpose32(blk); /* blk[c] bit i: channel 32 k + c of the pixel in slot i */
+    for (uint32_t g = 0; g < nseg; ++g) {
+        const uint32_t wi = seg[g].pos / 32u, sh = seg[g].pos % 32u, sl = seg[g].slot;
+        const uint32_t mask = seg[g].n == 32u ? ~0u : (1u << seg[g].n) - 1u;
+        uint32_t *s = st + (seg[g].phase * p->cin + 32u * k) * sw + wi;
+        for (uint32_t c = 0; c < nc; ++c, s += sw) {
+            const uint32_t v = (blk[c] >> sl) & mask;
+            s[0] |= v << sh;
+            if (sh != 0u) {
+                s[1] |= v >> (32u - sh);
+            }
+        }
+    }
+}
+
 static void ps_streams(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t *st, uint32_t *blk)
 {
     const uint32_t wl = bnn__conv_ps_wl(p), sw = bnn__conv_ps_sw(p), cw = BNN_WORDS(p->cin);
     const uint32_t hl = p->out_h + (p->kh - 1u) / p->stride_h;
+    ps_seg_t seg[32];
     memset(st, 0, 4u * p->stride_h * p->stride_w * p->cin * sw);
-    for (uint32_t y = 0; y < p->in_h; ++y) {
-        const uint32_t yp = y + p->pad_h, py = yp % p->stride_h, r = yp / p->stride_h;
-        if (r >= hl) {
-            continue;
-        }
-        for (uint32_t px = 0; px < p->stride_w; ++px) {
-            /* input columns x with (x + pad_w) % stride_w == px, at stream column q */
-            uint32_t x = (px + p->stride_w * (p->pad_w / p->stride_w + 1u) - p->pad_w) % p->stride_w;
-            uint32_t q = (x + p->pad_w) / p->stride_w;
-            uint32_t *phase = st + (py * p->stride_w + px) * p->cin * sw;
-            while (x < p->in_w && q < wl) {
-                uint32_t n = 0;
-                for (uint32_t k = 0; k < cw; ++k) {
-                    const uint32_t nc = k + 1u < cw ? 32u : p->cin - 32u * k;
-                    uint32_t xx = x;
-                    for (n = 0; n < 32u && xx < p->in_w && q + n < wl; ++n, xx += p->stride_w) {
-                        blk[n] = in[(y * p->in_w + xx) * cw + k];
+    for (uint32_t k = 0; k < cw; ++k) {
+        uint32_t fill = 0, nseg = 0;
+        for (uint32_t y = 0; y < p->in_h; ++y) {
+            const uint32_t yp = y + p->pad_h, py = yp % p->stride_h, r = yp / p->stride_h;
+            if (r >= hl) {
+                continue;
+            }
+            for (uint32_t px = 0; px < p->stride_w; ++px) {
+                /* input columns x with (x + pad_w) % stride_w == px, at stream column q */
+                uint32_t x = (px + p->stride_w * (p->pad_w / p->stride_w + 1u) - p->pad_w) % p->stride_w;
+                uint32_t q = (x + p->pad_w) / p->stride_w;
+                while (x < p->in_w && q < wl) {
+                    if (fill == 32u) {
+                        ps_flush(p, st, blk, fill, seg, nseg, k);
+                        fill = nseg = 0;
                     }
-                    for (uint32_t i = n; i < 32u; ++i) {
-                        blk[i] = 0;
-                    }
-                    ps_transpose32(blk); /* blk[c] bit i: channel 32 k + c of the i-th pixel */
-                    const uint32_t pos = r * wl + q, wi = pos / 32u, sh = pos % 32u;
-                    for (uint32_t c = 0; c < nc; ++c) {
-                        uint32_t *s = phase + (32u * k + c) * sw;
-                        s[wi] |= blk[c] << sh;
-                        if (sh != 0u) {
-                            s[wi + 1u] |= blk[c] >> (32u - sh);
-                        }
+                    ps_seg_t *g = &seg[nseg++];
+                    g->slot = fill;
+                    g->phase = py * p->stride_w + px;
+                    g->pos = r * wl + q;
+                    const bnn_word_t *src = in + (y * p->in_w + x) * cw + k;
+                    for (g->n = 0; fill < 32u && x < p->in_w && q < wl; ++g->n, ++fill, ++q, x += p->stride_w) {
+                        blk[fill] = *src;
+                        src += p->stride_w * cw;
                     }
                 }
-                x += 32u * p->stride_w;
-                q += n;
             }
+        }
+        if (nseg != 0u) {
+            ps_flush(p, st, blk, fill, seg, nseg, k);
         }
     }
 }
