@@ -121,7 +121,7 @@ def test_compare_values_formula():
                 cls = int(q["ycls"][oy]) * q["nx"] + int(q["xcls"][ox])
                 for ch in range(o):
                     lst = q["idx"][off[ch]:off[ch + 1]].astype(np.int64)
-                    assert len(lst) % 16 == 0 and len(lst) <= -(-(k // 2) // 16) * 16
+                    assert len(lst) % 8 == 0 and len(lst) <= -(-(k // 2) // 8) * 8
                     f = 2 * int(xz[lst].sum()) + (1 << q["m"]) - 1 - ctot
                     neg = (int(q["neg"][ch // 32]) >> (ch % 32)) & 1
                     got = (f >= int(q["v"][cls, ch])) ^ neg

@@ -60,7 +60,7 @@ def supported(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p:
 
 def lists(w: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     """Per channel the word indices (t cin + c) of its shorter weight set, padded to a multiple of
-    16 with K (the zero vector), and the neg flags (1: the list is S0, the -1 weights)."""
+    8 with K (the zero vector), and the neg flags (1: the list is S0, the -1 weights)."""
     o, kh, kw, c = w.shape
     k = kh * kw * c
     flat = (np.asarray(w) > 0).reshape(o, k)
@@ -70,7 +70,7 @@ def lists(w: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
         s0 = np.flatnonzero(~flat[i])
         lst = s1 if len(s1) <= len(s0) else s0
         neg[i] = int(len(s1) > len(s0))
-        pad = -len(lst) % 16
+        pad = -len(lst) % 8
         out.append(np.concatenate([lst, np.full(pad, k, dtype=np.int64)]).astype(np.int64))
     return out, neg
 
@@ -121,11 +121,11 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
 
 def flash_bytes(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, pad_minus1: bool) -> int:
     """Flash of a layer's position-sliced tables (beside the plain rows, which the fallback keeps):
-    the lists (bound: K / 2 rounded up to 16 per channel), lengths, neg words, compare values and
+    the lists (bound: K / 2 rounded up to 8 per channel), lengths, neg words, compare values and
     class bytes."""
     oh, ow, _, _ = _geometry(h, wd, kh, kw, s, p)
     k = kh * kw * cin
-    per = -(-(k // 2) // 16) * 16
+    per = -(-(k // 2) // 8) * 8
     _, _, ys, xs = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
     ny, nx = len(ys), len(xs)
     return cout * per * (1 if k < 256 else 2) + 2 * cout + 4 * -(-cout // 32) + 4 * ny * nx * cout + oh + ow
@@ -164,7 +164,7 @@ def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
     k = kh * kw * cin
     m = planes_m(k)
-    lp = (k / 2 - 0.4 * k ** 0.5 + 8) / 16  # expected blocks of the shorter set, padded to 16
+    lp = (k / 2 - 0.4 * k ** 0.5 + 4) / 16  # expected blocks of the shorter set, padded to 8
     whole, lone = _word_classes(h, wd, kh, kw, s, p, m1)
     cw = -(-cin // 32)
     hl = oh + (kh - 1) // s

@@ -176,7 +176,6 @@ BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
         q[2] = fours;                                                                                \
         q[3] = eights;                                                                               \
     }
-PS_COUNT_FN(ps_count8_c, uint8_t)
 #if BNN_THUMB2_ASM
 /*
  * ps_count8 in Thumb-2 assembly (ARMv7-M / ARMv8-M mainline): bnn_vcols.c's bnn_vc_count16 block
@@ -258,17 +257,51 @@ __attribute__((naked)) static void ps_count8_blocks(const uint32_t *buf __attrib
                      "stmdb r3, {r4-r7}\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
+/* A half block: 8 vectors -> one eights word (7 CSAs), added into the plane 8 (r7), its carry rippled
+ * into q[4..]. */
+__attribute__((naked)) static void ps_count8_half(const uint32_t *buf __attribute__((unused)),
+                                                  const uint8_t *idx __attribute__((unused)),
+                                                  uint32_t *q __attribute__((unused)))
+{
+    __asm__ volatile(".syntax unified\n\t"
+                     "push {r4-r11, lr}\n\t"
+                     "mov r3, r2\n\t"
+                     "ldm r3!, {r4-r7}\n\t"
+                     "push {r3}\n\t"
+                     PS_QUAD("lr", "0", "1", "2", "3")
+                     PS_QUAD("r8", "4", "5", "6", "7")
+                     "eor r12, lr, r8\n\t"
+                     "and lr, lr, r8\n\t"
+                     "and r8, r12, r6\n\t"
+                     "eor r6, r6, r12\n\t"
+                     "orr r3, lr, r8\n\t"
+                     "ands lr, r7, r3\n\t"
+                     "eor r7, r7, r3\n\t"
+                     "beq 2f\n\t"
+                     "ldr r12, [sp]\n"
+                     "4:\n\t"
+                     "ldr r8, [r12]\n\t"
+                     "eor r9, r8, lr\n\t"
+                     "ands lr, lr, r8\n\t"
+                     "str r9, [r12], #4\n\t"
+                     "bne 4b\n"
+                     "2:\n\t"
+                     "pop {r3}\n\t"
+                     "stmdb r3, {r4-r7}\n\t"
+                     "pop {r4-r11, pc}\n\t");
+}
 #undef PS_QUAD
-/* The whole blocks in assembly, a last 8 in C (PS_COUNT_FN's tail). */
+/* The whole blocks and a last half block in assembly. */
 static void ps_count8(const uint32_t *buf, const uint8_t *idx, uint32_t len, uint32_t *q, uint32_t nq)
 {
+    (void)nq;
     ps_count8_blocks(buf, idx, idx + (len & ~15u), q);
     if (len & 8u) {
-        ps_count8_c(buf, idx + (len & ~15u), 8u, q, nq);
+        ps_count8_half(buf, idx + (len & ~15u), q);
     }
 }
 #else
-#define ps_count8 ps_count8_c
+PS_COUNT_FN(ps_count8, uint8_t)
 #endif
 PS_COUNT_FN(ps_count16, uint16_t)
 
