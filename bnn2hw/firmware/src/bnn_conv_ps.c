@@ -345,6 +345,36 @@ static void ps_count_all(const uint32_t *buf, uint32_t k, uint32_t *q, uint32_t 
     q[3] = eights;
 }
 
+/* Count planes by value (a fixed-size copy of the start values per channel). */
+typedef struct {
+    uint32_t w[BNN_CONV_PS_PLANES];
+} ps_planes_t;
+
+/* Lane l of the count planes y[0..n) as a number (bit b = plane b), top plane first. */
+BNN_INLINE uint32_t ps_lane(const uint32_t *y, uint32_t n, uint32_t l)
+{
+    uint32_t f = 0;
+#if BNN_THUMB2_ASM
+    const uint32_t *p = y + n;
+    uint32_t t;
+    const uint32_t sh = l + 1u; /* LSRS by l + 1 moves bit l into the carry, ADC shifts it in */
+    __asm__ volatile("1:\n\t"
+                     "ldr %[t], [%[p], #-4]!\n\t"
+                     "lsrs %[t], %[t], %[sh]\n\t"
+                     "adc %[f], %[f], %[f]\n\t"
+                     "cmp %[p], %[y]\n\t"
+                     "bne 1b\n\t"
+                     : [f] "+r"(f), [p] "+r"(p), [t] "=&r"(t)
+                     : [y] "r"(y), [sh] "r"(sh)
+                     : "cc", "memory");
+#else
+    for (uint32_t b = n; b-- > 0u;) {
+        f = f << 1 | ((y[b] >> l) & 1u);
+    }
+#endif
+    return f;
+}
+
 /* Lanes where F = 2 Y + e >= c (Y's planes y[0..n), e one plane): the borrow of F - c from plane 0
  * up (c's bit set: borrow |= ~f, else borrow &= ~f); c >= 2^(n+1): none. */
 BNN_INLINE uint32_t ps_ge(uint32_t e, const uint32_t *y, uint32_t n, uint32_t c)
@@ -354,9 +384,25 @@ BNN_INLINE uint32_t ps_ge(uint32_t e, const uint32_t *y, uint32_t n, uint32_t c)
     }
     uint32_t borrow = (c & 1u) ? ~e : 0u;
     c >>= 1;
+#if BNN_THUMB2_ASM
+    const uint32_t *const end = y + n;
+    uint32_t t;
+    __asm__ volatile("1:\n\t"
+                     "ldr %[t], [%[y]], #4\n\t"
+                     "lsrs %[c], %[c], #1\n\t"
+                     "ite cs\n\t"
+                     "orncs %[b], %[b], %[t]\n\t"
+                     "biccc %[b], %[b], %[t]\n\t"
+                     "cmp %[y], %[end]\n\t"
+                     "bne 1b\n\t"
+                     : [b] "+r"(borrow), [c] "+r"(c), [y] "+r"(y), [t] "=&r"(t)
+                     : [end] "r"(end)
+                     : "cc", "memory");
+#else
     for (uint32_t b = 0; b < n; ++b, c >>= 1) {
         borrow = (c & 1u) ? (borrow | ~y[b]) : (borrow & ~y[b]);
     }
+#endif
     return ~borrow;
 }
 
@@ -474,7 +520,8 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
         }
         /* NC = 2^m - 1 - Ctot (the complement of Ctot's m planes); F = 2 C + NC = 2 Y + e with
          * Y = C + floor(NC / 2) (the counts start at H = NC's planes 1..m-1) and e = NC's plane 0 */
-        uint32_t h[BNN_CONV_PS_PLANES];
+        ps_planes_t hs;
+        uint32_t *const h = hs.w;
         ps_count_all(buf, k, h, m);
         const uint32_t e = ~h[0];
         for (uint32_t i = 0; i + 1u < m; ++i) {
@@ -535,10 +582,8 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
         const uint16_t *i16 = L->idx16;
         for (uint32_t o = 0; o < cout; ++o) {
             const uint32_t len = L->len[o];
-            uint32_t q[BNN_CONV_PS_PLANES];
-            for (uint32_t i = 0; i < m; ++i) {
-                q[i] = h[i];
-            }
+            ps_planes_t qs = hs; /* the start values (a fixed-size copy: LDM / STM) */
+            uint32_t *const q = qs.w;
             if (k < 256u) {
                 ps_count8(buf, i8, len, q, m);
                 i8 += len;
@@ -552,10 +597,7 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
             }
             for (uint32_t i = 0; i < nlone; ++i) {
                 const uint32_t l = lone[i] & 31u;
-                uint32_t f = (e >> l) & 1u;
-                for (uint32_t b = 0; b < m; ++b) {
-                    f |= ((q[b] >> l) & 1u) << (b + 1u);
-                }
+                const uint32_t f = ps_lane(q, m, l) << 1 | ((e >> l) & 1u);
                 const uint32_t bit = f >= (uint32_t)L->v[(lone[i] >> 8) * cout + o];
                 r = (r & ~(1u << l)) | (bit << l);
             }
