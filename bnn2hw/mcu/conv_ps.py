@@ -160,7 +160,7 @@ LONE = 4  # bnn_conv_ps.c PS_LONE
 def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool) -> list[float]:
     """Work of one bnn_conv_ps_bits call (random weights): [blocks of 16 listed vectors, whole-word
     compares x count planes, lone lanes x count planes, word vectors built and counted, words x
-    output groups, input transposes, 1]."""
+    output groups, input transposes, input runs x channels (their OR into the streams), 1]."""
     oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
     k = kh * kw * cin
     m = planes_m(k)
@@ -169,21 +169,26 @@ def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     cw = -(-cin // 32)
     hl = oh + (kh - 1) // s
     rows = sum(1 for y in range(h) if (y + p) // s < hl)
-    chunks = -(-min(-(-wd // s), wl) // 32)
+    pix = 0  # input pixels copied into the phase streams (each run: every s-th pixel of a row, q < Wl)
+    for px in range(s):
+        x0 = (px - p) % s
+        pix += min(len(range(x0, wd, s)), wl - (x0 + p) // s) * rows
     return [nwords * cout * lp, whole * cout * (m + 1), lone * cout * (m + 1), nwords * k,
-            nwords * -(-cout // 32), rows * s * chunks * cw, 1.0]
+            nwords * -(-cout // 32), -(-pix // 32) * cw, rows * s * cin, 1.0]
 
 
 # PS_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
 # bnn_conv_ps_bits on the 32 issue-11 grid shapes with 16 and 24 channels (3x3, maps 32..4, stride
-# 1 / 2, pad 0 / 1; 2026-12-01, branch conv-ps, benchmarks/bench_conv_grid_m4.py): per block of 16
-# listed vectors ~106 (the assembly block), ~11 per compare plane, ~56 per vector built and counted
-# per word, ~1,100 per input transpose (gather, 32x32 transpose, OR into the phase streams).  Max
-# error 7% (4x4 stride 2, where the call's fixed work dominates).
-PS_COEFFS = (105.756, 11.295, 10.512, 56.045, 0.0, 1102.151, 0.0)
-# ps must beat the kernel emit-c would pick otherwise by this factor (model errors: ps 7%, rows 29%, vc
-# 19%, prep 4%; and bnn_conv_ps.c's ~3 KB of code, paid once per image).
-PS_MARGIN = 0.92
+# 1 / 2, pad 0 / 1; 2026-12-01, branch conv-ps, benchmarks/bench_conv_grid_m4.py ps): per block of 16
+# listed vectors ~104 (the assembly block), ~10 per whole-word compare plane, ~8 per lone-lane plane,
+# ~54 per vector built and counted per word, ~1,700 per input transpose (the gather, the 32x32
+# transpose) and ~15 per input run and channel (the OR into the phase streams).  Max error 5.2%
+# (4x4 stride 2, where the call's fixed work dominates).
+PS_COEFFS = (103.913, 10.215, 7.862, 53.924, 0.0, 1694.63, 15.094, 0.0)
+# ps must beat the kernel emit-c would pick otherwise by this factor (model errors: ps 5%, prep 4%, vc
+# 19%, rows 29%; and bnn_conv_ps.c's ~3.5 KB of code, paid once per image).  On the grid it picks ps for
+# 8 of the 32 shapes with 16 / 24 channels, every one faster measured (3% to 30%).
+PS_MARGIN = 0.95
 
 
 def ps_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
