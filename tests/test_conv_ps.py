@@ -346,3 +346,23 @@ def test_emit_c_other_cores(tmp_path, target):
     elf = toolchain.build(tmp_path / "fw", target)
     got = qemu.run(elf, target, to_c_inputs(g, x), g.num_classes, timeout=300)
     assert np.array_equal(got, execute.run(g, x).int_logits), target
+
+
+def test_flash_bound_and_choice_rules():
+    """flash_bytes bounds every case's prepared tables (lists <= K / 2 rounded up to 8 per channel);
+    use_ps is never true with --optimize size or for an unsupported shape, and an unknown
+    --optimize is a Bnn2hwError."""
+    from bnn2hw.errors import Bnn2hwError
+
+    for c in CASES:
+        h, wd, s, p = c["geo"]
+        _, _, cin, oh, ow, cout, k, _, _, _, _, _ = c["params"]
+        q = c["q"]
+        real = (q["idx"].nbytes + q["len"].nbytes + q["neg"].nbytes + q["v"].nbytes + q["xcls"].nbytes
+                + q["ycls"].nbytes)
+        assert real <= conv_ps.flash_bytes(h, wd, cin, cout, k, k, s, p, bool(c["m1"])), c["name"]
+    assert conv_ps.use_ps(32, 32, 24, 24, 3, 3, 1, 0, False)
+    assert not conv_ps.use_ps(32, 32, 24, 24, 3, 3, 1, 0, False, optimize="size")
+    assert not conv_ps.use_ps(2, 2, 24, 24, 3, 3, 1, 0, False)  # no output position
+    with pytest.raises(Bnn2hwError, match="--optimize"):
+        conv_ps.use_ps(32, 32, 24, 24, 3, 3, 1, 0, False, optimize="fast")

@@ -41,8 +41,21 @@
  *   v             compare values v[cls cout + o], cls = ycls[oy] nx + xcls[ox]
  *   raw_w, thr    the plain weights and thresholds: a shape outside the preconditions
  *                 (bnn_conv_ps_ok) runs bnn_conv_bits / _m1 on them.
- * Work memory (caller's, static, bnn_conv_ps_work_words): the phase streams, the vector buffer,
- * the per-word class masks and the output words before their transpose.
+ * Per output word the commonest window class is compared as a whole word (ps_ge: borrow chain over
+ * the m + 1 planes of F, 5 instructions a plane); the lanes of the other classes (the border columns
+ * inside a row-crossing word), when at most 4, one by one from their count bits (LSRS / ADC, 3
+ * instructions a plane), else every class as a whole word.  -1 padding or no padding: one class.
+ *
+ * Work memory (caller's, static, bnn_conv_ps_work_words): the phase streams (stride_h stride_w cin x
+ * SW words: the input's bits once more, plus row padding), the vector buffer (K + 1 words), the
+ * per-word class masks and the output words before their transpose.  32x32x16 pad 1: 3,524 B;
+ * 32x32x24 pad 1: 5,028 B; 16x16x24 stride 2 pad 1: 3,300 B.
+ * Code (Cortex-M4, -O2, --gc-sections): about 7 KB (bnn_conv_ps_bits 4 KB, the spelled-out 32x32
+ * transpose 1.8 KB, the assembly counts 0.7 KB), linked only when a layer runs the kernel.
+ * Speed (Cortex-M4 instructions per binary MAC, benchmarks/bench_conv_grid_m4.py ps): 0.21 - 0.27 at
+ * 24 channels on 32x32 and 16x16 maps, 0.27 (pad 0) / 0.30 (pad 1) at 32x32x16; above the row
+ * kernels on small maps and at stride 2 with 16 channels (the per-call input transposes and the
+ * per-word work are shared by only 16 channels there).  Preconditions: bnn_conv_ps_ok; m >= 4.
  */
 #ifndef BNN_CONV_PS_H
 #define BNN_CONV_PS_H
