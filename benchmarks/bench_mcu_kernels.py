@@ -649,7 +649,7 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
         for c in ccores:
             if c in VC_CONV_CORES:
                 cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} vc", f"{c} column-sliced"),
-                         (f"{c} gen", f"{c} generated")]
+                         (f"{c} ps", f"{c} position-sliced"), (f"{c} gen", f"{c} generated")]
             else:
                 cols.append((c, c))
         shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
@@ -666,21 +666,25 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "enabled on M3/M4/M7/M33).  **rows, prepared** = `bnn_conv_bits_prep`: the rows kernel with "
                   "its weight side (packed rows or 3x3x16 pair records, popcount bounds per window class) made at "
                   "generation time (`bnn2hw/mcu/conv_m4_prep.py`), what emit-c calls on cores without Helium.  "
-                  "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
-                  "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
+                  "**position-sliced** = `bnn_conv_ps_bits` (`bnn_conv_ps.h`: 32 output positions per word, per "
+                  "channel the shorter of its +1 / -1 weight sets summed bit-sliced; M3/M4/M7/M33).  "
+                  "**generated** = the kernel the code generator emits for that layer (`conv_ps.use_ps`, then "
+                  "`conv_vcols.use_vc`: count models fitted to M4 counts, position-sliced where it wins by 5%, "
+                  "column-sliced where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
                   "and the output words out.  The last three shapes have awkward channel counts.", "",
                   "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(h for _, h in cols) + " |",
                   "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
-        from bnn2hw.mcu import conv_vcols
+        from bnn2hw.mcu import conv_ps, conv_vcols
 
         gen_m4 = []
         for i, sh in enumerate(shapes):
             hw, cin, cout, st, pad = sh
             pick_vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, st, pad, False)
+            pick_ps = conv_ps.use_ps(hw, hw, cin, cout, 3, 3, st, pad, False, "speed", pick_vc)
             for c in ccores:
                 if c in VC_CONV_CORES:
-                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else f"{c} prep", i))
+                    conv[(f"{c} gen", i)] = conv.get((f"{c} ps" if pick_ps else f"{c} vc" if pick_vc else f"{c} prep", i))
             cells = [fmt_ratio(conv.get((k, i)), conv_macs(*sh)) for k, _ in cols]
             lines.append(f"| {hw}x{hw} | {cin} | {cout} | {st} | {pad} | {conv_macs(*sh):,} | "
                          + " | ".join(cells) + " |")
@@ -734,7 +738,8 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc", "ps"],
+                    choices=["rows", "vc", "prep", "ps"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:
@@ -755,7 +760,7 @@ def main() -> None:
     if not args.no_conv:
         conv = conv_sweep([c for c in CONV_CORES if c in args.cores], CONV_SHAPES + CONV_EXTRA_SHAPES, u8=False)
         vc_cores = [c for c in VC_CONV_CORES if c in args.cores]
-        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep"]).items():
+        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep", "ps"]).items():
             conv[(f"{core} {kern}", i)] = n
         first = conv_sweep(["cortex-m4"], FIRST_SHAPES, u8=True)
         cmsis_first = cmsis_conv_sweep(args.cmsis_nn, FIRST_SHAPES) if args.cmsis_nn else {}

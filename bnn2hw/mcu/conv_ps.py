@@ -45,7 +45,7 @@ def lane_pitch(ow: int, kw: int, s: int) -> int:
 def work_words(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> int:
     """bnn_conv_ps_work_words(): the phase streams, the vector buffer, class masks, output words,
     the transpose block."""
-    oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
+    _, _, wl, nwords = _geometry(h, wd, kh, kw, s, p)
     offmax = (kh - 1) // s * wl + (kw - 1) // s
     sw = (32 * nwords + offmax) // 32 + 2
     return s * s * cin * sw + kh * kw * cin + 1 + 64 + 32 * -(-cout // 32) + 32
@@ -136,7 +136,7 @@ def _word_classes(h: int, wd: int, kh: int, kw: int, s: int, p: int, pad_minus1:
     them: the commonest class of a word as a whole word, the other lanes one by one when they are
     at most LONE, else every class as a whole word."""
     oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
-    ywin, xwin, ys, xs = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
+    ywin, xwin, _, _ = window_classes((h, wd), (oh, ow), kh, kw, s, p, pad_minus1)
     nl = (oh - 1) * wl + ow
     whole = lone = 0
     for j in range(nwords):
@@ -161,7 +161,7 @@ def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
     """Work of one bnn_conv_ps_bits call (random weights): [blocks of 16 listed vectors, whole-word
     compares x count planes, lone lanes x count planes, word vectors built and counted, words x
     output groups, input transposes, input runs x channels (their OR into the streams), 1]."""
-    oh, ow, wl, nwords = _geometry(h, wd, kh, kw, s, p)
+    oh, _, wl, nwords = _geometry(h, wd, kh, kw, s, p)
     k = kh * kw * cin
     m = planes_m(k)
     lp = (k / 2 - 0.4 * k ** 0.5 + 4) / 16  # expected blocks of the shorter set, padded to 8
@@ -215,11 +215,13 @@ def use_ps(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
            vc: bool = False) -> bool:
     """The code generator's choice of bnn_conv_ps_bits for a binary conv + threshold on bits (where
     BNN_CONV_PS is on): supported, optimize "speed", and its estimate below PS_MARGIN times that of
-    the kernel it replaces (other_kernel).  Never with optimize "size": its lists add about K / 2
-    bytes per output channel to the row format the other cores keep."""
+    the kernel it replaces (other_kernel), and K = kh kw cin < 256 (byte lists: K / 2 bytes per
+    output channel, 4x the weight bits; uint16 lists at K >= 256 are 8x: resnet8's 64-channel convs
+    on the kernel took its flash from 50,272 B to 84,876 B for 2.7% fewer instructions).  Never with
+    optimize "size": the lists come on top of the row format the other cores keep."""
     from .conv_vcols import check_optimize
 
-    if check_optimize(optimize) == "size" or not supported(h, wd, cin, cout, kh, kw, s, p):
+    if check_optimize(optimize) == "size" or not supported(h, wd, cin, cout, kh, kw, s, p) or kh * kw * cin >= 256:
         return False
     return ps_estimate(h, wd, cin, cout, kh, kw, s, p, m1) < PS_MARGIN * other_kernel(h, wd, cin, cout, kh, kw, s, p,
                                                                                        m1, vc)[1]

@@ -523,7 +523,7 @@ def _emit_conv_ps_data(st: EmitState, layer, w: np.ndarray, thr: np.ndarray, lid
     weight set's indices per channel, their lengths, the S0 flags, the compare values per window
     class) and its layer struct, under ``#if BNN_CONV_PS``, after the row-format weights and
     thresholds (its fallback and the other cores' kernels read those)."""
-    o, kh, kw, c = w.shape
+    o = w.shape[0]
     h, wd, oh, ow, s, p = geo
     q = conv_ps.prepare(w, _clamp_i32(thr), (h, wd), (oh, ow), s, p, bool(pad_minus1))
     it = "uint8_t" if q["idx8"] else "uint16_t"

@@ -111,12 +111,38 @@ BNN_INLINE uint32_t bnn_conv_ps_work_words(const bnn_conv_params_t *p)
            32u * BNN_WORDS(p->cout) + 32u;
 }
 
-/* 1 when L meets the preconditions (out_h, out_w >= 1, K < 65535, its list type present, the
- * count within BNN_CONV_PS_PLANES planes), else 0 (bnn_conv_ps_bits then runs bnn_conv_bits). */
-int bnn_conv_ps_ok(const bnn_conv_ps_t *L);
+/* 1 when L meets the preconditions (out_h, out_w >= 1, K < 65535, its list type present, 4 <= m,
+ * the count within BNN_CONV_PS_PLANES planes), else 0 (bnn_conv_ps_bits then runs bnn_conv_bits). */
+BNN_INLINE int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
+{
+    const bnn_conv_params_t *p = &L->p;
+    const uint32_t k = p->kh * p->kw * p->cin;
+    if (p->out_h == 0u || p->out_w == 0u || p->kh == 0u || p->kw == 0u || p->cin == 0u || p->cout == 0u ||
+        p->stride_h == 0u || p->stride_w == 0u || k >= 65535u || L->m < 4u || L->m + 1u > BNN_CONV_PS_PLANES ||
+        (1u << L->m) <= k) {
+        return 0;
+    }
+    return k < 256u ? L->idx8 != NULL : L->idx16 != NULL;
+}
 
-/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_ps_work_words words. */
-void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out);
+/* The kernel proper (bnn_conv_ps.c): L must meet bnn_conv_ps_ok.  Internal: call bnn_conv_ps_bits. */
+void bnn__conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out);
+
+/* The conv, packed bits out (out[(oy out_w + ox) ow + k]); work: bnn_conv_ps_work_words words.
+ * Inline so that the caller's constant L (generated code) folds the precondition check and links
+ * no fallback (a non-constant L links bnn_conv_bits' row-kernel variants). */
+BNN_INLINE void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+{
+    if (!bnn_conv_ps_ok(L)) {
+        if (L->pad_minus1) {
+            bnn_conv_bits_m1(&L->p, in, L->raw_w, L->thr, out);
+        } else {
+            bnn_conv_bits(&L->p, in, L->raw_w, L->thr, out);
+        }
+        return;
+    }
+    bnn__conv_ps_bits(L, in, work, out);
+}
 
 /* Reference: the same prepared data, one position and channel at a time, scalar sums (no
  * streams, no bit slicing); the oracle of the fast path beside bnn_conv_bits_ref. */

@@ -9,18 +9,6 @@
 /* Lanes of a word compared one by one when they are not of its commonest window class. */
 #define PS_LONE 4u
 
-int bnn_conv_ps_ok(const bnn_conv_ps_t *L)
-{
-    const bnn_conv_params_t *p = &L->p;
-    const uint32_t k = p->kh * p->kw * p->cin;
-    if (p->out_h == 0u || p->out_w == 0u || p->kh == 0u || p->kw == 0u || p->cin == 0u || p->cout == 0u ||
-        p->stride_h == 0u || p->stride_w == 0u || k >= 65535u || L->m < 4u || L->m + 1u > BNN_CONV_PS_PLANES ||
-        (1u << L->m) <= k) {
-        return 0;
-    }
-    return k < 256u ? L->idx8 != NULL : L->idx16 != NULL;
-}
-
 /* 32x32 bit transpose in place: bit c of a[i] <-> bit i of a[c] (Hacker's Delight 7-3, the
  * stages spelled out: ~6 instructions per swapped pair, 80 pairs a stage). */
 #define PS_TSWAP(a, k, j, m)                                       \
@@ -345,11 +333,6 @@ static void ps_count_all(const uint32_t *buf, uint32_t k, uint32_t *q, uint32_t 
     q[3] = eights;
 }
 
-/* Count planes by value (a fixed-size copy of the start values per channel). */
-typedef struct {
-    uint32_t w[BNN_CONV_PS_PLANES];
-} ps_planes_t;
-
 /* Lane l of the count planes y[0..n) as a number (bit b = plane b), top plane first. */
 BNN_INLINE uint32_t ps_lane(const uint32_t *y, uint32_t n, uint32_t l)
 {
@@ -477,17 +460,9 @@ static void ps_streams(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_
     }
 }
 
-void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
+void bnn__conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *work, bnn_word_t *out)
 {
     const bnn_conv_params_t *p = &L->p;
-    if (!bnn_conv_ps_ok(L)) {
-        if (L->pad_minus1) {
-            bnn_conv_bits_m1(p, in, L->raw_w, L->thr, out);
-        } else {
-            bnn_conv_bits(p, in, L->raw_w, L->thr, out);
-        }
-        return;
-    }
     const uint32_t cin = p->cin, cout = p->cout, ow = BNN_WORDS(cout), taps = p->kh * p->kw, k = taps * cin;
     const uint32_t wl = bnn__conv_ps_wl(p), sw = bnn__conv_ps_sw(p), nwords = bnn__conv_ps_nwords(p);
     const uint32_t nl = (p->out_h - 1u) * wl + p->out_w, m = L->m;
@@ -520,8 +495,7 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
         }
         /* NC = 2^m - 1 - Ctot (the complement of Ctot's m planes); F = 2 C + NC = 2 Y + e with
          * Y = C + floor(NC / 2) (the counts start at H = NC's planes 1..m-1) and e = NC's plane 0 */
-        ps_planes_t hs;
-        uint32_t *const h = hs.w;
+        uint32_t h[BNN_CONV_PS_PLANES + 2u];
         ps_count_all(buf, k, h, m);
         const uint32_t e = ~h[0];
         for (uint32_t i = 0; i + 1u < m; ++i) {
@@ -582,8 +556,10 @@ void bnn_conv_ps_bits(const bnn_conv_ps_t *L, const bnn_word_t *in, uint32_t *wo
         const uint16_t *i16 = L->idx16;
         for (uint32_t o = 0; o < cout; ++o) {
             const uint32_t len = L->len[o];
-            ps_planes_t qs = hs; /* the start values (a fixed-size copy: LDM / STM) */
-            uint32_t *const q = qs.w;
+            uint32_t q[BNN_CONV_PS_PLANES + 2u];
+            for (uint32_t i = 0; i < m; i += 4u) { /* the start values, 4 planes a copy (LDM / STM) */
+                memcpy(q + i, h + i, 16u);
+            }
             if (k < 256u) {
                 ps_count8(buf, i8, len, q, m);
                 i8 += len;
