@@ -181,13 +181,15 @@ def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
 # bnn_conv_ps_bits on the 32 issue-11 grid shapes with 16 and 24 channels (3x3, maps 32..4, stride
 # 1 / 2, pad 0 / 1; 2026-12-01, branch conv-ps, benchmarks/bench_conv_grid_m4.py ps): per block of 16
 # listed vectors ~104 (the assembly block), ~10 per whole-word compare plane, ~8 per lone-lane plane,
-# ~54 per vector built and counted per word, ~1,700 per input transpose (the gather, the 32x32
-# transpose) and ~15 per input run and channel (the OR into the phase streams).  Max error 5.2%
-# (4x4 stride 2, where the call's fixed work dominates).
-PS_COEFFS = (103.913, 10.215, 7.862, 53.924, 0.0, 1694.63, 15.094, 0.0)
+# ~49 per vector built and counted per word, ~1,700 per input transpose (the gather, the 32x32
+# transpose) and ~15 per input run and channel (the OR into the phase streams).  Max error 5.4%
+# (4x4 stride 2, where the call's fixed work dominates).  On the 16 grid shapes with 32 channels
+# (uint16 lists, not chosen: K >= 256) it overestimates by 1% to 7%.
+PS_COEFFS = (104.381, 10.103, 7.874, 48.735, 0.0, 1708.611, 14.859, 0.0)
 # ps must beat the kernel emit-c would pick otherwise by this factor (model errors: ps 5%, prep 4%, vc
-# 19%, rows 29%; and bnn_conv_ps.c's ~3.5 KB of code, paid once per image).  On the grid it picks ps for
-# 8 of the 32 shapes with 16 / 24 channels, every one faster measured (3% to 30%).
+# 19%, rows 29%; and bnn_conv_ps.c's ~7 KB of code, paid once per image).  On the issue-11 grid it picks
+# ps for 9 of the 32 shapes with 16 / 24 channels (32x32 and 16x16 maps), every one faster measured
+# than the kernel it replaces (6% to 33%), and no other.
 PS_MARGIN = 0.95
 
 
