@@ -26,9 +26,11 @@
  * and with C0 = Ctot - C1 (the sum over S0 = {i: w_i = 0}): bit = not (2 C0 - Ctot >= 1 - theta).
  * The generator lists per channel the shorter of S1 / S0 (<= K / 2 indices: half the work of an
  * XNOR over all K), padded to a multiple of 8 with the index K (a zero vector).  Per output word
- * and channel the list's vectors are summed bit-sliced (Harley-Seal carry-save adders: about
- * 5 instructions per vector for 32 lanes), F = 2 C + (2^m - 1 - Ctot) (2^m > K; Ctot's planes are
- * counted once per word) and the output bit is (F >= v) xor neg with v = the generator's
+ * and channel the list's vectors are summed bit-sliced (Harley-Seal carry-save adders, Thumb-2
+ * assembly with byte indices: 1 LDRB + 1 LDR + 75/16 ALU per vector for 32 lanes), starting from
+ * floor(NC / 2), NC = 2^m - 1 - Ctot (2^m > K; Ctot's planes are counted once per word and shared by
+ * every channel), so the count Y gives F = 2 C + NC = 2 Y + e (e = NC's plane 0: a shift, no add),
+ * and the output bit is (F >= v) xor neg with v = the generator's
  * clamp(theta + 2^m - 1 or 1 - theta + 2^m - 1, 0, 2^(m+1) - 1) per window class (conv_ps.py
  * compare_values; zero padding: one per distinct (row window, column window) pair, as
  * conv_mve_prep.window_classes; else one).  F < 2^(m+1) - 1, so v = 2^(m+1) - 1 is "never".

@@ -1,6 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * bnn_conv_ps.c -- position-sliced binary conv2d + threshold (method and data: bnn_conv_ps.h).
+ * A call: the phase streams (ps_streams: 32x32 transposes of the packed input), then per output word
+ * of 32 flattened positions the tap vectors (funnel shifts of the streams), Ctot's planes, the
+ * lanes' window classes, and per output channel its list's bit-sliced count (ps_count8: Thumb-2
+ * assembly) and the compare (ps_ge / ps_lane); the channel words go back to packed channels per
+ * position by one more transpose.  The reference, bnn_conv_ps_bits_ref, sums the same lists one
+ * position at a time.
  */
 #include "bnn_conv_ps.h"
 
