@@ -2,11 +2,14 @@
 """The issue-11 conv grid on the Cortex-M4: 3x3 binary convs, cin = cout in {16, 24, 32, 64, 128, 256},
 maps 32/16/8/4, stride 1/2, pad 0/1 (shapes over 12M binary MACs left out), on the row kernel (`rows`),
 the prepared row kernel (`prep`, bnn_conv_bits_prep), its few-position entry (`few`, bnn_conv_bits_few:
-shapes with more than 16 positions or 32 channels run bnn_conv_bits_prep inside it) and the
-column-sliced kernel (`vc`).  Exact QEMU
-instruction counts, every output checked against numpy first (bench_mcu_kernels.conv_vc_sweep).
+shapes with more than 16 positions or 32 channels run bnn_conv_bits_prep inside it), the column-sliced
+kernel (`vc`) and the position-sliced kernel (`ps`, bnn_conv_ps_bits).  Exact QEMU instruction counts,
+every output checked against numpy first (bench_mcu_kernels.conv_vc_sweep).  Each row also names the
+kernel emit-c generates for the shape (`generated`: ps where conv_ps.use_ps, else vc where
+conv_vcols.use_vc, else few where conv_m4_prep.use_few, else prep where conv_m4_prep applies, else
+rows) and its count when that kernel was run.
 
-    python benchmarks/bench_conv_grid_m4.py rows,prep,vc[,few] OUT.json ["c <= 32"]
+    python benchmarks/bench_conv_grid_m4.py rows,prep,few,vc,ps OUT.json ["c <= 32"]
 
 The optional third argument filters shapes (names hw, c, s, p).  Results: mcu_conv_grid_m4.md.
 """
@@ -30,6 +33,21 @@ def grid_shapes() -> list[tuple]:
     return shapes
 
 
+def generated_kernel(hw: int, c: int, s: int, p: int) -> str:
+    """The kernel emit-c picks for the shape on Cortex-M3/M4/M7/M33 (zero padding, optimize speed)."""
+    from bnn2hw.mcu import conv_m4_prep, conv_ps, conv_vcols
+
+    vc = conv_vcols.use_vc(hw, hw, c, c, 3, 3, s, p, False)
+    if conv_ps.use_ps(hw, hw, c, c, 3, 3, s, p, False, "speed", vc):
+        return "ps"
+    if vc:
+        return "vc"
+    oh = (hw + 2 * p - 3) // s + 1
+    if not (conv_m4_prep.fits(c, 3, 3) and conv_m4_prep.worth(c, 3, 3, oh, oh, p, False)):
+        return "rows"
+    return "few" if conv_m4_prep.use_few(c, 3, 3, (hw, hw), (oh, oh), s, p) else "prep"
+
+
 def main() -> None:
     kerns = sys.argv[1].split(",")
     out_path = sys.argv[2]
@@ -41,8 +59,9 @@ def main() -> None:
     for i, sh in enumerate(shapes):
         m = b.conv_macs(*sh)
         r = {k: res.get((k, "cortex-m4", i)) for k in kerns}
-        out.append(dict(shape=sh, macs=m, **r))
-        print(sh, m, " ".join(f"{k}={r[k] and round(r[k] / m, 3)}" for k in kerns), flush=True)
+        gen = generated_kernel(sh[0], sh[1], sh[3], sh[4])
+        out.append(dict(shape=sh, macs=m, generated=gen, generated_count=r.get(gen), **r))
+        print(sh, m, " ".join(f"{k}={r[k] and round(r[k] / m, 3)}" for k in kerns), f"generated={gen}", flush=True)
     Path(out_path).write_text(json.dumps(out))
 
 

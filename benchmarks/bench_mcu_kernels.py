@@ -440,6 +440,37 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
     return m
 
 
+def write_conv_ps(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int, seed: int,
+                  pad_minus1: bool = False) -> dict:
+    """write_conv's conv (same weights, thresholds and inputs) on the position-sliced kernel
+    (``bnn_conv_ps_bits``, bnn_conv_ps.h) with its generation-time lists and compare values
+    (bnn2hw/mcu/conv_ps.py) and its work memory."""
+    from bnn2hw.mcu import conv_ps
+    from bnn2hw.mcu.codegen import c_array
+
+    m = write_conv(out, hw, cin, cout, stride, pad, False, seed)
+    w, thr, oh = m["w"], m["thr"], m["oh"]
+    q = conv_ps.prepare(w, thr, (hw, hw), (oh, oh), stride, pad, pad_minus1)
+    it = "uint8_t" if q["idx8"] else "uint16_t"
+    i8, i16 = ("ps_idx", "NULL") if q["idx8"] else ("NULL", "ps_idx")
+    text = (out / "model.c").read_text()
+    data = (c_array(it, "ps_idx", q["idx"]) + c_array("uint16_t", "ps_len", q["len"])
+            + c_array("uint32_t", "ps_neg", q["neg"]) + c_array("int32_t", "ps_v", q["v"])
+            + c_array("uint8_t", "ps_x", q["xcls"]) + c_array("uint8_t", "ps_y", q["ycls"])
+            + f"static const bnn_conv_ps_t L = {{{{{hw}u, {hw}u, {cin}u, {oh}u, {oh}u, {cout}u, 3u, 3u, "
+              f"{stride}u, {stride}u, {pad}u, {pad}u}}, {int(pad_minus1)}u, {q['nx']}u, {q['m']}u, {i8}, {i16}, "
+              "ps_len, ps_neg, ps_v, ps_x, ps_y, w, thr};\n"
+            + f"static uint32_t ps_work[{conv_ps.work_words(hw, hw, cin, cout, 3, 3, stride, pad)}];\n")
+    text = text.replace('#include "bnn_conv.h"', '#include "bnn_conv_ps.h"', 1)
+    text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
+                        "    (void)p;\n    bnn_conv_ps_bits(&L, in_words, ps_work, out_words);")
+    assert "bnn_conv_ps_bits(&L" in text
+    (out / "model.c").write_text(text)
+    m["ps"] = q
+    return m
+
+
 # awkward input-channel shapes (mcu_kernels_m55.md's extra rows)
 CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
@@ -453,7 +484,7 @@ def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> 
         for core in cores:
             for kern in kernels:
                 with tempfile.TemporaryDirectory() as d:
-                    writer = {"vc": write_conv_vc, "prep": write_conv_prep,
+                    writer = {"vc": write_conv_vc, "prep": write_conv_prep, "ps": write_conv_ps,
                               "few": lambda *a: write_conv_prep(*a, entry="few")}.get(
                         kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
@@ -620,7 +651,7 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
         for c in ccores:
             if c in VC_CONV_CORES:
                 cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} vc", f"{c} column-sliced"),
-                         (f"{c} gen", f"{c} generated")]
+                         (f"{c} ps", f"{c} position-sliced"), (f"{c} gen", f"{c} generated")]
             else:
                 cols.append((c, c))
         shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
@@ -637,21 +668,25 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "enabled on M3/M4/M7/M33).  **rows, prepared** = `bnn_conv_bits_prep`: the rows kernel with "
                   "its weight side (packed rows or 3x3x16 pair records, popcount bounds per window class) made at "
                   "generation time (`bnn2hw/mcu/conv_m4_prep.py`), what emit-c calls on cores without Helium.  "
-                  "**generated** = the kernel the code generator emits for that layer (`conv_vcols.use_vc`, a "
-                  "count model fitted to M4 counts, column-sliced only where it wins by 20%): what a user gets.  "
+                  "**position-sliced** = `bnn_conv_ps_bits` (`bnn_conv_ps.h`: 32 output positions per word, per "
+                  "channel the shorter of its +1 / -1 weight sets summed bit-sliced; M3/M4/M7/M33).  "
+                  "**generated** = the kernel the code generator emits for that layer (`conv_ps.use_ps`, then "
+                  "`conv_vcols.use_vc`: count models fitted to M4 counts, position-sliced where it wins by 5%, "
+                  "column-sliced where it wins by 20%): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
                   "and the output words out.  The last three shapes have awkward channel counts.", "",
                   "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(h for _, h in cols) + " |",
                   "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
-        from bnn2hw.mcu import conv_vcols
+        from bnn2hw.mcu import conv_ps, conv_vcols
 
         gen_m4 = []
         for i, sh in enumerate(shapes):
             hw, cin, cout, st, pad = sh
             pick_vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, st, pad, False)
+            pick_ps = conv_ps.use_ps(hw, hw, cin, cout, 3, 3, st, pad, False, "speed", pick_vc)
             for c in ccores:
                 if c in VC_CONV_CORES:
-                    conv[(f"{c} gen", i)] = conv.get((f"{c} vc" if pick_vc else f"{c} prep", i))
+                    conv[(f"{c} gen", i)] = conv.get((f"{c} ps" if pick_ps else f"{c} vc" if pick_vc else f"{c} prep", i))
             cells = [fmt_ratio(conv.get((k, i)), conv_macs(*sh)) for k, _ in cols]
             lines.append(f"| {hw}x{hw} | {cin} | {cout} | {st} | {pad} | {conv_macs(*sh):,} | "
                          + " | ".join(cells) + " |")
@@ -705,7 +740,8 @@ def main() -> None:
                          "--cores (printed; mcu_kernels.md is not written)")
     ap.add_argument("--conv-only", type=Path, metavar="OUT",
                     help="run only the binary conv shapes (plus awkward cin) and write their table to OUT")
-    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc"], choices=["rows", "vc", "prep", "few"])
+    ap.add_argument("--conv-kernels", nargs="+", default=["rows", "prep", "vc", "ps"],
+                    choices=["rows", "vc", "prep", "few", "ps"])
     ap.add_argument("--conv-shapes", nargs="+", type=int, help="--conv-only: indices of the shapes to run")
     args = ap.parse_args()
     if args.conv_only:
@@ -726,7 +762,7 @@ def main() -> None:
     if not args.no_conv:
         conv = conv_sweep([c for c in CONV_CORES if c in args.cores], CONV_SHAPES + CONV_EXTRA_SHAPES, u8=False)
         vc_cores = [c for c in VC_CONV_CORES if c in args.cores]
-        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep"]).items():
+        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep", "ps"]).items():
             conv[(f"{core} {kern}", i)] = n
         first = conv_sweep(["cortex-m4"], FIRST_SHAPES, u8=True)
         cmsis_first = cmsis_conv_sweep(args.cmsis_nn, FIRST_SHAPES) if args.cmsis_nn else {}

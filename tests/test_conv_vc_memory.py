@@ -84,7 +84,8 @@ def test_optimize_choice_and_report():
     c1 = by["c1"]
     assert c1["estimated_instructions_m4"]["column_sliced"] < 0.8 * c1["estimated_instructions_m4"]["rows"]
     # columns + zero word (2 x 9 x 32 + 1 words) + the one-class table (1 + 2 x 4 x nt words)
-    assert c1["flash_bytes"] == {"column_sliced": 4 * (577 + 1 + 2 * 4 * vc.nt(3, 3, 32, 1, 1)), "rows": 2304}
+    assert {f: c1["flash_bytes"][f] for f in ("column_sliced", "rows")} == {
+        "column_sliced": 4 * (577 + 1 + 2 * 4 * vc.nt(3, 3, 32, 1, 1)), "rows": 2304}
     assert c1["column_sliced_work_bytes"] == 4 * 673
     from bnn2hw.mcu.cli import conv_choice_line
 

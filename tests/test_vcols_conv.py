@@ -432,8 +432,11 @@ def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
     from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
 
     if force:
+        from bnn2hw.mcu import conv_ps
+
         monkeypatch.setattr(cv, "use_vc", lambda h, wd, c, o, kh, kw, s, p, m1, optimize="speed":
                             cv.supported(kh, kw, c, o, s, cv.layer_npos(c, o, kw, s, kh)))
+        monkeypatch.setattr(conv_ps, "use_ps", lambda *a, **k: False)  # the position-sliced kernel stays out
     graph = _cnn_graph(3)
     out = tmp_path / "fw"
     write_firmware_dir(graph, out, "cortex-m4")

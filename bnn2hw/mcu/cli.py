@@ -67,6 +67,13 @@ def conv_choice_line(ch: dict) -> str:
     """One CLI line per binary conv on bits: the kernel picked (--optimize) and each format's
     Cortex-M4 estimate, layer flash and work memory (report.json conv_choices)."""
     est, fl = ch["estimated_instructions_m4"], ch["flash_bytes"]
+    if ch["kernel"] == "position-sliced":
+        return (f"  {ch['layer']}: position-sliced kernel on Cortex-M3/M4/M7/M33 (multi popcount; other cores: rows) "
+                f"(--optimize {ch['optimize']}); estimated M4 instructions position-sliced {est['position_sliced']:,} "
+                f"vs rows {est['rows']:,}, prepared rows {est['prepared_rows']:,}"
+                + (f", column-sliced {est['column_sliced']:,}" if est["column_sliced"] is not None else "")
+                + f"; layer flash {fl['position_sliced']:,} B vs {fl['rows']:,} B; position-sliced work memory "
+                f"{ch['position_sliced_work_bytes']:,} B")
     if not ch["column_sliced_supported"]:
         return f"  {ch['layer']}: row kernel (the column-sliced kernel does not support this shape)"
     where = "on Cortex-M3/M4/M7/M33 (multi popcount; other cores: rows)" if ch["kernel"] == "column-sliced" else ""

@@ -307,13 +307,16 @@ def emit(graph: Graph, model_name: str = "bnn", optimize: str = "speed") -> Emit
     if st.cvwork_words:  # the column-sliced convs' work memory, only where BNN_CONV_VCOLS (bnn_conv_vc.h)
         statics.append(f"#if BNN_CONV_VCOLS /* bnn_conv_vc_bits work memory; cores on the row kernels have none */\n"
                        f"static uint32_t bnn_cvwork[{st.cvwork_words}];\n#endif")
-    vidx_bytes, cvwork_bytes = 4 * st.vidx_words, 4 * st.cvwork_words
+    if st.pswork_words:  # the position-sliced convs' work memory, only where BNN_CONV_PS (bnn_conv_ps.h)
+        statics.append(f"#if BNN_CONV_PS /* bnn_conv_ps_bits work memory; other cores have none */\n"
+                       f"static uint32_t bnn_pswork[{st.pswork_words}];\n#endif")
+    vidx_bytes, cvwork_bytes = 4 * st.vidx_words, 4 * (st.cvwork_words + st.pswork_words)
     scratch = arena_bytes + st.static_bytes + vidx_bytes + cvwork_bytes  # the most any core takes
     vidx_note = (f"\n * ({vidx_bytes} B of it index scratch of the column-sliced dense layers, reserved only\n"
                  " * where BNN_DENSE_VCOLS, i.e. not on Helium cores)") if vidx_bytes else ""
     if cvwork_bytes:
-        vidx_note += (f"\n * ({cvwork_bytes} B of it work memory of the column-sliced convs, reserved only where\n"
-                      " * BNN_CONV_VCOLS: Cortex-M3/M4/M7/M33 with the multi popcount)")
+        vidx_note += (f"\n * ({cvwork_bytes} B of it work memory of the column- and position-sliced convs, reserved\n"
+                      " * only where BNN_CONV_VCOLS / BNN_CONV_PS: Cortex-M3/M4/M7/M33 with the multi popcount)")
     guard = f"BNN_MODEL_{model_name.upper()}_H"
     header = f"""/* SPDX-License-Identifier: MIT */
 /*
@@ -413,6 +416,7 @@ static void bnn_fixed_affine(const int32_t *acc, const int32_t *mult, const int6
 
 #include "bnn_bits.h"
 #include "bnn_conv.h"
+#include "bnn_conv_ps.h"
 #include "bnn_dense.h"
 #include "bnn_first.h"
 #include "bnn_periodic.h"

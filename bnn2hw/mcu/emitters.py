@@ -32,7 +32,7 @@ from ..ir.graph import Graph
 from ..ir.ops import saturation
 from ..ir.summary import stream_bytes
 from .codegen import _clamp_i32, _flip, c_array, c_float, dense_kernel, ident, pack_bits
-from . import conv_mve_prep, conv_vcols
+from . import conv_mve_prep, conv_ps, conv_vcols
 from .vcols import use_vcols, vcols_layer
 
 CTYPE = {1: "int8_t", 2: "int16_t", 4: "int32_t"}
@@ -100,6 +100,7 @@ class EmitState:
     static_bytes: int = 0
     vidx_words: int = 0  # index scratch of bnn_dense_vbits (the largest column-sliced layer's), outside the arena
     cvwork_words: int = 0  # work memory of bnn_conv_vc_bits (the largest column-sliced conv's), outside the arena
+    pswork_words: int = 0  # work memory of bnn_conv_ps_bits (the largest position-sliced conv's), outside the arena
     optimize: str = "speed"  # emit-c --optimize (conv_vcols.OPTIMIZE): "size" keeps every conv on the rows
     conv_choices: list = field(default_factory=list)  # per binary conv on bits: the kernel picked and why (report)
     helpers: set = field(default_factory=set)  # static helper functions model.c needs
@@ -423,16 +424,17 @@ def _emit_conv_vc_data(st: EmitState, layer, nxt, w: np.ndarray, thr: np.ndarray
 
 
 def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geo: tuple,
-                   pad_minus1: int, call: str, dst: str, vc: bool = False) -> list[str]:
+                   pad_minus1: int, call: str, dst: str, vc: bool = False, ps: bool = False) -> list[str]:
     """Cortex-M55 (Helium) bits conv + threshold: the statement lines running ``call`` (the plain
     bnn_conv_bits / _m1 call) or, under ``#if BNN_MVE`` when the column-image conv applies
     (conv_mve_prep.fits), ``bnn_conv_bits_mve_prep`` on generation-time row-dense weights and M
     tables (conv_mve_prep.py; extra flash on Helium builds only: the rows when cin % 32 != 0, 4 B
     per M entry, the class bytes).  geo = (h, w, oh, ow, stride, pad); vc: the call sits in the ``#else`` of
-    ``#if BNN_CONV_VCOLS`` (the row-format data only exists there)."""
+    ``#if BNN_CONV_VCOLS`` (the row-format data only exists there); ps: in the ``#else`` of
+    ``#if BNN_CONV_PS`` (the position-sliced conv, never on Helium)."""
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
-    call = _m4_prep_call(st, w, thr, lid, tname, geo, pad_minus1, call, dst, vc)
+    call = _m4_prep_call(st, w, thr, lid, tname, geo, pad_minus1, call, dst, vc, ps)
     if st.kind != "bits" or not conv_mve_prep.fits(h, c, kh, kw, s, oh):
         return ["#if BNN_MVE", call[2], "#else", call[3], "#endif"] if call[0] == "#if !BNN_MVE" else call
     m, xcls, ycls, cpad = conv_mve_prep.m_tables(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
@@ -455,7 +457,7 @@ def _mve_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tnam
 
 
 def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geo: tuple,
-                  pad_minus1: int, call: str, dst: str, vc: bool = False) -> list[str]:
+                  pad_minus1: int, call: str, dst: str, vc: bool = False, ps: bool = False) -> list[str]:
     """Cores without Helium, bits conv + threshold: ``bnn_conv_bits_prep`` on the weight side
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
     class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
@@ -470,7 +472,7 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p, bool(pad_minus1)):
         return [call]
     q = conv_m4_prep.prepare(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
-    guard = "!BNN_MVE && !BNN_CONV_VCOLS" if vc else "!BNN_MVE"
+    guard = "!BNN_MVE && !BNN_CONV_VCOLS" if vc else ("!BNN_MVE && !BNN_CONV_PS" if ps else "!BNN_MVE")
     st.data.append(f"#if {guard} /* {lid}: row-kernel conv, weight side prepared (conv_m4_prep.py) */\n")
     wr = f"{lid}_w"
     if q["pairs"] or q["nw"] != kh * kw * -(-c // 32):
@@ -493,23 +495,55 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     return ["#if !BNN_MVE", "#else", call, prep]
 
 
-def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple) -> dict:
+def _conv_choice(name: str, vc: bool, optimize: str, geo: tuple, ps: bool = False) -> dict:
     """report.json's record of a binary conv + threshold on bits: the kernel picked where
-    BNN_CONV_VCOLS is on (Cortex-M3/M4/M7/M33 with the multi popcount; the other cores always run
-    the rows), the count model's Cortex-M4 estimates of both, the layer's flash of each format
-    (weights and tables, not the kernels' code, which is paid once per image) and the column-sliced
-    kernel's work memory (a static buffer under BNN_CONV_VCOLS, the largest layer's)."""
-    h, wd, c, o, kh, kw, s, p, _ = geo  # the last: -1 padding (the estimates take it from geo)
+    BNN_CONV_VCOLS / BNN_CONV_PS are on (Cortex-M3/M4/M7/M33 with the multi popcount; the other cores
+    run the rows or their prepared variant), the count model's Cortex-M4 estimates (column-sliced,
+    rows, prepared rows, position-sliced), the layer's flash of each format (weights and tables, not
+    the kernels' code, which is paid once per image) and the column- and position-sliced kernels'
+    work memory (static buffers under their switches, the largest layer's each)."""
+    h, wd, c, o, kh, kw, s, p, m1 = geo  # the last: -1 padding (the estimates take it from geo)
     npos = conv_vcols.layer_npos(c, o, kw, s, kh)
     ok = conv_vcols.supported(kh, kw, c, o, s, npos)
     complete = conv_vcols.use_class_table(h, wd, c, o, kh, kw, s, p)
-    return {"layer": name, "kernel": "column-sliced" if vc else "rows", "optimize": optimize,
-            "column_sliced_supported": ok,
+    ps_ok = conv_ps.supported(h, wd, c, o, kh, kw, s, p)
+    return {"layer": name, "kernel": "position-sliced" if ps else ("column-sliced" if vc else "rows"),
+            "optimize": optimize, "column_sliced_supported": ok, "position_sliced_supported": ps_ok,
             "estimated_instructions_m4": {"column_sliced": round(conv_vcols.vc_estimate(*geo)) if ok else None,
-                                          "rows": round(conv_vcols.rows_estimate(*geo))},
+                                          "rows": round(conv_vcols.rows_estimate(*geo)),
+                                          "prepared_rows": round(conv_vcols.prep_estimate(*geo)),
+                                          "position_sliced": round(conv_ps.ps_estimate(*geo)) if ps_ok else None},
             "flash_bytes": {"column_sliced": conv_vcols.vc_flash_bytes(h, wd, c, o, kh, kw, s, p) if ok else None,
-                            "rows": conv_vcols.rows_flash_bytes(c, o, kh, kw)},
-            "column_sliced_work_bytes": 4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos, complete) if ok else None}
+                            "rows": conv_vcols.rows_flash_bytes(c, o, kh, kw),
+                            "position_sliced": (conv_vcols.rows_flash_bytes(c, o, kh, kw)
+                                                + conv_ps.flash_bytes(h, wd, c, o, kh, kw, s, p, m1)) if ps_ok else None},
+            "column_sliced_work_bytes": 4 * conv_vcols.work_words(wd, c, o, kh, kw, s, npos, complete) if ok else None,
+            "position_sliced_work_bytes": 4 * conv_ps.work_words(h, wd, c, o, kh, kw, s, p) if ps_ok else None}
+
+
+def _emit_conv_ps_data(st: EmitState, layer, w: np.ndarray, thr: np.ndarray, lid: str, tname: str, geom: str,
+                       geo: tuple, pad_minus1: int) -> None:
+    """The position-sliced conv's generation-time data (bnn_conv_ps.h, conv_ps.prepare: the shorter
+    weight set's indices per channel, their lengths, the S0 flags, the compare values per window
+    class) and its layer struct, under ``#if BNN_CONV_PS``, after the row-format weights and
+    thresholds (its fallback and the other cores' kernels read those)."""
+    o = w.shape[0]
+    h, wd, oh, ow, s, p = geo
+    q = conv_ps.prepare(w, _clamp_i32(thr), (h, wd), (oh, ow), s, p, bool(pad_minus1))
+    it = "uint8_t" if q["idx8"] else "uint16_t"
+    st.data.append(f"#if BNN_CONV_PS /* {lid}: position-sliced conv (bnn_conv_ps_bits), lists and compare values */\n")
+    st.data.append(f"/* {layer.name}: per channel the indices of its shorter weight set (+1 or -1 weights), "
+                   f"{int(q['len'].sum())} in all */\n")
+    st.data.append(c_array(it, f"{lid}_pi", q["idx"]))
+    st.data.append(c_array("uint16_t", f"{lid}_pl", q["len"]))
+    st.data.append(c_array("uint32_t", f"{lid}_pn", q["neg"]))
+    st.data.append(f"/* compare values of {q['v'].shape[0]} window classes x {o} channels */\n")
+    st.data.append(c_array("int32_t", f"{lid}_pv", q["v"]))
+    st.data.append(c_array("uint8_t", f"{lid}_px", q["xcls"]))
+    st.data.append(c_array("uint8_t", f"{lid}_py", q["ycls"]))
+    i8, i16 = (f"{lid}_pi", "NULL") if q["idx8"] else ("NULL", f"{lid}_pi")
+    st.data.append(f"static const bnn_conv_ps_t {lid}_ps = {{{{{geom}}}, {pad_minus1}u, {q['nx']}u, {q['m']}u, {i8}, "
+                   f"{i16}, {lid}_pl, {lid}_pn, {lid}_pv, {lid}_px, {lid}_py, {lid}_w, {tname}_thr}};\n#endif\n")
 
 
 def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
@@ -562,8 +596,14 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
     # model wins; both stored formats are emitted and BNN_CONV_VCOLS (bnn_conv_vc.h, per core) picks one
     vc = (nxt.op == "threshold" and st.kind == "bits"
           and conv_vcols.use_vc(h, wd, c, o, kh, kw, s, p, bool(pad_minus1), optimize=st.optimize))
+    # the position-sliced kernel (bnn_conv_ps_bits, BNN_CONV_PS) where its count model beats the kernel
+    # picked so far (conv_ps.use_ps); it replaces the column-sliced one on the same cores
+    ps = (nxt.op == "threshold" and st.kind == "bits"
+          and conv_ps.use_ps(h, wd, c, o, kh, kw, s, p, bool(pad_minus1), st.optimize, vc))
+    vc = vc and not ps
     if nxt.op == "threshold" and st.kind == "bits":
-        st.conv_choices.append(_conv_choice(layer.name, vc, st.optimize, (h, wd, c, o, kh, kw, s, p, bool(pad_minus1))))
+        st.conv_choices.append(_conv_choice(layer.name, vc, st.optimize, (h, wd, c, o, kh, kw, s, p, bool(pad_minus1)),
+                                            ps))
     if vc:  # the thresholds first: both formats read them
         st.data.append(f"/* {nxt.name} <- {nxt.source}: thresholds on the accumulator */\n")
         st.data.append(c_array("int32_t", f"{tname}_thr", _clamp_i32(thr)))
@@ -597,10 +637,22 @@ def _emit_conv2d(st: EmitState, i: int, layer, nxt, lid: str, cmt: str) -> int:
                 st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
                 f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst, True) + ["#endif"]
         elif pv == 0 or p == 0 or st.kind == "bits":
-            st.data.append(f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n")
+            params = f"static const bnn_conv_params_t {lid}_p = {{{geom}}};\n"
+            st.data.append(f"#if !BNN_CONV_PS /* the position-sliced struct holds its own */\n{params}#endif\n"
+                           if ps else params)
             fn = "bnn_conv_u8_bits" if st.kind == "u8" else ("bnn_conv_bits_m1" if pad_minus1 else "bnn_conv_bits")
-            st.body += _mve_prep_call(st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
-                                      f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst)
+            calls = _mve_prep_call(st, w, thr, lid, tname, (h, wd, oh, ow, s, p), pad_minus1,
+                                   f"    {fn}(&{lid}_p, {src}, {lid}_w, {tname}_thr, (bnn_word_t *){dst});", dst,
+                                   ps=ps)
+            if ps:
+                # the work memory: one static buffer under #if BNN_CONV_PS (codegen.emit), the largest
+                # layer's, not an arena temp, so cores without the kernel reserve none
+                _emit_conv_ps_data(st, layer, w, thr, lid, tname, geom, (h, wd, oh, ow, s, p), pad_minus1)
+                st.pswork_words = max(st.pswork_words, conv_ps.work_words(h, wd, c, o, kh, kw, s, p))
+                calls = ["#if BNN_CONV_PS",
+                         f"    bnn_conv_ps_bits(&{lid}_ps, (const bnn_word_t *){st.cur}, bnn_pswork, (bnn_word_t *){dst});",
+                         "#else", *calls, "#endif"]
+            st.body += calls
         else:
             st.data.append(f"static const bnn_conv_rows_params_t {lid}_p = {{{{{geom}}}, "
                            f"{int(st.kind == 'u8')}u, {pad_minus1}u}};\n")
