@@ -13,15 +13,14 @@ The compare values are also checked against numpy in Python (tables vs formula).
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from c_driver import run_driver
 
 from bnn2hw.mcu import conv_ps
 from bnn2hw.mcu.codegen import pack_bits
-from bnn2hw.mcu.targets import get_target
 
 FW = Path(__file__).resolve().parents[1] / "firmware"
 I32 = np.iinfo(np.int32)
@@ -226,30 +225,7 @@ def driver(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("target", ["host", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"])
 def test_conv_ps_exact(driver, target):
-    if target == "host":
-        if shutil.which("gcc") is None:
-            pytest.fail("gcc not found: apt-get install gcc")
-        exe = driver / "drv"
-        subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-O1", "-g", "-fsanitize=address,undefined",
-                        "-fno-sanitize-recover=all", "-DBNN_HOST", f"-I{FW / 'include'}", str(driver / "drv.c"),
-                        *_sources(), "-o", str(exe)], check=True)
-        cmd = [str(exe)]
-    else:
-        for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-            if shutil.which(tool) is None:
-                pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                            "qemu-system-arm")
-        t = get_target(target)
-        elf = driver / f"drv_{target}.elf"
-        subprocess.run(["arm-none-eabi-gcc", *t.cpu_flags, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
-                        "-fno-tree-loop-distribute-patterns", f"-I{FW / 'include'}", f"-I{FW / 'harness'}",
-                        str(driver / "drv.c"), *_sources(), str(FW / "harness" / "startup.c"),
-                        str(FW / "harness" / "semihost.c"), "-nostartfiles", "-specs=nano.specs",
-                        "-specs=nosys.specs", f"-L{FW / 'harness'}", "-T", str(FW / "harness" / f"mem_{target}.ld"),
-                        "-o", str(elf)], check=True)
-        cmd = ["qemu-system-arm", "-M", t.qemu_machine, "-nographic", "-monitor", "none", "-serial", "none",
-               "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
-    proc = subprocess.run(cmd, cwd=driver, capture_output=True, text=True, timeout=600, check=False)
+    proc = run_driver(driver, _sources(), target)
     assert proc.returncode == 0, f"{target}: {proc.returncode} failing cases\n{proc.stdout}{proc.stderr}"
 
 
