@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codegen import pack_bits
-from .conv_mve_prep import window_classes
+from .conv_mve_prep import class_masks, window_classes
 
 # bnn_conv.h defaults (non-Helium): BNN_CONV_DENSE_WORDS, BNN_CONV_PATCH_WORDS, BNN_CONV_MAX_TAPS
 DENSE_WORDS = 640
@@ -154,13 +154,10 @@ def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tup
     ones = (np.asarray(w) > 0).sum(-1).reshape(o, kh * kw).astype(np.int64)  # c_t per channel
     ywin, xwin, ys, xs = window_classes(in_hw, out_hw, kh, kw, stride, pad, pad_minus1)
     tables = np.zeros((len(ys) * len(xs), o), dtype=np.int64)
-    for yi, (ky0, ky1) in enumerate(ys):
-        for xi, (kx0, kx1) in enumerate(xs):
-            valid = np.zeros((kh, kw), dtype=bool)
-            valid[ky0:ky1, kx0:kx1] = True
-            v = int(valid.sum()) * c + 2 * ones[:, ~valid.ravel()].sum(-1) - t
-            m = np.where(v >= 0, np.minimum(v >> 1, 32 * nw), -1)  # bnn_conv.c clamp_mm
-            tables[yi * len(xs) + xi] = ~m if negate else m
+    for row, valid in class_masks(ys, xs, kh, kw):
+        v = int(valid.sum()) * c + 2 * ones[:, ~valid.ravel()].sum(-1) - t
+        m = np.where(v >= 0, np.minimum(v >> 1, 32 * nw), -1)  # bnn_conv.c clamp_mm
+        tables[row] = ~m if negate else m
     ycls = np.array([ys.index(v) for v in ywin], dtype=np.uint8)
     xcls = np.array([xs.index(v) for v in xwin], dtype=np.uint8)
     return tables.astype(np.int32), xcls, ycls

@@ -75,6 +75,17 @@ def window_classes(in_hw: tuple[int, int], out_hw: tuple[int, int], kh: int, kw:
     return ywin, xwin, ys, xs
 
 
+def class_masks(ys: list, xs: list, kh: int, kw: int):
+    """Each window class of :func:`window_classes` as (table row yi * len(xs) + xi, its (kh, kw) mask of
+    valid taps): the loop every prepared-conv module (M55, M4 rows, position-sliced) runs over its
+    classes to compute per-class bounds."""
+    for yi, (ky0, ky1) in enumerate(ys):
+        for xi, (kx0, kx1) in enumerate(xs):
+            valid = np.zeros((kh, kw), dtype=bool)
+            valid[ky0:ky1, kx0:kx1] = True
+            yield yi * len(xs) + xi, valid
+
+
 def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
              pad: int, pad_minus1: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(M tables (ny nx, cpad) int32, xcls (out_w,) uint8, ycls (out_h,) uint8, cpad).
@@ -88,14 +99,11 @@ def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tup
     ones = (np.asarray(w) > 0).sum(-1).reshape(o, kh * kw).astype(np.int64)  # c_t per channel
     ywin, xwin, ys, xs = window_classes(in_hw, out_hw, kh, kw, stride, pad, pad_minus1)
     tables = np.full((len(ys) * len(xs), cpad), -1, dtype=np.int64)
-    for yi, (ky0, ky1) in enumerate(ys):
-        for xi, (kx0, kx1) in enumerate(xs):
-            valid = np.zeros((kh, kw), dtype=bool)
-            valid[ky0:ky1, kx0:kx1] = True
-            kv = int(valid.sum()) * c
-            corr = ones[:, ~valid.ravel()].sum(-1)
-            m = ((kv - t) >> 1) + corr
-            tables[yi * len(xs) + xi, :o] = np.clip(m, -1, 32 * nw)
+    for row, valid in class_masks(ys, xs, kh, kw):
+        kv = int(valid.sum()) * c
+        corr = ones[:, ~valid.ravel()].sum(-1)
+        m = ((kv - t) >> 1) + corr
+        tables[row, :o] = np.clip(m, -1, 32 * nw)
     ycls = np.array([ys.index(v) for v in ywin], dtype=np.uint8)
     xcls = np.array([xs.index(v) for v in xwin], dtype=np.uint8)
     return tables.astype(np.int32), xcls, ycls, cpad

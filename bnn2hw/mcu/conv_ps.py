@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conv_mve_prep import window_classes
+from .conv_mve_prep import class_masks, window_classes
 
 PLANES = 18  # BNN_CONV_PS_PLANES
 
@@ -88,14 +88,11 @@ def compare_values(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_h
     w1 = w1t.sum(-1)
     ywin, xwin, ys, xs = window_classes(in_hw, out_hw, kh, kw, s, p, pad_minus1)
     v = np.zeros((len(ys) * len(xs), o), dtype=np.int64)
-    for yi, (ky0, ky1) in enumerate(ys):
-        for xi, (kx0, kx1) in enumerate(xs):
-            valid = np.zeros((kh, kw), dtype=bool)
-            valid[ky0:ky1, kx0:kx1] = True
-            gpad = (2 * w1t[:, ~valid.ravel()] - c).sum(-1)
-            theta = -((-(t + 2 * w1 - k - gpad)) // 2)  # ceil
-            val = np.where(neg > 0, 1 - theta, theta) + (1 << m) - 1
-            v[yi * len(xs) + xi] = np.clip(val, 0, (1 << (m + 1)) - 1)
+    for row, valid in class_masks(ys, xs, kh, kw):
+        gpad = (2 * w1t[:, ~valid.ravel()] - c).sum(-1)
+        theta = -((-(t + 2 * w1 - k - gpad)) // 2)  # ceil
+        val = np.where(neg > 0, 1 - theta, theta) + (1 << m) - 1
+        v[row] = np.clip(val, 0, (1 << (m + 1)) - 1)
     ycls = np.array([ys.index(q) for q in ywin], dtype=np.uint8)
     xcls = np.array([xs.index(q) for q in xwin], dtype=np.uint8)
     return v.astype(np.int32), xcls, ycls, len(xs)
