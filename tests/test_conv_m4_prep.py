@@ -223,11 +223,10 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
     return x, np.stack([np.concatenate(v) for v in outs]), out_off
 
 
-@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
-                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
-                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
-                                           ("cortex-m33", "-Werror")])
-def test_prepared_entry_exact(tmp_path, target, flags):
+def _build_and_run(tmp_path, target: str, flags: str, cases, **write_kw) -> tuple[np.ndarray, np.ndarray]:
+    """Write the test model of ``cases`` (_write_model) for ``target``'s build (pair records where the
+    core has USADA8 or the flags force them), build it with the firmware harness and run it on the host
+    or in QEMU: (the output words got, the words numpy expects)."""
     from bnn2hw.mcu import qemu, toolchain
     from bnn2hw.mcu.targets import get_target
 
@@ -237,11 +236,19 @@ def test_prepared_entry_exact(tmp_path, target, flags):
             pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
     dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
     dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
+    x, want, n = _write_model(tmp_path, dsp, dense, cases, **write_kw)
+    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
+    return qemu.run(elf, target, x, n), want
+
+
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror")])
+def test_prepared_entry_exact(tmp_path, target, flags):
     # Cortex-M0 (16 KB RAM board): the maps up to 5x5
     cases = [c for c in CASES if c[2] * c[3] <= 25] if target == "cortex-m0" else CASES
-    x, want, n = _write_model(tmp_path, dsp, dense, cases)
-    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
-    got = qemu.run(elf, target, x, n)
+    got, want = _build_and_run(tmp_path, target, flags, cases)
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
@@ -274,18 +281,7 @@ def test_few_entry_exact(tmp_path, target, flags):
     the prepared entry's fallback; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
     every 5th case's data made for another build, every 7th with a wrong row length): the output words of
     the prepared-data entry and of the reference loop nest both equal numpy's."""
-    from bnn2hw.mcu import qemu, toolchain
-    from bnn2hw.mcu.targets import get_target
-
-    tools = ("gcc",) if target == "host" else ("arm-none-eabi-gcc", "qemu-system-arm")
-    for tool in tools:
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
-    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
-    dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
-    x, want, n = _write_model(tmp_path, dsp, dense, FEW_CASES, seed=11, entry="few")
-    elf = toolchain.build(tmp_path, target, extra_cflags=flags)
-    got = qemu.run(elf, target, x, n)
+    got, want = _build_and_run(tmp_path, target, flags, FEW_CASES, seed=11, entry="few")
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
