@@ -178,6 +178,24 @@ BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
  * of LDM of word indices: per vector 1 LDRB + 1 LDR + 75/16 ALU.  r0 = buf, r1 = idx, r2 = the
  * end of the whole blocks, [sp] = q + 4.  The last 8 (len % 16) run in C.
  */
+/* CSA into plane P: P ^= A ^ B, H = the carry (A & B) | (P & (A ^ B)); A, B and r12 clobbered. */
+#define PS_ASM_CSA(H, A, B, P)                                                             \
+    "eor r12, " A ", " B "\n\t"                                                     \
+    "and " A ", " A ", " B "\n\t"                                                   \
+    "and " B ", r12, " P "\n\t"                                                     \
+    "eor " P ", " P ", r12\n\t"                                                     \
+    "orr " H ", " A ", " B "\n\t"
+/* Ripple the carry word C (flags set by the caller's ANDS/ORRS: zero skips it) into q[4..] ([sp]). */
+#define PS_ASM_RIPPLE(C)                                                                    \
+    "beq 2f\n\t"                                                                      \
+    "ldr r12, [sp]\n"                                                                  \
+    "4:\n\t"                                                                          \
+    "ldr r8, [r12]\n\t"                                                               \
+    "eor r9, r8, " C "\n\t"                                                          \
+    "ands " C ", " C ", r8\n\t"                                                      \
+    "str r9, [r12], #4\n\t"                                                           \
+    "bne 4b\n"                                                                         \
+    "2:\n\t"
 #define PS_QUAD(H, O0, O1, O2, O3)                                                      \
     "ldrb r8, [r1, #" O0 "]\n\t"                                                       \
     "ldrb r9, [r1, #" O1 "]\n\t"                                                       \
@@ -187,21 +205,9 @@ BNN_INLINE void ps_ripple(uint32_t *q, uint32_t from, uint32_t nq, uint32_t c)
     "ldr r9, [r0, r9, lsl #2]\n\t"                                                     \
     "ldr r10, [r0, r10, lsl #2]\n\t"                                                   \
     "ldr r11, [r0, r11, lsl #2]\n\t"                                                   \
-    "eor r12, r8, r9\n\t"                                                              \
-    "and r8, r8, r9\n\t"                                                               \
-    "and r9, r12, r4\n\t"                                                              \
-    "eor r4, r4, r12\n\t"                                                              \
-    "orr r8, r8, r9\n\t"                                                               \
-    "eor r12, r10, r11\n\t"                                                            \
-    "and r10, r10, r11\n\t"                                                            \
-    "and r11, r12, r4\n\t"                                                             \
-    "eor r4, r4, r12\n\t"                                                              \
-    "orr r10, r10, r11\n\t"                                                            \
-    "eor r12, r8, r10\n\t"                                                             \
-    "and r8, r8, r10\n\t"                                                              \
-    "and r10, r12, r5\n\t"                                                             \
-    "eor r5, r5, r12\n\t"                                                              \
-    "orr " H ", r8, r10\n\t"
+    PS_ASM_CSA("r8", "r8", "r9", "r4")                                                     \
+    PS_ASM_CSA("r10", "r10", "r11", "r4")                                                  \
+    PS_ASM_CSA(H, "r8", "r10", "r5")
 
 __attribute__((naked)) static void ps_count8_blocks(const uint32_t *buf __attribute__((unused)),
                                                     const uint8_t *idx __attribute__((unused)),
@@ -217,33 +223,17 @@ __attribute__((naked)) static void ps_count8_blocks(const uint32_t *buf __attrib
                      "1:\n\t"
                      PS_QUAD("lr", "0", "1", "2", "3")
                      PS_QUAD("r8", "4", "5", "6", "7")
-                     "eor r12, lr, r8\n\t"
-                     "and lr, lr, r8\n\t"
-                     "and r8, r12, r6\n\t"
-                     "eor r6, r6, r12\n\t"
-                     "orr r3, lr, r8\n\t"
+                     PS_ASM_CSA("r3", "lr", "r8", "r6")
                      PS_QUAD("lr", "8", "9", "10", "11")
                      PS_QUAD("r8", "12", "13", "14", "15")
-                     "eor r12, lr, r8\n\t"
-                     "and lr, lr, r8\n\t"
-                     "and r8, r12, r6\n\t"
-                     "eor r6, r6, r12\n\t"
-                     "orr lr, lr, r8\n\t"
+                     PS_ASM_CSA("lr", "lr", "r8", "r6")
                      "eor r12, r3, lr\n\t"
                      "and r3, r3, lr\n\t"
                      "and lr, r12, r7\n\t"
                      "eor r7, r7, r12\n\t"
                      "orrs r3, r3, lr\n\t"
                      "add r1, r1, #16\n\t"
-                     "beq 2f\n\t"
-                     "ldr r12, [sp]\n"
-                     "4:\n\t"
-                     "ldr r8, [r12]\n\t"
-                     "eor r9, r8, r3\n\t"
-                     "ands r3, r3, r8\n\t"
-                     "str r9, [r12], #4\n\t"
-                     "bne 4b\n"
-                     "2:\n\t"
+                     PS_ASM_RIPPLE("r3")
                      "cmp r1, r2\n\t"
                      "bne 1b\n"
                      "3:\n\t"
@@ -264,27 +254,17 @@ __attribute__((naked)) static void ps_count8_half(const uint32_t *buf __attribut
                      "push {r3}\n\t"
                      PS_QUAD("lr", "0", "1", "2", "3")
                      PS_QUAD("r8", "4", "5", "6", "7")
-                     "eor r12, lr, r8\n\t"
-                     "and lr, lr, r8\n\t"
-                     "and r8, r12, r6\n\t"
-                     "eor r6, r6, r12\n\t"
-                     "orr r3, lr, r8\n\t"
+                     PS_ASM_CSA("r3", "lr", "r8", "r6")
                      "ands lr, r7, r3\n\t"
                      "eor r7, r7, r3\n\t"
-                     "beq 2f\n\t"
-                     "ldr r12, [sp]\n"
-                     "4:\n\t"
-                     "ldr r8, [r12]\n\t"
-                     "eor r9, r8, lr\n\t"
-                     "ands lr, lr, r8\n\t"
-                     "str r9, [r12], #4\n\t"
-                     "bne 4b\n"
-                     "2:\n\t"
+                     PS_ASM_RIPPLE("lr")
                      "pop {r3}\n\t"
                      "stmdb r3, {r4-r7}\n\t"
                      "pop {r4-r11, pc}\n\t");
 }
 #undef PS_QUAD
+#undef PS_ASM_RIPPLE
+#undef PS_ASM_CSA
 /* The whole blocks and a last half block in assembly. */
 static void ps_count8(const uint32_t *buf, const uint8_t *idx, uint32_t len, uint32_t *q, uint32_t nq)
 {
