@@ -3,7 +3,8 @@
 random-weight 256-256-256-10 MLP built directly as an IR Graph, all emitted by the code generator
 (bnn2hw.mcu.codegen).  Per Cortex-M core and popcount strategy: exact instructions per inference
 (QEMU), flash/RAM, the flash lower bound and the scratch arena; the float C version of the same
-IR (bnn2hw.mcu.float_codegen) per core where it links; and a per-function profile of the 8-bit
+IR (bnn2hw.mcu.float_codegen) per core where it links; the digits CNN also as emit-c --optimize size
+emits it (Cortex-M0 and M4); and a per-function profile of the 8-bit
 first layer against its previous implementation.  Every build is checked first: its integer
 logits must equal the IR executor's.  Writes benchmarks/results/mcu_models.md.
 
@@ -41,6 +42,7 @@ from bnn2hw.train import TrainConfig, accuracy, seed_everything, train_two_stage
 SEED = 0
 RANDOM_SEED = 2024
 CORES = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"]
+SIZE_CORES = ["cortex-m0", "cortex-m4"]  # the digits CNN also built with emit-c --optimize size
 VERIFY_SAMPLES = 20
 BASELINE_COMMIT = "b02e16f"  # firmware/src/bnn_first.c before the byte-table first layer
 HAND_WRITTEN_M4 = 38_836  # benchmarks/results/mcu_kernels.md, cortex-m4 / multi
@@ -230,6 +232,14 @@ def main() -> None:
                     r = {"instructions": None, "flash": None, "ram": None, "note": why}
                 rows.append((name, core, "float C", r))
                 print(name, core, "float", r, flush=True)
+            if name == "digits cnn":
+                # emit-c --optimize size (no column-sliced, position-sliced or few-position conv code)
+                sdir = Path(tmpd) / "size"
+                write_firmware_dir(graph, sdir, "cortex-m4", optimize="size")
+                for core in SIZE_CORES:
+                    r = measure(sdir, graph, core, None, x_c, ref)
+                    rows.append((name, core, "--optimize size", r))
+                    print(name, core, "size", r, flush=True)
             if name == "digits mlp":
                 cur_fw = bdir
                 base_c = subprocess.run(["git", "-C", str(ROOT), "show",
