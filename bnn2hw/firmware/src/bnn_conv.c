@@ -1367,34 +1367,59 @@ static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, ui
     return q->nw == nw && q->pairs == pairs;
 }
 
-/* Rows [-pad_h, yr - pad_h) x columns [-pad_w, xc - pad_w) of the input (cw = 1) into img
- * (yr x xc words), zero outside the input. */
-static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t yr, uint32_t xc, bnn_word_t *img)
+/* Words [0, n) of d zeroed, four a step. */
+static void few_zero(bnn_word_t *d, uint32_t n)
 {
-    const uint32_t in_h = p->in_h, in_w = p->in_w, ph = p->pad_h, pw = p->pad_w;
-    const uint32_t nz = yr * xc;
     uint32_t i = 0;
-    for (; i + 4u <= nz; i += 4u) { /* four words a step */
-        img[i] = img[i + 1u] = img[i + 2u] = img[i + 3u] = 0u;
+    for (; i + 4u <= n; i += 4u) {
+        d[i] = d[i + 1u] = d[i + 2u] = d[i + 3u] = 0u;
     }
-    for (; i < nz; ++i) {
-        img[i] = 0u;
+    for (; i < n; ++i) {
+        d[i] = 0u;
     }
-    /* the input's rectangle in the image: rows [ph, min(yr, ph + in_h)), columns [pw, min(xc, pw + in_w)) */
-    const uint32_t y1 = ph + in_h < yr ? ph + in_h : yr, x1 = pw + in_w < xc ? pw + in_w : xc;
-    if (ph >= y1 || pw >= x1) {
+}
+
+/* Rows [y0, y0 + yr) x columns [x0, x0 + xc) of the input (cw = 1; y0, x0 may be negative) into img
+ * (yr x xc words), zero outside the input: the rows above and below the input and the columns left
+ * and right of it zeroed, the rest copied (each image word written once). */
+static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t y0, int32_t x0, uint32_t yr,
+                      uint32_t xc, bnn_word_t *img)
+{
+    const int32_t in_h = (int32_t)p->in_h, in_w = (int32_t)p->in_w;
+    /* the input's rectangle in the image: rows [ya, yb), columns [xa, xb) */
+    int32_t ya = y0 < 0 ? -y0 : 0, xa = x0 < 0 ? -x0 : 0;
+    int32_t yb = in_h - y0 < (int32_t)yr ? in_h - y0 : (int32_t)yr;
+    const int32_t xb = in_w - x0 < (int32_t)xc ? in_w - x0 : (int32_t)xc;
+    if (ya > (int32_t)yr) {
+        ya = (int32_t)yr;
+    }
+    if (ya >= yb || xa >= xb) { /* no input word in the image */
+        ya = yb = (int32_t)yr;
+    }
+    few_zero(img, (uint32_t)ya * xc);
+    few_zero(img + (uint32_t)yb * xc, (yr - (uint32_t)yb) * xc);
+    if (ya == yb) {
         return;
     }
-    const uint32_t n = x1 - pw;
-    const bnn_word_t *s = in;
-    for (bnn_word_t *d = img + ph * xc + pw, *e = img + y1 * xc; d < e; d += xc, s += in_w) {
-        uint32_t k = 0;
-        for (; k + 2u <= n; k += 2u) { /* two words a step */
-            d[k] = s[k];
-            d[k + 1u] = s[k + 1u];
+    const uint32_t n = (uint32_t)(xb - xa), right = xc - (uint32_t)xb;
+    const bnn_word_t *s = in + (y0 + ya) * in_w + (x0 + xa);
+    for (bnn_word_t *d = img + (uint32_t)ya * xc, *e = img + (uint32_t)yb * xc; d < e; d += xc, s += in_w) {
+        for (int32_t k = 0; k < xa; ++k) {
+            d[k] = 0u;
         }
-        if (k < n) {
-            d[k] = s[k];
+        bnn_word_t *r = d + xa;
+        uint32_t k = 0;
+        for (; k + 4u <= n; k += 4u) { /* four words a step */
+            r[k] = s[k];
+            r[k + 1u] = s[k + 1u];
+            r[k + 2u] = s[k + 2u];
+            r[k + 3u] = s[k + 3u];
+        }
+        for (; k < n; ++k) {
+            r[k] = s[k];
+        }
+        for (k = 0; k < right; ++k) {
+            r[n + k] = 0u;
         }
     }
 }
@@ -1591,50 +1616,34 @@ static void __attribute__((noinline)) few_gather(const bnn_word_t *base, uint32_
     }
 }
 
-void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
-                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+/* The per-tile step of bnn_conv_bits_few on th x tw output positions from (oy0, ox0) (th == 1 or
+ * tw == out_w, so their output words are consecutive from out; th tw <= BNN_CONV_FEW_POS), the
+ * window of (oy0, ox0) at base (the input or the tile's bordered image, kernel rows step words
+ * apart): each position's M row (its window class), its patch (one full-window pack, no border
+ * case), then per 32-channel chunk the tile's kernel on all its positions (few_pairs / few_rows).
+ * Another layout plugs in here with its gather and its kernel on the same job (patches x rows). */
+BNN_INLINE void few_run(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *base, uint32_t step,
+                        uint32_t pairs, uint32_t oy0, uint32_t ox0, uint32_t th, uint32_t tw, bnn_word_t *out,
+                        bnn_conv_rows_fn fn)
 {
-    const uint32_t oh = p->out_h, owd = p->out_w, npos = oh * owd, cin = p->cin;
-    const uint32_t sh = p->stride_h, sw = p->stride_w;
-    uint32_t pairs = 0;
-    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || npos == 0u || npos > BNN_CONV_FEW_POS ||
-        !prep_matches(p, q, &pairs)) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t yr = (oh - 1u) * sh + 3u, xc = (owd - 1u) * sw + 3u;
-    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xc > p->in_w;
-    if (img_needed && yr * xc > BNN_CONV_FEW_IMG) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t nw = q->nw, cpad = q->cpad, nx = q->nx;
-    const int dense = nw != 9u;
-    bnn_word_t img[BNN_CONV_FEW_IMG];
+    const uint32_t cin = p->cin, nw = q->nw, cpad = q->cpad, nx = q->nx, npos = th * tw;
     bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
-    const int32_t *mp[BNN_CONV_FEW_POS]; /* each position's M row (its window class) */
-    const bnn_word_t *base = in;
-    uint32_t step = p->in_w;
-    if (img_needed) {
-        few_image(p, in, yr, xc, img);
-        base = img;
-        step = xc;
-    }
-    /* every position's patch (nw words each, position order) and M row; one loop per patch layout */
+    const int32_t *mp[BNN_CONV_FEW_POS];
     const int32_t **m = mp;
-    const uint32_t rstep = sh * step;
-    for (uint32_t oy = 0; oy < oh; ++oy) {
+    for (uint32_t oy = oy0; oy < oy0 + th; ++oy) {
         const int32_t *my = q->m + q->ycls[oy] * nx * cpad;
-        for (uint32_t ox = 0; ox < owd; ++ox) {
+        for (uint32_t ox = ox0; ox < ox0 + tw; ++ox) {
             *m++ = my + q->xcls[ox] * cpad;
         }
     }
+    const int dense = nw != 9u;
+    const uint32_t sw = p->stride_w, rstep = p->stride_h * step;
     if (cin == 16u && dense) {
-        few_gather16(base, step, sw, rstep, oh, owd, pairs, patch);
+        few_gather16(base, step, sw, rstep, th, tw, pairs, patch);
     } else if (cin == 24u && dense) {
-        few_gather24(base, step, sw, rstep, oh, owd, patch);
+        few_gather24(base, step, sw, rstep, th, tw, patch);
     } else {
-        few_gather(base, step, sw, rstep, oh, owd, cin, nw, patch);
+        few_gather(base, step, sw, rstep, th, tw, cin, nw, patch);
     }
     const uint32_t ow = BNN_WORDS(p->cout);
     for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
@@ -1645,8 +1654,80 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow);
             continue;
         }
+#else
+        (void)pairs;
 #endif
         few_rows(patch, q->w + c0 * nw, mp, c0, npos, nw, cnt, out + c0 / 32u, ow, fn);
+    }
+}
+
+/* One tile of a conv with more than one (few_run's positions): its window rectangle read in place
+ * when it lies inside the input, else copied into img (BNN_CONV_FEW_IMG words) with zero words
+ * outside the input. */
+static void __attribute__((noinline)) few_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                               const bnn_word_t *in, uint32_t pairs, uint32_t oy0, uint32_t ox0,
+                                               uint32_t th, uint32_t tw, bnn_word_t *img, bnn_word_t *out,
+                                               bnn_conv_rows_fn fn)
+{
+    const uint32_t yr = (th - 1u) * p->stride_h + 3u, xc = (tw - 1u) * p->stride_w + 3u;
+    const int32_t y0 = (int32_t)(oy0 * p->stride_h) - (int32_t)p->pad_h;
+    const int32_t x0 = (int32_t)(ox0 * p->stride_w) - (int32_t)p->pad_w;
+    if (y0 >= 0 && x0 >= 0 && (uint32_t)y0 + yr <= p->in_h && (uint32_t)x0 + xc <= p->in_w) {
+        few_run(p, q, in + (uint32_t)y0 * p->in_w + (uint32_t)x0, p->in_w, pairs, oy0, ox0, th, tw, out, fn);
+    } else {
+        few_image(p, in, y0, x0, yr, xc, img);
+        few_run(p, q, img, xc, pairs, oy0, ox0, th, tw, out, fn);
+    }
+}
+
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
+    uint32_t pairs = 0;
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh == 0u || owd == 0u || sh == 0u ||
+        sw == 0u || !prep_matches(p, q, &pairs)) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
+    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    bnn_word_t img[BNN_CONV_FEW_IMG];
+    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) { /* one tile */
+        const bnn_word_t *base = in;
+        uint32_t step = p->in_w;
+        if (img_needed) {
+            few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
+            base = img;
+            step = xr;
+        }
+        few_run(p, q, base, step, pairs, 0u, 0u, oh, owd, out, fn);
+        return;
+    }
+    /* the tiles: tw columns (a whole output row when it has <= BNN_CONV_FEW_POS positions) x th rows
+     * (1 when the row is split), each within BNN_CONV_FEW_POS positions and, when some window reaches
+     * outside the input, its bordered rectangle ((th - 1) sh + 3) x ((tw - 1) sw + 3) within
+     * BNN_CONV_FEW_IMG words */
+    const uint32_t cap = img_needed ? BNN_CONV_FEW_IMG : 0xFFFFFFFFu / 4u;
+    uint32_t tw = owd < BNN_CONV_FEW_POS ? owd : BNN_CONV_FEW_POS;
+    if ((tw - 1u) * sw + 3u > cap / 3u) {
+        tw = (cap / 3u - 3u) / sw + 1u;
+    }
+    const uint32_t xc = (tw - 1u) * sw + 3u;
+    uint32_t th = tw == owd ? BNN_CONV_FEW_POS / tw : 1u;
+    if (th > oh) {
+        th = oh;
+    }
+    if ((th - 1u) * sh + 3u > cap / xc) {
+        th = (cap / xc - 3u) / sh + 1u;
+    }
+    const uint32_t ow = BNN_WORDS(p->cout);
+    for (uint32_t oy = 0; oy < oh; oy += th) {
+        const uint32_t rows = oh - oy < th ? oh - oy : th;
+        for (uint32_t ox = 0; ox < owd; ox += tw) {
+            const uint32_t cols = owd - ox < tw ? owd - ox : tw;
+            few_tile(p, q, in, pairs, oy, ox, rows, cols, img, out + (oy * owd + ox) * ow, fn);
+        }
     }
 }
 
