@@ -1350,6 +1350,9 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #ifndef BNN_CONV_FEW_IMG
 #define BNN_CONV_FEW_IMG 160u
 #endif
+#if BNN_CONV_FEW_IMG < 9u
+#error "BNN_CONV_FEW_IMG: at least one 3x3 window (9 words)"
+#endif
 
 /* The prepared data was made for this build's row layout (else the caller runs the plain path). */
 static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t *pairs_out)
@@ -1367,59 +1370,41 @@ static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, ui
     return q->nw == nw && q->pairs == pairs;
 }
 
-/* Words [0, n) of d zeroed, four a step. */
-static void few_zero(bnn_word_t *d, uint32_t n)
-{
-    uint32_t i = 0;
-    for (; i + 4u <= n; i += 4u) {
-        d[i] = d[i + 1u] = d[i + 2u] = d[i + 3u] = 0u;
-    }
-    for (; i < n; ++i) {
-        d[i] = 0u;
-    }
-}
-
 /* Rows [y0, y0 + yr) x columns [x0, x0 + xc) of the input (cw = 1; y0, x0 may be negative) into img
- * (yr x xc words), zero outside the input: the rows above and below the input and the columns left
- * and right of it zeroed, the rest copied (each image word written once). */
+ * (yr x xc words), zero outside the input: all zeroed, then the input's rectangle copied (measured
+ * cheaper on the small images here than zeroing only the border row by row). */
 static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t y0, int32_t x0, uint32_t yr,
                       uint32_t xc, bnn_word_t *img)
 {
     const int32_t in_h = (int32_t)p->in_h, in_w = (int32_t)p->in_w;
+    const uint32_t nz = yr * xc;
+    uint32_t i = 0;
+    for (; i + 4u <= nz; i += 4u) { /* four words a step */
+        img[i] = img[i + 1u] = img[i + 2u] = img[i + 3u] = 0u;
+    }
+    for (; i < nz; ++i) {
+        img[i] = 0u;
+    }
     /* the input's rectangle in the image: rows [ya, yb), columns [xa, xb) */
-    int32_t ya = y0 < 0 ? -y0 : 0, xa = x0 < 0 ? -x0 : 0;
-    int32_t yb = in_h - y0 < (int32_t)yr ? in_h - y0 : (int32_t)yr;
+    const int32_t ya = y0 < 0 ? -y0 : 0, xa = x0 < 0 ? -x0 : 0;
+    const int32_t yb = in_h - y0 < (int32_t)yr ? in_h - y0 : (int32_t)yr;
     const int32_t xb = in_w - x0 < (int32_t)xc ? in_w - x0 : (int32_t)xc;
-    if (ya > (int32_t)yr) {
-        ya = (int32_t)yr;
-    }
-    if (ya >= yb || xa >= xb) { /* no input word in the image */
-        ya = yb = (int32_t)yr;
-    }
-    few_zero(img, (uint32_t)ya * xc);
-    few_zero(img + (uint32_t)yb * xc, (yr - (uint32_t)yb) * xc);
-    if (ya == yb) {
+    if (ya >= yb || xa >= xb) {
         return;
     }
-    const uint32_t n = (uint32_t)(xb - xa), right = xc - (uint32_t)xb;
+    const uint32_t n = (uint32_t)(xb - xa);
     const bnn_word_t *s = in + (y0 + ya) * in_w + (x0 + xa);
-    for (bnn_word_t *d = img + (uint32_t)ya * xc, *e = img + (uint32_t)yb * xc; d < e; d += xc, s += in_w) {
-        for (int32_t k = 0; k < xa; ++k) {
-            d[k] = 0u;
-        }
-        bnn_word_t *r = d + xa;
+    for (bnn_word_t *d = img + (uint32_t)ya * xc + (uint32_t)xa, *e = img + (uint32_t)yb * xc; d < e;
+         d += xc, s += in_w) {
         uint32_t k = 0;
         for (; k + 4u <= n; k += 4u) { /* four words a step */
-            r[k] = s[k];
-            r[k + 1u] = s[k + 1u];
-            r[k + 2u] = s[k + 2u];
-            r[k + 3u] = s[k + 3u];
+            d[k] = s[k];
+            d[k + 1u] = s[k + 1u];
+            d[k + 2u] = s[k + 2u];
+            d[k + 3u] = s[k + 3u];
         }
         for (; k < n; ++k) {
-            r[k] = s[k];
-        }
-        for (k = 0; k < right; ++k) {
-            r[n + k] = 0u;
+            d[k] = s[k];
         }
     }
 }
@@ -1616,36 +1601,44 @@ static void __attribute__((noinline)) few_gather(const bnn_word_t *base, uint32_
     }
 }
 
-/* The per-tile step of bnn_conv_bits_few on th x tw output positions from (oy0, ox0) (th == 1 or
- * tw == out_w, so their output words are consecutive from out; th tw <= BNN_CONV_FEW_POS), the
- * window of (oy0, ox0) at base (the input or the tile's bordered image, kernel rows step words
- * apart): each position's M row (its window class), its patch (one full-window pack, no border
- * case), then per 32-channel chunk the tile's kernel on all its positions (few_pairs / few_rows).
- * Another layout plugs in here with its gather and its kernel on the same job (patches x rows). */
-BNN_INLINE void few_run(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *base, uint32_t step,
-                        uint32_t pairs, uint32_t oy0, uint32_t ox0, uint32_t th, uint32_t tw, bnn_word_t *out,
-                        bnn_conv_rows_fn fn)
+/* The patches of th x tw positions (nw words each, position order) from the window of the first at
+ * base (kernel rows step words apart, output rows rstep words apart): one gather per patch layout.
+ * Returns the word after the last patch. */
+BNN_INLINE bnn_word_t *few_gather_any(const bnn_conv_params_t *p, uint32_t nw, uint32_t pairs, const bnn_word_t *base,
+                                      uint32_t step, uint32_t rstep, uint32_t th, uint32_t tw, bnn_word_t *x)
 {
-    const uint32_t cin = p->cin, nw = q->nw, cpad = q->cpad, nx = q->nx, npos = th * tw;
-    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
-    const int32_t *mp[BNN_CONV_FEW_POS];
-    const int32_t **m = mp;
+    const uint32_t cin = p->cin, sw = p->stride_w;
+    const int dense = nw != 9u;
+    if (cin == 16u && dense) {
+        few_gather16(base, step, sw, rstep, th, tw, pairs, x);
+    } else if (cin == 24u && dense) {
+        few_gather24(base, step, sw, rstep, th, tw, x);
+    } else {
+        few_gather(base, step, sw, rstep, th, tw, cin, nw, x);
+    }
+    return x + nw * th * tw;
+}
+
+/* Each of the th x tw positions' M row (its window class), position order. */
+BNN_INLINE void few_mrows(const bnn_conv_prep_t *q, uint32_t oy0, uint32_t ox0, uint32_t th, uint32_t tw,
+                          const int32_t **m)
+{
+    const uint32_t cpad = q->cpad, nx = q->nx;
     for (uint32_t oy = oy0; oy < oy0 + th; ++oy) {
         const int32_t *my = q->m + q->ycls[oy] * nx * cpad;
         for (uint32_t ox = ox0; ox < ox0 + tw; ++ox) {
             *m++ = my + q->xcls[ox] * cpad;
         }
     }
-    const int dense = nw != 9u;
-    const uint32_t sw = p->stride_w, rstep = p->stride_h * step;
-    if (cin == 16u && dense) {
-        few_gather16(base, step, sw, rstep, th, tw, pairs, patch);
-    } else if (cin == 24u && dense) {
-        few_gather24(base, step, sw, rstep, th, tw, patch);
-    } else {
-        few_gather(base, step, sw, rstep, th, tw, cin, nw, patch);
-    }
-    const uint32_t ow = BNN_WORDS(p->cout);
+}
+
+/* Per 32-channel chunk, the tile's kernel on its npos patches (few_pairs / few_rows): the per-tile
+ * step another kernel with the same job (patches x rows) plugs into. */
+BNN_INLINE void few_kernels(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t pairs,
+                            const bnn_word_t *patch, const int32_t *const *mp, uint32_t npos, bnn_word_t *out,
+                            bnn_conv_rows_fn fn)
+{
+    const uint32_t ow = BNN_WORDS(p->cout), nw = q->nw;
     for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
         const uint32_t left = p->cout - c0;
         const uint32_t cnt = left < 32u ? left : 32u;
@@ -1661,23 +1654,80 @@ BNN_INLINE void few_run(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
     }
 }
 
-/* One tile of a conv with more than one (few_run's positions): its window rectangle read in place
- * when it lies inside the input, else copied into img (BNN_CONV_FEW_IMG words) with zero words
- * outside the input. */
-static void __attribute__((noinline)) few_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
-                                               const bnn_word_t *in, uint32_t pairs, uint32_t oy0, uint32_t ox0,
-                                               uint32_t th, uint32_t tw, bnn_word_t *img, bnn_word_t *out,
-                                               bnn_conv_rows_fn fn)
+/* What every tile of one bnn_conv_bits_few call shares. */
+typedef struct {
+    const bnn_conv_params_t *p;
+    const bnn_conv_prep_t *q;
+    const bnn_word_t *in;
+    uint32_t pairs;
+    span_t cols;          /* the output columns whose windows lie inside the input horizontally */
+    bnn_word_t *img;      /* BNN_CONV_FEW_IMG words: bordered copies of windows that leave the input */
+    bnn_conv_rows_fn fn;
+} few_layer_t;
+
+/* The patches of output row oy (its windows' top row y0), columns [ox0, ox1), from a zero-bordered
+ * copy of their 3 input rows (3 x ((ox1 - ox0 - 1) stride_w + 3) words; one position: gather_3x3_1w)
+ * into x; returns the word after the last patch. */
+static bnn_word_t *few_bordered(const few_layer_t *L, int32_t y0, uint32_t ox0, uint32_t ox1, bnn_word_t *x)
 {
-    const uint32_t yr = (th - 1u) * p->stride_h + 3u, xc = (tw - 1u) * p->stride_w + 3u;
-    const int32_t y0 = (int32_t)(oy0 * p->stride_h) - (int32_t)p->pad_h;
+    const bnn_conv_params_t *p = L->p;
+    const uint32_t xc = (ox1 - ox0 - 1u) * p->stride_w + 3u;
+    const int32_t x0 = (int32_t)(ox0 * p->stride_w) - (int32_t)p->pad_w;
+    if (xc == 3u) { /* one window (a row's first or last position at padding 1): its 9 tap words */
+        gather_3x3_1w(L->in, p->in_h, p->in_w, y0, x0, L->img);
+    } else {
+        few_image(p, L->in, y0, x0, 3u, xc, L->img);
+    }
+    return few_gather_any(p, L->q->nw, L->pairs, L->img, xc, 0u, 1u, ox1 - ox0, x);
+}
+
+/* The patches of output row oy, columns [ox0, ox1), into x: the columns whose windows lie inside the
+ * input (L->cols) read in place when the row's windows lie inside vertically, the others (or the
+ * whole run) through few_bordered.  Returns the word after the last patch. */
+static bnn_word_t *few_row_patches(const few_layer_t *L, uint32_t oy, uint32_t ox0, uint32_t ox1, bnn_word_t *x)
+{
+    const bnn_conv_params_t *p = L->p;
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    const uint32_t a = L->cols.lo > ox0 ? L->cols.lo : ox0, b = L->cols.hi < ox1 ? L->cols.hi : ox1;
+    if (y0 < 0 || (uint32_t)y0 + 3u > p->in_h || a >= b) {
+        return few_bordered(L, y0, ox0, ox1, x);
+    }
+    if (a > ox0) {
+        x = few_bordered(L, y0, ox0, a, x);
+    }
+    const bnn_word_t *src = L->in + (uint32_t)y0 * p->in_w + (a * p->stride_w - p->pad_w);
+    x = few_gather_any(p, L->q->nw, L->pairs, src, p->in_w, 0u, 1u, b - a, x);
+    if (ox1 > b) {
+        x = few_bordered(L, y0, b, ox1, x);
+    }
+    return x;
+}
+
+/* One tile of a conv with more than one: th x tw output positions from (oy0, ox0) on (th == 1 or
+ * tw == out_w, so their output words are consecutive from out; th tw <= BNN_CONV_FEW_POS).  The
+ * patches: a tile whose windows lie inside the input, in place; a tile of whole rows, from one
+ * zero-bordered copy of its windows' rectangle (((th - 1) stride_h + 3) x ((tw - 1) stride_w + 3)
+ * words, within BNN_CONV_FEW_IMG by the caller's th); a row run, per few_row_patches. */
+static void __attribute__((noinline)) few_tile(const few_layer_t *L, uint32_t oy0, uint32_t ox0, uint32_t th,
+                                               uint32_t tw, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = L->p;
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS];
+    few_mrows(L->q, oy0, ox0, th, tw, mp);
+    const uint32_t sh = p->stride_h, yr = (th - 1u) * sh + 3u, xc = (tw - 1u) * p->stride_w + 3u;
+    const int32_t y0 = (int32_t)(oy0 * sh) - (int32_t)p->pad_h;
     const int32_t x0 = (int32_t)(ox0 * p->stride_w) - (int32_t)p->pad_w;
     if (y0 >= 0 && x0 >= 0 && (uint32_t)y0 + yr <= p->in_h && (uint32_t)x0 + xc <= p->in_w) {
-        few_run(p, q, in + (uint32_t)y0 * p->in_w + (uint32_t)x0, p->in_w, pairs, oy0, ox0, th, tw, out, fn);
+        few_gather_any(p, L->q->nw, L->pairs, L->in + (uint32_t)y0 * p->in_w + (uint32_t)x0, p->in_w,
+                       sh * p->in_w, th, tw, patch);
+    } else if (th > 1u) {
+        few_image(p, L->in, y0, x0, yr, xc, L->img);
+        few_gather_any(p, L->q->nw, L->pairs, L->img, xc, sh * xc, th, tw, patch);
     } else {
-        few_image(p, in, y0, x0, yr, xc, img);
-        few_run(p, q, img, xc, pairs, oy0, ox0, th, tw, out, fn);
+        few_row_patches(L, oy0, ox0, ox0 + tw, patch);
     }
+    few_kernels(p, L->q, L->pairs, patch, mp, th * tw, out, L->fn);
 }
 
 void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
@@ -1693,7 +1743,8 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
     const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
     const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
     bnn_word_t img[BNN_CONV_FEW_IMG];
-    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) { /* one tile */
+    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
+        /* one tile: its patches from the input or one bordered image of all windows */
         const bnn_word_t *base = in;
         uint32_t step = p->in_w;
         if (img_needed) {
@@ -1701,32 +1752,35 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             base = img;
             step = xr;
         }
-        few_run(p, q, base, step, pairs, 0u, 0u, oh, owd, out, fn);
+        bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+        const int32_t *mp[BNN_CONV_FEW_POS];
+        few_mrows(q, 0u, 0u, oh, owd, mp);
+        few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
+        few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
         return;
     }
-    /* the tiles: tw columns (a whole output row when it has <= BNN_CONV_FEW_POS positions) x th rows
-     * (1 when the row is split), each within BNN_CONV_FEW_POS positions and, when some window reaches
-     * outside the input, its bordered rectangle ((th - 1) sh + 3) x ((tw - 1) sw + 3) within
-     * BNN_CONV_FEW_IMG words */
-    const uint32_t cap = img_needed ? BNN_CONV_FEW_IMG : 0xFFFFFFFFu / 4u;
+    /* tiles of tw columns (the whole output row when it has <= BNN_CONV_FEW_POS positions, else
+     * BNN_CONV_FEW_POS and the rest) x th rows (BNN_CONV_FEW_POS / out_w whole rows, else 1), their
+     * bordered copies (few_tile) within BNN_CONV_FEW_IMG words */
     uint32_t tw = owd < BNN_CONV_FEW_POS ? owd : BNN_CONV_FEW_POS;
-    if ((tw - 1u) * sw + 3u > cap / 3u) {
-        tw = (cap / 3u - 3u) / sw + 1u;
+    if ((tw - 1u) * sw + 3u > BNN_CONV_FEW_IMG / 3u) {
+        tw = (BNN_CONV_FEW_IMG / 3u - 3u) / sw + 1u;
     }
-    const uint32_t xc = (tw - 1u) * sw + 3u;
     uint32_t th = tw == owd ? BNN_CONV_FEW_POS / tw : 1u;
     if (th > oh) {
         th = oh;
     }
-    if ((th - 1u) * sh + 3u > cap / xc) {
-        th = (cap / xc - 3u) / sh + 1u;
+    const uint32_t xc = (tw - 1u) * sw + 3u;
+    if (img_needed && (th - 1u) * sh + 3u > BNN_CONV_FEW_IMG / xc) {
+        th = (BNN_CONV_FEW_IMG / xc - 3u) / sh + 1u;
     }
+    const few_layer_t L = {p, q, in, pairs, interior_cols(p), img, fn};
     const uint32_t ow = BNN_WORDS(p->cout);
     for (uint32_t oy = 0; oy < oh; oy += th) {
         const uint32_t rows = oh - oy < th ? oh - oy : th;
         for (uint32_t ox = 0; ox < owd; ox += tw) {
             const uint32_t cols = owd - ox < tw ? owd - ox : tw;
-            few_tile(p, q, in, pairs, oy, ox, rows, cols, img, out + (oy * owd + ox) * ow, fn);
+            few_tile(&L, oy, ox, rows, cols, out + (oy * owd + ox) * ow);
         }
     }
 }
