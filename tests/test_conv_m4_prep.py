@@ -163,9 +163,11 @@ def _reference(x, w, stride, pad, pm1):
     return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
 
 
-def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep"):
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep",
+                 extremes: bool = False):
     """model.c running every CASES conv twice (prepared entry bnn_conv_bits_<entry>, then the reference
-    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
+    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32).  extremes: the second
+    and third thresholds INT32_MIN and INT32_MAX instead of -+10^6."""
     rng = np.random.default_rng(seed)
     data, body, xs, outs = [], [], [[], [], []], [[], [], []]
     in_off = out_off = 0
@@ -182,7 +184,7 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
         thr[ties] = accr[rng.integers(0, oh, cout), rng.integers(0, ow, cout), np.arange(cout)][ties]
         thr[0] = k if cout > 1 else thr[0]
         if cout > 2:
-            thr[1], thr[2] = -(10 ** 6), 10 ** 6
+            thr[1], thr[2] = (-2 ** 31, 2 ** 31 - 1) if extremes else (-(10 ** 6), 10 ** 6)
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
         if i % 7 == 6:
@@ -268,20 +270,38 @@ FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (
              (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 17, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1), (32, 24, 7, 3, 1, 1),
              (32, 33, 4, 4, 1, 0),
              (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0),
-             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (the fallback)
+             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (two tiles)
              (16, 17, 3, 46, 3, 1), (24, 16, 3, 62, 4, 1)]
 
+# More than one tile (17 to 300 positions): whole-row tiles (out_w <= 16) in place or through one bordered
+# image, row runs of <= 16 (out_w > 16) in place with bordered ends or bordered whole (the first / last
+# row), a 1 x 25 strip at stride 4 in runs of 13 (the image cap), strides 1 / 2 / 3, pad 0 / 1 / -1;
+# cin 24 / 17 / 32 / 1 / 31 through few_rows, cin 33 the prepared entry's fallback
+TILE_CASES = [(16, 16, 8, 8, 1, 1), (16, 15, 5, 5, 1, 1), (16, 17, 7, 3, 1, 1), (16, 33, 1, 40, 1, 1),
+              (16, 63, 33, 5, 2, 0), (16, 31, 33, 5, 1, 1), (16, 1, 20, 20, 3, 1), (16, 16, 10, 30, 1, -1),
+              (16, 16, 9, 35, 2, 1), (16, 16, 6, 40, 3, 0), (16, 15, 18, 18, 3, 1), (16, 16, 3, 100, 4, 1),
+              (16, 33, 5, 5, 1, 0), (16, 17, 12, 12, 2, 0), (16, 16, 9, 9, 1, -1),
+              (24, 16, 8, 8, 1, 1), (24, 33, 7, 21, 1, 0), (17, 33, 7, 3, 1, 1), (17, 16, 9, 20, 2, -1),
+              (32, 17, 9, 9, 1, 0), (32, 15, 5, 18, 1, 1), (1, 15, 8, 8, 1, 1), (31, 16, 10, 10, 2, 1),
+              (33, 16, 6, 6, 1, 1)]
 
+
+@pytest.mark.parametrize("cases", ["one tile", "tiles"])
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
-def test_few_entry_exact(tmp_path, target, flags):
-    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; Helium:
-    the prepared entry's fallback; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
-    every 5th case's data made for another build, every 7th with a wrong row length): the output words of
-    the prepared-data entry and of the reference loop nest both equal numpy's."""
-    got, want = _build_and_run(tmp_path, target, flags, FEW_CASES, seed=11, entry="few")
+def test_few_entry_exact(tmp_path, target, flags, cases):
+    """bnn_conv_bits_few on FEW_CASES (one tile) and TILE_CASES (host builds run under ASan/UBSan,
+    firmware/harness/Makefile; Helium: the prepared entry's fallback; ties, thresholds at K and +-10^6
+    (TILE_CASES: INT32_MIN / INT32_MAX), all-ones / all -1 / random inputs; every 5th case's data made for
+    another build, every 7th with a wrong row length): the output words of the prepared-data entry and of
+    the reference loop nest both equal numpy's."""
+    tiles = cases == "tiles"
+    chosen = TILE_CASES if tiles else FEW_CASES
+    if tiles and target == "cortex-m0":  # 16 KB RAM board: the maps up to 50 pixels
+        chosen = [c for c in chosen if c[2] * c[3] <= 50]
+    got, want = _build_and_run(tmp_path, target, flags, chosen, seed=11, entry="few", extremes=tiles)
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"

@@ -336,7 +336,8 @@ def prep_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     from . import conv_m4_prep
 
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
-    if not (conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1)):
+    few = conv_m4_prep.use_few(cin, kh, kw, (h, wd), (oh, ow), s, p)
+    if not (conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1, few)):
         return rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
     return float(np.dot(PREP_COEFFS, prep_features(h, wd, cin, cout, kh, kw, s, p)))
 

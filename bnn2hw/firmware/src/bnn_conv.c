@@ -1662,6 +1662,8 @@ typedef struct {
     uint32_t pairs;
     span_t cols;          /* the output columns whose windows lie inside the input horizontally */
     bnn_word_t *img;      /* BNN_CONV_FEW_IMG words: bordered copies of windows that leave the input */
+    bnn_word_t *patch;    /* BNN_CONV_FEW_POS x 9 words: a tile's patches */
+    const int32_t **mp;   /* BNN_CONV_FEW_POS: a tile's M rows */
     bnn_conv_rows_fn fn;
 } few_layer_t;
 
@@ -1712,8 +1714,8 @@ static void __attribute__((noinline)) few_tile(const few_layer_t *L, uint32_t oy
                                                uint32_t tw, bnn_word_t *out)
 {
     const bnn_conv_params_t *p = L->p;
-    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
-    const int32_t *mp[BNN_CONV_FEW_POS];
+    bnn_word_t *patch = L->patch;
+    const int32_t **mp = L->mp;
     few_mrows(L->q, oy0, ox0, th, tw, mp);
     const uint32_t sh = p->stride_h, yr = (th - 1u) * sh + 3u, xc = (tw - 1u) * p->stride_w + 3u;
     const int32_t y0 = (int32_t)(oy0 * sh) - (int32_t)p->pad_h;
@@ -1743,6 +1745,8 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
     const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
     const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
     bnn_word_t img[BNN_CONV_FEW_IMG];
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS];
     if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
         /* one tile: its patches from the input or one bordered image of all windows */
         const bnn_word_t *base = in;
@@ -1752,8 +1756,6 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             base = img;
             step = xr;
         }
-        bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
-        const int32_t *mp[BNN_CONV_FEW_POS];
         few_mrows(q, 0u, 0u, oh, owd, mp);
         few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
         few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
@@ -1774,7 +1776,7 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
     if (img_needed && (th - 1u) * sh + 3u > BNN_CONV_FEW_IMG / xc) {
         th = (BNN_CONV_FEW_IMG / xc - 3u) / sh + 1u;
     }
-    const few_layer_t L = {p, q, in, pairs, interior_cols(p), img, fn};
+    const few_layer_t L = {p, q, in, pairs, interior_cols(p), img, patch, mp, fn};
     const uint32_t ow = BNN_WORDS(p->cout);
     for (uint32_t oy = 0; oy < oh; oy += th) {
         const uint32_t rows = oh - oy < th ? oh - oy : th;
