@@ -1737,8 +1737,9 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
 {
     const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
     uint32_t pairs = 0;
-    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh == 0u || owd == 0u || sh == 0u ||
-        sw == 0u || !prep_matches(p, q, &pairs)) {
+    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
+        !prep_matches(p, q, &pairs)) {
         bnn__conv_bits_prep(p, q, in, out, fn, pfn);
         return;
     }
