@@ -357,19 +357,30 @@ def test_emitted_cnn_few(tmp_path):
 
 
 def test_use_few_and_vc_choice():
-    """use_few mirrors bnn__conv_bits_few's own test (3x3, cin <= 32, <= 16 positions, the bordered image
-    within FEW_IMG words); use_vc keeps the column-sliced kernel only where it is also estimated to beat
+    """use_few: bnn__conv_bits_few's one-tile test (3x3, cin <= 32, <= 16 positions, the bordered image
+    within FEW_IMG words) or 3x3x16 / 3x3x32 at any size (tiles); use_vc keeps the column-sliced kernel only where it is also estimated to beat
     the prepared entry, so it never picks it where the old rule (against the plain rows) did not, and the
     grid shapes where bnn_conv_bits_prep / _few measured faster than the column-sliced kernel leave it."""
     from bnn2hw.mcu import conv_vcols as cv
 
     assert mp.use_few(16, 3, 3, (4, 4), (1, 1), 2, 0) and mp.use_few(32, 3, 3, (8, 8), (4, 4), 2, 1)
     assert not mp.use_few(33, 3, 3, (4, 4), (2, 2), 1, 0)  # two words a tap
-    assert not mp.use_few(16, 3, 3, (5, 5), (5, 5), 1, 1)  # 25 positions
     assert not mp.use_few(16, 5, 5, (5, 5), (1, 1), 1, 0)
+    # more than one tile: 3x3x16 and 3x3x32 (measured faster than bnn_conv_bits_prep on every grid shape),
+    # not 3x3x24 (1% slower on the 16x16 maps) nor other cin
+    for c in (16, 32):
+        assert mp.use_few(c, 3, 3, (5, 5), (5, 5), 1, 1) and mp.use_few(c, 3, 3, (32, 32), (32, 32), 1, 1)
+    for c in (24, 17, 31):
+        assert not mp.use_few(c, 3, 3, (5, 5), (5, 5), 1, 1) and mp.use_few(c, 3, 3, (4, 4), (4, 4), 1, 1)
     # a 1x16 strip at stride 3 with padding: image 3 x 48 = 144 words fits, stride 4: 3 x 63 does not
-    assert mp.use_few(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
-    assert mp.use_few(16, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    # (one tile: cin 24 only then; cin 16 runs two tiles)
+    assert mp.one_tile(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.one_tile(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(24, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(24, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(24, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    # the tiled entry beats the plain call on 3x3x16 without padding classes over 256 positions, where
+    # bnn_conv_bits_prep alone did not (worth)
+    assert not mp.worth(16, 3, 3, 30, 30, 0, False) and mp.worth(16, 3, 3, 30, 30, 0, False, few=True)
     old_rule = {}
     for c in (16, 24, 32, 64, 128, 256):
         for hw in (32, 16, 8, 4):
@@ -390,5 +401,7 @@ def test_use_few_and_vc_choice():
               (32, 32, 32, 32, 3, 3, 1, 0, False)]:
         assert cv.use_vc(*g), g
     # the estimate follows the kernel emit-c calls: the plain rows where conv_m4_prep does not prepare
-    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: conv_m4_prep.worth False
+    g = (8, 8, 16, 16, 5, 5, 1, 0, False)  # 25 taps: conv_m4_prep.fits False
     assert cv.prep_estimate(*g) == cv.rows_estimate(*g)
+    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: the tiled few entry
+    assert cv.prep_estimate(*g) < cv.rows_estimate(*g)
