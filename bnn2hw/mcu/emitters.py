@@ -461,7 +461,8 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     """Cores without Helium, bits conv + threshold: ``bnn_conv_bits_prep`` on the weight side
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
     class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
-    data for layers with few output positions (conv_m4_prep.use_few).  Returns [call] or
+    data where it measured faster (conv_m4_prep.use_few: few output positions, 3x3x16 / 3x3x32 at any
+    size in tiles), not with --optimize size.  Returns [call] or
     ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
     4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
     the prepared rows unless they are the plain ones (cin % 32 == 0)."""

@@ -1323,29 +1323,38 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 
 /*
  * bnn_conv_bits_few (bnn_conv.h): bnn_conv_bits_prep for 3x3 convs with cin <= 32 (one word per tap)
- * and at most BNN_CONV_FEW_POS output positions, on the same prepared data.  With few positions the
- * prepared entry spends more on each position than on its rows (4x4x16 stride 2 pad 0, one
- * position: 380 of 1,051 Cortex-M4 instructions outside the pair kernel): the window logic, the
- * border gather (a call and nine bounds checks per tap row), the class lookup and the row kernel's
- * prologue, per position and per chunk.  Here, once per call:
- *   1. zero padding or -1 padding (or windows past the input): the input rows the windows cover,
- *      copied into a zero-bordered image img (yr x xc words, yr = (out_h - 1) stride_h + 3,
- *      xc = (out_w - 1) stride_w + 3, at most BNN_CONV_FEW_IMG words); a tap outside the input is
- *      a zero word there, which is what the prepared M tables expect of a padded tap (zero bits:
- *      the correction of zero padding is folded into M, -1 padding's activation is bit 0);
- *      no padding: the input itself;
- *   2. every position's patch packed from that image by one full-window pack (no border case),
- *      the 3x3x16 patches with their fifth word spread for the pair records;
- *   3. per 32-channel chunk, the row kernel on every position with its class's M row: 3x3x16 pair
- *      records in one assembly call over all positions (conv16_few_asm: the patch in registers,
- *      74 instructions per record), other layouts bnn__conv_bits_rows' row kernel per position.
+ * on the same prepared data, the output in tiles of at most BNN_CONV_FEW_POS positions.  The prepared
+ * entry spends more on each position than the row kernel's own work needs (4x4x16 stride 2 pad 0, one
+ * position: 380 of 1,051 Cortex-M4 instructions outside the pair kernel; 32x32x16 stride 2 pad 1:
+ * ~150 per position): the window logic, the border gather (a call and nine bounds checks per tap
+ * row), the class lookup and the row kernel's prologue, per position and per chunk.  Here, per tile:
+ *   1. its patches by one full-window pack per position (no border case), read in place where the
+ *      windows lie inside the input; elsewhere from a zero-bordered copy (a tap outside the input is
+ *      a zero word there, which is what the prepared M tables expect of a padded tap: zero bits, the
+ *      correction of zero padding folded into M, -1 padding's activation is bit 0): a conv that is
+ *      one tile (out_h out_w <= BNN_CONV_FEW_POS) copies all its windows' rows once (yr x xc words,
+ *      yr = (out_h - 1) stride_h + 3, xc = (out_w - 1) stride_w + 3, at most BNN_CONV_FEW_IMG);
+ *      tiles of whole output rows (out_w <= BNN_CONV_FEW_POS: BNN_CONV_FEW_POS / out_w rows, fewer
+ *      when their copy would pass BNN_CONV_FEW_IMG) copy their rectangle when some window leaves the
+ *      input; runs of <= BNN_CONV_FEW_POS positions of a wider row (fewer at strides over 3, so that
+ *      3 x ((n - 1) stride_w + 3) <= BNN_CONV_FEW_IMG) read the interior columns in place and copy
+ *      only their ends (one window: gather_3x3_1w), or all of it in the first / last rows at padding;
+ *      3x3x16 patches get their fifth word spread for the pair records;
+ *   2. each position's M row (its window class);
+ *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
+ *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
+ *      in registers, 74 instructions per record; other layouts bnn__conv_bits_rows' row kernel per
+ *      position).
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
- * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (more positions, another kernel
- * size, cin > 32, an image over BNN_CONV_FEW_IMG words, data made for another build) runs
- * bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG) words, 1.3 KB by default.
- * Measured (Cortex-M4, issue 11 grid): 0.6% to 15% fewer instructions than bnn_conv_bits_prep on every
- * shape with <= 16 positions and <= 32 channels (benchmarks/bench_conv_grid_m4.py, kernel "few").
+ * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (another kernel size, cin > 32, data made
+ * for another build) runs bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG)
+ * words in the entry, peak 1.7 KB by default on the Cortex-M4 (-fstack-usage: entry 1,440 B, few_tile
+ * 104, few_pairs 160, conv16_few_asm 40); no static memory.
+ * Measured (Cortex-M4, issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernel "few"): 0.6% to 15%
+ * fewer instructions than bnn_conv_bits_prep on every shape with <= 16 positions and <= 32 channels,
+ * 6% to 11% fewer on every larger 3x3x16 shape (32x32 stride 2 pad 1: 0.320 -> 0.298 per binary MAC),
+ * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).
  */
 #ifndef BNN_CONV_FEW_IMG
 #define BNN_CONV_FEW_IMG 160u
