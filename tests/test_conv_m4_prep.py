@@ -356,6 +356,51 @@ def test_emitted_cnn_few(tmp_path):
         assert res[core]["int_logits_differing"] == 0, core
 
 
+def _tiled_cnn_graph(seed: int):
+    """uint8 stem 12x12 -> binary convs that bnn_conv_bits_few runs in several tiles: 16 -> 16 stride 1 zero
+    padding (144 positions, rows of 12), 16 -> 32 stride 2 no padding (25), 32 -> 17 at -1 padding (25,
+    cin 32: few_rows), each with a threshold (random directions, ties, extremes) -> flatten -> binary dense."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
+              binary_conv3x3(rng, "c1", 16, 16, 1, 1, "bits", 0), threshold(rng, "t1", 16, 144, extremes=True),
+              binary_conv3x3(rng, "c2", 16, 32, 2, 0, "bits", 0), threshold(rng, "t2", 32, 144),
+              binary_conv3x3(rng, "c3", 32, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 288),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 5 * 5 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((12, 12, 3), layers, 1.0, {"model_hash": f"tiledconv{seed}"})
+
+
+def test_emitted_cnn_tiles(tmp_path):
+    """emit-c calls bnn_conv_bits_few for the three bits convs of more than 16 output positions (3x3x16 and
+    3x3x32: conv_m4_prep.use_few), and emit-c --verify's check holds: every integer logit equals the IR
+    executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (tiles on the asm record loop) and
+    M3 / M0 (the data's fallback; few_rows), on all-255, all-0 and random images."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _tiled_cnn_graph(3)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (5, 3, 12, 12)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    for core in ("cortex-m3", "cortex-m0"):
+        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
+        assert res[core]["int_logits_differing"] == 0, core
+
+
 def test_use_few_and_vc_choice():
     """use_few: bnn__conv_bits_few's one-tile test (3x3, cin <= 32, <= 16 positions, the bordered image
     within FEW_IMG words) or 3x3x16 / 3x3x32 at any size (tiles); use_vc keeps the column-sliced kernel only where it is also estimated to beat
