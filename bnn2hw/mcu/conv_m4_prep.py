@@ -91,9 +91,11 @@ def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[in
     on every grid shape with <= 16 positions and <= 32 channels, 4x4x16 stride 1 pad 1: 0.298 against
     0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (6% to 11% fewer
     than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.298,
-    8x8 stride 1 pad 1 0.334 -> 0.298).  About 2.6 KB more code once per image than
-    bnn_conv_bits_prep (tests' 8x8 CNN: 22,212 against 19,652 B), so emit-c --optimize size keeps
-    bnn_conv_bits_prep (emitters._m4_prep_call)."""
+    8x8 stride 1 pad 1 0.334 -> 0.298), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
+    491,239 -> 486,968); not 3x3x24 over 16 positions (1% more on the 16x16 maps).  About 4.2 KB more
+    code once per image than bnn_conv_bits_prep (tests' 8x8 CNN, Cortex-M4 text: 23,812 against
+    19,652 B; 22,212 B before the tiles), so emit-c --optimize size keeps bnn_conv_bits_prep
+    (emitters._m4_prep_call)."""
     if one_tile(cin, kh, kw, in_hw, out_hw, stride, pad):
         return True
     return kh == 3 and kw == 3 and cin in (16, 32) and out_hw[0] * out_hw[1] > 0
