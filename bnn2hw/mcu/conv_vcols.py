@@ -302,9 +302,10 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 
 # PREP_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
 # the prepared row-kernel conv on the 78 shapes of issue 11's grid (benchmarks/bench_conv_grid_m4.py,
-# 2026-12-01, branch conv-few: bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep;
-# cin >= 64 from mcu_conv_grid_m4.md); max error 5.8% (4x4x16 stride 1 pad 1, overestimated).
-PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
+# 2026-12-01, branch tiles16: bnn_conv_bits_few where conv_m4_prep.use_few (3x3x16 and 3x3x32 at every
+# size in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
+# mcu_conv_grid_m4.md); max error 4.9% (4x4x24 stride 2 pad 1, underestimated).
+PREP_COEFFS = (1.139, 9.151, 63.815, 286.106, 54.53)
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
@@ -326,7 +327,7 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     if p and not conv_m4_prep.use_few(cin, kh, kw, (h, wd), (oh, ow), s, p):
         inner = max(0, _out(h, kh, s, 0) - 1) * max(0, _out(wd, kw, s, 0) - 1)
         border = pos - min(inner, pos)
-    return [pos * cout * rowops, pos * -(-cout // 2), border, 1.0]
+    return [pos * cout * rowops, pos * -(-cout // 2), border, 1.0, 0 if conv_m4_prep.uses_pairs(cin, kh, kw) else pos]
 
 
 def prep_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
