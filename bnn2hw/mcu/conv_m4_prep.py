@@ -62,7 +62,7 @@ def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minu
     costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
     convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call,
     unless ``few``: the layer runs bnn_conv_bits_few (use_few), which beats the plain call there
-    (32x32x16 s1 p0: 601,711 against 641,784)."""
+    (32x32x16 s1 p0: 598,893 against 641,784)."""
     return few or not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
 
 
@@ -89,9 +89,9 @@ def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[in
     measured faster on the Cortex-M4 (issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernels few and
     prep): layers it runs as one tile (one_tile; 0.6% to 15% fewer instructions than bnn_conv_bits_prep
     on every grid shape with <= 16 positions and <= 32 channels, 4x4x16 stride 1 pad 1: 0.298 against
-    0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (6% to 11% fewer
-    than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.298,
-    8x8 stride 1 pad 1 0.334 -> 0.298), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
+    0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (7% to 11% fewer
+    than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.297,
+    8x8 stride 1 pad 1 0.334 -> 0.297), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
     491,239 -> 486,968); not 3x3x24 over 16 positions (1% more on the 16x16 maps).  About 4.2 KB more
     code once per image than bnn_conv_bits_prep (tests' 8x8 CNN, Cortex-M4 text: 23,812 against
     19,652 B; 22,212 B before the tiles), so emit-c --optimize size keeps bnn_conv_bits_prep
