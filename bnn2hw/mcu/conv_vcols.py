@@ -303,16 +303,18 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 # PREP_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
 # the prepared row-kernel conv on the 78 shapes of issue 11's grid (benchmarks/bench_conv_grid_m4.py,
 # 2026-12-01, branch tiles16: bnn_conv_bits_few where conv_m4_prep.use_few (3x3x16 and 3x3x32 at every
-# size in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
-# mcu_conv_grid_m4.md); max error 4.9% (4x4x24 stride 2 pad 1, underestimated).
-PREP_COEFFS = (1.139, 9.151, 63.815, 286.106, 54.53)
+# size, in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
+# mcu_conv_grid_m4.md); max error 4.3% (4x4x16 stride 2 pad 1, overestimated).
+PREP_COEFFS = (1.14, 8.944, 65.046, 287.821, 56.117)
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
     65 / 2 for a 3x3x16 pair-record row, else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
-    bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1]."""
+    bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1,
+    positions outside the pair records (the row kernel's per-position call and gather; the pair
+    records run all of a tile's positions in one assembly loop)]."""
     from . import conv_m4_prep
 
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
