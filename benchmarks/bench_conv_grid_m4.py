@@ -43,9 +43,10 @@ def generated_kernel(hw: int, c: int, s: int, p: int) -> str:
     if vc:
         return "vc"
     oh = (hw + 2 * p - 3) // s + 1
-    if not (conv_m4_prep.fits(c, 3, 3) and conv_m4_prep.worth(c, 3, 3, oh, oh, p, False)):
+    few = conv_m4_prep.use_few(c, 3, 3, (hw, hw), (oh, oh), s, p)
+    if not (conv_m4_prep.fits(c, 3, 3) and conv_m4_prep.worth(c, 3, 3, oh, oh, p, False, few)):
         return "rows"
-    return "few" if conv_m4_prep.use_few(c, 3, 3, (hw, hw), (oh, oh), s, p) else "prep"
+    return "few" if few else "prep"
 
 
 def main() -> None:

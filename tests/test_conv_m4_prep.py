@@ -163,9 +163,11 @@ def _reference(x, w, stride, pad, pm1):
     return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
 
 
-def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep"):
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep",
+                 extremes: bool = False):
     """model.c running every CASES conv twice (prepared entry bnn_conv_bits_<entry>, then the reference
-    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
+    loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32).  extremes: the second
+    and third thresholds INT32_MIN and INT32_MAX instead of -+10^6."""
     rng = np.random.default_rng(seed)
     data, body, xs, outs = [], [], [[], [], []], [[], [], []]
     in_off = out_off = 0
@@ -182,7 +184,7 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
         thr[ties] = accr[rng.integers(0, oh, cout), rng.integers(0, ow, cout), np.arange(cout)][ties]
         thr[0] = k if cout > 1 else thr[0]
         if cout > 2:
-            thr[1], thr[2] = -(10 ** 6), 10 ** 6
+            thr[1], thr[2] = (-2 ** 31, 2 ** 31 - 1) if extremes else (-(10 ** 6), 10 ** 6)
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
         if i % 7 == 6:
@@ -268,20 +270,38 @@ FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (
              (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 17, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1), (32, 24, 7, 3, 1, 1),
              (32, 33, 4, 4, 1, 0),
              (31, 16, 4, 4, 1, 1), (1, 15, 4, 4, 2, 1), (33, 16, 4, 4, 2, 0), (33, 15, 3, 3, 1, 1), (33, 33, 4, 4, 1, 0),
-             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (the fallback)
+             # 1 x 16 strips: the bordered image 3 x 48 words (fits BNN_CONV_FEW_IMG), 3 x 63 (two tiles)
              (16, 17, 3, 46, 3, 1), (24, 16, 3, 62, 4, 1)]
 
+# More than one tile (17 to 300 positions): whole-row tiles (out_w <= 16) in place or through one bordered
+# image, row runs of <= 16 (out_w > 16) in place with bordered ends or bordered whole (the first / last
+# row), a 1 x 25 strip at stride 4 in runs of 13 (the image cap), strides 1 / 2 / 3, pad 0 / 1 / -1;
+# cin 24 / 17 / 32 / 1 / 31 through few_rows, cin 33 the prepared entry's fallback
+TILE_CASES = [(16, 16, 8, 8, 1, 1), (16, 15, 5, 5, 1, 1), (16, 17, 7, 3, 1, 1), (16, 33, 1, 40, 1, 1),
+              (16, 63, 33, 5, 2, 0), (16, 31, 33, 5, 1, 1), (16, 1, 20, 20, 3, 1), (16, 16, 10, 30, 1, -1),
+              (16, 16, 9, 35, 2, 1), (16, 16, 6, 40, 3, 0), (16, 15, 18, 18, 3, 1), (16, 16, 3, 100, 4, 1),
+              (16, 33, 5, 5, 1, 0), (16, 17, 12, 12, 2, 0), (16, 16, 9, 9, 1, -1),
+              (24, 16, 8, 8, 1, 1), (24, 33, 7, 21, 1, 0), (17, 33, 7, 3, 1, 1), (17, 16, 9, 20, 2, -1),
+              (32, 17, 9, 9, 1, 0), (32, 15, 5, 18, 1, 1), (1, 15, 8, 8, 1, 1), (31, 16, 10, 10, 2, 1),
+              (33, 16, 6, 6, 1, 1)]
 
+
+@pytest.mark.parametrize("cases", ["one tile", "tiles"])
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
-def test_few_entry_exact(tmp_path, target, flags):
-    """bnn_conv_bits_few on FEW_CASES (host builds run under ASan/UBSan, firmware/harness/Makefile; Helium:
-    the prepared entry's fallback; ties, thresholds at K and +-10^6, all-ones / all -1 / random inputs;
-    every 5th case's data made for another build, every 7th with a wrong row length): the output words of
-    the prepared-data entry and of the reference loop nest both equal numpy's."""
-    got, want = _build_and_run(tmp_path, target, flags, FEW_CASES, seed=11, entry="few")
+def test_few_entry_exact(tmp_path, target, flags, cases):
+    """bnn_conv_bits_few on FEW_CASES (one tile) and TILE_CASES (host builds run under ASan/UBSan,
+    firmware/harness/Makefile; Helium: the prepared entry's fallback; ties, thresholds at K and +-10^6
+    (TILE_CASES: INT32_MIN / INT32_MAX), all-ones / all -1 / random inputs; every 5th case's data made for
+    another build, every 7th with a wrong row length): the output words of the prepared-data entry and of
+    the reference loop nest both equal numpy's."""
+    tiles = cases == "tiles"
+    chosen = TILE_CASES if tiles else FEW_CASES
+    if tiles and target == "cortex-m0":  # 16 KB RAM board: the maps up to 50 pixels
+        chosen = [c for c in chosen if c[2] * c[3] <= 50]
+    got, want = _build_and_run(tmp_path, target, flags, chosen, seed=11, entry="few", extremes=tiles)
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
@@ -336,20 +356,76 @@ def test_emitted_cnn_few(tmp_path):
         assert res[core]["int_logits_differing"] == 0, core
 
 
+def _tiled_cnn_graph(seed: int):
+    """uint8 stem 12x12 -> binary convs that bnn_conv_bits_few runs in several tiles: 16 -> 16 stride 1 zero
+    padding (144 positions, rows of 12), 16 -> 32 stride 2 no padding (25), 32 -> 17 at -1 padding (25,
+    cin 32: few_rows), each with a threshold (random directions, ties, extremes) -> flatten -> binary dense."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
+              binary_conv3x3(rng, "c1", 16, 16, 1, 1, "bits", 0), threshold(rng, "t1", 16, 144, extremes=True),
+              binary_conv3x3(rng, "c2", 16, 32, 2, 0, "bits", 0), threshold(rng, "t2", 32, 144),
+              binary_conv3x3(rng, "c3", 32, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 288),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 5 * 5 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((12, 12, 3), layers, 1.0, {"model_hash": f"tiledconv{seed}"})
+
+
+def test_emitted_cnn_tiles(tmp_path):
+    """emit-c calls bnn_conv_bits_few for the three bits convs of more than 16 output positions (3x3x16 and
+    3x3x32: conv_m4_prep.use_few), and emit-c --verify's check holds: every integer logit equals the IR
+    executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (tiles on the asm record loop) and
+    M3 / M0 (the data's fallback; few_rows), on all-255, all-0 and random images."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _tiled_cnn_graph(3)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 256, (5, 3, 12, 12)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    for core in ("cortex-m3", "cortex-m0"):
+        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
+        assert res[core]["int_logits_differing"] == 0, core
+
+
 def test_use_few_and_vc_choice():
-    """use_few mirrors bnn__conv_bits_few's own test (3x3, cin <= 32, <= 16 positions, the bordered image
-    within FEW_IMG words); use_vc keeps the column-sliced kernel only where it is also estimated to beat
+    """use_few: bnn__conv_bits_few's one-tile test (3x3, cin <= 32, <= 16 positions, the bordered image
+    within FEW_IMG words) or 3x3x16 / 3x3x32 at any size (tiles); use_vc keeps the column-sliced kernel only where it is also estimated to beat
     the prepared entry, so it never picks it where the old rule (against the plain rows) did not, and the
     grid shapes where bnn_conv_bits_prep / _few measured faster than the column-sliced kernel leave it."""
     from bnn2hw.mcu import conv_vcols as cv
 
     assert mp.use_few(16, 3, 3, (4, 4), (1, 1), 2, 0) and mp.use_few(32, 3, 3, (8, 8), (4, 4), 2, 1)
     assert not mp.use_few(33, 3, 3, (4, 4), (2, 2), 1, 0)  # two words a tap
-    assert not mp.use_few(16, 3, 3, (5, 5), (5, 5), 1, 1)  # 25 positions
     assert not mp.use_few(16, 5, 5, (5, 5), (1, 1), 1, 0)
+    # more than one tile: 3x3x16 and 3x3x32 (measured faster than bnn_conv_bits_prep on every grid shape),
+    # not 3x3x24 (1% slower on the 16x16 maps) nor other cin
+    for c in (16, 32):
+        assert mp.use_few(c, 3, 3, (5, 5), (5, 5), 1, 1) and mp.use_few(c, 3, 3, (32, 32), (32, 32), 1, 1)
+    for c in (24, 17, 31):
+        assert not mp.use_few(c, 3, 3, (5, 5), (5, 5), 1, 1) and mp.use_few(c, 3, 3, (4, 4), (4, 4), 1, 1)
     # a 1x16 strip at stride 3 with padding: image 3 x 48 = 144 words fits, stride 4: 3 x 63 does not
-    assert mp.use_few(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
-    assert mp.use_few(16, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    # (one tile: cin 24 only then; cin 16 runs two tiles)
+    assert mp.one_tile(16, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.one_tile(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(24, 3, 3, (1, 46), (1, 16), 3, 1) and not mp.use_few(24, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(16, 3, 3, (1, 62), (1, 16), 4, 1)
+    assert mp.use_few(24, 3, 3, (3, 63), (1, 16), 4, 0)  # no padding, windows inside: no image
+    # the tiled entry beats the plain call on 3x3x16 without padding classes over 256 positions, where
+    # bnn_conv_bits_prep alone did not (worth)
+    assert not mp.worth(16, 3, 3, 30, 30, 0, False) and mp.worth(16, 3, 3, 30, 30, 0, False, few=True)
     old_rule = {}
     for c in (16, 24, 32, 64, 128, 256):
         for hw in (32, 16, 8, 4):
@@ -370,5 +446,7 @@ def test_use_few_and_vc_choice():
               (32, 32, 32, 32, 3, 3, 1, 0, False)]:
         assert cv.use_vc(*g), g
     # the estimate follows the kernel emit-c calls: the plain rows where conv_m4_prep does not prepare
-    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: conv_m4_prep.worth False
+    g = (8, 8, 16, 16, 5, 5, 1, 0, False)  # 25 taps: conv_m4_prep.fits False
     assert cv.prep_estimate(*g) == cv.rows_estimate(*g)
+    g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: the tiled few entry
+    assert cv.prep_estimate(*g) < cv.rows_estimate(*g)

@@ -420,8 +420,9 @@ def test_emitted_cnn_vcols(tmp_path, monkeypatch, force):
     assert n_vc == (3 if force else sum(cv.use_vc(*a) for a in [(10, 10, 16, 16, 3, 3, 1, 1, False),
                                                                   (10, 10, 16, 64, 3, 3, 2, 1, True),
                                                                   (5, 5, 64, 33, 3, 3, 1, 1, False)]))
-    # the #else branches: the row-kernel conv on its prepared weights (conv_m4_prep.py)
-    assert src.count("bnn_conv_bits_prep(&") == 3
+    # the #else branches: the row-kernel conv on its prepared weights (conv_m4_prep.py), the two 3x3x16
+    # ones on bnn_conv_bits_few's tiles (conv_m4_prep.use_few)
+    assert src.count("bnn_conv_bits_few(&") == 2 and src.count("bnn_conv_bits_prep(&") == 1
     rng = np.random.default_rng(9)
     x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
     x[0], x[1] = 255, 0

@@ -14,10 +14,11 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
   weights of the padded taps (zero padding only); a position's bit is
   ``popcount(patch ^ row) <= M``; pair records take ``~M = -M - 1``.
 
-The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead for
-layers with few output positions (:func:`use_few`: 3x3, cin <= 32, <= 16 positions): all patches packed
-once from a zero-bordered copy of the input, then the row kernel per chunk and position (3x3x16: an
-assembly loop over every position's pair records with the patch in registers).
+The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead where
+:func:`use_few` (3x3, cin <= 32, <= 16 positions; 3x3x16 at any size): the output in tiles of <= 16
+positions, each tile's patches packed by full-window packs (zero-bordered copies only where windows
+leave the input), then the row kernel per chunk on all the tile's positions (3x3x16: an assembly loop
+over every position's pair records with the patch in registers).
 
 Invariant: for every output position the table selected by (ycls[oy], xcls[ox]) equals the M that
 ``bnn__conv_bits_rows`` computes for that position's window, and the rows equal its packed rows, so
@@ -54,13 +55,15 @@ def fits(cin: int, kh: int, kw: int) -> bool:
     return 0 < n <= PATCH_WORDS and kh * kw <= MAX_TAPS
 
 
-def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minus1: bool) -> bool:
-    """The code generator's choice between bnn_conv_bits_prep and the plain call.  Measured on the
-    Cortex-M4 (issue 11 grid): the prepared entry saves the per-call weight work (~1,500
-    instructions at 16 channels) and the border corrections, but its 3x3x16 pair-record interior
+def worth(cin: int, kh: int, kw: int, out_h: int, out_w: int, pad: int, pad_minus1: bool, few: bool = False) -> bool:
+    """The code generator's choice between the prepared data (bnn_conv_bits_prep / _few) and the plain
+    call.  Measured on the Cortex-M4 (issue 11 grid): the prepared entry saves the per-call weight work
+    (~1,500 instructions at 16 channels) and the border corrections, but its 3x3x16 pair-record interior
     costs ~5 instructions more per position (32x32x16 s1 p0: 646,087 against 641,784), so 3x3x16
-    convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call."""
-    return not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
+    convs without zero-padding classes (pad 0 or -1 padding) over 256 positions keep the plain call,
+    unless ``few``: the layer runs bnn_conv_bits_few (use_few), which beats the plain call there
+    (32x32x16 s1 p0: 598,893 against 641,784)."""
+    return few or not (uses_pairs(cin, kh, kw) and (pad == 0 or pad_minus1) and out_h * out_w > 256)
 
 
 # bnn_conv.h / bnn_conv.c defaults of bnn_conv_bits_few: BNN_CONV_FEW_POS, BNN_CONV_FEW_IMG
@@ -68,21 +71,34 @@ FEW_POS = 16
 FEW_IMG = 160
 
 
-def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
-            pad: int) -> bool:
-    """The code generator calls bnn_conv_bits_few (not bnn_conv_bits_prep) on the prepared data: 3x3,
-    cin <= 32 (one word per tap), at most FEW_POS output positions, and the zero-bordered input copy
-    (needed with padding or windows past the input) within FEW_IMG words; bnn__conv_bits_few's own
-    test, so that a layer it would hand to bnn_conv_bits_prep calls that directly.  Measured on the
-    Cortex-M4 (issue 11 grid, every shape with <= 16 positions and <= 32 channels): 0.6% to 15% fewer
-    instructions than bnn_conv_bits_prep (4x4x16 stride 1 pad 1: 0.300 against 0.355 per MAC), for
-    about 2.6 KB more code once per image (tests' 8x8 CNN: 22,212 against 19,652 B), so emit-c
-    --optimize size keeps bnn_conv_bits_prep (emitters._m4_prep_call)."""
+def one_tile(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
+             pad: int) -> bool:
+    """bnn__conv_bits_few runs the layer as one tile: 3x3, cin <= 32, at most FEW_POS output positions
+    and the zero-bordered copy of all windows (needed with padding or windows past the input) within
+    FEW_IMG words."""
     (h, w), (oh, ow) = in_hw, out_hw
     if kh != 3 or kw != 3 or not 0 < cin <= 32 or not 0 < oh * ow <= FEW_POS:
         return False
     yr, xc = (oh - 1) * stride + 3, (ow - 1) * stride + 3
     return not (pad or yr > h or xc > w) or yr * xc <= FEW_IMG
+
+
+def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
+            pad: int) -> bool:
+    """The code generator calls bnn_conv_bits_few (not bnn_conv_bits_prep) on the prepared data where it
+    measured faster on the Cortex-M4 (issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernels few and
+    prep): layers it runs as one tile (one_tile; 0.6% to 15% fewer instructions than bnn_conv_bits_prep
+    on every grid shape with <= 16 positions and <= 32 channels, 4x4x16 stride 1 pad 1: 0.298 against
+    0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (7% to 11% fewer
+    than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.297,
+    8x8 stride 1 pad 1 0.334 -> 0.297), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
+    491,239 -> 486,968); not 3x3x24 over 16 positions (1% more on the 16x16 maps).  About 4.2 KB more
+    code once per image than bnn_conv_bits_prep (tests' 8x8 CNN, Cortex-M4 text: 23,812 against
+    19,652 B; 22,212 B before the tiles), so emit-c --optimize size keeps bnn_conv_bits_prep
+    (emitters._m4_prep_call)."""
+    if one_tile(cin, kh, kw, in_hw, out_hw, stride, pad):
+        return True
+    return kh == 3 and kw == 3 and cin in (16, 32) and out_hw[0] * out_hw[1] > 0
 
 
 def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = DENSE_WORDS) -> bool:

@@ -205,7 +205,8 @@ def other_kernel(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int,
     if vc:
         return "column-sliced", conv_vcols.vc_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
     oh, ow = (h + 2 * p - kh) // s + 1, (wd + 2 * p - kw) // s + 1
-    if conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1):
+    few = conv_m4_prep.use_few(cin, kh, kw, (h, wd), (oh, ow), s, p)
+    if conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1, few):
         return "prepared-rows", conv_vcols.prep_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
     return "rows", conv_vcols.rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
 

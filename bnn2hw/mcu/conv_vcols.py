@@ -302,16 +302,19 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 
 # PREP_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
 # the prepared row-kernel conv on the 78 shapes of issue 11's grid (benchmarks/bench_conv_grid_m4.py,
-# 2026-12-01, branch conv-few: bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep;
-# cin >= 64 from mcu_conv_grid_m4.md); max error 5.8% (4x4x16 stride 1 pad 1, overestimated).
-PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
+# 2026-12-01, branch tiles16: bnn_conv_bits_few where conv_m4_prep.use_few (3x3x16 and 3x3x32 at every
+# size, in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
+# mcu_conv_grid_m4.md); max error 4.3% (4x4x16 stride 2 pad 1, overestimated).
+PREP_COEFFS = (1.14, 8.944, 65.046, 287.821, 56.117)
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
     65 / 2 for a 3x3x16 pair-record row, else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
-    bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1]."""
+    bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1,
+    positions outside the pair records (the row kernel's per-position call and gather; the pair
+    records run all of a tile's positions in one assembly loop)]."""
     from . import conv_m4_prep
 
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
@@ -326,7 +329,7 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     if p and not conv_m4_prep.use_few(cin, kh, kw, (h, wd), (oh, ow), s, p):
         inner = max(0, _out(h, kh, s, 0) - 1) * max(0, _out(wd, kw, s, 0) - 1)
         border = pos - min(inner, pos)
-    return [pos * cout * rowops, pos * -(-cout // 2), border, 1.0]
+    return [pos * cout * rowops, pos * -(-cout // 2), border, 1.0, 0 if conv_m4_prep.uses_pairs(cin, kh, kw) else pos]
 
 
 def prep_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
@@ -336,7 +339,8 @@ def prep_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     from . import conv_m4_prep
 
     oh, ow = _out(h, kh, s, p), _out(wd, kw, s, p)
-    if not (conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1)):
+    few = conv_m4_prep.use_few(cin, kh, kw, (h, wd), (oh, ow), s, p)
+    if not (conv_m4_prep.fits(cin, kh, kw) and conv_m4_prep.worth(cin, kh, kw, oh, ow, p, m1, few)):
         return rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1)
     return float(np.dot(PREP_COEFFS, prep_features(h, wd, cin, cout, kh, kw, s, p)))
 
@@ -401,7 +405,7 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     # prepared entry, bnn_conv_bits_prep / _few, is up to 50% faster than the plain rows the first test
     # compares with: 4x4x16 stride 1 pad 1 measured 0.300 per MAC on bnn_conv_bits_few against the
     # column-sliced 0.406).  The 2% keep near ties on the column-sliced kernel (4x4x24 stride 1 pad 1:
-    # 0.308 against bnn_conv_bits_few's 0.311, estimates 0.313 / 0.308).  This test only removes
+    # 0.308 against bnn_conv_bits_few's 0.311, estimates 0.313 / 0.309).  This test only removes
     # column-sliced picks, so no layer gains its flash.
     return vc < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1) and vc < 1.02 * prep_estimate(
         h, wd, cin, cout, kh, kw, s, p, m1)

@@ -461,7 +461,8 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     """Cores without Helium, bits conv + threshold: ``bnn_conv_bits_prep`` on the weight side
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
     class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
-    data for layers with few output positions (conv_m4_prep.use_few).  Returns [call] or
+    data where it measured faster (conv_m4_prep.use_few: few output positions, 3x3x16 / 3x3x32 at any
+    size in tiles), not with --optimize size.  Returns [call] or
     ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
     4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
     the prepared rows unless they are the plain ones (cin % 32 == 0)."""
@@ -469,7 +470,10 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
 
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
-    if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p, bool(pad_minus1)):
+    # bnn_conv_bits_few where it measured faster (about 2.6 KB more code on Cortex-M4, not with --optimize size)
+    few = st.optimize != "size" and conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p)
+    if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p,
+                                                                                      bool(pad_minus1), few):
         return [call]
     q = conv_m4_prep.prepare(w, thr, (h, wd), (oh, ow), s, p, bool(pad_minus1))
     guard = "!BNN_MVE && !BNN_CONV_VCOLS" if vc else ("!BNN_MVE && !BNN_CONV_PS" if ps else "!BNN_MVE")
@@ -488,8 +492,6 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
                    f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n"
                    "#endif\n")
-    # few output positions: bnn_conv_bits_few (about 2.6 KB more code on Cortex-M4, not with --optimize size)
-    few = st.optimize != "size" and conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p)
     entry = "few" if few else "prep"
     prep = f"    bnn_conv_bits_{entry}(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
     return ["#if !BNN_MVE", "#else", call, prep]

@@ -162,13 +162,14 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #define bnn_conv_bits_prep(p, q, in, out) \
     bnn__conv_bits_prep(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 /*
- * bnn_conv_bits_few (issue 11): bnn_conv_bits_prep on the same prepared data for convs with few output
- * positions (out_h out_w <= BNN_CONV_FEW_POS, 3x3, cin <= 32): the patches of all positions packed once
- * from a zero-bordered copy of the input (no border cases, no per-position window logic), then per
- * chunk and position only the class's M row and the row kernel (3x3x16 pair records: one assembly loop
- * over all positions with the patch in registers; bnn_conv.c, 1.3 KB of stack).  The code generator
- * (bnn2hw/mcu/conv_m4_prep.py: use_few) calls it for those layers; other shapes, and data made for
- * another build, run bnn_conv_bits_prep.  Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
+ * bnn_conv_bits_few (issue 11): bnn_conv_bits_prep on the same prepared data for 3x3 convs with cin <= 32,
+ * the output in tiles of <= BNN_CONV_FEW_POS positions: per tile the patches packed by full-window packs
+ * (in place where the windows lie inside the input, else from a small zero-bordered copy: no per-position
+ * window logic), then per chunk the tile's positions on the row kernel with their class's M row (3x3x16
+ * pair records: one assembly loop over the tile with the patch in registers; bnn_conv.c, 1.7 KB of stack
+ * at most, no static memory).  The code generator (bnn2hw/mcu/conv_m4_prep.py: use_few) calls it where it
+ * measured faster; other kernel sizes, cin > 32 and data made for another build run bnn_conv_bits_prep.
+ * Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
  */
 #ifndef BNN_CONV_FEW_POS
 #define BNN_CONV_FEW_POS 16u

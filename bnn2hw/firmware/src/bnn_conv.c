@@ -1323,32 +1323,45 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 
 /*
  * bnn_conv_bits_few (bnn_conv.h): bnn_conv_bits_prep for 3x3 convs with cin <= 32 (one word per tap)
- * and at most BNN_CONV_FEW_POS output positions, on the same prepared data.  With few positions the
- * prepared entry spends more on each position than on its rows (4x4x16 stride 2 pad 0, one
- * position: 380 of 1,051 Cortex-M4 instructions outside the pair kernel): the window logic, the
- * border gather (a call and nine bounds checks per tap row), the class lookup and the row kernel's
- * prologue, per position and per chunk.  Here, once per call:
- *   1. zero padding or -1 padding (or windows past the input): the input rows the windows cover,
- *      copied into a zero-bordered image img (yr x xc words, yr = (out_h - 1) stride_h + 3,
- *      xc = (out_w - 1) stride_w + 3, at most BNN_CONV_FEW_IMG words); a tap outside the input is
- *      a zero word there, which is what the prepared M tables expect of a padded tap (zero bits:
- *      the correction of zero padding is folded into M, -1 padding's activation is bit 0);
- *      no padding: the input itself;
- *   2. every position's patch packed from that image by one full-window pack (no border case),
- *      the 3x3x16 patches with their fifth word spread for the pair records;
- *   3. per 32-channel chunk, the row kernel on every position with its class's M row: 3x3x16 pair
- *      records in one assembly call over all positions (conv16_few_asm: the patch in registers,
- *      74 instructions per record), other layouts bnn__conv_bits_rows' row kernel per position.
+ * on the same prepared data, the output in tiles of at most BNN_CONV_FEW_POS positions.  The prepared
+ * entry spends more on each position than the row kernel's own work needs (4x4x16 stride 2 pad 0, one
+ * position: 380 of 1,051 Cortex-M4 instructions outside the pair kernel; 32x32x16 stride 2 pad 1:
+ * ~150 per position): the window logic, the border gather (a call and nine bounds checks per tap
+ * row), the class lookup and the row kernel's prologue, per position and per chunk.  Here, per tile:
+ *   1. its patches by one full-window pack per position (no border case), read in place where the
+ *      windows lie inside the input; elsewhere from a zero-bordered copy (a tap outside the input is
+ *      a zero word there, which is what the prepared M tables expect of a padded tap: zero bits, the
+ *      correction of zero padding folded into M, -1 padding's activation is bit 0): a conv that is
+ *      one tile (out_h out_w <= BNN_CONV_FEW_POS) copies all its windows' rows once (yr x xc words,
+ *      yr = (out_h - 1) stride_h + 3, xc = (out_w - 1) stride_w + 3, at most BNN_CONV_FEW_IMG);
+ *      tiles of whole output rows (out_w <= BNN_CONV_FEW_POS: BNN_CONV_FEW_POS / out_w rows, fewer
+ *      when their copy would pass BNN_CONV_FEW_IMG) copy their rectangle when some window leaves the
+ *      input; runs of <= BNN_CONV_FEW_POS positions of a wider row (fewer at strides over 3, so that
+ *      3 x ((n - 1) stride_w + 3) <= BNN_CONV_FEW_IMG) read the interior columns in place and copy
+ *      only their ends (one window: gather_3x3_1w), or all of it in the first / last rows at padding;
+ *      3x3x16 patches get their fifth word spread for the pair records;
+ *   2. each position's M row (its window class);
+ *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
+ *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
+ *      in registers, 74 instructions per record; other layouts bnn__conv_bits_rows' row kernel per
+ *      position).
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
- * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (more positions, another kernel
- * size, cin > 32, an image over BNN_CONV_FEW_IMG words, data made for another build) runs
- * bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG) words, 1.3 KB by default.
- * Measured (Cortex-M4, issue 11 grid): 0.6% to 15% fewer instructions than bnn_conv_bits_prep on every
- * shape with <= 16 positions and <= 32 channels (benchmarks/bench_conv_grid_m4.py, kernel "few").
+ * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (another kernel size, cin > 32, data made
+ * for another build) runs bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG)
+ * words in the entry, peak 1.7 KB by default on the Cortex-M4 (-fstack-usage: entry 1,440 B, few_tile
+ * 96, few_pairs 160, conv16_few_asm 40: 1,736 B against 1,608 B before the tiles); no static memory;
+ * code: bnn_conv.o 21,936 B of text against 20,356 B (Cortex-M4, -O2).
+ * Measured (Cortex-M4, issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernel "few"): 0.6% to 15%
+ * fewer instructions than bnn_conv_bits_prep on every shape with <= 16 positions and <= 32 channels,
+ * 7% to 11% fewer on every larger 3x3x16 shape (32x32 stride 2 pad 1: 0.320 -> 0.297 per binary MAC),
+ * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).
  */
 #ifndef BNN_CONV_FEW_IMG
 #define BNN_CONV_FEW_IMG 160u
+#endif
+#if BNN_CONV_FEW_IMG < 9u
+#error "BNN_CONV_FEW_IMG: at least one 3x3 window (9 words)"
 #endif
 
 /* The prepared data was made for this build's row layout (else the caller runs the plain path). */
@@ -1367,11 +1380,13 @@ static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, ui
     return q->nw == nw && q->pairs == pairs;
 }
 
-/* Rows [-pad_h, yr - pad_h) x columns [-pad_w, xc - pad_w) of the input (cw = 1) into img
- * (yr x xc words), zero outside the input. */
-static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t yr, uint32_t xc, bnn_word_t *img)
+/* Rows [y0, y0 + yr) x columns [x0, x0 + xc) of the input (cw = 1; y0, x0 may be negative) into img
+ * (yr x xc words), zero outside the input: all zeroed, then the input's rectangle copied (measured
+ * cheaper on the small images here than zeroing only the border row by row). */
+static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t y0, int32_t x0, uint32_t yr,
+                      uint32_t xc, bnn_word_t *img)
 {
-    const uint32_t in_h = p->in_h, in_w = p->in_w, ph = p->pad_h, pw = p->pad_w;
+    const int32_t in_h = (int32_t)p->in_h, in_w = (int32_t)p->in_w;
     const uint32_t nz = yr * xc;
     uint32_t i = 0;
     for (; i + 4u <= nz; i += 4u) { /* four words a step */
@@ -1380,20 +1395,25 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, uint32_t
     for (; i < nz; ++i) {
         img[i] = 0u;
     }
-    /* the input's rectangle in the image: rows [ph, min(yr, ph + in_h)), columns [pw, min(xc, pw + in_w)) */
-    const uint32_t y1 = ph + in_h < yr ? ph + in_h : yr, x1 = pw + in_w < xc ? pw + in_w : xc;
-    if (ph >= y1 || pw >= x1) {
+    /* the input's rectangle in the image: rows [ya, yb), columns [xa, xb) */
+    const int32_t ya = y0 < 0 ? -y0 : 0, xa = x0 < 0 ? -x0 : 0;
+    const int32_t yb = in_h - y0 < (int32_t)yr ? in_h - y0 : (int32_t)yr;
+    const int32_t xb = in_w - x0 < (int32_t)xc ? in_w - x0 : (int32_t)xc;
+    if (ya >= yb || xa >= xb) {
         return;
     }
-    const uint32_t n = x1 - pw;
-    const bnn_word_t *s = in;
-    for (bnn_word_t *d = img + ph * xc + pw, *e = img + y1 * xc; d < e; d += xc, s += in_w) {
+    const uint32_t n = (uint32_t)(xb - xa);
+    const bnn_word_t *s = in + (y0 + ya) * in_w + (x0 + xa);
+    for (bnn_word_t *d = img + (uint32_t)ya * xc + (uint32_t)xa, *e = img + (uint32_t)yb * xc; d < e;
+         d += xc, s += in_w) {
         uint32_t k = 0;
-        for (; k + 2u <= n; k += 2u) { /* two words a step */
+        for (; k + 4u <= n; k += 4u) { /* four words a step */
             d[k] = s[k];
             d[k + 1u] = s[k + 1u];
+            d[k + 2u] = s[k + 2u];
+            d[k + 3u] = s[k + 3u];
         }
-        if (k < n) {
+        for (; k < n; ++k) {
             d[k] = s[k];
         }
     }
@@ -1591,52 +1611,65 @@ static void __attribute__((noinline)) few_gather(const bnn_word_t *base, uint32_
     }
 }
 
-void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
-                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+/* The patches of th x tw positions (nw words each, position order) from the window of the first at
+ * base (kernel rows step words apart, output rows rstep words apart): one gather per patch layout.
+ * Returns the word after the last patch. */
+BNN_INLINE bnn_word_t *few_gather_any(const bnn_conv_params_t *p, uint32_t nw, uint32_t pairs, const bnn_word_t *base,
+                                      uint32_t step, uint32_t rstep, uint32_t th, uint32_t tw, bnn_word_t *x)
 {
-    const uint32_t oh = p->out_h, owd = p->out_w, npos = oh * owd, cin = p->cin;
-    const uint32_t sh = p->stride_h, sw = p->stride_w;
-    uint32_t pairs = 0;
-    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || npos == 0u || npos > BNN_CONV_FEW_POS ||
-        !prep_matches(p, q, &pairs)) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t yr = (oh - 1u) * sh + 3u, xc = (owd - 1u) * sw + 3u;
-    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xc > p->in_w;
-    if (img_needed && yr * xc > BNN_CONV_FEW_IMG) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t nw = q->nw, cpad = q->cpad, nx = q->nx;
+    const uint32_t cin = p->cin, sw = p->stride_w;
     const int dense = nw != 9u;
-    bnn_word_t img[BNN_CONV_FEW_IMG];
-    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
-    const int32_t *mp[BNN_CONV_FEW_POS]; /* each position's M row (its window class) */
-    const bnn_word_t *base = in;
-    uint32_t step = p->in_w;
-    if (img_needed) {
-        few_image(p, in, yr, xc, img);
-        base = img;
-        step = xc;
+    if (cin == 16u && dense) {
+        few_gather16(base, step, sw, rstep, th, tw, pairs, x);
+    } else if (cin == 24u && dense) {
+        few_gather24(base, step, sw, rstep, th, tw, x);
+    } else {
+        few_gather(base, step, sw, rstep, th, tw, cin, nw, x);
     }
-    /* every position's patch (nw words each, position order) and M row; one loop per patch layout */
-    const int32_t **m = mp;
-    const uint32_t rstep = sh * step;
-    for (uint32_t oy = 0; oy < oh; ++oy) {
+    return x + nw * th * tw;
+}
+
+/* Each of the th x tw positions' M row (its window class), position order.  opaque (a constant at each
+ * call, GCC only): the row's first class and the class stride in bytes as opaque registers, else GCC
+ * refactors my + x cbytes as m + 4 (y nx + x) cpad, two instructions per position more (Cortex-M4: 5 a
+ * position with one MLA instead of 7; measured 32x32x16 stride 1 pad 1: 694,707 -> 692,728); not on the
+ * one-tile path, where the plain loop measured cheaper (4x4x16 stride 2 pad 0: 961 against 973). */
+BNN_INLINE void few_mrows(const bnn_conv_prep_t *q, uint32_t oy0, uint32_t ox0, uint32_t th, uint32_t tw,
+                          const int32_t **m, int opaque)
+{
+    const uint32_t cpad = q->cpad, nx = q->nx;
+#if defined(__GNUC__)
+    if (opaque) {
+        uint32_t cbytes = cpad * (uint32_t)sizeof(int32_t);
+        const uint8_t *xc = q->xcls + ox0, *xe = xc + tw;
+        __asm__("" : "+r"(cbytes));
+        for (uint32_t oy = oy0; oy < oy0 + th; ++oy) {
+            const uint8_t *my = (const uint8_t *)(q->m + q->ycls[oy] * nx * cpad); /* the row's first class */
+            __asm__("" : "+r"(my));
+            for (const uint8_t *c = xc; c < xe; ++c) {
+                *m++ = (const int32_t *)(const void *)(my + *c * cbytes);
+            }
+        }
+        return;
+    }
+#else
+    (void)opaque;
+#endif
+    for (uint32_t oy = oy0; oy < oy0 + th; ++oy) {
         const int32_t *my = q->m + q->ycls[oy] * nx * cpad;
-        for (uint32_t ox = 0; ox < owd; ++ox) {
+        for (uint32_t ox = ox0; ox < ox0 + tw; ++ox) {
             *m++ = my + q->xcls[ox] * cpad;
         }
     }
-    if (cin == 16u && dense) {
-        few_gather16(base, step, sw, rstep, oh, owd, pairs, patch);
-    } else if (cin == 24u && dense) {
-        few_gather24(base, step, sw, rstep, oh, owd, patch);
-    } else {
-        few_gather(base, step, sw, rstep, oh, owd, cin, nw, patch);
-    }
-    const uint32_t ow = BNN_WORDS(p->cout);
+}
+
+/* Per 32-channel chunk, the tile's kernel on its npos patches (few_pairs / few_rows): the per-tile
+ * step another kernel with the same job (patches x rows) plugs into. */
+BNN_INLINE void few_kernels(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t pairs,
+                            const bnn_word_t *patch, const int32_t *const *mp, uint32_t npos, bnn_word_t *out,
+                            bnn_conv_rows_fn fn)
+{
+    const uint32_t ow = BNN_WORDS(p->cout), nw = q->nw;
     for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
         const uint32_t left = p->cout - c0;
         const uint32_t cnt = left < 32u ? left : 32u;
@@ -1645,8 +1678,144 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow);
             continue;
         }
+#else
+        (void)pairs;
 #endif
         few_rows(patch, q->w + c0 * nw, mp, c0, npos, nw, cnt, out + c0 / 32u, ow, fn);
+    }
+}
+
+/* What every tile of one bnn_conv_bits_few call shares. */
+typedef struct {
+    const bnn_conv_params_t *p;
+    const bnn_conv_prep_t *q;
+    const bnn_word_t *in;
+    uint32_t pairs;
+    span_t cols;          /* the output columns whose windows lie inside the input horizontally */
+    bnn_word_t *img;      /* BNN_CONV_FEW_IMG words: bordered copies of windows that leave the input */
+    bnn_word_t *patch;    /* BNN_CONV_FEW_POS x 9 words: a tile's patches */
+    const int32_t **mp;   /* BNN_CONV_FEW_POS: a tile's M rows */
+    bnn_conv_rows_fn fn;
+} few_layer_t;
+
+/* The patches of output row oy (its windows' top row y0), columns [ox0, ox1), from a zero-bordered
+ * copy of their 3 input rows (3 x ((ox1 - ox0 - 1) stride_w + 3) words; one position: gather_3x3_1w)
+ * into x; returns the word after the last patch. */
+static bnn_word_t *few_bordered(const few_layer_t *L, int32_t y0, uint32_t ox0, uint32_t ox1, bnn_word_t *x)
+{
+    const bnn_conv_params_t *p = L->p;
+    const uint32_t xc = (ox1 - ox0 - 1u) * p->stride_w + 3u;
+    const int32_t x0 = (int32_t)(ox0 * p->stride_w) - (int32_t)p->pad_w;
+    if (xc == 3u) { /* one window (a row's first or last position at padding 1): its 9 tap words */
+        gather_3x3_1w(L->in, p->in_h, p->in_w, y0, x0, L->img);
+    } else {
+        few_image(p, L->in, y0, x0, 3u, xc, L->img);
+    }
+    return few_gather_any(p, L->q->nw, L->pairs, L->img, xc, 0u, 1u, ox1 - ox0, x);
+}
+
+/* The patches of output row oy, columns [ox0, ox1), into x: the columns whose windows lie inside the
+ * input (L->cols) read in place when the row's windows lie inside vertically, the others (or the
+ * whole run) through few_bordered.  Returns the word after the last patch. */
+static bnn_word_t *few_row_patches(const few_layer_t *L, uint32_t oy, uint32_t ox0, uint32_t ox1, bnn_word_t *x)
+{
+    const bnn_conv_params_t *p = L->p;
+    const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+    const uint32_t a = L->cols.lo > ox0 ? L->cols.lo : ox0, b = L->cols.hi < ox1 ? L->cols.hi : ox1;
+    if (y0 < 0 || (uint32_t)y0 + 3u > p->in_h || a >= b) {
+        return few_bordered(L, y0, ox0, ox1, x);
+    }
+    if (a > ox0) {
+        x = few_bordered(L, y0, ox0, a, x);
+    }
+    const bnn_word_t *src = L->in + (uint32_t)y0 * p->in_w + (a * p->stride_w - p->pad_w);
+    x = few_gather_any(p, L->q->nw, L->pairs, src, p->in_w, 0u, 1u, b - a, x);
+    if (ox1 > b) {
+        x = few_bordered(L, y0, b, ox1, x);
+    }
+    return x;
+}
+
+/* One tile of a conv with more than one: th x tw output positions from (oy0, ox0) on (th == 1 or
+ * tw == out_w, so their output words are consecutive from out; th tw <= BNN_CONV_FEW_POS).  The
+ * patches: a tile whose windows lie inside the input, in place; a tile of whole rows, from one
+ * zero-bordered copy of its windows' rectangle (((th - 1) stride_h + 3) x ((tw - 1) stride_w + 3)
+ * words, within BNN_CONV_FEW_IMG by the caller's th); a row run, per few_row_patches. */
+static void __attribute__((noinline)) few_tile(const few_layer_t *L, uint32_t oy0, uint32_t ox0, uint32_t th,
+                                               uint32_t tw, bnn_word_t *out)
+{
+    const bnn_conv_params_t *p = L->p;
+    bnn_word_t *patch = L->patch;
+    const int32_t **mp = L->mp;
+    few_mrows(L->q, oy0, ox0, th, tw, mp, 1);
+    const uint32_t sh = p->stride_h, yr = (th - 1u) * sh + 3u, xc = (tw - 1u) * p->stride_w + 3u;
+    const int32_t y0 = (int32_t)(oy0 * sh) - (int32_t)p->pad_h;
+    const int32_t x0 = (int32_t)(ox0 * p->stride_w) - (int32_t)p->pad_w;
+    if (y0 >= 0 && x0 >= 0 && (uint32_t)y0 + yr <= p->in_h && (uint32_t)x0 + xc <= p->in_w) {
+        few_gather_any(p, L->q->nw, L->pairs, L->in + (uint32_t)y0 * p->in_w + (uint32_t)x0, p->in_w,
+                       sh * p->in_w, th, tw, patch);
+    } else if (th > 1u) {
+        few_image(p, L->in, y0, x0, yr, xc, L->img);
+        few_gather_any(p, L->q->nw, L->pairs, L->img, xc, sh * xc, th, tw, patch);
+    } else {
+        few_row_patches(L, oy0, ox0, ox0 + tw, patch);
+    }
+    few_kernels(p, L->q, L->pairs, patch, mp, th * tw, out, L->fn);
+}
+
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
+    uint32_t pairs = 0;
+    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
+        !prep_matches(p, q, &pairs)) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
+    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    bnn_word_t img[BNN_CONV_FEW_IMG];
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS];
+    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
+        /* one tile: its patches from the input or one bordered image of all windows */
+        const bnn_word_t *base = in;
+        uint32_t step = p->in_w;
+        if (img_needed) {
+            few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
+            base = img;
+            step = xr;
+        }
+        few_mrows(q, 0u, 0u, oh, owd, mp, 0);
+        few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
+        few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
+        return;
+    }
+    /* tiles of tw columns (the whole output row when it has <= BNN_CONV_FEW_POS positions, else
+     * BNN_CONV_FEW_POS and the rest) x th rows (BNN_CONV_FEW_POS / out_w whole rows, else 1), their
+     * bordered copies (few_tile) within BNN_CONV_FEW_IMG words */
+    uint32_t tw = owd < BNN_CONV_FEW_POS ? owd : BNN_CONV_FEW_POS;
+    if ((tw - 1u) * sw + 3u > BNN_CONV_FEW_IMG / 3u) {
+        tw = (BNN_CONV_FEW_IMG / 3u - 3u) / sw + 1u;
+    }
+    uint32_t th = tw == owd ? BNN_CONV_FEW_POS / tw : 1u;
+    if (th > oh) {
+        th = oh;
+    }
+    const uint32_t xc = (tw - 1u) * sw + 3u;
+    if (img_needed && (th - 1u) * sh + 3u > BNN_CONV_FEW_IMG / xc) {
+        th = (BNN_CONV_FEW_IMG / xc - 3u) / sh + 1u;
+    }
+    const few_layer_t L = {p, q, in, pairs, interior_cols(p), img, patch, mp, fn};
+    const uint32_t ow = BNN_WORDS(p->cout);
+    for (uint32_t oy = 0; oy < oh; oy += th) {
+        const uint32_t rows = oh - oy < th ? oh - oy : th;
+        for (uint32_t ox = 0; ox < owd; ox += tw) {
+            const uint32_t cols = owd - ox < tw ? owd - ox : tw;
+            few_tile(&L, oy, ox, rows, cols, out + (oy * owd + ox) * ow);
+        }
     }
 }
 
