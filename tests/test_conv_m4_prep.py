@@ -234,7 +234,7 @@ def _build_and_run(tmp_path, target: str, flags: str, cases, **write_kw) -> tupl
     for tool in tools:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
-    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
+    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags or "BNN_CONV24_ROWS=1" in flags
     dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
     x, want, n = _write_model(tmp_path, dsp, dense, cases, **write_kw)
     elf = toolchain.build(tmp_path, target, extra_cflags=flags)
@@ -242,6 +242,7 @@ def _build_and_run(tmp_path, target: str, flags: str, cases, **write_kw) -> tupl
 
 
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("host", "-Werror -DBNN_CONV24_ROWS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror")])
@@ -273,6 +274,7 @@ FEW_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (
 
 
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("host", "-Werror -DBNN_CONV24_ROWS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
