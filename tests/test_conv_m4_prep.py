@@ -163,7 +163,8 @@ def _reference(x, w, stride, pad, pm1):
     return np.einsum("yxtc,otc->yxo", cols, w.reshape(w.shape[0], 9, c).astype(np.int64))
 
 
-def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep"):
+def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int = 7, entry: str = "prep",
+                 extremes: bool = False):
     """model.c running every CASES conv twice (prepared entry bnn_conv_bits_<entry>, then the reference
     loop nest); returns (inputs (3, bytes) uint8, expected logits (3, n) int32)."""
     rng = np.random.default_rng(seed)
@@ -183,6 +184,8 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
         thr[0] = k if cout > 1 else thr[0]
         if cout > 2:
             thr[1], thr[2] = -(10 ** 6), 10 ** 6
+        if extremes and cout > 4:
+            thr[3], thr[4] = -(2 ** 31), 2 ** 31 - 1  # INT32 extremes: always / never fires
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
         if i % 7 == 6:
@@ -374,3 +377,99 @@ def test_use_few_and_vc_choice():
     # the estimate follows the kernel emit-c calls: the plain rows where conv_m4_prep does not prepare
     g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: conv_m4_prep.worth False
     assert cv.prep_estimate(*g) == cv.rows_estimate(*g)
+
+
+# ---------------------------------------------------------------- 3x3x24 tail-spread rows (conv24_positions)
+
+# (cin, cout, h, w, stride, pad): cin 24 with cout 1 .. 63 (one and two 32-channel chunks), maps 1x1 to
+# 16x16, 5x5, 7x3, 1x9, 2x2 (windows past the input), stride 1 / 2 / 3, zero and -1 padding; cin 23 / 25
+# (rows of 7 words too, not the 24-channel layout: the generic row kernel)
+CASES24 = [(24, 1, 1, 1, 1, 1), (24, 15, 16, 16, 1, 1), (24, 16, 16, 16, 2, 0), (24, 23, 5, 5, 1, 0),
+           (24, 24, 7, 3, 2, 1), (24, 25, 9, 9, 3, 1), (24, 31, 8, 8, 1, -1), (24, 32, 6, 6, 2, -1),
+           (24, 33, 5, 5, 1, 1), (24, 63, 4, 4, 1, 1), (24, 24, 1, 9, 1, 1), (24, 17, 2, 2, 1, 1),
+           (24, 24, 3, 3, 1, 0), (24, 24, 5, 5, 3, 0), (24, 63, 3, 3, 1, -1), (24, 5, 4, 4, 2, 1),
+           (23, 24, 5, 5, 1, 1), (25, 24, 5, 5, 2, 0), (23, 16, 4, 4, 1, -1), (25, 33, 7, 3, 1, 1)]
+
+
+def test_tail_spread_and_rows24():
+    """tail_spread moves bit 3 of every nibble of a 24-bit word to nibbles 6 / 7 (bit 3 of each nibble
+    then 0, no bit lost: a permutation of the 24 bits); rows24 are prepared_rows with that seventh word."""
+    singles = np.array([1 << i for i in range(24)], dtype=np.uint32)
+    out = mp.tail_spread(singles)
+    assert len({int(v) for v in out}) == 24 and all(bin(int(v)).count("1") == 1 for v in out)
+    assert all(int(v) & 0x88888888 == 0 for v in out)
+    assert int(mp.tail_spread(np.array([0xFFFFFF], dtype=np.uint32))[0]) == 0x77777777
+    assert [int(v) for v in mp.tail_spread(np.array([1 << 3, 1 << 15, 1 << 23], dtype=np.uint32))] == [
+        1 << 24, 1 << 29, 1 << 30]
+    rng = np.random.default_rng(24)
+    w = rng.choice([-1, 1], (33, 3, 3, 24)).astype(np.int8)
+    rows, plain = mp.rows24(w), mp.prepared_rows(w)
+    assert (rows[:, :6] == plain[:, :6]).all() and (rows[:, 6] == mp.tail_spread(plain[:, 6])).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False)
+    assert q["pairs"] == 1 and q["nw"] == 7 and (q["rows"] == rows.ravel()).all() and (q["m"] < 0).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dsp=False)  # Cortex-M3 data: plain rows
+    assert q["pairs"] == 0 and (q["rows"] == plain.ravel()).all()
+    assert not mp.uses_rows24(24, 3, 3, True, mp.DENSE_WORDS_M0) and not mp.uses_rows24(23, 3, 3)
+
+
+@pytest.mark.parametrize("entry", ["prep", "few"])
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV24_ROWS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
+def test_conv24_rows_exact(tmp_path, target, flags, entry):
+    """bnn_conv_bits_prep / _few on CASES24 (host builds under ASan/UBSan; the asm row loop on M4 / M7 /
+    M33, the portable twin on the host with -DBNN_CONV24_ROWS=1, the data's fallback on M0 / M3 / M55 and
+    the plain host build; ties, thresholds at K, +-10^6 and the INT32 extremes; all-ones / all -1 /
+    random inputs; every 5th case's data made for another build, every 7th with a wrong row length):
+    the output words of the entry and of the reference loop nest both equal numpy's."""
+    cases = [c for c in CASES24 if c[2] * c[3] <= 25] if target == "cortex-m0" else CASES24
+    got, want = _build_and_run(tmp_path, target, flags, cases, seed=24, entry=entry, extremes=True)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags} {entry}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+def _cnn24_graph(seed: int):
+    """uint8 stem 10x10 -> 24 channels -> binary 3x3x24 convs on bits: 24 -> 24 stride 2 zero padding
+    (5x5 outputs: bnn_conv_bits_prep), 24 -> 24 no padding (3x3: _few), 24 -> 17 at -1 padding (3x3:
+    _few), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 24, 1, 1, "u8"), threshold(rng, "t0", 24, 27 * 255),
+              binary_conv3x3(rng, "c1", 24, 24, 2, 1, "bits", 0), threshold(rng, "t1", 24, 216, extremes=True),
+              binary_conv3x3(rng, "c2", 24, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 216),
+              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 3 * 3 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((10, 10, 3), layers, 1.0, {"model_hash": f"conv24_{seed}"})
+
+
+def test_emitted_cnn24(tmp_path):
+    """emit-c (write_firmware_dir) on a 24-channel CNN writes the three bits convs' tail-spread rows and
+    calls bnn_conv_bits_prep / _few; every integer logit equals the IR executor's (emit-c --verify's
+    check) on the host (sanitizers), in QEMU on the Cortex-M4 (conv24_few_asm) and on the M3 (no USADA8:
+    the data's fallback), on all-255, all-0 and random images."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _cnn24_graph(6)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("3x3x24 rows, seventh word tail-spread") == 3
+    assert src.count("bnn_conv_bits_prep(&") == 1 and src.count("bnn_conv_bits_few(&") == 2
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    res = verify_firmware(graph, out, "cortex-m3", x, host=False, echo=lambda *_: None)
+    assert res["cortex-m3"]["int_logits_differing"] == 0

@@ -309,7 +309,8 @@ PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
-    65 / 2 for a 3x3x16 pair-record row, else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
+    65 / 2 for a 3x3x16 pair-record row, a 3x3x24 tail-spread row's 56 instructions in these units,
+    else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
     bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1]."""
     from . import conv_m4_prep
@@ -319,6 +320,8 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     nw = conv_m4_prep.row_words(cin, kh, kw)
     if conv_m4_prep.uses_pairs(cin, kh, kw):
         rowops = 4.5 * 7.4
+    elif conv_m4_prep.uses_rows24(cin, kh, kw):  # conv24_few_asm: 56 instructions a row, the fitted
+        rowops = (56 - PREP_COEFFS[1] / 2) / PREP_COEFFS[0]  # per-row-pair term taken off
     else:
         g, r = divmod(nw, 3)
         rowops = 21 * g + (10 if r == 1 else 17 if r == 2 else 0)
