@@ -305,12 +305,19 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 # 2026-12-01, branch conv-few: bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep;
 # cin >= 64 from mcu_conv_grid_m4.md); max error 5.8% (4x4x16 stride 1 pad 1, overestimated).
 PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
+# 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 56 instructions a row in the kernel, ~100 per
+# position for the gather, the seventh word's spread and the loop's position step): the row-ops feature
+# of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01, branch
+# conv24: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`, bnn_conv_bits_few where
+# conv_m4_prep.use_few); max error 2.1% (4x4 stride 2 pad 1, underestimated), 1.133 x 47.6 + 13.629 / 2
+# = 60.7 instructions a row.
+PREP_ROWS24_OPS = 47.6
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
-    65 / 2 for a 3x3x16 pair-record row, a 3x3x24 tail-spread row's 56 instructions in these units,
-    else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
+    65 / 2 for a 3x3x16 pair-record row, PREP_ROWS24_OPS for a 3x3x24 tail-spread row, else 21 per
+    3-word group, 10 / 17 for a 1- / 2-word tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
     bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1]."""
     from . import conv_m4_prep
@@ -320,8 +327,8 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     nw = conv_m4_prep.row_words(cin, kh, kw)
     if conv_m4_prep.uses_pairs(cin, kh, kw):
         rowops = 4.5 * 7.4
-    elif conv_m4_prep.uses_rows24(cin, kh, kw):  # conv24_few_asm: 56 instructions a row, the fitted
-        rowops = (56 - PREP_COEFFS[1] / 2) / PREP_COEFFS[0]  # per-row-pair term taken off
+    elif conv_m4_prep.uses_rows24(cin, kh, kw):
+        rowops = PREP_ROWS24_OPS
     else:
         g, r = divmod(nw, 3)
         rowops = 21 * g + (10 if r == 1 else 17 if r == 2 else 0)
