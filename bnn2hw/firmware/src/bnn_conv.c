@@ -1270,10 +1270,12 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
 #define CONV24_ROW_WORDS 7u
 
 /* t (24 bits, bytes 0-2) with bit 3 of every nibble moved to nibbles 6 and 7: bits 3, 7 -> 24, 28;
- * 11, 15 -> 25, 29; 19, 23 -> 26, 30 (conv_m4_prep.py tail_spread); bit 3 of each nibble is then 0. */
+ * 11, 15 -> 25, 29; 19, 23 -> 26, 30 (conv_m4_prep.py tail_spread); bit 3 of each nibble is then 0.
+ * One multiply moves all six: h (2^21 + 2^14 + 2^7) puts each of h's bits 3 + 4 i at three places, all
+ * 18 of them distinct (no carries), and only the six above land in 0x77000000. */
 BNN_INLINE uint32_t conv24_tail(uint32_t t)
 {
-    return (t & 0x77777777u) | ((t << 21) & 0x11000000u) | ((t << 14) & 0x22000000u) | ((t << 7) & 0x44000000u);
+    return (t & 0x77777777u) | (((t & 0x88888888u) * 0x00204080u) & 0x77000000u);
 }
 
 #if BNN_CONV24_ROWS
@@ -1436,15 +1438,41 @@ static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, cons
 #endif
 }
 
+/* The patches of positions [ox, end) of output row oy (top-left input row y0, interior columns cols,
+ * src = the top-left tap of column cols.lo when inner) at x, 7 words each with the seventh spread,
+ * their ~M rows (my: the row's class tables) at mp.  Interior positions are packed straight from the
+ * input, the others gathered with zero bits at the padded taps (as bnn__conv_bits_prep). */
+static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                          const int32_t *my, int32_t y0, int inner, span_t cols, const bnn_word_t *src,
+                          uint32_t ox, uint32_t end, bnn_word_t *x, const int32_t **mp)
+{
+    const uint32_t cpad = q->cpad, step = p->in_w, xstep = p->stride_w;
+    while (ox < end) {
+        if (inner && ox >= cols.lo && ox < cols.hi) { /* the interior run: one class, no bounds */
+            const int32_t *mi = my + q->xcls[ox] * cpad;
+            const uint32_t stop = cols.hi < end ? cols.hi : end;
+            for (const bnn_word_t *s = src + (ox - cols.lo) * xstep; ox < stop; ++ox, s += xstep, x += 7) {
+                pack_taps_3x3x24(s, step, x);
+                x[6] = conv24_tail(x[6]);
+                *mp++ = mi;
+            }
+            continue;
+        }
+        gather_border_3x3_1w(in, p->in_h, p->in_w, 24u, y0, (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, 1, x);
+        x[6] = conv24_tail(x[6]);
+        *mp++ = my + q->xcls[ox] * cpad;
+        x += 7;
+        ++ox;
+    }
+}
+
 /* bnn_conv_bits_prep on 3x3x24 data with tail-spread rows and ~M tables: per output row, blocks of up
- * to BNN_CONV_FEW_POS positions gathered (interior: packed straight from the input; border: zero
- * bits at the padded taps, as bnn__conv_bits_prep) with their class's ~M row, then conv24_positions
- * per 32-channel chunk. */
-static void conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+ * to BNN_CONV_FEW_POS positions gathered (conv24_gather), then conv24_positions per 32-channel
+ * chunk. */
+static void __attribute__((noinline)) conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
                         bnn_word_t *out)
 {
     const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
-    const uint32_t step = p->in_w, xstep = p->stride_w;
     const span_t cols = interior_cols(p);
     bnn_word_t patch[BNN_CONV_FEW_POS * CONV24_ROW_WORDS];
     const int32_t *mp[BNN_CONV_FEW_POS];
@@ -1455,18 +1483,7 @@ static void conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
         const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
         for (uint32_t ox0 = 0; ox0 < out_w; ox0 += BNN_CONV_FEW_POS) {
             const uint32_t n = out_w - ox0 < BNN_CONV_FEW_POS ? out_w - ox0 : BNN_CONV_FEW_POS;
-            bnn_word_t *x = patch;
-            for (uint32_t i = 0; i < n; ++i, x += CONV24_ROW_WORDS) {
-                const uint32_t ox = ox0 + i;
-                if (inner && ox >= cols.lo && ox < cols.hi) {
-                    pack_taps_3x3x24(src + (ox - cols.lo) * xstep, step, x);
-                } else {
-                    gather_border_3x3_1w(in, p->in_h, p->in_w, 24u, y0,
-                                         (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, 1, x);
-                }
-                x[6] = conv24_tail(x[6]);
-                mp[i] = my + q->xcls[ox] * cpad;
-            }
+            conv24_gather(p, q, in, my, y0, inner, cols, src, ox0, ox0 + n, patch, mp);
             bnn_word_t *dst = out + (oy * out_w + ox0) * ow;
             for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
                 const uint32_t left = p->cout - c0;
