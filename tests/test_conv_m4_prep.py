@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The row-kernel conv with generation-time weight prep (issue 11): bnn2hw/mcu/conv_m4_prep.py builds
 the packed weight rows (or, for 3x3 convs with 16 input channels on cores with USADA8, the pair
-records of bnn_conv.c's conv16_rows_bits) and the popcount bounds M per window class;
+records of bnn_conv.c's conv16_rows_bits; for 3x3 convs with 24 input channels there, rows with a
+tail-spread seventh word for conv24_positions) and the popcount bounds M per window class;
 ``bnn_conv_bits_prep`` (bnn_conv.c) runs the conv on them.
 
 * Python: prepared_rows / pair_records equal word-level transcriptions of bnn_conv.c's pack_taps /
@@ -11,8 +12,10 @@ records of bnn_conv.c's conv16_rows_bits) and the popcount bounds M per window c
   pad 0 / 1 / -1; maps 4x4, 5x5, 1x7, 3x9, 7x3, 9x9; thresholds with ties) on the prepared entry and
   on the reference loop nest (bnn_conv_bits_ref / _m1_ref); every output word equals numpy's conv +
   threshold on all-ones, all-zeros (-1) and random inputs: on the host under -Werror and
-  ASan/UBSan (plain and with -DBNN_CONV16_PAIRS=1, the record kernel's portable twin), and in QEMU
-  on the Cortex-M0, M3, M4, M7 and M33.  Some cases carry data made for another build (pairs on a
+  ASan/UBSan (plain, with -DBNN_CONV16_PAIRS=1 and with -DBNN_CONV24_ROWS=1, the record kernels'
+  portable twins), and in QEMU on the Cortex-M0, M3, M4, M7 and M33.  CASES24 (test_conv24_rows_exact)
+  adds cin 24 with cout 1 .. 63, maps 1x1 .. 16x16, stride 3 and INT32-extreme thresholds, cin 23 / 25,
+  on both entries and also on the M55.  Some cases carry data made for another build (pairs on a
   core without USADA8, a wrong row length): the entry must fall back to bnn_conv_bits on the plain
   weights, still exact.
 """

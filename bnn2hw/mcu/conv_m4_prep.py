@@ -18,8 +18,9 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
 
 The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead for
 layers with few output positions (:func:`use_few`: 3x3, cin <= 32, <= 16 positions): all patches packed
-once from a zero-bordered copy of the input, then the row kernel per chunk and position (3x3x16: an
-assembly loop over every position's pair records with the patch in registers).
+once from a zero-bordered copy of the input, then the row kernel per chunk and position (3x3x16 /
+3x3x24: an assembly loop over every position's pair records / tail-spread rows with the patch in
+registers).
 
 Invariant: for every output position the table selected by (ycls[oy], xcls[ox]) equals the M that
 ``bnn__conv_bits_rows`` computes for that position's window, and the rows equal its packed rows, so

@@ -410,8 +410,9 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     # and only where the kernel the rows format really runs is not estimated 2% faster (issue 11: the
     # prepared entry, bnn_conv_bits_prep / _few, is up to 50% faster than the plain rows the first test
     # compares with: 4x4x16 stride 1 pad 1 measured 0.300 per MAC on bnn_conv_bits_few against the
-    # column-sliced 0.406).  The 2% keep near ties on the column-sliced kernel (4x4x24 stride 1 pad 1:
-    # 0.308 against bnn_conv_bits_few's 0.311, estimates 0.313 / 0.308).  This test only removes
+    # column-sliced 0.406).  The 2% keep near ties on the column-sliced kernel (before the 3x3x24
+    # tail-spread rows, 4x4x24 stride 1 pad 1: 0.308 against bnn_conv_bits_few's 0.311; with them
+    # bnn_conv_bits_few measures 0.280 and is picked, as on 8x8x24 stride 1 pad 1).  This test only removes
     # column-sliced picks, so no layer gains its flash.
     return vc < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1) and vc < 1.02 * prep_estimate(
         h, wd, cin, cout, kh, kw, s, p, m1)

@@ -1596,10 +1596,12 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *      the correction of zero padding is folded into M, -1 padding's activation is bit 0);
  *      no padding: the input itself;
  *   2. every position's patch packed from that image by one full-window pack (no border case),
- *      the 3x3x16 patches with their fifth word spread for the pair records;
+ *      the 3x3x16 patches with their fifth word spread for the pair records, the 3x3x24 ones with
+ *      their seventh tail-spread (conv24_tail);
  *   3. per 32-channel chunk, the row kernel on every position with its class's M row: 3x3x16 pair
  *      records in one assembly call over all positions (conv16_few_asm: the patch in registers,
- *      74 instructions per record), other layouts bnn__conv_bits_rows' row kernel per position.
+ *      74 instructions per record), 3x3x24 tail-spread rows likewise (conv24_positions: 56 per row),
+ *      other layouts bnn__conv_bits_rows' row kernel per position.
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
  * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (more positions, another kernel
