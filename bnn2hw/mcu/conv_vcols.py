@@ -309,9 +309,9 @@ PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
 # position for the gather, the seventh word's spread and the loop's position step): the row-ops feature
 # of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01, branch
 # conv24: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`, bnn_conv_bits_few where
-# conv_m4_prep.use_few); max error 2.1% (4x4 stride 2 pad 1, underestimated), 1.133 x 47.6 + 13.629 / 2
-# = 60.7 instructions a row.
-PREP_ROWS24_OPS = 47.6
+# conv_m4_prep.use_few); max error 2.5% (4x4 stride 2 pad 1 under-, 32x32 stride 1 pad 1 overestimated),
+# 1.133 x 47.3 + 13.629 / 2 = 60.4 instructions a row.
+PREP_ROWS24_OPS = 47.3
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
