@@ -410,9 +410,11 @@ def test_tail_spread_and_rows24():
     assert (rows[:, :6] == plain[:, :6]).all() and (rows[:, 6] == mp.tail_spread(plain[:, 6])).all()
     q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False)
     assert q["pairs"] == 1 and q["nw"] == 7 and (q["rows"] == rows.ravel()).all() and (q["m"] < 0).all()
-    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dsp=False)  # Cortex-M3 data: plain rows
-    assert q["pairs"] == 0 and (q["rows"] == plain.ravel()).all()
-    assert not mp.uses_rows24(24, 3, 3, True, mp.DENSE_WORDS_M0) and not mp.uses_rows24(23, 3, 3)
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dsp=False)  # Cortex-M3 data: the same
+    assert q["pairs"] == 1 and (q["rows"] == rows.ravel()).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dense_words=mp.DENSE_WORDS_M0)  # M0: 9 words
+    assert q["pairs"] == 0 and q["nw"] == 9 and (q["m"] >= -1).all()
+    assert not mp.uses_rows24(24, 3, 3, mp.DENSE_WORDS_M0) and not mp.uses_rows24(23, 3, 3)
 
 
 @pytest.mark.parametrize("entry", ["prep", "few"])

@@ -1259,13 +1259,15 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  * = 48 ALU, + 5 loads (records, ~M) + 2 (the row's bit) + 1 branch = 56 instructions per
  * 216-MAC row (0.259 per MAC) in conv24_few_asm, the patch's seven words held in r4-r10 for all
  * rows of a position.  Any fixed bit order is exact as long as rows and patches share it.
- * BNN_CONV24_ROWS (default: Thumb-2 cores with USADA8, not Helium) makes bnn_conv_bits_prep /
- * _few expect such data (bnn_conv_prep_t.pairs = 1 for cin 24, ~M tables); the host tests force it
- * on (-DBNN_CONV24_ROWS=1: the portable twin conv24_rows_bits).  Elsewhere the data is "made for
- * another build" and the entries run the plain path.
+ * BNN_CONV24_ROWS (default: Thumb-2 cores with the assembly row kernels, not Helium) makes
+ * bnn_conv_bits_prep / _few expect such data (bnn_conv_prep_t.pairs = 1 for cin 24, ~M tables): the
+ * assembly loop where the core has USADA8 (M4, M7, M33), the generic row kernel on the Cortex-M3
+ * (conv24_positions); the host tests force it on (-DBNN_CONV24_ROWS=1: the portable twin
+ * conv24_rows_bits).  Elsewhere (M0: 9-word rows; Helium) the data is "made for another build" and
+ * the entries run the plain path.
  */
 #ifndef BNN_CONV24_ROWS
-#define BNN_CONV24_ROWS (BNN_MULTI_ASM && BNN_HAVE_USADA8 && !BNN_MVE)
+#define BNN_CONV24_ROWS (BNN_MULTI_ASM && !BNN_MVE)
 #endif
 #define CONV24_ROW_WORDS 7u
 
@@ -1282,14 +1284,15 @@ BNN_INLINE uint32_t conv24_tail(uint32_t t)
 #if BNN_HAVE_USADA8
 #include <arm_acle.h>
 #endif
-/* acc + the byte sum of the nibble-count word s (each byte lo + 16 hi, lo, hi <= 15; bnn_bits.c). */
-BNN_INLINE uint32_t conv24_acc(uint32_t acc, uint32_t s)
+/* acc + the byte sums of the nibble-count words s1 (fields <= 15) and s2 (<= 12): two USADA8 steps
+ * (|lo + 16 hi - 15 hi| = lo + hi per byte, bnn_bits.c), else the bytes of both (<= 54) summed once. */
+BNN_INLINE uint32_t conv24_acc2(uint32_t acc, uint32_t s1, uint32_t s2)
 {
 #if BNN_HAVE_USADA8
-    const uint32_t t = s & 0xF0F0F0F0u;
-    return __usada8(s, t - (t >> 4), acc);
+    const uint32_t t1 = s1 & 0xF0F0F0F0u, t2 = s2 & 0xF0F0F0F0u;
+    return __usada8(s2, t2 - (t2 >> 4), __usada8(s1, t1 - (t1 >> 4), acc));
 #else
-    return acc + bnn__hsum_bytes(bnn__bytes(s));
+    return acc + bnn__hsum_bytes(bnn__bytes(s1) + bnn__bytes(s2));
 #endif
 }
 
@@ -1312,8 +1315,7 @@ BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, c
         const uint32_t t = w[6] ^ x[6]; /* bit 3 of each nibble 0 */
         const uint32_t n1 = conv24_group(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
                             (t - ((t & 0xEEEEEEEEu) >> 1) - ((t & 0xCCCCCCCCu) >> 2)); /* fields <= 15 */
-        const uint32_t acc =
-            conv24_acc(conv24_acc((uint32_t)nm[j], n1), conv24_group(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
+        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, conv24_group(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
         bits = (bits >> 1) | (acc & 0x80000000u);
     }
     return bits >> (32u - cnt);
@@ -1418,12 +1420,17 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
 #endif
 
 /* cnt (1..32) rows against npos patches of 7 words (tail spread), position i's ~M row at mp[i] + c0:
- * one output word per position (out + i ow). */
+ * one output word per position (out + i ow).  fn: the build's generic row kernel (rows_bits), which
+ * the Cortex-M3 runs on the same rows (any common bit order is exact) with M = ~(~M) converted once
+ * per run of positions of one class: 8x8x24 stride 1 pad 0 0.355 per MAC there (the portable twin:
+ * 0.412; the plain 7-word rows before this layout: 0.346). */
 static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, const bnn_word_t *rows,
                                                        const int32_t *const *mp, uint32_t c0, uint32_t npos,
-                                                       uint32_t cnt, bnn_word_t *out, uint32_t ow)
+                                                       uint32_t cnt, bnn_word_t *out, uint32_t ow,
+                                                       bnn_conv_rows_fn fn)
 {
 #if BNN_HAVE_USADA8 && BNN_MULTI_ASM
+    (void)fn;
     const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
     for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
         mc[i] = mp[i] + c0;
@@ -1431,7 +1438,21 @@ static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, cons
     few24_job_t job = {x, c0 != 0u ? mc : mp, out, x + CONV24_ROW_WORDS * npos, rows, 1u << (cnt - 1u),
                        32u - cnt, 4u * ow};
     conv24_few_asm(&job);
+#elif BNN_MULTI_ASM
+    int32_t m[32]; /* M of the class row `last` (neighbouring positions mostly share their class) */
+    const int32_t *last = 0;
+    for (uint32_t i = 0; i < npos; ++i, x += CONV24_ROW_WORDS, out += ow) {
+        const int32_t *nm = mp[i] + c0;
+        if (nm != last) {
+            for (uint32_t j = 0; j < cnt; ++j) {
+                m[j] = ~nm[j];
+            }
+            last = nm;
+        }
+        *out = rows_bits(x, rows, m, CONV24_ROW_WORDS, cnt, fn);
+    }
 #else
+    (void)fn;
     for (uint32_t i = 0; i < npos; ++i, x += CONV24_ROW_WORDS, out += ow) {
         *out = conv24_rows_bits(x, rows, mp[i] + c0, cnt);
     }
@@ -1469,8 +1490,8 @@ static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, 
 /* bnn_conv_bits_prep on 3x3x24 data with tail-spread rows and ~M tables: per output row, blocks of up
  * to BNN_CONV_FEW_POS positions gathered (conv24_gather), then conv24_positions per 32-channel
  * chunk. */
-static void __attribute__((noinline)) conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
-                        bnn_word_t *out)
+static void __attribute__((noinline)) conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                  const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn)
 {
     const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
     const span_t cols = interior_cols(p);
@@ -1488,7 +1509,7 @@ static void __attribute__((noinline)) conv24_prep(const bnn_conv_params_t *p, co
             for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
                 const uint32_t left = p->cout - c0;
                 conv24_positions(patch, q->w + c0 * CONV24_ROW_WORDS, mp, c0, n, left < 32u ? left : 32u,
-                                 dst + c0 / 32u, ow);
+                                 dst + c0 / 32u, ow, fn);
             }
         }
     }
@@ -1523,7 +1544,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
     }
 #if BNN_CONV24_ROWS
     if (rec24) {
-        conv24_prep(p, q, in, out);
+        conv24_prep(p, q, in, out, fn);
         return;
     }
 #endif
@@ -1911,7 +1932,7 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
         const uint32_t cnt = left < 32u ? left : 32u;
 #if BNN_CONV24_ROWS
         if (pairs && cin == 24u) {
-            conv24_positions(patch, q->w + c0 * CONV24_ROW_WORDS, mp, c0, npos, cnt, out + c0 / 32u, ow);
+            conv24_positions(patch, q->w + c0 * CONV24_ROW_WORDS, mp, c0, npos, cnt, out + c0 / 32u, ow, fn);
             continue;
         }
 #endif
