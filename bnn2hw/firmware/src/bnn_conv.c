@@ -1342,8 +1342,9 @@ typedef struct {
     uint32_t shift;            /* 32 - cnt */
     uint32_t ow_bytes;         /* output words per position x 4 */
 } few24_job_t;
-/* Nibble counts of words X, Y (already XORed) and Z (raw row word, XORed with patch register P):
- * X's fields <= 12 when done; SCR a scratch register. */
+/* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
+ * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12);
+ * Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S (USADA8). */
 #define CONV24_2BIT(X, Y, SCR)                                                             \
     "and " SCR ", " X ", #0xAAAAAAAA\n\t"                                                  \
     "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
@@ -1459,7 +1460,7 @@ static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, cons
 #endif
 }
 
-/* The patches of positions [ox, end) of output row oy (top-left input row y0, interior columns cols,
+/* The patches of positions [ox, end) of one output row (top-left input row y0, interior columns cols,
  * src = the top-left tap of column cols.lo when inner) at x, 7 words each with the seventh spread,
  * their ~M rows (my: the row's class tables) at mp.  Interior positions are packed straight from the
  * input, the others gathered with zero bits at the padded taps (as bnn__conv_bits_prep). */
@@ -1472,7 +1473,8 @@ static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, 
         if (inner && ox >= cols.lo && ox < cols.hi) { /* the interior run: one class, no bounds */
             const int32_t *mi = my + q->xcls[ox] * cpad;
             const uint32_t stop = cols.hi < end ? cols.hi : end;
-            for (const bnn_word_t *s = src + (ox - cols.lo) * xstep; ox < stop; ++ox, s += xstep, x += 7) {
+            for (const bnn_word_t *s = src + (ox - cols.lo) * xstep; ox < stop;
+                 ++ox, s += xstep, x += CONV24_ROW_WORDS) {
                 pack_taps_3x3x24(s, step, x);
                 x[6] = conv24_tail(x[6]);
                 *mp++ = mi;
@@ -1482,7 +1484,7 @@ static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, 
         gather_border_3x3_1w(in, p->in_h, p->in_w, 24u, y0, (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, 1, x);
         x[6] = conv24_tail(x[6]);
         *mp++ = my + q->xcls[ox] * cpad;
-        x += 7;
+        x += CONV24_ROW_WORDS;
         ++ox;
     }
 }
