@@ -1252,12 +1252,13 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  * (fields <= 3) in 4 operations, added to the nibble counts of words 0-2 (fields <= 12) before
  * their byte sum: per row
  *   words 0-2  3 EOR, 2-bit counts of words 0 and 1 (AND + SUB each), word 2's even / odd bits
- *              added to them (fields <= 3), nibble counts (3 each), their sum       18 ALU
+ *              added to them (fields <= 3), the two words' nibble counts summed (conv24_nib2,
+ *              6 operations)                                                       17 ALU
  *   word 6     EOR, v - ((v & EE..) >> 1) - ((v & CC..) >> 2), added                 6 ALU
- *   words 3-5  as words 0-2                                                        18 ALU
+ *   words 3-5  as words 0-2                                                        17 ALU
  *   two byte sums into the ~M accumulator (AND, SUB, USADA8; bnn_bits.c)            6 ALU
- * = 48 ALU, + 5 loads (records, ~M) + 2 (the row's bit) + 1 branch = 56 instructions per
- * 216-MAC row (0.259 per MAC) in conv24_few_asm, the patch's seven words held in r4-r10 for all
+ * = 46 ALU, + 5 loads (records, ~M) + 2 (the row's bit) + 1 branch = 54 instructions per
+ * 216-MAC row (0.250 per MAC) in conv24_few_asm, the patch's seven words held in r4-r10 for all
  * rows of a position.  Any fixed bit order is exact as long as rows and patches share it.
  * BNN_CONV24_ROWS (default: Thumb-2 cores with the assembly row kernels, not Helium) makes
  * bnn_conv_bits_prep / _few expect such data (bnn_conv_prep_t.pairs = 1 for cin 24, ~M tables): the
@@ -1296,13 +1297,24 @@ BNN_INLINE uint32_t conv24_acc2(uint32_t acc, uint32_t s1, uint32_t s2)
 #endif
 }
 
+/* The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble): a nibble a + 4 b
+ * of x + y (a, b the sums of the low / high fields) less 3 b.  The sums carry across nibbles (and out
+ * of the word) on the way; the result (< 2^32) is exact modulo 2^32 because only additions,
+ * subtractions and a multiply touch the carries.  conv24_few_asm does it in 6 operations (CONV24_NIB:
+ * 2 b a nibble as UHADD8 of the two CC.. parts, the halving in each byte's 9-bit sum, so the top
+ * nibble's b <= 6 loses nothing) where the plain nibble counts take 7. */
+BNN_INLINE uint32_t conv24_nib2(uint32_t x, uint32_t y)
+{
+    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
+}
+
 /* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
- * fields and its odd bits to y's. */
+ * fields and its odd bits to y's (fields <= 3), then conv24_nib2. */
 BNN_INLINE uint32_t conv24_group(uint32_t x, uint32_t y, uint32_t z)
 {
     x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
     y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
-    return bnn__nib4(x) + bnn__nib4(y);
+    return conv24_nib2(x, y);
 }
 
 /* Portable twin of conv24_few_asm for one position: the bits of cnt (1..32) rows w (7 words each,
@@ -1327,7 +1339,7 @@ BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, c
  * against the position's patch (job->x + 7 i) with the ~M row job->mp[i] (+ c0, folded in by the
  * caller), stored as out[i ow] = bits >> (32 - cnt), row j at bit j: conv24_rows_bits with the patch
  * in registers and the row loop ended by a sentinel bit (1 << (cnt - 1), shifted out by the cnt-th
- * RRXS), as conv16_few_asm.  Per row 56 instructions (block comment above); per position 15 more.
+ * RRXS), as conv16_few_asm.  Per row 54 instructions (block comment above); per position 15 more.
  * Registers in the row loop: r0 accumulator (~M, then + the counts; scratch before the ~M load),
  * r1 rows, r2 ~M row, r3 bits, r4-r10 patch words 0-6, r11 / r12 / lr row words and scratch.
  * The job shape is few16_job_t's (one output word per position and 32-channel chunk).
@@ -1343,8 +1355,9 @@ typedef struct {
     uint32_t ow_bytes;         /* output words per position x 4 */
 } few24_job_t;
 /* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
- * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12);
- * Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S (USADA8). */
+ * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12),
+ * as conv24_nib2; Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S
+ * (USADA8). */
 #define CONV24_2BIT(X, Y, SCR)                                                             \
     "and " SCR ", " X ", #0xAAAAAAAA\n\t"                                                  \
     "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
@@ -1352,12 +1365,11 @@ typedef struct {
     "sub " Y ", " Y ", " SCR ", lsr #1\n\t"
 #define CONV24_NIB(X, Y, SCR)                                                              \
     "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
-    "and " X ", " X ", #0x33333333\n\t"                                                    \
-    "add " X ", " X ", " SCR ", lsr #2\n\t"                                                \
-    "and " SCR ", " Y ", #0xCCCCCCCC\n\t"                                                  \
-    "and " Y ", " Y ", #0x33333333\n\t"                                                    \
-    "add " Y ", " Y ", " SCR ", lsr #2\n\t"                                                \
-    "add " X ", " X ", " Y "\n\t"
+    "add " X ", " X ", " Y "\n\t"                                                          \
+    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
+    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
+    "sub " X ", " X ", " SCR "\n\t"                                                        \
+    "sub " X ", " X ", " SCR ", lsr #1\n\t"
 #define CONV24_ACC(S, SCR)                                                                 \
     "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
     "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
@@ -1623,7 +1635,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *      their seventh tail-spread (conv24_tail);
  *   3. per 32-channel chunk, the row kernel on every position with its class's M row: 3x3x16 pair
  *      records in one assembly call over all positions (conv16_few_asm: the patch in registers,
- *      74 instructions per record), 3x3x24 tail-spread rows likewise (conv24_positions: 56 per row),
+ *      74 instructions per record), 3x3x24 tail-spread rows likewise (conv24_positions: 54 per row),
  *      other layouts bnn__conv_bits_rows' row kernel per position.
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
