@@ -305,13 +305,13 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 # 2026-12-01, branch conv-few: bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep;
 # cin >= 64 from mcu_conv_grid_m4.md); max error 5.8% (4x4x16 stride 1 pad 1, overestimated).
 PREP_COEFFS = (1.133, 13.629, 83.373, 250.381)
-# 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 56 instructions a row in the kernel, ~100 per
+# 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 54 instructions a row in the kernel, ~80 per
 # position for the gather, the seventh word's spread and the loop's position step): the row-ops feature
 # of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01, branch
 # conv24: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`, bnn_conv_bits_few where
-# conv_m4_prep.use_few); max error 2.5% (4x4 stride 2 pad 1 under-, 32x32 stride 1 pad 1 overestimated),
-# 1.133 x 47.3 + 13.629 / 2 = 60.4 instructions a row.
-PREP_ROWS24_OPS = 47.3
+# conv_m4_prep.use_few); max error 2.6% (16x16 stride 1 pad 1 over-, 4x4 stride 2 pad 1 underestimated),
+# 1.133 x 45.5 + 13.629 / 2 = 58.4 instructions a row.
+PREP_ROWS24_OPS = 45.5
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
