@@ -432,7 +432,7 @@ def test_conv24_rows_exact(tmp_path, target, flags, entry):
     got, want = _build_and_run(tmp_path, target, flags, cases, seed=24, entry=entry, extremes=True)
     assert got.shape == want.shape
     bad = np.argwhere(got != want)
-    assert bad.size == 0, f"{target} {flags} {entry}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+    assert bad.size == 0, f"{target} {flags} {entry}: {len(bad)} words differ, first at {bad[:3].tolist()}"
 
 
 def _cnn24_graph(seed: int):
@@ -445,7 +445,8 @@ def _cnn24_graph(seed: int):
 
     rng = np.random.default_rng(seed)
     layers = [binary_conv3x3(rng, "stem", 3, 24, 1, 1, "u8"), threshold(rng, "t0", 24, 27 * 255),
-              binary_conv3x3(rng, "c1", 24, 24, 2, 1, "bits", 0), threshold(rng, "t1", 24, 216, extremes=True),
+              binary_conv3x3(rng, "c1", 24, 24, 2, 1, "bits", 0),
+              threshold(rng, "t1", 24, 216, extremes=True),
               binary_conv3x3(rng, "c2", 24, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 216),
               binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
               Layer("flatten", "flat", "flatten", {}),

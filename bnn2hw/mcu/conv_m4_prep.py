@@ -9,7 +9,8 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
   when :func:`row_words` packs, else the padded layout; for 3x3
   convs with 16 input channels on cores with USADA8, ``conv16_rows_bits``' pair records instead
   (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1); for 3x3 convs
-  with 24 input channels on every core but the M0 and Helium, the 7-word rows with their seventh word tail-spread
+  with 24 input channels on every core but the M0 and Helium, the 7-word rows with their seventh word
+  tail-spread
   (:func:`rows24`, bnn_conv.c's conv24_positions: the patch in registers, 56 instructions a row);
 * the popcount bounds M per window class (:func:`m_tables`), the per-call ``clamp_mm`` formula:
   ``M = clamp(floor((K_v + 2 corr - thr) / 2), -1, 32 nw)``, K_v = (valid taps) cin, corr = the +1
@@ -200,7 +201,10 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
     nw = row_words(c, kh, kw, dense_words)
     pairs = uses_pairs(c, kh, kw, dsp, dense_words)
     r24 = uses_rows24(c, kh, kw, dense_words)
-    rows = pair_records(w) if pairs else rows24(w).reshape(-1) if r24 else prepared_rows(w, dense_words).reshape(-1)
+    if pairs:
+        rows = pair_records(w)
+    else:
+        rows = rows24(w).reshape(-1) if r24 else prepared_rows(w, dense_words).reshape(-1)
     pairs = pairs or r24
     m, xcls, ycls = m_tables(w, thr, in_hw, out_hw, stride, pad, pad_minus1, nw, negate=pairs)
     return {"nw": nw, "pairs": int(pairs), "rows": rows, "m": m, "xcls": xcls, "ycls": ycls,
