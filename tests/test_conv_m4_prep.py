@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """The row-kernel conv with generation-time weight prep (issue 11): bnn2hw/mcu/conv_m4_prep.py builds
 the packed weight rows (or, for 3x3 convs with 16 input channels on cores with USADA8, the pair
-records of bnn_conv.c's conv16_rows_bits) and the popcount bounds M per window class;
+records of bnn_conv.c's conv16_rows_bits; for 3x3 convs with 24 input channels there, rows with a
+tail-spread seventh word for conv24_positions) and the popcount bounds M per window class;
 ``bnn_conv_bits_prep`` (bnn_conv.c) runs the conv on them.
 
 * Python: prepared_rows / pair_records equal word-level transcriptions of bnn_conv.c's pack_taps /
@@ -11,8 +12,10 @@ records of bnn_conv.c's conv16_rows_bits) and the popcount bounds M per window c
   pad 0 / 1 / -1; maps 4x4, 5x5, 1x7, 3x9, 7x3, 9x9; thresholds with ties) on the prepared entry and
   on the reference loop nest (bnn_conv_bits_ref / _m1_ref); every output word equals numpy's conv +
   threshold on all-ones, all-zeros (-1) and random inputs: on the host under -Werror and
-  ASan/UBSan (plain and with -DBNN_CONV16_PAIRS=1, the record kernel's portable twin), and in QEMU
-  on the Cortex-M0, M3, M4, M7 and M33.  Some cases carry data made for another build (pairs on a
+  ASan/UBSan (plain, with -DBNN_CONV16_PAIRS=1 and with -DBNN_CONV24_ROWS=1, the record kernels'
+  portable twins), and in QEMU on the Cortex-M0, M3, M4, M7 and M33.  CASES24 (test_conv24_rows_exact)
+  adds cin 24 with cout 1 .. 63, maps 1x1 .. 16x16, stride 3 and INT32-extreme thresholds, cin 23 / 25,
+  on both entries and also on the M55.  Some cases carry data made for another build (pairs on a
   core without USADA8, a wrong row length): the entry must fall back to bnn_conv_bits on the plain
   weights, still exact.
 """
@@ -185,6 +188,8 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
         thr[0] = k if cout > 1 else thr[0]
         if cout > 2:
             thr[1], thr[2] = (-2 ** 31, 2 ** 31 - 1) if extremes else (-(10 ** 6), 10 ** 6)
+        if extremes and cout > 4:
+            thr[3], thr[4] = -(10 ** 6), 10 ** 6  # with INT32 extremes at 1 / 2 (always / never fires)
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
         if i % 7 == 6:
@@ -236,7 +241,7 @@ def _build_and_run(tmp_path, target: str, flags: str, cases, **write_kw) -> tupl
     for tool in tools:
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
-    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags
+    dsp = get_target(target).has_dsp or "BNN_CONV16_PAIRS=1" in flags or "BNN_CONV24_ROWS=1" in flags
     dense = mp.DENSE_WORDS_M0 if target == "cortex-m0" else mp.DENSE_WORDS
     x, want, n = _write_model(tmp_path, dsp, dense, cases, **write_kw)
     elf = toolchain.build(tmp_path, target, extra_cflags=flags)
@@ -244,6 +249,7 @@ def _build_and_run(tmp_path, target: str, flags: str, cases, **write_kw) -> tupl
 
 
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("host", "-Werror -DBNN_CONV24_ROWS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror")])
@@ -288,6 +294,7 @@ TILE_CASES = [(16, 16, 8, 8, 1, 1), (16, 15, 5, 5, 1, 1), (16, 17, 7, 3, 1, 1), 
 
 @pytest.mark.parametrize("cases", ["one tile", "tiles"])
 @pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("host", "-Werror -DBNN_CONV24_ROWS=1"),
                                            ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
                                            ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
                                            ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
@@ -450,3 +457,102 @@ def test_use_few_and_vc_choice():
     assert cv.prep_estimate(*g) == cv.rows_estimate(*g)
     g = (32, 32, 16, 16, 3, 3, 1, 0, True)  # 3x3x16, -1 padding, > 256 positions: the tiled few entry
     assert cv.prep_estimate(*g) < cv.rows_estimate(*g)
+
+
+# ---------------------------------------------------------------- 3x3x24 tail-spread rows (conv24_positions)
+
+# (cin, cout, h, w, stride, pad): cin 24 with cout 1 .. 63 (one and two 32-channel chunks), maps 1x1 to
+# 16x16, 5x5, 7x3, 1x9, 2x2 (windows past the input), stride 1 / 2 / 3, zero and -1 padding; cin 23 / 25
+# (rows of 7 words too, not the 24-channel layout: the generic row kernel)
+CASES24 = [(24, 1, 1, 1, 1, 1), (24, 15, 16, 16, 1, 1), (24, 16, 16, 16, 2, 0), (24, 23, 5, 5, 1, 0),
+           (24, 24, 7, 3, 2, 1), (24, 25, 9, 9, 3, 1), (24, 31, 8, 8, 1, -1), (24, 32, 6, 6, 2, -1),
+           (24, 33, 5, 5, 1, 1), (24, 63, 4, 4, 1, 1), (24, 24, 1, 9, 1, 1), (24, 17, 2, 2, 1, 1),
+           (24, 24, 3, 3, 1, 0), (24, 24, 5, 5, 3, 0), (24, 63, 3, 3, 1, -1), (24, 5, 4, 4, 2, 1),
+           (23, 24, 5, 5, 1, 1), (25, 24, 5, 5, 2, 0), (23, 16, 4, 4, 1, -1), (25, 33, 7, 3, 1, 1)]
+
+
+def test_tail_spread_and_rows24():
+    """tail_spread moves bit 3 of every nibble of a 24-bit word to nibbles 6 / 7 (bit 3 of each nibble
+    then 0, no bit lost: a permutation of the 24 bits); rows24 are prepared_rows with that seventh word."""
+    singles = np.array([1 << i for i in range(24)], dtype=np.uint32)
+    out = mp.tail_spread(singles)
+    assert len({int(v) for v in out}) == 24 and all(bin(int(v)).count("1") == 1 for v in out)
+    assert all(int(v) & 0x88888888 == 0 for v in out)
+    assert int(mp.tail_spread(np.array([0xFFFFFF], dtype=np.uint32))[0]) == 0x77777777
+    assert [int(v) for v in mp.tail_spread(np.array([1 << 3, 1 << 15, 1 << 23], dtype=np.uint32))] == [
+        1 << 24, 1 << 29, 1 << 30]
+    rng = np.random.default_rng(24)
+    w = rng.choice([-1, 1], (33, 3, 3, 24)).astype(np.int8)
+    rows, plain = mp.rows24(w), mp.prepared_rows(w)
+    assert (rows[:, :6] == plain[:, :6]).all() and (rows[:, 6] == mp.tail_spread(plain[:, 6])).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False)
+    assert q["pairs"] == 1 and q["nw"] == 7 and (q["rows"] == rows.ravel()).all() and (q["m"] < 0).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dsp=False)  # Cortex-M3 data: the same
+    assert q["pairs"] == 1 and (q["rows"] == rows.ravel()).all()
+    q = mp.prepare(w, np.zeros(33), (5, 5), (5, 5), 1, 1, False, dense_words=mp.DENSE_WORDS_M0)  # M0: 9 words
+    assert q["pairs"] == 0 and q["nw"] == 9 and (q["m"] >= -1).all()
+    assert not mp.uses_rows24(24, 3, 3, mp.DENSE_WORDS_M0) and not mp.uses_rows24(23, 3, 3)
+
+
+@pytest.mark.parametrize("entry", ["prep", "few"])
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV24_ROWS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
+def test_conv24_rows_exact(tmp_path, target, flags, entry):
+    """bnn_conv_bits_prep / _few on CASES24 (host builds under ASan/UBSan; the asm row loop on M4 / M7 /
+    M33, the portable twin on the host with -DBNN_CONV24_ROWS=1, the data's fallback on M0 / M3 / M55 and
+    the plain host build; ties, thresholds at K, +-10^6 and the INT32 extremes; all-ones / all -1 /
+    random inputs; every 5th case's data made for another build, every 7th with a wrong row length):
+    the output words of the entry and of the reference loop nest both equal numpy's."""
+    cases = [c for c in CASES24 if c[2] * c[3] <= 25] if target == "cortex-m0" else CASES24
+    got, want = _build_and_run(tmp_path, target, flags, cases, seed=24, entry=entry, extremes=True)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags} {entry}: {len(bad)} words differ, first at {bad[:3].tolist()}"
+
+
+def _cnn24_graph(seed: int):
+    """uint8 stem 10x10 -> 24 channels -> binary 3x3x24 convs on bits: 24 -> 24 stride 2 zero padding
+    (5x5 outputs: bnn_conv_bits_prep), 24 -> 24 no padding (3x3: _few), 24 -> 17 at -1 padding (3x3:
+    _few), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
+    from conv_graphs import binary_conv3x3, threshold
+
+    from bnn2hw.ir.graph import Graph, Layer
+
+    rng = np.random.default_rng(seed)
+    layers = [binary_conv3x3(rng, "stem", 3, 24, 1, 1, "u8"), threshold(rng, "t0", 24, 27 * 255),
+              binary_conv3x3(rng, "c1", 24, 24, 2, 1, "bits", 0),
+              threshold(rng, "t1", 24, 216, extremes=True),
+              binary_conv3x3(rng, "c2", 24, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 216),
+              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
+              Layer("flatten", "flat", "flatten", {}),
+              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                    {"weight": rng.choice([-1, 1], (7, 3 * 3 * 17)).astype(np.int8)}),
+              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((10, 10, 3), layers, 1.0, {"model_hash": f"conv24_{seed}"})
+
+
+def test_emitted_cnn24(tmp_path):
+    """emit-c (write_firmware_dir) on a 24-channel CNN writes the three bits convs' tail-spread rows and
+    calls bnn_conv_bits_prep / _few; every integer logit equals the IR executor's (emit-c --verify's
+    check) on the host (sanitizers), in QEMU on the Cortex-M4 (conv24_few_asm) and on the M3 (no USADA8:
+    the data's fallback), on all-255, all-0 and random images."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    graph = _cnn24_graph(6)
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    src = (out / "model.c").read_text()
+    assert src.count("3x3x24 rows, seventh word tail-spread") == 3
+    assert src.count("bnn_conv_bits_prep(&") == 1 and src.count("bnn_conv_bits_few(&") == 2
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    res = verify_firmware(graph, out, "cortex-m3", x, host=False, echo=lambda *_: None)
+    assert res["cortex-m3"]["int_logits_differing"] == 0

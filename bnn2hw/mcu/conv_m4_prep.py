@@ -8,17 +8,21 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
   (tap t at bit t cin, ``pack_taps``; 3x3 cin 24: four taps in three words, :func:`pack_3x3x24`)
   when :func:`row_words` packs, else the padded layout; for 3x3
   convs with 16 input channels on cores with USADA8, ``conv16_rows_bits``' pair records instead
-  (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1);
+  (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1); for 3x3 convs
+  with 24 input channels on every core but the M0 and Helium, the 7-word rows with their seventh word
+  tail-spread
+  (:func:`rows24`, bnn_conv.c's conv24_positions: the patch in registers, 56 instructions a row);
 * the popcount bounds M per window class (:func:`m_tables`), the per-call ``clamp_mm`` formula:
   ``M = clamp(floor((K_v + 2 corr - thr) / 2), -1, 32 nw)``, K_v = (valid taps) cin, corr = the +1
   weights of the padded taps (zero padding only); a position's bit is
-  ``popcount(patch ^ row) <= M``; pair records take ``~M = -M - 1``.
+  ``popcount(patch ^ row) <= M``; pair records and 3x3x24 rows take ``~M = -M - 1``.
 
 The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead where
 :func:`use_few` (3x3, cin <= 32, <= 16 positions; 3x3x16 at any size): the output in tiles of <= 16
 positions, each tile's patches packed by full-window packs (zero-bordered copies only where windows
 leave the input), then the row kernel per chunk on all the tile's positions (3x3x16: an assembly loop
-over every position's pair records with the patch in registers).
+over every position's pair records with the patch in registers; 3x3x24: the same over tail-spread
+rows).
 
 Invariant: for every output position the table selected by (ycls[oy], xcls[ox]) equals the M that
 ``bnn__conv_bits_rows`` computes for that position's window, and the rows equal its packed rows, so
@@ -106,6 +110,31 @@ def uses_pairs(cin: int, kh: int, kw: int, dsp: bool = True, dense_words: int = 
     return dsp and cin == 16 and kh == 3 and kw == 3 and row_words(cin, kh, kw, dense_words) == 5
 
 
+def uses_rows24(cin: int, kh: int, kw: int, dense_words: int = DENSE_WORDS) -> bool:
+    """3x3 cin 24 packed into 7 words (BNN_CONV24_ROWS: Cortex-M3 / M4 / M7 / M33, with or without
+    USADA8): tail-spread rows."""
+    return cin == 24 and kh == 3 and kw == 3 and row_words(cin, kh, kw, dense_words) == 7
+
+
+def tail_spread(t: np.ndarray) -> np.ndarray:
+    """bnn_conv.c conv24_tail: 24-bit words with bit 3 of every nibble moved to nibbles 6 and 7
+    (bits 3, 7 -> 24, 28; 11, 15 -> 25, 29; 19, 23 -> 26, 30), so bit 3 of each nibble is 0."""
+    t = np.asarray(t).astype(np.uint64)
+    m = np.uint64(0xFFFFFFFF)
+    out = (t & np.uint64(0x77777777)) | ((t << np.uint64(21)) & m & np.uint64(0x11000000))
+    out |= ((t << np.uint64(14)) & np.uint64(0x22000000)) | ((t << np.uint64(7)) & np.uint64(0x44000000))
+    return out.astype(np.uint32)
+
+
+def rows24(w: np.ndarray) -> np.ndarray:
+    """3x3x24 weights (cout, 3, 3, 24) -> uint32 (cout, 7): pack_3x3x24's rows with the seventh word
+    (tap 8) tail-spread, as bnn_conv.c's conv24_positions reads them (row j of chunk c0 at 7 (c0 + j))."""
+    rows = prepared_rows(w)
+    assert rows.shape[1] == 7, "tail-spread rows are for 3x3 convs with 24 input channels"
+    rows[:, 6] = tail_spread(rows[:, 6])
+    return rows
+
+
 def pack_3x3x24(taps: np.ndarray) -> np.ndarray:
     """bnn_conv.c pack_taps_3x3x24: tap words (..., 9) uint32 (24 bits each) -> (..., 7) words,
     taps a, b, c, d as a | d << 24, b | (d >> 8) << 24, c | (d >> 16) << 24 (taps 0-3, 4-7), tap 8."""
@@ -182,11 +211,17 @@ def m_tables(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tup
 def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tuple[int, int], stride: int,
             pad: int, pad_minus1: bool, dsp: bool = True, dense_words: int = DENSE_WORDS) -> dict:
     """Everything bnn_conv_prep_t holds for a build with USADA8 (dsp) and BNN_CONV_DENSE_WORDS =
-    dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"}."""
+    dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"};
+    "pairs" 1: 3x3x16 pair records or 3x3x24 tail-spread rows, both with ~M tables."""
     _, kh, kw, c = w.shape
     nw = row_words(c, kh, kw, dense_words)
     pairs = uses_pairs(c, kh, kw, dsp, dense_words)
-    rows = pair_records(w) if pairs else prepared_rows(w, dense_words).reshape(-1)
+    r24 = uses_rows24(c, kh, kw, dense_words)
+    if pairs:
+        rows = pair_records(w)
+    else:
+        rows = rows24(w).reshape(-1) if r24 else prepared_rows(w, dense_words).reshape(-1)
+    pairs = pairs or r24
     m, xcls, ycls = m_tables(w, thr, in_hw, out_hw, stride, pad, pad_minus1, nw, negate=pairs)
     return {"nw": nw, "pairs": int(pairs), "rows": rows, "m": m, "xcls": xcls, "ycls": ycls,
             "nx": int(xcls.max()) + 1 if len(xcls) else 1}

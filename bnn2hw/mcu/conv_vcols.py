@@ -306,11 +306,19 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 # size, in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
 # mcu_conv_grid_m4.md); max error 4.3% (4x4x16 stride 2 pad 1, overestimated).
 PREP_COEFFS = (1.14, 8.944, 65.046, 287.821, 56.117)
+# 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 54 instructions a row in the kernel, ~80 per
+# position for the gather, the seventh word's spread and the loop's position step): the row-ops feature
+# of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01, branch
+# conv24: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`, bnn_conv_bits_few where
+# conv_m4_prep.use_few); max error 2.6% (16x16 stride 1 pad 1 over-, 4x4 stride 2 pad 1 underestimated),
+# 1.133 x 45.5 + 13.629 / 2 = 58.4 instructions a row.
+PREP_ROWS24_OPS = 45.5
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
-    65 / 2 for a 3x3x16 pair-record row, else 21 per 3-word group, 10 / 17 for a 1- / 2-word tail)
+    65 / 2 for a 3x3x16 pair-record row, PREP_ROWS24_OPS for a 3x3x24 tail-spread row, else 21 per
+    3-word group, 10 / 17 for a 1- / 2-word tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
     bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1,
     positions outside the pair records (the row kernel's per-position call and gather; the pair
@@ -322,6 +330,8 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     nw = conv_m4_prep.row_words(cin, kh, kw)
     if conv_m4_prep.uses_pairs(cin, kh, kw):
         rowops = 4.5 * 7.4
+    elif conv_m4_prep.uses_rows24(cin, kh, kw):
+        rowops = PREP_ROWS24_OPS
     else:
         g, r = divmod(nw, 3)
         rowops = 21 * g + (10 if r == 1 else 17 if r == 2 else 0)
@@ -404,8 +414,9 @@ def use_vc(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: in
     # and only where the kernel the rows format really runs is not estimated 2% faster (issue 11: the
     # prepared entry, bnn_conv_bits_prep / _few, is up to 50% faster than the plain rows the first test
     # compares with: 4x4x16 stride 1 pad 1 measured 0.300 per MAC on bnn_conv_bits_few against the
-    # column-sliced 0.406).  The 2% keep near ties on the column-sliced kernel (4x4x24 stride 1 pad 1:
-    # 0.308 against bnn_conv_bits_few's 0.311, estimates 0.313 / 0.309).  This test only removes
+    # column-sliced 0.406).  The 2% keep near ties on the column-sliced kernel (before the 3x3x24
+    # tail-spread rows, 4x4x24 stride 1 pad 1: 0.308 against bnn_conv_bits_few's 0.311; with them
+    # bnn_conv_bits_few measures 0.280 and is picked, as on 8x8x24 stride 1 pad 1).  This test only removes
     # column-sliced picks, so no layer gains its flash.
     return vc < 0.80 * rows_estimate(h, wd, cin, cout, kh, kw, s, p, m1) and vc < 1.02 * prep_estimate(
         h, wd, cin, cout, kh, kw, s, p, m1)

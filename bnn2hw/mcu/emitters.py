@@ -481,11 +481,12 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     wr = f"{lid}_w"
     if q["pairs"] or q["nw"] != kh * kw * -(-c // 32):
         wr = f"{lid}_w4"
-        what = "3x3x16 pair records" if q["pairs"] else f"rows of {q['nw']} packed words"
+        what = (("3x3x16 pair records" if c == 16 else "3x3x24 rows, seventh word tail-spread") if q["pairs"]
+                else f"rows of {q['nw']} packed words")
         st.data.append(f"/* {what} */\n")
         st.data.append(c_array("bnn_word_t", wr, q["rows"]))
     st.data.append(f"/* popcount bounds M of {q['m'].shape[0]} window classes x {q['m'].shape[1]} channels"
-                   + (" (~M, pair records)" if q["pairs"] else "") + " */\n")
+                   + (" (~M, record kernel)" if q["pairs"] else "") + " */\n")
     st.data.append(c_array("int32_t", f"{lid}_m4", q["m"]))
     st.data.append(c_array("uint8_t", f"{lid}_xc4", q["xcls"]))
     st.data.append(c_array("uint8_t", f"{lid}_yc4", q["ycls"]))

@@ -137,7 +137,9 @@ void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep
  *   nw    words per prepared weight row: bnn__conv_row_words(p) of the build the data was made for
  *         (taps packed back to back when that packs, else the padded layout);
  *   pairs 1: 3x3 convs with cin 16 as conv16_rows_bits' pair records (bnn_conv.c, BNN_CONV16_PAIRS:
- *         Thumb-2 cores with USADA8), the M entries stored as ~M = -M - 1; 0: rows of nw words;
+ *         Thumb-2 cores with USADA8), 3x3 convs with cin 24 as rows of 7 words with the seventh
+ *         tail-spread (bnn_conv.c conv24_tail, BNN_CONV24_ROWS: the same cores), the M entries of
+ *         both stored as ~M = -M - 1; 0: rows of nw words;
  *   w     the prepared rows: cout rows of nw words, or per 32-channel chunk ceil(cnt / 2) records of
  *         9 words (chunk c0 at w + 9 c0 / 2; an odd count's last record pairs its row with itself);
  *   m     popcount bounds M (bit = popcount(patch ^ row) <= M) per window class: entry o of the

@@ -1242,6 +1242,295 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
 #undef CONV16_MM
 }
 
+/* ==== 3x3x24 rows with the patch in registers (issue 11; bnn_conv_bits_prep / _few) ====
+ *
+ * 3x3 convs with 24 input channels: a patch is 216 bits, pack_taps_3x3x24's seven words (six full,
+ * the seventh tap 8's 24 bits).  The generic row kernel runs them as 7-word rows (~62 instructions
+ * per row, 0.289 per MAC).  Here the seventh word is stored "tail-spread" (conv24_tail: 3 of the
+ * 4 bits of each nibble, bit 3 of every nibble 0) in the weight rows (conv_m4_prep.py at generation
+ * time) and in the patch (once per position), which makes its mismatch count a nibble-count word
+ * (fields <= 3) in 4 operations, added to the nibble counts of words 0-2 (fields <= 12) before
+ * their byte sum: per row
+ *   words 0-2  3 EOR, 2-bit counts of words 0 and 1 (AND + SUB each), word 2's even / odd bits
+ *              added to them (fields <= 3), the two words' nibble counts summed (conv24_nib2,
+ *              6 operations)                                                       17 ALU
+ *   word 6     EOR, v - ((v & EE..) >> 1) - ((v & CC..) >> 2), added                 6 ALU
+ *   words 3-5  as words 0-2                                                        17 ALU
+ *   two byte sums into the ~M accumulator (AND, SUB, USADA8; bnn_bits.c)            6 ALU
+ * = 46 ALU, + 5 loads (records, ~M) + 2 (the row's bit) + 1 branch = 54 instructions per
+ * 216-MAC row (0.250 per MAC) in conv24_few_asm, the patch's seven words held in r4-r10 for all
+ * rows of a position.  Any fixed bit order is exact as long as rows and patches share it.
+ * BNN_CONV24_ROWS (default: Thumb-2 cores with the assembly row kernels, not Helium) makes
+ * bnn_conv_bits_prep / _few expect such data (bnn_conv_prep_t.pairs = 1 for cin 24, ~M tables): the
+ * assembly loop where the core has USADA8 (M4, M7, M33), the generic row kernel on the Cortex-M3
+ * (conv24_positions); the host tests force it on (-DBNN_CONV24_ROWS=1: the portable twin
+ * conv24_rows_bits).  Elsewhere (M0: 9-word rows; Helium) the data is "made for another build" and
+ * the entries run the plain path.
+ */
+#ifndef BNN_CONV24_ROWS
+#define BNN_CONV24_ROWS (BNN_MULTI_ASM && !BNN_MVE)
+#endif
+#define CONV24_ROW_WORDS 7u
+
+/* t (24 bits, bytes 0-2) with bit 3 of every nibble moved to nibbles 6 and 7: bits 3, 7 -> 24, 28;
+ * 11, 15 -> 25, 29; 19, 23 -> 26, 30 (conv_m4_prep.py tail_spread); bit 3 of each nibble is then 0.
+ * One multiply moves all six: h (2^21 + 2^14 + 2^7) puts each of h's bits 3 + 4 i at three places, all
+ * 18 of them distinct (no carries), and only the six above land in 0x77000000. */
+BNN_INLINE uint32_t conv24_tail(uint32_t t)
+{
+    return (t & 0x77777777u) | (((t & 0x88888888u) * 0x00204080u) & 0x77000000u);
+}
+
+#if BNN_CONV24_ROWS
+#if BNN_HAVE_USADA8
+#include <arm_acle.h>
+#endif
+/* acc + the byte sums of the nibble-count words s1 (fields <= 15) and s2 (<= 12): two USADA8 steps
+ * (|lo + 16 hi - 15 hi| = lo + hi per byte, bnn_bits.c), else the bytes of both (<= 54) summed once. */
+BNN_INLINE uint32_t conv24_acc2(uint32_t acc, uint32_t s1, uint32_t s2)
+{
+#if BNN_HAVE_USADA8
+    const uint32_t t1 = s1 & 0xF0F0F0F0u, t2 = s2 & 0xF0F0F0F0u;
+    return __usada8(s2, t2 - (t2 >> 4), __usada8(s1, t1 - (t1 >> 4), acc));
+#else
+    return acc + bnn__hsum_bytes(bnn__bytes(s1) + bnn__bytes(s2));
+#endif
+}
+
+/* The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble): a nibble a + 4 b
+ * of x + y (a, b the sums of the low / high fields) less 3 b.  The sums carry across nibbles (and out
+ * of the word) on the way; the result (< 2^32) is exact modulo 2^32 because only additions,
+ * subtractions and a multiply touch the carries.  conv24_few_asm does it in 6 operations (CONV24_NIB:
+ * 2 b a nibble as UHADD8 of the two CC.. parts, the halving in each byte's 9-bit sum, so the top
+ * nibble's b <= 6 loses nothing) where the plain nibble counts take 7. */
+BNN_INLINE uint32_t conv24_nib2(uint32_t x, uint32_t y)
+{
+    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
+}
+
+/* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
+ * fields and its odd bits to y's (fields <= 3), then conv24_nib2. */
+BNN_INLINE uint32_t conv24_group(uint32_t x, uint32_t y, uint32_t z)
+{
+    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
+    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
+    return conv24_nib2(x, y);
+}
+
+/* Portable twin of conv24_few_asm for one position: the bits of cnt (1..32) rows w (7 words each,
+ * tail spread) against the patch x (tail spread), nm[j] = ~M_j: bit j = popcount(x ^ row j) <= M_j
+ * (the rows_bits contract). */
+BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
+{
+    uint32_t bits = 0;
+    for (uint32_t j = 0; j < cnt; ++j, w += CONV24_ROW_WORDS) {
+        const uint32_t t = w[6] ^ x[6]; /* bit 3 of each nibble 0 */
+        const uint32_t n1 = conv24_group(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
+                            (t - ((t & 0xEEEEEEEEu) >> 1) - ((t & 0xCCCCCCCCu) >> 2)); /* fields <= 15 */
+        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, conv24_group(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
+        bits = (bits >> 1) | (acc & 0x80000000u);
+    }
+    return bits >> (32u - cnt);
+}
+
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM
+/*
+ * conv24_few_asm(job): for every position i < n, the bits of cnt = 1..32 rows (job->w, 7 words each)
+ * against the position's patch (job->x + 7 i) with the ~M row job->mp[i] (+ c0, folded in by the
+ * caller), stored as out[i ow] = bits >> (32 - cnt), row j at bit j: conv24_rows_bits with the patch
+ * in registers and the row loop ended by a sentinel bit (1 << (cnt - 1), shifted out by the cnt-th
+ * RRXS), as conv16_few_asm.  Per row 54 instructions (block comment above); per position 15 more.
+ * Registers in the row loop: r0 accumulator (~M, then + the counts; scratch before the ~M load),
+ * r1 rows, r2 ~M row, r3 bits, r4-r10 patch words 0-6, r11 / r12 / lr row words and scratch.
+ * The job shape is few16_job_t's (one output word per position and 32-channel chunk).
+ */
+typedef struct {
+    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
+    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
+    bnn_word_t *out;           /* the first position's output word (cursor) */
+    const bnn_word_t *x_end;   /* x + 7 n */
+    const bnn_word_t *w;       /* the rows (cnt) */
+    uint32_t sentinel;         /* 1 << (cnt - 1) */
+    uint32_t shift;            /* 32 - cnt */
+    uint32_t ow_bytes;         /* output words per position x 4 */
+} few24_job_t;
+/* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
+ * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12),
+ * as conv24_nib2; Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S
+ * (USADA8). */
+#define CONV24_2BIT(X, Y, SCR)                                                             \
+    "and " SCR ", " X ", #0xAAAAAAAA\n\t"                                                  \
+    "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
+    "and " SCR ", " Y ", #0xAAAAAAAA\n\t"                                                  \
+    "sub " Y ", " Y ", " SCR ", lsr #1\n\t"
+#define CONV24_NIB(X, Y, SCR)                                                              \
+    "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
+    "add " X ", " X ", " Y "\n\t"                                                          \
+    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
+    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
+    "sub " X ", " X ", " SCR "\n\t"                                                        \
+    "sub " X ", " X ", " SCR ", lsr #1\n\t"
+#define CONV24_ACC(S, SCR)                                                                 \
+    "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
+    "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
+    "usada8 r0, " S ", " SCR ", r0\n\t"
+/* job: r0 on entry, then its copy at [sp] (cursors x, mp, out advanced in place: [job + 0..8]) */
+__attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __attribute__((unused)))
+{
+    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
+            "mov r12, r0\n\t"
+            "ldm r12, {r0, r1}\n\t"                 /* x, mp */
+            "2:\n\t"                                /* r12 job, r0 x, r1 mp */
+            "ldr r2, [r1]\n\t"                      /* this position's ~M row */
+            "ldm r0, {r4, r5, r6, r7, r8, r9, r10}\n\t"
+            "ldrd r1, r3, [r12, #16]\n\t"           /* rows, sentinel */
+            "1:\n\t"
+            "ldm r1!, {r11, r12, lr}\n\t"           /* words 0-2 (r1: the row + 12) */
+            "eor r11, r11, r4\n\t"
+            "eor r12, r12, r5\n\t"
+            "eor lr, lr, r6\n\t" CONV24_2BIT("r11", "r12", "r0")
+            "and r0, lr, #0x55555555\n\t"           /* word 2: even bits to word 0, odd to word 1 */
+            "and lr, lr, #0xAAAAAAAA\n\t"
+            "add r11, r11, r0\n\t"
+            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr")
+            "ldr r12, [r1, #12]\n\t"                /* word 6, tail-spread */
+            "eor r12, r12, r10\n\t"
+            "and r0, r12, #0xCCCCCCCC\n\t"
+            "and lr, r12, #0xEEEEEEEE\n\t"
+            "sub r12, r12, lr, lsr #1\n\t"
+            "sub r12, r12, r0, lsr #2\n\t"          /* its nibble counts, <= 3 */
+            "add r11, r11, r12\n\t"                 /* <= 15 */
+            "ldr r0, [r2], #4\n\t"                  /* ~M */
+            CONV24_ACC("r11", "r12")
+            "ldrd r11, r12, [r1], #8\n\t"           /* words 3, 4 (r1: the row + 20) */
+            "eor r11, r11, r7\n\t"
+            "eor r12, r12, r8\n\t" CONV24_2BIT("r11", "r12", "lr")
+            "ldr lr, [r1], #8\n\t"                  /* word 5 (r1: the next row) */
+            "eor lr, lr, r9\n\t"
+            "add r11, r11, lr\n\t"                  /* + (lr & 55..) without a scratch register: */
+            "and lr, lr, #0xAAAAAAAA\n\t"           /* + lr - (lr & AA..) */
+            "sub r11, r11, lr\n\t"
+            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr") CONV24_ACC("r11", "lr")
+            "lsls r12, r0, #1\n\t"                  /* the row's bit: the accumulator's sign */
+            "rrxs r3, r3\n\t"
+            "bcc 1b\n\t"
+            "ldr r12, [sp]\n\t"
+            "ldm r12, {r0, r1, r2, r4}\n\t"         /* x, mp, out, x_end */
+            "ldrd r5, r6, [r12, #24]\n\t"           /* shift, ow bytes */
+            "lsrs r3, r3, r5\n\t"
+            "str r3, [r2]\n\t"
+            "add r2, r2, r6\n\t"
+            "adds r0, r0, #28\n\t"
+            "adds r1, r1, #4\n\t"
+            "stm r12, {r0, r1, r2}\n\t"
+            "cmp r0, r4\n\t"
+            "bne 2b\n\t"                            /* with r12 = job, r0 = x, r1 = mp */
+            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+}
+#undef CONV24_2BIT
+#undef CONV24_NIB
+#undef CONV24_ACC
+#endif
+
+/* cnt (1..32) rows against npos patches of 7 words (tail spread), position i's ~M row at mp[i] + c0:
+ * one output word per position (out + i ow).  fn: the build's generic row kernel (rows_bits), which
+ * the Cortex-M3 runs on the same rows (any common bit order is exact) with M = ~(~M) converted once
+ * per run of positions of one class: 8x8x24 stride 1 pad 0 0.355 per MAC there (the portable twin:
+ * 0.412; the plain 7-word rows before this layout: 0.346). */
+static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, const bnn_word_t *rows,
+                                                       const int32_t *const *mp, uint32_t c0, uint32_t npos,
+                                                       uint32_t cnt, bnn_word_t *out, uint32_t ow,
+                                                       bnn_conv_rows_fn fn)
+{
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM
+    (void)fn;
+    const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
+    for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
+        mc[i] = mp[i] + c0;
+    }
+    few24_job_t job = {x, c0 != 0u ? mc : mp, out, x + CONV24_ROW_WORDS * npos, rows, 1u << (cnt - 1u),
+                       32u - cnt, 4u * ow};
+    conv24_few_asm(&job);
+#elif BNN_MULTI_ASM
+    int32_t m[32]; /* M of the class row `last` (neighbouring positions mostly share their class) */
+    const int32_t *last = 0;
+    for (uint32_t i = 0; i < npos; ++i, x += CONV24_ROW_WORDS, out += ow) {
+        const int32_t *nm = mp[i] + c0;
+        if (nm != last) {
+            for (uint32_t j = 0; j < cnt; ++j) {
+                m[j] = ~nm[j];
+            }
+            last = nm;
+        }
+        *out = rows_bits(x, rows, m, CONV24_ROW_WORDS, cnt, fn);
+    }
+#else
+    (void)fn;
+    for (uint32_t i = 0; i < npos; ++i, x += CONV24_ROW_WORDS, out += ow) {
+        *out = conv24_rows_bits(x, rows, mp[i] + c0, cnt);
+    }
+#endif
+}
+
+/* The patches of positions [ox, end) of one output row (top-left input row y0, interior columns cols,
+ * src = the top-left tap of column cols.lo when inner) at x, 7 words each with the seventh spread,
+ * their ~M rows (my: the row's class tables) at mp.  Interior positions are packed straight from the
+ * input, the others gathered with zero bits at the padded taps (as bnn__conv_bits_prep). */
+static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                          const int32_t *my, int32_t y0, int inner, span_t cols, const bnn_word_t *src,
+                          uint32_t ox, uint32_t end, bnn_word_t *x, const int32_t **mp)
+{
+    const uint32_t cpad = q->cpad, step = p->in_w, xstep = p->stride_w;
+    while (ox < end) {
+        if (inner && ox >= cols.lo && ox < cols.hi) { /* the interior run: one class, no bounds */
+            const int32_t *mi = my + q->xcls[ox] * cpad;
+            const uint32_t stop = cols.hi < end ? cols.hi : end;
+            for (const bnn_word_t *s = src + (ox - cols.lo) * xstep; ox < stop;
+                 ++ox, s += xstep, x += CONV24_ROW_WORDS) {
+                pack_taps_3x3x24(s, step, x);
+                x[6] = conv24_tail(x[6]);
+                *mp++ = mi;
+            }
+            continue;
+        }
+        gather_border_3x3_1w(in, p->in_h, p->in_w, 24u, y0, (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, 1, x);
+        x[6] = conv24_tail(x[6]);
+        *mp++ = my + q->xcls[ox] * cpad;
+        x += CONV24_ROW_WORDS;
+        ++ox;
+    }
+}
+
+/* bnn_conv_bits_prep on 3x3x24 data with tail-spread rows and ~M tables: per output row, blocks of up
+ * to BNN_CONV_FEW_POS positions gathered (conv24_gather), then conv24_positions per 32-channel
+ * chunk. */
+static void __attribute__((noinline)) conv24_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                  const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn)
+{
+    const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
+    const span_t cols = interior_cols(p);
+    bnn_word_t patch[BNN_CONV_FEW_POS * CONV24_ROW_WORDS];
+    const int32_t *mp[BNN_CONV_FEW_POS];
+    for (uint32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t *my = q->m + q->ycls[oy] * nx * cpad;
+        const bnn_word_t *src = in;
+        const int inner = interior_row(p, in, oy, cols, &src); /* src: column cols.lo */
+        const int32_t y0 = (int32_t)(oy * p->stride_h) - (int32_t)p->pad_h;
+        for (uint32_t ox0 = 0; ox0 < out_w; ox0 += BNN_CONV_FEW_POS) {
+            const uint32_t n = out_w - ox0 < BNN_CONV_FEW_POS ? out_w - ox0 : BNN_CONV_FEW_POS;
+            conv24_gather(p, q, in, my, y0, inner, cols, src, ox0, ox0 + n, patch, mp);
+            bnn_word_t *dst = out + (oy * out_w + ox0) * ow;
+            for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
+                const uint32_t left = p->cout - c0;
+                conv24_positions(patch, q->w + c0 * CONV24_ROW_WORDS, mp, c0, n, left < 32u ? left : 32u,
+                                 dst + c0 / 32u, ow, fn);
+            }
+        }
+    }
+}
+#endif
+/* ==== end of the 3x3x24 rows ==== */
+
 /*
  * bnn_conv_bits_prep (bnn_conv.h): bnn__conv_bits_rows with the weight side from code generation
  * (bnn2hw/mcu/conv_m4_prep.py): the chunk's rows are used in place (dense rows or pair records) and
@@ -1261,11 +1550,18 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #else
     const uint32_t pairs = 0u;
 #endif
+    const uint32_t rec24 = d24 && BNN_CONV24_ROWS ? 1u : 0u; /* 3x3x24 tail-spread rows, ~M */
     if (BNN_MVE || n > BNN_CONV_PATCH_WORDS || taps > BNN_CONV_MAX_TAPS || n == 0u || q->nw != nw ||
-        q->pairs != pairs) { /* data made for another build: the plain path */
+        q->pairs != (pairs | rec24)) { /* data made for another build: the plain path */
         bnn__conv_bits_rows(p, in, q->raw_w, q->thr, (int)q->pad_minus1, out, fn, q->pad_minus1 ? 0 : pfn);
         return;
     }
+#if BNN_CONV24_ROWS
+    if (rec24) {
+        conv24_prep(p, q, in, out, fn);
+        return;
+    }
+#endif
     const uint32_t ow = BNN_WORDS(p->cout), out_w = p->out_w, cpad = q->cpad, nx = q->nx;
     const int g3 = p->kh == 3u && p->kw == 3u && cw == 1u; /* border patches: gather_border_3x3_1w */
     const span_t cols = interior_cols(p);
@@ -1339,12 +1635,13 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *      input; runs of <= BNN_CONV_FEW_POS positions of a wider row (fewer at strides over 3, so that
  *      3 x ((n - 1) stride_w + 3) <= BNN_CONV_FEW_IMG) read the interior columns in place and copy
  *      only their ends (one window: gather_3x3_1w), or all of it in the first / last rows at padding;
- *      3x3x16 patches get their fifth word spread for the pair records;
+ *      3x3x16 patches get their fifth word spread for the pair records, 3x3x24 ones their seventh
+ *      tail-spread (conv24_tail);
  *   2. each position's M row (its window class);
  *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
  *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
- *      in registers, 74 instructions per record; other layouts bnn__conv_bits_rows' row kernel per
- *      position).
+ *      in registers, 74 instructions per record; 3x3x24 tail-spread rows likewise, conv24_positions:
+ *      54 per row; other layouts bnn__conv_bits_rows' row kernel per position).
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
  * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (another kernel size, cin > 32, data made
@@ -1371,10 +1668,13 @@ static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, ui
     const int dense = nw != p->kh * p->kw * BNN_WORDS(p->cin);
     const uint32_t d16 = dense && p->cin == 16u && p->kh == 3u && p->kw == 3u;
 #if BNN_CONV16_PAIRS && !BNN_MVE
-    const uint32_t pairs = d16;
+    uint32_t pairs = d16;
 #else
-    const uint32_t pairs = 0u;
+    uint32_t pairs = 0u;
     (void)d16;
+#endif
+#if BNN_CONV24_ROWS
+    pairs |= dense && p->cin == 24u && p->kh == 3u && p->kw == 3u; /* 3x3x24 tail-spread rows, ~M */
 #endif
     *pairs_out = pairs;
     return q->nw == nw && q->pairs == pairs;
@@ -1586,12 +1886,15 @@ static void __attribute__((noinline)) few_gather16(const bnn_word_t *base, uint3
 }
 
 static void __attribute__((noinline)) few_gather24(const bnn_word_t *base, uint32_t step, uint32_t sw, uint32_t rstep,
-                                                   uint32_t oh, uint32_t ow, bnn_word_t *x)
+                                                   uint32_t oh, uint32_t ow, uint32_t pairs, bnn_word_t *x)
 {
     for (uint32_t oy = 0; oy < oh; ++oy, base += rstep) {
         const bnn_word_t *src = base;
         for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 7) {
             pack_taps_3x3x24(src, step, x);
+            if (pairs) { /* conv24_positions' tail-spread seventh word */
+                x[6] = conv24_tail(x[6]);
+            }
         }
     }
 }
@@ -1622,7 +1925,7 @@ BNN_INLINE bnn_word_t *few_gather_any(const bnn_conv_params_t *p, uint32_t nw, u
     if (cin == 16u && dense) {
         few_gather16(base, step, sw, rstep, th, tw, pairs, x);
     } else if (cin == 24u && dense) {
-        few_gather24(base, step, sw, rstep, th, tw, x);
+        few_gather24(base, step, sw, rstep, th, tw, pairs, x);
     } else {
         few_gather(base, step, sw, rstep, th, tw, cin, nw, x);
     }
@@ -1663,16 +1966,25 @@ BNN_INLINE void few_mrows(const bnn_conv_prep_t *q, uint32_t oy0, uint32_t ox0, 
     }
 }
 
-/* Per 32-channel chunk, the tile's kernel on its npos patches (few_pairs / few_rows): the per-tile
- * step another kernel with the same job (patches x rows) plugs into. */
+/* Per 32-channel chunk, the tile's kernel on its npos patches (few_pairs / conv24_positions / few_rows):
+ * the per-tile step; every kernel with the same job (patches x rows) plugs in here. */
 BNN_INLINE void few_kernels(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t pairs,
                             const bnn_word_t *patch, const int32_t *const *mp, uint32_t npos, bnn_word_t *out,
                             bnn_conv_rows_fn fn)
 {
     const uint32_t ow = BNN_WORDS(p->cout), nw = q->nw;
+#if BNN_CONV24_ROWS
+    const uint32_t cin = p->cin;
+#endif
     for (uint32_t c0 = 0; c0 < p->cout; c0 += 32u) {
         const uint32_t left = p->cout - c0;
         const uint32_t cnt = left < 32u ? left : 32u;
+#if BNN_CONV24_ROWS
+        if (pairs && cin == 24u) {
+            conv24_positions(patch, q->w + c0 * CONV24_ROW_WORDS, mp, c0, npos, cnt, out + c0 / 32u, ow, fn);
+            continue;
+        }
+#endif
 #if BNN_CONV16_PAIRS
         if (pairs) {
             few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow);
