@@ -307,12 +307,12 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 # mcu_conv_grid_m4.md); max error 4.3% (4x4x16 stride 2 pad 1, overestimated).
 PREP_COEFFS = (1.14, 8.944, 65.046, 287.821, 56.117)
 # 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 54 instructions a row in the kernel, ~80 per
-# position for the gather, the seventh word's spread and the loop's position step): the row-ops feature
-# of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01, branch
-# conv24: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`, bnn_conv_bits_few where
-# conv_m4_prep.use_few); max error 2.6% (16x16 stride 1 pad 1 over-, 4x4 stride 2 pad 1 underestimated),
-# 1.133 x 45.5 + 13.629 / 2 = 58.4 instructions a row.
-PREP_ROWS24_OPS = 45.5
+# position on bnn_conv_bits_prep for the gather, the seventh word's spread and the loop's position step): the
+# row-ops feature of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01,
+# main after the tiles16 and conv24 merges: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`,
+# bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep); max error 2.0% (4x4 stride 2 pad 1,
+# underestimated).
+PREP_ROWS24_OPS = 45.0
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
