@@ -403,6 +403,39 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
 }
 
 /*
+ * The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble), shared by the
+ * 3x3x16 pair records and the 3x3x24 rows: a nibble a + 4 b of x + y (a, b the sums of the low /
+ * high fields) less 3 b.  The sums carry across nibbles (and out of the word) on the way; the
+ * result (< 2^32) is exact modulo 2^32 because only additions, subtractions and a multiply touch
+ * the carries.  NIB2_SUM (Thumb-2 + DSP) does it in 6 operations: 2 b a nibble as UHADD8 of the
+ * two CC.. parts (the halving in each byte's 9-bit sum, so the top nibble's b <= 6 loses nothing),
+ * then x + y - 2 b - b, where the plain nibble steps ((x & 33..) + ((x & CC..) >> 2) for each word,
+ * then the sum) take 7.
+ */
+BNN_INLINE uint32_t nib2_sum(uint32_t x, uint32_t y)
+{
+    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
+}
+/* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
+ * fields and its odd bits to y's (fields <= 3), then nib2_sum (the portable twin of the 3x3x16 /
+ * 3x3x24 assembly groups). */
+BNN_INLINE uint32_t nib_group3(uint32_t x, uint32_t y, uint32_t z)
+{
+    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
+    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
+    return nib2_sum(x, y);
+}
+/* NIB2_SUM(X, Y, SCR): X = nib2_sum(X, Y) for asm operands X, Y, SCR (register names or %[...]
+ * operands); Y and SCR clobbered. */
+#define NIB2_SUM(X, Y, SCR)                                                                \
+    "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
+    "add " X ", " X ", " Y "\n\t"                                                          \
+    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
+    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
+    "sub " X ", " X ", " SCR "\n\t"                                                        \
+    "sub " X ", " X ", " SCR ", lsr #1\n\t"
+
+/*
  * 3x3 convs with 16 input channels (issue 11): a patch is 144 bits, four full words and a
  * half-filled fifth (the bottom-right tap).  The generic row kernel spends a whole SWAR word
  * on each row's 16-bit fifth word; here two weight rows share it instead.  A pair record of
@@ -466,14 +499,7 @@ BNN_INLINE uint32_t conv16_spread(uint32_t h)
     "and %[t6], %[t5], #0x55555555\n\t"                                                   \
     "and %[t5], %[t5], #0xAAAAAAAA\n\t"                                                   \
     "add %[t3], %[t3], %[t6]\n\t"                                                         \
-    "add %[t4], %[t4], %[t5], lsr #1\n\t"                                                 \
-    "and %[t6], %[t3], #0xCCCCCCCC\n\t"                                                   \
-    "and %[t5], %[t4], #0xCCCCCCCC\n\t"                                                   \
-    "and %[t3], %[t3], #0x33333333\n\t"                                                   \
-    "and %[t4], %[t4], #0x33333333\n\t"                                                   \
-    "add %[t3], %[t3], %[t6], lsr #2\n\t"                                                 \
-    "add %[t4], %[t4], %[t5], lsr #2\n\t"                                                 \
-    "add %[t3], %[t3], %[t4]\n\t" CONV16_ACC(ACC, "t3")
+    "add %[t4], %[t4], %[t5], lsr #1\n\t" NIB2_SUM("%[t3]", "%[t4]", "%[t6]") CONV16_ACC(ACC, "t3")
 #define CONV16_ACC(ACC, S)                                                                 \
     "and %[t6], %[" S "], #0xF0F0F0F0\n\t"                                                \
     "sub %[t6], %[t6], %[t6], lsr #4\n\t"                                                 \
@@ -518,21 +544,13 @@ BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t 
 #undef CONV16_GROUP
 #undef CONV16_ACC
 #else
-/* Nibble counts of three words (x, y whole, z's even bits with x and odd bits with y). */
-BNN_INLINE uint32_t conv16_group(uint32_t x, uint32_t y, uint32_t z)
-{
-    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
-    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
-    return bnn__nib4(x) + bnn__nib4(y);
-}
-
 /* Portable twin of the Thumb-2 conv16_pair: same records, same accumulators. */
 BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t *a, uint32_t *b)
 {
     const bnn_word_t *r = *w;
     const uint32_t c = r[8] ^ x[4];
-    *a = conv16_acc(*a, conv16_group(r[0] ^ x[0], r[1] ^ x[1], r[2] ^ x[2]));
-    *b = conv16_acc(*b, conv16_group(r[3] ^ x[0], r[4] ^ x[1], r[5] ^ x[2]));
+    *a = conv16_acc(*a, nib_group3(r[0] ^ x[0], r[1] ^ x[1], r[2] ^ x[2]));
+    *b = conv16_acc(*b, nib_group3(r[3] ^ x[0], r[4] ^ x[1], r[5] ^ x[2]));
     *a = conv16_acc(*a, bnn__nib4(bnn__nib2(r[6] ^ x[3]) + (c & 0x55555555u)));
     *b = conv16_acc(*b, bnn__nib4(bnn__nib2(r[7] ^ x[3]) + ((c >> 1) & 0x55555555u)));
     *w = r + CONV16_PAIR_WORDS;
@@ -1252,7 +1270,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  * (fields <= 3) in 4 operations, added to the nibble counts of words 0-2 (fields <= 12) before
  * their byte sum: per row
  *   words 0-2  3 EOR, 2-bit counts of words 0 and 1 (AND + SUB each), word 2's even / odd bits
- *              added to them (fields <= 3), the two words' nibble counts summed (conv24_nib2,
+ *              added to them (fields <= 3), the two words' nibble counts summed (nib2_sum,
  *              6 operations)                                                       17 ALU
  *   word 6     EOR, v - ((v & EE..) >> 1) - ((v & CC..) >> 2), added                 6 ALU
  *   words 3-5  as words 0-2                                                        17 ALU
@@ -1297,26 +1315,6 @@ BNN_INLINE uint32_t conv24_acc2(uint32_t acc, uint32_t s1, uint32_t s2)
 #endif
 }
 
-/* The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble): a nibble a + 4 b
- * of x + y (a, b the sums of the low / high fields) less 3 b.  The sums carry across nibbles (and out
- * of the word) on the way; the result (< 2^32) is exact modulo 2^32 because only additions,
- * subtractions and a multiply touch the carries.  conv24_few_asm does it in 6 operations (CONV24_NIB:
- * 2 b a nibble as UHADD8 of the two CC.. parts, the halving in each byte's 9-bit sum, so the top
- * nibble's b <= 6 loses nothing) where the plain nibble counts take 7. */
-BNN_INLINE uint32_t conv24_nib2(uint32_t x, uint32_t y)
-{
-    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
-}
-
-/* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
- * fields and its odd bits to y's (fields <= 3), then conv24_nib2. */
-BNN_INLINE uint32_t conv24_group(uint32_t x, uint32_t y, uint32_t z)
-{
-    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
-    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
-    return conv24_nib2(x, y);
-}
-
 /* Portable twin of conv24_few_asm for one position: the bits of cnt (1..32) rows w (7 words each,
  * tail spread) against the patch x (tail spread), nm[j] = ~M_j: bit j = popcount(x ^ row j) <= M_j
  * (the rows_bits contract). */
@@ -1325,9 +1323,9 @@ BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, c
     uint32_t bits = 0;
     for (uint32_t j = 0; j < cnt; ++j, w += CONV24_ROW_WORDS) {
         const uint32_t t = w[6] ^ x[6]; /* bit 3 of each nibble 0 */
-        const uint32_t n1 = conv24_group(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
+        const uint32_t n1 = nib_group3(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
                             (t - ((t & 0xEEEEEEEEu) >> 1) - ((t & 0xCCCCCCCCu) >> 2)); /* fields <= 15 */
-        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, conv24_group(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
+        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, nib_group3(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
         bits = (bits >> 1) | (acc & 0x80000000u);
     }
     return bits >> (32u - cnt);
@@ -1355,21 +1353,13 @@ typedef struct {
     uint32_t ow_bytes;         /* output words per position x 4 */
 } few24_job_t;
 /* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
- * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12),
- * as conv24_nib2; Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S
- * (USADA8). */
+ * NIB2_SUM (shared with the 3x3x16 records): X = nib2_sum(X, Y).  CONV24_ACC: r0 += the byte sums
+ * of the nibble-count word S (USADA8). */
 #define CONV24_2BIT(X, Y, SCR)                                                             \
     "and " SCR ", " X ", #0xAAAAAAAA\n\t"                                                  \
     "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
     "and " SCR ", " Y ", #0xAAAAAAAA\n\t"                                                  \
     "sub " Y ", " Y ", " SCR ", lsr #1\n\t"
-#define CONV24_NIB(X, Y, SCR)                                                              \
-    "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
-    "add " X ", " X ", " Y "\n\t"                                                          \
-    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
-    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
-    "sub " X ", " X ", " SCR "\n\t"                                                        \
-    "sub " X ", " X ", " SCR ", lsr #1\n\t"
 #define CONV24_ACC(S, SCR)                                                                 \
     "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
     "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
@@ -1392,7 +1382,7 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "and r0, lr, #0x55555555\n\t"           /* word 2: even bits to word 0, odd to word 1 */
             "and lr, lr, #0xAAAAAAAA\n\t"
             "add r11, r11, r0\n\t"
-            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr")
+            "add r12, r12, lr, lsr #1\n\t" NIB2_SUM("r11", "r12", "lr")
             "ldr r12, [r1, #12]\n\t"                /* word 6, tail-spread */
             "eor r12, r12, r10\n\t"
             "and r0, r12, #0xCCCCCCCC\n\t"
@@ -1410,7 +1400,7 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "add r11, r11, lr\n\t"                  /* + (lr & 55..) without a scratch register: */
             "and lr, lr, #0xAAAAAAAA\n\t"           /* + lr - (lr & AA..) */
             "sub r11, r11, lr\n\t"
-            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr") CONV24_ACC("r11", "lr")
+            "add r12, r12, lr, lsr #1\n\t" NIB2_SUM("r11", "r12", "lr") CONV24_ACC("r11", "lr")
             "lsls r12, r0, #1\n\t"                  /* the row's bit: the accumulator's sign */
             "rrxs r3, r3\n\t"
             "bcc 1b\n\t"
@@ -1428,7 +1418,6 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 #undef CONV24_2BIT
-#undef CONV24_NIB
 #undef CONV24_ACC
 #endif
 
@@ -1755,14 +1744,7 @@ typedef struct {
     "and r12, r11, #0x55555555\n\t"                                                        \
     "and r11, r11, #0xAAAAAAAA\n\t"                                                        \
     "add r9, r9, r12\n\t"                                                                  \
-    "add r10, r10, r11, lsr #1\n\t"                                                        \
-    "and r12, r9, #0xCCCCCCCC\n\t"                                                         \
-    "and r11, r10, #0xCCCCCCCC\n\t"                                                        \
-    "and r9, r9, #0x33333333\n\t"                                                          \
-    "and r10, r10, #0x33333333\n\t"                                                        \
-    "add r9, r9, r12, lsr #2\n\t"                                                          \
-    "add r10, r10, r11, lsr #2\n\t"                                                        \
-    "add r9, r9, r10\n\t" FEW16_ACC(ACC, "r9")
+    "add r10, r10, r11, lsr #1\n\t" NIB2_SUM("r9", "r10", "r12") FEW16_ACC(ACC, "r9")
 #define FEW16_ACC(ACC, S)                                                                  \
     "and r12, " S ", #0xF0F0F0F0\n\t"                                                      \
     "sub r12, r12, r12, lsr #4\n\t"                                                        \
