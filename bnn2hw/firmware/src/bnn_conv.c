@@ -446,7 +446,8 @@ BNN_INLINE uint32_t nib_group3(uint32_t x, uint32_t y, uint32_t z)
  * row (x - ((x & AA) >> 1) 2-bit counts, the third word's even / odd bits added, nibbles,
  * USADA8 accumulation as bnn__dbt2 in bnn_bits.c), then the fourth words' 2-bit counts take the
  * even (A) / odd (B) bits of c (fields <= 3), one nibble step and one accumulation each:
- * 9 words and 65 ALU operations per two rows instead of 10 words and 74.
+ * 9 words and 63 ALU operations per two rows instead of 10 words and 74 (each group's nibble step
+ * is nib2_sum's 6 operations).
  * Invariant: an odd count's last record pairs row cnt - 1 with itself (B's result unused).
  * BNN_CONV16_PAIRS (default: Thumb-2 cores with USADA8, not Helium) enables it; on other
  * targets it can be forced on (-DBNN_CONV16_PAIRS=1, the host tests do) with a portable
@@ -1629,15 +1630,15 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *   2. each position's M row (its window class);
  *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
  *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
- *      in registers, 74 instructions per record; 3x3x24 tail-spread rows likewise, conv24_positions:
+ *      in registers, 72 instructions per record; 3x3x24 tail-spread rows likewise, conv24_positions:
  *      54 per row; other layouts bnn__conv_bits_rows' row kernel per position).
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
  * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (another kernel size, cin > 32, data made
  * for another build) runs bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG)
- * words in the entry, peak 1.7 KB by default on the Cortex-M4 (-fstack-usage: entry 1,440 B, few_tile
- * 96, few_pairs 160, conv16_few_asm 40: 1,736 B against 1,608 B before the tiles); no static memory;
- * code: bnn_conv.o 21,936 B of text against 20,356 B (Cortex-M4, -O2).
+ * words in few_one_tile / few_tiles (one or the other), peak 1.7 KB by default on the Cortex-M4
+ * (-fstack-usage: entry 64 B, few_tiles 1,392, few_tile 96, few_pairs 160, conv16_few_asm 40: 1,752 B;
+ * the one-tile path 1,632 B); no static memory; code: bnn_conv.o 23,280 B of text (Cortex-M4, -O2).
  * Measured (Cortex-M4, issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernel "few"): 0.6% to 15%
  * fewer instructions than bnn_conv_bits_prep on every shape with <= 16 positions and <= 32 channels,
  * 7% to 11% fewer on every larger 3x3x16 shape (32x32 stride 2 pad 1: 0.320 -> 0.297 per binary MAC),
@@ -1717,8 +1718,8 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t 
  * arithmetic with the five patch words held in registers for all records of a position (r4-r8;
  * conv16_pairs_bits reloads them per record), the record loop ended by a sentinel bit instead of a
  * counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c): sentinel = 1 << (2P - 1), row j's bit lands at
- * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74
- * instructions; per position 14 more (the job's cursors live in memory: all 14 registers are the
+ * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 63 ALU + 4 (bits) + 1 branch = 72
+ * instructions (objdump; 74 before the groups took NIB2_SUM); per position 14 more (the job's cursors live in memory: all 14 registers are the
  * record loop's).
  * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
  * r4-r8 patch, r9-r11 record words, r12 scratch.
@@ -2057,36 +2058,43 @@ static void __attribute__((noinline)) few_tile(const few_layer_t *L, uint32_t oy
     few_kernels(p, L->q, L->pairs, patch, mp, th * tw, out, L->fn);
 }
 
-void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
-                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+/* bnn__conv_bits_few on a conv of one tile (out_h out_w <= BNN_CONV_FEW_POS positions, its bordered
+ * image within BNN_CONV_FEW_IMG words): the patches from the input, or from one zero-bordered image
+ * of all windows when img_needed.  Its own frame (and few_tiles' the other path's), so the entry's
+ * checks run without the buffers' register pressure: measured per function in a QEMU exec trace
+ * (Cortex-M4), 4x4x16 stride 2 pad 0: entry 184 -> 64 + few_one_tile 112 instructions; 4x4x24
+ * stride 2 pad 0: 188 -> 66 + 116.  The M rows' plain loop (few_mrows opaque 0) measured cheaper
+ * here up to 8 positions and 2% dearer at 16 (4x4x16 stride 1 pad 1: 269 against 254). */
+static void __attribute__((noinline)) few_one_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                   const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn,
+                                                   uint32_t pairs, int img_needed)
 {
-    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
-    uint32_t pairs = 0;
-    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
-    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
-        !prep_matches(p, q, &pairs)) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
-    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    const uint32_t oh = p->out_h, owd = p->out_w, sh = p->stride_h;
     bnn_word_t img[BNN_CONV_FEW_IMG];
     bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
     const int32_t *mp[BNN_CONV_FEW_POS];
-    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
-        /* one tile: its patches from the input or one bordered image of all windows */
-        const bnn_word_t *base = in;
-        uint32_t step = p->in_w;
-        if (img_needed) {
-            few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
-            base = img;
-            step = xr;
-        }
-        few_mrows(q, 0u, 0u, oh, owd, mp, 0);
-        few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
-        few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
-        return;
+    const bnn_word_t *base = in;
+    uint32_t step = p->in_w;
+    if (img_needed) {
+        const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * p->stride_w + 3u;
+        few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
+        base = img;
+        step = xr;
     }
+    few_mrows(q, 0u, 0u, oh, owd, mp, 0);
+    few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
+    few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
+}
+
+/* bnn__conv_bits_few's tiles of a conv larger than one tile (see there). */
+static void __attribute__((noinline)) few_tiles(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn,
+                                                uint32_t pairs, int img_needed)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, sh = p->stride_h, sw = p->stride_w;
+    bnn_word_t img[BNN_CONV_FEW_IMG];
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS];
     /* tiles of tw columns (the whole output row when it has <= BNN_CONV_FEW_POS positions, else
      * BNN_CONV_FEW_POS and the rest) x th rows (BNN_CONV_FEW_POS / out_w whole rows, else 1), their
      * bordered copies (few_tile) within BNN_CONV_FEW_IMG words */
@@ -2111,6 +2119,26 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             few_tile(&L, oy, ox, rows, cols, out + (oy * owd + ox) * ow);
         }
     }
+}
+
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
+    uint32_t pairs = 0;
+    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
+        !prep_matches(p, q, &pairs)) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
+    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
+        few_one_tile(p, q, in, out, fn, pairs, img_needed);
+        return;
+    }
+    few_tiles(p, q, in, out, fn, pairs, img_needed);
 }
 
 /*
