@@ -1642,7 +1642,10 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  * Measured (Cortex-M4, issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernel "few"): 0.6% to 15%
  * fewer instructions than bnn_conv_bits_prep on every shape with <= 16 positions and <= 32 channels,
  * 7% to 11% fewer on every larger 3x3x16 shape (32x32 stride 2 pad 1: 0.320 -> 0.297 per binary MAC),
- * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).
+ * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).  With 72
+ * instructions a record (NIB2_SUM) every 3x3x16 grid shape takes 2.2% to 2.5% fewer on both entries
+ * (`bench_conv_grid_m4.py prep,few OUT.json "c == 16"`: 32x32 stride 2 pad 1 few 0.297 -> 0.290,
+ * 4x4 stride 2 pad 0 0.419 -> 0.408 per binary MAC).
  */
 #ifndef BNN_CONV_FEW_IMG
 #define BNN_CONV_FEW_IMG 160u
