@@ -177,6 +177,8 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
     for i, (cin, cout, h, wd, s, pad) in enumerate(cases):
         pm1, p = pad < 0, abs(pad)
         w = rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)
+        if cout > 5:  # whole-row agreement / mismatch on the all-ones / all -1 inputs: every field of the
+            w[0], w[-1] = 1, -1  # SWAR counts empty or full (nib2_sum's largest nibbles, 12)
         oh, ow = (h + 2 * p - 3) // s + 1, (wd + 2 * p - 3) // s + 1
         k = 9 * cin
         inputs = [np.ones((h, wd, cin), np.int64), -np.ones((h, wd, cin), np.int64),
@@ -190,6 +192,8 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
             thr[1], thr[2] = (-2 ** 31, 2 ** 31 - 1) if extremes else (-(10 ** 6), 10 ** 6)
         if extremes and cout > 4:
             thr[3], thr[4] = -(10 ** 6), 10 ** 6  # with INT32 extremes at 1 / 2 (always / never fires)
+        if cout > 5:  # row cout - 1 fires up to k - 1 mismatches: the full count (k, all -1 weights) must not
+            thr[-1] = -k + 2
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
         if i % 7 == 6:

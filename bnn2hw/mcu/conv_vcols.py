@@ -317,8 +317,9 @@ PREP_ROWS24_OPS = 45.0
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
     """Work of one bnn_conv_bits_prep / bnn_conv_bits_few call: [row-kernel ALU operations (per row:
-    65 / 2 for a 3x3x16 pair-record row, PREP_ROWS24_OPS for a 3x3x24 tail-spread row, else 21 per
-    3-word group, 10 / 17 for a 1- / 2-word tail)
+    4.5 x 7.2 for a 3x3x16 pair-record row (72 instructions, 63 ALU a two-row record),
+    PREP_ROWS24_OPS for a 3x3x24 tail-spread row, else 21 per 3-word group, 10 / 17 for a 1- / 2-word
+    tail)
     x rows x positions, row pairs x positions (the kernel's per-pass work), border positions on
     bnn_conv_bits_prep (its border gather; bnn_conv_bits_few packs every position alike), 1,
     positions outside the pair records (the row kernel's per-position call and gather; the pair
@@ -329,7 +330,7 @@ def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
     pos = oh * ow
     nw = conv_m4_prep.row_words(cin, kh, kw)
     if conv_m4_prep.uses_pairs(cin, kh, kw):
-        rowops = 4.5 * 7.4
+        rowops = 4.5 * 7.2  # 4.5 x 7.4 until the records' groups took nib2_sum (74 -> 72 a record)
     elif conv_m4_prep.uses_rows24(cin, kh, kw):
         rowops = PREP_ROWS24_OPS
     else:

@@ -403,6 +403,39 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
 }
 
 /*
+ * The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble), shared by the
+ * 3x3x16 pair records and the 3x3x24 rows: a nibble a + 4 b of x + y (a, b the sums of the low /
+ * high fields) less 3 b.  The sums carry across nibbles (and out of the word) on the way; the
+ * result (< 2^32) is exact modulo 2^32 because only additions, subtractions and a multiply touch
+ * the carries.  NIB2_SUM (Thumb-2 + DSP) does it in 6 operations: 2 b a nibble as UHADD8 of the
+ * two CC.. parts (the halving in each byte's 9-bit sum, so the top nibble's b <= 6 loses nothing),
+ * then x + y - 2 b - b, where the plain nibble steps ((x & 33..) + ((x & CC..) >> 2) for each word,
+ * then the sum) take 7.
+ */
+BNN_INLINE uint32_t nib2_sum(uint32_t x, uint32_t y)
+{
+    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
+}
+/* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
+ * fields and its odd bits to y's (fields <= 3), then nib2_sum (the portable twin of the 3x3x16 /
+ * 3x3x24 assembly groups). */
+BNN_INLINE uint32_t nib_group3(uint32_t x, uint32_t y, uint32_t z)
+{
+    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
+    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
+    return nib2_sum(x, y);
+}
+/* NIB2_SUM(X, Y, SCR): X = nib2_sum(X, Y) for asm operands X, Y, SCR (register names or %[...]
+ * operands); Y and SCR clobbered. */
+#define NIB2_SUM(X, Y, SCR)                                                                \
+    "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
+    "add " X ", " X ", " Y "\n\t"                                                          \
+    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
+    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
+    "sub " X ", " X ", " SCR "\n\t"                                                        \
+    "sub " X ", " X ", " SCR ", lsr #1\n\t"
+
+/*
  * 3x3 convs with 16 input channels (issue 11): a patch is 144 bits, four full words and a
  * half-filled fifth (the bottom-right tap).  The generic row kernel spends a whole SWAR word
  * on each row's 16-bit fifth word; here two weight rows share it instead.  A pair record of
@@ -413,7 +446,8 @@ static void pack_taps(const bnn_word_t *src, uint32_t step, uint32_t kh, uint32_
  * row (x - ((x & AA) >> 1) 2-bit counts, the third word's even / odd bits added, nibbles,
  * USADA8 accumulation as bnn__dbt2 in bnn_bits.c), then the fourth words' 2-bit counts take the
  * even (A) / odd (B) bits of c (fields <= 3), one nibble step and one accumulation each:
- * 9 words and 65 ALU operations per two rows instead of 10 words and 74.
+ * 9 words and 63 ALU operations per two rows instead of 10 words and 74 (each group's nibble step
+ * is nib2_sum's 6 operations).
  * Invariant: an odd count's last record pairs row cnt - 1 with itself (B's result unused).
  * BNN_CONV16_PAIRS (default: Thumb-2 cores with USADA8, not Helium) enables it; on other
  * targets it can be forced on (-DBNN_CONV16_PAIRS=1, the host tests do) with a portable
@@ -466,14 +500,7 @@ BNN_INLINE uint32_t conv16_spread(uint32_t h)
     "and %[t6], %[t5], #0x55555555\n\t"                                                   \
     "and %[t5], %[t5], #0xAAAAAAAA\n\t"                                                   \
     "add %[t3], %[t3], %[t6]\n\t"                                                         \
-    "add %[t4], %[t4], %[t5], lsr #1\n\t"                                                 \
-    "and %[t6], %[t3], #0xCCCCCCCC\n\t"                                                   \
-    "and %[t5], %[t4], #0xCCCCCCCC\n\t"                                                   \
-    "and %[t3], %[t3], #0x33333333\n\t"                                                   \
-    "and %[t4], %[t4], #0x33333333\n\t"                                                   \
-    "add %[t3], %[t3], %[t6], lsr #2\n\t"                                                 \
-    "add %[t4], %[t4], %[t5], lsr #2\n\t"                                                 \
-    "add %[t3], %[t3], %[t4]\n\t" CONV16_ACC(ACC, "t3")
+    "add %[t4], %[t4], %[t5], lsr #1\n\t" NIB2_SUM("%[t3]", "%[t4]", "%[t6]") CONV16_ACC(ACC, "t3")
 #define CONV16_ACC(ACC, S)                                                                 \
     "and %[t6], %[" S "], #0xF0F0F0F0\n\t"                                                \
     "sub %[t6], %[t6], %[t6], lsr #4\n\t"                                                 \
@@ -518,21 +545,13 @@ BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t 
 #undef CONV16_GROUP
 #undef CONV16_ACC
 #else
-/* Nibble counts of three words (x, y whole, z's even bits with x and odd bits with y). */
-BNN_INLINE uint32_t conv16_group(uint32_t x, uint32_t y, uint32_t z)
-{
-    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
-    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
-    return bnn__nib4(x) + bnn__nib4(y);
-}
-
 /* Portable twin of the Thumb-2 conv16_pair: same records, same accumulators. */
 BNN_INLINE void conv16_pair(const bnn_word_t *x, const bnn_word_t **w, uint32_t *a, uint32_t *b)
 {
     const bnn_word_t *r = *w;
     const uint32_t c = r[8] ^ x[4];
-    *a = conv16_acc(*a, conv16_group(r[0] ^ x[0], r[1] ^ x[1], r[2] ^ x[2]));
-    *b = conv16_acc(*b, conv16_group(r[3] ^ x[0], r[4] ^ x[1], r[5] ^ x[2]));
+    *a = conv16_acc(*a, nib_group3(r[0] ^ x[0], r[1] ^ x[1], r[2] ^ x[2]));
+    *b = conv16_acc(*b, nib_group3(r[3] ^ x[0], r[4] ^ x[1], r[5] ^ x[2]));
     *a = conv16_acc(*a, bnn__nib4(bnn__nib2(r[6] ^ x[3]) + (c & 0x55555555u)));
     *b = conv16_acc(*b, bnn__nib4(bnn__nib2(r[7] ^ x[3]) + ((c >> 1) & 0x55555555u)));
     *w = r + CONV16_PAIR_WORDS;
@@ -1252,7 +1271,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  * (fields <= 3) in 4 operations, added to the nibble counts of words 0-2 (fields <= 12) before
  * their byte sum: per row
  *   words 0-2  3 EOR, 2-bit counts of words 0 and 1 (AND + SUB each), word 2's even / odd bits
- *              added to them (fields <= 3), the two words' nibble counts summed (conv24_nib2,
+ *              added to them (fields <= 3), the two words' nibble counts summed (nib2_sum,
  *              6 operations)                                                       17 ALU
  *   word 6     EOR, v - ((v & EE..) >> 1) - ((v & CC..) >> 2), added                 6 ALU
  *   words 3-5  as words 0-2                                                        17 ALU
@@ -1297,26 +1316,6 @@ BNN_INLINE uint32_t conv24_acc2(uint32_t acc, uint32_t s1, uint32_t s2)
 #endif
 }
 
-/* The nibble counts of two 2-bit-count words x, y (fields <= 3, so <= 12 a nibble): a nibble a + 4 b
- * of x + y (a, b the sums of the low / high fields) less 3 b.  The sums carry across nibbles (and out
- * of the word) on the way; the result (< 2^32) is exact modulo 2^32 because only additions,
- * subtractions and a multiply touch the carries.  conv24_few_asm does it in 6 operations (CONV24_NIB:
- * 2 b a nibble as UHADD8 of the two CC.. parts, the halving in each byte's 9-bit sum, so the top
- * nibble's b <= 6 loses nothing) where the plain nibble counts take 7. */
-BNN_INLINE uint32_t conv24_nib2(uint32_t x, uint32_t y)
-{
-    return x + y - 3u * (((x >> 2) & 0x33333333u) + ((y >> 2) & 0x33333333u));
-}
-
-/* Nibble counts (<= 12) of three mismatch words: x, y as 2-bit counts, z's even bits added to x's
- * fields and its odd bits to y's (fields <= 3), then conv24_nib2. */
-BNN_INLINE uint32_t conv24_group(uint32_t x, uint32_t y, uint32_t z)
-{
-    x = x - ((x & 0xAAAAAAAAu) >> 1) + (z & 0x55555555u);
-    y = y - ((y & 0xAAAAAAAAu) >> 1) + ((z & 0xAAAAAAAAu) >> 1);
-    return conv24_nib2(x, y);
-}
-
 /* Portable twin of conv24_few_asm for one position: the bits of cnt (1..32) rows w (7 words each,
  * tail spread) against the patch x (tail spread), nm[j] = ~M_j: bit j = popcount(x ^ row j) <= M_j
  * (the rows_bits contract). */
@@ -1325,9 +1324,9 @@ BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, c
     uint32_t bits = 0;
     for (uint32_t j = 0; j < cnt; ++j, w += CONV24_ROW_WORDS) {
         const uint32_t t = w[6] ^ x[6]; /* bit 3 of each nibble 0 */
-        const uint32_t n1 = conv24_group(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
+        const uint32_t n1 = nib_group3(w[0] ^ x[0], w[1] ^ x[1], w[2] ^ x[2]) +
                             (t - ((t & 0xEEEEEEEEu) >> 1) - ((t & 0xCCCCCCCCu) >> 2)); /* fields <= 15 */
-        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, conv24_group(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
+        const uint32_t acc = conv24_acc2((uint32_t)nm[j], n1, nib_group3(w[3] ^ x[3], w[4] ^ x[4], w[5] ^ x[5]));
         bits = (bits >> 1) | (acc & 0x80000000u);
     }
     return bits >> (32u - cnt);
@@ -1355,21 +1354,13 @@ typedef struct {
     uint32_t ow_bytes;         /* output words per position x 4 */
 } few24_job_t;
 /* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
- * CONV24_NIB: X = the nibble counts of the 2-bit-count words X and Y (fields <= 3 each, so <= 12),
- * as conv24_nib2; Y and SCR clobbered.  CONV24_ACC: r0 += the byte sums of the nibble-count word S
- * (USADA8). */
+ * NIB2_SUM (shared with the 3x3x16 records): X = nib2_sum(X, Y).  CONV24_ACC: r0 += the byte sums
+ * of the nibble-count word S (USADA8). */
 #define CONV24_2BIT(X, Y, SCR)                                                             \
     "and " SCR ", " X ", #0xAAAAAAAA\n\t"                                                  \
     "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
     "and " SCR ", " Y ", #0xAAAAAAAA\n\t"                                                  \
     "sub " Y ", " Y ", " SCR ", lsr #1\n\t"
-#define CONV24_NIB(X, Y, SCR)                                                              \
-    "and " SCR ", " X ", #0xCCCCCCCC\n\t"                                                  \
-    "add " X ", " X ", " Y "\n\t"                                                          \
-    "and " Y ", " Y ", #0xCCCCCCCC\n\t"                                                    \
-    "uhadd8 " SCR ", " SCR ", " Y "\n\t"                                                   \
-    "sub " X ", " X ", " SCR "\n\t"                                                        \
-    "sub " X ", " X ", " SCR ", lsr #1\n\t"
 #define CONV24_ACC(S, SCR)                                                                 \
     "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
     "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
@@ -1392,7 +1383,7 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "and r0, lr, #0x55555555\n\t"           /* word 2: even bits to word 0, odd to word 1 */
             "and lr, lr, #0xAAAAAAAA\n\t"
             "add r11, r11, r0\n\t"
-            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr")
+            "add r12, r12, lr, lsr #1\n\t" NIB2_SUM("r11", "r12", "lr")
             "ldr r12, [r1, #12]\n\t"                /* word 6, tail-spread */
             "eor r12, r12, r10\n\t"
             "and r0, r12, #0xCCCCCCCC\n\t"
@@ -1410,7 +1401,7 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "add r11, r11, lr\n\t"                  /* + (lr & 55..) without a scratch register: */
             "and lr, lr, #0xAAAAAAAA\n\t"           /* + lr - (lr & AA..) */
             "sub r11, r11, lr\n\t"
-            "add r12, r12, lr, lsr #1\n\t" CONV24_NIB("r11", "r12", "lr") CONV24_ACC("r11", "lr")
+            "add r12, r12, lr, lsr #1\n\t" NIB2_SUM("r11", "r12", "lr") CONV24_ACC("r11", "lr")
             "lsls r12, r0, #1\n\t"                  /* the row's bit: the accumulator's sign */
             "rrxs r3, r3\n\t"
             "bcc 1b\n\t"
@@ -1428,7 +1419,6 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
 }
 #undef CONV24_2BIT
-#undef CONV24_NIB
 #undef CONV24_ACC
 #endif
 
@@ -1640,19 +1630,22 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *   2. each position's M row (its window class);
  *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
  *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
- *      in registers, 74 instructions per record; 3x3x24 tail-spread rows likewise, conv24_positions:
+ *      in registers, 72 instructions per record; 3x3x24 tail-spread rows likewise, conv24_positions:
  *      54 per row; other layouts bnn__conv_bits_rows' row kernel per position).
  * Invariant: every patch equals the one bnn__conv_bits_prep gathers for that position (zero bits
  * at the taps outside the input), with the same rows and M, so the bits are those of
  * bnn_conv_bits_ref / bnn_conv_bits_m1_ref.  Anything else (another kernel size, cin > 32, data made
  * for another build) runs bnn__conv_bits_prep.  Stack: (BNN_CONV_FEW_POS (9 + 2) + BNN_CONV_FEW_IMG)
- * words in the entry, peak 1.7 KB by default on the Cortex-M4 (-fstack-usage: entry 1,440 B, few_tile
- * 96, few_pairs 160, conv16_few_asm 40: 1,736 B against 1,608 B before the tiles); no static memory;
- * code: bnn_conv.o 21,936 B of text against 20,356 B (Cortex-M4, -O2).
+ * words in few_one_tile / few_tiles (one or the other), peak 1.7 KB by default on the Cortex-M4
+ * (-fstack-usage: entry 64 B, few_tiles 1,392, few_tile 96, few_pairs 160, conv16_few_asm 40: 1,752 B;
+ * the one-tile path 1,632 B); no static memory; code: bnn_conv.o 23,280 B of text (Cortex-M4, -O2).
  * Measured (Cortex-M4, issue 11 grid, benchmarks/bench_conv_grid_m4.py, kernel "few"): 0.6% to 15%
  * fewer instructions than bnn_conv_bits_prep on every shape with <= 16 positions and <= 32 channels,
  * 7% to 11% fewer on every larger 3x3x16 shape (32x32 stride 2 pad 1: 0.320 -> 0.297 per binary MAC),
- * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).
+ * 0.1% to 2% fewer at 3x3x32; 1% more at 3x3x24 over 16 positions (conv_m4_prep.use_few).  With 72
+ * instructions a record (NIB2_SUM) every 3x3x16 grid shape takes 2.2% to 2.5% fewer on both entries
+ * (`bench_conv_grid_m4.py prep,few OUT.json "c == 16"`: 32x32 stride 2 pad 1 few 0.297 -> 0.290,
+ * 4x4 stride 2 pad 0 0.419 -> 0.408 per binary MAC).
  */
 #ifndef BNN_CONV_FEW_IMG
 #define BNN_CONV_FEW_IMG 160u
@@ -1728,8 +1721,8 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t 
  * arithmetic with the five patch words held in registers for all records of a position (r4-r8;
  * conv16_pairs_bits reloads them per record), the record loop ended by a sentinel bit instead of a
  * counter (bnn__dbt2's LSLS / RRXS, bnn_bits.c): sentinel = 1 << (2P - 1), row j's bit lands at
- * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 65 ALU + 4 (bits) + 1 branch = 74
- * instructions; per position 14 more (the job's cursors live in memory: all 14 registers are the
+ * bit 32 - 2P + j.  Per record: LDRD (~M_A, ~M_B) + 3 LDM + 63 ALU + 4 (bits) + 1 branch = 72
+ * instructions (objdump; 74 before the groups took NIB2_SUM); per position 14 more (the job's cursors live in memory: all 14 registers are the
  * record loop's).
  * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
  * r4-r8 patch, r9-r11 record words, r12 scratch.
@@ -1755,14 +1748,7 @@ typedef struct {
     "and r12, r11, #0x55555555\n\t"                                                        \
     "and r11, r11, #0xAAAAAAAA\n\t"                                                        \
     "add r9, r9, r12\n\t"                                                                  \
-    "add r10, r10, r11, lsr #1\n\t"                                                        \
-    "and r12, r9, #0xCCCCCCCC\n\t"                                                         \
-    "and r11, r10, #0xCCCCCCCC\n\t"                                                        \
-    "and r9, r9, #0x33333333\n\t"                                                          \
-    "and r10, r10, #0x33333333\n\t"                                                        \
-    "add r9, r9, r12, lsr #2\n\t"                                                          \
-    "add r10, r10, r11, lsr #2\n\t"                                                        \
-    "add r9, r9, r10\n\t" FEW16_ACC(ACC, "r9")
+    "add r10, r10, r11, lsr #1\n\t" NIB2_SUM("r9", "r10", "r12") FEW16_ACC(ACC, "r9")
 #define FEW16_ACC(ACC, S)                                                                  \
     "and r12, " S ", #0xF0F0F0F0\n\t"                                                      \
     "sub r12, r12, r12, lsr #4\n\t"                                                        \
@@ -2075,36 +2061,43 @@ static void __attribute__((noinline)) few_tile(const few_layer_t *L, uint32_t oy
     few_kernels(p, L->q, L->pairs, patch, mp, th * tw, out, L->fn);
 }
 
-void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
-                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+/* bnn__conv_bits_few on a conv of one tile (out_h out_w <= BNN_CONV_FEW_POS positions, its bordered
+ * image within BNN_CONV_FEW_IMG words): the patches from the input, or from one zero-bordered image
+ * of all windows when img_needed.  Its own frame (and few_tiles' the other path's), so the entry's
+ * checks run without the buffers' register pressure: measured per function in a QEMU exec trace
+ * (Cortex-M4), 4x4x16 stride 2 pad 0: entry 184 -> 64 + few_one_tile 112 instructions; 4x4x24
+ * stride 2 pad 0: 188 -> 66 + 116.  The M rows' plain loop (few_mrows opaque 0) measured cheaper
+ * here up to 8 positions and 2% dearer at 16 (4x4x16 stride 1 pad 1: 269 against 254). */
+static void __attribute__((noinline)) few_one_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                   const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn,
+                                                   uint32_t pairs, int img_needed)
 {
-    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
-    uint32_t pairs = 0;
-    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
-    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
-        !prep_matches(p, q, &pairs)) {
-        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
-        return;
-    }
-    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
-    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    const uint32_t oh = p->out_h, owd = p->out_w, sh = p->stride_h;
     bnn_word_t img[BNN_CONV_FEW_IMG];
     bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
     const int32_t *mp[BNN_CONV_FEW_POS];
-    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
-        /* one tile: its patches from the input or one bordered image of all windows */
-        const bnn_word_t *base = in;
-        uint32_t step = p->in_w;
-        if (img_needed) {
-            few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
-            base = img;
-            step = xr;
-        }
-        few_mrows(q, 0u, 0u, oh, owd, mp, 0);
-        few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
-        few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
-        return;
+    const bnn_word_t *base = in;
+    uint32_t step = p->in_w;
+    if (img_needed) {
+        const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * p->stride_w + 3u;
+        few_image(p, in, -(int32_t)p->pad_h, -(int32_t)p->pad_w, yr, xr, img);
+        base = img;
+        step = xr;
     }
+    few_mrows(q, 0u, 0u, oh, owd, mp, 0);
+    few_gather_any(p, q->nw, pairs, base, step, sh * step, oh, owd, patch);
+    few_kernels(p, q, pairs, patch, mp, oh * owd, out, fn);
+}
+
+/* bnn__conv_bits_few's tiles of a conv larger than one tile (see there). */
+static void __attribute__((noinline)) few_tiles(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn,
+                                                uint32_t pairs, int img_needed)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, sh = p->stride_h, sw = p->stride_w;
+    bnn_word_t img[BNN_CONV_FEW_IMG];
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    const int32_t *mp[BNN_CONV_FEW_POS];
     /* tiles of tw columns (the whole output row when it has <= BNN_CONV_FEW_POS positions, else
      * BNN_CONV_FEW_POS and the rest) x th rows (BNN_CONV_FEW_POS / out_w whole rows, else 1), their
      * bordered copies (few_tile) within BNN_CONV_FEW_IMG words */
@@ -2129,6 +2122,26 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
             few_tile(&L, oy, ox, rows, cols, out + (oy * owd + ox) * ow);
         }
     }
+}
+
+void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_word_t *in,
+                        bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t oh = p->out_h, owd = p->out_w, cin = p->cin, sh = p->stride_h, sw = p->stride_w;
+    uint32_t pairs = 0;
+    /* (stride 0 needs no case: every window of a row or column is the same, rstep / sw = 0) */
+    if (BNN_MVE || p->kh != 3u || p->kw != 3u || cin == 0u || cin > 32u || oh * owd == 0u ||
+        !prep_matches(p, q, &pairs)) {
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    const uint32_t yr = (oh - 1u) * sh + 3u, xr = (owd - 1u) * sw + 3u;
+    const int img_needed = p->pad_h != 0u || p->pad_w != 0u || yr > p->in_h || xr > p->in_w;
+    if (oh * owd <= BNN_CONV_FEW_POS && (!img_needed || yr * xr <= BNN_CONV_FEW_IMG)) {
+        few_one_tile(p, q, in, out, fn, pairs, img_needed);
+        return;
+    }
+    few_tiles(p, q, in, out, fn, pairs, img_needed);
 }
 
 /*
