@@ -34,19 +34,8 @@ def grid_shapes() -> list[tuple]:
 
 
 def generated_kernel(hw: int, c: int, s: int, p: int) -> str:
-    """The kernel emit-c picks for the shape on Cortex-M3/M4/M7/M33 (zero padding, optimize speed)."""
-    from bnn2hw.mcu import conv_m4_prep, conv_ps, conv_vcols
-
-    vc = conv_vcols.use_vc(hw, hw, c, c, 3, 3, s, p, False)
-    if conv_ps.use_ps(hw, hw, c, c, 3, 3, s, p, False, "speed", vc):
-        return "ps"
-    if vc:
-        return "vc"
-    oh = (hw + 2 * p - 3) // s + 1
-    few = conv_m4_prep.use_few(c, 3, 3, (hw, hw), (oh, oh), s, p)
-    if not (conv_m4_prep.fits(c, 3, 3) and conv_m4_prep.worth(c, 3, 3, oh, oh, p, False, few)):
-        return "rows"
-    return "few" if few else "prep"
+    """The kernel emit-c picks for the shape on Cortex-M3/M4/M7/M33 (bench_mcu_kernels.generated_kernel)."""
+    return b.generated_kernel(hw, c, c, s, p)
 
 
 def main() -> None:

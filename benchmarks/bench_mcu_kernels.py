@@ -475,6 +475,23 @@ def write_conv_ps(out: Path, hw: int, cin: int, cout: int, stride: int, pad: int
 CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
 
+def generated_kernel(hw: int, cin: int, cout: int, s: int, p: int) -> str:
+    """The kernel emit-c picks for a 3x3 binary conv on an hw x hw map on Cortex-M3/M4/M7/M33 (zero padding,
+    --optimize speed): "ps", "vc", "few", "prep" or "rows" (the kernel names of conv_vc_sweep)."""
+    from bnn2hw.mcu import conv_m4_prep, conv_ps, conv_vcols
+
+    vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, s, p, False)
+    if conv_ps.use_ps(hw, hw, cin, cout, 3, 3, s, p, False, "speed", vc):
+        return "ps"
+    if vc:
+        return "vc"
+    oh = (hw + 2 * p - 3) // s + 1
+    few = conv_m4_prep.use_few(cin, 3, 3, (hw, hw), (oh, oh), s, p)
+    if not (conv_m4_prep.fits(cin, 3, 3) and conv_m4_prep.worth(cin, 3, 3, oh, oh, p, False, few)):
+        return "rows"
+    return "few" if few else "prep"
+
+
 def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> dict:
     """Instructions of the conv shapes on the row kernel (``rows``, bnn_conv_bits) and the
     column-sliced kernel (``vc``), every output checked against numpy on 3 inputs first."""
@@ -650,8 +667,9 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
         cols = []  # (key, heading)
         for c in ccores:
             if c in VC_CONV_CORES:
-                cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} vc", f"{c} column-sliced"),
-                         (f"{c} ps", f"{c} position-sliced"), (f"{c} gen", f"{c} generated")]
+                cols += [(c, f"{c} rows"), (f"{c} prep", f"{c} rows, prepared"), (f"{c} few", f"{c} few / tiled"),
+                         (f"{c} vc", f"{c} column-sliced"), (f"{c} ps", f"{c} position-sliced"),
+                         (f"{c} gen", f"{c} generated")]
             else:
                 cols.append((c, c))
         shapes = CONV_SHAPES + CONV_EXTRA_SHAPES
@@ -670,23 +688,23 @@ def write_results(args, dense, cmsis_dense, conv, first, cmsis_first, seconds: f
                   "generation time (`bnn2hw/mcu/conv_m4_prep.py`), what emit-c calls on cores without Helium.  "
                   "**position-sliced** = `bnn_conv_ps_bits` (`bnn_conv_ps.h`: 32 output positions per word, per "
                   "channel the shorter of its +1 / -1 weight sets summed bit-sliced; M3/M4/M7/M33).  "
-                  "**generated** = the kernel the code generator emits for that layer (`conv_ps.use_ps`, then "
-                  "`conv_vcols.use_vc`: count models fitted to M4 counts, position-sliced where it wins by 5%, "
-                  "column-sliced where it wins by 20%): what a user gets.  "
+                  "**few / tiled** = `bnn_conv_bits_few` on the same prepared data: the output in tiles of <= 16 "
+                  "positions, each tile's patches packed once, then one assembly loop per 32-channel chunk over all "
+                  "the tile's positions with the patch in registers (3x3x16 pair records, 3x3x24 tail-spread rows).  "
+                  "**generated** = the kernel the code generator emits for that layer (`generated_kernel`: "
+                  "`conv_ps.use_ps`, then `conv_vcols.use_vc`, then `conv_m4_prep.use_few` / `worth`; count models "
+                  "fitted to M4 counts): what a user gets.  "
                   "Random +-1 weights and inputs, thresholds near 0; counts include copying the packed input in "
                   "and the output words out.  The last three shapes have awkward channel counts.", "",
                   "| map | cin | cout | stride | pad | binary MACs | " + " | ".join(h for _, h in cols) + " |",
                   "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(cols)]
-        from bnn2hw.mcu import conv_ps, conv_vcols
-
         gen_m4 = []
         for i, sh in enumerate(shapes):
             hw, cin, cout, st, pad = sh
-            pick_vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, st, pad, False)
-            pick_ps = conv_ps.use_ps(hw, hw, cin, cout, 3, 3, st, pad, False, "speed", pick_vc)
+            pick = generated_kernel(hw, cin, cout, st, pad)
             for c in ccores:
                 if c in VC_CONV_CORES:
-                    conv[(f"{c} gen", i)] = conv.get((f"{c} ps" if pick_ps else f"{c} vc" if pick_vc else f"{c} prep", i))
+                    conv[(f"{c} gen", i)] = conv.get((c if pick == "rows" else f"{c} {pick}", i))
             cells = [fmt_ratio(conv.get((k, i)), conv_macs(*sh)) for k, _ in cols]
             lines.append(f"| {hw}x{hw} | {cin} | {cout} | {st} | {pad} | {conv_macs(*sh):,} | "
                          + " | ".join(cells) + " |")
@@ -762,7 +780,8 @@ def main() -> None:
     if not args.no_conv:
         conv = conv_sweep([c for c in CONV_CORES if c in args.cores], CONV_SHAPES + CONV_EXTRA_SHAPES, u8=False)
         vc_cores = [c for c in VC_CONV_CORES if c in args.cores]
-        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES, ["vc", "prep", "ps"]).items():
+        for (kern, core, i), n in conv_vc_sweep(vc_cores, CONV_SHAPES + CONV_EXTRA_SHAPES,
+                                               ["vc", "prep", "few", "ps"]).items():
             conv[(f"{core} {kern}", i)] = n
         first = conv_sweep(["cortex-m4"], FIRST_SHAPES, u8=True)
         cmsis_first = cmsis_conv_sweep(args.cmsis_nn, FIRST_SHAPES) if args.cmsis_nn else {}
