@@ -301,18 +301,16 @@ def rows_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int
 
 
 # PREP_COEFFS: fitted by non-negative least squares (relative error) to the exact Cortex-M4 QEMU counts of
-# the prepared row-kernel conv on the 78 shapes of issue 11's grid (benchmarks/bench_conv_grid_m4.py,
-# 2026-12-01, branch tiles16: bnn_conv_bits_few where conv_m4_prep.use_few (3x3x16 and 3x3x32 at every
-# size, in tiles), else bnn_conv_bits_prep; kernels prep,few on "c <= 32", cin >= 64 and 32x32x24 from
-# mcu_conv_grid_m4.md); max error 4.3% (4x4x16 stride 2 pad 1, overestimated).
-PREP_COEFFS = (1.14, 8.944, 65.046, 287.821, 56.117)
+# the prepared row-kernel conv on the 78 shapes of issue 11's grid (2026-12-01, main after the tiles16 / conv24 /
+# rec16 merges: `python benchmarks/bench_conv_grid_m4.py rows,prep,few,vc,ps OUT.json "c <= 32"`, the count of
+# bnn_conv_bits_few where conv_m4_prep.use_few (3x3 cin <= 32 as one tile; 3x3x16 and 3x3x32 at every size, in
+# tiles), else of bnn_conv_bits_prep; cin >= 64 from mcu_conv_grid_m4.md), with PREP_ROWS24_OPS at 45.0; then
+# PREP_ROWS24_OPS refit with these fixed.  Max error 4.5% (4x4x16 stride 2 pad 1, underestimated).
+PREP_COEFFS = (1.141, 8.946, 59.697, 282.966, 46.115)
 # 3x3x24 tail-spread rows (bnn_conv.c conv24_positions: 54 instructions a row in the kernel, ~80 per
 # position on bnn_conv_bits_prep for the gather, the seventh word's spread and the loop's position step): the
-# row-ops feature of such a row, fitted with PREP_COEFFS fixed to the 16 grid shapes with 24 channels (2026-12-01,
-# main after the tiles16 and conv24 merges: `python benchmarks/bench_conv_grid_m4.py prep,few OUT.json "c == 24"`,
-# bnn_conv_bits_few where conv_m4_prep.use_few, else bnn_conv_bits_prep); max error 2.0% (4x4 stride 2 pad 1,
-# underestimated).
-PREP_ROWS24_OPS = 45.0
+# row-ops feature of such a row (see PREP_COEFFS).
+PREP_ROWS24_OPS = 44.1
 
 
 def prep_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int) -> list[float]:
