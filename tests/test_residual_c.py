@@ -502,10 +502,10 @@ def test_resnet8_lowering_fuses_the_stream_and_falls_back_otherwise(tmp_path):
     em = codegen.emit(resnet8_graph(np.random.default_rng(8)))
     body = em.source[em.source.index("int bnn_infer"):em.source.index("int bnn_predict")]
     # the calls a non-Helium core makes: the `#if BNN_MVE` branch of a conv (its prepared Helium
-    # entry, bnn_conv_bits_mve_prep) and the `#if BNN_CONV_PS` branch (the position-sliced kernel the
-    # count model picks for c0a and c1a on M3/M4/M7/M33, conv_ps.use_ps) are checked apart
-    assert body.count("bnn_conv_ps_bits(&c0a_ps") == body.count("bnn_conv_ps_bits(&c1a_ps") == 1
-    assert body.count("bnn_conv_ps_bits(&") == 2
+    # entry, bnn_conv_bits_mve_prep) is checked apart.  No position-sliced conv: conv_ps.PS_MARGIN 0.85
+    # keeps c0a / c1a (estimated 0.89 / 0.86 of the tiled few entry at -1 padding) on bnn_conv_bits_few, so
+    # the model flash stays under issue 9's 64 KiB (60,160 B against 68,880 B with both on ps)
+    assert "bnn_conv_ps_bits" not in body and "#if BNN_CONV_PS" not in body
     scalar, skip = [], False
     for ln in body.splitlines():
         skip = {"#if BNN_MVE": True, "#if BNN_CONV_PS": True, "#else": False, "#endif": False}.get(ln.strip(), skip)

@@ -183,16 +183,19 @@ def ps_features(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, 
 # (4x4 stride 2, where the call's fixed work dominates).  On the 16 grid shapes with 32 channels
 # (uint16 lists, not chosen: K >= 256) it overestimates by 1% to 7%.
 PS_COEFFS = (104.381, 10.103, 7.874, 48.735, 0.0, 1708.611, 14.859, 0.0)
-# ps must beat the kernel emit-c would pick otherwise by this factor (model errors: ps 5%, prep 4.5%, vc
-# 19%, rows 29%; and bnn_conv_ps.c's ~7 KB of code, paid once per image).  It was 0.95; since the 3x3x24
-# tail-spread rows (conv24_few_asm), the tiled bnn_conv_bits_few and the 72-instruction 3x3x16 pair records the
-# prepared rows are within 1-4% of ps on several 16 / 24-channel shapes.  At 0.98 every grid shape with
-# 16 / 24 channels gets the faster of the two but one (2026-12-01, main after the tiles16 / conv24 / rec16
-# merges, `bench_conv_grid_m4.py rows,prep,few,vc,ps OUT.json "c <= 32"`; estimate ratio ps / other, measured):
-# 16x16x24 stride 1 pad 1 0.975 / 0.971 (ps), 16x16x16 stride 1 pad 0 0.989 / 1.036 and 32x32x16 stride 1 pad 1
-# 0.996 / 1.025 (the tiled few entry), 32x32x24 stride 2 pad 0 1.018 / 0.986 (on bnn_conv_bits_prep: the miss,
-# 1.4%).
-PS_MARGIN = 0.98
+# ps must beat the kernel emit-c would pick otherwise by this factor, as the column-sliced kernel must by 20%
+# (conv_vcols.use_vc): bnn_conv_ps.c's ~7 KB of code (paid once per image), its index lists (K / 2 bytes per
+# output channel, 4x the weight bits) and its static work buffer (3.5 KB at 32x32x16) must buy a clear win, and
+# the models err (ps 5%, prep 4.5%).  Since the tiled bnn_conv_bits_few, the 72-instruction 3x3x16 pair records
+# and the 3x3x24 tail-spread rows, the prepared rows come within 4-14% of ps on the 16-channel shapes where ps
+# won: at the former 0.95 resnet8 at -1 padding (benchmarks/bench_resnet8_c.py) kept two 16-channel convs on ps
+# beside the few entry, 4,468,432 instructions and 68,880 B of model flash (past issue 9's 64 KiB); at 0.85 it
+# runs them on the tiled few entry, 4,543,465 instructions (+1.7%), 60,160 B of flash and 26,624 B of RAM
+# (was 30,532).  On the issue-11 grid (2026-12-01, main after the tiles16 / conv24 / rec16 merges,
+# `bench_conv_grid_m4.py rows,prep,few,vc,ps OUT.json "c <= 32"`) ps keeps the 24-channel maps from 16x16
+# stride 1 pad 0 up (estimated 0.77-0.84 of the prepared rows, measured 0.76-0.85); the largest win given up is
+# 32x32x16 stride 1 pad 0 (estimated 0.903; measured ps 0.261 against the tiled few entry's 0.282 per MAC).
+PS_MARGIN = 0.85
 
 
 def ps_estimate(h: int, wd: int, cin: int, cout: int, kh: int, kw: int, s: int, p: int, m1: bool = False) -> float:
