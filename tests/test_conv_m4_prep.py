@@ -318,24 +318,36 @@ def test_few_entry_exact(tmp_path, target, flags, cases):
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
 
 
-def _few_cnn_graph(seed: int):
-    """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
-    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
-    (random directions, ties) -> flatten -> binary dense logits."""
+def _bits_cnn_graph(seed: int, hw: int, convs: list[tuple], tag: str):
+    """uint8 stem hw x hw (3x3, 3 -> convs[0][0] channels, pad 1) -> binary 3x3 convs on bits, one per
+    (cin, cout, stride, pad, pad value, INT32-extreme thresholds), each with a threshold over K = 9 cin
+    (random directions, ties) -> flatten -> binary dense logits (7 classes)."""
     from conv_graphs import binary_conv3x3, threshold
 
     from bnn2hw.ir.graph import Graph, Layer
 
     rng = np.random.default_rng(seed)
-    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
-              binary_conv3x3(rng, "c1", 16, 16, 2, 1, "bits", 0), threshold(rng, "t1", 16, 144),
-              binary_conv3x3(rng, "c2", 16, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 144),
-              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
-              Layer("flatten", "flat", "flatten", {}),
-              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
-                    {"weight": rng.choice([-1, 1], (7, 2 * 2 * 17)).astype(np.int8)}),
-              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
-    return Graph((8, 8, 3), layers, 1.0, {"model_hash": f"fewconv{seed}"})
+    c0 = convs[0][0]
+    layers = [binary_conv3x3(rng, "stem", 3, c0, 1, 1, "u8"), threshold(rng, "t0", c0, 27 * 255)]
+    h = hw
+    for i, (cin, cout, s, p, pad_value, extremes) in enumerate(convs, 1):
+        layers += [binary_conv3x3(rng, f"c{i}", cin, cout, s, p, "bits", pad_value),
+                   threshold(rng, f"t{i}", cout, 9 * cin, extremes=extremes)]
+        h = (h + 2 * p - 3) // s + 1
+    cout = convs[-1][1]
+    layers += [Layer("flatten", "flat", "flatten", {}),
+               Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
+                     {"weight": rng.choice([-1, 1], (7, h * h * cout)).astype(np.int8)}),
+               Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
+    return Graph((hw, hw, 3), layers, 1.0, {"model_hash": f"{tag}{seed}"})
+
+
+def _few_cnn_graph(seed: int):
+    """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
+    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
+    (random directions, ties) -> flatten -> binary dense logits."""
+    return _bits_cnn_graph(seed, 8, [(16, 16, 2, 1, 0, False), (16, 24, 1, 0, 0, False), (24, 17, 1, 1, -1, False)],
+                           "fewconv")
 
 
 def test_emitted_cnn_few(tmp_path):
@@ -371,20 +383,8 @@ def _tiled_cnn_graph(seed: int):
     """uint8 stem 12x12 -> binary convs that bnn_conv_bits_few runs in several tiles: 16 -> 16 stride 1 zero
     padding (144 positions, rows of 12), 16 -> 32 stride 2 no padding (25), 32 -> 17 at -1 padding (25,
     cin 32: few_rows), each with a threshold (random directions, ties, extremes) -> flatten -> binary dense."""
-    from conv_graphs import binary_conv3x3, threshold
-
-    from bnn2hw.ir.graph import Graph, Layer
-
-    rng = np.random.default_rng(seed)
-    layers = [binary_conv3x3(rng, "stem", 3, 16, 1, 1, "u8"), threshold(rng, "t0", 16, 27 * 255),
-              binary_conv3x3(rng, "c1", 16, 16, 1, 1, "bits", 0), threshold(rng, "t1", 16, 144, extremes=True),
-              binary_conv3x3(rng, "c2", 16, 32, 2, 0, "bits", 0), threshold(rng, "t2", 32, 144),
-              binary_conv3x3(rng, "c3", 32, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 288),
-              Layer("flatten", "flat", "flatten", {}),
-              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
-                    {"weight": rng.choice([-1, 1], (7, 5 * 5 * 17)).astype(np.int8)}),
-              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
-    return Graph((12, 12, 3), layers, 1.0, {"model_hash": f"tiledconv{seed}"})
+    return _bits_cnn_graph(seed, 12, [(16, 16, 1, 1, 0, True), (16, 32, 2, 0, 0, False), (32, 17, 1, 1, -1, False)],
+                           "tiledconv")
 
 
 def test_emitted_cnn_tiles(tmp_path):
@@ -520,21 +520,8 @@ def _cnn24_graph(seed: int):
     """uint8 stem 10x10 -> 24 channels -> binary 3x3x24 convs on bits: 24 -> 24 stride 2 zero padding
     (5x5 outputs: bnn_conv_bits_prep), 24 -> 24 no padding (3x3: _few), 24 -> 17 at -1 padding (3x3:
     _few), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
-    from conv_graphs import binary_conv3x3, threshold
-
-    from bnn2hw.ir.graph import Graph, Layer
-
-    rng = np.random.default_rng(seed)
-    layers = [binary_conv3x3(rng, "stem", 3, 24, 1, 1, "u8"), threshold(rng, "t0", 24, 27 * 255),
-              binary_conv3x3(rng, "c1", 24, 24, 2, 1, "bits", 0),
-              threshold(rng, "t1", 24, 216, extremes=True),
-              binary_conv3x3(rng, "c2", 24, 24, 1, 0, "bits", 0), threshold(rng, "t2", 24, 216),
-              binary_conv3x3(rng, "c3", 24, 17, 1, 1, "bits", -1), threshold(rng, "t3", 17, 216),
-              Layer("flatten", "flat", "flatten", {}),
-              Layer("dense", "fc", "fc", {"in": "bits", "weight_kind": "binary"},
-                    {"weight": rng.choice([-1, 1], (7, 3 * 3 * 17)).astype(np.int8)}),
-              Layer("affine", "logits", "fc", {}, {"scale": np.ones(7), "bias": np.zeros(7)})]
-    return Graph((10, 10, 3), layers, 1.0, {"model_hash": f"conv24_{seed}"})
+    return _bits_cnn_graph(seed, 10, [(24, 24, 2, 1, 0, True), (24, 24, 1, 0, 0, False), (24, 17, 1, 1, -1, False)],
+                           "conv24_")
 
 
 def test_emitted_cnn24(tmp_path):

@@ -435,6 +435,51 @@ BNN_INLINE uint32_t nib_group3(uint32_t x, uint32_t y, uint32_t z)
     "sub " X ", " X ", " SCR "\n\t"                                                        \
     "sub " X ", " X ", " SCR ", lsr #1\n\t"
 
+/* The job of the few-position assembly loops (conv16_few_asm, conv24_few_asm): per position its patch
+ * (held in registers for all of the position's rows), its ~M row and one output word per 32-channel chunk. */
+typedef struct {
+    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
+    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
+    bnn_word_t *out;           /* the first position's output word (cursor) */
+    const bnn_word_t *x_end;   /* x + (patch words) n */
+    const bnn_word_t *w;       /* the rows, or the pair records of cnt = 2P rows */
+    uint32_t sentinel;         /* 1 << (cnt - 1) */
+    uint32_t shift;            /* 32 - cnt */
+    uint32_t ow_bytes;         /* output words per position x 4 */
+} few_job_t;
+/* The position loop of those naked functions (the job in r0 on entry, then its copy at [sp]; the cursors
+ * x, mp, out advanced in place at [job + 0..8]).  FEW_ASM_ENTRY(PATCH): the position's ~M row in r2, its
+ * patch in the registers PATCH, the rows in r1 and the sentinel in r3, then the row loop (label 1).
+ * FEW_ASM_NEXT(PW_BYTES): stores the position's bits (r3 >> shift), steps the cursors by one position
+ * (PW_BYTES: its patch's bytes) and loops back to label 2 until x_end.  FEW_ASM_ACC(ACC, S, SCR): ACC += the
+ * byte sums of the nibble-count word S (USADA8: |lo + 16 hi - 15 hi| = lo + hi per byte; SCR scratch). */
+#define FEW_ASM_ENTRY(PATCH)                                                               \
+    "push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"                                  \
+    "mov r12, r0\n\t"                                                                      \
+    "ldm r12, {r0, r1}\n\t" /* x, mp */                                                    \
+    "2:\n\t"                /* r12 job, r0 x, r1 mp */                                     \
+    "ldr r2, [r1]\n\t"      /* this position's ~M row */                                   \
+    "ldm r0, {" PATCH "}\n\t"                                                              \
+    "ldrd r1, r3, [r12, #16]\n\t" /* rows, sentinel */                                     \
+    "1:\n\t"
+#define FEW_ASM_NEXT(PW_BYTES)                                                             \
+    "ldr r12, [sp]\n\t"                                                                    \
+    "ldm r12, {r0, r1, r2, r4}\n\t" /* x, mp, out, x_end */                                \
+    "ldrd r5, r6, [r12, #24]\n\t"   /* shift, ow bytes */                                  \
+    "lsrs r3, r3, r5\n\t"                                                                  \
+    "str r3, [r2]\n\t"                                                                     \
+    "add r2, r2, r6\n\t"                                                                   \
+    "adds r0, r0, #" PW_BYTES "\n\t"                                                       \
+    "adds r1, r1, #4\n\t"                                                                  \
+    "stm r12, {r0, r1, r2}\n\t"                                                            \
+    "cmp r0, r4\n\t"                                                                       \
+    "bne 2b\n\t" /* with r12 = job, r0 = x, r1 = mp */                                     \
+    "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t"
+#define FEW_ASM_ACC(ACC, S, SCR)                                                           \
+    "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
+    "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
+    "usada8 " ACC ", " S ", " SCR ", " ACC "\n\t"
+
 /*
  * 3x3 convs with 16 input channels (issue 11): a patch is 144 bits, four full words and a
  * half-filled fifth (the bottom-right tap).  The generic row kernel spends a whole SWAR word
@@ -1341,18 +1386,8 @@ BNN_INLINE uint32_t conv24_rows_bits(const bnn_word_t *x, const bnn_word_t *w, c
  * RRXS), as conv16_few_asm.  Per row 54 instructions (block comment above); per position 15 more.
  * Registers in the row loop: r0 accumulator (~M, then + the counts; scratch before the ~M load),
  * r1 rows, r2 ~M row, r3 bits, r4-r10 patch words 0-6, r11 / r12 / lr row words and scratch.
- * The job shape is few16_job_t's (one output word per position and 32-channel chunk).
+ * The job shape is few_job_t's (one output word per position and 32-channel chunk).
  */
-typedef struct {
-    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
-    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
-    bnn_word_t *out;           /* the first position's output word (cursor) */
-    const bnn_word_t *x_end;   /* x + 7 n */
-    const bnn_word_t *w;       /* the rows (cnt) */
-    uint32_t sentinel;         /* 1 << (cnt - 1) */
-    uint32_t shift;            /* 32 - cnt */
-    uint32_t ow_bytes;         /* output words per position x 4 */
-} few24_job_t;
 /* CONV24_2BIT: the mismatch words X, Y as 2-bit counts in place (fields <= 2; SCR scratch).
  * NIB2_SUM (shared with the 3x3x16 records): X = nib2_sum(X, Y).  CONV24_ACC: r0 += the byte sums
  * of the nibble-count word S (USADA8). */
@@ -1361,21 +1396,11 @@ typedef struct {
     "sub " X ", " X ", " SCR ", lsr #1\n\t"                                                \
     "and " SCR ", " Y ", #0xAAAAAAAA\n\t"                                                  \
     "sub " Y ", " Y ", " SCR ", lsr #1\n\t"
-#define CONV24_ACC(S, SCR)                                                                 \
-    "and " SCR ", " S ", #0xF0F0F0F0\n\t"                                                  \
-    "sub " SCR ", " SCR ", " SCR ", lsr #4\n\t"                                            \
-    "usada8 r0, " S ", " SCR ", r0\n\t"
-/* job: r0 on entry, then its copy at [sp] (cursors x, mp, out advanced in place: [job + 0..8]) */
-__attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __attribute__((unused)))
+#define CONV24_ACC(S, SCR) FEW_ASM_ACC("r0", S, SCR)
+/* job: r0 on entry (FEW_ASM_ENTRY / FEW_ASM_NEXT) */
+__attribute__((naked, noinline)) static void conv24_few_asm(few_job_t *job __attribute__((unused)))
 {
-    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-            "mov r12, r0\n\t"
-            "ldm r12, {r0, r1}\n\t"                 /* x, mp */
-            "2:\n\t"                                /* r12 job, r0 x, r1 mp */
-            "ldr r2, [r1]\n\t"                      /* this position's ~M row */
-            "ldm r0, {r4, r5, r6, r7, r8, r9, r10}\n\t"
-            "ldrd r1, r3, [r12, #16]\n\t"           /* rows, sentinel */
-            "1:\n\t"
+    __asm__(FEW_ASM_ENTRY("r4, r5, r6, r7, r8, r9, r10")
             "ldm r1!, {r11, r12, lr}\n\t"           /* words 0-2 (r1: the row + 12) */
             "eor r11, r11, r4\n\t"
             "eor r12, r12, r5\n\t"
@@ -1405,18 +1430,7 @@ __attribute__((naked, noinline)) static void conv24_few_asm(few24_job_t *job __a
             "lsls r12, r0, #1\n\t"                  /* the row's bit: the accumulator's sign */
             "rrxs r3, r3\n\t"
             "bcc 1b\n\t"
-            "ldr r12, [sp]\n\t"
-            "ldm r12, {r0, r1, r2, r4}\n\t"         /* x, mp, out, x_end */
-            "ldrd r5, r6, [r12, #24]\n\t"           /* shift, ow bytes */
-            "lsrs r3, r3, r5\n\t"
-            "str r3, [r2]\n\t"
-            "add r2, r2, r6\n\t"
-            "adds r0, r0, #28\n\t"
-            "adds r1, r1, #4\n\t"
-            "stm r12, {r0, r1, r2}\n\t"
-            "cmp r0, r4\n\t"
-            "bne 2b\n\t"                            /* with r12 = job, r0 = x, r1 = mp */
-            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+            FEW_ASM_NEXT("28"));
 }
 #undef CONV24_2BIT
 #undef CONV24_ACC
@@ -1438,7 +1452,7 @@ static void __attribute__((noinline)) conv24_positions(const bnn_word_t *x, cons
     for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
         mc[i] = mp[i] + c0;
     }
-    few24_job_t job = {x, c0 != 0u ? mc : mp, out, x + CONV24_ROW_WORDS * npos, rows, 1u << (cnt - 1u),
+    few_job_t job = {x, c0 != 0u ? mc : mp, out, x + CONV24_ROW_WORDS * npos, rows, 1u << (cnt - 1u),
                        32u - cnt, 4u * ow};
     conv24_few_asm(&job);
 #elif BNN_MULTI_ASM
@@ -1727,16 +1741,6 @@ static void few_image(const bnn_conv_params_t *p, const bnn_word_t *in, int32_t 
  * Registers in the record loop: r0 / lr accumulators A / B, r1 records, r2 ~M pairs, r3 bits,
  * r4-r8 patch, r9-r11 record words, r12 scratch.
  */
-typedef struct {
-    const bnn_word_t *x;       /* the first position's patch; the job's cursor (advanced) */
-    const int32_t *const *mp;  /* the positions' ~M rows (cursor) */
-    bnn_word_t *out;           /* the first position's output word (cursor) */
-    const bnn_word_t *x_end;   /* x + 5 n */
-    const bnn_word_t *w;       /* the records (2P rows) */
-    uint32_t sentinel;         /* 1 << (2P - 1) */
-    uint32_t shift;            /* 32 - 2P */
-    uint32_t ow_bytes;         /* output words per position x 4 */
-} few16_job_t;
 #define FEW16_GROUP(ACC)                                                                   \
     "eor r9, r9, r4\n\t"                                                                   \
     "eor r10, r10, r5\n\t"                                                                 \
@@ -1749,21 +1753,11 @@ typedef struct {
     "and r11, r11, #0xAAAAAAAA\n\t"                                                        \
     "add r9, r9, r12\n\t"                                                                  \
     "add r10, r10, r11, lsr #1\n\t" NIB2_SUM("r9", "r10", "r12") FEW16_ACC(ACC, "r9")
-#define FEW16_ACC(ACC, S)                                                                  \
-    "and r12, " S ", #0xF0F0F0F0\n\t"                                                      \
-    "sub r12, r12, r12, lsr #4\n\t"                                                        \
-    "usada8 " ACC ", " S ", r12, " ACC "\n\t"
-/* job: r0 on entry, then its copy at [sp] (cursors x, mp, out advanced in place: [job + 0..8]) */
-__attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __attribute__((unused)))
+#define FEW16_ACC(ACC, S) FEW_ASM_ACC(ACC, S, "r12")
+/* job: r0 on entry (FEW_ASM_ENTRY / FEW_ASM_NEXT) */
+__attribute__((naked, noinline)) static void conv16_few_asm(few_job_t *job __attribute__((unused)))
 {
-    __asm__("push {r0, r4, r5, r6, r7, r8, r9, r10, r11, lr}\n\t"
-            "mov r12, r0\n\t"
-            "ldm r12, {r0, r1}\n\t"                 /* x, mp */
-            "2:\n\t"                                /* r12 job, r0 x, r1 mp */
-            "ldr r2, [r1]\n\t"                      /* this position's ~M row */
-            "ldm r0, {r4, r5, r6, r7, r8}\n\t"
-            "ldrd r1, r3, [r12, #16]\n\t"           /* records, sentinel */
-            "1:\n\t"
+    __asm__(FEW_ASM_ENTRY("r4, r5, r6, r7, r8")
             "ldrd r0, lr, [r2], #8\n\t"
             "ldm r1!, {r9, r10, r11}\n\t" FEW16_GROUP("r0")
             "ldm r1!, {r9, r10, r11}\n\t" FEW16_GROUP("lr")
@@ -1790,18 +1784,7 @@ __attribute__((naked, noinline)) static void conv16_few_asm(few16_job_t *job __a
             "lsls r12, lr, #1\n\t"
             "rrxs r3, r3\n\t"
             "bcc 1b\n\t"
-            "ldr r12, [sp]\n\t"
-            "ldm r12, {r0, r1, r2, r4}\n\t"         /* x, mp, out, x_end */
-            "ldrd r5, r6, [r12, #24]\n\t"           /* shift, ow bytes */
-            "lsrs r3, r3, r5\n\t"
-            "str r3, [r2]\n\t"
-            "add r2, r2, r6\n\t"
-            "adds r0, r0, #20\n\t"
-            "adds r1, r1, #4\n\t"
-            "stm r12, {r0, r1, r2}\n\t"
-            "cmp r0, r4\n\t"
-            "bne 2b\n\t"                            /* with r12 = job, r0 = x, r1 = mp */
-            "pop {r0, r4, r5, r6, r7, r8, r9, r10, r11, pc}\n\t");
+            FEW_ASM_NEXT("20"));
 }
 #undef FEW16_GROUP
 #undef FEW16_ACC
@@ -1820,7 +1803,7 @@ static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_w
         for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
             mc[i] = mp[i] + c0;
         }
-        few16_job_t job = {x, c0 != 0u ? mc : mp, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
+        few_job_t job = {x, c0 != 0u ? mc : mp, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
         conv16_few_asm(&job);
     }
     if (cnt & 1u) { /* the last record pairs row cnt - 1 with itself */
