@@ -342,6 +342,27 @@ def _bits_cnn_graph(seed: int, hw: int, convs: list[tuple], tag: str):
     return Graph((hw, hw, 3), layers, 1.0, {"model_hash": f"{tag}{seed}"})
 
 
+def _emit_and_verify(tmp_path, graph, hw: int, seed: int, n: int, cores: tuple) -> str:
+    """emit-c (write_firmware_dir, Cortex-M4) on graph, then emit-c --verify's check: every integer logit equals
+    the IR executor's on the host (sanitizers), in QEMU on the Cortex-M4 and on each of cores, for all-255,
+    all-0 and n - 2 random hw x hw images.  Returns the model.c written."""
+    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
+    out = tmp_path / "fw"
+    write_firmware_dir(graph, out, "cortex-m4")
+    x = np.random.default_rng(seed).integers(0, 256, (n, 3, hw, hw)).astype(np.uint8)
+    x[0], x[1] = 255, 0
+    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
+    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
+    for core in cores:
+        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
+        assert res[core]["int_logits_differing"] == 0, core
+    return (out / "model.c").read_text()
+
+
 def _few_cnn_graph(seed: int):
     """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
     padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
@@ -355,28 +376,15 @@ def test_emitted_cnn_few(tmp_path):
     positions (conv_m4_prep.use_few), and every integer logit equals the IR executor's on the host
     (sanitizers) and in QEMU on the Cortex-M4 (the asm record loop), M3 (no USADA8: the data's
     fallback) and M0, on all-255, all-0 and random images (emit-c --verify's check)."""
-    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
+    from bnn2hw.mcu.cli import write_firmware_dir
 
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
     graph = _few_cnn_graph(5)
-    out = tmp_path / "fw"
-    write_firmware_dir(graph, out, "cortex-m4")
-    src = (out / "model.c").read_text()
+    src = _emit_and_verify(tmp_path, graph, 8, 4, 6, ("cortex-m3", "cortex-m0"))
     assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
     small = tmp_path / "fw_size"  # --optimize size: the prepared entry, no few-position code
     write_firmware_dir(graph, small, "cortex-m4", optimize="size")
     src_size = (small / "model.c").read_text()
     assert "bnn_conv_bits_few(&" not in src_size and src_size.count("bnn_conv_bits_prep(&") == 3
-    rng = np.random.default_rng(4)
-    x = rng.integers(0, 256, (6, 3, 8, 8)).astype(np.uint8)
-    x[0], x[1] = 255, 0
-    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
-    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
-    for core in ("cortex-m3", "cortex-m0"):
-        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
-        assert res[core]["int_logits_differing"] == 0, core
 
 
 def _tiled_cnn_graph(seed: int):
@@ -392,24 +400,8 @@ def test_emitted_cnn_tiles(tmp_path):
     3x3x32: conv_m4_prep.use_few), and emit-c --verify's check holds: every integer logit equals the IR
     executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (tiles on the asm record loop) and
     M3 / M0 (the data's fallback; few_rows), on all-255, all-0 and random images."""
-    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
-
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
-    graph = _tiled_cnn_graph(3)
-    out = tmp_path / "fw"
-    write_firmware_dir(graph, out, "cortex-m4")
-    src = (out / "model.c").read_text()
+    src = _emit_and_verify(tmp_path, _tiled_cnn_graph(3), 12, 8, 5, ("cortex-m3", "cortex-m0"))
     assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
-    rng = np.random.default_rng(8)
-    x = rng.integers(0, 256, (5, 3, 12, 12)).astype(np.uint8)
-    x[0], x[1] = 255, 0
-    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
-    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
-    for core in ("cortex-m3", "cortex-m0"):
-        res = verify_firmware(graph, out, core, x, host=False, echo=lambda *_: None)
-        assert res[core]["int_logits_differing"] == 0, core
 
 
 def test_use_few_and_vc_choice():
@@ -529,21 +521,6 @@ def test_emitted_cnn24(tmp_path):
     calls bnn_conv_bits_prep / _few; every integer logit equals the IR executor's (emit-c --verify's
     check) on the host (sanitizers), in QEMU on the Cortex-M4 (conv24_few_asm) and on the M3 (no USADA8:
     the data's fallback), on all-255, all-0 and random images."""
-    from bnn2hw.mcu.cli import verify_firmware, write_firmware_dir
-
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found: apt-get install gcc-arm-none-eabi qemu-system-arm")
-    graph = _cnn24_graph(6)
-    out = tmp_path / "fw"
-    write_firmware_dir(graph, out, "cortex-m4")
-    src = (out / "model.c").read_text()
+    src = _emit_and_verify(tmp_path, _cnn24_graph(6), 10, 5, 6, ("cortex-m3",))
     assert src.count("3x3x24 rows, seventh word tail-spread") == 3
     assert src.count("bnn_conv_bits_prep(&") == 1 and src.count("bnn_conv_bits_few(&") == 2
-    rng = np.random.default_rng(5)
-    x = rng.integers(0, 256, (6, 3, 10, 10)).astype(np.uint8)
-    x[0], x[1] = 255, 0
-    res = verify_firmware(graph, out, "cortex-m4", x, echo=lambda *_: None)
-    assert res["host"]["int_logits_differing"] == 0 and res["cortex-m4"]["int_logits_differing"] == 0
-    res = verify_firmware(graph, out, "cortex-m3", x, host=False, echo=lambda *_: None)
-    assert res["cortex-m3"]["int_logits_differing"] == 0
