@@ -96,7 +96,10 @@ def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[in
     0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (7% to 11% fewer
     than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.297,
     8x8 stride 1 pad 1 0.334 -> 0.297), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
-    491,239 -> 486,968); not 3x3x24 over 16 positions (1% more on the 16x16 maps).  About 4.2 KB more
+    491,239 -> 486,968); not 3x3x24 over 16 positions: with the 3x3x24 tail-spread rows on both entries
+    the tiles measured 0.4% to 0.8% more at 32x32 and within 2% either way below (main after the conv24
+    merge, `bench_conv_grid_m4.py prep,few OUT.json "c == 24"`: 8x8 stride 1 pad 1 0.270 against 0.275,
+    16x16 stride 2 pad 1 0.274 against 0.273), no clear rule, so bnn_conv_bits_prep.  About 4.2 KB more
     code once per image than bnn_conv_bits_prep (tests' 8x8 CNN, Cortex-M4 text: 23,812 against
     19,652 B; 22,212 B before the tiles), so emit-c --optimize size keeps bnn_conv_bits_prep
     (emitters._m4_prep_call)."""

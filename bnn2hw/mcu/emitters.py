@@ -470,7 +470,7 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
 
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
-    # bnn_conv_bits_few where it measured faster (about 2.6 KB more code on Cortex-M4, not with --optimize size)
+    # bnn_conv_bits_few where it measured faster (about 4 KB more code on Cortex-M4, not with --optimize size)
     few = st.optimize != "size" and conv_m4_prep.use_few(c, kh, kw, (h, wd), (oh, ow), s, p)
     if st.kind != "bits" or not conv_m4_prep.fits(c, kh, kw) or not conv_m4_prep.worth(c, kh, kw, oh, ow, p,
                                                                                       bool(pad_minus1), few):

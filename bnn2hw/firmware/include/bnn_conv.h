@@ -168,8 +168,8 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  * the output in tiles of <= BNN_CONV_FEW_POS positions: per tile the patches packed by full-window packs
  * (in place where the windows lie inside the input, else from a small zero-bordered copy: no per-position
  * window logic), then per chunk the tile's positions on the row kernel with their class's M row (3x3x16
- * pair records: one assembly loop over the tile with the patch in registers; bnn_conv.c, 1.7 KB of stack
- * at most, no static memory).  The code generator (bnn2hw/mcu/conv_m4_prep.py: use_few) calls it where it
+ * pair records and 3x3x24 tail-spread rows: one assembly loop over the tile with the patch in registers;
+ * bnn_conv.c, 1.75 KB of stack at most, no static memory).  The code generator (bnn2hw/mcu/conv_m4_prep.py: use_few) calls it where it
  * measured faster; other kernel sizes, cin > 32 and data made for another build run bnn_conv_bits_prep.
  * Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
  */
