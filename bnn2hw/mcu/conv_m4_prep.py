@@ -11,14 +11,14 @@ takes from flash what that function rebuilds on every call, per 32-channel chunk
   (:func:`pair_records`: A0 A1 A2, B0 B1 B2, A3, B3, spread(A4) | spread(B4) << 1); for 3x3 convs
   with 24 input channels on every core but the M0 and Helium, the 7-word rows with their seventh word
   tail-spread
-  (:func:`rows24`, bnn_conv.c's conv24_positions: the patch in registers, 56 instructions a row);
+  (:func:`rows24`, bnn_conv.c's conv24_positions: the patch in registers, 54 instructions a row);
 * the popcount bounds M per window class (:func:`m_tables`), the per-call ``clamp_mm`` formula:
   ``M = clamp(floor((K_v + 2 corr - thr) / 2), -1, 32 nw)``, K_v = (valid taps) cin, corr = the +1
   weights of the padded taps (zero padding only); a position's bit is
   ``popcount(patch ^ row) <= M``; pair records and 3x3x24 rows take ``~M = -M - 1``.
 
 The same data serves ``bnn_conv_bits_few`` (bnn_conv.c), which the code generator calls instead where
-:func:`use_few` (3x3, cin <= 32, <= 16 positions; 3x3x16 at any size): the output in tiles of <= 16
+:func:`use_few` (3x3, cin <= 32, <= 16 positions; 3x3x16 and 3x3x32 at any size): the output in tiles of <= 16
 positions, each tile's patches packed by full-window packs (zero-bordered copies only where windows
 leave the input), then the row kernel per chunk on all the tile's positions (3x3x16: an assembly loop
 over every position's pair records with the patch in registers; 3x3x24: the same over tail-spread
@@ -94,8 +94,8 @@ def use_few(cin: int, kh: int, kw: int, in_hw: tuple[int, int], out_hw: tuple[in
     prep): layers it runs as one tile (one_tile; 0.6% to 15% fewer instructions than bnn_conv_bits_prep
     on every grid shape with <= 16 positions and <= 32 channels, 4x4x16 stride 1 pad 1: 0.298 against
     0.355 per MAC), and 3x3x16 layers of any size in tiles of <= FEW_POS positions (7% to 11% fewer
-    than bnn_conv_bits_prep on every 16-channel grid shape: 32x32 stride 2 pad 1 0.320 -> 0.297,
-    8x8 stride 1 pad 1 0.334 -> 0.297), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
+    than bnn_conv_bits_prep on every 16-channel grid shape; with the 72-instruction records, main after
+    the rec16 merge: 32x32 stride 2 pad 1 0.313 -> 0.290, 8x8 stride 1 pad 1 0.328 -> 0.290), and 3x3x32 at any size (0.1% to 2% fewer: 16x16 stride 1 pad 0
     491,239 -> 486,968); not 3x3x24 over 16 positions: with the 3x3x24 tail-spread rows on both entries
     the tiles measured 0.4% to 0.8% more at 32x32 and within 2% either way below (main after the conv24
     merge, `bench_conv_grid_m4.py prep,few OUT.json "c == 24"`: 8x8 stride 1 pad 1 0.270 against 0.275,
