@@ -172,6 +172,33 @@ def count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarray | N
     return qemu.count_instructions(elf, core, inputs[0], timeout=1800)
 
 
+# The harness-only build of conv_count: bnn_infer with the kernel call's arguments passed to an empty function.
+HARNESS_NOP = ("static void __attribute__((noinline)) bench_nop(const void *a, ...)\n{\n"
+               "    __asm__ volatile(\"\" : : \"r\"(a) : \"memory\");\n}\n")
+
+
+def conv_count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarray, num_logits: int) -> dict | None:
+    """A binary conv model's count (count(), outputs checked first) split into the kernel call and the
+    harness: {"total", "harness", "kernel"}.  harness = count() of the same model.c with the kernel call
+    (its one ``bnn_conv_*`` call) replaced by a call of an empty function on the same arguments: bnn_infer's
+    checks and its input and output copies (memcpy of the packed input: 64 instructions on 4x4x16,
+    215 on 8x8x16), which a layer of a real network does not do.  kernel = total - harness."""
+    import re
+
+    total = count(build_dir, core, inputs, expect, num_logits)
+    if total is None:
+        return None
+    text = (build_dir / "model.c").read_text()
+    calls = re.findall(r"^    (bnn_conv_\w+)\(", text, re.M)
+    assert len(calls) == 1, f"{build_dir}/model.c: kernel calls {calls}"
+    nop = text.replace(f"    {calls[0]}(", "    bench_nop(", 1).replace("int bnn_infer(", HARNESS_NOP + "int bnn_infer(", 1)
+    with tempfile.TemporaryDirectory() as h:
+        (Path(h) / "model.h").write_text((build_dir / "model.h").read_text())
+        (Path(h) / "model.c").write_text(nop)
+        harness = count(Path(h), core, inputs, None, num_logits)
+    return {"total": total, "harness": harness, "kernel": total - harness}
+
+
 # ---------------------------------------------------------------- CMSIS-NN int8 references
 
 
@@ -363,6 +390,7 @@ def cmsis_dense_sweep(cmsis: Path, widths: list[int]) -> dict:
 
 
 def conv_sweep(cores: list[str], shapes: list[tuple], u8: bool) -> dict:
+    """The row kernel (bnn_conv_bits; u8: the first layer's bnn_conv_u8_bits) on the shapes: res[(core, i)]."""
     res = {}
     for i, (hw, cin, cout, s, pad) in enumerate(shapes):
         seed = SEED + 17 * i + (1000 if u8 else 0)
@@ -370,7 +398,11 @@ def conv_sweep(cores: list[str], shapes: list[tuple], u8: bool) -> dict:
             with tempfile.TemporaryDirectory() as d:
                 m = write_conv(Path(d), hw, cin, cout, s, pad, u8, seed)
                 x, raw = conv_inputs(hw, cin, u8, seed)
-                res[(core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
+                want = conv_expected(m, raw, s, pad)
+                # binary input: the kernel call (the harness's input copy subtracted, conv_count); 8-bit
+                # input: the whole bnn_infer, as CMSIS-NN's on the same shape (no input copy in either)
+                res[(core, i)] = (count(Path(d), core, x, want, m["n_out"]) if u8
+                                  else (conv_count(Path(d), core, x, want, m["n_out"]) or {}).get("kernel"))
             print("conv u8" if u8 else "conv", core, shapes[i], res[(core, i)], flush=True)
     return res
 
@@ -419,7 +451,8 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
     """write_conv's conv (same weights, thresholds and inputs) on ``bnn_conv_bits_prep`` with the
     weight side prepared at generation time (bnn2hw/mcu/conv_m4_prep.py): the emit-c data layout on
     a hand-written model.c.  pad_minus1: -1 padding (the expected output is then the caller's).
-    entry "few": the same data on ``bnn_conv_bits_few`` (few output positions)."""
+    entry "few": the same data on ``bnn_conv_bits_few`` (few output positions); "tile": on
+    ``bnn_conv_bits_tile`` with the tile specialised at generation time (conv_tile.py, one-tile shapes)."""
     from bnn2hw.mcu import conv_m4_prep as mp
     from bnn2hw.mcu.codegen import c_array
 
@@ -429,12 +462,17 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
     text = (out / "model.c").read_text()
     data = (c_array("bnn_word_t", "prep_w", q["rows"]) + c_array("int32_t", "prep_m", q["m"])
             + c_array("uint8_t", "prep_x", q["xcls"]) + c_array("uint8_t", "prep_y", q["ycls"])
-            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
+            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {q['m'].shape[1]}u, {q['nw']}u, "
               f"{q['pairs']}u, prep_w, prep_m, prep_x, prep_y, w, thr}};\n")
+    if entry == "tile":  # the layer's tile specialised at generation time (conv_tile.py)
+        from bnn2hw.mcu import conv_tile
+
+        data += conv_tile.tile_c("L", "prep_m", cin, q, (hw, hw), (oh, oh), stride, pad)
     text = text.replace("int bnn_infer(", data + "int bnn_infer(", 1)
+    args = "&p, &q, &L_tile" if entry == "tile" else "&p, &q"
     text = text.replace("    bnn_conv_bits(&p, in_words, w, thr, out_words);",
-                        f"    bnn_conv_bits_{entry}(&p, &q, in_words, out_words);")
-    assert f"bnn_conv_bits_{entry}(&p, &q" in text
+                        f"    bnn_conv_bits_{entry}({args}, in_words, out_words);")
+    assert f"bnn_conv_bits_{entry}({args}," in text
     (out / "model.c").write_text(text)
     m["prep"] = q
     return m
@@ -477,8 +515,8 @@ CONV_EXTRA_SHAPES = [(12, 48, 48, 1, 1), (7, 40, 40, 1, 1), (9, 33, 33, 2, 1)]
 
 def generated_kernel(hw: int, cin: int, cout: int, s: int, p: int) -> str:
     """The kernel emit-c picks for a 3x3 binary conv on an hw x hw map on Cortex-M3/M4/M7/M33 (zero padding,
-    --optimize speed): "ps", "vc", "few", "prep" or "rows" (the kernel names of conv_vc_sweep)."""
-    from bnn2hw.mcu import conv_m4_prep, conv_ps, conv_vcols
+    --optimize speed): "ps", "vc", "tile", "few", "prep" or "rows" (the kernel names of conv_vc_sweep)."""
+    from bnn2hw.mcu import conv_m4_prep, conv_ps, conv_tile, conv_vcols
 
     vc = conv_vcols.use_vc(hw, hw, cin, cout, 3, 3, s, p, False)
     if conv_ps.use_ps(hw, hw, cin, cout, 3, 3, s, p, False, "speed", vc):
@@ -489,25 +527,38 @@ def generated_kernel(hw: int, cin: int, cout: int, s: int, p: int) -> str:
     few = conv_m4_prep.use_few(cin, 3, 3, (hw, hw), (oh, oh), s, p)
     if not (conv_m4_prep.fits(cin, 3, 3) and conv_m4_prep.worth(cin, 3, 3, oh, oh, p, False, few)):
         return "rows"
+    if conv_tile.applies(cin, 3, 3, (oh, oh)):
+        return "tile"
     return "few" if few else "prep"
 
 
 def conv_vc_sweep(cores: list[str], shapes: list[tuple], kernels: list[str]) -> dict:
-    """Instructions of the conv shapes on the row kernel (``rows``, bnn_conv_bits) and the
-    column-sliced kernel (``vc``), every output checked against numpy on 3 inputs first."""
+    """Instructions of the kernel call (conv_count: the harness subtracted) of the conv shapes on each of
+    ``kernels``: the row kernel (``rows``, bnn_conv_bits), the prepared entry (``prep``), its few-position
+    entry (``few``), the generation-time tile (``tile``, one-tile shapes), the column-sliced (``vc``) and
+    the position-sliced kernel (``ps``), every output checked against numpy on 3 inputs first;
+    res[(kernel, core, i)], and res[(kernel + " harness", core, i)] the harness's count."""
+    from bnn2hw.mcu import conv_tile
+
     res = {}
     for i, (hw, cin, cout, s, pad) in enumerate(shapes):
         seed = SEED + 17 * i
+        oh = (hw + 2 * pad - 3) // s + 1
         for core in cores:
             for kern in kernels:
+                if kern == "tile" and not conv_tile.applies(cin, 3, 3, (oh, oh)):
+                    continue  # (a generation-time tile is written for one-tile layers only)
                 with tempfile.TemporaryDirectory() as d:
                     writer = {"vc": write_conv_vc, "prep": write_conv_prep, "ps": write_conv_ps,
-                              "few": lambda *a: write_conv_prep(*a, entry="few")}.get(
+                              "few": lambda *a: write_conv_prep(*a, entry="few"),
+                              "tile": lambda *a: write_conv_prep(*a, entry="tile")}.get(
                         kern, lambda *a: write_conv(*a[:6], False, a[6]))
                     m = writer(Path(d), hw, cin, cout, s, pad, seed)
                     x, raw = conv_inputs(hw, cin, False, seed)
-                    res[(kern, core, i)] = count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
-                print("conv", kern, core, shapes[i], res[(kern, core, i)], flush=True)
+                    r = conv_count(Path(d), core, x, conv_expected(m, raw, s, pad), m["n_out"])
+                res[(kern, core, i)] = r and r["kernel"]
+                res[(f"{kern} harness", core, i)] = r and r["harness"]
+                print("conv", kern, core, shapes[i], r, flush=True)
     return res
 
 

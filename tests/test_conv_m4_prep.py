@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 from bnn2hw.mcu import conv_m4_prep as mp
+from bnn2hw.mcu import conv_tile
 from bnn2hw.mcu.codegen import c_array, pack_bits
 
 # ---------------------------------------------------------------- layouts and tables (Python)
@@ -102,6 +103,23 @@ def test_pair_records(cout):
     assert rec.tolist() == want
     assert len(rec) == 16 * (cout // 32) + -(-(cout % 32) // 2)
 
+
+
+@pytest.mark.parametrize("cin, cout, dsp", [(16, 15, True), (16, 1, True), (16, 33, True), (16, 16, True),
+                                            (16, 15, False), (24, 15, True), (17, 15, True)])
+def test_prepare_pads_odd_pair_counts(cin, cout, dsp):
+    """Pair records of an odd cout get one more ~M column, 0 (M = -1: the assembly loops' self-paired last
+    record then yields a 0 bit); other layouts and even counts keep cout columns, equal to m_tables'."""
+    rng = np.random.default_rng(cout)
+    w = rng.choice([-1, 1], (cout, 3, 3, cin)).astype(np.int8)
+    thr = rng.integers(-40, 41, cout)
+    q = mp.prepare(w, thr, (5, 5), (3, 3), 2, 1, False, dsp=dsp)
+    tab, _, _ = mp.m_tables(w, thr, (5, 5), (3, 3), 2, 1, False, q["nw"], negate=bool(q["pairs"]))
+    padded = cin == 16 and dsp and cout % 2 == 1
+    assert q["m"].shape == (tab.shape[0], cout + padded)
+    np.testing.assert_array_equal(q["m"][:, :cout], tab)
+    if padded:
+        assert (q["m"][:, cout] == 0).all()
 
 def _window(n_in, k, stride, pad, i):
     x0 = i * stride - pad
@@ -196,6 +214,9 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
             thr[-1] = -k + 2
         dsp = target_dsp if i % 5 != 4 else not target_dsp  # every 5th: data for another build
         q = mp.prepare(w, thr, (h, wd), (oh, ow), s, p, pm1, dsp=dsp, dense_words=dense_words)
+        # entry "tile": the generation-time tile where conv_tile applies (emit-c's rule), else the few entry
+        tile = entry == "tile" and conv_tile.applies(cin, 3, 3, (oh, ow))
+        tile_text = conv_tile.tile_c(f"L{i}", f"pm{i}", cin, q, (h, wd), (oh, ow), s, p) if tile else ""
         if i % 7 == 6:
             q["nw"] += 1  # a row length no build uses: the fallback
         cw, owd = -(-cin // 32), -(-cout // 32)
@@ -205,10 +226,11 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
                  c_array("uint8_t", f"px{i}", q["xcls"]), c_array("uint8_t", f"py{i}", q["ycls"]),
                  (f"static const bnn_conv_params_t p{i} = {{{h}u, {wd}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, "
                   f"{s}u, {s}u, {p}u, {p}u}};\n"),
-                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {cout}u, {q['nw']}u, "
-                  f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n")]
+                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {q['m'].shape[1]}u, {q['nw']}u, "
+                  f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n"), tile_text]
         ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
-        body += [f"    bnn_conv_bits_{entry}(&p{i}, &q{i}, in_words + {in_off}, out_words + {out_off});\n",
+        call = f"tile(&p{i}, &q{i}, &L{i}_tile," if tile else f"{'few' if entry == 'tile' else entry}(&p{i}, &q{i},"
+        body += [f"    bnn_conv_bits_{call} in_words + {in_off}, out_words + {out_off});\n",
                  f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
         for n, x in enumerate(inputs):
             xs[n].append(pack_bits(x.reshape(h * wd, cin)).ravel())
@@ -318,6 +340,94 @@ def test_few_entry_exact(tmp_path, target, flags, cases):
     assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
 
 
+
+# (cin, cout, h, w, stride, pad) as CASES, for bnn_conv_bits_tile (conv_tile.py: one tile, cin 16 / 24 / 32):
+# 1 to 16 positions; cout 1, 15, 16, 17, 31, 32, 33, 63 (odd counts: the general chunk path; > 32: two chunks);
+# windows wider than the input (2x2 pad 1), 1xN / Nx3 strips, strides 1 to 4, pad 0 / 1 / -1, a 4x4 output at
+# stride 4 pad 1 (its windows' bordered image, 15x15 words, is past bnn_conv_bits_few's one-tile bound);
+# cin 1, 8, 11, 17, 20, 31 (pack_taps' bit stream, the row kernel per position); 25 positions: the few entry
+TILE1_CASES = [(16, 16, 4, 4, 2, 0), (16, 15, 3, 3, 1, 0), (16, 17, 4, 4, 1, 0), (16, 33, 4, 4, 2, 1),
+               (16, 16, 8, 8, 2, 1), (16, 1, 2, 2, 1, 1), (16, 63, 1, 7, 1, 1), (16, 32, 7, 3, 2, -1),
+               (16, 16, 9, 9, 3, 0), (16, 2, 13, 5, 4, 1), (16, 16, 4, 4, 1, -1),
+               (24, 24, 4, 4, 2, 0), (24, 1, 3, 3, 1, 1), (24, 33, 4, 4, 2, 1), (24, 31, 5, 5, 2, -1),
+               (24, 17, 2, 2, 1, 1), (24, 32, 8, 8, 2, 1), (24, 16, 3, 9, 1, 0), (24, 16, 13, 13, 4, 1),
+               (32, 16, 4, 4, 2, 0), (32, 15, 3, 3, 1, 1), (32, 33, 5, 5, 2, 1), (32, 1, 4, 4, 1, -1),
+               (32, 63, 1, 5, 1, 1), (17, 16, 4, 4, 2, 0), (20, 15, 4, 4, 1, 1), (1, 33, 3, 3, 1, 1),
+               (8, 16, 5, 5, 2, -1), (31, 17, 4, 4, 2, 1), (11, 1, 1, 9, 1, 1), (16, 16, 5, 5, 1, 1)]
+
+
+@pytest.mark.parametrize("target, flags", [("host", "-Werror"), ("host", "-Werror -DBNN_CONV16_PAIRS=1"),
+                                           ("host", "-Werror -DBNN_CONV24_ROWS=1"),
+                                           ("cortex-m0", "-Werror"), ("cortex-m3", "-Werror"),
+                                           ("cortex-m4", "-Werror"), ("cortex-m7", "-Werror"),
+                                           ("cortex-m33", "-Werror"), ("cortex-m55", "-Werror")])
+def test_tile_entry_exact(tmp_path, target, flags):
+    """bnn_conv_bits_tile with conv_tile's generated patch packers and M-row lists on TILE1_CASES (host
+    builds under ASan/UBSan; Helium, a core without the layout and data made for another build (every 5th)
+    or with a wrong row length (every 7th): the few entry's fallback; ties, thresholds at K, INT32_MIN /
+    INT32_MAX, all-ones / all -1 / random inputs): the output words equal numpy's, as the reference loop
+    nest's do."""
+    assert sum(conv_tile.applies(c, 3, 3, ((h + 2 * abs(p) - 3) // s + 1, (w + 2 * abs(p) - 3) // s + 1))
+               for c, _, h, w, s, p in TILE1_CASES) == len(TILE1_CASES) - 1
+    got, want = _build_and_run(tmp_path, target, flags, TILE1_CASES, seed=31, entry="tile", extremes=True)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{target} {flags}: {len(bad)} output words differ, first at {bad[:3].tolist()}"
+
+
+def test_tile_patch_layouts():
+    """conv_tile.patch_exprs against the firmware's packs, in Python: 3x3x16 (taps 2k | 2k+1 << 16, tap 8;
+    pair records: spread and doubled), 3x3x24 (pack_3x3x24 / rows24's tail spread), pack_taps' bit stream
+    (cin 1, 8, 11, 17, 20: taps across word boundaries) and one word a tap, for every position of a padded
+    stride-2 map; a padded tap is 0 (no term); a row length no layout has is refused."""
+    rng = np.random.default_rng(5)
+    for cin, nw in [(16, 5), (24, 7), (32, 9), (16, 9), (1, 1), (8, 3), (17, 5), (20, 6), (31, 9), (11, 4)]:
+        img = rng.integers(0, 2 ** cin, size=(5, 6), dtype=np.uint64)
+        words = img.ravel()
+        for pairs in ([False, True] if nw in (5, 7) else [False]):
+            for oy in range(3):
+                for ox in range(3):
+                    taps = conv_tile._taps((5, 6), 2, 1, oy, ox)
+                    vals = np.array([0 if v is None else int(words[v]) for v in taps], dtype=np.uint64)
+                    got = [_eval_c(e, words) for e in conv_tile.patch_exprs(cin, nw, pairs, taps)]
+                    assert got == _firmware_patch(vals, cin, nw, pairs), (cin, nw, pairs, oy, ox)
+    with pytest.raises(ValueError, match="cin 17"):
+        conv_tile.patch_exprs(17, 6, False, [None] * 9)
+
+
+def _eval_c(expr: str, words: np.ndarray) -> int:
+    """One of conv_tile's C expressions (in[k], <<, >>, |, 0u, the tail functions) on the input words, as uint32
+    (C's precedence of <<, >> over | is Python's; only left shifts can carry bits past 32, and truncating
+    last gives the same bits)."""
+    py = (expr.replace("in[", "src[").replace("bnn_conv16_tail", "_tail16").replace("bnn_conv24_tail", "_tail24")
+          .replace("0u", "0"))
+    return int(eval(py, {"src": [int(v) for v in words], "_tail16": _tail16, "_tail24": _tail24})) & 0xFFFFFFFF
+
+
+def _tail16(h: int) -> int:
+    return int(mp._spread(np.array([h], dtype=np.uint32))[0]) * 3 & 0xFFFFFFFF
+
+
+def _tail24(t: int) -> int:
+    return int(mp.tail_spread(np.array([t], dtype=np.uint32))[0])
+
+
+def _firmware_patch(taps: np.ndarray, cin: int, nw: int, pairs: bool) -> list[int]:
+    """A patch as bnn_conv.c packs it (pack_taps_3x3x16 / conv_m4_prep.pack_3x3x24 / copy_window)."""
+    t = [int(v) for v in taps]
+    if nw == 9:
+        return t
+    if cin == 16:
+        return [t[0] | t[1] << 16, t[2] | t[3] << 16, t[4] | t[5] << 16, t[6] | t[7] << 16,
+                _tail16(t[8]) if pairs else t[8]]
+    if cin == 24:
+        words = [int(v) for v in mp.pack_3x3x24(np.array([taps], dtype=np.uint32)).reshape(-1)]
+        if pairs:
+            words[6] = _tail24(words[6])
+        return words
+    stream = sum(v << (i * cin) for i, v in enumerate(t))  # pack_taps: tap i at bit i cin
+    return [(stream >> (32 * k)) & 0xFFFFFFFF for k in range(nw)]
+
 def _bits_cnn_graph(seed: int, hw: int, convs: list[tuple], tag: str):
     """uint8 stem hw x hw (3x3, 3 -> convs[0][0] channels, pad 1) -> binary 3x3 convs on bits, one per
     (cin, cout, stride, pad, pad value, INT32-extreme thresholds), each with a threshold over K = 9 cin
@@ -365,26 +475,30 @@ def _emit_and_verify(tmp_path, graph, hw: int, seed: int, n: int, cores: tuple) 
 
 def _few_cnn_graph(seed: int):
     """uint8 stem 8x8 -> binary convs on bits with at most 16 output positions (16 -> 16 stride 2 zero
-    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2), each with a threshold
-    (random directions, ties) -> flatten -> binary dense logits."""
-    return _bits_cnn_graph(seed, 8, [(16, 16, 2, 1, 0, False), (16, 24, 1, 0, 0, False), (24, 17, 1, 1, -1, False)],
-                           "fewconv")
+    padding: 4x4 outputs; 16 -> 24 no padding: 2x2; 24 -> 17 at -1 padding: 2x2; 17 -> 16 zero padding:
+    2x2), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
+    return _bits_cnn_graph(seed, 8, [(16, 16, 2, 1, 0, False), (16, 24, 1, 0, 0, False), (24, 17, 1, 1, -1, False),
+                                     (17, 16, 1, 1, 0, False)], "fewconv")
 
 
 def test_emitted_cnn_few(tmp_path):
-    """emit-c (write_firmware_dir) calls bnn_conv_bits_few for the three bits convs with few output
-    positions (conv_m4_prep.use_few), and every integer logit equals the IR executor's on the host
-    (sanitizers) and in QEMU on the Cortex-M4 (the asm record loop), M3 (no USADA8: the data's
-    fallback) and M0, on all-255, all-0 and random images (emit-c --verify's check)."""
+    """emit-c (write_firmware_dir) calls bnn_conv_bits_tile with generated patch packers for the three
+    bits convs with 16 / 24 input channels and few output positions (conv_tile.applies) and
+    bnn_conv_bits_few for the 17-channel one (conv_m4_prep.use_few), and every integer logit equals the IR
+    executor's on the host (sanitizers) and in QEMU on the Cortex-M4 (the asm record loops), M3 (no
+    USADA8: the 16-channel data's fallback) and M0, on all-255, all-0 and random images (emit-c
+    --verify's check)."""
     from bnn2hw.mcu.cli import write_firmware_dir
 
     graph = _few_cnn_graph(5)
     src = _emit_and_verify(tmp_path, graph, 8, 4, 6, ("cortex-m3", "cortex-m0"))
-    assert src.count("bnn_conv_bits_few(&") == 3 and "bnn_conv_bits_prep(&" not in src
-    small = tmp_path / "fw_size"  # --optimize size: the prepared entry, no few-position code
+    assert src.count("bnn_conv_bits_tile(&") == 3 and src.count("bnn_conv_bits_few(&") == 1
+    assert src.count("_patches(const bnn_word_t *in, bnn_word_t *x)") == 3 and "bnn_conv_bits_prep(&" not in src
+    small = tmp_path / "fw_size"  # --optimize size: the prepared entry, no few-position or tile code
     write_firmware_dir(graph, small, "cortex-m4", optimize="size")
     src_size = (small / "model.c").read_text()
-    assert "bnn_conv_bits_few(&" not in src_size and src_size.count("bnn_conv_bits_prep(&") == 3
+    assert "bnn_conv_bits_few(&" not in src_size and "_patches(" not in src_size
+    assert src_size.count("bnn_conv_bits_prep(&") == 4
 
 
 def _tiled_cnn_graph(seed: int):
@@ -510,17 +624,17 @@ def test_conv24_rows_exact(tmp_path, target, flags, entry):
 
 def _cnn24_graph(seed: int):
     """uint8 stem 10x10 -> 24 channels -> binary 3x3x24 convs on bits: 24 -> 24 stride 2 zero padding
-    (5x5 outputs: bnn_conv_bits_prep), 24 -> 24 no padding (3x3: _few), 24 -> 17 at -1 padding (3x3:
-    _few), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
+    (5x5 outputs: bnn_conv_bits_prep), 24 -> 24 no padding (3x3: _tile), 24 -> 17 at -1 padding (3x3:
+    _tile), each with a threshold (random directions, ties) -> flatten -> binary dense logits."""
     return _bits_cnn_graph(seed, 10, [(24, 24, 2, 1, 0, True), (24, 24, 1, 0, 0, False), (24, 17, 1, 1, -1, False)],
                            "conv24_")
 
 
 def test_emitted_cnn24(tmp_path):
     """emit-c (write_firmware_dir) on a 24-channel CNN writes the three bits convs' tail-spread rows and
-    calls bnn_conv_bits_prep / _few; every integer logit equals the IR executor's (emit-c --verify's
+    calls bnn_conv_bits_prep / _tile; every integer logit equals the IR executor's (emit-c --verify's
     check) on the host (sanitizers), in QEMU on the Cortex-M4 (conv24_few_asm) and on the M3 (no USADA8:
-    the data's fallback), on all-255, all-0 and random images."""
+    the generic row kernel on the same rows), on all-255, all-0 and random images."""
     src = _emit_and_verify(tmp_path, _cnn24_graph(6), 10, 5, 6, ("cortex-m3",))
     assert src.count("3x3x24 rows, seventh word tail-spread") == 3
-    assert src.count("bnn_conv_bits_prep(&") == 1 and src.count("bnn_conv_bits_few(&") == 2
+    assert src.count("bnn_conv_bits_prep(&") == 1 and src.count("bnn_conv_bits_tile(&") == 2

@@ -120,7 +120,7 @@ def uses_rows24(cin: int, kh: int, kw: int, dense_words: int = DENSE_WORDS) -> b
 
 
 def tail_spread(t: np.ndarray) -> np.ndarray:
-    """bnn_conv.c conv24_tail: 24-bit words with bit 3 of every nibble moved to nibbles 6 and 7
+    """bnn_conv.h bnn_conv24_tail: 24-bit words with bit 3 of every nibble moved to nibbles 6 and 7
     (bits 3, 7 -> 24, 28; 11, 15 -> 25, 29; 19, 23 -> 26, 30), so bit 3 of each nibble is 0."""
     t = np.asarray(t).astype(np.uint64)
     m = np.uint64(0xFFFFFFFF)
@@ -164,7 +164,7 @@ def prepared_rows(w: np.ndarray, dense_words: int = DENSE_WORDS) -> np.ndarray:
 
 
 def _spread(h: np.ndarray) -> np.ndarray:
-    """The 16 low bits of each word at the even bit positions (bnn_conv.c conv16_spread)."""
+    """The 16 low bits of each word at the even bit positions (bnn_conv.h bnn_conv16_spread)."""
     h = h.astype(np.uint64) & 0xFFFF
     out = np.zeros_like(h)
     for i in range(16):
@@ -215,7 +215,8 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
             pad: int, pad_minus1: bool, dsp: bool = True, dense_words: int = DENSE_WORDS) -> dict:
     """Everything bnn_conv_prep_t holds for a build with USADA8 (dsp) and BNN_CONV_DENSE_WORDS =
     dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"};
-    "pairs" 1: 3x3x16 pair records or 3x3x24 tail-spread rows, both with ~M tables."""
+    "pairs" 1: 3x3x16 pair records or 3x3x24 tail-spread rows, both with ~M tables (pair records of an
+    odd cout: cout + 1 columns, the last 0, a bit that never fires; bnn_conv_prep_t.cpad is the row stride)."""
     _, kh, kw, c = w.shape
     nw = row_words(c, kh, kw, dense_words)
     pairs = uses_pairs(c, kh, kw, dsp, dense_words)
@@ -224,7 +225,11 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
         rows = pair_records(w)
     else:
         rows = rows24(w).reshape(-1) if r24 else prepared_rows(w, dense_words).reshape(-1)
+    m, xcls, ycls = m_tables(w, thr, in_hw, out_hw, stride, pad, pad_minus1, nw, negate=pairs or r24)
+    if pairs and m.shape[1] % 2:
+        # pair records of an odd count: one more ~M column, 0 (M = -1: never fires), so the assembly record
+        # loops run the last record (row cout - 1 paired with itself) as a whole pair whose second bit is 0
+        m = np.concatenate([m, np.zeros((m.shape[0], 1), dtype=m.dtype)], axis=1)
     pairs = pairs or r24
-    m, xcls, ycls = m_tables(w, thr, in_hw, out_hw, stride, pad, pad_minus1, nw, negate=pairs)
     return {"nw": nw, "pairs": int(pairs), "rows": rows, "m": m, "xcls": xcls, "ycls": ycls,
             "nx": int(xcls.max()) + 1 if len(xcls) else 1}

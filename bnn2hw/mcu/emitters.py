@@ -462,11 +462,13 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
     class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
     data where it measured faster (conv_m4_prep.use_few: few output positions, 3x3x16 / 3x3x32 at any
-    size in tiles), not with --optimize size.  Returns [call] or
+    size in tiles), not with --optimize size; 3x3 layers of at most 16 output positions (cin <= 32) on
+    ``bnn_conv_bits_tile`` with the tile's patch packer and M-row list written here (conv_tile.py).
+    Returns [call] or
     ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
     4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
     the prepared rows unless they are the plain ones (cin % 32 == 0)."""
-    from . import conv_m4_prep
+    from . import conv_m4_prep, conv_tile
 
     _, kh, kw, c = w.shape
     h, wd, oh, ow, s, p = geo
@@ -486,15 +488,21 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
         st.data.append(f"/* {what} */\n")
         st.data.append(c_array("bnn_word_t", wr, q["rows"]))
     st.data.append(f"/* popcount bounds M of {q['m'].shape[0]} window classes x {q['m'].shape[1]} channels"
+                   + (" (the last a pad: never fires)" if q["m"].shape[1] > w.shape[0] else "")
                    + (" (~M, record kernel)" if q["pairs"] else "") + " */\n")
     st.data.append(c_array("int32_t", f"{lid}_m4", q["m"]))
     st.data.append(c_array("uint8_t", f"{lid}_xc4", q["xcls"]))
     st.data.append(c_array("uint8_t", f"{lid}_yc4", q["ycls"]))
     st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
-                   f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n"
-                   "#endif\n")
-    entry = "few" if few else "prep"
-    prep = f"    bnn_conv_bits_{entry}(&{lid}_p, &{lid}_q4, (const bnn_word_t *){st.cur}, (bnn_word_t *){dst});"
+                   f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n")
+    # one tile of 3x3 with cin 16 / 24 / 32: that tile's per-call work done here (conv_tile.py)
+    tile = st.optimize != "size" and conv_tile.applies(c, kh, kw, (oh, ow))
+    if tile:
+        st.data.append(conv_tile.tile_c(lid, f"{lid}_m4", c, q, (h, wd), (oh, ow), s, p))
+    st.data.append("#endif\n")
+    entry, extra = ("tile", f", &{lid}_tile") if tile else ("few" if few else "prep", "")
+    prep = (f"    bnn_conv_bits_{entry}(&{lid}_p, &{lid}_q4{extra}, (const bnn_word_t *){st.cur}, "
+            f"(bnn_word_t *){dst});")
     return ["#if !BNN_MVE", "#else", call, prep]
 
 

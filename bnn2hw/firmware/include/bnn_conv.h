@@ -138,7 +138,7 @@ void bnn__conv_bits_mve_prep(const bnn_conv_params_t *p, const bnn_conv_mve_prep
  *         (taps packed back to back when that packs, else the padded layout);
  *   pairs 1: 3x3 convs with cin 16 as conv16_rows_bits' pair records (bnn_conv.c, BNN_CONV16_PAIRS:
  *         Thumb-2 cores with USADA8), 3x3 convs with cin 24 as rows of 7 words with the seventh
- *         tail-spread (bnn_conv.c conv24_tail, BNN_CONV24_ROWS: the same cores), the M entries of
+ *         tail-spread (bnn_conv24_tail, BNN_CONV24_ROWS: the same cores), the M entries of
  *         both stored as ~M = -M - 1; 0: rows of nw words;
  *   w     the prepared rows: cout rows of nw words, or per 32-channel chunk ceil(cnt / 2) records of
  *         9 words (chunk c0 at w + 9 c0 / 2; an odd count's last record pairs its row with itself);
@@ -180,6 +180,48 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
                         bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
 #define bnn_conv_bits_few(p, q, in, out) \
     bnn__conv_bits_few(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/*
+ * bnn_conv_bits_tile (issue 11): a conv bnn_conv_bits_few would run as one tile (3x3, at most
+ * BNN_CONV_FEW_POS output positions, cin <= 32), with that tile's work that depends only on
+ * the layer's geometry done at generation time (bnn2hw/mcu/conv_tile.py): t->patches, a function
+ * the code generator writes for the layer, packs every position's patch in q's layout straight from
+ * the input words (padded taps are the constant 0, so there is no bordered copy and no window test),
+ * and t->mp lists each position's M row.  The rows then run as in bnn_conv_bits_few (one assembly
+ * loop over all positions per 32-channel chunk).  A build whose prepared layout differs from q's
+ * (prep_matches), a Helium build or t->npos != out_h out_w runs bnn_conv_bits_prep instead.
+ * Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
+ */
+typedef struct {
+    void (*patches)(const bnn_word_t *in, bnn_word_t *x); /* t->npos patches of q->nw words into x */
+    const int32_t *const *mp;                             /* per position: q->m + its class's row */
+    uint32_t npos;                                        /* output positions, out_h out_w */
+} bnn_conv_tile_t;
+void bnn__conv_bits_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_conv_tile_t *t,
+                         const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn);
+#define bnn_conv_bits_tile(p, q, t, in, out) \
+    bnn__conv_bits_tile(p, q, t, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
+/* The 16 bits of h (h < 2^16) at the even bit positions (the 3x3x16 pair records' tail word). */
+BNN_INLINE uint32_t bnn_conv16_spread(uint32_t h)
+{
+    h = (h | h << 8) & 0x00FF00FFu;
+    h = (h | h << 4) & 0x0F0F0F0Fu;
+    h = (h | h << 2) & 0x33333333u;
+    return (h | h << 1) & 0x55555555u;
+}
+/* A 3x3x16 patch's fifth word (tap 8's 16 bits) as the pair records take it: each bit twice. */
+BNN_INLINE uint32_t bnn_conv16_tail(uint32_t h)
+{
+    return bnn_conv16_spread(h) * 3u;
+}
+/* A 3x3x24 patch's seventh word (tap 8's 24 bits) tail-spread for the BNN_CONV24_ROWS rows (bnn_conv.c):
+ * bits 3, 7 of the low six nibbles moved to the top two nibbles' free bits, so bit 3 of every
+ * nibble is 0.  Bits 3, 7, 11, 15, 19, 23 go to bits 24, 28, 25, 29, 26, 30 (conv_m4_prep.py
+ * tail_spread).  One multiply moves all six: h (2^21 + 2^14 + 2^7) puts each of h's bits 3 + 4 i at
+ * three places, all 18 of them distinct (no carries), and only the six above land in 0x77000000. */
+BNN_INLINE uint32_t bnn_conv24_tail(uint32_t t)
+{
+    return (t & 0x77777777u) | (((t & 0x88888888u) * 0x00204080u) & 0x77000000u);
+}
 void bnn_conv_bits_m1_ref(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,
                           const int32_t *thr, bnn_word_t *out);
 void(bnn_conv_bits_m1)(const bnn_conv_params_t *p, const bnn_word_t *in, const bnn_word_t *w,

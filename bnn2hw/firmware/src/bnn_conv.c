@@ -519,15 +519,6 @@ BNN_INLINE uint32_t conv16_acc(uint32_t acc, uint32_t s)
 }
 #endif
 
-/* The 16 bits of h (h < 2^16) at the even bit positions. */
-BNN_INLINE uint32_t conv16_spread(uint32_t h)
-{
-    h = (h | h << 8) & 0x00FF00FFu;
-    h = (h | h << 4) & 0x0F0F0F0Fu;
-    h = (h | h << 2) & 0x33333333u;
-    return (h | h << 1) & 0x55555555u;
-}
-
 /* Pair record layout: A0 A1 A2, B0 B1 B2, A3, B3, c. */
 #if BNN_HAVE_USADA8
 /* The two accumulators of one pair record (advancing *w) against the patch x (x[4] spread
@@ -615,7 +606,7 @@ static void conv16_pack_pairs(const bnn_word_t *rows, uint32_t cnt, bnn_word_t *
         }
         dst[6] = a[3];
         dst[7] = b[3];
-        dst[8] = conv16_spread(a[4]) | conv16_spread(b[4]) << 1;
+        dst[8] = bnn_conv16_spread(a[4]) | bnn_conv16_spread(b[4]) << 1;
     }
 }
 
@@ -656,7 +647,7 @@ BNN_INLINE uint32_t conv16_pairs_bits(const bnn_word_t *x, const bnn_word_t *w, 
 /* conv16_pairs_bits on a patch whose fifth word is still plain (rewritten in place here). */
 static uint32_t conv16_rows_bits(bnn_word_t *x, const bnn_word_t *w, const int32_t *nm, uint32_t cnt)
 {
-    x[4] = conv16_spread(x[4]) * 3u; /* the patch's fifth word in place, each bit twice */
+    x[4] = bnn_conv16_tail(x[4]); /* the patch's fifth word in place, each bit twice */
     return conv16_pairs_bits(x, w, nm, cnt);
 }
 #endif
@@ -1310,7 +1301,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
  *
  * 3x3 convs with 24 input channels: a patch is 216 bits, pack_taps_3x3x24's seven words (six full,
  * the seventh tap 8's 24 bits).  The generic row kernel runs them as 7-word rows (~62 instructions
- * per row, 0.289 per MAC).  Here the seventh word is stored "tail-spread" (conv24_tail: 3 of the
+ * per row, 0.289 per MAC).  Here the seventh word is stored "tail-spread" (bnn_conv24_tail: 3 of the
  * 4 bits of each nibble, bit 3 of every nibble 0) in the weight rows (conv_m4_prep.py at generation
  * time) and in the patch (once per position), which makes its mismatch count a nibble-count word
  * (fields <= 3) in 4 operations, added to the nibble counts of words 0-2 (fields <= 12) before
@@ -1336,14 +1327,7 @@ void bnn__conv_bits_rows(const bnn_conv_params_t *p, const bnn_word_t *in, const
 #endif
 #define CONV24_ROW_WORDS 7u
 
-/* t (24 bits, bytes 0-2) with bit 3 of every nibble moved to nibbles 6 and 7: bits 3, 7 -> 24, 28;
- * 11, 15 -> 25, 29; 19, 23 -> 26, 30 (conv_m4_prep.py tail_spread); bit 3 of each nibble is then 0.
- * One multiply moves all six: h (2^21 + 2^14 + 2^7) puts each of h's bits 3 + 4 i at three places, all
- * 18 of them distinct (no carries), and only the six above land in 0x77000000. */
-BNN_INLINE uint32_t conv24_tail(uint32_t t)
-{
-    return (t & 0x77777777u) | (((t & 0x88888888u) * 0x00204080u) & 0x77000000u);
-}
+/* The seventh word's tail spread: bnn_conv24_tail (bnn_conv.h; generated patch packers call it too). */
 
 #if BNN_CONV24_ROWS
 #if BNN_HAVE_USADA8
@@ -1492,13 +1476,13 @@ static void conv24_gather(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, 
             for (const bnn_word_t *s = src + (ox - cols.lo) * xstep; ox < stop;
                  ++ox, s += xstep, x += CONV24_ROW_WORDS) {
                 pack_taps_3x3x24(s, step, x);
-                x[6] = conv24_tail(x[6]);
+                x[6] = bnn_conv24_tail(x[6]);
                 *mp++ = mi;
             }
             continue;
         }
         gather_border_3x3_1w(in, p->in_h, p->in_w, 24u, y0, (int32_t)(ox * p->stride_w) - (int32_t)p->pad_w, 1, x);
-        x[6] = conv24_tail(x[6]);
+        x[6] = bnn_conv24_tail(x[6]);
         *mp++ = my + q->xcls[ox] * cpad;
         x += CONV24_ROW_WORDS;
         ++ox;
@@ -1640,7 +1624,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
  *      3 x ((n - 1) stride_w + 3) <= BNN_CONV_FEW_IMG) read the interior columns in place and copy
  *      only their ends (one window: gather_3x3_1w), or all of it in the first / last rows at padding;
  *      3x3x16 patches get their fifth word spread for the pair records, 3x3x24 ones their seventh
- *      tail-spread (conv24_tail);
+ *      tail-spread (bnn_conv24_tail);
  *   2. each position's M row (its window class);
  *   3. per 32-channel chunk, the row kernel on all the tile's positions (few_kernels, the pluggable
  *      step: 3x3x16 pair records in one assembly call over all positions, conv16_few_asm: the patch
@@ -1669,7 +1653,7 @@ void bnn__conv_bits_prep(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
 #endif
 
 /* The prepared data was made for this build's row layout (else the caller runs the plain path). */
-static int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t *pairs_out)
+BNN_INLINE int prep_matches(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t *pairs_out)
 {
     const uint32_t nw = bnn__conv_row_words(p);
     const int dense = nw != p->kh * p->kw * BNN_WORDS(p->cin);
@@ -1792,12 +1776,15 @@ __attribute__((naked, noinline)) static void conv16_few_asm(few_job_t *job __att
 
 #if BNN_CONV16_PAIRS
 /* The pair-record rows (cnt <= 32) against npos spread patches of 5 words, position i's ~M row at
- * mp[i] + c0: one output word per position (out + i ow). */
+ * mp[i] + c0: one output word per position (out + i ow).  room: the ~M rows hold an entry past row
+ * cnt - 1 (conv_m4_prep.prepare pads an odd cout's with 0, a bit that never fires), so the assembly
+ * loop runs an odd count's last record (row cnt - 1 paired with itself) whole, its second bit 0. */
 static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_word_t *rows, const int32_t *const *mp,
-                                                uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow)
+                                                uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow,
+                                                uint32_t room)
 {
 #if BNN_HAVE_USADA8 && BNN_MULTI_ASM
-    const uint32_t even = cnt & ~1u;
+    const uint32_t even = room ? cnt + (cnt & 1u) : cnt & ~1u;
     if (even != 0u) {
         const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
         for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
@@ -1806,7 +1793,7 @@ static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_w
         few_job_t job = {x, c0 != 0u ? mc : mp, out, x + 5u * npos, rows, 1u << (even - 1u), 32u - even, 4u * ow};
         conv16_few_asm(&job);
     }
-    if (cnt & 1u) { /* the last record pairs row cnt - 1 with itself */
+    if (even < cnt) { /* the last record pairs row cnt - 1 with itself */
         const bnn_word_t *wl = rows + CONV16_PAIR_WORDS * (even / 2u);
         for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
             const bnn_word_t *w = wl;
@@ -1816,6 +1803,7 @@ static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_w
         }
     }
 #else
+    (void)room;
     for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
         *out = conv16_pairs_bits(x, rows, mp[i] + c0, cnt);
     }
@@ -1845,7 +1833,7 @@ static void __attribute__((noinline)) few_gather16(const bnn_word_t *base, uint3
             pack_taps_3x3x16(src, step, x);
 #if BNN_CONV16_PAIRS
             if (pairs) {
-                x[4] = conv16_spread(x[4]) * 3u; /* once per position, not per chunk */
+                x[4] = bnn_conv16_tail(x[4]); /* once per position, not per chunk */
             }
 #else
             (void)pairs;
@@ -1862,7 +1850,7 @@ static void __attribute__((noinline)) few_gather24(const bnn_word_t *base, uint3
         for (uint32_t ox = 0; ox < ow; ++ox, src += sw, x += 7) {
             pack_taps_3x3x24(src, step, x);
             if (pairs) { /* conv24_positions' tail-spread seventh word */
-                x[6] = conv24_tail(x[6]);
+                x[6] = bnn_conv24_tail(x[6]);
             }
         }
     }
@@ -1956,7 +1944,7 @@ BNN_INLINE void few_kernels(const bnn_conv_params_t *p, const bnn_conv_prep_t *q
 #endif
 #if BNN_CONV16_PAIRS
         if (pairs) {
-            few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow);
+            few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow, c0 + cnt < q->cpad);
             continue;
         }
 #else
@@ -2125,6 +2113,93 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
         return;
     }
     few_tiles(p, q, in, out, fn, pairs, img_needed);
+}
+
+/* The prepared layout this build runs 3x3 rows of cin input channels in, for cin 16, 24 and 32 (else 0:
+ * prep_matches decides): nw | pairs << 4, prep_matches' rule with the row length folded at compile time
+ * (3x3x16 rows are 5 words and 3x3x24 rows 7 when BNN_CONV_DENSE_WORDS holds 32 of them, as
+ * bnn__conv_row_words packs, else 9 like 3x3x32).  prep_matches itself takes 39 instructions on the
+ * Cortex-M4, 6% of a one-position 3x3x16 layer. */
+BNN_INLINE uint32_t tile_layout(uint32_t cin)
+{
+    if (cin == 16u) {
+        return 32u * 5u <= BNN_CONV_DENSE_WORDS ? 5u | (uint32_t)(BNN_CONV16_PAIRS && !BNN_MVE) << 4 : 9u;
+    }
+    if (cin == 24u) {
+        return 32u * 7u <= BNN_CONV_DENSE_WORDS ? 7u | (uint32_t)BNN_CONV24_ROWS << 4 : 9u;
+    }
+    return cin == 32u ? 9u : 0u;
+}
+
+/* bnn_conv_bits_tile's chunks on the general path (few_kernels), out of the entry's frame. */
+static void __attribute__((noinline)) tile_chunks(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, uint32_t pairs,
+                                                  const bnn_word_t *patch, const bnn_conv_tile_t *t, bnn_word_t *out,
+                                                  bnn_conv_rows_fn fn)
+{
+    few_kernels(p, q, pairs, patch, t->mp, t->npos, out, fn);
+}
+
+/* bnn_conv_bits_tile for cin other than 16, 24 and 32 (prep_matches decides the layout; the row kernel per
+ * position) and every fallback, out of the entry's frame. */
+static void __attribute__((noinline)) tile_other(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
+                                                 const bnn_conv_tile_t *t, const bnn_word_t *in, bnn_word_t *out,
+                                                 bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t npos = t->npos;
+    uint32_t pairs = 0;
+    if (BNN_MVE || npos - 1u >= BNN_CONV_FEW_POS || npos != p->out_h * p->out_w || p->cin - 1u >= 32u ||
+        p->kh != 3u || p->kw != 3u || !prep_matches(p, q, &pairs)) {
+        /* (bnn_conv_bits_few would run bnn_conv_bits_prep here too, as its layout check is the same;
+         * calling it directly keeps few's tiles out of a build whose layers are all one-tile) */
+        bnn__conv_bits_prep(p, q, in, out, fn, pfn);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    t->patches(in, patch);
+    few_kernels(p, q, pairs, patch, t->mp, npos, out, fn);
+}
+
+/* bnn_conv_bits_tile (bnn_conv.h): the patches from the generated t->patches, the M rows from t->mp,
+ * then bnn_conv_bits_few's per-chunk step; a layer of one 32-channel chunk (cout <= 32) with pair records
+ * or 3x3x24 rows goes straight into the assembly loop.  What it saves against
+ * bnn_conv_bits_few's one-tile path is the per-call work (QEMU per-function counts, Cortex-M4,
+ * benchmarks/bench_conv_grid_m4.py's data): the entry's geometry checks, the bordered image
+ * (few_image: 198 instructions on 4x4x16 stride 2 pad 1), the M-row loop and the generic gathers'
+ * loops: 4x4x16 stride 2 pad 0 (one position) 891 -> 690 instructions a call, 8x8x16 stride 2 pad 1 10,890 ->
+ * 9,880, 4x4x24 stride 2 pad 0 1,602 -> 1,419.  Data made for another build (the layout check fails)
+ * runs bnn_conv_bits_prep, as bnn_conv_bits_few would. */
+void bnn__conv_bits_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_conv_tile_t *t,
+                         const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
+{
+    const uint32_t npos = t->npos, cin = p->cin, cout = p->cout, layout = tile_layout(cin);
+    const uint32_t pairs = layout >> 4;
+    /* (t->patches packs 3x3 windows of p's geometry: the code generator writes t for p) */
+    if (BNN_MVE || layout == 0u || npos - 1u >= BNN_CONV_FEW_POS || npos != p->out_h * p->out_w ||
+        q->nw != (layout & 15u) || q->pairs != pairs) {
+        tile_other(p, q, t, in, out, fn, pfn);
+        return;
+    }
+    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    t->patches(in, patch);
+    (void)cout; /* (the assembly paths' only) */
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM && BNN_CONV16_PAIRS
+    /* one chunk of whole records (an odd cout's padded ~M rows: few_pairs' room) */
+    const uint32_t rows2 = cout + (cout & 1u);
+    if (layout == (5u | 1u << 4) && cout - 1u < 32u && rows2 <= q->cpad) {
+        few_job_t job = {patch, t->mp, out, patch + 5u * npos, q->w, 1u << (rows2 - 1u), 32u - rows2, 4u};
+        conv16_few_asm(&job);
+        return;
+    }
+#endif
+#if BNN_HAVE_USADA8 && BNN_MULTI_ASM && BNN_CONV24_ROWS
+    if (layout == (7u | 1u << 4) && cout - 1u < 32u) { /* one chunk */
+        few_job_t job = {patch, t->mp, out, patch + CONV24_ROW_WORDS * npos, q->w, 1u << (cout - 1u), 32u - cout,
+                         4u};
+        conv24_few_asm(&job);
+        return;
+    }
+#endif
+    tile_chunks(p, q, pairs, patch, t, out, fn);
 }
 
 /*
