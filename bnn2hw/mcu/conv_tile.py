@@ -18,11 +18,13 @@ All of that depends only on the layer's geometry, so the code generator does it 
   pointers in flash and the ``bnn_conv_tile_t`` that ``bnn_conv_bits_tile`` (bnn_conv.h) takes.
 
 The patch layouts are bnn_conv.c's (any fixed bit order is exact as long as rows and patches share
-it): the bit stream of ``pack_taps`` (tap i at bits [i cin, (i + 1) cin)), which for 3x3x16 is
+it): the bit stream of ``pack_taps`` (tap i's word j at bit i cin + 32 j), which for 3x3x16 is
 ``pack_taps_3x3x16``'s taps 2k, 2k + 1 in word k and tap 8 alone (with the pair records,
 ``bnn_conv16_tail`` of it); 3x3x24 (``pack_taps_3x3x24``: taps 3 and 7 split over the top bytes of
-words 0-2 and 3-5; with the tail-spread rows, ``bnn_conv24_tail`` of tap 8); one word per tap when the
-rows are not packed (cin 32, or a build whose rows are not; ``copy_window``).
+words 0-2 and 3-5; with the tail-spread rows, ``bnn_conv24_tail`` of tap 8); the tap words as they are
+when the rows are not packed (cin a multiple of 32, or rows too long to pack; ``copy_window``).  Input
+channels 16, 24 and 32 run the assembly record loops straight from the entry; other counts the row
+kernel per position (bnn_conv_bits_few's few_rows).
 
 Invariant: ``patches_c``'s words equal those bnn_conv.c's gathers write for every position (the
 tests run both entries on the same data, host and QEMU, against numpy).
@@ -34,25 +36,30 @@ import numpy as np
 
 from . import conv_m4_prep
 
+# bnn_conv.h BNN_CONV_TILE_WORDS: the patch buffer of bnn_conv_bits_tile's general path (1,152 B of stack)
+TILE_WORDS = 288
+
 
 
 def applies(cin: int, kh: int, kw: int, out_hw: tuple[int, int]) -> bool:
-    """The code generator calls bnn_conv_bits_tile (with --optimize speed): a 3x3 conv with 1 to 32 input
-    channels (the patch layouts :func:`patch_exprs` writes) and 1 to conv_m4_prep.FEW_POS (16) output
-    positions, whatever its padding or stride (no bordered image, so none of conv_m4_prep.one_tile's
-    image bound)."""
-    return kh == 3 and kw == 3 and 0 < cin <= 32 and 0 < out_hw[0] * out_hw[1] <= conv_m4_prep.FEW_POS
+    """The code generator calls bnn_conv_bits_tile (with --optimize speed): a 3x3 conv with 1 to
+    conv_m4_prep.FEW_POS (16) output positions whose patches fit the entry's TILE_WORDS-word buffer
+    (positions x conv_m4_prep.row_words), whatever its padding or stride (no bordered image, so none of
+    conv_m4_prep.one_tile's image bound)."""
+    npos = out_hw[0] * out_hw[1]
+    return (kh == 3 and kw == 3 and cin > 0 and 0 < npos <= conv_m4_prep.FEW_POS
+            and npos * conv_m4_prep.row_words(cin, kh, kw) <= TILE_WORDS)
 
 
-def _taps(in_hw: tuple[int, int], stride: int, pad: int, oy: int, ox: int) -> list[int | None]:
-    """The input word of each of the 9 taps of position (oy, ox) (cin <= 32: one word a pixel), row-major;
-    None where the tap lies in the padding."""
+def _taps(in_hw: tuple[int, int], stride: int, pad: int, oy: int, ox: int, cw: int = 1) -> list[int | None]:
+    """The first input word of each of the 9 taps of position (oy, ox) (cw words a pixel), row-major; None
+    where the tap lies in the padding."""
     h, w = in_hw
     out = []
     for ky in range(3):
         for kx in range(3):
             y, x = oy * stride - pad + ky, ox * stride - pad + kx
-            out.append(y * w + x if 0 <= y < h and 0 <= x < w else None)
+            out.append((y * w + x) * cw if 0 <= y < h and 0 <= x < w else None)
     return out
 
 
@@ -76,8 +83,9 @@ def patch_exprs(cin: int, nw: int, pairs: bool, taps: list[int | None]) -> list[
     layout bnn_conv.c's gathers write for rows of nw words (pairs: the 3x3x16 pair records' / 3x3x24
     tail-spread rows' last word)."""
     t = taps
-    if nw == 9:  # one word per tap (copy_window)
-        return [_or(_term(v)) for v in t]
+    cw = -(-cin // 32)
+    if nw == 9 * cw:  # the tap words as they are (copy_window)
+        return [_or(_term(None if v is None else v + j)) for v in t for j in range(cw)]
     if cin == 24 and nw == 7:  # pack_taps_3x3x24: d = tap 3, h = tap 7
         d, h = t[3], t[7]
         words = [_or(_term(t[0]), _term(d, 0, 24)), _or(_term(t[1]), _term(d, 8, 24)),
@@ -85,14 +93,17 @@ def patch_exprs(cin: int, nw: int, pairs: bool, taps: list[int | None]) -> list[
                  _or(_term(t[5]), _term(h, 8, 24)), _or(_term(t[6]), _term(h, 16, 24))]
         last = _or(_term(t[8]))
         return words + [f"bnn_conv24_tail({last})" if pairs and last != "0u" else last]
-    if cin < 32 and nw == -(-9 * cin // 32):  # pack_taps' bit stream: tap i at bits [i cin, (i + 1) cin)
+    if nw == -(-9 * cin // 32):  # pack_taps' bit stream: tap i's word j at bit i cin + 32 j
         words = []
         for k in range(nw):
             terms = []
             for i, v in enumerate(t):
-                off = i * cin - 32 * k  # the tap's first bit relative to word k
-                if -cin < off < 32:
-                    terms.append(_term(v, 0, off) if off >= 0 else _term(v, -off))
+                for j in range(cw):
+                    bits = min(32, cin - 32 * j)  # the tap word's valid bits
+                    off = i * cin + 32 * j - 32 * k  # its first bit relative to word k
+                    if -bits < off < 32:
+                        src = None if v is None else v + j
+                        terms.append(_term(src, 0, off) if off >= 0 else _term(src, -off))
             words.append(_or(*terms))
         if cin == 16 and pairs and words[4] != "0u":  # the pair records' fifth word: tap 8 spread and doubled
             words[4] = f"bnn_conv16_tail({words[4]})"
@@ -115,7 +126,7 @@ def patches_c(name: str, cin: int, q: dict, in_hw: tuple[int, int], out_hw: tupl
         for ox in range(ow):
             i = (oy * ow + ox) * nw
             lines.append(f"    /* position ({oy}, {ox}) */")
-            for k, e in enumerate(patch_exprs(cin, nw, pairs, _taps(in_hw, stride, pad, oy, ox))):
+            for k, e in enumerate(patch_exprs(cin, nw, pairs, _taps(in_hw, stride, pad, oy, ox, -(-cin // 32)))):
                 lines.append(f"    x[{i + k}] = {e};")
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -181,8 +181,8 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
 #define bnn_conv_bits_few(p, q, in, out) \
     bnn__conv_bits_few(p, q, in, out, BNN__CONV_ROWS_FN(p), BNN__CONV_POP_FN(p))
 /*
- * bnn_conv_bits_tile (issue 11): a conv bnn_conv_bits_few would run as one tile (3x3, at most
- * BNN_CONV_FEW_POS output positions, cin <= 32), with that tile's work that depends only on
+ * bnn_conv_bits_tile (issue 11): a 3x3 conv of at most BNN_CONV_FEW_POS output positions (as one tile of
+ * bnn_conv_bits_few; any cin, its patches within BNN_CONV_TILE_WORDS words), with the work that depends only on
  * the layer's geometry done at generation time (bnn2hw/mcu/conv_tile.py): t->patches, a function
  * the code generator writes for the layer, packs every position's patch in q's layout straight from
  * the input words (padded taps are the constant 0, so there is no bordered copy and no window test),
@@ -191,6 +191,9 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
  * (prep_matches), a Helium build or t->npos != out_h out_w runs bnn_conv_bits_prep instead.
  * Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
  */
+#ifndef BNN_CONV_TILE_WORDS
+#define BNN_CONV_TILE_WORDS 288u /* the general path's patch buffer (1,152 B of stack; conv_tile.TILE_WORDS) */
+#endif
 typedef struct {
     void (*patches)(const bnn_word_t *in, bnn_word_t *x); /* t->npos patches of q->nw words into x */
     const int32_t *const *mp;                             /* per position: q->m + its class's row */

@@ -2140,21 +2140,21 @@ static void __attribute__((noinline)) tile_chunks(const bnn_conv_params_t *p, co
 }
 
 /* bnn_conv_bits_tile for cin other than 16, 24 and 32 (prep_matches decides the layout; the row kernel per
- * position) and every fallback, out of the entry's frame. */
+ * position, patches of up to BNN_CONV_TILE_WORDS words in all) and every fallback, out of the entry's frame. */
 static void __attribute__((noinline)) tile_other(const bnn_conv_params_t *p, const bnn_conv_prep_t *q,
                                                  const bnn_conv_tile_t *t, const bnn_word_t *in, bnn_word_t *out,
                                                  bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
 {
     const uint32_t npos = t->npos;
     uint32_t pairs = 0;
-    if (BNN_MVE || npos - 1u >= BNN_CONV_FEW_POS || npos != p->out_h * p->out_w || p->cin - 1u >= 32u ||
-        p->kh != 3u || p->kw != 3u || !prep_matches(p, q, &pairs)) {
+    if (BNN_MVE || npos - 1u >= BNN_CONV_FEW_POS || npos != p->out_h * p->out_w || p->kh != 3u || p->kw != 3u ||
+        !prep_matches(p, q, &pairs) || npos * q->nw > BNN_CONV_TILE_WORDS) {
         /* (bnn_conv_bits_few would run bnn_conv_bits_prep here too, as its layout check is the same;
          * calling it directly keeps few's tiles out of a build whose layers are all one-tile) */
         bnn__conv_bits_prep(p, q, in, out, fn, pfn);
         return;
     }
-    bnn_word_t patch[BNN_CONV_FEW_POS * 9u];
+    bnn_word_t patch[BNN_CONV_TILE_WORDS];
     t->patches(in, patch);
     few_kernels(p, q, pairs, patch, t->mp, npos, out, fn);
 }
