@@ -1776,15 +1776,15 @@ __attribute__((naked, noinline)) static void conv16_few_asm(few_job_t *job __att
 
 #if BNN_CONV16_PAIRS
 /* The pair-record rows (cnt <= 32) against npos spread patches of 5 words, position i's ~M row at
- * mp[i] + c0: one output word per position (out + i ow).  room: the ~M rows hold an entry past row
- * cnt - 1 (conv_m4_prep.prepare pads an odd cout's with 0, a bit that never fires), so the assembly
- * loop runs an odd count's last record (row cnt - 1 paired with itself) whole, its second bit 0. */
+ * mp[i] + c0: one output word per position (out + i ow).  An odd cnt's last record pairs row cnt - 1 with
+ * itself; the caller passes cnt + 1 instead where the ~M rows hold an entry past row cnt - 1
+ * (conv_m4_prep.prepare pads an odd cout's with 0, a bit that never fires), so the assembly loop runs
+ * that record whole, its second bit 0. */
 static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_word_t *rows, const int32_t *const *mp,
-                                                uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow,
-                                                uint32_t room)
+                                                uint32_t c0, uint32_t npos, uint32_t cnt, bnn_word_t *out, uint32_t ow)
 {
 #if BNN_HAVE_USADA8 && BNN_MULTI_ASM
-    const uint32_t even = room ? cnt + (cnt & 1u) : cnt & ~1u;
+    const uint32_t even = cnt & ~1u;
     if (even != 0u) {
         const int32_t *mc[BNN_CONV_FEW_POS]; /* the chunk's ~M rows (chunks after the first) */
         for (uint32_t i = 0; c0 != 0u && i < npos; ++i) {
@@ -1803,7 +1803,6 @@ static void __attribute__((noinline)) few_pairs(const bnn_word_t *x, const bnn_w
         }
     }
 #else
-    (void)room;
     for (uint32_t i = 0; i < npos; ++i, x += 5, out += ow) {
         *out = conv16_pairs_bits(x, rows, mp[i] + c0, cnt);
     }
@@ -1944,7 +1943,9 @@ BNN_INLINE void few_kernels(const bnn_conv_params_t *p, const bnn_conv_prep_t *q
 #endif
 #if BNN_CONV16_PAIRS
         if (pairs) {
-            few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, cnt, out + c0 / 32u, ow, c0 + cnt < q->cpad);
+            /* (an odd cnt rounded up where the ~M rows are padded: few_pairs) */
+            few_pairs(patch, q->w + 9u * c0 / 2u, mp, c0, npos, c0 + cnt < q->cpad ? cnt + (cnt & 1u) : cnt,
+                      out + c0 / 32u, ow);
             continue;
         }
 #else
@@ -2183,7 +2184,7 @@ void bnn__conv_bits_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, c
     t->patches(in, patch);
     (void)cout; /* (the assembly paths' only) */
 #if BNN_HAVE_USADA8 && BNN_MULTI_ASM && BNN_CONV16_PAIRS
-    /* one chunk of whole records (an odd cout's padded ~M rows: few_pairs' room) */
+    /* one chunk of whole records (an odd cout's padded ~M rows: few_pairs) */
     const uint32_t rows2 = cout + (cout & 1u);
     if (layout == (5u | 1u << 4) && cout - 1u < 32u && rows2 <= q->cpad) {
         few_job_t job = {patch, t->mp, out, patch + 5u * npos, q->w, 1u << (rows2 - 1u), 32u - rows2, 4u};
