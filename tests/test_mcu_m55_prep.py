@@ -139,8 +139,9 @@ def test_emitted_cnn_m55_prep(tmp_path, small_buffers):
     write_firmware_dir(graph, out, "cortex-m55")
     src = (out / "model.c").read_text()
     assert src.count("bnn_conv_bits_mve_prep(&") == 5, "every cin >= 32 bits conv takes the prepared entry"
-    # the #else branches: the row-kernel conv on its own prepared weights (conv_m4_prep.py)
-    assert src.count("bnn_conv_bits_prep(&") == 5
+    # the #else branches: the row-kernel conv on its own prepared weights (conv_m4_prep.py); c4 and c5 (3x3
+    # outputs, cin 64 / 65) as generation-time tiles (conv_tile.py), run by the host check below
+    assert src.count("bnn_conv_bits_prep(&") == 3 and src.count("bnn_conv_bits_tile(&") == 2
     assert "c1_wr[" in src and "c4_wr[" not in src  # cin 64: the plain weights are the row-dense rows
     rng = np.random.default_rng(3)
     x = rng.integers(0, 256, (5, 3, 9, 9)).astype(np.uint8)
