@@ -186,8 +186,9 @@ void bnn__conv_bits_few(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, co
  * the layer's geometry done at generation time (bnn2hw/mcu/conv_tile.py): t->patches, a function
  * the code generator writes for the layer, packs every position's patch in q's layout straight from
  * the input words (padded taps are the constant 0, so there is no bordered copy and no window test),
- * and t->mp lists each position's M row.  The rows then run as in bnn_conv_bits_few (one assembly
- * loop over all positions per 32-channel chunk).  A build whose prepared layout differs from q's
+ * and t->mp lists each position's M row.  The rows then run as in bnn_conv_bits_few (cin 16 / 24: one
+ * assembly loop over all positions per 32-channel chunk; other counts the row kernel per position).  The
+ * packer is about 17 bytes of code per patch word on the Cortex-M4.  A build whose prepared layout differs from q's
  * (prep_matches), a Helium build or t->npos != out_h out_w runs bnn_conv_bits_prep instead.
  * Same bits as bnn_conv_bits_ref / bnn_conv_bits_m1_ref.
  */
