@@ -2166,9 +2166,9 @@ static void __attribute__((noinline)) tile_other(const bnn_conv_params_t *p, con
  * bnn_conv_bits_few's one-tile path is the per-call work (QEMU per-function counts, Cortex-M4,
  * benchmarks/bench_conv_grid_m4.py's data): the entry's geometry checks, the bordered image
  * (few_image: 198 instructions on 4x4x16 stride 2 pad 1), the M-row loop and the generic gathers'
- * loops: 4x4x16 stride 2 pad 0 (one position) 884 -> 688 instructions a call, 8x8x16 stride 2 pad 1 10,898 ->
- * 9,882, 4x4x24 stride 2 pad 0 1,604 -> 1,417 (benchmarks/bench_conv_grid_m4.py few,tile).  Data made for another build (the layout check fails)
- * runs bnn_conv_bits_prep, as bnn_conv_bits_few would. */
+ * loops: 4x4x16 stride 2 pad 0 (one position) 884 -> 688 instructions a call, 8x8x16 stride 2 pad 1
+ * 10,898 -> 9,882, 4x4x24 stride 2 pad 0 1,604 -> 1,417 (benchmarks/bench_conv_grid_m4.py few,tile).  Data
+ * made for another build (the layout check fails) runs bnn_conv_bits_prep, as bnn_conv_bits_few would. */
 void bnn__conv_bits_tile(const bnn_conv_params_t *p, const bnn_conv_prep_t *q, const bnn_conv_tile_t *t,
                          const bnn_word_t *in, bnn_word_t *out, bnn_conv_rows_fn fn, bnn_conv_rows_fn pfn)
 {
