@@ -4,9 +4,10 @@ maps 32/16/8/4, stride 1/2, pad 0/1 (shapes over 12M binary MACs left out), on t
 the prepared row kernel (`prep`, bnn_conv_bits_prep), its few-position entry (`few`, bnn_conv_bits_few:
 shapes with more than 32 channels run bnn_conv_bits_prep inside it), the generation-time tile (`tile`,
 bnn_conv_bits_tile with conv_tile.py's patch packer: shapes of at most 16 positions), the column-sliced
-kernel (`vc`) and the position-sliced kernel (`ps`, bnn_conv_ps_bits).  Exact QEMU instruction counts of the kernel call (bench_mcu_kernels.conv_count: one
-bnn_infer() less the same bnn_infer() with the call replaced by an empty function's, the harness's input
-and output copies), every output checked against numpy first (bench_mcu_kernels.conv_vc_sweep).  Each row
+kernel (`vc`) and the position-sliced kernel (`ps`, bnn_conv_ps_bits).  Exact QEMU instruction counts
+of the kernel call (bench_mcu_kernels.conv_count: one bnn_infer() less the same bnn_infer() with the call
+replaced by an empty function's, the harness's input and output copies), every output checked against
+numpy first (bench_mcu_kernels.conv_vc_sweep).  Each row
 also names the kernel emit-c generates for the shape (`generated`, bench_mcu_kernels.generated_kernel)
 and its count when that kernel was run.
 

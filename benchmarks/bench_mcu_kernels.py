@@ -172,12 +172,14 @@ def count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarray | N
     return qemu.count_instructions(elf, core, inputs[0], timeout=1800)
 
 
-# The harness-only build of conv_count: bnn_infer with the kernel call's arguments passed to an empty function.
+# The harness-only build of conv_count: bnn_infer with the kernel call's arguments passed to an empty
+# function.
 HARNESS_NOP = ("static void __attribute__((noinline)) bench_nop(const void *a, ...)\n{\n"
                "    __asm__ volatile(\"\" : : \"r\"(a) : \"memory\");\n}\n")
 
 
-def conv_count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarray, num_logits: int) -> dict | None:
+def conv_count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarray,
+               num_logits: int) -> dict | None:
     """A binary conv model's count (count(), outputs checked first) split into the kernel call and the
     harness: {"total", "harness", "kernel"}.  harness = count() of the same model.c with the kernel call
     (its one ``bnn_conv_*`` call) replaced by a call of an empty function on the same arguments: bnn_infer's
@@ -191,7 +193,8 @@ def conv_count(build_dir: Path, core: str, inputs: np.ndarray, expect: np.ndarra
     text = (build_dir / "model.c").read_text()
     calls = re.findall(r"^    (bnn_conv_\w+)\(", text, re.M)
     assert len(calls) == 1, f"{build_dir}/model.c: kernel calls {calls}"
-    nop = text.replace(f"    {calls[0]}(", "    bench_nop(", 1).replace("int bnn_infer(", HARNESS_NOP + "int bnn_infer(", 1)
+    nop = text.replace(f"    {calls[0]}(", "    bench_nop(", 1)
+    nop = nop.replace("int bnn_infer(", HARNESS_NOP + "int bnn_infer(", 1)
     with tempfile.TemporaryDirectory() as h:
         (Path(h) / "model.h").write_text((build_dir / "model.h").read_text())
         (Path(h) / "model.c").write_text(nop)
@@ -390,7 +393,8 @@ def cmsis_dense_sweep(cmsis: Path, widths: list[int]) -> dict:
 
 
 def conv_sweep(cores: list[str], shapes: list[tuple], u8: bool) -> dict:
-    """The row kernel (bnn_conv_bits; u8: the first layer's bnn_conv_u8_bits) on the shapes: res[(core, i)]."""
+    """The row kernel (bnn_conv_bits; u8: the first layer's bnn_conv_u8_bits) on the shapes:
+    res[(core, i)]."""
     res = {}
     for i, (hw, cin, cout, s, pad) in enumerate(shapes):
         seed = SEED + 17 * i + (1000 if u8 else 0)
@@ -462,7 +466,8 @@ def write_conv_prep(out: Path, hw: int, cin: int, cout: int, stride: int, pad: i
     text = (out / "model.c").read_text()
     data = (c_array("bnn_word_t", "prep_w", q["rows"]) + c_array("int32_t", "prep_m", q["m"])
             + c_array("uint8_t", "prep_x", q["xcls"]) + c_array("uint8_t", "prep_y", q["ycls"])
-            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {q['m'].shape[1]}u, {q['nw']}u, "
+            + f"static const bnn_conv_prep_t q = {{{int(pad_minus1)}u, {q['nx']}u, {q['m'].shape[1]}u, "
+              f"{q['nw']}u, "
               f"{q['pairs']}u, prep_w, prep_m, prep_x, prep_y, w, thr}};\n")
     if entry == "tile":  # the layer's tile specialised at generation time (conv_tile.py)
         from bnn2hw.mcu import conv_tile

@@ -226,10 +226,12 @@ def _write_model(out, target_dsp: bool, dense_words: int, cases=CASES, seed: int
                  c_array("uint8_t", f"px{i}", q["xcls"]), c_array("uint8_t", f"py{i}", q["ycls"]),
                  (f"static const bnn_conv_params_t p{i} = {{{h}u, {wd}u, {cin}u, {oh}u, {ow}u, {cout}u, 3u, 3u, "
                   f"{s}u, {s}u, {p}u, {p}u}};\n"),
-                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {q['m'].shape[1]}u, {q['nw']}u, "
+                 (f"static const bnn_conv_prep_t q{i} = {{{int(pm1)}u, {q['nx']}u, {q['m'].shape[1]}u, "
+                  f"{q['nw']}u, "
                   f"{q['pairs']}u, pw{i}, pm{i}, px{i}, py{i}, w{i}, t{i}}};\n"), tile_text]
         ref = "bnn_conv_bits_m1_ref" if pm1 else "bnn_conv_bits_ref"
-        call = f"tile(&p{i}, &q{i}, &L{i}_tile," if tile else f"{'few' if entry == 'tile' else entry}(&p{i}, &q{i},"
+        name = "few" if entry == "tile" else entry
+        call = f"tile(&p{i}, &q{i}, &L{i}_tile," if tile else f"{name}(&p{i}, &q{i},"
         body += [f"    bnn_conv_bits_{call} in_words + {in_off}, out_words + {out_off});\n",
                  f"    {ref}(&p{i}, in_words + {in_off}, w{i}, t{i}, out_words + {out_off + n_out});\n"]
         for n, x in enumerate(inputs):
@@ -342,7 +344,7 @@ def test_few_entry_exact(tmp_path, target, flags, cases):
 
 
 # (cin, cout, h, w, stride, pad) as CASES, for bnn_conv_bits_tile (conv_tile.py: one tile, cin 16 / 24 / 32):
-# 1 to 16 positions; cout 1, 15, 16, 17, 31, 32, 33, 63 (odd counts: the general chunk path; > 32: two chunks);
+# 1 to 16 positions; cout 1, 15, 16, 17, 31, 32, 33, 63 (odd at 16 channels: padded ~M rows; > 32: 2 chunks);
 # windows wider than the input (2x2 pad 1), 1xN / Nx3 strips, strides 1 to 4, pad 0 / 1 / -1, a 4x4 output at
 # stride 4 pad 1 (its windows' bordered image, 15x15 words, is past bnn_conv_bits_few's one-tile bound);
 # cin 1, 8, 11, 17, 20, 31, 33, 40, 48, 65 (pack_taps' bit stream) and 64, 128 (tap words as they are), the
@@ -407,8 +409,8 @@ def test_tile_patch_layouts():
 
 
 def _eval_c(expr: str, words: list[int]) -> int:
-    """One of conv_tile's C expressions (in[k], <<, >>, |, 0u, the tail functions) on the input words, as uint32
-    (C's precedence of <<, >> over | is Python's; only left shifts can carry bits past 32, and truncating
+    """One of conv_tile's C expressions (in[k], <<, >>, |, 0u, the tail functions) on the input words, as
+    uint32 (C's precedence of <<, >> over | is Python's; only left shifts can carry bits past 32, and truncating
     last gives the same bits)."""
     py = (expr.replace("in[", "src[").replace("bnn_conv16_tail", "_tail16").replace("bnn_conv24_tail", "_tail24")
           .replace("0u", "0"))

@@ -215,8 +215,9 @@ def prepare(w: np.ndarray, thr: np.ndarray, in_hw: tuple[int, int], out_hw: tupl
             pad: int, pad_minus1: bool, dsp: bool = True, dense_words: int = DENSE_WORDS) -> dict:
     """Everything bnn_conv_prep_t holds for a build with USADA8 (dsp) and BNN_CONV_DENSE_WORDS =
     dense_words: {"nw", "pairs", "rows" (uint32 words), "m" (int32, ny nx cout), "xcls", "ycls", "nx"};
-    "pairs" 1: 3x3x16 pair records or 3x3x24 tail-spread rows, both with ~M tables (pair records of an
-    odd cout: cout + 1 columns, the last 0, a bit that never fires; bnn_conv_prep_t.cpad is the row stride)."""
+    "pairs" 1: 3x3x16 pair records or 3x3x24 tail-spread rows, both with ~M tables (pair records of
+    an odd cout: cout + 1 columns, the last 0, a bit that never fires; bnn_conv_prep_t.cpad is the
+    row stride)."""
     _, kh, kw, c = w.shape
     nw = row_words(c, kh, kw, dense_words)
     pairs = uses_pairs(c, kh, kw, dsp, dense_words)

@@ -118,15 +118,16 @@ def patches_c(name: str, cin: int, q: dict, in_hw: tuple[int, int], out_hw: tupl
     positions, :func:`applies`)."""
     nw, pairs = int(q["nw"]), bool(q["pairs"])
     oh, ow = out_hw
-    lines = [f"/* The {oh * ow} patches of a {in_hw[0]}x{in_hw[1]}x{cin} input's 3x3 windows (stride {stride}, pad "
-             f"{pad}), {nw} words each in the\n * prepared rows' layout (bnn_conv.h bnn_conv_bits_tile); "
+    lines = [f"/* The {oh * ow} patches of a {in_hw[0]}x{in_hw[1]}x{cin} input's 3x3 windows (stride {stride}, "
+             f"pad {pad}), {nw} words each in the\n * prepared rows' layout (bnn_conv.h bnn_conv_bits_tile); "
              "a padded tap is 0. */",
              f"static void {name}(const bnn_word_t *in, bnn_word_t *x)", "{"]
     for oy in range(oh):
         for ox in range(ow):
             i = (oy * ow + ox) * nw
             lines.append(f"    /* position ({oy}, {ox}) */")
-            for k, e in enumerate(patch_exprs(cin, nw, pairs, _taps(in_hw, stride, pad, oy, ox, -(-cin // 32)))):
+            taps = _taps(in_hw, stride, pad, oy, ox, -(-cin // 32))
+            for k, e in enumerate(patch_exprs(cin, nw, pairs, taps)):
                 lines.append(f"    x[{i + k}] = {e};")
     lines.append("}")
     return "\n".join(lines) + "\n"
