@@ -5,8 +5,8 @@ A 3x3 conv with at most ``conv_m4_prep.FEW_POS`` (16) output positions runs on
 ``bnn_conv_bits_few`` as one tile: per call it checks the geometry, copies a zero-bordered image of
 the windows when there is padding, lists each position's M row and packs the patches with the
 generic gather loops, and only then runs the rows.  On such small layers that fixed work is a large
-share of the call: 4x4x16 stride 2 pad 0 (one position, 2,304 binary MACs) took 941 instructions on
-the Cortex-M4, of which the rows 594 (QEMU per-function counts).
+share of the call: 4x4x16 stride 2 pad 0 (one position, 2,304 binary MACs) took 884 instructions a call
+on the Cortex-M4, of which the rows 594 (QEMU per-function counts); 688 as a tile.
 
 All of that depends only on the layer's geometry, so the code generator does it here, once:
 
@@ -23,8 +23,8 @@ it): the bit stream of ``pack_taps`` (tap i's word j at bit i cin + 32 j), which
 ``bnn_conv16_tail`` of it); 3x3x24 (``pack_taps_3x3x24``: taps 3 and 7 split over the top bytes of
 words 0-2 and 3-5; with the tail-spread rows, ``bnn_conv24_tail`` of tap 8); the tap words as they are
 when the rows are not packed (cin a multiple of 32, or rows too long to pack; ``copy_window``).  Input
-channels 16, 24 and 32 run the assembly record loops straight from the entry; other counts the row
-kernel per position (bnn_conv_bits_few's few_rows).
+channels 16 and 24 run the assembly record loops (straight from the entry when cout <= 32); other counts
+the row kernel per position (bnn_conv_bits_few's few_rows).
 
 Invariant: ``patches_c``'s words equal those bnn_conv.c's gathers write for every position (the
 tests run both entries on the same data, host and QEMU, against numpy).
@@ -38,7 +38,6 @@ from . import conv_m4_prep
 
 # bnn_conv.h BNN_CONV_TILE_WORDS: the patch buffer of bnn_conv_bits_tile's general path (1,152 B of stack)
 TILE_WORDS = 288
-
 
 
 def applies(cin: int, kh: int, kw: int, out_hw: tuple[int, int]) -> bool:

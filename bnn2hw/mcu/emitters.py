@@ -462,8 +462,8 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     prepared at generation time (conv_m4_prep.py: the rows in the row kernel's layout, M per window
     class), when the row kernel runs the shape (conv_m4_prep.fits); ``bnn_conv_bits_few`` on the same
     data where it measured faster (conv_m4_prep.use_few: few output positions, 3x3x16 / 3x3x32 at any
-    size in tiles), not with --optimize size; 3x3 layers of at most 16 output positions (cin <= 32) on
-    ``bnn_conv_bits_tile`` with the tile's patch packer and M-row list written here (conv_tile.py).
+    size in tiles), not with --optimize size; 3x3 layers of at most 16 output positions (conv_tile.applies)
+    on ``bnn_conv_bits_tile`` with the tile's patch packer and M-row list written here (conv_tile.py).
     Returns [call] or
     ["#if !BNN_MVE", "#else", call, prep] (the caller puts the Helium branch first).  Extra flash:
     4 B per M entry (one table at -1 or no padding, up to 9 at zero padding), the class bytes, and
@@ -495,7 +495,7 @@ def _m4_prep_call(st: EmitState, w: np.ndarray, thr: np.ndarray, lid: str, tname
     st.data.append(c_array("uint8_t", f"{lid}_yc4", q["ycls"]))
     st.data.append(f"static const bnn_conv_prep_t {lid}_q4 = {{{pad_minus1}u, {q['nx']}u, {q['m'].shape[1]}u, "
                    f"{q['nw']}u, {q['pairs']}u, {wr}, {lid}_m4, {lid}_xc4, {lid}_yc4, {lid}_w, {tname}_thr}};\n")
-    # one tile of 3x3 with cin 16 / 24 / 32: that tile's per-call work done here (conv_tile.py)
+    # at most 16 output positions: the tile's per-call work done here (conv_tile.py)
     tile = st.optimize != "size" and conv_tile.applies(c, kh, kw, (oh, ow))
     if tile:
         st.data.append(conv_tile.tile_c(lid, f"{lid}_m4", c, q, (h, wd), (oh, ow), s, p))
